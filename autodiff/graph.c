@@ -1,0 +1,769 @@
+/* graph.c -- the graph: memory (allocator hook and arena), errors, nodes,
+ * leaves, reading and writing values, introspection. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_impl.h"
+
+#define ARENA_ALIGN 64
+#define ARENA_MIN_BLOCK (64 * 1024)
+
+/* ------------------------------------------------------------------ memory */
+
+static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+void *ad_mem(ad_graph *g, void *p, size_t osize, size_t nsize)
+{
+    void *q = g->alloc(g->ud, p, osize, nsize);
+    if (nsize == 0) {
+        g->bytes -= osize;
+        return NULL;
+    }
+    if (!q) {
+        ad_fail(g, "out of memory (asked for %zu bytes)", nsize);
+        return NULL;
+    }
+    g->bytes = g->bytes - osize + nsize;
+    return q;
+}
+
+static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+static size_t block_header(void) { return align_up(sizeof(arena_block)); }
+
+void *ad_arena_alloc(ad_graph *g, size_t bytes)
+{
+    bytes = align_up(bytes ? bytes : 1);
+    arena_block *b = g->arena;
+    if (!b || b->size - b->used < bytes) {
+        size_t size = bytes + block_header();
+        if (size < ARENA_MIN_BLOCK)
+            size = ARENA_MIN_BLOCK;
+        /* over-allocate to align the block's data */
+        arena_block *nb = ad_mem(g, NULL, 0, size + ARENA_ALIGN);
+        if (!nb)
+            return NULL;
+        nb->prev = b;
+        nb->size = size;
+        nb->used = block_header();
+        g->arena = nb;
+        b = nb;
+    }
+    uintptr_t base = ((uintptr_t)b + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
+    void *p = (char *)base + b->used;
+    b->used += bytes;
+    return p;
+}
+
+static void arena_free_until(ad_graph *g, arena_block *keep, size_t used)
+{
+    while (g->arena && g->arena != keep) {
+        arena_block *prev = g->arena->prev;
+        ad_mem(g, g->arena, g->arena->size + ARENA_ALIGN, 0);
+        g->arena = prev;
+    }
+    if (g->arena)
+        g->arena->used = used;
+}
+
+/* ------------------------------------------------------------------ errors */
+
+void ad_fail(ad_graph *g, const char *fmt, ...)
+{
+    if (!g || g->has_error)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->error_buf, sizeof g->error_buf, fmt, ap);
+    va_end(ap);
+    g->error = g->error_buf;
+    g->has_error = true;
+}
+
+const char *ad_graph_error(const ad_graph *g)
+{
+    if (!g)
+        return "ad_graph_error: graph is NULL";
+    return g->has_error ? g->error : NULL;
+}
+
+void ad_graph_clear_error(ad_graph *g)
+{
+    if (g) {
+        g->has_error = false;
+        g->error = NULL;
+    }
+}
+
+/* ------------------------------------------------------------------ graph */
+
+ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud)
+{
+    if (dtype != AD_F32 && dtype != AD_F64)
+        return NULL;
+    if (!alloc)
+        alloc = default_alloc;
+    ad_graph *g = alloc(ud, NULL, 0, sizeof *g);
+    if (!g)
+        return NULL;
+    memset(g, 0, sizeof *g);
+    g->dtype = dtype;
+    g->elem = dtype == AD_F32 ? sizeof(float) : sizeof(double);
+    g->alloc = alloc;
+    g->ud = ud;
+    g->bytes = sizeof *g;
+    ad_graph_seed(g, 0x5eedULL);
+    return g;
+}
+
+ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_with(dtype, NULL, NULL); }
+
+static void free_node_heap(ad_graph *g, ad_node *n)
+{
+    if (n->flags & NODE_HEAP_VALUE) {
+        ad_mem(g, n->value, (size_t)n->capacity * g->elem, 0);
+        n->flags &= ~(unsigned)NODE_HEAP_VALUE;
+        n->value = NULL;
+    }
+}
+
+static void free_tape(ad_graph *g, tape *t)
+{
+    ad_mem(g, t->leaves, sizeof(ad_node *) * (size_t)t->nleaves * 2, 0);
+    t->leaves = t->grads = NULL;
+}
+
+void ad_graph_free(ad_graph *g)
+{
+    if (!g)
+        return;
+    for (int64_t i = 0; i < g->nnodes; i++)
+        free_node_heap(g, g->nodes[i]);
+    for (int i = 0; i < g->ntapes; i++)
+        free_tape(g, &g->tapes[i]);
+    ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, 0);
+    ad_mem(g, g->nodes, sizeof(ad_node *) * (size_t)g->cap_nodes, 0);
+    arena_free_until(g, NULL, 0);
+    g->alloc(g->ud, g, sizeof *g, 0);
+}
+
+ad_dtype ad_graph_dtype(const ad_graph *g) { return g ? g->dtype : AD_F64; }
+int64_t ad_graph_size(const ad_graph *g) { return g ? g->nnodes : 0; }
+size_t ad_graph_bytes(const ad_graph *g) { return g ? g->bytes : 0; }
+
+ad_node *ad_graph_node(const ad_graph *g, int64_t i)
+{
+    if (!g || i < 0 || i >= g->nnodes)
+        return NULL;
+    return g->nodes[i];
+}
+
+int64_t ad_graph_mark(const ad_graph *g) { return g ? g->nnodes : -1; }
+
+int ad_graph_rewind(ad_graph *g, int64_t mark)
+{
+    if (!g)
+        return -1;
+    if (mark < 0 || mark > g->nnodes) {
+        ad_fail(g, "ad_graph_rewind: mark %lld is not in [0, %lld]", (long long)mark,
+                (long long)g->nnodes);
+        return -1;
+    }
+    if (mark == g->nnodes)
+        return 0;
+    ad_node *first = g->nodes[mark];
+    arena_block *blk = first->arena_at;
+    size_t used = first->arena_used;
+    for (int64_t i = mark; i < g->nnodes; i++)
+        free_node_heap(g, g->nodes[i]);
+    /* drop backward passes that reach past the mark */
+    int kept = 0;
+    for (int i = 0; i < g->ntapes; i++) {
+        if (g->tapes[i].end > mark || g->tapes[i].loss->id >= mark)
+            free_tape(g, &g->tapes[i]);
+        else
+            g->tapes[kept++] = g->tapes[i];
+    }
+    g->ntapes = kept;
+    for (int64_t i = 0; i < mark; i++) {
+        ad_node *n = g->nodes[i];
+        if (n->grad_node && n->grad_node->id >= mark)
+            n->grad_node = NULL;
+    }
+    g->nnodes = mark;
+    arena_free_until(g, blk, used);
+    return 0;
+}
+
+void ad_graph_seed(ad_graph *g, uint64_t seed)
+{
+    if (!g)
+        return;
+    /* splitmix64 expands the seed into xoshiro256** state */
+    for (int i = 0; i < 4; i++) {
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        g->rng[i] = z ^ (z >> 31);
+    }
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+double ad_rng_uniform(ad_graph *g)
+{
+    uint64_t *s = g->rng;
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return (double)(r >> 11) * 0x1.0p-53;
+}
+
+void ad_graph_set_check_finite(ad_graph *g, int on)
+{
+    if (g)
+        g->check_finite = on != 0;
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, size - k, "(");
+    for (int i = 0; i < n->ndim && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, i ? ",%lld" : "%lld", (long long)n->shape[i]);
+    if (k < size)
+        snprintf(buf + k, size - k, ")");
+    return buf;
+}
+
+bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname)
+{
+    if (ndim < 0 || ndim > AD_MAX_DIMS) {
+        ad_fail(n->g, "%s: %d axes requested, at most %d are supported", opname, ndim,
+                AD_MAX_DIMS);
+        return false;
+    }
+    int64_t total = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            ad_fail(n->g, "%s: axis %d has negative size %lld", opname, i, (long long)shape[i]);
+            return false;
+        }
+        if (shape[i] && total > INT64_MAX / 64 / shape[i]) {
+            ad_fail(n->g, "%s: element count overflows", opname);
+            return false;
+        }
+        total *= shape[i];
+    }
+    n->ndim = ndim;
+    if (shape != n->shape)
+        for (int i = 0; i < ndim; i++)
+            n->shape[i] = shape[i];
+    n->numel = total;
+    return true;
+}
+
+bool ad_node_reserve(ad_node *n)
+{
+    if (n->flags & NODE_ALIAS)
+        return true;
+    if (n->numel <= n->capacity)
+        return true;
+    ad_graph *g = n->g;
+    if (n->flags & NODE_EXT_VALUE) {
+        ad_fail(g, "%s: node '%s' has caller-owned memory of %lld elements, needs %lld",
+                ad_ops[n->op].name, n->name, (long long)n->capacity, (long long)n->numel);
+        return false;
+    }
+    if ((size_t)n->numel > SIZE_MAX / g->elem) {
+        ad_fail(g, "%s: element count overflows", ad_ops[n->op].name);
+        return false;
+    }
+    void *p;
+    if (n->value == NULL) {
+        p = ad_arena_alloc(g, (size_t)n->numel * g->elem);
+    } else {
+        /* grown after creation (a bigger batch): own heap memory, so that
+         * rewinding the arena never frees a buffer still in use */
+        size_t old = (n->flags & NODE_HEAP_VALUE) ? (size_t)n->capacity * g->elem : 0;
+        p = ad_mem(g, (n->flags & NODE_HEAP_VALUE) ? n->value : NULL, old,
+                   (size_t)n->numel * g->elem);
+        if (p)
+            n->flags |= NODE_HEAP_VALUE;
+    }
+    if (!p)
+        return false;
+    n->value = p;
+    n->capacity = n->numel;
+    return true;
+}
+
+static bool graph_push(ad_graph *g, ad_node *n)
+{
+    if (g->nnodes == g->cap_nodes) {
+        int64_t cap = g->cap_nodes ? g->cap_nodes * 2 : 256;
+        ad_node **nodes = ad_mem(g, g->nodes, sizeof(ad_node *) * (size_t)g->cap_nodes,
+                                 sizeof(ad_node *) * (size_t)cap);
+        if (!nodes)
+            return false;
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    n->id = g->nnodes;
+    g->nodes[g->nnodes++] = n;
+    return true;
+}
+
+static const char *copy_name(ad_graph *g, const char *name)
+{
+    if (!name || !*name)
+        return "";
+    size_t len = strlen(name);
+    char *s = ad_arena_alloc(g, len + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, name, len + 1);
+    return s;
+}
+
+static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
+{
+    arena_block *at = g->arena;
+    size_t used = at ? at->used : 0;
+    ad_node *node = ad_arena_alloc(g, sizeof *node);
+    if (!node)
+        return NULL;
+    memset(node, 0, sizeof *node);
+    node->arena_at = at;
+    node->arena_used = used;
+    node->g = g;
+    node->op = op;
+    node->name = "";
+    node->ninputs = n;
+    if (n <= 3) {
+        node->inputs = node->small_inputs;
+    } else {
+        node->inputs = ad_arena_alloc(g, sizeof(ad_node *) * (size_t)n);
+        if (!node->inputs) {
+            arena_free_until(g, at, used);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        node->inputs[i] = inputs[i];
+    return node;
+}
+
+bool ad_check_values(ad_node *n)
+{
+    bool ok = true;
+    int64_t bad = 0;
+    AD_DISPATCH(n->g, {
+        const T *v = n->value;
+        for (int64_t i = 0; i < n->numel; i++)
+            if (!isfinite(v[i])) {
+                ok = false;
+                bad = i;
+                break;
+            }
+    });
+    if (!ok) {
+        char sh[96];
+        ad_fail(n->g, "%s: non-finite value at element %lld of node %lld '%s' %s in the %s pass",
+                ad_ops[n->op].name, (long long)bad, (long long)n->id, n->name,
+                ad_shape_str(n, sh, sizeof sh), (n->flags & NODE_TAPE) ? "backward" : "forward");
+    }
+    return ok;
+}
+
+bool ad_compute(ad_node *n, bool infer)
+{
+    const ad_op_info *op = &ad_ops[n->op];
+    if (infer && (!op->shape(n) || !ad_node_reserve(n)))
+        return false;
+    op->forward(n);
+    if (n->g->check_finite && !ad_check_values(n))
+        return false;
+    return true;
+}
+
+ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
+                      const int64_t *ip)
+{
+    ad_node *node = node_alloc(g, op, n, inputs);
+    if (!node)
+        return NULL;
+    if (fp)
+        memcpy(node->fparam, fp, sizeof node->fparam);
+    if (ip)
+        memcpy(node->iparam, ip, sizeof node->iparam);
+    if (ad_ops[op].backward != ad_nograd)
+        for (int i = 0; i < n; i++)
+            if (inputs[i]->flags & NODE_REQGRAD)
+                node->flags |= NODE_REQGRAD;
+    if (g->building_tape)
+        node->flags |= NODE_TAPE;
+    if (ad_ops[op].forward == fwd_alias)
+        node->flags |= NODE_ALIAS;
+    bool had_error = g->has_error;
+    if (!ad_compute(node, true) || (!had_error && g->has_error)) {
+        arena_free_until(g, node->arena_at, node->arena_used);
+        return NULL;
+    }
+    if (!graph_push(g, node)) {
+        free_node_heap(g, node);
+        arena_free_until(g, node->arena_at, node->arena_used);
+        return NULL;
+    }
+    return node;
+}
+
+/* ------------------------------------------------------------------ leaves */
+
+bool shape_leaf(ad_node *n)
+{
+    (void)n;
+    return true;
+}
+
+void fwd_leaf(ad_node *n) { (void)n; }
+
+void ad_nograd(ad_node *n, ad_node *g, ad_node **grads)
+{
+    (void)n;
+    (void)g;
+    (void)grads;
+}
+
+static ad_node *make_leaf(ad_graph *g, int op, unsigned flags, int ndim, const int64_t *shape,
+                          const char *name, const char *fn, void *ext_value)
+{
+    if (!g)
+        return NULL;
+    if (ndim < 0 || ndim > AD_MAX_DIMS) {
+        ad_fail(g, "%s: ndim %d is not in [0, %d]", fn, ndim, AD_MAX_DIMS);
+        return NULL;
+    }
+    if (ndim > 0 && !shape) {
+        ad_fail(g, "%s: shape is NULL for %d axes", fn, ndim);
+        return NULL;
+    }
+    ad_node *n = node_alloc(g, op, 0, NULL);
+    if (!n)
+        return NULL;
+    n->flags = flags;
+    if (!ad_shape_set(n, ndim, shape, fn))
+        goto fail;
+    n->name = copy_name(g, name);
+    if (!n->name)
+        goto fail;
+    if (ext_value) {
+        n->value = ext_value;
+        n->capacity = n->numel;
+        n->flags |= NODE_EXT_VALUE;
+    } else {
+        if (!ad_node_reserve(n))
+            goto fail;
+        memset(n->value, 0, (size_t)n->numel * g->elem);
+    }
+    if (!graph_push(g, n))
+        goto fail;
+    return n;
+fail:
+    arena_free_until(g, n->arena_at, n->arena_used);
+    return NULL;
+}
+
+static bool alloc_grad(ad_node *n, void *ext_grad)
+{
+    if (ext_grad) {
+        n->grad = ext_grad;
+        n->flags |= NODE_EXT_GRAD;
+        return true;
+    }
+    n->grad = ad_arena_alloc(n->g, (size_t)(n->numel ? n->numel : 1) * n->g->elem);
+    if (!n->grad)
+        return false;
+    memset(n->grad, 0, (size_t)n->numel * n->g->elem);
+    return true;
+}
+
+ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
+{
+    ad_node *n = make_leaf(g, AD_OP_PARAM, NODE_TRAINABLE | NODE_REQGRAD, ndim, shape, name,
+                           "ad_param", NULL);
+    if (n && !alloc_grad(n, NULL)) {
+        g->nnodes--;
+        arena_free_until(g, n->arena_at, n->arena_used);
+        return NULL;
+    }
+    return n;
+}
+
+ad_node *ad_param_external(ad_graph *g, int ndim, const int64_t *shape, void *value, void *grad,
+                           const char *name)
+{
+    if (!g)
+        return NULL;
+    if (!value) {
+        ad_fail(g, "ad_param_external: value buffer is NULL");
+        return NULL;
+    }
+    ad_node *n = make_leaf(g, AD_OP_PARAM, NODE_TRAINABLE | NODE_REQGRAD, ndim, shape, name,
+                           "ad_param_external", value);
+    if (n && !alloc_grad(n, grad)) {
+        g->nnodes--;
+        arena_free_until(g, n->arena_at, n->arena_used);
+        return NULL;
+    }
+    return n;
+}
+
+ad_node *ad_scalar(ad_graph *g, double value, const char *name)
+{
+    ad_node *n = ad_param(g, 0, NULL, name);
+    if (n)
+        ad_set(n, &value, 1);
+    return n;
+}
+
+ad_node *ad_input(ad_graph *g, int ndim, const int64_t *shape, const char *name)
+{
+    return make_leaf(g, AD_OP_INPUT, NODE_INPUT, ndim, shape, name, "ad_input", NULL);
+}
+
+ad_node *ad_const(ad_graph *g, int ndim, const int64_t *shape, const double *values,
+                  const char *name)
+{
+    ad_node *n = make_leaf(g, AD_OP_CONST, NODE_CONST, ndim, shape, name, "ad_const", NULL);
+    if (n && values)
+        ad_set(n, values, n->numel);
+    return n;
+}
+
+ad_node *ad_const_scalar(ad_graph *g, double value, const char *name)
+{
+    return ad_const(g, 0, NULL, &value, name);
+}
+
+static bool check_count(const ad_node *n, int64_t count, const char *fn)
+{
+    if (count != n->numel) {
+        char sh[96];
+        ad_fail(n->g, "%s: count %lld does not match %lld elements of '%s' %s", fn,
+                (long long)count, (long long)n->numel, n->name, ad_shape_str(n, sh, sizeof sh));
+        return false;
+    }
+    return true;
+}
+
+int ad_set(ad_node *leaf, const double *values, int64_t count)
+{
+    if (!leaf)
+        return -1;
+    if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
+        ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->name,
+                ad_ops[leaf->op].name);
+        return -1;
+    }
+    if (!check_count(leaf, count, "ad_set"))
+        return -1;
+    if (count && !values) {
+        ad_fail(leaf->g, "ad_set: values is NULL");
+        return -1;
+    }
+    AD_DISPATCH(leaf->g, {
+        T *v = leaf->value;
+        for (int64_t i = 0; i < count; i++)
+            v[i] = (T)values[i];
+    });
+    return 0;
+}
+
+int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
+{
+    if (!leaf)
+        return -1;
+    if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
+        ad_fail(leaf->g, "ad_set_f32: node '%s' (%s) is not a leaf", leaf->name,
+                ad_ops[leaf->op].name);
+        return -1;
+    }
+    if (!check_count(leaf, count, "ad_set_f32"))
+        return -1;
+    if (count && !values) {
+        ad_fail(leaf->g, "ad_set_f32: values is NULL");
+        return -1;
+    }
+    if (leaf->g->dtype == AD_F32) {
+        memcpy(leaf->value, values, sizeof(float) * (size_t)count);
+    } else {
+        double *v = leaf->value;
+        for (int64_t i = 0; i < count; i++)
+            v[i] = values[i];
+    }
+    return 0;
+}
+
+static int copy_out(const ad_node *n, const void *src, double *out, int64_t count, const char *fn)
+{
+    if (!check_count(n, count, fn))
+        return -1;
+    if (count && !out) {
+        ad_fail(n->g, "%s: out is NULL", fn);
+        return -1;
+    }
+    AD_DISPATCH(n->g, {
+        const T *v = src;
+        for (int64_t i = 0; i < count; i++)
+            out[i] = v ? (double)v[i] : 0.0;
+    });
+    return 0;
+}
+
+int ad_get(const ad_node *n, double *out, int64_t count)
+{
+    if (!n)
+        return -1;
+    return copy_out(n, n->value, out, count, "ad_get");
+}
+
+int ad_get_grad(const ad_node *n, double *out, int64_t count)
+{
+    if (!n)
+        return -1;
+    if (!(n->flags & NODE_TRAINABLE)) {
+        ad_fail(n->g, "ad_get_grad: node '%s' (%s) is not a trainable leaf", n->name,
+                ad_ops[n->op].name);
+        return -1;
+    }
+    return copy_out(n, n->grad, out, count, "ad_get_grad");
+}
+
+double ad_item(const ad_node *n)
+{
+    double v = NAN;
+    if (n && ad_get(n, &v, 1) != 0)
+        return NAN;
+    return v;
+}
+
+double ad_grad_item(const ad_node *n)
+{
+    double v = NAN;
+    if (n && ad_get_grad(n, &v, 1) != 0)
+        return NAN;
+    return v;
+}
+
+int ad_resize(ad_node *input, int64_t batch)
+{
+    if (!input)
+        return -1;
+    ad_graph *g = input->g;
+    if (!(input->flags & NODE_INPUT)) {
+        ad_fail(g, "ad_resize: node '%s' is not an input leaf", input->name);
+        return -1;
+    }
+    if (input->ndim < 1) {
+        ad_fail(g, "ad_resize: input '%s' is 0-d and has no batch axis", input->name);
+        return -1;
+    }
+    if (batch < 1) {
+        ad_fail(g, "ad_resize: batch %lld must be at least 1", (long long)batch);
+        return -1;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, input->shape, sizeof shape);
+    shape[0] = batch;
+    if (!ad_shape_set(input, input->ndim, shape, "ad_resize") || !ad_node_reserve(input))
+        return -1;
+    memset(input->value, 0, (size_t)input->numel * g->elem);
+    g->shapes_dirty = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------ introspection */
+
+int64_t ad_numel(const ad_node *n) { return n ? n->numel : -1; }
+int ad_ndim(const ad_node *n) { return n ? n->ndim : -1; }
+const int64_t *ad_shape(const ad_node *n) { return n ? n->shape : NULL; }
+ad_graph *ad_node_graph(const ad_node *n) { return n ? n->g : NULL; }
+const char *ad_node_name(const ad_node *n) { return n ? n->name : ""; }
+int64_t ad_node_id(const ad_node *n) { return n ? n->id : -1; }
+int ad_node_op(const ad_node *n) { return n ? n->op : -1; }
+int ad_node_ninputs(const ad_node *n) { return n ? n->ninputs : 0; }
+int ad_node_is_trainable(const ad_node *n) { return n && (n->flags & NODE_TRAINABLE); }
+int ad_node_requires_grad(const ad_node *n) { return n && (n->flags & NODE_REQGRAD); }
+int ad_node_is_backward(const ad_node *n) { return n && (n->flags & NODE_TAPE); }
+void *ad_data(ad_node *n) { return n ? n->value : NULL; }
+void *ad_grad_data(ad_node *n) { return n ? n->grad : NULL; }
+ad_node *ad_node_grad(const ad_node *n) { return n ? n->grad_node : NULL; }
+
+ad_node *ad_node_input(const ad_node *n, int i)
+{
+    if (!n || i < 0 || i >= n->ninputs)
+        return NULL;
+    return n->inputs[i];
+}
+
+int ad_node_set_name(ad_node *n, const char *name)
+{
+    if (!n)
+        return -1;
+    const char *s = copy_name(n->g, name);
+    if (!s)
+        return -1;
+    n->name = s;
+    return 0;
+}
+
+static double value_at(const ad_node *n, int64_t i)
+{
+    if (n->g->dtype == AD_F32)
+        return ((const float *)n->value)[i];
+    return ((const double *)n->value)[i];
+}
+
+int ad_print(const ad_node *n, FILE *out)
+{
+    if (!n || !out)
+        return -1;
+    char sh[96];
+    fprintf(out, "%s%s%s %s = ", n->name, *n->name ? " " : "", ad_ops[n->op].name,
+            ad_shape_str(n, sh, sizeof sh));
+    if (n->ndim == 0) {
+        fprintf(out, "%.10g\n", value_at(n, 0));
+        return 0;
+    }
+    int64_t last = n->shape[n->ndim - 1];
+    const int64_t limit = 64;
+    fprintf(out, "[");
+    for (int64_t i = 0; i < n->numel; i++) {
+        if (n->numel > limit && i == limit / 2) {
+            fprintf(out, " ...");
+            i = n->numel - limit / 2;
+        }
+        fprintf(out, "%s%.6g", (i % (last ? last : 1)) ? ", " : (i ? ";\n " : ""),
+                value_at(n, i));
+    }
+    fprintf(out, "]\n");
+    return 0;
+}

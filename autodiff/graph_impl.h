@@ -1,0 +1,186 @@
+/* graph_impl.h -- internal structures of the autodiff engine. Never installed. */
+#ifndef CHAINRULE_GRAPH_IMPL_H
+#define CHAINRULE_GRAPH_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chainrule/autodiff.h"
+
+/* The op enum, generated from ops.def so names and the table never drift. */
+typedef enum {
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, rule) AD_OP_##id,
+#include "ops.def"
+#undef AD_OP
+    AD_OP_COUNT_
+} ad_op_id;
+
+enum {
+    NODE_TRAINABLE = 1u << 0, /* leaf with a gradient */
+    NODE_INPUT = 1u << 1,     /* data leaf */
+    NODE_CONST = 1u << 2,     /* constant leaf */
+    NODE_TAPE = 1u << 3,      /* built by ad_backward; re-run by it, skipped by ad_forward */
+    NODE_REQGRAD = 1u << 4,   /* a trainable leaf's gradient flows through it */
+    NODE_ALIAS = 1u << 5,     /* value points at the first input's buffer */
+    NODE_EXT_VALUE = 1u << 6, /* value buffer owned by the caller */
+    NODE_HEAP_VALUE = 1u << 7, /* value buffer grown on the heap (ad_resize) */
+    NODE_EXT_GRAD = 1u << 8,  /* gradient buffer owned by the caller */
+};
+
+#define AD_MAX_FPARAMS 2
+#define AD_MAX_IPARAMS (AD_MAX_DIMS + 2)
+
+struct ad_node {
+    ad_graph *g;
+    int op;
+    int ndim;
+    int64_t shape[AD_MAX_DIMS];
+    int64_t numel;
+    int64_t capacity; /* elements the value buffer can hold */
+    void *value;
+    void *grad; /* accumulated gradient, trainable leaves only (numel elements) */
+    int ninputs;
+    ad_node **inputs;
+    ad_node *small_inputs[3];
+    double fparam[AD_MAX_FPARAMS];
+    int64_t iparam[AD_MAX_IPARAMS];
+    unsigned flags;
+    int64_t id;
+    const char *name;
+    ad_node *grad_node; /* d loss / d this node from the latest backward build */
+    struct arena_block *arena_at; /* arena state before this node: ad_graph_rewind */
+    size_t arena_used;
+};
+
+typedef struct arena_block {
+    struct arena_block *prev;
+    size_t size, used;
+    /* data follows, aligned */
+} arena_block;
+
+typedef struct tape {
+    ad_node *loss;
+    int64_t begin, end;  /* node ids of the backward nodes [begin, end) */
+    int64_t nleaves;
+    ad_node **leaves;    /* trainable leaves reached */
+    ad_node **grads;     /* their gradient nodes */
+    bool dirty;          /* shapes changed since the tape last ran */
+} tape;
+
+struct ad_graph {
+    ad_dtype dtype;
+    size_t elem; /* sizeof(float) or sizeof(double) */
+    ad_alloc_fn alloc;
+    void *ud;
+    size_t bytes; /* held from the allocator */
+
+    ad_node **nodes;
+    int64_t nnodes, cap_nodes;
+
+    arena_block *arena;
+
+    tape *tapes;
+    int ntapes, cap_tapes;
+
+    char *error; /* first error, NULL when healthy */
+    char error_buf[512];
+    bool has_error;
+    bool building_tape;  /* nodes created now get NODE_TAPE */
+    bool shapes_dirty;   /* an input was resized: re-infer shapes on replay */
+    bool check_finite;
+    bool in_backward;    /* for anomaly messages */
+    uint64_t rng[4];
+};
+
+/* Type dispatch: the body is written once and compiled for float and double. */
+#define AD_DISPATCH(g, ...)                                                                        \
+    do {                                                                                           \
+        if ((g)->dtype == AD_F32) {                                                                \
+            typedef float T;                                                                       \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            typedef double T;                                                                      \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* graph.c */
+void ad_fail(ad_graph *g, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void *ad_arena_alloc(ad_graph *g, size_t bytes);
+void *ad_mem(ad_graph *g, void *p, size_t osize, size_t nsize);
+/* Creates a node of op over inputs (NULL inputs already rejected); infers its
+ * shape, allocates its value and computes it. Returns NULL with an error set. */
+ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
+                      const int64_t *ip);
+/* Ensures n's value buffer holds n->numel elements. */
+bool ad_node_reserve(ad_node *n);
+/* "(2,3)" into buf */
+const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
+bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
+double ad_rng_uniform(ad_graph *g);
+bool ad_compute(ad_node *n, bool infer); /* [shape + reserve] + forward of one node */
+bool ad_check_values(ad_node *n);     /* anomaly mode */
+
+/* registry.c */
+typedef bool (*ad_shape_fn)(ad_node *n);
+typedef void (*ad_forward_fn)(ad_node *n);
+/* Fills grads[i] with d loss/d input i given upstream g (d loss/d n), in any
+ * shape broadcastable to the output; the engine sums it down to the input's
+ * shape. Leaves grads[i] NULL when no gradient flows to input i. */
+typedef void (*ad_backward_fn)(ad_node *n, ad_node *g, ad_node **grads);
+
+typedef struct {
+    const char *name;
+    int arity;
+    ad_op_kind kind;
+    ad_shape_fn shape;
+    ad_forward_fn forward;
+    ad_backward_fn backward; /* NULL: no gradient */
+    const char *rule;
+} ad_op_info;
+
+extern const ad_op_info ad_ops[];
+/* The gradient rule of ops through which no gradient flows. */
+void ad_nograd(ad_node *n, ad_node *g, ad_node **grads);
+
+/* Broadcast iteration over up to three operands, row by row: the last axis
+ * is the inner loop (stride inner[j] for operand j), off[j] is the offset of
+ * operand j at the start of the current row. */
+typedef struct {
+    int nd, k;
+    int64_t shape[AD_MAX_DIMS];
+    int64_t st[3][AD_MAX_DIMS];
+    int64_t idx[AD_MAX_DIMS];
+    int64_t off[3];
+    int64_t inner, rows;
+} ad_bcast_iter;
+
+void ad_bcast_init(ad_bcast_iter *it, int ndim, const int64_t *shape, int k,
+                   const ad_node *const *operands);
+void ad_bcast_next(ad_bcast_iter *it);
+
+/* Shape helpers shared by op families. */
+bool ad_broadcast_shape(ad_node *n, int k, const char *opname);
+int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname);
+
+/* Internal ops used by gradient rules (ops_shape.c, ops_reduce.c). */
+ad_node *ad_sum_to(ad_node *g, ad_node *like);
+ad_node *ad_broadcast_like(ad_node *a, ad_node *like);
+ad_node *ad_reshape_like(ad_node *a, ad_node *like);
+ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean);
+ad_node *ad_zeros_like(ad_node *a);
+ad_node *ad_slice_backward(ad_node *g, ad_node *like, int axis, int64_t start);
+
+/* Every op's functions, declared from ops.def. */
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, rule)                                        \
+    bool shape(ad_node *n);                                                                        \
+    void fwd(ad_node *n);                                                                          \
+    void bwd(ad_node *n, ad_node *g, ad_node **grads);
+#include "ops.def"
+#undef AD_OP
+
+#endif

@@ -1,0 +1,505 @@
+/* ops_elementwise.c -- elementwise unary, binary and ternary ops: shape rule,
+ * kernel and gradient rule side by side. Kernels are written once and
+ * compiled for float and double (AD_DISPATCH + <tgmath.h>). */
+#include <string.h>
+#include <tgmath.h>
+
+#include "graph_impl.h"
+
+/* ---------------------------------------------------------- broadcasting */
+
+void ad_bcast_init(ad_bcast_iter *it, int ndim, const int64_t *shape, int k,
+                   const ad_node *const *operands)
+{
+    memset(it, 0, sizeof *it);
+    it->k = k;
+    it->nd = ndim ? ndim : 1;
+    if (ndim == 0)
+        it->shape[0] = 1;
+    for (int d = 0; d < ndim; d++)
+        it->shape[d] = shape[d];
+    for (int j = 0; j < k; j++) {
+        const ad_node *t = operands[j];
+        int64_t stride = 1;
+        for (int d = it->nd - 1; d >= 0; d--) {
+            int td = d - (it->nd - t->ndim);
+            if (td < 0 || (t->shape[td] == 1 && it->shape[d] != 1)) {
+                it->st[j][d] = 0;
+            } else {
+                it->st[j][d] = stride;
+            }
+            if (td >= 0)
+                stride *= t->shape[td];
+        }
+    }
+    it->inner = it->shape[it->nd - 1];
+    int64_t total = 1;
+    for (int d = 0; d < it->nd; d++)
+        total *= it->shape[d];
+    it->rows = it->inner ? total / it->inner : 0;
+}
+
+void ad_bcast_next(ad_bcast_iter *it)
+{
+    for (int d = it->nd - 2; d >= 0; d--) {
+        it->idx[d]++;
+        for (int j = 0; j < it->k; j++)
+            it->off[j] += it->st[j][d];
+        if (it->idx[d] < it->shape[d])
+            return;
+        for (int j = 0; j < it->k; j++)
+            it->off[j] -= it->st[j][d] * it->shape[d];
+        it->idx[d] = 0;
+    }
+}
+
+bool ad_broadcast_shape(ad_node *n, int k, const char *opname)
+{
+    int nd = 0;
+    for (int j = 0; j < k; j++)
+        if (n->inputs[j]->ndim > nd)
+            nd = n->inputs[j]->ndim;
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        int64_t size = 1;
+        for (int j = 0; j < k; j++) {
+            const ad_node *t = n->inputs[j];
+            int td = d - (nd - t->ndim);
+            if (td < 0)
+                continue;
+            int64_t s = t->shape[td];
+            if (s == size || s == 1)
+                continue;
+            if (size == 1) {
+                size = s;
+                continue;
+            }
+            char buf[3][96];
+            ad_fail(n->g, "ad_%s: shapes %s%s%s%s%s do not broadcast", opname,
+                    ad_shape_str(n->inputs[0], buf[0], sizeof buf[0]), k > 1 ? " and " : "",
+                    k > 1 ? ad_shape_str(n->inputs[1], buf[1], sizeof buf[1]) : "",
+                    k > 2 ? " and " : "",
+                    k > 2 ? ad_shape_str(n->inputs[2], buf[2], sizeof buf[2]) : "");
+            return false;
+        }
+        shape[d] = size;
+    }
+    return ad_shape_set(n, nd, shape, opname);
+}
+
+/* ---------------------------------------------------------- shape rules */
+
+bool shape_same(ad_node *n)
+{
+    const ad_node *a = n->inputs[0];
+    return ad_shape_set(n, a->ndim, a->shape, ad_ops[n->op].name);
+}
+
+bool shape_bcast(ad_node *n) { return ad_broadcast_shape(n, n->ninputs, ad_ops[n->op].name); }
+
+bool shape_straight_through(ad_node *n)
+{
+    const ad_node *x = n->inputs[0], *fx = n->inputs[1];
+    if (x->numel != fx->numel || x->ndim != fx->ndim ||
+        memcmp(x->shape, fx->shape, sizeof(int64_t) * (size_t)x->ndim) != 0) {
+        char b1[96], b2[96];
+        ad_fail(n->g, "ad_straight_through: shapes %s and %s differ", ad_shape_str(x, b1, sizeof b1),
+                ad_shape_str(fx, b2, sizeof b2));
+        return false;
+    }
+    return ad_shape_set(n, x->ndim, x->shape, "ad_straight_through");
+}
+
+/* ---------------------------------------------------------- kernels */
+
+/* Unary maps: x is the input element, p0 and p1 the op's parameters. */
+#define UNARY_MAPS(X)                                                                              \
+    X(NEG, -x)                                                                                     \
+    X(EXP, exp(x))                                                                                 \
+    X(LOG, log(x))                                                                                 \
+    X(SQRT, sqrt(x))                                                                               \
+    X(ABS, fabs(x))                                                                                \
+    X(SIN, sin(x))                                                                                 \
+    X(COS, cos(x))                                                                                 \
+    X(TANH, tanh(x))                                                                               \
+    X(SIGMOID, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))                                 \
+    X(RELU, x > 0 ? x : 0)                                                                         \
+    X(SOFTPLUS, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))                                        \
+    X(LEAKY_RELU, x > 0 ? x : p0 * x)                                                              \
+    X(ELU, x > 0 ? x : p0 * expm1(x))                                                              \
+    X(AFFINE, p0 * x + p1)                                                                         \
+    X(CLAMP, x < p0 ? p0 : (x > p1 ? p1 : x))                                                      \
+    X(CLAMP_MASK, (x >= p0 && x <= p1) ? 1 : 0)                                                    \
+    X(HEAVISIDE, x < 0 ? 0 : (x > 0 ? 1 : (x == 0 ? p0 : x)))                                      \
+    X(SIGN, x < 0 ? -1 : (x > 0 ? 1 : (x == 0 ? 0 : x)))
+
+#define UNARY_CASE(ID, EXPR)                                                                       \
+    case AD_OP_##ID:                                                                               \
+        for (int64_t i = 0; i < len; i++) {                                                        \
+            const T x = A[i];                                                                      \
+            O[i] = (T)(EXPR);                                                                      \
+        }                                                                                          \
+        break;
+
+#define DEFINE_UNARY(TYPE)                                                                         \
+    static void unary_##TYPE(ad_node *n)                                                           \
+    {                                                                                              \
+        typedef TYPE T;                                                                            \
+        const T *A = n->inputs[0]->value;                                                          \
+        T *O = n->value;                                                                           \
+        const int64_t len = n->numel;                                                              \
+        const T p0 = (T)n->fparam[0], p1 = (T)n->fparam[1];                                        \
+        (void)p1;                                                                                  \
+        switch (n->op) {                                                                           \
+            UNARY_MAPS(UNARY_CASE)                                                                 \
+        case AD_OP_POW:                                                                            \
+            if (p0 == 2) {                                                                         \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    O[i] = A[i] * A[i];                                                            \
+            } else {                                                                               \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    O[i] = pow(A[i], p0);                                                          \
+            }                                                                                      \
+            break;                                                                                 \
+        default:                                                                                   \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+DEFINE_UNARY(float)
+DEFINE_UNARY(double)
+
+void fwd_unary(ad_node *n)
+{
+    if (n->g->dtype == AD_F32)
+        unary_float(n);
+    else
+        unary_double(n);
+}
+
+/* Binary maps: x from a, y from b. */
+#define BINARY_MAPS(X)                                                                             \
+    X(ADD, x + y)                                                                                  \
+    X(SUB, x - y)                                                                                  \
+    X(MUL, x * y)                                                                                  \
+    X(DIV, x / y)                                                                                  \
+    X(MAXIMUM, x > y ? x : (y > x ? y : x + (y - x) / 2))                                          \
+    X(MINIMUM, x < y ? x : (y < x ? y : x + (y - x) / 2))                                          \
+    X(EQ, x == y ? 1 : 0)                                                                          \
+    X(GT, x > y ? 1 : 0)
+
+#define BINARY_LOOP(EXPR)                                                                          \
+    do {                                                                                           \
+        const T *A = a->value, *B = b->value;                                                      \
+        T *O = n->value;                                                                           \
+        int64_t len = n->numel;                                                                    \
+        if (a->numel == len && b->numel == len) {                                                  \
+            for (int64_t i = 0; i < len; i++) {                                                    \
+                const T x = A[i], y = B[i];                                                        \
+                O[i] = (T)(EXPR);                                                                  \
+            }                                                                                      \
+        } else if (b->numel == 1 && a->numel == len) {                                             \
+            const T y = B[0];                                                                      \
+            for (int64_t i = 0; i < len; i++) {                                                    \
+                const T x = A[i];                                                                  \
+                O[i] = (T)(EXPR);                                                                  \
+            }                                                                                      \
+        } else if (a->numel == 1 && b->numel == len) {                                             \
+            const T x = A[0];                                                                      \
+            for (int64_t i = 0; i < len; i++) {                                                    \
+                const T y = B[i];                                                                  \
+                O[i] = (T)(EXPR);                                                                  \
+            }                                                                                      \
+        } else {                                                                                   \
+            const ad_node *ops_[2] = {a, b};                                                       \
+            ad_bcast_iter it;                                                                      \
+            ad_bcast_init(&it, n->ndim, n->shape, 2, ops_);                                        \
+            const int64_t sa = it.st[0][it.nd - 1], sb = it.st[1][it.nd - 1];                      \
+            for (int64_t r = 0; r < it.rows; r++) {                                                \
+                const T *ra = A + it.off[0], *rb = B + it.off[1];                                  \
+                T *ro = O + r * it.inner;                                                          \
+                for (int64_t i = 0; i < it.inner; i++) {                                           \
+                    const T x = ra[i * sa], y = rb[i * sb];                                        \
+                    ro[i] = (T)(EXPR);                                                             \
+                }                                                                                  \
+                ad_bcast_next(&it);                                                                \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define BINARY_CASE(ID, EXPR)                                                                      \
+    case AD_OP_##ID:                                                                               \
+        BINARY_LOOP(EXPR);                                                                         \
+        break;
+
+#define DEFINE_BINARY(TYPE)                                                                        \
+    static void binary_##TYPE(ad_node *n)                                                          \
+    {                                                                                              \
+        typedef TYPE T;                                                                            \
+        const ad_node *a = n->inputs[0], *b = n->inputs[1];                                        \
+        switch (n->op) {                                                                           \
+            BINARY_MAPS(BINARY_CASE)                                                               \
+        default:                                                                                   \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+DEFINE_BINARY(float)
+DEFINE_BINARY(double)
+
+void fwd_binary(ad_node *n)
+{
+    if (n->g->dtype == AD_F32)
+        binary_float(n);
+    else
+        binary_double(n);
+}
+
+void fwd_where(ad_node *n)
+{
+    ad_bcast_iter it;
+    ad_bcast_init(&it, n->ndim, n->shape, 3, (const ad_node *const *)n->inputs);
+    AD_DISPATCH(n->g, {
+        const T *C = n->inputs[0]->value, *A = n->inputs[1]->value, *B = n->inputs[2]->value;
+        T *O = n->value;
+        const int64_t sc = it.st[0][it.nd - 1], sa = it.st[1][it.nd - 1], sb = it.st[2][it.nd - 1];
+        for (int64_t r = 0; r < it.rows; r++) {
+            const T *rc = C + it.off[0], *ra = A + it.off[1], *rb = B + it.off[2];
+            T *ro = O + r * it.inner;
+            for (int64_t i = 0; i < it.inner; i++)
+                ro[i] = rc[i * sc] != 0 ? ra[i * sa] : rb[i * sb];
+            ad_bcast_next(&it);
+        }
+    });
+}
+
+void fwd_alias(ad_node *n)
+{
+    n->value = n->inputs[0]->value;
+    n->capacity = n->numel;
+}
+
+void fwd_fill(ad_node *n)
+{
+    AD_DISPATCH(n->g, {
+        T *O = n->value;
+        const T v = n->op == AD_OP_ONES_LIKE ? 1 : 0;
+        for (int64_t i = 0; i < n->numel; i++)
+            O[i] = v;
+    });
+}
+
+void fwd_dropout_mask(ad_node *n)
+{
+    const double keep = n->fparam[0];
+    AD_DISPATCH(n->g, {
+        T *O = n->value;
+        const T scale = (T)(1.0 / keep);
+        for (int64_t i = 0; i < n->numel; i++)
+            O[i] = ad_rng_uniform(n->g) < keep ? scale : 0;
+    });
+}
+
+void fwd_straight_through(ad_node *n)
+{
+    memcpy(n->value, n->inputs[1]->value, (size_t)n->numel * n->g->elem);
+}
+
+/* ---------------------------------------------------------- public API */
+
+static ad_node *unary(int op, ad_node *a, double p0, double p1)
+{
+    if (!a)
+        return NULL;
+    double fp[2] = {p0, p1};
+    return ad_node_make(a->g, op, 1, &a, fp, NULL);
+}
+
+static ad_node *nary(int op, int k, ad_node *const *in)
+{
+    for (int i = 0; i < k; i++)
+        if (!in[i])
+            return NULL;
+    return ad_op_apply(op, k, in, NULL, 0, NULL, 0);
+}
+
+static ad_node *binary(int op, ad_node *a, ad_node *b)
+{
+    ad_node *in[2] = {a, b};
+    return nary(op, 2, in);
+}
+
+ad_node *ad_add(ad_node *a, ad_node *b) { return binary(AD_OP_ADD, a, b); }
+ad_node *ad_sub(ad_node *a, ad_node *b) { return binary(AD_OP_SUB, a, b); }
+ad_node *ad_mul(ad_node *a, ad_node *b) { return binary(AD_OP_MUL, a, b); }
+ad_node *ad_div(ad_node *a, ad_node *b) { return binary(AD_OP_DIV, a, b); }
+ad_node *ad_maximum(ad_node *a, ad_node *b) { return binary(AD_OP_MAXIMUM, a, b); }
+ad_node *ad_minimum(ad_node *a, ad_node *b) { return binary(AD_OP_MINIMUM, a, b); }
+ad_node *ad_eq(ad_node *a, ad_node *b) { return binary(AD_OP_EQ, a, b); }
+ad_node *ad_gt(ad_node *a, ad_node *b) { return binary(AD_OP_GT, a, b); }
+
+ad_node *ad_where(ad_node *cond, ad_node *a, ad_node *b)
+{
+    ad_node *in[3] = {cond, a, b};
+    return nary(AD_OP_WHERE, 3, in);
+}
+
+ad_node *ad_straight_through(ad_node *x, ad_node *fx) { return binary(AD_OP_STRAIGHT_THROUGH, x, fx); }
+
+ad_node *ad_neg(ad_node *a) { return unary(AD_OP_NEG, a, 0, 0); }
+ad_node *ad_exp(ad_node *a) { return unary(AD_OP_EXP, a, 0, 0); }
+ad_node *ad_log(ad_node *a) { return unary(AD_OP_LOG, a, 0, 0); }
+ad_node *ad_sqrt(ad_node *a) { return unary(AD_OP_SQRT, a, 0, 0); }
+ad_node *ad_abs(ad_node *a) { return unary(AD_OP_ABS, a, 0, 0); }
+ad_node *ad_sin(ad_node *a) { return unary(AD_OP_SIN, a, 0, 0); }
+ad_node *ad_cos(ad_node *a) { return unary(AD_OP_COS, a, 0, 0); }
+ad_node *ad_tanh(ad_node *a) { return unary(AD_OP_TANH, a, 0, 0); }
+ad_node *ad_sigmoid(ad_node *a) { return unary(AD_OP_SIGMOID, a, 0, 0); }
+ad_node *ad_relu(ad_node *a) { return unary(AD_OP_RELU, a, 0, 0); }
+ad_node *ad_softplus(ad_node *a) { return unary(AD_OP_SOFTPLUS, a, 0, 0); }
+ad_node *ad_leaky_relu(ad_node *a, double alpha) { return unary(AD_OP_LEAKY_RELU, a, alpha, 0); }
+ad_node *ad_elu(ad_node *a, double alpha) { return unary(AD_OP_ELU, a, alpha, 0); }
+ad_node *ad_pow(ad_node *a, double p) { return unary(AD_OP_POW, a, p, 0); }
+ad_node *ad_scale(ad_node *a, double c) { return unary(AD_OP_AFFINE, a, c, 0); }
+ad_node *ad_affine(ad_node *a, double c, double d) { return unary(AD_OP_AFFINE, a, c, d); }
+ad_node *ad_step(ad_node *a) { return unary(AD_OP_HEAVISIDE, a, 1, 0); }
+ad_node *ad_heaviside(ad_node *a, double at0) { return unary(AD_OP_HEAVISIDE, a, at0, 0); }
+ad_node *ad_sign(ad_node *a) { return unary(AD_OP_SIGN, a, 0, 0); }
+ad_node *ad_detach(ad_node *a) { return unary(AD_OP_DETACH, a, 0, 0); }
+ad_node *ad_zeros_like(ad_node *a) { return unary(AD_OP_ZEROS_LIKE, a, 0, 0); }
+
+ad_node *ad_clamp(ad_node *a, double lo, double hi)
+{
+    if (!a)
+        return NULL;
+    if (!(lo <= hi)) {
+        ad_fail(a->g, "ad_clamp: lo %g is greater than hi %g", lo, hi);
+        return NULL;
+    }
+    return unary(AD_OP_CLAMP, a, lo, hi);
+}
+
+ad_node *ad_dropout_mask(ad_node *a, double keep)
+{
+    if (!a)
+        return NULL;
+    if (!(keep > 0 && keep <= 1)) {
+        ad_fail(a->g, "ad_dropout_mask: keep probability %g is not in (0, 1]", keep);
+        return NULL;
+    }
+    return unary(AD_OP_DROPOUT_MASK, a, keep, 0);
+}
+
+/* ---------------------------------------------------------- gradient rules */
+
+void bwd_neg(ad_node *n, ad_node *g, ad_node **d) { (void)n; d[0] = ad_neg(g); }
+void bwd_exp(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, n); }
+void bwd_log(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, n->inputs[0]); }
+void bwd_sqrt(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, ad_scale(n, 2)); }
+void bwd_abs(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_sign(n->inputs[0])); }
+void bwd_sin(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_cos(n->inputs[0])); }
+void bwd_cos(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, ad_neg(ad_sin(n->inputs[0])));
+}
+void bwd_tanh(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, ad_affine(ad_pow(n, 2), -1, 1)); /* 1 - y^2 */
+}
+void bwd_sigmoid(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, ad_mul(n, ad_affine(n, -1, 1))); /* y (1 - y) */
+}
+void bwd_relu(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, ad_heaviside(n->inputs[0], 0)); /* 0 at a = 0 */
+}
+void bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, ad_sigmoid(n->inputs[0]));
+}
+void bwd_leaky_relu(ad_node *n, ad_node *g, ad_node **d)
+{
+    double alpha = n->fparam[0];
+    d[0] = ad_mul(g, ad_affine(ad_heaviside(n->inputs[0], 0), 1 - alpha, alpha));
+}
+void bwd_elu(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* 1 where a > 0, else y + alpha; where() keeps a huge branch out of the product */
+    ad_node *pos = ad_heaviside(n->inputs[0], 0);
+    d[0] = ad_where(pos, g, ad_mul(g, ad_affine(n, 1, n->fparam[0])));
+}
+void bwd_pow(ad_node *n, ad_node *g, ad_node **d)
+{
+    double p = n->fparam[0];
+    if (p == 0)
+        return;
+    if (p == 1) {
+        d[0] = g;
+        return;
+    }
+    ad_node *a = n->inputs[0];
+    ad_node *local = p == 2 ? ad_scale(a, 2) : ad_scale(ad_pow(a, p - 1), p);
+    d[0] = ad_mul(g, local);
+}
+void bwd_affine(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_scale(g, n->fparam[0]); }
+void bwd_clamp(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_mul(g, unary(AD_OP_CLAMP_MASK, n->inputs[0], n->fparam[0], n->fparam[1]));
+}
+
+void bwd_add(ad_node *n, ad_node *g, ad_node **d)
+{
+    (void)n;
+    d[0] = g;
+    d[1] = g;
+}
+void bwd_sub(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = g;
+    if (n->inputs[1]->flags & NODE_REQGRAD)
+        d[1] = ad_neg(g);
+}
+void bwd_mul(ad_node *n, ad_node *g, ad_node **d)
+{
+    if (n->inputs[0]->flags & NODE_REQGRAD)
+        d[0] = ad_mul(g, n->inputs[1]);
+    if (n->inputs[1]->flags & NODE_REQGRAD)
+        d[1] = ad_mul(g, n->inputs[0]);
+}
+void bwd_div(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *b = n->inputs[1];
+    if (n->inputs[0]->flags & NODE_REQGRAD)
+        d[0] = ad_div(g, b);
+    if (b->flags & NODE_REQGRAD)
+        d[1] = ad_neg(ad_div(ad_mul(g, n), b)); /* -g a / b^2 = -g y / b */
+}
+static void bwd_extremum(ad_node *n, ad_node *g, ad_node **d, ad_node *winner, ad_node *loser)
+{
+    /* 1 where the first operand wins, 1/2 at ties (as PyTorch), else 0 */
+    ad_node *m = ad_heaviside(ad_sub(winner, loser), 0.5);
+    if (n->inputs[0]->flags & NODE_REQGRAD)
+        d[0] = ad_mul(g, m);
+    if (n->inputs[1]->flags & NODE_REQGRAD)
+        d[1] = ad_mul(g, ad_affine(m, -1, 1));
+}
+void bwd_maximum(ad_node *n, ad_node *g, ad_node **d)
+{
+    bwd_extremum(n, g, d, n->inputs[0], n->inputs[1]);
+}
+void bwd_minimum(ad_node *n, ad_node *g, ad_node **d)
+{
+    bwd_extremum(n, g, d, n->inputs[1], n->inputs[0]);
+}
+void bwd_where(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *c = n->inputs[0], *zero = ad_zeros_like(g);
+    if (n->inputs[1]->flags & NODE_REQGRAD)
+        d[1] = ad_where(c, g, zero);
+    if (n->inputs[2]->flags & NODE_REQGRAD)
+        d[2] = ad_where(c, zero, g);
+}
+void bwd_straight_through(ad_node *n, ad_node *g, ad_node **d)
+{
+    (void)n;
+    d[0] = g;
+}

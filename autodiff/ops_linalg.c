@@ -1,0 +1,232 @@
+/* ops_linalg.c -- matrix product (BLAS or a built-in kernel) and transpose.
+ *
+ * C = op(A) op(B) where op transposes the last two axes when its flag is set
+ * (iparam[0] for A, iparam[1] for B), so gradient rules never copy a
+ * transpose: dA = G op(B)^T and dB = op(A)^T G are matmuls with flags. */
+#include <string.h>
+
+#include "graph_impl.h"
+
+#ifdef AD_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+typedef struct {
+    int64_t m, k, n; /* op(A) is (m, k), op(B) is (k, n) */
+} mm_dims;
+
+static void mat_dims(const ad_node *t, bool trans, int64_t *rows, int64_t *cols)
+{
+    int64_t r = t->shape[t->ndim - 2], c = t->shape[t->ndim - 1];
+    *rows = trans ? c : r;
+    *cols = trans ? r : c;
+}
+
+bool shape_matmul(ad_node *n)
+{
+    ad_node *a = n->inputs[0], *b = n->inputs[1];
+    char b1[96], b2[96];
+    if (a->ndim < 2 || b->ndim < 2) {
+        ad_fail(n->g, "ad_matmul: shapes %s and %s: both operands need at least 2 axes",
+                ad_shape_str(a, b1, sizeof b1), ad_shape_str(b, b2, sizeof b2));
+        return false;
+    }
+    int64_t m, ka, kb, nn;
+    mat_dims(a, n->iparam[0], &m, &ka);
+    mat_dims(b, n->iparam[1], &kb, &nn);
+    if (ka != kb) {
+        ad_fail(n->g, "ad_matmul: shapes %s%s and %s%s do not align", ad_shape_str(a, b1, sizeof b1),
+                n->iparam[0] ? "ᵀ" : "", ad_shape_str(b, b2, sizeof b2), n->iparam[1] ? "ᵀ" : "");
+        return false;
+    }
+    /* broadcast the leading (batch) axes */
+    int nb = (a->ndim > b->ndim ? a->ndim : b->ndim) - 2;
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0; d < nb; d++) {
+        int da = d - (nb - (a->ndim - 2)), db = d - (nb - (b->ndim - 2));
+        int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            ad_fail(n->g, "ad_matmul: batch axes of %s and %s do not broadcast",
+                    ad_shape_str(a, b1, sizeof b1), ad_shape_str(b, b2, sizeof b2));
+            return false;
+        }
+        shape[d] = sa == 1 ? sb : sa;
+    }
+    shape[nb] = m;
+    shape[nb + 1] = nn;
+    return ad_shape_set(n, nb + 2, shape, "ad_matmul");
+}
+
+#ifndef AD_HAVE_BLAS
+#define GEMM_KERNEL(T)                                                                             \
+    static void gemm_##T(bool ta, bool tb, mm_dims d, const T *A, const T *B, T *C)                \
+    {                                                                                              \
+        const int64_t M = d.m, K = d.k, N = d.n;                                                   \
+        memset(C, 0, sizeof(T) * (size_t)(M * N));                                                 \
+        if (!tb) {                                                                                 \
+            /* rows of C accumulate scaled rows of B: unit stride inner loop */                    \
+            for (int64_t i = 0; i < M; i++) {                                                      \
+                T *c = C + i * N;                                                                  \
+                for (int64_t p = 0; p < K; p++) {                                                  \
+                    const T s = ta ? A[p * M + i] : A[i * K + p];                                  \
+                    const T *b = B + p * N;                                                        \
+                    for (int64_t j = 0; j < N; j++)                                                \
+                        c[j] += s * b[j];                                                          \
+                }                                                                                  \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < M; i++)                                                        \
+                for (int64_t j = 0; j < N; j++) {                                                  \
+                    const T *b = B + j * K;                                                        \
+                    T s = 0;                                                                       \
+                    if (!ta) {                                                                     \
+                        const T *a = A + i * K;                                                    \
+                        for (int64_t p = 0; p < K; p++)                                            \
+                            s += a[p] * b[p];                                                      \
+                    } else {                                                                       \
+                        for (int64_t p = 0; p < K; p++)                                            \
+                            s += A[p * M + i] * b[p];                                              \
+                    }                                                                              \
+                    C[i * N + j] = s;                                                              \
+                }                                                                                  \
+        }                                                                                          \
+    }
+GEMM_KERNEL(float)
+GEMM_KERNEL(double)
+#endif
+
+static void gemm(ad_dtype dt, bool ta, bool tb, mm_dims d, const void *A, const void *B, void *C)
+{
+#ifdef AD_HAVE_BLAS
+    const int M = (int)d.m, N = (int)d.n, K = (int)d.k;
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        memset(C, 0, (dt == AD_F32 ? sizeof(float) : sizeof(double)) * (size_t)(M * N));
+        return;
+    }
+    if (dt == AD_F32)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, 1.0f, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, 0.0f, C,
+                    N > 0 ? N : 1);
+    else
+        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, 1.0, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, 0.0, C,
+                    N > 0 ? N : 1);
+#else
+    if (dt == AD_F32)
+        gemm_float(ta, tb, d, A, B, C);
+    else
+        gemm_double(ta, tb, d, A, B, C);
+#endif
+}
+
+void fwd_matmul(ad_node *n)
+{
+    const ad_node *a = n->inputs[0], *b = n->inputs[1];
+    bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
+    mm_dims d;
+    mat_dims(a, ta, &d.m, &d.k);
+    d.n = n->shape[n->ndim - 1];
+    const size_t es = n->g->elem;
+    const int64_t sa = a->shape[a->ndim - 2] * a->shape[a->ndim - 1];
+    const int64_t sb = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
+    const int64_t sc = d.m * d.n;
+    if (n->ndim == 2) {
+        gemm(n->g->dtype, ta, tb, d, a->value, b->value, n->value);
+        return;
+    }
+    /* batched: iterate the broadcast batch axes; matrices are the last two */
+    int nb = n->ndim - 2;
+    int64_t idx[AD_MAX_DIMS] = {0}, batches = 1;
+    for (int i = 0; i < nb; i++)
+        batches *= n->shape[i];
+    for (int64_t t = 0; t < batches; t++) {
+        int64_t oa = 0, ob = 0, stra = 1, strb = 1;
+        for (int i = nb - 1; i >= 0; i--) {
+            int da = i - (nb - (a->ndim - 2)), db = i - (nb - (b->ndim - 2));
+            if (da >= 0) {
+                if (a->shape[da] != 1)
+                    oa += idx[i] * stra;
+                stra *= a->shape[da];
+            }
+            if (db >= 0) {
+                if (b->shape[db] != 1)
+                    ob += idx[i] * strb;
+                strb *= b->shape[db];
+            }
+        }
+        gemm(n->g->dtype, ta, tb, d, (const char *)a->value + (size_t)(oa * sa) * es,
+             (const char *)b->value + (size_t)(ob * sb) * es, (char *)n->value + (size_t)(t * sc) * es);
+        for (int i = nb - 1; i >= 0; i--) {
+            if (++idx[i] < n->shape[i])
+                break;
+            idx[i] = 0;
+        }
+    }
+}
+
+bool shape_transpose(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    if (a->ndim < 2) {
+        char sh[96];
+        ad_fail(n->g, "ad_transpose: shape %s has fewer than 2 axes", ad_shape_str(a, sh, sizeof sh));
+        return false;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[a->ndim - 2] = a->shape[a->ndim - 1];
+    shape[a->ndim - 1] = a->shape[a->ndim - 2];
+    return ad_shape_set(n, a->ndim, shape, "ad_transpose");
+}
+
+void fwd_transpose(ad_node *n)
+{
+    const ad_node *a = n->inputs[0];
+    const int64_t r = a->shape[a->ndim - 2], c = a->shape[a->ndim - 1];
+    const int64_t mats = (r != 0 && c != 0) ? a->numel / (r * c) : 0;
+    AD_DISPATCH(n->g, {
+        const T *A = a->value;
+        T *O = n->value;
+        for (int64_t t = 0; t < mats; t++)
+            for (int64_t i = 0; i < r; i++)
+                for (int64_t j = 0; j < c; j++)
+                    O[t * r * c + j * r + i] = A[t * r * c + i * c + j];
+    });
+}
+
+ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b)
+{
+    if (!a || !b)
+        return NULL;
+    ad_node *in[2] = {a, b};
+    int64_t ip[2] = {trans_a != 0, trans_b != 0};
+    return ad_op_apply(AD_OP_MATMUL, 2, in, NULL, 0, ip, 2);
+}
+
+ad_node *ad_matmul(ad_node *a, ad_node *b) { return ad_matmul_t(a, 0, b, 0); }
+
+ad_node *ad_transpose(ad_node *a)
+{
+    if (!a)
+        return NULL;
+    return ad_node_make(a->g, AD_OP_TRANSPOSE, 1, &a, NULL, NULL);
+}
+
+void bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *a = n->inputs[0], *b = n->inputs[1];
+    int ta = (int)n->iparam[0], tb = (int)n->iparam[1];
+    if (a->flags & NODE_REQGRAD)
+        d[0] = ta ? ad_matmul_t(b, tb, g, 1) : ad_matmul_t(g, 0, b, !tb);
+    if (b->flags & NODE_REQGRAD)
+        d[1] = tb ? ad_matmul_t(g, 1, a, ta) : ad_matmul_t(a, !ta, g, 0);
+}
+
+void bwd_transpose(ad_node *n, ad_node *g, ad_node **d)
+{
+    (void)n;
+    d[0] = ad_transpose(g);
+}

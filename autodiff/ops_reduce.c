@@ -1,0 +1,290 @@
+/* ops_reduce.c -- reductions over one axis (or all) and ops along an axis
+ * (softmax, log-softmax), each with its shape rule, kernel and gradient rule.
+ *
+ * A tensor seen along axis k is (outer, len, inner): outer is the product of
+ * the axes before k, inner of those after it. AD_ALL is (1, numel, 1). */
+#include <limits.h>
+#include <tgmath.h>
+
+#include "graph_impl.h"
+
+int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
+{
+    if (axis == AD_ALL)
+        return -1;
+    int64_t k = axis < 0 ? axis + a->ndim : axis;
+    if (k < 0 || k >= a->ndim) {
+        char sh[96];
+        ad_fail(n->g, "ad_%s: axis %lld is out of range for shape %s", opname, (long long)axis,
+                ad_shape_str(a, sh, sizeof sh));
+        return -2;
+    }
+    return (int)k;
+}
+
+static void geometry(const ad_node *a, int axis, int64_t *outer, int64_t *len, int64_t *inner)
+{
+    if (axis < 0) {
+        *outer = 1;
+        *len = a->numel;
+        *inner = 1;
+        return;
+    }
+    *outer = 1;
+    *inner = 1;
+    for (int d = 0; d < axis; d++)
+        *outer *= a->shape[d];
+    for (int d = axis + 1; d < a->ndim; d++)
+        *inner *= a->shape[d];
+    *len = a->shape[axis];
+}
+
+/* ------------------------------------------------------------- shape rules */
+
+bool shape_reduce(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
+    if (axis == -2)
+        return false;
+    if ((n->op == AD_OP_MAX || n->op == AD_OP_MIN) && a->numel == 0) {
+        ad_fail(n->g, "ad_%s: reduction of an empty tensor", ad_ops[n->op].name);
+        return false;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    int nd = 0;
+    if (axis >= 0)
+        for (int d = 0; d < a->ndim; d++)
+            if (d != axis)
+                shape[nd++] = a->shape[d];
+    n->iparam[1] = axis; /* normalized */
+    return ad_shape_set(n, nd, shape, ad_ops[n->op].name);
+}
+
+bool shape_same_axis(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
+    if (axis == -2)
+        return false;
+    n->iparam[1] = axis;
+    return ad_shape_set(n, a->ndim, a->shape, ad_ops[n->op].name);
+}
+
+/* expand(g, like, axis, mean): g has like's shape without axis */
+bool shape_expand_axis(ad_node *n)
+{
+    ad_node *g = n->inputs[0], *like = n->inputs[1];
+    int axis = (int)n->iparam[0];
+    bool ok = true;
+    if (axis < 0) {
+        ok = g->numel == 1;
+    } else if (axis >= like->ndim || g->ndim != like->ndim - 1) {
+        ok = false;
+    } else {
+        for (int d = 0, e = 0; d < like->ndim; d++)
+            if (d != axis && g->shape[e++] != like->shape[d])
+                ok = false;
+    }
+    if (!ok) {
+        char b1[96], b2[96];
+        ad_fail(n->g, "ad_expand: shape %s is not %s reduced over axis %d",
+                ad_shape_str(g, b1, sizeof b1), ad_shape_str(like, b2, sizeof b2), axis);
+        return false;
+    }
+    return ad_shape_set(n, like->ndim, like->shape, "ad_expand");
+}
+
+/* ------------------------------------------------------------- kernels */
+
+void fwd_reduce(ad_node *n)
+{
+    const ad_node *a = n->inputs[0];
+    int64_t outer, len, inner;
+    geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    const int op = n->op;
+    AD_DISPATCH(n->g, {
+        const T *X = a->value;
+        T *O = n->value;
+        for (int64_t o = 0; o < outer; o++) {
+            const T *x = X + o * len * inner;
+            T *y = O + o * inner;
+            if (op == AD_OP_SUM || op == AD_OP_MEAN) {
+                for (int64_t i = 0; i < inner; i++)
+                    y[i] = 0;
+                for (int64_t r = 0; r < len; r++)
+                    for (int64_t i = 0; i < inner; i++)
+                        y[i] += x[r * inner + i];
+                if (op == AD_OP_MEAN)
+                    for (int64_t i = 0; i < inner; i++)
+                        y[i] = len ? y[i] / (T)len : (T)NAN;
+            } else if (op == AD_OP_MAX || op == AD_OP_MIN) {
+                for (int64_t i = 0; i < inner; i++)
+                    y[i] = x[i];
+                for (int64_t r = 1; r < len; r++)
+                    for (int64_t i = 0; i < inner; i++) {
+                        T v = x[r * inner + i];
+                        if (op == AD_OP_MAX ? (v > y[i] || v != v) : (v < y[i] || v != v))
+                            y[i] = v;
+                    }
+            } else { /* LOGSUMEXP */
+                for (int64_t i = 0; i < inner; i++) {
+                    T m = -INFINITY;
+                    for (int64_t r = 0; r < len; r++)
+                        if (x[r * inner + i] > m)
+                            m = x[r * inner + i];
+                    if (isinf(m)) {
+                        y[i] = m;
+                        continue;
+                    }
+                    T s = 0;
+                    for (int64_t r = 0; r < len; r++)
+                        s += exp(x[r * inner + i] - m);
+                    y[i] = m + log(s);
+                }
+            }
+        }
+    });
+}
+
+static void softmax_kernel(ad_node *n, bool logarithm)
+{
+    const ad_node *a = n->inputs[0];
+    int64_t outer, len, inner;
+    geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    AD_DISPATCH(n->g, {
+        const T *X = a->value;
+        T *Y = n->value;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                const T *x = X + o * len * inner + i;
+                T *y = Y + o * len * inner + i;
+                T m = -INFINITY;
+                for (int64_t r = 0; r < len; r++)
+                    if (x[r * inner] > m)
+                        m = x[r * inner];
+                if (isinf(m) && m < 0)
+                    m = 0;
+                T s = 0;
+                for (int64_t r = 0; r < len; r++) {
+                    T e = exp(x[r * inner] - m);
+                    s += e;
+                    if (!logarithm)
+                        y[r * inner] = e;
+                }
+                if (logarithm) {
+                    T shift = m + log(s);
+                    for (int64_t r = 0; r < len; r++)
+                        y[r * inner] = x[r * inner] - shift;
+                } else {
+                    T inv = 1 / s;
+                    for (int64_t r = 0; r < len; r++)
+                        y[r * inner] *= inv;
+                }
+            }
+    });
+}
+
+void fwd_softmax(ad_node *n) { softmax_kernel(n, false); }
+void fwd_log_softmax(ad_node *n) { softmax_kernel(n, true); }
+
+void fwd_expand_axis(ad_node *n)
+{
+    const ad_node *g = n->inputs[0];
+    int axis = (int)n->iparam[0];
+    bool mean = n->iparam[1] != 0;
+    int64_t outer, len, inner;
+    geometry(n, axis, &outer, &len, &inner);
+    AD_DISPATCH(n->g, {
+        const T *G = g->value;
+        T *O = n->value;
+        const T scale = mean ? (T)1 / (T)len : (T)1;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t r = 0; r < len; r++)
+                for (int64_t i = 0; i < inner; i++)
+                    O[(o * len + r) * inner + i] = G[o * inner + i] * scale;
+    });
+}
+
+/* ------------------------------------------------------------- public API */
+
+static ad_node *axis_op(int op, ad_node *a, int axis)
+{
+    if (!a)
+        return NULL;
+    int64_t ip[AD_MAX_IPARAMS] = {axis};
+    return ad_node_make(a->g, op, 1, &a, NULL, ip);
+}
+
+ad_node *ad_sum(ad_node *a, int axis) { return axis_op(AD_OP_SUM, a, axis); }
+ad_node *ad_mean(ad_node *a, int axis) { return axis_op(AD_OP_MEAN, a, axis); }
+ad_node *ad_max(ad_node *a, int axis) { return axis_op(AD_OP_MAX, a, axis); }
+ad_node *ad_min(ad_node *a, int axis) { return axis_op(AD_OP_MIN, a, axis); }
+ad_node *ad_logsumexp(ad_node *a, int axis) { return axis_op(AD_OP_LOGSUMEXP, a, axis); }
+ad_node *ad_softmax(ad_node *a, int axis) { return axis_op(AD_OP_SOFTMAX, a, axis); }
+ad_node *ad_log_softmax(ad_node *a, int axis) { return axis_op(AD_OP_LOG_SOFTMAX, a, axis); }
+
+ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean)
+{
+    if (!g || !like)
+        return NULL;
+    ad_node *in[2] = {g, like};
+    int64_t ip[AD_MAX_IPARAMS] = {axis, mean};
+    return ad_node_make(g->g, AD_OP_EXPAND_AXIS, 2, in, NULL, ip);
+}
+
+/* ------------------------------------------------------------- gradient rules */
+
+static int norm_axis(const ad_node *n) { return (int)n->iparam[1]; }
+
+void bwd_sum(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_expand_axis(g, n->inputs[0], norm_axis(n), false);
+}
+
+void bwd_mean(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_expand_axis(g, n->inputs[0], norm_axis(n), true);
+}
+
+void bwd_maxmin(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* the gradient is shared equally among the elements equal to the result */
+    ad_node *a = n->inputs[0];
+    int axis = norm_axis(n);
+    ad_node *hit = ad_detach(ad_eq(a, ad_expand_axis(n, a, axis, false)));
+    ad_node *count = ad_expand_axis(ad_sum(hit, axis < 0 ? AD_ALL : axis), a, axis, false);
+    d[0] = ad_div(ad_mul(ad_expand_axis(g, a, axis, false), hit), count);
+}
+
+void bwd_logsumexp(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *a = n->inputs[0];
+    int axis = norm_axis(n);
+    ad_node *soft = ad_exp(ad_sub(a, ad_expand_axis(n, a, axis, false)));
+    d[0] = ad_mul(ad_expand_axis(g, a, axis, false), soft);
+}
+
+void bwd_softmax(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* y * (g - sum(g * y)) */
+    int axis = norm_axis(n);
+    ad_node *dot = ad_sum(ad_mul(g, n), axis < 0 ? AD_ALL : axis);
+    d[0] = ad_mul(n, ad_sub(g, ad_expand_axis(dot, n, axis, false)));
+}
+
+void bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* g - softmax(a) * sum(g), with softmax(a) = exp(y) */
+    int axis = norm_axis(n);
+    ad_node *total = ad_sum(g, axis < 0 ? AD_ALL : axis);
+    d[0] = ad_sub(g, ad_mul(ad_exp(n), ad_expand_axis(total, n, axis, false)));
+}
+
+void bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
+{
+    int axis = (int)n->iparam[0];
+    if (axis < 0)
+        axis = AD_ALL;
+    d[0] = n->iparam[1] ? ad_mean(g, axis) : ad_sum(g, axis);
+}

@@ -1,0 +1,324 @@
+/*
+ * chainrule/autodiff.h -- reverse-mode automatic differentiation in C11.
+ *
+ * A worked example: the classic single neuron o = tanh(x1*w1 + x2*w2 + b).
+ *
+ *     ad_graph *g = ad_graph_new(AD_F64);
+ *     ad_node *x1 = ad_scalar(g, 2.0, "x1"), *x2 = ad_scalar(g, 0.0, "x2");
+ *     ad_node *w1 = ad_scalar(g, -3.0, "w1"), *w2 = ad_scalar(g, 1.0, "w2");
+ *     ad_node *b  = ad_scalar(g, 6.8813735870195432, "b");
+ *     ad_node *n  = ad_add(ad_add(ad_mul(x1, w1), ad_mul(x2, w2)), b);
+ *     ad_node *o  = ad_tanh(n);            // value is computed now: ad_item(o) == 0.7071...
+ *     if (ad_backward(o) != 0) puts(ad_graph_error(g));
+ *     printf("do/dw1 = %g\n", ad_grad_item(w1));   // -1.5
+ *     ad_graph_free(g);                    // frees every node, value and gradient
+ *
+ * Concepts
+ * - A graph owns everything created in it (nodes, shapes, values, gradients).
+ *   Nothing returned by this API is freed by the caller except the graph.
+ * - Ops compute their value eagerly when called. ad_forward() replays the whole
+ *   graph after new leaf values are set, with no allocation.
+ * - ad_backward() appends the backward pass to the graph as ordinary nodes,
+ *   evaluates it and adds d loss/d leaf into each trainable leaf's gradient.
+ *   Later calls on the same loss reuse those nodes (no allocation).
+ * - ad_grad() returns gradients as differentiable nodes: second order.
+ * - Errors never abort: an op given bad operands records a sticky error on the
+ *   graph (the first message is kept, see ad_graph_error) and returns NULL;
+ *   every op given a NULL operand returns NULL, so check once at the end.
+ * - Shapes: up to AD_MAX_DIMS axes, row-major. A scalar is a 0-d tensor.
+ *   Binary elementwise ops broadcast as NumPy does.
+ */
+#ifndef CHAINRULE_AUTODIFF_H
+#define CHAINRULE_AUTODIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CHAINRULE_BUILDING) && defined(__GNUC__)
+#define AD_API __attribute__((visibility("default")))
+#else
+#define AD_API
+#endif
+
+#define AD_VERSION_MAJOR 0
+#define AD_VERSION_MINOR 1
+#define AD_VERSION_PATCH 0
+
+/** Most axes a tensor may have. */
+#define AD_MAX_DIMS 8
+/** Pass as the axis of a reduction to reduce over every axis. */
+#define AD_ALL (-1000)
+
+/** Element type of every tensor in a graph. */
+typedef enum { AD_F32, AD_F64 } ad_dtype;
+
+typedef struct ad_graph ad_graph;
+typedef struct ad_node ad_node;
+
+/**
+ * Allocator hook, the same contract as Lua's lua_Alloc: when nsize is 0 free
+ * ptr (which may be NULL) and return NULL; otherwise behave like
+ * realloc(ptr, nsize) (ptr NULL allocates) and return NULL on failure.
+ * osize is the old size of ptr (0 when ptr is NULL).
+ */
+typedef void *(*ad_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* ------------------------------------------------------------------ graph */
+
+/** A new empty graph using malloc. Returns NULL only when out of memory. */
+AD_API ad_graph *ad_graph_new(ad_dtype dtype);
+/** A new empty graph that gets all of its memory from alloc(ud, ...). */
+AD_API ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud);
+/** Frees the graph and everything it owns. Accepts NULL. */
+AD_API void ad_graph_free(ad_graph *g);
+/** NULL while healthy, else the first error's message (owned by the graph). */
+AD_API const char *ad_graph_error(const ad_graph *g);
+/** Forgets the sticky error so the graph can be used again. */
+AD_API void ad_graph_clear_error(ad_graph *g);
+AD_API ad_dtype ad_graph_dtype(const ad_graph *g);
+/** Number of nodes in the graph, forward and backward. */
+AD_API int64_t ad_graph_size(const ad_graph *g);
+/** Node number i in creation order (a topological order), or NULL. */
+AD_API ad_node *ad_graph_node(const ad_graph *g, int64_t i);
+/** Bytes currently held from the allocator by the graph. */
+AD_API size_t ad_graph_bytes(const ad_graph *g);
+
+/**
+ * Mark/rewind for define-by-run loops: ad_graph_mark() returns a mark;
+ * ad_graph_rewind(g, mark) discards every node created after it (their
+ * memory is reused by the next nodes). Nodes made before the mark, their
+ * values and accumulated gradients are kept. Returns 0, or -1 for a bad mark.
+ */
+AD_API int64_t ad_graph_mark(const ad_graph *g);
+AD_API int ad_graph_rewind(ad_graph *g, int64_t mark);
+
+/* ------------------------------------------------------------------ leaves */
+
+/** A trainable 0-d leaf holding value. */
+AD_API ad_node *ad_scalar(ad_graph *g, double value, const char *name);
+/** A trainable leaf of the given shape, zero-filled. */
+AD_API ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name);
+/**
+ * A trainable leaf whose value and gradient live in caller memory (numel
+ * elements of the graph's dtype each; grad may be NULL to let the graph own
+ * it). The caller keeps both buffers alive as long as the graph. This lets a
+ * model keep all parameters in one flat buffer.
+ */
+AD_API ad_node *ad_param_external(ad_graph *g, int ndim, const int64_t *shape, void *value,
+                                  void *grad, const char *name);
+/** A data leaf (no gradient), zero-filled. Its leading axis may later change: ad_resize. */
+AD_API ad_node *ad_input(ad_graph *g, int ndim, const int64_t *shape, const char *name);
+/** A constant leaf (no gradient) holding values (count must equal numel; NULL gives zeros). */
+AD_API ad_node *ad_const(ad_graph *g, int ndim, const int64_t *shape, const double *values,
+                         const char *name);
+/** A 0-d constant. */
+AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
+
+/** Copies count values into a leaf; count must equal its numel. 0 on success, -1 on error. */
+AD_API int ad_set(ad_node *leaf, const double *values, int64_t count);
+/** The same from float data. */
+AD_API int ad_set_f32(ad_node *leaf, const float *values, int64_t count);
+/** Copies a node's count values (row-major, converted to double) into out. 0 or -1. */
+AD_API int ad_get(const ad_node *n, double *out, int64_t count);
+/** Copies the accumulated gradient of a trainable leaf (zeros before any backward). 0 or -1. */
+AD_API int ad_get_grad(const ad_node *n, double *out, int64_t count);
+/** Value of a one-element node (NaN, with an error, otherwise). */
+AD_API double ad_item(const ad_node *n);
+/** Gradient of a one-element trainable leaf. */
+AD_API double ad_grad_item(const ad_node *n);
+/**
+ * Changes the leading (batch) axis of an input leaf to batch, which must be
+ * >= 1. Values become zero; set them with ad_set, then ad_forward()
+ * re-infers every shape. Memory is reused when the batch does not grow
+ * beyond the largest seen. 0 or -1.
+ */
+AD_API int ad_resize(ad_node *input, int64_t batch);
+
+/* ----------------------------------------------------------- introspection */
+
+AD_API int64_t ad_numel(const ad_node *n);
+AD_API int ad_ndim(const ad_node *n);
+/** The shape array (ad_ndim entries), owned by the node. */
+AD_API const int64_t *ad_shape(const ad_node *n);
+AD_API ad_graph *ad_node_graph(const ad_node *n);
+AD_API const char *ad_node_name(const ad_node *n); /* "" when unnamed */
+/** Renames a node (the graph copies name). 0 or -1. */
+AD_API int ad_node_set_name(ad_node *n, const char *name);
+AD_API int64_t ad_node_id(const ad_node *n); /* creation index */
+AD_API int ad_node_op(const ad_node *n);     /* index into the op registry */
+AD_API int ad_node_ninputs(const ad_node *n);
+AD_API ad_node *ad_node_input(const ad_node *n, int i);
+AD_API int ad_node_is_trainable(const ad_node *n);
+/** Nonzero when the gradient of some trainable leaf flows through n. */
+AD_API int ad_node_requires_grad(const ad_node *n);
+/** Nonzero for nodes that ad_backward built (the backward pass). */
+AD_API int ad_node_is_backward(const ad_node *n);
+/** Raw value buffer (float* or double* by dtype), owned by the graph. */
+AD_API void *ad_data(ad_node *n);
+/** Raw accumulated-gradient buffer of a trainable leaf, or NULL. */
+AD_API void *ad_grad_data(ad_node *n);
+/**
+ * The gradient node computed for n by the most recent ad_backward through n
+ * (d loss/d n, the shape of n), or NULL. Useful for dumps and teaching.
+ */
+AD_API ad_node *ad_node_grad(const ad_node *n);
+/** Prints "name = value" (tensor values row by row, summarized when large). */
+AD_API int ad_print(const ad_node *n, FILE *out);
+
+/* --------------------------------------------------------------- registry */
+
+typedef enum {
+    AD_KIND_LEAF,      /* input, param, const */
+    AD_KIND_UNARY,     /* elementwise f(a) */
+    AD_KIND_BINARY,    /* elementwise f(a, b), broadcasting */
+    AD_KIND_TERNARY,   /* where(c, a, b), broadcasting */
+    AD_KIND_REDUCE,    /* reduction over one axis or AD_ALL */
+    AD_KIND_AXIS,      /* shape-preserving op along one axis (softmax) */
+    AD_KIND_MATMUL,    /* (.., m, k) x (.., k, n) */
+    AD_KIND_SHAPE,     /* reshape, transpose, slice, concat, ... */
+    AD_KIND_INTERNAL,  /* built by gradient rules; callable through ad_op_apply */
+} ad_op_kind;
+
+/** Number of ops in the registry. */
+AD_API int ad_op_count(void);
+AD_API const char *ad_op_name(int op);
+/** Number of tensor inputs, or -1 when variadic (concat). */
+AD_API int ad_op_arity(int op);
+AD_API ad_op_kind ad_op_kind_of(int op);
+/** The derivative rule as text, e.g. "d tanh(a)/da = 1 - tanh(a)^2". */
+AD_API const char *ad_op_rule(int op);
+/** Nonzero when the op passes gradient to at least one input. */
+AD_API int ad_op_differentiable(int op);
+/** Op index by name, or -1. */
+AD_API int ad_op_find(const char *name);
+/**
+ * Applies any op by registry index (generic driver for tests and tools).
+ * fparams: up to 2 doubles (exponent, alpha, lo/hi, ...); iparams: up to
+ * AD_MAX_DIMS + 2 integers (axis, shape, ...). Their meaning per op is the
+ * same as the named function's arguments. Unused ones may be NULL.
+ */
+AD_API ad_node *ad_op_apply(int op, int ninputs, ad_node *const *inputs, const double *fparams,
+                            int nf, const int64_t *iparams, int ni);
+
+/* -------------------------------------------------------- elementwise ops */
+
+AD_API ad_node *ad_add(ad_node *a, ad_node *b); /* a + b */
+AD_API ad_node *ad_sub(ad_node *a, ad_node *b); /* a - b */
+AD_API ad_node *ad_mul(ad_node *a, ad_node *b); /* a * b */
+AD_API ad_node *ad_div(ad_node *a, ad_node *b); /* a / b */
+AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /* max(a, b); ties split the gradient */
+AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /* min(a, b); ties split the gradient */
+AD_API ad_node *ad_eq(ad_node *a, ad_node *b);  /* 1 where a == b else 0; no gradient */
+AD_API ad_node *ad_gt(ad_node *a, ad_node *b);  /* 1 where a > b else 0; no gradient */
+/** where(cond, a, b): a where cond != 0, else b. No gradient to cond. */
+AD_API ad_node *ad_where(ad_node *cond, ad_node *a, ad_node *b);
+
+AD_API ad_node *ad_neg(ad_node *a);     /* -a */
+AD_API ad_node *ad_exp(ad_node *a);     /* e^a */
+AD_API ad_node *ad_log(ad_node *a);     /* ln a */
+AD_API ad_node *ad_sqrt(ad_node *a);    /* sqrt a */
+AD_API ad_node *ad_abs(ad_node *a);     /* |a|, derivative sign(a) (0 at 0) */
+AD_API ad_node *ad_sin(ad_node *a);     /* sin a */
+AD_API ad_node *ad_cos(ad_node *a);     /* cos a */
+AD_API ad_node *ad_tanh(ad_node *a);    /* tanh a, derivative 1 - tanh^2 */
+AD_API ad_node *ad_sigmoid(ad_node *a); /* 1/(1+e^-a), derivative s(1-s); stable */
+AD_API ad_node *ad_relu(ad_node *a);    /* max(0, a), derivative 0 at a <= 0 */
+AD_API ad_node *ad_softplus(ad_node *a); /* ln(1 + e^a), stable; derivative sigmoid(a) */
+AD_API ad_node *ad_leaky_relu(ad_node *a, double alpha); /* a > 0 ? a : alpha a */
+AD_API ad_node *ad_elu(ad_node *a, double alpha);         /* a > 0 ? a : alpha (e^a - 1) */
+AD_API ad_node *ad_pow(ad_node *a, double p);             /* a^p */
+AD_API ad_node *ad_scale(ad_node *a, double c);           /* c a */
+AD_API ad_node *ad_affine(ad_node *a, double c, double d); /* c a + d */
+AD_API ad_node *ad_clamp(ad_node *a, double lo, double hi); /* gradient 1 inside [lo, hi] */
+/** Heaviside step: 0 if a < 0, else 1. Gradient zero. */
+AD_API ad_node *ad_step(ad_node *a);
+/** numpy.heaviside: 0 if a < 0, at0 if a == 0, 1 if a > 0. Gradient zero. */
+AD_API ad_node *ad_heaviside(ad_node *a, double at0);
+/** Sign: -1, 0 or +1. Gradient zero. */
+AD_API ad_node *ad_sign(ad_node *a);
+/** The value of a, no gradient flows back through it. */
+AD_API ad_node *ad_detach(ad_node *a);
+/**
+ * Straight-through estimator: the value of fx (same shape as x), the
+ * gradient of x (passed through as if fx were x). Used for step units.
+ */
+AD_API ad_node *ad_straight_through(ad_node *x, ad_node *fx);
+/**
+ * Dropout mask: elementwise 1/keep with probability keep, else 0, the shape
+ * of a, drawn afresh on every forward from the graph's generator
+ * (ad_graph_seed). No gradient.
+ */
+AD_API ad_node *ad_dropout_mask(ad_node *a, double keep);
+/** Seeds the graph's random generator (splitmix64/xoshiro256**). */
+AD_API void ad_graph_seed(ad_graph *g, uint64_t seed);
+
+/* ------------------------------------------------------------- reductions */
+
+AD_API ad_node *ad_sum(ad_node *a, int axis);  /* axis AD_ALL reduces everything */
+AD_API ad_node *ad_mean(ad_node *a, int axis);
+AD_API ad_node *ad_max(ad_node *a, int axis);  /* ties share the gradient equally */
+AD_API ad_node *ad_min(ad_node *a, int axis);
+AD_API ad_node *ad_logsumexp(ad_node *a, int axis); /* stable log(sum(exp(a))) */
+AD_API ad_node *ad_softmax(ad_node *a, int axis);     /* shape of a */
+AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /* shape of a, stable */
+
+/* ----------------------------------------------------- linear algebra, shape */
+
+/** a @ b for a (..., m, k) and b (..., k, n); leading axes broadcast. */
+AD_API ad_node *ad_matmul(ad_node *a, ad_node *b);
+/** op(a) @ op(b) where op transposes the last two axes when the flag is set. */
+AD_API ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b);
+/** Swaps the last two axes. */
+AD_API ad_node *ad_transpose(ad_node *a);
+/** Same elements, new shape; one entry may be -1 (inferred). */
+AD_API ad_node *ad_reshape(ad_node *a, int ndim, const int64_t *shape);
+/** Elements start <= i < end along axis. */
+AD_API ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end);
+/** Joins n tensors along axis (all other axes equal). */
+AD_API ad_node *ad_concat(int n, ad_node *const *parts, int axis);
+/** Broadcasts a to shape (NumPy rules). */
+AD_API ad_node *ad_broadcast_to(ad_node *a, int ndim, const int64_t *shape);
+/**
+ * One-hot rows: indices holds class numbers (integral values) of any shape;
+ * the result has shape (..., classes). An index outside [0, classes) is an
+ * error at forward time. No gradient.
+ */
+AD_API ad_node *ad_one_hot(ad_node *indices, int64_t classes);
+
+/* --------------------------------------------------------- differentiation */
+
+/**
+ * Backpropagates from a one-element loss: adds d loss/d leaf into every
+ * trainable leaf's gradient (accumulating across calls, as PyTorch does).
+ * The first call on a loss builds the backward nodes; later calls re-run
+ * them. 0 on success, -1 on error (see ad_graph_error).
+ */
+AD_API int ad_backward(ad_node *loss);
+/** Zeros every trainable leaf's accumulated gradient. */
+AD_API void ad_zero_grad(ad_graph *g);
+/**
+ * Replay: recomputes every node (except backward passes) from the current
+ * leaf values, in creation order; re-infers shapes after ad_resize.
+ * Allocates nothing unless a batch grew. 0 or -1.
+ */
+AD_API int ad_forward(ad_graph *g);
+/**
+ * dy/dx as new graph nodes (shape of x) that can be differentiated again.
+ * y must have one element. Returns zeros when x does not affect y.
+ */
+AD_API ad_node *ad_grad(ad_node *y, ad_node *x);
+/**
+ * Anomaly mode: when on, the first op that produces NaN or Inf (forward or
+ * backward) sets an error naming the op, the node and the pass.
+ */
+AD_API void ad_graph_set_check_finite(ad_graph *g, int on);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
