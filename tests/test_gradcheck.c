@@ -1,0 +1,611 @@
+/* Gradient check of every op in the registry (not a hand-kept list): random
+ * shapes of rank 0 to 4 with random broadcasting, f64 central differences for
+ * the first derivative and for the derivative of the gradient (second order),
+ * and the f32 engine against the f64 one. An op without a generator here
+ * fails the test, so a new op cannot skip its check. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "graph_impl.h"
+
+#define TRIALS 6
+#define MAXIN 4
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static double urand(rng_t *r)
+{
+    r->s = r->s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(r->s >> 11) * 0x1.0p-53;
+}
+static int irand(rng_t *r, int lo, int hi) { return lo + (int)(urand(r) * (hi - lo + 1)); }
+
+/* One generated case: input shapes/values, op parameters. */
+typedef struct {
+    int nin;
+    int ndim[MAXIN];
+    int64_t shape[MAXIN][AD_MAX_DIMS];
+    double values[MAXIN][256];
+    bool trainable[MAXIN];
+    double fp[2];
+    int64_t ip[AD_MAX_IPARAMS];
+    int nf, ni;
+    bool fd_ok;      /* the op's value is a deterministic smooth function here */
+    bool second;     /* check second order too */
+} gencase;
+
+static int64_t numel_of(int nd, const int64_t *sh)
+{
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++)
+        n *= sh[d];
+    return n;
+}
+
+static void random_shape(rng_t *r, int minrank, int maxrank, int *nd, int64_t *sh)
+{
+    *nd = irand(r, minrank, maxrank);
+    for (int d = 0; d < *nd; d++)
+        sh[d] = irand(r, 1, 3);
+}
+
+/* a shape that broadcasts to (nd, sh): drop leading axes, set some to 1 */
+static void broadcastable(rng_t *r, int nd, const int64_t *sh, int *ond, int64_t *osh)
+{
+    int drop = irand(r, 0, nd);
+    if (urand(r) < 0.5)
+        drop = 0;
+    *ond = nd - drop;
+    for (int d = 0; d < *ond; d++)
+        osh[d] = urand(r) < 0.3 ? 1 : sh[d + drop];
+}
+
+/* values in [lo, hi] kept at least gap away from each kink */
+static void fill(rng_t *r, gencase *c, int k, double lo, double hi, const double *kinks, int nk,
+                 double gap)
+{
+    int64_t n = numel_of(c->ndim[k], c->shape[k]);
+    cr_assert(n <= 256);
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        bool ok;
+        do {
+            v = lo + (hi - lo) * urand(r);
+            ok = true;
+            for (int j = 0; j < nk; j++)
+                if (fabs(v - kinks[j]) < gap)
+                    ok = false;
+        } while (!ok);
+        c->values[k][i] = v;
+    }
+}
+
+/* distinct values (no ties for max/min), well separated */
+static void fill_distinct(rng_t *r, gencase *c, int k)
+{
+    int64_t n = numel_of(c->ndim[k], c->shape[k]);
+    for (int64_t i = 0; i < n; i++)
+        c->values[k][i] = (double)i * 0.37 - 1.0;
+    for (int64_t i = n - 1; i > 0; i--) { /* shuffle */
+        int64_t j = (int64_t)(urand(r) * (double)(i + 1));
+        double t = c->values[k][i];
+        c->values[k][i] = c->values[k][j];
+        c->values[k][j] = t;
+    }
+}
+
+static const double zero_kink[] = {0.0};
+
+/* Fills c for op; returns false when the op has no generator. */
+static bool generate(int op, rng_t *r, gencase *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd_ok = true;
+    c->second = true;
+    c->nin = 1;
+    c->trainable[0] = true;
+    const ad_op_info *info = &ad_ops[op];
+    switch (info->kind) {
+    case AD_KIND_UNARY:
+        random_shape(r, 0, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, zero_kink, 1, 0.05);
+        c->nf = 2;
+        switch (op) {
+        case AD_OP_LOG:
+        case AD_OP_SQRT:
+            fill(r, c, 0, 0.5, 2.5, NULL, 0, 0);
+            break;
+        case AD_OP_POW: {
+            static const double ps[] = {2, 3, -1.5, 0.5, 1, 2.5};
+            c->fp[0] = ps[irand(r, 0, 5)];
+            fill(r, c, 0, 0.5, 2.0, NULL, 0, 0);
+            break;
+        }
+        case AD_OP_LEAKY_RELU:
+            c->fp[0] = 0.1;
+            break;
+        case AD_OP_ELU:
+            c->fp[0] = 1.3;
+            break;
+        case AD_OP_AFFINE:
+            c->fp[0] = -1.7;
+            c->fp[1] = 0.4;
+            break;
+        case AD_OP_CLAMP: {
+            c->fp[0] = -0.5;
+            c->fp[1] = 0.7;
+            double k[] = {-0.5, 0.7};
+            fill(r, c, 0, -2, 2, k, 2, 0.05);
+            break;
+        }
+        case AD_OP_HEAVISIDE:
+            c->fp[0] = 1;
+            break;
+        case AD_OP_DETACH: /* the value follows x, by design no gradient does */
+            c->fd_ok = false;
+            break;
+        default:
+            break;
+        }
+        return true;
+    case AD_KIND_BINARY: {
+        int nd;
+        int64_t sh[AD_MAX_DIMS];
+        random_shape(r, 0, 4, &nd, sh);
+        c->nin = 2;
+        c->trainable[1] = true;
+        broadcastable(r, nd, sh, &c->ndim[0], c->shape[0]);
+        broadcastable(r, nd, sh, &c->ndim[1], c->shape[1]);
+        if (urand(r) < 0.5) { /* one side full shape */
+            c->ndim[0] = nd;
+            memcpy(c->shape[0], sh, sizeof sh);
+        }
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, zero_kink, 1, 0.5);
+        if (op == AD_OP_MAXIMUM || op == AD_OP_MINIMUM || op == AD_OP_EQ || op == AD_OP_GT) {
+            /* keep a - b away from 0: a in [-2,-1.2] u [1.2,2], b in [-1,1] */
+            int64_t n0 = numel_of(c->ndim[0], c->shape[0]);
+            for (int64_t i = 0; i < n0; i++)
+                c->values[0][i] = (urand(r) < 0.5 ? -1 : 1) * (1.2 + 0.8 * urand(r));
+            fill(r, c, 1, -1, 1, NULL, 0, 0);
+        }
+        return true;
+    }
+    case AD_KIND_TERNARY: {
+        int nd;
+        int64_t sh[AD_MAX_DIMS];
+        random_shape(r, 0, 3, &nd, sh);
+        c->nin = 3;
+        c->trainable[0] = false;
+        c->trainable[1] = c->trainable[2] = true;
+        for (int k = 0; k < 3; k++) {
+            broadcastable(r, nd, sh, &c->ndim[k], c->shape[k]);
+            fill(r, c, k, -2, 2, NULL, 0, 0);
+        }
+        int64_t n0 = numel_of(c->ndim[0], c->shape[0]);
+        for (int64_t i = 0; i < n0; i++)
+            c->values[0][i] = urand(r) < 0.5 ? 0.0 : 1.0;
+        return true;
+    }
+    case AD_KIND_REDUCE:
+    case AD_KIND_AXIS:
+        random_shape(r, 1, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        if (op == AD_OP_MAX || op == AD_OP_MIN)
+            fill_distinct(r, c, 0);
+        c->ni = 1;
+        c->ip[0] = urand(r) < 0.25 ? AD_ALL : irand(r, -c->ndim[0], c->ndim[0] - 1);
+        return true;
+    case AD_KIND_MATMUL: {
+        int64_t m = irand(r, 1, 3), k = irand(r, 1, 3), n = irand(r, 1, 3);
+        int nb = irand(r, 0, 2);
+        int64_t batch[2] = {irand(r, 1, 2), irand(r, 1, 3)};
+        c->nin = 2;
+        c->trainable[1] = true;
+        c->ni = 2;
+        c->ip[0] = irand(r, 0, 1);
+        c->ip[1] = irand(r, 0, 1);
+        for (int s = 0; s < 2; s++) {
+            int keep = urand(r) < 0.3 ? 0 : nb;
+            c->ndim[s] = keep + 2;
+            for (int d = 0; d < keep; d++)
+                c->shape[s][d] = urand(r) < 0.2 ? 1 : batch[d + nb - keep];
+            int64_t rows = s == 0 ? m : k, cols = s == 0 ? k : n;
+            bool t = c->ip[s] != 0;
+            c->shape[s][keep] = t ? cols : rows;
+            c->shape[s][keep + 1] = t ? rows : cols;
+            fill(r, c, s, -2, 2, NULL, 0, 0);
+        }
+        return true;
+    }
+    case AD_KIND_SHAPE:
+    case AD_KIND_INTERNAL:
+        break;
+    case AD_KIND_LEAF:
+        return false;
+    }
+    /* shape ops and internal ops, one by one */
+    switch (op) {
+    case AD_OP_TRANSPOSE:
+        random_shape(r, 2, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        return true;
+    case AD_OP_RESHAPE: {
+        random_shape(r, 0, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        int64_t n = numel_of(c->ndim[0], c->shape[0]);
+        /* target (n) or (-1, 1) or (1, n, 1) */
+        int pick = irand(r, 0, 2);
+        c->ni = AD_MAX_DIMS + 1;
+        if (pick == 0) {
+            c->ip[0] = 1;
+            c->ip[1] = n;
+        } else if (pick == 1) {
+            c->ip[0] = 2;
+            c->ip[1] = -1;
+            c->ip[2] = 1;
+        } else {
+            c->ip[0] = 3;
+            c->ip[1] = 1;
+            c->ip[2] = n;
+            c->ip[3] = 1;
+        }
+        return true;
+    }
+    case AD_OP_SLICE: {
+        random_shape(r, 1, 4, &c->ndim[0], c->shape[0]);
+        c->shape[0][0] = 3;
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        int axis = irand(r, 0, c->ndim[0] - 1);
+        int64_t len = c->shape[0][axis];
+        int64_t s = irand(r, 0, (int)len - 1);
+        c->ni = 3;
+        c->ip[0] = axis;
+        c->ip[1] = s;
+        c->ip[2] = irand(r, (int)s, (int)len);
+        return true;
+    }
+    case AD_OP_CONCAT: {
+        random_shape(r, 1, 3, &c->ndim[0], c->shape[0]);
+        int axis = irand(r, 0, c->ndim[0] - 1);
+        c->nin = irand(r, 2, 3);
+        for (int k = 0; k < c->nin; k++) {
+            c->ndim[k] = c->ndim[0];
+            memcpy(c->shape[k], c->shape[0], sizeof c->shape[0]);
+            c->shape[k][axis] = irand(r, 1, 3);
+            c->trainable[k] = true;
+            fill(r, c, k, -2, 2, NULL, 0, 0);
+        }
+        c->ni = 1;
+        c->ip[0] = axis;
+        return true;
+    }
+    case AD_OP_BROADCAST_TO: {
+        int nd;
+        int64_t sh[AD_MAX_DIMS];
+        random_shape(r, 0, 4, &nd, sh);
+        broadcastable(r, nd, sh, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->ni = AD_MAX_DIMS + 1;
+        c->ip[0] = nd;
+        for (int d = 0; d < nd; d++)
+            c->ip[1 + d] = sh[d];
+        return true;
+    }
+    case AD_OP_STRAIGHT_THROUGH:
+        /* value of fx, gradient of x: not a true derivative; checked in its own test */
+        return false;
+    case AD_OP_ONE_HOT:
+        c->ndim[0] = 1;
+        c->shape[0][0] = 4;
+        for (int i = 0; i < 4; i++)
+            c->values[0][i] = irand(r, 0, 2);
+        c->trainable[0] = false;
+        c->ni = 1;
+        c->ip[0] = 3;
+        return true;
+    case AD_OP_DROPOUT_MASK:
+        random_shape(r, 0, 3, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->nf = 1;
+        c->fp[0] = 0.6;
+        c->fd_ok = false; /* random: only the zero gradient is checked */
+        return true;
+    /* internal ops: input 0 differentiable, input 1 a constant giving the shape */
+    case AD_OP_CLAMP_MASK:
+    case AD_OP_ONES_LIKE:
+    case AD_OP_ZEROS_LIKE:
+        random_shape(r, 0, 3, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->nf = 2;
+        c->fp[0] = -0.5;
+        c->fp[1] = 0.5;
+        {
+            double k[] = {-0.5, 0.5};
+            fill(r, c, 0, -2, 2, k, 2, 0.05);
+        }
+        return true;
+    case AD_OP_EXPAND_AXIS: {
+        int nd;
+        int64_t sh[AD_MAX_DIMS];
+        random_shape(r, 1, 4, &nd, sh);
+        int axis = urand(r) < 0.25 ? -1 : irand(r, 0, nd - 1);
+        c->nin = 2;
+        c->ndim[1] = nd;
+        memcpy(c->shape[1], sh, sizeof sh);
+        c->ndim[0] = 0;
+        if (axis >= 0)
+            for (int d = 0; d < nd; d++)
+                if (d != axis)
+                    c->shape[0][c->ndim[0]++] = sh[d];
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, NULL, 0, 0);
+        c->ni = 2;
+        c->ip[0] = axis;
+        c->ip[1] = irand(r, 0, 1);
+        return true;
+    }
+    case AD_OP_RESHAPE_LIKE:
+    case AD_OP_BROADCAST_LIKE:
+    case AD_OP_SUM_TO:
+    case AD_OP_SLICE_BACKWARD: {
+        int nd;
+        int64_t big[AD_MAX_DIMS], small[AD_MAX_DIMS];
+        int snd;
+        random_shape(r, 1, 4, &nd, big);
+        broadcastable(r, nd, big, &snd, small);
+        c->nin = 2;
+        if (op == AD_OP_RESHAPE_LIKE) {
+            c->ndim[0] = 1;
+            c->shape[0][0] = numel_of(nd, big);
+            c->ndim[1] = nd;
+            memcpy(c->shape[1], big, sizeof big);
+        } else if (op == AD_OP_BROADCAST_LIKE) {
+            c->ndim[0] = snd;
+            memcpy(c->shape[0], small, sizeof small);
+            c->ndim[1] = nd;
+            memcpy(c->shape[1], big, sizeof big);
+        } else if (op == AD_OP_SUM_TO) {
+            c->ndim[0] = nd;
+            memcpy(c->shape[0], big, sizeof big);
+            c->ndim[1] = snd;
+            memcpy(c->shape[1], small, sizeof small);
+        } else {
+            int axis = irand(r, 0, nd - 1);
+            c->ndim[1] = nd;
+            memcpy(c->shape[1], big, sizeof big);
+            c->shape[1][axis] = 3;
+            c->ndim[0] = nd;
+            memcpy(c->shape[0], c->shape[1], sizeof big);
+            c->shape[0][axis] = irand(r, 1, 2);
+            c->ni = 2;
+            c->ip[0] = axis;
+            c->ip[1] = irand(r, 0, 3 - (int)c->shape[0][axis]);
+        }
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, NULL, 0, 0);
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+typedef struct {
+    ad_graph *g;
+    ad_node *in[MAXIN];
+    ad_node *out, *loss, *weights;
+} built;
+
+/* loss = sum(op(inputs) * W) with a fixed random W, so the upstream gradient
+ * differs per element. */
+static bool build(ad_dtype dt, int op, const gencase *c, rng_t *r, built *b)
+{
+    memset(b, 0, sizeof *b);
+    b->g = ad_graph_new(dt);
+    for (int k = 0; k < c->nin; k++) {
+        b->in[k] = c->trainable[k] ? ad_param(b->g, c->ndim[k], c->shape[k], "x")
+                                   : ad_const(b->g, c->ndim[k], c->shape[k], NULL, "c");
+        ad_set(b->in[k], c->values[k], numel_of(c->ndim[k], c->shape[k]));
+    }
+    b->out = ad_op_apply(op, c->nin, b->in, c->fp, c->nf, c->ip, c->ni);
+    if (!b->out)
+        return false;
+    double w[4096];
+    cr_assert(b->out->numel <= 4096);
+    for (int64_t i = 0; i < b->out->numel; i++)
+        w[i] = 0.5 + urand(r);
+    b->weights = ad_const(b->g, b->out->ndim, b->out->shape, w, "w");
+    b->loss = ad_sum(ad_mul(b->out, b->weights), AD_ALL);
+    return b->loss != NULL;
+}
+
+static double loss_at(built *b, ad_node *leaf, int64_t i, double v)
+{
+    double *x = leaf->value;
+    double old = x[i];
+    x[i] = v;
+    cr_assert_eq(ad_forward(b->g), 0, "%s", ad_graph_error(b->g));
+    double L = ad_item(b->loss);
+    x[i] = old;
+    return L;
+}
+
+static void check_close(double analytic, double numeric, double tol, const char *what, int op,
+                        int64_t i)
+{
+    double scale = fmax(1.0, fmax(fabs(analytic), fabs(numeric)));
+    cr_assert(fabs(analytic - numeric) <= tol * scale,
+              "%s of op %s, element %lld: engine %.12g, finite difference %.12g", what,
+              ad_ops[op].name, (long long)i, analytic, numeric);
+}
+
+static void check_op(int op, rng_t *r)
+{
+    gencase c;
+    if (!generate(op, r, &c))
+        cr_assert_fail("op '%s' has no gradient-check generator", ad_ops[op].name);
+    uint64_t wseed = r->s;
+    built b;
+    rng_t wr = {wseed};
+    bool ok = build(AD_F64, op, &c, &wr, &b);
+    cr_assert(ok, "op %s: build failed: %s", ad_ops[op].name, ad_graph_error(b.g));
+    cr_assert_eq(ad_backward(b.loss), 0, "op %s: %s", ad_ops[op].name, ad_graph_error(b.g));
+
+    /* first order: every element of every trainable input */
+    const double h = 1e-6;
+    for (int k = 0; k < c.nin; k++) {
+        if (!c.trainable[k])
+            continue;
+        ad_node *x = b.in[k];
+        const double *grad = x->grad;
+        for (int64_t i = 0; i < x->numel; i++) {
+            double v = ((double *)x->value)[i];
+            double numeric = c.fd_ok ? (loss_at(&b, x, i, v + h) - loss_at(&b, x, i, v - h)) / (2 * h)
+                                     : 0.0;
+            if (!ad_op_differentiable(op))
+                cr_assert_eq(grad[i], 0.0, "op %s passes a gradient", ad_ops[op].name);
+            check_close(grad[i], numeric, 1e-6, "gradient", op, i);
+        }
+    }
+    ad_forward(b.g);
+
+    /* second order: s = sum(grad_x(loss) * V); d s/d x by ad_grad and by differences */
+    if (c.fd_ok && ad_op_differentiable(op)) {
+        for (int k = 0; k < c.nin; k++) {
+            if (!c.trainable[k])
+                continue;
+            ad_node *x = b.in[k];
+            ad_node *gx = ad_grad(b.loss, x);
+            cr_assert_not_null(gx, "op %s: ad_grad failed: %s", ad_ops[op].name, ad_graph_error(b.g));
+            double v[256];
+            for (int64_t i = 0; i < x->numel; i++)
+                v[i] = urand(r) - 0.5;
+            ad_node *vn = ad_const(b.g, x->ndim, x->shape, v, "v");
+            ad_node *s = ad_sum(ad_mul(gx, vn), AD_ALL);
+            ad_node *hv = ad_grad(s, x);
+            cr_assert_not_null(hv, "op %s: second ad_grad failed: %s", ad_ops[op].name,
+                               ad_graph_error(b.g));
+            double hvv[256];
+            cr_assert_eq(ad_get(hv, hvv, x->numel), 0);
+            built save = b;
+            save.loss = s;
+            for (int64_t i = 0; i < x->numel; i++) {
+                double xv = ((double *)x->value)[i];
+                double numeric =
+                    (loss_at(&save, x, i, xv + h) - loss_at(&save, x, i, xv - h)) / (2 * h);
+                check_close(hvv[i], numeric, 1e-5, "second derivative", op, i);
+            }
+        }
+    }
+    ad_graph_free(b.g);
+
+    /* f32 engine against f64 values (same inputs and weights) */
+    if (c.fd_ok) {
+        built b32, b64;
+        rng_t r1 = {wseed}, r2 = {wseed};
+        cr_assert(build(AD_F32, op, &c, &r1, &b32));
+        cr_assert(build(AD_F64, op, &c, &r2, &b64));
+        cr_assert_eq(ad_backward(b32.loss), 0, "%s", ad_graph_error(b32.g));
+        cr_assert_eq(ad_backward(b64.loss), 0);
+        double l32 = ad_item(b32.loss), l64 = ad_item(b64.loss);
+        cr_assert(fabs(l32 - l64) <= 1e-4 * fmax(1, fabs(l64)), "op %s f32 loss %g vs f64 %g",
+                  ad_ops[op].name, l32, l64);
+        for (int k = 0; k < c.nin; k++) {
+            if (!c.trainable[k])
+                continue;
+            double g32[256], g64[256];
+            int64_t n = b64.in[k]->numel;
+            cr_assert_eq(ad_get_grad(b32.in[k], g32, n), 0);
+            cr_assert_eq(ad_get_grad(b64.in[k], g64, n), 0);
+            for (int64_t i = 0; i < n; i++)
+                cr_assert(fabs(g32[i] - g64[i]) <= 1e-3 * fmax(1, fabs(g64[i])),
+                          "op %s f32 gradient %g vs f64 %g", ad_ops[op].name, g32[i], g64[i]);
+        }
+        ad_graph_free(b32.g);
+        ad_graph_free(b64.g);
+    }
+}
+
+Test(gradcheck, every_registered_op)
+{
+    rng_t r = {12345};
+    int checked = 0;
+    for (int op = 0; op < ad_op_count(); op++) {
+        if (ad_op_kind_of(op) == AD_KIND_LEAF || op == AD_OP_STRAIGHT_THROUGH)
+            continue;
+        for (int t = 0; t < TRIALS; t++)
+            check_op(op, &r);
+        checked++;
+    }
+    cr_assert_eq(checked, ad_op_count() - 4, "ops checked: %d", checked);
+}
+
+Test(gradcheck, relu_at_zero_has_derivative_zero)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t sh[1] = {3};
+    ad_node *x = ad_param(g, 1, sh, "x");
+    double v[3] = {-1, 0, 2};
+    ad_set(x, v, 3);
+    cr_assert_eq(ad_backward(ad_sum(ad_relu(x), AD_ALL)), 0);
+    double gr[3];
+    ad_get_grad(x, gr, 3);
+    cr_assert_eq(gr[0], 0.0);
+    cr_assert_eq(gr[1], 0.0);
+    cr_assert_eq(gr[2], 1.0);
+    ad_graph_free(g);
+}
+
+Test(gradcheck, leaky_relu_abs_step_sign_at_zero)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0.0, "x");
+    ad_node *y = ad_add(ad_add(ad_leaky_relu(x, 0.25), ad_abs(x)),
+                        ad_add(ad_step(x), ad_sign(x)));
+    cr_assert_float_eq(ad_item(y), 1.0, 0); /* step(0) = 1, sign(0) = 0 */
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_float_eq(ad_grad_item(x), 0.25, 1e-15); /* alpha + sign(0) + 0 + 0 */
+    ad_graph_free(g);
+}
+
+Test(gradcheck, straight_through_passes_the_gradient)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t sh[1] = {3};
+    ad_node *x = ad_param(g, 1, sh, "x");
+    double v[3] = {-0.3, 0.0, 0.8};
+    ad_set(x, v, 3);
+    ad_node *h = ad_straight_through(x, ad_step(x));
+    double hv[3];
+    ad_get(h, hv, 3);
+    cr_assert_eq(hv[0], 0.0);
+    cr_assert_eq(hv[1], 1.0);
+    cr_assert_eq(hv[2], 1.0);
+    double w[3] = {2, 3, 5};
+    ad_node *loss = ad_sum(ad_mul(h, ad_const(g, 1, sh, w, "w")), AD_ALL);
+    cr_assert_eq(ad_backward(loss), 0);
+    double gr[3];
+    ad_get_grad(x, gr, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(gr[i], w[i]);
+    ad_graph_free(g);
+}
+
+Test(gradcheck, second_derivative_of_tanh)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0.6, "x");
+    ad_node *y = ad_tanh(x);
+    ad_node *dy = ad_grad(y, x);
+    ad_node *d2y = ad_grad(dy, x);
+    ad_node *d3y = ad_grad(d2y, x);
+    double t = tanh(0.6);
+    cr_assert_float_eq(ad_item(dy), 1 - t * t, 1e-15);
+    cr_assert_float_eq(ad_item(d2y), -2 * t * (1 - t * t), 1e-15);
+    cr_assert_float_eq(ad_item(d3y), (1 - t * t) * (6 * t * t - 2), 1e-14);
+    ad_graph_free(g);
+}
