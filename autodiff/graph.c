@@ -422,6 +422,7 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         node->flags |= NODE_TAPE;
     if (ad_ops[op].forward == fwd_alias)
         node->flags |= NODE_ALIAS;
+    node->id = g->nnodes; /* for messages during the first compute */
     bool had_error = g->has_error;
     if (!ad_compute(node, true) || (!had_error && g->has_error)) {
         arena_free_until(g, node->arena_at, node->arena_used);

@@ -1,0 +1,464 @@
+/* Engine behaviour: error messages, replay without allocation, batch resize,
+ * mark/rewind, allocator failure, accumulation, fan-out, anomaly mode. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainrule/autodiff.h"
+
+/* ------------------------------------------------------------ allocators */
+
+typedef struct {
+    long calls;      /* allocations and growths */
+    long live;       /* blocks outstanding */
+    size_t bytes;    /* bytes outstanding */
+    long fail_at;    /* fail the fail_at-th allocation (1-based), 0: never */
+} counter;
+
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counter *c = ud;
+    if (nsize == 0) {
+        if (ptr) {
+            c->live--;
+            c->bytes -= osize;
+        }
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    if (c->fail_at && c->calls == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p) {
+        if (!ptr)
+            c->live++;
+        c->bytes = c->bytes - osize + nsize;
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------ errors */
+
+Test(errors, matmul_shapes_do_not_align)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t s1[2] = {32, 784}, s2[2] = {300, 100};
+    ad_node *x = ad_input(g, 2, s1, "x"), *w = ad_param(g, 2, s2, "W");
+    cr_assert_null(ad_graph_error(g));
+    ad_node *y = ad_matmul(x, w);
+    cr_assert_null(y);
+    cr_assert_str_eq(ad_graph_error(g), "ad_matmul: shapes (32,784) and (300,100) do not align");
+    /* NULL propagates without replacing the first message */
+    cr_assert_null(ad_relu(y));
+    cr_assert_null(ad_add(y, x));
+    cr_assert_eq(ad_backward(y), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_matmul: shapes (32,784) and (300,100) do not align");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_graph_error(g));
+    ad_graph_free(g);
+}
+
+Test(errors, broadcast_mismatch_names_op_and_shapes)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s1[2] = {2, 3}, s2[1] = {4};
+    cr_assert_null(ad_add(ad_input(g, 2, s1, "a"), ad_input(g, 1, s2, "b")));
+    cr_assert_str_eq(ad_graph_error(g), "ad_add: shapes (2,3) and (4) do not broadcast");
+    ad_graph_free(g);
+}
+
+Test(errors, axis_out_of_range)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {2, 3};
+    cr_assert_null(ad_sum(ad_input(g, 2, s, "a"), 2));
+    cr_assert_str_eq(ad_graph_error(g), "ad_sum: axis 2 is out of range for shape (2,3)");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_softmax(ad_input(g, 2, s, "a"), -3));
+    cr_assert_str_eq(ad_graph_error(g), "ad_softmax: axis -3 is out of range for shape (2,3)");
+    ad_graph_free(g);
+}
+
+Test(errors, count_does_not_match_numel)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {2, 3};
+    ad_node *a = ad_input(g, 2, s, "a");
+    double v[5] = {0};
+    cr_assert_eq(ad_set(a, v, 5), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_set: count 5 does not match 6 elements of 'a' (2,3)");
+    ad_graph_free(g);
+}
+
+Test(errors, backward_from_non_scalar)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[1] = {3};
+    ad_node *a = ad_param(g, 1, s, "a");
+    ad_node *y = ad_tanh(a);
+    ad_node_set_name(y, "y");
+    cr_assert_eq(ad_backward(y), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_backward: output 'y' (3) has 3 elements, expected 1");
+    ad_graph_free(g);
+}
+
+Test(errors, element_count_overflow)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[4] = {1LL << 20, 1LL << 20, 1LL << 20, 4};
+    cr_assert_null(ad_input(g, 4, s, "huge"));
+    cr_assert_str_eq(ad_graph_error(g), "ad_input: element count overflows");
+    ad_graph_free(g);
+}
+
+Test(errors, bad_leaf_arguments_and_null_graph)
+{
+    cr_assert_null(ad_scalar(NULL, 1.0, "x"));
+    cr_assert_null(ad_tanh(NULL));
+    ad_graph_free(NULL);
+    ad_graph *g = ad_graph_new(AD_F64);
+    cr_assert_null(ad_input(g, 9, NULL, "x"));
+    cr_assert_str_eq(ad_graph_error(g), "ad_input: ndim 9 is not in [0, 8]");
+    ad_graph_free(g);
+}
+
+Test(errors, one_hot_index_out_of_range)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[1] = {3};
+    double idx[3] = {0, 4, 1};
+    ad_node *labels = ad_const(g, 1, s, idx, "y");
+    cr_assert_null(ad_one_hot(labels, 3));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_one_hot: index 4 at position 1 is not a class in [0, 3)");
+    ad_graph_free(g);
+}
+
+Test(errors, one_hot_error_on_replay)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t s[1] = {2};
+    ad_node *labels = ad_input(g, 1, s, "y");
+    cr_assert_not_null(ad_one_hot(labels, 3));
+    double bad[2] = {1, 7};
+    ad_set(labels, bad, 2);
+    cr_assert_eq(ad_forward(g), -1);
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_one_hot: index 7 at position 1 is not a class in [0, 3)");
+    ad_graph_free(g);
+}
+
+Test(errors, anomaly_mode_names_op_node_and_pass)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_graph_set_check_finite(g, 1);
+    ad_node *x = ad_scalar(g, -1.0, "x");
+    cr_assert_null(ad_log(x));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "log: non-finite value at element 0 of node 1 '' () in the forward pass");
+    ad_graph_free(g);
+
+    /* the backward pass: d sqrt(x)/dx at 0 is infinite */
+    g = ad_graph_new(AD_F64);
+    ad_graph_set_check_finite(g, 1);
+    x = ad_scalar(g, 0.0, "x");
+    ad_node *y = ad_sqrt(x);
+    cr_assert_not_null(y);
+    cr_assert_eq(ad_backward(y), -1);
+    cr_assert(strstr(ad_graph_error(g), "in the backward pass") != NULL, "%s",
+              ad_graph_error(g));
+    cr_assert(strstr(ad_graph_error(g), "div: non-finite") == ad_graph_error(g), "%s",
+              ad_graph_error(g));
+    ad_graph_free(g);
+}
+
+Test(errors, rewind_to_bad_mark)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_scalar(g, 1, "a");
+    cr_assert_eq(ad_graph_rewind(g, 5), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_graph_rewind: mark 5 is not in [0, 1]");
+    ad_graph_free(g);
+}
+
+/* ------------------------------------------------------------ semantics */
+
+Test(semantics, fan_out_sums_contributions)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *a = ad_scalar(g, 3.0, "a");
+    ad_node *y = ad_add(a, a);
+    cr_assert_eq(ad_node_ninputs(y), 2);
+    cr_assert_eq(ad_node_input(y, 0), a);
+    cr_assert_eq(ad_node_input(y, 1), a);
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(a), 2.0);
+    ad_zero_grad(g);
+    ad_node *z = ad_mul(ad_mul(a, a), a); /* a^3 */
+    cr_assert_eq(ad_backward(z), 0);
+    cr_assert_float_eq(ad_grad_item(a), 27.0, 1e-12);
+    ad_graph_free(g);
+}
+
+Test(semantics, gradients_accumulate_until_zero_grad)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *a = ad_scalar(g, 2.0, "a");
+    ad_node *y = ad_mul(a, a);
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(a), 4.0);
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(a), 8.0);
+    ad_zero_grad(g);
+    cr_assert_eq(ad_grad_item(a), 0.0);
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(a), 4.0);
+    ad_graph_free(g);
+}
+
+Test(semantics, detach_and_constants_get_no_gradient)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *a = ad_scalar(g, 2.0, "a");
+    ad_node *c = ad_const_scalar(g, 5.0, "c");
+    ad_node *y = ad_add(ad_mul(a, c), ad_mul(ad_detach(a), a)); /* 5a + a0*a */
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(a), 7.0);
+    cr_assert(isnan(ad_grad_item(c)));
+    cr_assert_str_eq(ad_graph_error(g), "ad_get_grad: node 'c' (const) is not a trainable leaf");
+    ad_graph_free(g);
+}
+
+/* A small MLP with softmax cross-entropy, f32 or f64. */
+typedef struct {
+    ad_graph *g;
+    ad_node *x, *labels, *w1, *b1, *w2, *b2, *loss;
+} mlp;
+
+static void mlp_build(mlp *m, ad_dtype dt, int64_t batch, ad_alloc_fn alloc, void *ud)
+{
+    memset(m, 0, sizeof *m);
+    m->g = ad_graph_new_with(dt, alloc, ud);
+    if (!m->g)
+        return;
+    int64_t sx[2] = {batch, 4}, sy[1] = {batch}, sw1[2] = {4, 5}, sb1[1] = {5}, sw2[2] = {5, 3},
+            sb2[1] = {3};
+    m->x = ad_input(m->g, 2, sx, "x");
+    m->labels = ad_input(m->g, 1, sy, "labels");
+    m->w1 = ad_param(m->g, 2, sw1, "W1");
+    m->b1 = ad_param(m->g, 1, sb1, "b1");
+    m->w2 = ad_param(m->g, 2, sw2, "W2");
+    m->b2 = ad_param(m->g, 1, sb2, "b2");
+    double w[20];
+    for (int i = 0; i < 20; i++)
+        w[i] = sin(i * 1.7) * 0.5;
+    ad_set(m->w1, w, 20);
+    ad_set(m->w2, w, 15);
+    ad_set(m->b1, w + 3, 5);
+    ad_set(m->b2, w + 7, 3);
+    ad_node *h = ad_relu(ad_add(ad_matmul(m->x, m->w1), m->b1));
+    ad_node *logits = ad_add(ad_matmul(h, m->w2), m->b2);
+    ad_node *nll = ad_neg(ad_sum(ad_mul(ad_log_softmax(logits, -1), ad_one_hot(m->labels, 3)), -1));
+    m->loss = ad_mean(nll, AD_ALL);
+}
+
+static void mlp_data(mlp *m, int64_t batch, int step)
+{
+    double xv[64 * 4], yv[64];
+    for (int64_t i = 0; i < batch * 4; i++)
+        xv[i] = cos((double)(i + 13 * step) * 0.9);
+    for (int64_t i = 0; i < batch; i++)
+        yv[i] = (double)((i + step) % 3);
+    ad_set(m->x, xv, batch * 4);
+    ad_set(m->labels, yv, batch);
+}
+
+static void grads_of(mlp *m, double *out)
+{
+    ad_get_grad(m->w1, out, 20);
+    ad_get_grad(m->b1, out + 20, 5);
+    ad_get_grad(m->w2, out + 25, 15);
+    ad_get_grad(m->b2, out + 40, 3);
+}
+
+Test(replay, matches_rebuilt_graph_and_allocates_nothing)
+{
+    counter c = {0};
+    mlp m;
+    mlp_build(&m, AD_F64, 8, counting_alloc, &c);
+    mlp_data(&m, 8, 0);
+    cr_assert_eq(ad_forward(m.g), 0);
+    cr_assert_eq(ad_backward(m.loss), 0, "%s", ad_graph_error(m.g));
+    long calls_after_first = c.calls;
+    int64_t nodes = ad_graph_size(m.g);
+    for (int step = 1; step <= 5; step++) {
+        mlp_data(&m, 8, step);
+        cr_assert_eq(ad_forward(m.g), 0);
+        ad_zero_grad(m.g);
+        cr_assert_eq(ad_backward(m.loss), 0);
+        cr_assert_eq(c.calls, calls_after_first, "step %d allocated", step);
+        cr_assert_eq(ad_graph_size(m.g), nodes, "replay added nodes");
+
+        mlp fresh;
+        mlp_build(&fresh, AD_F64, 8, NULL, NULL);
+        mlp_data(&fresh, 8, step);
+        cr_assert_eq(ad_forward(fresh.g), 0);
+        cr_assert_eq(ad_backward(fresh.loss), 0);
+        cr_assert_eq(ad_item(m.loss), ad_item(fresh.loss));
+        double g1[43], g2[43];
+        grads_of(&m, g1);
+        grads_of(&fresh, g2);
+        for (int i = 0; i < 43; i++)
+            cr_assert_eq(g1[i], g2[i], "gradient %d differs after replay", i);
+        ad_graph_free(fresh.g);
+    }
+    ad_graph_free(m.g);
+    cr_assert_eq(c.live, 0, "%ld blocks leaked", c.live);
+    cr_assert_eq(c.bytes, 0);
+}
+
+Test(replay, smaller_last_batch)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        counter c = {0};
+        mlp m, fresh;
+        mlp_build(&m, dt ? AD_F64 : AD_F32, 8, counting_alloc, &c);
+        mlp_data(&m, 8, 0);
+        ad_forward(m.g);
+        cr_assert_eq(ad_backward(m.loss), 0);
+        long calls = c.calls;
+        cr_assert_eq(ad_resize(m.x, 3), 0);
+        cr_assert_eq(ad_resize(m.labels, 3), 0);
+        mlp_data(&m, 3, 4);
+        cr_assert_eq(ad_forward(m.g), 0, "%s", ad_graph_error(m.g));
+        ad_zero_grad(m.g);
+        cr_assert_eq(ad_backward(m.loss), 0, "%s", ad_graph_error(m.g));
+        cr_assert_eq(c.calls, calls, "a smaller batch allocated");
+        mlp_build(&fresh, dt ? AD_F64 : AD_F32, 3, NULL, NULL);
+        mlp_data(&fresh, 3, 4);
+        ad_forward(fresh.g);
+        cr_assert_eq(ad_backward(fresh.loss), 0);
+        cr_assert_eq(ad_item(m.loss), ad_item(fresh.loss));
+        double g1[43], g2[43];
+        grads_of(&m, g1);
+        grads_of(&fresh, g2);
+        for (int i = 0; i < 43; i++)
+            cr_assert_eq(g1[i], g2[i], "gradient %d differs after resize", i);
+        /* and back to a bigger batch than ever: allowed to allocate, still right */
+        cr_assert_eq(ad_resize(m.x, 16), 0);
+        cr_assert_eq(ad_resize(m.labels, 16), 0);
+        mlp_data(&m, 16, 1);
+        cr_assert_eq(ad_forward(m.g), 0);
+        ad_zero_grad(m.g);
+        cr_assert_eq(ad_backward(m.loss), 0);
+        cr_assert(isfinite(ad_item(m.loss)));
+        ad_graph_free(fresh.g);
+        ad_graph_free(m.g);
+        cr_assert_eq(c.live, 0);
+    }
+}
+
+Test(rewind, define_by_run_loop_does_not_grow)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *w = ad_scalar(g, 0.5, "w");
+    int64_t mark = ad_graph_mark(g);
+    size_t bytes_after_first = 0;
+    for (int step = 0; step < 2000; step++) {
+        ad_node *x = ad_const_scalar(g, step * 0.001, "x");
+        ad_node *loss = ad_pow(ad_sub(ad_mul(w, x), ad_const_scalar(g, 1.0, "t")), 2);
+        cr_assert_eq(ad_backward(loss), 0);
+        cr_assert_eq(ad_graph_rewind(g, mark), 0);
+        cr_assert_eq(ad_graph_size(g), mark);
+        if (step == 0)
+            bytes_after_first = ad_graph_bytes(g);
+        cr_assert_eq(ad_graph_bytes(g), bytes_after_first, "memory grew at step %d", step);
+    }
+    /* the gradient accumulated over all steps is kept on w */
+    double expect = 0;
+    for (int step = 0; step < 2000; step++) {
+        double x = step * 0.001;
+        expect += 2 * (0.5 * x - 1) * x;
+    }
+    cr_assert_float_eq(ad_grad_item(w), expect, 1e-9);
+    ad_graph_free(g);
+}
+
+Test(alloc, failure_at_every_allocation_is_reported_and_leaks_nothing)
+{
+    counter probe = {0};
+    mlp m;
+    mlp_build(&m, AD_F32, 8, counting_alloc, &probe);
+    mlp_data(&m, 8, 0);
+    ad_backward(m.loss);
+    ad_graph_free(m.g);
+    long total = probe.calls;
+    cr_assert_gt(total, 3);
+    for (long n = 1; n <= total; n++) {
+        counter c = {.fail_at = n};
+        mlp_build(&m, AD_F32, 8, counting_alloc, &c);
+        if (!m.g) {
+            cr_assert_eq(n, 1);
+            cr_assert_eq(c.live, 0);
+            continue;
+        }
+        mlp_data(&m, 8, 0);
+        int rc = m.loss ? ad_backward(m.loss) : -1;
+        if (rc != 0) {
+            const char *err = ad_graph_error(m.g);
+            cr_assert_not_null(err, "allocation %ld failed without an error", n);
+            cr_assert(strstr(err, "out of memory") != NULL, "allocation %ld: %s", n, err);
+        }
+        ad_graph_free(m.g);
+        cr_assert_eq(c.live, 0, "allocation %ld failing leaked %ld blocks", n, c.live);
+    }
+}
+
+Test(introspection, registry_and_nodes)
+{
+    int n = ad_op_count();
+    cr_assert_gt(n, 40);
+    cr_assert_eq(ad_op_find("tanh") >= 0, 1);
+    cr_assert_str_eq(ad_op_name(ad_op_find("matmul")), "matmul");
+    cr_assert_eq(ad_op_arity(ad_op_find("where")), 3);
+    cr_assert_eq(ad_op_arity(ad_op_find("concat")), -1);
+    cr_assert_eq(ad_op_find("no such op"), -1);
+    for (int i = 0; i < n; i++) {
+        cr_assert_not_null(ad_op_name(i));
+        cr_assert_not_null(ad_op_rule(i));
+        cr_assert_eq(ad_op_find(ad_op_name(i)), i, "op names must be unique: %s", ad_op_name(i));
+    }
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {2, 3};
+    ad_node *x = ad_param(g, 2, s, "x");
+    ad_node *y = ad_sum(x, 1);
+    cr_assert_eq(ad_ndim(y), 1);
+    cr_assert_eq(ad_shape(y)[0], 2);
+    cr_assert_str_eq(ad_op_name(ad_node_op(y)), "sum");
+    cr_assert_eq(ad_node_id(y), 1);
+    cr_assert_eq(ad_graph_node(g, 1), y);
+    cr_assert(ad_node_requires_grad(y));
+    ad_backward(ad_sum(y, AD_ALL));
+    cr_assert_not_null(ad_node_grad(x));
+    cr_assert(ad_node_is_backward(ad_node_grad(x)));
+    ad_graph_free(g);
+}
+
+Test(print, tensor_and_scalar)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {2, 2};
+    double v[4] = {1, 2.5, -3, 4};
+    ad_node *a = ad_const(g, 2, s, v, "A");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ad_print(a, f);
+    ad_print(ad_sum(a, AD_ALL), f);
+    fclose(f);
+    cr_assert_str_eq(buf, "A const (2,2) = [1, 2.5;\n -3, 4]\nsum () = 4.5\n");
+    free(buf);
+    ad_graph_free(g);
+}
