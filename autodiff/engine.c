@@ -22,6 +22,58 @@ static bool same_shape(const ad_node *a, const ad_node *b)
     return true;
 }
 
+typedef struct {
+    ad_node *term;
+    int64_t next; /* index of the next contribution to the same node, -1 ends */
+} contribution;
+
+typedef struct {
+    ad_graph *g;
+    int64_t *head; /* per node id: first pending contribution, -1 when none */
+    contribution *pool;
+    int64_t npool, cap;
+} pending;
+
+static bool pending_push(pending *p, int64_t id, ad_node *term)
+{
+    if (p->npool == p->cap) {
+        int64_t cap = p->cap ? p->cap * 2 : 256;
+        contribution *q = ad_mem(p->g, p->pool, sizeof(contribution) * (size_t)p->cap,
+                                 sizeof(contribution) * (size_t)cap);
+        if (!q)
+            return false;
+        p->pool = q;
+        p->cap = cap;
+    }
+    p->pool[p->npool] = (contribution){term, p->head[id]};
+    p->head[id] = p->npool++;
+    return true;
+}
+
+/* The gradient of node id: its single contribution, or one add_n node over
+ * all of them (fan-out), in the order they were made. */
+static ad_node *pending_sum(pending *p, int64_t id)
+{
+    int64_t k = 0;
+    for (int64_t e = p->head[id]; e >= 0; e = p->pool[e].next)
+        k++;
+    if (k <= 1)
+        return k ? p->pool[p->head[id]].term : NULL;
+    ad_node *local[16], **terms = local;
+    if (k > 16) {
+        terms = ad_mem(p->g, NULL, 0, sizeof(ad_node *) * (size_t)k);
+        if (!terms)
+            return NULL;
+    }
+    int64_t i = k;
+    for (int64_t e = p->head[id]; e >= 0; e = p->pool[e].next)
+        terms[--i] = p->pool[e].term;
+    ad_node *sum = k > INT32_MAX ? NULL : ad_add_n((int)k, terms);
+    if (terms != local)
+        ad_mem(p->g, terms, sizeof(ad_node *) * (size_t)k, 0);
+    return sum;
+}
+
 /* Builds d y/d node for every node before y that y depends on; returns the
  * array (indexed by node id, heap memory of nbefore entries) or NULL. */
 static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
@@ -29,17 +81,23 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
     ad_graph *g = y->g;
     int64_t n = y->id + 1;
     *nbefore = n;
+    pending p = {.g = g};
     ad_node **grads = ad_mem(g, NULL, 0, sizeof(ad_node *) * (size_t)n);
-    if (!grads)
-        return NULL;
+    p.head = grads ? ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)n) : NULL;
+    if (!p.head)
+        goto fail;
     memset(grads, 0, sizeof(ad_node *) * (size_t)n);
-    grads[y->id] = ad_op_apply(AD_OP_ONES_LIKE, 1, &y, NULL, 0, NULL, 0);
-    if (!grads[y->id])
+    memset(p.head, 0xff, sizeof(int64_t) * (size_t)n); /* all -1 */
+    ad_node *seed = ad_op_apply(AD_OP_ONES_LIKE, 1, &y, NULL, 0, NULL, 0);
+    if (!seed || !pending_push(&p, y->id, seed))
         goto fail;
     for (int64_t i = y->id; i >= 0; i--) {
-        ad_node *node = g->nodes[i], *gnode = grads[i];
-        if (!gnode)
+        if (p.head[i] < 0)
             continue;
+        ad_node *node = g->nodes[i], *gnode = pending_sum(&p, i);
+        if (!gnode)
+            goto fail;
+        grads[i] = gnode;
         node->grad_node = gnode;
         const ad_op_info *op = &ad_ops[node->op];
         if (op->kind == AD_KIND_LEAF || op->backward == ad_nograd ||
@@ -54,22 +112,29 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
             memset(contrib, 0, sizeof(ad_node *) * (size_t)node->ninputs);
         }
         op->backward(node, gnode, contrib);
-        for (int k = 0; k < node->ninputs; k++) {
+        bool ok = !g->has_error;
+        for (int k = 0; ok && k < node->ninputs; k++) {
             ad_node *in = node->inputs[k], *c = contrib[k];
             if (!c || !(in->flags & NODE_REQGRAD))
                 continue;
             if (!same_shape(c, in))
                 c = ad_sum_to(c, in);
-            grads[in->id] = grads[in->id] ? ad_add(grads[in->id], c) : c;
+            ok = c && pending_push(&p, in->id, c);
         }
         if (contrib != local)
             ad_mem(g, contrib, sizeof(ad_node *) * (size_t)node->ninputs, 0);
-        if (g->has_error)
+        if (!ok || g->has_error)
             goto fail;
     }
+    ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
+    ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
     return grads;
 fail:
-    ad_mem(g, grads, sizeof(ad_node *) * (size_t)n, 0);
+    ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
+    if (p.head)
+        ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
+    if (grads)
+        ad_mem(g, grads, sizeof(ad_node *) * (size_t)n, 0);
     return NULL;
 }
 
@@ -193,10 +258,9 @@ void ad_zero_grad(ad_graph *g)
 {
     if (!g)
         return;
-    for (int64_t i = 0; i < g->nnodes; i++) {
-        ad_node *n = g->nodes[i];
-        if ((n->flags & NODE_TRAINABLE) && n->grad)
-            memset(n->grad, 0, (size_t)n->numel * g->elem);
+    for (int64_t i = 0; i < g->nparams; i++) {
+        ad_node *n = g->params[i];
+        memset(n->grad, 0, (size_t)n->numel * g->elem);
     }
 }
 
@@ -209,7 +273,7 @@ int ad_forward(ad_graph *g)
     bool infer = g->shapes_dirty;
     for (int64_t i = 0; i < g->nnodes; i++) {
         ad_node *n = g->nodes[i];
-        if ((n->flags & NODE_TAPE) || ad_ops[n->op].kind == AD_KIND_LEAF)
+        if (n->flags & (NODE_TAPE | NODE_TRAINABLE | NODE_INPUT | NODE_CONST))
             continue;
         if (!ad_compute(n, infer))
             return -1;

@@ -40,12 +40,17 @@ void *ad_mem(ad_graph *g, void *p, size_t osize, size_t nsize)
 
 static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
 
+/* Small objects (nodes, names) pack at 16 bytes; tensors start on a cache line. */
+static size_t align_small(size_t x) { return (x + 15) & ~(size_t)15; }
+
 static size_t block_header(void) { return align_up(sizeof(arena_block)); }
 
 void *ad_arena_alloc(ad_graph *g, size_t bytes)
 {
-    bytes = align_up(bytes ? bytes : 1);
+    bytes = bytes >= 256 ? align_up(bytes) : align_small(bytes ? bytes : 1);
     arena_block *b = g->arena;
+    if (b && bytes >= 256)
+        b->used = align_up(b->used) <= b->size ? align_up(b->used) : b->size;
     if (!b || b->size - b->used < bytes) {
         size_t size = bytes + block_header();
         if (size < ARENA_MIN_BLOCK)
@@ -154,6 +159,7 @@ void ad_graph_free(ad_graph *g)
         free_tape(g, &g->tapes[i]);
     ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, 0);
     ad_mem(g, g->nodes, sizeof(ad_node *) * (size_t)g->cap_nodes, 0);
+    ad_mem(g, g->params, sizeof(ad_node *) * (size_t)g->cap_params, 0);
     arena_free_until(g, NULL, 0);
     g->alloc(g->ud, g, sizeof *g, 0);
 }
@@ -201,6 +207,8 @@ int ad_graph_rewind(ad_graph *g, int64_t mark)
         if (n->grad_node && n->grad_node->id >= mark)
             n->grad_node = NULL;
     }
+    while (g->nparams > 0 && g->params[g->nparams - 1]->id >= mark)
+        g->nparams--;
     g->nnodes = mark;
     arena_free_until(g, blk, used);
     return 0;
@@ -297,6 +305,11 @@ bool ad_node_reserve(ad_node *n)
         return false;
     }
     void *p;
+    if (n->value == NULL && (size_t)n->numel * g->elem <= sizeof n->inline_value) {
+        n->value = &n->inline_value;
+        n->capacity = (int64_t)(sizeof n->inline_value / g->elem);
+        return true;
+    }
     if (n->value == NULL) {
         p = ad_arena_alloc(g, (size_t)n->numel * g->elem);
     } else {
@@ -492,6 +505,21 @@ fail:
     return NULL;
 }
 
+static bool push_param(ad_graph *g, ad_node *n)
+{
+    if (g->nparams == g->cap_params) {
+        int64_t cap = g->cap_params ? g->cap_params * 2 : 64;
+        ad_node **p = ad_mem(g, g->params, sizeof(ad_node *) * (size_t)g->cap_params,
+                             sizeof(ad_node *) * (size_t)cap);
+        if (!p)
+            return false;
+        g->params = p;
+        g->cap_params = cap;
+    }
+    g->params[g->nparams++] = n;
+    return true;
+}
+
 static bool alloc_grad(ad_node *n, void *ext_grad)
 {
     if (ext_grad) {
@@ -510,7 +538,7 @@ ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
 {
     ad_node *n = make_leaf(g, AD_OP_PARAM, NODE_TRAINABLE | NODE_REQGRAD, ndim, shape, name,
                            "ad_param", NULL);
-    if (n && !alloc_grad(n, NULL)) {
+    if (n && (!alloc_grad(n, NULL) || !push_param(g, n))) {
         g->nnodes--;
         arena_free_until(g, n->arena_at, n->arena_used);
         return NULL;
@@ -529,7 +557,7 @@ ad_node *ad_param_external(ad_graph *g, int ndim, const int64_t *shape, void *va
     }
     ad_node *n = make_leaf(g, AD_OP_PARAM, NODE_TRAINABLE | NODE_REQGRAD, ndim, shape, name,
                            "ad_param_external", value);
-    if (n && !alloc_grad(n, grad)) {
+    if (n && (!alloc_grad(n, grad) || !push_param(g, n))) {
         g->nnodes--;
         arena_free_until(g, n->arena_at, n->arena_used);
         return NULL;

@@ -31,20 +31,26 @@ enum {
 #define AD_MAX_IPARAMS (AD_MAX_DIMS + 2)
 
 struct ad_node {
-    ad_graph *g;
+    /* hot: read on every replay of the node */
     int op;
-    int ndim;
-    int64_t shape[AD_MAX_DIMS];
-    int64_t numel;
-    int64_t capacity; /* elements the value buffer can hold */
-    void *value;
-    void *grad; /* accumulated gradient, trainable leaves only (numel elements) */
-    int ninputs;
-    ad_node **inputs;
-    ad_node *small_inputs[3];
-    double fparam[AD_MAX_FPARAMS];
-    int64_t iparam[AD_MAX_IPARAMS];
     unsigned flags;
+    void *value;
+    ad_node **inputs;
+    int64_t numel;
+    double fparam[AD_MAX_FPARAMS];
+    ad_graph *g;
+    ad_node *small_inputs[3];
+    union {
+        double d;
+        float f[2];
+    } inline_value; /* the value buffer of one-element nodes */
+    int ninputs;
+    int ndim;
+    /* cold: shapes, parameters, bookkeeping */
+    int64_t capacity; /* elements the value buffer can hold */
+    void *grad;       /* accumulated gradient, trainable leaves only (numel elements) */
+    int64_t shape[AD_MAX_DIMS];
+    int64_t iparam[AD_MAX_IPARAMS];
     int64_t id;
     const char *name;
     ad_node *grad_node; /* d loss / d this node from the latest backward build */
@@ -76,6 +82,8 @@ struct ad_graph {
 
     ad_node **nodes;
     int64_t nnodes, cap_nodes;
+    ad_node **params; /* trainable leaves, in creation order */
+    int64_t nparams, cap_params;
 
     arena_block *arena;
 

@@ -271,6 +271,44 @@ void fwd_where(ad_node *n)
     });
 }
 
+void fwd_add_n(ad_node *n)
+{
+    bool flat = true;
+    for (int k = 0; k < n->ninputs; k++)
+        flat = flat && n->inputs[k]->numel == n->numel;
+    AD_DISPATCH(n->g, {
+        T *O = n->value;
+        const int64_t len = n->numel;
+        if (flat) {
+            const T *A = n->inputs[0]->value;
+            for (int64_t i = 0; i < len; i++)
+                O[i] = A[i];
+            for (int k = 1; k < n->ninputs; k++) {
+                const T *B = n->inputs[k]->value;
+                for (int64_t i = 0; i < len; i++)
+                    O[i] += B[i];
+            }
+        } else {
+            for (int64_t i = 0; i < len; i++)
+                O[i] = 0;
+            for (int k = 0; k < n->ninputs; k++) {
+                const ad_node *t = n->inputs[k];
+                const T *B = t->value;
+                ad_bcast_iter it;
+                ad_bcast_init(&it, n->ndim, n->shape, 1, &t);
+                const int64_t s = it.st[0][it.nd - 1];
+                for (int64_t r = 0; r < it.rows; r++) {
+                    const T *rb = B + it.off[0];
+                    T *ro = O + r * it.inner;
+                    for (int64_t i = 0; i < it.inner; i++)
+                        ro[i] += rb[i * s];
+                    ad_bcast_next(&it);
+                }
+            }
+        }
+    });
+}
+
 void fwd_alias(ad_node *n)
 {
     n->value = n->inputs[0]->value;
@@ -331,6 +369,13 @@ ad_node *ad_add(ad_node *a, ad_node *b) { return binary(AD_OP_ADD, a, b); }
 ad_node *ad_sub(ad_node *a, ad_node *b) { return binary(AD_OP_SUB, a, b); }
 ad_node *ad_mul(ad_node *a, ad_node *b) { return binary(AD_OP_MUL, a, b); }
 ad_node *ad_div(ad_node *a, ad_node *b) { return binary(AD_OP_DIV, a, b); }
+
+ad_node *ad_add_n(int n, ad_node *const *terms)
+{
+    if (n < 1 || !terms)
+        return NULL;
+    return nary(AD_OP_ADD_N, n, terms);
+}
 ad_node *ad_maximum(ad_node *a, ad_node *b) { return binary(AD_OP_MAXIMUM, a, b); }
 ad_node *ad_minimum(ad_node *a, ad_node *b) { return binary(AD_OP_MINIMUM, a, b); }
 ad_node *ad_eq(ad_node *a, ad_node *b) { return binary(AD_OP_EQ, a, b); }
@@ -451,6 +496,11 @@ void bwd_add(ad_node *n, ad_node *g, ad_node **d)
     (void)n;
     d[0] = g;
     d[1] = g;
+}
+void bwd_add_n(ad_node *n, ad_node *g, ad_node **d)
+{
+    for (int k = 0; k < n->ninputs; k++)
+        d[k] = g;
 }
 void bwd_sub(ad_node *n, ad_node *g, ad_node **d)
 {

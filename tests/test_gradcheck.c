@@ -165,6 +165,12 @@ static bool generate(int op, rng_t *r, gencase *c)
         }
         fill(r, c, 0, -2, 2, NULL, 0, 0);
         fill(r, c, 1, -2, 2, zero_kink, 1, 0.5);
+        if (op == AD_OP_ADD_N) { /* a third term */
+            c->nin = 3;
+            c->trainable[2] = true;
+            broadcastable(r, nd, sh, &c->ndim[2], c->shape[2]);
+            fill(r, c, 2, -2, 2, NULL, 0, 0);
+        }
         if (op == AD_OP_MAXIMUM || op == AD_OP_MINIMUM || op == AD_OP_EQ || op == AD_OP_GT) {
             /* keep a - b away from 0: a in [-2,-1.2] u [1.2,2], b in [-1,1] */
             int64_t n0 = numel_of(c->ndim[0], c->shape[0]);

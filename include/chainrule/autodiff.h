@@ -211,6 +211,8 @@ AD_API ad_node *ad_add(ad_node *a, ad_node *b); /* a + b */
 AD_API ad_node *ad_sub(ad_node *a, ad_node *b); /* a - b */
 AD_API ad_node *ad_mul(ad_node *a, ad_node *b); /* a * b */
 AD_API ad_node *ad_div(ad_node *a, ad_node *b); /* a / b */
+/** terms[0] + ... + terms[n-1] in one node (broadcasting); n >= 1. */
+AD_API ad_node *ad_add_n(int n, ad_node *const *terms);
 AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /* max(a, b); ties split the gradient */
 AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /* min(a, b); ties split the gradient */
 AD_API ad_node *ad_eq(ad_node *a, ad_node *b);  /* 1 where a == b else 0; no gradient */
