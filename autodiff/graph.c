@@ -292,7 +292,7 @@ bool ad_node_reserve(ad_node *n)
 {
     if (n->flags & NODE_ALIAS)
         return true;
-    if (n->numel <= n->capacity)
+    if (n->numel <= n->capacity && n->value)
         return true;
     ad_graph *g = n->g;
     if (n->flags & NODE_EXT_VALUE) {
