@@ -437,6 +437,9 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         node->flags |= NODE_ALIAS;
     node->id = g->nnodes; /* for messages during the first compute */
     bool had_error = g->has_error;
+    /* ad_compute may set g->has_error (a forward-time error such as a bad
+     * one-hot index): cppcheck does not see that */
+    // cppcheck-suppress incorrectLogicOperator
     if (!ad_compute(node, true) || (!had_error && g->has_error)) {
         arena_free_until(g, node->arena_at, node->arena_used);
         return NULL;

@@ -103,6 +103,8 @@ void fwd_reduce(ad_node *n)
     int64_t outer, len, inner;
     geometry(a, (int)n->iparam[1], &outer, &len, &inner);
     const int op = n->op;
+    /* logsumexp of an empty axis is log(0) = -inf, as in NumPy and PyTorch */
+    // cppcheck-suppress invalidFunctionArg
     AD_DISPATCH(n->g, {
         const T *X = a->value;
         T *O = n->value;
