@@ -414,8 +414,9 @@ void fwd_one_hot(ad_node *n)
         memset(O, 0, sizeof(T) * (size_t)n->numel);
         for (int64_t i = 0; i < a->numel; i++) {
             T v = I[i];
-            int64_t k = (int64_t)v;
-            if (!(v >= 0 && v < (T)classes) || (T)k != v) {
+            /* range first: converting NaN or a huge value to an integer is undefined */
+            int64_t k = (v >= 0 && v < (T)classes) ? (int64_t)v : -1;
+            if (k < 0 || (T)k != v) {
                 ad_fail(n->g, "ad_one_hot: index %g at position %lld is not a class in [0, %lld)",
                         (double)v, (long long)i, (long long)classes);
                 return;
