@@ -323,6 +323,13 @@ bool ad_node_reserve(ad_node *n)
     }
     if (!p)
         return false;
+    if (n->value && n->value != p) {
+        /* nodes that alias the old buffer (reshape, detach) follow it now,
+         * not only at the next ad_forward */
+        for (int64_t i = n->id + 1; i < g->nnodes; i++)
+            if ((g->nodes[i]->flags & NODE_ALIAS) && g->nodes[i]->value == n->value)
+                g->nodes[i]->value = p;
+    }
     n->value = p;
     n->capacity = n->numel;
     return true;
@@ -725,8 +732,14 @@ int ad_resize(ad_node *input, int64_t batch)
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, input->shape, sizeof shape);
     shape[0] = batch;
-    if (!ad_shape_set(input, input->ndim, shape, "ad_resize") || !ad_node_reserve(input))
+    int64_t old_batch = input->shape[0], old_numel = input->numel;
+    if (!ad_shape_set(input, input->ndim, shape, "ad_resize"))
         return -1;
+    if (!ad_node_reserve(input)) { /* out of memory: the input stays as it was */
+        input->shape[0] = old_batch;
+        input->numel = old_numel;
+        return -1;
+    }
     memset(input->value, 0, (size_t)input->numel * g->elem);
     g->shapes_dirty = true;
     return 0;

@@ -462,3 +462,32 @@ Test(print, tensor_and_scalar)
     free(buf);
     ad_graph_free(g);
 }
+
+Test(replay, resize_keeps_aliases_valid_and_failure_keeps_shape)
+{
+    counter c = {0};
+    ad_graph *g = ad_graph_new_with(AD_F64, counting_alloc, &c);
+    int64_t s[2] = {2, 3}, flat[1] = {-1};
+    ad_node *x = ad_input(g, 2, s, "x");
+    ad_node *r = ad_reshape(x, 1, flat);
+    cr_assert_eq(ad_resize(x, 50), 0); /* grows: a new buffer */
+    double v[150];
+    for (int i = 0; i < 150; i++)
+        v[i] = i;
+    cr_assert_eq(ad_set(x, v, 150), 0);
+    /* the reshape follows the new buffer before any replay */
+    cr_assert_eq(ad_data(r), ad_data(x));
+    cr_assert_eq(ad_forward(g), 0);
+    cr_assert_eq(ad_numel(r), 150);
+    cr_assert_eq(((double *)ad_data(r))[149], 149.0);
+    /* an allocation failure while growing leaves the input as it was */
+    c.fail_at = c.calls + 1;
+    cr_assert_eq(ad_resize(x, 5000), -1);
+    cr_assert(strstr(ad_graph_error(g), "out of memory") != NULL);
+    cr_assert_eq(ad_shape(x)[0], 50);
+    cr_assert_eq(ad_numel(x), 150);
+    ad_graph_clear_error(g);
+    cr_assert_eq(ad_set(x, v, 150), 0);
+    ad_graph_free(g);
+    cr_assert_eq(c.live, 0);
+}
