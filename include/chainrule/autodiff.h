@@ -1,5 +1,6 @@
-/*
- * chainrule/autodiff.h -- reverse-mode automatic differentiation in C11.
+/**
+ * @file chainrule/autodiff.h
+ * @brief Reverse-mode automatic differentiation in C11.
  *
  * A worked example: the classic single neuron o = tanh(x1*w1 + x2*w2 + b).
  *
@@ -42,11 +43,15 @@ extern "C" {
 #if defined(CHAINRULE_BUILDING) && defined(__GNUC__)
 #define AD_API __attribute__((visibility("default")))
 #else
+/** Marks the exported functions of the library. */
 #define AD_API
 #endif
 
+/** Major version: changes when the API or ABI breaks. */
 #define AD_VERSION_MAJOR 0
+/** Minor version: new API, compatible. */
 #define AD_VERSION_MINOR 1
+/** Patch version: fixes only. */
 #define AD_VERSION_PATCH 0
 
 /** Most axes a tensor may have. */
@@ -57,7 +62,9 @@ extern "C" {
 /** Element type of every tensor in a graph. */
 typedef enum { AD_F32, AD_F64 } ad_dtype;
 
+/** A computation graph: owns every node, value and gradient made in it. */
 typedef struct ad_graph ad_graph;
+/** A node of a graph (a tensor and the op that made it); owned by its graph. */
 typedef struct ad_node ad_node;
 
 /**
@@ -80,6 +87,7 @@ AD_API void ad_graph_free(ad_graph *g);
 AD_API const char *ad_graph_error(const ad_graph *g);
 /** Forgets the sticky error so the graph can be used again. */
 AD_API void ad_graph_clear_error(ad_graph *g);
+/** The element type of the graph (AD_F64 for NULL). */
 AD_API ad_dtype ad_graph_dtype(const ad_graph *g);
 /** Number of nodes in the graph, forward and backward. */
 AD_API int64_t ad_graph_size(const ad_graph *g);
@@ -95,6 +103,7 @@ AD_API size_t ad_graph_bytes(const ad_graph *g);
  * values and accumulated gradients are kept. Returns 0, or -1 for a bad mark.
  */
 AD_API int64_t ad_graph_mark(const ad_graph *g);
+/** Discards the nodes made after mark (see ad_graph_mark). 0, or -1 for a bad mark. */
 AD_API int ad_graph_rewind(ad_graph *g, int64_t mark);
 
 /* ------------------------------------------------------------------ leaves */
@@ -141,18 +150,24 @@ AD_API int ad_resize(ad_node *input, int64_t batch);
 
 /* ----------------------------------------------------------- introspection */
 
+/** Number of elements of n (the product of its shape), -1 for NULL. */
 AD_API int64_t ad_numel(const ad_node *n);
+/** Number of axes of n (0 for a scalar), -1 for NULL. */
 AD_API int ad_ndim(const ad_node *n);
 /** The shape array (ad_ndim entries), owned by the node. */
 AD_API const int64_t *ad_shape(const ad_node *n);
+/** The graph that owns n. */
 AD_API ad_graph *ad_node_graph(const ad_node *n);
-AD_API const char *ad_node_name(const ad_node *n); /* "" when unnamed */
+AD_API const char *ad_node_name(const ad_node *n); /**< "" when unnamed */
 /** Renames a node (the graph copies name). 0 or -1. */
 AD_API int ad_node_set_name(ad_node *n, const char *name);
-AD_API int64_t ad_node_id(const ad_node *n); /* creation index */
-AD_API int ad_node_op(const ad_node *n);     /* index into the op registry */
+AD_API int64_t ad_node_id(const ad_node *n); /**< creation index */
+AD_API int ad_node_op(const ad_node *n);     /**< index into the op registry */
+/** Number of inputs of n (0 for leaves). */
 AD_API int ad_node_ninputs(const ad_node *n);
+/** Input i of n, in order (a + a has input 0 and input 1 equal), or NULL. */
 AD_API ad_node *ad_node_input(const ad_node *n, int i);
+/** Nonzero for trainable leaves (ad_scalar, ad_param, ad_param_external). */
 AD_API int ad_node_is_trainable(const ad_node *n);
 /** Nonzero when the gradient of some trainable leaf flows through n. */
 AD_API int ad_node_requires_grad(const ad_node *n);
@@ -172,6 +187,7 @@ AD_API int ad_print(const ad_node *n, FILE *out);
 
 /* --------------------------------------------------------------- registry */
 
+/** The family of an op in the registry. */
 typedef enum {
     AD_KIND_LEAF,      /* input, param, const */
     AD_KIND_UNARY,     /* elementwise f(a) */
@@ -186,9 +202,11 @@ typedef enum {
 
 /** Number of ops in the registry. */
 AD_API int ad_op_count(void);
+/** The op's name ("tanh"), or NULL for an index out of range. */
 AD_API const char *ad_op_name(int op);
 /** Number of tensor inputs, or -1 when variadic (concat). */
 AD_API int ad_op_arity(int op);
+/** The op's family. */
 AD_API ad_op_kind ad_op_kind_of(int op);
 /** The derivative rule as text, e.g. "d tanh(a)/da = 1 - tanh(a)^2". */
 AD_API const char *ad_op_rule(int op);
@@ -207,36 +225,36 @@ AD_API ad_node *ad_op_apply(int op, int ninputs, ad_node *const *inputs, const d
 
 /* -------------------------------------------------------- elementwise ops */
 
-AD_API ad_node *ad_add(ad_node *a, ad_node *b); /* a + b */
-AD_API ad_node *ad_sub(ad_node *a, ad_node *b); /* a - b */
-AD_API ad_node *ad_mul(ad_node *a, ad_node *b); /* a * b */
-AD_API ad_node *ad_div(ad_node *a, ad_node *b); /* a / b */
+AD_API ad_node *ad_add(ad_node *a, ad_node *b); /**< a + b */
+AD_API ad_node *ad_sub(ad_node *a, ad_node *b); /**< a - b */
+AD_API ad_node *ad_mul(ad_node *a, ad_node *b); /**< a * b */
+AD_API ad_node *ad_div(ad_node *a, ad_node *b); /**< a / b */
 /** terms[0] + ... + terms[n-1] in one node (broadcasting); n >= 1. */
 AD_API ad_node *ad_add_n(int n, ad_node *const *terms);
-AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /* max(a, b); ties split the gradient */
-AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /* min(a, b); ties split the gradient */
-AD_API ad_node *ad_eq(ad_node *a, ad_node *b);  /* 1 where a == b else 0; no gradient */
-AD_API ad_node *ad_gt(ad_node *a, ad_node *b);  /* 1 where a > b else 0; no gradient */
+AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /**< max(a, b); ties split the gradient */
+AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /**< min(a, b); ties split the gradient */
+AD_API ad_node *ad_eq(ad_node *a, ad_node *b);  /**< 1 where a == b else 0; no gradient */
+AD_API ad_node *ad_gt(ad_node *a, ad_node *b);  /**< 1 where a > b else 0; no gradient */
 /** where(cond, a, b): a where cond != 0, else b. No gradient to cond. */
 AD_API ad_node *ad_where(ad_node *cond, ad_node *a, ad_node *b);
 
-AD_API ad_node *ad_neg(ad_node *a);     /* -a */
-AD_API ad_node *ad_exp(ad_node *a);     /* e^a */
-AD_API ad_node *ad_log(ad_node *a);     /* ln a */
-AD_API ad_node *ad_sqrt(ad_node *a);    /* sqrt a */
-AD_API ad_node *ad_abs(ad_node *a);     /* |a|, derivative sign(a) (0 at 0) */
-AD_API ad_node *ad_sin(ad_node *a);     /* sin a */
-AD_API ad_node *ad_cos(ad_node *a);     /* cos a */
-AD_API ad_node *ad_tanh(ad_node *a);    /* tanh a, derivative 1 - tanh^2 */
-AD_API ad_node *ad_sigmoid(ad_node *a); /* 1/(1+e^-a), derivative s(1-s); stable */
-AD_API ad_node *ad_relu(ad_node *a);    /* max(0, a), derivative 0 at a <= 0 */
-AD_API ad_node *ad_softplus(ad_node *a); /* ln(1 + e^a), stable; derivative sigmoid(a) */
-AD_API ad_node *ad_leaky_relu(ad_node *a, double alpha); /* a > 0 ? a : alpha a */
-AD_API ad_node *ad_elu(ad_node *a, double alpha);         /* a > 0 ? a : alpha (e^a - 1) */
-AD_API ad_node *ad_pow(ad_node *a, double p);             /* a^p */
-AD_API ad_node *ad_scale(ad_node *a, double c);           /* c a */
-AD_API ad_node *ad_affine(ad_node *a, double c, double d); /* c a + d */
-AD_API ad_node *ad_clamp(ad_node *a, double lo, double hi); /* gradient 1 inside [lo, hi] */
+AD_API ad_node *ad_neg(ad_node *a);     /**< -a */
+AD_API ad_node *ad_exp(ad_node *a);     /**< e^a */
+AD_API ad_node *ad_log(ad_node *a);     /**< ln a */
+AD_API ad_node *ad_sqrt(ad_node *a);    /**< sqrt a */
+AD_API ad_node *ad_abs(ad_node *a);     /**< |a|, derivative sign(a) (0 at 0) */
+AD_API ad_node *ad_sin(ad_node *a);     /**< sin a */
+AD_API ad_node *ad_cos(ad_node *a);     /**< cos a */
+AD_API ad_node *ad_tanh(ad_node *a);    /**< tanh a, derivative 1 - tanh^2 */
+AD_API ad_node *ad_sigmoid(ad_node *a); /**< 1/(1+e^-a), derivative s(1-s); stable */
+AD_API ad_node *ad_relu(ad_node *a);    /**< max(0, a), derivative 0 at a <= 0 */
+AD_API ad_node *ad_softplus(ad_node *a); /**< ln(1 + e^a), stable; derivative sigmoid(a) */
+AD_API ad_node *ad_leaky_relu(ad_node *a, double alpha); /**< a > 0 ? a : alpha a */
+AD_API ad_node *ad_elu(ad_node *a, double alpha);         /**< a > 0 ? a : alpha (e^a - 1) */
+AD_API ad_node *ad_pow(ad_node *a, double p);             /**< a^p */
+AD_API ad_node *ad_scale(ad_node *a, double c);           /**< c a */
+AD_API ad_node *ad_affine(ad_node *a, double c, double d); /**< c a + d */
+AD_API ad_node *ad_clamp(ad_node *a, double lo, double hi); /**< gradient 1 inside [lo, hi] */
 /** Heaviside step: 0 if a < 0, else 1. Gradient zero. */
 AD_API ad_node *ad_step(ad_node *a);
 /** numpy.heaviside: 0 if a < 0, at0 if a == 0, 1 if a > 0. Gradient zero. */
@@ -261,13 +279,13 @@ AD_API void ad_graph_seed(ad_graph *g, uint64_t seed);
 
 /* ------------------------------------------------------------- reductions */
 
-AD_API ad_node *ad_sum(ad_node *a, int axis);  /* axis AD_ALL reduces everything */
-AD_API ad_node *ad_mean(ad_node *a, int axis);
-AD_API ad_node *ad_max(ad_node *a, int axis);  /* ties share the gradient equally */
-AD_API ad_node *ad_min(ad_node *a, int axis);
-AD_API ad_node *ad_logsumexp(ad_node *a, int axis); /* stable log(sum(exp(a))) */
-AD_API ad_node *ad_softmax(ad_node *a, int axis);     /* shape of a */
-AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /* shape of a, stable */
+AD_API ad_node *ad_sum(ad_node *a, int axis);  /**< axis AD_ALL reduces everything */
+AD_API ad_node *ad_mean(ad_node *a, int axis); /**< mean over axis (or AD_ALL) */
+AD_API ad_node *ad_max(ad_node *a, int axis);  /**< ties share the gradient equally */
+AD_API ad_node *ad_min(ad_node *a, int axis); /**< ties share the gradient equally */
+AD_API ad_node *ad_logsumexp(ad_node *a, int axis); /**< stable log(sum(exp(a))) */
+AD_API ad_node *ad_softmax(ad_node *a, int axis);     /**< shape of a */
+AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /**< shape of a, stable */
 
 /* ----------------------------------------------------- linear algebra, shape */
 
