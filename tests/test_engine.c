@@ -491,3 +491,34 @@ Test(replay, resize_keeps_aliases_valid_and_failure_keeps_shape)
     ad_graph_free(g);
     cr_assert_eq(c.live, 0);
 }
+
+/* Stable forms: finite values and gradients for inputs up to +-1e4 in both dtypes. */
+Test(stability, extreme_inputs_stay_finite)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+        ad_graph_set_check_finite(g, 1);
+        int64_t s[2] = {2, 3};
+        double v[6] = {1e4, -1e4, 0, -1e4, 1e4, 5e3};
+        ad_node *x = ad_param(g, 2, s, "x");
+        ad_set(x, v, 6);
+        ad_node *parts[5] = {
+            ad_sum(ad_sigmoid(x), AD_ALL),
+            ad_sum(ad_softplus(x), AD_ALL),
+            ad_sum(ad_log_softmax(x, -1), AD_ALL),
+            ad_sum(ad_logsumexp(x, -1), AD_ALL),
+            ad_sum(ad_softmax(x, 0), AD_ALL),
+        };
+        ad_node *loss = ad_add_n(5, parts);
+        cr_assert_not_null(loss, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+        double out[6];
+        ad_get_grad(x, out, 6);
+        for (int i = 0; i < 6; i++)
+            cr_assert(isfinite(out[i]), "gradient %d is %g", i, out[i]);
+        /* spot values: softplus(1e4) = 1e4, logsumexp of row 0 = 1e4 */
+        cr_assert_float_eq(ad_item(parts[1]), 1e4 + 1e4 + log(2.0) + 5e3, 1e-2 * (dt ? 1e-6 : 1));
+        cr_assert_float_eq(ad_item(parts[3]), 2e4, dt ? 1e-9 : 1e-2);
+        ad_graph_free(g);
+    }
+}
