@@ -1,0 +1,540 @@
+/* Data sets in memory: allocation, slices and splits, scaling, the seeded
+   shuffle and mini-batches. The file readers are in data_read.c. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "data_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ allocation */
+
+static nn_data_alloc_fn g_alloc;
+static void *g_alloc_ud;
+
+void nn_data_set_allocator(nn_data_alloc_fn alloc, void *ud)
+{
+    g_alloc = alloc;
+    g_alloc_ud = alloc ? ud : NULL;
+}
+
+void *nn_data_realloc(void *p, size_t osize, size_t nsize)
+{
+    if (nsize == 0) {
+        if (g_alloc)
+            g_alloc(g_alloc_ud, p, osize, 0);
+        else
+            free(p);
+        return NULL;
+    }
+    if (g_alloc)
+        return g_alloc(g_alloc_ud, p, p ? osize : 0, nsize);
+    return realloc(p, nsize);
+}
+
+const char *nn_data_status_string(nn_data_status status)
+{
+    switch (status) {
+    case NN_DATA_OK:
+        return "ok";
+    case NN_DATA_ENOMEM:
+        return "out of memory";
+    case NN_DATA_EIO:
+        return "input/output error";
+    case NN_DATA_EFORMAT:
+        return "malformed data";
+    case NN_DATA_EMISMATCH:
+        return "mismatched data";
+    case NN_DATA_EINVAL:
+        return "invalid argument";
+    case NN_DATA_ENOTSUP:
+        return "not supported";
+    }
+    return "unknown status";
+}
+
+/* ---------------------------------------------------------------- dataset */
+
+nn_data_status nn_data_dataset_alloc(size_t n, size_t d, bool labelled, nn_dataset **out,
+                                     nn_data_error *err)
+{
+    size_t nd;
+    dataset_impl *impl;
+    *out = NULL;
+    if (!mul_size(n, d, &nd) || nd > SIZE_MAX / sizeof(float))
+        return fail(err, NN_DATA_EINVAL, "dataset of %zu x %zu features is too large", n, d);
+    impl = mem_alloc(sizeof *impl);
+    if (!impl)
+        return out_of_memory(err, "for a dataset");
+    memset(impl, 0, sizeof *impl);
+    impl->pub.n = n;
+    impl->pub.d = d;
+    if (!alloc_array((void **)&impl->pub.x, nd, sizeof(float))) {
+        mem_free(impl, sizeof *impl);
+        return fail(err, NN_DATA_ENOMEM, "out of memory for %zu x %zu features", n, d);
+    }
+    impl->x_cap = nd;
+    if (labelled && !alloc_array((void **)&impl->pub.y, n, sizeof(int))) {
+        mem_free(impl->pub.x, nd * sizeof(float));
+        mem_free(impl, sizeof *impl);
+        return fail(err, NN_DATA_ENOMEM, "out of memory for %zu labels", n);
+    }
+    impl->y_cap = labelled ? n : 0;
+    *out = &impl->pub;
+    return ok(err);
+}
+
+nn_data_status nn_dataset_create(size_t n, size_t d, bool labelled, nn_dataset **out,
+                                 nn_data_error *err)
+{
+    nn_data_status st;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_create: out is NULL");
+    st = nn_data_dataset_alloc(n, d, labelled, out, err);
+    if (st == NN_DATA_OK) {
+        if ((*out)->x)
+            memset((*out)->x, 0, n * d * sizeof(float));
+        if ((*out)->y)
+            memset((*out)->y, 0, n * sizeof(int));
+    }
+    return st;
+}
+
+static void free_names(char **names, int count)
+{
+    if (!names)
+        return;
+    for (int i = 0; i < count; i++)
+        mem_free(names[i], strlen(names[i]) + 1);
+    mem_free(names, (size_t)count * sizeof *names);
+}
+
+void nn_dataset_destroy(nn_dataset *ds)
+{
+    dataset_impl *impl = (dataset_impl *)ds;
+    if (!ds)
+        return;
+    mem_free(ds->x, impl->x_cap * sizeof(float));
+    mem_free(ds->y, impl->y_cap * sizeof(int));
+    free_names(ds->class_names, impl->names_count);
+    mem_free(impl, sizeof *impl);
+}
+
+static char *dup_string(const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *copy = mem_alloc(len);
+    if (copy)
+        memcpy(copy, s, len);
+    return copy;
+}
+
+bool nn_data_set_names(nn_dataset *ds, const char *const *names, int count)
+{
+    dataset_impl *impl = (dataset_impl *)ds;
+    char **copy;
+    if (!names || count <= 0)
+        return true;
+    copy = mem_alloc((size_t)count * sizeof *copy);
+    if (!copy)
+        return false;
+    for (int i = 0; i < count; i++) {
+        copy[i] = dup_string(names[i]);
+        if (!copy[i]) {
+            for (int j = 0; j < i; j++)
+                mem_free(copy[j], strlen(copy[j]) + 1);
+            mem_free(copy, (size_t)count * sizeof *copy);
+            return false;
+        }
+    }
+    ds->class_names = copy;
+    impl->names_count = count;
+    return true;
+}
+
+nn_data_status nn_dataset_slice(const nn_dataset *ds, size_t begin, size_t count, nn_dataset **out,
+                                nn_data_error *err)
+{
+    nn_dataset *s;
+    nn_data_status st;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_slice: out is NULL");
+    *out = NULL;
+    if (!ds)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_slice: dataset is NULL");
+    if (begin > ds->n || count > ds->n - begin)
+        return fail(err, NN_DATA_EINVAL,
+                    "slice [%zu, %zu + %zu) is outside the dataset of %zu examples", begin, begin,
+                    count, ds->n);
+    st = nn_data_dataset_alloc(count, ds->d, ds->y != NULL, &s, err);
+    if (st != NN_DATA_OK)
+        return st;
+    if (count && ds->d)
+        memcpy(s->x, ds->x + begin * ds->d, count * ds->d * sizeof(float));
+    if (ds->y && count)
+        memcpy(s->y, ds->y + begin, count * sizeof(int));
+    s->classes = ds->classes;
+    s->height = ds->height;
+    s->width = ds->width;
+    if (!nn_data_set_names(s, (const char *const *)ds->class_names,
+                           ((const dataset_impl *)ds)->names_count)) {
+        nn_dataset_destroy(s);
+        return out_of_memory(err, "for class names");
+    }
+    *out = s;
+    return ok(err);
+}
+
+void nn_dataset_truncate(nn_dataset *ds, size_t n)
+{
+    if (ds && n < ds->n)
+        ds->n = n;
+}
+
+nn_data_status nn_dataset_split(const nn_dataset *ds, size_t n_first, nn_dataset **first,
+                                nn_dataset **rest, nn_data_error *err)
+{
+    nn_data_status st;
+    if (!first || !rest)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_split: an output is NULL");
+    *first = *rest = NULL;
+    if (!ds)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_split: dataset is NULL");
+    if (n_first > ds->n)
+        return fail(err, NN_DATA_EINVAL, "cannot split %zu examples off a dataset of %zu examples",
+                    n_first, ds->n);
+    st = nn_dataset_slice(ds, 0, n_first, first, err);
+    if (st != NN_DATA_OK)
+        return st;
+    st = nn_dataset_slice(ds, n_first, ds->n - n_first, rest, err);
+    if (st != NN_DATA_OK) {
+        nn_dataset_destroy(*first);
+        *first = NULL;
+    }
+    return st;
+}
+
+void nn_dataset_scale(nn_dataset *ds, float divisor)
+{
+    if (!ds || divisor == 0.0f)
+        return;
+    for (size_t i = 0; i < ds->n * ds->d; i++)
+        ds->x[i] /= divisor;
+}
+
+/* ------------------------------------------------------------------- RNG */
+
+void nn_data_rng_seed(nn_data_rng *rng, uint64_t seed) { rng->state = seed; }
+
+uint64_t nn_data_rng_next(nn_data_rng *rng)
+{
+    uint64_t z = (rng->state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+uint64_t nn_data_rng_below(nn_data_rng *rng, uint64_t bound)
+{
+    uint64_t threshold, r;
+    if (bound == 0)
+        return 0;
+    threshold = (0 - bound) % bound; /* (2^64 - bound) % bound */
+    do
+        r = nn_data_rng_next(rng);
+    while (r < threshold);
+    return r % bound;
+}
+
+static void epoch_rng(nn_data_rng *rng, uint64_t seed, uint64_t epoch)
+{
+    nn_data_rng_seed(rng, seed ^ (UINT64_C(0x9E3779B97F4A7C15) * epoch));
+}
+
+void nn_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
+{
+    nn_data_rng rng;
+    epoch_rng(&rng, seed, epoch);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)nn_data_rng_below(&rng, (uint64_t)i + 1);
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* The same swaps as nn_data_permutation, applied to rows: row i ends up
+   holding the original row perm[i]. */
+void nn_dataset_shuffle(nn_dataset *ds, uint64_t seed)
+{
+    nn_data_rng rng;
+    if (!ds)
+        return;
+    epoch_rng(&rng, seed, 0);
+    for (size_t i = ds->n; i-- > 1;) {
+        size_t j = (size_t)nn_data_rng_below(&rng, (uint64_t)i + 1);
+        float *a = ds->x + i * ds->d, *b = ds->x + j * ds->d;
+        for (size_t k = 0; k < ds->d; k++) {
+            float t = a[k];
+            a[k] = b[k];
+            b[k] = t;
+        }
+        if (ds->y) {
+            int t = ds->y[i];
+            ds->y[i] = ds->y[j];
+            ds->y[j] = t;
+        }
+    }
+}
+
+/* --------------------------------------------------------------- batches */
+
+struct nn_batcher {
+    const nn_dataset *ds;
+    size_t n, d; /* the dataset's size when the batcher was made */
+    size_t batch_size;
+    bool shuffle;
+    uint64_t seed;
+    size_t *perm; /* (n) when shuffled */
+    float *xbuf;  /* (batch_size, d) gathered rows when shuffled */
+    int *ybuf;    /* (batch_size) */
+    size_t pos;   /* next example of the epoch */
+    size_t index; /* next batch number */
+};
+
+static size_t batcher_rows(const nn_batcher *b)
+{
+    return b->batch_size < b->n ? b->batch_size : b->n;
+}
+
+void nn_batcher_destroy(nn_batcher *b)
+{
+    if (!b)
+        return;
+    mem_free(b->perm, b->n * sizeof(size_t));
+    mem_free(b->xbuf, batcher_rows(b) * b->d * sizeof(float));
+    mem_free(b->ybuf, batcher_rows(b) * sizeof(int));
+    mem_free(b, sizeof *b);
+}
+
+nn_data_status nn_batcher_create(const nn_dataset *ds, size_t batch_size, bool shuffle,
+                                 uint64_t seed, nn_batcher **out, nn_data_error *err)
+{
+    nn_batcher *b;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_batcher_create: out is NULL");
+    *out = NULL;
+    if (!ds)
+        return fail(err, NN_DATA_EINVAL, "nn_batcher_create: dataset is NULL");
+    if (batch_size == 0)
+        return fail(err, NN_DATA_EINVAL, "batch size must be at least 1");
+    b = mem_alloc(sizeof *b);
+    if (!b)
+        return out_of_memory(err, "for a batcher");
+    memset(b, 0, sizeof *b);
+    b->ds = ds;
+    b->n = ds->n;
+    b->d = ds->d;
+    b->batch_size = batch_size;
+    b->shuffle = shuffle;
+    b->seed = seed;
+    if (shuffle) {
+        size_t rows = batcher_rows(b);
+        if (!alloc_array((void **)&b->perm, b->n, sizeof(size_t)) ||
+            !alloc_array((void **)&b->xbuf, rows * b->d, sizeof(float)) ||
+            (ds->y && !alloc_array((void **)&b->ybuf, rows, sizeof(int)))) {
+            nn_batcher_destroy(b);
+            return fail(err, NN_DATA_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
+        }
+    }
+    nn_batcher_start_epoch(b, 0);
+    *out = b;
+    return ok(err);
+}
+
+void nn_batcher_start_epoch(nn_batcher *b, uint64_t epoch)
+{
+    if (!b)
+        return;
+    b->pos = 0;
+    b->index = 0;
+    if (b->shuffle)
+        nn_data_permutation(b->perm, b->n, b->seed, epoch);
+}
+
+bool nn_batcher_next(nn_batcher *b, nn_batch *batch)
+{
+    size_t size;
+    if (!b || b->pos >= b->n)
+        return false;
+    size = b->n - b->pos < b->batch_size ? b->n - b->pos : b->batch_size;
+    batch->size = size;
+    batch->index = b->index++;
+    if (!b->shuffle) {
+        batch->x = b->d ? b->ds->x + b->pos * b->d : b->ds->x;
+        batch->y = b->ds->y ? b->ds->y + b->pos : NULL;
+    } else {
+        for (size_t i = 0; i < size; i++) {
+            size_t src = b->perm[b->pos + i];
+            if (b->d)
+                memcpy(b->xbuf + i * b->d, b->ds->x + src * b->d, b->d * sizeof(float));
+            if (b->ybuf)
+                b->ybuf[i] = b->ds->y[src];
+        }
+        batch->x = b->xbuf;
+        batch->y = b->ybuf;
+    }
+    b->pos += size;
+    return true;
+}
+
+size_t nn_batcher_count(const nn_batcher *b)
+{
+    return b ? (b->n + b->batch_size - 1) / b->batch_size : 0;
+}
+
+/* ---------------------------------------------------------------- scaling */
+
+typedef struct scaler_impl {
+    nn_scaler pub;
+    size_t d; /* allocation size, safe from callers editing pub.d */
+} scaler_impl;
+
+void nn_scaler_destroy(nn_scaler *s)
+{
+    scaler_impl *impl = (scaler_impl *)s;
+    if (!s)
+        return;
+    mem_free(s->center, impl->d * sizeof(float));
+    mem_free(s->spread, impl->d * sizeof(float));
+    mem_free(impl, sizeof *impl);
+}
+
+nn_data_status nn_scaler_create(size_t d, nn_scaler **out, nn_data_error *err)
+{
+    scaler_impl *impl;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_scaler_create: out is NULL");
+    *out = NULL;
+    impl = mem_alloc(sizeof *impl);
+    if (!impl)
+        return out_of_memory(err, "for a scaler");
+    memset(impl, 0, sizeof *impl);
+    impl->d = impl->pub.d = d;
+    if (!alloc_array((void **)&impl->pub.center, d, sizeof(float)) ||
+        !alloc_array((void **)&impl->pub.spread, d, sizeof(float))) {
+        nn_scaler_destroy(&impl->pub);
+        return fail(err, NN_DATA_ENOMEM, "out of memory for a scaler of %zu features", d);
+    }
+    for (size_t j = 0; j < d; j++) {
+        impl->pub.center[j] = 0.0f;
+        impl->pub.spread[j] = 1.0f;
+    }
+    *out = &impl->pub;
+    return ok(err);
+}
+
+/* A spread that would give NaN or Inf becomes 1: constant features map to 0. */
+static float safe_spread(double spread)
+{
+    float f = (float)spread;
+    return (f > 0.0f && isfinite(f)) ? f : 1.0f;
+}
+
+nn_data_status nn_scaler_fit(nn_scaler *s, const nn_dataset *train, nn_scale_kind kind,
+                             nn_data_error *err)
+{
+    double *acc = NULL; /* (2, d): min and max, or sum and sum of squares */
+    size_t n, d;
+    if (!s || !train)
+        return fail(err, NN_DATA_EINVAL, "nn_scaler_fit: scaler or dataset is NULL");
+    n = train->n;
+    d = train->d;
+    if (n == 0)
+        return fail(err, NN_DATA_EINVAL, "cannot fit a scaler on an empty dataset");
+    if (d != s->d)
+        return fail(err, NN_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+                    d);
+    if (kind == NN_SCALE_MINMAX_GLOBAL) {
+        float lo = train->x[0], hi = train->x[0];
+        for (size_t i = 0; i < n * d; i++) {
+            lo = train->x[i] < lo ? train->x[i] : lo;
+            hi = train->x[i] > hi ? train->x[i] : hi;
+        }
+        for (size_t j = 0; j < d; j++) {
+            s->center[j] = lo;
+            s->spread[j] = safe_spread((double)hi - (double)lo);
+        }
+        return ok(err);
+    }
+    if (kind != NN_SCALE_MINMAX && kind != NN_SCALE_STANDARD)
+        return fail(err, NN_DATA_EINVAL, "unknown scaling kind %d", (int)kind);
+    if (!alloc_array((void **)&acc, d, 2 * sizeof(double)))
+        return fail(err, NN_DATA_ENOMEM, "out of memory fitting a scaler of %zu features", d);
+    if (kind == NN_SCALE_MINMAX) {
+        for (size_t j = 0; j < d; j++)
+            acc[j] = acc[d + j] = train->x[j];
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < d; j++) {
+                double v = train->x[i * d + j];
+                acc[j] = v < acc[j] ? v : acc[j];
+                acc[d + j] = v > acc[d + j] ? v : acc[d + j];
+            }
+        for (size_t j = 0; j < d; j++) {
+            s->center[j] = (float)acc[j];
+            s->spread[j] = safe_spread(acc[d + j] - acc[j]);
+        }
+    } else {
+        /* Two passes (mean, then squared deviations) for accuracy. */
+        for (size_t j = 0; j < 2 * d; j++)
+            acc[j] = 0.0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++)
+                acc[j] += train->x[i * d + j];
+        for (size_t j = 0; j < d; j++)
+            acc[j] /= (double)n;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++) {
+                double dev = train->x[i * d + j] - acc[j];
+                acc[d + j] += dev * dev;
+            }
+        for (size_t j = 0; j < d; j++) {
+            s->center[j] = (float)acc[j];
+            s->spread[j] = safe_spread(sqrt(acc[d + j] / (double)n));
+        }
+    }
+    mem_free(acc, 2 * d * sizeof(double));
+    return ok(err);
+}
+
+nn_data_status nn_scaler_apply(const nn_scaler *s, nn_dataset *ds, nn_data_error *err)
+{
+    if (!s || !ds)
+        return fail(err, NN_DATA_EINVAL, "nn_scaler_apply: scaler or dataset is NULL");
+    if (ds->d != s->d)
+        return fail(err, NN_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+                    ds->d);
+    for (size_t i = 0; i < ds->n; i++) {
+        float *row = ds->x + i * ds->d;
+        for (size_t j = 0; j < ds->d; j++)
+            row[j] = (row[j] - s->center[j]) / s->spread[j];
+    }
+    return ok(err);
+}
+
+/* ------------------------------------------------------------ (Fashion-)MNIST */
+
+static const char *const fashion_names[NN_FASHION_MNIST_CLASSES] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot",
+};
+
+const char *nn_fashion_mnist_class_name(int k)
+{
+    return k >= 0 && k < NN_FASHION_MNIST_CLASSES ? fashion_names[k] : NULL;
+}

@@ -1,0 +1,1024 @@
+/* Data set readers: IDX (plain or gzip), the (Fashion-)MNIST directory
+   layout and CSV. Every failure names the file and the problem. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "data_impl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifdef CR_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+/* ------------------------------------------------------- reading a file */
+
+/* A plain or gzip file read front to back. */
+typedef struct source {
+    const char *path;
+    FILE *fp;
+#ifdef CR_HAVE_ZLIB
+    gzFile gz;
+#endif
+} source;
+
+static nn_data_status source_open(source *s, const char *path, nn_data_error *err)
+{
+    unsigned char magic[2];
+    size_t got;
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    if (!path)
+        return fail(err, NN_DATA_EINVAL, "file name is NULL");
+    errno = 0;
+    s->fp = fopen(path, "rb");
+    if (!s->fp)
+        return fail(err, NN_DATA_EIO, "cannot open %s: %s", path,
+                    errno ? strerror(errno) : "unknown error");
+    got = fread(magic, 1, 2, s->fp);
+    if (ferror(s->fp)) {
+        int e = errno;
+        fclose(s->fp);
+        s->fp = NULL;
+        return fail(err, NN_DATA_EIO, "cannot read %s: %s", path, e ? strerror(e) : "read error");
+    }
+    if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        fclose(s->fp);
+        s->fp = NULL;
+#ifdef CR_HAVE_ZLIB
+        errno = 0;
+        s->gz = gzopen(path, "rb");
+        if (!s->gz)
+            return fail(err, errno ? NN_DATA_EIO : NN_DATA_ENOMEM, "cannot open %s: %s", path,
+                        errno ? strerror(errno) : "out of memory");
+        gzbuffer(s->gz, 1u << 17);
+        return ok(err);
+#else
+        return fail(err, NN_DATA_ENOTSUP,
+                    "%s is gzip-compressed but chainrule was built without zlib; "
+                    "gunzip it first",
+                    path);
+#endif
+    }
+    if (fseek(s->fp, 0, SEEK_SET) != 0) {
+        int e = errno;
+        fclose(s->fp);
+        s->fp = NULL;
+        return fail(err, NN_DATA_EIO, "cannot rewind %s: %s", path, strerror(e));
+    }
+    return ok(err);
+}
+
+/* Reads up to n bytes; *got < n means the end of the data. */
+static nn_data_status source_read(source *s, void *buf, size_t n, size_t *got, nn_data_error *err)
+{
+    *got = 0;
+#ifdef CR_HAVE_ZLIB
+    if (s->gz) {
+        unsigned char *p = buf;
+        while (*got < n) {
+            size_t want = n - *got;
+            int r, errnum = Z_OK;
+            const char *msg;
+            if (want > (1u << 30))
+                want = 1u << 30;
+            r = gzread(s->gz, p + *got, (unsigned)want);
+            msg = gzerror(s->gz, &errnum);
+            if (r < 0 || (errnum != Z_OK && errnum != Z_STREAM_END)) {
+                if (errnum == Z_BUF_ERROR)
+                    return fail(err, NN_DATA_EFORMAT,
+                                "%s: truncated file: the compressed data ends early", s->path);
+                if (errnum == Z_MEM_ERROR)
+                    return out_of_memory(err, "decompressing");
+                if (errnum == Z_ERRNO)
+                    return fail(err, NN_DATA_EIO, "cannot read %s: %s", s->path, strerror(errno));
+                return fail(err, NN_DATA_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
+                            msg ? msg : "zlib error");
+            }
+            if (r == 0)
+                break;
+            *got += (size_t)r;
+        }
+        return ok(err);
+    }
+#endif
+    *got = fread(buf, 1, n, s->fp);
+    if (*got < n && ferror(s->fp))
+        return fail(err, NN_DATA_EIO, "cannot read %s: %s", s->path,
+                    errno ? strerror(errno) : "read error");
+    return ok(err);
+}
+
+/* Closes s; with check, reports a gzip stream that did not end cleanly. */
+static nn_data_status source_close(source *s, bool check, nn_data_error *err)
+{
+    nn_data_status st = NN_DATA_OK;
+    if (s->fp)
+        fclose(s->fp);
+#ifdef CR_HAVE_ZLIB
+    if (s->gz) {
+        int r = gzclose(s->gz);
+        if (check && r == Z_BUF_ERROR)
+            st = fail(err, NN_DATA_EFORMAT, "%s: truncated file: the compressed data ends early",
+                      s->path);
+        else if (check && r != Z_OK)
+            st = fail(err, NN_DATA_EFORMAT, "%s: corrupt gzip data", s->path);
+    }
+    s->gz = NULL;
+#endif
+    s->fp = NULL;
+    (void)check;
+    (void)err;
+    return st;
+}
+
+/* Reads exactly want bytes into a buffer that grows as data arrives, so a
+   header that lies about the size cannot make us allocate more than the file
+   holds (times two). A short read returns NN_DATA_EFORMAT with *truncated
+   set and *got saying how much there was, for the caller to word. */
+static nn_data_status read_growing(source *s, size_t want, unsigned char **out, size_t *got,
+                                   bool *truncated, nn_data_error *err)
+{
+    unsigned char *buf = NULL;
+    size_t cap = 0, have = 0;
+    *out = NULL;
+    *got = 0;
+    *truncated = false;
+    while (have < want) {
+        size_t chunk;
+        nn_data_status st;
+        if (have == cap) {
+            size_t ncap = cap ? cap : ((size_t)1 << 20);
+            unsigned char *nbuf;
+            if (cap && cap <= SIZE_MAX / 2)
+                ncap = cap * 2;
+            if (ncap > want)
+                ncap = want;
+            nbuf = mem_realloc(buf, cap, ncap);
+            if (!nbuf) {
+                mem_free(buf, cap);
+                return fail(err, NN_DATA_ENOMEM, "out of memory reading %s (%zu bytes)", s->path,
+                            want);
+            }
+            buf = nbuf;
+            cap = ncap;
+        }
+        st = source_read(s, buf + have, cap - have, &chunk, err);
+        if (st != NN_DATA_OK) {
+            mem_free(buf, cap);
+            return st;
+        }
+        have += chunk;
+        if (have < cap)
+            break; /* end of data */
+    }
+    if (have < want) {
+        mem_free(buf, cap);
+        *got = have;
+        *truncated = true;
+        return NN_DATA_EFORMAT;
+    }
+    *out = buf;
+    *got = have;
+    return ok(err);
+}
+
+/* -------------------------------------------------------------------- IDX */
+
+static size_t idx_elem_size(int type)
+{
+    switch (type) {
+    case NN_IDX_U8:
+    case NN_IDX_I8:
+        return 1;
+    case NN_IDX_I16:
+        return 2;
+    case NN_IDX_I32:
+    case NN_IDX_F32:
+        return 4;
+    case NN_IDX_F64:
+        return 8;
+    }
+    return 0;
+}
+
+static const char *idx_type_name(int type)
+{
+    switch (type) {
+    case NN_IDX_U8:
+        return "unsigned byte";
+    case NN_IDX_I8:
+        return "signed byte";
+    case NN_IDX_I16:
+        return "16-bit integer";
+    case NN_IDX_I32:
+        return "32-bit integer";
+    case NN_IDX_F32:
+        return "float";
+    case NN_IDX_F64:
+        return "double";
+    }
+    return "unknown";
+}
+
+void nn_idx_destroy(nn_idx *idx)
+{
+    if (!idx)
+        return;
+    mem_free(idx->data, idx->count * idx_elem_size(idx->type));
+    mem_free(idx, sizeof *idx);
+}
+
+/* Big-endian bytes to host order, in place (any host byte order). */
+static void idx_to_host(unsigned char *data, size_t count, size_t esize)
+{
+    if (esize == 1)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        unsigned char *p = data + i * esize;
+        uint64_t v = 0;
+        for (size_t k = 0; k < esize; k++)
+            v = (v << 8) | p[k];
+        if (esize == 2) {
+            uint16_t u = (uint16_t)v;
+            memcpy(p, &u, 2);
+        } else if (esize == 4) {
+            uint32_t u = (uint32_t)v;
+            memcpy(p, &u, 4);
+        } else {
+            memcpy(p, &v, 8);
+        }
+    }
+}
+
+static nn_data_status idx_parse(source *s, nn_idx *idx, nn_data_error *err)
+{
+    const char *path = s->path;
+    unsigned char head[4 * NN_IDX_MAX_DIMS], *data = NULL;
+    size_t got, esize, bytes, extra;
+    bool truncated;
+    nn_data_status st;
+
+    st = source_read(s, head, 4, &got, err);
+    if (st != NN_DATA_OK)
+        return st;
+    if (got == 0)
+        return fail(err, NN_DATA_EFORMAT, "%s: empty file (expected an IDX header)", path);
+    if (got < 4)
+        return fail(err, NN_DATA_EFORMAT,
+                    "%s: truncated file: %zu bytes, shorter than the "
+                    "4-byte IDX magic number",
+                    path, got);
+    if (head[0] != 0 || head[1] != 0)
+        return fail(err, NN_DATA_EFORMAT,
+                    "%s: bad magic number %02x %02x %02x %02x: not an IDX file (IDX files "
+                    "start with 00 00, a type byte and a dimension count)",
+                    path, head[0], head[1], head[2], head[3]);
+    esize = idx_elem_size(head[2]);
+    if (esize == 0)
+        return fail(err, NN_DATA_EFORMAT, "%s: bad magic number: unknown IDX element type 0x%02x",
+                    path, head[2]);
+    if (head[3] == 0 || head[3] > NN_IDX_MAX_DIMS)
+        return fail(err, NN_DATA_EFORMAT,
+                    "%s: %d dimensions in the IDX header (1 to %d "
+                    "supported)",
+                    path, head[3], NN_IDX_MAX_DIMS);
+    idx->type = (nn_idx_type)head[2];
+    idx->ndim = head[3];
+
+    st = source_read(s, head, 4 * (size_t)idx->ndim, &got, err);
+    if (st != NN_DATA_OK)
+        return st;
+    if (got < 4 * (size_t)idx->ndim)
+        return fail(err, NN_DATA_EFORMAT,
+                    "%s: truncated file: the header ends inside its "
+                    "%d dimension sizes",
+                    path, idx->ndim);
+    idx->count = 1;
+    for (int k = 0; k < idx->ndim; k++) {
+        const unsigned char *p = head + 4 * k;
+        idx->dims[k] =
+            (size_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        if (!mul_size(idx->count, idx->dims[k], &idx->count))
+            return fail(err, NN_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+    }
+    if (!mul_size(idx->count, esize, &bytes))
+        return fail(err, NN_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+
+    st = read_growing(s, bytes, &data, &got, &truncated, err);
+    if (truncated)
+        return fail(err, NN_DATA_EFORMAT,
+                    "%s: truncated file: the header declares %zu data bytes, the file holds %zu",
+                    path, bytes, got);
+    if (st != NN_DATA_OK)
+        return st;
+    st = source_read(s, head, 1, &extra, err);
+    if (st == NN_DATA_OK && extra)
+        st = fail(err, NN_DATA_EFORMAT,
+                  "%s: unexpected bytes after the %zu data bytes the header declares", path, bytes);
+    if (st != NN_DATA_OK) {
+        mem_free(data, bytes);
+        return st;
+    }
+    idx_to_host(data, idx->count, esize);
+    idx->data = data;
+    return ok(err);
+}
+
+nn_data_status nn_idx_read(const char *path, nn_idx **out, nn_data_error *err)
+{
+    source s;
+    nn_idx *idx;
+    nn_data_status st;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_idx_read: out is NULL");
+    *out = NULL;
+    st = source_open(&s, path, err);
+    if (st != NN_DATA_OK)
+        return st;
+    idx = mem_alloc(sizeof *idx);
+    if (!idx) {
+        source_close(&s, false, NULL);
+        return out_of_memory(err, "for an IDX file");
+    }
+    memset(idx, 0, sizeof *idx);
+    st = idx_parse(&s, idx, err);
+    if (st != NN_DATA_OK) {
+        source_close(&s, false, NULL);
+        nn_idx_destroy(idx);
+        return st;
+    }
+    st = source_close(&s, true, err);
+    if (st != NN_DATA_OK) {
+        nn_idx_destroy(idx);
+        return st;
+    }
+    *out = idx;
+    return ok(err);
+}
+
+double nn_idx_value(const nn_idx *idx, size_t i)
+{
+    const unsigned char *p = (const unsigned char *)idx->data;
+    switch (idx->type) {
+    case NN_IDX_U8:
+        return p[i];
+    case NN_IDX_I8:
+        return (signed char)p[i];
+    case NN_IDX_I16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    case NN_IDX_I32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    case NN_IDX_F32: {
+        float v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    case NN_IDX_F64: {
+        double v;
+        memcpy(&v, p + 8 * i, 8);
+        return v;
+    }
+    }
+    return 0.0;
+}
+
+static bool idx_is_integer(nn_idx_type t)
+{
+    return t == NN_IDX_U8 || t == NN_IDX_I8 || t == NN_IDX_I16 || t == NN_IDX_I32;
+}
+
+/* nn_dataset_from_idx with names for the messages. */
+static nn_data_status dataset_from_idx(const nn_idx *ex, const nn_idx *lab, const char *ex_name,
+                                       const char *lab_name, nn_dataset **out, nn_data_error *err)
+{
+    size_t n, d = 1;
+    nn_dataset *ds;
+    nn_data_status st;
+    int max_label = -1;
+    *out = NULL;
+    n = ex->dims[0];
+    for (int k = 1; k < ex->ndim; k++)
+        d *= ex->dims[k]; /* cannot overflow: the product of all dims fitted */
+    if (lab) {
+        if (lab->ndim != 1 || !idx_is_integer(lab->type))
+            return fail(err, NN_DATA_EFORMAT,
+                        "%s: labels must be a 1-d IDX of integers, found %d-d %s values", lab_name,
+                        lab->ndim, idx_type_name(lab->type));
+        if (lab->dims[0] != n)
+            return fail(err, NN_DATA_EMISMATCH, "%s has %zu examples but %s has %zu labels",
+                        ex_name, n, lab_name, lab->dims[0]);
+    }
+    st = nn_data_dataset_alloc(n, d, lab != NULL, &ds, err);
+    if (st != NN_DATA_OK)
+        return st;
+    if (ex->type == NN_IDX_U8) {
+        const unsigned char *p = ex->data;
+        for (size_t i = 0; i < n * d; i++)
+            ds->x[i] = p[i];
+    } else if (ex->type == NN_IDX_F32) {
+        if (n && d)
+            memcpy(ds->x, ex->data, n * d * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n * d; i++)
+            ds->x[i] = (float)nn_idx_value(ex, i);
+    }
+    for (size_t i = 0; lab && i < n; i++) {
+        double v = nn_idx_value(lab, i);
+        if (v < 0 || v >= NN_DATA_MAX_CLASSES) {
+            nn_dataset_destroy(ds);
+            return fail(err, NN_DATA_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
+                        lab_name, v, i, NN_DATA_MAX_CLASSES);
+        }
+        ds->y[i] = (int)v;
+        max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
+    }
+    ds->classes = max_label + 1;
+    if (ex->ndim == 3) {
+        ds->height = ex->dims[1];
+        ds->width = ex->dims[2];
+    }
+    *out = ds;
+    return ok(err);
+}
+
+nn_data_status nn_dataset_from_idx(const nn_idx *examples, const nn_idx *labels, nn_dataset **out,
+                                   nn_data_error *err)
+{
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_from_idx: out is NULL");
+    *out = NULL;
+    if (!examples)
+        return fail(err, NN_DATA_EINVAL, "nn_dataset_from_idx: examples is NULL");
+    return dataset_from_idx(examples, labels, "the examples IDX", "the labels IDX", out, err);
+}
+
+nn_data_status nn_idx_load_dataset(const char *examples_path, const char *labels_path,
+                                   nn_dataset **out, nn_data_error *err)
+{
+    nn_idx *ex = NULL, *lab = NULL;
+    nn_data_status st;
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_idx_load_dataset: out is NULL");
+    *out = NULL;
+    st = nn_idx_read(examples_path, &ex, err);
+    if (st == NN_DATA_OK && labels_path)
+        st = nn_idx_read(labels_path, &lab, err);
+    if (st == NN_DATA_OK)
+        st = dataset_from_idx(ex, lab, examples_path, labels_path, out, err);
+    nn_idx_destroy(ex);
+    nn_idx_destroy(lab);
+    return st;
+}
+
+/* dir/base, or dir/base.gz when only that exists; *path is the caller's. */
+static nn_data_status find_file(const char *dir, const char *base, char **path, size_t *size,
+                                nn_data_error *err)
+{
+    struct stat sb;
+    size_t len = strlen(dir) + strlen(base) + 5; /* '/' ".gz" '\0' */
+    char *p = mem_alloc(len);
+    *path = NULL;
+    if (!p)
+        return out_of_memory(err, "for a file name");
+    snprintf(p, len, "%s/%s", dir, base);
+    if (stat(p, &sb) != 0) {
+        snprintf(p, len, "%s/%s.gz", dir, base);
+        if (stat(p, &sb) != 0) {
+            mem_free(p, len);
+            return fail(err, NN_DATA_EIO, "missing data file: neither %s/%s nor %s/%s.gz exists",
+                        dir, base, dir, base);
+        }
+    }
+    *path = p;
+    *size = len;
+    return ok(err);
+}
+
+static nn_data_status mnist_half(const char *dir, const char *images, const char *labels,
+                                 nn_dataset **out, nn_data_error *err)
+{
+    char *ipath = NULL, *lpath = NULL;
+    size_t isize = 0, lsize = 0;
+    nn_idx *ex = NULL, *lab = NULL;
+    nn_data_status st = find_file(dir, images, &ipath, &isize, err);
+    if (st == NN_DATA_OK)
+        st = find_file(dir, labels, &lpath, &lsize, err);
+    if (st == NN_DATA_OK)
+        st = nn_idx_read(ipath, &ex, err);
+    if (st == NN_DATA_OK && (ex->ndim != 3 || ex->type != NN_IDX_U8))
+        st = fail(err, NN_DATA_EFORMAT,
+                  "%s: expected 3-d unsigned-byte images (n, rows, cols), found %d-d %s values",
+                  ipath, ex->ndim, idx_type_name(ex->type));
+    if (st == NN_DATA_OK)
+        st = nn_idx_read(lpath, &lab, err);
+    if (st == NN_DATA_OK)
+        st = dataset_from_idx(ex, lab, ipath, lpath, out, err);
+    nn_idx_destroy(ex);
+    nn_idx_destroy(lab);
+    mem_free(ipath, isize);
+    mem_free(lpath, lsize);
+    return st;
+}
+
+nn_data_status nn_mnist_load(const char *dir, nn_dataset **train, nn_dataset **test,
+                             nn_data_error *err)
+{
+    struct stat sb;
+    nn_data_status st = NN_DATA_OK;
+    if (train)
+        *train = NULL;
+    if (test)
+        *test = NULL;
+    if (!dir)
+        dir = NN_FASHION_MNIST_DIR;
+    if (stat(dir, &sb) != 0)
+        return fail(err, NN_DATA_EIO, "data directory %s: %s%s", dir, strerror(errno),
+                    strcmp(dir, NN_FASHION_MNIST_DIR) == 0
+                        ? " (install Debian's dataset-fashion-mnist package)"
+                        : "");
+    if (!S_ISDIR(sb.st_mode))
+        return fail(err, NN_DATA_EIO, "data directory %s is not a directory", dir);
+    if (train)
+        st = mnist_half(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train, err);
+    if (st == NN_DATA_OK && test)
+        st = mnist_half(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test, err);
+    if (st != NN_DATA_OK && train) {
+        nn_dataset_destroy(*train);
+        *train = NULL;
+    }
+    return st == NN_DATA_OK ? ok(err) : st;
+}
+
+/* -------------------------------------------------------------------- CSV */
+
+/* The whole file in one NUL-terminated buffer. */
+static nn_data_status read_all(const char *path, char **out, size_t *len, size_t *cap,
+                               nn_data_error *err)
+{
+    source s;
+    char *buf = NULL;
+    size_t have = 0, size = 0;
+    nn_data_status st = source_open(&s, path, err);
+    *out = NULL;
+    if (st != NN_DATA_OK)
+        return st;
+    for (;;) {
+        size_t got;
+        if (size - have < 2) {
+            size_t nsize = size ? size * 2 : 65536;
+            char *nbuf = nsize > size ? mem_realloc(buf, size, nsize) : NULL;
+            if (!nbuf) {
+                mem_free(buf, size);
+                source_close(&s, false, NULL);
+                return fail(err, NN_DATA_ENOMEM, "out of memory reading %s", path);
+            }
+            buf = nbuf;
+            size = nsize;
+        }
+        st = source_read(&s, buf + have, size - have - 1, &got, err);
+        if (st != NN_DATA_OK) {
+            mem_free(buf, size);
+            source_close(&s, false, NULL);
+            return st;
+        }
+        have += got;
+        if (have < size - 1)
+            break;
+    }
+    st = source_close(&s, true, err);
+    if (st != NN_DATA_OK) {
+        mem_free(buf, size);
+        return st;
+    }
+    buf[have] = '\0';
+    *out = buf;
+    *len = have;
+    *cap = size;
+    return ok(err);
+}
+
+/* A growable array; elements are `esize` bytes. */
+typedef struct vec {
+    void *data;
+    size_t len, cap, esize;
+} vec;
+
+static bool vec_reserve(vec *v, size_t extra)
+{
+    size_t need, ncap;
+    void *nd;
+    if (extra > SIZE_MAX - v->len)
+        return false;
+    need = v->len + extra;
+    if (need <= v->cap)
+        return true;
+    ncap = v->cap ? v->cap : 16;
+    while (ncap < need)
+        ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+    if (ncap > SIZE_MAX / v->esize)
+        return false;
+    nd = mem_realloc(v->data, v->cap * v->esize, ncap * v->esize);
+    if (!nd)
+        return false;
+    v->data = nd;
+    v->cap = ncap;
+    return true;
+}
+
+static void vec_free(vec *v)
+{
+    mem_free(v->data, v->cap * v->esize);
+    v->data = NULL;
+    v->len = v->cap = 0;
+}
+
+/* CSV tokenizer state over a mutable buffer: fields are unquoted in place
+   and NUL-terminated, so they can be used as C strings. */
+typedef struct csv {
+    const char *path;
+    char *p, *end;
+    char delim;
+    size_t line; /* line number of the next character */
+    vec fields;  /* char * of the current record */
+} csv;
+
+static bool blank_line_ahead(const csv *c)
+{
+    const char *q = c->p;
+    while (q < c->end && (*q == ' ' || *q == '\t' || *q == '\r'))
+        q++;
+    return q == c->end || *q == '\n';
+}
+
+/* Parses the next non-blank record into c->fields; *line gets its first
+   line. Returns NN_DATA_OK with c->fields.len 0 at the end of the file. */
+static nn_data_status csv_record(csv *c, size_t *line, nn_data_error *err)
+{
+    c->fields.len = 0;
+    while (c->p < c->end && blank_line_ahead(c)) {
+        while (c->p < c->end && *c->p != '\n')
+            c->p++;
+        if (c->p < c->end) {
+            c->p++;
+            c->line++;
+        }
+    }
+    if (c->p >= c->end)
+        return NN_DATA_OK;
+    *line = c->line;
+    for (;;) {
+        char *start = c->p, *w = c->p;
+        if (!vec_reserve(&c->fields, 1))
+            return fail(err, NN_DATA_ENOMEM, "out of memory reading %s", c->path);
+        ((char **)c->fields.data)[c->fields.len++] = start;
+        if (c->p < c->end && *c->p == '"') {
+            size_t qline = c->line;
+            c->p++;
+            for (;;) {
+                if (c->p >= c->end)
+                    return fail(err, NN_DATA_EFORMAT,
+                                "%s: line %zu, column %zu: unterminated quoted field", c->path,
+                                qline, c->fields.len);
+                if (*c->p == '"') {
+                    if (c->p + 1 < c->end && c->p[1] == '"') {
+                        *w++ = '"';
+                        c->p += 2;
+                        continue;
+                    }
+                    c->p++;
+                    break;
+                }
+                if (*c->p == '\n')
+                    c->line++;
+                *w++ = *c->p++;
+            }
+            if (c->p < c->end && *c->p == '\r' && (c->p + 1 == c->end || c->p[1] == '\n'))
+                c->p++;
+            if (c->p < c->end && *c->p != c->delim && *c->p != '\n')
+                return fail(err, NN_DATA_EFORMAT,
+                            "%s: line %zu, column %zu: unexpected character '%c' after a "
+                            "closing quote",
+                            c->path, c->line, c->fields.len, *c->p);
+        } else {
+            while (c->p < c->end && *c->p != c->delim && *c->p != '\n')
+                c->p++;
+            w = c->p;
+            if (w > start && w[-1] == '\r' && (c->p == c->end || *c->p == '\n'))
+                w--;
+        }
+        if (c->p >= c->end || *c->p == '\n') {
+            if (c->p < c->end) {
+                c->p++;
+                c->line++;
+            }
+            *w = '\0';
+            return NN_DATA_OK;
+        }
+        c->p++; /* the delimiter */
+        *w = '\0';
+    }
+}
+
+static const char *trim(char *s)
+{
+    char *e;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    return s;
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A label as a class number without names: a non-negative integer. */
+static bool integer_label(const char *s, int *out)
+{
+    char *end;
+    double v;
+    if (!*s)
+        return false;
+    errno = 0;
+    v = strtod(s, &end);
+    if (*end || errno || !(v >= 0) || v >= NN_DATA_MAX_CLASSES || v != floor(v))
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Turns the label strings into numbers and fills ds->y, classes and names. */
+static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char **labels,
+                                 const size_t *lines, nn_dataset *ds, nn_data_error *err)
+{
+    size_t n = ds->n;
+    const char *const *names = opt ? opt->class_names : NULL;
+    int n_names = names ? opt->n_class_names : 0;
+    char **sorted = NULL;
+    int *order = NULL, max_label = -1;
+    bool integers = !names;
+
+    for (size_t i = 0; integers && i < n; i++)
+        integers = integer_label(labels[i], &ds->y[i]);
+    if (integers) {
+        for (size_t i = 0; i < n; i++)
+            max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
+        ds->classes = max_label + 1;
+        return ok(err);
+    }
+    if (!names) {
+        /* Distinct labels in sorted order become the class list. */
+        size_t distinct = 0;
+        if (!alloc_array((void **)&sorted, n, sizeof *sorted))
+            return out_of_memory(err, "for class labels");
+        memcpy(sorted, labels, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_strings);
+        for (size_t i = 0; i < n; i++)
+            if (i == 0 || strcmp(sorted[i], sorted[distinct - 1]) != 0)
+                sorted[distinct++] = sorted[i];
+        if (distinct > NN_DATA_MAX_CLASSES) {
+            mem_free(sorted, n * sizeof *sorted);
+            return fail(err, NN_DATA_EFORMAT, "%s: %zu distinct labels, more than %d classes",
+                        c->path, distinct, NN_DATA_MAX_CLASSES);
+        }
+        names = (const char *const *)sorted;
+        n_names = (int)distinct;
+    }
+    /* Look labels up through an index sorted by name. */
+    if (!alloc_array((void **)&order, (size_t)n_names, sizeof *order)) {
+        mem_free(sorted, n * sizeof *sorted);
+        return out_of_memory(err, "for class labels");
+    }
+    for (int k = 0; k < n_names; k++)
+        order[k] = k;
+    for (int k = 1; k < n_names; k++) { /* insertion sort of indices by name */
+        int v = order[k], j = k;
+        while (j > 0 && strcmp(names[order[j - 1]], names[v]) > 0) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int lo = 0, hi = n_names;
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (strcmp(names[order[mid]], labels[i]) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == n_names || strcmp(names[order[lo]], labels[i]) != 0) {
+            mem_free(order, (size_t)n_names * sizeof *order);
+            mem_free(sorted, n * sizeof *sorted);
+            return fail(err, NN_DATA_EFORMAT,
+                        "%s: line %zu: label '%s' is not one of the %d "
+                        "known classes",
+                        c->path, lines[i], labels[i], n_names);
+        }
+        ds->y[i] = order[lo];
+    }
+    mem_free(order, (size_t)n_names * sizeof *order);
+    ds->classes = n_names;
+    if (!nn_data_set_names(ds, names, n_names)) {
+        mem_free(sorted, n * sizeof *sorted);
+        return out_of_memory(err, "for class names");
+    }
+    mem_free(sorted, n * sizeof *sorted);
+    return ok(err);
+}
+
+/* Finds the label column among the header's fields. */
+static nn_data_status csv_label_column(const csv *c, const nn_csv_options *opt, size_t ncols,
+                                       size_t *col, nn_data_error *err)
+{
+    char **header = c->fields.data;
+    if (opt && opt->label_name) {
+        for (size_t k = 0; k < ncols; k++)
+            if (strcmp(header[k], opt->label_name) == 0) {
+                *col = k;
+                return ok(err);
+            }
+        return fail(err, NN_DATA_EINVAL,
+                    "%s: no column named '%s' in the header (first "
+                    "column '%s', %zu columns)",
+                    c->path, opt->label_name, header[0], ncols);
+    }
+    {
+        long idx = opt ? opt->label_index : -1;
+        long k = idx < 0 ? (long)ncols + idx : idx;
+        if (k < 0 || (size_t)k >= ncols)
+            return fail(err, NN_DATA_EINVAL,
+                        "%s: label column %ld does not exist (the header "
+                        "has %zu columns)",
+                        c->path, idx, ncols);
+        *col = (size_t)k;
+    }
+    return ok(err);
+}
+
+nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_dataset **out,
+                           nn_data_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0, ncols = 0, label_col = 0, line = 0, n = 0;
+    csv c;
+    vec x = {NULL, 0, 0, sizeof(float)}, labels = {NULL, 0, 0, sizeof(char *)},
+        lines = {NULL, 0, 0, sizeof(size_t)};
+    char **header_names = NULL;
+    nn_dataset *ds = NULL;
+    nn_data_status st;
+
+    if (!out)
+        return fail(err, NN_DATA_EINVAL, "nn_csv_read: out is NULL");
+    *out = NULL;
+    if (opt && opt->class_names && opt->n_class_names <= 0)
+        return fail(err, NN_DATA_EINVAL, "class_names given with n_class_names %d",
+                    opt->n_class_names);
+    st = read_all(path, &buf, &len, &cap, err);
+    if (st != NN_DATA_OK)
+        return st;
+    memset(&c, 0, sizeof c);
+    c.path = path;
+    c.p = buf;
+    c.end = buf + len;
+    c.delim = opt && opt->delimiter ? opt->delimiter : ',';
+    c.line = 1;
+    c.fields.esize = sizeof(char *);
+    if (memchr(buf, '\0', len)) {
+        st = fail(err, NN_DATA_EFORMAT, "%s: contains a NUL byte: not a text CSV file", path);
+        goto done;
+    }
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        c.p += 3; /* UTF-8 byte order mark */
+
+    st = csv_record(&c, &line, err);
+    if (st != NN_DATA_OK)
+        goto done;
+    ncols = c.fields.len;
+    if (ncols == 0) {
+        st = fail(err, NN_DATA_EFORMAT, "%s: empty file (expected a header row)", path);
+        goto done;
+    }
+    for (size_t k = 0; k < ncols; k++)
+        ((char **)c.fields.data)[k] = (char *)trim(((char **)c.fields.data)[k]);
+    st = csv_label_column(&c, opt, ncols, &label_col, err);
+    if (st != NN_DATA_OK)
+        goto done;
+    if (ncols < 2) {
+        st = fail(err, NN_DATA_EFORMAT,
+                  "%s: the header has only the label column; features "
+                  "are needed",
+                  path);
+        goto done;
+    }
+    /* Keep the header names (they point into buf) for messages. */
+    if (!alloc_array((void **)&header_names, ncols, sizeof(char *))) {
+        st = out_of_memory(err, "reading a CSV header");
+        goto done;
+    }
+    memcpy(header_names, c.fields.data, ncols * sizeof(char *));
+
+    for (;;) {
+        char **f;
+        float *row;
+        st = csv_record(&c, &line, err);
+        if (st != NN_DATA_OK)
+            goto done;
+        if (c.fields.len == 0)
+            break;
+        if (c.fields.len != ncols) {
+            st = fail(err, NN_DATA_EFORMAT,
+                      "%s: line %zu: expected %zu fields as in the header, "
+                      "found %zu",
+                      path, line, ncols, c.fields.len);
+            goto done;
+        }
+        if (!vec_reserve(&x, ncols - 1) || !vec_reserve(&labels, 1) || !vec_reserve(&lines, 1)) {
+            st = out_of_memory(err, "reading CSV rows");
+            goto done;
+        }
+        f = c.fields.data;
+        row = (float *)x.data + x.len;
+        for (size_t k = 0, j = 0; k < ncols; k++) {
+            const char *s = trim(f[k]);
+            char *end;
+            double v;
+            if (k == label_col) {
+                ((const char **)labels.data)[labels.len++] = s;
+                continue;
+            }
+            if (!*s) {
+                st = fail(err, NN_DATA_EFORMAT, "%s: line %zu, column %zu ('%s'): empty value",
+                          path, line, k + 1, header_names[k]);
+                goto done;
+            }
+            errno = 0;
+            v = strtod(s, &end);
+            if (*end) {
+                st = fail(err, NN_DATA_EFORMAT,
+                          "%s: line %zu, column %zu ('%s'): '%.40s' is not a number", path, line,
+                          k + 1, header_names[k], s);
+                goto done;
+            }
+            if (!isfinite(v) || !isfinite((float)v)) {
+                st = fail(err, NN_DATA_EFORMAT,
+                          "%s: line %zu, column %zu ('%s'): '%.40s' is not a finite float", path,
+                          line, k + 1, header_names[k], s);
+                goto done;
+            }
+            row[j++] = (float)v;
+        }
+        x.len += ncols - 1;
+        ((size_t *)lines.data)[lines.len++] = line;
+        n++;
+    }
+    if (n == 0) {
+        st = fail(err, NN_DATA_EFORMAT, "%s: no data rows after the header", path);
+        goto done;
+    }
+    /* Hand the feature buffer to the dataset as it is. */
+    st = nn_data_dataset_alloc(0, ncols - 1, true, &ds, err);
+    if (st != NN_DATA_OK)
+        goto done;
+    if (!alloc_array((void **)&ds->y, n, sizeof(int))) {
+        st = out_of_memory(err, "for CSV labels");
+        goto done;
+    }
+    ((dataset_impl *)ds)->y_cap = n;
+    ds->n = n;
+    ds->x = x.data;
+    ((dataset_impl *)ds)->x_cap = x.cap;
+    x.data = NULL;
+    x.cap = 0;
+    st = csv_labels(&c, opt, labels.data, lines.data, ds, err);
+
+done:
+    if (st != NN_DATA_OK) {
+        nn_dataset_destroy(ds);
+        ds = NULL;
+    }
+    mem_free(header_names, ncols * sizeof(char *));
+    vec_free(&x);
+    vec_free(&labels);
+    vec_free(&lines);
+    vec_free(&c.fields);
+    mem_free(buf, cap);
+    *out = ds;
+    return st == NN_DATA_OK ? ok(err) : st;
+}
