@@ -1,0 +1,742 @@
+/*
+ * chainrule/nn.h -- neural networks built from autodiff nodes.
+ *
+ * A worked example: Géron's Fashion-MNIST MLP (784-300-100-10, ReLU,
+ * softmax cross-entropy, SGD lr 0.01, batch 32).
+ *
+ *     int64_t widths[] = {784, 300, 100, 10};
+ *     nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
+ *     nn_model *m = nn_mlp_create(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42);
+ *     if (!m) { fprintf(stderr, "%s\n", nn_last_error()); return 1; }
+ *     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);   // lr 0.01
+ *     nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+ *     for (each mini-batch (x, y) of n <= 32 rows) {          // x: n*784 floats, y: n ints
+ *         if (nn_model_set_input_f32(m, x, n, 784) || nn_model_set_labels(m, y, n) ||
+ *             nn_model_train_step(m, opt, &loss)) {
+ *             fprintf(stderr, "%s\n", nn_model_error(m));
+ *             break;
+ *         }
+ *     }
+ *     nn_model_predict_classes_f32(m, test_x, n_test, 784, predicted);  // eval mode, argmax
+ *     nn_optimizer_free(opt);
+ *     nn_model_free(m);
+ *
+ * The one rule: nn/ never writes a derivative. Every activation, layer and
+ * loss below is a composition of ad_* ops, so backpropagation is the
+ * engine's general chain rule (ad_backward) and nothing else.
+ *
+ * Concepts
+ * - Functional layer (nn_linear, nn_activate, nn_batch_norm, losses...): a
+ *   function of nodes that returns a new node in the same graph. They work
+ *   on any graph; NULL operands give NULL (like the ad_* ops); a bad shape
+ *   returns NULL and leaves a message in nn_last_error() (or in the graph,
+ *   ad_graph_error, when the engine itself rejected the operands).
+ * - Model (nn_model): a sequential stack of layers. Layers are declared
+ *   (nn_model_add_*), then nn_model_build creates one ad_graph, one flat
+ *   parameter buffer, one flat gradient buffer and one flat state buffer
+ *   (batch-norm running statistics), all in the model's dtype, and points
+ *   every parameter node into them (ad_param_external). The graph has an
+ *   input leaf (batch, features), a target leaf, the output node and the
+ *   loss node. A training step (set input and targets, ad_forward,
+ *   ad_zero_grad, ad_backward, optimizer step over the flat arrays)
+ *   allocates nothing after the first step, also for a smaller last batch.
+ * - Optimizers (nn_optimizer) are tight loops over flat arrays; their
+ *   state (moments, step count) is one flat buffer too, and can be saved and
+ *   restored so that a resumed run continues bit for bit.
+ * - Errors never abort. Functions returning int give 0 (NN_OK) or a
+ *   negative nn_status; functions returning pointers give NULL. The message
+ *   is kept by the model (nn_model_error) and, for every failure, in the
+ *   calling thread's nn_last_error().
+ * - Shapes: a batch of examples is a (batch, features) matrix, row-major.
+ *   Weights are (in, out) so that a dense layer is X W + b (equation 4 of
+ *   the lecture, h = phi(XW + b)).
+ */
+#ifndef CHAINRULE_NN_H
+#define CHAINRULE_NN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "autodiff.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CHAINRULE_BUILDING) && defined(__GNUC__)
+#define NN_API __attribute__((visibility("default")))
+#else
+#define NN_API
+#endif
+
+/* ----------------------------------------------------------------- errors */
+
+/** Status codes: 0 is success, every failure is negative. */
+typedef enum {
+    NN_OK = 0,
+    NN_ERR_NULL = -1,   /* a required pointer (model, buffer) is NULL */
+    NN_ERR_ARG = -2,    /* a bad argument: zero width, rate out of range, unknown kind */
+    NN_ERR_SHAPE = -3,  /* mismatched widths, counts or shapes */
+    NN_ERR_LABEL = -4,  /* a class index outside [0, classes) */
+    NN_ERR_STATE = -5,  /* called in the wrong state (model not built, built twice, ...) */
+    NN_ERR_GRAPH = -6,  /* the autodiff engine reported an error (its message is kept) */
+    NN_ERR_MEMORY = -7, /* out of memory */
+} nn_status;
+
+/** A fixed text for a status code ("mismatched shape", ...). Never NULL. */
+NN_API const char *nn_status_string(int status);
+/**
+ * The message of the most recent failure of any nn_ function in the calling
+ * thread ("" when none). Thread-local storage, valid until the next failure
+ * in this thread. Useful when a constructor returned NULL.
+ */
+NN_API const char *nn_last_error(void);
+
+/* --------------------------------------------------------- random numbers */
+
+/**
+ * The documented generator used for initialization and shuffling:
+ * xoshiro256** (Blackman & Vigna) seeded through splitmix64, the same
+ * algorithm as the engine's ad_graph_seed. Integer outputs and uniform
+ * doubles are identical on every machine for a given seed; normal draws use
+ * the Box-Muller transform and therefore libm's log, sqrt and cos.
+ */
+typedef struct {
+    uint64_t s[4];
+} nn_rng;
+
+/** Seeds r: s[i] = splitmix64 outputs 1..4 of seed. */
+NN_API void nn_rng_seed(nn_rng *r, uint64_t seed);
+/** The next 64 random bits. */
+NN_API uint64_t nn_rng_next(nn_rng *r);
+/** Uniform in [0, 1): the top 53 bits of nn_rng_next times 2^-53. */
+NN_API double nn_rng_uniform(nn_rng *r);
+/**
+ * Standard normal N(0, 1) by Box-Muller: u1, u2 = two uniforms,
+ * sqrt(-2 ln(1 - u1)) cos(2 pi u2). Two uniforms per draw, no caching.
+ */
+NN_API double nn_rng_normal(nn_rng *r);
+/** Uniform integer in [0, n) without modulo bias (rejection); 0 when n is 0. */
+NN_API uint64_t nn_rng_below(nn_rng *r, uint64_t n);
+/** Shuffles idx[0..n) in place (Fisher-Yates, i from n-1 down to 1). */
+NN_API void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n);
+
+/* ----------------------------------------------------------- initializers */
+
+/**
+ * Weight initializers. fan_in and fan_out are the layer's input and output
+ * widths. Normal variants are plain (not truncated) normals.
+ *   GLOROT (Xavier):  uniform limit sqrt(6 / (fan_in + fan_out)), normal std sqrt(2 / (fan_in + fan_out))
+ *   HE (Kaiming):     uniform limit sqrt(6 / fan_in),             normal std sqrt(2 / fan_in)
+ *   LECUN:            uniform limit sqrt(3 / fan_in),             normal std sqrt(1 / fan_in)
+ *   TORCH (nn.Linear's default): uniform limit 1 / sqrt(fan_in)
+ */
+typedef enum {
+    NN_INIT_ZEROS,
+    NN_INIT_GLOROT_UNIFORM,
+    NN_INIT_GLOROT_NORMAL,
+    NN_INIT_HE_UNIFORM,
+    NN_INIT_HE_NORMAL,
+    NN_INIT_LECUN_UNIFORM,
+    NN_INIT_LECUN_NORMAL,
+    NN_INIT_TORCH,
+    NN_INIT_COUNT
+} nn_init;
+
+/** "zeros", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+ *  "lecun_uniform", "lecun_normal", "torch"; NULL for an unknown kind. */
+NN_API const char *nn_init_name(nn_init kind);
+/** The kind for a name (also "xavier_uniform", "xavier_normal",
+ *  "kaiming_uniform", "kaiming_normal"), or -1. */
+NN_API int nn_init_from_name(const char *name);
+/**
+ * Fills n values of dtype at out with draws of the initializer, in order
+ * (a uniform draw is (2u - 1) limit, a normal draw std * nn_rng_normal).
+ * Values are computed in double and rounded once to float for AD_F32, so a
+ * seed gives the same f32 weights as the f64 ones, rounded.
+ * Returns 0, NN_ERR_NULL (out or rng NULL with n > 0) or NN_ERR_ARG
+ * (unknown kind, fan_in < 1 or fan_out < 1).
+ */
+NN_API int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out,
+                        ad_dtype dtype, void *out, int64_t n);
+
+/* ------------------------------------------------------------ activations */
+
+/**
+ * Activation functions phi, applied elementwise (softmax, log-softmax: along
+ * the last axis). Each is one or two ad_* ops:
+ *   IDENTITY      x
+ *   STEP          heaviside: 0 if x < 0 else 1      (ad_step; zero gradient)
+ *   SIGN          -1, 0, +1                          (ad_sign; zero gradient)
+ *   STEP_ST       heaviside, straight-through: value of step(x), gradient as if identity
+ *   SIGN_ST       sign, straight-through
+ *   SIGMOID       1 / (1 + e^-x)
+ *   TANH          tanh x
+ *   RELU          max(0, x)
+ *   LEAKY_RELU    x > 0 ? x : alpha x                (default alpha 0.01)
+ *   ELU           x > 0 ? x : alpha (e^x - 1)        (default alpha 1)
+ *   SELU          1.0507009873554805 * elu(x, 1.6732632423543772)
+ *   SOFTPLUS      ln(1 + e^x), stable
+ *   SOFTMAX       e^x_i / sum_j e^x_j, stable
+ *   LOG_SOFTMAX   x_i - logsumexp(x), stable
+ */
+typedef enum {
+    NN_ACT_IDENTITY,
+    NN_ACT_STEP,
+    NN_ACT_SIGN,
+    NN_ACT_STEP_ST,
+    NN_ACT_SIGN_ST,
+    NN_ACT_SIGMOID,
+    NN_ACT_TANH,
+    NN_ACT_RELU,
+    NN_ACT_LEAKY_RELU,
+    NN_ACT_ELU,
+    NN_ACT_SELU,
+    NN_ACT_SOFTPLUS,
+    NN_ACT_SOFTMAX,
+    NN_ACT_LOG_SOFTMAX,
+    NN_ACT_COUNT
+} nn_activation;
+
+#define NN_LEAKY_RELU_ALPHA 0.01
+#define NN_ELU_ALPHA 1.0
+#define NN_SELU_ALPHA 1.6732632423543772
+#define NN_SELU_SCALE 1.0507009873554805
+
+/** "identity", "step", "sign", "step_st", "sign_st", "sigmoid", "tanh",
+ *  "relu", "leaky_relu", "elu", "selu", "softplus", "softmax",
+ *  "log_softmax"; NULL for an unknown kind. */
+NN_API const char *nn_activation_name(nn_activation act);
+/** The kind for a name (also "linear", "none", "heaviside", "logistic"), or -1. */
+NN_API int nn_activation_from_name(const char *name);
+/** phi(x) with the default parameter (alpha). NULL for NULL x or an unknown kind. */
+NN_API ad_node *nn_activate(ad_node *x, nn_activation act);
+/** phi(x) with alpha for LEAKY_RELU and ELU (ignored by the others). */
+NN_API ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha);
+/**
+ * The heaviside step of the lecture's TLU, 0 if z < 0 else 1. Its true
+ * derivative is zero almost everywhere; with straight_through nonzero the
+ * node takes step(z)'s value and passes the gradient through unchanged
+ * (d step/dz taken as 1), which is what makes the perceptron rule come out
+ * of backpropagation.
+ */
+NN_API ad_node *nn_step(ad_node *z, int straight_through);
+/** sign(z) in {-1, 0, +1}, optionally straight-through (see nn_step). */
+NN_API ad_node *nn_sign(ad_node *z, int straight_through);
+
+/* ---------------------------------------------------- functional layers */
+
+/**
+ * Fully connected layer: x (batch, in) @ w (in, out) + b (out), b may be
+ * NULL (no bias). NULL with nn_last_error() on mismatched widths
+ * ("nn_linear: input (32,784) has 784 features but weight (300,100) expects 300").
+ */
+NN_API ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b);
+/**
+ * A layer of threshold logic units (lecture eq. 2 and 4): step(x w + b) with
+ * step one of NN_ACT_STEP, NN_ACT_SIGN, NN_ACT_STEP_ST, NN_ACT_SIGN_ST.
+ */
+NN_API ad_node *nn_tlu(ad_node *x, ad_node *w, ad_node *b, nn_activation step);
+/**
+ * Inverted dropout: x * mask / (1 - rate) where mask keeps each element with
+ * probability 1 - rate, drawn afresh on every forward (ad_dropout_mask, the
+ * graph's generator). training is a 0-d node: where it is nonzero the mask
+ * applies, where it is zero the output equals x. training NULL: always on.
+ * rate must be in [0, 1); rate 0 returns x itself.
+ */
+NN_API ad_node *nn_dropout(ad_node *x, double rate, ad_node *training);
+/**
+ * Batch normalization over the batch axis of x (batch, features):
+ *   training: y = (x - mean_b) / sqrt(var_b + eps) * gamma + beta
+ *   eval:     y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta
+ * where mean_b, var_b (biased) are the batch statistics, selected by the
+ * 0-d training node (NULL: always training). gamma and beta (features) may
+ * be NULL (no affine part). running_mean and running_var (features) are
+ * read but not written (no gradient flows into them); the batch statistics
+ * are returned in *batch_mean and *batch_var (either may be NULL) so the
+ * caller can update the running averages. eps > 0.
+ */
+NN_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *running_mean,
+                              ad_node *running_var, ad_node *training, double eps,
+                              ad_node **batch_mean, ad_node **batch_var);
+
+/* ----------------------------------------------------------------- losses */
+
+/**
+ * Losses, each a one-element node (averaged over the batch):
+ *   MSE            mean over all elements of (p - t)^2                   (PyTorch MSELoss)
+ *   HALF_SSE       mean over rows of 1/2 sum_j (p_j - t_j)^2             (the perceptron/Widrow-Hoff form)
+ *   BCE_LOGITS     mean of softplus(z) - t z, t in [0, 1]                (BCEWithLogitsLoss)
+ *   CROSS_ENTROPY  mean over rows of -log_softmax(z)[label]; target holds (batch) class
+ *                  indices stored as integral values                     (CrossEntropyLoss)
+ *   HINGE          mean over all elements of max(0, 1 - t s), t in {-1, +1}
+ *   PERCEPTRON     mean over rows of sum_j (step(s_j) - t_j) s_j with step not differentiated,
+ *                  t in {0, 1}: the perceptron criterion max(0, -(2t-1) s) (zero at s = 0), whose
+ *                  gradient (step(s) - t) x is exactly Rosenblatt's rule.
+ * All are stable for logits of any magnitude (1e4 included): they use
+ * log-softmax and softplus, never log(softmax) or log(sigmoid).
+ * Targets have the prediction's shape (batch, out) except CROSS_ENTROPY.
+ */
+typedef enum {
+    NN_LOSS_NONE,
+    NN_LOSS_MSE,
+    NN_LOSS_HALF_SSE,
+    NN_LOSS_BCE_LOGITS,
+    NN_LOSS_CROSS_ENTROPY,
+    NN_LOSS_HINGE,
+    NN_LOSS_PERCEPTRON,
+    NN_LOSS_COUNT
+} nn_loss;
+
+/** "none", "mse", "half_sse", "bce_logits", "cross_entropy", "hinge",
+ *  "perceptron"; NULL for an unknown kind. */
+NN_API const char *nn_loss_name(nn_loss kind);
+/** The kind for a name (also "bce", "ce", "xent"), or -1. */
+NN_API int nn_loss_from_name(const char *name);
+/** The loss node for pred and target; NULL (nn_last_error) on a shape mismatch. */
+NN_API ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target);
+/** MSE: mean((pred - target)^2) over all elements; same shapes. */
+NN_API ad_node *nn_mse(ad_node *pred, ad_node *target);
+/** 1/2 sum_j (pred_j - target_j)^2 averaged over rows; pred (batch, out). */
+NN_API ad_node *nn_half_sse(ad_node *pred, ad_node *target);
+/** mean(softplus(z) - t z): binary cross-entropy of sigmoid(z) against t in [0, 1]. */
+NN_API ad_node *nn_bce_with_logits(ad_node *logits, ad_node *target);
+/** logits (batch, classes), labels (batch) of class indices. An index outside
+ *  [0, classes) is an error of the engine's one-hot op at forward time. */
+NN_API ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels);
+/** mean(max(0, 1 - t s)) with t in {-1, +1}; same shapes. */
+NN_API ad_node *nn_hinge(ad_node *scores, ad_node *target);
+/** The perceptron criterion (see NN_LOSS_PERCEPTRON); scores (batch, out), t in {0, 1}. */
+NN_API ad_node *nn_perceptron_criterion(ad_node *scores, ad_node *target);
+
+/* ------------------------------------------------------------------ model */
+
+typedef struct nn_model nn_model;
+
+/** Kinds of sequential layers (for nn_model_layer_kind). */
+typedef enum {
+    NN_LAYER_DENSE,
+    NN_LAYER_ACTIVATION,
+    NN_LAYER_PERCEPTRON,
+    NN_LAYER_DROPOUT,
+    NN_LAYER_BATCH_NORM,
+} nn_layer_kind;
+
+/**
+ * A new, empty model whose examples have in_features values. Add layers,
+ * optionally set a loss, then nn_model_build. Free with nn_model_free.
+ * NULL (nn_last_error) for in_features < 1, a bad dtype or no memory.
+ */
+NN_API nn_model *nn_model_create(ad_dtype dtype, int64_t in_features);
+/** The same, taking all memory (graph included) from alloc(ud, ...). */
+NN_API nn_model *nn_model_create_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn alloc,
+                                      void *ud);
+/** Frees the model, its graph and its buffers. Accepts NULL. */
+NN_API void nn_model_free(nn_model *m);
+/**
+ * The message of the model's most recent failure, else the graph's sticky
+ * error, else NULL. For m NULL: "nn: model is NULL". Owned by the model.
+ */
+NN_API const char *nn_model_error(const nn_model *m);
+/** Forgets the model's message and the graph's sticky error. */
+NN_API void nn_model_clear_error(nn_model *m);
+
+/*
+ * Declaring layers (before nn_model_build). Each returns 0 or a negative
+ * nn_status: NN_ERR_NULL (m NULL), NN_ERR_STATE (already built), NN_ERR_ARG
+ * (units < 1: "nn_model_add_dense: zero-width layer (units 0)", a bad kind
+ * or rate), NN_ERR_MEMORY.
+ */
+/** A dense layer x W + b (W: (in, units), b: (units), b omitted when bias is 0),
+ *  weights drawn from init, biases zero. Parameters "denseK.weight", "denseK.bias". */
+NN_API int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init);
+/** An activation (default alpha). */
+NN_API int nn_model_add_activation(nn_model *m, nn_activation act);
+/** An activation with alpha (LEAKY_RELU, ELU). */
+NN_API int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha);
+/** A perceptron: units TLUs, step(x W + b) with zero-initialized W and b and
+ *  step one of the four step activations. Parameters "perceptronK.weight", ".bias". */
+NN_API int nn_model_add_perceptron(nn_model *m, int64_t units, nn_activation step);
+/** Inverted dropout with drop probability rate in [0, 1), active in training mode only. */
+NN_API int nn_model_add_dropout(nn_model *m, double rate);
+/**
+ * Batch normalization of the current width with learnable gamma (ones) and
+ * beta (zeros), parameters "batchnormK.gamma", ".beta", and running
+ * statistics in the state buffer ("batchnormK.running_mean" zeros,
+ * ".running_var" ones). After every forward in training mode:
+ * running = (1 - momentum) running + momentum batch_stat, with the unbiased
+ * batch variance (PyTorch's convention; momentum 0.1, eps 1e-5 there).
+ */
+NN_API int nn_model_add_batch_norm(nn_model *m, double momentum, double eps);
+/** The loss the model trains on (default NN_LOSS_NONE: no target, no loss node). */
+NN_API int nn_model_set_loss(nn_model *m, nn_loss loss);
+/**
+ * Creates the graph for mini-batches of batch rows and the flat buffers,
+ * and initializes the weights from seed (one nn_rng, weight matrices drawn
+ * layer by layer in declaration order; biases start at zero). The same seed also
+ * seeds the graph's generator (dropout masks). Starts in training mode.
+ * Errors: NN_ERR_STATE (no layers, already built), NN_ERR_ARG (batch < 1),
+ * NN_ERR_SHAPE (the loss does not fit the output width, e.g. cross-entropy
+ * on one output), NN_ERR_GRAPH, NN_ERR_MEMORY.
+ */
+NN_API int nn_model_build(nn_model *m, int64_t batch, uint64_t seed);
+
+/**
+ * A built multi-layer perceptron y = phi_L(W_L ... phi_1(W_1 x + b_1) + b_L):
+ * widths[0] inputs, then nwidths - 1 dense layers of widths[1..] units, each
+ * followed by acts[i] (nwidths - 1 entries; NN_ACT_IDENTITY adds nothing).
+ * Weights: He uniform before ReLU-like activations (relu, leaky_relu, elu),
+ * LeCun normal before SELU, Glorot uniform otherwise. NULL (nn_last_error)
+ * on a zero width, fewer than 2 widths or another build error.
+ */
+NN_API nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *widths,
+                               const nn_activation *acts, nn_loss loss, int64_t batch,
+                               uint64_t seed);
+
+/* Introspection (valid after build; NULL / 0 / -1 before or for NULL m). */
+/** The model's graph (owned by the model: do not free). Nodes may be added
+ *  to it (a custom metric, a dump); ad_forward replays them too. */
+NN_API ad_graph *nn_model_graph(const nn_model *m);
+/** The input leaf (batch, in_features). */
+NN_API ad_node *nn_model_input(const nn_model *m);
+/** The target leaf: (batch) class indices for cross-entropy, else (batch, out). NULL without a loss. */
+NN_API ad_node *nn_model_target(const nn_model *m);
+/** The output node (batch, out_features), before any loss. */
+NN_API ad_node *nn_model_output(const nn_model *m);
+/** The one-element loss node, NULL without a loss. */
+NN_API ad_node *nn_model_loss_node(const nn_model *m);
+/** The 0-d leaf holding 1 in training mode and 0 in eval mode. */
+NN_API ad_node *nn_model_training_node(const nn_model *m);
+/** Element type of the graph and of the flat buffers. */
+NN_API ad_dtype nn_model_dtype(const nn_model *m);
+/** The loss given to nn_model_set_loss. */
+NN_API nn_loss nn_model_loss_kind(const nn_model *m);
+/** Features per example (the input width). */
+NN_API int64_t nn_model_in_features(const nn_model *m);
+/** Width of the output (-1 before build). */
+NN_API int64_t nn_model_out_features(const nn_model *m);
+/** The batch given to nn_model_build (the largest batch that allocates nothing). */
+NN_API int64_t nn_model_max_batch(const nn_model *m);
+/** Rows of the current batch (after the latest nn_model_set_input). */
+NN_API int64_t nn_model_batch(const nn_model *m);
+/** Number of declared layers (an identity activation of nn_mlp_create adds none). */
+NN_API int nn_model_layer_count(const nn_model *m);
+/** The nn_layer_kind of layer i, or -1. */
+NN_API int nn_model_layer_kind(const nn_model *m, int i);
+/** Everything declared about one layer (for checkpoints and summaries). */
+typedef struct {
+    nn_layer_kind kind;
+    int64_t in, out;        /* widths (set by nn_model_build; 0 before) */
+    int64_t units;          /* dense, perceptron */
+    int bias;               /* dense: has a bias (perceptron: always) */
+    nn_init init;           /* dense, perceptron (NN_INIT_ZEROS) */
+    nn_activation act;      /* activation; the perceptron's step */
+    double alpha;           /* activation parameter (leaky ReLU, ELU) */
+    double rate;            /* dropout */
+    double momentum, eps;   /* batch norm */
+} nn_layer_info;
+/** Describes layer i in [0, nn_model_layer_count). 0, NN_ERR_NULL or NN_ERR_ARG. */
+NN_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
+/** Prints one line per layer (kind, widths, parameters) and the totals. 0 or negative. */
+NN_API int nn_model_print_summary(const nn_model *m, FILE *out);
+
+/* --------------------------------------------------- parameters, buffers */
+
+/** One parameter tensor, a view into the model (do not free anything). */
+typedef struct {
+    const char *name;  /* "dense0.weight", owned by the model */
+    int ndim;          /* 1 or 2 */
+    int64_t shape[2];  /* (in, out) for weights, (out) for biases */
+    int64_t numel;
+    int64_t offset;    /* first element in the flat parameter and gradient buffers */
+    ad_node *node;     /* the graph's leaf (value and gradient point into the flat buffers) */
+} nn_param_info;
+
+/** Number of parameter tensors. */
+NN_API int nn_model_param_tensors(const nn_model *m);
+/** Total number of trainable scalars (the length of the flat buffers). */
+NN_API int64_t nn_model_param_count(const nn_model *m);
+/** Describes tensor i in [0, nn_model_param_tensors). 0, NN_ERR_NULL or NN_ERR_ARG. */
+NN_API int nn_model_param_info(const nn_model *m, int i, nn_param_info *out);
+/** The index of the tensor with that name, or -1. */
+NN_API int nn_model_param_find(const nn_model *m, const char *name);
+/**
+ * The flat parameter buffer: nn_model_param_count elements of the model's
+ * dtype (float or double), owned by the model, stable for its lifetime.
+ * Writing into it changes the weights (run a forward before reading outputs).
+ */
+NN_API void *nn_model_params(nn_model *m);
+/** The flat gradient buffer, same layout: d loss / d params after a backward.
+ *  Safe to modify in place between backward and the optimizer step (e.g. an
+ *  MPI allreduce averaging it across ranks). */
+NN_API void *nn_model_grads(nn_model *m);
+/** Number of non-trainable state values (batch-norm running means and
+ *  variances: for each batch-norm layer, F means then F variances). */
+NN_API int64_t nn_model_state_count(const nn_model *m);
+/** The state buffer (dtype elements, owned by the model); save it in checkpoints. */
+NN_API void *nn_model_state(nn_model *m);
+/** Copies count doubles into the parameters / out of them (converting). 0 or NN_ERR_SHAPE. */
+NN_API int nn_model_set_params(nn_model *m, const double *values, int64_t count);
+/** Copies the count (= nn_model_param_count) parameters out as doubles. */
+NN_API int nn_model_get_params(const nn_model *m, double *out, int64_t count);
+/** Copies the count gradients out as doubles. */
+NN_API int nn_model_get_grads(const nn_model *m, double *out, int64_t count);
+
+/* ---------------------------------------------------------- mode, passes */
+
+/** Training mode (on nonzero: dropout active, batch norm on batch statistics
+ *  and updating running ones) or evaluation mode. 0 or negative. */
+NN_API int nn_model_set_training(nn_model *m, int on);
+/** Nonzero in training mode (the mode after nn_model_build). */
+NN_API int nn_model_is_training(const nn_model *m);
+/**
+ * Sets the input to n rows of cols values (n * cols numbers, row-major);
+ * cols must equal the model's in_features (NN_ERR_SHAPE otherwise: "rows
+ * have 780 features but the model expects 784"). When n differs from the
+ * current batch the input and target leaves are resized to n rows (targets
+ * become zero: set the input first). n above nn_model_max_batch works but
+ * allocates. Errors: NN_ERR_ARG (n < 1), NN_ERR_NULL, NN_ERR_STATE (not built).
+ */
+NN_API int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols);
+/** The same from float data (Fashion-MNIST pixels, nn_batch.x). */
+NN_API int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols);
+/**
+ * Sets the targets of the current n rows: for cross-entropy n class indices
+ * (cols 1), otherwise n * cols values with cols equal to out_features.
+ * NN_ERR_SHAPE when n is not the current batch ("targets have 20 rows but
+ * the input has 16") or cols does not match, NN_ERR_LABEL for a class index
+ * out of range or not integral, NN_ERR_STATE without a loss.
+ */
+NN_API int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols);
+/** The same from float data. */
+NN_API int nn_model_set_targets_f32(nn_model *m, const float *y, int64_t n, int64_t cols);
+/**
+ * Integer labels: class indices for cross-entropy; for a model with one
+ * output and another loss the label value itself is the target (0/1 for
+ * BCE and the perceptron criterion, -1/+1 for hinge). NN_ERR_LABEL for an
+ * index out of range, naming the row.
+ */
+NN_API int nn_model_set_labels(nn_model *m, const int *labels, int64_t n);
+/**
+ * Replays the graph (ad_forward) on the current input; in training mode it
+ * then updates the batch-norm running statistics. 0 or negative.
+ */
+NN_API int nn_model_forward(nn_model *m);
+/** The loss value of the latest forward (NaN without a loss). */
+NN_API double nn_model_loss_value(const nn_model *m);
+/**
+ * Zeros the gradient buffer and backpropagates the loss (ad_backward): the
+ * flat gradient buffer then holds d loss / d params. Needs a forward first.
+ */
+NN_API int nn_model_backward(nn_model *m);
+
+typedef struct nn_optimizer nn_optimizer;
+
+/**
+ * One training step on the batch already set: forward, zero gradients,
+ * backward, optimizer step (clipping first when its config says so).
+ * *loss (may be NULL) receives the loss before the step. No allocation
+ * after the first call. 0 or negative.
+ */
+NN_API int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss);
+
+/* ------------------------------------------------------------ prediction */
+
+/** Index of the largest of n values (the first on ties); -1 for n < 1. */
+NN_API int64_t nn_argmax(const double *values, int64_t n);
+/**
+ * Class of every row of the current output: argmax of the row, or for a
+ * single output, 1 if the output is >= threshold else 0, where threshold is
+ * 0.5 after a sigmoid or step activation and 0 otherwise (logits, scores,
+ * sign). classes receives nn_model_batch values.
+ */
+NN_API int nn_model_output_classes(const nn_model *m, int64_t *classes);
+/**
+ * Runs the model in evaluation mode on n rows of x (in chunks of at most
+ * the build batch, so nothing is allocated) and writes n * out_features
+ * outputs to out. The training mode is restored afterwards. 0 or negative.
+ */
+NN_API int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out);
+NN_API int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
+                                double *out);
+/** The same, writing the class of every row (see nn_model_output_classes). */
+NN_API int nn_model_predict_classes(nn_model *m, const double *x, int64_t n, int64_t cols,
+                                    int64_t *classes);
+NN_API int nn_model_predict_classes_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
+                                        int64_t *classes);
+/**
+ * Evaluation mode over n rows: mean loss (weighted by chunk size) and
+ * accuracy (fraction of rows whose class equals the label; for one output
+ * with labels -1/+1, class 1 matches +1 and 0 matches -1). labels as in
+ * nn_model_set_labels. Either output may be NULL. 0 or negative.
+ */
+NN_API int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n,
+                             int64_t cols, double *mean_loss, double *accuracy);
+NN_API int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n,
+                                 int64_t cols, double *mean_loss, double *accuracy);
+
+/* ------------------------------------------------------------- optimizers */
+
+typedef enum {
+    NN_OPT_SGD,
+    NN_OPT_ADAM,
+    NN_OPT_ADAMW,
+    NN_OPT_RMSPROP,
+    NN_OPT_ADAGRAD,
+    NN_OPT_COUNT
+} nn_optim_kind;
+
+/**
+ * Optimizer settings; the update rules are PyTorch's (torch.optim, 1.13),
+ * with g the gradient, p the parameter and t the step number from 1:
+ *   SGD      g += wd p; b = t == 1 ? g : momentum b + (1 - dampening) g;
+ *            g = nesterov ? g + momentum b : b (when momentum != 0); p -= lr g
+ *   ADAM     g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ *            (amsgrad: vmax = max(vmax, v), used for v)
+ *            p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ *   ADAMW    p *= 1 - lr wd; then ADAM without the g += wd p term
+ *   RMSPROP  g += wd p; s = alpha s + (1 - alpha) g^2; (centered: a = alpha a + (1 - alpha) g,
+ *            s - a^2 used for s); d = sqrt(s) + eps;
+ *            momentum > 0: b = momentum b + g / d, p -= lr b; else p -= lr g / d
+ *   ADAGRAD  g += wd p; s += g^2; p -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+ * clip_norm > 0 clips the gradient buffer by its global L2 norm before each
+ * step (nn_clip_grad_norm).
+ */
+typedef struct {
+    nn_optim_kind kind;
+    double lr;
+    double momentum;            /* SGD, RMSprop */
+    double dampening;           /* SGD */
+    int nesterov;               /* SGD (needs momentum > 0 and dampening 0) */
+    double weight_decay;        /* L2 added to g; decoupled for AdamW */
+    double beta1, beta2;        /* Adam, AdamW */
+    double eps;                 /* Adam, AdamW, RMSprop, Adagrad */
+    int amsgrad;                /* Adam, AdamW */
+    double alpha;               /* RMSprop smoothing constant */
+    int centered;               /* RMSprop */
+    double lr_decay;            /* Adagrad */
+    double initial_accumulator; /* Adagrad: starting value of s */
+    double clip_norm;           /* > 0: clip by global norm before each step */
+} nn_optim_config;
+
+/** PyTorch's defaults for kind: SGD lr 0.01 (PyTorch has none), Adam/AdamW
+ *  lr 1e-3 b1 0.9 b2 0.999 eps 1e-8 (AdamW weight_decay 0.01), RMSprop lr
+ *  0.01 alpha 0.99 eps 1e-8, Adagrad lr 0.01 eps 1e-10; everything else 0. */
+NN_API nn_optim_config nn_optim_defaults(nn_optim_kind kind);
+/** "sgd", "adam", "adamw", "rmsprop", "adagrad"; NULL for an unknown kind. */
+NN_API const char *nn_optim_name(nn_optim_kind kind);
+/** The kind for a name (also "momentum" and "nesterov" for SGD), or -1. */
+NN_API int nn_optim_from_name(const char *name);
+
+/**
+ * An optimizer bound to a built model's flat parameter and gradient
+ * buffers. Allocates its state once (zeros; Adagrad's accumulator at
+ * initial_accumulator). The model must outlive it. Free with
+ * nn_optimizer_free. NULL (nn_model_error
+ * and nn_last_error) on a bad config (lr < 0, momentum outside [0, 1),
+ * betas outside [0, 1), eps < 0, nesterov without momentum...), an unbuilt
+ * model or no memory.
+ */
+NN_API nn_optimizer *nn_optimizer_create(nn_model *m, const nn_optim_config *cfg);
+/**
+ * An optimizer over any n parameters of dtype, not bound to a model: step
+ * it with nn_optimizer_update. Memory from malloc.
+ */
+NN_API nn_optimizer *nn_optimizer_create_flat(ad_dtype dtype, int64_t n,
+                                              const nn_optim_config *cfg);
+/** Frees the optimizer. Accepts NULL. */
+NN_API void nn_optimizer_free(nn_optimizer *o);
+/** One update of the bound model's parameters from its gradient buffer. 0 or negative. */
+NN_API int nn_optimizer_step(nn_optimizer *o);
+/** One update of params (n elements of dtype) from grads (clipped in place
+ *  when clip_norm > 0). 0 or negative. */
+NN_API int nn_optimizer_update(nn_optimizer *o, void *params, void *grads);
+/** The configuration (owned by the optimizer; change lr with nn_optimizer_set_lr). */
+NN_API const nn_optim_config *nn_optimizer_config(const nn_optimizer *o);
+/** The current learning rate. */
+NN_API double nn_optimizer_lr(const nn_optimizer *o);
+/** Sets the learning rate for the next steps (a schedule calls this each epoch). */
+NN_API int nn_optimizer_set_lr(nn_optimizer *o, double lr);
+/** Steps taken so far (t). */
+NN_API int64_t nn_optimizer_steps(const nn_optimizer *o);
+/** Sets t (restoring a checkpoint). 0 or NN_ERR_ARG for t < 0. */
+NN_API int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);
+/** Zeros the state and the step count. */
+NN_API void nn_optimizer_reset(nn_optimizer *o);
+/**
+ * The state buffer: nn_optimizer_state_slots(o) consecutive arrays of n
+ * elements of the dtype (n = the parameter count), owned by the optimizer.
+ * Slots: SGD "momentum" (when momentum != 0); Adam/AdamW "exp_avg",
+ * "exp_avg_sq" (+ "max_exp_avg_sq" with amsgrad); RMSprop "square_avg"
+ * (+ "momentum" when momentum > 0, + "grad_avg" when centered); Adagrad "sum".
+ */
+NN_API void *nn_optimizer_state(nn_optimizer *o);
+/** Number of state slots (0 for plain SGD). */
+NN_API int nn_optimizer_state_slots(const nn_optimizer *o);
+/** Name of slot i, or NULL. */
+NN_API const char *nn_optimizer_slot_name(const nn_optimizer *o, int i);
+/** Elements in the state buffer (slots * n). */
+NN_API int64_t nn_optimizer_state_count(const nn_optimizer *o);
+/**
+ * Serialized state for checkpoints: a 64-byte header ("CRNNOPT1", kind,
+ * dtype, n, slots, step count, lr) followed by the raw state buffer, in
+ * host byte order. nn_optimizer_state_bytes gives the size;
+ * nn_optimizer_save_state writes it to buf (size at least that);
+ * nn_optimizer_load_state restores the step count, lr and state buffer of
+ * an optimizer of the same kind, dtype, n and slots (NN_ERR_ARG naming the
+ * difference otherwise), so a resumed run continues exactly.
+ */
+NN_API size_t nn_optimizer_state_bytes(const nn_optimizer *o);
+NN_API int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size);
+NN_API int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size);
+
+/**
+ * Clips n gradients of dtype in place by their global L2 norm: when the
+ * norm exceeds max_norm they are scaled by max_norm / (norm + 1e-6)
+ * (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping, or
+ * -1 for NULL grads or max_norm <= 0.
+ */
+NN_API double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm);
+/** The same on a model's gradient buffer. */
+NN_API double nn_model_clip_grad_norm(nn_model *m, double max_norm);
+
+/* ----------------------------------------------------- learning-rate schedules */
+
+typedef enum {
+    NN_SCHED_CONSTANT,
+    NN_SCHED_STEP,        /* lr0 gamma^floor(epoch / step_size)                 (StepLR) */
+    NN_SCHED_EXPONENTIAL, /* lr0 gamma^epoch                                    (ExponentialLR) */
+    NN_SCHED_COSINE,      /* min_lr + (lr0 - min_lr)(1 + cos(pi epoch / t_max))/2; reaches
+                             min_lr at t_max, then rises again      (CosineAnnealingLR) */
+    NN_SCHED_COUNT
+} nn_schedule_kind;
+
+/** A learning-rate schedule: a pure function of the epoch (0-based). */
+typedef struct {
+    nn_schedule_kind kind;
+    double base_lr;
+    int64_t step_size; /* STEP */
+    double gamma;      /* STEP, EXPONENTIAL */
+    int64_t t_max;     /* COSINE */
+    double min_lr;     /* COSINE */
+} nn_schedule;
+
+/** lr for every epoch. */
+NN_API nn_schedule nn_schedule_constant(double lr);
+/** lr gamma^floor(epoch / step_size) (step_size >= 1). */
+NN_API nn_schedule nn_schedule_step(double lr, int64_t step_size, double gamma);
+/** lr gamma^epoch. */
+NN_API nn_schedule nn_schedule_exponential(double lr, double gamma);
+/** Cosine annealing from lr at epoch 0 to min_lr at epoch t_max (t_max >= 1). */
+NN_API nn_schedule nn_schedule_cosine(double lr, int64_t t_max, double min_lr);
+/** The learning rate for epoch, or NaN for a bad schedule (NULL, step_size < 1, t_max < 1). */
+NN_API double nn_schedule_lr(const nn_schedule *s, int64_t epoch);
+/** "constant", "step", "exponential", "cosine"; NULL for an unknown kind. */
+NN_API const char *nn_schedule_name(nn_schedule_kind kind);
+/** The kind for a name (also "none", "exp"), or -1. */
+NN_API int nn_schedule_from_name(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,475 @@
+/* train.c -- running a built model: setting inputs and targets, forward and
+ * backward passes (the engine's ad_forward / ad_backward), the training
+ * step, batch-norm running statistics, prediction and evaluation. */
+#include <math.h>
+#include <string.h>
+
+#include "nn_impl.h"
+
+static int check_built(nn_model *m, const char *fn)
+{
+    if (!m)
+        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!m->built)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model is not built (nn_model_build)", fn);
+    if (ad_graph_error(m->g))
+        return nn_model_fail(m, NN_ERR_GRAPH, "%s: the graph has an error: %s", fn,
+                             ad_graph_error(m->g));
+    return NN_OK;
+}
+
+static int graph_fail(nn_model *m, const char *fn)
+{
+    const char *e = ad_graph_error(m->g);
+    return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, e ? e : "autodiff error");
+}
+
+/* Makes the current batch n rows (resizing the input and target leaves). */
+static int set_rows(nn_model *m, int64_t n, const char *fn)
+{
+    if (n < 1)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: %lld rows, need >= 1", fn, (long long)n);
+    if (n == m->batch)
+        return NN_OK;
+    if (ad_resize(m->input, n) || (m->target && ad_resize(m->target, n)))
+        return graph_fail(m, fn);
+    m->batch = n;
+    m->forwarded = false;
+    return NN_OK;
+}
+
+/* Copies n rows from x (double or float) into the input leaf. */
+static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
+                     const char *fn)
+{
+    int rc = check_built(m, fn);
+    if (rc)
+        return rc;
+    if (!x)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: x is NULL", fn);
+    if (cols != m->in_features)
+        return nn_model_fail(m, NN_ERR_SHAPE,
+                             "%s: rows have %lld features but the model expects %lld", fn,
+                             (long long)cols, (long long)m->in_features);
+    rc = set_rows(m, n, fn);
+    if (rc)
+        return rc;
+    int64_t count = n * cols;
+    if ((f32 ? ad_set_f32(m->input, x, count) : ad_set(m->input, x, count)) != 0)
+        return graph_fail(m, fn);
+    m->forwarded = false;
+    return NN_OK;
+}
+
+int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols)
+{
+    return set_input(m, x, false, n, cols, "nn_model_set_input");
+}
+
+int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols)
+{
+    return set_input(m, x, true, n, cols, "nn_model_set_input_f32");
+}
+
+static int check_targets(nn_model *m, int64_t n, const void *y, const char *fn)
+{
+    int rc = check_built(m, fn);
+    if (rc)
+        return rc;
+    if (!m->target)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no loss, hence no targets", fn);
+    if (!y)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: targets are NULL", fn);
+    if (n != m->batch)
+        return nn_model_fail(m, NN_ERR_SHAPE, "%s: targets have %lld rows but the input has %lld",
+                             fn, (long long)n, (long long)m->batch);
+    return NN_OK;
+}
+
+static int bad_class(nn_model *m, const char *fn, double v, int64_t row)
+{
+    return nn_model_fail(m, NN_ERR_LABEL,
+                         "%s: class index %g at row %lld is out of range [0, %lld)", fn, v,
+                         (long long)row, (long long)m->out_features);
+}
+
+static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t cols,
+                       const char *fn)
+{
+    int rc = check_targets(m, n, y, fn);
+    if (rc)
+        return rc;
+    bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
+    int64_t want = ce ? 1 : m->out_features;
+    if (cols != want)
+        return nn_model_fail(m, NN_ERR_SHAPE,
+                             "%s: targets have %lld columns but the model needs %lld (%s)", fn,
+                             (long long)cols, (long long)want,
+                             ce ? "one class index per row" : "one per output");
+    int64_t count = n * cols;
+    if (ce)
+        for (int64_t i = 0; i < n; i++) {
+            double v = f32 ? (double)((const float *)y)[i] : ((const double *)y)[i];
+            if (!(v >= 0 && v < (double)m->out_features) || v != floor(v))
+                return bad_class(m, fn, v, i);
+        }
+    if ((f32 ? ad_set_f32(m->target, y, count) : ad_set(m->target, y, count)) != 0)
+        return graph_fail(m, fn);
+    m->forwarded = false;
+    return NN_OK;
+}
+
+int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols)
+{
+    return set_targets(m, y, false, n, cols, "nn_model_set_targets");
+}
+
+int nn_model_set_targets_f32(nn_model *m, const float *y, int64_t n, int64_t cols)
+{
+    return set_targets(m, y, true, n, cols, "nn_model_set_targets_f32");
+}
+
+int nn_model_set_labels(nn_model *m, const int *labels, int64_t n)
+{
+    const char *fn = "nn_model_set_labels";
+    int rc = check_targets(m, n, labels, fn);
+    if (rc)
+        return rc;
+    bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
+    if (!ce && m->out_features != 1)
+        return nn_model_fail(m, NN_ERR_SHAPE,
+                             "%s: integer labels need cross-entropy or a single output (the "
+                             "model has %lld outputs and loss %s); use nn_model_set_targets",
+                             fn, (long long)m->out_features, nn_loss_name(m->loss));
+    if (ce)
+        for (int64_t i = 0; i < n; i++)
+            if (labels[i] < 0 || labels[i] >= m->out_features)
+                return bad_class(m, fn, (double)labels[i], i);
+    NN_DISPATCH(m->dtype, {
+        T *t = ad_data(m->target);
+        for (int64_t i = 0; i < n; i++)
+            t[i] = (T)labels[i];
+    });
+    m->forwarded = false;
+    return NN_OK;
+}
+
+/* ------------------------------------------------------------------ passes */
+
+/* running = (1 - momentum) running + momentum batch, unbiased variance */
+static void update_running_stats(nn_model *m)
+{
+    double n = (double)m->batch;
+    double unbias = n > 1 ? n / (n - 1) : 1.0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const nn_layer *l = &m->layers[i];
+        if (l->kind != NN_LAYER_BATCH_NORM)
+            continue;
+        double mom = l->momentum;
+        NN_DISPATCH(m->dtype, {
+            T *rm = (T *)m->state + l->s_off, *rv = rm + l->in;
+            const T *bm = ad_data(l->bmean), *bv = ad_data(l->bvar);
+            for (int64_t j = 0; j < l->in; j++) {
+                rm[j] = (T)((1 - mom) * (double)rm[j] + mom * (double)bm[j]);
+                rv[j] = (T)((1 - mom) * (double)rv[j] + mom * (double)bv[j] * unbias);
+            }
+        });
+    }
+}
+
+int nn_model_forward(nn_model *m)
+{
+    int rc = check_built(m, "nn_model_forward");
+    if (rc)
+        return rc;
+    if (ad_forward(m->g) != 0)
+        return graph_fail(m, "nn_model_forward");
+    if (m->training)
+        update_running_stats(m);
+    m->forwarded = true;
+    return NN_OK;
+}
+
+double nn_model_loss_value(const nn_model *m)
+{
+    if (!m || !m->loss_node)
+        return NAN;
+    return ad_item(m->loss_node);
+}
+
+int nn_model_backward(nn_model *m)
+{
+    int rc = check_built(m, "nn_model_backward");
+    if (rc)
+        return rc;
+    if (!m->loss_node)
+        return nn_model_fail(m, NN_ERR_STATE, "nn_model_backward: the model has no loss");
+    if (!m->forwarded)
+        return nn_model_fail(m, NN_ERR_STATE,
+                             "nn_model_backward: inputs changed since the last forward");
+    ad_zero_grad(m->g);
+    if (ad_backward(m->loss_node) != 0)
+        return graph_fail(m, "nn_model_backward");
+    return NN_OK;
+}
+
+int nn_model_set_training(nn_model *m, int on)
+{
+    int rc = check_built(m, "nn_model_set_training");
+    if (rc)
+        return rc;
+    double v = on ? 1.0 : 0.0;
+    if (ad_set(m->train_flag, &v, 1) != 0)
+        return graph_fail(m, "nn_model_set_training");
+    m->training = on != 0;
+    m->forwarded = false;
+    return NN_OK;
+}
+
+int nn_model_is_training(const nn_model *m) { return m && m->training; }
+
+int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
+{
+    const char *fn = "nn_model_train_step";
+    int rc = check_built(m, fn);
+    if (rc)
+        return rc;
+    if (!opt)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: optimizer is NULL", fn);
+    if (nn_optimizer_model(opt) != m)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+    if (!m->loss_node)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no loss", fn);
+    if ((rc = nn_model_forward(m)) != 0)
+        return rc;
+    if (loss)
+        *loss = nn_model_loss_value(m);
+    if ((rc = nn_model_backward(m)) != 0)
+        return rc;
+    if ((rc = nn_optimizer_step(opt)) != 0)
+        return nn_model_fail(m, rc, "%s", nn_last_error());
+    /* the parameters changed: outputs are stale until the next forward */
+    m->forwarded = false;
+    return NN_OK;
+}
+
+/* ---------------------------------------------------------------- predict */
+
+int64_t nn_argmax(const double *values, int64_t n)
+{
+    if (!values || n < 1)
+        return -1;
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (values[i] > values[best])
+            best = i;
+    return best;
+}
+
+/* Decision threshold for a single output: 0.5 after a sigmoid or a heaviside
+ * step (outputs in [0, 1]), else 0 (logits, scores, sign). */
+static double single_threshold(const nn_model *m)
+{
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const nn_layer *l = &m->layers[i];
+        if (l->kind == NN_LAYER_DROPOUT || l->kind == NN_LAYER_BATCH_NORM)
+            continue;
+        if (l->kind == NN_LAYER_DENSE)
+            return 0.0;
+        nn_activation a = l->act;
+        if (a == NN_ACT_SIGMOID || a == NN_ACT_STEP || a == NN_ACT_STEP_ST || a == NN_ACT_SOFTMAX)
+            return 0.5;
+        if (a != NN_ACT_IDENTITY)
+            return 0.0;
+    }
+    return 0.0;
+}
+
+/* Classes of rows [0, rows) of the current output into classes. */
+static void output_classes(const nn_model *m, int64_t rows, int64_t *classes)
+{
+    int64_t k = m->out_features;
+    double thr = single_threshold(m);
+    NN_DISPATCH(m->dtype, {
+        const T *o = ad_data(m->output);
+        for (int64_t r = 0; r < rows; r++) {
+            const T *row = o + r * k;
+            if (k == 1) {
+                classes[r] = (double)row[0] >= thr ? 1 : 0;
+                continue;
+            }
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                if (row[j] > row[best])
+                    best = j;
+            classes[r] = best;
+        }
+    });
+}
+
+int nn_model_output_classes(const nn_model *m, int64_t *classes)
+{
+    int rc = check_built((nn_model *)m, "nn_model_output_classes");
+    if (rc)
+        return rc;
+    if (!classes)
+        return nn_model_fail((nn_model *)m, NN_ERR_NULL, "nn_model_output_classes: classes is NULL");
+    output_classes(m, m->batch, classes);
+    return NN_OK;
+}
+
+/* Runs the model in eval mode over n rows in chunks of max_batch; per chunk
+ * calls visit(m, start, rows, ctx). */
+typedef int (*chunk_fn)(nn_model *m, int64_t start, int64_t rows, void *ctx);
+
+static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
+                      const char *fn, chunk_fn before, chunk_fn visit, void *ctx)
+{
+    int rc = check_built(m, fn);
+    if (rc)
+        return rc;
+    if (!x)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: x is NULL", fn);
+    if (n < 1)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: %lld rows, need >= 1", fn, (long long)n);
+    bool was_training = m->training;
+    if (was_training && (rc = nn_model_set_training(m, 0)) != 0)
+        return rc;
+    size_t row_bytes = (size_t)cols * (f32 ? sizeof(float) : sizeof(double));
+    for (int64_t start = 0; start < n && rc == 0; start += m->max_batch) {
+        int64_t rows = n - start < m->max_batch ? n - start : m->max_batch;
+        const void *xs = (const char *)x + (size_t)start * row_bytes;
+        rc = set_input(m, xs, f32, rows, cols, fn);
+        if (rc == 0 && before)
+            rc = before(m, start, rows, ctx);
+        if (rc == 0)
+            rc = nn_model_forward(m);
+        if (rc == 0)
+            rc = visit(m, start, rows, ctx);
+    }
+    if (was_training) {
+        int rc2 = nn_model_set_training(m, 1);
+        if (rc == 0)
+            rc = rc2;
+    }
+    return rc;
+}
+
+static int copy_output(nn_model *m, int64_t start, int64_t rows, void *ctx)
+{
+    double *out = (double *)ctx + start * m->out_features;
+    if (ad_get(m->output, out, rows * m->out_features) != 0)
+        return graph_fail(m, "nn_model_predict");
+    return NN_OK;
+}
+
+static int predict(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, double *out,
+                   const char *fn)
+{
+    if (m && !out)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: out is NULL", fn);
+    return run_chunks(m, x, f32, n, cols, fn, NULL, copy_output, out);
+}
+
+int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out)
+{
+    return predict(m, x, false, n, cols, out, "nn_model_predict");
+}
+
+int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols, double *out)
+{
+    return predict(m, x, true, n, cols, out, "nn_model_predict_f32");
+}
+
+static int copy_classes(nn_model *m, int64_t start, int64_t rows, void *ctx)
+{
+    output_classes(m, rows, (int64_t *)ctx + start);
+    return NN_OK;
+}
+
+static int predict_classes(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
+                           int64_t *classes, const char *fn)
+{
+    if (m && !classes)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: classes is NULL", fn);
+    return run_chunks(m, x, f32, n, cols, fn, NULL, copy_classes, classes);
+}
+
+int nn_model_predict_classes(nn_model *m, const double *x, int64_t n, int64_t cols,
+                             int64_t *classes)
+{
+    return predict_classes(m, x, false, n, cols, classes, "nn_model_predict_classes");
+}
+
+int nn_model_predict_classes_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
+                                 int64_t *classes)
+{
+    return predict_classes(m, x, true, n, cols, classes, "nn_model_predict_classes_f32");
+}
+
+typedef struct {
+    const int *labels;
+    double loss_sum;
+    int64_t correct;
+} eval_ctx;
+
+static int eval_labels(nn_model *m, int64_t start, int64_t rows, void *ctx)
+{
+    eval_ctx *e = ctx;
+    return m->target ? nn_model_set_labels(m, e->labels + start, rows) : NN_OK;
+}
+
+static int eval_visit(nn_model *m, int64_t start, int64_t rows, void *ctx)
+{
+    eval_ctx *e = ctx;
+    if (m->loss_node)
+        e->loss_sum += nn_model_loss_value(m) * (double)rows;
+    int64_t k = m->out_features;
+    double thr = single_threshold(m);
+    NN_DISPATCH(m->dtype, {
+        const T *o = ad_data(m->output);
+        for (int64_t r = 0; r < rows; r++) {
+            const T *row = o + r * k;
+            int64_t c = 0;
+            if (k == 1) {
+                c = (double)row[0] >= thr ? 1 : 0;
+            } else {
+                for (int64_t j = 1; j < k; j++)
+                    if (row[j] > row[c])
+                        c = j;
+            }
+            int label = e->labels[start + r];
+            if (c == label || (k == 1 && c == 0 && label == -1))
+                e->correct++;
+        }
+    });
+    return NN_OK;
+}
+
+static int evaluate(nn_model *m, const void *x, bool f32, const int *labels, int64_t n,
+                    int64_t cols, double *mean_loss, double *accuracy, const char *fn)
+{
+    if (m && !labels)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: labels is NULL", fn);
+    eval_ctx e = {labels, 0.0, 0};
+    int rc = run_chunks(m, x, f32, n, cols, fn, eval_labels, eval_visit, &e);
+    if (rc)
+        return rc;
+    if (mean_loss)
+        *mean_loss = m->loss_node ? e.loss_sum / (double)n : NAN;
+    if (accuracy)
+        *accuracy = (double)e.correct / (double)n;
+    return NN_OK;
+}
+
+int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n, int64_t cols,
+                      double *mean_loss, double *accuracy)
+{
+    return evaluate(m, x, false, labels, n, cols, mean_loss, accuracy, "nn_model_evaluate");
+}
+
+int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n,
+                          int64_t cols, double *mean_loss, double *accuracy)
+{
+    return evaluate(m, x, true, labels, n, cols, mean_loss, accuracy, "nn_model_evaluate_f32");
+}

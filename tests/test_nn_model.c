@@ -1,0 +1,647 @@
+/* The model object: building, parameter listing and flat buffers, inputs
+ * and targets, errors, train/eval mode, prediction, the no-allocation
+ * training step, smaller last batches and exact resumption. */
+#include "test_nn_common.h"
+
+static nn_model *fashion_mlp(ad_dtype dt, int64_t batch, uint64_t seed)
+{
+    int64_t widths[] = {784, 300, 100, 10};
+    nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_create(dt, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, batch, seed);
+    cr_assert_not_null(m, "%s", nn_last_error());
+    return m;
+}
+
+Test(nn_model, lists_parameters_by_name_and_shape)
+{
+    nn_model *m = fashion_mlp(AD_F32, 32, 42);
+    cr_assert_eq(nn_model_param_count(m), 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10);
+    cr_assert_eq(nn_model_param_count(m), 266610);
+    cr_assert_eq(nn_model_param_tensors(m), 6);
+    cr_assert_eq(nn_model_in_features(m), 784);
+    cr_assert_eq(nn_model_out_features(m), 10);
+    cr_assert_eq(nn_model_max_batch(m), 32);
+    cr_assert_eq(nn_model_layer_count(m), 5, "3 dense + 2 ReLU (identity adds no layer)");
+    cr_assert_eq(nn_model_layer_kind(m, 1), NN_LAYER_ACTIVATION);
+    nn_layer_info li;
+    cr_assert_eq(nn_model_layer_info(m, 2, &li), 0);
+    cr_assert_eq(li.kind, NN_LAYER_DENSE);
+    cr_assert_eq(li.in, 300);
+    cr_assert_eq(li.out, 100);
+    cr_assert_eq(li.units, 100);
+    cr_assert_eq(li.bias, 1);
+    cr_assert_eq(li.init, NN_INIT_HE_UNIFORM);
+    cr_assert_eq(nn_model_layer_info(m, 3, &li), 0);
+    cr_assert_eq(li.act, NN_ACT_RELU);
+    cr_assert_eq(nn_model_layer_info(m, 5, &li), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_layer_info: layer 5 is not in [0, 5)");
+    const char *names[] = {"dense0.weight", "dense0.bias", "dense1.weight",
+                           "dense1.bias",   "dense2.weight", "dense2.bias"};
+    int64_t shapes[6][2] = {{784, 300}, {300, 0}, {300, 100}, {100, 0}, {100, 10}, {10, 0}};
+    int64_t offset = 0;
+    for (int i = 0; i < 6; i++) {
+        nn_param_info info;
+        cr_assert_eq(nn_model_param_info(m, i, &info), 0);
+        cr_assert_str_eq(info.name, names[i]);
+        cr_assert_eq(info.ndim, shapes[i][1] ? 2 : 1);
+        cr_assert_eq(info.shape[0], shapes[i][0]);
+        cr_assert_eq(info.shape[1], shapes[i][1]);
+        cr_assert_eq(info.offset, offset, "%s is contiguous after the previous tensor", names[i]);
+        cr_assert_eq(nn_model_param_find(m, names[i]), i);
+        /* the graph's leaf lives in the flat buffers */
+        cr_assert_eq(ad_data(info.node), (float *)nn_model_params(m) + offset);
+        cr_assert_eq(ad_grad_data(info.node), (float *)nn_model_grads(m) + offset);
+        cr_assert_str_eq(ad_node_name(info.node), names[i]);
+        offset += info.numel;
+    }
+    cr_assert_eq(offset, nn_model_param_count(m));
+    cr_assert_eq(nn_model_param_find(m, "dense9.weight"), -1);
+    nn_param_info info;
+    cr_assert_eq(nn_model_param_info(m, 6, &info), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_param_info: tensor 6 is not in [0, 6)");
+    /* He-uniform weights for ReLU layers, zero biases */
+    const float *p = nn_model_params(m);
+    float mx = 0;
+    for (int64_t i = 0; i < 784 * 300; i++)
+        mx = fmaxf(mx, fabsf(p[i]));
+    cr_assert(mx <= sqrtf(6.0f / 784) && mx > 0.99f * sqrtf(6.0f / 784), "max %g", mx);
+    for (int64_t i = 784 * 300; i < 784 * 300 + 300; i++)
+        cr_assert_eq(p[i], 0.0f);
+    /* shapes of the graph's interface nodes */
+    cr_assert_eq(ad_shape(nn_model_input(m))[1], 784);
+    cr_assert_eq(ad_ndim(nn_model_target(m)), 1);
+    cr_assert_eq(ad_shape(nn_model_output(m))[0], 32);
+    cr_assert_eq(ad_shape(nn_model_output(m))[1], 10);
+    cr_assert_eq(ad_numel(nn_model_loss_node(m)), 1);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_eq(nn_model_print_summary(m, f), 0);
+    fclose(f);
+    cr_assert(strstr(text, "total: 266610 parameters in 6 tensors (f32)") != NULL, "%s", text);
+    cr_assert(strstr(text, "dense0") && strstr(text, "784 -> 300"), "%s", text);
+    free(text);
+    nn_model_free(m);
+}
+
+Test(nn_model, same_seed_same_weights)
+{
+    nn_model *a = fashion_mlp(AD_F64, 8, 7), *b = fashion_mlp(AD_F64, 16, 7);
+    nn_model *c = fashion_mlp(AD_F64, 8, 8);
+    size_t bytes = sizeof(double) * (size_t)nn_model_param_count(a);
+    cr_assert(memcmp(nn_model_params(a), nn_model_params(b), bytes) == 0);
+    cr_assert(memcmp(nn_model_params(a), nn_model_params(c), bytes) != 0);
+    nn_model *f = fashion_mlp(AD_F32, 8, 7);
+    const double *pa = nn_model_params(a);
+    const float *pf = nn_model_params(f);
+    for (int64_t i = 0; i < nn_model_param_count(a); i += 97)
+        cr_assert_eq(pf[i], (float)pa[i]);
+    nn_model_free(a);
+    nn_model_free(b);
+    nn_model_free(c);
+    nn_model_free(f);
+}
+
+Test(nn_model, null_model_and_state_errors)
+{
+    cr_assert_str_eq(nn_model_error(NULL), "nn: model is NULL");
+    cr_assert_eq(nn_model_add_dense(NULL, 3, 1, NN_INIT_ZEROS), NN_ERR_NULL);
+    cr_assert_str_eq(nn_last_error(), "nn_model_add_dense: model is NULL");
+    cr_assert_eq(nn_model_forward(NULL), NN_ERR_NULL);
+    cr_assert_str_eq(nn_last_error(), "nn_model_forward: model is NULL");
+    cr_assert_eq(nn_model_set_input(NULL, NULL, 1, 1), NN_ERR_NULL);
+    cr_assert_eq(nn_model_train_step(NULL, NULL, NULL), NN_ERR_NULL);
+    cr_assert_null(nn_model_params(NULL));
+    cr_assert_null(nn_model_graph(NULL));
+    cr_assert_eq(nn_model_param_count(NULL), 0);
+    cr_assert_null(nn_optimizer_create(NULL, NULL));
+    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: model is NULL");
+    cr_assert(isnan(nn_model_loss_value(NULL)));
+    nn_model_free(NULL);
+    nn_optimizer_free(NULL);
+
+    nn_model *m = nn_model_create(AD_F64, 3);
+    cr_assert_eq(nn_model_forward(m), NN_ERR_STATE);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_forward: the model is not built (nn_model_build)");
+    cr_assert_eq(nn_model_build(m, 4, 1), NN_ERR_STATE);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_build: the model has no layers");
+    cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_GLOROT_UNIFORM), 0);
+    cr_assert_eq(nn_model_build(m, 0, 1), NN_ERR_ARG);
+    cr_assert_eq(nn_model_build(m, 4, 1), 0);
+    cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_ZEROS), NN_ERR_STATE);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_add_dense: the model is already built");
+    cr_assert_eq(nn_model_backward(m), NN_ERR_STATE, "no loss");
+    cr_assert_str_eq(nn_model_error(m), "nn_model_backward: the model has no loss");
+    nn_model_clear_error(m);
+    cr_assert_null(nn_model_error(m));
+    nn_model_free(m);
+}
+
+Test(nn_model, zero_width_layers)
+{
+    nn_model *m = nn_model_create(AD_F64, 3);
+    cr_assert_eq(nn_model_add_dense(m, 0, 1, NN_INIT_ZEROS), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_add_dense: zero-width layer (units 0)");
+    cr_assert_eq(nn_model_add_perceptron(m, 0, NN_ACT_STEP), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_add_perceptron: zero-width layer (units 0)");
+    cr_assert_eq(nn_model_add_dropout(m, 1.5), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_add_dropout: rate 1.5 is not in [0, 1)");
+    nn_model_free(m);
+    cr_assert_null(nn_model_create(AD_F64, 0));
+    cr_assert_str_eq(nn_last_error(),
+                     "nn_model_create: zero-width input (in_features 0, need >= 1)");
+    int64_t widths[] = {4, 8, 0, 3};
+    nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
+    cr_assert_null(nn_mlp_create(AD_F64, 4, widths, acts, NN_LOSS_MSE, 8, 1));
+    cr_assert_str_eq(nn_last_error(), "nn_mlp_create: zero-width layer (widths[2] = 0)");
+    int64_t one[] = {4, 1};
+    cr_assert_null(nn_mlp_create(AD_F64, 2, one, acts, NN_LOSS_CROSS_ENTROPY, 8, 1));
+    cr_assert_str_eq(nn_last_error(), "nn_model_build: cross-entropy needs at least 2 outputs "
+                                      "(classes), the model has 1");
+}
+
+Test(nn_model, mismatched_widths_and_rows)
+{
+    nn_model *m = fashion_mlp(AD_F64, 32, 1);
+    double *x = calloc(32 * 784, sizeof(double));
+    cr_assert_eq(nn_model_set_input(m, x, 32, 780), NN_ERR_SHAPE);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_set_input: rows have 780 features but the model expects 784");
+    cr_assert_eq(nn_model_set_input(m, x, 16, 784), 0);
+    int labels[32] = {0};
+    cr_assert_eq(nn_model_set_labels(m, labels, 20), NN_ERR_SHAPE);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_set_labels: targets have 20 rows but the input "
+                                        "has 16");
+    double y[32] = {0};
+    cr_assert_eq(nn_model_set_targets(m, y, 16, 10), NN_ERR_SHAPE);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_set_targets: targets have 10 columns but the "
+                                        "model needs 1 (one class index per row)");
+    cr_assert_eq(nn_model_set_input(m, x, 0, 784), NN_ERR_ARG);
+    cr_assert_eq(nn_model_set_input(m, NULL, 4, 784), NN_ERR_NULL);
+    cr_assert_null(ad_graph_error(nn_model_graph(m)), "nn validates before the engine sees data");
+    free(x);
+    nn_model_free(m);
+}
+
+Test(nn_model, class_index_out_of_range)
+{
+    int64_t widths[] = {2, 4, 3};
+    nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 3);
+    double x[8] = {0, 1, 1, 0, 1, 1, 0, 0};
+    cr_assert_eq(nn_model_set_input(m, x, 4, 2), 0);
+    int bad[4] = {0, 3, 1, 2};
+    cr_assert_eq(nn_model_set_labels(m, bad, 4), NN_ERR_LABEL);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_set_labels: class index 3 at row 1 is out of range [0, 3)");
+    int neg[4] = {0, 1, -1, 2};
+    cr_assert_eq(nn_model_set_labels(m, neg, 4), NN_ERR_LABEL);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_set_labels: class index -1 at row 2 is out of range [0, 3)");
+    double frac[4] = {0, 1.5, 1, 2};
+    cr_assert_eq(nn_model_set_targets(m, frac, 4, 1), NN_ERR_LABEL);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_set_targets: class index 1.5 at row 1 is out of range [0, 3)");
+    /* the model is still usable */
+    int good[4] = {0, 1, 2, 1};
+    cr_assert_eq(nn_model_set_labels(m, good, 4), 0);
+    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    double loss;
+    cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
+    cr_assert(isfinite(loss) && loss > 0);
+    nn_optimizer_free(o);
+    nn_model_free(m);
+}
+
+/* -------------------------------------------------------- no allocation */
+
+typedef struct {
+    long calls;
+    size_t live;
+} counting;
+
+static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counting *c = ud;
+    if (nsize == 0) {
+        c->live -= osize;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    c->live = c->live - osize + nsize;
+    return realloc(ptr, nsize);
+}
+
+Test(nn_model, training_step_allocates_nothing_after_the_first)
+{
+    counting cnt = {0, 0};
+    nn_model *m = nn_model_create_with(AD_F32, 784, count_alloc, &cnt);
+    cr_assert_eq(nn_model_add_dense(m, 300, 1, NN_INIT_HE_UNIFORM), 0);
+    cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
+    cr_assert_eq(nn_model_add_dropout(m, 0.2), 0);
+    cr_assert_eq(nn_model_add_dense(m, 100, 1, NN_INIT_HE_UNIFORM), 0);
+    cr_assert_eq(nn_model_add_batch_norm(m, 0.1, 1e-5), 0);
+    cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
+    cr_assert_eq(nn_model_add_dense(m, 10, 1, NN_INIT_GLOROT_UNIFORM), 0);
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
+    cr_assert_eq(nn_model_build(m, 32, 5), 0, "%s", nn_model_error(m));
+    nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
+    c.clip_norm = 1.0;
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    cr_assert_not_null(o);
+    float *x = malloc(sizeof(float) * 32 * 784);
+    int y[32];
+    nn_rng r;
+    nn_rng_seed(&r, 3);
+    for (int i = 0; i < 32 * 784; i++)
+        x[i] = (float)nn_rng_uniform(&r);
+    for (int i = 0; i < 32; i++)
+        y[i] = (int)nn_rng_below(&r, 10);
+    double loss;
+    cr_assert_eq(nn_model_set_input_f32(m, x, 32, 784), 0);
+    cr_assert_eq(nn_model_set_labels(m, y, 32), 0);
+    cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
+    long after_first = cnt.calls;
+    size_t live = cnt.live;
+    int64_t sizes[] = {32, 32, 20, 7, 32, 1, 32};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        cr_assert_eq(nn_model_set_input_f32(m, x, sizes[k], 784), 0);
+        cr_assert_eq(nn_model_set_labels(m, y, sizes[k]), 0);
+        cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
+        cr_assert(isfinite(loss));
+    }
+    int64_t classes[32];
+    double acc = 0, mean_loss = 0;
+    cr_assert_eq(nn_model_predict_classes_f32(m, x, 32, 784, classes), 0);
+    cr_assert_eq(nn_model_evaluate_f32(m, x, y, 32, 784, &mean_loss, &acc), 0);
+    cr_assert_eq(cnt.calls, after_first, "%ld allocations after the first step",
+                 cnt.calls - after_first);
+    cr_assert_eq(cnt.live, live);
+    nn_optimizer_free(o);
+    nn_model_free(m);
+    free(x);
+    cr_assert_eq(cnt.live, 0, "everything freed through the allocator");
+}
+
+Test(nn_model, smaller_last_batch_gives_the_same_gradient)
+{
+    int64_t widths[] = {6, 5, 4};
+    nn_activation acts[] = {NN_ACT_SIGMOID, NN_ACT_IDENTITY};
+    nn_model *big = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 11);
+    nn_model *small = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 5, 11);
+    double x[8 * 6];
+    nn_rng r;
+    nn_rng_seed(&r, 5);
+    for (int i = 0; i < 48; i++)
+        x[i] = nn_rng_normal(&r);
+    int y[8] = {0, 1, 2, 3, 1, 2, 0, 3};
+    /* big: one full step first (builds the backward pass at 8 rows) */
+    cr_assert_eq(nn_model_set_input(big, x, 8, 6), 0);
+    cr_assert_eq(nn_model_set_labels(big, y, 8), 0);
+    cr_assert_eq(nn_model_forward(big), 0);
+    cr_assert_eq(nn_model_backward(big), 0);
+    /* then the last, smaller batch of 5 rows */
+    cr_assert_eq(nn_model_set_input(big, x + 18, 5, 6), 0);
+    cr_assert_eq(nn_model_set_labels(big, y + 3, 5), 0);
+    cr_assert_eq(nn_model_forward(big), 0);
+    cr_assert_eq(nn_model_batch(big), 5);
+    cr_assert_eq(ad_shape(nn_model_output(big))[0], 5);
+    cr_assert_eq(nn_model_backward(big), 0, "%s", nn_model_error(big));
+    cr_assert_eq(nn_model_set_input(small, x + 18, 5, 6), 0);
+    cr_assert_eq(nn_model_set_labels(small, y + 3, 5), 0);
+    cr_assert_eq(nn_model_forward(small), 0);
+    cr_assert_eq(nn_model_backward(small), 0);
+    cr_assert_float_eq(nn_model_loss_value(big), nn_model_loss_value(small), 1e-15);
+    int64_t n = nn_model_param_count(big);
+    double *gb = malloc(sizeof(double) * (size_t)n), *gs = malloc(sizeof(double) * (size_t)n);
+    cr_assert_eq(nn_model_get_grads(big, gb, n), 0);
+    cr_assert_eq(nn_model_get_grads(small, gs, n), 0);
+    assert_close(gb, gs, n, 1e-13, 1e-15, "gradient after resize");
+    free(gb);
+    free(gs);
+    nn_model_free(big);
+    nn_model_free(small);
+}
+
+Test(nn_model, batch_above_the_build_batch_works)
+{
+    int64_t widths[] = {3, 4, 2};
+    nn_activation acts[] = {NN_ACT_ELU, NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 1);
+    float x[40 * 3];
+    int y[40];
+    for (int i = 0; i < 120; i++)
+        x[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < 40; i++)
+        y[i] = i % 2;
+    nn_optim_config c = nn_optim_defaults(NN_OPT_RMSPROP);
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    int64_t sizes[] = {4, 40, 3, 40, 4};
+    for (int k = 0; k < 5; k++) {
+        double loss;
+        cr_assert_eq(nn_model_set_input_f32(m, x, sizes[k], 3), 0);
+        cr_assert_eq(nn_model_set_labels(m, y, sizes[k]), 0);
+        cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
+        cr_assert(isfinite(loss));
+        cr_assert_eq(ad_shape(nn_model_output(m))[0], sizes[k]);
+    }
+    nn_optimizer_free(o);
+    nn_model_free(m);
+}
+
+/* ---------------------------------------------------- train / eval mode */
+
+Test(nn_model, dropout_only_in_training_mode)
+{
+    nn_model *m = nn_model_create(AD_F64, 4);
+    cr_assert_eq(nn_model_add_dense(m, 50, 1, NN_INIT_GLOROT_UNIFORM), 0);
+    cr_assert_eq(nn_model_add_dropout(m, 0.5), 0);
+    cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_GLOROT_UNIFORM), 0);
+    cr_assert_eq(nn_model_build(m, 3, 9), 0);
+    cr_assert(nn_model_is_training(m));
+    double x[12] = {1, 2, 3, 4, -1, 0.5, 2, 0, 0.1, 0.2, 0.3, 0.4};
+    double o1[6], o2[6], e1[6], e2[6];
+    cr_assert_eq(nn_model_set_input(m, x, 3, 4), 0);
+    cr_assert_eq(nn_model_forward(m), 0);
+    ad_get(nn_model_output(m), o1, 6);
+    cr_assert_eq(nn_model_forward(m), 0);
+    ad_get(nn_model_output(m), o2, 6);
+    cr_assert(memcmp(o1, o2, sizeof o1) != 0, "a fresh mask every training forward");
+    cr_assert_eq(nn_model_predict(m, x, 3, 4, e1), 0);
+    cr_assert_eq(nn_model_predict(m, x, 3, 4, e2), 0);
+    cr_assert(memcmp(e1, e2, sizeof e1) == 0, "evaluation is deterministic");
+    cr_assert(nn_model_is_training(m), "predict restores the mode");
+    /* eval output = the network without dropout */
+    const double *p = nn_model_params(m);
+    const double *w0 = p, *b0 = p + 200, *w1 = p + 250, *b1 = p + 350;
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 2; j++) {
+            double s = b1[j];
+            for (int h = 0; h < 50; h++) {
+                double z = b0[h];
+                for (int k = 0; k < 4; k++)
+                    z += x[r * 4 + k] * w0[k * 50 + h];
+                s += z * w1[h * 2 + j];
+            }
+            cr_assert_float_eq(e1[r * 2 + j], s, 1e-12);
+        }
+    nn_model_free(m);
+}
+
+Test(nn_model, predict_in_chunks_and_evaluate)
+{
+    int64_t widths[] = {3, 4};
+    nn_activation acts[] = {NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_create(AD_F64, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 2);
+    enum { N = 37 };
+    double x[N * 3], out[N * 4];
+    int labels[N];
+    int64_t classes[N];
+    nn_rng r;
+    nn_rng_seed(&r, 4);
+    for (int i = 0; i < N * 3; i++)
+        x[i] = nn_rng_normal(&r);
+    cr_assert_eq(nn_model_predict(m, x, N, 3, out), 0);
+    cr_assert_eq(nn_model_predict_classes(m, x, N, 3, classes), 0);
+    const double *p = nn_model_params(m);
+    int64_t agree = 0;
+    for (int i = 0; i < N; i++) {
+        double z[4];
+        for (int j = 0; j < 4; j++) {
+            z[j] = p[12 + j];
+            for (int k = 0; k < 3; k++)
+                z[j] += x[i * 3 + k] * p[k * 4 + j];
+            cr_assert_float_eq(out[i * 4 + j], z[j], 1e-13);
+        }
+        cr_assert_eq(classes[i], nn_argmax(z, 4));
+        labels[i] = i % 2 ? (int)classes[i] : (int)(classes[i] + 1) % 4;
+        agree += labels[i] == classes[i];
+    }
+    double acc = -1, loss = -1;
+    cr_assert_eq(nn_model_evaluate(m, x, labels, N, 3, &loss, &acc), 0, "%s", nn_model_error(m));
+    cr_assert_float_eq(acc, (double)agree / N, 1e-15);
+    double ce = 0;
+    for (int i = 0; i < N; i++) {
+        const double *z = out + i * 4;
+        double mx = z[nn_argmax(z, 4)], s = 0;
+        for (int j = 0; j < 4; j++)
+            s += exp(z[j] - mx);
+        ce += mx + log(s) - z[labels[i]];
+    }
+    cr_assert_float_eq(loss, ce / N, 1e-12);
+    cr_assert_eq(nn_argmax(NULL, 3), -1);
+    double ties[3] = {1, 5, 5};
+    cr_assert_eq(nn_argmax(ties, 3), 1, "first maximum on ties");
+    nn_model_free(m);
+}
+
+/* ------------------------------------------------------------- optimizers */
+
+Test(nn_optim, bad_configs_are_refused_with_a_reason)
+{
+    nn_model *m = nn_model_create(AD_F64, 2);
+    nn_model_add_dense(m, 1, 1, NN_INIT_ZEROS);
+    nn_model_set_loss(m, NN_LOSS_MSE);
+    cr_assert_eq(nn_model_build(m, 1, 0), 0);
+    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
+    c.nesterov = 1;
+    cr_assert_null(nn_optimizer_create(m, &c));
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_optimizer_create: Nesterov momentum needs momentum > 0 and zero dampening");
+    c = nn_optim_defaults(NN_OPT_ADAM);
+    c.beta2 = 1.0;
+    cr_assert_null(nn_optimizer_create(m, &c));
+    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: betas (0.9, 1) must be in [0, 1)");
+    c = nn_optim_defaults(NN_OPT_RMSPROP);
+    c.lr = -1;
+    cr_assert_null(nn_optimizer_create(m, &c));
+    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: learning rate -1 must be >= 0");
+    nn_model *unbuilt = nn_model_create(AD_F64, 2);
+    c = nn_optim_defaults(NN_OPT_SGD);
+    cr_assert_null(nn_optimizer_create(unbuilt, &c));
+    cr_assert_str_eq(nn_model_error(unbuilt),
+                     "nn_optimizer_create: the model is not built (nn_model_build)");
+    nn_optimizer *flat = nn_optimizer_create_flat(AD_F64, 3, &c);
+    cr_assert_eq(nn_optimizer_step(flat), NN_ERR_STATE);
+    cr_assert_eq(nn_model_train_step(m, flat, NULL), NN_ERR_ARG);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_train_step: the optimizer is bound to another model");
+    nn_optimizer_free(flat);
+    nn_model_free(unbuilt);
+    nn_model_free(m);
+}
+
+Test(nn_optim, defaults_and_slots)
+{
+    nn_optim_config a = nn_optim_defaults(NN_OPT_ADAMW);
+    cr_assert_eq(a.lr, 1e-3);
+    cr_assert_eq(a.beta1, 0.9);
+    cr_assert_eq(a.beta2, 0.999);
+    cr_assert_eq(a.eps, 1e-8);
+    cr_assert_eq(a.weight_decay, 0.01);
+    cr_assert_eq(nn_optim_defaults(NN_OPT_ADAM).weight_decay, 0.0);
+    cr_assert_eq(nn_optim_defaults(NN_OPT_ADAGRAD).eps, 1e-10);
+    cr_assert_eq(nn_optim_defaults(NN_OPT_RMSPROP).alpha, 0.99);
+    a.amsgrad = 1;
+    nn_optimizer *o = nn_optimizer_create_flat(AD_F32, 10, &a);
+    cr_assert_eq(nn_optimizer_state_slots(o), 3);
+    cr_assert_str_eq(nn_optimizer_slot_name(o, 0), "exp_avg");
+    cr_assert_str_eq(nn_optimizer_slot_name(o, 2), "max_exp_avg_sq");
+    cr_assert_null(nn_optimizer_slot_name(o, 3));
+    cr_assert_eq(nn_optimizer_state_count(o), 30);
+    cr_assert_eq(nn_optimizer_state_bytes(o), 64 + 30 * sizeof(float));
+    nn_optimizer_free(o);
+    nn_optim_config s = nn_optim_defaults(NN_OPT_SGD);
+    o = nn_optimizer_create_flat(AD_F64, 10, &s);
+    cr_assert_eq(nn_optimizer_state_slots(o), 0, "plain SGD has no state");
+    nn_optimizer_free(o);
+    nn_optim_config g = nn_optim_defaults(NN_OPT_ADAGRAD);
+    g.initial_accumulator = 0.5;
+    o = nn_optimizer_create_flat(AD_F64, 4, &g);
+    cr_assert_eq(((double *)nn_optimizer_state(o))[3], 0.5);
+    nn_optimizer_free(o);
+}
+
+/* Trains model copies: 10 steps straight, or 5 + save + restore into fresh
+ * objects + 5; the results must be identical bit for bit. */
+static void resume_case(nn_optim_kind kind, ad_dtype dt)
+{
+    int64_t widths[] = {5, 7, 3};
+    nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
+    double x[10 * 5];
+    int y[10];
+    nn_rng r;
+    nn_rng_seed(&r, 12);
+    for (int i = 0; i < 50; i++)
+        x[i] = nn_rng_normal(&r);
+    for (int i = 0; i < 10; i++)
+        y[i] = (int)nn_rng_below(&r, 3);
+    nn_optim_config c = nn_optim_defaults(kind);
+    c.lr = 0.05;
+    if (kind == NN_OPT_SGD)
+        c.momentum = 0.9, c.nesterov = 1;
+    if (kind == NN_OPT_RMSPROP)
+        c.momentum = 0.5, c.centered = 1;
+
+    nn_model *a = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3);
+    nn_optimizer *oa = nn_optimizer_create(a, &c);
+    for (int s = 0; s < 10; s++) {
+        cr_assert_eq(nn_model_set_input(a, x, 10, 5), 0);
+        cr_assert_eq(nn_model_set_labels(a, y, 10), 0);
+        cr_assert_eq(nn_model_train_step(a, oa, NULL), 0);
+    }
+
+    nn_model *b = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3);
+    nn_optimizer *ob = nn_optimizer_create(b, &c);
+    for (int s = 0; s < 5; s++) {
+        cr_assert_eq(nn_model_set_input(b, x, 10, 5), 0);
+        cr_assert_eq(nn_model_set_labels(b, y, 10), 0);
+        cr_assert_eq(nn_model_train_step(b, ob, NULL), 0);
+    }
+    size_t pbytes = (size_t)nn_model_param_count(b) * (dt == AD_F64 ? 8 : 4);
+    void *saved_params = malloc(pbytes);
+    memcpy(saved_params, nn_model_params(b), pbytes);
+    size_t sbytes = nn_optimizer_state_bytes(ob);
+    void *saved_state = malloc(sbytes);
+    cr_assert_eq(nn_optimizer_save_state(ob, saved_state, sbytes), 0);
+    nn_optimizer_free(ob);
+    nn_model_free(b);
+
+    /* a fresh process would build with another seed: the checkpoint decides */
+    nn_model *c2 = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 99);
+    nn_optimizer *oc = nn_optimizer_create(c2, &c);
+    memcpy(nn_model_params(c2), saved_params, pbytes);
+    cr_assert_eq(nn_optimizer_load_state(oc, saved_state, sbytes), 0, "%s", nn_last_error());
+    cr_assert_eq(nn_optimizer_steps(oc), 5);
+    for (int s = 0; s < 5; s++) {
+        cr_assert_eq(nn_model_set_input(c2, x, 10, 5), 0);
+        cr_assert_eq(nn_model_set_labels(c2, y, 10), 0);
+        cr_assert_eq(nn_model_train_step(c2, oc, NULL), 0);
+    }
+    cr_assert(memcmp(nn_model_params(a), nn_model_params(c2), pbytes) == 0,
+              "%s: resumed run differs", nn_optim_name(kind));
+    cr_assert(memcmp(nn_optimizer_state(oa), nn_optimizer_state(oc),
+                     (size_t)nn_optimizer_state_count(oa) * (dt == AD_F64 ? 8 : 4)) == 0);
+    free(saved_params);
+    free(saved_state);
+    nn_optimizer_free(oa);
+    nn_optimizer_free(oc);
+    nn_model_free(a);
+    nn_model_free(c2);
+}
+
+Test(nn_optim, resume_from_saved_state_is_exact)
+{
+    for (int k = 0; k < NN_OPT_COUNT; k++) {
+        resume_case((nn_optim_kind)k, AD_F64);
+        resume_case((nn_optim_kind)k, AD_F32);
+    }
+}
+
+Test(nn_optim, load_state_refuses_a_different_optimizer)
+{
+    nn_optim_config adam = nn_optim_defaults(NN_OPT_ADAM), sgd = nn_optim_defaults(NN_OPT_SGD);
+    sgd.momentum = 0.9;
+    nn_optimizer *a = nn_optimizer_create_flat(AD_F64, 4, &adam);
+    nn_optimizer *s = nn_optimizer_create_flat(AD_F64, 4, &sgd);
+    nn_optimizer *a5 = nn_optimizer_create_flat(AD_F64, 5, &adam);
+    unsigned char buf[512];
+    cr_assert_eq(nn_optimizer_save_state(a, buf, sizeof buf), 0);
+    cr_assert_eq(nn_optimizer_load_state(s, buf, sizeof buf), NN_ERR_ARG);
+    cr_assert_str_eq(nn_last_error(),
+                     "nn_optimizer_load_state: state of a adam optimizer, this one is sgd");
+    cr_assert_eq(nn_optimizer_load_state(a5, buf, sizeof buf), NN_ERR_SHAPE);
+    cr_assert_str_eq(nn_last_error(), "nn_optimizer_load_state: state for 4 parameters in 2 "
+                                      "slots, optimizer has 5 in 2");
+    cr_assert_eq(nn_optimizer_save_state(a, buf, 10), NN_ERR_SHAPE);
+    buf[0] = 'X';
+    cr_assert_eq(nn_optimizer_load_state(a, buf, sizeof buf), NN_ERR_ARG);
+    nn_optimizer_free(a);
+    nn_optimizer_free(s);
+    nn_optimizer_free(a5);
+}
+
+Test(nn_optim, flat_update_and_lr_changes)
+{
+    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
+    c.lr = 0.5;
+    nn_optimizer *o = nn_optimizer_create_flat(AD_F32, 3, &c);
+    float p[3] = {1, 2, 3}, g[3] = {1, -2, 0.5f};
+    cr_assert_eq(nn_optimizer_update(o, p, g), 0);
+    cr_assert_eq(p[0], 0.5f);
+    cr_assert_eq(p[1], 3.0f);
+    cr_assert_eq(p[2], 2.75f);
+    nn_schedule s = nn_schedule_exponential(0.5, 0.5);
+    cr_assert_eq(nn_optimizer_set_lr(o, nn_schedule_lr(&s, 2)), 0);
+    cr_assert_eq(nn_optimizer_lr(o), 0.125);
+    cr_assert_eq(nn_optimizer_update(o, p, g), 0);
+    cr_assert_eq(p[0], 0.375f);
+    cr_assert_eq(nn_optimizer_steps(o), 2);
+    cr_assert_eq(nn_optimizer_set_lr(o, NAN), NN_ERR_ARG);
+    nn_optimizer_free(o);
+}
+
+Test(nn_model, batch_norm_and_perceptron_names)
+{
+    nn_model *m = nn_model_create(AD_F64, 3);
+    cr_assert_eq(nn_model_add_perceptron(m, 2, NN_ACT_STEP_ST), 0);
+    cr_assert_eq(nn_model_add_dense(m, 4, 0, NN_INIT_LECUN_NORMAL), 0);
+    cr_assert_eq(nn_model_add_batch_norm(m, 0.1, 1e-5), 0);
+    cr_assert_eq(nn_model_build(m, 2, 0), 0, "%s", nn_model_error(m));
+    const char *names[] = {"perceptron0.weight", "perceptron0.bias", "dense0.weight",
+                           "batchnorm0.gamma", "batchnorm0.beta"};
+    cr_assert_eq(nn_model_param_tensors(m), 5);
+    for (int i = 0; i < 5; i++) {
+        nn_param_info info;
+        nn_model_param_info(m, i, &info);
+        cr_assert_str_eq(info.name, names[i]);
+    }
+    cr_assert_eq(nn_model_param_count(m), 3 * 2 + 2 + 2 * 4 + 4 + 4);
+    cr_assert_eq(nn_model_state_count(m), 8);
+    const double *st = nn_model_state(m);
+    cr_assert_eq(st[0], 0.0);
+    cr_assert_eq(st[4], 1.0, "running variance starts at 1");
+    nn_model_free(m);
+}
