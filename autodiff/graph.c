@@ -103,6 +103,12 @@ const char *ad_graph_error(const ad_graph *g)
     return g->has_error ? g->error : NULL;
 }
 
+int ad_graph_set_error(ad_graph *g, const char *message)
+{
+    ad_fail(g, "%s", message ? message : "error");
+    return -1;
+}
+
 void ad_graph_clear_error(ad_graph *g)
 {
     if (g) {
@@ -226,6 +232,26 @@ void ad_graph_seed(ad_graph *g, uint64_t seed)
         g->rng[i] = z ^ (z >> 31);
     }
 }
+
+void ad_graph_rng_state(const ad_graph *g, uint64_t state[4])
+{
+    if (g && state)
+        memcpy(state, g->rng, sizeof g->rng);
+}
+
+void ad_graph_set_rng_state(ad_graph *g, const uint64_t state[4])
+{
+    if (g && state)
+        memcpy(g->rng, state, sizeof g->rng);
+}
+
+void ad_graph_set_training(ad_graph *g, int on)
+{
+    if (g)
+        g->eval_mode = !on;
+}
+
+int ad_graph_is_training(const ad_graph *g) { return g && !g->eval_mode; }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -595,6 +621,18 @@ ad_node *ad_const(ad_graph *g, int ndim, const int64_t *shape, const double *val
     if (n && values)
         ad_set(n, values, n->numel);
     return n;
+}
+
+ad_node *ad_const_external(ad_graph *g, int ndim, const int64_t *shape, void *value,
+                           const char *name)
+{
+    if (!g)
+        return NULL;
+    if (!value) {
+        ad_fail(g, "ad_const_external: value buffer is NULL");
+        return NULL;
+    }
+    return make_leaf(g, AD_OP_CONST, NODE_CONST, ndim, shape, name, "ad_const_external", value);
 }
 
 ad_node *ad_const_scalar(ad_graph *g, double value, const char *name)

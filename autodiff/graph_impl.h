@@ -97,6 +97,7 @@ struct ad_graph {
     bool shapes_dirty;   /* an input was resized: re-infer shapes on replay */
     bool check_finite;
     bool in_backward;    /* for anomaly messages */
+    bool eval_mode;      /* ad_graph_set_training(g, 0): dropout masks are ones */
     uint64_t rng[4];
 };
 

@@ -331,8 +331,13 @@ void fwd_dropout_mask(ad_node *n)
     AD_DISPATCH(n->g, {
         T *O = n->value;
         const T scale = (T)(1.0 / keep);
-        for (int64_t i = 0; i < n->numel; i++)
-            O[i] = ad_rng_uniform(n->g) < keep ? scale : 0;
+        if (n->g->eval_mode) {
+            for (int64_t i = 0; i < n->numel; i++)
+                O[i] = 1;
+        } else {
+            for (int64_t i = 0; i < n->numel; i++)
+                O[i] = ad_rng_uniform(n->g) < keep ? scale : 0;
+        }
     });
 }
 

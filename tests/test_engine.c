@@ -522,3 +522,50 @@ Test(stability, extreme_inputs_stay_finite)
         ad_graph_free(g);
     }
 }
+
+Test(semantics, rng_state_training_mode_external_const_and_set_error)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[1] = {64};
+    ad_node *x = ad_input(g, 1, s, "x");
+    uint64_t st[4];
+    ad_graph_rng_state(g, st);
+    ad_node *m = ad_dropout_mask(x, 0.5);
+    double first[64], again[64];
+    ad_get(m, first, 64);
+    int zeros = 0;
+    for (int i = 0; i < 64; i++) {
+        cr_assert(first[i] == 0.0 || first[i] == 2.0);
+        zeros += first[i] == 0.0;
+    }
+    cr_assert(zeros > 10 && zeros < 54, "%d zeros", zeros);
+    ad_graph_set_rng_state(g, st); /* the same masks again */
+    cr_assert_eq(ad_forward(g), 0);
+    ad_get(m, again, 64);
+    cr_assert_eq(memcmp(first, again, sizeof first), 0);
+    ad_graph_rng_state(g, st);
+    ad_graph_set_training(g, 0); /* evaluation: ones, the generator untouched */
+    cr_assert_eq(ad_graph_is_training(g), 0);
+    cr_assert_eq(ad_forward(g), 0);
+    ad_get(m, again, 64);
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(again[i], 1.0);
+    uint64_t st2[4];
+    ad_graph_rng_state(g, st2);
+    cr_assert_eq(memcmp(st, st2, sizeof st), 0);
+    ad_graph_set_training(g, 1);
+
+    double buf[3] = {1, 2, 3};
+    int64_t s3[1] = {3};
+    ad_node *c = ad_const_external(g, 1, s3, buf, "stats");
+    ad_node *y = ad_sum(c, AD_ALL);
+    cr_assert_eq(ad_item(y), 6.0);
+    buf[2] = 10; /* the caller changes it between replays */
+    cr_assert_eq(ad_forward(g), 0);
+    cr_assert_eq(ad_item(y), 13.0);
+
+    cr_assert_eq(ad_graph_set_error(g, "nn_dense: zero-width layer"), -1);
+    ad_graph_set_error(g, "second");
+    cr_assert_str_eq(ad_graph_error(g), "nn_dense: zero-width layer");
+    ad_graph_free(g);
+}

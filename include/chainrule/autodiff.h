@@ -85,6 +85,11 @@ AD_API ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud);
 AD_API void ad_graph_free(ad_graph *g);
 /** NULL while healthy, else the first error's message (owned by the graph). */
 AD_API const char *ad_graph_error(const ad_graph *g);
+/**
+ * Records message as the graph's error unless one is already set (the first
+ * is kept), for layers built on top of the engine. Returns -1.
+ */
+AD_API int ad_graph_set_error(ad_graph *g, const char *message);
 /** Forgets the sticky error so the graph can be used again. */
 AD_API void ad_graph_clear_error(ad_graph *g);
 /** The element type of the graph (AD_F64 for NULL). */
@@ -125,6 +130,13 @@ AD_API ad_node *ad_input(ad_graph *g, int ndim, const int64_t *shape, const char
 /** A constant leaf (no gradient) holding values (count must equal numel; NULL gives zeros). */
 AD_API ad_node *ad_const(ad_graph *g, int ndim, const int64_t *shape, const double *values,
                          const char *name);
+/**
+ * A constant leaf whose values live in caller memory (numel elements of the
+ * graph's dtype, kept alive by the caller as long as the graph); the caller
+ * may change them between replays (running statistics, masks).
+ */
+AD_API ad_node *ad_const_external(ad_graph *g, int ndim, const int64_t *shape, void *value,
+                                  const char *name);
 /** A 0-d constant. */
 AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
 
@@ -276,6 +288,18 @@ AD_API ad_node *ad_straight_through(ad_node *x, ad_node *fx);
 AD_API ad_node *ad_dropout_mask(ad_node *a, double keep);
 /** Seeds the graph's random generator (splitmix64/xoshiro256**). */
 AD_API void ad_graph_seed(ad_graph *g, uint64_t seed);
+/** Copies the generator's 4-word state into state (to save in a checkpoint). */
+AD_API void ad_graph_rng_state(const ad_graph *g, uint64_t state[4]);
+/** Restores a state from ad_graph_rng_state, so a resumed run draws the same masks. */
+AD_API void ad_graph_set_rng_state(ad_graph *g, const uint64_t state[4]);
+/**
+ * Training mode (the default, on). Off, ad_dropout_mask nodes produce ones
+ * and draw nothing from the generator, so evaluation does not disturb the
+ * masks of later training steps.
+ */
+AD_API void ad_graph_set_training(ad_graph *g, int on);
+/** Nonzero in training mode. */
+AD_API int ad_graph_is_training(const ad_graph *g);
 
 /* ------------------------------------------------------------- reductions */
 
