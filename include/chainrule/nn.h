@@ -102,7 +102,7 @@ NN_API const char *nn_last_error(void);
  * the Box-Muller transform and therefore libm's log, sqrt and cos.
  */
 typedef struct {
-    uint64_t s[4];
+    uint64_t s[4]; /**< xoshiro256** state */
 } nn_rng;
 
 /** Seeds r: s[i] = splitmix64 outputs 1..4 of seed. */
@@ -425,15 +425,17 @@ NN_API int nn_model_layer_count(const nn_model *m);
 NN_API int nn_model_layer_kind(const nn_model *m, int i);
 /** Everything declared about one layer (for checkpoints and summaries). */
 typedef struct {
-    nn_layer_kind kind;
-    int64_t in, out;        /* widths (set by nn_model_build; 0 before) */
-    int64_t units;          /* dense, perceptron */
-    int bias;               /* dense: has a bias (perceptron: always) */
-    nn_init init;           /* dense, perceptron (NN_INIT_ZEROS) */
-    nn_activation act;      /* activation; the perceptron's step */
-    double alpha;           /* activation parameter (leaky ReLU, ELU) */
-    double rate;            /* dropout */
-    double momentum, eps;   /* batch norm */
+    nn_layer_kind kind;     /**< the layer's kind */
+    int64_t in;             /**< input width (set by nn_model_build; 0 before) */
+    int64_t out;            /**< output width (set by nn_model_build; 0 before) */
+    int64_t units;          /**< dense, perceptron */
+    int bias;               /**< dense: has a bias (perceptron: always) */
+    nn_init init;           /**< dense, perceptron (NN_INIT_ZEROS) */
+    nn_activation act;      /**< activation; the perceptron's step */
+    double alpha;           /**< activation parameter (leaky ReLU, ELU) */
+    double rate;            /**< dropout */
+    double momentum;        /**< batch norm: running-statistics momentum */
+    double eps;             /**< batch norm: added to the variance */
 } nn_layer_info;
 /** Describes layer i in [0, nn_model_layer_count). 0, NN_ERR_NULL or NN_ERR_ARG. */
 NN_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
@@ -444,12 +446,12 @@ NN_API int nn_model_print_summary(const nn_model *m, FILE *out);
 
 /** One parameter tensor, a view into the model (do not free anything). */
 typedef struct {
-    const char *name;  /* "dense0.weight", owned by the model */
-    int ndim;          /* 1 or 2 */
-    int64_t shape[2];  /* (in, out) for weights, (out) for biases */
-    int64_t numel;
-    int64_t offset;    /* first element in the flat parameter and gradient buffers */
-    ad_node *node;     /* the graph's leaf (value and gradient point into the flat buffers) */
+    const char *name;  /**< "dense0.weight", owned by the model */
+    int ndim;          /**< 1 or 2 */
+    int64_t shape[2];  /**< (in, out) for weights, (out) for biases */
+    int64_t numel;     /**< elements */
+    int64_t offset;    /**< first element in the flat parameter and gradient buffers */
+    ad_node *node;     /**< the graph's leaf (value and gradient point into the flat buffers) */
 } nn_param_info;
 
 /** Number of parameter tensors. */
@@ -603,20 +605,21 @@ typedef enum {
  * step (nn_clip_grad_norm).
  */
 typedef struct {
-    nn_optim_kind kind;
-    double lr;
-    double momentum;            /* SGD, RMSprop */
-    double dampening;           /* SGD */
-    int nesterov;               /* SGD (needs momentum > 0 and dampening 0) */
-    double weight_decay;        /* L2 added to g; decoupled for AdamW */
-    double beta1, beta2;        /* Adam, AdamW */
-    double eps;                 /* Adam, AdamW, RMSprop, Adagrad */
-    int amsgrad;                /* Adam, AdamW */
-    double alpha;               /* RMSprop smoothing constant */
-    int centered;               /* RMSprop */
-    double lr_decay;            /* Adagrad */
-    double initial_accumulator; /* Adagrad: starting value of s */
-    double clip_norm;           /* > 0: clip by global norm before each step */
+    nn_optim_kind kind;         /**< the update rule */
+    double lr;                  /**< learning rate */
+    double momentum;            /**< SGD, RMSprop */
+    double dampening;           /**< SGD */
+    int nesterov;               /**< SGD (needs momentum > 0 and dampening 0) */
+    double weight_decay;        /**< L2 added to g; decoupled for AdamW */
+    double beta1;               /**< Adam, AdamW: first-moment decay */
+    double beta2;               /**< Adam, AdamW: second-moment decay */
+    double eps;                 /**< Adam, AdamW, RMSprop, Adagrad */
+    int amsgrad;                /**< Adam, AdamW */
+    double alpha;               /**< RMSprop smoothing constant */
+    int centered;               /**< RMSprop */
+    double lr_decay;            /**< Adagrad */
+    double initial_accumulator; /**< Adagrad: starting value of s */
+    double clip_norm;           /**< > 0: clip by global norm before each step */
 } nn_optim_config;
 
 /** PyTorch's defaults for kind: SGD lr 0.01 (PyTorch has none), Adam/AdamW
@@ -713,12 +716,12 @@ typedef enum {
 
 /** A learning-rate schedule: a pure function of the epoch (0-based). */
 typedef struct {
-    nn_schedule_kind kind;
-    double base_lr;
-    int64_t step_size; /* STEP */
-    double gamma;      /* STEP, EXPONENTIAL */
-    int64_t t_max;     /* COSINE */
-    double min_lr;     /* COSINE */
+    nn_schedule_kind kind; /**< the rule */
+    double base_lr;        /**< learning rate at epoch 0 */
+    int64_t step_size; /**< STEP */
+    double gamma;      /**< STEP, EXPONENTIAL */
+    int64_t t_max;     /**< COSINE */
+    double min_lr;     /**< COSINE */
 } nn_schedule;
 
 /** lr for every epoch. */
