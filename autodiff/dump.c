@@ -1,0 +1,1385 @@
+/* dump.c -- Graphviz pictures and chain-rule traces of a graph.
+ *
+ * The engine does not keep the individual terms of a fan-out sum (it builds
+ * one add_n node), nor the local derivatives (a gradient rule is a
+ * composition of ops that multiplies them in). A lesson needs both, so for
+ * elementwise ops this file evaluates the local derivative d user/d input
+ * from the op, its input values and its output value, with the same
+ * conventions as the gradient rules in ops_elementwise.c (relu'(0) = 0,
+ * ties of max/min split ½, ...). The contribution an edge carries back is
+ * upstream gradient × local derivative, summed over the broadcast axes. For
+ * the other ops (matmul, reductions, shape ops) the op's rule text is shown,
+ * and the contribution is the input's gradient when the input has one use.
+ * Tests check that the contributions of every input sum to the engine's
+ * gradient. */
+#include <math.h>
+#include <string.h>
+
+#include "chainrule/dump.h"
+#include "graph_impl.h"
+
+#define SYM_LEN 48
+#define DEF_LEN 200
+#define TEXT_LEN 512
+
+/* ------------------------------------------------------------- context */
+
+typedef struct {
+    ad_graph *g;
+    ad_node *loss;       /* whose gradients are shown; NULL: values only */
+    int64_t n;           /* nodes [0, n) */
+    unsigned char *anc;  /* 1: the loss depends on node i (or is node i) */
+    int64_t *step;       /* backward step of node i, 0: not visited */
+    int64_t *uses;       /* edges carrying gradient out of node i */
+    int64_t *ustart;     /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
+    int64_t *uid;
+    int *uk;
+    char *sym; /* n * SYM_LEN: the symbol of each node */
+    int64_t nsteps;
+    int prec; /* significant digits of printed numbers */
+} ctx;
+
+static double val(const ad_node *n, int64_t i)
+{
+    if (n->g->dtype == AD_F32)
+        return ((const float *)n->value)[i];
+    return ((const double *)n->value)[i];
+}
+
+static void *zalloc(ad_graph *g, size_t bytes)
+{
+    void *p = ad_mem(g, NULL, 0, bytes ? bytes : 1);
+    if (p)
+        memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+static void zfree(ad_graph *g, void *p, size_t bytes)
+{
+    if (p)
+        ad_mem(g, p, bytes ? bytes : 1, 0);
+}
+
+static const char *sym(const ctx *c, const ad_node *n) { return c->sym + (size_t)n->id * SYM_LEN; }
+
+/* d loss/d v from the latest backward build through the loss, or NULL. */
+static ad_node *grad_of(const ctx *c, const ad_node *v)
+{
+    if (!c->loss || v->id >= c->n || !c->anc[v->id])
+        return NULL;
+    ad_node *gn = v->grad_node;
+    return gn && gn->id > c->loss->id && gn->numel == v->numel ? gn : NULL;
+}
+
+enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
+
+/* Does gradient flow from user u back into its input k? EDGE_ZERO marks the
+ * step functions: the derivative is 0, so the engine sends nothing. */
+static int edge_kind(const ctx *c, const ad_node *u, int k)
+{
+    const ad_node *in = u->inputs[k];
+    if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
+        return EDGE_NONE;
+    if (u->op == AD_OP_HEAVISIDE || u->op == AD_OP_SIGN)
+        return EDGE_ZERO;
+    if (ad_ops[u->op].backward == ad_nograd || !(u->flags & NODE_REQGRAD))
+        return EDGE_NONE;
+    if ((u->op == AD_OP_WHERE && k == 0) || (u->op == AD_OP_STRAIGHT_THROUGH && k == 1) ||
+        (u->op == AD_OP_POW && u->fparam[0] == 0))
+        return EDGE_NONE;
+    return EDGE_FLOWS;
+}
+
+/* Copies at most size - 1 bytes of src without splitting a UTF-8 sequence. */
+static void copy_utf8(char *dst, size_t size, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= size) {
+        len = size - 1;
+        while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
+            len--;
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static void fmt_num(char *buf, size_t size, double v, int prec)
+{
+    if (v == 0)
+        v = 0; /* no "-0" */
+    snprintf(buf, size, "%.*g", prec, v);
+}
+
+/* A number as a factor of a product: negative ones in parentheses. */
+static void fmt_factor(char *buf, size_t size, double v, int prec)
+{
+    char num[40];
+    fmt_num(num, sizeof num, v, prec);
+    snprintf(buf, size, num[0] == '-' ? "(%s)" : "%s", num);
+}
+
+static void make_symbols(ctx *c)
+{
+    int64_t t = 0, b = 0;
+    for (int64_t i = 0; i < c->n; i++) {
+        ad_node *v = c->g->nodes[i];
+        char *s = c->sym + (size_t)i * SYM_LEN;
+        if (*v->name)
+            copy_utf8(s, SYM_LEN, v->name);
+        else if (v->op == AD_OP_CONST && v->numel == 1)
+            fmt_num(s, SYM_LEN, val(v, 0), 6);
+        else if (v->flags & NODE_TAPE)
+            snprintf(s, SYM_LEN, "b%lld", (long long)++b);
+        else
+            snprintf(s, SYM_LEN, "t%lld", (long long)++t);
+    }
+    /* gradient nodes are better known as ∂L/∂v (first, i.e. latest, wins) */
+    for (int64_t i = c->n - 1; c->loss && i >= 0; i--) {
+        ad_node *v = c->g->nodes[i], *gn = grad_of(c, v);
+        if (!gn || *gn->name || !(gn->flags & NODE_TAPE) || gn->id >= c->n)
+            continue;
+        char *s = c->sym + (size_t)gn->id * SYM_LEN;
+        if (s[0] == 'b') {
+            char tmp[SYM_LEN + 16];
+            snprintf(tmp, sizeof tmp, "∂L/∂%s", sym(c, v));
+            copy_utf8(s, SYM_LEN, tmp);
+        }
+    }
+}
+
+/* A symbol needs parentheses inside a formula unless it is a name, a
+ * number or a function call f(...). */
+static bool atomic(const char *s)
+{
+    if (!*s)
+        return true;
+    bool plain = true;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '.' || (unsigned char)*p >= 0x80))
+            plain = false;
+    if (plain)
+        return true;
+    const char *open = strchr(s, '(');
+    size_t len = strlen(s);
+    if (!open || open == s || s[len - 1] != ')')
+        return false;
+    int depth = 0;
+    for (const char *p = open; *p; p++) {
+        depth += *p == '(' ? 1 : (*p == ')' ? -1 : 0);
+        if (depth == 0 && p[1])
+            return false;
+    }
+    return true;
+}
+
+/* Appends text to buf (bounded). */
+static void put(char *buf, size_t size, size_t *k, const char *text)
+{
+    size_t len = strlen(text);
+    if (*k + len >= size)
+        len = *k + 1 < size ? size - 1 - *k : 0;
+    memcpy(buf + *k, text, len);
+    *k += len;
+    buf[*k] = '\0';
+}
+
+static void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n)
+{
+    const char *s = sym(c, n);
+    bool paren = !atomic(s) || s[0] == '-';
+    if (paren)
+        put(buf, size, k, "(");
+    put(buf, size, k, s);
+    if (paren)
+        put(buf, size, k, ")");
+}
+
+/* Expands a template: @Y the node, @A @B @C its inputs, @P @Q its parameters. */
+static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (const char *p = tmpl; *p; p++) {
+        char one[2] = {*p, 0};
+        if (*p != '@' || !p[1]) {
+            put(buf, size, &k, one);
+            continue;
+        }
+        char num[32];
+        switch (*++p) {
+        case 'Y':
+            put_sym(c, buf, size, &k, u);
+            break;
+        case 'A':
+        case 'B':
+        case 'C': {
+            int i = *p - 'A';
+            if (i < u->ninputs)
+                put_sym(c, buf, size, &k, u->inputs[i]);
+            break;
+        }
+        case 'P':
+        case 'Q':
+            fmt_num(num, sizeof num, u->fparam[*p - 'P'], 6);
+            put(buf, size, &k, num);
+            break;
+        default:
+            one[0] = *p;
+            put(buf, size, &k, one);
+        }
+    }
+}
+
+/* The definition of a node in terms of its inputs' symbols: "t3 + b". */
+static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
+{
+    const char *t = NULL;
+    switch (u->op) {
+    case AD_OP_ADD: t = "@A + @B"; break;
+    case AD_OP_SUB: t = "@A − @B"; break;
+    case AD_OP_MUL: t = "@A·@B"; break;
+    case AD_OP_DIV: t = "@A/@B"; break;
+    case AD_OP_NEG: t = "−@A"; break;
+    case AD_OP_POW: t = "@A^@P"; break;
+    case AD_OP_AFFINE:
+        if (u->fparam[0] == -1)
+            t = u->fparam[1] == 0 ? "−@A" : "@Q − @A";
+        else if (u->fparam[0] == 1)
+            t = "@A + @Q";
+        else
+            t = u->fparam[1] == 0 ? "@P·@A" : "@P·@A + @Q";
+        break;
+    case AD_OP_MAXIMUM: t = "max(@A, @B)"; break;
+    case AD_OP_MINIMUM: t = "min(@A, @B)"; break;
+    case AD_OP_LEAKY_RELU: t = "leaky_relu(@A, @P)"; break;
+    case AD_OP_ELU: t = "elu(@A, @P)"; break;
+    case AD_OP_CLAMP: t = "clamp(@A, @P, @Q)"; break;
+    case AD_OP_MATMUL: t = "@A @ @B"; break;
+    case AD_OP_WHERE: t = "where(@A, @B, @C)"; break;
+    default: break;
+    }
+    if (u->op == AD_OP_MATMUL && (u->iparam[0] || u->iparam[1]))
+        t = u->iparam[0] ? (u->iparam[1] ? "@Aᵀ @ @Bᵀ" : "@Aᵀ @ @B") : "@A @ @Bᵀ";
+    if (t) {
+        subst(c, u, t, buf, size);
+        return;
+    }
+    size_t k = 0;
+    buf[0] = '\0';
+    if (u->op == AD_OP_ADD_N) {
+        for (int i = 0; i < u->ninputs; i++) {
+            if (i)
+                put(buf, size, &k, " + ");
+            put_sym(c, buf, size, &k, u->inputs[i]);
+        }
+        return;
+    }
+    put(buf, size, &k, ad_ops[u->op].name);
+    put(buf, size, &k, "(");
+    for (int i = 0; i < u->ninputs; i++) {
+        if (i)
+            put(buf, size, &k, ", ");
+        put(buf, size, &k, sym(c, u->inputs[i]));
+    }
+    if (ad_ops[u->op].kind == AD_KIND_REDUCE || ad_ops[u->op].kind == AD_KIND_AXIS) {
+        char ax[48];
+        if (u->iparam[0] == AD_ALL)
+            snprintf(ax, sizeof ax, ", all axes");
+        else
+            snprintf(ax, sizeof ax, ", axis %lld", (long long)u->iparam[0]);
+        put(buf, size, &k, ax);
+    }
+    put(buf, size, &k, ")");
+}
+
+/* ---------------------------------------------------- local derivatives */
+
+static bool elementwise(const ad_node *u)
+{
+    ad_op_kind kind = ad_ops[u->op].kind;
+    return kind == AD_KIND_UNARY || kind == AD_KIND_BINARY || kind == AD_KIND_TERNARY ||
+           u->op == AD_OP_STRAIGHT_THROUGH || u->op == AD_OP_CLAMP_MASK;
+}
+
+/* The rule d u/d input k as a template, and the note for points where the
+ * derivative is not defined. NULL rule: not an elementwise rule. */
+static const char *local_template(const ad_node *u, int k, const char **undef)
+{
+    *undef = NULL;
+    switch (u->op) {
+    case AD_OP_NEG: return "−1";
+    case AD_OP_EXP: return "@Y";
+    case AD_OP_LOG: return "1/@A";
+    case AD_OP_SQRT: *undef = "undefined at @A = 0"; return "1/(2·@Y)";
+    case AD_OP_ABS: *undef = "undefined at @A = 0 (engine uses 0)"; return "sign(@A)";
+    case AD_OP_SIN: return "cos(@A)";
+    case AD_OP_COS: return "−sin(@A)";
+    case AD_OP_TANH: return "1 − @Y²";
+    case AD_OP_SIGMOID: return "@Y·(1 − @Y)";
+    case AD_OP_RELU: *undef = "undefined at @A = 0 (engine uses 0)"; return "1 if @A > 0 else 0";
+    case AD_OP_SOFTPLUS: return "σ(@A)";
+    case AD_OP_LEAKY_RELU:
+        *undef = "undefined at @A = 0 (engine uses @P)";
+        return "1 if @A > 0 else @P";
+    case AD_OP_ELU: *undef = "undefined at @A = 0 (engine uses @P)"; return "1 if @A > 0 else @Y + @P";
+    case AD_OP_POW: return NULL; /* built in local_rule */
+    case AD_OP_AFFINE: return "@P";
+    case AD_OP_CLAMP:
+        *undef = "undefined at @A = @P or @Q (engine uses 1)";
+        return "1 if @P ≤ @A ≤ @Q else 0";
+    case AD_OP_HEAVISIDE:
+        *undef = "undefined at @A = 0";
+        return "0";
+    case AD_OP_SIGN: *undef = "undefined at @A = 0"; return "0";
+    case AD_OP_ADD:
+    case AD_OP_ADD_N: return "1";
+    case AD_OP_SUB: return k == 0 ? "1" : "−1";
+    case AD_OP_MUL: return k == 0 ? "@B" : "@A";
+    case AD_OP_DIV: return k == 0 ? "1/@B" : "−@A/@B²";
+    case AD_OP_MAXIMUM:
+        *undef = "undefined at @A = @B (engine uses ½)";
+        return k == 0 ? "1 if @A > @B else 0" : "1 if @B > @A else 0";
+    case AD_OP_MINIMUM:
+        *undef = "undefined at @A = @B (engine uses ½)";
+        return k == 0 ? "1 if @A < @B else 0" : "1 if @B < @A else 0";
+    case AD_OP_WHERE: return k == 1 ? "1 where @A ≠ 0 else 0" : (k == 2 ? "0 where @A ≠ 0 else 1" : "0");
+    case AD_OP_STRAIGHT_THROUGH: return k == 0 ? "1 (straight-through)" : "0";
+    default: return NULL;
+    }
+}
+
+/* d u/d input k at one element; *undef set where it is not defined. The
+ * values follow the engine's gradient rules exactly. */
+static double local_at(const ad_node *u, int k, const double *x, double y, bool *undef)
+{
+    const double a = x[0], b = x[1], p = u->fparam[0], q = u->fparam[1];
+    *undef = false;
+    switch (u->op) {
+    case AD_OP_NEG: return -1;
+    case AD_OP_EXP: return y;
+    case AD_OP_LOG: return 1 / a;
+    case AD_OP_SQRT: *undef = a == 0; return 1 / (2 * y);
+    case AD_OP_ABS: *undef = a == 0; return a > 0 ? 1 : (a < 0 ? -1 : 0);
+    case AD_OP_SIN: return cos(a);
+    case AD_OP_COS: return -sin(a);
+    case AD_OP_TANH: return 1 - y * y;
+    case AD_OP_SIGMOID: return y * (1 - y);
+    case AD_OP_RELU: *undef = a == 0; return a > 0 ? 1 : 0;
+    case AD_OP_SOFTPLUS: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
+    case AD_OP_LEAKY_RELU: *undef = a == 0 && p != 1; return a > 0 ? 1 : p;
+    case AD_OP_ELU: *undef = a == 0 && p != 1; return a > 0 ? 1 : y + p;
+    case AD_OP_POW:
+        if (p == 0)
+            return 0;
+        if (p == 1)
+            return 1;
+        return p == 2 ? 2 * a : p * pow(a, p - 1);
+    case AD_OP_AFFINE: return p;
+    case AD_OP_CLAMP: *undef = (a == p || a == q) && p < q; return (a >= p && a <= q) ? 1 : 0;
+    case AD_OP_HEAVISIDE:
+    case AD_OP_SIGN: *undef = a == 0; return 0;
+    case AD_OP_ADD:
+    case AD_OP_ADD_N: return 1;
+    case AD_OP_SUB: return k == 0 ? 1 : -1;
+    case AD_OP_MUL: return k == 0 ? b : a;
+    case AD_OP_DIV: return k == 0 ? 1 / b : -y / b;
+    case AD_OP_MAXIMUM:
+    case AD_OP_MINIMUM: {
+        *undef = a == b;
+        double m = u->op == AD_OP_MAXIMUM ? (a > b ? 1 : (a < b ? 0 : 0.5))
+                                          : (a < b ? 1 : (a > b ? 0 : 0.5));
+        return k == 0 ? m : 1 - m;
+    }
+    case AD_OP_WHERE: return k == 0 ? 0 : ((a != 0) == (k == 1) ? 1 : 0);
+    case AD_OP_STRAIGHT_THROUGH: return k == 0 ? 1 : 0;
+    default: return 0;
+    }
+}
+
+/* Flat index into input `in` of element i of the (broadcast) output. */
+static int64_t bcast_index(const ad_node *out, const ad_node *in, int64_t i)
+{
+    if (in->numel == out->numel)
+        return i;
+    if (in->numel == 1)
+        return 0;
+    int64_t off = 0, stride = 1;
+    for (int d = out->ndim - 1; d >= 0; d--) {
+        int64_t idx = i % out->shape[d];
+        i /= out->shape[d];
+        int td = d - (out->ndim - in->ndim);
+        if (td < 0)
+            continue;
+        if (in->shape[td] != 1)
+            off += idx * stride;
+        stride *= in->shape[td];
+    }
+    return off;
+}
+
+/* "0, 1": the axes of u's shape over which input in was broadcast. */
+static bool broadcast_axes(const ad_node *u, const ad_node *in, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    if (in->numel == u->numel && in->ndim == u->ndim)
+        return false;
+    for (int d = 0; d < u->ndim; d++) {
+        int td = d - (u->ndim - in->ndim);
+        if (td < 0 || (in->shape[td] == 1 && u->shape[d] != 1)) {
+            char ax[24];
+            snprintf(ax, sizeof ax, k ? ", %d" : "%d", d);
+            put(buf, size, &k, ax);
+        }
+    }
+    return k > 0;
+}
+
+typedef struct {
+    int kind;           /* EDGE_* */
+    bool has_local;     /* an elementwise rule: local[] is valid */
+    double *local;      /* (numel of u) d u/d input element by element */
+    double *contrib;    /* (numel of input) upstream × local, summed; NULL: unknown */
+    int64_t undefined;  /* elements at points where the derivative is not defined */
+    char rule[DEF_LEN]; /* "1 − o²", or the op's rule text */
+    char undef_note[DEF_LEN];
+    char axes[64];      /* broadcast axes, "" when none */
+} edge_info;
+
+static void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
+{
+    zfree(g, e->local, sizeof(double) * (size_t)u->numel);
+    zfree(g, e->contrib, sizeof(double) * (size_t)in->numel);
+    e->local = e->contrib = NULL;
+}
+
+/* Fills e for the edge input k -> u. false: out of memory. */
+static bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
+{
+    const ad_node *in = u->inputs[k];
+    memset(e, 0, sizeof *e);
+    e->kind = edge_kind(c, u, k);
+    const char *undef = NULL, *tmpl = local_template(u, k, &undef);
+    if (u->op == AD_OP_POW) {
+        double p = u->fparam[0];
+        char t[64], num[32];
+        fmt_num(num, sizeof num, p - 1, 6);
+        if (p == 0 || p == 1)
+            snprintf(t, sizeof t, "%s", p == 0 ? "0" : "1");
+        else if (p == 2)
+            snprintf(t, sizeof t, "2·@A");
+        else
+            snprintf(t, sizeof t, "@P·@A^%s", num);
+        subst(c, u, t, e->rule, sizeof e->rule);
+        tmpl = "";
+    } else if (tmpl) {
+        subst(c, u, tmpl, e->rule, sizeof e->rule);
+    } else if (u->op == AD_OP_MATMUL && !u->iparam[0] && !u->iparam[1]) {
+        subst(c, u, k == 0 ? "∂L/∂@A = ∂L/∂@Y · @Bᵀ" : "∂L/∂@B = @Aᵀ · ∂L/∂@Y", e->rule,
+              sizeof e->rule);
+    } else if (u->op == AD_OP_MEAN) {
+        snprintf(e->rule, sizeof e->rule, "∂mean/∂aᵢ = 1/n = 1/%lld",
+                 (long long)(u->numel ? in->numel / u->numel : 0));
+    } else {
+        copy_utf8(e->rule, sizeof e->rule, ad_ops[u->op].rule);
+    }
+    if (undef)
+        subst(c, u, undef, e->undef_note, sizeof e->undef_note);
+    broadcast_axes(u, in, e->axes, sizeof e->axes);
+    if (u->op == AD_OP_BROADCAST_TO || u->op == AD_OP_BROADCAST_LIKE)
+        broadcast_axes(u, in, e->axes, sizeof e->axes);
+    else if (!tmpl || !elementwise(u))
+        e->axes[0] = '\0';
+
+    ad_graph *g = c->g;
+    ad_node *gn = e->kind != EDGE_NONE ? grad_of(c, u) : NULL;
+    if (tmpl && elementwise(u)) {
+        e->has_local = true;
+        e->local = zalloc(g, sizeof(double) * (size_t)u->numel);
+        if (!e->local)
+            return false;
+        for (int64_t i = 0; i < u->numel; i++) {
+            double x[3] = {0, 0, 0};
+            for (int j = 0; j < u->ninputs && j < 3; j++)
+                x[j] = val(u->inputs[j], bcast_index(u, u->inputs[j], i));
+            bool und = false;
+            e->local[i] = local_at(u, k, x, val(u, i), &und);
+            e->undefined += und;
+        }
+        if (gn) {
+            e->contrib = zalloc(g, sizeof(double) * (size_t)in->numel);
+            if (!e->contrib)
+                return false;
+            for (int64_t i = 0; i < u->numel; i++)
+                e->contrib[bcast_index(u, in, i)] += e->kind == EDGE_ZERO ? 0 : val(gn, i) * e->local[i];
+        }
+    } else if (gn && c->uses[in->id] == 1) {
+        /* the only use: its contribution is the whole gradient */
+        ad_node *gi = grad_of(c, in);
+        if (gi) {
+            e->contrib = zalloc(g, sizeof(double) * (size_t)in->numel);
+            if (!e->contrib)
+                return false;
+            for (int64_t i = 0; i < in->numel; i++)
+                e->contrib[i] = val(gi, i);
+        }
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------- the context */
+
+static void ctx_free(ctx *c)
+{
+    ad_graph *g = c->g;
+    size_t n = (size_t)c->n;
+    zfree(g, c->anc, n);
+    zfree(g, c->step, sizeof(int64_t) * n);
+    zfree(g, c->uses, sizeof(int64_t) * n);
+    zfree(g, c->ustart, sizeof(int64_t) * (n + 1));
+    zfree(g, c->sym, n * SYM_LEN);
+    memset(c, 0, sizeof *c);
+}
+
+static int64_t count_edges(const ad_graph *g, int64_t n)
+{
+    int64_t e = 0;
+    for (int64_t i = 0; i < n; i++)
+        e += g->nodes[i]->ninputs;
+    return e;
+}
+
+static void ctx_free_all(ctx *c)
+{
+    int64_t e = count_edges(c->g, c->n);
+    zfree(c->g, c->uid, sizeof(int64_t) * (size_t)e);
+    zfree(c->g, c->uk, sizeof(int) * (size_t)e);
+    ctx_free(c);
+}
+
+static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
+{
+    memset(c, 0, sizeof *c);
+    c->g = g;
+    c->loss = loss;
+    c->n = g->nnodes;
+    c->prec = prec;
+    size_t n = (size_t)c->n;
+    int64_t nedges = count_edges(g, c->n);
+    c->anc = zalloc(g, n);
+    c->step = zalloc(g, sizeof(int64_t) * n);
+    c->uses = zalloc(g, sizeof(int64_t) * n);
+    c->ustart = zalloc(g, sizeof(int64_t) * (n + 1));
+    c->uid = zalloc(g, sizeof(int64_t) * (size_t)nedges);
+    c->uk = zalloc(g, sizeof(int) * (size_t)nedges);
+    c->sym = zalloc(g, n * SYM_LEN);
+    if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym) {
+        ctx_free_all(c);
+        ad_fail(g, "dump: out of memory");
+        return false;
+    }
+    /* users, in creation order (so the terms of a sum appear in order) */
+    for (int64_t i = 0; i < c->n; i++)
+        for (int k = 0; k < g->nodes[i]->ninputs; k++)
+            c->ustart[g->nodes[i]->inputs[k]->id + 1]++;
+    for (int64_t i = 0; i < c->n; i++)
+        c->ustart[i + 1] += c->ustart[i];
+    int64_t *fill = c->step; /* borrowed as a cursor, cleared below */
+    for (int64_t i = 0; i < c->n; i++)
+        for (int k = 0; k < g->nodes[i]->ninputs; k++) {
+            int64_t in = g->nodes[i]->inputs[k]->id, at = c->ustart[in] + fill[in]++;
+            c->uid[at] = i;
+            c->uk[at] = k;
+        }
+    memset(c->step, 0, sizeof(int64_t) * n);
+    if (loss) {
+        c->anc[loss->id] = 1;
+        for (int64_t i = loss->id; i >= 0; i--)
+            if (c->anc[i])
+                for (int k = 0; k < g->nodes[i]->ninputs; k++)
+                    c->anc[g->nodes[i]->inputs[k]->id] = 1;
+        for (int64_t i = loss->id; i >= 0; i--) {
+            ad_node *v = g->nodes[i];
+            if (grad_of(c, v))
+                c->step[i] = ++c->nsteps;
+            for (int k = 0; k < v->ninputs; k++)
+                if (edge_kind(c, v, k) == EDGE_FLOWS)
+                    c->uses[v->inputs[k]->id]++;
+        }
+    }
+    make_symbols(c);
+    return true;
+}
+
+/* ------------------------------------------------------------ formatting */
+
+/* Values of a tensor: in full when small, else summarized. */
+static void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v,
+                       int64_t n, int prec)
+{
+    size_t k = 0;
+    char num[40];
+    buf[0] = '\0';
+    if (n == 1) {
+        fmt_num(buf, size, v[0], prec);
+        return;
+    }
+    if (n <= AD_DUMP_INLINE_MAX) {
+        int64_t last = shape_of->ndim ? shape_of->shape[shape_of->ndim - 1] : 1;
+        put(buf, size, &k, "[");
+        for (int64_t i = 0; i < n; i++) {
+            if (i)
+                put(buf, size, &k, last && i % last == 0 ? "; " : ", ");
+            fmt_num(num, sizeof num, v[i], prec);
+            put(buf, size, &k, num);
+        }
+        put(buf, size, &k, "]");
+        return;
+    }
+    double lo = INFINITY, hi = -INFINITY, sum = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+        sum += v[i];
+        sq += v[i] * v[i];
+    }
+    char a[32], b[32], m[32], r[32];
+    prec = prec > 4 ? prec : 3; /* summaries are approximate anyway */
+    fmt_num(m, sizeof m, n ? sum / (double)n : 0, prec);
+    fmt_num(a, sizeof a, lo, prec);
+    fmt_num(b, sizeof b, hi, prec);
+    fmt_num(r, sizeof r, sqrt(sq), prec);
+    snprintf(buf, size, "mean %s, range [%s, %s], ‖·‖ %s", m, a, b, r);
+}
+
+/* Node values into a fresh double array. */
+static double *values_of(const ctx *c, const ad_node *n)
+{
+    double *v = zalloc(c->g, sizeof(double) * (size_t)n->numel);
+    if (v)
+        for (int64_t i = 0; i < n->numel; i++)
+            v[i] = val(n, i);
+    return v;
+}
+
+static void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
+                            const ad_node *shape_of)
+{
+    double *v = values_of(c, n);
+    if (!v) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    fmt_values(buf, size, shape_of, v, n->numel, c->prec);
+    zfree(c->g, v, sizeof(double) * (size_t)n->numel);
+}
+
+static void shape_text(const ad_node *n, char *buf, size_t size)
+{
+    if (n->ndim == 0)
+        snprintf(buf, size, "scalar");
+    else
+        ad_shape_str(n, buf, size);
+}
+
+/* DOT double-quoted strings */
+static void dot_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        if (*s == '\n') {
+            fputs("\\n", out);
+            continue;
+        }
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* HTML-like label text */
+static void html_str(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", out); break;
+        case '<': fputs("&lt;", out); break;
+        case '>': fputs("&gt;", out); break;
+        case '"': fputs("&quot;", out); break;
+        default: fputc(*s, out);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- DOT */
+
+static const char *header_color(const ctx *c, const ad_node *v)
+{
+    if (c->loss && v == c->loss)
+        return "#d5e8d4";
+    if (v->flags & NODE_TRAINABLE)
+        return "#fff2cc";
+    if (v->flags & (NODE_INPUT | NODE_CONST))
+        return "#eeeeee";
+    if (v->flags & NODE_TAPE)
+        return "#f8cecc";
+    return "#dae8fc";
+}
+
+static const char *leaf_kind(const ad_node *v)
+{
+    if (v->flags & NODE_TRAINABLE)
+        return "param";
+    if (v->flags & NODE_INPUT)
+        return "input";
+    return "const";
+}
+
+static void row(FILE *out, const char *bg, const char *text, bool bold)
+{
+    fprintf(out, "<TR><TD ALIGN=\"LEFT\"%s%s%s>%s", bg ? " BGCOLOR=\"" : "", bg ? bg : "",
+            bg ? "\"" : "", bold ? "<B>" : "");
+    html_str(out, text);
+    fprintf(out, "%s</TD></TR>", bold ? "</B>" : "");
+}
+
+/* The fan-out sum "0.5 + 0.5" of a scalar's incoming contributions. */
+static bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    if (c->uses[v->id] < 2 || v->numel != 1)
+        return false;
+    for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
+        const ad_node *u = c->g->nodes[c->uid[j]];
+        if (u->id >= c->n || edge_kind(c, u, c->uk[j]) != EDGE_FLOWS)
+            continue;
+        edge_info e;
+        if (!edge_compute(c, u, c->uk[j], &e)) {
+            edge_free(c->g, u, v, &e);
+            return false;
+        }
+        char num[40];
+        if (e.contrib)
+            fmt_num(num, sizeof num, e.contrib[0], c->prec);
+        else
+            snprintf(num, sizeof num, "?");
+        edge_free(c->g, u, v, &e);
+        if (k)
+            put(buf, size, &k, " + ");
+        put(buf, size, &k, num);
+    }
+    return true;
+}
+
+static void dot_forward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
+{
+    char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
+    fprintf(out, "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
+                 "CELLPADDING=\"3\" BGCOLOR=\"white\">",
+            (long long)v->id);
+    if (ad_ops[v->op].kind == AD_KIND_LEAF) {
+        snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
+    } else {
+        definition(c, v, def, sizeof def);
+        snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
+    }
+    row(out, header_color(c, v), text, true);
+    shape_text(v, sh, sizeof sh);
+    if (ad_ops[v->op].kind == AD_KIND_LEAF)
+        snprintf(text, sizeof text, "%s", sh);
+    else
+        snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
+    row(out, NULL, text, false);
+    if (flags & AD_DUMP_VALUES) {
+        fmt_node_values(c, vals, sizeof vals, v, v);
+        snprintf(text, sizeof text, "value %s", vals);
+        row(out, NULL, text, false);
+    }
+    if ((flags & AD_DUMP_GRADS) && c->loss && grad_of(c, c->loss)) {
+        ad_node *gn = grad_of(c, v);
+        if (gn) {
+            char sum[TEXT_LEN];
+            fmt_node_values(c, vals, sizeof vals, gn, v);
+            if (fanout_sum(c, v, sum, sizeof sum))
+                snprintf(text, sizeof text, "grad %s = %s", vals, sum);
+            else
+                snprintf(text, sizeof text, "grad %s", vals);
+            bool zero = true;
+            for (int64_t i = 0; i < gn->numel && zero; i++)
+                zero = val(gn, i) == 0;
+            row(out, zero ? "#f4cccc" : "#e1f0da", text, false);
+            snprintf(text, sizeof text, "backward step %lld", (long long)c->step[v->id]);
+            row(out, "#fde9b8", text, true);
+        } else if (c->anc[v->id] && (v->flags & (NODE_REQGRAD | NODE_TRAINABLE))) {
+            row(out, "#f4cccc", "grad 0: no gradient reaches it", false);
+        }
+    }
+    fprintf(out, "</TABLE>>];\n");
+}
+
+static void dot_edge(const ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
+{
+    const ad_node *in = u->inputs[k];
+    char label[4 * TEXT_LEN], line[2 * TEXT_LEN], vals[TEXT_LEN];
+    size_t pos = 0;
+    label[0] = '\0';
+    bool repeated = false;
+    for (int j = 0; j < u->ninputs; j++)
+        repeated = repeated || (j != k && u->inputs[j] == in);
+    const char *style = "";
+    edge_info e;
+    memset(&e, 0, sizeof e);
+    if ((flags & AD_DUMP_GRADS) && ad_ops[u->op].kind != AD_KIND_LEAF) {
+        if (!edge_compute(c, u, k, &e)) {
+            edge_free(c->g, u, in, &e);
+            return;
+        }
+        if (repeated) {
+            snprintf(line, sizeof line, "input %d: ", k + 1);
+            put(label, sizeof label, &pos, line);
+        }
+        bool differentiable = e.has_local || ad_ops[u->op].backward != ad_nograd;
+        char head[2 * SYM_LEN + 16];
+        {
+            char a[SYM_LEN + 2], b[SYM_LEN + 2];
+            size_t ka = 0, kb = 0;
+            a[0] = b[0] = '\0';
+            put_sym(c, a, sizeof a, &ka, u);
+            put_sym(c, b, sizeof b, &kb, in);
+            snprintf(head, sizeof head, "∂%s/∂%s", a, b);
+        }
+        if (!differentiable)
+            snprintf(line, sizeof line, "%s", e.rule);
+        else if (e.has_local && u->numel == 1) {
+            fmt_num(vals, sizeof vals, e.local[0], c->prec);
+            if (strcmp(vals, e.rule) == 0)
+                snprintf(line, sizeof line, "%s = %s", head, e.rule);
+            else
+                snprintf(line, sizeof line, "%s = %s = %s", head, e.rule, vals);
+        } else if (e.has_local) {
+            snprintf(line, sizeof line, "%s = %s", head, e.rule);
+        } else {
+            snprintf(line, sizeof line, "%s", e.rule);
+        }
+        put(label, sizeof label, &pos, line);
+        if (e.undefined) {
+            if (u->numel == 1)
+                snprintf(line, sizeof line, "\n⚠ %s", e.undef_note);
+            else
+                snprintf(line, sizeof line, "\n⚠ %lld element(s): %s", (long long)e.undefined,
+                         e.undef_note);
+            put(label, sizeof label, &pos, line);
+        }
+        if (e.axes[0] && e.kind != EDGE_NONE) {
+            snprintf(line, sizeof line, "\nbroadcast: gradient summed over axes %s", e.axes);
+            put(label, sizeof label, &pos, line);
+        }
+        ad_node *gn = grad_of(c, u);
+        if (e.kind != EDGE_NONE && e.contrib) {
+            fmt_values(vals, sizeof vals, in, e.contrib, in->numel, c->prec);
+            if (u->numel == 1 && in->numel == 1 && e.has_local && gn) {
+                char up[48], lo[48];
+                fmt_factor(up, sizeof up, val(gn, 0), c->prec);
+                fmt_factor(lo, sizeof lo, e.local[0], c->prec);
+                snprintf(line, sizeof line, "\ncontribution %s × %s = %s", up, lo, vals);
+            } else {
+                snprintf(line, sizeof line, "\ncontribution %s", vals);
+            }
+            put(label, sizeof label, &pos, line);
+        } else if (e.kind == EDGE_FLOWS) {
+            put(label, sizeof label, &pos, "\ncontribution: part of the fan-out sum");
+        } else if (c->loss && grad_of(c, c->loss) && !(in->flags & NODE_REQGRAD) &&
+                   ad_ops[in->op].kind == AD_KIND_LEAF) {
+            put(label, sizeof label, &pos, "\n(no gradient: constant)");
+        }
+        if (e.kind == EDGE_ZERO)
+            style = ", color=\"#cc0000\", fontcolor=\"#cc0000\", style=dashed";
+        else if (e.undefined)
+            style = ", color=\"#e69138\", fontcolor=\"#b45f06\", penwidth=2";
+        else if (e.kind == EDGE_NONE)
+            style = ", color=\"#999999\", fontcolor=\"#666666\", style=dashed";
+        edge_free(c->g, u, in, &e);
+    } else if (repeated) {
+        snprintf(line, sizeof line, "input %d", k + 1);
+        put(label, sizeof label, &pos, line);
+    }
+    fprintf(out, "  n%lld -> n%lld [label=", (long long)in->id, (long long)u->id);
+    dot_str(out, label);
+    fprintf(out, "%s];\n", style);
+}
+
+static void dot_backward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
+{
+    char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
+    fprintf(out, "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
+                 "CELLPADDING=\"3\" BGCOLOR=\"white\">",
+            (long long)v->id);
+    definition(c, v, def, sizeof def);
+    snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
+    row(out, header_color(c, v), text, true);
+    shape_text(v, sh, sizeof sh);
+    snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
+    row(out, NULL, text, false);
+    if (flags & AD_DUMP_VALUES) {
+        fmt_node_values(c, vals, sizeof vals, v, v);
+        snprintf(text, sizeof text, "value %s", vals);
+        row(out, NULL, text, false);
+    }
+    fprintf(out, "</TABLE>>];\n");
+}
+
+int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
+{
+    if (!g)
+        return -1;
+    if (!out || (output && output->g != g)) {
+        ad_fail(g, "ad_dump_dot: %s", !out ? "no output file" : "the node belongs to another graph");
+        return -1;
+    }
+    if (flags == 0)
+        flags = AD_DUMP_DEFAULT;
+    if (!(flags & (AD_DUMP_FORWARD | AD_DUMP_BACKWARD)))
+        flags |= AD_DUMP_FORWARD;
+    ad_node *loss = output;
+    if (!loss && g->ntapes > 0)
+        loss = g->tapes[g->ntapes - 1].loss;
+    ctx c;
+    if (!ctx_init(&c, g, loss, 4))
+        return -1;
+    /* which forward nodes are drawn */
+    unsigned char *draw = zalloc(g, (size_t)c.n);
+    if (!draw) {
+        ctx_free_all(&c);
+        ad_fail(g, "ad_dump_dot: out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < c.n; i++) {
+        const ad_node *v = g->nodes[i];
+        bool fwd = !(v->flags & NODE_TAPE) && (!output || c.anc[i]);
+        const tape *t = NULL;
+        for (int j = 0; j < g->ntapes; j++)
+            if (g->tapes[j].loss == loss)
+                t = &g->tapes[j];
+        bool bwd = (v->flags & NODE_TAPE) && (!output || (t && i >= t->begin && i < t->end) ||
+                                              (!t && i > loss->id));
+        draw[i] = (unsigned char)((fwd && (flags & AD_DUMP_FORWARD) ? 1 : 0) |
+                                  (bwd && (flags & AD_DUMP_BACKWARD) ? 2 : 0));
+    }
+    /* the backward view also shows the forward nodes its nodes read */
+    if (flags & AD_DUMP_BACKWARD)
+        for (int64_t i = 0; i < c.n; i++)
+            if (draw[i] & 2)
+                for (int k = 0; k < g->nodes[i]->ninputs; k++) {
+                    int64_t j = g->nodes[i]->inputs[k]->id;
+                    if (!(draw[j] & 3))
+                        draw[j] = 4; /* referenced forward node, drawn small */
+                }
+    /* tensors make wide tables: top-down reads better; scalars go left to right */
+    bool tensors = false;
+    for (int64_t i = 0; i < c.n; i++)
+        tensors = tensors || (draw[i] && g->nodes[i]->numel > 1);
+    fprintf(out, "digraph chainrule {\n"
+                 "  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=12, nodesep=0.3, "
+                 "ranksep=0.5];\n"
+                 "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=11];\n"
+                 "  edge [fontname=\"DejaVu Sans\", fontsize=10, arrowsize=0.7];\n",
+            tensors ? "TB" : "LR");
+    bool both = (flags & AD_DUMP_FORWARD) && (flags & AD_DUMP_BACKWARD);
+    if (flags & AD_DUMP_FORWARD) {
+        if (both)
+            fprintf(out, "  subgraph cluster_forward {\n  label=\"forward graph\";\n");
+        for (int64_t i = 0; i < c.n; i++)
+            if (draw[i] & 1)
+                dot_forward_node(&c, out, g->nodes[i], flags);
+        if (both)
+            fprintf(out, "  }\n");
+    }
+    if (flags & AD_DUMP_BACKWARD) {
+        if (both)
+            fprintf(out, "  subgraph cluster_backward {\n  label=\"backward graph (built by "
+                         "ad_backward)\";\n  style=filled; color=\"#fbeeee\";\n");
+        for (int64_t i = 0; i < c.n; i++)
+            if (draw[i] & 2)
+                dot_backward_node(&c, out, g->nodes[i], flags);
+        if (both)
+            fprintf(out, "  }\n");
+        for (int64_t i = 0; i < c.n; i++)
+            if (draw[i] == 4) {
+                fprintf(out, "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
+                             "fontsize=9, label=",
+                        (long long)i);
+                dot_str(out, sym(&c, g->nodes[i]));
+                fprintf(out, "];\n");
+            }
+    }
+    for (int64_t i = 0; i < c.n; i++) {
+        const ad_node *u = g->nodes[i];
+        if (!draw[i] || draw[i] == 4)
+            continue;
+        for (int k = 0; k < u->ninputs; k++) {
+            if (!draw[u->inputs[k]->id])
+                continue;
+            if (draw[i] & 1)
+                dot_edge(&c, out, u, k, flags);
+            else
+                fprintf(out, "  n%lld -> n%lld [color=\"#b85450\"%s];\n",
+                        (long long)u->inputs[k]->id, (long long)i,
+                        u->ninputs > 1 && ad_ops[u->op].kind != AD_KIND_BINARY ? "" : "");
+        }
+    }
+    fprintf(out, "}\n");
+    zfree(g, draw, (size_t)c.n);
+    ctx_free_all(&c);
+    if (fflush(out) != 0 || ferror(out)) {
+        ad_fail(g, "ad_dump_dot: write error");
+        return -1;
+    }
+    return g->has_error ? -1 : 0;
+}
+
+/* --------------------------------------------------------------- trace */
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+static void json_num(FILE *out, double v)
+{
+    if (isfinite(v))
+        fprintf(out, "%.17g", v == 0 ? 0.0 : v);
+    else
+        fputs("null", out);
+}
+
+/* a number for one element, an array otherwise */
+static void json_values(FILE *out, const double *v, int64_t n, bool scalar)
+{
+    if (scalar && n == 1) {
+        json_num(out, v[0]);
+        return;
+    }
+    fputc('[', out);
+    for (int64_t i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", out);
+        json_num(out, v[i]);
+    }
+    fputc(']', out);
+}
+
+static void json_node_values(const ctx *c, FILE *out, const ad_node *n)
+{
+    double *v = values_of(c, n);
+    if (!v) {
+        fputs("null", out);
+        return;
+    }
+    json_values(out, v, n->numel, n->ndim == 0 || n->numel == 1);
+    zfree(c->g, v, sizeof(double) * (size_t)n->numel);
+}
+
+/* d loss/d leaf by central differences, element i. */
+static double finite_difference(ad_node *loss, ad_node *leaf, int64_t i)
+{
+    ad_graph *g = loss->g;
+    double h = g->dtype == AD_F32 ? 1e-3 : 1e-5, x = val(leaf, i), up, down;
+    AD_DISPATCH(g, {
+        T *p = leaf->value;
+        p[i] = (T)(x + h);
+        ad_forward(g);
+        up = val(loss, 0);
+        p[i] = (T)(x - h);
+        ad_forward(g);
+        down = val(loss, 0);
+        p[i] = (T)x;
+    });
+    return (up - down) / (2 * h);
+}
+
+static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
+{
+    char def[DEF_LEN], vals[TEXT_LEN], sh[96];
+    const ad_node *gn = grad_of(c, v);
+    fmt_node_values(c, vals, sizeof vals, v, v);
+    shape_text(v, sh, sizeof sh);
+    fprintf(out, "step %lld: ", (long long)c->step[v->id]);
+    if (ad_ops[v->op].kind == AD_KIND_LEAF) {
+        fprintf(out, "%s (%s) = %s", sym(c, v), leaf_kind(v), vals);
+    } else {
+        definition(c, v, def, sizeof def);
+        fprintf(out, "%s = %s = %s", sym(c, v), def, vals);
+    }
+    fprintf(out, "%s%s%s\n", v->ndim ? "  " : "", v->ndim ? sh : "", "");
+    if (v == c->loss) {
+        fprintf(out, "  ∂L/∂%s = 1 (seed: L = %s)\n", sym(c, v), sym(c, v));
+        goto zero_edges;
+    }
+    int64_t nterms = 0;
+    for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
+        const ad_node *u = c->g->nodes[c->uid[j]];
+        int k = c->uk[j];
+        if (edge_kind(c, u, k) != EDGE_FLOWS)
+            continue;
+        edge_info e;
+        if (!edge_compute(c, u, k, &e)) {
+            edge_free(c->g, u, v, &e);
+            *ok = false;
+            return;
+        }
+        const ad_node *gu = grad_of(c, u);
+        char us[SYM_LEN + 2], vs[SYM_LEN + 2], loc[48], up[48], lf[48], con[TEXT_LEN];
+        char which[32] = "";
+        for (int j2 = 0; j2 < u->ninputs; j2++)
+            if (j2 != k && u->inputs[j2] == v)
+                snprintf(which, sizeof which, " (input %d)", k + 1);
+        size_t ku = 0, kv = 0;
+        us[0] = vs[0] = '\0';
+        put_sym(c, us, sizeof us, &ku, u);
+        put_sym(c, vs, sizeof vs, &kv, v);
+        if (e.contrib)
+            fmt_values(con, sizeof con, v, e.contrib, v->numel, c->prec);
+        else
+            snprintf(con, sizeof con, "(see the sum)");
+        if (e.has_local && u->numel == 1 && v->numel == 1) {
+            fmt_num(loc, sizeof loc, e.local[0], c->prec);
+            fmt_factor(lf, sizeof lf, e.local[0], c->prec);
+            fmt_factor(up, sizeof up, val(gu, 0), c->prec);
+            fprintf(out, "  ∂%s/∂%s%s = %s", us, vs, which, e.rule);
+            if (strcmp(loc, e.rule) != 0)
+                fprintf(out, " = %s", loc);
+            fprintf(out, "; ∂L/∂%s %s ∂L/∂%s · ∂%s/∂%s = %s · %s = %s", vs,
+                    c->uses[v->id] > 1 ? "+=" : "=", us, us, vs, up, lf, con);
+        } else {
+            fprintf(out, "  ∂%s/∂%s%s: %s; ∂L/∂%s %s %s", us, vs, which, e.rule, vs,
+                    c->uses[v->id] > 1 ? "+=" : "=", con);
+        }
+        if (e.undefined)
+            fprintf(out, "  [⚠ %s]", e.undef_note);
+        if (e.axes[0])
+            fprintf(out, "  [broadcast: summed over axes %s]", e.axes);
+        fputc('\n', out);
+        nterms++;
+        edge_free(c->g, u, v, &e);
+    }
+    if (nterms > 1) {
+        fmt_node_values(c, vals, sizeof vals, gn, v);
+        char terms[TEXT_LEN];
+        fanout_sum(c, v, terms, sizeof terms);
+        fprintf(out, "  fan-out: ∂L/∂%s = %s = %s\n", sym(c, v), v->numel == 1 ? terms : "Σ", vals);
+    }
+zero_edges:
+    for (int k = 0; k < v->ninputs; k++)
+        if (edge_kind(c, v, k) == EDGE_ZERO) {
+            edge_info e;
+            if (!edge_compute(c, v, k, &e)) {
+                edge_free(c->g, v, v->inputs[k], &e);
+                *ok = false;
+                return;
+            }
+            fprintf(out, "  ∂%s/∂%s = 0%s%s: the gradient stops here, nothing reaches %s\n",
+                    sym(c, v), sym(c, v->inputs[k]), e.undefined ? " and " : "",
+                    e.undefined ? e.undef_note : "", sym(c, v->inputs[k]));
+            edge_free(c->g, v, v->inputs[k], &e);
+        }
+}
+
+static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
+{
+    char def[DEF_LEN];
+    fprintf(out, "    {\"step\": %lld, \"id\": %lld, \"node\": ", (long long)c->step[v->id],
+            (long long)v->id);
+    json_str(out, sym(c, v));
+    fprintf(out, ", \"op\": ");
+    json_str(out, ad_ops[v->op].name);
+    if (ad_ops[v->op].kind != AD_KIND_LEAF) {
+        definition(c, v, def, sizeof def);
+        fprintf(out, ", \"definition\": ");
+        json_str(out, def);
+    }
+    fprintf(out, ", \"shape\": [");
+    for (int d = 0; d < v->ndim; d++)
+        fprintf(out, d ? ", %lld" : "%lld", (long long)v->shape[d]);
+    fprintf(out, "], \"value\": ");
+    json_node_values(c, out, v);
+    fprintf(out, ", \"grad\": ");
+    json_node_values(c, out, grad_of(c, v));
+    fprintf(out, ", \"terms\": [");
+    int nt = 0;
+    for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
+        const ad_node *u = c->g->nodes[c->uid[j]];
+        int k = c->uk[j];
+        if (v == c->loss || edge_kind(c, u, k) != EDGE_FLOWS)
+            continue;
+        edge_info e;
+        if (!edge_compute(c, u, k, &e)) {
+            edge_free(c->g, u, v, &e);
+            *ok = false;
+            return;
+        }
+        fprintf(out, "%s{\"user\": ", nt++ ? ", " : "");
+        json_str(out, sym(c, u));
+        fprintf(out, ", \"user_id\": %lld, \"input\": %d, \"rule\": ", (long long)u->id, k);
+        json_str(out, e.rule);
+        bool scalar = u->numel == 1 && v->numel == 1;
+        if (e.has_local) {
+            fprintf(out, ", \"local\": ");
+            json_values(out, e.local, u->numel, scalar);
+        }
+        fprintf(out, ", \"upstream\": ");
+        json_node_values(c, out, grad_of(c, u));
+        fprintf(out, ", \"contribution\": ");
+        if (e.contrib)
+            json_values(out, e.contrib, v->numel, v->numel == 1);
+        else
+            fputs("null", out);
+        if (e.undefined) {
+            fprintf(out, ", \"undefined\": ");
+            json_str(out, e.undef_note);
+        }
+        if (e.axes[0]) {
+            fprintf(out, ", \"summed_axes\": ");
+            json_str(out, e.axes);
+        }
+        fputc('}', out);
+        edge_free(c->g, u, v, &e);
+    }
+    fprintf(out, "]}");
+}
+
+int ad_trace(ad_node *loss, FILE *out, unsigned flags)
+{
+    if (!loss)
+        return -1;
+    ad_graph *g = loss->g;
+    if (!out) {
+        ad_fail(g, "ad_trace: no output file");
+        return -1;
+    }
+    if (loss->numel != 1 || (loss->flags & NODE_TAPE)) {
+        ad_fail(g, "ad_trace: '%s' is not a loss (one element, not a backward node)", loss->name);
+        return -1;
+    }
+    ctx c;
+    bool json = flags & AD_TRACE_JSON;
+    if (!ctx_init(&c, g, loss, json ? 17 : 6))
+        return -1;
+    if (!grad_of(&c, loss)) {
+        ctx_free_all(&c);
+        ad_fail(g, "ad_trace: no backward pass through '%s': call ad_backward first", loss->name);
+        return -1;
+    }
+    bool ok = true;
+    if (json) {
+        fprintf(out, "{\"loss\": ");
+        json_str(out, sym(&c, loss));
+        fprintf(out, ", \"value\": ");
+        json_num(out, val(loss, 0));
+        fprintf(out, ", \"steps\": [\n");
+    } else {
+        fprintf(out, "chain-rule trace of L = %s = ", sym(&c, loss));
+        char v[40];
+        fmt_num(v, sizeof v, val(loss, 0), c.prec);
+        fprintf(out, "%s: %lld backward step%s, in the order the engine visits the nodes\n", v,
+                (long long)c.nsteps, c.nsteps == 1 ? "" : "s");
+    }
+    int64_t nsteps = 0;
+    for (int64_t i = loss->id; i >= 0 && ok; i--) {
+        ad_node *v = g->nodes[i];
+        if (!c.step[i])
+            continue;
+        if (json) {
+            if (nsteps)
+                fprintf(out, ",\n");
+            trace_step_json(&c, out, v, &ok);
+        } else {
+            trace_step_text(&c, out, v, &ok);
+        }
+        nsteps++;
+    }
+    /* every trainable leaf the loss depends on */
+    if (json)
+        fprintf(out, "\n  ],\n  \"leaves\": [");
+    else
+        fprintf(out, "gradients of the leaves:\n");
+    int nl = 0;
+    for (int64_t i = 0; i <= loss->id && ok; i++) {
+        ad_node *v = g->nodes[i];
+        if (!(v->flags & NODE_TRAINABLE) || !c.anc[i])
+            continue;
+        ad_node *gn = grad_of(&c, v);
+        double *grad = zalloc(g, sizeof(double) * (size_t)v->numel);
+        double *fd = zalloc(g, sizeof(double) * (size_t)v->numel);
+        if (!grad || !fd) {
+            zfree(g, grad, sizeof(double) * (size_t)v->numel);
+            zfree(g, fd, sizeof(double) * (size_t)v->numel);
+            ok = false;
+            break;
+        }
+        for (int64_t j = 0; j < v->numel; j++)
+            grad[j] = gn ? val(gn, j) : 0;
+        int64_t nfd = (flags & AD_TRACE_CHECK) ? (v->numel < 64 ? v->numel : 64) : 0;
+        double maxdiff = 0;
+        for (int64_t j = 0; j < nfd; j++) {
+            fd[j] = finite_difference(loss, v, j);
+            double d = fabs(fd[j] - grad[j]);
+            maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+        }
+        if (json) {
+            fprintf(out, "%s\n    {\"name\": ", nl ? "," : "");
+            json_str(out, sym(&c, v));
+            fprintf(out, ", \"value\": ");
+            json_node_values(&c, out, v);
+            fprintf(out, ", \"grad\": ");
+            json_values(out, grad, v->numel, v->numel == 1);
+            if (nfd) {
+                fprintf(out, ", \"finite_difference\": ");
+                json_values(out, fd, nfd, v->numel == 1);
+                fprintf(out, ", \"max_abs_diff\": ");
+                json_num(out, maxdiff);
+            }
+            fputc('}', out);
+        } else {
+            char gs[TEXT_LEN], fs[TEXT_LEN], ds[40];
+            fmt_values(gs, sizeof gs, v, grad, v->numel, c.prec);
+            fprintf(out, "  ∂L/∂%s = %s%s", sym(&c, v), gs, gn ? "" : " (no gradient reaches it)");
+            if (nfd) {
+                fmt_values(fs, sizeof fs, v, fd, nfd, c.prec);
+                fmt_num(ds, sizeof ds, maxdiff, 2);
+                fprintf(out, "   finite difference %s%s (|diff| %s)", fs,
+                        nfd < v->numel ? " (first 64)" : "", ds);
+            }
+            fputc('\n', out);
+        }
+        nl++;
+        zfree(g, grad, sizeof(double) * (size_t)v->numel);
+        zfree(g, fd, sizeof(double) * (size_t)v->numel);
+    }
+    if (flags & AD_TRACE_CHECK)
+        ad_forward(g); /* every node back to the unperturbed values */
+    if (json)
+        fprintf(out, "\n  ]\n}\n");
+    ctx_free_all(&c);
+    if (!ok) {
+        ad_fail(g, "ad_trace: out of memory");
+        return -1;
+    }
+    if (fflush(out) != 0 || ferror(out)) {
+        ad_fail(g, "ad_trace: write error");
+        return -1;
+    }
+    return g->has_error ? -1 : 0;
+}

@@ -1,0 +1,346 @@
+/* expr.c -- recursive-descent parser of `chainrule grad` expressions (see
+ * expr.h for the grammar). Each rule returns the engine node it built. */
+#include "expr.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    ad_graph *g;
+    const char *text;
+    size_t pos;
+    const cr_var *vars;
+    int nvars;
+    cr_expr_error *err;
+    bool failed;
+} parser;
+
+static ad_node *parse_expr(parser *p);
+static ad_node *parse_unary(parser *p);
+
+#ifdef __GNUC__
+__attribute__((format(printf, 3, 4)))
+#endif
+static ad_node *fail_at(parser *p, size_t pos, const char *fmt, ...)
+{
+    if (p->failed)
+        return NULL;
+    p->failed = true;
+    p->err->column = (int)pos + 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err->message, sizeof p->err->message, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+/* An engine error (a node came back NULL without a parse error). */
+static ad_node *check(parser *p, ad_node *n, size_t pos)
+{
+    if (n || p->failed)
+        return n;
+    const char *msg = ad_graph_error(p->g);
+    fail_at(p, pos, "%s", msg ? msg : "out of memory");
+    p->err->column = 0;
+    return NULL;
+}
+
+static void skip_space(parser *p)
+{
+    while (isspace((unsigned char)p->text[p->pos]))
+        p->pos++;
+}
+
+static char peek(parser *p)
+{
+    skip_space(p);
+    return p->text[p->pos];
+}
+
+static bool name_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
+static bool name_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* What the parser found at pos, for messages: "')'", "end of input", "'foo'" */
+static const char *found(parser *p, size_t pos, char *buf, size_t size)
+{
+    const char *s = p->text + pos;
+    if (!*s)
+        return "the end of the expression";
+    if (name_start(*s) || isdigit((unsigned char)*s)) {
+        size_t n = 0;
+        while (name_char(s[n]) || s[n] == '.')
+            n++;
+        snprintf(buf, size, "'%.*s'", (int)(n > 40 ? 40 : n), s);
+    } else {
+        snprintf(buf, size, "'%c'", *s);
+    }
+    return buf;
+}
+
+static ad_node *parse_number(parser *p)
+{
+    size_t start = p->pos;
+    const char *s = p->text;
+    size_t i = start;
+    bool digits = false;
+    while (isdigit((unsigned char)s[i])) {
+        i++;
+        digits = true;
+    }
+    if (s[i] == '.') {
+        i++;
+        while (isdigit((unsigned char)s[i])) {
+            i++;
+            digits = true;
+        }
+    }
+    if (!digits)
+        return fail_at(p, start, "malformed number");
+    if (s[i] == 'e' || s[i] == 'E') {
+        size_t e = i + 1;
+        if (s[e] == '+' || s[e] == '-')
+            e++;
+        if (!isdigit((unsigned char)s[e]))
+            return fail_at(p, start, "malformed number '%.*s': the exponent has no digits",
+                           (int)(e - start), s + start);
+        while (isdigit((unsigned char)s[e]))
+            e++;
+        i = e;
+    }
+    if (name_start(s[i]) || s[i] == '.')
+        return fail_at(p, i, "unexpected '%c' after the number '%.*s'", s[i], (int)(i - start),
+                       s + start);
+    char buf[128];
+    size_t len = i - start < sizeof buf - 1 ? i - start : sizeof buf - 1;
+    memcpy(buf, s + start, len);
+    buf[len] = '\0';
+    double v = strtod(buf, NULL);
+    p->pos = i;
+    return check(p, ad_const_scalar(p->g, v, NULL), start);
+}
+
+typedef enum { F_UNARY, F_LEAKY, F_MAX, F_MIN } fn_kind;
+
+typedef struct {
+    const char *name;
+    fn_kind kind;
+    ad_node *(*unary)(ad_node *);
+} function;
+
+static const function functions[] = {
+    {"exp", F_UNARY, ad_exp},         {"log", F_UNARY, ad_log},
+    {"sqrt", F_UNARY, ad_sqrt},       {"abs", F_UNARY, ad_abs},
+    {"sin", F_UNARY, ad_sin},         {"cos", F_UNARY, ad_cos},
+    {"tanh", F_UNARY, ad_tanh},       {"sigmoid", F_UNARY, ad_sigmoid},
+    {"relu", F_UNARY, ad_relu},       {"softplus", F_UNARY, ad_softplus},
+    {"step", F_UNARY, ad_step},       {"sign", F_UNARY, ad_sign},
+    {"leaky_relu", F_LEAKY, NULL},    {"max", F_MAX, NULL},
+    {"min", F_MIN, NULL},
+};
+
+static ad_node *parse_call(parser *p, const char *name, size_t len, size_t start)
+{
+    const function *f = NULL;
+    for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
+        if (strlen(functions[i].name) == len && strncmp(functions[i].name, name, len) == 0)
+            f = &functions[i];
+    if (!f)
+        return fail_at(p, start, "unknown function '%.*s'", (int)len, name);
+    p->pos++; /* '(' */
+    ad_node *args[2] = {NULL, NULL};
+    size_t argpos[2] = {0, 0};
+    int nargs = 0, want = f->kind == F_UNARY ? 1 : 2;
+    if (peek(p) == ')')
+        return fail_at(p, p->pos, "%s() takes %d argument%s, got 0", f->name, want,
+                       want > 1 ? "s" : "");
+    for (;;) {
+        skip_space(p);
+        size_t at = p->pos;
+        ad_node *a = parse_expr(p);
+        if (!a)
+            return NULL;
+        if (nargs < 2) {
+            args[nargs] = a;
+            argpos[nargs] = at;
+        }
+        nargs++;
+        char c = peek(p);
+        if (c == ',') {
+            p->pos++;
+            continue;
+        }
+        if (c == ')') {
+            p->pos++;
+            break;
+        }
+        char buf[64];
+        if (c && !isalnum((unsigned char)c) && !strchr("_.()+-*/^", c))
+            return fail_at(p, p->pos, "unexpected character '%c'", c);
+        return fail_at(p, p->pos, "expected ',' or ')' in the arguments of %s(), found %s",
+                       f->name, found(p, p->pos, buf, sizeof buf));
+    }
+    if (nargs != want)
+        return fail_at(p, start, "%s() takes %d argument%s, got %d", f->name, want,
+                       want > 1 ? "s" : "", nargs);
+    switch (f->kind) {
+    case F_UNARY:
+        return check(p, f->unary(args[0]), start);
+    case F_LEAKY:
+        if (ad_node_requires_grad(args[1]))
+            return fail_at(p, argpos[1], "the slope of leaky_relu() must be a constant");
+        return check(p, ad_leaky_relu(args[0], ad_item(args[1])), start);
+    case F_MAX:
+        return check(p, ad_maximum(args[0], args[1]), start);
+    case F_MIN:
+        return check(p, ad_minimum(args[0], args[1]), start);
+    }
+    return NULL;
+}
+
+static ad_node *parse_primary(parser *p)
+{
+    char c = peek(p);
+    size_t start = p->pos;
+    char buf[64];
+    if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)p->text[p->pos + 1])))
+        return parse_number(p);
+    if (name_start(c)) {
+        const char *name = p->text + start;
+        size_t len = 0;
+        while (name_char(name[len]))
+            len++;
+        p->pos += len;
+        if (peek(p) == '(')
+            return parse_call(p, name, len, start);
+        for (int i = 0; i < p->nvars; i++)
+            if (strlen(p->vars[i].name) == len && strncmp(p->vars[i].name, name, len) == 0)
+                return p->vars[i].node;
+        for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
+            if (strlen(functions[i].name) == len && strncmp(functions[i].name, name, len) == 0)
+                return fail_at(p, start, "function '%.*s' needs arguments in parentheses",
+                               (int)len, name);
+        return fail_at(p, start, "unknown variable '%.*s' (give it a value: %.*s=...)", (int)len,
+                       name, (int)len, name);
+    }
+    if (c == '(') {
+        p->pos++;
+        ad_node *e = parse_expr(p);
+        if (!e)
+            return NULL;
+        if (peek(p) != ')')
+            return fail_at(p, p->pos, "expected ')' to close the '(' at column %d, found %s",
+                           (int)start + 1, found(p, p->pos, buf, sizeof buf));
+        p->pos++;
+        return e;
+    }
+    if (!c || c == ')' || c == ',' || strchr("+-*/^", c))
+        return fail_at(p, start, "expected a number, a variable, a function or '(', found %s",
+                       found(p, start, buf, sizeof buf));
+    return fail_at(p, start, "unexpected character '%c'", c);
+}
+
+/* a ^ b: ad_pow for a constant exponent, else exp(b log a). */
+static ad_node *make_power(parser *p, ad_node *base, ad_node *expo, size_t pos)
+{
+    if (!ad_node_requires_grad(expo))
+        return check(p, ad_pow(base, ad_item(expo)), pos);
+    return check(p, ad_exp(ad_mul(expo, ad_log(base))), pos);
+}
+
+static ad_node *parse_power(parser *p)
+{
+    ad_node *base = parse_primary(p);
+    if (!base)
+        return NULL;
+    if (peek(p) != '^')
+        return base;
+    size_t at = p->pos++;
+    ad_node *expo = parse_unary(p); /* right-associative: a^b^c = a^(b^c); 2^-1 allowed */
+    if (!expo)
+        return NULL;
+    return make_power(p, base, expo, at);
+}
+
+static ad_node *parse_unary(parser *p)
+{
+    char c = peek(p);
+    if (c == '-' || c == '+') {
+        size_t at = p->pos++;
+        ad_node *a = parse_unary(p); /* parse_power inside: -x^2 = -(x^2) */
+        if (!a || c == '+')
+            return a;
+        return check(p, ad_neg(a), at);
+    }
+    return parse_power(p);
+}
+
+static ad_node *parse_term(parser *p)
+{
+    ad_node *left = parse_unary(p);
+    while (left) {
+        char c = peek(p);
+        if (c != '*' && c != '/')
+            break;
+        size_t at = p->pos++;
+        ad_node *right = parse_unary(p);
+        if (!right)
+            return NULL;
+        left = check(p, c == '*' ? ad_mul(left, right) : ad_div(left, right), at);
+    }
+    return left;
+}
+
+static ad_node *parse_expr(parser *p)
+{
+    ad_node *left = parse_term(p);
+    while (left) {
+        char c = peek(p);
+        if (c != '+' && c != '-')
+            break;
+        size_t at = p->pos++;
+        ad_node *right = parse_term(p);
+        if (!right)
+            return NULL;
+        left = check(p, c == '+' ? ad_add(left, right) : ad_sub(left, right), at);
+    }
+    return left;
+}
+
+ad_node *cr_expr_parse(ad_graph *g, const char *text, const cr_var *vars, int nvars,
+                       cr_expr_error *err)
+{
+    cr_expr_error dummy;
+    if (!err)
+        err = &dummy;
+    err->column = 0;
+    err->message[0] = '\0';
+    if (!g || !text) {
+        snprintf(err->message, sizeof err->message, "no graph or no expression");
+        return NULL;
+    }
+    parser p = {.g = g, .text = text, .vars = vars, .nvars = nvars, .err = err};
+    if (peek(&p) == '\0') {
+        fail_at(&p, p.pos, "the expression is empty");
+        return NULL;
+    }
+    ad_node *root = parse_expr(&p);
+    if (!root)
+        return NULL;
+    if (peek(&p) != '\0') {
+        char buf[64];
+        char c = p.text[p.pos];
+        if (c == ')')
+            fail_at(&p, p.pos, "unmatched ')'");
+        else if (!isalnum((unsigned char)c) && !strchr("_.(,", c))
+            fail_at(&p, p.pos, "unexpected character '%c'", c);
+        else
+            fail_at(&p, p.pos, "expected an operator or the end of the expression, found %s",
+                    found(&p, p.pos, buf, sizeof buf));
+        return NULL;
+    }
+    return root;
+}

@@ -1,0 +1,381 @@
+/* grad.c -- `chainrule grad`: the value and gradient of a scalar expression,
+ * with the chain-rule trace and Graphviz pictures of its graph. The
+ * expression becomes engine nodes (expr.c); the engine differentiates them,
+ * and the library's dumps (chainrule/dump.h) explain the result. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chainrule/autodiff.h>
+#include <chainrule/dump.h>
+
+#include "commands.h"
+#include "expr.h"
+
+#define MAX_VARS 64
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
+            "Evaluates a scalar expression in double precision and prints its value and its\n"
+            "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
+            "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
+            "         -x^2 = -(x^2)), parentheses and the functions exp log sqrt abs sin cos\n"
+            "         tanh sigmoid relu softplus step sign leaky_relu(x, alpha) max(a, b)\n"
+            "         min(a, b)\n\n"
+            "options:\n"
+            "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
+            "  --trace       print the chain-rule trace: every backward step, in order\n"
+            "  --check       put a central finite-difference estimate beside each gradient\n"
+            "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
+            "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
+            "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
+            "  --backward    draw the backward graph the engine built, next to the forward one\n"
+            "  -h, --help    this help\n\n"
+            "example:\n"
+            "  chainrule grad 'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n");
+}
+
+typedef struct {
+    const char *expr;
+    const char *names[MAX_VARS];
+    double values[MAX_VARS];
+    int nvars;
+    bool json, trace, check, backward;
+    const char *dot, *svg, *png;
+} options;
+
+static bool valid_name(const char *s, size_t len)
+{
+    if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* 0 ok, 2 usage error (message printed) */
+static int parse_args(int argc, char **argv, options *o, char **namebuf)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *const file_opts[] = {"--dot", "--svg", "--png"};
+        const char **file_dst[] = {&o->dot, &o->svg, &o->png};
+        bool done = false;
+        for (int f = 0; f < 3 && !done; f++)
+            if (strcmp(a, file_opts[f]) == 0) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "chainrule grad: %s needs a file name\n", a);
+                    return 2;
+                }
+                *file_dst[f] = argv[++i];
+                done = true;
+            }
+        if (done)
+            continue;
+        if (strcmp(a, "--json") == 0)
+            o->json = true;
+        else if (strcmp(a, "--trace") == 0)
+            o->trace = true;
+        else if (strcmp(a, "--check") == 0)
+            o->check = true;
+        else if (strcmp(a, "--backward") == 0)
+            o->backward = true;
+        else if (strncmp(a, "--", 2) == 0) {
+            fprintf(stderr, "chainrule grad: unknown option '%s' (see 'chainrule grad --help')\n",
+                    a);
+            return 2;
+        } else if (!o->expr && !strchr(a, '=')) {
+            o->expr = a;
+        } else {
+            const char *eq = strchr(a, '=');
+            if (!eq || !valid_name(a, (size_t)(eq - a))) {
+                fprintf(stderr,
+                        "chainrule grad: '%s' is not NAME=VALUE (a name is a letter or '_' "
+                        "followed by letters, digits, '_')\n",
+                        a);
+                return 2;
+            }
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(eq + 1, &end);
+            if (end == eq + 1 || *end || errno == ERANGE) {
+                fprintf(stderr, "chainrule grad: '%s': the value is not a number\n", a);
+                return 2;
+            }
+            size_t len = (size_t)(eq - a);
+            for (int k = 0; k < o->nvars; k++)
+                if (strlen(o->names[k]) == len && strncmp(o->names[k], a, len) == 0) {
+                    fprintf(stderr, "chainrule grad: variable '%.*s' is given twice\n", (int)len,
+                            a);
+                    return 2;
+                }
+            if (o->nvars == MAX_VARS) {
+                fprintf(stderr, "chainrule grad: more than %d variables\n", MAX_VARS);
+                return 2;
+            }
+            namebuf[o->nvars] = malloc(len + 1);
+            if (!namebuf[o->nvars]) {
+                fprintf(stderr, "chainrule grad: out of memory\n");
+                return 1;
+            }
+            memcpy(namebuf[o->nvars], a, len);
+            namebuf[o->nvars][len] = '\0';
+            o->names[o->nvars] = namebuf[o->nvars];
+            o->values[o->nvars++] = v;
+        }
+    }
+    if (!o->expr) {
+        fprintf(stderr, "chainrule grad: no expression (see 'chainrule grad --help')\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The path of an executable found on PATH, in buf, or NULL. */
+static const char *find_program(const char *name, char *buf, size_t size)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        return NULL;
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t)(colon - path) : strlen(path);
+        if (len > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)len, path, name) < size &&
+            access(buf, X_OK) == 0)
+            return buf;
+        path += len + (colon ? 1 : 0);
+    }
+    return NULL;
+}
+
+static int write_dot(ad_graph *g, ad_node *root, const char *path, unsigned flags)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "chainrule grad: cannot write '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    int rc = ad_dump_dot(g, root, f, flags);
+    if (fclose(f) != 0 || rc != 0) {
+        fprintf(stderr, "chainrule grad: writing '%s' failed: %s\n", path,
+                ad_graph_error(g) ? ad_graph_error(g) : strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* Renders the graph with Graphviz: dot -Tfmt -o out tmp.dot */
+static int render(ad_graph *g, ad_node *root, const char *fmt, const char *out, unsigned flags)
+{
+    char dot[4096];
+    if (!find_program("dot", dot, sizeof dot)) {
+        fprintf(stderr,
+                "chainrule grad: Graphviz 'dot' is not installed (not found on PATH), so --%s "
+                "cannot render '%s'.\n  Install Graphviz (apt-get install graphviz), or write "
+                "the DOT text with --dot FILE and render it elsewhere.\n",
+                fmt, out);
+        return 1;
+    }
+    const char *tmpdir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/chainrule-grad-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "chainrule grad: cannot create a temporary file: %s\n", strerror(errno));
+        return 1;
+    }
+    close(fd);
+    int rc = write_dot(g, root, tmp, flags);
+    if (rc == 0) {
+        char type[16];
+        snprintf(type, sizeof type, "-T%s", fmt);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *args[] = {dot, type, "-o", (char *)out, tmp, NULL};
+            execv(dot, args);
+            _exit(127);
+        }
+        int status = 0;
+        if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "chainrule grad: '%s -T%s' failed to render '%s'\n", dot, fmt, out);
+            rc = 1;
+        }
+    }
+    unlink(tmp);
+    return rc;
+}
+
+static void json_number(double v)
+{
+    if (isfinite(v))
+        printf("%.17g", v);
+    else
+        printf("null");
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+/* d f/d x by central differences: replays the graph with x moved by ±h. */
+static double finite_difference(ad_graph *g, ad_node *f, ad_node *x, double h)
+{
+    double x0 = ad_item(x), v = x0 + h, up, down;
+    ad_set(x, &v, 1);
+    ad_forward(g);
+    up = ad_item(f);
+    v = x0 - h;
+    ad_set(x, &v, 1);
+    ad_forward(g);
+    down = ad_item(f);
+    ad_set(x, &x0, 1);
+    ad_forward(g);
+    return (up - down) / (2 * h);
+}
+
+static void print_error_caret(const char *expr, const cr_expr_error *e)
+{
+    fprintf(stderr, "chainrule grad: ");
+    if (e->column > 0)
+        fprintf(stderr, "column %d: ", e->column);
+    fprintf(stderr, "%s\n", e->message);
+    if (e->column > 0) {
+        fprintf(stderr, "  %s\n  ", expr);
+        for (int i = 1; i < e->column; i++)
+            fputc(expr[i - 1] == '\t' ? '\t' : ' ', stderr);
+        fprintf(stderr, "^\n");
+    }
+}
+
+static int run(const options *o)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    if (!g) {
+        fprintf(stderr, "chainrule grad: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    cr_var vars[MAX_VARS];
+    for (int i = 0; i < o->nvars; i++) {
+        vars[i].name = o->names[i];
+        vars[i].node = ad_scalar(g, o->values[i], o->names[i]);
+    }
+    cr_expr_error err;
+    ad_node *f = ad_graph_error(g) ? NULL : cr_expr_parse(g, o->expr, vars, o->nvars, &err);
+    if (!f) {
+        if (ad_graph_error(g) && err.column == 0)
+            fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+        else
+            print_error_caret(o->expr, &err);
+        ad_graph_free(g);
+        return 2;
+    }
+    if (ad_backward(f) != 0) {
+        fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+        ad_graph_free(g);
+        return 1;
+    }
+    double value = ad_item(f);
+    double grads[MAX_VARS], fd[MAX_VARS];
+    for (int i = 0; i < o->nvars; i++)
+        grads[i] = ad_grad_item(vars[i].node);
+    if (o->check)
+        for (int i = 0; i < o->nvars; i++) {
+            double x = fabs(o->values[i]);
+            fd[i] = finite_difference(g, f, vars[i].node, 1e-5 * (x > 1 ? x : 1));
+        }
+
+    if (o->trace && !o->json && ad_trace(f, stdout, o->check ? AD_TRACE_CHECK : 0) != 0) {
+        fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+        rc = 1;
+    }
+    if (o->json) {
+        printf("{\"value\": ");
+        json_number(value);
+        printf(", \"grad\": {");
+        for (int i = 0; i < o->nvars; i++) {
+            printf("%s", i ? ", " : "");
+            json_string(o->names[i]);
+            printf(": ");
+            json_number(grads[i]);
+        }
+        printf("}");
+        if (o->check) {
+            printf(", \"finite_difference\": {");
+            for (int i = 0; i < o->nvars; i++) {
+                printf("%s", i ? ", " : "");
+                json_string(o->names[i]);
+                printf(": ");
+                json_number(fd[i]);
+            }
+            printf("}");
+        }
+        if (o->trace) {
+            printf(", \"trace\": ");
+            fflush(stdout);
+            if (ad_trace(f, stdout, AD_TRACE_JSON) != 0) {
+                fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+                rc = 1;
+            }
+        }
+        printf("}\n");
+    } else {
+        printf("f = %.10g\n", value);
+        int width = 1;
+        for (int i = 0; i < o->nvars; i++)
+            width = (int)strlen(o->names[i]) > width ? (int)strlen(o->names[i]) : width;
+        for (int i = 0; i < o->nvars; i++) {
+            printf("∂f/∂%-*s = %.10g", width, o->names[i], grads[i]);
+            if (o->check)
+                printf("    finite difference %.8g (|diff| %.2g)", fd[i], fabs(fd[i] - grads[i]));
+            printf("\n");
+        }
+    }
+    fflush(stdout);
+
+    unsigned flags = AD_DUMP_DEFAULT | (o->backward ? AD_DUMP_BACKWARD : 0);
+    if (o->dot && write_dot(g, f, o->dot, flags) != 0)
+        rc = 1;
+    if (o->svg && render(g, f, "svg", o->svg, flags) != 0)
+        rc = 1;
+    if (o->png && render(g, f, "png", o->png, flags) != 0)
+        rc = 1;
+    ad_graph_free(g);
+    return rc;
+}
+
+int cr_cmd_grad(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    options o;
+    memset(&o, 0, sizeof o);
+    char *namebuf[MAX_VARS] = {0};
+    int rc = parse_args(argc, argv, &o, namebuf);
+    if (rc == 0)
+        rc = run(&o);
+    for (int i = 0; i < MAX_VARS; i++)
+        free(namebuf[i]);
+    return rc;
+}

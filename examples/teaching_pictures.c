@@ -1,0 +1,127 @@
+/* The graphs of docs/teaching.md, written as Graphviz DOT with
+ * chainrule/dump.h: the single neuron (forward, and with its backward
+ * graph), a TLU, and a two-layer MLP at tensor granularity.
+ *
+ *     teaching_pictures DIR     writes DIR/neuron.dot, neuron_backward.dot,
+ *                               tlu.dot, mlp.dot and neuron_trace.txt
+ *     teaching_pictures         builds them all and checks they can be written
+ *
+ * docs/img/render.sh turns them into the PNGs next to the tutorial. */
+#include <math.h>
+#include <stdio.h>
+
+#include <chainrule/autodiff.h>
+#include <chainrule/dump.h>
+
+static FILE *open_out(const char *dir, const char *name)
+{
+    if (!dir)
+        return tmpfile();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        perror(path);
+    return f;
+}
+
+static int save(ad_graph *g, ad_node *out, const char *dir, const char *name, unsigned flags)
+{
+    FILE *f = open_out(dir, name);
+    if (!f)
+        return -1;
+    int rc = ad_dump_dot(g, out, f, flags);
+    if (fclose(f) != 0 || rc != 0) {
+        fprintf(stderr, "%s: %s\n", name, ad_graph_error(g) ? ad_graph_error(g) : "write error");
+        return -1;
+    }
+    return 0;
+}
+
+/* o = tanh(x1*w1 + x2*w2 + b), the lecture's neuron */
+static int neuron(const char *dir)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x1 = ad_scalar(g, 2.0, "x1"), *x2 = ad_scalar(g, 0.0, "x2");
+    ad_node *w1 = ad_scalar(g, -3.0, "w1"), *w2 = ad_scalar(g, 1.0, "w2");
+    ad_node *b = ad_scalar(g, 6.8813735870195432, "b");
+    ad_node *x1w1 = ad_mul(x1, w1);
+    ad_node *x2w2 = ad_mul(x2, w2);
+    ad_node *n = ad_add(ad_add(x1w1, x2w2), b);
+    ad_node_set_name(n, "n");
+    ad_node *o = ad_tanh(n);
+    ad_node_set_name(o, "o");
+    int rc = ad_backward(o);
+    rc = rc ? rc : save(g, o, dir, "neuron.dot", AD_DUMP_DEFAULT);
+    rc = rc ? rc : save(g, o, dir, "neuron_backward.dot", AD_DUMP_DEFAULT | AD_DUMP_BACKWARD);
+    FILE *f = rc ? NULL : open_out(dir, "neuron_trace.txt");
+    if (!f || ad_trace(o, f, AD_TRACE_CHECK) != 0)
+        rc = -1;
+    if (f)
+        fclose(f);
+    ad_graph_free(g);
+    return rc;
+}
+
+/* A threshold logic unit: o = step(x1*w1 + x2*w2 + b). */
+static int tlu(const char *dir)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x1 = ad_const_scalar(g, 2.0, "x1"), *x2 = ad_const_scalar(g, 0.0, "x2");
+    ad_node *w1 = ad_scalar(g, -3.0, "w1"), *w2 = ad_scalar(g, 1.0, "w2");
+    ad_node *b = ad_scalar(g, 6.8813735870195432, "b");
+    ad_node *x1w1 = ad_mul(x1, w1);
+    ad_node *x2w2 = ad_mul(x2, w2);
+    ad_node *z = ad_add(ad_add(x1w1, x2w2), b);
+    ad_node_set_name(z, "z");
+    ad_node *o = ad_step(z);
+    ad_node_set_name(o, "o");
+    int rc = ad_backward(o);
+    rc = rc ? rc : save(g, o, dir, "tlu.dot", AD_DUMP_DEFAULT);
+    ad_graph_free(g);
+    return rc;
+}
+
+/* Two layers at tensor granularity: L = mean((relu(X W1 + b1) W2 + b2 − T)²). */
+static int mlp(const char *dir)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {4, 3}, w1s[2] = {3, 5}, b1s[1] = {5}, w2s[2] = {5, 2}, b2s[1] = {2},
+            ts[2] = {4, 2};
+    double xv[12], w1v[15], w2v[10], tv[8], b1v[5] = {0.1, 0, -0.1, 0.2, 0}, b2v[2] = {0, 0.1};
+    for (int i = 0; i < 12; i++)
+        xv[i] = sin(1.0 + i);
+    for (int i = 0; i < 15; i++)
+        w1v[i] = 0.6 * cos(2.0 * i + 0.5);
+    for (int i = 0; i < 10; i++)
+        w2v[i] = 0.5 * sin(3.0 * i + 1);
+    for (int i = 0; i < 8; i++)
+        tv[i] = i % 2;
+    ad_node *X = ad_const(g, 2, xs, xv, "X"), *T = ad_const(g, 2, ts, tv, "T");
+    ad_node *W1 = ad_param(g, 2, w1s, "W1"), *b1 = ad_param(g, 1, b1s, "b1");
+    ad_node *W2 = ad_param(g, 2, w2s, "W2"), *b2 = ad_param(g, 1, b2s, "b2");
+    ad_set(W1, w1v, 15);
+    ad_set(b1, b1v, 5);
+    ad_set(W2, w2v, 10);
+    ad_set(b2, b2v, 2);
+    ad_node *Z1 = ad_add(ad_matmul(X, W1), b1);
+    ad_node_set_name(Z1, "Z1");
+    ad_node *H = ad_relu(Z1);
+    ad_node_set_name(H, "H");
+    ad_node *Y = ad_add(ad_matmul(H, W2), b2);
+    ad_node_set_name(Y, "Y");
+    ad_node *L = ad_mean(ad_pow(ad_sub(Y, T), 2), AD_ALL);
+    ad_node_set_name(L, "L");
+    int rc = ad_backward(L);
+    rc = rc ? rc : save(g, L, dir, "mlp.dot", AD_DUMP_DEFAULT);
+    ad_graph_free(g);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : NULL;
+    if (neuron(dir) != 0 || tlu(dir) != 0 || mlp(dir) != 0)
+        return 1;
+    return 0;
+}

@@ -1,0 +1,107 @@
+/**
+ * @file chainrule/dump.h
+ * @brief Pictures and traces of a graph: Graphviz DOT and the chain-rule trace.
+ *
+ * A worked example: draw the single neuron and explain its backward pass.
+ *
+ *     ad_node *o = ad_tanh(n);                 // built as in autodiff.h
+ *     ad_backward(o);
+ *     FILE *f = fopen("neuron.dot", "w");
+ *     ad_dump_dot(g, o, f, AD_DUMP_DEFAULT);    // then: dot -Tpng neuron.dot -o neuron.png
+ *     fclose(f);
+ *     ad_trace(o, stdout, AD_TRACE_CHECK);      // every backward step, FD check of leaves
+ *
+ * What the forward picture shows
+ * - Each node: its symbol (its name, or t1, t2, ... for unnamed results and
+ *   the value for unnamed scalar constants) with its definition
+ *   (`n = t3 + b`), op, shape, value and gradient d loss/d node, and the
+ *   step at which the backward pass visited it (step 1 is the loss).
+ * - Each edge (input -> user, one edge per use: `a + a` has two) carries the
+ *   local derivative d user/d input as a rule (`∂o/∂n = 1 − o²`) and, for
+ *   scalars, its value (`= 0.5`), and the contribution it carries back
+ *   (upstream gradient × local derivative). The input's gradient is the sum
+ *   of the contributions on its outgoing edges (fan-out); the node shows it.
+ * - Points where the derivative is not defined (relu, abs, step, sign at 0,
+ *   ties of max/min, clamp at its bounds) are marked, with the value the
+ *   engine uses. A broadcast input's edge names the axes its gradient is
+ *   summed over. Ops other than elementwise ones (matmul, reductions, shape
+ *   ops) show the op's rule text and the contribution summarized.
+ * - Large tensors are summarized (mean, min, max); up to
+ *   AD_DUMP_INLINE_MAX elements are printed in full.
+ *
+ * Gradients are those of the most recent backward build through the loss
+ * (ad_backward or ad_grad); before any backward the picture shows values only.
+ */
+#ifndef CHAINRULE_DUMP_H
+#define CHAINRULE_DUMP_H
+
+#include <stdio.h>
+
+#include "chainrule/autodiff.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Tensors with at most this many elements are printed in full in dumps. */
+#define AD_DUMP_INLINE_MAX 6
+
+/** Flags of ad_dump_dot (combine with |). */
+enum {
+    AD_DUMP_FORWARD = 1u << 0,  /**< the forward graph with derivative-labelled edges */
+    AD_DUMP_BACKWARD = 1u << 1, /**< the nodes ad_backward built (the backward graph) */
+    AD_DUMP_VALUES = 1u << 2,   /**< print each node's value */
+    AD_DUMP_GRADS = 1u << 3,    /**< print gradients, local derivatives, contributions */
+};
+/** The usual picture: forward graph with values, gradients and derivatives. */
+#define AD_DUMP_DEFAULT (AD_DUMP_FORWARD | AD_DUMP_VALUES | AD_DUMP_GRADS)
+
+/**
+ * Writes the graph in Graphviz DOT to out.
+ *
+ * g is the graph; output (may be NULL) restricts the picture to the nodes
+ * output depends on and makes it the loss whose gradients are shown. With
+ * output NULL every node is drawn and the gradients are those of the last
+ * loss ad_backward was called on. flags: AD_DUMP_* (0 means
+ * AD_DUMP_DEFAULT); with both AD_DUMP_FORWARD and AD_DUMP_BACKWARD the two
+ * graphs are drawn side by side. Backward nodes that hold a gradient are
+ * named after it (`∂L/∂n`), the others b1, b2, ...
+ *
+ * Reads the graph only (nothing is computed or changed). Returns 0, or -1
+ * with the graph's sticky error set (NULL arguments, output from another
+ * graph, a write error, out of memory); never aborts.
+ */
+AD_API int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags);
+
+/** Flags of ad_trace. */
+enum {
+    AD_TRACE_JSON = 1u << 0,  /**< JSON instead of text */
+    AD_TRACE_CHECK = 1u << 1, /**< a central finite-difference estimate beside each leaf gradient */
+};
+
+/**
+ * Writes the chain-rule trace of the backward pass through loss: one step per
+ * node, in the order the backward pass visits them (creation order
+ * reversed), each giving its gradient as the sum over its uses of
+ * upstream gradient × local derivative, e.g.
+ * `step 2: n = t3 + b = 0.881374` then
+ * `∂o/∂n = 1 − o² = 0.5; ∂L/∂n = ∂L/∂o · ∂o/∂n = 1 · 0.5 = 0.5`;
+ * and last every trainable leaf's gradient d loss/d leaf.
+ *
+ * loss must have one element and a backward build (call ad_backward(loss)
+ * first). With AD_TRACE_CHECK each leaf (up to 64 elements of each) is
+ * perturbed by ±h (1e-5 for f64, 1e-3 for f32) and the graph replayed with
+ * ad_forward; values are restored afterwards (replay draws new dropout
+ * masks). JSON output is one object:
+ * `{"loss": ..., "value": V, "steps": [...], "leaves": [...]}`.
+ *
+ * Returns 0, or -1 with the graph's sticky error set (NULL arguments, a loss
+ * without a backward build or with more than one element, a write error,
+ * out of memory); never aborts.
+ */
+AD_API int ad_trace(ad_node *loss, FILE *out, unsigned flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

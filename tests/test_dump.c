@@ -1,0 +1,514 @@
+/* Graph dumps and chain-rule traces: DOT structure (and parsing by Graphviz
+ * where installed), the derivative and contribution on each edge of known
+ * graphs, fan-out, undefined points, broadcasting, and the trace's steps
+ * against the engine's gradients. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chainrule/autodiff.h"
+#include "chainrule/dump.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char *dump_to_string(ad_graph *g, ad_node *out, unsigned flags)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    cr_assert_eq(ad_dump_dot(g, out, f, flags), 0, "ad_dump_dot: %s", ad_graph_error(g));
+    fclose(f);
+    return buf;
+}
+
+static char *trace_to_string(ad_node *loss, unsigned flags)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    int rc = ad_trace(loss, f, flags);
+    fclose(f);
+    cr_assert_eq(rc, 0, "ad_trace: %s", ad_graph_error(ad_node_graph(loss)));
+    return buf;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static bool have_dot(void) { return system("command -v dot >/dev/null 2>&1") == 0; }
+
+/* Graphviz accepts the text (skipped where dot is not installed). */
+static void assert_dot_parses(const char *text)
+{
+    if (!have_dot())
+        return;
+    char path[] = "/tmp/chainrule-test-dump-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "dot -Tsvg -o /dev/null %s 2>/dev/null", path);
+    int rc = system(cmd);
+    unlink(path);
+    cr_assert_eq(rc, 0, "dot rejected the output:\n%s", text);
+}
+
+/* Structure regardless of Graphviz: a digraph, balanced braces, every edge
+ * joins declared nodes, and the number of edges. */
+static void assert_structure(const char *text, int edges)
+{
+    cr_assert(strncmp(text, "digraph chainrule {\n", 20) == 0);
+    cr_assert(strcmp(text + strlen(text) - 2, "}\n") == 0);
+    int depth = 0, nedges = 0;
+    bool in_str = false;
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' && p[-1] != '\\')
+            in_str = !in_str;
+        if (in_str)
+            continue;
+        depth += *p == '{' ? 1 : (*p == '}' ? -1 : 0);
+        cr_assert(depth >= 0);
+    }
+    cr_assert_eq(depth, 0);
+    for (const char *p = strstr(text, " -> "); p; p = strstr(p + 1, " -> ")) {
+        const char *line = p;
+        while (line > text && line[-1] != '\n')
+            line--;
+        long from = -1, to = -1;
+        cr_assert_eq(sscanf(line, " n%ld -> n%ld", &from, &to), 2, "edge line: %.60s", line);
+        char decl[48];
+        snprintf(decl, sizeof decl, "  n%ld [", from);
+        cr_assert_not_null(strstr(text, decl), "edge from undeclared node n%ld", from);
+        snprintf(decl, sizeof decl, "  n%ld [", to);
+        cr_assert_not_null(strstr(text, decl), "edge to undeclared node n%ld", to);
+        nedges++;
+    }
+    if (edges >= 0)
+        cr_assert_eq(nedges, edges, "%d edges, expected %d", nedges, edges);
+}
+
+typedef struct {
+    ad_graph *g;
+    ad_node *x1, *x2, *w1, *w2, *b, *n, *o;
+} neuron;
+
+static neuron make_neuron(void)
+{
+    neuron m;
+    m.g = ad_graph_new(AD_F64);
+    m.x1 = ad_scalar(m.g, 2.0, "x1");
+    m.x2 = ad_scalar(m.g, 0.0, "x2");
+    m.w1 = ad_scalar(m.g, -3.0, "w1");
+    m.w2 = ad_scalar(m.g, 1.0, "w2");
+    m.b = ad_scalar(m.g, 6.8813735870195432, "b");
+    ad_node *x1w1 = ad_mul(m.x1, m.w1);
+    ad_node *x2w2 = ad_mul(m.x2, m.w2);
+    m.n = ad_add(ad_add(x1w1, x2w2), m.b);
+    ad_node_set_name(m.n, "n");
+    m.o = ad_tanh(m.n);
+    ad_node_set_name(m.o, "o");
+    cr_assert_eq(ad_backward(m.o), 0);
+    return m;
+}
+
+/* ------------------------------------------------------------------- DOT */
+
+Test(dump, neuron_edges_carry_local_derivatives)
+{
+    neuron m = make_neuron();
+    char *dot = dump_to_string(m.g, m.o, AD_DUMP_DEFAULT);
+    assert_structure(dot, 9);
+    assert_dot_parses(dot);
+    /* the lecture's numbers: ∂o/∂n = 1 − o² = 0.5, carried back as 1 × 0.5 */
+    cr_assert_not_null(strstr(dot, "∂o/∂n = 1 − o² = 0.5\\ncontribution 1 × 0.5 = 0.5"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "∂n/∂b = 1\\ncontribution 0.5 × 1 = 0.5"));
+    /* mul: the other operand */
+    cr_assert_not_null(strstr(dot, "= x1 = 2\\ncontribution 0.5 × 2 = 1"));
+    cr_assert_not_null(strstr(dot, "= w1 = -3\\ncontribution 0.5 × (-3) = -1.5"));
+    cr_assert_not_null(strstr(dot, "= x2 = 0\\ncontribution 0.5 × 0 = 0"));
+    /* nodes: definition, value, gradient, backward step */
+    cr_assert_not_null(strstr(dot, "<B>o = tanh(n)</B>"));
+    cr_assert_not_null(strstr(dot, "value 0.7071"));
+    cr_assert_not_null(strstr(dot, "grad -1.5"));
+    cr_assert_eq(count(dot, "backward step "), 10);
+    cr_assert_not_null(strstr(dot, "<B>backward step 1</B>"));
+    cr_assert_not_null(strstr(dot, "<B>backward step 10</B>"));
+    free(dot);
+    ad_graph_free(m.g);
+}
+
+Test(dump, steps_follow_reverse_creation_order)
+{
+    neuron m = make_neuron();
+    char *dot = dump_to_string(m.g, m.o, AD_DUMP_DEFAULT);
+    /* o is visited first, then n, ... x1 (created first) last */
+    const char *o = strstr(dot, "  n9 ["), *n = strstr(dot, "  n8 ["), *x1 = strstr(dot, "  n0 [");
+    cr_assert(o && n && x1);
+    cr_assert(strstr(o, "backward step 1<") < strstr(o, "</TABLE>"));
+    cr_assert(strstr(n, "backward step 2<") < strstr(n, "</TABLE>"));
+    cr_assert(strstr(x1, "backward step 10<") < strstr(x1, "</TABLE>"));
+    free(dot);
+    ad_graph_free(m.g);
+}
+
+Test(dump, fan_out_gets_one_edge_per_use_and_the_node_shows_the_sum)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *a = ad_scalar(g, 3, "a");
+    ad_node *s = ad_add(a, a);
+    ad_node *y = ad_mul(s, a); /* y = 2a², dy/da = 4a = 12 = 3 + 3 + 6 */
+    cr_assert_eq(ad_backward(y), 0);
+    char *dot = dump_to_string(g, y, 0);
+    assert_structure(dot, 4);
+    assert_dot_parses(dot);
+    cr_assert_eq(count(dot, "  n0 -> n1 "), 2);
+    cr_assert_not_null(strstr(dot, "input 1: ∂t1/∂a = 1\\ncontribution 3 × 1 = 3"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "input 2: ∂t1/∂a = 1\\ncontribution 3 × 1 = 3"));
+    cr_assert_not_null(strstr(dot, "∂t2/∂a = t1 = 6\\ncontribution 1 × 6 = 6"));
+    cr_assert_not_null(strstr(dot, "grad 12 = 3 + 3 + 6"));
+    cr_assert_float_eq(ad_grad_item(a), 12, 1e-12);
+    free(dot);
+    ad_graph_free(g);
+}
+
+Test(dump, undefined_points_are_marked)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0, "x");
+    ad_node *r = ad_relu(x); /* t1 */
+    ad_node *a = ad_abs(x);  /* t2 */
+    ad_node *y = ad_add(r, a);
+    cr_assert_eq(ad_backward(y), 0);
+    char *dot = dump_to_string(g, y, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "∂t1/∂x = 1 if x > 0 else 0 = 0\\n⚠ undefined at x = 0 (engine uses 0)"),
+                       "%s", dot);
+    cr_assert_not_null(strstr(dot, "∂t2/∂x = sign(x) = 0\\n⚠ undefined at x = 0"));
+    free(dot);
+    /* away from 0: no mark */
+    ad_graph *g2 = ad_graph_new(AD_F64);
+    ad_node *x2 = ad_scalar(g2, 1.5, "x");
+    ad_node *y2 = ad_relu(x2);
+    cr_assert_eq(ad_backward(y2), 0);
+    dot = dump_to_string(g2, y2, 0);
+    cr_assert_null(strstr(dot, "undefined"));
+    cr_assert_not_null(strstr(dot, "∂t1/∂x = 1 if x > 0 else 0 = 1\\ncontribution 1 × 1 = 1"));
+    free(dot);
+    ad_graph_free(g);
+    ad_graph_free(g2);
+}
+
+Test(dump, step_stops_the_gradient)
+{
+    /* a TLU: o = step(w·x + b); the step's derivative is 0, nothing flows back */
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_const_scalar(g, 2, "x");
+    ad_node *w = ad_scalar(g, 0.5, "w");
+    ad_node *b = ad_scalar(g, -0.25, "b");
+    ad_node *z = ad_add(ad_mul(w, x), b);
+    ad_node_set_name(z, "z");
+    ad_node *o = ad_step(z);
+    ad_node_set_name(o, "o");
+    cr_assert_eq(ad_backward(o), 0);
+    char *dot = dump_to_string(g, o, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "∂o/∂z = 0\\ncontribution 1 × 0 = 0\", color=\"#cc0000\""), "%s",
+                       dot);
+    cr_assert_eq(count(dot, "grad 0: no gradient reaches it"), 4); /* z, w·x, w, b */
+    cr_assert_not_null(strstr(dot, "(no gradient: constant)"));
+    free(dot);
+    char *tr = trace_to_string(o, 0);
+    cr_assert_not_null(strstr(tr, "∂o/∂z = 0: the gradient stops here, nothing reaches z"), "%s", tr);
+    cr_assert_not_null(strstr(tr, "∂L/∂w = 0 (no gradient reaches it)"));
+    free(tr);
+    ad_graph_free(g);
+}
+
+Test(dump, broadcast_edges_name_the_summed_axes)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {2, 3}, bs[1] = {3};
+    ad_node *x = ad_param(g, 2, xs, "x");
+    ad_node *b = ad_param(g, 1, bs, "b");
+    double xv[6] = {1, 2, 3, 4, 5, 6}, bv[3] = {0.5, -1, 2};
+    ad_set(x, xv, 6);
+    ad_set(b, bv, 3);
+    ad_node *h = ad_mul(ad_add(x, b), ad_const_scalar(g, 2, NULL));
+    ad_node *L = ad_sum(h, AD_ALL);
+    ad_node_set_name(L, "L");
+    cr_assert_eq(ad_backward(L), 0);
+    char *dot = dump_to_string(g, L, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "∂t1/∂b = 1\\nbroadcast: gradient summed over axes 0\\n"
+                                   "contribution [4, 4, 4]"),
+                       "%s", dot);
+    cr_assert_not_null(strstr(dot, "∂t1/∂x = 1\\ncontribution [2, 2, 2; 2, 2, 2]"));
+    /* the reduction shows its rule text */
+    cr_assert_not_null(strstr(dot, "∂Σa/∂aᵢ = 1"));
+    /* the scalar constant 2 is broadcast too, but gets no gradient */
+    cr_assert_not_null(strstr(dot, "(no gradient: constant)"));
+    free(dot);
+    ad_graph_free(g);
+}
+
+Test(dump, large_tensors_are_summarized)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t s[2] = {4, 5};
+    ad_node *w = ad_param(g, 2, s, "W");
+    double v[20];
+    for (int i = 0; i < 20; i++)
+        v[i] = i - 10;
+    ad_set(w, v, 20);
+    ad_node *L = ad_mean(ad_relu(w), AD_ALL);
+    cr_assert_eq(ad_backward(L), 0);
+    char *dot = dump_to_string(g, L, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "value mean -0.5, range [-10, 9]"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "⚠ 1 element(s): undefined at W = 0 (engine uses 0)"));
+    free(dot);
+    ad_graph_free(g);
+}
+
+Test(dump, backward_view_draws_the_gradient_nodes)
+{
+    neuron m = make_neuron();
+    char *dot = dump_to_string(m.g, m.o, AD_DUMP_DEFAULT | AD_DUMP_BACKWARD);
+    assert_structure(dot, -1);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "cluster_forward"));
+    cr_assert_not_null(strstr(dot, "cluster_backward"));
+    cr_assert_not_null(strstr(dot, "<B>∂L/∂o = ones_like(o)</B>"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "<B>∂L/∂w1 = "));
+    free(dot);
+    /* the backward view alone: only nodes flagged as backward get tables */
+    dot = dump_to_string(m.g, m.o, AD_DUMP_BACKWARD | AD_DUMP_VALUES);
+    assert_structure(dot, -1);
+    assert_dot_parses(dot);
+    cr_assert_null(strstr(dot, "<B>o = tanh(n)</B>"));
+    cr_assert_not_null(strstr(dot, "shape=ellipse"));
+    free(dot);
+    ad_graph_free(m.g);
+}
+
+Test(dump, whole_graph_without_an_output_node)
+{
+    neuron m = make_neuron();
+    ad_node *unused = ad_scalar(m.g, 7, "unused");
+    (void)unused;
+    char *dot = dump_to_string(m.g, NULL, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "<B>unused  (param)</B>"));
+    cr_assert_not_null(strstr(dot, "∂o/∂n = 1 − o² = 0.5")); /* last loss backpropagated */
+    free(dot);
+    /* restricted to o: the unused leaf is not drawn */
+    dot = dump_to_string(m.g, m.o, 0);
+    cr_assert_null(strstr(dot, "unused"));
+    free(dot);
+    ad_graph_free(m.g);
+}
+
+Test(dump, values_only_before_backward)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 2, "x");
+    ad_node *y = ad_pow(x, 3);
+    char *dot = dump_to_string(g, y, 0);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "value 8"));
+    cr_assert_null(strstr(dot, "grad "));
+    cr_assert_null(strstr(dot, "contribution"));
+    free(dot);
+    ad_graph_free(g);
+}
+
+Test(dump, errors_are_return_codes)
+{
+    cr_assert_eq(ad_dump_dot(NULL, NULL, stdout, 0), -1);
+    cr_assert_eq(ad_trace(NULL, stdout, 0), -1);
+    ad_graph *g = ad_graph_new(AD_F64), *h = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 1, "x"), *y = ad_scalar(h, 1, "y");
+    cr_assert_eq(ad_dump_dot(g, x, NULL, 0), -1);
+    cr_assert_not_null(strstr(ad_graph_error(g), "no output file"));
+    ad_graph_clear_error(g);
+    cr_assert_eq(ad_dump_dot(g, y, stdout, 0), -1);
+    cr_assert_not_null(strstr(ad_graph_error(g), "another graph"));
+    ad_graph_clear_error(g);
+    ad_node *sq = ad_mul(x, x);
+    cr_assert_eq(ad_trace(sq, stdout, 0), -1);
+    cr_assert_not_null(strstr(ad_graph_error(g), "no backward pass"), "%s", ad_graph_error(g));
+    ad_graph_clear_error(g);
+    int64_t s[1] = {2};
+    ad_node *v = ad_param(g, 1, s, "v");
+    cr_assert_eq(ad_trace(v, stdout, 0), -1);
+    cr_assert_not_null(strstr(ad_graph_error(g), "not a loss"));
+    ad_graph_free(g);
+    ad_graph_free(h);
+}
+
+/* ----------------------------------------------------------------- trace */
+
+Test(trace, neuron_text)
+{
+    neuron m = make_neuron();
+    char *tr = trace_to_string(m.o, AD_TRACE_CHECK);
+    cr_assert_not_null(strstr(tr, "step 1: o = tanh(n) = 0.707107\n  ∂L/∂o = 1 (seed: L = o)\n"), "%s",
+                       tr);
+    cr_assert_not_null(strstr(tr, "step 2: n = t3 + b = 0.881374\n"
+                                  "  ∂o/∂n = 1 − o² = 0.5; ∂L/∂n = ∂L/∂o · ∂o/∂n = 1 · 0.5 = 0.5\n"));
+    cr_assert_not_null(strstr(tr, "∂L/∂x1 = ∂L/∂t1 · ∂t1/∂x1 = 0.5 · (-3) = -1.5"), "%s", tr);
+    cr_assert_not_null(strstr(tr, "  ∂L/∂w1 = 1   finite difference 1 (|diff| "));
+    cr_assert_eq(count(tr, "\nstep "), 10);
+    free(tr);
+    ad_graph_free(m.g);
+}
+
+/* Every step's terms sum to its gradient; leaves match the engine. */
+static void check_json_trace(ad_node *loss, ad_node *const *leaves, int nleaves, double tol)
+{
+    char *tr = trace_to_string(loss, AD_TRACE_JSON | AD_TRACE_CHECK);
+    cJSON *root = cJSON_Parse(tr);
+    cr_assert_not_null(root, "not JSON:\n%s", tr);
+    cJSON *steps = cJSON_GetObjectItem(root, "steps");
+    cr_assert(cJSON_IsArray(steps));
+    int expect = 1;
+    cJSON *st;
+    cJSON_ArrayForEach(st, steps)
+    {
+        cr_assert_eq(cJSON_GetObjectItem(st, "step")->valueint, expect++);
+        cJSON *grad = cJSON_GetObjectItem(st, "grad"), *terms = cJSON_GetObjectItem(st, "terms");
+        if (expect == 2 || cJSON_GetArraySize(terms) == 0)
+            continue;
+        int n = cJSON_IsArray(grad) ? cJSON_GetArraySize(grad) : 1;
+        for (int i = 0; i < n; i++) {
+            double sum = 0, g = cJSON_IsArray(grad) ? cJSON_GetArrayItem(grad, i)->valuedouble
+                                                    : grad->valuedouble;
+            bool known = true;
+            cJSON *t;
+            cJSON_ArrayForEach(t, terms)
+            {
+                cJSON *c = cJSON_GetObjectItem(t, "contribution");
+                if (cJSON_IsNull(c)) {
+                    known = false;
+                    break;
+                }
+                sum += cJSON_IsArray(c) ? cJSON_GetArrayItem(c, i)->valuedouble : c->valuedouble;
+            }
+            if (known)
+                cr_assert_float_eq(sum, g, tol * (1 + fabs(g)), "step %d element %d: %g vs %g",
+                                   expect - 1, i, sum, g);
+        }
+    }
+    cJSON *jl = cJSON_GetObjectItem(root, "leaves");
+    cr_assert_eq(cJSON_GetArraySize(jl), nleaves);
+    for (int k = 0; k < nleaves; k++) {
+        cJSON *leaf = cJSON_GetArrayItem(jl, k);
+        cr_assert_str_eq(cJSON_GetObjectItem(leaf, "name")->valuestring, ad_node_name(leaves[k]));
+        int64_t n = ad_numel(leaves[k]);
+        double *eg = malloc(sizeof(double) * (size_t)n);
+        ad_get_grad(leaves[k], eg, n);
+        cJSON *grad = cJSON_GetObjectItem(leaf, "grad");
+        cJSON *fd = cJSON_GetObjectItem(leaf, "finite_difference");
+        for (int64_t i = 0; i < n; i++) {
+            double g = n == 1 ? grad->valuedouble : cJSON_GetArrayItem(grad, (int)i)->valuedouble;
+            double f = n == 1 ? fd->valuedouble : cJSON_GetArrayItem(fd, (int)i)->valuedouble;
+            cr_assert_float_eq(g, eg[i], 1e-12 * (1 + fabs(eg[i])));
+            cr_assert_float_eq(f, eg[i], 1e-5 * (1 + fabs(eg[i])), "%s[%ld]: fd %g vs %g",
+                               ad_node_name(leaves[k]), (long)i, f, eg[i]);
+        }
+        free(eg);
+    }
+    cJSON_Delete(root);
+    free(tr);
+}
+
+Test(trace, json_terms_sum_to_the_engine_gradients)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *a = ad_scalar(g, 0.7, "a"), *b = ad_scalar(g, -1.3, "b");
+    /* fan-out everywhere: a feeds four ops, b three */
+    ad_node *y = ad_add(ad_mul(a, b), ad_div(ad_mul(ad_sin(a), ad_exp(b)), ad_add(a, a)));
+    y = ad_add(y, ad_sub(ad_sigmoid(ad_mul(a, b)), ad_pow(ad_tanh(b), 3)));
+    y = ad_add(y, ad_maximum(ad_leaky_relu(b, 0.1), ad_softplus(a)));
+    cr_assert_eq(ad_backward(y), 0);
+    ad_node *leaves[] = {a, b};
+    check_json_trace(y, leaves, 2, 1e-12);
+    ad_graph_free(g);
+}
+
+Test(trace, tensor_mlp_matches_the_engine)
+{
+    /* two-layer MLP at tensor granularity: (4,3) @ (3,5) + (5) -> relu -> @ (5,2) + (2) */
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {4, 3}, w1s[2] = {3, 5}, b1s[1] = {5}, w2s[2] = {5, 2}, b2s[1] = {2};
+    ad_node *X = ad_const(g, 2, xs, NULL, "X");
+    ad_node *W1 = ad_param(g, 2, w1s, "W1"), *b1 = ad_param(g, 1, b1s, "b1");
+    ad_node *W2 = ad_param(g, 2, w2s, "W2"), *b2 = ad_param(g, 1, b2s, "b2");
+    double buf[15];
+    for (int i = 0; i < 12; i++)
+        buf[i] = sin(i + 1.0);
+    ad_set(X, buf, 12);
+    for (int i = 0; i < 15; i++)
+        buf[i] = cos(2.0 * i + 0.5);
+    ad_set(W1, buf, 15);
+    for (int i = 0; i < 5; i++)
+        buf[i] = 0.1 * i - 0.2;
+    ad_set(b1, buf, 5);
+    for (int i = 0; i < 10; i++)
+        buf[i] = sin(3.0 * i);
+    ad_set(W2, buf, 10);
+    buf[0] = 0.3;
+    buf[1] = -0.1;
+    ad_set(b2, buf, 2);
+    ad_node *H = ad_relu(ad_add(ad_matmul(X, W1), b1));
+    ad_node *Y = ad_add(ad_matmul(H, W2), b2);
+    ad_node *L = ad_mean(ad_pow(Y, 2), AD_ALL);
+    ad_node_set_name(L, "L");
+    cr_assert_eq(ad_backward(L), 0);
+    ad_node *leaves[] = {W1, b1, W2, b2};
+    check_json_trace(L, leaves, 4, 1e-12);
+    char *dot = dump_to_string(g, L, 0);
+    assert_structure(dot, 11);
+    assert_dot_parses(dot);
+    cr_assert_not_null(strstr(dot, "∂L/∂W1 = Xᵀ · ∂L/∂t1"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "∂L/∂t3 = ∂L/∂t4 · W2ᵀ"));
+    cr_assert_not_null(strstr(dot, "∂mean/∂aᵢ = 1/n = 1/8"));
+    cr_assert_not_null(strstr(dot, "rankdir=TB"));
+    cr_assert_not_null(strstr(dot, "broadcast: gradient summed over axes 0"));
+    free(dot);
+    ad_graph_free(g);
+}
+
+Test(trace, f32_graph)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_node *x = ad_scalar(g, 0.5, "x");
+    ad_node *y = ad_mul(ad_tanh(x), ad_add(x, ad_const_scalar(g, 1, NULL)));
+    cr_assert_eq(ad_backward(y), 0);
+    char *tr = trace_to_string(y, AD_TRACE_JSON | AD_TRACE_CHECK);
+    cJSON *root = cJSON_Parse(tr);
+    cr_assert_not_null(root);
+    cJSON *leaf = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "leaves"), 0);
+    double gr = cJSON_GetObjectItem(leaf, "grad")->valuedouble;
+    double fd = cJSON_GetObjectItem(leaf, "finite_difference")->valuedouble;
+    double t = tanh(0.5), want = (1 - t * t) * 1.5 + t;
+    cr_assert_float_eq(gr, want, 1e-6);
+    cr_assert_float_eq(fd, want, 1e-3);
+    cr_assert_float_eq(ad_item(y), t * 1.5, 1e-6, "values restored after the check");
+    cJSON_Delete(root);
+    free(tr);
+    ad_graph_free(g);
+}

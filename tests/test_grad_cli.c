@@ -1,0 +1,252 @@
+/* `chainrule grad`, run as the built binary (CHAINRULE_CLI): --json values
+ * against hand-computed derivatives, the grammar (precedence, associativity,
+ * exponents), parser errors with their column, and the picture options. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CHAINRULE_CLI
+#error "CHAINRULE_CLI must name the chainrule binary"
+#endif
+
+typedef struct {
+    int status; /* exit status */
+    char out[65536];
+} result;
+
+/* Runs "chainrule grad ARGS" (ARGS already shell-quoted), stdout and stderr together. */
+static result run(const char *env, const char *args)
+{
+    result r;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s '%s' grad %s 2>&1", env ? env : "", CHAINRULE_CLI, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(r.out, 1, sizeof r.out - 1, p);
+    r.out[n] = '\0';
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+/* --json of EXPR with the variables, checked against value and gradients. */
+static void expect_json(const char *expr, const char *vars, double value, int n,
+                        const char *const *names, const double *grads)
+{
+    char args[2048];
+    snprintf(args, sizeof args, "'%s' %s --json", expr, vars);
+    result r = run(NULL, args);
+    cr_assert_eq(r.status, 0, "%s: exit %d: %s", expr, r.status, r.out);
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s: not JSON: %s", expr, r.out);
+    cJSON *v = cJSON_GetObjectItem(root, "value"), *g = cJSON_GetObjectItem(root, "grad");
+    cr_assert(cJSON_IsNumber(v) && cJSON_IsObject(g), "%s", r.out);
+    cr_assert_float_eq(v->valuedouble, value, 1e-12 * (1 + fabs(value)), "%s = %.17g, want %.17g",
+                       expr, v->valuedouble, value);
+    cr_assert_eq(cJSON_GetArraySize(g), n);
+    for (int i = 0; i < n; i++) {
+        cJSON *gi = cJSON_GetArrayItem(g, i);
+        cr_assert_str_eq(gi->string, names[i], "variables keep the command line's order");
+        cr_assert_float_eq(gi->valuedouble, grads[i], 1e-12 * (1 + fabs(grads[i])),
+                           "%s: d/d%s = %.17g, want %.17g", expr, names[i], gi->valuedouble, grads[i]);
+    }
+    cJSON_Delete(root);
+}
+
+#define NAMES(...) ((const char *const[]){__VA_ARGS__})
+#define GRADS(...) ((const double[]){__VA_ARGS__})
+
+Test(grad_cli, neuron_json_exact_format)
+{
+    result r = run(NULL, "'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432 --json");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    /* the format, byte for byte; numbers to 17 significant digits */
+    cr_assert(strncmp(r.out, "{\"value\": 0.7071067811865", 25) == 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"grad\": {\"x1\": -1.4999999999999"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"w2\": 0, \"b\": 0.4999999999999"));
+    cr_assert(strcmp(r.out + strlen(r.out) - 3, "}}\n") == 0);
+    double o = tanh(2 * -3 + 6.8813735870195432), d = 1 - o * o;
+    expect_json("tanh(x1*w1 + x2*w2 + b)", "x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432", o, 5,
+                NAMES("x1", "x2", "w1", "w2", "b"), GRADS(d * -3, d * 1, d * 2, d * 0, d));
+}
+
+Test(grad_cli, hand_computed_values)
+{
+    expect_json("x^2", "x=3", 9, 1, NAMES("x"), GRADS(6));
+    expect_json("-x^2", "x=3", -9, 1, NAMES("x"), GRADS(-6)); /* -(x^2), not (-x)^2 */
+    expect_json("(-x)^2", "x=3", 9, 1, NAMES("x"), GRADS(6));
+    expect_json("2^3^2", "", 512, 0, NAMES(NULL), GRADS(0)); /* 2^(3^2) */
+    expect_json("x^-1", "x=4", 0.25, 1, NAMES("x"), GRADS(-1.0 / 16));
+    expect_json("1 - 2 - 3", "", -4, 0, NAMES(NULL), GRADS(0)); /* left-associative */
+    expect_json("8 / 4 / 2", "", 1, 0, NAMES(NULL), GRADS(0));
+    expect_json("1 + 2 * 3", "", 7, 0, NAMES(NULL), GRADS(0));
+    expect_json("x*y + sin(x)", "x=0.5 y=-2", 0.5 * -2 + sin(0.5), 2, NAMES("x", "y"),
+                GRADS(-2 + cos(0.5), 0.5));
+    expect_json("x / y", "x=3 y=2", 1.5, 2, NAMES("x", "y"), GRADS(0.5, -0.75));
+    expect_json("exp(x) + log(y)", "x=1 y=4", exp(1) + log(4), 2, NAMES("x", "y"),
+                GRADS(exp(1), 0.25));
+    expect_json("sqrt(x)", "x=4", 2, 1, NAMES("x"), GRADS(0.25));
+    expect_json("abs(x)", "x=-3", 3, 1, NAMES("x"), GRADS(-1));
+    expect_json("cos(x)", "x=1", cos(1), 1, NAMES("x"), GRADS(-sin(1)));
+    expect_json("sigmoid(x)", "x=0", 0.5, 1, NAMES("x"), GRADS(0.25));
+    expect_json("softplus(x)", "x=0", log(2), 1, NAMES("x"), GRADS(0.5));
+    expect_json("relu(x) + relu(y)", "x=-1 y=2", 2, 2, NAMES("x", "y"), GRADS(0, 1));
+    expect_json("leaky_relu(x, 0.1)", "x=-2", -0.2, 1, NAMES("x"), GRADS(0.1));
+    expect_json("max(x, y) + min(x, y)", "x=1 y=2", 3, 2, NAMES("x", "y"), GRADS(1, 1));
+    expect_json("max(x, y)", "x=1 y=2", 2, 2, NAMES("x", "y"), GRADS(0, 1));
+    expect_json("step(x) + sign(x)", "x=0.5", 2, 1, NAMES("x"), GRADS(0));
+    expect_json("1e-3*x + 2.5E+1 + .5", "x=7", 0.007 + 25.5, 1, NAMES("x"), GRADS(1e-3));
+    expect_json("x^y", "x=2 y=3", 8, 2, NAMES("x", "y"), GRADS(12, 8 * log(2)));
+    expect_json("x*x*x", "x=2 unused=5", 8, 2, NAMES("x", "unused"), GRADS(12, 0));
+    expect_json("a + a", "a=1", 2, 1, NAMES("a"), GRADS(2)); /* fan-out sums */
+    expect_json("  tanh ( x )  ", "x=0", 0, 1, NAMES("x"), GRADS(1));
+}
+
+Test(grad_cli, text_output_and_check)
+{
+    result r = run(NULL, "'x^2 + y' x=3 y=1 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "f = 10\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂f/∂x = 6    finite difference 6"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂f/∂y = 1    finite difference 1"));
+    r = run(NULL, "'x^2' x=3 --json --check");
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s", r.out);
+    cJSON *fd = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "finite_difference"), "x");
+    cr_assert_float_eq(fd->valuedouble, 6, 1e-6);
+    cJSON_Delete(root);
+}
+
+Test(grad_cli, trace)
+{
+    result r = run(NULL, "'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432 "
+                         "--trace --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "step 1: t5 = tanh(t4) = 0.707107\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂t5/∂t4 = 1 − t5² = 0.5; ∂L/∂t4 = ∂L/∂t5 · ∂t5/∂t4 = 1 · 0.5 = 0.5"));
+    cr_assert_not_null(strstr(r.out, "  ∂L/∂x1 = -1.5   finite difference -1.5 (|diff| "));
+    r = run(NULL, "'x*x' x=3 --json --trace");
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s", r.out);
+    cJSON *trace = cJSON_GetObjectItem(root, "trace");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(trace, "steps")), 2);
+    cJSON *x = cJSON_GetArrayItem(cJSON_GetObjectItem(trace, "steps"), 1);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(x, "terms")), 2); /* x*x: two edges */
+    cJSON_Delete(root);
+}
+
+/* A parse error: exit 2, "column N: message", and a caret under column N. */
+static void expect_error(const char *expr, const char *vars, int column, const char *message)
+{
+    char args[1024], want[512];
+    snprintf(args, sizeof args, "'%s' %s", expr, vars);
+    result r = run(NULL, args);
+    cr_assert_eq(r.status, 2, "%s: exit %d: %s", expr, r.status, r.out);
+    snprintf(want, sizeof want, "chainrule grad: column %d: %s\n  %s\n  %*s^\n", column, message,
+             expr, column - 1, "");
+    cr_assert_str_eq(r.out, want, "%s", expr);
+}
+
+Test(grad_cli, parse_errors_point_at_the_column)
+{
+    expect_error("tanx(x)", "x=1", 1, "unknown function 'tanx'");
+    expect_error("x + y", "x=1", 5, "unknown variable 'y' (give it a value: y=...)");
+    expect_error("x +", "x=1", 4,
+                 "expected a number, a variable, a function or '(', found the end of the expression");
+    expect_error("(x + 1", "x=1", 7,
+                 "expected ')' to close the '(' at column 1, found the end of the expression");
+    expect_error("x + 1)", "x=1", 6, "unmatched ')'");
+    expect_error("2 * * x", "x=1", 5, "expected a number, a variable, a function or '(', found '*'");
+    expect_error("x x", "x=1", 3, "expected an operator or the end of the expression, found 'x'");
+    expect_error("x $ 2", "x=1", 3, "unexpected character '$'");
+    expect_error("1e+", "", 1, "malformed number '1e+': the exponent has no digits");
+    expect_error("2x", "x=1", 2, "unexpected 'x' after the number '2'");
+    expect_error("max(x)", "x=1", 1, "max() takes 2 arguments, got 1");
+    expect_error("sin(x, x)", "x=1", 1, "sin() takes 1 argument, got 2");
+    expect_error("exp()", "", 5, "exp() takes 1 argument, got 0");
+    expect_error("exp + 1", "", 1, "function 'exp' needs arguments in parentheses");
+    expect_error("leaky_relu(x, x)", "x=1", 15, "the slope of leaky_relu() must be a constant");
+    expect_error("max(x; 2)", "x=1", 6, "unexpected character ';'");
+    expect_error("", "", 1, "the expression is empty");
+}
+
+Test(grad_cli, usage_errors)
+{
+    result r = run(NULL, "'x' x=abc");
+    cr_assert_eq(r.status, 2);
+    cr_assert_str_eq(r.out, "chainrule grad: 'x=abc': the value is not a number\n");
+    r = run(NULL, "'x' x=1 x=2");
+    cr_assert_eq(r.status, 2);
+    cr_assert_str_eq(r.out, "chainrule grad: variable 'x' is given twice\n");
+    r = run(NULL, "'x' 1x=2");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.out, "is not NAME=VALUE"));
+    r = run(NULL, "--json");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.out, "no expression"));
+    r = run(NULL, "'x' x=1 --frobnicate");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.out, "unknown option '--frobnicate'"));
+    r = run(NULL, "--help");
+    cr_assert_eq(r.status, 0);
+    cr_assert_not_null(strstr(r.out, "usage: chainrule grad"));
+}
+
+static bool have_dot(void) { return system("command -v dot >/dev/null 2>&1") == 0; }
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 20];
+    *len = fread(buf, 1, sizeof buf - 1, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(grad_cli, pictures)
+{
+    char dir[] = "/tmp/chainrule-grad-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char args[1024], dotf[256], svg[256], png[256];
+    snprintf(dotf, sizeof dotf, "%s/g.dot", dir);
+    snprintf(svg, sizeof svg, "%s/g.svg", dir);
+    snprintf(png, sizeof png, "%s/g.png", dir);
+    snprintf(args, sizeof args, "'relu(x) * y' x=0 y=2 --dot '%s'", dotf);
+    result r = run(NULL, args);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    size_t len = 0;
+    char *text = slurp(dotf, &len);
+    cr_assert_not_null(text);
+    cr_assert(strncmp(text, "digraph chainrule {", 19) == 0);
+    cr_assert_not_null(strstr(text, "⚠ undefined at x = 0 (engine uses 0)"), "%s", text);
+    if (have_dot()) {
+        snprintf(args, sizeof args, "'relu(x) * y' x=0 y=2 --svg '%s' --png '%s' --backward", svg,
+                 png);
+        r = run(NULL, args);
+        cr_assert_eq(r.status, 0, "%s", r.out);
+        text = slurp(svg, &len);
+        cr_assert(text && strstr(text, "<svg"));
+        text = slurp(png, &len);
+        cr_assert(text && len > 8 && memcmp(text, "\x89PNG", 4) == 0);
+    }
+    /* without Graphviz: a clear message and exit 1, the result still printed */
+    snprintf(args, sizeof args, "'x' x=1 --png '%s/none.png'", dir);
+    r = run("PATH=/nonexistent", args);
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "Graphviz 'dot' is not installed"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "f = 1\n"));
+    /* an unwritable DOT path */
+    r = run(NULL, "'x' x=1 --dot /nonexistent-dir/g.dot");
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.out, "cannot write '/nonexistent-dir/g.dot'"));
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+}
