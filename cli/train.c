@@ -1,0 +1,977 @@
+/*
+ * train.c -- `chainrule train`: options, data, and the training loop.
+ *
+ * The loop is split the way a data-parallel version needs it:
+ *   1. epoch_order():    the batch order of an epoch, a pure function of
+ *                        (seed, epoch) (nn_data_permutation), so every
+ *                        process can compute the same order without talking;
+ *   2. batch_gradients(): forward and backward on one batch; afterwards the
+ *                        model's flat gradient buffer (nn_model_grads) holds
+ *                        d loss / d params;
+ *   3. apply_step():     the optimizer update from that buffer.
+ * An MPI version averages the flat gradient buffer (one MPI_Allreduce of
+ * nn_model_param_count values) between 2 and 3, each rank taking its share of
+ * the batch's rows in 2.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "plot.h"
+#include "progress.h"
+#include "train.h"
+
+#ifdef CR_HAVE_BLAS
+/* OpenBLAS's own API (not in cblas.h). */
+void openblas_set_num_threads(int num_threads);
+#endif
+
+void cr_set_threads(int threads)
+{
+#ifdef CR_HAVE_BLAS
+    if (threads > 0)
+        openblas_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+}
+
+/* ------------------------------------------------------------------ cr_run */
+
+void cr_run_defaults(cr_run *run)
+{
+    memset(run, 0, sizeof *run);
+    run->nwidths = 4;
+    run->widths[0] = 784;
+    run->widths[1] = 300;
+    run->widths[2] = 100;
+    run->widths[3] = 10;
+    run->activation = NN_ACT_RELU;
+    run->dtype = AD_F32;
+    snprintf(run->optimizer, sizeof run->optimizer, "sgd");
+    run->optim = nn_optim_defaults(NN_OPT_SGD);
+    run->schedule = NN_SCHED_CONSTANT;
+    run->gamma = 0.9;
+    run->batch = 32;
+    run->seed = 42;
+    run->subset = 0;
+    run->val = 5000;
+    run->input_scale = 255.0f;
+    run->epochs = 20;
+    run->nclasses = NN_FASHION_MNIST_CLASSES;
+    for (int k = 0; k < NN_FASHION_MNIST_CLASSES; k++)
+        snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", nn_fashion_mnist_class_name(k));
+}
+
+void cr_run_finish(cr_run *run)
+{
+    if (run)
+        cr_history_free(&run->history);
+}
+
+void cr_run_widths_string(const cr_run *run, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < run->nwidths && used < size; i++) {
+        int k =
+            snprintf(buf + used, size - used, "%s%lld", i ? "-" : "", (long long)run->widths[i]);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+}
+
+nn_model *cr_run_build_model(const cr_run *run, char *err, size_t errlen)
+{
+    nn_activation acts[CR_MAX_WIDTHS];
+    for (int i = 0; i + 1 < run->nwidths; i++)
+        acts[i] = i + 2 < run->nwidths ? run->activation : NN_ACT_IDENTITY;
+    nn_model *m = nn_mlp_create(run->dtype, run->nwidths, run->widths, acts, NN_LOSS_CROSS_ENTROPY,
+                                run->batch, run->seed);
+    if (!m)
+        snprintf(err, errlen, "cannot build the model: %s", nn_last_error());
+    return m;
+}
+
+nn_optimizer *cr_run_create_optimizer(const cr_run *run, nn_model *m, char *err, size_t errlen)
+{
+    nn_optimizer *o = nn_optimizer_create(m, &run->optim);
+    if (!o)
+        snprintf(err, errlen, "cannot create the optimizer: %s", nn_last_error());
+    return o;
+}
+
+/* ----------------------------------------------------------------- options */
+
+enum {
+    OPT_DATA,
+    OPT_SUBSET,
+    OPT_VAL,
+    OPT_CLASS_NAMES,
+    OPT_HIDDEN,
+    OPT_ACTIVATION,
+    OPT_DTYPE,
+    OPT_OPTIMIZER,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_WEIGHT_DECAY,
+    OPT_SCHEDULE,
+    OPT_GAMMA,
+    OPT_BATCH,
+    OPT_EPOCHS,
+    OPT_SEED,
+    OPT_THREADS,
+    OPT_SAVE,
+    OPT_RESUME,
+    OPT_LOG,
+    OPT_PLOT,
+    OPT_QUIET,
+    OPT_HELP,
+    OPT_COUNT
+};
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    int id;
+    bool value; /* takes a value */
+} opt_def;
+
+static const opt_def train_opts[] = {
+    {"data", OPT_DATA, true},
+    {"subset", OPT_SUBSET, true},
+    {"val", OPT_VAL, true},
+    {"class-names", OPT_CLASS_NAMES, true},
+    {"hidden", OPT_HIDDEN, true},
+    {"activation", OPT_ACTIVATION, true},
+    {"dtype", OPT_DTYPE, true},
+    {"optimizer", OPT_OPTIMIZER, true},
+    {"lr", OPT_LR, true},
+    {"momentum", OPT_MOMENTUM, true},
+    {"weight-decay", OPT_WEIGHT_DECAY, true},
+    {"schedule", OPT_SCHEDULE, true},
+    {"gamma", OPT_GAMMA, true},
+    {"batch", OPT_BATCH, true},
+    {"epochs", OPT_EPOCHS, true},
+    {"seed", OPT_SEED, true},
+    {"threads", OPT_THREADS, true},
+    {"save", OPT_SAVE, true},
+    {"resume", OPT_RESUME, true},
+    {"log", OPT_LOG, true},
+    {"plot", OPT_PLOT, true},
+    {"quiet", OPT_QUIET, false},
+    {"help", OPT_HELP, false},
+    {NULL, 0, false},
+};
+
+static void train_help(FILE *out)
+{
+    /* clang-format off */
+    fprintf(out,
+"usage: chainrule train [OPTIONS]\n"
+"\n"
+"Trains a multi-layer perceptron classifier on images in MNIST-layout IDX files.\n"
+"With no options: the network of Geron's Hands-On ML, chapter 10, on Fashion-MNIST:\n"
+"784-300-100-10, ReLU hidden layers, softmax cross-entropy, SGD with learning rate\n"
+"0.01, mini-batches of 32, 20 epochs, pixels scaled to [0, 1], f32. The first 5,000\n"
+"training images are held out for validation (--val) and the other 55,000 train;\n"
+"the 10,000 test images are used only for the final report.\n"
+"\n"
+"data:\n"
+"  --data DIR          directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
+"                      t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each possibly\n"
+"                      ending in .gz (MNIST works too) [" NN_FASHION_MNIST_DIR "]\n"
+"  --subset N          train on only the first N training images after the validation\n"
+"                      ones, for quick runs [all]\n"
+"  --val N             validation images held out from the start of the training file;\n"
+"                      0 for none [5000]\n"
+"  --class-names LIST  comma-separated class names for the reports [Fashion-MNIST's]\n"
+"model:\n"
+"  --hidden LIST       hidden layer widths, e.g. 300,100; 'none' for softmax regression\n"
+"                      [300,100]\n"
+"  --activation NAME   of the hidden layers: relu, leaky_relu, elu, selu, tanh, sigmoid,\n"
+"                      softplus, identity, step_st, sign_st [relu]\n"
+"  --dtype f32|f64     floating-point type of weights and arithmetic [f32]\n"
+"training:\n"
+"  --optimizer NAME    sgd, momentum (SGD with momentum 0.9), nesterov, adam, adamw,\n"
+"                      rmsprop, adagrad (PyTorch's update rules) [sgd]\n"
+"  --lr X              learning rate > 0 [0.01; adam and adamw 0.001]\n"
+"  --momentum X        momentum in [0, 1) of sgd and rmsprop [0; momentum, nesterov 0.9]\n"
+"  --weight-decay X    L2 penalty >= 0 (decoupled for adamw) [0; adamw 0.01]\n"
+"  --schedule NAME     learning rate per epoch: constant, cosine (annealed to 0 at the\n"
+"                      last epoch), exponential (lr * gamma^epoch) [constant]\n"
+"  --gamma X           decay of the exponential schedule, in (0, 1] [0.9]\n"
+"  --batch N           mini-batch size [32]\n"
+"  --epochs N          epochs in total, counting those of a resumed checkpoint [20]\n"
+"  --seed N            seed of the initial weights and of every epoch's batch order [42]\n"
+"  --threads N         OpenBLAS threads [OpenBLAS's default]; use 1 for bit-reproducible\n"
+"                      runs\n"
+"checkpoints and output:\n"
+"  --save FILE         write a checkpoint (safetensors: weights, architecture, optimizer\n"
+"                      state, epoch, history) after every epoch, atomically\n"
+"  --resume FILE       continue training from a checkpoint: architecture, optimizer\n"
+"                      state, seed and epoch come from it, so the run continues exactly\n"
+"                      as if never stopped; --epochs is the new total\n"
+"  --log FILE          per-epoch loss and accuracy as CSV, rewritten every epoch\n"
+"  --plot FILE         the same as an SVG chart, rewritten every epoch\n"
+"  --quiet             print only the last line\n"
+"  -h, --help          this text\n"
+"\n"
+"Output: a line per epoch on stdout (and a progress bar on stderr when it is a\n"
+"terminal), then the test set's per-class accuracy and confusion matrix, and as the\n"
+"last line 'test accuracy: 0.XXXX'.\n"
+"Exit status: 0 success, 1 runtime error (data, files, divergence), 2 usage error.\n"
+"\n"
+"examples:\n"
+"  chainrule train --epochs 2 --subset 20000\n"
+"  chainrule train --optimizer adam --save model.safetensors --plot run.svg\n"
+"  chainrule train --resume model.safetensors --epochs 30\n");
+    /* clang-format on */
+}
+
+/* Prints "chainrule CMD: message (see ...)" and returns the usage status 2. */
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[CR_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "chainrule %s: %s (see 'chainrule %s --help')\n", cmd, msg, cmd);
+    return 2;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A decimal integer in [lo, hi], nothing else (no spaces, no suffix). */
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    if (*s == '\0' || (*s != '-' && *s != '+' && (*s < '0' || *s > '9')))
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0' || errno == ERANGE || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0' || errno == ERANGE)
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* "300,100" or "none" into widths[1..]; returns the number of hidden layers
+ * or -1 with a reason in why. */
+static int parse_hidden(const char *s, int64_t *hidden, int max, char *why, size_t whylen)
+{
+    if (strcmp(s, "none") == 0)
+        return 0;
+    int count = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[32];
+        if (len == 0) {
+            snprintf(why, whylen, "an empty width");
+            return -1;
+        }
+        if (len >= sizeof item) {
+            snprintf(why, whylen, "a width that is not a number");
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        long long v;
+        if (!parse_int(item, 1, 1 << 20, &v)) {
+            snprintf(why, whylen, "width '%s' is not an integer in [1, 1048576]", item);
+            return -1;
+        }
+        if (count == max) {
+            snprintf(why, whylen, "more than %d hidden layers", max);
+            return -1;
+        }
+        hidden[count++] = v;
+        if (!comma)
+            return count;
+        p = comma + 1;
+    }
+}
+
+/* "a,b,c" into run's class names; -1 with a reason. */
+static int parse_class_names(const char *s, cr_run *run, char *why, size_t whylen)
+{
+    int count = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= CR_CLASS_NAME_MAX) {
+            snprintf(why, whylen, "each name needs 1 to %d characters", CR_CLASS_NAME_MAX - 1);
+            return -1;
+        }
+        if (count == CR_MAX_CLASSES) {
+            snprintf(why, whylen, "more than %d names", CR_MAX_CLASSES);
+            return -1;
+        }
+        memcpy(run->class_names[count], p, len);
+        run->class_names[count][len] = '\0';
+        count++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    run->nclasses = count;
+    return 0;
+}
+
+typedef struct {
+    const char *data_dir, *save, *resume, *log, *plot;
+    int threads;
+    bool quiet;
+    bool given[OPT_COUNT];
+    const char *value[OPT_COUNT]; /* as typed, for messages */
+    cr_run run;                   /* the options applied to the defaults */
+    int64_t hidden[CR_MAX_WIDTHS];
+    int nhidden;
+    bool class_names_given;
+} train_options;
+
+/* Applies the optimizer name and the explicit rates to run->optim. */
+static int set_optimizer(train_options *o, const char *cmd)
+{
+    cr_run *run = &o->run;
+    char name[sizeof run->optimizer];
+    const char *given = o->given[OPT_OPTIMIZER] ? o->value[OPT_OPTIMIZER] : run->optimizer;
+    if (strlen(given) >= sizeof name)
+        return usage_error(cmd, "unknown optimizer '%s'", given);
+    snprintf(name, sizeof name, "%s", given);
+    int kind = nn_optim_from_name(name);
+    if (kind < 0)
+        return usage_error(cmd,
+                           "unknown optimizer '%s' (sgd, momentum, nesterov, adam, adamw, "
+                           "rmsprop, adagrad)",
+                           name);
+    snprintf(run->optimizer, sizeof run->optimizer, "%s", name);
+    run->optim = nn_optim_defaults((nn_optim_kind)kind);
+    if (strcmp(name, "momentum") == 0 || strcmp(name, "nesterov") == 0)
+        run->optim.momentum = 0.9;
+    run->optim.nesterov = strcmp(name, "nesterov") == 0;
+    double v;
+    if (o->given[OPT_LR]) {
+        if (!parse_double(o->value[OPT_LR], &v) || !(v > 0))
+            return usage_error(cmd,
+                               "bad value '%s' for --lr: the learning rate must be a "
+                               "number > 0",
+                               o->value[OPT_LR]);
+        run->optim.lr = v;
+    }
+    if (o->given[OPT_MOMENTUM]) {
+        if (!parse_double(o->value[OPT_MOMENTUM], &v) || !(v >= 0 && v < 1))
+            return usage_error(cmd, "bad value '%s' for --momentum: must be a number in [0, 1)",
+                               o->value[OPT_MOMENTUM]);
+        if (kind != NN_OPT_SGD && kind != NN_OPT_RMSPROP)
+            return usage_error(cmd, "--momentum applies to sgd and rmsprop, not %s", name);
+        if (run->optim.nesterov && v == 0)
+            return usage_error(cmd, "nesterov needs --momentum > 0");
+        run->optim.momentum = v;
+    }
+    if (o->given[OPT_WEIGHT_DECAY]) {
+        if (!parse_double(o->value[OPT_WEIGHT_DECAY], &v) || !(v >= 0))
+            return usage_error(cmd, "bad value '%s' for --weight-decay: must be a number >= 0",
+                               o->value[OPT_WEIGHT_DECAY]);
+        run->optim.weight_decay = v;
+    }
+    return 0;
+}
+
+/* Parses argv into o; returns -1 to go on, or an exit status (0 for --help). */
+static int parse_train_options(int argc, char **argv, train_options *o)
+{
+    const char *cmd = "train";
+    memset(o, 0, sizeof *o);
+    cr_run_defaults(&o->run);
+    o->nhidden = 2;
+    o->hidden[0] = 300;
+    o->hidden[1] = 100;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0)
+            arg = "--help";
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return usage_error(cmd, "unexpected argument '%s'", arg);
+        const char *eq = strchr(arg + 2, '=');
+        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        const opt_def *d = train_opts;
+        while (d->name && !(strlen(d->name) == len && strncmp(d->name, arg + 2, len) == 0))
+            d++;
+        if (!d->name)
+            return usage_error(cmd, "unknown option '%.*s'", (int)len + 2, arg);
+        const char *value = NULL;
+        if (d->value) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return usage_error(cmd, "option --%s needs a value", d->name);
+        } else if (eq) {
+            return usage_error(cmd, "option --%s takes no value", d->name);
+        }
+        o->given[d->id] = true;
+        o->value[d->id] = value;
+    }
+    if (o->given[OPT_HELP]) {
+        train_help(stdout);
+        return 0;
+    }
+
+    cr_run *run = &o->run;
+    long long n;
+    double v;
+    char why[256];
+    o->data_dir = o->given[OPT_DATA] ? o->value[OPT_DATA] : NN_FASHION_MNIST_DIR;
+    if (o->given[OPT_DATA] && o->data_dir[0] == '\0')
+        return usage_error(cmd, "--data needs a directory");
+    if (o->given[OPT_SUBSET]) {
+        if (!parse_int(o->value[OPT_SUBSET], 1, INT64_MAX, &n))
+            return usage_error(cmd, "bad value '%s' for --subset: must be an integer >= 1",
+                               o->value[OPT_SUBSET]);
+        run->subset = n;
+    }
+    if (o->given[OPT_VAL]) {
+        if (!parse_int(o->value[OPT_VAL], 0, INT64_MAX, &n))
+            return usage_error(cmd, "bad value '%s' for --val: must be an integer >= 0",
+                               o->value[OPT_VAL]);
+        run->val = n;
+    }
+    if (o->given[OPT_CLASS_NAMES]) {
+        if (parse_class_names(o->value[OPT_CLASS_NAMES], run, why, sizeof why) != 0)
+            return usage_error(cmd, "bad value '%s' for --class-names: %s",
+                               o->value[OPT_CLASS_NAMES], why);
+        o->class_names_given = true;
+    }
+    if (o->given[OPT_HIDDEN]) {
+        o->nhidden =
+            parse_hidden(o->value[OPT_HIDDEN], o->hidden, CR_MAX_WIDTHS - 2, why, sizeof why);
+        if (o->nhidden < 0)
+            return usage_error(cmd, "bad value '%s' for --hidden: %s (e.g. --hidden 300,100)",
+                               o->value[OPT_HIDDEN], why);
+    }
+    if (o->given[OPT_ACTIVATION]) {
+        int a = nn_activation_from_name(o->value[OPT_ACTIVATION]);
+        if (a < 0 || a == NN_ACT_SOFTMAX || a == NN_ACT_LOG_SOFTMAX)
+            return usage_error(cmd,
+                               "unknown hidden activation '%s' (relu, leaky_relu, elu, selu, "
+                               "tanh, sigmoid, softplus, identity, step_st, sign_st)",
+                               o->value[OPT_ACTIVATION]);
+        run->activation = (nn_activation)a;
+    }
+    if (o->given[OPT_DTYPE]) {
+        if (strcmp(o->value[OPT_DTYPE], "f32") == 0)
+            run->dtype = AD_F32;
+        else if (strcmp(o->value[OPT_DTYPE], "f64") == 0)
+            run->dtype = AD_F64;
+        else
+            return usage_error(cmd, "bad value '%s' for --dtype: f32 or f64", o->value[OPT_DTYPE]);
+    }
+    int rc = set_optimizer(o, cmd);
+    if (rc)
+        return rc;
+    if (o->given[OPT_SCHEDULE]) {
+        int s = nn_schedule_from_name(o->value[OPT_SCHEDULE]);
+        if (s != NN_SCHED_CONSTANT && s != NN_SCHED_COSINE && s != NN_SCHED_EXPONENTIAL)
+            return usage_error(cmd, "unknown schedule '%s' (constant, cosine, exponential)",
+                               o->value[OPT_SCHEDULE]);
+        run->schedule = (nn_schedule_kind)s;
+    }
+    if (o->given[OPT_GAMMA]) {
+        if (!parse_double(o->value[OPT_GAMMA], &v) || !(v > 0 && v <= 1))
+            return usage_error(cmd, "bad value '%s' for --gamma: must be a number in (0, 1]",
+                               o->value[OPT_GAMMA]);
+        run->gamma = v;
+    }
+    if (o->given[OPT_BATCH]) {
+        if (!parse_int(o->value[OPT_BATCH], 1, 1 << 20, &n))
+            return usage_error(cmd,
+                               "bad value '%s' for --batch: must be an integer in [1, "
+                               "1048576]",
+                               o->value[OPT_BATCH]);
+        run->batch = n;
+    }
+    if (o->given[OPT_EPOCHS]) {
+        if (!parse_int(o->value[OPT_EPOCHS], 1, 1000000, &n))
+            return usage_error(cmd,
+                               "bad value '%s' for --epochs: must be an integer in [1, "
+                               "1000000]",
+                               o->value[OPT_EPOCHS]);
+        run->epochs = n;
+    }
+    if (o->given[OPT_SEED] && !parse_u64(o->value[OPT_SEED], &run->seed))
+        return usage_error(cmd, "bad value '%s' for --seed: must be an integer in [0, 2^64)",
+                           o->value[OPT_SEED]);
+    if (o->given[OPT_THREADS]) {
+        if (!parse_int(o->value[OPT_THREADS], 1, 1024, &n))
+            return usage_error(cmd,
+                               "bad value '%s' for --threads: must be an integer in [1, "
+                               "1024]",
+                               o->value[OPT_THREADS]);
+        o->threads = (int)n;
+    }
+    const int files[] = {OPT_SAVE, OPT_RESUME, OPT_LOG, OPT_PLOT};
+    const char *file_opts[] = {"save", "resume", "log", "plot"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        if (o->given[files[k]] && o->value[files[k]][0] == '\0')
+            return usage_error(cmd, "--%s needs a file name", file_opts[k]);
+    o->save = o->value[OPT_SAVE];
+    o->resume = o->value[OPT_RESUME];
+    o->log = o->value[OPT_LOG];
+    o->plot = o->value[OPT_PLOT];
+    o->quiet = o->given[OPT_QUIET];
+    return -1;
+}
+
+/*
+ * On --resume: the checkpoint's run replaces the defaults. Architecture and
+ * optimizer options must agree with it (they cannot change mid-run); the
+ * learning rate, schedule, batch, seed, epochs and data options given on the
+ * command line override the saved ones.
+ */
+static int merge_resumed(train_options *o, cr_run *saved)
+{
+    const char *cmd = "train";
+    cr_run *want = &o->run;
+    if (o->given[OPT_HIDDEN]) {
+        bool same = saved->nwidths == o->nhidden + 2;
+        for (int i = 0; same && i < o->nhidden; i++)
+            same = saved->widths[i + 1] == o->hidden[i];
+        if (!same) {
+            char w[256];
+            cr_run_widths_string(saved, w, sizeof w);
+            return usage_error(cmd, "--hidden %s differs from the network of %s (%s)",
+                               o->value[OPT_HIDDEN], o->resume, w);
+        }
+    }
+    if (o->given[OPT_ACTIVATION] && want->activation != saved->activation)
+        return usage_error(cmd, "--activation %s differs from %s's %s", o->value[OPT_ACTIVATION],
+                           o->resume, nn_activation_name(saved->activation));
+    if (o->given[OPT_DTYPE] && want->dtype != saved->dtype)
+        return usage_error(cmd, "--dtype %s differs from %s's %s", o->value[OPT_DTYPE], o->resume,
+                           saved->dtype == AD_F32 ? "f32" : "f64");
+    if (o->given[OPT_OPTIMIZER] && strcmp(want->optimizer, saved->optimizer) != 0)
+        return usage_error(cmd, "--optimizer %s differs from %s's %s", want->optimizer, o->resume,
+                           saved->optimizer);
+    if ((o->given[OPT_MOMENTUM] && want->optim.momentum != saved->optim.momentum) ||
+        (o->given[OPT_WEIGHT_DECAY] && want->optim.weight_decay != saved->optim.weight_decay))
+        return usage_error(cmd, "--momentum and --weight-decay cannot change on --resume");
+    if (o->given[OPT_LR])
+        saved->optim.lr = want->optim.lr;
+    if (o->given[OPT_SCHEDULE])
+        saved->schedule = want->schedule;
+    if (o->given[OPT_GAMMA])
+        saved->gamma = want->gamma;
+    if (o->given[OPT_BATCH])
+        saved->batch = want->batch;
+    if (o->given[OPT_SEED])
+        saved->seed = want->seed;
+    if (o->given[OPT_EPOCHS])
+        saved->epochs = want->epochs;
+    if (o->given[OPT_SUBSET])
+        saved->subset = want->subset;
+    if (o->given[OPT_VAL])
+        saved->val = want->val;
+    if (o->class_names_given) {
+        saved->nclasses = want->nclasses;
+        memcpy(saved->class_names, want->class_names, sizeof saved->class_names);
+    }
+    cr_run_finish(want);
+    *want = *saved; /* takes over the history */
+    memset(saved, 0, sizeof *saved);
+    return 0;
+}
+
+/* -------------------------------------------------------------------- data */
+
+/* Rows of a dataset, borrowed (no copy of the 188 MB training images). */
+typedef struct {
+    const float *x; /* (n, d) */
+    const int *y;   /* (n) */
+    size_t n, d;
+} rows_view;
+
+typedef struct {
+    nn_dataset *full, *test;
+    rows_view train, valid;
+} train_data;
+
+static void train_data_free(train_data *td)
+{
+    nn_dataset_destroy(td->full);
+    nn_dataset_destroy(td->test);
+    memset(td, 0, sizeof *td);
+}
+
+/* Loads and scales the data and checks it against run (classes, inputs). */
+static int load_train_data(const char *dir, cr_run *run, bool resumed, train_data *td, char *err,
+                           size_t errlen)
+{
+    nn_data_error derr;
+    memset(td, 0, sizeof *td);
+    if (nn_mnist_load(dir, &td->full, &td->test, &derr) != NN_DATA_OK) {
+        snprintf(err, errlen, "%s", derr.message);
+        return -1;
+    }
+    nn_dataset *full = td->full, *test = td->test;
+    if (full->d != test->d) {
+        snprintf(err, errlen, "%s: training images have %zu pixels but test images %zu", dir,
+                 full->d, test->d);
+        return -1;
+    }
+    int classes = full->classes > test->classes ? full->classes : test->classes;
+    if (classes < 2) {
+        snprintf(err, errlen, "%s: the labels name %d class; a classifier needs 2 or more", dir,
+                 classes);
+        return -1;
+    }
+    if (resumed) {
+        if ((int64_t)full->d != run->widths[0] || classes > run->widths[run->nwidths - 1]) {
+            char w[256];
+            cr_run_widths_string(run, w, sizeof w);
+            snprintf(err, errlen,
+                     "%s: images of %zu pixels in %d classes do not fit the saved network %s", dir,
+                     full->d, classes, w);
+            return -1;
+        }
+    } else {
+        run->widths[0] = (int64_t)full->d;
+        run->widths[run->nwidths - 1] = classes;
+    }
+    int outputs = (int)run->widths[run->nwidths - 1];
+    if (run->nclasses < outputs) {
+        if (run->nclasses != NN_FASHION_MNIST_CLASSES) {
+            snprintf(err, errlen, "--class-names gives %d names for %d classes", run->nclasses,
+                     outputs);
+            return -1;
+        }
+        for (int k = run->nclasses; k < outputs && k < CR_MAX_CLASSES; k++)
+            snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "class %d", k);
+        run->nclasses = outputs;
+    }
+    if ((size_t)run->val >= full->n) {
+        snprintf(err, errlen,
+                 "%s: cannot hold out %lld validation images from %zu training images "
+                 "(use --val)",
+                 dir, (long long)run->val, full->n);
+        return -1;
+    }
+    nn_dataset_scale(full, run->input_scale);
+    nn_dataset_scale(test, run->input_scale);
+    size_t val = (size_t)run->val, rest = full->n - val;
+    size_t ntrain = run->subset > 0 && (size_t)run->subset < rest ? (size_t)run->subset : rest;
+    td->valid = (rows_view){full->x, full->y, val, full->d};
+    td->train = (rows_view){full->x + val * full->d, full->y + val, ntrain, full->d};
+    return 0;
+}
+
+/* --------------------------------------------------------- training loop */
+
+/* The order of epoch's examples: a permutation that depends only on
+ * (seed, epoch), identical in every process and after a resume. */
+static void epoch_order(size_t *order, size_t n, uint64_t seed, int64_t epoch)
+{
+    nn_data_permutation(order, n, seed, (uint64_t)epoch);
+}
+
+/* Copies batch b (rows order[b * batch ...]) into x and y; returns its rows. */
+static size_t gather_batch(const rows_view *data, const size_t *order, size_t b, size_t batch,
+                           float *x, int *y)
+{
+    size_t first = b * batch;
+    size_t rows = data->n - first < batch ? data->n - first : batch;
+    for (size_t r = 0; r < rows; r++) {
+        size_t i = order[first + r];
+        memcpy(x + r * data->d, data->x + i * data->d, data->d * sizeof *x);
+        y[r] = data->y[i];
+    }
+    return rows;
+}
+
+/*
+ * Forward and backward on one batch: afterwards nn_model_grads(m) holds
+ * d mean-loss / d params. *loss gets the batch's mean loss and *correct the
+ * number of rows classified right (before the update). classes: scratch of
+ * rows entries.
+ */
+static int batch_gradients(nn_model *m, const float *x, const int *y, size_t rows, size_t d,
+                           int64_t *classes, double *loss, size_t *correct, char *err,
+                           size_t errlen)
+{
+    if (nn_model_set_input_f32(m, x, (int64_t)rows, (int64_t)d) != 0 ||
+        nn_model_set_labels(m, y, (int64_t)rows) != 0 || nn_model_forward(m) != 0 ||
+        nn_model_output_classes(m, classes) != 0 || nn_model_backward(m) != 0) {
+        snprintf(err, errlen, "%s", nn_model_error(m));
+        return -1;
+    }
+    *loss = nn_model_loss_value(m);
+    size_t ok = 0;
+    for (size_t r = 0; r < rows; r++)
+        ok += classes[r] == y[r];
+    *correct = ok;
+    return 0;
+}
+
+/* The optimizer update from the model's gradient buffer. */
+static int apply_step(nn_optimizer *opt, char *err, size_t errlen)
+{
+    if (nn_optimizer_step(opt) != 0) {
+        snprintf(err, errlen, "%s", nn_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+static double schedule_lr(const cr_run *run, int64_t epoch)
+{
+    nn_schedule s;
+    switch (run->schedule) {
+    case NN_SCHED_COSINE:
+        s = nn_schedule_cosine(run->optim.lr, run->epochs, 0.0);
+        break;
+    case NN_SCHED_EXPONENTIAL:
+        s = nn_schedule_exponential(run->optim.lr, run->gamma);
+        break;
+    default:
+        s = nn_schedule_constant(run->optim.lr);
+        break;
+    }
+    return nn_schedule_lr(&s, epoch);
+}
+
+typedef struct {
+    double loss, acc, val_loss, val_acc, seconds;
+} epoch_result;
+
+/* One epoch over td->train, then the validation figures. */
+static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const train_data *td,
+                     int64_t epoch, size_t *order, float *xbuf, int *ybuf, int64_t *classes,
+                     bool quiet, epoch_result *res, char *err, size_t errlen)
+{
+    const rows_view *train = &td->train;
+    size_t batch = (size_t)run->batch;
+    size_t nbatches = (train->n + batch - 1) / batch;
+    if (nn_optimizer_set_lr(opt, schedule_lr(run, epoch)) != 0) {
+        snprintf(err, errlen, "%s", nn_last_error());
+        return -1;
+    }
+    epoch_order(order, train->n, run->seed, epoch);
+    cr_progress bar;
+    cr_progress_begin(&bar, stderr, quiet ? CR_PROGRESS_NEVER : CR_PROGRESS_AUTO, (int)epoch + 1,
+                      (int)run->epochs, nbatches);
+    double loss_sum = 0;
+    size_t correct = 0, seen = 0;
+    for (size_t b = 0; b < nbatches; b++) {
+        size_t rows = gather_batch(train, order, b, batch, xbuf, ybuf);
+        double loss;
+        size_t ok;
+        if (batch_gradients(m, xbuf, ybuf, rows, train->d, classes, &loss, &ok, err, errlen))
+            goto fail;
+        /* a data-parallel run averages nn_model_grads(m) across processes here */
+        if (!isfinite(loss)) {
+            snprintf(err, errlen,
+                     "training diverged in epoch %lld, batch %zu (loss %g): try a smaller --lr",
+                     (long long)epoch + 1, b + 1, loss);
+            goto fail;
+        }
+        if (apply_step(opt, err, errlen))
+            goto fail;
+        loss_sum += loss * (double)rows;
+        correct += ok;
+        seen += rows;
+        cr_progress_update(&bar, b + 1, loss_sum / (double)seen, (double)correct / (double)seen);
+    }
+    cr_progress_end(&bar);
+    res->loss = loss_sum / (double)seen;
+    res->acc = (double)correct / (double)seen;
+    res->val_loss = res->val_acc = NAN;
+    if (td->valid.n > 0 &&
+        nn_model_evaluate_f32(m, td->valid.x, td->valid.y, (int64_t)td->valid.n,
+                              (int64_t)td->valid.d, &res->val_loss, &res->val_acc) != 0) {
+        snprintf(err, errlen, "%s", nn_model_error(m));
+        return -1;
+    }
+    res->seconds = cr_progress_elapsed(&bar);
+    return 0;
+fail:
+    cr_progress_end(&bar);
+    return -1;
+}
+
+/* Writes the per-epoch outputs: log, plot, checkpoint. */
+static int write_epoch_files(const train_options *o, const cr_run *run, nn_model *m,
+                             const nn_optimizer *opt, char *err, size_t errlen)
+{
+    char title[512], w[256];
+    cr_run_widths_string(run, w, sizeof w);
+    snprintf(title, sizeof title, "%s %s, %s lr %g, batch %lld", w,
+             nn_activation_name(run->activation), run->optimizer, run->optim.lr,
+             (long long)run->batch);
+    if (o->log && cr_log_csv(o->log, &run->history, err, errlen) != 0)
+        return -1;
+    if (o->plot && cr_plot_svg(o->plot, &run->history, title, err, errlen) != 0)
+        return -1;
+    if (o->save && cr_checkpoint_save(o->save, run, m, opt, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static void print_header(FILE *out, const cr_run *run, const train_data *td, nn_model *m,
+                         const char *dir, bool resumed)
+{
+    char w[256];
+    cr_run_widths_string(run, w, sizeof w);
+    fprintf(out, "data: %s: %zu training, %zu validation, %zu test images\n", dir, td->train.n,
+            td->valid.n, td->test->n);
+    fprintf(out, "model: %s, %s hidden, softmax cross-entropy, %s, %lld parameters\n", w,
+            nn_activation_name(run->activation), run->dtype == AD_F32 ? "f32" : "f64",
+            (long long)nn_model_param_count(m));
+    fprintf(out, "optimizer: %s lr %g", run->optimizer, run->optim.lr);
+    if (run->optim.momentum > 0)
+        fprintf(out, " momentum %g", run->optim.momentum);
+    if (run->optim.weight_decay > 0)
+        fprintf(out, " weight_decay %g", run->optim.weight_decay);
+    if (run->schedule != NN_SCHED_CONSTANT)
+        fprintf(out, " schedule %s", nn_schedule_name(run->schedule));
+    fprintf(out, ", batch %lld, %lld epochs, seed %llu\n", (long long)run->batch,
+            (long long)run->epochs, (unsigned long long)run->seed);
+    if (resumed)
+        fprintf(out, "resumed after epoch %lld\n", (long long)run->epochs_done);
+    fflush(out);
+}
+
+int cr_cmd_train(int argc, char **argv)
+{
+    train_options o;
+    int status = parse_train_options(argc, argv, &o);
+    if (status >= 0) {
+        cr_run_finish(&o.run);
+        return status;
+    }
+    char err[CR_ERR_MAX];
+    cr_run *run = &o.run;
+    nn_model *m = NULL;
+    nn_optimizer *opt = NULL;
+    train_data td = {0};
+    size_t *order = NULL;
+    float *xbuf = NULL;
+    int *ybuf = NULL;
+    int64_t *classes = NULL;
+    FILE *out = stdout;
+    status = 1;
+    cr_set_threads(o.threads);
+
+    if (o.resume) {
+        cr_run saved;
+        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, err, sizeof err) != 0)
+            goto fail;
+        int rc = merge_resumed(&o, &saved);
+        cr_run_finish(&saved);
+        if (rc) {
+            status = rc;
+            goto done;
+        }
+    } else {
+        run->nwidths = o.nhidden + 2;
+        for (int i = 0; i < o.nhidden; i++)
+            run->widths[i + 1] = o.hidden[i];
+    }
+    if (load_train_data(o.data_dir, run, o.resume != NULL, &td, err, sizeof err) != 0)
+        goto fail;
+    if (!o.resume) {
+        if (!(m = cr_run_build_model(run, err, sizeof err)) ||
+            !(opt = cr_run_create_optimizer(run, m, err, sizeof err)))
+            goto fail;
+    }
+    size_t batch = (size_t)run->batch;
+    order = malloc((td.train.n ? td.train.n : 1) * sizeof *order);
+    xbuf = malloc(batch * td.train.d * sizeof *xbuf);
+    ybuf = malloc(batch * sizeof *ybuf);
+    classes = malloc(batch * sizeof *classes);
+    if (!order || !xbuf || !ybuf || !classes) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    if (!o.quiet)
+        print_header(out, run, &td, m, o.data_dir, o.resume != NULL);
+    if (o.resume && run->epochs_done >= run->epochs && !o.quiet)
+        fprintf(out, "%s has %lld epochs already; nothing to train (raise --epochs)\n", o.resume,
+                (long long)run->epochs_done);
+    for (int64_t epoch = run->epochs_done; epoch < run->epochs; epoch++) {
+        epoch_result r;
+        if (run_epoch(m, opt, run, &td, epoch, order, xbuf, ybuf, classes, o.quiet, &r, err,
+                      sizeof err) != 0)
+            goto fail;
+        run->epochs_done = epoch + 1;
+        if (cr_history_add(&run->history, r.loss, r.acc, r.val_loss, r.val_acc, r.seconds)) {
+            snprintf(err, sizeof err, "out of memory");
+            goto fail;
+        }
+        if (!o.quiet)
+            cr_progress_epoch_line(out, (int)epoch + 1, (int)run->epochs, r.loss, r.acc, r.val_loss,
+                                   r.val_acc, r.seconds);
+        if (write_epoch_files(&o, run, m, opt, err, sizeof err) != 0)
+            goto fail;
+    }
+    if (!o.quiet && (o.save || o.log || o.plot)) {
+        fprintf(out, "wrote");
+        if (o.save)
+            fprintf(out, " %s", o.save);
+        if (o.log)
+            fprintf(out, " %s", o.log);
+        if (o.plot)
+            fprintf(out, " %s", o.plot);
+        fprintf(out, "\n");
+    }
+    if (cr_report_test(out, m, run, td.test, o.quiet, NULL, err, sizeof err) != 0)
+        goto fail;
+    status = 0;
+    goto done;
+fail:
+    fflush(out);
+    fprintf(stderr, "chainrule train: %s\n", err);
+done:
+    free(order);
+    free(xbuf);
+    free(ybuf);
+    free(classes);
+    train_data_free(&td);
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    cr_run_finish(run);
+    return status;
+}

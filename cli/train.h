@@ -1,0 +1,105 @@
+/*
+ * cli/train.h -- what `chainrule train`, `eval` and `predict` share
+ * (internal to the CLI): the description of a run, its checkpoint and the
+ * end-of-run report.
+ *
+ * A run is an MLP classifier: widths[0] inputs, hidden layers with one
+ * activation, widths[nwidths - 1] logits, softmax cross-entropy. Everything
+ * needed to rebuild it and to continue training bit for bit is a cr_run
+ * plus the weights and the optimizer state, which is what a checkpoint holds
+ * (cli/train_ckpt.c). Files: train.c (options, the training loop),
+ * train_ckpt.c (safetensors checkpoints), train_report.c (confusion matrix,
+ * eval, predict).
+ */
+#ifndef CHAINRULE_CLI_TRAIN_H
+#define CHAINRULE_CLI_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <chainrule/data.h>
+#include <chainrule/nn.h>
+
+#include "plot.h"
+
+/* Longest network: inputs, up to 32 hidden layers, outputs. */
+#define CR_MAX_WIDTHS 34
+/* Most classes a run may name (Fashion-MNIST has 10). */
+#define CR_MAX_CLASSES 256
+/* Longest class name kept, terminator included. */
+#define CR_CLASS_NAME_MAX 48
+/* Longest message of a failing step, terminator included. */
+#define CR_ERR_MAX 768
+
+/* Everything that defines a run, saved in every checkpoint's metadata. */
+typedef struct cr_run {
+    /* architecture */
+    int nwidths; /* inputs, hidden..., outputs */
+    int64_t widths[CR_MAX_WIDTHS];
+    nn_activation activation; /* of every hidden layer */
+    ad_dtype dtype;
+    /* optimizer and schedule */
+    char optimizer[16];    /* "sgd", "momentum", "nesterov", "adam", ... */
+    nn_optim_config optim; /* optim.lr is the base learning rate */
+    nn_schedule_kind schedule;
+    double gamma; /* exponential schedule */
+    /* data and order */
+    int64_t batch;
+    uint64_t seed;     /* weights and the batch order of every epoch */
+    int64_t subset;    /* training images used (0: all) */
+    int64_t val;       /* validation images held out (first of the file) */
+    float input_scale; /* pixels are divided by this (255) */
+    /* progress */
+    int64_t epochs; /* target: epochs in total */
+    int64_t epochs_done;
+    int nclasses;
+    char class_names[CR_MAX_CLASSES][CR_CLASS_NAME_MAX];
+    cr_history history; /* per-epoch figures so far (owned) */
+} cr_run;
+
+/* Fills run with the defaults of Géron's chapter 10 network. */
+void cr_run_defaults(cr_run *run);
+/* Frees what run owns (the history). */
+void cr_run_finish(cr_run *run);
+/* "784-300-100-10" into buf. */
+void cr_run_widths_string(const cr_run *run, char *buf, size_t size);
+/* The model of run (built for run->batch rows, weights drawn from run->seed).
+ * NULL with a message in err. */
+nn_model *cr_run_build_model(const cr_run *run, char *err, size_t errlen);
+/* The optimizer of run for m (config from run->optim). NULL with a message. */
+nn_optimizer *cr_run_create_optimizer(const cr_run *run, nn_model *m, char *err, size_t errlen);
+/* Sets the number of OpenBLAS threads (no effect without BLAS). */
+void cr_set_threads(int threads);
+
+/*
+ * Writes the checkpoint: every parameter tensor of m under its model name
+ * ("dense0.weight" (in, out), "dense0.bias" (out)), the optimizer's state
+ * slots as "optimizer.<slot>" tensors, and run (architecture, optimizer
+ * configuration and header, epoch, seed, history) as metadata, atomically.
+ * opt may be NULL (no optimizer state). 0, or -1 with a message in err.
+ */
+int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const nn_optimizer *opt,
+                       char *err, size_t errlen);
+
+/*
+ * Reads a checkpoint written by cr_checkpoint_save: fills run (the caller
+ * frees it with cr_run_finish), builds the model with the saved weights
+ * (*model, the caller's) and, when opt is not NULL, the optimizer with its
+ * saved state (*opt). Refuses files that are not chainrule checkpoints,
+ * unverified, truncated or inconsistent, naming the problem.
+ * 0, or -1 with a message in err (nothing left allocated).
+ */
+int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optimizer **opt,
+                       char *err, size_t errlen);
+
+/*
+ * Classifies every example of ds with m and prints the per-class accuracy
+ * table and the confusion matrix to out (unless quiet), then the last line
+ * "test accuracy: 0.XXXX". *accuracy (may be NULL) receives the accuracy.
+ * 0, or -1 with a message in err.
+ */
+int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const nn_dataset *ds, int quiet,
+                   double *accuracy, char *err, size_t errlen);
+
+#endif /* CHAINRULE_CLI_TRAIN_H */

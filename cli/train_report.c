@@ -1,0 +1,292 @@
+/*
+ * train_report.c -- the end-of-run report (per-class accuracy, confusion
+ * matrix, `test accuracy: 0.XXXX`), and the `eval` and `predict` commands
+ * that run a saved model.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "train.h"
+
+int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const nn_dataset *ds, int quiet,
+                   double *accuracy, char *err, size_t errlen)
+{
+    int k = (int)nn_model_out_features(m);
+    int64_t *pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
+    size_t *confusion = calloc((size_t)k * (size_t)k, sizeof *confusion);
+    if (!pred || !confusion) {
+        free(pred);
+        free(confusion);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (ds->n > 0 &&
+        nn_model_predict_classes_f32(m, ds->x, (int64_t)ds->n, (int64_t)ds->d, pred) != 0) {
+        snprintf(err, errlen, "%s", nn_model_error(m));
+        free(pred);
+        free(confusion);
+        return -1;
+    }
+    size_t correct = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        int t = ds->y[i];
+        int p = (int)pred[i];
+        if (t >= 0 && t < k && p >= 0 && p < k)
+            confusion[(size_t)t * (size_t)k + (size_t)p]++;
+        correct += p == t;
+    }
+    double acc = ds->n ? (double)correct / (double)ds->n : 0.0;
+    if (!quiet) {
+        int namew = 4;
+        for (int c = 0; c < k && c < run->nclasses; c++) {
+            int len = (int)strlen(run->class_names[c]);
+            namew = len > namew ? len : namew;
+        }
+        fprintf(out, "\nper-class accuracy on %zu test images:\n", ds->n);
+        fprintf(out, "  %-5s  %-*s  %7s  %7s  %8s\n", "class", namew, "name", "correct", "total",
+                "accuracy");
+        for (int c = 0; c < k; c++) {
+            size_t total = 0;
+            for (int p = 0; p < k; p++)
+                total += confusion[(size_t)c * (size_t)k + (size_t)p];
+            size_t ok = confusion[(size_t)c * (size_t)k + (size_t)c];
+            fprintf(out, "  %-5d  %-*s  %7zu  %7zu  ", c, namew,
+                    c < run->nclasses ? run->class_names[c] : "", ok, total);
+            if (total)
+                fprintf(out, "%8.4f\n", (double)ok / (double)total);
+            else
+                fprintf(out, "%8s\n", "-");
+        }
+        fprintf(out, "\nconfusion matrix (rows: true class, columns: predicted class):\n");
+        fprintf(out, "  %5s", "");
+        for (int p = 0; p < k; p++)
+            fprintf(out, " %5d", p);
+        fprintf(out, "\n");
+        for (int c = 0; c < k; c++) {
+            fprintf(out, "  %5d", c);
+            for (int p = 0; p < k; p++)
+                fprintf(out, " %5zu", confusion[(size_t)c * (size_t)k + (size_t)p]);
+            fprintf(out, "  %s\n", c < run->nclasses ? run->class_names[c] : "");
+        }
+    }
+    fprintf(out, "test accuracy: %.4f\n", acc);
+    fflush(out);
+    if (accuracy)
+        *accuracy = acc;
+    free(pred);
+    free(confusion);
+    return 0;
+}
+
+/* ------------------------------------------------------- eval and predict */
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[CR_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "chainrule %s: %s (see 'chainrule %s --help')\n", cmd, msg, cmd);
+    return 2;
+}
+
+typedef struct {
+    const char *positional[2];
+    int npositional;
+    const char *data_dir;
+    int threads;
+    bool quiet;
+} run_options;
+
+/* Options of eval and predict; returns -1 to go on, else an exit status. */
+static int parse_run_options(const char *cmd, int argc, char **argv, int want_positional,
+                             bool allow_data, void (*help)(FILE *), run_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->data_dir = NN_FASHION_MNIST_DIR;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            help(stdout);
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) == 0) {
+            const char *eq = strchr(arg, '=');
+            size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+            bool is_data = allow_data && len == 6 && strncmp(arg, "--data", 6) == 0;
+            bool is_threads = len == 9 && strncmp(arg, "--threads", 9) == 0;
+            bool is_quiet = allow_data && strcmp(arg, "--quiet") == 0;
+            if (is_quiet) {
+                o->quiet = true;
+                continue;
+            }
+            if (!is_data && !is_threads)
+                return usage_error(cmd, "unknown option '%.*s'", (int)len, arg);
+            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value || value[0] == '\0')
+                return usage_error(cmd, "option %.*s needs a value", (int)len, arg);
+            if (is_data) {
+                o->data_dir = value;
+            } else {
+                char *end;
+                errno = 0;
+                long t = strtol(value, &end, 10);
+                if (*end != '\0' || errno == ERANGE || t < 1 || t > 1024)
+                    return usage_error(cmd,
+                                       "bad value '%s' for --threads: must be an integer "
+                                       "in [1, 1024]",
+                                       value);
+                o->threads = (int)t;
+            }
+            continue;
+        }
+        if (o->npositional == want_positional)
+            return usage_error(cmd, "unexpected argument '%s'", arg);
+        o->positional[o->npositional++] = arg;
+    }
+    if (o->npositional < want_positional)
+        return usage_error(cmd, want_positional == 1 ? "needs a MODEL file"
+                                                     : "needs a MODEL file and an IDX FILE");
+    return -1;
+}
+
+static void eval_help(FILE *out)
+{
+    /* clang-format off */
+    fprintf(out,
+"usage: chainrule eval MODEL [--data DIR] [--threads N] [--quiet]\n"
+"\n"
+"Classifies the test images of DIR (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte,\n"
+"possibly .gz; default " NN_FASHION_MNIST_DIR ") with the model saved by\n"
+"'chainrule train --save MODEL', and prints the per-class accuracy, the confusion\n"
+"matrix and, last, 'test accuracy: 0.XXXX' (--quiet: only that line).\n"
+"Exit status: 0 success, 1 runtime error, 2 usage error.\n");
+    /* clang-format on */
+}
+
+static void predict_help(FILE *out)
+{
+    /* clang-format off */
+    fprintf(out,
+"usage: chainrule predict MODEL FILE [--threads N]\n"
+"\n"
+"Classifies every image of the IDX file FILE (plain or .gz, e.g.\n"
+NN_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz) with the model\n"
+"saved by 'chainrule train --save MODEL'. Prints one line per image: its index from 0,\n"
+"the class number and the class name, separated by spaces.\n"
+"Exit status: 0 success, 1 runtime error, 2 usage error.\n");
+    /* clang-format on */
+}
+
+int cr_cmd_eval(int argc, char **argv)
+{
+    run_options o;
+    int status = parse_run_options("eval", argc, argv, 1, true, eval_help, &o);
+    if (status >= 0)
+        return status;
+    cr_set_threads(o.threads);
+    char err[CR_ERR_MAX];
+    cr_run run;
+    nn_model *m = NULL;
+    nn_dataset *test = NULL;
+    nn_data_error derr;
+    status = 1;
+    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "chainrule eval: %s\n", err);
+        return 1;
+    }
+    if (nn_mnist_load(o.data_dir, NULL, &test, &derr) != NN_DATA_OK) {
+        snprintf(err, sizeof err, "%s", derr.message);
+        goto fail;
+    }
+    if ((int64_t)test->d != run.widths[0] || test->classes > run.widths[run.nwidths - 1]) {
+        char w[256];
+        cr_run_widths_string(&run, w, sizeof w);
+        snprintf(err, sizeof err,
+                 "%s: test images of %zu pixels in %d classes do not fit the "
+                 "model %s of %s",
+                 o.data_dir, test->d, test->classes, w, o.positional[0]);
+        goto fail;
+    }
+    nn_dataset_scale(test, run.input_scale);
+    if (!o.quiet) {
+        char w[256];
+        cr_run_widths_string(&run, w, sizeof w);
+        printf("model: %s: %s %s, %lld epochs\n", o.positional[0], w,
+               nn_activation_name(run.activation), (long long)run.epochs_done);
+    }
+    if (cr_report_test(stdout, m, &run, test, o.quiet, NULL, err, sizeof err) != 0)
+        goto fail;
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "chainrule eval: %s\n", err);
+done:
+    nn_dataset_destroy(test);
+    nn_model_free(m);
+    cr_run_finish(&run);
+    return status;
+}
+
+int cr_cmd_predict(int argc, char **argv)
+{
+    run_options o;
+    int status = parse_run_options("predict", argc, argv, 2, false, predict_help, &o);
+    if (status >= 0)
+        return status;
+    cr_set_threads(o.threads);
+    char err[CR_ERR_MAX];
+    cr_run run;
+    nn_model *m = NULL;
+    nn_dataset *ds = NULL;
+    int64_t *pred = NULL;
+    nn_data_error derr;
+    status = 1;
+    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "chainrule predict: %s\n", err);
+        return 1;
+    }
+    if (nn_idx_load_dataset(o.positional[1], NULL, &ds, &derr) != NN_DATA_OK) {
+        snprintf(err, sizeof err, "%s", derr.message);
+        goto fail;
+    }
+    if ((int64_t)ds->d != run.widths[0]) {
+        snprintf(err, sizeof err, "%s: examples of %zu values, but the model %s expects %lld",
+                 o.positional[1], ds->d, o.positional[0], (long long)run.widths[0]);
+        goto fail;
+    }
+    nn_dataset_scale(ds, run.input_scale);
+    pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
+    if (!pred) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    if (ds->n && nn_model_predict_classes_f32(m, ds->x, (int64_t)ds->n, (int64_t)ds->d, pred)) {
+        snprintf(err, sizeof err, "%s", nn_model_error(m));
+        goto fail;
+    }
+    for (size_t i = 0; i < ds->n; i++) {
+        int c = (int)pred[i];
+        printf("%zu %d %s\n", i, c, c >= 0 && c < run.nclasses ? run.class_names[c] : "?");
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        snprintf(err, sizeof err, "cannot write the predictions: %s", strerror(errno));
+        goto fail;
+    }
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "chainrule predict: %s\n", err);
+done:
+    free(pred);
+    nn_dataset_destroy(ds);
+    nn_model_free(m);
+    cr_run_finish(&run);
+    return status;
+}

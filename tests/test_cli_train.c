@@ -1,0 +1,532 @@
+/*
+ * test_cli_train.c -- `chainrule train`, `eval` and `predict`, run as the
+ * built binary (CHAINRULE_CLI): option checking and exit statuses, short
+ * trainings on subsets, checkpoints (resume equals an uninterrupted run bit
+ * for bit, corrupt files refused), eval and predict, and a checkpoint loaded
+ * in PyTorch. Tests that need Fashion-MNIST skip when it is not installed;
+ * the tiny fixtures in tests/data/mnist_small cover the rest everywhere.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chainrule/checkpoint.h>
+
+#ifndef CHAINRULE_CLI
+#error "CHAINRULE_CLI (path of the built chainrule binary) is not defined"
+#endif
+#ifndef CHAINRULE_TEST_DIR
+#error "CHAINRULE_TEST_DIR is not defined"
+#endif
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+#define SMALL CHAINRULE_TEST_DIR "/data/mnist_small"
+#define PYTHON "/usr/bin/python3"
+/* a quick run on the tiny fixtures (5 training images of 2x3 pixels) */
+#define SMALL_RUN "train --data " SMALL " --val 0 --hidden 8 --batch 2 --threads 1"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char workdir[256];
+
+static void make_workdir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(workdir, sizeof workdir, "%s/cr_cli_train_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    cr_assert_not_null(mkdtemp(workdir), "mkdtemp %s", workdir);
+}
+
+static void remove_workdir(void)
+{
+    char cmd[512];
+    if (workdir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", workdir);
+    }
+}
+
+TestSuite(cli_train, .init = make_workdir, .fini = remove_workdir, .timeout = 600);
+
+/* A path in the work directory (a few rotating buffers). */
+static const char *wpath(const char *name)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", workdir, name);
+    return b;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s)
+        s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+typedef struct {
+    int status; /* exit status, or -1 when killed */
+    char *out, *err;
+} result;
+
+static void result_free(result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs `chainrule ARGS` (ARGS go through the shell) capturing both streams. */
+static result run(const char *fmt, ...)
+{
+    char args[2048], cmd[3072];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s' </dev/null", CHAINRULE_CLI, args,
+             wpath("stdout"), wpath("stderr"));
+    int st = system(cmd);
+    result r;
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(wpath("stdout"));
+    r.err = slurp(wpath("stderr"));
+    cr_assert(r.out && r.err, "cannot read the output of: %s", cmd);
+    return r;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* The last line of s (without its newline) into buf. */
+static const char *last_line(const char *s, char *buf, size_t size)
+{
+    size_t len = strlen(s);
+    while (len && s[len - 1] == '\n')
+        len--;
+    size_t start = len;
+    while (start && s[start - 1] != '\n')
+        start--;
+    snprintf(buf, size, "%.*s", (int)(len - start), s + start);
+    return buf;
+}
+
+/* Checks the last line is exactly "test accuracy: 0.XXXX" and returns the value. */
+static double test_accuracy(const char *out)
+{
+    char line[256];
+    last_line(out, line, sizeof line);
+    cr_assert_eq(strlen(line), strlen("test accuracy: 0.0000"), "last line '%s'", line);
+    cr_assert(strncmp(line, "test accuracy: ", 15) == 0, "last line '%s'", line);
+    char *end;
+    double acc = strtod(line + 15, &end);
+    cr_assert(end[0] == '\0' && acc >= 0 && acc <= 1, "last line '%s'", line);
+    return acc;
+}
+
+static bool have_fmnist(void)
+{
+    struct stat st;
+    return stat(FMNIST "/train-images-idx3-ubyte.gz", &st) == 0 ||
+           stat(FMNIST "/train-images-idx3-ubyte", &st) == 0;
+}
+
+#define NEED_FMNIST()                                                                              \
+    do {                                                                                           \
+        if (!have_fmnist())                                                                        \
+            cr_skip_test("Fashion-MNIST not installed in " FMNIST                                  \
+                         " (Debian: dataset-fashion-mnist)");                                      \
+    } while (0)
+
+/* Expects exit status `status`, nothing on stdout, one line on stderr holding `needle`. */
+static void expect_error(int status, const char *needle, const char *args)
+{
+    result r = run("%s", args);
+    cr_expect_eq(r.status, status, "chainrule %s: status %d, expected %d; stderr: %s", args,
+                 r.status, status, r.err);
+    cr_expect_str_empty(r.out, "chainrule %s printed to stdout: %s", args, r.out);
+    cr_expect_eq(count_lines(r.err), 1, "chainrule %s: stderr is not one line: %s", args, r.err);
+    cr_expect(strstr(r.err, needle) != NULL, "chainrule %s: stderr '%s' lacks '%s'", args, r.err,
+              needle);
+    result_free(&r);
+}
+
+/* Every parameter and optimizer tensor of a and b has the same bytes. */
+static void expect_same_tensors(const char *a, const char *b)
+{
+    nn_checkpoint *ca = NULL, *cb = NULL;
+    nn_ckpt_error err;
+    cr_assert_eq(nn_checkpoint_read(a, &ca, &err), NN_CKPT_OK, "%s", err.message);
+    cr_assert_eq(nn_checkpoint_read(b, &cb, &err), NN_CKPT_OK, "%s", err.message);
+    cr_assert_eq(nn_checkpoint_count(ca), nn_checkpoint_count(cb));
+    for (size_t i = 0; i < nn_checkpoint_count(ca); i++) {
+        const nn_ckpt_tensor *ta = nn_checkpoint_tensor_at(ca, i);
+        const nn_ckpt_tensor *tb = nn_checkpoint_find(cb, ta->name);
+        cr_assert_not_null(tb, "%s has no tensor %s", b, ta->name);
+        cr_assert_eq(ta->dtype, tb->dtype);
+        cr_assert_eq(ta->ndim, tb->ndim);
+        size_t n = ta->dtype == NN_CKPT_F32 ? 4 : 8;
+        for (int k = 0; k < ta->ndim; k++) {
+            cr_assert_eq(ta->shape[k], tb->shape[k]);
+            n *= ta->shape[k];
+        }
+        cr_expect(memcmp(ta->data, tb->data, n) == 0, "tensor %s differs between %s and %s",
+                  ta->name, a, b);
+    }
+    cr_expect_str_eq(nn_checkpoint_meta(ca, "chainrule.optimizer_state"),
+                     nn_checkpoint_meta(cb, "chainrule.optimizer_state"));
+    cr_expect_str_eq(nn_checkpoint_meta(ca, "chainrule.epochs_done"),
+                     nn_checkpoint_meta(cb, "chainrule.epochs_done"));
+    nn_checkpoint_destroy(ca);
+    nn_checkpoint_destroy(cb);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* ------------------------------------------------------------------ usage */
+
+Test(cli_train, help_texts)
+{
+    result r = run("--help");
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "train") && strstr(r.out, "eval") && strstr(r.out, "predict"), "%s",
+              r.out);
+    result_free(&r);
+
+    r = run("train --help");
+    cr_expect_eq(r.status, 0);
+    const char *must[] = {"784-300-100-10", "5,000",        "--data",
+                          "--hidden",       "--activation", "--optimizer",
+                          "--lr",           "--batch",      "--epochs",
+                          "--seed",         "--threads",    "--save",
+                          "--resume",       "--log",        "--plot",
+                          "--subset",       "--quiet",      "test accuracy: 0.XXXX"};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+        cr_expect(strstr(r.out, must[i]) != NULL, "train --help lacks '%s'", must[i]);
+    cr_expect_str_empty(r.err);
+    result_free(&r);
+
+    r = run("eval --help");
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "usage: chainrule eval MODEL") != NULL, "%s", r.out);
+    result_free(&r);
+    r = run("predict -h");
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "usage: chainrule predict MODEL FILE") != NULL, "%s", r.out);
+    result_free(&r);
+}
+
+Test(cli_train, bad_options_are_usage_errors)
+{
+    /* parsing happens before any data is read: these need no data set */
+    const struct {
+        const char *args, *needle;
+    } cases[] = {
+        {"train --lr -1", "bad value '-1' for --lr: the learning rate must be a number > 0"},
+        {"train --lr 0", "bad value '0' for --lr"},
+        {"train --lr abc", "bad value 'abc' for --lr"},
+        {"train --lr nan", "bad value 'nan' for --lr"},
+        {"train --lr=1e999", "bad value '1e999' for --lr"},
+        {"train --batch 0", "bad value '0' for --batch: must be an integer in [1, 1048576]"},
+        {"train --batch 3x", "bad value '3x' for --batch"},
+        {"train --batch ' 3'", "bad value ' 3' for --batch"},
+        {"train --epochs 0", "bad value '0' for --epochs"},
+        {"train --epochs 1.5", "bad value '1.5' for --epochs"},
+        {"train --hidden 300,,100", "bad value '300,,100' for --hidden: an empty width"},
+        {"train --hidden 300,", "bad value '300,' for --hidden: an empty width"},
+        {"train --hidden ''", "bad value '' for --hidden: an empty width"},
+        {"train --hidden 300,0", "width '0' is not an integer in [1, 1048576]"},
+        {"train --hidden 300,-5", "width '-5' is not an integer"},
+        {"train --activation softmax", "unknown hidden activation 'softmax'"},
+        {"train --activation bogus", "unknown hidden activation 'bogus'"},
+        {"train --optimizer sgdd", "unknown optimizer 'sgdd'"},
+        {"train --momentum 1", "bad value '1' for --momentum"},
+        {"train --optimizer adam --momentum 0.9", "--momentum applies to sgd and rmsprop"},
+        {"train --weight-decay -0.1", "bad value '-0.1' for --weight-decay"},
+        {"train --schedule step", "unknown schedule 'step'"},
+        {"train --gamma 0", "bad value '0' for --gamma"},
+        {"train --dtype f16", "bad value 'f16' for --dtype"},
+        {"train --seed -1", "bad value '-1' for --seed"},
+        {"train --seed 99999999999999999999999", "bad value '99999999999999999999999' for --seed"},
+        {"train --threads 0", "bad value '0' for --threads"},
+        {"train --subset 0", "bad value '0' for --subset"},
+        {"train --val -1", "bad value '-1' for --val"},
+        {"train --class-names a,,b", "bad value 'a,,b' for --class-names"},
+        {"train --bogus", "unknown option '--bogus'"},
+        {"train --lr", "option --lr needs a value"},
+        {"train --quiet=yes", "option --quiet takes no value"},
+        {"train extra", "unexpected argument 'extra'"},
+        {"train -x", "unexpected argument '-x'"},
+        {"train --save ''", "--save needs a file name"},
+        {"train --data ''", "--data needs a directory"},
+        {"frobnicate", "unknown command 'frobnicate'"},
+        {"eval", "needs a MODEL file"},
+        {"eval a b", "unexpected argument 'b'"},
+        {"eval m --bogus", "unknown option '--bogus'"},
+        {"eval m --threads x", "bad value 'x' for --threads"},
+        {"predict m", "needs a MODEL file and an IDX FILE"},
+        {"predict m f --data d", "unknown option '--data'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(2, cases[i].needle, cases[i].args);
+}
+
+Test(cli_train, bad_data_is_a_runtime_error)
+{
+    expect_error(1, "data directory /nonexistent/dir", "train --data /nonexistent/dir");
+    expect_error(1, "has 5 examples but",
+                 "train --data " CHAINRULE_TEST_DIR "/data/mnist_mismatch");
+    expect_error(1, "t10k-images-idx3-ubyte",
+                 "train --data " CHAINRULE_TEST_DIR "/data/mnist_missing");
+    expect_error(1, "expected 3-d unsigned-byte images",
+                 "train --data " CHAINRULE_TEST_DIR "/data/mnist_not_images");
+    /* mnist_small has 5 training images: 5000 cannot be held out */
+    expect_error(1, "cannot hold out 5000 validation images from 5 training images",
+                 "train --data " SMALL);
+    expect_error(1, "training diverged in epoch 1", SMALL_RUN " --lr 1e30 --quiet");
+    expect_error(1, "--class-names gives 2 names for 10 classes",
+                 "train --data " SMALL " --val 0 --class-names a,b");
+    expect_error(1, "cannot open", "train --resume /nonexistent/model.safetensors");
+    const char text[] = "this is a text file, certainly not a checkpoint of chainrule\n";
+    write_bytes(wpath("text.st"), text, sizeof text - 1);
+    char args[1024];
+    snprintf(args, sizeof args, "train --resume '%s'", wpath("text.st"));
+    expect_error(1, "not a safetensors file", args);
+    expect_error(1, "cannot open", "eval /nonexistent/model.safetensors");
+}
+
+/* ------------------------------------------------------------ tiny fixtures */
+
+Test(cli_train, tiny_run_saves_logs_and_plots)
+{
+    result r = run(SMALL_RUN " --epochs 3 --save '%s' --log '%s' --plot '%s'", wpath("m.st"),
+                   wpath("log.csv"), wpath("plot.svg"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect(strstr(r.out, "data: " SMALL ": 5 training, 0 validation, 3 test images") != NULL,
+              "%s", r.out);
+    cr_expect(strstr(r.out, "model: 6-8-10, relu hidden") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "\nepoch 1/3  loss ") && strstr(r.out, "\nepoch 3/3  loss "), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "val_acc") == NULL, "no validation set, yet: %s", r.out);
+    cr_expect(strstr(r.out, "Ankle boot") && strstr(r.out, "confusion matrix"), "%s", r.out);
+    double acc = test_accuracy(r.out);
+    /* stderr is not a terminal: no progress bar */
+    cr_expect_str_empty(r.err);
+    result_free(&r);
+
+    char *log = slurp(wpath("log.csv"));
+    cr_assert_not_null(log);
+    cr_expect(strncmp(log, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n", 62) ==
+                  0,
+              "%s", log);
+    cr_expect_eq(count_lines(log), 4, "%s", log);
+    free(log);
+    char *svg = slurp(wpath("plot.svg"));
+    cr_assert_not_null(svg);
+    cr_expect(strstr(svg, "<svg") && strstr(svg, "</svg>"), "not an SVG");
+    free(svg);
+
+    /* eval of the saved model prints the same last line */
+    r = run("eval '%s' --data " SMALL, wpath("m.st"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect_float_eq(test_accuracy(r.out), acc, 1e-9);
+    cr_expect(strstr(r.out, "confusion matrix") != NULL, "%s", r.out);
+    result_free(&r);
+    r = run("eval '%s' --data " SMALL " --quiet", wpath("m.st"));
+    cr_expect_eq(count_lines(r.out), 1, "%s", r.out);
+    result_free(&r);
+
+    /* quiet training prints only the last line */
+    r = run(SMALL_RUN " --epochs 1 --quiet");
+    cr_expect_eq(r.status, 0);
+    cr_expect_eq(count_lines(r.out), 1, "%s", r.out);
+    test_accuracy(r.out);
+    result_free(&r);
+}
+
+Test(cli_train, tiny_resume_equals_uninterrupted)
+{
+    const char *opts = SMALL_RUN " --optimizer adam --quiet";
+    result r = run("%s --epochs 4 --save '%s'", opts, wpath("four.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = run("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = run("train --data " SMALL " --threads 1 --quiet --resume '%s' --epochs 4 --save '%s'",
+            wpath("two.st"), wpath("resumed.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    expect_same_tensors(wpath("four.st"), wpath("resumed.st"));
+
+    /* architecture and optimizer cannot change on resume */
+    char args[1024];
+    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --hidden 9", wpath("two.st"));
+    expect_error(2, "--hidden 9 differs from the network of", args);
+    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --optimizer sgd",
+             wpath("two.st"));
+    expect_error(2, "--optimizer sgd differs from", args);
+}
+
+Test(cli_train, corrupt_checkpoints_are_refused)
+{
+    result r = run(SMALL_RUN " --epochs 1 --quiet --save '%s'", wpath("m.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    char *bytes = NULL;
+    FILE *f = fopen(wpath("m.st"), "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    bytes = malloc((size_t)n);
+    cr_assert_eq(fread(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    char args[1024];
+
+    write_bytes(wpath("truncated.st"), bytes, (size_t)n / 2);
+    snprintf(args, sizeof args, "eval '%s' --data " SMALL, wpath("truncated.st"));
+    expect_error(1, "truncated.st", args);
+    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s'", wpath("truncated.st"));
+    expect_error(1, "truncated.st", args);
+
+    write_bytes(wpath("empty.st"), bytes, 0);
+    snprintf(args, sizeof args, "eval '%s' --data " SMALL, wpath("empty.st"));
+    expect_error(1, "empty.st", args);
+
+    /* a flipped byte in the weights fails the checksum */
+    bytes[n - 3] ^= 0x40;
+    write_bytes(wpath("flipped.st"), bytes, (size_t)n);
+    snprintf(args, sizeof args, "predict '%s' " SMALL "/t10k-images-idx3-ubyte",
+             wpath("flipped.st"));
+    expect_error(1, "checksum", args);
+    free(bytes);
+
+    /* a valid safetensors file that is not a chainrule model */
+    float w[2] = {1, 2};
+    nn_ckpt_tensor t = {.name = "w", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {2}, .data = w};
+    nn_ckpt_error err;
+    cr_assert_eq(nn_checkpoint_write(wpath("other.st"), &t, 1, NULL, 0, &err), NN_CKPT_OK);
+    snprintf(args, sizeof args, "eval '%s' --data " SMALL, wpath("other.st"));
+    expect_error(1, "not a chainrule model", args);
+
+    /* a model for other images */
+    snprintf(args, sizeof args, "predict '%s' " SMALL "/t10k-labels-idx1-ubyte", wpath("m.st"));
+    expect_error(1, "examples of 1 values, but the model", args);
+    snprintf(args, sizeof args, "predict '%s' /nonexistent.idx", wpath("m.st"));
+    expect_error(1, "/nonexistent.idx", args);
+}
+
+/* ----------------------------------------------------------- Fashion-MNIST */
+
+Test(cli_train, fashion_subset_learns)
+{
+    NEED_FMNIST();
+    result r =
+        run("train --subset 2000 --val 1000 --epochs 1 --threads 1 --save '%s'", wpath("f.st"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect(strstr(r.out, "2000 training, 1000 validation, 10000 test images") != NULL, "%s",
+              r.out);
+    cr_expect(strstr(r.out, "model: 784-300-100-10, relu hidden, softmax cross-entropy, f32, "
+                            "266610 parameters") != NULL,
+              "%s", r.out);
+    cr_expect(strstr(r.out, "epoch 1/1  loss ") && strstr(r.out, "val_acc "), "%s", r.out);
+    const char *names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                           "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    for (int k = 0; k < 10; k++)
+        cr_expect(strstr(r.out, names[k]) != NULL, "no class %s in %s", names[k], r.out);
+    double acc = test_accuracy(r.out);
+    /* one epoch of SGD on 2,000 images: far above chance (0.1) */
+    cr_expect_gt(acc, 0.55, "test accuracy %.4f", acc);
+    result_free(&r);
+
+    r = run("eval '%s'", wpath("f.st"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect_float_eq(test_accuracy(r.out), acc, 1e-9);
+    result_free(&r);
+
+    r = run("predict '%s' " FMNIST "/t10k-images-idx3-ubyte.gz", wpath("f.st"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect_eq(count_lines(r.out), 10000);
+    int index, cls;
+    char name[64];
+    cr_expect_eq(sscanf(r.out, "%d %d %63[^\n]", &index, &cls, name), 3, "%.80s", r.out);
+    cr_expect_eq(index, 0);
+    cr_expect(cls >= 0 && cls < 10);
+    cr_expect_str_eq(name, names[cls]);
+    result_free(&r);
+}
+
+Test(cli_train, fashion_resume_equals_uninterrupted)
+{
+    NEED_FMNIST();
+    const char *opts = "train --subset 600 --val 200 --optimizer adam --threads 1 --quiet";
+    result r = run("%s --epochs 3 --save '%s'", opts, wpath("three.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char three_last[64];
+    last_line(r.out, three_last, sizeof three_last);
+    result_free(&r);
+    r = run("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = run("train --threads 1 --quiet --resume '%s' --epochs 3 --save '%s'", wpath("two.st"),
+            wpath("resumed.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char resumed_last[64];
+    cr_expect_str_eq(last_line(r.out, resumed_last, sizeof resumed_last), three_last);
+    result_free(&r);
+    expect_same_tensors(wpath("three.st"), wpath("resumed.st"));
+}
+
+Test(cli_train, torch_predictions_match)
+{
+    NEED_FMNIST();
+    if (access(PYTHON, X_OK) != 0)
+        cr_skip_test(PYTHON " not found (Debian: python3-torch)");
+    result r = run("train --subset 1000 --val 100 --epochs 1 --threads 1 --quiet --save '%s'",
+                   wpath("t.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             PYTHON " '%s/torch_predict_check.py' '%s' '%s' " FMNIST
+                    "/t10k-images-idx3-ubyte.gz >'%s' 2>&1",
+             CHAINRULE_TEST_DIR, CHAINRULE_CLI, wpath("t.st"), wpath("torch.txt"));
+    int st = system(cmd);
+    char *text = slurp(wpath("torch.txt"));
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (code == 77)
+        cr_skip_test("PyTorch not available: %s", text ? text : "");
+    cr_expect_eq(code, 0, "torch check failed: %s", text ? text : "");
+    free(text);
+}
