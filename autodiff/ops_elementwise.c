@@ -217,9 +217,16 @@ void fwd_unary(ad_node *n)
             for (int64_t r = 0; r < it.rows; r++) {                                                \
                 const T *ra = A + it.off[0], *rb = B + it.off[1];                                  \
                 T *ro = O + r * it.inner;                                                          \
-                for (int64_t i = 0; i < it.inner; i++) {                                           \
-                    const T x = ra[i * sa], y = rb[i * sb];                                        \
-                    ro[i] = (T)(EXPR);                                                             \
+                if (sa == 1 && sb == 1) { /* contiguous rows (bias add): vectorizable */           \
+                    for (int64_t i = 0; i < it.inner; i++) {                                       \
+                        const T x = ra[i], y = rb[i];                                              \
+                        ro[i] = (T)(EXPR);                                                         \
+                    }                                                                              \
+                } else {                                                                           \
+                    for (int64_t i = 0; i < it.inner; i++) {                                       \
+                        const T x = ra[i * sa], y = rb[i * sb];                                    \
+                        ro[i] = (T)(EXPR);                                                         \
+                    }                                                                              \
                 }                                                                                  \
                 ad_bcast_next(&it);                                                                \
             }                                                                                      \

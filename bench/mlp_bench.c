@@ -1,0 +1,362 @@
+/* bench/mlp_bench -- chainrule's side of the tensor benchmarks (bench/run).
+ *
+ * Workloads (f32, one process; the PyTorch side is bench/torch_bench.py):
+ *   train B N    Fashion-MNIST MLP 784-300-100-10 (ReLU, softmax cross-entropy,
+ *                SGD lr 0.01): one pass over the first N training images in
+ *                order, mini-batches of B (the last may be smaller). Also
+ *                counts allocator calls per step after the first and the peak
+ *                bytes the model holds (through nn_model_create_with's hook).
+ *   infer        predicted classes of the 10,000 test images (one batch).
+ *   matmul K     chain of 4 matmuls 1024x1024 with tanh between, sum as the
+ *                loss: K times forward + backward, time per iteration.
+ *   mem B S      S steps at batch B on synthetic data (no dataset loaded) and
+ *                getrusage maxrss before and after (run in a fresh process).
+ *
+ * usage: mlp_bench [--data DIR] serve     commands on stdin, one JSON line out each
+ *        mlp_bench [--data DIR] CMD ARGS  one command
+ * Each answer is one JSON line with "time" in seconds (and details). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <chainrule/autodiff.h>
+#include <chainrule/data.h>
+#include <chainrule/nn.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------- counting allocator */
+
+typedef struct {
+    long long calls;  /* allocations and reallocations (nsize > 0) */
+    long long frees;
+    size_t cur, peak; /* bytes held */
+} counter;
+
+static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counter *c = ud;
+    if (nsize == 0) {
+        if (ptr) {
+            c->frees++;
+            c->cur -= osize;
+        }
+        free(ptr);
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p)
+        return NULL;
+    c->calls++;
+    c->cur = c->cur - (ptr ? osize : 0) + nsize;
+    if (c->cur > c->peak)
+        c->peak = c->cur;
+    return p;
+}
+
+static const int64_t widths[4] = {784, 300, 100, 10};
+
+static nn_model *make_mlp(int64_t batch, nn_loss loss, counter *c)
+{
+    nn_model *m = nn_model_create_with(AD_F32, 784, count_alloc, c);
+    if (!m)
+        return NULL;
+    for (int i = 1; i < 4; i++) {
+        if (nn_model_add_dense(m, widths[i], 1, NN_INIT_HE_UNIFORM) ||
+            (i < 3 && nn_model_add_activation(m, NN_ACT_RELU))) {
+            nn_model_free(m);
+            return NULL;
+        }
+    }
+    if (nn_model_set_loss(m, loss) || nn_model_build(m, batch, 42)) {
+        fprintf(stderr, "build: %s\n", nn_model_error(m));
+        nn_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* parameters + gradients + optimizer state + one batch's activations (x,
+ * pre-activations and activations of each layer, logits), in bytes */
+static double budget_bytes(int64_t batch, int64_t nparams, int64_t nstate)
+{
+    int64_t acts = batch * (784 + 2 * 300 + 2 * 100 + 10);
+    return 4.0 * (double)(2 * nparams + nstate + acts);
+}
+
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* current resident set (VmRSS of /proc/self/status) in kB, -1 if unknown */
+static long rss_now_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* ------------------------------------------------------------ workloads */
+
+static nn_dataset *train_ds, *test_ds;
+static const char *data_dir = NN_FASHION_MNIST_DIR;
+
+static int load_data(void)
+{
+    if (train_ds)
+        return 0;
+    nn_data_error err;
+    if (nn_mnist_load(data_dir, &train_ds, &test_ds, &err) != NN_DATA_OK) {
+        fprintf(stderr, "mlp_bench: %s\n", err.message);
+        return -1;
+    }
+    nn_dataset_scale(train_ds, 255.0f);
+    nn_dataset_scale(test_ds, 255.0f);
+    return 0;
+}
+
+static int cmd_train(int64_t batch, int64_t n)
+{
+    if (load_data())
+        return -1;
+    if (n <= 0 || n > (int64_t)train_ds->n)
+        n = (int64_t)train_ds->n;
+    counter c = {0};
+    nn_model *m = make_mlp(batch, NN_LOSS_CROSS_ENTROPY, &c);
+    if (!m)
+        return -1;
+    nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
+    cfg.lr = 0.01;
+    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    if (!opt)
+        return -1;
+    long long calls_after_first = 0;
+    int64_t steps = 0;
+    double loss = 0, first_loss = 0, t_first = 0;
+    double t0 = now();
+    for (int64_t i = 0; i < n; i += batch) {
+        int64_t rows = n - i < batch ? n - i : batch;
+        const float *x = train_ds->x + (size_t)i * 784;
+        if (nn_model_set_input_f32(m, x, rows, 784) ||
+            nn_model_set_labels(m, train_ds->y + i, rows) ||
+            nn_model_train_step(m, opt, &loss)) {
+            fprintf(stderr, "train: %s\n", nn_model_error(m));
+            return -1;
+        }
+        if (steps == 0) {
+            first_loss = loss;
+            t_first = now() - t0;
+            calls_after_first = c.calls;
+        }
+        steps++;
+    }
+    double t = now() - t0;
+    long long extra = c.calls - calls_after_first;
+    printf("{\"time\": %.6f, \"first_step\": %.6f, \"examples\": %lld, \"steps\": %lld, "
+           "\"first_loss\": %.5f, \"last_loss\": %.5f, \"allocs_after_first\": %lld, "
+           "\"allocs_per_step\": %.3f, \"peak_bytes\": %zu, \"budget_bytes\": %.0f}\n",
+           t, t_first, (long long)n, (long long)steps, first_loss, loss, extra,
+           steps > 1 ? (double)extra / (double)(steps - 1) : 0.0, c.peak,
+           budget_bytes(batch, nn_model_param_count(m), nn_optimizer_state_count(opt)));
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    return 0;
+}
+
+static int64_t *classes_buf;
+
+static int cmd_infer(void)
+{
+    if (load_data())
+        return -1;
+    int64_t n = (int64_t)test_ds->n;
+    counter c = {0};
+    nn_model *m = make_mlp(n, NN_LOSS_NONE, &c);
+    if (!m)
+        return -1;
+    if (!classes_buf)
+        classes_buf = malloc(sizeof *classes_buf * (size_t)n);
+    /* warm-up: the first forward may touch fresh pages */
+    if (nn_model_predict_classes_f32(m, test_ds->x, n, 784, classes_buf))
+        return -1;
+    double t0 = now();
+    if (nn_model_predict_classes_f32(m, test_ds->x, n, 784, classes_buf)) {
+        fprintf(stderr, "infer: %s\n", nn_model_error(m));
+        return -1;
+    }
+    double t = now() - t0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; i++)
+        correct += classes_buf[i] == test_ds->y[i];
+    printf("{\"time\": %.6f, \"examples\": %lld, \"accuracy_untrained\": %.4f}\n", t,
+           (long long)n, (double)correct / (double)n);
+    nn_model_free(m);
+    return 0;
+}
+
+static int cmd_matmul(int iters)
+{
+    const int64_t N = 1024, sh[2] = {N, N};
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_node *x = ad_input(g, 2, sh, "x");
+    float *xv = ad_data(x);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < N * N; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        xv[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2 - 1);
+    }
+    ad_node *h = x;
+    for (int l = 0; l < 4; l++) {
+        ad_node *w = ad_param(g, 2, sh, "w");
+        float *wv = ad_data(w);
+        for (int64_t i = 0; i < N * N; i++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            wv[i] = (float)(((double)(s >> 11) * 0x1.0p-53 * 2 - 1) / 32.0);
+        }
+        h = ad_matmul(h, w);
+        if (l < 3)
+            h = ad_tanh(h);
+    }
+    ad_node *loss = ad_sum(h, AD_ALL);
+    if (!loss || ad_backward(loss)) { /* builds the backward pass */
+        fprintf(stderr, "matmul: %s\n", ad_graph_error(g));
+        return -1;
+    }
+    double best_total = 0;
+    double t0 = now();
+    for (int i = 0; i < iters; i++) {
+        ad_forward(g);
+        ad_zero_grad(g);
+        ad_backward(loss);
+    }
+    best_total = now() - t0;
+    if (ad_graph_error(g)) {
+        fprintf(stderr, "matmul: %s\n", ad_graph_error(g));
+        return -1;
+    }
+    printf("{\"time\": %.6f, \"iters\": %d, \"loss\": %.6g}\n", best_total / iters, iters,
+           ad_item(loss));
+    ad_graph_free(g);
+    return 0;
+}
+
+static int cmd_mem(int64_t batch, int steps)
+{
+    long rss0 = maxrss_kb(), cur0 = rss_now_kb();
+    counter c = {0};
+    nn_model *m = make_mlp(batch, NN_LOSS_CROSS_ENTROPY, &c);
+    if (!m)
+        return -1;
+    nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
+    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    float *x = malloc(sizeof *x * (size_t)(batch * 784));
+    int *y = malloc(sizeof *y * (size_t)batch);
+    if (!opt || !x || !y)
+        return -1;
+    uint64_t s = 1;
+    for (int64_t i = 0; i < batch * 784; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((double)(s >> 11) * 0x1.0p-53);
+    }
+    for (int64_t i = 0; i < batch; i++)
+        y[i] = (int)(i % 10);
+    long rss_data = maxrss_kb();
+    for (int k = 0; k < steps; k++)
+        if (nn_model_set_input_f32(m, x, batch, 784) || nn_model_set_labels(m, y, batch) ||
+            nn_model_train_step(m, opt, NULL)) {
+            fprintf(stderr, "mem: %s\n", nn_model_error(m));
+            return -1;
+        }
+    long rss1 = maxrss_kb(), cur1 = rss_now_kb();
+    printf("{\"time\": 0, \"maxrss_start_kb\": %ld, \"maxrss_built_kb\": %ld, "
+           "\"maxrss_end_kb\": %ld, \"rss_start_kb\": %ld, \"rss_end_kb\": %ld, "
+           "\"peak_bytes\": %zu, \"budget_bytes\": %.0f, "
+           "\"graph_bytes\": %zu, \"graph_nodes\": %lld}\n",
+           rss0, rss_data, rss1, cur0, cur1, c.peak,
+           budget_bytes(batch, nn_model_param_count(m), nn_optimizer_state_count(opt)),
+           ad_graph_bytes(nn_model_graph(m)), (long long)ad_graph_size(nn_model_graph(m)));
+    free(x);
+    free(y);
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    return 0;
+}
+
+static int run(int argc, char **argv)
+{
+    if (argc < 1)
+        return -1;
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "train") == 0 && argc >= 2)
+        return cmd_train(atoll(argv[1]), argc >= 3 ? atoll(argv[2]) : 0);
+    if (strcmp(cmd, "infer") == 0)
+        return cmd_infer();
+    if (strcmp(cmd, "matmul") == 0)
+        return cmd_matmul(argc >= 2 ? atoi(argv[1]) : 3);
+    if (strcmp(cmd, "mem") == 0 && argc >= 2)
+        return cmd_mem(atoll(argv[1]), argc >= 3 ? atoi(argv[2]) : 5);
+    if (strcmp(cmd, "load") == 0) {
+        int rc = load_data();
+        if (!rc)
+            printf("{\"time\": 0}\n");
+        return rc;
+    }
+    fprintf(stderr, "mlp_bench: unknown command '%s'\n", cmd);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    if (argc > 2 && strcmp(argv[1], "--data") == 0) {
+        data_dir = argv[2];
+        i = 3;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "usage: mlp_bench [--data DIR] serve | train B [N] | infer | "
+                        "matmul K | mem B [S]\n");
+        return 2;
+    }
+    if (strcmp(argv[i], "serve") != 0) {
+        int rc = run(argc - i, argv + i);
+        free(classes_buf);
+        nn_dataset_destroy(train_ds);
+        nn_dataset_destroy(test_ds);
+        return rc ? 1 : 0;
+    }
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        char *args[8];
+        int n = 0;
+        for (char *tok = strtok(line, " \t\n"); tok && n < 8; tok = strtok(NULL, " \t\n"))
+            args[n++] = tok;
+        if (n == 0)
+            continue;
+        if (strcmp(args[0], "quit") == 0)
+            break;
+        if (run(n, args))
+            printf("{\"error\": \"%s failed\"}\n", args[0]);
+        fflush(stdout);
+    }
+    free(classes_buf);
+    nn_dataset_destroy(train_ds);
+    nn_dataset_destroy(test_ds);
+    return 0;
+}

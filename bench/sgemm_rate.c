@@ -1,0 +1,104 @@
+/* bench/sgemm_rate -- this machine's OpenBLAS sgemm rate on the GEMM shapes
+ * of one training step of the Fashion-MNIST MLP 784-300-100-10 at batch B
+ * (row-major, as chainrule calls cblas_sgemm):
+ *   forward   Z1 = X H0..: (B,784)x(784,300), (B,300)x(300,100), (B,100)x(100,10)
+ *   backward  dW = H^T dZ: (784,B)x(B,300), (300,B)x(B,100), (100,B)x(B,10)
+ *             dH = dZ W^T: (B,100)x(100,300), (B,10)x(10,100)
+ *             (no dX for the input layer: the data needs no gradient)
+ * Each shape is timed alone (repeated for >= SEC s, median of 5 runs).
+ * Prints one JSON line: per-shape GFLOP/s, the step's flops and time, the
+ * aggregate rate and the sgemm-bound time of one epoch of EPOCH examples.
+ *
+ * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]] */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    const char *what;
+    int ta, tb, m, n, k;
+} shape;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double run_seconds = 0.1;
+
+/* seconds per call of one shape, median of 5 runs of >= run_seconds each */
+static double time_shape(const shape *s, float *A, float *B, float *C)
+{
+    int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    double runs[5];
+    for (int r = 0; r < 5; r++) {
+        long reps = 0;
+        double t0 = now(), t;
+        do {
+            cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                        s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, A, lda, B,
+                        ldb, 0.0f, C, s->n);
+            reps++;
+            t = now() - t0;
+        } while (t < run_seconds);
+        runs[r] = t / (double)reps;
+    }
+    qsort(runs, 5, sizeof *runs, cmp_double);
+    return runs[2];
+}
+
+int main(int argc, char **argv)
+{
+    int b = argc > 1 ? atoi(argv[1]) : 32;
+    long epoch = argc > 2 ? atol(argv[2]) : 60000;
+    if (argc > 3)
+        run_seconds = atof(argv[3]);
+    if (b < 1 || epoch < 1 || !(run_seconds > 0)) {
+        fprintf(stderr, "usage: sgemm_rate B [EPOCH [SEC]]\n");
+        return 2;
+    }
+    const shape shapes[] = {
+        {"fwd1", 0, 0, b, 300, 784},  {"fwd2", 0, 0, b, 100, 300},
+        {"fwd3", 0, 0, b, 10, 100},   {"dW1", 1, 0, 784, 300, b},
+        {"dW2", 1, 0, 300, 100, b},   {"dW3", 1, 0, 100, 10, b},
+        {"dH1", 0, 1, b, 300, 100},   {"dH2", 0, 1, b, 100, 10},
+    };
+    const int ns = (int)(sizeof shapes / sizeof *shapes);
+    size_t big = (size_t)784 * 300 + (size_t)b * 784;
+    float *A = malloc(sizeof *A * big), *B = malloc(sizeof *B * big), *C = malloc(sizeof *C * big);
+    if (!A || !B || !C)
+        return 1;
+    for (size_t i = 0; i < big; i++) {
+        A[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+        B[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
+        C[i] = 0;
+    }
+    double step_flops = 0, step_time = 0;
+    printf("{\"batch\": %d, \"shapes\": [", b);
+    for (int i = 0; i < ns; i++) {
+        const shape *s = &shapes[i];
+        double fl = 2.0 * s->m * s->n * s->k, t = time_shape(s, A, B, C);
+        step_flops += fl;
+        step_time += t;
+        printf("%s{\"gemm\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"gflops\": %.2f}",
+               i ? ", " : "", s->what, s->m, s->n, s->k, fl / t * 1e-9);
+    }
+    double steps = (double)epoch / b; /* flops scale with examples */
+    printf("], \"step_flops\": %.0f, \"step_time\": %.9f, \"rate_gflops\": %.3f, "
+           "\"epoch_flops\": %.0f, \"epoch_bound_time\": %.6f}\n",
+           step_flops, step_time, step_flops / step_time * 1e-9, step_flops * steps,
+           step_time * steps);
+    free(A);
+    free(B);
+    free(C);
+    return 0;
+}
