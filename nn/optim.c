@@ -309,6 +309,14 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
     NN_DISPATCH(o->dtype, {
         T *P = params, *B = o->nslots ? SLOT(0) : NULL;
         const T *G = grads;
+        if (wd == 0 && mom == 0) {
+            /* plain SGD, the hot loop of the default recipe: in the element type
+             * (as torch's p.add_(g, alpha=-lr)), branch-free, vectorizable */
+            const T step = (T)-lr;
+            for (int64_t i = 0; i < n; i++)
+                P[i] += step * G[i];
+            return;
+        }
         for (int64_t i = 0; i < n; i++) {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)

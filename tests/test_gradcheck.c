@@ -153,7 +153,7 @@ static bool generate(int op, rng_t *r, gencase *c)
         return true;
     case AD_KIND_BINARY: {
         int nd;
-        int64_t sh[AD_MAX_DIMS];
+        int64_t sh[AD_MAX_DIMS] = {0};
         random_shape(r, 0, 4, &nd, sh);
         c->nin = 2;
         c->trainable[1] = true;
@@ -182,7 +182,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     }
     case AD_KIND_TERNARY: {
         int nd;
-        int64_t sh[AD_MAX_DIMS];
+        int64_t sh[AD_MAX_DIMS] = {0};
         random_shape(r, 0, 3, &nd, sh);
         c->nin = 3;
         c->trainable[0] = false;
@@ -291,7 +291,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     }
     case AD_OP_BROADCAST_TO: {
         int nd;
-        int64_t sh[AD_MAX_DIMS];
+        int64_t sh[AD_MAX_DIMS] = {0};
         random_shape(r, 0, 4, &nd, sh);
         broadcastable(r, nd, sh, &c->ndim[0], c->shape[0]);
         fill(r, c, 0, -2, 2, NULL, 0, 0);
@@ -336,7 +336,7 @@ static bool generate(int op, rng_t *r, gencase *c)
         return true;
     case AD_OP_EXPAND_AXIS: {
         int nd;
-        int64_t sh[AD_MAX_DIMS];
+        int64_t sh[AD_MAX_DIMS] = {0};
         random_shape(r, 1, 4, &nd, sh);
         int axis = urand(r) < 0.25 ? -1 : irand(r, 0, nd - 1);
         c->nin = 2;
@@ -359,7 +359,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     case AD_OP_SUM_TO:
     case AD_OP_SLICE_BACKWARD: {
         int nd;
-        int64_t big[AD_MAX_DIMS], small[AD_MAX_DIMS];
+        int64_t big[AD_MAX_DIMS] = {0}, small[AD_MAX_DIMS] = {0};
         int snd;
         random_shape(r, 1, 4, &nd, big);
         broadcastable(r, nd, big, &snd, small);
