@@ -16,6 +16,8 @@ cc -std=c11 -Wall -Werror "$repo/tests/consumer/main.c" -o "$work/consumer-pc" \
   $(pkg-config --cflags --libs chainrule)
 LD_LIBRARY_PATH="$libdir" "$work/consumer-pc"
 test -x "$work/prefix/bin/chainrule"
+test -f "$work/prefix/share/man/man1/chainrule.1"
+test -f "$work/prefix/include/chainrule/autodiff.h"
 # only the public API is exported
 so=$(find "$work/prefix" -name 'libchainrule.so.*.*' | head -n 1)
 leaked=$(nm -D --defined-only "$so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -Ev '^(ad_|nn_)' || true)
