@@ -9,9 +9,11 @@
  *                        model's flat gradient buffer (nn_model_grads) holds
  *                        d loss / d params;
  *   3. apply_step():     the optimizer update from that buffer.
- * An MPI version averages the flat gradient buffer (one MPI_Allreduce of
- * nn_model_param_count values) between 2 and 3, each rank taking its share of
- * the batch's rows in 2.
+ * Under mpirun (built with MPI) the run is data-parallel: each rank takes its
+ * shard of every global batch in 2 (nn_dist_shard), the flat gradient buffer
+ * is averaged with one MPI_Allreduce (nn_dist_allreduce_grads) between 2 and
+ * 3, rank 0's parameters are broadcast at the start, and only rank 0 prints
+ * and writes files. Launched without mpirun, nothing of MPI is touched.
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,6 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef CR_HAVE_MPI
+#include "chainrule/dist.h"
+#endif
 #include "commands.h"
 #include "plot.h"
 #include "progress.h"
@@ -699,6 +704,100 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
     return 0;
 }
 
+/* ---------------------------------------------------------- data parallel */
+
+/* The processes of a run: one (rank 0 of 1) unless started by an MPI launcher. */
+typedef struct {
+    int rank, size;
+    bool mpi;       /* MPI_Init was called here */
+    bool abort_all; /* from now on a failure on one rank must stop every rank */
+#ifdef CR_HAVE_MPI
+    MPI_Comm comm;
+#endif
+} dist_ctx;
+
+/* Calls MPI_Init only when a launcher started this process (mpirun sets
+ * OMPI_COMM_WORLD_SIZE, MPICH's hydra PMI_SIZE, Slurm/PMIx PMIX_RANK), so
+ * that a plain `chainrule train` never touches MPI. */
+static int dist_begin(dist_ctx *dc, char *err, size_t errlen)
+{
+    memset(dc, 0, sizeof *dc);
+    dc->size = 1;
+#ifdef CR_HAVE_MPI
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
+        return 0;
+    int init = 0;
+    MPI_Initialized(&init);
+    if (!init) {
+        if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+            snprintf(err, errlen, "MPI_Init failed");
+            return -1;
+        }
+        dc->mpi = true;
+    }
+    dc->comm = MPI_COMM_WORLD;
+    MPI_Comm_set_errhandler(dc->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(dc->comm, &dc->rank);
+    MPI_Comm_size(dc->comm, &dc->size);
+#else
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
+static void dist_end(dist_ctx *dc)
+{
+#ifdef CR_HAVE_MPI
+    if (dc->mpi)
+        MPI_Finalize();
+#endif
+    dc->mpi = false;
+}
+
+/*
+ * Setup steps (reading the checkpoint and the data, building the model) can
+ * fail on some ranks only; every rank comes here and learns whether all
+ * succeeded. *print says whether this rank should print its own error: rank
+ * 0 when it failed (the others most likely failed the same way), else every
+ * rank that failed.
+ */
+static bool dist_all_ok(dist_ctx *dc, bool ok, bool *print)
+{
+    *print = !ok;
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1) {
+        int v[2] = {ok, dc->rank == 0 ? ok : 1};
+        if (MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, dc->comm) != MPI_SUCCESS)
+            return false;
+        *print = !ok && (dc->rank == 0 || v[1]);
+        return v[0] != 0;
+    }
+#else
+    (void)dc;
+#endif
+    return ok;
+}
+
+/* Gives every rank rank 0's weights and optimizer state. */
+static int dist_sync_start(dist_ctx *dc, nn_model *m, nn_optimizer *opt, char *err, size_t errlen)
+{
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1 && (nn_dist_broadcast_params(m, dc->comm) != 0 ||
+                         nn_dist_broadcast_optimizer(opt, dc->comm) != 0)) {
+        snprintf(err, errlen, "%s", nn_last_error());
+        return -1;
+    }
+#else
+    (void)dc;
+    (void)m;
+    (void)opt;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
 /* --------------------------------------------------------- training loop */
 
 /* The order of epoch's examples: a permutation that depends only on
@@ -708,18 +807,71 @@ static void epoch_order(size_t *order, size_t n, uint64_t seed, int64_t epoch)
     nn_data_permutation(order, n, seed, (uint64_t)epoch);
 }
 
-/* Copies batch b (rows order[b * batch ...]) into x and y; returns its rows. */
+/* Copies this rank's shard of batch b (rows order[b * batch ...]) into x and y;
+ * returns the rows of the whole batch and sets *local to the shard's rows
+ * (all of them in a single process). */
 static size_t gather_batch(const rows_view *data, const size_t *order, size_t b, size_t batch,
-                           float *x, int *y)
+                           const dist_ctx *dc, float *x, int *y, size_t *local)
 {
     size_t first = b * batch;
     size_t rows = data->n - first < batch ? data->n - first : batch;
-    for (size_t r = 0; r < rows; r++) {
+    int64_t begin = 0, count = (int64_t)rows;
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1)
+        nn_dist_shard((int64_t)rows, dc->rank, dc->size, &begin, &count);
+#endif
+    *local = (size_t)count;
+    first += (size_t)begin;
+    for (size_t r = 0; r < (size_t)count; r++) {
         size_t i = order[first + r];
         memcpy(x + r * data->d, data->x + i * data->d, data->d * sizeof *x);
         y[r] = data->y[i];
     }
     return rows;
+}
+
+/* Averages the gradients of the ranks (rows: this rank's shard of a batch of
+ * total rows); adds the time spent to *seconds. Nothing in one process. */
+static int average_gradients(const dist_ctx *dc, nn_model *m, size_t rows, size_t total,
+                             double *seconds, char *err, size_t errlen)
+{
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1) {
+        double t0 = MPI_Wtime();
+        if (nn_dist_allreduce_grads(m, dc->comm, (double)rows / (double)total) != 0) {
+            snprintf(err, errlen, "%s", nn_last_error());
+            return -1;
+        }
+        *seconds += MPI_Wtime() - t0;
+    }
+#else
+    (void)dc;
+    (void)m;
+    (void)rows;
+    (void)total;
+    (void)seconds;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
+/* Sums n doubles over the ranks (once per epoch). */
+static int dist_sum(const dist_ctx *dc, double *v, int n, char *err, size_t errlen)
+{
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1 && nn_dist_sum(v, n, dc->comm) != 0) {
+        snprintf(err, errlen, "%s", nn_last_error());
+        return -1;
+    }
+#else
+    (void)dc;
+    (void)v;
+    (void)n;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
 }
 
 /*
@@ -775,12 +927,14 @@ static double schedule_lr(const cr_run *run, int64_t epoch)
 
 typedef struct {
     double loss, acc, val_loss, val_acc, seconds;
+    double comm_seconds; /* data-parallel: mean time per rank in the gradient allreduce */
 } epoch_result;
 
-/* One epoch over td->train, then the validation figures. */
+/* One epoch over td->train (this rank's shards of it), then the validation
+ * figures (on rank 0). */
 static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const train_data *td,
-                     int64_t epoch, size_t *order, float *xbuf, int *ybuf, int64_t *classes,
-                     bool quiet, epoch_result *res, char *err, size_t errlen)
+                     const dist_ctx *dc, int64_t epoch, size_t *order, float *xbuf, int *ybuf,
+                     int64_t *classes, bool quiet, epoch_result *res, char *err, size_t errlen)
 {
     const rows_view *train = &td->train;
     size_t batch = (size_t)run->batch;
@@ -793,15 +947,20 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
     cr_progress bar;
     cr_progress_begin(&bar, stderr, quiet ? CR_PROGRESS_NEVER : CR_PROGRESS_AUTO, (int)epoch + 1,
                       (int)run->epochs, nbatches);
-    double loss_sum = 0;
+    double loss_sum = 0, comm = 0;
     size_t correct = 0, seen = 0;
     for (size_t b = 0; b < nbatches; b++) {
-        size_t rows = gather_batch(train, order, b, batch, xbuf, ybuf);
-        double loss;
-        size_t ok;
-        if (batch_gradients(m, xbuf, ybuf, rows, train->d, classes, &loss, &ok, err, errlen))
+        size_t rows;
+        size_t total = gather_batch(train, order, b, batch, dc, xbuf, ybuf, &rows);
+        double loss = 0;
+        size_t ok = 0;
+        /* a rank whose shard is empty (a last batch smaller than the number
+         * of ranks) runs no pass and contributes zeros to the average */
+        if (rows > 0 &&
+            batch_gradients(m, xbuf, ybuf, rows, train->d, classes, &loss, &ok, err, errlen))
             goto fail;
-        /* a data-parallel run averages nn_model_grads(m) across processes here */
+        if (average_gradients(dc, m, rows, total, &comm, err, errlen))
+            goto fail;
         if (!isfinite(loss)) {
             snprintf(err, errlen,
                      "training diverged in epoch %lld, batch %zu (loss %g): try a smaller --lr",
@@ -813,13 +972,18 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
         loss_sum += loss * (double)rows;
         correct += ok;
         seen += rows;
+        /* (data-parallel: rank 0's shards; the epoch line has everyone's) */
         cr_progress_update(&bar, b + 1, loss_sum / (double)seen, (double)correct / (double)seen);
     }
     cr_progress_end(&bar);
-    res->loss = loss_sum / (double)seen;
-    res->acc = (double)correct / (double)seen;
+    double sums[4] = {loss_sum, (double)correct, (double)seen, comm};
+    if (dist_sum(dc, sums, 4, err, errlen))
+        return -1;
+    res->loss = sums[0] / sums[2];
+    res->acc = sums[1] / sums[2];
+    res->comm_seconds = sums[3] / dc->size;
     res->val_loss = res->val_acc = NAN;
-    if (td->valid.n > 0 &&
+    if (dc->rank == 0 && td->valid.n > 0 &&
         nn_model_evaluate_f32(m, td->valid.x, td->valid.y, (int64_t)td->valid.n,
                               (int64_t)td->valid.d, &res->val_loss, &res->val_acc) != 0) {
         snprintf(err, errlen, "%s", nn_model_error(m));
@@ -832,10 +996,12 @@ fail:
     return -1;
 }
 
-/* Writes the per-epoch outputs: log, plot, checkpoint. */
-static int write_epoch_files(const train_options *o, const cr_run *run, nn_model *m,
-                             const nn_optimizer *opt, char *err, size_t errlen)
+/* Writes the per-epoch outputs: log, plot, checkpoint (rank 0 only). */
+static int write_epoch_files(const train_options *o, const cr_run *run, const dist_ctx *dc,
+                             nn_model *m, const nn_optimizer *opt, char *err, size_t errlen)
 {
+    if (dc->rank != 0)
+        return 0;
     char title[512], w[256];
     cr_run_widths_string(run, w, sizeof w);
     snprintf(title, sizeof title, "%s %s, %s lr %g, batch %lld", w,
@@ -893,29 +1059,42 @@ int cr_cmd_train(int argc, char **argv)
     int64_t *classes = NULL;
     FILE *out = stdout;
     status = 1;
+    err[0] = '\0';
+    dist_ctx dc;
+    if (dist_begin(&dc, err, sizeof err) != 0)
+        goto fail;
     cr_set_threads(o.threads);
+    /* data-parallel: rank 0 prints, the others only report their errors */
+    bool quiet = o.quiet || dc.rank != 0, print_err;
+    int setup = 0; /* exit status of a failed setup step */
 
     if (o.resume) {
         cr_run saved;
-        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, err, sizeof err) != 0)
-            goto fail;
+        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, err, sizeof err) != 0) {
+            setup = 1;
+            goto agree;
+        }
         int rc = merge_resumed(&o, &saved);
         cr_run_finish(&saved);
         if (rc) {
-            status = rc;
-            goto done;
+            setup = rc; /* the message is printed */
+            goto agree;
         }
     } else {
         run->nwidths = o.nhidden + 2;
         for (int i = 0; i < o.nhidden; i++)
             run->widths[i + 1] = o.hidden[i];
     }
-    if (load_train_data(o.data_dir, run, o.resume != NULL, &td, err, sizeof err) != 0)
-        goto fail;
+    if (load_train_data(o.data_dir, run, o.resume != NULL, &td, err, sizeof err) != 0) {
+        setup = 1;
+        goto agree;
+    }
     if (!o.resume) {
         if (!(m = cr_run_build_model(run, err, sizeof err)) ||
-            !(opt = cr_run_create_optimizer(run, m, err, sizeof err)))
-            goto fail;
+            !(opt = cr_run_create_optimizer(run, m, err, sizeof err))) {
+            setup = 1;
+            goto agree;
+        }
     }
     size_t batch = (size_t)run->batch;
     order = malloc((td.train.n ? td.train.n : 1) * sizeof *order);
@@ -924,16 +1103,35 @@ int cr_cmd_train(int argc, char **argv)
     classes = malloc(batch * sizeof *classes);
     if (!order || !xbuf || !ybuf || !classes) {
         snprintf(err, sizeof err, "out of memory");
+        setup = 1;
+    }
+agree:
+    if (!dist_all_ok(&dc, setup == 0, &print_err)) {
+        status = setup ? setup : 1;
+        if (!print_err || !err[0])
+            goto done;
         goto fail;
     }
-    if (!o.quiet)
+    /* from here on the ranks work in lockstep: a failure on one stops all */
+    dc.abort_all = dc.size > 1;
+    if (dist_sync_start(&dc, m, opt, err, sizeof err) != 0)
+        goto fail;
+    if (!quiet) {
         print_header(out, run, &td, m, o.data_dir, o.resume != NULL);
-    if (o.resume && run->epochs_done >= run->epochs && !o.quiet)
+        if (dc.size > 1)
+            fprintf(out,
+                    "data-parallel: %d processes, each batch of %lld split into shards of "
+                    "%lld to %lld rows, one allreduce of %lld %s gradients per step\n",
+                    dc.size, (long long)run->batch, (long long)run->batch / dc.size,
+                    (long long)(run->batch + dc.size - 1) / dc.size,
+                    (long long)nn_model_param_count(m), run->dtype == AD_F32 ? "f32" : "f64");
+    }
+    if (o.resume && run->epochs_done >= run->epochs && !quiet)
         fprintf(out, "%s has %lld epochs already; nothing to train (raise --epochs)\n", o.resume,
                 (long long)run->epochs_done);
     for (int64_t epoch = run->epochs_done; epoch < run->epochs; epoch++) {
         epoch_result r;
-        if (run_epoch(m, opt, run, &td, epoch, order, xbuf, ybuf, classes, o.quiet, &r, err,
+        if (run_epoch(m, opt, run, &td, &dc, epoch, order, xbuf, ybuf, classes, quiet, &r, err,
                       sizeof err) != 0)
             goto fail;
         run->epochs_done = epoch + 1;
@@ -941,13 +1139,17 @@ int cr_cmd_train(int argc, char **argv)
             snprintf(err, sizeof err, "out of memory");
             goto fail;
         }
-        if (!o.quiet)
+        if (!quiet) {
             cr_progress_epoch_line(out, (int)epoch + 1, (int)run->epochs, r.loss, r.acc, r.val_loss,
                                    r.val_acc, r.seconds);
-        if (write_epoch_files(&o, run, m, opt, err, sizeof err) != 0)
+            if (dc.size > 1)
+                fprintf(out, "  allreduce %.3f s per process (%.1f%% of the epoch)\n",
+                        r.comm_seconds, r.seconds > 0 ? 100 * r.comm_seconds / r.seconds : 0.0);
+        }
+        if (write_epoch_files(&o, run, &dc, m, opt, err, sizeof err) != 0)
             goto fail;
     }
-    if (!o.quiet && (o.save || o.log || o.plot)) {
+    if (!quiet && (o.save || o.log || o.plot)) {
         fprintf(out, "wrote");
         if (o.save)
             fprintf(out, " %s", o.save);
@@ -957,14 +1159,22 @@ int cr_cmd_train(int argc, char **argv)
             fprintf(out, " %s", o.plot);
         fprintf(out, "\n");
     }
-    if (cr_report_test(out, m, run, td.test, o.quiet, NULL, err, sizeof err) != 0)
+    if (dc.rank == 0 && cr_report_test(out, m, run, td.test, o.quiet, NULL, err, sizeof err) != 0)
         goto fail;
     status = 0;
     goto done;
 fail:
     fflush(out);
-    fprintf(stderr, "chainrule train: %s\n", err);
+    if (dc.size > 1)
+        fprintf(stderr, "chainrule train (rank %d of %d): %s\n", dc.rank, dc.size, err);
+    else
+        fprintf(stderr, "chainrule train: %s\n", err);
+#ifdef CR_HAVE_MPI
+    if (dc.abort_all) /* the other ranks may wait in a collective */
+        MPI_Abort(dc.comm, status ? status : 1);
+#endif
 done:
+    dist_end(&dc);
     free(order);
     free(xbuf);
     free(ybuf);

@@ -1,0 +1,166 @@
+/**
+ * @file dist.h
+ * @brief Data-parallel training over MPI: replicas, sharded batches, one
+ * gradient allreduce per step.
+ *
+ * Every rank holds a full replica of the model. Each global mini-batch of
+ * N rows is split into contiguous shards (nn_dist_shard); rank r runs the
+ * forward and backward passes on its n_r rows, and the gradients are
+ * averaged with one MPI_Allreduce over the model's flat gradient buffer
+ * (nn_dist_allreduce_grads), each rank weighting its shard's mean gradient
+ * by n_r / N. The result is the gradient of the mean loss over all N rows,
+ * as one process would compute it on the whole batch (up to the order of
+ * floating-point additions), so every rank applies the same optimizer step
+ * and the replicas stay identical.
+ *
+ *     MPI_Init(&argc, &argv);
+ *     int rank, size;
+ *     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+ *     MPI_Comm_size(MPI_COMM_WORLD, &size);
+ *     nn_model *m = nn_mlp_create(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42);
+ *     nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+ *     if (nn_dist_broadcast_params(m, MPI_COMM_WORLD)) { ... nn_last_error() ... }
+ *     for (each global mini-batch of n rows, the same order on every rank) {
+ *         int64_t begin, count;
+ *         nn_dist_shard(n, rank, size, &begin, &count);
+ *         if (count > 0) { set input and labels to rows [begin, begin + count) of the batch }
+ *         if (nn_dist_train_step(m, opt, MPI_COMM_WORLD, count, n, &loss)) { ... }
+ *     }
+ *
+ * Notes
+ * - Every rank must take part in every call (they are collective), in the
+ *   same order, also a rank whose shard is empty (count 0).
+ * - The shuffle must be the same on every rank: seed nn_rng identically.
+ * - Dropout masks come from each replica's graph generator, so with dropout
+ *   the runs are valid but not identical to one process. Batch
+ *   normalization uses the statistics of the local shard (like PyTorch's
+ *   DistributedDataParallel without SyncBatchNorm); nn_dist_average_state
+ *   averages the running statistics, e.g. before evaluating or saving.
+ * - Errors never abort: while a call runs, the communicator's error handler
+ *   is MPI_ERRORS_RETURN (the caller's handler is restored afterwards), and
+ *   an MPI failure returns NN_DIST_ERR_MPI with MPI's message in
+ *   nn_last_error(). A failed collective leaves the ranks in an unknown
+ *   state; the usual reaction is to print the message and MPI_Abort.
+ * - Only the library is MPI-aware; this header exists when chainrule was
+ *   built with MPI (meson -Dmpi=enabled, or auto and MPI found). The
+ *   program calls MPI itself (MPI_Init), so it links MPI too: build it with
+ *   mpicc, or add pkg-config's ompi-c (Meson: dependency('mpi', language : 'c')).
+ */
+#ifndef CHAINRULE_DIST_H
+#define CHAINRULE_DIST_H
+
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Status returned when an MPI call failed (the other failures are the
+ * nn_status codes). MPI's own error string is in nn_last_error().
+ */
+#define NN_DIST_ERR_MPI (-16)
+
+/** nn_status_string extended with NN_DIST_ERR_MPI ("MPI error"). Never NULL. */
+NN_API const char *nn_dist_status_string(int status);
+
+/**
+ * The rows of a global batch of global_batch rows that rank takes out of
+ * size ranks: a contiguous block [*begin, *begin + *count). The first
+ * global_batch % size ranks take one row more than the others, so shards
+ * differ by at most one row and together cover the batch in order; a rank
+ * beyond the batch (global_batch < size) gets *count 0.
+ * Returns 0, NN_ERR_NULL (begin or count NULL) or NN_ERR_ARG
+ * (global_batch < 0, size < 1, rank outside [0, size)).
+ */
+NN_API int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int64_t *count);
+
+/**
+ * Copies rank 0's trainable parameters and non-trainable state (batch-norm
+ * running statistics) to every other rank of comm (MPI_Bcast), so that all
+ * replicas start from the same weights whatever seed they were built with.
+ * Collective. Returns 0, NN_ERR_NULL, NN_ERR_STATE (model not built),
+ * NN_ERR_SHAPE (the parameter count or dtype differs between ranks) or
+ * NN_DIST_ERR_MPI.
+ */
+NN_API int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm);
+
+/**
+ * Averages the gradients of all ranks in place: multiplies this rank's
+ * flat gradient buffer by weight, then sums the buffers of all ranks with
+ * ONE MPI_Allreduce (MPI_IN_PLACE, MPI_SUM, MPI_FLOAT or MPI_DOUBLE as the
+ * model's dtype). weight is the share of this rank's shard in the global
+ * batch, n_r / N: the buffer of every rank then holds the gradient of the
+ * mean loss over the N rows even when shards are unequal. weight 0
+ * contributes zeros whatever the buffer holds (a rank with an empty shard,
+ * which ran no backward). Models above INT_MAX parameters are reduced in
+ * several calls. Call between nn_model_backward and nn_optimizer_step (the
+ * optimizer clips after the average, as one process would).
+ * Collective. Returns 0, NN_ERR_NULL, NN_ERR_STATE (model not built),
+ * NN_ERR_ARG (weight negative or not finite) or NN_DIST_ERR_MPI.
+ */
+NN_API int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight);
+
+/**
+ * One data-parallel training step on this rank's shard, already set with
+ * nn_model_set_input and nn_model_set_labels (or set_targets):
+ * forward, backward, nn_dist_allreduce_grads with weight
+ * local_rows / global_rows, nn_optimizer_step. With local_rows 0 the rank
+ * runs no pass and contributes zeros (its input is not read).
+ * local_rows must equal the current batch (nn_model_batch) when nonzero.
+ * *loss (may be NULL) receives the mean loss of the local shard before the
+ * step (NaN for an empty shard); combine losses across ranks with
+ * nn_dist_sum, weighted by local_rows, e.g. once per epoch.
+ * Collective. Returns 0 or a negative status (the message in
+ * nn_model_error and nn_last_error); NN_ERR_SHAPE when local_rows does not
+ * match the batch or exceeds global_rows. A failure on one rank only (a bad
+ * shard, a graph error) still joins the allreduce with a zero contribution,
+ * so the other ranks are not left waiting, and is reported on that rank,
+ * which skips the optimizer step: stop the run (MPI_Abort) when it happens.
+ */
+NN_API int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t local_rows,
+                              int64_t global_rows, double *loss);
+
+/**
+ * Sums n doubles over all ranks in place (MPI_Allreduce, MPI_SUM), for
+ * metrics: e.g. {sum of loss * rows, correct predictions, rows} once per
+ * epoch. Collective. Returns 0, NN_ERR_NULL (values NULL with n > 0),
+ * NN_ERR_ARG (n < 0 or above INT_MAX) or NN_DIST_ERR_MPI.
+ */
+NN_API int nn_dist_sum(double *values, int64_t n, MPI_Comm comm);
+
+/**
+ * Averages the non-trainable state (batch-norm running mean and variance)
+ * over the ranks (one MPI_Allreduce). Without batch norm it does nothing
+ * but still takes part in the collective. Collective. Returns 0,
+ * NN_ERR_NULL, NN_ERR_STATE or NN_DIST_ERR_MPI.
+ */
+NN_API int nn_dist_average_state(nn_model *m, MPI_Comm comm);
+
+/**
+ * Copies rank 0's optimizer state (step count, learning rate, moments) to
+ * every other rank (MPI_Bcast of the nn_optimizer_save_state bytes), e.g.
+ * after rank 0 alone restored a checkpoint. The optimizers must have the
+ * same kind, dtype and size on every rank. Collective. Returns 0,
+ * NN_ERR_NULL, NN_ERR_MEMORY, NN_ERR_ARG (the optimizers differ) or
+ * NN_DIST_ERR_MPI.
+ */
+NN_API int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm);
+
+/**
+ * Checks that the replicas are identical: compares a 64-bit hash of the
+ * raw parameter bytes across ranks (two tiny allreduces, MPI_MIN and
+ * MPI_MAX). Returns 1 when every rank holds the same bits, 0 when some
+ * differ, or a negative status (NN_ERR_NULL, NN_ERR_STATE,
+ * NN_DIST_ERR_MPI). Collective. Meant for tests and debugging.
+ */
+NN_API int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,360 @@
+/* dist.c -- data-parallel training over MPI (chainrule/dist.h): parameter
+ * broadcast, one gradient allreduce per step over the flat gradient buffer,
+ * batch sharding. Compiled only when Meson found MPI (CR_HAVE_MPI).
+ *
+ * Errors never abort: every call swaps the communicator's error handler for
+ * MPI_ERRORS_RETURN while it runs and restores the caller's afterwards. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chainrule/dist.h"
+#include "nn_impl.h"
+
+const char *nn_dist_status_string(int status)
+{
+    return status == NN_DIST_ERR_MPI ? "MPI error" : nn_status_string(status);
+}
+
+int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int64_t *count)
+{
+    if (!begin || !count)
+        return nn_fail(NN_ERR_NULL, "nn_dist_shard: %s is NULL", begin ? "count" : "begin");
+    if (global_batch < 0 || size < 1 || rank < 0 || rank >= size)
+        return nn_fail(NN_ERR_ARG, "nn_dist_shard: bad arguments (batch %lld, rank %d of %d)",
+                       (long long)global_batch, rank, size);
+    int64_t base = global_batch / size, extra = global_batch % size;
+    *count = base + (rank < extra ? 1 : 0);
+    *begin = rank * base + (rank < extra ? rank : extra);
+    return NN_OK;
+}
+
+/* ------------------------------------------------------- error handling */
+
+/* The communicator guard: MPI initialized, comm not null, errors returned. */
+typedef struct {
+    MPI_Comm comm;
+    MPI_Errhandler saved;
+    int swapped;
+} guard;
+
+static int mpi_fail(nn_model *m, const char *fn, const char *what, int rc)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "error code %d", rc);
+    if (m)
+        return nn_model_fail(m, NN_DIST_ERR_MPI, "%s: %s failed: %s", fn, what, msg);
+    return nn_fail(NN_DIST_ERR_MPI, "%s: %s failed: %s", fn, what, msg);
+}
+
+static int guard_enter(guard *g, MPI_Comm comm, nn_model *m, const char *fn)
+{
+    int init = 0, fin = 0;
+    g->comm = comm;
+    g->swapped = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (!init || fin) {
+        const char *why = fin ? "MPI is already finalized" : "MPI is not initialized (MPI_Init)";
+        return m ? nn_model_fail(m, NN_DIST_ERR_MPI, "%s: %s", fn, why)
+                 : nn_fail(NN_DIST_ERR_MPI, "%s: %s", fn, why);
+    }
+    if (comm == MPI_COMM_NULL)
+        return m ? nn_model_fail(m, NN_DIST_ERR_MPI, "%s: the communicator is MPI_COMM_NULL", fn)
+                 : nn_fail(NN_DIST_ERR_MPI, "%s: the communicator is MPI_COMM_NULL", fn);
+    int rc = MPI_Comm_get_errhandler(comm, &g->saved);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(m, fn, "MPI_Comm_get_errhandler", rc);
+    rc = MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    if (rc != MPI_SUCCESS) {
+        MPI_Errhandler_free(&g->saved);
+        return mpi_fail(m, fn, "MPI_Comm_set_errhandler", rc);
+    }
+    g->swapped = 1;
+    return NN_OK;
+}
+
+/* Restores the caller's handler; passes rc through. */
+static int guard_leave(guard *g, int rc)
+{
+    if (g->swapped) {
+        MPI_Comm_set_errhandler(g->comm, g->saved);
+        MPI_Errhandler_free(&g->saved);
+        g->swapped = 0;
+    }
+    return rc;
+}
+
+static int check_model(nn_model *m, const char *fn)
+{
+    if (!m)
+        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!nn_model_graph(m) || !nn_model_params(m))
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model is not built (nn_model_build)", fn);
+    return NN_OK;
+}
+
+static MPI_Datatype mpi_type(ad_dtype dtype) { return dtype == AD_F32 ? MPI_FLOAT : MPI_DOUBLE; }
+
+/* MPI counts are int: buffers above INT_MAX elements go in several calls. */
+#define CHUNK ((int64_t)(INT_MAX / 2 + 1))
+
+static int bcast_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
+{
+    size_t es = nn_dtype_size(dtype);
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int64_t c = n - off < CHUNK ? n - off : CHUNK;
+        int rc = MPI_Bcast((char *)buf + (size_t)off * es, (int)c, mpi_type(dtype), 0, comm);
+        if (rc != MPI_SUCCESS)
+            return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+static int sum_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
+{
+    size_t es = nn_dtype_size(dtype);
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int64_t c = n - off < CHUNK ? n - off : CHUNK;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)off * es, (int)c,
+                               mpi_type(dtype), MPI_SUM, comm);
+        if (rc != MPI_SUCCESS)
+            return rc;
+    }
+    return MPI_SUCCESS;
+}
+
+/* ------------------------------------------------------------ broadcast */
+
+int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
+{
+    const char *fn = "nn_dist_broadcast_params";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    guard g;
+    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+        return rc;
+    /* every rank must agree on the layout before any buffer moves, and a
+     * mismatch must be reported on every rank (no rank left waiting) */
+    long long mine[3] = {nn_model_param_count(m), nn_model_state_count(m),
+                         (long long)nn_model_dtype(m)};
+    long long lo[3], hi[3];
+    if ((rc = MPI_Allreduce(mine, lo, 3, MPI_LONG_LONG, MPI_MIN, comm)) != MPI_SUCCESS ||
+        (rc = MPI_Allreduce(mine, hi, 3, MPI_LONG_LONG, MPI_MAX, comm)) != MPI_SUCCESS)
+        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+    if (memcmp(lo, hi, sizeof lo) != 0)
+        return guard_leave(&g, nn_model_fail(m, NN_ERR_SHAPE,
+                                             "%s: the replicas differ (parameters %lld..%lld, "
+                                             "state %lld..%lld, dtype %lld..%lld "
+                                             "across ranks)",
+                                             fn, lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]));
+    ad_dtype dt = nn_model_dtype(m);
+    if ((rc = bcast_buffer(nn_model_params(m), nn_model_param_count(m), dt, comm)) != 0 ||
+        (rc = bcast_buffer(nn_model_state(m), nn_model_state_count(m), dt, comm)) != 0)
+        return guard_leave(&g, mpi_fail(m, fn, "MPI_Bcast", rc));
+    m->forwarded = false; /* the weights changed */
+    return guard_leave(&g, NN_OK);
+}
+
+int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm)
+{
+    const char *fn = "nn_dist_broadcast_optimizer";
+    if (!opt)
+        return nn_fail(NN_ERR_NULL, "%s: optimizer is NULL", fn);
+    guard g;
+    int rc = guard_enter(&g, comm, NULL, fn);
+    if (rc)
+        return rc;
+    size_t bytes = nn_optimizer_state_bytes(opt);
+    unsigned long long mine = bytes, lo = 0, hi = 0;
+    if ((rc = MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
+        (rc = MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
+        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
+    if (lo != hi)
+        return guard_leave(&g, nn_fail(NN_ERR_ARG,
+                                       "%s: the optimizers differ in size across ranks "
+                                       "(%llu..%llu state bytes)",
+                                       fn, lo, hi));
+    unsigned char *buf = malloc(bytes ? bytes : 1);
+    int ok = buf != NULL, all_ok = 0;
+    /* agree on the allocation so that no rank is left inside the broadcast */
+    if ((rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm)) != 0) {
+        free(buf);
+        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
+    }
+    if (!all_ok) {
+        free(buf);
+        return guard_leave(&g, nn_fail(NN_ERR_MEMORY, "%s: out of memory on some rank", fn));
+    }
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    int status = NN_OK;
+    if (rank == 0)
+        status = nn_optimizer_save_state(opt, buf, bytes);
+    for (size_t off = 0; status == NN_OK && off < bytes; off += (size_t)CHUNK) {
+        size_t c = bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK;
+        if ((rc = MPI_Bcast(buf + off, (int)c, MPI_BYTE, 0, comm)) != 0)
+            status = mpi_fail(NULL, fn, "MPI_Bcast", rc);
+    }
+    if (status == NN_OK && rank != 0)
+        status = nn_optimizer_load_state(opt, buf, bytes);
+    free(buf);
+    return guard_leave(&g, status);
+}
+
+/* ------------------------------------------------------------ gradients */
+
+static void scale_buffer(void *buf, int64_t n, ad_dtype dtype, double w)
+{
+    if (w == 1.0)
+        return;
+    if (w == 0.0) { /* zeros whatever the buffer holds (stale values, NaN) */
+        memset(buf, 0, (size_t)n * nn_dtype_size(dtype));
+        return;
+    }
+    NN_DISPATCH(dtype, {
+        T *p = buf;
+        for (int64_t i = 0; i < n; i++)
+            p[i] = (T)(p[i] * w);
+    });
+}
+
+int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight)
+{
+    const char *fn = "nn_dist_allreduce_grads";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    if (!(weight >= 0) || !isfinite(weight))
+        return nn_model_fail(m, NN_ERR_ARG, "%s: weight %g must be finite and >= 0", fn, weight);
+    guard g;
+    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+        return rc;
+    ad_dtype dt = nn_model_dtype(m);
+    int64_t n = nn_model_param_count(m);
+    scale_buffer(nn_model_grads(m), n, dt, weight);
+    if ((rc = sum_buffer(nn_model_grads(m), n, dt, comm)) != MPI_SUCCESS)
+        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+    return guard_leave(&g, NN_OK);
+}
+
+int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t local_rows,
+                       int64_t global_rows, double *loss)
+{
+    const char *fn = "nn_dist_train_step";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    if (!opt)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: optimizer is NULL", fn);
+    if (nn_optimizer_model(opt) != m)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+    if (loss)
+        *loss = NAN;
+    /* A local failure must not leave the other ranks waiting in the
+     * allreduce: the rank still takes part, with zero weight, and reports. */
+    int local = NN_OK;
+    if (global_rows < 1 || local_rows < 0 || local_rows > global_rows)
+        local = nn_model_fail(m, NN_ERR_SHAPE, "%s: %lld local rows of a global batch of %lld", fn,
+                              (long long)local_rows, (long long)global_rows);
+    else if (local_rows > 0 && local_rows != nn_model_batch(m))
+        local = nn_model_fail(m, NN_ERR_SHAPE,
+                              "%s: %lld local rows but the input holds %lld (set the shard first)",
+                              fn, (long long)local_rows, (long long)nn_model_batch(m));
+    if (local == NN_OK && local_rows > 0) {
+        local = nn_model_forward(m);
+        if (local == NN_OK && loss)
+            *loss = nn_model_loss_value(m);
+        if (local == NN_OK)
+            local = nn_model_backward(m);
+    }
+    double w = local == NN_OK ? (double)local_rows / (double)global_rows : 0.0;
+    char saved[NN_ERRLEN] = "";
+    if (local != NN_OK)
+        snprintf(saved, sizeof saved, "%s", nn_model_error(m));
+    rc = nn_dist_allreduce_grads(m, comm, w);
+    if (local != NN_OK)
+        return nn_model_fail(m, local, "%s", saved);
+    if (rc)
+        return rc;
+    if ((rc = nn_optimizer_step(opt)) != 0)
+        return nn_model_fail(m, rc, "%s", nn_last_error());
+    m->forwarded = false; /* the parameters changed */
+    return NN_OK;
+}
+
+/* -------------------------------------------------------------- metrics */
+
+int nn_dist_sum(double *values, int64_t n, MPI_Comm comm)
+{
+    const char *fn = "nn_dist_sum";
+    if (n < 0 || n > INT_MAX)
+        return nn_fail(NN_ERR_ARG, "%s: count %lld outside [0, INT_MAX]", fn, (long long)n);
+    if (!values && n > 0)
+        return nn_fail(NN_ERR_NULL, "%s: values is NULL", fn);
+    guard g;
+    int rc = guard_enter(&g, comm, NULL, fn);
+    if (rc)
+        return rc;
+    if (n > 0 && (rc = MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, comm)) !=
+                     MPI_SUCCESS)
+        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
+    return guard_leave(&g, NN_OK);
+}
+
+int nn_dist_average_state(nn_model *m, MPI_Comm comm)
+{
+    const char *fn = "nn_dist_average_state";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    guard g;
+    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+        return rc;
+    int size = 1;
+    if ((rc = MPI_Comm_size(comm, &size)) != MPI_SUCCESS)
+        return guard_leave(&g, mpi_fail(m, fn, "MPI_Comm_size", rc));
+    int64_t n = nn_model_state_count(m);
+    ad_dtype dt = nn_model_dtype(m);
+    if (n > 0) {
+        scale_buffer(nn_model_state(m), n, dt, 1.0 / size);
+        if ((rc = sum_buffer(nn_model_state(m), n, dt, comm)) != MPI_SUCCESS)
+            return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+        m->forwarded = false;
+    }
+    return guard_leave(&g, NN_OK);
+}
+
+/* FNV-1a over the raw bytes: equal bits give equal hashes. */
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm)
+{
+    const char *fn = "nn_dist_replicas_equal";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    guard g;
+    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+        return rc;
+    unsigned long long h = fnv1a(nn_model_params(m), (size_t)nn_model_param_count(m) *
+                                                         nn_dtype_size(nn_model_dtype(m)));
+    unsigned long long lo = 0, hi = 0;
+    if ((rc = MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
+        (rc = MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
+        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+    return guard_leave(&g, lo == hi ? 1 : 0);
+}
