@@ -6,6 +6,7 @@
  * input as new nodes; contributions to the same input are summed (fan-out,
  * a + a), and a contribution in a broadcast shape is summed back to the
  * input's shape here, in one place, for every op. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph_impl.h"
@@ -154,18 +155,12 @@ static bool check_loss(ad_node *y, const char *fn)
     return true;
 }
 
+static void add_into(ad_graph *g, ad_node *leaf, const ad_node *gn);
+
 static void accumulate(tape *t)
 {
-    ad_graph *g = t->loss->g;
-    for (int64_t i = 0; i < t->nleaves; i++) {
-        ad_node *leaf = t->leaves[i], *gn = t->grads[i];
-        AD_DISPATCH(g, {
-            T *acc = leaf->grad;
-            const T *v = gn->value;
-            for (int64_t j = 0; j < leaf->numel; j++)
-                acc[j] += v[j];
-        });
-    }
+    for (int64_t i = 0; i < t->nleaves; i++)
+        add_into(t->loss->g, t->leaves[i], t->grads[i]);
 }
 
 static tape *find_tape(ad_graph *g, ad_node *loss)
@@ -174,6 +169,221 @@ static tape *find_tape(ad_graph *g, ad_node *loss)
         if (g->tapes[i].loss == loss)
             return &g->tapes[i];
     return NULL;
+}
+
+/* ------------------------------------------------------------------
+ * Memory reuse: one pool per backward pass. Node k of the pass lives from
+ * its computation until its last reader (a node that aliases it, such as a
+ * reshape, extends that); a leaf's gradient is accumulated right after it is
+ * computed. Offsets are given first-fit in creation order, a buffer being
+ * released only after the node that reads it last has run, so no node ever
+ * writes over an input it reads. */
+
+typedef struct {
+    size_t off, size;
+} span;
+
+typedef struct {
+    span *free;
+    int64_t nfree, cap;
+    size_t top;
+    ad_graph *g;
+} pool_plan;
+
+static bool plan_release(pool_plan *p, size_t off, size_t size)
+{
+    int64_t i = 0;
+    while (i < p->nfree && p->free[i].off < off)
+        i++;
+    /* merge with the neighbours */
+    if (i > 0 && p->free[i - 1].off + p->free[i - 1].size == off) {
+        p->free[i - 1].size += size;
+        if (i < p->nfree && off + size == p->free[i].off) {
+            p->free[i - 1].size += p->free[i].size;
+            memmove(&p->free[i], &p->free[i + 1], sizeof(span) * (size_t)(p->nfree - i - 1));
+            p->nfree--;
+        }
+        return true;
+    }
+    if (i < p->nfree && off + size == p->free[i].off) {
+        p->free[i].off = off;
+        p->free[i].size += size;
+        return true;
+    }
+    if (p->nfree == p->cap) {
+        int64_t cap = p->cap ? p->cap * 2 : 32;
+        span *f = ad_mem(p->g, p->free, sizeof(span) * (size_t)p->cap, sizeof(span) * (size_t)cap);
+        if (!f)
+            return false;
+        p->free = f;
+        p->cap = cap;
+    }
+    memmove(&p->free[i + 1], &p->free[i], sizeof(span) * (size_t)(p->nfree - i));
+    p->free[i] = (span){off, size};
+    p->nfree++;
+    return true;
+}
+
+static size_t plan_take(pool_plan *p, size_t size)
+{
+    for (int64_t i = 0; i < p->nfree; i++)
+        if (p->free[i].size >= size) {
+            size_t off = p->free[i].off;
+            p->free[i].off += size;
+            p->free[i].size -= size;
+            if (p->free[i].size == 0) {
+                memmove(&p->free[i], &p->free[i + 1], sizeof(span) * (size_t)(p->nfree - i - 1));
+                p->nfree--;
+            }
+            return off;
+        }
+    size_t off = p->top;
+    p->top += size;
+    return off;
+}
+
+static int cmp_pos(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Gives every planned node of t an offset in one new pool; fills the
+ * accumulation order. false on allocation failure (error set). */
+static bool plan_tape(tape *t)
+{
+    ad_graph *g = t->loss->g;
+    const int64_t n = t->end - t->begin;
+    bool ok = false;
+    int64_t *last = ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)n * 3);
+    size_t *off = last ? ad_mem(g, NULL, 0, sizeof(size_t) * (size_t)n) : NULL;
+    pool_plan p = {.g = g};
+    if (!off)
+        goto done;
+    int64_t *head = last + n, *next = last + 2 * n; /* release lists per step */
+    for (int64_t k = 0; k < n; k++) {
+        last[k] = k;
+        head[k] = -1;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        ad_node *node = g->nodes[t->begin + k];
+        for (int i = 0; i < node->ninputs; i++) {
+            int64_t j = node->inputs[i]->id - t->begin;
+            if (j >= 0 && j < n && last[j] < k)
+                last[j] = k;
+        }
+    }
+    for (int64_t k = n - 1; k >= 0; k--) { /* an alias keeps its source alive */
+        ad_node *node = g->nodes[t->begin + k];
+        if (node->flags & NODE_ALIAS) {
+            int64_t j = node->inputs[0]->id - t->begin;
+            if (j >= 0 && last[j] < last[k])
+                last[j] = last[k];
+        }
+    }
+    for (int64_t k = 0; k < n; k++) {
+        next[k] = head[last[k]];
+        head[last[k]] = k;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        ad_node *node = g->nodes[t->begin + k];
+        if (!(node->flags & NODE_ALIAS)) {
+            size_t bytes = (size_t)(node->numel ? node->numel : 1) * g->elem;
+            bytes = (bytes + 63) & ~(size_t)63;
+            off[k] = plan_take(&p, bytes);
+        }
+        for (int64_t j = head[k]; j >= 0; j = next[j]) {
+            ad_node *dead = g->nodes[t->begin + j];
+            if (dead->flags & NODE_ALIAS)
+                continue;
+            size_t bytes = (size_t)(dead->numel ? dead->numel : 1) * g->elem;
+            if (!plan_release(&p, off[j], (bytes + 63) & ~(size_t)63))
+                goto done;
+        }
+    }
+    char *pool = ad_arena_alloc(g, p.top ? p.top : 64);
+    if (!pool)
+        goto done;
+    for (int64_t k = 0; k < n; k++) {
+        ad_node *node = g->nodes[t->begin + k];
+        if (node->flags & NODE_ALIAS)
+            continue;
+        node->value = pool + off[k];
+        node->capacity = node->numel ? node->numel : 1;
+    }
+    /* leaves in the order their gradients complete */
+    if (t->nleaves && !t->acc_pos) {
+        t->acc_pos = ad_mem(g, NULL, 0, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves);
+        if (!t->acc_pos)
+            goto done;
+        t->acc_leaf = (ad_node **)(t->acc_pos + t->nleaves);
+        t->acc_grad = t->acc_leaf + t->nleaves;
+    }
+    if (t->nleaves) {
+        /* sort (position, leaf index) pairs packed into the position array */
+        int64_t *pairs = ad_mem(g, NULL, 0, sizeof(int64_t) * 2 * (size_t)t->nleaves);
+        if (!pairs)
+            goto done;
+        for (int64_t i = 0; i < t->nleaves; i++) {
+            pairs[2 * i] = t->grads[i]->id - t->begin;
+            pairs[2 * i + 1] = i;
+        }
+        qsort(pairs, (size_t)t->nleaves, 2 * sizeof(int64_t), cmp_pos);
+        for (int64_t i = 0; i < t->nleaves; i++) {
+            t->acc_pos[i] = pairs[2 * i];
+            t->acc_leaf[i] = t->leaves[pairs[2 * i + 1]];
+            t->acc_grad[i] = t->grads[pairs[2 * i + 1]];
+        }
+        ad_mem(g, pairs, sizeof(int64_t) * 2 * (size_t)t->nleaves, 0);
+    }
+    t->planned = true;
+    ok = true;
+done:
+    ad_mem(g, p.free, sizeof(span) * (size_t)p.cap, 0);
+    if (off)
+        ad_mem(g, off, sizeof(size_t) * (size_t)n, 0);
+    if (last)
+        ad_mem(g, last, sizeof(int64_t) * (size_t)n * 3, 0);
+    return ok;
+}
+
+static void add_into(ad_graph *g, ad_node *leaf, const ad_node *gn)
+{
+    AD_DISPATCH(g, {
+        T *acc = leaf->grad;
+        const T *v = gn->value;
+        for (int64_t j = 0; j < leaf->numel; j++)
+            acc[j] += v[j];
+    });
+}
+
+/* Runs a planned pass: shapes (after a resize; a bigger batch re-plans),
+ * kernels, and each leaf's accumulation as soon as its gradient is ready. */
+static bool run_planned(tape *t, bool infer)
+{
+    ad_graph *g = t->loss->g;
+    if (infer) {
+        bool grow = false;
+        for (int64_t i = t->begin; i < t->end; i++) {
+            ad_node *node = g->nodes[i];
+            if (!ad_ops[node->op].shape(node))
+                return false;
+            if (!(node->flags & NODE_ALIAS) && node->numel > node->capacity)
+                grow = true;
+        }
+        if (grow && !plan_tape(t))
+            return false;
+    }
+    int64_t a = 0;
+    for (int64_t i = t->begin; i < t->end; i++) {
+        ad_node *node = g->nodes[i];
+        ad_ops[node->op].forward(node);
+        if (g->check_finite && !ad_check_values(node))
+            return false;
+        for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
+            add_into(g, t->acc_leaf[a], t->acc_grad[a]);
+    }
+    return !g->has_error;
 }
 
 static tape *build_tape(ad_node *loss)
@@ -224,6 +434,13 @@ static tape *build_tape(ad_node *loss)
     t->leaves = list;
     t->grads = list ? list + nleaves : NULL;
     t->dirty = false;
+    t->planned = false;
+    t->acc_pos = NULL;
+    t->acc_leaf = t->acc_grad = NULL;
+    if (g->reuse_memory && (!plan_tape(t) || !run_planned(t, false))) {
+        ad_graph_rewind(g, mark); /* drops t too */
+        return NULL;
+    }
     return t;
 }
 
@@ -241,6 +458,13 @@ int ad_backward(ad_node *loss)
         t = build_tape(loss);
         if (!t)
             return -1;
+        if (t->planned)
+            return 0; /* accumulated while it ran */
+    } else if (t->planned) {
+        if (!run_planned(t, t->dirty))
+            return -1;
+        t->dirty = false;
+        return 0;
     } else {
         bool infer = t->dirty;
         for (int64_t i = t->begin; i < t->end; i++)

@@ -153,6 +153,10 @@ static void free_tape(ad_graph *g, tape *t)
 {
     ad_mem(g, t->leaves, sizeof(ad_node *) * (size_t)t->nleaves * 2, 0);
     t->leaves = t->grads = NULL;
+    if (t->acc_pos)
+        ad_mem(g, t->acc_pos, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves, 0);
+    t->acc_pos = NULL;
+    t->acc_leaf = t->acc_grad = NULL;
 }
 
 void ad_graph_free(ad_graph *g)
@@ -243,6 +247,12 @@ void ad_graph_set_rng_state(ad_graph *g, const uint64_t state[4])
 {
     if (g && state)
         memcpy(g->rng, state, sizeof g->rng);
+}
+
+void ad_graph_set_memory_reuse(ad_graph *g, int on)
+{
+    if (g)
+        g->reuse_memory = on != 0;
 }
 
 void ad_graph_set_training(ad_graph *g, int on)
@@ -466,14 +476,17 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
                 node->flags |= NODE_REQGRAD;
     if (g->building_tape)
         node->flags |= NODE_TAPE;
+    if (g->building_tape && g->reuse_memory)
+        node->flags |= NODE_PLANNED; /* shape now; buffer and value when the tape is planned */
     if (ad_ops[op].forward == fwd_alias)
         node->flags |= NODE_ALIAS;
     node->id = g->nnodes; /* for messages during the first compute */
     bool had_error = g->has_error;
     /* ad_compute may set g->has_error (a forward-time error such as a bad
      * one-hot index): cppcheck does not see that */
+    bool ok = (node->flags & NODE_PLANNED) ? ad_ops[op].shape(node) : ad_compute(node, true);
     // cppcheck-suppress incorrectLogicOperator
-    if (!ad_compute(node, true) || (!had_error && g->has_error)) {
+    if (!ok || (!had_error && g->has_error)) {
         arena_free_until(g, node->arena_at, node->arena_used);
         return NULL;
     }

@@ -25,6 +25,7 @@ enum {
     NODE_EXT_VALUE = 1u << 6, /* value buffer owned by the caller */
     NODE_HEAP_VALUE = 1u << 7, /* value buffer grown on the heap (ad_resize) */
     NODE_EXT_GRAD = 1u << 8,  /* gradient buffer owned by the caller */
+    NODE_PLANNED = 1u << 9,   /* backward node whose buffer comes from its tape's shared pool */
 };
 
 #define AD_MAX_FPARAMS 2
@@ -71,6 +72,10 @@ typedef struct tape {
     ad_node **leaves;    /* trainable leaves reached */
     ad_node **grads;     /* their gradient nodes */
     bool dirty;          /* shapes changed since the tape last ran */
+    bool planned;        /* buffers shared by lifetime (ad_graph_set_memory_reuse) */
+    int64_t *acc_pos;    /* planned: per leaf (sorted), the tape index after which it accumulates */
+    ad_node **acc_leaf;  /* planned: the leaves in that order */
+    ad_node **acc_grad;  /* planned: their gradient nodes */
 } tape;
 
 struct ad_graph {
@@ -98,6 +103,7 @@ struct ad_graph {
     bool check_finite;
     bool in_backward;    /* for anomaly messages */
     bool eval_mode;      /* ad_graph_set_training(g, 0): dropout masks are ones */
+    bool reuse_memory;   /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
     uint64_t rng[4];
 };
 

@@ -457,6 +457,8 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
     if (!m->g)
         goto oom;
     ad_graph_seed(m->g, seed);
+    /* training loops only read leaf gradients: share the backward buffers */
+    ad_graph_set_memory_reuse(m->g, 1);
     m->train_flag = ad_const_scalar(m->g, 1.0, "training");
     int64_t xshape[2] = {batch, m->in_features};
     m->input = ad_input(m->g, 2, xshape, "x");

@@ -569,3 +569,47 @@ Test(semantics, rng_state_training_mode_external_const_and_set_error)
     cr_assert_str_eq(ad_graph_error(g), "nn_dense: zero-width layer");
     ad_graph_free(g);
 }
+
+/* Memory reuse: the same gradients, bit for bit, with fewer bytes, across
+ * replays and batch changes. */
+Test(replay, memory_reuse_gives_identical_gradients)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        counter c1 = {0}, c2 = {0};
+        mlp plain, reuse;
+        mlp_build(&plain, dt ? AD_F64 : AD_F32, 8, counting_alloc, &c1);
+        mlp_build(&reuse, dt ? AD_F64 : AD_F32, 8, counting_alloc, &c2);
+        ad_graph_set_memory_reuse(reuse.g, 1);
+        int64_t batches[4] = {8, 3, 16, 8};
+        for (int step = 0; step < 4; step++) {
+            int64_t b = batches[step];
+            mlp *ms[2] = {&plain, &reuse};
+            for (int k = 0; k < 2; k++) {
+                cr_assert_eq(ad_resize(ms[k]->x, b), 0);
+                cr_assert_eq(ad_resize(ms[k]->labels, b), 0);
+                mlp_data(ms[k], b, step);
+                cr_assert_eq(ad_forward(ms[k]->g), 0);
+                ad_zero_grad(ms[k]->g);
+                cr_assert_eq(ad_backward(ms[k]->loss), 0, "%s", ad_graph_error(ms[k]->g));
+            }
+            double g1[43], g2[43];
+            grads_of(&plain, g1);
+            grads_of(&reuse, g2);
+            for (int i = 0; i < 43; i++)
+                cr_assert_eq(g1[i], g2[i], "dtype %d step %d: gradient %d differs with reuse", dt,
+                             step, i);
+            /* and against finite differences of the loss for one weight */
+        }
+        long calls = c2.calls;
+        mlp_data(&reuse, 8, 9);
+        ad_forward(reuse.g);
+        ad_zero_grad(reuse.g);
+        cr_assert_eq(ad_backward(reuse.loss), 0);
+        cr_assert_eq(c2.calls, calls, "a replay with reuse allocated");
+        cr_assert_lt(ad_graph_bytes(reuse.g), ad_graph_bytes(plain.g) + 1);
+        ad_graph_free(plain.g);
+        ad_graph_free(reuse.g);
+        cr_assert_eq(c1.live, 0);
+        cr_assert_eq(c2.live, 0);
+    }
+}

@@ -509,6 +509,31 @@ static void check_op(int op, rng_t *r)
     }
     ad_graph_free(b.g);
 
+    /* memory reuse: bit-identical gradients */
+    if (c.fd_ok) {
+        built p1, p2;
+        rng_t r1 = {wseed}, r2 = {wseed};
+        cr_assert(build(AD_F64, op, &c, &r1, &p1));
+        cr_assert(build(AD_F64, op, &c, &r2, &p2));
+        ad_graph_set_memory_reuse(p2.g, 1);
+        for (int rep = 0; rep < 2; rep++) { /* the build, then a replay */
+            ad_zero_grad(p1.g);
+            ad_zero_grad(p2.g);
+            cr_assert_eq(ad_backward(p1.loss), 0);
+            cr_assert_eq(ad_backward(p2.loss), 0, "op %s with reuse: %s", ad_ops[op].name,
+                         ad_graph_error(p2.g));
+            for (int k = 0; k < c.nin; k++) {
+                if (!c.trainable[k])
+                    continue;
+                int64_t n = p1.in[k]->numel;
+                cr_assert_eq(memcmp(p1.in[k]->grad, p2.in[k]->grad, sizeof(double) * (size_t)n), 0,
+                             "op %s: gradient differs with memory reuse", ad_ops[op].name);
+            }
+        }
+        ad_graph_free(p1.g);
+        ad_graph_free(p2.g);
+    }
+
     /* f32 engine against f64 values (same inputs and weights) */
     if (c.fd_ok) {
         built b32, b64;

@@ -343,6 +343,17 @@ AD_API ad_node *ad_one_hot(ad_node *indices, int64_t classes);
  * them. 0 on success, -1 on error (see ad_graph_error).
  */
 AD_API int ad_backward(ad_node *loss);
+/**
+ * Memory reuse for training loops (off by default). Backward passes built
+ * after ad_graph_set_memory_reuse(g, 1) give their intermediate gradient
+ * nodes buffers from one pool per pass, shared between nodes whose lifetimes
+ * do not overlap (planned once, reused by every replay), and add each leaf's
+ * gradient into it as soon as that gradient is computed. Leaf gradients are
+ * exactly the same; the price is that the values of intermediate gradient
+ * nodes (ad_node_grad of a non-leaf, and the backward view of the dumps) are
+ * not kept after ad_backward returns. nn models turn it on.
+ */
+AD_API void ad_graph_set_memory_reuse(ad_graph *g, int on);
 /** Zeros every trainable leaf's accumulated gradient. */
 AD_API void ad_zero_grad(ad_graph *g);
 /**
