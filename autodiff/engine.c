@@ -242,6 +242,9 @@ static size_t plan_take(pool_plan *p, size_t size)
     return off;
 }
 
+/* A matmul whose buffer is a leaf's gradient (see plan_tape). */
+static bool in_place(const ad_node *n) { return n->op == AD_OP_MATMUL && n->iparam[2] != 0; }
+
 static int cmp_pos(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -285,16 +288,31 @@ static bool plan_tape(tape *t)
         next[k] = head[last[k]];
         head[last[k]] = k;
     }
+    /* a weight's gradient that is one 2-d matmul read by nothing else is
+     * computed straight into the leaf's gradient buffer (beta = 1) */
+    for (int64_t i = 0; i < t->nleaves; i++) {
+        ad_node *gn = t->grads[i], *leaf = t->leaves[i];
+        int64_t k = gn->id - t->begin;
+        bool sole = true;
+        for (int64_t j = 0; j < t->nleaves; j++)
+            sole = sole && (j == i || t->grads[j] != gn);
+        if (gn->op == AD_OP_MATMUL && gn->ndim == 2 && k >= 0 && last[k] == k && sole &&
+            gn->numel == leaf->numel) {
+            gn->iparam[2] = 1;
+            gn->value = leaf->grad;
+            gn->capacity = leaf->numel;
+        }
+    }
     for (int64_t k = 0; k < n; k++) {
         ad_node *node = g->nodes[t->begin + k];
-        if (!(node->flags & NODE_ALIAS)) {
+        if (!(node->flags & NODE_ALIAS) && !in_place(node)) {
             size_t bytes = (size_t)(node->numel ? node->numel : 1) * g->elem;
             bytes = (bytes + 63) & ~(size_t)63;
             off[k] = plan_take(&p, bytes);
         }
         for (int64_t j = head[k]; j >= 0; j = next[j]) {
             ad_node *dead = g->nodes[t->begin + j];
-            if (dead->flags & NODE_ALIAS)
+            if ((dead->flags & NODE_ALIAS) || in_place(dead))
                 continue;
             size_t bytes = (size_t)(dead->numel ? dead->numel : 1) * g->elem;
             if (!plan_release(&p, off[j], (bytes + 63) & ~(size_t)63))
@@ -306,7 +324,7 @@ static bool plan_tape(tape *t)
         goto done;
     for (int64_t k = 0; k < n; k++) {
         ad_node *node = g->nodes[t->begin + k];
-        if (node->flags & NODE_ALIAS)
+        if ((node->flags & NODE_ALIAS) || in_place(node))
             continue;
         node->value = pool + off[k];
         node->capacity = node->numel ? node->numel : 1;
@@ -368,7 +386,7 @@ static bool run_planned(tape *t, bool infer)
             ad_node *node = g->nodes[i];
             if (!ad_ops[node->op].shape(node))
                 return false;
-            if (!(node->flags & NODE_ALIAS) && node->numel > node->capacity)
+            if (!(node->flags & NODE_ALIAS) && !in_place(node) && node->numel > node->capacity)
                 grow = true;
         }
         if (grow && !plan_tape(t))
@@ -381,7 +399,8 @@ static bool run_planned(tape *t, bool infer)
         if (g->check_finite && !ad_check_values(node))
             return false;
         for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
-            add_into(g, t->acc_leaf[a], t->acc_grad[a]);
+            if (!in_place(t->acc_grad[a]))
+                add_into(g, t->acc_leaf[a], t->acc_grad[a]);
     }
     return !g->has_error;
 }

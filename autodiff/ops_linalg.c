@@ -59,10 +59,11 @@ bool shape_matmul(ad_node *n)
 
 #ifndef AD_HAVE_BLAS
 #define GEMM_KERNEL(T)                                                                             \
-    static void gemm_##T(bool ta, bool tb, mm_dims d, const T *A, const T *B, T *C)                \
+    static void gemm_##T(bool ta, bool tb, bool acc, mm_dims d, const T *A, const T *B, T *C)      \
     {                                                                                              \
         const int64_t M = d.m, K = d.k, N = d.n;                                                   \
-        memset(C, 0, sizeof(T) * (size_t)(M * N));                                                 \
+        if (!acc)                                                                                  \
+            memset(C, 0, sizeof(T) * (size_t)(M * N));                                             \
         if (!tb) {                                                                                 \
             /* rows of C accumulate scaled rows of B: unit stride inner loop */                    \
             for (int64_t i = 0; i < M; i++) {                                                      \
@@ -87,7 +88,7 @@ bool shape_matmul(ad_node *n)
                         for (int64_t p = 0; p < K; p++)                                            \
                             s += A[p * M + i] * b[p];                                              \
                     }                                                                              \
-                    C[i * N + j] = s;                                                              \
+                    C[i * N + j] = acc ? C[i * N + j] + s : s;                                     \
                 }                                                                                  \
         }                                                                                          \
     }
@@ -95,7 +96,9 @@ GEMM_KERNEL(float)
 GEMM_KERNEL(double)
 #endif
 
-static void gemm(ad_dtype dt, bool ta, bool tb, mm_dims d, const void *A, const void *B, void *C)
+/* C = op(A) op(B), or C += op(A) op(B) when acc (a gradient added in place) */
+static void gemm(ad_dtype dt, bool ta, bool tb, bool acc, mm_dims d, const void *A, const void *B,
+                 void *C)
 {
 #ifdef AD_HAVE_BLAS
     const int M = (int)d.m, N = (int)d.n, K = (int)d.k;
@@ -103,22 +106,23 @@ static void gemm(ad_dtype dt, bool ta, bool tb, mm_dims d, const void *A, const 
     if (M == 0 || N == 0)
         return;
     if (K == 0) {
-        memset(C, 0, (dt == AD_F32 ? sizeof(float) : sizeof(double)) * (size_t)(M * N));
+        if (!acc)
+            memset(C, 0, (dt == AD_F32 ? sizeof(float) : sizeof(double)) * (size_t)(M * N));
         return;
     }
     if (dt == AD_F32)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, 0.0f, C,
+                    M, N, K, 1.0f, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, acc ? 1.0f : 0.0f, C,
                     N > 0 ? N : 1);
     else
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, 0.0, C,
+                    M, N, K, 1.0, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, acc ? 1.0 : 0.0, C,
                     N > 0 ? N : 1);
 #else
     if (dt == AD_F32)
-        gemm_float(ta, tb, d, A, B, C);
+        gemm_float(ta, tb, acc, d, A, B, C);
     else
-        gemm_double(ta, tb, d, A, B, C);
+        gemm_double(ta, tb, acc, d, A, B, C);
 #endif
 }
 
@@ -134,7 +138,8 @@ void fwd_matmul(ad_node *n)
     const int64_t sb = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
     const int64_t sc = d.m * d.n;
     if (n->ndim == 2) {
-        gemm(n->g->dtype, ta, tb, d, a->value, b->value, n->value);
+        /* iparam[2]: the node's buffer is a leaf's gradient, added into (memory reuse) */
+        gemm(n->g->dtype, ta, tb, n->iparam[2] != 0, d, a->value, b->value, n->value);
         return;
     }
     /* batched: iterate the broadcast batch axes; matrices are the last two */
@@ -157,7 +162,7 @@ void fwd_matmul(ad_node *n)
                 strb *= b->shape[db];
             }
         }
-        gemm(n->g->dtype, ta, tb, d, (const char *)a->value + (size_t)(oa * sa) * es,
+        gemm(n->g->dtype, ta, tb, false, d, (const char *)a->value + (size_t)(oa * sa) * es,
              (const char *)b->value + (size_t)(ob * sb) * es, (char *)n->value + (size_t)(t * sc) * es);
         for (int i = nb - 1; i >= 0; i--) {
             if (++idx[i] < n->shape[i])
