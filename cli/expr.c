@@ -17,7 +17,12 @@ typedef struct {
     int nvars;
     cr_expr_error *err;
     bool failed;
+    int depth; /* nesting of parse_unary: parentheses, signs, exponents, calls */
 } parser;
+
+/* Deeper nesting is refused instead of overflowing the C stack: every cycle
+ * of the grammar goes through parse_unary, a few frames per level. */
+#define MAX_DEPTH 256
 
 static ad_node *parse_expr(parser *p);
 static ad_node *parse_unary(parser *p);
@@ -265,7 +270,7 @@ static ad_node *parse_power(parser *p)
     return make_power(p, base, expo, at);
 }
 
-static ad_node *parse_unary(parser *p)
+static ad_node *parse_unary_nested(parser *p)
 {
     char c = peek(p);
     if (c == '-' || c == '+') {
@@ -276,6 +281,19 @@ static ad_node *parse_unary(parser *p)
         return check(p, ad_neg(a), at);
     }
     return parse_power(p);
+}
+
+static ad_node *parse_unary(parser *p)
+{
+    if (p->depth >= MAX_DEPTH) {
+        skip_space(p);
+        return fail_at(p, p->pos, "the expression nests too deeply (more than %d levels)",
+                       MAX_DEPTH);
+    }
+    p->depth++;
+    ad_node *n = parse_unary_nested(p);
+    p->depth--;
+    return n;
 }
 
 static ad_node *parse_term(parser *p)

@@ -17,6 +17,8 @@
  * (one argument), leaky_relu(x, alpha) (alpha a constant expression),
  * max(a, b), min(a, b). a ^ p with a constant exponent is ad_pow; with an
  * exponent that depends on a variable it is exp(p * log(a)) (a > 0).
+ * Nesting (parentheses, signs, exponents, calls) is limited to 256 levels;
+ * deeper input is an error, not a stack overflow.
  *
  *     cr_var vars[] = {{"x", ad_scalar(g, 3, "x")}};
  *     cr_expr_error err;

@@ -216,8 +216,9 @@ static nn_optimizer *create(ad_dtype dtype, int64_t n, const nn_optim_config *cf
     if (state_bytes(o)) {
         o->state = alloc(ud, NULL, 0, state_bytes(o));
         if (!o->state) {
+            int nslots = o->nslots; /* read before o is freed */
             alloc(ud, o, sizeof *o, 0);
-            nn_fail(NN_ERR_MEMORY, "%s: out of memory for %d state slots", fn, o->nslots);
+            nn_fail(NN_ERR_MEMORY, "%s: out of memory for %d state slots", fn, nslots);
             return NULL;
         }
     }
