@@ -26,12 +26,12 @@
 
 typedef struct {
     ad_graph *g;
-    ad_node *loss;       /* whose gradients are shown; NULL: values only */
-    int64_t n;           /* nodes [0, n) */
-    unsigned char *anc;  /* 1: the loss depends on node i (or is node i) */
-    int64_t *step;       /* backward step of node i, 0: not visited */
-    int64_t *uses;       /* edges carrying gradient out of node i */
-    int64_t *ustart;     /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
+    ad_node *loss;      /* whose gradients are shown; NULL: values only */
+    int64_t n;          /* nodes [0, n) */
+    unsigned char *anc; /* 1: the loss depends on node i (or is node i) */
+    int64_t *step;      /* backward step of node i, 0: not visited */
+    int64_t *uses;      /* edges carrying gradient out of node i */
+    int64_t *ustart;    /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
     int64_t *uid;
     int *uk;
     char *sym; /* n * SYM_LEN: the symbol of each node */
@@ -236,12 +236,24 @@ static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
     const char *t = NULL;
     switch (u->op) {
-    case AD_OP_ADD: t = "@A + @B"; break;
-    case AD_OP_SUB: t = "@A − @B"; break;
-    case AD_OP_MUL: t = "@A·@B"; break;
-    case AD_OP_DIV: t = "@A/@B"; break;
-    case AD_OP_NEG: t = "−@A"; break;
-    case AD_OP_POW: t = "@A^@P"; break;
+    case AD_OP_ADD:
+        t = "@A + @B";
+        break;
+    case AD_OP_SUB:
+        t = "@A − @B";
+        break;
+    case AD_OP_MUL:
+        t = "@A·@B";
+        break;
+    case AD_OP_DIV:
+        t = "@A/@B";
+        break;
+    case AD_OP_NEG:
+        t = "−@A";
+        break;
+    case AD_OP_POW:
+        t = "@A^@P";
+        break;
     case AD_OP_AFFINE:
         if (u->fparam[0] == -1)
             t = u->fparam[1] == 0 ? "−@A" : "@Q − @A";
@@ -250,14 +262,29 @@ static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
         else
             t = u->fparam[1] == 0 ? "@P·@A" : "@P·@A + @Q";
         break;
-    case AD_OP_MAXIMUM: t = "max(@A, @B)"; break;
-    case AD_OP_MINIMUM: t = "min(@A, @B)"; break;
-    case AD_OP_LEAKY_RELU: t = "leaky_relu(@A, @P)"; break;
-    case AD_OP_ELU: t = "elu(@A, @P)"; break;
-    case AD_OP_CLAMP: t = "clamp(@A, @P, @Q)"; break;
-    case AD_OP_MATMUL: t = "@A @ @B"; break;
-    case AD_OP_WHERE: t = "where(@A, @B, @C)"; break;
-    default: break;
+    case AD_OP_MAXIMUM:
+        t = "max(@A, @B)";
+        break;
+    case AD_OP_MINIMUM:
+        t = "min(@A, @B)";
+        break;
+    case AD_OP_LEAKY_RELU:
+        t = "leaky_relu(@A, @P)";
+        break;
+    case AD_OP_ELU:
+        t = "elu(@A, @P)";
+        break;
+    case AD_OP_CLAMP:
+        t = "clamp(@A, @P, @Q)";
+        break;
+    case AD_OP_MATMUL:
+        t = "@A @ @B";
+        break;
+    case AD_OP_WHERE:
+        t = "where(@A, @B, @C)";
+        break;
+    default:
+        break;
     }
     if (u->op == AD_OP_MATMUL && (u->iparam[0] || u->iparam[1]))
         t = u->iparam[0] ? (u->iparam[1] ? "@Aᵀ @ @Bᵀ" : "@Aᵀ @ @B") : "@A @ @Bᵀ";
@@ -308,44 +335,71 @@ static const char *local_template(const ad_node *u, int k, const char **undef)
 {
     *undef = NULL;
     switch (u->op) {
-    case AD_OP_NEG: return "−1";
-    case AD_OP_EXP: return "@Y";
-    case AD_OP_LOG: return "1/@A";
-    case AD_OP_SQRT: *undef = "undefined at @A = 0"; return "1/(2·@Y)";
-    case AD_OP_ABS: *undef = "undefined at @A = 0 (engine uses 0)"; return "sign(@A)";
-    case AD_OP_SIN: return "cos(@A)";
-    case AD_OP_COS: return "−sin(@A)";
-    case AD_OP_TANH: return "1 − @Y²";
-    case AD_OP_SIGMOID: return "@Y·(1 − @Y)";
-    case AD_OP_RELU: *undef = "undefined at @A = 0 (engine uses 0)"; return "1 if @A > 0 else 0";
-    case AD_OP_SOFTPLUS: return "σ(@A)";
+    case AD_OP_NEG:
+        return "−1";
+    case AD_OP_EXP:
+        return "@Y";
+    case AD_OP_LOG:
+        return "1/@A";
+    case AD_OP_SQRT:
+        *undef = "undefined at @A = 0";
+        return "1/(2·@Y)";
+    case AD_OP_ABS:
+        *undef = "undefined at @A = 0 (engine uses 0)";
+        return "sign(@A)";
+    case AD_OP_SIN:
+        return "cos(@A)";
+    case AD_OP_COS:
+        return "−sin(@A)";
+    case AD_OP_TANH:
+        return "1 − @Y²";
+    case AD_OP_SIGMOID:
+        return "@Y·(1 − @Y)";
+    case AD_OP_RELU:
+        *undef = "undefined at @A = 0 (engine uses 0)";
+        return "1 if @A > 0 else 0";
+    case AD_OP_SOFTPLUS:
+        return "σ(@A)";
     case AD_OP_LEAKY_RELU:
         *undef = "undefined at @A = 0 (engine uses @P)";
         return "1 if @A > 0 else @P";
-    case AD_OP_ELU: *undef = "undefined at @A = 0 (engine uses @P)"; return "1 if @A > 0 else @Y + @P";
-    case AD_OP_POW: return NULL; /* built in local_rule */
-    case AD_OP_AFFINE: return "@P";
+    case AD_OP_ELU:
+        *undef = "undefined at @A = 0 (engine uses @P)";
+        return "1 if @A > 0 else @Y + @P";
+    case AD_OP_POW:
+        return NULL; /* built in local_rule */
+    case AD_OP_AFFINE:
+        return "@P";
     case AD_OP_CLAMP:
         *undef = "undefined at @A = @P or @Q (engine uses 1)";
         return "1 if @P ≤ @A ≤ @Q else 0";
     case AD_OP_HEAVISIDE:
         *undef = "undefined at @A = 0";
         return "0";
-    case AD_OP_SIGN: *undef = "undefined at @A = 0"; return "0";
+    case AD_OP_SIGN:
+        *undef = "undefined at @A = 0";
+        return "0";
     case AD_OP_ADD:
-    case AD_OP_ADD_N: return "1";
-    case AD_OP_SUB: return k == 0 ? "1" : "−1";
-    case AD_OP_MUL: return k == 0 ? "@B" : "@A";
-    case AD_OP_DIV: return k == 0 ? "1/@B" : "−@A/@B²";
+    case AD_OP_ADD_N:
+        return "1";
+    case AD_OP_SUB:
+        return k == 0 ? "1" : "−1";
+    case AD_OP_MUL:
+        return k == 0 ? "@B" : "@A";
+    case AD_OP_DIV:
+        return k == 0 ? "1/@B" : "−@A/@B²";
     case AD_OP_MAXIMUM:
         *undef = "undefined at @A = @B (engine uses ½)";
         return k == 0 ? "1 if @A > @B else 0" : "1 if @B > @A else 0";
     case AD_OP_MINIMUM:
         *undef = "undefined at @A = @B (engine uses ½)";
         return k == 0 ? "1 if @A < @B else 0" : "1 if @B < @A else 0";
-    case AD_OP_WHERE: return k == 1 ? "1 where @A ≠ 0 else 0" : (k == 2 ? "0 where @A ≠ 0 else 1" : "0");
-    case AD_OP_STRAIGHT_THROUGH: return k == 0 ? "1 (straight-through)" : "0";
-    default: return NULL;
+    case AD_OP_WHERE:
+        return k == 1 ? "1 where @A ≠ 0 else 0" : (k == 2 ? "0 where @A ≠ 0 else 1" : "0");
+    case AD_OP_STRAIGHT_THROUGH:
+        return k == 0 ? "1 (straight-through)" : "0";
+    default:
+        return NULL;
     }
 }
 
@@ -356,34 +410,61 @@ static double local_at(const ad_node *u, int k, const double *x, double y, bool 
     const double a = x[0], b = x[1], p = u->fparam[0], q = u->fparam[1];
     *undef = false;
     switch (u->op) {
-    case AD_OP_NEG: return -1;
-    case AD_OP_EXP: return y;
-    case AD_OP_LOG: return 1 / a;
-    case AD_OP_SQRT: *undef = a == 0; return 1 / (2 * y);
-    case AD_OP_ABS: *undef = a == 0; return a > 0 ? 1 : (a < 0 ? -1 : 0);
-    case AD_OP_SIN: return cos(a);
-    case AD_OP_COS: return -sin(a);
-    case AD_OP_TANH: return 1 - y * y;
-    case AD_OP_SIGMOID: return y * (1 - y);
-    case AD_OP_RELU: *undef = a == 0; return a > 0 ? 1 : 0;
-    case AD_OP_SOFTPLUS: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
-    case AD_OP_LEAKY_RELU: *undef = a == 0 && p != 1; return a > 0 ? 1 : p;
-    case AD_OP_ELU: *undef = a == 0 && p != 1; return a > 0 ? 1 : y + p;
+    case AD_OP_NEG:
+        return -1;
+    case AD_OP_EXP:
+        return y;
+    case AD_OP_LOG:
+        return 1 / a;
+    case AD_OP_SQRT:
+        *undef = a == 0;
+        return 1 / (2 * y);
+    case AD_OP_ABS:
+        *undef = a == 0;
+        return a > 0 ? 1 : (a < 0 ? -1 : 0);
+    case AD_OP_SIN:
+        return cos(a);
+    case AD_OP_COS:
+        return -sin(a);
+    case AD_OP_TANH:
+        return 1 - y * y;
+    case AD_OP_SIGMOID:
+        return y * (1 - y);
+    case AD_OP_RELU:
+        *undef = a == 0;
+        return a > 0 ? 1 : 0;
+    case AD_OP_SOFTPLUS:
+        return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
+    case AD_OP_LEAKY_RELU:
+        *undef = a == 0 && p != 1;
+        return a > 0 ? 1 : p;
+    case AD_OP_ELU:
+        *undef = a == 0 && p != 1;
+        return a > 0 ? 1 : y + p;
     case AD_OP_POW:
         if (p == 0)
             return 0;
         if (p == 1)
             return 1;
         return p == 2 ? 2 * a : p * pow(a, p - 1);
-    case AD_OP_AFFINE: return p;
-    case AD_OP_CLAMP: *undef = (a == p || a == q) && p < q; return (a >= p && a <= q) ? 1 : 0;
+    case AD_OP_AFFINE:
+        return p;
+    case AD_OP_CLAMP:
+        *undef = (a == p || a == q) && p < q;
+        return (a >= p && a <= q) ? 1 : 0;
     case AD_OP_HEAVISIDE:
-    case AD_OP_SIGN: *undef = a == 0; return 0;
+    case AD_OP_SIGN:
+        *undef = a == 0;
+        return 0;
     case AD_OP_ADD:
-    case AD_OP_ADD_N: return 1;
-    case AD_OP_SUB: return k == 0 ? 1 : -1;
-    case AD_OP_MUL: return k == 0 ? b : a;
-    case AD_OP_DIV: return k == 0 ? 1 / b : -y / b;
+    case AD_OP_ADD_N:
+        return 1;
+    case AD_OP_SUB:
+        return k == 0 ? 1 : -1;
+    case AD_OP_MUL:
+        return k == 0 ? b : a;
+    case AD_OP_DIV:
+        return k == 0 ? 1 / b : -y / b;
     case AD_OP_MAXIMUM:
     case AD_OP_MINIMUM: {
         *undef = a == b;
@@ -391,9 +472,12 @@ static double local_at(const ad_node *u, int k, const double *x, double y, bool 
                                           : (a < b ? 1 : (a > b ? 0 : 0.5));
         return k == 0 ? m : 1 - m;
     }
-    case AD_OP_WHERE: return k == 0 ? 0 : ((a != 0) == (k == 1) ? 1 : 0);
-    case AD_OP_STRAIGHT_THROUGH: return k == 0 ? 1 : 0;
-    default: return 0;
+    case AD_OP_WHERE:
+        return k == 0 ? 0 : ((a != 0) == (k == 1) ? 1 : 0);
+    case AD_OP_STRAIGHT_THROUGH:
+        return k == 0 ? 1 : 0;
+    default:
+        return 0;
     }
 }
 
@@ -444,7 +528,7 @@ typedef struct {
     int64_t undefined;  /* elements at points where the derivative is not defined */
     char rule[DEF_LEN]; /* "1 − o²", or the op's rule text */
     char undef_note[DEF_LEN];
-    char axes[64];      /* broadcast axes, "" when none */
+    char axes[64]; /* broadcast axes, "" when none */
 } edge_info;
 
 static void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
@@ -512,7 +596,8 @@ static bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
             if (!e->contrib)
                 return false;
             for (int64_t i = 0; i < u->numel; i++)
-                e->contrib[bcast_index(u, in, i)] += e->kind == EDGE_ZERO ? 0 : val(gn, i) * e->local[i];
+                e->contrib[bcast_index(u, in, i)] +=
+                    e->kind == EDGE_ZERO ? 0 : val(gn, i) * e->local[i];
         }
     } else if (gn && c->uses[in->id] == 1) {
         /* the only use: its contribution is the whole gradient */
@@ -615,8 +700,8 @@ static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
 /* ------------------------------------------------------------ formatting */
 
 /* Values of a tensor: in full when small, else summarized. */
-static void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v,
-                       int64_t n, int prec)
+static void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
+                       int prec)
 {
     size_t k = 0;
     char num[40];
@@ -704,11 +789,20 @@ static void html_str(FILE *out, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", out); break;
-        case '<': fputs("&lt;", out); break;
-        case '>': fputs("&gt;", out); break;
-        case '"': fputs("&quot;", out); break;
-        default: fputc(*s, out);
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        default:
+            fputc(*s, out);
         }
     }
 }
@@ -777,8 +871,9 @@ static bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
 static void dot_forward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
 {
     char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    fprintf(out, "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
-                 "CELLPADDING=\"3\" BGCOLOR=\"white\">",
+    fprintf(out,
+            "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
+            "CELLPADDING=\"3\" BGCOLOR=\"white\">",
             (long long)v->id);
     if (ad_ops[v->op].kind == AD_KIND_LEAF) {
         snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
@@ -914,8 +1009,9 @@ static void dot_edge(const ctx *c, FILE *out, const ad_node *u, int k, unsigned 
 static void dot_backward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
 {
     char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    fprintf(out, "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
-                 "CELLPADDING=\"3\" BGCOLOR=\"white\">",
+    fprintf(out,
+            "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
+            "CELLPADDING=\"3\" BGCOLOR=\"white\">",
             (long long)v->id);
     definition(c, v, def, sizeof def);
     snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
@@ -936,7 +1032,8 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
     if (!g)
         return -1;
     if (!out || (output && output->g != g)) {
-        ad_fail(g, "ad_dump_dot: %s", !out ? "no output file" : "the node belongs to another graph");
+        ad_fail(g, "ad_dump_dot: %s",
+                !out ? "no output file" : "the node belongs to another graph");
         return -1;
     }
     if (flags == 0)
@@ -963,8 +1060,8 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
         for (int j = 0; j < g->ntapes; j++)
             if (g->tapes[j].loss == loss)
                 t = &g->tapes[j];
-        bool bwd = (v->flags & NODE_TAPE) && (!output || (t && i >= t->begin && i < t->end) ||
-                                              (!t && i > loss->id));
+        bool bwd = (v->flags & NODE_TAPE) &&
+                   (!output || (t && i >= t->begin && i < t->end) || (!t && i > loss->id));
         draw[i] = (unsigned char)((fwd && (flags & AD_DUMP_FORWARD) ? 1 : 0) |
                                   (bwd && (flags & AD_DUMP_BACKWARD) ? 2 : 0));
     }
@@ -981,11 +1078,12 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
     bool tensors = false;
     for (int64_t i = 0; i < c.n; i++)
         tensors = tensors || (draw[i] && g->nodes[i]->numel > 1);
-    fprintf(out, "digraph chainrule {\n"
-                 "  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=12, nodesep=0.3, "
-                 "ranksep=0.5];\n"
-                 "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=11];\n"
-                 "  edge [fontname=\"DejaVu Sans\", fontsize=10, arrowsize=0.7];\n",
+    fprintf(out,
+            "digraph chainrule {\n"
+            "  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=12, nodesep=0.3, "
+            "ranksep=0.5];\n"
+            "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=11];\n"
+            "  edge [fontname=\"DejaVu Sans\", fontsize=10, arrowsize=0.7];\n",
             tensors ? "TB" : "LR");
     bool both = (flags & AD_DUMP_FORWARD) && (flags & AD_DUMP_BACKWARD);
     if (flags & AD_DUMP_FORWARD) {
@@ -1008,8 +1106,9 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
             fprintf(out, "  }\n");
         for (int64_t i = 0; i < c.n; i++)
             if (draw[i] == 4) {
-                fprintf(out, "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
-                             "fontsize=9, label=",
+                fprintf(out,
+                        "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
+                        "fontsize=9, label=",
                         (long long)i);
                 dot_str(out, sym(&c, g->nodes[i]));
                 fprintf(out, "];\n");

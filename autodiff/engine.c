@@ -101,8 +101,7 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
         grads[i] = gnode;
         node->grad_node = gnode;
         const ad_op_info *op = &ad_ops[node->op];
-        if (op->kind == AD_KIND_LEAF || op->backward == ad_nograd ||
-            !(node->flags & NODE_REQGRAD))
+        if (op->kind == AD_KIND_LEAF || op->backward == ad_nograd || !(node->flags & NODE_REQGRAD))
             continue;
         ad_node *local[MAX_LOCAL_INPUTS] = {0};
         ad_node **contrib = local;
@@ -331,7 +330,8 @@ static bool plan_tape(tape *t)
     }
     /* leaves in the order their gradients complete */
     if (t->nleaves && !t->acc_pos) {
-        t->acc_pos = ad_mem(g, NULL, 0, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves);
+        t->acc_pos =
+            ad_mem(g, NULL, 0, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves);
         if (!t->acc_pos)
             goto done;
         t->acc_leaf = (ad_node **)(t->acc_pos + t->nleaves);
@@ -410,7 +410,8 @@ static tape *build_tape(ad_node *loss)
     ad_graph *g = loss->g;
     if (g->ntapes == g->cap_tapes) {
         int cap = g->cap_tapes ? g->cap_tapes * 2 : 4;
-        tape *t = ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, sizeof(tape) * (size_t)cap);
+        tape *t =
+            ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, sizeof(tape) * (size_t)cap);
         if (!t)
             return NULL;
         g->tapes = t;

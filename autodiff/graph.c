@@ -300,8 +300,7 @@ const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname)
 {
     if (ndim < 0 || ndim > AD_MAX_DIMS) {
-        ad_fail(n->g, "%s: %d axes requested, at most %d are supported", opname, ndim,
-                AD_MAX_DIMS);
+        ad_fail(n->g, "%s: %d axes requested, at most %d are supported", opname, ndim, AD_MAX_DIMS);
         return false;
     }
     int64_t total = 1;
@@ -669,8 +668,7 @@ int ad_set(ad_node *leaf, const double *values, int64_t count)
     if (!leaf)
         return -1;
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
-        ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->name,
-                ad_ops[leaf->op].name);
+        ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->name, ad_ops[leaf->op].name);
         return -1;
     }
     if (!check_count(leaf, count, "ad_set"))
@@ -857,8 +855,7 @@ int ad_print(const ad_node *n, FILE *out)
             fprintf(out, " ...");
             i = n->numel - limit / 2;
         }
-        fprintf(out, "%s%.6g", (i % (last ? last : 1)) ? ", " : (i ? ";\n " : ""),
-                value_at(n, i));
+        fprintf(out, "%s%.6g", (i % (last ? last : 1)) ? ", " : (i ? ";\n " : ""), value_at(n, i));
     }
     fprintf(out, "]\n");
     return 0;

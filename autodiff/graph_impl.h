@@ -16,16 +16,16 @@ typedef enum {
 } ad_op_id;
 
 enum {
-    NODE_TRAINABLE = 1u << 0, /* leaf with a gradient */
-    NODE_INPUT = 1u << 1,     /* data leaf */
-    NODE_CONST = 1u << 2,     /* constant leaf */
-    NODE_TAPE = 1u << 3,      /* built by ad_backward; re-run by it, skipped by ad_forward */
-    NODE_REQGRAD = 1u << 4,   /* a trainable leaf's gradient flows through it */
-    NODE_ALIAS = 1u << 5,     /* value points at the first input's buffer */
-    NODE_EXT_VALUE = 1u << 6, /* value buffer owned by the caller */
+    NODE_TRAINABLE = 1u << 0,  /* leaf with a gradient */
+    NODE_INPUT = 1u << 1,      /* data leaf */
+    NODE_CONST = 1u << 2,      /* constant leaf */
+    NODE_TAPE = 1u << 3,       /* built by ad_backward; re-run by it, skipped by ad_forward */
+    NODE_REQGRAD = 1u << 4,    /* a trainable leaf's gradient flows through it */
+    NODE_ALIAS = 1u << 5,      /* value points at the first input's buffer */
+    NODE_EXT_VALUE = 1u << 6,  /* value buffer owned by the caller */
     NODE_HEAP_VALUE = 1u << 7, /* value buffer grown on the heap (ad_resize) */
-    NODE_EXT_GRAD = 1u << 8,  /* gradient buffer owned by the caller */
-    NODE_PLANNED = 1u << 9,   /* backward node whose buffer comes from its tape's shared pool */
+    NODE_EXT_GRAD = 1u << 8,   /* gradient buffer owned by the caller */
+    NODE_PLANNED = 1u << 9,    /* backward node whose buffer comes from its tape's shared pool */
 };
 
 #define AD_MAX_FPARAMS 2
@@ -54,7 +54,7 @@ struct ad_node {
     int64_t iparam[AD_MAX_IPARAMS];
     int64_t id;
     const char *name;
-    ad_node *grad_node; /* d loss / d this node from the latest backward build */
+    ad_node *grad_node;           /* d loss / d this node from the latest backward build */
     struct arena_block *arena_at; /* arena state before this node: ad_graph_rewind */
     size_t arena_used;
 };
@@ -67,15 +67,15 @@ typedef struct arena_block {
 
 typedef struct tape {
     ad_node *loss;
-    int64_t begin, end;  /* node ids of the backward nodes [begin, end) */
+    int64_t begin, end; /* node ids of the backward nodes [begin, end) */
     int64_t nleaves;
-    ad_node **leaves;    /* trainable leaves reached */
-    ad_node **grads;     /* their gradient nodes */
-    bool dirty;          /* shapes changed since the tape last ran */
-    bool planned;        /* buffers shared by lifetime (ad_graph_set_memory_reuse) */
-    int64_t *acc_pos;    /* planned: per leaf (sorted), the tape index after which it accumulates */
-    ad_node **acc_leaf;  /* planned: the leaves in that order */
-    ad_node **acc_grad;  /* planned: their gradient nodes */
+    ad_node **leaves;   /* trainable leaves reached */
+    ad_node **grads;    /* their gradient nodes */
+    bool dirty;         /* shapes changed since the tape last ran */
+    bool planned;       /* buffers shared by lifetime (ad_graph_set_memory_reuse) */
+    int64_t *acc_pos;   /* planned: per leaf (sorted), the tape index after which it accumulates */
+    ad_node **acc_leaf; /* planned: the leaves in that order */
+    ad_node **acc_grad; /* planned: their gradient nodes */
 } tape;
 
 struct ad_graph {
@@ -98,12 +98,12 @@ struct ad_graph {
     char *error; /* first error, NULL when healthy */
     char error_buf[512];
     bool has_error;
-    bool building_tape;  /* nodes created now get NODE_TAPE */
-    bool shapes_dirty;   /* an input was resized: re-infer shapes on replay */
+    bool building_tape; /* nodes created now get NODE_TAPE */
+    bool shapes_dirty;  /* an input was resized: re-infer shapes on replay */
     bool check_finite;
-    bool in_backward;    /* for anomaly messages */
-    bool eval_mode;      /* ad_graph_set_training(g, 0): dropout masks are ones */
-    bool reuse_memory;   /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
+    bool in_backward;  /* for anomaly messages */
+    bool eval_mode;    /* ad_graph_set_training(g, 0): dropout masks are ones */
+    bool reuse_memory; /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
     uint64_t rng[4];
 };
 
@@ -138,7 +138,7 @@ const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
 double ad_rng_uniform(ad_graph *g);
 bool ad_compute(ad_node *n, bool infer); /* [shape + reserve] + forward of one node */
-bool ad_check_values(ad_node *n);     /* anomaly mode */
+bool ad_check_values(ad_node *n);        /* anomaly mode */
 
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);

@@ -103,8 +103,8 @@ bool shape_straight_through(ad_node *n)
     if (x->numel != fx->numel || x->ndim != fx->ndim ||
         memcmp(x->shape, fx->shape, sizeof(int64_t) * (size_t)x->ndim) != 0) {
         char b1[96], b2[96];
-        ad_fail(n->g, "ad_straight_through: shapes %s and %s differ", ad_shape_str(x, b1, sizeof b1),
-                ad_shape_str(fx, b2, sizeof b2));
+        ad_fail(n->g, "ad_straight_through: shapes %s and %s differ",
+                ad_shape_str(x, b1, sizeof b1), ad_shape_str(fx, b2, sizeof b2));
         return false;
     }
     return ad_shape_set(n, x->ndim, x->shape, "ad_straight_through");
@@ -127,7 +127,7 @@ bool shape_straight_through(ad_node *n)
     X(SOFTPLUS, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))                                        \
     X(LEAKY_RELU, x > 0 ? x : p0 * x)                                                              \
     X(ELU, x > 0 ? x : p0 * expm1(x))                                                              \
-    X(AFFINE, p0 * x + p1)                                                                         \
+    X(AFFINE, p0 *x + p1)                                                                          \
     X(CLAMP, x < p0 ? p0 : (x > p1 ? p1 : x))                                                      \
     X(CLAMP_MASK, (x >= p0 && x <= p1) ? 1 : 0)                                                    \
     X(HEAVISIDE, x < 0 ? 0 : (x > 0 ? 1 : (x == 0 ? p0 : x)))                                      \
@@ -180,7 +180,7 @@ void fwd_unary(ad_node *n)
 #define BINARY_MAPS(X)                                                                             \
     X(ADD, x + y)                                                                                  \
     X(SUB, x - y)                                                                                  \
-    X(MUL, x * y)                                                                                  \
+    X(MUL, x *y)                                                                                   \
     X(DIV, x / y)                                                                                  \
     X(MAXIMUM, x > y ? x : (y > x ? y : x + (y - x) / 2))                                          \
     X(MINIMUM, x < y ? x : (y < x ? y : x + (y - x) / 2))                                          \
@@ -399,7 +399,10 @@ ad_node *ad_where(ad_node *cond, ad_node *a, ad_node *b)
     return nary(AD_OP_WHERE, 3, in);
 }
 
-ad_node *ad_straight_through(ad_node *x, ad_node *fx) { return binary(AD_OP_STRAIGHT_THROUGH, x, fx); }
+ad_node *ad_straight_through(ad_node *x, ad_node *fx)
+{
+    return binary(AD_OP_STRAIGHT_THROUGH, x, fx);
+}
 
 ad_node *ad_neg(ad_node *a) { return unary(AD_OP_NEG, a, 0, 0); }
 ad_node *ad_exp(ad_node *a) { return unary(AD_OP_EXP, a, 0, 0); }
@@ -447,7 +450,11 @@ ad_node *ad_dropout_mask(ad_node *a, double keep)
 
 /* ---------------------------------------------------------- gradient rules */
 
-void bwd_neg(ad_node *n, ad_node *g, ad_node **d) { (void)n; d[0] = ad_neg(g); }
+void bwd_neg(ad_node *n, ad_node *g, ad_node **d)
+{
+    (void)n;
+    d[0] = ad_neg(g);
+}
 void bwd_exp(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, n); }
 void bwd_log(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, n->inputs[0]); }
 void bwd_sqrt(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, ad_scale(n, 2)); }

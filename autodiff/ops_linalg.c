@@ -35,8 +35,9 @@ bool shape_matmul(ad_node *n)
     mat_dims(a, n->iparam[0], &m, &ka);
     mat_dims(b, n->iparam[1], &kb, &nn);
     if (ka != kb) {
-        ad_fail(n->g, "ad_matmul: shapes %s%s and %s%s do not align", ad_shape_str(a, b1, sizeof b1),
-                n->iparam[0] ? "ᵀ" : "", ad_shape_str(b, b2, sizeof b2), n->iparam[1] ? "ᵀ" : "");
+        ad_fail(n->g, "ad_matmul: shapes %s%s and %s%s do not align",
+                ad_shape_str(a, b1, sizeof b1), n->iparam[0] ? "ᵀ" : "",
+                ad_shape_str(b, b2, sizeof b2), n->iparam[1] ? "ᵀ" : "");
         return false;
     }
     /* broadcast the leading (batch) axes */
@@ -163,7 +164,8 @@ void fwd_matmul(ad_node *n)
             }
         }
         gemm(n->g->dtype, ta, tb, false, d, (const char *)a->value + (size_t)(oa * sa) * es,
-             (const char *)b->value + (size_t)(ob * sb) * es, (char *)n->value + (size_t)(t * sc) * es);
+             (const char *)b->value + (size_t)(ob * sb) * es,
+             (char *)n->value + (size_t)(t * sc) * es);
         for (int i = nb - 1; i >= 0; i--) {
             if (++idx[i] < n->shape[i])
                 break;
@@ -177,7 +179,8 @@ bool shape_transpose(ad_node *n)
     ad_node *a = n->inputs[0];
     if (a->ndim < 2) {
         char sh[96];
-        ad_fail(n->g, "ad_transpose: shape %s has fewer than 2 axes", ad_shape_str(a, sh, sizeof sh));
+        ad_fail(n->g, "ad_transpose: shape %s has fewer than 2 axes",
+                ad_shape_str(a, sh, sizeof sh));
         return false;
     }
     int64_t shape[AD_MAX_DIMS];

@@ -135,8 +135,14 @@ static ad_node *like_op(int op, ad_node *a, ad_node *like, int64_t p0, int64_t p
     return ad_node_make(a->g, op, 2, in, NULL, ip);
 }
 
-ad_node *ad_reshape_like(ad_node *a, ad_node *like) { return like_op(AD_OP_RESHAPE_LIKE, a, like, 0, 0); }
-ad_node *ad_broadcast_like(ad_node *a, ad_node *like) { return like_op(AD_OP_BROADCAST_LIKE, a, like, 0, 0); }
+ad_node *ad_reshape_like(ad_node *a, ad_node *like)
+{
+    return like_op(AD_OP_RESHAPE_LIKE, a, like, 0, 0);
+}
+ad_node *ad_broadcast_like(ad_node *a, ad_node *like)
+{
+    return like_op(AD_OP_BROADCAST_LIKE, a, like, 0, 0);
+}
 ad_node *ad_sum_to(ad_node *g, ad_node *like) { return like_op(AD_OP_SUM_TO, g, like, 0, 0); }
 ad_node *ad_slice_backward(ad_node *g, ad_node *like, int axis, int64_t start)
 {
@@ -195,7 +201,8 @@ void fwd_slice_backward(ad_node *n)
     memset(n->value, 0, (size_t)n->numel * es);
     for (int64_t o = 0; o < outer; o++)
         memcpy((char *)n->value + (size_t)((o * len + n->iparam[1]) * inner) * es,
-               (const char *)g->value + (size_t)(o * take * inner) * es, (size_t)(take * inner) * es);
+               (const char *)g->value + (size_t)(o * take * inner) * es,
+               (size_t)(take * inner) * es);
 }
 
 ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end)
@@ -379,10 +386,7 @@ void fwd_sum_to(ad_node *n)
     });
 }
 
-void bwd_sum_to(ad_node *n, ad_node *g, ad_node **d)
-{
-    d[0] = ad_broadcast_like(g, n->inputs[0]);
-}
+void bwd_sum_to(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_broadcast_like(g, n->inputs[0]); }
 
 /* ---------------------------------------------------------------- one-hot */
 

@@ -5,7 +5,12 @@
 
 const ad_op_info ad_ops[] = {
 #define AD_OP(id, nm, ar, kd, sh, fw, bw, rl)                                                      \
-    [AD_OP_##id] = {.name = nm, .arity = ar, .kind = kd, .shape = sh, .forward = fw, .backward = bw, \
+    [AD_OP_##id] = {.name = nm,                                                                    \
+                    .arity = ar,                                                                   \
+                    .kind = kd,                                                                    \
+                    .shape = sh,                                                                   \
+                    .forward = fw,                                                                 \
+                    .backward = bw,                                                                \
                     .rule = rl},
 #include "ops.def"
 #undef AD_OP
@@ -58,8 +63,8 @@ ad_node *ad_op_apply(int op, int ninputs, ad_node *const *inputs, const double *
             ad_fail(g, "ad_%s: operands belong to different graphs", info->name);
             return NULL;
         }
-    if (nf < 0 || nf > AD_MAX_FPARAMS || ni < 0 || ni > AD_MAX_IPARAMS ||
-        (nf && !fparams) || (ni && !iparams)) {
+    if (nf < 0 || nf > AD_MAX_FPARAMS || ni < 0 || ni > AD_MAX_IPARAMS || (nf && !fparams) ||
+        (ni && !iparams)) {
         ad_fail(g, "ad_op_apply: %s: bad parameter counts (%d, %d)", info->name, nf, ni);
         return NULL;
     }

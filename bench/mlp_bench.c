@@ -36,7 +36,7 @@ static double now(void)
 /* ------------------------------------------------- counting allocator */
 
 typedef struct {
-    long long calls;  /* allocations and reallocations (nsize > 0) */
+    long long calls; /* allocations and reallocations (nsize > 0) */
     long long frees;
     size_t cur, peak; /* bytes held */
 } counter;
@@ -155,8 +155,7 @@ static int cmd_train(int64_t batch, int64_t n)
         int64_t rows = n - i < batch ? n - i : batch;
         const float *x = train_ds->x + (size_t)i * 784;
         if (nn_model_set_input_f32(m, x, rows, 784) ||
-            nn_model_set_labels(m, train_ds->y + i, rows) ||
-            nn_model_train_step(m, opt, &loss)) {
+            nn_model_set_labels(m, train_ds->y + i, rows) || nn_model_train_step(m, opt, &loss)) {
             fprintf(stderr, "train: %s\n", nn_model_error(m));
             return -1;
         }
@@ -205,8 +204,8 @@ static int cmd_infer(void)
     int64_t correct = 0;
     for (int64_t i = 0; i < n; i++)
         correct += classes_buf[i] == test_ds->y[i];
-    printf("{\"time\": %.6f, \"examples\": %lld, \"accuracy_untrained\": %.4f}\n", t,
-           (long long)n, (double)correct / (double)n);
+    printf("{\"time\": %.6f, \"examples\": %lld, \"accuracy_untrained\": %.4f}\n", t, (long long)n,
+           (double)correct / (double)n);
     nn_model_free(m);
     return 0;
 }

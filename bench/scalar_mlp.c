@@ -78,13 +78,13 @@ static void init_model(ad_graph *g, model *m)
 }
 
 /* builds the loss over all points; returns it */
-static ad_node *build_loss(ad_graph *g, model *m, const double *x, const double *y,
-                           int *accuracy)
+static ad_node *build_loss(ad_graph *g, model *m, const double *x, const double *y, int *accuracy)
 {
     ad_node *total = NULL;
     int correct = 0;
     for (int p = 0; p < NPTS; p++) {
-        ad_node *in[2] = {ad_const_scalar(g, x[2 * p], "x0"), ad_const_scalar(g, x[2 * p + 1], "x1")};
+        ad_node *in[2] = {ad_const_scalar(g, x[2 * p], "x0"),
+                          ad_const_scalar(g, x[2 * p + 1], "x1")};
         ad_node *h1[H], *h2[H];
         for (int j = 0; j < H; j++) {
             ad_node *s = m->b1[j];

@@ -45,8 +45,8 @@ static double time_shape(const shape *s, float *A, float *B, float *C)
         double t0 = now(), t;
         do {
             cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
-                        s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, A, lda, B,
-                        ldb, 0.0f, C, s->n);
+                        s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, A, lda, B, ldb,
+                        0.0f, C, s->n);
             reps++;
             t = now() - t0;
         } while (t < run_seconds);
@@ -67,10 +67,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const shape shapes[] = {
-        {"fwd1", 0, 0, b, 300, 784},  {"fwd2", 0, 0, b, 100, 300},
-        {"fwd3", 0, 0, b, 10, 100},   {"dW1", 1, 0, 784, 300, b},
-        {"dW2", 1, 0, 300, 100, b},   {"dW3", 1, 0, 100, 10, b},
-        {"dH1", 0, 1, b, 300, 100},   {"dH2", 0, 1, b, 100, 10},
+        {"fwd1", 0, 0, b, 300, 784}, {"fwd2", 0, 0, b, 100, 300}, {"fwd3", 0, 0, b, 10, 100},
+        {"dW1", 1, 0, 784, 300, b},  {"dW2", 1, 0, 300, 100, b},  {"dW3", 1, 0, 100, 10, b},
+        {"dH1", 0, 1, b, 300, 100},  {"dH2", 0, 1, b, 100, 10},
     };
     const int ns = (int)(sizeof shapes / sizeof *shapes);
     size_t big = (size_t)784 * 300 + (size_t)b * 784;

@@ -30,7 +30,8 @@ static ad_node *parse_unary(parser *p);
 #ifdef __GNUC__
 __attribute__((format(printf, 3, 4)))
 #endif
-static ad_node *fail_at(parser *p, size_t pos, const char *fmt, ...)
+static ad_node *
+fail_at(parser *p, size_t pos, const char *fmt, ...)
 {
     if (p->failed)
         return NULL;
@@ -137,13 +138,13 @@ typedef struct {
 } function;
 
 static const function functions[] = {
-    {"exp", F_UNARY, ad_exp},         {"log", F_UNARY, ad_log},
-    {"sqrt", F_UNARY, ad_sqrt},       {"abs", F_UNARY, ad_abs},
-    {"sin", F_UNARY, ad_sin},         {"cos", F_UNARY, ad_cos},
-    {"tanh", F_UNARY, ad_tanh},       {"sigmoid", F_UNARY, ad_sigmoid},
-    {"relu", F_UNARY, ad_relu},       {"softplus", F_UNARY, ad_softplus},
-    {"step", F_UNARY, ad_step},       {"sign", F_UNARY, ad_sign},
-    {"leaky_relu", F_LEAKY, NULL},    {"max", F_MAX, NULL},
+    {"exp", F_UNARY, ad_exp},      {"log", F_UNARY, ad_log},
+    {"sqrt", F_UNARY, ad_sqrt},    {"abs", F_UNARY, ad_abs},
+    {"sin", F_UNARY, ad_sin},      {"cos", F_UNARY, ad_cos},
+    {"tanh", F_UNARY, ad_tanh},    {"sigmoid", F_UNARY, ad_sigmoid},
+    {"relu", F_UNARY, ad_relu},    {"softplus", F_UNARY, ad_softplus},
+    {"step", F_UNARY, ad_step},    {"sign", F_UNARY, ad_sign},
+    {"leaky_relu", F_LEAKY, NULL}, {"max", F_MAX, NULL},
     {"min", F_MIN, NULL},
 };
 
@@ -185,8 +186,8 @@ static ad_node *parse_call(parser *p, const char *name, size_t len, size_t start
         char buf[64];
         if (c && !isalnum((unsigned char)c) && !strchr("_.()+-*/^", c))
             return fail_at(p, p->pos, "unexpected character '%c'", c);
-        return fail_at(p, p->pos, "expected ',' or ')' in the arguments of %s(), found %s",
-                       f->name, found(p, p->pos, buf, sizeof buf));
+        return fail_at(p, p->pos, "expected ',' or ')' in the arguments of %s(), found %s", f->name,
+                       found(p, p->pos, buf, sizeof buf));
     }
     if (nargs != want)
         return fail_at(p, start, "%s() takes %d argument%s, got %d", f->name, want,
@@ -226,8 +227,8 @@ static ad_node *parse_primary(parser *p)
                 return p->vars[i].node;
         for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
             if (strlen(functions[i].name) == len && strncmp(functions[i].name, name, len) == 0)
-                return fail_at(p, start, "function '%.*s' needs arguments in parentheses",
-                               (int)len, name);
+                return fail_at(p, start, "function '%.*s' needs arguments in parentheses", (int)len,
+                               name);
         return fail_at(p, start, "unknown variable '%.*s' (give it a value: %.*s=...)", (int)len,
                        name, (int)len, name);
     }

@@ -22,25 +22,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
-            "Evaluates a scalar expression in double precision and prints its value and its\n"
-            "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
-            "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
-            "         -x^2 = -(x^2)), parentheses and the functions exp log sqrt abs sin cos\n"
-            "         tanh sigmoid relu softplus step sign leaky_relu(x, alpha) max(a, b)\n"
-            "         min(a, b)\n\n"
-            "options:\n"
-            "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
-            "  --trace       print the chain-rule trace: every backward step, in order\n"
-            "  --check       put a central finite-difference estimate beside each gradient\n"
-            "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
-            "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
-            "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
-            "  --backward    draw the backward graph the engine built, next to the forward one\n"
-            "  -h, --help    this help\n\n"
-            "example:\n"
-            "  chainrule grad 'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n");
+    fprintf(
+        out,
+        "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
+        "Evaluates a scalar expression in double precision and prints its value and its\n"
+        "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
+        "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
+        "         -x^2 = -(x^2)), parentheses and the functions exp log sqrt abs sin cos\n"
+        "         tanh sigmoid relu softplus step sign leaky_relu(x, alpha) max(a, b)\n"
+        "         min(a, b)\n\n"
+        "options:\n"
+        "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
+        "  --trace       print the chain-rule trace: every backward step, in order\n"
+        "  --check       put a central finite-difference estimate beside each gradient\n"
+        "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
+        "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
+        "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
+        "  --backward    draw the backward graph the engine built, next to the forward one\n"
+        "  -h, --help    this help\n\n"
+        "example:\n"
+        "  chainrule grad 'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n");
 }
 
 typedef struct {

@@ -51,9 +51,8 @@ static int load(const char *xpath, const char *ypath, double *x, double *y)
 
 /* Trains a model on the (standardized) training rows; returns the test
  * predictions in original units in pred, or -1 on error. */
-static int train_and_predict(nn_model *m, const double *xtr, const double *ytr,
-                             const double *xte, double ymean, double ystd, double *pred,
-                             const char *label)
+static int train_and_predict(nn_model *m, const double *xtr, const double *ytr, const double *xte,
+                             double ymean, double ystd, double *pred, const char *label)
 {
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAMW);
     cfg.weight_decay = 0.05;
@@ -114,7 +113,8 @@ static void score(const char *name, const double *pred, const double *y, double 
 
 int main(int argc, char **argv)
 {
-    const char *xpath = argc > 2 ? argv[1] : CHAINRULE_SOURCE_DIR "/tests/data/diabetes_data_raw.csv";
+    const char *xpath =
+        argc > 2 ? argv[1] : CHAINRULE_SOURCE_DIR "/tests/data/diabetes_data_raw.csv";
     const char *ypath = argc > 2 ? argv[2] : CHAINRULE_SOURCE_DIR "/tests/data/diabetes_target.csv";
     static double x[N * D], y[N], xtr[NTRAIN * D], ytr[NTRAIN], xte[NTEST * D], yte[NTEST];
     if (load(xpath, ypath, x, y))

@@ -36,7 +36,7 @@ int main(void)
         nn_rng_shuffle(&rng, order, N);
         double sum = 0;
         for (int start = 0; start < N; start += BATCH) {
-            int n = N - start < BATCH ? N - start : BATCH;    /* 200 = 12 * 16 + 8 */
+            int n = N - start < BATCH ? N - start : BATCH; /* 200 = 12 * 16 + 8 */
             double bx[BATCH], by[BATCH], loss;
             for (int r = 0; r < n; r++) {
                 bx[r] = x[order[start + r]];

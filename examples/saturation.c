@@ -105,39 +105,46 @@ static int write_svg(const char *path, const double sig[LAYERS], const double re
         dhi++;
 #define X(l) (L + (W - L - R) * (l) / (LAYERS - 1))
 #define Y(v) (T + (H - T - B) * (dhi - log10(v)) / (dhi - dlo))
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-               "font-family=\"DejaVu Sans, sans-serif\" font-size=\"13\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-               "<text x=\"%g\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Gradient norm "
-               "‖∂L/∂Wₗ‖ per layer, %d-layer MLP (width %d)</text>\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+            "font-family=\"DejaVu Sans, sans-serif\" font-size=\"13\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+            "<text x=\"%g\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Gradient norm "
+            "‖∂L/∂Wₗ‖ per layer, %d-layer MLP (width %d)</text>\n",
             W, H, (W - R + L) / 2, LAYERS, WIDTH);
     for (int d = dlo; d <= dhi; d++) {
         double y = Y(pow(10, d));
-        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#dddddd\"/>\n"
-                   "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">1e%d</text>\n",
+        fprintf(f,
+                "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#dddddd\"/>\n"
+                "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">1e%d</text>\n",
                 L, y, W - R, y, L - 8, y + 4, d);
     }
     for (int l = 0; l < LAYERS; l++)
         fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%d</text>\n", X(l), H - B + 20,
                 l + 1);
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">layer (1 = next to the input; "
-               "the gradient flows from right to left)</text>\n",
+    fprintf(f,
+            "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">layer (1 = next to the input; "
+            "the gradient flows from right to left)</text>\n",
             (W - R + L) / 2, H - 15);
     fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, H - B,
             W - R, H - B);
-    fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, T, L, H - B);
+    fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, T, L,
+            H - B);
     const double *series[2] = {sig, rel};
-    const char *color[2] = {"#c0392b", "#2471a3"}, *label[2] = {"sigmoid (LeCun init)", "ReLU (He init)"};
+    const char *color[2] = {"#c0392b", "#2471a3"},
+               *label[2] = {"sigmoid (LeCun init)", "ReLU (He init)"};
     for (int s = 0; s < 2; s++) {
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\" points=\"", color[s]);
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\" points=\"",
+                color[s]);
         for (int l = 0; l < LAYERS; l++)
             fprintf(f, "%g,%g ", X(l), Y(series[s][l]));
         fprintf(f, "\"/>\n");
         for (int l = 0; l < LAYERS; l++)
-            fprintf(f, "<circle cx=\"%g\" cy=\"%g\" r=\"4\" fill=\"%s\"/>\n", X(l),
-                    Y(series[s][l]), color[s]);
-        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" "
-                   "stroke-width=\"2.5\"/><text x=\"%g\" y=\"%g\">%s</text>\n",
+            fprintf(f, "<circle cx=\"%g\" cy=\"%g\" r=\"4\" fill=\"%s\"/>\n", X(l), Y(series[s][l]),
+                    color[s]);
+        fprintf(f,
+                "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" "
+                "stroke-width=\"2.5\"/><text x=\"%g\" y=\"%g\">%s</text>\n",
                 W - R + 15, T + 20 + 24 * s, W - R + 40, T + 20 + 24 * s, color[s], W - R + 46,
                 T + 24 + 24 * s, label[s]);
     }

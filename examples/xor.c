@@ -126,8 +126,7 @@ int main(void)
             return 1;
         if (learned)
             break;
-        printf("seed %llu: stuck in a local minimum (loss %.4f)\n", (unsigned long long)seed,
-               loss);
+        printf("seed %llu: stuck in a local minimum (loss %.4f)\n", (unsigned long long)seed, loss);
     }
     if (!learned) {
         printf("no seed in 1..10 learned XOR\n");

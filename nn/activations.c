@@ -6,13 +6,20 @@
 #include "nn_impl.h"
 
 static const char *const act_names[NN_ACT_COUNT] = {
-    [NN_ACT_IDENTITY] = "identity",     [NN_ACT_STEP] = "step",
-    [NN_ACT_SIGN] = "sign",             [NN_ACT_STEP_ST] = "step_st",
-    [NN_ACT_SIGN_ST] = "sign_st",       [NN_ACT_SIGMOID] = "sigmoid",
-    [NN_ACT_TANH] = "tanh",             [NN_ACT_RELU] = "relu",
-    [NN_ACT_LEAKY_RELU] = "leaky_relu", [NN_ACT_ELU] = "elu",
-    [NN_ACT_SELU] = "selu",             [NN_ACT_SOFTPLUS] = "softplus",
-    [NN_ACT_SOFTMAX] = "softmax",       [NN_ACT_LOG_SOFTMAX] = "log_softmax",
+    [NN_ACT_IDENTITY] = "identity",
+    [NN_ACT_STEP] = "step",
+    [NN_ACT_SIGN] = "sign",
+    [NN_ACT_STEP_ST] = "step_st",
+    [NN_ACT_SIGN_ST] = "sign_st",
+    [NN_ACT_SIGMOID] = "sigmoid",
+    [NN_ACT_TANH] = "tanh",
+    [NN_ACT_RELU] = "relu",
+    [NN_ACT_LEAKY_RELU] = "leaky_relu",
+    [NN_ACT_ELU] = "elu",
+    [NN_ACT_SELU] = "selu",
+    [NN_ACT_SOFTPLUS] = "softplus",
+    [NN_ACT_SOFTMAX] = "softmax",
+    [NN_ACT_LOG_SOFTMAX] = "log_softmax",
 };
 
 const char *nn_activation_name(nn_activation act)
@@ -64,21 +71,36 @@ ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha)
     if (!x)
         return NULL;
     switch (act) {
-    case NN_ACT_IDENTITY: return x;
-    case NN_ACT_STEP: return nn_step(x, 0);
-    case NN_ACT_SIGN: return nn_sign(x, 0);
-    case NN_ACT_STEP_ST: return nn_step(x, 1);
-    case NN_ACT_SIGN_ST: return nn_sign(x, 1);
-    case NN_ACT_SIGMOID: return ad_sigmoid(x);
-    case NN_ACT_TANH: return ad_tanh(x);
-    case NN_ACT_RELU: return ad_relu(x);
-    case NN_ACT_LEAKY_RELU: return ad_leaky_relu(x, alpha);
-    case NN_ACT_ELU: return ad_elu(x, alpha);
-    case NN_ACT_SELU: return ad_scale(ad_elu(x, NN_SELU_ALPHA), NN_SELU_SCALE);
-    case NN_ACT_SOFTPLUS: return ad_softplus(x);
-    case NN_ACT_SOFTMAX: return ad_softmax(x, -1);
-    case NN_ACT_LOG_SOFTMAX: return ad_log_softmax(x, -1);
-    case NN_ACT_COUNT: break;
+    case NN_ACT_IDENTITY:
+        return x;
+    case NN_ACT_STEP:
+        return nn_step(x, 0);
+    case NN_ACT_SIGN:
+        return nn_sign(x, 0);
+    case NN_ACT_STEP_ST:
+        return nn_step(x, 1);
+    case NN_ACT_SIGN_ST:
+        return nn_sign(x, 1);
+    case NN_ACT_SIGMOID:
+        return ad_sigmoid(x);
+    case NN_ACT_TANH:
+        return ad_tanh(x);
+    case NN_ACT_RELU:
+        return ad_relu(x);
+    case NN_ACT_LEAKY_RELU:
+        return ad_leaky_relu(x, alpha);
+    case NN_ACT_ELU:
+        return ad_elu(x, alpha);
+    case NN_ACT_SELU:
+        return ad_scale(ad_elu(x, NN_SELU_ALPHA), NN_SELU_SCALE);
+    case NN_ACT_SOFTPLUS:
+        return ad_softplus(x);
+    case NN_ACT_SOFTMAX:
+        return ad_softmax(x, -1);
+    case NN_ACT_LOG_SOFTMAX:
+        return ad_log_softmax(x, -1);
+    case NN_ACT_COUNT:
+        break;
     }
     nn_fail(NN_ERR_ARG, "nn_activate: unknown activation %d", (int)act);
     return NULL;

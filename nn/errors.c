@@ -9,15 +9,24 @@ static _Thread_local char last_error[NN_ERRLEN];
 const char *nn_status_string(int status)
 {
     switch (status) {
-    case NN_OK: return "ok";
-    case NN_ERR_NULL: return "NULL argument";
-    case NN_ERR_ARG: return "bad argument";
-    case NN_ERR_SHAPE: return "mismatched shape";
-    case NN_ERR_LABEL: return "class index out of range";
-    case NN_ERR_STATE: return "wrong state";
-    case NN_ERR_GRAPH: return "autodiff graph error";
-    case NN_ERR_MEMORY: return "out of memory";
-    default: return "unknown status";
+    case NN_OK:
+        return "ok";
+    case NN_ERR_NULL:
+        return "NULL argument";
+    case NN_ERR_ARG:
+        return "bad argument";
+    case NN_ERR_SHAPE:
+        return "mismatched shape";
+    case NN_ERR_LABEL:
+        return "class index out of range";
+    case NN_ERR_STATE:
+        return "wrong state";
+    case NN_ERR_GRAPH:
+        return "autodiff graph error";
+    case NN_ERR_MEMORY:
+        return "out of memory";
+    default:
+        return "unknown status";
     }
 }
 

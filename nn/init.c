@@ -102,8 +102,10 @@ int nn_init_from_name(const char *name)
         const char *alias;
         nn_init kind;
     } aliases[] = {
-        {"xavier_uniform", NN_INIT_GLOROT_UNIFORM}, {"xavier_normal", NN_INIT_GLOROT_NORMAL},
-        {"kaiming_uniform", NN_INIT_HE_UNIFORM},    {"kaiming_normal", NN_INIT_HE_NORMAL},
+        {"xavier_uniform", NN_INIT_GLOROT_UNIFORM},
+        {"xavier_normal", NN_INIT_GLOROT_NORMAL},
+        {"kaiming_uniform", NN_INIT_HE_UNIFORM},
+        {"kaiming_normal", NN_INIT_HE_NORMAL},
         {"zero", NN_INIT_ZEROS},
     };
     for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
@@ -128,15 +130,31 @@ int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_
     double limit = 0, std = 0;
     bool normal = false;
     switch (kind) {
-    case NN_INIT_ZEROS: break;
-    case NN_INIT_GLOROT_UNIFORM: limit = sqrt(6.0 / (fi + fo)); break;
-    case NN_INIT_GLOROT_NORMAL: std = sqrt(2.0 / (fi + fo)), normal = true; break;
-    case NN_INIT_HE_UNIFORM: limit = sqrt(6.0 / fi); break;
-    case NN_INIT_HE_NORMAL: std = sqrt(2.0 / fi), normal = true; break;
-    case NN_INIT_LECUN_UNIFORM: limit = sqrt(3.0 / fi); break;
-    case NN_INIT_LECUN_NORMAL: std = sqrt(1.0 / fi), normal = true; break;
-    case NN_INIT_TORCH: limit = 1.0 / sqrt(fi); break;
-    case NN_INIT_COUNT: break;
+    case NN_INIT_ZEROS:
+        break;
+    case NN_INIT_GLOROT_UNIFORM:
+        limit = sqrt(6.0 / (fi + fo));
+        break;
+    case NN_INIT_GLOROT_NORMAL:
+        std = sqrt(2.0 / (fi + fo)), normal = true;
+        break;
+    case NN_INIT_HE_UNIFORM:
+        limit = sqrt(6.0 / fi);
+        break;
+    case NN_INIT_HE_NORMAL:
+        std = sqrt(2.0 / fi), normal = true;
+        break;
+    case NN_INIT_LECUN_UNIFORM:
+        limit = sqrt(3.0 / fi);
+        break;
+    case NN_INIT_LECUN_NORMAL:
+        std = sqrt(1.0 / fi), normal = true;
+        break;
+    case NN_INIT_TORCH:
+        limit = 1.0 / sqrt(fi);
+        break;
+    case NN_INIT_COUNT:
+        break;
     }
     NN_DISPATCH(dtype, {
         T *o = out;

@@ -25,8 +25,7 @@ ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b)
     }
     int64_t in = ad_shape(x)[1], win = ad_shape(w)[0], out = ad_shape(w)[1];
     if (in != win) {
-        nn_fail(NN_ERR_SHAPE,
-                "nn_linear: input %s has %lld features but weight %s expects %lld",
+        nn_fail(NN_ERR_SHAPE, "nn_linear: input %s has %lld features but weight %s expects %lld",
                 nn_shape_str(x, s1, sizeof s1), (long long)in, nn_shape_str(w, s2, sizeof s2),
                 (long long)win);
         return NULL;
@@ -79,8 +78,8 @@ static bool is_vector_of(ad_node *v, int64_t n)
 }
 
 ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *running_mean,
-                       ad_node *running_var, ad_node *training, double eps,
-                       ad_node **batch_mean, ad_node **batch_var)
+                       ad_node *running_var, ad_node *training, double eps, ad_node **batch_mean,
+                       ad_node **batch_var)
 {
     if (batch_mean)
         *batch_mean = NULL;
@@ -106,8 +105,8 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
             return NULL;
         if (!is_vector_of(vecs[i], f)) {
             nn_fail(NN_ERR_SHAPE, "nn_batch_norm: %s %s does not match input %s (%lld features)",
-                    names[i], nn_shape_str(vecs[i], s1, sizeof s1),
-                    nn_shape_str(x, s2, sizeof s2), (long long)f);
+                    names[i], nn_shape_str(vecs[i], s1, sizeof s1), nn_shape_str(x, s2, sizeof s2),
+                    (long long)f);
             return NULL;
         }
     }
@@ -115,8 +114,8 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
         nn_fail(NN_ERR_NULL, "nn_batch_norm: evaluation mode needs the running statistics");
         return NULL;
     }
-    ad_node *mean = ad_mean(x, 0);                 /* (features) */
-    ad_node *centered = ad_sub(x, mean);           /* (batch, features) */
+    ad_node *mean = ad_mean(x, 0);                         /* (features) */
+    ad_node *centered = ad_sub(x, mean);                   /* (batch, features) */
     ad_node *var = ad_mean(ad_mul(centered, centered), 0); /* biased, (features) */
     if (batch_mean)
         *batch_mean = mean;

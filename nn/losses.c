@@ -34,8 +34,10 @@ int nn_loss_from_name(const char *name)
         const char *alias;
         nn_loss kind;
     } aliases[] = {
-        {"bce", NN_LOSS_BCE_LOGITS}, {"ce", NN_LOSS_CROSS_ENTROPY},
-        {"xent", NN_LOSS_CROSS_ENTROPY}, {"sse", NN_LOSS_HALF_SSE},
+        {"bce", NN_LOSS_BCE_LOGITS},
+        {"ce", NN_LOSS_CROSS_ENTROPY},
+        {"xent", NN_LOSS_CROSS_ENTROPY},
+        {"sse", NN_LOSS_HALF_SSE},
         {"perceptron_criterion", NN_LOSS_PERCEPTRON},
     };
     for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
@@ -144,14 +146,21 @@ ad_node *nn_perceptron_criterion(ad_node *scores, ad_node *target)
 ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target)
 {
     switch (kind) {
-    case NN_LOSS_MSE: return nn_mse(pred, target);
-    case NN_LOSS_HALF_SSE: return nn_half_sse(pred, target);
-    case NN_LOSS_BCE_LOGITS: return nn_bce_with_logits(pred, target);
-    case NN_LOSS_CROSS_ENTROPY: return nn_cross_entropy(pred, target);
-    case NN_LOSS_HINGE: return nn_hinge(pred, target);
-    case NN_LOSS_PERCEPTRON: return nn_perceptron_criterion(pred, target);
+    case NN_LOSS_MSE:
+        return nn_mse(pred, target);
+    case NN_LOSS_HALF_SSE:
+        return nn_half_sse(pred, target);
+    case NN_LOSS_BCE_LOGITS:
+        return nn_bce_with_logits(pred, target);
+    case NN_LOSS_CROSS_ENTROPY:
+        return nn_cross_entropy(pred, target);
+    case NN_LOSS_HINGE:
+        return nn_hinge(pred, target);
+    case NN_LOSS_PERCEPTRON:
+        return nn_perceptron_criterion(pred, target);
     case NN_LOSS_NONE:
-    case NN_LOSS_COUNT: break;
+    case NN_LOSS_COUNT:
+        break;
     }
     nn_fail(NN_ERR_ARG, "nn_loss_apply: %d is not a loss", (int)kind);
     return NULL;

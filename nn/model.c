@@ -145,8 +145,8 @@ static nn_layer *push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
 {
     if (m->nlayers == m->cap_layers) {
         int cap = m->cap_layers ? m->cap_layers * 2 : 8;
-        nn_layer *l = nn_model_mem(m, m->layers, sizeof *l * (size_t)m->cap_layers,
-                                   sizeof *l * (size_t)cap);
+        nn_layer *l =
+            nn_model_mem(m, m->layers, sizeof *l * (size_t)m->cap_layers, sizeof *l * (size_t)cap);
         if (!l) {
             nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
             return NULL;
@@ -238,8 +238,7 @@ int nn_model_add_dropout(nn_model *m, double rate)
     if (rc)
         return rc;
     if (!(rate >= 0 && rate < 1))
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dropout: rate %g is not in [0, 1)",
-                             rate);
+        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dropout: rate %g is not in [0, 1)", rate);
     nn_layer *l = push_layer(m, NN_LAYER_DROPOUT, "nn_model_add_dropout");
     if (!l)
         return NN_ERR_MEMORY;
@@ -253,8 +252,8 @@ int nn_model_add_batch_norm(nn_model *m, double momentum, double eps)
     if (rc)
         return rc;
     if (!(momentum >= 0 && momentum <= 1))
-        return nn_model_fail(m, NN_ERR_ARG,
-                             "nn_model_add_batch_norm: momentum %g is not in [0, 1]", momentum);
+        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_batch_norm: momentum %g is not in [0, 1]",
+                             momentum);
     if (!(eps > 0))
         return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_batch_norm: eps %g must be > 0", eps);
     nn_layer *l = push_layer(m, NN_LAYER_BATCH_NORM, "nn_model_add_batch_norm");
@@ -281,11 +280,16 @@ int nn_model_set_loss(nn_model *m, nn_loss loss)
 static const char *kind_prefix(nn_layer_kind k)
 {
     switch (k) {
-    case NN_LAYER_DENSE: return "dense";
-    case NN_LAYER_ACTIVATION: return "activation";
-    case NN_LAYER_PERCEPTRON: return "perceptron";
-    case NN_LAYER_DROPOUT: return "dropout";
-    case NN_LAYER_BATCH_NORM: return "batchnorm";
+    case NN_LAYER_DENSE:
+        return "dense";
+    case NN_LAYER_ACTIVATION:
+        return "activation";
+    case NN_LAYER_PERCEPTRON:
+        return "perceptron";
+    case NN_LAYER_DROPOUT:
+        return "dropout";
+    case NN_LAYER_BATCH_NORM:
+        return "batchnorm";
     }
     return "layer";
 }
@@ -348,7 +352,8 @@ static int plan(nn_model *m, int *ntensors)
             nt += 2;
             break;
         case NN_LAYER_ACTIVATION:
-        case NN_LAYER_DROPOUT: break;
+        case NN_LAYER_DROPOUT:
+            break;
         }
         width = l->out;
     }
@@ -371,8 +376,8 @@ static int build_layers(nn_model *m, uint64_t seed)
         case NN_LAYER_PERCEPTRON: {
             int64_t wshape[2] = {l->in, l->units};
             /* values first, so the eager forward of the next op sees them */
-            nn_init_fill(l->init, &rng, l->in, l->units, m->dtype,
-                         elem_at(m, m->params, l->w_off), l->in * l->units);
+            nn_init_fill(l->init, &rng, l->in, l->units, m->dtype, elem_at(m, m->params, l->w_off),
+                         l->in * l->units);
             l->w = make_param(m, l, "weight", 2, wshape, l->w_off);
             l->b = NULL;
             if (l->bias) {
@@ -385,8 +390,12 @@ static int build_layers(nn_model *m, uint64_t seed)
                                           : nn_tlu(h, l->w, l->b, l->act);
             break;
         }
-        case NN_LAYER_ACTIVATION: h = nn_activate_alpha(h, l->act, l->alpha); break;
-        case NN_LAYER_DROPOUT: h = nn_dropout(h, l->rate, m->train_flag); break;
+        case NN_LAYER_ACTIVATION:
+            h = nn_activate_alpha(h, l->act, l->alpha);
+            break;
+        case NN_LAYER_DROPOUT:
+            h = nn_dropout(h, l->rate, m->train_flag);
+            break;
         case NN_LAYER_BATCH_NORM: {
             char name[64];
             fill_const(m, m->params, l->w_off, l->in, 1.0);
@@ -398,13 +407,12 @@ static int build_layers(nn_model *m, uint64_t seed)
             /* running statistics: leaves over the state buffer, read through
              * ad_detach by nn_batch_norm, so no gradient ever reaches them */
             snprintf(name, sizeof name, "batchnorm%d.running_mean", l->index);
-            ad_node *rm = ad_param_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off),
-                                            NULL, name);
+            ad_node *rm =
+                ad_param_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off), NULL, name);
             snprintf(name, sizeof name, "batchnorm%d.running_var", l->index);
-            ad_node *rv = ad_param_external(
-                m->g, 1, &l->in, elem_at(m, m->state, l->s_off + l->in), NULL, name);
-            h = nn_batch_norm(h, l->w, l->b, rm, rv, m->train_flag, l->eps, &l->bmean,
-                              &l->bvar);
+            ad_node *rv = ad_param_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off + l->in),
+                                            NULL, name);
+            h = nn_batch_norm(h, l->w, l->b, rm, rv, m->train_flag, l->eps, &l->bmean, &l->bvar);
             break;
         }
         }
@@ -495,13 +503,13 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
 oom:
     free_built(m);
     return nn_model_fail(m, NN_ERR_MEMORY, "nn_model_build: %s", what);
-graph_fail: {
+graph_fail : {
     char msg[NN_ERRLEN];
     snprintf(msg, sizeof msg, "%s", m->g ? ad_graph_error(m->g) : "no graph");
     free_built(m);
     return nn_model_fail(m, NN_ERR_GRAPH, "nn_model_build: %s", msg);
 }
-fail: {
+fail : {
     char msg[NN_ERRLEN];
     snprintf(msg, sizeof msg, "%s", what);
     free_built(m);
@@ -514,9 +522,12 @@ static nn_init init_for(nn_activation act)
     switch (act) {
     case NN_ACT_RELU:
     case NN_ACT_LEAKY_RELU:
-    case NN_ACT_ELU: return NN_INIT_HE_UNIFORM;
-    case NN_ACT_SELU: return NN_INIT_LECUN_NORMAL;
-    default: return NN_INIT_GLOROT_UNIFORM;
+    case NN_ACT_ELU:
+        return NN_INIT_HE_UNIFORM;
+    case NN_ACT_SELU:
+        return NN_INIT_LECUN_NORMAL;
+    default:
+        return NN_INIT_GLOROT_UNIFORM;
     }
 }
 
@@ -621,8 +632,12 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
                      l->kind == NN_LAYER_DENSE ? (l->bias ? "" : " (no bias)")
                                                : nn_activation_name(l->act));
             break;
-        case NN_LAYER_ACTIVATION: snprintf(kind, sizeof kind, "%s", nn_activation_name(l->act)); break;
-        case NN_LAYER_DROPOUT: snprintf(kind, sizeof kind, "dropout %g", l->rate); break;
+        case NN_LAYER_ACTIVATION:
+            snprintf(kind, sizeof kind, "%s", nn_activation_name(l->act));
+            break;
+        case NN_LAYER_DROPOUT:
+            snprintf(kind, sizeof kind, "dropout %g", l->rate);
+            break;
         case NN_LAYER_BATCH_NORM:
             np = 2 * l->in;
             snprintf(kind, sizeof kind, "batch norm");
@@ -676,8 +691,8 @@ int nn_model_param_find(const nn_model *m, const char *name)
     return -1;
 }
 
-static int copy_params(const nn_model *m, const void *src, double *dst, const double *in,
-                       void *out, int64_t count, const char *fn)
+static int copy_params(const nn_model *m, const void *src, double *dst, const double *in, void *out,
+                       int64_t count, const char *fn)
 {
     if (!m)
         return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
@@ -707,8 +722,7 @@ int nn_model_set_params(nn_model *m, const double *values, int64_t count)
 {
     if (!values && count)
         return nn_model_fail(m, NN_ERR_NULL, "nn_model_set_params: values is NULL");
-    return copy_params(m, NULL, NULL, values, m ? m->params : NULL, count,
-                       "nn_model_set_params");
+    return copy_params(m, NULL, NULL, values, m ? m->params : NULL, count, "nn_model_set_params");
 }
 
 int nn_model_get_params(const nn_model *m, double *out, int64_t count)

@@ -35,19 +35,19 @@ size_t nn_dtype_size(ad_dtype dtype);
 
 typedef struct {
     nn_layer_kind kind;
-    int64_t units;       /* dense/perceptron output width */
-    int bias;            /* dense: has a bias */
-    nn_init init;        /* dense */
-    nn_activation act;   /* activation, perceptron step */
-    double alpha;        /* activation parameter */
-    double rate;         /* dropout */
-    double momentum;     /* batch norm */
-    double eps;          /* batch norm */
-    int index;           /* number among layers of the same kind (parameter names) */
-    int64_t in, out;     /* widths, set by build */
-    int64_t w_off, b_off; /* parameter offsets (-1 when absent) */
-    int64_t s_off;       /* batch norm: running mean at s_off, running var at s_off + out */
-    ad_node *w, *b;      /* weight/gamma and bias/beta leaves */
+    int64_t units;         /* dense/perceptron output width */
+    int bias;              /* dense: has a bias */
+    nn_init init;          /* dense */
+    nn_activation act;     /* activation, perceptron step */
+    double alpha;          /* activation parameter */
+    double rate;           /* dropout */
+    double momentum;       /* batch norm */
+    double eps;            /* batch norm */
+    int index;             /* number among layers of the same kind (parameter names) */
+    int64_t in, out;       /* widths, set by build */
+    int64_t w_off, b_off;  /* parameter offsets (-1 when absent) */
+    int64_t s_off;         /* batch norm: running mean at s_off, running var at s_off + out */
+    ad_node *w, *b;        /* weight/gamma and bias/beta leaves */
     ad_node *bmean, *bvar; /* batch norm: batch statistics nodes */
     ad_node *output;
 } nn_layer;

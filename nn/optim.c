@@ -56,8 +56,11 @@ nn_optim_config nn_optim_defaults(nn_optim_kind kind)
     memset(&c, 0, sizeof c);
     c.kind = kind;
     switch (kind) {
-    case NN_OPT_SGD: c.lr = 0.01; break;
-    case NN_OPT_ADAMW: c.weight_decay = 0.01; /* fall through */
+    case NN_OPT_SGD:
+        c.lr = 0.01;
+        break;
+    case NN_OPT_ADAMW:
+        c.weight_decay = 0.01; /* fall through */
     case NN_OPT_ADAM:
         c.lr = 1e-3;
         c.beta1 = 0.9;
@@ -73,7 +76,8 @@ nn_optim_config nn_optim_defaults(nn_optim_kind kind)
         c.lr = 0.01;
         c.eps = 1e-10;
         break;
-    case NN_OPT_COUNT: break;
+    case NN_OPT_COUNT:
+        break;
     }
     return c;
 }
@@ -115,7 +119,8 @@ static int check_config(const nn_optim_config *c, const char *fn)
         BAD(!(c->initial_accumulator >= 0), "%s: initial accumulator %g must be >= 0", fn,
             c->initial_accumulator);
         break;
-    case NN_OPT_COUNT: break;
+    case NN_OPT_COUNT:
+        break;
     }
 #undef BAD
     return NN_OK;
@@ -144,8 +149,11 @@ static void set_slots(nn_optimizer *o)
         if (c->centered)
             o->slot_names[k++] = "grad_avg";
         break;
-    case NN_OPT_ADAGRAD: o->slot_names[k++] = "sum"; break;
-    case NN_OPT_COUNT: break;
+    case NN_OPT_ADAGRAD:
+        o->slot_names[k++] = "sum";
+        break;
+    case NN_OPT_COUNT:
+        break;
     }
     o->nslots = k;
 }
@@ -265,8 +273,8 @@ void nn_optimizer_free(nn_optimizer *o)
 double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm)
 {
     if ((!grads && n > 0) || !(max_norm > 0)) {
-        nn_fail(NN_ERR_ARG, "nn_clip_grad_norm: %s", !(max_norm > 0) ? "max_norm must be > 0"
-                                                                     : "grads is NULL");
+        nn_fail(NN_ERR_ARG, "nn_clip_grad_norm: %s",
+                !(max_norm > 0) ? "max_norm must be > 0" : "grads is NULL");
         return -1;
     }
     double sq = 0;
@@ -368,8 +376,7 @@ static void step_rmsprop(nn_optimizer *o, void *params, const void *grads)
 {
     const nn_optim_config *c = &o->cfg;
     const int64_t n = o->n;
-    const double lr = c->lr, wd = c->weight_decay, a = c->alpha, eps = c->eps,
-                 mom = c->momentum;
+    const double lr = c->lr, wd = c->weight_decay, a = c->alpha, eps = c->eps, mom = c->momentum;
     const int mslot = mom > 0 ? 1 : -1, cslot = c->centered ? (mom > 0 ? 2 : 1) : -1;
     NN_DISPATCH(o->dtype, {
         T *P = params, *S = SLOT(0);
@@ -423,18 +430,26 @@ int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
     if (!o)
         return nn_fail(NN_ERR_NULL, "nn_optimizer_update: optimizer is NULL");
     if (o->n > 0 && (!params || !grads))
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_update: %s is NULL",
-                       params ? "grads" : "params");
+        return nn_fail(NN_ERR_NULL, "nn_optimizer_update: %s is NULL", params ? "grads" : "params");
     if (o->cfg.clip_norm > 0)
         nn_clip_grad_norm(o->dtype, grads, o->n, o->cfg.clip_norm);
     double t = (double)(o->steps + 1);
     switch (o->cfg.kind) {
-    case NN_OPT_SGD: step_sgd(o, params, grads); break;
+    case NN_OPT_SGD:
+        step_sgd(o, params, grads);
+        break;
     case NN_OPT_ADAM:
-    case NN_OPT_ADAMW: step_adam(o, params, grads, t); break;
-    case NN_OPT_RMSPROP: step_rmsprop(o, params, grads); break;
-    case NN_OPT_ADAGRAD: step_adagrad(o, params, grads, t); break;
-    case NN_OPT_COUNT: break;
+    case NN_OPT_ADAMW:
+        step_adam(o, params, grads, t);
+        break;
+    case NN_OPT_RMSPROP:
+        step_rmsprop(o, params, grads);
+        break;
+    case NN_OPT_ADAGRAD:
+        step_adagrad(o, params, grads, t);
+        break;
+    case NN_OPT_COUNT:
+        break;
     }
     o->steps++;
     return NN_OK;
@@ -445,9 +460,8 @@ int nn_optimizer_step(nn_optimizer *o)
     if (!o)
         return nn_fail(NN_ERR_NULL, "nn_optimizer_step: optimizer is NULL");
     if (!o->model)
-        return nn_fail(NN_ERR_STATE,
-                       "nn_optimizer_step: the optimizer is not bound to a model "
-                       "(use nn_optimizer_update)");
+        return nn_fail(NN_ERR_STATE, "nn_optimizer_step: the optimizer is not bound to a model "
+                                     "(use nn_optimizer_update)");
     return nn_optimizer_update(o, o->model->params, o->model->grads);
 }
 
@@ -510,11 +524,10 @@ size_t nn_optimizer_state_bytes(const nn_optimizer *o)
 int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size)
 {
     if (!o || !buf)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_save_state: %s is NULL",
-                       o ? "buf" : "optimizer");
+        return nn_fail(NN_ERR_NULL, "nn_optimizer_save_state: %s is NULL", o ? "buf" : "optimizer");
     if (size < nn_optimizer_state_bytes(o))
-        return nn_fail(NN_ERR_SHAPE, "nn_optimizer_save_state: buffer of %zu bytes, need %zu",
-                       size, nn_optimizer_state_bytes(o));
+        return nn_fail(NN_ERR_SHAPE, "nn_optimizer_save_state: buffer of %zu bytes, need %zu", size,
+                       nn_optimizer_state_bytes(o));
     state_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, STATE_MAGIC, 8);
@@ -558,8 +571,8 @@ int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size)
         return nn_fail(NN_ERR_SHAPE, "%s: %zu bytes, need %zu", fn, size,
                        nn_optimizer_state_bytes(o));
     if (h.steps < 0 || !(h.lr >= 0))
-        return nn_fail(NN_ERR_ARG, "%s: corrupt header (steps %lld, lr %g)", fn,
-                       (long long)h.steps, h.lr);
+        return nn_fail(NN_ERR_ARG, "%s: corrupt header (steps %lld, lr %g)", fn, (long long)h.steps,
+                       h.lr);
     o->steps = h.steps;
     o->cfg.lr = h.lr;
     if (state_bytes(o))

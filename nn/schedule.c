@@ -78,12 +78,14 @@ double nn_schedule_lr(const nn_schedule *s, int64_t epoch)
         return NAN;
     }
     switch (s->kind) {
-    case NN_SCHED_CONSTANT: return s->base_lr;
+    case NN_SCHED_CONSTANT:
+        return s->base_lr;
     case NN_SCHED_STEP:
         if (s->step_size < 1)
             break;
         return s->base_lr * pow(s->gamma, (double)(epoch / s->step_size));
-    case NN_SCHED_EXPONENTIAL: return s->base_lr * pow(s->gamma, (double)epoch);
+    case NN_SCHED_EXPONENTIAL:
+        return s->base_lr * pow(s->gamma, (double)epoch);
     case NN_SCHED_COSINE: {
         if (s->t_max < 1)
             break;
@@ -92,7 +94,8 @@ double nn_schedule_lr(const nn_schedule *s, int64_t epoch)
         return s->min_lr +
                (s->base_lr - s->min_lr) * (1 + cos(pi * (double)epoch / (double)s->t_max)) / 2;
     }
-    case NN_SCHED_COUNT: break;
+    case NN_SCHED_COUNT:
+        break;
     }
     nn_fail(NN_ERR_ARG, "nn_schedule_lr: bad schedule (kind %d, step_size %lld, t_max %lld)",
             (int)s->kind, (long long)s->step_size, (long long)s->t_max);

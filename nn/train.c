@@ -39,8 +39,7 @@ static int set_rows(nn_model *m, int64_t n, const char *fn)
 }
 
 /* Copies n rows from x (double or float) into the input leaf. */
-static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
-                     const char *fn)
+static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn)
 {
     int rc = check_built(m, fn);
     if (rc)
@@ -102,10 +101,9 @@ static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t 
     bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
     int64_t want = ce ? 1 : m->out_features;
     if (cols != want)
-        return nn_model_fail(m, NN_ERR_SHAPE,
-                             "%s: targets have %lld columns but the model needs %lld (%s)", fn,
-                             (long long)cols, (long long)want,
-                             ce ? "one class index per row" : "one per output");
+        return nn_model_fail(
+            m, NN_ERR_SHAPE, "%s: targets have %lld columns but the model needs %lld (%s)", fn,
+            (long long)cols, (long long)want, ce ? "one class index per row" : "one per output");
     int64_t count = n * cols;
     if (ce)
         for (int64_t i = 0; i < n; i++) {
@@ -313,7 +311,8 @@ int nn_model_output_classes(const nn_model *m, int64_t *classes)
     if (rc)
         return rc;
     if (!classes)
-        return nn_model_fail((nn_model *)m, NN_ERR_NULL, "nn_model_output_classes: classes is NULL");
+        return nn_model_fail((nn_model *)m, NN_ERR_NULL,
+                             "nn_model_output_classes: classes is NULL");
     output_classes(m, m->batch, classes);
     return NN_OK;
 }
@@ -322,8 +321,8 @@ int nn_model_output_classes(const nn_model *m, int64_t *classes)
  * calls visit(m, start, rows, ctx). */
 typedef int (*chunk_fn)(nn_model *m, int64_t start, int64_t rows, void *ctx);
 
-static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
-                      const char *fn, chunk_fn before, chunk_fn visit, void *ctx)
+static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn,
+                      chunk_fn before, chunk_fn visit, void *ctx)
 {
     int rc = check_built(m, fn);
     if (rc)
@@ -468,8 +467,8 @@ int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n
     return evaluate(m, x, false, labels, n, cols, mean_loss, accuracy, "nn_model_evaluate");
 }
 
-int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n,
-                          int64_t cols, double *mean_loss, double *accuracy)
+int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n, int64_t cols,
+                          double *mean_loss, double *accuracy)
 {
     return evaluate(m, x, true, labels, n, cols, mean_loss, accuracy, "nn_model_evaluate_f32");
 }

@@ -194,8 +194,9 @@ Test(dump, undefined_points_are_marked)
     cr_assert_eq(ad_backward(y), 0);
     char *dot = dump_to_string(g, y, 0);
     assert_dot_parses(dot);
-    cr_assert_not_null(strstr(dot, "∂t1/∂x = 1 if x > 0 else 0 = 0\\n⚠ undefined at x = 0 (engine uses 0)"),
-                       "%s", dot);
+    cr_assert_not_null(
+        strstr(dot, "∂t1/∂x = 1 if x > 0 else 0 = 0\\n⚠ undefined at x = 0 (engine uses 0)"), "%s",
+        dot);
     cr_assert_not_null(strstr(dot, "∂t2/∂x = sign(x) = 0\\n⚠ undefined at x = 0"));
     free(dot);
     /* away from 0: no mark */
@@ -231,7 +232,8 @@ Test(dump, step_stops_the_gradient)
     cr_assert_not_null(strstr(dot, "(no gradient: constant)"));
     free(dot);
     char *tr = trace_to_string(o, 0);
-    cr_assert_not_null(strstr(tr, "∂o/∂z = 0: the gradient stops here, nothing reaches z"), "%s", tr);
+    cr_assert_not_null(strstr(tr, "∂o/∂z = 0: the gradient stops here, nothing reaches z"), "%s",
+                       tr);
     cr_assert_not_null(strstr(tr, "∂L/∂w = 0 (no gradient reaches it)"));
     free(tr);
     ad_graph_free(g);
@@ -365,10 +367,11 @@ Test(trace, neuron_text)
 {
     neuron m = make_neuron();
     char *tr = trace_to_string(m.o, AD_TRACE_CHECK);
-    cr_assert_not_null(strstr(tr, "step 1: o = tanh(n) = 0.707107\n  ∂L/∂o = 1 (seed: L = o)\n"), "%s",
-                       tr);
-    cr_assert_not_null(strstr(tr, "step 2: n = t3 + b = 0.881374\n"
-                                  "  ∂o/∂n = 1 − o² = 0.5; ∂L/∂n = ∂L/∂o · ∂o/∂n = 1 · 0.5 = 0.5\n"));
+    cr_assert_not_null(strstr(tr, "step 1: o = tanh(n) = 0.707107\n  ∂L/∂o = 1 (seed: L = o)\n"),
+                       "%s", tr);
+    cr_assert_not_null(strstr(tr,
+                              "step 2: n = t3 + b = 0.881374\n"
+                              "  ∂o/∂n = 1 − o² = 0.5; ∂L/∂n = ∂L/∂o · ∂o/∂n = 1 · 0.5 = 0.5\n"));
     cr_assert_not_null(strstr(tr, "∂L/∂x1 = ∂L/∂t1 · ∂t1/∂x1 = 0.5 · (-3) = -1.5"), "%s", tr);
     cr_assert_not_null(strstr(tr, "  ∂L/∂w1 = 1   finite difference 1 (|diff| "));
     cr_assert_eq(count(tr, "\nstep "), 10);

@@ -10,10 +10,10 @@
 /* ------------------------------------------------------------ allocators */
 
 typedef struct {
-    long calls;      /* allocations and growths */
-    long live;       /* blocks outstanding */
-    size_t bytes;    /* bytes outstanding */
-    long fail_at;    /* fail the fail_at-th allocation (1-based), 0: never */
+    long calls;   /* allocations and growths */
+    long live;    /* blocks outstanding */
+    size_t bytes; /* bytes outstanding */
+    long fail_at; /* fail the fail_at-th allocation (1-based), 0: never */
 } counter;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -167,8 +167,7 @@ Test(errors, anomaly_mode_names_op_node_and_pass)
     ad_node *y = ad_sqrt(x);
     cr_assert_not_null(y);
     cr_assert_eq(ad_backward(y), -1);
-    cr_assert(strstr(ad_graph_error(g), "in the backward pass") != NULL, "%s",
-              ad_graph_error(g));
+    cr_assert(strstr(ad_graph_error(g), "in the backward pass") != NULL, "%s", ad_graph_error(g));
     cr_assert(strstr(ad_graph_error(g), "div: non-finite") == ad_graph_error(g), "%s",
               ad_graph_error(g));
     ad_graph_free(g);
@@ -503,10 +502,8 @@ Test(stability, extreme_inputs_stay_finite)
         ad_node *x = ad_param(g, 2, s, "x");
         ad_set(x, v, 6);
         ad_node *parts[5] = {
-            ad_sum(ad_sigmoid(x), AD_ALL),
-            ad_sum(ad_softplus(x), AD_ALL),
-            ad_sum(ad_log_softmax(x, -1), AD_ALL),
-            ad_sum(ad_logsumexp(x, -1), AD_ALL),
+            ad_sum(ad_sigmoid(x), AD_ALL),         ad_sum(ad_softplus(x), AD_ALL),
+            ad_sum(ad_log_softmax(x, -1), AD_ALL), ad_sum(ad_logsumexp(x, -1), AD_ALL),
             ad_sum(ad_softmax(x, 0), AD_ALL),
         };
         ad_node *loss = ad_add_n(5, parts);

@@ -53,7 +53,8 @@ static void expect_json(const char *expr, const char *vars, double value, int n,
         cJSON *gi = cJSON_GetArrayItem(g, i);
         cr_assert_str_eq(gi->string, names[i], "variables keep the command line's order");
         cr_assert_float_eq(gi->valuedouble, grads[i], 1e-12 * (1 + fabs(grads[i])),
-                           "%s: d/d%s = %.17g, want %.17g", expr, names[i], gi->valuedouble, grads[i]);
+                           "%s: d/d%s = %.17g, want %.17g", expr, names[i], gi->valuedouble,
+                           grads[i]);
     }
     cJSON_Delete(root);
 }
@@ -63,7 +64,8 @@ static void expect_json(const char *expr, const char *vars, double value, int n,
 
 Test(grad_cli, neuron_json_exact_format)
 {
-    result r = run(NULL, "'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432 --json");
+    result r =
+        run(NULL, "'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432 --json");
     cr_assert_eq(r.status, 0, "%s", r.out);
     /* the format, byte for byte; numbers to 17 significant digits */
     cr_assert(strncmp(r.out, "{\"value\": 0.7071067811865", 25) == 0, "%s", r.out);
@@ -128,7 +130,8 @@ Test(grad_cli, trace)
                          "--trace --check");
     cr_assert_eq(r.status, 0, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "step 1: t5 = tanh(t4) = 0.707107\n"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "∂t5/∂t4 = 1 − t5² = 0.5; ∂L/∂t4 = ∂L/∂t5 · ∂t5/∂t4 = 1 · 0.5 = 0.5"));
+    cr_assert_not_null(
+        strstr(r.out, "∂t5/∂t4 = 1 − t5² = 0.5; ∂L/∂t4 = ∂L/∂t5 · ∂t5/∂t4 = 1 · 0.5 = 0.5"));
     cr_assert_not_null(strstr(r.out, "  ∂L/∂x1 = -1.5   finite difference -1.5 (|diff| "));
     r = run(NULL, "'x*x' x=3 --json --trace");
     cJSON *root = cJSON_Parse(r.out);
@@ -156,12 +159,14 @@ Test(grad_cli, parse_errors_point_at_the_column)
 {
     expect_error("tanx(x)", "x=1", 1, "unknown function 'tanx'");
     expect_error("x + y", "x=1", 5, "unknown variable 'y' (give it a value: y=...)");
-    expect_error("x +", "x=1", 4,
-                 "expected a number, a variable, a function or '(', found the end of the expression");
+    expect_error(
+        "x +", "x=1", 4,
+        "expected a number, a variable, a function or '(', found the end of the expression");
     expect_error("(x + 1", "x=1", 7,
                  "expected ')' to close the '(' at column 1, found the end of the expression");
     expect_error("x + 1)", "x=1", 6, "unmatched ')'");
-    expect_error("2 * * x", "x=1", 5, "expected a number, a variable, a function or '(', found '*'");
+    expect_error("2 * * x", "x=1", 5,
+                 "expected a number, a variable, a function or '(', found '*'");
     expect_error("x x", "x=1", 3, "expected an operator or the end of the expression, found 'x'");
     expect_error("x $ 2", "x=1", 3, "unexpected character '$'");
     expect_error("1e+", "", 1, "malformed number '1e+': the exponent has no digits");

@@ -33,8 +33,8 @@ typedef struct {
     double fp[2];
     int64_t ip[AD_MAX_IPARAMS];
     int nf, ni;
-    bool fd_ok;      /* the op's value is a deterministic smooth function here */
-    bool second;     /* check second order too */
+    bool fd_ok;  /* the op's value is a deterministic smooth function here */
+    bool second; /* check second order too */
 } gencase;
 
 static int64_t numel_of(int nd, const int64_t *sh)
@@ -470,8 +470,8 @@ static void check_op(int op, rng_t *r)
         const double *grad = x->grad;
         for (int64_t i = 0; i < x->numel; i++) {
             double v = ((double *)x->value)[i];
-            double numeric = c.fd_ok ? (loss_at(&b, x, i, v + h) - loss_at(&b, x, i, v - h)) / (2 * h)
-                                     : 0.0;
+            double numeric =
+                c.fd_ok ? (loss_at(&b, x, i, v + h) - loss_at(&b, x, i, v - h)) / (2 * h) : 0.0;
             if (!ad_op_differentiable(op))
                 cr_assert_eq(grad[i], 0.0, "op %s passes a gradient", ad_ops[op].name);
             check_close(grad[i], numeric, 1e-6, "gradient", op, i);
@@ -486,7 +486,8 @@ static void check_op(int op, rng_t *r)
                 continue;
             ad_node *x = b.in[k];
             ad_node *gx = ad_grad(b.loss, x);
-            cr_assert_not_null(gx, "op %s: ad_grad failed: %s", ad_ops[op].name, ad_graph_error(b.g));
+            cr_assert_not_null(gx, "op %s: ad_grad failed: %s", ad_ops[op].name,
+                               ad_graph_error(b.g));
             double v[256];
             for (int64_t i = 0; i < x->numel; i++)
                 v[i] = urand(r) - 0.5;
@@ -595,8 +596,7 @@ Test(gradcheck, leaky_relu_abs_step_sign_at_zero)
 {
     ad_graph *g = ad_graph_new(AD_F64);
     ad_node *x = ad_scalar(g, 0.0, "x");
-    ad_node *y = ad_add(ad_add(ad_leaky_relu(x, 0.25), ad_abs(x)),
-                        ad_add(ad_step(x), ad_sign(x)));
+    ad_node *y = ad_add(ad_add(ad_leaky_relu(x, 0.25), ad_abs(x)), ad_add(ad_step(x), ad_sign(x)));
     cr_assert_float_eq(ad_item(y), 1.0, 0); /* step(0) = 1, sign(0) = 0 */
     cr_assert_eq(ad_backward(y), 0);
     cr_assert_float_eq(ad_grad_item(x), 0.25, 1e-15); /* alpha + sign(0) + 0 + 0 */

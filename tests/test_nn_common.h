@@ -115,8 +115,7 @@ static inline void assert_node_close(const ad_node *n, const double *expected, i
  * with the gradient ad_backward accumulated. The graph must be f64.
  * Returns the worst relative error max |a - n| / max(1, |a|, |n|).
  */
-static inline double grad_check(ad_graph *g, ad_node *loss, ad_node **leaves, int nleaves,
-                                double h)
+static inline double grad_check(ad_graph *g, ad_node *loss, ad_node **leaves, int nleaves, double h)
 {
     cr_assert_eq(ad_graph_dtype(g), AD_F64, "grad_check needs an f64 graph");
     ad_zero_grad(g);

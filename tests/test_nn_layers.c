@@ -55,8 +55,8 @@ Test(nn_activations, values_at_known_points)
     cr_assert_float_eq(act_at(NN_ACT_LEAKY_RELU, -2.0), -0.02, 1e-15);
     cr_assert_float_eq(act_at(NN_ACT_ELU, -1.0), exp(-1.0) - 1, 1e-15);
     cr_assert_float_eq(act_at(NN_ACT_SELU, 1.0), 1.0507009873554805, 1e-15);
-    cr_assert_float_eq(act_at(NN_ACT_SELU, -1.0), 1.0507009873554805 * 1.6732632423543772 * expm1(-1.0),
-                       1e-15);
+    cr_assert_float_eq(act_at(NN_ACT_SELU, -1.0),
+                       1.0507009873554805 * 1.6732632423543772 * expm1(-1.0), 1e-15);
     cr_assert_float_eq(act_at(NN_ACT_SOFTPLUS, 0.0), log(2.0), 1e-15);
     cr_assert_float_eq(act_at(NN_ACT_SOFTPLUS, 1e4), 1e4, 1e-9, "softplus does not overflow");
     cr_assert_eq(act_at(NN_ACT_SOFTPLUS, -1e4), 0.0);
@@ -119,10 +119,10 @@ Test(nn_activations, names_round_trip)
 
 Test(nn_gradcheck, every_differentiable_activation)
 {
-    nn_activation acts[] = {NN_ACT_IDENTITY, NN_ACT_STEP,       NN_ACT_SIGN, NN_ACT_SIGMOID,
-                            NN_ACT_TANH,     NN_ACT_RELU,       NN_ACT_LEAKY_RELU,
-                            NN_ACT_ELU,      NN_ACT_SELU,       NN_ACT_SOFTPLUS,
-                            NN_ACT_SOFTMAX,  NN_ACT_LOG_SOFTMAX};
+    nn_activation acts[] = {NN_ACT_IDENTITY,   NN_ACT_STEP,    NN_ACT_SIGN,
+                            NN_ACT_SIGMOID,    NN_ACT_TANH,    NN_ACT_RELU,
+                            NN_ACT_LEAKY_RELU, NN_ACT_ELU,     NN_ACT_SELU,
+                            NN_ACT_SOFTPLUS,   NN_ACT_SOFTMAX, NN_ACT_LOG_SOFTMAX};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
         bench b = make_bench(-2.5, 2.5, 11 + (unsigned)i);
         ad_node *loss = weighted_sum(&b, nn_activate(b.x, acts[i]));
@@ -143,8 +143,8 @@ Test(nn_gradcheck, straight_through_steps_pass_the_gradient)
         ad_get_grad(b.x, g, 12);
         ad_get(b.c, c, 12);
         for (int i = 0; i < 12; i++)
-            cr_assert_eq(g[i], k < 2 ? c[i] : 0.0, "%s: d/dx[%d] = %g",
-                         nn_activation_name(st[k]), i, g[i]);
+            cr_assert_eq(g[i], k < 2 ? c[i] : 0.0, "%s: d/dx[%d] = %g", nn_activation_name(st[k]),
+                         i, g[i]);
         ad_graph_free(b.g);
     }
 }
@@ -245,7 +245,7 @@ Test(nn_gradcheck, every_loss)
             nn_rng_seed(&r, 40 + (uint64_t)l);
             for (int i = 0; i < 15; i++) {
                 double u = nn_rng_uniform(&r);
-                tv[i] = l == NN_LOSS_HINGE ? (u < 0.5 ? -1 : 1)
+                tv[i] = l == NN_LOSS_HINGE        ? (u < 0.5 ? -1 : 1)
                         : l == NN_LOSS_PERCEPTRON ? (u < 0.5 ? 0 : 1)
                         : l == NN_LOSS_BCE_LOGITS ? u
                                                   : 4 * u - 2;
@@ -451,7 +451,8 @@ Test(nn_layers, batch_norm_errors)
     cr_assert_str_eq(nn_last_error(), "nn_batch_norm: eps 0 must be > 0");
     ad_node *flag = ad_const_scalar(g, 1.0, "training");
     cr_assert_null(nn_batch_norm(x, NULL, NULL, NULL, NULL, flag, 1e-5, NULL, NULL));
-    cr_assert_str_eq(nn_last_error(), "nn_batch_norm: evaluation mode needs the running statistics");
+    cr_assert_str_eq(nn_last_error(),
+                     "nn_batch_norm: evaluation mode needs the running statistics");
     ad_graph_free(g);
 }
 

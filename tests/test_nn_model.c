@@ -35,7 +35,7 @@ Test(nn_model, lists_parameters_by_name_and_shape)
     cr_assert_eq(li.act, NN_ACT_RELU);
     cr_assert_eq(nn_model_layer_info(m, 5, &li), NN_ERR_ARG);
     cr_assert_str_eq(nn_model_error(m), "nn_model_layer_info: layer 5 is not in [0, 5)");
-    const char *names[] = {"dense0.weight", "dense0.bias", "dense1.weight",
+    const char *names[] = {"dense0.weight", "dense0.bias",   "dense1.weight",
                            "dense1.bias",   "dense2.weight", "dense2.bias"};
     int64_t shapes[6][2] = {{784, 300}, {300, 0}, {300, 100}, {100, 0}, {100, 10}, {10, 0}};
     int64_t offset = 0;
@@ -122,7 +122,8 @@ Test(nn_model, null_model_and_state_errors)
 
     nn_model *m = nn_model_create(AD_F64, 3);
     cr_assert_eq(nn_model_forward(m), NN_ERR_STATE);
-    cr_assert_str_eq(nn_model_error(m), "nn_model_forward: the model is not built (nn_model_build)");
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_forward: the model is not built (nn_model_build)");
     cr_assert_eq(nn_model_build(m, 4, 1), NN_ERR_STATE);
     cr_assert_str_eq(nn_model_error(m), "nn_model_build: the model has no layers");
     cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_GLOROT_UNIFORM), 0);
@@ -448,8 +449,9 @@ Test(nn_optim, bad_configs_are_refused_with_a_reason)
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.nesterov = 1;
     cr_assert_null(nn_optimizer_create(m, &c));
-    cr_assert_str_eq(nn_model_error(m),
-                     "nn_optimizer_create: Nesterov momentum needs momentum > 0 and zero dampening");
+    cr_assert_str_eq(
+        nn_model_error(m),
+        "nn_optimizer_create: Nesterov momentum needs momentum > 0 and zero dampening");
     c = nn_optim_defaults(NN_OPT_ADAM);
     c.beta2 = 1.0;
     cr_assert_null(nn_optimizer_create(m, &c));

@@ -19,8 +19,7 @@ static void load_iris(double x[IRIS_N][IRIS_D], double y[IRIS_N])
     cr_assert_not_null(fgets(line, sizeof line, f)); /* "150,4,setosa,versicolor,virginica" */
     for (int i = 0; i < IRIS_N; i++) {
         int cls;
-        cr_assert_eq(fscanf(f, "%lf,%lf,%lf,%lf,%d", &x[i][0], &x[i][1], &x[i][2], &x[i][3],
-                            &cls),
+        cr_assert_eq(fscanf(f, "%lf,%lf,%lf,%lf,%d", &x[i][0], &x[i][1], &x[i][2], &x[i][3], &cls),
                      5, "iris row %d", i);
         cr_assert(cls == 0 || cls == 1);
         y[i] = cls == 0 ? 1.0 : 0.0;
@@ -193,8 +192,8 @@ Test(xor, a_2_2_1_mlp_fits_it)
     int64_t cls[4];
     cr_assert_eq(nn_model_predict_classes(m, XOR_X, 4, 2, cls), 0);
     for (int i = 0; i < 4; i++)
-        cr_assert_eq(cls[i], XOR_Y[i], "XOR(%g, %g) predicted %lld", XOR_X[2 * i],
-                     XOR_X[2 * i + 1], (long long)cls[i]);
+        cr_assert_eq(cls[i], XOR_Y[i], "XOR(%g, %g) predicted %lld", XOR_X[2 * i], XOR_X[2 * i + 1],
+                     (long long)cls[i]);
     nn_optimizer_free(opt);
     nn_model_free(m);
 }

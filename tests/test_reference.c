@@ -31,27 +31,27 @@
 
 /* The fixtures, one Criterion test each per dtype. Every file in
  * tests/reference/autodiff/ must be listed (checked below). */
-#define REFERENCE_CASES(X)                                                                     \
-    X(mlp_ce_tanh)                                                                             \
-    X(mlp_ce_mixed)                                                                            \
-    X(broadcast_arith)                                                                         \
-    X(broadcast_explog)                                                                        \
-    X(broadcast_reduce)                                                                        \
-    X(softmax_chain)                                                                           \
-    X(fanout)                                                                                  \
-    X(micrograd_scalars)                                                                       \
-    X(micrograd_scalars_random)                                                                \
-    X(second_tanh)                                                                             \
-    X(second_scalars)                                                                          \
-    X(second_tensor)                                                                           \
-    X(hvp_w1)                                                                                  \
-    X(hvp_full)                                                                                \
-    X(hvp_sigmoid_mse)                                                                         \
-    X(matmul_t)                                                                                \
-    X(matmul_batched)                                                                          \
-    X(shape_chain)                                                                             \
-    X(elementwise_chain)                                                                       \
-    X(where_input_cond)                                                                        \
+#define REFERENCE_CASES(X)                                                                         \
+    X(mlp_ce_tanh)                                                                                 \
+    X(mlp_ce_mixed)                                                                                \
+    X(broadcast_arith)                                                                             \
+    X(broadcast_explog)                                                                            \
+    X(broadcast_reduce)                                                                            \
+    X(softmax_chain)                                                                               \
+    X(fanout)                                                                                      \
+    X(micrograd_scalars)                                                                           \
+    X(micrograd_scalars_random)                                                                    \
+    X(second_tanh)                                                                                 \
+    X(second_scalars)                                                                              \
+    X(second_tensor)                                                                               \
+    X(hvp_w1)                                                                                      \
+    X(hvp_full)                                                                                    \
+    X(hvp_sigmoid_mse)                                                                             \
+    X(matmul_t)                                                                                    \
+    X(matmul_batched)                                                                              \
+    X(shape_chain)                                                                                 \
+    X(elementwise_chain)                                                                           \
+    X(where_input_cond)                                                                            \
     X(ties_and_kinks)
 
 typedef struct {
@@ -220,10 +220,9 @@ static fx_case *load_case(const char *name)
             long long k = need_int(&lx);
             cr_assert(k == c->nsets && k < FX_NSETS, "%s: sets out of order", path);
             set = &c->sets[c->nsets++];
-        } else if (strcmp(t, "leaf") == 0 || strcmp(t, "value") == 0 ||
-                   strcmp(t, "grad") == 0) {
+        } else if (strcmp(t, "leaf") == 0 || strcmp(t, "value") == 0 || strcmp(t, "grad") == 0) {
             cr_assert_not_null(set, "%s: '%s' before 'set'", path, t);
-            fx_tensor *dst = t[0] == 'l' ? &set->leaf[set->nleaf++]
+            fx_tensor *dst = t[0] == 'l'   ? &set->leaf[set->nleaf++]
                              : t[0] == 'v' ? &set->value[set->nvalue++]
                                            : &set->grad[set->ngrad++];
             read_tensor(&lx, c, dst);
@@ -275,10 +274,11 @@ typedef struct {
 } axis_entry;
 
 static const unary_entry unary_ops[] = {
-    {"neg", ad_neg},         {"exp", ad_exp},   {"log", ad_log},         {"sqrt", ad_sqrt},
-    {"abs", ad_abs},         {"sin", ad_sin},   {"cos", ad_cos},         {"tanh", ad_tanh},
-    {"sigmoid", ad_sigmoid}, {"relu", ad_relu}, {"softplus", ad_softplus}, {"step", ad_step},
-    {"sign", ad_sign},       {"detach", ad_detach}, {"transpose", ad_transpose},
+    {"neg", ad_neg},   {"exp", ad_exp},           {"log", ad_log},
+    {"sqrt", ad_sqrt}, {"abs", ad_abs},           {"sin", ad_sin},
+    {"cos", ad_cos},   {"tanh", ad_tanh},         {"sigmoid", ad_sigmoid},
+    {"relu", ad_relu}, {"softplus", ad_softplus}, {"step", ad_step},
+    {"sign", ad_sign}, {"detach", ad_detach},     {"transpose", ad_transpose},
 };
 
 static const binary_entry binary_ops[] = {
@@ -288,8 +288,12 @@ static const binary_entry binary_ops[] = {
 };
 
 static const axis_entry axis_ops[] = {
-    {"sum", ad_sum},         {"mean", ad_mean},       {"max", ad_max},
-    {"min", ad_min},         {"logsumexp", ad_logsumexp}, {"softmax", ad_softmax},
+    {"sum", ad_sum},
+    {"mean", ad_mean},
+    {"max", ad_max},
+    {"min", ad_min},
+    {"logsumexp", ad_logsumexp},
+    {"softmax", ad_softmax},
     {"log_softmax", ad_log_softmax},
 };
 
@@ -417,8 +421,8 @@ static ad_graph *build(const fx_case *c, ad_dtype dt, int k, ad_node **nodes)
         if (is_leaf_op(nd->op)) {
             const fx_tensor *t = leaf_values(&c->sets[k], i);
             cr_assert_not_null(t, "%s: set %d gives no value for leaf '%s'", c->name, k, nd->name);
-            cr_assert_eq(ad_set(nodes[i], t->v, t->n), 0, "%s: ad_set '%s': %s", c->name,
-                         nd->name, ad_graph_error(g));
+            cr_assert_eq(ad_set(nodes[i], t->v, t->n), 0, "%s: ad_set '%s': %s", c->name, nd->name,
+                         ad_graph_error(g));
         }
     }
     cr_assert_null(ad_graph_error(g), "%s %s: %s", c->name, dtype_name(dt), ad_graph_error(g));
@@ -466,9 +470,8 @@ static int compare(const char *what, const fx_case *c, ad_dtype dt, int k, const
             if (bad < FX_MAXREPORT && !quiet_compare)
                 cr_log_error("%s %s set %d: %s of '%s' [%lld]: PyTorch %.17g, chainrule %.17g "
                              "(|diff| %.3g, rel %.3g)",
-                             c->name, dtype_name(dt), k, what, c->nodes[t->node].name,
-                             (long long)i, want, got[i], err,
-                             err / fmax(fabs(want), 1e-300));
+                             c->name, dtype_name(dt), k, what, c->nodes[t->node].name, (long long)i,
+                             want, got[i], err, err / fmax(fabs(want), 1e-300));
             bad++;
         }
     }
@@ -614,8 +617,8 @@ static void run_case(const char *name, ad_dtype dt)
     free_case(c);
 }
 
-#define DEFINE_REFERENCE_TESTS(n)                                                              \
-    Test(reference_f64, n) { run_case(#n, AD_F64); }                                           \
+#define DEFINE_REFERENCE_TESTS(n)                                                                  \
+    Test(reference_f64, n) { run_case(#n, AD_F64); }                                               \
     Test(reference_f32, n) { run_case(#n, AD_F32); }
 REFERENCE_CASES(DEFINE_REFERENCE_TESTS)
 

@@ -201,15 +201,15 @@ AD_API int ad_print(const ad_node *n, FILE *out);
 
 /** The family of an op in the registry. */
 typedef enum {
-    AD_KIND_LEAF,      /* input, param, const */
-    AD_KIND_UNARY,     /* elementwise f(a) */
-    AD_KIND_BINARY,    /* elementwise f(a, b), broadcasting */
-    AD_KIND_TERNARY,   /* where(c, a, b), broadcasting */
-    AD_KIND_REDUCE,    /* reduction over one axis or AD_ALL */
-    AD_KIND_AXIS,      /* shape-preserving op along one axis (softmax) */
-    AD_KIND_MATMUL,    /* (.., m, k) x (.., k, n) */
-    AD_KIND_SHAPE,     /* reshape, transpose, slice, concat, ... */
-    AD_KIND_INTERNAL,  /* built by gradient rules; callable through ad_op_apply */
+    AD_KIND_LEAF,     /* input, param, const */
+    AD_KIND_UNARY,    /* elementwise f(a) */
+    AD_KIND_BINARY,   /* elementwise f(a, b), broadcasting */
+    AD_KIND_TERNARY,  /* where(c, a, b), broadcasting */
+    AD_KIND_REDUCE,   /* reduction over one axis or AD_ALL */
+    AD_KIND_AXIS,     /* shape-preserving op along one axis (softmax) */
+    AD_KIND_MATMUL,   /* (.., m, k) x (.., k, n) */
+    AD_KIND_SHAPE,    /* reshape, transpose, slice, concat, ... */
+    AD_KIND_INTERNAL, /* built by gradient rules; callable through ad_op_apply */
 } ad_op_kind;
 
 /** Number of ops in the registry. */
@@ -245,27 +245,27 @@ AD_API ad_node *ad_div(ad_node *a, ad_node *b); /**< a / b */
 AD_API ad_node *ad_add_n(int n, ad_node *const *terms);
 AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /**< max(a, b); ties split the gradient */
 AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /**< min(a, b); ties split the gradient */
-AD_API ad_node *ad_eq(ad_node *a, ad_node *b);  /**< 1 where a == b else 0; no gradient */
-AD_API ad_node *ad_gt(ad_node *a, ad_node *b);  /**< 1 where a > b else 0; no gradient */
+AD_API ad_node *ad_eq(ad_node *a, ad_node *b);      /**< 1 where a == b else 0; no gradient */
+AD_API ad_node *ad_gt(ad_node *a, ad_node *b);      /**< 1 where a > b else 0; no gradient */
 /** where(cond, a, b): a where cond != 0, else b. No gradient to cond. */
 AD_API ad_node *ad_where(ad_node *cond, ad_node *a, ad_node *b);
 
-AD_API ad_node *ad_neg(ad_node *a);     /**< -a */
-AD_API ad_node *ad_exp(ad_node *a);     /**< e^a */
-AD_API ad_node *ad_log(ad_node *a);     /**< ln a */
-AD_API ad_node *ad_sqrt(ad_node *a);    /**< sqrt a */
-AD_API ad_node *ad_abs(ad_node *a);     /**< |a|, derivative sign(a) (0 at 0) */
-AD_API ad_node *ad_sin(ad_node *a);     /**< sin a */
-AD_API ad_node *ad_cos(ad_node *a);     /**< cos a */
-AD_API ad_node *ad_tanh(ad_node *a);    /**< tanh a, derivative 1 - tanh^2 */
-AD_API ad_node *ad_sigmoid(ad_node *a); /**< 1/(1+e^-a), derivative s(1-s); stable */
-AD_API ad_node *ad_relu(ad_node *a);    /**< max(0, a), derivative 0 at a <= 0 */
+AD_API ad_node *ad_neg(ad_node *a);      /**< -a */
+AD_API ad_node *ad_exp(ad_node *a);      /**< e^a */
+AD_API ad_node *ad_log(ad_node *a);      /**< ln a */
+AD_API ad_node *ad_sqrt(ad_node *a);     /**< sqrt a */
+AD_API ad_node *ad_abs(ad_node *a);      /**< |a|, derivative sign(a) (0 at 0) */
+AD_API ad_node *ad_sin(ad_node *a);      /**< sin a */
+AD_API ad_node *ad_cos(ad_node *a);      /**< cos a */
+AD_API ad_node *ad_tanh(ad_node *a);     /**< tanh a, derivative 1 - tanh^2 */
+AD_API ad_node *ad_sigmoid(ad_node *a);  /**< 1/(1+e^-a), derivative s(1-s); stable */
+AD_API ad_node *ad_relu(ad_node *a);     /**< max(0, a), derivative 0 at a <= 0 */
 AD_API ad_node *ad_softplus(ad_node *a); /**< ln(1 + e^a), stable; derivative sigmoid(a) */
-AD_API ad_node *ad_leaky_relu(ad_node *a, double alpha); /**< a > 0 ? a : alpha a */
-AD_API ad_node *ad_elu(ad_node *a, double alpha);         /**< a > 0 ? a : alpha (e^a - 1) */
-AD_API ad_node *ad_pow(ad_node *a, double p);             /**< a^p */
-AD_API ad_node *ad_scale(ad_node *a, double c);           /**< c a */
-AD_API ad_node *ad_affine(ad_node *a, double c, double d); /**< c a + d */
+AD_API ad_node *ad_leaky_relu(ad_node *a, double alpha);    /**< a > 0 ? a : alpha a */
+AD_API ad_node *ad_elu(ad_node *a, double alpha);           /**< a > 0 ? a : alpha (e^a - 1) */
+AD_API ad_node *ad_pow(ad_node *a, double p);               /**< a^p */
+AD_API ad_node *ad_scale(ad_node *a, double c);             /**< c a */
+AD_API ad_node *ad_affine(ad_node *a, double c, double d);  /**< c a + d */
 AD_API ad_node *ad_clamp(ad_node *a, double lo, double hi); /**< gradient 1 inside [lo, hi] */
 /** Heaviside step: 0 if a < 0, else 1. Gradient zero. */
 AD_API ad_node *ad_step(ad_node *a);
@@ -303,11 +303,11 @@ AD_API int ad_graph_is_training(const ad_graph *g);
 
 /* ------------------------------------------------------------- reductions */
 
-AD_API ad_node *ad_sum(ad_node *a, int axis);  /**< axis AD_ALL reduces everything */
-AD_API ad_node *ad_mean(ad_node *a, int axis); /**< mean over axis (or AD_ALL) */
-AD_API ad_node *ad_max(ad_node *a, int axis);  /**< ties share the gradient equally */
-AD_API ad_node *ad_min(ad_node *a, int axis); /**< ties share the gradient equally */
-AD_API ad_node *ad_logsumexp(ad_node *a, int axis); /**< stable log(sum(exp(a))) */
+AD_API ad_node *ad_sum(ad_node *a, int axis);         /**< axis AD_ALL reduces everything */
+AD_API ad_node *ad_mean(ad_node *a, int axis);        /**< mean over axis (or AD_ALL) */
+AD_API ad_node *ad_max(ad_node *a, int axis);         /**< ties share the gradient equally */
+AD_API ad_node *ad_min(ad_node *a, int axis);         /**< ties share the gradient equally */
+AD_API ad_node *ad_logsumexp(ad_node *a, int axis);   /**< stable log(sum(exp(a))) */
 AD_API ad_node *ad_softmax(ad_node *a, int axis);     /**< shape of a */
 AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /**< shape of a, stable */
 

@@ -126,9 +126,9 @@ NN_API void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n);
 /**
  * Weight initializers. fan_in and fan_out are the layer's input and output
  * widths. Normal variants are plain (not truncated) normals.
- *   GLOROT (Xavier):  uniform limit sqrt(6 / (fan_in + fan_out)), normal std sqrt(2 / (fan_in + fan_out))
- *   HE (Kaiming):     uniform limit sqrt(6 / fan_in),             normal std sqrt(2 / fan_in)
- *   LECUN:            uniform limit sqrt(3 / fan_in),             normal std sqrt(1 / fan_in)
+ *   GLOROT (Xavier):  uniform limit sqrt(6 / (fan_in + fan_out)), normal std sqrt(2 / (fan_in +
+ * fan_out)) HE (Kaiming):     uniform limit sqrt(6 / fan_in),             normal std sqrt(2 /
+ * fan_in) LECUN:            uniform limit sqrt(3 / fan_in),             normal std sqrt(1 / fan_in)
  *   TORCH (nn.Linear's default): uniform limit 1 / sqrt(fan_in)
  */
 typedef enum {
@@ -157,8 +157,8 @@ NN_API int nn_init_from_name(const char *name);
  * Returns 0, NN_ERR_NULL (out or rng NULL with n > 0) or NN_ERR_ARG
  * (unknown kind, fan_in < 1 or fan_out < 1).
  */
-NN_API int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out,
-                        ad_dtype dtype, void *out, int64_t n);
+NN_API int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_dtype dtype,
+                        void *out, int64_t n);
 
 /* ------------------------------------------------------------ activations */
 
@@ -265,17 +265,15 @@ NN_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node
 /**
  * Losses, each a one-element node (averaged over the batch):
  *   MSE            mean over all elements of (p - t)^2                   (PyTorch MSELoss)
- *   HALF_SSE       mean over rows of 1/2 sum_j (p_j - t_j)^2             (the perceptron/Widrow-Hoff form)
- *   BCE_LOGITS     mean of softplus(z) - t z, t in [0, 1]                (BCEWithLogitsLoss)
- *   CROSS_ENTROPY  mean over rows of -log_softmax(z)[label]; target holds (batch) class
- *                  indices stored as integral values                     (CrossEntropyLoss)
- *   HINGE          mean over all elements of max(0, 1 - t s), t in {-1, +1}
- *   PERCEPTRON     mean over rows of sum_j (step(s_j) - t_j) s_j with step not differentiated,
- *                  t in {0, 1}: the perceptron criterion max(0, -(2t-1) s) (zero at s = 0), whose
- *                  gradient (step(s) - t) x is exactly Rosenblatt's rule.
- * All are stable for logits of any magnitude (1e4 included): they use
- * log-softmax and softplus, never log(softmax) or log(sigmoid).
- * Targets have the prediction's shape (batch, out) except CROSS_ENTROPY.
+ *   HALF_SSE       mean over rows of 1/2 sum_j (p_j - t_j)^2             (the
+ * perceptron/Widrow-Hoff form) BCE_LOGITS     mean of softplus(z) - t z, t in [0, 1]
+ * (BCEWithLogitsLoss) CROSS_ENTROPY  mean over rows of -log_softmax(z)[label]; target holds (batch)
+ * class indices stored as integral values                     (CrossEntropyLoss) HINGE mean over
+ * all elements of max(0, 1 - t s), t in {-1, +1} PERCEPTRON     mean over rows of sum_j (step(s_j)
+ * - t_j) s_j with step not differentiated, t in {0, 1}: the perceptron criterion max(0, -(2t-1) s)
+ * (zero at s = 0), whose gradient (step(s) - t) x is exactly Rosenblatt's rule. All are stable for
+ * logits of any magnitude (1e4 included): they use log-softmax and softplus, never log(softmax) or
+ * log(sigmoid). Targets have the prediction's shape (batch, out) except CROSS_ENTROPY.
  */
 typedef enum {
     NN_LOSS_NONE,
@@ -399,7 +397,8 @@ NN_API nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *width
 NN_API ad_graph *nn_model_graph(const nn_model *m);
 /** The input leaf (batch, in_features). */
 NN_API ad_node *nn_model_input(const nn_model *m);
-/** The target leaf: (batch) class indices for cross-entropy, else (batch, out). NULL without a loss. */
+/** The target leaf: (batch) class indices for cross-entropy, else (batch, out). NULL without a
+ * loss. */
 NN_API ad_node *nn_model_target(const nn_model *m);
 /** The output node (batch, out_features), before any loss. */
 NN_API ad_node *nn_model_output(const nn_model *m);
@@ -425,17 +424,17 @@ NN_API int nn_model_layer_count(const nn_model *m);
 NN_API int nn_model_layer_kind(const nn_model *m, int i);
 /** Everything declared about one layer (for checkpoints and summaries). */
 typedef struct {
-    nn_layer_kind kind;     /**< the layer's kind */
-    int64_t in;             /**< input width (set by nn_model_build; 0 before) */
-    int64_t out;            /**< output width (set by nn_model_build; 0 before) */
-    int64_t units;          /**< dense, perceptron */
-    int bias;               /**< dense: has a bias (perceptron: always) */
-    nn_init init;           /**< dense, perceptron (NN_INIT_ZEROS) */
-    nn_activation act;      /**< activation; the perceptron's step */
-    double alpha;           /**< activation parameter (leaky ReLU, ELU) */
-    double rate;            /**< dropout */
-    double momentum;        /**< batch norm: running-statistics momentum */
-    double eps;             /**< batch norm: added to the variance */
+    nn_layer_kind kind; /**< the layer's kind */
+    int64_t in;         /**< input width (set by nn_model_build; 0 before) */
+    int64_t out;        /**< output width (set by nn_model_build; 0 before) */
+    int64_t units;      /**< dense, perceptron */
+    int bias;           /**< dense: has a bias (perceptron: always) */
+    nn_init init;       /**< dense, perceptron (NN_INIT_ZEROS) */
+    nn_activation act;  /**< activation; the perceptron's step */
+    double alpha;       /**< activation parameter (leaky ReLU, ELU) */
+    double rate;        /**< dropout */
+    double momentum;    /**< batch norm: running-statistics momentum */
+    double eps;         /**< batch norm: added to the variance */
 } nn_layer_info;
 /** Describes layer i in [0, nn_model_layer_count). 0, NN_ERR_NULL or NN_ERR_ARG. */
 NN_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
@@ -446,12 +445,12 @@ NN_API int nn_model_print_summary(const nn_model *m, FILE *out);
 
 /** One parameter tensor, a view into the model (do not free anything). */
 typedef struct {
-    const char *name;  /**< "dense0.weight", owned by the model */
-    int ndim;          /**< 1 or 2 */
-    int64_t shape[2];  /**< (in, out) for weights, (out) for biases */
-    int64_t numel;     /**< elements */
-    int64_t offset;    /**< first element in the flat parameter and gradient buffers */
-    ad_node *node;     /**< the graph's leaf (value and gradient point into the flat buffers) */
+    const char *name; /**< "dense0.weight", owned by the model */
+    int ndim;         /**< 1 or 2 */
+    int64_t shape[2]; /**< (in, out) for weights, (out) for biases */
+    int64_t numel;    /**< elements */
+    int64_t offset;   /**< first element in the flat parameter and gradient buffers */
+    ad_node *node;    /**< the graph's leaf (value and gradient point into the flat buffers) */
 } nn_param_info;
 
 /** Number of parameter tensors. */
@@ -559,8 +558,7 @@ NN_API int nn_model_output_classes(const nn_model *m, int64_t *classes);
  * outputs to out. The training mode is restored afterwards. 0 or negative.
  */
 NN_API int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out);
-NN_API int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
-                                double *out);
+NN_API int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols, double *out);
 /** The same, writing the class of every row (see nn_model_output_classes). */
 NN_API int nn_model_predict_classes(nn_model *m, const double *x, int64_t n, int64_t cols,
                                     int64_t *classes);
@@ -718,10 +716,10 @@ typedef enum {
 typedef struct {
     nn_schedule_kind kind; /**< the rule */
     double base_lr;        /**< learning rate at epoch 0 */
-    int64_t step_size; /**< STEP */
-    double gamma;      /**< STEP, EXPONENTIAL */
-    int64_t t_max;     /**< COSINE */
-    double min_lr;     /**< COSINE */
+    int64_t step_size;     /**< STEP */
+    double gamma;          /**< STEP, EXPONENTIAL */
+    int64_t t_max;         /**< COSINE */
+    double min_lr;         /**< COSINE */
 } nn_schedule;
 
 /** lr for every epoch. */
