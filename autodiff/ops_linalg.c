@@ -174,6 +174,58 @@ void fwd_matmul(ad_node *n)
     }
 }
 
+/* ------------------------------------------------------------------ linear */
+
+bool shape_linear(ad_node *n)
+{
+    const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+    char b1[96], b2[96], b3[96];
+    if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[0]) {
+        ad_fail(n->g, "ad_linear: shapes %s and %s do not align", ad_shape_str(x, b1, sizeof b1),
+                ad_shape_str(w, b2, sizeof b2));
+        return false;
+    }
+    int64_t m = w->shape[1];
+    bool bias_ok = (b->ndim == 1 && b->shape[0] == m) ||
+                   (b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == m);
+    if (!bias_ok) {
+        ad_fail(n->g, "ad_linear: bias %s does not match %s @ %s", ad_shape_str(b, b3, sizeof b3),
+                ad_shape_str(x, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
+        return false;
+    }
+    int64_t shape[2] = {x->shape[0], m};
+    return ad_shape_set(n, 2, shape, "ad_linear");
+}
+
+void fwd_linear(ad_node *n)
+{
+    const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+    const int64_t rows = n->shape[0], m = n->shape[1];
+    const size_t es = n->g->elem;
+    for (int64_t r = 0; r < rows; r++)
+        memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
+    mm_dims d = {rows, x->shape[1], m};
+    gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
+}
+
+ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b)
+{
+    ad_node *in[3] = {x, w, b};
+    if (!x || !w || !b)
+        return NULL;
+    return ad_op_apply(AD_OP_LINEAR, 3, in, NULL, 0, NULL, 0);
+}
+
+void bwd_linear(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *x = n->inputs[0], *w = n->inputs[1];
+    if (x->flags & NODE_REQGRAD)
+        d[0] = ad_matmul_t(g, 0, w, 1);
+    if (w->flags & NODE_REQGRAD)
+        d[1] = ad_matmul_t(x, 1, g, 0);
+    d[2] = g; /* summed over the rows to the bias's shape by the engine */
+}
+
 bool shape_transpose(ad_node *n)
 {
     ad_node *a = n->inputs[0];

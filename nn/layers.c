@@ -35,8 +35,8 @@ ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b)
                 nn_shape_str(b, s1, sizeof s1), (long long)out, nn_shape_str(w, s2, sizeof s2));
         return NULL;
     }
-    ad_node *z = ad_matmul(x, w); /* (batch, out) */
-    return b ? ad_add(z, b) : z;  /* b (out) broadcasts over the rows */
+    /* (batch, out); with a bias, one fused node (no separate product buffer) */
+    return b ? ad_linear(x, w, b) : ad_matmul(x, w);
 }
 
 static bool is_step(nn_activation a)

@@ -108,6 +108,28 @@ static bool generate(int op, rng_t *r, gencase *c)
     c->nin = 1;
     c->trainable[0] = true;
     const ad_op_info *info = &ad_ops[op];
+    if (op == AD_OP_LINEAR) { /* x (n, k) @ w (k, m) + b (m) or (1, m) */
+        int64_t rows = irand(r, 1, 4), k = irand(r, 1, 3), m = irand(r, 1, 3);
+        c->nin = 3;
+        c->trainable[1] = c->trainable[2] = true;
+        c->ndim[0] = 2;
+        c->shape[0][0] = rows;
+        c->shape[0][1] = k;
+        c->ndim[1] = 2;
+        c->shape[1][0] = k;
+        c->shape[1][1] = m;
+        if (urand(r) < 0.5) {
+            c->ndim[2] = 1;
+            c->shape[2][0] = m;
+        } else {
+            c->ndim[2] = 2;
+            c->shape[2][0] = 1;
+            c->shape[2][1] = m;
+        }
+        for (int j = 0; j < 3; j++)
+            fill(r, c, j, -2, 2, NULL, 0, 0);
+        return true;
+    }
     switch (info->kind) {
     case AD_KIND_UNARY:
         random_shape(r, 0, 4, &c->ndim[0], c->shape[0]);

@@ -317,6 +317,12 @@ AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /**< shape of a, stable */
 AD_API ad_node *ad_matmul(ad_node *a, ad_node *b);
 /** op(a) @ op(b) where op transposes the last two axes when the flag is set. */
 AD_API ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b);
+/**
+ * x @ w + b in one node (a fully connected layer): x (n, k), w (k, m), b (m)
+ * or (1, m). The bias is written first and the product added onto it, so
+ * no separate (n, m) product is kept.
+ */
+AD_API ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b);
 /** Swaps the last two axes. */
 AD_API ad_node *ad_transpose(ad_node *a);
 /** Same elements, new shape; one entry may be -1 (inferred). */
