@@ -6,6 +6,8 @@
 
 #include "chainrule/checkpoint.h"
 
+#include "atomic_write_impl.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -480,35 +482,26 @@ static nn_ckpt_status build_header(const nn_ckpt_tensor *tensors, size_t count,
     return ok(err);
 }
 
-/* The directory part of path ("." when there is none); caller frees. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    size_t len;
-    if (!slash)
-        return dup_string(".");
-    len = slash == path ? 1 : (size_t)(slash - path);
-    dir = mem_alloc(len + 1);
-    if (dir) {
-        memcpy(dir, path, len);
-        dir[len] = '\0';
-    }
-    return dir;
-}
+/* What write_all needs, for cr_write_atomic's callback. */
+typedef struct {
+    const strbuf *h;
+    const nn_ckpt_tensor *tensors;
+    size_t count;
+    const size_t *order;
+} write_job;
 
 /* Writes header and data to fp; false with errno set on failure. */
-static bool write_all(FILE *fp, const strbuf *h, const nn_ckpt_tensor *tensors, size_t count,
-                      const size_t *order)
+static bool write_all(FILE *fp, void *ctx)
 {
+    const write_job *job = ctx;
     unsigned char len_le[8];
-    uint64_t n = h->len;
+    uint64_t n = job->h->len;
     for (int k = 0; k < 8; k++)
         len_le[k] = (unsigned char)(n >> (8 * k));
-    if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(h->data, 1, h->len, fp) != h->len)
+    if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(job->h->data, 1, job->h->len, fp) != job->h->len)
         return false;
-    for (size_t i = 0; i < count; i++)
-        if (!emit_tensor_le(&tensors[order[i]], file_sink, fp))
+    for (size_t i = 0; i < job->count; i++)
+        if (!emit_tensor_le(&job->tensors[job->order[i]], file_sink, fp))
             return false;
     return true;
 }
@@ -517,11 +510,7 @@ nn_ckpt_status nn_checkpoint_write(const char *path, const nn_ckpt_tensor *tenso
                                    const nn_ckpt_meta *meta, size_t meta_count, nn_ckpt_error *err)
 {
     strbuf h = {NULL, 0, 0, false};
-    size_t *order = NULL, *begin = NULL, tmp_size = 0;
-    char *tmp = NULL, *dir = NULL;
-    int fd = -1;
-    FILE *fp = NULL;
-    bool created = false, renamed = false;
+    size_t *order = NULL, *begin = NULL;
     nn_ckpt_status st = check_inputs(path, tensors, count, meta, meta_count, err);
     if (st != NN_CKPT_OK)
         return st;
@@ -538,71 +527,20 @@ nn_ckpt_status nn_checkpoint_write(const char *path, const nn_ckpt_tensor *tenso
     if (st != NN_CKPT_OK)
         goto done;
 
-    tmp_size = strlen(path) + sizeof ".tmp-XXXXXX";
-    tmp = mem_alloc(tmp_size);
-    dir = dir_of(path);
-    if (!tmp || !dir) {
-        st = fail(err, NN_CKPT_ENOMEM, "out of memory writing %s", path);
-        goto done;
-    }
-    snprintf(tmp, tmp_size, "%s.tmp-XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = fail(err, NN_CKPT_EIO, "cannot create a temporary file in %s for %s: %s", dir, path,
-                  strerror(errno));
-        goto done;
-    }
-    created = true;
-    if (fchmod(fd, 0644) != 0 || !(fp = fdopen(fd, "wb"))) {
-        st = fail(err, NN_CKPT_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fd = -1; /* fp owns it now */
-    if (!write_all(fp, &h, tensors, count, order) || fflush(fp) != 0) {
-        st = fail(err, NN_CKPT_EIO, "writing %s failed: %s; %s is unchanged", tmp, strerror(errno),
-                  path);
-        goto done;
-    }
-    if (fsync(fileno(fp)) != 0) {
-        st = fail(err, NN_CKPT_EIO, "syncing %s to disk failed: %s; %s is unchanged", tmp,
-                  strerror(errno), path);
-        goto done;
-    }
-    {
-        int rc = fclose(fp);
-        fp = NULL;
-        if (rc != 0) {
-            st = fail(err, NN_CKPT_EIO, "writing %s failed: %s; %s is unchanged", tmp,
-                      strerror(errno), path);
-            goto done;
-        }
-    }
-    if (rename(tmp, path) != 0) {
-        st = fail(err, NN_CKPT_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto done;
-    }
-    renamed = true;
-    {
-        /* Make the rename itself durable. Some file systems cannot sync a
-           directory (EINVAL); the data is then as safe as they allow. */
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
-            st = fail(err, NN_CKPT_EIO, "%s was written but syncing directory %s failed: %s", path,
-                      dir, strerror(errno));
-        }
-        if (dfd >= 0)
-            close(dfd);
+    write_job job = {&h, tensors, count, order};
+    char msg[NN_CKPT_ERROR_MAX];
+    switch (cr_write_atomic(path, write_all, &job, mem_alloc, mem_free, msg, sizeof msg)) {
+    case CR_WRITE_OK:
+        break;
+    case CR_WRITE_ENOMEM:
+        st = fail(err, NN_CKPT_ENOMEM, "%s", msg);
+        break;
+    default:
+        st = fail(err, NN_CKPT_EIO, "%s", msg);
+        break;
     }
 
 done:
-    if (fp)
-        fclose(fp);
-    if (fd >= 0)
-        close(fd);
-    if (created && !renamed)
-        unlink(tmp);
-    mem_free(tmp, tmp_size);
-    free_string(dir);
     mem_free(h.data, h.cap);
     mem_free(order, 2 * count * sizeof(size_t));
     return st == NN_CKPT_OK ? ok(err) : st;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "chainrule/checkpoint.h"
+#include "atomic_write_impl.h"
 #include "io_impl.h"
 
 #ifdef CR_HAVE_ZLIB
@@ -287,87 +288,17 @@ nn_io_status nn_io_array_copy(const nn_io_array *array, nn_io_dtype dtype, int n
 
 /* ------------------------------------------------------- files, atomically */
 
-static char *dir_of(const char *path, size_t *size)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash)
-        dir = io_strdup(".", 1);
-    else if (slash == path)
-        dir = io_strdup("/", 1);
-    else
-        dir = io_strdup(path, (size_t)(slash - path));
-    *size = dir ? strlen(dir) + 1 : 0;
-    return dir;
-}
-
 nn_io_status io_write_atomic(const char *path, io_writer write, void *ctx, nn_io_error *err)
 {
-    nn_io_status st = NN_IO_OK;
-    size_t tmp_size = strlen(path) + sizeof ".tmp-XXXXXX", dir_size = 0;
-    char *tmp = io_alloc(tmp_size), *dir = dir_of(path, &dir_size);
-    int fd = -1;
-    FILE *fp = NULL;
-    bool created = false, renamed = false;
-    if (!tmp || !dir) {
-        st = io_fail(err, NN_IO_ENOMEM, "out of memory writing %s", path);
-        goto done;
+    char msg[NN_IO_ERROR_MAX];
+    switch (cr_write_atomic(path, write, ctx, io_alloc, io_free, msg, sizeof msg)) {
+    case CR_WRITE_OK:
+        return io_ok(err);
+    case CR_WRITE_ENOMEM:
+        return io_fail(err, NN_IO_ENOMEM, "%s", msg);
+    default:
+        return io_fail(err, NN_IO_EIO, "%s", msg);
     }
-    snprintf(tmp, tmp_size, "%s.tmp-XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = io_fail(err, NN_IO_EIO, "cannot create a temporary file in %s for %s: %s", dir, path,
-                     strerror(errno));
-        goto done;
-    }
-    created = true;
-    if (fchmod(fd, 0644) != 0 || !(fp = fdopen(fd, "wb"))) {
-        st = io_fail(err, NN_IO_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fd = -1; /* fp owns it now */
-    errno = 0;
-    if (!write(fp, ctx) || fflush(fp) != 0) {
-        st = io_fail(err, NN_IO_EIO, "writing %s failed: %s; %s is unchanged", tmp,
-                     errno ? strerror(errno) : "short write", path);
-        goto done;
-    }
-    if (fsync(fileno(fp)) != 0) {
-        st = io_fail(err, NN_IO_EIO, "syncing %s to disk failed: %s; %s is unchanged", tmp,
-                     strerror(errno), path);
-        goto done;
-    }
-    int rc = fclose(fp);
-    fp = NULL;
-    if (rc != 0) {
-        st = io_fail(err, NN_IO_EIO, "writing %s failed: %s; %s is unchanged", tmp, strerror(errno),
-                     path);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        st = io_fail(err, NN_IO_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto done;
-    }
-    renamed = true;
-    {
-        /* Make the rename durable; some file systems cannot sync a directory (EINVAL). */
-        int dfd = open(dir, O_RDONLY);
-        if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
-            st = io_fail(err, NN_IO_EIO, "%s was written but syncing directory %s failed: %s", path,
-                         dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-    }
-done:
-    if (fp)
-        fclose(fp);
-    if (fd >= 0)
-        close(fd);
-    if (created && !renamed)
-        unlink(tmp);
-    io_free(tmp, tmp_size);
-    io_free(dir, dir_size);
-    return st == NN_IO_OK ? io_ok(err) : st;
 }
 
 nn_io_status io_read_file(const char *path, unsigned char **data, size_t *len, size_t *size,
