@@ -341,6 +341,9 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
     });
 }
 
+/* sqrt in the argument's own type (sqrtf for float: no double round trip) */
+#define sqrt_t(x) _Generic((x), float: sqrtf, default: sqrt)(x)
+
 static void step_adam(nn_optimizer *o, void *params, const void *grads, double t)
 {
     const nn_optim_config *c = &o->cfg;
@@ -352,6 +355,21 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
     NN_DISPATCH(o->dtype, {
         T *P = params, *M = SLOT(0), *V = SLOT(1), *VMAX = c->amsgrad ? SLOT(2) : NULL;
         const T *G = grads;
+        if (!VMAX && wd == 0) {
+            /* plain Adam, the common case: in the element type, branch-free,
+             * vectorizable (the same operations as below, so f64 is unchanged) */
+            const T tb1 = (T)b1, tc1 = (T)(1 - b1), tb2 = (T)b2, tc2 = (T)(1 - b2);
+            const T tstep = (T)step_size, tbc2 = (T)bc2_sqrt, teps = (T)eps;
+            for (int64_t i = 0; i < n; i++) {
+                const T g = G[i];
+                const T m = M[i] * tb1 + g * tc1;
+                const T v = V[i] * tb2 + g * g * tc2;
+                M[i] = m;
+                V[i] = v;
+                P[i] = P[i] - tstep * (m / (sqrt_t(v) / tbc2 + teps));
+            }
+            return;
+        }
         for (int64_t i = 0; i < n; i++) {
             double g = (double)G[i], p = (double)P[i];
             if (decoupled)
