@@ -342,7 +342,7 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
 }
 
 /* sqrt in the argument's own type (sqrtf for float: no double round trip) */
-#define sqrt_t(x) _Generic((x), float: sqrtf, default: sqrt)(x)
+#define sqrt_t(x) _Generic((x), float : sqrtf, default : sqrt)(x)
 
 static void step_adam(nn_optimizer *o, void *params, const void *grads, double t)
 {
