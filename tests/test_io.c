@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chainrule/checkpoint.h"
+#include "test_files.h"
 #include "chainrule/io.h"
 
 #ifndef CHAINRULE_TEST_DIR
@@ -25,47 +26,9 @@
 
 #define PYTHON "/usr/bin/python3"
 
-#define assert_contains(haystack, needle)                                                          \
-    cr_assert(strstr((haystack), (needle)) != NULL, "message \"%s\" lacks \"%s\"", (haystack),     \
-              (needle))
-
 /* ------------------------------------------------------------ temp files */
 
-static char tmpdir[256];
-
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/chainrule-io-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        chmod(p, 0700);
-        if (rmdir(p) != 0)
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
-    return p;
-}
+static void make_tmpdir(void) { make_tmpdir_tagged("io"); }
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
