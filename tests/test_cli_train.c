@@ -19,6 +19,8 @@
 
 #include <chainrule/checkpoint.h>
 
+#include "test_cli_run.h"
+
 #ifndef CHAINRULE_CLI
 #error "CHAINRULE_CLI (path of the built chainrule binary) is not defined"
 #endif
@@ -34,85 +36,9 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char workdir[256];
-
-static void make_workdir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(workdir, sizeof workdir, "%s/cr_cli_train_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    cr_assert_not_null(mkdtemp(workdir), "mkdtemp %s", workdir);
-}
-
-static void remove_workdir(void)
-{
-    char cmd[512];
-    if (workdir[0]) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", workdir);
-    }
-}
+static void make_workdir(void) { make_workdir_tagged("cr_cli_train"); }
 
 TestSuite(cli_train, .init = make_workdir, .fini = remove_workdir, .timeout = 600);
-
-/* A path in the work directory (a few rotating buffers). */
-static const char *wpath(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", workdir, name);
-    return b;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-typedef struct {
-    int status; /* exit status, or -1 when killed */
-    char *out, *err;
-} result;
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-/* Runs `chainrule ARGS` (ARGS go through the shell) capturing both streams. */
-static result run(const char *fmt, ...)
-{
-    char args[2048], cmd[3072];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s' </dev/null", CHAINRULE_CLI, args,
-             wpath("stdout"), wpath("stderr"));
-    int st = system(cmd);
-    result r;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(wpath("stdout"));
-    r.err = slurp(wpath("stderr"));
-    cr_assert(r.out && r.err, "cannot read the output of: %s", cmd);
-    return r;
-}
 
 static int count_lines(const char *s)
 {
@@ -165,7 +91,7 @@ static bool have_fmnist(void)
 /* Expects exit status `status`, nothing on stdout, one line on stderr holding `needle`. */
 static void expect_error(int status, const char *needle, const char *args)
 {
-    result r = run("%s", args);
+    result r = run_cli("%s", args);
     cr_expect_eq(r.status, status, "chainrule %s: status %d, expected %d; stderr: %s", args,
                  r.status, status, r.err);
     cr_expect_str_empty(r.out, "chainrule %s printed to stdout: %s", args, r.out);
@@ -217,13 +143,13 @@ static void write_bytes(const char *path, const void *data, size_t n)
 
 Test(cli_train, help_texts)
 {
-    result r = run("--help");
+    result r = run_cli("--help");
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, "train") && strstr(r.out, "eval") && strstr(r.out, "predict"), "%s",
               r.out);
     result_free(&r);
 
-    r = run("train --help");
+    r = run_cli("train --help");
     cr_expect_eq(r.status, 0);
     const char *must[] = {"784-300-100-10", "5,000",        "--data",
                           "--hidden",       "--activation", "--optimizer",
@@ -236,11 +162,11 @@ Test(cli_train, help_texts)
     cr_expect_str_empty(r.err);
     result_free(&r);
 
-    r = run("eval --help");
+    r = run_cli("eval --help");
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, "usage: chainrule eval MODEL") != NULL, "%s", r.out);
     result_free(&r);
-    r = run("predict -h");
+    r = run_cli("predict -h");
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, "usage: chainrule predict MODEL FILE") != NULL, "%s", r.out);
     result_free(&r);
@@ -329,8 +255,8 @@ Test(cli_train, bad_data_is_a_runtime_error)
 
 Test(cli_train, tiny_run_saves_logs_and_plots)
 {
-    result r = run(SMALL_RUN " --epochs 3 --save '%s' --log '%s' --plot '%s'", wpath("m.st"),
-                   wpath("log.csv"), wpath("plot.svg"));
+    result r = run_cli(SMALL_RUN " --epochs 3 --save '%s' --log '%s' --plot '%s'", wpath("m.st"),
+                       wpath("log.csv"), wpath("plot.svg"));
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect(strstr(r.out, "data: " SMALL ": 5 training, 0 validation, 3 test images") != NULL,
               "%s", r.out);
@@ -344,30 +270,30 @@ Test(cli_train, tiny_run_saves_logs_and_plots)
     cr_expect_str_empty(r.err);
     result_free(&r);
 
-    char *log = slurp(wpath("log.csv"));
+    char *log = slurp(wpath("log.csv"), NULL);
     cr_assert_not_null(log);
     cr_expect(strncmp(log, "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n", 62) ==
                   0,
               "%s", log);
     cr_expect_eq(count_lines(log), 4, "%s", log);
     free(log);
-    char *svg = slurp(wpath("plot.svg"));
+    char *svg = slurp(wpath("plot.svg"), NULL);
     cr_assert_not_null(svg);
     cr_expect(strstr(svg, "<svg") && strstr(svg, "</svg>"), "not an SVG");
     free(svg);
 
     /* eval of the saved model prints the same last line */
-    r = run("eval '%s' --data " SMALL, wpath("m.st"));
+    r = run_cli("eval '%s' --data " SMALL, wpath("m.st"));
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect_float_eq(test_accuracy(r.out), acc, 1e-9);
     cr_expect(strstr(r.out, "confusion matrix") != NULL, "%s", r.out);
     result_free(&r);
-    r = run("eval '%s' --data " SMALL " --quiet", wpath("m.st"));
+    r = run_cli("eval '%s' --data " SMALL " --quiet", wpath("m.st"));
     cr_expect_eq(count_lines(r.out), 1, "%s", r.out);
     result_free(&r);
 
     /* quiet training prints only the last line */
-    r = run(SMALL_RUN " --epochs 1 --quiet");
+    r = run_cli(SMALL_RUN " --epochs 1 --quiet");
     cr_expect_eq(r.status, 0);
     cr_expect_eq(count_lines(r.out), 1, "%s", r.out);
     test_accuracy(r.out);
@@ -377,14 +303,14 @@ Test(cli_train, tiny_run_saves_logs_and_plots)
 Test(cli_train, tiny_resume_equals_uninterrupted)
 {
     const char *opts = SMALL_RUN " --optimizer adam --quiet";
-    result r = run("%s --epochs 4 --save '%s'", opts, wpath("four.st"));
+    result r = run_cli("%s --epochs 4 --save '%s'", opts, wpath("four.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
-    r = run("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
+    r = run_cli("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
-    r = run("train --data " SMALL " --threads 1 --quiet --resume '%s' --epochs 4 --save '%s'",
-            wpath("two.st"), wpath("resumed.st"));
+    r = run_cli("train --data " SMALL " --threads 1 --quiet --resume '%s' --epochs 4 --save '%s'",
+                wpath("two.st"), wpath("resumed.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     expect_same_tensors(wpath("four.st"), wpath("resumed.st"));
@@ -400,7 +326,7 @@ Test(cli_train, tiny_resume_equals_uninterrupted)
 
 Test(cli_train, corrupt_checkpoints_are_refused)
 {
-    result r = run(SMALL_RUN " --epochs 1 --quiet --save '%s'", wpath("m.st"));
+    result r = run_cli(SMALL_RUN " --epochs 1 --quiet --save '%s'", wpath("m.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     char *bytes = NULL;
@@ -453,7 +379,7 @@ Test(cli_train, fashion_subset_learns)
 {
     NEED_FMNIST();
     result r =
-        run("train --subset 2000 --val 1000 --epochs 1 --threads 1 --save '%s'", wpath("f.st"));
+        run_cli("train --subset 2000 --val 1000 --epochs 1 --threads 1 --save '%s'", wpath("f.st"));
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect(strstr(r.out, "2000 training, 1000 validation, 10000 test images") != NULL, "%s",
               r.out);
@@ -470,12 +396,12 @@ Test(cli_train, fashion_subset_learns)
     cr_expect_gt(acc, 0.55, "test accuracy %.4f", acc);
     result_free(&r);
 
-    r = run("eval '%s'", wpath("f.st"));
+    r = run_cli("eval '%s'", wpath("f.st"));
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect_float_eq(test_accuracy(r.out), acc, 1e-9);
     result_free(&r);
 
-    r = run("predict '%s' " FMNIST "/t10k-images-idx3-ubyte.gz", wpath("f.st"));
+    r = run_cli("predict '%s' " FMNIST "/t10k-images-idx3-ubyte.gz", wpath("f.st"));
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect_eq(count_lines(r.out), 10000);
     int index, cls;
@@ -491,16 +417,16 @@ Test(cli_train, fashion_resume_equals_uninterrupted)
 {
     NEED_FMNIST();
     const char *opts = "train --subset 600 --val 200 --optimizer adam --threads 1 --quiet";
-    result r = run("%s --epochs 3 --save '%s'", opts, wpath("three.st"));
+    result r = run_cli("%s --epochs 3 --save '%s'", opts, wpath("three.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     char three_last[64];
     last_line(r.out, three_last, sizeof three_last);
     result_free(&r);
-    r = run("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
+    r = run_cli("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
-    r = run("train --threads 1 --quiet --resume '%s' --epochs 3 --save '%s'", wpath("two.st"),
-            wpath("resumed.st"));
+    r = run_cli("train --threads 1 --quiet --resume '%s' --epochs 3 --save '%s'", wpath("two.st"),
+                wpath("resumed.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     char resumed_last[64];
     cr_expect_str_eq(last_line(r.out, resumed_last, sizeof resumed_last), three_last);
@@ -513,8 +439,8 @@ Test(cli_train, torch_predictions_match)
     NEED_FMNIST();
     if (access(PYTHON, X_OK) != 0)
         cr_skip_test(PYTHON " not found (Debian: python3-torch)");
-    result r = run("train --subset 1000 --val 100 --epochs 1 --threads 1 --quiet --save '%s'",
-                   wpath("t.st"));
+    result r = run_cli("train --subset 1000 --val 100 --epochs 1 --threads 1 --quiet --save '%s'",
+                       wpath("t.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
     result_free(&r);
     char cmd[2048];
@@ -523,7 +449,7 @@ Test(cli_train, torch_predictions_match)
                     "/t10k-images-idx3-ubyte.gz >'%s' 2>&1",
              CHAINRULE_TEST_DIR, CHAINRULE_CLI, wpath("t.st"), wpath("torch.txt"));
     int st = system(cmd);
-    char *text = slurp(wpath("torch.txt"));
+    char *text = slurp(wpath("torch.txt"), NULL);
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (code == 77)
         cr_skip_test("PyTorch not available: %s", text ? text : "");

@@ -22,6 +22,8 @@
 #include <chainrule/data.h>
 #include <chainrule/nn.h>
 
+#include "test_cli_run.h"
+
 #ifndef CHAINRULE_CLI
 #error "CHAINRULE_CLI (path of the built chainrule binary) is not defined"
 #endif
@@ -239,83 +241,7 @@ Test(determinism, same_seed_same_bits_in_process)
 
 /* ---------------------------------------------------------- CLI helpers */
 
-static char workdir[256];
-
-static void make_workdir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(workdir, sizeof workdir, "%s/cr_reliability_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    cr_assert_not_null(mkdtemp(workdir), "mkdtemp %s", workdir);
-}
-
-static void remove_workdir(void)
-{
-    char cmd[512];
-    if (workdir[0]) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", workdir);
-    }
-}
-
-static const char *wpath(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", workdir, name);
-    return b;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    if (len)
-        *len = (size_t)n;
-    fclose(f);
-    return s;
-}
-
-typedef struct {
-    int status; /* exit status, -1 when killed by a signal */
-    char *out, *err;
-} result;
-
-static result run_cli(const char *fmt, ...)
-{
-    char args[2048], cmd[3072];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s' </dev/null", CHAINRULE_CLI, args,
-             wpath("stdout"), wpath("stderr"));
-    int st = system(cmd);
-    result r;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(wpath("stdout"), NULL);
-    r.err = slurp(wpath("stderr"), NULL);
-    cr_assert(r.out && r.err, "cannot read the output of: %s", cmd);
-    return r;
-}
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
+static void make_workdir(void) { make_workdir_tagged("cr_reliability"); }
 
 #define SMALL CHAINRULE_TEST_DIR "/data/mnist_small"
 #define SMALL_RUN "train --data " SMALL " --val 0 --hidden 8 --batch 2 --threads 1 --quiet"
