@@ -45,6 +45,18 @@ static size_t align_small(size_t x) { return (x + 15) & ~(size_t)15; }
 
 static size_t block_header(void) { return align_up(sizeof(arena_block)); }
 
+/* A spare block of at least size bytes, or NULL. */
+static arena_block *arena_take_spare(ad_graph *g, size_t size)
+{
+    for (arena_block **p = &g->arena_spare; *p; p = &(*p)->prev)
+        if ((*p)->size >= size) {
+            arena_block *b = *p;
+            *p = b->prev;
+            return b;
+        }
+    return NULL;
+}
+
 void *ad_arena_alloc(ad_graph *g, size_t bytes)
 {
     bytes = bytes >= 256 ? align_up(bytes) : align_small(bytes ? bytes : 1);
@@ -55,10 +67,15 @@ void *ad_arena_alloc(ad_graph *g, size_t bytes)
         size_t size = bytes + block_header();
         if (size < ARENA_MIN_BLOCK)
             size = ARENA_MIN_BLOCK;
-        /* over-allocate to align the block's data */
-        arena_block *nb = ad_mem(g, NULL, 0, size + ARENA_ALIGN);
-        if (!nb)
-            return NULL;
+        arena_block *nb = arena_take_spare(g, size);
+        if (nb) {
+            size = nb->size;
+        } else {
+            /* over-allocate to align the block's data */
+            nb = ad_mem(g, NULL, 0, size + ARENA_ALIGN);
+            if (!nb)
+                return NULL;
+        }
         nb->prev = b;
         nb->size = size;
         nb->used = block_header();
@@ -71,12 +88,28 @@ void *ad_arena_alloc(ad_graph *g, size_t bytes)
     return p;
 }
 
+/* Frees the blocks made after keep (graph teardown and failed allocations). */
 static void arena_free_until(ad_graph *g, arena_block *keep, size_t used)
 {
     while (g->arena && g->arena != keep) {
         arena_block *prev = g->arena->prev;
         ad_mem(g, g->arena, g->arena->size + ARENA_ALIGN, 0);
         g->arena = prev;
+    }
+    if (g->arena)
+        g->arena->used = used;
+}
+
+/* ad_graph_rewind: the blocks made after keep go to the spare list, never back
+ * to the allocator, so a stale handle to a discarded node still points into
+ * memory the graph owns (no use after free); new nodes reuse the blocks. */
+static void arena_rewind(ad_graph *g, arena_block *keep, size_t used)
+{
+    while (g->arena && g->arena != keep) {
+        arena_block *b = g->arena;
+        g->arena = b->prev;
+        b->prev = g->arena_spare;
+        g->arena_spare = b;
     }
     if (g->arena)
         g->arena->used = used;
@@ -171,6 +204,11 @@ void ad_graph_free(ad_graph *g)
     ad_mem(g, g->nodes, sizeof(ad_node *) * (size_t)g->cap_nodes, 0);
     ad_mem(g, g->params, sizeof(ad_node *) * (size_t)g->cap_params, 0);
     arena_free_until(g, NULL, 0);
+    while (g->arena_spare) {
+        arena_block *b = g->arena_spare;
+        g->arena_spare = b->prev;
+        ad_mem(g, b, b->size + ARENA_ALIGN, 0);
+    }
     g->alloc(g->ud, g, sizeof *g, 0);
 }
 
@@ -220,7 +258,10 @@ int ad_graph_rewind(ad_graph *g, int64_t mark)
     while (g->nparams > 0 && g->params[g->nparams - 1]->id >= mark)
         g->nparams--;
     g->nnodes = mark;
-    arena_free_until(g, blk, used);
+    /* In the checking mode the discarded nodes' memory is not reused, so every
+     * stale handle stays detectable (ad_node_live); otherwise it is reused. */
+    if (!g->check_finite)
+        arena_rewind(g, blk, used);
     return 0;
 }
 
@@ -417,13 +458,23 @@ static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
     } else {
         node->inputs = ad_arena_alloc(g, sizeof(ad_node *) * (size_t)n);
         if (!node->inputs) {
-            arena_free_until(g, at, used);
+            arena_rewind(g, at, used);
             return NULL;
         }
     }
     for (int i = 0; i < n; i++)
         node->inputs[i] = inputs[i];
     return node;
+}
+
+bool ad_node_live(const ad_node *n, const char *fn)
+{
+    const ad_graph *g = n->g;
+    if (n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n)
+        return true;
+    ad_fail(n->g, "%s: node %lld was discarded by ad_graph_rewind (a stale handle)", fn,
+            (long long)n->id);
+    return false;
 }
 
 bool ad_check_values(ad_node *n)
@@ -462,6 +513,9 @@ bool ad_compute(ad_node *n, bool infer)
 ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
                       const int64_t *ip)
 {
+    for (int i = 0; i < n; i++)
+        if (!ad_node_live(inputs[i], ad_ops[op].name))
+            return NULL;
     ad_node *node = node_alloc(g, op, n, inputs);
     if (!node)
         return NULL;
@@ -486,12 +540,12 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     bool ok = (node->flags & NODE_PLANNED) ? ad_ops[op].shape(node) : ad_compute(node, true);
     // cppcheck-suppress incorrectLogicOperator
     if (!ok || (!had_error && g->has_error)) {
-        arena_free_until(g, node->arena_at, node->arena_used);
+        arena_rewind(g, node->arena_at, node->arena_used);
         return NULL;
     }
     if (!graph_push(g, node)) {
         free_node_heap(g, node);
-        arena_free_until(g, node->arena_at, node->arena_used);
+        arena_rewind(g, node->arena_at, node->arena_used);
         return NULL;
     }
     return node;
@@ -549,7 +603,7 @@ static ad_node *make_leaf(ad_graph *g, int op, unsigned flags, int ndim, const i
         goto fail;
     return n;
 fail:
-    arena_free_until(g, n->arena_at, n->arena_used);
+    arena_rewind(g, n->arena_at, n->arena_used);
     return NULL;
 }
 
@@ -588,7 +642,7 @@ ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
                            "ad_param", NULL);
     if (n && (!alloc_grad(n, NULL) || !push_param(g, n))) {
         g->nnodes--;
-        arena_free_until(g, n->arena_at, n->arena_used);
+        arena_rewind(g, n->arena_at, n->arena_used);
         return NULL;
     }
     return n;
@@ -607,7 +661,7 @@ ad_node *ad_param_external(ad_graph *g, int ndim, const int64_t *shape, void *va
                            "ad_param_external", value);
     if (n && (!alloc_grad(n, grad) || !push_param(g, n))) {
         g->nnodes--;
-        arena_free_until(g, n->arena_at, n->arena_used);
+        arena_rewind(g, n->arena_at, n->arena_used);
         return NULL;
     }
     return n;
@@ -665,7 +719,7 @@ static bool check_count(const ad_node *n, int64_t count, const char *fn)
 
 int ad_set(ad_node *leaf, const double *values, int64_t count)
 {
-    if (!leaf)
+    if (!leaf || !ad_node_live(leaf, "ad_set"))
         return -1;
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
         ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->name, ad_ops[leaf->op].name);
@@ -687,7 +741,7 @@ int ad_set(ad_node *leaf, const double *values, int64_t count)
 
 int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
 {
-    if (!leaf)
+    if (!leaf || !ad_node_live(leaf, "ad_set_f32"))
         return -1;
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
         ad_fail(leaf->g, "ad_set_f32: node '%s' (%s) is not a leaf", leaf->name,
@@ -712,7 +766,7 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
 
 static int copy_out(const ad_node *n, const void *src, double *out, int64_t count, const char *fn)
 {
-    if (!check_count(n, count, fn))
+    if (!ad_node_live(n, fn) || !check_count(n, count, fn))
         return -1;
     if (count && !out) {
         ad_fail(n->g, "%s: out is NULL", fn);
@@ -763,7 +817,7 @@ double ad_grad_item(const ad_node *n)
 
 int ad_resize(ad_node *input, int64_t batch)
 {
-    if (!input)
+    if (!input || !ad_node_live(input, "ad_resize"))
         return -1;
     ad_graph *g = input->g;
     if (!(input->flags & NODE_INPUT)) {

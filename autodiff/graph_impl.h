@@ -91,6 +91,7 @@ struct ad_graph {
     int64_t nparams, cap_params;
 
     arena_block *arena;
+    arena_block *arena_spare; /* blocks given back by ad_graph_rewind, kept for reuse */
 
     tape *tapes;
     int ntapes, cap_tapes;
@@ -139,6 +140,8 @@ bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname
 double ad_rng_uniform(ad_graph *g);
 bool ad_compute(ad_node *n, bool infer); /* [shape + reserve] + forward of one node */
 bool ad_check_values(ad_node *n);        /* anomaly mode */
+/* False, with the graph error set, when n was discarded by ad_graph_rewind. */
+bool ad_node_live(const ad_node *n, const char *fn);
 
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);

@@ -385,6 +385,55 @@ Test(rewind, define_by_run_loop_does_not_grow)
     ad_graph_free(g);
 }
 
+Test(rewind, stale_handle_after_rewind_is_an_error_not_an_alias)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_graph_set_check_finite(g, 1); /* the checking mode keeps stale handles detectable */
+    ad_node *w = ad_scalar(g, 0.5, "w");
+    int64_t mark = ad_graph_mark(g);
+    ad_node *old = ad_mul(w, ad_const_scalar(g, 3.0, "x"));
+    cr_assert_float_eq(ad_item(old), 1.5, 1e-15);
+    cr_assert_eq(ad_graph_rewind(g, mark), 0);
+    ad_node *fresh = ad_add(w, ad_const_scalar(g, 7.0, "y"));
+    cr_assert_float_eq(ad_item(fresh), 7.5, 1e-15);
+    cr_assert_null(ad_graph_error(g));
+    /* the stale handle neither aliases the new node nor reads freed memory */
+    cr_assert(isnan(ad_item(old)));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_get: node 2 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_clear_error(g);
+    cr_assert_eq(ad_backward(old), -1);
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_backward: node 2 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_tanh(old));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "tanh: node 2 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_free(g);
+}
+
+Test(rewind, rewind_to_zero_never_frees_memory_a_stale_handle_reaches)
+{
+    /* Without the checking mode: rewinding to 0 used to free the arena, so
+     * using an old node was a heap use after free (caught by ASan and
+     * valgrind). Now the blocks are kept for reuse and the stale handle is
+     * refused while its memory is not yet reused. */
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 2.0, "x");
+    ad_node *y = ad_exp(x);
+    size_t bytes = ad_graph_bytes(g);
+    cr_assert_eq(ad_graph_rewind(g, 0), 0);
+    cr_assert_eq(ad_graph_bytes(g), bytes, "rewind gave memory back to the allocator");
+    cr_assert(isnan(ad_item(y)));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_get: node 1 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_neg(x));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "neg: node 0 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_free(g);
+}
+
 Test(alloc, failure_at_every_allocation_is_reported_and_leaks_nothing)
 {
     counter probe = {0};

@@ -106,6 +106,15 @@ AD_API size_t ad_graph_bytes(const ad_graph *g);
  * ad_graph_rewind(g, mark) discards every node created after it (their
  * memory is reused by the next nodes). Nodes made before the mark, their
  * values and accumulated gradients are kept. Returns 0, or -1 for a bad mark.
+ *
+ * Handles to discarded nodes must not be used again. Rewinding never gives
+ * memory back to the allocator before ad_graph_free, so a stale handle never
+ * reads freed memory; a stale handle whose memory is not yet reused is
+ * refused with an error ("node N was discarded by ad_graph_rewind"), but one
+ * whose memory a newer node took silently names that newer node. In the
+ * checking mode (ad_graph_set_check_finite) rewinding does not reuse the
+ * discarded nodes' memory, so every use of a stale handle is reported as an
+ * error; memory then grows with each rewind, so keep that mode for debugging.
  */
 AD_API int64_t ad_graph_mark(const ad_graph *g);
 /** Discards the nodes made after mark (see ad_graph_mark). 0, or -1 for a bad mark. */
@@ -374,8 +383,10 @@ AD_API int ad_forward(ad_graph *g);
  */
 AD_API ad_node *ad_grad(ad_node *y, ad_node *x);
 /**
- * Anomaly mode: when on, the first op that produces NaN or Inf (forward or
- * backward) sets an error naming the op, the node and the pass.
+ * Anomaly mode (the checking mode): when on, the first op that produces NaN
+ * or Inf (forward or backward) sets an error naming the op, the node and the
+ * pass, and ad_graph_rewind keeps discarded nodes detectable (see
+ * ad_graph_mark).
  */
 AD_API void ad_graph_set_check_finite(ad_graph *g, int on);
 
