@@ -184,6 +184,7 @@ void fwd_unary(ad_node *n)
     X(DIV, x / y)                                                                                  \
     X(MAXIMUM, x > y ? x : (y > x ? y : x + (y - x) / 2))                                          \
     X(MINIMUM, x < y ? x : (y < x ? y : x + (y - x) / 2))                                          \
+    X(POWER, pow(x, y))                                                                            \
     X(EQ, x == y ? 1 : 0)                                                                          \
     X(GT, x > y ? 1 : 0)
 
@@ -389,6 +390,7 @@ ad_node *ad_add_n(int n, ad_node *const *terms)
     return nary(AD_OP_ADD_N, n, terms);
 }
 ad_node *ad_maximum(ad_node *a, ad_node *b) { return binary(AD_OP_MAXIMUM, a, b); }
+ad_node *ad_power(ad_node *a, ad_node *b) { return binary(AD_OP_POWER, a, b); }
 ad_node *ad_minimum(ad_node *a, ad_node *b) { return binary(AD_OP_MINIMUM, a, b); }
 ad_node *ad_eq(ad_node *a, ad_node *b) { return binary(AD_OP_EQ, a, b); }
 ad_node *ad_gt(ad_node *a, ad_node *b) { return binary(AD_OP_GT, a, b); }
@@ -541,6 +543,20 @@ void bwd_div(ad_node *n, ad_node *g, ad_node **d)
         d[0] = ad_div(g, b);
     if (b->flags & NODE_REQGRAD)
         d[1] = ad_neg(ad_div(ad_mul(g, n), b)); /* -g a / b^2 = -g y / b */
+}
+/* d(a^b)/da = b a^(b-1); d(a^b)/db = a^b ln a, taken as 0 where a = 0 and
+ * b >= 0 (as PyTorch: 0^b is flat in b there). ln reads a where a != 0, 1
+ * elsewhere, so no infinity enters the product or its derivatives. */
+void bwd_power(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *a = n->inputs[0], *b = n->inputs[1];
+    if (a->flags & NODE_REQGRAD)
+        d[0] = ad_mul(g, ad_mul(b, ad_power(a, ad_affine(b, 1, -1))));
+    if (b->flags & NODE_REQGRAD) {
+        ad_node *zero = ad_eq(a, ad_zeros_like(a));
+        ad_node *safe = ad_where(zero, ad_affine(zero, 0, 1), a);
+        d[1] = ad_mul(g, ad_where(zero, ad_zeros_like(n), ad_mul(n, ad_log(safe))));
+    }
 }
 static void bwd_extremum(ad_node *n, ad_node *g, ad_node **d, ad_node *winner, ad_node *loser)
 {

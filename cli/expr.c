@@ -249,12 +249,12 @@ static ad_node *parse_primary(parser *p)
     return fail_at(p, start, "unexpected character '%c'", c);
 }
 
-/* a ^ b: ad_pow for a constant exponent, else exp(b log a). */
+/* a ^ b: ad_pow for a constant exponent, else ad_power. */
 static ad_node *make_power(parser *p, ad_node *base, ad_node *expo, size_t pos)
 {
     if (!ad_node_requires_grad(expo))
         return check(p, ad_pow(base, ad_item(expo)), pos);
-    return check(p, ad_exp(ad_mul(expo, ad_log(base))), pos);
+    return check(p, ad_power(base, expo), pos);
 }
 
 static ad_node *parse_power(parser *p)

@@ -104,6 +104,12 @@ Test(grad_cli, hand_computed_values)
     expect_json("step(x) + sign(x)", "x=0.5", 2, 1, NAMES("x"), GRADS(0));
     expect_json("1e-3*x + 2.5E+1 + .5", "x=7", 0.007 + 25.5, 1, NAMES("x"), GRADS(1e-3));
     expect_json("x^y", "x=2 y=3", 8, 2, NAMES("x", "y"), GRADS(12, 8 * log(2)));
+    /* a variable exponent is ad_power, not exp(y log x): defined for x <= 0 too */
+    expect_json("x^y", "x=0 y=2", 0, 2, NAMES("x", "y"), GRADS(0, 0));
+    expect_json("0^x", "x=0", 1, 1, NAMES("x"), GRADS(0));
+    /* a negative base: 4 and d/dx = -4 as PyTorch; d/dy = 4 ln(-2) is undefined */
+    result neg = run(NULL, "'x^y' x=-2 y=2 --json");
+    cr_assert_str_eq(neg.out, "{\"value\": 4, \"grad\": {\"x\": -4, \"y\": null}}\n");
     expect_json("x*x*x", "x=2 unused=5", 8, 2, NAMES("x", "unused"), GRADS(12, 0));
     expect_json("a + a", "a=1", 2, 1, NAMES("a"), GRADS(2)); /* fan-out sums */
     expect_json("  tanh ( x )  ", "x=0", 0, 1, NAMES("x"), GRADS(1));

@@ -200,6 +200,10 @@ static bool generate(int op, rng_t *r, gencase *c)
                 c->values[0][i] = (urand(r) < 0.5 ? -1 : 1) * (1.2 + 0.8 * urand(r));
             fill(r, c, 1, -1, 1, NULL, 0, 0);
         }
+        if (op == AD_OP_POWER) { /* a positive base: ln a and a^b defined everywhere */
+            fill(r, c, 0, 0.4, 2, NULL, 0, 0);
+            fill(r, c, 1, -2, 2, NULL, 0, 0);
+        }
         return true;
     }
     case AD_KIND_TERNARY: {

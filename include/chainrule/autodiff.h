@@ -252,6 +252,13 @@ AD_API ad_node *ad_mul(ad_node *a, ad_node *b); /**< a * b */
 AD_API ad_node *ad_div(ad_node *a, ad_node *b); /**< a / b */
 /** terms[0] + ... + terms[n-1] in one node (broadcasting); n >= 1. */
 AD_API ad_node *ad_add_n(int n, ad_node *const *terms);
+/**
+ * a^b elementwise with broadcasting (C's pow: a negative base with an
+ * integral exponent is defined, (-2)^2 = 4). ∂/∂a = b·a^(b−1);
+ * ∂/∂b = a^b·ln a, taken as 0 where a = 0 and b ≥ 0 (PyTorch's convention),
+ * NaN where a < 0. For a constant exponent use ad_pow.
+ */
+AD_API ad_node *ad_power(ad_node *a, ad_node *b);
 AD_API ad_node *ad_maximum(ad_node *a, ad_node *b); /**< max(a, b); ties split the gradient */
 AD_API ad_node *ad_minimum(ad_node *a, ad_node *b); /**< min(a, b); ties split the gradient */
 AD_API ad_node *ad_eq(ad_node *a, ad_node *b);      /**< 1 where a == b else 0; no gradient */
