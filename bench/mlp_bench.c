@@ -115,20 +115,20 @@ static long rss_now_kb(void)
 
 /* ------------------------------------------------------------ workloads */
 
-static nn_dataset *train_ds, *test_ds;
-static const char *data_dir = NN_FASHION_MNIST_DIR;
+static io_dataset *train_ds, *test_ds;
+static const char *data_dir = IO_FASHION_MNIST_DIR;
 
 static int load_data(void)
 {
     if (train_ds)
         return 0;
-    nn_data_error err;
-    if (nn_mnist_load(data_dir, &train_ds, &test_ds, &err) != NN_DATA_OK) {
+    io_data_error err;
+    if (io_mnist_load(data_dir, &train_ds, &test_ds, &err) != IO_DATA_OK) {
         fprintf(stderr, "mlp_bench: %s\n", err.message);
         return -1;
     }
-    nn_dataset_scale(train_ds, 255.0f);
-    nn_dataset_scale(test_ds, 255.0f);
+    io_dataset_scale(train_ds, 255.0f);
+    io_dataset_scale(test_ds, 255.0f);
     return 0;
 }
 
@@ -336,8 +336,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "serve") != 0) {
         int rc = run(argc - i, argv + i);
         free(classes_buf);
-        nn_dataset_destroy(train_ds);
-        nn_dataset_destroy(test_ds);
+        io_dataset_destroy(train_ds);
+        io_dataset_destroy(test_ds);
         return rc ? 1 : 0;
     }
     char line[256];
@@ -355,7 +355,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     free(classes_buf);
-    nn_dataset_destroy(train_ds);
-    nn_dataset_destroy(test_ds);
+    io_dataset_destroy(train_ds);
+    io_dataset_destroy(test_ds);
     return 0;
 }

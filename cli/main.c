@@ -11,14 +11,10 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-#ifdef CR_HAVE_TRAIN
     {"train", cr_cmd_train, "train a network (default: Fashion-MNIST MLP 784-300-100-10)"},
     {"eval", cr_cmd_eval, "test accuracy and confusion matrix of a saved model"},
     {"predict", cr_cmd_predict, "classify the images of an IDX file with a saved model"},
-#endif
-#ifdef CR_HAVE_GRAD
     {"grad", cr_cmd_grad, "value and gradient of a scalar expression, with trace and pictures"},
-#endif
     {NULL, NULL, NULL},
 };
 

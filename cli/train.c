@@ -3,7 +3,7 @@
  *
  * The loop is split the way a data-parallel version needs it:
  *   1. epoch_order():    the batch order of an epoch, a pure function of
- *                        (seed, epoch) (nn_data_permutation), so every
+ *                        (seed, epoch) (io_data_permutation), so every
  *                        process can compute the same order without talking;
  *   2. batch_gradients(): forward and backward on one batch; afterwards the
  *                        model's flat gradient buffer (nn_model_grads) holds
@@ -70,9 +70,9 @@ void cr_run_defaults(cr_run *run)
     run->val = 5000;
     run->input_scale = 255.0f;
     run->epochs = 20;
-    run->nclasses = NN_FASHION_MNIST_CLASSES;
-    for (int k = 0; k < NN_FASHION_MNIST_CLASSES; k++)
-        snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", nn_fashion_mnist_class_name(k));
+    run->nclasses = IO_FASHION_MNIST_CLASSES;
+    for (int k = 0; k < IO_FASHION_MNIST_CLASSES; k++)
+        snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", io_fashion_mnist_class_name(k));
 }
 
 void cr_run_finish(cr_run *run)
@@ -192,7 +192,7 @@ static void train_help(FILE *out)
 "data:\n"
 "  --data DIR          directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
 "                      t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each possibly\n"
-"                      ending in .gz (MNIST works too) [" NN_FASHION_MNIST_DIR "]\n"
+"                      ending in .gz (MNIST works too) [" IO_FASHION_MNIST_DIR "]\n"
 "  --subset N          train on only the first N training images after the validation\n"
 "                      ones, for quick runs [all]\n"
 "  --val N             validation images held out from the start of the training file;\n"
@@ -461,7 +461,7 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     long long n;
     double v;
     char why[256];
-    o->data_dir = o->given[OPT_DATA] ? o->value[OPT_DATA] : NN_FASHION_MNIST_DIR;
+    o->data_dir = o->given[OPT_DATA] ? o->value[OPT_DATA] : IO_FASHION_MNIST_DIR;
     if (o->given[OPT_DATA] && o->data_dir[0] == '\0')
         return usage_error(cmd, "--data needs a directory");
     if (o->given[OPT_SUBSET]) {
@@ -631,14 +631,14 @@ typedef struct {
 } rows_view;
 
 typedef struct {
-    nn_dataset *full, *test;
+    io_dataset *full, *test;
     rows_view train, valid;
 } train_data;
 
 static void train_data_free(train_data *td)
 {
-    nn_dataset_destroy(td->full);
-    nn_dataset_destroy(td->test);
+    io_dataset_destroy(td->full);
+    io_dataset_destroy(td->test);
     memset(td, 0, sizeof *td);
 }
 
@@ -646,13 +646,13 @@ static void train_data_free(train_data *td)
 static int load_train_data(const char *dir, cr_run *run, bool resumed, train_data *td, char *err,
                            size_t errlen)
 {
-    nn_data_error derr;
+    io_data_error derr;
     memset(td, 0, sizeof *td);
-    if (nn_mnist_load(dir, &td->full, &td->test, &derr) != NN_DATA_OK) {
+    if (io_mnist_load(dir, &td->full, &td->test, &derr) != IO_DATA_OK) {
         snprintf(err, errlen, "%s", derr.message);
         return -1;
     }
-    nn_dataset *full = td->full, *test = td->test;
+    io_dataset *full = td->full, *test = td->test;
     if (full->d != test->d) {
         snprintf(err, errlen, "%s: training images have %zu pixels but test images %zu", dir,
                  full->d, test->d);
@@ -679,7 +679,7 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
     }
     int outputs = (int)run->widths[run->nwidths - 1];
     if (run->nclasses < outputs) {
-        if (run->nclasses != NN_FASHION_MNIST_CLASSES) {
+        if (run->nclasses != IO_FASHION_MNIST_CLASSES) {
             snprintf(err, errlen, "--class-names gives %d names for %d classes", run->nclasses,
                      outputs);
             return -1;
@@ -695,8 +695,8 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
                  dir, (long long)run->val, full->n);
         return -1;
     }
-    nn_dataset_scale(full, run->input_scale);
-    nn_dataset_scale(test, run->input_scale);
+    io_dataset_scale(full, run->input_scale);
+    io_dataset_scale(test, run->input_scale);
     size_t val = (size_t)run->val, rest = full->n - val;
     size_t ntrain = run->subset > 0 && (size_t)run->subset < rest ? (size_t)run->subset : rest;
     td->valid = (rows_view){full->x, full->y, val, full->d};
@@ -804,7 +804,7 @@ static int dist_sync_start(dist_ctx *dc, nn_model *m, nn_optimizer *opt, char *e
  * (seed, epoch), identical in every process and after a resume. */
 static void epoch_order(size_t *order, size_t n, uint64_t seed, int64_t epoch)
 {
-    nn_data_permutation(order, n, seed, (uint64_t)epoch);
+    io_data_permutation(order, n, seed, (uint64_t)epoch);
 }
 
 /* Copies this rank's shard of batch b (rows order[b * batch ...]) into x and y;

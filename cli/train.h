@@ -99,7 +99,7 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
  * "test accuracy: 0.XXXX". *accuracy (may be NULL) receives the accuracy.
  * 0, or -1 with a message in err.
  */
-int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const nn_dataset *ds, int quiet,
+int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *ds, int quiet,
                    double *accuracy, char *err, size_t errlen);
 
 #endif /* CHAINRULE_CLI_TRAIN_H */

@@ -21,7 +21,7 @@
  *                          optimizer.* tensors
  *   chainrule.schedule, chainrule.gamma, chainrule.batch, chainrule.seed,
  *   chainrule.subset, chainrule.val, chainrule.epochs, chainrule.epochs_done
- *   chainrule.shuffle      how the batch order is drawn: nn_data_permutation(seed, epoch)
+ *   chainrule.shuffle      how the batch order is drawn: io_data_permutation(seed, epoch)
  *                          reseeds its generator from (seed, epoch) every epoch, so seed
  *                          and epochs_done are the whole state of the shuffling RNG
  *   chainrule.history      per-epoch "loss acc val_loss val_acc seconds" separated by ';'
@@ -88,7 +88,7 @@ static const optim_field optim_fields[] = {
 
 /* Metadata values are formatted into one arena of fixed-size strings. */
 typedef struct {
-    nn_ckpt_meta meta[MAX_META];
+    io_ckpt_meta meta[MAX_META];
     char text[MAX_META][64];
     size_t count;
 } meta_list;
@@ -135,14 +135,14 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
     int rc = -1;
     int ntensors = nn_model_param_tensors(m);
     int nslots = opt ? nn_optimizer_state_slots(opt) : 0;
-    nn_ckpt_tensor *t = calloc((size_t)(ntensors + nslots), sizeof *t);
+    io_ckpt_tensor *t = calloc((size_t)(ntensors + nslots), sizeof *t);
     char *widths = NULL, *names = NULL, *history = NULL, *header_hex = NULL;
     unsigned char *state = NULL;
     size_t wl = 0, wc = 0, nl = 0, nc = 0, hl = 0, hc = 0;
     meta_list *meta = calloc(1, sizeof *meta);
     if (!t || !meta)
         goto oom;
-    nn_ckpt_dtype cdt = run->dtype == AD_F32 ? NN_CKPT_F32 : NN_CKPT_F64;
+    io_ckpt_dtype cdt = run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64;
     size_t esize = run->dtype == AD_F32 ? sizeof(float) : sizeof(double);
     char *params = nn_model_params(m);
     for (int i = 0; i < ntensors; i++) {
@@ -177,7 +177,7 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
             snprintf(header_hex + 2 * i, 3, "%02x", state[i]);
         size_t n = (size_t)nn_model_param_count(m);
         for (int s = 0; s < nslots && s < 8; s++) {
-            nn_ckpt_tensor *ts = &t[ntensors + s];
+            io_ckpt_tensor *ts = &t[ntensors + s];
             snprintf(slot_names[s], sizeof slot_names[s], "optimizer.%s",
                      nn_optimizer_slot_name(opt, s));
             ts->name = slot_names[s];
@@ -226,7 +226,7 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
     meta_add(meta, "chainrule.val", "%lld", (long long)run->val);
     meta_add(meta, "chainrule.epochs", "%lld", (long long)run->epochs);
     meta_add(meta, "chainrule.epochs_done", "%lld", (long long)run->epochs_done);
-    meta_add(meta, "chainrule.shuffle", "nn_data_permutation(seed, epoch)");
+    meta_add(meta, "chainrule.shuffle", "io_data_permutation(seed, epoch)");
     /* long values point at their own buffers */
     const char *long_keys[] = {"chainrule.widths", "chainrule.class_names", "chainrule.history",
                                "chainrule.optimizer_state"};
@@ -236,9 +236,9 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
         meta->meta[meta->count].value = long_values[i];
         meta->count++;
     }
-    nn_ckpt_error cerr;
-    if (nn_checkpoint_write(path, t, (size_t)(ntensors + (nslots < 8 ? nslots : 8)), meta->meta,
-                            meta->count, &cerr) != NN_CKPT_OK) {
+    io_ckpt_error cerr;
+    if (io_checkpoint_write(path, t, (size_t)(ntensors + (nslots < 8 ? nslots : 8)), meta->meta,
+                            meta->count, &cerr) != IO_CKPT_OK) {
         fail(err, errlen, "%s", cerr.message);
         goto out;
     }
@@ -260,7 +260,7 @@ out:
 /* ----------------------------------------------------------------- loading */
 
 typedef struct {
-    const nn_checkpoint *ck;
+    const io_checkpoint *ck;
     const char *path;
     char *err;
     size_t errlen;
@@ -268,7 +268,7 @@ typedef struct {
 
 static const char *need(reader *r, const char *key)
 {
-    const char *v = nn_checkpoint_meta(r->ck, key);
+    const char *v = io_checkpoint_meta(r->ck, key);
     if (!v)
         fail(r->err, r->errlen, "%s: metadata '%s' is missing", r->path, key);
     return v;
@@ -517,9 +517,9 @@ static int read_optimizer(reader *r, const cr_run *run, nn_model *m, nn_optimize
     for (int s = 0; s < nn_optimizer_state_slots(o); s++) {
         char name[80];
         snprintf(name, sizeof name, "optimizer.%s", nn_optimizer_slot_name(o, s));
-        nn_ckpt_error cerr;
-        if (nn_checkpoint_copy(r->ck, name, run->dtype == AD_F32 ? NN_CKPT_F32 : NN_CKPT_F64, 1, &n,
-                               state + header + (size_t)s * n * esize, &cerr) != NN_CKPT_OK) {
+        io_ckpt_error cerr;
+        if (io_checkpoint_copy(r->ck, name, run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64, 1, &n,
+                               state + header + (size_t)s * n * esize, &cerr) != IO_CKPT_OK) {
             fail(r->err, r->errlen, "%s", cerr.message);
             goto fail;
         }
@@ -540,18 +540,18 @@ fail:
 int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optimizer **opt,
                        char *err, size_t errlen)
 {
-    nn_checkpoint *ck = NULL;
+    io_checkpoint *ck = NULL;
     nn_model *m = NULL;
-    nn_ckpt_error cerr;
+    io_ckpt_error cerr;
     cr_run_defaults(run);
     *model = NULL;
     if (opt)
         *opt = NULL;
-    if (nn_checkpoint_read(path, &ck, &cerr) != NN_CKPT_OK) {
+    if (io_checkpoint_read(path, &ck, &cerr) != IO_CKPT_OK) {
         fail(err, errlen, "%s", cerr.message);
         goto fail;
     }
-    if (!nn_checkpoint_verified(ck)) {
+    if (!io_checkpoint_verified(ck)) {
         fail(err, errlen, "%s: no valid chainrule checksum; not a checkpoint written by chainrule",
              path);
         goto fail;
@@ -572,20 +572,20 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
         }
         for (int k = 0; k < info.ndim; k++)
             shape[k] = (size_t)info.shape[k];
-        if (nn_checkpoint_copy(ck, info.name, run->dtype == AD_F32 ? NN_CKPT_F32 : NN_CKPT_F64,
+        if (io_checkpoint_copy(ck, info.name, run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64,
                                info.ndim, shape, params + (size_t)info.offset * esize,
-                               &cerr) != NN_CKPT_OK) {
+                               &cerr) != IO_CKPT_OK) {
             fail(err, errlen, "%s", cerr.message);
             goto fail;
         }
     }
     if (opt && read_optimizer(&r, run, m, opt))
         goto fail;
-    nn_checkpoint_destroy(ck);
+    io_checkpoint_destroy(ck);
     *model = m;
     return 0;
 fail:
-    nn_checkpoint_destroy(ck);
+    io_checkpoint_destroy(ck);
     nn_model_free(m);
     cr_run_finish(run);
     return -1;

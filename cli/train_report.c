@@ -13,7 +13,7 @@
 #include "commands.h"
 #include "train.h"
 
-int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const nn_dataset *ds, int quiet,
+int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *ds, int quiet,
                    double *accuracy, char *err, size_t errlen)
 {
     int k = (int)nn_model_out_features(m);
@@ -109,7 +109,7 @@ static int parse_run_options(const char *cmd, int argc, char **argv, int want_po
                              bool allow_data, void (*help)(FILE *), run_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->data_dir = NN_FASHION_MNIST_DIR;
+    o->data_dir = IO_FASHION_MNIST_DIR;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -163,7 +163,7 @@ static void eval_help(FILE *out)
 "usage: chainrule eval MODEL [--data DIR] [--threads N] [--quiet]\n"
 "\n"
 "Classifies the test images of DIR (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte,\n"
-"possibly .gz; default " NN_FASHION_MNIST_DIR ") with the model saved by\n"
+"possibly .gz; default " IO_FASHION_MNIST_DIR ") with the model saved by\n"
 "'chainrule train --save MODEL', and prints the per-class accuracy, the confusion\n"
 "matrix and, last, 'test accuracy: 0.XXXX' (--quiet: only that line).\n"
 "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
@@ -177,7 +177,7 @@ static void predict_help(FILE *out)
 "usage: chainrule predict MODEL FILE [--threads N]\n"
 "\n"
 "Classifies every image of the IDX file FILE (plain or .gz, e.g.\n"
-NN_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz) with the model\n"
+IO_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz) with the model\n"
 "saved by 'chainrule train --save MODEL'. Prints one line per image: its index from 0,\n"
 "the class number and the class name, separated by spaces.\n"
 "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
@@ -194,14 +194,14 @@ int cr_cmd_eval(int argc, char **argv)
     char err[CR_ERR_MAX];
     cr_run run;
     nn_model *m = NULL;
-    nn_dataset *test = NULL;
-    nn_data_error derr;
+    io_dataset *test = NULL;
+    io_data_error derr;
     status = 1;
     if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "chainrule eval: %s\n", err);
         return 1;
     }
-    if (nn_mnist_load(o.data_dir, NULL, &test, &derr) != NN_DATA_OK) {
+    if (io_mnist_load(o.data_dir, NULL, &test, &derr) != IO_DATA_OK) {
         snprintf(err, sizeof err, "%s", derr.message);
         goto fail;
     }
@@ -214,7 +214,7 @@ int cr_cmd_eval(int argc, char **argv)
                  o.data_dir, test->d, test->classes, w, o.positional[0]);
         goto fail;
     }
-    nn_dataset_scale(test, run.input_scale);
+    io_dataset_scale(test, run.input_scale);
     if (!o.quiet) {
         char w[256];
         cr_run_widths_string(&run, w, sizeof w);
@@ -228,7 +228,7 @@ int cr_cmd_eval(int argc, char **argv)
 fail:
     fprintf(stderr, "chainrule eval: %s\n", err);
 done:
-    nn_dataset_destroy(test);
+    io_dataset_destroy(test);
     nn_model_free(m);
     cr_run_finish(&run);
     return status;
@@ -244,15 +244,15 @@ int cr_cmd_predict(int argc, char **argv)
     char err[CR_ERR_MAX];
     cr_run run;
     nn_model *m = NULL;
-    nn_dataset *ds = NULL;
+    io_dataset *ds = NULL;
     int64_t *pred = NULL;
-    nn_data_error derr;
+    io_data_error derr;
     status = 1;
     if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "chainrule predict: %s\n", err);
         return 1;
     }
-    if (nn_idx_load_dataset(o.positional[1], NULL, &ds, &derr) != NN_DATA_OK) {
+    if (io_idx_load_dataset(o.positional[1], NULL, &ds, &derr) != IO_DATA_OK) {
         snprintf(err, sizeof err, "%s", derr.message);
         goto fail;
     }
@@ -261,7 +261,7 @@ int cr_cmd_predict(int argc, char **argv)
                  o.positional[1], ds->d, o.positional[0], (long long)run.widths[0]);
         goto fail;
     }
-    nn_dataset_scale(ds, run.input_scale);
+    io_dataset_scale(ds, run.input_scale);
     pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
     if (!pred) {
         snprintf(err, sizeof err, "out of memory");
@@ -285,7 +285,7 @@ fail:
     fprintf(stderr, "chainrule predict: %s\n", err);
 done:
     free(pred);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
     nn_model_free(m);
     cr_run_finish(&run);
     return status;

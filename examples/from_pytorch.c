@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include <chainrule/io.h>
+#include <chainrule/nn.h>
 
 static const char *in(const char *dir, const char *file)
 {
@@ -33,8 +34,8 @@ static int exists(const char *path)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : ".";
-    nn_io_error err;
-    nn_io_array *probe = NULL, *torch_pred = NULL;
+    io_error err;
+    io_array *probe = NULL, *torch_pred = NULL;
     int status = 1;
 
     /* PyTorch's Sequential(Linear(2, 16), Tanh(), Linear(16, 1)) */
@@ -45,11 +46,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", nn_last_error());
         return 1;
     }
-    if (!exists(in(dir, "mlp.npz")) && nn_model_save_npz(m, in(dir, "mlp.npz"), &err) != NN_IO_OK)
+    if (!exists(in(dir, "mlp.npz")) && nn_model_save_npz(m, in(dir, "mlp.npz"), &err) != IO_OK)
         goto io_error;
 
     /* 1. the trained weights: names and shapes are checked */
-    if (nn_model_load_npz(m, in(dir, "mlp.npz"), 0, &err) != NN_IO_OK)
+    if (nn_model_load_npz(m, in(dir, "mlp.npz"), 0, &err) != IO_OK)
         goto io_error;
 
     /* 2. predictions on the probe inputs, compared with PyTorch's */
@@ -58,17 +59,16 @@ int main(int argc, char **argv)
     size_t xshape[2] = {5, 2}, yshape[2] = {5, 1};
     for (int i = 0; i < 10; i++)
         x[i] = (float)(-1.0 + 2.0 * i / 9); /* np.linspace(-1, 1, 10) */
-    if (exists(in(dir, "probe.npy")) &&
-        (nn_npy_read(in(dir, "probe.npy"), &probe, &err) != NN_IO_OK ||
-         nn_io_array_copy(probe, NN_IO_F32, 2, xshape, x, &err) != NN_IO_OK))
+    if (exists(in(dir, "probe.npy")) && (io_npy_read(in(dir, "probe.npy"), &probe, &err) != IO_OK ||
+                                         io_array_copy(probe, IO_F32, 2, xshape, x, &err) != IO_OK))
         goto io_error;
     if (nn_model_predict_f32(m, x, 5, 2, pred) != 0)
         goto model_error;
     if (exists(in(dir, "torch_pred.npy"))) {
         float want[5];
         double worst = 0;
-        if (nn_npy_read(in(dir, "torch_pred.npy"), &torch_pred, &err) != NN_IO_OK ||
-            nn_io_array_copy(torch_pred, NN_IO_F32, 2, yshape, want, &err) != NN_IO_OK)
+        if (io_npy_read(in(dir, "torch_pred.npy"), &torch_pred, &err) != IO_OK ||
+            io_array_copy(torch_pred, IO_F32, 2, yshape, want, &err) != IO_OK)
             goto io_error;
         for (int i = 0; i < 5; i++)
             worst = fmax(worst, fabs(pred[i] - want[i]));
@@ -109,12 +109,12 @@ int main(int argc, char **argv)
         goto model_error;
     for (int i = 0; i < 5; i++)
         out[i] = (float)pred[i];
-    nn_io_array probe_out = {"probe", NN_IO_F32, 2, {5, 2}, x};
-    nn_io_array pred_out = {"pred", NN_IO_F32, 2, {5, 1}, out};
-    if (nn_model_save_npz(m, in(dir, "mlp_chainrule.npz"), &err) != NN_IO_OK ||
-        nn_model_save_safetensors(m, in(dir, "mlp_chainrule.safetensors"), &err) != NN_IO_OK ||
-        nn_npy_write(in(dir, "probe.npy"), &probe_out, &err) != NN_IO_OK ||
-        nn_npy_write(in(dir, "chainrule_pred.npy"), &pred_out, &err) != NN_IO_OK)
+    io_array probe_out = {"probe", IO_F32, 2, {5, 2}, x};
+    io_array pred_out = {"pred", IO_F32, 2, {5, 1}, out};
+    if (nn_model_save_npz(m, in(dir, "mlp_chainrule.npz"), &err) != IO_OK ||
+        nn_model_save_safetensors(m, in(dir, "mlp_chainrule.safetensors"), &err) != IO_OK ||
+        io_npy_write(in(dir, "probe.npy"), &probe_out, &err) != IO_OK ||
+        io_npy_write(in(dir, "chainrule_pred.npy"), &pred_out, &err) != IO_OK)
         goto io_error;
     printf("wrote %s\n", in(dir, "mlp_chainrule.npz"));
     status = 0;
@@ -125,8 +125,8 @@ io_error:
 model_error:
     fprintf(stderr, "%s\n", nn_model_error(m));
 done:
-    nn_io_array_free(probe);
-    nn_io_array_free(torch_pred);
+    io_array_free(probe);
+    io_array_free(torch_pred);
     nn_model_free(m);
     return status;
 }

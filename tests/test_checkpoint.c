@@ -74,32 +74,32 @@ static unsigned char *read_bytes(const char *path, size_t *len)
 static float w[12], unicode_vals[2] = {1e-30f, -3.4e38f}, quoted_val[1] = {42.0f};
 static double b[4], scalar_val[1] = {3.14159265358979311600};
 
-static const nn_ckpt_meta known_meta[3] = {
+static const io_ckpt_meta known_meta[3] = {
     {"arch", "784-300-100-10 relu"},
     {"optimizer", "{\"name\":\"adam\",\"step\":17}"},
     {"empty", ""},
 };
 
-static void known_tensors(nn_ckpt_tensor t[6])
+static void known_tensors(io_ckpt_tensor t[6])
 {
     for (int i = 0; i < 12; i++)
         w[i] = (float)i * 0.5f - 1.0f;
     for (int i = 0; i < 4; i++)
         b[i] = 1.0 / (i + 1);
     memset(t, 0, 6 * sizeof *t);
-    t[0] = (nn_ckpt_tensor){
-        .name = "dense0.w", .dtype = NN_CKPT_F32, .ndim = 2, .shape = {3, 4}, .data = w};
-    t[1] = (nn_ckpt_tensor){
-        .name = "dense0.b", .dtype = NN_CKPT_F64, .ndim = 1, .shape = {4}, .data = b};
-    t[2] = (nn_ckpt_tensor){.name = "scalar", .dtype = NN_CKPT_F64, .ndim = 0, .data = scalar_val};
-    t[3] = (nn_ckpt_tensor){.name = "empty", .dtype = NN_CKPT_F32, .ndim = 2, .shape = {0, 5}};
-    t[4] = (nn_ckpt_tensor){.name = "unicode.\xe5\x90\x8d\xe5\x89\x8d",
-                            .dtype = NN_CKPT_F32,
+    t[0] = (io_ckpt_tensor){
+        .name = "dense0.w", .dtype = IO_CKPT_F32, .ndim = 2, .shape = {3, 4}, .data = w};
+    t[1] = (io_ckpt_tensor){
+        .name = "dense0.b", .dtype = IO_CKPT_F64, .ndim = 1, .shape = {4}, .data = b};
+    t[2] = (io_ckpt_tensor){.name = "scalar", .dtype = IO_CKPT_F64, .ndim = 0, .data = scalar_val};
+    t[3] = (io_ckpt_tensor){.name = "empty", .dtype = IO_CKPT_F32, .ndim = 2, .shape = {0, 5}};
+    t[4] = (io_ckpt_tensor){.name = "unicode.\xe5\x90\x8d\xe5\x89\x8d",
+                            .dtype = IO_CKPT_F32,
                             .ndim = 1,
                             .shape = {2},
                             .data = unicode_vals};
-    t[5] = (nn_ckpt_tensor){.name = "quote\"back\\slash\nnewline",
-                            .dtype = NN_CKPT_F32,
+    t[5] = (io_ckpt_tensor){.name = "quote\"back\\slash\nnewline",
+                            .dtype = IO_CKPT_F32,
                             .ndim = 1,
                             .shape = {1},
                             .data = quoted_val};
@@ -107,10 +107,10 @@ static void known_tensors(nn_ckpt_tensor t[6])
 
 static void write_known(const char *path)
 {
-    nn_ckpt_tensor t[6];
-    nn_ckpt_error err;
+    io_ckpt_tensor t[6];
+    io_ckpt_error err;
     known_tensors(t);
-    cr_assert_eq(nn_checkpoint_write(path, t, 6, known_meta, 3, &err), NN_CKPT_OK, "%s",
+    cr_assert_eq(io_checkpoint_write(path, t, 6, known_meta, 3, &err), IO_CKPT_OK, "%s",
                  err.message);
 }
 
@@ -119,16 +119,16 @@ static void write_known(const char *path)
 Test(checkpoint, round_trip_values_shapes_metadata, .init = make_tmpdir, .fini = remove_tmpdir)
 {
     const char *path = tmp_path("model.safetensors");
-    nn_ckpt_tensor t[6];
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_error err;
+    io_ckpt_tensor t[6];
+    io_checkpoint *ck = NULL;
+    io_ckpt_error err;
     write_known(path);
     known_tensors(t);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_OK, "%s", err.message);
-    cr_assert(nn_checkpoint_verified(ck));
-    cr_assert_eq(nn_checkpoint_count(ck), 6);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_OK, "%s", err.message);
+    cr_assert(io_checkpoint_verified(ck));
+    cr_assert_eq(io_checkpoint_count(ck), 6);
     for (size_t i = 0; i < 6; i++) {
-        const nn_ckpt_tensor *r = nn_checkpoint_tensor_at(ck, i);
+        const io_ckpt_tensor *r = io_checkpoint_tensor_at(ck, i);
         size_t n = 1;
         cr_assert_str_eq(r->name, t[i].name, "header order is kept");
         cr_assert_eq(r->dtype, t[i].dtype);
@@ -138,48 +138,48 @@ Test(checkpoint, round_trip_values_shapes_metadata, .init = make_tmpdir, .fini =
             n *= r->shape[k];
         }
         if (n)
-            cr_assert_arr_eq(r->data, t[i].data, n * (r->dtype == NN_CKPT_F64 ? 8 : 4));
+            cr_assert_arr_eq(r->data, t[i].data, n * (r->dtype == IO_CKPT_F64 ? 8 : 4));
         if (r->data)
             cr_assert_eq((uintptr_t)r->data % 8, 0, "tensor data is aligned");
     }
-    cr_assert_null(nn_checkpoint_tensor_at(ck, 6));
-    cr_assert_eq(nn_checkpoint_meta_count(ck), 3, "the checksum is not listed");
-    cr_assert_str_eq(nn_checkpoint_meta_at(ck, 1)->key, "optimizer");
-    cr_assert_str_eq(nn_checkpoint_meta(ck, "optimizer"), "{\"name\":\"adam\",\"step\":17}");
-    cr_assert_str_eq(nn_checkpoint_meta(ck, "empty"), "");
-    cr_assert_null(nn_checkpoint_meta(ck, "missing"));
-    cr_assert_null(nn_checkpoint_meta(ck, NN_CKPT_CHECKSUM_KEY));
-    cr_assert_eq(*(const double *)nn_checkpoint_find(ck, "scalar")->data, scalar_val[0]);
-    cr_assert_null(nn_checkpoint_find(ck, "nope"));
-    nn_checkpoint_destroy(ck);
-    nn_checkpoint_destroy(NULL);
+    cr_assert_null(io_checkpoint_tensor_at(ck, 6));
+    cr_assert_eq(io_checkpoint_meta_count(ck), 3, "the checksum is not listed");
+    cr_assert_str_eq(io_checkpoint_meta_at(ck, 1)->key, "optimizer");
+    cr_assert_str_eq(io_checkpoint_meta(ck, "optimizer"), "{\"name\":\"adam\",\"step\":17}");
+    cr_assert_str_eq(io_checkpoint_meta(ck, "empty"), "");
+    cr_assert_null(io_checkpoint_meta(ck, "missing"));
+    cr_assert_null(io_checkpoint_meta(ck, IO_CKPT_CHECKSUM_KEY));
+    cr_assert_eq(*(const double *)io_checkpoint_find(ck, "scalar")->data, scalar_val[0]);
+    cr_assert_null(io_checkpoint_find(ck, "nope"));
+    io_checkpoint_destroy(ck);
+    io_checkpoint_destroy(NULL);
     cr_assert_eq(count_files(".tmp-"), 0, "no temporary file is left");
 }
 
 Test(checkpoint, copy_converts_and_refuses_mismatches, .init = make_tmpdir, .fini = remove_tmpdir)
 {
     const char *path = tmp_path("model.safetensors");
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_error err;
+    io_checkpoint *ck = NULL;
+    io_ckpt_error err;
     double wd[12];
     float bf[4];
     size_t shape_w[2] = {3, 4}, shape_wt[2] = {4, 3}, shape_b[1] = {4};
     write_known(path);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_OK);
-    cr_assert_eq(nn_checkpoint_copy(ck, "dense0.w", NN_CKPT_F64, 2, shape_w, wd, &err), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_OK);
+    cr_assert_eq(io_checkpoint_copy(ck, "dense0.w", IO_CKPT_F64, 2, shape_w, wd, &err), IO_CKPT_OK);
     cr_assert_eq(wd[11], 4.5);
-    cr_assert_eq(nn_checkpoint_copy(ck, "dense0.b", NN_CKPT_F32, 1, shape_b, bf, &err), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_copy(ck, "dense0.b", IO_CKPT_F32, 1, shape_b, bf, &err), IO_CKPT_OK);
     cr_assert_eq(bf[2], (float)(1.0 / 3.0));
-    cr_assert_eq(nn_checkpoint_copy(ck, "dense0.w", NN_CKPT_F32, 2, shape_wt, wd, &err),
-                 NN_CKPT_EMISMATCH);
+    cr_assert_eq(io_checkpoint_copy(ck, "dense0.w", IO_CKPT_F32, 2, shape_wt, wd, &err),
+                 IO_CKPT_EMISMATCH);
     cr_assert_str_eq(err.message, "tensor 'dense0.w' has shape [3, 4] but [4, 3] is expected");
-    cr_assert_eq(nn_checkpoint_copy(ck, "dense0.w", NN_CKPT_F32, 1, shape_b, wd, &err),
-                 NN_CKPT_EMISMATCH);
+    cr_assert_eq(io_checkpoint_copy(ck, "dense0.w", IO_CKPT_F32, 1, shape_b, wd, &err),
+                 IO_CKPT_EMISMATCH);
     cr_assert_str_eq(err.message, "tensor 'dense0.w' has shape [3, 4] but [4] is expected");
-    cr_assert_eq(nn_checkpoint_copy(ck, "dense1.w", NN_CKPT_F32, 2, shape_w, wd, &err),
-                 NN_CKPT_EMISMATCH);
+    cr_assert_eq(io_checkpoint_copy(ck, "dense1.w", IO_CKPT_F32, 2, shape_w, wd, &err),
+                 IO_CKPT_EMISMATCH);
     cr_assert_str_eq(err.message, "no tensor 'dense1.w' in the checkpoint");
-    nn_checkpoint_destroy(ck);
+    io_checkpoint_destroy(ck);
 }
 
 /* ------------------------------------------------------------- NumPy */
@@ -204,9 +204,9 @@ Test(checkpoint, chainrule_reads_what_numpy_writes, .init = make_tmpdir, .fini =
 {
     char cmd[1024];
     const char *path = tmp_path("foreign.safetensors");
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_error err;
-    const nn_ckpt_tensor *t;
+    io_checkpoint *ck = NULL;
+    io_ckpt_error err;
+    const io_ckpt_tensor *t;
     const double *bd;
     const float *af;
     if (!have_numpy())
@@ -214,24 +214,24 @@ Test(checkpoint, chainrule_reads_what_numpy_writes, .init = make_tmpdir, .fini =
     snprintf(cmd, sizeof cmd, PYTHON " %s/safetensors_check.py write %s >/dev/null",
              CHAINRULE_TEST_DIR, path);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_OK, "%s", err.message);
-    cr_assert_not(nn_checkpoint_verified(ck), "other tools write no checksum");
-    cr_assert_eq(nn_checkpoint_count(ck), 4);
-    cr_assert_str_eq(nn_checkpoint_tensor_at(ck, 0)->name, "a.f32");
-    cr_assert_str_eq(nn_checkpoint_meta(ck, "format"), "pt");
-    t = nn_checkpoint_find(ck, "b.f64");
-    cr_assert_eq(t->dtype, NN_CKPT_F64);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_OK, "%s", err.message);
+    cr_assert_not(io_checkpoint_verified(ck), "other tools write no checksum");
+    cr_assert_eq(io_checkpoint_count(ck), 4);
+    cr_assert_str_eq(io_checkpoint_tensor_at(ck, 0)->name, "a.f32");
+    cr_assert_str_eq(io_checkpoint_meta(ck, "format"), "pt");
+    t = io_checkpoint_find(ck, "b.f64");
+    cr_assert_eq(t->dtype, IO_CKPT_F64);
     cr_assert_eq(t->ndim, 2);
     cr_assert_eq(t->shape[1], 3);
     bd = t->data;
     cr_assert_eq(bd[0], -2.5);
     cr_assert_eq(bd[5], 2.5);
-    af = nn_checkpoint_find(ck, "a.f32")->data;
+    af = io_checkpoint_find(ck, "a.f32")->data;
     cr_assert_eq(af[3], 1e-3f);
-    cr_assert_eq(nn_checkpoint_find(ck, "s.scalar")->ndim, 0);
-    cr_assert_eq(*(const float *)nn_checkpoint_find(ck, "s.scalar")->data, 2.5f);
-    cr_assert_eq(nn_checkpoint_find(ck, "z.empty")->shape[0], 0);
-    nn_checkpoint_destroy(ck);
+    cr_assert_eq(io_checkpoint_find(ck, "s.scalar")->ndim, 0);
+    cr_assert_eq(*(const float *)io_checkpoint_find(ck, "s.scalar")->data, 2.5f);
+    cr_assert_eq(io_checkpoint_find(ck, "z.empty")->shape[0], 0);
+    io_checkpoint_destroy(ck);
 }
 
 /* ------------------------------------------------------ atomic writes */
@@ -241,49 +241,49 @@ Test(checkpoint, overwrite_replaces_and_leaves_no_temporary, .init = make_tmpdir
 {
     const char *path = tmp_path("m.safetensors");
     float v1[2] = {1, 2}, v2[3] = {3, 4, 5};
-    nn_ckpt_tensor t = {.name = "v", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {2}, .data = v1};
-    nn_checkpoint *ck = NULL;
+    io_ckpt_tensor t = {.name = "v", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {2}, .data = v1};
+    io_checkpoint *ck = NULL;
     struct stat sb;
-    cr_assert_eq(nn_checkpoint_write(path, &t, 1, NULL, 0, NULL), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_write(path, &t, 1, NULL, 0, NULL), IO_CKPT_OK);
     t.shape[0] = 3;
     t.data = v2;
-    cr_assert_eq(nn_checkpoint_write(path, &t, 1, NULL, 0, NULL), NN_CKPT_OK);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, NULL), NN_CKPT_OK);
-    cr_assert_eq(nn_checkpoint_find(ck, "v")->shape[0], 3);
-    cr_assert_eq(((const float *)nn_checkpoint_find(ck, "v")->data)[2], 5.0f);
-    nn_checkpoint_destroy(ck);
+    cr_assert_eq(io_checkpoint_write(path, &t, 1, NULL, 0, NULL), IO_CKPT_OK);
+    cr_assert_eq(io_checkpoint_read(path, &ck, NULL), IO_CKPT_OK);
+    cr_assert_eq(io_checkpoint_find(ck, "v")->shape[0], 3);
+    cr_assert_eq(((const float *)io_checkpoint_find(ck, "v")->data)[2], 5.0f);
+    io_checkpoint_destroy(ck);
     cr_assert_eq(count_files(".tmp-"), 0);
     cr_assert_eq(stat(path, &sb), 0);
     cr_assert_eq(sb.st_mode & 0777, 0644);
     /* A relative path (temporary file in the current directory). */
     cr_assert_eq(chdir(tmpdir), 0);
-    cr_assert_eq(nn_checkpoint_write("rel.safetensors", &t, 1, NULL, 0, NULL), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_write("rel.safetensors", &t, 1, NULL, 0, NULL), IO_CKPT_OK);
     cr_assert_eq(access(tmp_path("rel.safetensors"), R_OK), 0);
 }
 
 Test(checkpoint, unwritable_and_missing_directories, .init = make_tmpdir, .fini = remove_tmpdir)
 {
     float v[1] = {1};
-    nn_ckpt_tensor t = {.name = "v", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {1}, .data = v};
-    nn_ckpt_error err;
-    cr_assert_eq(nn_checkpoint_write("/no/such/dir/m.safetensors", &t, 1, NULL, 0, &err),
-                 NN_CKPT_EIO);
+    io_ckpt_tensor t = {.name = "v", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {1}, .data = v};
+    io_ckpt_error err;
+    cr_assert_eq(io_checkpoint_write("/no/such/dir/m.safetensors", &t, 1, NULL, 0, &err),
+                 IO_CKPT_EIO);
     cr_assert_str_eq(err.message, "cannot create a temporary file in /no/such/dir for "
                                   "/no/such/dir/m.safetensors: No such file or directory");
     /* The path is a directory: the rename fails, the directory survives. */
     cr_assert_eq(mkdir(tmp_path("sub"), 0700), 0);
-    cr_assert_eq(nn_checkpoint_write(tmp_path("sub"), &t, 1, NULL, 0, &err), NN_CKPT_EIO);
+    cr_assert_eq(io_checkpoint_write(tmp_path("sub"), &t, 1, NULL, 0, &err), IO_CKPT_EIO);
     assert_contains(err.message, "cannot rename");
     assert_contains(err.message, "Is a directory");
     cr_assert_eq(count_files(".tmp-"), 0, "the temporary file is removed");
     if (geteuid() != 0) {
         cr_assert_eq(chmod(tmp_path("sub"), 0500), 0);
-        cr_assert_eq(nn_checkpoint_write(tmp_path("sub/m.safetensors"), &t, 1, NULL, 0, &err),
-                     NN_CKPT_EIO);
+        cr_assert_eq(io_checkpoint_write(tmp_path("sub/m.safetensors"), &t, 1, NULL, 0, &err),
+                     IO_CKPT_EIO);
         assert_contains(err.message, "Permission denied");
     }
     if (access("/proc/self", F_OK) == 0) { /* unwritable even for root */
-        cr_assert_eq(nn_checkpoint_write("/proc/m.safetensors", &t, 1, NULL, 0, &err), NN_CKPT_EIO);
+        cr_assert_eq(io_checkpoint_write("/proc/m.safetensors", &t, 1, NULL, 0, &err), IO_CKPT_EIO);
         assert_contains(err.message, "cannot create a temporary file in /proc");
     }
 }
@@ -294,11 +294,11 @@ Test(checkpoint, full_disk_keeps_the_old_file, .init = make_tmpdir, .fini = remo
     static float big[N];
     float small[2] = {7, 8};
     const char *path = tmp_path("m.safetensors");
-    nn_ckpt_tensor t = {.name = "v", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {2}, .data = small};
-    nn_ckpt_error err;
-    nn_checkpoint *ck = NULL;
+    io_ckpt_tensor t = {.name = "v", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {2}, .data = small};
+    io_ckpt_error err;
+    io_checkpoint *ck = NULL;
     struct rlimit rl;
-    cr_assert_eq(nn_checkpoint_write(path, &t, 1, NULL, 0, &err), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_write(path, &t, 1, NULL, 0, &err), IO_CKPT_OK);
     /* A file size limit makes write() fail like a full disk (EFBIG instead
        of ENOSPC); this test runs in its own process. */
     signal(SIGXFSZ, SIG_IGN);
@@ -307,13 +307,13 @@ Test(checkpoint, full_disk_keeps_the_old_file, .init = make_tmpdir, .fini = remo
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
     t.shape[0] = N;
     t.data = big;
-    cr_assert_eq(nn_checkpoint_write(path, &t, 1, NULL, 0, &err), NN_CKPT_EIO);
+    cr_assert_eq(io_checkpoint_write(path, &t, 1, NULL, 0, &err), IO_CKPT_EIO);
     assert_contains(err.message, "failed: File too large");
     assert_contains(err.message, "is unchanged");
     cr_assert_eq(count_files(".tmp-"), 0);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_OK, "%s", err.message);
-    cr_assert_eq(nn_checkpoint_find(ck, "v")->shape[0], 2);
-    nn_checkpoint_destroy(ck);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_OK, "%s", err.message);
+    cr_assert_eq(io_checkpoint_find(ck, "v")->shape[0], 2);
+    io_checkpoint_destroy(ck);
 }
 
 Test(checkpoint, killed_mid_save_leaves_old_or_new, .init = make_tmpdir, .fini = remove_tmpdir,
@@ -322,24 +322,24 @@ Test(checkpoint, killed_mid_save_leaves_old_or_new, .init = make_tmpdir, .fini =
     enum { N = 256 * 1024 };
     static float a[N], bb[N];
     const char *path = tmp_path("m.safetensors");
-    nn_ckpt_tensor t = {.name = "v", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {N}, .data = a};
+    io_ckpt_tensor t = {.name = "v", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {N}, .data = a};
     int old_or_new[2] = {0, 0};
     for (int i = 0; i < N; i++) {
         a[i] = 1.0f;
         bb[i] = 2.0f;
     }
-    cr_assert_eq(nn_checkpoint_write(path, &t, 1, NULL, 0, NULL), NN_CKPT_OK);
+    cr_assert_eq(io_checkpoint_write(path, &t, 1, NULL, 0, NULL), IO_CKPT_OK);
     srand(12345);
     for (int round = 0; round < 40; round++) {
-        nn_checkpoint *ck = NULL;
-        nn_ckpt_error err;
+        io_checkpoint *ck = NULL;
+        io_ckpt_error err;
         float first;
         pid_t pid = fork();
         cr_assert_neq(pid, -1);
         if (pid == 0) { /* keep saving, alternating contents */
             for (int k = 0;; k++) {
                 t.data = k % 2 ? a : bb;
-                nn_checkpoint_write(path, &t, 1, NULL, 0, NULL);
+                io_checkpoint_write(path, &t, 1, NULL, 0, NULL);
             }
         }
         {
@@ -348,13 +348,13 @@ Test(checkpoint, killed_mid_save_leaves_old_or_new, .init = make_tmpdir, .fini =
         }
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_OK, "round %d: %s", round,
+        cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_OK, "round %d: %s", round,
                      err.message);
-        cr_assert(nn_checkpoint_verified(ck));
-        first = ((const float *)nn_checkpoint_find(ck, "v")->data)[0];
+        cr_assert(io_checkpoint_verified(ck));
+        first = ((const float *)io_checkpoint_find(ck, "v")->data)[0];
         cr_assert(first == 1.0f || first == 2.0f);
         old_or_new[first == 2.0f]++;
-        nn_checkpoint_destroy(ck);
+        io_checkpoint_destroy(ck);
     }
     /* Stray temporary files show that kills did land in the middle of saves. */
     cr_log_info("after SIGKILL: %d times contents A, %d times B, %d interrupted saves",
@@ -367,40 +367,40 @@ Test(checkpoint, writer_rejects_bad_arguments, .init = make_tmpdir, .fini = remo
 {
     const char *path = tmp_path("m.safetensors");
     float v[2] = {1, 2};
-    nn_ckpt_tensor t[2] = {
-        {.name = "a", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {2}, .data = v},
-        {.name = "a", .dtype = NN_CKPT_F32, .ndim = 1, .shape = {2}, .data = v},
+    io_ckpt_tensor t[2] = {
+        {.name = "a", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {2}, .data = v},
+        {.name = "a", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {2}, .data = v},
     };
-    nn_ckpt_meta m[2] = {{"k", "v"}, {"k", "w"}};
-    nn_ckpt_error err;
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    io_ckpt_meta m[2] = {{"k", "v"}, {"k", "w"}};
+    io_ckpt_error err;
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "two tensors are called 'a'");
     t[1].name = "__metadata__";
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "'__metadata__' is reserved");
     t[1].name = "\xff\xfe";
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "not valid UTF-8");
     t[1].name = "";
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "tensor 1 has no name");
     t[1].name = "b";
     t[1].data = NULL;
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "tensor 'b' has no data");
     t[1].data = v;
     t[1].ndim = 9;
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "tensor 'b' has 9 dimensions");
     t[1].ndim = 1;
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, m, 2, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, m, 2, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "two metadata entries are called 'k'");
-    m[1].key = NN_CKPT_CHECKSUM_KEY;
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, m, 2, &err), NN_CKPT_EINVAL);
+    m[1].key = IO_CKPT_CHECKSUM_KEY;
+    cr_assert_eq(io_checkpoint_write(path, t, 2, m, 2, &err), IO_CKPT_EINVAL);
     assert_contains(err.message, "reserved for the checksum");
-    cr_assert_eq(nn_checkpoint_write(NULL, t, 2, NULL, 0, &err), NN_CKPT_EINVAL);
+    cr_assert_eq(io_checkpoint_write(NULL, t, 2, NULL, 0, &err), IO_CKPT_EINVAL);
     cr_assert_eq(access(path, F_OK), -1, "nothing was written");
-    cr_assert_eq(nn_checkpoint_write(path, t, 2, m, 1, &err), NN_CKPT_OK, "%s", err.message);
+    cr_assert_eq(io_checkpoint_write(path, t, 2, m, 1, &err), IO_CKPT_OK, "%s", err.message);
     cr_assert_str_eq(err.message, "");
 }
 
@@ -420,15 +420,15 @@ static void craft(const char *path, const char *json, const void *data, size_t d
     free(buf);
 }
 
-static void expect_read_error(const char *json, size_t data_len, nn_ckpt_status status,
+static void expect_read_error(const char *json, size_t data_len, io_ckpt_status status,
                               const char *text)
 {
     static const unsigned char zeros[64];
     const char *path = tmp_path("bad.safetensors");
-    nn_checkpoint *ck = (nn_checkpoint *)&ck;
-    nn_ckpt_error err;
+    io_checkpoint *ck = (io_checkpoint *)&ck;
+    io_ckpt_error err;
     craft(path, json, zeros, data_len);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), status, "%s: got \"%s\"", json, err.message);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), status, "%s: got \"%s\"", json, err.message);
     cr_assert_null(ck);
     assert_contains(err.message, path);
     assert_contains(err.message, text);
@@ -436,48 +436,48 @@ static void expect_read_error(const char *json, size_t data_len, nn_ckpt_status 
 
 Test(checkpoint, malformed_headers_are_named, .init = make_tmpdir, .fini = remove_tmpdir)
 {
-    expect_read_error("[1, 2]", 0, NN_CKPT_EFORMAT, "the header does not start with '{'");
-    expect_read_error("{\"a\":", 0, NN_CKPT_EFORMAT, "the header is not valid JSON");
-    expect_read_error("{} x", 0, NN_CKPT_EFORMAT, "unexpected bytes after the header's JSON");
+    expect_read_error("[1, 2]", 0, IO_CKPT_EFORMAT, "the header does not start with '{'");
+    expect_read_error("{\"a\":", 0, IO_CKPT_EFORMAT, "the header is not valid JSON");
+    expect_read_error("{} x", 0, IO_CKPT_EFORMAT, "unexpected bytes after the header's JSON");
     expect_read_error("{\"a\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-                      NN_CKPT_EFORMAT, "tensor 'a' has dtype 'BF16'; only F32 and F64");
-    expect_read_error("{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, NN_CKPT_EFORMAT,
+                      IO_CKPT_EFORMAT, "tensor 'a' has dtype 'BF16'; only F32 and F64");
+    expect_read_error("{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, IO_CKPT_EFORMAT,
                       "tensor 'a' has no \"dtype\" string");
-    expect_read_error("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", 8, NN_CKPT_EFORMAT,
+    expect_read_error("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", 8, IO_CKPT_EFORMAT,
                       "tensor 'a' has no \"shape\" array");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8,
-                      NN_CKPT_EFORMAT, "shape entry 0 is not a non-negative integer");
+                      IO_CKPT_EFORMAT, "shape entry 0 is not a non-negative integer");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", 8,
-                      NN_CKPT_EFORMAT, "shape entry 0 is not a non-negative integer");
+                      IO_CKPT_EFORMAT, "shape entry 0 is not a non-negative integer");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
                       "\"data_offsets\":[0,4]}}",
-                      4, NN_CKPT_EFORMAT, "has 9 dimensions");
+                      4, IO_CKPT_EFORMAT, "has 9 dimensions");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8,
-                      NN_CKPT_EFORMAT, "needs \"data_offsets\" [begin, end]");
+                      IO_CKPT_EFORMAT, "needs \"data_offsets\" [begin, end]");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
-                      NN_CKPT_EFORMAT,
+                      IO_CKPT_EFORMAT,
                       "tensor 'a': shape [3] of F32 needs 12 bytes but data_offsets [0, 8] "
                       "hold 8");
     expect_read_error("{\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 8,
-                      NN_CKPT_EFORMAT,
+                      IO_CKPT_EFORMAT,
                       "truncated file: tensor 'a' has data_offsets [0, 16] but the data "
                       "section holds 8 bytes");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-                      12, NN_CKPT_EFORMAT, "tensors 'a' and 'b' overlap");
+                      12, IO_CKPT_EFORMAT, "tensors 'a' and 'b' overlap");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
-                      12, NN_CKPT_EFORMAT, "4 bytes before tensor 'b' belong to no tensor");
+                      12, IO_CKPT_EFORMAT, "4 bytes before tensor 'b' belong to no tensor");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 12,
-                      NN_CKPT_EFORMAT, "8 bytes at the end of the file belong to no tensor");
+                      IO_CKPT_EFORMAT, "8 bytes at the end of the file belong to no tensor");
     expect_read_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                       "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-                      8, NN_CKPT_EFORMAT, "tensor 'a' appears twice");
-    expect_read_error("{\"__metadata__\":{\"k\":1}}", 0, NN_CKPT_EFORMAT,
+                      8, IO_CKPT_EFORMAT, "tensor 'a' appears twice");
+    expect_read_error("{\"__metadata__\":{\"k\":1}}", 0, IO_CKPT_EFORMAT,
                       "metadata 'k' is not a string");
-    expect_read_error("{\"__metadata__\":[]}", 0, NN_CKPT_EFORMAT,
+    expect_read_error("{\"__metadata__\":[]}", 0, IO_CKPT_EFORMAT,
                       "\"__metadata__\" is not a JSON object");
-    expect_read_error("{\"__metadata__\":{\"chainrule.crc32\":\"12345678\"}}", 0, NN_CKPT_EFORMAT,
+    expect_read_error("{\"__metadata__\":{\"chainrule.crc32\":\"12345678\"}}", 0, IO_CKPT_EFORMAT,
                       "checksum mismatch");
 }
 
@@ -485,21 +485,21 @@ Test(checkpoint, bad_lengths_and_missing_files, .init = make_tmpdir, .fini = rem
 {
     const char *path = tmp_path("x.safetensors");
     unsigned char huge[16] = {0x40, 0x42, 0x0f, 0, 0, 0, 0, 0, '{', '}'};
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_error err;
-    cr_assert_eq(nn_checkpoint_read(tmp_path("none.safetensors"), &ck, &err), NN_CKPT_EIO);
+    io_checkpoint *ck = NULL;
+    io_ckpt_error err;
+    cr_assert_eq(io_checkpoint_read(tmp_path("none.safetensors"), &ck, &err), IO_CKPT_EIO);
     assert_contains(err.message, "none.safetensors: No such file or directory");
     write_bytes(path, "", 0);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_EFORMAT);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_EFORMAT);
     assert_contains(err.message, "truncated file: 0 bytes, shorter than the 8-byte header length");
     write_bytes(path, huge, 10);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_EFORMAT);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_EFORMAT);
     assert_contains(err.message, "header length 1000000 goes past the end of the file");
     huge[3] = 0x10; /* 268 MB */
     write_bytes(path, huge, 10);
-    cr_assert_eq(nn_checkpoint_read(path, &ck, &err), NN_CKPT_EFORMAT);
+    cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_EFORMAT);
     assert_contains(err.message, "is over the 100 MB limit");
-    cr_assert_eq(nn_checkpoint_read(tmpdir, &ck, &err), NN_CKPT_EIO);
+    cr_assert_eq(io_checkpoint_read(tmpdir, &ck, &err), IO_CKPT_EIO);
     assert_contains(err.message, "it is a directory");
     cr_assert_null(ck);
 }
@@ -512,10 +512,10 @@ Test(checkpoint, every_truncation_is_refused, .init = make_tmpdir, .fini = remov
     write_known(path);
     bytes = read_bytes(path, &len);
     for (size_t n = 0; n < len; n++) {
-        nn_checkpoint *ck = NULL;
-        nn_ckpt_error err;
+        io_checkpoint *ck = NULL;
+        io_ckpt_error err;
         write_bytes(cut, bytes, n);
-        cr_assert_eq(nn_checkpoint_read(cut, &ck, &err), NN_CKPT_EFORMAT, "cut at %zu of %zu", n,
+        cr_assert_eq(io_checkpoint_read(cut, &ck, &err), IO_CKPT_EFORMAT, "cut at %zu of %zu", n,
                      len);
         cr_assert_null(ck);
     }
@@ -532,24 +532,24 @@ Test(checkpoint, every_flipped_byte_is_detected, .init = make_tmpdir, .fini = re
     bytes = read_bytes(path, &len);
     for (size_t i = 0; i < len; i++)
         for (int m = 0; m < 3; m++) {
-            nn_checkpoint *ck = NULL;
-            nn_ckpt_status st;
+            io_checkpoint *ck = NULL;
+            io_ckpt_status st;
             bytes[i] ^= masks[m];
             write_bytes(bad, bytes, len);
             bytes[i] ^= masks[m];
-            st = nn_checkpoint_read(bad, &ck, NULL);
-            if (st == NN_CKPT_OK) {
+            st = io_checkpoint_read(bad, &ck, NULL);
+            if (st == IO_CKPT_OK) {
                 /* Only a flip inside the checksum's own key can pass, and
                    then the file is no longer verified. */
-                cr_assert_not(nn_checkpoint_verified(ck),
+                cr_assert_not(io_checkpoint_verified(ck),
                               "flip of byte %zu (mask %02x) "
                               "went unnoticed",
                               i, masks[m]);
                 unverified++;
             }
-            nn_checkpoint_destroy(ck);
+            io_checkpoint_destroy(ck);
         }
-    cr_assert_leq(unverified, 3 * strlen(NN_CKPT_CHECKSUM_KEY));
+    cr_assert_leq(unverified, 3 * strlen(IO_CKPT_CHECKSUM_KEY));
     free(bytes);
 }
 
@@ -585,28 +585,28 @@ static void *failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 Test(checkpoint, allocation_failures_leak_nothing, .init = make_tmpdir, .fini = remove_tmpdir)
 {
     const char *path = tmp_path("m.safetensors");
-    nn_ckpt_tensor t[6];
+    io_ckpt_tensor t[6];
     long n;
     known_tensors(t);
     for (int phase = 0; phase < 2; phase++) {
         for (n = 0; n < 1000; n++) {
             counting_alloc a = {0, n, 0, 0};
-            nn_checkpoint *ck = NULL;
-            nn_ckpt_error err;
-            nn_ckpt_status st;
-            nn_checkpoint_set_allocator(failing_alloc, &a);
-            st = phase == 0 ? nn_checkpoint_write(path, t, 6, known_meta, 3, &err)
-                            : nn_checkpoint_read(path, &ck, &err);
-            nn_checkpoint_destroy(ck);
-            nn_checkpoint_set_allocator(NULL, NULL);
+            io_checkpoint *ck = NULL;
+            io_ckpt_error err;
+            io_ckpt_status st;
+            io_checkpoint_set_allocator(failing_alloc, &a);
+            st = phase == 0 ? io_checkpoint_write(path, t, 6, known_meta, 3, &err)
+                            : io_checkpoint_read(path, &ck, &err);
+            io_checkpoint_destroy(ck);
+            io_checkpoint_set_allocator(NULL, NULL);
             cr_assert_eq(a.live, 0, "phase %d: leak when allocation %ld fails", phase, n);
             cr_assert_eq(a.bytes, 0, "phase %d: size bookkeeping", phase);
-            if (st == NN_CKPT_OK)
+            if (st == IO_CKPT_OK)
                 break;
-            cr_assert_eq(st, NN_CKPT_ENOMEM, "phase %d, allocation %ld: %s", phase, n, err.message);
+            cr_assert_eq(st, IO_CKPT_ENOMEM, "phase %d, allocation %ld: %s", phase, n, err.message);
         }
         cr_assert_gt(n, 0);
         cr_assert_eq(count_files(".tmp-"), 0);
     }
-    cr_assert_str_eq(nn_ckpt_status_string(NN_CKPT_EFORMAT), "invalid checkpoint file");
+    cr_assert_str_eq(io_ckpt_status_string(IO_CKPT_EFORMAT), "invalid checkpoint file");
 }

@@ -32,12 +32,12 @@ static const char *fixture(const char *name)
 /* Skips the calling test when the library was built without zlib. */
 static void need_zlib(void)
 {
-    nn_idx *idx = NULL;
-    nn_data_error err;
-    if (nn_idx_read(fixture("mnist_small/train-labels-idx1-ubyte.gz"), &idx, &err) ==
-        NN_DATA_ENOTSUP)
+    io_idx *idx = NULL;
+    io_data_error err;
+    if (io_idx_read(fixture("mnist_small/train-labels-idx1-ubyte.gz"), &idx, &err) ==
+        IO_DATA_ENOTSUP)
         cr_skip_test("built without zlib: %s", err.message);
-    nn_idx_destroy(idx);
+    io_idx_destroy(idx);
 }
 
 #define assert_contains(haystack, needle)                                                          \
@@ -48,13 +48,13 @@ static void need_zlib(void)
 
 Test(rng, splitmix64_reference_values)
 {
-    nn_data_rng r;
-    nn_data_rng_seed(&r, 0);
-    cr_assert_eq(nn_data_rng_next(&r), UINT64_C(0xE220A8397B1DCDAF));
-    cr_assert_eq(nn_data_rng_next(&r), UINT64_C(0x6E789E6AA1B965F4));
-    cr_assert_eq(nn_data_rng_next(&r), UINT64_C(0x06C45D188009454F));
-    nn_data_rng_seed(&r, 42);
-    cr_assert_eq(nn_data_rng_next(&r), UINT64_C(0xBDD732262FEB6E95));
+    io_data_rng r;
+    io_data_rng_seed(&r, 0);
+    cr_assert_eq(io_data_rng_next(&r), UINT64_C(0xE220A8397B1DCDAF));
+    cr_assert_eq(io_data_rng_next(&r), UINT64_C(0x6E789E6AA1B965F4));
+    cr_assert_eq(io_data_rng_next(&r), UINT64_C(0x06C45D188009454F));
+    io_data_rng_seed(&r, 42);
+    cr_assert_eq(io_data_rng_next(&r), UINT64_C(0xBDD732262FEB6E95));
     cr_assert_eq(r.state, UINT64_C(42) + UINT64_C(0x9E3779B97F4A7C15));
 }
 
@@ -62,14 +62,14 @@ Test(rng, below_matches_reference_and_stays_in_range)
 {
     /* Values from the Python reference of the documented algorithm. */
     const uint64_t want[8] = {7, 4, 6, 3, 4, 5, 8, 2};
-    nn_data_rng r;
-    nn_data_rng_seed(&r, 7);
+    io_data_rng r;
+    io_data_rng_seed(&r, 7);
     for (int i = 0; i < 8; i++)
-        cr_assert_eq(nn_data_rng_below(&r, 10), want[i], "draw %d", i);
-    cr_assert_eq(nn_data_rng_below(&r, 0), 0);
-    cr_assert_eq(nn_data_rng_below(&r, 1), 0);
+        cr_assert_eq(io_data_rng_below(&r, 10), want[i], "draw %d", i);
+    cr_assert_eq(io_data_rng_below(&r, 0), 0);
+    cr_assert_eq(io_data_rng_below(&r, 1), 0);
     for (int i = 0; i < 1000; i++)
-        cr_assert_lt(nn_data_rng_below(&r, 3), 3);
+        cr_assert_lt(io_data_rng_below(&r, 3), 3);
 }
 
 Test(rng, below_rejects_the_biased_range)
@@ -77,11 +77,11 @@ Test(rng, below_rejects_the_biased_range)
     /* With bound 2^63 + 1 the values below 2^63 - 1 are redrawn: seeded with
        7 the first two raw draws are rejected (Python reference values). */
     const uint64_t bound = (UINT64_C(1) << 63) + 1;
-    nn_data_rng r;
-    nn_data_rng_seed(&r, 7);
-    cr_assert_eq(nn_data_rng_below(&r, bound), UINT64_C(0x66984080BAB12A01));
-    cr_assert_eq(nn_data_rng_below(&r, bound), UINT64_C(0x153AEB70673E29CA));
-    cr_assert_eq(nn_data_rng_below(&r, bound), UINT64_C(0x75BA4EB728DD632B));
+    io_data_rng r;
+    io_data_rng_seed(&r, 7);
+    cr_assert_eq(io_data_rng_below(&r, bound), UINT64_C(0x66984080BAB12A01));
+    cr_assert_eq(io_data_rng_below(&r, bound), UINT64_C(0x153AEB70673E29CA));
+    cr_assert_eq(io_data_rng_below(&r, bound), UINT64_C(0x75BA4EB728DD632B));
 }
 
 Test(rng, permutation_is_portable_and_depends_on_seed_and_epoch)
@@ -90,11 +90,11 @@ Test(rng, permutation_is_portable_and_depends_on_seed_and_epoch)
     const size_t want1[10] = {2, 3, 9, 7, 5, 8, 6, 4, 0, 1};
     const size_t want7[10] = {6, 2, 4, 8, 0, 9, 7, 1, 5, 3};
     size_t p[10];
-    nn_data_permutation(p, 10, 42, 0);
+    io_data_permutation(p, 10, 42, 0);
     cr_assert_arr_eq(p, want0, sizeof p);
-    nn_data_permutation(p, 10, 42, 1);
+    io_data_permutation(p, 10, 42, 1);
     cr_assert_arr_eq(p, want1, sizeof p);
-    nn_data_permutation(p, 10, 42, 7);
+    io_data_permutation(p, 10, 42, 7);
     cr_assert_arr_eq(p, want7, sizeof p);
 }
 
@@ -104,7 +104,7 @@ Test(rng, large_permutation_visits_each_index_once)
     static size_t p[N];
     static unsigned char seen[N];
     size_t fixed = 0;
-    nn_data_permutation(p, N, 123, 5);
+    io_data_permutation(p, N, 123, 5);
     for (size_t i = 0; i < N; i++) {
         cr_assert_lt(p[i], N);
         cr_assert_eq(seen[p[i]], 0, "index %zu twice", p[i]);
@@ -117,11 +117,11 @@ Test(rng, large_permutation_visits_each_index_once)
 /* ------------------------------------------------------------ dataset ops */
 
 /* n examples of d features: x[i][j] = 10 i + j, y[i] = i % 3. */
-static nn_dataset *counting(size_t n, size_t d)
+static io_dataset *counting(size_t n, size_t d)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_dataset_create(n, d, true, &ds, &err), NN_DATA_OK, "%s", err.message);
+    io_dataset *ds = NULL;
+    io_data_error err;
+    cr_assert_eq(io_dataset_create(n, d, true, &ds, &err), IO_DATA_OK, "%s", err.message);
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < d; j++)
             ds->x[i * d + j] = (float)(10 * i + j);
@@ -133,117 +133,117 @@ static nn_dataset *counting(size_t n, size_t d)
 
 Test(dataset, create_zeroes_and_rejects_overflow)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_dataset_create(3, 2, false, &ds, &err), NN_DATA_OK);
+    io_dataset *ds = NULL;
+    io_data_error err;
+    cr_assert_eq(io_dataset_create(3, 2, false, &ds, &err), IO_DATA_OK);
     cr_assert_eq(ds->n, 3);
     cr_assert_eq(ds->d, 2);
     cr_assert_null(ds->y);
     for (int i = 0; i < 6; i++)
         cr_assert_eq(ds->x[i], 0.0f);
-    nn_dataset_destroy(ds);
-    cr_assert_eq(nn_dataset_create(SIZE_MAX / 2, 4, true, &ds, &err), NN_DATA_EINVAL);
+    io_dataset_destroy(ds);
+    cr_assert_eq(io_dataset_create(SIZE_MAX / 2, 4, true, &ds, &err), IO_DATA_EINVAL);
     cr_assert_null(ds);
     assert_contains(err.message, "too large");
-    nn_dataset_destroy(NULL);
+    io_dataset_destroy(NULL);
 }
 
 Test(dataset, slice_split_truncate)
 {
-    nn_dataset *ds = counting(10, 2), *a = NULL, *b = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_dataset_slice(ds, 3, 4, &a, &err), NN_DATA_OK, "%s", err.message);
+    io_dataset *ds = counting(10, 2), *a = NULL, *b = NULL;
+    io_data_error err;
+    cr_assert_eq(io_dataset_slice(ds, 3, 4, &a, &err), IO_DATA_OK, "%s", err.message);
     cr_assert_eq(a->n, 4);
     cr_assert_eq(a->x[0], 30.0f);
     cr_assert_eq(a->x[7], 61.0f);
     cr_assert_eq(a->y[0], 0);
     cr_assert_eq(a->y[3], 0);
     cr_assert_eq(a->classes, 3);
-    nn_dataset_destroy(a);
+    io_dataset_destroy(a);
 
-    cr_assert_eq(nn_dataset_slice(ds, 8, 3, &a, &err), NN_DATA_EINVAL);
+    cr_assert_eq(io_dataset_slice(ds, 8, 3, &a, &err), IO_DATA_EINVAL);
     cr_assert_null(a);
     assert_contains(err.message, "outside the dataset of 10 examples");
 
-    cr_assert_eq(nn_dataset_split(ds, 3, &a, &b, &err), NN_DATA_OK);
+    cr_assert_eq(io_dataset_split(ds, 3, &a, &b, &err), IO_DATA_OK);
     cr_assert_eq(a->n, 3);
     cr_assert_eq(b->n, 7);
     cr_assert_eq(a->x[4], 20.0f);
     cr_assert_eq(b->x[0], 30.0f);
     cr_assert_eq(b->y[6], 0);
-    nn_dataset_destroy(a);
-    nn_dataset_destroy(b);
-    cr_assert_eq(nn_dataset_split(ds, 11, &a, &b, &err), NN_DATA_EINVAL);
+    io_dataset_destroy(a);
+    io_dataset_destroy(b);
+    cr_assert_eq(io_dataset_split(ds, 11, &a, &b, &err), IO_DATA_EINVAL);
     cr_assert_null(a);
     cr_assert_null(b);
     assert_contains(err.message, "cannot split 11 examples off a dataset of 10");
 
-    nn_dataset_truncate(ds, 4);
+    io_dataset_truncate(ds, 4);
     cr_assert_eq(ds->n, 4);
-    nn_dataset_truncate(ds, 100);
+    io_dataset_truncate(ds, 100);
     cr_assert_eq(ds->n, 4);
-    nn_dataset_destroy(ds); /* frees the full allocation despite n == 4 */
+    io_dataset_destroy(ds); /* frees the full allocation despite n == 4 */
 }
 
 Test(dataset, shuffle_moves_rows_as_the_permutation_says)
 {
-    nn_dataset *ds = counting(10, 3);
+    io_dataset *ds = counting(10, 3);
     size_t p[10];
-    nn_data_permutation(p, 10, 99, 0);
-    nn_dataset_shuffle(ds, 99);
+    io_data_permutation(p, 10, 99, 0);
+    io_dataset_shuffle(ds, 99);
     for (size_t i = 0; i < 10; i++) {
         cr_assert_eq(ds->x[i * 3], (float)(10 * p[i]));
         cr_assert_eq(ds->x[i * 3 + 2], (float)(10 * p[i] + 2));
         cr_assert_eq(ds->y[i], (int)(p[i] % 3));
     }
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 Test(dataset, scale_divides)
 {
-    nn_dataset *ds = counting(2, 2);
-    nn_dataset_scale(ds, 255.0f);
+    io_dataset *ds = counting(2, 2);
+    io_dataset_scale(ds, 255.0f);
     cr_assert_eq(ds->x[3], 11.0f / 255.0f);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 /* ------------------------------------------------------------------ scaling */
 
 Test(scaler, minmax_per_feature_fit_on_train_applied_to_test)
 {
-    nn_dataset *train = counting(5, 3), *test = counting(2, 3);
-    nn_scaler *s = NULL;
-    nn_data_error err;
+    io_dataset *train = counting(5, 3), *test = counting(2, 3);
+    io_scaler *s = NULL;
+    io_data_error err;
     for (size_t i = 0; i < 5; i++)
         train->x[i * 3 + 2] = 7.0f; /* a constant feature */
-    cr_assert_eq(nn_scaler_create(3, &s, &err), NN_DATA_OK);
-    cr_assert_eq(nn_scaler_fit(s, train, NN_SCALE_MINMAX, &err), NN_DATA_OK, "%s", err.message);
+    cr_assert_eq(io_scaler_create(3, &s, &err), IO_DATA_OK);
+    cr_assert_eq(io_scaler_fit(s, train, IO_SCALE_MINMAX, &err), IO_DATA_OK, "%s", err.message);
     cr_assert_eq(s->center[0], 0.0f);
     cr_assert_eq(s->spread[0], 40.0f);
     cr_assert_eq(s->center[1], 1.0f);
     cr_assert_eq(s->spread[2], 1.0f, "constant feature: spread 1, no NaN");
-    cr_assert_eq(nn_scaler_apply(s, train, &err), NN_DATA_OK);
+    cr_assert_eq(io_scaler_apply(s, train, &err), IO_DATA_OK);
     cr_assert_eq(train->x[0], 0.0f);
     cr_assert_eq(train->x[12], 1.0f);
     cr_assert_eq(train->x[2], 0.0f);
-    cr_assert_eq(nn_scaler_apply(s, test, &err), NN_DATA_OK);
+    cr_assert_eq(io_scaler_apply(s, test, &err), IO_DATA_OK);
     cr_assert_float_eq(test->x[3], 0.25f, 1e-7); /* (10 - 0) / 40 */
-    nn_scaler_destroy(s);
-    nn_dataset_destroy(train);
-    nn_dataset_destroy(test);
+    io_scaler_destroy(s);
+    io_dataset_destroy(train);
+    io_dataset_destroy(test);
 }
 
 Test(scaler, standard_gives_zero_mean_unit_variance)
 {
-    nn_dataset *ds = counting(4, 2);
-    nn_scaler *s = NULL;
-    nn_data_error err;
+    io_dataset *ds = counting(4, 2);
+    io_scaler *s = NULL;
+    io_data_error err;
     double mean = 0, var = 0;
-    cr_assert_eq(nn_scaler_create(2, &s, &err), NN_DATA_OK);
-    cr_assert_eq(nn_scaler_fit(s, ds, NN_SCALE_STANDARD, &err), NN_DATA_OK);
+    cr_assert_eq(io_scaler_create(2, &s, &err), IO_DATA_OK);
+    cr_assert_eq(io_scaler_fit(s, ds, IO_SCALE_STANDARD, &err), IO_DATA_OK);
     cr_assert_float_eq(s->center[0], 15.0f, 1e-6);
     cr_assert_float_eq(s->spread[0], (float)sqrt(125.0), 1e-5); /* population std of 0,10,20,30 */
-    nn_scaler_apply(s, ds, &err);
+    io_scaler_apply(s, ds, &err);
     for (size_t i = 0; i < 4; i++)
         mean += ds->x[i * 2 + 1];
     mean /= 4;
@@ -251,44 +251,44 @@ Test(scaler, standard_gives_zero_mean_unit_variance)
         var += (ds->x[i * 2 + 1] - mean) * (ds->x[i * 2 + 1] - mean);
     cr_assert_float_eq(mean, 0.0, 1e-6);
     cr_assert_float_eq(var / 4, 1.0, 1e-6);
-    nn_scaler_destroy(s);
-    nn_dataset_destroy(ds);
+    io_scaler_destroy(s);
+    io_dataset_destroy(ds);
 }
 
 Test(scaler, global_minmax_and_errors)
 {
-    nn_dataset *ds = counting(3, 2), *other = counting(2, 5), *empty = NULL;
-    nn_scaler *s = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_scaler_create(2, &s, &err), NN_DATA_OK);
-    cr_assert_eq(nn_scaler_fit(s, ds, NN_SCALE_MINMAX_GLOBAL, &err), NN_DATA_OK);
+    io_dataset *ds = counting(3, 2), *other = counting(2, 5), *empty = NULL;
+    io_scaler *s = NULL;
+    io_data_error err;
+    cr_assert_eq(io_scaler_create(2, &s, &err), IO_DATA_OK);
+    cr_assert_eq(io_scaler_fit(s, ds, IO_SCALE_MINMAX_GLOBAL, &err), IO_DATA_OK);
     cr_assert_eq(s->center[1], 0.0f);
     cr_assert_eq(s->spread[1], 21.0f);
-    cr_assert_eq(nn_scaler_apply(s, other, &err), NN_DATA_EINVAL);
+    cr_assert_eq(io_scaler_apply(s, other, &err), IO_DATA_EINVAL);
     assert_contains(err.message, "scaler has 2 features but the dataset has 5");
-    cr_assert_eq(nn_scaler_fit(s, other, NN_SCALE_MINMAX, &err), NN_DATA_EINVAL);
-    nn_dataset_create(0, 2, true, &empty, NULL);
-    cr_assert_eq(nn_scaler_fit(s, empty, NN_SCALE_STANDARD, &err), NN_DATA_EINVAL);
+    cr_assert_eq(io_scaler_fit(s, other, IO_SCALE_MINMAX, &err), IO_DATA_EINVAL);
+    io_dataset_create(0, 2, true, &empty, NULL);
+    cr_assert_eq(io_scaler_fit(s, empty, IO_SCALE_STANDARD, &err), IO_DATA_EINVAL);
     assert_contains(err.message, "empty dataset");
-    nn_scaler_destroy(s);
-    nn_scaler_destroy(NULL);
-    nn_dataset_destroy(ds);
-    nn_dataset_destroy(other);
-    nn_dataset_destroy(empty);
+    io_scaler_destroy(s);
+    io_scaler_destroy(NULL);
+    io_dataset_destroy(ds);
+    io_dataset_destroy(other);
+    io_dataset_destroy(empty);
 }
 
 /* ------------------------------------------------------------------ batches */
 
 Test(batcher, in_order_with_a_smaller_last_batch)
 {
-    nn_dataset *ds = counting(10, 2);
-    nn_batcher *b = NULL;
-    nn_batch batch;
-    nn_data_error err;
+    io_dataset *ds = counting(10, 2);
+    io_batcher *b = NULL;
+    io_batch batch;
+    io_data_error err;
     size_t sizes[3] = {4, 4, 2}, k = 0;
-    cr_assert_eq(nn_batcher_create(ds, 4, false, 0, &b, &err), NN_DATA_OK);
-    cr_assert_eq(nn_batcher_count(b), 3);
-    while (nn_batcher_next(b, &batch)) {
+    cr_assert_eq(io_batcher_create(ds, 4, false, 0, &b, &err), IO_DATA_OK);
+    cr_assert_eq(io_batcher_count(b), 3);
+    while (io_batcher_next(b, &batch)) {
         cr_assert_lt(k, 3);
         cr_assert_eq(batch.size, sizes[k]);
         cr_assert_eq(batch.index, k);
@@ -297,26 +297,26 @@ Test(batcher, in_order_with_a_smaller_last_batch)
         k++;
     }
     cr_assert_eq(k, 3);
-    cr_assert_not(nn_batcher_next(b, &batch), "stays finished");
-    nn_batcher_start_epoch(b, 1);
-    cr_assert(nn_batcher_next(b, &batch));
+    cr_assert_not(io_batcher_next(b, &batch), "stays finished");
+    io_batcher_start_epoch(b, 1);
+    cr_assert(io_batcher_next(b, &batch));
     cr_assert_eq(batch.x, ds->x);
-    nn_batcher_destroy(b);
-    nn_dataset_destroy(ds);
+    io_batcher_destroy(b);
+    io_dataset_destroy(ds);
 }
 
 Test(batcher, shuffled_follows_the_epoch_permutation_and_replays)
 {
-    nn_dataset *ds = counting(10, 2);
-    nn_batcher *b = NULL;
-    nn_batch batch;
+    io_dataset *ds = counting(10, 2);
+    io_batcher *b = NULL;
+    io_batch batch;
     size_t p[10], seen = 0, order1[10], k;
-    cr_assert_eq(nn_batcher_create(ds, 3, true, 42, &b, NULL), NN_DATA_OK);
+    cr_assert_eq(io_batcher_create(ds, 3, true, 42, &b, NULL), IO_DATA_OK);
     for (uint64_t epoch = 0; epoch < 3; epoch++) {
-        nn_batcher_start_epoch(b, epoch);
-        nn_data_permutation(p, 10, 42, epoch);
+        io_batcher_start_epoch(b, epoch);
+        io_data_permutation(p, 10, 42, epoch);
         seen = 0;
-        while (nn_batcher_next(b, &batch))
+        while (io_batcher_next(b, &batch))
             for (size_t i = 0; i < batch.size; i++, seen++) {
                 cr_assert_eq(batch.x[2 * i], (float)(10 * p[seen]));
                 cr_assert_eq(batch.x[2 * i + 1], (float)(10 * p[seen] + 1));
@@ -327,166 +327,166 @@ Test(batcher, shuffled_follows_the_epoch_permutation_and_replays)
         cr_assert_eq(seen, 10);
     }
     /* Resuming at epoch 1 replays exactly the same order. */
-    nn_batcher_start_epoch(b, 1);
+    io_batcher_start_epoch(b, 1);
     k = 0;
-    while (nn_batcher_next(b, &batch))
+    while (io_batcher_next(b, &batch))
         for (size_t i = 0; i < batch.size; i++, k++)
             cr_assert_eq(batch.x[2 * i], (float)(10 * order1[k]));
-    nn_batcher_destroy(b);
-    nn_dataset_destroy(ds);
+    io_batcher_destroy(b);
+    io_dataset_destroy(ds);
 }
 
 Test(batcher, errors_and_unlabelled)
 {
-    nn_dataset *ds = NULL;
-    nn_batcher *b = NULL;
-    nn_batch batch;
-    nn_data_error err;
-    nn_dataset_create(5, 2, false, &ds, NULL);
-    cr_assert_eq(nn_batcher_create(ds, 0, true, 1, &b, &err), NN_DATA_EINVAL);
+    io_dataset *ds = NULL;
+    io_batcher *b = NULL;
+    io_batch batch;
+    io_data_error err;
+    io_dataset_create(5, 2, false, &ds, NULL);
+    cr_assert_eq(io_batcher_create(ds, 0, true, 1, &b, &err), IO_DATA_EINVAL);
     cr_assert_null(b);
     assert_contains(err.message, "batch size must be at least 1");
-    cr_assert_eq(nn_batcher_create(ds, 100, true, 1, &b, &err), NN_DATA_OK);
-    cr_assert_eq(nn_batcher_count(b), 1);
-    cr_assert(nn_batcher_next(b, &batch));
+    cr_assert_eq(io_batcher_create(ds, 100, true, 1, &b, &err), IO_DATA_OK);
+    cr_assert_eq(io_batcher_count(b), 1);
+    cr_assert(io_batcher_next(b, &batch));
     cr_assert_eq(batch.size, 5);
     cr_assert_null(batch.y);
-    nn_batcher_destroy(b);
-    nn_batcher_destroy(NULL);
-    nn_dataset_destroy(ds);
+    io_batcher_destroy(b);
+    io_batcher_destroy(NULL);
+    io_dataset_destroy(ds);
 }
 
 /* ---------------------------------------------------------------------- IDX */
 
 Test(idx, reads_gzipped_images)
 {
-    nn_idx *idx = NULL;
-    nn_data_error err;
+    io_idx *idx = NULL;
+    io_data_error err;
     need_zlib();
-    cr_assert_eq(nn_idx_read(fixture("mnist_small/train-images-idx3-ubyte.gz"), &idx, &err),
-                 NN_DATA_OK, "%s", err.message);
-    cr_assert_eq(idx->type, NN_IDX_U8);
+    cr_assert_eq(io_idx_read(fixture("mnist_small/train-images-idx3-ubyte.gz"), &idx, &err),
+                 IO_DATA_OK, "%s", err.message);
+    cr_assert_eq(idx->type, IO_IDX_U8);
     cr_assert_eq(idx->ndim, 3);
     cr_assert_eq(idx->dims[0], 5);
     cr_assert_eq(idx->dims[1], 2);
     cr_assert_eq(idx->dims[2], 3);
     cr_assert_eq(idx->count, 30);
     for (size_t k = 0; k < 30; k++)
-        cr_assert_eq(nn_idx_value(idx, k), (double)(k * 7 % 256), "pixel %zu", k);
-    nn_idx_destroy(idx);
+        cr_assert_eq(io_idx_value(idx, k), (double)(k * 7 % 256), "pixel %zu", k);
+    io_idx_destroy(idx);
 }
 
 Test(idx, reads_wider_types_big_endian)
 {
-    nn_idx *idx = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_idx_read(fixture("f64.idx"), &idx, &err), NN_DATA_OK, "%s", err.message);
-    cr_assert_eq(idx->type, NN_IDX_F64);
+    io_idx *idx = NULL;
+    io_data_error err;
+    cr_assert_eq(io_idx_read(fixture("f64.idx"), &idx, &err), IO_DATA_OK, "%s", err.message);
+    cr_assert_eq(idx->type, IO_IDX_F64);
     cr_assert_eq(((double *)idx->data)[1], -2.25);
-    cr_assert_eq(nn_idx_value(idx, 3), 1e10);
-    nn_idx_destroy(idx);
-    cr_assert_eq(nn_idx_read(fixture("i16.idx"), &idx, &err), NN_DATA_OK, "%s", err.message);
-    cr_assert_eq(nn_idx_value(idx, 0), -2.0);
-    cr_assert_eq(nn_idx_value(idx, 1), 300.0);
-    cr_assert_eq(nn_idx_value(idx, 2), -32768.0);
-    nn_idx_destroy(idx);
-    cr_assert_eq(nn_idx_read(fixture("i32_labels.idx"), &idx, &err), NN_DATA_OK);
+    cr_assert_eq(io_idx_value(idx, 3), 1e10);
+    io_idx_destroy(idx);
+    cr_assert_eq(io_idx_read(fixture("i16.idx"), &idx, &err), IO_DATA_OK, "%s", err.message);
+    cr_assert_eq(io_idx_value(idx, 0), -2.0);
+    cr_assert_eq(io_idx_value(idx, 1), 300.0);
+    cr_assert_eq(io_idx_value(idx, 2), -32768.0);
+    io_idx_destroy(idx);
+    cr_assert_eq(io_idx_read(fixture("i32_labels.idx"), &idx, &err), IO_DATA_OK);
     cr_assert_eq(((int32_t *)idx->data)[1], 100000);
-    nn_idx_destroy(idx);
+    io_idx_destroy(idx);
 }
 
 /* Reads a malformed fixture and checks status and message. */
-static void expect_idx_error(const char *name, nn_data_status status, const char *text)
+static void expect_idx_error(const char *name, io_data_status status, const char *text)
 {
-    nn_idx *idx = (nn_idx *)&idx; /* must be reset to NULL */
-    nn_data_error err;
+    io_idx *idx = (io_idx *)&idx; /* must be reset to NULL */
+    io_data_error err;
     const char *path = fixture(name);
-    cr_assert_eq(nn_idx_read(path, &idx, &err), status, "%s: got \"%s\"", name, err.message);
+    cr_assert_eq(io_idx_read(path, &idx, &err), status, "%s: got \"%s\"", name, err.message);
     cr_assert_eq(err.status, status);
     cr_assert_null(idx);
     assert_contains(err.message, text);
-    if (status != NN_DATA_EINVAL)
+    if (status != IO_DATA_EINVAL)
         assert_contains(err.message, path);
 }
 
 Test(idx, malformed_files_are_refused_with_a_reason)
 {
-    expect_idx_error("bad_magic.idx", NN_DATA_EFORMAT, "bad magic number 50 4b 03 04");
-    expect_idx_error("bad_type.idx", NN_DATA_EFORMAT, "unknown IDX element type 0x0a");
-    expect_idx_error("zero_dims.idx", NN_DATA_EFORMAT, "0 dimensions");
-    expect_idx_error("too_many_dims.idx", NN_DATA_EFORMAT, "9 dimensions");
-    expect_idx_error("empty.idx", NN_DATA_EFORMAT, "empty file");
-    expect_idx_error("short_magic.idx", NN_DATA_EFORMAT, "truncated file: 2 bytes");
-    expect_idx_error("truncated_header.idx", NN_DATA_EFORMAT,
+    expect_idx_error("bad_magic.idx", IO_DATA_EFORMAT, "bad magic number 50 4b 03 04");
+    expect_idx_error("bad_type.idx", IO_DATA_EFORMAT, "unknown IDX element type 0x0a");
+    expect_idx_error("zero_dims.idx", IO_DATA_EFORMAT, "0 dimensions");
+    expect_idx_error("too_many_dims.idx", IO_DATA_EFORMAT, "9 dimensions");
+    expect_idx_error("empty.idx", IO_DATA_EFORMAT, "empty file");
+    expect_idx_error("short_magic.idx", IO_DATA_EFORMAT, "truncated file: 2 bytes");
+    expect_idx_error("truncated_header.idx", IO_DATA_EFORMAT,
                      "truncated file: the header ends inside its 3 dimension sizes");
-    expect_idx_error("truncated_data.idx", NN_DATA_EFORMAT,
+    expect_idx_error("truncated_data.idx", IO_DATA_EFORMAT,
                      "truncated file: the header declares 30 data bytes, the file holds 20");
-    expect_idx_error("extra_bytes.idx", NN_DATA_EFORMAT, "unexpected bytes after the 30 data");
+    expect_idx_error("extra_bytes.idx", IO_DATA_EFORMAT, "unexpected bytes after the 30 data");
 }
 
 Test(idx, broken_gzip_is_refused)
 {
-    nn_idx *idx = NULL;
-    nn_data_error err;
-    nn_data_status st = nn_idx_read(fixture("truncated.idx.gz"), &idx, &err);
-    if (st == NN_DATA_ENOTSUP)
+    io_idx *idx = NULL;
+    io_data_error err;
+    io_data_status st = io_idx_read(fixture("truncated.idx.gz"), &idx, &err);
+    if (st == IO_DATA_ENOTSUP)
         cr_skip_test("built without zlib: %s", err.message);
-    cr_assert_eq(st, NN_DATA_EFORMAT, "%s", err.message);
+    cr_assert_eq(st, IO_DATA_EFORMAT, "%s", err.message);
     assert_contains(err.message, "truncated file: the compressed data ends early");
-    cr_assert_eq(nn_idx_read(fixture("corrupt.idx.gz"), &idx, &err), NN_DATA_EFORMAT);
+    cr_assert_eq(io_idx_read(fixture("corrupt.idx.gz"), &idx, &err), IO_DATA_EFORMAT);
     assert_contains(err.message, "corrupt gzip data");
     cr_assert_null(idx);
 }
 
 Test(idx, missing_file_and_directory_name_the_path)
 {
-    nn_idx *idx = NULL;
-    nn_data_error err;
-    cr_assert_eq(nn_idx_read("/nonexistent/dir/x.idx", &idx, &err), NN_DATA_EIO);
+    io_idx *idx = NULL;
+    io_data_error err;
+    cr_assert_eq(io_idx_read("/nonexistent/dir/x.idx", &idx, &err), IO_DATA_EIO);
     cr_assert_str_eq(err.message, "cannot open /nonexistent/dir/x.idx: No such file or directory");
-    cr_assert_eq(nn_idx_read(fixture("mnist_small"), &idx, &err), NN_DATA_EIO);
+    cr_assert_eq(io_idx_read(fixture("mnist_small"), &idx, &err), IO_DATA_EIO);
     assert_contains(err.message, "mnist_small: Is a directory");
-    cr_assert_eq(nn_idx_read(NULL, &idx, &err), NN_DATA_EINVAL);
-    cr_assert_eq(nn_idx_read(fixture("f64.idx"), NULL, &err), NN_DATA_EINVAL);
+    cr_assert_eq(io_idx_read(NULL, &idx, &err), IO_DATA_EINVAL);
+    cr_assert_eq(io_idx_read(fixture("f64.idx"), NULL, &err), IO_DATA_EINVAL);
 }
 
 Test(idx, dataset_from_idx_checks_labels)
 {
-    nn_idx *img = NULL, *lab = NULL, *f64 = NULL;
-    nn_dataset *ds = NULL;
-    nn_data_error err;
+    io_idx *img = NULL, *lab = NULL, *f64 = NULL;
+    io_dataset *ds = NULL;
+    io_data_error err;
     need_zlib();
-    cr_assert_eq(nn_idx_read(fixture("mnist_small/t10k-images-idx3-ubyte"), &img, &err),
-                 NN_DATA_OK);
-    cr_assert_eq(nn_idx_read(fixture("mnist_small/train-labels-idx1-ubyte.gz"), &lab, &err),
-                 NN_DATA_OK, "%s", err.message);
-    cr_assert_eq(nn_dataset_from_idx(img, lab, &ds, &err), NN_DATA_EMISMATCH);
+    cr_assert_eq(io_idx_read(fixture("mnist_small/t10k-images-idx3-ubyte"), &img, &err),
+                 IO_DATA_OK);
+    cr_assert_eq(io_idx_read(fixture("mnist_small/train-labels-idx1-ubyte.gz"), &lab, &err),
+                 IO_DATA_OK, "%s", err.message);
+    cr_assert_eq(io_dataset_from_idx(img, lab, &ds, &err), IO_DATA_EMISMATCH);
     cr_assert_str_eq(err.message,
                      "the examples IDX has 3 examples but the labels IDX has 5 labels");
     cr_assert_null(ds);
-    nn_idx_read(fixture("f64.idx"), &f64, &err);
-    cr_assert_eq(nn_dataset_from_idx(img, f64, &ds, &err), NN_DATA_EFORMAT);
+    io_idx_read(fixture("f64.idx"), &f64, &err);
+    cr_assert_eq(io_dataset_from_idx(img, f64, &ds, &err), IO_DATA_EFORMAT);
     assert_contains(err.message, "labels must be a 1-d IDX of integers, found 2-d double");
     /* Unlabelled images: chainrule predict. */
-    cr_assert_eq(nn_dataset_from_idx(img, NULL, &ds, &err), NN_DATA_OK);
+    cr_assert_eq(io_dataset_from_idx(img, NULL, &ds, &err), IO_DATA_OK);
     cr_assert_null(ds->y);
     cr_assert_eq(ds->classes, 0);
     cr_assert_eq(ds->n, 3);
     cr_assert_eq(ds->d, 6);
     cr_assert_eq(ds->x[6], 42.0f);
-    nn_dataset_destroy(ds);
-    nn_idx_destroy(img);
-    nn_idx_destroy(lab);
-    nn_idx_destroy(f64);
+    io_dataset_destroy(ds);
+    io_idx_destroy(img);
+    io_idx_destroy(lab);
+    io_idx_destroy(f64);
 }
 
 Test(idx, label_out_of_range)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
+    io_dataset *ds = NULL;
+    io_data_error err;
     cr_assert_eq(
-        nn_idx_load_dataset(fixture("i32_labels.idx"), fixture("i32_labels.idx"), &ds, &err),
-        NN_DATA_EFORMAT);
+        io_idx_load_dataset(fixture("i32_labels.idx"), fixture("i32_labels.idx"), &ds, &err),
+        IO_DATA_EFORMAT);
     assert_contains(err.message, "i32_labels.idx: label 100000 of example 1 is outside [0, 65536)");
     cr_assert_null(ds);
 }
@@ -495,11 +495,11 @@ Test(idx, label_out_of_range)
 
 Test(mnist, loads_gzipped_train_and_plain_test)
 {
-    nn_dataset *train = NULL, *test = NULL;
-    nn_data_error err;
+    io_dataset *train = NULL, *test = NULL;
+    io_data_error err;
     const int train_labels[5] = {3, 1, 4, 1, 5}, test_labels[3] = {9, 2, 6};
     need_zlib();
-    cr_assert_eq(nn_mnist_load(fixture("mnist_small"), &train, &test, &err), NN_DATA_OK, "%s",
+    cr_assert_eq(io_mnist_load(fixture("mnist_small"), &train, &test, &err), IO_DATA_OK, "%s",
                  err.message);
     cr_assert_eq(train->n, 5);
     cr_assert_eq(train->d, 6);
@@ -512,21 +512,21 @@ Test(mnist, loads_gzipped_train_and_plain_test)
     cr_assert_eq(test->n, 3);
     cr_assert_arr_eq(test->y, test_labels, sizeof test_labels);
     cr_assert_eq(test->classes, 10);
-    nn_dataset_destroy(train);
-    nn_dataset_destroy(test);
+    io_dataset_destroy(train);
+    io_dataset_destroy(test);
 
     /* Only the test half (chainrule eval). */
-    cr_assert_eq(nn_mnist_load(fixture("mnist_small"), NULL, &test, &err), NN_DATA_OK);
+    cr_assert_eq(io_mnist_load(fixture("mnist_small"), NULL, &test, &err), IO_DATA_OK);
     cr_assert_eq(test->n, 3);
-    nn_dataset_destroy(test);
+    io_dataset_destroy(test);
 }
 
 Test(mnist, count_mismatch_names_both_files)
 {
-    nn_dataset *train = NULL, *test = NULL;
-    nn_data_error err;
+    io_dataset *train = NULL, *test = NULL;
+    io_data_error err;
     char want[1200];
-    cr_assert_eq(nn_mnist_load(fixture("mnist_mismatch"), &train, &test, &err), NN_DATA_EMISMATCH);
+    cr_assert_eq(io_mnist_load(fixture("mnist_mismatch"), &train, &test, &err), IO_DATA_EMISMATCH);
     snprintf(want, sizeof want, "%s has 5 examples but %s has 4 labels",
              fixture("mnist_mismatch/train-images-idx3-ubyte"),
              fixture("mnist_mismatch/train-labels-idx1-ubyte"));
@@ -537,15 +537,15 @@ Test(mnist, count_mismatch_names_both_files)
 
 Test(mnist, missing_directory_file_and_wrong_shape)
 {
-    nn_dataset *train = NULL, *test = NULL;
-    nn_data_error err;
+    io_dataset *train = NULL, *test = NULL;
+    io_data_error err;
     char want[1200];
-    cr_assert_eq(nn_mnist_load("/no/such/dir", &train, &test, &err), NN_DATA_EIO);
+    cr_assert_eq(io_mnist_load("/no/such/dir", &train, &test, &err), IO_DATA_EIO);
     cr_assert_str_eq(err.message, "data directory /no/such/dir: No such file or directory");
-    cr_assert_eq(nn_mnist_load(fixture("iris_small.csv"), &train, &test, &err), NN_DATA_EIO);
+    cr_assert_eq(io_mnist_load(fixture("iris_small.csv"), &train, &test, &err), IO_DATA_EIO);
     assert_contains(err.message, "is not a directory");
 
-    cr_assert_eq(nn_mnist_load(fixture("mnist_missing"), &train, &test, &err), NN_DATA_EIO);
+    cr_assert_eq(io_mnist_load(fixture("mnist_missing"), &train, &test, &err), IO_DATA_EIO);
     snprintf(want, sizeof want, "missing data file: neither %s nor %s.gz exists",
              fixture("mnist_missing/t10k-images-idx3-ubyte"),
              fixture("mnist_missing/t10k-images-idx3-ubyte"));
@@ -553,29 +553,29 @@ Test(mnist, missing_directory_file_and_wrong_shape)
     cr_assert_null(train, "the loaded half is freed on failure");
     cr_assert_null(test);
 
-    cr_assert_eq(nn_mnist_load(fixture("mnist_not_images"), &train, NULL, &err), NN_DATA_EFORMAT);
+    cr_assert_eq(io_mnist_load(fixture("mnist_not_images"), &train, NULL, &err), IO_DATA_EFORMAT);
     assert_contains(err.message, "expected 3-d unsigned-byte images (n, rows, cols), found 2-d");
 }
 
 Test(mnist, class_names)
 {
-    cr_assert_str_eq(nn_fashion_mnist_class_name(0), "T-shirt/top");
-    cr_assert_str_eq(nn_fashion_mnist_class_name(6), "Shirt");
-    cr_assert_str_eq(nn_fashion_mnist_class_name(9), "Ankle boot");
-    cr_assert_null(nn_fashion_mnist_class_name(10));
-    cr_assert_null(nn_fashion_mnist_class_name(-1));
+    cr_assert_str_eq(io_fashion_mnist_class_name(0), "T-shirt/top");
+    cr_assert_str_eq(io_fashion_mnist_class_name(6), "Shirt");
+    cr_assert_str_eq(io_fashion_mnist_class_name(9), "Ankle boot");
+    cr_assert_null(io_fashion_mnist_class_name(10));
+    cr_assert_null(io_fashion_mnist_class_name(-1));
 }
 
 Test(mnist, real_fashion_mnist_when_installed, .timeout = 120)
 {
-    nn_dataset *train = NULL, *test = NULL;
-    nn_data_error err;
+    io_dataset *train = NULL, *test = NULL;
+    io_data_error err;
     struct stat sb;
     size_t counts[10] = {0};
-    if (stat(NN_FASHION_MNIST_DIR, &sb) != 0)
-        cr_skip_test("%s not found (Debian package dataset-fashion-mnist)", NN_FASHION_MNIST_DIR);
+    if (stat(IO_FASHION_MNIST_DIR, &sb) != 0)
+        cr_skip_test("%s not found (Debian package dataset-fashion-mnist)", IO_FASHION_MNIST_DIR);
     need_zlib();
-    cr_assert_eq(nn_mnist_load(NULL, &train, &test, &err), NN_DATA_OK, "%s", err.message);
+    cr_assert_eq(io_mnist_load(NULL, &train, &test, &err), IO_DATA_OK, "%s", err.message);
     cr_assert_eq(train->n, 60000);
     cr_assert_eq(test->n, 10000);
     cr_assert_eq(train->d, 784);
@@ -594,18 +594,18 @@ Test(mnist, real_fashion_mnist_when_installed, .timeout = 120)
         cr_assert(test->y[i] >= 0 && test->y[i] < 10);
     for (size_t i = 0; i < train->n * train->d; i += 997)
         cr_assert(train->x[i] >= 0.0f && train->x[i] <= 255.0f);
-    nn_dataset_destroy(train);
-    nn_dataset_destroy(test);
+    io_dataset_destroy(train);
+    io_dataset_destroy(test);
 }
 
 /* ---------------------------------------------------------------------- CSV */
 
 Test(csv, text_labels_quoted_header_crlf_blank_line)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
+    io_dataset *ds = NULL;
+    io_data_error err;
     const int want_y[4] = {0, 1, 2, 0};
-    cr_assert_eq(nn_csv_read(fixture("iris_small.csv"), NULL, &ds, &err), NN_DATA_OK, "%s",
+    cr_assert_eq(io_csv_read(fixture("iris_small.csv"), NULL, &ds, &err), IO_DATA_OK, "%s",
                  err.message);
     cr_assert_eq(ds->n, 4);
     cr_assert_eq(ds->d, 3);
@@ -617,17 +617,17 @@ Test(csv, text_labels_quoted_header_crlf_blank_line)
     cr_assert_eq(ds->x[0], 5.1f);
     cr_assert_eq(ds->x[5], 4.7f);
     cr_assert_eq(ds->x[11], 1.4f);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 Test(csv, label_by_index_and_integer_labels)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
-    nn_csv_options opt = {.label_index = 0};
+    io_dataset *ds = NULL;
+    io_data_error err;
+    io_csv_options opt = {.label_index = 0};
     const int want_y[4] = {2, 0, 7, 0};
     const float want_x[8] = {1.5f, -3.0f, 2000.0f, 0.25f, -0.0f, 1.0f, 4.0f, 5.0f};
-    cr_assert_eq(nn_csv_read(fixture("numeric.csv"), &opt, &ds, &err), NN_DATA_OK, "%s",
+    cr_assert_eq(io_csv_read(fixture("numeric.csv"), &opt, &ds, &err), IO_DATA_OK, "%s",
                  err.message);
     cr_assert_eq(ds->n, 4);
     cr_assert_eq(ds->d, 2);
@@ -635,30 +635,30 @@ Test(csv, label_by_index_and_integer_labels)
     cr_assert_null(ds->class_names);
     cr_assert_arr_eq(ds->y, want_y, sizeof want_y);
     cr_assert_arr_eq(ds->x, want_x, sizeof want_x);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 Test(csv, gzipped)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
-    nn_csv_options opt = {.label_name = "label"};
-    nn_data_status st = nn_csv_read(fixture("numeric.csv.gz"), &opt, &ds, &err);
-    if (st == NN_DATA_ENOTSUP)
+    io_dataset *ds = NULL;
+    io_data_error err;
+    io_csv_options opt = {.label_name = "label"};
+    io_data_status st = io_csv_read(fixture("numeric.csv.gz"), &opt, &ds, &err);
+    if (st == IO_DATA_ENOTSUP)
         cr_skip_test("built without zlib: %s", err.message);
-    cr_assert_eq(st, NN_DATA_OK, "%s", err.message);
+    cr_assert_eq(st, IO_DATA_OK, "%s", err.message);
     cr_assert_eq(ds->n, 4);
     cr_assert_eq(ds->x[2], 2000.0f);
     cr_assert_eq(ds->y[2], 7);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 Test(csv, label_by_name_with_quotes)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
-    nn_csv_options opt = {.label_name = "the \"class\""};
-    cr_assert_eq(nn_csv_read(fixture("quoted.csv"), &opt, &ds, &err), NN_DATA_OK, "%s",
+    io_dataset *ds = NULL;
+    io_data_error err;
+    io_csv_options opt = {.label_name = "the \"class\""};
+    cr_assert_eq(io_csv_read(fixture("quoted.csv"), &opt, &ds, &err), IO_DATA_OK, "%s",
                  err.message);
     cr_assert_eq(ds->n, 2);
     cr_assert_eq(ds->classes, 2);
@@ -667,33 +667,33 @@ Test(csv, label_by_name_with_quotes)
     cr_assert_eq(ds->y[1], 0);
     cr_assert_eq(ds->x[0], 1.0f);
     cr_assert_eq(ds->x[3], 4.0f);
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
 }
 
 Test(csv, fixed_class_list_from_the_training_file)
 {
-    nn_dataset *ds = NULL;
-    nn_data_error err;
+    io_dataset *ds = NULL;
+    io_data_error err;
     const char *names[3] = {"virginica", "setosa", "versicolor"};
-    nn_csv_options opt = {.label_index = -1, .class_names = names, .n_class_names = 3};
+    io_csv_options opt = {.label_index = -1, .class_names = names, .n_class_names = 3};
     const int want_y[4] = {1, 2, 0, 1};
-    cr_assert_eq(nn_csv_read(fixture("iris_small.csv"), &opt, &ds, &err), NN_DATA_OK);
+    cr_assert_eq(io_csv_read(fixture("iris_small.csv"), &opt, &ds, &err), IO_DATA_OK);
     cr_assert_arr_eq(ds->y, want_y, sizeof want_y);
     cr_assert_eq(ds->classes, 3);
     cr_assert_str_eq(ds->class_names[0], "virginica");
-    nn_dataset_destroy(ds);
+    io_dataset_destroy(ds);
     opt.n_class_names = 1; /* only "virginica" */
-    cr_assert_eq(nn_csv_read(fixture("iris_small.csv"), &opt, &ds, &err), NN_DATA_EFORMAT);
+    cr_assert_eq(io_csv_read(fixture("iris_small.csv"), &opt, &ds, &err), IO_DATA_EFORMAT);
     assert_contains(err.message, "iris_small.csv: line 2: label 'setosa' is not one of the 1 "
                                  "known classes");
 }
 
-static void expect_csv_error(const char *name, const nn_csv_options *opt, nn_data_status status,
+static void expect_csv_error(const char *name, const io_csv_options *opt, io_data_status status,
                              const char *text)
 {
-    nn_dataset *ds = (nn_dataset *)&ds;
-    nn_data_error err;
-    cr_assert_eq(nn_csv_read(fixture(name), opt, &ds, &err), status, "%s: got \"%s\"", name,
+    io_dataset *ds = (io_dataset *)&ds;
+    io_data_error err;
+    cr_assert_eq(io_csv_read(fixture(name), opt, &ds, &err), status, "%s: got \"%s\"", name,
                  err.message);
     cr_assert_null(ds);
     assert_contains(err.message, name);
@@ -702,25 +702,25 @@ static void expect_csv_error(const char *name, const nn_csv_options *opt, nn_dat
 
 Test(csv, bad_rows_name_line_and_column)
 {
-    nn_csv_options by_name = {.label_name = "species"}, by_index = {.label_index = 5};
-    expect_csv_error("bad_number.csv", NULL, NN_DATA_EFORMAT,
+    io_csv_options by_name = {.label_name = "species"}, by_index = {.label_index = 5};
+    expect_csv_error("bad_number.csv", NULL, IO_DATA_EFORMAT,
                      "line 4, column 2 ('b'): 'abc' is not a number");
-    expect_csv_error("bad_fields.csv", NULL, NN_DATA_EFORMAT,
+    expect_csv_error("bad_fields.csv", NULL, IO_DATA_EFORMAT,
                      "line 3: expected 3 fields as in the header, found 2");
-    expect_csv_error("empty_value.csv", NULL, NN_DATA_EFORMAT,
+    expect_csv_error("empty_value.csv", NULL, IO_DATA_EFORMAT,
                      "line 2, column 2 ('b'): empty value");
-    expect_csv_error("nan_value.csv", NULL, NN_DATA_EFORMAT,
+    expect_csv_error("nan_value.csv", NULL, IO_DATA_EFORMAT,
                      "line 3, column 2 ('b'): 'nan' is not a finite float");
-    expect_csv_error("unterminated.csv", NULL, NN_DATA_EFORMAT,
+    expect_csv_error("unterminated.csv", NULL, IO_DATA_EFORMAT,
                      "line 3, column 2: unterminated quoted field");
-    expect_csv_error("quote_garbage.csv", NULL, NN_DATA_EFORMAT,
+    expect_csv_error("quote_garbage.csv", NULL, IO_DATA_EFORMAT,
                      "line 2, column 2: unexpected character 'x' after a closing quote");
-    expect_csv_error("header_only.csv", NULL, NN_DATA_EFORMAT, "no data rows after the header");
-    expect_csv_error("empty.csv", NULL, NN_DATA_EFORMAT, "empty file");
-    expect_csv_error("numeric.csv", &by_name, NN_DATA_EINVAL, "no column named 'species'");
-    expect_csv_error("numeric.csv", &by_index, NN_DATA_EINVAL,
+    expect_csv_error("header_only.csv", NULL, IO_DATA_EFORMAT, "no data rows after the header");
+    expect_csv_error("empty.csv", NULL, IO_DATA_EFORMAT, "empty file");
+    expect_csv_error("numeric.csv", &by_name, IO_DATA_EINVAL, "no column named 'species'");
+    expect_csv_error("numeric.csv", &by_index, IO_DATA_EINVAL,
                      "label column 5 does not exist (the header has 3 columns)");
-    expect_csv_error("no_such.csv", NULL, NN_DATA_EIO, "No such file or directory");
+    expect_csv_error("no_such.csv", NULL, IO_DATA_EIO, "No such file or directory");
 }
 
 /* ------------------------------------------------- allocation failure */
@@ -755,86 +755,86 @@ static void *failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* Runs op with the allocator failing at call 0, 1, 2, ... until op
    succeeds; every failure must be ENOMEM and leave nothing allocated. */
-static void every_allocation_fails(const char *what, nn_data_status (*op)(void))
+static void every_allocation_fails(const char *what, io_data_status (*op)(void))
 {
     counting_alloc a;
     long n;
     for (n = 0; n < 10000; n++) {
-        nn_data_status st;
+        io_data_status st;
         memset(&a, 0, sizeof a);
         a.fail_at = n;
-        nn_data_set_allocator(failing_alloc, &a);
+        io_data_set_allocator(failing_alloc, &a);
         st = op();
-        nn_data_set_allocator(NULL, NULL);
+        io_data_set_allocator(NULL, NULL);
         cr_assert_eq(a.live, 0, "%s: %ld blocks leaked when allocation %ld failed", what, a.live,
                      n);
         cr_assert_eq(a.bytes, 0, "%s: size bookkeeping off by %lld bytes", what, a.bytes);
-        if (st == NN_DATA_OK)
+        if (st == IO_DATA_OK)
             break;
-        cr_assert_eq(st, NN_DATA_ENOMEM, "%s: allocation %ld failed but status is %s", what, n,
-                     nn_data_status_string(st));
+        cr_assert_eq(st, IO_DATA_ENOMEM, "%s: allocation %ld failed but status is %s", what, n,
+                     io_data_status_string(st));
     }
     cr_assert_gt(n, 0, "%s allocates", what);
     cr_assert_lt(n, 10000);
 }
 
-static nn_data_status op_mnist(void)
+static io_data_status op_mnist(void)
 {
-    nn_dataset *train = NULL, *test = NULL, *a = NULL, *b = NULL;
-    nn_batcher *batcher = NULL;
-    nn_scaler *s = NULL;
-    nn_data_error err;
-    nn_data_status st = nn_mnist_load(fixture("mnist_small"), &train, &test, &err);
-    if (st == NN_DATA_OK)
-        st = nn_dataset_split(train, 2, &a, &b, &err);
-    if (st == NN_DATA_OK)
-        st = nn_batcher_create(b, 2, true, 1, &batcher, &err);
-    if (st == NN_DATA_OK)
-        st = nn_scaler_create(train->d, &s, &err);
-    if (st == NN_DATA_OK)
-        st = nn_scaler_fit(s, train, NN_SCALE_STANDARD, &err);
-    if (st != NN_DATA_OK)
+    io_dataset *train = NULL, *test = NULL, *a = NULL, *b = NULL;
+    io_batcher *batcher = NULL;
+    io_scaler *s = NULL;
+    io_data_error err;
+    io_data_status st = io_mnist_load(fixture("mnist_small"), &train, &test, &err);
+    if (st == IO_DATA_OK)
+        st = io_dataset_split(train, 2, &a, &b, &err);
+    if (st == IO_DATA_OK)
+        st = io_batcher_create(b, 2, true, 1, &batcher, &err);
+    if (st == IO_DATA_OK)
+        st = io_scaler_create(train->d, &s, &err);
+    if (st == IO_DATA_OK)
+        st = io_scaler_fit(s, train, IO_SCALE_STANDARD, &err);
+    if (st != IO_DATA_OK)
         cr_assert_eq(err.status, st);
-    nn_scaler_destroy(s);
-    nn_batcher_destroy(batcher);
-    nn_dataset_destroy(a);
-    nn_dataset_destroy(b);
-    nn_dataset_destroy(train);
-    nn_dataset_destroy(test);
+    io_scaler_destroy(s);
+    io_batcher_destroy(batcher);
+    io_dataset_destroy(a);
+    io_dataset_destroy(b);
+    io_dataset_destroy(train);
+    io_dataset_destroy(test);
     return st;
 }
 
-static nn_data_status op_csv(void)
+static io_data_status op_csv(void)
 {
-    nn_dataset *ds = NULL, *copy = NULL;
-    nn_data_status st = nn_csv_read(fixture("iris_small.csv"), NULL, &ds, NULL);
-    if (st == NN_DATA_OK)
-        st = nn_dataset_slice(ds, 1, 2, &copy, NULL); /* copies class names */
-    nn_dataset_destroy(ds);
-    nn_dataset_destroy(copy);
+    io_dataset *ds = NULL, *copy = NULL;
+    io_data_status st = io_csv_read(fixture("iris_small.csv"), NULL, &ds, NULL);
+    if (st == IO_DATA_OK)
+        st = io_dataset_slice(ds, 1, 2, &copy, NULL); /* copies class names */
+    io_dataset_destroy(ds);
+    io_dataset_destroy(copy);
     return st;
 }
 
-static nn_data_status op_csv_fixed_names(void)
+static io_data_status op_csv_fixed_names(void)
 {
-    nn_dataset *ds = NULL;
+    io_dataset *ds = NULL;
     const char *names[3] = {"virginica", "setosa", "versicolor"};
-    nn_csv_options opt = {.label_index = -1, .class_names = names, .n_class_names = 3};
-    nn_data_status st = nn_csv_read(fixture("iris_small.csv"), &opt, &ds, NULL);
-    nn_dataset_destroy(ds);
+    io_csv_options opt = {.label_index = -1, .class_names = names, .n_class_names = 3};
+    io_data_status st = io_csv_read(fixture("iris_small.csv"), &opt, &ds, NULL);
+    io_dataset_destroy(ds);
     return st;
 }
 
-static nn_data_status op_idx_int_csv(void)
+static io_data_status op_idx_int_csv(void)
 {
-    nn_dataset *ds = NULL;
-    nn_idx *idx = NULL;
-    nn_csv_options opt = {.label_index = 0};
-    nn_data_status st = nn_csv_read(fixture("numeric.csv"), &opt, &ds, NULL);
-    if (st == NN_DATA_OK)
-        st = nn_idx_read(fixture("f64.idx"), &idx, NULL);
-    nn_idx_destroy(idx);
-    nn_dataset_destroy(ds);
+    io_dataset *ds = NULL;
+    io_idx *idx = NULL;
+    io_csv_options opt = {.label_index = 0};
+    io_data_status st = io_csv_read(fixture("numeric.csv"), &opt, &ds, NULL);
+    if (st == IO_DATA_OK)
+        st = io_idx_read(fixture("f64.idx"), &idx, NULL);
+    io_idx_destroy(idx);
+    io_dataset_destroy(ds);
     return st;
 }
 
@@ -849,7 +849,7 @@ Test(alloc_failure, every_site_reports_enomem_and_leaks_nothing)
 
 Test(status, strings)
 {
-    cr_assert_str_eq(nn_data_status_string(NN_DATA_OK), "ok");
-    cr_assert_str_eq(nn_data_status_string(NN_DATA_ENOMEM), "out of memory");
-    cr_assert_str_eq(nn_data_status_string((nn_data_status)99), "unknown status");
+    cr_assert_str_eq(io_data_status_string(IO_DATA_OK), "ok");
+    cr_assert_str_eq(io_data_status_string(IO_DATA_ENOMEM), "out of memory");
+    cr_assert_str_eq(io_data_status_string((io_data_status)99), "unknown status");
 }

@@ -19,6 +19,7 @@
 #include "chainrule/checkpoint.h"
 #include "test_files.h"
 #include "chainrule/io.h"
+#include "chainrule/nn.h"
 
 #ifndef CHAINRULE_TEST_DIR
 #define CHAINRULE_TEST_DIR "tests"
@@ -101,28 +102,28 @@ static int64_t i64v[2] = {-(INT64_C(1) << 50), INT64_C(1) << 50};
 static uint8_t u8v[2] = {0, 255};
 
 /* The arrays of interop_check.py's chainrule_arrays(). */
-static size_t known(nn_io_array *a)
+static size_t known(io_array *a)
 {
     for (int i = 0; i < 6; i++) {
         w64[i] = i / 3.0 - 0.5;
         w32[i] = (float)w64[i];
     }
     size_t n = 0;
-    a[n++] = (nn_io_array){"w_f32", NN_IO_F32, 2, {2, 3}, w32};
-    a[n++] = (nn_io_array){"b_f32", NN_IO_F32, 1, {3}, b32};
-    a[n++] = (nn_io_array){"s_f32", NN_IO_F32, 0, {0}, &s32};
-    a[n++] = (nn_io_array){"e_f32", NN_IO_F32, 2, {4, 0}, NULL};
-    a[n++] = (nn_io_array){"w_f64", NN_IO_F64, 2, {2, 3}, w64};
-    a[n++] = (nn_io_array){"b_f64", NN_IO_F64, 1, {3}, b64};
-    a[n++] = (nn_io_array){"s_f64", NN_IO_F64, 0, {0}, &s64};
-    a[n++] = (nn_io_array){"e_f64", NN_IO_F64, 2, {4, 0}, NULL};
-    a[n++] = (nn_io_array){"i32", NN_IO_I32, 1, {3}, i32v};
-    a[n++] = (nn_io_array){"i64", NN_IO_I64, 1, {2}, i64v};
-    a[n++] = (nn_io_array){"u8", NN_IO_U8, 2, {1, 2}, u8v};
+    a[n++] = (io_array){"w_f32", IO_F32, 2, {2, 3}, w32};
+    a[n++] = (io_array){"b_f32", IO_F32, 1, {3}, b32};
+    a[n++] = (io_array){"s_f32", IO_F32, 0, {0}, &s32};
+    a[n++] = (io_array){"e_f32", IO_F32, 2, {4, 0}, NULL};
+    a[n++] = (io_array){"w_f64", IO_F64, 2, {2, 3}, w64};
+    a[n++] = (io_array){"b_f64", IO_F64, 1, {3}, b64};
+    a[n++] = (io_array){"s_f64", IO_F64, 0, {0}, &s64};
+    a[n++] = (io_array){"e_f64", IO_F64, 2, {4, 0}, NULL};
+    a[n++] = (io_array){"i32", IO_I32, 1, {3}, i32v};
+    a[n++] = (io_array){"i64", IO_I64, 1, {2}, i64v};
+    a[n++] = (io_array){"u8", IO_U8, 2, {1, 2}, u8v};
     return n;
 }
 
-static void expect_same_array(const nn_io_array *got, const nn_io_array *want)
+static void expect_same_array(const io_array *got, const io_array *want)
 {
     cr_assert_not_null(got, "missing %s", want->name);
     cr_assert_eq(got->dtype, want->dtype, "%s: dtype", want->name);
@@ -136,7 +137,7 @@ static void expect_same_array(const nn_io_array *got, const nn_io_array *want)
         cr_assert_null(got->data);
         return;
     }
-    cr_assert_eq(memcmp(got->data, want->data, n * nn_io_dtype_size(want->dtype)), 0,
+    cr_assert_eq(memcmp(got->data, want->data, n * io_dtype_size(want->dtype)), 0,
                  "%s: values differ", want->name);
 }
 
@@ -146,27 +147,27 @@ TestSuite(io, .init = make_tmpdir, .fini = remove_tmpdir);
 
 Test(io, npy_round_trip_every_dtype)
 {
-    nn_io_array a[16];
+    io_array a[16];
     size_t n = known(a);
     for (size_t i = 0; i < n; i++) {
-        nn_io_array *back = NULL;
-        nn_io_error err;
+        io_array *back = NULL;
+        io_error err;
         const char *path = tmp_path("a.npy");
-        cr_assert_eq(nn_npy_write(path, &a[i], &err), NN_IO_OK, "%s", err.message);
-        cr_assert_eq(nn_npy_read(path, &back, &err), NN_IO_OK, "%s", err.message);
+        cr_assert_eq(io_npy_write(path, &a[i], &err), IO_OK, "%s", err.message);
+        cr_assert_eq(io_npy_read(path, &back, &err), IO_OK, "%s", err.message);
         cr_assert_str_eq(back->name, "");
         expect_same_array(back, &a[i]);
-        nn_io_array_free(back);
+        io_array_free(back);
     }
 }
 
 Test(io, npy_header_is_numpy_1_0)
 {
     size_t len;
-    nn_io_error err;
+    io_error err;
     const char *path = tmp_path("w.npy");
-    nn_io_array a = {"w", NN_IO_F64, 2, {2, 3}, w64};
-    cr_assert_eq(nn_npy_write(path, &a, &err), NN_IO_OK, "%s", err.message);
+    io_array a = {"w", IO_F64, 2, {2, 3}, w64};
+    cr_assert_eq(io_npy_write(path, &a, &err), IO_OK, "%s", err.message);
     unsigned char *bytes = slurp(path, &len);
     cr_assert_eq(memcmp(bytes, "\x93NUMPY\x01\x00", 8), 0);
     size_t hl = (size_t)bytes[8] | (size_t)bytes[9] << 8;
@@ -178,7 +179,7 @@ Test(io, npy_header_is_numpy_1_0)
     free(bytes);
     a.ndim = 1;
     a.shape[0] = 6;
-    cr_assert_eq(nn_npy_write(path, &a, &err), NN_IO_OK);
+    cr_assert_eq(io_npy_write(path, &a, &err), IO_OK);
     bytes = slurp(path, &len);
     cr_assert(strstr((char *)bytes + 10, "'shape': (6,), }") != NULL, "1-d shapes are (n,)");
     free(bytes);
@@ -186,66 +187,66 @@ Test(io, npy_header_is_numpy_1_0)
 
 Test(io, npz_round_trip)
 {
-    nn_io_array a[16];
-    nn_io_error err;
-    nn_npz *z = NULL;
+    io_array a[16];
+    io_error err;
+    io_npz *z = NULL;
     size_t n = known(a);
-    cr_assert_eq(nn_npz_write(tmp_path("all.npz"), a, n, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npz_read(tmp_path("all.npz"), &z, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npz_count(z), n);
+    cr_assert_eq(io_npz_write(tmp_path("all.npz"), a, n, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_read(tmp_path("all.npz"), &z, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_count(z), n);
     for (size_t i = 0; i < n; i++) {
-        cr_assert_str_eq(nn_npz_at(z, i)->name, a[i].name, "directory order is write order");
-        expect_same_array(nn_npz_find(z, a[i].name), &a[i]);
+        cr_assert_str_eq(io_npz_at(z, i)->name, a[i].name, "directory order is write order");
+        expect_same_array(io_npz_find(z, a[i].name), &a[i]);
     }
-    cr_assert_null(nn_npz_at(z, n));
-    cr_assert_null(nn_npz_find(z, "nope"));
-    nn_npz_destroy(z);
-    nn_npz_destroy(NULL);
-    nn_io_array_free(NULL);
+    cr_assert_null(io_npz_at(z, n));
+    cr_assert_null(io_npz_find(z, "nope"));
+    io_npz_destroy(z);
+    io_npz_destroy(NULL);
+    io_array_free(NULL);
     /* an empty archive */
-    cr_assert_eq(nn_npz_write(tmp_path("none.npz"), NULL, 0, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npz_read(tmp_path("none.npz"), &z, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npz_count(z), 0);
-    nn_npz_destroy(z);
+    cr_assert_eq(io_npz_write(tmp_path("none.npz"), NULL, 0, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_read(tmp_path("none.npz"), &z, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_count(z), 0);
+    io_npz_destroy(z);
 }
 
 Test(io, array_copy_converts_and_checks_shape)
 {
-    nn_io_array a = {"w", NN_IO_I64, 1, {2}, i64v};
+    io_array a = {"w", IO_I64, 1, {2}, i64v};
     double d[2];
     float f[2];
-    nn_io_error err;
+    io_error err;
     size_t shape[2] = {2, 1};
-    cr_assert_eq(nn_io_array_copy(&a, NN_IO_F64, 1, shape, d, &err), NN_IO_OK);
+    cr_assert_eq(io_array_copy(&a, IO_F64, 1, shape, d, &err), IO_OK);
     cr_assert_eq(d[0], -1125899906842624.0);
-    nn_io_array b = {"b", NN_IO_F64, 1, {3}, b64};
-    cr_assert_eq(nn_io_array_copy(&b, NN_IO_F32, 1, (size_t[]){3}, (float[3]){0}, &err), NN_IO_OK);
-    cr_assert_eq(nn_io_array_copy(&a, NN_IO_F32, 2, shape, f, &err), NN_IO_EMISMATCH);
+    io_array b = {"b", IO_F64, 1, {3}, b64};
+    cr_assert_eq(io_array_copy(&b, IO_F32, 1, (size_t[]){3}, (float[3]){0}, &err), IO_OK);
+    cr_assert_eq(io_array_copy(&a, IO_F32, 2, shape, f, &err), IO_EMISMATCH);
     cr_assert_str_eq(err.message, "'w' has shape (2,) but (2, 1) is expected");
-    cr_assert_eq(nn_io_array_copy(&a, NN_IO_I32, 1, shape, f, &err), NN_IO_EINVAL);
-    cr_assert_eq(nn_io_array_copy(NULL, NN_IO_F32, 1, shape, f, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_array_copy(&a, IO_I32, 1, shape, f, &err), IO_EINVAL);
+    cr_assert_eq(io_array_copy(NULL, IO_F32, 1, shape, f, &err), IO_EINVAL);
 }
 
 Test(io, nodes)
 {
     ad_graph *g = ad_graph_new(AD_F32);
-    nn_io_error err;
+    io_error err;
     int64_t shape[2] = {2, 3};
     ad_node *w = ad_param(g, 2, shape, "w");
     double v[6] = {1, 2, 3, 4, 5, 6}, got[6];
     cr_assert_eq(ad_set(w, v, 6), 0);
     ad_node *y = ad_mul(w, w);
-    cr_assert_eq(nn_npy_write_node(tmp_path("y.npy"), y, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(io_npy_write_node(tmp_path("y.npy"), y, &err), IO_OK, "%s", err.message);
     ad_node *w2 = ad_param(g, 2, shape, "w2");
-    cr_assert_eq(nn_npy_read_node(tmp_path("y.npy"), w2, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(io_npy_read_node(tmp_path("y.npy"), w2, &err), IO_OK, "%s", err.message);
     cr_assert_eq(ad_get(w2, got, 6), 0);
     for (int i = 0; i < 6; i++)
         cr_assert_eq(got[i], v[i] * v[i]);
     /* another shape, a computed node */
     ad_node *small = ad_param(g, 1, (int64_t[]){6}, "small");
-    cr_assert_eq(nn_npy_read_node(tmp_path("y.npy"), small, &err), NN_IO_EMISMATCH);
+    cr_assert_eq(io_npy_read_node(tmp_path("y.npy"), small, &err), IO_EMISMATCH);
     assert_contains(err.message, "'small' has shape (2, 3) but (6,) is expected");
-    cr_assert_eq(nn_npy_read_node(tmp_path("y.npy"), y, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_npy_read_node(tmp_path("y.npy"), y, &err), IO_EINVAL);
     assert_contains(err.message, "is not a leaf");
     ad_graph_free(g);
 }
@@ -302,22 +303,22 @@ static void predict(nn_model *m, double *out)
     cr_assert_eq(nn_model_predict(m, x, 10, 4, out), 0, "%s", nn_model_error(m));
 }
 
-typedef nn_io_status (*save_fn)(nn_model *, const char *, nn_io_error *);
-typedef nn_io_status (*load_fn)(nn_model *, const char *, unsigned, nn_io_error *);
+typedef io_status (*save_fn)(nn_model *, const char *, io_error *);
+typedef io_status (*load_fn)(nn_model *, const char *, unsigned, io_error *);
 
 static void model_round_trip(ad_dtype from, ad_dtype to, save_fn save, load_fn load,
                              const char *file)
 {
     double a[30], b[30];
-    nn_io_error err;
+    io_error err;
     nn_model *m = test_model(from, 1);
     train_a_little(m);
     predict(m, a);
-    cr_assert_eq(save(m, tmp_path(file), &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(save(m, tmp_path(file), &err), IO_OK, "%s", err.message);
     nn_model *m2 = test_model(to, 99);
     predict(m2, b);
     cr_assert_neq(memcmp(a, b, sizeof a), 0, "another seed predicts otherwise");
-    cr_assert_eq(load(m2, tmp_path(file), 0, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(load(m2, tmp_path(file), 0, &err), IO_OK, "%s", err.message);
     cr_assert_str_eq(err.message, "");
     predict(m2, b);
     for (int i = 0; i < 30; i++) {
@@ -364,25 +365,25 @@ Test(io, model_safetensors_f64_into_f32)
 
 Test(io, model_file_names_and_shapes)
 {
-    nn_io_error err;
-    nn_npz *z = NULL;
+    io_error err;
+    io_npz *z = NULL;
     nn_model *m = test_model(AD_F64, 1);
-    cr_assert_eq(nn_model_save_npz(m, tmp_path("m.npz"), &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npz_read(tmp_path("m.npz"), &z, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(nn_model_save_npz(m, tmp_path("m.npz"), &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_read(tmp_path("m.npz"), &z, &err), IO_OK, "%s", err.message);
     const char *names[] = {"dense0.weight",         "dense0.bias",   "batchnorm0.gamma",
                            "batchnorm0.beta",       "dense1.weight", "dense1.bias",
                            "dense2.weight",         "dense2.bias",   "batchnorm0.running_mean",
                            "batchnorm0.running_var"};
-    cr_assert_eq(nn_npz_count(z), 10);
+    cr_assert_eq(io_npz_count(z), 10);
     for (size_t i = 0; i < 10; i++)
-        cr_assert_str_eq(nn_npz_at(z, i)->name, names[i]);
-    const nn_io_array *w = nn_npz_find(z, "dense1.weight");
+        cr_assert_str_eq(io_npz_at(z, i)->name, names[i]);
+    const io_array *w = io_npz_find(z, "dense1.weight");
     cr_assert_eq(w->ndim, 2);
     cr_assert_eq(w->shape[0], 8, "(in, out)");
     cr_assert_eq(w->shape[1], 6);
-    cr_assert_eq(w->dtype, NN_IO_F64);
-    cr_assert_eq(((const double *)nn_npz_find(z, "batchnorm0.running_var")->data)[0], 1.0);
-    nn_npz_destroy(z);
+    cr_assert_eq(w->dtype, IO_F64);
+    cr_assert_eq(((const double *)io_npz_find(z, "batchnorm0.running_var")->data)[0], 1.0);
+    io_npz_destroy(z);
     nn_model_free(m);
 }
 
@@ -391,14 +392,14 @@ Test(io, model_file_names_and_shapes)
 static void write_variant(nn_model *m, const char *path, const char *drop, const char *bend,
                           bool extra)
 {
-    nn_npz *z = NULL;
-    nn_io_error err;
-    nn_io_array a[16];
+    io_npz *z = NULL;
+    io_error err;
+    io_array a[16];
     size_t n = 0;
-    cr_assert_eq(nn_model_save_npz(m, path, &err), NN_IO_OK);
-    cr_assert_eq(nn_npz_read(path, &z, &err), NN_IO_OK);
-    for (size_t i = 0; i < nn_npz_count(z); i++) {
-        a[n] = *nn_npz_at(z, i);
+    cr_assert_eq(nn_model_save_npz(m, path, &err), IO_OK);
+    cr_assert_eq(io_npz_read(path, &z, &err), IO_OK);
+    for (size_t i = 0; i < io_npz_count(z); i++) {
+        a[n] = *io_npz_at(z, i);
         if (drop && strcmp(a[n].name, drop) == 0)
             continue;
         if (bend && strcmp(a[n].name, bend) == 0) {
@@ -409,53 +410,53 @@ static void write_variant(nn_model *m, const char *path, const char *drop, const
         n++;
     }
     if (extra)
-        a[n++] = (nn_io_array){"0.weight", NN_IO_F32, 1, {3}, b32};
-    cr_assert_eq(nn_npz_write(path, a, n, &err), NN_IO_OK, "%s", err.message);
-    nn_npz_destroy(z);
+        a[n++] = (io_array){"0.weight", IO_F32, 1, {3}, b32};
+    cr_assert_eq(io_npz_write(path, a, n, &err), IO_OK, "%s", err.message);
+    io_npz_destroy(z);
 }
 
 Test(io, model_mismatches_name_the_tensor)
 {
-    nn_io_error err;
+    io_error err;
     nn_model *m = test_model(AD_F32, 1);
     double before[30], after[30];
     predict(m, before);
     const char *p = tmp_path("v.npz");
 
     write_variant(m, p, "dense1.bias", NULL, false);
-    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), NN_IO_EMISMATCH);
+    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), IO_EMISMATCH);
     assert_contains(err.message, "v.npz: no tensor 'dense1.bias' for the model");
 
     write_variant(m, p, NULL, "dense0.weight", false);
-    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), NN_IO_EMISMATCH);
+    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), IO_EMISMATCH);
     assert_contains(err.message, "tensor 'dense0.weight' has shape (8, 4) but the model expects "
                                  "(4, 8) (transposed? PyTorch's nn.Linear weight is (out, in)");
 
     write_variant(m, p, NULL, NULL, true);
-    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), NN_IO_EMISMATCH);
+    cr_assert_eq(nn_model_load_npz(m, p, 0, &err), IO_EMISMATCH);
     assert_contains(err.message, "tensor '0.weight' is not in the model");
-    assert_contains(err.message, "NN_IO_ALLOW_EXTRA");
+    assert_contains(err.message, "NN_MODEL_ALLOW_EXTRA");
     predict(m, after);
     cr_assert_eq(memcmp(before, after, sizeof before), 0, "a failed load changes nothing");
-    cr_assert_eq(nn_model_load_npz(m, p, NN_IO_ALLOW_EXTRA, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(nn_model_load_npz(m, p, NN_MODEL_ALLOW_EXTRA, &err), IO_OK, "%s", err.message);
 
     /* the same checks on safetensors */
-    nn_ckpt_tensor t[1] = {{"dense0.weight", NN_CKPT_F32, 2, {8, 4}, w32}};
+    io_ckpt_tensor t[1] = {{"dense0.weight", IO_CKPT_F32, 2, {8, 4}, w32}};
     float big[32] = {0};
     t[0].data = big;
-    cr_assert_eq(nn_checkpoint_write(tmp_path("v.st"), t, 1, NULL, 0, NULL), NN_CKPT_OK);
-    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("v.st"), 0, &err), NN_IO_EMISMATCH);
+    cr_assert_eq(io_checkpoint_write(tmp_path("v.st"), t, 1, NULL, 0, NULL), IO_CKPT_OK);
+    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("v.st"), 0, &err), IO_EMISMATCH);
     assert_contains(err.message,
                     "tensor 'dense0.weight' has shape (8, 4) but the model expects (4, 8)");
-    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("missing.st"), 0, &err), NN_IO_EIO);
+    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("missing.st"), 0, &err), IO_EIO);
     assert_contains(err.message, "missing.st");
 
     /* unbuilt models, NULL arguments */
     nn_model *raw = nn_model_create(AD_F32, 4);
-    cr_assert_eq(nn_model_save_npz(raw, p, &err), NN_IO_EINVAL);
+    cr_assert_eq(nn_model_save_npz(raw, p, &err), IO_EINVAL);
     assert_contains(err.message, "not built");
-    cr_assert_eq(nn_model_load_safetensors(raw, p, 0, &err), NN_IO_EINVAL);
-    cr_assert_eq(nn_model_load_npz(NULL, p, 0, &err), NN_IO_EINVAL);
+    cr_assert_eq(nn_model_load_safetensors(raw, p, 0, &err), IO_EINVAL);
+    cr_assert_eq(nn_model_load_npz(NULL, p, 0, &err), IO_EINVAL);
     nn_model_free(raw);
     nn_model_free(m);
 }
@@ -463,21 +464,21 @@ Test(io, model_mismatches_name_the_tensor)
 Test(io, chainrule_train_checkpoints_load_with_allow_extra)
 {
     /* a checkpoint with an optimizer tensor, as `chainrule train --save` writes */
-    nn_io_error err;
+    io_error err;
     nn_model *m = test_model(AD_F32, 1);
     nn_model_save_safetensors(m, tmp_path("a.st"), &err);
-    nn_checkpoint *ck = NULL;
-    cr_assert_eq(nn_checkpoint_read(tmp_path("a.st"), &ck, NULL), NN_CKPT_OK);
-    nn_ckpt_tensor t[16];
-    size_t n = nn_checkpoint_count(ck);
+    io_checkpoint *ck = NULL;
+    cr_assert_eq(io_checkpoint_read(tmp_path("a.st"), &ck, NULL), IO_CKPT_OK);
+    io_ckpt_tensor t[16];
+    size_t n = io_checkpoint_count(ck);
     for (size_t i = 0; i < n; i++)
-        t[i] = *nn_checkpoint_tensor_at(ck, i);
-    t[n++] = (nn_ckpt_tensor){"optimizer.momentum", NN_CKPT_F32, 1, {3}, b32};
-    cr_assert_eq(nn_checkpoint_write(tmp_path("b.st"), t, n, NULL, 0, NULL), NN_CKPT_OK);
-    nn_checkpoint_destroy(ck);
-    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("b.st"), 0, &err), NN_IO_EMISMATCH);
+        t[i] = *io_checkpoint_tensor_at(ck, i);
+    t[n++] = (io_ckpt_tensor){"optimizer.momentum", IO_CKPT_F32, 1, {3}, b32};
+    cr_assert_eq(io_checkpoint_write(tmp_path("b.st"), t, n, NULL, 0, NULL), IO_CKPT_OK);
+    io_checkpoint_destroy(ck);
+    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("b.st"), 0, &err), IO_EMISMATCH);
     assert_contains(err.message, "'optimizer.momentum' is not in the model");
-    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("b.st"), NN_IO_ALLOW_EXTRA, &err), NN_IO_OK,
+    cr_assert_eq(nn_model_load_safetensors(m, tmp_path("b.st"), NN_MODEL_ALLOW_EXTRA, &err), IO_OK,
                  "%s", err.message);
     nn_model_free(m);
 }
@@ -486,66 +487,66 @@ Test(io, chainrule_train_checkpoints_load_with_allow_extra)
 
 Test(io, writer_arguments_and_io_errors)
 {
-    nn_io_error err;
-    nn_io_array a = {"x", NN_IO_F32, 1, {3}, NULL};
-    cr_assert_eq(nn_npy_write(tmp_path("x.npy"), &a, &err), NN_IO_EINVAL);
+    io_error err;
+    io_array a = {"x", IO_F32, 1, {3}, NULL};
+    cr_assert_eq(io_npy_write(tmp_path("x.npy"), &a, &err), IO_EINVAL);
     assert_contains(err.message, "NULL data for 12 bytes");
     a.data = b32;
     a.ndim = 9;
-    cr_assert_eq(nn_npy_write(tmp_path("x.npy"), &a, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_npy_write(tmp_path("x.npy"), &a, &err), IO_EINVAL);
     a.ndim = 1;
-    a.dtype = (nn_io_dtype)42;
-    cr_assert_eq(nn_npy_write(tmp_path("x.npy"), &a, &err), NN_IO_EINVAL);
+    a.dtype = (io_dtype)42;
+    cr_assert_eq(io_npy_write(tmp_path("x.npy"), &a, &err), IO_EINVAL);
     assert_contains(err.message, "unknown dtype");
-    a.dtype = NN_IO_F32;
+    a.dtype = IO_F32;
     a.ndim = 2;
     a.shape[0] = a.shape[1] = SIZE_MAX / 2;
-    cr_assert_eq(nn_npy_write(tmp_path("x.npy"), &a, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_npy_write(tmp_path("x.npy"), &a, &err), IO_EINVAL);
     assert_contains(err.message, "overflows");
     a.ndim = 1;
     a.shape[0] = 3;
-    cr_assert_eq(nn_npy_write(NULL, &a, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_npy_write(NULL, &a, &err), IO_EINVAL);
 
-    nn_io_array two[2] = {a, a};
-    cr_assert_eq(nn_npz_write(tmp_path("d.npz"), two, 2, &err), NN_IO_EINVAL);
+    io_array two[2] = {a, a};
+    cr_assert_eq(io_npz_write(tmp_path("d.npz"), two, 2, &err), IO_EINVAL);
     assert_contains(err.message, "two arrays are named 'x'");
     two[1].name = "";
-    cr_assert_eq(nn_npz_write(tmp_path("d.npz"), two, 2, &err), NN_IO_EINVAL);
+    cr_assert_eq(io_npz_write(tmp_path("d.npz"), two, 2, &err), IO_EINVAL);
     assert_contains(err.message, "array 1 has no name");
     cr_assert_eq(access(tmp_path("d.npz"), F_OK), -1, "nothing written");
 
-    cr_assert_eq(nn_npy_write(tmp_path("no/such/dir/x.npy"), &a, &err), NN_IO_EIO);
+    cr_assert_eq(io_npy_write(tmp_path("no/such/dir/x.npy"), &a, &err), IO_EIO);
     assert_contains(err.message, "no/such/dir");
-    nn_io_array *back = NULL;
-    cr_assert_eq(nn_npy_read(tmp_path("absent.npy"), &back, &err), NN_IO_EIO);
+    io_array *back = NULL;
+    cr_assert_eq(io_npy_read(tmp_path("absent.npy"), &back, &err), IO_EIO);
     assert_contains(err.message, "cannot open");
     assert_contains(err.message, "absent.npy");
     cr_assert_null(back);
-    cr_assert_eq(nn_npy_read(tmpdir, &back, &err), NN_IO_EIO);
+    cr_assert_eq(io_npy_read(tmpdir, &back, &err), IO_EIO);
     assert_contains(err.message, "directory");
 
     /* a failed write leaves the old file */
-    cr_assert_eq(nn_npy_write(tmp_path("keep.npy"), &a, &err), NN_IO_OK);
+    cr_assert_eq(io_npy_write(tmp_path("keep.npy"), &a, &err), IO_OK);
     chmod(tmpdir, 0500);
     if (access(tmp_path("probe"), W_OK) != 0 && geteuid() != 0) {
-        cr_assert_eq(nn_npy_write(tmp_path("keep.npy"), &a, &err), NN_IO_EIO);
+        cr_assert_eq(io_npy_write(tmp_path("keep.npy"), &a, &err), IO_EIO);
         assert_contains(err.message, "cannot create a temporary file");
     }
     chmod(tmpdir, 0700);
-    cr_assert_eq(nn_npy_read(tmp_path("keep.npy"), &back, &err), NN_IO_OK);
-    nn_io_array_free(back);
-    cr_assert_str_eq(nn_io_status_string(NN_IO_EUNSUPPORTED), "unsupported file contents");
-    cr_assert_str_eq(nn_io_dtype_descr(NN_IO_U8), "|u1");
-    cr_assert_null(nn_io_dtype_descr((nn_io_dtype)9));
+    cr_assert_eq(io_npy_read(tmp_path("keep.npy"), &back, &err), IO_OK);
+    io_array_free(back);
+    cr_assert_str_eq(io_status_string(IO_EUNSUPPORTED), "unsupported file contents");
+    cr_assert_str_eq(io_dtype_descr(IO_U8), "|u1");
+    cr_assert_null(io_dtype_descr((io_dtype)9));
 }
 
 /* ------------------------------------------------------------ malformed .npy */
 
-static void expect_npy_error(const char *path, nn_io_status want, const char *text)
+static void expect_npy_error(const char *path, io_status want, const char *text)
 {
-    nn_io_array *a = NULL;
-    nn_io_error err;
-    cr_assert_eq(nn_npy_read(path, &a, &err), want, "%s: got \"%s\"", text, err.message);
+    io_array *a = NULL;
+    io_error err;
+    cr_assert_eq(io_npy_read(path, &a, &err), want, "%s: got \"%s\"", text, err.message);
     cr_assert_eq(err.status, want);
     cr_assert_null(a);
     assert_contains(err.message, text);
@@ -558,20 +559,20 @@ Test(io, malformed_npy_files)
     const char *ok3 = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n";
 
     write_npy_raw(p, 1, ok3, d, sizeof d);
-    nn_io_array *a = NULL;
-    cr_assert_eq(nn_npy_read(p, &a, NULL), NN_IO_OK, "the hand-made file is fine");
-    nn_io_array_free(a);
+    io_array *a = NULL;
+    cr_assert_eq(io_npy_read(p, &a, NULL), IO_OK, "the hand-made file is fine");
+    io_array_free(a);
 
     spill(p, "", 0);
-    expect_npy_error(p, NN_IO_EFORMAT, "not a .npy file (bad magic, 0 bytes)");
+    expect_npy_error(p, IO_EFORMAT, "not a .npy file (bad magic, 0 bytes)");
     spill(p, "\x93NUMPX\x01\x00\x10\x00", 10);
-    expect_npy_error(p, NN_IO_EFORMAT, "bad.npy: not a .npy file (bad magic");
+    expect_npy_error(p, IO_EFORMAT, "bad.npy: not a .npy file (bad magic");
     spill(p, "PK\x03\x04 and more bytes", 20);
-    expect_npy_error(p, NN_IO_EFORMAT, "a zip archive (an .npz? use nn_npz_read)");
+    expect_npy_error(p, IO_EFORMAT, "a zip archive (an .npz? use io_npz_read)");
     spill(p, "\x93NUMPY\x01", 7);
-    expect_npy_error(p, NN_IO_EFORMAT, "truncated .npy header (7 bytes)");
+    expect_npy_error(p, IO_EFORMAT, "truncated .npy header (7 bytes)");
     write_npy_raw(p, 4, ok3, d, sizeof d);
-    expect_npy_error(p, NN_IO_EUNSUPPORTED, "format version 4.0 is not supported");
+    expect_npy_error(p, IO_EUNSUPPORTED, "format version 4.0 is not supported");
 
     /* truncated at every length: always a clean error */
     size_t len;
@@ -579,60 +580,60 @@ Test(io, malformed_npy_files)
     unsigned char *full = slurp(p, &len);
     for (size_t cut = 0; cut < len; cut++) {
         spill(p, full, cut);
-        cr_assert_eq(nn_npy_read(p, &a, NULL), NN_IO_EFORMAT, "cut at %zu", cut);
+        cr_assert_eq(io_npy_read(p, &a, NULL), IO_EFORMAT, "cut at %zu", cut);
     }
     spill(p, full, len - 2);
-    expect_npy_error(p, NN_IO_EFORMAT,
+    expect_npy_error(p, IO_EFORMAT,
                      "truncated: shape (3,) of '<f4' needs 12 data bytes but 10 follow");
     free(full);
     write_npy_raw(p, 1, ok3, d, sizeof d - 4);
-    expect_npy_error(p, NN_IO_EFORMAT, "needs 12 data bytes but 8 follow");
+    expect_npy_error(p, IO_EFORMAT, "needs 12 data bytes but 8 follow");
     write_npy_raw(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\n", d, sizeof d);
-    expect_npy_error(p, NN_IO_EFORMAT, "4 bytes after the data (shape (2,) of '<f4' needs 8)");
+    expect_npy_error(p, IO_EFORMAT, "4 bytes after the data (shape (2,) of '<f4' needs 8)");
     unsigned char hdr[] = "\x93NUMPY\x01\x00\xff\x00{";
     spill(p, hdr, sizeof hdr - 1);
-    expect_npy_error(p, NN_IO_EFORMAT, "the header claims 255 bytes but only 1 follow");
+    expect_npy_error(p, IO_EFORMAT, "the header claims 255 bytes but only 1 follow");
 
     static const struct {
         const char *dict;
-        nn_io_status status;
+        io_status status;
         const char *message;
     } dicts[] = {
-        {"['descr']", NN_IO_EFORMAT, "bad header: not a dict"},
-        {"{descr: '<f4'}", NN_IO_EFORMAT, "a quoted key expected"},
-        {"{'descr' '<f4'}", NN_IO_EFORMAT, "':' expected after 'descr'"},
-        {"{'descr': '<f4', 'fortran_order': False}", NN_IO_EFORMAT, "no 'shape' key"},
-        {"{'descr': 4, 'fortran_order': False, 'shape': (3,)}", NN_IO_EFORMAT,
+        {"['descr']", IO_EFORMAT, "bad header: not a dict"},
+        {"{descr: '<f4'}", IO_EFORMAT, "a quoted key expected"},
+        {"{'descr' '<f4'}", IO_EFORMAT, "':' expected after 'descr'"},
+        {"{'descr': '<f4', 'fortran_order': False}", IO_EFORMAT, "no 'shape' key"},
+        {"{'descr': 4, 'fortran_order': False, 'shape': (3,)}", IO_EFORMAT,
          "'descr' is not a string"},
-        {"{'descr': '<f4', 'fortran_order': 0, 'shape': (3,)}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': 0, 'shape': (3,)}", IO_EFORMAT,
          "'fortran_order' is not True or False"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': [3]}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': [3]}", IO_EFORMAT,
          "'shape' is not a tuple of integers"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3)}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3)}", IO_EFORMAT,
          "'shape' is not a tuple"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (-3,)}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (-3,)}", IO_EFORMAT,
          "'shape' is not a tuple"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,)}",
-         NN_IO_EFORMAT, "'shape' is not a tuple"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'extra': 1}", NN_IO_EFORMAT,
+         IO_EFORMAT, "'shape' is not a tuple"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'extra': 1}", IO_EFORMAT,
          "unknown key 'extra'"},
-        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3,)}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3,)}", IO_EFORMAT,
          "key 'descr' repeated"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,)} x", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,)} x", IO_EFORMAT,
          "text after the dict"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,) 'x'}", NN_IO_EFORMAT,
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,) 'x'}", IO_EFORMAT,
          "',' or '}' expected"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 1, 3)}",
-         NN_IO_EUNSUPPORTED, "more than 8 axes"},
-        {"{'descr': '>f4', 'fortran_order': False, 'shape': (3,)}", NN_IO_EUNSUPPORTED,
+         IO_EUNSUPPORTED, "more than 8 axes"},
+        {"{'descr': '>f4', 'fortran_order': False, 'shape': (3,)}", IO_EUNSUPPORTED,
          "big-endian data ('>f4') is not supported; save a.astype('<f4') instead"},
-        {"{'descr': '|O', 'fortran_order': False, 'shape': (3,)}", NN_IO_EUNSUPPORTED,
+        {"{'descr': '|O', 'fortran_order': False, 'shape': (3,)}", IO_EUNSUPPORTED,
          "object arrays ('|O') cannot be read"},
-        {"{'descr': '<c8', 'fortran_order': False, 'shape': (3,)}", NN_IO_EUNSUPPORTED,
+        {"{'descr': '<c8', 'fortran_order': False, 'shape': (3,)}", IO_EUNSUPPORTED,
          "unsupported dtype '<c8' (chainrule reads <f4, <f8, <i4, <i8 and |u1)"},
-        {"{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (3,)}", NN_IO_EUNSUPPORTED,
+        {"{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (3,)}", IO_EUNSUPPORTED,
          "structured arrays (a list descr) are not supported"},
-        {"{'descr': '<f4', 'fortran_order': True, 'shape': (3,)}", NN_IO_EUNSUPPORTED,
+        {"{'descr': '<f4', 'fortran_order': True, 'shape': (3,)}", IO_EUNSUPPORTED,
          "Fortran-order arrays are not supported; save np.ascontiguousarray(a) instead"},
     };
     for (size_t i = 0; i < sizeof dicts / sizeof dicts[0]; i++) {
@@ -642,21 +643,21 @@ Test(io, malformed_npy_files)
     /* versions 2.0 and 3.0, double-quoted keys, spaces, Python 2 longs */
     write_npy_raw(p, 2, "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (3L,)}  \n", d,
                   sizeof d);
-    cr_assert_eq(nn_npy_read(p, &a, NULL), NN_IO_OK);
+    cr_assert_eq(io_npy_read(p, &a, NULL), IO_OK);
     cr_assert_eq(((const float *)a->data)[2], 3.0f);
-    nn_io_array_free(a);
+    io_array_free(a);
     write_npy_raw(p, 3, ok3, d, sizeof d);
-    cr_assert_eq(nn_npy_read(p, &a, NULL), NN_IO_OK);
-    nn_io_array_free(a);
+    cr_assert_eq(io_npy_read(p, &a, NULL), IO_OK);
+    io_array_free(a);
 }
 
 /* ------------------------------------------------------------ malformed .npz */
 
-static void expect_npz_error(const char *path, nn_io_status want, const char *text)
+static void expect_npz_error(const char *path, io_status want, const char *text)
 {
-    nn_npz *z = NULL;
-    nn_io_error err;
-    cr_assert_eq(nn_npz_read(path, &z, &err), want, "%s: got \"%s\"", text, err.message);
+    io_npz *z = NULL;
+    io_error err;
+    cr_assert_eq(io_npz_read(path, &z, &err), want, "%s: got \"%s\"", text, err.message);
     cr_assert_null(z);
     assert_contains(err.message, text);
 }
@@ -664,8 +665,8 @@ static void expect_npz_error(const char *path, nn_io_status want, const char *te
 /* A valid two-member archive in memory: a.npy then b.npy. */
 static unsigned char *good_npz(size_t *len)
 {
-    nn_io_array a[2] = {{"a", NN_IO_F32, 1, {3}, b32}, {"b", NN_IO_F64, 2, {2, 3}, w64}};
-    cr_assert_eq(nn_npz_write(tmp_path("good.npz"), a, 2, NULL), NN_IO_OK);
+    io_array a[2] = {{"a", IO_F32, 1, {3}, b32}, {"b", IO_F64, 2, {2, 3}, w64}};
+    cr_assert_eq(io_npz_write(tmp_path("good.npz"), a, 2, NULL), IO_OK);
     return slurp(tmp_path("good.npz"), len);
 }
 
@@ -681,16 +682,16 @@ Test(io, malformed_npz_files)
     size_t cd2 = cd + 46 + 5; /* second central entry ("a.npy" is 5 bytes) */
 
     spill(p, "hello", 5);
-    expect_npz_error(p, NN_IO_EFORMAT, "bad.npz: not an .npz (zip) archive: no end-of-central");
-    nn_io_array one = {"a", NN_IO_F32, 1, {3}, b32};
-    nn_npy_write(p, &one, NULL);
-    expect_npz_error(p, NN_IO_EFORMAT, "not an .npz archive but a .npy file");
+    expect_npz_error(p, IO_EFORMAT, "bad.npz: not an .npz (zip) archive: no end-of-central");
+    io_array one = {"a", IO_F32, 1, {3}, b32};
+    io_npy_write(p, &one, NULL);
+    expect_npz_error(p, IO_EFORMAT, "not an .npz archive but a .npy file");
 
     /* every truncation fails cleanly */
     for (size_t cut = 0; cut < len; cut++) {
-        nn_npz *out = NULL;
+        io_npz *out = NULL;
         spill(p, z, cut);
-        cr_assert_neq(nn_npz_read(p, &out, NULL), NN_IO_OK, "cut at %zu", cut);
+        cr_assert_neq(io_npz_read(p, &out, NULL), IO_OK, "cut at %zu", cut);
         cr_assert_null(out);
     }
 
@@ -702,29 +703,29 @@ Test(io, malformed_npz_files)
         expect_npz_error(p, status, text);                                                         \
     } while (0)
 
-    MUTATE(put32(m + end + 16, (uint32_t)len), NN_IO_EFORMAT, "central directory at offset");
-    MUTATE(put32(m + end + 12, 0xFFFFFF), NN_IO_EFORMAT, "past the end");
-    MUTATE((put16(m + end + 8, 60000), put16(m + end + 10, 60000)), NN_IO_EFORMAT,
+    MUTATE(put32(m + end + 16, (uint32_t)len), IO_EFORMAT, "central directory at offset");
+    MUTATE(put32(m + end + 12, 0xFFFFFF), IO_EFORMAT, "past the end");
+    MUTATE((put16(m + end + 8, 60000), put16(m + end + 10, 60000)), IO_EFORMAT,
            "60000 entries cannot fit in a central directory");
-    MUTATE(put16(m + end + 4, 1), NN_IO_EUNSUPPORTED, "multi-disk");
-    MUTATE(put32(m + cd, 0), NN_IO_EFORMAT, "central directory entry 0 at offset");
-    MUTATE(put32(m + cd + 42, 7), NN_IO_EFORMAT, "member 'a.npy': bad local header offset 7");
-    MUTATE(put32(m + cd2 + 42, cd), NN_IO_EFORMAT, "member 'b.npy': bad local header offset");
-    MUTATE(put32(m + cd + 20, 100000), NN_IO_EFORMAT, "run past the members' end");
-    MUTATE((put32(m + cd + 20, 10), put32(m + cd + 24, 10)), NN_IO_EFORMAT, "CRC-32 mismatch");
-    MUTATE(put32(m + cd + 24, 10), NN_IO_EFORMAT, "stored member with compressed size");
+    MUTATE(put16(m + end + 4, 1), IO_EUNSUPPORTED, "multi-disk");
+    MUTATE(put32(m + cd, 0), IO_EFORMAT, "central directory entry 0 at offset");
+    MUTATE(put32(m + cd + 42, 7), IO_EFORMAT, "member 'a.npy': bad local header offset 7");
+    MUTATE(put32(m + cd2 + 42, cd), IO_EFORMAT, "member 'b.npy': bad local header offset");
+    MUTATE(put32(m + cd + 20, 100000), IO_EFORMAT, "run past the members' end");
+    MUTATE((put32(m + cd + 20, 10), put32(m + cd + 24, 10)), IO_EFORMAT, "CRC-32 mismatch");
+    MUTATE(put32(m + cd + 24, 10), IO_EFORMAT, "stored member with compressed size");
     size_t a_data = 35 + 10 + ((size_t)z[35 + 8] | (size_t)z[35 + 9] << 8);
-    MUTATE(m[a_data + 1] ^= 1, NN_IO_EFORMAT, "member 'a.npy': CRC-32 mismatch");
-    MUTATE(put16(m + cd + 10, 12), NN_IO_EUNSUPPORTED,
+    MUTATE(m[a_data + 1] ^= 1, IO_EFORMAT, "member 'a.npy': CRC-32 mismatch");
+    MUTATE(put16(m + cd + 10, 12), IO_EUNSUPPORTED,
            "member 'a.npy' uses compression method 12 (stored and deflate are supported)");
-    MUTATE(put16(m + cd + 8, 1), NN_IO_EUNSUPPORTED, "member 'a.npy' is encrypted");
-    MUTATE(m[cd + 46 + 4] = 'z', NN_IO_EUNSUPPORTED, "member 'a.npz' is not a .npy file");
-    MUTATE(m[cd + 46] = 'b', NN_IO_EFORMAT, "the local header names another file");
-    MUTATE((m[cd + 46] = 'b', m[30] = 'b'), NN_IO_EFORMAT, "two members are named 'b.npy'");
-    MUTATE(put16(m + cd + 30, 400), NN_IO_EFORMAT, "central directory entry 0 runs past");
-    MUTATE(put16(m + 28, 60000), NN_IO_EFORMAT, "local header runs into the central directory");
+    MUTATE(put16(m + cd + 8, 1), IO_EUNSUPPORTED, "member 'a.npy' is encrypted");
+    MUTATE(m[cd + 46 + 4] = 'z', IO_EUNSUPPORTED, "member 'a.npz' is not a .npy file");
+    MUTATE(m[cd + 46] = 'b', IO_EFORMAT, "the local header names another file");
+    MUTATE((m[cd + 46] = 'b', m[30] = 'b'), IO_EFORMAT, "two members are named 'b.npy'");
+    MUTATE(put16(m + cd + 30, 400), IO_EFORMAT, "central directory entry 0 runs past");
+    MUTATE(put16(m + 28, 60000), IO_EFORMAT, "local header runs into the central directory");
     /* an .npy problem inside a member names the member */
-    MUTATE(m[30 + 5 + 6] = 9, NN_IO_EFORMAT, "CRC-32 mismatch");
+    MUTATE(m[30 + 5 + 6] = 9, IO_EFORMAT, "CRC-32 mismatch");
     free(m);
     free(z);
 }
@@ -739,8 +740,8 @@ Test(io, npz_member_errors_name_the_member)
     unsigned char *npy = slurp(tmp_path("m.npy"), &n);
     /* reuse the writer's zip layout by writing a u8 array of the same bytes, then
        patching the member to be the raw .npy (same size, recomputed CRC) */
-    nn_io_array raw = {"m", NN_IO_U8, 1, {n}, npy};
-    cr_assert_eq(nn_npz_write(tmp_path("w.npz"), &raw, 1, NULL), NN_IO_OK);
+    io_array raw = {"m", IO_U8, 1, {n}, npy};
+    cr_assert_eq(io_npz_write(tmp_path("w.npz"), &raw, 1, NULL), IO_OK);
     size_t len;
     unsigned char *z = slurp(tmp_path("w.npz"), &len);
     size_t end = len - 22;
@@ -772,7 +773,7 @@ Test(io, npz_member_errors_name_the_member)
     put32(z + 14, crc);
     put32(z + cd + 16, crc);
     spill(tmp_path("w.npz"), z, len);
-    expect_npz_error(tmp_path("w.npz"), NN_IO_EUNSUPPORTED,
+    expect_npz_error(tmp_path("w.npz"), IO_EUNSUPPORTED,
                      "w.npz: member 'm.npy': big-endian data ('>f4') is not supported");
     free(z);
     free(npy);
@@ -805,29 +806,29 @@ static void *failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 Test(io, allocation_failures_leak_nothing)
 {
-    nn_io_array a[16];
+    io_array a[16];
     size_t n = known(a);
     nn_model *model = test_model(AD_F32, 3);
-    cr_assert_eq(nn_npz_write(tmp_path("all.npz"), a, n, NULL), NN_IO_OK);
-    cr_assert_eq(nn_npy_write(tmp_path("w.npy"), &a[0], NULL), NN_IO_OK);
-    cr_assert_eq(nn_model_save_npz(model, tmp_path("model.npz"), NULL), NN_IO_OK);
+    cr_assert_eq(io_npz_write(tmp_path("all.npz"), a, n, NULL), IO_OK);
+    cr_assert_eq(io_npy_write(tmp_path("w.npy"), &a[0], NULL), IO_OK);
+    cr_assert_eq(nn_model_save_npz(model, tmp_path("model.npz"), NULL), IO_OK);
     for (int phase = 0; phase < 6; phase++) {
         for (long k = 0;; k++) {
             counting_alloc ca = {0, k, 0};
-            nn_io_error err;
-            nn_io_status st = NN_IO_OK;
-            nn_io_set_allocator(failing_alloc, &ca);
-            nn_checkpoint_set_allocator(failing_alloc, &ca);
+            io_error err;
+            io_status st = IO_OK;
+            io_set_allocator(failing_alloc, &ca);
+            io_checkpoint_set_allocator(failing_alloc, &ca);
             if (phase == 0) {
-                st = nn_npz_write(tmp_path("out.npz"), a, n, &err);
+                st = io_npz_write(tmp_path("out.npz"), a, n, &err);
             } else if (phase == 1) {
-                nn_npz *z = NULL;
-                st = nn_npz_read(tmp_path("all.npz"), &z, &err);
-                nn_npz_destroy(z);
+                io_npz *z = NULL;
+                st = io_npz_read(tmp_path("all.npz"), &z, &err);
+                io_npz_destroy(z);
             } else if (phase == 2) {
-                nn_io_array *r = NULL;
-                st = nn_npy_read(tmp_path("w.npy"), &r, &err);
-                nn_io_array_free(r);
+                io_array *r = NULL;
+                st = io_npy_read(tmp_path("w.npy"), &r, &err);
+                io_array_free(r);
             } else if (phase == 3) {
                 st = nn_model_load_npz(model, tmp_path("model.npz"), 0, &err);
             } else if (phase == 4) {
@@ -835,14 +836,14 @@ Test(io, allocation_failures_leak_nothing)
             } else {
                 st = nn_model_load_safetensors(model, tmp_path("model.st"), 0, &err);
             }
-            nn_io_set_allocator(NULL, NULL);
-            nn_checkpoint_set_allocator(NULL, NULL);
+            io_set_allocator(NULL, NULL);
+            io_checkpoint_set_allocator(NULL, NULL);
             cr_assert_eq(ca.live, 0, "phase %d: leak when allocation %ld fails", phase, k);
-            if (st == NN_IO_OK) {
+            if (st == IO_OK) {
                 cr_assert_gt(ca.calls, 0, "phase %d allocates", phase);
                 break;
             }
-            cr_assert_eq(st, NN_IO_ENOMEM, "phase %d, allocation %ld: %s", phase, k, err.message);
+            cr_assert_eq(st, IO_ENOMEM, "phase %d, allocation %ld: %s", phase, k, err.message);
             assert_contains(err.message, "out of memory");
         }
     }
@@ -878,9 +879,9 @@ static void run_python(const char *args)
     free(text);
 }
 
-static double f64_at(const nn_io_array *a, size_t i)
+static double f64_at(const io_array *a, size_t i)
 {
-    return a->dtype == NN_IO_F32 ? ((const float *)a->data)[i] : ((const double *)a->data)[i];
+    return a->dtype == IO_F32 ? ((const float *)a->data)[i] : ((const double *)a->data)[i];
 }
 
 Test(io, chainrule_reads_what_numpy_writes)
@@ -888,104 +889,104 @@ Test(io, chainrule_reads_what_numpy_writes)
     char args[600];
     snprintf(args, sizeof args, "numpy_write '%s'", tmpdir);
     run_python(args);
-    nn_io_array *a = NULL;
-    nn_io_error err;
+    io_array *a = NULL;
+    io_error err;
 
-    cr_assert_eq(nn_npy_read(tmp_path("f32.npy"), &a, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(a->dtype, NN_IO_F32);
+    cr_assert_eq(io_npy_read(tmp_path("f32.npy"), &a, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(a->dtype, IO_F32);
     cr_assert_eq(a->ndim, 2);
     cr_assert_eq(a->shape[0], 3);
     cr_assert_eq(a->shape[1], 4);
     for (size_t i = 0; i < 12; i++)
         cr_assert_eq(((const float *)a->data)[i], (float)i * 0.25f - 1.0f);
-    nn_io_array_free(a);
+    io_array_free(a);
 
     const char *f64_files[] = {"f64.npy", "v2.npy", "v3.npy"};
     for (int f = 0; f < 3; f++) {
-        cr_assert_eq(nn_npy_read(tmp_path(f64_files[f]), &a, &err), NN_IO_OK, "%s", err.message);
-        cr_assert_eq(a->dtype, NN_IO_F64);
+        cr_assert_eq(io_npy_read(tmp_path(f64_files[f]), &a, &err), IO_OK, "%s", err.message);
+        cr_assert_eq(a->dtype, IO_F64);
         for (size_t i = 0; i < 6; i++)
             cr_assert_eq(((const double *)a->data)[i], 1.0 / (double)(i + 1));
-        nn_io_array_free(a);
+        io_array_free(a);
     }
-    cr_assert_eq(nn_npy_read(tmp_path("i32.npy"), &a, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(a->dtype, NN_IO_I32);
+    cr_assert_eq(io_npy_read(tmp_path("i32.npy"), &a, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(a->dtype, IO_I32);
     cr_assert_eq(((const int32_t *)a->data)[0], INT32_MIN);
     cr_assert_eq(((const int32_t *)a->data)[4], INT32_MAX);
-    nn_io_array_free(a);
-    cr_assert_eq(nn_npy_read(tmp_path("i64.npy"), &a, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(a->dtype, NN_IO_I64);
+    io_array_free(a);
+    cr_assert_eq(io_npy_read(tmp_path("i64.npy"), &a, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(a->dtype, IO_I64);
     cr_assert_eq(a->shape[0], 2);
     cr_assert_eq(a->shape[1], 1);
     cr_assert_eq(((const int64_t *)a->data)[1], (INT64_C(1) << 40) + 1);
-    nn_io_array_free(a);
-    cr_assert_eq(nn_npy_read(tmp_path("u8.npy"), &a, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(a->dtype, NN_IO_U8);
+    io_array_free(a);
+    cr_assert_eq(io_npy_read(tmp_path("u8.npy"), &a, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(a->dtype, IO_U8);
     cr_assert_eq(((const uint8_t *)a->data)[3], 255);
-    nn_io_array_free(a);
-    cr_assert_eq(nn_npy_read(tmp_path("scalar.npy"), &a, &err), NN_IO_OK, "%s", err.message);
+    io_array_free(a);
+    cr_assert_eq(io_npy_read(tmp_path("scalar.npy"), &a, &err), IO_OK, "%s", err.message);
     cr_assert_eq(a->ndim, 0);
     cr_assert_eq(((const double *)a->data)[0], 3.141592653589793);
-    nn_io_array_free(a);
-    cr_assert_eq(nn_npy_read(tmp_path("empty.npy"), &a, &err), NN_IO_OK, "%s", err.message);
+    io_array_free(a);
+    cr_assert_eq(io_npy_read(tmp_path("empty.npy"), &a, &err), IO_OK, "%s", err.message);
     cr_assert_eq(a->shape[0], 0);
     cr_assert_eq(a->shape[1], 5);
-    nn_io_array_free(a);
+    io_array_free(a);
 
-    expect_npy_error(tmp_path("bigendian.npy"), NN_IO_EUNSUPPORTED, "big-endian data ('>f4')");
-    expect_npy_error(tmp_path("fortran.npy"), NN_IO_EUNSUPPORTED, "Fortran-order");
-    expect_npy_error(tmp_path("object.npy"), NN_IO_EUNSUPPORTED, "object arrays ('|O')");
-    expect_npy_error(tmp_path("complex.npy"), NN_IO_EUNSUPPORTED, "unsupported dtype '<c16'");
-    expect_npy_error(tmp_path("structured.npy"), NN_IO_EUNSUPPORTED, "structured arrays");
+    expect_npy_error(tmp_path("bigendian.npy"), IO_EUNSUPPORTED, "big-endian data ('>f4')");
+    expect_npy_error(tmp_path("fortran.npy"), IO_EUNSUPPORTED, "Fortran-order");
+    expect_npy_error(tmp_path("object.npy"), IO_EUNSUPPORTED, "object arrays ('|O')");
+    expect_npy_error(tmp_path("complex.npy"), IO_EUNSUPPORTED, "unsupported dtype '<c16'");
+    expect_npy_error(tmp_path("structured.npy"), IO_EUNSUPPORTED, "structured arrays");
 
     const char *archives[] = {"plain.npz", "compressed.npz"};
     bool have_zlib = true;
     for (int f = 0; f < 2; f++) {
-        nn_npz *z = NULL;
-        nn_io_status st = nn_npz_read(tmp_path(archives[f]), &z, &err);
-        if (f == 1 && st == NN_IO_EUNSUPPORTED && strstr(err.message, "built without zlib")) {
+        io_npz *z = NULL;
+        io_status st = io_npz_read(tmp_path(archives[f]), &z, &err);
+        if (f == 1 && st == IO_EUNSUPPORTED && strstr(err.message, "built without zlib")) {
             have_zlib = false; /* the only acceptable failure */
             continue;
         }
-        cr_assert_eq(st, NN_IO_OK, "%s: %s", archives[f], err.message);
-        cr_assert_eq(nn_npz_count(z), 8);
-        const nn_io_array *c = nn_npz_find(z, "cube");
+        cr_assert_eq(st, IO_OK, "%s: %s", archives[f], err.message);
+        cr_assert_eq(io_npz_count(z), 8);
+        const io_array *c = io_npz_find(z, "cube");
         cr_assert_not_null(c);
         cr_assert_eq(c->ndim, 3);
         for (size_t i = 0; i < 24; i++)
             cr_assert_eq(f64_at(c, i), (double)i - 11.5);
-        const nn_io_array *f32 = nn_npz_find(z, "f32");
+        const io_array *f32 = io_npz_find(z, "f32");
         cr_assert_eq(((const float *)f32->data)[11], 11 * 0.25f - 1.0f);
-        cr_assert_eq(((const int32_t *)nn_npz_find(z, "i32")->data)[0], INT32_MIN);
-        cr_assert_eq(nn_npz_find(z, "empty")->shape[1], 5);
-        nn_npz_destroy(z);
+        cr_assert_eq(((const int32_t *)io_npz_find(z, "i32")->data)[0], INT32_MIN);
+        cr_assert_eq(io_npz_find(z, "empty")->shape[1], 5);
+        io_npz_destroy(z);
     }
     /* inflate's own allocations fail cleanly too */
     for (long k = 0; have_zlib; k++) {
         counting_alloc ca = {0, k, 0};
-        nn_npz *z = NULL;
-        nn_io_set_allocator(failing_alloc, &ca);
-        nn_io_status st = nn_npz_read(tmp_path("compressed.npz"), &z, &err);
-        nn_npz_destroy(z);
-        nn_io_set_allocator(NULL, NULL);
+        io_npz *z = NULL;
+        io_set_allocator(failing_alloc, &ca);
+        io_status st = io_npz_read(tmp_path("compressed.npz"), &z, &err);
+        io_npz_destroy(z);
+        io_set_allocator(NULL, NULL);
         cr_assert_eq(ca.live, 0, "leak when allocation %ld fails", k);
-        if (st == NN_IO_OK)
+        if (st == IO_OK)
             break;
-        cr_assert_eq(st, NN_IO_ENOMEM, "allocation %ld: %s", k, err.message);
+        cr_assert_eq(st, IO_ENOMEM, "allocation %ld: %s", k, err.message);
     }
 }
 
 Test(io, numpy_reads_what_chainrule_writes)
 {
-    nn_io_array a[16];
-    nn_io_error err;
+    io_array a[16];
+    io_error err;
     char args[600], name[64];
     size_t n = known(a);
     for (size_t i = 0; i < n; i++) {
         snprintf(name, sizeof name, "%s.npy", a[i].name);
-        cr_assert_eq(nn_npy_write(tmp_path(name), &a[i], &err), NN_IO_OK, "%s", err.message);
+        cr_assert_eq(io_npy_write(tmp_path(name), &a[i], &err), IO_OK, "%s", err.message);
     }
-    cr_assert_eq(nn_npz_write(tmp_path("all.npz"), a, n, &err), NN_IO_OK, "%s", err.message);
+    cr_assert_eq(io_npz_write(tmp_path("all.npz"), a, n, &err), IO_OK, "%s", err.message);
     snprintf(args, sizeof args, "numpy_check '%s'", tmpdir);
     run_python(args);
 }
@@ -993,31 +994,31 @@ Test(io, numpy_reads_what_chainrule_writes)
 static void torch_to_chainrule(ad_dtype dt)
 {
     char args[600];
-    nn_io_error err;
+    io_error err;
     snprintf(args, sizeof args, "torch_export '%s' %s", tmpdir, dt == AD_F32 ? "f32" : "f64");
     run_python(args);
-    nn_io_array *x = NULL, *y = NULL;
-    cr_assert_eq(nn_npy_read(tmp_path("x.npy"), &x, &err), NN_IO_OK, "%s", err.message);
-    cr_assert_eq(nn_npy_read(tmp_path("y.npy"), &y, &err), NN_IO_OK, "%s", err.message);
+    io_array *x = NULL, *y = NULL;
+    cr_assert_eq(io_npy_read(tmp_path("x.npy"), &x, &err), IO_OK, "%s", err.message);
+    cr_assert_eq(io_npy_read(tmp_path("y.npy"), &y, &err), IO_OK, "%s", err.message);
     cr_assert_eq(x->shape[0], 10);
     cr_assert_eq(y->shape[1], 3);
     double xd[40], out[30];
-    cr_assert_eq(nn_io_array_copy(x, NN_IO_F64, 2, (size_t[]){10, 4}, xd, &err), NN_IO_OK);
+    cr_assert_eq(io_array_copy(x, IO_F64, 2, (size_t[]){10, 4}, xd, &err), IO_OK);
     double tol = dt == AD_F32 ? 1e-6 : 1e-12;
     const char *files[] = {"torch.npz", "torch.safetensors"};
     for (int f = 0; f < 2; f++) {
         nn_model *m = test_model(dt, 5);
-        nn_io_status st = f == 0 ? nn_model_load_npz(m, tmp_path(files[f]), 0, &err)
-                                 : nn_model_load_safetensors(m, tmp_path(files[f]), 0, &err);
-        cr_assert_eq(st, NN_IO_OK, "%s", err.message);
+        io_status st = f == 0 ? nn_model_load_npz(m, tmp_path(files[f]), 0, &err)
+                              : nn_model_load_safetensors(m, tmp_path(files[f]), 0, &err);
+        cr_assert_eq(st, IO_OK, "%s", err.message);
         cr_assert_eq(nn_model_predict(m, xd, 10, 4, out), 0, "%s", nn_model_error(m));
         for (size_t i = 0; i < 30; i++)
             cr_assert(fabs(out[i] - f64_at(y, i)) <= tol, "%s output %zu: %.17g vs torch %.17g",
                       files[f], i, out[i], f64_at(y, i));
         nn_model_free(m);
     }
-    nn_io_array_free(x);
-    nn_io_array_free(y);
+    io_array_free(x);
+    io_array_free(y);
 }
 
 Test(io, torch_model_into_chainrule_f32) { torch_to_chainrule(AD_F32); }
@@ -1026,30 +1027,29 @@ Test(io, torch_model_into_chainrule_f64) { torch_to_chainrule(AD_F64); }
 static void chainrule_to_torch(ad_dtype dt)
 {
     char args[600];
-    nn_io_error err;
+    io_error err;
     double x[40], y[30];
     nn_model *m = test_model(dt, 7);
     train_a_little(m);
     inputs(x, 10);
     cr_assert_eq(nn_model_predict(m, x, 10, 4, y), 0);
-    cr_assert_eq(nn_model_save_npz(m, tmp_path("chainrule.npz"), &err), NN_IO_OK, "%s",
+    cr_assert_eq(nn_model_save_npz(m, tmp_path("chainrule.npz"), &err), IO_OK, "%s", err.message);
+    cr_assert_eq(nn_model_save_safetensors(m, tmp_path("chainrule.safetensors"), &err), IO_OK, "%s",
                  err.message);
-    cr_assert_eq(nn_model_save_safetensors(m, tmp_path("chainrule.safetensors"), &err), NN_IO_OK,
-                 "%s", err.message);
     /* inputs and outputs in the model's dtype */
     float xf[40], yf[30];
     for (int i = 0; i < 40; i++)
         xf[i] = (float)x[i];
     for (int i = 0; i < 30; i++)
         yf[i] = (float)y[i];
-    nn_io_array xa = {"x", NN_IO_F64, 2, {10, 4}, x}, ya = {"y", NN_IO_F64, 2, {10, 3}, y};
+    io_array xa = {"x", IO_F64, 2, {10, 4}, x}, ya = {"y", IO_F64, 2, {10, 3}, y};
     if (dt == AD_F32) {
-        xa.dtype = ya.dtype = NN_IO_F32;
+        xa.dtype = ya.dtype = IO_F32;
         xa.data = xf;
         ya.data = yf;
     }
-    cr_assert_eq(nn_npy_write(tmp_path("x.npy"), &xa, &err), NN_IO_OK);
-    cr_assert_eq(nn_npy_write(tmp_path("y_chainrule.npy"), &ya, &err), NN_IO_OK);
+    cr_assert_eq(io_npy_write(tmp_path("x.npy"), &xa, &err), IO_OK);
+    cr_assert_eq(io_npy_write(tmp_path("y_chainrule.npy"), &ya, &err), IO_OK);
     snprintf(args, sizeof args, "torch_import '%s' %s", tmpdir, dt == AD_F32 ? "f32" : "f64");
     run_python(args);
     nn_model_free(m);

@@ -100,14 +100,14 @@ static int fail_with(run_result *r, int rc, const char *msg)
 static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, int keep_params)
 {
     memset(r, 0, sizeof *r);
-    nn_data_set_allocator(counting_alloc, c);
-    nn_dataset *ds = NULL;
-    nn_batcher *bat = NULL;
+    io_data_set_allocator(counting_alloc, c);
+    io_dataset *ds = NULL;
+    io_batcher *bat = NULL;
     nn_model *m = NULL;
     nn_optimizer *opt = NULL;
-    nn_data_error derr;
+    io_data_error derr;
     int rc;
-    if (nn_dataset_create(NROWS, NFEAT, true, &ds, &derr) != NN_DATA_OK) {
+    if (io_dataset_create(NROWS, NFEAT, true, &ds, &derr) != IO_DATA_OK) {
         fail_with(r, NN_ERR_MEMORY, derr.message);
         goto done;
     }
@@ -115,7 +115,7 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
         ds->x[i] = (float)X[i];
     memcpy(ds->y, Y, sizeof Y);
     ds->classes = 3;
-    if (nn_batcher_create(ds, 4, true, seed, &bat, &derr) != NN_DATA_OK) {
+    if (io_batcher_create(ds, 4, true, seed, &bat, &derr) != IO_DATA_OK) {
         fail_with(r, NN_ERR_MEMORY, derr.message);
         goto done;
     }
@@ -142,9 +142,9 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
     }
     int step = 0;
     for (uint64_t epoch = 0; epoch < 2; epoch++) {
-        nn_batch b;
-        nn_batcher_start_epoch(bat, epoch);
-        while (nn_batcher_next(bat, &b)) {
+        io_batch b;
+        io_batcher_start_epoch(bat, epoch);
+        while (io_batcher_next(bat, &b)) {
             cr_assert_lt(step, NSTEPS - 1);
             if ((rc = nn_model_set_input_f32(m, b.x, (int64_t)b.size, NFEAT)) ||
                 (rc = nn_model_set_labels(m, b.y, (int64_t)b.size)) ||
@@ -179,9 +179,9 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
 done:
     nn_optimizer_free(opt);
     nn_model_free(m);
-    nn_batcher_destroy(bat);
-    nn_dataset_destroy(ds);
-    nn_data_set_allocator(NULL, NULL);
+    io_batcher_destroy(bat);
+    io_dataset_destroy(ds);
+    io_data_set_allocator(NULL, NULL);
     return r->rc;
 }
 
@@ -250,28 +250,28 @@ static void make_workdir(void) { make_workdir_tagged("cr_reliability"); }
  * not hold the same tensor names, dtypes and shapes. */
 static int differing_tensors(const char *a, const char *b)
 {
-    nn_checkpoint *ca = NULL, *cb = NULL;
-    nn_ckpt_error err;
-    cr_assert_eq(nn_checkpoint_read(a, &ca, &err), NN_CKPT_OK, "%s", err.message);
-    cr_assert_eq(nn_checkpoint_read(b, &cb, &err), NN_CKPT_OK, "%s", err.message);
-    cr_assert_eq(nn_checkpoint_count(ca), nn_checkpoint_count(cb));
-    cr_assert_gt(nn_checkpoint_count(ca), 0);
+    io_checkpoint *ca = NULL, *cb = NULL;
+    io_ckpt_error err;
+    cr_assert_eq(io_checkpoint_read(a, &ca, &err), IO_CKPT_OK, "%s", err.message);
+    cr_assert_eq(io_checkpoint_read(b, &cb, &err), IO_CKPT_OK, "%s", err.message);
+    cr_assert_eq(io_checkpoint_count(ca), io_checkpoint_count(cb));
+    cr_assert_gt(io_checkpoint_count(ca), 0);
     int differ = 0;
-    for (size_t i = 0; i < nn_checkpoint_count(ca); i++) {
-        const nn_ckpt_tensor *ta = nn_checkpoint_tensor_at(ca, i);
-        const nn_ckpt_tensor *tb = nn_checkpoint_find(cb, ta->name);
+    for (size_t i = 0; i < io_checkpoint_count(ca); i++) {
+        const io_ckpt_tensor *ta = io_checkpoint_tensor_at(ca, i);
+        const io_ckpt_tensor *tb = io_checkpoint_find(cb, ta->name);
         cr_assert_not_null(tb, "%s has no tensor %s", b, ta->name);
         cr_assert_eq(ta->dtype, tb->dtype);
         cr_assert_eq(ta->ndim, tb->ndim);
-        size_t n = ta->dtype == NN_CKPT_F32 ? 4 : 8;
+        size_t n = ta->dtype == IO_CKPT_F32 ? 4 : 8;
         for (int k = 0; k < ta->ndim; k++) {
             cr_assert_eq(ta->shape[k], tb->shape[k]);
             n *= ta->shape[k];
         }
         differ += memcmp(ta->data, tb->data, n) != 0;
     }
-    nn_checkpoint_destroy(ca);
-    nn_checkpoint_destroy(cb);
+    io_checkpoint_destroy(ca);
+    io_checkpoint_destroy(cb);
     return differ;
 }
 

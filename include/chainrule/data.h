@@ -4,36 +4,36 @@
  *
  * A worked example: Géron's Fashion-MNIST setup (Hands-On ML, chapter 10).
  *
- *     nn_data_error err;
- *     nn_dataset *full = NULL, *test = NULL, *train = NULL, *valid = NULL;
- *     if (nn_mnist_load(NULL, &full, &test, &err) != NN_DATA_OK) {
+ *     io_data_error err;
+ *     io_dataset *full = NULL, *test = NULL, *train = NULL, *valid = NULL;
+ *     if (io_mnist_load(NULL, &full, &test, &err) != IO_DATA_OK) {
  *         fprintf(stderr, "%s\n", err.message);    // names the file and the problem
  *         return 1;
  *     }
- *     nn_dataset_scale(full, 255.0f);               // pixels 0..255 -> [0, 1]
- *     nn_dataset_scale(test, 255.0f);
- *     nn_dataset_split(full, 5000, &valid, &train, &err); // first 5000 validate
- *     nn_batcher *b = NULL;
- *     nn_batcher_create(train, 32, true, 42, &b, &err);
+ *     io_dataset_scale(full, 255.0f);               // pixels 0..255 -> [0, 1]
+ *     io_dataset_scale(test, 255.0f);
+ *     io_dataset_split(full, 5000, &valid, &train, &err); // first 5000 validate
+ *     io_batcher *b = NULL;
+ *     io_batcher_create(train, 32, true, 42, &b, &err);
  *     for (unsigned epoch = 0; epoch < 20; epoch++) {
- *         nn_batch batch;
- *         nn_batcher_start_epoch(b, epoch);         // order depends on (seed, epoch)
- *         while (nn_batcher_next(b, &batch)) {
+ *         io_batch batch;
+ *         io_batcher_start_epoch(b, epoch);         // order depends on (seed, epoch)
+ *         while (io_batcher_next(b, &batch)) {
  *             // batch.x: (batch.size, train->d), batch.y: (batch.size)
  *         }
  *     }
- *     nn_batcher_destroy(b);
- *     nn_dataset_destroy(train); nn_dataset_destroy(valid);
- *     nn_dataset_destroy(full); nn_dataset_destroy(test);
+ *     io_batcher_destroy(b);
+ *     io_dataset_destroy(train); io_dataset_destroy(valid);
+ *     io_dataset_destroy(full); io_dataset_destroy(test);
  *
  * Conventions
- * - Every function that can fail returns an nn_data_status and, when err is
+ * - Every function that can fail returns an io_data_status and, when err is
  *   not NULL, fills err with the status and a one-line message naming the
  *   file, line, column or count at fault. Nothing here aborts or prints.
  *   On failure every output pointer is left NULL and nothing is leaked,
  *   allocation failure included.
  * - X_create/X_destroy allocate and free; destroy functions accept NULL.
- * - Memory comes from malloc, or from the hook given to nn_data_set_allocator.
+ * - Memory comes from malloc, or from the hook given to io_data_set_allocator.
  * - Features are float, row-major (n, d); labels are int in [0, classes).
  */
 #ifndef CHAINRULE_DATA_H
@@ -43,47 +43,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autodiff.h"
+
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-#if defined(CHAINRULE_BUILDING) && defined(__GNUC__)
-#define NN_DATA_API __attribute__((visibility("default")))
-#else
-#define NN_DATA_API
 #endif
 
 /* ----------------------------------------------------------------- errors */
 
 /** Result of every fallible data function. */
-typedef enum nn_data_status {
-    NN_DATA_OK = 0,
-    NN_DATA_ENOMEM,    /**< out of memory */
-    NN_DATA_EIO,       /**< a file or directory cannot be opened or read */
-    NN_DATA_EFORMAT,   /**< malformed content: bad magic, truncated, bad CSV cell */
-    NN_DATA_EMISMATCH, /**< parts that must agree do not (image vs label counts) */
-    NN_DATA_EINVAL,    /**< a bad argument from the caller */
-    NN_DATA_ENOTSUP    /**< e.g. a gzip file in a build without zlib */
-} nn_data_status;
+typedef enum io_data_status {
+    IO_DATA_OK = 0,
+    IO_DATA_ENOMEM,    /**< out of memory */
+    IO_DATA_EIO,       /**< a file or directory cannot be opened or read */
+    IO_DATA_EFORMAT,   /**< malformed content: bad magic, truncated, bad CSV cell */
+    IO_DATA_EMISMATCH, /**< parts that must agree do not (image vs label counts) */
+    IO_DATA_EINVAL,    /**< a bad argument from the caller */
+    IO_DATA_ENOTSUP    /**< e.g. a gzip file in a build without zlib */
+} io_data_status;
 
-/** Longest message kept in nn_data_error, terminator included. */
-#define NN_DATA_ERROR_MAX 512
+/** Longest message kept in io_data_error, terminator included. */
+#define IO_DATA_ERROR_MAX 512
 
 /** Filled by failing functions when the caller passes one; may be NULL. */
-typedef struct nn_data_error {
-    nn_data_status status;           /**< the value the function returned */
-    char message[NN_DATA_ERROR_MAX]; /**< "" on success */
-} nn_data_error;
+typedef struct io_data_error {
+    io_data_status status;           /**< the value the function returned */
+    char message[IO_DATA_ERROR_MAX]; /**< "" on success */
+} io_data_error;
 
 /** A constant name for a status ("ok", "out of memory", ...). Never NULL. */
-NN_DATA_API const char *nn_data_status_string(nn_data_status status);
+AD_API const char *io_data_status_string(io_data_status status);
 
 /**
  * Allocator hook with lua_Alloc's contract: when nsize is 0 free ptr (which
  * may be NULL) and return NULL; otherwise act like realloc(ptr, nsize) and
  * return NULL on failure. osize is the old size of ptr (0 for NULL).
  */
-typedef void *(*nn_data_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+typedef void *(*io_data_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 
 /**
  * Routes every allocation of this module (datasets, IDX buffers, batchers,
@@ -92,19 +88,19 @@ typedef void *(*nn_data_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsiz
  * and free objects with the allocator that made them. zlib's own internal
  * buffers still come from malloc.
  */
-NN_DATA_API void nn_data_set_allocator(nn_data_alloc_fn alloc, void *ud);
+AD_API void io_data_set_allocator(io_data_alloc_fn alloc, void *ud);
 
 /* ---------------------------------------------------------------- dataset */
 
-/** Labels are limited to [0, NN_DATA_MAX_CLASSES). */
-#define NN_DATA_MAX_CLASSES 65536
+/** Labels are limited to [0, IO_DATA_MAX_CLASSES). */
+#define IO_DATA_MAX_CLASSES 65536
 
 /**
  * A labelled (or unlabelled) table of examples. Everything pointed to is
- * owned by the dataset and freed by nn_dataset_destroy. Fields may be read
+ * owned by the dataset and freed by io_dataset_destroy. Fields may be read
  * and the values of x and y changed freely; do not replace the pointers.
  */
-typedef struct nn_dataset {
+typedef struct io_dataset {
     size_t n;           /**< number of examples */
     size_t d;           /**< features per example */
     float *x;           /**< (n, d) row-major */
@@ -113,63 +109,62 @@ typedef struct nn_dataset {
     char **class_names; /**< (classes) names from a CSV's text labels, else NULL */
     size_t height;      /**< image rows when read from IDX images, else 0 */
     size_t width;       /**< image columns (d == height * width), else 0 */
-} nn_dataset;
+} io_dataset;
 
 /**
  * Creates a dataset of n examples with d zero features each, with a label
  * array of zeros when labelled (classes is then 0 until the caller sets it).
- * *out is the caller's, free it with nn_dataset_destroy.
- * Errors: NN_DATA_EINVAL when n * d overflows, NN_DATA_ENOMEM.
+ * *out is the caller's, free it with io_dataset_destroy.
+ * Errors: IO_DATA_EINVAL when n * d overflows, IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_dataset_create(size_t n, size_t d, bool labelled, nn_dataset **out,
-                                             nn_data_error *err);
+AD_API io_data_status io_dataset_create(size_t n, size_t d, bool labelled, io_dataset **out,
+                                        io_data_error *err);
 
 /** Frees a dataset and everything it owns. Accepts NULL. */
-NN_DATA_API void nn_dataset_destroy(nn_dataset *ds);
+AD_API void io_dataset_destroy(io_dataset *ds);
 
 /**
  * Copies count examples starting at begin into a new dataset *out (class
  * count, class names and image size are copied too). The first N examples
- * are nn_dataset_slice(ds, 0, N, ...).
- * Errors: NN_DATA_EINVAL when begin + count > ds->n, NN_DATA_ENOMEM.
+ * are io_dataset_slice(ds, 0, N, ...).
+ * Errors: IO_DATA_EINVAL when begin + count > ds->n, IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_dataset_slice(const nn_dataset *ds, size_t begin, size_t count,
-                                            nn_dataset **out, nn_data_error *err);
+AD_API io_data_status io_dataset_slice(const io_dataset *ds, size_t begin, size_t count,
+                                       io_dataset **out, io_data_error *err);
 
 /**
  * Keeps the first n examples of ds in place (a subset for quick runs);
  * n larger than ds->n keeps everything. Memory is not given back.
  */
-NN_DATA_API void nn_dataset_truncate(nn_dataset *ds, size_t n);
+AD_API void io_dataset_truncate(io_dataset *ds, size_t n);
 
 /**
  * Splits ds into two new datasets: *first holds examples [0, n_first) and
  * *rest the others, as Géron's Fashion-MNIST validation split (the first
- * 5000 training images validate). For a random split call nn_dataset_shuffle
+ * 5000 training images validate). For a random split call io_dataset_shuffle
  * first. ds is unchanged. Both outputs are the caller's.
- * Errors: NN_DATA_EINVAL when n_first > ds->n, NN_DATA_ENOMEM.
+ * Errors: IO_DATA_EINVAL when n_first > ds->n, IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_dataset_split(const nn_dataset *ds, size_t n_first,
-                                            nn_dataset **first, nn_dataset **rest,
-                                            nn_data_error *err);
+AD_API io_data_status io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
+                                       io_dataset **rest, io_data_error *err);
 
 /**
  * Reorders the examples of ds in place (features and labels together) with
- * nn_data_permutation's order for (seed, 0). Allocates nothing.
+ * io_data_permutation's order for (seed, 0). Allocates nothing.
  */
-NN_DATA_API void nn_dataset_shuffle(nn_dataset *ds, uint64_t seed);
+AD_API void io_dataset_shuffle(io_dataset *ds, uint64_t seed);
 
 /** Divides every feature by divisor (255 maps 8-bit pixels to [0, 1]). */
-NN_DATA_API void nn_dataset_scale(nn_dataset *ds, float divisor);
+AD_API void io_dataset_scale(io_dataset *ds, float divisor);
 
 /* ---------------------------------------------------------------- scaling */
 
-/** How nn_scaler_fit maps features. */
-typedef enum nn_scale_kind {
-    NN_SCALE_MINMAX,        /**< per feature: [min, max] -> [0, 1] */
-    NN_SCALE_MINMAX_GLOBAL, /**< one min and max over all features (images) */
-    NN_SCALE_STANDARD       /**< per feature: zero mean, unit variance */
-} nn_scale_kind;
+/** How io_scaler_fit maps features. */
+typedef enum io_scale_kind {
+    IO_SCALE_MINMAX,        /**< per feature: [min, max] -> [0, 1] */
+    IO_SCALE_MINMAX_GLOBAL, /**< one min and max over all features (images) */
+    IO_SCALE_STANDARD       /**< per feature: zero mean, unit variance */
+} io_scale_kind;
 
 /**
  * An affine map fitted on training data and applied to every split:
@@ -177,129 +172,129 @@ typedef enum nn_scale_kind {
  * spread 1, so it maps to 0 and never to NaN. Fields may be read (to save
  * them in a checkpoint) and written (to restore them); owned by the scaler.
  */
-typedef struct nn_scaler {
+typedef struct io_scaler {
     size_t d;      /**< number of features */
     float *center; /**< (d) subtracted: minimum or mean */
     float *spread; /**< (d) divisor: max - min or standard deviation */
-} nn_scaler;
+} io_scaler;
 
 /**
  * Creates a scaler for d features with center 0 and spread 1 (the identity),
- * to be filled by nn_scaler_fit or from saved values. *out is the caller's.
- * Errors: NN_DATA_ENOMEM.
+ * to be filled by io_scaler_fit or from saved values. *out is the caller's.
+ * Errors: IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_scaler_create(size_t d, nn_scaler **out, nn_data_error *err);
+AD_API io_data_status io_scaler_create(size_t d, io_scaler **out, io_data_error *err);
 
 /**
  * Fits s on train (statistics in double precision; population standard
  * deviation).
- * Errors: NN_DATA_EINVAL when train has no examples or train->d != s->d.
+ * Errors: IO_DATA_EINVAL when train has no examples or train->d != s->d.
  */
-NN_DATA_API nn_data_status nn_scaler_fit(nn_scaler *s, const nn_dataset *train, nn_scale_kind kind,
-                                         nn_data_error *err);
+AD_API io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind,
+                                    io_data_error *err);
 
 /**
  * Applies s to every example of ds in place.
- * Errors: NN_DATA_EINVAL when ds->d != s->d.
+ * Errors: IO_DATA_EINVAL when ds->d != s->d.
  */
-NN_DATA_API nn_data_status nn_scaler_apply(const nn_scaler *s, nn_dataset *ds, nn_data_error *err);
+AD_API io_data_status io_scaler_apply(const io_scaler *s, io_dataset *ds, io_data_error *err);
 
 /** Frees a scaler. Accepts NULL. */
-NN_DATA_API void nn_scaler_destroy(nn_scaler *s);
+AD_API void io_scaler_destroy(io_scaler *s);
 
 /* -------------------------------------------------------------------- IDX */
 
 /** IDX element types, as stored in the third magic byte. */
-typedef enum nn_idx_type {
-    NN_IDX_U8 = 0x08,
-    NN_IDX_I8 = 0x09,
-    NN_IDX_I16 = 0x0B,
-    NN_IDX_I32 = 0x0C,
-    NN_IDX_F32 = 0x0D,
-    NN_IDX_F64 = 0x0E
-} nn_idx_type;
+typedef enum io_idx_type {
+    IO_IDX_U8 = 0x08,
+    IO_IDX_I8 = 0x09,
+    IO_IDX_I16 = 0x0B,
+    IO_IDX_I32 = 0x0C,
+    IO_IDX_F32 = 0x0D,
+    IO_IDX_F64 = 0x0E
+} io_idx_type;
 
 /** Most dimensions an IDX file may declare here. */
-#define NN_IDX_MAX_DIMS 8
+#define IO_IDX_MAX_DIMS 8
 
 /** The content of an IDX file, data converted to host byte order. */
-typedef struct nn_idx {
-    nn_idx_type type;             /**< element type of data */
-    int ndim;                     /**< 1 .. NN_IDX_MAX_DIMS */
-    size_t dims[NN_IDX_MAX_DIMS]; /**< dims[0] is the number of items */
+typedef struct io_idx {
+    io_idx_type type;             /**< element type of data */
+    int ndim;                     /**< 1 .. IO_IDX_MAX_DIMS */
+    size_t dims[IO_IDX_MAX_DIMS]; /**< dims[0] is the number of items */
     size_t count;                 /**< product of dims: number of elements */
     void *data;                   /**< count elements of type; owned */
-} nn_idx;
+} io_idx;
 
 /**
  * Reads an IDX file, plain or gzip-compressed (recognised by its magic bytes,
- * whatever its name). *out is the caller's; free with nn_idx_destroy.
- * Errors: NN_DATA_EIO (cannot open or read; the message names the path and
- * the system's reason), NN_DATA_EFORMAT (bad magic, unknown element type,
+ * whatever its name). *out is the caller's; free with io_idx_destroy.
+ * Errors: IO_DATA_EIO (cannot open or read; the message names the path and
+ * the system's reason), IO_DATA_EFORMAT (bad magic, unknown element type,
  * no or too many dimensions, truncated header or data, bytes after the
- * data, corrupt gzip stream), NN_DATA_ENOTSUP (gzip without zlib),
- * NN_DATA_ENOMEM.
+ * data, corrupt gzip stream), IO_DATA_ENOTSUP (gzip without zlib),
+ * IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_idx_read(const char *path, nn_idx **out, nn_data_error *err);
+AD_API io_data_status io_idx_read(const char *path, io_idx **out, io_data_error *err);
 
 /** Frees an IDX image. Accepts NULL. */
-NN_DATA_API void nn_idx_destroy(nn_idx *idx);
+AD_API void io_idx_destroy(io_idx *idx);
 
 /** Element i of idx as a double (any element type). i must be < idx->count. */
-NN_DATA_API double nn_idx_value(const nn_idx *idx, size_t i);
+AD_API double io_idx_value(const io_idx *idx, size_t i);
 
 /**
  * Builds a dataset from an IDX of examples (dims[0] examples of the product
  * of the other dims features; 3-d images also set height and width) and an
  * optional 1-d IDX of integer labels (NULL: unlabelled). Values are copied
  * unscaled (pixels stay 0..255). *out is the caller's.
- * Errors: NN_DATA_EMISMATCH (label count differs from example count),
- * NN_DATA_EFORMAT (labels not 1-d integers, a label outside
- * [0, NN_DATA_MAX_CLASSES)), NN_DATA_ENOMEM.
+ * Errors: IO_DATA_EMISMATCH (label count differs from example count),
+ * IO_DATA_EFORMAT (labels not 1-d integers, a label outside
+ * [0, IO_DATA_MAX_CLASSES)), IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_dataset_from_idx(const nn_idx *examples, const nn_idx *labels,
-                                               nn_dataset **out, nn_data_error *err);
+AD_API io_data_status io_dataset_from_idx(const io_idx *examples, const io_idx *labels,
+                                          io_dataset **out, io_data_error *err);
 
 /**
- * nn_idx_read of both files then nn_dataset_from_idx; labels_path may be
+ * io_idx_read of both files then io_dataset_from_idx; labels_path may be
  * NULL for unlabelled examples (chainrule predict). Messages name the files.
  */
-NN_DATA_API nn_data_status nn_idx_load_dataset(const char *examples_path, const char *labels_path,
-                                               nn_dataset **out, nn_data_error *err);
+AD_API io_data_status io_idx_load_dataset(const char *examples_path, const char *labels_path,
+                                          io_dataset **out, io_data_error *err);
 
 /* ------------------------------------------------------------ (Fashion-)MNIST */
 
 /** Where Debian's dataset-fashion-mnist package installs the files. */
-#define NN_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+#define IO_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 /** Number of Fashion-MNIST (and MNIST) classes. */
-#define NN_FASHION_MNIST_CLASSES 10
+#define IO_FASHION_MNIST_CLASSES 10
 
 /**
- * Loads the MNIST-layout files of dir (NULL: NN_FASHION_MNIST_DIR):
+ * Loads the MNIST-layout files of dir (NULL: IO_FASHION_MNIST_DIR):
  * train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
  * and t10k-labels-idx1-ubyte, each plain or with a .gz suffix (the plain name
  * wins when both exist). train or test may be NULL to skip that half. Pixels
- * stay 0..255 (see nn_dataset_scale); height and width are set (28 x 28).
+ * stay 0..255 (see io_dataset_scale); height and width are set (28 x 28).
  * Outputs are the caller's.
- * Errors: as nn_idx_read and nn_dataset_from_idx, with messages naming the
+ * Errors: as io_idx_read and io_dataset_from_idx, with messages naming the
  * directory or file: a missing directory, a missing file (both names tried),
  * images that are not 3-d unsigned bytes, image and label counts that differ.
  */
-NN_DATA_API nn_data_status nn_mnist_load(const char *dir, nn_dataset **train, nn_dataset **test,
-                                         nn_data_error *err);
+AD_API io_data_status io_mnist_load(const char *dir, io_dataset **train, io_dataset **test,
+                                    io_data_error *err);
 
 /**
  * The name of Fashion-MNIST class k ("T-shirt/top", "Trouser", "Pullover",
  * "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), a
  * constant string, or NULL when k is outside [0, 10).
  */
-NN_DATA_API const char *nn_fashion_mnist_class_name(int k);
+AD_API const char *io_fashion_mnist_class_name(int k);
 
 /* -------------------------------------------------------------------- CSV */
 
-/** How nn_csv_read finds the label column and parses rows. */
-typedef struct nn_csv_options {
+/** How io_csv_read finds the label column and parses rows. */
+typedef struct io_csv_options {
     /** Header name of the label column; NULL to use label_index. */
     const char *label_name;
     /** 0-based label column when label_name is NULL; negative counts from
@@ -312,7 +307,7 @@ typedef struct nn_csv_options {
     const char *const *class_names;
     /** Length of class_names. */
     int n_class_names;
-} nn_csv_options;
+} io_csv_options;
 
 /**
  * Reads a CSV file (plain or gzip) with a header row: one column holds the
@@ -322,13 +317,13 @@ typedef struct nn_csv_options {
  * each distinct text becomes a class, numbered in sorted (strcmp) order, with
  * names in class_names, unless opt->class_names fixes the list. opt NULL
  * means the last column is the label. *out is the caller's.
- * Errors: NN_DATA_EIO, NN_DATA_ENOMEM, NN_DATA_EINVAL (no such label column,
- * naming it), NN_DATA_EFORMAT, naming line and column: a row with the wrong
+ * Errors: IO_DATA_EIO, IO_DATA_ENOMEM, IO_DATA_EINVAL (no such label column,
+ * naming it), IO_DATA_EFORMAT, naming line and column: a row with the wrong
  * number of fields, an empty or non-numeric or non-finite feature, an
  * unterminated quote, a label not in opt->class_names, no data rows.
  */
-NN_DATA_API nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt,
-                                       nn_dataset **out, nn_data_error *err);
+AD_API io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_dataset **out,
+                                  io_data_error *err);
 
 /* ---------------------------------------------------- random order, batches */
 
@@ -339,19 +334,19 @@ NN_DATA_API nn_data_status nn_csv_read(const char *path, const nn_csv_options *o
  * 0x94D049BB133111EB; return z ^ (z >> 31). Seeded with 0 its first output
  * is 0xE220A8397B1DCDAF. The state may be read and restored.
  */
-typedef struct nn_data_rng {
+typedef struct io_data_rng {
     uint64_t state; /**< advanced by 0x9E3779B97F4A7C15 per draw */
-} nn_data_rng;
+} io_data_rng;
 
 /** Sets the generator's state to seed. */
-NN_DATA_API void nn_data_rng_seed(nn_data_rng *rng, uint64_t seed);
+AD_API void io_data_rng_seed(io_data_rng *rng, uint64_t seed);
 /** The next 64 random bits. */
-NN_DATA_API uint64_t nn_data_rng_next(nn_data_rng *rng);
+AD_API uint64_t io_data_rng_next(io_data_rng *rng);
 /**
  * A uniform integer in [0, bound) without modulo bias: draws r until
  * r >= (2^64 - bound) % bound, then returns r % bound. bound 0 returns 0.
  */
-NN_DATA_API uint64_t nn_data_rng_below(nn_data_rng *rng, uint64_t bound);
+AD_API uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound);
 
 /**
  * Fills perm with a permutation of 0..n-1 that depends only on (seed, epoch):
@@ -360,44 +355,44 @@ NN_DATA_API uint64_t nn_data_rng_below(nn_data_rng *rng, uint64_t bound);
  * seed ^ (0x9E3779B97F4A7C15 * epoch). The same on every machine, so a
  * resumed run sees the same order as an uninterrupted one.
  */
-NN_DATA_API void nn_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch);
+AD_API void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch);
 
 /** One mini-batch; pointers stay valid until the next call on its batcher. */
-typedef struct nn_batch {
+typedef struct io_batch {
     size_t size;    /**< examples in this batch (the last may be smaller) */
     size_t index;   /**< 0-based number of the batch within the epoch */
     const float *x; /**< (size, d) features */
     const int *y;   /**< (size) labels; NULL for an unlabelled dataset */
-} nn_batch;
+} io_batch;
 
 /** Iterates over a dataset in mini-batches. Opaque. */
-typedef struct nn_batcher nn_batcher;
+typedef struct io_batcher io_batcher;
 
 /**
  * Creates a batcher over ds (borrowed: it must outlive the batcher and keep
  * its size). With shuffle, each epoch visits the examples in
- * nn_data_permutation(seed, epoch) order, gathered into a buffer the batcher
+ * io_data_permutation(seed, epoch) order, gathered into a buffer the batcher
  * owns; without, batches point straight into ds. Starts at epoch 0.
  * *out is the caller's.
- * Errors: NN_DATA_EINVAL (batch_size 0), NN_DATA_ENOMEM.
+ * Errors: IO_DATA_EINVAL (batch_size 0), IO_DATA_ENOMEM.
  */
-NN_DATA_API nn_data_status nn_batcher_create(const nn_dataset *ds, size_t batch_size, bool shuffle,
-                                             uint64_t seed, nn_batcher **out, nn_data_error *err);
+AD_API io_data_status io_batcher_create(const io_dataset *ds, size_t batch_size, bool shuffle,
+                                        uint64_t seed, io_batcher **out, io_data_error *err);
 
 /** Rewinds to the first batch of the given epoch (reshuffling if shuffled). */
-NN_DATA_API void nn_batcher_start_epoch(nn_batcher *b, uint64_t epoch);
+AD_API void io_batcher_start_epoch(io_batcher *b, uint64_t epoch);
 
 /**
  * Fills *batch with the next batch of the current epoch and returns true, or
  * returns false when the epoch is over. Allocates nothing.
  */
-NN_DATA_API bool nn_batcher_next(nn_batcher *b, nn_batch *batch);
+AD_API bool io_batcher_next(io_batcher *b, io_batch *batch);
 
 /** Batches per epoch: ceil(n / batch_size). */
-NN_DATA_API size_t nn_batcher_count(const nn_batcher *b);
+AD_API size_t io_batcher_count(const io_batcher *b);
 
 /** Frees a batcher (not its dataset). Accepts NULL. */
-NN_DATA_API void nn_batcher_destroy(nn_batcher *b);
+AD_API void io_batcher_destroy(io_batcher *b);
 
 #ifdef __cplusplus
 }

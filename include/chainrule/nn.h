@@ -58,6 +58,7 @@
 #include <stdio.h>
 
 #include "autodiff.h"
+#include "io.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -499,7 +500,7 @@ NN_API int nn_model_is_training(const nn_model *m);
  * allocates. Errors: NN_ERR_ARG (n < 1), NN_ERR_NULL, NN_ERR_STATE (not built).
  */
 NN_API int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols);
-/** The same from float data (Fashion-MNIST pixels, nn_batch.x). */
+/** The same from float data (Fashion-MNIST pixels, io_batch.x). */
 NN_API int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols);
 /**
  * Sets the targets of the current n rows: for cross-entropy n class indices
@@ -736,6 +737,55 @@ NN_API double nn_schedule_lr(const nn_schedule *s, int64_t epoch);
 NN_API const char *nn_schedule_name(nn_schedule_kind kind);
 /** The kind for a name (also "none", "exp"), or -1. */
 NN_API int nn_schedule_from_name(const char *name);
+
+/* ------------------------------------------------------------- model files */
+/* Parameters and running statistics as .npy/.npz and safetensors files
+   (chainrule/io.h, chainrule/checkpoint.h; docs/interop.md). */
+
+/**
+ * Flag for the model loaders: ignore tensors in the file that the model
+ * does not have (a chainrule train checkpoint's "optimizer.*" tensors).
+ * Without it they are an error, like PyTorch's load_state_dict(strict=True).
+ */
+#define NN_MODEL_ALLOW_EXTRA 1u
+
+/**
+ * Saves a built model's parameters and batch-norm running statistics as an
+ * .npz archive (see "Models" at the top of this file).
+ * Errors: IO_EINVAL (NULL arguments, model not built), and those of
+ * io_npz_write.
+ */
+NN_API io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err);
+
+/**
+ * Loads a built model's parameters and running statistics from an .npz
+ * archive holding a tensor for each, by name, with the same shape (any
+ * dtype the reader accepts; values are converted to the model's dtype).
+ * Everything is checked before anything is copied, so on failure the model
+ * is unchanged. flags: 0 or NN_MODEL_ALLOW_EXTRA.
+ * Errors: IO_EMISMATCH naming the tensor ("mlp.npz: no tensor
+ * 'dense1.bias' for the model", "tensor 'dense0.weight' has shape (8, 2)
+ * but the model expects (2, 8)", "tensor '0.weight' is not in the model"),
+ * IO_EINVAL (NULL arguments, model not built), and those of io_npz_read.
+ */
+NN_API io_status nn_model_load_npz(nn_model *m, const char *path, unsigned flags, io_error *err);
+
+/**
+ * Saves a built model like nn_model_save_npz, as a safetensors file written
+ * by io_checkpoint_write (F32 or F64 by the model's dtype).
+ * Errors: IO_EINVAL, IO_EIO, IO_ENOMEM.
+ */
+NN_API io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err);
+
+/**
+ * Loads a built model like nn_model_load_npz from a safetensors file (F32
+ * or F64 tensors, read by io_checkpoint_read, so also the checkpoints of
+ * chainrule train with NN_MODEL_ALLOW_EXTRA).
+ * Errors: IO_EMISMATCH, IO_EINVAL, and io_checkpoint_read's failures
+ * as IO_EIO, IO_EFORMAT or IO_ENOMEM with its message.
+ */
+NN_API io_status nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags,
+                                           io_error *err);
 
 #ifdef __cplusplus
 }

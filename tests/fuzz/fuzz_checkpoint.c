@@ -9,14 +9,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file(data, size, ".safetensors");
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_error err;
+    io_checkpoint *ck = NULL;
+    io_ckpt_error err;
     memset(&err, 0, sizeof err);
-    if (nn_checkpoint_read(path, &ck, &err) == NN_CKPT_OK) {
+    if (io_checkpoint_read(path, &ck, &err) == IO_CKPT_OK) {
         if (!ck)
             abort();
-        (void)nn_checkpoint_count(ck);
-        nn_checkpoint_destroy(ck);
+        (void)io_checkpoint_count(ck);
+        io_checkpoint_destroy(ck);
     } else if (err.message[0] == '\0') {
         abort();
     }

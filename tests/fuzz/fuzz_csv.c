@@ -9,16 +9,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file(data, size, ".csv");
-    nn_dataset *ds = NULL;
-    nn_data_error err;
+    io_dataset *ds = NULL;
+    io_data_error err;
     memset(&err, 0, sizeof err);
-    nn_csv_options opt;
+    io_csv_options opt;
     memset(&opt, 0, sizeof opt);
     opt.label_index = -1;
-    if (nn_csv_read(path, &opt, &ds, &err) == NN_DATA_OK) {
+    if (io_csv_read(path, &opt, &ds, &err) == IO_DATA_OK) {
         if (!ds)
             abort();
-        nn_dataset_destroy(ds);
+        io_dataset_destroy(ds);
     } else if (err.message[0] == '\0') {
         abort();
     }

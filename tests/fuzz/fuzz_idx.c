@@ -10,17 +10,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file(data, size, ".idx");
-    nn_idx *idx = NULL;
-    nn_data_error err;
+    io_idx *idx = NULL;
+    io_data_error err;
     memset(&err, 0, sizeof err);
-    nn_data_status st = nn_idx_read(path, &idx, &err);
-    if (st == NN_DATA_OK) {
+    io_data_status st = io_idx_read(path, &idx, &err);
+    if (st == IO_DATA_OK) {
         if (!idx)
             abort();
-        nn_dataset *ds = NULL;
-        if (nn_dataset_from_idx(idx, NULL, &ds, &err) == NN_DATA_OK)
-            nn_dataset_destroy(ds);
-        nn_idx_destroy(idx);
+        io_dataset *ds = NULL;
+        if (io_dataset_from_idx(idx, NULL, &ds, &err) == IO_DATA_OK)
+            io_dataset_destroy(ds);
+        io_idx_destroy(idx);
     } else if (err.message[0] == '\0') {
         abort(); /* an error without a message */
     }

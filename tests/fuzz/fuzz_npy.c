@@ -14,24 +14,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int npz = data[0] & 1;
     const char *path = fuzz_write_file(data + 1, size - 1, npz ? ".npz" : ".npy");
-    nn_io_error err;
+    io_error err;
     memset(&err, 0, sizeof err);
     if (npz) {
-        nn_npz *z = NULL;
-        if (nn_npz_read(path, &z, &err) == NN_IO_OK) {
+        io_npz *z = NULL;
+        if (io_npz_read(path, &z, &err) == IO_OK) {
             if (!z)
                 abort();
-            (void)nn_npz_count(z);
-            nn_npz_destroy(z);
+            (void)io_npz_count(z);
+            io_npz_destroy(z);
         } else if (err.message[0] == '\0') {
             abort();
         }
     } else {
-        nn_io_array *a = NULL;
-        if (nn_npy_read(path, &a, &err) == NN_IO_OK) {
+        io_array *a = NULL;
+        if (io_npy_read(path, &a, &err) == IO_OK) {
             if (!a)
                 abort();
-            nn_io_array_free(a);
+            io_array_free(a);
         } else if (err.message[0] == '\0') {
             abort();
         }

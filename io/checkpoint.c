@@ -38,10 +38,10 @@
 
 /* ------------------------------------------------------ memory and errors */
 
-static nn_ckpt_alloc_fn g_alloc;
+static io_ckpt_alloc_fn g_alloc;
 static void *g_alloc_ud;
 
-void nn_checkpoint_set_allocator(nn_ckpt_alloc_fn alloc, void *ud)
+void io_checkpoint_set_allocator(io_ckpt_alloc_fn alloc, void *ud)
 {
     g_alloc = alloc;
     g_alloc_ud = alloc ? ud : NULL;
@@ -84,36 +84,36 @@ static void free_string(const char *s)
         mem_free((void *)(uintptr_t)s, strlen(s) + 1);
 }
 
-const char *nn_ckpt_status_string(nn_ckpt_status status)
+const char *io_ckpt_status_string(io_ckpt_status status)
 {
     switch (status) {
-    case NN_CKPT_OK:
+    case IO_CKPT_OK:
         return "ok";
-    case NN_CKPT_ENOMEM:
+    case IO_CKPT_ENOMEM:
         return "out of memory";
-    case NN_CKPT_EIO:
+    case IO_CKPT_EIO:
         return "input/output error";
-    case NN_CKPT_EFORMAT:
+    case IO_CKPT_EFORMAT:
         return "invalid checkpoint file";
-    case NN_CKPT_EMISMATCH:
+    case IO_CKPT_EMISMATCH:
         return "checkpoint does not match";
-    case NN_CKPT_EINVAL:
+    case IO_CKPT_EINVAL:
         return "invalid argument";
     }
     return "unknown status";
 }
 
-static nn_ckpt_status ok(nn_ckpt_error *err)
+static io_ckpt_status ok(io_ckpt_error *err)
 {
     if (err) {
-        err->status = NN_CKPT_OK;
+        err->status = IO_CKPT_OK;
         err->message[0] = '\0';
     }
-    return NN_CKPT_OK;
+    return IO_CKPT_OK;
 }
 
 PRINTF_LIKE(3, 4)
-static nn_ckpt_status fail(nn_ckpt_error *err, nn_ckpt_status status, const char *fmt, ...)
+static io_ckpt_status fail(io_ckpt_error *err, io_ckpt_status status, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -127,8 +127,8 @@ static nn_ckpt_status fail(nn_ckpt_error *err, nn_ckpt_status status, const char
 
 /* ------------------------------------------------------- shared helpers */
 
-static size_t dtype_size(nn_ckpt_dtype t) { return t == NN_CKPT_F64 ? 8 : 4; }
-static const char *dtype_name(nn_ckpt_dtype t) { return t == NN_CKPT_F64 ? "F64" : "F32"; }
+static size_t dtype_size(io_ckpt_dtype t) { return t == IO_CKPT_F64 ? 8 : 4; }
+static const char *dtype_name(io_ckpt_dtype t) { return t == IO_CKPT_F64 ? "F64" : "F32"; }
 
 static bool host_is_little_endian(void)
 {
@@ -209,7 +209,7 @@ static uint32_t crc32_string0(uint32_t crc, const char *s)
 }
 
 /* The checksum's record of one tensor: name, dtype, shape, offsets. */
-static uint32_t crc32_tensor(uint32_t crc, const nn_ckpt_tensor *t, size_t begin, size_t end)
+static uint32_t crc32_tensor(uint32_t crc, const io_ckpt_tensor *t, size_t begin, size_t end)
 {
     char num[48];
     crc = crc32_string0(crc, t->name);
@@ -334,59 +334,59 @@ static void sb_json_string(strbuf *b, const char *s)
     sb_puts(b, "\"");
 }
 
-static nn_ckpt_status check_inputs(const char *path, const nn_ckpt_tensor *tensors, size_t count,
-                                   const nn_ckpt_meta *meta, size_t meta_count, nn_ckpt_error *err)
+static io_ckpt_status check_inputs(const char *path, const io_ckpt_tensor *tensors, size_t count,
+                                   const io_ckpt_meta *meta, size_t meta_count, io_ckpt_error *err)
 {
     if (!path || !*path)
-        return fail(err, NN_CKPT_EINVAL, "checkpoint path is empty");
+        return fail(err, IO_CKPT_EINVAL, "checkpoint path is empty");
     if ((count && !tensors) || (meta_count && !meta))
-        return fail(err, NN_CKPT_EINVAL, "%s: tensor or metadata array is NULL", path);
+        return fail(err, IO_CKPT_EINVAL, "%s: tensor or metadata array is NULL", path);
     for (size_t i = 0; i < count; i++) {
-        const nn_ckpt_tensor *t = &tensors[i];
+        const io_ckpt_tensor *t = &tensors[i];
         size_t bytes;
         if (!t->name || !*t->name)
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor %zu has no name", path, i);
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor %zu has no name", path, i);
         if (!valid_utf8(t->name))
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor %zu's name is not valid UTF-8", path, i);
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor %zu's name is not valid UTF-8", path, i);
         if (strcmp(t->name, "__metadata__") == 0)
-            return fail(err, NN_CKPT_EINVAL, "%s: '__metadata__' is reserved, not a tensor name",
+            return fail(err, IO_CKPT_EINVAL, "%s: '__metadata__' is reserved, not a tensor name",
                         path);
-        if (t->dtype != NN_CKPT_F32 && t->dtype != NN_CKPT_F64)
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor '%s' has unknown dtype %d", path, t->name,
+        if (t->dtype != IO_CKPT_F32 && t->dtype != IO_CKPT_F64)
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor '%s' has unknown dtype %d", path, t->name,
                         (int)t->dtype);
-        if (t->ndim < 0 || t->ndim > NN_CKPT_MAX_DIMS)
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor '%s' has %d dimensions (0 to %d allowed)",
-                        path, t->name, t->ndim, NN_CKPT_MAX_DIMS);
+        if (t->ndim < 0 || t->ndim > IO_CKPT_MAX_DIMS)
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor '%s' has %d dimensions (0 to %d allowed)",
+                        path, t->name, t->ndim, IO_CKPT_MAX_DIMS);
         for (int k = 0; k < t->ndim; k++)
             if ((double)t->shape[k] > MAX_JSON_INT)
-                return fail(err, NN_CKPT_EINVAL, "%s: tensor '%s' is too large", path, t->name);
+                return fail(err, IO_CKPT_EINVAL, "%s: tensor '%s' is too large", path, t->name);
         if (!shape_bytes(t->shape, t->ndim, dtype_size(t->dtype), &bytes))
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor '%s' is too large", path, t->name);
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor '%s' is too large", path, t->name);
         if (bytes && !t->data)
-            return fail(err, NN_CKPT_EINVAL, "%s: tensor '%s' has no data", path, t->name);
+            return fail(err, IO_CKPT_EINVAL, "%s: tensor '%s' has no data", path, t->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(tensors[j].name, t->name) == 0)
-                return fail(err, NN_CKPT_EINVAL, "%s: two tensors are called '%s'", path, t->name);
+                return fail(err, IO_CKPT_EINVAL, "%s: two tensors are called '%s'", path, t->name);
     }
     for (size_t i = 0; i < meta_count; i++) {
         if (!meta[i].key || !meta[i].value)
-            return fail(err, NN_CKPT_EINVAL, "%s: metadata entry %zu has a NULL key or value", path,
+            return fail(err, IO_CKPT_EINVAL, "%s: metadata entry %zu has a NULL key or value", path,
                         i);
         if (!valid_utf8(meta[i].key) || !valid_utf8(meta[i].value))
-            return fail(err, NN_CKPT_EINVAL, "%s: metadata entry '%s' is not valid UTF-8", path,
+            return fail(err, IO_CKPT_EINVAL, "%s: metadata entry '%s' is not valid UTF-8", path,
                         valid_utf8(meta[i].key) ? meta[i].key : "?");
-        if (strcmp(meta[i].key, NN_CKPT_CHECKSUM_KEY) == 0)
-            return fail(err, NN_CKPT_EINVAL, "%s: metadata key '%s' is reserved for the checksum",
-                        path, NN_CKPT_CHECKSUM_KEY);
+        if (strcmp(meta[i].key, IO_CKPT_CHECKSUM_KEY) == 0)
+            return fail(err, IO_CKPT_EINVAL, "%s: metadata key '%s' is reserved for the checksum",
+                        path, IO_CKPT_CHECKSUM_KEY);
         for (size_t j = 0; j < i; j++)
             if (strcmp(meta[j].key, meta[i].key) == 0)
-                return fail(err, NN_CKPT_EINVAL, "%s: two metadata entries are called '%s'", path,
+                return fail(err, IO_CKPT_EINVAL, "%s: two metadata entries are called '%s'", path,
                             meta[i].key);
     }
     return ok(err);
 }
 
-static size_t tensor_bytes(const nn_ckpt_tensor *t)
+static size_t tensor_bytes(const io_ckpt_tensor *t)
 {
     size_t bytes = 0;
     shape_bytes(t->shape, t->ndim, dtype_size(t->dtype), &bytes); /* checked before */
@@ -395,12 +395,12 @@ static size_t tensor_bytes(const nn_ckpt_tensor *t)
 
 /* The data section's layout: F64 tensors first so every tensor is aligned
    to its element size; order[] lists tensors in data order. */
-static void layout(const nn_ckpt_tensor *tensors, size_t count, size_t *order, size_t *begin)
+static void layout(const io_ckpt_tensor *tensors, size_t count, size_t *order, size_t *begin)
 {
     size_t n = 0, pos = 0;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < count; i++)
-            if ((tensors[i].dtype == NN_CKPT_F64) == (pass == 0)) {
+            if ((tensors[i].dtype == IO_CKPT_F64) == (pass == 0)) {
                 order[n++] = i;
                 begin[i] = pos;
                 pos += tensor_bytes(&tensors[i]);
@@ -410,7 +410,7 @@ static void layout(const nn_ckpt_tensor *tensors, size_t count, size_t *order, s
 /* Feeds a tensor's little-endian bytes to out(ctx, bytes, len) in chunks. */
 typedef bool (*sink_fn)(void *ctx, const void *bytes, size_t len);
 
-static bool emit_tensor_le(const nn_ckpt_tensor *t, sink_fn out, void *ctx)
+static bool emit_tensor_le(const io_ckpt_tensor *t, sink_fn out, void *ctx)
 {
     size_t bytes = tensor_bytes(t), esize = dtype_size(t->dtype);
     const unsigned char *src = t->data;
@@ -441,9 +441,9 @@ static bool file_sink(void *ctx, const void *bytes, size_t len)
 }
 
 /* The JSON header, padded with spaces so the data starts 8-aligned. */
-static nn_ckpt_status build_header(const nn_ckpt_tensor *tensors, size_t count,
-                                   const nn_ckpt_meta *meta, size_t meta_count, const size_t *order,
-                                   const size_t *begin, strbuf *h, nn_ckpt_error *err)
+static io_ckpt_status build_header(const io_ckpt_tensor *tensors, size_t count,
+                                   const io_ckpt_meta *meta, size_t meta_count, const size_t *order,
+                                   const size_t *begin, strbuf *h, io_ckpt_error *err)
 {
     uint32_t crc = 0;
     char hex[9];
@@ -464,9 +464,9 @@ static nn_ckpt_status build_header(const nn_ckpt_tensor *tensors, size_t count,
         sb_json_string(h, meta[i].value);
         sb_puts(h, ",");
     }
-    sb_printf(h, "\"%s\":\"%s\"}", NN_CKPT_CHECKSUM_KEY, hex);
+    sb_printf(h, "\"%s\":\"%s\"}", IO_CKPT_CHECKSUM_KEY, hex);
     for (size_t i = 0; i < count; i++) {
-        const nn_ckpt_tensor *t = &tensors[i];
+        const io_ckpt_tensor *t = &tensors[i];
         sb_puts(h, ",");
         sb_json_string(h, t->name);
         sb_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", dtype_name(t->dtype));
@@ -478,14 +478,14 @@ static nn_ckpt_status build_header(const nn_ckpt_tensor *tensors, size_t count,
     while (!h->failed && (8 + h->len) % 8 != 0)
         sb_puts(h, " ");
     if (h->failed)
-        return fail(err, NN_CKPT_ENOMEM, "out of memory building a checkpoint header");
+        return fail(err, IO_CKPT_ENOMEM, "out of memory building a checkpoint header");
     return ok(err);
 }
 
 /* What write_all needs, for cr_write_atomic's callback. */
 typedef struct {
     const strbuf *h;
-    const nn_ckpt_tensor *tensors;
+    const io_ckpt_tensor *tensors;
     size_t count;
     const size_t *order;
 } write_job;
@@ -506,52 +506,52 @@ static bool write_all(FILE *fp, void *ctx)
     return true;
 }
 
-nn_ckpt_status nn_checkpoint_write(const char *path, const nn_ckpt_tensor *tensors, size_t count,
-                                   const nn_ckpt_meta *meta, size_t meta_count, nn_ckpt_error *err)
+io_ckpt_status io_checkpoint_write(const char *path, const io_ckpt_tensor *tensors, size_t count,
+                                   const io_ckpt_meta *meta, size_t meta_count, io_ckpt_error *err)
 {
     strbuf h = {NULL, 0, 0, false};
     size_t *order = NULL, *begin = NULL;
-    nn_ckpt_status st = check_inputs(path, tensors, count, meta, meta_count, err);
-    if (st != NN_CKPT_OK)
+    io_ckpt_status st = check_inputs(path, tensors, count, meta, meta_count, err);
+    if (st != IO_CKPT_OK)
         return st;
     if (count > SIZE_MAX / (2 * sizeof(size_t)))
-        return fail(err, NN_CKPT_EINVAL, "%s: too many tensors", path);
+        return fail(err, IO_CKPT_EINVAL, "%s: too many tensors", path);
     if (count) {
         order = mem_alloc(2 * count * sizeof(size_t));
         if (!order)
-            return fail(err, NN_CKPT_ENOMEM, "out of memory writing %s", path);
+            return fail(err, IO_CKPT_ENOMEM, "out of memory writing %s", path);
         begin = order + count;
     }
     layout(tensors, count, order, begin);
     st = build_header(tensors, count, meta, meta_count, order, begin, &h, err);
-    if (st != NN_CKPT_OK)
+    if (st != IO_CKPT_OK)
         goto done;
 
     write_job job = {&h, tensors, count, order};
-    char msg[NN_CKPT_ERROR_MAX];
+    char msg[IO_CKPT_ERROR_MAX];
     switch (cr_write_atomic(path, write_all, &job, mem_alloc, mem_free, msg, sizeof msg)) {
     case CR_WRITE_OK:
         break;
     case CR_WRITE_ENOMEM:
-        st = fail(err, NN_CKPT_ENOMEM, "%s", msg);
+        st = fail(err, IO_CKPT_ENOMEM, "%s", msg);
         break;
     default:
-        st = fail(err, NN_CKPT_EIO, "%s", msg);
+        st = fail(err, IO_CKPT_EIO, "%s", msg);
         break;
     }
 
 done:
     mem_free(h.data, h.cap);
     mem_free(order, 2 * count * sizeof(size_t));
-    return st == NN_CKPT_OK ? ok(err) : st;
+    return st == IO_CKPT_OK ? ok(err) : st;
 }
 
 /* ------------------------------------------------------------------ reader */
 
-struct nn_checkpoint {
-    nn_ckpt_tensor *tensors; /* (count) in header order */
+struct io_checkpoint {
+    io_ckpt_tensor *tensors; /* (count) in header order */
     size_t count;
-    nn_ckpt_meta *meta; /* (meta_count) in header order, checksum excluded */
+    io_ckpt_meta *meta; /* (meta_count) in header order, checksum excluded */
     size_t meta_count, meta_cap;
     unsigned char *storage; /* tensor data, each tensor 8-aligned */
     size_t storage_size;
@@ -559,7 +559,7 @@ struct nn_checkpoint {
     bool verified;       /* the checksum was present and matched */
 };
 
-void nn_checkpoint_destroy(nn_checkpoint *ck)
+void io_checkpoint_destroy(io_checkpoint *ck)
 {
     if (!ck)
         return;
@@ -590,10 +590,10 @@ static bool json_size(const cJSON *item, size_t *out)
 }
 
 /* Fills tensor i of ck from its JSON description. */
-static nn_ckpt_status parse_tensor(const char *path, const cJSON *item, nn_checkpoint *ck, size_t i,
-                                   size_t data_size, nn_ckpt_error *err)
+static io_ckpt_status parse_tensor(const char *path, const cJSON *item, io_checkpoint *ck, size_t i,
+                                   size_t data_size, io_ckpt_error *err)
 {
-    nn_ckpt_tensor *t = &ck->tensors[i];
+    io_ckpt_tensor *t = &ck->tensors[i];
     const char *name = item->string;
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
@@ -603,27 +603,27 @@ static nn_ckpt_status parse_tensor(const char *path, const cJSON *item, nn_check
     char shape_buf[160];
 
     if (!cJSON_IsObject(item))
-        return fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s' is not a JSON object", path, name);
+        return fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s' is not a JSON object", path, name);
     if (!cJSON_IsString(dtype))
-        return fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s' has no \"dtype\" string", path, name);
+        return fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s' has no \"dtype\" string", path, name);
     if (strcmp(dtype->valuestring, "F32") == 0)
-        t->dtype = NN_CKPT_F32;
+        t->dtype = IO_CKPT_F32;
     else if (strcmp(dtype->valuestring, "F64") == 0)
-        t->dtype = NN_CKPT_F64;
+        t->dtype = IO_CKPT_F64;
     else
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: tensor '%s' has dtype '%.20s'; only F32 and F64 "
                     "are supported",
                     path, name, dtype->valuestring);
     if (!cJSON_IsArray(shape))
-        return fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s' has no \"shape\" array", path, name);
-    if (cJSON_GetArraySize(shape) > NN_CKPT_MAX_DIMS)
-        return fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s' has %d dimensions (at most %d)", path,
-                    name, cJSON_GetArraySize(shape), NN_CKPT_MAX_DIMS);
+        return fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s' has no \"shape\" array", path, name);
+    if (cJSON_GetArraySize(shape) > IO_CKPT_MAX_DIMS)
+        return fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s' has %d dimensions (at most %d)", path,
+                    name, cJSON_GetArraySize(shape), IO_CKPT_MAX_DIMS);
     cJSON_ArrayForEach(dim, shape)
     {
         if (!json_size(dim, &t->shape[k]))
-            return fail(err, NN_CKPT_EFORMAT,
+            return fail(err, IO_CKPT_EFORMAT,
                         "%s: tensor '%s': shape entry %zu is not a "
                         "non-negative integer",
                         path, name, k);
@@ -633,44 +633,44 @@ static nn_ckpt_status parse_tensor(const char *path, const cJSON *item, nn_check
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
         !json_size(cJSON_GetArrayItem(offs, 0), &ck->begin[i]) ||
         !json_size(cJSON_GetArrayItem(offs, 1), &ck->end[i]) || ck->begin[i] > ck->end[i])
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: tensor '%s' needs \"data_offsets\" [begin, end] "
                     "with 0 <= begin <= end",
                     path, name);
     shape_text(shape_buf, sizeof shape_buf, t->shape, t->ndim);
     if (!shape_bytes(t->shape, t->ndim, dtype_size(t->dtype), &bytes))
-        return fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s': shape %s is too large", path, name,
+        return fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s': shape %s is too large", path, name,
                     shape_buf);
     if (ck->end[i] > data_size)
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: truncated file: tensor '%s' has data_offsets "
                     "[%zu, %zu] but the data section holds %zu bytes",
                     path, name, ck->begin[i], ck->end[i], data_size);
     if (bytes != ck->end[i] - ck->begin[i])
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: tensor '%s': shape %s of %s needs %zu bytes but "
                     "data_offsets [%zu, %zu] hold %zu",
                     path, name, shape_buf, dtype_name(t->dtype), bytes, ck->begin[i], ck->end[i],
                     ck->end[i] - ck->begin[i]);
     t->name = dup_string(name);
     if (!t->name)
-        return fail(err, NN_CKPT_ENOMEM, "out of memory reading %s", path);
+        return fail(err, IO_CKPT_ENOMEM, "out of memory reading %s", path);
     return ok(err);
 }
 
-static nn_ckpt_status parse_metadata(const char *path, const cJSON *obj, nn_checkpoint *ck,
-                                     const char **checksum, nn_ckpt_error *err)
+static io_ckpt_status parse_metadata(const char *path, const cJSON *obj, io_checkpoint *ck,
+                                     const char **checksum, io_ckpt_error *err)
 {
     const cJSON *item;
     size_t n = 0;
     if (!cJSON_IsObject(obj))
-        return fail(err, NN_CKPT_EFORMAT, "%s: \"__metadata__\" is not a JSON object", path);
+        return fail(err, IO_CKPT_EFORMAT, "%s: \"__metadata__\" is not a JSON object", path);
     cJSON_ArrayForEach(item, obj)
     {
         if (!cJSON_IsString(item))
-            return fail(err, NN_CKPT_EFORMAT, "%s: metadata '%s' is not a string", path,
+            return fail(err, IO_CKPT_EFORMAT, "%s: metadata '%s' is not a string", path,
                         item->string);
-        if (strcmp(item->string, NN_CKPT_CHECKSUM_KEY) == 0)
+        if (strcmp(item->string, IO_CKPT_CHECKSUM_KEY) == 0)
             *checksum = item->valuestring;
         else
             n++;
@@ -678,36 +678,36 @@ static nn_ckpt_status parse_metadata(const char *path, const cJSON *obj, nn_chec
     if (n) {
         ck->meta = mem_alloc(n * sizeof *ck->meta);
         if (!ck->meta)
-            return fail(err, NN_CKPT_ENOMEM, "out of memory reading %s", path);
+            return fail(err, IO_CKPT_ENOMEM, "out of memory reading %s", path);
         memset(ck->meta, 0, n * sizeof *ck->meta);
         ck->meta_cap = n;
     }
     cJSON_ArrayForEach(item, obj)
     {
-        nn_ckpt_meta *m;
-        if (strcmp(item->string, NN_CKPT_CHECKSUM_KEY) == 0)
+        io_ckpt_meta *m;
+        if (strcmp(item->string, IO_CKPT_CHECKSUM_KEY) == 0)
             continue;
         for (size_t j = 0; j < ck->meta_count; j++)
             if (strcmp(ck->meta[j].key, item->string) == 0)
-                return fail(err, NN_CKPT_EFORMAT, "%s: metadata '%s' appears twice", path,
+                return fail(err, IO_CKPT_EFORMAT, "%s: metadata '%s' appears twice", path,
                             item->string);
         m = &ck->meta[ck->meta_count++];
         m->key = dup_string(item->string);
         m->value = m->key ? dup_string(item->valuestring) : NULL;
         if (!m->value)
-            return fail(err, NN_CKPT_ENOMEM, "out of memory reading %s", path);
+            return fail(err, IO_CKPT_ENOMEM, "out of memory reading %s", path);
     }
     return ok(err);
 }
 
 /* Is tensor a before tensor b in the data section? Ties by end put empty
    tensors before the one starting at the same offset. */
-static bool before(const nn_checkpoint *ck, size_t a, size_t b)
+static bool before(const io_checkpoint *ck, size_t a, size_t b)
 {
     return ck->begin[a] < ck->begin[b] || (ck->begin[a] == ck->begin[b] && ck->end[a] < ck->end[b]);
 }
 
-static void sift_down(const nn_checkpoint *ck, size_t *a, size_t root, size_t n)
+static void sift_down(const io_checkpoint *ck, size_t *a, size_t root, size_t n)
 {
     for (;;) {
         size_t child = 2 * root + 1, t;
@@ -726,8 +726,8 @@ static void sift_down(const nn_checkpoint *ck, size_t *a, size_t root, size_t n)
 
 /* Checks that the tensors tile the data section exactly; order gets them
    in data order (heapsort: O(n log n) for hostile headers, no recursion). */
-static nn_ckpt_status check_tiling(const char *path, const nn_checkpoint *ck, size_t *order,
-                                   size_t data_size, nn_ckpt_error *err)
+static io_ckpt_status check_tiling(const char *path, const io_checkpoint *ck, size_t *order,
+                                   size_t data_size, io_ckpt_error *err)
 {
     size_t pos = 0, n = ck->count;
     for (size_t i = 0; i < n; i++)
@@ -741,22 +741,22 @@ static nn_ckpt_status check_tiling(const char *path, const nn_checkpoint *ck, si
         sift_down(ck, order, 0, end);
     }
     for (size_t i = 0; i < ck->count; i++) {
-        const nn_ckpt_tensor *t = &ck->tensors[order[i]];
+        const io_ckpt_tensor *t = &ck->tensors[order[i]];
         size_t b = ck->begin[order[i]];
         if (b < pos)
-            return fail(err, NN_CKPT_EFORMAT,
+            return fail(err, IO_CKPT_EFORMAT,
                         "%s: tensors '%s' and '%s' overlap in the data "
                         "section",
                         path, ck->tensors[order[i - 1]].name, t->name);
         if (b > pos)
-            return fail(err, NN_CKPT_EFORMAT,
+            return fail(err, IO_CKPT_EFORMAT,
                         "%s: %zu bytes before tensor '%s' belong to no "
                         "tensor",
                         path, b - pos, t->name);
         pos = ck->end[order[i]];
     }
     if (pos != data_size)
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: %zu bytes at the end of the file belong to no "
                     "tensor",
                     path, data_size - pos);
@@ -765,31 +765,31 @@ static nn_ckpt_status check_tiling(const char *path, const nn_checkpoint *ck, si
 
 /* Reads the data section in file order into aligned storage and checks
    the checksum. */
-static nn_ckpt_status read_data(const char *path, FILE *fp, nn_checkpoint *ck, const size_t *order,
-                                const char *checksum, uint32_t crc, nn_ckpt_error *err)
+static io_ckpt_status read_data(const char *path, FILE *fp, io_checkpoint *ck, const size_t *order,
+                                const char *checksum, uint32_t crc, io_ckpt_error *err)
 {
     size_t total = 0, pos;
     for (size_t i = 0; i < ck->count; i++) {
         size_t bytes = ck->end[i] - ck->begin[i], padded = (bytes + 7) & ~(size_t)7;
         if (padded < bytes || total > SIZE_MAX - padded)
-            return fail(err, NN_CKPT_EFORMAT, "%s: tensors too large", path);
+            return fail(err, IO_CKPT_EFORMAT, "%s: tensors too large", path);
         total += padded;
     }
     if (total) {
         ck->storage = mem_alloc(total);
         if (!ck->storage)
-            return fail(err, NN_CKPT_ENOMEM, "out of memory for %zu bytes of tensors in %s", total,
+            return fail(err, IO_CKPT_ENOMEM, "out of memory for %zu bytes of tensors in %s", total,
                         path);
         ck->storage_size = total;
     }
     pos = 0;
     for (size_t i = 0; i < ck->count; i++) {
-        nn_ckpt_tensor *t = &ck->tensors[order[i]];
+        io_ckpt_tensor *t = &ck->tensors[order[i]];
         size_t bytes = ck->end[order[i]] - ck->begin[order[i]];
         unsigned char *dst = ck->storage + pos;
         if (bytes && fread(dst, 1, bytes, fp) != bytes)
-            return ferror(fp) ? fail(err, NN_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
-                              : fail(err, NN_CKPT_EFORMAT, "%s: truncated file in tensor '%s'",
+            return ferror(fp) ? fail(err, IO_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
+                              : fail(err, IO_CKPT_EFORMAT, "%s: truncated file in tensor '%s'",
                                      path, t->name);
         crc = crc32_update(crc, dst, bytes);
         if (!host_is_little_endian())
@@ -801,7 +801,7 @@ static nn_ckpt_status read_data(const char *path, FILE *fp, nn_checkpoint *ck, c
         char hex[9];
         snprintf(hex, sizeof hex, "%08lx", (unsigned long)crc);
         if (strcmp(hex, checksum) != 0)
-            return fail(err, NN_CKPT_EFORMAT,
+            return fail(err, IO_CKPT_EFORMAT,
                         "%s: checksum mismatch (file says %.16s, content "
                         "gives %s): the file is corrupt",
                         path, checksum, hex);
@@ -811,28 +811,28 @@ static nn_ckpt_status read_data(const char *path, FILE *fp, nn_checkpoint *ck, c
 }
 
 /* Parses the header JSON and fills ck; then reads the data. */
-static nn_ckpt_status parse_and_read(const char *path, FILE *fp, const char *json, size_t json_len,
-                                     size_t data_size, nn_checkpoint *ck, nn_ckpt_error *err)
+static io_ckpt_status parse_and_read(const char *path, FILE *fp, const char *json, size_t json_len,
+                                     size_t data_size, io_checkpoint *ck, io_ckpt_error *err)
 {
     const char *end = NULL, *checksum = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, json_len, &end, 0);
     const cJSON *item;
     size_t *order = NULL, n = 0, order_n = 0;
     uint32_t crc = 0;
-    nn_ckpt_status st = NN_CKPT_OK;
+    io_ckpt_status st = IO_CKPT_OK;
 
     if (!root)
-        return fail(err, NN_CKPT_EFORMAT,
+        return fail(err, IO_CKPT_EFORMAT,
                     "%s: the header is not valid JSON (error near byte "
                     "%zu of %zu; or out of memory)",
                     path, end && end >= json ? (size_t)(end - json) + 8 : 8, json_len);
     for (const char *p = end; p && p < json + json_len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            st = fail(err, NN_CKPT_EFORMAT, "%s: unexpected bytes after the header's JSON", path);
+            st = fail(err, IO_CKPT_EFORMAT, "%s: unexpected bytes after the header's JSON", path);
             goto done;
         }
     if (!cJSON_IsObject(root)) {
-        st = fail(err, NN_CKPT_EFORMAT, "%s: the header is not a JSON object", path);
+        st = fail(err, IO_CKPT_EFORMAT, "%s: the header is not a JSON object", path);
         goto done;
     }
     cJSON_ArrayForEach(item, root)
@@ -850,7 +850,7 @@ static nn_ckpt_status parse_and_read(const char *path, FILE *fp, const char *jso
             mem_free(ck->begin, 2 * n * sizeof(size_t));
             ck->tensors = NULL;
             ck->begin = NULL;
-            st = fail(err, NN_CKPT_ENOMEM, "out of memory reading %s", path);
+            st = fail(err, IO_CKPT_ENOMEM, "out of memory reading %s", path);
             goto done;
         }
         memset(ck->tensors, 0, n * sizeof *ck->tensors);
@@ -862,23 +862,23 @@ static nn_ckpt_status parse_and_read(const char *path, FILE *fp, const char *jso
     {
         if (strcmp(item->string, "__metadata__") == 0) {
             if (ck->meta || checksum) {
-                st = fail(err, NN_CKPT_EFORMAT, "%s: \"__metadata__\" appears twice", path);
+                st = fail(err, IO_CKPT_EFORMAT, "%s: \"__metadata__\" appears twice", path);
                 goto done;
             }
             st = parse_metadata(path, item, ck, &checksum, err);
         } else {
-            for (size_t j = 0; j < n && st == NN_CKPT_OK; j++)
+            for (size_t j = 0; j < n && st == IO_CKPT_OK; j++)
                 if (strcmp(ck->tensors[j].name, item->string) == 0)
-                    st = fail(err, NN_CKPT_EFORMAT, "%s: tensor '%s' appears twice", path,
+                    st = fail(err, IO_CKPT_EFORMAT, "%s: tensor '%s' appears twice", path,
                               item->string);
-            if (st == NN_CKPT_OK)
+            if (st == IO_CKPT_OK)
                 st = parse_tensor(path, item, ck, n++, data_size, err);
         }
-        if (st != NN_CKPT_OK)
+        if (st != IO_CKPT_OK)
             goto done;
     }
     st = check_tiling(path, ck, order, data_size, err);
-    if (st != NN_CKPT_OK)
+    if (st != IO_CKPT_OK)
         goto done;
     if (checksum) {
         for (size_t i = 0; i < ck->count; i++)
@@ -896,7 +896,7 @@ done:
     return st;
 }
 
-nn_ckpt_status nn_checkpoint_read(const char *path, nn_checkpoint **out, nn_ckpt_error *err)
+io_ckpt_status io_checkpoint_read(const char *path, io_checkpoint **out, io_ckpt_error *err)
 {
     FILE *fp;
     struct stat sb;
@@ -904,30 +904,30 @@ nn_ckpt_status nn_checkpoint_read(const char *path, nn_checkpoint **out, nn_ckpt
     uint64_t header_len = 0;
     size_t file_size, data_size;
     char *json = NULL;
-    nn_checkpoint *ck = NULL;
-    nn_ckpt_status st;
+    io_checkpoint *ck = NULL;
+    io_ckpt_status st;
 
     if (!out)
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_read: out is NULL");
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_read: out is NULL");
     *out = NULL;
     if (!path)
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_read: path is NULL");
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_read: path is NULL");
     fp = fopen(path, "rb");
     if (!fp)
-        return fail(err, NN_CKPT_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fail(err, IO_CKPT_EIO, "cannot open %s: %s", path, strerror(errno));
     if (fstat(fileno(fp), &sb) != 0) {
-        st = fail(err, NN_CKPT_EIO, "cannot read %s: %s", path, strerror(errno));
+        st = fail(err, IO_CKPT_EIO, "cannot read %s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = fail(err, NN_CKPT_EIO, "cannot read %s: %s", path,
+        st = fail(err, IO_CKPT_EIO, "cannot read %s: %s", path,
                   S_ISDIR(sb.st_mode) ? "it is a directory" : "not a regular file");
         goto done;
     }
     file_size = (size_t)sb.st_size;
     if (fread(len_le, 1, 8, fp) != 8) {
-        st = ferror(fp) ? fail(err, NN_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
-                        : fail(err, NN_CKPT_EFORMAT,
+        st = ferror(fp) ? fail(err, IO_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
+                        : fail(err, IO_CKPT_EFORMAT,
                                "%s: truncated file: %zu bytes, shorter "
                                "than the 8-byte header length",
                                path, file_size);
@@ -936,7 +936,7 @@ nn_ckpt_status nn_checkpoint_read(const char *path, nn_checkpoint **out, nn_ckpt
     for (int k = 7; k >= 0; k--)
         header_len = header_len << 8 | len_le[k];
     if (header_len < 2 || header_len > file_size - 8 || header_len > MAX_HEADER_BYTES) {
-        st = fail(err, NN_CKPT_EFORMAT,
+        st = fail(err, IO_CKPT_EFORMAT,
                   "%s: not a safetensors file or truncated: header length "
                   "%llu %s",
                   path, (unsigned long long)header_len,
@@ -951,16 +951,16 @@ nn_ckpt_status nn_checkpoint_read(const char *path, nn_checkpoint **out, nn_ckpt
     if (ck)
         memset(ck, 0, sizeof *ck);
     if (!json || !ck) {
-        st = fail(err, NN_CKPT_ENOMEM, "out of memory reading %s", path);
+        st = fail(err, IO_CKPT_ENOMEM, "out of memory reading %s", path);
         goto done;
     }
     if (fread(json, 1, (size_t)header_len, fp) != header_len) {
-        st = ferror(fp) ? fail(err, NN_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
-                        : fail(err, NN_CKPT_EFORMAT, "%s: truncated file in the header", path);
+        st = ferror(fp) ? fail(err, IO_CKPT_EIO, "cannot read %s: %s", path, strerror(errno))
+                        : fail(err, IO_CKPT_EFORMAT, "%s: truncated file in the header", path);
         goto done;
     }
     if (json[0] != '{') {
-        st = fail(err, NN_CKPT_EFORMAT,
+        st = fail(err, IO_CKPT_EFORMAT,
                   "%s: not a safetensors file: the header does not start "
                   "with '{'",
                   path);
@@ -971,8 +971,8 @@ nn_ckpt_status nn_checkpoint_read(const char *path, nn_checkpoint **out, nn_ckpt
 done:
     fclose(fp);
     mem_free(json, (size_t)header_len);
-    if (st != NN_CKPT_OK) {
-        nn_checkpoint_destroy(ck);
+    if (st != IO_CKPT_OK) {
+        io_checkpoint_destroy(ck);
         return st;
     }
     *out = ck;
@@ -981,16 +981,16 @@ done:
 
 /* ------------------------------------------------------------- queries */
 
-bool nn_checkpoint_verified(const nn_checkpoint *ck) { return ck && ck->verified; }
+bool io_checkpoint_verified(const io_checkpoint *ck) { return ck && ck->verified; }
 
-size_t nn_checkpoint_count(const nn_checkpoint *ck) { return ck ? ck->count : 0; }
+size_t io_checkpoint_count(const io_checkpoint *ck) { return ck ? ck->count : 0; }
 
-const nn_ckpt_tensor *nn_checkpoint_tensor_at(const nn_checkpoint *ck, size_t i)
+const io_ckpt_tensor *io_checkpoint_tensor_at(const io_checkpoint *ck, size_t i)
 {
     return ck && i < ck->count ? &ck->tensors[i] : NULL;
 }
 
-const nn_ckpt_tensor *nn_checkpoint_find(const nn_checkpoint *ck, const char *name)
+const io_ckpt_tensor *io_checkpoint_find(const io_checkpoint *ck, const char *name)
 {
     for (size_t i = 0; ck && name && i < ck->count; i++)
         if (strcmp(ck->tensors[i].name, name) == 0)
@@ -998,14 +998,14 @@ const nn_ckpt_tensor *nn_checkpoint_find(const nn_checkpoint *ck, const char *na
     return NULL;
 }
 
-size_t nn_checkpoint_meta_count(const nn_checkpoint *ck) { return ck ? ck->meta_count : 0; }
+size_t io_checkpoint_meta_count(const io_checkpoint *ck) { return ck ? ck->meta_count : 0; }
 
-const nn_ckpt_meta *nn_checkpoint_meta_at(const nn_checkpoint *ck, size_t i)
+const io_ckpt_meta *io_checkpoint_meta_at(const io_checkpoint *ck, size_t i)
 {
     return ck && i < ck->meta_count ? &ck->meta[i] : NULL;
 }
 
-const char *nn_checkpoint_meta(const nn_checkpoint *ck, const char *key)
+const char *io_checkpoint_meta(const io_checkpoint *ck, const char *key)
 {
     for (size_t i = 0; ck && key && i < ck->meta_count; i++)
         if (strcmp(ck->meta[i].key, key) == 0)
@@ -1013,38 +1013,38 @@ const char *nn_checkpoint_meta(const nn_checkpoint *ck, const char *key)
     return NULL;
 }
 
-nn_ckpt_status nn_checkpoint_copy(const nn_checkpoint *ck, const char *name, nn_ckpt_dtype dtype,
-                                  int ndim, const size_t *shape, void *dst, nn_ckpt_error *err)
+io_ckpt_status io_checkpoint_copy(const io_checkpoint *ck, const char *name, io_ckpt_dtype dtype,
+                                  int ndim, const size_t *shape, void *dst, io_ckpt_error *err)
 {
-    const nn_ckpt_tensor *t;
+    const io_ckpt_tensor *t;
     size_t bytes, count = 0;
     bool same = true;
     if (!ck || !name || (ndim > 0 && !shape))
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_copy: NULL argument");
-    if (ndim < 0 || ndim > NN_CKPT_MAX_DIMS)
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_copy: %d dimensions", ndim);
-    if (dtype != NN_CKPT_F32 && dtype != NN_CKPT_F64)
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_copy: unknown dtype %d", (int)dtype);
-    t = nn_checkpoint_find(ck, name);
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_copy: NULL argument");
+    if (ndim < 0 || ndim > IO_CKPT_MAX_DIMS)
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_copy: %d dimensions", ndim);
+    if (dtype != IO_CKPT_F32 && dtype != IO_CKPT_F64)
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_copy: unknown dtype %d", (int)dtype);
+    t = io_checkpoint_find(ck, name);
     if (!t)
-        return fail(err, NN_CKPT_EMISMATCH, "no tensor '%s' in the checkpoint", name);
+        return fail(err, IO_CKPT_EMISMATCH, "no tensor '%s' in the checkpoint", name);
     same = t->ndim == ndim;
     for (int k = 0; same && k < ndim; k++)
         same = t->shape[k] == shape[k];
     if (!same) {
         char have[160], want[160];
-        return fail(err, NN_CKPT_EMISMATCH, "tensor '%s' has shape %s but %s is expected", name,
+        return fail(err, IO_CKPT_EMISMATCH, "tensor '%s' has shape %s but %s is expected", name,
                     shape_text(have, sizeof have, t->shape, t->ndim),
                     shape_text(want, sizeof want, shape, ndim));
     }
     shape_bytes(t->shape, t->ndim, 1, &count);
     if (count && !dst)
-        return fail(err, NN_CKPT_EINVAL, "nn_checkpoint_copy: dst is NULL");
+        return fail(err, IO_CKPT_EINVAL, "io_checkpoint_copy: dst is NULL");
     if (t->dtype == dtype) {
         bytes = count * dtype_size(dtype);
         if (bytes)
             memcpy(dst, t->data, bytes);
-    } else if (dtype == NN_CKPT_F32) {
+    } else if (dtype == IO_CKPT_F32) {
         const double *src = t->data;
         float *d = dst;
         for (size_t i = 0; i < count; i++)

@@ -12,16 +12,16 @@
 
 /* ------------------------------------------------------------ allocation */
 
-static nn_data_alloc_fn g_alloc;
+static io_data_alloc_fn g_alloc;
 static void *g_alloc_ud;
 
-void nn_data_set_allocator(nn_data_alloc_fn alloc, void *ud)
+void io_data_set_allocator(io_data_alloc_fn alloc, void *ud)
 {
     g_alloc = alloc;
     g_alloc_ud = alloc ? ud : NULL;
 }
 
-void *nn_data_realloc(void *p, size_t osize, size_t nsize)
+void *io_data_realloc(void *p, size_t osize, size_t nsize)
 {
     if (nsize == 0) {
         if (g_alloc)
@@ -35,22 +35,22 @@ void *nn_data_realloc(void *p, size_t osize, size_t nsize)
     return realloc(p, nsize);
 }
 
-const char *nn_data_status_string(nn_data_status status)
+const char *io_data_status_string(io_data_status status)
 {
     switch (status) {
-    case NN_DATA_OK:
+    case IO_DATA_OK:
         return "ok";
-    case NN_DATA_ENOMEM:
+    case IO_DATA_ENOMEM:
         return "out of memory";
-    case NN_DATA_EIO:
+    case IO_DATA_EIO:
         return "input/output error";
-    case NN_DATA_EFORMAT:
+    case IO_DATA_EFORMAT:
         return "malformed data";
-    case NN_DATA_EMISMATCH:
+    case IO_DATA_EMISMATCH:
         return "mismatched data";
-    case NN_DATA_EINVAL:
+    case IO_DATA_EINVAL:
         return "invalid argument";
-    case NN_DATA_ENOTSUP:
+    case IO_DATA_ENOTSUP:
         return "not supported";
     }
     return "unknown status";
@@ -58,14 +58,14 @@ const char *nn_data_status_string(nn_data_status status)
 
 /* ---------------------------------------------------------------- dataset */
 
-nn_data_status nn_data_dataset_alloc(size_t n, size_t d, bool labelled, nn_dataset **out,
-                                     nn_data_error *err)
+io_data_status io_data_dataset_alloc(size_t n, size_t d, bool labelled, io_dataset **out,
+                                     io_data_error *err)
 {
     size_t nd;
     dataset_impl *impl;
     *out = NULL;
     if (!mul_size(n, d, &nd) || nd > SIZE_MAX / sizeof(float))
-        return fail(err, NN_DATA_EINVAL, "dataset of %zu x %zu features is too large", n, d);
+        return fail(err, IO_DATA_EINVAL, "dataset of %zu x %zu features is too large", n, d);
     impl = mem_alloc(sizeof *impl);
     if (!impl)
         return out_of_memory(err, "for a dataset");
@@ -74,27 +74,27 @@ nn_data_status nn_data_dataset_alloc(size_t n, size_t d, bool labelled, nn_datas
     impl->pub.d = d;
     if (!alloc_array((void **)&impl->pub.x, nd, sizeof(float))) {
         mem_free(impl, sizeof *impl);
-        return fail(err, NN_DATA_ENOMEM, "out of memory for %zu x %zu features", n, d);
+        return fail(err, IO_DATA_ENOMEM, "out of memory for %zu x %zu features", n, d);
     }
     impl->x_cap = nd;
     if (labelled && !alloc_array((void **)&impl->pub.y, n, sizeof(int))) {
         mem_free(impl->pub.x, nd * sizeof(float));
         mem_free(impl, sizeof *impl);
-        return fail(err, NN_DATA_ENOMEM, "out of memory for %zu labels", n);
+        return fail(err, IO_DATA_ENOMEM, "out of memory for %zu labels", n);
     }
     impl->y_cap = labelled ? n : 0;
     *out = &impl->pub;
     return ok(err);
 }
 
-nn_data_status nn_dataset_create(size_t n, size_t d, bool labelled, nn_dataset **out,
-                                 nn_data_error *err)
+io_data_status io_dataset_create(size_t n, size_t d, bool labelled, io_dataset **out,
+                                 io_data_error *err)
 {
-    nn_data_status st;
+    io_data_status st;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_create: out is NULL");
-    st = nn_data_dataset_alloc(n, d, labelled, out, err);
-    if (st == NN_DATA_OK) {
+        return fail(err, IO_DATA_EINVAL, "io_dataset_create: out is NULL");
+    st = io_data_dataset_alloc(n, d, labelled, out, err);
+    if (st == IO_DATA_OK) {
         if ((*out)->x)
             memset((*out)->x, 0, n * d * sizeof(float));
         if ((*out)->y)
@@ -112,7 +112,7 @@ static void free_names(char **names, int count)
     mem_free(names, (size_t)count * sizeof *names);
 }
 
-void nn_dataset_destroy(nn_dataset *ds)
+void io_dataset_destroy(io_dataset *ds)
 {
     dataset_impl *impl = (dataset_impl *)ds;
     if (!ds)
@@ -132,7 +132,7 @@ static char *dup_string(const char *s)
     return copy;
 }
 
-bool nn_data_set_names(nn_dataset *ds, const char *const *names, int count)
+bool io_data_set_names(io_dataset *ds, const char *const *names, int count)
 {
     dataset_impl *impl = (dataset_impl *)ds;
     char **copy;
@@ -155,22 +155,22 @@ bool nn_data_set_names(nn_dataset *ds, const char *const *names, int count)
     return true;
 }
 
-nn_data_status nn_dataset_slice(const nn_dataset *ds, size_t begin, size_t count, nn_dataset **out,
-                                nn_data_error *err)
+io_data_status io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, io_dataset **out,
+                                io_data_error *err)
 {
-    nn_dataset *s;
-    nn_data_status st;
+    io_dataset *s;
+    io_data_status st;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_slice: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_slice: out is NULL");
     *out = NULL;
     if (!ds)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_slice: dataset is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_slice: dataset is NULL");
     if (begin > ds->n || count > ds->n - begin)
-        return fail(err, NN_DATA_EINVAL,
+        return fail(err, IO_DATA_EINVAL,
                     "slice [%zu, %zu + %zu) is outside the dataset of %zu examples", begin, begin,
                     count, ds->n);
-    st = nn_data_dataset_alloc(count, ds->d, ds->y != NULL, &s, err);
-    if (st != NN_DATA_OK)
+    st = io_data_dataset_alloc(count, ds->d, ds->y != NULL, &s, err);
+    if (st != IO_DATA_OK)
         return st;
     if (count && ds->d)
         memcpy(s->x, ds->x + begin * ds->d, count * ds->d * sizeof(float));
@@ -179,45 +179,45 @@ nn_data_status nn_dataset_slice(const nn_dataset *ds, size_t begin, size_t count
     s->classes = ds->classes;
     s->height = ds->height;
     s->width = ds->width;
-    if (!nn_data_set_names(s, (const char *const *)ds->class_names,
+    if (!io_data_set_names(s, (const char *const *)ds->class_names,
                            ((const dataset_impl *)ds)->names_count)) {
-        nn_dataset_destroy(s);
+        io_dataset_destroy(s);
         return out_of_memory(err, "for class names");
     }
     *out = s;
     return ok(err);
 }
 
-void nn_dataset_truncate(nn_dataset *ds, size_t n)
+void io_dataset_truncate(io_dataset *ds, size_t n)
 {
     if (ds && n < ds->n)
         ds->n = n;
 }
 
-nn_data_status nn_dataset_split(const nn_dataset *ds, size_t n_first, nn_dataset **first,
-                                nn_dataset **rest, nn_data_error *err)
+io_data_status io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
+                                io_dataset **rest, io_data_error *err)
 {
-    nn_data_status st;
+    io_data_status st;
     if (!first || !rest)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_split: an output is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_split: an output is NULL");
     *first = *rest = NULL;
     if (!ds)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_split: dataset is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_split: dataset is NULL");
     if (n_first > ds->n)
-        return fail(err, NN_DATA_EINVAL, "cannot split %zu examples off a dataset of %zu examples",
+        return fail(err, IO_DATA_EINVAL, "cannot split %zu examples off a dataset of %zu examples",
                     n_first, ds->n);
-    st = nn_dataset_slice(ds, 0, n_first, first, err);
-    if (st != NN_DATA_OK)
+    st = io_dataset_slice(ds, 0, n_first, first, err);
+    if (st != IO_DATA_OK)
         return st;
-    st = nn_dataset_slice(ds, n_first, ds->n - n_first, rest, err);
-    if (st != NN_DATA_OK) {
-        nn_dataset_destroy(*first);
+    st = io_dataset_slice(ds, n_first, ds->n - n_first, rest, err);
+    if (st != IO_DATA_OK) {
+        io_dataset_destroy(*first);
         *first = NULL;
     }
     return st;
 }
 
-void nn_dataset_scale(nn_dataset *ds, float divisor)
+void io_dataset_scale(io_dataset *ds, float divisor)
 {
     if (!ds || divisor == 0.0f)
         return;
@@ -227,9 +227,9 @@ void nn_dataset_scale(nn_dataset *ds, float divisor)
 
 /* ------------------------------------------------------------------- RNG */
 
-void nn_data_rng_seed(nn_data_rng *rng, uint64_t seed) { rng->state = seed; }
+void io_data_rng_seed(io_data_rng *rng, uint64_t seed) { rng->state = seed; }
 
-uint64_t nn_data_rng_next(nn_data_rng *rng)
+uint64_t io_data_rng_next(io_data_rng *rng)
 {
     uint64_t z = (rng->state += UINT64_C(0x9E3779B97F4A7C15));
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
@@ -237,47 +237,47 @@ uint64_t nn_data_rng_next(nn_data_rng *rng)
     return z ^ (z >> 31);
 }
 
-uint64_t nn_data_rng_below(nn_data_rng *rng, uint64_t bound)
+uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound)
 {
     uint64_t threshold, r;
     if (bound == 0)
         return 0;
     threshold = (0 - bound) % bound; /* (2^64 - bound) % bound */
     do
-        r = nn_data_rng_next(rng);
+        r = io_data_rng_next(rng);
     while (r < threshold);
     return r % bound;
 }
 
-static void epoch_rng(nn_data_rng *rng, uint64_t seed, uint64_t epoch)
+static void epoch_rng(io_data_rng *rng, uint64_t seed, uint64_t epoch)
 {
-    nn_data_rng_seed(rng, seed ^ (UINT64_C(0x9E3779B97F4A7C15) * epoch));
+    io_data_rng_seed(rng, seed ^ (UINT64_C(0x9E3779B97F4A7C15) * epoch));
 }
 
-void nn_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
+void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
 {
-    nn_data_rng rng;
+    io_data_rng rng;
     epoch_rng(&rng, seed, epoch);
     for (size_t i = 0; i < n; i++)
         perm[i] = i;
     for (size_t i = n; i-- > 1;) {
-        size_t j = (size_t)nn_data_rng_below(&rng, (uint64_t)i + 1);
+        size_t j = (size_t)io_data_rng_below(&rng, (uint64_t)i + 1);
         size_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
 }
 
-/* The same swaps as nn_data_permutation, applied to rows: row i ends up
+/* The same swaps as io_data_permutation, applied to rows: row i ends up
    holding the original row perm[i]. */
-void nn_dataset_shuffle(nn_dataset *ds, uint64_t seed)
+void io_dataset_shuffle(io_dataset *ds, uint64_t seed)
 {
-    nn_data_rng rng;
+    io_data_rng rng;
     if (!ds)
         return;
     epoch_rng(&rng, seed, 0);
     for (size_t i = ds->n; i-- > 1;) {
-        size_t j = (size_t)nn_data_rng_below(&rng, (uint64_t)i + 1);
+        size_t j = (size_t)io_data_rng_below(&rng, (uint64_t)i + 1);
         float *a = ds->x + i * ds->d, *b = ds->x + j * ds->d;
         for (size_t k = 0; k < ds->d; k++) {
             float t = a[k];
@@ -294,8 +294,8 @@ void nn_dataset_shuffle(nn_dataset *ds, uint64_t seed)
 
 /* --------------------------------------------------------------- batches */
 
-struct nn_batcher {
-    const nn_dataset *ds;
+struct io_batcher {
+    const io_dataset *ds;
     size_t n, d; /* the dataset's size when the batcher was made */
     size_t batch_size;
     bool shuffle;
@@ -307,12 +307,12 @@ struct nn_batcher {
     size_t index; /* next batch number */
 };
 
-static size_t batcher_rows(const nn_batcher *b)
+static size_t batcher_rows(const io_batcher *b)
 {
     return b->batch_size < b->n ? b->batch_size : b->n;
 }
 
-void nn_batcher_destroy(nn_batcher *b)
+void io_batcher_destroy(io_batcher *b)
 {
     if (!b)
         return;
@@ -322,17 +322,17 @@ void nn_batcher_destroy(nn_batcher *b)
     mem_free(b, sizeof *b);
 }
 
-nn_data_status nn_batcher_create(const nn_dataset *ds, size_t batch_size, bool shuffle,
-                                 uint64_t seed, nn_batcher **out, nn_data_error *err)
+io_data_status io_batcher_create(const io_dataset *ds, size_t batch_size, bool shuffle,
+                                 uint64_t seed, io_batcher **out, io_data_error *err)
 {
-    nn_batcher *b;
+    io_batcher *b;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_batcher_create: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_batcher_create: out is NULL");
     *out = NULL;
     if (!ds)
-        return fail(err, NN_DATA_EINVAL, "nn_batcher_create: dataset is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_batcher_create: dataset is NULL");
     if (batch_size == 0)
-        return fail(err, NN_DATA_EINVAL, "batch size must be at least 1");
+        return fail(err, IO_DATA_EINVAL, "batch size must be at least 1");
     b = mem_alloc(sizeof *b);
     if (!b)
         return out_of_memory(err, "for a batcher");
@@ -348,26 +348,26 @@ nn_data_status nn_batcher_create(const nn_dataset *ds, size_t batch_size, bool s
         if (!alloc_array((void **)&b->perm, b->n, sizeof(size_t)) ||
             !alloc_array((void **)&b->xbuf, rows * b->d, sizeof(float)) ||
             (ds->y && !alloc_array((void **)&b->ybuf, rows, sizeof(int)))) {
-            nn_batcher_destroy(b);
-            return fail(err, NN_DATA_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
+            io_batcher_destroy(b);
+            return fail(err, IO_DATA_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
         }
     }
-    nn_batcher_start_epoch(b, 0);
+    io_batcher_start_epoch(b, 0);
     *out = b;
     return ok(err);
 }
 
-void nn_batcher_start_epoch(nn_batcher *b, uint64_t epoch)
+void io_batcher_start_epoch(io_batcher *b, uint64_t epoch)
 {
     if (!b)
         return;
     b->pos = 0;
     b->index = 0;
     if (b->shuffle)
-        nn_data_permutation(b->perm, b->n, b->seed, epoch);
+        io_data_permutation(b->perm, b->n, b->seed, epoch);
 }
 
-bool nn_batcher_next(nn_batcher *b, nn_batch *batch)
+bool io_batcher_next(io_batcher *b, io_batch *batch)
 {
     size_t size;
     if (!b || b->pos >= b->n)
@@ -393,7 +393,7 @@ bool nn_batcher_next(nn_batcher *b, nn_batch *batch)
     return true;
 }
 
-size_t nn_batcher_count(const nn_batcher *b)
+size_t io_batcher_count(const io_batcher *b)
 {
     return b ? (b->n + b->batch_size - 1) / b->batch_size : 0;
 }
@@ -401,11 +401,11 @@ size_t nn_batcher_count(const nn_batcher *b)
 /* ---------------------------------------------------------------- scaling */
 
 typedef struct scaler_impl {
-    nn_scaler pub;
+    io_scaler pub;
     size_t d; /* allocation size, safe from callers editing pub.d */
 } scaler_impl;
 
-void nn_scaler_destroy(nn_scaler *s)
+void io_scaler_destroy(io_scaler *s)
 {
     scaler_impl *impl = (scaler_impl *)s;
     if (!s)
@@ -415,11 +415,11 @@ void nn_scaler_destroy(nn_scaler *s)
     mem_free(impl, sizeof *impl);
 }
 
-nn_data_status nn_scaler_create(size_t d, nn_scaler **out, nn_data_error *err)
+io_data_status io_scaler_create(size_t d, io_scaler **out, io_data_error *err)
 {
     scaler_impl *impl;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_scaler_create: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_scaler_create: out is NULL");
     *out = NULL;
     impl = mem_alloc(sizeof *impl);
     if (!impl)
@@ -428,8 +428,8 @@ nn_data_status nn_scaler_create(size_t d, nn_scaler **out, nn_data_error *err)
     impl->d = impl->pub.d = d;
     if (!alloc_array((void **)&impl->pub.center, d, sizeof(float)) ||
         !alloc_array((void **)&impl->pub.spread, d, sizeof(float))) {
-        nn_scaler_destroy(&impl->pub);
-        return fail(err, NN_DATA_ENOMEM, "out of memory for a scaler of %zu features", d);
+        io_scaler_destroy(&impl->pub);
+        return fail(err, IO_DATA_ENOMEM, "out of memory for a scaler of %zu features", d);
     }
     for (size_t j = 0; j < d; j++) {
         impl->pub.center[j] = 0.0f;
@@ -446,21 +446,21 @@ static float safe_spread(double spread)
     return (f > 0.0f && isfinite(f)) ? f : 1.0f;
 }
 
-nn_data_status nn_scaler_fit(nn_scaler *s, const nn_dataset *train, nn_scale_kind kind,
-                             nn_data_error *err)
+io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind,
+                             io_data_error *err)
 {
     double *acc = NULL; /* (2, d): min and max, or sum and sum of squares */
     size_t n, d;
     if (!s || !train)
-        return fail(err, NN_DATA_EINVAL, "nn_scaler_fit: scaler or dataset is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_scaler_fit: scaler or dataset is NULL");
     n = train->n;
     d = train->d;
     if (n == 0)
-        return fail(err, NN_DATA_EINVAL, "cannot fit a scaler on an empty dataset");
+        return fail(err, IO_DATA_EINVAL, "cannot fit a scaler on an empty dataset");
     if (d != s->d)
-        return fail(err, NN_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+        return fail(err, IO_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
                     d);
-    if (kind == NN_SCALE_MINMAX_GLOBAL) {
+    if (kind == IO_SCALE_MINMAX_GLOBAL) {
         float lo = train->x[0], hi = train->x[0];
         for (size_t i = 0; i < n * d; i++) {
             lo = train->x[i] < lo ? train->x[i] : lo;
@@ -472,11 +472,11 @@ nn_data_status nn_scaler_fit(nn_scaler *s, const nn_dataset *train, nn_scale_kin
         }
         return ok(err);
     }
-    if (kind != NN_SCALE_MINMAX && kind != NN_SCALE_STANDARD)
-        return fail(err, NN_DATA_EINVAL, "unknown scaling kind %d", (int)kind);
+    if (kind != IO_SCALE_MINMAX && kind != IO_SCALE_STANDARD)
+        return fail(err, IO_DATA_EINVAL, "unknown scaling kind %d", (int)kind);
     if (!alloc_array((void **)&acc, d, 2 * sizeof(double)))
-        return fail(err, NN_DATA_ENOMEM, "out of memory fitting a scaler of %zu features", d);
-    if (kind == NN_SCALE_MINMAX) {
+        return fail(err, IO_DATA_ENOMEM, "out of memory fitting a scaler of %zu features", d);
+    if (kind == IO_SCALE_MINMAX) {
         for (size_t j = 0; j < d; j++)
             acc[j] = acc[d + j] = train->x[j];
         for (size_t i = 1; i < n; i++)
@@ -512,12 +512,12 @@ nn_data_status nn_scaler_fit(nn_scaler *s, const nn_dataset *train, nn_scale_kin
     return ok(err);
 }
 
-nn_data_status nn_scaler_apply(const nn_scaler *s, nn_dataset *ds, nn_data_error *err)
+io_data_status io_scaler_apply(const io_scaler *s, io_dataset *ds, io_data_error *err)
 {
     if (!s || !ds)
-        return fail(err, NN_DATA_EINVAL, "nn_scaler_apply: scaler or dataset is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_scaler_apply: scaler or dataset is NULL");
     if (ds->d != s->d)
-        return fail(err, NN_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+        return fail(err, IO_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
                     ds->d);
     for (size_t i = 0; i < ds->n; i++) {
         float *row = ds->x + i * ds->d;
@@ -529,12 +529,12 @@ nn_data_status nn_scaler_apply(const nn_scaler *s, nn_dataset *ds, nn_data_error
 
 /* ------------------------------------------------------------ (Fashion-)MNIST */
 
-static const char *const fashion_names[NN_FASHION_MNIST_CLASSES] = {
+static const char *const fashion_names[IO_FASHION_MNIST_CLASSES] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot",
 };
 
-const char *nn_fashion_mnist_class_name(int k)
+const char *io_fashion_mnist_class_name(int k)
 {
-    return k >= 0 && k < NN_FASHION_MNIST_CLASSES ? fashion_names[k] : NULL;
+    return k >= 0 && k < IO_FASHION_MNIST_CLASSES ? fashion_names[k] : NULL;
 }

@@ -1,7 +1,7 @@
-/* Internal to nn/data.c and nn/data_read.c: the module's allocator, error
-   helpers and the private side of nn_dataset. Never installed. */
-#ifndef CHAINRULE_NN_DATA_IMPL_H
-#define CHAINRULE_NN_DATA_IMPL_H
+/* Internal to io/dataset.c and io/data_read.c: the module's allocator, error
+   helpers and the private side of io_dataset. Never installed. */
+#ifndef CHAINRULE_IO_DATA_IMPL_H
+#define CHAINRULE_IO_DATA_IMPL_H
 
 #include "chainrule/data.h"
 
@@ -15,21 +15,21 @@
 #define PRINTF_LIKE(f, a)
 #endif
 
-/* The allocator chosen with nn_data_set_allocator (lua_Alloc contract):
+/* The allocator chosen with io_data_set_allocator (lua_Alloc contract):
    nsize 0 frees p. A zero-byte request succeeds with NULL. */
-void *nn_data_realloc(void *p, size_t osize, size_t nsize);
+void *io_data_realloc(void *p, size_t osize, size_t nsize);
 
 static inline void *mem_realloc(void *p, size_t osize, size_t nsize)
 {
-    return nn_data_realloc(p, osize, nsize);
+    return io_data_realloc(p, osize, nsize);
 }
 
-static inline void *mem_alloc(size_t size) { return nn_data_realloc(NULL, 0, size); }
+static inline void *mem_alloc(size_t size) { return io_data_realloc(NULL, 0, size); }
 
 static inline void mem_free(void *p, size_t size)
 {
     if (p)
-        nn_data_realloc(p, size, 0);
+        io_data_realloc(p, size, 0);
 }
 
 /* a * b, or false when it overflows size_t. */
@@ -55,17 +55,17 @@ static inline bool alloc_array(void **out, size_t count, size_t size)
     return *out != NULL;
 }
 
-static inline nn_data_status ok(nn_data_error *err)
+static inline io_data_status ok(io_data_error *err)
 {
     if (err) {
-        err->status = NN_DATA_OK;
+        err->status = IO_DATA_OK;
         err->message[0] = '\0';
     }
-    return NN_DATA_OK;
+    return IO_DATA_OK;
 }
 
 PRINTF_LIKE(3, 4)
-static inline nn_data_status fail(nn_data_error *err, nn_data_status status, const char *fmt, ...)
+static inline io_data_status fail(io_data_error *err, io_data_status status, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -77,25 +77,25 @@ static inline nn_data_status fail(nn_data_error *err, nn_data_status status, con
     return status;
 }
 
-static inline nn_data_status out_of_memory(nn_data_error *err, const char *what)
+static inline io_data_status out_of_memory(io_data_error *err, const char *what)
 {
-    return fail(err, NN_DATA_ENOMEM, "out of memory %s", what);
+    return fail(err, IO_DATA_ENOMEM, "out of memory %s", what);
 }
 
 /* The public struct plus the sizes its buffers were allocated with, which
-   nn_dataset_truncate and callers changing `classes` must not disturb. */
+   io_dataset_truncate and callers changing `classes` must not disturb. */
 typedef struct dataset_impl {
-    nn_dataset pub;
+    io_dataset pub;
     size_t x_cap;    /* floats allocated for x */
     size_t y_cap;    /* ints allocated for y */
     int names_count; /* entries of class_names */
 } dataset_impl;
 
 /* A dataset of n x d uninitialised features (and n labels when labelled). */
-nn_data_status nn_data_dataset_alloc(size_t n, size_t d, bool labelled, nn_dataset **out,
-                                     nn_data_error *err);
+io_data_status io_data_dataset_alloc(size_t n, size_t d, bool labelled, io_dataset **out,
+                                     io_data_error *err);
 
 /* Gives ds a copy of names[0..count); false when out of memory. */
-bool nn_data_set_names(nn_dataset *ds, const char *const *names, int count);
+bool io_data_set_names(io_dataset *ds, const char *const *names, int count);
 
-#endif /* CHAINRULE_NN_DATA_IMPL_H */
+#endif /* CHAINRULE_IO_DATA_IMPL_H */

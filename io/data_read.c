@@ -27,25 +27,25 @@ typedef struct source {
 #endif
 } source;
 
-static nn_data_status source_open(source *s, const char *path, nn_data_error *err)
+static io_data_status source_open(source *s, const char *path, io_data_error *err)
 {
     unsigned char magic[2];
     size_t got;
     memset(s, 0, sizeof *s);
     s->path = path;
     if (!path)
-        return fail(err, NN_DATA_EINVAL, "file name is NULL");
+        return fail(err, IO_DATA_EINVAL, "file name is NULL");
     errno = 0;
     s->fp = fopen(path, "rb");
     if (!s->fp)
-        return fail(err, NN_DATA_EIO, "cannot open %s: %s", path,
+        return fail(err, IO_DATA_EIO, "cannot open %s: %s", path,
                     errno ? strerror(errno) : "unknown error");
     got = fread(magic, 1, 2, s->fp);
     if (ferror(s->fp)) {
         int e = errno;
         fclose(s->fp);
         s->fp = NULL;
-        return fail(err, NN_DATA_EIO, "cannot read %s: %s", path, e ? strerror(e) : "read error");
+        return fail(err, IO_DATA_EIO, "cannot read %s: %s", path, e ? strerror(e) : "read error");
     }
     if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
         fclose(s->fp);
@@ -54,12 +54,12 @@ static nn_data_status source_open(source *s, const char *path, nn_data_error *er
         errno = 0;
         s->gz = gzopen(path, "rb");
         if (!s->gz)
-            return fail(err, errno ? NN_DATA_EIO : NN_DATA_ENOMEM, "cannot open %s: %s", path,
+            return fail(err, errno ? IO_DATA_EIO : IO_DATA_ENOMEM, "cannot open %s: %s", path,
                         errno ? strerror(errno) : "out of memory");
         gzbuffer(s->gz, 1u << 17);
         return ok(err);
 #else
-        return fail(err, NN_DATA_ENOTSUP,
+        return fail(err, IO_DATA_ENOTSUP,
                     "%s is gzip-compressed but chainrule was built without zlib; "
                     "gunzip it first",
                     path);
@@ -69,13 +69,13 @@ static nn_data_status source_open(source *s, const char *path, nn_data_error *er
         int e = errno;
         fclose(s->fp);
         s->fp = NULL;
-        return fail(err, NN_DATA_EIO, "cannot rewind %s: %s", path, strerror(e));
+        return fail(err, IO_DATA_EIO, "cannot rewind %s: %s", path, strerror(e));
     }
     return ok(err);
 }
 
 /* Reads up to n bytes; *got < n means the end of the data. */
-static nn_data_status source_read(source *s, void *buf, size_t n, size_t *got, nn_data_error *err)
+static io_data_status source_read(source *s, void *buf, size_t n, size_t *got, io_data_error *err)
 {
     *got = 0;
 #ifdef CR_HAVE_ZLIB
@@ -91,13 +91,13 @@ static nn_data_status source_read(source *s, void *buf, size_t n, size_t *got, n
             msg = gzerror(s->gz, &errnum);
             if (r < 0 || (errnum != Z_OK && errnum != Z_STREAM_END)) {
                 if (errnum == Z_BUF_ERROR)
-                    return fail(err, NN_DATA_EFORMAT,
+                    return fail(err, IO_DATA_EFORMAT,
                                 "%s: truncated file: the compressed data ends early", s->path);
                 if (errnum == Z_MEM_ERROR)
                     return out_of_memory(err, "decompressing");
                 if (errnum == Z_ERRNO)
-                    return fail(err, NN_DATA_EIO, "cannot read %s: %s", s->path, strerror(errno));
-                return fail(err, NN_DATA_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
+                    return fail(err, IO_DATA_EIO, "cannot read %s: %s", s->path, strerror(errno));
+                return fail(err, IO_DATA_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
                             msg ? msg : "zlib error");
             }
             if (r == 0)
@@ -109,25 +109,25 @@ static nn_data_status source_read(source *s, void *buf, size_t n, size_t *got, n
 #endif
     *got = fread(buf, 1, n, s->fp);
     if (*got < n && ferror(s->fp))
-        return fail(err, NN_DATA_EIO, "cannot read %s: %s", s->path,
+        return fail(err, IO_DATA_EIO, "cannot read %s: %s", s->path,
                     errno ? strerror(errno) : "read error");
     return ok(err);
 }
 
 /* Closes s; with check, reports a gzip stream that did not end cleanly. */
-static nn_data_status source_close(source *s, bool check, nn_data_error *err)
+static io_data_status source_close(source *s, bool check, io_data_error *err)
 {
-    nn_data_status st = NN_DATA_OK;
+    io_data_status st = IO_DATA_OK;
     if (s->fp)
         fclose(s->fp);
 #ifdef CR_HAVE_ZLIB
     if (s->gz) {
         int r = gzclose(s->gz);
         if (check && r == Z_BUF_ERROR)
-            st = fail(err, NN_DATA_EFORMAT, "%s: truncated file: the compressed data ends early",
+            st = fail(err, IO_DATA_EFORMAT, "%s: truncated file: the compressed data ends early",
                       s->path);
         else if (check && r != Z_OK)
-            st = fail(err, NN_DATA_EFORMAT, "%s: corrupt gzip data", s->path);
+            st = fail(err, IO_DATA_EFORMAT, "%s: corrupt gzip data", s->path);
     }
     s->gz = NULL;
 #endif
@@ -139,10 +139,10 @@ static nn_data_status source_close(source *s, bool check, nn_data_error *err)
 
 /* Reads exactly want bytes into a buffer that grows as data arrives, so a
    header that lies about the size cannot make us allocate more than the file
-   holds (times two). A short read returns NN_DATA_EFORMAT with *truncated
+   holds (times two). A short read returns IO_DATA_EFORMAT with *truncated
    set and *got saying how much there was, for the caller to word. */
-static nn_data_status read_growing(source *s, size_t want, unsigned char **out, size_t *got,
-                                   bool *truncated, nn_data_error *err)
+static io_data_status read_growing(source *s, size_t want, unsigned char **out, size_t *got,
+                                   bool *truncated, io_data_error *err)
 {
     unsigned char *buf = NULL;
     size_t cap = 0, have = 0;
@@ -151,7 +151,7 @@ static nn_data_status read_growing(source *s, size_t want, unsigned char **out, 
     *truncated = false;
     while (have < want) {
         size_t chunk;
-        nn_data_status st;
+        io_data_status st;
         if (have == cap) {
             size_t ncap = cap ? cap : ((size_t)1 << 20);
             unsigned char *nbuf;
@@ -162,14 +162,14 @@ static nn_data_status read_growing(source *s, size_t want, unsigned char **out, 
             nbuf = mem_realloc(buf, cap, ncap);
             if (!nbuf) {
                 mem_free(buf, cap);
-                return fail(err, NN_DATA_ENOMEM, "out of memory reading %s (%zu bytes)", s->path,
+                return fail(err, IO_DATA_ENOMEM, "out of memory reading %s (%zu bytes)", s->path,
                             want);
             }
             buf = nbuf;
             cap = ncap;
         }
         st = source_read(s, buf + have, cap - have, &chunk, err);
-        if (st != NN_DATA_OK) {
+        if (st != IO_DATA_OK) {
             mem_free(buf, cap);
             return st;
         }
@@ -181,7 +181,7 @@ static nn_data_status read_growing(source *s, size_t want, unsigned char **out, 
         mem_free(buf, cap);
         *got = have;
         *truncated = true;
-        return NN_DATA_EFORMAT;
+        return IO_DATA_EFORMAT;
     }
     *out = buf;
     *got = have;
@@ -193,15 +193,15 @@ static nn_data_status read_growing(source *s, size_t want, unsigned char **out, 
 static size_t idx_elem_size(int type)
 {
     switch (type) {
-    case NN_IDX_U8:
-    case NN_IDX_I8:
+    case IO_IDX_U8:
+    case IO_IDX_I8:
         return 1;
-    case NN_IDX_I16:
+    case IO_IDX_I16:
         return 2;
-    case NN_IDX_I32:
-    case NN_IDX_F32:
+    case IO_IDX_I32:
+    case IO_IDX_F32:
         return 4;
-    case NN_IDX_F64:
+    case IO_IDX_F64:
         return 8;
     }
     return 0;
@@ -210,23 +210,23 @@ static size_t idx_elem_size(int type)
 static const char *idx_type_name(int type)
 {
     switch (type) {
-    case NN_IDX_U8:
+    case IO_IDX_U8:
         return "unsigned byte";
-    case NN_IDX_I8:
+    case IO_IDX_I8:
         return "signed byte";
-    case NN_IDX_I16:
+    case IO_IDX_I16:
         return "16-bit integer";
-    case NN_IDX_I32:
+    case IO_IDX_I32:
         return "32-bit integer";
-    case NN_IDX_F32:
+    case IO_IDX_F32:
         return "float";
-    case NN_IDX_F64:
+    case IO_IDX_F64:
         return "double";
     }
     return "unknown";
 }
 
-void nn_idx_destroy(nn_idx *idx)
+void io_idx_destroy(io_idx *idx)
 {
     if (!idx)
         return;
@@ -256,46 +256,46 @@ static void idx_to_host(unsigned char *data, size_t count, size_t esize)
     }
 }
 
-static nn_data_status idx_parse(source *s, nn_idx *idx, nn_data_error *err)
+static io_data_status idx_parse(source *s, io_idx *idx, io_data_error *err)
 {
     const char *path = s->path;
-    unsigned char head[4 * NN_IDX_MAX_DIMS], *data = NULL;
+    unsigned char head[4 * IO_IDX_MAX_DIMS], *data = NULL;
     size_t got, esize, bytes, extra;
     bool truncated;
-    nn_data_status st;
+    io_data_status st;
 
     st = source_read(s, head, 4, &got, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     if (got == 0)
-        return fail(err, NN_DATA_EFORMAT, "%s: empty file (expected an IDX header)", path);
+        return fail(err, IO_DATA_EFORMAT, "%s: empty file (expected an IDX header)", path);
     if (got < 4)
-        return fail(err, NN_DATA_EFORMAT,
+        return fail(err, IO_DATA_EFORMAT,
                     "%s: truncated file: %zu bytes, shorter than the "
                     "4-byte IDX magic number",
                     path, got);
     if (head[0] != 0 || head[1] != 0)
-        return fail(err, NN_DATA_EFORMAT,
+        return fail(err, IO_DATA_EFORMAT,
                     "%s: bad magic number %02x %02x %02x %02x: not an IDX file (IDX files "
                     "start with 00 00, a type byte and a dimension count)",
                     path, head[0], head[1], head[2], head[3]);
     esize = idx_elem_size(head[2]);
     if (esize == 0)
-        return fail(err, NN_DATA_EFORMAT, "%s: bad magic number: unknown IDX element type 0x%02x",
+        return fail(err, IO_DATA_EFORMAT, "%s: bad magic number: unknown IDX element type 0x%02x",
                     path, head[2]);
-    if (head[3] == 0 || head[3] > NN_IDX_MAX_DIMS)
-        return fail(err, NN_DATA_EFORMAT,
+    if (head[3] == 0 || head[3] > IO_IDX_MAX_DIMS)
+        return fail(err, IO_DATA_EFORMAT,
                     "%s: %d dimensions in the IDX header (1 to %d "
                     "supported)",
-                    path, head[3], NN_IDX_MAX_DIMS);
-    idx->type = (nn_idx_type)head[2];
+                    path, head[3], IO_IDX_MAX_DIMS);
+    idx->type = (io_idx_type)head[2];
     idx->ndim = head[3];
 
     st = source_read(s, head, 4 * (size_t)idx->ndim, &got, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     if (got < 4 * (size_t)idx->ndim)
-        return fail(err, NN_DATA_EFORMAT,
+        return fail(err, IO_DATA_EFORMAT,
                     "%s: truncated file: the header ends inside its "
                     "%d dimension sizes",
                     path, idx->ndim);
@@ -305,23 +305,23 @@ static nn_data_status idx_parse(source *s, nn_idx *idx, nn_data_error *err)
         idx->dims[k] =
             (size_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
         if (!mul_size(idx->count, idx->dims[k], &idx->count))
-            return fail(err, NN_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+            return fail(err, IO_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
     }
     if (!mul_size(idx->count, esize, &bytes))
-        return fail(err, NN_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+        return fail(err, IO_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
 
     st = read_growing(s, bytes, &data, &got, &truncated, err);
     if (truncated)
-        return fail(err, NN_DATA_EFORMAT,
+        return fail(err, IO_DATA_EFORMAT,
                     "%s: truncated file: the header declares %zu data bytes, the file holds %zu",
                     path, bytes, got);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     st = source_read(s, head, 1, &extra, err);
-    if (st == NN_DATA_OK && extra)
-        st = fail(err, NN_DATA_EFORMAT,
+    if (st == IO_DATA_OK && extra)
+        st = fail(err, IO_DATA_EFORMAT,
                   "%s: unexpected bytes after the %zu data bytes the header declares", path, bytes);
-    if (st != NN_DATA_OK) {
+    if (st != IO_DATA_OK) {
         mem_free(data, bytes);
         return st;
     }
@@ -330,16 +330,16 @@ static nn_data_status idx_parse(source *s, nn_idx *idx, nn_data_error *err)
     return ok(err);
 }
 
-nn_data_status nn_idx_read(const char *path, nn_idx **out, nn_data_error *err)
+io_data_status io_idx_read(const char *path, io_idx **out, io_data_error *err)
 {
     source s;
-    nn_idx *idx;
-    nn_data_status st;
+    io_idx *idx;
+    io_data_status st;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_idx_read: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_idx_read: out is NULL");
     *out = NULL;
     st = source_open(&s, path, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     idx = mem_alloc(sizeof *idx);
     if (!idx) {
@@ -348,44 +348,44 @@ nn_data_status nn_idx_read(const char *path, nn_idx **out, nn_data_error *err)
     }
     memset(idx, 0, sizeof *idx);
     st = idx_parse(&s, idx, err);
-    if (st != NN_DATA_OK) {
+    if (st != IO_DATA_OK) {
         source_close(&s, false, NULL);
-        nn_idx_destroy(idx);
+        io_idx_destroy(idx);
         return st;
     }
     st = source_close(&s, true, err);
-    if (st != NN_DATA_OK) {
-        nn_idx_destroy(idx);
+    if (st != IO_DATA_OK) {
+        io_idx_destroy(idx);
         return st;
     }
     *out = idx;
     return ok(err);
 }
 
-double nn_idx_value(const nn_idx *idx, size_t i)
+double io_idx_value(const io_idx *idx, size_t i)
 {
     const unsigned char *p = (const unsigned char *)idx->data;
     switch (idx->type) {
-    case NN_IDX_U8:
+    case IO_IDX_U8:
         return p[i];
-    case NN_IDX_I8:
+    case IO_IDX_I8:
         return (signed char)p[i];
-    case NN_IDX_I16: {
+    case IO_IDX_I16: {
         int16_t v;
         memcpy(&v, p + 2 * i, 2);
         return v;
     }
-    case NN_IDX_I32: {
+    case IO_IDX_I32: {
         int32_t v;
         memcpy(&v, p + 4 * i, 4);
         return v;
     }
-    case NN_IDX_F32: {
+    case IO_IDX_F32: {
         float v;
         memcpy(&v, p + 4 * i, 4);
         return v;
     }
-    case NN_IDX_F64: {
+    case IO_IDX_F64: {
         double v;
         memcpy(&v, p + 8 * i, 8);
         return v;
@@ -394,18 +394,18 @@ double nn_idx_value(const nn_idx *idx, size_t i)
     return 0.0;
 }
 
-static bool idx_is_integer(nn_idx_type t)
+static bool idx_is_integer(io_idx_type t)
 {
-    return t == NN_IDX_U8 || t == NN_IDX_I8 || t == NN_IDX_I16 || t == NN_IDX_I32;
+    return t == IO_IDX_U8 || t == IO_IDX_I8 || t == IO_IDX_I16 || t == IO_IDX_I32;
 }
 
-/* nn_dataset_from_idx with names for the messages. */
-static nn_data_status dataset_from_idx(const nn_idx *ex, const nn_idx *lab, const char *ex_name,
-                                       const char *lab_name, nn_dataset **out, nn_data_error *err)
+/* io_dataset_from_idx with names for the messages. */
+static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, const char *ex_name,
+                                       const char *lab_name, io_dataset **out, io_data_error *err)
 {
     size_t n, d = 1;
-    nn_dataset *ds;
-    nn_data_status st;
+    io_dataset *ds;
+    io_data_status st;
     int max_label = -1;
     *out = NULL;
     n = ex->dims[0];
@@ -413,33 +413,33 @@ static nn_data_status dataset_from_idx(const nn_idx *ex, const nn_idx *lab, cons
         d *= ex->dims[k]; /* cannot overflow: the product of all dims fitted */
     if (lab) {
         if (lab->ndim != 1 || !idx_is_integer(lab->type))
-            return fail(err, NN_DATA_EFORMAT,
+            return fail(err, IO_DATA_EFORMAT,
                         "%s: labels must be a 1-d IDX of integers, found %d-d %s values", lab_name,
                         lab->ndim, idx_type_name(lab->type));
         if (lab->dims[0] != n)
-            return fail(err, NN_DATA_EMISMATCH, "%s has %zu examples but %s has %zu labels",
+            return fail(err, IO_DATA_EMISMATCH, "%s has %zu examples but %s has %zu labels",
                         ex_name, n, lab_name, lab->dims[0]);
     }
-    st = nn_data_dataset_alloc(n, d, lab != NULL, &ds, err);
-    if (st != NN_DATA_OK)
+    st = io_data_dataset_alloc(n, d, lab != NULL, &ds, err);
+    if (st != IO_DATA_OK)
         return st;
-    if (ex->type == NN_IDX_U8) {
+    if (ex->type == IO_IDX_U8) {
         const unsigned char *p = ex->data;
         for (size_t i = 0; i < n * d; i++)
             ds->x[i] = p[i];
-    } else if (ex->type == NN_IDX_F32) {
+    } else if (ex->type == IO_IDX_F32) {
         if (n && d)
             memcpy(ds->x, ex->data, n * d * sizeof(float));
     } else {
         for (size_t i = 0; i < n * d; i++)
-            ds->x[i] = (float)nn_idx_value(ex, i);
+            ds->x[i] = (float)io_idx_value(ex, i);
     }
     for (size_t i = 0; lab && i < n; i++) {
-        double v = nn_idx_value(lab, i);
-        if (v < 0 || v >= NN_DATA_MAX_CLASSES) {
-            nn_dataset_destroy(ds);
-            return fail(err, NN_DATA_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
-                        lab_name, v, i, NN_DATA_MAX_CLASSES);
+        double v = io_idx_value(lab, i);
+        if (v < 0 || v >= IO_DATA_MAX_CLASSES) {
+            io_dataset_destroy(ds);
+            return fail(err, IO_DATA_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
+                        lab_name, v, i, IO_DATA_MAX_CLASSES);
         }
         ds->y[i] = (int)v;
         max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
@@ -453,38 +453,38 @@ static nn_data_status dataset_from_idx(const nn_idx *ex, const nn_idx *lab, cons
     return ok(err);
 }
 
-nn_data_status nn_dataset_from_idx(const nn_idx *examples, const nn_idx *labels, nn_dataset **out,
-                                   nn_data_error *err)
+io_data_status io_dataset_from_idx(const io_idx *examples, const io_idx *labels, io_dataset **out,
+                                   io_data_error *err)
 {
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_from_idx: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_from_idx: out is NULL");
     *out = NULL;
     if (!examples)
-        return fail(err, NN_DATA_EINVAL, "nn_dataset_from_idx: examples is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_dataset_from_idx: examples is NULL");
     return dataset_from_idx(examples, labels, "the examples IDX", "the labels IDX", out, err);
 }
 
-nn_data_status nn_idx_load_dataset(const char *examples_path, const char *labels_path,
-                                   nn_dataset **out, nn_data_error *err)
+io_data_status io_idx_load_dataset(const char *examples_path, const char *labels_path,
+                                   io_dataset **out, io_data_error *err)
 {
-    nn_idx *ex = NULL, *lab = NULL;
-    nn_data_status st;
+    io_idx *ex = NULL, *lab = NULL;
+    io_data_status st;
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_idx_load_dataset: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_idx_load_dataset: out is NULL");
     *out = NULL;
-    st = nn_idx_read(examples_path, &ex, err);
-    if (st == NN_DATA_OK && labels_path)
-        st = nn_idx_read(labels_path, &lab, err);
-    if (st == NN_DATA_OK)
+    st = io_idx_read(examples_path, &ex, err);
+    if (st == IO_DATA_OK && labels_path)
+        st = io_idx_read(labels_path, &lab, err);
+    if (st == IO_DATA_OK)
         st = dataset_from_idx(ex, lab, examples_path, labels_path, out, err);
-    nn_idx_destroy(ex);
-    nn_idx_destroy(lab);
+    io_idx_destroy(ex);
+    io_idx_destroy(lab);
     return st;
 }
 
 /* dir/base, or dir/base.gz when only that exists; *path is the caller's. */
-static nn_data_status find_file(const char *dir, const char *base, char **path, size_t *size,
-                                nn_data_error *err)
+static io_data_status find_file(const char *dir, const char *base, char **path, size_t *size,
+                                io_data_error *err)
 {
     struct stat sb;
     size_t len = strlen(dir) + strlen(base) + 5; /* '/' ".gz" '\0' */
@@ -497,7 +497,7 @@ static nn_data_status find_file(const char *dir, const char *base, char **path, 
         snprintf(p, len, "%s/%s.gz", dir, base);
         if (stat(p, &sb) != 0) {
             mem_free(p, len);
-            return fail(err, NN_DATA_EIO, "missing data file: neither %s/%s nor %s/%s.gz exists",
+            return fail(err, IO_DATA_EIO, "missing data file: neither %s/%s nor %s/%s.gz exists",
                         dir, base, dir, base);
         }
     }
@@ -506,73 +506,73 @@ static nn_data_status find_file(const char *dir, const char *base, char **path, 
     return ok(err);
 }
 
-static nn_data_status mnist_half(const char *dir, const char *images, const char *labels,
-                                 nn_dataset **out, nn_data_error *err)
+static io_data_status mnist_half(const char *dir, const char *images, const char *labels,
+                                 io_dataset **out, io_data_error *err)
 {
     char *ipath = NULL, *lpath = NULL;
     size_t isize = 0, lsize = 0;
-    nn_idx *ex = NULL, *lab = NULL;
-    nn_data_status st = find_file(dir, images, &ipath, &isize, err);
-    if (st == NN_DATA_OK)
+    io_idx *ex = NULL, *lab = NULL;
+    io_data_status st = find_file(dir, images, &ipath, &isize, err);
+    if (st == IO_DATA_OK)
         st = find_file(dir, labels, &lpath, &lsize, err);
-    if (st == NN_DATA_OK)
-        st = nn_idx_read(ipath, &ex, err);
-    if (st == NN_DATA_OK && (ex->ndim != 3 || ex->type != NN_IDX_U8))
-        st = fail(err, NN_DATA_EFORMAT,
+    if (st == IO_DATA_OK)
+        st = io_idx_read(ipath, &ex, err);
+    if (st == IO_DATA_OK && (ex->ndim != 3 || ex->type != IO_IDX_U8))
+        st = fail(err, IO_DATA_EFORMAT,
                   "%s: expected 3-d unsigned-byte images (n, rows, cols), found %d-d %s values",
                   ipath, ex->ndim, idx_type_name(ex->type));
-    if (st == NN_DATA_OK)
-        st = nn_idx_read(lpath, &lab, err);
-    if (st == NN_DATA_OK)
+    if (st == IO_DATA_OK)
+        st = io_idx_read(lpath, &lab, err);
+    if (st == IO_DATA_OK)
         st = dataset_from_idx(ex, lab, ipath, lpath, out, err);
-    nn_idx_destroy(ex);
-    nn_idx_destroy(lab);
+    io_idx_destroy(ex);
+    io_idx_destroy(lab);
     mem_free(ipath, isize);
     mem_free(lpath, lsize);
     return st;
 }
 
-nn_data_status nn_mnist_load(const char *dir, nn_dataset **train, nn_dataset **test,
-                             nn_data_error *err)
+io_data_status io_mnist_load(const char *dir, io_dataset **train, io_dataset **test,
+                             io_data_error *err)
 {
     struct stat sb;
-    nn_data_status st = NN_DATA_OK;
+    io_data_status st = IO_DATA_OK;
     if (train)
         *train = NULL;
     if (test)
         *test = NULL;
     if (!dir)
-        dir = NN_FASHION_MNIST_DIR;
+        dir = IO_FASHION_MNIST_DIR;
     if (stat(dir, &sb) != 0)
-        return fail(err, NN_DATA_EIO, "data directory %s: %s%s", dir, strerror(errno),
-                    strcmp(dir, NN_FASHION_MNIST_DIR) == 0
+        return fail(err, IO_DATA_EIO, "data directory %s: %s%s", dir, strerror(errno),
+                    strcmp(dir, IO_FASHION_MNIST_DIR) == 0
                         ? " (install Debian's dataset-fashion-mnist package)"
                         : "");
     if (!S_ISDIR(sb.st_mode))
-        return fail(err, NN_DATA_EIO, "data directory %s is not a directory", dir);
+        return fail(err, IO_DATA_EIO, "data directory %s is not a directory", dir);
     if (train)
         st = mnist_half(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train, err);
-    if (st == NN_DATA_OK && test)
+    if (st == IO_DATA_OK && test)
         st = mnist_half(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test, err);
-    if (st != NN_DATA_OK && train) {
-        nn_dataset_destroy(*train);
+    if (st != IO_DATA_OK && train) {
+        io_dataset_destroy(*train);
         *train = NULL;
     }
-    return st == NN_DATA_OK ? ok(err) : st;
+    return st == IO_DATA_OK ? ok(err) : st;
 }
 
 /* -------------------------------------------------------------------- CSV */
 
 /* The whole file in one NUL-terminated buffer. */
-static nn_data_status read_all(const char *path, char **out, size_t *len, size_t *cap,
-                               nn_data_error *err)
+static io_data_status read_all(const char *path, char **out, size_t *len, size_t *cap,
+                               io_data_error *err)
 {
     source s;
     char *buf = NULL;
     size_t have = 0, size = 0;
-    nn_data_status st = source_open(&s, path, err);
+    io_data_status st = source_open(&s, path, err);
     *out = NULL;
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     for (;;) {
         size_t got;
@@ -582,13 +582,13 @@ static nn_data_status read_all(const char *path, char **out, size_t *len, size_t
             if (!nbuf) {
                 mem_free(buf, size);
                 source_close(&s, false, NULL);
-                return fail(err, NN_DATA_ENOMEM, "out of memory reading %s", path);
+                return fail(err, IO_DATA_ENOMEM, "out of memory reading %s", path);
             }
             buf = nbuf;
             size = nsize;
         }
         st = source_read(&s, buf + have, size - have - 1, &got, err);
-        if (st != NN_DATA_OK) {
+        if (st != IO_DATA_OK) {
             mem_free(buf, size);
             source_close(&s, false, NULL);
             return st;
@@ -598,7 +598,7 @@ static nn_data_status read_all(const char *path, char **out, size_t *len, size_t
             break;
     }
     st = source_close(&s, true, err);
-    if (st != NN_DATA_OK) {
+    if (st != IO_DATA_OK) {
         mem_free(buf, size);
         return st;
     }
@@ -663,8 +663,8 @@ static bool blank_line_ahead(const csv *c)
 }
 
 /* Parses the next non-blank record into c->fields; *line gets its first
-   line. Returns NN_DATA_OK with c->fields.len 0 at the end of the file. */
-static nn_data_status csv_record(csv *c, size_t *line, nn_data_error *err)
+   line. Returns IO_DATA_OK with c->fields.len 0 at the end of the file. */
+static io_data_status csv_record(csv *c, size_t *line, io_data_error *err)
 {
     c->fields.len = 0;
     while (c->p < c->end && blank_line_ahead(c)) {
@@ -676,19 +676,19 @@ static nn_data_status csv_record(csv *c, size_t *line, nn_data_error *err)
         }
     }
     if (c->p >= c->end)
-        return NN_DATA_OK;
+        return IO_DATA_OK;
     *line = c->line;
     for (;;) {
         char *start = c->p, *w = c->p;
         if (!vec_reserve(&c->fields, 1))
-            return fail(err, NN_DATA_ENOMEM, "out of memory reading %s", c->path);
+            return fail(err, IO_DATA_ENOMEM, "out of memory reading %s", c->path);
         ((char **)c->fields.data)[c->fields.len++] = start;
         if (c->p < c->end && *c->p == '"') {
             size_t qline = c->line;
             c->p++;
             for (;;) {
                 if (c->p >= c->end)
-                    return fail(err, NN_DATA_EFORMAT,
+                    return fail(err, IO_DATA_EFORMAT,
                                 "%s: line %zu, column %zu: unterminated quoted field", c->path,
                                 qline, c->fields.len);
                 if (*c->p == '"') {
@@ -707,7 +707,7 @@ static nn_data_status csv_record(csv *c, size_t *line, nn_data_error *err)
             if (c->p < c->end && *c->p == '\r' && (c->p + 1 == c->end || c->p[1] == '\n'))
                 c->p++;
             if (c->p < c->end && *c->p != c->delim && *c->p != '\n')
-                return fail(err, NN_DATA_EFORMAT,
+                return fail(err, IO_DATA_EFORMAT,
                             "%s: line %zu, column %zu: unexpected character '%c' after a "
                             "closing quote",
                             c->path, c->line, c->fields.len, *c->p);
@@ -724,7 +724,7 @@ static nn_data_status csv_record(csv *c, size_t *line, nn_data_error *err)
                 c->line++;
             }
             *w = '\0';
-            return NN_DATA_OK;
+            return IO_DATA_OK;
         }
         c->p++; /* the delimiter */
         *w = '\0';
@@ -756,15 +756,15 @@ static bool integer_label(const char *s, int *out)
         return false;
     errno = 0;
     v = strtod(s, &end);
-    if (*end || errno || !(v >= 0) || v >= NN_DATA_MAX_CLASSES || v != floor(v))
+    if (*end || errno || !(v >= 0) || v >= IO_DATA_MAX_CLASSES || v != floor(v))
         return false;
     *out = (int)v;
     return true;
 }
 
 /* Turns the label strings into numbers and fills ds->y, classes and names. */
-static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char **labels,
-                                 const size_t *lines, nn_dataset *ds, nn_data_error *err)
+static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char **labels,
+                                 const size_t *lines, io_dataset *ds, io_data_error *err)
 {
     size_t n = ds->n;
     const char *const *names = opt ? opt->class_names : NULL;
@@ -791,10 +791,10 @@ static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char *
         for (size_t i = 0; i < n; i++)
             if (i == 0 || strcmp(sorted[i], sorted[distinct - 1]) != 0)
                 sorted[distinct++] = sorted[i];
-        if (distinct > NN_DATA_MAX_CLASSES) {
+        if (distinct > IO_DATA_MAX_CLASSES) {
             mem_free(sorted, n * sizeof *sorted);
-            return fail(err, NN_DATA_EFORMAT, "%s: %zu distinct labels, more than %d classes",
-                        c->path, distinct, NN_DATA_MAX_CLASSES);
+            return fail(err, IO_DATA_EFORMAT, "%s: %zu distinct labels, more than %d classes",
+                        c->path, distinct, IO_DATA_MAX_CLASSES);
         }
         names = (const char *const *)sorted;
         n_names = (int)distinct;
@@ -826,7 +826,7 @@ static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char *
         if (lo == n_names || strcmp(names[order[lo]], labels[i]) != 0) {
             mem_free(order, (size_t)n_names * sizeof *order);
             mem_free(sorted, n * sizeof *sorted);
-            return fail(err, NN_DATA_EFORMAT,
+            return fail(err, IO_DATA_EFORMAT,
                         "%s: line %zu: label '%s' is not one of the %d "
                         "known classes",
                         c->path, lines[i], labels[i], n_names);
@@ -835,7 +835,7 @@ static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char *
     }
     mem_free(order, (size_t)n_names * sizeof *order);
     ds->classes = n_names;
-    if (!nn_data_set_names(ds, names, n_names)) {
+    if (!io_data_set_names(ds, names, n_names)) {
         mem_free(sorted, n * sizeof *sorted);
         return out_of_memory(err, "for class names");
     }
@@ -844,8 +844,8 @@ static nn_data_status csv_labels(const csv *c, const nn_csv_options *opt, char *
 }
 
 /* Finds the label column among the header's fields. */
-static nn_data_status csv_label_column(const csv *c, const nn_csv_options *opt, size_t ncols,
-                                       size_t *col, nn_data_error *err)
+static io_data_status csv_label_column(const csv *c, const io_csv_options *opt, size_t ncols,
+                                       size_t *col, io_data_error *err)
 {
     char **header = c->fields.data;
     if (opt && opt->label_name) {
@@ -854,7 +854,7 @@ static nn_data_status csv_label_column(const csv *c, const nn_csv_options *opt, 
                 *col = k;
                 return ok(err);
             }
-        return fail(err, NN_DATA_EINVAL,
+        return fail(err, IO_DATA_EINVAL,
                     "%s: no column named '%s' in the header (first "
                     "column '%s', %zu columns)",
                     c->path, opt->label_name, header[0], ncols);
@@ -863,7 +863,7 @@ static nn_data_status csv_label_column(const csv *c, const nn_csv_options *opt, 
         long idx = opt ? opt->label_index : -1;
         long k = idx < 0 ? (long)ncols + idx : idx;
         if (k < 0 || (size_t)k >= ncols)
-            return fail(err, NN_DATA_EINVAL,
+            return fail(err, IO_DATA_EINVAL,
                         "%s: label column %ld does not exist (the header "
                         "has %zu columns)",
                         c->path, idx, ncols);
@@ -872,8 +872,8 @@ static nn_data_status csv_label_column(const csv *c, const nn_csv_options *opt, 
     return ok(err);
 }
 
-nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_dataset **out,
-                           nn_data_error *err)
+io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_dataset **out,
+                           io_data_error *err)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0, ncols = 0, label_col = 0, line = 0, n = 0;
@@ -881,17 +881,17 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
     vec x = {NULL, 0, 0, sizeof(float)}, labels = {NULL, 0, 0, sizeof(char *)},
         lines = {NULL, 0, 0, sizeof(size_t)};
     char **header_names = NULL;
-    nn_dataset *ds = NULL;
-    nn_data_status st;
+    io_dataset *ds = NULL;
+    io_data_status st;
 
     if (!out)
-        return fail(err, NN_DATA_EINVAL, "nn_csv_read: out is NULL");
+        return fail(err, IO_DATA_EINVAL, "io_csv_read: out is NULL");
     *out = NULL;
     if (opt && opt->class_names && opt->n_class_names <= 0)
-        return fail(err, NN_DATA_EINVAL, "class_names given with n_class_names %d",
+        return fail(err, IO_DATA_EINVAL, "class_names given with n_class_names %d",
                     opt->n_class_names);
     st = read_all(path, &buf, &len, &cap, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         return st;
     memset(&c, 0, sizeof c);
     c.path = path;
@@ -901,27 +901,27 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
     c.line = 1;
     c.fields.esize = sizeof(char *);
     if (memchr(buf, '\0', len)) {
-        st = fail(err, NN_DATA_EFORMAT, "%s: contains a NUL byte: not a text CSV file", path);
+        st = fail(err, IO_DATA_EFORMAT, "%s: contains a NUL byte: not a text CSV file", path);
         goto done;
     }
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
         c.p += 3; /* UTF-8 byte order mark */
 
     st = csv_record(&c, &line, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         goto done;
     ncols = c.fields.len;
     if (ncols == 0) {
-        st = fail(err, NN_DATA_EFORMAT, "%s: empty file (expected a header row)", path);
+        st = fail(err, IO_DATA_EFORMAT, "%s: empty file (expected a header row)", path);
         goto done;
     }
     for (size_t k = 0; k < ncols; k++)
         ((char **)c.fields.data)[k] = (char *)trim(((char **)c.fields.data)[k]);
     st = csv_label_column(&c, opt, ncols, &label_col, err);
-    if (st != NN_DATA_OK)
+    if (st != IO_DATA_OK)
         goto done;
     if (ncols < 2) {
-        st = fail(err, NN_DATA_EFORMAT,
+        st = fail(err, IO_DATA_EFORMAT,
                   "%s: the header has only the label column; features "
                   "are needed",
                   path);
@@ -938,12 +938,12 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
         char **f;
         float *row;
         st = csv_record(&c, &line, err);
-        if (st != NN_DATA_OK)
+        if (st != IO_DATA_OK)
             goto done;
         if (c.fields.len == 0)
             break;
         if (c.fields.len != ncols) {
-            st = fail(err, NN_DATA_EFORMAT,
+            st = fail(err, IO_DATA_EFORMAT,
                       "%s: line %zu: expected %zu fields as in the header, "
                       "found %zu",
                       path, line, ncols, c.fields.len);
@@ -964,20 +964,20 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
                 continue;
             }
             if (!*s) {
-                st = fail(err, NN_DATA_EFORMAT, "%s: line %zu, column %zu ('%s'): empty value",
+                st = fail(err, IO_DATA_EFORMAT, "%s: line %zu, column %zu ('%s'): empty value",
                           path, line, k + 1, header_names[k]);
                 goto done;
             }
             errno = 0;
             v = strtod(s, &end);
             if (*end) {
-                st = fail(err, NN_DATA_EFORMAT,
+                st = fail(err, IO_DATA_EFORMAT,
                           "%s: line %zu, column %zu ('%s'): '%.40s' is not a number", path, line,
                           k + 1, header_names[k], s);
                 goto done;
             }
             if (!isfinite(v) || !isfinite((float)v)) {
-                st = fail(err, NN_DATA_EFORMAT,
+                st = fail(err, IO_DATA_EFORMAT,
                           "%s: line %zu, column %zu ('%s'): '%.40s' is not a finite float", path,
                           line, k + 1, header_names[k], s);
                 goto done;
@@ -989,12 +989,12 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
         n++;
     }
     if (n == 0) {
-        st = fail(err, NN_DATA_EFORMAT, "%s: no data rows after the header", path);
+        st = fail(err, IO_DATA_EFORMAT, "%s: no data rows after the header", path);
         goto done;
     }
     /* Hand the feature buffer to the dataset as it is. */
-    st = nn_data_dataset_alloc(0, ncols - 1, true, &ds, err);
-    if (st != NN_DATA_OK)
+    st = io_data_dataset_alloc(0, ncols - 1, true, &ds, err);
+    if (st != IO_DATA_OK)
         goto done;
     if (!alloc_array((void **)&ds->y, n, sizeof(int))) {
         st = out_of_memory(err, "for CSV labels");
@@ -1009,8 +1009,8 @@ nn_data_status nn_csv_read(const char *path, const nn_csv_options *opt, nn_datas
     st = csv_labels(&c, opt, labels.data, lines.data, ds, err);
 
 done:
-    if (st != NN_DATA_OK) {
-        nn_dataset_destroy(ds);
+    if (st != IO_DATA_OK) {
+        io_dataset_destroy(ds);
         ds = NULL;
     }
     mem_free(header_names, ncols * sizeof(char *));
@@ -1020,5 +1020,5 @@ done:
     vec_free(&c.fields);
     mem_free(buf, cap);
     *out = ds;
-    return st == NN_DATA_OK ? ok(err) : st;
+    return st == IO_DATA_OK ? ok(err) : st;
 }
