@@ -102,8 +102,7 @@ ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha)
     case NN_ACT_COUNT:
         break;
     }
-    nn_fail(NN_ERR_ARG, "nn_activate: unknown activation %d", (int)act);
-    return NULL;
+    return nn_graph_fail(x, "nn_activate: unknown activation %d", (int)act);
 }
 
 ad_node *nn_activate(ad_node *x, nn_activation act)

@@ -41,6 +41,17 @@ int nn_fail(int status, const char *fmt, ...)
     return status;
 }
 
+void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
+{
+    char buf[NN_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ad_graph_set_error(ad_node_graph(at), buf);
+    return NULL;
+}
+
 const char *nn_shape_str(const ad_node *n, char *buf, size_t size)
 {
     size_t k = 0;

@@ -5,7 +5,7 @@
 static bool same_graph(ad_node *a, ad_node *b, const char *fn, const char *what)
 {
     if (b && ad_node_graph(a) != ad_node_graph(b)) {
-        nn_fail(NN_ERR_ARG, "%s: %s belongs to another graph", fn, what);
+        nn_graph_fail(a, "%s: %s belongs to another graph", fn, what);
         return false;
     }
     return true;
@@ -19,20 +19,21 @@ ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b)
     if (!same_graph(x, w, "nn_linear", "the weight") || !same_graph(x, b, "nn_linear", "the bias"))
         return NULL;
     if (ad_ndim(x) != 2 || ad_ndim(w) != 2) {
-        nn_fail(NN_ERR_SHAPE, "nn_linear: input %s and weight %s must both be matrices",
-                nn_shape_str(x, s1, sizeof s1), nn_shape_str(w, s2, sizeof s2));
+        nn_graph_fail(x, "nn_linear: input %s and weight %s must both be matrices",
+                      nn_shape_str(x, s1, sizeof s1), nn_shape_str(w, s2, sizeof s2));
         return NULL;
     }
     int64_t in = ad_shape(x)[1], win = ad_shape(w)[0], out = ad_shape(w)[1];
     if (in != win) {
-        nn_fail(NN_ERR_SHAPE, "nn_linear: input %s has %lld features but weight %s expects %lld",
-                nn_shape_str(x, s1, sizeof s1), (long long)in, nn_shape_str(w, s2, sizeof s2),
-                (long long)win);
+        nn_graph_fail(x, "nn_linear: input %s has %lld features but weight %s expects %lld",
+                      nn_shape_str(x, s1, sizeof s1), (long long)in, nn_shape_str(w, s2, sizeof s2),
+                      (long long)win);
         return NULL;
     }
     if (b && (ad_ndim(b) != 1 || ad_shape(b)[0] != out)) {
-        nn_fail(NN_ERR_SHAPE, "nn_linear: bias %s does not match the %lld outputs of weight %s",
-                nn_shape_str(b, s1, sizeof s1), (long long)out, nn_shape_str(w, s2, sizeof s2));
+        nn_graph_fail(x, "nn_linear: bias %s does not match the %lld outputs of weight %s",
+                      nn_shape_str(b, s1, sizeof s1), (long long)out,
+                      nn_shape_str(w, s2, sizeof s2));
         return NULL;
     }
     /* (batch, out); with a bias, one fused node (no separate product buffer) */
@@ -46,9 +47,11 @@ static bool is_step(nn_activation a)
 
 ad_node *nn_tlu(ad_node *x, ad_node *w, ad_node *b, nn_activation step)
 {
+    if (!x || !w)
+        return NULL;
     if (!is_step(step)) {
-        nn_fail(NN_ERR_ARG, "nn_tlu: activation %s is not a step (step, sign, step_st, sign_st)",
-                nn_activation_name(step) ? nn_activation_name(step) : "?");
+        nn_graph_fail(x, "nn_tlu: activation %s is not a step (step, sign, step_st, sign_st)",
+                      nn_activation_name(step) ? nn_activation_name(step) : "?");
         return NULL;
     }
     return nn_activate(nn_linear(x, w, b), step);
@@ -59,7 +62,7 @@ ad_node *nn_dropout(ad_node *x, double rate, ad_node *training)
     if (!x)
         return NULL;
     if (!(rate >= 0 && rate < 1)) {
-        nn_fail(NN_ERR_ARG, "nn_dropout: rate %g is not in [0, 1)", rate);
+        nn_graph_fail(x, "nn_dropout: rate %g is not in [0, 1)", rate);
         return NULL;
     }
     if (!same_graph(x, training, "nn_dropout", "the training flag"))
@@ -89,12 +92,12 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
         return NULL;
     char s1[96], s2[96];
     if (ad_ndim(x) != 2) {
-        nn_fail(NN_ERR_SHAPE, "nn_batch_norm: input %s is not (batch, features)",
-                nn_shape_str(x, s1, sizeof s1));
+        nn_graph_fail(x, "nn_batch_norm: input %s is not (batch, features)",
+                      nn_shape_str(x, s1, sizeof s1));
         return NULL;
     }
     if (!(eps > 0)) {
-        nn_fail(NN_ERR_ARG, "nn_batch_norm: eps %g must be > 0", eps);
+        nn_graph_fail(x, "nn_batch_norm: eps %g must be > 0", eps);
         return NULL;
     }
     int64_t f = ad_shape(x)[1];
@@ -104,14 +107,14 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
         if (!same_graph(x, vecs[i], "nn_batch_norm", names[i]))
             return NULL;
         if (!is_vector_of(vecs[i], f)) {
-            nn_fail(NN_ERR_SHAPE, "nn_batch_norm: %s %s does not match input %s (%lld features)",
-                    names[i], nn_shape_str(vecs[i], s1, sizeof s1), nn_shape_str(x, s2, sizeof s2),
-                    (long long)f);
+            nn_graph_fail(x, "nn_batch_norm: %s %s does not match input %s (%lld features)",
+                          names[i], nn_shape_str(vecs[i], s1, sizeof s1),
+                          nn_shape_str(x, s2, sizeof s2), (long long)f);
             return NULL;
         }
     }
     if (training && (!running_mean || !running_var)) {
-        nn_fail(NN_ERR_NULL, "nn_batch_norm: evaluation mode needs the running statistics");
+        nn_graph_fail(x, "nn_batch_norm: evaluation mode needs the running statistics");
         return NULL;
     }
     ad_node *mean = ad_mean(x, 0);                         /* (features) */

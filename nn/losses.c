@@ -50,15 +50,15 @@ static bool same_shape(ad_node *p, ad_node *t, const char *fn)
 {
     char s1[96], s2[96];
     if (ad_node_graph(p) != ad_node_graph(t)) {
-        nn_fail(NN_ERR_ARG, "%s: prediction and target belong to different graphs", fn);
+        nn_graph_fail(p, "%s: prediction and target belong to different graphs", fn);
         return false;
     }
     bool ok = ad_ndim(p) == ad_ndim(t);
     for (int i = 0; ok && i < ad_ndim(p); i++)
         ok = ad_shape(p)[i] == ad_shape(t)[i];
     if (!ok)
-        nn_fail(NN_ERR_SHAPE, "%s: prediction %s and target %s differ in shape", fn,
-                nn_shape_str(p, s1, sizeof s1), nn_shape_str(t, s2, sizeof s2));
+        nn_graph_fail(p, "%s: prediction %s and target %s differ in shape", fn,
+                      nn_shape_str(p, s1, sizeof s1), nn_shape_str(t, s2, sizeof s2));
     return ok;
 }
 
@@ -66,8 +66,8 @@ static bool is_matrix(ad_node *p, const char *fn)
 {
     char s1[96];
     if (ad_ndim(p) != 2) {
-        nn_fail(NN_ERR_SHAPE, "%s: prediction %s is not (batch, outputs)", fn,
-                nn_shape_str(p, s1, sizeof s1));
+        nn_graph_fail(p, "%s: prediction %s is not (batch, outputs)", fn,
+                      nn_shape_str(p, s1, sizeof s1));
         return false;
     }
     return true;
@@ -107,16 +107,15 @@ ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels)
         return NULL;
     char s1[96], s2[96];
     if (ad_node_graph(logits) != ad_node_graph(labels)) {
-        nn_fail(NN_ERR_ARG, "nn_cross_entropy: logits and labels belong to different graphs");
-        return NULL;
+        return nn_graph_fail(logits,
+                             "nn_cross_entropy: logits and labels belong to different graphs");
     }
     if (!is_matrix(logits, "nn_cross_entropy"))
         return NULL;
     if (ad_ndim(labels) != 1 || ad_shape(labels)[0] != ad_shape(logits)[0]) {
-        nn_fail(NN_ERR_SHAPE,
-                "nn_cross_entropy: labels %s must hold one class index per row of logits %s",
-                nn_shape_str(labels, s1, sizeof s1), nn_shape_str(logits, s2, sizeof s2));
-        return NULL;
+        return nn_graph_fail(
+            logits, "nn_cross_entropy: labels %s must hold one class index per row of logits %s",
+            nn_shape_str(labels, s1, sizeof s1), nn_shape_str(logits, s2, sizeof s2));
     }
     int64_t classes = ad_shape(logits)[1];
     /* -log softmax(z)[label] = -sum_j onehot_j log_softmax(z)_j */
@@ -162,6 +161,7 @@ ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target)
     case NN_LOSS_COUNT:
         break;
     }
-    nn_fail(NN_ERR_ARG, "nn_loss_apply: %d is not a loss", (int)kind);
-    return NULL;
+    if (!pred)
+        return NULL;
+    return nn_graph_fail(pred, "nn_loss_apply: %d is not a loss", (int)kind);
 }

@@ -33,9 +33,10 @@ int nn_model_fail(nn_model *m, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (m)
-        memcpy(m->err, buf, sizeof buf);
-    return nn_fail(status, "%s", buf);
+    if (!m) /* no object to hold the message: the documented fallback */
+        return nn_fail(status, "%s", buf);
+    memcpy(m->err, buf, sizeof buf);
+    return status;
 }
 
 const char *nn_model_error(const nn_model *m)
@@ -404,14 +405,13 @@ static int build_layers(nn_model *m, uint64_t seed)
             fill_const(m, m->state, l->s_off + l->in, l->in, 1.0);
             l->w = make_param(m, l, "gamma", 1, &l->in, l->w_off);
             l->b = make_param(m, l, "beta", 1, &l->in, l->b_off);
-            /* running statistics: leaves over the state buffer, read through
-             * ad_detach by nn_batch_norm, so no gradient ever reaches them */
+            /* running statistics: constants over the state buffer (no
+             * gradient, not trainable), updated by nn_model_forward */
             snprintf(name, sizeof name, "batchnorm%d.running_mean", l->index);
-            ad_node *rm =
-                ad_param_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off), NULL, name);
+            ad_node *rm = ad_const_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off), name);
             snprintf(name, sizeof name, "batchnorm%d.running_var", l->index);
-            ad_node *rv = ad_param_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off + l->in),
-                                            NULL, name);
+            ad_node *rv =
+                ad_const_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off + l->in), name);
             h = nn_batch_norm(h, l->w, l->b, rm, rv, m->train_flag, l->eps, &l->bmean, &l->bvar);
             break;
         }
@@ -476,7 +476,7 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
     if (rc == NN_ERR_GRAPH)
         goto graph_fail;
     if (rc) {
-        what = nn_last_error();
+        what = "a layer gave no output node";
         goto fail;
     }
     if (m->loss != NN_LOSS_NONE) {
@@ -487,7 +487,7 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
         if (!m->loss_node) {
             if (ad_graph_error(m->g))
                 goto graph_fail;
-            what = nn_last_error();
+            what = "the loss gave no node";
             goto fail;
         }
         ad_node_set_name(m->loss_node, "loss");
@@ -562,7 +562,8 @@ nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *widths,
         goto fail;
     return m;
 fail:
-    nn_model_free(m); /* nn_last_error keeps the message */
+    nn_fail(NN_ERR_ARG, "%s", m->err); /* the constructor's fallback: nn_last_error */
+    nn_model_free(m);
     return NULL;
 }
 

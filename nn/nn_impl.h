@@ -27,6 +27,13 @@ int nn_fail(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* errors.c: records the message as the sticky error of at's graph (the
+ * functional layers' convention: check ad_graph_error once) and returns NULL. */
+void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* "(2,3)" into buf. */
 const char *nn_shape_str(const ad_node *n, char *buf, size_t size);
 size_t nn_dtype_size(ad_dtype dtype);

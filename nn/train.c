@@ -219,6 +219,8 @@ int nn_model_set_training(nn_model *m, int on)
     double v = on ? 1.0 : 0.0;
     if (ad_set(m->train_flag, &v, 1) != 0)
         return graph_fail(m, "nn_model_set_training");
+    /* evaluation draws no dropout masks: the generator is left as it was */
+    ad_graph_set_training(m->g, on);
     m->training = on != 0;
     m->forwarded = false;
     return NN_OK;

@@ -224,8 +224,8 @@ static void test_errors(void)
     nn_model *m = make_model(AD_F64, SEED);
     /* MPI failures come back as a status and a message, never an abort */
     int rc = nn_dist_allreduce_grads(m, MPI_COMM_NULL, 1.0);
-    CHECK(rc == NN_DIST_ERR_MPI && strstr(nn_last_error(), "MPI_COMM_NULL"), "%d %s", rc,
-          nn_last_error());
+    CHECK(rc == NN_DIST_ERR_MPI && strstr(nn_model_error(m), "MPI_COMM_NULL"), "%d %s", rc,
+          nn_model_error(m));
     CHECK(strcmp(nn_dist_status_string(NN_DIST_ERR_MPI), "MPI error") == 0, "status string");
     CHECK(strcmp(nn_dist_status_string(NN_ERR_NULL), nn_status_string(NN_ERR_NULL)) == 0, "x");
     CHECK(nn_dist_allreduce_grads(NULL, MPI_COMM_WORLD, 1.0) == NN_ERR_NULL, "NULL model");

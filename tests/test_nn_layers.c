@@ -25,6 +25,13 @@ static bench make_bench(double lo, double hi, unsigned seed)
 
 static ad_node *weighted_sum(bench *b, ad_node *y) { return ad_sum(ad_mul(y, b->c), AD_ALL); }
 
+/* The graph's sticky error is want; clears it for the next check. */
+static void assert_graph_error(ad_graph *g, const char *want)
+{
+    cr_assert_str_eq(ad_graph_error(g), want);
+    ad_graph_clear_error(g);
+}
+
 /* --------------------------------------------------------------- values */
 
 static double act_at(nn_activation a, double v)
@@ -86,7 +93,7 @@ Test(nn_activations, custom_alpha)
     cr_assert_float_eq(ad_item(nn_activate_alpha(x, NN_ACT_LEAKY_RELU, 0.2)), -0.4, 1e-15);
     cr_assert_float_eq(ad_item(nn_activate_alpha(x, NN_ACT_ELU, 0.5)), 0.5 * expm1(-2.0), 1e-15);
     cr_assert_null(nn_activate(x, (nn_activation)99));
-    cr_assert_str_eq(nn_last_error(), "nn_activate: unknown activation 99");
+    assert_graph_error(g, "nn_activate: unknown activation 99");
     cr_assert_null(nn_activate(NULL, NN_ACT_RELU));
     ad_graph_free(g);
 }
@@ -196,7 +203,7 @@ Test(nn_gradcheck, batch_norm_training_and_eval)
     fill_pattern(c, 8, -1, 1);
     ad_node *bm = NULL, *bv = NULL;
     ad_node *y = nn_batch_norm(x, gamma, beta, rm, rv, flag, 1e-5, &bm, &bv);
-    cr_assert_not_null(y, "%s %s", nn_last_error(), ad_graph_error(g));
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
     cr_assert_not_null(bm);
     cr_assert_not_null(bv);
     ad_node *loss = ad_sum(ad_mul(y, c), AD_ALL);
@@ -253,7 +260,7 @@ Test(nn_gradcheck, every_loss)
             t = ad_const(g, 2, ps, tv, "targets");
         }
         ad_node *loss = nn_loss_apply((nn_loss)l, p, t);
-        cr_assert_not_null(loss, "%s: %s", nn_loss_name((nn_loss)l), nn_last_error());
+        cr_assert_not_null(loss, "%s: %s", nn_loss_name((nn_loss)l), ad_graph_error(g));
         cr_assert_eq(ad_numel(loss), 1);
         grad_check(g, loss, &p, 1, 1e-6);
         ad_graph_free(g);
@@ -325,13 +332,13 @@ Test(nn_losses, shape_errors_and_bad_class_index)
     int64_t s[2] = {2, 3}, s2[2] = {2, 4}, ls = 2, l3 = 3;
     ad_node *p = ad_param(g, 2, s, "p"), *t = ad_input(g, 2, s2, "t");
     cr_assert_null(nn_mse(p, t));
-    cr_assert_str_eq(nn_last_error(), "nn_mse: prediction (2,3) and target (2,4) differ in shape");
+    assert_graph_error(g, "nn_mse: prediction (2,3) and target (2,4) differ in shape");
     ad_node *bad_labels = ad_input(g, 1, &l3, "labels3");
     cr_assert_null(nn_cross_entropy(p, bad_labels));
-    cr_assert_str_eq(nn_last_error(), "nn_cross_entropy: labels (3) must hold one class index "
-                                      "per row of logits (2,3)");
+    assert_graph_error(g, "nn_cross_entropy: labels (3) must hold one class index "
+                          "per row of logits (2,3)");
     cr_assert_null(nn_loss_apply(NN_LOSS_NONE, p, t));
-    cr_assert_null(ad_graph_error(g), "nn checks happen before the engine sees the operands");
+    assert_graph_error(g, "nn_loss_apply: 0 is not a loss");
     /* a class index out of range is caught by the engine's one-hot at forward time */
     ad_node *labels = ad_input(g, 1, &ls, "labels");
     ad_node *ce = nn_cross_entropy(p, labels);
@@ -352,17 +359,33 @@ Test(nn_layers, linear_mismatched_widths)
     int64_t xs[2] = {2, 3}, ws[2] = {4, 5}, bs = 6, ok[2] = {3, 5};
     ad_node *x = ad_input(g, 2, xs, "x"), *w = ad_param(g, 2, ws, "w");
     cr_assert_null(nn_linear(x, w, NULL));
-    cr_assert_str_eq(nn_last_error(), "nn_linear: input (2,3) has 3 features but weight (4,5) "
-                                      "expects 4");
+    assert_graph_error(g, "nn_linear: input (2,3) has 3 features but weight (4,5) "
+                          "expects 4");
     ad_node *w2 = ad_param(g, 2, ok, "w2"), *b = ad_param(g, 1, &bs, "b");
     cr_assert_null(nn_linear(x, w2, b));
-    cr_assert_str_eq(nn_last_error(),
-                     "nn_linear: bias (6) does not match the 5 outputs of weight (3,5)");
+    assert_graph_error(g, "nn_linear: bias (6) does not match the 5 outputs of weight (3,5)");
     cr_assert_null(nn_linear(NULL, w2, NULL));
     cr_assert_null(nn_tlu(x, w2, NULL, NN_ACT_RELU));
-    cr_assert_str_eq(nn_last_error(),
-                     "nn_tlu: activation relu is not a step (step, sign, step_st, sign_st)");
+    assert_graph_error(g, "nn_tlu: activation relu is not a step (step, sign, step_st, sign_st)");
     cr_assert_null(ad_graph_error(g));
+    ad_graph_free(g);
+}
+
+/* Build everything, check the graph once: a layer's error is the graph's. */
+Test(nn_layers, layer_errors_are_the_graphs_error)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {2, 3}, ws[2] = {4, 5}, bs = 5;
+    ad_node *x = ad_input(g, 2, xs, "x"), *w = ad_param(g, 2, ws, "w");
+    ad_node *b = ad_param(g, 1, &bs, "b");
+    ad_node *loss = ad_sum(nn_activate(nn_linear(x, w, b), NN_ACT_RELU), AD_ALL);
+    cr_assert_null(loss);
+    cr_assert_str_eq(ad_graph_error(g),
+                     "nn_linear: input (2,3) has 3 features but weight (4,5) expects 4");
+    /* the first error is kept: a later one does not replace it */
+    cr_assert_null(nn_dropout(x, 2.0, NULL));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "nn_linear: input (2,3) has 3 features but weight (4,5) expects 4");
     ad_graph_free(g);
 }
 
@@ -431,7 +454,7 @@ Test(nn_layers, dropout_train_and_eval)
         cr_assert_eq(y2[i], 1.0);
     cr_assert_eq(nn_dropout(x, 0.0, flag), x, "rate 0 is the identity itself");
     cr_assert_null(nn_dropout(x, 1.0, flag));
-    cr_assert_str_eq(nn_last_error(), "nn_dropout: rate 1 is not in [0, 1)");
+    assert_graph_error(g, "nn_dropout: rate 1 is not in [0, 1)");
     free(ones);
     free(yv);
     free(gx);
@@ -445,14 +468,12 @@ Test(nn_layers, batch_norm_errors)
     int64_t xs[2] = {4, 3}, f4 = 4;
     ad_node *x = ad_input(g, 2, xs, "x"), *gamma = ad_param(g, 1, &f4, "gamma");
     cr_assert_null(nn_batch_norm(x, gamma, NULL, NULL, NULL, NULL, 1e-5, NULL, NULL));
-    cr_assert_str_eq(nn_last_error(),
-                     "nn_batch_norm: gamma (4) does not match input (4,3) (3 features)");
+    assert_graph_error(g, "nn_batch_norm: gamma (4) does not match input (4,3) (3 features)");
     cr_assert_null(nn_batch_norm(x, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL));
-    cr_assert_str_eq(nn_last_error(), "nn_batch_norm: eps 0 must be > 0");
+    assert_graph_error(g, "nn_batch_norm: eps 0 must be > 0");
     ad_node *flag = ad_const_scalar(g, 1.0, "training");
     cr_assert_null(nn_batch_norm(x, NULL, NULL, NULL, NULL, flag, 1e-5, NULL, NULL));
-    cr_assert_str_eq(nn_last_error(),
-                     "nn_batch_norm: evaluation mode needs the running statistics");
+    assert_graph_error(g, "nn_batch_norm: evaluation mode needs the running statistics");
     ad_graph_free(g);
 }
 

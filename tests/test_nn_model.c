@@ -370,8 +370,13 @@ Test(nn_model, dropout_only_in_training_mode)
     cr_assert_eq(nn_model_forward(m), 0);
     ad_get(nn_model_output(m), o2, 6);
     cr_assert(memcmp(o1, o2, sizeof o1) != 0, "a fresh mask every training forward");
+    uint64_t before[4], after[4];
+    ad_graph_rng_state(nn_model_graph(m), before);
     cr_assert_eq(nn_model_predict(m, x, 3, 4, e1), 0);
     cr_assert_eq(nn_model_predict(m, x, 3, 4, e2), 0);
+    ad_graph_rng_state(nn_model_graph(m), after);
+    cr_assert(memcmp(before, after, sizeof before) == 0,
+              "predict draws nothing from the graph's generator");
     cr_assert(memcmp(e1, e2, sizeof e1) == 0, "evaluation is deterministic");
     cr_assert(nn_model_is_training(m), "predict restores the mode");
     /* eval output = the network without dropout */
@@ -645,5 +650,17 @@ Test(nn_model, batch_norm_and_perceptron_names)
     const double *st = nn_model_state(m);
     cr_assert_eq(st[0], 0.0);
     cr_assert_eq(st[4], 1.0, "running variance starts at 1");
+    /* running statistics are constants: not trainable, no gradient buffer */
+    ad_graph *g = nn_model_graph(m);
+    int found = 0;
+    for (int64_t i = 0; i < ad_graph_size(g); i++) {
+        ad_node *n = ad_graph_node(g, i);
+        if (strstr(ad_node_name(n), "running_")) {
+            found++;
+            cr_assert(!ad_node_is_trainable(n), "%s", ad_node_name(n));
+            cr_assert_null(ad_grad_data(n));
+        }
+    }
+    cr_assert_eq(found, 2);
     nn_model_free(m);
 }

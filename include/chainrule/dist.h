@@ -19,7 +19,7 @@
  *     MPI_Comm_size(MPI_COMM_WORLD, &size);
  *     nn_model *m = nn_mlp_create(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42);
  *     nn_optimizer *opt = nn_optimizer_create(m, &cfg);
- *     if (nn_dist_broadcast_params(m, MPI_COMM_WORLD)) { ... nn_last_error() ... }
+ *     if (nn_dist_broadcast_params(m, MPI_COMM_WORLD)) { ... nn_model_error(m) ... }
  *     for (each global mini-batch of n rows, the same order on every rank) {
  *         int64_t begin, count;
  *         nn_dist_shard(n, rank, size, &begin, &count);
@@ -39,8 +39,9 @@
  * - Errors never abort: while a call runs, the communicator's error handler
  *   is MPI_ERRORS_RETURN (the caller's handler is restored afterwards), and
  *   an MPI failure returns NN_DIST_ERR_MPI with MPI's message in
- *   nn_last_error(). A failed collective leaves the ranks in an unknown
- *   state; the usual reaction is to print the message and MPI_Abort.
+ *   nn_model_error(m) (nn_last_error() for calls without a model). A
+ *   failed collective leaves the ranks in an unknown state; the usual
+ *   reaction is to print the message and MPI_Abort.
  * - Only the library is MPI-aware; this header exists when chainrule was
  *   built with MPI (meson -Dmpi=enabled, or auto and MPI found). The
  *   program calls MPI itself (MPI_Init), so it links MPI too: build it with
@@ -61,7 +62,7 @@ extern "C" {
 
 /**
  * Status returned when an MPI call failed (the other failures are the
- * nn_status codes). MPI's own error string is in nn_last_error().
+ * nn_status codes). MPI's own error string is in nn_model_error (nn_last_error without a model).
  */
 #define NN_DIST_ERR_MPI (-16)
 
@@ -116,7 +117,7 @@ NN_API int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight);
  * step (NaN for an empty shard); combine losses across ranks with
  * nn_dist_sum, weighted by local_rows, e.g. once per epoch.
  * Collective. Returns 0 or a negative status (the message in
- * nn_model_error and nn_last_error); NN_ERR_SHAPE when local_rows does not
+ * nn_model_error); NN_ERR_SHAPE when local_rows does not
  * match the batch or exceeds global_rows. A failure on one rank only (a bad
  * shard, a graph error) still joins the allreduce with a zero contribution,
  * so the other ranks are not left waiting, and is reported on that rank,

@@ -28,9 +28,10 @@
  * Concepts
  * - Functional layer (nn_linear, nn_activate, nn_batch_norm, losses...): a
  *   function of nodes that returns a new node in the same graph. They work
- *   on any graph; NULL operands give NULL (like the ad_* ops); a bad shape
- *   returns NULL and leaves a message in nn_last_error() (or in the graph,
- *   ad_graph_error, when the engine itself rejected the operands).
+ *   on any graph and follow the engine's convention: NULL operands give
+ *   NULL (like the ad_* ops); a bad shape or argument returns NULL and
+ *   records the message as the graph's sticky error (ad_graph_set_error),
+ *   so a whole model can be built and ad_graph_error checked once.
  * - Model (nn_model): a sequential stack of layers. Layers are declared
  *   (nn_model_add_*), then nn_model_build creates one ad_graph, one flat
  *   parameter buffer, one flat gradient buffer and one flat state buffer
@@ -43,10 +44,14 @@
  * - Optimizers (nn_optimizer) are tight loops over flat arrays; their
  *   state (moments, step count) is one flat buffer too, and can be saved and
  *   restored so that a resumed run continues bit for bit.
- * - Errors never abort. Functions returning int give 0 (NN_OK) or a
- *   negative nn_status; functions returning pointers give NULL. The message
- *   is kept by the model (nn_model_error) and, for every failure, in the
- *   calling thread's nn_last_error().
+ * - Errors never abort, and the message lives on the object the call was
+ *   about, not in a global: functions returning int give 0 (NN_OK) or a
+ *   negative nn_status, functions returning pointers give NULL; the text
+ *   is the graph's (ad_graph_error) for functional layers and losses, the
+ *   model's (nn_model_error) for nn_model_* calls. Only a call that has no
+ *   object to hold the message (a constructor returning NULL, a NULL
+ *   model, optimizer calls) falls back to the calling thread's
+ *   nn_last_error().
  * - Shapes: a batch of examples is a (batch, features) matrix, row-major.
  *   Weights are (in, out) so that a dense layer is X W + b (equation 4 of
  *   the lecture, h = phi(XW + b)).
@@ -87,9 +92,11 @@ typedef enum {
 /** A fixed text for a status code ("mismatched shape", ...). Never NULL. */
 NN_API const char *nn_status_string(int status);
 /**
- * The message of the most recent failure of any nn_ function in the calling
- * thread ("" when none). Thread-local storage, valid until the next failure
- * in this thread. Useful when a constructor returned NULL.
+ * The fallback message for failures that have no object to hold it: a
+ * constructor that returned NULL (nn_model_create, nn_mlp_create,
+ * nn_optimizer_create), a call given a NULL model. Thread-local, valid
+ * until the next such failure in this thread ("" when none). Failures of a
+ * model are in nn_model_error, of a functional layer in ad_graph_error.
  */
 NN_API const char *nn_last_error(void);
 
@@ -229,7 +236,7 @@ NN_API ad_node *nn_sign(ad_node *z, int straight_through);
 
 /**
  * Fully connected layer: x (batch, in) @ w (in, out) + b (out), b may be
- * NULL (no bias). NULL with nn_last_error() on mismatched widths
+ * NULL (no bias). NULL with the graph's error on mismatched widths
  * ("nn_linear: input (32,784) has 784 features but weight (300,100) expects 300").
  */
 NN_API ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b);
@@ -292,7 +299,7 @@ typedef enum {
 NN_API const char *nn_loss_name(nn_loss kind);
 /** The kind for a name (also "bce", "ce", "xent"), or -1. */
 NN_API int nn_loss_from_name(const char *name);
-/** The loss node for pred and target; NULL (nn_last_error) on a shape mismatch. */
+/** The loss node for pred and target; NULL (the graph's error) on a shape mismatch. */
 NN_API ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target);
 /** MSE: mean((pred - target)^2) over all elements; same shapes. */
 NN_API ad_node *nn_mse(ad_node *pred, ad_node *target);
