@@ -75,9 +75,11 @@ static ad_node *pending_sum(pending *p, int64_t id)
     return sum;
 }
 
-/* Builds d y/d node for every node before y that y depends on; returns the
- * array (indexed by node id, heap memory of nbefore entries) or NULL. */
-static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
+/* Builds d y/d node for every node before y that y depends on through nodes
+ * flagged NODE_REQGRAD; returns the array (indexed by node id, heap memory
+ * of nbefore entries) or NULL. record: remember each gradient in its node's
+ * grad_node (what the dumps show). */
+static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
 {
     ad_graph *g = y->g;
     int64_t n = y->id + 1;
@@ -99,9 +101,15 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore)
         if (!gnode)
             goto fail;
         grads[i] = gnode;
-        node->grad_node = gnode;
+        if (record)
+            node->grad_node = gnode;
         const ad_op_info *op = &ad_ops[node->op];
         if (op->kind == AD_KIND_LEAF || op->backward == ad_nograd || !(node->flags & NODE_REQGRAD))
+            continue;
+        bool inputs_want = false; /* a node asked for by ad_grad_n may be where it stops */
+        for (int k = 0; k < node->ninputs; k++)
+            inputs_want = inputs_want || (node->inputs[k]->flags & NODE_REQGRAD);
+        if (!inputs_want)
             continue;
         ad_node *local[MAX_LOCAL_INPUTS] = {0};
         ad_node **contrib = local;
@@ -421,7 +429,7 @@ static tape *build_tape(ad_node *loss)
     }
     int64_t mark = g->nnodes, nbefore = 0;
     g->building_tape = true;
-    ad_node **grads = build_gradients(loss, &nbefore);
+    ad_node **grads = build_gradients(loss, &nbefore, true);
     g->building_tape = false;
     if (!grads) {
         ad_graph_rewind(g, mark);
@@ -534,24 +542,116 @@ int ad_forward(ad_graph *g)
     return 0;
 }
 
+/* ------------------------------------------------------------------
+ * Gradients with respect to any nodes. NODE_REQGRAD says which nodes a
+ * trainable leaf's gradient flows through, which is what ad_backward needs;
+ * gradient rules read it to skip inputs that need nothing. A construction for
+ * chosen nodes xs (inputs, constants, intermediates, leaves) sets the flag,
+ * for the duration of the build only, on exactly the nodes that depend on
+ * some x through differentiable ops, so the same rules build exactly what is
+ * asked; afterwards the flags are put back and those of the new nodes are
+ * recomputed with their usual meaning (a gradient node that reads a weight
+ * is differentiable with respect to it). */
+
+enum { FLAG_WAS = 1, FLAG_WANT = 2 };
+
+bool ad_grad_build(ad_node *y, int n, ad_node *const *xs, ad_node **out, bool record,
+                   const char *fn)
+{
+    ad_graph *g = y->g;
+    if (g->has_error)
+        return false;
+    if (n < 0 || (n > 0 && (!xs || !out))) {
+        ad_fail(g, "%s: %d nodes with xs %s and out %s", fn, n, xs ? "set" : "NULL",
+                out ? "set" : "NULL");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!xs[i]) {
+            ad_fail(g, "%s: xs[%d] is NULL", fn, i);
+            return false;
+        }
+        if (xs[i]->g != g) {
+            ad_fail(g, "%s: y and xs[%d] belong to different graphs", fn, i);
+            return false;
+        }
+    }
+    if (!check_loss(y, fn))
+        return false;
+    const int64_t m = y->id + 1, mark = g->nnodes;
+    unsigned char *st = ad_mem(g, NULL, 0, (size_t)m);
+    if (!st)
+        return false;
+    memset(st, 0, (size_t)m);
+    for (int i = 0; i < n; i++)
+        if (xs[i]->id < m)
+            st[xs[i]->id] = FLAG_WANT;
+    for (int64_t k = 0; k < m; k++) {
+        ad_node *node = g->nodes[k];
+        if (!(st[k] & FLAG_WANT) && ad_ops[node->op].backward != ad_nograd)
+            for (int j = 0; j < node->ninputs; j++)
+                if (st[node->inputs[j]->id] & FLAG_WANT) {
+                    st[k] |= FLAG_WANT;
+                    break;
+                }
+        if (node->flags & NODE_REQGRAD)
+            st[k] |= FLAG_WAS;
+        node->flags = (node->flags & ~(unsigned)NODE_REQGRAD) |
+                      ((st[k] & FLAG_WANT) ? (unsigned)NODE_REQGRAD : 0u);
+    }
+    ad_node **grads = NULL;
+    int64_t nbefore = 0;
+    if (st[y->id] & FLAG_WANT)
+        grads = build_gradients(y, &nbefore, record);
+    bool ok = !g->has_error && (grads || !(st[y->id] & FLAG_WANT));
+    for (int64_t k = 0; k < m; k++) {
+        ad_node *node = g->nodes[k];
+        node->flags = (node->flags & ~(unsigned)NODE_REQGRAD) |
+                      ((st[k] & FLAG_WAS) ? (unsigned)NODE_REQGRAD : 0u);
+    }
+    ad_mem(g, st, (size_t)m, 0);
+    for (int64_t k = mark; k < g->nnodes; k++) { /* the usual meaning for the new nodes */
+        ad_node *node = g->nodes[k];
+        if (ad_ops[node->op].kind == AD_KIND_LEAF)
+            continue;
+        bool req = false;
+        if (ad_ops[node->op].backward != ad_nograd)
+            for (int j = 0; j < node->ninputs; j++)
+                req = req || (node->inputs[j]->flags & NODE_REQGRAD);
+        node->flags = (node->flags & ~(unsigned)NODE_REQGRAD) | (req ? (unsigned)NODE_REQGRAD : 0u);
+    }
+    for (int i = 0; ok && i < n; i++) {
+        ad_node *r = grads && xs[i]->id < nbefore ? grads[xs[i]->id] : NULL;
+        out[i] = r ? r : ad_zeros_like(xs[i]);
+        ok = out[i] != NULL;
+    }
+    if (grads)
+        ad_mem(g, grads, sizeof(ad_node *) * (size_t)nbefore, 0);
+    if (!ok) {
+        ad_graph_rewind(g, mark);
+        for (int i = 0; i < n; i++)
+            out[i] = NULL;
+    }
+    return ok;
+}
+
+int ad_grad_n(ad_node *y, int n, ad_node *const *xs, ad_node **out)
+{
+    if (!y) {
+        for (int i = 0; out && xs && i < n; i++)
+            if (xs[i]) {
+                ad_fail(xs[i]->g, "ad_grad_n: y is NULL");
+                break;
+            }
+        return -1;
+    }
+    return ad_grad_build(y, n, xs, out, true, "ad_grad_n") ? 0 : -1;
+}
+
 ad_node *ad_grad(ad_node *y, ad_node *x)
 {
     if (!y || !x)
         return NULL;
-    ad_graph *g = y->g;
-    if (x->g != g) {
-        ad_fail(g, "ad_grad: y and x belong to different graphs");
-        return NULL;
-    }
-    if (!check_loss(y, "ad_grad"))
-        return NULL;
-    if (x->id > y->id || !(x->flags & NODE_REQGRAD))
-        return ad_zeros_like(x);
-    int64_t nbefore = 0;
-    ad_node **grads = build_gradients(y, &nbefore);
-    if (!grads)
-        return NULL;
-    ad_node *r = grads[x->id];
-    ad_mem(g, grads, sizeof(ad_node *) * (size_t)nbefore, 0);
-    return r ? r : ad_zeros_like(x);
+    ad_node *r = NULL;
+    return ad_grad_build(y, 1, &x, &r, true, "ad_grad") ? r : NULL;
 }

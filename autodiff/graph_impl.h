@@ -143,6 +143,12 @@ bool ad_check_values(ad_node *n);        /* anomaly mode */
 /* False, with the graph error set, when n was discarded by ad_graph_rewind. */
 bool ad_node_live(const ad_node *n, const char *fn);
 
+/* engine.c: d y/d xs[i] into out[i] (any nodes; zeros where y does not
+ * depend on xs[i]) from one backward construction. record: leave each
+ * gradient in its node's grad_node for the dumps. false with an error set. */
+bool ad_grad_build(ad_node *y, int n, ad_node *const *xs, ad_node **out, bool record,
+                   const char *fn);
+
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);
 typedef void (*ad_forward_fn)(ad_node *n);

@@ -52,7 +52,9 @@
     X(shape_chain)                                                                                 \
     X(elementwise_chain)                                                                           \
     X(where_input_cond)                                                                            \
-    X(ties_and_kinks)
+    X(ties_and_kinks)                                                                              \
+    X(grad_inputs)                                                                                 \
+    X(grad_saliency)
 
 typedef struct {
     char name[FX_MAXNAME];

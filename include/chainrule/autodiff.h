@@ -386,9 +386,26 @@ AD_API void ad_zero_grad(ad_graph *g);
 AD_API int ad_forward(ad_graph *g);
 /**
  * dy/dx as new graph nodes (shape of x) that can be differentiated again.
- * y must have one element. Returns zeros when x does not affect y.
+ * y must have one element. x may be any node made before y: a trainable
+ * leaf, an input (ad_input: saliency maps, gradient penalties, d/dx of a
+ * physics-informed net), a constant or an intermediate node (then dy/dx
+ * treats x as a variable: the sum over the uses of x, not through what
+ * made x). Returns zeros only when y does not depend on x through
+ * differentiable ops. NULL with the graph's error set when y has more than
+ * one element, belongs to an ad_backward pass, or x is from another graph.
+ * Records the gradients in ad_node_grad (what the dumps show).
  */
 AD_API ad_node *ad_grad(ad_node *y, ad_node *x);
+/**
+ * The gradients of one-element y with respect to n nodes at once:
+ * out[i] = dy/dxs[i] (shape of xs[i], differentiable again), as ad_grad
+ * gives them, from one backward construction shared by all of them (a
+ * node's gradient is built once however many xs need it). Nothing is
+ * accumulated into any leaf's gradient buffer. Returns 0, or -1 with the
+ * graph's error set (the errors of ad_grad, a NULL xs[i] or out) and every
+ * out[i] NULL; nodes made before the failure are discarded.
+ */
+AD_API int ad_grad_n(ad_node *y, int n, ad_node *const *xs, ad_node **out);
 /**
  * Anomaly mode (the checking mode): when on, the first op that produces NaN
  * or Inf (forward or backward) sets an error naming the op, the node and the

@@ -142,10 +142,10 @@ class Case:
 
     @staticmethod
     def _mk(kind, v):
-        v = v.clone().to(torch.float64)
-        if kind in ("param", "scalar"):
-            v.requires_grad_(True)
-        return v
+        # every leaf is differentiable here, so "grad" nodes may take inputs and
+        # constants as x (ad_grad works for any node); only "param" and "scalar"
+        # leaves get "grad" lines (ad_backward accumulates into those alone)
+        return v.clone().to(torch.float64).requires_grad_(True)
 
     def param(self, name, shape, sampler=None):
         return self._leaf("param", shape, sampler or randn(), name)
@@ -683,7 +683,55 @@ def case_ties_and_kinks():
     return c
 
 
+def case_grad_inputs():
+    """Gradients with respect to an input, a constant and intermediates of a
+    3-4-2 tanh MLP, and a loss that trains through the input gradient (a
+    gradient penalty: second order through the input)."""
+    c = Case("grad_inputs", 801)
+    x = c.input("X", (5, 3))
+    w1 = c.param("W1", (3, 4), randn(0.7))
+    b1 = c.param("b1", (4,), randn(0.2))
+    w2 = c.param("W2", (4, 2), randn(0.7))
+    k = c.const("k", (2,), randn(0.3))
+    z1 = c.add(c.matmul(x, w1), b1, name="Z1")
+    h = c.tanh(z1, name="H")
+    o = c.add(c.matmul(h, w2), k, name="O")
+    l0 = c.add(c.wsum(o), c.mean(c.mul(o, o), i=[ALL]), name="L0")
+    gx = c.grad(l0, x, name="gX")                  # input
+    gh = c.grad(l0, h, name="gH")                  # intermediate
+    gz = c.grad(l0, z1, name="gZ1")                # intermediate before the activation
+    gk = c.grad(l0, k, name="gk")                  # constant
+    pen = c.mean(c.mul(gx, gx), i=[ALL], name="penalty")
+    loss = c.add(c.add(l0, pen), c.add(c.wsum(gh), c.wsum(gz)))
+    loss = c.add(loss, c.wsum(gk), name="loss")
+    c.set_loss(loss)
+    return c
+
+
+def case_grad_saliency():
+    """Saliency of a softmax classifier: d log p_class / d image, with the
+    log-probabilities' gradient w.r.t. the logits, a fan-out intermediate and
+    the input gradient's own input gradient (second order w.r.t. the input)."""
+    c = Case("grad_saliency", 802)
+    img = c.input("img", (2, 6))
+    w = c.param("W", (6, 3), randn(0.5))
+    tgt = c.input("t", (2,), classes(3))
+    logits = c.matmul(img, w, name="logits")
+    s = c.sin(logits, name="s")                    # used three times
+    feat = c.add(c.mul(s, s), s)
+    ls = c.log_softmax(c.add(logits, feat), i=[-1], name="ls")
+    picked = c.sum(c.mul(c.one_hot(tgt, i=[3]), ls), i=[ALL], name="logp")
+    sal = c.grad(picked, img, name="saliency")
+    glog = c.grad(picked, logits, name="glogits")
+    gs = c.grad(picked, s, name="gs")
+    sal2 = c.grad(c.sum(c.mul(sal, sal), i=[ALL]), img, name="saliency2")
+    loss = c.add(c.add(c.wsum(sal), c.wsum(glog)), c.add(c.wsum(gs), c.wsum(sal2)), name="loss")
+    c.set_loss(loss)
+    return c
+
+
 CASES = [
+    case_grad_inputs, case_grad_saliency,
     case_mlp_ce_tanh, case_mlp_ce_mixed,
     case_broadcast_arith, case_broadcast_explog, case_broadcast_reduce, case_softmax_chain,
     case_fanout, case_micrograd_scalars, case_micrograd_scalars_random,
