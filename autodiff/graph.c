@@ -327,15 +327,49 @@ void ad_graph_set_check_finite(ad_graph *g, int on)
 
 /* ------------------------------------------------------------------ nodes */
 
-const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
+const char *ad_dims_str(int ndim, const int64_t *dims, char *buf, size_t size)
 {
     size_t k = 0;
     k += (size_t)snprintf(buf + k, size - k, "(");
-    for (int i = 0; i < n->ndim && k < size; i++)
-        k += (size_t)snprintf(buf + k, size - k, i ? ",%lld" : "%lld", (long long)n->shape[i]);
+    for (int i = 0; i < ndim && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, i ? ",%lld" : "%lld", (long long)dims[i]);
     if (k < size)
         snprintf(buf + k, size - k, ")");
     return buf;
+}
+
+const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
+{
+    return ad_dims_str(n->ndim, n->shape, buf, size);
+}
+
+bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out)
+{
+    int64_t total = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] && total > AD_NUMEL_MAX / shape[i]))
+            return false;
+        total *= shape[i];
+    }
+    *out = total;
+    return true;
+}
+
+void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner)
+{
+    if (axis < 0) {
+        *outer = 1;
+        *len = t->numel;
+        *inner = 1;
+        return;
+    }
+    *outer = 1;
+    *inner = 1;
+    for (int d = 0; d < axis; d++)
+        *outer *= t->shape[d];
+    for (int d = axis + 1; d < t->ndim; d++)
+        *inner *= t->shape[d];
+    *len = t->shape[axis];
 }
 
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname)
@@ -344,17 +378,15 @@ bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname
         ad_fail(n->g, "%s: %d axes requested, at most %d are supported", opname, ndim, AD_MAX_DIMS);
         return false;
     }
-    int64_t total = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 0) {
             ad_fail(n->g, "%s: axis %d has negative size %lld", opname, i, (long long)shape[i]);
             return false;
         }
-        if (shape[i] && total > INT64_MAX / 64 / shape[i]) {
-            ad_fail(n->g, "%s: element count overflows", opname);
-            return false;
-        }
-        total *= shape[i];
+    int64_t total;
+    if (!ad_shape_numel(ndim, shape, &total)) {
+        ad_fail(n->g, "%s: element count overflows", opname);
+        return false;
     }
     n->ndim = ndim;
     if (shape != n->shape)

@@ -55,6 +55,8 @@ struct ad_node {
     int64_t id;
     const char *name;
     ad_node *grad_node;           /* d loss / d this node from the latest backward build */
+    int64_t *op_data;             /* op-specific data in the arena (reshape: the input shape
+                                     it was built for), NULL for most ops */
     struct arena_block *arena_at; /* arena state before this node: ad_graph_rewind */
     size_t arena_used;
 };
@@ -136,6 +138,20 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
 bool ad_node_reserve(ad_node *n);
 /* "(2,3)" into buf */
 const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
+/* The same for any list of ndim sizes (a shape not yet set on a node). */
+const char *ad_dims_str(int ndim, const int64_t *dims, char *buf, size_t size);
+/* Largest element count of a tensor: byte counts and strides of every dtype
+ * stay far from overflow below it. */
+#define AD_NUMEL_MAX (INT64_MAX / 64)
+/* The product of ndim sizes into *out, without signed overflow: false when a
+ * size is negative or the product exceeds AD_NUMEL_MAX. Every product of
+ * sizes not yet validated goes through it; kernels multiply parts of shapes
+ * already accepted by ad_shape_set, which stay below AD_NUMEL_MAX. */
+bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out);
+/* A tensor seen along axis k as (outer, len, inner): outer is the product of
+ * the axes before k, inner of those after it; axis < 0 (AD_ALL) is
+ * (1, numel, 1). */
+void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner);
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
 double ad_rng_uniform(ad_graph *g);
 bool ad_compute(ad_node *n, bool infer); /* [shape + reserve] + forward of one node */
@@ -198,6 +214,8 @@ ad_node *ad_reshape_like(ad_node *a, ad_node *like);
 ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean);
 ad_node *ad_zeros_like(ad_node *a);
 ad_node *ad_slice_backward(ad_node *g, ad_node *like, int axis, int64_t start);
+ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t start, int64_t step);
+ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 
 /* Every op's functions, declared from ops.def. */
 #define AD_OP(id, name, arity, kind, shape, fwd, bwd, rule)                                        \

@@ -1,8 +1,11 @@
 /* ops_reduce.c -- reductions over one axis (or all) and ops along an axis
  * (softmax, log-softmax), each with its shape rule, kernel and gradient rule.
  *
- * A tensor seen along axis k is (outer, len, inner): outer is the product of
- * the axes before k, inner of those after it. AD_ALL is (1, numel, 1). */
+ * A tensor seen along axis k is (outer, len, inner) (ad_axis_geometry).
+ * iparam: [0] the axis as given (negative counts from the end, AD_ALL),
+ * [1] the axis normalized (-1 for AD_ALL), [2] keepdims: the reduced axis
+ * stays with size 1 (every axis, for AD_ALL). Both forms have the same
+ * memory layout, so one kernel serves them. */
 #include <limits.h>
 #include <tgmath.h>
 
@@ -22,23 +25,6 @@ int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
     return (int)k;
 }
 
-static void geometry(const ad_node *a, int axis, int64_t *outer, int64_t *len, int64_t *inner)
-{
-    if (axis < 0) {
-        *outer = 1;
-        *len = a->numel;
-        *inner = 1;
-        return;
-    }
-    *outer = 1;
-    *inner = 1;
-    for (int d = 0; d < axis; d++)
-        *outer *= a->shape[d];
-    for (int d = axis + 1; d < a->ndim; d++)
-        *inner *= a->shape[d];
-    *len = a->shape[axis];
-}
-
 /* ------------------------------------------------------------- shape rules */
 
 bool shape_reduce(ad_node *n)
@@ -53,10 +39,11 @@ bool shape_reduce(ad_node *n)
     }
     int64_t shape[AD_MAX_DIMS];
     int nd = 0;
-    if (axis >= 0)
-        for (int d = 0; d < a->ndim; d++)
-            if (d != axis)
-                shape[nd++] = a->shape[d];
+    for (int d = 0; d < a->ndim; d++)
+        if (n->iparam[2])
+            shape[nd++] = (axis < 0 || d == axis) ? 1 : a->shape[d];
+        else if (axis >= 0 && d != axis)
+            shape[nd++] = a->shape[d];
     n->iparam[1] = axis; /* normalized */
     return ad_shape_set(n, nd, shape, ad_ops[n->op].name);
 }
@@ -71,7 +58,8 @@ bool shape_same_axis(ad_node *n)
     return ad_shape_set(n, a->ndim, a->shape, ad_ops[n->op].name);
 }
 
-/* expand(g, like, axis, mean): g has like's shape without axis */
+/* expand(g, like, axis, mean): g has like's shape without axis, or with
+ * axis of size 1 (a keepdims reduction); any one-element g for AD_ALL */
 bool shape_expand_axis(ad_node *n)
 {
     ad_node *g = n->inputs[0], *like = n->inputs[1];
@@ -79,12 +67,18 @@ bool shape_expand_axis(ad_node *n)
     bool ok = true;
     if (axis < 0) {
         ok = g->numel == 1;
-    } else if (axis >= like->ndim || g->ndim != like->ndim - 1) {
+    } else if (axis >= like->ndim) {
         ok = false;
-    } else {
+    } else if (g->ndim == like->ndim) {
+        for (int d = 0; d < like->ndim; d++)
+            if (g->shape[d] != (d == axis ? 1 : like->shape[d]))
+                ok = false;
+    } else if (g->ndim == like->ndim - 1) {
         for (int d = 0, e = 0; d < like->ndim; d++)
             if (d != axis && g->shape[e++] != like->shape[d])
                 ok = false;
+    } else {
+        ok = false;
     }
     if (!ok) {
         char b1[96], b2[96];
@@ -101,7 +95,7 @@ void fwd_reduce(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
-    geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(a, (int)n->iparam[1], &outer, &len, &inner);
     const int op = n->op;
     /* logsumexp of an empty axis is log(0) = -inf, as in NumPy and PyTorch */
     // cppcheck-suppress invalidFunctionArg
@@ -153,7 +147,7 @@ static void softmax_kernel(ad_node *n, bool logarithm)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
-    geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(a, (int)n->iparam[1], &outer, &len, &inner);
     AD_DISPATCH(n->g, {
         const T *X = a->value;
         T *Y = n->value;
@@ -196,7 +190,7 @@ void fwd_expand_axis(ad_node *n)
     int axis = (int)n->iparam[0];
     bool mean = n->iparam[1] != 0;
     int64_t outer, len, inner;
-    geometry(n, axis, &outer, &len, &inner);
+    ad_axis_geometry(n, axis, &outer, &len, &inner);
     AD_DISPATCH(n->g, {
         const T *G = g->value;
         T *O = n->value;
@@ -210,21 +204,29 @@ void fwd_expand_axis(ad_node *n)
 
 /* ------------------------------------------------------------- public API */
 
-static ad_node *axis_op(int op, ad_node *a, int axis)
+static ad_node *axis_op(int op, ad_node *a, int axis, bool keepdims)
 {
     if (!a)
         return NULL;
-    int64_t ip[AD_MAX_IPARAMS] = {axis};
+    int64_t ip[AD_MAX_IPARAMS] = {axis, 0, keepdims};
     return ad_node_make(a->g, op, 1, &a, NULL, ip);
 }
 
-ad_node *ad_sum(ad_node *a, int axis) { return axis_op(AD_OP_SUM, a, axis); }
-ad_node *ad_mean(ad_node *a, int axis) { return axis_op(AD_OP_MEAN, a, axis); }
-ad_node *ad_max(ad_node *a, int axis) { return axis_op(AD_OP_MAX, a, axis); }
-ad_node *ad_min(ad_node *a, int axis) { return axis_op(AD_OP_MIN, a, axis); }
-ad_node *ad_logsumexp(ad_node *a, int axis) { return axis_op(AD_OP_LOGSUMEXP, a, axis); }
-ad_node *ad_softmax(ad_node *a, int axis) { return axis_op(AD_OP_SOFTMAX, a, axis); }
-ad_node *ad_log_softmax(ad_node *a, int axis) { return axis_op(AD_OP_LOG_SOFTMAX, a, axis); }
+ad_node *ad_sum(ad_node *a, int axis) { return axis_op(AD_OP_SUM, a, axis, false); }
+ad_node *ad_mean(ad_node *a, int axis) { return axis_op(AD_OP_MEAN, a, axis, false); }
+ad_node *ad_max(ad_node *a, int axis) { return axis_op(AD_OP_MAX, a, axis, false); }
+ad_node *ad_min(ad_node *a, int axis) { return axis_op(AD_OP_MIN, a, axis, false); }
+ad_node *ad_logsumexp(ad_node *a, int axis) { return axis_op(AD_OP_LOGSUMEXP, a, axis, false); }
+ad_node *ad_sum_keepdims(ad_node *a, int axis) { return axis_op(AD_OP_SUM, a, axis, true); }
+ad_node *ad_mean_keepdims(ad_node *a, int axis) { return axis_op(AD_OP_MEAN, a, axis, true); }
+ad_node *ad_max_keepdims(ad_node *a, int axis) { return axis_op(AD_OP_MAX, a, axis, true); }
+ad_node *ad_min_keepdims(ad_node *a, int axis) { return axis_op(AD_OP_MIN, a, axis, true); }
+ad_node *ad_logsumexp_keepdims(ad_node *a, int axis)
+{
+    return axis_op(AD_OP_LOGSUMEXP, a, axis, true);
+}
+ad_node *ad_softmax(ad_node *a, int axis) { return axis_op(AD_OP_SOFTMAX, a, axis, false); }
+ad_node *ad_log_softmax(ad_node *a, int axis) { return axis_op(AD_OP_LOG_SOFTMAX, a, axis, false); }
 
 ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean)
 {
@@ -285,8 +287,12 @@ void bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)
 
 void bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
 {
+    /* back to the form the upstream gradient came in: reduced or keepdims */
+    ad_node *in = n->inputs[0];
     int axis = (int)n->iparam[0];
-    if (axis < 0)
-        axis = AD_ALL;
-    d[0] = n->iparam[1] ? ad_mean(g, axis) : ad_sum(g, axis);
+    bool keep = in->ndim == n->ndim;
+    ad_node *r = axis_op(n->iparam[1] ? AD_OP_MEAN : AD_OP_SUM, g, axis < 0 ? AD_ALL : axis, keep);
+    if (r && r->ndim != in->ndim) /* a one-element g of another rank (AD_ALL) */
+        r = ad_reshape_like(r, in);
+    d[0] = r;
 }

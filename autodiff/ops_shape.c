@@ -24,53 +24,128 @@ static bool broadcasts_to(const ad_node *t, int nd, const int64_t *shape)
     return true;
 }
 
-static void geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner)
+/* ---------------------------------------------------------------- reshape */
+
+/* Single-axis ops reject AD_ALL; returns the normalized axis or -1 (error set). */
+static int one_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
 {
-    *outer = 1;
-    *inner = 1;
-    for (int d = 0; d < axis; d++)
-        *outer *= t->shape[d];
-    for (int d = axis + 1; d < t->ndim; d++)
-        *inner *= t->shape[d];
-    *len = t->shape[axis];
+    int k = ad_norm_axis(n, a, axis, opname);
+    if (k == -1)
+        ad_fail(n->g, "ad_%s: AD_ALL is not an axis", opname);
+    return k < 0 ? -1 : k;
 }
 
-/* ---------------------------------------------------------------- reshape */
+/* After the input changed shape on replay (ad_resize): the reshape still
+ * means what it meant when built only if the changed input axes k..k2 land
+ * inside one output axis j written 0 or -1, with the same elements before
+ * it (prefix products equal) and a whole number of output rows per block of
+ * the axes after them. Otherwise the data would be silently reinterpreted
+ * ((4,3,2) -> (4,-1) read as (4,3) after a resize to 2). */
+static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
+{
+    ad_node *a = n->inputs[0];
+    const int64_t *built = n->op_data + 1;
+    int r = (int)n->op_data[0], nd = (int)n->iparam[0];
+    if (r == a->ndim && memcmp(built, a->shape, sizeof(int64_t) * (size_t)r) == 0)
+        return true;
+    bool ok = counts_ok && r == a->ndim;
+    if (ok) {
+        int k = 0, k2 = r - 1;
+        while (built[k] == a->shape[k])
+            k++;
+        while (built[k2] == a->shape[k2])
+            k2--;
+        int64_t pre = 1, post = 1, prefix = 1;
+        for (int d = 0; d < k; d++)
+            pre *= a->shape[d];
+        for (int d = k2 + 1; d < r; d++)
+            post *= a->shape[d];
+        ok = false;
+        for (int j = 0; j < nd && !ok && prefix <= pre; j++) {
+            int64_t tail = 1;
+            for (int d = j + 1; d < nd; d++)
+                tail *= shape[d];
+            int64_t spec = n->iparam[1 + j];
+            ok = prefix == pre && (spec == 0 || spec == -1) && tail && post % tail == 0;
+            prefix *= shape[j];
+        }
+    }
+    if (!ok) {
+        char b1[96], b2[96], b3[96];
+        ad_fail(n->g,
+                "ad_reshape: the input changed from %s to %s (ad_resize) and the new shape %s "
+                "does not follow it; write 0 (keep) or -1 (infer) for the axis that holds the "
+                "changed one",
+                ad_dims_str(r, built, b1, sizeof b1), ad_shape_str(a, b2, sizeof b2),
+                ad_dims_str(nd, n->iparam + 1, b3, sizeof b3));
+    }
+    return ok;
+}
 
 bool shape_reshape(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int nd = (int)n->iparam[0];
-    int64_t shape[AD_MAX_DIMS], known = 1;
+    int64_t shape[AD_MAX_DIMS] = {0}, known = 1;
     int infer = -1;
-    char b1[96];
+    char b1[96], b2[96];
+    if (nd < 0 || nd > AD_MAX_DIMS) {
+        ad_fail(n->g, "ad_reshape: ndim %d is not in [0, %d]", nd, AD_MAX_DIMS);
+        return false;
+    }
     for (int d = 0; d < nd; d++) {
         shape[d] = n->iparam[1 + d];
         if (shape[d] == -1) {
             if (infer >= 0) {
-                ad_fail(n->g, "ad_reshape: more than one axis is -1");
+                ad_fail(n->g, "ad_reshape: more than one axis is -1 in %s",
+                        ad_dims_str(nd, n->iparam + 1, b1, sizeof b1));
                 return false;
             }
             infer = d;
+            shape[d] = 1;
+        } else if (shape[d] == 0) {
+            if (d >= a->ndim) {
+                ad_fail(n->g,
+                        "ad_reshape: axis %d of %s is 0 (keep the input's axis %d) but %s "
+                        "has %d axes",
+                        d, ad_dims_str(nd, n->iparam + 1, b1, sizeof b1), d,
+                        ad_shape_str(a, b2, sizeof b2), a->ndim);
+                return false;
+            }
+            shape[d] = a->shape[d];
         } else if (shape[d] < 0) {
             ad_fail(n->g, "ad_reshape: axis %d has negative size %lld", d, (long long)shape[d]);
             return false;
-        } else {
-            known *= shape[d];
         }
     }
-    if (infer >= 0) {
-        if (known == 0 || a->numel % known != 0) {
-            ad_fail(n->g, "ad_reshape: cannot infer axis %d reshaping %s (%lld elements)", infer,
-                    ad_shape_str(a, b1, sizeof b1), (long long)a->numel);
-            return false;
-        }
+    if (!ad_shape_numel(nd, shape, &known)) {
+        ad_fail(n->g, "ad_reshape: the element count of %s overflows",
+                ad_dims_str(nd, n->iparam + 1, b1, sizeof b1));
+        return false;
+    }
+    bool counts_ok = infer >= 0 ? known != 0 && a->numel % known == 0 : known == a->numel;
+    if (counts_ok && infer >= 0)
         shape[infer] = a->numel / known;
-        known *= shape[infer];
+    if (n->op_data) { /* a replay: it must still mean what it meant when built */
+        if (!reshape_follows(n, shape, counts_ok))
+            return false;
+    } else if (counts_ok) { /* first inference: remember the input shape */
+        n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * (size_t)(a->ndim + 1));
+        if (!n->op_data)
+            return false;
+        n->op_data[0] = a->ndim;
+        memcpy(n->op_data + 1, a->shape, sizeof(int64_t) * (size_t)a->ndim);
     }
-    if (known != a->numel) {
-        ad_fail(n->g, "ad_reshape: %s has %lld elements, the new shape %lld",
-                ad_shape_str(a, b1, sizeof b1), (long long)a->numel, (long long)known);
+    if (!counts_ok && infer >= 0) {
+        ad_fail(n->g, "ad_reshape: cannot infer axis %d of %s reshaping %s (%lld elements)", infer,
+                ad_dims_str(nd, n->iparam + 1, b1, sizeof b1), ad_shape_str(a, b2, sizeof b2),
+                (long long)a->numel);
+        return false;
+    }
+    if (!counts_ok) {
+        ad_fail(n->g, "ad_reshape: %s has %lld elements, the new shape %s has %lld",
+                ad_shape_str(a, b1, sizeof b1), (long long)a->numel,
+                ad_dims_str(nd, n->iparam + 1, b2, sizeof b2), (long long)known);
         return false;
     }
     return ad_shape_set(n, nd, shape, "ad_reshape");
@@ -156,12 +231,9 @@ void bwd_reshape(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_reshape_like(g
 bool shape_slice(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = ad_norm_axis(n, a, n->iparam[0], "slice");
-    if (axis < 0) {
-        if (axis == -1)
-            ad_fail(n->g, "ad_slice: AD_ALL is not an axis");
+    int axis = one_axis(n, a, n->iparam[0], "slice");
+    if (axis < 0)
         return false;
-    }
     int64_t start = n->iparam[1], end = n->iparam[2];
     if (start < 0 || end < start || end > a->shape[axis]) {
         char sh[96];
@@ -181,7 +253,7 @@ void fwd_slice(ad_node *n)
     const ad_node *a = n->inputs[0];
     int axis = (int)n->iparam[3];
     int64_t outer, len, inner;
-    geometry(a, axis, &outer, &len, &inner);
+    ad_axis_geometry(a, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
     const int64_t take = n->shape[axis];
     for (int64_t o = 0; o < outer; o++)
@@ -195,7 +267,7 @@ void fwd_slice_backward(ad_node *n)
     const ad_node *g = n->inputs[0];
     int axis = (int)n->iparam[0];
     int64_t outer, len, inner;
-    geometry(n, axis, &outer, &len, &inner);
+    ad_axis_geometry(n, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
     const int64_t take = g->shape[axis];
     memset(n->value, 0, (size_t)n->numel * es);
@@ -230,12 +302,9 @@ void bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
 bool shape_concat(ad_node *n)
 {
     ad_node *first = n->inputs[0];
-    int axis = ad_norm_axis(n, first, n->iparam[0], "concat");
-    if (axis < 0) {
-        if (axis == -1)
-            ad_fail(n->g, "ad_concat: AD_ALL is not an axis");
+    int axis = one_axis(n, first, n->iparam[0], "concat");
+    if (axis < 0)
         return false;
-    }
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, first->shape, sizeof shape);
     shape[axis] = 0;
@@ -261,7 +330,7 @@ void fwd_concat(ad_node *n)
 {
     int axis = (int)n->iparam[1];
     int64_t outer, len, inner;
-    geometry(n, axis, &outer, &len, &inner);
+    ad_axis_geometry(n, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
     int64_t at = 0;
     for (int k = 0; k < n->ninputs; k++) {
@@ -280,8 +349,15 @@ ad_node *ad_concat(int n, ad_node *const *parts, int axis)
     if (n < 1 || !parts)
         return NULL;
     for (int k = 0; k < n; k++)
-        if (!parts[k])
+        if (!parts[k]) {
+            /* name the hole in the list, unless an earlier error made it */
+            for (int j = 0; j < n; j++)
+                if (parts[j]) {
+                    ad_fail(parts[j]->g, "ad_concat: part %d of %d is NULL", k, n);
+                    break;
+                }
             return NULL;
+        }
     int64_t ip[1] = {axis};
     return ad_op_apply(AD_OP_CONCAT, n, parts, NULL, 0, ip, 1);
 }
@@ -436,4 +512,144 @@ ad_node *ad_one_hot(ad_node *indices, int64_t classes)
         return NULL;
     int64_t ip[AD_MAX_IPARAMS] = {classes};
     return ad_node_make(indices->g, AD_OP_ONE_HOT, 1, &indices, NULL, ip);
+}
+
+/* ---------------------------------------------------------------- permute */
+
+/* iparam[0..ndim) the axis order (negative counts from the end), normalized
+ * in place by the shape rule: output axis d is input axis iparam[d]. */
+bool shape_permute(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int64_t shape[AD_MAX_DIMS];
+    bool seen[AD_MAX_DIMS] = {false};
+    for (int d = 0; d < a->ndim; d++) {
+        int64_t p = n->iparam[d] < 0 ? n->iparam[d] + a->ndim : n->iparam[d];
+        if (p < 0 || p >= a->ndim || seen[p]) {
+            char b1[96], b2[96];
+            ad_fail(n->g, "ad_permute: axes %s are not a permutation of the %d axes of %s",
+                    ad_dims_str(a->ndim, n->iparam, b1, sizeof b1), a->ndim,
+                    ad_shape_str(a, b2, sizeof b2));
+            return false;
+        }
+        seen[p] = true;
+        n->iparam[d] = p;
+        shape[d] = a->shape[p];
+    }
+    return ad_shape_set(n, a->ndim, shape, "ad_permute");
+}
+
+void fwd_permute(ad_node *n)
+{
+    const ad_node *a = n->inputs[0];
+    const int nd = n->ndim;
+    if (n->numel == 0)
+        return;
+    if (nd == 0) {
+        memcpy(n->value, a->value, n->g->elem);
+        return;
+    }
+    int64_t in_stride[AD_MAX_DIMS], st[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0};
+    in_stride[nd - 1] = 1;
+    for (int d = nd - 2; d >= 0; d--)
+        in_stride[d] = in_stride[d + 1] * a->shape[d + 1];
+    for (int d = 0; d < nd; d++)
+        st[d] = in_stride[n->iparam[d]]; /* input step per output axis d */
+    const int64_t inner = n->shape[nd - 1], s = st[nd - 1], rows = n->numel / inner;
+    AD_DISPATCH(n->g, {
+        const T *A = a->value;
+        T *O = n->value;
+        int64_t off = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const T *ra = A + off;
+            T *ro = O + r * inner;
+            for (int64_t i = 0; i < inner; i++)
+                ro[i] = ra[i * s];
+            for (int d = nd - 2; d >= 0; d--) { /* next row: odometer over the outer axes */
+                off += st[d];
+                if (++idx[d] < n->shape[d])
+                    break;
+                off -= st[d] * n->shape[d];
+                idx[d] = 0;
+            }
+        }
+    });
+}
+
+ad_node *ad_permute(ad_node *a, const int *axes)
+{
+    if (!a)
+        return NULL;
+    if (a->ndim && !axes) {
+        ad_fail(a->g, "ad_permute: axes is NULL");
+        return NULL;
+    }
+    int64_t ip[AD_MAX_IPARAMS] = {0};
+    for (int d = 0; d < a->ndim; d++)
+        ip[d] = axes[d];
+    return ad_node_make(a->g, AD_OP_PERMUTE, 1, &a, NULL, ip);
+}
+
+void bwd_permute(ad_node *n, ad_node *g, ad_node **d)
+{
+    int inverse[AD_MAX_DIMS];
+    for (int k = 0; k < n->ndim; k++)
+        inverse[n->iparam[k]] = k;
+    d[0] = ad_permute(g, inverse);
+}
+
+/* ------------------------------------------------------ squeeze, unsqueeze */
+
+/* Aliases (no copy) whose shape follows the input on replay; the gradient is
+ * the reshape back (bwd_reshape). iparam[0] the axis as given. */
+bool shape_squeeze(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int axis = one_axis(n, a, n->iparam[0], "squeeze");
+    if (axis < 0)
+        return false;
+    if (a->shape[axis] != 1) {
+        char b1[96];
+        ad_fail(n->g, "ad_squeeze: axis %d of %s has size %lld, not 1", axis,
+                ad_shape_str(a, b1, sizeof b1), (long long)a->shape[axis]);
+        return false;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (d != axis)
+            shape[nd++] = a->shape[d];
+    return ad_shape_set(n, nd, shape, "ad_squeeze");
+}
+
+bool shape_unsqueeze(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int64_t axis = n->iparam[0] < 0 ? n->iparam[0] + a->ndim + 1 : n->iparam[0];
+    char b1[96];
+    if (axis < 0 || axis > a->ndim || a->ndim == AD_MAX_DIMS) {
+        ad_fail(n->g, "ad_unsqueeze: axis %lld is out of range for a new axis of %s (at most %d)",
+                (long long)n->iparam[0], ad_shape_str(a, b1, sizeof b1), AD_MAX_DIMS);
+        return false;
+    }
+    int64_t shape[AD_MAX_DIMS];
+    for (int d = 0, e = 0; d <= a->ndim; d++)
+        shape[d] = d == axis ? 1 : a->shape[e++];
+    return ad_shape_set(n, a->ndim + 1, shape, "ad_unsqueeze");
+}
+
+ad_node *ad_squeeze(ad_node *a, int axis)
+{
+    if (!a)
+        return NULL;
+    int64_t ip[AD_MAX_IPARAMS] = {axis};
+    return ad_node_make(a->g, AD_OP_SQUEEZE, 1, &a, NULL, ip);
+}
+
+ad_node *ad_unsqueeze(ad_node *a, int axis)
+{
+    if (!a)
+        return NULL;
+    int64_t ip[AD_MAX_IPARAMS] = {axis};
+    return ad_node_make(a->g, AD_OP_UNSQUEEZE, 1, &a, NULL, ip);
 }

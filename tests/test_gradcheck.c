@@ -228,8 +228,9 @@ static bool generate(int op, rng_t *r, gencase *c)
         fill(r, c, 0, -2, 2, NULL, 0, 0);
         if (op == AD_OP_MAX || op == AD_OP_MIN)
             fill_distinct(r, c, 0);
-        c->ni = 1;
+        c->ni = 3;
         c->ip[0] = urand(r) < 0.25 ? AD_ALL : irand(r, -c->ndim[0], c->ndim[0] - 1);
+        c->ip[2] = info->kind == AD_KIND_REDUCE && urand(r) < 0.5; /* keepdims */
         return true;
     case AD_KIND_MATMUL: {
         int64_t m = irand(r, 1, 3), k = irand(r, 1, 3), n = irand(r, 1, 3);
@@ -325,6 +326,39 @@ static bool generate(int op, rng_t *r, gencase *c)
         c->ip[0] = nd;
         for (int d = 0; d < nd; d++)
             c->ip[1 + d] = sh[d];
+        return true;
+    }
+    case AD_OP_PERMUTE: { /* a random permutation, some axes negative */
+        random_shape(r, 0, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        int nd = c->ndim[0];
+        c->ni = nd;
+        for (int d = 0; d < nd; d++)
+            c->ip[d] = d;
+        for (int d = nd - 1; d > 0; d--) {
+            int j = irand(r, 0, d);
+            int64_t t = c->ip[d];
+            c->ip[d] = c->ip[j];
+            c->ip[j] = t;
+        }
+        for (int d = 0; d < nd; d++)
+            if (urand(r) < 0.3)
+                c->ip[d] -= nd;
+        return true;
+    }
+    case AD_OP_SQUEEZE:
+    case AD_OP_UNSQUEEZE: {
+        random_shape(r, op == AD_OP_SQUEEZE ? 1 : 0, 4, &c->ndim[0], c->shape[0]);
+        int nd = c->ndim[0];
+        if (op == AD_OP_SQUEEZE) {
+            int axis = irand(r, 0, nd - 1);
+            c->shape[0][axis] = 1;
+            c->ip[0] = urand(r) < 0.5 ? axis : axis - nd;
+        } else {
+            c->ip[0] = irand(r, -nd - 1, nd);
+        }
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->ni = 1;
         return true;
     }
     case AD_OP_STRAIGHT_THROUGH:

@@ -319,12 +319,30 @@ AD_API int ad_graph_is_training(const ad_graph *g);
 
 /* ------------------------------------------------------------- reductions */
 
-AD_API ad_node *ad_sum(ad_node *a, int axis);         /**< axis AD_ALL reduces everything */
-AD_API ad_node *ad_mean(ad_node *a, int axis);        /**< mean over axis (or AD_ALL) */
-AD_API ad_node *ad_max(ad_node *a, int axis);         /**< ties share the gradient equally */
-AD_API ad_node *ad_min(ad_node *a, int axis);         /**< ties share the gradient equally */
-AD_API ad_node *ad_logsumexp(ad_node *a, int axis);   /**< stable log(sum(exp(a))) */
-AD_API ad_node *ad_softmax(ad_node *a, int axis);     /**< shape of a */
+/*
+ * Axes: an axis k of a tensor with n axes is in [-n, n); a negative k counts
+ * from the end (-1 is the last axis), as in NumPy. The reductions also take
+ * AD_ALL (every axis). A reduction drops the reduced axis; its _keepdims form
+ * keeps it with size 1 (AD_ALL: every axis becomes 1), so the result
+ * broadcasts against the input: x - ad_max_keepdims(x, -1).
+ */
+
+AD_API ad_node *ad_sum(ad_node *a, int axis);       /**< sum over axis; AD_ALL reduces everything */
+AD_API ad_node *ad_mean(ad_node *a, int axis);      /**< mean over axis (or AD_ALL) */
+AD_API ad_node *ad_max(ad_node *a, int axis);       /**< ties share the gradient equally */
+AD_API ad_node *ad_min(ad_node *a, int axis);       /**< ties share the gradient equally */
+AD_API ad_node *ad_logsumexp(ad_node *a, int axis); /**< stable log(sum(exp(a))) over axis */
+/** ad_sum keeping the reduced axis with size 1: (2,3,4) over axis 1 gives (2,1,4). */
+AD_API ad_node *ad_sum_keepdims(ad_node *a, int axis);
+/** ad_mean keeping the reduced axis with size 1. */
+AD_API ad_node *ad_mean_keepdims(ad_node *a, int axis);
+/** ad_max keeping the reduced axis with size 1. */
+AD_API ad_node *ad_max_keepdims(ad_node *a, int axis);
+/** ad_min keeping the reduced axis with size 1. */
+AD_API ad_node *ad_min_keepdims(ad_node *a, int axis);
+/** ad_logsumexp keeping the reduced axis with size 1. */
+AD_API ad_node *ad_logsumexp_keepdims(ad_node *a, int axis);
+AD_API ad_node *ad_softmax(ad_node *a, int axis);     /**< shape of a; axis may be negative */
 AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /**< shape of a, stable */
 
 /* ----------------------------------------------------- linear algebra, shape */
@@ -341,9 +359,35 @@ AD_API ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b);
 AD_API ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b);
 /** Swaps the last two axes. */
 AD_API ad_node *ad_transpose(ad_node *a);
-/** Same elements, new shape; one entry may be -1 (inferred). */
+/**
+ * Same elements, new shape (a view: no copy). One entry may be -1 (inferred
+ * from the element count); an entry 0 keeps the input's axis at the same
+ * index (ONNX's rule), so (0, -1) flattens all but the batch axis.
+ *
+ * On replay after ad_resize the input may have a new batch: the reshape is
+ * re-inferred, and it must still mean what it meant when built. The changed
+ * input axis must land inside one output axis written 0 or -1 (with the
+ * same elements before it); a reshape that fixed that axis to the old batch,
+ * like (4,-1) of a (4,3,2) input resized to (2,3,2), makes ad_forward fail
+ * with a message instead of silently reading the data as (4,3).
+ */
 AD_API ad_node *ad_reshape(ad_node *a, int ndim, const int64_t *shape);
-/** Elements start <= i < end along axis. */
+/**
+ * Reorders the axes: output axis d is input axis axes[d] (ad_ndim(a)
+ * entries, a permutation; negative entries count from the end). A copy.
+ * (B,T,H,D) with axes {0,2,1,3} gives (B,H,T,D). Gradient: the inverse
+ * permutation.
+ */
+AD_API ad_node *ad_permute(ad_node *a, const int *axes);
+/**
+ * Inserts an axis of size 1 at position axis of the result (in
+ * [-(n+1), n] for n axes; -1 appends). A view (no copy) that follows the
+ * input's shape on replay.
+ */
+AD_API ad_node *ad_unsqueeze(ad_node *a, int axis);
+/** Removes axis (negative counts from the end), which must have size 1. A view. */
+AD_API ad_node *ad_squeeze(ad_node *a, int axis);
+/** Elements start <= i < end along axis (negative axis counts from the end). */
 AD_API ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end);
 /** Joins n tensors along axis (all other axes equal). */
 AD_API ad_node *ad_concat(int n, ad_node *const *parts, int axis);
