@@ -549,7 +549,7 @@ void fwd_permute(ad_node *n)
         memcpy(n->value, a->value, n->g->elem);
         return;
     }
-    int64_t in_stride[AD_MAX_DIMS], st[AD_MAX_DIMS], idx[AD_MAX_DIMS] = {0};
+    int64_t in_stride[AD_MAX_DIMS], st[AD_MAX_DIMS] = {0}, idx[AD_MAX_DIMS] = {0};
     in_stride[nd - 1] = 1;
     for (int d = nd - 2; d >= 0; d--)
         in_stride[d] = in_stride[d + 1] * a->shape[d + 1];
