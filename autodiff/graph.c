@@ -180,6 +180,12 @@ static void free_node_heap(ad_graph *g, ad_node *n)
         n->flags &= ~(unsigned)NODE_HEAP_VALUE;
         n->value = NULL;
     }
+    if (n->flags & NODE_HEAP_AUX) {
+        ad_mem(g, n->aux, n->aux_bytes, 0);
+        n->flags &= ~(unsigned)NODE_HEAP_AUX;
+        n->aux = NULL;
+        n->aux_bytes = 0;
+    }
 }
 
 static void free_tape(ad_graph *g, tape *t)
@@ -203,6 +209,8 @@ void ad_graph_free(ad_graph *g)
     ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, 0);
     ad_mem(g, g->nodes, sizeof(ad_node *) * (size_t)g->cap_nodes, 0);
     ad_mem(g, g->params, sizeof(ad_node *) * (size_t)g->cap_params, 0);
+    if (g->scratch)
+        ad_mem(g, g->scratch, g->scratch_bytes, 0);
     arena_free_until(g, NULL, 0);
     while (g->arena_spare) {
         arena_block *b = g->arena_spare;
@@ -440,6 +448,44 @@ bool ad_node_reserve(ad_node *n)
     }
     n->value = p;
     n->capacity = n->numel;
+    return true;
+}
+
+bool ad_node_aux(ad_node *n, size_t bytes)
+{
+    if (bytes <= n->aux_bytes && n->aux)
+        return true;
+    ad_graph *g = n->g;
+    void *p;
+    if (!n->aux) {
+        p = ad_arena_alloc(g, bytes ? bytes : 1);
+    } else { /* grown after creation: heap, so that rewinding never frees it under us */
+        bool heap = (n->flags & NODE_HEAP_AUX) != 0;
+        p = ad_mem(g, heap ? n->aux : NULL, heap ? n->aux_bytes : 0, bytes);
+        if (p)
+            n->flags |= NODE_HEAP_AUX;
+    }
+    if (!p)
+        return false;
+    n->aux = p;
+    n->aux_bytes = bytes;
+    return true;
+}
+
+bool ad_scratch(ad_graph *g, size_t bytes)
+{
+    if (bytes <= g->scratch_bytes)
+        return true;
+    /* contents need not survive: free and allocate rather than copy */
+    if (g->scratch)
+        ad_mem(g, g->scratch, g->scratch_bytes, 0);
+    g->scratch = NULL;
+    g->scratch_bytes = 0;
+    void *p = ad_mem(g, NULL, 0, bytes);
+    if (!p)
+        return false;
+    g->scratch = p;
+    g->scratch_bytes = bytes;
     return true;
 }
 

@@ -26,6 +26,7 @@ enum {
     NODE_HEAP_VALUE = 1u << 7, /* value buffer grown on the heap (ad_resize) */
     NODE_EXT_GRAD = 1u << 8,   /* gradient buffer owned by the caller */
     NODE_PLANNED = 1u << 9,    /* backward node whose buffer comes from its tape's shared pool */
+    NODE_HEAP_AUX = 1u << 10,  /* aux buffer grown on the heap (ad_resize) */
 };
 
 #define AD_MAX_FPARAMS 2
@@ -57,6 +58,8 @@ struct ad_node {
     ad_node *grad_node;           /* d loss / d this node from the latest backward build */
     int64_t *op_data;             /* op-specific data in the arena (reshape: the input shape
                                      it was built for), NULL for most ops */
+    void *aux;                    /* per-node data kept between forward and backward (argmax) */
+    size_t aux_bytes;             /* capacity of aux */
     struct arena_block *arena_at; /* arena state before this node: ad_graph_rewind */
     size_t arena_used;
 };
@@ -108,6 +111,8 @@ struct ad_graph {
     bool eval_mode;    /* ad_graph_set_training(g, 0): dropout masks are ones */
     bool reuse_memory; /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
     uint64_t rng[4];
+    void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
+    size_t scratch_bytes;
 };
 
 /* Type dispatch: the body is written once and compiled for float and double. */
@@ -136,6 +141,12 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
                       const int64_t *ip);
 /* Ensures n's value buffer holds n->numel elements. */
 bool ad_node_reserve(ad_node *n);
+/* Ensures n->aux holds bytes (arena on creation, heap when it grows later,
+ * as for values). Call from a shape rule so replay never allocates. */
+bool ad_node_aux(ad_node *n, size_t bytes);
+/* Ensures the graph's shared scratch buffer holds bytes (grown only, kept
+ * until the graph is freed). Call from a shape rule; kernels read g->scratch. */
+bool ad_scratch(ad_graph *g, size_t bytes);
 /* "(2,3)" into buf */
 const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
 /* The same for any list of ndim sizes (a shape not yet set on a node). */
@@ -202,6 +213,14 @@ typedef struct {
 void ad_bcast_init(ad_bcast_iter *it, int ndim, const int64_t *shape, int k,
                    const ad_node *const *operands);
 void ad_bcast_next(ad_bcast_iter *it);
+
+/* C = op(A) op(B) with op(A) (m, k) and op(B) (k, n), row-major; C += ...
+ * when acc. BLAS when built with it, a built-in kernel otherwise (ops_linalg.c). */
+typedef struct {
+    int64_t m, k, n;
+} ad_mm_dims;
+void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
+             void *C);
 
 /* Shape helpers shared by op families. */
 bool ad_broadcast_shape(ad_node *n, int k, const char *opname);

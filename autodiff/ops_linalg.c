@@ -11,9 +11,7 @@
 #include <cblas.h>
 #endif
 
-typedef struct {
-    int64_t m, k, n; /* op(A) is (m, k), op(B) is (k, n) */
-} mm_dims;
+typedef ad_mm_dims mm_dims; /* op(A) is (m, k), op(B) is (k, n) */
 
 static void mat_dims(const ad_node *t, bool trans, int64_t *rows, int64_t *cols)
 {
@@ -98,8 +96,8 @@ GEMM_KERNEL(double)
 #endif
 
 /* C = op(A) op(B), or C += op(A) op(B) when acc (a gradient added in place) */
-static void gemm(ad_dtype dt, bool ta, bool tb, bool acc, mm_dims d, const void *A, const void *B,
-                 void *C)
+void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, mm_dims d, const void *A, const void *B,
+             void *C)
 {
 #ifdef AD_HAVE_BLAS
     const int M = (int)d.m, N = (int)d.n, K = (int)d.k;
@@ -140,7 +138,7 @@ void fwd_matmul(ad_node *n)
     const int64_t sc = d.m * d.n;
     if (n->ndim == 2) {
         /* iparam[2]: the node's buffer is a leaf's gradient, added into (memory reuse) */
-        gemm(n->g->dtype, ta, tb, n->iparam[2] != 0, d, a->value, b->value, n->value);
+        ad_gemm(n->g->dtype, ta, tb, n->iparam[2] != 0, d, a->value, b->value, n->value);
         return;
     }
     /* batched: iterate the broadcast batch axes; matrices are the last two */
@@ -163,9 +161,9 @@ void fwd_matmul(ad_node *n)
                 strb *= b->shape[db];
             }
         }
-        gemm(n->g->dtype, ta, tb, false, d, (const char *)a->value + (size_t)(oa * sa) * es,
-             (const char *)b->value + (size_t)(ob * sb) * es,
-             (char *)n->value + (size_t)(t * sc) * es);
+        ad_gemm(n->g->dtype, ta, tb, false, d, (const char *)a->value + (size_t)(oa * sa) * es,
+                (const char *)b->value + (size_t)(ob * sb) * es,
+                (char *)n->value + (size_t)(t * sc) * es);
         for (int i = nb - 1; i >= 0; i--) {
             if (++idx[i] < n->shape[i])
                 break;
@@ -205,7 +203,7 @@ void fwd_linear(ad_node *n)
     for (int64_t r = 0; r < rows; r++)
         memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
     mm_dims d = {rows, x->shape[1], m};
-    gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
+    ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
 }
 
 ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b)

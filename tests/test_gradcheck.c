@@ -99,6 +99,107 @@ static void fill_distinct(rng_t *r, gencase *c, int k)
 
 static const double zero_kink[] = {0.0};
 
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+/* (N, C, [H,] W) into shape k of c */
+static void spatial_shape(gencase *c, int k, int one_d, int64_t a, int64_t b, int64_t h, int64_t w)
+{
+    c->ndim[k] = one_d ? 3 : 4;
+    c->shape[k][0] = a;
+    c->shape[k][1] = b;
+    c->shape[k][2] = one_d ? w : h;
+    c->shape[k][3] = w;
+}
+
+/* Convolution ops: a random geometry; successive calls cycle through 2-d
+ * with stride 2, padding and groups 2; 2-d with dilation 2 and padding;
+ * 1-d with anything. conv takes (x, w), conv_transpose (g, w) and
+ * conv_weight_grad (x, g), g of the output's shape. */
+static void conv_case(int op, rng_t *r, gencase *c)
+{
+    static int calls;
+    int variant = calls++ % 3, one_d = variant == 2;
+    int64_t N, G, Cg, Og, sh, sw, ph, pw, dh, dw, KH, KW, H, W, OH, OW;
+    do {
+        N = irand(r, 1, 2);
+        G = variant == 0 ? 2 : irand(r, 1, 2);
+        Cg = irand(r, 1, 2);
+        Og = irand(r, 1, 2);
+        sh = one_d ? 1 : (variant == 0 ? 2 : irand(r, 1, 2));
+        sw = variant == 0 ? 2 : irand(r, 1, 2);
+        ph = one_d ? 0 : irand(r, variant < 2, 2);
+        pw = irand(r, variant < 2, 2);
+        dh = one_d ? 1 : (variant == 1 ? 2 : irand(r, 1, 2));
+        dw = variant == 1 ? 2 : irand(r, 1, 2);
+        KH = one_d ? 1 : irand(r, 1, 3);
+        KW = irand(r, 1, 3);
+        int64_t eh = dh * (KH - 1) + 1 - 2 * ph, ew = dw * (KW - 1) + 1 - 2 * pw;
+        H = one_d ? 1 : (eh > 1 ? eh : 1) + irand(r, 0, 2);
+        W = (ew > 1 ? ew : 1) + irand(r, 0, 3);
+    } while (N * G * Cg * H * W > 256 || G * Og * G * Cg * KH * KW > 256);
+    OH = conv_out(H, KH, sh, ph, dh);
+    OW = conv_out(W, KW, sw, pw, dw);
+    c->nin = 2;
+    c->trainable[1] = true;
+    int64_t ip[9] = {sh, sw, ph, pw, dh, dw, G, 0, 0};
+    if (op == AD_OP_CONV) {
+        spatial_shape(c, 0, one_d, N, G * Cg, H, W);
+        spatial_shape(c, 1, one_d, G * Og, Cg, KH, KW);
+    } else if (op == AD_OP_CONV_TRANSPOSE) {
+        spatial_shape(c, 0, one_d, N, G * Og, OH, OW);
+        spatial_shape(c, 1, one_d, G * Og, Cg, KH, KW);
+        ip[7] = H;
+        ip[8] = W;
+    } else {
+        spatial_shape(c, 0, one_d, N, G * Cg, H, W);
+        spatial_shape(c, 1, one_d, N, G * Og, OH, OW);
+        ip[7] = KH;
+        ip[8] = KW;
+    }
+    fill(r, c, 0, -2, 2, NULL, 0, 0);
+    fill(r, c, 1, -2, 2, NULL, 0, 0);
+    c->ni = 9;
+    memcpy(c->ip, ip, sizeof ip);
+}
+
+/* Pooling ops: overlapping (stride < kernel) and padded windows, 1-d and
+ * 2-d. Max pooling gets distinct values (a tie is a kink, tested apart);
+ * max_pool_scatter (g) and max_pool_gather (h) take the pooled tensor as a
+ * constant second input that build() wraps in max_pool. */
+static void pool_case(int op, rng_t *r, gencase *c)
+{
+    int one_d = urand(r) < 0.3;
+    int64_t kh = one_d ? 1 : irand(r, 1, 3), kw = irand(r, 1, 3);
+    int64_t sh = one_d ? 1 : irand(r, 1, 3), sw = irand(r, 1, 3);
+    int64_t ph = one_d ? 0 : irand(r, 0, (int)kh / 2), pw = irand(r, 0, (int)kw / 2);
+    int64_t H = one_d ? 1 : (kh - 2 * ph > 1 ? kh - 2 * ph : 1) + irand(r, 0, 3);
+    int64_t W = (kw - 2 * pw > 1 ? kw - 2 * pw : 1) + irand(r, 0, 4);
+    int64_t N = irand(r, 1, 2), C = irand(r, 1, 2);
+    int64_t OH = conv_out(H, kh, sh, ph, 1), OW = conv_out(W, kw, sw, pw, 1);
+    int64_t ip[8] = {sh, sw, ph, pw, kh, kw, 0, 0};
+    c->ni = 8;
+    if (op == AD_OP_AVG_POOL_TRANSPOSE || op == AD_OP_MAX_POOL_SCATTER) {
+        spatial_shape(c, 0, one_d, N, C, OH, OW);
+        ip[6] = H;
+        ip[7] = W;
+    } else {
+        spatial_shape(c, 0, one_d, N, C, H, W);
+    }
+    if (op == AD_OP_MAX_POOL)
+        fill_distinct(r, c, 0);
+    else
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+    if (op == AD_OP_MAX_POOL_SCATTER || op == AD_OP_MAX_POOL_GATHER) {
+        c->nin = 2;
+        spatial_shape(c, 1, one_d, N, C, H, W);
+        fill_distinct(r, c, 1);
+    }
+    memcpy(c->ip, ip, sizeof ip);
+}
+
 /* Fills c for op; returns false when the op has no generator. */
 static bool generate(int op, rng_t *r, gencase *c)
 {
@@ -256,6 +357,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     }
     case AD_KIND_SHAPE:
     case AD_KIND_INTERNAL:
+    case AD_KIND_CONV:
         break;
     case AD_KIND_LEAF:
         return false;
@@ -361,6 +463,18 @@ static bool generate(int op, rng_t *r, gencase *c)
         c->ni = 1;
         return true;
     }
+    case AD_OP_CONV:
+    case AD_OP_CONV_TRANSPOSE:
+    case AD_OP_CONV_WEIGHT_GRAD:
+        conv_case(op, r, c);
+        return true;
+    case AD_OP_MAX_POOL:
+    case AD_OP_AVG_POOL:
+    case AD_OP_AVG_POOL_TRANSPOSE:
+    case AD_OP_MAX_POOL_SCATTER:
+    case AD_OP_MAX_POOL_GATHER:
+        pool_case(op, r, c);
+        return true;
     case AD_OP_STRAIGHT_THROUGH:
         /* value of fx, gradient of x: not a true derivative; checked in its own test */
         return false;
@@ -477,7 +591,11 @@ static bool build(ad_dtype dt, int op, const gencase *c, rng_t *r, built *b)
                                    : ad_const(b->g, c->ndim[k], c->shape[k], NULL, "c");
         ad_set(b->in[k], c->values[k], numel_of(c->ndim[k], c->shape[k]));
     }
-    b->out = ad_op_apply(op, c->nin, b->in, c->fp, c->nf, c->ip, c->ni);
+    ad_node *args[MAXIN];
+    memcpy(args, b->in, sizeof args);
+    if (op == AD_OP_MAX_POOL_SCATTER || op == AD_OP_MAX_POOL_GATHER) /* the argmax holder */
+        args[1] = ad_op_apply(AD_OP_MAX_POOL, 1, &b->in[1], NULL, 0, c->ip, 6);
+    b->out = ad_op_apply(op, c->nin, args, c->fp, c->nf, c->ip, c->ni);
     if (!b->out)
         return false;
     double w[4096];

@@ -219,6 +219,7 @@ typedef enum {
     AD_KIND_MATMUL,   /* (.., m, k) x (.., k, n) */
     AD_KIND_SHAPE,    /* reshape, transpose, slice, concat, ... */
     AD_KIND_INTERNAL, /* built by gradient rules; callable through ad_op_apply */
+    AD_KIND_CONV,     /* convolution and pooling over the trailing spatial axes */
 } ad_op_kind;
 
 /** Number of ops in the registry. */
@@ -399,6 +400,67 @@ AD_API ad_node *ad_broadcast_to(ad_node *a, int ndim, const int64_t *shape);
  * error at forward time. No gradient.
  */
 AD_API ad_node *ad_one_hot(ad_node *indices, int64_t classes);
+
+/* ------------------------------------------------- convolution and pooling */
+
+/**
+ * Options of ad_conv1d and ad_conv2d. Element [0] is the height axis and
+ * [1] the width axis of a 2-d convolution; a 1-d convolution uses element
+ * [0] of each pair. 0 in a field means the default (stride 1, padding 0,
+ * dilation 1, groups 1); a NULL options pointer means all defaults.
+ */
+typedef struct {
+    int stride[2];   /**< step between windows; 0 = 1 */
+    int padding[2];  /**< zeros added on both sides of each spatial axis */
+    int dilation[2]; /**< spacing between kernel taps; 0 = 1 */
+    int groups;      /**< channels split into this many independent groups; 0 = 1 */
+} ad_conv_opts;
+
+/**
+ * 1-d convolution (cross-correlation, as PyTorch's conv1d, no bias):
+ * x (N, C, L), w (O, C/groups, K) -> (N, O, Lout) with
+ * Lout = (L + 2·padding − dilation·(K − 1) − 1) / stride + 1. Errors (sticky,
+ * NULL returned): wrong ranks, channel counts that do not match, groups not
+ * dividing C or O, negative options, a kernel larger than the padded input.
+ * Gradients to x and w are themselves differentiable (second order works).
+ */
+AD_API ad_node *ad_conv1d(ad_node *x, ad_node *w, const ad_conv_opts *o);
+/**
+ * 2-d convolution (cross-correlation, as PyTorch's conv2d, no bias):
+ * x (N, C, H, W), w (O, C/groups, KH, KW) -> (N, O, OH, OW), each output size
+ * as for ad_conv1d per axis. Computed as one GEMM per image and group
+ * (im2col). Errors as ad_conv1d, e.g. "ad_conv2d: input (8,3,32,32) has 3
+ * channels, weight (16,4,3,3) expects 4".
+ */
+AD_API ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o);
+
+/**
+ * Options of the pooling ops ([0] height, [1] width; 1-d ops use [0]).
+ * Padding may be at most half the kernel (as in PyTorch).
+ */
+typedef struct {
+    int kernel[2];  /**< window size, at least 1 */
+    int stride[2];  /**< step between windows; 0 = the kernel size */
+    int padding[2]; /**< added on both sides: -inf for max, zeros for avg */
+} ad_pool_opts;
+
+/**
+ * Max pooling over windows of x (N, C, L) -> (N, C, Lout), Lout =
+ * (L + 2·padding − kernel) / stride + 1. The node records each window's
+ * argmax (the first maximum in scan order on ties, as PyTorch), recomputed
+ * on replay; the gradient goes to that element only. o is required.
+ */
+AD_API ad_node *ad_max_pool1d(ad_node *x, const ad_pool_opts *o);
+/** Max pooling of x (N, C, H, W) -> (N, C, OH, OW); as ad_max_pool1d per axis. */
+AD_API ad_node *ad_max_pool2d(ad_node *x, const ad_pool_opts *o);
+/**
+ * Average pooling of x (N, C, L) -> (N, C, Lout): each window's sum divided
+ * by the kernel size, padded zeros counted (PyTorch's default
+ * count_include_pad). o is required.
+ */
+AD_API ad_node *ad_avg_pool1d(ad_node *x, const ad_pool_opts *o);
+/** Average pooling of x (N, C, H, W) -> (N, C, OH, OW); as ad_avg_pool1d per axis. */
+AD_API ad_node *ad_avg_pool2d(ad_node *x, const ad_pool_opts *o);
 
 /* --------------------------------------------------------- differentiation */
 

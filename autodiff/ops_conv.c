@@ -1,0 +1,830 @@
+/* ops_conv.c -- convolution and pooling over the trailing spatial axes.
+ *
+ * Shape legend: N batch, C input channels, O output channels, G groups,
+ * (H, W) input size, (KH, KW) kernel, (OH, OW) output size; a 1-d tensor
+ * (N, C, L) is the 2-d case with H = KH = OH = 1, so every kernel below is
+ * written once (and, through AD_DISPATCH, once for f32 and f64).
+ *
+ * Convolution is cross-correlation, as in PyTorch:
+ *   y[n,o,i,j] = Σ_{c,a,b} w[o,c,a,b] · x[n, g·C/G + c, i·sh − ph + a·dh, j·sw − pw + b·dw]
+ * computed per image and group as one GEMM, W_g (O/G, C/G·KH·KW) @ col
+ * (C/G·KH·KW, OH·OW), where col is the im2col unfolding of the image (a 1×1
+ * kernel with stride 1 and no padding uses the image itself).
+ *
+ * Every gradient rule builds ops of this file, so gradients of gradients work:
+ *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
+ *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
+ *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
+ *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
+ *   max_pool_scatter(g, y)   ∂/∂g = max_pool_gather(G, y)
+ *   max_pool_gather(h, y)    ∂/∂h = max_pool_scatter(G, y)
+ *   avg_pool(x)              ∂/∂x = avg_pool_transpose(G)
+ *   avg_pool_transpose(g)    ∂/∂g = avg_pool(G)
+ *
+ * Integer parameters. Convolution ops: iparam[0..1] stride (h, w), [2..3]
+ * padding, [4..5] dilation, [6] groups, [7..8] the size the op cannot infer:
+ * the input's (H, W) for conv_transpose, the kernel's (KH, KW) for
+ * conv_weight_grad. Pooling ops: [0..1] kernel, [2..3] stride, [4..5]
+ * padding, [6..7] the input's (H, W) for avg_pool_transpose.
+ *
+ * Scratch memory (the im2col buffer, shared by the graph) and max pool's
+ * argmax (per node) are sized by the shape rules, so replay allocates
+ * nothing unless a resize makes them grow. */
+#include <math.h>
+#include <string.h>
+
+#include "graph_impl.h"
+
+typedef struct {
+    int64_t N, C, H, W; /* x (N, C, H, W) */
+    int64_t O, KH, KW;  /* w (O, C/G, KH, KW) */
+    int64_t OH, OW;     /* y (N, O, OH, OW) */
+    int64_t sh, sw, ph, pw, dh, dw, G;
+} conv_geom;
+
+/* (H, W) of a 4-d tensor, (1, L) of a 3-d one */
+static void spatial(const ad_node *t, int64_t *h, int64_t *w)
+{
+    *h = t->ndim == 4 ? t->shape[2] : 1;
+    *w = t->shape[t->ndim - 1];
+}
+
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+/* geometry from the node's parameters and the shapes of x, w, y (each may be
+ * an input or the output of the op); w NULL: a pooling node's window */
+static conv_geom make_geom(const ad_node *n, const ad_node *x, const ad_node *w, const ad_node *y)
+{
+    conv_geom q;
+    const int64_t *p = n->iparam;
+    q.N = x->shape[0];
+    q.C = x->shape[1];
+    spatial(x, &q.H, &q.W);
+    spatial(y, &q.OH, &q.OW);
+    q.sh = p[0];
+    q.sw = p[1];
+    q.ph = p[2];
+    q.pw = p[3];
+    if (w) {
+        q.O = w->shape[0];
+        spatial(w, &q.KH, &q.KW);
+        q.dh = p[4];
+        q.dw = p[5];
+        q.G = p[6];
+    } else {
+        q.O = q.G = q.C;
+        q.KH = p[4];
+        q.KW = p[5];
+        q.dh = q.dw = 1;
+    }
+    return q;
+}
+
+/* rows [lo, hi) of the input under the window of output row i */
+static void window(int64_t i, int64_t s, int64_t p, int64_t k, int64_t len, int64_t *lo,
+                   int64_t *hi)
+{
+    int64_t a = i * s - p;
+    *lo = a < 0 ? 0 : a;
+    *hi = a + k < len ? a + k : len;
+}
+
+/* x must have nd axes (legend says which); false with an error otherwise */
+static bool check_rank(const ad_node *x, int nd, const char *nm, const char *what,
+                       const char *legend)
+{
+    if (x->ndim == nd)
+        return true;
+    char b1[96];
+    ad_fail(x->g, "%s: %s %s must have %d axes %s", nm, what, ad_shape_str(x, b1, sizeof b1), nd,
+            legend);
+    return false;
+}
+
+static const char *conv_name(int op, int nd)
+{
+    switch (op) {
+    case AD_OP_CONV_TRANSPOSE:
+        return "ad_conv_transpose";
+    case AD_OP_CONV_WEIGHT_GRAD:
+        return "ad_conv_weight_grad";
+    default:
+        return nd == 3 ? "ad_conv1d" : "ad_conv2d";
+    }
+}
+
+/* the unfolded image is the image itself */
+static bool is_pointwise(const conv_geom *q)
+{
+    return q->KH == 1 && q->KW == 1 && q->sh == 1 && q->sw == 1 && q->ph == 0 && q->pw == 0;
+}
+
+/* Checks the parameters of a convolution op whose tensors have nd axes. */
+static bool conv_params_ok(ad_node *n, int nd, const char *nm)
+{
+    const int64_t *p = n->iparam;
+    if (p[0] < 1 || p[1] < 1 || p[4] < 1 || p[5] < 1 || p[2] < 0 || p[3] < 0 || p[6] < 1) {
+        ad_fail(n->g,
+                "%s: stride (%lld,%lld) and dilation (%lld,%lld) must be positive, padding "
+                "(%lld,%lld) not negative, groups %lld positive",
+                nm, (long long)p[0], (long long)p[1], (long long)p[4], (long long)p[5],
+                (long long)p[2], (long long)p[3], (long long)p[6]);
+        return false;
+    }
+    if (nd == 3 && (p[0] != 1 || p[2] != 0 || p[4] != 1)) {
+        ad_fail(n->g,
+                "%s: a 1-d convolution has stride 1, padding 0, dilation 1 on the unused "
+                "height axis",
+                nm);
+        return false;
+    }
+    return true;
+}
+
+/* The checks shared by the three convolution ops, given x, w, y shapes
+ * (whichever of them is the op's output has its spatial size from
+ * expected_out; the others are inputs). */
+static bool conv_check(ad_node *n, const conv_geom *q, const ad_node *x, const ad_node *w,
+                       const char *nm)
+{
+    char b1[96], b2[96];
+    if (q->C % q->G != 0 || q->O % q->G != 0) {
+        ad_fail(n->g,
+                "%s: groups %lld does not divide the %lld input channels of %s and the %lld "
+                "output channels of weight %s",
+                nm, (long long)q->G, (long long)q->C, ad_shape_str(x, b1, sizeof b1),
+                (long long)q->O, ad_shape_str(w, b2, sizeof b2));
+        return false;
+    }
+    if (w->shape[1] * q->G != q->C) {
+        ad_fail(n->g, "%s: input %s has %lld channels, weight %s expects %lld", nm,
+                ad_shape_str(x, b1, sizeof b1), (long long)q->C, ad_shape_str(w, b2, sizeof b2),
+                (long long)(w->shape[1] * q->G));
+        return false;
+    }
+    if (q->O < 1 || q->KH < 1 || q->KW < 1 || q->C < 1) {
+        ad_fail(n->g, "%s: weight %s and input %s need at least one channel and kernel element", nm,
+                ad_shape_str(w, b2, sizeof b2), ad_shape_str(x, b1, sizeof b1));
+        return false;
+    }
+    int64_t ekh = q->dh * (q->KH - 1) + 1, ekw = q->dw * (q->KW - 1) + 1;
+    if (ekh > q->H + 2 * q->ph || ekw > q->W + 2 * q->pw) {
+        ad_fail(n->g,
+                "%s: kernel %lldx%lld (dilated %lldx%lld) is larger than the padded input "
+                "%lldx%lld of %s",
+                nm, (long long)q->KH, (long long)q->KW, (long long)ekh, (long long)ekw,
+                (long long)(q->H + 2 * q->ph), (long long)(q->W + 2 * q->pw),
+                ad_shape_str(x, b1, sizeof b1));
+        return false;
+    }
+    if ((q->H * q->W) > INT32_MAX || (q->KH * q->KW * q->C) > INT32_MAX) {
+        ad_fail(n->g, "%s: input %s is too large for one image GEMM", nm,
+                ad_shape_str(x, b1, sizeof b1));
+        return false;
+    }
+    return true;
+}
+
+/* scratch for one unfolded image group */
+static bool conv_scratch(ad_node *n, const conv_geom *q)
+{
+    if (is_pointwise(q))
+        return true;
+    size_t cols = (size_t)(q->C / q->G * q->KH * q->KW), rows = (size_t)(q->OH * q->OW);
+    return ad_scratch(n->g, cols * rows * n->g->elem);
+}
+
+static bool set_spatial_shape(ad_node *n, int nd, int64_t a, int64_t b, int64_t h, int64_t w,
+                              const char *nm)
+{
+    int64_t shape[4] = {a, b, h, w};
+    if (nd == 3)
+        shape[2] = w;
+    return ad_shape_set(n, nd, shape, nm);
+}
+
+bool shape_conv(ad_node *n)
+{
+    const ad_node *x = n->inputs[0], *w = n->inputs[1];
+    char b1[96], b2[96];
+    if ((x->ndim != 3 && x->ndim != 4) || w->ndim != x->ndim) {
+        ad_fail(n->g,
+                "ad_conv: input %s and weight %s must both have 3 axes (N,C,L), (O,C/groups,K) "
+                "or 4 (N,C,H,W), (O,C/groups,KH,KW)",
+                ad_shape_str(x, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
+        return false;
+    }
+    const char *nm = conv_name(n->op, x->ndim);
+    if (!conv_params_ok(n, x->ndim, nm))
+        return false;
+    conv_geom q = make_geom(n, x, w, x);
+    if (!conv_check(n, &q, x, w, nm))
+        return false;
+    q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
+    q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
+    return set_spatial_shape(n, x->ndim, q.N, q.O, q.OH, q.OW, nm) && conv_scratch(n, &q);
+}
+
+bool shape_conv_transpose(ad_node *n)
+{
+    const ad_node *g = n->inputs[0], *w = n->inputs[1];
+    char b1[96], b2[96];
+    const char *nm = "ad_conv_transpose";
+    if ((g->ndim != 3 && g->ndim != 4) || w->ndim != g->ndim) {
+        ad_fail(n->g, "%s: gradient %s and weight %s must both have 3 or 4 axes", nm,
+                ad_shape_str(g, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
+        return false;
+    }
+    if (!conv_params_ok(n, g->ndim, nm))
+        return false;
+    int64_t H = n->iparam[7], W = n->iparam[8];
+    if (H < 1 || W < 1 || (g->ndim == 3 && H != 1) || w->shape[0] != g->shape[1]) {
+        ad_fail(n->g, "%s: gradient %s, weight %s and output size %lldx%lld do not fit", nm,
+                ad_shape_str(g, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2), (long long)H,
+                (long long)W);
+        return false;
+    }
+    if (!set_spatial_shape(n, g->ndim, g->shape[0], w->shape[1] * n->iparam[6], H, W, nm))
+        return false;
+    conv_geom q = make_geom(n, n, w, g);
+    if (!conv_check(n, &q, n, w, nm))
+        return false;
+    if (out_size(H, q.KH, q.sh, q.ph, q.dh) != q.OH ||
+        out_size(W, q.KW, q.sw, q.pw, q.dw) != q.OW) {
+        ad_fail(n->g, "%s: gradient %s is not the convolution output of a %lldx%lld input", nm,
+                ad_shape_str(g, b1, sizeof b1), (long long)H, (long long)W);
+        return false;
+    }
+    return conv_scratch(n, &q);
+}
+
+bool shape_conv_weight_grad(ad_node *n)
+{
+    const ad_node *x = n->inputs[0], *g = n->inputs[1];
+    char b1[96], b2[96];
+    const char *nm = "ad_conv_weight_grad";
+    if ((x->ndim != 3 && x->ndim != 4) || g->ndim != x->ndim || g->shape[0] != x->shape[0]) {
+        ad_fail(n->g, "%s: input %s and gradient %s must both have 3 or 4 axes and one batch", nm,
+                ad_shape_str(x, b1, sizeof b1), ad_shape_str(g, b2, sizeof b2));
+        return false;
+    }
+    if (!conv_params_ok(n, x->ndim, nm))
+        return false;
+    int64_t KH = n->iparam[7], KW = n->iparam[8], G = n->iparam[6];
+    if (KH < 1 || KW < 1 || (x->ndim == 3 && KH != 1) || x->shape[1] % G != 0) {
+        ad_fail(n->g, "%s: input %s, kernel %lldx%lld and groups %lld do not fit", nm,
+                ad_shape_str(x, b1, sizeof b1), (long long)KH, (long long)KW, (long long)G);
+        return false;
+    }
+    if (!set_spatial_shape(n, x->ndim, g->shape[1], x->shape[1] / G, KH, KW, nm))
+        return false;
+    conv_geom q = make_geom(n, x, n, g);
+    if (!conv_check(n, &q, x, n, nm))
+        return false;
+    if (out_size(q.H, KH, q.sh, q.ph, q.dh) != q.OH ||
+        out_size(q.W, KW, q.sw, q.pw, q.dw) != q.OW) {
+        ad_fail(n->g, "%s: gradient %s is not the convolution output of input %s", nm,
+                ad_shape_str(g, b2, sizeof b2), ad_shape_str(x, b1, sizeof b1));
+        return false;
+    }
+    return conv_scratch(n, &q);
+}
+
+/* [lo, hi): the output columns j whose input column j·s + off lies in [0, len) */
+static void valid_range(int64_t off, int64_t s, int64_t len, int64_t outlen, int64_t *lo,
+                        int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = len - off <= 0 ? 0 : (len - off + s - 1) / s;
+    *lo = a < outlen ? a : outlen;
+    *hi = b < *lo ? *lo : (b < outlen ? b : outlen);
+}
+
+/* col (C/G·KH·KW, OH·OW) from one image group x (C/G, H, W); add = false.
+ * add = true is the adjoint, col2im: x += the columns folded back. */
+static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
+{
+    const int64_t Cg = q->C / q->G, P = q->OH * q->OW;
+    AD_DISPATCH(g, {
+        T *x = xv, *col = colv;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t a = 0; a < q->KH; a++)
+                for (int64_t b = 0; b < q->KW; b++) {
+                    T *row = col + ((c * q->KH + a) * q->KW + b) * P;
+                    const int64_t off = b * q->dw - q->pw;
+                    int64_t lo, hi;
+                    valid_range(off, q->sw, q->W, q->OW, &lo, &hi);
+                    for (int64_t i = 0; i < q->OH; i++) {
+                        const int64_t ih = i * q->sh - q->ph + a * q->dh;
+                        T *r = row + i * q->OW;
+                        if (ih < 0 || ih >= q->H) {
+                            if (!add)
+                                memset(r, 0, sizeof(T) * (size_t)q->OW);
+                            continue;
+                        }
+                        T *xr = x + (c * q->H + ih) * q->W;
+                        if (add) {
+                            for (int64_t j = lo; j < hi; j++)
+                                xr[j * q->sw + off] += r[j];
+                            continue;
+                        }
+                        for (int64_t j = 0; j < lo; j++)
+                            r[j] = 0;
+                        if (q->sw == 1 && hi > lo)
+                            memcpy(r + lo, xr + lo + off, sizeof(T) * (size_t)(hi - lo));
+                        else
+                            for (int64_t j = lo; j < hi; j++)
+                                r[j] = xr[j * q->sw + off];
+                        for (int64_t j = hi; j < q->OW; j++)
+                            r[j] = 0;
+                    }
+                }
+    });
+}
+
+/* One loop over images and groups for the three convolution ops: X the
+ * images (N, C, H, W), K the weights (O, C/G, KH, KW), Y (N, O, OH, OW); the
+ * op says which of the three is its output. */
+static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_node *Y)
+{
+    conv_geom q = make_geom(n, X, K, Y);
+    const int64_t Cg = q.C / q.G, Og = q.O / q.G, Kc = Cg * q.KH * q.KW, P = q.OH * q.OW;
+    const size_t es = n->g->elem;
+    const ad_dtype dt = n->g->dtype;
+    const bool pw = is_pointwise(&q);
+    char *xv = X->value, *kv = K->value, *yv = Y->value;
+    if (n->op == AD_OP_CONV_WEIGHT_GRAD) /* accumulated over the images */
+        memset(kv, 0, (size_t)n->numel * es);
+    for (int64_t i = 0; i < q.N; i++)
+        for (int64_t gi = 0; gi < q.G; gi++) {
+            char *xb = xv + (size_t)((i * q.C + gi * Cg) * q.H * q.W) * es;
+            char *kb = kv + (size_t)(gi * Og * Kc) * es;
+            char *yb = yv + (size_t)((i * q.O + gi * Og) * P) * es;
+            void *col = pw ? (void *)xb : n->g->scratch;
+            switch (n->op) {
+            case AD_OP_CONV: /* Y_g = K_g col */
+                if (!pw)
+                    unfold(n->g, &q, xb, col, false);
+                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
+                break;
+            case AD_OP_CONV_TRANSPOSE: /* col = K_gᵀ Y_g, folded back onto the image */
+                ad_gemm(dt, true, false, false, (ad_mm_dims){Kc, Og, P}, kb, yb, col);
+                if (!pw) {
+                    memset(xb, 0, (size_t)(Cg * q.H * q.W) * es);
+                    unfold(n->g, &q, xb, col, true);
+                }
+                break;
+            default: /* conv_weight_grad: K_g += Y_g colᵀ */
+                if (!pw)
+                    unfold(n->g, &q, xb, col, false);
+                ad_gemm(dt, false, true, true, (ad_mm_dims){Og, P, Kc}, yb, col, kb);
+                break;
+            }
+        }
+}
+
+void fwd_conv(ad_node *n) { conv_run(n, n->inputs[0], n->inputs[1], n); }
+void fwd_conv_transpose(ad_node *n) { conv_run(n, n, n->inputs[1], n->inputs[0]); }
+void fwd_conv_weight_grad(ad_node *n) { conv_run(n, n->inputs[0], n, n->inputs[1]); }
+
+static ad_node *conv_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t e0,
+                        int64_t e1)
+{
+    if (!a || !b)
+        return NULL;
+    ad_node *in[2] = {a, b};
+    int64_t ip[AD_MAX_IPARAMS] = {0};
+    memcpy(ip, params, sizeof(int64_t) * 7);
+    ip[7] = e0;
+    ip[8] = e1;
+    return ad_node_make(a->g, op, 2, in, NULL, ip);
+}
+
+void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
+{
+    ad_node *x = n->inputs[0], *w = n->inputs[1];
+    int64_t h, wd;
+    if (x->flags & NODE_REQGRAD) {
+        spatial(x, &h, &wd);
+        d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, w, n->iparam, h, wd);
+    }
+    if (w->flags & NODE_REQGRAD) {
+        spatial(w, &h, &wd);
+        d[1] = conv_op(AD_OP_CONV_WEIGHT_GRAD, x, g, n->iparam, h, wd);
+    }
+}
+
+void bwd_conv_transpose(ad_node *n, ad_node *u, ad_node **d)
+{
+    ad_node *g = n->inputs[0], *w = n->inputs[1];
+    if (g->flags & NODE_REQGRAD)
+        d[0] = conv_op(AD_OP_CONV, u, w, n->iparam, 0, 0);
+    if (w->flags & NODE_REQGRAD) {
+        int64_t h, wd;
+        spatial(w, &h, &wd);
+        d[1] = conv_op(AD_OP_CONV_WEIGHT_GRAD, u, g, n->iparam, h, wd);
+    }
+}
+
+void bwd_conv_weight_grad(ad_node *n, ad_node *u, ad_node **d)
+{
+    ad_node *x = n->inputs[0], *g = n->inputs[1];
+    if (x->flags & NODE_REQGRAD) {
+        int64_t h, wd;
+        spatial(x, &h, &wd);
+        d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, u, n->iparam, h, wd);
+    }
+    if (g->flags & NODE_REQGRAD)
+        d[1] = conv_op(AD_OP_CONV, x, u, n->iparam, 0, 0);
+}
+
+/* The user's options as the op's parameters; false (error set) when bad. */
+static bool conv_opts(ad_graph *g, const ad_conv_opts *o, bool one_d, const char *nm, int64_t *ip)
+{
+    ad_conv_opts z = {{0, 0}, {0, 0}, {0, 0}, 0};
+    if (!o)
+        o = &z;
+    int dims = one_d ? 1 : 2;
+    for (int k = 0; k < dims; k++)
+        if (o->stride[k] < 0 || o->padding[k] < 0 || o->dilation[k] < 0) {
+            ad_fail(g, "%s: stride %d, padding %d and dilation %d must not be negative", nm,
+                    o->stride[k], o->padding[k], o->dilation[k]);
+            return false;
+        }
+    if (o->groups < 0) {
+        ad_fail(g, "%s: groups %d must not be negative", nm, o->groups);
+        return false;
+    }
+    for (int k = 0; k < 2; k++) {
+        int src = one_d ? 0 : k;
+        bool unused = one_d && k == 0; /* the height axis of a 1-d convolution */
+        ip[k] = unused || !o->stride[src] ? 1 : o->stride[src];
+        ip[2 + k] = unused ? 0 : o->padding[src];
+        ip[4 + k] = unused || !o->dilation[src] ? 1 : o->dilation[src];
+    }
+    ip[6] = o->groups ? o->groups : 1;
+    return true;
+}
+
+static ad_node *conv_public(ad_node *x, ad_node *w, const ad_conv_opts *o, int nd)
+{
+    if (!x || !w)
+        return NULL;
+    const char *nm = nd == 3 ? "ad_conv1d" : "ad_conv2d";
+    if (x->g != w->g) {
+        ad_fail(x->g, "%s: operands belong to different graphs", nm);
+        return NULL;
+    }
+    if (!check_rank(x, nd, nm, "input", nd == 3 ? "(N,C,L)" : "(N,C,H,W)") ||
+        !check_rank(w, nd, nm, "weight", nd == 3 ? "(O,C/groups,K)" : "(O,C/groups,KH,KW)"))
+        return NULL;
+    int64_t ip[7];
+    if (!conv_opts(x->g, o, nd == 3, nm, ip))
+        return NULL;
+    return conv_op(AD_OP_CONV, x, w, ip, 0, 0);
+}
+
+ad_node *ad_conv1d(ad_node *x, ad_node *w, const ad_conv_opts *o)
+{
+    return conv_public(x, w, o, 3);
+}
+
+ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o)
+{
+    return conv_public(x, w, o, 4);
+}
+
+/* ------------------------------------------------------------------ pooling */
+
+static const char *pool_name(int op, int nd)
+{
+    switch (op) {
+    case AD_OP_MAX_POOL:
+        return nd == 3 ? "ad_max_pool1d" : "ad_max_pool2d";
+    case AD_OP_AVG_POOL:
+        return nd == 3 ? "ad_avg_pool1d" : "ad_avg_pool2d";
+    case AD_OP_MAX_POOL_SCATTER:
+        return "ad_max_pool_scatter";
+    case AD_OP_MAX_POOL_GATHER:
+        return "ad_max_pool_gather";
+    default:
+        return "ad_avg_pool_transpose";
+    }
+}
+
+/* Checks pooling parameters against an input of spatial size (H, W) with
+ * nd axes (sh is the shape string of the input for messages). */
+static bool pool_check(ad_node *n, int nd, int64_t H, int64_t W, const char *sh, const char *nm)
+{
+    const int64_t *p = n->iparam;
+    if (p[4] < 1 || p[5] < 1 || p[0] < 1 || p[1] < 1 || p[2] < 0 || p[3] < 0) {
+        ad_fail(n->g,
+                "%s: kernel (%lld,%lld) and stride (%lld,%lld) must be positive, padding "
+                "(%lld,%lld) not negative",
+                nm, (long long)p[4], (long long)p[5], (long long)p[0], (long long)p[1],
+                (long long)p[2], (long long)p[3]);
+        return false;
+    }
+    if (nd == 3 && (p[4] != 1 || p[0] != 1 || p[2] != 0)) {
+        ad_fail(n->g,
+                "%s: a 1-d pooling has kernel 1, stride 1, padding 0 on the unused height "
+                "axis",
+                nm);
+        return false;
+    }
+    if (2 * p[2] > p[4] || 2 * p[3] > p[5]) {
+        ad_fail(n->g, "%s: padding (%lld,%lld) is more than half the kernel (%lld,%lld)", nm,
+                (long long)p[2], (long long)p[3], (long long)p[4], (long long)p[5]);
+        return false;
+    }
+    if (p[4] > H + 2 * p[2] || p[5] > W + 2 * p[3]) {
+        ad_fail(n->g, "%s: kernel %lldx%lld is larger than the padded input %lldx%lld of %s", nm,
+                (long long)p[4], (long long)p[5], (long long)(H + 2 * p[2]),
+                (long long)(W + 2 * p[3]), sh);
+        return false;
+    }
+    if (H * W > INT32_MAX) {
+        ad_fail(n->g, "%s: input %s has more than 2^31 elements per channel", nm, sh);
+        return false;
+    }
+    return true;
+}
+
+bool shape_pool(ad_node *n)
+{
+    const ad_node *x = n->inputs[0];
+    char b1[96];
+    ad_shape_str(x, b1, sizeof b1);
+    if (x->ndim != 3 && x->ndim != 4) {
+        ad_fail(n->g, "%s: input %s must have 3 axes (N,C,L) or 4 (N,C,H,W)", pool_name(n->op, 4),
+                b1);
+        return false;
+    }
+    const char *nm = pool_name(n->op, x->ndim);
+    int64_t H, W;
+    spatial(x, &H, &W);
+    if (!pool_check(n, x->ndim, H, W, b1, nm))
+        return false;
+    const int64_t *p = n->iparam;
+    int64_t OH = out_size(H, p[4], p[0], p[2], 1), OW = out_size(W, p[5], p[1], p[3], 1);
+    if (!set_spatial_shape(n, x->ndim, x->shape[0], x->shape[1], OH, OW, nm))
+        return false;
+    if (n->op == AD_OP_MAX_POOL) /* the argmax: one int32 per output element */
+        return ad_node_aux(n, (size_t)n->numel * sizeof(int32_t));
+    return true;
+}
+
+bool shape_avg_pool_transpose(ad_node *n)
+{
+    const ad_node *g = n->inputs[0];
+    const char *nm = "ad_avg_pool_transpose";
+    char b1[96];
+    ad_shape_str(g, b1, sizeof b1);
+    int64_t H = n->iparam[6], W = n->iparam[7];
+    if ((g->ndim != 3 && g->ndim != 4) || H < 1 || W < 1 || (g->ndim == 3 && H != 1)) {
+        ad_fail(n->g, "%s: gradient %s and input size %lldx%lld do not fit", nm, b1, (long long)H,
+                (long long)W);
+        return false;
+    }
+    if (!pool_check(n, g->ndim, H, W, b1, nm))
+        return false;
+    const int64_t *p = n->iparam;
+    int64_t OH, OW;
+    spatial(g, &OH, &OW);
+    if (out_size(H, p[4], p[0], p[2], 1) != OH || out_size(W, p[5], p[1], p[3], 1) != OW) {
+        ad_fail(n->g, "%s: gradient %s is not the pooling output of a %lldx%lld input", nm, b1,
+                (long long)H, (long long)W);
+        return false;
+    }
+    return set_spatial_shape(n, g->ndim, g->shape[0], g->shape[1], H, W, nm);
+}
+
+/* scatter and gather: input 1 must be the max_pool node holding the argmax */
+bool shape_pool_index(ad_node *n)
+{
+    const ad_node *a = n->inputs[0], *y = n->inputs[1];
+    const char *nm = pool_name(n->op, 4);
+    char b1[96], b2[96];
+    if (y->op != AD_OP_MAX_POOL) {
+        ad_fail(n->g, "%s: operand 2 must be a max_pool node, got %s %s", nm, ad_ops[y->op].name,
+                ad_shape_str(y, b2, sizeof b2));
+        return false;
+    }
+    const ad_node *x = y->inputs[0];
+    const ad_node *want = n->op == AD_OP_MAX_POOL_SCATTER ? y : x;
+    const ad_node *out = n->op == AD_OP_MAX_POOL_SCATTER ? x : y;
+    if (a->ndim != want->ndim ||
+        memcmp(a->shape, want->shape, sizeof(int64_t) * (size_t)a->ndim) != 0) {
+        ad_fail(n->g, "%s: operand %s does not have the shape %s", nm,
+                ad_shape_str(a, b1, sizeof b1), ad_shape_str(want, b2, sizeof b2));
+        return false;
+    }
+    return ad_shape_set(n, out->ndim, out->shape, nm);
+}
+
+void fwd_max_pool(ad_node *n)
+{
+    const ad_node *x = n->inputs[0];
+    conv_geom q = make_geom(n, x, NULL, n);
+    int32_t *arg = n->aux;
+    AD_DISPATCH(n->g, {
+        const T *xv = x->value;
+        T *y = n->value;
+        for (int64_t p = 0; p < q.N * q.C; p++) {
+            const T *xp = xv + p * q.H * q.W;
+            for (int64_t i = 0; i < q.OH; i++) {
+                int64_t hs, he, ws, we;
+                window(i, q.sh, q.ph, q.KH, q.H, &hs, &he);
+                for (int64_t j = 0; j < q.OW; j++) {
+                    window(j, q.sw, q.pw, q.KW, q.W, &ws, &we);
+                    /* the first maximum in scan order wins a tie, as in PyTorch */
+                    int64_t best = hs * q.W + ws;
+                    T m = (T)-INFINITY;
+                    for (int64_t a = hs; a < he; a++)
+                        for (int64_t b = ws; b < we; b++) {
+                            T v = xp[a * q.W + b];
+                            if (v > m || isnan(v)) {
+                                m = v;
+                                best = a * q.W + b;
+                            }
+                        }
+                    *y++ = m;
+                    *arg++ = (int32_t)best;
+                }
+            }
+        }
+    });
+}
+
+void fwd_max_pool_scatter(ad_node *n)
+{
+    const ad_node *g = n->inputs[0], *y = n->inputs[1];
+    conv_geom q = make_geom(y, n, NULL, y);
+    const int32_t *arg = y->aux;
+    AD_DISPATCH(n->g, {
+        const T *gv = g->value;
+        T *out = n->value;
+        memset(out, 0, sizeof(T) * (size_t)n->numel);
+        for (int64_t p = 0; p < q.N * q.C; p++) {
+            T *op = out + p * q.H * q.W;
+            for (int64_t k = 0; k < q.OH * q.OW; k++)
+                op[arg[k]] += gv[k];
+            gv += q.OH * q.OW;
+            arg += q.OH * q.OW;
+        }
+    });
+}
+
+void fwd_max_pool_gather(ad_node *n)
+{
+    const ad_node *h = n->inputs[0], *y = n->inputs[1];
+    conv_geom q = make_geom(y, h, NULL, y);
+    const int32_t *arg = y->aux;
+    AD_DISPATCH(n->g, {
+        const T *hv = h->value;
+        T *out = n->value;
+        for (int64_t p = 0; p < q.N * q.C; p++) {
+            const T *hp = hv + p * q.H * q.W;
+            for (int64_t k = 0; k < q.OH * q.OW; k++)
+                *out++ = hp[*arg++];
+        }
+    });
+}
+
+/* avg_pool (add = false): y = window sums / (kh·kw), padding counted as zeros;
+ * its adjoint (add = true): x = each g / (kh·kw) spread over its window. */
+static void avg_pool_kernel(ad_graph *gr, const conv_geom *q, void *xv, void *yv, bool add)
+{
+    AD_DISPATCH(gr, {
+        T *x = xv, *y = yv;
+        const T area = (T)(q->KH * q->KW);
+        if (add)
+            memset(x, 0, sizeof(T) * (size_t)(q->N * q->C * q->H * q->W));
+        for (int64_t p = 0; p < q->N * q->C; p++) {
+            T *xp = x + p * q->H * q->W;
+            for (int64_t i = 0; i < q->OH; i++) {
+                int64_t hs, he, ws, we;
+                window(i, q->sh, q->ph, q->KH, q->H, &hs, &he);
+                for (int64_t j = 0; j < q->OW; j++, y++) {
+                    window(j, q->sw, q->pw, q->KW, q->W, &ws, &we);
+                    if (add) {
+                        const T v = *y / area;
+                        for (int64_t a = hs; a < he; a++)
+                            for (int64_t b = ws; b < we; b++)
+                                xp[a * q->W + b] += v;
+                    } else {
+                        T s = 0;
+                        for (int64_t a = hs; a < he; a++)
+                            for (int64_t b = ws; b < we; b++)
+                                s += xp[a * q->W + b];
+                        *y = s / area;
+                    }
+                }
+            }
+        }
+    });
+}
+
+void fwd_avg_pool(ad_node *n)
+{
+    conv_geom q = make_geom(n, n->inputs[0], NULL, n);
+    avg_pool_kernel(n->g, &q, n->inputs[0]->value, n->value, false);
+}
+
+void fwd_avg_pool_transpose(ad_node *n)
+{
+    conv_geom q = make_geom(n, n, NULL, n->inputs[0]);
+    avg_pool_kernel(n->g, &q, n->value, n->inputs[0]->value, true);
+}
+
+static ad_node *pool_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t h, int64_t w)
+{
+    bool indexed = op == AD_OP_MAX_POOL_SCATTER || op == AD_OP_MAX_POOL_GATHER;
+    if (!a || (indexed && !b))
+        return NULL;
+    ad_node *in[2] = {a, b};
+    int64_t ip[AD_MAX_IPARAMS] = {0};
+    if (params)
+        memcpy(ip, params, sizeof(int64_t) * 6);
+    ip[6] = h;
+    ip[7] = w;
+    return ad_node_make(a->g, op, b ? 2 : 1, in, NULL, ip);
+}
+
+void bwd_max_pool(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = pool_op(AD_OP_MAX_POOL_SCATTER, g, n, NULL, 0, 0);
+}
+
+void bwd_max_pool_scatter(ad_node *n, ad_node *u, ad_node **d)
+{
+    if (n->inputs[0]->flags & NODE_REQGRAD)
+        d[0] = pool_op(AD_OP_MAX_POOL_GATHER, u, n->inputs[1], NULL, 0, 0);
+}
+
+void bwd_max_pool_gather(ad_node *n, ad_node *u, ad_node **d)
+{
+    if (n->inputs[0]->flags & NODE_REQGRAD)
+        d[0] = pool_op(AD_OP_MAX_POOL_SCATTER, u, n->inputs[1], NULL, 0, 0);
+}
+
+void bwd_avg_pool(ad_node *n, ad_node *g, ad_node **d)
+{
+    int64_t h, w;
+    spatial(n->inputs[0], &h, &w);
+    d[0] = pool_op(AD_OP_AVG_POOL_TRANSPOSE, g, NULL, n->iparam, h, w);
+}
+
+void bwd_avg_pool_transpose(ad_node *n, ad_node *u, ad_node **d)
+{
+    d[0] = pool_op(AD_OP_AVG_POOL, u, NULL, n->iparam, 0, 0);
+}
+
+static ad_node *pool_public(int op, ad_node *x, const ad_pool_opts *o, int nd)
+{
+    if (!x)
+        return NULL;
+    const char *nm = pool_name(op, nd);
+    if (!check_rank(x, nd, nm, "input", nd == 3 ? "(N,C,L)" : "(N,C,H,W)"))
+        return NULL;
+    if (!o) {
+        ad_fail(x->g, "%s: options are NULL (the kernel size is required)", nm);
+        return NULL;
+    }
+    int dims = nd == 3 ? 1 : 2;
+    for (int k = 0; k < dims; k++)
+        if (o->kernel[k] < 1 || o->stride[k] < 0 || o->padding[k] < 0) {
+            ad_fail(x->g, "%s: kernel %d must be positive, stride %d and padding %d not negative",
+                    nm, o->kernel[k], o->stride[k], o->padding[k]);
+            return NULL;
+        }
+    int64_t ip[6];
+    for (int k = 0; k < 2; k++) {
+        int src = nd == 3 ? 0 : k;
+        bool unused = nd == 3 && k == 0;
+        ip[k] = unused ? 1 : (o->stride[src] ? o->stride[src] : o->kernel[src]);
+        ip[2 + k] = unused ? 0 : o->padding[src];
+        ip[4 + k] = unused ? 1 : o->kernel[src];
+    }
+    return pool_op(op, x, NULL, ip, 0, 0);
+}
+
+ad_node *ad_max_pool1d(ad_node *x, const ad_pool_opts *o)
+{
+    return pool_public(AD_OP_MAX_POOL, x, o, 3);
+}
+ad_node *ad_max_pool2d(ad_node *x, const ad_pool_opts *o)
+{
+    return pool_public(AD_OP_MAX_POOL, x, o, 4);
+}
+ad_node *ad_avg_pool1d(ad_node *x, const ad_pool_opts *o)
+{
+    return pool_public(AD_OP_AVG_POOL, x, o, 3);
+}
+ad_node *ad_avg_pool2d(ad_node *x, const ad_pool_opts *o)
+{
+    return pool_public(AD_OP_AVG_POOL, x, o, 4);
+}

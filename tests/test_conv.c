@@ -1,0 +1,368 @@
+/* Convolution and pooling: values against direct sums, error messages,
+ * max-pool ties, second order (the gradient with respect to the weights of
+ * ‖∂L/∂x‖², by central differences), batch resize and memory reuse. The
+ * gradient check of each op is in test_gradcheck.c, PyTorch agreement in
+ * test_reference.c (fixtures from tests/reference/make_conv_fixtures.py). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "chainrule/autodiff.h"
+
+static void fill(ad_node *n, unsigned seed)
+{
+    int64_t k = ad_numel(n);
+    double v[4096];
+    cr_assert(k <= 4096);
+    for (int64_t i = 0; i < k; i++) {
+        seed = seed * 1103515245u + 12345u;
+        v[i] = (double)((seed >> 8) % 2001) / 1000.0 - 1.0;
+    }
+    cr_assert_eq(ad_set(n, v, k), 0);
+}
+
+static int64_t sz(const ad_node *n, int d) { return ad_shape(n)[d]; }
+
+/* y[n,o,i,j] = Σ w[o,c,a,b] x[n, g·C/G + c, i·sh − ph + a·dh, j·sw − pw + b·dw] */
+static void direct_conv2d(const double *x, const double *w, double *y, int64_t N, int64_t C,
+                          int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW,
+                          const ad_conv_opts *o, int64_t OH, int64_t OW)
+{
+    int64_t G = o->groups ? o->groups : 1, Cg = C / G, Og = O / G;
+    int sh = o->stride[0] ? o->stride[0] : 1, sw = o->stride[1] ? o->stride[1] : 1;
+    int dh = o->dilation[0] ? o->dilation[0] : 1, dw = o->dilation[1] ? o->dilation[1] : 1;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oc = 0; oc < O; oc++)
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                    double s = 0;
+                    int64_t g = oc / Og;
+                    for (int64_t c = 0; c < Cg; c++)
+                        for (int64_t a = 0; a < KH; a++)
+                            for (int64_t b = 0; b < KW; b++) {
+                                int64_t ih = i * sh - o->padding[0] + a * dh;
+                                int64_t iw = j * sw - o->padding[1] + b * dw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                s += w[((oc * Cg + c) * KH + a) * KW + b] *
+                                     x[((n * C + g * Cg + c) * H + ih) * W + iw];
+                            }
+                    y[((n * O + oc) * OH + i) * OW + j] = s;
+                }
+}
+
+Test(conv, conv2d_matches_direct_sum)
+{
+    const ad_conv_opts opts[] = {
+        {{1, 1}, {0, 0}, {1, 1}, 1}, {{2, 1}, {1, 2}, {1, 1}, 1}, {{1, 2}, {2, 1}, {2, 1}, 2},
+        {{3, 2}, {1, 1}, {1, 2}, 4}, {{0, 0}, {0, 0}, {0, 0}, 0}, /* zeros: defaults */
+    };
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t t = 0; t < sizeof opts / sizeof opts[0]; t++) {
+            ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+            int64_t G = opts[t].groups ? opts[t].groups : 1;
+            int64_t xs[4] = {2, 4, 7, 6}, ws[4] = {4, 4 / G, 3, 2};
+            ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+            fill(x, 1 + (unsigned)t);
+            fill(w, 7 + (unsigned)t);
+            ad_node *y = ad_conv2d(x, w, &opts[t]);
+            cr_assert_not_null(y, "%s", ad_graph_error(g));
+            double xv[336], wv[96], yv[4096], want[4096];
+            ad_get(x, xv, 336);
+            ad_get(w, wv, ad_numel(w));
+            int64_t OH = sz(y, 2), OW = sz(y, 3);
+            direct_conv2d(xv, wv, want, 2, 4, 7, 6, 4, 3, 2, &opts[t], OH, OW);
+            cr_assert_eq(sz(y, 0), 2);
+            cr_assert_eq(sz(y, 1), 4);
+            ad_get(y, yv, ad_numel(y));
+            for (int64_t i = 0; i < ad_numel(y); i++)
+                cr_assert(fabs(yv[i] - want[i]) <= (dt ? 1e-13 : 1e-5), "opts %zu [%lld]: %g vs %g",
+                          t, (long long)i, yv[i], want[i]);
+            ad_graph_free(g);
+        }
+}
+
+Test(conv, conv1d_is_conv2d_with_unit_height)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[3] = {2, 2, 9}, ws[3] = {4, 1, 3}, x4[4] = {2, 2, 1, 9}, w4[4] = {4, 1, 1, 3};
+    ad_node *x = ad_param(g, 3, xs, "x"), *w = ad_param(g, 3, ws, "w");
+    fill(x, 3);
+    fill(w, 4);
+    ad_conv_opts o = {{2, 0}, {1, 0}, {2, 0}, 2};
+    ad_node *y = ad_conv1d(x, w, &o);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    ad_conv_opts o2 = {{1, 2}, {0, 1}, {1, 2}, 2};
+    ad_node *y2 = ad_conv2d(ad_reshape(x, 4, x4), ad_reshape(w, 4, w4), &o2);
+    cr_assert_eq(ad_ndim(y), 3);
+    cr_assert_eq(sz(y, 2), 4); /* (9 + 2 - 4 - 1) / 2 + 1 */
+    cr_assert_eq(ad_numel(y), ad_numel(y2));
+    double a[64], b[64];
+    ad_get(y, a, ad_numel(y));
+    ad_get(y2, b, ad_numel(y));
+    for (int64_t i = 0; i < ad_numel(y); i++)
+        cr_assert_eq(a[i], b[i]);
+    ad_graph_free(g);
+}
+
+static void expect_error(ad_graph *g, ad_node *r, const char *msg)
+{
+    cr_assert_null(r);
+    cr_assert_str_eq(ad_graph_error(g), msg);
+    ad_graph_clear_error(g);
+}
+
+Test(conv, errors_name_the_op_and_shapes)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t xs[4] = {8, 3, 32, 32}, ws[4] = {16, 4, 3, 3}, w3[4] = {16, 3, 3, 3};
+    int64_t big[4] = {16, 3, 40, 3}, x3[3] = {8, 3, 32};
+    ad_node *x = ad_input(g, 4, xs, "x");
+    expect_error(g, ad_conv2d(x, ad_param(g, 4, ws, "w"), NULL),
+                 "ad_conv2d: input (8,3,32,32) has 3 channels, weight (16,4,3,3) expects 4");
+    ad_node *w = ad_param(g, 4, w3, "w");
+    ad_conv_opts neg = {{-1, 1}, {0, 0}, {1, 1}, 1};
+    expect_error(g, ad_conv2d(x, w, &neg),
+                 "ad_conv2d: stride -1, padding 0 and dilation 1 must not be negative");
+    ad_conv_opts grp = {{1, 1}, {0, 0}, {1, 1}, 2};
+    expect_error(g, ad_conv2d(x, w, &grp),
+                 "ad_conv2d: groups 2 does not divide the 3 input channels of (8,3,32,32) and the "
+                 "16 output channels of weight (16,3,3,3)");
+    expect_error(g, ad_conv2d(x, ad_param(g, 4, big, "w"), NULL),
+                 "ad_conv2d: kernel 40x3 (dilated 40x3) is larger than the padded input 32x32 of "
+                 "(8,3,32,32)");
+    ad_conv_opts dil = {{1, 1}, {1, 1}, {20, 1}, 1};
+    expect_error(g, ad_conv2d(x, w, &dil),
+                 "ad_conv2d: kernel 3x3 (dilated 41x3) is larger than the padded input 34x34 of "
+                 "(8,3,32,32)");
+    expect_error(g, ad_conv2d(ad_input(g, 3, x3, "x"), w, NULL),
+                 "ad_conv2d: input (8,3,32) must have 4 axes (N,C,H,W)");
+    expect_error(g, ad_conv1d(x, w, NULL), "ad_conv1d: input (8,3,32,32) must have 3 axes (N,C,L)");
+    expect_error(g, ad_conv1d(ad_input(g, 3, x3, "x"), w, NULL),
+                 "ad_conv1d: weight (16,3,3,3) must have 3 axes (O,C/groups,K)");
+
+    ad_pool_opts k40 = {{40, 2}, {0, 0}, {0, 0}};
+    expect_error(g, ad_max_pool2d(x, &k40),
+                 "ad_max_pool2d: kernel 40x2 is larger than the padded input 32x32 of (8,3,32,32)");
+    ad_pool_opts pad = {{2, 2}, {1, 1}, {2, 0}};
+    expect_error(g, ad_avg_pool2d(x, &pad),
+                 "ad_avg_pool2d: padding (2,0) is more than half the kernel (2,2)");
+    ad_pool_opts zero = {{0, 2}, {0, 0}, {0, 0}};
+    expect_error(g, ad_max_pool2d(x, &zero),
+                 "ad_max_pool2d: kernel 0 must be positive, stride 0 and padding 0 not negative");
+    expect_error(g, ad_avg_pool1d(x, NULL),
+                 "ad_avg_pool1d: input (8,3,32,32) must have 3 axes (N,C,L)");
+    expect_error(g, ad_max_pool1d(ad_input(g, 3, x3, "x"), NULL),
+                 "ad_max_pool1d: options are NULL (the kernel size is required)");
+    /* NULL operands propagate without a new message */
+    cr_assert_null(ad_conv2d(NULL, w, NULL));
+    cr_assert_null(ad_max_pool2d(NULL, &k40));
+    cr_assert_null(ad_graph_error(g));
+    /* internal ops through the generic driver check their operands too */
+    ad_node *in[2] = {x, x};
+    expect_error(g, ad_op_apply(ad_op_find("max_pool_scatter"), 2, in, NULL, 0, NULL, 0),
+                 "ad_max_pool_scatter: operand 2 must be a max_pool node, got input (8,3,32,32)");
+    ad_graph_free(g);
+}
+
+Test(pool, max_pool_ties_send_the_gradient_to_the_first_maximum)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[4] = {1, 1, 2, 4};
+    ad_node *x = ad_param(g, 4, xs, "x");
+    double v[8] = {1, 3, 3, 2, /* */ 3, 0, 5, 5};
+    ad_set(x, v, 8);
+    ad_pool_opts o = {{2, 2}, {0, 0}, {0, 0}};
+    ad_node *y = ad_max_pool2d(x, &o);
+    double yv[2];
+    ad_get(y, yv, 2);
+    cr_assert_eq(yv[0], 3.0);
+    cr_assert_eq(yv[1], 5.0);
+    cr_assert_eq(ad_backward(ad_sum(y, AD_ALL)), 0);
+    double gv[8];
+    ad_get_grad(x, gv, 8);
+    const double want[8] = {0, 1, 0, 0, 0, 0, 1, 0}; /* first in row-major scan order */
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(gv[i], want[i], "element %d", i);
+    ad_graph_free(g);
+}
+
+Test(pool, padded_windows_values)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[3] = {1, 1, 5};
+    ad_node *x = ad_param(g, 3, xs, "x");
+    double v[5] = {-1, -2, -3, -4, -5};
+    ad_set(x, v, 5);
+    ad_pool_opts o = {{3, 0}, {2, 0}, {1, 0}};
+    double mv[3], av[3];
+    ad_get(ad_max_pool1d(x, &o), mv, 3); /* max pads with -inf */
+    ad_get(ad_avg_pool1d(x, &o), av, 3); /* avg counts the padded zeros */
+    const double wm[3] = {-1, -2, -4}, wa[3] = {-1, -3, -3};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(mv[i], wm[i]);
+        cr_assert_float_eq(av[i], wa[i], 1e-15);
+    }
+    ad_graph_free(g);
+}
+
+/* s = ‖∂L/∂x‖² for L = Σ R · tanh(f(x, w)); returns s, sets ∂s/∂w in dsw */
+typedef struct {
+    ad_graph *g;
+    ad_node *x, *w, *s, *dsw;
+} second;
+
+static second build_second(int pool)
+{
+    second b;
+    b.g = ad_graph_new(AD_F64);
+    int64_t xs[4] = {2, 2, 6, 5}, ws[4] = {4, 1, 3, 2};
+    b.x = ad_param(b.g, 4, xs, "x");
+    b.w = ad_param(b.g, 4, ws, "w");
+    fill(b.x, 11);
+    fill(b.w, 12);
+    ad_conv_opts o = {{1, 2}, {1, 1}, {2, 1}, 2};
+    ad_node *y = ad_conv2d(b.x, b.w, &o);
+    if (pool == 1) {
+        ad_pool_opts p = {{2, 2}, {1, 1}, {1, 0}};
+        y = ad_max_pool2d(y, &p);
+    } else if (pool == 2) {
+        ad_pool_opts p = {{3, 2}, {2, 1}, {1, 1}};
+        y = ad_avg_pool2d(y, &p);
+    }
+    cr_assert_not_null(y, "%s", ad_graph_error(b.g));
+    ad_node *r = ad_const(b.g, ad_ndim(y), ad_shape(y), NULL, "R");
+    fill(r, 13);
+    ad_node *L = ad_sum(ad_mul(ad_tanh(y), r), AD_ALL);
+    ad_node *gx = ad_grad(L, b.x);
+    b.s = ad_sum(ad_mul(gx, gx), AD_ALL);
+    b.dsw = ad_grad(b.s, b.w);
+    cr_assert_not_null(b.dsw, "%s", ad_graph_error(b.g));
+    return b;
+}
+
+static void check_second(int pool)
+{
+    second b = build_second(pool);
+    double dsw[24], *w = ad_data(b.w);
+    ad_get(b.dsw, dsw, 24);
+    double norm = 0;
+    for (int i = 0; i < 24; i++) {
+        const double h = 1e-6, old = w[i];
+        w[i] = old + h;
+        ad_forward(b.g);
+        double sp = ad_item(b.s);
+        w[i] = old - h;
+        ad_forward(b.g);
+        double sm = ad_item(b.s);
+        w[i] = old;
+        double fd = (sp - sm) / (2 * h);
+        cr_assert(fabs(fd - dsw[i]) <= 1e-6 * fmax(1, fabs(fd)), "pool %d, w[%d]: %.12g vs %.12g",
+                  pool, i, dsw[i], fd);
+        norm += fabs(dsw[i]);
+    }
+    cr_assert_gt(norm, 1e-3); /* not trivially zero */
+    ad_graph_free(b.g);
+}
+
+Test(second_order, weights_gradient_of_input_gradient_norm_conv) { check_second(0); }
+Test(second_order, weights_gradient_of_input_gradient_norm_max_pool) { check_second(1); }
+Test(second_order, weights_gradient_of_input_gradient_norm_avg_pool) { check_second(2); }
+
+/* conv → relu → max pool → conv (groups 2, stride 2) → avg pool → mean of squares */
+typedef struct {
+    ad_graph *g;
+    ad_node *x, *w1, *w2, *loss;
+} cnn;
+
+static void cnn_build(cnn *m, int64_t batch, int reuse)
+{
+    m->g = ad_graph_new(AD_F64);
+    ad_graph_set_memory_reuse(m->g, reuse);
+    int64_t xs[4] = {batch, 2, 9, 8}, w1s[4] = {4, 2, 3, 3}, w2s[4] = {4, 2, 2, 2};
+    m->x = ad_input(m->g, 4, xs, "x");
+    m->w1 = ad_param(m->g, 4, w1s, "w1");
+    m->w2 = ad_param(m->g, 4, w2s, "w2");
+    fill(m->w1, 21);
+    fill(m->w2, 22);
+    ad_conv_opts c1 = {{1, 1}, {1, 1}, {1, 1}, 1}, c2 = {{2, 1}, {0, 1}, {1, 2}, 2};
+    ad_pool_opts p1 = {{3, 2}, {2, 1}, {1, 1}}, p2 = {{2, 2}, {1, 1}, {0, 1}};
+    ad_node *h = ad_max_pool2d(ad_relu(ad_conv2d(m->x, m->w1, &c1)), &p1);
+    h = ad_avg_pool2d(ad_conv2d(h, m->w2, &c2), &p2);
+    m->loss = ad_mean(ad_mul(h, h), AD_ALL);
+    cr_assert_not_null(m->loss, "%s", ad_graph_error(m->g));
+}
+
+static void cnn_step(cnn *m, unsigned seed, double *grads)
+{
+    fill(m->x, seed);
+    cr_assert_eq(ad_forward(m->g), 0, "%s", ad_graph_error(m->g));
+    ad_zero_grad(m->g);
+    cr_assert_eq(ad_backward(m->loss), 0, "%s", ad_graph_error(m->g));
+    ad_get_grad(m->w1, grads, 72);
+    ad_get_grad(m->w2, grads + 72, 32);
+}
+
+static void same_grads(const double *a, const double *b, const char *what)
+{
+    for (int i = 0; i < 104; i++)
+        cr_assert_eq(a[i], b[i], "%s: gradient %d %.17g vs %.17g", what, i, a[i], b[i]);
+}
+
+/* resizes m to batch, runs it and a graph built for that batch */
+static void resized_matches_fresh(cnn *m, int64_t batch, unsigned seed, int reuse)
+{
+    double g1[104], g2[104];
+    cnn f;
+    cr_assert_eq(ad_resize(m->x, batch), 0);
+    cnn_step(m, seed, g1);
+    cnn_step(m, seed + 1, g1);
+    cnn_build(&f, batch, reuse);
+    cnn_step(&f, seed + 1, g2);
+    same_grads(g1, g2, "after resize");
+    ad_graph_free(f.g);
+}
+
+Test(replay, resize_and_memory_reuse_match_fresh_graphs)
+{
+    for (int reuse = 0; reuse < 2; reuse++) {
+        cnn m, f;
+        double g1[104], g2[104];
+        cnn_build(&m, 4, reuse);
+        cnn_step(&m, 5, g1);
+        cnn_step(&m, 6, g1);
+        size_t bytes = ad_graph_bytes(m.g);
+        cnn_build(&f, 4, !reuse); /* the other memory mode */
+        cnn_step(&f, 6, g2);
+        same_grads(g1, g2, "memory reuse");
+        ad_graph_free(f.g);
+        /* a smaller batch allocates nothing; a bigger one than ever grows */
+        resized_matches_fresh(&m, 2, 7, reuse);
+        cr_assert_eq(ad_graph_bytes(m.g), bytes, "a smaller batch allocated");
+        resized_matches_fresh(&m, 6, 9, reuse);
+        ad_graph_free(m.g);
+    }
+}
+
+Test(pool, max_pool_argmax_follows_replay)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t xs[3] = {1, 1, 4};
+    ad_node *x = ad_param(g, 3, xs, "x");
+    double a[4] = {1, 2, 4, 3}, b[4] = {5, 2, 0, 3};
+    ad_set(x, a, 4);
+    ad_pool_opts o = {{2, 0}, {0, 0}, {0, 0}};
+    ad_node *loss = ad_sum(ad_max_pool1d(x, &o), AD_ALL);
+    cr_assert_eq(ad_backward(loss), 0);
+    ad_set(x, b, 4);
+    ad_zero_grad(g);
+    cr_assert_eq(ad_forward(g), 0);
+    cr_assert_eq(ad_backward(loss), 0);
+    double gv[4];
+    ad_get_grad(x, gv, 4);
+    const double want[4] = {1, 0, 0, 1};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(gv[i], want[i]);
+    cr_assert_float_eq(ad_item(loss), 8.0, 0);
+    ad_graph_free(g);
+}
