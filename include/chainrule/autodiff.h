@@ -75,6 +75,36 @@ typedef struct ad_node ad_node;
  */
 typedef void *(*ad_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* ----------------------------------------------------------------- errors */
+/*
+ * The status convention of the whole library (docs/errors.md): every call
+ * that can fail returns 0 / -1, or a pointer / NULL. The message is kept by
+ * the object the call works on (ad_graph_error, nn_model_error); calls that
+ * have no object to hold it (readers, writers, constructors that return
+ * NULL) take a caller-owned ad_error *err, which may be NULL.
+ */
+
+/** Why a call failed, for calls that have no object to hold the message. */
+typedef enum {
+    AD_OK = 0,       /**< success */
+    AD_EINVAL,       /**< a bad argument from the caller */
+    AD_ENOMEM,       /**< out of memory */
+    AD_EIO,          /**< a file cannot be opened, read, created, written, synced or renamed */
+    AD_EFORMAT,      /**< not a valid file of its format: bad magic, truncated, corrupt */
+    AD_EMISMATCH,    /**< valid, but not what the caller expects (names, shapes, counts) */
+    AD_EUNSUPPORTED, /**< valid, but a feature chainrule does not read (dtype, order...) */
+    AD_ESTATE        /**< the call does not fit the object's state (not built, ...) */
+} ad_errcode;
+
+/** A failed call's code and message, for calls without an object to hold them. */
+typedef struct ad_error {
+    ad_errcode code;   /**< AD_OK, or why the call failed */
+    char message[256]; /**< one line naming the call or file and the problem; "" on success */
+} ad_error;
+
+/** A constant name for a code ("ok", "out of memory", ...). Never NULL. */
+AD_API const char *ad_errcode_string(ad_errcode code);
+
 /* ------------------------------------------------------------------ graph */
 
 /** A new empty graph using malloc. Returns NULL only when out of memory. */
