@@ -80,7 +80,7 @@ static int edge_kind(const ctx *c, const ad_node *u, int k)
     const ad_node *in = u->inputs[k];
     if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
         return EDGE_NONE;
-    if (u->op == AD_OP_HEAVISIDE || u->op == AD_OP_SIGN)
+    if (u->op == AD_OP_STEP || u->op == AD_OP_SIGN)
         return EDGE_ZERO;
     if (ad_ops[u->op].backward == ad_nograd || !(u->flags & NODE_REQGRAD))
         return EDGE_NONE;
@@ -231,6 +231,21 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
     }
 }
 
+/* The derivative template of op for input k: the k-th " | " separated part
+ * of its ops.def column (the last part repeats). */
+static void derivative_template(int op, int k, char *buf, size_t size)
+{
+    const char *t = ad_ops[op].derivative;
+    for (const char *bar; k > 0 && (bar = strstr(t, " | ")) != NULL; k--)
+        t = bar + 3;
+    const char *end = strstr(t, " | ");
+    size_t len = end ? (size_t)(end - t) : strlen(t);
+    if (len >= size)
+        len = size - 1;
+    memcpy(buf, t, len);
+    buf[len] = '\0';
+}
+
 /* The definition of a node in terms of its inputs' symbols: "t3 + b". */
 static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
@@ -373,7 +388,7 @@ static const char *local_template(const ad_node *u, int k, const char **undef)
     case AD_OP_CLAMP:
         *undef = "undefined at @A = @P or @Q (engine uses 1)";
         return "1 if @P ≤ @A ≤ @Q else 0";
-    case AD_OP_HEAVISIDE:
+    case AD_OP_STEP:
         *undef = "undefined at @A = 0";
         return "0";
     case AD_OP_SIGN:
@@ -452,7 +467,7 @@ static double local_at(const ad_node *u, int k, const double *x, double y, bool 
     case AD_OP_CLAMP:
         *undef = (a == p || a == q) && p < q;
         return (a >= p && a <= q) ? 1 : 0;
-    case AD_OP_HEAVISIDE:
+    case AD_OP_STEP:
     case AD_OP_SIGN:
         *undef = a == 0;
         return 0;
@@ -566,7 +581,9 @@ static bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
         snprintf(e->rule, sizeof e->rule, "∂mean/∂aᵢ = 1/n = 1/%lld",
                  (long long)(u->numel ? in->numel / u->numel : 0));
     } else {
-        copy_utf8(e->rule, sizeof e->rule, ad_ops[u->op].rule);
+        char t[DEF_LEN];
+        derivative_template(u->op, k, t, sizeof t);
+        subst(c, u, t, e->rule, sizeof e->rule);
     }
     if (undef)
         subst(c, u, undef, e->undef_note, sizeof e->undef_note);

@@ -252,7 +252,10 @@ static size_t plan_take(pool_plan *p, size_t size)
 }
 
 /* A matmul whose buffer is a leaf's gradient (see plan_tape). */
-static bool in_place(const ad_node *n) { return n->op == AD_OP_MATMUL && n->iparam[2] != 0; }
+static bool in_place(const ad_node *n)
+{
+    return n->op == AD_OP_MATMUL && (n->flags & NODE_ACCUMULATE);
+}
 
 static int cmp_pos(const void *a, const void *b)
 {
@@ -307,7 +310,7 @@ static bool plan_tape(tape *t)
             sole = sole && (j == i || t->grads[j] != gn);
         if (gn->op == AD_OP_MATMUL && gn->ndim == 2 && k >= 0 && last[k] == k && sole &&
             gn->numel == leaf->numel) {
-            gn->iparam[2] = 1;
+            gn->flags |= NODE_ACCUMULATE;
             gn->value = leaf->grad;
             gn->capacity = leaf->numel;
         }

@@ -612,6 +612,10 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     if (ad_ops[op].forward == fwd_alias)
         node->flags |= NODE_ALIAS;
     node->id = g->nnodes; /* for messages during the first compute */
+    if (!ad_ops[op].check(node)) {
+        arena_free_until(g, node->arena_at, node->arena_used);
+        return NULL;
+    }
     bool had_error = g->has_error;
     /* ad_compute may set g->has_error (a forward-time error such as a bad
      * one-hot index): cppcheck does not see that */
@@ -644,6 +648,12 @@ void ad_nograd(ad_node *n, ad_node *g, ad_node **grads)
     (void)n;
     (void)g;
     (void)grads;
+}
+
+bool ad_nocheck(const ad_node *n)
+{
+    (void)n;
+    return true;
 }
 
 static ad_node *make_leaf(ad_graph *g, int op, unsigned flags, int ndim, const int64_t *shape,

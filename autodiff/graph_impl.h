@@ -9,7 +9,7 @@
 
 /* The op enum, generated from ops.def so names and the table never drift. */
 typedef enum {
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, rule) AD_OP_##id,
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv) AD_OP_##id,
 #include "ops.def"
 #undef AD_OP
     AD_OP_COUNT_
@@ -27,6 +27,7 @@ enum {
     NODE_EXT_GRAD = 1u << 8,   /* gradient buffer owned by the caller */
     NODE_PLANNED = 1u << 9,    /* backward node whose buffer comes from its tape's shared pool */
     NODE_HEAP_AUX = 1u << 10,  /* aux buffer grown on the heap (ad_resize) */
+    NODE_ACCUMULATE = 1u << 11, /* matmul whose buffer is a leaf's gradient, added into (reuse) */
 };
 
 #define AD_MAX_FPARAMS 2
@@ -183,20 +184,29 @@ typedef void (*ad_forward_fn)(ad_node *n);
  * shape broadcastable to the output; the engine sums it down to the input's
  * shape. Leaves grads[i] NULL when no gradient flows to input i. */
 typedef void (*ad_backward_fn)(ad_node *n, ad_node *g, ad_node **grads);
+/* Validates n's parameters before its shape and value are computed. */
+typedef bool (*ad_check_fn)(const ad_node *n);
 
+/* One row of ops.def (its header comment describes every column). */
 typedef struct {
     const char *name;
     int arity;
     ad_op_kind kind;
     ad_shape_fn shape;
     ad_forward_fn forward;
-    ad_backward_fn backward; /* NULL: no gradient */
-    const char *rule;
+    ad_backward_fn backward; /* ad_nograd: no gradient */
+    ad_check_fn check;       /* ad_nocheck: any parameters */
+    const char *params;      /* "alpha", "lo, hi", "c, d = 0", "" */
+    const char *call;        /* name in `chainrule grad`, NULL: not there */
+    const char *form;        /* print template, "@A + @B" */
+    const char *derivative;  /* local derivative templates, " | " between inputs */
 } ad_op_info;
 
 extern const ad_op_info ad_ops[];
 /* The gradient rule of ops through which no gradient flows. */
 void ad_nograd(ad_node *n, ad_node *g, ad_node **grads);
+/* The parameter check of ops that accept any parameters. */
+bool ad_nocheck(const ad_node *n);
 
 /* Broadcast iteration over up to three operands, row by row: the last axis
  * is the inner loop (stride inner[j] for operand j), off[j] is the offset of
@@ -237,10 +247,11 @@ ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t sta
 ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 
 /* Every op's functions, declared from ops.def. */
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, rule)                                        \
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv)            \
     bool shape(ad_node *n);                                                                        \
     void fwd(ad_node *n);                                                                          \
-    void bwd(ad_node *n, ad_node *g, ad_node **grads);
+    void bwd(ad_node *n, ad_node *g, ad_node **grads);                                             \
+    bool check(const ad_node *n);
 #include "ops.def"
 #undef AD_OP
 

@@ -130,7 +130,7 @@ bool shape_straight_through(ad_node *n)
     X(AFFINE, p0 *x + p1)                                                                          \
     X(CLAMP, x < p0 ? p0 : (x > p1 ? p1 : x))                                                      \
     X(CLAMP_MASK, (x >= p0 && x <= p1) ? 1 : 0)                                                    \
-    X(HEAVISIDE, x < 0 ? 0 : (x > 0 ? 1 : (x == 0 ? p0 : x)))                                      \
+    X(STEP, x < 0 ? 0 : (x > 0 ? 1 : (x == 0 ? p0 : x)))                                           \
     X(SIGN, x < 0 ? -1 : (x > 0 ? 1 : (x == 0 ? 0 : x)))
 
 #define UNARY_CASE(ID, EXPR)                                                                       \
@@ -422,32 +422,32 @@ ad_node *ad_elu(ad_node *a, double alpha) { return unary(AD_OP_ELU, a, alpha, 0)
 ad_node *ad_pow(ad_node *a, double p) { return unary(AD_OP_POW, a, p, 0); }
 ad_node *ad_scale(ad_node *a, double c) { return unary(AD_OP_AFFINE, a, c, 0); }
 ad_node *ad_affine(ad_node *a, double c, double d) { return unary(AD_OP_AFFINE, a, c, d); }
-ad_node *ad_step(ad_node *a) { return unary(AD_OP_HEAVISIDE, a, 1, 0); }
-ad_node *ad_heaviside(ad_node *a, double at0) { return unary(AD_OP_HEAVISIDE, a, at0, 0); }
+ad_node *ad_step(ad_node *a) { return unary(AD_OP_STEP, a, 1, 0); }
+ad_node *ad_step_at(ad_node *a, double at0) { return unary(AD_OP_STEP, a, at0, 0); }
 ad_node *ad_sign(ad_node *a) { return unary(AD_OP_SIGN, a, 0, 0); }
 ad_node *ad_detach(ad_node *a) { return unary(AD_OP_DETACH, a, 0, 0); }
 ad_node *ad_zeros_like(ad_node *a) { return unary(AD_OP_ZEROS_LIKE, a, 0, 0); }
 
-ad_node *ad_clamp(ad_node *a, double lo, double hi)
+ad_node *ad_clamp(ad_node *a, double lo, double hi) { return unary(AD_OP_CLAMP, a, lo, hi); }
+ad_node *ad_dropout_mask(ad_node *a, double keep) { return unary(AD_OP_DROPOUT_MASK, a, keep, 0); }
+
+/* ---------------------------------------------------------- parameter checks */
+
+bool check_clamp(const ad_node *n)
 {
-    if (!a)
-        return NULL;
-    if (!(lo <= hi)) {
-        ad_fail(a->g, "ad_clamp: lo %g is greater than hi %g", lo, hi);
-        return NULL;
-    }
-    return unary(AD_OP_CLAMP, a, lo, hi);
+    if (n->fparam[0] <= n->fparam[1])
+        return true;
+    ad_fail(n->g, "ad_%s: lo %g is greater than hi %g", ad_ops[n->op].name, n->fparam[0],
+            n->fparam[1]);
+    return false;
 }
 
-ad_node *ad_dropout_mask(ad_node *a, double keep)
+bool check_dropout_mask(const ad_node *n)
 {
-    if (!a)
-        return NULL;
-    if (!(keep > 0 && keep <= 1)) {
-        ad_fail(a->g, "ad_dropout_mask: keep probability %g is not in (0, 1]", keep);
-        return NULL;
-    }
-    return unary(AD_OP_DROPOUT_MASK, a, keep, 0);
+    if (n->fparam[0] > 0 && n->fparam[0] <= 1)
+        return true;
+    ad_fail(n->g, "ad_dropout_mask: keep probability %g is not in (0, 1]", n->fparam[0]);
+    return false;
 }
 
 /* ---------------------------------------------------------- gradient rules */
@@ -476,7 +476,7 @@ void bwd_sigmoid(ad_node *n, ad_node *g, ad_node **d)
 }
 void bwd_relu(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_mul(g, ad_heaviside(n->inputs[0], 0)); /* 0 at a = 0 */
+    d[0] = ad_mul(g, ad_step_at(n->inputs[0], 0)); /* 0 at a = 0 */
 }
 void bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
 {
@@ -485,12 +485,12 @@ void bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
 void bwd_leaky_relu(ad_node *n, ad_node *g, ad_node **d)
 {
     double alpha = n->fparam[0];
-    d[0] = ad_mul(g, ad_affine(ad_heaviside(n->inputs[0], 0), 1 - alpha, alpha));
+    d[0] = ad_mul(g, ad_affine(ad_step_at(n->inputs[0], 0), 1 - alpha, alpha));
 }
 void bwd_elu(ad_node *n, ad_node *g, ad_node **d)
 {
     /* 1 where a > 0, else y + alpha; where() keeps a huge branch out of the product */
-    ad_node *pos = ad_heaviside(n->inputs[0], 0);
+    ad_node *pos = ad_step_at(n->inputs[0], 0);
     d[0] = ad_where(pos, g, ad_mul(g, ad_affine(n, 1, n->fparam[0])));
 }
 void bwd_pow(ad_node *n, ad_node *g, ad_node **d)
@@ -561,7 +561,7 @@ void bwd_power(ad_node *n, ad_node *g, ad_node **d)
 static void bwd_extremum(ad_node *n, ad_node *g, ad_node **d, ad_node *winner, ad_node *loser)
 {
     /* 1 where the first operand wins, 1/2 at ties (as PyTorch), else 0 */
-    ad_node *m = ad_heaviside(ad_sub(winner, loser), 0.5);
+    ad_node *m = ad_step_at(ad_sub(winner, loser), 0.5);
     if (n->inputs[0]->flags & NODE_REQGRAD)
         d[0] = ad_mul(g, m);
     if (n->inputs[1]->flags & NODE_REQGRAD)

@@ -137,8 +137,9 @@ void fwd_matmul(ad_node *n)
     const int64_t sb = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
     const int64_t sc = d.m * d.n;
     if (n->ndim == 2) {
-        /* iparam[2]: the node's buffer is a leaf's gradient, added into (memory reuse) */
-        ad_gemm(n->g->dtype, ta, tb, n->iparam[2] != 0, d, a->value, b->value, n->value);
+        /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into (memory reuse) */
+        ad_gemm(n->g->dtype, ta, tb, (n->flags & NODE_ACCUMULATE) != 0, d, a->value, b->value,
+                n->value);
         return;
     }
     /* batched: iterate the broadcast batch axes; matrices are the last two */
@@ -265,6 +266,22 @@ ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b)
 }
 
 ad_node *ad_matmul(ad_node *a, ad_node *b) { return ad_matmul_t(a, 0, b, 0); }
+
+/* Two transpose flags, 0 or 1; every other integer parameter unused (0). */
+bool check_matmul(const ad_node *n)
+{
+    for (int i = 0; i < AD_MAX_IPARAMS; i++) {
+        int64_t v = n->iparam[i];
+        if (i < 2 ? (v == 0 || v == 1) : v == 0)
+            continue;
+        ad_fail(n->g,
+                "ad_matmul: integer parameter %d is %lld; matmul takes two transpose flags "
+                "(0 or 1) and nothing else",
+                i, (long long)v);
+        return false;
+    }
+    return true;
+}
 
 ad_node *ad_transpose(ad_node *a)
 {

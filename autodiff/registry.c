@@ -4,14 +4,18 @@
 #include "graph_impl.h"
 
 const ad_op_info ad_ops[] = {
-#define AD_OP(id, nm, ar, kd, sh, fw, bw, rl)                                                      \
+#define AD_OP(id, nm, ar, kd, sh, fw, bw, ck, pa, cl, fo, de)                                      \
     [AD_OP_##id] = {.name = nm,                                                                    \
                     .arity = ar,                                                                   \
                     .kind = kd,                                                                    \
                     .shape = sh,                                                                   \
                     .forward = fw,                                                                 \
                     .backward = bw,                                                                \
-                    .rule = rl},
+                    .check = ck,                                                                   \
+                    .params = pa,                                                                  \
+                    .call = cl,                                                                    \
+                    .form = fo,                                                                    \
+                    .derivative = de},
 #include "ops.def"
 #undef AD_OP
 };
@@ -23,7 +27,7 @@ static bool valid(int op) { return op >= 0 && op < AD_OP_COUNT_; }
 const char *ad_op_name(int op) { return valid(op) ? ad_ops[op].name : NULL; }
 int ad_op_arity(int op) { return valid(op) ? ad_ops[op].arity : 0; }
 ad_op_kind ad_op_kind_of(int op) { return valid(op) ? ad_ops[op].kind : AD_KIND_INTERNAL; }
-const char *ad_op_rule(int op) { return valid(op) ? ad_ops[op].rule : NULL; }
+const char *ad_op_rule(int op) { return valid(op) ? ad_ops[op].derivative : NULL; }
 int ad_op_differentiable(int op) { return valid(op) && ad_ops[op].backward != ad_nograd; }
 
 int ad_op_find(const char *name)

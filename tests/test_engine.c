@@ -464,6 +464,48 @@ Test(alloc, failure_at_every_allocation_is_reported_and_leaks_nothing)
     }
 }
 
+/* Engine-private state is never a parameter: matmul's "accumulate into the
+ * leaf's gradient" is a node flag, and a third integer parameter is refused
+ * on apply (it used to make every ad_forward add the product again: 2, 4, 6). */
+Test(registry, matmul_refuses_engine_flags_as_parameters)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {1, 1};
+    ad_node *a = ad_const(g, 2, s, (double[]){1}, "a");
+    ad_node *b = ad_const(g, 2, s, (double[]){2}, "b");
+    ad_node *in[2] = {a, b};
+    int64_t ip[3] = {0, 0, 1};
+    cr_assert_null(ad_op_apply(ad_op_find("matmul"), 2, in, NULL, 0, ip, 3));
+    cr_assert_str_eq(ad_graph_error(g), "ad_matmul: integer parameter 2 is 1; matmul takes two "
+                                        "transpose flags (0 or 1) and nothing else");
+    ad_graph_clear_error(g);
+    int64_t flags[2] = {0, 2};
+    cr_assert_null(ad_op_apply(ad_op_find("matmul"), 2, in, NULL, 0, flags, 2));
+    cr_assert_not_null(strstr(ad_graph_error(g), "integer parameter 1 is 2"));
+    ad_graph_clear_error(g);
+    ad_node *y = ad_op_apply(ad_op_find("matmul"), 2, in, NULL, 0, ip, 2);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(ad_forward(g), 0);
+        cr_assert_float_eq(ad_item(y), 2.0, 0, "replay %d", i);
+    }
+    ad_graph_free(g);
+}
+
+Test(registry, parameter_rules_run_on_apply)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0.5, "x");
+    double lohi[2] = {1, -1};
+    cr_assert_null(ad_op_apply(ad_op_find("clamp"), 1, &x, lohi, 2, NULL, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_clamp: lo 1 is greater than hi -1");
+    ad_graph_clear_error(g);
+    double keep = 0;
+    cr_assert_null(ad_op_apply(ad_op_find("dropout_mask"), 1, &x, &keep, 1, NULL, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_dropout_mask: keep probability 0 is not in (0, 1]");
+    ad_graph_free(g);
+}
+
 Test(introspection, registry_and_nodes)
 {
     int n = ad_op_count();

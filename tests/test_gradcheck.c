@@ -264,7 +264,7 @@ static bool generate(int op, rng_t *r, gencase *c)
             fill(r, c, 0, -2, 2, k, 2, 0.05);
             break;
         }
-        case AD_OP_HEAVISIDE:
+        case AD_OP_STEP:
             c->fp[0] = 1;
             break;
         case AD_OP_DETACH: /* the value follows x, by design no gradient does */

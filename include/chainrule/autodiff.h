@@ -260,7 +260,14 @@ AD_API const char *ad_op_name(int op);
 AD_API int ad_op_arity(int op);
 /** The op's family. */
 AD_API ad_op_kind ad_op_kind_of(int op);
-/** The derivative rule as text, e.g. "d tanh(a)/da = 1 - tanh(a)^2". */
+/**
+ * The local derivative as the dumps print it: a template from the registry
+ * (autodiff/ops.def), e.g. "1 − @Y²" for tanh, "@B | @A" for mul (one part
+ * per input, " | " between them), where @A, @B, @C are the inputs, @Y the
+ * output and @P, @Q the op's parameters (ops.def's header lists every
+ * marker). Ops that are not elementwise have a sentence. Text only: the
+ * values are always computed by the op's gradient rule.
+ */
 AD_API const char *ad_op_rule(int op);
 /** Nonzero when the op passes gradient to at least one input. */
 AD_API int ad_op_differentiable(int op);
@@ -316,8 +323,9 @@ AD_API ad_node *ad_affine(ad_node *a, double c, double d);  /**< c a + d */
 AD_API ad_node *ad_clamp(ad_node *a, double lo, double hi); /**< gradient 1 inside [lo, hi] */
 /** Heaviside step: 0 if a < 0, else 1. Gradient zero. */
 AD_API ad_node *ad_step(ad_node *a);
-/** numpy.heaviside: 0 if a < 0, at0 if a == 0, 1 if a > 0. Gradient zero. */
-AD_API ad_node *ad_heaviside(ad_node *a, double at0);
+/** The step op with a chosen value at 0 (numpy.heaviside): 0 if a < 0, at0 if a == 0,
+ *  1 if a > 0. Gradient zero. ad_step(a) is ad_step_at(a, 1). */
+AD_API ad_node *ad_step_at(ad_node *a, double at0);
 /** Sign: -1, 0 or +1. Gradient zero. */
 AD_API ad_node *ad_sign(ad_node *a);
 /** The value of a, no gradient flows back through it. */
