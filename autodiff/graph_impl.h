@@ -16,17 +16,17 @@ typedef enum {
 } ad_op_id;
 
 enum {
-    NODE_TRAINABLE = 1u << 0,  /* leaf with a gradient */
-    NODE_INPUT = 1u << 1,      /* data leaf */
-    NODE_CONST = 1u << 2,      /* constant leaf */
-    NODE_TAPE = 1u << 3,       /* built by ad_backward; re-run by it, skipped by ad_forward */
-    NODE_REQGRAD = 1u << 4,    /* a trainable leaf's gradient flows through it */
-    NODE_ALIAS = 1u << 5,      /* value points at the first input's buffer */
-    NODE_EXT_VALUE = 1u << 6,  /* value buffer owned by the caller */
-    NODE_HEAP_VALUE = 1u << 7, /* value buffer grown on the heap (ad_resize) */
-    NODE_EXT_GRAD = 1u << 8,   /* gradient buffer owned by the caller */
-    NODE_PLANNED = 1u << 9,    /* backward node whose buffer comes from its tape's shared pool */
-    NODE_HEAP_AUX = 1u << 10,  /* aux buffer grown on the heap (ad_resize) */
+    NODE_TRAINABLE = 1u << 0,   /* leaf with a gradient */
+    NODE_INPUT = 1u << 1,       /* data leaf */
+    NODE_CONST = 1u << 2,       /* constant leaf */
+    NODE_TAPE = 1u << 3,        /* built by ad_backward; re-run by it, skipped by ad_forward */
+    NODE_REQGRAD = 1u << 4,     /* a trainable leaf's gradient flows through it */
+    NODE_ALIAS = 1u << 5,       /* value points at the first input's buffer */
+    NODE_EXT_VALUE = 1u << 6,   /* value buffer owned by the caller */
+    NODE_HEAP_VALUE = 1u << 7,  /* value buffer grown on the heap (ad_resize) */
+    NODE_EXT_GRAD = 1u << 8,    /* gradient buffer owned by the caller */
+    NODE_PLANNED = 1u << 9,     /* backward node whose buffer comes from its tape's shared pool */
+    NODE_HEAP_AUX = 1u << 10,   /* aux buffer grown on the heap (ad_resize) */
     NODE_ACCUMULATE = 1u << 11, /* matmul whose buffer is a leaf's gradient, added into (reuse) */
 };
 
