@@ -54,7 +54,17 @@
     X(where_input_cond)                                                                            \
     X(ties_and_kinks)                                                                              \
     X(grad_inputs)                                                                                 \
-    X(grad_saliency)
+    X(grad_saliency)                                                                               \
+    X(conv2d_default)                                                                              \
+    X(conv2d_options)                                                                              \
+    X(conv2d_depthwise)                                                                            \
+    X(conv1d)                                                                                      \
+    X(max_pool2d)                                                                                  \
+    X(max_pool1d)                                                                                  \
+    X(avg_pool)                                                                                    \
+    X(cnn)                                                                                         \
+    X(second_conv2d)                                                                               \
+    X(second_max_pool2d)
 
 typedef struct {
     char name[FX_MAXNAME];
@@ -393,6 +403,33 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
     if (strcmp(op, "one_hot") == 0) {
         need_args(nd, 1, 0, 1);
         return ad_one_hot(in[0], nd->ip[0]);
+    }
+    if (strcmp(op, "conv1d") == 0 || strcmp(op, "conv2d") == 0) {
+        bool one_d = op[4] == '1'; /* ints: stride, padding, dilation (per axis), groups */
+        need_args(nd, 2, 0, one_d ? 4 : 7);
+        ad_conv_opts o = {{0, 0}, {0, 0}, {0, 0}, 0};
+        int axes = one_d ? 1 : 2;
+        for (int k = 0; k < axes; k++) {
+            o.stride[k] = (int)nd->ip[k];
+            o.padding[k] = (int)nd->ip[axes + k];
+            o.dilation[k] = (int)nd->ip[2 * axes + k];
+        }
+        o.groups = (int)nd->ip[3 * axes];
+        return one_d ? ad_conv1d(in[0], in[1], &o) : ad_conv2d(in[0], in[1], &o);
+    }
+    if (strstr(op, "_pool") != NULL) { /* ints: kernel, stride, padding (per axis) */
+        bool one_d = strstr(op, "1d") != NULL;
+        int axes = one_d ? 1 : 2;
+        need_args(nd, 1, 0, 3 * axes);
+        ad_pool_opts o = {{0, 0}, {0, 0}, {0, 0}};
+        for (int k = 0; k < axes; k++) {
+            o.kernel[k] = (int)nd->ip[k];
+            o.stride[k] = (int)nd->ip[axes + k];
+            o.padding[k] = (int)nd->ip[2 * axes + k];
+        }
+        if (strncmp(op, "max", 3) == 0)
+            return one_d ? ad_max_pool1d(in[0], &o) : ad_max_pool2d(in[0], &o);
+        return one_d ? ad_avg_pool1d(in[0], &o) : ad_avg_pool2d(in[0], &o);
     }
     cr_assert_fail("node '%s': op '%s' unknown to test_reference.c", nd->name, op);
     return NULL;

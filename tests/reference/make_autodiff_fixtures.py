@@ -119,6 +119,8 @@ TORCH = {
 class Case:
     """A graph program built and evaluated (set 0) at the same time."""
 
+    script = "make_autodiff_fixtures.py"  # named in each fixture's header
+
     def __init__(self, name, seed):
         self.name = name
         self.gen = torch.Generator().manual_seed(seed)
@@ -209,8 +211,8 @@ class Case:
         for n, (kind, shape, sampler) in self.leaves.items():
             vals1[n] = self.fixed[n] if sampler is None else sampler(self.gen, shape)
         sets.append(vals1)
-        lines = ["# chainrule autodiff reference fixture '%s', written by make_autodiff_fixtures.py"
-                 % self.name,
+        lines = ["# chainrule autodiff reference fixture '%s', written by %s"
+                 % (self.name, self.script),
                  "# with torch %s in float64. Do not edit: rerun the script." % torch.__version__,
                  "case %s" % self.name]
         for name, op, ins, fp, ip in self.prog:
