@@ -1,4 +1,6 @@
 /* main.c -- the chainrule command: dispatches to the subcommands. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,8 +30,33 @@ static void usage(FILE *out)
     fprintf(out, "\n'chainrule COMMAND --help' explains a command's options.\n");
 }
 
+/*
+ * Everything the command printed must have reached standard output: a full
+ * disk or a closed pipe (`chainrule eval m > /dev/full`) is an error with a
+ * message and exit status 1, never a silent success. status: the command's.
+ */
+static int finish_stdout(const char *cmd, int status)
+{
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (!bad)
+        return status;
+    fprintf(stderr, "chainrule%s%s: cannot write standard output: %s\n", cmd ? " " : "",
+            cmd ? cmd : "", e ? strerror(e) : "write error");
+    return status ? status : 1;
+}
+
 int main(int argc, char **argv)
 {
+    /* a file-size limit (ulimit -f) makes writes fail with EFBIG and a
+       closed pipe with EPIPE, reported like any other write error (status
+       1 and a message), instead of killing the process */
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -37,15 +64,15 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
-        return 0;
+        return finish_stdout(NULL, 0);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("chainrule 0.1.0\n");
-        return 0;
+        printf("chainrule %s\n", CR_VERSION);
+        return finish_stdout(NULL, 0);
     }
     for (const command *c = commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0)
-            return c->run(argc - 1, argv + 1);
+            return finish_stdout(c->name, c->run(argc - 1, argv + 1));
     fprintf(stderr, "chainrule: unknown command '%s' (see 'chainrule --help')\n", argv[1]);
     return 2;
 }

@@ -5,6 +5,8 @@
 
 #include "plot.h"
 
+#include <chainrule/io.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -50,62 +52,19 @@ void cr_history_free(cr_history *h)
 
 /* ------------------------------------------------------------ file output */
 
-/* A file written under a temporary name and renamed into place when
-   complete, so a reader never sees half a chart. */
-typedef struct out_file {
-    FILE *fp;
-    const char *path;
-    char tmp[4096];
-} out_file;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+/* Both files go through the library's atomic writer (an unpredictable
+   temporary name created exclusively, fsync, rename), so a reader never sees
+   half a chart, a planted symbolic link is never followed and two runs
+   writing the same file cannot mix their bytes. */
+static int write_file(const char *path, io_writer write, void *ctx, char *err, size_t errlen)
 {
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int out_open(out_file *o, const char *path, char *err, size_t errlen)
-{
-    o->path = path;
-    o->fp = NULL;
+    io_error e;
     if (!path || !*path) {
-        set_err(err, errlen, "no output file name");
+        snprintf(err, errlen, "no output file name");
         return -1;
     }
-    if ((size_t)snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path) >= sizeof o->tmp) {
-        set_err(err, errlen, "file name too long: %s", path);
-        return -1;
-    }
-    o->fp = fopen(o->tmp, "w");
-    if (!o->fp) {
-        set_err(err, errlen, "cannot write %s: %s", o->tmp, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int out_close(out_file *o, char *err, size_t errlen)
-{
-    int bad = ferror(o->fp);
-    int e = errno;
-    if (fclose(o->fp) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    o->fp = NULL;
-    if (bad) {
-        remove(o->tmp);
-        set_err(err, errlen, "writing %s failed: %s", o->path, strerror(e));
-        return -1;
-    }
-    if (rename(o->tmp, o->path) != 0) {
-        e = errno;
-        remove(o->tmp);
-        set_err(err, errlen, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(e));
+    if (io_write_atomic(path, write, ctx, &e) != IO_OK) {
+        snprintf(err, errlen, "%s", e.message);
         return -1;
     }
     return 0;
@@ -121,22 +80,25 @@ static void csv_value(FILE *fp, double v)
         fputc(',', fp);
 }
 
+static bool write_csv(FILE *fp, void *ctx)
+{
+    const cr_history *h = ctx;
+    fputs("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n", fp);
+    for (size_t i = 0; h && i < h->epochs; i++) {
+        fprintf(fp, "%zu", i + 1);
+        csv_value(fp, h->train_loss[i]);
+        csv_value(fp, h->train_acc[i]);
+        csv_value(fp, h->val_loss[i]);
+        csv_value(fp, h->val_acc[i]);
+        csv_value(fp, h->seconds[i]);
+        fputc('\n', fp);
+    }
+    return !ferror(fp);
+}
+
 int cr_log_csv(const char *path, const cr_history *h, char *err, size_t errlen)
 {
-    out_file o;
-    if (out_open(&o, path, err, errlen) != 0)
-        return -1;
-    fputs("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n", o.fp);
-    for (size_t i = 0; h && i < h->epochs; i++) {
-        fprintf(o.fp, "%zu", i + 1);
-        csv_value(o.fp, h->train_loss[i]);
-        csv_value(o.fp, h->train_acc[i]);
-        csv_value(o.fp, h->val_loss[i]);
-        csv_value(o.fp, h->val_acc[i]);
-        csv_value(o.fp, h->seconds[i]);
-        fputc('\n', o.fp);
-    }
-    return out_close(&o, err, errlen);
+    return write_file(path, write_csv, (void *)h, err, errlen);
 }
 
 /* ------------------------------------------------------------------ SVG */
@@ -394,29 +356,39 @@ static void draw_panel(FILE *fp, int left, const char *name, const double *train
     }
 }
 
-int cr_plot_svg(const char *path, const cr_history *h, const char *title, char *err, size_t errlen)
+typedef struct {
+    const cr_history *h;
+    const char *title;
+} svg_job;
+
+static bool write_svg(FILE *fp, void *ctx)
 {
-    out_file o;
+    const svg_job *job = ctx;
+    const cr_history *h = job->h;
+    const char *title = job->title;
     size_t n = h ? h->epochs : 0;
-    if (out_open(&o, path, err, errlen) != 0)
-        return -1;
-    fprintf(o.fp,
+    fprintf(fp,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, Helvetica, Arial, "
             "sans-serif\">\n",
             SVG_W, SVG_H, SVG_W, SVG_H);
-    fputs("<title>", o.fp);
-    xml_text(o.fp, title ? title : "chainrule training");
-    fputs("</title>\n", o.fp);
-    fprintf(o.fp, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", SVG_W, SVG_H);
-    fprintf(o.fp, "<text x=\"%d\" y=\"28\" font-size=\"18\" text-anchor=\"middle\">", SVG_W / 2);
-    xml_text(o.fp, title ? title : "chainrule training");
-    fputs("</text>\n", o.fp);
-    draw_panel(o.fp, PANEL_LEFT0, "Loss", h ? h->train_loss : NULL, h ? h->val_loss : NULL, n,
-               false);
-    draw_panel(o.fp, PANEL_LEFT0 + PANEL_STEP, "Accuracy", h ? h->train_acc : NULL,
+    fputs("<title>", fp);
+    xml_text(fp, title ? title : "chainrule training");
+    fputs("</title>\n", fp);
+    fprintf(fp, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", SVG_W, SVG_H);
+    fprintf(fp, "<text x=\"%d\" y=\"28\" font-size=\"18\" text-anchor=\"middle\">", SVG_W / 2);
+    xml_text(fp, title ? title : "chainrule training");
+    fputs("</text>\n", fp);
+    draw_panel(fp, PANEL_LEFT0, "Loss", h ? h->train_loss : NULL, h ? h->val_loss : NULL, n, false);
+    draw_panel(fp, PANEL_LEFT0 + PANEL_STEP, "Accuracy", h ? h->train_acc : NULL,
                h ? h->val_acc : NULL, n, true);
-    fputs("</svg>\n", o.fp);
-    return out_close(&o, err, errlen);
+    fputs("</svg>\n", fp);
+    return !ferror(fp);
+}
+
+int cr_plot_svg(const char *path, const cr_history *h, const char *title, char *err, size_t errlen)
+{
+    svg_job job = {h, title};
+    return write_file(path, write_svg, &job, err, errlen);
 }

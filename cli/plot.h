@@ -13,7 +13,7 @@
  *     }
  *     cr_history_free(&h);
  *
- * Both files are rewritten whole (through a temporary file and a rename)
+ * Both files are rewritten whole (by the library's atomic writer, io_write_atomic)
  * after every epoch, so they are always complete and can be watched while
  * training runs. Numbers are printed with the C library in the "C" locale
  * (the CLI does not call setlocale), so the decimal point is always '.'.

@@ -70,15 +70,63 @@ void cr_run_defaults(cr_run *run)
     run->val = 5000;
     run->input_scale = 255.0f;
     run->epochs = 20;
-    run->nclasses = IO_FASHION_MNIST_CLASSES;
-    for (int k = 0; k < IO_FASHION_MNIST_CLASSES; k++)
-        snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", io_fashion_mnist_class_name(k));
+    /* class names come with the data (load_train_data) or --class-names */
 }
 
 void cr_run_finish(cr_run *run)
 {
-    if (run)
-        cr_history_free(&run->history);
+    if (!run)
+        return;
+    cr_history_free(&run->history);
+    free(run->class_names);
+    run->class_names = NULL;
+    run->nclasses = 0;
+}
+
+int cr_run_resize_classes(cr_run *run, int n)
+{
+    void *p = realloc(run->class_names, (size_t)(n > 0 ? n : 1) * sizeof *run->class_names);
+    if (!p)
+        return -1;
+    run->class_names = p;
+    for (int k = run->nclasses; k < n; k++)
+        run->class_names[k][0] = '\0';
+    run->nclasses = n;
+    return 0;
+}
+
+int cr_run_parse_class_names(cr_run *run, const char *list, char *why, size_t whylen)
+{
+    int count = 1;
+    for (const char *p = list; *p; p++)
+        count += *p == ',';
+    if (count > IO_DATA_MAX_CLASSES) {
+        snprintf(why, whylen, "%d names, more than %d classes", count, IO_DATA_MAX_CLASSES);
+        return -1;
+    }
+    if (cr_run_resize_classes(run, count) != 0) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    const char *p = list;
+    for (int k = 0; k < count; k++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= CR_CLASS_NAME_MAX) {
+            snprintf(why, whylen, "each name needs 1 to %d characters", CR_CLASS_NAME_MAX - 1);
+            return -1;
+        }
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+                snprintf(why, whylen, "name %d has a control character (byte 0x%02x)", k + 1,
+                         (unsigned char)p[i]);
+                return -1;
+            }
+        memcpy(run->class_names[k], p, len);
+        run->class_names[k][len] = '\0';
+        p = comma ? comma + 1 : p + len;
+    }
+    return 0;
 }
 
 void cr_run_widths_string(const cr_run *run, char *buf, size_t size)
@@ -139,6 +187,7 @@ enum {
     OPT_LOG,
     OPT_PLOT,
     OPT_QUIET,
+    OPT_ALLOW_NONFINITE,
     OPT_HELP,
     OPT_COUNT
 };
@@ -172,6 +221,7 @@ static const opt_def train_opts[] = {
     {"log", OPT_LOG, true},
     {"plot", OPT_PLOT, true},
     {"quiet", OPT_QUIET, false},
+    {"allow-nonfinite", OPT_ALLOW_NONFINITE, false},
     {"help", OPT_HELP, false},
     {NULL, 0, false},
 };
@@ -220,10 +270,15 @@ static void train_help(FILE *out)
 "                      runs\n"
 "checkpoints and output:\n"
 "  --save FILE         write a checkpoint (safetensors: weights, architecture, optimizer\n"
-"                      state, epoch, history) after every epoch, atomically\n"
+"                      state, epoch, history) after every epoch, atomically; a lock on\n"
+"                      FILE.lock keeps two runs from writing the same FILE\n"
 "  --resume FILE       continue training from a checkpoint: architecture, optimizer\n"
 "                      state, seed and epoch come from it, so the run continues exactly\n"
-"                      as if never stopped; --epochs is the new total\n"
+"                      as if never stopped; --epochs is the new total; options that\n"
+"                      differ from the checkpoint (--lr, --batch, --seed, --val, ...)\n"
+"                      are refused\n"
+"  --allow-nonfinite   load a checkpoint whose weights or optimizer state hold NaN or\n"
+"                      infinite values (refused otherwise)\n"
 "  --log FILE          per-epoch loss and accuracy as CSV, rewritten every epoch\n"
 "  --plot FILE         the same as an SVG chart, rewritten every epoch\n"
 "  --quiet             print only the last line\n"
@@ -327,33 +382,6 @@ static int parse_hidden(const char *s, int64_t *hidden, int max, char *why, size
             return count;
         p = comma + 1;
     }
-}
-
-/* "a,b,c" into run's class names; -1 with a reason. */
-static int parse_class_names(const char *s, cr_run *run, char *why, size_t whylen)
-{
-    int count = 0;
-    const char *p = s;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= CR_CLASS_NAME_MAX) {
-            snprintf(why, whylen, "each name needs 1 to %d characters", CR_CLASS_NAME_MAX - 1);
-            return -1;
-        }
-        if (count == CR_MAX_CLASSES) {
-            snprintf(why, whylen, "more than %d names", CR_MAX_CLASSES);
-            return -1;
-        }
-        memcpy(run->class_names[count], p, len);
-        run->class_names[count][len] = '\0';
-        count++;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    run->nclasses = count;
-    return 0;
 }
 
 typedef struct {
@@ -477,7 +505,7 @@ static int parse_train_options(int argc, char **argv, train_options *o)
         run->val = n;
     }
     if (o->given[OPT_CLASS_NAMES]) {
-        if (parse_class_names(o->value[OPT_CLASS_NAMES], run, why, sizeof why) != 0)
+        if (cr_run_parse_class_names(run, o->value[OPT_CLASS_NAMES], why, sizeof why) != 0)
             return usage_error(cmd, "bad value '%s' for --class-names: %s",
                                o->value[OPT_CLASS_NAMES], why);
         o->class_names_given = true;
@@ -563,10 +591,11 @@ static int parse_train_options(int argc, char **argv, train_options *o)
 }
 
 /*
- * On --resume: the checkpoint's run replaces the defaults. Architecture and
- * optimizer options must agree with it (they cannot change mid-run); the
- * learning rate, schedule, batch, seed, epochs and data options given on the
- * command line override the saved ones.
+ * On --resume: the checkpoint's run replaces the defaults. Every option that
+ * defines the run (architecture, optimizer, learning rate and schedule, batch,
+ * seed, --subset, --val) must agree with it, or the command is refused naming
+ * the option and the stored value; --epochs (the new total) and
+ * --class-names may change.
  */
 static int merge_resumed(train_options *o, cr_run *saved)
 {
@@ -595,25 +624,52 @@ static int merge_resumed(train_options *o, cr_run *saved)
     if ((o->given[OPT_MOMENTUM] && want->optim.momentum != saved->optim.momentum) ||
         (o->given[OPT_WEIGHT_DECAY] && want->optim.weight_decay != saved->optim.weight_decay))
         return usage_error(cmd, "--momentum and --weight-decay cannot change on --resume");
-    if (o->given[OPT_LR])
-        saved->optim.lr = want->optim.lr;
-    if (o->given[OPT_SCHEDULE])
-        saved->schedule = want->schedule;
-    if (o->given[OPT_GAMMA])
-        saved->gamma = want->gamma;
-    if (o->given[OPT_BATCH])
-        saved->batch = want->batch;
-    if (o->given[OPT_SEED])
-        saved->seed = want->seed;
+    /* The data split, the batch order and the learning rate are part of the
+       run too: a different --val would move validation images into
+       training, a different --seed or --batch would not continue the run. */
+    char stored[64];
+    const char *conflict = NULL;
+    if (o->given[OPT_LR] && want->optim.lr != saved->optim.lr) {
+        conflict = "lr";
+        snprintf(stored, sizeof stored, "%g", saved->optim.lr);
+    } else if (o->given[OPT_SCHEDULE] && want->schedule != saved->schedule) {
+        conflict = "schedule";
+        snprintf(stored, sizeof stored, "%s", nn_schedule_name(saved->schedule));
+    } else if (o->given[OPT_GAMMA] && want->gamma != saved->gamma) {
+        conflict = "gamma";
+        snprintf(stored, sizeof stored, "%g", saved->gamma);
+    } else if (o->given[OPT_BATCH] && want->batch != saved->batch) {
+        conflict = "batch";
+        snprintf(stored, sizeof stored, "%lld", (long long)saved->batch);
+    } else if (o->given[OPT_SEED] && want->seed != saved->seed) {
+        conflict = "seed";
+        snprintf(stored, sizeof stored, "%llu", (unsigned long long)saved->seed);
+    } else if (o->given[OPT_SUBSET] && want->subset != saved->subset) {
+        conflict = "subset";
+        snprintf(stored, sizeof stored, "%lld%s", (long long)saved->subset,
+                 saved->subset ? "" : " (all)");
+    } else if (o->given[OPT_VAL] && want->val != saved->val) {
+        conflict = "val";
+        snprintf(stored, sizeof stored, "%lld", (long long)saved->val);
+    }
+    if (conflict) {
+        int id = 0;
+        for (const opt_def *d = train_opts; d->name; d++)
+            if (strcmp(d->name, conflict) == 0)
+                id = d->id;
+        return usage_error(cmd,
+                           "--%s %s differs from %s's %s; a resumed run keeps its checkpoint's "
+                           "settings (only --epochs and --class-names may change)",
+                           conflict, o->value[id], o->resume, stored);
+    }
     if (o->given[OPT_EPOCHS])
         saved->epochs = want->epochs;
-    if (o->given[OPT_SUBSET])
-        saved->subset = want->subset;
-    if (o->given[OPT_VAL])
-        saved->val = want->val;
     if (o->class_names_given) {
+        free(saved->class_names);
         saved->nclasses = want->nclasses;
-        memcpy(saved->class_names, want->class_names, sizeof saved->class_names);
+        saved->class_names = want->class_names;
+        want->class_names = NULL;
+        want->nclasses = 0;
     }
     cr_run_finish(want);
     *want = *saved; /* takes over the history */
@@ -658,35 +714,9 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
                  full->d, test->d);
         return -1;
     }
-    int classes = full->classes > test->classes ? full->classes : test->classes;
-    if (classes < 2) {
-        snprintf(err, errlen, "%s: the labels name %d class; a classifier needs 2 or more", dir,
-                 classes);
+    if (test->n == 0) {
+        snprintf(err, errlen, "%s: the test set has no images; nothing to report accuracy on", dir);
         return -1;
-    }
-    if (resumed) {
-        if ((int64_t)full->d != run->widths[0] || classes > run->widths[run->nwidths - 1]) {
-            char w[256];
-            cr_run_widths_string(run, w, sizeof w);
-            snprintf(err, errlen,
-                     "%s: images of %zu pixels in %d classes do not fit the saved network %s", dir,
-                     full->d, classes, w);
-            return -1;
-        }
-    } else {
-        run->widths[0] = (int64_t)full->d;
-        run->widths[run->nwidths - 1] = classes;
-    }
-    int outputs = (int)run->widths[run->nwidths - 1];
-    if (run->nclasses < outputs) {
-        if (run->nclasses != IO_FASHION_MNIST_CLASSES) {
-            snprintf(err, errlen, "--class-names gives %d names for %d classes", run->nclasses,
-                     outputs);
-            return -1;
-        }
-        for (int k = run->nclasses; k < outputs && k < CR_MAX_CLASSES; k++)
-            snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "class %d", k);
-        run->nclasses = outputs;
     }
     if ((size_t)run->val >= full->n) {
         snprintf(err, errlen,
@@ -695,6 +725,59 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
                  dir, (long long)run->val, full->n);
         return -1;
     }
+    /* The classes are the training labels' (or the named ones, when
+       --class-names names more): a test label outside them is an error, it
+       never widens the model. */
+    int classes = full->classes;
+    if (!resumed && run->nclasses > classes)
+        classes = run->nclasses;
+    if (classes < 2) {
+        snprintf(err, errlen, "%s: the labels name %d class; a classifier needs 2 or more", dir,
+                 classes);
+        return -1;
+    }
+    if (resumed) {
+        if ((int64_t)full->d != run->widths[0] || full->classes > run->widths[run->nwidths - 1]) {
+            char w[256];
+            cr_run_widths_string(run, w, sizeof w);
+            snprintf(err, errlen,
+                     "%s: images of %zu pixels in %d classes do not fit the saved network %s", dir,
+                     full->d, full->classes, w);
+            return -1;
+        }
+    } else {
+        run->widths[0] = (int64_t)full->d;
+        run->widths[run->nwidths - 1] = classes;
+    }
+    int outputs = (int)run->widths[run->nwidths - 1];
+    if (run->nclasses < outputs) {
+        if (run->nclasses > 0) {
+            snprintf(err, errlen, "--class-names gives %d names for %d classes", run->nclasses,
+                     outputs);
+            return -1;
+        }
+        if (cr_run_resize_classes(run, outputs) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (int k = 0; k < outputs; k++) {
+            const char *name =
+                outputs <= IO_FASHION_MNIST_CLASSES ? io_fashion_mnist_class_name(k) : NULL;
+            if (name)
+                snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", name);
+            else
+                snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "class %d", k);
+        }
+    }
+    for (size_t i = 0; i < test->n; i++)
+        if (test->y[i] >= outputs) {
+            snprintf(err, errlen,
+                     "%s: test image %zu has label %d, but the network has %d classes "
+                     "(0 to %d, from the training labels%s)",
+                     dir, i, test->y[i], outputs, outputs - 1,
+                     resumed ? " of the checkpoint" : " and --class-names");
+            return -1;
+        }
     io_dataset_scale(full, run->input_scale);
     io_dataset_scale(test, run->input_scale);
     size_t val = (size_t)run->val, rest = full->n - val;
@@ -1057,6 +1140,7 @@ int cr_cmd_train(int argc, char **argv)
     float *xbuf = NULL;
     int *ybuf = NULL;
     int64_t *classes = NULL;
+    int lock_fd = -1;
     FILE *out = stdout;
     status = 1;
     err[0] = '\0';
@@ -1068,9 +1152,14 @@ int cr_cmd_train(int argc, char **argv)
     bool quiet = o.quiet || dc.rank != 0, print_err;
     int setup = 0; /* exit status of a failed setup step */
 
+    if (o.save && dc.rank == 0 && (lock_fd = cr_checkpoint_lock(o.save, err, sizeof err)) < 0) {
+        setup = 1;
+        goto agree;
+    }
     if (o.resume) {
         cr_run saved;
-        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, err, sizeof err) != 0) {
+        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, o.given[OPT_ALLOW_NONFINITE], err,
+                               sizeof err) != 0) {
             setup = 1;
             goto agree;
         }
@@ -1174,6 +1263,8 @@ fail:
         MPI_Abort(dc.comm, status ? status : 1);
 #endif
 done:
+    if (lock_fd >= 0)
+        close(lock_fd);
     dist_end(&dc);
     free(order);
     free(xbuf);

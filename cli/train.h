@@ -14,6 +14,7 @@
 #ifndef CHAINRULE_CLI_TRAIN_H
 #define CHAINRULE_CLI_TRAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,9 +26,7 @@
 
 /* Longest network: inputs, up to 32 hidden layers, outputs. */
 #define CR_MAX_WIDTHS 34
-/* Most classes a run may name (Fashion-MNIST has 10). */
-#define CR_MAX_CLASSES 256
-/* Longest class name kept, terminator included. */
+/* Longest class name, terminator included (any number of classes). */
 #define CR_CLASS_NAME_MAX 48
 /* Longest message of a failing step, terminator included. */
 #define CR_ERR_MAX 768
@@ -53,15 +52,21 @@ typedef struct cr_run {
     /* progress */
     int64_t epochs; /* target: epochs in total */
     int64_t epochs_done;
-    int nclasses;
-    char class_names[CR_MAX_CLASSES][CR_CLASS_NAME_MAX];
-    cr_history history; /* per-epoch figures so far (owned) */
+    int nclasses;                           /* names in class_names (0: not named yet) */
+    char (*class_names)[CR_CLASS_NAME_MAX]; /* (nclasses) owned, sized by the data */
+    cr_history history;                     /* per-epoch figures so far (owned) */
 } cr_run;
 
 /* Fills run with the defaults of Géron's chapter 10 network. */
 void cr_run_defaults(cr_run *run);
-/* Frees what run owns (the history). */
+/* Frees what run owns (the history, the class names). */
 void cr_run_finish(cr_run *run);
+/* Makes run name n classes (new names empty). 0, or -1 when out of memory. */
+int cr_run_resize_classes(cr_run *run, int n);
+/* Parses "a,b,c" into run's class names: any number of names of 1 to
+ * CR_CLASS_NAME_MAX - 1 bytes without control characters (they are printed
+ * one per line and to terminals). 0, or -1 with the reason in why. */
+int cr_run_parse_class_names(cr_run *run, const char *list, char *why, size_t whylen);
 /* "784-300-100-10" into buf. */
 void cr_run_widths_string(const cr_run *run, char *buf, size_t size);
 /* The model of run (built for run->batch rows, weights drawn from run->seed).
@@ -77,6 +82,8 @@ void cr_set_threads(int threads);
  * ("dense0.weight" (in, out), "dense0.bias" (out)), the optimizer's state
  * slots as "optimizer.<slot>" tensors, and run (architecture, optimizer
  * configuration and header, epoch, seed, history) as metadata, atomically.
+ * Refuses (writing nothing) when a weight or an optimizer state value is NaN
+ * or infinite: the run diverged even if its loss did not show it.
  * opt may be NULL (no optimizer state). 0, or -1 with a message in err.
  */
 int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const nn_optimizer *opt,
@@ -87,11 +94,24 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
  * frees it with cr_run_finish), builds the model with the saved weights
  * (*model, the caller's) and, when opt is not NULL, the optimizer with its
  * saved state (*opt). Refuses files that are not chainrule checkpoints,
- * unverified, truncated or inconsistent, naming the problem.
+ * unverified, truncated or inconsistent, naming the problem; every field is
+ * range-checked (the checksum guards against corruption, not crafted files),
+ * and weights or optimizer state that are NaN or infinite are refused unless
+ * allow_nonfinite.
  * 0, or -1 with a message in err (nothing left allocated).
  */
 int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optimizer **opt,
-                       char *err, size_t errlen);
+                       bool allow_nonfinite, char *err, size_t errlen);
+
+/*
+ * Takes an advisory lock (fcntl) on path's lock file, path.lock beside it,
+ * so that two runs cannot save the same checkpoint: the second one fails
+ * with a message naming the process that holds the lock. Returns the lock's
+ * descriptor (keep it open while writing path; closing it or exiting
+ * releases the lock), or -1 with a message in err. The lock file is left in
+ * place (removing it would race with a run taking it).
+ */
+int cr_checkpoint_lock(const char *path, char *err, size_t errlen);
 
 /*
  * Classifies every example of ds with m and prints the per-class accuracy

@@ -27,13 +27,17 @@
  *   chainrule.history      per-epoch "loss acc val_loss val_acc seconds" separated by ';'
  * Numbers are written with 17 significant digits, so they read back exactly.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <chainrule/checkpoint.h>
 
@@ -133,6 +137,15 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
                        char *err, size_t errlen)
 {
     int rc = -1;
+    /* a diverged run can have a finite loss: never save non-finite values */
+    int64_t bad_params = nn_model_nonfinite_params(m);
+    int64_t bad_state = opt ? nn_optimizer_nonfinite_state(opt) : 0;
+    if (bad_params != 0 || bad_state != 0)
+        return fail(err, errlen,
+                    "training diverged: %lld of %lld weights and %lld of %lld optimizer state "
+                    "values are NaN or infinite; %s was not written: try a smaller --lr",
+                    (long long)bad_params, (long long)nn_model_param_count(m), (long long)bad_state,
+                    (long long)(opt ? nn_optimizer_state_count(opt) : 0), path);
     int ntensors = nn_model_param_tensors(m);
     int nslots = opt ? nn_optimizer_state_slots(opt) : 0;
     io_ckpt_tensor *t = calloc((size_t)(ntensors + nslots), sizeof *t);
@@ -264,6 +277,7 @@ typedef struct {
     const char *path;
     char *err;
     size_t errlen;
+    bool allow_nonfinite;
 } reader;
 
 static const char *need(reader *r, const char *key)
@@ -334,22 +348,11 @@ static int parse_widths(reader *r, cr_run *run)
 static int parse_class_names(reader *r, cr_run *run)
 {
     const char *key = "chainrule.class_names", *v = need(r, key);
+    char why[128];
     if (!v)
         return -1;
-    const char *p = v;
-    run->nclasses = 0;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= CR_CLASS_NAME_MAX || run->nclasses == CR_MAX_CLASSES)
-            return bad(r, key, v);
-        memcpy(run->class_names[run->nclasses], p, len);
-        run->class_names[run->nclasses][len] = '\0';
-        run->nclasses++;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
+    if (cr_run_parse_class_names(run, v, why, sizeof why) != 0)
+        return fail(r->err, r->errlen, "%s: metadata %s is not valid: %s", r->path, key, why);
     if (run->nclasses < run->widths[run->nwidths - 1])
         return fail(r->err, r->errlen, "%s: %d class names for %lld outputs", r->path,
                     run->nclasses, (long long)run->widths[run->nwidths - 1]);
@@ -443,6 +446,8 @@ static int read_run(reader *r, cr_run *run)
     run->schedule = (nn_schedule_kind)s;
     if (get_double(r, "chainrule.gamma", &run->gamma))
         return -1;
+    if (!(run->gamma > 0 && run->gamma <= 1))
+        return bad(r, "chainrule.gamma", need(r, "chainrule.gamma"));
     if (get_int(r, "chainrule.batch", 1, 1 << 20, &k))
         return -1;
     run->batch = k;
@@ -528,6 +533,14 @@ static int read_optimizer(reader *r, const cr_run *run, nn_model *m, nn_optimize
         fail(r->err, r->errlen, "%s: %s", r->path, nn_last_error());
         goto fail;
     }
+    int64_t bad = nn_optimizer_nonfinite_state(o);
+    if (bad != 0 && !r->allow_nonfinite) {
+        fail(r->err, r->errlen,
+             "%s: %lld of %lld optimizer state values are NaN or infinite (a diverged run); "
+             "--allow-nonfinite loads it anyway",
+             r->path, (long long)bad, (long long)nn_optimizer_state_count(o));
+        goto fail;
+    }
     free(state);
     *out = o;
     return 0;
@@ -538,7 +551,7 @@ fail:
 }
 
 int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optimizer **opt,
-                       char *err, size_t errlen)
+                       bool allow_nonfinite, char *err, size_t errlen)
 {
     io_checkpoint *ck = NULL;
     nn_model *m = NULL;
@@ -556,7 +569,7 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
              path);
         goto fail;
     }
-    reader r = {ck, path, err, errlen};
+    reader r = {ck, path, err, errlen, allow_nonfinite};
     if (read_run(&r, run))
         goto fail;
     if (!(m = cr_run_build_model(run, err, errlen)))
@@ -579,6 +592,14 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
             goto fail;
         }
     }
+    int64_t bad = nn_model_nonfinite_params(m);
+    if (bad != 0 && !allow_nonfinite) {
+        fail(err, errlen,
+             "%s: %lld of %lld weights are NaN or infinite (a diverged run); --allow-nonfinite "
+             "loads it anyway",
+             path, (long long)bad, (long long)nn_model_param_count(m));
+        goto fail;
+    }
     if (opt && read_optimizer(&r, run, m, opt))
         goto fail;
     io_checkpoint_destroy(ck);
@@ -589,4 +610,40 @@ fail:
     nn_model_free(m);
     cr_run_finish(run);
     return -1;
+}
+
+/* ------------------------------------------------------------------ locking */
+
+int cr_checkpoint_lock(const char *path, char *err, size_t errlen)
+{
+    char lock[4096];
+    if ((size_t)snprintf(lock, sizeof lock, "%s.lock", path) >= sizeof lock)
+        return fail(err, errlen, "file name too long: %s", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return fail(err, errlen, "cannot create the lock file %s: %s", lock, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        struct flock q;
+        memset(&q, 0, sizeof q);
+        q.l_type = F_WRLCK;
+        q.l_whence = SEEK_SET;
+        long holder = fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return fail(err, errlen,
+                        "%s is being written by another run: process %ld holds %s; wait for it "
+                        "or save elsewhere",
+                        path, holder, lock);
+        return fail(err, errlen, "cannot lock %s: %s", lock, strerror(e));
+    }
+    /* the holder's pid, for people looking at the file (the lock itself is
+       what counts: it goes away with the process) */
+    if (ftruncate(fd, 0) == 0)
+        dprintf(fd, "%ld\n", (long)getpid());
+    return fd;
 }

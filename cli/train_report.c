@@ -16,6 +16,10 @@
 int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *ds, int quiet,
                    double *accuracy, char *err, size_t errlen)
 {
+    if (ds->n == 0) {
+        snprintf(err, errlen, "the test set has no images; nothing to report accuracy on");
+        return -1;
+    }
     int k = (int)nn_model_out_features(m);
     int64_t *pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
     size_t *confusion = calloc((size_t)k * (size_t)k, sizeof *confusion);
@@ -102,6 +106,7 @@ typedef struct {
     const char *data_dir;
     int threads;
     bool quiet;
+    bool allow_nonfinite;
 } run_options;
 
 /* Options of eval and predict; returns -1 to go on, else an exit status. */
@@ -124,6 +129,10 @@ static int parse_run_options(const char *cmd, int argc, char **argv, int want_po
             bool is_quiet = allow_data && strcmp(arg, "--quiet") == 0;
             if (is_quiet) {
                 o->quiet = true;
+                continue;
+            }
+            if (strcmp(arg, "--allow-nonfinite") == 0) {
+                o->allow_nonfinite = true;
                 continue;
             }
             if (!is_data && !is_threads)
@@ -197,12 +206,18 @@ int cr_cmd_eval(int argc, char **argv)
     io_dataset *test = NULL;
     io_data_error derr;
     status = 1;
-    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
+    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
+        0) {
         fprintf(stderr, "chainrule eval: %s\n", err);
         return 1;
     }
     if (io_mnist_load(o.data_dir, NULL, &test, &derr) != IO_DATA_OK) {
         snprintf(err, sizeof err, "%s", derr.message);
+        goto fail;
+    }
+    if (test->n == 0) {
+        snprintf(err, sizeof err, "%s: the test set has no images; nothing to report accuracy on",
+                 o.data_dir);
         goto fail;
     }
     if ((int64_t)test->d != run.widths[0] || test->classes > run.widths[run.nwidths - 1]) {
@@ -248,7 +263,8 @@ int cr_cmd_predict(int argc, char **argv)
     int64_t *pred = NULL;
     io_data_error derr;
     status = 1;
-    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, err, sizeof err) != 0) {
+    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
+        0) {
         fprintf(stderr, "chainrule predict: %s\n", err);
         return 1;
     }

@@ -912,16 +912,12 @@ io_ckpt_status io_checkpoint_read(const char *path, io_checkpoint **out, io_ckpt
     *out = NULL;
     if (!path)
         return fail(err, IO_CKPT_EINVAL, "io_checkpoint_read: path is NULL");
-    fp = fopen(path, "rb");
+    char msg[IO_CKPT_ERROR_MAX];
+    fp = cr_fopen_regular(path, msg, sizeof msg);
     if (!fp)
-        return fail(err, IO_CKPT_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fail(err, IO_CKPT_EIO, "%s", msg);
     if (fstat(fileno(fp), &sb) != 0) {
         st = fail(err, IO_CKPT_EIO, "cannot read %s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = fail(err, IO_CKPT_EIO, "cannot read %s: %s", path,
-                  S_ISDIR(sb.st_mode) ? "it is a directory" : "not a regular file");
         goto done;
     }
     file_size = (size_t)sb.st_size;

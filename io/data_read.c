@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_write_impl.h"
 
 #ifdef CR_HAVE_ZLIB
 #include <zlib.h>
@@ -35,11 +38,10 @@ static io_data_status source_open(source *s, const char *path, io_data_error *er
     s->path = path;
     if (!path)
         return fail(err, IO_DATA_EINVAL, "file name is NULL");
-    errno = 0;
-    s->fp = fopen(path, "rb");
+    char msg[IO_DATA_ERROR_MAX];
+    s->fp = cr_fopen_regular(path, msg, sizeof msg);
     if (!s->fp)
-        return fail(err, IO_DATA_EIO, "cannot open %s: %s", path,
-                    errno ? strerror(errno) : "unknown error");
+        return fail(err, IO_DATA_EIO, "%s", msg);
     got = fread(magic, 1, 2, s->fp);
     if (ferror(s->fp)) {
         int e = errno;
@@ -48,17 +50,28 @@ static io_data_status source_open(source *s, const char *path, io_data_error *er
         return fail(err, IO_DATA_EIO, "cannot read %s: %s", path, e ? strerror(e) : "read error");
     }
     if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+#ifdef CR_HAVE_ZLIB
+        /* the file already checked, not whatever path names by now */
+        int fd = dup(fileno(s->fp));
         fclose(s->fp);
         s->fp = NULL;
-#ifdef CR_HAVE_ZLIB
         errno = 0;
-        s->gz = gzopen(path, "rb");
-        if (!s->gz)
-            return fail(err, errno ? IO_DATA_EIO : IO_DATA_ENOMEM, "cannot open %s: %s", path,
-                        errno ? strerror(errno) : "out of memory");
+        if (fd < 0 || lseek(fd, 0, SEEK_SET) != 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return fail(err, IO_DATA_EIO, "cannot read %s: %s", path, strerror(e));
+        }
+        s->gz = gzdopen(fd, "rb");
+        if (!s->gz) {
+            close(fd);
+            return fail(err, IO_DATA_ENOMEM, "cannot open %s: out of memory", path);
+        }
         gzbuffer(s->gz, 1u << 17);
         return ok(err);
 #else
+        fclose(s->fp);
+        s->fp = NULL;
         return fail(err, IO_DATA_ENOTSUP,
                     "%s is gzip-compressed but chainrule was built without zlib; "
                     "gunzip it first",
@@ -427,12 +440,19 @@ static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, cons
         const unsigned char *p = ex->data;
         for (size_t i = 0; i < n * d; i++)
             ds->x[i] = p[i];
-    } else if (ex->type == IO_IDX_F32) {
-        if (n && d)
-            memcpy(ds->x, ex->data, n * d * sizeof(float));
     } else {
-        for (size_t i = 0; i < n * d; i++)
-            ds->x[i] = (float)io_idx_value(ex, i);
+        /* as the CSV reader: a feature is a finite number (a NaN pixel
+           would make every prediction meaningless) */
+        for (size_t i = 0; i < n * d; i++) {
+            double v = io_idx_value(ex, i);
+            ds->x[i] = (float)v;
+            if (!isfinite(ds->x[i])) {
+                io_dataset_destroy(ds);
+                return fail(err, IO_DATA_EFORMAT,
+                            "%s: value %g of example %zu (feature %zu) is not a finite number%s",
+                            ex_name, v, i / d, i % d, isfinite(v) ? " in single precision" : "");
+            }
+        }
     }
     for (size_t i = 0; lab && i < n; i++) {
         double v = io_idx_value(lab, i);

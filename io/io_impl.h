@@ -47,10 +47,6 @@ bool io_emit_le(const io_array *a, io_sink out, void *ctx);
 io_status io_npy_parse(const unsigned char *p, size_t n, const char *what, io_array *out,
                        io_error *err);
 
-/* Writes path atomically: write(fp, ctx) fills a temporary file (false with
-   errno set on failure), which is synced and renamed over path. */
-typedef bool (*io_writer)(FILE *fp, void *ctx);
-io_status io_write_atomic(const char *path, io_writer write, void *ctx, io_error *err);
 /* The whole file in memory: *len bytes at *data (NULL when it is empty) in
    a block of *size bytes; free with io_free(*data, *size). */
 io_status io_read_file(const char *path, unsigned char **data, size_t *len, size_t *size,

@@ -307,13 +307,10 @@ io_status io_read_file(const char *path, unsigned char **data, size_t *len, size
     size_t cap = 0, n = 0;
     *data = NULL;
     *len = *size = 0;
-    FILE *fp = fopen(path, "rb");
+    char msg[IO_ERROR_MAX];
+    FILE *fp = cr_fopen_regular(path, msg, sizeof msg);
     if (!fp)
-        return io_fail(err, IO_EIO, "cannot open %s: %s", path, strerror(errno));
-    if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        fclose(fp);
-        return io_fail(err, IO_EIO, "cannot read %s: it is a directory", path);
-    }
+        return io_fail(err, IO_EIO, "%s", msg);
     if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
         if ((uintmax_t)sb.st_size >= SIZE_MAX) {
             fclose(fp);

@@ -94,9 +94,14 @@ static int check_config(const nn_optim_config *c, const char *fn)
     if (cond)                                                                                      \
     return nn_fail(NN_ERR_ARG, __VA_ARGS__)
     BAD(!(c->lr >= 0 && isfinite(c->lr)), "%s: learning rate %g must be >= 0", fn, c->lr);
-    BAD(!(c->weight_decay >= 0), "%s: weight decay %g must be >= 0", fn, c->weight_decay);
-    BAD(!(c->clip_norm >= 0), "%s: clip norm %g must be >= 0", fn, c->clip_norm);
-    BAD(!(c->eps >= 0), "%s: eps %g must be >= 0", fn, c->eps);
+    BAD(!(c->weight_decay >= 0 && isfinite(c->weight_decay)),
+        "%s: weight decay %g must be finite and >= 0", fn, c->weight_decay);
+    BAD(!(c->clip_norm >= 0 && isfinite(c->clip_norm)), "%s: clip norm %g must be finite and >= 0",
+        fn, c->clip_norm);
+    BAD(!(c->eps >= 0 && isfinite(c->eps)), "%s: eps %g must be finite and >= 0", fn, c->eps);
+    BAD(c->nesterov != 0 && c->nesterov != 1, "%s: nesterov is %d, not 0 or 1", fn, c->nesterov);
+    BAD(c->amsgrad != 0 && c->amsgrad != 1, "%s: amsgrad is %d, not 0 or 1", fn, c->amsgrad);
+    BAD(c->centered != 0 && c->centered != 1, "%s: centered is %d, not 0 or 1", fn, c->centered);
     switch (c->kind) {
     case NN_OPT_SGD:
         BAD(!in01(c->momentum), "%s: momentum %g is not in [0, 1)", fn, c->momentum);
@@ -115,9 +120,10 @@ static int check_config(const nn_optim_config *c, const char *fn)
         BAD(!in01(c->momentum), "%s: momentum %g is not in [0, 1)", fn, c->momentum);
         break;
     case NN_OPT_ADAGRAD:
-        BAD(!(c->lr_decay >= 0), "%s: lr decay %g must be >= 0", fn, c->lr_decay);
-        BAD(!(c->initial_accumulator >= 0), "%s: initial accumulator %g must be >= 0", fn,
-            c->initial_accumulator);
+        BAD(!(c->lr_decay >= 0 && isfinite(c->lr_decay)), "%s: lr decay %g must be finite and >= 0",
+            fn, c->lr_decay);
+        BAD(!(c->initial_accumulator >= 0 && isfinite(c->initial_accumulator)),
+            "%s: initial accumulator %g must be finite and >= 0", fn, c->initial_accumulator);
         break;
     case NN_OPT_COUNT:
         break;
@@ -449,6 +455,10 @@ int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
         return nn_fail(NN_ERR_NULL, "nn_optimizer_update: optimizer is NULL");
     if (o->n > 0 && (!params || !grads))
         return nn_fail(NN_ERR_NULL, "nn_optimizer_update: %s is NULL", params ? "grads" : "params");
+    if (o->steps >= NN_OPTIM_MAX_STEPS)
+        return nn_fail(NN_ERR_STATE,
+                       "nn_optimizer_update: %lld steps, the most an optimizer counts",
+                       (long long)o->steps);
     if (o->cfg.clip_norm > 0)
         nn_clip_grad_norm(o->dtype, grads, o->n, o->cfg.clip_norm);
     double t = (double)(o->steps + 1);
@@ -506,8 +516,8 @@ int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps)
 {
     if (!o)
         return nn_fail(NN_ERR_NULL, "nn_optimizer_set_steps: optimizer is NULL");
-    if (steps < 0)
-        return nn_fail(NN_ERR_ARG, "nn_optimizer_set_steps: step count %lld must be >= 0",
+    if (steps < 0 || steps > NN_OPTIM_MAX_STEPS)
+        return nn_fail(NN_ERR_ARG, "nn_optimizer_set_steps: step count %lld is not in [0, 2^53]",
                        (long long)steps);
     o->steps = steps;
     return NN_OK;
@@ -588,12 +598,30 @@ int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size)
     if (size < nn_optimizer_state_bytes(o))
         return nn_fail(NN_ERR_SHAPE, "%s: %zu bytes, need %zu", fn, size,
                        nn_optimizer_state_bytes(o));
-    if (h.steps < 0 || !(h.lr >= 0))
-        return nn_fail(NN_ERR_ARG, "%s: corrupt header (steps %lld, lr %g)", fn, (long long)h.steps,
-                       h.lr);
+    /* a checksum guards against corruption, not against a crafted file:
+       every field is range-checked (a step count near INT64_MAX would
+       overflow, an infinite rate would poison every parameter) */
+    if (h.steps < 0 || h.steps > NN_OPTIM_MAX_STEPS)
+        return nn_fail(NN_ERR_ARG, "%s: step count %lld is not in [0, 2^53]", fn,
+                       (long long)h.steps);
+    if (!(h.lr >= 0 && isfinite(h.lr)))
+        return nn_fail(NN_ERR_ARG, "%s: learning rate %g is not a finite number >= 0", fn, h.lr);
     o->steps = h.steps;
     o->cfg.lr = h.lr;
     if (state_bytes(o))
         memcpy(o->state, (const char *)buf + HEADER_BYTES, state_bytes(o));
     return NN_OK;
+}
+
+int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o)
+{
+    if (!o)
+        return -1;
+    int64_t bad = 0, count = (int64_t)o->nslots * o->n;
+    NN_DISPATCH(o->dtype, {
+        const T *v = o->state;
+        for (int64_t i = 0; i < count; i++)
+            bad += !isfinite(v[i]);
+    });
+    return bad;
 }

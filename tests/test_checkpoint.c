@@ -500,7 +500,7 @@ Test(checkpoint, bad_lengths_and_missing_files, .init = make_tmpdir, .fini = rem
     cr_assert_eq(io_checkpoint_read(path, &ck, &err), IO_CKPT_EFORMAT);
     assert_contains(err.message, "is over the 100 MB limit");
     cr_assert_eq(io_checkpoint_read(tmpdir, &ck, &err), IO_CKPT_EIO);
-    assert_contains(err.message, "it is a directory");
+    assert_contains(err.message, "Is a directory");
     cr_assert_null(ck);
 }
 

@@ -12,6 +12,13 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#ifndef CHAINRULE_CLI
+#error "CHAINRULE_CLI (path of the built chainrule binary) is not defined"
+#endif
+#ifndef CHAINRULE_TEST_DIR
+#error "CHAINRULE_TEST_DIR is not defined"
+#endif
+
 static char workdir[256];
 
 /* Creates $TMPDIR/TAG_XXXXXX (or under /tmp) as the work directory. */
@@ -75,19 +82,24 @@ static inline void result_free(result *r)
     free(r->err);
 }
 
-/* Runs `chainrule ARGS` (ARGS go through the shell) capturing both streams. */
+/*
+ * Runs a shell script with both streams captured, for what run_cli cannot
+ * say (a file-size limit, stdout sent to /dev/full, a time limit). The
+ * script names the binary as "$CLI"; its own redirections win over the
+ * capture.
+ */
 #ifdef __GNUC__
 __attribute__((format(printf, 1, 2)))
 #endif
 static inline result
-run_cli(const char *fmt, ...)
+run_sh(const char *fmt, ...)
 {
-    char args[2048], cmd[3072];
+    char script[2048], cmd[3072];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    vsnprintf(script, sizeof script, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s' </dev/null", CHAINRULE_CLI, args,
+    snprintf(cmd, sizeof cmd, "CLI='%s'; ( %s ) >'%s' 2>'%s' </dev/null", CHAINRULE_CLI, script,
              wpath("stdout"), wpath("stderr"));
     int st = system(cmd);
     result r;
@@ -96,6 +108,21 @@ run_cli(const char *fmt, ...)
     r.err = slurp(wpath("stderr"), NULL);
     cr_assert(r.out && r.err, "cannot read the output of: %s", cmd);
     return r;
+}
+
+/* Runs `chainrule ARGS` (ARGS go through the shell) capturing both streams. */
+#ifdef __GNUC__
+__attribute__((format(printf, 1, 2)))
+#endif
+static inline result
+run_cli(const char *fmt, ...)
+{
+    char args[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return run_sh("\"$CLI\" %s", args);
 }
 
 #endif

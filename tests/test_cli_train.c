@@ -21,18 +21,15 @@
 
 #include "test_cli_run.h"
 
-#ifndef CHAINRULE_CLI
-#error "CHAINRULE_CLI (path of the built chainrule binary) is not defined"
-#endif
-#ifndef CHAINRULE_TEST_DIR
-#error "CHAINRULE_TEST_DIR is not defined"
-#endif
-
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define SMALL CHAINRULE_TEST_DIR "/data/mnist_small"
 #define PYTHON "/usr/bin/python3"
 /* a quick run on the tiny fixtures (5 training images of 2x3 pixels) */
-#define SMALL_RUN "train --data " SMALL " --val 0 --hidden 8 --batch 2 --threads 1"
+/* mnist_small's test labels (9, 2, 6) go beyond its training labels (3, 1, 4,
+ * 1, 5): naming 10 classes makes the network 10-way */
+#define NAMES10                                                                                    \
+    "--class-names 'T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot'"
+#define SMALL_RUN "train --data " SMALL " " NAMES10 " --val 0 --hidden 8 --batch 2 --threads 1"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -149,6 +146,12 @@ Test(cli_train, help_texts)
               r.out);
     result_free(&r);
 
+    /* the version comes from meson.build's project() */
+    r = run_cli("--version");
+    cr_expect_eq(r.status, 0);
+    cr_expect_str_eq(r.out, "chainrule " CHAINRULE_VERSION "\n");
+    result_free(&r);
+
     r = run_cli("train --help");
     cr_expect_eq(r.status, 0);
     const char *must[] = {"784-300-100-10", "5,000",        "--data",
@@ -240,8 +243,12 @@ Test(cli_train, bad_data_is_a_runtime_error)
     expect_error(1, "cannot hold out 5000 validation images from 5 training images",
                  "train --data " SMALL);
     expect_error(1, "training diverged in epoch 1", SMALL_RUN " --lr 1e30 --quiet");
-    expect_error(1, "--class-names gives 2 names for 10 classes",
+    expect_error(1, "--class-names gives 2 names for 6 classes",
                  "train --data " SMALL " --val 0 --class-names a,b");
+    /* a test label the training labels do not have is an error, it does not
+     * widen the network */
+    expect_error(1, "test image 0 has label 9, but the network has 6 classes (0 to 5",
+                 "train --data " SMALL " --val 0");
     expect_error(1, "cannot open", "train --resume /nonexistent/model.safetensors");
     const char text[] = "this is a text file, certainly not a checkpoint of chainrule\n";
     write_bytes(wpath("text.st"), text, sizeof text - 1);

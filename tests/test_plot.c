@@ -217,9 +217,13 @@ Test(plot, unwritable_path_is_reported, .init = make_tmpdir, .fini = remove_tmpd
     cr_history h = run(3, true);
     char err[256] = "";
     cr_assert_eq(cr_plot_svg("/no/such/dir/run.svg", &h, NULL, err, sizeof err), -1);
-    cr_assert_str_eq(err, "cannot write /no/such/dir/run.svg.tmp: No such file or directory");
+    cr_assert_str_eq(err,
+                     "cannot create a temporary file in /no/such/dir for /no/such/dir/run.svg: "
+                     "No such file or directory");
     cr_assert_eq(cr_log_csv("/no/such/dir/run.csv", &h, err, sizeof err), -1);
-    cr_assert_str_eq(err, "cannot write /no/such/dir/run.csv.tmp: No such file or directory");
+    cr_assert_str_eq(err,
+                     "cannot create a temporary file in /no/such/dir for /no/such/dir/run.csv: "
+                     "No such file or directory");
     cr_assert_eq(mkdir(tmp_path("d"), 0700), 0);
     cr_assert_eq(cr_log_csv(tmp_path("d"), &h, err, sizeof err), -1);
     assert_contains(err, "Is a directory");

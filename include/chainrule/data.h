@@ -250,7 +250,8 @@ AD_API double io_idx_value(const io_idx *idx, size_t i);
  * unscaled (pixels stay 0..255). *out is the caller's.
  * Errors: IO_DATA_EMISMATCH (label count differs from example count),
  * IO_DATA_EFORMAT (labels not 1-d integers, a label outside
- * [0, IO_DATA_MAX_CLASSES)), IO_DATA_ENOMEM.
+ * [0, IO_DATA_MAX_CLASSES), an example value that is NaN or infinite, or
+ * does not fit a float, like the CSV reader), IO_DATA_ENOMEM.
  */
 AD_API io_data_status io_dataset_from_idx(const io_idx *examples, const io_idx *labels,
                                           io_dataset **out, io_data_error *err);

@@ -59,7 +59,9 @@
 #ifndef CHAINRULE_IO_H
 #define CHAINRULE_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "autodiff.h"
 
@@ -137,6 +139,28 @@ typedef void *(*io_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
  * allocate through io_checkpoint_set_allocator's hook instead.
  */
 AD_API void io_set_allocator(io_alloc_fn alloc, void *ud);
+
+/* ------------------------------------------------------------ any file */
+
+/** Writes a whole file's content to fp; returns false on a write error (errno set). */
+typedef bool (*io_writer)(FILE *fp, void *ctx);
+
+/**
+ * Writes path atomically, the way every file of the library is written: the
+ * content goes to a new temporary file beside path with an unpredictable
+ * name (path.tmp-XXXXXX, created exclusively, so a planted file or symbolic
+ * link is never followed; mode 0644), which write(fp, ctx) fills, is flushed,
+ * synced to disk and renamed over path; then the directory is synced. A
+ * reader or a crash sees the old file or the new one, never half of one.
+ * While it is written the temporary file holds an flock; temporary files of
+ * path that no live writer holds (left by a killed process) are removed
+ * before writing. A process that writes big files should ignore SIGXFSZ
+ * (the chainrule command does) so that a file-size limit is an error, EFBIG,
+ * rather than death.
+ * Errors: IO_EIO naming the file and the system's reason (path is then left
+ * as it was and the temporary file removed), IO_ENOMEM.
+ */
+AD_API io_status io_write_atomic(const char *path, io_writer write, void *ctx, io_error *err);
 
 /* ------------------------------------------------------------------- .npy */
 

@@ -666,10 +666,17 @@ NN_API const nn_optim_config *nn_optimizer_config(const nn_optimizer *o);
 NN_API double nn_optimizer_lr(const nn_optimizer *o);
 /** Sets the learning rate for the next steps (a schedule calls this each epoch). */
 NN_API int nn_optimizer_set_lr(nn_optimizer *o, double lr);
+/** Most steps an optimizer counts (2^53: t is exact as a double, t + 1 never
+ *  overflows); a step beyond fails with NN_ERR_STATE. */
+#define NN_OPTIM_MAX_STEPS (INT64_C(1) << 53)
 /** Steps taken so far (t). */
 NN_API int64_t nn_optimizer_steps(const nn_optimizer *o);
-/** Sets t (restoring a checkpoint). 0 or NN_ERR_ARG for t < 0. */
+/** Sets t (restoring a checkpoint). 0, or NN_ERR_ARG for t outside [0, NN_OPTIM_MAX_STEPS]. */
 NN_API int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);
+/** Number of state values (all slots) that are NaN or infinite: 0 for a
+ *  healthy optimizer; -1 when o is NULL. Checked before a checkpoint is
+ *  written, since a diverged run can have a finite loss. */
+NN_API int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o);
 /** Zeros the state and the step count. */
 NN_API void nn_optimizer_reset(nn_optimizer *o);
 /**
@@ -693,7 +700,11 @@ NN_API int64_t nn_optimizer_state_count(const nn_optimizer *o);
  * nn_optimizer_save_state writes it to buf (size at least that);
  * nn_optimizer_load_state restores the step count, lr and state buffer of
  * an optimizer of the same kind, dtype, n and slots (NN_ERR_ARG naming the
- * difference otherwise), so a resumed run continues exactly.
+ * difference otherwise), so a resumed run continues exactly. Every header
+ * field is range-checked, whatever produced the bytes: a step count outside
+ * [0, NN_OPTIM_MAX_STEPS] or a learning rate that is not a finite number
+ * >= 0 is NN_ERR_ARG. (The state values are copied as they are; see
+ * nn_optimizer_nonfinite_state.)
  */
 NN_API size_t nn_optimizer_state_bytes(const nn_optimizer *o);
 NN_API int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size);
@@ -793,6 +804,16 @@ NN_API io_status nn_model_save_safetensors(nn_model *m, const char *path, io_err
  */
 NN_API io_status nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags,
                                            io_error *err);
+
+/* ------------------------------------------------------------ training loop */
+
+/**
+ * Number of parameters of m that are NaN or infinite: 0 for a healthy
+ * model; -1 when m is NULL. A diverged run can keep a finite loss (a NaN
+ * bias behind a ReLU), so a trainer checks this, and
+ * nn_optimizer_nonfinite_state, before it saves a checkpoint.
+ */
+NN_API int64_t nn_model_nonfinite_params(nn_model *m);
 
 #ifdef __cplusplus
 }
