@@ -1208,24 +1208,6 @@ static void json_node_values(const ctx *c, FILE *out, const ad_node *n)
     zfree(c->g, v, sizeof(double) * (size_t)n->numel);
 }
 
-/* d loss/d leaf by central differences, element i. */
-static double finite_difference(ad_node *loss, ad_node *leaf, int64_t i)
-{
-    ad_graph *g = loss->g;
-    double h = g->dtype == AD_F32 ? 1e-3 : 1e-5, x = val(leaf, i), up, down;
-    AD_DISPATCH(g, {
-        T *p = leaf->value;
-        p[i] = (T)(x + h);
-        ad_forward(g);
-        up = val(loss, 0);
-        p[i] = (T)(x - h);
-        ad_forward(g);
-        down = val(loss, 0);
-        p[i] = (T)x;
-    });
-    return (up - down) / (2 * h);
-}
-
 static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
 {
     char def[DEF_LEN], vals[TEXT_LEN], sh[96];
@@ -1450,7 +1432,7 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         int64_t nfd = (flags & AD_TRACE_CHECK) ? (v->numel < 64 ? v->numel : 64) : 0;
         double maxdiff = 0;
         for (int64_t j = 0; j < nfd; j++) {
-            fd[j] = finite_difference(loss, v, j);
+            fd[j] = ad_finite_difference(loss, v, j, 0);
             double d = fabs(fd[j] - grad[j]);
             maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
         }
@@ -1484,8 +1466,6 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         zfree(g, grad, sizeof(double) * (size_t)v->numel);
         zfree(g, fd, sizeof(double) * (size_t)v->numel);
     }
-    if (flags & AD_TRACE_CHECK)
-        ad_forward(g); /* every node back to the unperturbed values */
     if (json)
         fprintf(out, "\n  ]\n}\n");
     ctx_free_all(&c);

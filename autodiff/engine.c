@@ -13,7 +13,7 @@
 
 #define MAX_LOCAL_INPUTS 8
 
-static bool same_shape(const ad_node *a, const ad_node *b)
+bool ad_same_shape(const ad_node *a, const ad_node *b)
 {
     if (a->ndim != b->ndim)
         return false;
@@ -125,7 +125,7 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
             ad_node *in = node->inputs[k], *c = contrib[k];
             if (!c || !(in->flags & NODE_REQGRAD))
                 continue;
-            if (!same_shape(c, in))
+            if (!ad_same_shape(c, in))
                 c = ad_sum_to(c, in);
             ok = c && pending_push(&p, in->id, c);
         }
@@ -657,4 +657,84 @@ ad_node *ad_grad(ad_node *y, ad_node *x)
         return NULL;
     ad_node *r = NULL;
     return ad_grad_build(y, 1, &x, &r, true, "ad_grad") ? r : NULL;
+}
+
+/* ------------------------------------------------------------------
+ * Partial replay: after a leaf's value changes, only the nodes between it and
+ * an output that depend on it need recomputing. Used by the finite-difference
+ * estimator (one leaf element moved) and by the Jacobians (one seed moved). A
+ * dropout mask is never replayed: its value is a draw, not a function of its
+ * input, so differences see the same mask on both sides. */
+
+bool ad_replay_plan(ad_node *src, ad_node *dst, ad_replay *p, const char *fn)
+{
+    ad_graph *g = src->g;
+    p->ids = NULL;
+    p->n = 0;
+    if (dst->id <= src->id)
+        return true;
+    const int64_t lo = src->id, m = dst->id - lo + 1;
+    unsigned char *mark = ad_mem(g, NULL, 0, (size_t)m);
+    if (!mark)
+        return false;
+    memset(mark, 0, (size_t)m);
+    enum { DEP = 1, ANC = 2 };
+    mark[0] = DEP;
+    for (int64_t k = 1; k < m; k++) {
+        ad_node *node = g->nodes[lo + k];
+        if (node->op == AD_OP_DROPOUT_MASK)
+            continue;
+        for (int j = 0; j < node->ninputs; j++)
+            if (node->inputs[j]->id >= lo && (mark[node->inputs[j]->id - lo] & DEP)) {
+                mark[k] |= DEP;
+                break;
+            }
+    }
+    mark[m - 1] |= ANC;
+    int64_t count = 0;
+    for (int64_t k = m - 1; k > 0; k--) {
+        if (!(mark[k] & ANC))
+            continue;
+        ad_node *node = g->nodes[lo + k];
+        for (int j = 0; j < node->ninputs; j++)
+            if (node->inputs[j]->id > lo)
+                mark[node->inputs[j]->id - lo] |= ANC;
+        if (mark[k] & DEP) {
+            count++;
+            if (node->flags & NODE_PLANNED) {
+                ad_fail(g,
+                        "%s: '%s' depends on backward node %lld, whose buffer memory reuse "
+                        "shares (ad_graph_set_memory_reuse)",
+                        fn, dst->name, (long long)node->id);
+                ad_mem(g, mark, (size_t)m, 0);
+                return false;
+            }
+        }
+    }
+    p->ids = count ? ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)count) : NULL;
+    if (count && !p->ids) {
+        ad_mem(g, mark, (size_t)m, 0);
+        return false;
+    }
+    for (int64_t k = 1; k < m; k++)
+        if ((mark[k] & (DEP | ANC)) == (DEP | ANC))
+            p->ids[p->n++] = lo + k;
+    ad_mem(g, mark, (size_t)m, 0);
+    return true;
+}
+
+bool ad_replay_run(ad_graph *g, const ad_replay *p)
+{
+    for (int64_t i = 0; i < p->n; i++)
+        if (!ad_compute(g->nodes[p->ids[i]], false))
+            return false;
+    return !g->has_error;
+}
+
+void ad_replay_free(ad_graph *g, ad_replay *p)
+{
+    if (p->ids)
+        ad_mem(g, p->ids, sizeof(int64_t) * (size_t)p->n, 0);
+    p->ids = NULL;
+    p->n = 0;
 }

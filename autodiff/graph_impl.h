@@ -177,6 +177,18 @@ bool ad_node_live(const ad_node *n, const char *fn);
 bool ad_grad_build(ad_node *y, int n, ad_node *const *xs, ad_node **out, bool record,
                    const char *fn);
 
+/* engine.c: the nodes after src up to dst that depend on src and that dst
+ * depends on, in creation order (replaying them after src's value changed
+ * brings dst up to date). Dropout masks are left out (a draw, not a function).
+ * false with an error set (out of memory; a planned backward node on the way). */
+typedef struct {
+    int64_t *ids;
+    int64_t n;
+} ad_replay;
+bool ad_replay_plan(ad_node *src, ad_node *dst, ad_replay *p, const char *fn);
+bool ad_replay_run(ad_graph *g, const ad_replay *p);
+void ad_replay_free(ad_graph *g, ad_replay *p);
+
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);
 typedef void (*ad_forward_fn)(ad_node *n);
@@ -233,6 +245,7 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
              void *C);
 
 /* Shape helpers shared by op families. */
+bool ad_same_shape(const ad_node *a, const ad_node *b); /* engine.c */
 bool ad_broadcast_shape(ad_node *n, int k, const char *opname);
 int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname);
 

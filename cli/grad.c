@@ -34,7 +34,8 @@ static void usage(FILE *out)
         "options:\n"
         "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
         "  --trace       print the chain-rule trace: every backward step, in order\n"
-        "  --check       put a central finite-difference estimate beside each gradient\n"
+        "  --check       put a central finite-difference estimate beside each gradient and\n"
+        "                give the gradient check's verdict (exit status 1 when it fails)\n"
         "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
         "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
         "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
@@ -236,22 +237,6 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-/* d f/d x by central differences: replays the graph with x moved by ±h. */
-static double finite_difference(ad_graph *g, ad_node *f, ad_node *x, double h)
-{
-    double x0 = ad_item(x), v = x0 + h, up, down;
-    ad_set(x, &v, 1);
-    ad_forward(g);
-    up = ad_item(f);
-    v = x0 - h;
-    ad_set(x, &v, 1);
-    ad_forward(g);
-    down = ad_item(f);
-    ad_set(x, &x0, 1);
-    ad_forward(g);
-    return (up - down) / (2 * h);
-}
-
 static void print_error_caret(const char *expr, const cr_expr_error *e)
 {
     fprintf(stderr, "chainrule grad: ");
@@ -298,11 +283,26 @@ static int run(const options *o)
     double grads[MAX_VARS], fd[MAX_VARS];
     for (int i = 0; i < o->nvars; i++)
         grads[i] = ad_grad_item(vars[i].node);
-    if (o->check)
+    /* the library's estimator and verdict (ad_gradcheck's defaults) */
+    ad_gradcheck_result check = {0};
+    int verdict = 0;
+    if (o->check) {
+        ad_node *nodes[MAX_VARS];
         for (int i = 0; i < o->nvars; i++) {
-            double x = fabs(o->values[i]);
-            fd[i] = finite_difference(g, f, vars[i].node, 1e-5 * (x > 1 ? x : 1));
+            nodes[i] = vars[i].node;
+            fd[i] = ad_finite_difference(f, nodes[i], 0, 0);
         }
+        verdict = ad_gradcheck(f, o->nvars, nodes, NULL, &check);
+        if (verdict < 0) {
+            fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+            ad_graph_free(g);
+            return 1;
+        }
+    }
+    const char *worst = "";
+    for (int i = 0; i < o->nvars; i++)
+        if (check.worst_leaf == vars[i].node)
+            worst = o->names[i];
 
     if (o->trace && !o->json && ad_trace(f, stdout, o->check ? AD_TRACE_CHECK : 0) != 0) {
         fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
@@ -327,6 +327,13 @@ static int run(const options *o)
                 printf(": ");
                 json_number(fd[i]);
             }
+            printf("}, \"gradcheck\": {\"pass\": %s, \"max_abs_err\": ",
+                   verdict ? "false" : "true");
+            json_number(check.max_abs_err);
+            printf(", \"max_rel_err\": ");
+            json_number(check.max_rel_err);
+            printf(", \"worst\": ");
+            json_string(worst);
             printf("}");
         }
         if (o->trace) {
@@ -349,7 +356,16 @@ static int run(const options *o)
                 printf("    finite difference %.8g (|diff| %.2g)", fd[i], fabs(fd[i] - grads[i]));
             printf("\n");
         }
+        if (o->check && verdict == 0)
+            printf("gradient check: pass (max |diff| %.2g)\n", check.max_abs_err);
+        else if (o->check)
+            printf("gradient check: FAIL at %s (max |diff| %.2g, relative %.2g); at a point where "
+                   "an op is not differentiable (relu, abs, step at 0, max/min ties) this is "
+                   "expected: docs/autodiff.md\n",
+                   worst, check.max_abs_err, check.max_rel_err);
     }
+    if (verdict == 1)
+        rc = 1;
     fflush(stdout);
 
     unsigned flags = AD_DUMP_DEFAULT | (o->backward ? AD_DUMP_BACKWARD : 0);

@@ -127,6 +127,31 @@ Test(grad_cli, text_output_and_check)
     cr_assert_not_null(root, "%s", r.out);
     cJSON *fd = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "finite_difference"), "x");
     cr_assert_float_eq(fd->valuedouble, 6, 1e-6);
+    cJSON *gc = cJSON_GetObjectItem(root, "gradcheck");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(gc, "pass")), "%s", r.out);
+    cr_assert_lt(cJSON_GetObjectItem(gc, "max_abs_err")->valuedouble, 1e-6);
+    cJSON_Delete(root);
+    r = run(NULL, "'x^2 + y' x=3 y=1 --check");
+    cr_assert_not_null(strstr(r.out, "gradient check: pass (max |diff| "), "%s", r.out);
+}
+
+/* The verdict is ad_gradcheck's: relu at its kink fails, with exit status 1. */
+Test(grad_cli, check_fails_at_a_kink)
+{
+    result r = run(NULL, "'relu(x) + y^2' x=0 y=2 --check");
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂f/∂x = 0    finite difference 0.5 (|diff| 0.5)"), "%s",
+                       r.out);
+    cr_assert_not_null(strstr(r.out, "gradient check: FAIL at x (max |diff| 0.5, relative 1); at "
+                                     "a point where an op is not differentiable"),
+                       "%s", r.out);
+    r = run(NULL, "'relu(x) + y^2' x=0 y=2 --check --json");
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s", r.out);
+    cJSON *gc = cJSON_GetObjectItem(root, "gradcheck");
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(gc, "pass")));
+    cr_assert_str_eq(cJSON_GetObjectItem(gc, "worst")->valuestring, "x");
     cJSON_Delete(root);
 }
 

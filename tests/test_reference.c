@@ -6,7 +6,10 @@
  * test rebuilds each program with the chainrule API, sets the same leaf
  * values and checks every node's value and every trainable leaf's gradient:
  * within 1e-10 relative in f64, 1e-4 relative in f32. Programs may call
- * ad_grad (second order: nested derivatives, Hessian-vector products).
+ * ad_grad (second order: nested derivatives, Hessian-vector products) with
+ * respect to any node (inputs, constants, intermediates), and a case may
+ * list Jacobians and Hessians (ad_jacobian, ad_hessian against
+ * torch.autograd.functional), checked on both value sets.
  *
  * Each case also checks replay: the graph built on leaf values set 0 gets the
  * values of set 1 (ad_set + ad_forward + ad_zero_grad + ad_backward), must
@@ -28,6 +31,7 @@
 #define FX_MAXNAME 64
 #define FX_NSETS 2
 #define FX_MAXREPORT 6
+#define FX_MAXDENSE 16
 
 /* The fixtures, one Criterion test each per dtype. Every file in
  * tests/reference/autodiff/ must be listed (checked below). */
@@ -64,7 +68,9 @@
     X(avg_pool)                                                                                    \
     X(cnn)                                                                                         \
     X(second_conv2d)                                                                               \
-    X(second_max_pool2d)
+    X(second_max_pool2d)                                                                           \
+    X(mlp_jacobian)                                                                                \
+    X(mlp_hessian)
 
 typedef struct {
     char name[FX_MAXNAME];
@@ -79,6 +85,8 @@ typedef struct {
 
 typedef struct {
     int node; /* index into fx_case.nodes */
+    int wrt;  /* jacobian/hessian: the node x of d node/d x */
+    bool hessian;
     int ndim;
     int64_t shape[AD_MAX_DIMS];
     int64_t n;
@@ -86,8 +94,9 @@ typedef struct {
 } fx_tensor;
 
 typedef struct {
-    int nleaf, nvalue, ngrad;
+    int nleaf, nvalue, ngrad, ndense;
     fx_tensor leaf[FX_MAXNODES], value[FX_MAXNODES], grad[FX_MAXNODES];
+    fx_tensor dense[FX_MAXDENSE]; /* Jacobians and Hessians */
 } fx_set;
 
 typedef struct {
@@ -238,6 +247,16 @@ static fx_case *load_case(const char *name)
                              : t[0] == 'v' ? &set->value[set->nvalue++]
                                            : &set->grad[set->ngrad++];
             read_tensor(&lx, c, dst);
+        } else if (strcmp(t, "jacobian") == 0 || strcmp(t, "hessian") == 0) {
+            cr_assert_not_null(set, "%s: '%s' before 'set'", path, t);
+            cr_assert_lt(set->ndense, FX_MAXDENSE, "%s: too many Jacobians", path);
+            fx_tensor *dst = &set->dense[set->ndense++];
+            int y = find_node(c, need_tok(&lx), path);
+            read_tensor(&lx, c, dst);
+            dst->wrt = dst->node;
+            dst->node = y;
+            dst->hessian = t[0] == 'h';
+            cr_assert_eq(dst->ndim, 2, "%s: a %s is a matrix", path, t);
         } else if (strcmp(t, "end") == 0) {
             ended = true;
         } else {
@@ -264,6 +283,8 @@ static void free_case(fx_case *c)
             free(s->value[i].v);
         for (int i = 0; i < s->ngrad; i++)
             free(s->grad[i].v);
+        for (int i = 0; i < s->ndense; i++)
+            free(s->dense[i].v);
     }
     free(c);
 }
@@ -558,6 +579,28 @@ static int check_grads(const fx_case *c, ad_dtype dt, int k, ad_node **nodes, to
     return bad;
 }
 
+/* Every Jacobian and Hessian of set k (ad_jacobian, ad_hessian). */
+static int check_dense(const fx_case *c, ad_dtype dt, int k, ad_node **nodes, tolerance tol)
+{
+    const fx_set *s = &c->sets[k];
+    int bad = 0;
+    for (int i = 0; i < s->ndense; i++) {
+        const fx_tensor *t = &s->dense[i];
+        ad_node *y = nodes[t->node], *x = nodes[t->wrt];
+        cr_assert_eq(t->shape[0], t->hessian ? ad_numel(x) : ad_numel(y));
+        cr_assert_eq(t->shape[1], ad_numel(x));
+        double *m = malloc(sizeof(double) * (size_t)t->n);
+        cr_assert_not_null(m);
+        int rc = t->hessian ? ad_hessian(y, x, m) : ad_jacobian(y, x, m);
+        cr_assert_eq(rc, 0, "%s: %s of '%s' w.r.t. '%s': %s", c->name,
+                     t->hessian ? "ad_hessian" : "ad_jacobian", c->nodes[t->node].name,
+                     c->nodes[t->wrt].name, ad_graph_error(ad_node_graph(y)));
+        bad += compare(t->hessian ? "Hessian" : "Jacobian", c, dt, k, t, m, 1.0, tol);
+        free(m);
+    }
+    return bad;
+}
+
 static void backward(const fx_case *c, ad_node **nodes)
 {
     ad_node *loss = nodes[c->loss];
@@ -621,6 +664,7 @@ static void run_case(const char *name, ad_dtype dt)
     backward(c, nodes);
     bad += check_values(c, dt, 0, nodes, tol, buf); /* backward changes no forward value */
     bad += check_grads(c, dt, 0, nodes, tol, 1.0, buf);
+    bad += check_dense(c, dt, 0, nodes, tol);
     cr_assert_eq(bad, 0, "%s %s: %d elements differ from PyTorch on set 0 (see log)", name,
                  dtype_name(dt), bad);
 
@@ -630,6 +674,7 @@ static void run_case(const char *name, ad_dtype dt)
     ad_zero_grad(g);
     backward(c, nodes);
     bad = check_values(c, dt, 1, nodes, tol, buf) + check_grads(c, dt, 1, nodes, tol, 1.0, buf);
+    bad += check_dense(c, dt, 1, nodes, tol);
     cr_assert_eq(bad, 0, "%s %s: %d elements differ from PyTorch after replay on set 1", name,
                  dtype_name(dt), bad);
     ad_graph *g1 = build(c, dt, 1, fresh);

@@ -551,6 +551,95 @@ AD_API ad_node *ad_grad(ad_node *y, ad_node *x);
  */
 AD_API int ad_grad_n(ad_node *y, int n, ad_node *const *xs, ad_node **out);
 /**
+ * Forward mode: the directional derivative J v = sum_i (dy/dxs[i]) vs[i] as
+ * a node of y's shape (y of any shape; vs[i] of xs[i]'s shape; xs[i] any
+ * nodes, as for ad_grad). Built from two reverse passes (J v = d/du of
+ * (Jᵀu)·v for a dummy u), so the result is an ordinary node: it replays with
+ * ad_forward and can be differentiated again (with respect to xs or vs).
+ * n == 0 gives zeros. NULL with the graph's error set for NULL arguments,
+ * nodes of another graph or a direction whose shape differs from its node's.
+ */
+AD_API ad_node *ad_jvp(ad_node *y, int n, ad_node *const *xs, ad_node *const *vs);
+/**
+ * The dense Jacobian dy/dx into caller memory: numel(y) rows of numel(x)
+ * doubles, row-major (out[i * numel(x) + j] = d y_i/d x_j, both flattened
+ * row-major). x may be any node (as for ad_grad). One backward construction
+ * is built and replayed once per row with a different seed; its nodes are
+ * discarded before returning (the graph does not grow, leaf gradients and
+ * node values are untouched). 0, or -1 with the graph's error set (NULL
+ * arguments, another graph, y part of an ad_backward pass, shapes changed by
+ * ad_resize and not yet replayed).
+ */
+AD_API int ad_jacobian(ad_node *y, ad_node *x, double *out);
+/**
+ * The dense Hessian d²y/dx² of one-element y into caller memory: numel(x)
+ * rows of numel(x) doubles, row-major (out[i * numel(x) + j] =
+ * d²y/dx_i dx_j). The Jacobian of the gradient, computed as ad_jacobian
+ * does (one construction, replayed per row, discarded). 0, or -1 with the
+ * graph's error set (the errors of ad_jacobian, y with more than one
+ * element).
+ */
+AD_API int ad_hessian(ad_node *y, ad_node *x, double *out);
+
+/**
+ * Options of ad_gradcheck. A field left 0 takes its default; NULL options
+ * are all defaults.
+ */
+typedef struct {
+    /** Relative step: x_i moves by ±eps·max(1, |x_i|). Default 1e-6 (f64), 1e-3 (f32). */
+    double eps;
+    /** Absolute tolerance. Default 1e-5 (f64), 1e-2 (f32). */
+    double atol;
+    /** Relative tolerance. Default 1e-3 (f64), 1e-2 (f32). */
+    double rtol;
+    /** Check a sample of this many elements of a leaf larger than it; 0 checks every element. */
+    int64_t max_elements;
+    /** Seed of the sample (the graph's own random stream is not disturbed). */
+    uint64_t seed;
+} ad_gradcheck_opts;
+
+/** What ad_gradcheck found. */
+typedef struct {
+    /** Largest |analytic - numeric| over the checked elements. */
+    double max_abs_err;
+    /** Largest |analytic - numeric| / max(|analytic|, |numeric|) (0 where both are 0). */
+    double max_rel_err;
+    /** The leaf of the element furthest outside (or least inside) the tolerance; NULL if none. */
+    const ad_node *worst_leaf;
+    /** That element's flat (row-major) index in worst_leaf; -1 if none. */
+    int64_t worst_index;
+    /** Number of elements compared. */
+    int64_t checked;
+} ad_gradcheck_result;
+
+/**
+ * Gradient check: compares d loss/d leaves[i] (the engine's gradient, from
+ * one ad_grad_n construction that is discarded afterwards) with central
+ * differences (ad_finite_difference) in every element, or in a seeded
+ * sample of o->max_elements elements of a larger leaf. An element passes
+ * when |analytic - numeric| <= atol + rtol·|numeric| (as PyTorch's
+ * gradcheck). loss must have one element; leaves are leaf nodes of any kind
+ * (trainable, input, constant). Every value the check perturbs, and every
+ * node it replays, is bit-identical afterwards; leaf gradient buffers are
+ * not touched; dropout masks are not redrawn. Where an op is not
+ * differentiable (relu at 0, max ties, ...; docs/autodiff.md lists them) a
+ * mismatch is expected. r (may be NULL) gets the verdict's details.
+ * Returns 0 pass, 1 fail, -1 error (graph's error set: NULL arguments, a
+ * non-leaf, another graph, a multi-element loss, out of memory).
+ */
+AD_API int ad_gradcheck(ad_node *loss, int n, ad_node *const *leaves, const ad_gradcheck_opts *o,
+                        ad_gradcheck_result *r);
+/**
+ * The library's one finite-difference estimator (ad_gradcheck, the traces
+ * and the CLI use it): d loss/d x_i by central differences,
+ * (L(x_i + h) - L(x_i - h)) / (2h) with h = eps·max(1, |x_i|) (eps <= 0:
+ * 1e-6 in f64, 1e-3 in f32), divided by the step actually stored in the
+ * graph's dtype. x is a leaf; index its flat element. Only the nodes
+ * between x and loss that depend on x are recomputed, and every value is
+ * bit-identical afterwards. NaN with the graph's error set on error.
+ */
+AD_API double ad_finite_difference(ad_node *loss, ad_node *x, int64_t index, double eps);
+/**
  * Anomaly mode (the checking mode): when on, the first op that produces NaN
  * or Inf (forward or backward) sets an error naming the op, the node and the
  * pass, and ad_graph_rewind keeps discarded nodes detectable (see

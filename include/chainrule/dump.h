@@ -89,10 +89,10 @@ enum {
  * and last every trainable leaf's gradient d loss/d leaf.
  *
  * loss must have one element and a backward build (call ad_backward(loss)
- * first). With AD_TRACE_CHECK each leaf (up to 64 elements of each) is
- * perturbed by ±h (1e-5 for f64, 1e-3 for f32) and the graph replayed with
- * ad_forward; values are restored afterwards (replay draws new dropout
- * masks). JSON output is one object:
+ * first). With AD_TRACE_CHECK the first 64 elements of each leaf get a
+ * central finite-difference estimate from ad_finite_difference (the
+ * estimator ad_gradcheck uses; every value is bit-identical afterwards and
+ * dropout masks are not redrawn). JSON output is one object:
  * `{"loss": ..., "value": V, "steps": [...], "leaves": [...]}`.
  *
  * Returns 0, or -1 with the graph's sticky error set (NULL arguments, a loss

@@ -19,7 +19,13 @@ Fixture format (whitespace-separated tokens, '#' starts a comment line):
     leaf  <name> <ndim> <dims...> <values...>   # value to ad_set on the leaf
     value <name> <ndim> <dims...> <values...>   # expected value of a node
     grad  <name> <ndim> <dims...> <values...>   # expected d loss/d leaf
+    jacobian <y> <x> 2 <numel y> <numel x> <values...>  # ad_jacobian(y, x), row-major
+    hessian  <y> <x> 2 <numel x> <numel x> <values...>  # ad_hessian(y, x), row-major
     end
+
+Jacobians and Hessians come from torch.autograd.functional.jacobian and
+hessian of the program re-run with node x replaced by the variable (x may
+be a leaf or an intermediate node).
 
 Leaves are nodes too: op param/input/const with ni = ndim and the ints the
 shape, or op scalar (ad_scalar, 0-d). Node order is creation order. The op
@@ -129,6 +135,7 @@ class Case:
         self.env = {}      # set-0 tensors
         self.fixed = {}    # const values shared by both sets
         self.loss = None
+        self.dense = []    # ("jacobian" or "hessian", y, x)
 
     # ---- leaves
     def _leaf(self, kind, shape, sampler, name, fixed=False):
@@ -187,14 +194,39 @@ class Case:
         assert self.env[n].numel() == 1
         self.loss = n
 
+    def jacobian(self, y, x):
+        self.dense.append(("jacobian", y, x))
+
+    def hessian(self, y, x):
+        assert self.env[y].numel() == 1
+        self.dense.append(("hessian", y, x))
+
     # ---- evaluation
-    def evaluate(self, leafvals):
+    def run(self, leafvals, override=None):
+        """The program on leafvals; a node named in override takes that value."""
         env = {}
         for name, op, ins, fp, ip in self.prog:
-            if op in LEAF_OPS:
+            if override and name in override:
+                env[name] = override[name]
+            elif op in LEAF_OPS:
                 env[name] = self._mk(op, leafvals[name])
             else:
                 env[name] = TORCH[op]([env[x] for x in ins], fp, ip)
+        return env
+
+    def dense_matrix(self, kind, y, x, leafvals):
+        x0 = self.run(leafvals)[x].detach().clone()
+        ny, nx = self.env[y].numel(), x0.numel()
+        if kind == "jacobian":
+            m = torch.autograd.functional.jacobian(
+                lambda v: self.run(leafvals, {x: v})[y], x0)
+            return m.reshape(ny, nx)
+        m = torch.autograd.functional.hessian(
+            lambda v: self.run(leafvals, {x: v})[y].reshape(()), x0)
+        return m.reshape(nx, nx)
+
+    def evaluate(self, leafvals):
+        env = self.run(leafvals)
         params = [n for n, op, *_ in self.prog if op in ("param", "scalar")]
         loss = env[self.loss]
         if loss.requires_grad:
@@ -233,6 +265,9 @@ class Case:
                     lines.append(tensor_line("value", name, env[name]))
             for p, g in grads.items():
                 lines.append(tensor_line("grad", p, g))
+            for kind, y, x in self.dense:
+                lines.append(kind + " " + y + tensor_line("", x, self.dense_matrix(kind, y, x,
+                                                                                   leafvals)))
         lines.append("end")
         path = os.path.join(out_dir, self.name + ".txt")
         with open(path, "w") as fh:
@@ -732,8 +767,56 @@ def case_grad_saliency():
     return c
 
 
+def case_mlp_jacobian():
+    """A 3-4-2 tanh MLP on two rows: Jacobians of its output with respect to
+    the input, the first weight and the hidden layer; Hessians of a squared
+    error with respect to the first weight matrix, the input and a bias."""
+    c = Case("mlp_jacobian", 901)
+    x = c.input("X", (2, 3))
+    t = c.input("T", (2, 2))
+    w1 = c.param("W1", (3, 4), randn(0.7))
+    b1 = c.param("b1", (4,), randn(0.2))
+    w2 = c.param("W2", (4, 2), randn(0.7))
+    b2 = c.param("b2", (2,), randn(0.2))
+    h = c.tanh(c.add(c.matmul(x, w1), b1), name="H")
+    o = c.add(c.matmul(h, w2), b2, name="O")
+    e = c.sub(o, t)
+    loss = c.mean(c.mul(e, e), i=[ALL], name="L")
+    c.set_loss(loss)
+    c.jacobian(o, x)
+    c.jacobian(o, w1)
+    c.jacobian(o, h)
+    c.hessian(loss, w1)
+    c.hessian(loss, x)
+    c.hessian(loss, b1)
+    return c
+
+
+def case_mlp_hessian():
+    """Cross-entropy of a softplus-sigmoid MLP: Hessians with respect to each
+    weight matrix and the logits (the softmax Hessian), the Jacobian of the
+    log-probabilities with respect to the logits and of a gradient node."""
+    c = Case("mlp_hessian", 902)
+    n, d, h, k = 3, 2, 3, 3
+    x = c.input("X", (n, d))
+    y = c.input("y", (n,), classes(k))
+    w1 = c.param("W1", (d, h), randn(0.8))
+    w2 = c.param("W2", (h, k), randn(0.8))
+    a = c.sigmoid(c.softplus(c.matmul(x, w1)), name="A")
+    logits = c.matmul(a, w2, name="logits")
+    loss = cross_entropy(c, logits, y, k, name="L")
+    gw2 = c.grad(loss, w2, name="gW2")
+    c.set_loss(loss)
+    c.hessian(loss, w1)
+    c.hessian(loss, w2)
+    c.hessian(loss, logits)
+    c.jacobian(c.log_softmax(logits, i=[-1], name="ls"), logits)
+    c.jacobian(gw2, w1)
+    return c
+
+
 CASES = [
-    case_grad_inputs, case_grad_saliency,
+    case_grad_inputs, case_grad_saliency, case_mlp_jacobian, case_mlp_hessian,
     case_mlp_ce_tanh, case_mlp_ce_mixed,
     case_broadcast_arith, case_broadcast_explog, case_broadcast_reduce, case_softmax_chain,
     case_fanout, case_micrograd_scalars, case_micrograd_scalars_random,
