@@ -2,15 +2,20 @@
  *
  * The engine does not keep the individual terms of a fan-out sum (it builds
  * one add_n node), nor the local derivatives (a gradient rule is a
- * composition of ops that multiplies them in). A lesson needs both, so for
- * elementwise ops this file evaluates the local derivative d user/d input
- * from the op, its input values and its output value, with the same
- * conventions as the gradient rules in ops_elementwise.c (relu'(0) = 0,
- * ties of max/min split ½, ...). The contribution an edge carries back is
- * upstream gradient × local derivative, summed over the broadcast axes. For
- * the other ops (matmul, reductions, shape ops) the op's rule text is shown,
- * and the contribution is the input's gradient when the input has one use.
- * Tests check that the contributions of every input sum to the engine's
+ * composition of ops that multiplies them in). A lesson needs both. Every
+ * label comes from the registry (ops.def): a node is drawn by its op's form
+ * ("@A + @B"), an edge by its op's derivative text. Every number comes from
+ * the engine: for an elementwise op the local derivative d user/d input is
+ * the op's own gradient rule evaluated with a unit seed (its vector-Jacobian
+ * product, which is the derivative element by element) on a side graph that
+ * copies the user's inputs, and the points where the op is not
+ * differentiable are those where the rule (or the op) differs just left and
+ * right of the point. No derivative formula is written here, and the dumped
+ * graph is never modified. The contribution an edge carries back is upstream
+ * gradient × local derivative, summed over the broadcast axes. For the other
+ * ops (matmul, reductions, shape ops) the op's rule text is shown, and the
+ * contribution is the input's gradient when the input has one use. Tests
+ * check that the contributions of every input sum to the engine's
  * gradient. */
 #include <math.h>
 #include <string.h>
@@ -34,10 +39,21 @@ typedef struct {
     int64_t *ustart;    /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
     int64_t *uid;
     int *uk;
-    char *sym; /* n * SYM_LEN: the symbol of each node */
+    char *sym;             /* n * SYM_LEN: the symbol of each node */
+    struct local_info *li; /* n: local derivatives of elementwise nodes, filled on demand */
     int64_t nsteps;
     int prec; /* significant digits of printed numbers */
 } ctx;
+
+/* The local derivatives of one elementwise node, from its gradient rule. */
+typedef struct local_info {
+    bool done, ok;        /* computed; the side graphs could be built */
+    int n;                /* inputs */
+    double *local;        /* n * numel: d u/d input k at element i, [k * numel + i] */
+    int64_t *undefined;   /* n: elements where the derivative is not defined */
+    int64_t *first;       /* n: the first of them */
+    unsigned char *gives; /* n: the rule sends a gradient to input k */
+} local_info;
 
 static double val(const ad_node *n, int64_t i)
 {
@@ -69,25 +85,6 @@ static ad_node *grad_of(const ctx *c, const ad_node *v)
         return NULL;
     ad_node *gn = v->grad_node;
     return gn && gn->id > c->loss->id && gn->numel == v->numel ? gn : NULL;
-}
-
-enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
-
-/* Does gradient flow from user u back into its input k? EDGE_ZERO marks the
- * step functions: the derivative is 0, so the engine sends nothing. */
-static int edge_kind(const ctx *c, const ad_node *u, int k)
-{
-    const ad_node *in = u->inputs[k];
-    if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
-        return EDGE_NONE;
-    if (u->op == AD_OP_STEP || u->op == AD_OP_SIGN)
-        return EDGE_ZERO;
-    if (ad_ops[u->op].backward == ad_nograd || !(u->flags & NODE_REQGRAD))
-        return EDGE_NONE;
-    if ((u->op == AD_OP_WHERE && k == 0) || (u->op == AD_OP_STRAIGHT_THROUGH && k == 1) ||
-        (u->op == AD_OP_POW && u->fparam[0] == 0))
-        return EDGE_NONE;
-    return EDGE_FLOWS;
 }
 
 /* Copies at most size - 1 bytes of src without splitting a UTF-8 sequence. */
@@ -195,7 +192,19 @@ static void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_no
         put(buf, size, k, ")");
 }
 
-/* Expands a template: @Y the node, @A @B @C its inputs, @P @Q its parameters. */
+/* Does buf end with text? Then drop it (true). */
+static bool unput(char *buf, size_t *k, const char *text)
+{
+    size_t len = strlen(text);
+    if (*k < len || memcmp(buf + *k - len, text, len) != 0)
+        return false;
+    *k -= len;
+    buf[*k] = '\0';
+    return true;
+}
+
+/* Expands an ops.def template (its header comment lists the markers) for
+ * node u: "@A + @B" -> "t3 + b". */
 static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, size_t size)
 {
     size_t k = 0;
@@ -206,29 +215,86 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
             put(buf, size, &k, one);
             continue;
         }
-        char num[32];
+        char num[48];
+        double v;
         switch (*++p) {
         case 'Y':
             put_sym(c, buf, size, &k, u);
             break;
         case 'A':
         case 'B':
-        case 'C': {
-            int i = *p - 'A';
-            if (i < u->ninputs)
-                put_sym(c, buf, size, &k, u->inputs[i]);
+        case 'C':
+            if (*p - 'A' < u->ninputs)
+                put_sym(c, buf, size, &k, u->inputs[*p - 'A']);
             break;
-        }
+        case 'a':
+        case 'b':
+            if (*p - 'a' < u->ninputs) {
+                put_sym(c, buf, size, &k, u->inputs[*p - 'a']);
+                if (u->iparam[*p - 'a'])
+                    put(buf, size, &k, "ᵀ");
+            }
+            break;
         case 'P':
-        case 'Q':
-            fmt_num(num, sizeof num, u->fparam[*p - 'P'], 6);
+            v = u->fparam[0];
+            if ((v == 1 || v == -1) && strncmp(p + 1, "·", strlen("·")) == 0) {
+                p += strlen("·"); /* 1·a is a, −1·a is −a */
+                if (v == -1)
+                    put(buf, size, &k, "−");
+                break;
+            }
+            fmt_num(num, sizeof num, v, 6);
             put(buf, size, &k, num);
+            break;
+        case 'Q':
+            v = u->fparam[1];
+            if (unput(buf, &k, " + ")) {
+                if (v == 0)
+                    break; /* a + 0 is a */
+                put(buf, size, &k, v < 0 ? " − " : " + ");
+                v = fabs(v);
+            }
+            fmt_num(num, sizeof num, v, 6);
+            put(buf, size, &k, num);
+            break;
+        case 'R':
+            v = u->fparam[0] - 1;
+            if (v == 1 && unput(buf, &k, "^"))
+                break; /* a^1 is a */
+            fmt_num(num, sizeof num, v, 6);
+            put(buf, size, &k, num);
+            break;
+        case 'X':
+            if (u->iparam[0] == AD_ALL)
+                snprintf(num, sizeof num, ", all axes");
+            else
+                snprintf(num, sizeof num, ", axis %lld", (long long)u->iparam[0]);
+            put(buf, size, &k, num);
+            break;
+        case 'N':
+            snprintf(num, sizeof num, "%lld",
+                     (long long)(u->ninputs && u->numel ? u->inputs[0]->numel / u->numel : 0));
+            put(buf, size, &k, num);
+            break;
+        case '*':
+        case '+':
+            for (int i = 0; i < u->ninputs; i++) {
+                if (i)
+                    put(buf, size, &k, *p == '*' ? ", " : " + ");
+                if (*p == '*')
+                    put(buf, size, &k, sym(c, u->inputs[i]));
+                else
+                    put_sym(c, buf, size, &k, u->inputs[i]);
+            }
             break;
         default:
             one[0] = *p;
             put(buf, size, &k, one);
         }
     }
+    /* (aᵀ)ᵀ is a */
+    for (char *t; (t = strstr(buf, "ᵀᵀ")) != NULL;)
+        memmove(t, t + 2 * strlen("ᵀ"), strlen(t + 2 * strlen("ᵀ")) + 1);
 }
 
 /* The derivative template of op for input k: the k-th " | " separated part
@@ -249,252 +315,10 @@ static void derivative_template(int op, int k, char *buf, size_t size)
 /* The definition of a node in terms of its inputs' symbols: "t3 + b". */
 static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
-    const char *t = NULL;
-    switch (u->op) {
-    case AD_OP_ADD:
-        t = "@A + @B";
-        break;
-    case AD_OP_SUB:
-        t = "@A − @B";
-        break;
-    case AD_OP_MUL:
-        t = "@A·@B";
-        break;
-    case AD_OP_DIV:
-        t = "@A/@B";
-        break;
-    case AD_OP_NEG:
-        t = "−@A";
-        break;
-    case AD_OP_POW:
-        t = "@A^@P";
-        break;
-    case AD_OP_AFFINE:
-        if (u->fparam[0] == -1)
-            t = u->fparam[1] == 0 ? "−@A" : "@Q − @A";
-        else if (u->fparam[0] == 1)
-            t = "@A + @Q";
-        else
-            t = u->fparam[1] == 0 ? "@P·@A" : "@P·@A + @Q";
-        break;
-    case AD_OP_MAXIMUM:
-        t = "max(@A, @B)";
-        break;
-    case AD_OP_MINIMUM:
-        t = "min(@A, @B)";
-        break;
-    case AD_OP_LEAKY_RELU:
-        t = "leaky_relu(@A, @P)";
-        break;
-    case AD_OP_ELU:
-        t = "elu(@A, @P)";
-        break;
-    case AD_OP_CLAMP:
-        t = "clamp(@A, @P, @Q)";
-        break;
-    case AD_OP_MATMUL:
-        t = "@A @ @B";
-        break;
-    case AD_OP_WHERE:
-        t = "where(@A, @B, @C)";
-        break;
-    default:
-        break;
-    }
-    if (u->op == AD_OP_MATMUL && (u->iparam[0] || u->iparam[1]))
-        t = u->iparam[0] ? (u->iparam[1] ? "@Aᵀ @ @Bᵀ" : "@Aᵀ @ @B") : "@A @ @Bᵀ";
-    if (t) {
-        subst(c, u, t, buf, size);
-        return;
-    }
-    size_t k = 0;
-    buf[0] = '\0';
-    if (u->op == AD_OP_ADD_N) {
-        for (int i = 0; i < u->ninputs; i++) {
-            if (i)
-                put(buf, size, &k, " + ");
-            put_sym(c, buf, size, &k, u->inputs[i]);
-        }
-        return;
-    }
-    put(buf, size, &k, ad_ops[u->op].name);
-    put(buf, size, &k, "(");
-    for (int i = 0; i < u->ninputs; i++) {
-        if (i)
-            put(buf, size, &k, ", ");
-        put(buf, size, &k, sym(c, u->inputs[i]));
-    }
-    if (ad_ops[u->op].kind == AD_KIND_REDUCE || ad_ops[u->op].kind == AD_KIND_AXIS) {
-        char ax[48];
-        if (u->iparam[0] == AD_ALL)
-            snprintf(ax, sizeof ax, ", all axes");
-        else
-            snprintf(ax, sizeof ax, ", axis %lld", (long long)u->iparam[0]);
-        put(buf, size, &k, ax);
-    }
-    put(buf, size, &k, ")");
+    subst(c, u, ad_ops[u->op].form, buf, size);
 }
 
 /* ---------------------------------------------------- local derivatives */
-
-static bool elementwise(const ad_node *u)
-{
-    ad_op_kind kind = ad_ops[u->op].kind;
-    return kind == AD_KIND_UNARY || kind == AD_KIND_BINARY || kind == AD_KIND_TERNARY ||
-           u->op == AD_OP_STRAIGHT_THROUGH || u->op == AD_OP_CLAMP_MASK;
-}
-
-/* The rule d u/d input k as a template, and the note for points where the
- * derivative is not defined. NULL rule: not an elementwise rule. */
-static const char *local_template(const ad_node *u, int k, const char **undef)
-{
-    *undef = NULL;
-    switch (u->op) {
-    case AD_OP_NEG:
-        return "−1";
-    case AD_OP_EXP:
-        return "@Y";
-    case AD_OP_LOG:
-        return "1/@A";
-    case AD_OP_SQRT:
-        *undef = "undefined at @A = 0";
-        return "1/(2·@Y)";
-    case AD_OP_ABS:
-        *undef = "undefined at @A = 0 (engine uses 0)";
-        return "sign(@A)";
-    case AD_OP_SIN:
-        return "cos(@A)";
-    case AD_OP_COS:
-        return "−sin(@A)";
-    case AD_OP_TANH:
-        return "1 − @Y²";
-    case AD_OP_SIGMOID:
-        return "@Y·(1 − @Y)";
-    case AD_OP_RELU:
-        *undef = "undefined at @A = 0 (engine uses 0)";
-        return "1 if @A > 0 else 0";
-    case AD_OP_SOFTPLUS:
-        return "σ(@A)";
-    case AD_OP_LEAKY_RELU:
-        *undef = "undefined at @A = 0 (engine uses @P)";
-        return "1 if @A > 0 else @P";
-    case AD_OP_ELU:
-        *undef = "undefined at @A = 0 (engine uses @P)";
-        return "1 if @A > 0 else @Y + @P";
-    case AD_OP_POW:
-        return NULL; /* built in local_rule */
-    case AD_OP_AFFINE:
-        return "@P";
-    case AD_OP_CLAMP:
-        *undef = "undefined at @A = @P or @Q (engine uses 1)";
-        return "1 if @P ≤ @A ≤ @Q else 0";
-    case AD_OP_STEP:
-        *undef = "undefined at @A = 0";
-        return "0";
-    case AD_OP_SIGN:
-        *undef = "undefined at @A = 0";
-        return "0";
-    case AD_OP_ADD:
-    case AD_OP_ADD_N:
-        return "1";
-    case AD_OP_SUB:
-        return k == 0 ? "1" : "−1";
-    case AD_OP_MUL:
-        return k == 0 ? "@B" : "@A";
-    case AD_OP_DIV:
-        return k == 0 ? "1/@B" : "−@A/@B²";
-    case AD_OP_MAXIMUM:
-        *undef = "undefined at @A = @B (engine uses ½)";
-        return k == 0 ? "1 if @A > @B else 0" : "1 if @B > @A else 0";
-    case AD_OP_MINIMUM:
-        *undef = "undefined at @A = @B (engine uses ½)";
-        return k == 0 ? "1 if @A < @B else 0" : "1 if @B < @A else 0";
-    case AD_OP_WHERE:
-        return k == 1 ? "1 where @A ≠ 0 else 0" : (k == 2 ? "0 where @A ≠ 0 else 1" : "0");
-    case AD_OP_STRAIGHT_THROUGH:
-        return k == 0 ? "1 (straight-through)" : "0";
-    default:
-        return NULL;
-    }
-}
-
-/* d u/d input k at one element; *undef set where it is not defined. The
- * values follow the engine's gradient rules exactly. */
-static double local_at(const ad_node *u, int k, const double *x, double y, bool *undef)
-{
-    const double a = x[0], b = x[1], p = u->fparam[0], q = u->fparam[1];
-    *undef = false;
-    switch (u->op) {
-    case AD_OP_NEG:
-        return -1;
-    case AD_OP_EXP:
-        return y;
-    case AD_OP_LOG:
-        return 1 / a;
-    case AD_OP_SQRT:
-        *undef = a == 0;
-        return 1 / (2 * y);
-    case AD_OP_ABS:
-        *undef = a == 0;
-        return a > 0 ? 1 : (a < 0 ? -1 : 0);
-    case AD_OP_SIN:
-        return cos(a);
-    case AD_OP_COS:
-        return -sin(a);
-    case AD_OP_TANH:
-        return 1 - y * y;
-    case AD_OP_SIGMOID:
-        return y * (1 - y);
-    case AD_OP_RELU:
-        *undef = a == 0;
-        return a > 0 ? 1 : 0;
-    case AD_OP_SOFTPLUS:
-        return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
-    case AD_OP_LEAKY_RELU:
-        *undef = a == 0 && p != 1;
-        return a > 0 ? 1 : p;
-    case AD_OP_ELU:
-        *undef = a == 0 && p != 1;
-        return a > 0 ? 1 : y + p;
-    case AD_OP_POW:
-        if (p == 0)
-            return 0;
-        if (p == 1)
-            return 1;
-        return p == 2 ? 2 * a : p * pow(a, p - 1);
-    case AD_OP_AFFINE:
-        return p;
-    case AD_OP_CLAMP:
-        *undef = (a == p || a == q) && p < q;
-        return (a >= p && a <= q) ? 1 : 0;
-    case AD_OP_STEP:
-    case AD_OP_SIGN:
-        *undef = a == 0;
-        return 0;
-    case AD_OP_ADD:
-    case AD_OP_ADD_N:
-        return 1;
-    case AD_OP_SUB:
-        return k == 0 ? 1 : -1;
-    case AD_OP_MUL:
-        return k == 0 ? b : a;
-    case AD_OP_DIV:
-        return k == 0 ? 1 / b : -y / b;
-    case AD_OP_MAXIMUM:
-    case AD_OP_MINIMUM: {
-        *undef = a == b;
-        double m = u->op == AD_OP_MAXIMUM ? (a > b ? 1 : (a < b ? 0 : 0.5))
-                                          : (a < b ? 1 : (a > b ? 0 : 0.5));
-        return k == 0 ? m : 1 - m;
-    }
-    case AD_OP_WHERE:
-        return k == 0 ? 0 : ((a != 0) == (k == 1) ? 1 : 0);
-    case AD_OP_STRAIGHT_THROUGH:
-        return k == 0 ? 1 : 0;
-    default:
-        return 0;
-    }
-}
 
 /* Flat index into input `in` of element i of the (broadcast) output. */
 static int64_t bcast_index(const ad_node *out, const ad_node *in, int64_t i)
@@ -517,6 +341,168 @@ static int64_t bcast_index(const ad_node *out, const ad_node *in, int64_t i)
     return off;
 }
 
+/* The op's derivative text for input k is "0" (step, sign, where's condition). */
+static bool zero_text(const ad_node *u, int k)
+{
+    char t[DEF_LEN];
+    derivative_template(u->op, k, t, sizeof t);
+    return strcmp(t, "0") == 0;
+}
+
+/* Builds u's op over fresh trainable leaves of len elements in the side graph
+ * s (leaf j element i is x(j, i)) and runs the op's own gradient rule on it
+ * with a unit seed: for an elementwise op, grads[k] is then the local
+ * derivative d u/d input k, element by element (NULL when the rule sends
+ * nothing to input k). Returns the op's node, NULL on an error. */
+static ad_node *side_rule(ad_graph *s, const ad_node *u, int64_t len,
+                          double (*x)(const ad_node *u, int j, int64_t i, const void *arg),
+                          const void *arg, ad_node **leaves, ad_node **grads)
+{
+    for (int j = 0; j < u->ninputs; j++) {
+        leaves[j] = ad_param(s, 1, &len, NULL);
+        if (!leaves[j])
+            return NULL;
+        AD_DISPATCH(s, {
+            T *v = leaves[j]->value;
+            for (int64_t i = 0; i < len; i++)
+                v[i] = (T)x(u, j, i, arg);
+        });
+    }
+    ad_node *y = ad_node_make(s, u->op, u->ninputs, leaves, u->fparam, u->iparam);
+    ad_node *seed = y ? ad_node_make(s, AD_OP_ONES_LIKE, 1, &y, NULL, NULL) : NULL;
+    if (!seed)
+        return NULL;
+    for (int j = 0; j < u->ninputs; j++)
+        grads[j] = NULL;
+    ad_ops[u->op].backward(y, seed, grads);
+    return s->has_error ? NULL : y;
+}
+
+static double side_val(const ad_node *n, int64_t i) { return val(n, n->numel == 1 ? 0 : i); }
+
+/* input j of u at element i of u (broadcast) */
+static double at_point(const ad_node *u, int j, int64_t i, const void *arg)
+{
+    (void)arg;
+    return val(u->inputs[j], bcast_index(u, u->inputs[j], i));
+}
+
+static double step_of(double x) { return 1e-7 * (fabs(x) > 1e-3 ? fabs(x) : 1e-3); }
+
+/* segment 2k (input k moved down by a step) and 2k + 1 (up) of u's elements */
+static double nudged(const ad_node *u, int j, int64_t i, const void *arg)
+{
+    (void)arg;
+    int64_t seg = u->numel ? i / u->numel : 0, e = u->numel ? i % u->numel : 0;
+    double x = at_point(u, j, e, NULL);
+    if (seg / 2 != j)
+        return x;
+    return seg % 2 ? x + step_of(x) : x - step_of(x);
+}
+
+/* Two one-sided values agree (a smooth function or derivative). */
+static bool agree(double a, double b)
+{
+    if (a == b || (isnan(a) && isnan(b)))
+        return true;
+    return isfinite(a) && isfinite(b) && fabs(a - b) <= 1e-3 * (1 + fabs(a) + fabs(b));
+}
+
+/* Fills li for elementwise node u: the local derivatives the gradient rule
+ * gives at u's inputs (in u's dtype, so the numbers are the engine's), and
+ * the points where the op is not differentiable, found by evaluating the
+ * op and its rule just left and right of each point (in double). The side
+ * graphs use u's allocator and never touch u's graph. */
+static void local_compute(const ad_graph *g, const ad_node *u, local_info *li)
+{
+    const int n = u->ninputs;
+    const int64_t len = u->numel;
+    li->done = true;
+    li->n = n;
+    li->local = zalloc((ad_graph *)g, sizeof(double) * (size_t)(n * len));
+    li->undefined = zalloc((ad_graph *)g, sizeof(int64_t) * (size_t)n);
+    li->first = zalloc((ad_graph *)g, sizeof(int64_t) * (size_t)n);
+    li->gives = zalloc((ad_graph *)g, (size_t)n);
+    ad_node **nodes = zalloc((ad_graph *)g, sizeof(ad_node *) * (size_t)(2 * n));
+    ad_graph *s = ad_graph_new_with(g->dtype, g->alloc, g->ud);
+    ad_graph *s64 = ad_graph_new_with(AD_F64, g->alloc, g->ud);
+    ad_node *y = NULL, *y64 = NULL;
+    if (li->local && li->undefined && li->first && li->gives && nodes && s && s64)
+        y64 = side_rule(s64, u, 2 * n * len, nudged, NULL, nodes, nodes + n);
+    for (int k = 0; y64 && k < n; k++) {
+        ad_node *d64 = nodes[n + k];
+        for (int64_t i = 0; i < len; i++) {
+            int64_t lo = 2 * k * len + i, hi = lo + len;
+            double dl = d64 ? side_val(d64, lo) : 0, dr = d64 ? side_val(d64, hi) : 0;
+            if (agree(dl, dr) && agree(val(y64, lo), val(y64, hi)))
+                continue;
+            if (!li->undefined[k]++)
+                li->first[k] = i;
+        }
+    }
+    /* the numbers shown: the rule in u's own dtype, at u's own inputs */
+    if (y64)
+        y = side_rule(s, u, len, at_point, NULL, nodes, nodes + n);
+    if (y64 && y) {
+        li->ok = true;
+        for (int k = 0; k < n; k++) {
+            li->gives[k] = nodes[n + k] != NULL;
+            for (int64_t i = 0; i < len && nodes[n + k]; i++)
+                li->local[k * len + i] = side_val(nodes[n + k], i);
+        }
+    }
+    ad_graph_free(s);
+    ad_graph_free(s64);
+    zfree((ad_graph *)g, nodes, sizeof(ad_node *) * (size_t)(2 * n));
+}
+
+static bool elementwise(const ad_node *u)
+{
+    ad_op_kind kind = ad_ops[u->op].kind;
+    return kind == AD_KIND_UNARY || kind == AD_KIND_BINARY || kind == AD_KIND_TERNARY;
+}
+
+/* The local derivatives of elementwise node u (computed once per dump), or
+ * NULL for other ops and when the side graphs could not be built. */
+static const local_info *local_of(const ctx *c, const ad_node *u)
+{
+    if (!elementwise(u) || u->id >= c->n)
+        return NULL;
+    local_info *li = &c->li[u->id];
+    if (!li->done)
+        local_compute(c->g, u, li);
+    return li->ok ? li : NULL;
+}
+
+static void local_free(const ad_graph *g, const ad_node *u, local_info *li)
+{
+    if (!li->done)
+        return;
+    zfree((ad_graph *)g, li->local, sizeof(double) * (size_t)(li->n * u->numel));
+    zfree((ad_graph *)g, li->undefined, sizeof(int64_t) * (size_t)li->n);
+    zfree((ad_graph *)g, li->first, sizeof(int64_t) * (size_t)li->n);
+    zfree((ad_graph *)g, li->gives, (size_t)li->n);
+}
+
+enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
+
+/* Does gradient flow from user u back into its input k? EDGE_ZERO marks a
+ * derivative that is 0 by the op's rule (a step): the engine sends nothing. */
+static int edge_kind(const ctx *c, const ad_node *u, int k)
+{
+    const ad_node *in = u->inputs[k];
+    if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
+        return EDGE_NONE;
+    const local_info *li = local_of(c, u);
+    if (li && !li->gives[k] && zero_text(u, k))
+        return EDGE_ZERO;
+    if (ad_ops[u->op].backward == ad_nograd || !(u->flags & NODE_REQGRAD))
+        return EDGE_NONE;
+    if (li && !li->gives[k])
+        return EDGE_NONE;
+    return EDGE_FLOWS;
+}
+
 /* "0, 1": the axes of u's shape over which input in was broadcast. */
 static bool broadcast_axes(const ad_node *u, const ad_node *in, char *buf, size_t size)
 {
@@ -536,21 +522,21 @@ static bool broadcast_axes(const ad_node *u, const ad_node *in, char *buf, size_
 }
 
 typedef struct {
-    int kind;           /* EDGE_* */
-    bool has_local;     /* an elementwise rule: local[] is valid */
-    double *local;      /* (numel of u) d u/d input element by element */
-    double *contrib;    /* (numel of input) upstream × local, summed; NULL: unknown */
-    int64_t undefined;  /* elements at points where the derivative is not defined */
-    char rule[DEF_LEN]; /* "1 − o²", or the op's rule text */
+    int kind;            /* EDGE_* */
+    bool has_local;      /* an elementwise rule: local[] is valid */
+    const double *local; /* (numel of u) d u/d input element by element, the cache's */
+    double *contrib;     /* (numel of input) upstream × local, summed; NULL: unknown */
+    int64_t undefined;   /* elements at points where the derivative is not defined */
+    char rule[DEF_LEN];  /* "1 − o²", or the op's rule text */
     char undef_note[DEF_LEN];
     char axes[64]; /* broadcast axes, "" when none */
 } edge_info;
 
 static void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
 {
-    zfree(g, e->local, sizeof(double) * (size_t)u->numel);
+    (void)u;
     zfree(g, e->contrib, sizeof(double) * (size_t)in->numel);
-    e->local = e->contrib = NULL;
+    e->contrib = NULL;
 }
 
 /* Fills e for the edge input k -> u. false: out of memory. */
@@ -559,54 +545,31 @@ static bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
     const ad_node *in = u->inputs[k];
     memset(e, 0, sizeof *e);
     e->kind = edge_kind(c, u, k);
-    const char *undef = NULL, *tmpl = local_template(u, k, &undef);
-    if (u->op == AD_OP_POW) {
-        double p = u->fparam[0];
-        char t[64], num[32];
-        fmt_num(num, sizeof num, p - 1, 6);
-        if (p == 0 || p == 1)
-            snprintf(t, sizeof t, "%s", p == 0 ? "0" : "1");
-        else if (p == 2)
-            snprintf(t, sizeof t, "2·@A");
-        else
-            snprintf(t, sizeof t, "@P·@A^%s", num);
-        subst(c, u, t, e->rule, sizeof e->rule);
-        tmpl = "";
-    } else if (tmpl) {
-        subst(c, u, tmpl, e->rule, sizeof e->rule);
-    } else if (u->op == AD_OP_MATMUL && !u->iparam[0] && !u->iparam[1]) {
-        subst(c, u, k == 0 ? "∂L/∂@A = ∂L/∂@Y · @Bᵀ" : "∂L/∂@B = @Aᵀ · ∂L/∂@Y", e->rule,
-              sizeof e->rule);
-    } else if (u->op == AD_OP_MEAN) {
-        snprintf(e->rule, sizeof e->rule, "∂mean/∂aᵢ = 1/n = 1/%lld",
-                 (long long)(u->numel ? in->numel / u->numel : 0));
-    } else {
-        char t[DEF_LEN];
-        derivative_template(u->op, k, t, sizeof t);
-        subst(c, u, t, e->rule, sizeof e->rule);
-    }
-    if (undef)
-        subst(c, u, undef, e->undef_note, sizeof e->undef_note);
-    broadcast_axes(u, in, e->axes, sizeof e->axes);
-    if (u->op == AD_OP_BROADCAST_TO || u->op == AD_OP_BROADCAST_LIKE)
+    char t[DEF_LEN];
+    derivative_template(u->op, k, t, sizeof t);
+    subst(c, u, t, e->rule, sizeof e->rule);
+    const local_info *li = local_of(c, u);
+    /* a shape op that grows its one input broadcasts it (broadcast_to) */
+    bool grows = ad_ops[u->op].kind == AD_KIND_SHAPE && u->ninputs == 1 && u->numel > in->numel;
+    if (elementwise(u) || grows)
         broadcast_axes(u, in, e->axes, sizeof e->axes);
-    else if (!tmpl || !elementwise(u))
-        e->axes[0] = '\0';
 
     ad_graph *g = c->g;
     ad_node *gn = e->kind != EDGE_NONE ? grad_of(c, u) : NULL;
-    if (tmpl && elementwise(u)) {
+    if (li && (li->gives[k] || zero_text(u, k))) {
         e->has_local = true;
-        e->local = zalloc(g, sizeof(double) * (size_t)u->numel);
-        if (!e->local)
-            return false;
-        for (int64_t i = 0; i < u->numel; i++) {
-            double x[3] = {0, 0, 0};
-            for (int j = 0; j < u->ninputs && j < 3; j++)
-                x[j] = val(u->inputs[j], bcast_index(u, u->inputs[j], i));
-            bool und = false;
-            e->local[i] = local_at(u, k, x, val(u, i), &und);
-            e->undefined += und;
+        e->local = li->local + (size_t)k * (size_t)u->numel;
+        e->undefined = li->undefined[k];
+        if (e->undefined) {
+            int64_t i = li->first[k];
+            char s[SYM_LEN + 2], x[48], d[48];
+            size_t ks = 0;
+            s[0] = '\0';
+            put_sym(c, s, sizeof s, &ks, in);
+            fmt_num(x, sizeof x, val(in, bcast_index(u, in, i)), 6);
+            fmt_num(d, sizeof d, e->local[i], 6);
+            snprintf(e->undef_note, sizeof e->undef_note, "undefined at %s = %s (engine uses %s)",
+                     s, x, d);
         }
         if (gn) {
             e->contrib = zalloc(g, sizeof(double) * (size_t)in->numel);
@@ -641,6 +604,10 @@ static void ctx_free(ctx *c)
     zfree(g, c->uses, sizeof(int64_t) * n);
     zfree(g, c->ustart, sizeof(int64_t) * (n + 1));
     zfree(g, c->sym, n * SYM_LEN);
+    if (c->li)
+        for (int64_t i = 0; i < c->n; i++)
+            local_free(g, g->nodes[i], &c->li[i]);
+    zfree(g, c->li, sizeof(local_info) * n);
     memset(c, 0, sizeof *c);
 }
 
@@ -676,7 +643,8 @@ static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
     c->uid = zalloc(g, sizeof(int64_t) * (size_t)nedges);
     c->uk = zalloc(g, sizeof(int) * (size_t)nedges);
     c->sym = zalloc(g, n * SYM_LEN);
-    if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym) {
+    c->li = zalloc(g, sizeof(local_info) * n);
+    if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym || !c->li) {
         ctx_free_all(c);
         ad_fail(g, "dump: out of memory");
         return false;

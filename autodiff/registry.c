@@ -1,4 +1,5 @@
 /* registry.c -- the op table, generated from ops.def, and the generic driver. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph_impl.h"
@@ -29,6 +30,81 @@ int ad_op_arity(int op) { return valid(op) ? ad_ops[op].arity : 0; }
 ad_op_kind ad_op_kind_of(int op) { return valid(op) ? ad_ops[op].kind : AD_KIND_INTERNAL; }
 const char *ad_op_rule(int op) { return valid(op) ? ad_ops[op].derivative : NULL; }
 int ad_op_differentiable(int op) { return valid(op) && ad_ops[op].backward != ad_nograd; }
+
+const char *ad_op_form(int op) { return valid(op) ? ad_ops[op].form : NULL; }
+const char *ad_op_call_name(int op) { return valid(op) ? ad_ops[op].call : NULL; }
+const char *ad_op_params(int op) { return valid(op) ? ad_ops[op].params : NULL; }
+
+/* The i-th entry of the op's params column ("c, d = 0"): its text in
+ * [*begin, *end), or false when there is none. */
+static bool param_entry(int op, int i, const char **begin, const char **end)
+{
+    if (!valid(op) || i < 0)
+        return false;
+    const char *s = ad_ops[op].params;
+    for (; i > 0 && s; i--) {
+        s = strchr(s, ',');
+        s = s ? s + 1 : NULL;
+    }
+    if (!s)
+        return false;
+    while (*s == ' ')
+        s++;
+    if (!*s)
+        return false;
+    const char *e = strchr(s, ',');
+    *begin = s;
+    *end = e ? e : s + strlen(s);
+    return true;
+}
+
+int ad_op_param_count(int op)
+{
+    const char *b, *e;
+    int n = 0;
+    while (param_entry(op, n, &b, &e))
+        n++;
+    return n;
+}
+
+int ad_op_param_name(int op, int i, char *buf, size_t size)
+{
+    const char *b, *e;
+    if (!buf || size == 0 || !param_entry(op, i, &b, &e))
+        return -1;
+    const char *eq = memchr(b, '=', (size_t)(e - b));
+    if (eq)
+        e = eq;
+    while (e > b && e[-1] == ' ')
+        e--;
+    size_t len = (size_t)(e - b) < size - 1 ? (size_t)(e - b) : size - 1;
+    memcpy(buf, b, len);
+    buf[len] = '\0';
+    return 0;
+}
+
+int ad_op_param_default(int op, int i, double *value)
+{
+    const char *b, *e;
+    if (!param_entry(op, i, &b, &e))
+        return 0;
+    const char *eq = memchr(b, '=', (size_t)(e - b));
+    if (!eq)
+        return 0;
+    if (value)
+        *value = strtod(eq + 1, NULL);
+    return 1;
+}
+
+int ad_op_find_call(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = 0; i < AD_OP_COUNT_; i++)
+        if (ad_ops[i].call && strcmp(ad_ops[i].call, name) == 0)
+            return i;
+    return -1;
+}
 
 int ad_op_find(const char *name)
 {

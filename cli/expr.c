@@ -24,6 +24,9 @@ typedef struct {
  * of the grammar goes through parse_unary, a few frames per level. */
 #define MAX_DEPTH 256
 
+/* Tensor arguments plus parameters of one call, at most. */
+#define MAX_CALL_ARGS 8
+
 static ad_node *parse_expr(parser *p);
 static ad_node *parse_unary(parser *p);
 
@@ -129,47 +132,48 @@ static ad_node *parse_number(parser *p)
     return check(p, ad_const_scalar(p->g, v, NULL), start);
 }
 
-typedef enum { F_UNARY, F_LEAKY, F_MAX, F_MIN } fn_kind;
+/* The registry op that `chainrule grad` calls name (len bytes), or -1. */
+static int find_function(const char *name, size_t len)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        return -1;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    return ad_op_find_call(buf);
+}
 
-typedef struct {
-    const char *name;
-    fn_kind kind;
-    ad_node *(*unary)(ad_node *);
-} function;
-
-static const function functions[] = {
-    {"exp", F_UNARY, ad_exp},      {"log", F_UNARY, ad_log},
-    {"sqrt", F_UNARY, ad_sqrt},    {"abs", F_UNARY, ad_abs},
-    {"sin", F_UNARY, ad_sin},      {"cos", F_UNARY, ad_cos},
-    {"tanh", F_UNARY, ad_tanh},    {"sigmoid", F_UNARY, ad_sigmoid},
-    {"relu", F_UNARY, ad_relu},    {"softplus", F_UNARY, ad_softplus},
-    {"step", F_UNARY, ad_step},    {"sign", F_UNARY, ad_sign},
-    {"leaky_relu", F_LEAKY, NULL}, {"max", F_MAX, NULL},
-    {"min", F_MIN, NULL},
-};
-
+/* name(tensor arguments, parameters...): the op, its arity and its
+ * parameters (with their defaults) all come from the registry. */
 static ad_node *parse_call(parser *p, const char *name, size_t len, size_t start)
 {
-    const function *f = NULL;
-    for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
-        if (strlen(functions[i].name) == len && strncmp(functions[i].name, name, len) == 0)
-            f = &functions[i];
-    if (!f)
+    int op = find_function(name, len);
+    if (op < 0)
         return fail_at(p, start, "unknown function '%.*s'", (int)len, name);
+    const char *fname = ad_op_call_name(op);
+    int arity = ad_op_arity(op), nparams = ad_op_param_count(op);
+    int least = arity, most = arity + nparams;
+    for (int i = 0; i < nparams; i++)
+        if (!ad_op_param_default(op, i, NULL))
+            least = arity + i + 1;
+    char want[64];
+    if (least == most)
+        snprintf(want, sizeof want, "%d argument%s", most, most > 1 ? "s" : "");
+    else
+        snprintf(want, sizeof want, "%d to %d arguments", least, most);
     p->pos++; /* '(' */
-    ad_node *args[2] = {NULL, NULL};
-    size_t argpos[2] = {0, 0};
-    int nargs = 0, want = f->kind == F_UNARY ? 1 : 2;
+    ad_node *args[MAX_CALL_ARGS] = {NULL};
+    size_t argpos[MAX_CALL_ARGS] = {0};
+    int nargs = 0;
     if (peek(p) == ')')
-        return fail_at(p, p->pos, "%s() takes %d argument%s, got 0", f->name, want,
-                       want > 1 ? "s" : "");
+        return fail_at(p, p->pos, "%s() takes %s, got 0", fname, want);
     for (;;) {
         skip_space(p);
         size_t at = p->pos;
         ad_node *a = parse_expr(p);
         if (!a)
             return NULL;
-        if (nargs < 2) {
+        if (nargs < MAX_CALL_ARGS) {
             args[nargs] = a;
             argpos[nargs] = at;
         }
@@ -186,25 +190,26 @@ static ad_node *parse_call(parser *p, const char *name, size_t len, size_t start
         char buf[64];
         if (c && !isalnum((unsigned char)c) && !strchr("_.()+-*/^", c))
             return fail_at(p, p->pos, "unexpected character '%c'", c);
-        return fail_at(p, p->pos, "expected ',' or ')' in the arguments of %s(), found %s", f->name,
+        return fail_at(p, p->pos, "expected ',' or ')' in the arguments of %s(), found %s", fname,
                        found(p, p->pos, buf, sizeof buf));
     }
-    if (nargs != want)
-        return fail_at(p, start, "%s() takes %d argument%s, got %d", f->name, want,
-                       want > 1 ? "s" : "", nargs);
-    switch (f->kind) {
-    case F_UNARY:
-        return check(p, f->unary(args[0]), start);
-    case F_LEAKY:
-        if (ad_node_requires_grad(args[1]))
-            return fail_at(p, argpos[1], "the slope of leaky_relu() must be a constant");
-        return check(p, ad_leaky_relu(args[0], ad_item(args[1])), start);
-    case F_MAX:
-        return check(p, ad_maximum(args[0], args[1]), start);
-    case F_MIN:
-        return check(p, ad_minimum(args[0], args[1]), start);
+    if (nargs < least || nargs > most)
+        return fail_at(p, start, "%s() takes %s, got %d", fname, want, nargs);
+    double fp[MAX_CALL_ARGS] = {0};
+    for (int i = 0; i < nparams; i++) {
+        ad_node *a = arity + i < nargs ? args[arity + i] : NULL;
+        if (!a) {
+            ad_op_param_default(op, i, &fp[i]);
+            continue;
+        }
+        if (ad_node_requires_grad(a)) {
+            char pname[64];
+            ad_op_param_name(op, i, pname, sizeof pname);
+            return fail_at(p, argpos[arity + i], "the %s of %s() must be a constant", pname, fname);
+        }
+        fp[i] = ad_item(a);
     }
-    return NULL;
+    return check(p, ad_op_apply(op, arity, args, fp, nparams, NULL, 0), start);
 }
 
 static ad_node *parse_primary(parser *p)
@@ -225,10 +230,9 @@ static ad_node *parse_primary(parser *p)
         for (int i = 0; i < p->nvars; i++)
             if (strlen(p->vars[i].name) == len && strncmp(p->vars[i].name, name, len) == 0)
                 return p->vars[i].node;
-        for (size_t i = 0; i < sizeof functions / sizeof *functions; i++)
-            if (strlen(functions[i].name) == len && strncmp(functions[i].name, name, len) == 0)
-                return fail_at(p, start, "function '%.*s' needs arguments in parentheses", (int)len,
-                               name);
+        if (find_function(name, len) >= 0)
+            return fail_at(p, start, "function '%.*s' needs arguments in parentheses", (int)len,
+                           name);
         return fail_at(p, start, "unknown variable '%.*s' (give it a value: %.*s=...)", (int)len,
                        name, (int)len, name);
     }

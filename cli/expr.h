@@ -13,10 +13,13 @@
  *     number  := digits ['.' digits] [('e' | 'E') ['+' | '-'] digits]  (or '.' digits ...)
  *     name    := letter (letter | digit | '_')*   ('_' counts as a letter)
  *
- * Functions: exp log sqrt abs sin cos tanh sigmoid relu softplus step sign
- * (one argument), leaky_relu(x, alpha) (alpha a constant expression),
- * max(a, b), min(a, b). a ^ p with a constant exponent is ad_pow; with an
- * exponent that depends on a variable it is exp(p * log(a)) (a > 0).
+ * Functions are the op registry's (autodiff/ops.def, ad_op_find_call): every
+ * op with a call name, called as name(tensor arguments, parameters...), e.g.
+ * tanh(x), max(a, b), leaky_relu(x, 0.1), pow(x, 3), clamp(x, -1, 1),
+ * affine(x, 2) (parameters with a default may be left out; ad_op_params
+ * names them). Parameters must be constant expressions. A unary op added to
+ * the registry is callable here with no edit. a ^ p with a constant exponent
+ * is ad_pow; with an exponent that depends on a variable it is ad_power.
  * Nesting (parentheses, signs, exponents, calls) is limited to 256 levels;
  * deeper input is an error, not a stack overflow.
  *

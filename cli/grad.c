@@ -20,17 +20,44 @@
 
 #define MAX_VARS 64
 
+/* The registry's callable ops, "tanh(a)" or "clamp(a, lo, hi)", wrapped. */
+static void print_functions(FILE *out)
+{
+    int col = 0;
+    for (int op = 0; op < ad_op_count(); op++) {
+        const char *name = ad_op_call_name(op);
+        if (!name)
+            continue;
+        char sig[128];
+        int k = snprintf(sig, sizeof sig, "%s(", name);
+        for (int i = 0; i < ad_op_arity(op) && k < (int)sizeof sig; i++)
+            k += snprintf(sig + k, sizeof sig - (size_t)k, "%s%c", i ? ", " : "", 'a' + i);
+        const char *params = ad_op_params(op);
+        if (*params && k < (int)sizeof sig)
+            k += snprintf(sig + k, sizeof sig - (size_t)k, ", %s", params);
+        if (k < (int)sizeof sig)
+            snprintf(sig + k, sizeof sig - (size_t)k, ")");
+        int len = (int)strlen(sig);
+        if (col && col + len + 1 > 78) {
+            fprintf(out, "\n");
+            col = 0;
+        }
+        col += fprintf(out, "%s%s", col ? " " : "         ", sig);
+    }
+    fprintf(out, "\n");
+}
+
 static void usage(FILE *out)
 {
+    fprintf(out, "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
+                 "Evaluates a scalar expression in double precision and prints its value and its\n"
+                 "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
+                 "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
+                 "         -x^2 = -(x^2)), parentheses and the functions of the op registry:\n");
+    print_functions(out);
     fprintf(
         out,
-        "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
-        "Evaluates a scalar expression in double precision and prints its value and its\n"
-        "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
-        "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
-        "         -x^2 = -(x^2)), parentheses and the functions exp log sqrt abs sin cos\n"
-        "         tanh sigmoid relu softplus step sign leaky_relu(x, alpha) max(a, b)\n"
-        "         min(a, b)\n\n"
+        "\n"
         "options:\n"
         "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
         "  --trace       print the chain-rule trace: every backward step, in order\n"

@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "chainrule/autodiff.h"
+#include "chainrule/dump.h"
+
 #ifndef CHAINRULE_CLI
 #error "CHAINRULE_CLI must name the chainrule binary"
 #endif
@@ -285,4 +288,100 @@ Test(grad_cli, pictures)
     cr_assert_not_null(strstr(r.out, "cannot write '/nonexistent-dir/g.dot'"));
     snprintf(args, sizeof args, "rm -rf '%s'", dir);
     cr_assert_eq(system(args), 0);
+}
+
+/* The trace step of node sym in a --trace --json answer. */
+static cJSON *trace_step(cJSON *root, const char *sym)
+{
+    cJSON *steps = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "trace"), "steps"), *st;
+    cJSON_ArrayForEach(st, steps)
+    {
+        if (strcmp(cJSON_GetObjectItem(st, "node")->valuestring, sym) == 0)
+            return st;
+    }
+    return NULL;
+}
+
+/* Every unary op of the registry works in `chainrule grad` and in the dumps
+ * with no edit outside ops.def: it is called by its registry name with the
+ * parameters its registry entry describes, its value and gradient are the
+ * engine's, the trace shows its form and, as the local derivative, the
+ * engine's gradient, and the DOT picture has no unexpanded template. */
+Test(grad_cli, every_registry_unary_op)
+{
+    const double x0 = 0.7;
+    int tested = 0;
+    for (int op = 0; op < ad_op_count(); op++) {
+        if (ad_op_kind_of(op) != AD_KIND_UNARY)
+            continue;
+        const char *name = ad_op_call_name(op);
+        cr_assert_not_null(name, "unary op %s is not callable in chainrule grad", ad_op_name(op));
+        cr_assert_eq(ad_op_find_call(name), op);
+        double fp[2] = {0, 0};
+        int np = ad_op_param_count(op);
+        char expr[128];
+        int k = snprintf(expr, sizeof expr, "%s(x", name);
+        for (int i = 0; i < np; i++) {
+            fp[i] = 0.3 + i; /* lo < hi for clamp */
+            k += snprintf(expr + k, sizeof expr - (size_t)k, ", %g", fp[i]);
+        }
+        snprintf(expr + k, sizeof expr - (size_t)k, ")");
+
+        /* the engine's own value and gradient */
+        ad_graph *g = ad_graph_new(AD_F64);
+        ad_node *x = ad_scalar(g, x0, "x");
+        ad_node *y = ad_op_apply(op, 1, &x, fp, np, NULL, 0);
+        cr_assert_not_null(y, "%s: %s", expr, ad_graph_error(g));
+        cr_assert_eq(ad_node_op(y), ad_op_find(ad_op_name(op)));
+        cr_assert_eq(ad_backward(y), 0, "%s: %s", expr, ad_graph_error(g));
+        double value = ad_item(y), grad = ad_grad_item(x);
+        expect_json(expr, "x=0.7", value, 1, NAMES("x"), GRADS(grad));
+
+        /* the trace, through the CLI */
+        char args[256];
+        snprintf(args, sizeof args, "'%s' x=0.7 --json --trace", expr);
+        result r = run(NULL, args);
+        cr_assert_eq(r.status, 0, "%s: %s", expr, r.out);
+        cJSON *root = cJSON_Parse(r.out);
+        cr_assert_not_null(root, "%s: not JSON: %s", expr, r.out);
+        cJSON *top = trace_step(root, "t1"), *xs = trace_step(root, "x");
+        cr_assert_not_null(top, "%s: %s", expr, r.out);
+        cr_assert_str_eq(cJSON_GetObjectItem(top, "op")->valuestring, ad_op_name(op));
+        char def[128];
+        snprintf(def, sizeof def, "%s", cJSON_GetObjectItem(top, "definition")->valuestring);
+        cr_assert(strchr(def, '@') == NULL && strstr(def, "x") != NULL, "%s: definition '%s'", expr,
+                  def);
+        if (!ad_op_differentiable(op) || grad == 0) {
+            /* nothing reaches x: no step for it, or a step without terms */
+            cr_assert(!xs || cJSON_GetArraySize(cJSON_GetObjectItem(xs, "terms")) == 0,
+                      "%s: no gradient flows: %s", expr, r.out);
+        } else {
+            cr_assert_not_null(xs, "%s: %s", expr, r.out);
+            cJSON *terms = cJSON_GetObjectItem(xs, "terms");
+            cr_assert_eq(cJSON_GetArraySize(terms), 1, "%s: %s", expr, r.out);
+            cJSON *t = cJSON_GetArrayItem(terms, 0);
+            cr_assert(strchr(cJSON_GetObjectItem(t, "rule")->valuestring, '@') == NULL);
+            cr_assert_float_eq(cJSON_GetObjectItem(t, "local")->valuedouble, grad,
+                               1e-15 * (1 + fabs(grad)), "%s: local derivative", expr);
+            cr_assert_float_eq(cJSON_GetObjectItem(t, "contribution")->valuedouble, grad,
+                               1e-15 * (1 + fabs(grad)), "%s: contribution", expr);
+            cr_assert_float_eq(cJSON_GetObjectItem(xs, "grad")->valuedouble, grad, 1e-15);
+        }
+        cJSON_Delete(root);
+
+        /* the picture, in-process: the node drawn by its form, the edge by its rule */
+        char *dot = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&dot, &len);
+        cr_assert_eq(ad_dump_dot(g, y, f, 0), 0, "%s: %s", expr, ad_graph_error(g));
+        fclose(f);
+        cr_assert_null(strchr(dot, '@'), "%s: unexpanded template in\n%s", expr, dot);
+        char head[160];
+        snprintf(head, sizeof head, "<B>t1 = %s</B>", def);
+        cr_assert_not_null(strstr(dot, head), "%s: '%s' not drawn:\n%s", expr, head, dot);
+        free(dot);
+        ad_graph_free(g);
+        tested++;
+    }
+    cr_assert_geq(tested, 19, "the registry's unary ops: %d", tested);
 }

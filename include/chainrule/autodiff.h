@@ -213,7 +213,8 @@ AD_API const char *ad_node_name(const ad_node *n); /**< "" when unnamed */
 /** Renames a node (the graph copies name). 0 or -1. */
 AD_API int ad_node_set_name(ad_node *n, const char *name);
 AD_API int64_t ad_node_id(const ad_node *n); /**< creation index */
-AD_API int ad_node_op(const ad_node *n);     /**< index into the op registry */
+/** Index of n's op in the registry, -1 for NULL. Compare it with ad_op_find("tanh"). */
+AD_API int ad_node_op(const ad_node *n);
 /** Number of inputs of n (0 for leaves). */
 AD_API int ad_node_ninputs(const ad_node *n);
 /** Input i of n, in order (a + a has input 0 and input 1 equal), or NULL. */
@@ -271,8 +272,41 @@ AD_API ad_op_kind ad_op_kind_of(int op);
 AD_API const char *ad_op_rule(int op);
 /** Nonzero when the op passes gradient to at least one input. */
 AD_API int ad_op_differentiable(int op);
-/** Op index by name, or -1. */
+/**
+ * Op index by name, or -1. This is also the way to ask what a node is:
+ * `ad_node_op(n) == ad_op_find("tanh")` (op indices are not a stable
+ * public enum; names are).
+ */
 AD_API int ad_op_find(const char *name);
+/**
+ * How dumps print a node of this op: a template such as "@A + @B" or
+ * "tanh(@A)" (markers: autodiff/ops.def's header), or NULL out of range.
+ */
+AD_API const char *ad_op_form(int op);
+/**
+ * The function name of the op in `chainrule grad` expressions ("tanh",
+ * "max" for maximum), or NULL when the op is not callable there. Such a call
+ * is name(tensor arguments, parameters...), e.g. leaky_relu(x, 0.1),
+ * pow(x, 3), clamp(x, -1, 1); the parameters are ad_op_params().
+ */
+AD_API const char *ad_op_call_name(int op);
+/** The op whose ad_op_call_name is name, or -1. */
+AD_API int ad_op_find_call(const char *name);
+/**
+ * The op's float parameters as written after its tensor arguments, comma
+ * separated, each "name" or "name = default": "slope", "lo, hi",
+ * "c, d = 0"; "" when it has none, NULL out of range.
+ */
+AD_API const char *ad_op_params(int op);
+/** Number of entries of ad_op_params (0 to 2). */
+AD_API int ad_op_param_count(int op);
+/** Copies the name of parameter i into buf (NUL-terminated). 0, or -1 when there is none. */
+AD_API int ad_op_param_name(int op, int i, char *buf, size_t size);
+/**
+ * 1 when parameter i has a default (then stored in *value unless value is
+ * NULL), 0 when it must be given or does not exist.
+ */
+AD_API int ad_op_param_default(int op, int i, double *value);
 /**
  * Applies any op by registry index (generic driver for tests and tools).
  * fparams: up to 2 doubles (exponent, alpha, lo/hi, ...); iparams: up to
