@@ -791,10 +791,35 @@ static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char *
     int n_names = names ? opt->n_class_names : 0;
     char **sorted = NULL;
     int *order = NULL, max_label = -1;
-    bool integers = !names;
-
+    io_csv_label_kind kind = opt ? opt->label_kind : IO_CSV_LABELS_AUTO;
+    if (kind != IO_CSV_LABELS_AUTO && kind != IO_CSV_LABELS_INTEGER && kind != IO_CSV_LABELS_TEXT)
+        return fail(err, IO_DATA_EINVAL, "%s: unknown label_kind %d", c->path, (int)kind);
+    if (names && kind == IO_CSV_LABELS_INTEGER)
+        return fail(err, IO_DATA_EINVAL,
+                    "%s: a fixed class list (class_names) needs text labels, not "
+                    "IO_CSV_LABELS_INTEGER",
+                    c->path);
+    if (kind == IO_CSV_LABELS_AUTO && !names) {
+        /* the rule: a column of numbers holds class indices */
+        bool numbers = true;
+        for (size_t i = 0; numbers && i < n; i++) {
+            char *end;
+            errno = 0;
+            (void)strtod(labels[i], &end);
+            numbers = *labels[i] && !*end;
+        }
+        kind = numbers ? IO_CSV_LABELS_INTEGER : IO_CSV_LABELS_TEXT;
+    }
+    bool integers = kind == IO_CSV_LABELS_INTEGER;
     for (size_t i = 0; integers && i < n; i++)
-        integers = integer_label(labels[i], &ds->y[i]);
+        if (!integer_label(labels[i], &ds->y[i]))
+            return fail(err, IO_DATA_EFORMAT,
+                        "%s: line %zu: label '%s' is not a class index (an integer in [0, %d))%s",
+                        c->path, lines[i], labels[i], IO_DATA_MAX_CLASSES,
+                        opt && opt->label_kind == IO_CSV_LABELS_INTEGER
+                            ? ""
+                            : "; a label column of numbers holds class indices "
+                              "(set label_kind to IO_CSV_LABELS_TEXT to read them as names)");
     if (integers) {
         for (size_t i = 0; i < n; i++)
             max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
@@ -1041,4 +1066,20 @@ done:
     mem_free(buf, cap);
     *out = ds;
     return st == IO_DATA_OK ? ok(err) : st;
+}
+
+io_data_status io_csv_read_like(const char *path, const io_dataset *train,
+                                const io_csv_options *opt, io_dataset **out, io_data_error *err)
+{
+    if (!train)
+        return fail(err, IO_DATA_EINVAL, "io_csv_read_like: train is NULL");
+    io_csv_options o;
+    memset(&o, 0, sizeof o);
+    o.label_index = -1;
+    if (opt)
+        o = *opt;
+    o.class_names = train->class_names ? (const char *const *)train->class_names : NULL;
+    o.n_class_names = train->class_names ? train->classes : 0;
+    o.label_kind = train->class_names ? IO_CSV_LABELS_TEXT : IO_CSV_LABELS_INTEGER;
+    return io_csv_read(path, &o, out, err);
 }

@@ -700,6 +700,72 @@ static void expect_csv_error(const char *name, const io_csv_options *opt, io_dat
     assert_contains(err.message, text);
 }
 
+/* Regression: a fractional label or one above 65,535 silently switched the
+ * whole file to text labels numbered in string order. */
+Test(csv, label_kind_is_explicit)
+{
+    io_csv_options opt = {.label_index = -1};
+    expect_csv_error("labels_fractional.csv", &opt, IO_DATA_EFORMAT,
+                     "line 3: label '2.5' is not a class index (an integer in [0, 65536)); a "
+                     "label column of numbers holds class indices (set label_kind to "
+                     "IO_CSV_LABELS_TEXT to read them as names)");
+    expect_csv_error("labels_big.csv", &opt, IO_DATA_EFORMAT, "line 3: label '70000' is not");
+    opt.label_kind = IO_CSV_LABELS_INTEGER;
+    expect_csv_error("labels_text_train.csv", &opt, IO_DATA_EFORMAT,
+                     "line 2: label 'b' is not a class index (an integer in [0, 65536))");
+    /* as names: "0" < "1" < "2.5" */
+    opt.label_kind = IO_CSV_LABELS_TEXT;
+    io_dataset *ds = NULL;
+    io_data_error err;
+    cr_assert_eq(io_csv_read(fixture("labels_fractional.csv"), &opt, &ds, &err), IO_DATA_OK, "%s",
+                 err.message);
+    cr_assert_eq(ds->classes, 3);
+    cr_expect_str_eq(ds->class_names[2], "2.5");
+    cr_expect(ds->y[0] == 1 && ds->y[1] == 2 && ds->y[2] == 0);
+    io_dataset_destroy(ds);
+    const char *names[] = {"a"};
+    opt = (io_csv_options){.label_index = -1,
+                           .class_names = names,
+                           .n_class_names = 1,
+                           .label_kind = IO_CSV_LABELS_INTEGER};
+    expect_csv_error("labels_text_train.csv", &opt, IO_DATA_EINVAL,
+                     "needs text labels, not IO_CSV_LABELS_INTEGER");
+}
+
+Test(csv, a_test_file_is_numbered_like_its_training_file)
+{
+    io_dataset *train = NULL, *test = NULL, *alone = NULL;
+    io_data_error err;
+    cr_assert_eq(io_csv_read(fixture("labels_text_train.csv"), NULL, &train, &err), IO_DATA_OK,
+                 "%s", err.message);
+    cr_assert_eq(train->classes, 3); /* a, b, c */
+    /* read alone, the test file's only class "c" would be class 0 */
+    cr_assert_eq(io_csv_read(fixture("labels_text_test.csv"), NULL, &alone, &err), IO_DATA_OK);
+    cr_expect_eq(alone->y[0], 0);
+    cr_assert_eq(io_csv_read_like(fixture("labels_text_test.csv"), train, NULL, &test, &err),
+                 IO_DATA_OK, "%s", err.message);
+    cr_expect_eq(test->classes, 3);
+    cr_expect(test->y[0] == 2 && test->y[1] == 2, "c is class 2 in both files");
+    cr_expect_str_eq(test->class_names[2], "c");
+    io_dataset_destroy(test);
+    test = (io_dataset *)&test;
+    /* a label the training file lacks is an error */
+    cr_assert_eq(io_csv_read_like(fixture("labels_text_train.csv"), alone, NULL, &test, &err),
+                 IO_DATA_EFORMAT);
+    assert_contains(err.message, "line 2: label 'b' is not one of the 1 known classes");
+    cr_assert_null(test);
+    io_dataset_destroy(alone);
+    /* integer training labels: the test file's labels must be integers too */
+    cr_assert_eq(
+        io_csv_read(fixture("numeric.csv"), &(io_csv_options){.label_index = 0}, &alone, &err),
+        IO_DATA_OK, "%s", err.message);
+    cr_assert_eq(io_csv_read_like(fixture("labels_text_test.csv"), alone, NULL, &test, &err),
+                 IO_DATA_EFORMAT);
+    assert_contains(err.message, "label 'c' is not a class index");
+    io_dataset_destroy(alone);
+    io_dataset_destroy(train);
+}
+
 Test(csv, bad_rows_name_line_and_column)
 {
     io_csv_options by_name = {.label_name = "species"}, by_index = {.label_index = 5};

@@ -294,6 +294,20 @@ AD_API const char *io_fashion_mnist_class_name(int k);
 
 /* -------------------------------------------------------------------- CSV */
 
+/** How io_csv_read reads the label column. */
+typedef enum io_csv_label_kind {
+    /** The rule: when every label is a number, the labels are class indices
+        and each must be an integer in [0, IO_DATA_MAX_CLASSES) (a label
+        2.5 or 70000 is an error that states this rule); otherwise they are
+        names, as IO_CSV_LABELS_TEXT. */
+    IO_CSV_LABELS_AUTO = 0,
+    /** Class indices: integers in [0, IO_DATA_MAX_CLASSES), else an error. */
+    IO_CSV_LABELS_INTEGER,
+    /** Names, even when they look like numbers ("3" and "3.0" are two
+        classes); numbered by class_names, or in sorted (strcmp) order. */
+    IO_CSV_LABELS_TEXT
+} io_csv_label_kind;
+
 /** How io_csv_read finds the label column and parses rows. */
 typedef struct io_csv_options {
     /** Header name of the label column; NULL to use label_index. */
@@ -308,16 +322,21 @@ typedef struct io_csv_options {
     const char *const *class_names;
     /** Length of class_names. */
     int n_class_names;
+    /** How labels are read (zero: IO_CSV_LABELS_AUTO). With class_names the
+        labels are names (IO_CSV_LABELS_INTEGER is then IO_DATA_EINVAL). */
+    io_csv_label_kind label_kind;
 } io_csv_options;
 
 /**
  * Reads a CSV file (plain or gzip) with a header row: one column holds the
  * label, every other column a number. RFC 4180 quoting ("a, b", "" for a
- * quote), CRLF or LF line ends; blank lines are skipped. Labels that are all
- * non-negative integers are used as they are (classes = max + 1); otherwise
- * each distinct text becomes a class, numbered in sorted (strcmp) order, with
- * names in class_names, unless opt->class_names fixes the list. opt NULL
- * means the last column is the label. *out is the caller's.
+ * quote), CRLF or LF line ends; blank lines are skipped. Labels are read as
+ * opt->label_kind says: class indices used as they are (classes = max + 1),
+ * or names, each distinct one a class, numbered in sorted (strcmp) order
+ * with names in class_names, unless opt->class_names fixes the list. opt
+ * NULL means the last column is the label, IO_CSV_LABELS_AUTO. To number a
+ * test file like its training file, read it with io_csv_read_like.
+ * *out is the caller's.
  * Errors: IO_DATA_EIO, IO_DATA_ENOMEM, IO_DATA_EINVAL (no such label column,
  * naming it), IO_DATA_EFORMAT, naming line and column: a row with the wrong
  * number of fields, an empty or non-numeric or non-finite feature, an
@@ -325,6 +344,18 @@ typedef struct io_csv_options {
  */
 AD_API io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_dataset **out,
                                   io_data_error *err);
+
+/**
+ * Reads a second CSV file (a test or validation set) so that its classes are
+ * numbered as in train, a dataset read by io_csv_read: with train's class
+ * names as the fixed class list when train has names (a label train lacks is
+ * an error naming the line), else as class indices (IO_CSV_LABELS_INTEGER).
+ * opt gives the label column and delimiter (NULL: the last column, ',');
+ * its class_names and label_kind are ignored. Errors: as io_csv_read.
+ */
+AD_API io_data_status io_csv_read_like(const char *path, const io_dataset *train,
+                                       const io_csv_options *opt, io_dataset **out,
+                                       io_data_error *err);
 
 /* ---------------------------------------------------- random order, batches */
 
