@@ -11,6 +11,11 @@
  *                loss: K times forward + backward, time per iteration.
  *   mem B S      S steps at batch B on synthetic data (no dataset loaded) and
  *                getrusage maxrss before and after (run in a fresh process).
+ *   conv L K     one convolution layer with bias, forward + backward of the
+ *                sum of its output, K times, time per iteration: L = 1 is
+ *                batch 32, 1 -> 32 channels, 3x3, 28x28, padding 1 (input
+ *                needs no gradient); L = 2 is batch 32, 32 -> 64 channels,
+ *                3x3, 14x14, padding 1 (input gradient too, as inside a CNN).
  *
  * usage: mlp_bench [--data DIR] serve     commands on stdin, one JSON line out each
  *        mlp_bench [--data DIR] CMD ARGS  one command
@@ -256,6 +261,52 @@ static int cmd_matmul(int iters)
     return 0;
 }
 
+/* uniform values in [-scale, scale) from a fixed LCG */
+static void fill_uniform(ad_node *n, uint64_t seed, double scale)
+{
+    float *v = ad_data(n);
+    for (int64_t i = 0; i < ad_numel(n); i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        v[i] = (float)(((double)(seed >> 11) * 0x1.0p-53 * 2 - 1) * scale);
+    }
+}
+
+static int cmd_conv(int layer, int iters)
+{
+    const int64_t cin = layer == 1 ? 1 : 32, cout = layer == 1 ? 32 : 64;
+    const int64_t hw = layer == 1 ? 28 : 14;
+    const int64_t xs[4] = {32, cin, hw, hw}, ws[4] = {cout, cin, 3, 3}, bs[3] = {cout, 1, 1};
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_graph_set_memory_reuse(g, 1);
+    /* layer 2's input is an intermediate of a network: it needs its gradient */
+    ad_node *x = layer == 1 ? ad_input(g, 4, xs, "x") : ad_param(g, 4, xs, "x");
+    ad_node *w = ad_param(g, 4, ws, "w"), *b = ad_param(g, 3, bs, "b");
+    if (!x || !w || !b)
+        return -1;
+    fill_uniform(x, 3, 1.0);
+    fill_uniform(w, 5, 1.0 / sqrt((double)(cin * 9)));
+    ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    ad_node *loss = ad_sum(ad_add(ad_conv2d(x, w, &o), b), AD_ALL);
+    if (!loss || ad_backward(loss)) { /* builds the backward pass */
+        fprintf(stderr, "conv: %s\n", ad_graph_error(g));
+        return -1;
+    }
+    double t0 = now();
+    for (int i = 0; i < iters; i++) {
+        ad_forward(g);
+        ad_zero_grad(g);
+        ad_backward(loss);
+    }
+    double t = (now() - t0) / iters;
+    if (ad_graph_error(g)) {
+        fprintf(stderr, "conv: %s\n", ad_graph_error(g));
+        return -1;
+    }
+    printf("{\"time\": %.6f, \"iters\": %d, \"loss\": %.6g}\n", t, iters, ad_item(loss));
+    ad_graph_free(g);
+    return 0;
+}
+
 static int cmd_mem(int64_t batch, int steps)
 {
     long rss0 = maxrss_kb(), cur0 = rss_now_kb();
@@ -309,6 +360,8 @@ static int run(int argc, char **argv)
         return cmd_infer();
     if (strcmp(cmd, "matmul") == 0)
         return cmd_matmul(argc >= 2 ? atoi(argv[1]) : 3);
+    if (strcmp(cmd, "conv") == 0 && argc >= 2)
+        return cmd_conv(atoi(argv[1]), argc >= 3 ? atoi(argv[2]) : 20);
     if (strcmp(cmd, "mem") == 0 && argc >= 2)
         return cmd_mem(atoll(argv[1]), argc >= 3 ? atoi(argv[2]) : 5);
     if (strcmp(cmd, "load") == 0) {
@@ -330,7 +383,7 @@ int main(int argc, char **argv)
     }
     if (i >= argc) {
         fprintf(stderr, "usage: mlp_bench [--data DIR] serve | train B [N] | infer | "
-                        "matmul K | mem B [S]\n");
+                        "matmul K | conv L [K] | mem B [S]\n");
         return 2;
     }
     if (strcmp(argv[i], "serve") != 0) {

@@ -9,8 +9,19 @@
  * Prints one JSON line: per-shape GFLOP/s, the step's flops and time, the
  * aggregate rate and the sgemm-bound time of one epoch of EPOCH examples.
  *
- * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]] */
+ * With "conv", the GEMMs of one forward + backward of a 3x3 convolution
+ * (padding 1, stride 1) at batch N as chainrule runs it, one per image
+ * (P = H·W output positions, K = 9·C):
+ *   forward  Y_n = W col_n:       (O,K)x(K,P)
+ *   weights  dW += dY_n col_nᵀ:   (O,P)x(P,K)
+ *   input    dcol_n = Wᵀ dY_n:    (K,O)x(O,P)   (only when DX is 1)
+ * and the bound is the time of one step (EPOCH = 1).
+ *
+ * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]]
+ *        sgemm_rate conv N C O HW DX [SEC=0.1] */
 #include <cblas.h>
+#include <stdbool.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -58,21 +69,44 @@ static double time_shape(const shape *s, float *A, float *B, float *C)
 
 int main(int argc, char **argv)
 {
+    bool conv = argc > 1 && strcmp(argv[1], "conv") == 0;
     int b = argc > 1 ? atoi(argv[1]) : 32;
     long epoch = argc > 2 ? atol(argv[2]) : 60000;
-    if (argc > 3)
+    int cin = 0, cout = 0, hw = 0, dx = 0;
+    if (conv) {
+        if (argc < 7) {
+            fprintf(stderr, "usage: sgemm_rate conv N C O HW DX [SEC]\n");
+            return 2;
+        }
+        b = atoi(argv[2]);
+        cin = atoi(argv[3]);
+        cout = atoi(argv[4]);
+        hw = atoi(argv[5]);
+        dx = atoi(argv[6]);
+        epoch = b; /* one step */
+        if (argc > 7)
+            run_seconds = atof(argv[7]);
+    } else if (argc > 3) {
         run_seconds = atof(argv[3]);
-    if (b < 1 || epoch < 1 || !(run_seconds > 0)) {
+    }
+    if (b < 1 || epoch < 1 || !(run_seconds > 0) || (conv && (cin < 1 || cout < 1 || hw < 1))) {
         fprintf(stderr, "usage: sgemm_rate B [EPOCH [SEC]]\n");
         return 2;
     }
-    const shape shapes[] = {
+    const int P = hw * hw, K = 9 * cin;
+    /* conv: one image per shape entry, counted b times below */
+    const shape mlp_shapes[] = {
         {"fwd1", 0, 0, b, 300, 784}, {"fwd2", 0, 0, b, 100, 300}, {"fwd3", 0, 0, b, 10, 100},
         {"dW1", 1, 0, 784, 300, b},  {"dW2", 1, 0, 300, 100, b},  {"dW3", 1, 0, 100, 10, b},
         {"dH1", 0, 1, b, 300, 100},  {"dH2", 0, 1, b, 100, 10},
     };
-    const int ns = (int)(sizeof shapes / sizeof *shapes);
-    size_t big = (size_t)784 * 300 + (size_t)b * 784;
+    const shape conv_shapes[] = {
+        {"fwd", 0, 0, cout, P, K}, {"dW", 0, 1, cout, K, P}, {"dX", 1, 0, K, P, cout}};
+    const shape *shapes = conv ? conv_shapes : mlp_shapes;
+    const int ns = conv ? (dx ? 3 : 2) : (int)(sizeof mlp_shapes / sizeof *mlp_shapes);
+    const double per_step = conv ? b : 1; /* calls of each shape per step */
+    size_t big =
+        conv ? (size_t)K * P + (size_t)cout * (K > P ? K : P) : (size_t)784 * 300 + (size_t)b * 784;
     float *A = malloc(sizeof *A * big), *B = malloc(sizeof *B * big), *C = malloc(sizeof *C * big);
     if (!A || !B || !C)
         return 1;
@@ -86,6 +120,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
         double fl = 2.0 * s->m * s->n * s->k, t = time_shape(s, A, B, C);
+        fl *= per_step;
+        t *= per_step;
         step_flops += fl;
         step_time += t;
         printf("%s{\"gemm\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"gflops\": %.2f}",

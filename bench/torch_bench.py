@@ -8,6 +8,10 @@ same commands and the same one-JSON-line answers:
                batches of B (nn.Linear, F.cross_entropy, torch.optim.SGD).
   infer        predicted classes of the 10,000 test images (one batch, no_grad).
   matmul K     4 matmuls 1024x1024 with tanh between, sum: forward + backward.
+  conv L K     one nn.Conv2d layer (bias, padding 1, 3x3), forward + backward
+               of the sum of its output, K times, time per iteration: L = 1 is
+               batch 32, 1 -> 32 channels on 28x28 (input without gradient);
+               L = 2 is batch 32, 32 -> 64 channels on 14x14 (input gradient too).
   scalar S     the micrograd workload of bench/scalar_mlp.c with 0-d tensors
                (define-by-run, as PyTorch works): S steps, time per step.
 usage: /usr/bin/python3 bench/torch_bench.py [--data DIR] [--threads N] serve | CMD ARGS
@@ -108,6 +112,29 @@ def cmd_matmul(iters):
             if i < 3:
                 h = torch.tanh(h)
         loss = h.sum()
+        loss.backward()
+        return loss
+
+    step()  # warm-up, as the C side builds its backward pass once
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        loss = step()
+    t = (time.perf_counter() - t0) / iters
+    return {"time": t, "iters": iters, "loss": float(loss)}
+
+
+def cmd_conv(layer, iters):
+    cin, cout, hw = (1, 32, 28) if layer == 1 else (32, 64, 14)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(32, cin, hw, hw, generator=g) * 2 - 1
+    x.requires_grad_(layer == 2)  # an intermediate of a network needs its gradient
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+
+    def step():
+        conv.zero_grad(set_to_none=True)
+        x.grad = None
+        loss = conv(x).sum()
         loss.backward()
         return loss
 
@@ -238,6 +265,8 @@ def run(args):
         return cmd_infer()
     if cmd == "matmul":
         return cmd_matmul(int(args[1]) if len(args) > 1 else 3)
+    if cmd == "conv":
+        return cmd_conv(int(args[1]), int(args[2]) if len(args) > 2 else 20)
     if cmd == "scalar":
         return cmd_scalar(int(args[1]) if len(args) > 1 else 3)
     if cmd == "load":
