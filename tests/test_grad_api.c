@@ -548,6 +548,22 @@ Test(gradcheck, passes_on_correct_graphs_and_restores_every_value)
     ad_graph_free(m.g);
 }
 
+/* Second order: a gradient penalty's gradient with respect to the weights
+ * and the input, checked by differences of the penalty itself. */
+Test(gradcheck, passes_through_an_input_gradient)
+{
+    net m = make_net(AD_F64);
+    ad_node *gX = ad_grad(m.y, m.X);
+    ad_node *P = ad_add(m.y, ad_sum(ad_mul(gX, gX), AD_ALL));
+    ad_node *leaves[3] = {m.W, m.X, m.c};
+    ad_gradcheck_result r;
+    cr_assert_eq(ad_gradcheck(P, 3, leaves, NULL, &r), 0, "max abs %g at %lld", r.max_abs_err,
+                 (long long)r.worst_index);
+    cr_assert_eq(r.checked, 32);
+    cr_assert_lt(r.max_rel_err, 1e-6);
+    ad_graph_free(m.g);
+}
+
 Test(gradcheck, f32_graph_passes_with_its_defaults)
 {
     net m = make_net(AD_F32);
