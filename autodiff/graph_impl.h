@@ -189,6 +189,14 @@ bool ad_replay_plan(ad_node *src, ad_node *dst, ad_replay *p, const char *fn);
 bool ad_replay_run(ad_graph *g, const ad_replay *p);
 void ad_replay_free(ad_graph *g, ad_replay *p);
 
+/* gemm.c: the one matrix product, C = op(A) op(B), or C += op(A) op(B) when
+ * acc; row-major, op transposes when its flag is set; A, B, C contiguous. */
+typedef struct {
+    int64_t m, k, n; /* op(A) is (m, k), op(B) is (k, n), C is (m, n) */
+} ad_mm_dims;
+void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
+             void *C);
+
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);
 typedef void (*ad_forward_fn)(ad_node *n);
@@ -235,14 +243,6 @@ typedef struct {
 void ad_bcast_init(ad_bcast_iter *it, int ndim, const int64_t *shape, int k,
                    const ad_node *const *operands);
 void ad_bcast_next(ad_bcast_iter *it);
-
-/* C = op(A) op(B) with op(A) (m, k) and op(B) (k, n), row-major; C += ...
- * when acc. BLAS when built with it, a built-in kernel otherwise (ops_linalg.c). */
-typedef struct {
-    int64_t m, k, n;
-} ad_mm_dims;
-void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
-             void *C);
 
 /* Shape helpers shared by op families. */
 bool ad_same_shape(const ad_node *a, const ad_node *b); /* engine.c */

@@ -1,4 +1,4 @@
-/* ops_linalg.c -- matrix product (BLAS or a built-in kernel) and transpose.
+/* ops_linalg.c -- matrix product (through ad_gemm, gemm.c) and transpose.
  *
  * C = op(A) op(B) where op transposes the last two axes when its flag is set
  * (iparam[0] for A, iparam[1] for B), so gradient rules never copy a
@@ -6,12 +6,6 @@
 #include <string.h>
 
 #include "graph_impl.h"
-
-#ifdef AD_HAVE_BLAS
-#include <cblas.h>
-#endif
-
-typedef ad_mm_dims mm_dims; /* op(A) is (m, k), op(B) is (k, n) */
 
 static void mat_dims(const ad_node *t, bool trans, int64_t *rows, int64_t *cols)
 {
@@ -56,80 +50,11 @@ bool shape_matmul(ad_node *n)
     return ad_shape_set(n, nb + 2, shape, "ad_matmul");
 }
 
-#ifndef AD_HAVE_BLAS
-#define GEMM_KERNEL(T)                                                                             \
-    static void gemm_##T(bool ta, bool tb, bool acc, mm_dims d, const T *A, const T *B, T *C)      \
-    {                                                                                              \
-        const int64_t M = d.m, K = d.k, N = d.n;                                                   \
-        if (!acc)                                                                                  \
-            memset(C, 0, sizeof(T) * (size_t)(M * N));                                             \
-        if (!tb) {                                                                                 \
-            /* rows of C accumulate scaled rows of B: unit stride inner loop */                    \
-            for (int64_t i = 0; i < M; i++) {                                                      \
-                T *c = C + i * N;                                                                  \
-                for (int64_t p = 0; p < K; p++) {                                                  \
-                    const T s = ta ? A[p * M + i] : A[i * K + p];                                  \
-                    const T *b = B + p * N;                                                        \
-                    for (int64_t j = 0; j < N; j++)                                                \
-                        c[j] += s * b[j];                                                          \
-                }                                                                                  \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < M; i++)                                                        \
-                for (int64_t j = 0; j < N; j++) {                                                  \
-                    const T *b = B + j * K;                                                        \
-                    T s = 0;                                                                       \
-                    if (!ta) {                                                                     \
-                        const T *a = A + i * K;                                                    \
-                        for (int64_t p = 0; p < K; p++)                                            \
-                            s += a[p] * b[p];                                                      \
-                    } else {                                                                       \
-                        for (int64_t p = 0; p < K; p++)                                            \
-                            s += A[p * M + i] * b[p];                                              \
-                    }                                                                              \
-                    C[i * N + j] = acc ? C[i * N + j] + s : s;                                     \
-                }                                                                                  \
-        }                                                                                          \
-    }
-GEMM_KERNEL(float)
-GEMM_KERNEL(double)
-#endif
-
-/* C = op(A) op(B), or C += op(A) op(B) when acc (a gradient added in place) */
-void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, mm_dims d, const void *A, const void *B,
-             void *C)
-{
-#ifdef AD_HAVE_BLAS
-    const int M = (int)d.m, N = (int)d.n, K = (int)d.k;
-    const int lda = ta ? M : K, ldb = tb ? K : N;
-    if (M == 0 || N == 0)
-        return;
-    if (K == 0) {
-        if (!acc)
-            memset(C, 0, (dt == AD_F32 ? sizeof(float) : sizeof(double)) * (size_t)(M * N));
-        return;
-    }
-    if (dt == AD_F32)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, acc ? 1.0f : 0.0f, C,
-                    N > 0 ? N : 1);
-    else
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, acc ? 1.0 : 0.0, C,
-                    N > 0 ? N : 1);
-#else
-    if (dt == AD_F32)
-        gemm_float(ta, tb, acc, d, A, B, C);
-    else
-        gemm_double(ta, tb, acc, d, A, B, C);
-#endif
-}
-
 void fwd_matmul(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *b = n->inputs[1];
     bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
-    mm_dims d;
+    ad_mm_dims d;
     mat_dims(a, ta, &d.m, &d.k);
     d.n = n->shape[n->ndim - 1];
     const size_t es = n->g->elem;
@@ -203,7 +128,7 @@ void fwd_linear(ad_node *n)
     const size_t es = n->g->elem;
     for (int64_t r = 0; r < rows; r++)
         memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
-    mm_dims d = {rows, x->shape[1], m};
+    ad_mm_dims d = {rows, x->shape[1], m};
     ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
 }
 

@@ -17,9 +17,16 @@
  *   input    dcol_n = Wᵀ dY_n:    (K,O)x(O,P)   (only when DX is 1)
  * and the bound is the time of one step (EPOCH = 1).
  *
+ * The backend is OpenBLAS, or oneDNN's dnnl_sgemm with SGEMM_BACKEND=onednn
+ * in the environment (when built with it): bench/run and docs/benchmarks.md
+ * compare them per shape.
+ *
  * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]]
  *        sgemm_rate conv N C O HW DX [SEC=0.1] */
 #include <cblas.h>
+#ifdef HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 #include <stdbool.h>
 #include <string.h>
 #include <stdio.h>
@@ -45,6 +52,20 @@ static int cmp_double(const void *a, const void *b)
 }
 
 static double run_seconds = 0.1;
+static bool use_onednn;
+
+static void sgemm(const shape *s, const float *A, int lda, const float *B, int ldb, float *C)
+{
+#ifdef HAVE_DNNL
+    if (use_onednn) {
+        dnnl_sgemm(s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', s->m, s->n, s->k, 1.0f, A, lda, B, ldb,
+                   0.0f, C, s->n);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans,
+                s->m, s->n, s->k, 1.0f, A, lda, B, ldb, 0.0f, C, s->n);
+}
 
 /* seconds per call of one shape, median of 5 runs of >= run_seconds each */
 static double time_shape(const shape *s, float *A, float *B, float *C)
@@ -55,9 +76,7 @@ static double time_shape(const shape *s, float *A, float *B, float *C)
         long reps = 0;
         double t0 = now(), t;
         do {
-            cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
-                        s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, A, lda, B, ldb,
-                        0.0f, C, s->n);
+            sgemm(s, A, lda, B, ldb, C);
             reps++;
             t = now() - t0;
         } while (t < run_seconds);
@@ -70,6 +89,14 @@ static double time_shape(const shape *s, float *A, float *B, float *C)
 int main(int argc, char **argv)
 {
     bool conv = argc > 1 && strcmp(argv[1], "conv") == 0;
+    const char *backend = getenv("SGEMM_BACKEND");
+    use_onednn = backend && strcmp(backend, "onednn") == 0;
+#ifndef HAVE_DNNL
+    if (use_onednn) {
+        fprintf(stderr, "sgemm_rate: built without oneDNN\n");
+        return 2;
+    }
+#endif
     int b = argc > 1 ? atoi(argv[1]) : 32;
     long epoch = argc > 2 ? atol(argv[2]) : 60000;
     int cin = 0, cout = 0, hw = 0, dx = 0;
@@ -116,7 +143,8 @@ int main(int argc, char **argv)
         C[i] = 0;
     }
     double step_flops = 0, step_time = 0;
-    printf("{\"batch\": %d, \"shapes\": [", b);
+    printf("{\"batch\": %d, \"backend\": \"%s\", \"shapes\": [", b,
+           use_onednn ? "onednn" : "openblas");
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
         double fl = 2.0 * s->m * s->n * s->k, t = time_shape(s, A, B, C);

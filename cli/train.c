@@ -33,20 +33,7 @@
 #include "progress.h"
 #include "train.h"
 
-#ifdef CR_HAVE_BLAS
-/* OpenBLAS's own API (not in cblas.h). */
-void openblas_set_num_threads(int num_threads);
-#endif
-
-void cr_set_threads(int threads)
-{
-#ifdef CR_HAVE_BLAS
-    if (threads > 0)
-        openblas_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
-}
+void cr_set_threads(int threads) { ad_set_threads(threads); }
 
 /* ------------------------------------------------------------------ cr_run */
 

@@ -681,6 +681,19 @@ AD_API double ad_finite_difference(ad_node *loss, ad_node *x, int64_t index, dou
  */
 AD_API void ad_graph_set_check_finite(ad_graph *g, int on);
 
+/**
+ * Threads used by the matrix products (OpenBLAS, oneDNN) and by the
+ * library's parallel kernels, process-wide. threads < 1 is ignored. Results
+ * of the library's own kernels do not depend on the thread count.
+ */
+AD_API void ad_set_threads(int threads);
+/**
+ * The matrix-product backend this library was built with (meson option
+ * -Dgemm): "openblas", "onednn", "onednn+openblas" (f32 products choose per
+ * shape) or "builtin". A static string; do not free it.
+ */
+AD_API const char *ad_gemm_backend(void);
+
 #ifdef __cplusplus
 }
 #endif
