@@ -903,6 +903,39 @@ double ad_grad_item(const ad_node *n)
     return v;
 }
 
+int ad_leaf_move(ad_node *leaf, void *value, void *grad)
+{
+    if (!leaf)
+        return -1;
+    ad_graph *g = leaf->g;
+    bool trainable = (leaf->flags & NODE_TRAINABLE) != 0;
+    if (leaf->ninputs != 0 || (leaf->flags & NODE_HEAP_VALUE)) {
+        ad_fail(g, "ad_leaf_move: node '%s' is not a leaf of fixed size", leaf->name);
+        return -1;
+    }
+    if (!value || (trainable && !grad)) {
+        ad_fail(g, "ad_leaf_move: %s buffer is NULL", value ? "gradient" : "value");
+        return -1;
+    }
+    if (g->ntapes > 0) {
+        ad_fail(g, "ad_leaf_move: the graph already has a backward pass");
+        return -1;
+    }
+    size_t bytes = (size_t)leaf->numel * g->elem;
+    if (value != leaf->value)
+        memcpy(value, leaf->value, bytes);
+    leaf->value = value;
+    leaf->capacity = leaf->numel;
+    leaf->flags |= NODE_EXT_VALUE;
+    if (trainable) {
+        if (grad != leaf->grad)
+            memcpy(grad, leaf->grad, bytes);
+        leaf->grad = grad;
+        leaf->flags |= NODE_EXT_GRAD;
+    }
+    return 0;
+}
+
 int ad_resize(ad_node *input, int64_t batch)
 {
     if (!input || !ad_node_live(input, "ad_resize"))

@@ -1,5 +1,7 @@
 /* layers.c -- functional layers: dense (fully connected), threshold logic
  * units, dropout and batch normalization, each composed of engine ops. */
+#include <math.h>
+
 #include "nn_impl.h"
 
 static bool same_graph(ad_node *a, ad_node *b, const char *fn, const char *what)
@@ -91,35 +93,44 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
     if (!x)
         return NULL;
     char s1[96], s2[96];
-    if (ad_ndim(x) != 2) {
-        nn_graph_fail(x, "nn_batch_norm: input %s is not (batch, features)",
-                      nn_shape_str(x, s1, sizeof s1));
-        return NULL;
-    }
-    if (!(eps > 0)) {
-        nn_graph_fail(x, "nn_batch_norm: eps %g must be > 0", eps);
-        return NULL;
-    }
+    int nd = ad_ndim(x);
+    if (nd < 2)
+        return nn_graph_fail(x, "nn_batch_norm: input %s is not (batch, features) or (N, C, ...)",
+                             nn_shape_str(x, s1, sizeof s1));
+    if (!(eps > 0))
+        return nn_graph_fail(x, "nn_batch_norm: eps %g must be > 0", eps);
     int64_t f = ad_shape(x)[1];
     ad_node *vecs[4] = {gamma, beta, running_mean, running_var};
     const char *names[4] = {"gamma", "beta", "running mean", "running variance"};
     for (int i = 0; i < 4; i++) {
         if (!same_graph(x, vecs[i], "nn_batch_norm", names[i]))
             return NULL;
-        if (!is_vector_of(vecs[i], f)) {
-            nn_graph_fail(x, "nn_batch_norm: %s %s does not match input %s (%lld features)",
-                          names[i], nn_shape_str(vecs[i], s1, sizeof s1),
-                          nn_shape_str(x, s2, sizeof s2), (long long)f);
-            return NULL;
-        }
+        if (!is_vector_of(vecs[i], f))
+            return nn_graph_fail(x, "nn_batch_norm: %s %s does not match input %s (%lld %s)",
+                                 names[i], nn_shape_str(vecs[i], s1, sizeof s1),
+                                 nn_shape_str(x, s2, sizeof s2), (long long)f,
+                                 nd == 2 ? "features" : "channels");
     }
-    if (training && (!running_mean || !running_var)) {
-        nn_graph_fail(x, "nn_batch_norm: evaluation mode needs the running statistics");
-        return NULL;
+    if (training && (!running_mean || !running_var))
+        return nn_graph_fail(x, "nn_batch_norm: evaluation mode needs the running statistics");
+    /* statistics over every axis but the channels (axis 1) */
+    ad_node *mean, *var, *centered;
+    int64_t bshape[AD_MAX_DIMS]; /* (C, 1, ...): a statistic broadcast against x */
+    bshape[0] = f;
+    for (int i = 1; i < nd - 1; i++)
+        bshape[i] = 1;
+    if (nd == 2) {
+        mean = ad_mean(x, 0);                         /* (features) */
+        centered = ad_sub(x, mean);                   /* (batch, features) */
+        var = ad_mean(ad_mul(centered, centered), 0); /* biased, (features) */
+    } else {
+        int64_t s = ad_numel(x) / (ad_shape(x)[0] * f), rows[3] = {-1, f, s};
+        ad_node *xr = ad_reshape(x, 3, rows);                          /* (N, C, S) */
+        mean = ad_mean(ad_mean(xr, 2), 0);                             /* (C) */
+        centered = ad_sub(x, ad_reshape(mean, nd - 1, bshape));        /* (N, C, ...) */
+        ad_node *sq = ad_reshape(ad_mul(centered, centered), 3, rows); /* (N, C, S) */
+        var = ad_mean(ad_mean(sq, 2), 0);                              /* biased, (C) */
     }
-    ad_node *mean = ad_mean(x, 0);                         /* (features) */
-    ad_node *centered = ad_sub(x, mean);                   /* (batch, features) */
-    ad_node *var = ad_mean(ad_mul(centered, centered), 0); /* biased, (features) */
     if (batch_mean)
         *batch_mean = mean;
     if (batch_var)
@@ -130,10 +141,271 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
         mu = ad_where(training, mean, ad_detach(running_mean));
         sigma2 = ad_where(training, var, ad_detach(running_var));
     }
-    ad_node *y = ad_div(ad_sub(x, mu), ad_sqrt(ad_affine(sigma2, 1.0, eps)));
+    ad_node *scale = ad_sqrt(ad_affine(sigma2, 1.0, eps));
+    if (nd > 2) {
+        mu = ad_reshape(mu, nd - 1, bshape);
+        scale = ad_reshape(scale, nd - 1, bshape);
+        gamma = gamma ? ad_reshape(gamma, nd - 1, bshape) : NULL;
+        beta = beta ? ad_reshape(beta, nd - 1, bshape) : NULL;
+    }
+    ad_node *y = ad_div(ad_sub(x, mu), scale);
     if (gamma)
         y = ad_mul(y, gamma);
     if (beta)
         y = ad_add(y, beta);
     return y;
+}
+
+ad_node *nn_residual(ad_node *x, ad_node *fx) { return ad_add(x, fx); }
+
+ad_node *nn_embedding(ad_node *ids, ad_node *table)
+{
+    if (!ids || !table)
+        return NULL;
+    char s1[96];
+    if (!same_graph(ids, table, "nn_embedding", "the table"))
+        return NULL;
+    if (ad_ndim(table) != 2)
+        return nn_graph_fail(ids, "nn_embedding: table %s is not (vocab, dim)",
+                             nn_shape_str(table, s1, sizeof s1));
+    if (ad_ndim(ids) < 1)
+        return nn_graph_fail(ids, "nn_embedding: ids need at least one axis");
+    /* rows of the table picked by one-hot rows: (..., V) @ (V, D) */
+    return ad_matmul(ad_one_hot(ids, ad_shape(table)[0]), table);
+}
+
+/* -------------------------------------------------------- normalization */
+
+ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, double eps)
+{
+    if (!x)
+        return NULL;
+    char s1[96], s2[96];
+    int nd = ad_ndim(x);
+    if (naxes < 1 || naxes > nd)
+        return nn_graph_fail(x, "nn_layer_norm: %d normalized axes for input %s", naxes,
+                             nn_shape_str(x, s1, sizeof s1));
+    if (!(eps > 0))
+        return nn_graph_fail(x, "nn_layer_norm: eps %g must be > 0", eps);
+    const int64_t *sh = ad_shape(x);
+    int64_t k = 1;
+    for (int i = nd - naxes; i < nd; i++)
+        k *= sh[i];
+    ad_node *vecs[2] = {gamma, beta};
+    for (int v = 0; v < 2; v++) {
+        if (!vecs[v])
+            continue;
+        if (!same_graph(x, vecs[v], "nn_layer_norm", v ? "beta" : "gamma"))
+            return NULL;
+        bool ok = ad_ndim(vecs[v]) == naxes;
+        for (int i = 0; ok && i < naxes; i++)
+            ok = ad_shape(vecs[v])[i] == sh[nd - naxes + i];
+        if (!ok)
+            return nn_graph_fail(x, "nn_layer_norm: %s %s does not match the last %d axes of %s",
+                                 v ? "beta" : "gamma", nn_shape_str(vecs[v], s1, sizeof s1), naxes,
+                                 nn_shape_str(x, s2, sizeof s2));
+    }
+    /* rows of the k normalized values; -1 keeps the batch axis free */
+    int64_t rows_shape[2] = {-1, k}, col[2] = {-1, 1}, back[AD_MAX_DIMS];
+    ad_node *xr = ad_reshape(x, 2, rows_shape);                  /* (R, k) */
+    ad_node *c = ad_sub(xr, ad_reshape(ad_mean(xr, 1), 2, col)); /* (R, k) */
+    ad_node *var = ad_reshape(ad_mean(ad_mul(c, c), 1), 2, col); /* (R, 1), biased */
+    ad_node *y = ad_div(c, ad_sqrt(ad_affine(var, 1.0, eps)));   /* (R, k) */
+    back[0] = nd == naxes ? sh[0] : -1;
+    for (int i = 1; i < nd; i++)
+        back[i] = sh[i];
+    y = ad_reshape(y, nd, back); /* the shape of x */
+    if (gamma)
+        y = ad_mul(y, gamma);
+    if (beta)
+        y = ad_add(y, beta);
+    return y;
+}
+
+/* -------------------------------------------------------------- recurrent */
+
+/* x (B, I) @ w (G*H, I)^T + b (G*H): one projection of a cell. */
+static ad_node *project(ad_node *x, ad_node *w, ad_node *b)
+{
+    ad_node *p = ad_matmul_t(x, 0, w, 1);
+    return b ? ad_add(p, b) : p;
+}
+
+/* Checks a cell's operands: x (B, I), h (B, H) or NULL, w_ih (G H, I),
+ * w_hh (G H, H), biases (G H) or NULL. */
+static bool cell_ok(const char *fn, int gates, ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih,
+                    ad_node *w_hh, ad_node *b_ih, ad_node *b_hh)
+{
+    char s1[96], s2[96];
+    ad_node *ops[6] = {h, c, w_ih, w_hh, b_ih, b_hh};
+    for (int i = 0; i < 6; i++)
+        if (!same_graph(x, ops[i], fn, "an operand"))
+            return false;
+    if (ad_ndim(x) != 2 || ad_ndim(w_ih) != 2 || ad_ndim(w_hh) != 2) {
+        nn_graph_fail(x, "%s: input %s and weights %s must be matrices", fn,
+                      nn_shape_str(x, s1, sizeof s1), nn_shape_str(w_ih, s2, sizeof s2));
+        return false;
+    }
+    int64_t hid = ad_shape(w_hh)[1];
+    if (ad_shape(w_ih)[0] != gates * hid || ad_shape(w_hh)[0] != gates * hid ||
+        ad_shape(w_ih)[1] != ad_shape(x)[1]) {
+        nn_graph_fail(x,
+                      "%s: weights %s and %s do not fit input %s with %d gates of hidden "
+                      "size %lld",
+                      fn, nn_shape_str(w_ih, s1, sizeof s1), nn_shape_str(w_hh, s2, sizeof s2),
+                      nn_shape_str(x, s2, sizeof s2), gates, (long long)hid);
+        return false;
+    }
+    ad_node *st[2] = {h, c};
+    for (int i = 0; i < 2; i++)
+        if (st[i] && (ad_ndim(st[i]) != 2 || ad_shape(st[i])[0] != ad_shape(x)[0] ||
+                      ad_shape(st[i])[1] != hid)) {
+            nn_graph_fail(x, "%s: state %s is not (%lld, %lld)", fn,
+                          nn_shape_str(st[i], s1, sizeof s1), (long long)ad_shape(x)[0],
+                          (long long)hid);
+            return false;
+        }
+    ad_node *bs[2] = {b_ih, b_hh};
+    for (int i = 0; i < 2; i++)
+        if (bs[i] && (ad_ndim(bs[i]) != 1 || ad_shape(bs[i])[0] != gates * hid)) {
+            nn_graph_fail(x, "%s: bias %s is not (%lld)", fn, nn_shape_str(bs[i], s1, sizeof s1),
+                          (long long)(gates * hid));
+            return false;
+        }
+    return true;
+}
+
+/* Gate k of width hid along the last axis. */
+static ad_node *gate(ad_node *a, int k, int64_t hid)
+{
+    return ad_slice(a, ad_ndim(a) - 1, k * hid, (k + 1) * hid);
+}
+
+ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+                     ad_node *b_hh, nn_activation act)
+{
+    if (!x || !w_ih || !w_hh || !cell_ok("nn_rnn_cell", 1, x, h, NULL, w_ih, w_hh, b_ih, b_hh))
+        return NULL;
+    if (act != NN_ACT_TANH && act != NN_ACT_RELU)
+        return nn_graph_fail(x, "nn_rnn_cell: activation %s is neither tanh nor relu",
+                             nn_activation_name(act) ? nn_activation_name(act) : "?");
+    /* h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh) */
+    ad_node *z = project(x, w_ih, b_ih);
+    if (h)
+        z = ad_add(z, project(h, w_hh, b_hh));
+    else if (b_hh)
+        z = ad_add(z, b_hh);
+    return nn_activate(z, act);
+}
+
+ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+                      ad_node *b_ih, ad_node *b_hh, ad_node **c_out)
+{
+    if (c_out)
+        *c_out = NULL;
+    if (!x || !w_ih || !w_hh || !cell_ok("nn_lstm_cell", 4, x, h, c, w_ih, w_hh, b_ih, b_hh))
+        return NULL;
+    int64_t hid = ad_shape(w_hh)[1];
+    /* gates (B, 4H) in PyTorch's order i, f, g, o */
+    ad_node *z = project(x, w_ih, b_ih);
+    if (h)
+        z = ad_add(z, project(h, w_hh, b_hh));
+    else if (b_hh)
+        z = ad_add(z, b_hh);
+    ad_node *i = ad_sigmoid(gate(z, 0, hid)), *f = ad_sigmoid(gate(z, 1, hid));
+    ad_node *g = ad_tanh(gate(z, 2, hid)), *o = ad_sigmoid(gate(z, 3, hid));
+    ad_node *c2 = ad_mul(i, g); /* c' = f c + i g */
+    if (c)
+        c2 = ad_add(ad_mul(f, c), c2);
+    if (c_out)
+        *c_out = c2;
+    return ad_mul(o, ad_tanh(c2)); /* h' = o tanh(c') */
+}
+
+ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+                     ad_node *b_hh)
+{
+    if (!x || !w_ih || !w_hh || !cell_ok("nn_gru_cell", 3, x, h, NULL, w_ih, w_hh, b_ih, b_hh))
+        return NULL;
+    int64_t hid = ad_shape(w_hh)[1];
+    /* PyTorch's order r, z, n:
+     *   r = s(W_ir x + b_ir + W_hr h + b_hr), z = s(W_iz x + b_iz + W_hz h + b_hz)
+     *   n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h */
+    ad_node *gi = project(x, w_ih, b_ih);
+    ad_node *gh = h ? project(h, w_hh, b_hh) : b_hh; /* h = 0: only the bias */
+    ad_node *r_in = gate(gi, 0, hid), *z_in = gate(gi, 1, hid), *n_in = gate(gi, 2, hid);
+    ad_node *r = ad_sigmoid(gh ? ad_add(r_in, gate(gh, 0, hid)) : r_in);
+    ad_node *z = ad_sigmoid(gh ? ad_add(z_in, gate(gh, 1, hid)) : z_in);
+    ad_node *n = ad_tanh(gh ? ad_add(n_in, ad_mul(r, gate(gh, 2, hid))) : n_in);
+    /* h' = n + z (h - n) */
+    return ad_add(n, ad_mul(z, h ? ad_sub(h, n) : ad_neg(n)));
+}
+
+/* -------------------------------------------------------------- attention */
+
+ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_node *out_w,
+                      ad_node *out_b, int causal, double dropout, ad_node *training)
+{
+    if (!x || !in_w || !out_w)
+        return NULL;
+    char s1[96], s2[96];
+    const char *fn = "nn_attention";
+    ad_node *ops[4] = {in_b, out_w, out_b, training};
+    if (!same_graph(x, in_w, fn, "a weight"))
+        return NULL;
+    for (int i = 0; i < 4; i++)
+        if (!same_graph(x, ops[i], fn, "an operand"))
+            return NULL;
+    if (ad_ndim(x) != 3)
+        return nn_graph_fail(x, "%s: input %s is not (batch, time, embed)", fn,
+                             nn_shape_str(x, s1, sizeof s1));
+    int64_t t = ad_shape(x)[1], e = ad_shape(x)[2];
+    if (heads < 1 || e % heads != 0)
+        return nn_graph_fail(x, "%s: embed size %lld is not a multiple of %d heads", fn,
+                             (long long)e, heads);
+    if (ad_ndim(in_w) != 2 || ad_shape(in_w)[0] != 3 * e || ad_shape(in_w)[1] != e ||
+        ad_ndim(out_w) != 2 || ad_shape(out_w)[0] != e || ad_shape(out_w)[1] != e)
+        return nn_graph_fail(x, "%s: weights %s and %s do not fit embed size %lld", fn,
+                             nn_shape_str(in_w, s1, sizeof s1), nn_shape_str(out_w, s2, sizeof s2),
+                             (long long)e);
+    if ((in_b && (ad_ndim(in_b) != 1 || ad_shape(in_b)[0] != 3 * e)) ||
+        (out_b && (ad_ndim(out_b) != 1 || ad_shape(out_b)[0] != e)))
+        return nn_graph_fail(x, "%s: biases do not fit embed size %lld", fn, (long long)e);
+    if (!(dropout >= 0 && dropout < 1))
+        return nn_graph_fail(x, "%s: dropout %g is not in [0, 1)", fn, dropout);
+    ad_graph *g = ad_node_graph(x);
+    int64_t d = e / heads;
+    ad_node *qkv = project(x, in_w, in_b); /* (B, T, 3E) */
+    ad_node *mask = NULL;
+    if (causal) { /* -inf above the diagonal: position i sees j <= i */
+        int64_t ms[2] = {t, t};
+        mask = ad_const(g, 2, ms, NULL, "causal_mask");
+        if (!mask)
+            return NULL;
+        NN_DISPATCH(ad_graph_dtype(g), {
+            T *mv = ad_data(mask);
+            for (int64_t i = 0; i < t; i++)
+                for (int64_t j = 0; j < t; j++)
+                    mv[i * t + j] = j > i ? (T)-INFINITY : (T)0;
+        });
+    }
+    ad_node *outs[64];
+    ad_node **parts = heads <= 64 ? outs : NULL;
+    if (!parts)
+        return nn_graph_fail(x, "%s: %d heads, at most 64", fn, heads);
+    double scale = 1.0 / sqrt((double)d);
+    for (int h = 0; h < heads; h++) {
+        ad_node *q = ad_slice(qkv, 2, h * d, (h + 1) * d);                 /* (B, T, D) */
+        ad_node *k = ad_slice(qkv, 2, e + h * d, e + (h + 1) * d);         /* (B, T, D) */
+        ad_node *v = ad_slice(qkv, 2, 2 * e + h * d, 2 * e + (h + 1) * d); /* (B, T, D) */
+        ad_node *s = ad_scale(ad_matmul_t(q, 0, k, 1), scale);             /* (B, T, T) */
+        if (mask)
+            s = ad_add(s, mask);
+        ad_node *a = ad_softmax(s, 2);
+        if (dropout > 0)
+            a = nn_dropout(a, dropout, training);
+        parts[h] = ad_matmul(a, v); /* (B, T, D) */
+    }
+    ad_node *cat = heads == 1 ? parts[0] : ad_concat(heads, parts, 2); /* (B, T, E) */
+    return project(cat, out_w, out_b);
 }

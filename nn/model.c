@@ -113,9 +113,15 @@ static void free_built(nn_model *m)
         nn_model_mem(m, m->state, buffer_bytes(m, m->nstate), 0);
     if (m->pinfo)
         nn_model_mem(m, m->pinfo, sizeof *m->pinfo * (size_t)m->cap_pinfo, 0);
+    if (m->sinfo)
+        nn_model_mem(m, m->sinfo, sizeof *m->sinfo * (size_t)m->cap_sinfo, 0);
+    if (m->batch_inputs)
+        nn_model_mem(m, m->batch_inputs, sizeof *m->batch_inputs * (size_t)m->cap_batch_inputs, 0);
     m->params = m->grads = m->state = NULL;
-    m->pinfo = NULL;
-    m->npinfo = m->cap_pinfo = 0;
+    m->pinfo = m->sinfo = NULL;
+    m->batch_inputs = NULL;
+    m->npinfo = m->cap_pinfo = m->nsinfo = m->cap_sinfo = 0;
+    m->nbatch_inputs = m->cap_batch_inputs = 0;
     m->nparams = m->nstate = 0;
     m->input = m->target = m->output = m->loss_node = m->train_flag = NULL;
     m->built = false;
@@ -142,7 +148,7 @@ static int check_open(nn_model *m, const char *fn)
     return NN_OK;
 }
 
-static nn_layer *push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
+nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
 {
     if (m->nlayers == m->cap_layers) {
         int cap = m->cap_layers ? m->cap_layers * 2 : 8;
@@ -159,8 +165,20 @@ static nn_layer *push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
     memset(l, 0, sizeof *l);
     l->kind = kind;
     l->index = m->kind_count[kind]++;
-    l->w_off = l->b_off = l->s_off = -1;
+    snprintf(l->name, sizeof l->name, "%s%d", nn_layer_kind_name(kind), l->index);
+    l->first_param = -1;
     return l;
+}
+
+static nn_layer *push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
+{
+    if (m->graph_mode) {
+        nn_model_fail(m, NN_ERR_STATE,
+                      "%s: this model is built from nodes (nn_model_new): use the nn_add_* layers",
+                      fn);
+        return NULL;
+    }
+    return nn_model_push_layer(m, kind, fn);
 }
 
 int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init)
@@ -176,7 +194,7 @@ int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init)
                              (int)init);
     nn_layer *l = push_layer(m, NN_LAYER_DENSE, "nn_model_add_dense");
     if (!l)
-        return NN_ERR_MEMORY;
+        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
     l->units = units;
     l->bias = bias != 0;
     l->init = init;
@@ -196,7 +214,7 @@ int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha)
                              alpha);
     nn_layer *l = push_layer(m, NN_LAYER_ACTIVATION, "nn_model_add_activation");
     if (!l)
-        return NN_ERR_MEMORY;
+        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
     l->act = act;
     l->alpha = alpha;
     return NN_OK;
@@ -225,7 +243,7 @@ int nn_model_add_perceptron(nn_model *m, int64_t units, nn_activation step)
                              nn_activation_name(step) ? nn_activation_name(step) : "?");
     nn_layer *l = push_layer(m, NN_LAYER_PERCEPTRON, "nn_model_add_perceptron");
     if (!l)
-        return NN_ERR_MEMORY;
+        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
     l->units = units;
     l->bias = 1;
     l->init = NN_INIT_ZEROS;
@@ -242,7 +260,7 @@ int nn_model_add_dropout(nn_model *m, double rate)
         return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dropout: rate %g is not in [0, 1)", rate);
     nn_layer *l = push_layer(m, NN_LAYER_DROPOUT, "nn_model_add_dropout");
     if (!l)
-        return NN_ERR_MEMORY;
+        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
     l->rate = rate;
     return NN_OK;
 }
@@ -259,9 +277,10 @@ int nn_model_add_batch_norm(nn_model *m, double momentum, double eps)
         return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_batch_norm: eps %g must be > 0", eps);
     nn_layer *l = push_layer(m, NN_LAYER_BATCH_NORM, "nn_model_add_batch_norm");
     if (!l)
-        return NN_ERR_MEMORY;
+        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
     l->momentum = momentum;
     l->eps = eps;
+    l->affine = 1;
     return NN_OK;
 }
 
@@ -276,245 +295,439 @@ int nn_model_set_loss(nn_model *m, nn_loss loss)
     return NN_OK;
 }
 
-/* ------------------------------------------------------------------ build */
+/* ------------------------------------------------------------ parameters */
 
-static const char *kind_prefix(nn_layer_kind k)
+static bool grow(nn_model *m, void **arr, int *cap, int need, size_t elem)
 {
-    switch (k) {
-    case NN_LAYER_DENSE:
-        return "dense";
-    case NN_LAYER_ACTIVATION:
-        return "activation";
-    case NN_LAYER_PERCEPTRON:
-        return "perceptron";
-    case NN_LAYER_DROPOUT:
-        return "dropout";
-    case NN_LAYER_BATCH_NORM:
-        return "batchnorm";
+    if (need <= *cap)
+        return true;
+    int ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = nn_model_mem(m, *arr, elem * (size_t)*cap, elem * (size_t)ncap);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
+
+static bool name_taken(const nn_model *m, const char *name)
+{
+    for (int i = 0; i < m->npinfo; i++)
+        if (strcmp(m->pinfo[i].name, name) == 0)
+            return true;
+    for (int i = 0; i < m->nsinfo; i++)
+        if (strcmp(m->sinfo[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Records a named tensor in list (pinfo or sinfo); node is set by the caller. */
+/* A failure while a layer makes its tensors: the model's error and the
+ * graph's, so the layer's NULL output is explained where the caller looks. */
+static void entry_fail(nn_model *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+    if (m->g)
+        ad_graph_set_error(m->g, m->err);
+}
+
+static nn_param_entry *new_entry(nn_model *m, bool state, const nn_layer *l, const char *suffix,
+                                 int ndim, const int64_t *shape, const char *fn)
+{
+    char name[64];
+    if (l)
+        snprintf(name, sizeof name, "%s.%s", l->name, suffix);
+    else
+        snprintf(name, sizeof name, "%s", suffix);
+    if (m->built && !state) {
+        entry_fail(m, "%s: the model is finished; no new parameters", fn);
+        return NULL;
     }
-    return "layer";
-}
-
-/* Creates a parameter leaf over the flat buffers and records it. */
-static ad_node *make_param(nn_model *m, const nn_layer *l, const char *suffix, int ndim,
-                           const int64_t *shape, int64_t off)
-{
-    nn_param_entry *e = &m->pinfo[m->npinfo];
-    snprintf(e->name, sizeof e->name, "%s%d.%s", kind_prefix(l->kind), l->index, suffix);
+    if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim > 0 && !shape)) {
+        entry_fail(m, "%s: %d axes for '%s'", fn, ndim, name);
+        return NULL;
+    }
+    if (name_taken(m, name)) {
+        entry_fail(m, "%s: a tensor named '%s' already exists", fn, name);
+        return NULL;
+    }
+    bool ok = state ? grow(m, (void **)&m->sinfo, &m->cap_sinfo, m->nsinfo + 1, sizeof *m->sinfo)
+                    : grow(m, (void **)&m->pinfo, &m->cap_pinfo, m->npinfo + 1, sizeof *m->pinfo);
+    if (!ok) {
+        entry_fail(m, "%s: out of memory", fn);
+        return NULL;
+    }
+    nn_param_entry *e = state ? &m->sinfo[m->nsinfo] : &m->pinfo[m->npinfo];
+    memset(e, 0, sizeof *e);
+    memcpy(e->name, name, sizeof name);
     e->ndim = ndim;
-    e->shape[0] = shape[0];
-    e->shape[1] = ndim > 1 ? shape[1] : 0;
-    e->numel = ndim > 1 ? shape[0] * shape[1] : shape[0];
-    e->offset = off;
-    e->node = ad_param_external(m->g, ndim, shape, elem_at(m, m->params, off),
-                                elem_at(m, m->grads, off), e->name);
-    if (e->node)
-        m->npinfo++;
-    return e->node;
+    e->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        e->shape[i] = shape[i];
+        e->numel *= shape[i];
+    }
+    e->offset = -1;
+    return e;
 }
 
-static void fill_const(nn_model *m, void *base, int64_t off, int64_t n, double v)
+static void fill_const(ad_dtype dtype, void *p, int64_t n, double v)
 {
-    NN_DISPATCH(m->dtype, {
-        T *p = (T *)base + off;
+    NN_DISPATCH(dtype, {
+        T *q = p;
         for (int64_t i = 0; i < n; i++)
-            p[i] = (T)v;
+            q[i] = (T)v;
     });
 }
 
-/* Layer widths, parameter and state offsets; returns 0 or an error. */
-static int plan(nn_model *m, int *ntensors)
+ad_node *nn_model_new_param(nn_model *m, nn_layer *l, const char *suffix, int ndim,
+                            const int64_t *shape, nn_init init, int64_t fan_in, int64_t fan_out,
+                            double fill)
 {
-    int64_t width = m->in_features, np = 0, ns = 0;
-    int nt = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        nn_layer *l = &m->layers[i];
-        l->in = width;
-        l->out = width;
-        switch (l->kind) {
-        case NN_LAYER_DENSE:
-        case NN_LAYER_PERCEPTRON:
-            l->out = l->units;
-            l->w_off = np;
-            np += l->in * l->units;
-            nt++;
-            if (l->bias) {
-                l->b_off = np;
-                np += l->units;
-                nt++;
-            }
-            break;
-        case NN_LAYER_BATCH_NORM:
-            l->w_off = np;
-            l->b_off = np + width;
-            np += 2 * width;
-            l->s_off = ns;
-            ns += 2 * width;
-            nt += 2;
-            break;
-        case NN_LAYER_ACTIVATION:
-        case NN_LAYER_DROPOUT:
-            break;
-        }
-        width = l->out;
+    const char *fn = "nn_model_new_param";
+    nn_param_entry *e = new_entry(m, false, l, suffix, ndim, shape, fn);
+    if (!e)
+        return NULL;
+    ad_node *n = ad_param(m->g, ndim, shape, e->name);
+    if (!n)
+        return NULL;
+    if (init == NN_INIT_COUNT)
+        fill_const(m->dtype, ad_data(n), e->numel, fill);
+    else if (init != NN_INIT_ZEROS &&
+             nn_init_fill(init, &m->rng, fan_in, fan_out, m->dtype, ad_data(n), e->numel) != 0) {
+        entry_fail(m, "%s: %s", fn, nn_last_error());
+        return NULL;
     }
-    m->out_features = width;
-    m->nparams = np;
-    m->nstate = ns;
-    *ntensors = nt;
+    e->node = n;
+    if (l && l->first_param < 0)
+        l->first_param = m->npinfo;
+    if (l)
+        l->nparams++;
+    m->npinfo++;
+    return n;
+}
+
+ad_node *nn_model_new_state(nn_model *m, nn_layer *l, const char *suffix, int ndim,
+                            const int64_t *shape, double fill)
+{
+    nn_param_entry *e = new_entry(m, true, l, suffix, ndim, shape, "nn_model_new_state");
+    if (!e)
+        return NULL;
+    ad_node *n = ad_const(m->g, ndim, shape, NULL, e->name);
+    if (!n)
+        return NULL;
+    fill_const(m->dtype, ad_data(n), e->numel, fill);
+    e->node = n;
+    m->nsinfo++;
+    return n;
+}
+
+ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64_t *shape,
+                            nn_init init, int64_t fan_in, int64_t fan_out)
+{
+    if (!m) {
+        nn_fail(NN_ERR_NULL, "nn_model_add_param: model is NULL");
+        return NULL;
+    }
+    if (!m->graph_mode) {
+        nn_model_fail(m, NN_ERR_STATE, "nn_model_add_param: only for models made by nn_model_new");
+        return NULL;
+    }
+    if (!name || !name[0]) {
+        nn_model_fail(m, NN_ERR_ARG, "nn_model_add_param: a parameter needs a name");
+        return NULL;
+    }
+    if ((int)init < 0 || init >= NN_INIT_COUNT) {
+        nn_model_fail(m, NN_ERR_ARG, "nn_model_add_param: unknown initializer %d", (int)init);
+        return NULL;
+    }
+    return nn_model_new_param(m, NULL, name, ndim, shape, init, fan_in, fan_out, 0.0);
+}
+
+/* Every input leaf whose leading axis is the batch: resized with the input. */
+static int find_batch_inputs(nn_model *m)
+{
+    static int input_op = -2;
+    if (input_op == -2)
+        input_op = ad_op_find("input");
+    m->nbatch_inputs = 0;
+    for (int64_t i = 0; i < ad_graph_size(m->g); i++) {
+        ad_node *n = ad_graph_node(m->g, i);
+        if (ad_node_op(n) != input_op || ad_ndim(n) < 1 || ad_shape(n)[0] != m->batch)
+            continue;
+        if (!grow(m, (void **)&m->batch_inputs, &m->cap_batch_inputs, m->nbatch_inputs + 1,
+                  sizeof *m->batch_inputs))
+            return nn_model_fail(m, NN_ERR_MEMORY, "nn_model_finish: out of memory");
+        m->batch_inputs[m->nbatch_inputs++] = n;
+    }
     return NN_OK;
 }
 
-static int build_layers(nn_model *m, uint64_t seed)
+/* Moves every parameter and state tensor into the flat buffers. */
+static int gather(nn_model *m, const char *fn)
 {
-    nn_rng rng;
-    nn_rng_seed(&rng, seed);
-    ad_node *h = m->input;
-    for (int i = 0; i < m->nlayers && h; i++) {
-        nn_layer *l = &m->layers[i];
-        switch (l->kind) {
-        case NN_LAYER_DENSE:
-        case NN_LAYER_PERCEPTRON: {
-            int64_t wshape[2] = {l->in, l->units};
-            /* values first, so the eager forward of the next op sees them */
-            nn_init_fill(l->init, &rng, l->in, l->units, m->dtype, elem_at(m, m->params, l->w_off),
-                         l->in * l->units);
-            l->w = make_param(m, l, "weight", 2, wshape, l->w_off);
-            l->b = NULL;
-            if (l->bias) {
-                fill_const(m, m->params, l->b_off, l->units, 0.0);
-                l->b = make_param(m, l, "bias", 1, &l->units, l->b_off);
-            }
-            if (!l->w || (l->bias && !l->b))
-                return NN_ERR_GRAPH;
-            h = l->kind == NN_LAYER_DENSE ? nn_linear(h, l->w, l->b)
-                                          : nn_tlu(h, l->w, l->b, l->act);
-            break;
-        }
-        case NN_LAYER_ACTIVATION:
-            h = nn_activate_alpha(h, l->act, l->alpha);
-            break;
-        case NN_LAYER_DROPOUT:
-            h = nn_dropout(h, l->rate, m->train_flag);
-            break;
-        case NN_LAYER_BATCH_NORM: {
-            char name[64];
-            fill_const(m, m->params, l->w_off, l->in, 1.0);
-            fill_const(m, m->params, l->b_off, l->in, 0.0);
-            fill_const(m, m->state, l->s_off, l->in, 0.0);
-            fill_const(m, m->state, l->s_off + l->in, l->in, 1.0);
-            l->w = make_param(m, l, "gamma", 1, &l->in, l->w_off);
-            l->b = make_param(m, l, "beta", 1, &l->in, l->b_off);
-            /* running statistics: constants over the state buffer (no
-             * gradient, not trainable), updated by nn_model_forward */
-            snprintf(name, sizeof name, "batchnorm%d.running_mean", l->index);
-            ad_node *rm = ad_const_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off), name);
-            snprintf(name, sizeof name, "batchnorm%d.running_var", l->index);
-            ad_node *rv =
-                ad_const_external(m->g, 1, &l->in, elem_at(m, m->state, l->s_off + l->in), name);
-            h = nn_batch_norm(h, l->w, l->b, rm, rv, m->train_flag, l->eps, &l->bmean, &l->bvar);
-            break;
-        }
-        }
-        l->output = h;
+    int64_t np = 0, ns = 0;
+    for (int i = 0; i < m->npinfo; i++) {
+        m->pinfo[i].offset = np;
+        np += m->pinfo[i].numel;
     }
-    if (!h)
-        return ad_graph_error(m->g) ? NN_ERR_GRAPH : NN_ERR_SHAPE;
-    m->output = h;
+    for (int i = 0; i < m->nsinfo; i++) {
+        m->sinfo[i].offset = ns;
+        ns += m->sinfo[i].numel;
+    }
+    if (np) {
+        m->params = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
+        m->grads = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
+    }
+    if (ns)
+        m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, ns));
+    if ((np && (!m->params || !m->grads)) || (ns && !m->state))
+        return nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
+    m->nparams = np;
+    m->nstate = ns;
+    for (int i = 0; i < m->npinfo; i++) {
+        nn_param_entry *e = &m->pinfo[i];
+        if (ad_leaf_move(e->node, elem_at(m, m->params, e->offset),
+                         elem_at(m, m->grads, e->offset)) != 0)
+            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    }
+    for (int i = 0; i < m->nsinfo; i++) {
+        nn_param_entry *e = &m->sinfo[i];
+        if (ad_leaf_move(e->node, elem_at(m, m->state, e->offset), NULL) != 0)
+            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    }
+    return NN_OK;
+}
+
+/* A graph, the training flag and the generators, seeded from seed. */
+static int start_graph(nn_model *m, uint64_t seed)
+{
+    m->g = ad_graph_new_with(m->dtype, m->alloc, m->ud);
+    if (!m->g)
+        return NN_ERR_MEMORY;
+    m->seed = seed;
+    nn_rng_seed(&m->rng, seed);
+    ad_graph_seed(m->g, seed);
+    /* training loops only read leaf gradients: share the backward buffers */
+    ad_graph_set_memory_reuse(m->g, 1);
+    m->train_flag = ad_const_scalar(m->g, 1.0, "training");
+    return m->train_flag ? NN_OK : NN_ERR_GRAPH;
+}
+
+static int64_t per_row(const ad_node *n, int64_t batch)
+{
+    return ad_ndim(n) >= 1 && batch > 0 ? ad_numel(n) / batch : ad_numel(n);
+}
+
+/* The common end of nn_model_build and nn_model_finish. */
+static int finish(nn_model *m, ad_node *output, const char *fn)
+{
+    if (ad_graph_error(m->g))
+        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    if (!output)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: the output node is NULL", fn);
+    if (ad_node_graph(output) != m->g)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: the output belongs to another graph", fn);
+    if (ad_ndim(output) < 1 || ad_shape(output)[0] != m->batch)
+        return nn_model_fail(m, NN_ERR_SHAPE,
+                             "%s: the output's first axis is not the batch (%lld rows)", fn,
+                             (long long)m->batch);
+    m->output = output;
+    m->out_features = per_row(output, m->batch);
+    if (m->loss != NN_LOSS_NONE && !m->loss_node) {
+        if (m->loss == NN_LOSS_CROSS_ENTROPY && ad_shape(output)[ad_ndim(output) - 1] < 2)
+            return nn_model_fail(m, NN_ERR_SHAPE,
+                                 "%s: cross-entropy needs at least 2 outputs (classes), the "
+                                 "model has %lld",
+                                 fn, (long long)ad_shape(output)[ad_ndim(output) - 1]);
+        bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
+        int yd = ce ? ad_ndim(output) - 1 : ad_ndim(output);
+        m->target = ad_input(m->g, yd, ad_shape(output), "y");
+        m->loss_node = nn_loss_apply(m->loss, output, m->target);
+        if (!m->loss_node)
+            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        ad_node_set_name(m->loss_node, "loss");
+    }
+    ad_node_set_name(output, "output");
+    int rc = gather(m, fn);
+    if (rc == NN_OK)
+        rc = find_batch_inputs(m);
+    if (rc)
+        return rc;
+    if (ad_forward(m->g) != 0)
+        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    m->built = true;
+    m->training = true;
+    m->forwarded = false;
+    m->max_batch = m->batch;
     return NN_OK;
 }
 
 int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
 {
-    int rc = check_open(m, "nn_model_build");
+    const char *fn = "nn_model_build";
+    int rc = check_open(m, fn);
     if (rc)
         return rc;
+    if (m->graph_mode)
+        return nn_model_fail(m, NN_ERR_STATE,
+                             "%s: this model is built from nodes (nn_model_new): finish it with "
+                             "nn_model_finish",
+                             fn);
     if (m->nlayers == 0)
-        return nn_model_fail(m, NN_ERR_STATE, "nn_model_build: the model has no layers");
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no layers", fn);
     if (batch < 1)
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_build: batch %lld must be >= 1",
-                             (long long)batch);
-    int ntensors = 0;
-    plan(m, &ntensors);
-    if (m->loss == NN_LOSS_CROSS_ENTROPY && m->out_features < 2)
-        return nn_model_fail(m, NN_ERR_SHAPE,
-                             "nn_model_build: cross-entropy needs at least 2 outputs (classes), "
-                             "the model has %lld",
-                             (long long)m->out_features);
-    const char *what = "out of memory";
-    if (m->nparams) {
-        m->params = nn_model_mem(m, NULL, 0, buffer_bytes(m, m->nparams));
-        m->grads = nn_model_mem(m, NULL, 0, buffer_bytes(m, m->nparams));
-        if (!m->params || !m->grads)
-            goto oom;
-        memset(m->params, 0, buffer_bytes(m, m->nparams));
-        memset(m->grads, 0, buffer_bytes(m, m->nparams));
+        return nn_model_fail(m, NN_ERR_ARG, "%s: batch %lld must be >= 1", fn, (long long)batch);
+    rc = start_graph(m, seed);
+    if (rc == NN_OK) {
+        int64_t xshape[2] = {batch, m->in_features};
+        m->batch = batch;
+        m->input = ad_input(m->g, 2, xshape, "x");
+        ad_node *h = m->input;
+        for (int i = 0; i < m->nlayers && h; i++)
+            h = nn_layer_apply(m, &m->layers[i], h);
+        rc = finish(m, h, fn);
+    } else {
+        rc = nn_model_fail(m, rc, "%s: %s", fn,
+                           rc == NN_ERR_MEMORY ? "out of memory" : ad_graph_error(m->g));
     }
-    if (m->nstate) {
-        m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, m->nstate));
-        if (!m->state)
-            goto oom;
-    }
-    if (ntensors) {
-        m->pinfo = nn_model_mem(m, NULL, 0, sizeof *m->pinfo * (size_t)ntensors);
-        if (!m->pinfo)
-            goto oom;
-        m->cap_pinfo = ntensors;
-    }
-    m->g = ad_graph_new_with(m->dtype, m->alloc, m->ud);
-    if (!m->g)
-        goto oom;
-    ad_graph_seed(m->g, seed);
-    /* training loops only read leaf gradients: share the backward buffers */
-    ad_graph_set_memory_reuse(m->g, 1);
-    m->train_flag = ad_const_scalar(m->g, 1.0, "training");
-    int64_t xshape[2] = {batch, m->in_features};
-    m->input = ad_input(m->g, 2, xshape, "x");
-    if (!m->train_flag || !m->input)
-        goto graph_fail;
-    rc = build_layers(m, seed);
-    if (rc == NN_ERR_GRAPH)
-        goto graph_fail;
     if (rc) {
-        what = "a layer gave no output node";
-        goto fail;
-    }
-    if (m->loss != NN_LOSS_NONE) {
-        int64_t yshape[2] = {batch, m->out_features};
-        int yd = m->loss == NN_LOSS_CROSS_ENTROPY ? 1 : 2;
-        m->target = ad_input(m->g, yd, yshape, "y");
-        m->loss_node = nn_loss_apply(m->loss, m->output, m->target);
-        if (!m->loss_node) {
-            if (ad_graph_error(m->g))
-                goto graph_fail;
-            what = "the loss gave no node";
-            goto fail;
+        char msg[NN_ERRLEN];
+        snprintf(msg, sizeof msg, "%s", m->err);
+        free_built(m);
+        for (int i = 0; i < NN_LAYER_COUNT; i++)
+            m->kind_count[i] = 0;
+        for (int i = 0; i < m->nlayers; i++) {
+            nn_layer *l = &m->layers[i];
+            l->index = m->kind_count[l->kind]++;
+            l->first_param = -1;
+            l->nparams = 0;
         }
-        ad_node_set_name(m->loss_node, "loss");
+        snprintf(m->err, sizeof m->err, "%s", msg);
+        return rc;
     }
-    ad_node_set_name(m->output, "output");
-    if (ad_graph_error(m->g))
-        goto graph_fail;
-    m->built = true;
-    m->training = true;
-    m->forwarded = false;
-    m->batch = m->max_batch = batch;
     return NN_OK;
-oom:
-    free_built(m);
-    return nn_model_fail(m, NN_ERR_MEMORY, "nn_model_build: %s", what);
-graph_fail : {
-    char msg[NN_ERRLEN];
-    snprintf(msg, sizeof msg, "%s", m->g ? ad_graph_error(m->g) : "no graph");
-    free_built(m);
-    return nn_model_fail(m, NN_ERR_GRAPH, "nn_model_build: %s", msg);
 }
-fail : {
-    char msg[NN_ERRLEN];
-    snprintf(msg, sizeof msg, "%s", what);
-    free_built(m);
-    return nn_model_fail(m, NN_ERR_SHAPE, "nn_model_build: %s", msg);
+
+/* -------------------------------------------------- models from nodes */
+
+nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn alloc, void *ud,
+                            ad_error *err)
+{
+    if (err) {
+        err->code = AD_OK;
+        err->message[0] = '\0';
+    }
+    if (dtype != AD_F32 && dtype != AD_F64) {
+        if (err) {
+            err->code = AD_EINVAL;
+            snprintf(err->message, sizeof err->message,
+                     "nn_model_new: dtype %d is neither AD_F32 nor AD_F64", (int)dtype);
+        }
+        return NULL;
+    }
+    nn_model *m = nn_model_create_with(dtype, 1, alloc, ud);
+    if (m && start_graph(m, seed) != NN_OK) {
+        nn_model_free(m);
+        m = NULL;
+    }
+    if (!m) {
+        if (err) {
+            err->code = AD_ENOMEM;
+            snprintf(err->message, sizeof err->message, "nn_model_new: out of memory");
+        }
+        return NULL;
+    }
+    m->graph_mode = true;
+    m->in_features = 0;
+    return m;
 }
+
+nn_model *nn_model_new(ad_dtype dtype, uint64_t seed, ad_error *err)
+{
+    return nn_model_new_with(dtype, seed, NULL, NULL, err);
+}
+
+ad_node *nn_model_add_input(nn_model *m, int ndim, const int64_t *shape, const char *name)
+{
+    const char *fn = "nn_model_add_input";
+    if (!m) {
+        nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return NULL;
+    }
+    if (!m->graph_mode || m->built) {
+        nn_model_fail(m, NN_ERR_STATE, "%s: only before nn_model_finish of a nn_model_new model",
+                      fn);
+        return NULL;
+    }
+    if (ndim < 1 || !shape || shape[0] < 1) {
+        nn_model_fail(m, NN_ERR_ARG, "%s: an input needs a batch axis first (ndim %d)", fn, ndim);
+        return NULL;
+    }
+    if (m->input && shape[0] != m->batch) {
+        nn_model_fail(m, NN_ERR_SHAPE, "%s: batch %lld differs from the first input's %lld", fn,
+                      (long long)shape[0], (long long)m->batch);
+        return NULL;
+    }
+    ad_node *x = ad_input(m->g, ndim, shape, name);
+    if (!x) {
+        nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        return NULL;
+    }
+    if (!m->input) {
+        m->input = x;
+        m->batch = shape[0];
+        m->in_features = per_row(x, m->batch);
+    }
+    return x;
+}
+
+int nn_model_finish(nn_model *m, ad_node *output)
+{
+    const char *fn = "nn_model_finish";
+    if (!m)
+        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!m->graph_mode || m->built)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: %s", fn,
+                             m->built ? "the model is already finished"
+                                      : "only for models made by nn_model_new");
+    if (!m->input)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no input (nn_model_add_input)",
+                             fn);
+    return finish(m, output, fn);
+}
+
+int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target)
+{
+    const char *fn = "nn_model_set_loss_node";
+    if (!m)
+        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!m->g)
+        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no graph yet", fn);
+    if (ad_graph_error(m->g))
+        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    if (!loss)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: loss is NULL", fn);
+    if (ad_node_graph(loss) != m->g || (target && ad_node_graph(target) != m->g))
+        return nn_model_fail(m, NN_ERR_ARG, "%s: the loss or target belongs to another graph", fn);
+    if (ad_numel(loss) != 1) {
+        char s1[96];
+        return nn_model_fail(m, NN_ERR_SHAPE, "%s: the loss %s is not one element", fn,
+                             nn_shape_str(loss, s1, sizeof s1));
+    }
+    if (target && (ad_ndim(target) < 1 || ad_shape(target)[0] != m->batch))
+        return nn_model_fail(m, NN_ERR_SHAPE,
+                             "%s: the target's first axis is not the batch (%lld rows)", fn,
+                             (long long)m->batch);
+    m->loss_node = loss;
+    m->target = target;
+    m->loss = NN_LOSS_NONE;
+    m->forwarded = false;
+    return m->built ? find_batch_inputs(m) : NN_OK;
 }
 
 static nn_init init_for(nn_activation act)
@@ -613,6 +826,40 @@ int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out)
     return NN_OK;
 }
 
+/* A short description of layer l's kind and settings. */
+static void layer_kind_text(const nn_layer *l, char *buf, size_t size)
+{
+    switch (l->kind) {
+    case NN_LAYER_DENSE:
+        snprintf(buf, size, "dense%s", l->bias ? "" : " (no bias)");
+        break;
+    case NN_LAYER_PERCEPTRON:
+        snprintf(buf, size, "perceptron %s", nn_activation_name(l->act));
+        break;
+    case NN_LAYER_ACTIVATION:
+        snprintf(buf, size, "%s", nn_activation_name(l->act) ? nn_activation_name(l->act) : "?");
+        break;
+    case NN_LAYER_DROPOUT:
+        snprintf(buf, size, "dropout %g", l->rate);
+        break;
+    case NN_LAYER_BATCH_NORM:
+        snprintf(buf, size, "batch norm");
+        break;
+    case NN_LAYER_LAYER_NORM:
+        snprintf(buf, size, "layer norm");
+        break;
+    case NN_LAYER_ATTENTION:
+        snprintf(buf, size, "attention %dh%s", l->heads, l->causal ? " causal" : "");
+        break;
+    case NN_LAYER_TRANSFORMER_BLOCK:
+        snprintf(buf, size, "transformer %dh%s", l->heads, l->causal ? " causal" : "");
+        break;
+    default:
+        snprintf(buf, size, "%s", nn_layer_kind_name(l->kind));
+        break;
+    }
+}
+
 int nn_model_print_summary(const nn_model *m, FILE *out)
 {
     if (!m || !out)
@@ -620,38 +867,36 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
     if (!m->built)
         return nn_model_fail((nn_model *)m, NN_ERR_STATE,
                              "nn_model_print_summary: the model is not built");
-    fprintf(out, "%-14s %-22s %12s %12s\n", "layer", "kind", "shape", "params");
+    fprintf(out, "%-16s %-22s %14s %16s %10s\n", "layer", "kind", "widths", "output", "params");
+    int64_t in_layers = 0;
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
-        char kind[64], shape[48];
+        char kind[64], widths[48], shape[96] = "-";
         int64_t np = 0;
-        switch (l->kind) {
-        case NN_LAYER_DENSE:
-        case NN_LAYER_PERCEPTRON:
-            np = l->in * l->units + (l->bias ? l->units : 0);
-            snprintf(kind, sizeof kind, "%s%s", l->kind == NN_LAYER_DENSE ? "dense" : "perceptron ",
-                     l->kind == NN_LAYER_DENSE ? (l->bias ? "" : " (no bias)")
-                                               : nn_activation_name(l->act));
-            break;
-        case NN_LAYER_ACTIVATION:
-            snprintf(kind, sizeof kind, "%s", nn_activation_name(l->act));
-            break;
-        case NN_LAYER_DROPOUT:
-            snprintf(kind, sizeof kind, "dropout %g", l->rate);
-            break;
-        case NN_LAYER_BATCH_NORM:
-            np = 2 * l->in;
-            snprintf(kind, sizeof kind, "batch norm");
-            break;
-        }
-        snprintf(shape, sizeof shape, "%lld -> %lld", (long long)l->in, (long long)l->out);
-        char name[32];
-        snprintf(name, sizeof name, "%s%d", kind_prefix(l->kind), l->index);
-        fprintf(out, "%-14s %-22s %12s %12lld\n", name, kind, shape, (long long)np);
+        for (int k = 0; k < l->nparams; k++)
+            np += m->pinfo[l->first_param + k].numel;
+        in_layers += np;
+        layer_kind_text(l, kind, sizeof kind);
+        snprintf(widths, sizeof widths, "%lld -> %lld", (long long)l->in, (long long)l->out);
+        if (l->output)
+            nn_shape_str(l->output, shape, sizeof shape);
+        fprintf(out, "%-16s %-22s %14s %16s %10lld\n", l->name, kind, widths, shape, (long long)np);
+    }
+    /* parameters made outside the layers (nn_model_add_param) */
+    for (int i = 0; i < m->npinfo && in_layers < m->nparams; i++) {
+        bool owned = false;
+        for (int k = 0; k < m->nlayers && !owned; k++)
+            owned = i >= m->layers[k].first_param &&
+                    i < m->layers[k].first_param + m->layers[k].nparams;
+        if (!owned)
+            fprintf(out, "%-16s %-22s %14s %16s %10lld\n", m->pinfo[i].name, "parameter", "",
+                    nn_shape_str(m->pinfo[i].node, (char[96]){0}, 96),
+                    (long long)m->pinfo[i].numel);
     }
     fprintf(out, "total: %lld parameters in %d tensors (%s), %lld state values, loss %s\n",
             (long long)m->nparams, m->npinfo, m->dtype == AD_F32 ? "f32" : "f64",
-            (long long)m->nstate, nn_loss_name(m->loss));
+            (long long)m->nstate,
+            m->loss_node && m->loss == NN_LOSS_NONE ? "custom" : nn_loss_name(m->loss));
     return NN_OK;
 }
 
@@ -664,22 +909,30 @@ void *nn_model_grads(nn_model *m) { return m ? m->grads : NULL; }
 int64_t nn_model_state_count(const nn_model *m) { return m ? m->nstate : 0; }
 void *nn_model_state(nn_model *m) { return m ? m->state : NULL; }
 
-int nn_model_param_info(const nn_model *m, int i, nn_param_info *out)
+/* Describes entry i of a tensor list (parameters or state). */
+static int entry_info(const nn_model *m, const nn_param_entry *list, int n, int i,
+                      nn_param_info *out, const char *fn)
 {
     if (!m || !out)
-        return nn_fail(NN_ERR_NULL, "nn_model_param_info: %s is NULL", m ? "out" : "model");
-    if (i < 0 || i >= m->npinfo)
-        return nn_model_fail((nn_model *)m, NN_ERR_ARG,
-                             "nn_model_param_info: tensor %d is not in [0, %d)", i, m->npinfo);
-    const nn_param_entry *e = &m->pinfo[i];
+        return nn_fail(NN_ERR_NULL, "%s: %s is NULL", fn, m ? "out" : "model");
+    if (i < 0 || i >= n)
+        return nn_model_fail((nn_model *)m, NN_ERR_ARG, "%s: tensor %d is not in [0, %d)", fn, i,
+                             n);
+    const nn_param_entry *e = &list[i];
+    memset(out, 0, sizeof *out);
     out->name = e->name;
     out->ndim = e->ndim;
-    out->shape[0] = e->shape[0];
-    out->shape[1] = e->shape[1];
+    for (int k = 0; k < e->ndim; k++)
+        out->shape[k] = e->shape[k];
     out->numel = e->numel;
     out->offset = e->offset;
     out->node = e->node;
     return NN_OK;
+}
+
+int nn_model_param_info(const nn_model *m, int i, nn_param_info *out)
+{
+    return entry_info(m, m ? m->pinfo : NULL, m ? m->npinfo : 0, i, out, "nn_model_param_info");
 }
 
 int nn_model_param_find(const nn_model *m, const char *name)
@@ -690,6 +943,13 @@ int nn_model_param_find(const nn_model *m, const char *name)
         if (strcmp(m->pinfo[i].name, name) == 0)
             return i;
     return -1;
+}
+
+int nn_model_state_tensors(const nn_model *m) { return m ? m->nsinfo : 0; }
+
+int nn_model_state_info(const nn_model *m, int i, nn_param_info *out)
+{
+    return entry_info(m, m ? m->sinfo : NULL, m ? m->nsinfo : 0, i, out, "nn_model_state_info");
 }
 
 static int copy_params(const nn_model *m, const void *src, double *dst, const double *in, void *out,

@@ -15,7 +15,7 @@
 typedef struct {
     char name[96];
     int ndim;
-    size_t shape[2];
+    size_t shape[AD_MAX_DIMS];
     void *data;
 } model_tensor;
 
@@ -26,51 +26,28 @@ static io_status model_tensors(nn_model *m, const char *path, model_tensor **out
     *count = 0;
     char *params = nn_model_params(m);
     char *state = nn_model_state(m);
-    int nparams = nn_model_param_tensors(m);
-    if (!params || nparams <= 0)
+    int nparams = nn_model_param_tensors(m), nstate = nn_model_state_tensors(m);
+    if (!nn_model_graph(m) || !nn_model_output(m) || (nparams > 0 && !params))
         return io_fail(err, IO_EINVAL, "%s: the model is not built", path);
     size_t esize = nn_model_dtype(m) == AD_F32 ? sizeof(float) : sizeof(double);
-    int nlayers = nn_model_layer_count(m), nbn = 0;
-    for (int i = 0; i < nlayers; i++)
-        nbn += nn_model_layer_kind(m, i) == NN_LAYER_BATCH_NORM;
-    size_t n = (size_t)nparams + 2 * (size_t)nbn;
-    model_tensor *t = io_alloc(n * sizeof *t);
+    size_t n = (size_t)nparams + (size_t)nstate;
+    model_tensor *t = io_alloc((n + 1) * sizeof *t);
     if (!t)
         return io_fail(err, IO_ENOMEM, "out of memory for %s", path);
-    memset(t, 0, n * sizeof *t);
-    for (int i = 0; i < nparams; i++) {
+    memset(t, 0, (n + 1) * sizeof *t);
+    for (int i = 0; i < nparams + nstate; i++) {
         nn_param_info info;
-        if (nn_model_param_info(m, i, &info) != 0 || info.ndim < 1 || info.ndim > 2) {
-            io_free(t, n * sizeof *t);
-            return io_fail(err, IO_EINVAL, "%s: cannot describe parameter %d", path, i);
+        bool st = i >= nparams;
+        int rc = st ? nn_model_state_info(m, i - nparams, &info) : nn_model_param_info(m, i, &info);
+        if (rc != 0 || info.ndim < 0 || info.ndim > AD_MAX_DIMS) {
+            io_free(t, (n + 1) * sizeof *t);
+            return io_fail(err, IO_EINVAL, "%s: cannot describe tensor %d", path, i);
         }
         snprintf(t[i].name, sizeof t[i].name, "%s", info.name);
         t[i].ndim = info.ndim;
         for (int k = 0; k < info.ndim; k++)
             t[i].shape[k] = (size_t)info.shape[k];
-        t[i].data = params + (size_t)info.offset * esize;
-    }
-    size_t j = (size_t)nparams, off = 0;
-    for (int i = 0, k = 0; i < nlayers; i++) {
-        nn_layer_info info;
-        if (nn_model_layer_kind(m, i) != NN_LAYER_BATCH_NORM ||
-            nn_model_layer_info(m, i, &info) != 0)
-            continue;
-        size_t width = (size_t)info.in;
-        for (int s = 0; s < 2; s++, j++) {
-            snprintf(t[j].name, sizeof t[j].name, "batchnorm%d.%s", k,
-                     s ? "running_var" : "running_mean");
-            t[j].ndim = 1;
-            t[j].shape[0] = width;
-            t[j].data = state + (off + (size_t)s * width) * esize;
-        }
-        off += 2 * width;
-        k++;
-    }
-    if (off != (size_t)nn_model_state_count(m) || j != n) {
-        io_free(t, n * sizeof *t);
-        return io_fail(err, IO_EINVAL, "%s: the model's state buffer has an unexpected layout",
-                       path);
+        t[i].data = (st ? state : params) + (size_t)info.offset * esize;
     }
     *out = t;
     *count = n;
@@ -88,7 +65,7 @@ io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err)
         return st;
     io_array *a = io_alloc(n * sizeof *a);
     if (!a) {
-        io_free(t, n * sizeof *t);
+        io_free(t, (n + 1) * sizeof *t);
         return io_fail(err, IO_ENOMEM, "out of memory writing %s", path);
     }
     io_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_F32 : IO_F64;
@@ -97,13 +74,13 @@ io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err)
         a[i].name = t[i].name;
         a[i].dtype = dt;
         a[i].ndim = t[i].ndim;
-        a[i].shape[0] = t[i].shape[0];
-        a[i].shape[1] = t[i].shape[1];
+        for (int k = 0; k < t[i].ndim; k++)
+            a[i].shape[k] = t[i].shape[k];
         a[i].data = t[i].data;
     }
     st = io_npz_write(path, a, n, err);
     io_free(a, n * sizeof *a);
-    io_free(t, n * sizeof *t);
+    io_free(t, (n + 1) * sizeof *t);
     return st;
 }
 
@@ -197,7 +174,7 @@ io_status nn_model_load_npz(nn_model *m, const char *path, unsigned flags, io_er
     for (size_t i = 0; st == IO_OK && i < n; i++)
         st = io_array_copy(io_npz_find(npz, t[i].name), dt, t[i].ndim, t[i].shape, t[i].data, err);
     io_npz_destroy(npz);
-    io_free(t, n * sizeof *t);
+    io_free(t, (n + 1) * sizeof *t);
     return st == IO_OK ? io_ok(err) : st;
 }
 
@@ -238,7 +215,7 @@ io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err
         return st;
     io_ckpt_tensor *c = io_alloc(n * sizeof *c);
     if (!c) {
-        io_free(t, n * sizeof *t);
+        io_free(t, (n + 1) * sizeof *t);
         return io_fail(err, IO_ENOMEM, "out of memory writing %s", path);
     }
     io_ckpt_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64;
@@ -247,13 +224,13 @@ io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err
         c[i].name = t[i].name;
         c[i].dtype = dt;
         c[i].ndim = t[i].ndim;
-        c[i].shape[0] = t[i].shape[0];
-        c[i].shape[1] = t[i].shape[1];
+        for (int k = 0; k < t[i].ndim; k++)
+            c[i].shape[k] = t[i].shape[k];
         c[i].data = t[i].data;
     }
     io_ckpt_status cst = io_checkpoint_write(path, c, n, NULL, 0, &cerr);
     io_free(c, n * sizeof *c);
-    io_free(t, n * sizeof *t);
+    io_free(t, (n + 1) * sizeof *t);
     if (cst != IO_CKPT_OK)
         return from_ckpt(&cerr, err);
     return io_ok(err);
@@ -297,6 +274,6 @@ io_status nn_model_load_safetensors(nn_model *m, const char *path, unsigned flag
             IO_CKPT_OK)
             st = from_ckpt(&cerr, err);
     io_checkpoint_destroy(ck);
-    io_free(t, n * sizeof *t);
+    io_free(t, (n + 1) * sizeof *t);
     return st == IO_OK ? io_ok(err) : st;
 }

@@ -40,29 +40,44 @@ size_t nn_dtype_size(ad_dtype dtype);
 
 /* ------------------------------------------------------------------ model */
 
+/* One layer of a model: its declaration (hyperparameters, enough to build
+ * it again from the architecture in a model file) and, once applied, its
+ * nodes. Sequential declarations (nn_model_add_*) and the layer functions
+ * (nn_add_*) fill the same record. */
 typedef struct {
     nn_layer_kind kind;
-    int64_t units;         /* dense/perceptron output width */
-    int bias;              /* dense: has a bias */
-    nn_init init;          /* dense */
-    nn_activation act;     /* activation, perceptron step */
-    double alpha;          /* activation parameter */
-    double rate;           /* dropout */
-    double momentum;       /* batch norm */
-    double eps;            /* batch norm */
-    int index;             /* number among layers of the same kind (parameter names) */
-    int64_t in, out;       /* widths, set by build */
-    int64_t w_off, b_off;  /* parameter offsets (-1 when absent) */
-    int64_t s_off;         /* batch norm: running mean at s_off, running var at s_off + out */
-    ad_node *w, *b;        /* weight/gamma and bias/beta leaves */
-    ad_node *bmean, *bvar; /* batch norm: batch statistics nodes */
-    ad_node *output;
+    int index;         /* number among layers of the same kind (names) */
+    char name[32];     /* "conv2d0": prefix of its parameter names */
+    int64_t units;     /* dense/perceptron/conv out; embedding dim; hidden; ff hidden */
+    int64_t vocab;     /* embedding rows */
+    int bias;          /* dense, conv: has a bias */
+    nn_init init;      /* dense, perceptron */
+    nn_activation act; /* activation, perceptron step, ff activation */
+    double alpha;      /* activation parameter */
+    double rate;       /* dropout, attention/ff/block dropout */
+    double momentum;   /* batch norm */
+    double eps;        /* batch norm, layer norm */
+    int kernel[2], stride[2], padding[2], dilation[2], groups; /* conv, pool */
+    int naxes;                /* layer norm: trailing axes normalized */
+    int affine;               /* layer norm, batch norm */
+    int heads, causal;        /* attention, transformer block */
+    int batch_first;          /* recurrent: (B,T,F) instead of (T,B,F) */
+    int64_t in, out;          /* widths of the last axis (info, summary) */
+    int first_param, nparams; /* its tensors in the model's parameter list */
+    ad_node *input, *output;
+    ad_node *state_out;    /* recurrent: last hidden state (B,H) */
+    ad_node *state_cell;   /* LSTM: last cell state (B,H) */
+    ad_node *bmean, *bvar; /* batch norm: batch statistics (C) */
+    ad_node *rmean, *rvar; /* batch norm: running statistics (C), constants */
+    ad_node *h0, *c0;      /* recurrent: initial states given to nn_add_* (or NULL) */
 } nn_layer;
 
+/* A named tensor of the model: a parameter (value and gradient in the flat
+ * buffers) or a state tensor (running statistics, in the state buffer). */
 typedef struct {
-    char name[48];
+    char name[64];
     int ndim;
-    int64_t shape[2];
+    int64_t shape[AD_MAX_DIMS];
     int64_t numel, offset;
     ad_node *node;
 } nn_param_entry;
@@ -73,20 +88,25 @@ struct nn_model {
     void *ud;
     int64_t in_features, out_features;
     int64_t max_batch, batch;
+    uint64_t seed;
+    nn_rng rng; /* initialization draws, in creation order */
 
     nn_layer *layers;
     int nlayers, cap_layers;
-    int kind_count[5];
+    int kind_count[NN_LAYER_COUNT];
     nn_loss loss;
 
+    bool graph_mode; /* nn_model_new: the caller builds the graph with nn_add_* */
     bool built, training, forwarded;
     ad_graph *g;
     ad_node *input, *target, *output, *loss_node, *train_flag;
 
     void *params, *grads, *state;
     int64_t nparams, nstate;
-    nn_param_entry *pinfo;
-    int npinfo, cap_pinfo;
+    nn_param_entry *pinfo, *sinfo;
+    int npinfo, cap_pinfo, nsinfo, cap_sinfo;
+    ad_node **batch_inputs; /* input leaves whose axis 0 is the batch */
+    int nbatch_inputs, cap_batch_inputs;
 
     char err[NN_ERRLEN];
 };
@@ -98,6 +118,22 @@ int nn_model_fail(nn_model *m, int status, const char *fmt, ...)
 #endif
     ;
 void *nn_model_mem(nn_model *m, void *p, size_t osize, size_t nsize);
+/* model.c: a layer record of kind (NULL with the model's error). */
+nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn);
+/* model.c: a parameter "<layer>.<suffix>" (or just suffix for l NULL) of the
+ * given shape, drawn from init with fan_in/fan_out (NN_INIT_ZEROS: zeros;
+ * fill >= 0 with init NN_INIT_COUNT: that constant). */
+ad_node *nn_model_new_param(nn_model *m, nn_layer *l, const char *suffix, int ndim,
+                            const int64_t *shape, nn_init init, int64_t fan_in, int64_t fan_out,
+                            double fill);
+/* model.c: a state tensor (a constant leaf moved into the state buffer). */
+ad_node *nn_model_new_state(nn_model *m, nn_layer *l, const char *suffix, int ndim,
+                            const int64_t *shape, double fill);
+/* layers_model.c: applies the declared layer l to x; NULL with the graph's error. */
+ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x);
+/* layers_model.c: "dense", "conv2d", ... (names in files and summaries). */
+const char *nn_layer_kind_name(nn_layer_kind kind);
+int nn_layer_kind_from_name(const char *name);
 
 /* optim.c: the model an optimizer is bound to (NULL for a flat one). */
 nn_model *nn_optimizer_model(const nn_optimizer *o);

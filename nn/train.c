@@ -31,8 +31,10 @@ static int set_rows(nn_model *m, int64_t n, const char *fn)
         return nn_model_fail(m, NN_ERR_ARG, "%s: %lld rows, need >= 1", fn, (long long)n);
     if (n == m->batch)
         return NN_OK;
-    if (ad_resize(m->input, n) || (m->target && ad_resize(m->target, n)))
-        return graph_fail(m, fn);
+    /* the input, the targets and every other input leaf of the batch */
+    for (int i = 0; i < m->nbatch_inputs; i++)
+        if (ad_resize(m->batch_inputs[i], n))
+            return graph_fail(m, fn);
     m->batch = n;
     m->forwarded = false;
     return NN_OK;
@@ -98,12 +100,15 @@ static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t 
     int rc = check_targets(m, n, y, fn);
     if (rc)
         return rc;
-    bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
-    int64_t want = ce ? 1 : m->out_features;
+    bool ce = m->loss == NN_LOSS_CROSS_ENTROPY && ad_ndim(m->target) == 1;
+    int64_t want = ad_numel(m->target) / m->batch;
     if (cols != want)
         return nn_model_fail(
             m, NN_ERR_SHAPE, "%s: targets have %lld columns but the model needs %lld (%s)", fn,
-            (long long)cols, (long long)want, ce ? "one class index per row" : "one per output");
+            (long long)cols, (long long)want,
+            ce                                          ? "one class index per row"
+            : (m->loss_node && m->loss == NN_LOSS_NONE) ? "the values of the target leaf per row"
+                                                        : "one per output");
     int64_t count = n * cols;
     if (ce)
         for (int64_t i = 0; i < n; i++) {
@@ -157,17 +162,18 @@ int nn_model_set_labels(nn_model *m, const int *labels, int64_t n)
 /* running = (1 - momentum) running + momentum batch, unbiased variance */
 static void update_running_stats(nn_model *m)
 {
-    double n = (double)m->batch;
-    double unbias = n > 1 ? n / (n - 1) : 1.0;
     for (int i = 0; i < m->nlayers; i++) {
         const nn_layer *l = &m->layers[i];
-        if (l->kind != NN_LAYER_BATCH_NORM)
+        if (l->kind != NN_LAYER_BATCH_NORM || !l->bmean)
             continue;
+        int64_t c = ad_numel(l->bmean);
+        double n = (double)(ad_numel(l->input) / c); /* values per channel */
+        double unbias = n > 1 ? n / (n - 1) : 1.0;
         double mom = l->momentum;
         NN_DISPATCH(m->dtype, {
-            T *rm = (T *)m->state + l->s_off, *rv = rm + l->in;
+            T *rm = ad_data(l->rmean), *rv = ad_data(l->rvar);
             const T *bm = ad_data(l->bmean), *bv = ad_data(l->bvar);
-            for (int64_t j = 0; j < l->in; j++) {
+            for (int64_t j = 0; j < c; j++) {
                 rm[j] = (T)((1 - mom) * (double)rm[j] + mom * (double)bm[j]);
                 rv[j] = (T)((1 - mom) * (double)rv[j] + mom * (double)bv[j] * unbias);
             }

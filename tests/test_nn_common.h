@@ -197,4 +197,25 @@ static inline double *model_param_grad(nn_model *m, const char *name, int64_t *n
     return out;
 }
 
+/* ------------------------------------------------- counting allocator */
+
+/* Counts allocator calls and live bytes (the zero-allocation checks). */
+typedef struct {
+    long calls;
+    size_t live;
+} counting;
+
+static inline void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    counting *c = ud;
+    if (nsize == 0) {
+        c->live -= osize;
+        free(ptr);
+        return NULL;
+    }
+    c->calls++;
+    c->live = c->live - osize + nsize;
+    return realloc(ptr, nsize);
+}
+
 #endif

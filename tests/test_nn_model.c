@@ -217,24 +217,6 @@ Test(nn_model, class_index_out_of_range)
 
 /* -------------------------------------------------------- no allocation */
 
-typedef struct {
-    long calls;
-    size_t live;
-} counting;
-
-static void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    counting *c = ud;
-    if (nsize == 0) {
-        c->live -= osize;
-        free(ptr);
-        return NULL;
-    }
-    c->calls++;
-    c->live = c->live - osize + nsize;
-    return realloc(ptr, nsize);
-}
-
 Test(nn_model, training_step_allocates_nothing_after_the_first)
 {
     counting cnt = {0, 0};

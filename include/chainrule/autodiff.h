@@ -178,6 +178,17 @@ AD_API ad_node *ad_const_external(ad_graph *g, int ndim, const int64_t *shape, v
                                   const char *name);
 /** A 0-d constant. */
 AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
+/**
+ * Moves a leaf's value (and, for a trainable leaf, its accumulated
+ * gradient) into caller memory: numel elements of the graph's dtype each,
+ * the current contents copied over, kept alive by the caller as long as the
+ * graph. Nodes that alias the leaf follow at the next ad_forward. This is
+ * how a model gathers parameters created one by one into one flat buffer.
+ * Refused (-1, with the graph's error) once the graph has a backward pass,
+ * for a non-leaf, or a NULL buffer (grad may be NULL for a non-trainable
+ * leaf). 0 on success.
+ */
+AD_API int ad_leaf_move(ad_node *leaf, void *value, void *grad);
 
 /** Copies count values into a leaf; count must equal its numel. 0 on success, -1 on error. */
 AD_API int ad_set(ad_node *leaf, const double *values, int64_t count);

@@ -268,6 +268,63 @@ NN_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node
                               ad_node *running_var, ad_node *training, double eps,
                               ad_node **batch_mean, ad_node **batch_var);
 
+/*
+ * Shape legend for the layers below: N or B batch, C channels, L length,
+ * H x W image size, T time steps, I input features, E embedding width,
+ * D = E / heads, F features, V vocabulary, K the normalized size.
+ */
+/**
+ * Layer normalization over the last naxes axes of x (as torch.nn.LayerNorm
+ * with normalized_shape = those axes): y = (x - mean) / sqrt(var + eps)
+ * * gamma + beta, mean and biased var over the K normalized values of each
+ * row. gamma and beta have the shape of the last naxes axes, or are NULL.
+ */
+NN_API ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, double eps);
+/** x + fx: a residual connection (an ad_add, named for what it is). */
+NN_API ad_node *nn_residual(ad_node *x, ad_node *fx);
+/**
+ * Embedding lookup: ids (any shape, integral values in [0, V)) picks rows
+ * of table (V, E): the result is ids' shape + (E). An id out of range is an
+ * error at forward time. Gradient: the picked rows accumulate (repeated ids
+ * add up), as torch.nn.Embedding.
+ */
+NN_API ad_node *nn_embedding(ad_node *ids, ad_node *table);
+/**
+ * Elman RNN cell (torch.nn.RNNCell): h' = act(x W_ih^T + b_ih + h W_hh^T
+ * + b_hh), act NN_ACT_TANH or NN_ACT_RELU. x (B, I), h (B, H) or NULL
+ * (zeros), w_ih (H, I), w_hh (H, H), biases (H) or NULL. Returns h' (B, H).
+ */
+NN_API ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+                            ad_node *b_hh, nn_activation act);
+/**
+ * LSTM cell (torch.nn.LSTMCell), gates in PyTorch's order i, f, g, o:
+ * [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh; i, f, o sigmoid, g tanh;
+ * c' = f c + i g; h' = o tanh(c'). x (B, I); h, c (B, H) or NULL (zeros);
+ * w_ih (4H, I), w_hh (4H, H), biases (4H) or NULL. Returns h' and stores
+ * c' in *c_out (may be NULL).
+ */
+NN_API ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+                             ad_node *b_ih, ad_node *b_hh, ad_node **c_out);
+/**
+ * GRU cell (torch.nn.GRUCell), gates in PyTorch's order r, z, n:
+ * r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z likewise,
+ * n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
+ * x (B, I), h (B, H) or NULL, w_ih (3H, I), w_hh (3H, H), biases (3H).
+ */
+NN_API ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+                            ad_node *b_hh);
+/**
+ * Multi-head self-attention (torch.nn.MultiheadAttention with
+ * batch_first=True, query = key = value = x): x (B, T, E);
+ * [q k v] = x in_w^T + in_b with in_w (3E, E), in_b (3E) or NULL; per head
+ * softmax(q_h k_h^T / sqrt(D) + mask) v_h, (B, T, D), mask -inf above the
+ * diagonal when causal; dropout on the attention weights while the 0-d
+ * training node is nonzero (NULL: always); heads concatenated (B, T, E)
+ * and projected by out_w (E, E), out_b (E) or NULL. Returns (B, T, E).
+ */
+NN_API ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_node *out_w,
+                             ad_node *out_b, int causal, double dropout, ad_node *training);
+
 /* ----------------------------------------------------------------- losses */
 
 /**
@@ -326,6 +383,23 @@ typedef enum {
     NN_LAYER_PERCEPTRON,
     NN_LAYER_DROPOUT,
     NN_LAYER_BATCH_NORM,
+    NN_LAYER_CONV1D,
+    NN_LAYER_CONV2D,
+    NN_LAYER_MAX_POOL1D,
+    NN_LAYER_MAX_POOL2D,
+    NN_LAYER_AVG_POOL1D,
+    NN_LAYER_AVG_POOL2D,
+    NN_LAYER_GLOBAL_AVG_POOL,
+    NN_LAYER_FLATTEN,
+    NN_LAYER_EMBEDDING,
+    NN_LAYER_LAYER_NORM,
+    NN_LAYER_RNN,
+    NN_LAYER_LSTM,
+    NN_LAYER_GRU,
+    NN_LAYER_ATTENTION,
+    NN_LAYER_FEED_FORWARD,
+    NN_LAYER_TRANSFORMER_BLOCK,
+    NN_LAYER_COUNT
 } nn_layer_kind;
 
 /**
@@ -399,6 +473,146 @@ NN_API nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *width
                                const nn_activation *acts, nn_loss loss, int64_t batch,
                                uint64_t seed);
 
+/* ------------------------------------------------- models that are any graph */
+
+/*
+ * A model is any graph whose parameters are collected by name into the flat
+ * parameter, gradient and optimizer buffers. Build one from nodes:
+ *
+ *     ad_error err;
+ *     nn_model *m = nn_model_new(AD_F32, 42, &err);          // NULL: err.message
+ *     int64_t xs[4] = {32, 1, 28, 28};
+ *     ad_node *x = nn_model_add_input(m, 4, xs, "x");        // axis 0 is the batch
+ *     ad_node *h = nn_add_flatten(m, x);                     // (32, 784)
+ *     h = nn_add_activation(m, nn_add_dense(m, h, 128, 1), NN_ACT_RELU, 0);
+ *     ad_node *logits = nn_add_dense(m, h, 10, 1);
+ *     nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY);           // or nn_model_set_loss_node
+ *     if (nn_model_finish(m, logits)) puts(nn_model_error(m));
+ *
+ * then train it like any model (nn_model_set_input, nn_model_set_labels or
+ * nn_model_set_targets, nn_model_train_step, nn_model_predict, save/load).
+ * The layer functions nn_add_* create their parameters once, in the
+ * model's graph, named "<layer><k>.<tensor>" ("conv2d0.weight"), drawn as
+ * PyTorch initializes them, and return the output node; between them any
+ * ad_* op may be used. Errors of a layer function are the graph's sticky
+ * error (and the model's): build everything, check once.
+ * A model built only from nn_add_* layers chained one after the other
+ * (each layer's input is the previous one's output) stores its
+ * architecture in its model file, so nn_model_load rebuilds it with no code.
+ */
+
+/**
+ * A new model to be built from nodes: a graph (memory reuse on, the
+ * generator seeded with seed), the 0-d training flag and the
+ * initialization generator (nn_rng seeded with seed, draws in the order
+ * parameters are created). NULL with *err filled (err may be NULL) for a bad
+ * dtype or no memory.
+ */
+NN_API nn_model *nn_model_new(ad_dtype dtype, uint64_t seed, ad_error *err);
+/** The same, taking all memory from alloc(ud, ...). */
+NN_API nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn alloc, void *ud,
+                                   ad_error *err);
+/**
+ * An input leaf of the model (ad_input). Axis 0 is the batch: shape[0] is
+ * the build batch (the largest that allocates nothing). The first input is
+ * the model's input (nn_model_set_input fills it with rows of
+ * numel / batch values); later inputs (targets, masks) are resized with it.
+ * NULL with the model's error after nn_model_finish or for a bad shape.
+ */
+NN_API ad_node *nn_model_add_input(nn_model *m, int ndim, const int64_t *shape, const char *name);
+/**
+ * A trainable parameter of any shape named name (unique), drawn from init
+ * with fan_in and fan_out (nn_init_fill), collected into the flat buffers
+ * by nn_model_finish. For custom layers written with ad_* ops.
+ */
+NN_API ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64_t *shape,
+                                   nn_init init, int64_t fan_in, int64_t fan_out);
+/**
+ * Ends the building of a nn_model_new model: output (axis 0 the batch) is
+ * the model's output; with a built-in loss (nn_model_set_loss) the target
+ * leaf and the loss node are made (cross-entropy: targets are the class
+ * indices, output's shape without its last axis). Every parameter and
+ * state tensor moves into the flat buffers (ad_leaf_move). 0 or negative
+ * (NN_ERR_GRAPH with the graph's first error when a layer failed).
+ */
+NN_API int nn_model_finish(nn_model *m, ad_node *output);
+/**
+ * Makes any one-element node the model's loss (a custom loss built from
+ * ad_* ops on nn_model_output and target): training steps, clipping,
+ * schedules and evaluation use it as they use a built-in loss. target is
+ * the input leaf nn_model_set_targets fills (axis 0 the batch), or NULL.
+ * Works before or after nn_model_finish, also on nn_model_build and
+ * nn_mlp_create models; input leaves made by hand (ad_input with the
+ * batch as axis 0) are resized with the batch. 0 or negative.
+ */
+NN_API int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target);
+
+/* Layers of a nn_model_new model. Each returns its output node, or NULL
+ * (the message in ad_graph_error and nn_model_error). */
+/** Dense layer on the last axis: x (..., I) -> (..., units); weight (I,
+ *  units), bias (units); both uniform in +-1/sqrt(I) (nn.Linear). */
+NN_API ad_node *nn_add_dense(nn_model *m, ad_node *x, int64_t units, int bias);
+/** An activation (alpha for leaky ReLU and ELU; pass 0 for the others). */
+NN_API ad_node *nn_add_activation(nn_model *m, ad_node *x, nn_activation act, double alpha);
+/** Inverted dropout with drop probability rate, active in training mode only. */
+NN_API ad_node *nn_add_dropout(nn_model *m, ad_node *x, double rate);
+/**
+ * Batch normalization of x (N, F) or (N, C, ...) over every axis but 1
+ * (nn.BatchNorm1d/2d): gamma ones, beta zeros ("gamma", "beta"), running
+ * statistics "running_mean" zeros and "running_var" ones in the state
+ * buffer, updated after each training forward with momentum and the
+ * unbiased variance (PyTorch: momentum 0.1, eps 1e-5).
+ */
+NN_API ad_node *nn_add_batch_norm(nn_model *m, ad_node *x, double momentum, double eps);
+/** Layer normalization over the last naxes axes (nn.LayerNorm: "weight"
+ *  ones, "bias" zeros when affine; PyTorch's eps 1e-5). */
+NN_API ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int affine);
+/** (N, ...) -> (N, product of the rest). */
+NN_API ad_node *nn_add_flatten(nn_model *m, ad_node *x);
+/** Global average pooling: x (N, C, ...) -> (N, C), the mean over the spatial axes. */
+NN_API ad_node *nn_add_global_avg_pool(nn_model *m, ad_node *x);
+/** Embedding: ids (any shape, e.g. (B, T)) -> ids' shape + (dim); table
+ *  "weight" (vocab, dim) drawn from N(0, 1) (nn.Embedding). */
+NN_API ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64_t dim);
+/**
+ * Recurrent sequence layers: the cell unrolled over the T steps of x,
+ * (T, B, I) time-major, or (B, T, I) when batch_first. h0 (and c0 for the
+ * LSTM) is the initial state (B, H), NULL for zeros. Returns every step's
+ * output, (T, B, H) or (B, T, H); *h_last (and *c_last) receive the last
+ * state (B, H) (either may be NULL). Parameters in PyTorch's layout and
+ * names (without the _l0 suffix): "weight_ih" (G H, I), "weight_hh"
+ * (G H, H), "bias_ih", "bias_hh" (G H), G = 1 (RNN), 4 (LSTM, gates i f g
+ * o), 3 (GRU, gates r z n), all uniform in +-1/sqrt(H). act: NN_ACT_TANH
+ * or NN_ACT_RELU (RNN only).
+ */
+NN_API ad_node *nn_add_rnn(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
+                           int batch_first, ad_node *h0, ad_node **h_last);
+/** LSTM sequence layer (see nn_add_rnn). */
+NN_API ad_node *nn_add_lstm(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+                            ad_node *c0, ad_node **h_last, ad_node **c_last);
+/** GRU sequence layer (see nn_add_rnn). */
+NN_API ad_node *nn_add_gru(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+                           ad_node **h_last);
+/**
+ * Multi-head self-attention on x (B, T, E) (nn_attention): "in_proj_weight"
+ * (3E, E) Xavier uniform, "in_proj_bias" zeros, "out_proj.weight" (E, E)
+ * as nn.Linear, "out_proj.bias" zeros (nn.MultiheadAttention). Dropout on
+ * the attention weights in training mode.
+ */
+NN_API ad_node *nn_add_attention(nn_model *m, ad_node *x, int heads, int causal, double dropout);
+/** The transformer feed-forward block on the last axis: linear2(dropout(act(linear1(x)))),
+ *  E -> hidden -> E, parameters "linear1.weight" (E, hidden) ... as nn_add_dense. */
+NN_API ad_node *nn_add_feed_forward(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
+                                    double dropout);
+/**
+ * Pre-norm transformer block on x (B, T, E) (nn.TransformerEncoderLayer
+ * with norm_first=True, ReLU): h = x + dropout(attn(ln1(x))),
+ * y = h + dropout(ff(ln2(h))); layer norms eps 1e-5. Parameters
+ * "transformerK.ln1.weight", ".attn.in_proj_weight", ".ff.linear1.weight", ...
+ */
+NN_API ad_node *nn_add_transformer_block(nn_model *m, ad_node *x, int heads, int64_t ff_hidden,
+                                         int causal, double dropout);
+
 /* Introspection (valid after build; NULL / 0 / -1 before or for NULL m). */
 /** The model's graph (owned by the model: do not free). Nodes may be added
  *  to it (a custom metric, a dump); ad_forward replays them too. */
@@ -451,14 +665,14 @@ NN_API int nn_model_print_summary(const nn_model *m, FILE *out);
 
 /* --------------------------------------------------- parameters, buffers */
 
-/** One parameter tensor, a view into the model (do not free anything). */
+/** One parameter (or state) tensor, a view into the model (do not free anything). */
 typedef struct {
-    const char *name; /**< "dense0.weight", owned by the model */
-    int ndim;         /**< 1 or 2 */
-    int64_t shape[2]; /**< (in, out) for weights, (out) for biases */
-    int64_t numel;    /**< elements */
-    int64_t offset;   /**< first element in the flat parameter and gradient buffers */
-    ad_node *node;    /**< the graph's leaf (value and gradient point into the flat buffers) */
+    const char *name;           /**< "dense0.weight", owned by the model */
+    int ndim;                   /**< 0 to AD_MAX_DIMS axes */
+    int64_t shape[AD_MAX_DIMS]; /**< e.g. (in, out) for dense weights, (O, C, KH, KW) for conv */
+    int64_t numel;              /**< elements */
+    int64_t offset;             /**< first element in the flat parameter and gradient buffers */
+    ad_node *node; /**< the graph's leaf (value and gradient point into the flat buffers) */
 } nn_param_info;
 
 /** Number of parameter tensors. */
@@ -479,6 +693,11 @@ NN_API void *nn_model_params(nn_model *m);
  *  Safe to modify in place between backward and the optimizer step (e.g. an
  *  MPI allreduce averaging it across ranks). */
 NN_API void *nn_model_grads(nn_model *m);
+/** Number of state tensors (batch-norm running means and variances). */
+NN_API int nn_model_state_tensors(const nn_model *m);
+/** Describes state tensor i ("batchnorm0.running_mean", its shape and its
+ *  offset in the state buffer). 0, NN_ERR_NULL or NN_ERR_ARG. */
+NN_API int nn_model_state_info(const nn_model *m, int i, nn_param_info *out);
 /** Number of non-trainable state values (batch-norm running means and
  *  variances: for each batch-norm layer, F means then F variances). */
 NN_API int64_t nn_model_state_count(const nn_model *m);

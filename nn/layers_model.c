@@ -1,0 +1,496 @@
+/* layers_model.c -- layers that belong to a model: each creates its
+ * parameters once (named "<layer>.<tensor>", initialized as PyTorch does)
+ * and returns its output node, composed of ad_* ops and the functional
+ * layers. The same record serves the sequential declarations
+ * (nn_model_add_*), the layer functions (nn_add_*) and the architecture
+ * stored in model files. */
+#include <math.h>
+#include <string.h>
+
+#include "nn_impl.h"
+
+static const char *const kind_names[NN_LAYER_COUNT] = {
+    [NN_LAYER_DENSE] = "dense",
+    [NN_LAYER_ACTIVATION] = "activation",
+    [NN_LAYER_PERCEPTRON] = "perceptron",
+    [NN_LAYER_DROPOUT] = "dropout",
+    [NN_LAYER_BATCH_NORM] = "batchnorm",
+    [NN_LAYER_CONV1D] = "conv1d",
+    [NN_LAYER_CONV2D] = "conv2d",
+    [NN_LAYER_MAX_POOL1D] = "maxpool1d",
+    [NN_LAYER_MAX_POOL2D] = "maxpool2d",
+    [NN_LAYER_AVG_POOL1D] = "avgpool1d",
+    [NN_LAYER_AVG_POOL2D] = "avgpool2d",
+    [NN_LAYER_GLOBAL_AVG_POOL] = "globalavgpool",
+    [NN_LAYER_FLATTEN] = "flatten",
+    [NN_LAYER_EMBEDDING] = "embedding",
+    [NN_LAYER_LAYER_NORM] = "layernorm",
+    [NN_LAYER_RNN] = "rnn",
+    [NN_LAYER_LSTM] = "lstm",
+    [NN_LAYER_GRU] = "gru",
+    [NN_LAYER_ATTENTION] = "attention",
+    [NN_LAYER_FEED_FORWARD] = "feedforward",
+    [NN_LAYER_TRANSFORMER_BLOCK] = "transformer",
+};
+
+const char *nn_layer_kind_name(nn_layer_kind kind)
+{
+    if ((int)kind < 0 || kind >= NN_LAYER_COUNT)
+        return "layer";
+    return kind_names[kind];
+}
+
+int nn_layer_kind_from_name(const char *name)
+{
+    for (int i = 0; name && i < NN_LAYER_COUNT; i++)
+        if (strcmp(name, kind_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* "<prefix><name>" as a parameter suffix. */
+static const char *sub(char *buf, size_t size, const char *prefix, const char *name)
+{
+    snprintf(buf, size, "%s%s", prefix, name);
+    return buf;
+}
+
+/* A dense map of the last axis: x (..., in) W (in, units) + b (units). */
+static ad_node *dense(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, int64_t units,
+                      int bias, nn_init init)
+{
+    char nm[64];
+    int64_t in = ad_shape(x)[ad_ndim(x) - 1];
+    int64_t ws[2] = {in, units};
+    ad_node *w =
+        nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "weight"), 2, ws, init, in, units, 0.0);
+    ad_node *b = NULL;
+    if (w && bias) /* nn.Linear draws its bias like its weight; other inits start at zero */
+        b = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "bias"), 1, &units,
+                               init == NN_INIT_TORCH ? NN_INIT_TORCH : NN_INIT_ZEROS, in, units,
+                               0.0);
+    if (!w || (bias && !b))
+        return NULL;
+    if (ad_ndim(x) == 2)
+        return nn_linear(x, w, b);
+    ad_node *y = ad_matmul(x, w);
+    return b ? ad_add(y, b) : y;
+}
+
+static ad_node *layer_norm(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, int naxes,
+                           double eps, int affine)
+{
+    char nm[64];
+    if (naxes < 1 || naxes > ad_ndim(x))
+        return nn_layer_norm(x, naxes, NULL, NULL, eps); /* reports the error */
+    const int64_t *sh = ad_shape(x) + ad_ndim(x) - naxes;
+    ad_node *w = NULL, *b = NULL;
+    if (affine) { /* nn.LayerNorm: weight ones, bias zeros */
+        w = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "weight"), naxes, sh, NN_INIT_COUNT,
+                               1, 1, 1.0);
+        b = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "bias"), naxes, sh, NN_INIT_ZEROS,
+                               1, 1, 0.0);
+        if (!w || !b)
+            return NULL;
+    }
+    return nn_layer_norm(x, naxes, w, b, eps);
+}
+
+static ad_node *attention(nn_model *m, nn_layer *l, const char *prefix, ad_node *x)
+{
+    char nm[64];
+    if (ad_ndim(x) != 3)
+        return nn_attention(x, l->heads, x, NULL, x, NULL, 0, 0, NULL); /* reports it */
+    int64_t e = ad_shape(x)[2], in_s[2] = {3 * e, e}, out_s[2] = {e, e}, e3 = 3 * e;
+    /* nn.MultiheadAttention: in_proj Xavier uniform, out_proj as nn.Linear,
+     * both biases zero */
+    ad_node *in_w = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "in_proj_weight"), 2, in_s,
+                                       NN_INIT_GLOROT_UNIFORM, e, 3 * e, 0.0);
+    ad_node *in_b = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "in_proj_bias"), 1, &e3,
+                                       NN_INIT_ZEROS, 1, 1, 0.0);
+    ad_node *out_w = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "out_proj.weight"), 2,
+                                        out_s, NN_INIT_TORCH, e, e, 0.0);
+    ad_node *out_b = nn_model_new_param(m, l, sub(nm, sizeof nm, prefix, "out_proj.bias"), 1, &e,
+                                        NN_INIT_ZEROS, 1, 1, 0.0);
+    if (!in_w || !in_b || !out_w || !out_b)
+        return NULL;
+    return nn_attention(x, l->heads, in_w, in_b, out_w, out_b, l->causal, l->rate, m->train_flag);
+}
+
+static ad_node *feed_forward(nn_model *m, nn_layer *l, const char *prefix, ad_node *x)
+{
+    char nm[64];
+    int64_t e = ad_shape(x)[ad_ndim(x) - 1];
+    ad_node *h = dense(m, l, sub(nm, sizeof nm, prefix, "linear1."), x, l->units, 1, NN_INIT_TORCH);
+    h = nn_dropout(nn_activate_alpha(h, l->act, l->alpha), l->rate, m->train_flag);
+    if (!h)
+        return NULL;
+    return dense(m, l, sub(nm, sizeof nm, prefix, "linear2."), h, e, 1, NN_INIT_TORCH);
+}
+
+/* Pre-norm block: h = x + drop(attn(ln1(x))); y = h + drop(ff(ln2(h))). */
+static ad_node *transformer_block(nn_model *m, nn_layer *l, ad_node *x)
+{
+    ad_node *a = attention(m, l, "attn.", layer_norm(m, l, "ln1.", x, 1, l->eps, 1));
+    ad_node *h = nn_residual(x, nn_dropout(a, l->rate, m->train_flag));
+    if (!h)
+        return NULL;
+    ad_node *f = feed_forward(m, l, "ff.", layer_norm(m, l, "ln2.", h, 1, l->eps, 1));
+    return nn_residual(h, nn_dropout(f, l->rate, m->train_flag));
+}
+
+/* Batch normalization with parameters and running statistics of the channels. */
+static ad_node *batch_norm(nn_model *m, nn_layer *l, ad_node *x)
+{
+    if (ad_ndim(x) < 2)
+        return nn_batch_norm(x, NULL, NULL, NULL, NULL, NULL, l->eps, NULL, NULL); /* reports */
+    int64_t c = ad_shape(x)[1];
+    ad_node *w = NULL, *b = NULL;
+    if (l->affine) {
+        w = nn_model_new_param(m, l, "gamma", 1, &c, NN_INIT_COUNT, 1, 1, 1.0);
+        b = nn_model_new_param(m, l, "beta", 1, &c, NN_INIT_ZEROS, 1, 1, 0.0);
+    }
+    l->rmean = nn_model_new_state(m, l, "running_mean", 1, &c, 0.0);
+    l->rvar = nn_model_new_state(m, l, "running_var", 1, &c, 1.0);
+    if ((l->affine && (!w || !b)) || !l->rmean || !l->rvar)
+        return NULL;
+    return nn_batch_norm(x, w, b, l->rmean, l->rvar, m->train_flag, l->eps, &l->bmean, &l->bvar);
+}
+
+/* One recurrent layer over T steps. x (T, B, I), or (B, T, I) batch-first. */
+static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
+{
+    char s1[96];
+    if (ad_ndim(x) != 3)
+        return nn_graph_fail(x, "nn_add_%s: input %s is not (time, batch, features)%s",
+                             nn_layer_kind_name(l->kind), nn_shape_str(x, s1, sizeof s1),
+                             l->batch_first ? " or batch-first" : "");
+    int gates = l->kind == NN_LAYER_LSTM ? 4 : l->kind == NN_LAYER_GRU ? 3 : 1;
+    int ta = l->batch_first ? 1 : 0;
+    int64_t steps = ad_shape(x)[ta], in = ad_shape(x)[2], hid = l->units;
+    int64_t wi[2] = {gates * hid, in}, wh[2] = {gates * hid, hid}, bs = gates * hid;
+    /* nn.RNN / LSTM / GRU: every tensor uniform in +-1/sqrt(hidden) */
+    ad_node *w_ih = nn_model_new_param(m, l, "weight_ih", 2, wi, NN_INIT_TORCH, hid, hid, 0.0);
+    ad_node *w_hh = nn_model_new_param(m, l, "weight_hh", 2, wh, NN_INIT_TORCH, hid, hid, 0.0);
+    ad_node *b_ih = nn_model_new_param(m, l, "bias_ih", 1, &bs, NN_INIT_TORCH, hid, hid, 0.0);
+    ad_node *b_hh = nn_model_new_param(m, l, "bias_hh", 1, &bs, NN_INIT_TORCH, hid, hid, 0.0);
+    if (!w_ih || !w_hh || !b_ih || !b_hh)
+        return NULL;
+    ad_node *h = l->h0, *c = l->c0;
+    int64_t row[2] = {-1, in}, step_shape[3] = {1, -1, hid};
+    if (l->batch_first) {
+        step_shape[0] = -1;
+        step_shape[1] = 1;
+    }
+    ad_node *outs[512];
+    if (steps > 512)
+        return nn_graph_fail(x, "nn_add_%s: %lld steps, at most 512", nn_layer_kind_name(l->kind),
+                             (long long)steps);
+    for (int64_t t = 0; t < steps; t++) {
+        ad_node *xt = ad_reshape(ad_slice(x, ta, t, t + 1), 2, row); /* (B, I) */
+        switch (l->kind) {
+        case NN_LAYER_LSTM:
+            h = nn_lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh, &c);
+            break;
+        case NN_LAYER_GRU:
+            h = nn_gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh);
+            break;
+        default:
+            h = nn_rnn_cell(xt, h, w_ih, w_hh, b_ih, b_hh, l->act);
+            break;
+        }
+        if (!h)
+            return NULL;
+        outs[t] = ad_reshape(h, 3, step_shape); /* (1, B, H) or (B, 1, H) */
+    }
+    l->state_out = h;
+    l->state_cell = c;
+    return steps == 1 ? outs[0] : ad_concat((int)steps, outs, ta);
+}
+
+/* Spatial axes folded: x (N, C, ...) -> (N, C, S). */
+static ad_node *channels_rows(ad_node *x)
+{
+    int64_t s = 1;
+    for (int i = 2; i < ad_ndim(x); i++)
+        s *= ad_shape(x)[i];
+    int64_t sh[3] = {-1, ad_shape(x)[1], s};
+    return ad_reshape(x, 3, sh);
+}
+
+ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
+{
+    if (!x)
+        return NULL;
+    char s1[96];
+    l->input = x;
+    l->in = ad_ndim(x) ? ad_shape(x)[ad_ndim(x) - 1] : 1;
+    ad_node *y = NULL;
+    switch (l->kind) {
+    case NN_LAYER_DENSE:
+        y = dense(m, l, "", x, l->units, l->bias, l->init);
+        break;
+    case NN_LAYER_PERCEPTRON: {
+        int64_t ws[2] = {l->in, l->units};
+        ad_node *w = nn_model_new_param(m, l, "weight", 2, ws, NN_INIT_ZEROS, 1, 1, 0.0);
+        ad_node *b = nn_model_new_param(m, l, "bias", 1, &l->units, NN_INIT_ZEROS, 1, 1, 0.0);
+        y = w && b ? nn_tlu(x, w, b, l->act) : NULL;
+        break;
+    }
+    case NN_LAYER_ACTIVATION:
+        y = nn_activate_alpha(x, l->act, l->alpha);
+        break;
+    case NN_LAYER_DROPOUT:
+        y = nn_dropout(x, l->rate, m->train_flag);
+        break;
+    case NN_LAYER_BATCH_NORM:
+        y = batch_norm(m, l, x);
+        break;
+    case NN_LAYER_LAYER_NORM:
+        y = layer_norm(m, l, "", x, l->naxes, l->eps, l->affine);
+        break;
+    case NN_LAYER_FLATTEN: {
+        int64_t sh[2] = {-1, ad_ndim(x) ? ad_numel(x) / ad_shape(x)[0] : 1};
+        y = ad_ndim(x) < 1 ? nn_graph_fail(x, "nn_add_flatten: input %s has no batch axis",
+                                           nn_shape_str(x, s1, sizeof s1))
+                           : ad_reshape(x, 2, sh);
+        break;
+    }
+    case NN_LAYER_GLOBAL_AVG_POOL:
+        y = ad_ndim(x) < 3 ? nn_graph_fail(x, "nn_add_global_avg_pool: input %s is not (N, C, ...)",
+                                           nn_shape_str(x, s1, sizeof s1))
+                           : ad_mean(channels_rows(x), 2);
+        break;
+    case NN_LAYER_EMBEDDING: {
+        int64_t ts[2] = {l->vocab, l->units};
+        /* nn.Embedding: N(0, 1) (LeCun normal with fan_in 1) */
+        ad_node *table = nn_model_new_param(m, l, "weight", 2, ts, NN_INIT_LECUN_NORMAL, 1, 1, 0.0);
+        y = nn_embedding(x, table);
+        break;
+    }
+    case NN_LAYER_RNN:
+    case NN_LAYER_LSTM:
+    case NN_LAYER_GRU:
+        y = recurrent(m, l, x);
+        break;
+    case NN_LAYER_ATTENTION:
+        y = attention(m, l, "", x);
+        break;
+    case NN_LAYER_FEED_FORWARD:
+        y = feed_forward(m, l, "", x);
+        break;
+    case NN_LAYER_TRANSFORMER_BLOCK:
+        y = transformer_block(m, l, x);
+        break;
+    default:
+        y = nn_graph_fail(x, "nn: layer kind %s needs an op this build does not have",
+                          nn_layer_kind_name(l->kind));
+        break;
+    }
+    l->output = y;
+    if (y)
+        l->out = ad_ndim(y) ? ad_shape(y)[ad_ndim(y) - 1] : 1;
+    return y;
+}
+
+/* ------------------------------------------------------------ nn_add_* */
+
+/* A new layer record of m for x, or NULL (the message on the graph and the model). */
+static nn_layer *open_layer(nn_model *m, ad_node *x, nn_layer_kind kind, const char *fn)
+{
+    if (!m) {
+        nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return NULL;
+    }
+    if (!x)
+        return NULL;
+    if (!m->graph_mode || m->built || ad_node_graph(x) != m->g) {
+        const char *why = !m->graph_mode ? "the model was not made by nn_model_new"
+                          : m->built     ? "the model is finished"
+                                         : "the input belongs to another graph";
+        nn_model_fail(m, NN_ERR_STATE, "%s: %s", fn, why);
+        nn_graph_fail(x, "%s: %s", fn, why);
+        return NULL;
+    }
+    nn_layer *l = nn_model_push_layer(m, kind, fn);
+    if (!l)
+        nn_graph_fail(x, "%s: out of memory", fn);
+    return l;
+}
+
+static ad_node *bad_arg(nn_model *m, ad_node *x, const char *msg)
+{
+    m->nlayers--; /* the record is not kept */
+    nn_model_fail(m, NN_ERR_ARG, "%s", msg);
+    return nn_graph_fail(x, "%s", msg);
+}
+
+ad_node *nn_add_dense(nn_model *m, ad_node *x, int64_t units, int bias)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_DENSE, "nn_add_dense");
+    if (!l)
+        return NULL;
+    if (units < 1)
+        return bad_arg(m, x, "nn_add_dense: units must be >= 1");
+    l->units = units;
+    l->bias = bias != 0;
+    l->init = NN_INIT_TORCH;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_activation(nn_model *m, ad_node *x, nn_activation act, double alpha)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_ACTIVATION, "nn_add_activation");
+    if (!l)
+        return NULL;
+    l->act = act;
+    l->alpha = alpha;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_dropout(nn_model *m, ad_node *x, double rate)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_DROPOUT, "nn_add_dropout");
+    if (!l)
+        return NULL;
+    l->rate = rate;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_batch_norm(nn_model *m, ad_node *x, double momentum, double eps)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_BATCH_NORM, "nn_add_batch_norm");
+    if (!l)
+        return NULL;
+    if (!(momentum >= 0 && momentum <= 1))
+        return bad_arg(m, x, "nn_add_batch_norm: momentum must be in [0, 1]");
+    l->momentum = momentum;
+    l->eps = eps;
+    l->affine = 1;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int affine)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_LAYER_NORM, "nn_add_layer_norm");
+    if (!l)
+        return NULL;
+    l->naxes = naxes;
+    l->eps = eps;
+    l->affine = affine != 0;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_flatten(nn_model *m, ad_node *x)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_FLATTEN, "nn_add_flatten");
+    return l ? nn_layer_apply(m, l, x) : NULL;
+}
+
+ad_node *nn_add_global_avg_pool(nn_model *m, ad_node *x)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_GLOBAL_AVG_POOL, "nn_add_global_avg_pool");
+    return l ? nn_layer_apply(m, l, x) : NULL;
+}
+
+ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64_t dim)
+{
+    nn_layer *l = open_layer(m, ids, NN_LAYER_EMBEDDING, "nn_add_embedding");
+    if (!l)
+        return NULL;
+    if (vocab < 1 || dim < 1)
+        return bad_arg(m, ids, "nn_add_embedding: vocab and dim must be >= 1");
+    l->vocab = vocab;
+    l->units = dim;
+    return nn_layer_apply(m, l, ids);
+}
+
+static ad_node *add_recurrent(nn_model *m, ad_node *x, nn_layer_kind kind, int64_t hidden,
+                              nn_activation act, int batch_first, ad_node *h0, ad_node *c0,
+                              ad_node **h_last, ad_node **c_last, const char *fn)
+{
+    if (h_last)
+        *h_last = NULL;
+    if (c_last)
+        *c_last = NULL;
+    nn_layer *l = open_layer(m, x, kind, fn);
+    if (!l)
+        return NULL;
+    if (hidden < 1)
+        return bad_arg(m, x, "nn_add_rnn/lstm/gru: hidden size must be >= 1");
+    l->units = hidden;
+    l->act = act;
+    l->batch_first = batch_first != 0;
+    l->h0 = h0;
+    l->c0 = c0;
+    ad_node *y = nn_layer_apply(m, l, x);
+    if (y && h_last)
+        *h_last = l->state_out;
+    if (y && c_last)
+        *c_last = l->state_cell;
+    return y;
+}
+
+ad_node *nn_add_rnn(nn_model *m, ad_node *x, int64_t hidden, nn_activation act, int batch_first,
+                    ad_node *h0, ad_node **h_last)
+{
+    return add_recurrent(m, x, NN_LAYER_RNN, hidden, act, batch_first, h0, NULL, h_last, NULL,
+                         "nn_add_rnn");
+}
+
+ad_node *nn_add_lstm(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+                     ad_node *c0, ad_node **h_last, ad_node **c_last)
+{
+    return add_recurrent(m, x, NN_LAYER_LSTM, hidden, NN_ACT_TANH, batch_first, h0, c0, h_last,
+                         c_last, "nn_add_lstm");
+}
+
+ad_node *nn_add_gru(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+                    ad_node **h_last)
+{
+    return add_recurrent(m, x, NN_LAYER_GRU, hidden, NN_ACT_TANH, batch_first, h0, NULL, h_last,
+                         NULL, "nn_add_gru");
+}
+
+ad_node *nn_add_attention(nn_model *m, ad_node *x, int heads, int causal, double dropout)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_ATTENTION, "nn_add_attention");
+    if (!l)
+        return NULL;
+    l->heads = heads;
+    l->causal = causal != 0;
+    l->rate = dropout;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_feed_forward(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
+                             double dropout)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_FEED_FORWARD, "nn_add_feed_forward");
+    if (!l)
+        return NULL;
+    if (hidden < 1)
+        return bad_arg(m, x, "nn_add_feed_forward: hidden size must be >= 1");
+    l->units = hidden;
+    l->act = act;
+    l->alpha = act == NN_ACT_LEAKY_RELU ? NN_LEAKY_RELU_ALPHA : NN_ELU_ALPHA;
+    l->rate = dropout;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_transformer_block(nn_model *m, ad_node *x, int heads, int64_t ff_hidden, int causal,
+                                  double dropout)
+{
+    nn_layer *l = open_layer(m, x, NN_LAYER_TRANSFORMER_BLOCK, "nn_add_transformer_block");
+    if (!l)
+        return NULL;
+    if (ff_hidden < 1)
+        return bad_arg(m, x, "nn_add_transformer_block: ff_hidden must be >= 1");
+    l->heads = heads;
+    l->units = ff_hidden;
+    l->causal = causal != 0;
+    l->rate = dropout;
+    l->eps = 1e-5;
+    l->act = NN_ACT_RELU;
+    return nn_layer_apply(m, l, x);
+}

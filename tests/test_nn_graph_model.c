@@ -1,0 +1,159 @@
+/* Models that are any graph: built from nodes (nn_model_new, nn_add_*,
+ * ad_* ops), parameters of any rank collected by name into the flat
+ * buffers, custom losses that train with the same optimizers, any batch
+ * size through nodes the user added. */
+#include "test_nn_common.h"
+
+static void fill_rows(double *x, int64_t n, unsigned seed)
+{
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = 2 * nn_rng_uniform(&r) - 1;
+}
+
+/* The case: an MLP without a built-in loss, a loss attached by hand. */
+Test(nn_graph_model, custom_loss_on_an_mlp_trains_and_predicts_any_batch)
+{
+    int64_t widths[] = {3, 16, 1};
+    nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_NONE, 32, 1);
+    cr_assert_not_null(m, "%s", nn_last_error());
+    double x[32 * 3], y[32], out[5];
+    fill_rows(x, 32 * 3, 2);
+    for (int i = 0; i < 32; i++)
+        y[i] = x[3 * i] - 0.5 * x[3 * i + 1] * x[3 * i + 2];
+    /* without a target leaf the model refuses targets, with a reason */
+    cr_assert_eq(nn_model_set_targets(m, y, 32, 1), NN_ERR_STATE);
+    cr_assert_str_eq(nn_model_error(m),
+                     "nn_model_set_targets: the model has no loss, hence no targets");
+    /* a Huber-like custom loss: mean(sqrt(1 + d^2) - 1), built from ad_* ops */
+    ad_graph *g = nn_model_graph(m);
+    int64_t ys[2] = {32, 1};
+    ad_node *t = ad_input(g, 2, ys, "t");
+    ad_node *d = ad_sub(nn_model_output(m), t);
+    ad_node *loss = ad_mean(ad_affine(ad_sqrt(ad_affine(ad_mul(d, d), 1, 1)), 1, -1), AD_ALL);
+    cr_assert_eq(nn_model_set_loss_node(m, loss, t), 0, "%s", nn_model_error(m));
+    nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
+    c.lr = 0.01;
+    c.clip_norm = 1.0;
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    cr_assert_not_null(o);
+    double first = 0, last = 0;
+    for (int s = 0; s < 200; s++) {
+        cr_assert_eq(nn_model_set_input(m, x, 32, 3), 0);
+        cr_assert_eq(nn_model_set_targets(m, y, 32, 1), 0, "%s", nn_model_error(m));
+        cr_assert_eq(nn_model_train_step(m, o, &last), 0, "%s", nn_model_error(m));
+        if (s == 0)
+            first = last;
+    }
+    cr_assert(last < 0.1 * first, "custom loss fell from %g to %g", first, last);
+    /* predict on 5 rows: the hand-made target follows the batch */
+    cr_assert_eq(nn_model_predict(m, x, 5, 3, out), 0, "%s", nn_model_error(m));
+    for (int i = 0; i < 5; i++)
+        cr_assert(fabs(out[i] - y[i]) < 0.3, "row %d: %g vs %g", i, out[i], y[i]);
+    /* and training continues on a smaller batch */
+    cr_assert_eq(nn_model_set_input(m, x, 7, 3), 0);
+    cr_assert_eq(nn_model_set_targets(m, y, 7, 1), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_train_step(m, o, &last), 0, "%s", nn_model_error(m));
+    double ml;
+    int labels[5] = {0};
+    cr_assert_eq(nn_model_evaluate(m, x, labels, 5, 3, &ml, NULL), 0, "%s", nn_model_error(m));
+    nn_optimizer_free(o);
+    nn_model_free(m);
+}
+
+/* A graph of ad_* ops with a rank-3 parameter of its own and a node that
+ * depends on the batch: predicts with any batch size. */
+Test(nn_graph_model, any_graph_with_a_rank_3_parameter)
+{
+    ad_error err;
+    nn_model *m = nn_model_new(AD_F64, 3, &err);
+    cr_assert_not_null(m, "%s", err.message);
+    int64_t xs[3] = {8, 2, 3}, ks[3] = {2, 3, 4}, ms[2] = {8, 4};
+    ad_node *x = nn_model_add_input(m, 3, xs, "x");
+    ad_node *k = nn_model_add_param(m, "kernel", 3, ks, NN_INIT_GLOROT_UNIFORM, 6, 4);
+    ad_node *mask = nn_model_add_input(m, 2, ms, "mask"); /* batch-dependent, user-made */
+    cr_assert_not_null(k);
+    /* y[b, o] = sum_{i,j} x[b,i,j] k[i,j,o], then masked */
+    int64_t flat_x[2] = {-1, 6}, flat_k[2] = {6, 4};
+    ad_node *h = ad_matmul(ad_reshape(x, 2, flat_x), ad_reshape(k, 2, flat_k));
+    ad_node *y = nn_add_dense(m, ad_mul(ad_tanh(h), ad_affine(mask, 0, 1)), 2, 1);
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_MSE), 0);
+    cr_assert_eq(nn_model_finish(m, y), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_in_features(m), 6);
+    cr_assert_eq(nn_model_out_features(m), 2);
+    nn_param_info pi;
+    cr_assert_eq(nn_model_param_tensors(m), 3);
+    cr_assert_eq(nn_model_param_info(m, 0, &pi), 0);
+    cr_assert_str_eq(pi.name, "kernel");
+    cr_assert_eq(pi.ndim, 3);
+    cr_assert_eq(pi.shape[2], 4);
+    cr_assert_eq(pi.offset, 0);
+    cr_assert_eq(nn_model_param_info(m, 1, &pi), 0);
+    cr_assert_str_eq(pi.name, "dense0.weight");
+    cr_assert_eq(pi.offset, 24);
+    cr_assert_eq(nn_model_param_count(m), 24 + 8 + 2);
+    /* the parameter lives in the flat buffer now */
+    cr_assert_eq(ad_data(k), nn_model_params(m));
+    cr_assert_eq(ad_grad_data(k), nn_model_grads(m));
+    double xv[13 * 6], out[13 * 2], direct[2];
+    fill_rows(xv, 13 * 6, 4);
+    cr_assert_eq(nn_model_predict(m, xv, 13, 6, out), 0, "%s", nn_model_error(m));
+    /* row 12 by hand */
+    const double *p = nn_model_params(m);
+    for (int o = 0; o < 2; o++) {
+        double s = p[24 + 8 + o];
+        for (int j = 0; j < 4; j++) {
+            double z = 0;
+            for (int i = 0; i < 6; i++)
+                z += xv[12 * 6 + i] * p[i * 4 + j];
+            s += tanh(z) * p[24 + j * 2 + o];
+        }
+        direct[o] = s;
+    }
+    cr_assert_float_eq(out[24], direct[0], 1e-12);
+    cr_assert_float_eq(out[25], direct[1], 1e-12);
+    /* gradients flow into the flat buffer, checked by central differences */
+    double tv[8 * 2];
+    fill_rows(tv, 16, 5);
+    cr_assert_eq(nn_model_set_input(m, xv, 8, 6), 0);
+    cr_assert_eq(nn_model_set_targets(m, tv, 8, 2), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_forward(m), 0);
+    cr_assert_eq(nn_model_backward(m), 0, "%s", nn_model_error(m));
+    double *pm = nn_model_params(m), *gm = nn_model_grads(m);
+    for (int i = 0; i < 34; i += 3) {
+        double keep = pm[i], h2 = 1e-6;
+        pm[i] = keep + h2;
+        nn_model_forward(m);
+        double lp = nn_model_loss_value(m);
+        pm[i] = keep - h2;
+        nn_model_forward(m);
+        double lm = nn_model_loss_value(m);
+        pm[i] = keep;
+        cr_assert_float_eq(gm[i], (lp - lm) / (2 * h2), 1e-7, "param %d", i);
+    }
+    nn_model_free(m);
+}
+
+Test(nn_graph_model, errors_are_the_models_and_the_graphs)
+{
+    ad_error err;
+    cr_assert_null(nn_model_new((ad_dtype)7, 1, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "nn_model_new: dtype 7 is neither AD_F32 nor AD_F64");
+    nn_model *m = nn_model_new(AD_F32, 1, NULL);
+    int64_t xs[2] = {4, 3};
+    ad_node *x = nn_model_add_input(m, 2, xs, "x");
+    int64_t ws[2] = {5, 2};
+    ad_node *w = nn_model_add_param(m, "w", 2, ws, NN_INIT_ZEROS, 1, 1);
+    ad_node *h = nn_add_dense(m, nn_linear(x, w, NULL), 4, 1); /* NULL in, NULL out */
+    cr_assert_null(h);
+    cr_assert_eq(nn_model_finish(m, h), NN_ERR_GRAPH);
+    cr_assert_str_eq(nn_model_error(m), "nn_model_finish: nn_linear: input (4,3) has 3 features "
+                                        "but weight (5,2) expects 5");
+    cr_assert_null(nn_model_add_param(m, "w", 2, ws, NN_INIT_ZEROS, 1, 1));
+    cr_assert_str_eq(nn_model_error(m), "nn_model_new_param: a tensor named 'w' already exists");
+    cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), NN_ERR_STATE);
+    nn_model_free(m);
+}
