@@ -535,6 +535,10 @@ static bool pool_check(ad_node *n, int nd, int64_t H, int64_t W, const char *sh,
                 nm);
         return false;
     }
+    if (H < 1 || W < 1) {
+        ad_fail(n->g, "%s: input %s has an empty spatial axis", nm, sh);
+        return false;
+    }
     if (2 * p[2] > p[4] || 2 * p[3] > p[5]) {
         ad_fail(n->g, "%s: padding (%lld,%lld) is more than half the kernel (%lld,%lld)", nm,
                 (long long)p[2], (long long)p[3], (long long)p[4], (long long)p[5]);

@@ -154,6 +154,10 @@ Test(conv, errors_name_the_op_and_shapes)
                  "ad_avg_pool1d: input (8,3,32,32) must have 3 axes (N,C,L)");
     expect_error(g, ad_max_pool1d(ad_input(g, 3, x3, "x"), NULL),
                  "ad_max_pool1d: options are NULL (the kernel size is required)");
+    int64_t empty[4] = {1, 1, 0, 4};
+    ad_pool_opts pad1 = {{2, 2}, {1, 1}, {1, 1}};
+    expect_error(g, ad_max_pool2d(ad_input(g, 4, empty, "e"), &pad1),
+                 "ad_max_pool2d: input (1,1,0,4) has an empty spatial axis");
     /* NULL operands propagate without a new message */
     cr_assert_null(ad_conv2d(NULL, w, NULL));
     cr_assert_null(ad_max_pool2d(NULL, &k40));
