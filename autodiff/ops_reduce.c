@@ -105,7 +105,14 @@ void fwd_reduce(ad_node *n)
         for (int64_t o = 0; o < outer; o++) {
             const T *x = X + o * len * inner;
             T *y = O + o * inner;
-            if (op == AD_OP_SUM || op == AD_OP_MEAN) {
+            if ((op == AD_OP_SUM || op == AD_OP_MEAN) && inner == 1) {
+                /* a register accumulator (y may alias x for the compiler):
+                 * the same order of additions, so the same result */
+                T acc = 0;
+                for (int64_t r = 0; r < len; r++)
+                    acc += x[r];
+                y[0] = op == AD_OP_MEAN ? (len ? acc / (T)len : (T)NAN) : acc;
+            } else if (op == AD_OP_SUM || op == AD_OP_MEAN) {
                 for (int64_t i = 0; i < inner; i++)
                     y[i] = 0;
                 for (int64_t r = 0; r < len; r++)
@@ -195,10 +202,17 @@ void fwd_expand_axis(ad_node *n)
         const T *G = g->value;
         T *O = n->value;
         const T scale = mean ? (T)1 / (T)len : (T)1;
-        for (int64_t o = 0; o < outer; o++)
+        for (int64_t o = 0; o < outer; o++) {
+            if (inner == 1) { /* one value repeated: read it once (O may alias G) */
+                const T v = G[o] * scale;
+                for (int64_t r = 0; r < len; r++)
+                    O[o * len + r] = v;
+                continue;
+            }
             for (int64_t r = 0; r < len; r++)
                 for (int64_t i = 0; i < inner; i++)
                     O[(o * len + r) * inner + i] = G[o * inner + i] * scale;
+        }
     });
 }
 
