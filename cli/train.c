@@ -1,19 +1,17 @@
 /*
- * train.c -- `chainrule train`: options, data, and the training loop.
+ * train.c -- `chainrule train`: options, data, and the run around the
+ * library's training loop.
  *
- * The loop is split the way a data-parallel version needs it:
- *   1. epoch_order():    the batch order of an epoch, a pure function of
- *                        (seed, epoch) (io_data_permutation), so every
- *                        process can compute the same order without talking;
- *   2. batch_gradients(): forward and backward on one batch; afterwards the
- *                        model's flat gradient buffer (nn_model_grads) holds
- *                        d loss / d params;
- *   3. apply_step():     the optimizer update from that buffer.
- * Under mpirun (built with MPI) the run is data-parallel: each rank takes its
- * shard of every global batch in 2 (nn_dist_shard), the flat gradient buffer
- * is averaged with one MPI_Allreduce (nn_dist_allreduce_grads) between 2 and
- * 3, rank 0's parameters are broadcast at the start, and only rank 0 prints
- * and writes files. Launched without mpirun, nothing of MPI is touched.
+ * The CLI is a thin client: the batches of an epoch come from the library's
+ * batcher (io_batcher, in io_data_permutation(seed, epoch) order, a pure
+ * function of (seed, epoch), so every process and a resumed run see the same
+ * batches), the epoch loop is nn_train_epoch (forward, backward, divergence
+ * check, optimizer step), and under mpirun (built with MPI) it is
+ * nn_dist_train_epoch: each rank trains on its shard of every batch and the
+ * flat gradient buffer is averaged with one MPI_Allreduce per step; rank 0's
+ * parameters are broadcast at the start, and only rank 0 prints and writes
+ * files. Launched without mpirun, nothing of MPI is touched. Checkpoints are
+ * train_ckpt.c's, the report train_report.c's.
  */
 #include <errno.h>
 #include <limits.h>
@@ -666,17 +664,24 @@ static int merge_resumed(train_options *o, cr_run *saved)
 
 /* -------------------------------------------------------------------- data */
 
-/* Rows of a dataset, borrowed (no copy of the 188 MB training images). */
-typedef struct {
-    const float *x; /* (n, d) */
-    const int *y;   /* (n) */
-    size_t n, d;
-} rows_view;
-
+/* The training file holds the validation images first, then the training
+ * images; train and valid are views into it (borrowed rows, no copy of the
+ * 188 MB of images), which the library's batcher and evaluation read. */
 typedef struct {
     io_dataset *full, *test;
-    rows_view train, valid;
+    io_dataset train, valid; /* views into full: never destroyed */
 } train_data;
+
+/* Rows [begin, begin + n) of ds as a borrowed data set. */
+static io_dataset rows_of(const io_dataset *ds, size_t begin, size_t n)
+{
+    io_dataset v = *ds;
+    v.x = ds->x + begin * ds->d;
+    v.y = ds->y + begin;
+    v.n = n;
+    v.class_names = NULL;
+    return v;
+}
 
 static void train_data_free(train_data *td)
 {
@@ -769,8 +774,8 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
     io_dataset_scale(test, run->input_scale);
     size_t val = (size_t)run->val, rest = full->n - val;
     size_t ntrain = run->subset > 0 && (size_t)run->subset < rest ? (size_t)run->subset : rest;
-    td->valid = (rows_view){full->x, full->y, val, full->d};
-    td->train = (rows_view){full->x + val * full->d, full->y + val, ntrain, full->d};
+    td->valid = rows_of(full, 0, val);
+    td->train = rows_of(full, val, ntrain);
     return 0;
 }
 
@@ -870,112 +875,16 @@ static int dist_sync_start(dist_ctx *dc, nn_model *m, nn_optimizer *opt, char *e
 
 /* --------------------------------------------------------- training loop */
 
-/* The order of epoch's examples: a permutation that depends only on
- * (seed, epoch), identical in every process and after a resume. */
-static void epoch_order(size_t *order, size_t n, uint64_t seed, int64_t epoch)
-{
-    io_data_permutation(order, n, seed, (uint64_t)epoch);
-}
+/* The epoch loop, the batching and the gradient allreduce are the library's
+ * (nn_train_epoch, io_batcher, nn_dist_train_epoch); the CLI chooses the
+ * learning rate, shows progress and writes files. */
 
-/* Copies this rank's shard of batch b (rows order[b * batch ...]) into x and y;
- * returns the rows of the whole batch and sets *local to the shard's rows
- * (all of them in a single process). */
-static size_t gather_batch(const rows_view *data, const size_t *order, size_t b, size_t batch,
-                           const dist_ctx *dc, float *x, int *y, size_t *local)
+static void show_progress(const nn_epoch_stats *so_far, int64_t batch, int64_t batches, void *ctx)
 {
-    size_t first = b * batch;
-    size_t rows = data->n - first < batch ? data->n - first : batch;
-    int64_t begin = 0, count = (int64_t)rows;
-#ifdef CR_HAVE_MPI
-    if (dc->size > 1)
-        nn_dist_shard((int64_t)rows, dc->rank, dc->size, &begin, &count);
-#endif
-    *local = (size_t)count;
-    first += (size_t)begin;
-    for (size_t r = 0; r < (size_t)count; r++) {
-        size_t i = order[first + r];
-        memcpy(x + r * data->d, data->x + i * data->d, data->d * sizeof *x);
-        y[r] = data->y[i];
-    }
-    return rows;
-}
-
-/* Averages the gradients of the ranks (rows: this rank's shard of a batch of
- * total rows); adds the time spent to *seconds. Nothing in one process. */
-static int average_gradients(const dist_ctx *dc, nn_model *m, size_t rows, size_t total,
-                             double *seconds, char *err, size_t errlen)
-{
-#ifdef CR_HAVE_MPI
-    if (dc->size > 1) {
-        double t0 = MPI_Wtime();
-        if (nn_dist_allreduce_grads(m, dc->comm, (double)rows / (double)total) != 0) {
-            snprintf(err, errlen, "%s", nn_last_error());
-            return -1;
-        }
-        *seconds += MPI_Wtime() - t0;
-    }
-#else
-    (void)dc;
-    (void)m;
-    (void)rows;
-    (void)total;
-    (void)seconds;
-    (void)err;
-    (void)errlen;
-#endif
-    return 0;
-}
-
-/* Sums n doubles over the ranks (once per epoch). */
-static int dist_sum(const dist_ctx *dc, double *v, int n, char *err, size_t errlen)
-{
-#ifdef CR_HAVE_MPI
-    if (dc->size > 1 && nn_dist_sum(v, n, dc->comm) != 0) {
-        snprintf(err, errlen, "%s", nn_last_error());
-        return -1;
-    }
-#else
-    (void)dc;
-    (void)v;
-    (void)n;
-    (void)err;
-    (void)errlen;
-#endif
-    return 0;
-}
-
-/*
- * Forward and backward on one batch: afterwards nn_model_grads(m) holds
- * d mean-loss / d params. *loss gets the batch's mean loss and *correct the
- * number of rows classified right (before the update). classes: scratch of
- * rows entries.
- */
-static int batch_gradients(nn_model *m, const float *x, const int *y, size_t rows, size_t d,
-                           int64_t *classes, double *loss, size_t *correct, char *err,
-                           size_t errlen)
-{
-    if (nn_model_set_input_f32(m, x, (int64_t)rows, (int64_t)d) != 0 ||
-        nn_model_set_labels(m, y, (int64_t)rows) != 0 || nn_model_forward(m) != 0 ||
-        nn_model_output_classes(m, classes) != 0 || nn_model_backward(m) != 0) {
-        snprintf(err, errlen, "%s", nn_model_error(m));
-        return -1;
-    }
-    *loss = nn_model_loss_value(m);
-    size_t ok = 0;
-    for (size_t r = 0; r < rows; r++)
-        ok += classes[r] == y[r];
-    *correct = ok;
-    return 0;
-}
-
-/* The optimizer update from the model's gradient buffer. */
-static int apply_step(nn_optimizer *opt, char *err, size_t errlen)
-{
-    if (nn_optimizer_step(opt) != 0) {
-        snprintf(err, errlen, "%s", nn_last_error());
-        return -1;
-    }
-    return 0;
+    (void)batches;
+    double rows = so_far->rows > 0 ? (double)so_far->rows : 1.0;
+    /* (data-parallel: rank 0's shards; the epoch line has everyone's) */
+    cr_progress_update(ctx, (size_t)batch, so_far->loss_sum / rows, (double)so_far->correct / rows);
 }
 
 static double schedule_lr(const cr_run *run, int64_t epoch)
@@ -1003,55 +912,43 @@ typedef struct {
 /* One epoch over td->train (this rank's shards of it), then the validation
  * figures (on rank 0). */
 static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const train_data *td,
-                     const dist_ctx *dc, int64_t epoch, size_t *order, float *xbuf, int *ybuf,
-                     int64_t *classes, bool quiet, epoch_result *res, char *err, size_t errlen)
+                     io_batcher *batcher, const dist_ctx *dc, int64_t epoch, bool quiet,
+                     epoch_result *res, char *err, size_t errlen)
 {
-    const rows_view *train = &td->train;
-    size_t batch = (size_t)run->batch;
-    size_t nbatches = (train->n + batch - 1) / batch;
     if (nn_optimizer_set_lr(opt, schedule_lr(run, epoch)) != 0) {
         snprintf(err, errlen, "%s", nn_last_error());
         return -1;
     }
-    epoch_order(order, train->n, run->seed, epoch);
     cr_progress bar;
     cr_progress_begin(&bar, stderr, quiet ? CR_PROGRESS_NEVER : CR_PROGRESS_AUTO, (int)epoch + 1,
-                      (int)run->epochs, nbatches);
-    double loss_sum = 0, comm = 0;
-    size_t correct = 0, seen = 0;
-    for (size_t b = 0; b < nbatches; b++) {
-        size_t rows;
-        size_t total = gather_batch(train, order, b, batch, dc, xbuf, ybuf, &rows);
-        double loss = 0;
-        size_t ok = 0;
-        /* a rank whose shard is empty (a last batch smaller than the number
-         * of ranks) runs no pass and contributes zeros to the average */
-        if (rows > 0 &&
-            batch_gradients(m, xbuf, ybuf, rows, train->d, classes, &loss, &ok, err, errlen))
-            goto fail;
-        if (average_gradients(dc, m, rows, total, &comm, err, errlen))
-            goto fail;
-        if (!isfinite(loss)) {
-            snprintf(err, errlen,
-                     "training diverged in epoch %lld, batch %zu (loss %g): try a smaller --lr",
-                     (long long)epoch + 1, b + 1, loss);
-            goto fail;
-        }
-        if (apply_step(opt, err, errlen))
-            goto fail;
-        loss_sum += loss * (double)rows;
-        correct += ok;
-        seen += rows;
-        /* (data-parallel: rank 0's shards; the epoch line has everyone's) */
-        cr_progress_update(&bar, b + 1, loss_sum / (double)seen, (double)correct / (double)seen);
+                      (int)run->epochs, io_batcher_count(batcher));
+    nn_epoch_stats st;
+    double comm = 0;
+    int rc;
+#ifdef CR_HAVE_MPI
+    if (dc->size > 1)
+        rc = nn_dist_train_epoch(m, opt, batcher, (uint64_t)epoch, dc->comm, show_progress, &bar,
+                                 &st, &comm);
+    else
+#endif
+    {
+        nn_epoch_options eo = {0, 1, NULL, show_progress, &bar};
+        rc = nn_train_epoch(m, opt, batcher, (uint64_t)epoch, &eo, &st);
     }
     cr_progress_end(&bar);
-    double sums[4] = {loss_sum, (double)correct, (double)seen, comm};
-    if (dist_sum(dc, sums, 4, err, errlen))
+    if (rc != 0) {
+        if (st.failed_batch >= 0)
+            snprintf(err, errlen,
+                     "training diverged in epoch %lld, batch %lld (loss %g): try a smaller --lr",
+                     (long long)epoch + 1, (long long)st.failed_batch + 1, st.loss);
+        else
+            snprintf(err, errlen, "%s", nn_model_error(m));
         return -1;
-    res->loss = sums[0] / sums[2];
-    res->acc = sums[1] / sums[2];
-    res->comm_seconds = sums[3] / dc->size;
+    }
+    double rows = st.rows > 0 ? (double)st.rows : 1.0;
+    res->loss = st.loss_sum / rows;
+    res->acc = (double)st.correct / rows;
+    res->comm_seconds = comm;
     res->val_loss = res->val_acc = NAN;
     if (dc->rank == 0 && td->valid.n > 0 &&
         nn_model_evaluate_f32(m, td->valid.x, td->valid.y, (int64_t)td->valid.n,
@@ -1061,9 +958,6 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
     }
     res->seconds = cr_progress_elapsed(&bar);
     return 0;
-fail:
-    cr_progress_end(&bar);
-    return -1;
 }
 
 /* Writes the per-epoch outputs: log, plot, checkpoint (rank 0 only). */
@@ -1123,10 +1017,7 @@ int cr_cmd_train(int argc, char **argv)
     nn_model *m = NULL;
     nn_optimizer *opt = NULL;
     train_data td = {0};
-    size_t *order = NULL;
-    float *xbuf = NULL;
-    int *ybuf = NULL;
-    int64_t *classes = NULL;
+    io_batcher *batcher = NULL;
     int lock_fd = -1;
     FILE *out = stdout;
     status = 1;
@@ -1172,13 +1063,13 @@ int cr_cmd_train(int argc, char **argv)
             goto agree;
         }
     }
-    size_t batch = (size_t)run->batch;
-    order = malloc((td.train.n ? td.train.n : 1) * sizeof *order);
-    xbuf = malloc(batch * td.train.d * sizeof *xbuf);
-    ybuf = malloc(batch * sizeof *ybuf);
-    classes = malloc(batch * sizeof *classes);
-    if (!order || !xbuf || !ybuf || !classes) {
-        snprintf(err, sizeof err, "out of memory");
+    /* every epoch's batches in io_data_permutation(seed, epoch) order: a
+       pure function of (seed, epoch), the same on every rank and after a
+       resume */
+    io_data_error derr;
+    if (io_batcher_create(&td.train, (size_t)run->batch, true, run->seed, &batcher, &derr) !=
+        IO_DATA_OK) {
+        snprintf(err, sizeof err, "%s", derr.message);
         setup = 1;
     }
 agree:
@@ -1207,8 +1098,7 @@ agree:
                 (long long)run->epochs_done);
     for (int64_t epoch = run->epochs_done; epoch < run->epochs; epoch++) {
         epoch_result r;
-        if (run_epoch(m, opt, run, &td, &dc, epoch, order, xbuf, ybuf, classes, quiet, &r, err,
-                      sizeof err) != 0)
+        if (run_epoch(m, opt, run, &td, batcher, &dc, epoch, quiet, &r, err, sizeof err) != 0)
             goto fail;
         run->epochs_done = epoch + 1;
         if (cr_history_add(&run->history, r.loss, r.acc, r.val_loss, r.val_acc, r.seconds)) {
@@ -1253,10 +1143,7 @@ done:
     if (lock_fd >= 0)
         close(lock_fd);
     dist_end(&dc);
-    free(order);
-    free(xbuf);
-    free(ybuf);
-    free(classes);
+    io_batcher_destroy(batcher);
     train_data_free(&td);
     nn_optimizer_free(opt);
     nn_model_free(m);

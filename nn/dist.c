@@ -24,9 +24,7 @@ int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int6
     if (global_batch < 0 || size < 1 || rank < 0 || rank >= size)
         return nn_fail(NN_ERR_ARG, "nn_dist_shard: bad arguments (batch %lld, rank %d of %d)",
                        (long long)global_batch, rank, size);
-    int64_t base = global_batch / size, extra = global_batch % size;
-    *count = base + (rank < extra ? 1 : 0);
-    *begin = rank * base + (rank < extra ? rank : extra);
+    nn_shard_rows(global_batch, rank, size, begin, count);
     return NN_OK;
 }
 
@@ -284,6 +282,66 @@ int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t lo
     if ((rc = nn_optimizer_step(opt)) != 0)
         return nn_model_fail(m, rc, "%s", nn_last_error());
     m->forwarded = false; /* the parameters changed */
+    return NN_OK;
+}
+
+/* ---------------------------------------------------------------- epochs */
+
+typedef struct {
+    MPI_Comm comm;
+    double seconds; /* in the allreduce */
+    void (*after_step)(const nn_epoch_stats *, int64_t, int64_t, void *);
+    void *ctx;
+} epoch_ctx;
+
+static int allreduce_hook(nn_model *m, int64_t local_rows, int64_t global_rows, void *ctx)
+{
+    epoch_ctx *e = ctx;
+    double t0 = MPI_Wtime();
+    int rc = nn_dist_allreduce_grads(m, e->comm, (double)local_rows / (double)global_rows);
+    e->seconds += MPI_Wtime() - t0;
+    return rc;
+}
+
+static void step_hook(const nn_epoch_stats *so_far, int64_t batch, int64_t batches, void *ctx)
+{
+    epoch_ctx *e = ctx;
+    if (e->after_step)
+        e->after_step(so_far, batch, batches, e->ctx);
+}
+
+int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+                        MPI_Comm comm,
+                        void (*after_step)(const nn_epoch_stats *so_far, int64_t batch,
+                                           int64_t batches, void *ctx),
+                        void *ctx, nn_epoch_stats *stats, double *reduce_seconds)
+{
+    const char *fn = "nn_dist_train_epoch";
+    int rc = check_model(m, fn);
+    if (rc)
+        return rc;
+    int rank = 0, size = 1;
+    guard g;
+    if ((rc = guard_enter(&g, comm, m, fn)) != NN_OK)
+        return rc;
+    int mrc = MPI_Comm_rank(comm, &rank);
+    if (mrc == MPI_SUCCESS)
+        mrc = MPI_Comm_size(comm, &size);
+    rc = guard_leave(&g, mrc == MPI_SUCCESS ? NN_OK : mpi_fail(m, fn, "MPI_Comm_rank", mrc));
+    if (rc)
+        return rc;
+    epoch_ctx e = {comm, 0.0, after_step, ctx};
+    nn_epoch_options o = {rank, size, allreduce_hook, step_hook, &e};
+    if ((rc = nn_train_epoch(m, opt, b, epoch, &o, stats)) != NN_OK)
+        return rc;
+    double v[4] = {stats->loss_sum, (double)stats->correct, (double)stats->rows, e.seconds};
+    if ((rc = nn_dist_sum(v, 4, comm)) != NN_OK)
+        return nn_model_fail(m, rc, "%s", nn_last_error());
+    stats->loss_sum = v[0];
+    stats->correct = (int64_t)v[1];
+    stats->rows = (int64_t)v[2];
+    if (reduce_seconds)
+        *reduce_seconds = v[3] / size;
     return NN_OK;
 }
 

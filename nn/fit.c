@@ -3,6 +3,8 @@
  * averages the gradients (data-parallel), and the finiteness checks a
  * training run makes before it saves anything. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "nn_impl.h"
 
@@ -20,4 +22,96 @@ int64_t nn_model_nonfinite_params(nn_model *m)
             bad += !isfinite(v[i]);
     });
     return bad;
+}
+
+void nn_shard_rows(int64_t n, int rank, int size, int64_t *begin, int64_t *count)
+{
+    int64_t base = n / size, extra = n % size;
+    *count = base + (rank < extra ? 1 : 0);
+    *begin = rank * base + (rank < extra ? rank : extra);
+}
+
+int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+                   const nn_epoch_options *options, nn_epoch_stats *stats)
+{
+    const char *fn = "nn_train_epoch";
+    if (!m)
+        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!opt || !b || !stats)
+        return nn_model_fail(m, NN_ERR_NULL, "%s: %s is NULL", fn,
+                             !opt ? "optimizer"
+                             : !b ? "batcher"
+                                  : "stats");
+    if (nn_optimizer_model(opt) != m)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+    nn_epoch_options o = {0, 1, NULL, NULL, NULL};
+    if (options)
+        o = *options;
+    if (o.size < 1)
+        o.size = 1;
+    if (o.rank < 0 || o.rank >= o.size)
+        return nn_model_fail(m, NN_ERR_ARG, "%s: rank %d is not in [0, %d)", fn, o.rank, o.size);
+    memset(stats, 0, sizeof *stats);
+    stats->failed_batch = -1;
+    int64_t nbatches = (int64_t)io_batcher_count(b), *classes = NULL, cap = 0;
+    int rc = NN_OK;
+    io_batch batch;
+    io_batcher_start_epoch(b, epoch);
+    while (rc == NN_OK && io_batcher_next(b, &batch)) {
+        if (!batch.y) {
+            rc = nn_model_fail(m, NN_ERR_NULL, "%s: the data set has no labels", fn);
+            break;
+        }
+        int64_t begin, rows, d = nn_model_in_features(m);
+        nn_shard_rows((int64_t)batch.size, o.rank, o.size, &begin, &rows);
+        double loss = 0.0;
+        int64_t ok = 0;
+        if (rows > cap) {
+            int64_t *p = realloc(classes, (size_t)rows * sizeof *classes);
+            if (!p) {
+                rc = nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
+                break;
+            }
+            classes = p;
+            cap = rows;
+        }
+        /* a process whose shard is empty (a last batch smaller than the
+           number of processes) runs no pass and contributes zeros */
+        if (rows > 0) {
+            const float *x = batch.x + (size_t)begin * (size_t)d;
+            const int *y = batch.y + begin;
+            if ((rc = nn_model_set_input_f32(m, x, rows, d)) != NN_OK ||
+                (rc = nn_model_set_labels(m, y, rows)) != NN_OK ||
+                (rc = nn_model_forward(m)) != NN_OK ||
+                (rc = nn_model_output_classes(m, classes)) != NN_OK ||
+                (rc = nn_model_backward(m)) != NN_OK)
+                break;
+            loss = nn_model_loss_value(m);
+            for (int64_t r = 0; r < rows; r++)
+                ok += classes[r] == y[r];
+        }
+        if (o.after_backward &&
+            (rc = o.after_backward(m, rows, (int64_t)batch.size, o.ctx)) != NN_OK)
+            break;
+        stats->loss = loss;
+        if (!isfinite(loss)) {
+            stats->failed_batch = (int64_t)batch.index;
+            rc = nn_model_fail(m, NN_ERR_STATE,
+                               "%s: training diverged in epoch %llu, batch %lld (loss %g)", fn,
+                               (unsigned long long)epoch + 1, (long long)batch.index + 1, loss);
+            break;
+        }
+        if ((rc = nn_optimizer_step(opt)) != NN_OK) {
+            rc = nn_model_fail(m, rc, "%s: %s", fn, nn_last_error());
+            break;
+        }
+        stats->loss_sum += loss * (double)rows;
+        stats->correct += ok;
+        stats->rows += rows;
+        stats->batches++;
+        if (o.after_step)
+            o.after_step(stats, stats->batches, nbatches, o.ctx);
+    }
+    free(classes);
+    return rc;
 }

@@ -138,4 +138,9 @@ int nn_layer_kind_from_name(const char *name);
 /* optim.c: the model an optimizer is bound to (NULL for a flat one). */
 nn_model *nn_optimizer_model(const nn_optimizer *o);
 
+/* fit.c: the rows [*begin, *begin + *count) of a batch of n that process
+   rank of size trains on: nearly equal shards, the first n % size one row
+   longer (nn_train_epoch, nn_dist_shard). */
+void nn_shard_rows(int64_t n, int rank, int size, int64_t *begin, int64_t *count);
+
 #endif

@@ -127,6 +127,25 @@ NN_API int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int
                               int64_t global_rows, double *loss);
 
 /**
+ * One data-parallel epoch: nn_train_epoch over this rank's shard of every
+ * batch of b (every rank holds the same data and the same batcher, so all
+ * see the same batches), averaging the gradient after each backward pass
+ * with nn_dist_allreduce_grads (weight local_rows / global_rows), then
+ * stats summed over the ranks (nn_dist_sum): loss_sum, correct and rows
+ * are the whole epoch's. after_step (may be NULL) gets this rank's running
+ * figures. *reduce_seconds (may be NULL) receives the mean time per rank
+ * spent in the gradient allreduce. Collective.
+ * Errors: as nn_train_epoch and NN_DIST_ERR_MPI; a failure on one rank
+ * (divergence, bad data) leaves the others waiting in the next allreduce:
+ * stop the run (MPI_Abort) when it happens, as `chainrule train` does.
+ */
+NN_API int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+                               MPI_Comm comm,
+                               void (*after_step)(const nn_epoch_stats *so_far, int64_t batch,
+                                                  int64_t batches, void *ctx),
+                               void *ctx, nn_epoch_stats *stats, double *reduce_seconds);
+
+/**
  * Sums n doubles over all ranks in place (MPI_Allreduce, MPI_SUM), for
  * metrics: e.g. {sum of loss * rows, correct predictions, rows} once per
  * epoch. Collective. Returns 0, NN_ERR_NULL (values NULL with n > 0),

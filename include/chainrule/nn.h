@@ -63,6 +63,7 @@
 #include <stdio.h>
 
 #include "autodiff.h"
+#include "data.h"
 #include "io.h"
 
 #ifdef __cplusplus
@@ -1033,6 +1034,54 @@ NN_API io_status nn_model_load_safetensors(nn_model *m, const char *path, unsign
  * nn_optimizer_nonfinite_state, before it saves a checkpoint.
  */
 NN_API int64_t nn_model_nonfinite_params(nn_model *m);
+
+/** What one epoch of nn_train_epoch did, over this process's rows. */
+typedef struct nn_epoch_stats {
+    double loss_sum;      /**< sum over batches of the batch's mean loss times its rows */
+    int64_t correct;      /**< rows classified right by the weights before their update */
+    int64_t rows;         /**< rows trained on */
+    int64_t batches;      /**< batches done (updates applied) */
+    double loss;          /**< mean loss of the last batch (the non-finite one on divergence) */
+    int64_t failed_batch; /**< 0-based batch whose loss was not finite, else -1 */
+} nn_epoch_stats;
+
+/** How nn_train_epoch runs; NULL means one process, no hooks. */
+typedef struct nn_epoch_options {
+    /** Data-parallel: this process trains on shard rank of size of every
+        batch (nearly equal shards, the first batch % size rows one longer,
+        as nn_dist_shard). 0 and 1 for the whole batch. */
+    int rank;
+    int size; /**< number of processes (>= 1; 0 counts as 1) */
+    /** After each backward pass, before the update: average the gradient
+        buffer across processes (nn_dist_train_epoch's allreduce), clip, log.
+        local_rows (0 for an empty shard, whose gradient was not computed) of
+        global_rows. A nonzero return stops the epoch and is returned. NULL:
+        nothing. */
+    int (*after_backward)(nn_model *m, int64_t local_rows, int64_t global_rows, void *ctx);
+    /** After each update with the figures so far, e.g. for a progress bar.
+        NULL: nothing. */
+    void (*after_step)(const nn_epoch_stats *so_far, int64_t batch, int64_t batches, void *ctx);
+    void *ctx; /**< passed to both hooks */
+} nn_epoch_options;
+
+/**
+ * One epoch of mini-batch training: rewinds the batcher b (over a labelled
+ * data set whose rows have nn_model_in_features values; shuffled batchers
+ * visit io_data_permutation(seed, epoch)'s order, so a resumed run sees the
+ * same batches) to epoch, and for every batch sets the input and the labels
+ * (this process's shard of them), runs forward and backward, counts the
+ * rows classified right, calls after_backward, checks that the loss is
+ * finite and applies one nn_optimizer_step. The loop of `chainrule train`.
+ * stats (required) is filled even on failure.
+ * Errors (negative nn_status, message in nn_model_error(m)): NN_ERR_NULL,
+ * NN_ERR_ARG (a rank outside [0, size), an optimizer of another model), the
+ * model's errors for the data (wrong width, labels out of range),
+ * NN_ERR_STATE when a batch's loss is NaN or infinite ("nn_train_epoch:
+ * training diverged in epoch 1, batch 2 (loss nan)"; stats->failed_batch
+ * says which batch; its update is not applied), NN_ERR_MEMORY.
+ */
+NN_API int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+                          const nn_epoch_options *options, nn_epoch_stats *stats);
 
 #ifdef __cplusplus
 }
