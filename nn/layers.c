@@ -188,9 +188,6 @@ ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, dou
     if (!(eps > 0))
         return nn_graph_fail(x, "nn_layer_norm: eps %g must be > 0", eps);
     const int64_t *sh = ad_shape(x);
-    int64_t k = 1;
-    for (int i = nd - naxes; i < nd; i++)
-        k *= sh[i];
     ad_node *vecs[2] = {gamma, beta};
     for (int v = 0; v < 2; v++) {
         if (!vecs[v])
@@ -205,16 +202,16 @@ ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, dou
                                  v ? "beta" : "gamma", nn_shape_str(vecs[v], s1, sizeof s1), naxes,
                                  nn_shape_str(x, s2, sizeof s2));
     }
-    /* rows of the k normalized values; -1 keeps the batch axis free */
-    int64_t rows_shape[2] = {-1, k}, col[2] = {-1, 1}, back[AD_MAX_DIMS];
-    ad_node *xr = ad_reshape(x, 2, rows_shape);                  /* (R, k) */
-    ad_node *c = ad_sub(xr, ad_reshape(ad_mean(xr, 1), 2, col)); /* (R, k) */
-    ad_node *var = ad_reshape(ad_mean(ad_mul(c, c), 1), 2, col); /* (R, 1), biased */
-    ad_node *y = ad_div(c, ad_sqrt(ad_affine(var, 1.0, eps)));   /* (R, k) */
-    back[0] = nd == naxes ? sh[0] : -1;
-    for (int i = 1; i < nd; i++)
-        back[i] = sh[i];
-    y = ad_reshape(y, nd, back); /* the shape of x */
+    /* mean and biased variance over the last naxes axes, kept as size-1
+     * axes so they broadcast back (the mean of equal-sized means is the mean) */
+    ad_node *mu = x;
+    for (int i = 0; i < naxes; i++)
+        mu = ad_mean_keepdims(mu, nd - 1 - i);
+    ad_node *c = ad_sub(x, mu);
+    ad_node *var = ad_mul(c, c);
+    for (int i = 0; i < naxes; i++)
+        var = ad_mean_keepdims(var, nd - 1 - i);
+    ad_node *y = ad_div(c, ad_sqrt(ad_affine(var, 1.0, eps))); /* the shape of x */
     if (gamma)
         y = ad_mul(y, gamma);
     if (beta)

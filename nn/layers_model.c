@@ -208,6 +208,54 @@ static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
     return steps == 1 ? outs[0] : ad_concat((int)steps, outs, ta);
 }
 
+/* conv1d/conv2d: weight (O, C/groups, K...) and bias (O) as nn.ConvNd:
+ * uniform in +-1/sqrt(C/groups * prod K). */
+static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x)
+{
+    int sp = l->kind == NN_LAYER_CONV2D ? 2 : 1;
+    if (ad_ndim(x) != 2 + sp)
+        return l->kind == NN_LAYER_CONV2D ? ad_conv2d(x, x, NULL) : ad_conv1d(x, x, NULL);
+    ad_conv_opts o = {{l->stride[0], l->stride[1]},
+                      {l->padding[0], l->padding[1]},
+                      {l->dilation[0], l->dilation[1]},
+                      l->groups};
+    int groups = l->groups > 0 ? l->groups : 1;
+    int64_t c = ad_shape(x)[1];
+    if (c % groups != 0 || l->units % groups != 0)
+        return nn_graph_fail(x,
+                             "nn_add_conv%dd: groups %d divide neither %lld input nor %lld "
+                             "output channels",
+                             sp, groups, (long long)c, (long long)l->units);
+    int64_t ws[4] = {l->units, c / groups, l->kernel[0], l->kernel[1]};
+    int64_t fan_in = c / groups * l->kernel[0] * (sp == 2 ? l->kernel[1] : 1);
+    ad_node *w = nn_model_new_param(m, l, "weight", 2 + sp, ws, NN_INIT_TORCH, fan_in, 1, 0.0);
+    if (!w)
+        return NULL;
+    ad_node *y = sp == 2 ? ad_conv2d(x, w, &o) : ad_conv1d(x, w, &o);
+    if (l->bias) {
+        ad_node *b = nn_model_new_param(m, l, "bias", 1, &l->units, NN_INIT_TORCH, fan_in, 1, 0.0);
+        int64_t bs[3] = {l->units, 1, 1}; /* (O, 1[, 1]) against (N, O, ...) */
+        y = b ? ad_add(y, ad_reshape(b, 1 + sp, bs)) : NULL;
+    }
+    return y;
+}
+
+static ad_node *pool(nn_layer *l, ad_node *x)
+{
+    ad_pool_opts o = {
+        {l->kernel[0], l->kernel[1]}, {l->stride[0], l->stride[1]}, {l->padding[0], l->padding[1]}};
+    switch (l->kind) {
+    case NN_LAYER_MAX_POOL1D:
+        return ad_max_pool1d(x, &o);
+    case NN_LAYER_MAX_POOL2D:
+        return ad_max_pool2d(x, &o);
+    case NN_LAYER_AVG_POOL1D:
+        return ad_avg_pool1d(x, &o);
+    default:
+        return ad_avg_pool2d(x, &o);
+    }
+}
+
 /* Spatial axes folded: x (N, C, ...) -> (N, C, S). */
 static ad_node *channels_rows(ad_node *x)
 {
@@ -248,6 +296,16 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
         break;
     case NN_LAYER_LAYER_NORM:
         y = layer_norm(m, l, "", x, l->naxes, l->eps, l->affine);
+        break;
+    case NN_LAYER_CONV1D:
+    case NN_LAYER_CONV2D:
+        y = conv(m, l, x);
+        break;
+    case NN_LAYER_MAX_POOL1D:
+    case NN_LAYER_MAX_POOL2D:
+    case NN_LAYER_AVG_POOL1D:
+    case NN_LAYER_AVG_POOL2D:
+        y = pool(l, x);
         break;
     case NN_LAYER_FLATTEN: {
         int64_t sh[2] = {-1, ad_ndim(x) ? ad_numel(x) / ad_shape(x)[0] : 1};
@@ -379,6 +437,76 @@ ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int a
     l->eps = eps;
     l->affine = affine != 0;
     return nn_layer_apply(m, l, x);
+}
+
+static ad_node *add_conv(nn_model *m, ad_node *x, nn_layer_kind kind, int64_t out_channels,
+                         const int *kernel, const ad_conv_opts *o, int bias, const char *fn)
+{
+    nn_layer *l = open_layer(m, x, kind, fn);
+    if (!l)
+        return NULL;
+    if (out_channels < 1 || kernel[0] < 1 || (kind == NN_LAYER_CONV2D && kernel[1] < 1))
+        return bad_arg(m, x, "nn_add_conv: out_channels and kernel sizes must be >= 1");
+    l->units = out_channels;
+    l->kernel[0] = kernel[0];
+    l->kernel[1] = kind == NN_LAYER_CONV2D ? kernel[1] : 1;
+    if (o) {
+        memcpy(l->stride, o->stride, sizeof l->stride);
+        memcpy(l->padding, o->padding, sizeof l->padding);
+        memcpy(l->dilation, o->dilation, sizeof l->dilation);
+        l->groups = o->groups;
+    }
+    l->bias = bias != 0;
+    l->init = NN_INIT_TORCH;
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_conv1d(nn_model *m, ad_node *x, int64_t out_channels, int kernel,
+                       const ad_conv_opts *o, int bias)
+{
+    int k[2] = {kernel, 1};
+    return add_conv(m, x, NN_LAYER_CONV1D, out_channels, k, o, bias, "nn_add_conv1d");
+}
+
+ad_node *nn_add_conv2d(nn_model *m, ad_node *x, int64_t out_channels, int kh, int kw,
+                       const ad_conv_opts *o, int bias)
+{
+    int k[2] = {kh, kw};
+    return add_conv(m, x, NN_LAYER_CONV2D, out_channels, k, o, bias, "nn_add_conv2d");
+}
+
+static ad_node *add_pool(nn_model *m, ad_node *x, nn_layer_kind kind, const ad_pool_opts *o,
+                         const char *fn)
+{
+    nn_layer *l = open_layer(m, x, kind, fn);
+    if (!l)
+        return NULL;
+    if (!o)
+        return bad_arg(m, x, "nn_add_pool: options are required (the kernel size)");
+    memcpy(l->kernel, o->kernel, sizeof l->kernel);
+    memcpy(l->stride, o->stride, sizeof l->stride);
+    memcpy(l->padding, o->padding, sizeof l->padding);
+    return nn_layer_apply(m, l, x);
+}
+
+ad_node *nn_add_max_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o)
+{
+    return add_pool(m, x, NN_LAYER_MAX_POOL1D, o, "nn_add_max_pool1d");
+}
+
+ad_node *nn_add_max_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o)
+{
+    return add_pool(m, x, NN_LAYER_MAX_POOL2D, o, "nn_add_max_pool2d");
+}
+
+ad_node *nn_add_avg_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o)
+{
+    return add_pool(m, x, NN_LAYER_AVG_POOL1D, o, "nn_add_avg_pool1d");
+}
+
+ad_node *nn_add_avg_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o)
+{
+    return add_pool(m, x, NN_LAYER_AVG_POOL2D, o, "nn_add_avg_pool2d");
 }
 
 ad_node *nn_add_flatten(nn_model *m, ad_node *x)

@@ -157,3 +157,114 @@ Test(nn_graph_model, errors_are_the_models_and_the_graphs)
     cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), NN_ERR_STATE);
     nn_model_free(m);
 }
+
+/* ------------------------------------------- zero allocations per step */
+
+/* Trains m (finished, with a loss and a target) at batches 8, 8, 5, 8 and
+ * predicts/evaluates: nothing is allocated after the first step. */
+static void no_allocation_after_first_step(nn_model *m, counting *cnt, int64_t in_cols,
+                                           int64_t target_cols, int classes)
+{
+    nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
+    c.clip_norm = 1.0;
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    cr_assert_not_null(o, "%s", nn_last_error());
+    double *x = malloc(sizeof(double) * 8 * (size_t)in_cols);
+    double *y = malloc(sizeof(double) * 8 * (size_t)target_cols);
+    double *out = malloc(sizeof(double) * 8 * (size_t)nn_model_out_features(m));
+    nn_rng r;
+    nn_rng_seed(&r, 11);
+    for (int64_t i = 0; i < 8 * in_cols; i++)
+        x[i] = classes ? (double)nn_rng_below(&r, (uint64_t)classes) : 2 * nn_rng_uniform(&r) - 1;
+    for (int64_t i = 0; i < 8 * target_cols; i++)
+        y[i] = (double)nn_rng_below(&r, 3);
+    int64_t sizes[] = {8, 8, 5, 8, 3};
+    long after_first = 0;
+    size_t live = 0;
+    double loss = 0, first = 0;
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        cr_assert_eq(nn_model_set_input(m, x, sizes[k], in_cols), 0, "%s", nn_model_error(m));
+        cr_assert_eq(nn_model_set_targets(m, y, sizes[k], target_cols), 0, "%s", nn_model_error(m));
+        cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
+        cr_assert(isfinite(loss));
+        if (k == 0) {
+            after_first = cnt->calls;
+            live = cnt->live;
+            first = loss;
+        }
+    }
+    cr_assert_eq(nn_model_predict(m, x, 7, in_cols, out), 0, "%s", nn_model_error(m));
+    cr_assert_eq(cnt->calls, after_first, "%ld allocations after the first step",
+                 cnt->calls - after_first);
+    cr_assert_eq(cnt->live, live);
+    cr_assert(first > 0);
+    nn_optimizer_free(o);
+    free(x);
+    free(y);
+    free(out);
+}
+
+Test(nn_graph_model, cnn_layers_allocate_nothing_per_step)
+{
+    counting cnt = {0, 0};
+    nn_model *m = nn_model_new_with(AD_F32, 5, count_alloc, &cnt, NULL);
+    int64_t xs[4] = {8, 1, 8, 8};
+    ad_conv_opts pad = {.padding = {1, 1}};
+    ad_pool_opts p2 = {.kernel = {2, 2}};
+    ad_node *h = nn_model_add_input(m, 4, xs, "x");
+    h = nn_add_activation(m, nn_add_conv2d(m, h, 4, 3, 3, &pad, 1), NN_ACT_RELU, 0);
+    h = nn_add_batch_norm(m, nn_add_max_pool2d(m, h, &p2), 0.1, 1e-5); /* (8, 4, 4, 4) */
+    h = nn_add_flatten(m, nn_add_avg_pool2d(m, h, &p2));               /* (8, 16) */
+    h = nn_add_dense(m, nn_add_dropout(m, h, 0.25), 3, 1);
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
+    cr_assert_eq(nn_model_finish(m, h), 0, "%s", nn_model_error(m));
+    no_allocation_after_first_step(m, &cnt, 64, 1, 0);
+    nn_model_free(m);
+    cr_assert_eq(cnt.live, 0);
+}
+
+Test(nn_graph_model, conv1d_and_pooling_allocate_nothing_per_step)
+{
+    counting cnt = {0, 0};
+    nn_model *m = nn_model_new_with(AD_F64, 5, count_alloc, &cnt, NULL);
+    int64_t xs[3] = {8, 2, 10};
+    ad_conv_opts g2 = {.groups = 2};
+    ad_pool_opts p2 = {.kernel = {2, 0}}, a2 = {.kernel = {2, 0}, .stride = {1, 0}};
+    ad_node *h = nn_model_add_input(m, 3, xs, "x");
+    h = nn_add_max_pool1d(m, nn_add_conv1d(m, h, 4, 3, &g2, 1), &p2); /* (8, 4, 4) */
+    h = nn_add_global_avg_pool(m, nn_add_avg_pool1d(m, h, &a2));      /* (8, 4) */
+    h = nn_add_dense(m, h, 3, 1);
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
+    cr_assert_eq(nn_model_finish(m, h), 0, "%s", nn_model_error(m));
+    no_allocation_after_first_step(m, &cnt, 20, 1, 0);
+    nn_model_free(m);
+    cr_assert_eq(cnt.live, 0);
+}
+
+/* Embedding, every recurrent layer, layer norm, attention, the
+ * feed-forward and transformer blocks, with a custom sequence loss. */
+Test(nn_graph_model, sequence_layers_allocate_nothing_per_step)
+{
+    counting cnt = {0, 0};
+    nn_model *m = nn_model_new_with(AD_F32, 5, count_alloc, &cnt, NULL);
+    int64_t xs[2] = {8, 6};
+    ad_node *ids = nn_model_add_input(m, 2, xs, "ids");
+    ad_node *h = nn_add_embedding(m, ids, 3, 8);         /* (8, 6, 8) */
+    h = nn_add_lstm(m, h, 8, 1, NULL, NULL, NULL, NULL); /* batch-first */
+    h = nn_add_gru(m, h, 8, 1, NULL, NULL);
+    h = nn_add_rnn(m, h, 8, NN_ACT_RELU, 1, NULL, NULL);
+    h = nn_add_layer_norm(m, h, 1, 1e-5, 1);
+    h = nn_add_transformer_block(m, h, 2, 16, 1, 0.1);
+    h = nn_add_attention(m, h, 4, 0, 0.1);
+    h = nn_add_feed_forward(m, h, 12, NN_ACT_RELU, 0.1);
+    ad_node *logits = nn_add_dense(m, h, 3, 1);        /* (8, 6, 3) */
+    ad_node *t = nn_model_add_input(m, 2, xs, "next"); /* (8, 6) class per step */
+    int64_t flat_logits[2] = {-1, 3}, flat_t[1] = {-1};
+    ad_node *loss = nn_cross_entropy(ad_reshape(logits, 2, flat_logits), ad_reshape(t, 1, flat_t));
+    cr_assert_eq(nn_model_finish(m, logits), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_set_loss_node(m, loss, t), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_out_features(m), 18);
+    no_allocation_after_first_step(m, &cnt, 6, 6, 3);
+    nn_model_free(m);
+    cr_assert_eq(cnt.live, 0);
+}

@@ -568,6 +568,27 @@ NN_API ad_node *nn_add_batch_norm(nn_model *m, ad_node *x, double momentum, doub
 /** Layer normalization over the last naxes axes (nn.LayerNorm: "weight"
  *  ones, "bias" zeros when affine; PyTorch's eps 1e-5). */
 NN_API ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int affine);
+/**
+ * Convolution layers (nn.Conv1d / nn.Conv2d): x (N, C, L) -> (N, O, Lout)
+ * and x (N, C, H, W) -> (N, O, OH, OW) through ad_conv1d / ad_conv2d with
+ * the options o (stride, padding, dilation, groups; NULL: defaults).
+ * "weight" (O, C/groups, K) or (O, C/groups, KH, KW) and "bias" (O) when
+ * bias is nonzero, both uniform in +-1/sqrt(C/groups * K...) (PyTorch's
+ * default kaiming_uniform(a = sqrt(5))).
+ */
+NN_API ad_node *nn_add_conv1d(nn_model *m, ad_node *x, int64_t out_channels, int kernel,
+                              const ad_conv_opts *o, int bias);
+/** 2-d convolution layer (see nn_add_conv1d), kernel kh x kw. */
+NN_API ad_node *nn_add_conv2d(nn_model *m, ad_node *x, int64_t out_channels, int kh, int kw,
+                              const ad_conv_opts *o, int bias);
+/** Max pooling (ad_max_pool1d): x (N, C, L) -> (N, C, Lout); o required. */
+NN_API ad_node *nn_add_max_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+/** Max pooling (ad_max_pool2d): x (N, C, H, W) -> (N, C, OH, OW); o required. */
+NN_API ad_node *nn_add_max_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+/** Average pooling (ad_avg_pool1d, padded zeros counted); o required. */
+NN_API ad_node *nn_add_avg_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+/** Average pooling (ad_avg_pool2d, padded zeros counted); o required. */
+NN_API ad_node *nn_add_avg_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
 /** (N, ...) -> (N, product of the rest). */
 NN_API ad_node *nn_add_flatten(nn_model *m, ad_node *x);
 /** Global average pooling: x (N, C, ...) -> (N, C), the mean over the spatial axes. */
