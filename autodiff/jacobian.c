@@ -8,8 +8,9 @@
  *
  * Dense Jacobians: one backward construction of d(y·s)/dx for a seed s of
  * y's shape, then replayed once per row with s = e_i (only the nodes that
- * depend on s), instead of building one backward pass per row. The Hessian
- * is the Jacobian of the gradient. The nodes are discarded afterwards
+ * depend on s), instead of building one backward pass per row; when x has
+ * far fewer elements than y, one ad_jvp construction replayed per column
+ * instead. The Hessian is the Jacobian of the gradient. The nodes are discarded afterwards
  * (ad_graph_rewind), so the graph does not grow. */
 #include <string.h>
 
@@ -103,32 +104,53 @@ static bool check_args(ad_node *y, ad_node *x, const double *out, const char *fn
     return true;
 }
 
-/* Row i of out (numel(f) rows of numel(x)) = d f_i/d x, from one backward
- * construction replayed with seed e_i. Leaves the graph as it was. */
-static bool jacobian_rows(ad_node *f, ad_node *x, double *out, const char *fn)
+/* Sets seed to each unit vector e_k in turn, replays what res needs of it,
+ * and writes res into out[k * kstride + i * istride]. */
+static bool replay_unit_seeds(ad_node *seed, ad_node *res, double *out, int64_t kstride,
+                              int64_t istride, const char *fn)
 {
-    ad_graph *g = f->g;
-    const int64_t mark = g->nnodes, rows = f->numel, cols = x->numel;
-    ad_node *seed = zeros_of(f, "seed"), *gx = NULL;
-    ad_node *s = ad_sum(ad_mul(f, seed), AD_ALL);
-    bool ok = s && ad_grad_build(s, 1, &x, &gx, false, fn);
+    ad_graph *g = seed->g;
     ad_replay plan = {0};
-    ok = ok && ad_replay_plan(seed, gx, &plan, fn);
-    for (int64_t i = 0; ok && i < rows; i++) {
+    bool ok = ad_replay_plan(seed, res, &plan, fn);
+    for (int64_t k = 0; ok && k < seed->numel; k++) {
         AD_DISPATCH(g, {
             T *e = seed->value;
-            if (i > 0)
-                e[i - 1] = 0;
-            e[i] = 1;
+            if (k > 0)
+                e[k - 1] = 0;
+            e[k] = 1;
         });
         ok = ad_replay_run(g, &plan);
         AD_DISPATCH(g, {
-            const T *v = gx->value;
-            for (int64_t j = 0; ok && j < cols; j++)
-                out[i * cols + j] = (double)v[j];
+            const T *v = res->value;
+            for (int64_t i = 0; ok && i < res->numel; i++)
+                out[k * kstride + i * istride] = (double)v[i];
         });
     }
     ad_replay_free(g, &plan);
+    return ok;
+}
+
+/* out (numel(f) rows of numel(x)) = d f/d x. By rows: row i = d f_i/d x,
+ * one backward construction of d(f·s)/dx replayed with seed s = e_i. By
+ * columns: column j = J e_j, one ad_jvp construction replayed with
+ * direction e_j; a replay of that costs about three backward passes, so it
+ * pays only when x has far fewer elements than f. Leaves the graph as it
+ * was. */
+static bool jacobian_of(ad_node *f, ad_node *x, double *out, bool by_cols, const char *fn)
+{
+    ad_graph *g = f->g;
+    const int64_t mark = g->nnodes, cols = x->numel;
+    bool ok;
+    if (by_cols) {
+        ad_node *dir = zeros_of(x, "direction");
+        ad_node *jv = dir ? ad_jvp(f, 1, &x, &dir) : NULL;
+        ok = jv && replay_unit_seeds(dir, jv, out, 1, cols, fn);
+    } else {
+        ad_node *seed = zeros_of(f, "seed"), *gx = NULL;
+        ad_node *s = ad_sum(ad_mul(f, seed), AD_ALL);
+        ok = s && ad_grad_build(s, 1, &x, &gx, false, fn) &&
+             replay_unit_seeds(seed, gx, out, cols, 1, fn);
+    }
     ad_graph_rewind(g, mark);
     return ok && !g->has_error;
 }
@@ -142,7 +164,7 @@ int ad_jacobian(ad_node *y, ad_node *x, double *out)
                 y->name);
         return -1;
     }
-    return jacobian_rows(y, x, out, "ad_jacobian") ? 0 : -1;
+    return jacobian_of(y, x, out, 3 * x->numel < y->numel, "ad_jacobian") ? 0 : -1;
 }
 
 int ad_hessian(ad_node *y, ad_node *x, double *out)
@@ -153,7 +175,7 @@ int ad_hessian(ad_node *y, ad_node *x, double *out)
     const int64_t mark = g->nnodes;
     ad_node *gx = NULL;
     bool ok = ad_grad_build(y, 1, &x, &gx, false, "ad_hessian") &&
-              jacobian_rows(gx, x, out, "ad_hessian");
+              jacobian_of(gx, x, out, false, "ad_hessian");
     ad_graph_rewind(g, mark);
     return ok && !g->has_error ? 0 : -1;
 }

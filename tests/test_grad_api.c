@@ -441,6 +441,27 @@ Test(jacobian, rows_are_the_gradients_of_each_output)
     ad_graph_free(m.g);
 }
 
+/* A wide output of a narrow input: computed by columns (forward mode). */
+Test(jacobian, by_columns_when_the_input_is_narrow)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {2, 1}, ws[2] = {30, 2};
+    double xv[2] = {0.4, -0.7}, wv[60], J[60], t[30];
+    for (int i = 0; i < 60; i++)
+        wv[i] = wave(i, 0.61, 0.2);
+    ad_node *x = ad_input(g, 2, xs, "x"), *W = ad_const(g, 2, ws, wv, "W");
+    ad_set(x, xv, 2);
+    ad_node *y = ad_tanh(ad_matmul(W, x)); /* (30,1) */
+    int64_t size = ad_graph_size(g);
+    cr_assert_eq(ad_jacobian(y, x, J), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_graph_size(g), size);
+    get(y, t);
+    for (int i = 0; i < 30; i++)
+        for (int j = 0; j < 2; j++)
+            cr_assert_float_eq(J[i * 2 + j], (1 - t[i] * t[i]) * wv[i * 2 + j], 1e-15);
+    ad_graph_free(g);
+}
+
 Test(jacobian, hessian_is_symmetric_and_matches_hvp)
 {
     net m = make_net(AD_F64);
@@ -716,4 +737,52 @@ Test(gradcheck, errors)
     cr_assert_eq(ad_gradcheck(m.y, 1, leaves, NULL, NULL), 0, "the result is optional");
     ad_graph_free(h);
     ad_graph_free(m.g);
+}
+
+/* ---------------------------------------- through convolution and pooling */
+
+/* conv2d (padding 1, 2 filters) -> tanh -> max_pool2d 2x2 -> weighted sum:
+ * input gradients (saliency), the gradient check, Jacobian rows against
+ * ad_grad, and a Hessian in the filters (second order through conv). */
+Test(grad_any_node, convolution_and_pooling)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[4] = {2, 1, 4, 4}, ws[4] = {2, 1, 3, 3}, rs[4] = {2, 2, 2, 2};
+    double v[32];
+    ad_node *X = ad_input(g, 4, xs, "X"), *W = ad_param(g, 4, ws, "W");
+    for (int i = 0; i < 32; i++)
+        v[i] = wave(i, 1.9, 0.1);
+    ad_set(X, v, 32);
+    for (int i = 0; i < 18; i++)
+        v[i] = 0.5 * wave(i, 0.8, 0.7);
+    ad_set(W, v, 18);
+    for (int i = 0; i < 16; i++)
+        v[i] = wave(i, 2.3, 0.9);
+    ad_node *R = ad_const(g, 4, rs, v, "R");
+    ad_conv_opts co = {.padding = {1, 1}};
+    ad_pool_opts po = {.kernel = {2, 2}};
+    ad_node *P = ad_max_pool2d(ad_tanh(ad_conv2d(X, W, &co)), &po);
+    ad_node *y = ad_sum(ad_mul(P, R), AD_ALL);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    ad_node *leaves[2] = {X, W};
+    ad_gradcheck_result r;
+    cr_assert_eq(ad_gradcheck(y, 2, leaves, NULL, &r), 0, "max abs %g", r.max_abs_err);
+    cr_assert_eq(r.checked, 50);
+    /* a Jacobian row of the pooled map is the gradient of that element */
+    double J[16 * 32], row[32];
+    cr_assert_eq(ad_jacobian(P, X, J), 0, "%s", ad_graph_error(g));
+    get(ad_grad(ad_sum(ad_slice(ad_reshape(P, 1, (int64_t[]){16}), 0, 5, 6), AD_ALL), X), row);
+    for (int j = 0; j < 32; j++)
+        cr_assert_eq(J[5 * 32 + j], row[j]);
+    /* second order: the Hessian in the filters, symmetric, and d/dW of the
+     * saliency norm by the gradient check */
+    double H[18 * 18];
+    cr_assert_eq(ad_hessian(y, W, H), 0, "%s", ad_graph_error(g));
+    for (int i = 0; i < 18; i++)
+        for (int j = 0; j < i; j++)
+            cr_assert_float_eq(H[i * 18 + j], H[j * 18 + i], 1e-12);
+    ad_node *sal = ad_grad(y, X);
+    ad_node *pen = ad_sum(ad_mul(sal, sal), AD_ALL);
+    cr_assert_eq(ad_gradcheck(pen, 1, &W, NULL, &r), 0, "max abs %g", r.max_abs_err);
+    ad_graph_free(g);
 }

@@ -70,7 +70,8 @@
     X(second_conv2d)                                                                               \
     X(second_max_pool2d)                                                                           \
     X(mlp_jacobian)                                                                                \
-    X(mlp_hessian)
+    X(mlp_hessian)                                                                                 \
+    X(jacobian_wide)
 
 typedef struct {
     char name[FX_MAXNAME];

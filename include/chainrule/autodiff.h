@@ -609,11 +609,13 @@ AD_API ad_node *ad_jvp(ad_node *y, int n, ad_node *const *xs, ad_node *const *vs
  * The dense Jacobian dy/dx into caller memory: numel(y) rows of numel(x)
  * doubles, row-major (out[i * numel(x) + j] = d y_i/d x_j, both flattened
  * row-major). x may be any node (as for ad_grad). One backward construction
- * is built and replayed once per row with a different seed; its nodes are
- * discarded before returning (the graph does not grow, leaf gradients and
- * node values are untouched). 0, or -1 with the graph's error set (NULL
- * arguments, another graph, y part of an ad_backward pass, shapes changed by
- * ad_resize and not yet replayed).
+ * is built and replayed once per row with a different seed (or, when x has
+ * fewer than a third as many elements as y, one ad_jvp construction
+ * replayed once per column); its nodes are discarded before returning
+ * (the graph does not grow, leaf gradients and node values are untouched).
+ * 0, or -1 with the graph's error set (NULL arguments, another graph, y
+ * part of an ad_backward pass, shapes changed by ad_resize and not yet
+ * replayed).
  */
 AD_API int ad_jacobian(ad_node *y, ad_node *x, double *out);
 /**

@@ -815,8 +815,24 @@ def case_mlp_hessian():
     return c
 
 
+def case_jacobian_wide():
+    """A wide output of a narrow input (ad_jacobian works by columns there,
+    forward mode) and of a wide weight (by rows)."""
+    c = Case("jacobian_wide", 903)
+    x = c.input("x", (2, 1))
+    w = c.param("W", (12, 2), randn(0.8))
+    z = c.matmul(w, x, name="z")
+    y = c.mul(c.sigmoid(z), c.tanh(z), name="y")   # (12,1)
+    loss = c.sum(c.mul(y, y), i=[ALL], name="L")
+    c.set_loss(loss)
+    c.jacobian(y, x)
+    c.jacobian(y, w)
+    c.hessian(loss, x)
+    return c
+
+
 CASES = [
-    case_grad_inputs, case_grad_saliency, case_mlp_jacobian, case_mlp_hessian,
+    case_grad_inputs, case_grad_saliency, case_mlp_jacobian, case_mlp_hessian, case_jacobian_wide,
     case_mlp_ce_tanh, case_mlp_ce_mixed,
     case_broadcast_arith, case_broadcast_explog, case_broadcast_reduce, case_softmax_chain,
     case_fanout, case_micrograd_scalars, case_micrograd_scalars_random,
