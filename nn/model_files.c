@@ -3,6 +3,7 @@
    readers and writers (docs/interop.md). */
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/checkpoint.h"
@@ -228,7 +229,11 @@ io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err
             c[i].shape[k] = t[i].shape[k];
         c[i].data = t[i].data;
     }
-    io_ckpt_status cst = io_checkpoint_write(path, c, n, NULL, 0, &cerr);
+    /* a model built from the library's layers carries its architecture */
+    char *arch = nn_model_architecture(m);
+    io_ckpt_meta meta[1] = {{NN_ARCH_KEY, arch}};
+    io_ckpt_status cst = io_checkpoint_write(path, c, n, arch ? meta : NULL, arch ? 1 : 0, &cerr);
+    free(arch);
     io_free(c, n * sizeof *c);
     io_free(t, (n + 1) * sizeof *t);
     if (cst != IO_CKPT_OK)

@@ -268,3 +268,121 @@ Test(nn_graph_model, sequence_layers_allocate_nothing_per_step)
     nn_model_free(m);
     cr_assert_eq(cnt.live, 0);
 }
+
+/* ------------------------------------------------- summary, save, load */
+
+#include "chainrule/io.h"
+#include "test_files.h"
+
+static nn_model *small_cnn(int64_t batch, uint64_t seed)
+{
+    nn_model *m = nn_model_new(AD_F64, seed, NULL);
+    int64_t xs[4] = {batch, 1, 6, 6};
+    ad_conv_opts pad = {.padding = {1, 1}};
+    ad_pool_opts p2 = {.kernel = {2, 2}};
+    ad_node *h = nn_model_add_input(m, 4, xs, "x");
+    h = nn_add_activation(m, nn_add_conv2d(m, h, 3, 3, 3, &pad, 1), NN_ACT_RELU, 0);
+    h = nn_add_batch_norm(m, nn_add_max_pool2d(m, h, &p2), 0.1, 1e-5); /* (B, 3, 3, 3) */
+    h = nn_add_dense(m, nn_add_dropout(m, nn_add_flatten(m, h), 0.5), 4, 1);
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
+    cr_assert_eq(nn_model_finish(m, h), 0, "%s", nn_model_error(m));
+    return m;
+}
+
+Test(nn_graph_model, summary_lists_layers_shapes_and_counts)
+{
+    nn_model *m = small_cnn(5, 1);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_eq(nn_model_print_summary(m, f), 0);
+    fclose(f);
+    assert_contains(text, "conv2d0");
+    assert_contains(text, "(5,3,6,6)");
+    assert_contains(text, "(5,3,3,3)");
+    assert_contains(text, "(5,27)");
+    assert_contains(text, "dense0");
+    cr_assert(strstr(text, "30") != NULL, "conv2d: 3*1*3*3 + 3 = 30 parameters\n%s", text);
+    assert_contains(text, "total: 148 parameters in 6 tensors (f64), 6 state values");
+    free(text);
+    nn_model_free(m);
+}
+
+Test(nn_graph_model, files_carry_the_architecture)
+{
+    make_tmpdir_tagged("nn_arch");
+    nn_model *m = small_cnn(4, 7);
+    cr_assert(nn_model_has_architecture(m));
+    /* train a little so the running statistics and weights are not initial */
+    double x[4 * 36], out1[6 * 4], out2[6 * 4];
+    int labels[4] = {0, 1, 2, 3};
+    fill_rows(x, 4 * 36, 8);
+    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
+    nn_optimizer *o = nn_optimizer_create(m, &c);
+    for (int s = 0; s < 3; s++) {
+        cr_assert_eq(nn_model_set_input(m, x, 4, 36), 0);
+        cr_assert_eq(nn_model_set_labels(m, labels, 4), 0);
+        cr_assert_eq(nn_model_train_step(m, o, NULL), 0, "%s", nn_model_error(m));
+    }
+    io_error ioe;
+    const char *path = tmp_path("cnn.safetensors");
+    cr_assert_eq(nn_model_save_safetensors(m, path, &ioe), IO_OK, "%s", ioe.message);
+    ad_error err;
+    nn_model *back = nn_model_load(path, 6, &err); /* another build batch */
+    cr_assert_not_null(back, "%s", err.message);
+    cr_assert_eq(nn_model_max_batch(back), 6);
+    cr_assert_eq(nn_model_param_count(back), nn_model_param_count(m));
+    cr_assert_eq(nn_model_loss_kind(back), NN_LOSS_CROSS_ENTROPY);
+    cr_assert_eq(memcmp(nn_model_params(back), nn_model_params(m),
+                        sizeof(double) * (size_t)nn_model_param_count(m)),
+                 0);
+    cr_assert_eq(memcmp(nn_model_state(back), nn_model_state(m),
+                        sizeof(double) * (size_t)nn_model_state_count(m)),
+                 0, "running statistics restored");
+    double x6[6 * 36];
+    fill_rows(x6, 6 * 36, 9);
+    cr_assert_eq(nn_model_predict(m, x6, 6, 36, out1), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_predict(back, x6, 6, 36, out2), 0, "%s", nn_model_error(back));
+    for (int i = 0; i < 24; i++)
+        cr_assert_float_eq(out1[i], out2[i], 1e-12, "%d", i);
+    nn_model_free(back);
+    /* an MLP of nn_mlp_create (sequential declarations) too */
+    int64_t widths[] = {3, 5, 2};
+    nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
+    nn_model *mlp = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 3);
+    const char *p2 = tmp_path("mlp.safetensors");
+    cr_assert_eq(nn_model_save_safetensors(mlp, p2, &ioe), IO_OK, "%s", ioe.message);
+    nn_model *mlp2 = nn_model_load(p2, 0, &err);
+    cr_assert_not_null(mlp2, "%s", err.message);
+    cr_assert_eq(nn_model_dtype(mlp2), AD_F32);
+    cr_assert_eq(nn_model_max_batch(mlp2), 8);
+    cr_assert_eq(nn_model_param_find(mlp2, "dense1.bias"), 3);
+    cr_assert_eq(memcmp(nn_model_params(mlp2), nn_model_params(mlp),
+                        sizeof(float) * (size_t)nn_model_param_count(mlp)),
+                 0);
+    nn_model_free(mlp2);
+    nn_model_free(mlp);
+    /* a model with a custom loss saves by parameter name but has no architecture */
+    ad_graph *g = nn_model_graph(m);
+    ad_node *loss = ad_mean(ad_mul(nn_model_output(m), nn_model_output(m)), AD_ALL);
+    cr_assert_not_null(loss, "%s", ad_graph_error(g));
+    cr_assert_eq(nn_model_set_loss_node(m, loss, NULL), 0);
+    cr_assert(!nn_model_has_architecture(m));
+    cr_assert_null(nn_model_architecture(m));
+    const char *p3 = tmp_path("custom.safetensors");
+    cr_assert_eq(nn_model_save_safetensors(m, p3, &ioe), IO_OK, "%s", ioe.message);
+    cr_assert_null(nn_model_load(p3, 0, &err));
+    cr_assert_eq(err.code, AD_EUNSUPPORTED);
+    assert_contains(err.message, "has no architecture");
+    nn_model *same = small_cnn(4, 99); /* the code that built it, other weights */
+    cr_assert_eq(nn_model_load_safetensors(same, p3, 0, &ioe), IO_OK, "%s", ioe.message);
+    cr_assert_eq(memcmp(nn_model_params(same), nn_model_params(m),
+                        sizeof(double) * (size_t)nn_model_param_count(m)),
+                 0);
+    nn_model_free(same);
+    cr_assert_null(nn_model_from_architecture("{\"format\": 1}", 0, &err));
+    cr_assert_eq(err.code, AD_EFORMAT);
+    nn_optimizer_free(o);
+    nn_model_free(m);
+    remove_tmpdir();
+}

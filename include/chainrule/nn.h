@@ -548,6 +548,40 @@ NN_API int nn_model_finish(nn_model *m, ad_node *output);
  */
 NN_API int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target);
 
+/** The metadata key of a model file that holds its architecture (JSON). */
+#define NN_ARCH_KEY "chainrule.architecture"
+/**
+ * Nonzero when m can be rebuilt from a description: it is finished and is
+ * a chain of the library's layers (nn_add_* or nn_model_add_*), each
+ * taking the previous one's output, from the model's input to its output,
+ * with no initial recurrent states, parameters of its own or custom loss.
+ */
+NN_API int nn_model_has_architecture(const nn_model *m);
+/**
+ * The architecture of m as JSON ({"format": 1, "dtype", "seed", "input"
+ * (shape with the build batch), "loss", "layers": [{"kind", "units",
+ * "kernel", ...}]}), or NULL when m has none (nn_model_has_architecture) or
+ * out of memory. The caller frees it with free(). nn_model_save_safetensors
+ * stores it in the file's metadata under NN_ARCH_KEY.
+ */
+NN_API char *nn_model_architecture(const nn_model *m);
+/**
+ * A finished model rebuilt from a description made by nn_model_architecture
+ * (parameters initialized from its seed), with batch rows per build batch
+ * (<= 0: the batch it was saved with). NULL with *err filled (AD_EFORMAT)
+ * for text that is not such a description.
+ */
+NN_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err);
+/**
+ * Loads a model file written by nn_model_save_safetensors for a model with
+ * an architecture: rebuilds the model (nn_model_from_architecture) and
+ * loads every parameter and state tensor by name, with no code describing
+ * the model. NULL with *err: AD_EIO (cannot read), AD_EUNSUPPORTED (the file
+ * has no architecture: build the model, then nn_model_load_safetensors),
+ * AD_EFORMAT, AD_EMISMATCH (tensors that do not fit).
+ */
+NN_API nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err);
+
 /* Layers of a nn_model_new model. Each returns its output node, or NULL
  * (the message in ad_graph_error and nn_model_error). */
 /** Dense layer on the last axis: x (..., I) -> (..., units); weight (I,
