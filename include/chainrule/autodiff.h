@@ -274,9 +274,9 @@ AD_API int ad_op_arity(int op);
 AD_API ad_op_kind ad_op_kind_of(int op);
 /**
  * The local derivative as the dumps print it: a template from the registry
- * (autodiff/ops.def), e.g. "1 − @Y²" for tanh, "@B | @A" for mul (one part
- * per input, " | " between them), where @A, @B, @C are the inputs, @Y the
- * output and @P, @Q the op's parameters (ops.def's header lists every
+ * (autodiff/ops.def), e.g. "1 − \@Y²" for tanh, "\@B | \@A" for mul (one part
+ * per input, " | " between them), where \@A, \@B, \@C are the inputs, \@Y the
+ * output and \@P, \@Q the op's parameters (ops.def's header lists every
  * marker). Ops that are not elementwise have a sentence. Text only: the
  * values are always computed by the op's gradient rule.
  */
