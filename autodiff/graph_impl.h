@@ -256,6 +256,10 @@ ad_node *ad_reshape_like(ad_node *a, ad_node *like);
 ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean);
 ad_node *ad_zeros_like(ad_node *a);
 ad_node *ad_slice_backward(ad_node *g, ad_node *like, int axis, int64_t start);
+/* Fused gradient ops (ops_elementwise.c, ops_reduce.c). */
+ad_node *ad_relu_grad(ad_node *g, ad_node *a); /* g·[a > 0] */
+/* (softmax(z) − onehot(labels))·g/rows, z (rows, classes), g one element */
+ad_node *ad_softmax_cross_entropy_grad(ad_node *z, ad_node *labels, ad_node *g);
 ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t start, int64_t step);
 ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 

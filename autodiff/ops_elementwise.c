@@ -186,7 +186,8 @@ void fwd_unary(ad_node *n)
     X(MINIMUM, x < y ? x : (y < x ? y : x + (y - x) / 2))                                          \
     X(POWER, pow(x, y))                                                                            \
     X(EQ, x == y ? 1 : 0)                                                                          \
-    X(GT, x > y ? 1 : 0)
+    X(GT, x > y ? 1 : 0)                                                                           \
+    X(RELU_GRAD, x *(T)(y > 0))
 
 #define BINARY_LOOP(EXPR)                                                                          \
     do {                                                                                           \
@@ -476,7 +477,21 @@ void bwd_sigmoid(ad_node *n, ad_node *g, ad_node **d)
 }
 void bwd_relu(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_mul(g, ad_step_at(n->inputs[0], 0)); /* 0 at a = 0 */
+    d[0] = ad_relu_grad(g, n->inputs[0]); /* 0 at a = 0 */
+}
+
+/* relu_grad(g, a) = g·[a > 0]: the mask and the product in one pass */
+ad_node *ad_relu_grad(ad_node *g, ad_node *a)
+{
+    if (!g || !a)
+        return NULL;
+    ad_node *in[2] = {g, a};
+    return ad_node_make(g->g, AD_OP_RELU_GRAD, 2, in, NULL, NULL);
+}
+
+void bwd_relu_grad(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_relu_grad(g, n->inputs[1]); /* linear in g; the mask is piecewise constant */
 }
 void bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
 {

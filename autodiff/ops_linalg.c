@@ -103,9 +103,10 @@ void fwd_matmul(ad_node *n)
 bool shape_linear(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+    const char *fn = n->op == AD_OP_LINEAR ? "ad_linear" : "ad_linear_relu";
     char b1[96], b2[96], b3[96];
     if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[0]) {
-        ad_fail(n->g, "ad_linear: shapes %s and %s do not align", ad_shape_str(x, b1, sizeof b1),
+        ad_fail(n->g, "%s: shapes %s and %s do not align", fn, ad_shape_str(x, b1, sizeof b1),
                 ad_shape_str(w, b2, sizeof b2));
         return false;
     }
@@ -113,12 +114,12 @@ bool shape_linear(ad_node *n)
     bool bias_ok = (b->ndim == 1 && b->shape[0] == m) ||
                    (b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == m);
     if (!bias_ok) {
-        ad_fail(n->g, "ad_linear: bias %s does not match %s @ %s", ad_shape_str(b, b3, sizeof b3),
+        ad_fail(n->g, "%s: bias %s does not match %s @ %s", fn, ad_shape_str(b, b3, sizeof b3),
                 ad_shape_str(x, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
         return false;
     }
     int64_t shape[2] = {x->shape[0], m};
-    return ad_shape_set(n, 2, shape, "ad_linear");
+    return ad_shape_set(n, 2, shape, fn);
 }
 
 void fwd_linear(ad_node *n)
@@ -126,10 +127,18 @@ void fwd_linear(ad_node *n)
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
     const int64_t rows = n->shape[0], m = n->shape[1];
     const size_t es = n->g->elem;
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < rows; r++) /* bias first, the product added (beta = 1) */
         memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
     ad_mm_dims d = {rows, x->shape[1], m};
     ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
+    /* linear_relu: the epilogue, while the output is still in cache (one
+     * (batch, out) buffer and one pass less than linear + relu) */
+    if (n->op == AD_OP_LINEAR_RELU)
+        AD_DISPATCH(n->g, {
+            T *o = n->value;
+            for (int64_t i = 0; i < n->numel; i++)
+                o[i] = o[i] > 0 ? o[i] : 0;
+        });
 }
 
 ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b)
@@ -140,7 +149,16 @@ ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b)
     return ad_op_apply(AD_OP_LINEAR, 3, in, NULL, 0, NULL, 0);
 }
 
-void bwd_linear(ad_node *n, ad_node *g, ad_node **d)
+ad_node *ad_linear_relu(ad_node *x, ad_node *w, ad_node *b)
+{
+    ad_node *in[3] = {x, w, b};
+    if (!x || !w || !b)
+        return NULL;
+    return ad_op_apply(AD_OP_LINEAR_RELU, 3, in, NULL, 0, NULL, 0);
+}
+
+/* gradients of XW + b given g = d loss / d(XW + b) */
+static void linear_grads(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *x = n->inputs[0], *w = n->inputs[1];
     if (x->flags & NODE_REQGRAD)
@@ -148,6 +166,14 @@ void bwd_linear(ad_node *n, ad_node *g, ad_node **d)
     if (w->flags & NODE_REQGRAD)
         d[1] = ad_matmul_t(x, 1, g, 0);
     d[2] = g; /* summed over the rows to the bias's shape by the engine */
+}
+
+void bwd_linear(ad_node *n, ad_node *g, ad_node **d) { linear_grads(n, g, d); }
+
+void bwd_linear_relu(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* y > 0 exactly where XW + b > 0: the mask is read from the output */
+    linear_grads(n, ad_relu_grad(g, n), d);
 }
 
 bool shape_transpose(ad_node *n)

@@ -310,3 +310,129 @@ void bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
         r = ad_reshape_like(r, in);
     d[0] = r;
 }
+
+/* ------------------------------------------ softmax cross-entropy (fused) */
+
+bool shape_softmax_ce(ad_node *n)
+{
+    const ad_node *z = n->inputs[0], *l = n->inputs[1];
+    const char *fn = ad_ops[n->op].name;
+    char b1[96], b2[96];
+    if (z->ndim != 2 || z->shape[1] < 1) {
+        ad_fail(n->g, "ad_%s: logits %s must be (rows, classes) with at least one class", fn,
+                ad_shape_str(z, b1, sizeof b1));
+        return false;
+    }
+    if (l->ndim != 1 || l->shape[0] != z->shape[0]) {
+        ad_fail(n->g, "ad_%s: labels %s must hold one class number per row of logits %s", fn,
+                ad_shape_str(l, b1, sizeof b1), ad_shape_str(z, b2, sizeof b2));
+        return false;
+    }
+    if (n->op == AD_OP_SOFTMAX_CE)
+        return ad_shape_set(n, 0, NULL, fn);
+    if (n->inputs[2]->numel != 1) {
+        ad_fail(n->g, "ad_%s: the upstream gradient %s must have one element", fn,
+                ad_shape_str(n->inputs[2], b1, sizeof b1));
+        return false;
+    }
+    return ad_shape_set(n, 2, z->shape, fn);
+}
+
+/* The class of row r, or -1 with the graph's error set. */
+static int64_t class_of(ad_node *n, double v, int64_t r, int64_t classes)
+{
+    /* range first: converting NaN or a huge value to an integer is undefined */
+    int64_t k = (v >= 0 && v < (double)classes) ? (int64_t)v : -1;
+    if (k < 0 || (double)k != v) {
+        ad_fail(n->g, "ad_%s: label %g of row %lld is not a class in [0, %lld)", ad_ops[n->op].name,
+                v, (long long)r, (long long)classes);
+        return -1;
+    }
+    return k;
+}
+
+/* Row r of the logits: its maximum and sum of exp(z - max), for a stable
+ * logsumexp = max + log(sum) and softmax = exp(z - max) / sum. */
+#define ROW_STATS(T, zr, C, mx, sum)                                                               \
+    T mx = zr[0];                                                                                  \
+    for (int64_t c = 1; c < C; c++)                                                                \
+        mx = zr[c] > mx ? zr[c] : mx;                                                              \
+    T sum = exp(zr[0] - mx);                                                                       \
+    for (int64_t c = 1; c < C; c++)                                                                \
+        sum += exp(zr[c] - mx);
+
+void fwd_softmax_ce(ad_node *n)
+{
+    const ad_node *z = n->inputs[0], *l = n->inputs[1];
+    const int64_t rows = z->shape[0], C = z->shape[1];
+    AD_DISPATCH(n->g, {
+        const T *Z = z->value, *L = l->value;
+        T total = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const T *zr = Z + r * C;
+            int64_t k = class_of(n, (double)L[r], r, C);
+            if (k < 0)
+                return;
+            ROW_STATS(T, zr, C, mx, sum)
+            total += mx + log(sum) - zr[k];
+        }
+        *(T *)n->value = total / (T)rows;
+    });
+}
+
+void fwd_softmax_ce_grad(ad_node *n)
+{
+    const ad_node *z = n->inputs[0], *l = n->inputs[1];
+    const int64_t rows = z->shape[0], C = z->shape[1];
+    AD_DISPATCH(n->g, {
+        const T *Z = z->value, *L = l->value;
+        const T scale = *(const T *)n->inputs[2]->value / (T)rows;
+        T *O = n->value;
+        for (int64_t r = 0; r < rows; r++) {
+            const T *zr = Z + r * C;
+            T *o = O + r * C;
+            int64_t k = class_of(n, (double)L[r], r, C);
+            if (k < 0)
+                return;
+            ROW_STATS(T, zr, C, mx, sum)
+            const T inv = 1 / sum;
+            for (int64_t c = 0; c < C; c++)
+                o[c] = (exp(zr[c] - mx) * inv - (c == k ? 1 : 0)) * scale;
+        }
+    });
+}
+
+ad_node *ad_softmax_cross_entropy(ad_node *logits, ad_node *labels)
+{
+    if (!logits || !labels)
+        return NULL;
+    ad_node *in[2] = {logits, labels};
+    return ad_op_apply(AD_OP_SOFTMAX_CE, 2, in, NULL, 0, NULL, 0);
+}
+
+ad_node *ad_softmax_cross_entropy_grad(ad_node *z, ad_node *labels, ad_node *g)
+{
+    if (!z || !labels || !g)
+        return NULL;
+    ad_node *in[3] = {z, labels, g};
+    return ad_node_make(z->g, AD_OP_SOFTMAX_CE_GRAD, 3, in, NULL, NULL);
+}
+
+void bwd_softmax_ce(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_softmax_cross_entropy_grad(n->inputs[0], n->inputs[1], g);
+}
+
+void bwd_softmax_ce_grad(ad_node *n, ad_node *g, ad_node **d)
+{
+    /* y = (s − onehot)·c/rows with s = softmax(z), c the upstream scalar */
+    ad_node *z = n->inputs[0], *c = n->inputs[2];
+    const double inv_rows = 1.0 / (double)z->shape[0];
+    ad_node *s = ad_softmax(z, 1);
+    if (z->flags & NODE_REQGRAD) /* the softmax rule applied to g·c/rows */
+        bwd_softmax(s, ad_scale(ad_mul(g, c), inv_rows), &d[0]);
+    if (c->flags & NODE_REQGRAD) {
+        ad_node *diff = ad_sub(s, ad_one_hot(n->inputs[1], z->shape[1]));
+        d[2] = ad_scale(ad_sum(ad_mul(g, diff), AD_ALL), inv_rows);
+    }
+}

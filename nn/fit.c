@@ -93,6 +93,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         if (o.after_backward &&
             (rc = o.after_backward(m, rows, (int64_t)batch.size, o.ctx)) != NN_OK)
             break;
+        if (isnan(loss))
+            loss = NAN; /* the sign of a NaN means nothing: print "nan", never "-nan" */
         stats->loss = loss;
         if (!isfinite(loss)) {
             stats->failed_batch = (int64_t)batch.index;

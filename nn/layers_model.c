@@ -55,9 +55,10 @@ static const char *sub(char *buf, size_t size, const char *prefix, const char *n
     return buf;
 }
 
-/* A dense map of the last axis: x (..., in) W (in, units) + b (units). */
+/* A dense map of the last axis: x (..., in) W (in, units) + b (units), then
+ * relu(.) when relu is set (one fused node for a matrix input with a bias). */
 static ad_node *dense(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, int64_t units,
-                      int bias, nn_init init)
+                      int bias, nn_init init, bool relu)
 {
     char nm[64];
     int64_t in = ad_shape(x)[ad_ndim(x) - 1];
@@ -71,10 +72,16 @@ static ad_node *dense(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, 
                                0.0);
     if (!w || (bias && !b))
         return NULL;
-    if (ad_ndim(x) == 2)
-        return nn_linear(x, w, b);
-    ad_node *y = ad_matmul(x, w);
-    return b ? ad_add(y, b) : y;
+    if (ad_ndim(x) == 2 && b && relu)
+        return ad_linear_relu(x, w, b); /* w and b were shaped from x above */
+    ad_node *y;
+    if (ad_ndim(x) == 2) {
+        y = nn_linear(x, w, b);
+    } else {
+        y = ad_matmul(x, w);
+        y = b ? ad_add(y, b) : y;
+    }
+    return relu ? ad_relu(y) : y;
 }
 
 static ad_node *layer_norm(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, int naxes,
@@ -121,11 +128,13 @@ static ad_node *feed_forward(nn_model *m, nn_layer *l, const char *prefix, ad_no
 {
     char nm[64];
     int64_t e = ad_shape(x)[ad_ndim(x) - 1];
-    ad_node *h = dense(m, l, sub(nm, sizeof nm, prefix, "linear1."), x, l->units, 1, NN_INIT_TORCH);
-    h = nn_dropout(nn_activate_alpha(h, l->act, l->alpha), l->rate, m->train_flag);
+    bool relu = l->act == NN_ACT_RELU;
+    ad_node *h =
+        dense(m, l, sub(nm, sizeof nm, prefix, "linear1."), x, l->units, 1, NN_INIT_TORCH, relu);
+    h = nn_dropout(relu ? h : nn_activate_alpha(h, l->act, l->alpha), l->rate, m->train_flag);
     if (!h)
         return NULL;
-    return dense(m, l, sub(nm, sizeof nm, prefix, "linear2."), h, e, 1, NN_INIT_TORCH);
+    return dense(m, l, sub(nm, sizeof nm, prefix, "linear2."), h, e, 1, NN_INIT_TORCH, false);
 }
 
 /* Pre-norm block: h = x + drop(attn(ln1(x))); y = h + drop(ff(ln2(h))). */
@@ -276,7 +285,7 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
     ad_node *y = NULL;
     switch (l->kind) {
     case NN_LAYER_DENSE:
-        y = dense(m, l, "", x, l->units, l->bias, l->init);
+        y = dense(m, l, "", x, l->units, l->bias, l->init, false);
         break;
     case NN_LAYER_PERCEPTRON: {
         int64_t ws[2] = {l->in, l->units};
@@ -348,6 +357,19 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
     l->output = y;
     if (y)
         l->out = ad_ndim(y) ? ad_shape(y)[ad_ndim(y) - 1] : 1;
+    return y;
+}
+
+ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x)
+{
+    if (!x)
+        return NULL;
+    l->input = x;
+    l->in = ad_ndim(x) ? ad_shape(x)[ad_ndim(x) - 1] : 1;
+    ad_node *y = dense(m, l, "", x, l->units, l->bias, l->init, true);
+    act->input = l->output = act->output = y;
+    if (y)
+        act->in = l->out = act->out = ad_shape(y)[ad_ndim(y) - 1];
     return y;
 }
 

@@ -117,10 +117,9 @@ ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels)
             logits, "nn_cross_entropy: labels %s must hold one class index per row of logits %s",
             nn_shape_str(labels, s1, sizeof s1), nn_shape_str(logits, s2, sizeof s2));
     }
-    int64_t classes = ad_shape(logits)[1];
-    /* -log softmax(z)[label] = -sum_j onehot_j log_softmax(z)_j */
-    ad_node *picked = ad_mul(ad_one_hot(labels, classes), ad_log_softmax(logits, 1));
-    return ad_neg(row_sum_mean(picked));
+    /* mean of logsumexp(z) - z[label] in one op, its gradient
+     * (softmax(z) - onehot) / rows in one op too */
+    return ad_softmax_cross_entropy(logits, labels);
 }
 
 ad_node *nn_hinge(ad_node *scores, ad_node *target)

@@ -588,8 +588,14 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
         m->batch = batch;
         m->input = ad_input(m->g, 2, xshape, "x");
         ad_node *h = m->input;
-        for (int i = 0; i < m->nlayers && h; i++)
-            h = nn_layer_apply(m, &m->layers[i], h);
+        for (int i = 0; i < m->nlayers && h; i++) {
+            nn_layer *l = &m->layers[i], *next = i + 1 < m->nlayers ? &m->layers[i + 1] : NULL;
+            if (l->kind == NN_LAYER_DENSE && next && next->kind == NN_LAYER_ACTIVATION &&
+                next->act == NN_ACT_RELU)
+                h = nn_layer_apply_dense_relu(m, l, &m->layers[++i], h);
+            else
+                h = nn_layer_apply(m, l, h);
+        }
         rc = finish(m, h, fn);
     } else {
         rc = nn_model_fail(m, rc, "%s: %s", fn,

@@ -209,7 +209,38 @@ static bool generate(int op, rng_t *r, gencase *c)
     c->nin = 1;
     c->trainable[0] = true;
     const ad_op_info *info = &ad_ops[op];
-    if (op == AD_OP_LINEAR) { /* x (n, k) @ w (k, m) + b (m) or (1, m) */
+    if (op == AD_OP_RELU_GRAD) { /* g·[a > 0]: g any values, a away from the kink */
+        random_shape(r, 0, 3, &c->ndim[0], c->shape[0]);
+        c->nin = 2;
+        c->trainable[1] = true;
+        c->ndim[1] = c->ndim[0];
+        memcpy(c->shape[1], c->shape[0], sizeof c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, zero_kink, 1, 0.05);
+        return true;
+    }
+    if (op == AD_OP_SOFTMAX_CE || op == AD_OP_SOFTMAX_CE_GRAD) {
+        /* logits (rows, classes), labels (rows) constant class numbers, and
+         * for the gradient op the upstream scalar */
+        int64_t rows = irand(r, 1, 4), classes = irand(r, 2, 4);
+        c->nin = op == AD_OP_SOFTMAX_CE ? 2 : 3;
+        c->ndim[0] = 2;
+        c->shape[0][0] = rows;
+        c->shape[0][1] = classes;
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->ndim[1] = 1;
+        c->shape[1][0] = rows;
+        for (int64_t i = 0; i < rows; i++)
+            c->values[1][i] = irand(r, 0, (int)classes - 1);
+        if (op == AD_OP_SOFTMAX_CE_GRAD) {
+            c->trainable[2] = true;
+            c->ndim[2] = 0;
+            c->values[2][0] = 0.5 + urand(r);
+        }
+        return true;
+    }
+    if (op == AD_OP_LINEAR || op == AD_OP_LINEAR_RELU) {
+        /* x (n, k) @ w (k, m) + b (m) or (1, m) */
         int64_t rows = irand(r, 1, 4), k = irand(r, 1, 3), m = irand(r, 1, 3);
         c->nin = 3;
         c->trainable[1] = c->trainable[2] = true;
@@ -752,6 +783,63 @@ Test(gradcheck, every_registered_op)
         checked++;
     }
     cr_assert_eq(checked, ad_op_count() - 4, "ops checked: %d", checked);
+}
+
+/* The fused ops give the values and gradients of the compositions they
+ * replace: linear_relu = relu(linear) and its gradients exactly (the same
+ * mask), softmax_cross_entropy = -mean(sum(onehot · log_softmax)). */
+Test(gradcheck, fused_ops_match_their_compositions)
+{
+    double xv[12], wv[20], bv[5] = {0.3, -0.2, 0.1, 0, -0.4}, lv[3] = {2, 0, 4};
+    for (int i = 0; i < 12; i++)
+        xv[i] = sin(1.7 * i) * 1.5;
+    for (int i = 0; i < 20; i++)
+        wv[i] = cos(0.9 * i);
+    int64_t xs[2] = {3, 4}, ws[2] = {4, 5}, bs[1] = {5}, ls[1] = {3};
+    double grads[2][3][20], loss[2];
+    for (int fused = 0; fused < 2; fused++) {
+        ad_graph *g = ad_graph_new(AD_F64);
+        ad_node *x = ad_param(g, 2, xs, "x"), *w = ad_param(g, 2, ws, "w");
+        ad_node *b = ad_param(g, 1, bs, "b"), *labels = ad_const(g, 1, ls, lv, "labels");
+        ad_set(x, xv, 12);
+        ad_set(w, wv, 20);
+        ad_set(b, bv, 5);
+        ad_node *h = fused ? ad_linear_relu(x, w, b) : ad_relu(ad_linear(x, w, b));
+        ad_node *l =
+            fused ? ad_softmax_cross_entropy(h, labels)
+                  : ad_neg(ad_mean(ad_sum(ad_mul(ad_one_hot(labels, 5), ad_log_softmax(h, 1)), 1),
+                                   AD_ALL));
+        cr_assert_not_null(l, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_ndim(l), 0);
+        cr_assert_eq(ad_backward(l), 0, "%s", ad_graph_error(g));
+        loss[fused] = ad_item(l);
+        ad_get_grad(x, grads[fused][0], 12);
+        ad_get_grad(w, grads[fused][1], 20);
+        ad_get_grad(b, grads[fused][2], 5);
+        ad_graph_free(g);
+    }
+    cr_assert_float_eq(loss[1], loss[0], 1e-12);
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < (k == 0 ? 12 : k == 1 ? 20 : 5); i++)
+            cr_assert_float_eq(grads[1][k][i], grads[0][k][i], 1e-12, "input %d element %d", k, i);
+}
+
+Test(gradcheck, softmax_cross_entropy_refuses_a_label_outside_the_classes)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t zs[2] = {2, 4}, ls[1] = {2}, bad[1] = {3};
+    double lv[2] = {1, 4};
+    ad_node *z = ad_param(g, 2, zs, "z");
+    cr_assert_null(ad_softmax_cross_entropy(z, ad_const(g, 1, bad, NULL, "labels")));
+    cr_assert_str_eq(ad_graph_error(g), "ad_softmax_cross_entropy: labels (3) must hold one class "
+                                        "number per row of logits (2,4)");
+    ad_graph_free(g);
+    g = ad_graph_new(AD_F32);
+    z = ad_param(g, 2, zs, "z");
+    cr_assert_null(ad_softmax_cross_entropy(z, ad_const(g, 1, ls, lv, "labels")));
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_softmax_cross_entropy: label 4 of row 1 is not a class in [0, 4)");
+    ad_graph_free(g);
 }
 
 Test(gradcheck, relu_at_zero_has_derivative_zero)

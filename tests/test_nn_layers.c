@@ -339,7 +339,8 @@ Test(nn_losses, shape_errors_and_bad_class_index)
                           "per row of logits (2,3)");
     cr_assert_null(nn_loss_apply(NN_LOSS_NONE, p, t));
     assert_graph_error(g, "nn_loss_apply: 0 is not a loss");
-    /* a class index out of range is caught by the engine's one-hot at forward time */
+    /* a class index out of range is caught by the engine's fused softmax
+     * cross-entropy at forward time */
     ad_node *labels = ad_input(g, 1, &ls, "labels");
     ad_node *ce = nn_cross_entropy(p, labels);
     cr_assert_not_null(ce);
@@ -347,7 +348,7 @@ Test(nn_losses, shape_errors_and_bad_class_index)
     ad_set(labels, lab, 2);
     cr_assert_neq(ad_forward(g), 0);
     cr_assert_str_eq(ad_graph_error(g),
-                     "ad_one_hot: index 3 at position 1 is not a class in [0, 3)");
+                     "ad_softmax_cross_entropy: label 3 of row 1 is not a class in [0, 3)");
     ad_graph_free(g);
 }
 

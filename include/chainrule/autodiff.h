@@ -441,6 +441,12 @@ AD_API ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b);
  * no separate (n, m) product is kept.
  */
 AD_API ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b);
+/**
+ * relu(x @ w + b) in one node: ad_linear with the ReLU applied in the same
+ * pass over the output (shapes and errors as ad_linear). The gradient masks
+ * the upstream gradient by y > 0 in one op (no step node, no product node).
+ */
+AD_API ad_node *ad_linear_relu(ad_node *x, ad_node *w, ad_node *b);
 /** Swaps the last two axes. */
 AD_API ad_node *ad_transpose(ad_node *a);
 /**
@@ -483,6 +489,15 @@ AD_API ad_node *ad_broadcast_to(ad_node *a, int ndim, const int64_t *shape);
  * error at forward time. No gradient.
  */
 AD_API ad_node *ad_one_hot(ad_node *indices, int64_t classes);
+/**
+ * Softmax cross-entropy of logits (rows, classes) against labels (rows)
+ * holding class numbers: the mean over rows of logsumexp(z) − z[label], a
+ * 0-d node, computed stably in one op. Its gradient
+ * (softmax(z) − onehot(label)) / rows is one op too, itself differentiable
+ * (second order works). A label outside [0, classes) is an error at forward
+ * time. No gradient flows to the labels.
+ */
+AD_API ad_node *ad_softmax_cross_entropy(ad_node *logits, ad_node *labels);
 
 /* ------------------------------------------------- convolution and pooling */
 
