@@ -116,6 +116,16 @@ struct ad_graph {
     size_t scratch_bytes;
 };
 
+/* Intra-op parallelism: a loop over `len` independent elements (each output
+ * element computed by one thread, the same way whatever the thread count,
+ * so results do not depend on it) is split over the OpenMP threads
+ * (ad_set_threads) when it is long enough to pay for waking them. */
+#ifdef AD_HAVE_OPENMP
+#define AD_PARALLEL_FOR_LEN _Pragma("omp parallel for schedule(static) if (len >= 32768)")
+#else
+#define AD_PARALLEL_FOR_LEN
+#endif
+
 /* Type dispatch: the body is written once and compiled for float and double. */
 #define AD_DISPATCH(g, ...)                                                                        \
     do {                                                                                           \

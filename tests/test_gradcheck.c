@@ -842,6 +842,35 @@ Test(gradcheck, softmax_cross_entropy_refuses_a_label_outside_the_classes)
     ad_graph_free(g);
 }
 
+/* The elementwise kernels split long loops over threads (ad_set_threads):
+ * every element is computed the same way, so values are bit-identical for
+ * any thread count. */
+Test(gradcheck, elementwise_results_do_not_depend_on_the_thread_count)
+{
+    enum { N = 70000 };
+    static float out[2][3][N];
+    for (int t = 0; t < 2; t++) {
+        ad_set_threads(t + 1);
+        ad_graph *g = ad_graph_new(AD_F32);
+        int64_t sh[1] = {N};
+        ad_node *x = ad_param(g, 1, sh, "x"), *y = ad_param(g, 1, sh, "y");
+        float *xv = ad_data(x), *yv = ad_data(y);
+        for (int i = 0; i < N; i++) {
+            xv[i] = (float)sin(0.37 * i);
+            yv[i] = (float)cos(0.11 * i);
+        }
+        ad_node *r[3] = {ad_tanh(x), ad_mul(x, y), ad_relu_grad(x, y)};
+        for (int k = 0; k < 3; k++) {
+            cr_assert_not_null(r[k], "%s", ad_graph_error(g));
+            memcpy(out[t][k], ad_data(r[k]), sizeof(float) * N);
+        }
+        ad_graph_free(g);
+    }
+    ad_set_threads(1);
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(memcmp(out[0][k], out[1][k], sizeof(float) * N), 0, "op %d", k);
+}
+
 Test(gradcheck, relu_at_zero_has_derivative_zero)
 {
     ad_graph *g = ad_graph_new(AD_F64);
