@@ -9,14 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chainrule/autodiff.h>
 #include <chainrule/dump.h>
+#include <chainrule/io.h>
 
 #include "commands.h"
 #include "expr.h"
+
+extern char **environ; /* POSIX: the environment, passed on to dot */
 
 #define MAX_VARS 64
 
@@ -169,77 +173,79 @@ static int parse_args(int argc, char **argv, options *o, char **namebuf)
     return 0;
 }
 
-/* The path of an executable found on PATH, in buf, or NULL. */
-static const char *find_program(const char *name, char *buf, size_t size)
+typedef struct {
+    ad_graph *g;
+    ad_node *root;
+    unsigned flags;
+    int rc;
+} dot_job;
+
+static bool dump_dot(FILE *fp, void *ctx)
 {
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        return NULL;
-    while (*path) {
-        const char *colon = strchr(path, ':');
-        size_t len = colon ? (size_t)(colon - path) : strlen(path);
-        if (len > 0 && (size_t)snprintf(buf, size, "%.*s/%s", (int)len, path, name) < size &&
-            access(buf, X_OK) == 0)
-            return buf;
-        path += len + (colon ? 1 : 0);
-    }
-    return NULL;
+    dot_job *job = ctx;
+    job->rc = ad_dump_dot(job->g, job->root, fp, job->flags);
+    return job->rc == 0 && !ferror(fp);
 }
 
+/* --dot FILE: through the library's atomic writer, like every file the CLI
+   writes (no planted link followed, never half a file). */
 static int write_dot(ad_graph *g, ad_node *root, const char *path, unsigned flags)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "chainrule grad: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
-    int rc = ad_dump_dot(g, root, f, flags);
-    if (fclose(f) != 0 || rc != 0) {
-        fprintf(stderr, "chainrule grad: writing '%s' failed: %s\n", path,
-                ad_graph_error(g) ? ad_graph_error(g) : strerror(errno));
+    dot_job job = {g, root, flags, 0};
+    io_error err;
+    if (io_write_atomic(path, dump_dot, &job, &err) != IO_OK) {
+        fprintf(stderr, "chainrule grad: cannot write '%s': %s%s%s\n", path, err.message,
+                job.rc && ad_graph_error(g) ? ": " : "",
+                job.rc && ad_graph_error(g) ? ad_graph_error(g) : "");
         return 1;
     }
     return 0;
 }
 
-/* Renders the graph with Graphviz: dot -Tfmt -o out tmp.dot */
+/* Renders the graph with Graphviz: dot -Tfmt -o out tmp.dot, started with
+   posix_spawnp (no shell, PATH searched by the C library). */
 static int render(ad_graph *g, ad_node *root, const char *fmt, const char *out, unsigned flags)
 {
-    char dot[4096];
-    if (!find_program("dot", dot, sizeof dot)) {
+    const char *tmpdir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/chainrule-grad-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "chainrule grad: cannot create a temporary file: %s\n", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        return 1;
+    }
+    int rc = ad_dump_dot(g, root, f, flags);
+    if (fclose(f) != 0 || rc != 0) {
+        fprintf(stderr, "chainrule grad: writing '%s' failed: %s\n", tmp,
+                ad_graph_error(g) ? ad_graph_error(g) : strerror(errno));
+        unlink(tmp);
+        return 1;
+    }
+    char type[16];
+    snprintf(type, sizeof type, "-T%s", fmt);
+    char *args[] = {"dot", type, "-o", (char *)out, tmp, NULL};
+    fflush(NULL);
+    pid_t pid;
+    int err = posix_spawnp(&pid, "dot", NULL, NULL, args, environ);
+    int status = 0;
+    if (err == ENOENT) {
         fprintf(stderr,
                 "chainrule grad: Graphviz 'dot' is not installed (not found on PATH), so --%s "
                 "cannot render '%s'.\n  Install Graphviz (apt-get install graphviz), or write "
                 "the DOT text with --dot FILE and render it elsewhere.\n",
                 fmt, out);
-        return 1;
-    }
-    const char *tmpdir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/chainrule-grad-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "chainrule grad: cannot create a temporary file: %s\n", strerror(errno));
-        return 1;
-    }
-    close(fd);
-    int rc = write_dot(g, root, tmp, flags);
-    if (rc == 0) {
-        char type[16];
-        snprintf(type, sizeof type, "-T%s", fmt);
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) {
-            char *args[] = {dot, type, "-o", (char *)out, tmp, NULL};
-            execv(dot, args);
-            _exit(127);
-        }
-        int status = 0;
-        if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-            WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "chainrule grad: '%s -T%s' failed to render '%s'\n", dot, fmt, out);
-            rc = 1;
-        }
+        rc = 1;
+    } else if (err != 0) {
+        fprintf(stderr, "chainrule grad: cannot start Graphviz 'dot': %s\n", strerror(err));
+        rc = 1;
+    } else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "chainrule grad: 'dot -T%s' failed to render '%s'\n", fmt, out);
+        rc = 1;
     }
     unlink(tmp);
     return rc;

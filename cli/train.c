@@ -14,6 +14,7 @@
  * train_ckpt.c's, the report train_report.c's.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -177,13 +178,7 @@ enum {
     OPT_COUNT
 };
 
-typedef struct {
-    const char *name; /* without the leading "--" */
-    int id;
-    bool value; /* takes a value */
-} opt_def;
-
-static const opt_def train_opts[] = {
+static const cr_opt train_opts[] = {
     {"data", OPT_DATA, true},
     {"subset", OPT_SUBSET, true},
     {"val", OPT_VAL, true},
@@ -282,7 +277,7 @@ static void train_help(FILE *out)
 }
 
 /* Prints "chainrule CMD: message (see ...)" and returns the usage status 2. */
-static int usage_error(const char *cmd, const char *fmt, ...)
+int cr_usage_error(const char *cmd, const char *fmt, ...)
 {
     char msg[CR_ERR_MAX];
     va_list ap;
@@ -291,6 +286,67 @@ static int usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "chainrule %s: %s (see 'chainrule %s --help')\n", cmd, msg, cmd);
     return 2;
+}
+
+/* getopt_long's values for the options: OPT_BASE + index in the table */
+#define OPT_BASE 256
+
+int cr_parse_options(const char *cmd, int argc, char **argv, const cr_opt *opts, bool *given,
+                     const char **value, const char **positional, int max_positional,
+                     int *npositional)
+{
+    int count = 0, help = -1;
+    while (opts[count].name)
+        count++;
+    struct option *longopts = calloc((size_t)count + 1, sizeof *longopts);
+    if (!longopts) {
+        fprintf(stderr, "chainrule %s: out of memory\n", cmd);
+        return 1;
+    }
+    for (int i = 0; i < count; i++) {
+        longopts[i].name = opts[i].name;
+        longopts[i].has_arg = opts[i].value ? required_argument : no_argument;
+        longopts[i].val = OPT_BASE + i;
+        if (strcmp(opts[i].name, "help") == 0)
+            help = i;
+    }
+    *npositional = 0;
+    int status = -1, c;
+    opterr = 0; /* our messages, not getopt's */
+    optind = 0; /* (re)start scanning at argv[1] */
+    /* '-': operands come back in order as 1; ':': a missing value is ':' */
+    while (status < 0 && (c = getopt_long(argc, argv, "-:h", longopts, NULL)) != -1) {
+        const char *arg = argv[optind - 1];
+        if (c == 1) {
+            if (*npositional == max_positional)
+                status = cr_usage_error(cmd, "unexpected argument '%s'", optarg);
+            else
+                positional[(*npositional)++] = optarg;
+        } else if (c == 'h' && help >= 0) {
+            given[opts[help].id] = true;
+        } else if (c >= OPT_BASE && c < OPT_BASE + count) {
+            given[opts[c - OPT_BASE].id] = true;
+            value[opts[c - OPT_BASE].id] = optarg;
+        } else if (c == ':' && optopt >= OPT_BASE) {
+            status = cr_usage_error(cmd, "option --%s needs a value", opts[optopt - OPT_BASE].name);
+        } else if (optopt >= OPT_BASE) {
+            status =
+                cr_usage_error(cmd, "option --%s takes no value", opts[optopt - OPT_BASE].name);
+        } else if (strncmp(arg, "--", 2) == 0) {
+            size_t len = strcspn(arg, "=");
+            status = cr_usage_error(cmd, "unknown option '%.*s'", (int)len, arg);
+        } else {
+            status = cr_usage_error(cmd, "unexpected argument '%s'", arg);
+        }
+    }
+    for (int i = optind; status < 0 && i < argc; i++) { /* after "--" */
+        if (*npositional == max_positional)
+            status = cr_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        else
+            positional[(*npositional)++] = argv[i];
+    }
+    free(longopts);
+    return status;
 }
 
 static bool parse_double(const char *s, double *out)
@@ -388,14 +444,14 @@ static int set_optimizer(train_options *o, const char *cmd)
     char name[sizeof run->optimizer];
     const char *given = o->given[OPT_OPTIMIZER] ? o->value[OPT_OPTIMIZER] : run->optimizer;
     if (strlen(given) >= sizeof name)
-        return usage_error(cmd, "unknown optimizer '%s'", given);
+        return cr_usage_error(cmd, "unknown optimizer '%s'", given);
     snprintf(name, sizeof name, "%s", given);
     int kind = nn_optim_from_name(name);
     if (kind < 0)
-        return usage_error(cmd,
-                           "unknown optimizer '%s' (sgd, momentum, nesterov, adam, adamw, "
-                           "rmsprop, adagrad)",
-                           name);
+        return cr_usage_error(cmd,
+                              "unknown optimizer '%s' (sgd, momentum, nesterov, adam, adamw, "
+                              "rmsprop, adagrad)",
+                              name);
     snprintf(run->optimizer, sizeof run->optimizer, "%s", name);
     run->optim = nn_optim_defaults((nn_optim_kind)kind);
     if (strcmp(name, "momentum") == 0 || strcmp(name, "nesterov") == 0)
@@ -404,26 +460,26 @@ static int set_optimizer(train_options *o, const char *cmd)
     double v;
     if (o->given[OPT_LR]) {
         if (!parse_double(o->value[OPT_LR], &v) || !(v > 0))
-            return usage_error(cmd,
-                               "bad value '%s' for --lr: the learning rate must be a "
-                               "number > 0",
-                               o->value[OPT_LR]);
+            return cr_usage_error(cmd,
+                                  "bad value '%s' for --lr: the learning rate must be a "
+                                  "number > 0",
+                                  o->value[OPT_LR]);
         run->optim.lr = v;
     }
     if (o->given[OPT_MOMENTUM]) {
         if (!parse_double(o->value[OPT_MOMENTUM], &v) || !(v >= 0 && v < 1))
-            return usage_error(cmd, "bad value '%s' for --momentum: must be a number in [0, 1)",
-                               o->value[OPT_MOMENTUM]);
+            return cr_usage_error(cmd, "bad value '%s' for --momentum: must be a number in [0, 1)",
+                                  o->value[OPT_MOMENTUM]);
         if (kind != NN_OPT_SGD && kind != NN_OPT_RMSPROP)
-            return usage_error(cmd, "--momentum applies to sgd and rmsprop, not %s", name);
+            return cr_usage_error(cmd, "--momentum applies to sgd and rmsprop, not %s", name);
         if (run->optim.nesterov && v == 0)
-            return usage_error(cmd, "nesterov needs --momentum > 0");
+            return cr_usage_error(cmd, "nesterov needs --momentum > 0");
         run->optim.momentum = v;
     }
     if (o->given[OPT_WEIGHT_DECAY]) {
         if (!parse_double(o->value[OPT_WEIGHT_DECAY], &v) || !(v >= 0))
-            return usage_error(cmd, "bad value '%s' for --weight-decay: must be a number >= 0",
-                               o->value[OPT_WEIGHT_DECAY]);
+            return cr_usage_error(cmd, "bad value '%s' for --weight-decay: must be a number >= 0",
+                                  o->value[OPT_WEIGHT_DECAY]);
         run->optim.weight_decay = v;
     }
     return 0;
@@ -438,33 +494,11 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     o->nhidden = 2;
     o->hidden[0] = 300;
     o->hidden[1] = 100;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0)
-            arg = "--help";
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return usage_error(cmd, "unexpected argument '%s'", arg);
-        const char *eq = strchr(arg + 2, '=');
-        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        const opt_def *d = train_opts;
-        while (d->name && !(strlen(d->name) == len && strncmp(d->name, arg + 2, len) == 0))
-            d++;
-        if (!d->name)
-            return usage_error(cmd, "unknown option '%.*s'", (int)len + 2, arg);
-        const char *value = NULL;
-        if (d->value) {
-            if (eq)
-                value = eq + 1;
-            else if (i + 1 < argc)
-                value = argv[++i];
-            else
-                return usage_error(cmd, "option --%s needs a value", d->name);
-        } else if (eq) {
-            return usage_error(cmd, "option --%s takes no value", d->name);
-        }
-        o->given[d->id] = true;
-        o->value[d->id] = value;
-    }
+    int npositional;
+    int status =
+        cr_parse_options(cmd, argc, argv, train_opts, o->given, o->value, NULL, 0, &npositional);
+    if (status >= 0)
+        return status;
     if (o->given[OPT_HELP]) {
         train_help(stdout);
         return 0;
@@ -476,39 +510,39 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     char why[256];
     o->data_dir = o->given[OPT_DATA] ? o->value[OPT_DATA] : IO_FASHION_MNIST_DIR;
     if (o->given[OPT_DATA] && o->data_dir[0] == '\0')
-        return usage_error(cmd, "--data needs a directory");
+        return cr_usage_error(cmd, "--data needs a directory");
     if (o->given[OPT_SUBSET]) {
         if (!parse_int(o->value[OPT_SUBSET], 1, INT64_MAX, &n))
-            return usage_error(cmd, "bad value '%s' for --subset: must be an integer >= 1",
-                               o->value[OPT_SUBSET]);
+            return cr_usage_error(cmd, "bad value '%s' for --subset: must be an integer >= 1",
+                                  o->value[OPT_SUBSET]);
         run->subset = n;
     }
     if (o->given[OPT_VAL]) {
         if (!parse_int(o->value[OPT_VAL], 0, INT64_MAX, &n))
-            return usage_error(cmd, "bad value '%s' for --val: must be an integer >= 0",
-                               o->value[OPT_VAL]);
+            return cr_usage_error(cmd, "bad value '%s' for --val: must be an integer >= 0",
+                                  o->value[OPT_VAL]);
         run->val = n;
     }
     if (o->given[OPT_CLASS_NAMES]) {
         if (cr_run_parse_class_names(run, o->value[OPT_CLASS_NAMES], why, sizeof why) != 0)
-            return usage_error(cmd, "bad value '%s' for --class-names: %s",
-                               o->value[OPT_CLASS_NAMES], why);
+            return cr_usage_error(cmd, "bad value '%s' for --class-names: %s",
+                                  o->value[OPT_CLASS_NAMES], why);
         o->class_names_given = true;
     }
     if (o->given[OPT_HIDDEN]) {
         o->nhidden =
             parse_hidden(o->value[OPT_HIDDEN], o->hidden, CR_MAX_WIDTHS - 2, why, sizeof why);
         if (o->nhidden < 0)
-            return usage_error(cmd, "bad value '%s' for --hidden: %s (e.g. --hidden 300,100)",
-                               o->value[OPT_HIDDEN], why);
+            return cr_usage_error(cmd, "bad value '%s' for --hidden: %s (e.g. --hidden 300,100)",
+                                  o->value[OPT_HIDDEN], why);
     }
     if (o->given[OPT_ACTIVATION]) {
         int a = nn_activation_from_name(o->value[OPT_ACTIVATION]);
         if (a < 0 || a == NN_ACT_SOFTMAX || a == NN_ACT_LOG_SOFTMAX)
-            return usage_error(cmd,
-                               "unknown hidden activation '%s' (relu, leaky_relu, elu, selu, "
-                               "tanh, sigmoid, softplus, identity, step_st, sign_st)",
-                               o->value[OPT_ACTIVATION]);
+            return cr_usage_error(cmd,
+                                  "unknown hidden activation '%s' (relu, leaky_relu, elu, selu, "
+                                  "tanh, sigmoid, softplus, identity, step_st, sign_st)",
+                                  o->value[OPT_ACTIVATION]);
         run->activation = (nn_activation)a;
     }
     if (o->given[OPT_DTYPE]) {
@@ -517,7 +551,8 @@ static int parse_train_options(int argc, char **argv, train_options *o)
         else if (strcmp(o->value[OPT_DTYPE], "f64") == 0)
             run->dtype = AD_F64;
         else
-            return usage_error(cmd, "bad value '%s' for --dtype: f32 or f64", o->value[OPT_DTYPE]);
+            return cr_usage_error(cmd, "bad value '%s' for --dtype: f32 or f64",
+                                  o->value[OPT_DTYPE]);
     }
     int rc = set_optimizer(o, cmd);
     if (rc)
@@ -525,48 +560,48 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     if (o->given[OPT_SCHEDULE]) {
         int s = nn_schedule_from_name(o->value[OPT_SCHEDULE]);
         if (s != NN_SCHED_CONSTANT && s != NN_SCHED_COSINE && s != NN_SCHED_EXPONENTIAL)
-            return usage_error(cmd, "unknown schedule '%s' (constant, cosine, exponential)",
-                               o->value[OPT_SCHEDULE]);
+            return cr_usage_error(cmd, "unknown schedule '%s' (constant, cosine, exponential)",
+                                  o->value[OPT_SCHEDULE]);
         run->schedule = (nn_schedule_kind)s;
     }
     if (o->given[OPT_GAMMA]) {
         if (!parse_double(o->value[OPT_GAMMA], &v) || !(v > 0 && v <= 1))
-            return usage_error(cmd, "bad value '%s' for --gamma: must be a number in (0, 1]",
-                               o->value[OPT_GAMMA]);
+            return cr_usage_error(cmd, "bad value '%s' for --gamma: must be a number in (0, 1]",
+                                  o->value[OPT_GAMMA]);
         run->gamma = v;
     }
     if (o->given[OPT_BATCH]) {
         if (!parse_int(o->value[OPT_BATCH], 1, 1 << 20, &n))
-            return usage_error(cmd,
-                               "bad value '%s' for --batch: must be an integer in [1, "
-                               "1048576]",
-                               o->value[OPT_BATCH]);
+            return cr_usage_error(cmd,
+                                  "bad value '%s' for --batch: must be an integer in [1, "
+                                  "1048576]",
+                                  o->value[OPT_BATCH]);
         run->batch = n;
     }
     if (o->given[OPT_EPOCHS]) {
         if (!parse_int(o->value[OPT_EPOCHS], 1, 1000000, &n))
-            return usage_error(cmd,
-                               "bad value '%s' for --epochs: must be an integer in [1, "
-                               "1000000]",
-                               o->value[OPT_EPOCHS]);
+            return cr_usage_error(cmd,
+                                  "bad value '%s' for --epochs: must be an integer in [1, "
+                                  "1000000]",
+                                  o->value[OPT_EPOCHS]);
         run->epochs = n;
     }
     if (o->given[OPT_SEED] && !parse_u64(o->value[OPT_SEED], &run->seed))
-        return usage_error(cmd, "bad value '%s' for --seed: must be an integer in [0, 2^64)",
-                           o->value[OPT_SEED]);
+        return cr_usage_error(cmd, "bad value '%s' for --seed: must be an integer in [0, 2^64)",
+                              o->value[OPT_SEED]);
     if (o->given[OPT_THREADS]) {
         if (!parse_int(o->value[OPT_THREADS], 1, 1024, &n))
-            return usage_error(cmd,
-                               "bad value '%s' for --threads: must be an integer in [1, "
-                               "1024]",
-                               o->value[OPT_THREADS]);
+            return cr_usage_error(cmd,
+                                  "bad value '%s' for --threads: must be an integer in [1, "
+                                  "1024]",
+                                  o->value[OPT_THREADS]);
         o->threads = (int)n;
     }
     const int files[] = {OPT_SAVE, OPT_RESUME, OPT_LOG, OPT_PLOT};
     const char *file_opts[] = {"save", "resume", "log", "plot"};
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
         if (o->given[files[k]] && o->value[files[k]][0] == '\0')
-            return usage_error(cmd, "--%s needs a file name", file_opts[k]);
+            return cr_usage_error(cmd, "--%s needs a file name", file_opts[k]);
     o->save = o->value[OPT_SAVE];
     o->resume = o->value[OPT_RESUME];
     o->log = o->value[OPT_LOG];
@@ -593,22 +628,22 @@ static int merge_resumed(train_options *o, cr_run *saved)
         if (!same) {
             char w[256];
             cr_run_widths_string(saved, w, sizeof w);
-            return usage_error(cmd, "--hidden %s differs from the network of %s (%s)",
-                               o->value[OPT_HIDDEN], o->resume, w);
+            return cr_usage_error(cmd, "--hidden %s differs from the network of %s (%s)",
+                                  o->value[OPT_HIDDEN], o->resume, w);
         }
     }
     if (o->given[OPT_ACTIVATION] && want->activation != saved->activation)
-        return usage_error(cmd, "--activation %s differs from %s's %s", o->value[OPT_ACTIVATION],
-                           o->resume, nn_activation_name(saved->activation));
+        return cr_usage_error(cmd, "--activation %s differs from %s's %s", o->value[OPT_ACTIVATION],
+                              o->resume, nn_activation_name(saved->activation));
     if (o->given[OPT_DTYPE] && want->dtype != saved->dtype)
-        return usage_error(cmd, "--dtype %s differs from %s's %s", o->value[OPT_DTYPE], o->resume,
-                           saved->dtype == AD_F32 ? "f32" : "f64");
+        return cr_usage_error(cmd, "--dtype %s differs from %s's %s", o->value[OPT_DTYPE],
+                              o->resume, saved->dtype == AD_F32 ? "f32" : "f64");
     if (o->given[OPT_OPTIMIZER] && strcmp(want->optimizer, saved->optimizer) != 0)
-        return usage_error(cmd, "--optimizer %s differs from %s's %s", want->optimizer, o->resume,
-                           saved->optimizer);
+        return cr_usage_error(cmd, "--optimizer %s differs from %s's %s", want->optimizer,
+                              o->resume, saved->optimizer);
     if ((o->given[OPT_MOMENTUM] && want->optim.momentum != saved->optim.momentum) ||
         (o->given[OPT_WEIGHT_DECAY] && want->optim.weight_decay != saved->optim.weight_decay))
-        return usage_error(cmd, "--momentum and --weight-decay cannot change on --resume");
+        return cr_usage_error(cmd, "--momentum and --weight-decay cannot change on --resume");
     /* The data split, the batch order and the learning rate are part of the
        run too: a different --val would move validation images into
        training, a different --seed or --batch would not continue the run. */
@@ -639,13 +674,13 @@ static int merge_resumed(train_options *o, cr_run *saved)
     }
     if (conflict) {
         int id = 0;
-        for (const opt_def *d = train_opts; d->name; d++)
+        for (const cr_opt *d = train_opts; d->name; d++)
             if (strcmp(d->name, conflict) == 0)
                 id = d->id;
-        return usage_error(cmd,
-                           "--%s %s differs from %s's %s; a resumed run keeps its checkpoint's "
-                           "settings (only --epochs and --class-names may change)",
-                           conflict, o->value[id], o->resume, stored);
+        return cr_usage_error(cmd,
+                              "--%s %s differs from %s's %s; a resumed run keeps its checkpoint's "
+                              "settings (only --epochs and --class-names may change)",
+                              conflict, o->value[id], o->resume, stored);
     }
     if (o->given[OPT_EPOCHS])
         saved->epochs = want->epochs;

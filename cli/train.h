@@ -57,6 +57,34 @@ typedef struct cr_run {
     cr_history history;                     /* per-epoch figures so far (owned) */
 } cr_run;
 
+/* An option of a subcommand: name without the leading "--", the caller's
+ * id (an index into its given/value arrays), whether it takes a value. */
+typedef struct cr_opt {
+    const char *name;
+    int id;
+    bool value;
+} cr_opt;
+
+/*
+ * Parses argv[1..] with getopt_long against opts (ended by a NULL name; an
+ * option named "help" is also -h): given[id] and value[id] (the text as
+ * typed, "--lr=0.1" or "--lr 0.1") for each option seen, operands into
+ * positional (at most max_positional, in order). Returns -1 to go on, or
+ * the exit status after printing the usage error: "unknown option
+ * '--bogus'", "option --lr needs a value", "option --quiet takes no value",
+ * "unexpected argument 'extra'" (status 2).
+ */
+int cr_parse_options(const char *cmd, int argc, char **argv, const cr_opt *opts, bool *given,
+                     const char **value, const char **positional, int max_positional,
+                     int *npositional);
+
+/* Prints "chainrule CMD: message (see 'chainrule CMD --help')"; returns 2. */
+int cr_usage_error(const char *cmd, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* Fills run with the defaults of Géron's chapter 10 network. */
 void cr_run_defaults(cr_run *run);
 /* Frees what run owns (the history, the class names). */

@@ -89,17 +89,6 @@ int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *
 
 /* ------------------------------------------------------- eval and predict */
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    char msg[CR_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "chainrule %s: %s (see 'chainrule %s --help')\n", cmd, msg, cmd);
-    return 2;
-}
-
 typedef struct {
     const char *positional[2];
     int npositional;
@@ -109,59 +98,57 @@ typedef struct {
     bool allow_nonfinite;
 } run_options;
 
+enum { RUN_DATA, RUN_THREADS, RUN_QUIET, RUN_ALLOW_NONFINITE, RUN_HELP, RUN_COUNT };
+
 /* Options of eval and predict; returns -1 to go on, else an exit status. */
 static int parse_run_options(const char *cmd, int argc, char **argv, int want_positional,
                              bool allow_data, void (*help)(FILE *), run_options *o)
 {
+    /* predict takes no --data and no --quiet */
+    const cr_opt all[] = {
+        {"threads", RUN_THREADS, true}, {"allow-nonfinite", RUN_ALLOW_NONFINITE, false},
+        {"help", RUN_HELP, false},      {"data", RUN_DATA, true},
+        {"quiet", RUN_QUIET, false},    {NULL, 0, false},
+    };
+    cr_opt opts[6];
+    int k = 0;
+    for (const cr_opt *d = all; d->name; d++)
+        if (allow_data || (d->id != RUN_DATA && d->id != RUN_QUIET))
+            opts[k++] = *d;
+    opts[k] = (cr_opt){NULL, 0, false};
+    bool given[RUN_COUNT] = {false};
+    const char *value[RUN_COUNT] = {NULL};
     memset(o, 0, sizeof *o);
     o->data_dir = IO_FASHION_MNIST_DIR;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            help(stdout);
-            return 0;
-        }
-        if (strncmp(arg, "--", 2) == 0) {
-            const char *eq = strchr(arg, '=');
-            size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-            bool is_data = allow_data && len == 6 && strncmp(arg, "--data", 6) == 0;
-            bool is_threads = len == 9 && strncmp(arg, "--threads", 9) == 0;
-            bool is_quiet = allow_data && strcmp(arg, "--quiet") == 0;
-            if (is_quiet) {
-                o->quiet = true;
-                continue;
-            }
-            if (strcmp(arg, "--allow-nonfinite") == 0) {
-                o->allow_nonfinite = true;
-                continue;
-            }
-            if (!is_data && !is_threads)
-                return usage_error(cmd, "unknown option '%.*s'", (int)len, arg);
-            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!value || value[0] == '\0')
-                return usage_error(cmd, "option %.*s needs a value", (int)len, arg);
-            if (is_data) {
-                o->data_dir = value;
-            } else {
-                char *end;
-                errno = 0;
-                long t = strtol(value, &end, 10);
-                if (*end != '\0' || errno == ERANGE || t < 1 || t > 1024)
-                    return usage_error(cmd,
-                                       "bad value '%s' for --threads: must be an integer "
-                                       "in [1, 1024]",
-                                       value);
-                o->threads = (int)t;
-            }
-            continue;
-        }
-        if (o->npositional == want_positional)
-            return usage_error(cmd, "unexpected argument '%s'", arg);
-        o->positional[o->npositional++] = arg;
+    int status = cr_parse_options(cmd, argc, argv, opts, given, value, o->positional,
+                                  want_positional, &o->npositional);
+    if (status >= 0)
+        return status;
+    if (given[RUN_HELP]) {
+        help(stdout);
+        return 0;
     }
+    if (given[RUN_DATA] && !value[RUN_DATA][0])
+        return cr_usage_error(cmd, "option --data needs a value");
+    if (given[RUN_DATA])
+        o->data_dir = value[RUN_DATA];
+    if (given[RUN_THREADS]) {
+        const char *v = value[RUN_THREADS];
+        char *end;
+        errno = 0;
+        long t = strtol(v, &end, 10);
+        if (!*v)
+            return cr_usage_error(cmd, "option --threads needs a value");
+        if (*end != '\0' || errno == ERANGE || t < 1 || t > 1024)
+            return cr_usage_error(
+                cmd, "bad value '%s' for --threads: must be an integer in [1, 1024]", v);
+        o->threads = (int)t;
+    }
+    o->quiet = given[RUN_QUIET];
+    o->allow_nonfinite = given[RUN_ALLOW_NONFINITE];
     if (o->npositional < want_positional)
-        return usage_error(cmd, want_positional == 1 ? "needs a MODEL file"
-                                                     : "needs a MODEL file and an IDX FILE");
+        return cr_usage_error(cmd, want_positional == 1 ? "needs a MODEL file"
+                                                        : "needs a MODEL file and an IDX FILE");
     return -1;
 }
 
@@ -169,7 +156,7 @@ static void eval_help(FILE *out)
 {
     /* clang-format off */
     fprintf(out,
-"usage: chainrule eval MODEL [--data DIR] [--threads N] [--quiet]\n"
+"usage: chainrule eval MODEL [--data DIR] [--threads N] [--quiet] [--allow-nonfinite]\n"
 "\n"
 "Classifies the test images of DIR (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte,\n"
 "possibly .gz; default " IO_FASHION_MNIST_DIR ") with the model saved by\n"
@@ -183,7 +170,7 @@ static void predict_help(FILE *out)
 {
     /* clang-format off */
     fprintf(out,
-"usage: chainrule predict MODEL FILE [--threads N]\n"
+"usage: chainrule predict MODEL FILE [--threads N] [--allow-nonfinite]\n"
 "\n"
 "Classifies every image of the IDX file FILE (plain or .gz, e.g.\n"
 IO_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz) with the model\n"
