@@ -786,3 +786,39 @@ Test(grad_any_node, convolution_and_pooling)
     cr_assert_eq(ad_gradcheck(pen, 1, &W, NULL, &r), 0, "max abs %g", r.max_abs_err);
     ad_graph_free(g);
 }
+
+/* Input gradients through the fused and shape ops: linear_relu, permute,
+ * keepdims reductions, softmax_cross_entropy (first and second order, by the
+ * gradient check), and the fused ops' rules skip nothing a caller asks for. */
+Test(grad_any_node, fused_and_shape_ops)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {3, 4}, ws[2] = {4, 5}, bs[1] = {5}, ls[1] = {3};
+    double v[20], labels[3] = {1, 4, 0};
+    ad_node *X = ad_input(g, 2, xs, "X"), *W = ad_param(g, 2, ws, "W");
+    ad_node *b = ad_const(g, 1, bs, NULL, "b"), *lab = ad_input(g, 1, ls, "labels");
+    for (int i = 0; i < 12; i++)
+        v[i] = wave(i, 1.3, 0.5);
+    ad_set(X, v, 12);
+    for (int i = 0; i < 20; i++)
+        v[i] = 0.7 * wave(i, 0.9, 0.2);
+    ad_set(W, v, 20);
+    for (int i = 0; i < 5; i++)
+        v[i] = 0.3 + 0.1 * i; /* keeps every unit of the ReLU away from its kink */
+    ad_set(b, v, 5);
+    ad_set(lab, labels, 3);
+    ad_node *h = ad_linear_relu(X, W, b);                          /* (3,5) */
+    ad_node *t = ad_permute(ad_unsqueeze(h, 0), (int[]){1, 2, 0}); /* (3,5,1) */
+    ad_node *c = ad_sub(ad_squeeze(t, -1), ad_mean_keepdims(h, 1));
+    ad_node *L = ad_softmax_cross_entropy(c, lab);
+    cr_assert_not_null(L, "%s", ad_graph_error(g));
+    ad_node *leaves[3] = {X, W, b};
+    ad_gradcheck_result r;
+    cr_assert_eq(ad_gradcheck(L, 3, leaves, NULL, &r), 0, "max abs %g", r.max_abs_err);
+    cr_assert_eq(r.checked, 12 + 20 + 5);
+    ad_node *gX = ad_grad(L, X);
+    ad_node *P = ad_add(L, ad_sum(ad_mul(gX, gX), AD_ALL));
+    cr_assert_eq(ad_gradcheck(P, 3, leaves, NULL, &r), 0, "second order: max abs %g",
+                 r.max_abs_err);
+    ad_graph_free(g);
+}
