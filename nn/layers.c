@@ -386,23 +386,20 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
                     mv[i * t + j] = j > i ? (T)-INFINITY : (T)0;
         });
     }
-    ad_node *outs[64];
-    ad_node **parts = heads <= 64 ? outs : NULL;
-    if (!parts)
-        return nn_graph_fail(x, "%s: %d heads, at most 64", fn, heads);
-    double scale = 1.0 / sqrt((double)d);
-    for (int h = 0; h < heads; h++) {
-        ad_node *q = ad_slice(qkv, 2, h * d, (h + 1) * d);                 /* (B, T, D) */
-        ad_node *k = ad_slice(qkv, 2, e + h * d, e + (h + 1) * d);         /* (B, T, D) */
-        ad_node *v = ad_slice(qkv, 2, 2 * e + h * d, 2 * e + (h + 1) * d); /* (B, T, D) */
-        ad_node *s = ad_scale(ad_matmul_t(q, 0, k, 1), scale);             /* (B, T, T) */
-        if (mask)
-            s = ad_add(s, mask);
-        ad_node *a = ad_softmax(s, 2);
-        if (dropout > 0)
-            a = nn_dropout(a, dropout, training);
-        parts[h] = ad_matmul(a, v); /* (B, T, D) */
-    }
-    ad_node *cat = heads == 1 ? parts[0] : ad_concat(heads, parts, 2); /* (B, T, E) */
+    /* heads side by side: (B, T, E) -> (B, T, heads, D) -> (B, heads, T, D);
+     * 0 keeps the batch and time axes, so the reshape follows any batch */
+    int64_t split[4] = {0, 0, heads, d}, merge[3] = {0, 0, e};
+    int to_heads[4] = {0, 2, 1, 3};
+    ad_node *q = ad_permute(ad_reshape(ad_slice(qkv, 2, 0, e), 4, split), to_heads);
+    ad_node *k = ad_permute(ad_reshape(ad_slice(qkv, 2, e, 2 * e), 4, split), to_heads);
+    ad_node *v = ad_permute(ad_reshape(ad_slice(qkv, 2, 2 * e, 3 * e), 4, split), to_heads);
+    ad_node *s = ad_scale(ad_matmul_t(q, 0, k, 1), 1.0 / sqrt((double)d)); /* (B, heads, T, T) */
+    if (mask)
+        s = ad_add(s, mask);
+    ad_node *a = ad_softmax(s, 3);
+    if (dropout > 0)
+        a = nn_dropout(a, dropout, training);
+    ad_node *o = ad_permute(ad_matmul(a, v), to_heads); /* (B, T, heads, D) */
+    ad_node *cat = ad_reshape(o, 3, merge);             /* (B, T, E) */
     return project(cat, out_w, out_b);
 }

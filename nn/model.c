@@ -829,6 +829,18 @@ int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out)
     out->rate = l->rate;
     out->momentum = l->momentum;
     out->eps = l->eps;
+    out->vocab = l->vocab;
+    memcpy(out->kernel, l->kernel, sizeof out->kernel);
+    memcpy(out->stride, l->stride, sizeof out->stride);
+    memcpy(out->padding, l->padding, sizeof out->padding);
+    memcpy(out->dilation, l->dilation, sizeof out->dilation);
+    out->groups = l->groups;
+    out->naxes = l->naxes;
+    out->affine = l->affine;
+    out->heads = l->heads;
+    out->causal = l->causal;
+    out->batch_first = l->batch_first;
+    out->name = l->name;
     return NN_OK;
 }
 

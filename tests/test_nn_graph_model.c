@@ -304,6 +304,15 @@ Test(nn_graph_model, summary_lists_layers_shapes_and_counts)
     assert_contains(text, "dense0");
     cr_assert(strstr(text, "30") != NULL, "conv2d: 3*1*3*3 + 3 = 30 parameters\n%s", text);
     assert_contains(text, "total: 148 parameters in 6 tensors (f64), 6 state values");
+    nn_layer_info li;
+    cr_assert_eq(nn_model_layer_info(m, 0, &li), 0);
+    cr_assert_eq(li.kind, NN_LAYER_CONV2D);
+    cr_assert_str_eq(li.name, "conv2d0");
+    cr_assert_eq(li.units, 3);
+    cr_assert_eq(li.kernel[1], 3);
+    cr_assert_eq(li.padding[0], 1);
+    cr_assert_eq(li.in, 6);
+    cr_assert_eq(li.out, 6);
     free(text);
     nn_model_free(m);
 }

@@ -635,7 +635,7 @@ NN_API ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64
  * (T, B, I) time-major, or (B, T, I) when batch_first. h0 (and c0 for the
  * LSTM) is the initial state (B, H), NULL for zeros. Returns every step's
  * output, (T, B, H) or (B, T, H); *h_last (and *c_last) receive the last
- * state (B, H) (either may be NULL). Parameters in PyTorch's layout and
+ * state (B, H) (either may be NULL); at most 512 steps. Parameters in PyTorch's layout and
  * names (without the _l0 suffix): "weight_ih" (G H, I), "weight_hh"
  * (G H, H), "bias_ih", "bias_hh" (G H), G = 1 (RNN), 4 (LSTM, gates i f g
  * o), 3 (GRU, gates r z n), all uniform in +-1/sqrt(H). act: NN_ACT_TANH
@@ -703,16 +703,29 @@ NN_API int nn_model_layer_kind(const nn_model *m, int i);
 /** Everything declared about one layer (for checkpoints and summaries). */
 typedef struct {
     nn_layer_kind kind; /**< the layer's kind */
-    int64_t in;         /**< input width (set by nn_model_build; 0 before) */
-    int64_t out;        /**< output width (set by nn_model_build; 0 before) */
-    int64_t units;      /**< dense, perceptron */
-    int bias;           /**< dense: has a bias (perceptron: always) */
-    nn_init init;       /**< dense, perceptron (NN_INIT_ZEROS) */
-    nn_activation act;  /**< activation; the perceptron's step */
-    double alpha;       /**< activation parameter (leaky ReLU, ELU) */
-    double rate;        /**< dropout */
-    double momentum;    /**< batch norm: running-statistics momentum */
-    double eps;         /**< batch norm: added to the variance */
+    int64_t in;         /**< width of the input's last axis (0 before build/finish) */
+    int64_t out;        /**< width of the output's last axis (0 before build/finish) */
+    int64_t units; /**< outputs (dense, perceptron), channels (conv), width (embedding), hidden size
+                      (recurrent, feed-forward, transformer) */
+    int bias;      /**< dense: has a bias (perceptron: always) */
+    nn_init init;  /**< dense, perceptron (NN_INIT_ZEROS) */
+    nn_activation act; /**< activation; the perceptron's step */
+    double alpha;      /**< activation parameter (leaky ReLU, ELU) */
+    double rate;       /**< dropout */
+    double momentum;   /**< batch norm: running-statistics momentum */
+    double eps;        /**< batch norm, layer norm: added to the variance */
+    int64_t vocab;     /**< embedding: rows of the table (units: its width) */
+    int kernel[2];     /**< conv, pooling: window ([1] for 2-d) */
+    int stride[2];     /**< conv, pooling (0: default) */
+    int padding[2];    /**< conv, pooling */
+    int dilation[2];   /**< conv (0: 1) */
+    int groups;        /**< conv (0: 1) */
+    int naxes;         /**< layer norm: normalized trailing axes */
+    int affine;        /**< layer norm, batch norm: learnable scale and shift */
+    int heads;         /**< attention, transformer block */
+    int causal;        /**< attention, transformer block: causal mask */
+    int batch_first;   /**< recurrent: (B, T, I) instead of (T, B, I) */
+    const char *name;  /**< "conv2d0": the prefix of its parameter names, owned by the model */
 } nn_layer_info;
 /** Describes layer i in [0, nn_model_layer_count). 0, NN_ERR_NULL or NN_ERR_ARG. */
 NN_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
