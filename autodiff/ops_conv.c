@@ -325,19 +325,26 @@ static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool a
                                 memset(r, 0, sizeof(T) * (size_t)q->OW);
                             continue;
                         }
-                        T *xr = x + (c * q->H + ih) * q->W;
+                        /* the valid columns: image xs[j·sw] and column rs[j], j < m */
+                        T *xs = x + (c * q->H + ih) * q->W + lo * q->sw + off, *rs = r + lo;
+                        const int64_t m = hi - lo, sw = q->sw;
                         if (add) {
-                            for (int64_t j = lo; j < hi; j++)
-                                xr[j * q->sw + off] += r[j];
+                            if (sw == 1) /* unit stride: vectorizes */
+                                for (int64_t j = 0; j < m; j++)
+                                    xs[j] += rs[j];
+                            else
+                                for (int64_t j = 0; j < m; j++)
+                                    xs[j * sw] += rs[j];
                             continue;
                         }
                         for (int64_t j = 0; j < lo; j++)
                             r[j] = 0;
-                        if (q->sw == 1 && hi > lo)
-                            memcpy(r + lo, xr + lo + off, sizeof(T) * (size_t)(hi - lo));
+                        if (sw == 1) /* rows are short (OW): a loop, not a memcpy call */
+                            for (int64_t j = 0; j < m; j++)
+                                rs[j] = xs[j];
                         else
-                            for (int64_t j = lo; j < hi; j++)
-                                r[j] = xr[j * q->sw + off];
+                            for (int64_t j = 0; j < m; j++)
+                                rs[j] = xs[j * sw];
                         for (int64_t j = hi; j < q->OW; j++)
                             r[j] = 0;
                     }
