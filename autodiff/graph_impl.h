@@ -120,10 +120,29 @@ struct ad_graph {
  * element computed by one thread, the same way whatever the thread count,
  * so results do not depend on it) is split over the OpenMP threads
  * (ad_set_threads) when it is long enough to pay for waking them. */
+#define AD_PARALLEL_MIN 32768
 #ifdef AD_HAVE_OPENMP
-#define AD_PARALLEL_FOR_LEN _Pragma("omp parallel for schedule(static) if (len >= 32768)")
+/* for (int64_t i = 0; i < len; i++) { body }; a short loop never enters the
+ * OpenMP runtime (an if clause would: a team of one costs a scalar node
+ * more than its arithmetic) */
+#define AD_FOR_ELEMENTS(i, len, ...)                                                               \
+    do {                                                                                           \
+        if ((len) >= AD_PARALLEL_MIN) {                                                            \
+            _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (len); i++)       \
+            {                                                                                      \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < (len); i++) {                                                  \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
 #else
-#define AD_PARALLEL_FOR_LEN
+#define AD_FOR_ELEMENTS(i, len, ...)                                                               \
+    for (int64_t i = 0; i < (len); i++) {                                                          \
+        __VA_ARGS__                                                                                \
+    }
 #endif
 
 /* Type dispatch: the body is written once and compiled for float and double. */

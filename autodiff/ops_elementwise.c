@@ -135,11 +135,7 @@ bool shape_straight_through(ad_node *n)
 
 #define UNARY_CASE(ID, EXPR)                                                                       \
     case AD_OP_##ID:                                                                               \
-        AD_PARALLEL_FOR_LEN                                                                        \
-        for (int64_t i = 0; i < len; i++) {                                                        \
-            const T x = A[i];                                                                      \
-            O[i] = (T)(EXPR);                                                                      \
-        }                                                                                          \
+        AD_FOR_ELEMENTS(i, len, const T x = A[i]; O[i] = (T)(EXPR););                              \
         break;
 
 #define DEFINE_UNARY(TYPE)                                                                         \
@@ -196,11 +192,7 @@ void fwd_unary(ad_node *n)
         T *O = n->value;                                                                           \
         int64_t len = n->numel;                                                                    \
         if (a->numel == len && b->numel == len) {                                                  \
-            AD_PARALLEL_FOR_LEN                                                                    \
-            for (int64_t i = 0; i < len; i++) {                                                    \
-                const T x = A[i], y = B[i];                                                        \
-                O[i] = (T)(EXPR);                                                                  \
-            }                                                                                      \
+            AD_FOR_ELEMENTS(i, len, const T x = A[i]; const T y = B[i]; O[i] = (T)(EXPR););        \
         } else if (b->numel == 1 && a->numel == len) {                                             \
             const T y = B[0];                                                                      \
             for (int64_t i = 0; i < len; i++) {                                                    \
