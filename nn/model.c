@@ -451,9 +451,7 @@ ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64
 /* Every input leaf whose leading axis is the batch: resized with the input. */
 static int find_batch_inputs(nn_model *m)
 {
-    static int input_op = -2;
-    if (input_op == -2)
-        input_op = ad_op_find("input");
+    int input_op = ad_op_find("input");
     m->nbatch_inputs = 0;
     for (int64_t i = 0; i < ad_graph_size(m->g); i++) {
         ad_node *n = ad_graph_node(m->g, i);
