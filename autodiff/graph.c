@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error_impl.h"
 #include "graph_impl.h"
 
 #define ARENA_ALIGN 64
@@ -152,15 +153,21 @@ void ad_graph_clear_error(ad_graph *g)
 
 /* ------------------------------------------------------------------ graph */
 
-ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud)
+ad_graph *ad_graph_new_err(ad_dtype dtype, ad_alloc_fn alloc, void *ud, ad_error *err)
 {
-    if (dtype != AD_F32 && dtype != AD_F64)
+    if (dtype != AD_F32 && dtype != AD_F64) {
+        ad_error_set(err, AD_EINVAL, "ad_graph_new: dtype %d is not AD_F32 or AD_F64", (int)dtype);
         return NULL;
+    }
     if (!alloc)
         alloc = default_alloc;
     ad_graph *g = alloc(ud, NULL, 0, sizeof *g);
-    if (!g)
+    if (!g) {
+        ad_error_set(err, AD_ENOMEM, "ad_graph_new: out of memory (asked for %zu bytes)",
+                     sizeof *g);
         return NULL;
+    }
+    ad_error_ok(err);
     memset(g, 0, sizeof *g);
     g->dtype = dtype;
     g->elem = dtype == AD_F32 ? sizeof(float) : sizeof(double);
@@ -171,7 +178,12 @@ ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud)
     return g;
 }
 
-ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_with(dtype, NULL, NULL); }
+ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud)
+{
+    return ad_graph_new_err(dtype, alloc, ud, NULL);
+}
+
+ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_err(dtype, NULL, NULL, NULL); }
 
 static void free_node_heap(ad_graph *g, ad_node *n)
 {

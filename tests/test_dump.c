@@ -515,3 +515,75 @@ Test(trace, f32_graph)
     free(tr);
     ad_graph_free(g);
 }
+
+/* Every value of g (nodes in creation order, then leaf gradients) and its
+ * generator state, as bytes. */
+typedef struct {
+    unsigned char *bytes;
+    size_t len;
+    int64_t nodes;
+    uint64_t rng[4];
+} snapshot;
+
+static snapshot take_snapshot(ad_graph *g)
+{
+    snapshot s = {0};
+    size_t es = ad_graph_dtype(g) == AD_F32 ? sizeof(float) : sizeof(double);
+    for (int64_t pass = 0; pass < 2; pass++) {
+        size_t at = 0;
+        for (int64_t i = 0; ad_graph_node(g, i); i++) {
+            ad_node *n = ad_graph_node(g, i);
+            size_t nb = (size_t)ad_numel(n) * es;
+            if (pass)
+                memcpy(s.bytes + at, ad_data(n), nb);
+            at += nb;
+            if (ad_grad_data(n)) {
+                if (pass)
+                    memcpy(s.bytes + at, ad_grad_data(n), nb);
+                at += nb;
+            }
+            s.nodes = i + 1;
+        }
+        if (!pass) {
+            s.len = at;
+            s.bytes = malloc(at ? at : 1);
+        }
+    }
+    ad_graph_rng_state(g, s.rng);
+    return s;
+}
+
+/* A dump never changes the graph: every value, gradient and the generator
+ * are bit-identical afterwards, and no node was added. */
+Test(dump, dumps_leave_the_graph_bit_identical)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        ad_graph *g = ad_graph_new(dt ? AD_F32 : AD_F64);
+        int64_t s[2] = {2, 3}, bs[1] = {3};
+        ad_node *x = ad_param(g, 2, s, "x");
+        ad_node *b = ad_param(g, 1, bs, "b");
+        ad_set(x, (double[]){0.5, -1, 0, 2, -0.25, 1.5}, 6);
+        ad_set(b, (double[]){0.1, 0, -0.3}, 3);
+        ad_node *h = ad_mul(ad_relu(ad_add(x, b)), ad_dropout_mask(x, 0.5));
+        ad_node *y = ad_add(ad_tanh(h), ad_abs(ad_maximum(x, ad_const_scalar(g, 0, NULL))));
+        ad_node *L = ad_mean(ad_pow(y, 2), AD_ALL);
+        cr_assert_eq(ad_backward(L), 0, "%s", ad_graph_error(g));
+        snapshot before = take_snapshot(g);
+        cr_assert(before.nodes > 20 && before.len > 0);
+        free(dump_to_string(g, L, AD_DUMP_DEFAULT | AD_DUMP_BACKWARD));
+        free(dump_to_string(g, NULL, 0));
+        free(trace_to_string(L, AD_TRACE_CHECK));
+        free(trace_to_string(L, AD_TRACE_JSON | AD_TRACE_CHECK));
+        snapshot after = take_snapshot(g);
+        cr_assert_eq(after.nodes, before.nodes, "a dump added nodes");
+        cr_assert_eq(after.len, before.len);
+        cr_assert(memcmp(after.bytes, before.bytes, before.len) == 0, "a dump changed values (%s)",
+                  dt ? "f32" : "f64");
+        cr_assert(memcmp(after.rng, before.rng, sizeof before.rng) == 0,
+                  "a dump advanced the generator");
+        cr_assert_null(ad_graph_error(g));
+        free(before.bytes);
+        free(after.bytes);
+        ad_graph_free(g);
+    }
+}

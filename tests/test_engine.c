@@ -506,6 +506,42 @@ Test(registry, parameter_rules_run_on_apply)
     ad_graph_free(g);
 }
 
+/* Where the reason of a failure is, when there is no object to hold it. */
+Test(errors, a_graph_that_cannot_be_made_says_why)
+{
+    ad_error err = {.code = AD_OK};
+    cr_assert_null(ad_graph_new((ad_dtype)7));
+    cr_assert_null(ad_graph_new_err((ad_dtype)7, NULL, NULL, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "ad_graph_new: dtype 7 is not AD_F32 or AD_F64");
+    counter c = {.fail_at = 1};
+    cr_assert_null(ad_graph_new_err(AD_F64, counting_alloc, &c, &err));
+    cr_assert_eq(err.code, AD_ENOMEM);
+    cr_assert_not_null(strstr(err.message, "out of memory"));
+    ad_graph *g = ad_graph_new_err(AD_F32, NULL, NULL, &err);
+    cr_assert_not_null(g);
+    cr_assert_eq(err.code, AD_OK);
+    cr_assert_str_eq(err.message, "");
+    ad_graph_free(g);
+}
+
+Test(errors, a_null_node_points_at_the_graph_error)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s23[2] = {2, 3};
+    ad_node *a = ad_param(g, 2, s23, "a");
+    ad_node *bad = ad_matmul(a, a); /* (2,3) @ (2,3): fails, returns NULL */
+    cr_assert_null(bad);
+    ad_node *loss = ad_sum(bad, AD_ALL);
+    cr_assert_null(loss);
+    cr_assert_eq(ad_backward(loss), -1);
+    cr_assert_eq(ad_set(NULL, (double[]){1}, 1), -1);
+    /* the reason of both is the failing op's, kept on the graph */
+    cr_assert_not_null(strstr(ad_graph_error(g), "ad_matmul: shapes (2,3) and (2,3)"), "%s",
+                       ad_graph_error(g));
+    ad_graph_free(g);
+}
+
 Test(introspection, registry_and_nodes)
 {
     int n = ad_op_count();

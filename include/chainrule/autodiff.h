@@ -105,12 +105,33 @@ typedef struct ad_error {
 /** A constant name for a code ("ok", "out of memory", ...). Never NULL. */
 AD_API const char *ad_errcode_string(ad_errcode code);
 
+/*
+ * NULL nodes. Every op and call that takes a node accepts NULL and then does
+ * nothing: ops return NULL, calls return -1 (ad_backward(NULL),
+ * ad_set(NULL, ...)), queries return their neutral value. A NULL node has no
+ * graph to hold a message, and needs none: it is what a failed op returned,
+ * and that op wrote the reason on its graph when it failed, so the reason of
+ * ad_backward(NULL) is ad_graph_error(g) of the graph the computation was
+ * built in (the first error is kept). A graph that could not be made at all
+ * reports through ad_graph_new_err. No error text is kept in a global.
+ */
+
 /* ------------------------------------------------------------------ graph */
 
-/** A new empty graph using malloc. Returns NULL only when out of memory. */
+/**
+ * A new empty graph using malloc. NULL when dtype is not AD_F32 or AD_F64 or
+ * when out of memory; ad_graph_new_err says which.
+ */
 AD_API ad_graph *ad_graph_new(ad_dtype dtype);
-/** A new empty graph that gets all of its memory from alloc(ud, ...). */
+/** A new empty graph that gets all of its memory from alloc(ud, ...) (NULL: malloc). */
 AD_API ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud);
+/**
+ * ad_graph_new_with that says why it failed: on NULL, err (when not NULL)
+ * holds AD_EINVAL ("ad_graph_new: dtype 7 is not AD_F32 or AD_F64") or
+ * AD_ENOMEM; on success err->code is AD_OK. A graph that could not be made
+ * has no ad_graph_error, so this is where a constructor's reason goes.
+ */
+AD_API ad_graph *ad_graph_new_err(ad_dtype dtype, ad_alloc_fn alloc, void *ud, ad_error *err);
 /** Frees the graph and everything it owns. Accepts NULL. */
 AD_API void ad_graph_free(ad_graph *g);
 /** NULL while healthy, else the first error's message (owned by the graph). */
@@ -190,7 +211,11 @@ AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
  */
 AD_API int ad_leaf_move(ad_node *leaf, void *value, void *grad);
 
-/** Copies count values into a leaf; count must equal its numel. 0 on success, -1 on error. */
+/**
+ * Copies count values into a leaf; count must equal its numel. 0 on success,
+ * -1 on error (see ad_graph_error; for a NULL leaf, the error of the op that
+ * returned it).
+ */
 AD_API int ad_set(ad_node *leaf, const double *values, int64_t count);
 /** The same from float data. */
 AD_API int ad_set_f32(ad_node *leaf, const float *values, int64_t count);
@@ -566,7 +591,8 @@ AD_API ad_node *ad_avg_pool2d(ad_node *x, const ad_pool_opts *o);
  * Backpropagates from a one-element loss: adds d loss/d leaf into every
  * trainable leaf's gradient (accumulating across calls, as PyTorch does).
  * The first call on a loss builds the backward nodes; later calls re-run
- * them. 0 on success, -1 on error (see ad_graph_error).
+ * them. 0 on success, -1 on error (see ad_graph_error). A NULL loss returns
+ * -1: it came from a failed op, whose reason is already the graph's error.
  */
 AD_API int ad_backward(ad_node *loss);
 /**
