@@ -176,6 +176,19 @@ bool shape_like(ad_node *n)
                 ok = false;
         break;
     }
+    case AD_OP_SLICE_STEP_BACKWARD: {
+        int axis = (int)n->iparam[0];
+        int64_t start = n->iparam[1], step = n->iparam[2];
+        ok = a->ndim == like->ndim && axis >= 0 && axis < a->ndim && start >= 0 && step >= 1;
+        for (int d = 0; ok && d < a->ndim; d++)
+            if (d != axis && a->shape[d] != like->shape[d])
+                ok = false;
+        if (ok && a->shape[axis]) { /* the last row lands inside: no overflow in the check */
+            int64_t len = like->shape[axis];
+            ok = start < len && a->shape[axis] - 1 <= (len - 1 - start) / step;
+        }
+        break;
+    }
     default:
         break;
     }
@@ -652,4 +665,316 @@ ad_node *ad_unsqueeze(ad_node *a, int axis)
         return NULL;
     int64_t ip[AD_MAX_IPARAMS] = {axis};
     return ad_node_make(a->g, AD_OP_UNSQUEEZE, 1, &a, NULL, ip);
+}
+
+/* ------------------------------------------------------- take, scatter_add */
+
+/* Index values are integral, in [-len, len); negative ones count from the
+ * end (numpy.take's wrap for negatives; anything else is an error, checked
+ * on every forward since ad_set may change them). */
+static bool check_indices(ad_node *n, const ad_node *index, int64_t len, const char *opname,
+                          const ad_node *table)
+{
+    AD_DISPATCH(n->g, {
+        const T *I = index->value;
+        for (int64_t j = 0; j < index->numel; j++) {
+            T v = I[j];
+            /* range first: converting NaN or a huge value to an integer is undefined */
+            bool ok = v >= -(T)len && v < (T)len && (T)(int64_t)v == v;
+            if (!ok) {
+                char b1[96];
+                ad_fail(n->g,
+                        "ad_%s: index %g at position %lld is not an integer in [-%lld, %lld) "
+                        "(axis %lld of %s)",
+                        opname, (double)v, (long long)j, (long long)len, (long long)len,
+                        (long long)n->iparam[1], ad_shape_str(table, b1, sizeof b1));
+                return false;
+            }
+        }
+    });
+    return true;
+}
+
+static int64_t index_at(const ad_node *index, int64_t j, int64_t len)
+{
+    int64_t k = index->g->dtype == AD_F32 ? (int64_t)((const float *)index->value)[j]
+                                          : (int64_t)((const double *)index->value)[j];
+    return k < 0 ? k + len : k;
+}
+
+/* table[:axis] + index.shape + table[axis+1:] into shape; false (error set) when too many axes */
+static bool take_shape(ad_node *n, const ad_node *table, const ad_node *index, int axis,
+                       int64_t *shape, const char *opname)
+{
+    int nd = table->ndim - 1 + index->ndim;
+    if (nd > AD_MAX_DIMS) {
+        char b1[96], b2[96];
+        ad_fail(n->g, "ad_%s: table %s and index %s make %d axes, at most %d are supported", opname,
+                ad_shape_str(table, b1, sizeof b1), ad_shape_str(index, b2, sizeof b2), nd,
+                AD_MAX_DIMS);
+        return false;
+    }
+    int k = 0;
+    for (int d = 0; d < axis; d++)
+        shape[k++] = table->shape[d];
+    for (int d = 0; d < index->ndim; d++)
+        shape[k++] = index->shape[d];
+    for (int d = axis + 1; d < table->ndim; d++)
+        shape[k++] = table->shape[d];
+    return true;
+}
+
+/* take: iparam[0] the axis as given, [1] normalized */
+bool shape_take(ad_node *n)
+{
+    ad_node *table = n->inputs[0], *index = n->inputs[1];
+    int axis = one_axis(n, table, n->iparam[0], "take");
+    if (axis < 0)
+        return false;
+    n->iparam[1] = axis;
+    int64_t shape[AD_MAX_DIMS];
+    return take_shape(n, table, index, axis, shape, "take") &&
+           ad_shape_set(n, table->ndim - 1 + index->ndim, shape, "ad_take");
+}
+
+void fwd_take(ad_node *n)
+{
+    const ad_node *table = n->inputs[0], *index = n->inputs[1];
+    int64_t outer, len, inner;
+    ad_axis_geometry(table, (int)n->iparam[1], &outer, &len, &inner);
+    if (!check_indices(n, index, len, "take", table))
+        return;
+    const size_t es = n->g->elem, row = (size_t)inner * es;
+    const int64_t m = index->numel;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < m; j++)
+            memcpy((char *)n->value + (size_t)(o * m + j) * row,
+                   (const char *)table->value + (size_t)(o * len + index_at(index, j, len)) * row,
+                   row);
+}
+
+ad_node *ad_take(ad_node *table, ad_node *index, int axis)
+{
+    if (!table || !index)
+        return NULL;
+    ad_node *in[2] = {table, index};
+    int64_t ip[1] = {axis};
+    return ad_op_apply(AD_OP_TAKE, 2, in, NULL, 0, ip, 1);
+}
+
+void bwd_take(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_scatter_add(g, n->inputs[1], n->inputs[0], (int)n->iparam[1]);
+}
+
+/* scatter_add(g, index, like): zeros of like's shape, g's rows added at the
+ * indices along axis (iparam[0], iparam[1] the normalized copy); repeated
+ * indices accumulate. The gradient of take, whose own gradient is take. */
+bool shape_scatter_add(ad_node *n)
+{
+    ad_node *g = n->inputs[0], *index = n->inputs[1], *like = n->inputs[2];
+    int axis = one_axis(n, like, n->iparam[0], "scatter_add");
+    if (axis < 0)
+        return false;
+    n->iparam[1] = axis;
+    int64_t shape[AD_MAX_DIMS];
+    if (!take_shape(n, like, index, axis, shape, "scatter_add"))
+        return false;
+    int nd = like->ndim - 1 + index->ndim;
+    if (g->ndim != nd || memcmp(g->shape, shape, sizeof(int64_t) * (size_t)nd) != 0) {
+        char b1[96], b2[96], b3[96];
+        ad_fail(n->g, "ad_scatter_add: values %s do not fit index %s into %s along axis %d",
+                ad_shape_str(g, b1, sizeof b1), ad_shape_str(index, b2, sizeof b2),
+                ad_shape_str(like, b3, sizeof b3), axis);
+        return false;
+    }
+    return ad_shape_set(n, like->ndim, like->shape, "ad_scatter_add");
+}
+
+void fwd_scatter_add(ad_node *n)
+{
+    const ad_node *g = n->inputs[0], *index = n->inputs[1];
+    int64_t outer, len, inner;
+    ad_axis_geometry(n, (int)n->iparam[1], &outer, &len, &inner);
+    if (!check_indices(n, index, len, "scatter_add", n->inputs[2]))
+        return;
+    const int64_t m = index->numel;
+    AD_DISPATCH(n->g, {
+        const T *G = g->value;
+        T *O = n->value;
+        for (int64_t i = 0; i < n->numel; i++)
+            O[i] = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < m; j++) {
+                T *dst = O + (o * len + index_at(index, j, len)) * inner;
+                const T *src = G + (o * m + j) * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    dst[i] += src[i];
+            }
+    });
+}
+
+ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis)
+{
+    if (!g || !index || !like)
+        return NULL;
+    ad_node *in[3] = {g, index, like};
+    int64_t ip[1] = {axis};
+    return ad_op_apply(AD_OP_SCATTER_ADD, 3, in, NULL, 0, ip, 1);
+}
+
+void bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_take(g, n->inputs[1], (int)n->iparam[1]);
+}
+
+/* ---------------------------------------------------------------- pad */
+
+/* iparam: [0] axis as given, [1] before, [2] after, [3] axis normalized;
+ * fparam[0] the fill value */
+bool shape_pad(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int axis = one_axis(n, a, n->iparam[0], "pad");
+    if (axis < 0)
+        return false;
+    int64_t before = n->iparam[1], after = n->iparam[2];
+    if (before < 0 || after < 0 || before > AD_NUMEL_MAX || after > AD_NUMEL_MAX) {
+        char b1[96];
+        ad_fail(n->g, "ad_pad: before %lld and after %lld must be in [0, %lld] (axis %d of %s)",
+                (long long)before, (long long)after, (long long)AD_NUMEL_MAX, axis,
+                ad_shape_str(a, b1, sizeof b1));
+        return false;
+    }
+    n->iparam[3] = axis;
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[axis] += before + after;
+    return ad_shape_set(n, a->ndim, shape, "ad_pad");
+}
+
+void fwd_pad(ad_node *n)
+{
+    const ad_node *a = n->inputs[0];
+    int64_t outer, len, inner;
+    ad_axis_geometry(a, (int)n->iparam[3], &outer, &len, &inner);
+    const int64_t before = n->iparam[1] * inner, body = len * inner;
+    const int64_t row = (n->iparam[1] + len + n->iparam[2]) * inner;
+    AD_DISPATCH(n->g, {
+        const T *A = a->value;
+        T *O = n->value;
+        const T fillv = (T)n->fparam[0];
+        for (int64_t o = 0; o < outer; o++) {
+            T *ro = O + o * row;
+            for (int64_t i = 0; i < row; i++)
+                ro[i] = fillv;
+            memcpy(ro + before, A + o * body, sizeof(T) * (size_t)body);
+        }
+    });
+}
+
+ad_node *ad_pad(ad_node *a, int axis, int64_t before, int64_t after, double value)
+{
+    if (!a)
+        return NULL;
+    int64_t ip[3] = {axis, before, after};
+    return ad_op_apply(AD_OP_PAD, 1, &a, &value, 1, ip, 3);
+}
+
+void bwd_pad(ad_node *n, ad_node *g, ad_node **d)
+{
+    int axis = (int)n->iparam[3];
+    d[0] = ad_slice(g, axis, n->iparam[1], n->iparam[1] + n->inputs[0]->shape[axis]);
+}
+
+/* ---------------------------------------------------------------- slice_step */
+
+/* iparam: [0] axis as given, [1] start, [2] end, [3] step, [4] axis normalized */
+bool shape_slice_step(ad_node *n)
+{
+    ad_node *a = n->inputs[0];
+    int axis = one_axis(n, a, n->iparam[0], "slice_step");
+    if (axis < 0)
+        return false;
+    int64_t start = n->iparam[1], end = n->iparam[2], step = n->iparam[3];
+    if (step < 1 || start < 0 || end < start || end > a->shape[axis]) {
+        char sh[96];
+        ad_fail(n->g,
+                "ad_slice_step: range [%lld, %lld) step %lld does not fit axis %d of shape %s "
+                "(need 0 <= start <= end <= %lld, step >= 1)",
+                (long long)start, (long long)end, (long long)step, axis,
+                ad_shape_str(a, sh, sizeof sh), (long long)a->shape[axis]);
+        return false;
+    }
+    n->iparam[4] = axis;
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[axis] = (end - start + step - 1) / step;
+    return ad_shape_set(n, a->ndim, shape, "ad_slice_step");
+}
+
+/* Copies rows start, start + step, ... of the axis between src (the long
+ * side, len rows) and dst (count rows); backward = copy the other way. */
+static void strided_rows(ad_node *n, const ad_node *wide, int axis, int64_t start, int64_t step,
+                         int64_t count, char *narrow, bool to_wide)
+{
+    int64_t outer, len, inner;
+    ad_axis_geometry(wide, axis, &outer, &len, &inner);
+    const size_t es = n->g->elem, row = (size_t)inner * es;
+    char *w = wide->value;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t r = 0; r < count; r++) {
+            char *pw = w + (size_t)(o * len + start + r * step) * row;
+            char *pn = narrow + (size_t)(o * count + r) * row;
+            if (to_wide)
+                memcpy(pw, pn, row);
+            else
+                memcpy(pn, pw, row);
+        }
+}
+
+void fwd_slice_step(ad_node *n)
+{
+    int axis = (int)n->iparam[4];
+    strided_rows(n, n->inputs[0], axis, n->iparam[1], n->iparam[3], n->shape[axis], n->value,
+                 false);
+}
+
+ad_node *ad_slice_step(ad_node *a, int axis, int64_t start, int64_t end, int64_t step)
+{
+    if (!a)
+        return NULL;
+    int64_t ip[4] = {axis, start, end, step};
+    return ad_op_apply(AD_OP_SLICE_STEP, 1, &a, NULL, 0, ip, 4);
+}
+
+void bwd_slice_step(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_slice_step_backward(g, n->inputs[0], (int)n->iparam[4], n->iparam[1], n->iparam[3]);
+}
+
+/* slice_step_backward(g, like): zeros of like's shape with g's rows at
+ * start, start + step, ... along axis (iparam [0] axis, [1] start, [2] step) */
+void fwd_slice_step_backward(ad_node *n)
+{
+    memset(n->value, 0, (size_t)n->numel * n->g->elem);
+    int axis = (int)n->iparam[0];
+    const ad_node *g = n->inputs[0];
+    strided_rows(n, n, axis, n->iparam[1], n->iparam[2], g->shape[axis], g->value, true);
+}
+
+ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t start, int64_t step)
+{
+    if (!g || !like)
+        return NULL;
+    ad_node *in[2] = {g, like};
+    int64_t ip[AD_MAX_IPARAMS] = {axis, start, step};
+    return ad_node_make(g->g, AD_OP_SLICE_STEP_BACKWARD, 2, in, NULL, ip);
+}
+
+void bwd_slice_step_backward(ad_node *n, ad_node *g, ad_node **d)
+{
+    int axis = (int)n->iparam[0];
+    int64_t start = n->iparam[1], step = n->iparam[2], count = n->inputs[0]->shape[axis];
+    d[0] = ad_slice_step(g, axis, start, count ? start + (count - 1) * step + 1 : start, step);
 }

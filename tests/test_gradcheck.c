@@ -506,6 +506,84 @@ static bool generate(int op, rng_t *r, gencase *c)
     case AD_OP_MAX_POOL_GATHER:
         pool_case(op, r, c);
         return true;
+    case AD_OP_TAKE:
+    case AD_OP_SCATTER_ADD: { /* table (rank 1-3), index (rank 0-2) with repeats and negatives */
+        int tnd;
+        int64_t tsh[AD_MAX_DIMS] = {0};
+        random_shape(r, 1, 3, &tnd, tsh);
+        int axis = irand(r, 0, tnd - 1);
+        int64_t len = tsh[axis];
+        int ind;
+        int64_t ish[AD_MAX_DIMS] = {0};
+        random_shape(r, 0, 2, &ind, ish);
+        int t = op == AD_OP_TAKE ? 0 : 2, ix = 1;
+        c->nin = op == AD_OP_TAKE ? 2 : 3;
+        c->ndim[t] = tnd;
+        memcpy(c->shape[t], tsh, sizeof tsh);
+        c->ndim[ix] = ind;
+        memcpy(c->shape[ix], ish, sizeof ish);
+        int64_t m = numel_of(ind, ish);
+        for (int64_t j = 0; j < m; j++) /* few distinct values: repeats are likely */
+            c->values[ix][j] = irand(r, -(int)len, (int)len - 1);
+        if (m > 1)
+            c->values[ix][m - 1] = c->values[ix][0];
+        fill(r, c, t, -2, 2, NULL, 0, 0);
+        c->trainable[0] = true;
+        c->trainable[1] = c->trainable[2] = false;
+        if (op == AD_OP_SCATTER_ADD) { /* values shaped like take(table, index) */
+            c->ndim[0] = 0;
+            for (int d = 0; d < axis; d++)
+                c->shape[0][c->ndim[0]++] = tsh[d];
+            for (int d = 0; d < ind; d++)
+                c->shape[0][c->ndim[0]++] = ish[d];
+            for (int d = axis + 1; d < tnd; d++)
+                c->shape[0][c->ndim[0]++] = tsh[d];
+            fill(r, c, 0, -2, 2, NULL, 0, 0);
+        }
+        c->ni = 1;
+        c->ip[0] = urand(r) < 0.5 ? axis : axis - tnd;
+        return true;
+    }
+    case AD_OP_PAD:
+        random_shape(r, 1, 4, &c->ndim[0], c->shape[0]);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->ni = 3;
+        c->ip[0] = irand(r, -c->ndim[0], c->ndim[0] - 1);
+        c->ip[1] = irand(r, 0, 2);
+        c->ip[2] = irand(r, 0, 2);
+        c->nf = 1;
+        c->fp[0] = urand(r) < 0.5 ? 0.0 : -1.5;
+        return true;
+    case AD_OP_SLICE_STEP: {
+        random_shape(r, 1, 4, &c->ndim[0], c->shape[0]);
+        int axis = irand(r, 0, c->ndim[0] - 1);
+        c->shape[0][axis] = irand(r, 3, 7);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        int64_t len = c->shape[0][axis];
+        c->ni = 4;
+        c->ip[0] = urand(r) < 0.5 ? axis : axis - c->ndim[0];
+        c->ip[1] = irand(r, 0, (int)len - 1);
+        c->ip[2] = irand(r, (int)c->ip[1], (int)len);
+        c->ip[3] = irand(r, 1, 3);
+        return true;
+    }
+    case AD_OP_SLICE_STEP_BACKWARD: { /* g (count rows) into like (len rows) */
+        random_shape(r, 1, 3, &c->ndim[1], c->shape[1]);
+        int axis = irand(r, 0, c->ndim[1] - 1);
+        int64_t len = irand(r, 3, 7), step = irand(r, 1, 3), start = irand(r, 0, (int)len - 1);
+        c->shape[1][axis] = len;
+        c->nin = 2;
+        c->ndim[0] = c->ndim[1];
+        memcpy(c->shape[0], c->shape[1], sizeof c->shape[1]);
+        c->shape[0][axis] = irand(r, 0, (int)((len - 1 - start) / step) + 1);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, NULL, 0, 0);
+        c->ni = 3;
+        c->ip[0] = axis;
+        c->ip[1] = start;
+        c->ip[2] = step;
+        return true;
+    }
     case AD_OP_STRAIGHT_THROUGH:
         /* value of fx, gradient of x: not a true derivative; checked in its own test */
         return false;

@@ -318,6 +318,196 @@ Test(replay, shape_ops_follow_a_resize_without_allocating)
     ad_graph_free(g);
 }
 
+/* ------------------------------------------------------------ take */
+
+Test(take, embedding_lookup_with_repeated_ids_accumulates)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+        int64_t es[2] = {5, 3}, is[2] = {2, 3};
+        ad_node *E = ad_param(g, 2, es, "E");
+        double ev[15];
+        for (int i = 0; i < 15; i++)
+            ev[i] = (double)i;
+        ad_set(E, ev, 15);
+        double ids[6] = {4, 1, 4, 0, -1, 2}; /* -1 is row 4 */
+        ad_node *idx = ad_input(g, 2, is, "ids");
+        ad_set(idx, ids, 6);
+        ad_node *y = ad_take(E, idx, 0);
+        int64_t want[3] = {2, 3, 3};
+        assert_shape(y, 3, want);
+        double v[18];
+        ad_get(y, v, 18);
+        for (int j = 0; j < 6; j++) {
+            int row = ids[j] < 0 ? (int)ids[j] + 5 : (int)ids[j];
+            for (int k = 0; k < 3; k++)
+                cr_assert_eq(v[j * 3 + k], ev[row * 3 + k]);
+        }
+        cr_assert_eq(ad_backward(ad_sum(y, AD_ALL)), 0, "%s", ad_graph_error(g));
+        double gr[15];
+        ad_get_grad(E, gr, 15);
+        double count[5] = {1, 1, 1, 0, 3};
+        for (int i = 0; i < 15; i++)
+            cr_assert_eq(gr[i], count[i / 3], "row %d: %g", i / 3, gr[i]);
+        ad_graph_free(g);
+    }
+}
+
+Test(take, along_a_middle_axis_and_second_order)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[3] = {2, 4, 3}, is[1] = {3};
+    ad_node *x = ad_param(g, 3, s, "x");
+    double v[24];
+    for (int i = 0; i < 24; i++)
+        v[i] = 0.1 * i - 1;
+    ad_set(x, v, 24);
+    double ids[3] = {3, 3, 0};
+    ad_node *y = ad_take(x, ad_const(g, 1, is, ids, "i"), -2); /* (2,3,3) */
+    double out[18];
+    ad_get(y, out, 18);
+    cr_assert_eq(out[0], v[9]); /* y[0,0,0] = x[0,3,0] */
+    cr_assert_eq(out[8], v[2]); /* y[0,2,2] = x[0,0,2] */
+    /* L = sum(y^3): dL/dx = 3 x^2 times the count; d/dx of sum(dL/dx) = 6 x count */
+    ad_node *loss = ad_sum(ad_pow(y, 3), AD_ALL);
+    ad_node *gx = ad_grad(loss, x);
+    ad_node *hx = ad_grad(ad_sum(gx, AD_ALL), x);
+    double gv[24], hv[24];
+    ad_get(gx, gv, 24);
+    ad_get(hx, hv, 24);
+    for (int i = 0; i < 24; i++) {
+        int row = (i / 3) % 4;
+        double c = row == 3 ? 2 : row == 0 ? 1 : 0;
+        cr_assert(fabs(gv[i] - 3 * v[i] * v[i] * c) < 1e-14, "gradient %d", i);
+        cr_assert(fabs(hv[i] - 6 * v[i] * c) < 1e-14, "second derivative %d", i);
+    }
+    ad_graph_free(g);
+}
+
+Test(take, bad_indices_fail_at_build_and_on_replay)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t es[2] = {5, 3}, is[1] = {3};
+    ad_node *E = ad_param(g, 2, es, "E");
+    ad_node *idx = ad_input(g, 1, is, "ids");
+    double bad[3] = {0, 5, 1};
+    ad_set(idx, bad, 3);
+    cr_assert_null(ad_take(E, idx, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_take: index 5 at position 1 is not an integer in "
+                                        "[-5, 5) (axis 0 of (5,3))");
+    ad_graph_clear_error(g);
+    double ok[3] = {0, 4, 1};
+    ad_set(idx, ok, 3);
+    ad_node *y = ad_take(E, idx, 0);
+    cr_assert_not_null(y);
+    cr_assert_eq(ad_backward(ad_sum(y, AD_ALL)), 0);
+    double frac[3] = {0, 1.5, 1};
+    ad_set(idx, frac, 3);
+    cr_assert_eq(ad_forward(g), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_take: index 1.5 at position 1 is not an integer in "
+                                        "[-5, 5) (axis 0 of (5,3))");
+    ad_graph_clear_error(g);
+    double neg[3] = {-6, 0, 0};
+    ad_set(idx, neg, 3);
+    cr_assert_eq(ad_forward(g), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_take: index -6 at position 0 is not an integer in "
+                                        "[-5, 5) (axis 0 of (5,3))");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_take(E, idx, AD_ALL));
+    cr_assert_str_eq(ad_graph_error(g), "ad_take: AD_ALL is not an axis");
+    ad_graph_clear_error(g);
+    int64_t big[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    ad_node *many = ad_const(g, 8, big, NULL, "i");
+    cr_assert_null(ad_take(E, many, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_take: table (5,3) and index (1,1,1,1,1,1,1,1) make 9 "
+                                        "axes, at most 8 are supported");
+    ad_graph_free(g);
+}
+
+/* ------------------------------------------------------- pad, slice_step */
+
+Test(pad, fills_and_slices_back)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s[2] = {2, 2};
+    ad_node *x = ad_param(g, 2, s, "x");
+    double v[4] = {1, 2, 3, 4};
+    ad_set(x, v, 4);
+    ad_node *y = ad_pad(x, -1, 1, 2, -7);
+    int64_t want[2] = {2, 5};
+    assert_shape(y, 2, want);
+    double out[10], exp[10] = {-7, 1, 2, -7, -7, -7, 3, 4, -7, -7};
+    ad_get(y, out, 10);
+    cr_assert_eq(memcmp(out, exp, sizeof out), 0);
+    cr_assert_eq(ad_backward(ad_sum(ad_mul(y, y), AD_ALL)), 0);
+    double gr[4];
+    ad_get_grad(x, gr, 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(gr[i], 2 * v[i]);
+    cr_assert_null(ad_pad(x, 0, -1, 0, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_pad: before -1 and after 0 must be in [0, "
+                                        "144115188075855871] (axis 0 of (2,2))");
+    ad_graph_free(g);
+}
+
+Test(slice_step, every_kth_row_and_errors)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t s[2] = {7, 2};
+    ad_node *x = iota(g, 2, s, "x");
+    ad_node *y = ad_slice_step(x, 0, 1, 7, 3); /* rows 1, 4 */
+    int64_t want[2] = {2, 2};
+    assert_shape(y, 2, want);
+    double out[4];
+    ad_get(y, out, 4);
+    cr_assert_eq(out[0], 2.0);
+    cr_assert_eq(out[2], 8.0);
+    ad_node *e = ad_slice_step(x, 1, 2, 2, 5);
+    int64_t empty[2] = {7, 0};
+    assert_shape(e, 2, empty);
+    cr_assert_null(ad_slice_step(x, 0, 1, 8, 2));
+    cr_assert_str_eq(ad_graph_error(g), "ad_slice_step: range [1, 8) step 2 does not fit axis 0 "
+                                        "of shape (7,2) (need 0 <= start <= end <= 7, step >= 1)");
+    ad_graph_clear_error(g);
+    cr_assert_null(ad_slice_step(x, -1, 0, 2, 0));
+    cr_assert_str_eq(ad_graph_error(g), "ad_slice_step: range [0, 2) step 0 does not fit axis 1 "
+                                        "of shape (7,2) (need 0 <= start <= end <= 2, step >= 1)");
+    ad_graph_free(g);
+}
+
+Test(replay, take_pad_slice_step_follow_a_resize)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t es[2] = {6, 2}, is[2] = {4, 3};
+    ad_node *E = ad_param(g, 2, es, "E");
+    double ev[12];
+    for (int i = 0; i < 12; i++)
+        ev[i] = sin(i + 1.0);
+    ad_set(E, ev, 12);
+    ad_node *ids = ad_input(g, 2, is, "ids");
+    double iv[12] = {0, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0};
+    ad_set(ids, iv, 12);
+    ad_node *h = ad_pad(ad_take(E, ids, 0), 1, 2, 0, 0.0); /* (B,5,2) */
+    ad_node *loss = ad_sum(ad_pow(ad_slice_step(h, 1, 0, 5, 2), 2), AD_ALL);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_resize(ids, 2), 0);
+    double iv2[6] = {5, 5, 5, 1, 1, 1};
+    ad_set(ids, iv2, 6);
+    size_t bytes = ad_graph_bytes(g);
+    cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_graph_bytes(g), bytes, "replay allocated");
+    /* rows 0, 2, 4 of the padded (B,5,2) are zero, id 0, id 2: ids[:, 0] and ids[:, 2] */
+    double want = 2 * (ev[10] * ev[10] + ev[11] * ev[11]) + 2 * (ev[2] * ev[2] + ev[3] * ev[3]);
+    cr_assert(fabs(ad_item(loss) - want) < 1e-14, "loss %g, expected %g", ad_item(loss), want);
+    double gr[12];
+    ad_get_grad(E, gr, 12);
+    cr_assert(fabs(gr[10] - 4 * ev[10]) < 1e-14); /* id 5 used twice, 2 e each */
+    cr_assert_eq(gr[0], 0.0);
+    ad_graph_free(g);
+}
+
 /* ------------------------------------------------------------ concat */
 
 Test(concat, null_part_sets_the_error)

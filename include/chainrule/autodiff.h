@@ -502,6 +502,29 @@ AD_API ad_node *ad_permute(ad_node *a, const int *axes);
 AD_API ad_node *ad_unsqueeze(ad_node *a, int axis);
 /** Removes axis (negative counts from the end), which must have size 1. A view. */
 AD_API ad_node *ad_squeeze(ad_node *a, int axis);
+/**
+ * Gather (numpy.take): the rows of table at the given indices along axis.
+ * Shape table[:axis] + index.shape + table[axis+1:]: an embedding lookup is
+ * ad_take(E (V,D), ids (B,T), 0) -> (B,T,D). index holds integral values
+ * in [-n, n) for an axis of size n (negative ones count from the end, as
+ * NumPy wraps them); anything else is an error, checked at every forward
+ * (ad_set may change the indices before ad_forward). No gradient flows to
+ * index; the gradient to table adds each upstream row at its index
+ * (repeated indices accumulate), an op whose own gradient is ad_take.
+ */
+AD_API ad_node *ad_take(ad_node *table, ad_node *index, int axis);
+/**
+ * a padded along axis with before and after elements (both >= 0) of value.
+ * (B,L,C) padded by (2, 1) along 1 gives (B,L+3,C). Gradient: the slice back.
+ */
+AD_API ad_node *ad_pad(ad_node *a, int axis, int64_t before, int64_t after, double value);
+/**
+ * Every step-th element of start <= i < end along axis (a[start:end:step]
+ * in NumPy, with 0 <= start <= end <= size and step >= 1): ceil((end -
+ * start) / step) elements. Gradient: the rows put back at their places,
+ * zeros between (an op whose own gradient is ad_slice_step).
+ */
+AD_API ad_node *ad_slice_step(ad_node *a, int axis, int64_t start, int64_t end, int64_t step);
 /** Elements start <= i < end along axis (negative axis counts from the end). */
 AD_API ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end);
 /** Joins n tensors along axis (all other axes equal). */
