@@ -70,6 +70,11 @@
     X(second_conv2d)                                                                               \
     X(second_max_pool2d)                                                                           \
     X(mlp_jacobian)                                                                                \
+    X(take_embedding)                                                                              \
+    X(permute_heads)                                                                               \
+    X(pad_slice_step)                                                                              \
+    X(keepdims)                                                                                    \
+    X(second_shape)                                                                                \
     X(mlp_hessian)                                                                                 \
     X(jacobian_wide)
 
@@ -329,6 +334,13 @@ static const axis_entry axis_ops[] = {
     {"logsumexp", ad_logsumexp},
     {"softmax", ad_softmax},
     {"log_softmax", ad_log_softmax},
+    {"sum_keepdims", ad_sum_keepdims},
+    {"mean_keepdims", ad_mean_keepdims},
+    {"max_keepdims", ad_max_keepdims},
+    {"min_keepdims", ad_min_keepdims},
+    {"logsumexp_keepdims", ad_logsumexp_keepdims},
+    {"squeeze", ad_squeeze},
+    {"unsqueeze", ad_unsqueeze},
 };
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -421,6 +433,26 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
     if (strcmp(op, "concat") == 0) {
         cr_assert(nd->nin >= 1 && nd->ni >= 1, "node '%s': concat arguments", nd->name);
         return ad_concat(nd->nin, in, (int)nd->ip[0]);
+    }
+    if (strcmp(op, "take") == 0) {
+        need_args(nd, 2, 0, 1);
+        return ad_take(in[0], in[1], (int)nd->ip[0]);
+    }
+    if (strcmp(op, "permute") == 0) {
+        need_args(nd, 1, 0, 0);
+        int axes[AD_MAX_DIMS];
+        cr_assert(nd->ni <= AD_MAX_DIMS, "node '%s': %d axes", nd->name, nd->ni);
+        for (int k = 0; k < nd->ni; k++)
+            axes[k] = (int)nd->ip[k];
+        return ad_permute(in[0], axes);
+    }
+    if (strcmp(op, "pad") == 0) {
+        need_args(nd, 1, 1, 3);
+        return ad_pad(in[0], (int)nd->ip[0], nd->ip[1], nd->ip[2], nd->f[0]);
+    }
+    if (strcmp(op, "slice_step") == 0) {
+        need_args(nd, 1, 0, 4);
+        return ad_slice_step(in[0], (int)nd->ip[0], nd->ip[1], nd->ip[2], nd->ip[3]);
     }
     if (strcmp(op, "one_hot") == 0) {
         need_args(nd, 1, 0, 1);
