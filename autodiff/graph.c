@@ -423,6 +423,13 @@ bool ad_node_reserve(ad_node *n)
     if (n->numel <= n->capacity && n->value)
         return true;
     ad_graph *g = n->g;
+    /* one-element nodes (define-by-run scalars): the inline buffer, before
+     * the overflow check's division */
+    if (n->value == NULL && n->numel <= 2 && (size_t)n->numel * g->elem <= sizeof n->inline_value) {
+        n->value = &n->inline_value;
+        n->capacity = (int64_t)(sizeof n->inline_value / g->elem);
+        return true;
+    }
     if (n->flags & NODE_EXT_VALUE) {
         ad_fail(g, "%s: node '%s' has caller-owned memory of %lld elements, needs %lld",
                 ad_ops[n->op].name, n->name, (long long)n->capacity, (long long)n->numel);

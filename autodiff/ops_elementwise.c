@@ -55,6 +55,10 @@ void ad_bcast_next(ad_bcast_iter *it)
 
 bool ad_broadcast_shape(ad_node *n, int k, const char *opname)
 {
+    const ad_node *a = n->inputs[0], *b = k == 2 ? n->inputs[1] : NULL;
+    if (b && a->ndim == b->ndim &&
+        memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0)
+        return ad_shape_set(n, a->ndim, a->shape, opname); /* same shapes: nothing to broadcast */
     int nd = 0;
     for (int j = 0; j < k; j++)
         if (n->inputs[j]->ndim > nd)
@@ -370,6 +374,11 @@ static ad_node *nary(int op, int k, ad_node *const *in)
 static ad_node *binary(int op, ad_node *a, ad_node *b)
 {
     ad_node *in[2] = {a, b};
+    /* the common case straight to ad_node_make (no parameter arrays to copy:
+     * define-by-run creates one of these per scalar operation); NULL and
+     * mixed graphs go through ad_op_apply, which reports them */
+    if (a && b && a->g == b->g)
+        return ad_node_make(a->g, op, 2, in, NULL, NULL);
     return nary(op, 2, in);
 }
 
