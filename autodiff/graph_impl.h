@@ -121,13 +121,16 @@ struct ad_graph {
  * so results do not depend on it) is split over the OpenMP threads
  * (ad_set_threads) when it is long enough to pay for waking them. */
 #define AD_PARALLEL_MIN 32768
+/* ad_set_threads' count, 0 until it is called: only then does a kernel start
+ * an OpenMP team (see onednn_allowed in gemm.c for why). */
+extern int ad_threads_requested;
 #ifdef AD_HAVE_OPENMP
 /* for (int64_t i = 0; i < len; i++) { body }; a short loop never enters the
  * OpenMP runtime (an if clause would: a team of one costs a scalar node
  * more than its arithmetic) */
 #define AD_FOR_ELEMENTS(i, len, ...)                                                               \
     do {                                                                                           \
-        if ((len) >= AD_PARALLEL_MIN) {                                                            \
+        if ((len) >= AD_PARALLEL_MIN && ad_threads_requested > 1) {                                \
             _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (len); i++)       \
             {                                                                                      \
                 __VA_ARGS__                                                                        \

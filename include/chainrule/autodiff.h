@@ -762,6 +762,10 @@ AD_API void ad_graph_set_check_finite(ad_graph *g, int on);
  * Threads used by the matrix products (OpenBLAS, oneDNN) and by the
  * library's parallel kernels, process-wide. threads < 1 is ignored. Results
  * of the library's own kernels do not depend on the thread count.
+ * Until it is called the library starts no OpenMP team of its own: its
+ * kernels run on the calling thread and f32 products go to OpenBLAS (with
+ * OpenBLAS's own default thread count), not to oneDNN, whose idle OpenMP
+ * threads spin and slow a busy machine down many times over.
  */
 AD_API void ad_set_threads(int threads);
 /**
