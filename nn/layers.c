@@ -170,8 +170,9 @@ ad_node *nn_embedding(ad_node *ids, ad_node *table)
                              nn_shape_str(table, s1, sizeof s1));
     if (ad_ndim(ids) < 1)
         return nn_graph_fail(ids, "nn_embedding: ids need at least one axis");
-    /* rows of the table picked by one-hot rows: (..., V) @ (V, D) */
-    return ad_matmul(ad_one_hot(ids, ad_shape(table)[0]), table);
+    /* rows of the table gathered by id: cost independent of the vocabulary;
+     * the gradient scatter-adds into the rows used */
+    return ad_take(table, ids, 0);
 }
 
 /* -------------------------------------------------------- normalization */
