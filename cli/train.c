@@ -816,39 +816,29 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
 
 /* ---------------------------------------------------------- data parallel */
 
-/* The processes of a run: one (rank 0 of 1) unless started by an MPI launcher. */
+/* The processes of a run: one (rank 0 of 1) unless an MPI launcher started
+ * this process (then the library's nn_dist_join joined the job). */
 typedef struct {
     int rank, size;
-    bool mpi;       /* MPI_Init was called here */
     bool abort_all; /* from now on a failure on one rank must stop every rank */
 #ifdef CR_HAVE_MPI
+    nn_dist_job job;
     MPI_Comm comm;
 #endif
 } dist_ctx;
 
-/* Calls MPI_Init only when a launcher started this process (mpirun sets
- * OMPI_COMM_WORLD_SIZE, MPICH's hydra PMI_SIZE, Slurm/PMIx PMIX_RANK), so
- * that a plain `chainrule train` never touches MPI. */
 static int dist_begin(dist_ctx *dc, char *err, size_t errlen)
 {
     memset(dc, 0, sizeof *dc);
     dc->size = 1;
 #ifdef CR_HAVE_MPI
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
-        return 0;
-    int init = 0;
-    MPI_Initialized(&init);
-    if (!init) {
-        if (MPI_Init(NULL, NULL) != MPI_SUCCESS) {
-            snprintf(err, errlen, "MPI_Init failed");
-            return -1;
-        }
-        dc->mpi = true;
+    if (nn_dist_join(&dc->job) != 0) {
+        snprintf(err, errlen, "%s", nn_last_error());
+        return -1;
     }
-    dc->comm = MPI_COMM_WORLD;
-    MPI_Comm_set_errhandler(dc->comm, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(dc->comm, &dc->rank);
-    MPI_Comm_size(dc->comm, &dc->size);
+    dc->rank = dc->job.rank;
+    dc->size = dc->job.size;
+    dc->comm = dc->job.comm;
 #else
     (void)err;
     (void)errlen;
@@ -859,34 +849,25 @@ static int dist_begin(dist_ctx *dc, char *err, size_t errlen)
 static void dist_end(dist_ctx *dc)
 {
 #ifdef CR_HAVE_MPI
-    if (dc->mpi)
-        MPI_Finalize();
-#endif
-    dc->mpi = false;
-}
-
-/*
- * Setup steps (reading the checkpoint and the data, building the model) can
- * fail on some ranks only; every rank comes here and learns whether all
- * succeeded. *print says whether this rank should print its own error: rank
- * 0 when it failed (the others most likely failed the same way), else every
- * rank that failed.
- */
-static bool dist_all_ok(dist_ctx *dc, bool ok, bool *print)
-{
-    *print = !ok;
-#ifdef CR_HAVE_MPI
-    if (dc->size > 1) {
-        int v[2] = {ok, dc->rank == 0 ? ok : 1};
-        if (MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, dc->comm) != MPI_SUCCESS)
-            return false;
-        *print = !ok && (dc->rank == 0 || v[1]);
-        return v[0] != 0;
-    }
+    nn_dist_leave(&dc->job);
 #else
     (void)dc;
 #endif
+}
+
+/* Whether the setup succeeded on every rank (nn_dist_all_ok). */
+static bool dist_all_ok(dist_ctx *dc, bool ok, bool *print)
+{
+#ifdef CR_HAVE_MPI
+    int p = 0;
+    bool all = nn_dist_all_ok(&dc->job, ok, &p) != 0;
+    *print = p != 0;
+    return all;
+#else
+    (void)dc;
+    *print = !ok;
     return ok;
+#endif
 }
 
 /* Gives every rank rank 0's weights and optimizer state. */
@@ -1172,7 +1153,7 @@ fail:
         fprintf(stderr, "chainrule train: %s\n", err);
 #ifdef CR_HAVE_MPI
     if (dc.abort_all) /* the other ranks may wait in a collective */
-        MPI_Abort(dc.comm, status ? status : 1);
+        nn_dist_abort(&dc.job, status);
 #endif
 done:
     if (lock_fd >= 0)

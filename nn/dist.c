@@ -416,3 +416,62 @@ int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm)
         return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
     return guard_leave(&g, lo == hi ? 1 : 0);
 }
+
+/* ------------------------------------------------------------------ jobs */
+
+int nn_dist_join(nn_dist_job *job)
+{
+    if (!job)
+        return nn_fail(NN_ERR_NULL, "nn_dist_join: job is NULL");
+    job->rank = 0;
+    job->size = 1;
+    job->comm = MPI_COMM_NULL;
+    job->initialized = 0;
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
+        return NN_OK;
+    int init = 0;
+    MPI_Initialized(&init);
+    if (!init) {
+        int rc = MPI_Init(NULL, NULL);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(NULL, "nn_dist_join", "MPI_Init", rc);
+        job->initialized = 1;
+    }
+    job->comm = MPI_COMM_WORLD;
+    MPI_Comm_set_errhandler(job->comm, MPI_ERRORS_RETURN);
+    int rc = MPI_Comm_rank(job->comm, &job->rank);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Comm_size(job->comm, &job->size);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(NULL, "nn_dist_join", "MPI_Comm_rank", rc);
+    return NN_OK;
+}
+
+void nn_dist_leave(nn_dist_job *job)
+{
+    if (job && job->initialized)
+        MPI_Finalize();
+    if (job)
+        job->initialized = 0;
+}
+
+int nn_dist_all_ok(const nn_dist_job *job, int ok, int *print)
+{
+    ok = ok != 0;
+    if (print)
+        *print = !ok;
+    if (!job || job->size <= 1)
+        return ok;
+    int v[2] = {ok, job->rank == 0 ? ok : 1};
+    if (MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, job->comm) != MPI_SUCCESS)
+        return 0;
+    if (print)
+        *print = !ok && (job->rank == 0 || v[1]);
+    return v[0] != 0;
+}
+
+void nn_dist_abort(const nn_dist_job *job, int status)
+{
+    if (job && job->size > 1)
+        MPI_Abort(job->comm, status ? status : 1);
+}

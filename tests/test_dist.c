@@ -301,6 +301,26 @@ static void test_state(void)
     nn_model_free(m);
 }
 
+/* nn_dist_join under mpirun finds the job MPI_Init already joined;
+ * nn_dist_all_ok agrees on a step that failed on one rank only. */
+static void test_job(void)
+{
+    nn_dist_job job;
+    CHECK(nn_dist_join(&job) == 0, "%s", nn_last_error());
+    CHECK(job.rank == rank_ && job.size == size_ && job.initialized == 0,
+          "job rank %d of %d, initialized %d", job.rank, job.size, job.initialized);
+    int print = -1;
+    CHECK(nn_dist_all_ok(&job, 1, &print) == 1 && print == 0, "all ok");
+    int ok = size_ == 1 || rank_ != size_ - 1; /* the last rank fails */
+    int all = nn_dist_all_ok(&job, ok, &print);
+    CHECK(all == (size_ == 1), "one failing rank: all_ok %d", all);
+    CHECK(print == !ok, "only the failing rank prints (rank %d: %d)", rank_, print);
+    nn_dist_leave(&job); /* not initialized here: MPI stays up */
+    int fin = 1;
+    MPI_Finalized(&fin);
+    CHECK(!fin, "nn_dist_leave finalized MPI it did not initialize");
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -310,6 +330,7 @@ int main(int argc, char **argv)
     test_shard();
     test_errors();
     test_state();
+    test_job();
     run_equivalence(AD_F64, NN_OPT_SGD);
     run_equivalence(AD_F64, NN_OPT_ADAM);
     run_equivalence(AD_F32, NN_OPT_SGD);

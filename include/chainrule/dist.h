@@ -145,6 +145,46 @@ NN_API int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, ui
                                                   int64_t batches, void *ctx),
                                void *ctx, nn_epoch_stats *stats, double *reduce_seconds);
 
+/** The processes of a data-parallel run, as nn_dist_join found them. */
+typedef struct nn_dist_job {
+    int rank;        /**< this process, from 0 */
+    int size;        /**< number of processes (1 without an MPI launcher) */
+    MPI_Comm comm;   /**< MPI_COMM_WORLD, or MPI_COMM_NULL for a single process */
+    int initialized; /**< 1 when nn_dist_join called MPI_Init (nn_dist_leave finalizes) */
+} nn_dist_job;
+
+/**
+ * Joins the MPI job when an MPI launcher started this process (mpirun sets
+ * OMPI_COMM_WORLD_SIZE, MPICH's hydra PMI_SIZE, Slurm/PMIx PMIX_RANK):
+ * MPI_Init unless MPI is already initialized, errors returned instead of
+ * fatal, rank and size of MPI_COMM_WORLD. Without a launcher the job is one
+ * process (rank 0 of 1) and MPI is never touched, so a plain `chainrule
+ * train` works in a build with MPI. 0, or NN_DIST_ERR_MPI with the message
+ * in nn_last_error.
+ */
+NN_API int nn_dist_join(nn_dist_job *job);
+
+/** MPI_Finalize when nn_dist_join initialized MPI; nothing otherwise. */
+NN_API void nn_dist_leave(nn_dist_job *job);
+
+/**
+ * Whether every process of the job succeeded at a step that can fail on
+ * some of them only (reading files, building the model): ok from each, one
+ * MPI_Allreduce (MPI_MIN) when size > 1. *print (may be NULL) says whether
+ * this process should print its own error: rank 0 when it failed (the
+ * others most likely failed the same way), else each process that failed.
+ * Collective. Returns 1 when all succeeded, 0 otherwise (also when the
+ * allreduce fails).
+ */
+NN_API int nn_dist_all_ok(const nn_dist_job *job, int ok, int *print);
+
+/**
+ * Stops every process of a job of more than one (MPI_Abort with status),
+ * e.g. when one rank failed while the others may wait in a collective;
+ * returns at once for a single process.
+ */
+NN_API void nn_dist_abort(const nn_dist_job *job, int status);
+
 /**
  * Sums n doubles over all ranks in place (MPI_Allreduce, MPI_SUM), for
  * metrics: e.g. {sum of loss * rows, correct predictions, rows} once per
