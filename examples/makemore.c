@@ -84,7 +84,7 @@ static int parse_long(const char *s, long lo, long *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     *o = (options){MODEL_MLP, DEFAULT_WORDS, 0, 2000, 32, 20, 20000, 3e-3, 42};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage("every option takes a value");
@@ -122,7 +122,6 @@ static int parse_options(int argc, char **argv, options *o)
         } else {
             return usage("unknown option or value out of range");
         }
-        i++;
     }
     return 0;
 }
