@@ -7,22 +7,12 @@
 
 #include "error_impl.h"
 #include "graph_impl.h"
+#include "support_impl.h"
 
 #define ARENA_ALIGN 64
 #define ARENA_MIN_BLOCK (64 * 1024)
 
 /* ------------------------------------------------------------------ memory */
-
-static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-}
 
 void *ad_mem(ad_graph *g, void *p, size_t osize, size_t nsize)
 {
@@ -160,7 +150,7 @@ ad_graph *ad_graph_new_err(ad_dtype dtype, ad_alloc_fn alloc, void *ud, ad_error
         return NULL;
     }
     if (!alloc)
-        alloc = default_alloc;
+        alloc = ad_default_alloc;
     ad_graph *g = alloc(ud, NULL, 0, sizeof *g);
     if (!g) {
         ad_error_set(err, AD_ENOMEM, "ad_graph_new: out of memory (asked for %zu bytes)",

@@ -127,8 +127,8 @@ static int load_data(void)
 {
     if (train_ds)
         return 0;
-    io_data_error err;
-    if (io_mnist_load(data_dir, &train_ds, &test_ds, &err) != IO_DATA_OK) {
+    ad_error err;
+    if (io_mnist_load(data_dir, &train_ds, &test_ds, &err) != 0) {
         fprintf(stderr, "mlp_bench: %s\n", err.message);
         return -1;
     }
@@ -389,8 +389,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "serve") != 0) {
         int rc = run(argc - i, argv + i);
         free(classes_buf);
-        io_dataset_destroy(train_ds);
-        io_dataset_destroy(test_ds);
+        io_dataset_free(train_ds);
+        io_dataset_free(test_ds);
         return rc ? 1 : 0;
     }
     char line[256];
@@ -408,7 +408,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     free(classes_buf);
-    io_dataset_destroy(train_ds);
-    io_dataset_destroy(test_ds);
+    io_dataset_free(train_ds);
+    io_dataset_free(test_ds);
     return 0;
 }

@@ -58,12 +58,12 @@ void cr_history_free(cr_history *h)
    writing the same file cannot mix their bytes. */
 static int write_file(const char *path, io_writer write, void *ctx, char *err, size_t errlen)
 {
-    io_error e;
+    ad_error e;
     if (!path || !*path) {
         snprintf(err, errlen, "no output file name");
         return -1;
     }
-    if (io_write_atomic(path, write, ctx, &e) != IO_OK) {
+    if (io_write_atomic(path, write, ctx, &e) != 0) {
         snprintf(err, errlen, "%s", e.message);
         return -1;
     }

@@ -720,8 +720,8 @@ static io_dataset rows_of(const io_dataset *ds, size_t begin, size_t n)
 
 static void train_data_free(train_data *td)
 {
-    io_dataset_destroy(td->full);
-    io_dataset_destroy(td->test);
+    io_dataset_free(td->full);
+    io_dataset_free(td->test);
     memset(td, 0, sizeof *td);
 }
 
@@ -729,9 +729,9 @@ static void train_data_free(train_data *td)
 static int load_train_data(const char *dir, cr_run *run, bool resumed, train_data *td, char *err,
                            size_t errlen)
 {
-    io_data_error derr;
+    ad_error derr;
     memset(td, 0, sizeof *td);
-    if (io_mnist_load(dir, &td->full, &td->test, &derr) != IO_DATA_OK) {
+    if (io_mnist_load(dir, &td->full, &td->test, &derr) != 0) {
         snprintf(err, errlen, "%s", derr.message);
         return -1;
     }
@@ -1082,9 +1082,8 @@ int cr_cmd_train(int argc, char **argv)
     /* every epoch's batches in io_data_permutation(seed, epoch) order: a
        pure function of (seed, epoch), the same on every rank and after a
        resume */
-    io_data_error derr;
-    if (io_batcher_create(&td.train, (size_t)run->batch, true, run->seed, &batcher, &derr) !=
-        IO_DATA_OK) {
+    ad_error derr;
+    if (!(batcher = io_batcher_new(&td.train, (size_t)run->batch, true, run->seed, &derr))) {
         snprintf(err, sizeof err, "%s", derr.message);
         setup = 1;
     }
@@ -1159,7 +1158,7 @@ done:
     if (lock_fd >= 0)
         close(lock_fd);
     dist_end(&dc);
-    io_batcher_destroy(batcher);
+    io_batcher_free(batcher);
     train_data_free(&td);
     nn_optimizer_free(opt);
     nn_model_free(m);

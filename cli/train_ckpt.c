@@ -148,14 +148,14 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
                     (long long)(opt ? nn_optimizer_state_count(opt) : 0), path);
     int ntensors = nn_model_param_tensors(m);
     int nslots = opt ? nn_optimizer_state_slots(opt) : 0;
-    io_ckpt_tensor *t = calloc((size_t)(ntensors + nslots), sizeof *t);
+    io_array *t = calloc((size_t)(ntensors + nslots), sizeof *t);
     char *widths = NULL, *names = NULL, *history = NULL, *header_hex = NULL;
     unsigned char *state = NULL;
     size_t wl = 0, wc = 0, nl = 0, nc = 0, hl = 0, hc = 0;
     meta_list *meta = calloc(1, sizeof *meta);
     if (!t || !meta)
         goto oom;
-    io_ckpt_dtype cdt = run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64;
+    ad_dtype cdt = run->dtype == AD_F32 ? AD_F32 : AD_F64;
     size_t esize = run->dtype == AD_F32 ? sizeof(float) : sizeof(double);
     char *params = nn_model_params(m);
     for (int i = 0; i < ntensors; i++) {
@@ -190,7 +190,7 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
             snprintf(header_hex + 2 * i, 3, "%02x", state[i]);
         size_t n = (size_t)nn_model_param_count(m);
         for (int s = 0; s < nslots && s < 8; s++) {
-            io_ckpt_tensor *ts = &t[ntensors + s];
+            io_array *ts = &t[ntensors + s];
             snprintf(slot_names[s], sizeof slot_names[s], "optimizer.%s",
                      nn_optimizer_slot_name(opt, s));
             ts->name = slot_names[s];
@@ -249,9 +249,9 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
         meta->meta[meta->count].value = long_values[i];
         meta->count++;
     }
-    io_ckpt_error cerr;
+    ad_error cerr;
     if (io_checkpoint_write(path, t, (size_t)(ntensors + (nslots < 8 ? nslots : 8)), meta->meta,
-                            meta->count, &cerr) != IO_CKPT_OK) {
+                            meta->count, &cerr) != 0) {
         fail(err, errlen, "%s", cerr.message);
         goto out;
     }
@@ -522,9 +522,9 @@ static int read_optimizer(reader *r, const cr_run *run, nn_model *m, nn_optimize
     for (int s = 0; s < nn_optimizer_state_slots(o); s++) {
         char name[80];
         snprintf(name, sizeof name, "optimizer.%s", nn_optimizer_slot_name(o, s));
-        io_ckpt_error cerr;
-        if (io_checkpoint_copy(r->ck, name, run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64, 1, &n,
-                               state + header + (size_t)s * n * esize, &cerr) != IO_CKPT_OK) {
+        ad_error cerr;
+        if (io_checkpoint_copy(r->ck, name, run->dtype == AD_F32 ? AD_F32 : AD_F64, 1, &n,
+                               state + header + (size_t)s * n * esize, &cerr) != 0) {
             fail(r->err, r->errlen, "%s", cerr.message);
             goto fail;
         }
@@ -555,12 +555,12 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
 {
     io_checkpoint *ck = NULL;
     nn_model *m = NULL;
-    io_ckpt_error cerr;
+    ad_error cerr;
     cr_run_defaults(run);
     *model = NULL;
     if (opt)
         *opt = NULL;
-    if (io_checkpoint_read(path, &ck, &cerr) != IO_CKPT_OK) {
+    if (!(ck = io_checkpoint_read(path, &cerr))) {
         fail(err, errlen, "%s", cerr.message);
         goto fail;
     }
@@ -585,9 +585,8 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
         }
         for (int k = 0; k < info.ndim; k++)
             shape[k] = (size_t)info.shape[k];
-        if (io_checkpoint_copy(ck, info.name, run->dtype == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64,
-                               info.ndim, shape, params + (size_t)info.offset * esize,
-                               &cerr) != IO_CKPT_OK) {
+        if (io_checkpoint_copy(ck, info.name, run->dtype == AD_F32 ? AD_F32 : AD_F64, info.ndim,
+                               shape, params + (size_t)info.offset * esize, &cerr) != 0) {
             fail(err, errlen, "%s", cerr.message);
             goto fail;
         }
@@ -602,11 +601,11 @@ int cr_checkpoint_load(const char *path, cr_run *run, nn_model **model, nn_optim
     }
     if (opt && read_optimizer(&r, run, m, opt))
         goto fail;
-    io_checkpoint_destroy(ck);
+    io_checkpoint_free(ck);
     *model = m;
     return 0;
 fail:
-    io_checkpoint_destroy(ck);
+    io_checkpoint_free(ck);
     nn_model_free(m);
     cr_run_finish(run);
     return -1;

@@ -191,14 +191,14 @@ int cr_cmd_eval(int argc, char **argv)
     cr_run run;
     nn_model *m = NULL;
     io_dataset *test = NULL;
-    io_data_error derr;
+    ad_error derr;
     status = 1;
     if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
         0) {
         fprintf(stderr, "chainrule eval: %s\n", err);
         return 1;
     }
-    if (io_mnist_load(o.data_dir, NULL, &test, &derr) != IO_DATA_OK) {
+    if (io_mnist_load(o.data_dir, NULL, &test, &derr) != 0) {
         snprintf(err, sizeof err, "%s", derr.message);
         goto fail;
     }
@@ -230,7 +230,7 @@ int cr_cmd_eval(int argc, char **argv)
 fail:
     fprintf(stderr, "chainrule eval: %s\n", err);
 done:
-    io_dataset_destroy(test);
+    io_dataset_free(test);
     nn_model_free(m);
     cr_run_finish(&run);
     return status;
@@ -248,14 +248,14 @@ int cr_cmd_predict(int argc, char **argv)
     nn_model *m = NULL;
     io_dataset *ds = NULL;
     int64_t *pred = NULL;
-    io_data_error derr;
+    ad_error derr;
     status = 1;
     if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
         0) {
         fprintf(stderr, "chainrule predict: %s\n", err);
         return 1;
     }
-    if (io_idx_load_dataset(o.positional[1], NULL, &ds, &derr) != IO_DATA_OK) {
+    if (!(ds = io_idx_load_dataset(o.positional[1], NULL, &derr))) {
         snprintf(err, sizeof err, "%s", derr.message);
         goto fail;
     }
@@ -288,7 +288,7 @@ fail:
     fprintf(stderr, "chainrule predict: %s\n", err);
 done:
     free(pred);
-    io_dataset_destroy(ds);
+    io_dataset_free(ds);
     nn_model_free(m);
     cr_run_finish(&run);
     return status;

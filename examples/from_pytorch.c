@@ -34,7 +34,7 @@ static int exists(const char *path)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : ".";
-    io_error err;
+    ad_error err;
     io_array *probe = NULL, *torch_pred = NULL;
     int status = 1;
 
@@ -46,12 +46,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", nn_last_error());
         return 1;
     }
-    if (!exists(in(dir, "mlp.npz")) && nn_model_save_npz(m, in(dir, "mlp.npz"), &err) != IO_OK)
-        goto io_error;
+    if (!exists(in(dir, "mlp.npz")) && nn_model_save_npz(m, in(dir, "mlp.npz")) != 0)
+        goto model_error;
 
     /* 1. the trained weights: names and shapes are checked */
-    if (nn_model_load_npz(m, in(dir, "mlp.npz"), 0, &err) != IO_OK)
-        goto io_error;
+    if (nn_model_load_npz(m, in(dir, "mlp.npz"), 0) != 0)
+        goto model_error;
 
     /* 2. predictions on the probe inputs, compared with PyTorch's */
     float x[10];
@@ -59,17 +59,17 @@ int main(int argc, char **argv)
     size_t xshape[2] = {5, 2}, yshape[2] = {5, 1};
     for (int i = 0; i < 10; i++)
         x[i] = (float)(-1.0 + 2.0 * i / 9); /* np.linspace(-1, 1, 10) */
-    if (exists(in(dir, "probe.npy")) && (io_npy_read(in(dir, "probe.npy"), &probe, &err) != IO_OK ||
-                                         io_array_copy(probe, IO_F32, 2, xshape, x, &err) != IO_OK))
-        goto io_error;
+    if (exists(in(dir, "probe.npy")) && (!(probe = io_npy_read(in(dir, "probe.npy"), &err)) ||
+                                         io_array_copy(probe, AD_F32, 2, xshape, x, &err) != 0))
+        goto file_error;
     if (nn_model_predict_f32(m, x, 5, 2, pred) != 0)
         goto model_error;
     if (exists(in(dir, "torch_pred.npy"))) {
         float want[5];
         double worst = 0;
-        if (io_npy_read(in(dir, "torch_pred.npy"), &torch_pred, &err) != IO_OK ||
-            io_array_copy(torch_pred, IO_F32, 2, yshape, want, &err) != IO_OK)
-            goto io_error;
+        if (!(torch_pred = io_npy_read(in(dir, "torch_pred.npy"), &err)) ||
+            io_array_copy(torch_pred, AD_F32, 2, yshape, want, &err) != 0)
+            goto file_error;
         for (int i = 0; i < 5; i++)
             worst = fmax(worst, fabs(pred[i] - want[i]));
         printf("largest difference from PyTorch: %.3g\n", worst);
@@ -109,17 +109,18 @@ int main(int argc, char **argv)
         goto model_error;
     for (int i = 0; i < 5; i++)
         out[i] = (float)pred[i];
-    io_array probe_out = {"probe", IO_F32, 2, {5, 2}, x};
-    io_array pred_out = {"pred", IO_F32, 2, {5, 1}, out};
-    if (nn_model_save_npz(m, in(dir, "mlp_chainrule.npz"), &err) != IO_OK ||
-        nn_model_save_safetensors(m, in(dir, "mlp_chainrule.safetensors"), &err) != IO_OK ||
-        io_npy_write(in(dir, "probe.npy"), &probe_out, &err) != IO_OK ||
-        io_npy_write(in(dir, "chainrule_pred.npy"), &pred_out, &err) != IO_OK)
-        goto io_error;
+    io_array probe_out = {"probe", AD_F32, 2, {5, 2}, x};
+    io_array pred_out = {"pred", AD_F32, 2, {5, 1}, out};
+    if (nn_model_save_npz(m, in(dir, "mlp_chainrule.npz")) != 0 ||
+        nn_model_save_safetensors(m, in(dir, "mlp_chainrule.safetensors")) != 0)
+        goto model_error;
+    if (io_npy_write(in(dir, "probe.npy"), &probe_out, &err) != 0 ||
+        io_npy_write(in(dir, "chainrule_pred.npy"), &pred_out, &err) != 0)
+        goto file_error;
     printf("wrote %s\n", in(dir, "mlp_chainrule.npz"));
     status = 0;
     goto done;
-io_error:
+file_error:
     fprintf(stderr, "%s\n", err.message);
     goto done;
 model_error:

@@ -3,7 +3,7 @@
 #define _DEFAULT_SOURCE /* flock */
 #define _POSIX_C_SOURCE 200809L
 
-#include "atomic_write_impl.h"
+#include "io_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,12 +17,12 @@
 #define TMP_SUFFIX ".tmp-"
 #define TMP_RANDOM 6 /* the XXXXXX of mkstemp */
 
-static char *copy_dir(const char *path, void *(*alloc)(size_t), size_t *size)
+static char *copy_dir(const char *path, const ad_allocator *mem, size_t *size)
 {
     const char *slash = strrchr(path, '/');
     const char *from = slash ? path : ".";
     size_t len = !slash ? 1 : (slash == path ? 1 : (size_t)(slash - path));
-    char *dir = alloc(len + 1);
+    char *dir = ad_alloc(mem, len + 1);
     if (!dir)
         return NULL;
     memcpy(dir, from, len);
@@ -31,7 +31,7 @@ static char *copy_dir(const char *path, void *(*alloc)(size_t), size_t *size)
     return dir;
 }
 
-/* Whether name is base.tmp-XXXXXX, a temporary file of cr_write_atomic for base. */
+/* Whether name is base.tmp-XXXXXX, a temporary file of io_write_atomic for base. */
 static bool is_temp_of(const char *name, const char *base, size_t blen)
 {
     return strncmp(name, base, blen) == 0 &&
@@ -100,20 +100,25 @@ static int create_locked_temp(char *tmp, size_t tmp_size, const char *path)
     return -1;
 }
 
-cr_write_status cr_write_atomic(const char *path, cr_file_writer write, void *ctx,
-                                void *(*alloc)(size_t), void (*dealloc)(void *, size_t), char *msg,
-                                size_t msglen)
+int io_write_atomic_with(const char *path, io_writer write, void *ctx, ad_alloc_fn alloc, void *ud,
+                         ad_error *err)
 {
-    cr_write_status st = CR_WRITE_EIO;
+    ad_allocator m = ad_allocator_of(alloc, ud);
+    const ad_allocator *mem = &m;
+    ad_errcode st = AD_EIO;
+    char msg[sizeof err->message] = "";
+    const size_t msglen = sizeof msg;
+    if (!path || !write)
+        return ad_error_set(err, AD_EINVAL, "io_write_atomic: NULL argument");
     size_t tmp_size = strlen(path) + sizeof TMP_SUFFIX + TMP_RANDOM, dir_size = 0;
-    char *tmp = alloc(tmp_size), *dir = tmp ? copy_dir(path, alloc, &dir_size) : NULL;
+    char *tmp = ad_alloc(mem, tmp_size), *dir = tmp ? copy_dir(path, mem, &dir_size) : NULL;
     int fd = -1;
     FILE *fp = NULL;
     bool created = false;
     msg[0] = '\0';
     if (!tmp || !dir) {
         snprintf(msg, msglen, "out of memory writing %s", path);
-        st = CR_WRITE_ENOMEM;
+        st = AD_ENOMEM;
         goto done;
     }
     remove_stale_temps(dir, path);
@@ -151,14 +156,14 @@ cr_write_status cr_write_atomic(const char *path, cr_file_writer write, void *ct
         snprintf(msg, msglen, "closing %s failed: %s", path, strerror(errno));
         goto done;
     }
-    st = CR_WRITE_OK;
+    st = AD_OK;
     /* Make the rename durable. Some file systems cannot sync a directory
        (EINVAL); the data is then as safe as they allow. */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
         snprintf(msg, msglen, "%s was written but syncing directory %s failed: %s", path, dir,
                  strerror(errno));
-        st = CR_WRITE_EIO;
+        st = AD_EIO;
     }
     if (dfd >= 0)
         close(dfd);
@@ -170,18 +175,23 @@ done:
     if (fd >= 0)
         close(fd);
     if (tmp)
-        dealloc(tmp, tmp_size);
+        ad_free(mem, tmp, tmp_size);
     if (dir)
-        dealloc(dir, dir_size);
-    return st;
+        ad_free(mem, dir, dir_size);
+    return st == AD_OK ? ad_error_ok(err) : ad_error_set(err, st, "%s", msg);
 }
 
-FILE *cr_fopen_regular(const char *path, char *msg, size_t msglen)
+int io_write_atomic(const char *path, io_writer write, void *ctx, ad_error *err)
+{
+    return io_write_atomic_with(path, write, ctx, NULL, NULL, err);
+}
+
+FILE *io_fopen_regular(const char *path, ad_error *err)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        snprintf(msg, msglen, "cannot open %s: %s", path, strerror(e));
+        ad_error_set(err, AD_EIO, "cannot open %s: %s", path, strerror(e));
         errno = e;
         return NULL;
     }
@@ -215,7 +225,7 @@ FILE *cr_fopen_regular(const char *path, char *msg, size_t msglen)
         what = strerror(e);
     }
     if (what) {
-        snprintf(msg, msglen, "cannot read %s: %s", path, what);
+        ad_error_set(err, AD_EIO, "cannot read %s: %s", path, what);
         close(fd);
         errno = e;
         return NULL;

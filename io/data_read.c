@@ -5,6 +5,7 @@
 #endif
 
 #include "data_impl.h"
+#include "io_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,44 +14,39 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "atomic_write_impl.h"
-
-#ifdef CR_HAVE_ZLIB
 #include <zlib.h>
-#endif
 
 /* ------------------------------------------------------- reading a file */
 
 /* A plain or gzip file read front to back. */
 typedef struct source {
     const char *path;
+    const ad_allocator *mem; /* for what is read (zlib's gzip state uses malloc) */
     FILE *fp;
-#ifdef CR_HAVE_ZLIB
     gzFile gz;
-#endif
 } source;
 
-static io_data_status source_open(source *s, const char *path, io_data_error *err)
+static int source_open(source *s, const ad_allocator *mem, const char *path, ad_error *err)
 {
     unsigned char magic[2];
     size_t got;
     memset(s, 0, sizeof *s);
     s->path = path;
+    s->mem = mem;
     if (!path)
-        return fail(err, IO_DATA_EINVAL, "file name is NULL");
-    char msg[IO_DATA_ERROR_MAX];
-    s->fp = cr_fopen_regular(path, msg, sizeof msg);
+        return ad_error_set(err, AD_EINVAL, "file name is NULL");
+    s->fp = io_fopen_regular(path, err);
     if (!s->fp)
-        return fail(err, IO_DATA_EIO, "%s", msg);
+        return -1;
     got = fread(magic, 1, 2, s->fp);
     if (ferror(s->fp)) {
         int e = errno;
         fclose(s->fp);
         s->fp = NULL;
-        return fail(err, IO_DATA_EIO, "cannot read %s: %s", path, e ? strerror(e) : "read error");
+        return ad_error_set(err, AD_EIO, "cannot read %s: %s", path,
+                            e ? strerror(e) : "read error");
     }
     if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-#ifdef CR_HAVE_ZLIB
         /* the file already checked, not whatever path names by now */
         int fd = dup(fileno(s->fp));
         fclose(s->fp);
@@ -60,38 +56,29 @@ static io_data_status source_open(source *s, const char *path, io_data_error *er
             int e = errno;
             if (fd >= 0)
                 close(fd);
-            return fail(err, IO_DATA_EIO, "cannot read %s: %s", path, strerror(e));
+            return ad_error_set(err, AD_EIO, "cannot read %s: %s", path, strerror(e));
         }
         s->gz = gzdopen(fd, "rb");
         if (!s->gz) {
             close(fd);
-            return fail(err, IO_DATA_ENOMEM, "cannot open %s: out of memory", path);
+            return ad_error_set(err, AD_ENOMEM, "cannot open %s: out of memory", path);
         }
         gzbuffer(s->gz, 1u << 17);
-        return ok(err);
-#else
-        fclose(s->fp);
-        s->fp = NULL;
-        return fail(err, IO_DATA_ENOTSUP,
-                    "%s is gzip-compressed but chainrule was built without zlib; "
-                    "gunzip it first",
-                    path);
-#endif
+        return ad_error_ok(err);
     }
     if (fseek(s->fp, 0, SEEK_SET) != 0) {
         int e = errno;
         fclose(s->fp);
         s->fp = NULL;
-        return fail(err, IO_DATA_EIO, "cannot rewind %s: %s", path, strerror(e));
+        return ad_error_set(err, AD_EIO, "cannot rewind %s: %s", path, strerror(e));
     }
-    return ok(err);
+    return ad_error_ok(err);
 }
 
 /* Reads up to n bytes; *got < n means the end of the data. */
-static io_data_status source_read(source *s, void *buf, size_t n, size_t *got, io_data_error *err)
+static int source_read(source *s, void *buf, size_t n, size_t *got, ad_error *err)
 {
     *got = 0;
-#ifdef CR_HAVE_ZLIB
     if (s->gz) {
         unsigned char *p = buf;
         while (*got < n) {
@@ -104,58 +91,55 @@ static io_data_status source_read(source *s, void *buf, size_t n, size_t *got, i
             msg = gzerror(s->gz, &errnum);
             if (r < 0 || (errnum != Z_OK && errnum != Z_STREAM_END)) {
                 if (errnum == Z_BUF_ERROR)
-                    return fail(err, IO_DATA_EFORMAT,
-                                "%s: truncated file: the compressed data ends early", s->path);
+                    return ad_error_set(err, AD_EFORMAT,
+                                        "%s: truncated file: the compressed data ends early",
+                                        s->path);
                 if (errnum == Z_MEM_ERROR)
                     return out_of_memory(err, "decompressing");
                 if (errnum == Z_ERRNO)
-                    return fail(err, IO_DATA_EIO, "cannot read %s: %s", s->path, strerror(errno));
-                return fail(err, IO_DATA_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
-                            msg ? msg : "zlib error");
+                    return ad_error_set(err, AD_EIO, "cannot read %s: %s", s->path,
+                                        strerror(errno));
+                return ad_error_set(err, AD_EFORMAT, "%s: corrupt gzip data (%s)", s->path,
+                                    msg ? msg : "zlib error");
             }
             if (r == 0)
                 break;
             *got += (size_t)r;
         }
-        return ok(err);
+        return ad_error_ok(err);
     }
-#endif
     *got = fread(buf, 1, n, s->fp);
     if (*got < n && ferror(s->fp))
-        return fail(err, IO_DATA_EIO, "cannot read %s: %s", s->path,
-                    errno ? strerror(errno) : "read error");
-    return ok(err);
+        return ad_error_set(err, AD_EIO, "cannot read %s: %s", s->path,
+                            errno ? strerror(errno) : "read error");
+    return ad_error_ok(err);
 }
 
 /* Closes s; with check, reports a gzip stream that did not end cleanly. */
-static io_data_status source_close(source *s, bool check, io_data_error *err)
+static int source_close(source *s, bool check, ad_error *err)
 {
-    io_data_status st = IO_DATA_OK;
+    int st = 0;
     if (s->fp)
         fclose(s->fp);
-#ifdef CR_HAVE_ZLIB
     if (s->gz) {
         int r = gzclose(s->gz);
         if (check && r == Z_BUF_ERROR)
-            st = fail(err, IO_DATA_EFORMAT, "%s: truncated file: the compressed data ends early",
-                      s->path);
+            st = ad_error_set(err, AD_EFORMAT, "%s: truncated file: the compressed data ends early",
+                              s->path);
         else if (check && r != Z_OK)
-            st = fail(err, IO_DATA_EFORMAT, "%s: corrupt gzip data", s->path);
+            st = ad_error_set(err, AD_EFORMAT, "%s: corrupt gzip data", s->path);
     }
     s->gz = NULL;
-#endif
     s->fp = NULL;
-    (void)check;
-    (void)err;
     return st;
 }
 
 /* Reads exactly want bytes into a buffer that grows as data arrives, so a
    header that lies about the size cannot make us allocate more than the file
-   holds (times two). A short read returns IO_DATA_EFORMAT with *truncated
+   holds (times two). A short read returns -1 with *truncated
    set and *got saying how much there was, for the caller to word. */
-static io_data_status read_growing(source *s, size_t want, unsigned char **out, size_t *got,
-                                   bool *truncated, io_data_error *err)
+static int read_growing(source *s, size_t want, unsigned char **out, size_t *got, bool *truncated,
+                        ad_error *err)
 {
     unsigned char *buf = NULL;
     size_t cap = 0, have = 0;
@@ -164,7 +148,7 @@ static io_data_status read_growing(source *s, size_t want, unsigned char **out, 
     *truncated = false;
     while (have < want) {
         size_t chunk;
-        io_data_status st;
+        int st;
         if (have == cap) {
             size_t ncap = cap ? cap : ((size_t)1 << 20);
             unsigned char *nbuf;
@@ -172,18 +156,18 @@ static io_data_status read_growing(source *s, size_t want, unsigned char **out, 
                 ncap = cap * 2;
             if (ncap > want)
                 ncap = want;
-            nbuf = mem_realloc(buf, cap, ncap);
+            nbuf = mem_realloc(s->mem, buf, cap, ncap);
             if (!nbuf) {
-                mem_free(buf, cap);
-                return fail(err, IO_DATA_ENOMEM, "out of memory reading %s (%zu bytes)", s->path,
-                            want);
+                mem_free(s->mem, buf, cap);
+                return ad_error_set(err, AD_ENOMEM, "out of memory reading %s (%zu bytes)", s->path,
+                                    want);
             }
             buf = nbuf;
             cap = ncap;
         }
         st = source_read(s, buf + have, cap - have, &chunk, err);
-        if (st != IO_DATA_OK) {
-            mem_free(buf, cap);
+        if (st != 0) {
+            mem_free(s->mem, buf, cap);
             return st;
         }
         have += chunk;
@@ -191,14 +175,14 @@ static io_data_status read_growing(source *s, size_t want, unsigned char **out, 
             break; /* end of data */
     }
     if (have < want) {
-        mem_free(buf, cap);
+        mem_free(s->mem, buf, cap);
         *got = have;
         *truncated = true;
-        return IO_DATA_EFORMAT;
+        return -1;
     }
     *out = buf;
     *got = have;
-    return ok(err);
+    return ad_error_ok(err);
 }
 
 /* -------------------------------------------------------------------- IDX */
@@ -239,12 +223,19 @@ static const char *idx_type_name(int type)
     return "unknown";
 }
 
-void io_idx_destroy(io_idx *idx)
+/* An IDX image and the allocator that owns it. */
+typedef struct idx_impl {
+    io_idx pub;
+    ad_allocator mem;
+} idx_impl;
+
+void io_idx_free(io_idx *idx)
 {
     if (!idx)
         return;
-    mem_free(idx->data, idx->count * idx_elem_size(idx->type));
-    mem_free(idx, sizeof *idx);
+    ad_allocator m = ((idx_impl *)idx)->mem;
+    mem_free(&m, idx->data, idx->count * idx_elem_size(idx->type));
+    mem_free(&m, idx, sizeof(idx_impl));
 }
 
 /* Big-endian bytes to host order, in place (any host byte order). */
@@ -269,110 +260,113 @@ static void idx_to_host(unsigned char *data, size_t count, size_t esize)
     }
 }
 
-static io_data_status idx_parse(source *s, io_idx *idx, io_data_error *err)
+static int idx_parse(source *s, io_idx *idx, ad_error *err)
 {
     const char *path = s->path;
     unsigned char head[4 * IO_IDX_MAX_DIMS], *data = NULL;
     size_t got, esize, bytes, extra;
     bool truncated;
-    io_data_status st;
+    int st;
 
     st = source_read(s, head, 4, &got, err);
-    if (st != IO_DATA_OK)
+    if (st != 0)
         return st;
     if (got == 0)
-        return fail(err, IO_DATA_EFORMAT, "%s: empty file (expected an IDX header)", path);
+        return ad_error_set(err, AD_EFORMAT, "%s: empty file (expected an IDX header)", path);
     if (got < 4)
-        return fail(err, IO_DATA_EFORMAT,
-                    "%s: truncated file: %zu bytes, shorter than the "
-                    "4-byte IDX magic number",
-                    path, got);
+        return ad_error_set(err, AD_EFORMAT,
+                            "%s: truncated file: %zu bytes, shorter than the "
+                            "4-byte IDX magic number",
+                            path, got);
     if (head[0] != 0 || head[1] != 0)
-        return fail(err, IO_DATA_EFORMAT,
-                    "%s: bad magic number %02x %02x %02x %02x: not an IDX file (IDX files "
-                    "start with 00 00, a type byte and a dimension count)",
-                    path, head[0], head[1], head[2], head[3]);
+        return ad_error_set(err, AD_EFORMAT,
+                            "%s: bad magic number %02x %02x %02x %02x: not an IDX file (IDX files "
+                            "start with 00 00, a type byte and a dimension count)",
+                            path, head[0], head[1], head[2], head[3]);
     esize = idx_elem_size(head[2]);
     if (esize == 0)
-        return fail(err, IO_DATA_EFORMAT, "%s: bad magic number: unknown IDX element type 0x%02x",
-                    path, head[2]);
+        return ad_error_set(err, AD_EFORMAT,
+                            "%s: bad magic number: unknown IDX element type 0x%02x", path, head[2]);
     if (head[3] == 0 || head[3] > IO_IDX_MAX_DIMS)
-        return fail(err, IO_DATA_EFORMAT,
-                    "%s: %d dimensions in the IDX header (1 to %d "
-                    "supported)",
-                    path, head[3], IO_IDX_MAX_DIMS);
+        return ad_error_set(err, AD_EFORMAT,
+                            "%s: %d dimensions in the IDX header (1 to %d "
+                            "supported)",
+                            path, head[3], IO_IDX_MAX_DIMS);
     idx->type = (io_idx_type)head[2];
     idx->ndim = head[3];
 
     st = source_read(s, head, 4 * (size_t)idx->ndim, &got, err);
-    if (st != IO_DATA_OK)
+    if (st != 0)
         return st;
     if (got < 4 * (size_t)idx->ndim)
-        return fail(err, IO_DATA_EFORMAT,
-                    "%s: truncated file: the header ends inside its "
-                    "%d dimension sizes",
-                    path, idx->ndim);
+        return ad_error_set(err, AD_EFORMAT,
+                            "%s: truncated file: the header ends inside its "
+                            "%d dimension sizes",
+                            path, idx->ndim);
     idx->count = 1;
     for (int k = 0; k < idx->ndim; k++) {
         const unsigned char *p = head + 4 * k;
         idx->dims[k] =
             (size_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-        if (!mul_size(idx->count, idx->dims[k], &idx->count))
-            return fail(err, IO_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+        if (!ad_mul_size(idx->count, idx->dims[k], &idx->count))
+            return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
     }
-    if (!mul_size(idx->count, esize, &bytes))
-        return fail(err, IO_DATA_EFORMAT, "%s: the IDX dimensions are too large", path);
+    if (!ad_mul_size(idx->count, esize, &bytes))
+        return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
 
     st = read_growing(s, bytes, &data, &got, &truncated, err);
     if (truncated)
-        return fail(err, IO_DATA_EFORMAT,
-                    "%s: truncated file: the header declares %zu data bytes, the file holds %zu",
-                    path, bytes, got);
-    if (st != IO_DATA_OK)
+        return ad_error_set(
+            err, AD_EFORMAT,
+            "%s: truncated file: the header declares %zu data bytes, the file holds %zu", path,
+            bytes, got);
+    if (st != 0)
         return st;
     st = source_read(s, head, 1, &extra, err);
-    if (st == IO_DATA_OK && extra)
-        st = fail(err, IO_DATA_EFORMAT,
-                  "%s: unexpected bytes after the %zu data bytes the header declares", path, bytes);
-    if (st != IO_DATA_OK) {
-        mem_free(data, bytes);
+    if (st == 0 && extra)
+        st = ad_error_set(err, AD_EFORMAT,
+                          "%s: unexpected bytes after the %zu data bytes the header declares", path,
+                          bytes);
+    if (st != 0) {
+        mem_free(s->mem, data, bytes);
         return st;
     }
     idx_to_host(data, idx->count, esize);
     idx->data = data;
-    return ok(err);
+    return ad_error_ok(err);
 }
 
-io_data_status io_idx_read(const char *path, io_idx **out, io_data_error *err)
+io_idx *io_idx_read_with(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err)
 {
+    ad_allocator m = ad_allocator_of(alloc, ud);
     source s;
-    io_idx *idx;
-    io_data_status st;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_idx_read: out is NULL");
-    *out = NULL;
-    st = source_open(&s, path, err);
-    if (st != IO_DATA_OK)
-        return st;
-    idx = mem_alloc(sizeof *idx);
-    if (!idx) {
+    if (source_open(&s, &m, path, err) != 0)
+        return NULL;
+    idx_impl *impl = mem_alloc(&m, sizeof *impl);
+    if (!impl) {
         source_close(&s, false, NULL);
-        return out_of_memory(err, "for an IDX file");
+        out_of_memory(err, "for an IDX file");
+        return NULL;
     }
-    memset(idx, 0, sizeof *idx);
-    st = idx_parse(&s, idx, err);
-    if (st != IO_DATA_OK) {
+    memset(impl, 0, sizeof *impl);
+    impl->mem = m;
+    io_idx *idx = &impl->pub;
+    if (idx_parse(&s, idx, err) != 0) {
         source_close(&s, false, NULL);
-        io_idx_destroy(idx);
-        return st;
+        io_idx_free(idx);
+        return NULL;
     }
-    st = source_close(&s, true, err);
-    if (st != IO_DATA_OK) {
-        io_idx_destroy(idx);
-        return st;
+    if (source_close(&s, true, err) != 0) {
+        io_idx_free(idx);
+        return NULL;
     }
-    *out = idx;
-    return ok(err);
+    ad_error_ok(err);
+    return idx;
+}
+
+io_idx *io_idx_read(const char *path, ad_error *err)
+{
+    return io_idx_read_with(path, NULL, NULL, err);
 }
 
 double io_idx_value(const io_idx *idx, size_t i)
@@ -413,12 +407,12 @@ static bool idx_is_integer(io_idx_type t)
 }
 
 /* io_dataset_from_idx with names for the messages. */
-static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, const char *ex_name,
-                                       const char *lab_name, io_dataset **out, io_data_error *err)
+static int dataset_from_idx(const ad_allocator *m, const io_idx *ex, const io_idx *lab,
+                            const char *ex_name, const char *lab_name, io_dataset **out,
+                            ad_error *err)
 {
     size_t n, d = 1;
     io_dataset *ds;
-    io_data_status st;
     int max_label = -1;
     *out = NULL;
     n = ex->dims[0];
@@ -426,16 +420,16 @@ static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, cons
         d *= ex->dims[k]; /* cannot overflow: the product of all dims fitted */
     if (lab) {
         if (lab->ndim != 1 || !idx_is_integer(lab->type))
-            return fail(err, IO_DATA_EFORMAT,
-                        "%s: labels must be a 1-d IDX of integers, found %d-d %s values", lab_name,
-                        lab->ndim, idx_type_name(lab->type));
+            return ad_error_set(err, AD_EFORMAT,
+                                "%s: labels must be a 1-d IDX of integers, found %d-d %s values",
+                                lab_name, lab->ndim, idx_type_name(lab->type));
         if (lab->dims[0] != n)
-            return fail(err, IO_DATA_EMISMATCH, "%s has %zu examples but %s has %zu labels",
-                        ex_name, n, lab_name, lab->dims[0]);
+            return ad_error_set(err, AD_EMISMATCH, "%s has %zu examples but %s has %zu labels",
+                                ex_name, n, lab_name, lab->dims[0]);
     }
-    st = io_data_dataset_alloc(n, d, lab != NULL, &ds, err);
-    if (st != IO_DATA_OK)
-        return st;
+    ds = io_data_dataset_alloc(m, n, d, lab != NULL, err);
+    if (!ds)
+        return -1;
     if (ex->type == IO_IDX_U8) {
         const unsigned char *p = ex->data;
         for (size_t i = 0; i < n * d; i++)
@@ -447,19 +441,20 @@ static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, cons
             double v = io_idx_value(ex, i);
             ds->x[i] = (float)v;
             if (!isfinite(ds->x[i])) {
-                io_dataset_destroy(ds);
-                return fail(err, IO_DATA_EFORMAT,
-                            "%s: value %g of example %zu (feature %zu) is not a finite number%s",
-                            ex_name, v, i / d, i % d, isfinite(v) ? " in single precision" : "");
+                io_dataset_free(ds);
+                return ad_error_set(
+                    err, AD_EFORMAT,
+                    "%s: value %g of example %zu (feature %zu) is not a finite number%s", ex_name,
+                    v, i / d, i % d, isfinite(v) ? " in single precision" : "");
             }
         }
     }
     for (size_t i = 0; lab && i < n; i++) {
         double v = io_idx_value(lab, i);
         if (v < 0 || v >= IO_DATA_MAX_CLASSES) {
-            io_dataset_destroy(ds);
-            return fail(err, IO_DATA_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
-                        lab_name, v, i, IO_DATA_MAX_CLASSES);
+            io_dataset_free(ds);
+            return ad_error_set(err, AD_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
+                                lab_name, v, i, IO_DATA_MAX_CLASSES);
         }
         ds->y[i] = (int)v;
         max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
@@ -470,45 +465,49 @@ static io_data_status dataset_from_idx(const io_idx *ex, const io_idx *lab, cons
         ds->width = ex->dims[2];
     }
     *out = ds;
-    return ok(err);
+    return ad_error_ok(err);
 }
 
-io_data_status io_dataset_from_idx(const io_idx *examples, const io_idx *labels, io_dataset **out,
-                                   io_data_error *err)
+io_dataset *io_dataset_from_idx(const io_idx *examples, const io_idx *labels, ad_error *err)
 {
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_from_idx: out is NULL");
-    *out = NULL;
-    if (!examples)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_from_idx: examples is NULL");
-    return dataset_from_idx(examples, labels, "the examples IDX", "the labels IDX", out, err);
+    io_dataset *ds = NULL;
+    if (!examples) {
+        ad_error_set(err, AD_EINVAL, "io_dataset_from_idx: examples is NULL");
+        return NULL;
+    }
+    dataset_from_idx(&((const idx_impl *)examples)->mem, examples, labels, "the examples IDX",
+                     "the labels IDX", &ds, err);
+    return ds;
 }
 
-io_data_status io_idx_load_dataset(const char *examples_path, const char *labels_path,
-                                   io_dataset **out, io_data_error *err)
+io_dataset *io_idx_load_dataset_with(const char *examples_path, const char *labels_path,
+                                     ad_alloc_fn alloc, void *ud, ad_error *err)
 {
+    ad_allocator m = ad_allocator_of(alloc, ud);
     io_idx *ex = NULL, *lab = NULL;
-    io_data_status st;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_idx_load_dataset: out is NULL");
-    *out = NULL;
-    st = io_idx_read(examples_path, &ex, err);
-    if (st == IO_DATA_OK && labels_path)
-        st = io_idx_read(labels_path, &lab, err);
-    if (st == IO_DATA_OK)
-        st = dataset_from_idx(ex, lab, examples_path, labels_path, out, err);
-    io_idx_destroy(ex);
-    io_idx_destroy(lab);
-    return st;
+    io_dataset *ds = NULL;
+    ex = io_idx_read_with(examples_path, m.fn, m.ud, err);
+    if (ex && labels_path)
+        lab = io_idx_read_with(labels_path, m.fn, m.ud, err);
+    if (ex && (lab || !labels_path))
+        dataset_from_idx(&m, ex, lab, examples_path, labels_path, &ds, err);
+    io_idx_free(ex);
+    io_idx_free(lab);
+    return ds;
+}
+
+io_dataset *io_idx_load_dataset(const char *examples_path, const char *labels_path, ad_error *err)
+{
+    return io_idx_load_dataset_with(examples_path, labels_path, NULL, NULL, err);
 }
 
 /* dir/base, or dir/base.gz when only that exists; *path is the caller's. */
-static io_data_status find_file(const char *dir, const char *base, char **path, size_t *size,
-                                io_data_error *err)
+static int find_file(const ad_allocator *m, const char *dir, const char *base, char **path,
+                     size_t *size, ad_error *err)
 {
     struct stat sb;
     size_t len = strlen(dir) + strlen(base) + 5; /* '/' ".gz" '\0' */
-    char *p = mem_alloc(len);
+    char *p = mem_alloc(m, len);
     *path = NULL;
     if (!p)
         return out_of_memory(err, "for a file name");
@@ -516,47 +515,49 @@ static io_data_status find_file(const char *dir, const char *base, char **path, 
     if (stat(p, &sb) != 0) {
         snprintf(p, len, "%s/%s.gz", dir, base);
         if (stat(p, &sb) != 0) {
-            mem_free(p, len);
-            return fail(err, IO_DATA_EIO, "missing data file: neither %s/%s nor %s/%s.gz exists",
-                        dir, base, dir, base);
+            mem_free(m, p, len);
+            return ad_error_set(err, AD_EIO, "missing data file: neither %s/%s nor %s/%s.gz exists",
+                                dir, base, dir, base);
         }
     }
     *path = p;
     *size = len;
-    return ok(err);
+    return ad_error_ok(err);
 }
 
-static io_data_status mnist_half(const char *dir, const char *images, const char *labels,
-                                 io_dataset **out, io_data_error *err)
+static int mnist_half(const ad_allocator *m, const char *dir, const char *images,
+                      const char *labels, io_dataset **out, ad_error *err)
 {
     char *ipath = NULL, *lpath = NULL;
     size_t isize = 0, lsize = 0;
     io_idx *ex = NULL, *lab = NULL;
-    io_data_status st = find_file(dir, images, &ipath, &isize, err);
-    if (st == IO_DATA_OK)
-        st = find_file(dir, labels, &lpath, &lsize, err);
-    if (st == IO_DATA_OK)
-        st = io_idx_read(ipath, &ex, err);
-    if (st == IO_DATA_OK && (ex->ndim != 3 || ex->type != IO_IDX_U8))
-        st = fail(err, IO_DATA_EFORMAT,
-                  "%s: expected 3-d unsigned-byte images (n, rows, cols), found %d-d %s values",
-                  ipath, ex->ndim, idx_type_name(ex->type));
-    if (st == IO_DATA_OK)
-        st = io_idx_read(lpath, &lab, err);
-    if (st == IO_DATA_OK)
-        st = dataset_from_idx(ex, lab, ipath, lpath, out, err);
-    io_idx_destroy(ex);
-    io_idx_destroy(lab);
-    mem_free(ipath, isize);
-    mem_free(lpath, lsize);
+    int st = find_file(m, dir, images, &ipath, &isize, err);
+    if (st == 0)
+        st = find_file(m, dir, labels, &lpath, &lsize, err);
+    if (st == 0 && !(ex = io_idx_read_with(ipath, m->fn, m->ud, err)))
+        st = -1;
+    if (st == 0 && (ex->ndim != 3 || ex->type != IO_IDX_U8))
+        st = ad_error_set(
+            err, AD_EFORMAT,
+            "%s: expected 3-d unsigned-byte images (n, rows, cols), found %d-d %s values", ipath,
+            ex->ndim, idx_type_name(ex->type));
+    if (st == 0 && !(lab = io_idx_read_with(lpath, m->fn, m->ud, err)))
+        st = -1;
+    if (st == 0)
+        st = dataset_from_idx(m, ex, lab, ipath, lpath, out, err);
+    io_idx_free(ex);
+    io_idx_free(lab);
+    mem_free(m, ipath, isize);
+    mem_free(m, lpath, lsize);
     return st;
 }
 
-io_data_status io_mnist_load(const char *dir, io_dataset **train, io_dataset **test,
-                             io_data_error *err)
+int io_mnist_load_with(const char *dir, io_dataset **train, io_dataset **test, ad_alloc_fn alloc,
+                       void *ud, ad_error *err)
 {
+    ad_allocator m = ad_allocator_of(alloc, ud);
     struct stat sb;
-    io_data_status st = IO_DATA_OK;
+    int st = 0;
     if (train)
         *train = NULL;
     if (test)
@@ -564,52 +565,57 @@ io_data_status io_mnist_load(const char *dir, io_dataset **train, io_dataset **t
     if (!dir)
         dir = IO_FASHION_MNIST_DIR;
     if (stat(dir, &sb) != 0)
-        return fail(err, IO_DATA_EIO, "data directory %s: %s%s", dir, strerror(errno),
-                    strcmp(dir, IO_FASHION_MNIST_DIR) == 0
-                        ? " (install Debian's dataset-fashion-mnist package)"
-                        : "");
+        return ad_error_set(err, AD_EIO, "data directory %s: %s%s", dir, strerror(errno),
+                            strcmp(dir, IO_FASHION_MNIST_DIR) == 0
+                                ? " (install Debian's dataset-fashion-mnist package)"
+                                : "");
     if (!S_ISDIR(sb.st_mode))
-        return fail(err, IO_DATA_EIO, "data directory %s is not a directory", dir);
+        return ad_error_set(err, AD_EIO, "data directory %s is not a directory", dir);
     if (train)
-        st = mnist_half(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train, err);
-    if (st == IO_DATA_OK && test)
-        st = mnist_half(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test, err);
-    if (st != IO_DATA_OK && train) {
-        io_dataset_destroy(*train);
+        st = mnist_half(&m, dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train, err);
+    if (st == 0 && test)
+        st = mnist_half(&m, dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test, err);
+    if (st != 0 && train) {
+        io_dataset_free(*train);
         *train = NULL;
     }
-    return st == IO_DATA_OK ? ok(err) : st;
+    return st == 0 ? ad_error_ok(err) : st;
+}
+
+int io_mnist_load(const char *dir, io_dataset **train, io_dataset **test, ad_error *err)
+{
+    return io_mnist_load_with(dir, train, test, NULL, NULL, err);
 }
 
 /* -------------------------------------------------------------------- CSV */
 
 /* The whole file in one NUL-terminated buffer. */
-static io_data_status read_all(const char *path, char **out, size_t *len, size_t *cap,
-                               io_data_error *err)
+static int read_all(const ad_allocator *m, const char *path, char **out, size_t *len, size_t *cap,
+                    ad_error *err)
 {
     source s;
     char *buf = NULL;
     size_t have = 0, size = 0;
-    io_data_status st = source_open(&s, path, err);
+    int st = source_open(&s, m, path, err);
     *out = NULL;
-    if (st != IO_DATA_OK)
+    if (st != 0)
         return st;
     for (;;) {
         size_t got;
         if (size - have < 2) {
             size_t nsize = size ? size * 2 : 65536;
-            char *nbuf = nsize > size ? mem_realloc(buf, size, nsize) : NULL;
+            char *nbuf = nsize > size ? mem_realloc(m, buf, size, nsize) : NULL;
             if (!nbuf) {
-                mem_free(buf, size);
+                mem_free(m, buf, size);
                 source_close(&s, false, NULL);
-                return fail(err, IO_DATA_ENOMEM, "out of memory reading %s", path);
+                return ad_error_set(err, AD_ENOMEM, "out of memory reading %s", path);
             }
             buf = nbuf;
             size = nsize;
         }
         st = source_read(&s, buf + have, size - have - 1, &got, err);
-        if (st != IO_DATA_OK) {
-            mem_free(buf, size);
+        if (st != 0) {
+            mem_free(m, buf, size);
             source_close(&s, false, NULL);
             return st;
         }
@@ -618,19 +624,20 @@ static io_data_status read_all(const char *path, char **out, size_t *len, size_t
             break;
     }
     st = source_close(&s, true, err);
-    if (st != IO_DATA_OK) {
-        mem_free(buf, size);
+    if (st != 0) {
+        mem_free(m, buf, size);
         return st;
     }
     buf[have] = '\0';
     *out = buf;
     *len = have;
     *cap = size;
-    return ok(err);
+    return ad_error_ok(err);
 }
 
 /* A growable array; elements are `esize` bytes. */
 typedef struct vec {
+    const ad_allocator *mem;
     void *data;
     size_t len, cap, esize;
 } vec;
@@ -649,7 +656,7 @@ static bool vec_reserve(vec *v, size_t extra)
         ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
     if (ncap > SIZE_MAX / v->esize)
         return false;
-    nd = mem_realloc(v->data, v->cap * v->esize, ncap * v->esize);
+    nd = mem_realloc(v->mem, v->data, v->cap * v->esize, ncap * v->esize);
     if (!nd)
         return false;
     v->data = nd;
@@ -659,7 +666,7 @@ static bool vec_reserve(vec *v, size_t extra)
 
 static void vec_free(vec *v)
 {
-    mem_free(v->data, v->cap * v->esize);
+    mem_free(v->mem, v->data, v->cap * v->esize);
     v->data = NULL;
     v->len = v->cap = 0;
 }
@@ -683,8 +690,8 @@ static bool blank_line_ahead(const csv *c)
 }
 
 /* Parses the next non-blank record into c->fields; *line gets its first
-   line. Returns IO_DATA_OK with c->fields.len 0 at the end of the file. */
-static io_data_status csv_record(csv *c, size_t *line, io_data_error *err)
+   line. Returns 0 with c->fields.len 0 at the end of the file. */
+static int csv_record(csv *c, size_t *line, ad_error *err)
 {
     c->fields.len = 0;
     while (c->p < c->end && blank_line_ahead(c)) {
@@ -696,21 +703,21 @@ static io_data_status csv_record(csv *c, size_t *line, io_data_error *err)
         }
     }
     if (c->p >= c->end)
-        return IO_DATA_OK;
+        return 0;
     *line = c->line;
     for (;;) {
         char *start = c->p, *w = c->p;
         if (!vec_reserve(&c->fields, 1))
-            return fail(err, IO_DATA_ENOMEM, "out of memory reading %s", c->path);
+            return ad_error_set(err, AD_ENOMEM, "out of memory reading %s", c->path);
         ((char **)c->fields.data)[c->fields.len++] = start;
         if (c->p < c->end && *c->p == '"') {
             size_t qline = c->line;
             c->p++;
             for (;;) {
                 if (c->p >= c->end)
-                    return fail(err, IO_DATA_EFORMAT,
-                                "%s: line %zu, column %zu: unterminated quoted field", c->path,
-                                qline, c->fields.len);
+                    return ad_error_set(err, AD_EFORMAT,
+                                        "%s: line %zu, column %zu: unterminated quoted field",
+                                        c->path, qline, c->fields.len);
                 if (*c->p == '"') {
                     if (c->p + 1 < c->end && c->p[1] == '"') {
                         *w++ = '"';
@@ -727,10 +734,10 @@ static io_data_status csv_record(csv *c, size_t *line, io_data_error *err)
             if (c->p < c->end && *c->p == '\r' && (c->p + 1 == c->end || c->p[1] == '\n'))
                 c->p++;
             if (c->p < c->end && *c->p != c->delim && *c->p != '\n')
-                return fail(err, IO_DATA_EFORMAT,
-                            "%s: line %zu, column %zu: unexpected character '%c' after a "
-                            "closing quote",
-                            c->path, c->line, c->fields.len, *c->p);
+                return ad_error_set(err, AD_EFORMAT,
+                                    "%s: line %zu, column %zu: unexpected character '%c' after a "
+                                    "closing quote",
+                                    c->path, c->line, c->fields.len, *c->p);
         } else {
             while (c->p < c->end && *c->p != c->delim && *c->p != '\n')
                 c->p++;
@@ -744,7 +751,7 @@ static io_data_status csv_record(csv *c, size_t *line, io_data_error *err)
                 c->line++;
             }
             *w = '\0';
-            return IO_DATA_OK;
+            return 0;
         }
         c->p++; /* the delimiter */
         *w = '\0';
@@ -783,8 +790,8 @@ static bool integer_label(const char *s, int *out)
 }
 
 /* Turns the label strings into numbers and fills ds->y, classes and names. */
-static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char **labels,
-                                 const size_t *lines, io_dataset *ds, io_data_error *err)
+static int csv_labels(const csv *c, const io_csv_options *opt, char **labels, const size_t *lines,
+                      io_dataset *ds, ad_error *err)
 {
     size_t n = ds->n;
     const char *const *names = opt ? opt->class_names : NULL;
@@ -793,12 +800,12 @@ static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char *
     int *order = NULL, max_label = -1;
     io_csv_label_kind kind = opt ? opt->label_kind : IO_CSV_LABELS_AUTO;
     if (kind != IO_CSV_LABELS_AUTO && kind != IO_CSV_LABELS_INTEGER && kind != IO_CSV_LABELS_TEXT)
-        return fail(err, IO_DATA_EINVAL, "%s: unknown label_kind %d", c->path, (int)kind);
+        return ad_error_set(err, AD_EINVAL, "%s: unknown label_kind %d", c->path, (int)kind);
     if (names && kind == IO_CSV_LABELS_INTEGER)
-        return fail(err, IO_DATA_EINVAL,
-                    "%s: a fixed class list (class_names) needs text labels, not "
-                    "IO_CSV_LABELS_INTEGER",
-                    c->path);
+        return ad_error_set(err, AD_EINVAL,
+                            "%s: a fixed class list (class_names) needs text labels, not "
+                            "IO_CSV_LABELS_INTEGER",
+                            c->path);
     if (kind == IO_CSV_LABELS_AUTO && !names) {
         /* the rule: a column of numbers holds class indices */
         bool numbers = true;
@@ -811,25 +818,28 @@ static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char *
         kind = numbers ? IO_CSV_LABELS_INTEGER : IO_CSV_LABELS_TEXT;
     }
     bool integers = kind == IO_CSV_LABELS_INTEGER;
+    ad_allocator mv = dataset_mem(ds);
+    const ad_allocator *m = &mv;
     for (size_t i = 0; integers && i < n; i++)
         if (!integer_label(labels[i], &ds->y[i]))
-            return fail(err, IO_DATA_EFORMAT,
-                        "%s: line %zu: label '%s' is not a class index (an integer in [0, %d))%s",
-                        c->path, lines[i], labels[i], IO_DATA_MAX_CLASSES,
-                        opt && opt->label_kind == IO_CSV_LABELS_INTEGER
-                            ? ""
-                            : "; a label column of numbers holds class indices "
-                              "(set label_kind to IO_CSV_LABELS_TEXT to read them as names)");
+            return ad_error_set(
+                err, AD_EFORMAT,
+                "%s: line %zu: label '%s' is not a class index (an integer in [0, %d))%s", c->path,
+                lines[i], labels[i], IO_DATA_MAX_CLASSES,
+                opt && opt->label_kind == IO_CSV_LABELS_INTEGER
+                    ? ""
+                    : "; a label column of numbers holds class indices "
+                      "(set label_kind to IO_CSV_LABELS_TEXT to read them as names)");
     if (integers) {
         for (size_t i = 0; i < n; i++)
             max_label = ds->y[i] > max_label ? ds->y[i] : max_label;
         ds->classes = max_label + 1;
-        return ok(err);
+        return ad_error_ok(err);
     }
     if (!names) {
         /* Distinct labels in sorted order become the class list. */
         size_t distinct = 0;
-        if (!alloc_array((void **)&sorted, n, sizeof *sorted))
+        if (!alloc_array(m, (void **)&sorted, n, sizeof *sorted))
             return out_of_memory(err, "for class labels");
         memcpy(sorted, labels, n * sizeof *sorted);
         qsort(sorted, n, sizeof *sorted, cmp_strings);
@@ -837,16 +847,16 @@ static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char *
             if (i == 0 || strcmp(sorted[i], sorted[distinct - 1]) != 0)
                 sorted[distinct++] = sorted[i];
         if (distinct > IO_DATA_MAX_CLASSES) {
-            mem_free(sorted, n * sizeof *sorted);
-            return fail(err, IO_DATA_EFORMAT, "%s: %zu distinct labels, more than %d classes",
-                        c->path, distinct, IO_DATA_MAX_CLASSES);
+            mem_free(m, sorted, n * sizeof *sorted);
+            return ad_error_set(err, AD_EFORMAT, "%s: %zu distinct labels, more than %d classes",
+                                c->path, distinct, IO_DATA_MAX_CLASSES);
         }
         names = (const char *const *)sorted;
         n_names = (int)distinct;
     }
     /* Look labels up through an index sorted by name. */
-    if (!alloc_array((void **)&order, (size_t)n_names, sizeof *order)) {
-        mem_free(sorted, n * sizeof *sorted);
+    if (!alloc_array(m, (void **)&order, (size_t)n_names, sizeof *order)) {
+        mem_free(m, sorted, n * sizeof *sorted);
         return out_of_memory(err, "for class labels");
     }
     for (int k = 0; k < n_names; k++)
@@ -869,75 +879,73 @@ static io_data_status csv_labels(const csv *c, const io_csv_options *opt, char *
                 hi = mid;
         }
         if (lo == n_names || strcmp(names[order[lo]], labels[i]) != 0) {
-            mem_free(order, (size_t)n_names * sizeof *order);
-            mem_free(sorted, n * sizeof *sorted);
-            return fail(err, IO_DATA_EFORMAT,
-                        "%s: line %zu: label '%s' is not one of the %d "
-                        "known classes",
-                        c->path, lines[i], labels[i], n_names);
+            mem_free(m, order, (size_t)n_names * sizeof *order);
+            mem_free(m, sorted, n * sizeof *sorted);
+            return ad_error_set(err, AD_EFORMAT,
+                                "%s: line %zu: label '%s' is not one of the %d "
+                                "known classes",
+                                c->path, lines[i], labels[i], n_names);
         }
         ds->y[i] = order[lo];
     }
-    mem_free(order, (size_t)n_names * sizeof *order);
+    mem_free(m, order, (size_t)n_names * sizeof *order);
     ds->classes = n_names;
     if (!io_data_set_names(ds, names, n_names)) {
-        mem_free(sorted, n * sizeof *sorted);
+        mem_free(m, sorted, n * sizeof *sorted);
         return out_of_memory(err, "for class names");
     }
-    mem_free(sorted, n * sizeof *sorted);
-    return ok(err);
+    mem_free(m, sorted, n * sizeof *sorted);
+    return ad_error_ok(err);
 }
 
 /* Finds the label column among the header's fields. */
-static io_data_status csv_label_column(const csv *c, const io_csv_options *opt, size_t ncols,
-                                       size_t *col, io_data_error *err)
+static int csv_label_column(const csv *c, const io_csv_options *opt, size_t ncols, size_t *col,
+                            ad_error *err)
 {
     char **header = c->fields.data;
     if (opt && opt->label_name) {
         for (size_t k = 0; k < ncols; k++)
             if (strcmp(header[k], opt->label_name) == 0) {
                 *col = k;
-                return ok(err);
+                return ad_error_ok(err);
             }
-        return fail(err, IO_DATA_EINVAL,
-                    "%s: no column named '%s' in the header (first "
-                    "column '%s', %zu columns)",
-                    c->path, opt->label_name, header[0], ncols);
+        return ad_error_set(err, AD_EINVAL,
+                            "%s: no column named '%s' in the header (first "
+                            "column '%s', %zu columns)",
+                            c->path, opt->label_name, header[0], ncols);
     }
     {
         long idx = opt ? opt->label_index : -1;
         long k = idx < 0 ? (long)ncols + idx : idx;
         if (k < 0 || (size_t)k >= ncols)
-            return fail(err, IO_DATA_EINVAL,
-                        "%s: label column %ld does not exist (the header "
-                        "has %zu columns)",
-                        c->path, idx, ncols);
+            return ad_error_set(err, AD_EINVAL,
+                                "%s: label column %ld does not exist (the header "
+                                "has %zu columns)",
+                                c->path, idx, ncols);
         *col = (size_t)k;
     }
-    return ok(err);
+    return ad_error_ok(err);
 }
 
-io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_dataset **out,
-                           io_data_error *err)
+io_dataset *io_csv_read_with(const char *path, const io_csv_options *opt, ad_alloc_fn alloc,
+                             void *ud, ad_error *err)
 {
+    ad_allocator m = ad_allocator_of(alloc, ud);
     char *buf = NULL;
     size_t len = 0, cap = 0, ncols = 0, label_col = 0, line = 0, n = 0;
     csv c;
-    vec x = {NULL, 0, 0, sizeof(float)}, labels = {NULL, 0, 0, sizeof(char *)},
-        lines = {NULL, 0, 0, sizeof(size_t)};
+    vec x = {&m, NULL, 0, 0, sizeof(float)}, labels = {&m, NULL, 0, 0, sizeof(char *)},
+        lines = {&m, NULL, 0, 0, sizeof(size_t)};
     char **header_names = NULL;
     io_dataset *ds = NULL;
-    io_data_status st;
+    int st;
 
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_csv_read: out is NULL");
-    *out = NULL;
-    if (opt && opt->class_names && opt->n_class_names <= 0)
-        return fail(err, IO_DATA_EINVAL, "class_names given with n_class_names %d",
-                    opt->n_class_names);
-    st = read_all(path, &buf, &len, &cap, err);
-    if (st != IO_DATA_OK)
-        return st;
+    if (opt && opt->class_names && opt->n_class_names <= 0) {
+        ad_error_set(err, AD_EINVAL, "class_names given with n_class_names %d", opt->n_class_names);
+        return NULL;
+    }
+    if (read_all(&m, path, &buf, &len, &cap, err) != 0)
+        return NULL;
     memset(&c, 0, sizeof c);
     c.path = path;
     c.p = buf;
@@ -945,35 +953,36 @@ io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_datas
     c.delim = opt && opt->delimiter ? opt->delimiter : ',';
     c.line = 1;
     c.fields.esize = sizeof(char *);
+    c.fields.mem = &m;
     if (memchr(buf, '\0', len)) {
-        st = fail(err, IO_DATA_EFORMAT, "%s: contains a NUL byte: not a text CSV file", path);
+        st = ad_error_set(err, AD_EFORMAT, "%s: contains a NUL byte: not a text CSV file", path);
         goto done;
     }
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
         c.p += 3; /* UTF-8 byte order mark */
 
     st = csv_record(&c, &line, err);
-    if (st != IO_DATA_OK)
+    if (st != 0)
         goto done;
     ncols = c.fields.len;
     if (ncols == 0) {
-        st = fail(err, IO_DATA_EFORMAT, "%s: empty file (expected a header row)", path);
+        st = ad_error_set(err, AD_EFORMAT, "%s: empty file (expected a header row)", path);
         goto done;
     }
     for (size_t k = 0; k < ncols; k++)
         ((char **)c.fields.data)[k] = (char *)trim(((char **)c.fields.data)[k]);
     st = csv_label_column(&c, opt, ncols, &label_col, err);
-    if (st != IO_DATA_OK)
+    if (st != 0)
         goto done;
     if (ncols < 2) {
-        st = fail(err, IO_DATA_EFORMAT,
-                  "%s: the header has only the label column; features "
-                  "are needed",
-                  path);
+        st = ad_error_set(err, AD_EFORMAT,
+                          "%s: the header has only the label column; features "
+                          "are needed",
+                          path);
         goto done;
     }
     /* Keep the header names (they point into buf) for messages. */
-    if (!alloc_array((void **)&header_names, ncols, sizeof(char *))) {
+    if (!alloc_array(&m, (void **)&header_names, ncols, sizeof(char *))) {
         st = out_of_memory(err, "reading a CSV header");
         goto done;
     }
@@ -983,15 +992,15 @@ io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_datas
         char **f;
         float *row;
         st = csv_record(&c, &line, err);
-        if (st != IO_DATA_OK)
+        if (st != 0)
             goto done;
         if (c.fields.len == 0)
             break;
         if (c.fields.len != ncols) {
-            st = fail(err, IO_DATA_EFORMAT,
-                      "%s: line %zu: expected %zu fields as in the header, "
-                      "found %zu",
-                      path, line, ncols, c.fields.len);
+            st = ad_error_set(err, AD_EFORMAT,
+                              "%s: line %zu: expected %zu fields as in the header, "
+                              "found %zu",
+                              path, line, ncols, c.fields.len);
             goto done;
         }
         if (!vec_reserve(&x, ncols - 1) || !vec_reserve(&labels, 1) || !vec_reserve(&lines, 1)) {
@@ -1009,22 +1018,22 @@ io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_datas
                 continue;
             }
             if (!*s) {
-                st = fail(err, IO_DATA_EFORMAT, "%s: line %zu, column %zu ('%s'): empty value",
-                          path, line, k + 1, header_names[k]);
+                st = ad_error_set(err, AD_EFORMAT, "%s: line %zu, column %zu ('%s'): empty value",
+                                  path, line, k + 1, header_names[k]);
                 goto done;
             }
             errno = 0;
             v = strtod(s, &end);
             if (*end) {
-                st = fail(err, IO_DATA_EFORMAT,
-                          "%s: line %zu, column %zu ('%s'): '%.40s' is not a number", path, line,
-                          k + 1, header_names[k], s);
+                st = ad_error_set(err, AD_EFORMAT,
+                                  "%s: line %zu, column %zu ('%s'): '%.40s' is not a number", path,
+                                  line, k + 1, header_names[k], s);
                 goto done;
             }
             if (!isfinite(v) || !isfinite((float)v)) {
-                st = fail(err, IO_DATA_EFORMAT,
-                          "%s: line %zu, column %zu ('%s'): '%.40s' is not a finite float", path,
-                          line, k + 1, header_names[k], s);
+                st = ad_error_set(err, AD_EFORMAT,
+                                  "%s: line %zu, column %zu ('%s'): '%.40s' is not a finite float",
+                                  path, line, k + 1, header_names[k], s);
                 goto done;
             }
             row[j++] = (float)v;
@@ -1034,14 +1043,16 @@ io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_datas
         n++;
     }
     if (n == 0) {
-        st = fail(err, IO_DATA_EFORMAT, "%s: no data rows after the header", path);
+        st = ad_error_set(err, AD_EFORMAT, "%s: no data rows after the header", path);
         goto done;
     }
     /* Hand the feature buffer to the dataset as it is. */
-    st = io_data_dataset_alloc(0, ncols - 1, true, &ds, err);
-    if (st != IO_DATA_OK)
+    ds = io_data_dataset_alloc(&m, 0, ncols - 1, true, err);
+    if (!ds) {
+        st = -1;
         goto done;
-    if (!alloc_array((void **)&ds->y, n, sizeof(int))) {
+    }
+    if (!alloc_array(&m, (void **)&ds->y, n, sizeof(int))) {
         st = out_of_memory(err, "for CSV labels");
         goto done;
     }
@@ -1054,25 +1065,33 @@ io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_datas
     st = csv_labels(&c, opt, labels.data, lines.data, ds, err);
 
 done:
-    if (st != IO_DATA_OK) {
-        io_dataset_destroy(ds);
+    if (st != 0) {
+        io_dataset_free(ds);
         ds = NULL;
     }
-    mem_free(header_names, ncols * sizeof(char *));
+    mem_free(&m, header_names, ncols * sizeof(char *));
     vec_free(&x);
     vec_free(&labels);
     vec_free(&lines);
     vec_free(&c.fields);
-    mem_free(buf, cap);
-    *out = ds;
-    return st == IO_DATA_OK ? ok(err) : st;
+    mem_free(&m, buf, cap);
+    if (ds)
+        ad_error_ok(err);
+    return ds;
 }
 
-io_data_status io_csv_read_like(const char *path, const io_dataset *train,
-                                const io_csv_options *opt, io_dataset **out, io_data_error *err)
+io_dataset *io_csv_read(const char *path, const io_csv_options *opt, ad_error *err)
 {
-    if (!train)
-        return fail(err, IO_DATA_EINVAL, "io_csv_read_like: train is NULL");
+    return io_csv_read_with(path, opt, NULL, NULL, err);
+}
+
+io_dataset *io_csv_read_like(const char *path, const io_dataset *train, const io_csv_options *opt,
+                             ad_error *err)
+{
+    if (!train) {
+        ad_error_set(err, AD_EINVAL, "io_csv_read_like: train is NULL");
+        return NULL;
+    }
     io_csv_options o;
     memset(&o, 0, sizeof o);
     o.label_index = -1;
@@ -1081,5 +1100,6 @@ io_data_status io_csv_read_like(const char *path, const io_dataset *train,
     o.class_names = train->class_names ? (const char *const *)train->class_names : NULL;
     o.n_class_names = train->class_names ? train->classes : 0;
     o.label_kind = train->class_names ? IO_CSV_LABELS_TEXT : IO_CSV_LABELS_INTEGER;
-    return io_csv_read(path, &o, out, err);
+    ad_allocator m = dataset_mem(train);
+    return io_csv_read_with(path, &o, m.fn, m.ud, err);
 }

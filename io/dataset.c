@@ -10,143 +10,101 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ allocation */
-
-static io_data_alloc_fn g_alloc;
-static void *g_alloc_ud;
-
-void io_data_set_allocator(io_data_alloc_fn alloc, void *ud)
-{
-    g_alloc = alloc;
-    g_alloc_ud = alloc ? ud : NULL;
-}
-
-void *io_data_realloc(void *p, size_t osize, size_t nsize)
-{
-    if (nsize == 0) {
-        if (g_alloc)
-            g_alloc(g_alloc_ud, p, osize, 0);
-        else
-            free(p);
-        return NULL;
-    }
-    if (g_alloc)
-        return g_alloc(g_alloc_ud, p, p ? osize : 0, nsize);
-    return realloc(p, nsize);
-}
-
-const char *io_data_status_string(io_data_status status)
-{
-    switch (status) {
-    case IO_DATA_OK:
-        return "ok";
-    case IO_DATA_ENOMEM:
-        return "out of memory";
-    case IO_DATA_EIO:
-        return "input/output error";
-    case IO_DATA_EFORMAT:
-        return "malformed data";
-    case IO_DATA_EMISMATCH:
-        return "mismatched data";
-    case IO_DATA_EINVAL:
-        return "invalid argument";
-    case IO_DATA_ENOTSUP:
-        return "not supported";
-    }
-    return "unknown status";
-}
-
 /* ---------------------------------------------------------------- dataset */
 
-io_data_status io_data_dataset_alloc(size_t n, size_t d, bool labelled, io_dataset **out,
-                                     io_data_error *err)
+io_dataset *io_data_dataset_alloc(const ad_allocator *m, size_t n, size_t d, bool labelled,
+                                  ad_error *err)
 {
     size_t nd;
     dataset_impl *impl;
-    *out = NULL;
-    if (!mul_size(n, d, &nd) || nd > SIZE_MAX / sizeof(float))
-        return fail(err, IO_DATA_EINVAL, "dataset of %zu x %zu features is too large", n, d);
-    impl = mem_alloc(sizeof *impl);
-    if (!impl)
-        return out_of_memory(err, "for a dataset");
+    if (!ad_mul_size(n, d, &nd) || nd > SIZE_MAX / sizeof(float)) {
+        ad_error_set(err, AD_EINVAL, "dataset of %zu x %zu features is too large", n, d);
+        return NULL;
+    }
+    impl = mem_alloc(m, sizeof *impl);
+    if (!impl) {
+        out_of_memory(err, "for a dataset");
+        return NULL;
+    }
     memset(impl, 0, sizeof *impl);
+    impl->mem = *m;
+    impl->pub.alloc = m->fn;
+    impl->pub.alloc_ud = m->ud;
     impl->pub.n = n;
     impl->pub.d = d;
-    if (!alloc_array((void **)&impl->pub.x, nd, sizeof(float))) {
-        mem_free(impl, sizeof *impl);
-        return fail(err, IO_DATA_ENOMEM, "out of memory for %zu x %zu features", n, d);
+    if (!alloc_array(m, (void **)&impl->pub.x, nd, sizeof(float))) {
+        mem_free(m, impl, sizeof *impl);
+        ad_error_set(err, AD_ENOMEM, "out of memory for %zu x %zu features", n, d);
+        return NULL;
     }
     impl->x_cap = nd;
-    if (labelled && !alloc_array((void **)&impl->pub.y, n, sizeof(int))) {
-        mem_free(impl->pub.x, nd * sizeof(float));
-        mem_free(impl, sizeof *impl);
-        return fail(err, IO_DATA_ENOMEM, "out of memory for %zu labels", n);
+    if (labelled && !alloc_array(m, (void **)&impl->pub.y, n, sizeof(int))) {
+        mem_free(m, impl->pub.x, nd * sizeof(float));
+        mem_free(m, impl, sizeof *impl);
+        ad_error_set(err, AD_ENOMEM, "out of memory for %zu labels", n);
+        return NULL;
     }
     impl->y_cap = labelled ? n : 0;
-    *out = &impl->pub;
-    return ok(err);
+    ad_error_ok(err);
+    return &impl->pub;
 }
 
-io_data_status io_dataset_create(size_t n, size_t d, bool labelled, io_dataset **out,
-                                 io_data_error *err)
+io_dataset *io_dataset_new_with(size_t n, size_t d, bool labelled, ad_alloc_fn alloc, void *ud,
+                                ad_error *err)
 {
-    io_data_status st;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_create: out is NULL");
-    st = io_data_dataset_alloc(n, d, labelled, out, err);
-    if (st == IO_DATA_OK) {
-        if ((*out)->x)
-            memset((*out)->x, 0, n * d * sizeof(float));
-        if ((*out)->y)
-            memset((*out)->y, 0, n * sizeof(int));
+    ad_allocator m = ad_allocator_of(alloc, ud);
+    io_dataset *ds = io_data_dataset_alloc(&m, n, d, labelled, err);
+    if (ds) {
+        if (ds->x)
+            memset(ds->x, 0, n * d * sizeof(float));
+        if (ds->y)
+            memset(ds->y, 0, n * sizeof(int));
     }
-    return st;
+    return ds;
 }
 
-static void free_names(char **names, int count)
+io_dataset *io_dataset_new(size_t n, size_t d, bool labelled, ad_error *err)
+{
+    return io_dataset_new_with(n, d, labelled, NULL, NULL, err);
+}
+
+static void free_names(const ad_allocator *m, char **names, int count)
 {
     if (!names)
         return;
     for (int i = 0; i < count; i++)
-        mem_free(names[i], strlen(names[i]) + 1);
-    mem_free(names, (size_t)count * sizeof *names);
+        ad_strfree(m, names[i]);
+    mem_free(m, names, (size_t)count * sizeof *names);
 }
 
-void io_dataset_destroy(io_dataset *ds)
+void io_dataset_free(io_dataset *ds)
 {
     dataset_impl *impl = (dataset_impl *)ds;
     if (!ds)
         return;
-    mem_free(ds->x, impl->x_cap * sizeof(float));
-    mem_free(ds->y, impl->y_cap * sizeof(int));
-    free_names(ds->class_names, impl->names_count);
-    mem_free(impl, sizeof *impl);
-}
-
-static char *dup_string(const char *s)
-{
-    size_t len = strlen(s) + 1;
-    char *copy = mem_alloc(len);
-    if (copy)
-        memcpy(copy, s, len);
-    return copy;
+    ad_allocator m = impl->mem;
+    mem_free(&m, ds->x, impl->x_cap * sizeof(float));
+    mem_free(&m, ds->y, impl->y_cap * sizeof(int));
+    free_names(&m, ds->class_names, impl->names_count);
+    mem_free(&m, impl, sizeof *impl);
 }
 
 bool io_data_set_names(io_dataset *ds, const char *const *names, int count)
 {
     dataset_impl *impl = (dataset_impl *)ds;
+    const ad_allocator *m = &impl->mem;
     char **copy;
     if (!names || count <= 0)
         return true;
-    copy = mem_alloc((size_t)count * sizeof *copy);
+    copy = mem_alloc(m, (size_t)count * sizeof *copy);
     if (!copy)
         return false;
     for (int i = 0; i < count; i++) {
-        copy[i] = dup_string(names[i]);
+        copy[i] = ad_strndup(m, names[i], strlen(names[i]));
         if (!copy[i]) {
             for (int j = 0; j < i; j++)
-                mem_free(copy[j], strlen(copy[j]) + 1);
-            mem_free(copy, (size_t)count * sizeof *copy);
+                ad_strfree(m, copy[j]);
+            mem_free(m, copy, (size_t)count * sizeof *copy);
             return false;
         }
     }
@@ -155,23 +113,23 @@ bool io_data_set_names(io_dataset *ds, const char *const *names, int count)
     return true;
 }
 
-io_data_status io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, io_dataset **out,
-                                io_data_error *err)
+io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, ad_error *err)
 {
     io_dataset *s;
-    io_data_status st;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_slice: out is NULL");
-    *out = NULL;
-    if (!ds)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_slice: dataset is NULL");
-    if (begin > ds->n || count > ds->n - begin)
-        return fail(err, IO_DATA_EINVAL,
-                    "slice [%zu, %zu + %zu) is outside the dataset of %zu examples", begin, begin,
-                    count, ds->n);
-    st = io_data_dataset_alloc(count, ds->d, ds->y != NULL, &s, err);
-    if (st != IO_DATA_OK)
-        return st;
+    if (!ds) {
+        ad_error_set(err, AD_EINVAL, "io_dataset_slice: dataset is NULL");
+        return NULL;
+    }
+    if (begin > ds->n || count > ds->n - begin) {
+        ad_error_set(err, AD_EINVAL,
+                     "slice [%zu, %zu + %zu) is outside the dataset of %zu examples", begin, begin,
+                     count, ds->n);
+        return NULL;
+    }
+    ad_allocator m = dataset_mem(ds);
+    s = io_data_dataset_alloc(&m, count, ds->d, ds->y != NULL, err);
+    if (!s)
+        return NULL;
     if (count && ds->d)
         memcpy(s->x, ds->x + begin * ds->d, count * ds->d * sizeof(float));
     if (ds->y && count)
@@ -181,11 +139,12 @@ io_data_status io_dataset_slice(const io_dataset *ds, size_t begin, size_t count
     s->width = ds->width;
     if (!io_data_set_names(s, (const char *const *)ds->class_names,
                            ((const dataset_impl *)ds)->names_count)) {
-        io_dataset_destroy(s);
-        return out_of_memory(err, "for class names");
+        io_dataset_free(s);
+        out_of_memory(err, "for class names");
+        return NULL;
     }
-    *out = s;
-    return ok(err);
+    ad_error_ok(err);
+    return s;
 }
 
 void io_dataset_truncate(io_dataset *ds, size_t n)
@@ -194,27 +153,28 @@ void io_dataset_truncate(io_dataset *ds, size_t n)
         ds->n = n;
 }
 
-io_data_status io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
-                                io_dataset **rest, io_data_error *err)
+int io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first, io_dataset **rest,
+                     ad_error *err)
 {
-    io_data_status st;
     if (!first || !rest)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_split: an output is NULL");
+        return ad_error_set(err, AD_EINVAL, "io_dataset_split: an output is NULL");
     *first = *rest = NULL;
     if (!ds)
-        return fail(err, IO_DATA_EINVAL, "io_dataset_split: dataset is NULL");
+        return ad_error_set(err, AD_EINVAL, "io_dataset_split: dataset is NULL");
     if (n_first > ds->n)
-        return fail(err, IO_DATA_EINVAL, "cannot split %zu examples off a dataset of %zu examples",
-                    n_first, ds->n);
-    st = io_dataset_slice(ds, 0, n_first, first, err);
-    if (st != IO_DATA_OK)
-        return st;
-    st = io_dataset_slice(ds, n_first, ds->n - n_first, rest, err);
-    if (st != IO_DATA_OK) {
-        io_dataset_destroy(*first);
+        return ad_error_set(err, AD_EINVAL,
+                            "cannot split %zu examples off a dataset of %zu examples", n_first,
+                            ds->n);
+    *first = io_dataset_slice(ds, 0, n_first, err);
+    if (!*first)
+        return -1;
+    *rest = io_dataset_slice(ds, n_first, ds->n - n_first, err);
+    if (!*rest) {
+        io_dataset_free(*first);
         *first = NULL;
+        return -1;
     }
-    return st;
+    return 0;
 }
 
 void io_dataset_scale(io_dataset *ds, float divisor)
@@ -295,6 +255,7 @@ void io_dataset_shuffle(io_dataset *ds, uint64_t seed)
 /* --------------------------------------------------------------- batches */
 
 struct io_batcher {
+    ad_allocator mem; /* the dataset's */
     const io_dataset *ds;
     size_t n, d; /* the dataset's size when the batcher was made */
     size_t batch_size;
@@ -312,31 +273,38 @@ static size_t batcher_rows(const io_batcher *b)
     return b->batch_size < b->n ? b->batch_size : b->n;
 }
 
-void io_batcher_destroy(io_batcher *b)
+void io_batcher_free(io_batcher *b)
 {
     if (!b)
         return;
-    mem_free(b->perm, b->n * sizeof(size_t));
-    mem_free(b->xbuf, batcher_rows(b) * b->d * sizeof(float));
-    mem_free(b->ybuf, batcher_rows(b) * sizeof(int));
-    mem_free(b, sizeof *b);
+    ad_allocator m = b->mem;
+    mem_free(&m, b->perm, b->n * sizeof(size_t));
+    mem_free(&m, b->xbuf, batcher_rows(b) * b->d * sizeof(float));
+    mem_free(&m, b->ybuf, batcher_rows(b) * sizeof(int));
+    mem_free(&m, b, sizeof *b);
 }
 
-io_data_status io_batcher_create(const io_dataset *ds, size_t batch_size, bool shuffle,
-                                 uint64_t seed, io_batcher **out, io_data_error *err)
+io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle, uint64_t seed,
+                           ad_error *err)
 {
     io_batcher *b;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_batcher_create: out is NULL");
-    *out = NULL;
-    if (!ds)
-        return fail(err, IO_DATA_EINVAL, "io_batcher_create: dataset is NULL");
-    if (batch_size == 0)
-        return fail(err, IO_DATA_EINVAL, "batch size must be at least 1");
-    b = mem_alloc(sizeof *b);
-    if (!b)
-        return out_of_memory(err, "for a batcher");
+    if (!ds) {
+        ad_error_set(err, AD_EINVAL, "io_batcher_new: dataset is NULL");
+        return NULL;
+    }
+    if (batch_size == 0) {
+        ad_error_set(err, AD_EINVAL, "batch size must be at least 1");
+        return NULL;
+    }
+    ad_allocator mv = dataset_mem(ds);
+    const ad_allocator *m = &mv;
+    b = mem_alloc(m, sizeof *b);
+    if (!b) {
+        out_of_memory(err, "for a batcher");
+        return NULL;
+    }
     memset(b, 0, sizeof *b);
+    b->mem = *m;
     b->ds = ds;
     b->n = ds->n;
     b->d = ds->d;
@@ -345,16 +313,17 @@ io_data_status io_batcher_create(const io_dataset *ds, size_t batch_size, bool s
     b->seed = seed;
     if (shuffle) {
         size_t rows = batcher_rows(b);
-        if (!alloc_array((void **)&b->perm, b->n, sizeof(size_t)) ||
-            !alloc_array((void **)&b->xbuf, rows * b->d, sizeof(float)) ||
-            (ds->y && !alloc_array((void **)&b->ybuf, rows, sizeof(int)))) {
-            io_batcher_destroy(b);
-            return fail(err, IO_DATA_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
+        if (!alloc_array(m, (void **)&b->perm, b->n, sizeof(size_t)) ||
+            !alloc_array(m, (void **)&b->xbuf, rows * b->d, sizeof(float)) ||
+            (ds->y && !alloc_array(m, (void **)&b->ybuf, rows, sizeof(int)))) {
+            io_batcher_free(b);
+            ad_error_set(err, AD_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
+            return NULL;
         }
     }
     io_batcher_start_epoch(b, 0);
-    *out = b;
-    return ok(err);
+    ad_error_ok(err);
+    return b;
 }
 
 void io_batcher_start_epoch(io_batcher *b, uint64_t epoch)
@@ -402,42 +371,47 @@ size_t io_batcher_count(const io_batcher *b)
 
 typedef struct scaler_impl {
     io_scaler pub;
-    size_t d; /* allocation size, safe from callers editing pub.d */
+    ad_allocator mem; /* owns the struct and its arrays */
+    size_t d;         /* allocation size, safe from callers editing pub.d */
 } scaler_impl;
 
-void io_scaler_destroy(io_scaler *s)
+void io_scaler_free(io_scaler *s)
 {
     scaler_impl *impl = (scaler_impl *)s;
     if (!s)
         return;
-    mem_free(s->center, impl->d * sizeof(float));
-    mem_free(s->spread, impl->d * sizeof(float));
-    mem_free(impl, sizeof *impl);
+    ad_allocator m = impl->mem;
+    mem_free(&m, s->center, impl->d * sizeof(float));
+    mem_free(&m, s->spread, impl->d * sizeof(float));
+    mem_free(&m, impl, sizeof *impl);
 }
 
-io_data_status io_scaler_create(size_t d, io_scaler **out, io_data_error *err)
+io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *err)
 {
-    scaler_impl *impl;
-    if (!out)
-        return fail(err, IO_DATA_EINVAL, "io_scaler_create: out is NULL");
-    *out = NULL;
-    impl = mem_alloc(sizeof *impl);
-    if (!impl)
-        return out_of_memory(err, "for a scaler");
+    ad_allocator m = ad_allocator_of(alloc, ud);
+    scaler_impl *impl = mem_alloc(&m, sizeof *impl);
+    if (!impl) {
+        out_of_memory(err, "for a scaler");
+        return NULL;
+    }
     memset(impl, 0, sizeof *impl);
+    impl->mem = m;
     impl->d = impl->pub.d = d;
-    if (!alloc_array((void **)&impl->pub.center, d, sizeof(float)) ||
-        !alloc_array((void **)&impl->pub.spread, d, sizeof(float))) {
-        io_scaler_destroy(&impl->pub);
-        return fail(err, IO_DATA_ENOMEM, "out of memory for a scaler of %zu features", d);
+    if (!alloc_array(&m, (void **)&impl->pub.center, d, sizeof(float)) ||
+        !alloc_array(&m, (void **)&impl->pub.spread, d, sizeof(float))) {
+        io_scaler_free(&impl->pub);
+        ad_error_set(err, AD_ENOMEM, "out of memory for a scaler of %zu features", d);
+        return NULL;
     }
     for (size_t j = 0; j < d; j++) {
         impl->pub.center[j] = 0.0f;
         impl->pub.spread[j] = 1.0f;
     }
-    *out = &impl->pub;
-    return ok(err);
+    ad_error_ok(err);
+    return &impl->pub;
 }
+
+io_scaler *io_scaler_new(size_t d, ad_error *err) { return io_scaler_new_with(d, NULL, NULL, err); }
 
 /* A spread that would give NaN or Inf becomes 1: constant features map to 0. */
 static float safe_spread(double spread)
@@ -446,20 +420,19 @@ static float safe_spread(double spread)
     return (f > 0.0f && isfinite(f)) ? f : 1.0f;
 }
 
-io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind,
-                             io_data_error *err)
+int io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind, ad_error *err)
 {
     double *acc = NULL; /* (2, d): min and max, or sum and sum of squares */
     size_t n, d;
     if (!s || !train)
-        return fail(err, IO_DATA_EINVAL, "io_scaler_fit: scaler or dataset is NULL");
+        return ad_error_set(err, AD_EINVAL, "io_scaler_fit: scaler or dataset is NULL");
     n = train->n;
     d = train->d;
     if (n == 0)
-        return fail(err, IO_DATA_EINVAL, "cannot fit a scaler on an empty dataset");
+        return ad_error_set(err, AD_EINVAL, "cannot fit a scaler on an empty dataset");
     if (d != s->d)
-        return fail(err, IO_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
-                    d);
+        return ad_error_set(err, AD_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+                            d);
     if (kind == IO_SCALE_MINMAX_GLOBAL) {
         float lo = train->x[0], hi = train->x[0];
         for (size_t i = 0; i < n * d; i++) {
@@ -470,12 +443,13 @@ io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kin
             s->center[j] = lo;
             s->spread[j] = safe_spread((double)hi - (double)lo);
         }
-        return ok(err);
+        return ad_error_ok(err);
     }
     if (kind != IO_SCALE_MINMAX && kind != IO_SCALE_STANDARD)
-        return fail(err, IO_DATA_EINVAL, "unknown scaling kind %d", (int)kind);
-    if (!alloc_array((void **)&acc, d, 2 * sizeof(double)))
-        return fail(err, IO_DATA_ENOMEM, "out of memory fitting a scaler of %zu features", d);
+        return ad_error_set(err, AD_EINVAL, "unknown scaling kind %d", (int)kind);
+    const ad_allocator *m = &((scaler_impl *)s)->mem;
+    if (!alloc_array(m, (void **)&acc, d, 2 * sizeof(double)))
+        return ad_error_set(err, AD_ENOMEM, "out of memory fitting a scaler of %zu features", d);
     if (kind == IO_SCALE_MINMAX) {
         for (size_t j = 0; j < d; j++)
             acc[j] = acc[d + j] = train->x[j];
@@ -508,23 +482,23 @@ io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kin
             s->spread[j] = safe_spread(sqrt(acc[d + j] / (double)n));
         }
     }
-    mem_free(acc, 2 * d * sizeof(double));
-    return ok(err);
+    mem_free(m, acc, 2 * d * sizeof(double));
+    return ad_error_ok(err);
 }
 
-io_data_status io_scaler_apply(const io_scaler *s, io_dataset *ds, io_data_error *err)
+int io_scaler_apply(const io_scaler *s, io_dataset *ds, ad_error *err)
 {
     if (!s || !ds)
-        return fail(err, IO_DATA_EINVAL, "io_scaler_apply: scaler or dataset is NULL");
+        return ad_error_set(err, AD_EINVAL, "io_scaler_apply: scaler or dataset is NULL");
     if (ds->d != s->d)
-        return fail(err, IO_DATA_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
-                    ds->d);
+        return ad_error_set(err, AD_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
+                            ds->d);
     for (size_t i = 0; i < ds->n; i++) {
         float *row = ds->x + i * ds->d;
         for (size_t j = 0; j < ds->d; j++)
             row[j] = (row[j] - s->center[j]) / s->spread[j];
     }
-    return ok(err);
+    return ad_error_ok(err);
 }
 
 /* ------------------------------------------------------------ (Fashion-)MNIST */

@@ -89,14 +89,6 @@ char *nn_model_architecture(const nn_model *m)
     return text;
 }
 
-static void set_err(ad_error *err, ad_errcode code, const char *fmt, const char *a, const char *b)
-{
-    if (!err)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, fmt, a, b);
-}
-
 static double num(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -132,10 +124,10 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
     int nd = cJSON_IsArray(input) ? cJSON_GetArraySize(input) : 0;
     if (!root || num(root, "format") != 1 || !cJSON_IsArray(layers) || nd < 1 || nd > AD_MAX_DIMS ||
         !cJSON_IsString(dt)) {
-        set_err(err, AD_EFORMAT, "nn_model_from_architecture: %s%s",
-                root ? "not a chainrule architecture (format 1, dtype, input, layers)"
-                     : "the architecture is not JSON",
-                "");
+        ad_error_set(err, AD_EFORMAT, "nn_model_from_architecture: %s%s",
+                     root ? "not a chainrule architecture (format 1, dtype, input, layers)"
+                          : "the architecture is not JSON",
+                     "");
         cJSON_Delete(root);
         return NULL;
     }
@@ -153,8 +145,9 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
         int k = cJSON_IsString(kind) ? nn_layer_kind_from_name(kind->valuestring) : -1;
         if (k < 0) {
-            set_err(err, AD_EFORMAT, "nn_model_from_architecture: unknown layer kind '%.64s'%s",
-                    cJSON_IsString(kind) ? kind->valuestring : "?", "");
+            ad_error_set(err, AD_EFORMAT,
+                         "nn_model_from_architecture: unknown layer kind '%.64s'%s",
+                         cJSON_IsString(kind) ? kind->valuestring : "?", "");
             nn_model_free(m);
             cJSON_Delete(root);
             return NULL;
@@ -187,8 +180,8 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
     cJSON_Delete(root);
     if (!m || !h || nn_model_set_loss(m, (nn_loss)loss) || nn_model_finish(m, h)) {
         if (m)
-            set_err(err, AD_EFORMAT, "nn_model_from_architecture: %.200s%s",
-                    nn_model_error(m) ? nn_model_error(m) : "cannot build the model", "");
+            ad_error_set(err, AD_EFORMAT, "nn_model_from_architecture: %.200s%s",
+                         nn_model_error(m) ? nn_model_error(m) : "cannot build the model", "");
         nn_model_free(m);
         return NULL;
     }
@@ -197,32 +190,31 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
 
 nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err)
 {
-    io_checkpoint *ck = NULL;
-    io_ckpt_error cerr;
+    ad_error cerr;
     if (!path) {
-        set_err(err, AD_EINVAL, "nn_model_load: path is NULL%s%s", "", "");
+        ad_error_set(err, AD_EINVAL, "nn_model_load: path is NULL");
         return NULL;
     }
-    if (io_checkpoint_read(path, &ck, &cerr) != IO_CKPT_OK) {
-        set_err(err, AD_EIO, "nn_model_load: %.200s%s", cerr.message, "");
+    io_checkpoint *ck = io_checkpoint_read(path, &cerr);
+    if (!ck) {
+        ad_error_set(err, cerr.code, "nn_model_load: %.200s", cerr.message);
         return NULL;
     }
     const char *json = io_checkpoint_meta(ck, NN_ARCH_KEY);
     if (!json) {
-        set_err(err, AD_EUNSUPPORTED,
-                "nn_model_load: %.100s has no architecture (build the model in code, then "
-                "nn_model_load_safetensors)%s",
-                path, "");
-        io_checkpoint_destroy(ck);
+        ad_error_set(err, AD_EUNSUPPORTED,
+                     "nn_model_load: %.100s has no architecture (build the model in code, then "
+                     "nn_model_load_safetensors)",
+                     path);
+        io_checkpoint_free(ck);
         return NULL;
     }
     nn_model *m = nn_model_from_architecture(json, batch, err);
-    io_checkpoint_destroy(ck);
+    io_checkpoint_free(ck);
     if (!m)
         return NULL;
-    io_error ioe;
-    if (nn_model_load_safetensors(m, path, 0, &ioe) != IO_OK) {
-        set_err(err, AD_EMISMATCH, "nn_model_load: %.200s%s", ioe.message, "");
+    if (nn_model_load_safetensors(m, path, 0) != 0) {
+        ad_error_set(err, AD_EMISMATCH, "nn_model_load: %.200s", nn_model_error(m));
         nn_model_free(m);
         return NULL;
     }

@@ -10,17 +10,6 @@
 
 /* ------------------------------------------------------------ memory, errors */
 
-static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-}
-
 void *nn_model_mem(nn_model *m, void *p, size_t osize, size_t nsize)
 {
     return m->alloc(m->ud, p, osize, nsize);
@@ -76,7 +65,7 @@ nn_model *nn_model_create_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn 
         return NULL;
     }
     if (!alloc)
-        alloc = default_alloc;
+        alloc = ad_default_alloc;
     nn_model *m = alloc(ud, NULL, 0, sizeof *m);
     if (!m) {
         nn_fail(NN_ERR_MEMORY, "nn_model_create: out of memory");

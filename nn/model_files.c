@@ -1,18 +1,19 @@
 /* Model files: a built model's parameters and batch-norm running
    statistics as .npz archives and safetensors files, through the io/
-   readers and writers (docs/interop.md). */
+   readers and writers (docs/interop.md). Memory comes from the model's
+   allocator; a failure is recorded on the model (nn_model_error). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/checkpoint.h"
-#include "chainrule/nn.h"
 #include "io_impl.h"
+#include "nn_impl.h"
 
 /* ------------------------------------------------------------------ models */
 
-/* A tensor of a model: a parameter or a batch-norm running statistic. */
+/* A tensor of a model: a parameter or a state tensor (running statistics). */
 typedef struct {
     char name[96];
     int ndim;
@@ -20,8 +21,8 @@ typedef struct {
     void *data;
 } model_tensor;
 
-static io_status model_tensors(nn_model *m, const char *path, model_tensor **out, size_t *count,
-                               io_error *err)
+static int model_tensors(nn_model *m, const ad_allocator *mem, const char *path, model_tensor **out,
+                         size_t *count, ad_error *err)
 {
     *out = NULL;
     *count = 0;
@@ -29,20 +30,20 @@ static io_status model_tensors(nn_model *m, const char *path, model_tensor **out
     char *state = nn_model_state(m);
     int nparams = nn_model_param_tensors(m), nstate = nn_model_state_tensors(m);
     if (!nn_model_graph(m) || !nn_model_output(m) || (nparams > 0 && !params))
-        return io_fail(err, IO_EINVAL, "%s: the model is not built", path);
+        return ad_error_set(err, AD_ESTATE, "%s: the model is not built", path);
     size_t esize = nn_model_dtype(m) == AD_F32 ? sizeof(float) : sizeof(double);
     size_t n = (size_t)nparams + (size_t)nstate;
-    model_tensor *t = io_alloc((n + 1) * sizeof *t);
+    model_tensor *t = ad_alloc(mem, (n + 1) * sizeof *t);
     if (!t)
-        return io_fail(err, IO_ENOMEM, "out of memory for %s", path);
+        return ad_error_set(err, AD_ENOMEM, "out of memory for %s", path);
     memset(t, 0, (n + 1) * sizeof *t);
     for (int i = 0; i < nparams + nstate; i++) {
         nn_param_info info;
         bool st = i >= nparams;
         int rc = st ? nn_model_state_info(m, i - nparams, &info) : nn_model_param_info(m, i, &info);
         if (rc != 0 || info.ndim < 0 || info.ndim > AD_MAX_DIMS) {
-            io_free(t, (n + 1) * sizeof *t);
-            return io_fail(err, IO_EINVAL, "%s: cannot describe tensor %d", path, i);
+            ad_free(mem, t, (n + 1) * sizeof *t);
+            return ad_error_set(err, AD_EINVAL, "%s: cannot describe tensor %d", path, i);
         }
         snprintf(t[i].name, sizeof t[i].name, "%s", info.name);
         t[i].ndim = info.ndim;
@@ -52,24 +53,27 @@ static io_status model_tensors(nn_model *m, const char *path, model_tensor **out
     }
     *out = t;
     *count = n;
-    return IO_OK;
+    return 0;
 }
 
-io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err)
+/* Records a failure on the model; returns -1. */
+static int model_failed(nn_model *m, const ad_error *err)
 {
-    model_tensor *t;
-    size_t n;
-    if (!m || !path)
-        return io_fail(err, IO_EINVAL, "nn_model_save_npz: NULL argument");
-    io_status st = model_tensors(m, path, &t, &n, err);
-    if (st != IO_OK)
-        return st;
-    io_array *a = io_alloc(n * sizeof *a);
-    if (!a) {
-        io_free(t, (n + 1) * sizeof *t);
-        return io_fail(err, IO_ENOMEM, "out of memory writing %s", path);
-    }
-    io_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_F32 : IO_F64;
+    nn_model_fail(m,
+                  err->code == AD_ENOMEM   ? NN_ERR_MEMORY
+                  : err->code == AD_ESTATE ? NN_ERR_STATE
+                                           : NN_ERR_ARG,
+                  "%s", err->message);
+    return -1;
+}
+
+/* The model's tensors as arrays pointing into its buffers. */
+static io_array *model_arrays(nn_model *m, const ad_allocator *mem, const model_tensor *t, size_t n)
+{
+    io_array *a = ad_alloc(mem, n * sizeof *a);
+    if (!a)
+        return NULL;
+    ad_dtype dt = nn_model_dtype(m) == AD_F32 ? AD_F32 : AD_F64;
     for (size_t i = 0; i < n; i++) {
         memset(&a[i], 0, sizeof a[i]);
         a[i].name = t[i].name;
@@ -79,19 +83,69 @@ io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err)
             a[i].shape[k] = t[i].shape[k];
         a[i].data = t[i].data;
     }
-    st = io_npz_write(path, a, n, err);
-    io_free(a, n * sizeof *a);
-    io_free(t, (n + 1) * sizeof *t);
-    return st;
+    return a;
 }
 
-/* A file's tensors seen through one interface (an .npz or a checkpoint). */
+/* Writes a model file: arrays, count tensors and meta_count metadata entries. */
+typedef int (*model_writer)(const char *path, const io_array *arrays, size_t count,
+                            const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+                            ad_error *err);
+
+/* Saves through write (io_npz_write_with or the safetensors writer), with
+   the model's architecture as metadata when it has one. */
+static int save_model(nn_model *m, const char *path, const char *fn, model_writer write)
+{
+    model_tensor *t;
+    size_t n;
+    ad_error err;
+    if (!m || !path) {
+        ad_error_set(&err, AD_EINVAL, "%s: NULL argument", fn);
+        return model_failed(m, &err);
+    }
+    ad_allocator mem = ad_allocator_of(m->alloc, m->ud);
+    if (model_tensors(m, &mem, path, &t, &n, &err) != 0)
+        return model_failed(m, &err);
+    io_array *a = model_arrays(m, &mem, t, n);
+    /* a model built from the library's layers carries its architecture */
+    char *arch = a ? nn_model_architecture(m) : NULL;
+    io_ckpt_meta meta[1] = {{NN_ARCH_KEY, arch}};
+    int st = a ? write(path, a, n, meta, arch ? 1 : 0, &mem, &err)
+               : ad_error_set(&err, AD_ENOMEM, "out of memory writing %s", path);
+    free(arch);
+    ad_free(&mem, a, n * sizeof *a);
+    ad_free(&mem, t, (n + 1) * sizeof *t);
+    return st == 0 ? 0 : model_failed(m, &err);
+}
+
+static int write_npz(const char *path, const io_array *arrays, size_t count,
+                     const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+                     ad_error *err)
+{
+    (void)meta; /* an .npz has no place for metadata */
+    (void)meta_count;
+    return io_npz_write_with(path, arrays, count, mem->fn, mem->ud, err);
+}
+
+int nn_model_save_npz(nn_model *m, const char *path)
+{
+    return save_model(m, path, "nn_model_save_npz", write_npz);
+}
+
+/* A kind of file whose tensors are seen through one interface (an .npz
+   archive or a safetensors checkpoint). */
 typedef struct {
-    const void *src;
+    const char *load_name; /* the public function, for messages */
+    void *(*read)(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err);
+    void (*release)(void *src);
     size_t (*count)(const void *src);
-    const char *(*name_at)(const void *src, size_t i);
-    /* false when absent */
-    bool (*find)(const void *src, const char *name, int *ndim, const size_t **shape);
+    const io_array *(*at)(const void *src, size_t i);
+    const io_array *(*find)(const void *src, const char *name); /* NULL when absent */
+} file_kind;
+
+/* An open file of a kind. */
+typedef struct {
+    const file_kind *kind;
+    const void *src;
 } tensor_source;
 
 static bool shape_equal(int na, const size_t *a, int nb, const size_t *b)
@@ -106,179 +160,127 @@ static bool shape_equal(int na, const size_t *a, int nb, const size_t *b)
 
 /* Checks that src has every model tensor with its shape, and (without
    NN_MODEL_ALLOW_EXTRA) nothing else. */
-static io_status check_source(const char *path, const tensor_source *s, const model_tensor *t,
-                              size_t n, unsigned flags, io_error *err)
+static int check_source(const char *path, const tensor_source *s, const model_tensor *t, size_t n,
+                        unsigned flags, ad_error *err)
 {
     char have[256], want[256];
     for (size_t i = 0; i < n; i++) {
-        int ndim;
-        const size_t *shape;
-        if (!s->find(s->src, t[i].name, &ndim, &shape))
-            return io_fail(err, IO_EMISMATCH, "%s: no tensor '%s' for the model", path, t[i].name);
+        const io_array *a = s->kind->find(s->src, t[i].name);
+        if (!a)
+            return ad_error_set(err, AD_EMISMATCH, "%s: no tensor '%s' for the model", path,
+                                t[i].name);
+        int ndim = a->ndim;
+        const size_t *shape = a->shape;
         if (!shape_equal(ndim, shape, t[i].ndim, t[i].shape)) {
             bool transposed = ndim == 2 && t[i].ndim == 2 && shape[0] == t[i].shape[1] &&
                               shape[1] == t[i].shape[0];
-            return io_fail(err, IO_EMISMATCH,
-                           "%s: tensor '%s' has shape %s but the model expects %s%s", path,
-                           t[i].name, io_shape_text(have, sizeof have, shape, ndim),
-                           io_shape_text(want, sizeof want, t[i].shape, t[i].ndim),
-                           transposed ? " (transposed? PyTorch's nn.Linear weight is (out, in), "
-                                        "chainrule's is (in, out))"
-                                      : "");
+            return ad_error_set(
+                err, AD_EMISMATCH, "%s: tensor '%s' has shape %s but the model expects %s%s", path,
+                t[i].name, io_shape_text(have, sizeof have, shape, ndim),
+                io_shape_text(want, sizeof want, t[i].shape, t[i].ndim),
+                transposed ? " (transposed? PyTorch's nn.Linear weight is (out, in), "
+                             "chainrule's is (in, out))"
+                           : "");
         }
     }
     if (flags & NN_MODEL_ALLOW_EXTRA)
-        return IO_OK;
-    size_t count = s->count(s->src);
+        return 0;
+    size_t count = s->kind->count(s->src);
     for (size_t k = 0; k < count; k++) {
-        const char *name = s->name_at(s->src, k);
+        const char *name = s->kind->at(s->src, k)->name;
         bool known = false;
         for (size_t i = 0; i < n && !known; i++)
             known = strcmp(name, t[i].name) == 0;
         if (!known)
-            return io_fail(err, IO_EMISMATCH,
-                           "%s: tensor '%s' is not in the model (its tensors are named like "
-                           "'%s'; pass NN_MODEL_ALLOW_EXTRA to ignore extra tensors)",
-                           path, name, t[0].name);
+            return ad_error_set(err, AD_EMISMATCH,
+                                "%s: tensor '%s' is not in the model (its tensors are named like "
+                                "'%s'; pass NN_MODEL_ALLOW_EXTRA to ignore extra tensors)",
+                                path, name, t[0].name);
     }
-    return IO_OK;
+    return 0;
 }
 
-static size_t npz_source_count(const void *src) { return io_npz_count(src); }
-static const char *npz_source_name(const void *src, size_t i) { return io_npz_at(src, i)->name; }
-static bool npz_source_find(const void *src, const char *name, int *ndim, const size_t **shape)
+static void *npz_read(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err)
 {
-    const io_array *a = io_npz_find(src, name);
-    if (!a)
-        return false;
-    *ndim = a->ndim;
-    *shape = a->shape;
-    return true;
+    return io_npz_read_with(path, alloc, ud, err);
 }
+static void npz_release(void *src) { io_npz_free(src); }
+static size_t npz_count(const void *src) { return io_npz_count(src); }
+static const io_array *npz_at(const void *src, size_t i) { return io_npz_at(src, i); }
+static const io_array *npz_find(const void *src, const char *name)
+{
+    return io_npz_find(src, name);
+}
+static const file_kind npz_files = {"nn_model_load_npz", npz_read, npz_release,
+                                    npz_count,           npz_at,   npz_find};
 
-io_status nn_model_load_npz(nn_model *m, const char *path, unsigned flags, io_error *err)
+static void *ckpt_read(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err)
+{
+    return io_checkpoint_read_with(path, alloc, ud, err);
+}
+static void ckpt_release(void *src) { io_checkpoint_free(src); }
+static size_t ckpt_count(const void *src) { return io_checkpoint_count(src); }
+static const io_array *ckpt_at(const void *src, size_t i)
+{
+    return io_checkpoint_tensor_at(src, i);
+}
+static const io_array *ckpt_find(const void *src, const char *name)
+{
+    return io_checkpoint_find(src, name);
+}
+static const file_kind ckpt_files = {
+    "nn_model_load_safetensors", ckpt_read, ckpt_release, ckpt_count, ckpt_at, ckpt_find};
+
+/* Loads every model tensor from s after checking them all. */
+static int load_from(nn_model *m, const ad_allocator *mem, const char *path, const tensor_source *s,
+                     unsigned flags, ad_error *err)
 {
     model_tensor *t;
     size_t n;
-    io_npz *npz = NULL;
-    if (!m || !path)
-        return io_fail(err, IO_EINVAL, "nn_model_load_npz: NULL argument");
-    io_status st = model_tensors(m, path, &t, &n, err);
-    if (st != IO_OK)
-        return st;
-    st = io_npz_read(path, &npz, err);
-    if (st == IO_OK) {
-        tensor_source s = {npz, npz_source_count, npz_source_name, npz_source_find};
-        st = check_source(path, &s, t, n, flags, err);
-    }
-    io_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_F32 : IO_F64;
-    for (size_t i = 0; st == IO_OK && i < n; i++)
-        st = io_array_copy(io_npz_find(npz, t[i].name), dt, t[i].ndim, t[i].shape, t[i].data, err);
-    io_npz_destroy(npz);
-    io_free(t, (n + 1) * sizeof *t);
-    return st == IO_OK ? io_ok(err) : st;
+    if (model_tensors(m, mem, path, &t, &n, err) != 0)
+        return -1;
+    int st = check_source(path, s, t, n, flags, err);
+    ad_dtype dt = nn_model_dtype(m) == AD_F32 ? AD_F32 : AD_F64;
+    for (size_t i = 0; st == 0 && i < n; i++)
+        st = io_array_copy(s->kind->find(s->src, t[i].name), dt, t[i].ndim, t[i].shape, t[i].data,
+                           err);
+    ad_free(mem, t, (n + 1) * sizeof *t);
+    return st;
 }
 
-static io_status from_ckpt(const io_ckpt_error *cerr, io_error *err)
+static int load_model(nn_model *m, const char *path, unsigned flags, const file_kind *kind)
 {
-    io_status st = IO_EINVAL;
-    switch (cerr->status) {
-    case IO_CKPT_OK:
-        return io_ok(err);
-    case IO_CKPT_ENOMEM:
-        st = IO_ENOMEM;
-        break;
-    case IO_CKPT_EIO:
-        st = IO_EIO;
-        break;
-    case IO_CKPT_EFORMAT:
-        st = IO_EFORMAT;
-        break;
-    case IO_CKPT_EMISMATCH:
-        st = IO_EMISMATCH;
-        break;
-    case IO_CKPT_EINVAL:
-        st = IO_EINVAL;
-        break;
+    ad_error err;
+    if (!m || !path) {
+        ad_error_set(&err, AD_EINVAL, "%s: NULL argument", kind->load_name);
+        return model_failed(m, &err);
     }
-    return io_fail(err, st, "%s", cerr->message);
+    ad_allocator mem = ad_allocator_of(m->alloc, m->ud);
+    void *src = kind->read(path, mem.fn, mem.ud, &err);
+    tensor_source s = {kind, src};
+    int st = src ? load_from(m, &mem, path, &s, flags, &err) : -1;
+    kind->release(src);
+    return st == 0 ? 0 : model_failed(m, &err);
 }
 
-io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err)
+int nn_model_load_npz(nn_model *m, const char *path, unsigned flags)
 {
-    model_tensor *t;
-    size_t n;
-    io_ckpt_error cerr;
-    if (!m || !path)
-        return io_fail(err, IO_EINVAL, "nn_model_save_safetensors: NULL argument");
-    io_status st = model_tensors(m, path, &t, &n, err);
-    if (st != IO_OK)
-        return st;
-    io_ckpt_tensor *c = io_alloc(n * sizeof *c);
-    if (!c) {
-        io_free(t, (n + 1) * sizeof *t);
-        return io_fail(err, IO_ENOMEM, "out of memory writing %s", path);
-    }
-    io_ckpt_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64;
-    for (size_t i = 0; i < n; i++) {
-        memset(&c[i], 0, sizeof c[i]);
-        c[i].name = t[i].name;
-        c[i].dtype = dt;
-        c[i].ndim = t[i].ndim;
-        for (int k = 0; k < t[i].ndim; k++)
-            c[i].shape[k] = t[i].shape[k];
-        c[i].data = t[i].data;
-    }
-    /* a model built from the library's layers carries its architecture */
-    char *arch = nn_model_architecture(m);
-    io_ckpt_meta meta[1] = {{NN_ARCH_KEY, arch}};
-    io_ckpt_status cst = io_checkpoint_write(path, c, n, arch ? meta : NULL, arch ? 1 : 0, &cerr);
-    free(arch);
-    io_free(c, n * sizeof *c);
-    io_free(t, (n + 1) * sizeof *t);
-    if (cst != IO_CKPT_OK)
-        return from_ckpt(&cerr, err);
-    return io_ok(err);
+    return load_model(m, path, flags, &npz_files);
 }
 
-static size_t ckpt_source_count(const void *src) { return io_checkpoint_count(src); }
-static const char *ckpt_source_name(const void *src, size_t i)
+static int write_safetensors(const char *path, const io_array *arrays, size_t count,
+                             const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+                             ad_error *err)
 {
-    return io_checkpoint_tensor_at(src, i)->name;
-}
-static bool ckpt_source_find(const void *src, const char *name, int *ndim, const size_t **shape)
-{
-    const io_ckpt_tensor *c = io_checkpoint_find(src, name);
-    if (!c)
-        return false;
-    *ndim = c->ndim;
-    *shape = c->shape;
-    return true;
+    return io_checkpoint_write_with(path, arrays, count, meta, meta_count, mem->fn, mem->ud, err);
 }
 
-io_status nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags, io_error *err)
+int nn_model_save_safetensors(nn_model *m, const char *path)
 {
-    model_tensor *t;
-    size_t n;
-    io_checkpoint *ck = NULL;
-    io_ckpt_error cerr;
-    if (!m || !path)
-        return io_fail(err, IO_EINVAL, "nn_model_load_safetensors: NULL argument");
-    io_status st = model_tensors(m, path, &t, &n, err);
-    if (st != IO_OK)
-        return st;
-    if (io_checkpoint_read(path, &ck, &cerr) != IO_CKPT_OK) {
-        st = from_ckpt(&cerr, err);
-    } else {
-        tensor_source s = {ck, ckpt_source_count, ckpt_source_name, ckpt_source_find};
-        st = check_source(path, &s, t, n, flags, err);
-    }
-    io_ckpt_dtype dt = nn_model_dtype(m) == AD_F32 ? IO_CKPT_F32 : IO_CKPT_F64;
-    for (size_t i = 0; st == IO_OK && i < n; i++)
-        if (io_checkpoint_copy(ck, t[i].name, dt, t[i].ndim, t[i].shape, t[i].data, &cerr) !=
-            IO_CKPT_OK)
-            st = from_ckpt(&cerr, err);
-    io_checkpoint_destroy(ck);
-    io_free(t, (n + 1) * sizeof *t);
-    return st == IO_OK ? io_ok(err) : st;
+    return save_model(m, path, "nn_model_save_safetensors", write_safetensors);
+}
+
+int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags)
+{
+    return load_model(m, path, flags, &ckpt_files);
 }

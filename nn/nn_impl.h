@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "chainrule/nn.h"
+#include "support_impl.h"
 
 /* Type dispatch over the two dtypes: the body is written once. */
 #define NN_DISPATCH(dtype, ...)                                                                    \

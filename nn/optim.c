@@ -169,17 +169,6 @@ static size_t state_bytes(const nn_optimizer *o)
     return (size_t)o->nslots * (size_t)o->n * nn_dtype_size(o->dtype);
 }
 
-static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-}
-
 void nn_optimizer_reset(nn_optimizer *o)
 {
     if (!o)
@@ -262,7 +251,7 @@ nn_optimizer *nn_optimizer_create(nn_model *m, const nn_optim_config *cfg)
 
 nn_optimizer *nn_optimizer_create_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg)
 {
-    return create(dtype, n, cfg, default_alloc, NULL, "nn_optimizer_create_flat");
+    return create(dtype, n, cfg, ad_default_alloc, NULL, "nn_optimizer_create_flat");
 }
 
 void nn_optimizer_free(nn_optimizer *o)

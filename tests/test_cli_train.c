@@ -102,17 +102,17 @@ static void expect_error(int status, const char *needle, const char *args)
 static void expect_same_tensors(const char *a, const char *b)
 {
     io_checkpoint *ca = NULL, *cb = NULL;
-    io_ckpt_error err;
-    cr_assert_eq(io_checkpoint_read(a, &ca, &err), IO_CKPT_OK, "%s", err.message);
-    cr_assert_eq(io_checkpoint_read(b, &cb, &err), IO_CKPT_OK, "%s", err.message);
+    ad_error err;
+    cr_assert_eq(((ca = io_checkpoint_read(a, &err)) ? AD_OK : err.code), 0, "%s", err.message);
+    cr_assert_eq(((cb = io_checkpoint_read(b, &err)) ? AD_OK : err.code), 0, "%s", err.message);
     cr_assert_eq(io_checkpoint_count(ca), io_checkpoint_count(cb));
     for (size_t i = 0; i < io_checkpoint_count(ca); i++) {
-        const io_ckpt_tensor *ta = io_checkpoint_tensor_at(ca, i);
-        const io_ckpt_tensor *tb = io_checkpoint_find(cb, ta->name);
+        const io_array *ta = io_checkpoint_tensor_at(ca, i);
+        const io_array *tb = io_checkpoint_find(cb, ta->name);
         cr_assert_not_null(tb, "%s has no tensor %s", b, ta->name);
         cr_assert_eq(ta->dtype, tb->dtype);
         cr_assert_eq(ta->ndim, tb->ndim);
-        size_t n = ta->dtype == IO_CKPT_F32 ? 4 : 8;
+        size_t n = ta->dtype == AD_F32 ? 4 : 8;
         for (int k = 0; k < ta->ndim; k++) {
             cr_assert_eq(ta->shape[k], tb->shape[k]);
             n *= ta->shape[k];
@@ -124,8 +124,8 @@ static void expect_same_tensors(const char *a, const char *b)
                      io_checkpoint_meta(cb, "chainrule.optimizer_state"));
     cr_expect_str_eq(io_checkpoint_meta(ca, "chainrule.epochs_done"),
                      io_checkpoint_meta(cb, "chainrule.epochs_done"));
-    io_checkpoint_destroy(ca);
-    io_checkpoint_destroy(cb);
+    io_checkpoint_free(ca);
+    io_checkpoint_free(cb);
 }
 
 static void write_bytes(const char *path, const void *data, size_t n)
@@ -367,9 +367,10 @@ Test(cli_train, corrupt_checkpoints_are_refused)
 
     /* a valid safetensors file that is not a chainrule model */
     float w[2] = {1, 2};
-    io_ckpt_tensor t = {.name = "w", .dtype = IO_CKPT_F32, .ndim = 1, .shape = {2}, .data = w};
-    io_ckpt_error err;
-    cr_assert_eq(io_checkpoint_write(wpath("other.st"), &t, 1, NULL, 0, &err), IO_CKPT_OK);
+    io_array t = {.name = "w", .dtype = AD_F32, .ndim = 1, .shape = {2}, .data = w};
+    ad_error err;
+    cr_assert_eq(
+        (io_checkpoint_write(wpath("other.st"), &t, 1, NULL, 0, &err) == 0 ? AD_OK : err.code), 0);
     snprintf(args, sizeof args, "eval '%s' --data " SMALL, wpath("other.st"));
     expect_error(1, "not a chainrule model", args);
 

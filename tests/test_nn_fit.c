@@ -19,8 +19,9 @@
 static io_dataset *toy_data(void)
 {
     io_dataset *ds = NULL;
-    io_data_error err;
-    cr_assert_eq(io_dataset_create(N, D, true, &ds, &err), IO_DATA_OK, "%s", err.message);
+    ad_error err;
+    cr_assert_eq(((ds = io_dataset_new(N, D, true, &err)) ? AD_OK : err.code), 0, "%s",
+                 err.message);
     for (size_t i = 0; i < N * D; i++)
         ds->x[i] = (float)sin(0.7 * (double)i + 0.3);
     for (size_t i = 0; i < N; i++)
@@ -55,8 +56,8 @@ Test(train_epoch, equals_a_hand_written_loop_bit_for_bit)
     nn_model *a = toy_model(), *b = toy_model();
     nn_optimizer *oa = adam(a, 0.01), *ob = adam(b, 0.01);
     io_batcher *ba = NULL, *bb = NULL;
-    cr_assert_eq(io_batcher_create(ds, 4, true, 5, &ba, NULL), IO_DATA_OK);
-    cr_assert_eq(io_batcher_create(ds, 4, true, 5, &bb, NULL), IO_DATA_OK);
+    cr_assert_eq(((ba = io_batcher_new(ds, 4, true, 5, NULL)) ? 0 : -1), 0);
+    cr_assert_eq(((bb = io_batcher_new(ds, 4, true, 5, NULL)) ? 0 : -1), 0);
     for (uint64_t epoch = 0; epoch < 3; epoch++) {
         nn_epoch_stats st;
         cr_assert_eq(nn_train_epoch(a, oa, ba, epoch, NULL, &st), 0, "%s", nn_model_error(a));
@@ -80,13 +81,13 @@ Test(train_epoch, equals_a_hand_written_loop_bit_for_bit)
     cr_expect_eq(memcmp(nn_model_params(a), nn_model_params(b),
                         (size_t)nn_model_param_count(a) * sizeof(float)),
                  0, "the weights differ from the hand-written loop's");
-    io_batcher_destroy(ba);
-    io_batcher_destroy(bb);
+    io_batcher_free(ba);
+    io_batcher_free(bb);
     nn_optimizer_free(oa);
     nn_optimizer_free(ob);
     nn_model_free(a);
     nn_model_free(b);
-    io_dataset_destroy(ds);
+    io_dataset_free(ds);
 }
 
 typedef struct {
@@ -115,7 +116,7 @@ Test(train_epoch, shards_cover_every_row_once_and_hooks_run_per_batch)
 {
     io_dataset *ds = toy_data();
     io_batcher *b = NULL;
-    cr_assert_eq(io_batcher_create(ds, 4, true, 5, &b, NULL), IO_DATA_OK);
+    cr_assert_eq(((b = io_batcher_new(ds, 4, true, 5, NULL)) ? 0 : -1), 0);
     int64_t rows = 0;
     for (int rank = 0; rank < 3; rank++) {
         nn_model *m = toy_model();
@@ -143,15 +144,15 @@ Test(train_epoch, shards_cover_every_row_once_and_hooks_run_per_batch)
     cr_expect_str_eq(nn_model_error(m), "nn_train_epoch: batcher is NULL");
     nn_optimizer_free(o);
     nn_model_free(m);
-    io_batcher_destroy(b);
-    io_dataset_destroy(ds);
+    io_batcher_free(b);
+    io_dataset_free(ds);
 }
 
 Test(train_epoch, divergence_names_the_batch_and_skips_its_update)
 {
     io_dataset *ds = toy_data();
     io_batcher *b = NULL;
-    cr_assert_eq(io_batcher_create(ds, 4, false, 0, &b, NULL), IO_DATA_OK);
+    cr_assert_eq(((b = io_batcher_new(ds, 4, false, 0, NULL)) ? 0 : -1), 0);
     nn_model *m = model_with(NN_ACT_IDENTITY);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.lr = 1e30;
@@ -167,8 +168,8 @@ Test(train_epoch, divergence_names_the_batch_and_skips_its_update)
               "%s", nn_model_error(m));
     nn_optimizer_free(o);
     nn_model_free(m);
-    io_batcher_destroy(b);
-    io_dataset_destroy(ds);
+    io_batcher_free(b);
+    io_dataset_free(ds);
 }
 
 Test(train_epoch, non_finite_weights_and_state_are_counted)

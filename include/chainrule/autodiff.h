@@ -59,8 +59,17 @@ extern "C" {
 /** Pass as the axis of a reduction to reduce over every axis. */
 #define AD_ALL (-1000)
 
-/** Element type of every tensor in a graph. */
-typedef enum { AD_F32, AD_F64 } ad_dtype;
+/**
+ * Element types. A graph holds AD_F32 or AD_F64 tensors; the file formats
+ * (chainrule/io.h) also read and write the integer types.
+ */
+typedef enum {
+    AD_F32, /**< float */
+    AD_F64, /**< double */
+    AD_I32, /**< int32_t (files only) */
+    AD_I64, /**< int64_t (files only) */
+    AD_U8   /**< uint8_t (files only) */
+} ad_dtype;
 
 /** A computation graph: owns every node, value and gradient made in it. */
 typedef struct ad_graph ad_graph;

@@ -4,17 +4,16 @@
  *
  * A worked example: Géron's Fashion-MNIST setup (Hands-On ML, chapter 10).
  *
- *     io_data_error err;
+ *     ad_error err;
  *     io_dataset *full = NULL, *test = NULL, *train = NULL, *valid = NULL;
- *     if (io_mnist_load(NULL, &full, &test, &err) != IO_DATA_OK) {
+ *     if (io_mnist_load(NULL, &full, &test, &err) != 0) {
  *         fprintf(stderr, "%s\n", err.message);    // names the file and the problem
  *         return 1;
  *     }
  *     io_dataset_scale(full, 255.0f);               // pixels 0..255 -> [0, 1]
  *     io_dataset_scale(test, 255.0f);
  *     io_dataset_split(full, 5000, &valid, &train, &err); // first 5000 validate
- *     io_batcher *b = NULL;
- *     io_batcher_create(train, 32, true, 42, &b, &err);
+ *     io_batcher *b = io_batcher_new(train, 32, true, 42, &err);
  *     for (unsigned epoch = 0; epoch < 20; epoch++) {
  *         io_batch batch;
  *         io_batcher_start_epoch(b, epoch);         // order depends on (seed, epoch)
@@ -22,18 +21,21 @@
  *             // batch.x: (batch.size, train->d), batch.y: (batch.size)
  *         }
  *     }
- *     io_batcher_destroy(b);
- *     io_dataset_destroy(train); io_dataset_destroy(valid);
- *     io_dataset_destroy(full); io_dataset_destroy(test);
+ *     io_batcher_free(b);
+ *     io_dataset_free(train); io_dataset_free(valid);
+ *     io_dataset_free(full); io_dataset_free(test);
  *
  * Conventions
- * - Every function that can fail returns an io_data_status and, when err is
- *   not NULL, fills err with the status and a one-line message naming the
- *   file, line, column or count at fault. Nothing here aborts or prints.
- *   On failure every output pointer is left NULL and nothing is leaked,
- *   allocation failure included.
- * - X_create/X_destroy allocate and free; destroy functions accept NULL.
- * - Memory comes from malloc, or from the hook given to io_data_set_allocator.
+ * - docs/errors.md: every function that can fail returns 0 / -1 or a
+ *   pointer / NULL and, when err is not NULL, fills the caller's ad_error
+ *   with the code and a one-line message naming the file, line, column or
+ *   count at fault. Nothing here aborts or prints. On failure every output
+ *   pointer is left NULL and nothing is leaked, allocation failure included.
+ * - X_new / readers allocate, X_free frees; free functions accept NULL.
+ * - Memory comes from malloc, or from the allocator given to an X_with
+ *   function (the ad_alloc_fn contract); an object keeps its allocator, and
+ *   what is made from it (slices, splits, batchers) uses the same one.
+ *   zlib's gzip state uses malloc.
  * - Features are float, row-major (n, d); labels are int in [0, classes).
  */
 #ifndef CHAINRULE_DATA_H
@@ -49,47 +51,6 @@
 extern "C" {
 #endif
 
-/* ----------------------------------------------------------------- errors */
-
-/** Result of every fallible data function. */
-typedef enum io_data_status {
-    IO_DATA_OK = 0,
-    IO_DATA_ENOMEM,    /**< out of memory */
-    IO_DATA_EIO,       /**< a file or directory cannot be opened or read */
-    IO_DATA_EFORMAT,   /**< malformed content: bad magic, truncated, bad CSV cell */
-    IO_DATA_EMISMATCH, /**< parts that must agree do not (image vs label counts) */
-    IO_DATA_EINVAL,    /**< a bad argument from the caller */
-    IO_DATA_ENOTSUP    /**< e.g. a gzip file in a build without zlib */
-} io_data_status;
-
-/** Longest message kept in io_data_error, terminator included. */
-#define IO_DATA_ERROR_MAX 512
-
-/** Filled by failing functions when the caller passes one; may be NULL. */
-typedef struct io_data_error {
-    io_data_status status;           /**< the value the function returned */
-    char message[IO_DATA_ERROR_MAX]; /**< "" on success */
-} io_data_error;
-
-/** A constant name for a status ("ok", "out of memory", ...). Never NULL. */
-AD_API const char *io_data_status_string(io_data_status status);
-
-/**
- * Allocator hook with lua_Alloc's contract: when nsize is 0 free ptr (which
- * may be NULL) and return NULL; otherwise act like realloc(ptr, nsize) and
- * return NULL on failure. osize is the old size of ptr (0 for NULL).
- */
-typedef void *(*io_data_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
-
-/**
- * Routes every allocation of this module (datasets, IDX buffers, batchers,
- * scalers) through alloc(ud, ...); NULL restores malloc. Process-wide: set it
- * before creating any object and never while another thread uses this module,
- * and free objects with the allocator that made them. zlib's own internal
- * buffers still come from malloc.
- */
-AD_API void io_data_set_allocator(io_data_alloc_fn alloc, void *ud);
-
 /* ---------------------------------------------------------------- dataset */
 
 /** Labels are limited to [0, IO_DATA_MAX_CLASSES). */
@@ -97,7 +58,7 @@ AD_API void io_data_set_allocator(io_data_alloc_fn alloc, void *ud);
 
 /**
  * A labelled (or unlabelled) table of examples. Everything pointed to is
- * owned by the dataset and freed by io_dataset_destroy. Fields may be read
+ * owned by the dataset and freed by io_dataset_free. Fields may be read
  * and the values of x and y changed freely; do not replace the pointers.
  */
 typedef struct io_dataset {
@@ -109,28 +70,36 @@ typedef struct io_dataset {
     char **class_names; /**< (classes) names from a CSV's text labels, else NULL */
     size_t height;      /**< image rows when read from IDX images, else 0 */
     size_t width;       /**< image columns (d == height * width), else 0 */
+    /** The allocator the dataset's memory came from (NULL: malloc); slices,
+        splits and batchers of the dataset, or of a copy of this struct that
+        views some of its rows, use it too. */
+    ad_alloc_fn alloc;
+    void *alloc_ud; /**< alloc's user data */
 } io_dataset;
 
 /**
- * Creates a dataset of n examples with d zero features each, with a label
+ * A new dataset of n examples with d zero features each, with a label
  * array of zeros when labelled (classes is then 0 until the caller sets it).
- * *out is the caller's, free it with io_dataset_destroy.
- * Errors: IO_DATA_EINVAL when n * d overflows, IO_DATA_ENOMEM.
+ * The caller's; free it with io_dataset_free. NULL on failure with *err:
+ * AD_EINVAL when n * d overflows, AD_ENOMEM.
  */
-AD_API io_data_status io_dataset_create(size_t n, size_t d, bool labelled, io_dataset **out,
-                                        io_data_error *err);
+AD_API io_dataset *io_dataset_new(size_t n, size_t d, bool labelled, ad_error *err);
+
+/** io_dataset_new with the dataset's memory from alloc(ud, ...). */
+AD_API io_dataset *io_dataset_new_with(size_t n, size_t d, bool labelled, ad_alloc_fn alloc,
+                                       void *ud, ad_error *err);
 
 /** Frees a dataset and everything it owns. Accepts NULL. */
-AD_API void io_dataset_destroy(io_dataset *ds);
+AD_API void io_dataset_free(io_dataset *ds);
 
 /**
- * Copies count examples starting at begin into a new dataset *out (class
- * count, class names and image size are copied too). The first N examples
- * are io_dataset_slice(ds, 0, N, ...).
- * Errors: IO_DATA_EINVAL when begin + count > ds->n, IO_DATA_ENOMEM.
+ * Copies count examples starting at begin into a new dataset (class count,
+ * class names and image size are copied too; memory from ds's allocator).
+ * The first N examples are io_dataset_slice(ds, 0, N, ...). NULL on failure
+ * with *err: AD_EINVAL when begin + count > ds->n, AD_ENOMEM.
  */
-AD_API io_data_status io_dataset_slice(const io_dataset *ds, size_t begin, size_t count,
-                                       io_dataset **out, io_data_error *err);
+AD_API io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count,
+                                    ad_error *err);
 
 /**
  * Keeps the first n examples of ds in place (a subset for quick runs);
@@ -142,11 +111,12 @@ AD_API void io_dataset_truncate(io_dataset *ds, size_t n);
  * Splits ds into two new datasets: *first holds examples [0, n_first) and
  * *rest the others, as Géron's Fashion-MNIST validation split (the first
  * 5000 training images validate). For a random split call io_dataset_shuffle
- * first. ds is unchanged. Both outputs are the caller's.
- * Errors: IO_DATA_EINVAL when n_first > ds->n, IO_DATA_ENOMEM.
+ * first. ds is unchanged. Both outputs are the caller's. Returns 0, or -1
+ * with both outputs NULL and *err: AD_EINVAL when n_first > ds->n,
+ * AD_ENOMEM.
  */
-AD_API io_data_status io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
-                                       io_dataset **rest, io_data_error *err);
+AD_API int io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
+                            io_dataset **rest, ad_error *err);
 
 /**
  * Reorders the examples of ds in place (features and labels together) with
@@ -179,28 +149,30 @@ typedef struct io_scaler {
 } io_scaler;
 
 /**
- * Creates a scaler for d features with center 0 and spread 1 (the identity),
- * to be filled by io_scaler_fit or from saved values. *out is the caller's.
- * Errors: IO_DATA_ENOMEM.
+ * A new scaler for d features with center 0 and spread 1 (the identity), to
+ * be filled by io_scaler_fit or from saved values. The caller's; NULL with
+ * *err AD_ENOMEM on failure.
  */
-AD_API io_data_status io_scaler_create(size_t d, io_scaler **out, io_data_error *err);
+AD_API io_scaler *io_scaler_new(size_t d, ad_error *err);
+
+/** io_scaler_new with the scaler's memory from alloc(ud, ...). */
+AD_API io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /**
  * Fits s on train (statistics in double precision; population standard
- * deviation).
- * Errors: IO_DATA_EINVAL when train has no examples or train->d != s->d.
+ * deviation). Returns 0, or -1 with *err: AD_EINVAL when train has no
+ * examples or train->d != s->d, AD_ENOMEM.
  */
-AD_API io_data_status io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind,
-                                    io_data_error *err);
+AD_API int io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind, ad_error *err);
 
 /**
- * Applies s to every example of ds in place.
- * Errors: IO_DATA_EINVAL when ds->d != s->d.
+ * Applies s to every example of ds in place. Returns 0, or -1 with *err:
+ * AD_EINVAL when ds->d != s->d.
  */
-AD_API io_data_status io_scaler_apply(const io_scaler *s, io_dataset *ds, io_data_error *err);
+AD_API int io_scaler_apply(const io_scaler *s, io_dataset *ds, ad_error *err);
 
 /** Frees a scaler. Accepts NULL. */
-AD_API void io_scaler_destroy(io_scaler *s);
+AD_API void io_scaler_free(io_scaler *s);
 
 /* -------------------------------------------------------------------- IDX */
 
@@ -228,17 +200,19 @@ typedef struct io_idx {
 
 /**
  * Reads an IDX file, plain or gzip-compressed (recognised by its magic bytes,
- * whatever its name). *out is the caller's; free with io_idx_destroy.
- * Errors: IO_DATA_EIO (cannot open or read; the message names the path and
- * the system's reason), IO_DATA_EFORMAT (bad magic, unknown element type,
- * no or too many dimensions, truncated header or data, bytes after the
- * data, corrupt gzip stream), IO_DATA_ENOTSUP (gzip without zlib),
- * IO_DATA_ENOMEM.
+ * whatever its name). The caller's; free with io_idx_free. NULL on failure
+ * with *err: AD_EIO (cannot open or read; the message names the path and
+ * the system's reason), AD_EFORMAT (bad magic, unknown element type, no or
+ * too many dimensions, truncated header or data, bytes after the data,
+ * corrupt gzip stream), AD_ENOMEM, AD_EINVAL (NULL path).
  */
-AD_API io_data_status io_idx_read(const char *path, io_idx **out, io_data_error *err);
+AD_API io_idx *io_idx_read(const char *path, ad_error *err);
+
+/** io_idx_read with the image's memory from alloc(ud, ...). */
+AD_API io_idx *io_idx_read_with(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /** Frees an IDX image. Accepts NULL. */
-AD_API void io_idx_destroy(io_idx *idx);
+AD_API void io_idx_free(io_idx *idx);
 
 /** Element i of idx as a double (any element type). i must be < idx->count. */
 AD_API double io_idx_value(const io_idx *idx, size_t i);
@@ -247,21 +221,24 @@ AD_API double io_idx_value(const io_idx *idx, size_t i);
  * Builds a dataset from an IDX of examples (dims[0] examples of the product
  * of the other dims features; 3-d images also set height and width) and an
  * optional 1-d IDX of integer labels (NULL: unlabelled). Values are copied
- * unscaled (pixels stay 0..255). *out is the caller's.
- * Errors: IO_DATA_EMISMATCH (label count differs from example count),
- * IO_DATA_EFORMAT (labels not 1-d integers, a label outside
- * [0, IO_DATA_MAX_CLASSES), an example value that is NaN or infinite, or
- * does not fit a float, like the CSV reader), IO_DATA_ENOMEM.
+ * unscaled (pixels stay 0..255). The caller's, with memory from the
+ * allocator of examples. NULL on failure with *err: AD_EMISMATCH (label
+ * count differs from example count), AD_EFORMAT (labels not 1-d integers, a
+ * label outside [0, IO_DATA_MAX_CLASSES), an example value that is NaN or
+ * infinite, or does not fit a float, like the CSV reader), AD_ENOMEM.
  */
-AD_API io_data_status io_dataset_from_idx(const io_idx *examples, const io_idx *labels,
-                                          io_dataset **out, io_data_error *err);
+AD_API io_dataset *io_dataset_from_idx(const io_idx *examples, const io_idx *labels, ad_error *err);
 
 /**
  * io_idx_read of both files then io_dataset_from_idx; labels_path may be
  * NULL for unlabelled examples (chainrule predict). Messages name the files.
  */
-AD_API io_data_status io_idx_load_dataset(const char *examples_path, const char *labels_path,
-                                          io_dataset **out, io_data_error *err);
+AD_API io_dataset *io_idx_load_dataset(const char *examples_path, const char *labels_path,
+                                       ad_error *err);
+
+/** io_idx_load_dataset with every allocation from alloc(ud, ...). */
+AD_API io_dataset *io_idx_load_dataset_with(const char *examples_path, const char *labels_path,
+                                            ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /* ------------------------------------------------------------ (Fashion-)MNIST */
 
@@ -277,13 +254,16 @@ AD_API io_data_status io_idx_load_dataset(const char *examples_path, const char 
  * and t10k-labels-idx1-ubyte, each plain or with a .gz suffix (the plain name
  * wins when both exist). train or test may be NULL to skip that half. Pixels
  * stay 0..255 (see io_dataset_scale); height and width are set (28 x 28).
- * Outputs are the caller's.
- * Errors: as io_idx_read and io_dataset_from_idx, with messages naming the
+ * Outputs are the caller's. Returns 0, or -1 with the outputs NULL and
+ * *err: as io_idx_read and io_dataset_from_idx, with messages naming the
  * directory or file: a missing directory, a missing file (both names tried),
  * images that are not 3-d unsigned bytes, image and label counts that differ.
  */
-AD_API io_data_status io_mnist_load(const char *dir, io_dataset **train, io_dataset **test,
-                                    io_data_error *err);
+AD_API int io_mnist_load(const char *dir, io_dataset **train, io_dataset **test, ad_error *err);
+
+/** io_mnist_load with every allocation from alloc(ud, ...). */
+AD_API int io_mnist_load_with(const char *dir, io_dataset **train, io_dataset **test,
+                              ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /**
  * The name of Fashion-MNIST class k ("T-shirt/top", "Trouser", "Pullover",
@@ -323,7 +303,7 @@ typedef struct io_csv_options {
     /** Length of class_names. */
     int n_class_names;
     /** How labels are read (zero: IO_CSV_LABELS_AUTO). With class_names the
-        labels are names (IO_CSV_LABELS_INTEGER is then IO_DATA_EINVAL). */
+        labels are names (IO_CSV_LABELS_INTEGER is then AD_EINVAL). */
     io_csv_label_kind label_kind;
 } io_csv_options;
 
@@ -335,15 +315,18 @@ typedef struct io_csv_options {
  * or names, each distinct one a class, numbered in sorted (strcmp) order
  * with names in class_names, unless opt->class_names fixes the list. opt
  * NULL means the last column is the label, IO_CSV_LABELS_AUTO. To number a
- * test file like its training file, read it with io_csv_read_like.
- * *out is the caller's.
- * Errors: IO_DATA_EIO, IO_DATA_ENOMEM, IO_DATA_EINVAL (no such label column,
- * naming it), IO_DATA_EFORMAT, naming line and column: a row with the wrong
+ * test file like its training file, read it with io_csv_read_like. The
+ * dataset is the caller's. NULL on failure with *err: AD_EIO, AD_ENOMEM,
+ * AD_EINVAL (no such label column, naming it), AD_EFORMAT, naming line and
+ * column: a row with the wrong
  * number of fields, an empty or non-numeric or non-finite feature, an
  * unterminated quote, a label not in opt->class_names, no data rows.
  */
-AD_API io_data_status io_csv_read(const char *path, const io_csv_options *opt, io_dataset **out,
-                                  io_data_error *err);
+AD_API io_dataset *io_csv_read(const char *path, const io_csv_options *opt, ad_error *err);
+
+/** io_csv_read with every allocation from alloc(ud, ...). */
+AD_API io_dataset *io_csv_read_with(const char *path, const io_csv_options *opt, ad_alloc_fn alloc,
+                                    void *ud, ad_error *err);
 
 /**
  * Reads a second CSV file (a test or validation set) so that its classes are
@@ -351,11 +334,11 @@ AD_API io_data_status io_csv_read(const char *path, const io_csv_options *opt, i
  * names as the fixed class list when train has names (a label train lacks is
  * an error naming the line), else as class indices (IO_CSV_LABELS_INTEGER).
  * opt gives the label column and delimiter (NULL: the last column, ',');
- * its class_names and label_kind are ignored. Errors: as io_csv_read.
+ * its class_names and label_kind are ignored. Memory from train's
+ * allocator. NULL on failure, as io_csv_read.
  */
-AD_API io_data_status io_csv_read_like(const char *path, const io_dataset *train,
-                                       const io_csv_options *opt, io_dataset **out,
-                                       io_data_error *err);
+AD_API io_dataset *io_csv_read_like(const char *path, const io_dataset *train,
+                                    const io_csv_options *opt, ad_error *err);
 
 /* ---------------------------------------------------- random order, batches */
 
@@ -401,15 +384,15 @@ typedef struct io_batch {
 typedef struct io_batcher io_batcher;
 
 /**
- * Creates a batcher over ds (borrowed: it must outlive the batcher and keep
- * its size). With shuffle, each epoch visits the examples in
- * io_data_permutation(seed, epoch) order, gathered into a buffer the batcher
- * owns; without, batches point straight into ds. Starts at epoch 0.
- * *out is the caller's.
- * Errors: IO_DATA_EINVAL (batch_size 0), IO_DATA_ENOMEM.
+ * A new batcher over ds (borrowed: it must outlive the batcher and keep its
+ * size; memory from ds's allocator). With shuffle, each epoch visits the
+ * examples in io_data_permutation(seed, epoch) order, gathered into a buffer
+ * the batcher owns; without, batches point straight into ds. Starts at
+ * epoch 0. The caller's; NULL on failure with *err: AD_EINVAL (batch_size
+ * 0, NULL ds), AD_ENOMEM.
  */
-AD_API io_data_status io_batcher_create(const io_dataset *ds, size_t batch_size, bool shuffle,
-                                        uint64_t seed, io_batcher **out, io_data_error *err);
+AD_API io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle,
+                                  uint64_t seed, ad_error *err);
 
 /** Rewinds to the first batch of the given epoch (reshuffling if shuffled). */
 AD_API void io_batcher_start_epoch(io_batcher *b, uint64_t epoch);
@@ -424,7 +407,7 @@ AD_API bool io_batcher_next(io_batcher *b, io_batch *batch);
 AD_API size_t io_batcher_count(const io_batcher *b);
 
 /** Frees a batcher (not its dataset). Accepts NULL. */
-AD_API void io_batcher_destroy(io_batcher *b);
+AD_API void io_batcher_free(io_batcher *b);
 
 #ifdef __cplusplus
 }

@@ -1057,41 +1057,40 @@ NN_API int nn_schedule_from_name(const char *name);
 
 /**
  * Saves a built model's parameters and batch-norm running statistics as an
- * .npz archive (see "Models" at the top of this file).
- * Errors: IO_EINVAL (NULL arguments, model not built), and those of
- * io_npz_write.
+ * .npz archive (see "Models" in chainrule/io.h), with working memory from
+ * the model's allocator. Returns 0, or -1 with the reason in
+ * nn_model_error(m): NULL arguments, a model that is not built, and the
+ * failures of io_npz_write (the message names the file).
  */
-NN_API io_status nn_model_save_npz(nn_model *m, const char *path, io_error *err);
+NN_API int nn_model_save_npz(nn_model *m, const char *path);
 
 /**
  * Loads a built model's parameters and running statistics from an .npz
  * archive holding a tensor for each, by name, with the same shape (any
  * dtype the reader accepts; values are converted to the model's dtype).
  * Everything is checked before anything is copied, so on failure the model
- * is unchanged. flags: 0 or NN_MODEL_ALLOW_EXTRA.
- * Errors: IO_EMISMATCH naming the tensor ("mlp.npz: no tensor
+ * is unchanged. flags: 0 or NN_MODEL_ALLOW_EXTRA. Returns 0, or -1 with the
+ * reason in nn_model_error(m), naming the tensor ("mlp.npz: no tensor
  * 'dense1.bias' for the model", "tensor 'dense0.weight' has shape (8, 2)
  * but the model expects (2, 8)", "tensor '0.weight' is not in the model"),
- * IO_EINVAL (NULL arguments, model not built), and those of io_npz_read.
+ * or NULL arguments, a model that is not built, and io_npz_read's failures.
  */
-NN_API io_status nn_model_load_npz(nn_model *m, const char *path, unsigned flags, io_error *err);
+NN_API int nn_model_load_npz(nn_model *m, const char *path, unsigned flags);
 
 /**
  * Saves a built model like nn_model_save_npz, as a safetensors file written
- * by io_checkpoint_write (F32 or F64 by the model's dtype).
- * Errors: IO_EINVAL, IO_EIO, IO_ENOMEM.
+ * by io_checkpoint_write (F32 or F64 by the model's dtype). 0 or -1 (the
+ * reason in nn_model_error).
  */
-NN_API io_status nn_model_save_safetensors(nn_model *m, const char *path, io_error *err);
+NN_API int nn_model_save_safetensors(nn_model *m, const char *path);
 
 /**
  * Loads a built model like nn_model_load_npz from a safetensors file (F32
  * or F64 tensors, read by io_checkpoint_read, so also the checkpoints of
- * chainrule train with NN_MODEL_ALLOW_EXTRA).
- * Errors: IO_EMISMATCH, IO_EINVAL, and io_checkpoint_read's failures
- * as IO_EIO, IO_EFORMAT or IO_ENOMEM with its message.
+ * chainrule train with NN_MODEL_ALLOW_EXTRA). 0 or -1 (the reason in
+ * nn_model_error, with io_checkpoint_read's message when reading failed).
  */
-NN_API io_status nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags,
-                                           io_error *err);
+NN_API int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags);
 
 /* ------------------------------------------------------------ training loop */
 

@@ -10,13 +10,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file(data, size, ".safetensors");
     io_checkpoint *ck = NULL;
-    io_ckpt_error err;
+    ad_error err;
     memset(&err, 0, sizeof err);
-    if (io_checkpoint_read(path, &ck, &err) == IO_CKPT_OK) {
+    if ((ck = io_checkpoint_read(path, &err)) != NULL) {
         if (!ck)
             abort();
         (void)io_checkpoint_count(ck);
-        io_checkpoint_destroy(ck);
+        io_checkpoint_free(ck);
     } else if (err.message[0] == '\0') {
         abort();
     }

@@ -11,16 +11,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file(data, size, ".idx");
     io_idx *idx = NULL;
-    io_data_error err;
+    ad_error err;
     memset(&err, 0, sizeof err);
-    io_data_status st = io_idx_read(path, &idx, &err);
-    if (st == IO_DATA_OK) {
+    int st = ((idx = io_idx_read(path, &err)) ? 0 : -1);
+    if (st == 0) {
         if (!idx)
             abort();
         io_dataset *ds = NULL;
-        if (io_dataset_from_idx(idx, NULL, &ds, &err) == IO_DATA_OK)
-            io_dataset_destroy(ds);
-        io_idx_destroy(idx);
+        if ((ds = io_dataset_from_idx(idx, NULL, &err)) != NULL)
+            io_dataset_free(ds);
+        io_idx_free(idx);
     } else if (err.message[0] == '\0') {
         abort(); /* an error without a message */
     }

@@ -14,21 +14,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int npz = data[0] & 1;
     const char *path = fuzz_write_file(data + 1, size - 1, npz ? ".npz" : ".npy");
-    io_error err;
+    ad_error err;
     memset(&err, 0, sizeof err);
     if (npz) {
         io_npz *z = NULL;
-        if (io_npz_read(path, &z, &err) == IO_OK) {
+        if ((z = io_npz_read(path, &err)) != NULL) {
             if (!z)
                 abort();
             (void)io_npz_count(z);
-            io_npz_destroy(z);
+            io_npz_free(z);
         } else if (err.message[0] == '\0') {
             abort();
         }
     } else {
         io_array *a = NULL;
-        if (io_npy_read(path, &a, &err) == IO_OK) {
+        if ((a = io_npy_read(path, &err)) != NULL) {
             if (!a)
                 abort();
             io_array_free(a);

@@ -1,0 +1,91 @@
+/* support.c -- the support code every module shares: the caller-owned error
+   of calls that have no object to hold a message (docs/errors.md), the
+   default allocator, element sizes, CRC-32 (zlib's). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+#include "support_impl.h"
+
+const char *ad_errcode_string(ad_errcode code)
+{
+    switch (code) {
+    case AD_OK:
+        return "ok";
+    case AD_EINVAL:
+        return "invalid argument";
+    case AD_ENOMEM:
+        return "out of memory";
+    case AD_EIO:
+        return "input/output error";
+    case AD_EFORMAT:
+        return "bad file format";
+    case AD_EMISMATCH:
+        return "mismatch";
+    case AD_EUNSUPPORTED:
+        return "unsupported";
+    case AD_ESTATE:
+        return "wrong state";
+    }
+    return "unknown error code";
+}
+
+int ad_error_ok(ad_error *err)
+{
+    if (err) {
+        err->code = AD_OK;
+        err->message[0] = '\0';
+    }
+    return 0;
+}
+
+int ad_error_set(ad_error *err, ad_errcode code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void *ad_default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+size_t ad_dtype_bytes(ad_dtype dtype)
+{
+    switch (dtype) {
+    case AD_F32:
+    case AD_I32:
+        return 4;
+    case AD_F64:
+    case AD_I64:
+        return 8;
+    case AD_U8:
+        return 1;
+    }
+    return 0;
+}
+
+uint32_t ad_crc32(uint32_t crc, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0) {
+        uInt chunk = len > 0x40000000u ? 0x40000000u : (uInt)len;
+        crc = (uint32_t)crc32(crc, p, chunk);
+        p += chunk;
+        len -= chunk;
+    }
+    return crc;
+}
