@@ -192,8 +192,8 @@ static bool dump_dot(FILE *fp, void *ctx)
 static int write_dot(ad_graph *g, ad_node *root, const char *path, unsigned flags)
 {
     dot_job job = {g, root, flags, 0};
-    io_error err;
-    if (io_write_atomic(path, dump_dot, &job, &err) != IO_OK) {
+    ad_error err;
+    if (io_write_atomic(path, dump_dot, &job, &err) != 0) {
         fprintf(stderr, "chainrule grad: cannot write '%s': %s%s%s\n", path, err.message,
                 job.rc && ad_graph_error(g) ? ": " : "",
                 job.rc && ad_graph_error(g) ? ad_graph_error(g) : "");
