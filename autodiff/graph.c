@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error_impl.h"
 #include "graph_impl.h"
 #include "support_impl.h"
 
