@@ -9,7 +9,8 @@
 
 /* The op enum, generated from ops.def so names and the table never drift. */
 typedef enum {
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv) AD_OP_##id,
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain)    \
+    AD_OP_##id,
 #include "ops.def"
 #undef AD_OP
     AD_OP_COUNT_
@@ -252,6 +253,7 @@ typedef struct {
     const char *call;        /* name in `chainrule grad`, NULL: not there */
     const char *form;        /* print template, "@A + @B" */
     const char *derivative;  /* local derivative templates, " | " between inputs */
+    const char *domain;      /* where the value is finite ("x > 0"), or NULL */
 } ad_op_info;
 
 extern const ad_op_info ad_ops[];
@@ -296,7 +298,7 @@ ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t sta
 ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 
 /* Every op's functions, declared from ops.def. */
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv)            \
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain)    \
     bool shape(ad_node *n);                                                                        \
     void fwd(ad_node *n);                                                                          \
     void bwd(ad_node *n, ad_node *g, ad_node **grads);                                             \

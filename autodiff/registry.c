@@ -5,7 +5,7 @@
 #include "graph_impl.h"
 
 const ad_op_info ad_ops[] = {
-#define AD_OP(id, nm, ar, kd, sh, fw, bw, ck, pa, cl, fo, de)                                      \
+#define AD_OP(id, nm, ar, kd, sh, fw, bw, ck, pa, cl, fo, de, dm)                                  \
     [AD_OP_##id] = {.name = nm,                                                                    \
                     .arity = ar,                                                                   \
                     .kind = kd,                                                                    \
@@ -16,7 +16,8 @@ const ad_op_info ad_ops[] = {
                     .params = pa,                                                                  \
                     .call = cl,                                                                    \
                     .form = fo,                                                                    \
-                    .derivative = de},
+                    .derivative = de,                                                              \
+                    .domain = dm},
 #include "ops.def"
 #undef AD_OP
 };
@@ -29,6 +30,7 @@ const char *ad_op_name(int op) { return valid(op) ? ad_ops[op].name : NULL; }
 int ad_op_arity(int op) { return valid(op) ? ad_ops[op].arity : 0; }
 ad_op_kind ad_op_kind_of(int op) { return valid(op) ? ad_ops[op].kind : AD_KIND_INTERNAL; }
 const char *ad_op_rule(int op) { return valid(op) ? ad_ops[op].derivative : NULL; }
+const char *ad_op_domain(int op) { return valid(op) ? ad_ops[op].domain : NULL; }
 int ad_op_differentiable(int op) { return valid(op) && ad_ops[op].backward != ad_nograd; }
 
 const char *ad_op_form(int op) { return valid(op) ? ad_ops[op].form : NULL; }

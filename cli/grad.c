@@ -284,33 +284,141 @@ static void print_error_caret(const char *expr, const cr_expr_error *e)
     }
 }
 
-static int run(const options *o)
+/* The expression's graph in *gp (NULL when out of memory), its output or NULL
+   (graph error or err set). anomaly: the engine's anomaly mode is on. */
+static ad_node *build(const options *o, ad_graph **gp, cr_var *vars, bool anomaly,
+                      cr_expr_error *err)
 {
-    ad_graph *g = ad_graph_new(AD_F64);
-    if (!g) {
-        fprintf(stderr, "chainrule grad: out of memory\n");
-        return 1;
-    }
-    int rc = 0;
-    cr_var vars[MAX_VARS];
+    memset(err, 0, sizeof *err);
+    ad_graph *g = *gp = ad_graph_new(AD_F64);
+    if (!g)
+        return NULL;
+    ad_graph_set_check_finite(g, anomaly);
     for (int i = 0; i < o->nvars; i++) {
         vars[i].name = o->names[i];
         vars[i].node = ad_scalar(g, o->values[i], o->names[i]);
     }
+    return ad_graph_error(g) ? NULL : cr_expr_parse(g, o->expr, vars, o->nvars, err);
+}
+
+/* The dumps' name of node i: its own, or t1, t2, ... for unnamed forward
+   nodes in creation order (as ad_dump_dot names them). */
+static void node_label(const ad_graph *g, int64_t at, char *buf, size_t size)
+{
+    int op_const = ad_op_find("const");
+    long long t = 0;
+    for (int64_t i = 0; i <= at; i++) {
+        const ad_node *v = ad_graph_node(g, i);
+        if (ad_node_is_backward(v) || *ad_node_name(v) ||
+            (ad_node_op(v) == op_const && ad_numel(v) == 1))
+            continue;
+        t++;
+    }
+    const ad_node *n = ad_graph_node(g, at);
+    if (*ad_node_name(n))
+        snprintf(buf, size, "%s", ad_node_name(n));
+    else
+        snprintf(buf, size, "t%lld", t);
+}
+
+/* Names the first op whose value (forward) or whose input's gradient
+   (backward) is not finite: op, input values, the registry's domain, node. */
+static double grad_value(ad_node *v);
+
+static void report_anomaly(ad_graph *g)
+{
+    int64_t count = ad_graph_size(g), bad = -1;
+    bool backward = false;
+    for (int64_t i = 0; i < count && bad < 0; i++) {
+        ad_node *v = ad_graph_node(g, i);
+        if (!ad_node_is_backward(v) && !isfinite(ad_item(v)))
+            bad = i;
+    }
+    /* else the backward pass: the last op whose input got a non-finite
+       gradient while its own gradient is finite */
+    for (int64_t i = count - 1; i >= 0 && bad < 0; i--) {
+        ad_node *v = ad_graph_node(g, i);
+        if (ad_node_is_backward(v) || !isfinite(grad_value(v)))
+            continue;
+        for (int k = 0; k < ad_node_ninputs(v); k++) {
+            ad_node *in = ad_node_input(v, k);
+            double gi = grad_value(in);
+            if (!isfinite(gi) && !isnan(gi))
+                bad = i, backward = true;
+            else if (isnan(gi) && (ad_node_is_trainable(in) || ad_node_grad(in)))
+                bad = i, backward = true;
+        }
+    }
+    if (bad < 0) {
+        fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+        return;
+    }
+    ad_node *n = ad_graph_node(g, bad);
+    char where[128], inputs[256] = "";
+    node_label(g, bad, where, sizeof where);
+    int len = 0, nin = ad_node_ninputs(n);
+    for (int k = 0; k < nin && len < (int)sizeof inputs; k++)
+        len += snprintf(inputs + len, sizeof inputs - (size_t)len, "%s%g", k ? ", " : "",
+                        ad_item(ad_node_input(n, k)));
+    const char *op = ad_op_name(ad_node_op(n)), *domain = ad_op_domain(ad_node_op(n));
+    fprintf(stderr, "chainrule grad: %s: input%s %s ", op, nin > 1 ? "s" : "", inputs);
+    if (backward)
+        fprintf(stderr, "give%s a non-finite derivative", nin > 1 ? "" : "s");
+    else if (domain)
+        fprintf(stderr, "%s outside its domain (%s)", nin > 1 ? "are" : "is", domain);
+    else
+        fprintf(stderr, "give%s the non-finite value %g", nin > 1 ? "" : "s", ad_item(n));
+    fprintf(stderr, " at %s\n", where);
+}
+
+/* v's gradient after ad_backward; NaN when it has none */
+static double grad_value(ad_node *v)
+{
+    if (ad_node_is_trainable(v))
+        return ad_grad_item(v);
+    return ad_node_grad(v) ? ad_item(ad_node_grad(v)) : NAN;
+}
+
+static bool is_anomaly(const ad_graph *g)
+{
+    return ad_graph_error(g) && strstr(ad_graph_error(g), ": non-finite value at element");
+}
+
+static int run(const options *o)
+{
+    ad_graph *g = NULL;
+    int rc = 0;
+    cr_var vars[MAX_VARS];
     cr_expr_error err;
-    ad_node *f = ad_graph_error(g) ? NULL : cr_expr_parse(g, o->expr, vars, o->nvars, &err);
+    ad_node *f = build(o, &g, vars, true, &err);
+    bool anomaly = false, parsed = f != NULL;
+    if (g && (!f || ad_backward(f) != 0) && is_anomaly(g)) {
+        /* again without the anomaly mode, for the whole graph and picture */
+        anomaly = true;
+        ad_graph_free(g);
+        f = build(o, &g, vars, false, &err);
+        parsed = f != NULL;
+        if (f && ad_backward(f) != 0)
+            f = NULL;
+    } else if (f && ad_graph_error(g))
+        f = NULL;
+    if (!g) {
+        fprintf(stderr, "chainrule grad: out of memory\n");
+        return 1;
+    }
     if (!f) {
-        if (ad_graph_error(g) && err.column == 0)
+        int code = 2;
+        if (ad_graph_error(g) && err.column == 0) {
             fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
-        else
+            code = parsed ? 1 : 2;
+        } else
             print_error_caret(o->expr, &err);
         ad_graph_free(g);
-        return 2;
+        return code;
     }
-    if (ad_backward(f) != 0) {
-        fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
-        ad_graph_free(g);
-        return 1;
+    if (anomaly) {
+        report_anomaly(g);
+        rc = 1;
     }
     double value = ad_item(f);
     double grads[MAX_VARS], fd[MAX_VARS];

@@ -110,9 +110,12 @@ Test(grad_cli, hand_computed_values)
     /* a variable exponent is ad_power, not exp(y log x): defined for x <= 0 too */
     expect_json("x^y", "x=0 y=2", 0, 2, NAMES("x", "y"), GRADS(0, 0));
     expect_json("0^x", "x=0", 1, 1, NAMES("x"), GRADS(0));
-    /* a negative base: 4 and d/dx = -4 as PyTorch; d/dy = 4 ln(-2) is undefined */
+    /* a negative base: 4 and d/dx = -4 as PyTorch; d/dy = 4 ln(-2) is undefined:
+       named, and exit status 1 */
     result neg = run(NULL, "'x^y' x=-2 y=2 --json");
-    cr_assert_str_eq(neg.out, "{\"value\": 4, \"grad\": {\"x\": -4, \"y\": null}}\n");
+    cr_assert_eq(neg.status, 1);
+    cr_assert_str_eq(neg.out, "chainrule grad: power: inputs -2, 2 give a non-finite derivative "
+                              "at t1\n{\"value\": 4, \"grad\": {\"x\": -4, \"y\": null}}\n");
     expect_json("x*x*x", "x=2 unused=5", 8, 2, NAMES("x", "unused"), GRADS(12, 0));
     expect_json("a + a", "a=1", 2, 1, NAMES("a"), GRADS(2)); /* fan-out sums */
     expect_json("  tanh ( x )  ", "x=0", 0, 1, NAMES("x"), GRADS(1));
@@ -384,4 +387,49 @@ Test(grad_cli, every_registry_unary_op)
         tested++;
     }
     cr_assert_geq(tested, 19, "the registry's unary ops: %d", tested);
+}
+
+/* Undefined maths is named (anomaly mode): the op, its input, the registry's
+   domain and the node; the result and the requested files are still written,
+   and the exit status is 1. */
+Test(grad_cli, bad_maths_is_named)
+{
+    static const struct {
+        const char *args, *message;
+    } cases[] = {
+        {"'log(x)' x=-1", "chainrule grad: log: input -1 is outside its domain (x > 0) at t1\n"},
+        {"'1/x' x=0",
+         "chainrule grad: div: inputs 1, 0 are outside its domain (divisor ≠ 0) at t1\n"},
+        {"'sqrt(x)' x=-1", "chainrule grad: sqrt: input -1 is outside its domain (x ≥ 0) at t1\n"},
+        {"'exp(x)' x=1000",
+         "chainrule grad: exp: input 1000 is outside its domain (x ≤ 709.78; larger overflows) "
+         "at t1\n"},
+        {"'x/y' x=0 y=0",
+         "chainrule grad: div: inputs 0, 0 are outside its domain (divisor ≠ 0) at t1\n"},
+        {"'sqrt(x)' x=0", "chainrule grad: sqrt: input 0 gives a non-finite derivative at t1\n"},
+    };
+    char dir[] = "/tmp/chainrule-grad-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1024], dotf[300];
+        snprintf(dotf, sizeof dotf, "%s/bad%zu.dot", dir, i);
+        snprintf(args, sizeof args, "%s --json --dot '%s'", cases[i].args, dotf);
+        result r = run(NULL, args);
+        cr_assert_eq(r.status, 1, "%s: exit %d: %s", cases[i].args, r.status, r.out);
+        size_t mlen = strlen(cases[i].message);
+        cr_assert(strncmp(r.out, cases[i].message, mlen) == 0, "%s: %s", cases[i].args, r.out);
+        cJSON *root = cJSON_Parse(r.out + mlen);
+        cr_assert_not_null(root, "%s: the JSON is still printed: %s", cases[i].args, r.out);
+        cJSON_Delete(root);
+        size_t len = 0;
+        char *text = slurp(dotf, &len);
+        cr_assert(text && strncmp(text, "digraph chainrule {", 19) == 0, "%s", cases[i].args);
+    }
+    /* a defined point stays exit 0, with no message */
+    result r = run(NULL, "'log(x)' x=2");
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.out, "f = 0.6931471806\n∂f/∂x = 0.5\n");
+    char rm[300];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    cr_assert_eq(system(rm), 0);
 }

@@ -315,6 +315,13 @@ AD_API ad_op_kind ad_op_kind_of(int op);
  * values are always computed by the op's gradient rule.
  */
 AD_API const char *ad_op_rule(int op);
+/**
+ * Where the op's value is finite, as text from the registry (autodiff/ops.def):
+ * "x > 0" for log, "divisor ≠ 0" for div. NULL when every finite input gives
+ * a finite value, or for an unknown op. `chainrule grad` prints it when the
+ * anomaly mode stops at the op.
+ */
+AD_API const char *ad_op_domain(int op);
 /** Nonzero when the op passes gradient to at least one input. */
 AD_API int ad_op_differentiable(int op);
 /**
