@@ -376,6 +376,10 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* bench/run sets OMP_NUM_THREADS per row; the library starts no
+     * OpenMP team (and leaves oneDNN out) until told the count */
+    const char *threads = getenv("OMP_NUM_THREADS");
+    ad_set_threads(threads ? atoi(threads) : 1);
     int i = 1;
     if (argc > 2 && strcmp(argv[1], "--data") == 0) {
         data_dir = argv[2];
