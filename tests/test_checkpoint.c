@@ -442,7 +442,8 @@ static void craft(const char *path, const char *json, const void *data, size_t d
     free(buf);
 }
 
-static void expect_read_error(const char *json, size_t data_len, int status, const char *text)
+static void expect_read_error(const char *json, size_t data_len, ad_errcode status,
+                              const char *text)
 {
     static const unsigned char zeros[64];
     const char *path = tmp_path("bad.safetensors");

@@ -290,7 +290,7 @@ Test(scaler, global_minmax_and_errors)
                       ? AD_OK
                       : err.code),
                  AD_EINVAL);
-    ((empty = io_dataset_new(0, 2, true, NULL)) ? 0 : -1);
+    empty = io_dataset_new(0, 2, true, NULL);
     cr_assert_eq(((io_scaler_fit(s, empty, IO_SCALE_STANDARD, &err) == 0 ? AD_OK : err.code) == 0
                       ? AD_OK
                       : err.code),
@@ -368,7 +368,7 @@ Test(batcher, errors_and_unlabelled)
     io_batcher *b = NULL;
     io_batch batch;
     ad_error err;
-    ((ds = io_dataset_new(5, 2, false, NULL)) ? 0 : -1);
+    ds = io_dataset_new(5, 2, false, NULL);
     cr_assert_eq(((b = io_batcher_new(ds, 0, true, 1, &err)) ? AD_OK : err.code), AD_EINVAL);
     cr_assert_null(b);
     assert_contains(err.message, "batch size must be at least 1");
@@ -426,7 +426,7 @@ Test(idx, reads_wider_types_big_endian)
 }
 
 /* Reads a malformed fixture and checks status and message. */
-static void expect_idx_error(const char *name, int status, const char *text)
+static void expect_idx_error(const char *name, ad_errcode status, const char *text)
 {
     io_idx *idx = (io_idx *)&idx; /* must be reset to NULL */
     ad_error err;
@@ -499,7 +499,7 @@ Test(idx, dataset_from_idx_checks_labels)
     cr_assert_str_eq(err.message,
                      "the examples IDX has 3 examples but the labels IDX has 5 labels");
     cr_assert_null(ds);
-    ((f64 = io_idx_read(fixture("f64.idx"), &err)) ? AD_OK : err.code);
+    f64 = io_idx_read(fixture("f64.idx"), &err);
     cr_assert_eq(((ds = io_dataset_from_idx(img, f64, &err)) ? AD_OK : err.code), AD_EFORMAT);
     assert_contains(err.message, "labels must be a 1-d IDX of integers, found 2-d double");
     /* Unlabelled images: chainrule predict. */
@@ -758,7 +758,7 @@ Test(csv, fixed_class_list_from_the_training_file)
                                  "known classes");
 }
 
-static void expect_csv_error(const char *name, const io_csv_options *opt, int status,
+static void expect_csv_error(const char *name, const io_csv_options *opt, ad_errcode status,
                              const char *text)
 {
     io_dataset *ds = (io_dataset *)&ds;

@@ -563,7 +563,7 @@ Test(io, writer_arguments_and_io_errors)
 
 /* ------------------------------------------------------------ malformed .npy */
 
-static void expect_npy_error(const char *path, int want, const char *text)
+static void expect_npy_error(const char *path, ad_errcode want, const char *text)
 {
     io_array *a = NULL;
     ad_error err;
@@ -620,7 +620,7 @@ Test(io, malformed_npy_files)
 
     static const struct {
         const char *dict;
-        int status;
+        ad_errcode status;
         const char *message;
     } dicts[] = {
         {"['descr']", AD_EFORMAT, "bad header: not a dict"},
@@ -677,7 +677,7 @@ Test(io, malformed_npy_files)
 
 /* ------------------------------------------------------------ malformed .npz */
 
-static void expect_npz_error(const char *path, int want, const char *text)
+static void expect_npz_error(const char *path, ad_errcode want, const char *text)
 {
     io_npz *z = NULL;
     ad_error err;
