@@ -3,6 +3,9 @@
 #include "expr.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -123,11 +126,13 @@ static ad_node *parse_number(parser *p)
     if (name_start(s[i]) || s[i] == '.')
         return fail_at(p, i, "unexpected '%c' after the number '%.*s'", s[i], (int)(i - start),
                        s + start);
-    char buf[128];
-    size_t len = i - start < sizeof buf - 1 ? i - start : sizeof buf - 1;
-    memcpy(buf, s + start, len);
-    buf[len] = '\0';
-    double v = strtod(buf, NULL);
+    /* the token is a complete decimal number: strtod reads exactly it */
+    errno = 0;
+    double v = strtod(s + start, NULL);
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
+        return fail_at(p, start,
+                       "the number '%.*s' is out of range (a double's magnitude is at most %g)",
+                       (int)(i - start > 40 ? 40 : i - start), s + start, DBL_MAX);
     p->pos = i;
     return check(p, ad_const_scalar(p->g, v, NULL), start);
 }

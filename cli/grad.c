@@ -4,6 +4,7 @@
  * and the library's dumps (chainrule/dump.h) explain the result. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,10 +20,13 @@
 
 #include "commands.h"
 #include "expr.h"
+#include "train.h"
 
 extern char **environ; /* POSIX: the environment, passed on to dot */
 
 #define MAX_VARS 64
+/* Arguments of one command line, at most (the command's name included). */
+#define MAX_ARGS 256
 
 /* The registry's callable ops, "tanh(a)" or "clamp(a, lo, hi)", wrapped. */
 static void print_functions(FILE *out)
@@ -53,9 +57,12 @@ static void print_functions(FILE *out)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: chainrule grad 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
+    fprintf(out, "usage: chainrule grad [OPTIONS] 'EXPR' NAME=VALUE ... [OPTIONS]\n\n"
                  "Evaluates a scalar expression in double precision and prints its value and its\n"
-                 "gradient with respect to every variable, computed by reverse-mode autodiff.\n\n"
+                 "gradient with respect to every variable, computed by reverse-mode autodiff.\n"
+                 "The first operand is the expression (one that begins with '-' is too), the\n"
+                 "others give the variables' values. Options may come anywhere, with their\n"
+                 "value as the next argument or after '=' (--dot=g.dot); '--' ends them.\n\n"
                  "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
                  "         -x^2 = -(x^2)), parentheses and the functions of the op registry:\n");
     print_functions(out);
@@ -95,82 +102,133 @@ static bool valid_name(const char *s, size_t len)
     return true;
 }
 
-/* 0 ok, 2 usage error (message printed) */
+/* The options, getopt_long's through cr_parse_options (cli/train.h), as
+   train, eval and predict parse theirs. */
+enum { OPT_JSON, OPT_TRACE, OPT_CHECK, OPT_BACKWARD, OPT_DOT, OPT_SVG, OPT_PNG, OPT_HELP, NOPTS };
+
+static const cr_opt grad_opts[] = {
+    {"json", OPT_JSON, false},
+    {"trace", OPT_TRACE, false},
+    {"check", OPT_CHECK, false},
+    {"backward", OPT_BACKWARD, false},
+    {"dot", OPT_DOT, true},
+    {"svg", OPT_SVG, true},
+    {"png", OPT_PNG, true},
+    {"help", OPT_HELP, false},
+    {NULL, 0, false},
+};
+
+/* Does option text a (as typed) take its value from the next argument? */
+static bool takes_next(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0 || strchr(a, '='))
+        return false;
+    for (const cr_opt *o = grad_opts; o->name; o++)
+        if (o->value && strcmp(a + 2, o->name) == 0)
+            return true;
+    return false;
+}
+
+/* NAME=VALUE into o's next variable. 0, or the exit status after a message. */
+static int add_variable(options *o, const char *a, char **namebuf)
+{
+    const char *eq = strchr(a, '=');
+    if (!eq || !valid_name(a, (size_t)(eq - a))) {
+        fprintf(stderr,
+                "chainrule grad: '%s' is not NAME=VALUE (a name is a letter or '_' "
+                "followed by letters, digits, '_')\n",
+                a);
+        return 2;
+    }
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(eq + 1, &end);
+    if (end == eq + 1 || *end) {
+        fprintf(stderr, "chainrule grad: '%s': the value is not a number\n", a);
+        return 2;
+    }
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL)) {
+        fprintf(stderr,
+                "chainrule grad: '%s': the value is out of range (a double's magnitude is at "
+                "most %g)\n",
+                a, DBL_MAX);
+        return 2;
+    }
+    size_t len = (size_t)(eq - a);
+    for (int k = 0; k < o->nvars; k++)
+        if (strlen(o->names[k]) == len && strncmp(o->names[k], a, len) == 0) {
+            fprintf(stderr, "chainrule grad: variable '%.*s' is given twice\n", (int)len, a);
+            return 2;
+        }
+    if (o->nvars == MAX_VARS) {
+        fprintf(stderr, "chainrule grad: more than %d variables\n", MAX_VARS);
+        return 2;
+    }
+    namebuf[o->nvars] = malloc(len + 1);
+    if (!namebuf[o->nvars]) {
+        fprintf(stderr, "chainrule grad: out of memory\n");
+        return 1;
+    }
+    memcpy(namebuf[o->nvars], a, len);
+    namebuf[o->nvars][len] = '\0';
+    o->names[o->nvars] = namebuf[o->nvars];
+    o->values[o->nvars++] = v;
+    return 0;
+}
+
+/* -1 to go on, or the exit status (0 after --help, 2 usage error: message
+   printed). The first operand is the expression, the others NAME=VALUE. An
+   operand that begins with one '-' ('-x^2', '-1') is the expression or a
+   value, not a cluster of short options: getopt_long sees a stand-in for it
+   and the operand is mapped back. */
 static int parse_args(int argc, char **argv, options *o, char **namebuf)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *const file_opts[] = {"--dot", "--svg", "--png"};
-        const char **file_dst[] = {&o->dot, &o->svg, &o->png};
-        bool done = false;
-        for (int f = 0; f < 3 && !done; f++)
-            if (strcmp(a, file_opts[f]) == 0) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "chainrule grad: %s needs a file name\n", a);
-                    return 2;
-                }
-                *file_dst[f] = argv[++i];
-                done = true;
-            }
-        if (done)
-            continue;
-        if (strcmp(a, "--json") == 0)
-            o->json = true;
-        else if (strcmp(a, "--trace") == 0)
-            o->trace = true;
-        else if (strcmp(a, "--check") == 0)
-            o->check = true;
-        else if (strcmp(a, "--backward") == 0)
-            o->backward = true;
-        else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "chainrule grad: unknown option '%s' (see 'chainrule grad --help')\n",
-                    a);
-            return 2;
-        } else if (!o->expr && !strchr(a, '=')) {
-            o->expr = a;
-        } else {
-            const char *eq = strchr(a, '=');
-            if (!eq || !valid_name(a, (size_t)(eq - a))) {
-                fprintf(stderr,
-                        "chainrule grad: '%s' is not NAME=VALUE (a name is a letter or '_' "
-                        "followed by letters, digits, '_')\n",
-                        a);
-                return 2;
-            }
-            char *end = NULL;
-            errno = 0;
-            double v = strtod(eq + 1, &end);
-            if (end == eq + 1 || *end || errno == ERANGE) {
-                fprintf(stderr, "chainrule grad: '%s': the value is not a number\n", a);
-                return 2;
-            }
-            size_t len = (size_t)(eq - a);
-            for (int k = 0; k < o->nvars; k++)
-                if (strlen(o->names[k]) == len && strncmp(o->names[k], a, len) == 0) {
-                    fprintf(stderr, "chainrule grad: variable '%.*s' is given twice\n", (int)len,
-                            a);
-                    return 2;
-                }
-            if (o->nvars == MAX_VARS) {
-                fprintf(stderr, "chainrule grad: more than %d variables\n", MAX_VARS);
-                return 2;
-            }
-            namebuf[o->nvars] = malloc(len + 1);
-            if (!namebuf[o->nvars]) {
-                fprintf(stderr, "chainrule grad: out of memory\n");
-                return 1;
-            }
-            memcpy(namebuf[o->nvars], a, len);
-            namebuf[o->nvars][len] = '\0';
-            o->names[o->nvars] = namebuf[o->nvars];
-            o->values[o->nvars++] = v;
-        }
+    if (argc > MAX_ARGS) {
+        fprintf(stderr, "chainrule grad: more than %d arguments\n", MAX_ARGS - 1);
+        return 2;
     }
-    if (!o->expr) {
+    char *args[MAX_ARGS + 1];
+    static char stand_in[] = "_";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool operand = i > 0 && a[0] == '-' && a[1] != '-' && a[1] != '\0' &&
+                       strcmp(a, "-h") != 0 && !takes_next(argv[i - 1]);
+        args[i] = operand ? stand_in : argv[i];
+    }
+    args[argc] = NULL;
+    bool given[NOPTS] = {false};
+    const char *value[NOPTS] = {NULL}, *positional[MAX_ARGS];
+    int npositional = 0;
+    int status = cr_parse_options("grad", argc, args, grad_opts, given, value, positional, MAX_ARGS,
+                                  &npositional);
+    if (status >= 0)
+        return status;
+    if (given[OPT_HELP]) {
+        usage(stdout);
+        return 0;
+    }
+    /* getopt_long hands back operands in order; the stand-ins by position */
+    for (int i = 1, k = 0; i < argc && k < npositional; i++)
+        if (positional[k] == args[i])
+            positional[k++] = argv[i];
+    o->json = given[OPT_JSON];
+    o->trace = given[OPT_TRACE];
+    o->check = given[OPT_CHECK];
+    o->backward = given[OPT_BACKWARD];
+    o->dot = value[OPT_DOT];
+    o->svg = value[OPT_SVG];
+    o->png = value[OPT_PNG];
+    if (npositional == 0) {
         fprintf(stderr, "chainrule grad: no expression (see 'chainrule grad --help')\n");
         return 2;
     }
-    return 0;
+    o->expr = positional[0];
+    for (int k = 1; k < npositional; k++) {
+        int rc = add_variable(o, positional[k], namebuf);
+        if (rc)
+            return rc;
+    }
+    return -1;
 }
 
 typedef struct {
@@ -522,16 +580,11 @@ static int run(const options *o)
 
 int cr_cmd_grad(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
     options o;
     memset(&o, 0, sizeof o);
     char *namebuf[MAX_VARS] = {0};
     int rc = parse_args(argc, argv, &o, namebuf);
-    if (rc == 0)
+    if (rc < 0)
         rc = run(&o);
     for (int i = 0; i < MAX_VARS; i++)
         free(namebuf[i]);

@@ -215,6 +215,9 @@ Test(grad_cli, parse_errors_point_at_the_column)
     expect_error("leaky_relu(x, x)", "x=1", 15, "the slope of leaky_relu() must be a constant");
     expect_error("max(x; 2)", "x=1", 6, "unexpected character ';'");
     expect_error("", "", 1, "the expression is empty");
+    expect_error("x + 1e999", "x=1", 5,
+                 "the number '1e999' is out of range (a double's magnitude is at most "
+                 "1.79769e+308)");
 }
 
 Test(grad_cli, usage_errors)
@@ -251,6 +254,63 @@ static char *slurp(const char *path, size_t *len)
     buf[*len] = '\0';
     fclose(f);
     return buf;
+}
+
+/* Options through getopt_long (as train, eval and predict): anywhere on the
+   line, "--opt VALUE" or "--opt=VALUE", "--" ends them; the first operand is
+   the expression even when it begins with '-'. */
+Test(grad_cli, options_through_getopt_long)
+{
+    expect_json("x^2", "x=3", 9, 1, NAMES("x"), GRADS(6));
+    result r = run(NULL, "--json 'x^2' x=3");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_str_eq(r.out, "{\"value\": 9, \"grad\": {\"x\": 6}}\n");
+    r = run(NULL, "--json -- '-x^2' x=3");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_str_eq(r.out, "{\"value\": -9, \"grad\": {\"x\": -6}}\n");
+    r = run(NULL, "-- 'x' x=1 --json");
+    cr_assert_eq(r.status, 2, "after '--', --json is an operand: %s", r.out);
+    cr_assert_str_eq(r.out, "chainrule grad: '--json' is not NAME=VALUE (a name is a letter or "
+                            "'_' followed by letters, digits, '_')\n");
+    r = run(NULL, "'-x' x=-2 --json");
+    cr_assert_str_eq(r.out, "{\"value\": 2, \"grad\": {\"x\": -1}}\n");
+    r = run(NULL, "'-1' --json");
+    cr_assert_str_eq(r.out, "{\"value\": -1, \"grad\": {}}\n");
+    char dir[] = "/tmp/chainrule-grad-test-XXXXXX", args[512], path[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/eq.dot", dir);
+    snprintf(args, sizeof args, "'x*y' --dot='%s' x=1 y=2", path);
+    r = run(NULL, args);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    size_t len = 0;
+    cr_assert_not_null(slurp(path, &len), "--dot=FILE writes FILE");
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+    r = run(NULL, "'x' x=1 --dot");
+    cr_assert_eq(r.status, 2);
+    cr_assert_str_eq(r.out, "chainrule grad: option --dot needs a value (see 'chainrule grad "
+                            "--help')\n");
+    r = run(NULL, "'x' x=1 --json=yes");
+    cr_assert_eq(r.status, 2);
+    cr_assert_str_eq(r.out, "chainrule grad: option --json takes no value (see 'chainrule grad "
+                            "--help')\n");
+    r = run(NULL, "-h");
+    cr_assert_eq(r.status, 0);
+    cr_assert_not_null(strstr(r.out, "usage: chainrule grad"));
+}
+
+/* A value beyond a double's range is out of range, not "not a number". */
+Test(grad_cli, out_of_range_values)
+{
+    result r = run(NULL, "'x' x=1e400");
+    cr_assert_eq(r.status, 2, "%s", r.out);
+    cr_assert_str_eq(r.out, "chainrule grad: 'x=1e400': the value is out of range (a double's "
+                            "magnitude is at most 1.79769e+308)\n");
+    r = run(NULL, "'x' x=-1e400");
+    cr_assert_eq(r.status, 2, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "'x=-1e400': the value is out of range"), "%s", r.out);
+    /* underflow to 0 or a subnormal is a number */
+    expect_json("x*1", "x=1e-400", 0, 1, NAMES("x"), GRADS(1));
 }
 
 Test(grad_cli, pictures)
