@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "chainrule/dump.h"
+#include "dump_impl.h"
 #include "graph_impl.h"
 
 #define SYM_LEN 48
@@ -853,13 +854,25 @@ static bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
     return true;
 }
 
+/* With DUMP_ELEMENT_IDS: the id the SVG keeps, "n<id>" for node u (k < 0),
+ * "n<id>_in<k>" for the edge from its input k. */
+static void dot_id(FILE *out, unsigned flags, const ad_node *u, int k)
+{
+    if (!(flags & DUMP_ELEMENT_IDS))
+        return;
+    if (k < 0)
+        fprintf(out, "id=\"n%lld\", ", (long long)u->id);
+    else
+        fprintf(out, "id=\"n%lld_in%d\", ", (long long)u->id, k);
+}
+
 static void dot_forward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
 {
     char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    fprintf(out,
-            "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
-            "CELLPADDING=\"3\" BGCOLOR=\"white\">",
-            (long long)v->id);
+    fprintf(out, "  n%lld [", (long long)v->id);
+    dot_id(out, flags, v, -1);
+    fprintf(out, "label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
+                 "CELLPADDING=\"3\" BGCOLOR=\"white\">");
     if (ad_ops[v->op].kind == AD_KIND_LEAF) {
         snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
     } else {
@@ -986,7 +999,9 @@ static void dot_edge(const ctx *c, FILE *out, const ad_node *u, int k, unsigned 
         snprintf(line, sizeof line, "input %d", k + 1);
         put(label, sizeof label, &pos, line);
     }
-    fprintf(out, "  n%lld -> n%lld [label=", (long long)in->id, (long long)u->id);
+    fprintf(out, "  n%lld -> n%lld [", (long long)in->id, (long long)u->id);
+    dot_id(out, flags, u, k);
+    fprintf(out, "label=");
     dot_str(out, label);
     fprintf(out, "%s];\n", style);
 }
@@ -1447,3 +1462,87 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
     }
     return g->has_error ? -1 : 0;
 }
+
+/* ------------------------------------------- the model, for dump_html.c */
+
+struct dump_model {
+    ctx c;
+};
+
+dump_model *dump_model_new(ad_graph *g, ad_node *loss, int prec)
+{
+    dump_model *m = zalloc(g, sizeof *m);
+    if (!m) {
+        ad_fail(g, "dump: out of memory");
+        return NULL;
+    }
+    if (!ctx_init(&m->c, g, loss, prec)) {
+        zfree(g, m, sizeof *m);
+        return NULL;
+    }
+    return m;
+}
+
+void dump_model_free(dump_model *m)
+{
+    if (!m)
+        return;
+    ad_graph *g = m->c.g;
+    ctx_free_all(&m->c);
+    zfree(g, m, sizeof *m);
+}
+
+int64_t dump_model_steps(const dump_model *m) { return m->c.nsteps; }
+
+int64_t dump_model_step(const dump_model *m, const ad_node *v)
+{
+    return v->id < m->c.n ? m->c.step[v->id] : 0;
+}
+
+int64_t dump_model_uses(const dump_model *m, const ad_node *v)
+{
+    return v->id < m->c.n ? m->c.uses[v->id] : 0;
+}
+
+const char *dump_model_symbol(const dump_model *m, const ad_node *v) { return sym(&m->c, v); }
+
+const ad_node *dump_model_grad(const dump_model *m, const ad_node *v) { return grad_of(&m->c, v); }
+
+int dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e)
+{
+    edge_info info;
+    memset(e, 0, sizeof *e);
+    if (!edge_compute(&m->c, u, k, &info)) {
+        edge_free(m->c.g, u, u->inputs[k], &info);
+        ad_fail(m->c.g, "dump: out of memory");
+        return -1;
+    }
+    e->flows = info.kind == EDGE_FLOWS;
+    copy_utf8(e->rule, sizeof e->rule, info.rule);
+    e->scalar_local = info.has_local && u->numel == 1;
+    e->local = e->scalar_local ? info.local[0] : 0;
+    e->contribution = info.contrib; /* handed over */
+    return 0;
+}
+
+void dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_edge *e)
+{
+    zfree(m->c.g, e->contribution, sizeof(double) * (size_t)u->inputs[k]->numel);
+    e->contribution = NULL;
+}
+
+void dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
+                       char *buf, size_t size)
+{
+    fmt_values(buf, size, shape_of, v, n, m->c.prec);
+}
+
+void dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size)
+{
+    if (ad_ops[v->op].kind == AD_KIND_LEAF)
+        snprintf(buf, size, "%s", leaf_kind(v));
+    else
+        definition(&m->c, v, buf, size);
+}
+
+void dump_html_text(FILE *out, const char *s) { html_str(out, s); }

@@ -1,6 +1,7 @@
 /**
  * @file chainrule/dump.h
- * @brief Pictures and traces of a graph: Graphviz DOT and the chain-rule trace.
+ * @brief Pictures and traces of a graph: Graphviz DOT, the chain-rule trace and
+ *        the interactive backward-pass page (HTML).
  *
  * A worked example: draw the single neuron and explain its backward pass.
  *
@@ -72,6 +73,50 @@ enum {
  * graph, a write error, out of memory); never aborts.
  */
 AD_API int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags);
+
+/**
+ * Renders the picture of ad_dump_dot with Graphviz: writes the DOT text to a
+ * temporary file and runs `dot -T<format> -o <path>` (started with
+ * posix_spawnp: no shell, `dot` looked up on PATH).
+ *
+ * g, output and flags are those of ad_dump_dot; format is a Graphviz output
+ * format ("svg", "png", "pdf", ...); path is written by Graphviz (the
+ * caller's file, replaced). Returns 0, or -1 with the graph's sticky error
+ * set: Graphviz not installed ("Graphviz 'dot' is not installed (not found
+ * on PATH) ..."), dot failing, no temporary file (TMPDIR or /tmp), and the
+ * errors of ad_dump_dot; never aborts.
+ */
+AD_API int ad_dump_render(ad_graph *g, ad_node *output, const char *format, const char *path,
+                          unsigned flags);
+
+/**
+ * Writes the interactive backward-pass page: one self-contained HTML file
+ * (inline SVG, style and script; no network access, no external file) with
+ * the forward picture of ad_dump_dot and a stepper through the backward
+ * pass through loss. Buttons, the arrow keys (→ or space: next; ←: back;
+ * Home, End) and the address (`page.html#step=K` opens at step K; stepping
+ * updates it) move from step 0 (no gradient yet) to the last step. Step K
+ * is the node the engine visits K-th (the picture's "backward step K", the
+ * trace's step K): its gradient is complete, and the page highlights it and
+ * the edges along which its gradient rule adds contributions to its inputs,
+ * and shows every gradient accumulated so far, on the nodes and in a side
+ * panel (`w1: 2 + …` while a fan-out sum still waits for terms).
+ *
+ * Every number comes from the engine's backward build (call ad_backward(loss)
+ * first) and the dumps' local derivatives, written into the page as data;
+ * the page's script only shows the state of the step asked for. The picture
+ * is drawn by Graphviz (as ad_dump_render); flags as for ad_dump_dot (0 means
+ * AD_DUMP_DEFAULT; the forward graph and gradients are always drawn). In the
+ * SVG, node i has the id `n<i>` and the edge from input k of node u the id
+ * `n<u>_in<k>`; the panel cell of node i is `grad-n<i>`, whose `data-value`
+ * holds the value shown (JSON, 17 significant digits).
+ *
+ * Returns 0, or -1 with the graph's sticky error set (NULL arguments, a loss
+ * without a backward build or with more than one element, Graphviz not
+ * installed: "ad_dump_html: Graphviz 'dot' is not installed (not found on
+ * PATH) ...", a write error, out of memory); never aborts.
+ */
+AD_API int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags);
 
 /** Flags of ad_trace. */
 enum {
