@@ -1469,7 +1469,7 @@ struct dump_model {
     ctx c;
 };
 
-dump_model *dump_model_new(ad_graph *g, ad_node *loss, int prec)
+dump_model *ad_dump_model_new(ad_graph *g, ad_node *loss, int prec)
 {
     dump_model *m = zalloc(g, sizeof *m);
     if (!m) {
@@ -1483,7 +1483,7 @@ dump_model *dump_model_new(ad_graph *g, ad_node *loss, int prec)
     return m;
 }
 
-void dump_model_free(dump_model *m)
+void ad_dump_model_free(dump_model *m)
 {
     if (!m)
         return;
@@ -1492,23 +1492,26 @@ void dump_model_free(dump_model *m)
     zfree(g, m, sizeof *m);
 }
 
-int64_t dump_model_steps(const dump_model *m) { return m->c.nsteps; }
+int64_t ad_dump_model_steps(const dump_model *m) { return m->c.nsteps; }
 
-int64_t dump_model_step(const dump_model *m, const ad_node *v)
+int64_t ad_dump_model_step(const dump_model *m, const ad_node *v)
 {
     return v->id < m->c.n ? m->c.step[v->id] : 0;
 }
 
-int64_t dump_model_uses(const dump_model *m, const ad_node *v)
+int64_t ad_dump_model_uses(const dump_model *m, const ad_node *v)
 {
     return v->id < m->c.n ? m->c.uses[v->id] : 0;
 }
 
-const char *dump_model_symbol(const dump_model *m, const ad_node *v) { return sym(&m->c, v); }
+const char *ad_dump_model_symbol(const dump_model *m, const ad_node *v) { return sym(&m->c, v); }
 
-const ad_node *dump_model_grad(const dump_model *m, const ad_node *v) { return grad_of(&m->c, v); }
+const ad_node *ad_dump_model_grad(const dump_model *m, const ad_node *v)
+{
+    return grad_of(&m->c, v);
+}
 
-int dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e)
+int ad_dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e)
 {
     edge_info info;
     memset(e, 0, sizeof *e);
@@ -1525,19 +1528,19 @@ int dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e)
     return 0;
 }
 
-void dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_edge *e)
+void ad_dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_edge *e)
 {
     zfree(m->c.g, e->contribution, sizeof(double) * (size_t)u->inputs[k]->numel);
     e->contribution = NULL;
 }
 
-void dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
-                       char *buf, size_t size)
+void ad_dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
+                          char *buf, size_t size)
 {
     fmt_values(buf, size, shape_of, v, n, m->c.prec);
 }
 
-void dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size)
+void ad_dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size)
 {
     if (ad_ops[v->op].kind == AD_KIND_LEAF)
         snprintf(buf, size, "%s", leaf_kind(v));
@@ -1545,4 +1548,4 @@ void dump_model_definition(const dump_model *m, const ad_node *v, char *buf, siz
         definition(&m->c, v, buf, size);
 }
 
-void dump_html_text(FILE *out, const char *s) { html_str(out, s); }
+void ad_dump_html_text(FILE *out, const char *s) { html_str(out, s); }

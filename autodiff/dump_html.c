@@ -163,7 +163,7 @@ static bool stepper_init(stepper *s, const dump_model *m, ad_graph *g, const ad_
     s->maxnumel = 1;
     for (int64_t i = 0; i < s->n; i++) {
         const ad_node *v = g->nodes[i];
-        int64_t len = dump_model_step(m, v) ? v->numel : 0;
+        int64_t len = ad_dump_model_step(m, v) ? v->numel : 0;
         s->off[i + 1] = s->off[i] + len;
         s->maxnumel = v->numel > s->maxnumel ? v->numel : s->maxnumel;
     }
@@ -176,7 +176,7 @@ static bool stepper_init(stepper *s, const dump_model *m, ad_graph *g, const ad_
 /* The engine's d loss/d v into buf (numel of v). */
 static const double *engine_grad(const stepper *s, const ad_node *v, double *buf)
 {
-    const ad_node *gn = dump_model_grad(s->m, v);
+    const ad_node *gn = ad_dump_model_grad(s->m, v);
     if (!gn || ad_get(gn, buf, v->numel) != 0)
         return NULL;
     return buf;
@@ -185,14 +185,14 @@ static const double *engine_grad(const stepper *s, const ad_node *v, double *buf
 /* One state of node v's gradient: {"node": id, "value": V, "text": "...", "done": bool}. */
 static void write_update(stepper *s, FILE *out, const ad_node *v, bool seed)
 {
-    int64_t uses = dump_model_uses(s->m, v), got = s->received[v->id];
+    int64_t uses = ad_dump_model_uses(s->m, v), got = s->received[v->id];
     bool done = seed || got >= uses;
     char text[TEXT_LEN] = "", vals[TEXT_LEN];
     const double *value = NULL;
     if (done) {
         value = engine_grad(s, v, s->scratch);
         if (value)
-            dump_model_format(s->m, v, value, v->numel, vals, sizeof vals);
+            ad_dump_model_format(s->m, v, value, v->numel, vals, sizeof vals);
         else
             snprintf(vals, sizeof vals, "?");
         if (seed)
@@ -207,7 +207,7 @@ static void write_update(stepper *s, FILE *out, const ad_node *v, bool seed)
             value = s->sum + s->off[v->id];
     } else if (!s->unknown[v->id]) {
         value = s->sum + s->off[v->id];
-        dump_model_format(s->m, v, value, v->numel, vals, sizeof vals);
+        ad_dump_model_format(s->m, v, value, v->numel, vals, sizeof vals);
         append(text, sizeof text, "%lld of %lld terms so far: %s + …", (long long)got,
                (long long)uses, vals);
     } else {
@@ -227,14 +227,14 @@ static void write_update(stepper *s, FILE *out, const ad_node *v, bool seed)
 static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *loss)
 {
     const dump_model *m = s->m;
-    const char *us = dump_model_symbol(m, u);
+    const char *us = ad_dump_model_symbol(m, u);
     char text[4 * TEXT_LEN] = "", def[TEXT_LEN], num[TEXT_LEN];
     const double *gu = engine_grad(s, u, s->upstream);
     if (gu)
-        dump_model_format(m, u, gu, u->numel, num, sizeof num);
+        ad_dump_model_format(m, u, gu, u->numel, num, sizeof num);
     else
         snprintf(num, sizeof num, "?");
-    dump_model_definition(m, u, def, sizeof def);
+    ad_dump_model_definition(m, u, def, sizeof def);
     if (u == loss)
         append(text, sizeof text,
                "The backward pass starts at the loss L = %s with the seed ∂L/∂%s = 1.", us, us);
@@ -243,18 +243,18 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
     else
         append(text, sizeof text, "∂L/∂%s = %s is complete (%s = %s).", us, num, us, def);
 
-    fprintf(out, "{\"step\":%lld,\"node\":%lld,\"sym\":", (long long)dump_model_step(m, u),
+    fprintf(out, "{\"step\":%lld,\"node\":%lld,\"sym\":", (long long)ad_dump_model_step(m, u),
             (long long)u->id);
     js_str(out, us);
     fputs(",\"edges\":[", out);
     int nflows = 0;
     for (int k = 0; k < u->ninputs; k++) {
         dump_edge e;
-        if (dump_model_edge(m, u, k, &e) != 0)
+        if (ad_dump_model_edge(m, u, k, &e) != 0)
             return false;
         if (e.flows)
             fprintf(out, "%s\"n%lld_in%d\"", nflows++ ? "," : "", (long long)u->id, k);
-        dump_model_edge_free(m, u, k, &e);
+        ad_dump_model_edge_free(m, u, k, &e);
     }
     fputs("],\"updates\":[", out);
     if (u == loss)
@@ -264,13 +264,13 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
     for (int k = 0; k < u->ninputs; k++) {
         const ad_node *in = u->inputs[k];
         dump_edge e;
-        if (dump_model_edge(m, u, k, &e) != 0)
+        if (ad_dump_model_edge(m, u, k, &e) != 0)
             return false;
         if (!e.flows || in->id >= s->n) {
-            dump_model_edge_free(m, u, k, &e);
+            ad_dump_model_edge_free(m, u, k, &e);
             continue;
         }
-        const char *is = dump_model_symbol(m, in);
+        const char *is = ad_dump_model_symbol(m, in);
         char *terms = s->terms + (size_t)in->id * TERMS_LEN;
         char c[TEXT_LEN];
         s->received[in->id]++;
@@ -278,7 +278,7 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
             double *acc = s->sum + s->off[in->id];
             for (int64_t i = 0; i < in->numel; i++)
                 acc[i] += e.contribution[i];
-            dump_model_format(m, in, e.contribution, in->numel, c, sizeof c);
+            ad_dump_model_format(m, in, e.contribution, in->numel, c, sizeof c);
         } else {
             s->unknown[in->id] = true;
             snprintf(c, sizeof c, "?");
@@ -290,8 +290,8 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
         append(text, sizeof text, nflows++ ? "; " : " Its rule adds ");
         if (e.scalar_local && gu && in->numel == 1) {
             char up[64], lo[64], factor[TEXT_LEN];
-            dump_model_format(m, u, gu, 1, up, sizeof up);
-            dump_model_format(m, u, &e.local, 1, lo, sizeof lo);
+            ad_dump_model_format(m, u, gu, 1, up, sizeof up);
+            ad_dump_model_format(m, u, &e.local, 1, lo, sizeof lo);
             if (strcmp(e.rule, lo) != 0)
                 snprintf(factor, sizeof factor, "(%s = %s)", e.rule, lo);
             else
@@ -303,7 +303,7 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
         }
         fputs(written++ ? "," : "", out);
         write_update(s, out, in, false);
-        dump_model_edge_free(m, u, k, &e);
+        ad_dump_model_edge_free(m, u, k, &e);
     }
     if (nflows)
         append(text, sizeof text, ".");
@@ -391,14 +391,14 @@ static const char page_script[] =
 
 static bool write_page(FILE *out, FILE *svg, const dump_model *m, ad_graph *g, ad_node *loss)
 {
-    const char *ls = dump_model_symbol(m, loss);
-    int64_t nsteps = dump_model_steps(m);
+    const char *ls = ad_dump_model_symbol(m, loss);
+    int64_t nsteps = ad_dump_model_steps(m);
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", out);
     fputs("chainrule: the backward pass of L = ", out);
-    dump_html_text(out, ls);
+    ad_dump_html_text(out, ls);
     fprintf(out, "</title>\n<style>\n%s</style>\n</head>\n<body>\n", page_style);
     fputs("<header>\n<h1>The backward pass of L = ", out);
-    dump_html_text(out, ls);
+    ad_dump_html_text(out, ls);
     fprintf(
         out,
         ", one step at a time</h1>\n"
@@ -416,10 +416,10 @@ static bool write_page(FILE *out, FILE *svg, const dump_model *m, ad_graph *g, a
     fputs("</div>\n<aside>\n<h2>Gradients so far, ∂L/∂node</h2>\n<table>\n", out);
     for (int64_t i = loss->id; i >= 0; i--) {
         const ad_node *v = g->nodes[i];
-        if (!dump_model_step(m, v))
+        if (!ad_dump_model_step(m, v))
             continue;
         fprintf(out, "<tr id=\"row-n%lld\"><th>", (long long)i);
-        dump_html_text(out, dump_model_symbol(m, v));
+        ad_dump_html_text(out, ad_dump_model_symbol(m, v));
         fprintf(out, "</th><td class=\"grad\" id=\"grad-n%lld\" data-value=\"\">—</td></tr>\n",
                 (long long)i);
     }
@@ -444,17 +444,17 @@ static bool write_page(FILE *out, FILE *svg, const dump_model *m, ad_graph *g, a
         fputs(",\"nodes\":[", out);
         int nn = 0;
         for (int64_t i = loss->id; i >= 0; i--)
-            if (dump_model_step(m, g->nodes[i])) {
+            if (ad_dump_model_step(m, g->nodes[i])) {
                 fprintf(out, "%s{\"id\":%lld,\"step\":%lld,\"sym\":", nn++ ? "," : "", (long long)i,
-                        (long long)dump_model_step(m, g->nodes[i]));
-                js_str(out, dump_model_symbol(m, g->nodes[i]));
+                        (long long)ad_dump_model_step(m, g->nodes[i]));
+                js_str(out, ad_dump_model_symbol(m, g->nodes[i]));
                 fputc('}', out);
             }
         fputs("],\n\"steps\":[\n", out);
         int ns = 0;
         for (int64_t i = loss->id; i >= 0 && ok; i--) {
             const ad_node *u = g->nodes[i];
-            if (!dump_model_step(m, u))
+            if (!ad_dump_model_step(m, u))
                 continue;
             fputs(ns++ ? ",\n" : "", out);
             ok = write_step(&s, out, u, loss);
@@ -486,13 +486,13 @@ int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags)
                 loss->name);
         return -1;
     }
-    dump_model *m = dump_model_new(g, loss, 6);
+    dump_model *m = ad_dump_model_new(g, loss, 6);
     if (!m)
         return -1;
-    if (!dump_model_grad(m, loss)) {
+    if (!ad_dump_model_grad(m, loss)) {
         ad_fail(g, "ad_dump_html: no backward pass through '%s': call ad_backward first",
-                dump_model_symbol(m, loss));
-        dump_model_free(m);
+                ad_dump_model_symbol(m, loss));
+        ad_dump_model_free(m);
         return -1;
     }
     /* the forward picture with the gradient rows the page rewrites */
@@ -503,13 +503,13 @@ int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags)
              tmpdir && *tmpdir ? tmpdir : "/tmp");
     int fd = mkstemp(svg_path);
     if (fd < 0) {
-        dump_model_free(m);
+        ad_dump_model_free(m);
         ad_fail(g, "ad_dump_html: cannot create a temporary file in %s: %s",
                 tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
         return -1;
     }
     close(fd);
-    int rc = dump_render_as(g, loss, "svg", svg_path, flags, "ad_dump_html");
+    int rc = ad_dump_render_as(g, loss, "svg", svg_path, flags, "ad_dump_html");
     FILE *svg = rc == 0 ? fopen(svg_path, "r") : NULL;
     if (rc == 0 && !svg) {
         ad_fail(g, "ad_dump_html: cannot read Graphviz's SVG: %s", strerror(errno));
@@ -520,7 +520,7 @@ int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags)
     if (svg)
         fclose(svg);
     unlink(svg_path);
-    dump_model_free(m);
+    ad_dump_model_free(m);
     if (rc == 0 && (fflush(out) != 0 || ferror(out))) {
         ad_fail(g, "ad_dump_html: write error");
         rc = -1;

@@ -26,36 +26,36 @@ typedef struct {
     bool scalar_local;    /* local holds d u/d input (a one-element elementwise u) */
     double local;         /* the local derivative, from the op's own gradient rule */
     double *contribution; /* numel of the input: upstream × local summed; NULL: not known
-                             apart from the fan-out sum. Freed by dump_model_edge_free */
+                             apart from the fan-out sum. Freed by ad_dump_model_edge_free */
     char rule[200];       /* the op's derivative text for it, "1 − o²" */
 } dump_edge;
 
 /* NULL with the graph's error set (out of memory). prec: significant digits
  * of formatted numbers. */
-dump_model *dump_model_new(ad_graph *g, ad_node *loss, int prec);
-void dump_model_free(dump_model *m); /* accepts NULL */
-int64_t dump_model_steps(const dump_model *m);
+dump_model *ad_dump_model_new(ad_graph *g, ad_node *loss, int prec);
+void ad_dump_model_free(dump_model *m); /* accepts NULL */
+int64_t ad_dump_model_steps(const dump_model *m);
 /* 1 for the loss, 2 for the next node the engine visits, ...; 0: not visited */
-int64_t dump_model_step(const dump_model *m, const ad_node *v);
+int64_t ad_dump_model_step(const dump_model *m, const ad_node *v);
 /* edges along which a gradient flows out of v (the terms of its fan-out sum) */
-int64_t dump_model_uses(const dump_model *m, const ad_node *v);
+int64_t ad_dump_model_uses(const dump_model *m, const ad_node *v);
 /* v's name or the dumps' t1, t2, ... */
-const char *dump_model_symbol(const dump_model *m, const ad_node *v);
+const char *ad_dump_model_symbol(const dump_model *m, const ad_node *v);
 /* the engine's d loss/d v, or NULL */
-const ad_node *dump_model_grad(const dump_model *m, const ad_node *v);
+const ad_node *ad_dump_model_grad(const dump_model *m, const ad_node *v);
 /* 0, or -1 with the graph's error set (out of memory) */
-int dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e);
-void dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_edge *e);
+int ad_dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e);
+void ad_dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_edge *e);
 /* n values shaped like shape_of, as the pictures print them */
-void dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
-                       char *buf, size_t size);
+void ad_dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
+                          char *buf, size_t size);
 /* v's definition "x1·w1", or its leaf kind "param" */
-void dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size);
+void ad_dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size);
 
 /* ad_dump_render reporting as fn (dump_render.c) */
-int dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
-                   unsigned flags, const char *fn);
+int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
+                      unsigned flags, const char *fn);
 /* text for HTML (& < > " escaped) */
-void dump_html_text(FILE *out, const char *s);
+void ad_dump_html_text(FILE *out, const char *s);
 
 #endif

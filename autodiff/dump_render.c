@@ -16,8 +16,8 @@
 extern char **environ; /* POSIX: the environment, passed on to dot */
 
 /* fn: the public function reporting, for its messages. */
-int dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
-                   unsigned flags, const char *fn)
+int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
+                      unsigned flags, const char *fn)
 {
     if (!g)
         return -1;
@@ -57,8 +57,8 @@ int dump_render_as(ad_graph *g, ad_node *output, const char *format, const char 
     if (err == ENOENT) {
         ad_fail(g,
                 "%s: Graphviz 'dot' is not installed (not found on PATH); install Graphviz "
-                "(apt-get install graphviz), or write the DOT text with ad_dump_dot and render it "
-                "elsewhere",
+                "(apt-get install graphviz), or write the DOT text (ad_dump_dot, chainrule grad "
+                "--dot FILE) and render it elsewhere",
                 fn);
         rc = -1;
     } else if (err != 0) {
@@ -80,5 +80,5 @@ int dump_render_as(ad_graph *g, ad_node *output, const char *format, const char 
 int ad_dump_render(ad_graph *g, ad_node *output, const char *format, const char *path,
                    unsigned flags)
 {
-    return dump_render_as(g, output, format, path, flags, "ad_dump_render");
+    return ad_dump_render_as(g, output, format, path, flags, "ad_dump_render");
 }

@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chainrule/autodiff.h>
@@ -21,8 +19,6 @@
 #include "commands.h"
 #include "expr.h"
 #include "train.h"
-
-extern char **environ; /* POSIX: the environment, passed on to dot */
 
 #define MAX_VARS 64
 /* Arguments of one command line, at most (the command's name included). */
@@ -77,6 +73,9 @@ static void usage(FILE *out)
         "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
         "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
         "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
+        "  --html FILE   write the backward-pass stepper: one self-contained page with the\n"
+        "                graph; buttons or arrow keys step through the backward pass,\n"
+        "                FILE#step=K opens at step K (needs Graphviz 'dot')\n"
         "  --backward    draw the backward graph the engine built, next to the forward one\n"
         "  -h, --help    this help\n\n"
         "example:\n"
@@ -89,7 +88,7 @@ typedef struct {
     double values[MAX_VARS];
     int nvars;
     bool json, trace, check, backward;
-    const char *dot, *svg, *png;
+    const char *dot, *svg, *png, *html;
 } options;
 
 static bool valid_name(const char *s, size_t len)
@@ -104,18 +103,25 @@ static bool valid_name(const char *s, size_t len)
 
 /* The options, getopt_long's through cr_parse_options (cli/train.h), as
    train, eval and predict parse theirs. */
-enum { OPT_JSON, OPT_TRACE, OPT_CHECK, OPT_BACKWARD, OPT_DOT, OPT_SVG, OPT_PNG, OPT_HELP, NOPTS };
+enum {
+    OPT_JSON,
+    OPT_TRACE,
+    OPT_CHECK,
+    OPT_BACKWARD,
+    OPT_DOT,
+    OPT_SVG,
+    OPT_PNG,
+    OPT_HTML,
+    OPT_HELP,
+    NOPTS
+};
 
 static const cr_opt grad_opts[] = {
-    {"json", OPT_JSON, false},
-    {"trace", OPT_TRACE, false},
-    {"check", OPT_CHECK, false},
-    {"backward", OPT_BACKWARD, false},
-    {"dot", OPT_DOT, true},
-    {"svg", OPT_SVG, true},
-    {"png", OPT_PNG, true},
-    {"help", OPT_HELP, false},
-    {NULL, 0, false},
+    {"json", OPT_JSON, false},   {"trace", OPT_TRACE, false},
+    {"check", OPT_CHECK, false}, {"backward", OPT_BACKWARD, false},
+    {"dot", OPT_DOT, true},      {"svg", OPT_SVG, true},
+    {"png", OPT_PNG, true},      {"html", OPT_HTML, true},
+    {"help", OPT_HELP, false},   {NULL, 0, false},
 };
 
 /* Does option text a (as typed) take its value from the next argument? */
@@ -218,6 +224,7 @@ static int parse_args(int argc, char **argv, options *o, char **namebuf)
     o->dot = value[OPT_DOT];
     o->svg = value[OPT_SVG];
     o->png = value[OPT_PNG];
+    o->html = value[OPT_HTML];
     if (npositional == 0) {
         fprintf(stderr, "chainrule grad: no expression (see 'chainrule grad --help')\n");
         return 2;
@@ -235,78 +242,46 @@ typedef struct {
     ad_graph *g;
     ad_node *root;
     unsigned flags;
+    bool html; /* the stepper page (ad_dump_html), else DOT */
     int rc;
 } dot_job;
 
 static bool dump_dot(FILE *fp, void *ctx)
 {
     dot_job *job = ctx;
-    job->rc = ad_dump_dot(job->g, job->root, fp, job->flags);
+    job->rc = job->html ? ad_dump_html(job->g, job->root, fp, job->flags)
+                        : ad_dump_dot(job->g, job->root, fp, job->flags);
     return job->rc == 0 && !ferror(fp);
 }
 
-/* --dot FILE: through the library's atomic writer, like every file the CLI
-   writes (no planted link followed, never half a file). */
-static int write_dot(ad_graph *g, ad_node *root, const char *path, unsigned flags)
+/* --dot FILE and --html FILE: through the library's atomic writer, like every
+   file the CLI writes (no planted link followed, never half a file). */
+static int write_dump(ad_graph *g, ad_node *root, const char *path, unsigned flags, bool html)
 {
-    dot_job job = {g, root, flags, 0};
+    dot_job job = {g, root, flags, html, 0};
     ad_error err;
     if (io_write_atomic(path, dump_dot, &job, &err) != 0) {
-        fprintf(stderr, "chainrule grad: cannot write '%s': %s%s%s\n", path, err.message,
-                job.rc && ad_graph_error(g) ? ": " : "",
-                job.rc && ad_graph_error(g) ? ad_graph_error(g) : "");
+        /* the dump's own reason when it failed, else the writer's */
+        if (job.rc && ad_graph_error(g))
+            fprintf(stderr, "chainrule grad: cannot write '%s' (left unchanged): %s\n", path,
+                    ad_graph_error(g));
+        else
+            fprintf(stderr, "chainrule grad: cannot write '%s': %s\n", path, err.message);
+        ad_graph_clear_error(g); /* the other pictures are still written */
         return 1;
     }
     return 0;
 }
 
-/* Renders the graph with Graphviz: dot -Tfmt -o out tmp.dot, started with
-   posix_spawnp (no shell, PATH searched by the C library). */
+/* Renders the graph with Graphviz (the library's ad_dump_render runs dot). */
 static int render(ad_graph *g, ad_node *root, const char *fmt, const char *out, unsigned flags)
 {
-    const char *tmpdir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/chainrule-grad-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        fprintf(stderr, "chainrule grad: cannot create a temporary file: %s\n", strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmp);
-        }
-        return 1;
-    }
-    int rc = ad_dump_dot(g, root, f, flags);
-    if (fclose(f) != 0 || rc != 0) {
-        fprintf(stderr, "chainrule grad: writing '%s' failed: %s\n", tmp,
-                ad_graph_error(g) ? ad_graph_error(g) : strerror(errno));
-        unlink(tmp);
-        return 1;
-    }
-    char type[16];
-    snprintf(type, sizeof type, "-T%s", fmt);
-    char *args[] = {"dot", type, "-o", (char *)out, tmp, NULL};
     fflush(NULL);
-    pid_t pid;
-    int err = posix_spawnp(&pid, "dot", NULL, NULL, args, environ);
-    int status = 0;
-    if (err == ENOENT) {
-        fprintf(stderr,
-                "chainrule grad: Graphviz 'dot' is not installed (not found on PATH), so --%s "
-                "cannot render '%s'.\n  Install Graphviz (apt-get install graphviz), or write "
-                "the DOT text with --dot FILE and render it elsewhere.\n",
-                fmt, out);
-        rc = 1;
-    } else if (err != 0) {
-        fprintf(stderr, "chainrule grad: cannot start Graphviz 'dot': %s\n", strerror(err));
-        rc = 1;
-    } else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "chainrule grad: 'dot -T%s' failed to render '%s'\n", fmt, out);
-        rc = 1;
-    }
-    unlink(tmp);
-    return rc;
+    if (ad_dump_render(g, root, fmt, out, flags) == 0)
+        return 0;
+    fprintf(stderr, "chainrule grad: --%s '%s': %s\n", fmt, out, ad_graph_error(g));
+    ad_graph_clear_error(g); /* the other pictures are still written */
+    return 1;
 }
 
 static void json_number(double v)
@@ -568,7 +543,9 @@ static int run(const options *o)
     fflush(stdout);
 
     unsigned flags = AD_DUMP_DEFAULT | (o->backward ? AD_DUMP_BACKWARD : 0);
-    if (o->dot && write_dot(g, f, o->dot, flags) != 0)
+    if (o->dot && write_dump(g, f, o->dot, flags, false) != 0)
+        rc = 1;
+    if (o->html && write_dump(g, f, o->html, flags, true) != 0)
         rc = 1;
     if (o->svg && render(g, f, "svg", o->svg, flags) != 0)
         rc = 1;

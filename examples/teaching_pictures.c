@@ -59,6 +59,17 @@ static int neuron(const char *dir)
         rc = -1;
     if (f)
         fclose(f);
+    /* with DIR, also the backward-pass stepper page (Graphviz draws its
+       picture): DIR/neuron_stepper.html */
+    if (rc == 0 && dir) {
+        f = open_out(dir, "neuron_stepper.html");
+        if (!f || ad_dump_html(g, o, f, AD_DUMP_DEFAULT) != 0) {
+            fprintf(stderr, "neuron_stepper.html: %s\n", f ? ad_graph_error(g) : "not written");
+            rc = -1;
+        }
+        if (f && fclose(f) != 0)
+            rc = -1;
+    }
     ad_graph_free(g);
     return rc;
 }

@@ -493,3 +493,38 @@ Test(grad_cli, bad_maths_is_named)
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     cr_assert_eq(system(rm), 0);
 }
+
+/* --html FILE: the stepper page of the expression (its content and the
+   browser's view: test_dump_html.c, test_stepper_browser.c); without
+   Graphviz a clear message, exit 1, the result still printed. */
+Test(grad_cli, html_stepper_page)
+{
+    char dir[] = "/tmp/chainrule-grad-html-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char args[1024], page[256];
+    snprintf(page, sizeof page, "%s/neuron.html", dir);
+    if (have_dot()) {
+        snprintf(args, sizeof args,
+                 "'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432 --html '%s'",
+                 page);
+        result r = run(NULL, args);
+        cr_assert_eq(r.status, 0, "%s", r.out);
+        size_t len = 0;
+        char *text = slurp(page, &len);
+        cr_assert(text && strncmp(text, "<!DOCTYPE html>", 15) == 0);
+        cr_assert_not_null(strstr(text, "<svg"));
+        cr_assert_not_null(strstr(text, "id=\"steps\""));
+        cr_assert_not_null(strstr(text, "\"step\":10,"), "ten backward steps");
+        cr_assert_null(strstr(text, "\"step\":11,"));
+        cr_assert_null(strstr(text, "src=\"http"));
+    }
+    snprintf(args, sizeof args, "'x*x' x=3 --html '%s/none.html'", dir);
+    result r = run("PATH=/nonexistent", args);
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "Graphviz 'dot' is not installed"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "f = 9\n"), "%s", r.out);
+    snprintf(args, sizeof args, "%s/none.html", dir);
+    cr_assert_neq(access(args, F_OK), 0, "no page is left behind");
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+}

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Regenerates the pictures and transcripts of docs/teaching.md.
 # Run from the repository root after building:  docs/img/render.sh [BUILD_DIR]
-# Needs Graphviz (dot) and rsvg-convert (librsvg2-bin).
+# Needs Graphviz (dot), chromium and rsvg-convert (librsvg2-bin).
 set -eu
 build=${1:-build}
 img=docs/img
 "$build/examples/teaching_pictures" "$img"
+# the neuron's stepper page at step 5 (headless Chromium)
+chromium --headless --disable-gpu --no-sandbox --hide-scrollbars --window-size=1400,560 \
+    --screenshot="$img/neuron_stepper_step5.png" "file://$(pwd)/$img/neuron_stepper.html#step=5"
 for f in neuron neuron_backward tlu mlp; do
     dot -Tpng -Gdpi=100 "$img/$f.dot" -o "$img/$f.png"
 done
