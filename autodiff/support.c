@@ -27,6 +27,8 @@ const char *ad_errcode_string(ad_errcode code)
         return "unsupported";
     case AD_ESTATE:
         return "wrong state";
+    case AD_EGRAPH:
+        return "graph error";
     }
     return "unknown error code";
 }

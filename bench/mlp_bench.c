@@ -5,7 +5,7 @@
  *                SGD lr 0.01): one pass over the first N training images in
  *                order, mini-batches of B (the last may be smaller). Also
  *                counts allocator calls per step after the first and the peak
- *                bytes the model holds (through nn_model_create_with's hook).
+ *                bytes the model holds (through nn_model_new_sequential_with's hook).
  *   infer        predicted classes of the 10,000 test images (one batch).
  *   matmul K     chain of 4 matmuls 1024x1024 with tanh between, sum as the
  *                loss: K times forward + backward, time per iteration.
@@ -71,7 +71,7 @@ static const int64_t widths[4] = {784, 300, 100, 10};
 
 static nn_model *make_mlp(int64_t batch, nn_loss loss, counter *c)
 {
-    nn_model *m = nn_model_create_with(AD_F32, 784, count_alloc, c);
+    nn_model *m = nn_model_new_sequential_with(AD_F32, 784, count_alloc, c, NULL);
     if (!m)
         return NULL;
     for (int i = 1; i < 4; i++) {
@@ -149,7 +149,7 @@ static int cmd_train(int64_t batch, int64_t n)
         return -1;
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.01;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     if (!opt)
         return -1;
     long long calls_after_first = 0;
@@ -315,7 +315,7 @@ static int cmd_mem(int64_t batch, int steps)
     if (!m)
         return -1;
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     float *x = malloc(sizeof *x * (size_t)(batch * 784));
     int *y = malloc(sizeof *y * (size_t)batch);
     if (!opt || !x || !y)

@@ -133,18 +133,20 @@ nn_model *cr_run_build_model(const cr_run *run, char *err, size_t errlen)
     nn_activation acts[CR_MAX_WIDTHS];
     for (int i = 0; i + 1 < run->nwidths; i++)
         acts[i] = i + 2 < run->nwidths ? run->activation : NN_ACT_IDENTITY;
-    nn_model *m = nn_mlp_create(run->dtype, run->nwidths, run->widths, acts, NN_LOSS_CROSS_ENTROPY,
-                                run->batch, run->seed);
+    ad_error aerr;
+    nn_model *m = nn_mlp_new(run->dtype, run->nwidths, run->widths, acts, NN_LOSS_CROSS_ENTROPY,
+                             run->batch, run->seed, &aerr);
     if (!m)
-        snprintf(err, errlen, "cannot build the model: %s", nn_last_error());
+        snprintf(err, errlen, "cannot build the model: %s", aerr.message);
     return m;
 }
 
 nn_optimizer *cr_run_create_optimizer(const cr_run *run, nn_model *m, char *err, size_t errlen)
 {
-    nn_optimizer *o = nn_optimizer_create(m, &run->optim);
+    ad_error aerr;
+    nn_optimizer *o = nn_optimizer_new(m, &run->optim, &aerr);
     if (!o)
-        snprintf(err, errlen, "cannot create the optimizer: %s", nn_last_error());
+        snprintf(err, errlen, "cannot create the optimizer: %s", aerr.message);
     return o;
 }
 
@@ -832,8 +834,9 @@ static int dist_begin(dist_ctx *dc, char *err, size_t errlen)
     memset(dc, 0, sizeof *dc);
     dc->size = 1;
 #ifdef CR_HAVE_MPI
-    if (nn_dist_join(&dc->job) != 0) {
-        snprintf(err, errlen, "%s", nn_last_error());
+    ad_error aerr;
+    if (nn_dist_join(&dc->job, &aerr) != 0) {
+        snprintf(err, errlen, "%s", aerr.message);
         return -1;
     }
     dc->rank = dc->job.rank;
@@ -874,9 +877,12 @@ static bool dist_all_ok(dist_ctx *dc, bool ok, bool *print)
 static int dist_sync_start(dist_ctx *dc, nn_model *m, nn_optimizer *opt, char *err, size_t errlen)
 {
 #ifdef CR_HAVE_MPI
-    if (dc->size > 1 && (nn_dist_broadcast_params(m, dc->comm) != 0 ||
-                         nn_dist_broadcast_optimizer(opt, dc->comm) != 0)) {
-        snprintf(err, errlen, "%s", nn_last_error());
+    if (dc->size > 1 && nn_dist_broadcast_params(m, dc->comm) != 0) {
+        snprintf(err, errlen, "%s", nn_model_error(m));
+        return -1;
+    }
+    if (dc->size > 1 && nn_dist_broadcast_optimizer(opt, dc->comm) != 0) {
+        snprintf(err, errlen, "%s", nn_optimizer_error(opt));
         return -1;
     }
 #else
@@ -932,7 +938,7 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
                      epoch_result *res, char *err, size_t errlen)
 {
     if (nn_optimizer_set_lr(opt, schedule_lr(run, epoch)) != 0) {
-        snprintf(err, errlen, "%s", nn_last_error());
+        snprintf(err, errlen, "%s", nn_optimizer_error(opt));
         return -1;
     }
     cr_progress bar;

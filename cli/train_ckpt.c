@@ -183,7 +183,7 @@ int cr_checkpoint_save(const char *path, const cr_run *run, nn_model *m, const n
         if (!state || !header_hex)
             goto oom;
         if (nn_optimizer_save_state(opt, state, bytes) != 0) {
-            fail(err, errlen, "%s", nn_last_error());
+            fail(err, errlen, "%s", nn_optimizer_error(opt));
             goto out;
         }
         for (size_t i = 0; i < header; i++)
@@ -530,7 +530,7 @@ static int read_optimizer(reader *r, const cr_run *run, nn_model *m, nn_optimize
         }
     }
     if (nn_optimizer_load_state(o, state, bytes) != 0) {
-        fail(r->err, r->errlen, "%s: %s", r->path, nn_last_error());
+        fail(r->err, r->errlen, "%s: %s", r->path, nn_optimizer_error(o));
         goto fail;
     }
     int64_t bad = nn_optimizer_nonfinite_state(o);

@@ -56,9 +56,12 @@ static int train_and_predict(nn_model *m, const double *xtr, const double *ytr, 
 {
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAMW);
     cfg.weight_decay = 0.05;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
-    if (!opt)
+    ad_error err;
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
+    if (!opt) {
+        fprintf(stderr, "error: %s\n", err.message);
         return -1;
+    }
     nn_schedule sched = nn_schedule_cosine(3e-3, EPOCHS, 1e-4);
     nn_rng rng;
     nn_rng_seed(&rng, 7);
@@ -162,23 +165,24 @@ int main(int argc, char **argv)
            N, D, NTRAIN, NTEST, ymean, ystd);
 
     /* a linear model: one dense layer, i.e. linear regression by gradient descent */
-    nn_model *lin = nn_model_create(AD_F64, D);
+    ad_error err;
+    nn_model *lin = nn_model_new_sequential(AD_F64, D, &err);
     if (!lin || nn_model_add_dense(lin, 1, 1, NN_INIT_GLOROT_UNIFORM) ||
         nn_model_set_loss(lin, NN_LOSS_MSE) || nn_model_build(lin, BATCH, 1)) {
-        fprintf(stderr, "error: %s\n", lin ? nn_model_error(lin) : nn_last_error());
+        fprintf(stderr, "error: %s\n", lin ? nn_model_error(lin) : err.message);
         return 1;
     }
     /* the MLP: 10-16-8-1, ReLU, dropout after the first hidden layer; small and
      * regularized, because 342 patients are few (a 10-32-16-1 net trained for
      * 300 epochs fits the training set better and the test set worse) */
-    nn_model *mlp = nn_model_create(AD_F64, D);
+    nn_model *mlp = nn_model_new_sequential(AD_F64, D, &err);
     if (!mlp || nn_model_add_dense(mlp, 16, 1, NN_INIT_HE_UNIFORM) ||
         nn_model_add_activation(mlp, NN_ACT_RELU) || nn_model_add_dropout(mlp, 0.3) ||
         nn_model_add_dense(mlp, 8, 1, NN_INIT_HE_UNIFORM) ||
         nn_model_add_activation(mlp, NN_ACT_RELU) ||
         nn_model_add_dense(mlp, 1, 1, NN_INIT_GLOROT_UNIFORM) ||
         nn_model_set_loss(mlp, NN_LOSS_MSE) || nn_model_build(mlp, BATCH, 1)) {
-        fprintf(stderr, "error: %s\n", mlp ? nn_model_error(mlp) : nn_last_error());
+        fprintf(stderr, "error: %s\n", mlp ? nn_model_error(mlp) : err.message);
         return 1;
     }
     nn_model_print_summary(mlp, stdout);

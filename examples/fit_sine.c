@@ -18,13 +18,14 @@ int main(void)
     }
     int64_t widths[] = {1, 32, 32, 1};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F64, 4, widths, acts, NN_LOSS_MSE, BATCH, 1);
+    ad_error err;
+    nn_model *m = nn_mlp_new(AD_F64, 4, widths, acts, NN_LOSS_MSE, BATCH, 1, &err);
     if (!m) {
-        fprintf(stderr, "%s\n", nn_last_error());
+        fprintf(stderr, "%s\n", err.message);
         return 1;
     }
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
     nn_schedule sched = nn_schedule_cosine(0.01, EPOCHS, 1e-4);
     nn_rng rng;
     nn_rng_seed(&rng, 3);

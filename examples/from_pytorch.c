@@ -41,9 +41,9 @@ int main(int argc, char **argv)
     /* PyTorch's Sequential(Linear(2, 16), Tanh(), Linear(16, 1)) */
     int64_t widths[] = {2, 16, 1};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_MSE, 32, 1);
+    nn_model *m = nn_mlp_new(AD_F32, 3, widths, acts, NN_LOSS_MSE, 32, 1, &err);
     if (!m) {
-        fprintf(stderr, "%s\n", nn_last_error());
+        fprintf(stderr, "%s\n", err.message);
         return 1;
     }
     if (!exists(in(dir, "mlp.npz")) && nn_model_save_npz(m, in(dir, "mlp.npz")) != 0)
@@ -81,9 +81,11 @@ int main(int argc, char **argv)
 
     /* 3. fine-tune in chainrule: Adam on y = sin(3 x0) x1^2 */
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
-    if (!opt)
-        goto model_error;
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
+    if (!opt) {
+        fprintf(stderr, "%s\n", err.message);
+        goto done;
+    }
     nn_rng rng;
     nn_rng_seed(&rng, 7);
     double loss = 0;

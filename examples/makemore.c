@@ -347,9 +347,10 @@ int main(int argc, char **argv)
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
     cfg.lr = o.lr;
     cfg.clip_norm = 1.0;
-    opt = nn_optimizer_create(L.m, &cfg);
+    ad_error oerr;
+    opt = nn_optimizer_new(L.m, &cfg, &oerr);
     if (!x || !y || !opt) {
-        fprintf(stderr, "makemore: %s\n", opt ? "out of memory" : nn_model_error(L.m));
+        fprintf(stderr, "makemore: %s\n", opt ? "out of memory" : oerr.message);
         goto done;
     }
     printf("model %s: %lld parameters; %ld words (%ld train chars, %ld held-out chars)\n",

@@ -58,18 +58,19 @@ int main(int argc, char **argv)
     if (load_iris(path, x, y))
         return 1;
 
-    nn_model *m = nn_model_create(AD_F64, D);
+    ad_error error;
+    nn_model *m = nn_model_new_sequential(AD_F64, D, &error);
     if (!m || nn_model_add_perceptron(m, 1, NN_ACT_STEP_ST) ||
         nn_model_set_loss(m, NN_LOSS_HALF_SSE) || nn_model_build(m, 1, 0)) {
-        fprintf(stderr, "error: %s\n", m ? nn_model_error(m) : nn_last_error());
+        fprintf(stderr, "error: %s\n", m ? nn_model_error(m) : error.message);
         return 1;
     }
     const double eta = 0.1;
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = eta;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &error);
     if (!opt) {
-        fprintf(stderr, "error: %s\n", nn_model_error(m));
+        fprintf(stderr, "error: %s\n", error.message);
         return 1;
     }
     const double *p = nn_model_params(m); /* w1..w4, b: the flat parameter buffer */

@@ -14,9 +14,10 @@
 static const double X[8] = {0, 0, 0, 1, 1, 0, 1, 1};
 static const int Y[4] = {0, 1, 1, 0};
 
-static int fail(nn_model *m)
+/* Prints the model's error, or err's when there is no model. */
+static int fail(nn_model *m, const ad_error *err)
 {
-    fprintf(stderr, "error: %s\n", m ? nn_model_error(m) : nn_last_error());
+    fprintf(stderr, "error: %s\n", m ? nn_model_error(m) : err->message);
     return -1;
 }
 
@@ -25,26 +26,27 @@ static int fail(nn_model *m)
  * best accuracy seen, or -1 on error. */
 static double train_perceptron(void)
 {
-    nn_model *m = nn_model_create(AD_F64, 2);
+    ad_error err;
+    nn_model *m = nn_model_new_sequential(AD_F64, 2, &err);
     if (!m || nn_model_add_perceptron(m, 1, NN_ACT_STEP_ST) ||
         nn_model_set_loss(m, NN_LOSS_HALF_SSE) || nn_model_build(m, 1, 0))
-        return fail(m);
+        return fail(m, &err);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.1;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
     if (!opt)
-        return fail(m);
+        return fail(NULL, &err);
     double best = 0;
     for (int epoch = 0; epoch < 100; epoch++) {
         for (int i = 0; i < 4; i++) {
             double t = Y[i];
             if (nn_model_set_input(m, X + 2 * i, 1, 2) || nn_model_set_targets(m, &t, 1, 1) ||
                 nn_model_train_step(m, opt, NULL))
-                return fail(m);
+                return fail(m, NULL);
         }
         double acc;
         if (nn_model_evaluate(m, X, Y, 4, 2, NULL, &acc))
-            return fail(m);
+            return fail(m, NULL);
         best = fmax(best, acc);
     }
     int64_t cls[4];
@@ -69,26 +71,27 @@ static int train_mlp(uint64_t seed, double *loss_out, int verbose)
 {
     int64_t widths[] = {2, 2, 1};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_BCE_LOGITS, 4, seed);
+    ad_error err;
+    nn_model *m = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_BCE_LOGITS, 4, seed, &err);
     if (!m)
-        return fail(NULL);
+        return fail(NULL, &err);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
     cfg.lr = 0.05;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
     if (!opt)
-        return fail(m);
+        return fail(NULL, &err);
     double loss = 0;
     for (int step = 0; step < 1000; step++) {
         if (nn_model_set_input(m, X, 4, 2) || nn_model_set_labels(m, Y, 4) ||
             nn_model_train_step(m, opt, &loss))
-            return fail(m);
+            return fail(m, NULL);
         if (verbose && (step == 0 || (step + 1) % 250 == 0))
             printf("  step %4d  loss %.6f\n", step + 1, loss);
     }
     double z[4];
     int64_t cls[4];
     if (nn_model_predict(m, X, 4, 2, z) || nn_model_predict_classes(m, X, 4, 2, cls))
-        return fail(m);
+        return fail(m, NULL);
     int ok = 1;
     for (int i = 0; i < 4; i++)
         ok &= cls[i] == Y[i];

@@ -6,26 +6,20 @@
  * MPI_ERRORS_RETURN while it runs and restores the caller's afterwards. */
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/dist.h"
 #include "nn_impl.h"
 
-const char *nn_dist_status_string(int status)
-{
-    return status == NN_DIST_ERR_MPI ? "MPI error" : nn_status_string(status);
-}
-
 int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int64_t *count)
 {
-    if (!begin || !count)
-        return nn_fail(NN_ERR_NULL, "nn_dist_shard: %s is NULL", begin ? "count" : "begin");
-    if (global_batch < 0 || size < 1 || rank < 0 || rank >= size)
-        return nn_fail(NN_ERR_ARG, "nn_dist_shard: bad arguments (batch %lld, rank %d of %d)",
-                       (long long)global_batch, rank, size);
+    if (!begin || !count || global_batch < 0 || size < 1 || rank < 0 || rank >= size)
+        return -1;
     nn_shard_rows(global_batch, rank, size, begin, count);
-    return NN_OK;
+    return 0;
 }
 
 /* ------------------------------------------------------- error handling */
@@ -37,18 +31,38 @@ typedef struct {
     int swapped;
 } guard;
 
-static int mpi_fail(nn_model *m, const char *fn, const char *what, int rc)
+/* Where a call's error goes: the model, else the optimizer, else *err. */
+typedef struct {
+    nn_model *m;
+    const nn_optimizer *o;
+    ad_error *err;
+} sink;
+
+AD_PRINTF_LIKE(3, 4)
+static int report(const sink *to, ad_errcode code, const char *fmt, ...)
+{
+    char buf[NN_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (to->m)
+        return nn_model_fail(to->m, code, "%s", buf);
+    if (to->o)
+        return nn_optimizer_fail(to->o, code, "%s", buf);
+    return ad_error_set(to->err, code, "%s", buf);
+}
+
+static int mpi_fail(const sink *to, const char *fn, const char *what, int rc)
 {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
         snprintf(msg, sizeof msg, "error code %d", rc);
-    if (m)
-        return nn_model_fail(m, NN_DIST_ERR_MPI, "%s: %s failed: %s", fn, what, msg);
-    return nn_fail(NN_DIST_ERR_MPI, "%s: %s failed: %s", fn, what, msg);
+    return report(to, AD_EIO, "%s: %s failed: %s", fn, what, msg);
 }
 
-static int guard_enter(guard *g, MPI_Comm comm, nn_model *m, const char *fn)
+static int guard_enter(guard *g, MPI_Comm comm, const sink *to, const char *fn)
 {
     int init = 0, fin = 0;
     g->comm = comm;
@@ -57,22 +71,20 @@ static int guard_enter(guard *g, MPI_Comm comm, nn_model *m, const char *fn)
     MPI_Finalized(&fin);
     if (!init || fin) {
         const char *why = fin ? "MPI is already finalized" : "MPI is not initialized (MPI_Init)";
-        return m ? nn_model_fail(m, NN_DIST_ERR_MPI, "%s: %s", fn, why)
-                 : nn_fail(NN_DIST_ERR_MPI, "%s: %s", fn, why);
+        return report(to, AD_EIO, "%s: %s", fn, why);
     }
     if (comm == MPI_COMM_NULL)
-        return m ? nn_model_fail(m, NN_DIST_ERR_MPI, "%s: the communicator is MPI_COMM_NULL", fn)
-                 : nn_fail(NN_DIST_ERR_MPI, "%s: the communicator is MPI_COMM_NULL", fn);
+        return report(to, AD_EIO, "%s: the communicator is MPI_COMM_NULL", fn);
     int rc = MPI_Comm_get_errhandler(comm, &g->saved);
     if (rc != MPI_SUCCESS)
-        return mpi_fail(m, fn, "MPI_Comm_get_errhandler", rc);
+        return mpi_fail(to, fn, "MPI_Comm_get_errhandler", rc);
     rc = MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
     if (rc != MPI_SUCCESS) {
         MPI_Errhandler_free(&g->saved);
-        return mpi_fail(m, fn, "MPI_Comm_set_errhandler", rc);
+        return mpi_fail(to, fn, "MPI_Comm_set_errhandler", rc);
     }
     g->swapped = 1;
-    return NN_OK;
+    return 0;
 }
 
 /* Restores the caller's handler; passes rc through. */
@@ -89,10 +101,10 @@ static int guard_leave(guard *g, int rc)
 static int check_model(nn_model *m, const char *fn)
 {
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!nn_model_graph(m) || !nn_model_params(m))
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model is not built (nn_model_build)", fn);
-    return NN_OK;
+        return nn_model_fail(m, AD_ESTATE, "%s: the model is not built (nn_model_build)", fn);
+    return 0;
 }
 
 static MPI_Datatype mpi_type(ad_dtype dtype) { return dtype == AD_F32 ? MPI_FLOAT : MPI_DOUBLE; }
@@ -133,8 +145,9 @@ int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
     int rc = check_model(m, fn);
     if (rc)
         return rc;
+    sink to = {m, NULL, NULL};
     guard g;
-    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
         return rc;
     /* every rank must agree on the layout before any buffer moves, and a
      * mismatch must be reported on every rank (no rank left waiting) */
@@ -143,9 +156,9 @@ int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
     long long lo[3], hi[3];
     if ((rc = MPI_Allreduce(mine, lo, 3, MPI_LONG_LONG, MPI_MIN, comm)) != MPI_SUCCESS ||
         (rc = MPI_Allreduce(mine, hi, 3, MPI_LONG_LONG, MPI_MAX, comm)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
     if (memcmp(lo, hi, sizeof lo) != 0)
-        return guard_leave(&g, nn_model_fail(m, NN_ERR_SHAPE,
+        return guard_leave(&g, nn_model_fail(m, AD_EMISMATCH,
                                              "%s: the replicas differ (parameters %lld..%lld, "
                                              "state %lld..%lld, dtype %lld..%lld "
                                              "across ranks)",
@@ -153,52 +166,53 @@ int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
     ad_dtype dt = nn_model_dtype(m);
     if ((rc = bcast_buffer(nn_model_params(m), nn_model_param_count(m), dt, comm)) != 0 ||
         (rc = bcast_buffer(nn_model_state(m), nn_model_state_count(m), dt, comm)) != 0)
-        return guard_leave(&g, mpi_fail(m, fn, "MPI_Bcast", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Bcast", rc));
     m->forwarded = false; /* the weights changed */
-    return guard_leave(&g, NN_OK);
+    return guard_leave(&g, 0);
 }
 
 int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm)
 {
     const char *fn = "nn_dist_broadcast_optimizer";
     if (!opt)
-        return nn_fail(NN_ERR_NULL, "%s: optimizer is NULL", fn);
+        return -1;
+    sink to = {NULL, opt, NULL};
     guard g;
-    int rc = guard_enter(&g, comm, NULL, fn);
+    int rc = guard_enter(&g, comm, &to, fn);
     if (rc)
         return rc;
     size_t bytes = nn_optimizer_state_bytes(opt);
     unsigned long long mine = bytes, lo = 0, hi = 0;
     if ((rc = MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
         (rc = MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
-        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
     if (lo != hi)
-        return guard_leave(&g, nn_fail(NN_ERR_ARG,
-                                       "%s: the optimizers differ in size across ranks "
-                                       "(%llu..%llu state bytes)",
-                                       fn, lo, hi));
+        return guard_leave(&g, report(&to, AD_EMISMATCH,
+                                      "%s: the optimizers differ in size across ranks "
+                                      "(%llu..%llu state bytes)",
+                                      fn, lo, hi));
     unsigned char *buf = malloc(bytes ? bytes : 1);
     int ok = buf != NULL, all_ok = 0;
     /* agree on the allocation so that no rank is left inside the broadcast */
     if ((rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm)) != 0) {
         free(buf);
-        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
     }
     if (!all_ok) {
         free(buf);
-        return guard_leave(&g, nn_fail(NN_ERR_MEMORY, "%s: out of memory on some rank", fn));
+        return guard_leave(&g, report(&to, AD_ENOMEM, "%s: out of memory on some rank", fn));
     }
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    int status = NN_OK;
+    int status = 0;
     if (rank == 0)
         status = nn_optimizer_save_state(opt, buf, bytes);
-    for (size_t off = 0; status == NN_OK && off < bytes; off += (size_t)CHUNK) {
+    for (size_t off = 0; status == 0 && off < bytes; off += (size_t)CHUNK) {
         size_t c = bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK;
         if ((rc = MPI_Bcast(buf + off, (int)c, MPI_BYTE, 0, comm)) != 0)
-            status = mpi_fail(NULL, fn, "MPI_Bcast", rc);
+            status = mpi_fail(&to, fn, "MPI_Bcast", rc);
     }
-    if (status == NN_OK && rank != 0)
+    if (status == 0 && rank != 0)
         status = nn_optimizer_load_state(opt, buf, bytes);
     free(buf);
     return guard_leave(&g, status);
@@ -227,17 +241,18 @@ int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight)
     int rc = check_model(m, fn);
     if (rc)
         return rc;
+    sink to = {m, NULL, NULL};
     if (!(weight >= 0) || !isfinite(weight))
-        return nn_model_fail(m, NN_ERR_ARG, "%s: weight %g must be finite and >= 0", fn, weight);
+        return nn_model_fail(m, AD_EINVAL, "%s: weight %g must be finite and >= 0", fn, weight);
     guard g;
-    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
         return rc;
     ad_dtype dt = nn_model_dtype(m);
     int64_t n = nn_model_param_count(m);
     scale_buffer(nn_model_grads(m), n, dt, weight);
     if ((rc = sum_buffer(nn_model_grads(m), n, dt, comm)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
-    return guard_leave(&g, NN_OK);
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+    return guard_leave(&g, 0);
 }
 
 int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t local_rows,
@@ -248,41 +263,44 @@ int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t lo
     if (rc)
         return rc;
     if (!opt)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: optimizer is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: optimizer is NULL", fn);
     if (nn_optimizer_model(opt) != m)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
     if (loss)
         *loss = NAN;
     /* A local failure must not leave the other ranks waiting in the
      * allreduce: the rank still takes part, with zero weight, and reports. */
-    int local = NN_OK;
+    int local = 0;
     if (global_rows < 1 || local_rows < 0 || local_rows > global_rows)
-        local = nn_model_fail(m, NN_ERR_SHAPE, "%s: %lld local rows of a global batch of %lld", fn,
+        local = nn_model_fail(m, AD_EMISMATCH, "%s: %lld local rows of a global batch of %lld", fn,
                               (long long)local_rows, (long long)global_rows);
     else if (local_rows > 0 && local_rows != nn_model_batch(m))
-        local = nn_model_fail(m, NN_ERR_SHAPE,
+        local = nn_model_fail(m, AD_EMISMATCH,
                               "%s: %lld local rows but the input holds %lld (set the shard first)",
                               fn, (long long)local_rows, (long long)nn_model_batch(m));
-    if (local == NN_OK && local_rows > 0) {
+    if (local == 0 && local_rows > 0) {
         local = nn_model_forward(m);
-        if (local == NN_OK && loss)
+        if (local == 0 && loss)
             *loss = nn_model_loss_value(m);
-        if (local == NN_OK)
+        if (local == 0)
             local = nn_model_backward(m);
     }
-    double w = local == NN_OK ? (double)local_rows / (double)global_rows : 0.0;
+    double w = local == 0 ? (double)local_rows / (double)global_rows : 0.0;
     char saved[NN_ERRLEN] = "";
-    if (local != NN_OK)
+    ad_errcode code = AD_OK;
+    if (local != 0) {
         snprintf(saved, sizeof saved, "%s", nn_model_error(m));
+        code = nn_model_errcode(m);
+    }
     rc = nn_dist_allreduce_grads(m, comm, w);
-    if (local != NN_OK)
-        return nn_model_fail(m, local, "%s", saved);
+    if (local != 0)
+        return nn_model_fail(m, code, "%s", saved);
     if (rc)
         return rc;
-    if ((rc = nn_optimizer_step(opt)) != 0)
-        return nn_model_fail(m, rc, "%s", nn_last_error());
+    if (nn_optimizer_step(opt) != 0)
+        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
     m->forwarded = false; /* the parameters changed */
-    return NN_OK;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- epochs */
@@ -320,48 +338,53 @@ int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t 
     int rc = check_model(m, fn);
     if (rc)
         return rc;
+    sink to = {m, NULL, NULL};
     int rank = 0, size = 1;
     guard g;
-    if ((rc = guard_enter(&g, comm, m, fn)) != NN_OK)
+    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
         return rc;
     int mrc = MPI_Comm_rank(comm, &rank);
     if (mrc == MPI_SUCCESS)
         mrc = MPI_Comm_size(comm, &size);
-    rc = guard_leave(&g, mrc == MPI_SUCCESS ? NN_OK : mpi_fail(m, fn, "MPI_Comm_rank", mrc));
+    rc = guard_leave(&g, mrc == MPI_SUCCESS ? 0 : mpi_fail(&to, fn, "MPI_Comm_rank", mrc));
     if (rc)
         return rc;
     epoch_ctx e = {comm, 0.0, after_step, ctx};
     nn_epoch_options o = {rank, size, allreduce_hook, step_hook, &e};
-    if ((rc = nn_train_epoch(m, opt, b, epoch, &o, stats)) != NN_OK)
+    if ((rc = nn_train_epoch(m, opt, b, epoch, &o, stats)) != 0)
         return rc;
     double v[4] = {stats->loss_sum, (double)stats->correct, (double)stats->rows, e.seconds};
-    if ((rc = nn_dist_sum(v, 4, comm)) != NN_OK)
-        return nn_model_fail(m, rc, "%s", nn_last_error());
+    ad_error err;
+    if (nn_dist_sum(v, 4, comm, &err) != 0)
+        return nn_model_fail(m, err.code, "%s", err.message);
     stats->loss_sum = v[0];
     stats->correct = (int64_t)v[1];
     stats->rows = (int64_t)v[2];
     if (reduce_seconds)
         *reduce_seconds = v[3] / size;
-    return NN_OK;
+    return 0;
 }
 
 /* -------------------------------------------------------------- metrics */
 
-int nn_dist_sum(double *values, int64_t n, MPI_Comm comm)
+int nn_dist_sum(double *values, int64_t n, MPI_Comm comm, ad_error *err)
 {
     const char *fn = "nn_dist_sum";
+    ad_error_ok(err);
     if (n < 0 || n > INT_MAX)
-        return nn_fail(NN_ERR_ARG, "%s: count %lld outside [0, INT_MAX]", fn, (long long)n);
+        return ad_error_set(err, AD_EINVAL, "%s: count %lld outside [0, INT_MAX]", fn,
+                            (long long)n);
     if (!values && n > 0)
-        return nn_fail(NN_ERR_NULL, "%s: values is NULL", fn);
+        return ad_error_set(err, AD_EINVAL, "%s: values is NULL", fn);
+    sink to = {NULL, NULL, err};
     guard g;
-    int rc = guard_enter(&g, comm, NULL, fn);
+    int rc = guard_enter(&g, comm, &to, fn);
     if (rc)
         return rc;
     if (n > 0 && (rc = MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, comm)) !=
                      MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(NULL, fn, "MPI_Allreduce", rc));
-    return guard_leave(&g, NN_OK);
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+    return guard_leave(&g, 0);
 }
 
 int nn_dist_average_state(nn_model *m, MPI_Comm comm)
@@ -370,21 +393,22 @@ int nn_dist_average_state(nn_model *m, MPI_Comm comm)
     int rc = check_model(m, fn);
     if (rc)
         return rc;
+    sink to = {m, NULL, NULL};
     guard g;
-    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
         return rc;
     int size = 1;
     if ((rc = MPI_Comm_size(comm, &size)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(m, fn, "MPI_Comm_size", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Comm_size", rc));
     int64_t n = nn_model_state_count(m);
     ad_dtype dt = nn_model_dtype(m);
     if (n > 0) {
         scale_buffer(nn_model_state(m), n, dt, 1.0 / size);
         if ((rc = sum_buffer(nn_model_state(m), n, dt, comm)) != MPI_SUCCESS)
-            return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+            return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
         m->forwarded = false;
     }
-    return guard_leave(&g, NN_OK);
+    return guard_leave(&g, 0);
 }
 
 /* FNV-1a over the raw bytes: equal bits give equal hashes. */
@@ -405,36 +429,39 @@ int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm)
     int rc = check_model(m, fn);
     if (rc)
         return rc;
+    sink to = {m, NULL, NULL};
     guard g;
-    if ((rc = guard_enter(&g, comm, m, fn)) != 0)
+    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
         return rc;
     unsigned long long h = fnv1a(nn_model_params(m), (size_t)nn_model_param_count(m) *
                                                          nn_dtype_size(nn_model_dtype(m)));
     unsigned long long lo = 0, hi = 0;
     if ((rc = MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
         (rc = MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
-        return guard_leave(&g, mpi_fail(m, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
     return guard_leave(&g, lo == hi ? 1 : 0);
 }
 
 /* ------------------------------------------------------------------ jobs */
 
-int nn_dist_join(nn_dist_job *job)
+int nn_dist_join(nn_dist_job *job, ad_error *err)
 {
+    ad_error_ok(err);
     if (!job)
-        return nn_fail(NN_ERR_NULL, "nn_dist_join: job is NULL");
+        return ad_error_set(err, AD_EINVAL, "nn_dist_join: job is NULL");
+    sink to = {NULL, NULL, err};
     job->rank = 0;
     job->size = 1;
     job->comm = MPI_COMM_NULL;
     job->initialized = 0;
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
-        return NN_OK;
+        return 0;
     int init = 0;
     MPI_Initialized(&init);
     if (!init) {
         int rc = MPI_Init(NULL, NULL);
         if (rc != MPI_SUCCESS)
-            return mpi_fail(NULL, "nn_dist_join", "MPI_Init", rc);
+            return mpi_fail(&to, "nn_dist_join", "MPI_Init", rc);
         job->initialized = 1;
     }
     job->comm = MPI_COMM_WORLD;
@@ -443,8 +470,8 @@ int nn_dist_join(nn_dist_job *job)
     if (rc == MPI_SUCCESS)
         rc = MPI_Comm_size(job->comm, &job->size);
     if (rc != MPI_SUCCESS)
-        return mpi_fail(NULL, "nn_dist_join", "MPI_Comm_rank", rc);
-    return NN_OK;
+        return mpi_fail(&to, "nn_dist_join", "MPI_Comm_rank", rc);
+    return 0;
 }
 
 void nn_dist_leave(nn_dist_job *job)

@@ -1,45 +1,8 @@
-/* errors.c -- status texts and the thread's last error message. */
+/* errors.c -- the functional layers' errors (on the graph) and shape text. */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "nn_impl.h"
-
-static _Thread_local char last_error[NN_ERRLEN];
-
-const char *nn_status_string(int status)
-{
-    switch (status) {
-    case NN_OK:
-        return "ok";
-    case NN_ERR_NULL:
-        return "NULL argument";
-    case NN_ERR_ARG:
-        return "bad argument";
-    case NN_ERR_SHAPE:
-        return "mismatched shape";
-    case NN_ERR_LABEL:
-        return "class index out of range";
-    case NN_ERR_STATE:
-        return "wrong state";
-    case NN_ERR_GRAPH:
-        return "autodiff graph error";
-    case NN_ERR_MEMORY:
-        return "out of memory";
-    default:
-        return "unknown status";
-    }
-}
-
-const char *nn_last_error(void) { return last_error; }
-
-int nn_fail(int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return status;
-}
 
 void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
 {

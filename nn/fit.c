@@ -36,30 +36,30 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
 {
     const char *fn = "nn_train_epoch";
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!opt || !b || !stats)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: %s is NULL", fn,
+        return nn_model_fail(m, AD_EINVAL, "%s: %s is NULL", fn,
                              !opt ? "optimizer"
                              : !b ? "batcher"
                                   : "stats");
     if (nn_optimizer_model(opt) != m)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
     nn_epoch_options o = {0, 1, NULL, NULL, NULL};
     if (options)
         o = *options;
     if (o.size < 1)
         o.size = 1;
     if (o.rank < 0 || o.rank >= o.size)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: rank %d is not in [0, %d)", fn, o.rank, o.size);
+        return nn_model_fail(m, AD_EINVAL, "%s: rank %d is not in [0, %d)", fn, o.rank, o.size);
     memset(stats, 0, sizeof *stats);
     stats->failed_batch = -1;
     int64_t nbatches = (int64_t)io_batcher_count(b), *classes = NULL, cap = 0;
-    int rc = NN_OK;
+    int rc = 0;
     io_batch batch;
     io_batcher_start_epoch(b, epoch);
-    while (rc == NN_OK && io_batcher_next(b, &batch)) {
+    while (rc == 0 && io_batcher_next(b, &batch)) {
         if (!batch.y) {
-            rc = nn_model_fail(m, NN_ERR_NULL, "%s: the data set has no labels", fn);
+            rc = nn_model_fail(m, AD_EINVAL, "%s: the data set has no labels", fn);
             break;
         }
         int64_t begin, rows, d = nn_model_in_features(m);
@@ -69,7 +69,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         if (rows > cap) {
             int64_t *p = realloc(classes, (size_t)rows * sizeof *classes);
             if (!p) {
-                rc = nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
+                rc = nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
                 break;
             }
             classes = p;
@@ -80,31 +80,28 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         if (rows > 0) {
             const float *x = batch.x + (size_t)begin * (size_t)d;
             const int *y = batch.y + begin;
-            if ((rc = nn_model_set_input_f32(m, x, rows, d)) != NN_OK ||
-                (rc = nn_model_set_labels(m, y, rows)) != NN_OK ||
-                (rc = nn_model_forward(m)) != NN_OK ||
-                (rc = nn_model_output_classes(m, classes)) != NN_OK ||
-                (rc = nn_model_backward(m)) != NN_OK)
+            if ((rc = nn_model_set_input_f32(m, x, rows, d)) != 0 ||
+                (rc = nn_model_set_labels(m, y, rows)) != 0 || (rc = nn_model_forward(m)) != 0 ||
+                (rc = nn_model_output_classes(m, classes)) != 0 || (rc = nn_model_backward(m)) != 0)
                 break;
             loss = nn_model_loss_value(m);
             for (int64_t r = 0; r < rows; r++)
                 ok += classes[r] == y[r];
         }
-        if (o.after_backward &&
-            (rc = o.after_backward(m, rows, (int64_t)batch.size, o.ctx)) != NN_OK)
+        if (o.after_backward && (rc = o.after_backward(m, rows, (int64_t)batch.size, o.ctx)) != 0)
             break;
         if (isnan(loss))
             loss = NAN; /* the sign of a NaN means nothing: print "nan", never "-nan" */
         stats->loss = loss;
         if (!isfinite(loss)) {
             stats->failed_batch = (int64_t)batch.index;
-            rc = nn_model_fail(m, NN_ERR_STATE,
+            rc = nn_model_fail(m, AD_ESTATE,
                                "%s: training diverged in epoch %llu, batch %lld (loss %g)", fn,
                                (unsigned long long)epoch + 1, (long long)batch.index + 1, loss);
             break;
         }
-        if ((rc = nn_optimizer_step(opt)) != NN_OK) {
-            rc = nn_model_fail(m, rc, "%s: %s", fn, nn_last_error());
+        if ((rc = nn_optimizer_step(opt)) != 0) {
+            rc = nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
             break;
         }
         stats->loss_sum += loss * (double)rows;

@@ -115,17 +115,19 @@ int nn_init_from_name(const char *name)
 }
 
 int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_dtype dtype,
-                 void *out, int64_t n)
+                 void *out, int64_t n, ad_error *err)
 {
+    ad_error_ok(err);
     if ((int)kind < 0 || kind >= NN_INIT_COUNT)
-        return nn_fail(NN_ERR_ARG, "nn_init_fill: unknown initializer %d", (int)kind);
+        return ad_error_set(err, AD_EINVAL, "nn_init_fill: unknown initializer %d", (int)kind);
     if (fan_in < 1 || fan_out < 1)
-        return nn_fail(NN_ERR_ARG, "nn_init_fill: fan_in %lld and fan_out %lld must be >= 1",
-                       (long long)fan_in, (long long)fan_out);
+        return ad_error_set(err, AD_EINVAL,
+                            "nn_init_fill: fan_in %lld and fan_out %lld must be >= 1",
+                            (long long)fan_in, (long long)fan_out);
     if (n <= 0)
-        return NN_OK;
+        return 0;
     if (!out || (!rng && kind != NN_INIT_ZEROS))
-        return nn_fail(NN_ERR_NULL, "nn_init_fill: %s is NULL", out ? "rng" : "out");
+        return ad_error_set(err, AD_EINVAL, "nn_init_fill: %s is NULL", out ? "rng" : "out");
     double fi = (double)fan_in, fo = (double)fan_out;
     double limit = 0, std = 0;
     bool normal = false;
@@ -169,5 +171,5 @@ int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_
             o[i] = (T)v;
         }
     });
-    return NN_OK;
+    return 0;
 }

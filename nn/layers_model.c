@@ -378,17 +378,13 @@ ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_n
 /* A new layer record of m for x, or NULL (the message on the graph and the model). */
 static nn_layer *open_layer(nn_model *m, ad_node *x, nn_layer_kind kind, const char *fn)
 {
-    if (!m) {
-        nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
-        return NULL;
-    }
-    if (!x)
-        return NULL;
+    if (!m || !x)
+        return NULL; /* a NULL model is what a failed constructor returned (its err says why) */
     if (!m->graph_mode || m->built || ad_node_graph(x) != m->g) {
         const char *why = !m->graph_mode ? "the model was not made by nn_model_new"
                           : m->built     ? "the model is finished"
                                          : "the input belongs to another graph";
-        nn_model_fail(m, NN_ERR_STATE, "%s: %s", fn, why);
+        nn_model_fail(m, AD_ESTATE, "%s: %s", fn, why);
         nn_graph_fail(x, "%s: %s", fn, why);
         return NULL;
     }
@@ -401,7 +397,7 @@ static nn_layer *open_layer(nn_model *m, ad_node *x, nn_layer_kind kind, const c
 static ad_node *bad_arg(nn_model *m, ad_node *x, const char *msg)
 {
     m->nlayers--; /* the record is not kept */
-    nn_model_fail(m, NN_ERR_ARG, "%s", msg);
+    nn_model_fail(m, AD_EINVAL, "%s", msg);
     return nn_graph_fail(x, "%s", msg);
 }
 

@@ -15,17 +15,16 @@ void *nn_model_mem(nn_model *m, void *p, size_t osize, size_t nsize)
     return m->alloc(m->ud, p, osize, nsize);
 }
 
-int nn_model_fail(nn_model *m, int status, const char *fmt, ...)
+int nn_model_fail(nn_model *m, ad_errcode code, const char *fmt, ...)
 {
-    char buf[NN_ERRLEN];
+    if (!m) /* nothing to record: a NULL model is a failed constructor's result */
+        return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
     va_end(ap);
-    if (!m) /* no object to hold the message: the documented fallback */
-        return nn_fail(status, "%s", buf);
-    memcpy(m->err, buf, sizeof buf);
-    return status;
+    m->errcode = code;
+    return -1;
 }
 
 const char *nn_model_error(const nn_model *m)
@@ -37,11 +36,21 @@ const char *nn_model_error(const nn_model *m)
     return m->g ? ad_graph_error(m->g) : NULL;
 }
 
+ad_errcode nn_model_errcode(const nn_model *m)
+{
+    if (!m)
+        return AD_EINVAL;
+    if (m->err[0])
+        return m->errcode;
+    return m->g && ad_graph_error(m->g) ? AD_EGRAPH : AD_OK;
+}
+
 void nn_model_clear_error(nn_model *m)
 {
     if (!m)
         return;
     m->err[0] = '\0';
+    m->errcode = AD_OK;
     if (m->g)
         ad_graph_clear_error(m->g);
 }
@@ -53,22 +62,20 @@ static void *elem_at(const nn_model *m, void *base, int64_t off)
 
 /* ------------------------------------------------------------ create, free */
 
-nn_model *nn_model_create_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn alloc, void *ud)
+/* A model of no layers and no graph (in_features 0 for nn_model_new). */
+static nn_model *alloc_model(ad_dtype dtype, int64_t in_features, ad_alloc_fn alloc, void *ud,
+                             const char *fn, ad_error *err)
 {
+    ad_error_ok(err);
     if (dtype != AD_F32 && dtype != AD_F64) {
-        nn_fail(NN_ERR_ARG, "nn_model_create: dtype %d is neither AD_F32 nor AD_F64", (int)dtype);
-        return NULL;
-    }
-    if (in_features < 1) {
-        nn_fail(NN_ERR_ARG, "nn_model_create: zero-width input (in_features %lld, need >= 1)",
-                (long long)in_features);
+        ad_error_set(err, AD_EINVAL, "%s: dtype %d is neither AD_F32 nor AD_F64", fn, (int)dtype);
         return NULL;
     }
     if (!alloc)
         alloc = ad_default_alloc;
     nn_model *m = alloc(ud, NULL, 0, sizeof *m);
     if (!m) {
-        nn_fail(NN_ERR_MEMORY, "nn_model_create: out of memory");
+        ad_error_set(err, AD_ENOMEM, "%s: out of memory", fn);
         return NULL;
     }
     memset(m, 0, sizeof *m);
@@ -80,9 +87,21 @@ nn_model *nn_model_create_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn 
     return m;
 }
 
-nn_model *nn_model_create(ad_dtype dtype, int64_t in_features)
+nn_model *nn_model_new_sequential_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn alloc,
+                                       void *ud, ad_error *err)
 {
-    return nn_model_create_with(dtype, in_features, NULL, NULL);
+    const char *fn = "nn_model_new_sequential";
+    if (in_features < 1) {
+        ad_error_set(err, AD_EINVAL, "%s: zero-width input (in_features %lld, need >= 1)", fn,
+                     (long long)in_features);
+        return NULL;
+    }
+    return alloc_model(dtype, in_features, alloc, ud, fn, err);
+}
+
+nn_model *nn_model_new_sequential(ad_dtype dtype, int64_t in_features, ad_error *err)
+{
+    return nn_model_new_sequential_with(dtype, in_features, NULL, NULL, err);
 }
 
 static size_t buffer_bytes(const nn_model *m, int64_t n)
@@ -131,10 +150,10 @@ void nn_model_free(nn_model *m)
 static int check_open(nn_model *m, const char *fn)
 {
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (m->built)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model is already built", fn);
-    return NN_OK;
+        return nn_model_fail(m, AD_ESTATE, "%s: the model is already built", fn);
+    return 0;
 }
 
 nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
@@ -144,7 +163,7 @@ nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
         nn_layer *l =
             nn_model_mem(m, m->layers, sizeof *l * (size_t)m->cap_layers, sizeof *l * (size_t)cap);
         if (!l) {
-            nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
+            nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
             return NULL;
         }
         m->layers = l;
@@ -162,7 +181,7 @@ nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
 static nn_layer *push_layer(nn_model *m, nn_layer_kind kind, const char *fn)
 {
     if (m->graph_mode) {
-        nn_model_fail(m, NN_ERR_STATE,
+        nn_model_fail(m, AD_ESTATE,
                       "%s: this model is built from nodes (nn_model_new): use the nn_add_* layers",
                       fn);
         return NULL;
@@ -176,18 +195,17 @@ int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init)
     if (rc)
         return rc;
     if (units < 1)
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dense: zero-width layer (units %lld)",
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_dense: zero-width layer (units %lld)",
                              (long long)units);
     if ((int)init < 0 || init >= NN_INIT_COUNT)
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dense: unknown initializer %d",
-                             (int)init);
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_dense: unknown initializer %d", (int)init);
     nn_layer *l = push_layer(m, NN_LAYER_DENSE, "nn_model_add_dense");
     if (!l)
-        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
+        return -1;
     l->units = units;
     l->bias = bias != 0;
     l->init = init;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha)
@@ -196,17 +214,17 @@ int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha)
     if (rc)
         return rc;
     if ((int)act < 0 || act >= NN_ACT_COUNT)
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_activation: unknown activation %d",
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_activation: unknown activation %d",
                              (int)act);
     if (!isfinite(alpha))
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_activation: alpha %g is not finite",
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_activation: alpha %g is not finite",
                              alpha);
     nn_layer *l = push_layer(m, NN_LAYER_ACTIVATION, "nn_model_add_activation");
     if (!l)
-        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
+        return -1;
     l->act = act;
     l->alpha = alpha;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_add_activation(nn_model *m, nn_activation act)
@@ -221,23 +239,22 @@ int nn_model_add_perceptron(nn_model *m, int64_t units, nn_activation step)
     if (rc)
         return rc;
     if (units < 1)
-        return nn_model_fail(m, NN_ERR_ARG,
-                             "nn_model_add_perceptron: zero-width layer (units %lld)",
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_perceptron: zero-width layer (units %lld)",
                              (long long)units);
     if (step != NN_ACT_STEP && step != NN_ACT_SIGN && step != NN_ACT_STEP_ST &&
         step != NN_ACT_SIGN_ST)
-        return nn_model_fail(m, NN_ERR_ARG,
+        return nn_model_fail(m, AD_EINVAL,
                              "nn_model_add_perceptron: activation %s is not a step (step, sign, "
                              "step_st, sign_st)",
                              nn_activation_name(step) ? nn_activation_name(step) : "?");
     nn_layer *l = push_layer(m, NN_LAYER_PERCEPTRON, "nn_model_add_perceptron");
     if (!l)
-        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
+        return -1;
     l->units = units;
     l->bias = 1;
     l->init = NN_INIT_ZEROS;
     l->act = step;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_add_dropout(nn_model *m, double rate)
@@ -246,12 +263,12 @@ int nn_model_add_dropout(nn_model *m, double rate)
     if (rc)
         return rc;
     if (!(rate >= 0 && rate < 1))
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_dropout: rate %g is not in [0, 1)", rate);
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_dropout: rate %g is not in [0, 1)", rate);
     nn_layer *l = push_layer(m, NN_LAYER_DROPOUT, "nn_model_add_dropout");
     if (!l)
-        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
+        return -1;
     l->rate = rate;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_add_batch_norm(nn_model *m, double momentum, double eps)
@@ -260,17 +277,17 @@ int nn_model_add_batch_norm(nn_model *m, double momentum, double eps)
     if (rc)
         return rc;
     if (!(momentum >= 0 && momentum <= 1))
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_batch_norm: momentum %g is not in [0, 1]",
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_batch_norm: momentum %g is not in [0, 1]",
                              momentum);
     if (!(eps > 0))
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_add_batch_norm: eps %g must be > 0", eps);
+        return nn_model_fail(m, AD_EINVAL, "nn_model_add_batch_norm: eps %g must be > 0", eps);
     nn_layer *l = push_layer(m, NN_LAYER_BATCH_NORM, "nn_model_add_batch_norm");
     if (!l)
-        return m->graph_mode ? NN_ERR_STATE : NN_ERR_MEMORY;
+        return -1;
     l->momentum = momentum;
     l->eps = eps;
     l->affine = 1;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_set_loss(nn_model *m, nn_loss loss)
@@ -279,9 +296,9 @@ int nn_model_set_loss(nn_model *m, nn_loss loss)
     if (rc)
         return rc;
     if ((int)loss < 0 || loss >= NN_LOSS_COUNT)
-        return nn_model_fail(m, NN_ERR_ARG, "nn_model_set_loss: unknown loss %d", (int)loss);
+        return nn_model_fail(m, AD_EINVAL, "nn_model_set_loss: unknown loss %d", (int)loss);
     m->loss = loss;
-    return NN_OK;
+    return 0;
 }
 
 /* ------------------------------------------------------------ parameters */
@@ -315,12 +332,14 @@ static bool name_taken(const nn_model *m, const char *name)
 /* Records a named tensor in list (pinfo or sinfo); node is set by the caller. */
 /* A failure while a layer makes its tensors: the model's error and the
  * graph's, so the layer's NULL output is explained where the caller looks. */
-static void entry_fail(nn_model *m, const char *fmt, ...)
+AD_PRINTF_LIKE(3, 4)
+static void entry_fail(nn_model *m, ad_errcode code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(m->err, sizeof m->err, fmt, ap);
     va_end(ap);
+    m->errcode = code;
     if (m->g)
         ad_graph_set_error(m->g, m->err);
 }
@@ -334,21 +353,21 @@ static nn_param_entry *new_entry(nn_model *m, bool state, const nn_layer *l, con
     else
         snprintf(name, sizeof name, "%s", suffix);
     if (m->built && !state) {
-        entry_fail(m, "%s: the model is finished; no new parameters", fn);
+        entry_fail(m, AD_ESTATE, "%s: the model is finished; no new parameters", fn);
         return NULL;
     }
     if (ndim < 0 || ndim > AD_MAX_DIMS || (ndim > 0 && !shape)) {
-        entry_fail(m, "%s: %d axes for '%s'", fn, ndim, name);
+        entry_fail(m, AD_EINVAL, "%s: %d axes for '%s'", fn, ndim, name);
         return NULL;
     }
     if (name_taken(m, name)) {
-        entry_fail(m, "%s: a tensor named '%s' already exists", fn, name);
+        entry_fail(m, AD_EINVAL, "%s: a tensor named '%s' already exists", fn, name);
         return NULL;
     }
     bool ok = state ? grow(m, (void **)&m->sinfo, &m->cap_sinfo, m->nsinfo + 1, sizeof *m->sinfo)
                     : grow(m, (void **)&m->pinfo, &m->cap_pinfo, m->npinfo + 1, sizeof *m->pinfo);
     if (!ok) {
-        entry_fail(m, "%s: out of memory", fn);
+        entry_fail(m, AD_ENOMEM, "%s: out of memory", fn);
         return NULL;
     }
     nn_param_entry *e = state ? &m->sinfo[m->nsinfo] : &m->pinfo[m->npinfo];
@@ -378,6 +397,7 @@ ad_node *nn_model_new_param(nn_model *m, nn_layer *l, const char *suffix, int nd
                             double fill)
 {
     const char *fn = "nn_model_new_param";
+    ad_error err;
     nn_param_entry *e = new_entry(m, false, l, suffix, ndim, shape, fn);
     if (!e)
         return NULL;
@@ -386,9 +406,9 @@ ad_node *nn_model_new_param(nn_model *m, nn_layer *l, const char *suffix, int nd
         return NULL;
     if (init == NN_INIT_COUNT)
         fill_const(m->dtype, ad_data(n), e->numel, fill);
-    else if (init != NN_INIT_ZEROS &&
-             nn_init_fill(init, &m->rng, fan_in, fan_out, m->dtype, ad_data(n), e->numel) != 0) {
-        entry_fail(m, "%s: %s", fn, nn_last_error());
+    else if (init != NN_INIT_ZEROS && nn_init_fill(init, &m->rng, fan_in, fan_out, m->dtype,
+                                                   ad_data(n), e->numel, &err) != 0) {
+        entry_fail(m, err.code, "%s: %s", fn, err.message);
         return NULL;
     }
     e->node = n;
@@ -419,19 +439,18 @@ ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64
                             nn_init init, int64_t fan_in, int64_t fan_out)
 {
     if (!m) {
-        nn_fail(NN_ERR_NULL, "nn_model_add_param: model is NULL");
         return NULL;
     }
     if (!m->graph_mode) {
-        nn_model_fail(m, NN_ERR_STATE, "nn_model_add_param: only for models made by nn_model_new");
+        nn_model_fail(m, AD_ESTATE, "nn_model_add_param: only for models made by nn_model_new");
         return NULL;
     }
     if (!name || !name[0]) {
-        nn_model_fail(m, NN_ERR_ARG, "nn_model_add_param: a parameter needs a name");
+        nn_model_fail(m, AD_EINVAL, "nn_model_add_param: a parameter needs a name");
         return NULL;
     }
     if ((int)init < 0 || init >= NN_INIT_COUNT) {
-        nn_model_fail(m, NN_ERR_ARG, "nn_model_add_param: unknown initializer %d", (int)init);
+        nn_model_fail(m, AD_EINVAL, "nn_model_add_param: unknown initializer %d", (int)init);
         return NULL;
     }
     return nn_model_new_param(m, NULL, name, ndim, shape, init, fan_in, fan_out, 0.0);
@@ -448,10 +467,10 @@ static int find_batch_inputs(nn_model *m)
             continue;
         if (!grow(m, (void **)&m->batch_inputs, &m->cap_batch_inputs, m->nbatch_inputs + 1,
                   sizeof *m->batch_inputs))
-            return nn_model_fail(m, NN_ERR_MEMORY, "nn_model_finish: out of memory");
+            return nn_model_fail(m, AD_ENOMEM, "nn_model_finish: out of memory");
         m->batch_inputs[m->nbatch_inputs++] = n;
     }
-    return NN_OK;
+    return 0;
 }
 
 /* Moves every parameter and state tensor into the flat buffers. */
@@ -473,21 +492,21 @@ static int gather(nn_model *m, const char *fn)
     if (ns)
         m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, ns));
     if ((np && (!m->params || !m->grads)) || (ns && !m->state))
-        return nn_model_fail(m, NN_ERR_MEMORY, "%s: out of memory", fn);
+        return nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
     m->nparams = np;
     m->nstate = ns;
     for (int i = 0; i < m->npinfo; i++) {
         nn_param_entry *e = &m->pinfo[i];
         if (ad_leaf_move(e->node, elem_at(m, m->params, e->offset),
                          elem_at(m, m->grads, e->offset)) != 0)
-            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+            return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
     }
     for (int i = 0; i < m->nsinfo; i++) {
         nn_param_entry *e = &m->sinfo[i];
         if (ad_leaf_move(e->node, elem_at(m, m->state, e->offset), NULL) != 0)
-            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+            return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
     }
-    return NN_OK;
+    return 0;
 }
 
 /* A graph, the training flag and the generators, seeded from seed. */
@@ -495,14 +514,14 @@ static int start_graph(nn_model *m, uint64_t seed)
 {
     m->g = ad_graph_new_with(m->dtype, m->alloc, m->ud);
     if (!m->g)
-        return NN_ERR_MEMORY;
+        return nn_model_fail(m, AD_ENOMEM, "out of memory");
     m->seed = seed;
     nn_rng_seed(&m->rng, seed);
     ad_graph_seed(m->g, seed);
     /* training loops only read leaf gradients: share the backward buffers */
     ad_graph_set_memory_reuse(m->g, 1);
     m->train_flag = ad_const_scalar(m->g, 1.0, "training");
-    return m->train_flag ? NN_OK : NN_ERR_GRAPH;
+    return m->train_flag ? 0 : nn_model_fail(m, AD_EGRAPH, "%s", ad_graph_error(m->g));
 }
 
 static int64_t per_row(const ad_node *n, int64_t batch)
@@ -514,20 +533,20 @@ static int64_t per_row(const ad_node *n, int64_t batch)
 static int finish(nn_model *m, ad_node *output, const char *fn)
 {
     if (ad_graph_error(m->g))
-        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
     if (!output)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: the output node is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the output node is NULL", fn);
     if (ad_node_graph(output) != m->g)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: the output belongs to another graph", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the output belongs to another graph", fn);
     if (ad_ndim(output) < 1 || ad_shape(output)[0] != m->batch)
-        return nn_model_fail(m, NN_ERR_SHAPE,
+        return nn_model_fail(m, AD_EMISMATCH,
                              "%s: the output's first axis is not the batch (%lld rows)", fn,
                              (long long)m->batch);
     m->output = output;
     m->out_features = per_row(output, m->batch);
     if (m->loss != NN_LOSS_NONE && !m->loss_node) {
         if (m->loss == NN_LOSS_CROSS_ENTROPY && ad_shape(output)[ad_ndim(output) - 1] < 2)
-            return nn_model_fail(m, NN_ERR_SHAPE,
+            return nn_model_fail(m, AD_EMISMATCH,
                                  "%s: cross-entropy needs at least 2 outputs (classes), the "
                                  "model has %lld",
                                  fn, (long long)ad_shape(output)[ad_ndim(output) - 1]);
@@ -536,22 +555,22 @@ static int finish(nn_model *m, ad_node *output, const char *fn)
         m->target = ad_input(m->g, yd, ad_shape(output), "y");
         m->loss_node = nn_loss_apply(m->loss, output, m->target);
         if (!m->loss_node)
-            return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+            return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
         ad_node_set_name(m->loss_node, "loss");
     }
     ad_node_set_name(output, "output");
     int rc = gather(m, fn);
-    if (rc == NN_OK)
+    if (rc == 0)
         rc = find_batch_inputs(m);
     if (rc)
         return rc;
     if (ad_forward(m->g) != 0)
-        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
     m->built = true;
     m->training = true;
     m->forwarded = false;
     m->max_batch = m->batch;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
@@ -561,16 +580,16 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
     if (rc)
         return rc;
     if (m->graph_mode)
-        return nn_model_fail(m, NN_ERR_STATE,
+        return nn_model_fail(m, AD_ESTATE,
                              "%s: this model is built from nodes (nn_model_new): finish it with "
                              "nn_model_finish",
                              fn);
     if (m->nlayers == 0)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no layers", fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no layers", fn);
     if (batch < 1)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: batch %lld must be >= 1", fn, (long long)batch);
+        return nn_model_fail(m, AD_EINVAL, "%s: batch %lld must be >= 1", fn, (long long)batch);
     rc = start_graph(m, seed);
-    if (rc == NN_OK) {
+    if (rc == 0) {
         int64_t xshape[2] = {batch, m->in_features};
         m->batch = batch;
         m->input = ad_input(m->g, 2, xshape, "x");
@@ -585,11 +604,13 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
         }
         rc = finish(m, h, fn);
     } else {
-        rc = nn_model_fail(m, rc, "%s: %s", fn,
-                           rc == NN_ERR_MEMORY ? "out of memory" : ad_graph_error(m->g));
+        char why[NN_ERRLEN];
+        snprintf(why, sizeof why, "%s", m->err);
+        rc = nn_model_fail(m, m->errcode, "%s: %s", fn, why);
     }
     if (rc) {
         char msg[NN_ERRLEN];
+        ad_errcode code = m->errcode;
         snprintf(msg, sizeof msg, "%s", m->err);
         free_built(m);
         for (int i = 0; i < NN_LAYER_COUNT; i++)
@@ -600,10 +621,10 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
             l->first_param = -1;
             l->nparams = 0;
         }
-        snprintf(m->err, sizeof m->err, "%s", msg);
+        nn_model_fail(m, code, "%s", msg);
         return rc;
     }
-    return NN_OK;
+    return 0;
 }
 
 /* -------------------------------------------------- models from nodes */
@@ -611,32 +632,15 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
 nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn alloc, void *ud,
                             ad_error *err)
 {
-    if (err) {
-        err->code = AD_OK;
-        err->message[0] = '\0';
-    }
-    if (dtype != AD_F32 && dtype != AD_F64) {
-        if (err) {
-            err->code = AD_EINVAL;
-            snprintf(err->message, sizeof err->message,
-                     "nn_model_new: dtype %d is neither AD_F32 nor AD_F64", (int)dtype);
-        }
-        return NULL;
-    }
-    nn_model *m = nn_model_create_with(dtype, 1, alloc, ud);
-    if (m && start_graph(m, seed) != NN_OK) {
+    nn_model *m = alloc_model(dtype, 0, alloc, ud, "nn_model_new", err);
+    if (m && start_graph(m, seed) != 0) {
+        ad_error_set(err, m->errcode, "nn_model_new: %s", m->err);
         nn_model_free(m);
-        m = NULL;
-    }
-    if (!m) {
-        if (err) {
-            err->code = AD_ENOMEM;
-            snprintf(err->message, sizeof err->message, "nn_model_new: out of memory");
-        }
         return NULL;
     }
+    if (!m)
+        return NULL;
     m->graph_mode = true;
-    m->in_features = 0;
     return m;
 }
 
@@ -648,27 +652,24 @@ nn_model *nn_model_new(ad_dtype dtype, uint64_t seed, ad_error *err)
 ad_node *nn_model_add_input(nn_model *m, int ndim, const int64_t *shape, const char *name)
 {
     const char *fn = "nn_model_add_input";
-    if (!m) {
-        nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+    if (!m)
         return NULL;
-    }
     if (!m->graph_mode || m->built) {
-        nn_model_fail(m, NN_ERR_STATE, "%s: only before nn_model_finish of a nn_model_new model",
-                      fn);
+        nn_model_fail(m, AD_ESTATE, "%s: only before nn_model_finish of a nn_model_new model", fn);
         return NULL;
     }
     if (ndim < 1 || !shape || shape[0] < 1) {
-        nn_model_fail(m, NN_ERR_ARG, "%s: an input needs a batch axis first (ndim %d)", fn, ndim);
+        nn_model_fail(m, AD_EINVAL, "%s: an input needs a batch axis first (ndim %d)", fn, ndim);
         return NULL;
     }
     if (m->input && shape[0] != m->batch) {
-        nn_model_fail(m, NN_ERR_SHAPE, "%s: batch %lld differs from the first input's %lld", fn,
+        nn_model_fail(m, AD_EMISMATCH, "%s: batch %lld differs from the first input's %lld", fn,
                       (long long)shape[0], (long long)m->batch);
         return NULL;
     }
     ad_node *x = ad_input(m->g, ndim, shape, name);
     if (!x) {
-        nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
         return NULL;
     }
     if (!m->input) {
@@ -683,14 +684,13 @@ int nn_model_finish(nn_model *m, ad_node *output)
 {
     const char *fn = "nn_model_finish";
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!m->graph_mode || m->built)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: %s", fn,
+        return nn_model_fail(m, AD_ESTATE, "%s: %s", fn,
                              m->built ? "the model is already finished"
                                       : "only for models made by nn_model_new");
     if (!m->input)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no input (nn_model_add_input)",
-                             fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no input (nn_model_add_input)", fn);
     return finish(m, output, fn);
 }
 
@@ -698,29 +698,29 @@ int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target)
 {
     const char *fn = "nn_model_set_loss_node";
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!m->g)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no graph yet", fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no graph yet", fn);
     if (ad_graph_error(m->g))
-        return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, ad_graph_error(m->g));
+        return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
     if (!loss)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: loss is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: loss is NULL", fn);
     if (ad_node_graph(loss) != m->g || (target && ad_node_graph(target) != m->g))
-        return nn_model_fail(m, NN_ERR_ARG, "%s: the loss or target belongs to another graph", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the loss or target belongs to another graph", fn);
     if (ad_numel(loss) != 1) {
         char s1[96];
-        return nn_model_fail(m, NN_ERR_SHAPE, "%s: the loss %s is not one element", fn,
+        return nn_model_fail(m, AD_EMISMATCH, "%s: the loss %s is not one element", fn,
                              nn_shape_str(loss, s1, sizeof s1));
     }
     if (target && (ad_ndim(target) < 1 || ad_shape(target)[0] != m->batch))
-        return nn_model_fail(m, NN_ERR_SHAPE,
+        return nn_model_fail(m, AD_EMISMATCH,
                              "%s: the target's first axis is not the batch (%lld rows)", fn,
                              (long long)m->batch);
     m->loss_node = loss;
     m->target = target;
     m->loss = NN_LOSS_NONE;
     m->forwarded = false;
-    return m->built ? find_batch_inputs(m) : NN_OK;
+    return m->built ? find_batch_inputs(m) : 0;
 }
 
 static nn_init init_for(nn_activation act)
@@ -737,25 +737,26 @@ static nn_init init_for(nn_activation act)
     }
 }
 
-nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *widths,
-                        const nn_activation *acts, nn_loss loss, int64_t batch, uint64_t seed)
+nn_model *nn_mlp_new(ad_dtype dtype, int nwidths, const int64_t *widths, const nn_activation *acts,
+                     nn_loss loss, int64_t batch, uint64_t seed, ad_error *err)
 {
+    ad_error_ok(err);
     if (!widths || !acts) {
-        nn_fail(NN_ERR_NULL, "nn_mlp_create: %s is NULL", widths ? "acts" : "widths");
+        ad_error_set(err, AD_EINVAL, "nn_mlp_new: %s is NULL", widths ? "acts" : "widths");
         return NULL;
     }
     if (nwidths < 2) {
-        nn_fail(NN_ERR_ARG, "nn_mlp_create: %d widths given, need the input and >= 1 layer",
-                nwidths);
+        ad_error_set(err, AD_EINVAL, "nn_mlp_new: %d widths given, need the input and >= 1 layer",
+                     nwidths);
         return NULL;
     }
     for (int i = 0; i < nwidths; i++)
         if (widths[i] < 1) {
-            nn_fail(NN_ERR_ARG, "nn_mlp_create: zero-width layer (widths[%d] = %lld)", i,
-                    (long long)widths[i]);
+            ad_error_set(err, AD_EINVAL, "nn_mlp_new: zero-width layer (widths[%d] = %lld)", i,
+                         (long long)widths[i]);
             return NULL;
         }
-    nn_model *m = nn_model_create(dtype, widths[0]);
+    nn_model *m = nn_model_new_sequential(dtype, widths[0], err);
     if (!m)
         return NULL;
     for (int i = 1; i < nwidths; i++) {
@@ -768,7 +769,7 @@ nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *widths,
         goto fail;
     return m;
 fail:
-    nn_fail(NN_ERR_ARG, "%s", m->err); /* the constructor's fallback: nn_last_error */
+    ad_error_set(err, m->errcode, "%s", m->err);
     nn_model_free(m);
     return NULL;
 }
@@ -798,10 +799,12 @@ int nn_model_layer_kind(const nn_model *m, int i)
 
 int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out)
 {
-    if (!m || !out)
-        return nn_fail(NN_ERR_NULL, "nn_model_layer_info: %s is NULL", m ? "out" : "model");
+    if (!m)
+        return -1;
+    if (!out)
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "nn_model_layer_info: out is NULL");
     if (i < 0 || i >= m->nlayers)
-        return nn_model_fail((nn_model *)m, NN_ERR_ARG,
+        return nn_model_fail((nn_model *)m, AD_EINVAL,
                              "nn_model_layer_info: layer %d is not in [0, %d)", i, m->nlayers);
     const nn_layer *l = &m->layers[i];
     memset(out, 0, sizeof *out);
@@ -828,7 +831,7 @@ int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out)
     out->causal = l->causal;
     out->batch_first = l->batch_first;
     out->name = l->name;
-    return NN_OK;
+    return 0;
 }
 
 /* A short description of layer l's kind and settings. */
@@ -867,10 +870,12 @@ static void layer_kind_text(const nn_layer *l, char *buf, size_t size)
 
 int nn_model_print_summary(const nn_model *m, FILE *out)
 {
-    if (!m || !out)
-        return nn_fail(NN_ERR_NULL, "nn_model_print_summary: %s is NULL", m ? "out" : "model");
+    if (!m)
+        return -1;
+    if (!out)
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "nn_model_print_summary: out is NULL");
     if (!m->built)
-        return nn_model_fail((nn_model *)m, NN_ERR_STATE,
+        return nn_model_fail((nn_model *)m, AD_ESTATE,
                              "nn_model_print_summary: the model is not built");
     fprintf(out, "%-16s %-22s %14s %16s %10s\n", "layer", "kind", "widths", "output", "params");
     int64_t in_layers = 0;
@@ -902,7 +907,7 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
             (long long)m->nparams, m->npinfo, m->dtype == AD_F32 ? "f32" : "f64",
             (long long)m->nstate,
             m->loss_node && m->loss == NN_LOSS_NONE ? "custom" : nn_loss_name(m->loss));
-    return NN_OK;
+    return 0;
 }
 
 /* --------------------------------------------------------------- parameters */
@@ -918,11 +923,12 @@ void *nn_model_state(nn_model *m) { return m ? m->state : NULL; }
 static int entry_info(const nn_model *m, const nn_param_entry *list, int n, int i,
                       nn_param_info *out, const char *fn)
 {
-    if (!m || !out)
-        return nn_fail(NN_ERR_NULL, "%s: %s is NULL", fn, m ? "out" : "model");
+    if (!m)
+        return -1;
+    if (!out)
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "%s: out is NULL", fn);
     if (i < 0 || i >= n)
-        return nn_model_fail((nn_model *)m, NN_ERR_ARG, "%s: tensor %d is not in [0, %d)", fn, i,
-                             n);
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "%s: tensor %d is not in [0, %d)", fn, i, n);
     const nn_param_entry *e = &list[i];
     memset(out, 0, sizeof *out);
     out->name = e->name;
@@ -932,7 +938,7 @@ static int entry_info(const nn_model *m, const nn_param_entry *list, int n, int 
     out->numel = e->numel;
     out->offset = e->offset;
     out->node = e->node;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_param_info(const nn_model *m, int i, nn_param_info *out)
@@ -961,15 +967,15 @@ static int copy_params(const nn_model *m, const void *src, double *dst, const do
                        int64_t count, const char *fn)
 {
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!m->built)
-        return nn_model_fail((nn_model *)m, NN_ERR_STATE, "%s: the model is not built", fn);
+        return nn_model_fail((nn_model *)m, AD_ESTATE, "%s: the model is not built", fn);
     if (count != m->nparams)
-        return nn_model_fail((nn_model *)m, NN_ERR_SHAPE,
+        return nn_model_fail((nn_model *)m, AD_EMISMATCH,
                              "%s: count %lld does not match the %lld parameters", fn,
                              (long long)count, (long long)m->nparams);
     if (count && ((src && !dst) || (in && !out) || (!src && !in)))
-        return nn_model_fail((nn_model *)m, NN_ERR_NULL, "%s: buffer is NULL", fn);
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "%s: buffer is NULL", fn);
     NN_DISPATCH(m->dtype, {
         if (src) {
             const T *s = src;
@@ -981,26 +987,26 @@ static int copy_params(const nn_model *m, const void *src, double *dst, const do
                 o[i] = (T)in[i];
         }
     });
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_set_params(nn_model *m, const double *values, int64_t count)
 {
     if (!values && count)
-        return nn_model_fail(m, NN_ERR_NULL, "nn_model_set_params: values is NULL");
+        return nn_model_fail(m, AD_EINVAL, "nn_model_set_params: values is NULL");
     return copy_params(m, NULL, NULL, values, m ? m->params : NULL, count, "nn_model_set_params");
 }
 
 int nn_model_get_params(const nn_model *m, double *out, int64_t count)
 {
     if (!out && count)
-        return nn_model_fail((nn_model *)m, NN_ERR_NULL, "nn_model_get_params: out is NULL");
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "nn_model_get_params: out is NULL");
     return copy_params(m, m ? m->params : NULL, out, NULL, NULL, count, "nn_model_get_params");
 }
 
 int nn_model_get_grads(const nn_model *m, double *out, int64_t count)
 {
     if (!out && count)
-        return nn_model_fail((nn_model *)m, NN_ERR_NULL, "nn_model_get_grads: out is NULL");
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "nn_model_get_grads: out is NULL");
     return copy_params(m, m ? m->grads : NULL, out, NULL, NULL, count, "nn_model_get_grads");
 }

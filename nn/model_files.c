@@ -59,12 +59,7 @@ static int model_tensors(nn_model *m, const ad_allocator *mem, const char *path,
 /* Records a failure on the model; returns -1. */
 static int model_failed(nn_model *m, const ad_error *err)
 {
-    nn_model_fail(m,
-                  err->code == AD_ENOMEM   ? NN_ERR_MEMORY
-                  : err->code == AD_ESTATE ? NN_ERR_STATE
-                                           : NN_ERR_ARG,
-                  "%s", err->message);
-    return -1;
+    return nn_model_fail(m, err->code, "%s", err->message);
 }
 
 /* The model's tensors as arrays pointing into its buffers. */

@@ -22,12 +22,6 @@
 
 #define NN_ERRLEN 512
 
-/* errors.c: records msg as the thread's last error and returns status. */
-int nn_fail(int status, const char *fmt, ...)
-#ifdef __GNUC__
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
 /* errors.c: records the message as the sticky error of at's graph (the
  * functional layers' convention: check ad_graph_error once) and returns NULL. */
 void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
@@ -109,15 +103,13 @@ struct nn_model {
     ad_node **batch_inputs; /* input leaves whose axis 0 is the batch */
     int nbatch_inputs, cap_batch_inputs;
 
-    char err[NN_ERRLEN];
+    char err[NN_ERRLEN]; /* the model's error ("" when none) */
+    ad_errcode errcode;  /* its code */
 };
 
-/* model.c: records the message on m (when not NULL) and in nn_last_error. */
-int nn_model_fail(nn_model *m, int status, const char *fmt, ...)
-#ifdef __GNUC__
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* model.c: records code and the message on m (nothing for m NULL); returns -1. */
+AD_PRINTF_LIKE(3, 4)
+int nn_model_fail(nn_model *m, ad_errcode code, const char *fmt, ...);
 void *nn_model_mem(nn_model *m, void *p, size_t osize, size_t nsize);
 /* model.c: a layer record of kind (NULL with the model's error). */
 nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn);
@@ -139,6 +131,9 @@ ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_n
 const char *nn_layer_kind_name(nn_layer_kind kind);
 int nn_layer_kind_from_name(const char *name);
 
+/* optim.c: records code and the message on o (not NULL, const or not); returns -1. */
+AD_PRINTF_LIKE(3, 4)
+int nn_optimizer_fail(const nn_optimizer *o, ad_errcode code, const char *fmt, ...);
 /* optim.c: the model an optimizer is bound to (NULL for a flat one). */
 nn_model *nn_optimizer_model(const nn_optimizer *o);
 

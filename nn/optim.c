@@ -6,6 +6,8 @@
  * the PyTorch fixtures agree to rounding. Arithmetic is done in double and
  * rounded once per stored value, for both dtypes. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +26,42 @@ struct nn_optimizer {
     int nslots;
     const char *slot_names[MAX_SLOTS];
     int64_t steps;
+    char err[NN_ERRLEN]; /* the optimizer's error ("" when none) */
+    ad_errcode errcode;  /* its code */
 };
+
+int nn_optimizer_fail(const nn_optimizer *co, ad_errcode code, const char *fmt, ...)
+{
+    nn_optimizer *o = (nn_optimizer *)(uintptr_t)co; /* errors are kept on const calls too */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->err, sizeof o->err, fmt, ap);
+    va_end(ap);
+    o->errcode = code;
+    return -1;
+}
+
+const char *nn_optimizer_error(const nn_optimizer *o)
+{
+    if (!o)
+        return "nn: optimizer is NULL";
+    return o->err[0] ? o->err : NULL;
+}
+
+ad_errcode nn_optimizer_errcode(const nn_optimizer *o)
+{
+    if (!o)
+        return AD_EINVAL;
+    return o->err[0] ? o->errcode : AD_OK;
+}
+
+void nn_optimizer_clear_error(nn_optimizer *o)
+{
+    if (o) {
+        o->err[0] = '\0';
+        o->errcode = AD_OK;
+    }
+}
 
 static const char *const optim_names[NN_OPT_COUNT] = {
     [NN_OPT_SGD] = "sgd",         [NN_OPT_ADAM] = "adam",       [NN_OPT_ADAMW] = "adamw",
@@ -86,13 +123,13 @@ nn_model *nn_optimizer_model(const nn_optimizer *o) { return o ? o->model : NULL
 
 static bool in01(double x) { return x >= 0 && x < 1; }
 
-static int check_config(const nn_optim_config *c, const char *fn)
+static int check_config(const nn_optim_config *c, const char *fn, ad_error *err)
 {
     if ((int)c->kind < 0 || c->kind >= NN_OPT_COUNT)
-        return nn_fail(NN_ERR_ARG, "%s: unknown optimizer %d", fn, (int)c->kind);
+        return ad_error_set(err, AD_EINVAL, "%s: unknown optimizer %d", fn, (int)c->kind);
 #define BAD(cond, ...)                                                                             \
     if (cond)                                                                                      \
-    return nn_fail(NN_ERR_ARG, __VA_ARGS__)
+    return ad_error_set(err, AD_EINVAL, __VA_ARGS__)
     BAD(!(c->lr >= 0 && isfinite(c->lr)), "%s: learning rate %g must be >= 0", fn, c->lr);
     BAD(!(c->weight_decay >= 0 && isfinite(c->weight_decay)),
         "%s: weight decay %g must be finite and >= 0", fn, c->weight_decay);
@@ -129,7 +166,7 @@ static int check_config(const nn_optim_config *c, const char *fn)
         break;
     }
 #undef BAD
-    return NN_OK;
+    return 0;
 }
 
 static void set_slots(nn_optimizer *o)
@@ -188,25 +225,25 @@ void nn_optimizer_reset(nn_optimizer *o)
 }
 
 static nn_optimizer *create(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
-                            ad_alloc_fn alloc, void *ud, const char *fn)
+                            ad_alloc_fn alloc, void *ud, const char *fn, ad_error *err)
 {
     if (!cfg) {
-        nn_fail(NN_ERR_NULL, "%s: config is NULL", fn);
+        ad_error_set(err, AD_EINVAL, "%s: config is NULL", fn);
         return NULL;
     }
     if (dtype != AD_F32 && dtype != AD_F64) {
-        nn_fail(NN_ERR_ARG, "%s: dtype %d is neither AD_F32 nor AD_F64", fn, (int)dtype);
+        ad_error_set(err, AD_EINVAL, "%s: dtype %d is neither AD_F32 nor AD_F64", fn, (int)dtype);
         return NULL;
     }
     if (n < 0) {
-        nn_fail(NN_ERR_ARG, "%s: %lld parameters", fn, (long long)n);
+        ad_error_set(err, AD_EINVAL, "%s: %lld parameters", fn, (long long)n);
         return NULL;
     }
-    if (check_config(cfg, fn))
+    if (check_config(cfg, fn, err))
         return NULL;
     nn_optimizer *o = alloc(ud, NULL, 0, sizeof *o);
     if (!o) {
-        nn_fail(NN_ERR_MEMORY, "%s: out of memory", fn);
+        ad_error_set(err, AD_ENOMEM, "%s: out of memory", fn);
         return NULL;
     }
     memset(o, 0, sizeof *o);
@@ -221,7 +258,7 @@ static nn_optimizer *create(ad_dtype dtype, int64_t n, const nn_optim_config *cf
         if (!o->state) {
             int nslots = o->nslots; /* read before o is freed */
             alloc(ud, o, sizeof *o, 0);
-            nn_fail(NN_ERR_MEMORY, "%s: out of memory for %d state slots", fn, nslots);
+            ad_error_set(err, AD_ENOMEM, "%s: out of memory for %d state slots", fn, nslots);
             return NULL;
         }
     }
@@ -229,29 +266,29 @@ static nn_optimizer *create(ad_dtype dtype, int64_t n, const nn_optim_config *cf
     return o;
 }
 
-nn_optimizer *nn_optimizer_create(nn_model *m, const nn_optim_config *cfg)
+nn_optimizer *nn_optimizer_new(nn_model *m, const nn_optim_config *cfg, ad_error *err)
 {
-    const char *fn = "nn_optimizer_create";
+    const char *fn = "nn_optimizer_new";
+    ad_error_ok(err);
     if (!m) {
-        nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        ad_error_set(err, AD_EINVAL, "%s: model is NULL", fn);
         return NULL;
     }
     if (!m->built) {
-        nn_model_fail(m, NN_ERR_STATE, "%s: the model is not built (nn_model_build)", fn);
+        ad_error_set(err, AD_ESTATE, "%s: the model is not built (nn_model_build)", fn);
         return NULL;
     }
-    nn_optimizer *o = create(m->dtype, m->nparams, cfg, m->alloc, m->ud, fn);
-    if (!o) {
-        nn_model_fail(m, NN_ERR_ARG, "%s", nn_last_error());
-        return NULL;
-    }
-    o->model = m;
+    nn_optimizer *o = create(m->dtype, m->nparams, cfg, m->alloc, m->ud, fn, err);
+    if (o)
+        o->model = m;
     return o;
 }
 
-nn_optimizer *nn_optimizer_create_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg)
+nn_optimizer *nn_optimizer_new_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
+                                    ad_error *err)
 {
-    return create(dtype, n, cfg, ad_default_alloc, NULL, "nn_optimizer_create_flat");
+    ad_error_ok(err);
+    return create(dtype, n, cfg, ad_default_alloc, NULL, "nn_optimizer_new_flat", err);
 }
 
 void nn_optimizer_free(nn_optimizer *o)
@@ -267,11 +304,8 @@ void nn_optimizer_free(nn_optimizer *o)
 
 double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm)
 {
-    if ((!grads && n > 0) || !(max_norm > 0)) {
-        nn_fail(NN_ERR_ARG, "nn_clip_grad_norm: %s",
-                !(max_norm > 0) ? "max_norm must be > 0" : "grads is NULL");
+    if ((!grads && n > 0) || !(max_norm > 0))
         return -1;
-    }
     double sq = 0;
     NN_DISPATCH(dtype, {
         const T *g = grads;
@@ -291,11 +325,13 @@ double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm
 
 double nn_model_clip_grad_norm(nn_model *m, double max_norm)
 {
-    if (!m || !m->built) {
-        nn_fail(m ? NN_ERR_STATE : NN_ERR_NULL, "nn_model_clip_grad_norm: %s",
-                m ? "the model is not built" : "model is NULL");
+    if (!m)
         return -1;
-    }
+    if (!m->built)
+        return nn_model_fail(m, AD_ESTATE, "nn_model_clip_grad_norm: the model is not built");
+    if (!(max_norm > 0))
+        return nn_model_fail(m, AD_EINVAL, "nn_model_clip_grad_norm: max_norm %g must be > 0",
+                             max_norm);
     return nn_clip_grad_norm(m->dtype, m->grads, m->nparams, max_norm);
 }
 
@@ -441,13 +477,14 @@ static void step_adagrad(nn_optimizer *o, void *params, const void *grads, doubl
 int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
 {
     if (!o)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_update: optimizer is NULL");
+        return -1;
     if (o->n > 0 && (!params || !grads))
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_update: %s is NULL", params ? "grads" : "params");
+        return nn_optimizer_fail(o, AD_EINVAL, "nn_optimizer_update: %s is NULL",
+                                 params ? "grads" : "params");
     if (o->steps >= NN_OPTIM_MAX_STEPS)
-        return nn_fail(NN_ERR_STATE,
-                       "nn_optimizer_update: %lld steps, the most an optimizer counts",
-                       (long long)o->steps);
+        return nn_optimizer_fail(o, AD_ESTATE,
+                                 "nn_optimizer_update: %lld steps, the most an optimizer counts",
+                                 (long long)o->steps);
     if (o->cfg.clip_norm > 0)
         nn_clip_grad_norm(o->dtype, grads, o->n, o->cfg.clip_norm);
     double t = (double)(o->steps + 1);
@@ -469,16 +506,17 @@ int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
         break;
     }
     o->steps++;
-    return NN_OK;
+    return 0;
 }
 
 int nn_optimizer_step(nn_optimizer *o)
 {
     if (!o)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_step: optimizer is NULL");
+        return -1;
     if (!o->model)
-        return nn_fail(NN_ERR_STATE, "nn_optimizer_step: the optimizer is not bound to a model "
-                                     "(use nn_optimizer_update)");
+        return nn_optimizer_fail(o, AD_ESTATE,
+                                 "nn_optimizer_step: the optimizer is not bound to a model "
+                                 "(use nn_optimizer_update)");
     return nn_optimizer_update(o, o->model->params, o->model->grads);
 }
 
@@ -494,22 +532,24 @@ int64_t nn_optimizer_state_count(const nn_optimizer *o) { return o ? o->nslots *
 int nn_optimizer_set_lr(nn_optimizer *o, double lr)
 {
     if (!o)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_set_lr: optimizer is NULL");
+        return -1;
     if (!(lr >= 0 && isfinite(lr)))
-        return nn_fail(NN_ERR_ARG, "nn_optimizer_set_lr: learning rate %g must be >= 0", lr);
+        return nn_optimizer_fail(o, AD_EINVAL, "nn_optimizer_set_lr: learning rate %g must be >= 0",
+                                 lr);
     o->cfg.lr = lr;
-    return NN_OK;
+    return 0;
 }
 
 int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps)
 {
     if (!o)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_set_steps: optimizer is NULL");
+        return -1;
     if (steps < 0 || steps > NN_OPTIM_MAX_STEPS)
-        return nn_fail(NN_ERR_ARG, "nn_optimizer_set_steps: step count %lld is not in [0, 2^53]",
-                       (long long)steps);
+        return nn_optimizer_fail(o, AD_EINVAL,
+                                 "nn_optimizer_set_steps: step count %lld is not in [0, 2^53]",
+                                 (long long)steps);
     o->steps = steps;
-    return NN_OK;
+    return 0;
 }
 
 const char *nn_optimizer_slot_name(const nn_optimizer *o, int i)
@@ -540,11 +580,14 @@ size_t nn_optimizer_state_bytes(const nn_optimizer *o)
 
 int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size)
 {
-    if (!o || !buf)
-        return nn_fail(NN_ERR_NULL, "nn_optimizer_save_state: %s is NULL", o ? "buf" : "optimizer");
+    if (!o)
+        return -1;
+    if (!buf)
+        return nn_optimizer_fail(o, AD_EINVAL, "nn_optimizer_save_state: buf is NULL");
     if (size < nn_optimizer_state_bytes(o))
-        return nn_fail(NN_ERR_SHAPE, "nn_optimizer_save_state: buffer of %zu bytes, need %zu", size,
-                       nn_optimizer_state_bytes(o));
+        return nn_optimizer_fail(o, AD_EMISMATCH,
+                                 "nn_optimizer_save_state: buffer of %zu bytes, need %zu", size,
+                                 nn_optimizer_state_bytes(o));
     state_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, STATE_MAGIC, 8);
@@ -558,48 +601,53 @@ int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size)
     memcpy(buf, &h, sizeof h);
     if (state_bytes(o))
         memcpy((char *)buf + HEADER_BYTES, o->state, state_bytes(o));
-    return NN_OK;
+    return 0;
 }
 
 int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size)
 {
     const char *fn = "nn_optimizer_load_state";
-    if (!o || !buf)
-        return nn_fail(NN_ERR_NULL, "%s: %s is NULL", fn, o ? "buf" : "optimizer");
+    if (!o)
+        return -1;
+    if (!buf)
+        return nn_optimizer_fail(o, AD_EINVAL, "%s: buf is NULL", fn);
     state_header h;
     if (size < HEADER_BYTES)
-        return nn_fail(NN_ERR_SHAPE, "%s: %zu bytes is too short for a state header", fn, size);
+        return nn_optimizer_fail(o, AD_EMISMATCH, "%s: %zu bytes is too short for a state header",
+                                 fn, size);
     memcpy(&h, buf, sizeof h);
     if (memcmp(h.magic, STATE_MAGIC, 8) != 0)
-        return nn_fail(NN_ERR_ARG, "%s: not an optimizer state (bad magic)", fn);
+        return nn_optimizer_fail(o, AD_EINVAL, "%s: not an optimizer state (bad magic)", fn);
     if (h.kind != (int32_t)o->cfg.kind)
-        return nn_fail(NN_ERR_ARG, "%s: state of a %s optimizer, this one is %s", fn,
-                       nn_optim_name((nn_optim_kind)h.kind) ? nn_optim_name((nn_optim_kind)h.kind)
-                                                            : "unknown",
-                       nn_optim_name(o->cfg.kind));
+        return nn_optimizer_fail(
+            o, AD_EINVAL, "%s: state of a %s optimizer, this one is %s", fn,
+            nn_optim_name((nn_optim_kind)h.kind) ? nn_optim_name((nn_optim_kind)h.kind) : "unknown",
+            nn_optim_name(o->cfg.kind));
     if (h.dtype != (int32_t)o->dtype)
-        return nn_fail(NN_ERR_ARG, "%s: state dtype %s, optimizer dtype %s", fn,
-                       h.dtype == AD_F32 ? "f32" : "f64", o->dtype == AD_F32 ? "f32" : "f64");
+        return nn_optimizer_fail(o, AD_EINVAL, "%s: state dtype %s, optimizer dtype %s", fn,
+                                 h.dtype == AD_F32 ? "f32" : "f64",
+                                 o->dtype == AD_F32 ? "f32" : "f64");
     if (h.n != o->n || h.nslots != o->nslots)
-        return nn_fail(NN_ERR_SHAPE,
-                       "%s: state for %lld parameters in %d slots, optimizer has %lld in %d", fn,
-                       (long long)h.n, (int)h.nslots, (long long)o->n, o->nslots);
+        return nn_optimizer_fail(
+            o, AD_EMISMATCH, "%s: state for %lld parameters in %d slots, optimizer has %lld in %d",
+            fn, (long long)h.n, (int)h.nslots, (long long)o->n, o->nslots);
     if (size < nn_optimizer_state_bytes(o))
-        return nn_fail(NN_ERR_SHAPE, "%s: %zu bytes, need %zu", fn, size,
-                       nn_optimizer_state_bytes(o));
+        return nn_optimizer_fail(o, AD_EMISMATCH, "%s: %zu bytes, need %zu", fn, size,
+                                 nn_optimizer_state_bytes(o));
     /* a checksum guards against corruption, not against a crafted file:
        every field is range-checked (a step count near INT64_MAX would
        overflow, an infinite rate would poison every parameter) */
     if (h.steps < 0 || h.steps > NN_OPTIM_MAX_STEPS)
-        return nn_fail(NN_ERR_ARG, "%s: step count %lld is not in [0, 2^53]", fn,
-                       (long long)h.steps);
+        return nn_optimizer_fail(o, AD_EINVAL, "%s: step count %lld is not in [0, 2^53]", fn,
+                                 (long long)h.steps);
     if (!(h.lr >= 0 && isfinite(h.lr)))
-        return nn_fail(NN_ERR_ARG, "%s: learning rate %g is not a finite number >= 0", fn, h.lr);
+        return nn_optimizer_fail(o, AD_EINVAL, "%s: learning rate %g is not a finite number >= 0",
+                                 fn, h.lr);
     o->steps = h.steps;
     o->cfg.lr = h.lr;
     if (state_bytes(o))
         memcpy(o->state, (const char *)buf + HEADER_BYTES, state_bytes(o));
-    return NN_OK;
+    return 0;
 }
 
 int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o)

@@ -73,10 +73,8 @@ nn_schedule nn_schedule_cosine(double lr, int64_t t_max, double min_lr)
 
 double nn_schedule_lr(const nn_schedule *s, int64_t epoch)
 {
-    if (!s || epoch < 0) {
-        nn_fail(NN_ERR_ARG, "nn_schedule_lr: %s", s ? "negative epoch" : "schedule is NULL");
+    if (!s || epoch < 0)
         return NAN;
-    }
     switch (s->kind) {
     case NN_SCHED_CONSTANT:
         return s->base_lr;
@@ -97,7 +95,5 @@ double nn_schedule_lr(const nn_schedule *s, int64_t epoch)
     case NN_SCHED_COUNT:
         break;
     }
-    nn_fail(NN_ERR_ARG, "nn_schedule_lr: bad schedule (kind %d, step_size %lld, t_max %lld)",
-            (int)s->kind, (long long)s->step_size, (long long)s->t_max);
     return NAN;
 }

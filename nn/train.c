@@ -9,35 +9,35 @@
 static int check_built(nn_model *m, const char *fn)
 {
     if (!m)
-        return nn_fail(NN_ERR_NULL, "%s: model is NULL", fn);
+        return -1;
     if (!m->built)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model is not built (nn_model_build)", fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model is not built (nn_model_build)", fn);
     if (ad_graph_error(m->g))
-        return nn_model_fail(m, NN_ERR_GRAPH, "%s: the graph has an error: %s", fn,
+        return nn_model_fail(m, AD_EGRAPH, "%s: the graph has an error: %s", fn,
                              ad_graph_error(m->g));
-    return NN_OK;
+    return 0;
 }
 
 static int graph_fail(nn_model *m, const char *fn)
 {
     const char *e = ad_graph_error(m->g);
-    return nn_model_fail(m, NN_ERR_GRAPH, "%s: %s", fn, e ? e : "autodiff error");
+    return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, e ? e : "autodiff error");
 }
 
 /* Makes the current batch n rows (resizing the input and target leaves). */
 static int set_rows(nn_model *m, int64_t n, const char *fn)
 {
     if (n < 1)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: %lld rows, need >= 1", fn, (long long)n);
+        return nn_model_fail(m, AD_EINVAL, "%s: %lld rows, need >= 1", fn, (long long)n);
     if (n == m->batch)
-        return NN_OK;
+        return 0;
     /* the input, the targets and every other input leaf of the batch */
     for (int i = 0; i < m->nbatch_inputs; i++)
         if (ad_resize(m->batch_inputs[i], n))
             return graph_fail(m, fn);
     m->batch = n;
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 /* Copies n rows from x (double or float) into the input leaf. */
@@ -47,9 +47,9 @@ static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t co
     if (rc)
         return rc;
     if (!x)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: x is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: x is NULL", fn);
     if (cols != m->in_features)
-        return nn_model_fail(m, NN_ERR_SHAPE,
+        return nn_model_fail(m, AD_EMISMATCH,
                              "%s: rows have %lld features but the model expects %lld", fn,
                              (long long)cols, (long long)m->in_features);
     rc = set_rows(m, n, fn);
@@ -59,7 +59,7 @@ static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t co
     if ((f32 ? ad_set_f32(m->input, x, count) : ad_set(m->input, x, count)) != 0)
         return graph_fail(m, fn);
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols)
@@ -78,20 +78,19 @@ static int check_targets(nn_model *m, int64_t n, const void *y, const char *fn)
     if (rc)
         return rc;
     if (!m->target)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no loss, hence no targets", fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no loss, hence no targets", fn);
     if (!y)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: targets are NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: targets are NULL", fn);
     if (n != m->batch)
-        return nn_model_fail(m, NN_ERR_SHAPE, "%s: targets have %lld rows but the input has %lld",
+        return nn_model_fail(m, AD_EMISMATCH, "%s: targets have %lld rows but the input has %lld",
                              fn, (long long)n, (long long)m->batch);
-    return NN_OK;
+    return 0;
 }
 
 static int bad_class(nn_model *m, const char *fn, double v, int64_t row)
 {
-    return nn_model_fail(m, NN_ERR_LABEL,
-                         "%s: class index %g at row %lld is out of range [0, %lld)", fn, v,
-                         (long long)row, (long long)m->out_features);
+    return nn_model_fail(m, AD_EINVAL, "%s: class index %g at row %lld is out of range [0, %lld)",
+                         fn, v, (long long)row, (long long)m->out_features);
 }
 
 static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t cols,
@@ -104,7 +103,7 @@ static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t 
     int64_t want = ad_numel(m->target) / m->batch;
     if (cols != want)
         return nn_model_fail(
-            m, NN_ERR_SHAPE, "%s: targets have %lld columns but the model needs %lld (%s)", fn,
+            m, AD_EMISMATCH, "%s: targets have %lld columns but the model needs %lld (%s)", fn,
             (long long)cols, (long long)want,
             ce                                          ? "one class index per row"
             : (m->loss_node && m->loss == NN_LOSS_NONE) ? "the values of the target leaf per row"
@@ -119,7 +118,7 @@ static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t 
     if ((f32 ? ad_set_f32(m->target, y, count) : ad_set(m->target, y, count)) != 0)
         return graph_fail(m, fn);
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols)
@@ -140,7 +139,7 @@ int nn_model_set_labels(nn_model *m, const int *labels, int64_t n)
         return rc;
     bool ce = m->loss == NN_LOSS_CROSS_ENTROPY;
     if (!ce && m->out_features != 1)
-        return nn_model_fail(m, NN_ERR_SHAPE,
+        return nn_model_fail(m, AD_EMISMATCH,
                              "%s: integer labels need cross-entropy or a single output (the "
                              "model has %lld outputs and loss %s); use nn_model_set_targets",
                              fn, (long long)m->out_features, nn_loss_name(m->loss));
@@ -154,7 +153,7 @@ int nn_model_set_labels(nn_model *m, const int *labels, int64_t n)
             t[i] = (T)labels[i];
     });
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ passes */
@@ -191,7 +190,7 @@ int nn_model_forward(nn_model *m)
     if (m->training)
         update_running_stats(m);
     m->forwarded = true;
-    return NN_OK;
+    return 0;
 }
 
 double nn_model_loss_value(const nn_model *m)
@@ -207,14 +206,14 @@ int nn_model_backward(nn_model *m)
     if (rc)
         return rc;
     if (!m->loss_node)
-        return nn_model_fail(m, NN_ERR_STATE, "nn_model_backward: the model has no loss");
+        return nn_model_fail(m, AD_ESTATE, "nn_model_backward: the model has no loss");
     if (!m->forwarded)
-        return nn_model_fail(m, NN_ERR_STATE,
+        return nn_model_fail(m, AD_ESTATE,
                              "nn_model_backward: inputs changed since the last forward");
     ad_zero_grad(m->g);
     if (ad_backward(m->loss_node) != 0)
         return graph_fail(m, "nn_model_backward");
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_set_training(nn_model *m, int on)
@@ -229,7 +228,7 @@ int nn_model_set_training(nn_model *m, int on)
     ad_graph_set_training(m->g, on);
     m->training = on != 0;
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_is_training(const nn_model *m) { return m && m->training; }
@@ -241,11 +240,11 @@ int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
     if (rc)
         return rc;
     if (!opt)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: optimizer is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: optimizer is NULL", fn);
     if (nn_optimizer_model(opt) != m)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: the optimizer is bound to another model", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
     if (!m->loss_node)
-        return nn_model_fail(m, NN_ERR_STATE, "%s: the model has no loss", fn);
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no loss", fn);
     if ((rc = nn_model_forward(m)) != 0)
         return rc;
     if (loss)
@@ -253,10 +252,10 @@ int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
     if ((rc = nn_model_backward(m)) != 0)
         return rc;
     if ((rc = nn_optimizer_step(opt)) != 0)
-        return nn_model_fail(m, rc, "%s", nn_last_error());
+        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
     /* the parameters changed: outputs are stale until the next forward */
     m->forwarded = false;
-    return NN_OK;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- predict */
@@ -319,10 +318,9 @@ int nn_model_output_classes(const nn_model *m, int64_t *classes)
     if (rc)
         return rc;
     if (!classes)
-        return nn_model_fail((nn_model *)m, NN_ERR_NULL,
-                             "nn_model_output_classes: classes is NULL");
+        return nn_model_fail((nn_model *)m, AD_EINVAL, "nn_model_output_classes: classes is NULL");
     output_classes(m, m->batch, classes);
-    return NN_OK;
+    return 0;
 }
 
 /* Runs the model in eval mode over n rows in chunks of max_batch; per chunk
@@ -336,9 +334,9 @@ static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t c
     if (rc)
         return rc;
     if (!x)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: x is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: x is NULL", fn);
     if (n < 1)
-        return nn_model_fail(m, NN_ERR_ARG, "%s: %lld rows, need >= 1", fn, (long long)n);
+        return nn_model_fail(m, AD_EINVAL, "%s: %lld rows, need >= 1", fn, (long long)n);
     bool was_training = m->training;
     if (was_training && (rc = nn_model_set_training(m, 0)) != 0)
         return rc;
@@ -367,14 +365,14 @@ static int copy_output(nn_model *m, int64_t start, int64_t rows, void *ctx)
     double *out = (double *)ctx + start * m->out_features;
     if (ad_get(m->output, out, rows * m->out_features) != 0)
         return graph_fail(m, "nn_model_predict");
-    return NN_OK;
+    return 0;
 }
 
 static int predict(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, double *out,
                    const char *fn)
 {
     if (m && !out)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: out is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: out is NULL", fn);
     return run_chunks(m, x, f32, n, cols, fn, NULL, copy_output, out);
 }
 
@@ -391,14 +389,14 @@ int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols, d
 static int copy_classes(nn_model *m, int64_t start, int64_t rows, void *ctx)
 {
     output_classes(m, rows, (int64_t *)ctx + start);
-    return NN_OK;
+    return 0;
 }
 
 static int predict_classes(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols,
                            int64_t *classes, const char *fn)
 {
     if (m && !classes)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: classes is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: classes is NULL", fn);
     return run_chunks(m, x, f32, n, cols, fn, NULL, copy_classes, classes);
 }
 
@@ -423,7 +421,7 @@ typedef struct {
 static int eval_labels(nn_model *m, int64_t start, int64_t rows, void *ctx)
 {
     eval_ctx *e = ctx;
-    return m->target ? nn_model_set_labels(m, e->labels + start, rows) : NN_OK;
+    return m->target ? nn_model_set_labels(m, e->labels + start, rows) : 0;
 }
 
 static int eval_visit(nn_model *m, int64_t start, int64_t rows, void *ctx)
@@ -450,14 +448,14 @@ static int eval_visit(nn_model *m, int64_t start, int64_t rows, void *ctx)
                 e->correct++;
         }
     });
-    return NN_OK;
+    return 0;
 }
 
 static int evaluate(nn_model *m, const void *x, bool f32, const int *labels, int64_t n,
                     int64_t cols, double *mean_loss, double *accuracy, const char *fn)
 {
     if (m && !labels)
-        return nn_model_fail(m, NN_ERR_NULL, "%s: labels is NULL", fn);
+        return nn_model_fail(m, AD_EINVAL, "%s: labels is NULL", fn);
     eval_ctx e = {labels, 0.0, 0};
     int rc = run_chunks(m, x, f32, n, cols, fn, eval_labels, eval_visit, &e);
     if (rc)
@@ -466,7 +464,7 @@ static int evaluate(nn_model *m, const void *x, bool f32, const int *labels, int
         *mean_loss = m->loss_node ? e.loss_sum / (double)n : NAN;
     if (accuracy)
         *accuracy = (double)e.correct / (double)n;
-    return NN_OK;
+    return 0;
 }
 
 int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n, int64_t cols,

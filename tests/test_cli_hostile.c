@@ -302,21 +302,25 @@ Test(hostile, crafted_optimizer_state_is_range_checked)
 Test(hostile, optimizer_step_count_is_bounded_in_the_library)
 {
     nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
-    nn_optimizer *a = nn_optimizer_create_flat(AD_F64, 3, &c);
-    cr_assert_not_null(a, "%s", nn_last_error());
+    ad_error a_err;
+    nn_optimizer *a = nn_optimizer_new_flat(AD_F64, 3, &c, &a_err);
+    cr_assert_not_null(a, "%s", a_err.message);
     size_t bytes = nn_optimizer_state_bytes(a);
     unsigned char *buf = calloc(1, bytes);
     cr_assert_not_null(buf);
     cr_assert_eq(nn_optimizer_save_state(a, buf, bytes), 0);
     int64_t steps = INT64_MAX;
     memcpy(buf + 32, &steps, 8);
-    cr_expect_eq(nn_optimizer_load_state(a, buf, bytes), NN_ERR_ARG);
-    cr_expect(strstr(nn_last_error(), "step count 9223372036854775807 is not in [0, 2^53]"), "%s",
-              nn_last_error());
-    cr_expect_eq(nn_optimizer_set_steps(a, NN_OPTIM_MAX_STEPS + 1), NN_ERR_ARG);
+    cr_expect_eq(nn_optimizer_load_state(a, buf, bytes), -1);
+    cr_expect_eq(nn_optimizer_errcode(a), AD_EINVAL);
+    cr_expect(strstr(nn_optimizer_error(a), "step count 9223372036854775807 is not in [0, 2^53]"),
+              "%s", nn_optimizer_error(a));
+    cr_expect_eq(nn_optimizer_set_steps(a, NN_OPTIM_MAX_STEPS + 1), -1);
+    cr_expect_eq(nn_optimizer_errcode(a), AD_EINVAL);
     cr_assert_eq(nn_optimizer_set_steps(a, NN_OPTIM_MAX_STEPS), 0);
     double p[3] = {1, 2, 3}, g[3] = {0.1, 0.2, 0.3};
-    cr_expect_eq(nn_optimizer_update(a, p, g), NN_ERR_STATE, "an update past the bound overflows");
+    cr_expect_eq(nn_optimizer_update(a, p, g), -1, "an update past the bound overflows");
+    cr_expect_eq(nn_optimizer_errcode(a), AD_ESTATE);
     cr_expect_eq(p[0], 1.0);
     free(buf);
     nn_optimizer_free(a);

@@ -62,9 +62,10 @@ static nn_model *make_model(ad_dtype dt, uint64_t seed)
 {
     int64_t widths[] = {NF, 8, NC};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, BATCH, seed);
+    ad_error err;
+    nn_model *m = nn_mlp_new(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, BATCH, seed, &err);
     if (!m) {
-        fprintf(stderr, "rank %d: nn_mlp_create: %s\n", rank_, nn_last_error());
+        fprintf(stderr, "rank %d: nn_mlp_new: %s\n", rank_, err.message);
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     return m;
@@ -117,12 +118,13 @@ static double run_equivalence(ad_dtype dt, nn_optim_kind kind)
     } else {
         cfg.lr = 0.01;
     }
-    nn_optimizer *oref = nn_optimizer_create(ref, &cfg);
-    nn_optimizer *orep = nn_optimizer_create(rep, &cfg);
-    CHECK(oref && orep, "nn_optimizer_create: %s", nn_last_error());
+    ad_error err;
+    nn_optimizer *oref = nn_optimizer_new(ref, &cfg, &err);
+    nn_optimizer *orep = oref ? nn_optimizer_new(rep, &cfg, &err) : NULL;
+    CHECK(oref && orep, "nn_optimizer_new: %s", err.message);
 
     int rc = nn_dist_broadcast_params(rep, MPI_COMM_WORLD);
-    CHECK(rc == 0, "nn_dist_broadcast_params: %s", nn_last_error());
+    CHECK(rc == 0, "nn_dist_broadcast_params: %s", nn_model_error(rep));
     CHECK(same_bits(ref, rep), "after the broadcast the replica differs from rank 0's init");
 
     nn_rng shuf;
@@ -147,7 +149,7 @@ static double run_equivalence(ad_dtype dt, nn_optim_kind kind)
             /* this rank's shard */
             int64_t begin = 0, count = 0;
             rc = nn_dist_shard(n, rank_, size_, &begin, &count);
-            CHECK(rc == 0, "nn_dist_shard: %s", nn_last_error());
+            CHECK(rc == 0, "nn_dist_shard: bad arguments");
             if (count > 0) {
                 gather(perm + start + begin, count, x, y);
                 rc = nn_model_set_input(rep, x, count, NF) || nn_model_set_labels(rep, y, count);
@@ -163,8 +165,8 @@ static double run_equivalence(ad_dtype dt, nn_optim_kind kind)
         }
     }
     /* the mean training loss, combined across ranks once at the end */
-    rc = nn_dist_sum(dist_loss, 2, MPI_COMM_WORLD);
-    CHECK(rc == 0, "nn_dist_sum: %s", nn_last_error());
+    rc = nn_dist_sum(dist_loss, 2, MPI_COMM_WORLD, &err);
+    CHECK(rc == 0, "nn_dist_sum: %s", err.message);
     CHECK(dist_loss[1] == (double)NS * EPOCHS, "rows seen %g, want %d", dist_loss[1], NS * EPOCHS);
     double lref = ref_loss / (NS * EPOCHS), ldist = dist_loss[0] / dist_loss[1];
 
@@ -172,7 +174,8 @@ static double run_equivalence(ad_dtype dt, nn_optim_kind kind)
     param_diff(rep, ref, &maxdiff, &maxabs);
     double rel = maxdiff / maxabs;
     int eq = nn_dist_replicas_equal(rep, MPI_COMM_WORLD);
-    CHECK(eq == 1, "replicas differ across ranks (%d: %s)", eq, nn_last_error());
+    CHECK(eq == 1, "replicas differ across ranks (%d: %s)", eq,
+          eq < 0 ? nn_model_error(rep) : "different bits");
     double tol = dt == AD_F32 ? 2e-5 : 1e-12;
     if (size_ == 1)
         CHECK(same_bits(rep, ref), "one rank must be bit-identical (max diff %.3g)", maxdiff);
@@ -213,10 +216,10 @@ static void test_shard(void)
             CHECK(next == b && hi - lo <= 1, "shards of %lld over %d", (long long)b, size);
         }
     int64_t b, c;
-    CHECK(nn_dist_shard(10, 2, 2, &b, &c) == NN_ERR_ARG, "rank out of range");
-    CHECK(nn_dist_shard(10, 0, 0, &b, &c) == NN_ERR_ARG, "size 0");
-    CHECK(nn_dist_shard(-1, 0, 1, &b, &c) == NN_ERR_ARG, "negative batch");
-    CHECK(nn_dist_shard(10, 0, 1, NULL, &c) == NN_ERR_NULL, "NULL begin");
+    CHECK(nn_dist_shard(10, 2, 2, &b, &c) == -1, "rank out of range");
+    CHECK(nn_dist_shard(10, 0, 0, &b, &c) == -1, "size 0");
+    CHECK(nn_dist_shard(-1, 0, 1, &b, &c) == -1, "negative batch");
+    CHECK(nn_dist_shard(10, 0, 1, NULL, &c) == -1, "NULL begin");
 }
 
 static void test_errors(void)
@@ -224,37 +227,47 @@ static void test_errors(void)
     nn_model *m = make_model(AD_F64, SEED);
     /* MPI failures come back as a status and a message, never an abort */
     int rc = nn_dist_allreduce_grads(m, MPI_COMM_NULL, 1.0);
-    CHECK(rc == NN_DIST_ERR_MPI && strstr(nn_model_error(m), "MPI_COMM_NULL"), "%d %s", rc,
-          nn_model_error(m));
-    CHECK(strcmp(nn_dist_status_string(NN_DIST_ERR_MPI), "MPI error") == 0, "status string");
-    CHECK(strcmp(nn_dist_status_string(NN_ERR_NULL), nn_status_string(NN_ERR_NULL)) == 0, "x");
-    CHECK(nn_dist_allreduce_grads(NULL, MPI_COMM_WORLD, 1.0) == NN_ERR_NULL, "NULL model");
-    CHECK(nn_dist_allreduce_grads(m, MPI_COMM_WORLD, -1.0) == NN_ERR_ARG, "negative weight");
-    CHECK(nn_dist_allreduce_grads(m, MPI_COMM_WORLD, NAN) == NN_ERR_ARG, "NaN weight");
-    CHECK(nn_dist_broadcast_params(NULL, MPI_COMM_WORLD) == NN_ERR_NULL, "NULL model");
-    CHECK(nn_dist_sum(NULL, 3, MPI_COMM_WORLD) == NN_ERR_NULL, "NULL values");
-    nn_model *unbuilt = nn_model_create(AD_F64, 4);
-    CHECK(nn_dist_allreduce_grads(unbuilt, MPI_COMM_WORLD, 1.0) == NN_ERR_STATE, "unbuilt");
+    CHECK(rc == -1 && nn_model_errcode(m) == AD_EIO && strstr(nn_model_error(m), "MPI_COMM_NULL"),
+          "%d %s", rc, nn_model_error(m));
+    ad_error err;
+    CHECK(nn_dist_sum(NULL, 1, MPI_COMM_NULL, &err) == -1 && err.code == AD_EINVAL,
+          "sum of NULL: %s", err.message);
+    double one = 1;
+    CHECK(nn_dist_sum(&one, 1, MPI_COMM_NULL, &err) == -1 && err.code == AD_EIO &&
+              strstr(err.message, "MPI_COMM_NULL"),
+          "sum over MPI_COMM_NULL: %s", err.message);
+    CHECK(nn_dist_allreduce_grads(NULL, MPI_COMM_WORLD, 1.0) == -1, "NULL model");
+    CHECK(nn_dist_allreduce_grads(m, MPI_COMM_WORLD, -1.0) == -1 &&
+              nn_model_errcode(m) == AD_EINVAL,
+          "negative weight");
+    CHECK(nn_dist_allreduce_grads(m, MPI_COMM_WORLD, NAN) == -1, "NaN weight");
+    CHECK(nn_dist_broadcast_params(NULL, MPI_COMM_WORLD) == -1, "NULL model");
+    CHECK(nn_dist_sum(NULL, 3, MPI_COMM_WORLD, NULL) == -1, "NULL values");
+    nn_model *unbuilt = nn_model_new_sequential(AD_F64, 4, NULL);
+    CHECK(nn_dist_allreduce_grads(unbuilt, MPI_COMM_WORLD, 1.0) == -1 &&
+              nn_model_errcode(unbuilt) == AD_ESTATE,
+          "unbuilt");
     nn_model_free(unbuilt);
 
     /* a rank-local failure (wrong shard size on the last rank) is reported
      * there, the others complete the step: nobody hangs */
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
-    nn_optimizer *o = nn_optimizer_create(m, &cfg);
+    nn_optimizer *o = nn_optimizer_new(m, &cfg, NULL);
     double x[2 * NF] = {0};
     int y[2] = {0, 1};
     nn_model_set_input(m, x, 2, NF);
     nn_model_set_labels(m, y, 2);
     int bad = rank_ == size_ - 1;
     rc = nn_dist_train_step(m, o, MPI_COMM_WORLD, bad ? 3 : 2, 2 * size_, NULL);
-    CHECK(bad ? rc == NN_ERR_SHAPE : rc == 0, "local failure: %d %s", rc, nn_model_error(m));
+    CHECK(bad ? rc == -1 && nn_model_errcode(m) == AD_EMISMATCH : rc == 0, "local failure: %d %s",
+          rc, nn_model_error(m));
 
     /* weight 0 zeros the buffer even when it holds NaN */
     double *g = nn_model_grads(m);
     for (int64_t i = 0; i < nn_model_param_count(m); i++)
         g[i] = rank_ == 0 ? NAN : 1.0;
     rc = nn_dist_allreduce_grads(m, MPI_COMM_WORLD, rank_ == 0 ? 0.0 : 0.5);
-    CHECK(rc == 0, "%s", nn_last_error());
+    CHECK(rc == 0, "%s", nn_model_error(m));
     CHECK(g[0] == 0.5 * (size_ - 1), "weighted sum %g", g[0]);
 
     /* optimizer state broadcast: rank 0 has taken steps, the others not */
@@ -265,7 +278,7 @@ static void test_errors(void)
         nn_optimizer_set_lr(o, 0.123);
     }
     rc = nn_dist_broadcast_optimizer(o, MPI_COMM_WORLD);
-    CHECK(rc == 0, "nn_dist_broadcast_optimizer: %s", nn_last_error());
+    CHECK(rc == 0, "nn_dist_broadcast_optimizer: %s", nn_optimizer_error(o));
     CHECK(nn_optimizer_steps(o) == 3 && nn_optimizer_lr(o) == 0.123, "steps %lld lr %g",
           (long long)nn_optimizer_steps(o), nn_optimizer_lr(o));
     nn_optimizer_free(o);
@@ -280,7 +293,7 @@ static void test_errors(void)
 
 static void test_state(void)
 {
-    nn_model *m = nn_model_create(AD_F32, NF);
+    nn_model *m = nn_model_new_sequential(AD_F32, NF, NULL);
     nn_model_add_dense(m, 5, 1, NN_INIT_GLOROT_UNIFORM);
     nn_model_add_batch_norm(m, 0.1, 1e-5);
     nn_model_add_dense(m, NC, 1, NN_INIT_GLOROT_UNIFORM);
@@ -291,11 +304,11 @@ static void test_state(void)
     float *s = nn_model_state(m);
     for (int64_t i = 0; i < n; i++)
         s[i] = (float)rank_;
-    CHECK(nn_dist_average_state(m, MPI_COMM_WORLD) == 0, "%s", nn_last_error());
+    CHECK(nn_dist_average_state(m, MPI_COMM_WORLD) == 0, "%s", nn_model_error(m));
     CHECK(fabsf(s[0] - 0.5f * (float)(size_ - 1)) < 1e-6f, "averaged state %g", s[0]);
     /* broadcast brings rank 0's weights and state everywhere */
     s[1] = (float)rank_;
-    CHECK(nn_dist_broadcast_params(m, MPI_COMM_WORLD) == 0, "%s", nn_last_error());
+    CHECK(nn_dist_broadcast_params(m, MPI_COMM_WORLD) == 0, "%s", nn_model_error(m));
     CHECK(s[1] == 0.0f, "state after broadcast %g", s[1]);
     CHECK(nn_dist_replicas_equal(m, MPI_COMM_WORLD) == 1, "replicas after broadcast");
     nn_model_free(m);
@@ -306,7 +319,8 @@ static void test_state(void)
 static void test_job(void)
 {
     nn_dist_job job;
-    CHECK(nn_dist_join(&job) == 0, "%s", nn_last_error());
+    ad_error err;
+    CHECK(nn_dist_join(&job, &err) == 0, "%s", err.message);
     CHECK(job.rank == rank_ && job.size == size_ && job.initialized == 0,
           "job rank %d of %d, initialized %d", job.rank, job.size, job.initialized);
     int print = -1;

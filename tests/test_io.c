@@ -268,7 +268,7 @@ Test(io, nodes)
 /* The test network, its memory from alloc(ud, ...) (NULL: malloc). */
 static nn_model *test_model_with(ad_dtype dt, uint64_t seed, ad_alloc_fn alloc, void *ud)
 {
-    nn_model *m = nn_model_create_with(dt, 4, alloc, ud);
+    nn_model *m = nn_model_new_sequential_with(dt, 4, alloc, ud, NULL);
     cr_assert_not_null(m);
     cr_assert_eq(nn_model_add_dense(m, 8, 1, NN_INIT_TORCH), 0);
     cr_assert_eq(nn_model_add_batch_norm(m, 0.1, 1e-5), 0);
@@ -304,7 +304,7 @@ static void train_a_little(nn_model *m)
         y[i] = sin(i);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.1;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     cr_assert_not_null(opt);
     for (int s = 0; s < 5; s++) {
         cr_assert_eq(nn_model_set_input(m, x, 10, 4), 0);
@@ -470,7 +470,7 @@ Test(io, model_mismatches_name_the_tensor)
     assert_contains(nn_model_error(m), "missing.st");
 
     /* unbuilt models, NULL arguments */
-    nn_model *raw = nn_model_create(AD_F32, 4);
+    nn_model *raw = nn_model_new_sequential(AD_F32, 4, NULL);
     cr_assert_eq(nn_model_save_npz(raw, p), -1);
     assert_contains(nn_model_error(raw), "not built");
     cr_assert_eq(nn_model_load_safetensors(raw, p, 0), -1);

@@ -34,8 +34,9 @@ static nn_model *model_with(nn_activation hidden)
 {
     int64_t widths[3] = {D, 5, 3};
     nn_activation acts[2] = {hidden, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 11);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_mlp_new(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 11, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     return m;
 }
 
@@ -45,8 +46,9 @@ static nn_optimizer *adam(nn_model *m, double lr)
 {
     nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
     c.lr = lr;
-    nn_optimizer *o = nn_optimizer_create(m, &c);
-    cr_assert_not_null(o, "%s", nn_last_error());
+    ad_error o_err;
+    nn_optimizer *o = nn_optimizer_new(m, &c, &o_err);
+    cr_assert_not_null(o, "%s", o_err.message);
     return o;
 }
 
@@ -138,9 +140,11 @@ Test(train_epoch, shards_cover_every_row_once_and_hooks_run_per_batch)
     nn_optimizer *o = adam(m, 0.01);
     nn_epoch_options bad = {3, 3, NULL, NULL, NULL};
     nn_epoch_stats st;
-    cr_expect_eq(nn_train_epoch(m, o, b, 0, &bad, &st), NN_ERR_ARG);
+    cr_expect_eq(nn_train_epoch(m, o, b, 0, &bad, &st), -1);
+    cr_expect_eq(nn_model_errcode(m), AD_EINVAL);
     cr_expect_str_eq(nn_model_error(m), "nn_train_epoch: rank 3 is not in [0, 3)");
-    cr_expect_eq(nn_train_epoch(m, o, NULL, 0, NULL, &st), NN_ERR_NULL);
+    cr_expect_eq(nn_train_epoch(m, o, NULL, 0, NULL, &st), -1);
+    cr_expect_eq(nn_model_errcode(m), AD_EINVAL);
     cr_expect_str_eq(nn_model_error(m), "nn_train_epoch: batcher is NULL");
     nn_optimizer_free(o);
     nn_model_free(m);
@@ -156,11 +160,12 @@ Test(train_epoch, divergence_names_the_batch_and_skips_its_update)
     nn_model *m = model_with(NN_ACT_IDENTITY);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.lr = 1e30;
-    nn_optimizer *o = nn_optimizer_create(m, &c);
-    cr_assert_not_null(o, "%s", nn_last_error());
+    ad_error o_err;
+    nn_optimizer *o = nn_optimizer_new(m, &c, &o_err);
+    cr_assert_not_null(o, "%s", o_err.message);
     nn_epoch_stats st;
     int rc = nn_train_epoch(m, o, b, 0, NULL, &st);
-    cr_assert_eq(rc, NN_ERR_STATE, "%s", nn_model_error(m));
+    cr_assert_eq(rc, -1, "%s", nn_model_error(m));
     cr_expect_geq(st.failed_batch, 1);
     cr_expect(!isfinite(st.loss));
     cr_expect_eq(nn_optimizer_steps(o), st.failed_batch, "the diverged batch was applied");

@@ -17,8 +17,9 @@ static const char *const PARAMS[] = {"dense0.weight", "dense0.bias", "dense1.wei
 /* 4 -> dense 5 -> act -> dense 3 with loss, batch 6; parameters from the fixture. */
 static nn_model *fixture_mlp(ad_dtype dt, nn_activation act, nn_loss loss, const fixture *fx)
 {
-    nn_model *m = nn_model_create(dt, 4);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_model_new_sequential(dt, 4, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     cr_assert_eq(nn_model_add_dense(m, 5, 1, NN_INIT_ZEROS), 0);
     cr_assert_eq(nn_model_add_activation(m, act), 0);
     cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), 0);
@@ -116,7 +117,7 @@ static void large_logits(const char *name, nn_loss loss, ad_dtype dt)
     ad_node *logits =
         ad_scale(nn_linear(nn_activate(nn_linear(x, w0, b0), NN_ACT_TANH), w1, b1), 1e4);
     ad_node *l = nn_loss_apply(loss, logits, target);
-    cr_assert_not_null(l, "%s / %s", nn_last_error(), ad_graph_error(g));
+    cr_assert_not_null(l, "%s", ad_graph_error(g));
     cr_assert_eq(ad_backward(l), 0, "%s", ad_graph_error(g));
     /* relative to the loss scale (1e4): f32 rounds logits to about 1e-3 */
     double rtol = dt == AD_F64 ? 1e-10 : 1e-5;
@@ -153,7 +154,7 @@ Test(nn_torch, batch_norm_train_and_eval)
     ad_dtype dtypes[] = {AD_F64, AD_F32};
     for (int d = 0; d < 2; d++) {
         tol tl = tol_for(dtypes[d]);
-        nn_model *m = nn_model_create(dtypes[d], 4);
+        nn_model *m = nn_model_new_sequential(dtypes[d], 4, NULL);
         cr_assert_eq(nn_model_add_dense(m, 5, 1, NN_INIT_ZEROS), 0);
         cr_assert_eq(nn_model_add_batch_norm(m, 0.1, 1e-5), 0);
         cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
@@ -245,7 +246,7 @@ static void run_optimizer_case(const optim_case *oc, ad_dtype dt)
     char name[96];
     snprintf(name, sizeof name, "optim_%s", oc->name);
     fixture *fx = fixture_load(name);
-    nn_model *m = nn_model_create(dt, 4);
+    nn_model *m = nn_model_new_sequential(dt, 4, NULL);
     cr_assert_eq(nn_model_add_dense(m, 5, 1, NN_INIT_ZEROS), 0);
     cr_assert_eq(nn_model_add_activation(m, NN_ACT_TANH), 0);
     cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), 0);
@@ -258,7 +259,7 @@ static void run_optimizer_case(const optim_case *oc, ad_dtype dt)
     cr_assert_eq(nn_model_set_params(m, p0->v, np), 0);
     cr_assert_eq(nn_model_set_input(m, fixture_get(fx, "x")->v, 6, 4), 0);
     cr_assert_eq(nn_model_set_targets(m, fixture_get(fx, "t")->v, 6, 3), 0);
-    nn_optimizer *opt = nn_optimizer_create(m, &oc->cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &oc->cfg, NULL);
     cr_assert_not_null(opt, "%s: %s", oc->name, nn_model_error(m));
     /* f64 is asked to agree within 1e-6 relative; it does far better */
     double rtol = dt == AD_F64 ? 1e-9 : 1e-4, atol = dt == AD_F64 ? 1e-12 : 1e-5;
@@ -295,7 +296,7 @@ Test(nn_torch, every_optimizer_five_steps)
 Test(nn_torch, clip_grad_norm_reports_torch_norm)
 {
     fixture *fx = fixture_load("optim_sgd_clip");
-    nn_model *m = nn_model_create(AD_F64, 4);
+    nn_model *m = nn_model_new_sequential(AD_F64, 4, NULL);
     cr_assert_eq(nn_model_add_dense(m, 5, 1, NN_INIT_ZEROS), 0);
     cr_assert_eq(nn_model_add_activation(m, NN_ACT_TANH), 0);
     cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), 0);
@@ -306,7 +307,7 @@ Test(nn_torch, clip_grad_norm_reports_torch_norm)
     cr_assert_eq(nn_model_set_targets(m, fixture_get(fx, "t")->v, 6, 3), 0);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.lr = 0.1, c.momentum = 0.9; /* clipping done by hand below */
-    nn_optimizer *opt = nn_optimizer_create(m, &c);
+    nn_optimizer *opt = nn_optimizer_new(m, &c, NULL);
     for (int step = 1; step <= 5; step++) {
         char key[32];
         cr_assert_eq(nn_model_forward(m), 0);

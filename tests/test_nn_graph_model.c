@@ -17,14 +17,16 @@ Test(nn_graph_model, custom_loss_on_an_mlp_trains_and_predicts_any_batch)
 {
     int64_t widths[] = {3, 16, 1};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_NONE, 32, 1);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_NONE, 32, 1, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     double x[32 * 3], y[32], out[5];
     fill_rows(x, 32 * 3, 2);
     for (int i = 0; i < 32; i++)
         y[i] = x[3 * i] - 0.5 * x[3 * i + 1] * x[3 * i + 2];
     /* without a target leaf the model refuses targets, with a reason */
-    cr_assert_eq(nn_model_set_targets(m, y, 32, 1), NN_ERR_STATE);
+    cr_assert_eq(nn_model_set_targets(m, y, 32, 1), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_set_targets: the model has no loss, hence no targets");
     /* a Huber-like custom loss: mean(sqrt(1 + d^2) - 1), built from ad_* ops */
@@ -37,7 +39,7 @@ Test(nn_graph_model, custom_loss_on_an_mlp_trains_and_predicts_any_batch)
     nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
     c.lr = 0.01;
     c.clip_norm = 1.0;
-    nn_optimizer *o = nn_optimizer_create(m, &c);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
     cr_assert_not_null(o);
     double first = 0, last = 0;
     for (int s = 0; s < 200; s++) {
@@ -149,12 +151,14 @@ Test(nn_graph_model, errors_are_the_models_and_the_graphs)
     ad_node *w = nn_model_add_param(m, "w", 2, ws, NN_INIT_ZEROS, 1, 1);
     ad_node *h = nn_add_dense(m, nn_linear(x, w, NULL), 4, 1); /* NULL in, NULL out */
     cr_assert_null(h);
-    cr_assert_eq(nn_model_finish(m, h), NN_ERR_GRAPH);
+    cr_assert_eq(nn_model_finish(m, h), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EGRAPH);
     cr_assert_str_eq(nn_model_error(m), "nn_model_finish: nn_linear: input (4,3) has 3 features "
                                         "but weight (5,2) expects 5");
     cr_assert_null(nn_model_add_param(m, "w", 2, ws, NN_INIT_ZEROS, 1, 1));
     cr_assert_str_eq(nn_model_error(m), "nn_model_new_param: a tensor named 'w' already exists");
-    cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), NN_ERR_STATE);
+    cr_assert_eq(nn_model_add_dense(m, 3, 1, NN_INIT_ZEROS), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     nn_model_free(m);
 }
 
@@ -167,8 +171,9 @@ static void no_allocation_after_first_step(nn_model *m, counting *cnt, int64_t i
 {
     nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
     c.clip_norm = 1.0;
-    nn_optimizer *o = nn_optimizer_create(m, &c);
-    cr_assert_not_null(o, "%s", nn_last_error());
+    ad_error o_err;
+    nn_optimizer *o = nn_optimizer_new(m, &c, &o_err);
+    cr_assert_not_null(o, "%s", o_err.message);
     double *x = malloc(sizeof(double) * 8 * (size_t)in_cols);
     double *y = malloc(sizeof(double) * 8 * (size_t)target_cols);
     double *out = malloc(sizeof(double) * 8 * (size_t)nn_model_out_features(m));
@@ -327,7 +332,7 @@ Test(nn_graph_model, files_carry_the_architecture)
     int labels[4] = {0, 1, 2, 3};
     fill_rows(x, 4 * 36, 8);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
-    nn_optimizer *o = nn_optimizer_create(m, &c);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
     for (int s = 0; s < 3; s++) {
         cr_assert_eq(nn_model_set_input(m, x, 4, 36), 0);
         cr_assert_eq(nn_model_set_labels(m, labels, 4), 0);
@@ -354,10 +359,10 @@ Test(nn_graph_model, files_carry_the_architecture)
     for (int i = 0; i < 24; i++)
         cr_assert_float_eq(out1[i], out2[i], 1e-12, "%d", i);
     nn_model_free(back);
-    /* an MLP of nn_mlp_create (sequential declarations) too */
+    /* an MLP of nn_mlp_new (sequential declarations) too */
     int64_t widths[] = {3, 5, 2};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *mlp = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 3);
+    nn_model *mlp = nn_mlp_new(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 3, NULL);
     const char *p2 = tmp_path("mlp.safetensors");
     cr_assert_eq(nn_model_save_safetensors(mlp, p2), 0, "%s", nn_model_error(mlp));
     nn_model *mlp2 = nn_model_load(p2, 0, &err);

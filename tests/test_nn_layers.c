@@ -535,9 +535,9 @@ Test(nn_init, bounds_scales_and_determinism)
         nn_rng_seed(&r1, 9);
         nn_rng_seed(&r2, 9);
         nn_rng_seed(&r3, 9);
-        cr_assert_eq(nn_init_fill(cases[c].kind, &r1, fi, fo, AD_F64, a, N), 0);
-        cr_assert_eq(nn_init_fill(cases[c].kind, &r2, fi, fo, AD_F64, b, N), 0);
-        cr_assert_eq(nn_init_fill(cases[c].kind, &r3, fi, fo, AD_F32, f, N), 0);
+        cr_assert_eq(nn_init_fill(cases[c].kind, &r1, fi, fo, AD_F64, a, N, NULL), 0);
+        cr_assert_eq(nn_init_fill(cases[c].kind, &r2, fi, fo, AD_F64, b, N, NULL), 0);
+        cr_assert_eq(nn_init_fill(cases[c].kind, &r3, fi, fo, AD_F32, f, N, NULL), 0);
         cr_assert(memcmp(a, b, sizeof(double) * N) == 0, "same seed, same weights");
         double sq = 0, mx = 0;
         for (int i = 0; i < N; i++) {
@@ -559,11 +559,13 @@ Test(nn_init, bounds_scales_and_determinism)
     nn_rng r;
     nn_rng_seed(&r, 42);
     double w[2];
-    nn_init_fill(NN_INIT_GLOROT_UNIFORM, &r, 2, 1, AD_F64, w, 2);
+    nn_init_fill(NN_INIT_GLOROT_UNIFORM, &r, 2, 1, AD_F64, w, 2, NULL);
     double u0 = (double)(0x15780b2e0c2ec716ULL >> 11) * 0x1.0p-53;
     cr_assert_eq(w[0], (2 * u0 - 1) * sqrt(2.0));
-    cr_assert_eq(nn_init_fill(NN_INIT_HE_NORMAL, &r, 0, 3, AD_F64, w, 2), NN_ERR_ARG);
-    cr_assert_str_eq(nn_last_error(), "nn_init_fill: fan_in 0 and fan_out 3 must be >= 1");
+    ad_error err;
+    cr_assert_eq(nn_init_fill(NN_INIT_HE_NORMAL, &r, 0, 3, AD_F64, w, 2, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "nn_init_fill: fan_in 0 and fan_out 3 must be >= 1");
     free(a);
     free(b);
     free(f);

@@ -7,8 +7,9 @@ static nn_model *fashion_mlp(ad_dtype dt, int64_t batch, uint64_t seed)
 {
     int64_t widths[] = {784, 300, 100, 10};
     nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(dt, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, batch, seed);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_mlp_new(dt, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, batch, seed, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     return m;
 }
 
@@ -33,7 +34,8 @@ Test(nn_model, lists_parameters_by_name_and_shape)
     cr_assert_eq(li.init, NN_INIT_HE_UNIFORM);
     cr_assert_eq(nn_model_layer_info(m, 3, &li), 0);
     cr_assert_eq(li.act, NN_ACT_RELU);
-    cr_assert_eq(nn_model_layer_info(m, 5, &li), NN_ERR_ARG);
+    cr_assert_eq(nn_model_layer_info(m, 5, &li), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m), "nn_model_layer_info: layer 5 is not in [0, 5)");
     const char *names[] = {"dense0.weight", "dense0.bias",   "dense1.weight",
                            "dense1.bias",   "dense2.weight", "dense2.bias"};
@@ -57,7 +59,8 @@ Test(nn_model, lists_parameters_by_name_and_shape)
     cr_assert_eq(offset, nn_model_param_count(m));
     cr_assert_eq(nn_model_param_find(m, "dense9.weight"), -1);
     nn_param_info info;
-    cr_assert_eq(nn_model_param_info(m, 6, &info), NN_ERR_ARG);
+    cr_assert_eq(nn_model_param_info(m, 6, &info), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m), "nn_model_param_info: tensor 6 is not in [0, 6)");
     /* He-uniform weights for ReLU layers, zero biases */
     const float *p = nn_model_params(m);
@@ -105,33 +108,40 @@ Test(nn_model, same_seed_same_weights)
 Test(nn_model, null_model_and_state_errors)
 {
     cr_assert_str_eq(nn_model_error(NULL), "nn: model is NULL");
-    cr_assert_eq(nn_model_add_dense(NULL, 3, 1, NN_INIT_ZEROS), NN_ERR_NULL);
-    cr_assert_str_eq(nn_last_error(), "nn_model_add_dense: model is NULL");
-    cr_assert_eq(nn_model_forward(NULL), NN_ERR_NULL);
-    cr_assert_str_eq(nn_last_error(), "nn_model_forward: model is NULL");
-    cr_assert_eq(nn_model_set_input(NULL, NULL, 1, 1), NN_ERR_NULL);
-    cr_assert_eq(nn_model_train_step(NULL, NULL, NULL), NN_ERR_NULL);
+    cr_assert_eq(nn_model_add_dense(NULL, 3, 1, NN_INIT_ZEROS), -1);
+    cr_assert_eq(nn_model_forward(NULL), -1);
+    cr_assert_eq(nn_model_set_input(NULL, NULL, 1, 1), -1);
+    cr_assert_eq(nn_model_train_step(NULL, NULL, NULL), -1);
     cr_assert_null(nn_model_params(NULL));
     cr_assert_null(nn_model_graph(NULL));
     cr_assert_eq(nn_model_param_count(NULL), 0);
-    cr_assert_null(nn_optimizer_create(NULL, NULL));
-    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: model is NULL");
+    ad_error err;
+    cr_assert_null(nn_optimizer_new(NULL, NULL, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "nn_optimizer_new: model is NULL");
+    cr_assert_str_eq(nn_optimizer_error(NULL), "nn: optimizer is NULL");
+    cr_assert_eq(nn_optimizer_step(NULL), -1);
     cr_assert(isnan(nn_model_loss_value(NULL)));
     nn_model_free(NULL);
     nn_optimizer_free(NULL);
 
-    nn_model *m = nn_model_create(AD_F64, 3);
-    cr_assert_eq(nn_model_forward(m), NN_ERR_STATE);
+    nn_model *m = nn_model_new_sequential(AD_F64, 3, NULL);
+    cr_assert_eq(nn_model_forward(m), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_forward: the model is not built (nn_model_build)");
-    cr_assert_eq(nn_model_build(m, 4, 1), NN_ERR_STATE);
+    cr_assert_eq(nn_model_build(m, 4, 1), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     cr_assert_str_eq(nn_model_error(m), "nn_model_build: the model has no layers");
     cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_GLOROT_UNIFORM), 0);
-    cr_assert_eq(nn_model_build(m, 0, 1), NN_ERR_ARG);
+    cr_assert_eq(nn_model_build(m, 0, 1), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_eq(nn_model_build(m, 4, 1), 0);
-    cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_ZEROS), NN_ERR_STATE);
+    cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_ZEROS), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     cr_assert_str_eq(nn_model_error(m), "nn_model_add_dense: the model is already built");
-    cr_assert_eq(nn_model_backward(m), NN_ERR_STATE, "no loss");
+    cr_assert_eq(nn_model_backward(m), -1, "no loss");
+    cr_assert_eq(nn_model_errcode(m), AD_ESTATE);
     cr_assert_str_eq(nn_model_error(m), "nn_model_backward: the model has no loss");
     nn_model_clear_error(m);
     cr_assert_null(nn_model_error(m));
@@ -140,45 +150,56 @@ Test(nn_model, null_model_and_state_errors)
 
 Test(nn_model, zero_width_layers)
 {
-    nn_model *m = nn_model_create(AD_F64, 3);
-    cr_assert_eq(nn_model_add_dense(m, 0, 1, NN_INIT_ZEROS), NN_ERR_ARG);
+    nn_model *m = nn_model_new_sequential(AD_F64, 3, NULL);
+    cr_assert_eq(nn_model_add_dense(m, 0, 1, NN_INIT_ZEROS), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m), "nn_model_add_dense: zero-width layer (units 0)");
-    cr_assert_eq(nn_model_add_perceptron(m, 0, NN_ACT_STEP), NN_ERR_ARG);
+    cr_assert_eq(nn_model_add_perceptron(m, 0, NN_ACT_STEP), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m), "nn_model_add_perceptron: zero-width layer (units 0)");
-    cr_assert_eq(nn_model_add_dropout(m, 1.5), NN_ERR_ARG);
+    cr_assert_eq(nn_model_add_dropout(m, 1.5), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m), "nn_model_add_dropout: rate 1.5 is not in [0, 1)");
     nn_model_free(m);
-    cr_assert_null(nn_model_create(AD_F64, 0));
-    cr_assert_str_eq(nn_last_error(),
-                     "nn_model_create: zero-width input (in_features 0, need >= 1)");
+    ad_error err;
+    cr_assert_null(nn_model_new_sequential(AD_F64, 0, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message,
+                     "nn_model_new_sequential: zero-width input (in_features 0, need >= 1)");
     int64_t widths[] = {4, 8, 0, 3};
     nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
-    cr_assert_null(nn_mlp_create(AD_F64, 4, widths, acts, NN_LOSS_MSE, 8, 1));
-    cr_assert_str_eq(nn_last_error(), "nn_mlp_create: zero-width layer (widths[2] = 0)");
+    cr_assert_null(nn_mlp_new(AD_F64, 4, widths, acts, NN_LOSS_MSE, 8, 1, &err));
+    cr_assert_str_eq(err.message, "nn_mlp_new: zero-width layer (widths[2] = 0)");
     int64_t one[] = {4, 1};
-    cr_assert_null(nn_mlp_create(AD_F64, 2, one, acts, NN_LOSS_CROSS_ENTROPY, 8, 1));
-    cr_assert_str_eq(nn_last_error(), "nn_model_build: cross-entropy needs at least 2 outputs "
-                                      "(classes), the model has 1");
+    cr_assert_null(nn_mlp_new(AD_F64, 2, one, acts, NN_LOSS_CROSS_ENTROPY, 8, 1, &err));
+    cr_assert_eq(err.code, AD_EMISMATCH);
+    cr_assert_str_eq(err.message, "nn_model_build: cross-entropy needs at least 2 outputs "
+                                  "(classes), the model has 1");
 }
 
 Test(nn_model, mismatched_widths_and_rows)
 {
     nn_model *m = fashion_mlp(AD_F64, 32, 1);
     double *x = calloc(32 * 784, sizeof(double));
-    cr_assert_eq(nn_model_set_input(m, x, 32, 780), NN_ERR_SHAPE);
+    cr_assert_eq(nn_model_set_input(m, x, 32, 780), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EMISMATCH);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_set_input: rows have 780 features but the model expects 784");
     cr_assert_eq(nn_model_set_input(m, x, 16, 784), 0);
     int labels[32] = {0};
-    cr_assert_eq(nn_model_set_labels(m, labels, 20), NN_ERR_SHAPE);
+    cr_assert_eq(nn_model_set_labels(m, labels, 20), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EMISMATCH);
     cr_assert_str_eq(nn_model_error(m), "nn_model_set_labels: targets have 20 rows but the input "
                                         "has 16");
     double y[32] = {0};
-    cr_assert_eq(nn_model_set_targets(m, y, 16, 10), NN_ERR_SHAPE);
+    cr_assert_eq(nn_model_set_targets(m, y, 16, 10), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EMISMATCH);
     cr_assert_str_eq(nn_model_error(m), "nn_model_set_targets: targets have 10 columns but the "
                                         "model needs 1 (one class index per row)");
-    cr_assert_eq(nn_model_set_input(m, x, 0, 784), NN_ERR_ARG);
-    cr_assert_eq(nn_model_set_input(m, NULL, 4, 784), NN_ERR_NULL);
+    cr_assert_eq(nn_model_set_input(m, x, 0, 784), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
+    cr_assert_eq(nn_model_set_input(m, NULL, 4, 784), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_null(ad_graph_error(nn_model_graph(m)), "nn validates before the engine sees data");
     free(x);
     nn_model_free(m);
@@ -188,26 +209,29 @@ Test(nn_model, class_index_out_of_range)
 {
     int64_t widths[] = {2, 4, 3};
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 3);
+    nn_model *m = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 3, NULL);
     double x[8] = {0, 1, 1, 0, 1, 1, 0, 0};
     cr_assert_eq(nn_model_set_input(m, x, 4, 2), 0);
     int bad[4] = {0, 3, 1, 2};
-    cr_assert_eq(nn_model_set_labels(m, bad, 4), NN_ERR_LABEL);
+    cr_assert_eq(nn_model_set_labels(m, bad, 4), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_set_labels: class index 3 at row 1 is out of range [0, 3)");
     int neg[4] = {0, 1, -1, 2};
-    cr_assert_eq(nn_model_set_labels(m, neg, 4), NN_ERR_LABEL);
+    cr_assert_eq(nn_model_set_labels(m, neg, 4), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_set_labels: class index -1 at row 2 is out of range [0, 3)");
     double frac[4] = {0, 1.5, 1, 2};
-    cr_assert_eq(nn_model_set_targets(m, frac, 4, 1), NN_ERR_LABEL);
+    cr_assert_eq(nn_model_set_targets(m, frac, 4, 1), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_set_targets: class index 1.5 at row 1 is out of range [0, 3)");
     /* the model is still usable */
     int good[4] = {0, 1, 2, 1};
     cr_assert_eq(nn_model_set_labels(m, good, 4), 0);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
-    nn_optimizer *o = nn_optimizer_create(m, &c);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
     double loss;
     cr_assert_eq(nn_model_train_step(m, o, &loss), 0, "%s", nn_model_error(m));
     cr_assert(isfinite(loss) && loss > 0);
@@ -220,7 +244,7 @@ Test(nn_model, class_index_out_of_range)
 Test(nn_model, training_step_allocates_nothing_after_the_first)
 {
     counting cnt = {0, 0};
-    nn_model *m = nn_model_create_with(AD_F32, 784, count_alloc, &cnt);
+    nn_model *m = nn_model_new_sequential_with(AD_F32, 784, count_alloc, &cnt, NULL);
     cr_assert_eq(nn_model_add_dense(m, 300, 1, NN_INIT_HE_UNIFORM), 0);
     cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
     cr_assert_eq(nn_model_add_dropout(m, 0.2), 0);
@@ -232,7 +256,7 @@ Test(nn_model, training_step_allocates_nothing_after_the_first)
     cr_assert_eq(nn_model_build(m, 32, 5), 0, "%s", nn_model_error(m));
     nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
     c.clip_norm = 1.0;
-    nn_optimizer *o = nn_optimizer_create(m, &c);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
     cr_assert_not_null(o);
     float *x = malloc(sizeof(float) * 32 * 784);
     int y[32];
@@ -272,8 +296,8 @@ Test(nn_model, smaller_last_batch_gives_the_same_gradient)
 {
     int64_t widths[] = {6, 5, 4};
     nn_activation acts[] = {NN_ACT_SIGMOID, NN_ACT_IDENTITY};
-    nn_model *big = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 11);
-    nn_model *small = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 5, 11);
+    nn_model *big = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 11, NULL);
+    nn_model *small = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 5, 11, NULL);
     double x[8 * 6];
     nn_rng r;
     nn_rng_seed(&r, 5);
@@ -312,7 +336,7 @@ Test(nn_model, batch_above_the_build_batch_works)
 {
     int64_t widths[] = {3, 4, 2};
     nn_activation acts[] = {NN_ACT_ELU, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 1);
+    nn_model *m = nn_mlp_new(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 4, 1, NULL);
     float x[40 * 3];
     int y[40];
     for (int i = 0; i < 120; i++)
@@ -320,7 +344,7 @@ Test(nn_model, batch_above_the_build_batch_works)
     for (int i = 0; i < 40; i++)
         y[i] = i % 2;
     nn_optim_config c = nn_optim_defaults(NN_OPT_RMSPROP);
-    nn_optimizer *o = nn_optimizer_create(m, &c);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
     int64_t sizes[] = {4, 40, 3, 40, 4};
     for (int k = 0; k < 5; k++) {
         double loss;
@@ -338,7 +362,7 @@ Test(nn_model, batch_above_the_build_batch_works)
 
 Test(nn_model, dropout_only_in_training_mode)
 {
-    nn_model *m = nn_model_create(AD_F64, 4);
+    nn_model *m = nn_model_new_sequential(AD_F64, 4, NULL);
     cr_assert_eq(nn_model_add_dense(m, 50, 1, NN_INIT_GLOROT_UNIFORM), 0);
     cr_assert_eq(nn_model_add_dropout(m, 0.5), 0);
     cr_assert_eq(nn_model_add_dense(m, 2, 1, NN_INIT_GLOROT_UNIFORM), 0);
@@ -382,7 +406,7 @@ Test(nn_model, predict_in_chunks_and_evaluate)
 {
     int64_t widths[] = {3, 4};
     nn_activation acts[] = {NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F64, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 2);
+    nn_model *m = nn_mlp_new(AD_F64, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, 8, 2, NULL);
     enum { N = 37 };
     double x[N * 3], out[N * 4];
     int labels[N];
@@ -429,32 +453,35 @@ Test(nn_model, predict_in_chunks_and_evaluate)
 
 Test(nn_optim, bad_configs_are_refused_with_a_reason)
 {
-    nn_model *m = nn_model_create(AD_F64, 2);
+    nn_model *m = nn_model_new_sequential(AD_F64, 2, NULL);
     nn_model_add_dense(m, 1, 1, NN_INIT_ZEROS);
     nn_model_set_loss(m, NN_LOSS_MSE);
     cr_assert_eq(nn_model_build(m, 1, 0), 0);
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.nesterov = 1;
-    cr_assert_null(nn_optimizer_create(m, &c));
-    cr_assert_str_eq(
-        nn_model_error(m),
-        "nn_optimizer_create: Nesterov momentum needs momentum > 0 and zero dampening");
+    ad_error err;
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message,
+                     "nn_optimizer_new: Nesterov momentum needs momentum > 0 and zero dampening");
     c = nn_optim_defaults(NN_OPT_ADAM);
     c.beta2 = 1.0;
-    cr_assert_null(nn_optimizer_create(m, &c));
-    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: betas (0.9, 1) must be in [0, 1)");
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_str_eq(err.message, "nn_optimizer_new: betas (0.9, 1) must be in [0, 1)");
     c = nn_optim_defaults(NN_OPT_RMSPROP);
     c.lr = -1;
-    cr_assert_null(nn_optimizer_create(m, &c));
-    cr_assert_str_eq(nn_last_error(), "nn_optimizer_create: learning rate -1 must be >= 0");
-    nn_model *unbuilt = nn_model_create(AD_F64, 2);
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_str_eq(err.message, "nn_optimizer_new: learning rate -1 must be >= 0");
+    nn_model *unbuilt = nn_model_new_sequential(AD_F64, 2, NULL);
     c = nn_optim_defaults(NN_OPT_SGD);
-    cr_assert_null(nn_optimizer_create(unbuilt, &c));
-    cr_assert_str_eq(nn_model_error(unbuilt),
-                     "nn_optimizer_create: the model is not built (nn_model_build)");
-    nn_optimizer *flat = nn_optimizer_create_flat(AD_F64, 3, &c);
-    cr_assert_eq(nn_optimizer_step(flat), NN_ERR_STATE);
-    cr_assert_eq(nn_model_train_step(m, flat, NULL), NN_ERR_ARG);
+    cr_assert_null(nn_optimizer_new(unbuilt, &c, &err));
+    cr_assert_eq(err.code, AD_ESTATE);
+    cr_assert_str_eq(err.message, "nn_optimizer_new: the model is not built (nn_model_build)");
+    nn_optimizer *flat = nn_optimizer_new_flat(AD_F64, 3, &c, NULL);
+    cr_assert_eq(nn_optimizer_step(flat), -1);
+    cr_assert_eq(nn_optimizer_errcode(flat), AD_ESTATE);
+    cr_assert_eq(nn_model_train_step(m, flat, NULL), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
     cr_assert_str_eq(nn_model_error(m),
                      "nn_model_train_step: the optimizer is bound to another model");
     nn_optimizer_free(flat);
@@ -474,7 +501,7 @@ Test(nn_optim, defaults_and_slots)
     cr_assert_eq(nn_optim_defaults(NN_OPT_ADAGRAD).eps, 1e-10);
     cr_assert_eq(nn_optim_defaults(NN_OPT_RMSPROP).alpha, 0.99);
     a.amsgrad = 1;
-    nn_optimizer *o = nn_optimizer_create_flat(AD_F32, 10, &a);
+    nn_optimizer *o = nn_optimizer_new_flat(AD_F32, 10, &a, NULL);
     cr_assert_eq(nn_optimizer_state_slots(o), 3);
     cr_assert_str_eq(nn_optimizer_slot_name(o, 0), "exp_avg");
     cr_assert_str_eq(nn_optimizer_slot_name(o, 2), "max_exp_avg_sq");
@@ -483,12 +510,12 @@ Test(nn_optim, defaults_and_slots)
     cr_assert_eq(nn_optimizer_state_bytes(o), 64 + 30 * sizeof(float));
     nn_optimizer_free(o);
     nn_optim_config s = nn_optim_defaults(NN_OPT_SGD);
-    o = nn_optimizer_create_flat(AD_F64, 10, &s);
+    o = nn_optimizer_new_flat(AD_F64, 10, &s, NULL);
     cr_assert_eq(nn_optimizer_state_slots(o), 0, "plain SGD has no state");
     nn_optimizer_free(o);
     nn_optim_config g = nn_optim_defaults(NN_OPT_ADAGRAD);
     g.initial_accumulator = 0.5;
-    o = nn_optimizer_create_flat(AD_F64, 4, &g);
+    o = nn_optimizer_new_flat(AD_F64, 4, &g, NULL);
     cr_assert_eq(((double *)nn_optimizer_state(o))[3], 0.5);
     nn_optimizer_free(o);
 }
@@ -514,16 +541,16 @@ static void resume_case(nn_optim_kind kind, ad_dtype dt)
     if (kind == NN_OPT_RMSPROP)
         c.momentum = 0.5, c.centered = 1;
 
-    nn_model *a = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3);
-    nn_optimizer *oa = nn_optimizer_create(a, &c);
+    nn_model *a = nn_mlp_new(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3, NULL);
+    nn_optimizer *oa = nn_optimizer_new(a, &c, NULL);
     for (int s = 0; s < 10; s++) {
         cr_assert_eq(nn_model_set_input(a, x, 10, 5), 0);
         cr_assert_eq(nn_model_set_labels(a, y, 10), 0);
         cr_assert_eq(nn_model_train_step(a, oa, NULL), 0);
     }
 
-    nn_model *b = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3);
-    nn_optimizer *ob = nn_optimizer_create(b, &c);
+    nn_model *b = nn_mlp_new(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 3, NULL);
+    nn_optimizer *ob = nn_optimizer_new(b, &c, NULL);
     for (int s = 0; s < 5; s++) {
         cr_assert_eq(nn_model_set_input(b, x, 10, 5), 0);
         cr_assert_eq(nn_model_set_labels(b, y, 10), 0);
@@ -539,10 +566,10 @@ static void resume_case(nn_optim_kind kind, ad_dtype dt)
     nn_model_free(b);
 
     /* a fresh process would build with another seed: the checkpoint decides */
-    nn_model *c2 = nn_mlp_create(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 99);
-    nn_optimizer *oc = nn_optimizer_create(c2, &c);
+    nn_model *c2 = nn_mlp_new(dt, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, 10, 99, NULL);
+    nn_optimizer *oc = nn_optimizer_new(c2, &c, NULL);
     memcpy(nn_model_params(c2), saved_params, pbytes);
-    cr_assert_eq(nn_optimizer_load_state(oc, saved_state, sbytes), 0, "%s", nn_last_error());
+    cr_assert_eq(nn_optimizer_load_state(oc, saved_state, sbytes), 0, "%s", nn_optimizer_error(oc));
     cr_assert_eq(nn_optimizer_steps(oc), 5);
     for (int s = 0; s < 5; s++) {
         cr_assert_eq(nn_model_set_input(c2, x, 10, 5), 0);
@@ -573,20 +600,24 @@ Test(nn_optim, load_state_refuses_a_different_optimizer)
 {
     nn_optim_config adam = nn_optim_defaults(NN_OPT_ADAM), sgd = nn_optim_defaults(NN_OPT_SGD);
     sgd.momentum = 0.9;
-    nn_optimizer *a = nn_optimizer_create_flat(AD_F64, 4, &adam);
-    nn_optimizer *s = nn_optimizer_create_flat(AD_F64, 4, &sgd);
-    nn_optimizer *a5 = nn_optimizer_create_flat(AD_F64, 5, &adam);
+    nn_optimizer *a = nn_optimizer_new_flat(AD_F64, 4, &adam, NULL);
+    nn_optimizer *s = nn_optimizer_new_flat(AD_F64, 4, &sgd, NULL);
+    nn_optimizer *a5 = nn_optimizer_new_flat(AD_F64, 5, &adam, NULL);
     unsigned char buf[512];
     cr_assert_eq(nn_optimizer_save_state(a, buf, sizeof buf), 0);
-    cr_assert_eq(nn_optimizer_load_state(s, buf, sizeof buf), NN_ERR_ARG);
-    cr_assert_str_eq(nn_last_error(),
+    cr_assert_eq(nn_optimizer_load_state(s, buf, sizeof buf), -1);
+    cr_assert_eq(nn_optimizer_errcode(s), AD_EINVAL);
+    cr_assert_str_eq(nn_optimizer_error(s),
                      "nn_optimizer_load_state: state of a adam optimizer, this one is sgd");
-    cr_assert_eq(nn_optimizer_load_state(a5, buf, sizeof buf), NN_ERR_SHAPE);
-    cr_assert_str_eq(nn_last_error(), "nn_optimizer_load_state: state for 4 parameters in 2 "
-                                      "slots, optimizer has 5 in 2");
-    cr_assert_eq(nn_optimizer_save_state(a, buf, 10), NN_ERR_SHAPE);
+    cr_assert_eq(nn_optimizer_load_state(a5, buf, sizeof buf), -1);
+    cr_assert_eq(nn_optimizer_errcode(a5), AD_EMISMATCH);
+    cr_assert_str_eq(nn_optimizer_error(a5), "nn_optimizer_load_state: state for 4 parameters in 2 "
+                                             "slots, optimizer has 5 in 2");
+    cr_assert_eq(nn_optimizer_save_state(a, buf, 10), -1);
+    cr_assert_eq(nn_optimizer_errcode(a), AD_EMISMATCH);
     buf[0] = 'X';
-    cr_assert_eq(nn_optimizer_load_state(a, buf, sizeof buf), NN_ERR_ARG);
+    cr_assert_eq(nn_optimizer_load_state(a, buf, sizeof buf), -1);
+    cr_assert_eq(nn_optimizer_errcode(a), AD_EINVAL);
     nn_optimizer_free(a);
     nn_optimizer_free(s);
     nn_optimizer_free(a5);
@@ -596,7 +627,7 @@ Test(nn_optim, flat_update_and_lr_changes)
 {
     nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
     c.lr = 0.5;
-    nn_optimizer *o = nn_optimizer_create_flat(AD_F32, 3, &c);
+    nn_optimizer *o = nn_optimizer_new_flat(AD_F32, 3, &c, NULL);
     float p[3] = {1, 2, 3}, g[3] = {1, -2, 0.5f};
     cr_assert_eq(nn_optimizer_update(o, p, g), 0);
     cr_assert_eq(p[0], 0.5f);
@@ -608,13 +639,14 @@ Test(nn_optim, flat_update_and_lr_changes)
     cr_assert_eq(nn_optimizer_update(o, p, g), 0);
     cr_assert_eq(p[0], 0.375f);
     cr_assert_eq(nn_optimizer_steps(o), 2);
-    cr_assert_eq(nn_optimizer_set_lr(o, NAN), NN_ERR_ARG);
+    cr_assert_eq(nn_optimizer_set_lr(o, NAN), -1);
+    cr_assert_eq(nn_optimizer_errcode(o), AD_EINVAL);
     nn_optimizer_free(o);
 }
 
 Test(nn_model, batch_norm_and_perceptron_names)
 {
-    nn_model *m = nn_model_create(AD_F64, 3);
+    nn_model *m = nn_model_new_sequential(AD_F64, 3, NULL);
     cr_assert_eq(nn_model_add_perceptron(m, 2, NN_ACT_STEP_ST), 0);
     cr_assert_eq(nn_model_add_dense(m, 4, 0, NN_INIT_LECUN_NORMAL), 0);
     cr_assert_eq(nn_model_add_batch_norm(m, 0.1, 1e-5), 0);

@@ -30,7 +30,7 @@ static void load_iris(double x[IRIS_N][IRIS_D], double y[IRIS_N])
 /* A one-unit perceptron model trained by the engine. */
 static nn_model *perceptron_model(nn_loss loss)
 {
-    nn_model *m = nn_model_create(AD_F64, IRIS_D);
+    nn_model *m = nn_model_new_sequential(AD_F64, IRIS_D, NULL);
     if (loss == NN_LOSS_HALF_SSE)
         cr_assert_eq(nn_model_add_perceptron(m, 1, NN_ACT_STEP_ST), 0);
     else /* the perceptron criterion takes the raw score z */
@@ -55,7 +55,7 @@ static void rule_equivalence(nn_loss loss)
     nn_model *m = perceptron_model(loss);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = eta;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     cr_assert_eq(nn_model_param_count(m), 5);
     const double *p = nn_model_params(m); /* w0..w3, b */
 
@@ -113,13 +113,13 @@ Test(perceptron, iris_in_f32_also_separates)
 {
     static double x[IRIS_N][IRIS_D], y[IRIS_N];
     load_iris(x, y);
-    nn_model *m = nn_model_create(AD_F32, IRIS_D);
+    nn_model *m = nn_model_new_sequential(AD_F32, IRIS_D, NULL);
     cr_assert_eq(nn_model_add_perceptron(m, 1, NN_ACT_STEP_ST), 0);
     cr_assert_eq(nn_model_set_loss(m, NN_LOSS_HALF_SSE), 0);
     cr_assert_eq(nn_model_build(m, 1, 0), 0);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.1;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     int labels[IRIS_N];
     for (int i = 0; i < IRIS_N; i++)
         labels[i] = (int)y[i];
@@ -145,13 +145,13 @@ static const int XOR_Y[4] = {0, 1, 1, 0};
 
 Test(xor, a_single_perceptron_cannot_fit_it)
 {
-    nn_model *m = nn_model_create(AD_F64, 2);
+    nn_model *m = nn_model_new_sequential(AD_F64, 2, NULL);
     cr_assert_eq(nn_model_add_perceptron(m, 1, NN_ACT_STEP_ST), 0);
     cr_assert_eq(nn_model_set_loss(m, NN_LOSS_HALF_SSE), 0);
     cr_assert_eq(nn_model_build(m, 1, 0), 0);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.1;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     double best = 0;
     for (int epoch = 0; epoch < 200; epoch++) {
         for (int i = 0; i < 4; i++) {
@@ -176,12 +176,13 @@ Test(xor, a_2_2_1_mlp_fits_it)
     nn_activation acts[] = {NN_ACT_TANH, NN_ACT_IDENTITY};
     /* seed 2: about half of the seeds end in the well-known local minimum of
      * the 2-2-1 network (one point wrong, loss ln(2)/2); seed 1 does */
-    nn_model *m = nn_mlp_create(AD_F64, 3, widths, acts, NN_LOSS_BCE_LOGITS, 4, 2);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_mlp_new(AD_F64, 3, widths, acts, NN_LOSS_BCE_LOGITS, 4, 2, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     cr_assert_eq(nn_model_param_count(m), 9);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
     cfg.lr = 0.05;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     double loss = 0;
     for (int step = 0; step < 1000; step++) {
         cr_assert_eq(nn_model_set_input(m, XOR_X, 4, 2), 0);

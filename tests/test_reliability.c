@@ -68,7 +68,8 @@ static const int Y[NROWS] = {0, 1, 2, 1, 0, 2, 1, 0, 2, 1};
 #define NSTEPS 7
 
 typedef struct {
-    int rc;              /* 0 or the first negative status */
+    int rc;              /* 0 or -1 */
+    ad_errcode code;     /* the error's code when rc != 0 */
     char msg[512];       /* the error message when rc != 0 */
     double loss[NSTEPS]; /* loss of every step */
     double eval_loss, eval_acc;
@@ -76,9 +77,10 @@ typedef struct {
     size_t params_bytes;
 } run_result;
 
-static int fail_with(run_result *r, int rc, const char *msg)
+static int fail_with(run_result *r, int rc, ad_errcode code, const char *msg)
 {
     r->rc = rc;
+    r->code = code;
     snprintf(r->msg, sizeof r->msg, "%s", msg && *msg ? msg : "(no message)");
     return rc;
 }
@@ -100,7 +102,7 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
     ad_error derr;
     int rc;
     if (!(ds = io_dataset_new_with(NROWS, NFEAT, true, counting_alloc, c, &derr))) {
-        fail_with(r, NN_ERR_MEMORY, derr.message);
+        fail_with(r, -1, derr.code, derr.message);
         goto done;
     }
     for (int i = 0; i < NROWS * NFEAT; i++)
@@ -108,12 +110,12 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
     memcpy(ds->y, Y, sizeof Y);
     ds->classes = 3;
     if (!(bat = io_batcher_new(ds, 4, true, seed, &derr))) {
-        fail_with(r, NN_ERR_MEMORY, derr.message);
+        fail_with(r, -1, derr.code, derr.message);
         goto done;
     }
-    m = nn_model_create_with(dt, NFEAT, counting_alloc, c);
+    m = nn_model_new_sequential_with(dt, NFEAT, counting_alloc, c, &derr);
     if (!m) {
-        fail_with(r, NN_ERR_MEMORY, nn_last_error());
+        fail_with(r, -1, derr.code, derr.message);
         goto done;
     }
     if ((rc = nn_model_add_dense(m, 8, 1, NN_INIT_HE_UNIFORM)) ||
@@ -121,15 +123,15 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
         (rc = nn_model_add_batch_norm(m, 0.1, 1e-5)) || (rc = nn_model_add_dropout(m, 0.25)) ||
         (rc = nn_model_add_dense(m, 3, 1, NN_INIT_GLOROT_UNIFORM)) ||
         (rc = nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY)) || (rc = nn_model_build(m, 4, seed))) {
-        fail_with(r, rc, nn_model_error(m));
+        fail_with(r, rc, nn_model_errcode(m), nn_model_error(m));
         goto done;
     }
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
     cfg.lr = 0.05;
     cfg.clip_norm = 5.0;
-    opt = nn_optimizer_create(m, &cfg);
+    opt = nn_optimizer_new(m, &cfg, &derr);
     if (!opt) {
-        fail_with(r, NN_ERR_MEMORY, nn_model_error(m));
+        fail_with(r, -1, derr.code, derr.message);
         goto done;
     }
     int step = 0;
@@ -141,7 +143,7 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
             if ((rc = nn_model_set_input_f32(m, b.x, (int64_t)b.size, NFEAT)) ||
                 (rc = nn_model_set_labels(m, b.y, (int64_t)b.size)) ||
                 (rc = nn_model_train_step(m, opt, &r->loss[step++]))) {
-                fail_with(r, rc, nn_model_error(m));
+                fail_with(r, rc, nn_model_errcode(m), nn_model_error(m));
                 goto done;
             }
         }
@@ -151,13 +153,13 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
     if ((rc = nn_model_set_input(m, X + 2 * NFEAT, 6, NFEAT)) ||
         (rc = nn_model_set_labels(m, Y + 2, 6)) ||
         (rc = nn_model_train_step(m, opt, &r->loss[step]))) {
-        fail_with(r, rc, nn_model_error(m));
+        fail_with(r, rc, nn_model_errcode(m), nn_model_error(m));
         goto done;
     }
     int64_t classes[NROWS];
     if ((rc = nn_model_predict_classes(m, X, NROWS, NFEAT, classes)) ||
         (rc = nn_model_evaluate(m, X, Y, NROWS, NFEAT, &r->eval_loss, &r->eval_acc))) {
-        fail_with(r, rc, nn_model_error(m));
+        fail_with(r, rc, nn_model_errcode(m), nn_model_error(m));
         goto done;
     }
     for (int i = 0; i < NROWS; i++)
@@ -194,8 +196,9 @@ Test(alloc_failure, every_allocation_of_a_training_run)
             int rc = training_run(dt, 7, &c, &r, 0);
             cr_assert_eq(c.failed, 1, "allocation %ld was never reached", n);
             cr_assert_lt(rc, 0, "allocation %ld of %ld failed, yet the run succeeded", n, total);
-            cr_assert(rc == NN_ERR_MEMORY || rc == NN_ERR_GRAPH,
-                      "allocation %ld: status %d (%s): %s", n, rc, nn_status_string(rc), r.msg);
+            cr_assert(rc == -1 && (r.code == AD_ENOMEM || r.code == AD_EGRAPH),
+                      "allocation %ld: status %d, code %s: %s", n, rc, ad_errcode_string(r.code),
+                      r.msg);
             cr_assert(strstr(r.msg, "out of memory") != NULL, "allocation %ld: message '%s'", n,
                       r.msg);
             cr_assert_eq(c.live, 0, "allocation %ld failing leaked %ld blocks (%s)", n, c.live,
@@ -297,8 +300,9 @@ Test(cli_reliability, same_seed_same_saved_tensors)
 /* A 2-2-2 linear model (no activation) with cross-entropy, f64. */
 static nn_model *linear2(void)
 {
-    nn_model *m = nn_model_create(AD_F64, 2);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_model_new_sequential(AD_F64, 2, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     cr_assert_eq(nn_model_add_dense(m, 2, 0, NN_INIT_GLOROT_UNIFORM), 0);
     cr_assert_eq(nn_model_add_dense(m, 2, 0, NN_INIT_GLOROT_UNIFORM), 0);
     cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
@@ -329,7 +333,8 @@ Test(anomaly, forward_overflow_names_op_node_and_pass)
     cr_assert(!isfinite(nn_model_loss_value(m)), "loss %g", nn_model_loss_value(m));
 
     ad_graph_set_check_finite(nn_model_graph(m), 1);
-    cr_assert_eq(nn_model_forward(m), NN_ERR_GRAPH);
+    cr_assert_eq(nn_model_forward(m), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EGRAPH);
     const char *e = nn_model_error(m);
     cr_assert_not_null(e);
     cr_expect(strncmp(e, "nn_model_forward: matmul: non-finite value at element 0 of node ",
@@ -338,10 +343,12 @@ Test(anomaly, forward_overflow_names_op_node_and_pass)
               "%s", e);
     cr_expect(strstr(e, "'output' (2,2) in the forward pass") != NULL, "%s", e);
     /* the graph keeps the error: nothing runs until it is cleared */
-    nn_optimizer *opt = nn_optimizer_create(m, &(nn_optim_config){.kind = NN_OPT_SGD, .lr = 0.1});
+    nn_optimizer *opt =
+        nn_optimizer_new(m, &(nn_optim_config){.kind = NN_OPT_SGD, .lr = 0.1}, NULL);
     cr_assert_not_null(opt, "%s", nn_model_error(m));
     double loss = 0;
-    cr_expect_eq(nn_model_train_step(m, opt, &loss), NN_ERR_GRAPH);
+    cr_expect_eq(nn_model_train_step(m, opt, &loss), -1);
+    cr_expect_eq(nn_model_errcode(m), AD_EGRAPH);
     cr_expect(strstr(nn_model_error(m), "the graph has an error") != NULL, "%s", nn_model_error(m));
 
     /* with sane weights and the error cleared it trains again */
@@ -360,11 +367,13 @@ Test(anomaly, backward_overflow_names_the_backward_pass_and_skips_the_step)
      * backward: dh = dz W1^T ~ 1e200, dW0 = x^T dh ~ 1e150 * 1e200 overflows */
     set_linear2(m, 1e-200, 1e200, 1e150);
     ad_graph_set_check_finite(nn_model_graph(m), 1);
-    nn_optimizer *opt = nn_optimizer_create(m, &(nn_optim_config){.kind = NN_OPT_SGD, .lr = 0.1});
+    nn_optimizer *opt =
+        nn_optimizer_new(m, &(nn_optim_config){.kind = NN_OPT_SGD, .lr = 0.1}, NULL);
     cr_assert_not_null(opt, "%s", nn_model_error(m));
     double before[8], after[8], loss = 0;
     cr_assert_eq(nn_model_get_params(m, before, 8), 0);
-    cr_assert_eq(nn_model_train_step(m, opt, &loss), NN_ERR_GRAPH);
+    cr_assert_eq(nn_model_train_step(m, opt, &loss), -1);
+    cr_assert_eq(nn_model_errcode(m), AD_EGRAPH);
     cr_expect(isfinite(loss), "the forward pass was finite, loss %g", loss);
     const char *e = nn_model_error(m);
     cr_assert_not_null(e);
@@ -388,12 +397,13 @@ static int diverging_run(int check_finite, char *msg, size_t msgsize, double *la
 {
     int64_t widths[] = {NFEAT, 8, 3};
     nn_activation acts[] = {NN_ACT_RELU, NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_create(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, NROWS, 3);
-    cr_assert_not_null(m, "%s", nn_last_error());
+    ad_error m_err;
+    nn_model *m = nn_mlp_new(AD_F32, 3, widths, acts, NN_LOSS_CROSS_ENTROPY, NROWS, 3, &m_err);
+    cr_assert_not_null(m, "%s", m_err.message);
     ad_graph_set_check_finite(nn_model_graph(m), check_finite);
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 1e30;
-    nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     cr_assert_not_null(opt);
     cr_assert_eq(nn_model_set_input(m, X, NROWS, NFEAT), 0);
     cr_assert_eq(nn_model_set_labels(m, Y, NROWS), 0);
@@ -404,7 +414,7 @@ static int diverging_run(int check_finite, char *msg, size_t msgsize, double *la
         int rc = nn_model_train_step(m, opt, &loss);
         *last_loss = loss;
         if (rc) {
-            cr_assert_eq(rc, NN_ERR_GRAPH, "%s", nn_model_error(m));
+            cr_assert_eq(rc, -1, "%s", nn_model_error(m));
             snprintf(msg, msgsize, "%s", nn_model_error(m));
             break;
         }

@@ -102,7 +102,8 @@ typedef enum {
     AD_EFORMAT,      /**< not a valid file of its format: bad magic, truncated, corrupt */
     AD_EMISMATCH,    /**< valid, but not what the caller expects (names, shapes, counts) */
     AD_EUNSUPPORTED, /**< valid, but a feature chainrule does not read (dtype, order...) */
-    AD_ESTATE        /**< the call does not fit the object's state (not built, ...) */
+    AD_ESTATE,       /**< the call does not fit the object's state (not built, ...) */
+    AD_EGRAPH        /**< the graph holds an error (ad_graph_error); the message repeats it */
 } ad_errcode;
 
 /** A failed call's code and message, for calls without an object to hold them. */

@@ -17,8 +17,8 @@
  *     int rank, size;
  *     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
  *     MPI_Comm_size(MPI_COMM_WORLD, &size);
- *     nn_model *m = nn_mlp_create(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42);
- *     nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+ *     nn_model *m = nn_mlp_new(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42, &err);
+ *     nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
  *     if (nn_dist_broadcast_params(m, MPI_COMM_WORLD)) { ... nn_model_error(m) ... }
  *     for (each global mini-batch of n rows, the same order on every rank) {
  *         int64_t begin, count;
@@ -38,8 +38,10 @@
  *   averages the running statistics, e.g. before evaluating or saving.
  * - Errors never abort: while a call runs, the communicator's error handler
  *   is MPI_ERRORS_RETURN (the caller's handler is restored afterwards), and
- *   an MPI failure returns NN_DIST_ERR_MPI with MPI's message in
- *   nn_model_error(m) (nn_last_error() for calls without a model). A
+ *   a failure returns -1 with the message where docs/errors.md puts it:
+ *   nn_model_error(m) for calls on a model, nn_optimizer_error for
+ *   nn_dist_broadcast_optimizer, the caller's ad_error *err otherwise; an
+ *   MPI failure has the code AD_EIO and MPI's own error string. A
  *   failed collective leaves the ranks in an unknown state; the usual
  *   reaction is to print the message and MPI_Abort.
  * - Only the library is MPI-aware; this header exists when chainrule was
@@ -61,34 +63,25 @@ extern "C" {
 #endif
 
 /**
- * Status returned when an MPI call failed (the other failures are the
- * nn_status codes). MPI's own error string is in nn_model_error (nn_last_error without a model).
- */
-#define NN_DIST_ERR_MPI (-16)
-
-/** nn_status_string extended with NN_DIST_ERR_MPI ("MPI error"). Never NULL. */
-NN_API const char *nn_dist_status_string(int status);
-
-/**
  * The rows of a global batch of global_batch rows that rank takes out of
  * size ranks: a contiguous block [*begin, *begin + *count). The first
  * global_batch % size ranks take one row more than the others, so shards
  * differ by at most one row and together cover the batch in order; a rank
  * beyond the batch (global_batch < size) gets *count 0.
- * Returns 0, NN_ERR_NULL (begin or count NULL) or NN_ERR_ARG
- * (global_batch < 0, size < 1, rank outside [0, size)).
+ * Returns 0, or -1 for begin or count NULL, global_batch < 0, size < 1 or
+ * rank outside [0, size) (arguments only: nothing to record).
  */
-NN_API int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int64_t *count);
+AD_API int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int64_t *count);
 
 /**
  * Copies rank 0's trainable parameters and non-trainable state (batch-norm
  * running statistics) to every other rank of comm (MPI_Bcast), so that all
  * replicas start from the same weights whatever seed they were built with.
- * Collective. Returns 0, NN_ERR_NULL, NN_ERR_STATE (model not built),
- * NN_ERR_SHAPE (the parameter count or dtype differs between ranks) or
- * NN_DIST_ERR_MPI.
+ * Collective. Returns 0, or -1 (nn_model_error; nothing for m NULL):
+ * AD_ESTATE (model not built), AD_EMISMATCH (the parameter count or dtype
+ * differs between ranks) or AD_EIO (MPI).
  */
-NN_API int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm);
+AD_API int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm);
 
 /**
  * Averages the gradients of all ranks in place: multiplies this rank's
@@ -101,10 +94,10 @@ NN_API int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm);
  * which ran no backward). Models above INT_MAX parameters are reduced in
  * several calls. Call between nn_model_backward and nn_optimizer_step (the
  * optimizer clips after the average, as one process would).
- * Collective. Returns 0, NN_ERR_NULL, NN_ERR_STATE (model not built),
- * NN_ERR_ARG (weight negative or not finite) or NN_DIST_ERR_MPI.
+ * Collective. Returns 0, or -1 (nn_model_error): AD_ESTATE (model not
+ * built), AD_EINVAL (weight negative or not finite) or AD_EIO (MPI).
  */
-NN_API int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight);
+AD_API int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight);
 
 /**
  * One data-parallel training step on this rank's shard, already set with
@@ -116,14 +109,14 @@ NN_API int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight);
  * *loss (may be NULL) receives the mean loss of the local shard before the
  * step (NaN for an empty shard); combine losses across ranks with
  * nn_dist_sum, weighted by local_rows, e.g. once per epoch.
- * Collective. Returns 0 or a negative status (the message in
- * nn_model_error); NN_ERR_SHAPE when local_rows does not
+ * Collective. Returns 0 or -1 (the message in
+ * nn_model_error); AD_EMISMATCH when local_rows does not
  * match the batch or exceeds global_rows. A failure on one rank only (a bad
  * shard, a graph error) still joins the allreduce with a zero contribution,
  * so the other ranks are not left waiting, and is reported on that rank,
  * which skips the optimizer step: stop the run (MPI_Abort) when it happens.
  */
-NN_API int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t local_rows,
+AD_API int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t local_rows,
                               int64_t global_rows, double *loss);
 
 /**
@@ -135,11 +128,11 @@ NN_API int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int
  * are the whole epoch's. after_step (may be NULL) gets this rank's running
  * figures. *reduce_seconds (may be NULL) receives the mean time per rank
  * spent in the gradient allreduce. Collective.
- * Errors: as nn_train_epoch and NN_DIST_ERR_MPI; a failure on one rank
+ * Errors: as nn_train_epoch and AD_EIO (MPI); a failure on one rank
  * (divergence, bad data) leaves the others waiting in the next allreduce:
  * stop the run (MPI_Abort) when it happens, as `chainrule train` does.
  */
-NN_API int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+AD_API int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
                                MPI_Comm comm,
                                void (*after_step)(const nn_epoch_stats *so_far, int64_t batch,
                                                   int64_t batches, void *ctx),
@@ -159,13 +152,13 @@ typedef struct nn_dist_job {
  * MPI_Init unless MPI is already initialized, errors returned instead of
  * fatal, rank and size of MPI_COMM_WORLD. Without a launcher the job is one
  * process (rank 0 of 1) and MPI is never touched, so a plain `chainrule
- * train` works in a build with MPI. 0, or NN_DIST_ERR_MPI with the message
- * in nn_last_error.
+ * train` works in a build with MPI. 0, or -1 with the reason in *err (may
+ * be NULL): AD_EINVAL for job NULL, AD_EIO with MPI's message.
  */
-NN_API int nn_dist_join(nn_dist_job *job);
+AD_API int nn_dist_join(nn_dist_job *job, ad_error *err);
 
 /** MPI_Finalize when nn_dist_join initialized MPI; nothing otherwise. */
-NN_API void nn_dist_leave(nn_dist_job *job);
+AD_API void nn_dist_leave(nn_dist_job *job);
 
 /**
  * Whether every process of the job succeeded at a step that can fail on
@@ -176,49 +169,50 @@ NN_API void nn_dist_leave(nn_dist_job *job);
  * Collective. Returns 1 when all succeeded, 0 otherwise (also when the
  * allreduce fails).
  */
-NN_API int nn_dist_all_ok(const nn_dist_job *job, int ok, int *print);
+AD_API int nn_dist_all_ok(const nn_dist_job *job, int ok, int *print);
 
 /**
  * Stops every process of a job of more than one (MPI_Abort with status),
  * e.g. when one rank failed while the others may wait in a collective;
  * returns at once for a single process.
  */
-NN_API void nn_dist_abort(const nn_dist_job *job, int status);
+AD_API void nn_dist_abort(const nn_dist_job *job, int status);
 
 /**
  * Sums n doubles over all ranks in place (MPI_Allreduce, MPI_SUM), for
  * metrics: e.g. {sum of loss * rows, correct predictions, rows} once per
- * epoch. Collective. Returns 0, NN_ERR_NULL (values NULL with n > 0),
- * NN_ERR_ARG (n < 0 or above INT_MAX) or NN_DIST_ERR_MPI.
+ * epoch. Collective. Returns 0, or -1 with the reason in *err (may be
+ * NULL): AD_EINVAL (values NULL with n > 0, n < 0 or above INT_MAX) or
+ * AD_EIO (MPI).
  */
-NN_API int nn_dist_sum(double *values, int64_t n, MPI_Comm comm);
+AD_API int nn_dist_sum(double *values, int64_t n, MPI_Comm comm, ad_error *err);
 
 /**
  * Averages the non-trainable state (batch-norm running mean and variance)
  * over the ranks (one MPI_Allreduce). Without batch norm it does nothing
- * but still takes part in the collective. Collective. Returns 0,
- * NN_ERR_NULL, NN_ERR_STATE or NN_DIST_ERR_MPI.
+ * but still takes part in the collective. Collective. Returns 0, or -1
+ * (nn_model_error): AD_ESTATE or AD_EIO (MPI).
  */
-NN_API int nn_dist_average_state(nn_model *m, MPI_Comm comm);
+AD_API int nn_dist_average_state(nn_model *m, MPI_Comm comm);
 
 /**
  * Copies rank 0's optimizer state (step count, learning rate, moments) to
  * every other rank (MPI_Bcast of the nn_optimizer_save_state bytes), e.g.
  * after rank 0 alone restored a checkpoint. The optimizers must have the
- * same kind, dtype and size on every rank. Collective. Returns 0,
- * NN_ERR_NULL, NN_ERR_MEMORY, NN_ERR_ARG (the optimizers differ) or
- * NN_DIST_ERR_MPI.
+ * same kind, dtype and size on every rank. Collective. Returns 0, or -1
+ * (nn_optimizer_error; nothing for opt NULL): AD_ENOMEM, AD_EMISMATCH or
+ * AD_EINVAL (the optimizers differ) or AD_EIO (MPI).
  */
-NN_API int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm);
+AD_API int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm);
 
 /**
  * Checks that the replicas are identical: compares a 64-bit hash of the
  * raw parameter bytes across ranks (two tiny allreduces, MPI_MIN and
  * MPI_MAX). Returns 1 when every rank holds the same bits, 0 when some
- * differ, or a negative status (NN_ERR_NULL, NN_ERR_STATE,
- * NN_DIST_ERR_MPI). Collective. Meant for tests and debugging.
+ * differ, or -1 (nn_model_error: AD_ESTATE, AD_EIO). Collective. Meant for
+ * tests and debugging.
  */
-NN_API int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm);
+AD_API int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@
  *         fprintf(stderr, "%s\n", err.message);
  *     io_array_free(a);
  *
- *     nn_model *m2 = nn_mlp_create(...same widths...);
+ *     nn_model *m2 = nn_mlp_new(...same widths..., &err);
  *     if (nn_model_load_npz(m2, "mlp.npz", 0) != 0)  // checks names, shapes
  *         fprintf(stderr, "%s\n", nn_model_error(m2));
  *

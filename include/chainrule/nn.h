@@ -6,10 +6,11 @@
  *
  *     int64_t widths[] = {784, 300, 100, 10};
  *     nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
- *     nn_model *m = nn_mlp_create(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42);
- *     if (!m) { fprintf(stderr, "%s\n", nn_last_error()); return 1; }
+ *     ad_error err;
+ *     nn_model *m = nn_mlp_new(AD_F32, 4, widths, acts, NN_LOSS_CROSS_ENTROPY, 32, 42, &err);
+ *     if (!m) { fprintf(stderr, "%s\n", err.message); return 1; }
  *     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);   // lr 0.01
- *     nn_optimizer *opt = nn_optimizer_create(m, &cfg);
+ *     nn_optimizer *opt = nn_optimizer_new(m, &cfg, &err);
  *     for (each mini-batch (x, y) of n <= 32 rows) {          // x: n*784 floats, y: n ints
  *         if (nn_model_set_input_f32(m, x, n, 784) || nn_model_set_labels(m, y, n) ||
  *             nn_model_train_step(m, opt, &loss)) {
@@ -44,14 +45,15 @@
  * - Optimizers (nn_optimizer) are tight loops over flat arrays; their
  *   state (moments, step count) is one flat buffer too, and can be saved and
  *   restored so that a resumed run continues bit for bit.
- * - Errors never abort, and the message lives on the object the call was
- *   about, not in a global: functions returning int give 0 (NN_OK) or a
- *   negative nn_status, functions returning pointers give NULL; the text
- *   is the graph's (ad_graph_error) for functional layers and losses, the
- *   model's (nn_model_error) for nn_model_* calls. Only a call that has no
- *   object to hold the message (a constructor returning NULL, a NULL
- *   model, optimizer calls) falls back to the calling thread's
- *   nn_last_error().
+ * - Errors follow the library's one convention (docs/errors.md): never an
+ *   abort, 0 / -1 or a pointer / NULL, and the message on the object the
+ *   call was about, never in a global: the graph's (ad_graph_error) for
+ *   functional layers and losses, the model's (nn_model_error,
+ *   nn_model_errcode) for nn_model_* calls, the optimizer's
+ *   (nn_optimizer_error) for nn_optimizer_* calls, and the caller's
+ *   ad_error *err for constructors that return NULL. A call given a NULL
+ *   model or optimizer returns -1 (or NULL) and records nothing: that NULL
+ *   is what a failed constructor returned, and its err said why.
  * - Shapes: a batch of examples is a (batch, features) matrix, row-major.
  *   Weights are (in, out) so that a dense layer is X W + b (equation 4 of
  *   the lecture, h = phi(XW + b)).
@@ -70,37 +72,6 @@
 extern "C" {
 #endif
 
-#if defined(CHAINRULE_BUILDING) && defined(__GNUC__)
-#define NN_API __attribute__((visibility("default")))
-#else
-#define NN_API
-#endif
-
-/* ----------------------------------------------------------------- errors */
-
-/** Status codes: 0 is success, every failure is negative. */
-typedef enum {
-    NN_OK = 0,
-    NN_ERR_NULL = -1,   /* a required pointer (model, buffer) is NULL */
-    NN_ERR_ARG = -2,    /* a bad argument: zero width, rate out of range, unknown kind */
-    NN_ERR_SHAPE = -3,  /* mismatched widths, counts or shapes */
-    NN_ERR_LABEL = -4,  /* a class index outside [0, classes) */
-    NN_ERR_STATE = -5,  /* called in the wrong state (model not built, built twice, ...) */
-    NN_ERR_GRAPH = -6,  /* the autodiff engine reported an error (its message is kept) */
-    NN_ERR_MEMORY = -7, /* out of memory */
-} nn_status;
-
-/** A fixed text for a status code ("mismatched shape", ...). Never NULL. */
-NN_API const char *nn_status_string(int status);
-/**
- * The fallback message for failures that have no object to hold it: a
- * constructor that returned NULL (nn_model_create, nn_mlp_create,
- * nn_optimizer_create), a call given a NULL model. Thread-local, valid
- * until the next such failure in this thread ("" when none). Failures of a
- * model are in nn_model_error, of a functional layer in ad_graph_error.
- */
-NN_API const char *nn_last_error(void);
-
 /* --------------------------------------------------------- random numbers */
 
 /**
@@ -115,20 +86,20 @@ typedef struct {
 } nn_rng;
 
 /** Seeds r: s[i] = splitmix64 outputs 1..4 of seed. */
-NN_API void nn_rng_seed(nn_rng *r, uint64_t seed);
+AD_API void nn_rng_seed(nn_rng *r, uint64_t seed);
 /** The next 64 random bits. */
-NN_API uint64_t nn_rng_next(nn_rng *r);
+AD_API uint64_t nn_rng_next(nn_rng *r);
 /** Uniform in [0, 1): the top 53 bits of nn_rng_next times 2^-53. */
-NN_API double nn_rng_uniform(nn_rng *r);
+AD_API double nn_rng_uniform(nn_rng *r);
 /**
  * Standard normal N(0, 1) by Box-Muller: u1, u2 = two uniforms,
  * sqrt(-2 ln(1 - u1)) cos(2 pi u2). Two uniforms per draw, no caching.
  */
-NN_API double nn_rng_normal(nn_rng *r);
+AD_API double nn_rng_normal(nn_rng *r);
 /** Uniform integer in [0, n) without modulo bias (rejection); 0 when n is 0. */
-NN_API uint64_t nn_rng_below(nn_rng *r, uint64_t n);
+AD_API uint64_t nn_rng_below(nn_rng *r, uint64_t n);
 /** Shuffles idx[0..n) in place (Fisher-Yates, i from n-1 down to 1). */
-NN_API void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n);
+AD_API void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n);
 
 /* ----------------------------------------------------------- initializers */
 
@@ -154,20 +125,21 @@ typedef enum {
 
 /** "zeros", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
  *  "lecun_uniform", "lecun_normal", "torch"; NULL for an unknown kind. */
-NN_API const char *nn_init_name(nn_init kind);
+AD_API const char *nn_init_name(nn_init kind);
 /** The kind for a name (also "xavier_uniform", "xavier_normal",
  *  "kaiming_uniform", "kaiming_normal"), or -1. */
-NN_API int nn_init_from_name(const char *name);
+AD_API int nn_init_from_name(const char *name);
 /**
  * Fills n values of dtype at out with draws of the initializer, in order
  * (a uniform draw is (2u - 1) limit, a normal draw std * nn_rng_normal).
  * Values are computed in double and rounded once to float for AD_F32, so a
  * seed gives the same f32 weights as the f64 ones, rounded.
- * Returns 0, NN_ERR_NULL (out or rng NULL with n > 0) or NN_ERR_ARG
- * (unknown kind, fan_in < 1 or fan_out < 1).
+ * Returns 0, or -1 with the reason in *err (may be NULL): out or rng NULL
+ * with n > 0, an unknown kind, fan_in < 1 or fan_out < 1
+ * ("nn_init_fill: fan_in 0 and fan_out 3 must be >= 1").
  */
-NN_API int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_dtype dtype,
-                        void *out, int64_t n);
+AD_API int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_dtype dtype,
+                        void *out, int64_t n, ad_error *err);
 
 /* ------------------------------------------------------------ activations */
 
@@ -215,13 +187,13 @@ typedef enum {
 /** "identity", "step", "sign", "step_st", "sign_st", "sigmoid", "tanh",
  *  "relu", "leaky_relu", "elu", "selu", "softplus", "softmax",
  *  "log_softmax"; NULL for an unknown kind. */
-NN_API const char *nn_activation_name(nn_activation act);
+AD_API const char *nn_activation_name(nn_activation act);
 /** The kind for a name (also "linear", "none", "heaviside", "logistic"), or -1. */
-NN_API int nn_activation_from_name(const char *name);
+AD_API int nn_activation_from_name(const char *name);
 /** phi(x) with the default parameter (alpha). NULL for NULL x or an unknown kind. */
-NN_API ad_node *nn_activate(ad_node *x, nn_activation act);
+AD_API ad_node *nn_activate(ad_node *x, nn_activation act);
 /** phi(x) with alpha for LEAKY_RELU and ELU (ignored by the others). */
-NN_API ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha);
+AD_API ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha);
 /**
  * The heaviside step of the lecture's TLU, 0 if z < 0 else 1. Its true
  * derivative is zero almost everywhere; with straight_through nonzero the
@@ -229,9 +201,9 @@ NN_API ad_node *nn_activate_alpha(ad_node *x, nn_activation act, double alpha);
  * (d step/dz taken as 1), which is what makes the perceptron rule come out
  * of backpropagation.
  */
-NN_API ad_node *nn_step(ad_node *z, int straight_through);
+AD_API ad_node *nn_step(ad_node *z, int straight_through);
 /** sign(z) in {-1, 0, +1}, optionally straight-through (see nn_step). */
-NN_API ad_node *nn_sign(ad_node *z, int straight_through);
+AD_API ad_node *nn_sign(ad_node *z, int straight_through);
 
 /* ---------------------------------------------------- functional layers */
 
@@ -240,12 +212,12 @@ NN_API ad_node *nn_sign(ad_node *z, int straight_through);
  * NULL (no bias). NULL with the graph's error on mismatched widths
  * ("nn_linear: input (32,784) has 784 features but weight (300,100) expects 300").
  */
-NN_API ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b);
+AD_API ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b);
 /**
  * A layer of threshold logic units (lecture eq. 2 and 4): step(x w + b) with
  * step one of NN_ACT_STEP, NN_ACT_SIGN, NN_ACT_STEP_ST, NN_ACT_SIGN_ST.
  */
-NN_API ad_node *nn_tlu(ad_node *x, ad_node *w, ad_node *b, nn_activation step);
+AD_API ad_node *nn_tlu(ad_node *x, ad_node *w, ad_node *b, nn_activation step);
 /**
  * Inverted dropout: x * mask / (1 - rate) where mask keeps each element with
  * probability 1 - rate, drawn afresh on every forward (ad_dropout_mask, the
@@ -253,7 +225,7 @@ NN_API ad_node *nn_tlu(ad_node *x, ad_node *w, ad_node *b, nn_activation step);
  * applies, where it is zero the output equals x. training NULL: always on.
  * rate must be in [0, 1); rate 0 returns x itself.
  */
-NN_API ad_node *nn_dropout(ad_node *x, double rate, ad_node *training);
+AD_API ad_node *nn_dropout(ad_node *x, double rate, ad_node *training);
 /**
  * Batch normalization over the batch axis of x (batch, features):
  *   training: y = (x - mean_b) / sqrt(var_b + eps) * gamma + beta
@@ -265,7 +237,7 @@ NN_API ad_node *nn_dropout(ad_node *x, double rate, ad_node *training);
  * are returned in *batch_mean and *batch_var (either may be NULL) so the
  * caller can update the running averages. eps > 0.
  */
-NN_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *running_mean,
+AD_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *running_mean,
                               ad_node *running_var, ad_node *training, double eps,
                               ad_node **batch_mean, ad_node **batch_var);
 
@@ -280,22 +252,22 @@ NN_API ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node
  * * gamma + beta, mean and biased var over the K normalized values of each
  * row. gamma and beta have the shape of the last naxes axes, or are NULL.
  */
-NN_API ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, double eps);
+AD_API ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, double eps);
 /** x + fx: a residual connection (an ad_add, named for what it is). */
-NN_API ad_node *nn_residual(ad_node *x, ad_node *fx);
+AD_API ad_node *nn_residual(ad_node *x, ad_node *fx);
 /**
  * Embedding lookup: ids (any shape, integral values in [0, V)) picks rows
  * of table (V, E): the result is ids' shape + (E). An id out of range is an
  * error at forward time. Gradient: the picked rows accumulate (repeated ids
  * add up), as torch.nn.Embedding.
  */
-NN_API ad_node *nn_embedding(ad_node *ids, ad_node *table);
+AD_API ad_node *nn_embedding(ad_node *ids, ad_node *table);
 /**
  * Elman RNN cell (torch.nn.RNNCell): h' = act(x W_ih^T + b_ih + h W_hh^T
  * + b_hh), act NN_ACT_TANH or NN_ACT_RELU. x (B, I), h (B, H) or NULL
  * (zeros), w_ih (H, I), w_hh (H, H), biases (H) or NULL. Returns h' (B, H).
  */
-NN_API ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+AD_API ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
                             ad_node *b_hh, nn_activation act);
 /**
  * LSTM cell (torch.nn.LSTMCell), gates in PyTorch's order i, f, g, o:
@@ -304,7 +276,7 @@ NN_API ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh
  * w_ih (4H, I), w_hh (4H, H), biases (4H) or NULL. Returns h' and stores
  * c' in *c_out (may be NULL).
  */
-NN_API ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+AD_API ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
                              ad_node *b_ih, ad_node *b_hh, ad_node **c_out);
 /**
  * GRU cell (torch.nn.GRUCell), gates in PyTorch's order r, z, n:
@@ -312,7 +284,7 @@ NN_API ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, 
  * n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
  * x (B, I), h (B, H) or NULL, w_ih (3H, I), w_hh (3H, H), biases (3H).
  */
-NN_API ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
+AD_API ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,
                             ad_node *b_hh);
 /**
  * Multi-head self-attention (torch.nn.MultiheadAttention with
@@ -323,7 +295,7 @@ NN_API ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh
  * training node is nonzero (NULL: always); heads concatenated (B, T, E)
  * and projected by out_w (E, E), out_b (E) or NULL. Returns (B, T, E).
  */
-NN_API ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_node *out_w,
+AD_API ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_node *out_w,
                              ad_node *out_b, int causal, double dropout, ad_node *training);
 
 /* ----------------------------------------------------------------- losses */
@@ -354,24 +326,24 @@ typedef enum {
 
 /** "none", "mse", "half_sse", "bce_logits", "cross_entropy", "hinge",
  *  "perceptron"; NULL for an unknown kind. */
-NN_API const char *nn_loss_name(nn_loss kind);
+AD_API const char *nn_loss_name(nn_loss kind);
 /** The kind for a name (also "bce", "ce", "xent"), or -1. */
-NN_API int nn_loss_from_name(const char *name);
+AD_API int nn_loss_from_name(const char *name);
 /** The loss node for pred and target; NULL (the graph's error) on a shape mismatch. */
-NN_API ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target);
+AD_API ad_node *nn_loss_apply(nn_loss kind, ad_node *pred, ad_node *target);
 /** MSE: mean((pred - target)^2) over all elements; same shapes. */
-NN_API ad_node *nn_mse(ad_node *pred, ad_node *target);
+AD_API ad_node *nn_mse(ad_node *pred, ad_node *target);
 /** 1/2 sum_j (pred_j - target_j)^2 averaged over rows; pred (batch, out). */
-NN_API ad_node *nn_half_sse(ad_node *pred, ad_node *target);
+AD_API ad_node *nn_half_sse(ad_node *pred, ad_node *target);
 /** mean(softplus(z) - t z): binary cross-entropy of sigmoid(z) against t in [0, 1]. */
-NN_API ad_node *nn_bce_with_logits(ad_node *logits, ad_node *target);
+AD_API ad_node *nn_bce_with_logits(ad_node *logits, ad_node *target);
 /** logits (batch, classes), labels (batch) of class indices. An index outside
  *  [0, classes) is an error of the engine's one-hot op at forward time. */
-NN_API ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels);
+AD_API ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels);
 /** mean(max(0, 1 - t s)) with t in {-1, +1}; same shapes. */
-NN_API ad_node *nn_hinge(ad_node *scores, ad_node *target);
+AD_API ad_node *nn_hinge(ad_node *scores, ad_node *target);
 /** The perceptron criterion (see NN_LOSS_PERCEPTRON); scores (batch, out), t in {0, 1}. */
-NN_API ad_node *nn_perceptron_criterion(ad_node *scores, ad_node *target);
+AD_API ad_node *nn_perceptron_criterion(ad_node *scores, ad_node *target);
 
 /* ------------------------------------------------------------------ model */
 
@@ -404,42 +376,50 @@ typedef enum {
 } nn_layer_kind;
 
 /**
- * A new, empty model whose examples have in_features values. Add layers,
- * optionally set a loss, then nn_model_build. Free with nn_model_free.
- * NULL (nn_last_error) for in_features < 1, a bad dtype or no memory.
+ * A new, empty sequential model whose examples have in_features values. Add
+ * layers, optionally set a loss, then nn_model_build. Free with
+ * nn_model_free. NULL with the reason in *err (may be NULL) for
+ * in_features < 1 (AD_EINVAL), a bad dtype or no memory (AD_ENOMEM).
  */
-NN_API nn_model *nn_model_create(ad_dtype dtype, int64_t in_features);
+AD_API nn_model *nn_model_new_sequential(ad_dtype dtype, int64_t in_features, ad_error *err);
 /** The same, taking all memory (graph included) from alloc(ud, ...). */
-NN_API nn_model *nn_model_create_with(ad_dtype dtype, int64_t in_features, ad_alloc_fn alloc,
-                                      void *ud);
+AD_API nn_model *nn_model_new_sequential_with(ad_dtype dtype, int64_t in_features,
+                                              ad_alloc_fn alloc, void *ud, ad_error *err);
 /** Frees the model, its graph and its buffers. Accepts NULL. */
-NN_API void nn_model_free(nn_model *m);
+AD_API void nn_model_free(nn_model *m);
 /**
  * The message of the model's most recent failure, else the graph's sticky
  * error, else NULL. For m NULL: "nn: model is NULL". Owned by the model.
  */
-NN_API const char *nn_model_error(const nn_model *m);
+AD_API const char *nn_model_error(const nn_model *m);
+/**
+ * The code of that failure (docs/errors.md): AD_EINVAL (a bad argument),
+ * AD_EMISMATCH (widths, rows or shapes that do not fit), AD_ESTATE (not
+ * built, already built), AD_EGRAPH (the graph's error), AD_ENOMEM, the
+ * readers' codes for model files; AD_OK when there is no error.
+ */
+AD_API ad_errcode nn_model_errcode(const nn_model *m);
 /** Forgets the model's message and the graph's sticky error. */
-NN_API void nn_model_clear_error(nn_model *m);
+AD_API void nn_model_clear_error(nn_model *m);
 
 /*
- * Declaring layers (before nn_model_build). Each returns 0 or a negative
- * nn_status: NN_ERR_NULL (m NULL), NN_ERR_STATE (already built), NN_ERR_ARG
- * (units < 1: "nn_model_add_dense: zero-width layer (units 0)", a bad kind
- * or rate), NN_ERR_MEMORY.
+ * Declaring layers (before nn_model_build). Each returns 0, or -1 with the
+ * message in nn_model_error (nothing for m NULL): AD_ESTATE (already
+ * built), AD_EINVAL (units < 1: "nn_model_add_dense: zero-width layer
+ * (units 0)", a bad kind or rate), AD_ENOMEM.
  */
 /** A dense layer x W + b (W: (in, units), b: (units), b omitted when bias is 0),
  *  weights drawn from init, biases zero. Parameters "denseK.weight", "denseK.bias". */
-NN_API int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init);
+AD_API int nn_model_add_dense(nn_model *m, int64_t units, int bias, nn_init init);
 /** An activation (default alpha). */
-NN_API int nn_model_add_activation(nn_model *m, nn_activation act);
+AD_API int nn_model_add_activation(nn_model *m, nn_activation act);
 /** An activation with alpha (LEAKY_RELU, ELU). */
-NN_API int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha);
+AD_API int nn_model_add_activation_alpha(nn_model *m, nn_activation act, double alpha);
 /** A perceptron: units TLUs, step(x W + b) with zero-initialized W and b and
  *  step one of the four step activations. Parameters "perceptronK.weight", ".bias". */
-NN_API int nn_model_add_perceptron(nn_model *m, int64_t units, nn_activation step);
+AD_API int nn_model_add_perceptron(nn_model *m, int64_t units, nn_activation step);
 /** Inverted dropout with drop probability rate in [0, 1), active in training mode only. */
-NN_API int nn_model_add_dropout(nn_model *m, double rate);
+AD_API int nn_model_add_dropout(nn_model *m, double rate);
 /**
  * Batch normalization of the current width with learnable gamma (ones) and
  * beta (zeros), parameters "batchnormK.gamma", ".beta", and running
@@ -448,31 +428,32 @@ NN_API int nn_model_add_dropout(nn_model *m, double rate);
  * running = (1 - momentum) running + momentum batch_stat, with the unbiased
  * batch variance (PyTorch's convention; momentum 0.1, eps 1e-5 there).
  */
-NN_API int nn_model_add_batch_norm(nn_model *m, double momentum, double eps);
+AD_API int nn_model_add_batch_norm(nn_model *m, double momentum, double eps);
 /** The loss the model trains on (default NN_LOSS_NONE: no target, no loss node). */
-NN_API int nn_model_set_loss(nn_model *m, nn_loss loss);
+AD_API int nn_model_set_loss(nn_model *m, nn_loss loss);
 /**
  * Creates the graph for mini-batches of batch rows and the flat buffers,
  * and initializes the weights from seed (one nn_rng, weight matrices drawn
  * layer by layer in declaration order; biases start at zero). The same seed also
  * seeds the graph's generator (dropout masks). Starts in training mode.
- * Errors: NN_ERR_STATE (no layers, already built), NN_ERR_ARG (batch < 1),
- * NN_ERR_SHAPE (the loss does not fit the output width, e.g. cross-entropy
- * on one output), NN_ERR_GRAPH, NN_ERR_MEMORY.
+ * Errors (-1, nn_model_error): AD_ESTATE (no layers, already built),
+ * AD_EINVAL (batch < 1), AD_EMISMATCH (the loss does not fit the output
+ * width, e.g. cross-entropy on one output), AD_EGRAPH, AD_ENOMEM.
  */
-NN_API int nn_model_build(nn_model *m, int64_t batch, uint64_t seed);
+AD_API int nn_model_build(nn_model *m, int64_t batch, uint64_t seed);
 
 /**
  * A built multi-layer perceptron y = phi_L(W_L ... phi_1(W_1 x + b_1) + b_L):
  * widths[0] inputs, then nwidths - 1 dense layers of widths[1..] units, each
  * followed by acts[i] (nwidths - 1 entries; NN_ACT_IDENTITY adds nothing).
  * Weights: He uniform before ReLU-like activations (relu, leaky_relu, elu),
- * LeCun normal before SELU, Glorot uniform otherwise. NULL (nn_last_error)
- * on a zero width, fewer than 2 widths or another build error.
+ * LeCun normal before SELU, Glorot uniform otherwise. NULL with the reason
+ * in *err (may be NULL) on a zero width, fewer than 2 widths or another
+ * build error ("nn_mlp_new: zero-width layer (widths[2] = 0)").
  */
-NN_API nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *widths,
-                               const nn_activation *acts, nn_loss loss, int64_t batch,
-                               uint64_t seed);
+AD_API nn_model *nn_mlp_new(ad_dtype dtype, int nwidths, const int64_t *widths,
+                            const nn_activation *acts, nn_loss loss, int64_t batch, uint64_t seed,
+                            ad_error *err);
 
 /* ------------------------------------------------- models that are any graph */
 
@@ -509,9 +490,9 @@ NN_API nn_model *nn_mlp_create(ad_dtype dtype, int nwidths, const int64_t *width
  * parameters are created). NULL with *err filled (err may be NULL) for a bad
  * dtype or no memory.
  */
-NN_API nn_model *nn_model_new(ad_dtype dtype, uint64_t seed, ad_error *err);
+AD_API nn_model *nn_model_new(ad_dtype dtype, uint64_t seed, ad_error *err);
 /** The same, taking all memory from alloc(ud, ...). */
-NN_API nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn alloc, void *ud,
+AD_API nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn alloc, void *ud,
                                    ad_error *err);
 /**
  * An input leaf of the model (ad_input). Axis 0 is the batch: shape[0] is
@@ -520,33 +501,33 @@ NN_API nn_model *nn_model_new_with(ad_dtype dtype, uint64_t seed, ad_alloc_fn al
  * numel / batch values); later inputs (targets, masks) are resized with it.
  * NULL with the model's error after nn_model_finish or for a bad shape.
  */
-NN_API ad_node *nn_model_add_input(nn_model *m, int ndim, const int64_t *shape, const char *name);
+AD_API ad_node *nn_model_add_input(nn_model *m, int ndim, const int64_t *shape, const char *name);
 /**
  * A trainable parameter of any shape named name (unique), drawn from init
  * with fan_in and fan_out (nn_init_fill), collected into the flat buffers
  * by nn_model_finish. For custom layers written with ad_* ops.
  */
-NN_API ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64_t *shape,
+AD_API ad_node *nn_model_add_param(nn_model *m, const char *name, int ndim, const int64_t *shape,
                                    nn_init init, int64_t fan_in, int64_t fan_out);
 /**
  * Ends the building of a nn_model_new model: output (axis 0 the batch) is
  * the model's output; with a built-in loss (nn_model_set_loss) the target
  * leaf and the loss node are made (cross-entropy: targets are the class
  * indices, output's shape without its last axis). Every parameter and
- * state tensor moves into the flat buffers (ad_leaf_move). 0 or negative
- * (NN_ERR_GRAPH with the graph's first error when a layer failed).
+ * state tensor moves into the flat buffers (ad_leaf_move). 0 or -1
+ * (AD_EGRAPH with the graph's first error when a layer failed).
  */
-NN_API int nn_model_finish(nn_model *m, ad_node *output);
+AD_API int nn_model_finish(nn_model *m, ad_node *output);
 /**
  * Makes any one-element node the model's loss (a custom loss built from
  * ad_* ops on nn_model_output and target): training steps, clipping,
  * schedules and evaluation use it as they use a built-in loss. target is
  * the input leaf nn_model_set_targets fills (axis 0 the batch), or NULL.
  * Works before or after nn_model_finish, also on nn_model_build and
- * nn_mlp_create models; input leaves made by hand (ad_input with the
- * batch as axis 0) are resized with the batch. 0 or negative.
+ * nn_mlp_new models; input leaves made by hand (ad_input with the
+ * batch as axis 0) are resized with the batch. 0 or -1 (nn_model_error).
  */
-NN_API int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target);
+AD_API int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target);
 
 /** The metadata key of a model file that holds its architecture (JSON). */
 #define NN_ARCH_KEY "chainrule.architecture"
@@ -556,7 +537,7 @@ NN_API int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target);
  * taking the previous one's output, from the model's input to its output,
  * with no initial recurrent states, parameters of its own or custom loss.
  */
-NN_API int nn_model_has_architecture(const nn_model *m);
+AD_API int nn_model_has_architecture(const nn_model *m);
 /**
  * The architecture of m as JSON ({"format": 1, "dtype", "seed", "input"
  * (shape with the build batch), "loss", "layers": [{"kind", "units",
@@ -564,14 +545,14 @@ NN_API int nn_model_has_architecture(const nn_model *m);
  * out of memory. The caller frees it with free(). nn_model_save_safetensors
  * stores it in the file's metadata under NN_ARCH_KEY.
  */
-NN_API char *nn_model_architecture(const nn_model *m);
+AD_API char *nn_model_architecture(const nn_model *m);
 /**
  * A finished model rebuilt from a description made by nn_model_architecture
  * (parameters initialized from its seed), with batch rows per build batch
  * (<= 0: the batch it was saved with). NULL with *err filled (AD_EFORMAT)
  * for text that is not such a description.
  */
-NN_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err);
+AD_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err);
 /**
  * Loads a model file written by nn_model_save_safetensors for a model with
  * an architecture: rebuilds the model (nn_model_from_architecture) and
@@ -580,17 +561,17 @@ NN_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_
  * has no architecture: build the model, then nn_model_load_safetensors),
  * AD_EFORMAT, AD_EMISMATCH (tensors that do not fit).
  */
-NN_API nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err);
+AD_API nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err);
 
 /* Layers of a nn_model_new model. Each returns its output node, or NULL
  * (the message in ad_graph_error and nn_model_error). */
 /** Dense layer on the last axis: x (..., I) -> (..., units); weight (I,
  *  units), bias (units); both uniform in +-1/sqrt(I) (nn.Linear). */
-NN_API ad_node *nn_add_dense(nn_model *m, ad_node *x, int64_t units, int bias);
+AD_API ad_node *nn_add_dense(nn_model *m, ad_node *x, int64_t units, int bias);
 /** An activation (alpha for leaky ReLU and ELU; pass 0 for the others). */
-NN_API ad_node *nn_add_activation(nn_model *m, ad_node *x, nn_activation act, double alpha);
+AD_API ad_node *nn_add_activation(nn_model *m, ad_node *x, nn_activation act, double alpha);
 /** Inverted dropout with drop probability rate, active in training mode only. */
-NN_API ad_node *nn_add_dropout(nn_model *m, ad_node *x, double rate);
+AD_API ad_node *nn_add_dropout(nn_model *m, ad_node *x, double rate);
 /**
  * Batch normalization of x (N, F) or (N, C, ...) over every axis but 1
  * (nn.BatchNorm1d/2d): gamma ones, beta zeros ("gamma", "beta"), running
@@ -598,10 +579,10 @@ NN_API ad_node *nn_add_dropout(nn_model *m, ad_node *x, double rate);
  * buffer, updated after each training forward with momentum and the
  * unbiased variance (PyTorch: momentum 0.1, eps 1e-5).
  */
-NN_API ad_node *nn_add_batch_norm(nn_model *m, ad_node *x, double momentum, double eps);
+AD_API ad_node *nn_add_batch_norm(nn_model *m, ad_node *x, double momentum, double eps);
 /** Layer normalization over the last naxes axes (nn.LayerNorm: "weight"
  *  ones, "bias" zeros when affine; PyTorch's eps 1e-5). */
-NN_API ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int affine);
+AD_API ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps, int affine);
 /**
  * Convolution layers (nn.Conv1d / nn.Conv2d): x (N, C, L) -> (N, O, Lout)
  * and x (N, C, H, W) -> (N, O, OH, OW) through ad_conv1d / ad_conv2d with
@@ -610,26 +591,26 @@ NN_API ad_node *nn_add_layer_norm(nn_model *m, ad_node *x, int naxes, double eps
  * bias is nonzero, both uniform in +-1/sqrt(C/groups * K...) (PyTorch's
  * default kaiming_uniform(a = sqrt(5))).
  */
-NN_API ad_node *nn_add_conv1d(nn_model *m, ad_node *x, int64_t out_channels, int kernel,
+AD_API ad_node *nn_add_conv1d(nn_model *m, ad_node *x, int64_t out_channels, int kernel,
                               const ad_conv_opts *o, int bias);
 /** 2-d convolution layer (see nn_add_conv1d), kernel kh x kw. */
-NN_API ad_node *nn_add_conv2d(nn_model *m, ad_node *x, int64_t out_channels, int kh, int kw,
+AD_API ad_node *nn_add_conv2d(nn_model *m, ad_node *x, int64_t out_channels, int kh, int kw,
                               const ad_conv_opts *o, int bias);
 /** Max pooling (ad_max_pool1d): x (N, C, L) -> (N, C, Lout); o required. */
-NN_API ad_node *nn_add_max_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+AD_API ad_node *nn_add_max_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
 /** Max pooling (ad_max_pool2d): x (N, C, H, W) -> (N, C, OH, OW); o required. */
-NN_API ad_node *nn_add_max_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+AD_API ad_node *nn_add_max_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
 /** Average pooling (ad_avg_pool1d, padded zeros counted); o required. */
-NN_API ad_node *nn_add_avg_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+AD_API ad_node *nn_add_avg_pool1d(nn_model *m, ad_node *x, const ad_pool_opts *o);
 /** Average pooling (ad_avg_pool2d, padded zeros counted); o required. */
-NN_API ad_node *nn_add_avg_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
+AD_API ad_node *nn_add_avg_pool2d(nn_model *m, ad_node *x, const ad_pool_opts *o);
 /** (N, ...) -> (N, product of the rest). */
-NN_API ad_node *nn_add_flatten(nn_model *m, ad_node *x);
+AD_API ad_node *nn_add_flatten(nn_model *m, ad_node *x);
 /** Global average pooling: x (N, C, ...) -> (N, C), the mean over the spatial axes. */
-NN_API ad_node *nn_add_global_avg_pool(nn_model *m, ad_node *x);
+AD_API ad_node *nn_add_global_avg_pool(nn_model *m, ad_node *x);
 /** Embedding: ids (any shape, e.g. (B, T)) -> ids' shape + (dim); table
  *  "weight" (vocab, dim) drawn from N(0, 1) (nn.Embedding). */
-NN_API ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64_t dim);
+AD_API ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64_t dim);
 /**
  * Recurrent sequence layers: the cell unrolled over the T steps of x,
  * (T, B, I) time-major, or (B, T, I) when batch_first. h0 (and c0 for the
@@ -641,13 +622,13 @@ NN_API ad_node *nn_add_embedding(nn_model *m, ad_node *ids, int64_t vocab, int64
  * o), 3 (GRU, gates r z n), all uniform in +-1/sqrt(H). act: NN_ACT_TANH
  * or NN_ACT_RELU (RNN only).
  */
-NN_API ad_node *nn_add_rnn(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
+AD_API ad_node *nn_add_rnn(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
                            int batch_first, ad_node *h0, ad_node **h_last);
 /** LSTM sequence layer (see nn_add_rnn). */
-NN_API ad_node *nn_add_lstm(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+AD_API ad_node *nn_add_lstm(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
                             ad_node *c0, ad_node **h_last, ad_node **c_last);
 /** GRU sequence layer (see nn_add_rnn). */
-NN_API ad_node *nn_add_gru(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
+AD_API ad_node *nn_add_gru(nn_model *m, ad_node *x, int64_t hidden, int batch_first, ad_node *h0,
                            ad_node **h_last);
 /**
  * Multi-head self-attention on x (B, T, E) (nn_attention): "in_proj_weight"
@@ -655,10 +636,10 @@ NN_API ad_node *nn_add_gru(nn_model *m, ad_node *x, int64_t hidden, int batch_fi
  * as nn.Linear, "out_proj.bias" zeros (nn.MultiheadAttention). Dropout on
  * the attention weights in training mode.
  */
-NN_API ad_node *nn_add_attention(nn_model *m, ad_node *x, int heads, int causal, double dropout);
+AD_API ad_node *nn_add_attention(nn_model *m, ad_node *x, int heads, int causal, double dropout);
 /** The transformer feed-forward block on the last axis: linear2(dropout(act(linear1(x)))),
  *  E -> hidden -> E, parameters "linear1.weight" (E, hidden) ... as nn_add_dense. */
-NN_API ad_node *nn_add_feed_forward(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
+AD_API ad_node *nn_add_feed_forward(nn_model *m, ad_node *x, int64_t hidden, nn_activation act,
                                     double dropout);
 /**
  * Pre-norm transformer block on x (B, T, E) (nn.TransformerEncoderLayer
@@ -666,40 +647,40 @@ NN_API ad_node *nn_add_feed_forward(nn_model *m, ad_node *x, int64_t hidden, nn_
  * y = h + dropout(ff(ln2(h))); layer norms eps 1e-5. Parameters
  * "transformerK.ln1.weight", ".attn.in_proj_weight", ".ff.linear1.weight", ...
  */
-NN_API ad_node *nn_add_transformer_block(nn_model *m, ad_node *x, int heads, int64_t ff_hidden,
+AD_API ad_node *nn_add_transformer_block(nn_model *m, ad_node *x, int heads, int64_t ff_hidden,
                                          int causal, double dropout);
 
 /* Introspection (valid after build; NULL / 0 / -1 before or for NULL m). */
 /** The model's graph (owned by the model: do not free). Nodes may be added
  *  to it (a custom metric, a dump); ad_forward replays them too. */
-NN_API ad_graph *nn_model_graph(const nn_model *m);
+AD_API ad_graph *nn_model_graph(const nn_model *m);
 /** The input leaf (batch, in_features). */
-NN_API ad_node *nn_model_input(const nn_model *m);
+AD_API ad_node *nn_model_input(const nn_model *m);
 /** The target leaf: (batch) class indices for cross-entropy, else (batch, out). NULL without a
  * loss. */
-NN_API ad_node *nn_model_target(const nn_model *m);
+AD_API ad_node *nn_model_target(const nn_model *m);
 /** The output node (batch, out_features), before any loss. */
-NN_API ad_node *nn_model_output(const nn_model *m);
+AD_API ad_node *nn_model_output(const nn_model *m);
 /** The one-element loss node, NULL without a loss. */
-NN_API ad_node *nn_model_loss_node(const nn_model *m);
+AD_API ad_node *nn_model_loss_node(const nn_model *m);
 /** The 0-d leaf holding 1 in training mode and 0 in eval mode. */
-NN_API ad_node *nn_model_training_node(const nn_model *m);
+AD_API ad_node *nn_model_training_node(const nn_model *m);
 /** Element type of the graph and of the flat buffers. */
-NN_API ad_dtype nn_model_dtype(const nn_model *m);
+AD_API ad_dtype nn_model_dtype(const nn_model *m);
 /** The loss given to nn_model_set_loss. */
-NN_API nn_loss nn_model_loss_kind(const nn_model *m);
+AD_API nn_loss nn_model_loss_kind(const nn_model *m);
 /** Features per example (the input width). */
-NN_API int64_t nn_model_in_features(const nn_model *m);
+AD_API int64_t nn_model_in_features(const nn_model *m);
 /** Width of the output (-1 before build). */
-NN_API int64_t nn_model_out_features(const nn_model *m);
+AD_API int64_t nn_model_out_features(const nn_model *m);
 /** The batch given to nn_model_build (the largest batch that allocates nothing). */
-NN_API int64_t nn_model_max_batch(const nn_model *m);
+AD_API int64_t nn_model_max_batch(const nn_model *m);
 /** Rows of the current batch (after the latest nn_model_set_input). */
-NN_API int64_t nn_model_batch(const nn_model *m);
-/** Number of declared layers (an identity activation of nn_mlp_create adds none). */
-NN_API int nn_model_layer_count(const nn_model *m);
+AD_API int64_t nn_model_batch(const nn_model *m);
+/** Number of declared layers (an identity activation of nn_mlp_new adds none). */
+AD_API int nn_model_layer_count(const nn_model *m);
 /** The nn_layer_kind of layer i, or -1. */
-NN_API int nn_model_layer_kind(const nn_model *m, int i);
+AD_API int nn_model_layer_kind(const nn_model *m, int i);
 /** Everything declared about one layer (for checkpoints and summaries). */
 typedef struct {
     nn_layer_kind kind; /**< the layer's kind */
@@ -727,10 +708,11 @@ typedef struct {
     int batch_first;   /**< recurrent: (B, T, I) instead of (T, B, I) */
     const char *name;  /**< "conv2d0": the prefix of its parameter names, owned by the model */
 } nn_layer_info;
-/** Describes layer i in [0, nn_model_layer_count). 0, NN_ERR_NULL or NN_ERR_ARG. */
-NN_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
-/** Prints one line per layer (kind, widths, parameters) and the totals. 0 or negative. */
-NN_API int nn_model_print_summary(const nn_model *m, FILE *out);
+/** Describes layer i in [0, nn_model_layer_count). 0 or -1 (i out of range, out NULL). */
+AD_API int nn_model_layer_info(const nn_model *m, int i, nn_layer_info *out);
+/** Prints one line per layer (kind, widths, parameters) and the totals. 0 or -1 (nn_model_error).
+ */
+AD_API int nn_model_print_summary(const nn_model *m, FILE *out);
 
 /* --------------------------------------------------- parameters, buffers */
 
@@ -745,87 +727,87 @@ typedef struct {
 } nn_param_info;
 
 /** Number of parameter tensors. */
-NN_API int nn_model_param_tensors(const nn_model *m);
+AD_API int nn_model_param_tensors(const nn_model *m);
 /** Total number of trainable scalars (the length of the flat buffers). */
-NN_API int64_t nn_model_param_count(const nn_model *m);
-/** Describes tensor i in [0, nn_model_param_tensors). 0, NN_ERR_NULL or NN_ERR_ARG. */
-NN_API int nn_model_param_info(const nn_model *m, int i, nn_param_info *out);
+AD_API int64_t nn_model_param_count(const nn_model *m);
+/** Describes tensor i in [0, nn_model_param_tensors). 0 or -1 (i out of range, out NULL). */
+AD_API int nn_model_param_info(const nn_model *m, int i, nn_param_info *out);
 /** The index of the tensor with that name, or -1. */
-NN_API int nn_model_param_find(const nn_model *m, const char *name);
+AD_API int nn_model_param_find(const nn_model *m, const char *name);
 /**
  * The flat parameter buffer: nn_model_param_count elements of the model's
  * dtype (float or double), owned by the model, stable for its lifetime.
  * Writing into it changes the weights (run a forward before reading outputs).
  */
-NN_API void *nn_model_params(nn_model *m);
+AD_API void *nn_model_params(nn_model *m);
 /** The flat gradient buffer, same layout: d loss / d params after a backward.
  *  Safe to modify in place between backward and the optimizer step (e.g. an
  *  MPI allreduce averaging it across ranks). */
-NN_API void *nn_model_grads(nn_model *m);
+AD_API void *nn_model_grads(nn_model *m);
 /** Number of state tensors (batch-norm running means and variances). */
-NN_API int nn_model_state_tensors(const nn_model *m);
+AD_API int nn_model_state_tensors(const nn_model *m);
 /** Describes state tensor i ("batchnorm0.running_mean", its shape and its
- *  offset in the state buffer). 0, NN_ERR_NULL or NN_ERR_ARG. */
-NN_API int nn_model_state_info(const nn_model *m, int i, nn_param_info *out);
+ *  offset in the state buffer). 0 or -1 (i out of range, out NULL). */
+AD_API int nn_model_state_info(const nn_model *m, int i, nn_param_info *out);
 /** Number of non-trainable state values (batch-norm running means and
  *  variances: for each batch-norm layer, F means then F variances). */
-NN_API int64_t nn_model_state_count(const nn_model *m);
+AD_API int64_t nn_model_state_count(const nn_model *m);
 /** The state buffer (dtype elements, owned by the model); save it in checkpoints. */
-NN_API void *nn_model_state(nn_model *m);
-/** Copies count doubles into the parameters / out of them (converting). 0 or NN_ERR_SHAPE. */
-NN_API int nn_model_set_params(nn_model *m, const double *values, int64_t count);
+AD_API void *nn_model_state(nn_model *m);
+/** Copies count doubles into the parameters / out of them (converting). 0 or -1 (AD_EMISMATCH). */
+AD_API int nn_model_set_params(nn_model *m, const double *values, int64_t count);
 /** Copies the count (= nn_model_param_count) parameters out as doubles. */
-NN_API int nn_model_get_params(const nn_model *m, double *out, int64_t count);
+AD_API int nn_model_get_params(const nn_model *m, double *out, int64_t count);
 /** Copies the count gradients out as doubles. */
-NN_API int nn_model_get_grads(const nn_model *m, double *out, int64_t count);
+AD_API int nn_model_get_grads(const nn_model *m, double *out, int64_t count);
 
 /* ---------------------------------------------------------- mode, passes */
 
 /** Training mode (on nonzero: dropout active, batch norm on batch statistics
- *  and updating running ones) or evaluation mode. 0 or negative. */
-NN_API int nn_model_set_training(nn_model *m, int on);
+ *  and updating running ones) or evaluation mode. 0 or -1 (nn_model_error). */
+AD_API int nn_model_set_training(nn_model *m, int on);
 /** Nonzero in training mode (the mode after nn_model_build). */
-NN_API int nn_model_is_training(const nn_model *m);
+AD_API int nn_model_is_training(const nn_model *m);
 /**
  * Sets the input to n rows of cols values (n * cols numbers, row-major);
- * cols must equal the model's in_features (NN_ERR_SHAPE otherwise: "rows
+ * cols must equal the model's in_features (AD_EMISMATCH otherwise: "rows
  * have 780 features but the model expects 784"). When n differs from the
  * current batch the input and target leaves are resized to n rows (targets
  * become zero: set the input first). n above nn_model_max_batch works but
- * allocates. Errors: NN_ERR_ARG (n < 1), NN_ERR_NULL, NN_ERR_STATE (not built).
+ * allocates. Errors: AD_EINVAL (n < 1, x NULL), AD_ESTATE (not built).
  */
-NN_API int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols);
+AD_API int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols);
 /** The same from float data (Fashion-MNIST pixels, io_batch.x). */
-NN_API int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols);
+AD_API int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols);
 /**
  * Sets the targets of the current n rows: for cross-entropy n class indices
  * (cols 1), otherwise n * cols values with cols equal to out_features.
- * NN_ERR_SHAPE when n is not the current batch ("targets have 20 rows but
- * the input has 16") or cols does not match, NN_ERR_LABEL for a class index
- * out of range or not integral, NN_ERR_STATE without a loss.
+ * AD_EMISMATCH when n is not the current batch ("targets have 20 rows but
+ * the input has 16") or cols does not match, AD_EINVAL for a class index
+ * out of range or not integral, AD_ESTATE without a loss.
  */
-NN_API int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols);
+AD_API int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols);
 /** The same from float data. */
-NN_API int nn_model_set_targets_f32(nn_model *m, const float *y, int64_t n, int64_t cols);
+AD_API int nn_model_set_targets_f32(nn_model *m, const float *y, int64_t n, int64_t cols);
 /**
  * Integer labels: class indices for cross-entropy; for a model with one
  * output and another loss the label value itself is the target (0/1 for
- * BCE and the perceptron criterion, -1/+1 for hinge). NN_ERR_LABEL for an
+ * BCE and the perceptron criterion, -1/+1 for hinge). AD_EINVAL for an
  * index out of range, naming the row.
  */
-NN_API int nn_model_set_labels(nn_model *m, const int *labels, int64_t n);
+AD_API int nn_model_set_labels(nn_model *m, const int *labels, int64_t n);
 /**
  * Replays the graph (ad_forward) on the current input; in training mode it
- * then updates the batch-norm running statistics. 0 or negative.
+ * then updates the batch-norm running statistics. 0 or -1 (nn_model_error).
  */
-NN_API int nn_model_forward(nn_model *m);
+AD_API int nn_model_forward(nn_model *m);
 /** The loss value of the latest forward (NaN without a loss). */
-NN_API double nn_model_loss_value(const nn_model *m);
+AD_API double nn_model_loss_value(const nn_model *m);
 /**
  * Zeros the gradient buffer and backpropagates the loss (ad_backward): the
  * flat gradient buffer then holds d loss / d params. Needs a forward first.
  */
-NN_API int nn_model_backward(nn_model *m);
+AD_API int nn_model_backward(nn_model *m);
 
 typedef struct nn_optimizer nn_optimizer;
 
@@ -833,42 +815,42 @@ typedef struct nn_optimizer nn_optimizer;
  * One training step on the batch already set: forward, zero gradients,
  * backward, optimizer step (clipping first when its config says so).
  * *loss (may be NULL) receives the loss before the step. No allocation
- * after the first call. 0 or negative.
+ * after the first call. 0 or -1 (nn_model_error).
  */
-NN_API int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss);
+AD_API int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss);
 
 /* ------------------------------------------------------------ prediction */
 
 /** Index of the largest of n values (the first on ties); -1 for n < 1. */
-NN_API int64_t nn_argmax(const double *values, int64_t n);
+AD_API int64_t nn_argmax(const double *values, int64_t n);
 /**
  * Class of every row of the current output: argmax of the row, or for a
  * single output, 1 if the output is >= threshold else 0, where threshold is
  * 0.5 after a sigmoid or step activation and 0 otherwise (logits, scores,
  * sign). classes receives nn_model_batch values.
  */
-NN_API int nn_model_output_classes(const nn_model *m, int64_t *classes);
+AD_API int nn_model_output_classes(const nn_model *m, int64_t *classes);
 /**
  * Runs the model in evaluation mode on n rows of x (in chunks of at most
  * the build batch, so nothing is allocated) and writes n * out_features
- * outputs to out. The training mode is restored afterwards. 0 or negative.
+ * outputs to out. The training mode is restored afterwards. 0 or -1 (nn_model_error).
  */
-NN_API int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out);
-NN_API int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols, double *out);
+AD_API int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out);
+AD_API int nn_model_predict_f32(nn_model *m, const float *x, int64_t n, int64_t cols, double *out);
 /** The same, writing the class of every row (see nn_model_output_classes). */
-NN_API int nn_model_predict_classes(nn_model *m, const double *x, int64_t n, int64_t cols,
+AD_API int nn_model_predict_classes(nn_model *m, const double *x, int64_t n, int64_t cols,
                                     int64_t *classes);
-NN_API int nn_model_predict_classes_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
+AD_API int nn_model_predict_classes_f32(nn_model *m, const float *x, int64_t n, int64_t cols,
                                         int64_t *classes);
 /**
  * Evaluation mode over n rows: mean loss (weighted by chunk size) and
  * accuracy (fraction of rows whose class equals the label; for one output
  * with labels -1/+1, class 1 matches +1 and 0 matches -1). labels as in
- * nn_model_set_labels. Either output may be NULL. 0 or negative.
+ * nn_model_set_labels. Either output may be NULL. 0 or -1 (nn_model_error).
  */
-NN_API int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n,
+AD_API int nn_model_evaluate(nn_model *m, const double *x, const int *labels, int64_t n,
                              int64_t cols, double *mean_loss, double *accuracy);
-NN_API int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n,
+AD_API int nn_model_evaluate_f32(nn_model *m, const float *x, const int *labels, int64_t n,
                                  int64_t cols, double *mean_loss, double *accuracy);
 
 /* ------------------------------------------------------------- optimizers */
@@ -919,54 +901,66 @@ typedef struct {
 /** PyTorch's defaults for kind: SGD lr 0.01 (PyTorch has none), Adam/AdamW
  *  lr 1e-3 b1 0.9 b2 0.999 eps 1e-8 (AdamW weight_decay 0.01), RMSprop lr
  *  0.01 alpha 0.99 eps 1e-8, Adagrad lr 0.01 eps 1e-10; everything else 0. */
-NN_API nn_optim_config nn_optim_defaults(nn_optim_kind kind);
+AD_API nn_optim_config nn_optim_defaults(nn_optim_kind kind);
 /** "sgd", "adam", "adamw", "rmsprop", "adagrad"; NULL for an unknown kind. */
-NN_API const char *nn_optim_name(nn_optim_kind kind);
+AD_API const char *nn_optim_name(nn_optim_kind kind);
 /** The kind for a name (also "momentum" and "nesterov" for SGD), or -1. */
-NN_API int nn_optim_from_name(const char *name);
+AD_API int nn_optim_from_name(const char *name);
 
 /**
  * An optimizer bound to a built model's flat parameter and gradient
  * buffers. Allocates its state once (zeros; Adagrad's accumulator at
- * initial_accumulator). The model must outlive it. Free with
- * nn_optimizer_free. NULL (nn_model_error
- * and nn_last_error) on a bad config (lr < 0, momentum outside [0, 1),
- * betas outside [0, 1), eps < 0, nesterov without momentum...), an unbuilt
- * model or no memory.
+ * initial_accumulator) with the model's allocator. The model must outlive
+ * it. Free with nn_optimizer_free. NULL with the reason in *err (may be
+ * NULL) on a bad config (lr < 0, momentum outside [0, 1), betas outside
+ * [0, 1), eps < 0, nesterov without momentum...: AD_EINVAL), an unbuilt
+ * model (AD_ESTATE) or no memory (AD_ENOMEM).
  */
-NN_API nn_optimizer *nn_optimizer_create(nn_model *m, const nn_optim_config *cfg);
+AD_API nn_optimizer *nn_optimizer_new(nn_model *m, const nn_optim_config *cfg, ad_error *err);
 /**
  * An optimizer over any n parameters of dtype, not bound to a model: step
- * it with nn_optimizer_update. Memory from malloc.
+ * it with nn_optimizer_update. Memory from malloc. NULL with *err as
+ * nn_optimizer_new.
  */
-NN_API nn_optimizer *nn_optimizer_create_flat(ad_dtype dtype, int64_t n,
-                                              const nn_optim_config *cfg);
+AD_API nn_optimizer *nn_optimizer_new_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
+                                           ad_error *err);
 /** Frees the optimizer. Accepts NULL. */
-NN_API void nn_optimizer_free(nn_optimizer *o);
-/** One update of the bound model's parameters from its gradient buffer. 0 or negative. */
-NN_API int nn_optimizer_step(nn_optimizer *o);
+AD_API void nn_optimizer_free(nn_optimizer *o);
+/**
+ * The message of the optimizer's most recent failure, else NULL. For o
+ * NULL: "nn: optimizer is NULL". Owned by the optimizer.
+ */
+AD_API const char *nn_optimizer_error(const nn_optimizer *o);
+/** The code of that failure (AD_EINVAL, AD_EMISMATCH, AD_ESTATE), AD_OK when none. */
+AD_API ad_errcode nn_optimizer_errcode(const nn_optimizer *o);
+/** Forgets the optimizer's message. */
+AD_API void nn_optimizer_clear_error(nn_optimizer *o);
+/** One update of the bound model's parameters from its gradient buffer.
+ *  0, or -1 (nn_optimizer_error; AD_ESTATE for an optimizer bound to no model). */
+AD_API int nn_optimizer_step(nn_optimizer *o);
 /** One update of params (n elements of dtype) from grads (clipped in place
- *  when clip_norm > 0). 0 or negative. */
-NN_API int nn_optimizer_update(nn_optimizer *o, void *params, void *grads);
+ *  when clip_norm > 0). 0, or -1 (nn_optimizer_error). */
+AD_API int nn_optimizer_update(nn_optimizer *o, void *params, void *grads);
 /** The configuration (owned by the optimizer; change lr with nn_optimizer_set_lr). */
-NN_API const nn_optim_config *nn_optimizer_config(const nn_optimizer *o);
+AD_API const nn_optim_config *nn_optimizer_config(const nn_optimizer *o);
 /** The current learning rate. */
-NN_API double nn_optimizer_lr(const nn_optimizer *o);
-/** Sets the learning rate for the next steps (a schedule calls this each epoch). */
-NN_API int nn_optimizer_set_lr(nn_optimizer *o, double lr);
+AD_API double nn_optimizer_lr(const nn_optimizer *o);
+/** Sets the learning rate for the next steps (a schedule calls this each epoch).
+ *  0, or -1 (nn_optimizer_error) for a rate that is not a finite number >= 0. */
+AD_API int nn_optimizer_set_lr(nn_optimizer *o, double lr);
 /** Most steps an optimizer counts (2^53: t is exact as a double, t + 1 never
- *  overflows); a step beyond fails with NN_ERR_STATE. */
+ *  overflows); a step beyond fails with AD_ESTATE. */
 #define NN_OPTIM_MAX_STEPS (INT64_C(1) << 53)
 /** Steps taken so far (t). */
-NN_API int64_t nn_optimizer_steps(const nn_optimizer *o);
-/** Sets t (restoring a checkpoint). 0, or NN_ERR_ARG for t outside [0, NN_OPTIM_MAX_STEPS]. */
-NN_API int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);
+AD_API int64_t nn_optimizer_steps(const nn_optimizer *o);
+/** Sets t (restoring a checkpoint). 0, or -1 (AD_EINVAL) for t outside [0, NN_OPTIM_MAX_STEPS]. */
+AD_API int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);
 /** Number of state values (all slots) that are NaN or infinite: 0 for a
  *  healthy optimizer; -1 when o is NULL. Checked before a checkpoint is
  *  written, since a diverged run can have a finite loss. */
-NN_API int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o);
+AD_API int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o);
 /** Zeros the state and the step count. */
-NN_API void nn_optimizer_reset(nn_optimizer *o);
+AD_API void nn_optimizer_reset(nn_optimizer *o);
 /**
  * The state buffer: nn_optimizer_state_slots(o) consecutive arrays of n
  * elements of the dtype (n = the parameter count), owned by the optimizer.
@@ -974,29 +968,31 @@ NN_API void nn_optimizer_reset(nn_optimizer *o);
  * "exp_avg_sq" (+ "max_exp_avg_sq" with amsgrad); RMSprop "square_avg"
  * (+ "momentum" when momentum > 0, + "grad_avg" when centered); Adagrad "sum".
  */
-NN_API void *nn_optimizer_state(nn_optimizer *o);
+AD_API void *nn_optimizer_state(nn_optimizer *o);
 /** Number of state slots (0 for plain SGD). */
-NN_API int nn_optimizer_state_slots(const nn_optimizer *o);
+AD_API int nn_optimizer_state_slots(const nn_optimizer *o);
 /** Name of slot i, or NULL. */
-NN_API const char *nn_optimizer_slot_name(const nn_optimizer *o, int i);
+AD_API const char *nn_optimizer_slot_name(const nn_optimizer *o, int i);
 /** Elements in the state buffer (slots * n). */
-NN_API int64_t nn_optimizer_state_count(const nn_optimizer *o);
+AD_API int64_t nn_optimizer_state_count(const nn_optimizer *o);
 /**
  * Serialized state for checkpoints: a 64-byte header ("CRNNOPT1", kind,
  * dtype, n, slots, step count, lr) followed by the raw state buffer, in
  * host byte order. nn_optimizer_state_bytes gives the size;
  * nn_optimizer_save_state writes it to buf (size at least that);
  * nn_optimizer_load_state restores the step count, lr and state buffer of
- * an optimizer of the same kind, dtype, n and slots (NN_ERR_ARG naming the
- * difference otherwise), so a resumed run continues exactly. Every header
- * field is range-checked, whatever produced the bytes: a step count outside
- * [0, NN_OPTIM_MAX_STEPS] or a learning rate that is not a finite number
- * >= 0 is NN_ERR_ARG. (The state values are copied as they are; see
- * nn_optimizer_nonfinite_state.)
+ * an optimizer of the same kind, dtype, n and slots (-1 otherwise, with
+ * nn_optimizer_error naming the difference: AD_EINVAL for another kind or
+ * dtype, AD_EMISMATCH for other sizes), so a resumed run continues exactly.
+ * Every header field is range-checked, whatever produced the bytes: a step
+ * count outside [0, NN_OPTIM_MAX_STEPS] or a learning rate that is not a
+ * finite number >= 0 is AD_EINVAL. (The state values are copied as they
+ * are; see nn_optimizer_nonfinite_state.) A buffer too small for save is
+ * AD_EMISMATCH.
  */
-NN_API size_t nn_optimizer_state_bytes(const nn_optimizer *o);
-NN_API int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size);
-NN_API int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size);
+AD_API size_t nn_optimizer_state_bytes(const nn_optimizer *o);
+AD_API int nn_optimizer_save_state(const nn_optimizer *o, void *buf, size_t size);
+AD_API int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size);
 
 /**
  * Clips n gradients of dtype in place by their global L2 norm: when the
@@ -1004,9 +1000,9 @@ NN_API int nn_optimizer_load_state(nn_optimizer *o, const void *buf, size_t size
  * (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping, or
  * -1 for NULL grads or max_norm <= 0.
  */
-NN_API double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm);
-/** The same on a model's gradient buffer. */
-NN_API double nn_model_clip_grad_norm(nn_model *m, double max_norm);
+AD_API double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm);
+/** The same on a model's gradient buffer; -1 (nn_model_error) for a model that is not built. */
+AD_API double nn_model_clip_grad_norm(nn_model *m, double max_norm);
 
 /* ----------------------------------------------------- learning-rate schedules */
 
@@ -1030,19 +1026,19 @@ typedef struct {
 } nn_schedule;
 
 /** lr for every epoch. */
-NN_API nn_schedule nn_schedule_constant(double lr);
+AD_API nn_schedule nn_schedule_constant(double lr);
 /** lr gamma^floor(epoch / step_size) (step_size >= 1). */
-NN_API nn_schedule nn_schedule_step(double lr, int64_t step_size, double gamma);
+AD_API nn_schedule nn_schedule_step(double lr, int64_t step_size, double gamma);
 /** lr gamma^epoch. */
-NN_API nn_schedule nn_schedule_exponential(double lr, double gamma);
+AD_API nn_schedule nn_schedule_exponential(double lr, double gamma);
 /** Cosine annealing from lr at epoch 0 to min_lr at epoch t_max (t_max >= 1). */
-NN_API nn_schedule nn_schedule_cosine(double lr, int64_t t_max, double min_lr);
+AD_API nn_schedule nn_schedule_cosine(double lr, int64_t t_max, double min_lr);
 /** The learning rate for epoch, or NaN for a bad schedule (NULL, step_size < 1, t_max < 1). */
-NN_API double nn_schedule_lr(const nn_schedule *s, int64_t epoch);
+AD_API double nn_schedule_lr(const nn_schedule *s, int64_t epoch);
 /** "constant", "step", "exponential", "cosine"; NULL for an unknown kind. */
-NN_API const char *nn_schedule_name(nn_schedule_kind kind);
+AD_API const char *nn_schedule_name(nn_schedule_kind kind);
 /** The kind for a name (also "none", "exp"), or -1. */
-NN_API int nn_schedule_from_name(const char *name);
+AD_API int nn_schedule_from_name(const char *name);
 
 /* ------------------------------------------------------------- model files */
 /* Parameters and running statistics as .npy/.npz and safetensors files
@@ -1062,7 +1058,7 @@ NN_API int nn_schedule_from_name(const char *name);
  * nn_model_error(m): NULL arguments, a model that is not built, and the
  * failures of io_npz_write (the message names the file).
  */
-NN_API int nn_model_save_npz(nn_model *m, const char *path);
+AD_API int nn_model_save_npz(nn_model *m, const char *path);
 
 /**
  * Loads a built model's parameters and running statistics from an .npz
@@ -1075,14 +1071,14 @@ NN_API int nn_model_save_npz(nn_model *m, const char *path);
  * but the model expects (2, 8)", "tensor '0.weight' is not in the model"),
  * or NULL arguments, a model that is not built, and io_npz_read's failures.
  */
-NN_API int nn_model_load_npz(nn_model *m, const char *path, unsigned flags);
+AD_API int nn_model_load_npz(nn_model *m, const char *path, unsigned flags);
 
 /**
  * Saves a built model like nn_model_save_npz, as a safetensors file written
  * by io_checkpoint_write (F32 or F64 by the model's dtype). 0 or -1 (the
  * reason in nn_model_error).
  */
-NN_API int nn_model_save_safetensors(nn_model *m, const char *path);
+AD_API int nn_model_save_safetensors(nn_model *m, const char *path);
 
 /**
  * Loads a built model like nn_model_load_npz from a safetensors file (F32
@@ -1090,7 +1086,7 @@ NN_API int nn_model_save_safetensors(nn_model *m, const char *path);
  * chainrule train with NN_MODEL_ALLOW_EXTRA). 0 or -1 (the reason in
  * nn_model_error, with io_checkpoint_read's message when reading failed).
  */
-NN_API int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags);
+AD_API int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags);
 
 /* ------------------------------------------------------------ training loop */
 
@@ -1100,7 +1096,7 @@ NN_API int nn_model_load_safetensors(nn_model *m, const char *path, unsigned fla
  * bias behind a ReLU), so a trainer checks this, and
  * nn_optimizer_nonfinite_state, before it saves a checkpoint.
  */
-NN_API int64_t nn_model_nonfinite_params(nn_model *m);
+AD_API int64_t nn_model_nonfinite_params(nn_model *m);
 
 /** What one epoch of nn_train_epoch did, over this process's rows. */
 typedef struct nn_epoch_stats {
@@ -1140,14 +1136,14 @@ typedef struct nn_epoch_options {
  * rows classified right, calls after_backward, checks that the loss is
  * finite and applies one nn_optimizer_step. The loop of `chainrule train`.
  * stats (required) is filled even on failure.
- * Errors (negative nn_status, message in nn_model_error(m)): NN_ERR_NULL,
- * NN_ERR_ARG (a rank outside [0, size), an optimizer of another model), the
- * model's errors for the data (wrong width, labels out of range),
- * NN_ERR_STATE when a batch's loss is NaN or infinite ("nn_train_epoch:
+ * Errors (-1, message in nn_model_error(m)): AD_EINVAL (NULL arguments, a
+ * rank outside [0, size), an optimizer of another model), the model's
+ * errors for the data (wrong width, labels out of range),
+ * AD_ESTATE when a batch's loss is NaN or infinite ("nn_train_epoch:
  * training diverged in epoch 1, batch 2 (loss nan)"; stats->failed_batch
- * says which batch; its update is not applied), NN_ERR_MEMORY.
+ * says which batch; its update is not applied), AD_ENOMEM.
  */
-NN_API int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
+AD_API int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch,
                           const nn_epoch_options *options, nn_epoch_stats *stats);
 
 #ifdef __cplusplus
