@@ -62,7 +62,8 @@ static bool save_values(ad_graph *g, const ad_replay *p, saved *s)
     return true;
 }
 
-static void restore_values(ad_graph *g, const ad_replay *p, saved *s)
+/* Puts the saved values back (s stays valid). */
+static void load_values(ad_graph *g, const ad_replay *p, const saved *s)
 {
     size_t at = 0;
     for (int64_t i = 0; i < p->n; i++) {
@@ -72,10 +73,31 @@ static void restore_values(ad_graph *g, const ad_replay *p, saved *s)
         memcpy(n->value, s->data + at, (size_t)n->numel * g->elem);
         at += (size_t)n->numel * g->elem;
     }
+}
+
+static void restore_values(ad_graph *g, const ad_replay *p, saved *s)
+{
+    load_values(g, p, s);
     if (s->data)
         ad_mem(g, s->data, s->bytes, 0);
     s->data = NULL;
 }
+
+/* Sets element i of leaf to x + side·h (side -1, 0 or +1) as the graph's
+ * dtype stores it; returns the stored value. */
+static double move_leaf(ad_node *leaf, int64_t i, double x, double h, int side)
+{
+    double stored = 0;
+    AD_DISPATCH(leaf->g, {
+        T *p = leaf->value;
+        p[i] = side ? (T)(x + side * h) : (T)x;
+        stored = (double)p[i];
+    });
+    return stored;
+}
+
+/* The step of ad_finite_difference at value x. */
+static double step_at(double x, double eps) { return eps * fmax(1.0, fabs(x)); }
 
 /* One central difference of loss in element i of leaf, replaying plan; the
  * leaf's element is put back (the replayed nodes are not: the caller's
@@ -84,22 +106,109 @@ static bool central_difference(ad_node *loss, ad_node *leaf, int64_t i, double e
                                const ad_replay *plan, double *out)
 {
     ad_graph *g = loss->g;
-    bool ok = true;
-    AD_DISPATCH(g, {
-        T *p = leaf->value;
-        const T x = p[i];
-        const double h = eps * fmax(1.0, fabs((double)x));
-        const T up = (T)((double)x + h), down = (T)((double)x - h);
-        p[i] = up;
-        ok = ad_replay_run(g, plan);
-        const double fu = value_at(loss, 0);
-        p[i] = down;
-        ok = ok && ad_replay_run(g, plan);
-        const double fd = value_at(loss, 0);
-        p[i] = x;
-        *out = (fu - fd) / ((double)up - (double)down);
-    });
+    const double x = value_at(leaf, i), h = step_at(x, eps);
+    const double up = move_leaf(leaf, i, x, h, +1);
+    bool ok = ad_replay_run(g, plan);
+    const double fu = value_at(loss, 0);
+    const double down = move_leaf(leaf, i, x, h, -1);
+    ok = ok && ad_replay_run(g, plan);
+    const double fd = value_at(loss, 0);
+    move_leaf(leaf, i, x, h, 0);
+    *out = (fu - fd) / (up - down);
     return ok;
+}
+
+/* ------------------------------------------------- non-differentiable points */
+
+/* dst[k·numel + i]: input k of elementwise node u at u's element i
+   (broadcast), as the graph holds it now. */
+static void gather_inputs(const ad_node *u, double *dst)
+{
+    ad_bcast_iter it;
+    ad_bcast_init(&it, u->ndim, u->shape, u->ninputs, (const ad_node *const *)u->inputs);
+    for (int64_t r = 0; r < it.rows; r++) {
+        for (int64_t j = 0; j < it.inner; j++)
+            for (int k = 0; k < u->ninputs; k++)
+                dst[(size_t)k * (size_t)u->numel + (size_t)(r * it.inner + j)] =
+                    value_at(u->inputs[k], it.off[k] + j * it.st[k][it.nd - 1]);
+        ad_bcast_next(&it);
+    }
+}
+
+/* A node of the plan whose op has a nondiff rule. */
+static bool has_rule(const ad_node *n)
+{
+    return ad_ops[n->op].nondiff != ad_smooth && n->ninputs >= 1 && n->ninputs <= 3;
+}
+
+/* Classifies element i of leaf (center values in the graph, plan planned
+ * from leaf to loss): replays x - h and x + h, asks each node's registry rule
+ * about the segments x - h .. x .. x + h of its inputs, then puts the center
+ * values back from center. -1: out of memory or a replay failed. */
+static int classify(ad_node *leaf, int64_t i, double eps, const ad_replay *plan,
+                    const saved *center, const ad_node **where)
+{
+    ad_graph *g = leaf->g;
+    size_t total = 0;
+    for (int64_t t = 0; t < plan->n; t++) {
+        const ad_node *u = g->nodes[plan->ids[t]];
+        if (has_rule(u))
+            total += (size_t)u->ninputs * (size_t)u->numel;
+    }
+    *where = NULL;
+    if (total == 0)
+        return AD_SMOOTH;
+    double *vals = ad_mem(g, NULL, 0, 3 * total * sizeof(double));
+    if (!vals)
+        return -1;
+    const double x = value_at(leaf, i), h = step_at(x, eps);
+    bool ok = true;
+    for (int side = -1; side <= 1 && ok; side++) { /* vals[(side + 1)·total ...] */
+        move_leaf(leaf, i, x, h, side);
+        if (side)
+            ok = ad_replay_run(g, plan);
+        else
+            load_values(g, plan, center);
+        size_t at = (size_t)(side + 1) * total;
+        for (int64_t t = 0; ok && t < plan->n; t++) {
+            const ad_node *u = g->nodes[plan->ids[t]];
+            if (has_rule(u)) {
+                gather_inputs(u, vals + at);
+                at += (size_t)u->ninputs * (size_t)u->numel;
+            }
+        }
+    }
+    move_leaf(leaf, i, x, h, 0);
+    load_values(g, plan, center);
+    int worst = AD_SMOOTH;
+    size_t at = 0;
+    for (int64_t t = 0; ok && t < plan->n; t++) {
+        const ad_node *u = g->nodes[plan->ids[t]];
+        if (!has_rule(u))
+            continue;
+        const int64_t n = u->numel;
+        for (int64_t e = 0; e < n; e++) {
+            double in[3][3];
+            bool moves = false; /* elements the leaf's element does not reach do not count */
+            for (int p = 0; p < 3; p++)
+                for (int k = 0; k < u->ninputs; k++)
+                    in[p][k] = vals[(size_t)p * total + at + (size_t)k * (size_t)n + (size_t)e];
+            for (int k = 0; k < u->ninputs; k++)
+                moves = moves || in[0][k] != in[1][k] || in[2][k] != in[1][k];
+            if (!moves)
+                continue;
+            int kind = (int)ad_ops[u->op].nondiff(in[0], in[1], u->fparam);
+            int right = (int)ad_ops[u->op].nondiff(in[1], in[2], u->fparam);
+            kind = right > kind ? right : kind;
+            if (kind > worst) {
+                worst = kind;
+                *where = u;
+            }
+        }
+        at += (size_t)u->ninputs * (size_t)n;
+    }
+    ad_mem(g, vals, 3 * total * sizeof(double), 0);
+    return ok ? worst : -1;
 }
 
 static double default_eps(const ad_graph *g) { return g->dtype == AD_F32 ? F32_EPS : F64_EPS; }
@@ -175,6 +284,45 @@ double ad_finite_difference(ad_node *loss, ad_node *x, int64_t index, double eps
     return g->has_error ? NAN : r;
 }
 
+int ad_smoothness_at(ad_node *loss, ad_node *x, int64_t index, double eps, const ad_node **where)
+{
+    const ad_node *first = NULL;
+    if (where)
+        *where = NULL;
+    if (!loss || !x) {
+        if (loss || x)
+            ad_fail(loss ? loss->g : x->g, "ad_smoothness_at: %s is NULL", loss ? "x" : "loss");
+        return -1;
+    }
+    ad_graph *g = loss->g;
+    if (!check_loss_node(loss, "ad_smoothness_at") ||
+        !check_loss_leaf(loss, x, "ad_smoothness_at", "x"))
+        return -1;
+    if (index < 0 || index >= x->numel) {
+        char sh[96];
+        ad_fail(g, "ad_smoothness_at: index %lld is not in [0, %lld) for '%s' %s", (long long)index,
+                (long long)x->numel, x->name, ad_shape_str(x, sh, sizeof sh));
+        return -1;
+    }
+    if (!(eps > 0))
+        eps = default_eps(g);
+    ad_replay plan;
+    saved keep = {0};
+    if (!ad_replay_plan(x, loss, &plan, "ad_smoothness_at"))
+        return -1;
+    int r = -1;
+    if (save_values(g, &plan, &keep)) {
+        r = classify(x, index, eps, &plan, &keep, &first);
+        restore_values(g, &plan, &keep);
+    }
+    ad_replay_free(g, &plan);
+    if (r < 0 && !g->has_error)
+        ad_fail(g, "ad_smoothness_at: out of memory");
+    if (where)
+        *where = r > 0 ? first : NULL;
+    return g->has_error ? -1 : r;
+}
+
 /* ------------------------------------------------------------------ check */
 
 typedef struct {
@@ -184,7 +332,8 @@ typedef struct {
     bool pass;
 } verdict;
 
-static void judge(verdict *v, const ad_node *leaf, int64_t i, double analytic, double numeric)
+/* Records one comparison; true when it is within the tolerance. */
+static bool judge(verdict *v, double analytic, double numeric, double *ratio_out)
 {
     double err = fabs(analytic - numeric);
     double mag = fmax(fabs(analytic), fabs(numeric));
@@ -193,12 +342,19 @@ static void judge(verdict *v, const ad_node *leaf, int64_t i, double analytic, d
     if (isnan(err))
         err = rel = ratio = INFINITY;
     bool ok = err <= v->atol + v->rtol * fabs(numeric);
-    v->pass = v->pass && ok;
     v->res.checked++;
     if (err > v->res.max_abs_err)
         v->res.max_abs_err = err;
     if (rel > v->res.max_rel_err)
         v->res.max_rel_err = rel;
+    *ratio_out = ratio;
+    return ok;
+}
+
+/* The worst element is the one furthest outside the tolerance (or least
+   inside it) among those not explained by a kink or a jump. */
+static void note_worst(verdict *v, const ad_node *leaf, int64_t i, double ratio)
+{
     if (!v->res.worst_leaf || ratio > v->worst) {
         v->worst = ratio;
         v->res.worst_leaf = leaf;
@@ -228,8 +384,23 @@ static bool check_leaf(ad_node *loss, ad_node *leaf, const double *an, double ep
         chosen++;
         double numeric = 0;
         ok = central_difference(loss, leaf, i, eps, &plan, &numeric);
-        if (ok)
-            judge(v, leaf, i, an[i], numeric);
+        double ratio = 0;
+        if (ok && judge(v, an[i], numeric, &ratio)) {
+            note_worst(v, leaf, i, ratio);
+        } else if (ok) {
+            /* outside the tolerance: expected at a kink or a jump */
+            const ad_node *where = NULL;
+            load_values(g, &plan, &keep);
+            int kind = classify(leaf, i, eps, &plan, &keep, &where);
+            ok = kind >= 0;
+            if (kind > 0)
+                v->res.nondifferentiable++;
+            else if (kind == 0) {
+                v->res.failed++;
+                v->pass = false;
+                note_worst(v, leaf, i, ratio);
+            }
+        }
     }
     if (keep.data || !keep.bytes)
         restore_values(g, &plan, &keep);

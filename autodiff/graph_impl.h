@@ -9,7 +9,8 @@
 
 /* The op enum, generated from ops.def so names and the table never drift. */
 typedef enum {
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain)    \
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain,    \
+              nondiff)                                                                             \
     AD_OP_##id,
 #include "ops.def"
 #undef AD_OP
@@ -239,6 +240,9 @@ typedef void (*ad_forward_fn)(ad_node *n);
 typedef void (*ad_backward_fn)(ad_node *n, ad_node *g, ad_node **grads);
 /* Validates n's parameters before its shape and value are computed. */
 typedef bool (*ad_check_fn)(const ad_node *n);
+/* Where an elementwise op is not differentiable (ops.def's nondiff column):
+ * the inputs of one element at two points a and b, the node's fparam. */
+typedef ad_smoothness (*ad_nondiff_fn)(const double *a, const double *b, const double *fparam);
 
 /* One row of ops.def (its header comment describes every column). */
 typedef struct {
@@ -254,6 +258,7 @@ typedef struct {
     const char *form;        /* print template, "@A + @B" */
     const char *derivative;  /* local derivative templates, " | " between inputs */
     const char *domain;      /* where the value is finite ("x > 0"), or NULL */
+    ad_nondiff_fn nondiff;   /* ad_smooth: differentiable everywhere */
 } ad_op_info;
 
 extern const ad_op_info ad_ops[];
@@ -261,6 +266,8 @@ extern const ad_op_info ad_ops[];
 void ad_nograd(ad_node *n, ad_node *g, ad_node **grads);
 /* The parameter check of ops that accept any parameters. */
 bool ad_nocheck(const ad_node *n);
+/* The nondiff rule of ops differentiable everywhere (AD_SMOOTH). */
+ad_smoothness ad_smooth(const double *a, const double *b, const double *fparam);
 
 /* Broadcast iteration over up to three operands, row by row: the last axis
  * is the inner loop (stride inner[j] for operand j), off[j] is the offset of
@@ -298,11 +305,13 @@ ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t sta
 ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 
 /* Every op's functions, declared from ops.def. */
-#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain)    \
+#define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain,    \
+              nondiff)                                                                             \
     bool shape(ad_node *n);                                                                        \
     void fwd(ad_node *n);                                                                          \
     void bwd(ad_node *n, ad_node *g, ad_node **grads);                                             \
-    bool check(const ad_node *n);
+    bool check(const ad_node *n);                                                                  \
+    ad_smoothness nondiff(const double *a, const double *b, const double *fparam);
 #include "ops.def"
 #undef AD_OP
 

@@ -454,6 +454,65 @@ bool check_dropout_mask(const ad_node *n)
     return false;
 }
 
+/* ------------------------------------- where the derivative is not defined */
+
+/* The segment from u to v (either order, ends included) holds c. */
+static bool meets(double u, double v, double c) { return fmin(u, v) <= c && c <= fmax(u, v); }
+
+/* relu, abs, leaky_relu: the slope changes at 0 (a slope 1 leaky_relu is x) */
+ad_smoothness kink_at_zero(const double *a, const double *b, const double *fparam)
+{
+    (void)fparam;
+    return meets(a[0], b[0], 0) ? AD_KINK : AD_SMOOTH;
+}
+
+/* elu: slope alpha on the left of 0 (e^0 = 1), 1 on the right */
+ad_smoothness kink_elu(const double *a, const double *b, const double *fparam)
+{
+    return fparam[0] != 1 && meets(a[0], b[0], 0) ? AD_KINK : AD_SMOOTH;
+}
+
+/* clamp: the slope drops to 0 at lo and at hi */
+ad_smoothness kink_clamp(const double *a, const double *b, const double *fparam)
+{
+    return meets(a[0], b[0], fparam[0]) || meets(a[0], b[0], fparam[1]) ? AD_KINK : AD_SMOOTH;
+}
+
+/* clamp_mask: 1 inside [lo, hi], 0 outside */
+ad_smoothness jump_clamp(const double *a, const double *b, const double *fparam)
+{
+    return meets(a[0], b[0], fparam[0]) || meets(a[0], b[0], fparam[1]) ? AD_DISCONTINUITY
+                                                                        : AD_SMOOTH;
+}
+
+/* step, sign: the value jumps at 0 */
+ad_smoothness jump_at_zero(const double *a, const double *b, const double *fparam)
+{
+    (void)fparam;
+    return meets(a[0], b[0], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
+}
+
+/* maximum, minimum: the input that wins changes where a = b */
+ad_smoothness kink_tie(const double *a, const double *b, const double *fparam)
+{
+    (void)fparam;
+    return meets(a[0] - a[1], b[0] - b[1], 0) ? AD_KINK : AD_SMOOTH;
+}
+
+/* eq, gt: the comparison flips where a = b */
+ad_smoothness jump_tie(const double *a, const double *b, const double *fparam)
+{
+    (void)fparam;
+    return meets(a[0] - a[1], b[0] - b[1], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
+}
+
+/* relu_grad(g, a) = g·[a > 0]: the mask jumps where a = 0 */
+ad_smoothness jump_relu_grad(const double *a, const double *b, const double *fparam)
+{
+    (void)fparam;
+    return meets(a[1], b[1], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
+}
+
 /* ---------------------------------------------------------- gradient rules */
 
 void bwd_neg(ad_node *n, ad_node *g, ad_node **d)

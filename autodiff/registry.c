@@ -5,7 +5,7 @@
 #include "graph_impl.h"
 
 const ad_op_info ad_ops[] = {
-#define AD_OP(id, nm, ar, kd, sh, fw, bw, ck, pa, cl, fo, de, dm)                                  \
+#define AD_OP(id, nm, ar, kd, sh, fw, bw, ck, pa, cl, fo, de, dm, nd)                              \
     [AD_OP_##id] = {.name = nm,                                                                    \
                     .arity = ar,                                                                   \
                     .kind = kd,                                                                    \
@@ -17,7 +17,8 @@ const ad_op_info ad_ops[] = {
                     .call = cl,                                                                    \
                     .form = fo,                                                                    \
                     .derivative = de,                                                              \
-                    .domain = dm},
+                    .domain = dm,                                                                  \
+                    .nondiff = nd},
 #include "ops.def"
 #undef AD_OP
 };
@@ -32,6 +33,20 @@ ad_op_kind ad_op_kind_of(int op) { return valid(op) ? ad_ops[op].kind : AD_KIND_
 const char *ad_op_rule(int op) { return valid(op) ? ad_ops[op].derivative : NULL; }
 const char *ad_op_domain(int op) { return valid(op) ? ad_ops[op].domain : NULL; }
 int ad_op_differentiable(int op) { return valid(op) && ad_ops[op].backward != ad_nograd; }
+
+ad_smoothness ad_smooth(const double *a, const double *b, const double *fparam)
+{
+    (void)a, (void)b, (void)fparam;
+    return AD_SMOOTH;
+}
+
+ad_smoothness ad_op_smoothness(int op, const double *a, const double *b, const double *fparams)
+{
+    if (!valid(op) || !a)
+        return AD_SMOOTH;
+    const double none[AD_MAX_FPARAMS] = {0};
+    return ad_ops[op].nondiff(a, b ? b : a, fparams ? fparams : none);
+}
 
 const char *ad_op_form(int op) { return valid(op) ? ad_ops[op].form : NULL; }
 const char *ad_op_call_name(int op) { return valid(op) ? ad_ops[op].call : NULL; }

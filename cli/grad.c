@@ -67,9 +67,14 @@ static void usage(FILE *out)
         "\n"
         "options:\n"
         "  --json        print {\"value\": V, \"grad\": {\"NAME\": G, ...}} (17 digits)\n"
+        "  --order 2     also print the Hessian, every pair of variables (with --json:\n"
+        "                \"hessian\": {\"x\": {\"x\": H, \"y\": H}, ...})\n"
         "  --trace       print the chain-rule trace: every backward step, in order\n"
         "  --check       put a central finite-difference estimate beside each gradient and\n"
-        "                give the gradient check's verdict (exit status 1 when it fails)\n"
+        "                give the gradient check's verdict; a mismatch where an op is not\n"
+        "                differentiable (relu at 0: kink, step at 0: discontinuity) is\n"
+        "                labelled and expected; one where the function is smooth fails\n"
+        "                the check (exit status 1)\n"
         "  --dot FILE    write the graph in Graphviz DOT, edges labelled with derivatives\n"
         "  --svg FILE    render the graph as SVG (needs Graphviz 'dot')\n"
         "  --png FILE    render the graph as PNG (needs Graphviz 'dot')\n"
@@ -78,6 +83,10 @@ static void usage(FILE *out)
         "                FILE#step=K opens at step K (needs Graphviz 'dot')\n"
         "  --backward    draw the backward graph the engine built, next to the forward one\n"
         "  -h, --help    this help\n\n"
+        "The output is L (L = its value, ∂L/∂x its gradient), as in the trace and pictures.\n"
+        "Exit status: 0 success; 1 undefined maths (a non-finite value or gradient: the op\n"
+        "is named), a --check mismatch where the function is smooth, or a file that could\n"
+        "not be written; 2 usage or expression error.\n\n"
         "example:\n"
         "  chainrule grad 'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n");
 }
@@ -87,6 +96,8 @@ typedef struct {
     const char *names[MAX_VARS];
     double values[MAX_VARS];
     int nvars;
+    const ad_node *nodes[MAX_VARS]; /* the variables' leaves, once built */
+    int order;                      /* --order: 1, or 2 for the Hessian */
     bool json, trace, check, backward;
     const char *dot, *svg, *png, *html;
 } options;
@@ -112,16 +123,23 @@ enum {
     OPT_SVG,
     OPT_PNG,
     OPT_HTML,
+    OPT_ORDER,
     OPT_HELP,
     NOPTS
 };
 
 static const cr_opt grad_opts[] = {
-    {"json", OPT_JSON, false},   {"trace", OPT_TRACE, false},
-    {"check", OPT_CHECK, false}, {"backward", OPT_BACKWARD, false},
-    {"dot", OPT_DOT, true},      {"svg", OPT_SVG, true},
-    {"png", OPT_PNG, true},      {"html", OPT_HTML, true},
-    {"help", OPT_HELP, false},   {NULL, 0, false},
+    {"json", OPT_JSON, false},
+    {"trace", OPT_TRACE, false},
+    {"check", OPT_CHECK, false},
+    {"backward", OPT_BACKWARD, false},
+    {"dot", OPT_DOT, true},
+    {"svg", OPT_SVG, true},
+    {"png", OPT_PNG, true},
+    {"html", OPT_HTML, true},
+    {"order", OPT_ORDER, true},
+    {"help", OPT_HELP, false},
+    {NULL, 0, false},
 };
 
 /* Does option text a (as typed) take its value from the next argument? */
@@ -225,6 +243,16 @@ static int parse_args(int argc, char **argv, options *o, char **namebuf)
     o->svg = value[OPT_SVG];
     o->png = value[OPT_PNG];
     o->html = value[OPT_HTML];
+    o->order = 1;
+    if (given[OPT_ORDER]) {
+        const char *v = value[OPT_ORDER];
+        if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0)
+            return cr_usage_error("grad",
+                                  "option --order takes 1 (gradient) or 2 (Hessian), "
+                                  "not '%s'",
+                                  v);
+        o->order = v[0] - '0';
+    }
     if (npositional == 0) {
         fprintf(stderr, "chainrule grad: no expression (see 'chainrule grad --help')\n");
         return 2;
@@ -417,6 +445,208 @@ static bool is_anomaly(const ad_graph *g)
     return ad_graph_error(g) && strstr(ad_graph_error(g), ": non-finite value at element");
 }
 
+/* What --check found for one variable. */
+typedef struct {
+    double fd;  /* the library's finite-difference estimate */
+    bool wrong; /* outside the tolerance at a smooth point: the check fails */
+    int kind;   /* AD_KINK or AD_DISCONTINUITY when the mismatch is explained, else AD_SMOOTH */
+    const ad_node *where; /* the node whose op is not differentiable there */
+} var_check;
+
+/* The gradient check of every variable: the library's estimator, verdict
+   and classification (ad_finite_difference, ad_gradcheck, ad_smoothness_at).
+   0 pass, 1 a mismatch at a smooth point, -1 error (graph's message). */
+static int check_vars(ad_node *f, int n, const cr_var *vars, var_check *vc,
+                      ad_gradcheck_result *all)
+{
+    ad_node *nodes[MAX_VARS];
+    for (int i = 0; i < n; i++) {
+        nodes[i] = vars[i].node;
+        memset(&vc[i], 0, sizeof vc[i]);
+        vc[i].fd = ad_finite_difference(f, nodes[i], 0, 0);
+        ad_gradcheck_result r;
+        if (ad_gradcheck(f, 1, &nodes[i], NULL, &r) < 0)
+            return -1;
+        vc[i].wrong = r.failed > 0;
+        if (r.nondifferentiable > 0) {
+            int kind = ad_smoothness_at(f, nodes[i], 0, 0, &vc[i].where);
+            if (kind < 0)
+                return -1;
+            vc[i].kind = kind;
+        }
+    }
+    return ad_gradcheck(f, n, nodes, NULL, all);
+}
+
+static const char *kind_name(int kind)
+{
+    return kind == AD_DISCONTINUITY ? "discontinuity" : kind == AD_KINK ? "kink" : "smooth";
+}
+
+static void json_key(int i, const char *name)
+{
+    printf("%s", i ? ", " : "");
+    json_string(name);
+    printf(": ");
+}
+
+/* The Hessian d²L/dxᵢdxⱼ of every pair of variables into h (row-major),
+   in a graph of its own (the pictures keep the first-order gradients):
+   the gradient nodes, then the gradient of each of them. 0, or 1 with a
+   message. */
+static int hessian(const options *o, double *h)
+{
+    ad_graph *g = NULL;
+    cr_var vars[MAX_VARS];
+    cr_expr_error err;
+    ad_node *f = build(o, &g, vars, false, &err);
+    ad_node *xs[MAX_VARS], *d1[MAX_VARS], *d2[MAX_VARS];
+    int n = o->nvars;
+    for (int i = 0; i < n; i++)
+        xs[i] = vars[i].node;
+    int rc = f && ad_grad_n(f, n, xs, d1) == 0 ? 0 : 1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (ad_grad_n(d1[i], n, xs, d2) != 0) {
+            rc = 1;
+            break;
+        }
+        for (int j = 0; j < n; j++)
+            h[i * n + j] = ad_item(d2[j]);
+    }
+    if (rc)
+        fprintf(stderr, "chainrule grad: the second derivatives: %s\n",
+                g && ad_graph_error(g) ? ad_graph_error(g) : "out of memory");
+    ad_graph_free(g);
+    return rc;
+}
+
+static void print_json(const options *o, ad_node *f, double value, const double *grads,
+                       const double *h, const var_check *vc, const ad_gradcheck_result *check,
+                       int verdict, int *rc)
+{
+    const int n = o->nvars;
+    printf("{\"value\": ");
+    json_number(value);
+    printf(", \"grad\": {");
+    for (int i = 0; i < n; i++) {
+        json_key(i, o->names[i]);
+        json_number(grads[i]);
+    }
+    printf("}");
+    if (h) {
+        printf(", \"hessian\": {");
+        for (int i = 0; i < n; i++) {
+            json_key(i, o->names[i]);
+            printf("{");
+            for (int j = 0; j < n; j++) {
+                json_key(j, o->names[j]);
+                json_number(h[i * n + j]);
+            }
+            printf("}");
+        }
+        printf("}");
+    }
+    if (vc) {
+        printf(", \"finite_difference\": {");
+        for (int i = 0; i < n; i++) {
+            json_key(i, o->names[i]);
+            json_number(vc[i].fd);
+        }
+        const char *worst = "";
+        for (int i = 0; i < n; i++)
+            if (check->worst_leaf == o->nodes[i])
+                worst = o->names[i];
+        printf("}, \"gradcheck\": {\"pass\": %s, \"max_abs_err\": ", verdict ? "false" : "true");
+        json_number(check->max_abs_err);
+        printf(", \"max_rel_err\": ");
+        json_number(check->max_rel_err);
+        printf(", \"worst\": ");
+        json_string(worst);
+        printf(", \"mismatch\": [");
+        for (int i = 0, k = 0; i < n; i++)
+            if (vc[i].wrong) {
+                printf("%s", k++ ? ", " : "");
+                json_string(o->names[i]);
+            }
+        printf("], \"nondifferentiable\": {");
+        for (int i = 0, k = 0; i < n; i++) {
+            if (vc[i].kind == AD_SMOOTH)
+                continue;
+            char where[128];
+            node_label(ad_node_graph(f), ad_node_id(vc[i].where), where, sizeof where);
+            json_key(k++, o->names[i]);
+            printf("{\"kind\": \"%s\", \"op\": ", kind_name(vc[i].kind));
+            json_string(ad_op_name(ad_node_op(vc[i].where)));
+            printf(", \"node\": ");
+            json_string(where);
+            printf("}");
+        }
+        printf("}}");
+    }
+    if (o->trace) {
+        printf(", \"trace\": ");
+        fflush(stdout);
+        if (ad_trace(f, stdout, AD_TRACE_JSON) != 0) {
+            fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(ad_node_graph(f)));
+            *rc = 1;
+        }
+    }
+    printf("}\n");
+}
+
+static void print_text(const options *o, ad_node *f, double value, const double *grads,
+                       const double *h, const var_check *vc, const ad_gradcheck_result *check,
+                       int verdict)
+{
+    const int n = o->nvars;
+    printf("L = %.10g\n", value);
+    int width = 1;
+    for (int i = 0; i < n; i++)
+        width = (int)strlen(o->names[i]) > width ? (int)strlen(o->names[i]) : width;
+    int explained = 0;
+    for (int i = 0; i < n; i++) {
+        printf("∂L/∂%-*s = %.10g", width, o->names[i], grads[i]);
+        if (vc) {
+            printf("    finite difference %.8g (|diff| %.2g)", vc[i].fd, fabs(vc[i].fd - grads[i]));
+            if (vc[i].wrong)
+                printf(": MISMATCH");
+            else if (vc[i].kind != AD_SMOOTH) {
+                char where[128];
+                node_label(ad_node_graph(f), ad_node_id(vc[i].where), where, sizeof where);
+                printf(": %s of %s at %s (%s), expected there", kind_name(vc[i].kind),
+                       ad_op_name(ad_node_op(vc[i].where)), where,
+                       vc[i].kind == AD_KINK ? "the slope jumps"
+                                             : "the value jumps: no derivative");
+                explained++;
+            }
+        }
+        printf("\n");
+    }
+    for (int i = 0; h && i < n; i++)
+        for (int j = 0; j < n; j++) {
+            if (i == j)
+                printf("∂²L/∂%s² = %.10g\n", o->names[i], h[i * n + j]);
+            else
+                printf("∂²L/∂%s∂%s = %.10g\n", o->names[i], o->names[j], h[i * n + j]);
+        }
+    if (!vc)
+        return;
+    const char *worst = "";
+    for (int i = 0; i < n; i++)
+        if (check->worst_leaf == o->nodes[i])
+            worst = o->names[i];
+    if (verdict == 0 && explained == 0)
+        printf("gradient check: pass (max |diff| %.2g)\n", check->max_abs_err);
+    else if (verdict == 0)
+        printf("gradient check: pass (%d mismatch%s where the function is not differentiable, "
+               "which a finite difference cannot estimate: docs/autodiff.md)\n",
+               explained, explained > 1 ? "es" : "");
+    else
+        printf("gradient check: FAIL at %s (max |diff| %.2g, relative %.2g): the gradient "
+               "differs from the finite difference where the function is smooth\n",
+               worst, check->max_abs_err, check->max_rel_err);
+}
+
 static int run(const options *o)
 {
     ad_graph *g = NULL;
@@ -454,90 +684,44 @@ static int run(const options *o)
         rc = 1;
     }
     double value = ad_item(f);
-    double grads[MAX_VARS], fd[MAX_VARS];
+    double grads[MAX_VARS];
     for (int i = 0; i < o->nvars; i++)
         grads[i] = ad_grad_item(vars[i].node);
-    /* the library's estimator and verdict (ad_gradcheck's defaults) */
-    ad_gradcheck_result check = {0};
-    int verdict = 0;
-    if (o->check) {
-        ad_node *nodes[MAX_VARS];
-        for (int i = 0; i < o->nvars; i++) {
-            nodes[i] = vars[i].node;
-            fd[i] = ad_finite_difference(f, nodes[i], 0, 0);
-        }
-        verdict = ad_gradcheck(f, o->nvars, nodes, NULL, &check);
-        if (verdict < 0) {
-            fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+    double *h = NULL;
+    if (o->order == 2) {
+        h = malloc(sizeof(double) * (size_t)(o->nvars * o->nvars + 1));
+        if (!h || hessian(o, h) != 0) {
+            if (!h)
+                fprintf(stderr, "chainrule grad: out of memory\n");
+            free(h);
             ad_graph_free(g);
             return 1;
         }
     }
-    const char *worst = "";
+    ad_gradcheck_result check = {0};
+    var_check vc[MAX_VARS];
+    int verdict = 0;
+    if (o->check) {
+        verdict = check_vars(f, o->nvars, vars, vc, &check);
+        if (verdict < 0) {
+            fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
+            free(h);
+            ad_graph_free(g);
+            return 1;
+        }
+    }
+    options shown = *o;
     for (int i = 0; i < o->nvars; i++)
-        if (check.worst_leaf == vars[i].node)
-            worst = o->names[i];
-
+        shown.nodes[i] = vars[i].node;
     if (o->trace && !o->json && ad_trace(f, stdout, o->check ? AD_TRACE_CHECK : 0) != 0) {
         fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
         rc = 1;
     }
-    if (o->json) {
-        printf("{\"value\": ");
-        json_number(value);
-        printf(", \"grad\": {");
-        for (int i = 0; i < o->nvars; i++) {
-            printf("%s", i ? ", " : "");
-            json_string(o->names[i]);
-            printf(": ");
-            json_number(grads[i]);
-        }
-        printf("}");
-        if (o->check) {
-            printf(", \"finite_difference\": {");
-            for (int i = 0; i < o->nvars; i++) {
-                printf("%s", i ? ", " : "");
-                json_string(o->names[i]);
-                printf(": ");
-                json_number(fd[i]);
-            }
-            printf("}, \"gradcheck\": {\"pass\": %s, \"max_abs_err\": ",
-                   verdict ? "false" : "true");
-            json_number(check.max_abs_err);
-            printf(", \"max_rel_err\": ");
-            json_number(check.max_rel_err);
-            printf(", \"worst\": ");
-            json_string(worst);
-            printf("}");
-        }
-        if (o->trace) {
-            printf(", \"trace\": ");
-            fflush(stdout);
-            if (ad_trace(f, stdout, AD_TRACE_JSON) != 0) {
-                fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(g));
-                rc = 1;
-            }
-        }
-        printf("}\n");
-    } else {
-        printf("f = %.10g\n", value);
-        int width = 1;
-        for (int i = 0; i < o->nvars; i++)
-            width = (int)strlen(o->names[i]) > width ? (int)strlen(o->names[i]) : width;
-        for (int i = 0; i < o->nvars; i++) {
-            printf("∂f/∂%-*s = %.10g", width, o->names[i], grads[i]);
-            if (o->check)
-                printf("    finite difference %.8g (|diff| %.2g)", fd[i], fabs(fd[i] - grads[i]));
-            printf("\n");
-        }
-        if (o->check && verdict == 0)
-            printf("gradient check: pass (max |diff| %.2g)\n", check.max_abs_err);
-        else if (o->check)
-            printf("gradient check: FAIL at %s (max |diff| %.2g, relative %.2g); at a point where "
-                   "an op is not differentiable (relu, abs, step at 0, max/min ties) this is "
-                   "expected: docs/autodiff.md\n",
-                   worst, check.max_abs_err, check.max_rel_err);
-    }
+    if (o->json)
+        print_json(&shown, f, value, grads, h, o->check ? vc : NULL, &check, verdict, &rc);
+    else
+        print_text(&shown, f, value, grads, h, o->check ? vc : NULL, &check, verdict);
+    free(h);
     if (verdict == 1)
         rc = 1;
     fflush(stdout);

@@ -125,9 +125,9 @@ Test(grad_cli, text_output_and_check)
 {
     result r = run(NULL, "'x^2 + y' x=3 y=1 --check");
     cr_assert_eq(r.status, 0, "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "f = 10\n"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "∂f/∂x = 6    finite difference 6"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "∂f/∂y = 1    finite difference 1"));
+    cr_assert_not_null(strstr(r.out, "L = 10\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂L/∂x = 6    finite difference 6"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂L/∂y = 1    finite difference 1"));
     r = run(NULL, "'x^2' x=3 --json --check");
     cJSON *root = cJSON_Parse(r.out);
     cr_assert_not_null(root, "%s", r.out);
@@ -141,24 +141,173 @@ Test(grad_cli, text_output_and_check)
     cr_assert_not_null(strstr(r.out, "gradient check: pass (max |diff| "), "%s", r.out);
 }
 
-/* The verdict is ad_gradcheck's: relu at its kink fails, with exit status 1. */
-Test(grad_cli, check_fails_at_a_kink)
+/* --check explains itself: a mismatch where an op is not differentiable (the
+   registry's nondiff rule) is labelled kink or discontinuity and expected
+   (exit 0); one where the function is smooth fails the check (exit 1). */
+Test(grad_cli, check_labels_kinks_and_discontinuities)
 {
     result r = run(NULL, "'relu(x) + y^2' x=0 y=2 --check");
-    cr_assert_eq(r.status, 1, "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "∂f/∂x = 0    finite difference 0.5 (|diff| 0.5)"), "%s",
-                       r.out);
-    cr_assert_not_null(strstr(r.out, "gradient check: FAIL at x (max |diff| 0.5, relative 1); at "
-                                     "a point where an op is not differentiable"),
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂L/∂x = 0    finite difference 0.5 (|diff| 0.5): kink of "
+                                     "relu at t1 (the slope jumps), expected there\n"),
+                       "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂L/∂y = 4    finite difference 4 (|diff| "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "gradient check: pass (1 mismatch where the function is not "
+                                     "differentiable, which a finite difference cannot estimate"),
                        "%s", r.out);
     r = run(NULL, "'relu(x) + y^2' x=0 y=2 --check --json");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s", r.out);
+    cJSON *gc = cJSON_GetObjectItem(root, "gradcheck");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(gc, "pass")), "%s", r.out);
+    /* the worst element among those not at a kink */
+    cr_assert_str_eq(cJSON_GetObjectItem(gc, "worst")->valuestring, "y");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(gc, "mismatch")), 0);
+    cJSON *x = cJSON_GetObjectItem(cJSON_GetObjectItem(gc, "nondifferentiable"), "x");
+    cr_assert_not_null(x, "%s", r.out);
+    cr_assert_str_eq(cJSON_GetObjectItem(x, "kind")->valuestring, "kink");
+    cr_assert_str_eq(cJSON_GetObjectItem(x, "op")->valuestring, "relu");
+    cr_assert_str_eq(cJSON_GetObjectItem(x, "node")->valuestring, "t1");
+    cr_assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(gc, "nondifferentiable"), "y"));
+    cJSON_Delete(root);
+
+    /* a step at 0: the value jumps */
+    r = run(NULL, "'step(x)' x=0 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "∂L/∂x = 0    finite difference 500000 (|diff| 5e+05): "
+                                     "discontinuity of step at t1 (the value jumps: no "
+                                     "derivative), expected there\n"),
+                       "%s", r.out);
+    /* a kink reached within the finite difference's step, through other ops */
+    r = run(NULL, "'abs(x - 1e-9) * 2' x=0 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, ": kink of abs at t2 (the slope jumps), expected there\n"),
+                       "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "kink of abs"), "%s", r.out);
+    /* the other side of clamp's bound, a tie of max, sign */
+    r = run(NULL, "'clamp(x, 0, 1)' x=1 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "kink of clamp at t1"), "%s", r.out);
+    r = run(NULL, "'sign(x) + max(x, 0)' x=0 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "discontinuity of sign at t1"), "%s", r.out);
+
+    /* away from the kink, nothing to explain */
+    r = run(NULL, "'relu(x)' x=0.5 --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_null(strstr(r.out, "kink"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "gradient check: pass (max |diff| "), "%s", r.out);
+}
+
+/* A real mismatch: detach stops the gradient of a smooth function, so the
+   engine's 3 is not the derivative 6 of x·x. Exit status 1. */
+Test(grad_cli, check_fails_on_a_real_mismatch)
+{
+    result r = run(NULL, "'x*detach(x)' x=3 --check");
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    cr_assert_str_eq(r.out, "L = 9\n"
+                            "∂L/∂x = 3    finite difference 6 (|diff| 3): MISMATCH\n"
+                            "gradient check: FAIL at x (max |diff| 3, relative 0.5): the gradient "
+                            "differs from the finite difference where the function is smooth\n");
+    r = run(NULL, "'x*detach(x) + relu(y)' x=3 y=0 --check --json");
     cr_assert_eq(r.status, 1, "%s", r.out);
     cJSON *root = cJSON_Parse(r.out);
     cr_assert_not_null(root, "%s", r.out);
     cJSON *gc = cJSON_GetObjectItem(root, "gradcheck");
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(gc, "pass")));
-    cr_assert_str_eq(cJSON_GetObjectItem(gc, "worst")->valuestring, "x");
+    cJSON *mm = cJSON_GetObjectItem(gc, "mismatch");
+    cr_assert_eq(cJSON_GetArraySize(mm), 1, "%s", r.out);
+    cr_assert_str_eq(cJSON_GetArrayItem(mm, 0)->valuestring, "x");
+    cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(gc, "nondifferentiable"), "y"));
     cJSON_Delete(root);
+}
+
+static char *slurp(const char *path, size_t *len);
+
+/* Relative agreement to tol (absolute near 0). */
+static bool close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
+
+/* --order 2 against PyTorch (tests/reference/make_hessian_fixtures.py):
+   value, gradient and every pair of the Hessian, keyed by name as written. */
+Test(grad_cli, hessian_against_pytorch)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/reference/cli/hessian.json", CHAINRULE_TEST_DIR);
+    size_t len = 0;
+    char *text = slurp(path, &len);
+    cr_assert_not_null(text, "%s", path);
+    cJSON *cases = cJSON_Parse(text);
+    cr_assert(cJSON_IsArray(cases), "%s", path);
+    int n = 0;
+    cJSON *c;
+    cJSON_ArrayForEach(c, cases)
+    {
+        const char *expr = cJSON_GetObjectItem(c, "expr")->valuestring;
+        char args[1024];
+        int k = snprintf(args, sizeof args, "'%s'", expr);
+        cJSON *v;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "vars"))
+        {
+            k += snprintf(args + k, sizeof args - (size_t)k, " %s=%.17g",
+                          cJSON_GetArrayItem(v, 0)->valuestring,
+                          cJSON_GetArrayItem(v, 1)->valuedouble);
+        }
+        snprintf(args + k, sizeof args - (size_t)k, " --order 2 --json");
+        result r = run(NULL, args);
+        cr_assert_eq(r.status, 0, "%s: %s", args, r.out);
+        cJSON *got = cJSON_Parse(r.out);
+        cr_assert_not_null(got, "%s: %s", args, r.out);
+        cr_assert(close_to(cJSON_GetObjectItem(got, "value")->valuedouble,
+                           cJSON_GetObjectItem(c, "value")->valuedouble, 1e-12),
+                  "%s: value", expr);
+        cJSON *want_h = cJSON_GetObjectItem(c, "hessian"),
+              *got_h = cJSON_GetObjectItem(got, "hessian");
+        cr_assert_eq(cJSON_GetArraySize(got_h), cJSON_GetArraySize(want_h), "%s: %s", expr, r.out);
+        cJSON *row;
+        cJSON_ArrayForEach(row, want_h)
+        {
+            double g =
+                cJSON_GetObjectItem(cJSON_GetObjectItem(got, "grad"), row->string)->valuedouble;
+            double w =
+                cJSON_GetObjectItem(cJSON_GetObjectItem(c, "grad"), row->string)->valuedouble;
+            cr_assert(close_to(g, w, 1e-12), "%s: d/d%s = %.17g, torch %.17g", expr, row->string, g,
+                      w);
+            cJSON *grow = cJSON_GetObjectItem(got_h, row->string), *cell;
+            cr_assert_not_null(grow, "%s: no row %s: %s", expr, row->string, r.out);
+            cr_assert_eq(cJSON_GetArraySize(grow), cJSON_GetArraySize(row));
+            cJSON_ArrayForEach(cell, row)
+            {
+                cJSON *gc = cJSON_GetObjectItem(grow, cell->string);
+                cr_assert_not_null(gc, "%s: no %s/%s", expr, row->string, cell->string);
+                cr_assert(close_to(gc->valuedouble, cell->valuedouble, 1e-10),
+                          "%s: d2/d%s d%s = %.17g, torch %.17g", expr, row->string, cell->string,
+                          gc->valuedouble, cell->valuedouble);
+            }
+        }
+        cJSON_Delete(got);
+        n++;
+    }
+    cr_assert_geq(n, 10);
+    cJSON_Delete(cases);
+}
+
+/* --order 2 in text, the exact JSON layout, and --order's usage errors. */
+Test(grad_cli, order_two_output)
+{
+    result r = run(NULL, "'x^2*y' x=3 y=2 --order 2");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_str_eq(r.out, "L = 18\n∂L/∂x = 12\n∂L/∂y = 9\n∂²L/∂x² = 4\n∂²L/∂x∂y = 6\n"
+                            "∂²L/∂y∂x = 6\n∂²L/∂y² = 0\n");
+    r = run(NULL, "'x^3' x=2 --order 2 --json");
+    cr_assert_str_eq(r.out,
+                     "{\"value\": 8, \"grad\": {\"x\": 12}, \"hessian\": {\"x\": {\"x\": 12}}}\n");
+    r = run(NULL, "'x^3' x=2 --order=1 --json");
+    cr_assert_str_eq(r.out, "{\"value\": 8, \"grad\": {\"x\": 12}}\n");
+    r = run(NULL, "'x^3' x=2 --order 3");
+    cr_assert_eq(r.status, 2);
+    cr_assert_str_eq(r.out, "chainrule grad: option --order takes 1 (gradient) or 2 (Hessian), "
+                            "not '3' (see 'chainrule grad --help')\n");
 }
 
 Test(grad_cli, trace)
@@ -344,7 +493,7 @@ Test(grad_cli, pictures)
     r = run("PATH=/nonexistent", args);
     cr_assert_eq(r.status, 1, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "Graphviz 'dot' is not installed"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "f = 1\n"));
+    cr_assert_not_null(strstr(r.out, "L = 1\n"));
     /* an unwritable DOT path */
     r = run(NULL, "'x' x=1 --dot /nonexistent-dir/g.dot");
     cr_assert_eq(r.status, 1);
@@ -488,7 +637,7 @@ Test(grad_cli, bad_maths_is_named)
     /* a defined point stays exit 0, with no message */
     result r = run(NULL, "'log(x)' x=2");
     cr_assert_eq(r.status, 0);
-    cr_assert_str_eq(r.out, "f = 0.6931471806\n∂f/∂x = 0.5\n");
+    cr_assert_str_eq(r.out, "L = 0.6931471806\n∂L/∂x = 0.5\n");
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     cr_assert_eq(system(rm), 0);

@@ -325,6 +325,25 @@ AD_API const char *ad_op_rule(int op);
 AD_API const char *ad_op_domain(int op);
 /** Nonzero when the op passes gradient to at least one input. */
 AD_API int ad_op_differentiable(int op);
+/** How a function behaves at (or near) a point, as the gradient check sees it. */
+typedef enum {
+    AD_SMOOTH = 0,       /**< differentiable there: the engine's gradient is the derivative */
+    AD_KINK = 1,         /**< continuous, but the derivative jumps (relu, abs at 0, a max tie) */
+    AD_DISCONTINUITY = 2 /**< the value jumps (step, sign at 0): no derivative at all */
+} ad_smoothness;
+/**
+ * The registry's rule for where an elementwise op is not differentiable
+ * (autodiff/ops.def's nondiff column), asked for one element: a[k] and b[k]
+ * are the values of input k at two points (pass b == a, or NULL, for one
+ * point), fparams the op's float parameters (as for ad_op_apply; NULL: 0).
+ * AD_DISCONTINUITY when the op's value jumps on the segment from a to b
+ * (ends included), AD_KINK when only its derivative does, AD_SMOOTH
+ * otherwise and for ops that are not elementwise or out of range.
+ * Example: relu with a = {-1e-6}, b = {1e-6} is AD_KINK; step at {0} is
+ * AD_DISCONTINUITY.
+ */
+AD_API ad_smoothness ad_op_smoothness(int op, const double *a, const double *b,
+                                      const double *fparams);
 /**
  * Op index by name, or -1. This is also the way to ask what a node is:
  * `ad_node_op(n) == ad_op_find("tanh")` (op indices are not a stable
@@ -732,12 +751,23 @@ typedef struct {
     double max_abs_err;
     /** Largest |analytic - numeric| / max(|analytic|, |numeric|) (0 where both are 0). */
     double max_rel_err;
-    /** The leaf of the element furthest outside (or least inside) the tolerance; NULL if none. */
+    /**
+     * The leaf of the element furthest outside (or least inside) the tolerance,
+     * among those not at a non-differentiable point; NULL if none.
+     */
     const ad_node *worst_leaf;
     /** That element's flat (row-major) index in worst_leaf; -1 if none. */
     int64_t worst_index;
     /** Number of elements compared. */
     int64_t checked;
+    /**
+     * Elements outside the tolerance at (or within the step of) a point where
+     * the loss is not differentiable (ad_smoothness_at): expected there, so
+     * they do not fail the check.
+     */
+    int64_t nondifferentiable;
+    /** Elements outside the tolerance at a smooth point: the check fails when nonzero. */
+    int64_t failed;
 } ad_gradcheck_result;
 
 /**
@@ -750,9 +780,11 @@ typedef struct {
  * (trainable, input, constant). Every value the check perturbs, and every
  * node it replays, is bit-identical afterwards; leaf gradient buffers are
  * not touched; dropout masks are not redrawn. Where an op is not
- * differentiable (relu at 0, max ties, ...; docs/autodiff.md lists them) a
- * mismatch is expected. r (may be NULL) gets the verdict's details.
- * Returns 0 pass, 1 fail, -1 error (graph's error set: NULL arguments, a
+ * differentiable (relu at 0, max ties, ...: the registry's rule, see
+ * ad_smoothness_at) a mismatch is expected: it is counted in
+ * r->nondifferentiable and does not fail the check. r (may be NULL) gets the
+ * verdict's details. Returns 0 pass, 1 fail (a mismatch at a smooth point),
+ * -1 error (graph's error set: NULL arguments, a
  * non-leaf, another graph, a multi-element loss, out of memory).
  */
 AD_API int ad_gradcheck(ad_node *loss, int n, ad_node *const *leaves, const ad_gradcheck_opts *o,
@@ -767,6 +799,21 @@ AD_API int ad_gradcheck(ad_node *loss, int n, ad_node *const *leaves, const ad_g
  * bit-identical afterwards. NaN with the graph's error set on error.
  */
 AD_API double ad_finite_difference(ad_node *loss, ad_node *x, int64_t index, double eps);
+/**
+ * Is loss, as a function of element index of leaf x, at or within the
+ * finite-difference step of a point where it is not differentiable? The
+ * values at x - h, x and x + h (h as ad_finite_difference takes it for eps)
+ * are replayed and every elementwise node between x and loss asks its op's
+ * registry rule (ad_op_smoothness) whether its inputs meet such a point.
+ * Returns the worst found (AD_DISCONTINUITY over AD_KINK over AD_SMOOTH)
+ * and, when where is not NULL, the first node of that kind in creation
+ * order (NULL when smooth). Ops that are not elementwise (reductions,
+ * matmul, pooling) are not classified. Every value is bit-identical
+ * afterwards. -1 with the graph's error set on error (as
+ * ad_finite_difference).
+ */
+AD_API int ad_smoothness_at(ad_node *loss, ad_node *x, int64_t index, double eps,
+                            const ad_node **where);
 /**
  * Anomaly mode (the checking mode): when on, the first op that produces NaN
  * or Inf (forward or backward) sets an error naming the op, the node and the
