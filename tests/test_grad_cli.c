@@ -671,7 +671,7 @@ Test(grad_cli, html_stepper_page)
     result r = run("PATH=/nonexistent", args);
     cr_assert_eq(r.status, 1, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "Graphviz 'dot' is not installed"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "f = 9\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "L = 9\n"), "%s", r.out);
     snprintf(args, sizeof args, "%s/none.html", dir);
     cr_assert_neq(access(args, F_OK), 0, "no page is left behind");
     snprintf(args, sizeof args, "rm -rf '%s'", dir);
