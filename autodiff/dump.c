@@ -18,6 +18,7 @@
  * check that the contributions of every input sum to the engine's
  * gradient. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/dump.h"
@@ -43,8 +44,24 @@ typedef struct {
     char *sym;             /* n * SYM_LEN: the symbol of each node */
     struct local_info *li; /* n: local derivatives of elementwise nodes, filled on demand */
     int64_t nsteps;
-    int prec; /* significant digits of printed numbers */
+    int prec;            /* significant digits of printed numbers */
+    int64_t *alias;      /* node i is drawn as node alias[i] (bookkeeping left out) */
+    unsigned char *fold; /* 1: node i is a constant of a gradient build, printed as its value */
+    bool grads;          /* the loss has a backward build: gradients are shown */
+    unsigned legend;     /* LEGEND_* styles the picture used */
+    ad_dump_opts opts;
 } ctx;
+
+/* the edge and node styles a legend explains */
+enum {
+    LEGEND_ZERO = 1u << 0,
+    LEGEND_UNDEFINED = 1u << 1,
+    LEGEND_NONE = 1u << 2,
+    LEGEND_NONFINITE = 1u << 3,
+    LEGEND_ONE = 1u << 4,
+};
+#define COLOR_NONFINITE "#7b3294"
+#define FILL_NONFINITE "#d7b5e8"
 
 /* The local derivatives of one elementwise node, from its gradient rule. */
 typedef struct local_info {
@@ -101,11 +118,36 @@ static void copy_utf8(char *dst, size_t size, const char *src)
     dst[len] = '\0';
 }
 
+/* Significant digits of a printed number ("0.99995" has 5, "1" has 1). */
+static int digits(const char *s)
+{
+    int n = 0, lead = 1;
+    for (; *s && *s != 'e' && *s != 'E'; s++) {
+        if (*s < '0' || *s > '9')
+            continue;
+        if (*s == '0' && lead)
+            continue;
+        lead = 0;
+        n++;
+    }
+    return n;
+}
+
+/* v with prec significant digits, or more when prec digits round it to a
+ * shorter number it is not: sigmoid(10) = 0.9999546 prints 0.99995, not 1
+ * (students would compute 1·(1 − 1) = 0). A relative difference below 1e-9
+ * is rounding noise (1 − tanh²(0.8814) is 0.4999999999999999), printed 0.5. */
 static void fmt_num(char *buf, size_t size, double v, int prec)
 {
     if (v == 0)
         v = 0; /* no "-0" */
-    snprintf(buf, size, "%.*g", prec, v);
+    for (int p = prec;; p++) {
+        snprintf(buf, size, "%.*g", p, v);
+        double back = strtod(buf, NULL);
+        if (p >= 17 || back == v || !isfinite(v) || digits(buf) >= prec ||
+            fabs(back - v) <= 1e-9 * fabs(v))
+            return;
+    }
 }
 
 /* A number as a factor of a product: negative ones in parentheses. */
@@ -116,33 +158,216 @@ static void fmt_factor(char *buf, size_t size, double v, int prec)
     snprintf(buf, size, num[0] == '-' ? "(%s)" : "%s", num);
 }
 
+static void put(char *buf, size_t size, size_t *k, const char *text);
+static void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n);
+
+/* "∂²y/∂x²" or "∂²y/∂x∂w" for a node ad_grad returned (deriv_of), from the
+ * symbols of what it differentiates; false for other nodes. */
+static bool derivative_name(const ctx *c, const ad_node *v, char *buf, size_t size)
+{
+    static const char *const sup[] = {"", "", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹"};
+    const ad_node *vars[9], *base = v;
+    int n = 0;
+    while (base->deriv_of[0] && n < 9) {
+        vars[n++] = base->deriv_of[1];
+        base = base->deriv_of[0];
+    }
+    if (n == 0 || base->deriv_of[0])
+        return false;
+    bool same = true;
+    for (int i = 1; i < n; i++)
+        same = same && vars[i] == vars[0];
+    size_t k = 0;
+    buf[0] = '\0';
+    put(buf, size, &k, "∂");
+    put(buf, size, &k, sup[n]);
+    put_sym(c, buf, size, &k, base);
+    put(buf, size, &k, "/");
+    for (int i = 0; i < (same ? 1 : n); i++) {
+        put(buf, size, &k, "∂");
+        put_sym(c, buf, size, &k, vars[i]);
+        if (same)
+            put(buf, size, &k, sup[n]);
+    }
+    return true;
+}
+
+/* Node i's value when all its elements are equal, else NaN. */
+static double uniform_value(const ad_node *v)
+{
+    double x = v->numel ? val(v, 0) : NAN;
+    for (int64_t i = 1; i < v->numel && !isnan(x); i++)
+        if (val(v, i) != x)
+            x = NAN;
+    return x;
+}
+
+/* Do nodes a and b compute the same thing from the same (drawn) inputs? */
+static bool same_computation(const ctx *c, const ad_node *a, const ad_node *b)
+{
+    if (a->op != b->op || a->ninputs != b->ninputs || !ad_same_shape(a, b) ||
+        memcmp(a->fparam, b->fparam, sizeof a->fparam) != 0 ||
+        memcmp(a->iparam, b->iparam, sizeof a->iparam) != 0)
+        return false;
+    for (int k = 0; k < a->ninputs; k++)
+        if (c->alias[a->inputs[k]->id] != c->alias[b->inputs[k]->id])
+            return false;
+    return true;
+}
+
+static uint64_t computation_hash(const ctx *c, const ad_node *v)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)v->op;
+    for (int k = 0; k < v->ninputs; k++)
+        h = (h ^ (uint64_t)c->alias[v->inputs[k]->id]) * 1099511628211ull;
+    for (int k = 0; k < AD_MAX_FPARAMS; k++) {
+        uint64_t bits;
+        memcpy(&bits, &v->fparam[k], sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* The picture of a gradient graph leaves out what is only bookkeeping, in
+ * nodes shown without gradients (a backward pass, or an ad_grad result that
+ * is drawn rather than differentiated): the seed and other constants are
+ * printed as their value (fold), a product by 1 is drawn as its other
+ * factor, and a node that recomputes a node already drawn (tanh's y² built
+ * again by the second derivative) as that node (alias). Only the picture
+ * changes: the engine's nodes are untouched. */
+static bool simplify_model(ctx *c, const ad_node *output)
+{
+    ad_graph *g = c->g;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)c->n)
+        cap *= 2;
+    int64_t *table = zalloc(g, sizeof(int64_t) * cap);
+    if (!table)
+        return false;
+    for (int64_t i = 0; i < c->n; i++) {
+        ad_node *v = g->nodes[i];
+        c->alias[i] = i;
+        bool backward = v->flags & NODE_TAPE;
+        bool eligible = ad_ops[v->op].kind != AD_KIND_LEAF && !*v->name && v != output &&
+                        (backward || (v->order > 0 && !c->grads));
+        if (eligible) {
+            double u = uniform_value(v);
+            bool inputs_folded = v->ninputs > 0;
+            for (int k = 0; k < v->ninputs; k++)
+                inputs_folded = inputs_folded && c->fold[c->alias[v->inputs[k]->id]];
+            if ((v->op == AD_OP_ONES_LIKE || v->op == AD_OP_ZEROS_LIKE || inputs_folded) &&
+                isfinite(u) && v->op != AD_OP_DROPOUT_MASK) {
+                c->fold[i] = 1;
+                continue;
+            }
+            if (v->op == AD_OP_MUL)
+                for (int k = 0; k < 2; k++) {
+                    const ad_node *one = g->nodes[c->alias[v->inputs[k]->id]];
+                    const ad_node *other = g->nodes[c->alias[v->inputs[1 - k]->id]];
+                    if (c->fold[one->id] && uniform_value(one) == 1 && ad_same_shape(other, v)) {
+                        c->alias[i] = other->id;
+                        break;
+                    }
+                }
+        }
+        if (c->alias[i] != i || ad_ops[v->op].kind == AD_KIND_LEAF || (output && !c->anc[i]) ||
+            (v->flags & NODE_ALIAS) || v->op == AD_OP_DROPOUT_MASK)
+            continue;
+        /* an earlier drawn node computing the same (forward ones included):
+           open addressing over node ids + 1 */
+        uint64_t h = computation_hash(c, v);
+        for (size_t at = h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+            int64_t j = table[at] - 1;
+            if (j < 0) {
+                table[at] = i + 1;
+                break;
+            }
+            if (eligible && same_computation(c, g->nodes[j], v)) {
+                c->alias[i] = j;
+                break;
+            }
+        }
+    }
+    zfree(g, table, sizeof(int64_t) * cap);
+    return true;
+}
+
+/* named[i] = 1 when node i (drawn for itself) gets a name below (∂y/∂x for
+ * an ad_grad result, ∂L/∂v for a gradient of the ad_backward pass): it
+ * takes no number. */
+static void mark_named(const ctx *c, unsigned char *named)
+{
+    for (int64_t j = 0; j < c->n; j++) {
+        const ad_node *w = c->g->nodes[j], *gn = grad_of(c, w);
+        if (w->deriv_of[0])
+            named[c->alias[j]] = 1;
+        if (gn && (gn->flags & NODE_TAPE) && gn->id < c->n)
+            named[c->alias[gn->id]] = 1;
+    }
+    for (int64_t i = 0; i < c->n; i++)
+        if (*c->g->nodes[i]->name || c->fold[i])
+            named[i] = 0;
+}
+
 static void make_symbols(ctx *c)
 {
     int64_t t = 0, b = 0;
+    unsigned char *named = zalloc(c->g, (size_t)c->n); /* NULL: numbers with gaps */
+    if (named)
+        mark_named(c, named);
     for (int64_t i = 0; i < c->n; i++) {
         ad_node *v = c->g->nodes[i];
         char *s = c->sym + (size_t)i * SYM_LEN;
+        if (c->alias[i] != i)
+            continue;
+        if (((v->flags & NODE_TAPE) || v->order > 0) && named && named[i]) {
+            snprintf(s, SYM_LEN, "g₀"); /* named below */
+            continue;
+        }
         if (*v->name)
             copy_utf8(s, SYM_LEN, v->name);
-        else if (v->op == AD_OP_CONST && v->numel == 1)
+        else if ((v->op == AD_OP_CONST && v->numel == 1) || c->fold[i])
             fmt_num(s, SYM_LEN, val(v, 0), 6);
-        else if (v->flags & NODE_TAPE)
-            snprintf(s, SYM_LEN, "b%lld", (long long)++b);
-        else
+        else if ((v->flags & NODE_TAPE) || v->order > 0) {
+            /* g₁, g₂, ...: subscripts, so no user name can be the same */
+            static const char *const sub[] = {"₀", "₁", "₂", "₃", "₄", "₅", "₆", "₇", "₈", "₉"};
+            char num[24];
+            size_t k = 0;
+            snprintf(num, sizeof num, "%lld", (long long)++b);
+            put(s, SYM_LEN, &k, "g");
+            for (const char *d = num; *d; d++)
+                put(s, SYM_LEN, &k, sub[*d - '0']);
+        } else
             snprintf(s, SYM_LEN, "t%lld", (long long)++t);
     }
-    /* gradient nodes are better known as ∂L/∂v (first, i.e. latest, wins) */
+    /* results of ad_grad are ∂y/∂x, ∂²y/∂x², ... (in creation order: a
+       second derivative's name reads the first's) */
+    for (int64_t i = 0; i < c->n; i++) {
+        ad_node *v = c->g->nodes[i];
+        int64_t at = c->alias[i];
+        char name[2 * SYM_LEN];
+        if (v->deriv_of[0] && !*c->g->nodes[at]->name && !c->fold[at] &&
+            derivative_name(c, v, name, sizeof name))
+            copy_utf8(c->sym + (size_t)at * SYM_LEN, SYM_LEN, name);
+    }
+    /* gradient nodes of an ad_backward pass are better known as ∂L/∂v
+       (first, i.e. latest, wins) */
     for (int64_t i = c->n - 1; c->loss && i >= 0; i--) {
         ad_node *v = c->g->nodes[i], *gn = grad_of(c, v);
         if (!gn || *gn->name || !(gn->flags & NODE_TAPE) || gn->id >= c->n)
             continue;
-        char *s = c->sym + (size_t)gn->id * SYM_LEN;
-        if (s[0] == 'b') {
+        int64_t at = c->alias[gn->id];
+        char *s = c->sym + (size_t)at * SYM_LEN;
+        if (!*c->g->nodes[at]->name && !c->fold[at] && strncmp(s, "g₁", 3) == 0) {
             char tmp[SYM_LEN + 16];
             snprintf(tmp, sizeof tmp, "∂L/∂%s", sym(c, v));
             copy_utf8(s, SYM_LEN, tmp);
         }
     }
+    for (int64_t i = 0; i < c->n; i++)
+        if (c->alias[i] != i)
+            memcpy(c->sym + (size_t)i * SYM_LEN, c->sym + (size_t)c->alias[i] * SYM_LEN, SYM_LEN);
+    zfree(c->g, named, (size_t)c->n);
 }
 
 /* A symbol needs parentheses inside a formula unless it is a name, a
@@ -288,7 +513,8 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
                     put_sym(c, buf, size, &k, u->inputs[i]);
             }
             break;
-        default:
+        default: /* not a marker: "@ " is the matrix product's @ */
+            put(buf, size, &k, "@");
             one[0] = *p;
             put(buf, size, &k, one);
         }
@@ -316,6 +542,17 @@ static void derivative_template(int op, int k, char *buf, size_t size)
 /* The definition of a node in terms of its inputs' symbols: "t3 + b". */
 static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
+    /* a product by the constant −1 of a gradient build is a negation */
+    for (int k = 0; u->op == AD_OP_MUL && k < 2; k++) {
+        const ad_node *f = c->g->nodes[c->alias[u->inputs[k]->id]];
+        if (c->fold[f->id] && uniform_value(f) == -1) {
+            size_t pos = 0;
+            buf[0] = '\0';
+            put(buf, size, &pos, "−");
+            put_sym(c, buf, size, &pos, u->inputs[1 - k]);
+            return;
+        }
+    }
     subst(c, u, ad_ops[u->op].form, buf, size);
 }
 
@@ -605,6 +842,8 @@ static void ctx_free(ctx *c)
     zfree(g, c->uses, sizeof(int64_t) * n);
     zfree(g, c->ustart, sizeof(int64_t) * (n + 1));
     zfree(g, c->sym, n * SYM_LEN);
+    zfree(g, c->alias, sizeof(int64_t) * n);
+    zfree(g, c->fold, n);
     if (c->li)
         for (int64_t i = 0; i < c->n; i++)
             local_free(g, g->nodes[i], &c->li[i]);
@@ -628,7 +867,8 @@ static void ctx_free_all(ctx *c)
     ctx_free(c);
 }
 
-static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
+/* output: the node the picture is restricted to (NULL: the whole graph) */
+static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec)
 {
     memset(c, 0, sizeof *c);
     c->g = g;
@@ -645,7 +885,10 @@ static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
     c->uk = zalloc(g, sizeof(int) * (size_t)nedges);
     c->sym = zalloc(g, n * SYM_LEN);
     c->li = zalloc(g, sizeof(local_info) * n);
-    if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym || !c->li) {
+    c->alias = zalloc(g, sizeof(int64_t) * n);
+    c->fold = zalloc(g, n);
+    if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym || !c->li ||
+        !c->alias || !c->fold) {
         ctx_free_all(c);
         ad_fail(g, "dump: out of memory");
         return false;
@@ -678,6 +921,12 @@ static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, int prec)
                 if (edge_kind(c, v, k) == EDGE_FLOWS)
                     c->uses[v->inputs[k]->id]++;
         }
+    }
+    c->grads = loss && grad_of(c, loss);
+    if (!simplify_model(c, output)) {
+        ctx_free_all(c);
+        ad_fail(g, "dump: out of memory");
+        return false;
     }
     make_symbols(c);
     return true;
@@ -795,23 +1044,41 @@ static void html_str(FILE *out, const char *s)
 
 /* ----------------------------------------------------------------- DOT */
 
+/* A value or gradient element that is NaN or infinite: the maths is not
+ * defined there (log of a negative number, 1/0). */
+static bool nonfinite(const ctx *c, const ad_node *v)
+{
+    for (int64_t i = 0; i < v->numel; i++)
+        if (!isfinite(val(v, i)))
+            return true;
+    const ad_node *gn = grad_of(c, v);
+    for (int64_t i = 0; gn && i < gn->numel; i++)
+        if (!isfinite(val(gn, i)))
+            return true;
+    return false;
+}
+
 static const char *header_color(const ctx *c, const ad_node *v)
 {
+    if (nonfinite(c, v))
+        return FILL_NONFINITE;
     if (c->loss && v == c->loss)
         return "#d5e8d4";
     if (v->flags & NODE_TRAINABLE)
         return "#fff2cc";
     if (v->flags & (NODE_INPUT | NODE_CONST))
         return "#eeeeee";
-    if (v->flags & NODE_TAPE)
+    if ((v->flags & NODE_TAPE) || v->order > 0)
         return "#f8cecc";
     return "#dae8fc";
 }
 
+/* The tag of a leaf: data and constants are told apart from the variables
+ * (trainable leaves, which the colour shows and which need no tag). */
 static const char *leaf_kind(const ad_node *v)
 {
     if (v->flags & NODE_TRAINABLE)
-        return "param";
+        return "variable";
     if (v->flags & NODE_INPUT)
         return "input";
     return "const";
@@ -866,66 +1133,127 @@ static void dot_id(FILE *out, unsigned flags, const ad_node *u, int k)
         fprintf(out, "id=\"n%lld_in%d\", ", (long long)u->id, k);
 }
 
-static void dot_forward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
+static void node_header(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
 {
-    char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
+    char text[3 * TEXT_LEN], def[DEF_LEN];
     fprintf(out, "  n%lld [", (long long)v->id);
     dot_id(out, flags, v, -1);
     fprintf(out, "label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
                  "CELLPADDING=\"3\" BGCOLOR=\"white\">");
     if (ad_ops[v->op].kind == AD_KIND_LEAF) {
-        snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
+        if (v->flags & NODE_TRAINABLE)
+            snprintf(text, sizeof text, "%s", sym(c, v));
+        else
+            snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
     } else {
         definition(c, v, def, sizeof def);
         snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
     }
     row(out, header_color(c, v), text, true);
-    shape_text(v, sh, sizeof sh);
-    if (ad_ops[v->op].kind == AD_KIND_LEAF)
-        snprintf(text, sizeof text, "%s", sh);
+    /* shapes for tensors only: a scalar's op is its definition */
+    if (v->ndim > 0) {
+        char sh[96];
+        ad_shape_str(v, sh, sizeof sh);
+        if (ad_ops[v->op].kind == AD_KIND_LEAF)
+            snprintf(text, sizeof text, "%s", sh);
+        else
+            snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
+        row(out, NULL, text, false);
+    }
+}
+
+/* The row that says why a node is purple. */
+static void nonfinite_row(ctx *c, FILE *out, const ad_node *v)
+{
+    if (!nonfinite(c, v))
+        return;
+    char text[TEXT_LEN];
+    const char *domain = ad_ops[v->op].domain;
+    bool own = true; /* the value is bad while the inputs are fine: this op is where */
+    for (int k = 0; k < v->ninputs; k++)
+        for (int64_t i = 0; i < v->inputs[k]->numel && own; i++)
+            own = isfinite(val(v->inputs[k], i));
+    if (own && domain)
+        snprintf(text, sizeof text, "⚠ not finite: %s is defined for %s", ad_ops[v->op].name,
+                 domain);
     else
-        snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
-    row(out, NULL, text, false);
+        snprintf(text, sizeof text, "⚠ not finite (NaN or ±inf)");
+    row(out, FILL_NONFINITE, text, false);
+    c->legend |= LEGEND_NONFINITE;
+}
+
+static void dot_forward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags)
+{
+    char text[3 * TEXT_LEN], vals[TEXT_LEN];
+    bool compact = flags & AD_DUMP_COMPACT;
+    node_header(c, out, v, flags);
+    ad_node *gn = (flags & AD_DUMP_GRADS) && c->grads ? grad_of(c, v) : NULL;
     if (flags & AD_DUMP_VALUES) {
         fmt_node_values(c, vals, sizeof vals, v, v);
         snprintf(text, sizeof text, "value %s", vals);
-        row(out, NULL, text, false);
+        if (!(compact && gn))
+            row(out, NULL, text, false);
     }
-    if ((flags & AD_DUMP_GRADS) && c->loss && grad_of(c, c->loss)) {
-        ad_node *gn = grad_of(c, v);
-        if (gn) {
-            char sum[TEXT_LEN];
-            fmt_node_values(c, vals, sizeof vals, gn, v);
-            if (fanout_sum(c, v, sum, sizeof sum))
-                snprintf(text, sizeof text, "grad %s = %s", vals, sum);
-            else
-                snprintf(text, sizeof text, "grad %s", vals);
-            bool zero = true;
-            for (int64_t i = 0; i < gn->numel && zero; i++)
-                zero = val(gn, i) == 0;
-            row(out, zero ? "#f4cccc" : "#e1f0da", text, false);
-            snprintf(text, sizeof text, "backward step %lld", (long long)c->step[v->id]);
-            row(out, "#fde9b8", text, true);
-        } else if (c->anc[v->id] && (v->flags & (NODE_REQGRAD | NODE_TRAINABLE))) {
-            row(out, "#f4cccc", "grad 0: no gradient reaches it", false);
+    if (gn) {
+        char sum[TEXT_LEN], g[TEXT_LEN];
+        fmt_node_values(c, g, sizeof g, gn, v);
+        size_t k = 0;
+        text[0] = '\0';
+        if (compact && (flags & AD_DUMP_VALUES)) {
+            put(text, sizeof text, &k, "value ");
+            put(text, sizeof text, &k, vals);
+            put(text, sizeof text, &k, " · ");
         }
+        put(text, sizeof text, &k, "grad ");
+        put(text, sizeof text, &k, g);
+        if (fanout_sum(c, v, sum, sizeof sum)) {
+            put(text, sizeof text, &k, " = ");
+            put(text, sizeof text, &k, sum);
+        }
+        bool zero = true;
+        for (int64_t i = 0; i < gn->numel && zero; i++)
+            zero = val(gn, i) == 0;
+        row(out, zero ? "#f4cccc" : "#e1f0da", text, false);
+        snprintf(text, sizeof text, compact ? "step %lld" : "backward step %lld",
+                 (long long)c->step[v->id]);
+        row(out, "#fde9b8", text, true);
+    } else if ((flags & AD_DUMP_GRADS) && c->grads && c->anc[v->id] &&
+               (v->flags & (NODE_REQGRAD | NODE_TRAINABLE))) {
+        row(out, "#f4cccc", "grad 0: no gradient reaches it", false);
     }
+    nonfinite_row(c, out, v);
     fprintf(out, "</TABLE>>];\n");
 }
 
-static void dot_edge(const ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
+/* Every element of the edge's local derivative is exactly 0. */
+static bool all_zero(const edge_info *e, int64_t n)
+{
+    if (!e->has_local)
+        return false;
+    for (int64_t i = 0; i < n; i++)
+        if (e->local[i] != 0)
+            return false;
+    return true;
+}
+
+static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
 {
     const ad_node *in = u->inputs[k];
     char label[4 * TEXT_LEN], line[2 * TEXT_LEN], vals[TEXT_LEN];
     size_t pos = 0;
     label[0] = '\0';
-    bool repeated = false;
+    bool repeated = false, compact = flags & AD_DUMP_COMPACT;
     for (int j = 0; j < u->ninputs; j++)
         repeated = repeated || (j != k && u->inputs[j] == in);
     const char *style = "";
     edge_info e;
     memset(&e, 0, sizeof e);
-    if ((flags & AD_DUMP_GRADS) && ad_ops[u->op].kind != AD_KIND_LEAF) {
+    /* the edges inside a drawn (not differentiated) gradient graph carry no
+       derivative text: only the forward graph's edges or a graph the loss
+       is differentiated through */
+    bool derivs = (flags & AD_DUMP_GRADS) && ad_ops[u->op].kind != AD_KIND_LEAF &&
+                  (u->order == 0 || c->grads);
+    if (derivs) {
         if (!edge_compute(c, u, k, &e)) {
             edge_free(c->g, u, in, &e);
             return;
@@ -971,82 +1299,187 @@ static void dot_edge(const ctx *c, FILE *out, const ad_node *u, int k, unsigned 
             put(label, sizeof label, &pos, line);
         }
         ad_node *gn = grad_of(c, u);
+        const char *word = compact ? "\n" : "\ncontribution ";
         if (e.kind != EDGE_NONE && e.contrib) {
             fmt_values(vals, sizeof vals, in, e.contrib, in->numel, c->prec);
             if (u->numel == 1 && in->numel == 1 && e.has_local && gn) {
                 char up[48], lo[48];
                 fmt_factor(up, sizeof up, val(gn, 0), c->prec);
                 fmt_factor(lo, sizeof lo, e.local[0], c->prec);
-                snprintf(line, sizeof line, "\ncontribution %s × %s = %s", up, lo, vals);
+                snprintf(line, sizeof line, "%s%s × %s = %s", word, up, lo, vals);
             } else {
-                snprintf(line, sizeof line, "\ncontribution %s", vals);
+                snprintf(line, sizeof line, "%s%s", word, vals);
             }
             put(label, sizeof label, &pos, line);
         } else if (e.kind == EDGE_FLOWS) {
             put(label, sizeof label, &pos, "\ncontribution: part of the fan-out sum");
-        } else if (c->loss && grad_of(c, c->loss) && !(in->flags & NODE_REQGRAD) &&
-                   ad_ops[in->op].kind == AD_KIND_LEAF) {
+        } else if (c->grads && !(in->flags & NODE_REQGRAD) && ad_ops[in->op].kind == AD_KIND_LEAF) {
             put(label, sizeof label, &pos, "\n(no gradient: constant)");
         }
-        if (e.kind == EDGE_ZERO)
-            style = ", color=\"#cc0000\", fontcolor=\"#cc0000\", style=dashed";
-        else if (e.undefined)
+        /* the legend's order: undefined point, no gradient at all, exactly 0 */
+        if (e.undefined) {
             style = ", color=\"#e69138\", fontcolor=\"#b45f06\", penwidth=2";
-        else if (e.kind == EDGE_NONE)
+            c->legend |= LEGEND_UNDEFINED;
+        } else if (e.kind == EDGE_ZERO || (e.kind != EDGE_NONE && all_zero(&e, u->numel))) {
+            style = ", color=\"#cc0000\", fontcolor=\"#cc0000\", style=dashed";
+            c->legend |= LEGEND_ZERO;
+        } else if (e.kind == EDGE_NONE && c->grads) {
             style = ", color=\"#999999\", fontcolor=\"#666666\", style=dashed";
+            c->legend |= LEGEND_NONE;
+        }
+        /* slides: the edges that only hand a gradient on, and those that
+           carry none, are told by their style (and the legend) */
+        bool one = e.kind == EDGE_FLOWS && e.has_local && !e.undefined && !e.axes[0] &&
+                   strcmp(e.rule, "1") == 0;
+        for (int64_t i = 0; one && i < u->numel; i++)
+            one = e.local[i] == 1;
+        if (compact && (one || (e.kind == EDGE_NONE && c->grads))) {
+            pos = 0;
+            label[0] = '\0';
+            c->legend |= one ? LEGEND_ONE : 0;
+        }
         edge_free(c->g, u, in, &e);
     } else if (repeated) {
         snprintf(line, sizeof line, "input %d", k + 1);
         put(label, sizeof label, &pos, line);
     }
-    fprintf(out, "  n%lld -> n%lld [", (long long)in->id, (long long)u->id);
+    if (nonfinite(c, u) || nonfinite(c, in)) {
+        style = ", color=\"" COLOR_NONFINITE "\", fontcolor=\"" COLOR_NONFINITE "\", penwidth=2";
+        c->legend |= LEGEND_NONFINITE;
+    }
+    fprintf(out, "  n%lld -> n%lld [", (long long)c->alias[in->id], (long long)u->id);
     dot_id(out, flags, u, k);
-    fprintf(out, "label=");
-    dot_str(out, label);
+    if (label[0]) {
+        /* a line from the label to its edge: no label can be read as
+           another edge's */
+        fprintf(out, "decorate=true, label=");
+        dot_str(out, label);
+    } else {
+        fprintf(out, "label=\"\"");
+    }
     fprintf(out, "%s];\n", style);
 }
 
-static void dot_backward_node(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
+static void dot_backward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags)
 {
-    char text[3 * TEXT_LEN], def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    fprintf(out,
-            "  n%lld [label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
-            "CELLPADDING=\"3\" BGCOLOR=\"white\">",
-            (long long)v->id);
-    definition(c, v, def, sizeof def);
-    snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
-    row(out, header_color(c, v), text, true);
-    shape_text(v, sh, sizeof sh);
-    snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
-    row(out, NULL, text, false);
+    char text[3 * TEXT_LEN], vals[TEXT_LEN];
+    node_header(c, out, v, flags);
     if (flags & AD_DUMP_VALUES) {
         fmt_node_values(c, vals, sizeof vals, v, v);
         snprintf(text, sizeof text, "value %s", vals);
         row(out, NULL, text, false);
     }
+    nonfinite_row(c, out, v);
     fprintf(out, "</TABLE>>];\n");
 }
 
+/* The legend: one line per style the picture used. */
+static void dot_legend(const ctx *c, FILE *out)
+{
+    static const struct {
+        unsigned bit;
+        const char *color, *text;
+    } items[] = {
+        {LEGEND_ZERO, "#cc0000", "red dashed edge: the local derivative is exactly 0"},
+        {LEGEND_UNDEFINED, "#b45f06",
+         "orange edge ⚠: the derivative is not defined here (the engine's value is shown)"},
+        {LEGEND_NONE, "#666666", "grey dashed edge: no gradient flows (constant, data)"},
+        {LEGEND_ONE, "#000000",
+         "black edge without text: the local derivative is 1 (a sum hands its gradient on)"},
+        {LEGEND_NONFINITE, COLOR_NONFINITE,
+         "purple: a value or gradient that is not finite (NaN, ±inf): undefined maths"},
+    };
+    if (!c->legend)
+        return;
+    fprintf(out, "  legend [shape=plaintext, label=<<TABLE BORDER=\"0\" CELLBORDER=\"0\" "
+                 "CELLSPACING=\"1\"><TR><TD ALIGN=\"LEFT\"><B>legend</B></TD></TR>");
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
+        if (c->legend & items[i].bit) {
+            fprintf(out, "<TR><TD ALIGN=\"LEFT\"><FONT COLOR=\"%s\">", items[i].color);
+            html_str(out, items[i].text);
+            fprintf(out, "</FONT></TD></TR>");
+        }
+    fprintf(out, "</TABLE>>];\n");
+}
+
+/* The cluster label of order k: "first derivative: ∂y/∂x" */
+static void cluster_label(const ctx *c, const unsigned char *draw, int k, char *buf, size_t size)
+{
+    static const char *const ordinal[] = {"",      "first", "second",  "third",  "fourth",
+                                          "fifth", "sixth", "seventh", "eighth", "ninth"};
+    size_t pos = 0;
+    buf[0] = '\0';
+    if (k == 0) {
+        put(buf, size, &pos, "forward graph");
+        return;
+    }
+    bool backward = false;
+    for (int64_t i = 0; i < c->n; i++)
+        backward = backward ||
+                   (draw[i] && c->g->nodes[i]->order == k && (c->g->nodes[i]->flags & NODE_TAPE));
+    if (backward) {
+        put(buf, size, &pos, "backward graph (built by ad_backward)");
+        return;
+    }
+    char head[48];
+    if (k < 10)
+        snprintf(head, sizeof head, "%s derivative", ordinal[k]);
+    else
+        snprintf(head, sizeof head, "derivative of order %d", k);
+    put(buf, size, &pos, head);
+    int named = 0;
+    for (int64_t i = 0; i < c->n && named < 4; i++) {
+        const ad_node *v = c->g->nodes[i];
+        int64_t at = c->alias[i];
+        if (!v->deriv_of[0] || !draw[at] || c->g->nodes[at]->order != k || c->fold[at])
+            continue;
+        bool again = false; /* aliases share a symbol */
+        for (int64_t j = 0; j < i && !again; j++)
+            again = c->g->nodes[j]->deriv_of[0] && c->alias[j] == at;
+        if (again)
+            continue;
+        put(buf, size, &pos, named++ ? ", " : ": ");
+        put(buf, size, &pos, named > 3 ? "..." : sym(c, v));
+    }
+}
+
+static bool valid_opt(double v) { return isfinite(v) && v >= 0 && v <= 10000; }
+
 int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
+{
+    ad_dump_opts o = {flags, 0, 0};
+    return ad_dump_dot_opts(g, output, out, &o);
+}
+
+int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts *opts)
 {
     if (!g)
         return -1;
+    ad_dump_opts o = opts ? *opts : (ad_dump_opts){0, 0, 0};
     if (!out || (output && output->g != g)) {
         ad_fail(g, "ad_dump_dot: %s",
                 !out ? "no output file" : "the node belongs to another graph");
         return -1;
     }
-    if (flags == 0)
-        flags = AD_DUMP_DEFAULT;
+    if (!valid_opt(o.dpi) || !valid_opt(o.font_size)) {
+        ad_fail(g, "ad_dump_dot: dpi %g and font size %g must be in [0, 10000] (0: default)", o.dpi,
+                o.font_size);
+        return -1;
+    }
+    unsigned flags = o.flags;
+    if (flags == 0 || flags == AD_DUMP_COMPACT)
+        flags |= AD_DUMP_DEFAULT;
     if (!(flags & (AD_DUMP_FORWARD | AD_DUMP_BACKWARD)))
         flags |= AD_DUMP_FORWARD;
     ad_node *loss = output;
     if (!loss && g->ntapes > 0)
         loss = g->tapes[g->ntapes - 1].loss;
     ctx c;
-    if (!ctx_init(&c, g, loss, 4))
+    if (!ctx_init(&c, g, loss, output, 4))
         return -1;
-    /* which forward nodes are drawn */
+    c.opts = o;
+    /* which nodes are drawn: 1 forward (and ad_grad results), 2 backward,
+       4 a forward node a backward node reads, drawn small */
     unsigned char *draw = zalloc(g, (size_t)c.n);
     if (!draw) {
         ctx_free_all(&c);
@@ -1055,6 +1488,7 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
     }
     for (int64_t i = 0; i < c.n; i++) {
         const ad_node *v = g->nodes[i];
+        bool shown = v == output || (c.alias[i] == i && !c.fold[i]);
         bool fwd = !(v->flags & NODE_TAPE) && (!output || c.anc[i]);
         const tape *t = NULL;
         for (int j = 0; j < g->ntapes; j++)
@@ -1062,73 +1496,93 @@ int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
                 t = &g->tapes[j];
         bool bwd = (v->flags & NODE_TAPE) &&
                    (!output || (t && i >= t->begin && i < t->end) || (!t && i > loss->id));
-        draw[i] = (unsigned char)((fwd && (flags & AD_DUMP_FORWARD) ? 1 : 0) |
-                                  (bwd && (flags & AD_DUMP_BACKWARD) ? 2 : 0));
+        draw[i] = (unsigned char)(!shown ? 0
+                                         : (fwd && (flags & AD_DUMP_FORWARD) ? 1 : 0) |
+                                               (bwd && (flags & AD_DUMP_BACKWARD) ? 2 : 0));
     }
     /* the backward view also shows the forward nodes its nodes read */
     if (flags & AD_DUMP_BACKWARD)
         for (int64_t i = 0; i < c.n; i++)
             if (draw[i] & 2)
                 for (int k = 0; k < g->nodes[i]->ninputs; k++) {
-                    int64_t j = g->nodes[i]->inputs[k]->id;
-                    if (!(draw[j] & 3))
+                    int64_t j = c.alias[g->nodes[i]->inputs[k]->id];
+                    if (!(draw[j] & 3) && !c.fold[j])
                         draw[j] = 4; /* referenced forward node, drawn small */
                 }
-    /* tensors make wide tables: top-down reads better; scalars go left to right */
+    /* tensors make wide tables: top-down reads better; scalars go left to
+       right, except on slides (compact), which are wider than a long chain */
     bool tensors = false;
-    for (int64_t i = 0; i < c.n; i++)
+    int maxorder = 0, minorder = 1 << 30;
+    for (int64_t i = 0; i < c.n; i++) {
         tensors = tensors || (draw[i] && g->nodes[i]->numel > 1);
+        if (draw[i] & 3) {
+            maxorder = g->nodes[i]->order > maxorder ? g->nodes[i]->order : maxorder;
+            minorder = g->nodes[i]->order < minorder ? g->nodes[i]->order : minorder;
+        }
+    }
+    double fs = o.font_size > 0 ? o.font_size : 11;
+    fprintf(out, "digraph chainrule {\n  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=%g",
+            tensors || (flags & AD_DUMP_COMPACT) ? "TB" : "LR", fs + 1);
+    if (o.dpi > 0)
+        fprintf(out, ", dpi=%g", o.dpi);
     fprintf(out,
-            "digraph chainrule {\n"
-            "  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=12, nodesep=0.3, "
-            "ranksep=0.5];\n"
-            "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=11];\n"
-            "  edge [fontname=\"DejaVu Sans\", fontsize=10, arrowsize=0.7];\n",
-            tensors ? "TB" : "LR");
-    bool both = (flags & AD_DUMP_FORWARD) && (flags & AD_DUMP_BACKWARD);
-    if (flags & AD_DUMP_FORWARD) {
-        if (both)
-            fprintf(out, "  subgraph cluster_forward {\n  label=\"forward graph\";\n");
-        for (int64_t i = 0; i < c.n; i++)
+            ", nodesep=%s, ranksep=%s];\n"
+            "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=%g];\n"
+            "  edge [fontname=\"DejaVu Sans\", fontsize=%g, arrowsize=0.7];\n",
+            (flags & AD_DUMP_COMPACT) ? "0.15" : "0.3", (flags & AD_DUMP_COMPACT) ? "0.3" : "0.5",
+            fs, fs > 2 ? fs - 1 : fs);
+    /* one cluster per order of differentiation when there is more than one */
+    bool clusters = maxorder > minorder;
+    static const char *const fill[] = {"#fbeeee", "#eef3fb", "#f1f8ec", "#fdf6e3"};
+    for (int k = minorder; k <= maxorder; k++) {
+        if (clusters) {
+            char label[TEXT_LEN];
+            cluster_label(&c, draw, k, label, sizeof label);
+            if (k == 0)
+                fprintf(out, "  subgraph cluster_forward {\n  label=");
+            else
+                fprintf(out, "  subgraph cluster_order%d {\n  label=", k);
+            dot_str(out, label);
+            if (k > 0)
+                fprintf(out, ";\n  style=filled; color=\"%s\"", fill[(k - 1) % 4]);
+            fprintf(out, ";\n");
+        }
+        for (int64_t i = 0; i < c.n; i++) {
+            if (!(draw[i] & 3) || g->nodes[i]->order != k)
+                continue;
             if (draw[i] & 1)
                 dot_forward_node(&c, out, g->nodes[i], flags);
-        if (both)
-            fprintf(out, "  }\n");
-    }
-    if (flags & AD_DUMP_BACKWARD) {
-        if (both)
-            fprintf(out, "  subgraph cluster_backward {\n  label=\"backward graph (built by "
-                         "ad_backward)\";\n  style=filled; color=\"#fbeeee\";\n");
-        for (int64_t i = 0; i < c.n; i++)
-            if (draw[i] & 2)
+            else
                 dot_backward_node(&c, out, g->nodes[i], flags);
-        if (both)
+        }
+        if (clusters)
             fprintf(out, "  }\n");
-        for (int64_t i = 0; i < c.n; i++)
-            if (draw[i] == 4) {
-                fprintf(out,
-                        "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
-                        "fontsize=9, label=",
-                        (long long)i);
-                dot_str(out, sym(&c, g->nodes[i]));
-                fprintf(out, "];\n");
-            }
     }
+    for (int64_t i = 0; i < c.n; i++)
+        if (draw[i] == 4) {
+            fprintf(out,
+                    "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
+                    "fontsize=%g, label=",
+                    (long long)i, fs > 2 ? fs - 2 : fs);
+            dot_str(out, sym(&c, g->nodes[i]));
+            fprintf(out, "];\n");
+        }
     for (int64_t i = 0; i < c.n; i++) {
         const ad_node *u = g->nodes[i];
         if (!draw[i] || draw[i] == 4)
             continue;
         for (int k = 0; k < u->ninputs; k++) {
-            if (!draw[u->inputs[k]->id])
+            int64_t from = c.alias[u->inputs[k]->id];
+            if (!draw[from] || c.fold[from])
                 continue;
             if (draw[i] & 1)
                 dot_edge(&c, out, u, k, flags);
             else
-                fprintf(out, "  n%lld -> n%lld [color=\"#b85450\"%s];\n",
-                        (long long)u->inputs[k]->id, (long long)i,
-                        u->ninputs > 1 && ad_ops[u->op].kind != AD_KIND_BINARY ? "" : "");
+                fprintf(out, "  n%lld -> n%lld [color=\"#b85450\"];\n", (long long)from,
+                        (long long)i);
         }
     }
+    dot_legend(&c, out);
     fprintf(out, "}\n");
     zfree(g, draw, (size_t)c.n);
     ctx_free_all(&c);
@@ -1198,7 +1652,9 @@ static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
     fmt_node_values(c, vals, sizeof vals, v, v);
     shape_text(v, sh, sizeof sh);
     fprintf(out, "step %lld: ", (long long)c->step[v->id]);
-    if (ad_ops[v->op].kind == AD_KIND_LEAF) {
+    if (ad_ops[v->op].kind == AD_KIND_LEAF && (v->flags & NODE_TRAINABLE)) {
+        fprintf(out, "%s = %s", sym(c, v), vals);
+    } else if (ad_ops[v->op].kind == AD_KIND_LEAF) {
         fprintf(out, "%s (%s) = %s", sym(c, v), leaf_kind(v), vals);
     } else {
         definition(c, v, def, sizeof def);
@@ -1206,7 +1662,10 @@ static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
     }
     fprintf(out, "%s%s%s\n", v->ndim ? "  " : "", v->ndim ? sh : "", "");
     if (v == c->loss) {
-        fprintf(out, "  ∂L/∂%s = 1 (seed: L = %s)\n", sym(c, v), sym(c, v));
+        if (strcmp(sym(c, v), "L") == 0)
+            fprintf(out, "  ∂L/∂L = 1 (seed)\n");
+        else
+            fprintf(out, "  ∂L/∂%s = 1 (seed: L = %s)\n", sym(c, v), sym(c, v));
         goto zero_edges;
     }
     int64_t nterms = 0;
@@ -1356,7 +1815,7 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
     }
     ctx c;
     bool json = flags & AD_TRACE_JSON;
-    if (!ctx_init(&c, g, loss, json ? 17 : 6))
+    if (!ctx_init(&c, g, loss, loss, json ? 17 : 6))
         return -1;
     if (!grad_of(&c, loss)) {
         ctx_free_all(&c);
@@ -1371,7 +1830,10 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         json_num(out, val(loss, 0));
         fprintf(out, ", \"steps\": [\n");
     } else {
-        fprintf(out, "chain-rule trace of L = %s = ", sym(&c, loss));
+        if (strcmp(sym(&c, loss), "L") == 0)
+            fprintf(out, "chain-rule trace of L = ");
+        else
+            fprintf(out, "chain-rule trace of L = %s = ", sym(&c, loss));
         char v[40];
         fmt_num(v, sizeof v, val(loss, 0), c.prec);
         fprintf(out, "%s: %lld backward step%s, in the order the engine visits the nodes\n", v,
@@ -1476,7 +1938,7 @@ dump_model *ad_dump_model_new(ad_graph *g, ad_node *loss, int prec)
         ad_fail(g, "dump: out of memory");
         return NULL;
     }
-    if (!ctx_init(&m->c, g, loss, prec)) {
+    if (!ctx_init(&m->c, g, loss, loss, prec)) {
         zfree(g, m, sizeof *m);
         return NULL;
     }

@@ -85,12 +85,14 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
     int64_t n = y->id + 1;
     *nbefore = n;
     pending p = {.g = g};
+    const int outer_order = g->building_order;
     ad_node **grads = ad_mem(g, NULL, 0, sizeof(ad_node *) * (size_t)n);
     p.head = grads ? ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)n) : NULL;
     if (!p.head)
         goto fail;
     memset(grads, 0, sizeof(ad_node *) * (size_t)n);
     memset(p.head, 0xff, sizeof(int64_t) * (size_t)n); /* all -1 */
+    g->building_order = y->order + 1;
     ad_node *seed = ad_op_apply(AD_OP_ONES_LIKE, 1, &y, NULL, 0, NULL, 0);
     if (!seed || !pending_push(&p, y->id, seed))
         goto fail;
@@ -134,10 +136,12 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
         if (!ok || g->has_error)
             goto fail;
     }
+    g->building_order = outer_order;
     ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
     ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
     return grads;
 fail:
+    g->building_order = outer_order;
     ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
     if (p.head)
         ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
@@ -627,6 +631,10 @@ bool ad_grad_build(ad_node *y, int n, ad_node *const *xs, ad_node **out, bool re
         ad_node *r = grads && xs[i]->id < nbefore ? grads[xs[i]->id] : NULL;
         out[i] = r ? r : ad_zeros_like(xs[i]);
         ok = out[i] != NULL;
+        if (ok && record && out[i]->id >= mark) {
+            out[i]->deriv_of[0] = y;
+            out[i]->deriv_of[1] = xs[i];
+        }
     }
     if (grads)
         ad_mem(g, grads, sizeof(ad_node *) * (size_t)nbefore, 0);

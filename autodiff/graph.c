@@ -615,6 +615,9 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
                 node->flags |= NODE_REQGRAD;
     if (g->building_tape)
         node->flags |= NODE_TAPE;
+    node->order = g->building_order;
+    for (int i = 0; i < n; i++)
+        node->order = inputs[i]->order > node->order ? inputs[i]->order : node->order;
     if (g->building_tape && g->reuse_memory)
         node->flags |= NODE_PLANNED; /* shape now; buffer and value when the tape is planned */
     if (ad_ops[op].forward == fwd_alias)

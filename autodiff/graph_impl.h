@@ -59,6 +59,9 @@ struct ad_node {
     int64_t id;
     const char *name;
     ad_node *grad_node;           /* d loss / d this node from the latest backward build */
+    ad_node *deriv_of[2];         /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
+    int order;                    /* 0: forward; k: made by a gradient build of an order k − 1
+                                     output, or from such nodes (dumps draw one cluster per k) */
     int64_t *op_data;             /* op-specific data in the arena (reshape: the input shape
                                      it was built for), NULL for most ops */
     void *aux;                    /* per-node data kept between forward and backward (argmax) */
@@ -108,6 +111,7 @@ struct ad_graph {
     char error_buf[512];
     bool has_error;
     bool building_tape; /* nodes created now get NODE_TAPE */
+    int building_order; /* order of the gradient build under way (ad_node.order), 0 outside */
     bool shapes_dirty;  /* an input was resized: re-infer shapes on replay */
     bool check_finite;
     bool in_backward;  /* for anomaly messages */

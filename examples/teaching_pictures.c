@@ -3,7 +3,8 @@
  * graph), a TLU, and a two-layer MLP at tensor granularity.
  *
  *     teaching_pictures DIR     writes DIR/neuron.dot, neuron_backward.dot,
- *                               tlu.dot, mlp.dot and neuron_trace.txt
+ *                               tlu.dot, mlp.dot, mlp_scalar.dot,
+ *                               tanh_second.dot and neuron_trace.txt
  *     teaching_pictures         builds them all and checks they can be written
  *
  * docs/img/render.sh turns them into the PNGs next to the tutorial. */
@@ -129,10 +130,67 @@ static int mlp(const char *dir)
     return rc;
 }
 
+/* A 2-3-1 MLP neuron by neuron (13 parameters), the size of a slide:
+ * h_j = tanh(x1·w1j + x2·w2j + bj), y = h1·v1 + h2·v2 + h3·v3 + c,
+ * L = (y − t)². */
+static int mlp_scalar(const char *dir)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x[2] = {ad_const_scalar(g, 0.5, "x1"), ad_const_scalar(g, -1.0, "x2")};
+    ad_node *t = ad_const_scalar(g, 1.0, "t");
+    static const double w[2][3] = {{0.8, -0.4, 0.3}, {0.2, 0.9, -0.6}}, bv[3] = {0.1, -0.2, 0};
+    static const double v[3] = {1.2, -0.7, 0.5};
+    ad_node *y = ad_scalar(g, 0.05, "c");
+    for (int j = 0; j < 3; j++) {
+        char name[8];
+        ad_node *z = NULL;
+        for (int i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "w%d%d", i + 1, j + 1);
+            ad_node *p = ad_mul(x[i], ad_scalar(g, w[i][j], name));
+            z = z ? ad_add(z, p) : p;
+        }
+        snprintf(name, sizeof name, "b%d", j + 1);
+        z = ad_add(z, ad_scalar(g, bv[j], name));
+        snprintf(name, sizeof name, "z%d", j + 1);
+        ad_node_set_name(z, name);
+        ad_node *h = ad_tanh(z);
+        snprintf(name, sizeof name, "h%d", j + 1);
+        ad_node_set_name(h, name);
+        snprintf(name, sizeof name, "v%d", j + 1);
+        y = ad_add(y, ad_mul(h, ad_scalar(g, v[j], name)));
+    }
+    ad_node_set_name(y, "y");
+    ad_node *L = ad_pow(ad_sub(y, t), 2);
+    ad_node_set_name(L, "L");
+    int rc = ad_backward(L);
+    rc = rc ? rc : save(g, L, dir, "mlp_scalar.dot", AD_DUMP_DEFAULT | AD_DUMP_COMPACT);
+    ad_graph_free(g);
+    return rc;
+}
+
+/* Second order: d²tanh(x)/dx² at x = 0.5, the gradient graph of the
+ * gradient graph, drawn one cluster per order of differentiation. */
+static int tanh_second(const char *dir)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0.5, "x");
+    ad_node *y = ad_tanh(x);
+    ad_node_set_name(y, "y");
+    ad_node *dy = ad_grad(y, x);
+    ad_node *d2y = dy ? ad_grad(dy, x) : NULL;
+    int rc = d2y ? 0 : -1;
+    rc = rc ? rc : save(g, d2y, dir, "tanh_second.dot", AD_DUMP_DEFAULT | AD_DUMP_BACKWARD);
+    if (rc)
+        fprintf(stderr, "tanh_second: %s\n", ad_graph_error(g));
+    ad_graph_free(g);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : NULL;
-    if (neuron(dir) != 0 || tlu(dir) != 0 || mlp(dir) != 0)
+    if (neuron(dir) != 0 || tlu(dir) != 0 || mlp(dir) != 0 || mlp_scalar(dir) != 0 ||
+        tanh_second(dir) != 0)
         return 1;
     return 0;
 }

@@ -27,8 +27,25 @@
  *   engine uses. A broadcast input's edge names the axes its gradient is
  *   summed over. Ops other than elementwise ones (matmul, reductions, shape
  *   ops) show the op's rule text and the contribution summarized.
+ * - An edge whose local derivative is exactly 0 is red and dashed, at a
+ *   point where the derivative is not defined orange with ⚠; an edge that
+ *   carries no gradient (constants, data) grey and dashed. A node whose
+ *   value or gradient is not finite (NaN, ±inf) is purple, with its edges.
+ *   A legend in the picture lists the styles it uses.
+ * - Values get at least 4 significant digits, more where 4 would round to
+ *   a number the value is not (sigmoid(10) = 0.99995, not 1).
  * - Large tensors are summarized (mean, min, max); up to
  *   AD_DUMP_INLINE_MAX elements are printed in full.
+ *
+ * What a picture of a gradient graph shows (ad_grad, AD_DUMP_BACKWARD)
+ * - Each order of differentiation is its own labelled cluster: the forward
+ *   graph, the first derivative's nodes, the second's, ...
+ * - The results are named by what they are: `∂y/∂x`, `∂²y/∂x²`, and the
+ *   gradients of an ad_backward pass `∂L/∂n`; other backward nodes are
+ *   g₁, g₂, ... (subscripts: no identifier a user can type).
+ * - Bookkeeping is left out: the seed (a tensor of ones), products by 1 and
+ *   nodes that recompute a value already drawn (the y² of tanh's rule built
+ *   again by the second derivative) are drawn as what they equal.
  *
  * Gradients are those of the most recent backward build through the loss
  * (ad_backward or ad_grad); before any backward the picture shows values only.
@@ -53,6 +70,7 @@ enum {
     AD_DUMP_BACKWARD = 1u << 1, /**< the nodes ad_backward built (the backward graph) */
     AD_DUMP_VALUES = 1u << 2,   /**< print each node's value */
     AD_DUMP_GRADS = 1u << 3,    /**< print gradients, local derivatives, contributions */
+    AD_DUMP_COMPACT = 1u << 4,  /**< slides: value and gradient on one row, short step rows */
 };
 /** The usual picture: forward graph with values, gradients and derivatives. */
 #define AD_DUMP_DEFAULT (AD_DUMP_FORWARD | AD_DUMP_VALUES | AD_DUMP_GRADS)
@@ -65,14 +83,30 @@ enum {
  * output NULL every node is drawn and the gradients are those of the last
  * loss ad_backward was called on. flags: AD_DUMP_* (0 means
  * AD_DUMP_DEFAULT); with both AD_DUMP_FORWARD and AD_DUMP_BACKWARD the two
- * graphs are drawn side by side. Backward nodes that hold a gradient are
- * named after it (`∂L/∂n`), the others b1, b2, ...
+ * graphs are drawn side by side, and each order of differentiation has its
+ * own cluster. Backward nodes that hold a gradient are named after it
+ * (`∂L/∂n`, `∂y/∂x`), the others g₁, g₂, ...
  *
  * Reads the graph only (nothing is computed or changed). Returns 0, or -1
  * with the graph's sticky error set (NULL arguments, output from another
  * graph, a write error, out of memory); never aborts.
  */
 AD_API int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags);
+
+/** Options of ad_dump_dot_opts; a field left 0 takes its default. */
+typedef struct {
+    unsigned flags;   /**< AD_DUMP_* (0: AD_DUMP_DEFAULT) */
+    double dpi;       /**< resolution of PNG renderings (Graphviz's dpi); 0: Graphviz's 96 */
+    double font_size; /**< points of node text, edge text 1 point smaller; 0: 11 */
+} ad_dump_opts;
+
+/**
+ * ad_dump_dot with options: the resolution and the font size of the
+ * rendered picture (for slides: `{AD_DUMP_DEFAULT | AD_DUMP_COMPACT, 150,
+ * 14}`). opts NULL is ad_dump_dot(g, output, out, 0). Errors as ad_dump_dot,
+ * and a dpi or font size that is negative, not finite or above 10000.
+ */
+AD_API int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts *opts);
 
 /**
  * Renders the picture of ad_dump_dot with Graphviz: writes the DOT text to a
