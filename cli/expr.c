@@ -21,6 +21,13 @@ typedef struct {
     cr_expr_error *err;
     bool failed;
     int depth; /* nesting of parse_unary: parentheses, signs, exponents, calls */
+    /* names given by statements NAME = EXPR; so far (grown as needed) */
+    struct definition {
+        const char *name; /* in text, len bytes */
+        size_t len, pos;
+        ad_node *node;
+    } * defs;
+    int ndefs, capdefs;
 } parser;
 
 /* Deeper nesting is refused instead of overflowing the C stack: every cycle
@@ -217,6 +224,46 @@ static ad_node *parse_call(parser *p, const char *name, size_t len, size_t start
     return check(p, ad_op_apply(op, arity, args, fp, nparams, NULL, 0), start);
 }
 
+static bool same_name(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && strncmp(a, b, alen) == 0;
+}
+
+/* The node a name stands for: a statement's or a variable's, or NULL. */
+static ad_node *lookup(parser *p, const char *name, size_t len)
+{
+    for (int i = 0; i < p->ndefs; i++)
+        if (same_name(p->defs[i].name, p->defs[i].len, name, len))
+            return p->defs[i].node;
+    for (int i = 0; i < p->nvars; i++)
+        if (same_name(p->vars[i].name, strlen(p->vars[i].name), name, len))
+            return p->vars[i].node;
+    return NULL;
+}
+
+/* Where a statement NAME = ... defines name after the current position (a
+   1-based column, for the message), or 0. */
+static size_t defined_later(const parser *p, const char *name, size_t len)
+{
+    for (size_t i = p->pos; p->text[i]; i++) {
+        if (p->text[i] != ';')
+            continue;
+        size_t k = i + 1;
+        while (isspace((unsigned char)p->text[k]))
+            k++;
+        size_t start = k;
+        while (name_char(p->text[k]))
+            k++;
+        if (!same_name(p->text + start, k - start, name, len))
+            continue;
+        while (isspace((unsigned char)p->text[k]))
+            k++;
+        if (p->text[k] == '=')
+            return start + 1;
+    }
+    return 0;
+}
+
 static ad_node *parse_primary(parser *p)
 {
     char c = peek(p);
@@ -232,12 +279,16 @@ static ad_node *parse_primary(parser *p)
         p->pos += len;
         if (peek(p) == '(')
             return parse_call(p, name, len, start);
-        for (int i = 0; i < p->nvars; i++)
-            if (strlen(p->vars[i].name) == len && strncmp(p->vars[i].name, name, len) == 0)
-                return p->vars[i].node;
+        ad_node *known = lookup(p, name, len);
+        if (known)
+            return known;
         if (find_function(name, len) >= 0)
             return fail_at(p, start, "function '%.*s' needs arguments in parentheses", (int)len,
                            name);
+        size_t later = defined_later(p, name, len);
+        if (later)
+            return fail_at(p, start, "'%.*s' is used before its definition at column %zu", (int)len,
+                           name, later);
         return fail_at(p, start, "unknown variable '%.*s' (give it a value: %.*s=...)", (int)len,
                        name, (int)len, name);
     }
@@ -252,7 +303,7 @@ static ad_node *parse_primary(parser *p)
         p->pos++;
         return e;
     }
-    if (!c || c == ')' || c == ',' || strchr("+-*/^", c))
+    if (!c || strchr("),;=+-*/^", c))
         return fail_at(p, start, "expected a number, a variable, a function or '(', found %s",
                        found(p, start, buf, sizeof buf));
     return fail_at(p, start, "unexpected character '%c'", c);
@@ -266,14 +317,25 @@ static ad_node *make_power(parser *p, ad_node *base, ad_node *expo, size_t pos)
     return check(p, ad_power(base, expo), pos);
 }
 
+/* The power operator at the current position: '^' or '**' (its length), or 0. */
+static int power_op(parser *p)
+{
+    char c = peek(p);
+    if (c == '^')
+        return 1;
+    return c == '*' && p->text[p->pos + 1] == '*' ? 2 : 0;
+}
+
 static ad_node *parse_power(parser *p)
 {
     ad_node *base = parse_primary(p);
     if (!base)
         return NULL;
-    if (peek(p) != '^')
+    int op = power_op(p);
+    if (!op)
         return base;
-    size_t at = p->pos++;
+    size_t at = p->pos;
+    p->pos += (size_t)op;
     ad_node *expo = parse_unary(p); /* right-associative: a^b^c = a^(b^c); 2^-1 allowed */
     if (!expo)
         return NULL;
@@ -338,6 +400,108 @@ static ad_node *parse_expr(parser *p)
     return left;
 }
 
+/* At a statement NAME = ...? Then the name's extent (the position is not moved). */
+static bool at_statement(parser *p, size_t *len)
+{
+    size_t i = p->pos;
+    if (!name_start(p->text[i]))
+        return false;
+    while (name_char(p->text[i]))
+        i++;
+    *len = i - p->pos;
+    while (isspace((unsigned char)p->text[i]))
+        i++;
+    return p->text[i] == '=';
+}
+
+/* NAME = EXPR: the value of EXPR, named. Checks the name first. */
+static ad_node *parse_statement(parser *p, size_t len)
+{
+    const char *name = p->text + p->pos;
+    size_t at = p->pos;
+    for (int i = 0; i < p->ndefs; i++)
+        if (same_name(p->defs[i].name, p->defs[i].len, name, len))
+            return fail_at(p, at, "'%.*s' is already defined at column %zu", (int)len, name,
+                           p->defs[i].pos + 1);
+    for (int i = 0; i < p->nvars; i++)
+        if (same_name(p->vars[i].name, strlen(p->vars[i].name), name, len))
+            return fail_at(p, at,
+                           "'%.*s' is a variable (given as %.*s=...): a statement needs "
+                           "a new name",
+                           (int)len, name, (int)len, name);
+    if (find_function(name, len) >= 0)
+        return fail_at(p, at, "'%.*s' is a function: a statement needs a new name", (int)len, name);
+    p->pos += len;
+    skip_space(p);
+    p->pos++; /* '=' */
+    if (peek(p) == '=')
+        return fail_at(p, p->pos, "'==' is not an operator; a statement is NAME = EXPR;");
+    size_t value_at = p->pos;
+    ad_node *n = parse_expr(p);
+    if (!n)
+        return NULL;
+    if (*ad_node_name(n) || ad_node_is_trainable(n))
+        return fail_at(p, value_at,
+                       "'%.*s = %s' only renames '%s': a statement names a value "
+                       "it computes",
+                       (int)len, name, ad_node_name(n), ad_node_name(n));
+    if (p->ndefs == p->capdefs) {
+        int cap = p->capdefs ? 2 * p->capdefs : 8;
+        struct definition *d = realloc(p->defs, sizeof *d * (size_t)cap);
+        if (!d)
+            return fail_at(p, at, "out of memory");
+        p->defs = d;
+        p->capdefs = cap;
+    }
+    char buf[128];
+    if (len >= sizeof buf)
+        return fail_at(p, at, "the name '%.40s...' is longer than %zu bytes", name, sizeof buf - 1);
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (ad_node_set_name(n, buf) != 0)
+        return check(p, NULL, at);
+    p->defs[p->ndefs++] = (struct definition){name, len, at, n};
+    return n;
+}
+
+/* program := (NAME '=' expr ';')* (NAME '=' expr | expr) [';'] */
+static ad_node *parse_program(parser *p)
+{
+    ad_node *last = NULL;
+    for (;;) {
+        skip_space(p);
+        size_t len = 0;
+        bool statement = at_statement(p, &len);
+        size_t at = p->pos;
+        ad_node *n = statement ? parse_statement(p, len) : parse_expr(p);
+        if (!n)
+            return NULL;
+        last = n;
+        char c = peek(p);
+        if (c == ';') {
+            p->pos++;
+            if (peek(p) == '\0')
+                return last;
+            if (!statement)
+                return fail_at(p, at,
+                               "only the last part may be an expression without a name "
+                               "(write NAME = EXPR; before it)");
+            continue;
+        }
+        if (c == '\0')
+            return last;
+        char buf[64];
+        if (c == ')')
+            return fail_at(p, p->pos, "unmatched ')'");
+        if (c == '=')
+            return fail_at(p, p->pos, "'=' after an expression: a statement is NAME = EXPR;");
+        if (!isalnum((unsigned char)c) && !strchr("_.(,", c))
+            return fail_at(p, p->pos, "unexpected character '%c'", c);
+        return fail_at(p, p->pos, "expected an operator or the end of the expression, found %s",
+                       found(p, p->pos, buf, sizeof buf));
+    }
+}
+
 ad_node *cr_expr_parse(ad_graph *g, const char *text, const cr_var *vars, int nvars,
                        cr_expr_error *err)
 {
@@ -355,20 +519,7 @@ ad_node *cr_expr_parse(ad_graph *g, const char *text, const cr_var *vars, int nv
         fail_at(&p, p.pos, "the expression is empty");
         return NULL;
     }
-    ad_node *root = parse_expr(&p);
-    if (!root)
-        return NULL;
-    if (peek(&p) != '\0') {
-        char buf[64];
-        char c = p.text[p.pos];
-        if (c == ')')
-            fail_at(&p, p.pos, "unmatched ')'");
-        else if (!isalnum((unsigned char)c) && !strchr("_.(,", c))
-            fail_at(&p, p.pos, "unexpected character '%c'", c);
-        else
-            fail_at(&p, p.pos, "expected an operator or the end of the expression, found %s",
-                    found(&p, p.pos, buf, sizeof buf));
-        return NULL;
-    }
+    ad_node *root = parse_program(&p);
+    free(p.defs);
     return root;
 }

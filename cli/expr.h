@@ -5,10 +5,11 @@
  *
  * Grammar (whitespace is ignored between tokens):
  *
+ *     program := (NAME '=' expr ';')* (NAME '=' expr | expr) [';']
  *     expr    := term (('+' | '-') term)*
  *     term    := unary (('*' | '/') unary)*
  *     unary   := ('-' | '+') unary | power
- *     power   := primary ('^' unary)?          right-associative; -x^2 is -(x^2)
+ *     power   := primary (('^' | '**') unary)?  right-associative; -x^2 is -(x^2)
  *     primary := number | name | name '(' expr (',' expr)* ')' | '(' expr ')'
  *     number  := digits ['.' digits] [('e' | 'E') ['+' | '-'] digits]  (or '.' digits ...)
  *     name    := letter (letter | digit | '_')*   ('_' counts as a letter)
@@ -22,6 +23,18 @@
  * is ad_pow; with an exponent that depends on a variable it is ad_power.
  * Nesting (parentheses, signs, exponents, calls) is limited to 256 levels;
  * deeper input is an error, not a stack overflow.
+ *
+ * '**' is the same operator as '^' (Python's spelling): same precedence,
+ * right-associative, binds tighter than a sign on its left (-x**2 is
+ * -(x**2)) and takes one on its right (2**-1).
+ *
+ * Statements name intermediate nodes: "n = x*w + b; tanh(n)" names the
+ * node of x*w + b "n" (what the dumps and the trace show); the last part is
+ * the output, an expression or a statement (then the output has its name).
+ * A statement's name must be new: not defined before, not a variable, not a
+ * function; using it before its statement is an error that says so, as is a
+ * statement that would only rename a variable or another statement
+ * ("m = n;").
  *
  *     cr_var vars[] = {{"x", ad_scalar(g, 3, "x")}};
  *     cr_expr_error err;

@@ -369,6 +369,77 @@ Test(grad_cli, parse_errors_point_at_the_column)
                  "1.79769e+308)");
 }
 
+/* '**' is '^' (Python's spelling): the same precedence and associativity. */
+Test(grad_cli, double_star_is_power)
+{
+    expect_json("x**3", "x=2", 8, 1, NAMES("x"), GRADS(12));
+    expect_json("-x**2", "x=3", -9, 1, NAMES("x"), GRADS(-6)); /* -(x**2) */
+    expect_json("2**3**2", "", 512, 0, NAMES(NULL), GRADS(0)); /* 2**(3**2) */
+    expect_json("2**3^2", "", 512, 0, NAMES(NULL), GRADS(0));  /* mixed: one operator */
+    expect_json("x**-1", "x=4", 0.25, 1, NAMES("x"), GRADS(-1.0 / 16));
+    expect_json("2*x**2*3", "x=1", 6, 1, NAMES("x"), GRADS(12)); /* tighter than * */
+    expect_json("x ** y", "x=2 y=3", 8, 2, NAMES("x", "y"), GRADS(12, 8 * log(2)));
+    expect_error("x ** * 2", "x=1", 6,
+                 "expected a number, a variable, a function or '(', found '*'");
+    expect_error("x * * 2", "x=1", 5,
+                 "expected a number, a variable, a function or '(', found '*'");
+}
+
+/* Statements NAME = EXPR; name intermediate nodes; the last part is the
+   output. The names are the nodes' own: the trace and the pictures show them. */
+Test(grad_cli, statements_name_nodes)
+{
+    double o = tanh(2 * -3 + 6.8813735870195432), d = 1 - o * o;
+    expect_json("n = x1*w1 + x2*w2 + b; tanh(n)", "x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432", o, 5,
+                NAMES("x1", "x2", "w1", "w2", "b"), GRADS(d * -3, d * 1, d * 2, d * 0, d));
+    /* the last part may be a statement (its name is the output's), ';' may end */
+    expect_json("n = x*w + b; o = tanh(n);", "x=0.5 w=2 b=-1", 0, 3, NAMES("x", "w", "b"),
+                GRADS(2, 0.5, 1));
+    expect_json("a = 2*x; c = a + 1; a*c", "x=1", 6, 1, NAMES("x"), GRADS(10)); /* 4x²+2x */
+    expect_json("s = 0.1; leaky_relu(x, s)", "x=-2", -0.2, 1, NAMES("x"), GRADS(0.1));
+    expect_json("  n=x*x  ;n*n", "x=2", 16, 1, NAMES("x"), GRADS(32));
+
+    result r = run(NULL, "'n = x1*w1 + x2*w2 + b; o = tanh(n)' x1=2 x2=0 w1=-3 w2=1 "
+                         "b=6.8813735870195432 --trace");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "chain-rule trace of L = o = 0.707107"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "step 1: o = tanh(n) = 0.707107\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "step 2: n = t3 + b = 0.881374\n"), "%s", r.out);
+    char dir[] = "/tmp/chainrule-grad-test-XXXXXX", args[512], path[300];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/n.dot", dir);
+    snprintf(args, sizeof args, "'n = x*w + b; tanh(n)' x=2 w=3 b=1 --dot '%s'", path);
+    r = run(NULL, args);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    size_t len = 0;
+    char *dot = slurp(path, &len);
+    cr_assert_not_null(dot);
+    cr_assert_not_null(strstr(dot, "<B>n = t1 + b</B>"), "%s", dot);
+    cr_assert_not_null(strstr(dot, "<B>t2 = tanh(n)</B>"), "%s", dot);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+Test(grad_cli, statement_errors)
+{
+    expect_error("y = n*2; n = x; y", "x=1", 5, "'n' is used before its definition at column 10");
+    expect_error("n = x*2; n = x*3; n", "x=1", 10, "'n' is already defined at column 1");
+    expect_error("x = 2; x", "x=1", 1,
+                 "'x' is a variable (given as x=...): a statement needs a new name");
+    expect_error("tanh = x*2; tanh", "x=1", 1,
+                 "'tanh' is a function: a statement needs a new name");
+    expect_error("n = x; n", "x=1", 5,
+                 "'n = x' only renames 'x': a statement names a value it computes");
+    expect_error("x*2; x", "x=1", 1,
+                 "only the last part may be an expression without a name (write NAME = EXPR; "
+                 "before it)");
+    expect_error("x*2 = 3", "x=1", 5, "'=' after an expression: a statement is NAME = EXPR;");
+    expect_error("n == x", "x=1", 4, "'==' is not an operator; a statement is NAME = EXPR;");
+    expect_error("n = ; n", "x=1", 5,
+                 "expected a number, a variable, a function or '(', found ';'");
+    expect_error("n = x*2; m", "x=1", 10, "unknown variable 'm' (give it a value: m=...)");
+}
+
 Test(grad_cli, usage_errors)
 {
     result r = run(NULL, "'x' x=abc");
