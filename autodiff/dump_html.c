@@ -235,7 +235,10 @@ static bool write_step(stepper *s, FILE *out, const ad_node *u, const ad_node *l
     else
         snprintf(num, sizeof num, "?");
     ad_dump_model_definition(m, u, def, sizeof def);
-    if (u == loss)
+    if (u == loss && strcmp(us, "L") == 0)
+        append(text, sizeof text,
+               "The backward pass starts at the loss L with the seed ∂L/∂L = 1.");
+    else if (u == loss)
         append(text, sizeof text,
                "The backward pass starts at the loss L = %s with the seed ∂L/∂%s = 1.", us, us);
     else if (ad_ops[u->op].kind == AD_KIND_LEAF)
@@ -337,68 +340,104 @@ static const char page_style[] =
     "#graph g.node.waiting{opacity:.45}\n"
     "#graph g.edge.flowing path{stroke:#c62828;stroke-width:3px}\n"
     "#graph g.edge.flowing polygon{stroke:#c62828;fill:#c62828}\n"
-    "#graph g.edge.flowing text{fill:#c62828;font-weight:bold}\n"
+    "#graph g.edge.flowing text{fill:#c62828}\n"
     "#graph g.edge.later{opacity:.3}\n";
 
 /* Shows the state after step K: every node's sum so far is the last update
  * of steps 1..K written by the library; nothing is computed here. */
+// clang-format off
 static const char page_script[] =
-    "(function(){\n"
-    "var data=JSON.parse(document.getElementById('steps').textContent);\n"
-    "var N=data.steps.length,cur=-1,edgeStep={},gradText={};\n"
-    "data.steps.forEach(function(s){s.edges.forEach(function(e){edgeStep[e]=s.step;});});\n"
-    "data.nodes.forEach(function(n){var g=document.getElementById('n'+n.id);if(!g)return;\n"
-    "  var t=g.getElementsByTagName('text');\n"
-    "  for(var "
-    "i=0;i<t.length;i++)if(/^grad\\b/.test(t[i].textContent)){gradText[n.id]=t[i];break;}});\n"
-    "function mark(el,name,on){if(el)el.classList.toggle(name,on);}\n"
-    "function show(k){\n"
-    "  k=Math.max(0,Math.min(N,k|0));cur=k;var state={};\n"
-    "  for(var s=0;s<k;s++)data.steps[s].updates.forEach(function(u){state[u.node]=u;});\n"
-    "  data.nodes.forEach(function(n){var u=state[n.id],text=u?u.text:'—';\n"
-    "    var cell=document.getElementById('grad-n'+n.id);cell.textContent=text;\n"
-    "    cell.setAttribute('data-value',u?JSON.stringify(u.value):'');\n"
-    "    if(gradText[n.id])gradText[n.id].textContent='grad '+text;\n"
-    "    var g=document.getElementById('n'+n.id),row=document.getElementById('row-n'+n.id);\n"
-    "    [g,row].forEach(function(el){mark(el,'current',n.step===k);mark(el,'done',n.step<k);\n"
-    "      mark(el,'waiting',n.step>k&&!u);});});\n"
-    "  Object.keys(edgeStep).forEach(function(id){var e=document.getElementById(id);\n"
-    "    mark(e,'flowing',edgeStep[id]===k);mark(e,'later',edgeStep[id]>k);});\n"
-    "  document.getElementById('counter').textContent='step '+k+' of '+N;\n"
-    "  document.getElementById('explain').textContent=k?'Step '+k+': "
-    "'+data.steps[k-1].text:data.start;\n"
-    "  document.getElementById('stepper').setAttribute('data-step',k);\n"
-    "  "
-    "document.getElementById('prev').disabled=k===0;document.getElementById('first').disabled=k==="
-    "0;\n"
-    "  "
-    "document.getElementById('next').disabled=k===N;document.getElementById('last').disabled=k===N;"
-    "\n"
-    "  if(location.hash!=='#step='+k)history.replaceState(null,'','#step='+k);}\n"
-    "function fromHash(){var m=/step=(\\d+)/.exec(location.hash);show(m?+m[1]:0);}\n"
-    "document.getElementById('first').onclick=function(){show(0);};\n"
-    "document.getElementById('prev').onclick=function(){show(cur-1);};\n"
-    "document.getElementById('next').onclick=function(){show(cur+1);};\n"
-    "document.getElementById('last').onclick=function(){show(N);};\n"
-    "document.addEventListener('keydown',function(e){\n"
-    "  var k={ArrowRight:1,ArrowDown:1,PageDown:1,' "
-    "':1,ArrowLeft:-1,ArrowUp:-1,PageUp:-1}[e.key];\n"
-    "  if(e.key==='Home')show(0);else if(e.key==='End')show(N);else if(k)show(cur+k);else return;\n"
-    "  e.preventDefault();});\n"
-    "window.addEventListener('hashchange',fromHash);\n"
+    "(function () {\n"
+    "var data = JSON.parse(document.getElementById('steps').textContent);\n"
+    "var N = data.steps.length, cur = -1, edgeStep = {}, gradText = {}, room = {};\n"
+    "data.steps.forEach(function (s) { s.edges.forEach(function (e) { edgeStep[e] = s.step; }); });\n"
+    "/* the \"grad\" row of each node in the SVG, and the room its cell has */\n"
+    "data.nodes.forEach(function (n) {\n"
+    "  var g = document.getElementById('n' + n.id);\n"
+    "  if (!g) return;\n"
+    "  var t = g.getElementsByTagName('text');\n"
+    "  for (var i = 0; i < t.length; i++)\n"
+    "    if (/^grad\\b/.test(t[i].textContent)) {\n"
+    "      var b = g.getBBox();\n"
+    "      gradText[n.id] = t[i];\n"
+    "      room[n.id] = b.x + b.width - t[i].getBBox().x - 3;\n"
+    "      break;\n"
+    "    }\n"
+    "});\n"
+    "function setGrad(id, text) {\n"
+    "  var t = gradText[id];\n"
+    "  if (!t) return;\n"
+    "  t.textContent = 'grad ' + text;\n"
+    "  t.removeAttribute('textLength');\n"
+    "  t.removeAttribute('lengthAdjust');\n"
+    "  if (t.getComputedTextLength() > room[id]) {\n"
+    "    t.setAttribute('textLength', room[id]);\n"
+    "    t.setAttribute('lengthAdjust', 'spacingAndGlyphs');\n"
+    "  }\n"
+    "}\n"
+    "function mark(el, name, on) { if (el) el.classList.toggle(name, on); }\n"
+    "function show(k) {\n"
+    "  k = Math.max(0, Math.min(N, k | 0));\n"
+    "  cur = k;\n"
+    "  var state = {};\n"
+    "  for (var s = 0; s < k; s++)\n"
+    "    data.steps[s].updates.forEach(function (u) { state[u.node] = u; });\n"
+    "  data.nodes.forEach(function (n) {\n"
+    "    var u = state[n.id], text = u ? u.text : '\\u2014';\n"
+    "    var cell = document.getElementById('grad-n' + n.id);\n"
+    "    cell.textContent = text;\n"
+    "    cell.setAttribute('data-value', u ? JSON.stringify(u.value) : '');\n"
+    "    setGrad(n.id, text);\n"
+    "    var g = document.getElementById('n' + n.id), row = document.getElementById('row-n' + n.id);\n"
+    "    [g, row].forEach(function (el) {\n"
+    "      mark(el, 'current', n.step === k);\n"
+    "      mark(el, 'done', n.step < k);\n"
+    "      mark(el, 'waiting', n.step > k && !u);\n"
+    "    });\n"
+    "  });\n"
+    "  Object.keys(edgeStep).forEach(function (id) {\n"
+    "    var e = document.getElementById(id);\n"
+    "    mark(e, 'flowing', edgeStep[id] === k);\n"
+    "    mark(e, 'later', edgeStep[id] > k);\n"
+    "  });\n"
+    "  document.getElementById('counter').textContent = 'step ' + k + ' of ' + N;\n"
+    "  document.getElementById('explain').textContent =\n"
+    "    k ? 'Step ' + k + ': ' + data.steps[k - 1].text : data.start;\n"
+    "  document.getElementById('stepper').setAttribute('data-step', k);\n"
+    "  document.getElementById('first').disabled = document.getElementById('prev').disabled = k === 0;\n"
+    "  document.getElementById('last').disabled = document.getElementById('next').disabled = k === N;\n"
+    "  if (location.hash !== '#step=' + k) history.replaceState(null, '', '#step=' + k);\n"
+    "}\n"
+    "function fromHash() { var m = /step=(\\d+)/.exec(location.hash); show(m ? +m[1] : 0); }\n"
+    "document.getElementById('first').onclick = function () { show(0); };\n"
+    "document.getElementById('prev').onclick = function () { show(cur - 1); };\n"
+    "document.getElementById('next').onclick = function () { show(cur + 1); };\n"
+    "document.getElementById('last').onclick = function () { show(N); };\n"
+    "document.addEventListener('keydown', function (e) {\n"
+    "  var k = {ArrowRight: 1, ArrowDown: 1, PageDown: 1, ' ': 1,\n"
+    "           ArrowLeft: -1, ArrowUp: -1, PageUp: -1}[e.key];\n"
+    "  if (e.key === 'Home') show(0);\n"
+    "  else if (e.key === 'End') show(N);\n"
+    "  else if (k) show(cur + k);\n"
+    "  else return;\n"
+    "  e.preventDefault();\n"
+    "});\n"
+    "window.addEventListener('hashchange', fromHash);\n"
     "fromHash();\n"
     "})();\n";
+// clang-format on
 
 static bool write_page(FILE *out, FILE *svg, const dump_model *m, ad_graph *g, ad_node *loss)
 {
     const char *ls = ad_dump_model_symbol(m, loss);
+    const char *is = strcmp(ls, "L") == 0 ? "" : " = "; /* "L = o", not "L = L" */
     int64_t nsteps = ad_dump_model_steps(m);
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", out);
-    fputs("chainrule: the backward pass of L = ", out);
-    ad_dump_html_text(out, ls);
+    fprintf(out, "chainrule: the backward pass of L%s", is);
+    ad_dump_html_text(out, *is ? ls : "");
     fprintf(out, "</title>\n<style>\n%s</style>\n</head>\n<body>\n", page_style);
-    fputs("<header>\n<h1>The backward pass of L = ", out);
-    ad_dump_html_text(out, ls);
+    fprintf(out, "<header>\n<h1>The backward pass of L%s", is);
+    ad_dump_html_text(out, *is ? ls : "");
     fprintf(
         out,
         ", one step at a time</h1>\n"

@@ -222,3 +222,48 @@ Test(dump_html, errors)
     free(page);
     ad_graph_free(g);
 }
+
+/* Tensors, and an input used by two matmuls (W and Wᵀ): a matmul's
+   contribution is known only through the fan-out sum, so W's sum so far
+   says how many terms it has and no value; once complete it is the
+   engine's gradient, element by element. */
+Test(dump_html, tensors_and_sums_known_only_whole)
+{
+    if (!have_dot())
+        cr_skip_test("Graphviz is not installed");
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[2] = {2, 3}, ws[2] = {3, 2};
+    ad_node *X = ad_input(g, 2, xs, "X"), *W = ad_param(g, 2, ws, "W");
+    const double xv[6] = {1, 2, 3, 4, 5, 6}, wv[6] = {0.1, -0.2, 0.3, 0.4, -0.5, 0.6};
+    cr_assert_eq(ad_set(X, xv, 6), 0);
+    cr_assert_eq(ad_set(W, wv, 6), 0);
+    ad_node *h = ad_tanh(ad_matmul(X, W));
+    ad_node *y = ad_matmul(h, ad_transpose(W));
+    ad_node *L = ad_sum(ad_mul(y, y), AD_ALL);
+    ad_node_set_name(L, "L");
+    cr_assert_eq(ad_backward(L), 0);
+    int rc;
+    char *page = page_of(g, L, &rc);
+    cr_assert_eq(rc, 0, "ad_dump_html: %s", ad_graph_error(g));
+    cr_assert_not_null(strstr(page, "<h1>The backward pass of L, one step at a time</h1>"));
+    cJSON *data = steps_of(page);
+    int nsteps = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(data, "steps"));
+    const cJSON *first = NULL, *last = state_at(data, ad_node_id(W), nsteps);
+    for (int k = 1; k <= nsteps && !first; k++)
+        first = state_at(data, ad_node_id(W), k);
+    cr_assert_not_null(first);
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(first, "done")));
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(first, "value")));
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(first, "text")->valuestring,
+                     "1 of 2 terms so far + …");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(last, "done")));
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(last, "value");
+    cr_assert_eq(cJSON_GetArraySize(value), 6);
+    double grad[6];
+    cr_assert_eq(ad_get_grad(W, grad, 6), 0);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(cJSON_GetArrayItem(value, i)->valuedouble, grad[i], "element %d", i);
+    cJSON_Delete(data);
+    free(page);
+    ad_graph_free(g);
+}
