@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "chainrule/autodiff.h"
+#include "chainrule/dump.h"
 
 /* An ad_dump_dot flag the public header does not offer: every node gets the
  * id "n<id>" and the edge from input k of user u the id "n<u>_in<k>", which
@@ -55,6 +56,8 @@ void ad_dump_model_definition(const dump_model *m, const ad_node *v, char *buf, 
 /* ad_dump_render reporting as fn (dump_render.c) */
 int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
                       unsigned flags, const char *fn);
+int ad_dump_render_with(ad_graph *g, ad_node *output, const char *format, const char *path,
+                        const ad_dump_opts *opts, const char *fn);
 /* text for HTML (& < > " escaped) */
 void ad_dump_html_text(FILE *out, const char *s);
 

@@ -15,9 +15,10 @@
 
 extern char **environ; /* POSIX: the environment, passed on to dot */
 
-/* fn: the public function reporting, for its messages. */
-int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
-                      unsigned flags, const char *fn)
+/* fn: the public function reporting, for its messages; opts as for
+   ad_dump_dot_opts. */
+int ad_dump_render_with(ad_graph *g, ad_node *output, const char *format, const char *path,
+                        const ad_dump_opts *opts, const char *fn)
 {
     if (!g)
         return -1;
@@ -39,7 +40,7 @@ int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const ch
         }
         return -1;
     }
-    int rc = ad_dump_dot(g, output, f, flags);
+    int rc = ad_dump_dot_opts(g, output, f, opts);
     if (fclose(f) != 0 && rc == 0) {
         ad_fail(g, "%s: writing '%s' failed: %s", fn, tmp, strerror(errno));
         rc = -1;
@@ -77,8 +78,22 @@ int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const ch
     return rc;
 }
 
+int ad_dump_render_as(ad_graph *g, ad_node *output, const char *format, const char *path,
+                      unsigned flags, const char *fn)
+{
+    ad_dump_opts o = {flags, 0, 0};
+    return ad_dump_render_with(g, output, format, path, &o, fn);
+}
+
 int ad_dump_render(ad_graph *g, ad_node *output, const char *format, const char *path,
                    unsigned flags)
 {
     return ad_dump_render_as(g, output, format, path, flags, "ad_dump_render");
+}
+
+int ad_dump_render_opts(ad_graph *g, ad_node *output, const char *format, const char *path,
+                        const ad_dump_opts *opts)
+{
+    ad_dump_opts o = opts ? *opts : (ad_dump_opts){0, 0, 0};
+    return ad_dump_render_with(g, output, format, path, &o, "ad_dump_render");
 }

@@ -82,6 +82,10 @@ static void usage(FILE *out)
         "                graph; buttons or arrow keys step through the backward pass,\n"
         "                FILE#step=K opens at step K (needs Graphviz 'dot')\n"
         "  --backward    draw the backward graph the engine built, next to the forward one\n"
+        "  --dpi N       resolution of --png in dots per inch (Graphviz's default 96)\n"
+        "  --font-size PT  point size of the pictures' text (default 11; edges 1 smaller)\n"
+        "  --compact     pictures for slides: value and gradient on one row, top to bottom,\n"
+        "                sums' edges (local derivative 1) without text\n"
         "  -h, --help    this help\n\n"
         "The output is L (L = its value, ∂L/∂x its gradient), as in the trace and pictures.\n"
         "Exit status: 0 success; 1 undefined maths (a non-finite value or gradient: the op\n"
@@ -98,7 +102,8 @@ typedef struct {
     int nvars;
     const ad_node *nodes[MAX_VARS]; /* the variables' leaves, once built */
     int order;                      /* --order: 1, or 2 for the Hessian */
-    bool json, trace, check, backward;
+    bool json, trace, check, backward, compact;
+    double dpi, font_size; /* 0: the dumps' defaults */
     const char *dot, *svg, *png, *html;
 } options;
 
@@ -124,6 +129,9 @@ enum {
     OPT_PNG,
     OPT_HTML,
     OPT_ORDER,
+    OPT_DPI,
+    OPT_FONT_SIZE,
+    OPT_COMPACT,
     OPT_HELP,
     NOPTS
 };
@@ -138,6 +146,9 @@ static const cr_opt grad_opts[] = {
     {"png", OPT_PNG, true},
     {"html", OPT_HTML, true},
     {"order", OPT_ORDER, true},
+    {"dpi", OPT_DPI, true},
+    {"font-size", OPT_FONT_SIZE, true},
+    {"compact", OPT_COMPACT, false},
     {"help", OPT_HELP, false},
     {NULL, 0, false},
 };
@@ -243,6 +254,20 @@ static int parse_args(int argc, char **argv, options *o, char **namebuf)
     o->svg = value[OPT_SVG];
     o->png = value[OPT_PNG];
     o->html = value[OPT_HTML];
+    o->compact = given[OPT_COMPACT];
+    const int sizes[2] = {OPT_DPI, OPT_FONT_SIZE};
+    double *size_dst[2] = {&o->dpi, &o->font_size};
+    for (int i = 0; i < 2; i++) {
+        if (!given[sizes[i]])
+            continue;
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(value[sizes[i]], &end);
+        if (end == value[sizes[i]] || *end || errno == ERANGE || !(v > 0 && v <= 10000))
+            return cr_usage_error("grad", "option --%s takes a number in (0, 10000], not '%s'",
+                                  i ? "font-size" : "dpi", value[sizes[i]]);
+        *size_dst[i] = v;
+    }
     o->order = 1;
     if (given[OPT_ORDER]) {
         const char *v = value[OPT_ORDER];
@@ -269,7 +294,7 @@ static int parse_args(int argc, char **argv, options *o, char **namebuf)
 typedef struct {
     ad_graph *g;
     ad_node *root;
-    unsigned flags;
+    const ad_dump_opts *pic;
     bool html; /* the stepper page (ad_dump_html), else DOT */
     int rc;
 } dot_job;
@@ -277,16 +302,17 @@ typedef struct {
 static bool dump_dot(FILE *fp, void *ctx)
 {
     dot_job *job = ctx;
-    job->rc = job->html ? ad_dump_html(job->g, job->root, fp, job->flags)
-                        : ad_dump_dot(job->g, job->root, fp, job->flags);
+    job->rc = job->html ? ad_dump_html(job->g, job->root, fp, job->pic->flags)
+                        : ad_dump_dot_opts(job->g, job->root, fp, job->pic);
     return job->rc == 0 && !ferror(fp);
 }
 
 /* --dot FILE and --html FILE: through the library's atomic writer, like every
    file the CLI writes (no planted link followed, never half a file). */
-static int write_dump(ad_graph *g, ad_node *root, const char *path, unsigned flags, bool html)
+static int write_dump(ad_graph *g, ad_node *root, const char *path, const ad_dump_opts *pic,
+                      bool html)
 {
-    dot_job job = {g, root, flags, html, 0};
+    dot_job job = {g, root, pic, html, 0};
     ad_error err;
     if (io_write_atomic(path, dump_dot, &job, &err) != 0) {
         /* the dump's own reason when it failed, else the writer's */
@@ -302,10 +328,11 @@ static int write_dump(ad_graph *g, ad_node *root, const char *path, unsigned fla
 }
 
 /* Renders the graph with Graphviz (the library's ad_dump_render runs dot). */
-static int render(ad_graph *g, ad_node *root, const char *fmt, const char *out, unsigned flags)
+static int render(ad_graph *g, ad_node *root, const char *fmt, const char *out,
+                  const ad_dump_opts *opts)
 {
     fflush(NULL);
-    if (ad_dump_render(g, root, fmt, out, flags) == 0)
+    if (ad_dump_render_opts(g, root, fmt, out, opts) == 0)
         return 0;
     fprintf(stderr, "chainrule grad: --%s '%s': %s\n", fmt, out, ad_graph_error(g));
     ad_graph_clear_error(g); /* the other pictures are still written */
@@ -726,14 +753,16 @@ static int run(const options *o)
         rc = 1;
     fflush(stdout);
 
-    unsigned flags = AD_DUMP_DEFAULT | (o->backward ? AD_DUMP_BACKWARD : 0);
-    if (o->dot && write_dump(g, f, o->dot, flags, false) != 0)
+    unsigned flags =
+        AD_DUMP_DEFAULT | (o->backward ? AD_DUMP_BACKWARD : 0) | (o->compact ? AD_DUMP_COMPACT : 0);
+    ad_dump_opts pic = {flags, o->dpi, o->font_size};
+    if (o->dot && write_dump(g, f, o->dot, &pic, false) != 0)
         rc = 1;
-    if (o->html && write_dump(g, f, o->html, flags, true) != 0)
+    if (o->html && write_dump(g, f, o->html, &pic, true) != 0)
         rc = 1;
-    if (o->svg && render(g, f, "svg", o->svg, flags) != 0)
+    if (o->svg && render(g, f, "svg", o->svg, &pic) != 0)
         rc = 1;
-    if (o->png && render(g, f, "png", o->png, flags) != 0)
+    if (o->png && render(g, f, "png", o->png, &pic) != 0)
         rc = 1;
     ad_graph_free(g);
     return rc;

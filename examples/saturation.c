@@ -166,6 +166,22 @@ int main(int argc, char **argv)
         printf("%5d   %.3e    %.3e\n", l + 1, sig[l], rel[l]);
     printf("first/last layer ratio: sigmoid %.2g, relu %.2g\n", sig[0] / sig[LAYERS - 1],
            rel[0] / rel[LAYERS - 1]);
+    /* the factor by which the gradient shrinks from one layer to the one
+       below it (layer l + 1 to l), and the spread of the ReLU norms */
+    double lo = INFINITY, hi = 0, rlo = INFINITY, rhi = 0;
+    for (int l = 0; l + 1 < LAYERS; l++) {
+        double r = sig[l + 1] / sig[l];
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
+    }
+    for (int l = 0; l < LAYERS; l++) {
+        rlo = rel[l] < rlo ? rel[l] : rlo;
+        rhi = rel[l] > rhi ? rel[l] : rhi;
+    }
+    printf("sigmoid, shrink per layer |dL/dW_l+1| / |dL/dW_l|: %.2f to %.2f, geometric mean "
+           "%.2f\n",
+           lo, hi, pow(sig[LAYERS - 1] / sig[0], 1.0 / (LAYERS - 1)));
+    printf("relu, largest / smallest layer norm: %.2f\n", rhi / rlo);
     /* the point of the example, checked: sigmoid gradients vanish toward the input */
     if (!(sig[0] < 1e-3 * sig[LAYERS - 1]) || !(rel[0] > 0.05 * rel[LAYERS - 1])) {
         fprintf(stderr, "saturation: unexpected gradient norms\n");

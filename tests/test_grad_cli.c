@@ -704,6 +704,9 @@ Test(grad_cli, bad_maths_is_named)
         size_t len = 0;
         char *text = slurp(dotf, &len);
         cr_assert(text && strncmp(text, "digraph chainrule {", 19) == 0, "%s", cases[i].args);
+        /* the picture marks the bad node and its edges, with a legend entry */
+        cr_assert_not_null(strstr(text, "color=\"#7b3294\""), "%s: %s", cases[i].args, text);
+        cr_assert_not_null(strstr(text, "purple: a value or gradient that is not finite"));
     }
     /* a defined point stays exit 0, with no message */
     result r = run(NULL, "'log(x)' x=2");
@@ -712,6 +715,58 @@ Test(grad_cli, bad_maths_is_named)
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     cr_assert_eq(system(rm), 0);
+}
+
+/* The width of a PNG file, from its IHDR chunk. */
+static long png_width(const char *path)
+{
+    size_t len = 0;
+    const unsigned char *p = (const unsigned char *)slurp(path, &len);
+    cr_assert(p && len > 24 && memcmp(p, "\x89PNG", 4) == 0, "%s is not a PNG", path);
+    return (long)p[16] << 24 | (long)p[17] << 16 | (long)p[18] << 8 | (long)p[19];
+}
+
+/* --dpi, --font-size and --compact reach the picture; bad values are usage
+   errors. */
+Test(grad_cli, pictures_for_slides)
+{
+    char dir[] = "/tmp/chainrule-grad-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char args[1024], dotf[256], png[2][256];
+    snprintf(dotf, sizeof dotf, "%s/s.dot", dir);
+    snprintf(args, sizeof args,
+             "'sigmoid(x*w + b)' x=2 w=4 b=2 --dot '%s' --dpi 150 --font-size=14 --compact", dotf);
+    result r = run(NULL, args);
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    size_t len = 0;
+    char *text = slurp(dotf, &len);
+    cr_assert_not_null(text);
+    cr_assert_not_null(strstr(text, "rankdir=TB, fontname=\"DejaVu Sans\", fontsize=15, dpi=150"),
+                       "%s", text);
+    cr_assert_not_null(strstr(text, "fontsize=14]"));
+    /* sigmoid(10): the value keeps the digits that tell it from 1 */
+    cr_assert_not_null(strstr(text, "value 0.99995 · grad 1"), "%s", text);
+    cr_assert_null(strstr(text, "scalar"));
+    cr_assert_null(strstr(text, "(param)"));
+    if (have_dot()) {
+        for (int i = 0; i < 2; i++) {
+            snprintf(png[i], sizeof png[i], "%s/s%d.png", dir, i);
+            snprintf(args, sizeof args, "'tanh(x)' x=1 --png '%s' --dpi %d", png[i], 50 * (i + 1));
+            r = run(NULL, args);
+            cr_assert_eq(r.status, 0, "%s", r.out);
+        }
+        long w1 = png_width(png[0]), w2 = png_width(png[1]);
+        cr_assert(w2 > 1.8 * w1 && w2 < 2.2 * w1, "50 dpi: %ld px, 100 dpi: %ld px", w1, w2);
+    }
+    r = run(NULL, "'x' x=1 --dpi 0");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.out, "option --dpi takes a number in (0, 10000], not '0'"), "%s",
+                       r.out);
+    r = run(NULL, "'x' x=1 --font-size big");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.out, "option --font-size takes a number"), "%s", r.out);
+    snprintf(args, sizeof args, "rm -rf '%s'", dir);
+    cr_assert_eq(system(args), 0);
 }
 
 /* --html FILE: the stepper page of the expression (its content and the

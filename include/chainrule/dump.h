@@ -122,6 +122,13 @@ AD_API int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_du
  */
 AD_API int ad_dump_render(ad_graph *g, ad_node *output, const char *format, const char *path,
                           unsigned flags);
+/**
+ * ad_dump_render with the options of ad_dump_dot_opts (resolution, font
+ * size, compact layout); opts NULL is flags 0. Errors as ad_dump_render and
+ * ad_dump_dot_opts.
+ */
+AD_API int ad_dump_render_opts(ad_graph *g, ad_node *output, const char *format, const char *path,
+                               const ad_dump_opts *opts);
 
 /**
  * Writes the interactive backward-pass page: one self-contained HTML file
