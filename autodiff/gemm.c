@@ -165,6 +165,14 @@ void ad_set_threads(int threads)
     openblas_set_num_threads(threads);
 #endif
 #ifdef AD_HAVE_OPENMP
-    omp_set_num_threads(threads);
+    /* One thread never enters a parallel region (AD_FOR_ELEMENTS checks
+     * ad_threads_requested), so the OpenMP runtime is left unstarted: LLVM's
+     * libomp registers itself in a /dev/shm file when it starts, which dies
+     * by SIGBUS under a small file-size limit (ulimit -f). */
+    static int omp_started;
+    if (threads > 1 || omp_started) {
+        omp_set_num_threads(threads);
+        omp_started = 1;
+    }
 #endif
 }
