@@ -122,10 +122,34 @@ static bool is_pointwise(const conv_geom *q)
     return q->KH == 1 && q->KW == 1 && q->sh == 1 && q->sw == 1 && q->ph == 0 && q->pw == 0;
 }
 
+/* The first count integer parameters of n (strides, paddings, dilations,
+ * groups, kernel and image sizes) fit in 32 bits, as the public options'
+ * int fields do: then sums and products of a parameter with a size (below
+ * AD_NUMEL_MAX) cannot overflow. ad_op_apply passes any int64. */
+static bool params_fit(ad_node *n, int count, const char *nm)
+{
+    for (int i = 0; i < count; i++)
+        if (n->iparam[i] > INT32_MAX || n->iparam[i] < INT32_MIN) {
+            ad_fail(n->g, "%s: parameter %d (%lld) is beyond 32 bits", nm, i,
+                    (long long)n->iparam[i]);
+            return false;
+        }
+    return true;
+}
+
+/* d·(k − 1) + 1, the extent of k taps dilated by d >= 1, saturated at
+ * INT64_MAX instead of overflowing (k is a weight's axis, up to AD_NUMEL_MAX). */
+static int64_t dilated(int64_t k, int64_t d)
+{
+    return k - 1 > (INT64_MAX - 1) / d ? INT64_MAX : d * (k - 1) + 1;
+}
+
 /* Checks the parameters of a convolution op whose tensors have nd axes. */
 static bool conv_params_ok(ad_node *n, int nd, const char *nm)
 {
     const int64_t *p = n->iparam;
+    if (!params_fit(n, 9, nm))
+        return false;
     if (p[0] < 1 || p[1] < 1 || p[4] < 1 || p[5] < 1 || p[2] < 0 || p[3] < 0 || p[6] < 1) {
         ad_fail(n->g,
                 "%s: stride (%lld,%lld) and dilation (%lld,%lld) must be positive, padding "
@@ -159,10 +183,10 @@ static bool conv_check(ad_node *n, const conv_geom *q, const ad_node *x, const a
                 (long long)q->O, ad_shape_str(w, b2, sizeof b2));
         return false;
     }
-    if (w->shape[1] * q->G != q->C) {
+    if (w->shape[1] != q->C / q->G) {
         ad_fail(n->g, "%s: input %s has %lld channels, weight %s expects %lld", nm,
                 ad_shape_str(x, b1, sizeof b1), (long long)q->C, ad_shape_str(w, b2, sizeof b2),
-                (long long)(w->shape[1] * q->G));
+                (long long)(w->shape[1] <= INT64_MAX / q->G ? w->shape[1] * q->G : INT64_MAX));
         return false;
     }
     if (q->O < 1 || q->KH < 1 || q->KW < 1 || q->C < 1) {
@@ -170,7 +194,7 @@ static bool conv_check(ad_node *n, const conv_geom *q, const ad_node *x, const a
                 ad_shape_str(w, b2, sizeof b2), ad_shape_str(x, b1, sizeof b1));
         return false;
     }
-    int64_t ekh = q->dh * (q->KH - 1) + 1, ekw = q->dw * (q->KW - 1) + 1;
+    int64_t ekh = dilated(q->KH, q->dh), ekw = dilated(q->KW, q->dw);
     if (ekh > q->H + 2 * q->ph || ekw > q->W + 2 * q->pw) {
         ad_fail(n->g,
                 "%s: kernel %lldx%lld (dilated %lldx%lld) is larger than the padded input "
@@ -180,7 +204,7 @@ static bool conv_check(ad_node *n, const conv_geom *q, const ad_node *x, const a
                 ad_shape_str(x, b1, sizeof b1));
         return false;
     }
-    if ((q->H * q->W) > INT32_MAX || (q->KH * q->KW * q->C) > INT32_MAX) {
+    if ((q->H * q->W) > INT32_MAX || q->KH * q->KW > INT32_MAX / q->C) {
         ad_fail(n->g, "%s: input %s is too large for one image GEMM", nm,
                 ad_shape_str(x, b1, sizeof b1));
         return false;
@@ -245,6 +269,11 @@ bool shape_conv_transpose(ad_node *n)
         ad_fail(n->g, "%s: gradient %s, weight %s and output size %lldx%lld do not fit", nm,
                 ad_shape_str(g, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2), (long long)H,
                 (long long)W);
+        return false;
+    }
+    if (w->shape[1] > AD_NUMEL_MAX / n->iparam[6]) {
+        ad_fail(n->g, "%s: weight %s with %lld groups: too many input channels", nm,
+                ad_shape_str(w, b2, sizeof b2), (long long)n->iparam[6]);
         return false;
     }
     if (!set_spatial_shape(n, g->ndim, g->shape[0], w->shape[1] * n->iparam[6], H, W, nm))
@@ -527,6 +556,8 @@ static const char *pool_name(int op, int nd)
 static bool pool_check(ad_node *n, int nd, int64_t H, int64_t W, const char *sh, const char *nm)
 {
     const int64_t *p = n->iparam;
+    if (!params_fit(n, 8, nm))
+        return false;
     if (p[4] < 1 || p[5] < 1 || p[0] < 1 || p[1] < 1 || p[2] < 0 || p[3] < 0) {
         ad_fail(n->g,
                 "%s: kernel (%lld,%lld) and stride (%lld,%lld) must be positive, padding "

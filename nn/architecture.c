@@ -7,6 +7,10 @@
  *    "layers": [{"kind": "conv2d", "units": 32, "kernel": [3, 3], ...}, ...]}
  */
 #include <cJSON.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,19 +93,61 @@ char *nn_model_architecture(const nn_model *m)
     return text;
 }
 
-static double num(const cJSON *o, const char *key)
+/* Numbers of a description are read through a reader that keeps the first
+ * one out of range: the file is data from anywhere, and a double converted
+ * to an integer type it does not fit is undefined behaviour. */
+typedef struct {
+    const char *key; /* the first bad field, NULL while every one is fine */
+    double lo, hi;   /* the range it missed */
+} reader;
+
+static void bad_field(reader *r, const char *key, double lo, double hi)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+    if (!r->key)
+        *r = (reader){key, lo, hi};
 }
 
-static void pair(const cJSON *o, const char *key, int *out)
+/* A finite number (0 when absent). */
+static double real_field(reader *r, const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    for (int i = 0; i < 2; i++) {
-        const cJSON *e = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : NULL;
-        out[i] = cJSON_IsNumber(e) ? e->valueint : 0;
+    if (!v)
+        return 0.0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        bad_field(r, key, -DBL_MAX, DBL_MAX);
+        return 0.0;
     }
+    return v->valuedouble;
+}
+
+/* An integral number v in [lo, hi] (0 when v is NULL). */
+static int64_t int_value(reader *r, const cJSON *v, const char *key, double lo, double hi)
+{
+    if (!v)
+        return 0;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : lo - 1;
+    if (!(d >= lo && d <= hi) || d != floor(d)) {
+        bad_field(r, key, lo, hi);
+        return 0;
+    }
+    return (int64_t)d;
+}
+
+/* Field key of o, an integer in [0, hi] (0 when absent). */
+static int64_t int_field(reader *r, const cJSON *o, const char *key, double hi)
+{
+    return int_value(r, cJSON_GetObjectItemCaseSensitive(o, key), key, 0, hi);
+}
+
+/* Sizes (units, vocabulary rows, input axes): below 2^53, exact in a double. */
+#define SIZE_MAX_FIELD 9007199254740992.0
+
+static void pair(reader *r, const cJSON *o, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    for (int i = 0; i < 2; i++)
+        out[i] =
+            (int)int_value(r, cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : NULL, key, 0, INT_MAX);
 }
 
 static int name_of(const cJSON *o, const char *key, int (*from)(const char *), int fallback)
@@ -111,7 +157,8 @@ static int name_of(const cJSON *o, const char *key, int (*from)(const char *), i
     return k >= 0 ? k : fallback;
 }
 
-nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err)
+nn_model *nn_model_from_architecture_with(const char *json, int64_t batch, ad_alloc_fn alloc,
+                                          void *ud, ad_error *err)
 {
     if (err) {
         err->code = AD_OK;
@@ -122,8 +169,9 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(root, "input");
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     int nd = cJSON_IsArray(input) ? cJSON_GetArraySize(input) : 0;
-    if (!root || num(root, "format") != 1 || !cJSON_IsArray(layers) || nd < 1 || nd > AD_MAX_DIMS ||
-        !cJSON_IsString(dt)) {
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!root || !cJSON_IsNumber(format) || format->valuedouble != 1 || !cJSON_IsArray(layers) ||
+        nd < 1 || nd > AD_MAX_DIMS || !cJSON_IsString(dt)) {
         ad_error_set(err, AD_EFORMAT, "nn_model_from_architecture: %s%s",
                      root ? "not a chainrule architecture (format 1, dtype, input, layers)"
                           : "the architecture is not JSON",
@@ -131,13 +179,23 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
         cJSON_Delete(root);
         return NULL;
     }
+    reader r = {NULL, 0, 0};
     int64_t shape[AD_MAX_DIMS];
     for (int i = 0; i < nd; i++)
-        shape[i] = (int64_t)cJSON_GetArrayItem(input, i)->valuedouble;
+        shape[i] = int_value(&r, cJSON_GetArrayItem(input, i), "input", 1, SIZE_MAX_FIELD);
     if (batch > 0)
         shape[0] = batch;
-    nn_model *m = nn_model_new(strcmp(dt->valuestring, "f64") == 0 ? AD_F64 : AD_F32,
-                               (uint64_t)num(root, "seed"), err);
+    /* a seed is written as a double: 2^64 and above do not convert */
+    uint64_t seed = (uint64_t)int_field(&r, root, "seed", 9223372036854774784.0);
+    if (r.key) {
+        ad_error_set(err, AD_EFORMAT,
+                     "nn_model_from_architecture: \"%s\" is not an integer in [%.0f, %.0f]", r.key,
+                     r.lo, r.hi);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    nn_model *m = nn_model_new_with(strcmp(dt->valuestring, "f64") == 0 ? AD_F64 : AD_F32, seed,
+                                    alloc, ud, err);
     ad_node *h = m ? nn_model_add_input(m, nd, shape, "x") : NULL;
     int nl = cJSON_GetArraySize(layers);
     for (int i = 0; h && i < nl; i++) {
@@ -155,25 +213,38 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
         nn_layer *l = nn_model_push_layer(m, (nn_layer_kind)k, "nn_model_from_architecture");
         if (!l)
             break;
-        l->units = (int64_t)num(o, "units");
-        l->vocab = (int64_t)num(o, "vocab");
-        l->bias = (int)num(o, "bias");
+        l->units = int_field(&r, o, "units", SIZE_MAX_FIELD);
+        l->vocab = int_field(&r, o, "vocab", SIZE_MAX_FIELD);
+        l->bias = (int)int_field(&r, o, "bias", 1);
         l->init = (nn_init)name_of(o, "init", nn_init_from_name, NN_INIT_ZEROS);
         l->act = (nn_activation)name_of(o, "act", nn_activation_from_name, NN_ACT_IDENTITY);
-        l->alpha = num(o, "alpha");
-        l->rate = num(o, "rate");
-        l->momentum = num(o, "momentum");
-        l->eps = num(o, "eps");
-        pair(o, "kernel", l->kernel);
-        pair(o, "stride", l->stride);
-        pair(o, "padding", l->padding);
-        pair(o, "dilation", l->dilation);
-        l->groups = (int)num(o, "groups");
-        l->naxes = (int)num(o, "naxes");
-        l->affine = (int)num(o, "affine");
-        l->heads = (int)num(o, "heads");
-        l->causal = (int)num(o, "causal");
-        l->batch_first = (int)num(o, "batch_first");
+        l->alpha = real_field(&r, o, "alpha");
+        l->rate = real_field(&r, o, "rate");
+        l->momentum = real_field(&r, o, "momentum");
+        l->eps = real_field(&r, o, "eps");
+        pair(&r, o, "kernel", l->kernel);
+        pair(&r, o, "stride", l->stride);
+        pair(&r, o, "padding", l->padding);
+        pair(&r, o, "dilation", l->dilation);
+        l->groups = (int)int_field(&r, o, "groups", INT_MAX);
+        l->naxes = (int)int_field(&r, o, "naxes", AD_MAX_DIMS);
+        l->affine = (int)int_field(&r, o, "affine", 1);
+        l->heads = (int)int_field(&r, o, "heads", INT_MAX);
+        l->causal = (int)int_field(&r, o, "causal", 1);
+        l->batch_first = (int)int_field(&r, o, "batch_first", 1);
+        char why[160];
+        if (r.key || nn_layer_check(l, why, sizeof why) != 0) {
+            if (r.key && r.hi == DBL_MAX)
+                snprintf(why, sizeof why, "\"%s\" is not a finite number", r.key);
+            else if (r.key)
+                snprintf(why, sizeof why, "\"%s\" is not an integer in [%.0f, %.0f]", r.key, r.lo,
+                         r.hi);
+            ad_error_set(err, AD_EFORMAT, "nn_model_from_architecture: layer %d (%s): %s", i,
+                         nn_layer_kind_name(l->kind), why);
+            nn_model_free(m);
+            cJSON_Delete(root);
+            return NULL;
+        }
         h = nn_layer_apply(m, l, h);
     }
     int loss = name_of(root, "loss", nn_loss_from_name, NN_LOSS_NONE);
@@ -188,14 +259,20 @@ nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *
     return m;
 }
 
-nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err)
+nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err)
+{
+    return nn_model_from_architecture_with(json, batch, NULL, NULL, err);
+}
+
+nn_model *nn_model_load_with(const char *path, int64_t batch, ad_alloc_fn alloc, void *ud,
+                             ad_error *err)
 {
     ad_error cerr;
     if (!path) {
         ad_error_set(err, AD_EINVAL, "nn_model_load: path is NULL");
         return NULL;
     }
-    io_checkpoint *ck = io_checkpoint_read(path, &cerr);
+    io_checkpoint *ck = io_checkpoint_read_with(path, alloc, ud, &cerr);
     if (!ck) {
         ad_error_set(err, cerr.code, "nn_model_load: %.200s", cerr.message);
         return NULL;
@@ -209,7 +286,7 @@ nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err)
         io_checkpoint_free(ck);
         return NULL;
     }
-    nn_model *m = nn_model_from_architecture(json, batch, err);
+    nn_model *m = nn_model_from_architecture_with(json, batch, alloc, ud, err);
     io_checkpoint_free(ck);
     if (!m)
         return NULL;
@@ -219,4 +296,9 @@ nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err)
         return NULL;
     }
     return m;
+}
+
+nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err)
+{
+    return nn_model_load_with(path, batch, NULL, NULL, err);
 }

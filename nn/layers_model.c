@@ -275,6 +275,48 @@ static ad_node *channels_rows(ad_node *x)
     return ad_reshape(x, 3, sh);
 }
 
+int nn_layer_check(const nn_layer *l, char *why, size_t size)
+{
+    bool conv = l->kind == NN_LAYER_CONV1D || l->kind == NN_LAYER_CONV2D;
+    bool pool = l->kind >= NN_LAYER_MAX_POOL1D && l->kind <= NN_LAYER_AVG_POOL2D;
+    bool two_d = l->kind == NN_LAYER_CONV2D || l->kind == NN_LAYER_MAX_POOL2D ||
+                 l->kind == NN_LAYER_AVG_POOL2D;
+    bool sized = l->kind == NN_LAYER_DENSE || l->kind == NN_LAYER_PERCEPTRON || conv ||
+                 l->kind == NN_LAYER_EMBEDDING || l->kind == NN_LAYER_RNN ||
+                 l->kind == NN_LAYER_LSTM || l->kind == NN_LAYER_GRU ||
+                 l->kind == NN_LAYER_FEED_FORWARD || l->kind == NN_LAYER_TRANSFORMER_BLOCK;
+    bool dropout = l->kind == NN_LAYER_DROPOUT || l->kind == NN_LAYER_ATTENTION ||
+                   l->kind == NN_LAYER_FEED_FORWARD || l->kind == NN_LAYER_TRANSFORMER_BLOCK;
+    const char *bad = NULL;
+    if (sized && l->units < 1)
+        bad = "units (width, channels or hidden size) must be >= 1";
+    else if (l->kind == NN_LAYER_EMBEDDING && l->vocab < 1)
+        bad = "the vocabulary must have >= 1 rows";
+    else if ((conv || pool) && (l->kernel[0] < 1 || (two_d && l->kernel[1] < 1)))
+        bad = "kernel sizes must be >= 1";
+    else if ((conv || pool) &&
+             (l->stride[0] < 0 || l->stride[1] < 0 || l->padding[0] < 0 || l->padding[1] < 0 ||
+              l->dilation[0] < 0 || l->dilation[1] < 0 || l->groups < 0))
+        bad = "strides, paddings, dilations and groups must be >= 0 (0: the default)";
+    else if ((l->kind == NN_LAYER_ATTENTION || l->kind == NN_LAYER_TRANSFORMER_BLOCK) &&
+             l->heads < 1)
+        bad = "heads must be >= 1";
+    else if (dropout && !(l->rate >= 0 && l->rate < 1))
+        bad = "the dropout rate must be in [0, 1)";
+    else if (l->kind == NN_LAYER_BATCH_NORM && !(l->momentum >= 0 && l->momentum <= 1))
+        bad = "momentum must be in [0, 1]";
+    else if ((l->kind == NN_LAYER_BATCH_NORM || l->kind == NN_LAYER_LAYER_NORM ||
+              l->kind == NN_LAYER_TRANSFORMER_BLOCK) &&
+             !(l->eps >= 0 && isfinite(l->eps)))
+        bad = "eps must be a finite number >= 0";
+    else if ((int)l->init < 0 || l->init >= NN_INIT_COUNT || (int)l->act < 0 ||
+             l->act >= NN_ACT_COUNT || (int)l->kind < 0 || l->kind >= NN_LAYER_COUNT)
+        bad = "unknown kind, initializer or activation";
+    if (bad)
+        snprintf(why, size, "%s", bad);
+    return bad ? -1 : 0;
+}
+
 ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
 {
     if (!x)

@@ -104,9 +104,11 @@ nn_model *nn_model_new_sequential(ad_dtype dtype, int64_t in_features, ad_error 
     return nn_model_new_sequential_with(dtype, in_features, NULL, NULL, err);
 }
 
+/* Bytes of a flat buffer of n values: at least one, so that a tensor of
+ * zero elements still points into a buffer. */
 static size_t buffer_bytes(const nn_model *m, int64_t n)
 {
-    return (size_t)n * nn_dtype_size(m->dtype);
+    return (size_t)(n > 0 ? n : 1) * nn_dtype_size(m->dtype);
 }
 
 static void free_built(nn_model *m)
@@ -485,13 +487,13 @@ static int gather(nn_model *m, const char *fn)
         m->sinfo[i].offset = ns;
         ns += m->sinfo[i].numel;
     }
-    if (np) {
+    if (m->npinfo) {
         m->params = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
         m->grads = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
     }
-    if (ns)
+    if (m->nsinfo)
         m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, ns));
-    if ((np && (!m->params || !m->grads)) || (ns && !m->state))
+    if ((m->npinfo && (!m->params || !m->grads)) || (m->nsinfo && !m->state))
         return nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
     m->nparams = np;
     m->nstate = ns;

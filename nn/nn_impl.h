@@ -124,6 +124,10 @@ ad_node *nn_model_new_state(nn_model *m, nn_layer *l, const char *suffix, int nd
                             const int64_t *shape, double fill);
 /* layers_model.c: applies the declared layer l to x; NULL with the graph's error. */
 ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x);
+/* layers_model.c: 0 when the fields of l are in range for its kind (sizes,
+ * kernels, options, rates), else -1 with the reason in why. For records read
+ * from outside (model files, layer lists) before nn_layer_apply. */
+int nn_layer_check(const nn_layer *l, char *why, size_t size);
 /* layers_model.c: a dense layer l and the ReLU activation layer act after it
  * as one fused node (ad_linear_relu); both records get its output. */
 ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x);

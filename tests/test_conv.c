@@ -169,6 +169,28 @@ Test(conv, errors_name_the_op_and_shapes)
     ad_graph_free(g);
 }
 
+Test(conv, generic_driver_parameters_beyond_32_bits_are_refused)
+{
+    /* ad_op_apply passes any int64: a padding of 2^62 made 2 * padding overflow
+       in the pooling shape rule (found by fuzz_graph) */
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[4] = {2, 3, 4, 4}, ws[4] = {2, 3, 2, 2};
+    ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    int64_t pool[8] = {1, 1, (int64_t)1 << 62, 0, 2, 2, 0, 0};
+    expect_error(g, ad_op_apply(ad_op_find("max_pool"), 1, &x, NULL, 0, pool, 8),
+                 "ad_max_pool2d: parameter 2 (4611686018427387904) is beyond 32 bits");
+    ad_node *in[2] = {x, w};
+    int64_t conv[9] = {1, 1, 0, 0, INT64_MAX, 1, 1, 0, 0};
+    expect_error(g, ad_op_apply(ad_op_find("conv"), 2, in, NULL, 0, conv, 9),
+                 "ad_conv2d: parameter 4 (9223372036854775807) is beyond 32 bits");
+    /* the largest dilation a 32-bit field holds is refused by size, not by overflow */
+    conv[4] = INT32_MAX;
+    expect_error(g, ad_op_apply(ad_op_find("conv"), 2, in, NULL, 0, conv, 9),
+                 "ad_conv2d: kernel 2x2 (dilated 2147483648x2) is larger than the padded input "
+                 "4x4 of (2,3,4,4)");
+    ad_graph_free(g);
+}
+
 Test(pool, max_pool_ties_send_the_gradient_to_the_first_maximum)
 {
     ad_graph *g = ad_graph_new(AD_F64);

@@ -399,3 +399,75 @@ Test(nn_graph_model, files_carry_the_architecture)
     nn_model_free(m);
     remove_tmpdir();
 }
+
+Test(nn_graph_model, architecture_fields_out_of_range_are_refused)
+{
+    /* a model file is data from anywhere: every number of its architecture is
+       range-checked before use (found by fuzz_model: 2.2e92 units converted to
+       int64_t, a dense layer of 0 units) */
+    static const struct {
+        const char *input, *layer, *message;
+    } cases[] = {
+        {"[2,4]", "{\"kind\":\"dense\",\"units\":2.2e92}",
+         "layer 0 (dense): \"units\" is not an integer in [0, 9007199254740992]"},
+        {"[2,4]", "{\"kind\":\"dense\",\"units\":2.5}",
+         "layer 0 (dense): \"units\" is not an integer in [0, 9007199254740992]"},
+        {"[2,4]", "{\"kind\":\"dense\",\"units\":0}",
+         "layer 0 (dense): units (width, channels or hidden size) must be >= 1"},
+        {"[2,4]", "{\"kind\":\"dense\",\"units\":2,\"bias\":7}",
+         "layer 0 (dense): \"bias\" is not an integer in [0, 1]"},
+        {"[2,1,4]", "{\"kind\":\"conv1d\",\"units\":2,\"kernel\":[3,-1]}",
+         "layer 0 (conv1d): \"kernel\" is not an integer in [0, 2147483647]"},
+        {"[2,1,4]", "{\"kind\":\"maxpool1d\",\"kernel\":[0,1]}",
+         "layer 0 (maxpool1d): kernel sizes must be >= 1"},
+        {"[2,4]", "{\"kind\":\"dropout\",\"rate\":1.5}",
+         "layer 0 (dropout): the dropout rate must be in [0, 1)"},
+        {"[2,4]", "{\"kind\":\"embedding\",\"units\":3}",
+         "layer 0 (embedding): the vocabulary must have >= 1 rows"},
+        {"[2,4]", "{\"kind\":\"batchnorm\",\"momentum\":2}",
+         "layer 0 (batchnorm): momentum must be in [0, 1]"},
+        {"[2,0]", "{\"kind\":\"flatten\"}", "\"input\" is not an integer in [1, 9007199254740992]"},
+        {"[2,1e300]", "{\"kind\":\"flatten\"}",
+         "\"input\" is not an integer in [1, 9007199254740992]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512], want[256];
+        snprintf(json, sizeof json,
+                 "{\"format\":1,\"dtype\":\"f32\",\"seed\":7,\"input\":%s,\"loss\":\"mse\","
+                 "\"layers\":[%s]}",
+                 cases[i].input, cases[i].layer);
+        snprintf(want, sizeof want, "nn_model_from_architecture: %s", cases[i].message);
+        ad_error err;
+        cr_assert_null(nn_model_from_architecture(json, 0, &err), "%s", json);
+        cr_assert_eq(err.code, AD_EFORMAT);
+        cr_assert_str_eq(err.message, want);
+    }
+    ad_error err;
+    cr_assert_null(nn_model_from_architecture(
+        "{\"format\":1,\"dtype\":\"f32\",\"seed\":-1,\"input\":[2,4],\"layers\":[]}", 0, &err));
+    cr_assert_str_eq(err.message, "nn_model_from_architecture: \"seed\" is not an integer in [0, "
+                                  "9223372036854774784]");
+    /* the writer's own output still loads */
+    nn_model *m = nn_model_from_architecture(
+        "{\"format\":1,\"dtype\":\"f32\",\"seed\":7,\"input\":[2,4],\"loss\":\"mse\",\"layers\":"
+        "[{\"kind\":\"dense\",\"units\":3,\"bias\":1,\"init\":\"torch\"}]}",
+        0, &err);
+    cr_assert_not_null(m, "%s", err.message);
+    cr_assert_eq(nn_model_param_count(m), 15);
+    nn_model_free(m);
+}
+
+Test(nn_graph_model, parameters_of_zero_elements)
+{
+    /* a layer norm over an empty axis: every parameter has zero elements and
+       the flat buffers are empty (no pointer arithmetic on NULL) */
+    ad_error err;
+    nn_model *m = nn_model_new(AD_F64, 1, &err);
+    cr_assert_not_null(m, "%s", err.message);
+    ad_node *x = nn_model_add_input(m, 2, (int64_t[]){2, 0}, "x");
+    ad_node *y = nn_add_layer_norm(m, x, 1, 1e-5, 1);
+    cr_assert_not_null(y, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_finish(m, y), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_param_count(m), 0);
+    nn_model_free(m);
+}

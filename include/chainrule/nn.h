@@ -553,6 +553,9 @@ AD_API char *nn_model_architecture(const nn_model *m);
  * for text that is not such a description.
  */
 AD_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_error *err);
+/** The same, taking all memory of the model from alloc(ud, ...) (as nn_model_new_with). */
+AD_API nn_model *nn_model_from_architecture_with(const char *json, int64_t batch, ad_alloc_fn alloc,
+                                                 void *ud, ad_error *err);
 /**
  * Loads a model file written by nn_model_save_safetensors for a model with
  * an architecture: rebuilds the model (nn_model_from_architecture) and
@@ -562,6 +565,9 @@ AD_API nn_model *nn_model_from_architecture(const char *json, int64_t batch, ad_
  * AD_EFORMAT, AD_EMISMATCH (tensors that do not fit).
  */
 AD_API nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err);
+/** The same, taking all memory of the model and of reading the file from alloc(ud, ...). */
+AD_API nn_model *nn_model_load_with(const char *path, int64_t batch, ad_alloc_fn alloc, void *ud,
+                                    ad_error *err);
 
 /* Layers of a nn_model_new model. Each returns its output node, or NULL
  * (the message in ad_graph_error and nn_model_error). */

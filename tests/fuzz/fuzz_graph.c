@@ -1,9 +1,12 @@
 /* libFuzzer target: fuzz bytes become a random sequence of autodiff API calls
- * (random ops from the registry, shapes, axes, NULL operands, backward,
- * replay, resize, rewind, allocation failure). Every call must either
- * succeed with finite values (anomaly mode is on, so a non-finite result is
- * an error, not a success) or leave an error message; nothing may crash or
- * leak. */
+ * (random ops from the registry, shapes of up to 5 axes, axes and integer
+ * parameters from small to extreme (INT64_MIN ... INT64_MAX), NULL operands,
+ * the public constructors of the shape, reduction, convolution and pooling
+ * ops with arbitrary options, backward, replay, resize, rewind, allocation
+ * failure). Every call must either succeed with finite values (anomaly mode
+ * is on, so a non-finite result is an error, not a success) or leave an
+ * error message; nothing may crash or leak. */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +31,34 @@ static int take_or(bytes *b, int dflt)
 {
     int v = take(b);
     return v < 0 ? dflt : v;
+}
+
+/* An integer parameter: mostly small (-2 ... 3, the interesting range of
+ * axes, strides and paddings), sometimes extreme. */
+static int64_t take_int(bytes *b, int dflt)
+{
+    static const int64_t extreme[] = {INT64_MAX,
+                                      INT64_MIN,
+                                      INT32_MAX,
+                                      INT32_MIN,
+                                      (int64_t)1 << 31,
+                                      (int64_t)1 << 62,
+                                      -((int64_t)1 << 62),
+                                      4096,
+                                      AD_ALL,
+                                      -7,
+                                      64};
+    int v = take_or(b, dflt);
+    if (v < 245)
+        return v % 6 - 2;
+    return extreme[(v - 245) % (int)(sizeof extreme / sizeof extreme[0])];
+}
+
+/* The same clipped to int (the public constructors' option fields). */
+static int take_cint(bytes *b, int dflt)
+{
+    int64_t v = take_int(b, dflt);
+    return v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : (int)v;
 }
 
 typedef struct {
@@ -74,6 +105,85 @@ static void check_result(ad_graph *g, ad_node *r, int had_null)
     ad_graph_clear_error(g);
 }
 
+/* The public constructors of the shape, keepdims-reduction, convolution and
+ * pooling ops, called as a user would, with options from the bytes. */
+static ad_node *public_op(bytes *b, int which, ad_node *a, ad_node *o)
+{
+    int axis = take_cint(b, 0);
+    switch (which) {
+    case 0:
+    case 1: {
+        ad_conv_opts co = {{take_cint(b, 1), take_cint(b, 1)},
+                           {take_cint(b, 2), take_cint(b, 2)},
+                           {take_cint(b, 1), take_cint(b, 1)},
+                           take_cint(b, 1)};
+        int dflt = take_or(b, 0) & 1;
+        return which == 0 ? ad_conv1d(a, o, dflt ? NULL : &co) : ad_conv2d(a, o, dflt ? NULL : &co);
+    }
+    case 2:
+    case 3:
+    case 4:
+    case 5: {
+        ad_pool_opts po = {{take_cint(b, 3), take_cint(b, 3)},
+                           {take_cint(b, 2), take_cint(b, 2)},
+                           {take_cint(b, 2), take_cint(b, 2)}};
+        ad_pool_opts *p = take_or(b, 0) == 255 ? NULL : &po;
+        return which == 2   ? ad_max_pool1d(a, p)
+               : which == 3 ? ad_max_pool2d(a, p)
+               : which == 4 ? ad_avg_pool1d(a, p)
+                            : ad_avg_pool2d(a, p);
+    }
+    case 6:
+        return ad_take(a, o, axis);
+    case 7: {
+        int axes[AD_MAX_DIMS];
+        for (int k = 0; k < AD_MAX_DIMS; k++)
+            axes[k] = take_cint(b, 2);
+        return ad_permute(a, axes);
+    }
+    case 8:
+        return ad_pad(a, axis, take_int(b, 3), take_int(b, 3),
+                      ((double)take_or(b, 128) - 128.0) / 16.0);
+    case 9:
+        return ad_slice_step(a, axis, take_int(b, 2), take_int(b, 3), take_int(b, 3));
+    case 10:
+        return take_or(b, 0) & 1 ? ad_squeeze(a, axis) : ad_unsqueeze(a, axis);
+    case 11:
+        switch (take_or(b, 0) % 5) {
+        case 0:
+            return ad_sum_keepdims(a, axis);
+        case 1:
+            return ad_mean_keepdims(a, axis);
+        case 2:
+            return ad_max_keepdims(a, axis);
+        case 3:
+            return ad_min_keepdims(a, axis);
+        default:
+            return ad_logsumexp_keepdims(a, axis);
+        }
+    case 12: {
+        int64_t shape[AD_MAX_DIMS];
+        int nd = take_or(b, 2) % 6;
+        double product = 1; /* a valid but large target only costs time */
+        for (int k = 0; k < nd; k++) {
+            shape[k] = take_int(b, 4);
+            product *= shape[k] > 0 && shape[k] <= 4096 ? (double)shape[k] : 1.0;
+        }
+        if (product > 65536)
+            return a; /* skipped */
+        return take_or(b, 0) & 1 ? ad_reshape(a, nd, shape) : ad_broadcast_to(a, nd, shape);
+    }
+    case 13: {
+        ad_node *parts[3] = {a, o, take_or(b, 0) == 255 ? NULL : a};
+        return ad_concat(1 + take_or(b, 0) % 3, parts, axis);
+    }
+    case 14:
+        return ad_slice(a, axis, take_int(b, 2), take_int(b, 3));
+    default:
+        return ad_one_hot(a, take_int(b, 3));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -95,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* a few leaves */
     int nleaves = 1 + take_or(&b, 0) % 4;
     for (int i = 0; i < nleaves && npool < POOL; i++) {
-        int nd = take_or(&b, 1) % 4;
+        int v = take_or(&b, 1), nd = v < 248 ? v % 4 : 4 + v % 2; /* 0 to 5 axes */
         int64_t shape[AD_MAX_DIMS];
         for (int d = 0; d < nd; d++)
             shape[d] = take_or(&b, 2) % 4;
@@ -126,6 +236,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int step = 0; step < 64 && b.n > 0; step++) {
         int action = take_or(&b, 0);
         ad_node *a = pool[take_or(&b, 0) % npool];
+        if (action >= 240) { /* a public constructor with arbitrary options */
+            ad_node *o = pool[take_or(&b, 0) % npool];
+            ad_node *r = public_op(&b, action - 240, a, o);
+            check_result(g, r, 0);
+            if (r && r->numel <= 256) {
+                int slot = npool < POOL ? npool++ : take_or(&b, 0) % POOL;
+                pool[slot] = r;
+                pool_id[slot] = r->id;
+            }
+            continue;
+        }
         switch (action % 8) {
         case 0:
         case 1:
@@ -145,7 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             ((double)take_or(&b, 160) - 128.0) / 32.0};
             int64_t ip[AD_MAX_IPARAMS];
             for (int k = 0; k < AD_MAX_IPARAMS; k++)
-                ip[k] = (int64_t)take_or(&b, 1) % 6 - 2;
+                ip[k] = take_int(&b, 1);
             ip[0] = (ip[0] == 3) ? AD_ALL : ip[0];
             ad_node *r = ad_op_apply(op, nin, in, fp, 2, ip, AD_MAX_IPARAMS);
             if (ad_op_kind_of(op) == AD_KIND_LEAF || nin < 1)
