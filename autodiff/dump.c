@@ -1876,11 +1876,32 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
             grad[j] = gn ? val(gn, j) : 0;
         int64_t nfd = (flags & AD_TRACE_CHECK) ? (v->numel < 64 ? v->numel : 64) : 0;
         double maxdiff = 0;
+        /* the gradient check's verdict on the element furthest off: a kink
+           or a jump there (ad_smoothness_at, the registry's rule) or a
+           mismatch where the function is smooth */
+        int64_t off = -1, worst_kind = AD_SMOOTH;
+        const ad_node *where = NULL;
         for (int64_t j = 0; j < nfd; j++) {
             fd[j] = ad_finite_difference(loss, v, j, 0);
             double d = fabs(fd[j] - grad[j]);
             maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+            if (!ad_gradcheck_agree(g, grad[j], fd[j])) {
+                const ad_node *w = NULL;
+                int kind = ad_smoothness_at(loss, v, j, 0, &w);
+                if (off < 0 || (kind == AD_SMOOTH && worst_kind != AD_SMOOTH)) {
+                    off = j;
+                    worst_kind = kind;
+                    where = w;
+                }
+            }
         }
+        char verdict[TEXT_LEN] = "";
+        if (off >= 0 && worst_kind == AD_SMOOTH)
+            snprintf(verdict, sizeof verdict, "MISMATCH");
+        else if (off >= 0 && where)
+            snprintf(verdict, sizeof verdict, "%s of %s at %s, expected there",
+                     worst_kind == AD_KINK ? "kink" : "discontinuity", ad_ops[where->op].name,
+                     sym(&c, g->nodes[c.alias[where->id]]));
         if (json) {
             fprintf(out, "%s\n    {\"name\": ", nl ? "," : "");
             json_str(out, sym(&c, v));
@@ -1893,6 +1914,11 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
                 json_values(out, fd, nfd, v->numel == 1);
                 fprintf(out, ", \"max_abs_diff\": ");
                 json_num(out, maxdiff);
+                fprintf(out, ", \"check\": \"%s\"",
+                        off < 0                   ? "pass"
+                        : worst_kind == AD_SMOOTH ? "mismatch"
+                        : worst_kind == AD_KINK   ? "kink"
+                                                  : "discontinuity");
             }
             fputc('}', out);
         } else {
@@ -1902,8 +1928,8 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
             if (nfd) {
                 fmt_values(fs, sizeof fs, v, fd, nfd, c.prec);
                 fmt_num(ds, sizeof ds, maxdiff, 2);
-                fprintf(out, "   finite difference %s%s (|diff| %s)", fs,
-                        nfd < v->numel ? " (first 64)" : "", ds);
+                fprintf(out, "   finite difference %s%s (|diff| %s)%s%s", fs,
+                        nfd < v->numel ? " (first 64)" : "", ds, *verdict ? ": " : "", verdict);
             }
             fputc('\n', out);
         }
@@ -1923,6 +1949,26 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         return -1;
     }
     return g->has_error ? -1 : 0;
+}
+
+int ad_dump_symbol(ad_node *loss, const ad_node *n, char *buf, size_t size)
+{
+    if (!loss || !n || !buf || size == 0) {
+        if (loss)
+            ad_fail(loss->g, "ad_dump_symbol: %s", !n ? "no node" : "no buffer");
+        return -1;
+    }
+    ad_graph *g = loss->g;
+    if (n->g != g || n->id >= g->nnodes) {
+        ad_fail(g, "ad_dump_symbol: the node belongs to another graph");
+        return -1;
+    }
+    ctx c;
+    if (!ctx_init(&c, g, loss, loss, 6))
+        return -1;
+    copy_utf8(buf, size, sym(&c, g->nodes[c.alias[n->id]]));
+    ctx_free_all(&c);
+    return 0;
 }
 
 /* ------------------------------------------- the model, for dump_html.c */

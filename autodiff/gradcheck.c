@@ -213,6 +213,13 @@ static int classify(ad_node *leaf, int64_t i, double eps, const ad_replay *plan,
 
 static double default_eps(const ad_graph *g) { return g->dtype == AD_F32 ? F32_EPS : F64_EPS; }
 
+bool ad_gradcheck_agree(const ad_graph *g, double analytic, double numeric)
+{
+    const bool f32 = g->dtype == AD_F32;
+    double atol = f32 ? F32_ATOL : F64_ATOL, rtol = f32 ? F32_RTOL : F64_RTOL;
+    return fabs(analytic - numeric) <= atol + rtol * fabs(numeric);
+}
+
 /* Common argument checks of the estimator and the gradient check. */
 static bool check_loss_leaf(ad_node *loss, ad_node *leaf, const char *fn, const char *what)
 {

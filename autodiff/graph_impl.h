@@ -224,6 +224,9 @@ typedef struct {
     int64_t n;
 } ad_replay;
 bool ad_replay_plan(ad_node *src, ad_node *dst, ad_replay *p, const char *fn);
+/* gradcheck.c: does an analytic derivative agree with a finite difference
+   within ad_gradcheck's default tolerance for g's dtype? (the trace's check) */
+bool ad_gradcheck_agree(const ad_graph *g, double analytic, double numeric);
 bool ad_replay_run(ad_graph *g, const ad_replay *p);
 void ad_replay_free(ad_graph *g, ad_replay *p);
 

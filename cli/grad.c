@@ -389,31 +389,19 @@ static ad_node *build(const options *o, ad_graph **gp, cr_var *vars, bool anomal
     return ad_graph_error(g) ? NULL : cr_expr_parse(g, o->expr, vars, o->nvars, err);
 }
 
-/* The dumps' name of node i: its own, or t1, t2, ... for unnamed forward
-   nodes in creation order (as ad_dump_dot names them). */
-static void node_label(const ad_graph *g, int64_t at, char *buf, size_t size)
+/* The node's name as the trace and pictures of output f give it (the
+   library's naming: ad_dump_symbol). */
+static void node_label(ad_node *f, const ad_node *n, char *buf, size_t size)
 {
-    int op_const = ad_op_find("const");
-    long long t = 0;
-    for (int64_t i = 0; i <= at; i++) {
-        const ad_node *v = ad_graph_node(g, i);
-        if (ad_node_is_backward(v) || *ad_node_name(v) ||
-            (ad_node_op(v) == op_const && ad_numel(v) == 1))
-            continue;
-        t++;
-    }
-    const ad_node *n = ad_graph_node(g, at);
-    if (*ad_node_name(n))
-        snprintf(buf, size, "%s", ad_node_name(n));
-    else
-        snprintf(buf, size, "t%lld", t);
+    if (ad_dump_symbol(f, n, buf, size) != 0)
+        snprintf(buf, size, "node %lld", (long long)ad_node_id(n));
 }
 
 /* Names the first op whose value (forward) or whose input's gradient
    (backward) is not finite: op, input values, the registry's domain, node. */
 static double grad_value(ad_node *v);
 
-static void report_anomaly(ad_graph *g)
+static void report_anomaly(ad_graph *g, ad_node *f)
 {
     int64_t count = ad_graph_size(g), bad = -1;
     bool backward = false;
@@ -443,7 +431,7 @@ static void report_anomaly(ad_graph *g)
     }
     ad_node *n = ad_graph_node(g, bad);
     char where[128], inputs[256] = "";
-    node_label(g, bad, where, sizeof where);
+    node_label(f, n, where, sizeof where);
     int len = 0, nin = ad_node_ninputs(n);
     for (int k = 0; k < nin && len < (int)sizeof inputs; k++)
         len += snprintf(inputs + len, sizeof inputs - (size_t)len, "%s%g", k ? ", " : "",
@@ -600,7 +588,7 @@ static void print_json(const options *o, ad_node *f, double value, const double 
             if (vc[i].kind == AD_SMOOTH)
                 continue;
             char where[128];
-            node_label(ad_node_graph(f), ad_node_id(vc[i].where), where, sizeof where);
+            node_label(f, vc[i].where, where, sizeof where);
             json_key(k++, o->names[i]);
             printf("{\"kind\": \"%s\", \"op\": ", kind_name(vc[i].kind));
             json_string(ad_op_name(ad_node_op(vc[i].where)));
@@ -613,7 +601,7 @@ static void print_json(const options *o, ad_node *f, double value, const double 
     if (o->trace) {
         printf(", \"trace\": ");
         fflush(stdout);
-        if (ad_trace(f, stdout, AD_TRACE_JSON) != 0) {
+        if (ad_trace(f, stdout, AD_TRACE_JSON | (vc ? AD_TRACE_CHECK : 0)) != 0) {
             fprintf(stderr, "chainrule grad: %s\n", ad_graph_error(ad_node_graph(f)));
             *rc = 1;
         }
@@ -639,7 +627,7 @@ static void print_text(const options *o, ad_node *f, double value, const double 
                 printf(": MISMATCH");
             else if (vc[i].kind != AD_SMOOTH) {
                 char where[128];
-                node_label(ad_node_graph(f), ad_node_id(vc[i].where), where, sizeof where);
+                node_label(f, vc[i].where, where, sizeof where);
                 printf(": %s of %s at %s (%s), expected there", kind_name(vc[i].kind),
                        ad_op_name(ad_node_op(vc[i].where)), where,
                        vc[i].kind == AD_KINK ? "the slope jumps"
@@ -707,7 +695,7 @@ static int run(const options *o)
         return code;
     }
     if (anomaly) {
-        report_anomaly(g);
+        report_anomaly(g, f);
         rc = 1;
     }
     double value = ad_item(f);

@@ -193,6 +193,12 @@ Test(grad_cli, check_labels_kinks_and_discontinuities)
     cr_assert_eq(r.status, 0, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "discontinuity of sign at t1"), "%s", r.out);
 
+    /* the trace's check says the same, from the same library calls */
+    r = run(NULL, "'relu(x)' x=0 --trace --check");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "  ∂L/∂x = 0   finite difference 0.5 (|diff| 0.5): kink of "
+                                     "relu at t1, expected there\n"),
+                       "%s", r.out);
     /* away from the kink, nothing to explain */
     r = run(NULL, "'relu(x)' x=0.5 --check");
     cr_assert_eq(r.status, 0, "%s", r.out);

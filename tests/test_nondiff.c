@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "chainrule/autodiff.h"
+#include "chainrule/dump.h"
 
 static ad_smoothness at(const char *op, double a0, double b0)
 {
@@ -160,5 +161,75 @@ Test(nondiff, gradcheck_verdict)
     cr_assert_eq(r.nondifferentiable, 2);
     cr_assert_eq(r.worst_leaf, y);
     cr_assert_eq(ad_smoothness_at(wrong, y, 0, 0, NULL), AD_SMOOTH, "a real mismatch");
+    ad_graph_free(g);
+}
+
+/* The trace's check uses the same classification as ad_gradcheck. */
+static char *trace_of(ad_node *loss, unsigned flags)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(ad_trace(loss, f, flags), 0, "%s", ad_graph_error(ad_node_graph(loss)));
+    fclose(f);
+    return buf;
+}
+
+Test(nondiff, trace_check_labels_the_leaves)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0, "x"), *y = ad_scalar(g, 3, "y"), *z = ad_scalar(g, 0, "z");
+    ad_node *r = ad_relu(x);                 /* t1 */
+    ad_node *d = ad_detach(y);               /* t2 */
+    ad_node *yd = ad_mul(y, d);              /* t3 */
+    ad_node *sum = ad_add(r, yd);            /* t4 */
+    ad_node *loss = ad_add(sum, ad_step(z)); /* t5, t6 */
+    cr_assert_eq(ad_backward(loss), 0);
+    char *t = trace_of(loss, AD_TRACE_CHECK);
+    cr_assert_not_null(strstr(t, "  ∂L/∂x = 0   finite difference 0.5 (|diff| 0.5): kink of relu "
+                                 "at t1, expected there\n"),
+                       "%s", t);
+    cr_assert_not_null(strstr(t, "  ∂L/∂y = 3   finite difference 6 (|diff| 3): MISMATCH\n"), "%s",
+                       t);
+    cr_assert_not_null(strstr(t, "finite difference 500000 (|diff| 5e+05): discontinuity of step "
+                                 "at t5, expected there\n"),
+                       "%s", t);
+    free(t);
+    t = trace_of(loss, AD_TRACE_CHECK | AD_TRACE_JSON);
+    cr_assert_not_null(strstr(t, "\"check\": \"kink\""), "%s", t);
+    cr_assert_not_null(strstr(t, "\"check\": \"mismatch\""), "%s", t);
+    cr_assert_not_null(strstr(t, "\"check\": \"discontinuity\""), "%s", t);
+    free(t);
+    ad_graph_free(g);
+}
+
+/* The dumps' names, through the library (chainrule grad's messages use it). */
+Test(nondiff, dump_symbol)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 0.5, "x"), *w = ad_scalar(g, 2, "w");
+    ad_node *t1 = ad_mul(x, w);
+    ad_node *n = ad_add(t1, ad_const_scalar(g, 1, NULL));
+    ad_node_set_name(n, "n");
+    ad_node *o = ad_tanh(n);
+    char buf[64];
+    cr_assert_eq(ad_dump_symbol(o, t1, buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, "t1");
+    cr_assert_eq(ad_dump_symbol(o, n, buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, "n");
+    cr_assert_eq(ad_dump_symbol(o, o, buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, "t2");
+    cr_assert_eq(ad_dump_symbol(o, ad_node_input(n, 1), buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, "1", "an unnamed scalar constant is its value");
+    cr_assert_eq(ad_dump_symbol(o, x, buf, 1), 0);
+    cr_assert_str_eq(buf, "", "cut to the buffer");
+    cr_assert_eq(ad_dump_symbol(o, NULL, buf, sizeof buf), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_dump_symbol: no node");
+    ad_graph *h = ad_graph_new(AD_F64);
+    ad_node *other = ad_scalar(h, 1, "other");
+    ad_graph_clear_error(g);
+    cr_assert_eq(ad_dump_symbol(o, other, buf, sizeof buf), -1);
+    cr_assert_str_eq(ad_graph_error(g), "ad_dump_symbol: the node belongs to another graph");
+    ad_graph_free(h);
     ad_graph_free(g);
 }

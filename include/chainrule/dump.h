@@ -159,6 +159,18 @@ AD_API int ad_dump_render_opts(ad_graph *g, ad_node *output, const char *format,
  */
 AD_API int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags);
 
+/**
+ * The name the dumps and the trace give node n of loss's graph, into buf
+ * (NUL-terminated, cut at a character boundary): its own name, t1, t2, ...
+ * for unnamed forward results in creation order, the value of an unnamed
+ * scalar constant, ∂y/∂x for gradients, g₁, g₂, ... for other backward
+ * nodes; a node the pictures fold into another has that one's name. loss
+ * is the output the names are given for (as in ad_trace). `chainrule grad`
+ * names nodes in its messages with it. 0, or -1 with the graph's error set
+ * (NULL arguments, a node of another graph, out of memory).
+ */
+AD_API int ad_dump_symbol(ad_node *loss, const ad_node *n, char *buf, size_t size);
+
 /** Flags of ad_trace. */
 enum {
     AD_TRACE_JSON = 1u << 0,  /**< JSON instead of text */
@@ -178,7 +190,11 @@ enum {
  * first). With AD_TRACE_CHECK the first 64 elements of each leaf get a
  * central finite-difference estimate from ad_finite_difference (the
  * estimator ad_gradcheck uses; every value is bit-identical afterwards and
- * dropout masks are not redrawn). JSON output is one object:
+ * dropout masks are not redrawn); a leaf with an element outside
+ * ad_gradcheck's default tolerance is labelled as ad_gradcheck judges it:
+ * "kink of relu at t1, expected there" or "discontinuity of step at ..."
+ * (ad_smoothness_at), else "MISMATCH" (JSON: "check": "pass", "kink",
+ * "discontinuity" or "mismatch"). JSON output is one object:
  * `{"loss": ..., "value": V, "steps": [...], "leaves": [...]}`.
  *
  * Returns 0, or -1 with the graph's sticky error set (NULL arguments, a loss
