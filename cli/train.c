@@ -14,6 +14,7 @@
  * train_ckpt.c's, the report train_report.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -39,105 +40,66 @@ void cr_set_threads(int threads) { ad_set_threads(threads); }
 void cr_run_defaults(cr_run *run)
 {
     memset(run, 0, sizeof *run);
-    run->nwidths = 4;
-    run->widths[0] = 784;
-    run->widths[1] = 300;
-    run->widths[2] = 100;
-    run->widths[3] = 10;
+    run->model = "mlp";
+    run->nhidden = 2;
+    run->hidden[0] = 300;
+    run->hidden[1] = 100;
     run->activation = NN_ACT_RELU;
     run->dtype = AD_F32;
-    snprintf(run->optimizer, sizeof run->optimizer, "sgd");
     run->optim = nn_optim_defaults(NN_OPT_SGD);
-    run->schedule = NN_SCHED_CONSTANT;
-    run->gamma = 0.9;
-    run->batch = 32;
-    run->seed = 42;
-    run->subset = 0;
-    run->val = 5000;
-    run->input_scale = 255.0f;
-    run->epochs = 20;
+    nn_run_init(&run->r);
+    snprintf(run->r.optimizer, sizeof run->r.optimizer, "sgd");
+    run->r.lr = run->optim.lr;
+    run->r.schedule = NN_SCHED_CONSTANT;
+    run->r.gamma = 0.9;
+    run->r.batch = 32;
+    run->r.seed = 42;
+    run->r.subset = 0;
+    run->r.val = 5000;
+    run->r.input_scale = 255.0;
+    run->r.epochs = 20;
     /* class names come with the data (load_train_data) or --class-names */
 }
 
 void cr_run_finish(cr_run *run)
 {
-    if (!run)
-        return;
-    cr_history_free(&run->history);
-    free(run->class_names);
-    run->class_names = NULL;
-    run->nclasses = 0;
+    if (run)
+        nn_run_finish(&run->r);
 }
 
-int cr_run_resize_classes(cr_run *run, int n)
+/* "bad --model: column 14: ...", the list and a caret under the column. */
+static void spec_error(char *err, size_t errlen, const char *what, const char *spec,
+                       const ad_error *e, int column)
 {
-    void *p = realloc(run->class_names, (size_t)(n > 0 ? n : 1) * sizeof *run->class_names);
-    if (!p)
-        return -1;
-    run->class_names = p;
-    for (int k = run->nclasses; k < n; k++)
-        run->class_names[k][0] = '\0';
-    run->nclasses = n;
-    return 0;
+    const char *msg = e->message;
+    if (strncmp(msg, "nn_model_from_spec: ", 20) == 0)
+        msg += 20;
+    if (column > 0)
+        snprintf(err, errlen, "%s: %s\n  %s\n  %*s^", what, msg, spec, column - 1, "");
+    else
+        snprintf(err, errlen, "%s: %s", what, msg);
 }
 
-int cr_run_parse_class_names(cr_run *run, const char *list, char *why, size_t whylen)
+nn_model *cr_run_build_model(const cr_run *run, int ndim, const int64_t *shape, int64_t outputs,
+                             char *err, size_t errlen)
 {
-    int count = 1;
-    for (const char *p = list; *p; p++)
-        count += *p == ',';
-    if (count > IO_DATA_MAX_CLASSES) {
-        snprintf(why, whylen, "%d names, more than %d classes", count, IO_DATA_MAX_CLASSES);
-        return -1;
-    }
-    if (cr_run_resize_classes(run, count) != 0) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    const char *p = list;
-    for (int k = 0; k < count; k++) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= CR_CLASS_NAME_MAX) {
-            snprintf(why, whylen, "each name needs 1 to %d characters", CR_CLASS_NAME_MAX - 1);
-            return -1;
+    char mlp[CR_SPEC_MAX];
+    const char *spec = run->model;
+    if (strcmp(spec, "mlp") == 0) {
+        if (nn_mlp_spec(run->nhidden, run->hidden, run->activation, outputs, mlp, sizeof mlp)) {
+            snprintf(err, errlen, "cannot build the model: too many hidden layers");
+            return NULL;
         }
-        for (size_t i = 0; i < len; i++)
-            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
-                snprintf(why, whylen, "name %d has a control character (byte 0x%02x)", k + 1,
-                         (unsigned char)p[i]);
-                return -1;
-            }
-        memcpy(run->class_names[k], p, len);
-        run->class_names[k][len] = '\0';
-        p = comma ? comma + 1 : p + len;
+        spec = mlp;
     }
-    return 0;
-}
-
-void cr_run_widths_string(const cr_run *run, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < run->nwidths && used < size; i++) {
-        int k =
-            snprintf(buf + used, size - used, "%s%lld", i ? "-" : "", (long long)run->widths[i]);
-        if (k < 0)
-            break;
-        used += (size_t)k;
-    }
-}
-
-nn_model *cr_run_build_model(const cr_run *run, char *err, size_t errlen)
-{
-    nn_activation acts[CR_MAX_WIDTHS];
-    for (int i = 0; i + 1 < run->nwidths; i++)
-        acts[i] = i + 2 < run->nwidths ? run->activation : NN_ACT_IDENTITY;
-    ad_error aerr;
-    nn_model *m = nn_mlp_new(run->dtype, run->nwidths, run->widths, acts, NN_LOSS_CROSS_ENTROPY,
-                             run->batch, run->seed, &aerr);
+    nn_spec_options so = {run->dtype,   ndim,       {0, 0, 0}, outputs, NN_LOSS_CROSS_ENTROPY,
+                          run->r.batch, run->r.seed};
+    memcpy(so.shape, shape, (size_t)ndim * sizeof *shape);
+    ad_error e;
+    int column;
+    nn_model *m = nn_model_from_spec(spec, &so, &e, &column);
     if (!m)
-        snprintf(err, errlen, "cannot build the model: %s", aerr.message);
+        spec_error(err, errlen, "cannot build --model", spec, &e, column);
     return m;
 }
 
@@ -150,6 +112,45 @@ nn_optimizer *cr_run_create_optimizer(const cr_run *run, nn_model *m, char *err,
     return o;
 }
 
+void cr_model_text(const nn_model *m, char *buf, size_t size)
+{
+    /* a perceptron (as --hidden and --activation make) by its widths */
+    int64_t hidden[CR_MAX_HIDDEN];
+    int nhidden = 0, nlayers = nn_model_layer_count(m);
+    nn_activation act = NN_ACT_IDENTITY;
+    bool mlp = ad_ndim(nn_model_input(m)) == 2;
+    for (int i = 0; mlp && i < nlayers; i++) {
+        nn_layer_info li;
+        nn_model_layer_info(m, i, &li);
+        bool last = i + 1 == nlayers;
+        if (li.kind == NN_LAYER_DENSE && !last) {
+            mlp = nhidden < CR_MAX_HIDDEN;
+            if (mlp)
+                hidden[nhidden++] = li.units;
+        } else if (li.kind == NN_LAYER_ACTIVATION && i > 0 && !last) {
+            mlp = act == NN_ACT_IDENTITY || act == li.act;
+            act = li.act;
+        } else {
+            mlp = last && li.kind == NN_LAYER_DENSE;
+        }
+    }
+    char want[CR_SPEC_MAX], have[CR_SPEC_MAX];
+    int64_t outputs = nn_model_out_features(m);
+    if (nn_model_spec(m, have, sizeof have) != 0)
+        snprintf(have, sizeof have, "(no architecture)");
+    if (mlp && nn_mlp_spec(nhidden, hidden, act, outputs, want, sizeof want) == 0 &&
+        strcmp(want, have) == 0) {
+        size_t used = (size_t)snprintf(buf, size, "%lld", (long long)nn_model_in_features(m));
+        for (int i = 0; i < nhidden && used < size; i++)
+            used += (size_t)snprintf(buf + used, size - used, "-%lld", (long long)hidden[i]);
+        if (used < size)
+            snprintf(buf + used, size - used, "-%lld, %s hidden", (long long)outputs,
+                     nhidden ? nn_activation_name(act) : "no");
+        return;
+    }
+    snprintf(buf, size, "%s", have);
+}
+
 /* ----------------------------------------------------------------- options */
 
 enum {
@@ -157,6 +158,7 @@ enum {
     OPT_SUBSET,
     OPT_VAL,
     OPT_CLASS_NAMES,
+    OPT_MODEL,
     OPT_HIDDEN,
     OPT_ACTIVATION,
     OPT_DTYPE,
@@ -185,6 +187,7 @@ static const cr_opt train_opts[] = {
     {"subset", OPT_SUBSET, true},
     {"val", OPT_VAL, true},
     {"class-names", OPT_CLASS_NAMES, true},
+    {"model", OPT_MODEL, true},
     {"hidden", OPT_HIDDEN, true},
     {"activation", OPT_ACTIVATION, true},
     {"dtype", OPT_DTYPE, true},
@@ -214,7 +217,8 @@ static void train_help(FILE *out)
     fprintf(out,
 "usage: chainrule train [OPTIONS]\n"
 "\n"
-"Trains a multi-layer perceptron classifier on images in MNIST-layout IDX files.\n"
+"Trains a classifier on images in MNIST-layout IDX files: a multi-layer perceptron,\n"
+"a convolutional network or any list of layers (--model).\n"
 "With no options: the network of Geron's Hands-On ML, chapter 10, on Fashion-MNIST:\n"
 "784-300-100-10, ReLU hidden layers, softmax cross-entropy, SGD with learning rate\n"
 "0.01, mini-batches of 32, 20 epochs, pixels scaled to [0, 1], f32. The first 5,000\n"
@@ -231,11 +235,21 @@ static void train_help(FILE *out)
 "                      0 for none [5000]\n"
 "  --class-names LIST  comma-separated class names for the reports [Fashion-MNIST's]\n"
 "model:\n"
-"  --hidden LIST       hidden layer widths, e.g. 300,100; 'none' for softmax regression\n"
-"                      [300,100]\n"
-"  --activation NAME   of the hidden layers: relu, leaky_relu, elu, selu, tanh, sigmoid,\n"
-"                      softplus, identity, step_st, sign_st [relu]\n"
+"  --model SPEC        a preset, mlp (the perceptron of --hidden and --activation) or\n"
+"                      cnn (conv2d(32,3,pad=1),relu,maxpool2d(2),conv2d(64,3,pad=1),relu,\n"
+"                      maxpool2d(2),flatten,dense(128),relu,dropout(0.25),dense(10)), or\n"
+"                      a list of layers: dense(units), conv2d(channels,kernel,stride=,\n"
+"                      pad=,dilation=,groups=,bias=), maxpool2d(k), avgpool2d(k), flatten,\n"
+"                      globalavgpool, dropout(rate), batchnorm, layernorm, relu, tanh,\n"
+"                      ...; images keep their (1,28,28) shape when the first layer is\n"
+"                      2-d (grammar: man chainrule, docs/training.md) [mlp]\n"
+"  --hidden LIST       hidden layer widths of the mlp, e.g. 300,100; 'none' for softmax\n"
+"                      regression [300,100]\n"
+"  --activation NAME   of the mlp's hidden layers: relu, leaky_relu, elu, selu, tanh,\n"
+"                      sigmoid, softplus, identity, step_st, sign_st [relu]\n"
 "  --dtype f32|f64     floating-point type of weights and arithmetic [f32]\n"
+    );
+    fprintf(out,
 "training:\n"
 "  --optimizer NAME    sgd, momentum (SGD with momentum 0.9), nesterov, adam, adamw,\n"
 "                      rmsprop, adagrad (PyTorch's update rules) [sgd]\n"
@@ -273,6 +287,7 @@ static void train_help(FILE *out)
 "\n"
 "examples:\n"
 "  chainrule train --epochs 2 --subset 20000\n"
+"  chainrule train --model cnn --optimizer adam --lr 0.001 --epochs 1\n"
 "  chainrule train --optimizer adam --save model.safetensors --plot run.svg\n"
 "  chainrule train --resume model.safetensors --epochs 30\n");
     /* clang-format on */
@@ -434,8 +449,6 @@ typedef struct {
     bool given[OPT_COUNT];
     const char *value[OPT_COUNT]; /* as typed, for messages */
     cr_run run;                   /* the options applied to the defaults */
-    int64_t hidden[CR_MAX_WIDTHS];
-    int nhidden;
     bool class_names_given;
 } train_options;
 
@@ -443,8 +456,8 @@ typedef struct {
 static int set_optimizer(train_options *o, const char *cmd)
 {
     cr_run *run = &o->run;
-    char name[sizeof run->optimizer];
-    const char *given = o->given[OPT_OPTIMIZER] ? o->value[OPT_OPTIMIZER] : run->optimizer;
+    char name[sizeof run->r.optimizer];
+    const char *given = o->given[OPT_OPTIMIZER] ? o->value[OPT_OPTIMIZER] : run->r.optimizer;
     if (strlen(given) >= sizeof name)
         return cr_usage_error(cmd, "unknown optimizer '%s'", given);
     snprintf(name, sizeof name, "%s", given);
@@ -454,7 +467,7 @@ static int set_optimizer(train_options *o, const char *cmd)
                               "unknown optimizer '%s' (sgd, momentum, nesterov, adam, adamw, "
                               "rmsprop, adagrad)",
                               name);
-    snprintf(run->optimizer, sizeof run->optimizer, "%s", name);
+    snprintf(run->r.optimizer, sizeof run->r.optimizer, "%s", name);
     run->optim = nn_optim_defaults((nn_optim_kind)kind);
     if (strcmp(name, "momentum") == 0 || strcmp(name, "nesterov") == 0)
         run->optim.momentum = 0.9;
@@ -484,6 +497,7 @@ static int set_optimizer(train_options *o, const char *cmd)
                                   o->value[OPT_WEIGHT_DECAY]);
         run->optim.weight_decay = v;
     }
+    run->r.lr = run->optim.lr;
     return 0;
 }
 
@@ -493,9 +507,6 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     const char *cmd = "train";
     memset(o, 0, sizeof *o);
     cr_run_defaults(&o->run);
-    o->nhidden = 2;
-    o->hidden[0] = 300;
-    o->hidden[1] = 100;
     int npositional;
     int status =
         cr_parse_options(cmd, argc, argv, train_opts, o->given, o->value, NULL, 0, &npositional);
@@ -517,24 +528,46 @@ static int parse_train_options(int argc, char **argv, train_options *o)
         if (!parse_int(o->value[OPT_SUBSET], 1, INT64_MAX, &n))
             return cr_usage_error(cmd, "bad value '%s' for --subset: must be an integer >= 1",
                                   o->value[OPT_SUBSET]);
-        run->subset = n;
+        run->r.subset = n;
     }
     if (o->given[OPT_VAL]) {
         if (!parse_int(o->value[OPT_VAL], 0, INT64_MAX, &n))
             return cr_usage_error(cmd, "bad value '%s' for --val: must be an integer >= 0",
                                   o->value[OPT_VAL]);
-        run->val = n;
+        run->r.val = n;
     }
     if (o->given[OPT_CLASS_NAMES]) {
-        if (cr_run_parse_class_names(run, o->value[OPT_CLASS_NAMES], why, sizeof why) != 0)
+        ad_error e;
+        if (nn_run_set_class_names(&run->r, o->value[OPT_CLASS_NAMES], &e) != 0)
             return cr_usage_error(cmd, "bad value '%s' for --class-names: %s",
-                                  o->value[OPT_CLASS_NAMES], why);
+                                  o->value[OPT_CLASS_NAMES], e.message);
         o->class_names_given = true;
     }
+    if (o->given[OPT_MODEL]) {
+        const char *spec = o->value[OPT_MODEL];
+        ad_error e;
+        int column;
+        if (nn_spec_check(spec, &e, &column) != 0) {
+            char msg[CR_ERR_MAX];
+            spec_error(msg, sizeof msg, "bad value for --model", spec, &e, column);
+            fprintf(stderr, "chainrule %s: %s\n", cmd, msg);
+            return 2;
+        }
+        size_t lead = strspn(spec, " \t");
+        run->model =
+            strncmp(spec + lead, "mlp", 3) == 0 && !spec[lead + 3 + strspn(spec + lead + 3, " \t")]
+                ? "mlp"
+                : spec;
+        if ((o->given[OPT_HIDDEN] || o->given[OPT_ACTIVATION]) && strcmp(run->model, "mlp") != 0)
+            return cr_usage_error(cmd,
+                                  "--hidden and --activation shape the mlp preset; with --model "
+                                  "'%s' write the layers in the list",
+                                  spec);
+    }
     if (o->given[OPT_HIDDEN]) {
-        o->nhidden =
-            parse_hidden(o->value[OPT_HIDDEN], o->hidden, CR_MAX_WIDTHS - 2, why, sizeof why);
-        if (o->nhidden < 0)
+        o->run.nhidden =
+            parse_hidden(o->value[OPT_HIDDEN], o->run.hidden, CR_MAX_HIDDEN, why, sizeof why);
+        if (o->run.nhidden < 0)
             return cr_usage_error(cmd, "bad value '%s' for --hidden: %s (e.g. --hidden 300,100)",
                                   o->value[OPT_HIDDEN], why);
     }
@@ -564,13 +597,13 @@ static int parse_train_options(int argc, char **argv, train_options *o)
         if (s != NN_SCHED_CONSTANT && s != NN_SCHED_COSINE && s != NN_SCHED_EXPONENTIAL)
             return cr_usage_error(cmd, "unknown schedule '%s' (constant, cosine, exponential)",
                                   o->value[OPT_SCHEDULE]);
-        run->schedule = (nn_schedule_kind)s;
+        run->r.schedule = (nn_schedule_kind)s;
     }
     if (o->given[OPT_GAMMA]) {
         if (!parse_double(o->value[OPT_GAMMA], &v) || !(v > 0 && v <= 1))
             return cr_usage_error(cmd, "bad value '%s' for --gamma: must be a number in (0, 1]",
                                   o->value[OPT_GAMMA]);
-        run->gamma = v;
+        run->r.gamma = v;
     }
     if (o->given[OPT_BATCH]) {
         if (!parse_int(o->value[OPT_BATCH], 1, 1 << 20, &n))
@@ -578,7 +611,7 @@ static int parse_train_options(int argc, char **argv, train_options *o)
                                   "bad value '%s' for --batch: must be an integer in [1, "
                                   "1048576]",
                                   o->value[OPT_BATCH]);
-        run->batch = n;
+        run->r.batch = n;
     }
     if (o->given[OPT_EPOCHS]) {
         if (!parse_int(o->value[OPT_EPOCHS], 1, 1000000, &n))
@@ -586,9 +619,9 @@ static int parse_train_options(int argc, char **argv, train_options *o)
                                   "bad value '%s' for --epochs: must be an integer in [1, "
                                   "1000000]",
                                   o->value[OPT_EPOCHS]);
-        run->epochs = n;
+        run->r.epochs = n;
     }
-    if (o->given[OPT_SEED] && !parse_u64(o->value[OPT_SEED], &run->seed))
+    if (o->given[OPT_SEED] && !parse_u64(o->value[OPT_SEED], &run->r.seed))
         return cr_usage_error(cmd, "bad value '%s' for --seed: must be an integer in [0, 2^64)",
                               o->value[OPT_SEED]);
     if (o->given[OPT_THREADS]) {
@@ -619,83 +652,110 @@ static int parse_train_options(int argc, char **argv, train_options *o)
  * the option and the stored value; --epochs (the new total) and
  * --class-names may change.
  */
-static int merge_resumed(train_options *o, cr_run *saved)
+/* The name of option id ("hidden"). */
+static const char *opt_name(int id)
+{
+    for (const cr_opt *d = train_opts; d->name; d++)
+        if (d->id == id)
+            return d->name;
+    return "?";
+}
+
+static int merge_resumed(train_options *o, nn_model *m, const nn_optimizer *opt, nn_run *saved)
 {
     const char *cmd = "train";
     cr_run *want = &o->run;
-    if (o->given[OPT_HIDDEN]) {
-        bool same = saved->nwidths == o->nhidden + 2;
-        for (int i = 0; same && i < o->nhidden; i++)
-            same = saved->widths[i + 1] == o->hidden[i];
-        if (!same) {
-            char w[256];
-            cr_run_widths_string(saved, w, sizeof w);
-            return cr_usage_error(cmd, "--hidden %s differs from the network of %s (%s)",
-                                  o->value[OPT_HIDDEN], o->resume, w);
+    const int model_opts[] = {OPT_MODEL, OPT_HIDDEN, OPT_ACTIVATION};
+    for (size_t k = 0; k < sizeof model_opts / sizeof model_opts[0]; k++) {
+        int id = model_opts[k];
+        if (!o->given[id])
+            continue;
+        /* the model the options describe, for the saved model's data */
+        const ad_node *x = nn_model_input(m);
+        int64_t shape[3] = {1, 1, 1};
+        int ndim = ad_ndim(x) - 1;
+        for (int i = 0; i < ndim && i < 3; i++)
+            shape[i] = ad_shape(x)[i + 1];
+        char err[CR_ERR_MAX], have[CR_SPEC_MAX], asked[CR_SPEC_MAX] = "";
+        cr_run probe = *want;
+        probe.r.batch = saved->batch;
+        nn_model *p =
+            ndim >= 1 && ndim <= 3
+                ? cr_run_build_model(&probe, ndim, shape, nn_model_out_features(m), err, sizeof err)
+                : NULL;
+        if (p)
+            nn_model_spec(p, asked, sizeof asked);
+        nn_model_free(p);
+        if (nn_model_spec(m, have, sizeof have) != 0 || strcmp(asked, have) != 0) {
+            cr_model_text(m, have, sizeof have);
+            return cr_usage_error(cmd, "--%s %s differs from the network of %s (%s)", opt_name(id),
+                                  o->value[id], o->resume, have);
         }
+        break;
     }
-    if (o->given[OPT_ACTIVATION] && want->activation != saved->activation)
-        return cr_usage_error(cmd, "--activation %s differs from %s's %s", o->value[OPT_ACTIVATION],
-                              o->resume, nn_activation_name(saved->activation));
-    if (o->given[OPT_DTYPE] && want->dtype != saved->dtype)
+    if (o->given[OPT_DTYPE] && want->dtype != nn_model_dtype(m))
         return cr_usage_error(cmd, "--dtype %s differs from %s's %s", o->value[OPT_DTYPE],
-                              o->resume, saved->dtype == AD_F32 ? "f32" : "f64");
-    if (o->given[OPT_OPTIMIZER] && strcmp(want->optimizer, saved->optimizer) != 0)
-        return cr_usage_error(cmd, "--optimizer %s differs from %s's %s", want->optimizer,
+                              o->resume, nn_model_dtype(m) == AD_F32 ? "f32" : "f64");
+    if (o->given[OPT_OPTIMIZER] && strcmp(want->r.optimizer, saved->optimizer) != 0)
+        return cr_usage_error(cmd, "--optimizer %s differs from %s's %s", want->r.optimizer,
                               o->resume, saved->optimizer);
-    if ((o->given[OPT_MOMENTUM] && want->optim.momentum != saved->optim.momentum) ||
-        (o->given[OPT_WEIGHT_DECAY] && want->optim.weight_decay != saved->optim.weight_decay))
+    const nn_optim_config *have = nn_optimizer_config(opt);
+    if ((o->given[OPT_MOMENTUM] && want->optim.momentum != have->momentum) ||
+        (o->given[OPT_WEIGHT_DECAY] && want->optim.weight_decay != have->weight_decay))
         return cr_usage_error(cmd, "--momentum and --weight-decay cannot change on --resume");
     /* The data split, the batch order and the learning rate are part of the
        run too: a different --val would move validation images into
        training, a different --seed or --batch would not continue the run. */
     char stored[64];
     const char *conflict = NULL;
-    if (o->given[OPT_LR] && want->optim.lr != saved->optim.lr) {
+    if (o->given[OPT_LR] && want->optim.lr != saved->lr) {
         conflict = "lr";
-        snprintf(stored, sizeof stored, "%g", saved->optim.lr);
-    } else if (o->given[OPT_SCHEDULE] && want->schedule != saved->schedule) {
+        snprintf(stored, sizeof stored, "%g", saved->lr);
+    } else if (o->given[OPT_SCHEDULE] && want->r.schedule != saved->schedule) {
         conflict = "schedule";
         snprintf(stored, sizeof stored, "%s", nn_schedule_name(saved->schedule));
-    } else if (o->given[OPT_GAMMA] && want->gamma != saved->gamma) {
+    } else if (o->given[OPT_GAMMA] && want->r.gamma != saved->gamma) {
         conflict = "gamma";
         snprintf(stored, sizeof stored, "%g", saved->gamma);
-    } else if (o->given[OPT_BATCH] && want->batch != saved->batch) {
+    } else if (o->given[OPT_BATCH] && want->r.batch != saved->batch) {
         conflict = "batch";
         snprintf(stored, sizeof stored, "%lld", (long long)saved->batch);
-    } else if (o->given[OPT_SEED] && want->seed != saved->seed) {
+    } else if (o->given[OPT_SEED] && want->r.seed != saved->seed) {
         conflict = "seed";
         snprintf(stored, sizeof stored, "%llu", (unsigned long long)saved->seed);
-    } else if (o->given[OPT_SUBSET] && want->subset != saved->subset) {
+    } else if (o->given[OPT_SUBSET] && want->r.subset != saved->subset) {
         conflict = "subset";
         snprintf(stored, sizeof stored, "%lld%s", (long long)saved->subset,
                  saved->subset ? "" : " (all)");
-    } else if (o->given[OPT_VAL] && want->val != saved->val) {
+    } else if (o->given[OPT_VAL] && want->r.val != saved->val) {
         conflict = "val";
         snprintf(stored, sizeof stored, "%lld", (long long)saved->val);
     }
     if (conflict) {
         int id = 0;
-        for (const cr_opt *d = train_opts; d->name; d++)
-            if (strcmp(d->name, conflict) == 0)
-                id = d->id;
+        for (int k = 0; k < OPT_COUNT; k++)
+            if (strcmp(opt_name(k), conflict) == 0)
+                id = k;
         return cr_usage_error(cmd,
                               "--%s %s differs from %s's %s; a resumed run keeps its checkpoint's "
                               "settings (only --epochs and --class-names may change)",
                               conflict, o->value[id], o->resume, stored);
     }
     if (o->given[OPT_EPOCHS])
-        saved->epochs = want->epochs;
+        saved->epochs = want->r.epochs;
     if (o->class_names_given) {
         free(saved->class_names);
-        saved->nclasses = want->nclasses;
-        saved->class_names = want->class_names;
-        want->class_names = NULL;
-        want->nclasses = 0;
+        saved->nclasses = want->r.nclasses;
+        saved->class_names = want->r.class_names;
+        want->r.class_names = NULL;
+        want->r.nclasses = 0;
     }
-    cr_run_finish(want);
-    *want = *saved; /* takes over the history */
+    nn_run_finish(&want->r);
+    want->r = *saved; /* takes over the names and the history */
     memset(saved, 0, sizeof *saved);
+    want->optim = *have;
+    want->optim.lr = want->r.lr; /* the base rate; the optimizer holds the scheduled one */
+    want->dtype = nn_model_dtype(m);
     return 0;
 }
 
@@ -728,9 +788,10 @@ static void train_data_free(train_data *td)
 }
 
 /* Loads and scales the data and checks it against run (classes, inputs). */
-static int load_train_data(const char *dir, cr_run *run, bool resumed, train_data *td, char *err,
-                           size_t errlen)
+static int load_train_data(const char *dir, cr_run *run, nn_model **model, train_data *td,
+                           char *err, size_t errlen)
 {
+    bool resumed = *model != NULL;
     ad_error derr;
     memset(td, 0, sizeof *td);
     if (io_mnist_load(dir, &td->full, &td->test, &derr) != 0) {
@@ -747,55 +808,72 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
         snprintf(err, errlen, "%s: the test set has no images; nothing to report accuracy on", dir);
         return -1;
     }
-    if ((size_t)run->val >= full->n) {
+    if ((size_t)run->r.val >= full->n) {
         snprintf(err, errlen,
                  "%s: cannot hold out %lld validation images from %zu training images "
                  "(use --val)",
-                 dir, (long long)run->val, full->n);
+                 dir, (long long)run->r.val, full->n);
         return -1;
     }
     /* The classes are the training labels' (or the named ones, when
        --class-names names more): a test label outside them is an error, it
        never widens the model. */
     int classes = full->classes;
-    if (!resumed && run->nclasses > classes)
-        classes = run->nclasses;
+    if (!resumed && run->r.nclasses > classes)
+        classes = run->r.nclasses;
     if (classes < 2) {
         snprintf(err, errlen, "%s: the labels name %d class; a classifier needs 2 or more", dir,
                  classes);
         return -1;
     }
     if (resumed) {
-        if ((int64_t)full->d != run->widths[0] || full->classes > run->widths[run->nwidths - 1]) {
-            char w[256];
-            cr_run_widths_string(run, w, sizeof w);
+        const ad_node *x = nn_model_input(*model);
+        bool fits = (int64_t)full->d == nn_model_in_features(*model) &&
+                    full->classes <= nn_model_out_features(*model);
+        if (fits && ad_ndim(x) == 4 && full->height > 0)
+            fits =
+                ad_shape(x)[2] == (int64_t)full->height && ad_shape(x)[3] == (int64_t)full->width;
+        if (!fits) {
+            char w[CR_SPEC_MAX];
+            cr_model_text(*model, w, sizeof w);
             snprintf(err, errlen,
-                     "%s: images of %zu pixels in %d classes do not fit the saved network %s", dir,
-                     full->d, full->classes, w);
+                     "%s: images of %zu pixels in %d classes do not fit the saved network %.300s",
+                     dir, full->d, full->classes, w);
             return -1;
         }
     } else {
-        run->widths[0] = (int64_t)full->d;
-        run->widths[run->nwidths - 1] = classes;
+        /* images keep their (1, H, W) shape: the model's first layer decides */
+        int64_t shape[3] = {1, (int64_t)full->height, (int64_t)full->width},
+                flat = (int64_t)full->d;
+        bool image = full->height > 0 && full->height * full->width == full->d;
+        if (!(*model = cr_run_build_model(run, image ? 3 : 1, image ? shape : &flat, classes, err,
+                                          errlen)))
+            return -1;
+        if (nn_model_out_features(*model) < classes) {
+            snprintf(err, errlen, "the model has %lld outputs but the labels name %d classes",
+                     (long long)nn_model_out_features(*model), classes);
+            return -1;
+        }
     }
-    int outputs = (int)run->widths[run->nwidths - 1];
-    if (run->nclasses < outputs) {
-        if (run->nclasses > 0) {
-            snprintf(err, errlen, "--class-names gives %d names for %d classes", run->nclasses,
+    int outputs = (int)nn_model_out_features(*model);
+    if (run->r.nclasses < outputs) {
+        if (run->r.nclasses > 0) {
+            snprintf(err, errlen, "--class-names gives %d names for %d classes", run->r.nclasses,
                      outputs);
             return -1;
         }
-        if (cr_run_resize_classes(run, outputs) != 0) {
-            snprintf(err, errlen, "out of memory");
+        ad_error e;
+        if (nn_run_resize_classes(&run->r, outputs, &e) != 0) {
+            snprintf(err, errlen, "%s", e.message);
             return -1;
         }
         for (int k = 0; k < outputs; k++) {
             const char *name =
                 outputs <= IO_FASHION_MNIST_CLASSES ? io_fashion_mnist_class_name(k) : NULL;
             if (name)
-                snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "%s", name);
+                snprintf(run->r.class_names[k], NN_CLASS_NAME_MAX, "%s", name);
             else
-                snprintf(run->class_names[k], CR_CLASS_NAME_MAX, "class %d", k);
+                snprintf(run->r.class_names[k], NN_CLASS_NAME_MAX, "class %d", k);
         }
     }
     for (size_t i = 0; i < test->n; i++)
@@ -807,13 +885,66 @@ static int load_train_data(const char *dir, cr_run *run, bool resumed, train_dat
                      resumed ? " of the checkpoint" : " and --class-names");
             return -1;
         }
-    io_dataset_scale(full, run->input_scale);
-    io_dataset_scale(test, run->input_scale);
-    size_t val = (size_t)run->val, rest = full->n - val;
-    size_t ntrain = run->subset > 0 && (size_t)run->subset < rest ? (size_t)run->subset : rest;
+    io_dataset_scale(full, (float)run->r.input_scale);
+    io_dataset_scale(test, (float)run->r.input_scale);
+    size_t val = (size_t)run->r.val, rest = full->n - val;
+    size_t ntrain =
+        run->r.subset > 0 && (size_t)run->r.subset < rest ? (size_t)run->r.subset : rest;
     td->valid = rows_of(full, 0, val);
     td->train = rows_of(full, val, ntrain);
     return 0;
+}
+
+/* ------------------------------------------------------------------ locking */
+
+static int lock_fail(char *err, size_t errlen, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int lock_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int cr_checkpoint_lock(const char *path, char *err, size_t errlen)
+{
+    char lock[4096];
+    if ((size_t)snprintf(lock, sizeof lock, "%s.lock", path) >= sizeof lock)
+        return lock_fail(err, errlen, "file name too long: %s", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return lock_fail(err, errlen, "cannot create the lock file %s: %s", lock, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        struct flock q;
+        memset(&q, 0, sizeof q);
+        q.l_type = F_WRLCK;
+        q.l_whence = SEEK_SET;
+        long holder = fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return lock_fail(
+                err, errlen,
+                "%s is being written by another run: process %ld holds %s; wait for it "
+                "or save elsewhere",
+                path, holder, lock);
+        return lock_fail(err, errlen, "cannot lock %s: %s", lock, strerror(e));
+    }
+    /* the holder's pid, for people looking at the file (the lock itself is
+       what counts: it goes away with the process) */
+    if (ftruncate(fd, 0) == 0)
+        dprintf(fd, "%ld\n", (long)getpid());
+    return fd;
 }
 
 /* ---------------------------------------------------------- data parallel */
@@ -912,12 +1043,12 @@ static void show_progress(const nn_epoch_stats *so_far, int64_t batch, int64_t b
 static double schedule_lr(const cr_run *run, int64_t epoch)
 {
     nn_schedule s;
-    switch (run->schedule) {
+    switch (run->r.schedule) {
     case NN_SCHED_COSINE:
-        s = nn_schedule_cosine(run->optim.lr, run->epochs, 0.0);
+        s = nn_schedule_cosine(run->optim.lr, run->r.epochs, 0.0);
         break;
     case NN_SCHED_EXPONENTIAL:
-        s = nn_schedule_exponential(run->optim.lr, run->gamma);
+        s = nn_schedule_exponential(run->optim.lr, run->r.gamma);
         break;
     default:
         s = nn_schedule_constant(run->optim.lr);
@@ -943,7 +1074,7 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
     }
     cr_progress bar;
     cr_progress_begin(&bar, stderr, quiet ? CR_PROGRESS_NEVER : CR_PROGRESS_AUTO, (int)epoch + 1,
-                      (int)run->epochs, io_batcher_count(batcher));
+                      (int)run->r.epochs, io_batcher_count(batcher));
     nn_epoch_stats st;
     double comm = 0;
     int rc;
@@ -983,46 +1114,65 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
 }
 
 /* Writes the per-epoch outputs: log, plot, checkpoint (rank 0 only). */
+/* The run's history as the plot and the log take it. */
+static int history_of(const nn_run *r, cr_history *h)
+{
+    memset(h, 0, sizeof *h);
+    for (int64_t e = 0; e < r->nhistory; e++) {
+        const nn_epoch_record *x = &r->history[e];
+        if (cr_history_add(h, x->loss, x->accuracy, x->val_loss, x->val_accuracy, x->seconds))
+            return -1;
+    }
+    return 0;
+}
+
+/* Writes the per-epoch outputs: log, plot, checkpoint (rank 0 only). */
 static int write_epoch_files(const train_options *o, const cr_run *run, const dist_ctx *dc,
                              nn_model *m, const nn_optimizer *opt, char *err, size_t errlen)
 {
     if (dc->rank != 0)
         return 0;
-    char title[512], w[256];
-    cr_run_widths_string(run, w, sizeof w);
-    snprintf(title, sizeof title, "%s %s, %s lr %g, batch %lld", w,
-             nn_activation_name(run->activation), run->optimizer, run->optim.lr,
-             (long long)run->batch);
-    if (o->log && cr_log_csv(o->log, &run->history, err, errlen) != 0)
-        return -1;
-    if (o->plot && cr_plot_svg(o->plot, &run->history, title, err, errlen) != 0)
-        return -1;
-    if (o->save && cr_checkpoint_save(o->save, run, m, opt, err, errlen) != 0)
-        return -1;
-    return 0;
+    char title[512], w[CR_SPEC_MAX];
+    cr_model_text(m, w, sizeof w);
+    snprintf(title, sizeof title, "%.300s, %s lr %g, batch %lld", w, run->r.optimizer,
+             run->optim.lr, (long long)run->r.batch);
+    cr_history h;
+    int rc = history_of(&run->r, &h);
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    if (!rc && o->log)
+        rc = cr_log_csv(o->log, &h, err, errlen);
+    if (!rc && o->plot)
+        rc = cr_plot_svg(o->plot, &h, title, err, errlen);
+    cr_history_free(&h);
+    ad_error e;
+    if (!rc && o->save && nn_checkpoint_save(o->save, m, opt, &run->r, &e) != 0) {
+        snprintf(err, errlen, "%s%s", e.message, e.code == AD_ESTATE ? ": try a smaller --lr" : "");
+        rc = -1;
+    }
+    return rc;
 }
 
 static void print_header(FILE *out, const cr_run *run, const train_data *td, nn_model *m,
                          const char *dir, bool resumed)
 {
-    char w[256];
-    cr_run_widths_string(run, w, sizeof w);
+    char w[CR_SPEC_MAX];
+    cr_model_text(m, w, sizeof w);
     fprintf(out, "data: %s: %zu training, %zu validation, %zu test images\n", dir, td->train.n,
             td->valid.n, td->test->n);
-    fprintf(out, "model: %s, %s hidden, softmax cross-entropy, %s, %lld parameters\n", w,
-            nn_activation_name(run->activation), run->dtype == AD_F32 ? "f32" : "f64",
-            (long long)nn_model_param_count(m));
-    fprintf(out, "optimizer: %s lr %g", run->optimizer, run->optim.lr);
+    fprintf(out, "model: %s, softmax cross-entropy, %s, %lld parameters\n", w,
+            nn_model_dtype(m) == AD_F32 ? "f32" : "f64", (long long)nn_model_param_count(m));
+    fprintf(out, "optimizer: %s lr %g", run->r.optimizer, run->optim.lr);
     if (run->optim.momentum > 0)
         fprintf(out, " momentum %g", run->optim.momentum);
     if (run->optim.weight_decay > 0)
         fprintf(out, " weight_decay %g", run->optim.weight_decay);
-    if (run->schedule != NN_SCHED_CONSTANT)
-        fprintf(out, " schedule %s", nn_schedule_name(run->schedule));
-    fprintf(out, ", batch %lld, %lld epochs, seed %llu\n", (long long)run->batch,
-            (long long)run->epochs, (unsigned long long)run->seed);
+    if (run->r.schedule != NN_SCHED_CONSTANT)
+        fprintf(out, " schedule %s", nn_schedule_name(run->r.schedule));
+    fprintf(out, ", batch %lld, %lld epochs, seed %llu\n", (long long)run->r.batch,
+            (long long)run->r.epochs, (unsigned long long)run->r.seed);
     if (resumed)
-        fprintf(out, "resumed after epoch %lld\n", (long long)run->epochs_done);
+        fprintf(out, "resumed after epoch %lld\n", (long long)run->r.epochs_done);
     fflush(out);
 }
 
@@ -1057,39 +1207,32 @@ int cr_cmd_train(int argc, char **argv)
         goto agree;
     }
     if (o.resume) {
-        cr_run saved;
-        if (cr_checkpoint_load(o.resume, &saved, &m, &opt, o.given[OPT_ALLOW_NONFINITE], err,
-                               sizeof err) != 0) {
+        nn_run saved;
+        ad_error e;
+        unsigned flags = o.given[OPT_ALLOW_NONFINITE] ? NN_CHECKPOINT_ALLOW_NONFINITE : 0;
+        if (!(m = nn_checkpoint_load(o.resume, 0, flags, &opt, &saved, &e))) {
+            snprintf(err, sizeof err, "%s%s", e.message,
+                     e.code == AD_ESTATE ? "; --allow-nonfinite loads it anyway" : "");
             setup = 1;
             goto agree;
         }
-        int rc = merge_resumed(&o, &saved);
-        cr_run_finish(&saved);
+        int rc = merge_resumed(&o, m, opt, &saved);
+        nn_run_finish(&saved);
         if (rc) {
             setup = rc; /* the message is printed */
             goto agree;
         }
-    } else {
-        run->nwidths = o.nhidden + 2;
-        for (int i = 0; i < o.nhidden; i++)
-            run->widths[i + 1] = o.hidden[i];
     }
-    if (load_train_data(o.data_dir, run, o.resume != NULL, &td, err, sizeof err) != 0) {
+    if (load_train_data(o.data_dir, run, &m, &td, err, sizeof err) != 0 ||
+        (!opt && !(opt = cr_run_create_optimizer(run, m, err, sizeof err)))) {
         setup = 1;
         goto agree;
-    }
-    if (!o.resume) {
-        if (!(m = cr_run_build_model(run, err, sizeof err)) ||
-            !(opt = cr_run_create_optimizer(run, m, err, sizeof err))) {
-            setup = 1;
-            goto agree;
-        }
     }
     /* every epoch's batches in io_data_permutation(seed, epoch) order: a
        pure function of (seed, epoch), the same on every rank and after a
        resume */
     ad_error derr;
-    if (!(batcher = io_batcher_new(&td.train, (size_t)run->batch, true, run->seed, &derr))) {
+    if (!(batcher = io_batcher_new(&td.train, (size_t)run->r.batch, true, run->r.seed, &derr))) {
         snprintf(err, sizeof err, "%s", derr.message);
         setup = 1;
     }
@@ -1110,25 +1253,27 @@ agree:
             fprintf(out,
                     "data-parallel: %d processes, each batch of %lld split into shards of "
                     "%lld to %lld rows, one allreduce of %lld %s gradients per step\n",
-                    dc.size, (long long)run->batch, (long long)run->batch / dc.size,
-                    (long long)(run->batch + dc.size - 1) / dc.size,
+                    dc.size, (long long)run->r.batch, (long long)run->r.batch / dc.size,
+                    (long long)(run->r.batch + dc.size - 1) / dc.size,
                     (long long)nn_model_param_count(m), run->dtype == AD_F32 ? "f32" : "f64");
     }
-    if (o.resume && run->epochs_done >= run->epochs && !quiet)
+    if (o.resume && run->r.epochs_done >= run->r.epochs && !quiet)
         fprintf(out, "%s has %lld epochs already; nothing to train (raise --epochs)\n", o.resume,
-                (long long)run->epochs_done);
-    for (int64_t epoch = run->epochs_done; epoch < run->epochs; epoch++) {
+                (long long)run->r.epochs_done);
+    for (int64_t epoch = run->r.epochs_done; epoch < run->r.epochs; epoch++) {
         epoch_result r;
         if (run_epoch(m, opt, run, &td, batcher, &dc, epoch, quiet, &r, err, sizeof err) != 0)
             goto fail;
-        run->epochs_done = epoch + 1;
-        if (cr_history_add(&run->history, r.loss, r.acc, r.val_loss, r.val_acc, r.seconds)) {
-            snprintf(err, sizeof err, "out of memory");
+        run->r.epochs_done = epoch + 1;
+        nn_epoch_record rec = {r.loss, r.acc, r.val_loss, r.val_acc, r.seconds};
+        ad_error e;
+        if (nn_run_add_epoch(&run->r, &rec, &e) != 0) {
+            snprintf(err, sizeof err, "%s", e.message);
             goto fail;
         }
         if (!quiet) {
-            cr_progress_epoch_line(out, (int)epoch + 1, (int)run->epochs, r.loss, r.acc, r.val_loss,
-                                   r.val_acc, r.seconds);
+            cr_progress_epoch_line(out, (int)epoch + 1, (int)run->r.epochs, r.loss, r.acc,
+                                   r.val_loss, r.val_acc, r.seconds);
             if (dc.size > 1)
                 fprintf(out, "  allreduce %.3f s per process (%.1f%% of the epoch)\n",
                         r.comm_seconds, r.seconds > 0 ? 100 * r.comm_seconds / r.seconds : 0.0);
@@ -1146,7 +1291,8 @@ agree:
             fprintf(out, " %s", o.plot);
         fprintf(out, "\n");
     }
-    if (dc.rank == 0 && cr_report_test(out, m, run, td.test, o.quiet, NULL, err, sizeof err) != 0)
+    if (dc.rank == 0 &&
+        cr_report_test(out, m, &run->r, td.test, o.quiet, NULL, err, sizeof err) != 0)
         goto fail;
     status = 0;
     goto done;

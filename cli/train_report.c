@@ -13,7 +13,7 @@
 #include "commands.h"
 #include "train.h"
 
-int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *ds, int quiet,
+int cr_report_test(FILE *out, nn_model *m, const nn_run *run, const io_dataset *ds, int quiet,
                    double *accuracy, char *err, size_t errlen)
 {
     if (ds->n == 0) {
@@ -88,6 +88,31 @@ int cr_report_test(FILE *out, nn_model *m, const cr_run *run, const io_dataset *
 }
 
 /* ------------------------------------------------------- eval and predict */
+
+/* The model and run of a checkpoint written by `chainrule train --save`
+ * (the library's training checkpoint); NULL with a message in err. */
+static nn_model *load_model(const char *path, bool allow_nonfinite, nn_run *run, char *err,
+                            size_t errlen)
+{
+    ad_error e;
+    nn_model *m = nn_checkpoint_load(path, 0, allow_nonfinite ? NN_CHECKPOINT_ALLOW_NONFINITE : 0,
+                                     NULL, run, &e);
+    if (!m)
+        snprintf(err, errlen, "%s%s", e.message,
+                 e.code == AD_ESTATE ? "; --allow-nonfinite loads it anyway" : "");
+    return m;
+}
+
+/* Whether the examples of ds fit m's input: as many values per row, and
+ * for a model that reads images (N, C, H, W), images of H x W. */
+static bool fits(const nn_model *m, const io_dataset *ds)
+{
+    const ad_node *x = nn_model_input(m);
+    if ((int64_t)ds->d != nn_model_in_features(m))
+        return false;
+    return ad_ndim(x) != 4 || ds->height == 0 ||
+           (ad_shape(x)[2] == (int64_t)ds->height && ad_shape(x)[3] == (int64_t)ds->width);
+}
 
 typedef struct {
     const char *positional[2];
@@ -188,13 +213,12 @@ int cr_cmd_eval(int argc, char **argv)
         return status;
     cr_set_threads(o.threads);
     char err[CR_ERR_MAX];
-    cr_run run;
+    nn_run run;
     nn_model *m = NULL;
     io_dataset *test = NULL;
     ad_error derr;
     status = 1;
-    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
-        0) {
+    if (!(m = load_model(o.positional[0], o.allow_nonfinite, &run, err, sizeof err))) {
         fprintf(stderr, "chainrule eval: %s\n", err);
         return 1;
     }
@@ -207,22 +231,18 @@ int cr_cmd_eval(int argc, char **argv)
                  o.data_dir);
         goto fail;
     }
-    if ((int64_t)test->d != run.widths[0] || test->classes > run.widths[run.nwidths - 1]) {
-        char w[256];
-        cr_run_widths_string(&run, w, sizeof w);
+    char w[CR_SPEC_MAX];
+    cr_model_text(m, w, sizeof w);
+    if (!fits(m, test) || test->classes > nn_model_out_features(m)) {
         snprintf(err, sizeof err,
                  "%s: test images of %zu pixels in %d classes do not fit the "
-                 "model %s of %s",
+                 "model %.300s of %s",
                  o.data_dir, test->d, test->classes, w, o.positional[0]);
         goto fail;
     }
-    io_dataset_scale(test, run.input_scale);
-    if (!o.quiet) {
-        char w[256];
-        cr_run_widths_string(&run, w, sizeof w);
-        printf("model: %s: %s %s, %lld epochs\n", o.positional[0], w,
-               nn_activation_name(run.activation), (long long)run.epochs_done);
-    }
+    io_dataset_scale(test, (float)run.input_scale);
+    if (!o.quiet)
+        printf("model: %s: %s, %lld epochs\n", o.positional[0], w, (long long)run.epochs_done);
     if (cr_report_test(stdout, m, &run, test, o.quiet, NULL, err, sizeof err) != 0)
         goto fail;
     status = 0;
@@ -232,7 +252,7 @@ fail:
 done:
     io_dataset_free(test);
     nn_model_free(m);
-    cr_run_finish(&run);
+    nn_run_finish(&run);
     return status;
 }
 
@@ -244,14 +264,13 @@ int cr_cmd_predict(int argc, char **argv)
         return status;
     cr_set_threads(o.threads);
     char err[CR_ERR_MAX];
-    cr_run run;
+    nn_run run;
     nn_model *m = NULL;
     io_dataset *ds = NULL;
     int64_t *pred = NULL;
     ad_error derr;
     status = 1;
-    if (cr_checkpoint_load(o.positional[0], &run, &m, NULL, o.allow_nonfinite, err, sizeof err) !=
-        0) {
+    if (!(m = load_model(o.positional[0], o.allow_nonfinite, &run, err, sizeof err))) {
         fprintf(stderr, "chainrule predict: %s\n", err);
         return 1;
     }
@@ -259,12 +278,12 @@ int cr_cmd_predict(int argc, char **argv)
         snprintf(err, sizeof err, "%s", derr.message);
         goto fail;
     }
-    if ((int64_t)ds->d != run.widths[0]) {
+    if (!fits(m, ds)) {
         snprintf(err, sizeof err, "%s: examples of %zu values, but the model %s expects %lld",
-                 o.positional[1], ds->d, o.positional[0], (long long)run.widths[0]);
+                 o.positional[1], ds->d, o.positional[0], (long long)nn_model_in_features(m));
         goto fail;
     }
-    io_dataset_scale(ds, run.input_scale);
+    io_dataset_scale(ds, (float)run.input_scale);
     pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
     if (!pred) {
         snprintf(err, sizeof err, "out of memory");
@@ -290,6 +309,6 @@ done:
     free(pred);
     io_dataset_free(ds);
     nn_model_free(m);
-    cr_run_finish(&run);
+    nn_run_finish(&run);
     return status;
 }

@@ -211,8 +211,10 @@ nn_model *nn_model_from_architecture_with(const char *json, int64_t batch, ad_al
             return NULL;
         }
         nn_layer *l = nn_model_push_layer(m, (nn_layer_kind)k, "nn_model_from_architecture");
-        if (!l)
+        if (!l) {
+            h = NULL;
             break;
+        }
         l->units = int_field(&r, o, "units", SIZE_MAX_FIELD);
         l->vocab = int_field(&r, o, "vocab", SIZE_MAX_FIELD);
         l->bias = (int)int_field(&r, o, "bias", 1);
@@ -245,8 +247,11 @@ nn_model *nn_model_from_architecture_with(const char *json, int64_t batch, ad_al
             cJSON_Delete(root);
             return NULL;
         }
-        h = nn_layer_apply(m, l, h);
     }
+    /* applied as nn_model_build applies layers, so the rebuilt model
+       computes what the saved one did, bit for bit */
+    if (h)
+        h = nn_layers_apply_chain(m, 0, h, NULL);
     int loss = name_of(root, "loss", nn_loss_from_name, NN_LOSS_NONE);
     cJSON_Delete(root);
     if (!m || !h || nn_model_set_loss(m, (nn_loss)loss) || nn_model_finish(m, h)) {
@@ -290,7 +295,8 @@ nn_model *nn_model_load_with(const char *path, int64_t batch, ad_alloc_fn alloc,
     io_checkpoint_free(ck);
     if (!m)
         return NULL;
-    if (nn_model_load_safetensors(m, path, 0) != 0) {
+    /* a training checkpoint's optimizer state is not the model's */
+    if (nn_model_load_safetensors(m, path, NN_MODEL_ALLOW_OPTIMIZER) != 0) {
         ad_error_set(err, AD_EMISMATCH, "nn_model_load: %.200s", nn_model_error(m));
         nn_model_free(m);
         return NULL;

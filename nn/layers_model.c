@@ -415,6 +415,22 @@ ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_n
     return y;
 }
 
+ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed)
+{
+    for (int i = first; i < m->nlayers && h; i++) {
+        nn_layer *l = &m->layers[i], *next = i + 1 < m->nlayers ? &m->layers[i + 1] : NULL;
+        int at = i;
+        if (l->kind == NN_LAYER_DENSE && next && next->kind == NN_LAYER_ACTIVATION &&
+            next->act == NN_ACT_RELU)
+            h = nn_layer_apply_dense_relu(m, l, &m->layers[++i], h);
+        else
+            h = nn_layer_apply(m, l, h);
+        if (!h && failed)
+            *failed = at;
+    }
+    return h;
+}
+
 /* ------------------------------------------------------------ nn_add_* */
 
 /* A new layer record of m for x, or NULL (the message on the graph and the model). */

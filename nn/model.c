@@ -595,16 +595,7 @@ int nn_model_build(nn_model *m, int64_t batch, uint64_t seed)
         int64_t xshape[2] = {batch, m->in_features};
         m->batch = batch;
         m->input = ad_input(m->g, 2, xshape, "x");
-        ad_node *h = m->input;
-        for (int i = 0; i < m->nlayers && h; i++) {
-            nn_layer *l = &m->layers[i], *next = i + 1 < m->nlayers ? &m->layers[i + 1] : NULL;
-            if (l->kind == NN_LAYER_DENSE && next && next->kind == NN_LAYER_ACTIVATION &&
-                next->act == NN_ACT_RELU)
-                h = nn_layer_apply_dense_relu(m, l, &m->layers[++i], h);
-            else
-                h = nn_layer_apply(m, l, h);
-        }
-        rc = finish(m, h, fn);
+        rc = finish(m, nn_layers_apply_chain(m, 0, m->input, NULL), fn);
     } else {
         char why[NN_ERRLEN];
         snprintf(why, sizeof why, "%s", m->err);
@@ -725,7 +716,7 @@ int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target)
     return m->built ? find_batch_inputs(m) : 0;
 }
 
-static nn_init init_for(nn_activation act)
+nn_init nn_init_for_activation(nn_activation act)
 {
     switch (act) {
     case NN_ACT_RELU:
@@ -763,7 +754,7 @@ nn_model *nn_mlp_new(ad_dtype dtype, int nwidths, const int64_t *widths, const n
         return NULL;
     for (int i = 1; i < nwidths; i++) {
         nn_activation a = acts[i - 1];
-        if (nn_model_add_dense(m, widths[i], 1, init_for(a)) ||
+        if (nn_model_add_dense(m, widths[i], 1, nn_init_for_activation(a)) ||
             (a != NN_ACT_IDENTITY && nn_model_add_activation(m, a)))
             goto fail;
     }

@@ -62,10 +62,12 @@ static int model_failed(nn_model *m, const ad_error *err)
     return nn_model_fail(m, err->code, "%s", err->message);
 }
 
-/* The model's tensors as arrays pointing into its buffers. */
-static io_array *model_arrays(nn_model *m, const ad_allocator *mem, const model_tensor *t, size_t n)
+/* The model's tensors as arrays pointing into its buffers (room more
+   entries left for the caller). */
+static io_array *model_arrays(nn_model *m, const ad_allocator *mem, const model_tensor *t, size_t n,
+                              size_t room)
 {
-    io_array *a = ad_alloc(mem, n * sizeof *a);
+    io_array *a = ad_alloc(mem, (n + room) * sizeof *a);
     if (!a)
         return NULL;
     ad_dtype dt = nn_model_dtype(m) == AD_F32 ? AD_F32 : AD_F64;
@@ -87,29 +89,39 @@ typedef int (*model_writer)(const char *path, const io_array *arrays, size_t cou
                             ad_error *err);
 
 /* Saves through write (io_npz_write_with or the safetensors writer), with
-   the model's architecture as metadata when it has one. */
-static int save_model(nn_model *m, const char *path, const char *fn, model_writer write)
+   the model's architecture as metadata when it has one, then the extra
+   tensors and metadata entries given (a training checkpoint's). */
+static int save_model(nn_model *m, const char *path, const char *fn, model_writer write,
+                      const io_array *extra, size_t nextra, const io_ckpt_meta *more, size_t nmore,
+                      ad_error *err)
 {
     model_tensor *t;
     size_t n;
-    ad_error err;
-    if (!m || !path) {
-        ad_error_set(&err, AD_EINVAL, "%s: NULL argument", fn);
-        return model_failed(m, &err);
-    }
+    if (!m || !path)
+        return ad_error_set(err, AD_EINVAL, "%s: NULL argument", fn);
     ad_allocator mem = ad_allocator_of(m->alloc, m->ud);
-    if (model_tensors(m, &mem, path, &t, &n, &err) != 0)
-        return model_failed(m, &err);
-    io_array *a = model_arrays(m, &mem, t, n);
+    if (model_tensors(m, &mem, path, &t, &n, err) != 0)
+        return -1;
+    io_array *a = model_arrays(m, &mem, t, n, nextra);
+    io_ckpt_meta *meta = a ? ad_alloc(&mem, (nmore + 1) * sizeof *meta) : NULL;
     /* a model built from the library's layers carries its architecture */
-    char *arch = a ? nn_model_architecture(m) : NULL;
-    io_ckpt_meta meta[1] = {{NN_ARCH_KEY, arch}};
-    int st = a ? write(path, a, n, meta, arch ? 1 : 0, &mem, &err)
-               : ad_error_set(&err, AD_ENOMEM, "out of memory writing %s", path);
+    char *arch = meta ? nn_model_architecture(m) : NULL;
+    size_t nmeta = 0;
+    if (meta) {
+        if (arch)
+            meta[nmeta++] = (io_ckpt_meta){NN_ARCH_KEY, arch};
+        for (size_t i = 0; i < nmore; i++)
+            meta[nmeta++] = more[i];
+        for (size_t i = 0; i < nextra; i++)
+            a[n + i] = extra[i];
+    }
+    int st = meta ? write(path, a, n + nextra, meta, nmeta, &mem, err)
+                  : ad_error_set(err, AD_ENOMEM, "out of memory writing %s", path);
     free(arch);
-    ad_free(&mem, a, n * sizeof *a);
+    ad_free(&mem, meta, (nmore + 1) * sizeof *meta);
+    ad_free(&mem, a, (n + nextra) * sizeof *a);
     ad_free(&mem, t, (n + 1) * sizeof *t);
-    return st == 0 ? 0 : model_failed(m, &err);
+    return st;
 }
 
 static int write_npz(const char *path, const io_array *arrays, size_t count,
@@ -123,7 +135,10 @@ static int write_npz(const char *path, const io_array *arrays, size_t count,
 
 int nn_model_save_npz(nn_model *m, const char *path)
 {
-    return save_model(m, path, "nn_model_save_npz", write_npz);
+    ad_error err;
+    if (save_model(m, path, "nn_model_save_npz", write_npz, NULL, 0, NULL, 0, &err) != 0)
+        return model_failed(m, &err);
+    return 0;
 }
 
 /* A kind of file whose tensors are seen through one interface (an .npz
@@ -183,7 +198,7 @@ static int check_source(const char *path, const tensor_source *s, const model_te
     size_t count = s->kind->count(s->src);
     for (size_t k = 0; k < count; k++) {
         const char *name = s->kind->at(s->src, k)->name;
-        bool known = false;
+        bool known = (flags & NN_MODEL_ALLOW_OPTIMIZER) && strncmp(name, "optimizer.", 10) == 0;
         for (size_t i = 0; i < n && !known; i++)
             known = strcmp(name, t[i].name) == 0;
         if (!known)
@@ -272,7 +287,26 @@ static int write_safetensors(const char *path, const io_array *arrays, size_t co
 
 int nn_model_save_safetensors(nn_model *m, const char *path)
 {
-    return save_model(m, path, "nn_model_save_safetensors", write_safetensors);
+    ad_error err;
+    if (save_model(m, path, "nn_model_save_safetensors", write_safetensors, NULL, 0, NULL, 0,
+                   &err) != 0)
+        return model_failed(m, &err);
+    return 0;
+}
+
+int nn_model_write_file(nn_model *m, const char *path, const io_array *extra, size_t nextra,
+                        const io_ckpt_meta *meta, size_t nmeta, ad_error *err)
+{
+    return save_model(m, path, "nn_checkpoint_save", write_safetensors, extra, nextra, meta, nmeta,
+                      err);
+}
+
+int nn_model_read_tensors(nn_model *m, const io_checkpoint *ck, const char *path, unsigned flags,
+                          ad_error *err)
+{
+    ad_allocator mem = ad_allocator_of(m->alloc, m->ud);
+    tensor_source s = {&ckpt_files, ck};
+    return load_from(m, &mem, path, &s, flags, err);
 }
 
 int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags)

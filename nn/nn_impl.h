@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "chainrule/checkpoint.h"
 #include "chainrule/nn.h"
 #include "support_impl.h"
 
@@ -131,6 +132,16 @@ int nn_layer_check(const nn_layer *l, char *why, size_t size);
 /* layers_model.c: a dense layer l and the ReLU activation layer act after it
  * as one fused node (ad_linear_relu); both records get its output. */
 ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x);
+/* model.c: the initializer nn_mlp_new draws a dense layer's weights
+ * from, by the activation after it (He uniform before ReLU-like ones, LeCun
+ * normal before SELU, Glorot uniform otherwise). */
+nn_init nn_init_for_activation(nn_activation act);
+/* layers_model.c: applies layers [first, nlayers) one after the other to h
+ * (a dense layer followed by a ReLU as one fused node, as nn_model_build
+ * does, so a model rebuilt from a description computes bit for bit what
+ * the original did); the output, or NULL with *failed (may be NULL) the
+ * index of the layer that failed. */
+ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed);
 /* layers_model.c: "dense", "conv2d", ... (names in files and summaries). */
 const char *nn_layer_kind_name(nn_layer_kind kind);
 int nn_layer_kind_from_name(const char *name);
@@ -138,6 +149,18 @@ int nn_layer_kind_from_name(const char *name);
 /* optim.c: records code and the message on o (not NULL, const or not); returns -1. */
 AD_PRINTF_LIKE(3, 4)
 int nn_optimizer_fail(const nn_optimizer *o, ad_errcode code, const char *fmt, ...);
+/* model_files.c: a flag of the loaders, beside NN_MODEL_ALLOW_EXTRA: the
+   tensors named "optimizer.*" (a training checkpoint's) are not the model's. */
+#define NN_MODEL_ALLOW_OPTIMIZER (1u << 8)
+/* model_files.c: writes m as a safetensors model file (its tensors and its
+   architecture) with nextra more tensors and nmeta metadata entries. */
+int nn_model_write_file(nn_model *m, const char *path, const io_array *extra, size_t nextra,
+                        const io_ckpt_meta *meta, size_t nmeta, ad_error *err);
+/* model_files.c: loads every tensor of m from an open checkpoint (checked
+   first: names and shapes; flags as nn_model_load_safetensors). */
+int nn_model_read_tensors(nn_model *m, const io_checkpoint *ck, const char *path, unsigned flags,
+                          ad_error *err);
+
 /* optim.c: the model an optimizer is bound to (NULL for a flat one). */
 nn_model *nn_optimizer_model(const nn_optimizer *o);
 

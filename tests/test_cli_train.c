@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <chainrule/checkpoint.h>
+#include <chainrule/nn.h>
 
 #include "test_cli_run.h"
 
@@ -126,6 +127,29 @@ static void expect_same_tensors(const char *a, const char *b)
                      io_checkpoint_meta(cb, "chainrule.epochs_done"));
     io_checkpoint_free(ca);
     io_checkpoint_free(cb);
+}
+
+/* Trains opts for total epochs into whole.st and for part epochs into
+ * part.st, resumes part.st (with resume_opts) to total epochs into
+ * resumed.st, and expects the same last line and the same tensors, bit for
+ * bit; the last line into last. */
+static void expect_resume_exact(const char *opts, const char *resume_opts, int part, int total,
+                                char *last, size_t size)
+{
+    result r = run_cli("%s --epochs %d --save '%s'", opts, total, wpath("whole.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    last_line(r.out, last, size);
+    result_free(&r);
+    r = run_cli("%s --quiet --epochs %d --save '%s'", opts, part, wpath("part.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+    r = run_cli("train %s --quiet --resume '%s' --epochs %d --save '%s'", resume_opts,
+                wpath("part.st"), total, wpath("resumed.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char resumed_last[64];
+    cr_expect_str_eq(last_line(r.out, resumed_last, sizeof resumed_last), last);
+    result_free(&r);
+    expect_same_tensors(wpath("whole.st"), wpath("resumed.st"));
 }
 
 static void write_bytes(const char *path, const void *data, size_t n)
@@ -309,25 +333,17 @@ Test(cli_train, tiny_run_saves_logs_and_plots)
 
 Test(cli_train, tiny_resume_equals_uninterrupted)
 {
-    const char *opts = SMALL_RUN " --optimizer adam --quiet";
-    result r = run_cli("%s --epochs 4 --save '%s'", opts, wpath("four.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
-    r = run_cli("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
-    r = run_cli("train --data " SMALL " --threads 1 --quiet --resume '%s' --epochs 4 --save '%s'",
-                wpath("two.st"), wpath("resumed.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
-    expect_same_tensors(wpath("four.st"), wpath("resumed.st"));
+    char last[64];
+    expect_resume_exact(SMALL_RUN " --optimizer adam --quiet", "--data " SMALL " --threads 1", 2, 4,
+                        last, sizeof last);
 
     /* architecture and optimizer cannot change on resume */
     char args[1024];
-    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --hidden 9", wpath("two.st"));
+    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --hidden 9",
+             wpath("part.st"));
     expect_error(2, "--hidden 9 differs from the network of", args);
     snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --optimizer sgd",
-             wpath("two.st"));
+             wpath("part.st"));
     expect_error(2, "--optimizer sgd differs from", args);
 }
 
@@ -381,6 +397,118 @@ Test(cli_train, corrupt_checkpoints_are_refused)
     expect_error(1, "/nonexistent.idx", args);
 }
 
+/* ------------------------------------------------------------------ --model */
+
+Test(cli_train, model_grammar_errors_point_at_the_column)
+{
+    /* the list is checked before any data is read: a usage error with the
+     * list and a caret under the column */
+    result r = run_cli("train --model 'conv2d(32,3),conv3d(1)'");
+    cr_expect_eq(r.status, 2, "stderr: %s", r.err);
+    cr_expect_str_empty(r.out);
+    cr_expect_str_eq(r.err, "chainrule train: bad value for --model: column 14: unknown layer "
+                            "'conv3d' (dense, conv1d, conv2d, maxpool1d, maxpool2d, avgpool1d, "
+                            "avgpool2d, flatten, globalavgpool, dropout, batchnorm, layernorm, an "
+                            "activation such as relu, ...)\n"
+                            "  conv2d(32,3),conv3d(1)\n"
+                            "               ^\n");
+    result_free(&r);
+    r = run_cli("train --model 'conv2d(32,3,pad=1),relu,maxpool2d(2,stride=0)'");
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "column 44: stride of maxpool2d: '0' is not an integer in [1, 4096]"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "\n  conv2d(32,3,pad=1),relu,maxpool2d(2,stride=0)\n  "
+                            "                                           ^\n"),
+              "%s", r.err);
+    result_free(&r);
+    expect_error(2, "--hidden and --activation shape the mlp preset; with --model 'cnn'",
+                 "train --model cnn --hidden 8");
+    /* what depends on the data is a runtime error: the 2x3 images of
+     * mnist_small are too small for the cnn preset's pooling */
+    r = run_cli("train --data " SMALL " --val 0 --model cnn");
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "chainrule train: cannot build --model: preset cnn (conv2d(32,3,pad=1)"
+                            ",relu,maxpool2d(2),conv2d(64,3,pad=1),relu...): maxpool2d (input "
+                            "(32,64,1,1)): ad_max_pool2d: kernel 2x2 is larger than the padded "
+                            "input 1x1"),
+              "%s", r.err);
+    result_free(&r);
+    r = run_cli("train --data " SMALL " --val 0 --model 'conv2d(4,2),conv2d(4,3)'");
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "cannot build --model: column 13: conv2d (input (32,4,1,2)): "
+                            "ad_conv2d: kernel 3x3"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "\n  conv2d(4,2),conv2d(4,3)\n              ^\n"), "%s", r.err);
+    result_free(&r);
+    r = run_cli("train --data " SMALL " " NAMES10 " --val 0 --model 'conv2d(4,2),relu'");
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "column 13: the list ends with relu output (32,4,1,2); a classifier's "
+                            "is (batch, classes): end it with flatten and dense(10)\n"),
+              "%s", r.err);
+    result_free(&r);
+    expect_error(1, "the model has 3 outputs but the labels name 10 classes",
+                 "train --data " SMALL " " NAMES10 " --val 0 --model 'flatten,dense(3)'");
+}
+
+/* A small convolutional network with dropout (the graph's generator is part
+ * of the state a resume restores) on the 2x3 images of mnist_small. */
+#define CONV_MODEL "conv2d(4,2),relu,flatten,dropout(0.5),dense(10)"
+
+Test(cli_train, conv_model_trains_evaluates_predicts_and_resumes_exactly)
+{
+    const char *opts = "train --data " SMALL " " NAMES10
+                       " --val 0 --batch 2 --threads 1 --model '" CONV_MODEL "' --optimizer adam";
+    char two_last[64];
+    expect_resume_exact(opts, "--data " SMALL " --threads 1", 1, 2, two_last, sizeof two_last);
+    result r = run_cli("%s --epochs 1", opts);
+    cr_expect(strstr(r.out, "model: " CONV_MODEL ", softmax cross-entropy, f32, 110 parameters"),
+              "%s", r.out);
+    result_free(&r);
+    /* the generator (dropout masks) too */
+    io_checkpoint *a = NULL, *b = NULL;
+    ad_error err;
+    cr_assert_eq(((a = io_checkpoint_read(wpath("whole.st"), &err)) ? AD_OK : err.code), 0);
+    cr_assert_eq(((b = io_checkpoint_read(wpath("resumed.st"), &err)) ? AD_OK : err.code), 0);
+    cr_expect_str_eq(io_checkpoint_meta(a, "chainrule.rng"),
+                     io_checkpoint_meta(b, "chainrule.rng"));
+    io_checkpoint_free(a);
+    io_checkpoint_free(b);
+
+    /* the file carries the architecture: images keep their (1, 2, 3) shape */
+    nn_model *m = nn_model_load(wpath("whole.st"), 0, &err);
+    cr_assert_not_null(m, "%s", err.message);
+    const ad_node *x = nn_model_input(m);
+    cr_expect_eq(ad_ndim(x), 4);
+    cr_expect(ad_shape(x)[1] == 1 && ad_shape(x)[2] == 2 && ad_shape(x)[3] == 3);
+    char spec[256];
+    cr_assert_eq(nn_model_spec(m, spec, sizeof spec), 0);
+    cr_expect_str_eq(spec, CONV_MODEL);
+    nn_model_free(m);
+
+    /* eval and predict need no option repeated */
+    r = run_cli("eval '%s' --data " SMALL, wpath("whole.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "model: "), "%s", r.out);
+    cr_expect(strstr(r.out, ": " CONV_MODEL ", 2 epochs\n"), "%s", r.out);
+    char eval_last[64];
+    cr_expect_str_eq(last_line(r.out, eval_last, sizeof eval_last), two_last);
+    result_free(&r);
+    r = run_cli("predict '%s' " SMALL "/t10k-images-idx3-ubyte", wpath("whole.st"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_eq(count_lines(r.out), 3, "%s", r.out);
+    result_free(&r);
+
+    /* another model on resume is refused, the same one is not */
+    char args[1024];
+    snprintf(args, sizeof args, "train --data " SMALL " --resume '%s' --model 'flatten,dense(10)'",
+             wpath("part.st"));
+    expect_error(2, "--model flatten,dense(10) differs from the network of", args);
+    r = run_cli("train --data " SMALL " --quiet --resume '%s' --epochs 2 --model '%s'",
+                wpath("part.st"), CONV_MODEL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    result_free(&r);
+}
+
 /* ----------------------------------------------------------- Fashion-MNIST */
 
 Test(cli_train, fashion_subset_learns)
@@ -424,22 +552,23 @@ Test(cli_train, fashion_subset_learns)
 Test(cli_train, fashion_resume_equals_uninterrupted)
 {
     NEED_FMNIST();
-    const char *opts = "train --subset 600 --val 200 --optimizer adam --threads 1 --quiet";
-    result r = run_cli("%s --epochs 3 --save '%s'", opts, wpath("three.st"));
+    char last[64];
+    expect_resume_exact("train --subset 600 --val 200 --optimizer adam --threads 1 --quiet",
+                        "--threads 1", 2, 3, last, sizeof last);
+}
+
+Test(cli_train, fashion_conv_resume_equals_uninterrupted)
+{
+    NEED_FMNIST();
+    char last[64];
+    expect_resume_exact("train --subset 256 --val 64 --optimizer adam --threads 1 --quiet --model "
+                        "'conv2d(4,3,pad=1),relu,maxpool2d(2),flatten,dropout(0.25),dense(10)'",
+                        "--threads 1", 1, 2, last, sizeof last);
+    result r = run_cli("eval '%s' --quiet", wpath("whole.st"));
     cr_assert_eq(r.status, 0, "%s", r.err);
-    char three_last[64];
-    last_line(r.out, three_last, sizeof three_last);
+    char eval_last[64];
+    cr_expect_str_eq(last_line(r.out, eval_last, sizeof eval_last), last);
     result_free(&r);
-    r = run_cli("%s --epochs 2 --save '%s'", opts, wpath("two.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
-    r = run_cli("train --threads 1 --quiet --resume '%s' --epochs 3 --save '%s'", wpath("two.st"),
-                wpath("resumed.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    char resumed_last[64];
-    cr_expect_str_eq(last_line(r.out, resumed_last, sizeof resumed_last), three_last);
-    result_free(&r);
-    expect_same_tensors(wpath("three.st"), wpath("resumed.st"));
 }
 
 Test(cli_train, torch_predictions_match)
@@ -447,20 +576,26 @@ Test(cli_train, torch_predictions_match)
     NEED_FMNIST();
     if (access(PYTHON, X_OK) != 0)
         cr_skip_test(PYTHON " not found (Debian: python3-torch)");
-    result r = run_cli("train --subset 1000 --val 100 --epochs 1 --threads 1 --quiet --save '%s'",
-                       wpath("t.st"));
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             PYTHON " '%s/torch_predict_check.py' '%s' '%s' " FMNIST
-                    "/t10k-images-idx3-ubyte.gz >'%s' 2>&1",
-             CHAINRULE_TEST_DIR, CHAINRULE_CLI, wpath("t.st"), wpath("torch.txt"));
-    int st = system(cmd);
-    char *text = slurp(wpath("torch.txt"), NULL);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (code == 77)
-        cr_skip_test("PyTorch not available: %s", text ? text : "");
-    cr_expect_eq(code, 0, "torch check failed: %s", text ? text : "");
-    free(text);
+    /* the perceptron and a convolutional network, rebuilt in PyTorch from
+       the architecture in the file */
+    const char *models[] = {"mlp", "conv2d(4,3,pad=1),relu,maxpool2d(2),flatten,dense(10)"};
+    for (int k = 0; k < 2; k++) {
+        result r = run_cli("train --subset 1000 --val 100 --epochs 1 --threads 1 --quiet "
+                           "--model '%s' --save '%s'",
+                           models[k], wpath("t.st"));
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        result_free(&r);
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd,
+                 PYTHON " '%s/torch_predict_check.py' '%s' '%s' " FMNIST
+                        "/t10k-images-idx3-ubyte.gz >'%s' 2>&1",
+                 CHAINRULE_TEST_DIR, CHAINRULE_CLI, wpath("t.st"), wpath("torch.txt"));
+        int st = system(cmd);
+        char *text = slurp(wpath("torch.txt"), NULL);
+        int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (code == 77)
+            cr_skip_test("PyTorch not available: %s", text ? text : "");
+        cr_expect_eq(code, 0, "torch check of %s failed: %s", models[k], text ? text : "");
+        free(text);
+    }
 }

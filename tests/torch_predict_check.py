@@ -7,9 +7,11 @@ predictions equal `chainrule predict`'s (run by tests/test_cli_train.c).
 CHAINRULE is the built binary, MODEL a checkpoint, IMAGES an IDX file of
 images (plain or gzip). The safetensors bytes are parsed with NumPy only (no
 safetensors package): an 8-byte little-endian header length, the JSON
-header, the raw little-endian tensors. The MLP is rebuilt from the metadata
-(chainrule.widths, chainrule.activation) with torch.nn.Linear layers; chainrule
-stores weights as (in, out) for y = x W + b, torch.nn.Linear as (out, in).
+header, the raw little-endian tensors. The model is rebuilt from the
+architecture in the metadata (chainrule.architecture: the input shape and the
+layers, each named <kind><k> like dense0 or conv2d1) with torch.nn.functional;
+chainrule stores dense weights as (in, out) for y = x W + b, convolution
+weights as PyTorch does, (out, in / groups, kh, kw).
 
 An image where the two largest logits are within 1e-5 (relative) may go
 either way under different summation orders; such near-ties are reported
@@ -73,24 +75,51 @@ ACTIVATIONS = {
 }
 
 
-def build_mlp(tensors, meta):
-    widths = [int(w) for w in meta["chainrule.widths"].split(",")]
-    layers = []
-    for k in range(len(widths) - 1):
-        lin = torch.nn.Linear(widths[k], widths[k + 1]).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(tensors[f"dense{k}.weight"].T.copy()))
-            lin.bias.copy_(torch.from_numpy(tensors[f"dense{k}.bias"]))
-        layers.append(lin)
-        if k + 2 < len(widths):
-            layers.append(ACTIVATIONS[meta["chainrule.activation"]]())
-    return torch.nn.Sequential(*layers).eval()
+def build_model(tensors, meta):
+    """A function of a batch of flat rows computing the stored model's logits."""
+    arch = json.loads(meta["chainrule.architecture"])
+    F = torch.nn.functional
+
+    def t(name):
+        return torch.from_numpy(tensors[name])
+
+    def forward(x):
+        x = x.reshape([-1] + arch["input"][1:])
+        seen = {}
+        for layer in arch["layers"]:
+            kind = layer["kind"]
+            name = f"{kind}{seen.get(kind, 0)}"
+            seen[kind] = seen.get(kind, 0) + 1
+            if kind == "dense":
+                x = x @ t(name + ".weight")
+                if layer["bias"]:
+                    x = x + t(name + ".bias")
+            elif kind == "activation":
+                x = ACTIVATIONS[layer["act"]]()(x)
+            elif kind == "conv2d":
+                x = F.conv2d(x, t(name + ".weight"),
+                             t(name + ".bias") if layer["bias"] else None,
+                             stride=layer["stride"], padding=layer["padding"],
+                             dilation=layer["dilation"], groups=max(1, layer["groups"]))
+            elif kind in ("maxpool2d", "avgpool2d"):
+                pool = F.max_pool2d if kind == "maxpool2d" else F.avg_pool2d
+                stride = layer["stride"] if layer["stride"][0] else layer["kernel"]
+                x = pool(x, layer["kernel"], stride, layer["padding"])
+            elif kind == "flatten":
+                x = x.flatten(1)
+            elif kind == "dropout":
+                pass  # evaluation mode
+            else:
+                raise SystemExit(f"layer kind {kind} is not rebuilt by this check")
+        return x
+
+    return forward
 
 
 def main():
     chainrule, model_path, images_path = sys.argv[1:4]
     tensors, meta = read_safetensors(model_path)
-    model = build_mlp(tensors, meta)
+    model = build_model(tensors, meta)
     scale = float(meta["chainrule.input_scale"])
     # the same f32 pixels chainrule computes with (x / 255 rounded to float)
     x = (read_idx(images_path).astype(np.float32) / np.float32(scale)).astype(np.float64)

@@ -569,6 +569,74 @@ AD_API nn_model *nn_model_load(const char *path, int64_t batch, ad_error *err);
 AD_API nn_model *nn_model_load_with(const char *path, int64_t batch, ad_alloc_fn alloc, void *ud,
                                     ad_error *err);
 
+/* ------------------------------------------------------ models from a list */
+
+/** What nn_model_from_spec builds for: the data and the run. */
+typedef struct nn_spec_options {
+    ad_dtype dtype;   /**< AD_F32 or AD_F64 */
+    int ndim;         /**< axes of one example: 1 (features), 2 (channels, length) or 3 */
+    int64_t shape[3]; /**< one example: (F), (C, L) or an image (C, H, W), e.g. (1, 28, 28) */
+    int64_t outputs;  /**< the width the presets end with: the number of classes */
+    nn_loss loss;     /**< the loss (NN_LOSS_CROSS_ENTROPY for a classifier) */
+    int64_t batch;    /**< the build batch, in [1, 2^20] */
+    uint64_t seed;    /**< initial weights (in layer order) and the graph's generator */
+} nn_spec_options;
+
+/**
+ * A finished model built from a layer list, the grammar of `chainrule train
+ * --model` (docs/training.md "Models"): a preset name, "mlp" (dense(300),
+ * relu, dense(100), relu, dense(outputs), as nn_mlp_new draws them) or
+ * "cnn" (conv2d(32,3,pad=1),relu,maxpool2d(2),conv2d(64,3,pad=1),relu,
+ * maxpool2d(2),flatten,dense(128),relu,dropout(0.25),dense(outputs)), or
+ * layers separated by commas, each a name with optional arguments in
+ * parentheses, positional first, then key=value:
+ *   dense(units, bias=true, init=torch), conv1d/conv2d(channels, kernel,
+ *   stride=1, pad=0, dilation=1, groups=1, bias=true), maxpool1d/2d and
+ *   avgpool1d/2d(kernel, stride=kernel, pad=0), flatten, globalavgpool,
+ *   dropout(rate), batchnorm(momentum=0.1, eps=1e-5), layernorm(eps=1e-5,
+ *   axes=1, affine=true), an activation by name (relu, tanh,
+ *   leaky_relu(0.01), elu(1), ...), rnn(hidden, act=tanh), lstm(hidden),
+ *   gru(hidden), attention(heads, causal=false, rate=0), feedforward(hidden,
+ *   act=relu, rate=0), transformer(heads, ff, causal=false, rate=0),
+ *   embedding(vocab, dim). 2-d kernels, strides, pads and dilations are
+ *   one number or a pair "3x5".
+ * Parameters are drawn as PyTorch draws them (nn_add_*). The first layer
+ * that depends on it decides the input's shape: 2-d convolution and pooling
+ * read (N, C, H, W), 1-d ones (N, C, H W), recurrent and attention layers
+ * (N, H, C W) (an image's rows are the steps), dense layers (N, C H W).
+ * The model carries its architecture (nn_model_save_safetensors,
+ * nn_model_load). NULL with *err (AD_EINVAL, AD_ENOMEM; err may be NULL)
+ * naming the column ("nn_model_from_spec: column 12: unknown layer
+ * 'conv3d' ...", or a layer whose shapes do not fit: "column 35: maxpool2d
+ * (input (32,64,1,1)): ..."); *column (may be NULL) receives that 1-based
+ * column, or 0 when the error has none (a preset, bad options).
+ */
+AD_API nn_model *nn_model_from_spec(const char *spec, const nn_spec_options *o, ad_error *err,
+                                    int *column);
+/**
+ * Checks the grammar of a layer list (or a preset name) without building
+ * anything: what nn_model_from_spec would say about the text itself (the
+ * shapes need the data). 0, or -1 with *err and *column as there.
+ */
+AD_API int nn_spec_check(const char *spec, ad_error *err, int *column);
+/**
+ * Writes the layer list of a model with an architecture (nn_model_has_architecture)
+ * into buf (size bytes), in the grammar of nn_model_from_spec with default
+ * arguments left out, so that parsing it builds the same model. 0, or -1
+ * (no architecture, a layer kind the grammar lacks, or buf too small: buf
+ * is then "").
+ */
+AD_API int nn_model_spec(const nn_model *m, char *buf, size_t size);
+/**
+ * The layer list of nn_mlp_new's perceptron: nhidden dense layers of
+ * hidden[i] units each followed by act (none for NN_ACT_IDENTITY), then
+ * dense(outputs), with nn_mlp_new's initializers named (init=he_uniform
+ * before ReLU, ...), so nn_model_from_spec draws the same weights. 0, or -1
+ * (bad arguments, buf too small).
+ */
+AD_API int nn_mlp_spec(int nhidden, const int64_t *hidden, nn_activation act, int64_t outputs,
+                       char *buf, size_t size);
+
 /* Layers of a nn_model_new model. Each returns its output node, or NULL
  * (the message in ad_graph_error and nn_model_error). */
 /** Dense layer on the last axis: x (..., I) -> (..., units); weight (I,
@@ -1093,6 +1161,99 @@ AD_API int nn_model_save_safetensors(nn_model *m, const char *path);
  * nn_model_error, with io_checkpoint_read's message when reading failed).
  */
 AD_API int nn_model_load_safetensors(nn_model *m, const char *path, unsigned flags);
+
+/* ----------------------------------------------------- training checkpoints */
+
+/** Longest class name of a run, terminator included. */
+#define NN_CLASS_NAME_MAX 48
+/** The value of a training checkpoint's "chainrule.format" metadata. */
+#define NN_CHECKPOINT_FORMAT "chainrule-train/2"
+
+/** One epoch of a run's history. */
+typedef struct nn_epoch_record {
+    double loss;         /**< mean training loss */
+    double accuracy;     /**< training accuracy in [0, 1] */
+    double val_loss;     /**< validation loss (NaN without a validation set) */
+    double val_accuracy; /**< validation accuracy (NaN without a validation set) */
+    double seconds;      /**< wall time of the epoch */
+} nn_epoch_record;
+
+/**
+ * What a training checkpoint keeps beside the model and the optimizer: the
+ * settings and the progress of a run (`chainrule train`), enough to
+ * continue it exactly and to refuse a resume with other settings.
+ * nn_run_init sets the defaults; the caller frees what it owns with
+ * nn_run_finish.
+ */
+typedef struct nn_run {
+    char optimizer[16]; /**< the optimizer's name as chosen: "sgd", "momentum", "adam", ... */
+    double lr;          /**< the base learning rate the schedule starts from */
+    nn_schedule_kind schedule; /**< learning rate per epoch (from lr) */
+    double gamma;              /**< the exponential schedule's decay, in (0, 1] */
+    int64_t batch;             /**< rows per training step */
+    uint64_t seed;  /**< initial weights and the batch order, io_data_permutation(seed, epoch) */
+    int64_t subset; /**< training rows used (0: all) */
+    int64_t val;    /**< validation rows held out from the start of the training data */
+    double input_scale;  /**< features are divided by this (255 for 8-bit pixels) */
+    int64_t epochs;      /**< epochs in total */
+    int64_t epochs_done; /**< epochs completed */
+    int nclasses;        /**< names in class_names */
+    char (*class_names)[NN_CLASS_NAME_MAX]; /**< (nclasses), owned by the run (malloc) */
+    int64_t nhistory;                       /**< entries in history */
+    nn_epoch_record *history;               /**< (nhistory) per epoch, owned by the run (malloc) */
+} nn_run;
+
+/** Defaults: optimizer "sgd", lr 0.01, constant schedule, gamma 0.9, batch 32, scale 1, 1 epoch, no
+ *  names, no history. */
+AD_API void nn_run_init(nn_run *run);
+/** Frees the class names and the history (run itself is the caller's). Accepts NULL. */
+AD_API void nn_run_finish(nn_run *run);
+/** Makes run name n classes (new names empty). 0, or -1 with *err (err may be NULL). */
+AD_API int nn_run_resize_classes(nn_run *run, int n, ad_error *err);
+/**
+ * Parses "a,b,c" into run's class names: any number of names of 1 to
+ * NN_CLASS_NAME_MAX - 1 bytes without control characters (they are printed
+ * one per line and to terminals). 0, or -1 with *err: "name 2 has a control
+ * character (byte 0x0a)", "each name needs 1 to 47 characters".
+ */
+AD_API int nn_run_set_class_names(nn_run *run, const char *list, ad_error *err);
+/** Appends one epoch to the history. 0, or -1 with *err (out of memory). */
+AD_API int nn_run_add_epoch(nn_run *run, const nn_epoch_record *e, ad_error *err);
+
+/**
+ * Writes a training checkpoint, atomically: a model file of m (its tensors
+ * and architecture, readable by nn_model_load and PyTorch's safetensors),
+ * the optimizer's state as "optimizer.<slot>" tensors and its settings,
+ * the graph generator's state (dropout masks), and run, as metadata
+ * (docs/training.md lists the keys). opt may be NULL. Refuses, writing
+ * nothing, when a weight or an optimizer state value is NaN or infinite (a
+ * diverged run can keep a finite loss): AD_ESTATE "training diverged: 1 of
+ * 146 weights and 0 of 0 optimizer state values are NaN or infinite; PATH
+ * was not written". Other errors: AD_EUNSUPPORTED (m has no architecture),
+ * AD_EINVAL, AD_EIO, AD_ENOMEM. 0, or -1 with *err.
+ */
+AD_API int nn_checkpoint_save(const char *path, nn_model *m, const nn_optimizer *opt,
+                              const nn_run *run, ad_error *err);
+
+/** Flag of nn_checkpoint_load: load NaN or infinite weights and optimizer state. */
+#define NN_CHECKPOINT_ALLOW_NONFINITE 1u
+
+/**
+ * Reads a checkpoint written by nn_checkpoint_save: rebuilds the model from
+ * its architecture (batch rows per build batch; <= 0: as saved) with the
+ * saved tensors and generator state, fills run (the caller frees it with
+ * nn_run_finish; it is initialized even on failure) and, when opt is not
+ * NULL, makes the optimizer with its saved settings and state (*opt, the
+ * caller's), so training continues exactly. Every field is range-checked
+ * (the checksum guards against corruption, not crafted files). NULL with
+ * *err: AD_EIO, AD_EFORMAT (not a chainrule checkpoint, no valid checksum,
+ * a field out of range, naming it: "metadata chainrule.gamma '7' is not
+ * valid"), AD_EUNSUPPORTED (another format version), AD_EMISMATCH (tensors
+ * that do not fit), AD_ESTATE (NaN or infinite weights or optimizer state
+ * without NN_CHECKPOINT_ALLOW_NONFINITE), AD_ENOMEM.
+ */
+AD_API nn_model *nn_checkpoint_load(const char *path, int64_t batch, unsigned flags,
+                                    nn_optimizer **opt, nn_run *run, ad_error *err);
 
 /* ------------------------------------------------------------ training loop */
 
