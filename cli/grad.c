@@ -59,9 +59,12 @@ static void usage(FILE *out)
                  "The first operand is the expression (one that begins with '-' is too), the\n"
                  "others give the variables' values. Options may come anywhere, with their\n"
                  "value as the next argument or after '=' (--dot=g.dot); '--' ends them.\n\n"
-                 "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ (power, right-associative,\n"
-                 "         -x^2 = -(x^2)), parentheses and the functions of the op registry:\n");
+                 "  EXPR   numbers (1.5, 1e-3), variables, + - * /, ^ or ** (power, right-\n"
+                 "         associative, -x^2 = -(x^2)), parentheses and the functions of the op\n"
+                 "         registry:\n");
     print_functions(out);
+    fprintf(out, "         Statements NAME = EXPR; name intermediate nodes for the trace and\n"
+                 "         pictures; the last part is the output: 'n = x*w + b; tanh(n)'.\n");
     fprintf(
         out,
         "\n"

@@ -3,7 +3,10 @@
  * and, with its high bit set, an allocator that fails at a chosen call; the
  * rest is the expression. Parsing must either return a node (then backward
  * either succeeds or leaves an error) or fill the error with a message and a
- * column inside the text; nothing may crash, overflow the stack or leak. */
+ * column inside the text; nothing may crash, overflow the stack or leak.
+ * Expressions include statements (NAME = EXPR;) and '**'; a parsed one also
+ * goes through the gradient check and its kink/jump classification
+ * (ad_gradcheck, ad_smoothness_at), as `chainrule grad --check` runs them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +70,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* success with an error message */
             if (ad_backward(f) != 0 && !ad_graph_error(g))
                 abort(); /* backward failed without saying why */
+            /* the gradient check and its classification of kinks and jumps
+               (what `chainrule grad --check` runs) on whatever was built */
+            if (!ad_graph_error(g)) {
+                ad_node *leaves[3] = {vars[0].node, vars[1].node, vars[2].node};
+                const ad_node *where = NULL;
+                int kind = ad_smoothness_at(f, leaves[head % 3], 0, 0, &where);
+                if (kind < 0 ? !ad_graph_error(g) : (kind > 0) != (where != NULL))
+                    abort(); /* an error without a message, or a kind without its node */
+                ad_gradcheck_result r;
+                if (!ad_graph_error(g) && ad_gradcheck(f, 3, leaves, NULL, &r) < 0 &&
+                    !ad_graph_error(g))
+                    abort();
+            }
         } else {
             if (!err.message[0])
                 abort(); /* failed without saying why */
