@@ -1374,7 +1374,7 @@ static void dot_backward_node(ctx *c, FILE *out, const ad_node *v, unsigned flag
 }
 
 /* The legend: one line per style the picture used. */
-static void dot_legend(const ctx *c, FILE *out)
+static void dot_legend(const ctx *c, FILE *out, bool bottom)
 {
     static const struct {
         unsigned bit;
@@ -1400,6 +1400,8 @@ static void dot_legend(const ctx *c, FILE *out)
             fprintf(out, "</FONT></TD></TR>");
         }
     fprintf(out, "</TABLE>>];\n");
+    if (bottom) /* beside the loss, where a top-down picture has room */
+        fprintf(out, "  { rank=sink; legend; }\n");
 }
 
 /* The cluster label of order k: "first derivative: ∂y/∂x" */
@@ -1521,8 +1523,9 @@ int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts
         }
     }
     double fs = o.font_size > 0 ? o.font_size : 11;
+    const bool top_down = tensors || (flags & AD_DUMP_COMPACT);
     fprintf(out, "digraph chainrule {\n  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=%g",
-            tensors || (flags & AD_DUMP_COMPACT) ? "TB" : "LR", fs + 1);
+            top_down ? "TB" : "LR", fs + 1);
     if (o.dpi > 0)
         fprintf(out, ", dpi=%g", o.dpi);
     fprintf(out,
@@ -1582,7 +1585,7 @@ int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts
                         (long long)i);
         }
     }
-    dot_legend(&c, out);
+    dot_legend(&c, out, top_down);
     fprintf(out, "}\n");
     zfree(g, draw, (size_t)c.n);
     ctx_free_all(&c);
