@@ -172,6 +172,12 @@ int main(void)
     if (dom) {
         expect_step(dom, "neuron.html", 4);
         expect_nothing_yet(dom, "neuron.html", 4, x1);
+        /* the picture's own gradient row of x1 says so too */
+        char key[64];
+        snprintf(key, sizeof key, "<g id=\"n%lld\"", (long long)ad_node_id(x1));
+        const char *node = strstr(dom, key), *end = node ? strstr(node, "</g>") : NULL;
+        const char *row = node ? strstr(node, ">grad —</text>") : NULL;
+        CHECK(row && row < end, "neuron.html#step=4: x1's node in the SVG does not show 'grad —'");
         expect_value(dom, "neuron.html", 4, x2, ad_grad_item(x2));
         free(dom);
     } else
