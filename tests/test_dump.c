@@ -12,6 +12,7 @@
 
 #include "chainrule/autodiff.h"
 #include "chainrule/dump.h"
+#include "test_needs_dot.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -45,8 +46,6 @@ static int count(const char *hay, const char *needle)
         n++;
     return n;
 }
-
-static bool have_dot(void) { return system("command -v dot >/dev/null 2>&1") == 0; }
 
 /* Graphviz accepts the text (main() skips the whole test where dot is not
  * installed, rather than passing without checking). */
@@ -893,20 +892,4 @@ Test(dump, nonfinite_nodes_are_purple_with_a_legend)
     cr_assert_not_null(strstr(dot, "BGCOLOR=\"#fff2cc\"><B>x</B>"));
     free(dot);
     ad_graph_free(g);
-}
-
-/* Criterion's runner, after a check for Graphviz: without `dot` the pictures
- * cannot be checked, and Meson is told so (exit status 77: skipped). */
-int main(int argc, char *argv[])
-{
-    struct criterion_test_set *tests = criterion_initialize();
-    int rc = 0;
-    if (!have_dot()) {
-        fprintf(stderr, "Graphviz 'dot' is not installed: the dump tests are skipped\n");
-        rc = 77;
-    } else if (criterion_handle_args(argc, argv, true)) {
-        rc = !criterion_run_all_tests(tests);
-    }
-    criterion_finalize(tests);
-    return rc;
 }

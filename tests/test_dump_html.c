@@ -13,8 +13,7 @@
 
 #include "chainrule/autodiff.h"
 #include "chainrule/dump.h"
-
-static bool have_dot(void) { return system("command -v dot >/dev/null 2>&1") == 0; }
+#include "test_needs_dot.h" /* exit 77 without Graphviz */
 
 static char *page_of(ad_graph *g, ad_node *loss, int *rc)
 {
