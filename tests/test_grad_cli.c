@@ -230,6 +230,7 @@ Test(grad_cli, check_fails_on_a_real_mismatch)
 }
 
 static char *slurp(const char *path, size_t *len);
+static cJSON *trace_step(cJSON *root, const char *sym);
 
 /* Relative agreement to tol (absolute near 0). */
 static bool close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
@@ -411,6 +412,15 @@ Test(grad_cli, statements_name_nodes)
     cr_assert_not_null(strstr(r.out, "chain-rule trace of L = o = 0.707107"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "step 1: o = tanh(n) = 0.707107\n"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "step 2: n = t3 + b = 0.881374\n"), "%s", r.out);
+    /* and in the JSON trace */
+    r = run(NULL, "'n = x*w + b; tanh(n)' x=2 w=3 b=1 --json --trace");
+    cr_assert_eq(r.status, 0, "%s", r.out);
+    cJSON *root = cJSON_Parse(r.out);
+    cr_assert_not_null(root, "%s", r.out);
+    cJSON *step = trace_step(root, "n");
+    cr_assert_not_null(step, "%s", r.out);
+    cr_assert_str_eq(cJSON_GetObjectItem(step, "op")->valuestring, "add");
+    cJSON_Delete(root);
     char dir[] = "/tmp/chainrule-grad-test-XXXXXX", args[512], path[300];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/n.dot", dir);

@@ -233,3 +233,25 @@ Test(nondiff, dump_symbol)
     ad_graph_free(h);
     ad_graph_free(g);
 }
+
+/* Only elementwise ops have non-differentiable points in the registry: every
+   other op says AD_SMOOTH (the classification reads elementwise inputs). */
+Test(nondiff, only_elementwise_ops_have_rules)
+{
+    double z[3] = {0, 0, 0}, params[2] = {0, 0};
+    int with_rule = 0;
+    for (int op = 0; op < ad_op_count(); op++) {
+        ad_smoothness k = ad_op_smoothness(op, z, z, params);
+        ad_op_kind kind = ad_op_kind_of(op);
+        bool elementwise = kind == AD_KIND_UNARY || kind == AD_KIND_BINARY ||
+                           kind == AD_KIND_TERNARY || kind == AD_KIND_INTERNAL;
+        if (k != AD_SMOOTH) {
+            with_rule++;
+            cr_assert(elementwise, "%s is not elementwise but has a nondiff rule", ad_op_name(op));
+            cr_assert(ad_op_arity(op) >= 1 && ad_op_arity(op) <= 3, "%s", ad_op_name(op));
+        }
+    }
+    /* relu abs leaky_relu elu clamp clamp_mask step sign maximum minimum eq gt relu_grad
+       (elu and clamp need their parameters: at 0 with zeros they are a kink too) */
+    cr_assert_geq(with_rule, 12, "%d ops", with_rule);
+}
