@@ -92,8 +92,12 @@ nn_model *cr_run_build_model(const cr_run *run, int ndim, const int64_t *shape, 
         }
         spec = mlp;
     }
-    nn_spec_options so = {run->dtype,   ndim,       {0, 0, 0}, outputs, NN_LOSS_CROSS_ENTROPY,
-                          run->r.batch, run->r.seed};
+    nn_spec_options so = {.dtype = run->dtype,
+                          .ndim = ndim,
+                          .outputs = outputs,
+                          .loss = NN_LOSS_CROSS_ENTROPY,
+                          .batch = run->r.batch,
+                          .seed = run->r.seed};
     memcpy(so.shape, shape, (size_t)ndim * sizeof *shape);
     ad_error e;
     int column;

@@ -642,9 +642,17 @@ nn_model *nn_checkpoint_load(const char *path, int64_t batch, unsigned flags, nn
                      path);
         goto fail;
     }
-    if (!v || !arch) {
+    if (!arch) {
         ad_error_set(err, AD_EFORMAT, "%.100s: not a chainrule model (its metadata has no %s)",
-                     path, !arch ? NN_ARCH_KEY : "chainrule.format");
+                     path, NN_ARCH_KEY);
+        goto fail;
+    }
+    if (!v) {
+        ad_error_set(err, AD_EFORMAT,
+                     "%.100s: a model without a training run (its metadata has no "
+                     "chainrule.format): nn_model_load reads it; chainrule train --save and "
+                     "nn_checkpoint_save write checkpoints",
+                     path);
         goto fail;
     }
     if (strcmp(v, NN_CHECKPOINT_FORMAT) != 0) {

@@ -762,7 +762,7 @@ nn_model *nn_model_from_spec(const char *spec, const nn_spec_options *o, ad_erro
     int nd = 0;
     if (n < 0 || input_shape(layers, n, o, shape + 1, &nd, &p) != 0)
         goto out;
-    m = nn_model_new(o->dtype, o->seed, err);
+    m = nn_model_new_with(o->dtype, o->seed, o->alloc, o->alloc_ud, err);
     ad_node *x = m ? nn_model_add_input(m, nd + 1, shape, "x") : NULL;
     for (int i = 0; x && i < n; i++) {
         nn_layer *l = nn_model_push_layer(m, layers[i].rec.kind, "nn_model_from_spec");

@@ -31,7 +31,13 @@ TestSuite(nn_run, .init = make_path, .fini = remove_path);
 
 static nn_model *model(void)
 {
-    nn_spec_options o = {AD_F32, 3, {1, 6, 6}, 4, NN_LOSS_CROSS_ENTROPY, 4, 3};
+    nn_spec_options o = {.dtype = AD_F32,
+                         .ndim = 3,
+                         .shape = {1, 6, 6},
+                         .outputs = 4,
+                         .loss = NN_LOSS_CROSS_ENTROPY,
+                         .batch = 4,
+                         .seed = 3};
     ad_error err;
     nn_model *m = nn_model_from_spec(SPEC, &o, &err, NULL);
     cr_assert_not_null(m, "%s", err.message);
@@ -199,7 +205,8 @@ Test(nn_run, crafted_and_diverged_files_are_refused)
                                   "state values are NaN or infinite; "),
               "%s", err.message);
     cr_assert_eq(nn_model_save_safetensors(a, path), 0); /* the model file alone */
-    expect_load_error(AD_EFORMAT, "not a chainrule model (its metadata has no chainrule.format)");
+    expect_load_error(AD_EFORMAT, "a model without a training run (its metadata has no "
+                                  "chainrule.format): nn_model_load reads it");
     nn_run_finish(&run);
     nn_optimizer_free(oa);
     nn_model_free(a);

@@ -14,7 +14,13 @@
 
 static nn_spec_options image_options(int64_t batch)
 {
-    nn_spec_options o = {AD_F32, 3, {1, 28, 28}, 10, NN_LOSS_CROSS_ENTROPY, batch, 42};
+    nn_spec_options o = {.dtype = AD_F32,
+                         .ndim = 3,
+                         .shape = {1, 28, 28},
+                         .outputs = 10,
+                         .loss = NN_LOSS_CROSS_ENTROPY,
+                         .batch = batch,
+                         .seed = 42};
     return o;
 }
 
@@ -79,7 +85,13 @@ Test(nn_spec, cnn_preset_shapes_and_parameters)
 
 Test(nn_spec, mlp_preset_draws_nn_mlp_new_weights)
 {
-    nn_spec_options o = {AD_F32, 3, {1, 28, 28}, 10, NN_LOSS_CROSS_ENTROPY, 32, 42};
+    nn_spec_options o = {.dtype = AD_F32,
+                         .ndim = 3,
+                         .shape = {1, 28, 28},
+                         .outputs = 10,
+                         .loss = NN_LOSS_CROSS_ENTROPY,
+                         .batch = 32,
+                         .seed = 42};
     nn_model *m = build("mlp", &o);
     cr_expect_eq(ad_ndim(nn_model_input(m)), 2);
     int64_t widths[] = {784, 300, 100, 10};

@@ -573,13 +573,15 @@ AD_API nn_model *nn_model_load_with(const char *path, int64_t batch, ad_alloc_fn
 
 /** What nn_model_from_spec builds for: the data and the run. */
 typedef struct nn_spec_options {
-    ad_dtype dtype;   /**< AD_F32 or AD_F64 */
-    int ndim;         /**< axes of one example: 1 (features), 2 (channels, length) or 3 */
-    int64_t shape[3]; /**< one example: (F), (C, L) or an image (C, H, W), e.g. (1, 28, 28) */
-    int64_t outputs;  /**< the width the presets end with: the number of classes */
-    nn_loss loss;     /**< the loss (NN_LOSS_CROSS_ENTROPY for a classifier) */
-    int64_t batch;    /**< the build batch, in [1, 2^20] */
-    uint64_t seed;    /**< initial weights (in layer order) and the graph's generator */
+    ad_dtype dtype;    /**< AD_F32 or AD_F64 */
+    int ndim;          /**< axes of one example: 1 (features), 2 (channels, length) or 3 */
+    int64_t shape[3];  /**< one example: (F), (C, L) or an image (C, H, W), e.g. (1, 28, 28) */
+    int64_t outputs;   /**< the width the presets end with: the number of classes */
+    nn_loss loss;      /**< the loss (NN_LOSS_CROSS_ENTROPY for a classifier) */
+    int64_t batch;     /**< the build batch, in [1, 2^20] */
+    uint64_t seed;     /**< initial weights (in layer order) and the graph's generator */
+    ad_alloc_fn alloc; /**< all of the model's memory (NULL: malloc), as nn_model_new_with */
+    void *alloc_ud;    /**< alloc's user data */
 } nn_spec_options;
 
 /**

@@ -22,4 +22,31 @@ static const char *fuzz_write_file(const uint8_t *data, size_t size, const char 
     return path;
 }
 
+/* A model's allocator for the fuzz targets: counts live blocks (a block
+ * left after the model is freed is a leak) and refuses blocks over cap
+ * bytes, as a machine with little memory would (a crafted input may ask for
+ * any size: that must be an error, not a crash). */
+typedef struct {
+    long live;
+    size_t cap;
+} fuzz_heap;
+
+static inline void *fuzz_heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    fuzz_heap *h = ud;
+    (void)osize;
+    if (nsize == 0) {
+        if (ptr)
+            h->live--;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > h->cap)
+        return NULL;
+    void *q = realloc(ptr, nsize);
+    if (q && !ptr)
+        h->live++;
+    return q;
+}
+
 #endif

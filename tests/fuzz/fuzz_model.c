@@ -16,28 +16,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The model's allocator: counts live blocks (a leak aborts) and refuses
- * more than 64 MB at once, as a machine with little memory would (a crafted
- * architecture may ask for any size: that must be an error, not a crash). */
-static long live;
-
-static void *fuzz_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    (void)osize;
-    if (nsize == 0) {
-        if (ptr)
-            live--;
-        free(ptr);
-        return NULL;
-    }
-    if (nsize > ((size_t)64 << 20))
-        return NULL;
-    void *q = realloc(ptr, nsize);
-    if (q && !ptr)
-        live++;
-    return q;
-}
+/* The model's allocator: blocks over 64 MB are refused. */
+static fuzz_heap heap = {0, (size_t)64 << 20};
 
 static void exercise(nn_model *m)
 {
@@ -58,7 +38,7 @@ static void exercise(nn_model *m)
         snprintf(path, sizeof path, "/tmp/chainrule-fuzz-%ld-again.safetensors", (long)getpid());
     if (nn_model_save_safetensors(m, path) == 0) {
         ad_error err;
-        nn_model *again = nn_model_load_with(path, 0, fuzz_alloc, NULL, &err);
+        nn_model *again = nn_model_load_with(path, 0, fuzz_heap_alloc, &heap, &err);
         if (!again && !err.message[0])
             abort();
         nn_model_free(again);
@@ -81,11 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         memcpy(json, data + 1, size - 1);
         json[size - 1] = '\0';
-        m = nn_model_from_architecture_with(json, batch, fuzz_alloc, NULL, &err);
+        m = nn_model_from_architecture_with(json, batch, fuzz_heap_alloc, &heap, &err);
         free(json);
     } else {
         m = nn_model_load_with(fuzz_write_file(data + 1, size - 1, ".safetensors"), batch,
-                               fuzz_alloc, NULL, &err);
+                               fuzz_heap_alloc, &heap, &err);
     }
     if (!m) {
         if (!err.message[0])
@@ -94,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         exercise(m);
         nn_model_free(m);
     }
-    if (live != 0)
+    if (heap.live != 0)
         abort(); /* a block of the model was not freed */
     return 0;
 }
