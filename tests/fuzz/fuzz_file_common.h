@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *fuzz_write_file(const uint8_t *data, size_t size, const char *suffix)
+static inline const char *fuzz_write_file(const uint8_t *data, size_t size, const char *suffix)
 {
     static char path[256];
     if (!path[0])
