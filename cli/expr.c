@@ -480,6 +480,8 @@ static ad_node *parse_program(parser *p)
         char c = peek(p);
         if (c == ';') {
             p->pos++;
+            if (peek(p) == ';')
+                return fail_at(p, p->pos, "an empty statement (';' twice)");
             if (peek(p) == '\0')
                 return last;
             if (!statement)

@@ -412,6 +412,11 @@ Test(grad_cli, statements_name_nodes)
     cr_assert_not_null(strstr(r.out, "chain-rule trace of L = o = 0.707107"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "step 1: o = tanh(n) = 0.707107\n"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "step 2: n = t3 + b = 0.881374\n"), "%s", r.out);
+    /* and in the messages: undefined maths at a named node */
+    r = run(NULL, "'n = log(x); n*2' x=-1");
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    const char *named = "chainrule grad: log: input -1 is outside its domain (x > 0) at n\n";
+    cr_assert(strncmp(r.out, named, strlen(named)) == 0, "%s", r.out);
     /* and in the JSON trace */
     r = run(NULL, "'n = x*w + b; tanh(n)' x=2 w=3 b=1 --json --trace");
     cr_assert_eq(r.status, 0, "%s", r.out);
@@ -454,6 +459,8 @@ Test(grad_cli, statement_errors)
     expect_error("n = ; n", "x=1", 5,
                  "expected a number, a variable, a function or '(', found ';'");
     expect_error("n = x*2; m", "x=1", 10, "unknown variable 'm' (give it a value: m=...)");
+    expect_error("n = x*2;; n", "x=1", 9, "an empty statement (';' twice)");
+    expect_error("x;;", "x=1", 3, "an empty statement (';' twice)");
 }
 
 Test(grad_cli, usage_errors)
