@@ -278,13 +278,7 @@ void ad_graph_seed(ad_graph *g, uint64_t seed)
 {
     if (!g)
         return;
-    /* splitmix64 expands the seed into xoshiro256** state */
-    for (int i = 0; i < 4; i++) {
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        g->rng[i] = z ^ (z >> 31);
-    }
+    ad_xoshiro_seed(g->rng, seed); /* the library's one generator (support_impl.h) */
 }
 
 void ad_graph_rng_state(const ad_graph *g, uint64_t state[4])
@@ -313,20 +307,7 @@ void ad_graph_set_training(ad_graph *g, int on)
 
 int ad_graph_is_training(const ad_graph *g) { return g && !g->eval_mode; }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-double ad_rng_uniform(ad_graph *g)
-{
-    uint64_t *s = g->rng;
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return (double)(r >> 11) * 0x1.0p-53;
-}
+double ad_rng_uniform(ad_graph *g) { return ad_bits_to_unit(ad_xoshiro_next(g->rng)); }
 
 void ad_graph_set_check_finite(ad_graph *g, int on)
 {

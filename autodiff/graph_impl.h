@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "chainrule/autodiff.h"
+#include "support_impl.h"
 
 /* The op enum, generated from ops.def so names and the table never drift. */
 typedef enum {
@@ -154,17 +155,8 @@ extern int ad_threads_requested;
     }
 #endif
 
-/* Type dispatch: the body is written once and compiled for float and double. */
-#define AD_DISPATCH(g, ...)                                                                        \
-    do {                                                                                           \
-        if ((g)->dtype == AD_F32) {                                                                \
-            typedef float T;                                                                       \
-            __VA_ARGS__                                                                            \
-        } else {                                                                                   \
-            typedef double T;                                                                      \
-            __VA_ARGS__                                                                            \
-        }                                                                                          \
-    } while (0)
+/* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
+#define AD_DISPATCH(g, ...) AD_DISPATCH_DTYPE((g)->dtype, __VA_ARGS__)
 
 /* graph.c */
 void ad_fail(ad_graph *g, const char *fmt, ...)

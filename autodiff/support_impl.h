@@ -17,6 +17,19 @@
 #define AD_PRINTF_LIKE(f, a)
 #endif
 
+/* Type dispatch: the body is written once and compiled for float and double
+   (T is the element type); every module's kernels use this one. */
+#define AD_DISPATCH_DTYPE(dtype, ...)                                                              \
+    do {                                                                                           \
+        if ((dtype) == AD_F32) {                                                                   \
+            typedef float T;                                                                       \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            typedef double T;                                                                      \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
+
 /* ----------------------------------------------------------------- errors */
 
 /* Clears *err (when not NULL) to AD_OK and ""; returns 0. */
@@ -116,6 +129,33 @@ static inline bool ad_host_is_little_endian(void)
     return b == 1;
 }
 
+/* The unsigned integer in the n <= 8 bytes at p, least significant first
+   (file formats: zip, .npy, safetensors). */
+static inline uint64_t ad_load_le(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t k = n; k-- > 0;)
+        v = v << 8 | p[k];
+    return v;
+}
+
+/* The same, most significant byte first (IDX). */
+static inline uint64_t ad_load_be(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t k = 0; k < n; k++)
+        v = v << 8 | p[k];
+    return v;
+}
+
+/* Stores the low n <= 8 bytes of v at p, least significant first; returns p + n. */
+static inline unsigned char *ad_store_le(unsigned char *p, uint64_t v, size_t n)
+{
+    for (size_t k = 0; k < n; k++, v >>= 8)
+        p[k] = (unsigned char)(v & 0xFF);
+    return p + n;
+}
+
 /* Reverses the bytes of each esize-byte element of p (bytes long). */
 static inline void ad_swap_bytes(unsigned char *p, size_t bytes, size_t esize)
 {
@@ -125,6 +165,53 @@ static inline void ad_swap_bytes(unsigned char *p, size_t bytes, size_t esize)
             p[i + j] = p[i + esize - 1 - j];
             p[i + esize - 1 - j] = t;
         }
+}
+
+/* ----------------------------------------------------------- random bits */
+
+/* The one generator of the library: xoshiro256** (Blackman & Vigna) on a
+   state of four words, seeded by splitmix64. The graph's generator
+   (dropout, ad_graph_seed), nn_rng and io's data streams all step these. */
+
+/* The next splitmix64 output of the stream *x (advances *x). */
+static inline uint64_t ad_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* s[i] = splitmix64 outputs 1..4 of seed. */
+static inline void ad_xoshiro_seed(uint64_t s[4], uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        s[i] = ad_splitmix64(&seed);
+}
+
+static inline uint64_t ad_rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* The next 64 bits of xoshiro256** (advances s). */
+static inline uint64_t ad_xoshiro_next(uint64_t s[4])
+{
+    uint64_t r = ad_rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = ad_rotl64(s[3], 45);
+    return r;
+}
+
+/* Uniform in [0, 1): the top 53 bits times 2^-53. */
+static inline double ad_bits_to_unit(uint64_t bits) { return (double)(bits >> 11) * 0x1.0p-53; }
+
+/* Elements of esize bytes stored big-endian (bytes long) to host order, in place. */
+static inline void ad_big_endian_to_host(unsigned char *p, size_t bytes, size_t esize)
+{
+    if (ad_host_is_little_endian())
+        ad_swap_bytes(p, bytes, esize);
 }
 
 /* Bytes per element of dtype (4, 8, 4, 8, 1), 0 for an unknown value. */

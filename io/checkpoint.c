@@ -285,9 +285,7 @@ static bool write_all(FILE *fp, void *ctx)
 {
     const write_job *job = ctx;
     unsigned char len_le[8];
-    uint64_t n = job->h->len;
-    for (int k = 0; k < 8; k++)
-        len_le[k] = (unsigned char)(n >> (8 * k));
+    ad_store_le(len_le, job->h->len, 8);
     if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(job->h->text, 1, job->h->len, fp) != job->h->len)
         return false;
     for (size_t i = 0; i < job->count; i++)
@@ -717,8 +715,7 @@ io_checkpoint *io_checkpoint_read_with(const char *path, ad_alloc_fn alloc, void
                                        path, file_size);
         goto done;
     }
-    for (int k = 7; k >= 0; k--)
-        header_len = header_len << 8 | len_le[k];
+    header_len = ad_load_le(len_le, 8);
     if (header_len < 2 || header_len > file_size - 8 || header_len > MAX_HEADER_BYTES) {
         st = ad_error_set(err, AD_EFORMAT,
                           "%s: not a safetensors file or truncated: header length "

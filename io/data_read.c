@@ -238,32 +238,10 @@ void io_idx_free(io_idx *idx)
     mem_free(&m, idx, sizeof(idx_impl));
 }
 
-/* Big-endian bytes to host order, in place (any host byte order). */
-static void idx_to_host(unsigned char *data, size_t count, size_t esize)
-{
-    if (esize == 1)
-        return;
-    for (size_t i = 0; i < count; i++) {
-        unsigned char *p = data + i * esize;
-        uint64_t v = 0;
-        for (size_t k = 0; k < esize; k++)
-            v = (v << 8) | p[k];
-        if (esize == 2) {
-            uint16_t u = (uint16_t)v;
-            memcpy(p, &u, 2);
-        } else if (esize == 4) {
-            uint32_t u = (uint32_t)v;
-            memcpy(p, &u, 4);
-        } else {
-            memcpy(p, &v, 8);
-        }
-    }
-}
-
 static int idx_parse(source *s, io_idx *idx, ad_error *err)
 {
     const char *path = s->path;
-    unsigned char head[4 * IO_IDX_MAX_DIMS], *data = NULL;
+    unsigned char head[4 * AD_MAX_DIMS], *data = NULL;
     size_t got, esize, bytes, extra;
     bool truncated;
     int st;
@@ -287,11 +265,11 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
     if (esize == 0)
         return ad_error_set(err, AD_EFORMAT,
                             "%s: bad magic number: unknown IDX element type 0x%02x", path, head[2]);
-    if (head[3] == 0 || head[3] > IO_IDX_MAX_DIMS)
+    if (head[3] == 0 || head[3] > AD_MAX_DIMS)
         return ad_error_set(err, AD_EFORMAT,
                             "%s: %d dimensions in the IDX header (1 to %d "
                             "supported)",
-                            path, head[3], IO_IDX_MAX_DIMS);
+                            path, head[3], AD_MAX_DIMS);
     idx->type = (io_idx_type)head[2];
     idx->ndim = head[3];
 
@@ -305,9 +283,7 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
                             path, idx->ndim);
     idx->count = 1;
     for (int k = 0; k < idx->ndim; k++) {
-        const unsigned char *p = head + 4 * k;
-        idx->dims[k] =
-            (size_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        idx->dims[k] = (size_t)ad_load_be(head + 4 * k, 4);
         if (!ad_mul_size(idx->count, idx->dims[k], &idx->count))
             return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
     }
@@ -331,7 +307,7 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
         mem_free(s->mem, data, bytes);
         return st;
     }
-    idx_to_host(data, idx->count, esize);
+    ad_big_endian_to_host(data, bytes, esize); /* IDX stores big-endian */
     idx->data = data;
     return ad_error_ok(err);
 }

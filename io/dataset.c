@@ -189,13 +189,7 @@ void io_dataset_scale(io_dataset *ds, float divisor)
 
 void io_data_rng_seed(io_data_rng *rng, uint64_t seed) { rng->state = seed; }
 
-uint64_t io_data_rng_next(io_data_rng *rng)
-{
-    uint64_t z = (rng->state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
+uint64_t io_data_rng_next(io_data_rng *rng) { return ad_splitmix64(&rng->state); }
 
 uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound)
 {

@@ -248,8 +248,7 @@ size_t io_npy_header(const io_array *a, unsigned char *buf, size_t size)
     memcpy(buf, NPY_MAGIC, NPY_MAGIC_LEN);
     buf[6] = 1;
     buf[7] = 0;
-    buf[8] = (unsigned char)(hlen & 0xFF);
-    buf[9] = (unsigned char)(hlen >> 8);
+    ad_store_le(buf + 8, hlen, 2);
     memcpy(buf + 10, dict, dict_len);
     memset(buf + 10 + dict_len, ' ', total - 10 - dict_len - 1);
     buf[total - 1] = '\n';
@@ -493,12 +492,12 @@ int io_npy_parse(const ad_allocator *mem, const unsigned char *p, size_t n, cons
     unsigned major = p[6], minor = p[7];
     if (major == 1 && minor == 0) {
         start = 10;
-        hlen = (size_t)p[8] | (size_t)p[9] << 8;
+        hlen = (size_t)ad_load_le(p + 8, 2);
     } else if ((major == 2 || major == 3) && minor == 0) {
         if (n < 12)
             return ad_error_set(err, AD_EFORMAT, "%s: truncated .npy header (%zu bytes)", what, n);
         start = 12;
-        hlen = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24;
+        hlen = (size_t)ad_load_le(p + 8, 4);
     } else {
         return ad_error_set(err, AD_EUNSUPPORTED,
                             "%s: .npy format version %u.%u is not supported (1.0, 2.0, 3.0 are)",

@@ -46,22 +46,12 @@ struct io_npz {
     io_array *arrays;
 };
 
-static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const unsigned char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static unsigned char *wr16(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v & 0xFF);
-    p[1] = (unsigned char)(v >> 8 & 0xFF);
-    return p + 2;
-}
-static unsigned char *wr32(unsigned char *p, uint32_t v)
-{
-    return wr16(wr16(p, v & 0xFFFF), v >> 16);
-}
+/* zip's little-endian fields (support_impl.h's byte-order helpers) */
+static uint16_t rd16(const unsigned char *p) { return (uint16_t)ad_load_le(p, 2); }
+static uint32_t rd32(const unsigned char *p) { return (uint32_t)ad_load_le(p, 4); }
+static uint64_t rd64(const unsigned char *p) { return ad_load_le(p, 8); }
+static unsigned char *wr16(unsigned char *p, uint32_t v) { return ad_store_le(p, v, 2); }
+static unsigned char *wr32(unsigned char *p, uint32_t v) { return ad_store_le(p, v, 4); }
 
 /* ----------------------------------------------------------------- writing */
 

@@ -25,18 +25,19 @@ int nn_dist_shard(int64_t global_batch, int rank, int size, int64_t *begin, int6
 /* ------------------------------------------------------- error handling */
 
 /* The communicator guard: MPI initialized, comm not null, errors returned. */
-typedef struct {
-    MPI_Comm comm;
-    MPI_Errhandler saved;
-    int swapped;
-} guard;
-
 /* Where a call's error goes: the model, else the optimizer, else *err. */
 typedef struct {
     nn_model *m;
     const nn_optimizer *o;
     ad_error *err;
 } sink;
+
+typedef struct {
+    MPI_Comm comm;
+    MPI_Errhandler saved;
+    int swapped;
+    sink to; /* where this call reports */
+} guard;
 
 AD_PRINTF_LIKE(3, 4)
 static int report(const sink *to, ad_errcode code, const char *fmt, ...)
@@ -62,11 +63,13 @@ static int mpi_fail(const sink *to, const char *fn, const char *what, int rc)
     return report(to, AD_EIO, "%s: %s failed: %s", fn, what, msg);
 }
 
-static int guard_enter(guard *g, MPI_Comm comm, const sink *to, const char *fn)
+static int guard_enter(guard *g, MPI_Comm comm, sink to_, const char *fn)
 {
     int init = 0, fin = 0;
     g->comm = comm;
     g->swapped = 0;
+    g->to = to_;
+    const sink *to = &g->to;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (!init || fin) {
@@ -107,6 +110,13 @@ static int check_model(nn_model *m, const char *fn)
     return 0;
 }
 
+/* check_model, then guard_enter reporting on m. */
+static int model_enter(guard *g, nn_model *m, MPI_Comm comm, const char *fn)
+{
+    int rc = check_model(m, fn);
+    return rc ? rc : guard_enter(g, comm, (sink){m, NULL, NULL}, fn);
+}
+
 static MPI_Datatype mpi_type(ad_dtype dtype) { return dtype == AD_F32 ? MPI_FLOAT : MPI_DOUBLE; }
 
 /* MPI counts are int: buffers above INT_MAX elements go in several calls. */
@@ -114,7 +124,7 @@ static MPI_Datatype mpi_type(ad_dtype dtype) { return dtype == AD_F32 ? MPI_FLOA
 
 static int bcast_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
 {
-    size_t es = nn_dtype_size(dtype);
+    size_t es = ad_dtype_bytes(dtype);
     for (int64_t off = 0; off < n; off += CHUNK) {
         int64_t c = n - off < CHUNK ? n - off : CHUNK;
         int rc = MPI_Bcast((char *)buf + (size_t)off * es, (int)c, mpi_type(dtype), 0, comm);
@@ -126,7 +136,7 @@ static int bcast_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
 
 static int sum_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
 {
-    size_t es = nn_dtype_size(dtype);
+    size_t es = ad_dtype_bytes(dtype);
     for (int64_t off = 0; off < n; off += CHUNK) {
         int64_t c = n - off < CHUNK ? n - off : CHUNK;
         int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)off * es, (int)c,
@@ -142,12 +152,9 @@ static int sum_buffer(void *buf, int64_t n, ad_dtype dtype, MPI_Comm comm)
 int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
 {
     const char *fn = "nn_dist_broadcast_params";
-    int rc = check_model(m, fn);
-    if (rc)
-        return rc;
-    sink to = {m, NULL, NULL};
     guard g;
-    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
+    int rc = model_enter(&g, m, comm, fn);
+    if (rc)
         return rc;
     /* every rank must agree on the layout before any buffer moves, and a
      * mismatch must be reported on every rank (no rank left waiting) */
@@ -156,7 +163,7 @@ int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
     long long lo[3], hi[3];
     if ((rc = MPI_Allreduce(mine, lo, 3, MPI_LONG_LONG, MPI_MIN, comm)) != MPI_SUCCESS ||
         (rc = MPI_Allreduce(mine, hi, 3, MPI_LONG_LONG, MPI_MAX, comm)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     if (memcmp(lo, hi, sizeof lo) != 0)
         return guard_leave(&g, nn_model_fail(m, AD_EMISMATCH,
                                              "%s: the replicas differ (parameters %lld..%lld, "
@@ -166,7 +173,7 @@ int nn_dist_broadcast_params(nn_model *m, MPI_Comm comm)
     ad_dtype dt = nn_model_dtype(m);
     if ((rc = bcast_buffer(nn_model_params(m), nn_model_param_count(m), dt, comm)) != 0 ||
         (rc = bcast_buffer(nn_model_state(m), nn_model_state_count(m), dt, comm)) != 0)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Bcast", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Bcast", rc));
     m->forwarded = false; /* the weights changed */
     return guard_leave(&g, 0);
 }
@@ -176,18 +183,17 @@ int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm)
     const char *fn = "nn_dist_broadcast_optimizer";
     if (!opt)
         return -1;
-    sink to = {NULL, opt, NULL};
     guard g;
-    int rc = guard_enter(&g, comm, &to, fn);
+    int rc = guard_enter(&g, comm, (sink){NULL, opt, NULL}, fn);
     if (rc)
         return rc;
     size_t bytes = nn_optimizer_state_bytes(opt);
     unsigned long long mine = bytes, lo = 0, hi = 0;
     if ((rc = MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
         (rc = MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     if (lo != hi)
-        return guard_leave(&g, report(&to, AD_EMISMATCH,
+        return guard_leave(&g, report(&g.to, AD_EMISMATCH,
                                       "%s: the optimizers differ in size across ranks "
                                       "(%llu..%llu state bytes)",
                                       fn, lo, hi));
@@ -196,11 +202,11 @@ int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm)
     /* agree on the allocation so that no rank is left inside the broadcast */
     if ((rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm)) != 0) {
         free(buf);
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     }
     if (!all_ok) {
         free(buf);
-        return guard_leave(&g, report(&to, AD_ENOMEM, "%s: out of memory on some rank", fn));
+        return guard_leave(&g, report(&g.to, AD_ENOMEM, "%s: out of memory on some rank", fn));
     }
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
@@ -210,7 +216,7 @@ int nn_dist_broadcast_optimizer(nn_optimizer *opt, MPI_Comm comm)
     for (size_t off = 0; status == 0 && off < bytes; off += (size_t)CHUNK) {
         size_t c = bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK;
         if ((rc = MPI_Bcast(buf + off, (int)c, MPI_BYTE, 0, comm)) != 0)
-            status = mpi_fail(&to, fn, "MPI_Bcast", rc);
+            status = mpi_fail(&g.to, fn, "MPI_Bcast", rc);
     }
     if (status == 0 && rank != 0)
         status = nn_optimizer_load_state(opt, buf, bytes);
@@ -225,10 +231,10 @@ static void scale_buffer(void *buf, int64_t n, ad_dtype dtype, double w)
     if (w == 1.0)
         return;
     if (w == 0.0) { /* zeros whatever the buffer holds (stale values, NaN) */
-        memset(buf, 0, (size_t)n * nn_dtype_size(dtype));
+        memset(buf, 0, (size_t)n * ad_dtype_bytes(dtype));
         return;
     }
-    NN_DISPATCH(dtype, {
+    AD_DISPATCH_DTYPE(dtype, {
         T *p = buf;
         for (int64_t i = 0; i < n; i++)
             p[i] = (T)(p[i] * w);
@@ -238,20 +244,17 @@ static void scale_buffer(void *buf, int64_t n, ad_dtype dtype, double w)
 int nn_dist_allreduce_grads(nn_model *m, MPI_Comm comm, double weight)
 {
     const char *fn = "nn_dist_allreduce_grads";
-    int rc = check_model(m, fn);
-    if (rc)
-        return rc;
-    sink to = {m, NULL, NULL};
-    if (!(weight >= 0) || !isfinite(weight))
+    if (m && !(weight >= 0 && isfinite(weight)))
         return nn_model_fail(m, AD_EINVAL, "%s: weight %g must be finite and >= 0", fn, weight);
     guard g;
-    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
+    int rc = model_enter(&g, m, comm, fn);
+    if (rc)
         return rc;
     ad_dtype dt = nn_model_dtype(m);
     int64_t n = nn_model_param_count(m);
     scale_buffer(nn_model_grads(m), n, dt, weight);
     if ((rc = sum_buffer(nn_model_grads(m), n, dt, comm)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     return guard_leave(&g, 0);
 }
 
@@ -260,12 +263,8 @@ int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t lo
 {
     const char *fn = "nn_dist_train_step";
     int rc = check_model(m, fn);
-    if (rc)
+    if (rc || (rc = nn_model_check_optimizer(m, opt, fn)) != 0)
         return rc;
-    if (!opt)
-        return nn_model_fail(m, AD_EINVAL, "%s: optimizer is NULL", fn);
-    if (nn_optimizer_model(opt) != m)
-        return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
     if (loss)
         *loss = NAN;
     /* A local failure must not leave the other ranks waiting in the
@@ -295,12 +294,7 @@ int nn_dist_train_step(nn_model *m, nn_optimizer *opt, MPI_Comm comm, int64_t lo
     rc = nn_dist_allreduce_grads(m, comm, w);
     if (local != 0)
         return nn_model_fail(m, code, "%s", saved);
-    if (rc)
-        return rc;
-    if (nn_optimizer_step(opt) != 0)
-        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
-    m->forwarded = false; /* the parameters changed */
-    return 0;
+    return rc ? rc : nn_model_apply_step(m, opt, fn);
 }
 
 /* ---------------------------------------------------------------- epochs */
@@ -335,18 +329,15 @@ int nn_dist_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t 
                         void *ctx, nn_epoch_stats *stats, double *reduce_seconds)
 {
     const char *fn = "nn_dist_train_epoch";
-    int rc = check_model(m, fn);
-    if (rc)
-        return rc;
-    sink to = {m, NULL, NULL};
     int rank = 0, size = 1;
     guard g;
-    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
+    int rc = model_enter(&g, m, comm, fn);
+    if (rc)
         return rc;
     int mrc = MPI_Comm_rank(comm, &rank);
     if (mrc == MPI_SUCCESS)
         mrc = MPI_Comm_size(comm, &size);
-    rc = guard_leave(&g, mrc == MPI_SUCCESS ? 0 : mpi_fail(&to, fn, "MPI_Comm_rank", mrc));
+    rc = guard_leave(&g, mrc == MPI_SUCCESS ? 0 : mpi_fail(&g.to, fn, "MPI_Comm_rank", mrc));
     if (rc)
         return rc;
     epoch_ctx e = {comm, 0.0, after_step, ctx};
@@ -376,36 +367,32 @@ int nn_dist_sum(double *values, int64_t n, MPI_Comm comm, ad_error *err)
                             (long long)n);
     if (!values && n > 0)
         return ad_error_set(err, AD_EINVAL, "%s: values is NULL", fn);
-    sink to = {NULL, NULL, err};
     guard g;
-    int rc = guard_enter(&g, comm, &to, fn);
+    int rc = guard_enter(&g, comm, (sink){NULL, NULL, err}, fn);
     if (rc)
         return rc;
     if (n > 0 && (rc = MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, comm)) !=
                      MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     return guard_leave(&g, 0);
 }
 
 int nn_dist_average_state(nn_model *m, MPI_Comm comm)
 {
     const char *fn = "nn_dist_average_state";
-    int rc = check_model(m, fn);
-    if (rc)
-        return rc;
-    sink to = {m, NULL, NULL};
     guard g;
-    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
+    int rc = model_enter(&g, m, comm, fn);
+    if (rc)
         return rc;
     int size = 1;
     if ((rc = MPI_Comm_size(comm, &size)) != MPI_SUCCESS)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Comm_size", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Comm_size", rc));
     int64_t n = nn_model_state_count(m);
     ad_dtype dt = nn_model_dtype(m);
     if (n > 0) {
         scale_buffer(nn_model_state(m), n, dt, 1.0 / size);
         if ((rc = sum_buffer(nn_model_state(m), n, dt, comm)) != MPI_SUCCESS)
-            return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+            return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
         m->forwarded = false;
     }
     return guard_leave(&g, 0);
@@ -426,19 +413,16 @@ static uint64_t fnv1a(const void *p, size_t n)
 int nn_dist_replicas_equal(nn_model *m, MPI_Comm comm)
 {
     const char *fn = "nn_dist_replicas_equal";
-    int rc = check_model(m, fn);
+    guard g;
+    int rc = model_enter(&g, m, comm, fn);
     if (rc)
         return rc;
-    sink to = {m, NULL, NULL};
-    guard g;
-    if ((rc = guard_enter(&g, comm, &to, fn)) != 0)
-        return rc;
     unsigned long long h = fnv1a(nn_model_params(m), (size_t)nn_model_param_count(m) *
-                                                         nn_dtype_size(nn_model_dtype(m)));
+                                                         ad_dtype_bytes(nn_model_dtype(m)));
     unsigned long long lo = 0, hi = 0;
     if ((rc = MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm)) != 0 ||
         (rc = MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm)) != 0)
-        return guard_leave(&g, mpi_fail(&to, fn, "MPI_Allreduce", rc));
+        return guard_leave(&g, mpi_fail(&g.to, fn, "MPI_Allreduce", rc));
     return guard_leave(&g, lo == hi ? 1 : 0);
 }
 
@@ -449,7 +433,7 @@ int nn_dist_join(nn_dist_job *job, ad_error *err)
     ad_error_ok(err);
     if (!job)
         return ad_error_set(err, AD_EINVAL, "nn_dist_join: job is NULL");
-    sink to = {NULL, NULL, err};
+    const sink to = {NULL, NULL, err};
     job->rank = 0;
     job->size = 1;
     job->comm = MPI_COMM_NULL;

@@ -27,5 +27,3 @@ const char *nn_shape_str(const ad_node *n, char *buf, size_t size)
         snprintf(buf + k, size - k, ")");
     return buf;
 }
-
-size_t nn_dtype_size(ad_dtype dtype) { return dtype == AD_F32 ? sizeof(float) : sizeof(double); }

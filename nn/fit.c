@@ -16,7 +16,7 @@ int64_t nn_model_nonfinite_params(nn_model *m)
     int64_t n = nn_model_param_count(m), bad = 0;
     if (!p || n <= 0)
         return 0;
-    NN_DISPATCH(nn_model_dtype(m), {
+    AD_DISPATCH_DTYPE(nn_model_dtype(m), {
         const T *v = p;
         for (int64_t i = 0; i < n; i++)
             bad += !isfinite(v[i]);
@@ -37,13 +37,11 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
     const char *fn = "nn_train_epoch";
     if (!m)
         return -1;
-    if (!opt || !b || !stats)
-        return nn_model_fail(m, AD_EINVAL, "%s: %s is NULL", fn,
-                             !opt ? "optimizer"
-                             : !b ? "batcher"
-                                  : "stats");
-    if (nn_optimizer_model(opt) != m)
-        return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
+    int rc = nn_model_check_optimizer(m, opt, fn);
+    if (rc)
+        return rc;
+    if (!b || !stats)
+        return nn_model_fail(m, AD_EINVAL, "%s: %s is NULL", fn, !b ? "batcher" : "stats");
     nn_epoch_options o = {0, 1, NULL, NULL, NULL};
     if (options)
         o = *options;
@@ -54,7 +52,6 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
     memset(stats, 0, sizeof *stats);
     stats->failed_batch = -1;
     int64_t nbatches = (int64_t)io_batcher_count(b), *classes = NULL, cap = 0;
-    int rc = 0;
     io_batch batch;
     io_batcher_start_epoch(b, epoch);
     while (rc == 0 && io_batcher_next(b, &batch)) {
@@ -100,10 +97,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
                                (unsigned long long)epoch + 1, (long long)batch.index + 1, loss);
             break;
         }
-        if ((rc = nn_optimizer_step(opt)) != 0) {
-            rc = nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
+        if ((rc = nn_model_apply_step(m, opt, fn)) != 0)
             break;
-        }
         stats->loss_sum += loss * (double)rows;
         stats->correct += ok;
         stats->rows += rows;

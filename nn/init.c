@@ -1,42 +1,22 @@
-/* init.c -- the documented generator (splitmix64 seeding xoshiro256**) and
- * the weight initializers built on it. Same seed, same weights everywhere. */
+/* init.c -- nn_rng (a caller-held state of the library's one generator,
+ * splitmix64 seeding xoshiro256**) and the weight initializers built on it.
+ * Same seed, same weights everywhere. */
 #include <math.h>
 #include <string.h>
 
 #include "nn_impl.h"
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
+/* nn_rng is a caller-held state of the graph's generator (support_impl.h):
+   the same seed gives the same stream as ad_graph_seed. */
 void nn_rng_seed(nn_rng *r, uint64_t seed)
 {
-    if (!r)
-        return;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
+    if (r)
+        ad_xoshiro_seed(r->s, seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t nn_rng_next(nn_rng *r) { return ad_xoshiro_next(r->s); }
 
-uint64_t nn_rng_next(nn_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-double nn_rng_uniform(nn_rng *r) { return (double)(nn_rng_next(r) >> 11) * 0x1.0p-53; }
+double nn_rng_uniform(nn_rng *r) { return ad_bits_to_unit(nn_rng_next(r)); }
 
 double nn_rng_normal(nn_rng *r)
 {
@@ -158,7 +138,7 @@ int nn_init_fill(nn_init kind, nn_rng *rng, int64_t fan_in, int64_t fan_out, ad_
     case NN_INIT_COUNT:
         break;
     }
-    NN_DISPATCH(dtype, {
+    AD_DISPATCH_DTYPE(dtype, {
         T *o = out;
         for (int64_t i = 0; i < n; i++) {
             double v = 0;

@@ -380,7 +380,7 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
         mask = ad_const(g, 2, ms, NULL, "causal_mask");
         if (!mask)
             return NULL;
-        NN_DISPATCH(ad_graph_dtype(g), {
+        AD_DISPATCH_DTYPE(ad_graph_dtype(g), {
             T *mv = ad_data(mask);
             for (int64_t i = 0; i < t; i++)
                 for (int64_t j = 0; j < t; j++)

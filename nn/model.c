@@ -57,7 +57,7 @@ void nn_model_clear_error(nn_model *m)
 
 static void *elem_at(const nn_model *m, void *base, int64_t off)
 {
-    return (char *)base + (size_t)off * nn_dtype_size(m->dtype);
+    return (char *)base + (size_t)off * ad_dtype_bytes(m->dtype);
 }
 
 /* ------------------------------------------------------------ create, free */
@@ -108,7 +108,7 @@ nn_model *nn_model_new_sequential(ad_dtype dtype, int64_t in_features, ad_error 
  * zero elements still points into a buffer. */
 static size_t buffer_bytes(const nn_model *m, int64_t n)
 {
-    return (size_t)(n > 0 ? n : 1) * nn_dtype_size(m->dtype);
+    return (size_t)(n > 0 ? n : 1) * ad_dtype_bytes(m->dtype);
 }
 
 static void free_built(nn_model *m)
@@ -387,7 +387,7 @@ static nn_param_entry *new_entry(nn_model *m, bool state, const nn_layer *l, con
 
 static void fill_const(ad_dtype dtype, void *p, int64_t n, double v)
 {
-    NN_DISPATCH(dtype, {
+    AD_DISPATCH_DTYPE(dtype, {
         T *q = p;
         for (int64_t i = 0; i < n; i++)
             q[i] = (T)v;
@@ -969,7 +969,7 @@ static int copy_params(const nn_model *m, const void *src, double *dst, const do
                              (long long)count, (long long)m->nparams);
     if (count && ((src && !dst) || (in && !out) || (!src && !in)))
         return nn_model_fail((nn_model *)m, AD_EINVAL, "%s: buffer is NULL", fn);
-    NN_DISPATCH(m->dtype, {
+    AD_DISPATCH_DTYPE(m->dtype, {
         if (src) {
             const T *s = src;
             for (int64_t i = 0; i < count; i++)

@@ -9,18 +9,6 @@
 #include "chainrule/nn.h"
 #include "support_impl.h"
 
-/* Type dispatch over the two dtypes: the body is written once. */
-#define NN_DISPATCH(dtype, ...)                                                                    \
-    do {                                                                                           \
-        if ((dtype) == AD_F32) {                                                                   \
-            typedef float T;                                                                       \
-            __VA_ARGS__                                                                            \
-        } else {                                                                                   \
-            typedef double T;                                                                      \
-            __VA_ARGS__                                                                            \
-        }                                                                                          \
-    } while (0)
-
 #define NN_ERRLEN 512
 
 /* errors.c: records the message as the sticky error of at's graph (the
@@ -32,7 +20,6 @@ void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
     ;
 /* "(2,3)" into buf. */
 const char *nn_shape_str(const ad_node *n, char *buf, size_t size);
-size_t nn_dtype_size(ad_dtype dtype);
 
 /* ------------------------------------------------------------------ model */
 
@@ -146,6 +133,10 @@ ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed);
 const char *nn_layer_kind_name(nn_layer_kind kind);
 int nn_layer_kind_from_name(const char *name);
 
+/* train.c: -1 with the model's error unless opt is an optimizer of m. */
+int nn_model_check_optimizer(nn_model *m, const nn_optimizer *opt, const char *fn);
+/* train.c: nn_optimizer_step; its failure becomes the model's error (fn: ...). */
+int nn_model_apply_step(nn_model *m, nn_optimizer *opt, const char *fn);
 /* optim.c: records code and the message on o (not NULL, const or not); returns -1. */
 AD_PRINTF_LIKE(3, 4)
 int nn_optimizer_fail(const nn_optimizer *o, ad_errcode code, const char *fmt, ...);

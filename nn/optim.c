@@ -203,7 +203,7 @@ static void set_slots(nn_optimizer *o)
 
 static size_t state_bytes(const nn_optimizer *o)
 {
-    return (size_t)o->nslots * (size_t)o->n * nn_dtype_size(o->dtype);
+    return (size_t)o->nslots * (size_t)o->n * ad_dtype_bytes(o->dtype);
 }
 
 void nn_optimizer_reset(nn_optimizer *o)
@@ -216,7 +216,7 @@ void nn_optimizer_reset(nn_optimizer *o)
     memset(o->state, 0, state_bytes(o));
     if (o->cfg.kind == NN_OPT_ADAGRAD && o->cfg.initial_accumulator != 0) {
         double v = o->cfg.initial_accumulator;
-        NN_DISPATCH(o->dtype, {
+        AD_DISPATCH_DTYPE(o->dtype, {
             T *s = o->state;
             for (int64_t i = 0; i < o->n; i++)
                 s[i] = (T)v;
@@ -307,7 +307,7 @@ double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm
     if ((!grads && n > 0) || !(max_norm > 0))
         return -1;
     double sq = 0;
-    NN_DISPATCH(dtype, {
+    AD_DISPATCH_DTYPE(dtype, {
         const T *g = grads;
         for (int64_t i = 0; i < n; i++)
             sq += (double)g[i] * (double)g[i];
@@ -315,7 +315,7 @@ double nn_clip_grad_norm(ad_dtype dtype, void *grads, int64_t n, double max_norm
     double norm = sqrt(sq);
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1)
-        NN_DISPATCH(dtype, {
+        AD_DISPATCH_DTYPE(dtype, {
             T *g = grads;
             for (int64_t i = 0; i < n; i++)
                 g[i] = (T)((double)g[i] * coef);
@@ -346,7 +346,7 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
     const int64_t n = o->n;
     const double lr = c->lr, wd = c->weight_decay, mom = c->momentum, damp = c->dampening;
     const bool first = o->steps == 0;
-    NN_DISPATCH(o->dtype, {
+    AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *B = o->nslots ? SLOT(0) : NULL;
         const T *G = grads;
         if (wd == 0 && mom == 0) {
@@ -383,7 +383,7 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
     const bool decoupled = c->kind == NN_OPT_ADAMW;
     const double step_size = lr / (1 - pow(b1, t));
     const double bc2_sqrt = sqrt(1 - pow(b2, t));
-    NN_DISPATCH(o->dtype, {
+    AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *M = SLOT(0), *V = SLOT(1), *VMAX = c->amsgrad ? SLOT(2) : NULL;
         const T *G = grads;
         if (!VMAX && wd == 0) {
@@ -427,7 +427,7 @@ static void step_rmsprop(nn_optimizer *o, void *params, const void *grads)
     const int64_t n = o->n;
     const double lr = c->lr, wd = c->weight_decay, a = c->alpha, eps = c->eps, mom = c->momentum;
     const int mslot = mom > 0 ? 1 : -1, cslot = c->centered ? (mom > 0 ? 2 : 1) : -1;
-    NN_DISPATCH(o->dtype, {
+    AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *S = SLOT(0);
         T *B = mslot > 0 ? SLOT(mslot) : NULL, *A = cslot > 0 ? SLOT(cslot) : NULL;
         const T *G = grads;
@@ -460,7 +460,7 @@ static void step_adagrad(nn_optimizer *o, void *params, const void *grads, doubl
     const int64_t n = o->n;
     const double wd = c->weight_decay, eps = c->eps;
     const double clr = c->lr / (1 + (t - 1) * c->lr_decay);
-    NN_DISPATCH(o->dtype, {
+    AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *S = SLOT(0);
         const T *G = grads;
         for (int64_t i = 0; i < n; i++) {
@@ -655,7 +655,7 @@ int64_t nn_optimizer_nonfinite_state(const nn_optimizer *o)
     if (!o)
         return -1;
     int64_t bad = 0, count = (int64_t)o->nslots * o->n;
-    NN_DISPATCH(o->dtype, {
+    AD_DISPATCH_DTYPE(o->dtype, {
         const T *v = o->state;
         for (int64_t i = 0; i < count; i++)
             bad += !isfinite(v[i]);

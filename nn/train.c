@@ -40,6 +40,16 @@ static int set_rows(nn_model *m, int64_t n, const char *fn)
     return 0;
 }
 
+/* Copies count values (double or float) into a leaf of the model. */
+static int copy_into(nn_model *m, ad_node *leaf, const void *v, bool f32, int64_t count,
+                     const char *fn)
+{
+    if ((f32 ? ad_set_f32(leaf, v, count) : ad_set(leaf, v, count)) != 0)
+        return graph_fail(m, fn);
+    m->forwarded = false;
+    return 0;
+}
+
 /* Copies n rows from x (double or float) into the input leaf. */
 static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn)
 {
@@ -53,13 +63,7 @@ static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t co
                              "%s: rows have %lld features but the model expects %lld", fn,
                              (long long)cols, (long long)m->in_features);
     rc = set_rows(m, n, fn);
-    if (rc)
-        return rc;
-    int64_t count = n * cols;
-    if ((f32 ? ad_set_f32(m->input, x, count) : ad_set(m->input, x, count)) != 0)
-        return graph_fail(m, fn);
-    m->forwarded = false;
-    return 0;
+    return rc ? rc : copy_into(m, m->input, x, f32, n * cols, fn);
 }
 
 int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols)
@@ -108,17 +112,13 @@ static int set_targets(nn_model *m, const void *y, bool f32, int64_t n, int64_t 
             ce                                          ? "one class index per row"
             : (m->loss_node && m->loss == NN_LOSS_NONE) ? "the values of the target leaf per row"
                                                         : "one per output");
-    int64_t count = n * cols;
     if (ce)
         for (int64_t i = 0; i < n; i++) {
             double v = f32 ? (double)((const float *)y)[i] : ((const double *)y)[i];
             if (!(v >= 0 && v < (double)m->out_features) || v != floor(v))
                 return bad_class(m, fn, v, i);
         }
-    if ((f32 ? ad_set_f32(m->target, y, count) : ad_set(m->target, y, count)) != 0)
-        return graph_fail(m, fn);
-    m->forwarded = false;
-    return 0;
+    return copy_into(m, m->target, y, f32, n * cols, fn);
 }
 
 int nn_model_set_targets(nn_model *m, const double *y, int64_t n, int64_t cols)
@@ -147,7 +147,7 @@ int nn_model_set_labels(nn_model *m, const int *labels, int64_t n)
         for (int64_t i = 0; i < n; i++)
             if (labels[i] < 0 || labels[i] >= m->out_features)
                 return bad_class(m, fn, (double)labels[i], i);
-    NN_DISPATCH(m->dtype, {
+    AD_DISPATCH_DTYPE(m->dtype, {
         T *t = ad_data(m->target);
         for (int64_t i = 0; i < n; i++)
             t[i] = (T)labels[i];
@@ -169,7 +169,7 @@ static void update_running_stats(nn_model *m)
         double n = (double)(ad_numel(l->input) / c); /* values per channel */
         double unbias = n > 1 ? n / (n - 1) : 1.0;
         double mom = l->momentum;
-        NN_DISPATCH(m->dtype, {
+        AD_DISPATCH_DTYPE(m->dtype, {
             T *rm = ad_data(l->rmean), *rv = ad_data(l->rvar);
             const T *bm = ad_data(l->bmean), *bv = ad_data(l->bvar);
             for (int64_t j = 0; j < c; j++) {
@@ -233,16 +233,30 @@ int nn_model_set_training(nn_model *m, int on)
 
 int nn_model_is_training(const nn_model *m) { return m && m->training; }
 
-int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
+int nn_model_check_optimizer(nn_model *m, const nn_optimizer *opt, const char *fn)
 {
-    const char *fn = "nn_model_train_step";
-    int rc = check_built(m, fn);
-    if (rc)
-        return rc;
     if (!opt)
         return nn_model_fail(m, AD_EINVAL, "%s: optimizer is NULL", fn);
     if (nn_optimizer_model(opt) != m)
         return nn_model_fail(m, AD_EINVAL, "%s: the optimizer is bound to another model", fn);
+    return 0;
+}
+
+int nn_model_apply_step(nn_model *m, nn_optimizer *opt, const char *fn)
+{
+    if (nn_optimizer_step(opt) != 0)
+        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
+    /* the parameters changed: outputs are stale until the next forward */
+    m->forwarded = false;
+    return 0;
+}
+
+int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
+{
+    const char *fn = "nn_model_train_step";
+    int rc = check_built(m, fn);
+    if (rc || (rc = nn_model_check_optimizer(m, opt, fn)) != 0)
+        return rc;
     if (!m->loss_node)
         return nn_model_fail(m, AD_ESTATE, "%s: the model has no loss", fn);
     if ((rc = nn_model_forward(m)) != 0)
@@ -251,11 +265,7 @@ int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
         *loss = nn_model_loss_value(m);
     if ((rc = nn_model_backward(m)) != 0)
         return rc;
-    if ((rc = nn_optimizer_step(opt)) != 0)
-        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s: %s", fn, nn_optimizer_error(opt));
-    /* the parameters changed: outputs are stale until the next forward */
-    m->forwarded = false;
-    return 0;
+    return nn_model_apply_step(m, opt, fn);
 }
 
 /* ---------------------------------------------------------------- predict */
@@ -290,26 +300,29 @@ static double single_threshold(const nn_model *m)
     return 0.0;
 }
 
-/* Classes of rows [0, rows) of the current output into classes. */
-static void output_classes(const nn_model *m, int64_t rows, int64_t *classes)
+/* The class of row r of the current output: argmax, or for one output
+   1 when it is >= thr (single_threshold) else 0. */
+static int64_t row_class(const nn_model *m, int64_t r, double thr)
 {
-    int64_t k = m->out_features;
-    double thr = single_threshold(m);
-    NN_DISPATCH(m->dtype, {
-        const T *o = ad_data(m->output);
-        for (int64_t r = 0; r < rows; r++) {
-            const T *row = o + r * k;
-            if (k == 1) {
-                classes[r] = (double)row[0] >= thr ? 1 : 0;
-                continue;
-            }
-            int64_t best = 0;
+    int64_t k = m->out_features, best = 0;
+    AD_DISPATCH_DTYPE(m->dtype, {
+        const T *row = (const T *)ad_data(m->output) + r * k;
+        if (k == 1)
+            best = (double)row[0] >= thr ? 1 : 0;
+        else
             for (int64_t j = 1; j < k; j++)
                 if (row[j] > row[best])
                     best = j;
-            classes[r] = best;
-        }
     });
+    return best;
+}
+
+/* Classes of rows [0, rows) of the current output into classes. */
+static void output_classes(const nn_model *m, int64_t rows, int64_t *classes)
+{
+    double thr = single_threshold(m);
+    for (int64_t r = 0; r < rows; r++)
+        classes[r] = row_class(m, r, thr);
 }
 
 int nn_model_output_classes(const nn_model *m, int64_t *classes)
@@ -429,25 +442,13 @@ static int eval_visit(nn_model *m, int64_t start, int64_t rows, void *ctx)
     eval_ctx *e = ctx;
     if (m->loss_node)
         e->loss_sum += nn_model_loss_value(m) * (double)rows;
-    int64_t k = m->out_features;
     double thr = single_threshold(m);
-    NN_DISPATCH(m->dtype, {
-        const T *o = ad_data(m->output);
-        for (int64_t r = 0; r < rows; r++) {
-            const T *row = o + r * k;
-            int64_t c = 0;
-            if (k == 1) {
-                c = (double)row[0] >= thr ? 1 : 0;
-            } else {
-                for (int64_t j = 1; j < k; j++)
-                    if (row[j] > row[c])
-                        c = j;
-            }
-            int label = e->labels[start + r];
-            if (c == label || (k == 1 && c == 0 && label == -1))
-                e->correct++;
-        }
-    });
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t c = row_class(m, r, thr);
+        int label = e->labels[start + r];
+        if (c == label || (m->out_features == 1 && c == 0 && label == -1))
+            e->correct++;
+    }
     return 0;
 }
 

@@ -186,16 +186,13 @@ typedef enum io_idx_type {
     IO_IDX_F64 = 0x0E
 } io_idx_type;
 
-/** Most dimensions an IDX file may declare here. */
-#define IO_IDX_MAX_DIMS 8
-
 /** The content of an IDX file, data converted to host byte order. */
 typedef struct io_idx {
-    io_idx_type type;             /**< element type of data */
-    int ndim;                     /**< 1 .. IO_IDX_MAX_DIMS */
-    size_t dims[IO_IDX_MAX_DIMS]; /**< dims[0] is the number of items */
-    size_t count;                 /**< product of dims: number of elements */
-    void *data;                   /**< count elements of type; owned */
+    io_idx_type type;         /**< element type of data */
+    int ndim;                 /**< 1 .. AD_MAX_DIMS (the most an IDX file may declare here) */
+    size_t dims[AD_MAX_DIMS]; /**< dims[0] is the number of items */
+    size_t count;             /**< product of dims: number of elements */
+    void *data;               /**< count elements of type; owned */
 } io_idx;
 
 /**
