@@ -15,6 +15,16 @@ export PKG_CONFIG_PATH="$pc"
 cc -std=c11 -Wall -Werror "$repo/tests/consumer/main.c" -o "$work/consumer-pc" \
   $(pkg-config --cflags --libs chainrule)
 LD_LIBRARY_PATH="$libdir" "$work/consumer-pc"
+# chainrule.pc carries no MPI include path; chainrule-mpi.pc (when built with
+# MPI) adds it for programs that include <chainrule/dist.h>
+if pkg-config --cflags chainrule | grep -qi mpi; then
+  echo "chainrule.pc leaks MPI: $(pkg-config --cflags chainrule)"; exit 1
+fi
+if [ -f "$pc/chainrule-mpi.pc" ]; then
+  cc -std=c11 -Wall -Werror "$repo/tests/consumer/dist.c" -o "$work/consumer-mpi" \
+    $(pkg-config --cflags --libs chainrule-mpi)
+  LD_LIBRARY_PATH="$libdir" "$work/consumer-mpi"
+fi
 test -x "$work/prefix/bin/chainrule"
 test -f "$work/prefix/share/man/man1/chainrule.1"
 test -f "$work/prefix/include/chainrule/autodiff.h"
