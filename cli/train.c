@@ -10,8 +10,10 @@
  * nn_dist_train_epoch: each rank trains on its shard of every batch and the
  * flat gradient buffer is averaged with one MPI_Allreduce per step; rank 0's
  * parameters are broadcast at the start, and only rank 0 prints and writes
- * files. Launched without mpirun, nothing of MPI is touched. Checkpoints are
- * train_ckpt.c's, the report train_report.c's.
+ * files. Launched without mpirun, nothing of MPI is touched. The model is the
+ * library's from the --model list (nn_model_from_spec), checkpoints are the
+ * library's training checkpoints (nn_checkpoint_save, nn_checkpoint_load),
+ * the report is train_report.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
