@@ -642,6 +642,14 @@ nn_model *nn_checkpoint_load(const char *path, int64_t batch, unsigned flags, nn
                      path);
         goto fail;
     }
+    if (v && strcmp(v, NN_CHECKPOINT_FORMAT) != 0) {
+        ad_error_set(err, AD_EUNSUPPORTED, "%.100s: format '%.40s', this chainrule reads '%s'%s",
+                     path, v, NN_CHECKPOINT_FORMAT,
+                     strcmp(v, "chainrule-mlp/1") == 0
+                         ? " (an earlier chainrule's file, without the architecture: retrain it)"
+                         : "");
+        goto fail;
+    }
     if (!arch) {
         ad_error_set(err, AD_EFORMAT, "%.100s: not a chainrule model (its metadata has no %s)",
                      path, NN_ARCH_KEY);
@@ -653,11 +661,6 @@ nn_model *nn_checkpoint_load(const char *path, int64_t batch, unsigned flags, nn
                      "chainrule.format): nn_model_load reads it; chainrule train --save and "
                      "nn_checkpoint_save write checkpoints",
                      path);
-        goto fail;
-    }
-    if (strcmp(v, NN_CHECKPOINT_FORMAT) != 0) {
-        ad_error_set(err, AD_EUNSUPPORTED, "%.100s: format '%.40s', this chainrule reads '%s'",
-                     path, v, NN_CHECKPOINT_FORMAT);
         goto fail;
     }
     ad_error aerr;
