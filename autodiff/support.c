@@ -75,7 +75,10 @@ size_t ad_dtype_bytes(ad_dtype dtype)
     case AD_I64:
         return 8;
     case AD_U8:
+    case AD_I8:
         return 1;
+    case AD_I16:
+        return 2;
     }
     return 0;
 }

@@ -214,7 +214,7 @@ static inline void ad_big_endian_to_host(unsigned char *p, size_t bytes, size_t 
         ad_swap_bytes(p, bytes, esize);
 }
 
-/* Bytes per element of dtype (4, 8, 4, 8, 1), 0 for an unknown value. */
+/* Bytes per element of dtype (4, 8, 4, 8, 1, 1, 2), 0 for an unknown value. */
 size_t ad_dtype_bytes(ad_dtype dtype);
 
 /* CRC-32 (IEEE) through zlib, for any length. */

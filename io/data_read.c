@@ -187,38 +187,40 @@ static int read_growing(source *s, size_t want, unsigned char **out, size_t *got
 
 /* -------------------------------------------------------------------- IDX */
 
-static size_t idx_elem_size(int type)
+/* The element type an IDX file declares in its third magic byte; false
+   for an unknown code. */
+static bool idx_code_dtype(unsigned code, ad_dtype *dtype)
 {
-    switch (type) {
-    case IO_IDX_U8:
-    case IO_IDX_I8:
-        return 1;
-    case IO_IDX_I16:
-        return 2;
-    case IO_IDX_I32:
-    case IO_IDX_F32:
-        return 4;
-    case IO_IDX_F64:
-        return 8;
-    }
-    return 0;
+    static const struct {
+        unsigned code;
+        ad_dtype dtype;
+    } codes[] = {{0x08, AD_U8},  {0x09, AD_I8},  {0x0B, AD_I16},
+                 {0x0C, AD_I32}, {0x0D, AD_F32}, {0x0E, AD_F64}};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (codes[i].code == code) {
+            *dtype = codes[i].dtype;
+            return true;
+        }
+    return false;
 }
 
-static const char *idx_type_name(int type)
+static const char *idx_type_name(ad_dtype type)
 {
     switch (type) {
-    case IO_IDX_U8:
+    case AD_U8:
         return "unsigned byte";
-    case IO_IDX_I8:
+    case AD_I8:
         return "signed byte";
-    case IO_IDX_I16:
+    case AD_I16:
         return "16-bit integer";
-    case IO_IDX_I32:
+    case AD_I32:
         return "32-bit integer";
-    case IO_IDX_F32:
+    case AD_F32:
         return "float";
-    case IO_IDX_F64:
+    case AD_F64:
         return "double";
+    case AD_I64:
+        break;
     }
     return "unknown";
 }
@@ -234,7 +236,7 @@ void io_idx_free(io_idx *idx)
     if (!idx)
         return;
     ad_allocator m = ((idx_impl *)idx)->mem;
-    mem_free(&m, idx->data, idx->count * idx_elem_size(idx->type));
+    mem_free(&m, idx->data, idx->count * ad_dtype_bytes(idx->type));
     mem_free(&m, idx, sizeof(idx_impl));
 }
 
@@ -261,8 +263,7 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
                             "%s: bad magic number %02x %02x %02x %02x: not an IDX file (IDX files "
                             "start with 00 00, a type byte and a dimension count)",
                             path, head[0], head[1], head[2], head[3]);
-    esize = idx_elem_size(head[2]);
-    if (esize == 0)
+    if (!idx_code_dtype(head[2], &idx->type))
         return ad_error_set(err, AD_EFORMAT,
                             "%s: bad magic number: unknown IDX element type 0x%02x", path, head[2]);
     if (head[3] == 0 || head[3] > AD_MAX_DIMS)
@@ -270,7 +271,7 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
                             "%s: %d dimensions in the IDX header (1 to %d "
                             "supported)",
                             path, head[3], AD_MAX_DIMS);
-    idx->type = (io_idx_type)head[2];
+    esize = ad_dtype_bytes(idx->type);
     idx->ndim = head[3];
 
     st = source_read(s, head, 4 * (size_t)idx->ndim, &got, err);
@@ -349,37 +350,39 @@ double io_idx_value(const io_idx *idx, size_t i)
 {
     const unsigned char *p = (const unsigned char *)idx->data;
     switch (idx->type) {
-    case IO_IDX_U8:
+    case AD_U8:
         return p[i];
-    case IO_IDX_I8:
+    case AD_I8:
         return (signed char)p[i];
-    case IO_IDX_I16: {
+    case AD_I16: {
         int16_t v;
         memcpy(&v, p + 2 * i, 2);
         return v;
     }
-    case IO_IDX_I32: {
+    case AD_I32: {
         int32_t v;
         memcpy(&v, p + 4 * i, 4);
         return v;
     }
-    case IO_IDX_F32: {
+    case AD_F32: {
         float v;
         memcpy(&v, p + 4 * i, 4);
         return v;
     }
-    case IO_IDX_F64: {
+    case AD_F64: {
         double v;
         memcpy(&v, p + 8 * i, 8);
         return v;
     }
+    case AD_I64:
+        break;
     }
     return 0.0;
 }
 
-static bool idx_is_integer(io_idx_type t)
+static bool idx_is_integer(ad_dtype t)
 {
-    return t == IO_IDX_U8 || t == IO_IDX_I8 || t == IO_IDX_I16 || t == IO_IDX_I32;
+    return t == AD_U8 || t == AD_I8 || t == AD_I16 || t == AD_I32;
 }
 
 /* io_dataset_from_idx with names for the messages. */
@@ -406,7 +409,7 @@ static int dataset_from_idx(const ad_allocator *m, const io_idx *ex, const io_id
     ds = io_data_dataset_alloc(m, n, d, lab != NULL, err);
     if (!ds)
         return -1;
-    if (ex->type == IO_IDX_U8) {
+    if (ex->type == AD_U8) {
         const unsigned char *p = ex->data;
         for (size_t i = 0; i < n * d; i++)
             ds->x[i] = p[i];
@@ -512,7 +515,7 @@ static int mnist_half(const ad_allocator *m, const char *dir, const char *images
         st = find_file(m, dir, labels, &lpath, &lsize, err);
     if (st == 0 && !(ex = io_idx_read_with(ipath, m->fn, m->ud, err)))
         st = -1;
-    if (st == 0 && (ex->ndim != 3 || ex->type != IO_IDX_U8))
+    if (st == 0 && (ex->ndim != 3 || ex->type != AD_U8))
         st = ad_error_set(
             err, AD_EFORMAT,
             "%s: expected 3-d unsigned-byte images (n, rows, cols), found %d-d %s values", ipath,

@@ -24,7 +24,8 @@
 /* ----------------------------------------------------------------- dtypes */
 
 static const char *const descrs[] = {
-    [AD_F32] = "<f4", [AD_F64] = "<f8", [AD_I32] = "<i4", [AD_I64] = "<i8", [AD_U8] = "|u1",
+    [AD_F32] = "<f4", [AD_F64] = "<f8", [AD_I32] = "<i4", [AD_I64] = "<i8",
+    [AD_U8] = "|u1",  [AD_I8] = "|i1",  [AD_I16] = "<i2",
 };
 #define N_DTYPES (sizeof descrs / sizeof descrs[0])
 
@@ -121,6 +122,10 @@ static double element(const io_array *a, size_t i)
         return (double)((const int64_t *)p)[i];
     case AD_U8:
         return ((const uint8_t *)p)[i];
+    case AD_I8:
+        return ((const int8_t *)p)[i];
+    case AD_I16:
+        return ((const int16_t *)p)[i];
     }
     return 0;
 }
@@ -385,6 +390,10 @@ static int check_descr(const char *what, const char *descr, ad_dtype *dtype, ad_
         *dtype = AD_U8;
         return 0;
     }
+    if (strcmp(descr, "<i1") == 0 || strcmp(descr, "i1") == 0) {
+        *dtype = AD_I8;
+        return 0;
+    }
     if (descr[0] == '>' && descr[1] != '\0' && descr[2] != '1')
         return ad_error_set(
             err, AD_EUNSUPPORTED,
@@ -394,9 +403,10 @@ static int check_descr(const char *what, const char *descr, ad_dtype *dtype, ad_
         return ad_error_set(err, AD_EUNSUPPORTED,
                             "%s: object arrays ('%s') cannot be read; save a numeric array", what,
                             descr);
-    return ad_error_set(err, AD_EUNSUPPORTED,
-                        "%s: unsupported dtype '%s' (chainrule reads <f4, <f8, <i4, <i8 and |u1)",
-                        what, descr);
+    return ad_error_set(
+        err, AD_EUNSUPPORTED,
+        "%s: unsupported dtype '%s' (chainrule reads <f4, <f8, <i4, <i8, |u1, |i1 and <i2)", what,
+        descr);
 }
 
 /* Parses the header dict into dtype, fortran order and shape. */

@@ -393,7 +393,7 @@ Test(idx, reads_gzipped_images)
                       ? AD_OK
                       : err.code),
                  0, "%s", err.message);
-    cr_assert_eq(idx->type, IO_IDX_U8);
+    cr_assert_eq(idx->type, AD_U8);
     cr_assert_eq(idx->ndim, 3);
     cr_assert_eq(idx->dims[0], 5);
     cr_assert_eq(idx->dims[1], 2);
@@ -410,7 +410,7 @@ Test(idx, reads_wider_types_big_endian)
     ad_error err;
     cr_assert_eq(((idx = io_idx_read(fixture("f64.idx"), &err)) ? AD_OK : err.code), 0, "%s",
                  err.message);
-    cr_assert_eq(idx->type, IO_IDX_F64);
+    cr_assert_eq(idx->type, AD_F64);
     cr_assert_eq(((double *)idx->data)[1], -2.25);
     cr_assert_eq(io_idx_value(idx, 3), 1e10);
     io_idx_free(idx);

@@ -162,6 +162,29 @@ Test(io, npy_round_trip_every_dtype)
     }
 }
 
+Test(io, npy_int8_int16_round_trip_and_convert)
+{
+    /* the element types IDX files use (np.int8, np.int16) are read and written too */
+    int8_t i8[4] = {-128, -1, 0, 127};
+    int16_t i16[3] = {-32768, 7, 32767};
+    io_array a[2] = {{"a", AD_I8, 1, {4}, i8}, {"b", AD_I16, 1, {3}, i16}};
+    const char *want[2] = {"|i1", "<i2"};
+    for (int k = 0; k < 2; k++) {
+        ad_error err;
+        io_array *back = NULL;
+        cr_assert_str_eq(io_dtype_descr(a[k].dtype), want[k]);
+        cr_assert_eq(io_dtype_size(a[k].dtype), (size_t)(k + 1));
+        cr_assert_eq(io_npy_write(tmp_path("i.npy"), &a[k], &err), 0, "%s", err.message);
+        cr_assert_not_null(back = io_npy_read(tmp_path("i.npy"), &err), "%s", err.message);
+        expect_same_array(back, &a[k]);
+        double d[4];
+        cr_assert_eq(io_array_copy(back, AD_F64, 1, a[k].shape, d, &err), 0, "%s", err.message);
+        cr_assert_eq(d[0], k ? -32768.0 : -128.0);
+        cr_assert_eq(d[a[k].shape[0] - 1], k ? 32767.0 : 127.0);
+        io_array_free(back);
+    }
+}
+
 Test(io, npy_header_is_numpy_1_0)
 {
     size_t len;
@@ -654,7 +677,7 @@ Test(io, malformed_npy_files)
         {"{'descr': '|O', 'fortran_order': False, 'shape': (3,)}", AD_EUNSUPPORTED,
          "object arrays ('|O') cannot be read"},
         {"{'descr': '<c8', 'fortran_order': False, 'shape': (3,)}", AD_EUNSUPPORTED,
-         "unsupported dtype '<c8' (chainrule reads <f4, <f8, <i4, <i8 and |u1)"},
+         "unsupported dtype '<c8' (chainrule reads <f4, <f8, <i4, <i8, |u1, |i1 and <i2)"},
         {"{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (3,)}", AD_EUNSUPPORTED,
          "structured arrays (a list descr) are not supported"},
         {"{'descr': '<f4', 'fortran_order': True, 'shape': (3,)}", AD_EUNSUPPORTED,

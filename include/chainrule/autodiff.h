@@ -68,7 +68,9 @@ typedef enum {
     AD_F64, /**< double */
     AD_I32, /**< int32_t (files only) */
     AD_I64, /**< int64_t (files only) */
-    AD_U8   /**< uint8_t (files only) */
+    AD_U8,  /**< uint8_t (files only) */
+    AD_I8,  /**< int8_t (files only) */
+    AD_I16  /**< int16_t (files only) */
 } ad_dtype;
 
 /** A computation graph: owns every node, value and gradient made in it. */

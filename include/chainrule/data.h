@@ -176,20 +176,11 @@ AD_API void io_scaler_free(io_scaler *s);
 
 /* -------------------------------------------------------------------- IDX */
 
-/** IDX element types, as stored in the third magic byte. */
-typedef enum io_idx_type {
-    IO_IDX_U8 = 0x08,
-    IO_IDX_I8 = 0x09,
-    IO_IDX_I16 = 0x0B,
-    IO_IDX_I32 = 0x0C,
-    IO_IDX_F32 = 0x0D,
-    IO_IDX_F64 = 0x0E
-} io_idx_type;
-
 /** The content of an IDX file, data converted to host byte order. */
 typedef struct io_idx {
-    io_idx_type type;         /**< element type of data */
-    int ndim;                 /**< 1 .. AD_MAX_DIMS (the most an IDX file may declare here) */
+    ad_dtype type; /**< element type of data: the file's 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D
+                      f32, 0x0E f64 as AD_U8, AD_I8, AD_I16, AD_I32, AD_F32, AD_F64 */
+    int ndim;      /**< 1 .. AD_MAX_DIMS (the most an IDX file may declare here) */
     size_t dims[AD_MAX_DIMS]; /**< dims[0] is the number of items */
     size_t count;             /**< product of dims: number of elements */
     void *data;               /**< count elements of type; owned */

@@ -34,7 +34,7 @@
  *   spaces and a newline, then the raw values in C order. chainrule writes
  *   version 1.0, little-endian, with the data 64-byte aligned in the file.
  *   It reads versions 1.0, 2.0 and 3.0 with dtypes '<f4', '<f8', '<i4',
- *   '<i8' and '|u1' and refuses big-endian data, object and structured
+ *   '<i8', '|u1', '|i1' and '<i2' and refuses big-endian data, object and structured
  *   arrays and Fortran order, each with a message saying how to re-save.
  * - .npz: a zip archive holding one NAME.npy per array (np.savez,
  *   np.savez_compressed). chainrule writes stored (uncompressed) members;
@@ -73,9 +73,10 @@
 extern "C" {
 #endif
 
-/** The NumPy descr of dtype ("<f4", "<f8", "<i4", "<i8", "|u1"), or NULL for an unknown value. */
+/** The NumPy descr of dtype ("<f4", "<f8", "<i4", "<i8", "|u1", "|i1", "<i2"), or NULL for an
+ *  unknown value. */
 AD_API const char *io_dtype_descr(ad_dtype dtype);
-/** Bytes per element of dtype (4, 8, 4, 8, 1), or 0 for an unknown value. */
+/** Bytes per element of dtype (4, 8, 4, 8, 1, 1, 2), or 0 for an unknown value. */
 AD_API size_t io_dtype_size(ad_dtype dtype);
 
 /**
