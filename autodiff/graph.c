@@ -330,7 +330,7 @@ const char *ad_dims_str(int ndim, const int64_t *dims, char *buf, size_t size)
 
 const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
 {
-    return ad_dims_str(n->ndim, n->shape, buf, size);
+    return ad_dims_str(n ? n->ndim : 0, n ? n->shape : NULL, buf, size);
 }
 
 bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out)

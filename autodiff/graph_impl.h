@@ -178,10 +178,6 @@ bool ad_node_aux(ad_node *n, size_t bytes);
 /* Ensures the graph's shared scratch buffer holds bytes (grown only, kept
  * until the graph is freed). Call from a shape rule; kernels read g->scratch. */
 bool ad_scratch(ad_graph *g, size_t bytes);
-/* "(2,3)" into buf */
-const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
-/* The same for any list of ndim sizes (a shape not yet set on a node). */
-const char *ad_dims_str(int ndim, const int64_t *dims, char *buf, size_t size);
 /* Largest element count of a tensor: byte counts and strides of every dtype
  * stay far from overflow below it. */
 #define AD_NUMEL_MAX (INT64_MAX / 64)

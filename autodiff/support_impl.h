@@ -39,6 +39,12 @@ int ad_error_ok(ad_error *err);
 AD_PRINTF_LIKE(3, 4)
 int ad_error_set(ad_error *err, ad_errcode code, const char *fmt, ...);
 
+/* graph.c: a node's shape as "(2,3)" into buf ("()" for a NULL node), the
+   one shape text of the engine's and nn's messages. */
+const char *ad_shape_str(const ad_node *n, char *buf, size_t size);
+/* The same for any list of ndim sizes (a shape not yet set on a node). */
+const char *ad_dims_str(int ndim, const int64_t *dims, char *buf, size_t size);
+
 /* ---------------------------------------------------------------- memory */
 
 /* malloc/realloc/free with the ad_alloc_fn contract. */

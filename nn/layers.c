@@ -22,20 +22,20 @@ ad_node *nn_linear(ad_node *x, ad_node *w, ad_node *b)
         return NULL;
     if (ad_ndim(x) != 2 || ad_ndim(w) != 2) {
         nn_graph_fail(x, "nn_linear: input %s and weight %s must both be matrices",
-                      nn_shape_str(x, s1, sizeof s1), nn_shape_str(w, s2, sizeof s2));
+                      ad_shape_str(x, s1, sizeof s1), ad_shape_str(w, s2, sizeof s2));
         return NULL;
     }
     int64_t in = ad_shape(x)[1], win = ad_shape(w)[0], out = ad_shape(w)[1];
     if (in != win) {
         nn_graph_fail(x, "nn_linear: input %s has %lld features but weight %s expects %lld",
-                      nn_shape_str(x, s1, sizeof s1), (long long)in, nn_shape_str(w, s2, sizeof s2),
+                      ad_shape_str(x, s1, sizeof s1), (long long)in, ad_shape_str(w, s2, sizeof s2),
                       (long long)win);
         return NULL;
     }
     if (b && (ad_ndim(b) != 1 || ad_shape(b)[0] != out)) {
         nn_graph_fail(x, "nn_linear: bias %s does not match the %lld outputs of weight %s",
-                      nn_shape_str(b, s1, sizeof s1), (long long)out,
-                      nn_shape_str(w, s2, sizeof s2));
+                      ad_shape_str(b, s1, sizeof s1), (long long)out,
+                      ad_shape_str(w, s2, sizeof s2));
         return NULL;
     }
     /* (batch, out); with a bias, one fused node (no separate product buffer) */
@@ -96,7 +96,7 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
     int nd = ad_ndim(x);
     if (nd < 2)
         return nn_graph_fail(x, "nn_batch_norm: input %s is not (batch, features) or (N, C, ...)",
-                             nn_shape_str(x, s1, sizeof s1));
+                             ad_shape_str(x, s1, sizeof s1));
     if (!(eps > 0))
         return nn_graph_fail(x, "nn_batch_norm: eps %g must be > 0", eps);
     int64_t f = ad_shape(x)[1];
@@ -107,8 +107,8 @@ ad_node *nn_batch_norm(ad_node *x, ad_node *gamma, ad_node *beta, ad_node *runni
             return NULL;
         if (!is_vector_of(vecs[i], f))
             return nn_graph_fail(x, "nn_batch_norm: %s %s does not match input %s (%lld %s)",
-                                 names[i], nn_shape_str(vecs[i], s1, sizeof s1),
-                                 nn_shape_str(x, s2, sizeof s2), (long long)f,
+                                 names[i], ad_shape_str(vecs[i], s1, sizeof s1),
+                                 ad_shape_str(x, s2, sizeof s2), (long long)f,
                                  nd == 2 ? "features" : "channels");
     }
     if (training && (!running_mean || !running_var))
@@ -167,7 +167,7 @@ ad_node *nn_embedding(ad_node *ids, ad_node *table)
         return NULL;
     if (ad_ndim(table) != 2)
         return nn_graph_fail(ids, "nn_embedding: table %s is not (vocab, dim)",
-                             nn_shape_str(table, s1, sizeof s1));
+                             ad_shape_str(table, s1, sizeof s1));
     if (ad_ndim(ids) < 1)
         return nn_graph_fail(ids, "nn_embedding: ids need at least one axis");
     /* rows of the table gathered by id: cost independent of the vocabulary;
@@ -185,7 +185,7 @@ ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, dou
     int nd = ad_ndim(x);
     if (naxes < 1 || naxes > nd)
         return nn_graph_fail(x, "nn_layer_norm: %d normalized axes for input %s", naxes,
-                             nn_shape_str(x, s1, sizeof s1));
+                             ad_shape_str(x, s1, sizeof s1));
     if (!(eps > 0))
         return nn_graph_fail(x, "nn_layer_norm: eps %g must be > 0", eps);
     const int64_t *sh = ad_shape(x);
@@ -200,8 +200,8 @@ ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, dou
             ok = ad_shape(vecs[v])[i] == sh[nd - naxes + i];
         if (!ok)
             return nn_graph_fail(x, "nn_layer_norm: %s %s does not match the last %d axes of %s",
-                                 v ? "beta" : "gamma", nn_shape_str(vecs[v], s1, sizeof s1), naxes,
-                                 nn_shape_str(x, s2, sizeof s2));
+                                 v ? "beta" : "gamma", ad_shape_str(vecs[v], s1, sizeof s1), naxes,
+                                 ad_shape_str(x, s2, sizeof s2));
     }
     /* mean and biased variance over the last naxes axes, kept as size-1
      * axes so they broadcast back (the mean of equal-sized means is the mean) */
@@ -241,7 +241,7 @@ static bool cell_ok(const char *fn, int gates, ad_node *x, ad_node *h, ad_node *
             return false;
     if (ad_ndim(x) != 2 || ad_ndim(w_ih) != 2 || ad_ndim(w_hh) != 2) {
         nn_graph_fail(x, "%s: input %s and weights %s must be matrices", fn,
-                      nn_shape_str(x, s1, sizeof s1), nn_shape_str(w_ih, s2, sizeof s2));
+                      ad_shape_str(x, s1, sizeof s1), ad_shape_str(w_ih, s2, sizeof s2));
         return false;
     }
     int64_t hid = ad_shape(w_hh)[1];
@@ -250,8 +250,8 @@ static bool cell_ok(const char *fn, int gates, ad_node *x, ad_node *h, ad_node *
         nn_graph_fail(x,
                       "%s: weights %s and %s do not fit input %s with %d gates of hidden "
                       "size %lld",
-                      fn, nn_shape_str(w_ih, s1, sizeof s1), nn_shape_str(w_hh, s2, sizeof s2),
-                      nn_shape_str(x, s2, sizeof s2), gates, (long long)hid);
+                      fn, ad_shape_str(w_ih, s1, sizeof s1), ad_shape_str(w_hh, s2, sizeof s2),
+                      ad_shape_str(x, s2, sizeof s2), gates, (long long)hid);
         return false;
     }
     ad_node *st[2] = {h, c};
@@ -259,14 +259,14 @@ static bool cell_ok(const char *fn, int gates, ad_node *x, ad_node *h, ad_node *
         if (st[i] && (ad_ndim(st[i]) != 2 || ad_shape(st[i])[0] != ad_shape(x)[0] ||
                       ad_shape(st[i])[1] != hid)) {
             nn_graph_fail(x, "%s: state %s is not (%lld, %lld)", fn,
-                          nn_shape_str(st[i], s1, sizeof s1), (long long)ad_shape(x)[0],
+                          ad_shape_str(st[i], s1, sizeof s1), (long long)ad_shape(x)[0],
                           (long long)hid);
             return false;
         }
     ad_node *bs[2] = {b_ih, b_hh};
     for (int i = 0; i < 2; i++)
         if (bs[i] && (ad_ndim(bs[i]) != 1 || ad_shape(bs[i])[0] != gates * hid)) {
-            nn_graph_fail(x, "%s: bias %s is not (%lld)", fn, nn_shape_str(bs[i], s1, sizeof s1),
+            nn_graph_fail(x, "%s: bias %s is not (%lld)", fn, ad_shape_str(bs[i], s1, sizeof s1),
                           (long long)(gates * hid));
             return false;
         }
@@ -356,7 +356,7 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
             return NULL;
     if (ad_ndim(x) != 3)
         return nn_graph_fail(x, "%s: input %s is not (batch, time, embed)", fn,
-                             nn_shape_str(x, s1, sizeof s1));
+                             ad_shape_str(x, s1, sizeof s1));
     int64_t t = ad_shape(x)[1], e = ad_shape(x)[2];
     if (heads < 1 || e % heads != 0)
         return nn_graph_fail(x, "%s: embed size %lld is not a multiple of %d heads", fn,
@@ -364,7 +364,7 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
     if (ad_ndim(in_w) != 2 || ad_shape(in_w)[0] != 3 * e || ad_shape(in_w)[1] != e ||
         ad_ndim(out_w) != 2 || ad_shape(out_w)[0] != e || ad_shape(out_w)[1] != e)
         return nn_graph_fail(x, "%s: weights %s and %s do not fit embed size %lld", fn,
-                             nn_shape_str(in_w, s1, sizeof s1), nn_shape_str(out_w, s2, sizeof s2),
+                             ad_shape_str(in_w, s1, sizeof s1), ad_shape_str(out_w, s2, sizeof s2),
                              (long long)e);
     if ((in_b && (ad_ndim(in_b) != 1 || ad_shape(in_b)[0] != 3 * e)) ||
         (out_b && (ad_ndim(out_b) != 1 || ad_shape(out_b)[0] != e)))

@@ -172,7 +172,7 @@ static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
     char s1[96];
     if (ad_ndim(x) != 3)
         return nn_graph_fail(x, "nn_add_%s: input %s is not (time, batch, features)%s",
-                             nn_layer_kind_name(l->kind), nn_shape_str(x, s1, sizeof s1),
+                             nn_layer_kind_name(l->kind), ad_shape_str(x, s1, sizeof s1),
                              l->batch_first ? " or batch-first" : "");
     int gates = l->kind == NN_LAYER_LSTM ? 4 : l->kind == NN_LAYER_GRU ? 3 : 1;
     int ta = l->batch_first ? 1 : 0;
@@ -361,13 +361,13 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
     case NN_LAYER_FLATTEN: {
         int64_t sh[2] = {-1, ad_ndim(x) ? ad_numel(x) / ad_shape(x)[0] : 1};
         y = ad_ndim(x) < 1 ? nn_graph_fail(x, "nn_add_flatten: input %s has no batch axis",
-                                           nn_shape_str(x, s1, sizeof s1))
+                                           ad_shape_str(x, s1, sizeof s1))
                            : ad_reshape(x, 2, sh);
         break;
     }
     case NN_LAYER_GLOBAL_AVG_POOL:
         y = ad_ndim(x) < 3 ? nn_graph_fail(x, "nn_add_global_avg_pool: input %s is not (N, C, ...)",
-                                           nn_shape_str(x, s1, sizeof s1))
+                                           ad_shape_str(x, s1, sizeof s1))
                            : ad_mean(channels_rows(x), 2);
         break;
     case NN_LAYER_EMBEDDING: {

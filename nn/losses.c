@@ -58,7 +58,7 @@ static bool same_shape(ad_node *p, ad_node *t, const char *fn)
         ok = ad_shape(p)[i] == ad_shape(t)[i];
     if (!ok)
         nn_graph_fail(p, "%s: prediction %s and target %s differ in shape", fn,
-                      nn_shape_str(p, s1, sizeof s1), nn_shape_str(t, s2, sizeof s2));
+                      ad_shape_str(p, s1, sizeof s1), ad_shape_str(t, s2, sizeof s2));
     return ok;
 }
 
@@ -67,7 +67,7 @@ static bool is_matrix(ad_node *p, const char *fn)
     char s1[96];
     if (ad_ndim(p) != 2) {
         nn_graph_fail(p, "%s: prediction %s is not (batch, outputs)", fn,
-                      nn_shape_str(p, s1, sizeof s1));
+                      ad_shape_str(p, s1, sizeof s1));
         return false;
     }
     return true;
@@ -115,7 +115,7 @@ ad_node *nn_cross_entropy(ad_node *logits, ad_node *labels)
     if (ad_ndim(labels) != 1 || ad_shape(labels)[0] != ad_shape(logits)[0]) {
         return nn_graph_fail(
             logits, "nn_cross_entropy: labels %s must hold one class index per row of logits %s",
-            nn_shape_str(labels, s1, sizeof s1), nn_shape_str(logits, s2, sizeof s2));
+            ad_shape_str(labels, s1, sizeof s1), ad_shape_str(logits, s2, sizeof s2));
     }
     /* mean of logsumexp(z) - z[label] in one op, its gradient
      * (softmax(z) - onehot) / rows in one op too */

@@ -703,7 +703,7 @@ int nn_model_set_loss_node(nn_model *m, ad_node *loss, ad_node *target)
     if (ad_numel(loss) != 1) {
         char s1[96];
         return nn_model_fail(m, AD_EMISMATCH, "%s: the loss %s is not one element", fn,
-                             nn_shape_str(loss, s1, sizeof s1));
+                             ad_shape_str(loss, s1, sizeof s1));
     }
     if (target && (ad_ndim(target) < 1 || ad_shape(target)[0] != m->batch))
         return nn_model_fail(m, AD_EMISMATCH,
@@ -882,7 +882,7 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
         layer_kind_text(l, kind, sizeof kind);
         snprintf(widths, sizeof widths, "%lld -> %lld", (long long)l->in, (long long)l->out);
         if (l->output)
-            nn_shape_str(l->output, shape, sizeof shape);
+            ad_shape_str(l->output, shape, sizeof shape);
         fprintf(out, "%-16s %-22s %14s %16s %10lld\n", l->name, kind, widths, shape, (long long)np);
     }
     /* parameters made outside the layers (nn_model_add_param) */
@@ -893,7 +893,7 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
                     i < m->layers[k].first_param + m->layers[k].nparams;
         if (!owned)
             fprintf(out, "%-16s %-22s %14s %16s %10lld\n", m->pinfo[i].name, "parameter", "",
-                    nn_shape_str(m->pinfo[i].node, (char[96]){0}, 96),
+                    ad_shape_str(m->pinfo[i].node, (char[96]){0}, 96),
                     (long long)m->pinfo[i].numel);
     }
     fprintf(out, "total: %lld parameters in %d tensors (%s), %lld state values, loss %s\n",

@@ -18,8 +18,6 @@ void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* "(2,3)" into buf. */
-const char *nn_shape_str(const ad_node *n, char *buf, size_t size);
 
 /* ------------------------------------------------------------------ model */
 

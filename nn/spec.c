@@ -636,7 +636,7 @@ static int input_shape(const parsed_layer *layers, int n, const nn_spec_options 
 /* A description of a shape for messages: "(32,1,28,28)". */
 static const char *shape_text(const ad_node *x, char *buf, size_t size)
 {
-    return x ? nn_shape_str(x, buf, size) : "?";
+    return x ? ad_shape_str(x, buf, size) : "?";
 }
 
 int nn_mlp_spec(int nhidden, const int64_t *hidden, nn_activation act, int64_t outputs, char *buf,
