@@ -64,7 +64,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         double loss = 0.0;
         int64_t ok = 0;
         if (rows > cap) {
-            int64_t *p = realloc(classes, (size_t)rows * sizeof *classes);
+            int64_t *p = nn_model_mem(m, classes, (size_t)cap * sizeof *classes,
+                                      (size_t)rows * sizeof *classes);
             if (!p) {
                 rc = nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
                 break;
@@ -106,6 +107,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         if (o.after_step)
             o.after_step(stats, stats->batches, nbatches, o.ctx);
     }
-    free(classes);
+    if (classes)
+        nn_model_mem(m, classes, (size_t)cap * sizeof *classes, 0);
     return rc;
 }

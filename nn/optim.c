@@ -287,8 +287,15 @@ nn_optimizer *nn_optimizer_new(nn_model *m, const nn_optim_config *cfg, ad_error
 nn_optimizer *nn_optimizer_new_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
                                     ad_error *err)
 {
+    return nn_optimizer_new_flat_with(dtype, n, cfg, NULL, NULL, err);
+}
+
+nn_optimizer *nn_optimizer_new_flat_with(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
+                                         ad_alloc_fn alloc, void *ud, ad_error *err)
+{
     ad_error_ok(err);
-    return create(dtype, n, cfg, ad_default_alloc, NULL, "nn_optimizer_new_flat", err);
+    return create(dtype, n, cfg, alloc ? alloc : ad_default_alloc, ud, "nn_optimizer_new_flat",
+                  err);
 }
 
 void nn_optimizer_free(nn_optimizer *o)

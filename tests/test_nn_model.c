@@ -520,6 +520,23 @@ Test(nn_optim, defaults_and_slots)
     nn_optimizer_free(o);
 }
 
+Test(optim, flat_optimizer_state_comes_from_the_given_allocator)
+{
+    counting cnt = {0, 0};
+    nn_optim_config a = nn_optim_defaults(NN_OPT_ADAM);
+    ad_error err;
+    nn_optimizer *o = nn_optimizer_new_flat_with(AD_F64, 10, &a, count_alloc, &cnt, &err);
+    cr_assert_not_null(o, "%s", err.message);
+    cr_assert_geq(cnt.calls, 2, "the object and its state: %ld calls", cnt.calls);
+    cr_assert_geq(cnt.live, 2 * 10 * sizeof(double), "Adam's two slots: %zu bytes live", cnt.live);
+    nn_optimizer_free(o);
+    cr_assert_eq(cnt.live, 0, "%zu bytes not returned", cnt.live);
+    a.lr = -1;
+    cr_assert_null(nn_optimizer_new_flat_with(AD_F64, 10, &a, count_alloc, &cnt, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_eq(cnt.live, 0, "a refused config keeps nothing");
+}
+
 /* Trains model copies: 10 steps straight, or 5 + save + restore into fresh
  * objects + 5; the results must be identical bit for bit. */
 static void resume_case(nn_optim_kind kind, ad_dtype dt)

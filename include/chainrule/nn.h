@@ -995,11 +995,18 @@ AD_API int nn_optim_from_name(const char *name);
 AD_API nn_optimizer *nn_optimizer_new(nn_model *m, const nn_optim_config *cfg, ad_error *err);
 /**
  * An optimizer over any n parameters of dtype, not bound to a model: step
- * it with nn_optimizer_update. Memory from malloc. NULL with *err as
- * nn_optimizer_new.
+ * it with nn_optimizer_update. Memory from malloc (nn_optimizer_new_flat_with
+ * takes an allocator). NULL with *err as nn_optimizer_new.
  */
 AD_API nn_optimizer *nn_optimizer_new_flat(ad_dtype dtype, int64_t n, const nn_optim_config *cfg,
                                            ad_error *err);
+/**
+ * nn_optimizer_new_flat with its state from alloc(ud, ...) (NULL: malloc),
+ * the contract of ad_graph_new_with; nn_optimizer_free returns it there.
+ */
+AD_API nn_optimizer *nn_optimizer_new_flat_with(ad_dtype dtype, int64_t n,
+                                                const nn_optim_config *cfg, ad_alloc_fn alloc,
+                                                void *ud, ad_error *err);
 /** Frees the optimizer. Accepts NULL. */
 AD_API void nn_optimizer_free(nn_optimizer *o);
 /**
