@@ -335,13 +335,19 @@ const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
 
 bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out)
 {
-    int64_t total = 1;
+    /* the nonzero sizes are bounded too: an empty (0, 2^62, 3) would make
+       every product of some of its axes (outer x inner) overflow */
+    int64_t nonzero = 1;
+    bool empty = false;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] && total > AD_NUMEL_MAX / shape[i]))
+        if (shape[i] < 0 || (shape[i] && nonzero > AD_NUMEL_MAX / shape[i]))
             return false;
-        total *= shape[i];
+        if (shape[i] == 0)
+            empty = true;
+        else
+            nonzero *= shape[i];
     }
-    *out = total;
+    *out = empty ? 0 : nonzero;
     return true;
 }
 

@@ -182,7 +182,8 @@ bool ad_scratch(ad_graph *g, size_t bytes);
  * stay far from overflow below it. */
 #define AD_NUMEL_MAX (INT64_MAX / 64)
 /* The product of ndim sizes into *out, without signed overflow: false when a
- * size is negative or the product exceeds AD_NUMEL_MAX. Every product of
+ * size is negative or the product of the nonzero sizes exceeds AD_NUMEL_MAX
+ * (so that a product of any of the axes of an empty tensor stays in range). Every product of
  * sizes not yet validated goes through it; kernels multiply parts of shapes
  * already accepted by ad_shape_set, which stay below AD_NUMEL_MAX. */
 bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out);

@@ -153,6 +153,8 @@ void fwd_reduce(ad_node *n)
 static void softmax_kernel(ad_node *n, bool logarithm)
 {
     const ad_node *a = n->inputs[0];
+    if (n->numel == 0)
+        return; /* an empty axis beside huge ones would loop outer x inner times for nothing */
     int64_t outer, len, inner;
     ad_axis_geometry(a, (int)n->iparam[1], &outer, &len, &inner);
     AD_DISPATCH(n->g, {

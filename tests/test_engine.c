@@ -737,3 +737,24 @@ Test(replay, memory_reuse_gives_identical_gradients)
         cr_assert_eq(c2.live, 0);
     }
 }
+
+Test(errors, softmax_of_an_empty_axis_beside_huge_ones_is_immediate)
+{
+    /* (0, 2^28, 2^28) holds no element; the softmax over axis 0 used to loop
+       2^56 times over nothing (found by fuzz_graph: 23 s for (0, 64, ..., 64)) */
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t shape[3] = {0, (int64_t)1 << 28, (int64_t)1 << 28};
+    ad_node *x = ad_input(g, 3, shape, "x");
+    ad_node *y = ad_softmax(x, 0), *z = ad_log_softmax(x, 0);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    cr_assert_not_null(z, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_numel(y), 0);
+    cr_assert_eq(ad_shape(z)[2], (int64_t)1 << 28);
+    cr_assert_eq(ad_forward(g), 0);
+    /* an empty tensor's other axes are bounded like a full one's: (0, 2^62, 3)
+       made outer x inner overflow (signed overflow found by fuzz_graph) */
+    int64_t huge[3] = {0, (int64_t)1 << 62, 3};
+    cr_assert_null(ad_input(g, 3, huge, "e"));
+    cr_assert_str_eq(ad_graph_error(g), "ad_input: element count overflows");
+    ad_graph_free(g);
+}
