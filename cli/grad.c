@@ -612,18 +612,21 @@ static void print_json(const options *o, ad_node *f, double value, const double 
     printf("}\n");
 }
 
+/* The sign of a NaN means nothing: print "nan", never "-nan". */
+static double shown(double v) { return isnan(v) ? NAN : v; }
+
 static void print_text(const options *o, ad_node *f, double value, const double *grads,
                        const double *h, const var_check *vc, const ad_gradcheck_result *check,
                        int verdict)
 {
     const int n = o->nvars;
-    printf("L = %.10g\n", value);
+    printf("L = %.10g\n", shown(value));
     int width = 1;
     for (int i = 0; i < n; i++)
         width = (int)strlen(o->names[i]) > width ? (int)strlen(o->names[i]) : width;
     int explained = 0;
     for (int i = 0; i < n; i++) {
-        printf("∂L/∂%-*s = %.10g", width, o->names[i], grads[i]);
+        printf("∂L/∂%-*s = %.10g", width, o->names[i], shown(grads[i]));
         if (vc) {
             printf("    finite difference %.8g (|diff| %.2g)", vc[i].fd, fabs(vc[i].fd - grads[i]));
             if (vc[i].wrong)
@@ -643,9 +646,9 @@ static void print_text(const options *o, ad_node *f, double value, const double 
     for (int i = 0; h && i < n; i++)
         for (int j = 0; j < n; j++) {
             if (i == j)
-                printf("∂²L/∂%s² = %.10g\n", o->names[i], h[i * n + j]);
+                printf("∂²L/∂%s² = %.10g\n", o->names[i], shown(h[i * n + j]));
             else
-                printf("∂²L/∂%s∂%s = %.10g\n", o->names[i], o->names[j], h[i * n + j]);
+                printf("∂²L/∂%s∂%s = %.10g\n", o->names[i], o->names[j], shown(h[i * n + j]));
         }
     if (!vc)
         return;

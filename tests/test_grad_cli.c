@@ -731,6 +731,11 @@ Test(grad_cli, bad_maths_is_named)
         cr_assert_not_null(strstr(text, "color=\"#7b3294\""), "%s: %s", cases[i].args, text);
         cr_assert_not_null(strstr(text, "purple: a value or gradient that is not finite"));
     }
+    /* the text output: a NaN is "nan", never "-nan" (its sign means nothing) */
+    result t = run(NULL, "'log(x)' x=-1");
+    cr_assert_eq(t.status, 1);
+    cr_assert_not_null(strstr(t.out, "\nL = nan\n∂L/∂x = -1\n"), "%s", t.out);
+    cr_assert_null(strstr(t.out, "-nan"), "%s", t.out);
     /* a defined point stays exit 0, with no message */
     result r = run(NULL, "'log(x)' x=2");
     cr_assert_eq(r.status, 0);
