@@ -675,7 +675,33 @@ void fwd_max_pool(ad_node *n)
     AD_DISPATCH(n->g, {
         const T *xv = x->value;
         T *y = n->value;
-        for (int64_t p = 0; p < q.N * q.C; p++) {
+        /* 2x2 windows at stride 2 without padding (the common pooling)
+           are always whole: the same scan, comparisons and tie rule as the
+           general loop below, unrolled */
+        const bool two = q.KH == 2 && q.KW == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0;
+        for (int64_t p = 0; two && p < q.N * q.C; p++) {
+            const T *xp = xv + p * q.H * q.W;
+            for (int64_t i = 0; i < q.OH; i++) {
+                const T *r0 = xp + 2 * i * q.W, *r1 = r0 + q.W;
+                const int32_t base = (int32_t)(2 * i * q.W);
+                for (int64_t j = 0; j < q.OW; j++) {
+                    const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+                    const int32_t at[4] = {base + (int32_t)(2 * j), base + (int32_t)(2 * j + 1),
+                                           base + (int32_t)(q.W + 2 * j),
+                                           base + (int32_t)(q.W + 2 * j + 1)};
+                    T m = (T)-INFINITY;
+                    int32_t best = at[0];
+                    for (int k = 0; k < 4; k++)
+                        if (v[k] > m || isnan(v[k])) {
+                            m = v[k];
+                            best = at[k];
+                        }
+                    *y++ = m;
+                    *arg++ = best;
+                }
+            }
+        }
+        for (int64_t p = 0; !two && p < q.N * q.C; p++) {
             const T *xp = xv + p * q.H * q.W;
             for (int64_t i = 0; i < q.OH; i++) {
                 int64_t hs, he, ws, we;

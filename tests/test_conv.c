@@ -213,6 +213,55 @@ Test(pool, max_pool_ties_send_the_gradient_to_the_first_maximum)
     ad_graph_free(g);
 }
 
+/* 2x2 windows at stride 2 (a kernel of its own) against a plain scan: few
+   levels so windows hold ties, NaNs (the last NaN of a window wins, as in
+   PyTorch), an odd width whose last column no window reads */
+Test(pool, two_by_two_stride_two_matches_a_plain_scan)
+{
+    enum { N = 2, C = 3, H = 6, W = 7, OH = 3, OW = 3 };
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[4] = {N, C, H, W};
+    ad_node *x = ad_param(g, 4, xs, "x");
+    double v[N * C * H * W];
+    for (int i = 0; i < N * C * H * W; i++)
+        v[i] = i % 17 == 5 ? NAN : (double)((i * 7919) % 5) - 2.0;
+    ad_set(x, v, N * C * H * W);
+    ad_pool_opts o = {{2, 2}, {2, 2}, {0, 0}};
+    ad_node *y = ad_max_pool2d(x, &o);
+    cr_assert_eq(ad_numel(y), N * C * OH * OW);
+    int64_t ny = N * C * OH * OW;
+    double rv[N * C * OH * OW];
+    for (int i = 0; i < ny; i++)
+        rv[i] = 1.0 + i; /* a distinct weight per output: the gradient says which input won */
+    const int64_t rs[4] = {N, C, OH, OW};
+    ad_node *r = ad_const(g, 4, rs, rv, "r");
+    cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+    double yv[N * C * OH * OW], gv[N * C * H * W], want_g[N * C * H * W] = {0};
+    ad_get(y, yv, ny);
+    ad_get_grad(x, gv, N * C * H * W);
+    for (int p = 0, k = 0; p < N * C; p++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++, k++) {
+                double m = -INFINITY;
+                int best = p * H * W + 2 * i * W + 2 * j;
+                for (int a = 2 * i; a < 2 * i + 2; a++)
+                    for (int b = 2 * j; b < 2 * j + 2; b++) {
+                        int at = p * H * W + a * W + b;
+                        if (v[at] > m || isnan(v[at])) {
+                            m = v[at];
+                            best = at;
+                        }
+                    }
+                cr_assert(isnan(m) ? isnan(yv[k]) : yv[k] == m, "output %d: %g, expected %g", k,
+                          yv[k], m);
+                want_g[best] += rv[k];
+            }
+    for (int i = 0; i < N * C * H * W; i++)
+        cr_assert_eq(gv[i], want_g[i], "gradient of element %d: %g, expected %g", i, gv[i],
+                     want_g[i]);
+    ad_graph_free(g);
+}
+
 Test(pool, padded_windows_values)
 {
     ad_graph *g = ad_graph_new(AD_F64);
