@@ -89,6 +89,10 @@ static bool prefer_onednn(bool ta, bool tb, ad_mm_dims d)
 
 /* Threads asked for with ad_set_threads; 0 until it is called. */
 int ad_threads_requested = 0;
+#ifdef AD_HAVE_OPENMP
+/* the OpenMP team was sized by ad_set_threads (omp_set_num_threads) */
+static bool omp_team_set;
+#endif
 
 #ifdef AD_HAVE_DNNL
 /* oneDNN's sgemm runs on an OpenMP team as wide as the machine unless the
@@ -100,7 +104,12 @@ int ad_threads_requested = 0;
 static bool onednn_allowed(void)
 {
 #ifdef AD_HAVE_BLAS
+#ifdef AD_HAVE_OPENMP
+    /* oneDNN's team is the OpenMP runtime's: used once its size was set */
+    return ad_threads_requested > 0 && omp_team_set;
+#else
     return ad_threads_requested > 0;
+#endif
 #else
     return true;
 #endif
@@ -165,14 +174,20 @@ void ad_set_threads(int threads)
     openblas_set_num_threads(threads);
 #endif
 #ifdef AD_HAVE_OPENMP
-    /* One thread never enters a parallel region (AD_FOR_ELEMENTS checks
-     * ad_threads_requested), so the OpenMP runtime is left unstarted: LLVM's
-     * libomp registers itself in a /dev/shm file when it starts, which dies
-     * by SIGBUS under a small file-size limit (ulimit -f). */
-    static int omp_started;
-    if (threads > 1 || omp_started) {
+#ifdef KMP_VERSION_MAJOR
+    /* LLVM's libomp (clang builds): one thread never enters a parallel region
+     * (AD_FOR_ELEMENTS checks ad_threads_requested), so the runtime is left
+     * unstarted; libomp registers itself in a /dev/shm file when it starts,
+     * which died by SIGBUS under a small file-size limit (ulimit -f). */
+    if (threads > 1 || omp_team_set) {
         omp_set_num_threads(threads);
-        omp_started = 1;
+        omp_team_set = true;
     }
+#else
+    /* GNU libgomp: also the team oneDNN's sgemm runs on (Debian's libdnnl
+     * uses libgomp), so it is set for one thread too */
+    omp_set_num_threads(threads);
+    omp_team_set = true;
+#endif
 #endif
 }
