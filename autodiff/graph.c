@@ -572,10 +572,28 @@ bool ad_check_values(ad_node *n)
     return ok;
 }
 
+/* A node's shape never promises more elements than its buffer holds: when a
+ * replay's new shape cannot get its memory, the old shape (which its buffer
+ * follows) is put back, so a caller who clears the error and goes on reads
+ * within bounds. */
+static bool infer_shape(ad_node *n, const ad_op_info *op)
+{
+    const int ndim = n->ndim;
+    const int64_t numel = n->numel;
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, n->shape, sizeof shape);
+    if (op->shape(n) && ad_node_reserve(n))
+        return true;
+    n->ndim = ndim;
+    n->numel = numel;
+    memcpy(n->shape, shape, sizeof shape);
+    return false;
+}
+
 bool ad_compute(ad_node *n, bool infer)
 {
     const ad_op_info *op = &ad_ops[n->op];
-    if (infer && (!op->shape(n) || !ad_node_reserve(n)))
+    if (infer && !infer_shape(n, op))
         return false;
     op->forward(n);
     if (n->g->check_finite && !ad_check_values(n))

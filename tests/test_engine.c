@@ -618,6 +618,43 @@ Test(replay, resize_keeps_aliases_valid_and_failure_keeps_shape)
     cr_assert_eq(c.live, 0);
 }
 
+/* A replay whose new shape cannot get memory keeps the node's old shape, the
+ * one its buffer holds.  Found by fuzzing: a one-hot replayed at a bigger
+ * batch whose buffer could not grow kept the new shape, and after the error
+ * was cleared ad_take read the one-hot as if it had those elements. */
+Test(replay, failed_growth_keeps_the_shape_its_buffer_holds)
+{
+    counter c = {0};
+    ad_graph *g = ad_graph_new_with(AD_F64, counting_alloc, &c);
+    int64_t s[1] = {1}, two[1] = {2};
+    ad_node *x = ad_input(g, 1, s, "x");
+    ad_node *h = ad_one_hot(x, 1000);
+    cr_assert_not_null(h, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_resize(x, 64), 0);
+    double zeros[64] = {0};
+    cr_assert_eq(ad_set(x, zeros, 64), 0);
+    c.fail_at = c.calls + 1; /* the one-hot's bigger buffer */
+    cr_assert_eq(ad_forward(g), -1);
+    cr_assert(strstr(ad_graph_error(g), "out of memory") != NULL, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_ndim(h), 2);
+    cr_assert_eq(ad_shape(h)[0], 1);
+    cr_assert_eq(ad_shape(h)[1], 1000);
+    cr_assert_eq(ad_numel(h), 1000);
+    ad_graph_clear_error(g);
+    /* the node is still usable after the cleared error, within what it holds */
+    ad_node *t = ad_take(h, ad_const(g, 1, two, zeros, "i"), 1);
+    cr_assert_not_null(t, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_shape(t)[0], 1);
+    cr_assert_eq(ad_shape(t)[1], 2);
+    cr_assert_eq(((double *)ad_data(t))[0], 1.0);
+    /* with memory the replay completes at the new batch */
+    cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_shape(h)[0], 64);
+    cr_assert_eq(ad_shape(t)[0], 64);
+    ad_graph_free(g);
+    cr_assert_eq(c.live, 0);
+}
+
 /* Stable forms: finite values and gradients for inputs up to +-1e4 in both dtypes. */
 Test(stability, extreme_inputs_stay_finite)
 {
