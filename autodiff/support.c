@@ -94,3 +94,38 @@ uint32_t ad_crc32(uint32_t crc, const void *data, size_t len)
     }
     return crc;
 }
+
+/* ----------------------------------------------------- bounded draw, shuffle */
+
+uint64_t ad_xoshiro_bits(void *state) { return ad_xoshiro_next(state); }
+
+uint64_t ad_splitmix64_bits(void *state) { return ad_splitmix64(state); }
+
+uint64_t ad_bits_below(ad_bits_fn next, void *state, uint64_t bound)
+{
+    if (bound == 0)
+        return 0;
+    uint64_t threshold = (0 - bound) % bound; /* (2^64 - bound) mod bound = 2^64 mod bound */
+    uint64_t r;
+    do
+        r = next(state);
+    while (r < threshold);
+    return r % bound;
+}
+
+void ad_shuffle(ad_bits_fn next, void *state, int64_t n,
+                void (*swap)(void *ctx, int64_t i, int64_t j), void *ctx)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)ad_bits_below(next, state, (uint64_t)i + 1);
+        if (j != i)
+            swap(ctx, i, j);
+    }
+}
+
+void ad_swap_int64(void *ctx, int64_t i, int64_t j)
+{
+    int64_t *a = ctx, t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+}

@@ -213,6 +213,29 @@ static inline uint64_t ad_xoshiro_next(uint64_t s[4])
 /* Uniform in [0, 1): the top 53 bits times 2^-53. */
 static inline double ad_bits_to_unit(uint64_t bits) { return (double)(bits >> 11) * 0x1.0p-53; }
 
+/* A stream of random words: returns the next 64 bits of *state and advances
+   it. The two streams of the one generator: */
+typedef uint64_t (*ad_bits_fn)(void *state);
+/* xoshiro256** on uint64_t[4] (the graph's generator, nn_rng) */
+uint64_t ad_xoshiro_bits(void *state);
+/* splitmix64 on one uint64_t (io's data permutations, reseeded per epoch) */
+uint64_t ad_splitmix64_bits(void *state);
+
+/* The one bounded draw: uniform in [0, bound) without modulo bias. Draws r
+   until r >= 2^64 mod bound (the low, incomplete copy of [0, bound) is
+   rejected), returns r % bound; bound 0 gives 0. nn_rng_below and
+   io_data_rng_below are this rule on their streams. */
+uint64_t ad_bits_below(ad_bits_fn next, void *state, uint64_t bound);
+
+/* The one shuffle: Fisher-Yates over n items, for i = n-1 down to 1
+   swap(ctx, i, j) with j = ad_bits_below(next, state, i + 1). Index arrays
+   (nn_rng_shuffle, io_data_permutation) pass ad_swap_int64; io_dataset_shuffle
+   swaps rows with the same draws. n <= 1 draws nothing. */
+void ad_shuffle(ad_bits_fn next, void *state, int64_t n,
+                void (*swap)(void *ctx, int64_t i, int64_t j), void *ctx);
+/* swap for an int64_t array ctx */
+void ad_swap_int64(void *ctx, int64_t i, int64_t j);
+
 /* Elements of esize bytes stored big-endian (bytes long) to host order, in place. */
 static inline void ad_big_endian_to_host(unsigned char *p, size_t bytes, size_t esize)
 {

@@ -191,21 +191,23 @@ void io_data_rng_seed(io_data_rng *rng, uint64_t seed) { rng->state = seed; }
 
 uint64_t io_data_rng_next(io_data_rng *rng) { return ad_splitmix64(&rng->state); }
 
+/* The library's one bounded draw and one shuffle (support_impl.h), on the
+   splitmix64 stream. */
 uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound)
 {
-    uint64_t threshold, r;
-    if (bound == 0)
-        return 0;
-    threshold = (0 - bound) % bound; /* (2^64 - bound) % bound */
-    do
-        r = io_data_rng_next(rng);
-    while (r < threshold);
-    return r % bound;
+    return ad_bits_below(ad_splitmix64_bits, &rng->state, bound);
 }
 
 static void epoch_rng(io_data_rng *rng, uint64_t seed, uint64_t epoch)
 {
     io_data_rng_seed(rng, seed ^ (UINT64_C(0x9E3779B97F4A7C15) * epoch));
+}
+
+static void swap_size(void *ctx, int64_t i, int64_t j)
+{
+    size_t *a = ctx, t = a[i];
+    a[i] = a[j];
+    a[j] = t;
 }
 
 void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
@@ -214,11 +216,22 @@ void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
     epoch_rng(&rng, seed, epoch);
     for (size_t i = 0; i < n; i++)
         perm[i] = i;
-    for (size_t i = n; i-- > 1;) {
-        size_t j = (size_t)io_data_rng_below(&rng, (uint64_t)i + 1);
-        size_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
+    ad_shuffle(ad_splitmix64_bits, &rng.state, (int64_t)n, swap_size, perm);
+}
+
+static void swap_rows(void *ctx, int64_t i, int64_t j)
+{
+    io_dataset *ds = ctx;
+    float *a = ds->x + (size_t)i * ds->d, *b = ds->x + (size_t)j * ds->d;
+    for (size_t k = 0; k < ds->d; k++) {
+        float t = a[k];
+        a[k] = b[k];
+        b[k] = t;
+    }
+    if (ds->y) {
+        int t = ds->y[i];
+        ds->y[i] = ds->y[j];
+        ds->y[j] = t;
     }
 }
 
@@ -230,20 +243,7 @@ void io_dataset_shuffle(io_dataset *ds, uint64_t seed)
     if (!ds)
         return;
     epoch_rng(&rng, seed, 0);
-    for (size_t i = ds->n; i-- > 1;) {
-        size_t j = (size_t)io_data_rng_below(&rng, (uint64_t)i + 1);
-        float *a = ds->x + i * ds->d, *b = ds->x + j * ds->d;
-        for (size_t k = 0; k < ds->d; k++) {
-            float t = a[k];
-            a[k] = b[k];
-            b[k] = t;
-        }
-        if (ds->y) {
-            int t = ds->y[i];
-            ds->y[i] = ds->y[j];
-            ds->y[j] = t;
-        }
-    }
+    ad_shuffle(ad_splitmix64_bits, &rng.state, (int64_t)ds->n, swap_rows, ds);
 }
 
 /* --------------------------------------------------------------- batches */

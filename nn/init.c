@@ -26,29 +26,14 @@ double nn_rng_normal(nn_rng *r)
     return sqrt(-2.0 * log(1.0 - u1)) * cos(two_pi * u2);
 }
 
-uint64_t nn_rng_below(nn_rng *r, uint64_t n)
-{
-    if (n == 0)
-        return 0;
-    /* reject the top partial copy of [0, n) so every residue is equally likely */
-    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do
-        x = nn_rng_next(r);
-    while (x >= limit);
-    return x % n;
-}
+/* The library's one bounded draw and one shuffle (support_impl.h), on this
+   state's xoshiro256** stream. */
+uint64_t nn_rng_below(nn_rng *r, uint64_t n) { return ad_bits_below(ad_xoshiro_bits, r->s, n); }
 
 void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n)
 {
-    if (!r || !idx)
-        return;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)nn_rng_below(r, (uint64_t)i + 1);
-        int64_t t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
+    if (r && idx)
+        ad_shuffle(ad_xoshiro_bits, r->s, n, ad_swap_int64, idx);
 }
 
 /* ------------------------------------------------------------ initializers */

@@ -515,6 +515,38 @@ Test(nn_rng, documented_sequence)
     cr_assert_eq(seen, 1023, "a shuffle is a permutation");
 }
 
+Test(nn_rng, below_and_shuffle_are_the_one_rule)
+{
+    /* bound 2^63 + 1: raw draws below 2^64 mod bound = 2^63 - 1 are redrawn,
+       the rule of io_data_rng_below (test_data.c) on this stream */
+    const uint64_t bound = (UINT64_C(1) << 63) + 1;
+    nn_rng r, raw;
+    nn_rng_seed(&r, 7);
+    nn_rng_seed(&raw, 7);
+    for (int k = 0; k < 4; k++) {
+        uint64_t x;
+        do
+            x = nn_rng_next(&raw);
+        while (x < (UINT64_C(1) << 63) - 1);
+        cr_assert_eq(nn_rng_below(&r, bound), x % bound, "draw %d", k);
+    }
+    cr_assert_eq(nn_rng_below(&r, 0), 0);
+    /* Fisher-Yates from the top: swap idx[i] and idx[below(i + 1)] */
+    int64_t idx[10], want[10];
+    for (int i = 0; i < 10; i++)
+        idx[i] = want[i] = i;
+    nn_rng_seed(&r, 42);
+    nn_rng_seed(&raw, 42);
+    nn_rng_shuffle(&r, idx, 10);
+    for (int i = 9; i > 0; i--) {
+        int64_t j = (int64_t)nn_rng_below(&raw, (uint64_t)i + 1), t = want[i];
+        want[i] = want[j];
+        want[j] = t;
+    }
+    cr_assert_arr_eq(idx, want, sizeof idx);
+    cr_assert_eq(nn_rng_next(&r), nn_rng_next(&raw), "the shuffle drew n - 1 bounded values");
+}
+
 Test(nn_init, bounds_scales_and_determinism)
 {
     enum { N = 20000 };

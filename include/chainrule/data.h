@@ -348,13 +348,15 @@ AD_API uint64_t io_data_rng_next(io_data_rng *rng);
 /**
  * A uniform integer in [0, bound) without modulo bias: draws r until
  * r >= (2^64 - bound) % bound, then returns r % bound. bound 0 returns 0.
+ * The library's one bounded draw (nn_rng_below is the same rule).
  */
 AD_API uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound);
 
 /**
  * Fills perm with a permutation of 0..n-1 that depends only on (seed, epoch):
  * the identity shuffled by Fisher-Yates (for i = n-1 down to 1: swap perm[i]
- * and perm[below(i + 1)]) with a generator seeded with
+ * and perm[io_data_rng_below(i + 1)]; the loop of nn_rng_shuffle) with a
+ * generator seeded with
  * seed ^ (0x9E3779B97F4A7C15 * epoch). The same on every machine, so a
  * resumed run sees the same order as an uninterrupted one.
  */

@@ -96,9 +96,18 @@ AD_API double nn_rng_uniform(nn_rng *r);
  * sqrt(-2 ln(1 - u1)) cos(2 pi u2). Two uniforms per draw, no caching.
  */
 AD_API double nn_rng_normal(nn_rng *r);
-/** Uniform integer in [0, n) without modulo bias (rejection); 0 when n is 0. */
+/**
+ * Uniform integer in [0, n) without modulo bias: draws x = nn_rng_next until
+ * x >= 2^64 mod n, returns x % n; 0 when n is 0. The library's one bounded
+ * draw (io_data_rng_below is the same rule on the data generator's stream).
+ */
 AD_API uint64_t nn_rng_below(nn_rng *r, uint64_t n);
-/** Shuffles idx[0..n) in place (Fisher-Yates, i from n-1 down to 1). */
+/**
+ * Shuffles idx[0..n) in place: Fisher-Yates, for i = n-1 down to 1 swap
+ * idx[i] and idx[nn_rng_below(r, i + 1)]. The library's one shuffle
+ * (io_data_permutation is the same loop on the data generator's stream).
+ * Does nothing for NULL r or idx, or n < 2.
+ */
 AD_API void nn_rng_shuffle(nn_rng *r, int64_t *idx, int64_t n);
 
 /* ----------------------------------------------------------- initializers */
