@@ -170,7 +170,7 @@ bool shape_like(ad_node *n)
     case AD_OP_SLICE_BACKWARD: {
         int axis = (int)n->iparam[0];
         ok = a->ndim == like->ndim && axis >= 0 && axis < a->ndim && n->iparam[1] >= 0 &&
-             n->iparam[1] + a->shape[axis] <= like->shape[axis];
+             n->iparam[1] <= like->shape[axis] - a->shape[axis];
         for (int d = 0; ok && d < a->ndim; d++)
             if (d != axis && a->shape[d] != like->shape[d])
                 ok = false;

@@ -506,6 +506,28 @@ Test(registry, parameter_rules_run_on_apply)
     ad_graph_free(g);
 }
 
+/* Found by fuzzing: an offset of INT64_MAX made slice_backward's fit check
+ * overflow (undefined behaviour) instead of refusing. */
+Test(registry, slice_backward_refuses_an_offset_past_the_end)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t s2[1] = {2}, s5[1] = {5};
+    ad_node *in[2] = {ad_const(g, 1, s2, (double[]){1, 2}, "a"), ad_const(g, 1, s5, NULL, "like")};
+    int64_t ip[2] = {0, INT64_MAX};
+    cr_assert_null(ad_op_apply(ad_op_find("slice_backward"), 2, in, NULL, 0, ip, 2));
+    cr_assert_str_eq(ad_graph_error(g), "ad_slice_backward: shape (2) does not fit (5)");
+    ad_graph_clear_error(g);
+    ip[1] = 4; /* rows 4 and 5 of 5: one past the end */
+    cr_assert_null(ad_op_apply(ad_op_find("slice_backward"), 2, in, NULL, 0, ip, 2));
+    ad_graph_clear_error(g);
+    ip[1] = 3; /* rows 3 and 4: fits */
+    ad_node *y = ad_op_apply(ad_op_find("slice_backward"), 2, in, NULL, 0, ip, 2);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    const double *v = ad_data(y);
+    cr_assert(v[0] == 0 && v[2] == 0 && v[3] == 1 && v[4] == 2);
+    ad_graph_free(g);
+}
+
 /* Where the reason of a failure is, when there is no object to hold it. */
 Test(errors, a_graph_that_cannot_be_made_says_why)
 {
