@@ -207,7 +207,7 @@ static bool same_computation(const ctx *c, const ad_node *a, const ad_node *b)
 {
     if (a->op != b->op || a->ninputs != b->ninputs || !ad_same_shape(a, b) ||
         memcmp(a->fparam, b->fparam, sizeof a->fparam) != 0 ||
-        memcmp(a->iparam, b->iparam, sizeof a->iparam) != 0)
+        memcmp(a->iparam, b->iparam, sizeof(int64_t) * AD_MAX_IPARAMS) != 0)
         return false;
     for (int k = 0; k < a->ninputs; k++)
         if (c->alias[a->inputs[k]->id] != c->alias[b->inputs[k]->id])

@@ -1,5 +1,6 @@
 /* graph.c -- the graph: memory (allocator hook and arena), errors, nodes,
  * leaves, reading and writing values, introspection. */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -9,6 +10,12 @@
 #include "support_impl.h"
 
 #define ARENA_ALIGN 64
+
+/* the shape of every 0-d node and the integer parameters of every op made
+ * without them: read-only, so a write through a node that has no storage of
+ * its own faults rather than changing them all */
+static const int64_t no_dims[AD_MAX_DIMS];
+static const int64_t no_iparams[AD_MAX_IPARAMS];
 #define ARENA_MIN_BLOCK (64 * 1024)
 
 /* ------------------------------------------------------------------ memory */
@@ -47,11 +54,11 @@ static arena_block *arena_take_spare(ad_graph *g, size_t size)
     return NULL;
 }
 
-void *ad_arena_alloc(ad_graph *g, size_t bytes)
+/* bytes (a multiple of 16) at the arena's end; line: on a cache-line boundary */
+static void *arena_alloc(ad_graph *g, size_t bytes, bool line)
 {
-    bytes = bytes >= 256 ? align_up(bytes) : align_small(bytes ? bytes : 1);
     arena_block *b = g->arena;
-    if (b && bytes >= 256)
+    if (b && line)
         b->used = align_up(b->used) <= b->size ? align_up(b->used) : b->size;
     if (!b || b->size - b->used < bytes) {
         size_t size = bytes + block_header();
@@ -76,6 +83,31 @@ void *ad_arena_alloc(ad_graph *g, size_t bytes)
     void *p = (char *)base + b->used;
     b->used += bytes;
     return p;
+}
+
+void *ad_arena_alloc(ad_graph *g, size_t bytes)
+{
+    return bytes >= 256 ? arena_alloc(g, align_up(bytes), true)
+                        : arena_alloc(g, align_small(bytes ? bytes : 1), false);
+}
+
+/* The arena state just before p was allocated, p being the start of an
+ * allocation made at a line boundary (a node: everything made after it is
+ * discarded with it). A node that opened a new block leaves the previous
+ * block's tail unused until that block is rewound or freed. */
+static void arena_state_at(const ad_graph *g, const void *p, arena_block **blk, size_t *used)
+{
+    for (arena_block *b = g->arena; b; b = b->prev) {
+        uintptr_t base = ((uintptr_t)b + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
+        if ((uintptr_t)p >= base + block_header() && (uintptr_t)p < base + b->size) {
+            *blk = b;
+            *used = (size_t)((uintptr_t)p - base);
+            return;
+        }
+    }
+    assert(!"a node outside its graph's arena");
+    *blk = NULL;
+    *used = 0;
 }
 
 /* Frees the blocks made after keep (graph teardown and failed allocations). */
@@ -176,6 +208,9 @@ ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_err(dtype, NULL, NU
 
 static void free_node_heap(ad_graph *g, ad_node *n)
 {
+    if (!(n->flags & (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE)))
+        return;
+    g->nheap--;
     if (n->flags & NODE_HEAP_VALUE) {
         ad_mem(g, n->value, (size_t)n->capacity * g->elem, 0);
         n->flags &= ~(unsigned)NODE_HEAP_VALUE;
@@ -187,6 +222,20 @@ static void free_node_heap(ad_graph *g, ad_node *n)
         n->aux = NULL;
         n->aux_bytes = 0;
     }
+    if (n->flags & NODE_HEAP_SHAPE) {
+        ad_mem(g, n->shape, sizeof(int64_t) * AD_MAX_DIMS, 0);
+        n->flags &= ~(unsigned)NODE_HEAP_SHAPE;
+        n->shape = (int64_t *)no_dims;
+        n->ndim = 0;
+    }
+}
+
+/* Marks n as holding heap memory (kind: one of the NODE_HEAP_ flags). */
+static void node_took_heap(ad_graph *g, ad_node *n, unsigned kind)
+{
+    if (!(n->flags & (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE)))
+        g->nheap++;
+    n->flags |= kind;
 }
 
 static void free_tape(ad_graph *g, tape *t)
@@ -203,7 +252,7 @@ void ad_graph_free(ad_graph *g)
 {
     if (!g)
         return;
-    for (int64_t i = 0; i < g->nnodes; i++)
+    for (int64_t i = 0; g->nheap > 0 && i < g->nnodes; i++)
         free_node_heap(g, g->nodes[i]);
     for (int i = 0; i < g->ntapes; i++)
         free_tape(g, &g->tapes[i]);
@@ -245,10 +294,10 @@ int ad_graph_rewind(ad_graph *g, int64_t mark)
     }
     if (mark == g->nnodes)
         return 0;
-    ad_node *first = g->nodes[mark];
-    arena_block *blk = first->arena_at;
-    size_t used = first->arena_used;
-    for (int64_t i = mark; i < g->nnodes; i++)
+    arena_block *blk;
+    size_t used;
+    arena_state_at(g, g->nodes[mark], &blk, &used);
+    for (int64_t i = mark; g->nheap > 0 && i < g->nnodes; i++)
         free_node_heap(g, g->nodes[i]);
     /* drop backward passes that reach past the mark */
     int kept = 0;
@@ -368,6 +417,24 @@ void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, 
     *len = t->shape[axis];
 }
 
+/* Shape storage for a node that had none (0-d so far): in the arena while it
+ * is being made, on the heap once it is in the graph (a replay that gives a
+ * 0-d node axes: the arena's end may be rewound under it). */
+static bool shape_storage(ad_node *n)
+{
+    ad_graph *g = n->g;
+    bool made = n->id < g->nnodes && g->nodes[n->id] == n;
+    int64_t *p = made ? ad_mem(g, NULL, 0, sizeof(int64_t) * AD_MAX_DIMS)
+                      : ad_arena_alloc(g, sizeof(int64_t) * AD_MAX_DIMS);
+    if (!p)
+        return false;
+    memset(p, 0, sizeof(int64_t) * AD_MAX_DIMS);
+    n->shape = p;
+    if (made)
+        node_took_heap(g, n, NODE_HEAP_SHAPE);
+    return true;
+}
+
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname)
 {
     if (ndim < 0 || ndim > AD_MAX_DIMS) {
@@ -384,6 +451,8 @@ bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname
         ad_fail(n->g, "%s: element count overflows", opname);
         return false;
     }
+    if (ndim > 0 && n->shape == no_dims && !shape_storage(n))
+        return false;
     n->ndim = ndim;
     if (shape != n->shape)
         for (int i = 0; i < ndim; i++)
@@ -430,7 +499,7 @@ bool ad_node_reserve(ad_node *n)
         p = ad_mem(g, (n->flags & NODE_HEAP_VALUE) ? n->value : NULL, old,
                    (size_t)n->numel * g->elem);
         if (p)
-            n->flags |= NODE_HEAP_VALUE;
+            node_took_heap(g, n, NODE_HEAP_VALUE);
     }
     if (!p)
         return false;
@@ -458,7 +527,7 @@ bool ad_node_aux(ad_node *n, size_t bytes)
         bool heap = (n->flags & NODE_HEAP_AUX) != 0;
         p = ad_mem(g, heap ? n->aux : NULL, heap ? n->aux_bytes : 0, bytes);
         if (p)
-            n->flags |= NODE_HEAP_AUX;
+            node_took_heap(g, n, NODE_HEAP_AUX);
     }
     if (!p)
         return false;
@@ -482,6 +551,15 @@ bool ad_scratch(ad_graph *g, size_t bytes)
     g->scratch = p;
     g->scratch_bytes = bytes;
     return true;
+}
+
+/* Gives back the arena memory of n and of everything made after it. */
+static void node_discard(ad_graph *g, ad_node *n)
+{
+    arena_block *blk;
+    size_t used;
+    arena_state_at(g, n, &blk, &used);
+    arena_rewind(g, blk, used);
 }
 
 static bool graph_push(ad_graph *g, ad_node *n)
@@ -514,24 +592,23 @@ static const char *copy_name(ad_graph *g, const char *name)
 
 static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
 {
-    arena_block *at = g->arena;
-    size_t used = at ? at->used : 0;
-    ad_node *node = ad_arena_alloc(g, sizeof *node);
+    ad_node *node = arena_alloc(g, sizeof *node, true);
     if (!node)
         return NULL;
     memset(node, 0, sizeof *node);
-    node->arena_at = at;
-    node->arena_used = used;
     node->g = g;
     node->op = op;
     node->name = "";
+    node->shape = (int64_t *)no_dims;
+    node->iparam = (int64_t *)no_iparams;
+    node->id = g->nnodes; /* not in the graph yet (shape_storage); for messages */
     node->ninputs = n;
-    if (n <= 3) {
+    if (n <= 2) {
         node->inputs = node->small_inputs;
     } else {
         node->inputs = ad_arena_alloc(g, sizeof(ad_node *) * (size_t)n);
         if (!node->inputs) {
-            arena_rewind(g, at, used);
+            node_discard(g, node);
             return NULL;
         }
     }
@@ -581,12 +658,12 @@ static bool infer_shape(ad_node *n, const ad_op_info *op)
     const int ndim = n->ndim;
     const int64_t numel = n->numel;
     int64_t shape[AD_MAX_DIMS];
-    memcpy(shape, n->shape, sizeof shape);
+    memcpy(shape, n->shape, sizeof(int64_t) * (size_t)ndim);
     if (op->shape(n) && ad_node_reserve(n))
         return true;
     n->ndim = ndim;
     n->numel = numel;
-    memcpy(n->shape, shape, sizeof shape);
+    memcpy(n->shape, shape, sizeof(int64_t) * (size_t)ndim);
     return false;
 }
 
@@ -612,8 +689,14 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         return NULL;
     if (fp)
         memcpy(node->fparam, fp, sizeof node->fparam);
-    if (ip)
-        memcpy(node->iparam, ip, sizeof node->iparam);
+    if (ip) {
+        node->iparam = ad_arena_alloc(g, sizeof(int64_t) * AD_MAX_IPARAMS);
+        if (!node->iparam) {
+            node_discard(g, node);
+            return NULL;
+        }
+        memcpy(node->iparam, ip, sizeof(int64_t) * AD_MAX_IPARAMS);
+    }
     if (ad_ops[op].backward != ad_nograd)
         for (int i = 0; i < n; i++)
             if (inputs[i]->flags & NODE_REQGRAD)
@@ -629,7 +712,10 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         node->flags |= NODE_ALIAS;
     node->id = g->nnodes; /* for messages during the first compute */
     if (!ad_ops[op].check(node)) {
-        arena_free_until(g, node->arena_at, node->arena_used);
+        arena_block *blk;
+        size_t used;
+        arena_state_at(g, node, &blk, &used);
+        arena_free_until(g, blk, used);
         return NULL;
     }
     bool had_error = g->has_error;
@@ -638,12 +724,12 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     bool ok = (node->flags & NODE_PLANNED) ? ad_ops[op].shape(node) : ad_compute(node, true);
     // cppcheck-suppress incorrectLogicOperator
     if (!ok || (!had_error && g->has_error)) {
-        arena_rewind(g, node->arena_at, node->arena_used);
+        node_discard(g, node);
         return NULL;
     }
     if (!graph_push(g, node)) {
         free_node_heap(g, node);
-        arena_rewind(g, node->arena_at, node->arena_used);
+        node_discard(g, node);
         return NULL;
     }
     return node;
@@ -707,7 +793,7 @@ static ad_node *make_leaf(ad_graph *g, int op, unsigned flags, int ndim, const i
         goto fail;
     return n;
 fail:
-    arena_rewind(g, n->arena_at, n->arena_used);
+    node_discard(g, n);
     return NULL;
 }
 
@@ -746,7 +832,7 @@ ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
                            "ad_param", NULL);
     if (n && (!alloc_grad(n, NULL) || !push_param(g, n))) {
         g->nnodes--;
-        arena_rewind(g, n->arena_at, n->arena_used);
+        node_discard(g, n);
         return NULL;
     }
     return n;
@@ -765,7 +851,7 @@ ad_node *ad_param_external(ad_graph *g, int ndim, const int64_t *shape, void *va
                            "ad_param_external", value);
     if (n && (!alloc_grad(n, grad) || !push_param(g, n))) {
         g->nnodes--;
-        arena_rewind(g, n->arena_at, n->arena_used);
+        node_discard(g, n);
         return NULL;
     }
     return n;

@@ -31,44 +31,49 @@ enum {
     NODE_PLANNED = 1u << 9,     /* backward node whose buffer comes from its tape's shared pool */
     NODE_HEAP_AUX = 1u << 10,   /* aux buffer grown on the heap (ad_resize) */
     NODE_ACCUMULATE = 1u << 11, /* matmul whose buffer is a leaf's gradient, added into (reuse) */
+    NODE_HEAP_SHAPE = 1u << 12, /* shape storage on the heap (a 0-d node grown on replay) */
 };
 
 #define AD_MAX_FPARAMS 2
 #define AD_MAX_IPARAMS (AD_MAX_DIMS + 2)
 
+/* A node is three cache lines (192 bytes, 64-aligned in the arena): a
+ * define-by-run scalar workload creates one per operation, so its size is
+ * the memory traffic per operation. What a scalar never needs lives outside:
+ * the shape (a 0-d node points at a shared empty one) and the integer
+ * parameters (ops created without them point at shared zeros). */
 struct ad_node {
-    /* hot: read on every replay of the node */
+    /* line 1, what replay reads: op, kernel operands, output */
     int op;
     unsigned flags;
     void *value;
     ad_node **inputs;
     int64_t numel;
-    double fparam[AD_MAX_FPARAMS];
     ad_graph *g;
-    ad_node *small_inputs[3];
     union {
         double d;
         float f[2];
     } inline_value; /* the value buffer of one-element nodes */
+    ad_node *small_inputs[2];
+    /* line 2: shape, parameters, identity */
     int ninputs;
     int ndim;
-    /* cold: shapes, parameters, bookkeeping */
-    int64_t capacity; /* elements the value buffer can hold */
-    void *grad;       /* accumulated gradient, trainable leaves only (numel elements) */
-    int64_t shape[AD_MAX_DIMS];
-    int64_t iparam[AD_MAX_IPARAMS];
+    int64_t *shape; /* ndim sizes; storage of AD_MAX_DIMS (see ad_shape_set) */
+    double fparam[AD_MAX_FPARAMS];
     int64_t id;
     const char *name;
-    ad_node *grad_node;           /* d loss / d this node from the latest backward build */
-    ad_node *deriv_of[2];         /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
-    int order;                    /* 0: forward; k: made by a gradient build of an order k − 1
-                                     output, or from such nodes (dumps draw one cluster per k) */
-    int64_t *op_data;             /* op-specific data in the arena (reshape: the input shape
-                                     it was built for), NULL for most ops */
-    void *aux;                    /* per-node data kept between forward and backward (argmax) */
-    size_t aux_bytes;             /* capacity of aux */
-    struct arena_block *arena_at; /* arena state before this node: ad_graph_rewind */
-    size_t arena_used;
+    ad_node *grad_node; /* d loss / d this node from the latest backward build */
+    int64_t capacity;   /* elements the value buffer can hold */
+    /* line 3: cold */
+    void *grad;           /* accumulated gradient, trainable leaves only (numel elements) */
+    int64_t *iparam;      /* AD_MAX_IPARAMS integers (arena), or the shared zeros */
+    ad_node *deriv_of[2]; /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
+    int order;            /* 0: forward; k: made by a gradient build of an order k − 1
+                             output, or from such nodes (dumps draw one cluster per k) */
+    int64_t *op_data;     /* op-specific data in the arena (reshape: the input shape
+                             it was built for), NULL for most ops */
+    void *aux;            /* per-node data kept between forward and backward (argmax) */
+    size_t aux_bytes;     /* capacity of aux */
 };
 
 typedef struct arena_block {
@@ -104,6 +109,7 @@ struct ad_graph {
 
     arena_block *arena;
     arena_block *arena_spare; /* blocks given back by ad_graph_rewind, kept for reuse */
+    int64_t nheap;            /* nodes holding heap memory (value, aux or shape) */
 
     tape *tapes;
     int ntapes, cap_tapes;
