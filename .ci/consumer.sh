@@ -20,10 +20,39 @@ LD_LIBRARY_PATH="$libdir" "$work/consumer-pc"
 if pkg-config --cflags chainrule | grep -qi mpi; then
   echo "chainrule.pc leaks MPI: $(pkg-config --cflags chainrule)"; exit 1
 fi
+# the public headers include no dependency's headers: --cflags is chainrule's
+# include dir alone (no OpenBLAS, cJSON or zlib path from Requires.private)
+cflags=$(pkg-config --cflags chainrule | xargs)
+if [ "$cflags" != "-I$work/prefix/include" ]; then
+  echo "chainrule.pc's --cflags is not only chainrule's include dir: $cflags"; exit 1
+fi
+# --static --libs names what libchainrule.a needs: link the consumer against
+# the archive with exactly those flags, run it, and check it does not load
+# the shared library
+static_libs=$(pkg-config --static --libs chainrule)
+for need in -lz -lcjson -lm; do
+  case " $static_libs " in *" $need "*) ;; *)
+    echo "pkg-config --static --libs chainrule lacks $need: $static_libs"; exit 1 ;;
+  esac
+done
+cc -std=c11 -Wall -Werror "$repo/tests/consumer/main.c" -o "$work/consumer-static" \
+  $cflags ${static_libs/-lchainrule/-l:libchainrule.a}
+if ldd "$work/consumer-static" | grep -q 'libchainrule\.so'; then
+  echo "the static consumer loads libchainrule.so"; exit 1
+fi
+"$work/consumer-static"
 if [ -f "$pc/chainrule-mpi.pc" ]; then
+  if pkg-config --cflags chainrule-mpi | grep -Eqi 'openblas|cjson'; then
+    echo "chainrule-mpi.pc leaks a dependency's include path: $(pkg-config --cflags chainrule-mpi)"
+    exit 1
+  fi
   cc -std=c11 -Wall -Werror "$repo/tests/consumer/dist.c" -o "$work/consumer-mpi" \
     $(pkg-config --cflags --libs chainrule-mpi)
   LD_LIBRARY_PATH="$libdir" "$work/consumer-mpi"
+  mpi_static_libs=$(pkg-config --static --libs chainrule-mpi)
+  cc -std=c11 -Wall -Werror "$repo/tests/consumer/dist.c" -o "$work/consumer-mpi-static" \
+    $(pkg-config --cflags chainrule-mpi) ${mpi_static_libs/-lchainrule/-l:libchainrule.a}
+  "$work/consumer-mpi-static"
 fi
 test -x "$work/prefix/bin/chainrule"
 test -f "$work/prefix/share/man/man1/chainrule.1"
