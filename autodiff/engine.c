@@ -28,15 +28,24 @@ typedef struct {
     int64_t next; /* index of the next contribution to the same node, -1 ends */
 } contribution;
 
+/* The contributions to each node's gradient while a backward pass is built.
+ * Most nodes get exactly one: it waits in first[id] (the array that then
+ * holds the gradients), and only the second and later ones of a node that
+ * fans out go to the pool, so a chain of single uses never reads the pool. */
 typedef struct {
     ad_graph *g;
-    int64_t *head; /* per node id: first pending contribution, -1 when none */
+    ad_node **first; /* per node id: the first contribution, NULL when none */
+    int64_t *more;   /* per node id: the latest later contribution, -1 when none */
     contribution *pool;
     int64_t npool, cap;
 } pending;
 
 static bool pending_push(pending *p, int64_t id, ad_node *term)
 {
+    if (!p->first[id]) {
+        p->first[id] = term;
+        return true;
+    }
     if (p->npool == p->cap) {
         int64_t cap = p->cap ? p->cap * 2 : 256;
         contribution *q = ad_mem(p->g, p->pool, sizeof(contribution) * (size_t)p->cap,
@@ -46,8 +55,8 @@ static bool pending_push(pending *p, int64_t id, ad_node *term)
         p->pool = q;
         p->cap = cap;
     }
-    p->pool[p->npool] = (contribution){term, p->head[id]};
-    p->head[id] = p->npool++;
+    p->pool[p->npool] = (contribution){term, p->more[id]};
+    p->more[id] = p->npool++;
     return true;
 }
 
@@ -55,11 +64,11 @@ static bool pending_push(pending *p, int64_t id, ad_node *term)
  * all of them (fan-out), in the order they were made. */
 static ad_node *pending_sum(pending *p, int64_t id)
 {
-    int64_t k = 0;
-    for (int64_t e = p->head[id]; e >= 0; e = p->pool[e].next)
+    if (p->more[id] < 0)
+        return p->first[id];
+    int64_t k = 1;
+    for (int64_t e = p->more[id]; e >= 0; e = p->pool[e].next)
         k++;
-    if (k <= 1)
-        return k ? p->pool[p->head[id]].term : NULL;
     ad_node *local[16], **terms = local;
     if (k > 16) {
         terms = ad_mem(p->g, NULL, 0, sizeof(ad_node *) * (size_t)k);
@@ -67,8 +76,9 @@ static ad_node *pending_sum(pending *p, int64_t id)
             return NULL;
     }
     int64_t i = k;
-    for (int64_t e = p->head[id]; e >= 0; e = p->pool[e].next)
+    for (int64_t e = p->more[id]; e >= 0; e = p->pool[e].next)
         terms[--i] = p->pool[e].term;
+    terms[0] = p->first[id];
     ad_node *sum = k > INT32_MAX ? NULL : ad_add_n((int)k, terms);
     if (terms != local)
         ad_mem(p->g, terms, sizeof(ad_node *) * (size_t)k, 0);
@@ -87,17 +97,22 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
     pending p = {.g = g};
     const int outer_order = g->building_order;
     ad_node **grads = ad_mem(g, NULL, 0, sizeof(ad_node *) * (size_t)n);
-    p.head = grads ? ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)n) : NULL;
-    if (!p.head)
+    p.first = grads;
+    p.more = grads ? ad_mem(g, NULL, 0, sizeof(int64_t) * (size_t)n) : NULL;
+    if (!p.more)
         goto fail;
     memset(grads, 0, sizeof(ad_node *) * (size_t)n);
-    memset(p.head, 0xff, sizeof(int64_t) * (size_t)n); /* all -1 */
+    memset(p.more, 0xff, sizeof(int64_t) * (size_t)n); /* all -1 */
     g->building_order = y->order + 1;
     ad_node *seed = ad_op_apply(AD_OP_ONES_LIKE, 1, &y, NULL, 0, NULL, 0);
     if (!seed || !pending_push(&p, y->id, seed))
         goto fail;
     for (int64_t i = y->id; i >= 0; i--) {
-        if (p.head[i] < 0)
+        if (i >= AD_AHEAD) { /* the op and inputs (line 1), ninputs and shape (line 2) */
+            AD_PREFETCH(g->nodes[i - AD_AHEAD]);
+            AD_PREFETCH((char *)g->nodes[i - AD_AHEAD] + 64);
+        }
+        if (!grads[i])
             continue;
         ad_node *node = g->nodes[i], *gnode = pending_sum(&p, i);
         if (!gnode)
@@ -138,13 +153,13 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
     }
     g->building_order = outer_order;
     ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
-    ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
+    ad_mem(g, p.more, sizeof(int64_t) * (size_t)n, 0);
     return grads;
 fail:
     g->building_order = outer_order;
     ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
-    if (p.head)
-        ad_mem(g, p.head, sizeof(int64_t) * (size_t)n, 0);
+    if (p.more)
+        ad_mem(g, p.more, sizeof(int64_t) * (size_t)n, 0);
     if (grads)
         ad_mem(g, grads, sizeof(ad_node *) * (size_t)n, 0);
     return NULL;
@@ -442,9 +457,11 @@ static tape *build_tape(ad_node *loss)
         ad_graph_rewind(g, mark);
         return NULL;
     }
+    /* the trainable leaves reached, in creation order (g->params holds every
+       trainable leaf in that order: no sweep over the nodes) */
     int64_t nleaves = 0;
-    for (int64_t i = 0; i < nbefore; i++)
-        if (grads[i] && (g->nodes[i]->flags & NODE_TRAINABLE))
+    for (int64_t i = 0; i < g->nparams && g->params[i]->id < nbefore; i++)
+        if (grads[g->params[i]->id])
             nleaves++;
     ad_node **list = NULL;
     if (nleaves) {
@@ -456,10 +473,10 @@ static tape *build_tape(ad_node *loss)
         }
     }
     int64_t k = 0;
-    for (int64_t i = 0; i < nbefore; i++)
-        if (grads[i] && (g->nodes[i]->flags & NODE_TRAINABLE)) {
-            list[k] = g->nodes[i];
-            list[nleaves + k] = grads[i];
+    for (int64_t i = 0; i < g->nparams && g->params[i]->id < nbefore; i++)
+        if (grads[g->params[i]->id]) {
+            list[k] = g->params[i];
+            list[nleaves + k] = grads[g->params[i]->id];
             k++;
         }
     ad_mem(g, grads, sizeof(ad_node *) * (size_t)nbefore, 0);
@@ -504,9 +521,12 @@ int ad_backward(ad_node *loss)
         return 0;
     } else {
         bool infer = t->dirty;
-        for (int64_t i = t->begin; i < t->end; i++)
+        for (int64_t i = t->begin; i < t->end; i++) {
+            if (i + AD_AHEAD < t->end)
+                AD_PREFETCH(g->nodes[i + AD_AHEAD]);
             if (!ad_compute(g->nodes[i], infer))
                 return -1;
+        }
         if (g->has_error)
             return -1;
         t->dirty = false;
@@ -534,6 +554,8 @@ int ad_forward(ad_graph *g)
     bool infer = g->shapes_dirty;
     for (int64_t i = 0; i < g->nnodes; i++) {
         ad_node *n = g->nodes[i];
+        if (i + AD_AHEAD < g->nnodes)
+            AD_PREFETCH(g->nodes[i + AD_AHEAD]);
         if (n->flags & (NODE_TAPE | NODE_TRAINABLE | NODE_INPUT | NODE_CONST))
             continue;
         if (!ad_compute(n, infer))

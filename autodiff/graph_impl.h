@@ -55,7 +55,7 @@ struct ad_node {
         float f[2];
     } inline_value; /* the value buffer of one-element nodes */
     ad_node *small_inputs[2];
-    /* line 2: shape, parameters, identity */
+    /* line 2: shape, parameters, identity (read from the inputs of a new node) */
     int ninputs;
     int ndim;
     int64_t *shape; /* ndim sizes; storage of AD_MAX_DIMS (see ad_shape_set) */
@@ -63,13 +63,13 @@ struct ad_node {
     int64_t id;
     const char *name;
     ad_node *grad_node; /* d loss / d this node from the latest backward build */
-    int64_t capacity;   /* elements the value buffer can hold */
-    /* line 3: cold */
+    int order;          /* 0: forward; k: made by a gradient build of an order k − 1
+                           output, or from such nodes (dumps draw one cluster per k) */
+    /* line 3: what the nodes that read this one never look at */
+    int64_t capacity;     /* elements the value buffer can hold */
     void *grad;           /* accumulated gradient, trainable leaves only (numel elements) */
     int64_t *iparam;      /* AD_MAX_IPARAMS integers (arena), or the shared zeros */
     ad_node *deriv_of[2]; /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
-    int order;            /* 0: forward; k: made by a gradient build of an order k − 1
-                             output, or from such nodes (dumps draw one cluster per k) */
     int64_t *op_data;     /* op-specific data in the arena (reshape: the input shape
                              it was built for), NULL for most ops */
     void *aux;            /* per-node data kept between forward and backward (argmax) */
@@ -159,6 +159,16 @@ extern int ad_threads_requested;
     for (int64_t i = 0; i < (len); i++) {                                                          \
         __VA_ARGS__                                                                                \
     }
+#endif
+
+/* Loops over the node array touch each node once, far apart in memory when
+ * a step makes a hundred thousand scalar nodes: ask for node i + AD_AHEAD
+ * (or i − AD_AHEAD going back) while working on node i. */
+#define AD_AHEAD 6
+#ifdef __GNUC__
+#define AD_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define AD_PREFETCH(p) ((void)(p))
 #endif
 
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
