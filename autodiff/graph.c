@@ -678,12 +678,29 @@ bool ad_compute(ad_node *n, bool infer)
     return true;
 }
 
+/* An elementwise op over 0-d inputs gives a 0-d node: define-by-run scalar
+ * code makes one per operation, so its shape rule, the broadcast of its
+ * inputs and the choice of its buffer are skipped (a one-element node keeps
+ * its value inline, as ad_node_reserve would give it). */
+bool ad_op_elementwise(const ad_op_info *info)
+{
+    return info->shape == shape_same || info->shape == shape_bcast;
+}
+
 ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
                       const int64_t *ip)
 {
-    for (int i = 0; i < n; i++)
-        if (!ad_node_live(inputs[i], ad_ops[op].name))
+    const ad_op_info *info = &ad_ops[op];
+    bool scalar = n > 0 && ad_op_elementwise(info), reqgrad = false;
+    int order = g->building_order;
+    for (int i = 0; i < n; i++) {
+        const ad_node *in = inputs[i];
+        if (!ad_node_live(in, info->name))
             return NULL;
+        scalar = scalar && in->ndim == 0;
+        reqgrad = reqgrad || (in->flags & NODE_REQGRAD);
+        order = in->order > order ? in->order : order;
+    }
     ad_node *node = node_alloc(g, op, n, inputs);
     if (!node)
         return NULL;
@@ -697,21 +714,15 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         }
         memcpy(node->iparam, ip, sizeof(int64_t) * AD_MAX_IPARAMS);
     }
-    if (ad_ops[op].backward != ad_nograd)
-        for (int i = 0; i < n; i++)
-            if (inputs[i]->flags & NODE_REQGRAD)
-                node->flags |= NODE_REQGRAD;
+    if (reqgrad && info->backward != ad_nograd)
+        node->flags |= NODE_REQGRAD;
     if (g->building_tape)
-        node->flags |= NODE_TAPE;
-    node->order = g->building_order;
-    for (int i = 0; i < n; i++)
-        node->order = inputs[i]->order > node->order ? inputs[i]->order : node->order;
-    if (g->building_tape && g->reuse_memory)
-        node->flags |= NODE_PLANNED; /* shape now; buffer and value when the tape is planned */
-    if (ad_ops[op].forward == fwd_alias)
+        node->flags |= g->reuse_memory ? NODE_TAPE | NODE_PLANNED : NODE_TAPE;
+    /* NODE_PLANNED: shape now; buffer and value when the tape is planned */
+    if (info->forward == fwd_alias)
         node->flags |= NODE_ALIAS;
-    node->id = g->nnodes; /* for messages during the first compute */
-    if (!ad_ops[op].check(node)) {
+    node->order = order;
+    if (!info->check(node)) {
         arena_block *blk;
         size_t used;
         arena_state_at(g, node, &blk, &used);
@@ -719,9 +730,19 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         return NULL;
     }
     bool had_error = g->has_error;
+    bool ok;
+    if (scalar) {
+        node->numel = 1; /* ndim 0 */
+        if (!(node->flags & (NODE_ALIAS | NODE_PLANNED))) {
+            node->value = &node->inline_value;
+            node->capacity = (int64_t)(sizeof node->inline_value / g->elem);
+        }
+        ok = (node->flags & NODE_PLANNED) || ad_compute(node, false);
+    } else {
+        ok = (node->flags & NODE_PLANNED) ? info->shape(node) : ad_compute(node, true);
+    }
     /* ad_compute may set g->has_error (a forward-time error such as a bad
      * one-hot index): cppcheck does not see that */
-    bool ok = (node->flags & NODE_PLANNED) ? ad_ops[op].shape(node) : ad_compute(node, true);
     // cppcheck-suppress incorrectLogicOperator
     if (!ok || (!had_error && g->has_error)) {
         node_discard(g, node);

@@ -274,6 +274,10 @@ typedef struct {
 } ad_op_info;
 
 extern const ad_op_info ad_ops[];
+/* Is the op elementwise (its shape that of its input, or its inputs'
+ * broadcast)? Such an op takes no integer parameters, and over 0-d inputs
+ * makes a 0-d node (ad_node_make's scalar path). */
+bool ad_op_elementwise(const ad_op_info *info);
 /* The gradient rule of ops through which no gradient flows. */
 void ad_nograd(ad_node *n, ad_node *g, ad_node **grads);
 /* The parameter check of ops that accept any parameters. */

@@ -171,5 +171,8 @@ ad_node *ad_op_apply(int op, int ninputs, ad_node *const *inputs, const double *
         fp[i] = fparams[i];
     for (int i = 0; i < ni; i++)
         ip[i] = iparams[i];
-    return ad_node_make(g, op, ninputs, inputs, fp, ip);
+    /* elementwise ops take no integer parameters: given none, they need no
+       storage for them (a gradient's add_n over a scalar's many uses) */
+    bool no_ip = ni == 0 && ad_op_elementwise(info);
+    return ad_node_make(g, op, ninputs, inputs, fp, no_ip ? NULL : ip);
 }
