@@ -11,8 +11,15 @@
  * (C/G·KH·KW, OH·OW), where col is the im2col unfolding of the image (a 1×1
  * kernel with stride 1 and no padding uses the image itself).
  *
+ * conv_bias(x, w, b) adds b (O) per output channel: the GEMM accumulates onto
+ * an output filled with the bias (no separate broadcast add, no (N, O, OH, OW)
+ * temporary); conv_bias_relu also applies the ReLU to each image's output
+ * while it is still in cache (the CNN's conv -> relu in one pass).
+ *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
+ *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
+ *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
  *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
  *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
@@ -111,6 +118,10 @@ static const char *conv_name(int op, int nd)
         return "ad_conv_transpose";
     case AD_OP_CONV_WEIGHT_GRAD:
         return "ad_conv_weight_grad";
+    case AD_OP_CONV_BIAS:
+        return nd == 3 ? "ad_conv1d_bias" : "ad_conv2d_bias";
+    case AD_OP_CONV_BIAS_RELU:
+        return nd == 3 ? "ad_conv1d_bias_relu" : "ad_conv2d_bias_relu";
     default:
         return nd == 3 ? "ad_conv1d" : "ad_conv2d";
     }
@@ -247,6 +258,15 @@ bool shape_conv(ad_node *n)
     conv_geom q = make_geom(n, x, w, x);
     if (!conv_check(n, &q, x, w, nm))
         return false;
+    if (n->ninputs == 3) { /* conv_bias, conv_bias_relu: one bias per output channel */
+        const ad_node *b = n->inputs[2];
+        if (b->ndim != 1 || b->shape[0] != q.O) {
+            char b3[96];
+            ad_fail(n->g, "%s: bias %s must have one element per output channel of weight %s", nm,
+                    ad_shape_str(b, b3, sizeof b3), ad_shape_str(w, b2, sizeof b2));
+            return false;
+        }
+    }
     q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
     q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
     return set_spatial_shape(n, x->ndim, q.N, q.O, q.OH, q.OW, nm) && conv_scratch(n, &q);
@@ -381,6 +401,28 @@ static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool a
     });
 }
 
+/* y (Og, P) = b (Og) on every row: the output conv_bias's GEMM accumulates on */
+static void fill_bias(ad_graph *g, void *yv, const void *bv, int64_t Og, int64_t P)
+{
+    AD_DISPATCH(g, {
+        T *y = yv;
+        const T *b = bv;
+        for (int64_t o = 0; o < Og; o++, y += P)
+            for (int64_t p = 0; p < P; p++)
+                y[p] = b[o];
+    });
+}
+
+/* y = max(y, 0) over count elements, in place */
+static void relu_inplace(ad_graph *g, void *yv, int64_t count)
+{
+    AD_DISPATCH(g, {
+        T *y = yv;
+        for (int64_t i = 0; i < count; i++)
+            y[i] = y[i] > 0 ? y[i] : 0;
+    });
+}
+
 /* One loop over images and groups for the three convolution ops: X the
  * images (N, C, H, W), K the weights (O, C/G, KH, KW), Y (N, O, OH, OW); the
  * op says which of the three is its output. */
@@ -406,6 +448,15 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                     unfold(n->g, &q, xb, col, false);
                 ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
                 break;
+            case AD_OP_CONV_BIAS: /* Y_g = b_g + K_g col [, relu] */
+            case AD_OP_CONV_BIAS_RELU:
+                if (!pw)
+                    unfold(n->g, &q, xb, col, false);
+                fill_bias(n->g, yb, (char *)n->inputs[2]->value + (size_t)(gi * Og) * es, Og, P);
+                ad_gemm(dt, false, false, true, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
+                if (n->op == AD_OP_CONV_BIAS_RELU)
+                    relu_inplace(n->g, yb, Og * P);
+                break;
             case AD_OP_CONV_TRANSPOSE: /* col = K_gᵀ Y_g, folded back onto the image */
                 ad_gemm(dt, true, false, false, (ad_mm_dims){Kc, Og, P}, kb, yb, col);
                 if (!pw) {
@@ -426,23 +477,38 @@ void fwd_conv(ad_node *n) { conv_run(n, n->inputs[0], n->inputs[1], n); }
 void fwd_conv_transpose(ad_node *n) { conv_run(n, n, n->inputs[1], n->inputs[0]); }
 void fwd_conv_weight_grad(ad_node *n) { conv_run(n, n->inputs[0], n, n->inputs[1]); }
 
-static ad_node *conv_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t e0,
-                        int64_t e1)
+/* op(a, b[, c]) with the 7 convolution parameters and the two extra sizes */
+static ad_node *conv_op3(int op, ad_node *a, ad_node *b, ad_node *c, const int64_t *params,
+                         int64_t e0, int64_t e1)
 {
     if (!a || !b)
         return NULL;
-    ad_node *in[2] = {a, b};
+    ad_node *in[3] = {a, b, c};
     int64_t ip[AD_MAX_IPARAMS] = {0};
     memcpy(ip, params, sizeof(int64_t) * 7);
     ip[7] = e0;
     ip[8] = e1;
-    return ad_node_make(a->g, op, 2, in, NULL, ip);
+    return ad_node_make(a->g, op, c ? 3 : 2, in, NULL, ip);
+}
+
+static ad_node *conv_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t e0,
+                        int64_t e1)
+{
+    return conv_op3(op, a, b, NULL, params, e0, e1);
 }
 
 void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *x = n->inputs[0], *w = n->inputs[1];
     int64_t h, wd;
+    if (n->op == AD_OP_CONV_BIAS_RELU) /* y > 0 exactly where the sum is: the mask from y */
+        g = ad_relu_grad(g, n);
+    if (n->ninputs == 3 && (n->inputs[2]->flags & NODE_REQGRAD)) {
+        /* Σ over the batch and spatial axes: (N, O, P) summed over P here,
+           over N by the engine (the bias (O) broadcast against (N, O)) */
+        int64_t sh[3] = {0, 0, -1}; /* (keep, keep, infer): follows a resized batch */
+        d[2] = ad_sum(ad_reshape(g, 3, sh), 2);
+    }
     if (x->flags & NODE_REQGRAD) {
         spatial(x, &h, &wd);
         d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, w, n->iparam, h, wd);
@@ -505,12 +571,13 @@ static bool conv_opts(ad_graph *g, const ad_conv_opts *o, bool one_d, const char
     return true;
 }
 
-static ad_node *conv_public(ad_node *x, ad_node *w, const ad_conv_opts *o, int nd)
+static ad_node *conv_public(int op, ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o,
+                            int nd)
 {
-    if (!x || !w)
+    if (!x || !w || (op != AD_OP_CONV && !b))
         return NULL;
-    const char *nm = nd == 3 ? "ad_conv1d" : "ad_conv2d";
-    if (x->g != w->g) {
+    const char *nm = conv_name(op, nd);
+    if (x->g != w->g || (b && b->g != x->g)) {
         ad_fail(x->g, "%s: operands belong to different graphs", nm);
         return NULL;
     }
@@ -520,17 +587,37 @@ static ad_node *conv_public(ad_node *x, ad_node *w, const ad_conv_opts *o, int n
     int64_t ip[7];
     if (!conv_opts(x->g, o, nd == 3, nm, ip))
         return NULL;
-    return conv_op(AD_OP_CONV, x, w, ip, 0, 0);
+    return conv_op3(op, x, w, op == AD_OP_CONV ? NULL : b, ip, 0, 0);
 }
 
 ad_node *ad_conv1d(ad_node *x, ad_node *w, const ad_conv_opts *o)
 {
-    return conv_public(x, w, o, 3);
+    return conv_public(AD_OP_CONV, x, w, NULL, o, 3);
 }
 
 ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o)
 {
-    return conv_public(x, w, o, 4);
+    return conv_public(AD_OP_CONV, x, w, NULL, o, 4);
+}
+
+ad_node *ad_conv1d_bias(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o)
+{
+    return conv_public(AD_OP_CONV_BIAS, x, w, b, o, 3);
+}
+
+ad_node *ad_conv2d_bias(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o)
+{
+    return conv_public(AD_OP_CONV_BIAS, x, w, b, o, 4);
+}
+
+ad_node *ad_conv1d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o)
+{
+    return conv_public(AD_OP_CONV_BIAS_RELU, x, w, b, o, 3);
+}
+
+ad_node *ad_conv2d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o)
+{
+    return conv_public(AD_OP_CONV_BIAS_RELU, x, w, b, o, 4);
 }
 
 /* ------------------------------------------------------------------ pooling */

@@ -218,8 +218,9 @@ static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
 }
 
 /* conv1d/conv2d: weight (O, C/groups, K...) and bias (O) as nn.ConvNd:
- * uniform in +-1/sqrt(C/groups * prod K). */
-static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x)
+ * uniform in +-1/sqrt(C/groups * prod K). With a bias the convolution, the
+ * bias and (relu set) the ReLU after it are one node (ad_conv2d_bias_relu). */
+static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x, bool relu)
 {
     int sp = l->kind == NN_LAYER_CONV2D ? 2 : 1;
     if (ad_ndim(x) != 2 + sp)
@@ -240,13 +241,14 @@ static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x)
     ad_node *w = nn_model_new_param(m, l, "weight", 2 + sp, ws, NN_INIT_TORCH, fan_in, 1, 0.0);
     if (!w)
         return NULL;
-    ad_node *y = sp == 2 ? ad_conv2d(x, w, &o) : ad_conv1d(x, w, &o);
-    if (l->bias) {
-        ad_node *b = nn_model_new_param(m, l, "bias", 1, &l->units, NN_INIT_TORCH, fan_in, 1, 0.0);
-        int64_t bs[3] = {l->units, 1, 1}; /* (O, 1[, 1]) against (N, O, ...) */
-        y = b ? ad_add(y, ad_reshape(b, 1 + sp, bs)) : NULL;
+    if (!l->bias) {
+        ad_node *y = sp == 2 ? ad_conv2d(x, w, &o) : ad_conv1d(x, w, &o);
+        return relu ? ad_relu(y) : y;
     }
-    return y;
+    ad_node *b = nn_model_new_param(m, l, "bias", 1, &l->units, NN_INIT_TORCH, fan_in, 1, 0.0);
+    if (relu)
+        return sp == 2 ? ad_conv2d_bias_relu(x, w, b, &o) : ad_conv1d_bias_relu(x, w, b, &o);
+    return sp == 2 ? ad_conv2d_bias(x, w, b, &o) : ad_conv1d_bias(x, w, b, &o);
 }
 
 static ad_node *pool(nn_layer *l, ad_node *x)
@@ -350,7 +352,7 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
         break;
     case NN_LAYER_CONV1D:
     case NN_LAYER_CONV2D:
-        y = conv(m, l, x);
+        y = conv(m, l, x, false);
         break;
     case NN_LAYER_MAX_POOL1D:
     case NN_LAYER_MAX_POOL2D:
@@ -402,13 +404,14 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
     return y;
 }
 
-ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x)
+ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x)
 {
     if (!x)
         return NULL;
     l->input = x;
     l->in = ad_ndim(x) ? ad_shape(x)[ad_ndim(x) - 1] : 1;
-    ad_node *y = dense(m, l, "", x, l->units, l->bias, l->init, true);
+    ad_node *y = l->kind == NN_LAYER_DENSE ? dense(m, l, "", x, l->units, l->bias, l->init, true)
+                                           : conv(m, l, x, true);
     act->input = l->output = act->output = y;
     if (y)
         act->in = l->out = act->out = ad_shape(y)[ad_ndim(y) - 1];
@@ -420,9 +423,10 @@ ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed)
     for (int i = first; i < m->nlayers && h; i++) {
         nn_layer *l = &m->layers[i], *next = i + 1 < m->nlayers ? &m->layers[i + 1] : NULL;
         int at = i;
-        if (l->kind == NN_LAYER_DENSE && next && next->kind == NN_LAYER_ACTIVATION &&
-            next->act == NN_ACT_RELU)
-            h = nn_layer_apply_dense_relu(m, l, &m->layers[++i], h);
+        bool fusable =
+            l->kind == NN_LAYER_DENSE || l->kind == NN_LAYER_CONV1D || l->kind == NN_LAYER_CONV2D;
+        if (fusable && next && next->kind == NN_LAYER_ACTIVATION && next->act == NN_ACT_RELU)
+            h = nn_layer_apply_with_relu(m, l, &m->layers[++i], h);
         else
             h = nn_layer_apply(m, l, h);
         if (!h && failed)

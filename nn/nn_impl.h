@@ -114,15 +114,16 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x);
  * kernels, options, rates), else -1 with the reason in why. For records read
  * from outside (model files, layer lists) before nn_layer_apply. */
 int nn_layer_check(const nn_layer *l, char *why, size_t size);
-/* layers_model.c: a dense layer l and the ReLU activation layer act after it
- * as one fused node (ad_linear_relu); both records get its output. */
-ad_node *nn_layer_apply_dense_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x);
+/* layers_model.c: a dense or convolution layer l and the ReLU activation
+ * layer act after it as one fused node (ad_linear_relu, ad_conv2d_bias_relu);
+ * both records get its output. */
+ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x);
 /* model.c: the initializer nn_mlp_new draws a dense layer's weights
  * from, by the activation after it (He uniform before ReLU-like ones, LeCun
  * normal before SELU, Glorot uniform otherwise). */
 nn_init nn_init_for_activation(nn_activation act);
 /* layers_model.c: applies layers [first, nlayers) one after the other to h
- * (a dense layer followed by a ReLU as one fused node, as nn_model_build
+ * (a dense or convolution layer followed by a ReLU as one fused node, as nn_model_build
  * does, so a model rebuilt from a description computes bit for bit what
  * the original did); the output, or NULL with *failed (may be NULL) the
  * index of the layer that failed. */

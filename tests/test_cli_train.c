@@ -436,7 +436,7 @@ Test(cli_train, model_grammar_errors_point_at_the_column)
     r = run_cli("train --data " SMALL " --val 0 --model 'conv2d(4,2),conv2d(4,3)'");
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "cannot build --model: column 13: conv2d (input (32,4,1,2)): "
-                            "ad_conv2d: kernel 3x3"),
+                            "ad_conv2d_bias: kernel 3x3"),
               "%s", r.err);
     cr_expect(strstr(r.err, "\n  conv2d(4,2),conv2d(4,3)\n              ^\n"), "%s", r.err);
     result_free(&r);

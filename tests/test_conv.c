@@ -112,6 +112,85 @@ static void expect_error(ad_graph *g, ad_node *r, const char *msg)
     ad_graph_clear_error(g);
 }
 
+/* conv_bias and conv_bias_relu give the values and gradients (x, w, b) of
+ * the compositions they replace, conv + bias (broadcast as (O, 1, 1)) and
+ * relu of that, in f32 and f64, 2-d with groups and padding and 1-d. */
+Test(conv, conv_bias_ops_match_their_compositions)
+{
+    for (int dt = 0; dt < 2; dt++)
+        for (int one_d = 0; one_d < 2; one_d++)
+            for (int relu = 0; relu < 2; relu++) {
+                double vals[2][64 * 6], grads[2][3][256];
+                int64_t ny = 0, nin[3] = {0, 0, 0};
+                for (int fused = 0; fused < 2; fused++) {
+                    ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+                    int64_t xs[4] = {2, 4, 5, 6}, ws[4] = {6, 2, 3, 2}, bs[1] = {6};
+                    int64_t x1[3] = {2, 4, 9}, w1[3] = {6, 2, 3}, b3[3] = {6, 1, 1};
+                    ad_node *x = ad_param(g, one_d ? 3 : 4, one_d ? x1 : xs, "x");
+                    ad_node *w = ad_param(g, one_d ? 3 : 4, one_d ? w1 : ws, "w");
+                    ad_node *b = ad_param(g, 1, bs, "b");
+                    fill(x, 3);
+                    fill(w, 5);
+                    fill(b, 7);
+                    ad_conv_opts o = {{1, 2}, {1, 1}, {1, 1}, 2};
+                    ad_node *y;
+                    if (fused && one_d)
+                        y = relu ? ad_conv1d_bias_relu(x, w, b, &o) : ad_conv1d_bias(x, w, b, &o);
+                    else if (fused)
+                        y = relu ? ad_conv2d_bias_relu(x, w, b, &o) : ad_conv2d_bias(x, w, b, &o);
+                    else {
+                        ad_node *c = one_d ? ad_conv1d(x, w, &o) : ad_conv2d(x, w, &o);
+                        y = ad_add(c, ad_reshape(b, one_d ? 2 : 3, b3));
+                        y = relu ? ad_relu(y) : y;
+                    }
+                    cr_assert_not_null(y, "%s", ad_graph_error(g));
+                    ny = ad_numel(y);
+                    cr_assert(ny <= 64 * 6);
+                    ad_get(y, vals[fused], ny);
+                    /* a loss that weighs every output differently */
+                    ad_node *r = ad_const(g, ad_ndim(y), ad_shape(y), NULL, "r");
+                    fill(r, 11);
+                    cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s",
+                                 ad_graph_error(g));
+                    ad_node *leaf[3] = {x, w, b};
+                    for (int k = 0; k < 3; k++) {
+                        nin[k] = ad_numel(leaf[k]);
+                        ad_get_grad(leaf[k], grads[fused][k], nin[k]);
+                    }
+                    ad_graph_free(g);
+                }
+                double tol = dt ? 1e-12 : 1e-5;
+                for (int64_t i = 0; i < ny; i++)
+                    cr_assert_float_eq(vals[1][i], vals[0][i], tol, "dt %d 1-d %d relu %d y[%lld]",
+                                       dt, one_d, relu, (long long)i);
+                for (int k = 0; k < 3; k++)
+                    for (int64_t i = 0; i < nin[k]; i++)
+                        cr_assert_float_eq(grads[1][k][i], grads[0][k][i], tol,
+                                           "dt %d 1-d %d relu %d input %d [%lld]", dt, one_d, relu,
+                                           k, (long long)i);
+            }
+}
+
+Test(conv, conv_bias_errors_name_the_op_and_shapes)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t xs[4] = {2, 4, 5, 6}, ws[4] = {6, 4, 3, 3}, bs[1] = {5}, b2[2] = {1, 6};
+    ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    expect_error(g, ad_conv2d_bias(x, w, ad_param(g, 1, bs, "b"), NULL),
+                 "ad_conv2d_bias: bias (5) must have one element per output channel of weight "
+                 "(6,4,3,3)");
+    expect_error(g, ad_conv2d_bias_relu(x, w, ad_param(g, 2, b2, "b"), NULL),
+                 "ad_conv2d_bias_relu: bias (1,6) must have one element per output channel of "
+                 "weight (6,4,3,3)");
+    expect_error(g, ad_conv1d_bias(x, w, ad_param(g, 1, bs, "b"), NULL),
+                 "ad_conv1d_bias: input (2,4,5,6) must have 3 axes (N,C,L)");
+    /* a NULL bias is a NULL operand: NULL back, no new message */
+    cr_assert_null(ad_conv2d_bias(x, w, NULL, NULL));
+    cr_assert_null(ad_conv2d_bias_relu(x, w, NULL, NULL));
+    cr_assert_null(ad_graph_error(g));
+    ad_graph_free(g);
+}
+
 Test(conv, errors_name_the_op_and_shapes)
 {
     ad_graph *g = ad_graph_new(AD_F32);

@@ -116,7 +116,8 @@ static void spatial_shape(gencase *c, int k, int one_d, int64_t a, int64_t b, in
 
 /* Convolution ops: a random geometry; successive calls cycle through 2-d
  * with stride 2, padding and groups 2; 2-d with dilation 2 and padding;
- * 1-d with anything. conv takes (x, w), conv_transpose (g, w) and
+ * 1-d with anything. conv takes (x, w), conv_bias and conv_bias_relu
+ * (x, w, b), conv_transpose (g, w) and
  * conv_weight_grad (x, g), g of the output's shape. */
 static void conv_case(int op, rng_t *r, gencase *c)
 {
@@ -145,9 +146,16 @@ static void conv_case(int op, rng_t *r, gencase *c)
     c->nin = 2;
     c->trainable[1] = true;
     int64_t ip[9] = {sh, sw, ph, pw, dh, dw, G, 0, 0};
-    if (op == AD_OP_CONV) {
+    if (op == AD_OP_CONV || op == AD_OP_CONV_BIAS || op == AD_OP_CONV_BIAS_RELU) {
         spatial_shape(c, 0, one_d, N, G * Cg, H, W);
         spatial_shape(c, 1, one_d, G * Og, Cg, KH, KW);
+        if (op != AD_OP_CONV) { /* the bias (O), trainable */
+            c->nin = 3;
+            c->trainable[2] = true;
+            c->ndim[2] = 1;
+            c->shape[2][0] = G * Og;
+            fill(r, c, 2, -1, 1, NULL, 0, 0);
+        }
     } else if (op == AD_OP_CONV_TRANSPOSE) {
         spatial_shape(c, 0, one_d, N, G * Og, OH, OW);
         spatial_shape(c, 1, one_d, G * Og, Cg, KH, KW);
@@ -495,6 +503,8 @@ static bool generate(int op, rng_t *r, gencase *c)
         return true;
     }
     case AD_OP_CONV:
+    case AD_OP_CONV_BIAS:
+    case AD_OP_CONV_BIAS_RELU:
     case AD_OP_CONV_TRANSPOSE:
     case AD_OP_CONV_WEIGHT_GRAD:
         conv_case(op, r, c);

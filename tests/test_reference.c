@@ -69,6 +69,8 @@
     X(cnn)                                                                                         \
     X(second_conv2d)                                                                               \
     X(second_max_pool2d)                                                                           \
+    X(conv_bias)                                                                                   \
+    X(second_conv_bias)                                                                            \
     X(mlp_jacobian)                                                                                \
     X(take_embedding)                                                                              \
     X(permute_heads)                                                                               \
@@ -458,9 +460,13 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
         need_args(nd, 1, 0, 1);
         return ad_one_hot(in[0], nd->ip[0]);
     }
-    if (strcmp(op, "conv1d") == 0 || strcmp(op, "conv2d") == 0) {
-        bool one_d = op[4] == '1'; /* ints: stride, padding, dilation (per axis), groups */
-        need_args(nd, 2, 0, one_d ? 4 : 7);
+    if (strncmp(op, "conv", 4) == 0 && (op[4] == '1' || op[4] == '2') && op[5] == 'd') {
+        /* conv1d, conv2d (x w), their _bias and _bias_relu forms (x w b);
+         * ints: stride, padding, dilation (per axis), groups */
+        bool one_d = op[4] == '1', relu = strcmp(op + 6, "_bias_relu") == 0;
+        bool bias = relu || strcmp(op + 6, "_bias") == 0;
+        cr_assert(bias || op[6] == '\0', "node '%s': op '%s' unknown", nd->name, op);
+        need_args(nd, bias ? 3 : 2, 0, one_d ? 4 : 7);
         ad_conv_opts o = {{0, 0}, {0, 0}, {0, 0}, 0};
         int axes = one_d ? 1 : 2;
         for (int k = 0; k < axes; k++) {
@@ -469,6 +475,12 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
             o.dilation[k] = (int)nd->ip[2 * axes + k];
         }
         o.groups = (int)nd->ip[3 * axes];
+        if (relu)
+            return one_d ? ad_conv1d_bias_relu(in[0], in[1], in[2], &o)
+                         : ad_conv2d_bias_relu(in[0], in[1], in[2], &o);
+        if (bias)
+            return one_d ? ad_conv1d_bias(in[0], in[1], in[2], &o)
+                         : ad_conv2d_bias(in[0], in[1], in[2], &o);
         return one_d ? ad_conv1d(in[0], in[1], &o) : ad_conv2d(in[0], in[1], &o);
     }
     if (strstr(op, "_pool") != NULL) { /* ints: kernel, stride, padding (per axis) */

@@ -617,6 +617,26 @@ AD_API ad_node *ad_conv1d(ad_node *x, ad_node *w, const ad_conv_opts *o);
  * channels, weight (16,4,3,3) expects 4".
  */
 AD_API ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o);
+/**
+ * 1-d convolution plus one bias per output channel, in one node:
+ * y[n,o,l] = ad_conv1d(x, w, o)[n,o,l] + b[o], b (O) (PyTorch's conv1d with
+ * a bias). The output starts as the bias and the convolution's GEMM adds
+ * onto it, so no separate broadcast add or temporary is made. Gradients to
+ * x, w and b are differentiable again. Errors as ad_conv1d, and "bias (5)
+ * must have one element per output channel of weight (4,2,3)".
+ */
+AD_API ad_node *ad_conv1d_bias(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/** 2-d convolution plus one bias per output channel, b (O): as ad_conv1d_bias. */
+AD_API ad_node *ad_conv2d_bias(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/**
+ * relu(ad_conv1d_bias(x, w, b, o)) in one node: the ReLU is applied to each
+ * image's output right after its GEMM (one pass over the output less). The
+ * gradient masks the upstream gradient by y > 0 in one op, as
+ * ad_linear_relu's. Shapes and errors as ad_conv1d_bias.
+ */
+AD_API ad_node *ad_conv1d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/** relu(ad_conv2d_bias(x, w, b, o)) in one node: as ad_conv1d_bias_relu. */
+AD_API ad_node *ad_conv2d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
 
 /**
  * Options of the pooling ops ([0] height, [1] width; 1-d ops use [0]).

@@ -8,6 +8,9 @@ Case class and op table this script extends):
 Ops and their integer parameters (ad_conv_opts / ad_pool_opts order):
     conv1d     x w  ints: stride padding dilation groups
     conv2d     x w  ints: stride_h stride_w pad_h pad_w dil_h dil_w groups
+    conv1d_bias, conv2d_bias, conv1d_bias_relu, conv2d_bias_relu
+               x w b  ints as conv1d / conv2d: the convolution with its bias
+               (relu of it), PyTorch's conv with bias=b
     max_pool1d x    ints: kernel stride padding        (avg_pool1d the same)
     max_pool2d x    ints: kh kw sh sw ph pw            (avg_pool2d the same)
 Values of the pooling inputs are drawn from a few levels, so windows hold
@@ -36,9 +39,22 @@ def _conv2d(x, fp, ip):
     return F.conv2d(x[0], x[1], stride=ip[0:2], padding=ip[2:4], dilation=ip[4:6], groups=ip[6])
 
 
+def _conv1d_bias(x, fp, ip):
+    return F.conv1d(x[0], x[1], x[2], stride=ip[0], padding=ip[1], dilation=ip[2], groups=ip[3])
+
+
+def _conv2d_bias(x, fp, ip):
+    return F.conv2d(x[0], x[1], x[2], stride=ip[0:2], padding=ip[2:4], dilation=ip[4:6],
+                    groups=ip[6])
+
+
 fx.TORCH.update({
     "conv1d": _conv1d,
     "conv2d": _conv2d,
+    "conv1d_bias": _conv1d_bias,
+    "conv2d_bias": _conv2d_bias,
+    "conv1d_bias_relu": lambda x, fp, ip: F.relu(_conv1d_bias(x, fp, ip)),
+    "conv2d_bias_relu": lambda x, fp, ip: F.relu(_conv2d_bias(x, fp, ip)),
     "max_pool1d": lambda x, fp, ip: F.max_pool1d(x[0], ip[0], ip[1], ip[2]),
     "max_pool2d": lambda x, fp, ip: F.max_pool2d(x[0], ip[0:2], ip[2:4], ip[4:6]),
     "avg_pool1d": lambda x, fp, ip: F.avg_pool1d(x[0], ip[0], ip[1], ip[2]),
@@ -53,6 +69,14 @@ class Case(fx.Case):
 def levels(scale=0.5, k=3):
     """values in {-k, ..., k} * scale: many ties inside pooling windows"""
     return lambda g, s: torch.randint(-k, k + 1, s, generator=g).to(torch.float64) * scale
+
+
+def grad_norm_loss(c, x, y):
+    """the second-order cases' loss: s = ||dL/dx||^2 with L = sum(R tanh(y))"""
+    L = c.wsum(c.tanh(y), name="L")
+    gx = c.grad(L, x, name="gx")
+    c.set_loss(c.sum(c.mul(gx, gx), i=[ALL], name="s"))
+    return c
 
 
 def case_conv2d_default():
@@ -152,10 +176,7 @@ def case_second_conv2d():
     x = c.param("x", (2, 4, 7, 6))
     w = c.param("w", (4, 2, 3, 2), fx.randn(0.5))
     y = c.conv2d(x, w, i=[2, 1, 1, 1, 1, 2, 2], name="y")
-    L = c.wsum(c.tanh(y), name="L")
-    gx = c.grad(L, x, name="gx")
-    c.set_loss(c.sum(c.mul(gx, gx), i=[ALL], name="s"))
-    return c
+    return grad_norm_loss(c, x, y)
 
 
 def case_second_max_pool2d():
@@ -165,16 +186,42 @@ def case_second_max_pool2d():
     w = c.param("w", (3, 2, 2, 2), fx.randn(0.5))
     h = c.conv2d(x, w, i=[1, 1, 1, 1, 1, 1, 1], name="h")
     y = c.max_pool2d(h, i=[3, 3, 2, 2, 1, 1], name="y")
-    L = c.wsum(c.tanh(y), name="L")
-    gx = c.grad(L, x, name="gx")
-    c.set_loss(c.sum(c.mul(gx, gx), i=[ALL], name="s"))
+    return grad_norm_loss(c, x, y)
+
+
+def case_conv_bias():
+    """the convolutions with their bias in one node, with and without the ReLU"""
+    c = Case("conv_bias", 911)
+    x = c.input("x", (2, 4, 6, 5))
+    w = c.param("w", (6, 2, 3, 3), fx.randn(0.5))
+    b = c.param("b", (6,), fx.randn(0.5))
+    h = c.conv2d_bias_relu(x, w, b, i=[1, 2, 1, 1, 1, 1, 2], name="h")
+    k = c.conv2d_bias(c.tanh(h), c.param("w2", (3, 6, 1, 2)), c.param("b2", (3,)),
+                      i=[1, 1, 0, 1, 1, 2, 1], name="k")
+    v = c.param("v", (2, 3, 9))
+    w1 = c.param("w1", (4, 3, 3), fx.randn(0.5))
+    b1 = c.param("b1", (4,), fx.randn(0.5))
+    z = c.conv1d_bias(v, w1, b1, i=[2, 1, 1, 1], name="z")
+    u = c.conv1d_bias_relu(z, c.param("w3", (2, 2, 2), fx.randn(0.5)), c.param("b3", (2,)),
+                           i=[1, 0, 2, 2], name="u")
+    c.set_loss(c.add(c.wsum(c.tanh(k)), c.wsum(c.tanh(u)), name="loss"))
     return c
+
+
+def case_second_conv_bias():
+    """s = ||dL/dx||^2, L = sum(R tanh(relu(conv2d(x, w) + b))): ds/dw, ds/db, ds/dx"""
+    c = Case("second_conv_bias", 912)
+    x = c.param("x", (2, 4, 6, 5))
+    w = c.param("w", (4, 2, 3, 2), fx.randn(0.5))
+    b = c.param("b", (4,), fx.randn(0.5))
+    y = c.conv2d_bias_relu(x, w, b, i=[2, 1, 1, 1, 1, 2, 2], name="y")
+    return grad_norm_loss(c, x, y)
 
 
 CASES = [
     case_conv2d_default, case_conv2d_options, case_conv2d_depthwise, case_conv1d,
     case_max_pool2d, case_max_pool1d, case_avg_pool, case_cnn,
-    case_second_conv2d, case_second_max_pool2d,
+    case_second_conv2d, case_second_max_pool2d, case_conv_bias, case_second_conv_bias,
 ]
 
 
