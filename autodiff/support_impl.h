@@ -116,12 +116,14 @@ static inline bool ad_mul_size(size_t a, size_t b, size_t *out)
     return true;
 }
 
-/* Bytes of ndim/shape of esize-byte elements; false on overflow. */
-static inline bool ad_shape_bytes(const size_t *shape, int ndim, size_t esize, size_t *bytes)
+/* Bytes of ndim/shape of esize-byte elements; false when a size is
+   negative or the product overflows size_t. */
+static inline bool ad_shape_bytes(const int64_t *shape, int ndim, size_t esize, size_t *bytes)
 {
     size_t n = esize;
     for (int i = 0; i < ndim; i++)
-        if (!ad_mul_size(n, shape[i], &n))
+        if (shape[i] < 0 || (int64_t)(size_t)shape[i] != shape[i] ||
+            !ad_mul_size(n, (size_t)shape[i], &n))
             return false;
     *bytes = n;
     return true;

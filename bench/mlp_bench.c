@@ -141,8 +141,8 @@ static int cmd_train(int64_t batch, int64_t n)
 {
     if (load_data())
         return -1;
-    if (n <= 0 || n > (int64_t)train_ds->n)
-        n = (int64_t)train_ds->n;
+    if (n <= 0 || n > train_ds->n)
+        n = train_ds->n;
     counter c = {0};
     nn_model *m = make_mlp(batch, NN_LOSS_CROSS_ENTROPY, &c);
     if (!m)
@@ -190,7 +190,7 @@ static int cmd_infer(void)
 {
     if (load_data())
         return -1;
-    int64_t n = (int64_t)test_ds->n;
+    int64_t n = test_ds->n;
     counter c = {0};
     nn_model *m = make_mlp(n, NN_LOSS_NONE, &c);
     if (!m)

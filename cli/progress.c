@@ -38,7 +38,7 @@ static int terminal_columns(FILE *out)
 }
 
 void cr_progress_begin(cr_progress *p, FILE *out, cr_progress_mode mode, int epoch, int epochs,
-                       size_t total)
+                       int64_t total)
 {
     memset(p, 0, sizeof *p);
     p->out = out;
@@ -64,7 +64,7 @@ static void format_duration(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-void cr_progress_update(cr_progress *p, size_t done, double loss, double accuracy)
+void cr_progress_update(cr_progress *p, int64_t done, double loss, double accuracy)
 {
     char head[48], tail[160], eta[32], bar[128];
     double now, elapsed;
@@ -84,7 +84,8 @@ void cr_progress_update(cr_progress *p, size_t done, double loss, double accurac
         format_duration(eta, sizeof eta, elapsed / (double)done * (double)(p->total - done));
     else
         format_duration(eta, sizeof eta, elapsed);
-    len = (size_t)snprintf(tail, sizeof tail, "  %zu/%zu  %3d%%  %s %s", done, p->total,
+    len = (size_t)snprintf(tail, sizeof tail, "  %lld/%lld  %3d%%  %s %s", (long long)done,
+                           (long long)p->total,
                            p->total ? (int)(100.0 * (double)done / (double)p->total) : 100,
                            done < p->total ? "ETA" : "in", eta);
     if (isfinite(loss) && len < sizeof tail)

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* When to draw the bar. */
@@ -37,8 +38,8 @@ typedef struct cr_progress {
     FILE *out;
     bool enabled;      /* drawing: the stream is a terminal or mode is ALWAYS */
     int epoch, epochs; /* 1-based epoch number and total, for the label */
-    size_t total;      /* batches in the epoch */
-    size_t done;       /* batches finished at the last update */
+    int64_t total;     /* batches in the epoch */
+    int64_t done;      /* batches finished at the last update */
     double start;      /* cr_progress_now() at begin */
     double last_draw;  /* when the bar was last drawn; < 0 before the first */
     int columns;       /* terminal width */
@@ -54,7 +55,7 @@ double cr_progress_now(void);
  * else $COLUMNS, else 80.
  */
 void cr_progress_begin(cr_progress *p, FILE *out, cr_progress_mode mode, int epoch, int epochs,
-                       size_t total);
+                       int64_t total);
 
 /*
  * Reports that done batches are finished, with the running mean loss and
@@ -62,7 +63,7 @@ void cr_progress_begin(cr_progress *p, FILE *out, cr_progress_mode mode, int epo
  * 0.1 s, and always for the first and the last batch. Does nothing when not
  * enabled.
  */
-void cr_progress_update(cr_progress *p, size_t done, double loss, double accuracy);
+void cr_progress_update(cr_progress *p, int64_t done, double loss, double accuracy);
 
 /* Erases the bar (if one was drawn) so the next line starts clean. */
 void cr_progress_end(cr_progress *p);

@@ -776,7 +776,7 @@ typedef struct {
 } train_data;
 
 /* Rows [begin, begin + n) of ds as a borrowed data set. */
-static io_dataset rows_of(const io_dataset *ds, size_t begin, size_t n)
+static io_dataset rows_of(const io_dataset *ds, int64_t begin, int64_t n)
 {
     io_dataset v = *ds;
     v.x = ds->x + begin * ds->d;
@@ -806,19 +806,19 @@ static int load_train_data(const char *dir, cr_run *run, nn_model **model, train
     }
     io_dataset *full = td->full, *test = td->test;
     if (full->d != test->d) {
-        snprintf(err, errlen, "%s: training images have %zu pixels but test images %zu", dir,
-                 full->d, test->d);
+        snprintf(err, errlen, "%s: training images have %lld pixels but test images %lld", dir,
+                 (long long)full->d, (long long)test->d);
         return -1;
     }
     if (test->n == 0) {
         snprintf(err, errlen, "%s: the test set has no images; nothing to report accuracy on", dir);
         return -1;
     }
-    if ((size_t)run->r.val >= full->n) {
+    if (run->r.val >= full->n) {
         snprintf(err, errlen,
-                 "%s: cannot hold out %lld validation images from %zu training images "
+                 "%s: cannot hold out %lld validation images from %lld training images "
                  "(use --val)",
-                 dir, (long long)run->r.val, full->n);
+                 dir, (long long)run->r.val, (long long)full->n);
         return -1;
     }
     /* The classes are the training labels' (or the named ones, when
@@ -834,23 +834,21 @@ static int load_train_data(const char *dir, cr_run *run, nn_model **model, train
     }
     if (resumed) {
         const ad_node *x = nn_model_input(*model);
-        bool fits = (int64_t)full->d == nn_model_in_features(*model) &&
+        bool fits = full->d == nn_model_in_features(*model) &&
                     full->classes <= nn_model_out_features(*model);
         if (fits && ad_ndim(x) == 4 && full->height > 0)
-            fits =
-                ad_shape(x)[2] == (int64_t)full->height && ad_shape(x)[3] == (int64_t)full->width;
+            fits = ad_shape(x)[2] == full->height && ad_shape(x)[3] == full->width;
         if (!fits) {
             char w[CR_SPEC_MAX];
             cr_model_text(*model, w, sizeof w);
             snprintf(err, errlen,
-                     "%s: images of %zu pixels in %d classes do not fit the saved network %.300s",
-                     dir, full->d, full->classes, w);
+                     "%s: images of %lld pixels in %d classes do not fit the saved network %.300s",
+                     dir, (long long)full->d, full->classes, w);
             return -1;
         }
     } else {
         /* images keep their (1, H, W) shape: the model's first layer decides */
-        int64_t shape[3] = {1, (int64_t)full->height, (int64_t)full->width},
-                flat = (int64_t)full->d;
+        int64_t shape[3] = {1, full->height, full->width}, flat = full->d;
         bool image = full->height > 0 && full->height * full->width == full->d;
         if (!(*model = cr_run_build_model(run, image ? 3 : 1, image ? shape : &flat, classes, err,
                                           errlen)))
@@ -882,20 +880,19 @@ static int load_train_data(const char *dir, cr_run *run, nn_model **model, train
                 snprintf(run->r.class_names[k], NN_CLASS_NAME_MAX, "class %d", k);
         }
     }
-    for (size_t i = 0; i < test->n; i++)
+    for (int64_t i = 0; i < test->n; i++)
         if (test->y[i] >= outputs) {
             snprintf(err, errlen,
-                     "%s: test image %zu has label %d, but the network has %d classes "
+                     "%s: test image %lld has label %d, but the network has %d classes "
                      "(0 to %d, from the training labels%s)",
-                     dir, i, test->y[i], outputs, outputs - 1,
+                     dir, (long long)i, test->y[i], outputs, outputs - 1,
                      resumed ? " of the checkpoint" : " and --class-names");
             return -1;
         }
     io_dataset_scale(full, (float)run->r.input_scale);
     io_dataset_scale(test, (float)run->r.input_scale);
-    size_t val = (size_t)run->r.val, rest = full->n - val;
-    size_t ntrain =
-        run->r.subset > 0 && (size_t)run->r.subset < rest ? (size_t)run->r.subset : rest;
+    int64_t val = run->r.val, rest = full->n - val;
+    int64_t ntrain = run->r.subset > 0 && run->r.subset < rest ? run->r.subset : rest;
     td->valid = rows_of(full, 0, val);
     td->train = rows_of(full, val, ntrain);
     return 0;
@@ -1043,7 +1040,7 @@ static void show_progress(const nn_epoch_stats *so_far, int64_t batch, int64_t b
     (void)batches;
     double rows = so_far->rows > 0 ? (double)so_far->rows : 1.0;
     /* (data-parallel: rank 0's shards; the epoch line has everyone's) */
-    cr_progress_update(ctx, (size_t)batch, so_far->loss_sum / rows, (double)so_far->correct / rows);
+    cr_progress_update(ctx, batch, so_far->loss_sum / rows, (double)so_far->correct / rows);
 }
 
 static double schedule_lr(const cr_run *run, int64_t epoch)
@@ -1110,8 +1107,8 @@ static int run_epoch(nn_model *m, nn_optimizer *opt, const cr_run *run, const tr
     res->comm_seconds = comm;
     res->val_loss = res->val_acc = NAN;
     if (dc->rank == 0 && td->valid.n > 0 &&
-        nn_model_evaluate_f32(m, td->valid.x, td->valid.y, (int64_t)td->valid.n,
-                              (int64_t)td->valid.d, &res->val_loss, &res->val_acc) != 0) {
+        nn_model_evaluate_f32(m, td->valid.x, td->valid.y, td->valid.n, td->valid.d, &res->val_loss,
+                              &res->val_acc) != 0) {
         snprintf(err, errlen, "%s", nn_model_error(m));
         return -1;
     }
@@ -1164,8 +1161,8 @@ static void print_header(FILE *out, const cr_run *run, const train_data *td, nn_
 {
     char w[CR_SPEC_MAX];
     cr_model_text(m, w, sizeof w);
-    fprintf(out, "data: %s: %zu training, %zu validation, %zu test images\n", dir, td->train.n,
-            td->valid.n, td->test->n);
+    fprintf(out, "data: %s: %lld training, %lld validation, %lld test images\n", dir,
+            (long long)td->train.n, (long long)td->valid.n, (long long)td->test->n);
     fprintf(out, "model: %s, softmax cross-entropy, %s, %lld parameters\n", w,
             nn_model_dtype(m) == AD_F32 ? "f32" : "f64", (long long)nn_model_param_count(m));
     fprintf(out, "optimizer: %s lr %g", run->r.optimizer, run->optim.lr);
@@ -1238,7 +1235,7 @@ int cr_cmd_train(int argc, char **argv)
        pure function of (seed, epoch), the same on every rank and after a
        resume */
     ad_error derr;
-    if (!(batcher = io_batcher_new(&td.train, (size_t)run->r.batch, true, run->r.seed, &derr))) {
+    if (!(batcher = io_batcher_new(&td.train, run->r.batch, true, run->r.seed, &derr))) {
         snprintf(err, sizeof err, "%s", derr.message);
         setup = 1;
     }

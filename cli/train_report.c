@@ -21,7 +21,7 @@ int cr_report_test(FILE *out, nn_model *m, const nn_run *run, const io_dataset *
         return -1;
     }
     int k = (int)nn_model_out_features(m);
-    int64_t *pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
+    int64_t *pred = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *pred);
     size_t *confusion = calloc((size_t)k * (size_t)k, sizeof *confusion);
     if (!pred || !confusion) {
         free(pred);
@@ -29,15 +29,14 @@ int cr_report_test(FILE *out, nn_model *m, const nn_run *run, const io_dataset *
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (ds->n > 0 &&
-        nn_model_predict_classes_f32(m, ds->x, (int64_t)ds->n, (int64_t)ds->d, pred) != 0) {
+    if (ds->n > 0 && nn_model_predict_classes_f32(m, ds->x, ds->n, ds->d, pred) != 0) {
         snprintf(err, errlen, "%s", nn_model_error(m));
         free(pred);
         free(confusion);
         return -1;
     }
-    size_t correct = 0;
-    for (size_t i = 0; i < ds->n; i++) {
+    int64_t correct = 0;
+    for (int64_t i = 0; i < ds->n; i++) {
         int t = ds->y[i];
         int p = (int)pred[i];
         if (t >= 0 && t < k && p >= 0 && p < k)
@@ -51,7 +50,7 @@ int cr_report_test(FILE *out, nn_model *m, const nn_run *run, const io_dataset *
             int len = (int)strlen(run->class_names[c]);
             namew = len > namew ? len : namew;
         }
-        fprintf(out, "\nper-class accuracy on %zu test images:\n", ds->n);
+        fprintf(out, "\nper-class accuracy on %lld test images:\n", (long long)ds->n);
         fprintf(out, "  %-5s  %-*s  %7s  %7s  %8s\n", "class", namew, "name", "correct", "total",
                 "accuracy");
         for (int c = 0; c < k; c++) {
@@ -108,10 +107,10 @@ static nn_model *load_model(const char *path, bool allow_nonfinite, nn_run *run,
 static bool fits(const nn_model *m, const io_dataset *ds)
 {
     const ad_node *x = nn_model_input(m);
-    if ((int64_t)ds->d != nn_model_in_features(m))
+    if (ds->d != nn_model_in_features(m))
         return false;
     return ad_ndim(x) != 4 || ds->height == 0 ||
-           (ad_shape(x)[2] == (int64_t)ds->height && ad_shape(x)[3] == (int64_t)ds->width);
+           (ad_shape(x)[2] == ds->height && ad_shape(x)[3] == ds->width);
 }
 
 typedef struct {
@@ -235,9 +234,9 @@ int cr_cmd_eval(int argc, char **argv)
     cr_model_text(m, w, sizeof w);
     if (!fits(m, test) || test->classes > nn_model_out_features(m)) {
         snprintf(err, sizeof err,
-                 "%s: test images of %zu pixels in %d classes do not fit the "
+                 "%s: test images of %lld pixels in %d classes do not fit the "
                  "model %.300s of %s",
-                 o.data_dir, test->d, test->classes, w, o.positional[0]);
+                 o.data_dir, (long long)test->d, test->classes, w, o.positional[0]);
         goto fail;
     }
     io_dataset_scale(test, (float)run.input_scale);
@@ -279,23 +278,25 @@ int cr_cmd_predict(int argc, char **argv)
         goto fail;
     }
     if (!fits(m, ds)) {
-        snprintf(err, sizeof err, "%s: examples of %zu values, but the model %s expects %lld",
-                 o.positional[1], ds->d, o.positional[0], (long long)nn_model_in_features(m));
+        snprintf(err, sizeof err, "%s: examples of %lld values, but the model %s expects %lld",
+                 o.positional[1], (long long)ds->d, o.positional[0],
+                 (long long)nn_model_in_features(m));
         goto fail;
     }
     io_dataset_scale(ds, (float)run.input_scale);
-    pred = malloc((ds->n ? ds->n : 1) * sizeof *pred);
+    pred = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *pred);
     if (!pred) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
-    if (ds->n && nn_model_predict_classes_f32(m, ds->x, (int64_t)ds->n, (int64_t)ds->d, pred)) {
+    if (ds->n && nn_model_predict_classes_f32(m, ds->x, ds->n, ds->d, pred)) {
         snprintf(err, sizeof err, "%s", nn_model_error(m));
         goto fail;
     }
-    for (size_t i = 0; i < ds->n; i++) {
+    for (int64_t i = 0; i < ds->n; i++) {
         int c = (int)pred[i];
-        printf("%zu %d %s\n", i, c, c >= 0 && c < run.nclasses ? run.class_names[c] : "?");
+        printf("%lld %d %s\n", (long long)i, c,
+               c >= 0 && c < run.nclasses ? run.class_names[c] : "?");
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         snprintf(err, sizeof err, "cannot write the predictions: %s", strerror(errno));

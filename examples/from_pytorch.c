@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     /* 2. predictions on the probe inputs, compared with PyTorch's */
     float x[10];
     double pred[5];
-    size_t xshape[2] = {5, 2}, yshape[2] = {5, 1};
+    int64_t xshape[2] = {5, 2}, yshape[2] = {5, 1};
     for (int i = 0; i < 10; i++)
         x[i] = (float)(-1.0 + 2.0 * i / 9); /* np.linspace(-1, 1, 10) */
     if (exists(in(dir, "probe.npy")) && (!(probe = io_npy_read(in(dir, "probe.npy"), &err)) ||

@@ -31,13 +31,14 @@
 static size_t dtype_size(ad_dtype t) { return ad_dtype_bytes(t); }
 static const char *dtype_name(ad_dtype t) { return t == AD_F64 ? "F64" : "F32"; }
 
-static const char *shape_text(char *buf, size_t size, const size_t *shape, int ndim)
+static const char *shape_text(char *buf, size_t size, const int64_t *shape, int ndim)
 {
     size_t used = 0;
     buf[0] = '\0';
     used += (size_t)snprintf(buf, size, "[");
     for (int k = 0; k < ndim && used < size; k++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%zu", k ? ", " : "", shape[k]);
+        used +=
+            (size_t)snprintf(buf + used, size - used, "%s%lld", k ? ", " : "", (long long)shape[k]);
     if (used < size)
         snprintf(buf + used, size - used, "]");
     return buf;
@@ -55,7 +56,7 @@ static uint32_t crc32_tensor(uint32_t crc, const io_array *t, size_t begin, size
     crc = crc32_string0(crc, t->name);
     crc = crc32_string0(crc, dtype_name(t->dtype));
     for (int k = 0; k < t->ndim; k++) {
-        int len = snprintf(num, sizeof num, "%s%zu", k ? "," : "", t->shape[k]);
+        int len = snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)t->shape[k]);
         crc = ad_crc32(crc, num, (size_t)len);
     }
     crc = ad_crc32(crc, "", 1);
@@ -128,6 +129,11 @@ static int check_inputs(const char *path, const io_array *tensors, size_t count,
             return ad_error_set(err, AD_EINVAL,
                                 "%s: tensor '%s' has %d dimensions (0 to %d allowed)", path,
                                 t->name, t->ndim, AD_MAX_DIMS);
+        for (int k = 0; k < t->ndim; k++)
+            if (t->shape[k] < 0)
+                return ad_error_set(err, AD_EINVAL,
+                                    "%s: tensor '%s' has a negative size %lld on axis %d", path,
+                                    t->name, (long long)t->shape[k], k);
         for (int k = 0; k < t->ndim; k++)
             if ((double)t->shape[k] > MAX_JSON_INT)
                 return ad_error_set(err, AD_EINVAL, "%s: tensor '%s' is too large", path, t->name);
@@ -294,13 +300,19 @@ static bool write_all(FILE *fp, void *ctx)
     return true;
 }
 
-int io_checkpoint_write_with(const char *path, const io_array *tensors, size_t count,
-                             const io_ckpt_meta *meta, size_t meta_count, ad_alloc_fn alloc,
-                             void *ud, ad_error *err)
+int io_checkpoint_write_with(const char *path, const io_array *tensors, int64_t ntensors,
+                             const io_ckpt_meta *meta, int64_t nmeta, ad_alloc_fn alloc, void *ud,
+                             ad_error *err)
 {
     ad_allocator mem = ad_allocator_of(alloc, ud);
     header h = {NULL, 0, 0};
     size_t *order = NULL, *begin = NULL;
+    if (ntensors < 0 || nmeta < 0)
+        return ad_error_set(
+            err, AD_EINVAL,
+            "io_checkpoint_write: negative count (%lld tensors, %lld metadata entries)",
+            (long long)ntensors, (long long)nmeta);
+    size_t count = (size_t)ntensors, meta_count = (size_t)nmeta;
     int st = check_inputs(path, tensors, count, meta, meta_count, err);
     if (st != 0)
         return st;
@@ -323,8 +335,8 @@ int io_checkpoint_write_with(const char *path, const io_array *tensors, size_t c
     return st == 0 ? ad_error_ok(err) : st;
 }
 
-int io_checkpoint_write(const char *path, const io_array *tensors, size_t count,
-                        const io_ckpt_meta *meta, size_t meta_count, ad_error *err)
+int io_checkpoint_write(const char *path, const io_array *tensors, int64_t count,
+                        const io_ckpt_meta *meta, int64_t meta_count, ad_error *err)
 {
     return io_checkpoint_write_with(path, tensors, count, meta, meta_count, NULL, NULL, err);
 }
@@ -406,12 +418,13 @@ static int parse_tensor(const char *path, const cJSON *item, io_checkpoint *ck, 
                             name, cJSON_GetArraySize(shape), AD_MAX_DIMS);
     cJSON_ArrayForEach(dim, shape)
     {
-        if (!json_size(dim, &t->shape[k]))
+        size_t size;
+        if (!json_size(dim, &size))
             return ad_error_set(err, AD_EFORMAT,
                                 "%s: tensor '%s': shape entry %zu is not a "
                                 "non-negative integer",
                                 path, name, k);
-        k++;
+        t->shape[k++] = (int64_t)size;
     }
     t->ndim = (int)k;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
@@ -771,11 +784,11 @@ io_checkpoint *io_checkpoint_read(const char *path, ad_error *err)
 
 bool io_checkpoint_verified(const io_checkpoint *ck) { return ck && ck->verified; }
 
-size_t io_checkpoint_count(const io_checkpoint *ck) { return ck ? ck->count : 0; }
+int64_t io_checkpoint_count(const io_checkpoint *ck) { return ck ? (int64_t)ck->count : 0; }
 
-const io_array *io_checkpoint_tensor_at(const io_checkpoint *ck, size_t i)
+const io_array *io_checkpoint_tensor_at(const io_checkpoint *ck, int64_t i)
 {
-    return ck && i < ck->count ? &ck->tensors[i] : NULL;
+    return ck && i >= 0 && (uint64_t)i < ck->count ? &ck->tensors[i] : NULL;
 }
 
 const io_array *io_checkpoint_find(const io_checkpoint *ck, const char *name)
@@ -786,11 +799,14 @@ const io_array *io_checkpoint_find(const io_checkpoint *ck, const char *name)
     return NULL;
 }
 
-size_t io_checkpoint_meta_count(const io_checkpoint *ck) { return ck ? ck->meta_count : 0; }
-
-const io_ckpt_meta *io_checkpoint_meta_at(const io_checkpoint *ck, size_t i)
+int64_t io_checkpoint_meta_count(const io_checkpoint *ck)
 {
-    return ck && i < ck->meta_count ? &ck->meta[i] : NULL;
+    return ck ? (int64_t)ck->meta_count : 0;
+}
+
+const io_ckpt_meta *io_checkpoint_meta_at(const io_checkpoint *ck, int64_t i)
+{
+    return ck && i >= 0 && (uint64_t)i < ck->meta_count ? &ck->meta[i] : NULL;
 }
 
 const char *io_checkpoint_meta(const io_checkpoint *ck, const char *key)
@@ -802,7 +818,7 @@ const char *io_checkpoint_meta(const io_checkpoint *ck, const char *key)
 }
 
 int io_checkpoint_copy(const io_checkpoint *ck, const char *name, ad_dtype dtype, int ndim,
-                       const size_t *shape, void *dst, ad_error *err)
+                       const int64_t *shape, void *dst, ad_error *err)
 {
     const io_array *t;
     size_t bytes, count = 0;
@@ -813,6 +829,11 @@ int io_checkpoint_copy(const io_checkpoint *ck, const char *name, ad_dtype dtype
         return ad_error_set(err, AD_EINVAL, "io_checkpoint_copy: %d dimensions", ndim);
     if (dtype != AD_F32 && dtype != AD_F64)
         return ad_error_set(err, AD_EINVAL, "io_checkpoint_copy: unknown dtype %d", (int)dtype);
+    for (int k = 0; k < ndim; k++)
+        if (shape[k] < 0)
+            return ad_error_set(err, AD_EINVAL,
+                                "io_checkpoint_copy: size %lld of axis %d is negative",
+                                (long long)shape[k], k);
     t = io_checkpoint_find(ck, name);
     if (!t)
         return ad_error_set(err, AD_EMISMATCH, "no tensor '%s' in the checkpoint", name);

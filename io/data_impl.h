@@ -61,7 +61,7 @@ static inline ad_allocator dataset_mem(const io_dataset *ds)
 
 /* A dataset of n x d uninitialised features (and n labels when labelled),
    with memory from m. */
-io_dataset *io_data_dataset_alloc(const ad_allocator *m, size_t n, size_t d, bool labelled,
+io_dataset *io_data_dataset_alloc(const ad_allocator *m, int64_t n, int64_t d, bool labelled,
                                   ad_error *err);
 
 /* Gives ds a copy of names[0..count); false when out of memory. */

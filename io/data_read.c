@@ -236,7 +236,7 @@ void io_idx_free(io_idx *idx)
     if (!idx)
         return;
     ad_allocator m = ((idx_impl *)idx)->mem;
-    mem_free(&m, idx->data, idx->count * ad_dtype_bytes(idx->type));
+    mem_free(&m, idx->data, (size_t)idx->count * ad_dtype_bytes(idx->type));
     mem_free(&m, idx, sizeof(idx_impl));
 }
 
@@ -282,14 +282,15 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
                             "%s: truncated file: the header ends inside its "
                             "%d dimension sizes",
                             path, idx->ndim);
-    idx->count = 1;
+    size_t count = 1;
     for (int k = 0; k < idx->ndim; k++) {
-        idx->dims[k] = (size_t)ad_load_be(head + 4 * k, 4);
-        if (!ad_mul_size(idx->count, idx->dims[k], &idx->count))
+        idx->dims[k] = (int64_t)ad_load_be(head + 4 * k, 4);
+        if (!ad_mul_size(count, (size_t)idx->dims[k], &count))
             return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
     }
-    if (!ad_mul_size(idx->count, esize, &bytes))
+    if (!ad_mul_size(count, esize, &bytes) || count > (size_t)INT64_MAX)
         return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
+    idx->count = (int64_t)count;
 
     st = read_growing(s, bytes, &data, &got, &truncated, err);
     if (truncated)
@@ -346,9 +347,12 @@ io_idx *io_idx_read(const char *path, ad_error *err)
     return io_idx_read_with(path, NULL, NULL, err);
 }
 
-double io_idx_value(const io_idx *idx, size_t i)
+double io_idx_value(const io_idx *idx, int64_t index)
 {
+    if (!idx || !idx->data || index < 0 || index >= idx->count)
+        return 0.0;
     const unsigned char *p = (const unsigned char *)idx->data;
+    size_t i = (size_t)index;
     switch (idx->type) {
     case AD_U8:
         return p[i];
@@ -390,7 +394,7 @@ static int dataset_from_idx(const ad_allocator *m, const io_idx *ex, const io_id
                             const char *ex_name, const char *lab_name, io_dataset **out,
                             ad_error *err)
 {
-    size_t n, d = 1;
+    int64_t n, d = 1;
     io_dataset *ds;
     int max_label = -1;
     *out = NULL;
@@ -403,37 +407,39 @@ static int dataset_from_idx(const ad_allocator *m, const io_idx *ex, const io_id
                                 "%s: labels must be a 1-d IDX of integers, found %d-d %s values",
                                 lab_name, lab->ndim, idx_type_name(lab->type));
         if (lab->dims[0] != n)
-            return ad_error_set(err, AD_EMISMATCH, "%s has %zu examples but %s has %zu labels",
-                                ex_name, n, lab_name, lab->dims[0]);
+            return ad_error_set(err, AD_EMISMATCH, "%s has %lld examples but %s has %lld labels",
+                                ex_name, (long long)n, lab_name, (long long)lab->dims[0]);
     }
     ds = io_data_dataset_alloc(m, n, d, lab != NULL, err);
     if (!ds)
         return -1;
     if (ex->type == AD_U8) {
         const unsigned char *p = ex->data;
-        for (size_t i = 0; i < n * d; i++)
+        for (int64_t i = 0; i < n * d; i++)
             ds->x[i] = p[i];
     } else {
         /* as the CSV reader: a feature is a finite number (a NaN pixel
            would make every prediction meaningless) */
-        for (size_t i = 0; i < n * d; i++) {
+        for (int64_t i = 0; i < n * d; i++) {
             double v = io_idx_value(ex, i);
             ds->x[i] = (float)v;
             if (!isfinite(ds->x[i])) {
                 io_dataset_free(ds);
                 return ad_error_set(
                     err, AD_EFORMAT,
-                    "%s: value %g of example %zu (feature %zu) is not a finite number%s", ex_name,
-                    v, i / d, i % d, isfinite(v) ? " in single precision" : "");
+                    "%s: value %g of example %lld (feature %lld) is not a finite number%s", ex_name,
+                    v, (long long)(i / d), (long long)(i % d),
+                    isfinite(v) ? " in single precision" : "");
             }
         }
     }
-    for (size_t i = 0; lab && i < n; i++) {
+    for (int64_t i = 0; lab && i < n; i++) {
         double v = io_idx_value(lab, i);
         if (v < 0 || v >= IO_DATA_MAX_CLASSES) {
             io_dataset_free(ds);
-            return ad_error_set(err, AD_EFORMAT, "%s: label %.0f of example %zu is outside [0, %d)",
-                                lab_name, v, i, IO_DATA_MAX_CLASSES);
+            return ad_error_set(err, AD_EFORMAT,
+                                "%s: label %.0f of example %lld is outside [0, %d)", lab_name, v,
+                                (long long)i, IO_DATA_MAX_CLASSES);
         }
         ds->y[i] = (int)v;
         max_label = ds->y[i] > max_label ? ds->y[i] : max_label;

@@ -12,13 +12,19 @@
 
 /* ---------------------------------------------------------------- dataset */
 
-io_dataset *io_data_dataset_alloc(const ad_allocator *m, size_t n, size_t d, bool labelled,
+io_dataset *io_data_dataset_alloc(const ad_allocator *m, int64_t n, int64_t d, bool labelled,
                                   ad_error *err)
 {
     size_t nd;
     dataset_impl *impl;
-    if (!ad_mul_size(n, d, &nd) || nd > SIZE_MAX / sizeof(float)) {
-        ad_error_set(err, AD_EINVAL, "dataset of %zu x %zu features is too large", n, d);
+    if (n < 0 || d < 0) {
+        ad_error_set(err, AD_EINVAL, "a dataset of %lld x %lld features: a size is negative",
+                     (long long)n, (long long)d);
+        return NULL;
+    }
+    if (!ad_mul_size((size_t)n, (size_t)d, &nd) || nd > SIZE_MAX / sizeof(float)) {
+        ad_error_set(err, AD_EINVAL, "dataset of %lld x %lld features is too large", (long long)n,
+                     (long long)d);
         return NULL;
     }
     impl = mem_alloc(m, sizeof *impl);
@@ -34,36 +40,37 @@ io_dataset *io_data_dataset_alloc(const ad_allocator *m, size_t n, size_t d, boo
     impl->pub.d = d;
     if (!alloc_array(m, (void **)&impl->pub.x, nd, sizeof(float))) {
         mem_free(m, impl, sizeof *impl);
-        ad_error_set(err, AD_ENOMEM, "out of memory for %zu x %zu features", n, d);
+        ad_error_set(err, AD_ENOMEM, "out of memory for %lld x %lld features", (long long)n,
+                     (long long)d);
         return NULL;
     }
     impl->x_cap = nd;
-    if (labelled && !alloc_array(m, (void **)&impl->pub.y, n, sizeof(int))) {
+    if (labelled && !alloc_array(m, (void **)&impl->pub.y, (size_t)n, sizeof(int))) {
         mem_free(m, impl->pub.x, nd * sizeof(float));
         mem_free(m, impl, sizeof *impl);
-        ad_error_set(err, AD_ENOMEM, "out of memory for %zu labels", n);
+        ad_error_set(err, AD_ENOMEM, "out of memory for %lld labels", (long long)n);
         return NULL;
     }
-    impl->y_cap = labelled ? n : 0;
+    impl->y_cap = labelled ? (size_t)n : 0;
     ad_error_ok(err);
     return &impl->pub;
 }
 
-io_dataset *io_dataset_new_with(size_t n, size_t d, bool labelled, ad_alloc_fn alloc, void *ud,
+io_dataset *io_dataset_new_with(int64_t n, int64_t d, bool labelled, ad_alloc_fn alloc, void *ud,
                                 ad_error *err)
 {
     ad_allocator m = ad_allocator_of(alloc, ud);
     io_dataset *ds = io_data_dataset_alloc(&m, n, d, labelled, err);
     if (ds) {
         if (ds->x)
-            memset(ds->x, 0, n * d * sizeof(float));
+            memset(ds->x, 0, (size_t)n * (size_t)d * sizeof(float));
         if (ds->y)
-            memset(ds->y, 0, n * sizeof(int));
+            memset(ds->y, 0, (size_t)n * sizeof(int));
     }
     return ds;
 }
 
-io_dataset *io_dataset_new(size_t n, size_t d, bool labelled, ad_error *err)
+io_dataset *io_dataset_new(int64_t n, int64_t d, bool labelled, ad_error *err)
 {
     return io_dataset_new_with(n, d, labelled, NULL, NULL, err);
 }
@@ -113,17 +120,17 @@ bool io_data_set_names(io_dataset *ds, const char *const *names, int count)
     return true;
 }
 
-io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, ad_error *err)
+io_dataset *io_dataset_slice(const io_dataset *ds, int64_t begin, int64_t count, ad_error *err)
 {
     io_dataset *s;
     if (!ds) {
         ad_error_set(err, AD_EINVAL, "io_dataset_slice: dataset is NULL");
         return NULL;
     }
-    if (begin > ds->n || count > ds->n - begin) {
+    if (begin < 0 || count < 0 || begin > ds->n || count > ds->n - begin) {
         ad_error_set(err, AD_EINVAL,
-                     "slice [%zu, %zu + %zu) is outside the dataset of %zu examples", begin, begin,
-                     count, ds->n);
+                     "slice [%lld, %lld + %lld) is outside the dataset of %lld examples",
+                     (long long)begin, (long long)begin, (long long)count, (long long)ds->n);
         return NULL;
     }
     ad_allocator m = dataset_mem(ds);
@@ -131,9 +138,9 @@ io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, a
     if (!s)
         return NULL;
     if (count && ds->d)
-        memcpy(s->x, ds->x + begin * ds->d, count * ds->d * sizeof(float));
+        memcpy(s->x, ds->x + begin * ds->d, (size_t)(count * ds->d) * sizeof(float));
     if (ds->y && count)
-        memcpy(s->y, ds->y + begin, count * sizeof(int));
+        memcpy(s->y, ds->y + begin, (size_t)count * sizeof(int));
     s->classes = ds->classes;
     s->height = ds->height;
     s->width = ds->width;
@@ -147,13 +154,13 @@ io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count, a
     return s;
 }
 
-void io_dataset_truncate(io_dataset *ds, size_t n)
+void io_dataset_truncate(io_dataset *ds, int64_t n)
 {
-    if (ds && n < ds->n)
+    if (ds && n >= 0 && n < ds->n)
         ds->n = n;
 }
 
-int io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first, io_dataset **rest,
+int io_dataset_split(const io_dataset *ds, int64_t n_first, io_dataset **first, io_dataset **rest,
                      ad_error *err)
 {
     if (!first || !rest)
@@ -161,10 +168,10 @@ int io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first, i
     *first = *rest = NULL;
     if (!ds)
         return ad_error_set(err, AD_EINVAL, "io_dataset_split: dataset is NULL");
-    if (n_first > ds->n)
+    if (n_first < 0 || n_first > ds->n)
         return ad_error_set(err, AD_EINVAL,
-                            "cannot split %zu examples off a dataset of %zu examples", n_first,
-                            ds->n);
+                            "cannot split %lld examples off a dataset of %lld examples",
+                            (long long)n_first, (long long)ds->n);
     *first = io_dataset_slice(ds, 0, n_first, err);
     if (!*first)
         return -1;
@@ -181,7 +188,7 @@ void io_dataset_scale(io_dataset *ds, float divisor)
 {
     if (!ds || divisor == 0.0f)
         return;
-    for (size_t i = 0; i < ds->n * ds->d; i++)
+    for (int64_t i = 0; i < ds->n * ds->d; i++)
         ds->x[i] /= divisor;
 }
 
@@ -203,27 +210,22 @@ static void epoch_rng(io_data_rng *rng, uint64_t seed, uint64_t epoch)
     io_data_rng_seed(rng, seed ^ (UINT64_C(0x9E3779B97F4A7C15) * epoch));
 }
 
-static void swap_size(void *ctx, int64_t i, int64_t j)
-{
-    size_t *a = ctx, t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-}
-
-void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch)
+void io_data_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch)
 {
     io_data_rng rng;
+    if (!perm)
+        return;
     epoch_rng(&rng, seed, epoch);
-    for (size_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++)
         perm[i] = i;
-    ad_shuffle(ad_splitmix64_bits, &rng.state, (int64_t)n, swap_size, perm);
+    ad_shuffle(ad_splitmix64_bits, &rng.state, n, ad_swap_int64, perm);
 }
 
 static void swap_rows(void *ctx, int64_t i, int64_t j)
 {
     io_dataset *ds = ctx;
-    float *a = ds->x + (size_t)i * ds->d, *b = ds->x + (size_t)j * ds->d;
-    for (size_t k = 0; k < ds->d; k++) {
+    float *a = ds->x + i * ds->d, *b = ds->x + j * ds->d;
+    for (int64_t k = 0; k < ds->d; k++) {
         float t = a[k];
         a[k] = b[k];
         b[k] = t;
@@ -243,7 +245,7 @@ void io_dataset_shuffle(io_dataset *ds, uint64_t seed)
     if (!ds)
         return;
     epoch_rng(&rng, seed, 0);
-    ad_shuffle(ad_splitmix64_bits, &rng.state, (int64_t)ds->n, swap_rows, ds);
+    ad_shuffle(ad_splitmix64_bits, &rng.state, ds->n, swap_rows, ds);
 }
 
 /* --------------------------------------------------------------- batches */
@@ -251,20 +253,20 @@ void io_dataset_shuffle(io_dataset *ds, uint64_t seed)
 struct io_batcher {
     ad_allocator mem; /* the dataset's */
     const io_dataset *ds;
-    size_t n, d; /* the dataset's size when the batcher was made */
-    size_t batch_size;
+    int64_t n, d; /* the dataset's size when the batcher was made */
+    int64_t batch_size;
     bool shuffle;
     uint64_t seed;
-    size_t *perm; /* (n) when shuffled */
-    float *xbuf;  /* (batch_size, d) gathered rows when shuffled */
-    int *ybuf;    /* (batch_size) */
-    size_t pos;   /* next example of the epoch */
-    size_t index; /* next batch number */
+    int64_t *perm; /* (n) when shuffled */
+    float *xbuf;   /* (batch_size, d) gathered rows when shuffled */
+    int *ybuf;     /* (batch_size) */
+    int64_t pos;   /* next example of the epoch */
+    int64_t index; /* next batch number */
 };
 
 static size_t batcher_rows(const io_batcher *b)
 {
-    return b->batch_size < b->n ? b->batch_size : b->n;
+    return (size_t)(b->batch_size < b->n ? b->batch_size : b->n);
 }
 
 void io_batcher_free(io_batcher *b)
@@ -272,13 +274,13 @@ void io_batcher_free(io_batcher *b)
     if (!b)
         return;
     ad_allocator m = b->mem;
-    mem_free(&m, b->perm, b->n * sizeof(size_t));
-    mem_free(&m, b->xbuf, batcher_rows(b) * b->d * sizeof(float));
+    mem_free(&m, b->perm, (size_t)b->n * sizeof *b->perm);
+    mem_free(&m, b->xbuf, batcher_rows(b) * (size_t)b->d * sizeof(float));
     mem_free(&m, b->ybuf, batcher_rows(b) * sizeof(int));
     mem_free(&m, b, sizeof *b);
 }
 
-io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle, uint64_t seed,
+io_batcher *io_batcher_new(const io_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed,
                            ad_error *err)
 {
     io_batcher *b;
@@ -286,8 +288,14 @@ io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle
         ad_error_set(err, AD_EINVAL, "io_batcher_new: dataset is NULL");
         return NULL;
     }
-    if (batch_size == 0) {
-        ad_error_set(err, AD_EINVAL, "batch size must be at least 1");
+    if (batch_size < 1) {
+        ad_error_set(err, AD_EINVAL, "batch size must be at least 1 (not %lld)",
+                     (long long)batch_size);
+        return NULL;
+    }
+    if (ds->n < 0 || ds->d < 0) {
+        ad_error_set(err, AD_EINVAL, "io_batcher_new: a dataset of %lld x %lld features",
+                     (long long)ds->n, (long long)ds->d);
         return NULL;
     }
     ad_allocator mv = dataset_mem(ds);
@@ -307,11 +315,12 @@ io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle
     b->seed = seed;
     if (shuffle) {
         size_t rows = batcher_rows(b);
-        if (!alloc_array(m, (void **)&b->perm, b->n, sizeof(size_t)) ||
-            !alloc_array(m, (void **)&b->xbuf, rows * b->d, sizeof(float)) ||
+        if (!alloc_array(m, (void **)&b->perm, (size_t)b->n, sizeof *b->perm) ||
+            !alloc_array(m, (void **)&b->xbuf, rows * (size_t)b->d, sizeof(float)) ||
             (ds->y && !alloc_array(m, (void **)&b->ybuf, rows, sizeof(int)))) {
             io_batcher_free(b);
-            ad_error_set(err, AD_ENOMEM, "out of memory for batches of %zu x %zu", rows, ds->d);
+            ad_error_set(err, AD_ENOMEM, "out of memory for batches of %zu x %lld", rows,
+                         (long long)ds->d);
             return NULL;
         }
     }
@@ -332,7 +341,7 @@ void io_batcher_start_epoch(io_batcher *b, uint64_t epoch)
 
 bool io_batcher_next(io_batcher *b, io_batch *batch)
 {
-    size_t size;
+    int64_t size;
     if (!b || b->pos >= b->n)
         return false;
     size = b->n - b->pos < b->batch_size ? b->n - b->pos : b->batch_size;
@@ -342,10 +351,10 @@ bool io_batcher_next(io_batcher *b, io_batch *batch)
         batch->x = b->d ? b->ds->x + b->pos * b->d : b->ds->x;
         batch->y = b->ds->y ? b->ds->y + b->pos : NULL;
     } else {
-        for (size_t i = 0; i < size; i++) {
-            size_t src = b->perm[b->pos + i];
+        for (int64_t i = 0; i < size; i++) {
+            int64_t src = b->perm[b->pos + i];
             if (b->d)
-                memcpy(b->xbuf + i * b->d, b->ds->x + src * b->d, b->d * sizeof(float));
+                memcpy(b->xbuf + i * b->d, b->ds->x + src * b->d, (size_t)b->d * sizeof(float));
             if (b->ybuf)
                 b->ybuf[i] = b->ds->y[src];
         }
@@ -356,7 +365,7 @@ bool io_batcher_next(io_batcher *b, io_batch *batch)
     return true;
 }
 
-size_t io_batcher_count(const io_batcher *b)
+int64_t io_batcher_count(const io_batcher *b)
 {
     return b ? (b->n + b->batch_size - 1) / b->batch_size : 0;
 }
@@ -380,9 +389,13 @@ void io_scaler_free(io_scaler *s)
     mem_free(&m, impl, sizeof *impl);
 }
 
-io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *err)
+io_scaler *io_scaler_new_with(int64_t d, ad_alloc_fn alloc, void *ud, ad_error *err)
 {
     ad_allocator m = ad_allocator_of(alloc, ud);
+    if (d < 0) {
+        ad_error_set(err, AD_EINVAL, "io_scaler_new: %lld features", (long long)d);
+        return NULL;
+    }
     scaler_impl *impl = mem_alloc(&m, sizeof *impl);
     if (!impl) {
         out_of_memory(err, "for a scaler");
@@ -390,14 +403,15 @@ io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *e
     }
     memset(impl, 0, sizeof *impl);
     impl->mem = m;
-    impl->d = impl->pub.d = d;
-    if (!alloc_array(&m, (void **)&impl->pub.center, d, sizeof(float)) ||
-        !alloc_array(&m, (void **)&impl->pub.spread, d, sizeof(float))) {
+    impl->d = (size_t)d;
+    impl->pub.d = d;
+    if (!alloc_array(&m, (void **)&impl->pub.center, (size_t)d, sizeof(float)) ||
+        !alloc_array(&m, (void **)&impl->pub.spread, (size_t)d, sizeof(float))) {
         io_scaler_free(&impl->pub);
-        ad_error_set(err, AD_ENOMEM, "out of memory for a scaler of %zu features", d);
+        ad_error_set(err, AD_ENOMEM, "out of memory for a scaler of %lld features", (long long)d);
         return NULL;
     }
-    for (size_t j = 0; j < d; j++) {
+    for (int64_t j = 0; j < d; j++) {
         impl->pub.center[j] = 0.0f;
         impl->pub.spread[j] = 1.0f;
     }
@@ -405,7 +419,10 @@ io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *e
     return &impl->pub;
 }
 
-io_scaler *io_scaler_new(size_t d, ad_error *err) { return io_scaler_new_with(d, NULL, NULL, err); }
+io_scaler *io_scaler_new(int64_t d, ad_error *err)
+{
+    return io_scaler_new_with(d, NULL, NULL, err);
+}
 
 /* A spread that would give NaN or Inf becomes 1: constant features map to 0. */
 static float safe_spread(double spread)
@@ -417,23 +434,23 @@ static float safe_spread(double spread)
 int io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind, ad_error *err)
 {
     double *acc = NULL; /* (2, d): min and max, or sum and sum of squares */
-    size_t n, d;
+    int64_t n, d;
     if (!s || !train)
         return ad_error_set(err, AD_EINVAL, "io_scaler_fit: scaler or dataset is NULL");
     n = train->n;
     d = train->d;
-    if (n == 0)
+    if (n <= 0)
         return ad_error_set(err, AD_EINVAL, "cannot fit a scaler on an empty dataset");
-    if (d != s->d)
-        return ad_error_set(err, AD_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
-                            d);
+    if (d != s->d || (size_t)d > ((const scaler_impl *)s)->d)
+        return ad_error_set(err, AD_EINVAL, "scaler has %lld features but the dataset has %lld",
+                            (long long)s->d, (long long)d);
     if (kind == IO_SCALE_MINMAX_GLOBAL) {
         float lo = train->x[0], hi = train->x[0];
-        for (size_t i = 0; i < n * d; i++) {
+        for (int64_t i = 0; i < n * d; i++) {
             lo = train->x[i] < lo ? train->x[i] : lo;
             hi = train->x[i] > hi ? train->x[i] : hi;
         }
-        for (size_t j = 0; j < d; j++) {
+        for (int64_t j = 0; j < d; j++) {
             s->center[j] = lo;
             s->spread[j] = safe_spread((double)hi - (double)lo);
         }
@@ -442,41 +459,42 @@ int io_scaler_fit(io_scaler *s, const io_dataset *train, io_scale_kind kind, ad_
     if (kind != IO_SCALE_MINMAX && kind != IO_SCALE_STANDARD)
         return ad_error_set(err, AD_EINVAL, "unknown scaling kind %d", (int)kind);
     const ad_allocator *m = &((scaler_impl *)s)->mem;
-    if (!alloc_array(m, (void **)&acc, d, 2 * sizeof(double)))
-        return ad_error_set(err, AD_ENOMEM, "out of memory fitting a scaler of %zu features", d);
+    if (!alloc_array(m, (void **)&acc, (size_t)d, 2 * sizeof(double)))
+        return ad_error_set(err, AD_ENOMEM, "out of memory fitting a scaler of %lld features",
+                            (long long)d);
     if (kind == IO_SCALE_MINMAX) {
-        for (size_t j = 0; j < d; j++)
+        for (int64_t j = 0; j < d; j++)
             acc[j] = acc[d + j] = train->x[j];
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = 0; j < d; j++) {
+        for (int64_t i = 1; i < n; i++)
+            for (int64_t j = 0; j < d; j++) {
                 double v = train->x[i * d + j];
                 acc[j] = v < acc[j] ? v : acc[j];
                 acc[d + j] = v > acc[d + j] ? v : acc[d + j];
             }
-        for (size_t j = 0; j < d; j++) {
+        for (int64_t j = 0; j < d; j++) {
             s->center[j] = (float)acc[j];
             s->spread[j] = safe_spread(acc[d + j] - acc[j]);
         }
     } else {
         /* Two passes (mean, then squared deviations) for accuracy. */
-        for (size_t j = 0; j < 2 * d; j++)
+        for (int64_t j = 0; j < 2 * d; j++)
             acc[j] = 0.0;
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < d; j++)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < d; j++)
                 acc[j] += train->x[i * d + j];
-        for (size_t j = 0; j < d; j++)
+        for (int64_t j = 0; j < d; j++)
             acc[j] /= (double)n;
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < d; j++) {
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < d; j++) {
                 double dev = train->x[i * d + j] - acc[j];
                 acc[d + j] += dev * dev;
             }
-        for (size_t j = 0; j < d; j++) {
+        for (int64_t j = 0; j < d; j++) {
             s->center[j] = (float)acc[j];
             s->spread[j] = safe_spread(sqrt(acc[d + j] / (double)n));
         }
     }
-    mem_free(m, acc, 2 * d * sizeof(double));
+    mem_free(m, acc, 2 * (size_t)d * sizeof(double));
     return ad_error_ok(err);
 }
 
@@ -484,12 +502,12 @@ int io_scaler_apply(const io_scaler *s, io_dataset *ds, ad_error *err)
 {
     if (!s || !ds)
         return ad_error_set(err, AD_EINVAL, "io_scaler_apply: scaler or dataset is NULL");
-    if (ds->d != s->d)
-        return ad_error_set(err, AD_EINVAL, "scaler has %zu features but the dataset has %zu", s->d,
-                            ds->d);
-    for (size_t i = 0; i < ds->n; i++) {
+    if (ds->d != s->d || (size_t)s->d > ((const scaler_impl *)s)->d)
+        return ad_error_set(err, AD_EINVAL, "scaler has %lld features but the dataset has %lld",
+                            (long long)s->d, (long long)ds->d);
+    for (int64_t i = 0; i < ds->n; i++) {
         float *row = ds->x + i * ds->d;
-        for (size_t j = 0; j < ds->d; j++)
+        for (int64_t j = 0; j < ds->d; j++)
             row[j] = (row[j] - s->center[j]) / s->spread[j];
     }
     return ad_error_ok(err);

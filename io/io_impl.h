@@ -18,7 +18,7 @@ typedef struct {
 } io_owned_array;
 
 /* "(3, 4)", "(3,)", "()" into buf. */
-const char *io_shape_text(char *buf, size_t size, const size_t *shape, int ndim);
+const char *io_shape_text(char *buf, size_t size, const int64_t *shape, int ndim);
 /* Checks an array given to a writer; what names it in messages. */
 int io_check_array(const char *path, const char *what, const io_array *a, ad_error *err);
 /* Bytes of a valid array's data. */

@@ -37,13 +37,13 @@ size_t io_dtype_size(ad_dtype dtype) { return ad_dtype_bytes(dtype); }
 
 /* ------------------------------------------------------------ arrays */
 
-const char *io_shape_text(char *buf, size_t size, const size_t *shape, int ndim)
+const char *io_shape_text(char *buf, size_t size, const int64_t *shape, int ndim)
 {
     size_t used = 0;
     int k = snprintf(buf, size, "(");
     used = k > 0 ? (size_t)k : 0;
     for (int i = 0; i < ndim && used < size; i++) {
-        k = snprintf(buf + used, size - used, "%s%zu", i ? ", " : "", shape[i]);
+        k = snprintf(buf + used, size - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
         used += k > 0 ? (size_t)k : 0;
     }
     if (used < size)
@@ -81,6 +81,10 @@ int io_check_array(const char *path, const char *what, const io_array *a, ad_err
     if (a->ndim < 0 || a->ndim > AD_MAX_DIMS)
         return ad_error_set(err, AD_EINVAL, "%s: %s has %d axes (0 to %d allowed)", path, what,
                             a->ndim, AD_MAX_DIMS);
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] < 0)
+            return ad_error_set(err, AD_EINVAL, "%s: %s has a negative size %lld on axis %d", path,
+                                what, (long long)a->shape[i], i);
     if (!ad_shape_bytes(a->shape, a->ndim, ad_dtype_bytes(a->dtype), &bytes))
         return ad_error_set(err, AD_EINVAL, "%s: %s is too large (its size overflows)", path, what);
     if (bytes && !a->data)
@@ -130,7 +134,7 @@ static double element(const io_array *a, size_t i)
     return 0;
 }
 
-int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const size_t *shape, void *dst,
+int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const int64_t *shape, void *dst,
                   ad_error *err)
 {
     char have[256], want[256];
@@ -140,6 +144,10 @@ int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const size_t 
         return ad_error_set(err, AD_EINVAL, "io_array_copy: the destination must be F32 or F64");
     if (ndim < 0 || ndim > AD_MAX_DIMS)
         return ad_error_set(err, AD_EINVAL, "io_array_copy: bad ndim %d", ndim);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return ad_error_set(err, AD_EINVAL, "io_array_copy: size %lld of axis %d is negative",
+                                (long long)shape[i], i);
     const char *name = array->name ? array->name : "";
     bool same = array->ndim == ndim;
     for (int i = 0; same && i < ndim; i++)
@@ -150,7 +158,7 @@ int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const size_t 
                             io_shape_text(want, sizeof want, shape, ndim));
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
-        n *= shape[i];
+        n *= (size_t)shape[i];
     if (n && !dst)
         return ad_error_set(err, AD_EINVAL, "io_array_copy: NULL destination");
     if (n && array->dtype == dtype)
@@ -347,7 +355,7 @@ static bool parse_word(cursor *c, const char *word)
 
 typedef enum { SHAPE_OK, SHAPE_BAD, SHAPE_TOO_MANY } shape_result;
 
-static shape_result parse_shape(cursor *c, size_t *shape, int *ndim)
+static shape_result parse_shape(cursor *c, int64_t *shape, int *ndim)
 {
     *ndim = 0;
     if (!accept(c, '('))
@@ -358,10 +366,10 @@ static shape_result parse_shape(cursor *c, size_t *shape, int *ndim)
         skip_space(c);
         if (c->p >= c->end || *c->p < '0' || *c->p > '9')
             return SHAPE_BAD;
-        size_t v = 0;
+        int64_t v = 0;
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-            unsigned d = (unsigned)(*c->p - '0');
-            if (v > (SIZE_MAX - d) / 10)
+            int d = *c->p - '0';
+            if (v > (INT64_MAX - d) / 10)
                 return SHAPE_BAD;
             v = v * 10 + d;
             c->p++;
@@ -411,7 +419,7 @@ static int check_descr(const char *what, const char *descr, ad_dtype *dtype, ad_
 
 /* Parses the header dict into dtype, fortran order and shape. */
 static int parse_dict(const char *what, const char *text, size_t len, ad_dtype *dtype,
-                      size_t *shape, int *ndim, ad_error *err)
+                      int64_t *shape, int *ndim, ad_error *err)
 {
     cursor c = {text, text + len};
     bool have_descr = false, have_order = false, have_shape = false, fortran = false;
@@ -605,7 +613,7 @@ int io_npy_write_node(const char *path, const ad_node *node, ad_error *err)
     io_array a = {.name = ad_node_name(node), .dtype = graph_dtype(node), .ndim = ad_ndim(node)};
     const int64_t *shape = ad_shape(node);
     for (int i = 0; i < a.ndim && i < AD_MAX_DIMS; i++)
-        a.shape[i] = (size_t)shape[i];
+        a.shape[i] = shape[i];
     /* ad_data only reads through the pointer here */
     a.data = ad_data((ad_node *)(uintptr_t)node);
     return io_npy_write(path, &a, err);
@@ -614,7 +622,7 @@ int io_npy_write_node(const char *path, const ad_node *node, ad_error *err)
 int io_npy_read_node(const char *path, ad_node *node, ad_error *err)
 {
     io_array *a = NULL;
-    size_t shape[AD_MAX_DIMS];
+    int64_t shape[AD_MAX_DIMS];
     char what[64];
     if (!path || !node)
         return ad_error_set(err, AD_EINVAL, "io_npy_read_node: NULL argument");
@@ -623,7 +631,7 @@ int io_npy_read_node(const char *path, ad_node *node, ad_error *err)
                             ad_node_name(node));
     int ndim = ad_ndim(node);
     for (int i = 0; i < ndim && i < AD_MAX_DIMS; i++)
-        shape[i] = (size_t)ad_shape(node)[i];
+        shape[i] = ad_shape(node)[i];
     ad_dtype dt = graph_dtype(node);
     size_t n = (size_t)ad_numel(node);
     size_t bytes = n * io_dtype_size(dt);

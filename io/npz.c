@@ -141,13 +141,17 @@ static bool write_zip(FILE *fp, void *ctx)
     return file_sink(fp, buf, (size_t)(p - buf));
 }
 
-int io_npz_write_with(const char *path, const io_array *arrays, size_t count, ad_alloc_fn alloc,
+int io_npz_write_with(const char *path, const io_array *arrays, int64_t narrays, ad_alloc_fn alloc,
                       void *ud, ad_error *err)
 {
     ad_allocator mem = ad_allocator_of(alloc, ud);
     char what[64];
-    if (!path || (!arrays && count))
+    if (narrays < 0)
+        return ad_error_set(err, AD_EINVAL, "io_npz_write: negative count %lld",
+                            (long long)narrays);
+    if (!path || (!arrays && narrays))
         return ad_error_set(err, AD_EINVAL, "io_npz_write: NULL argument");
+    size_t count = (size_t)narrays;
     if (count > 0xFFFF)
         return ad_error_set(err, AD_EINVAL, "%s: %zu arrays (a zip without zip64 holds 65535)",
                             path, count);
@@ -205,7 +209,7 @@ int io_npz_write_with(const char *path, const io_array *arrays, size_t count, ad
     return st;
 }
 
-int io_npz_write(const char *path, const io_array *arrays, size_t count, ad_error *err)
+int io_npz_write(const char *path, const io_array *arrays, int64_t count, ad_error *err)
 {
     return io_npz_write_with(path, arrays, count, NULL, NULL, err);
 }
@@ -227,11 +231,11 @@ void io_npz_free(io_npz *npz)
         npz_free(npz, npz->count);
 }
 
-size_t io_npz_count(const io_npz *npz) { return npz ? npz->count : 0; }
+int64_t io_npz_count(const io_npz *npz) { return npz ? (int64_t)npz->count : 0; }
 
-const io_array *io_npz_at(const io_npz *npz, size_t i)
+const io_array *io_npz_at(const io_npz *npz, int64_t i)
 {
-    return npz && i < npz->count ? &npz->arrays[i] : NULL;
+    return npz && i >= 0 && (uint64_t)i < npz->count ? &npz->arrays[i] : NULL;
 }
 
 const io_array *io_npz_find(const io_npz *npz, const char *name)

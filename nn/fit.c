@@ -51,7 +51,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         return nn_model_fail(m, AD_EINVAL, "%s: rank %d is not in [0, %d)", fn, o.rank, o.size);
     memset(stats, 0, sizeof *stats);
     stats->failed_batch = -1;
-    int64_t nbatches = (int64_t)io_batcher_count(b), *classes = NULL, cap = 0;
+    int64_t nbatches = io_batcher_count(b), *classes = NULL, cap = 0;
     io_batch batch;
     io_batcher_start_epoch(b, epoch);
     while (rc == 0 && io_batcher_next(b, &batch)) {
@@ -60,7 +60,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
             break;
         }
         int64_t begin, rows, d = nn_model_in_features(m);
-        nn_shard_rows((int64_t)batch.size, o.rank, o.size, &begin, &rows);
+        nn_shard_rows(batch.size, o.rank, o.size, &begin, &rows);
         double loss = 0.0;
         int64_t ok = 0;
         if (rows > cap) {
@@ -86,13 +86,13 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
             for (int64_t r = 0; r < rows; r++)
                 ok += classes[r] == y[r];
         }
-        if (o.after_backward && (rc = o.after_backward(m, rows, (int64_t)batch.size, o.ctx)) != 0)
+        if (o.after_backward && (rc = o.after_backward(m, rows, batch.size, o.ctx)) != 0)
             break;
         if (isnan(loss))
             loss = NAN; /* the sign of a NaN means nothing: print "nan", never "-nan" */
         stats->loss = loss;
         if (!isfinite(loss)) {
-            stats->failed_batch = (int64_t)batch.index;
+            stats->failed_batch = batch.index;
             rc = nn_model_fail(m, AD_ESTATE,
                                "%s: training diverged in epoch %llu, batch %lld (loss %g)", fn,
                                (unsigned long long)epoch + 1, (long long)batch.index + 1, loss);

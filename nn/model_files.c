@@ -17,7 +17,7 @@
 typedef struct {
     char name[96];
     int ndim;
-    size_t shape[AD_MAX_DIMS];
+    int64_t shape[AD_MAX_DIMS];
     void *data;
 } model_tensor;
 
@@ -48,7 +48,7 @@ static int model_tensors(nn_model *m, const ad_allocator *mem, const char *path,
         snprintf(t[i].name, sizeof t[i].name, "%s", info.name);
         t[i].ndim = info.ndim;
         for (int k = 0; k < info.ndim; k++)
-            t[i].shape[k] = (size_t)info.shape[k];
+            t[i].shape[k] = info.shape[k];
         t[i].data = (st ? state : params) + (size_t)info.offset * esize;
     }
     *out = t;
@@ -84,8 +84,8 @@ static io_array *model_arrays(nn_model *m, const ad_allocator *mem, const model_
 }
 
 /* Writes a model file: arrays, count tensors and meta_count metadata entries. */
-typedef int (*model_writer)(const char *path, const io_array *arrays, size_t count,
-                            const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+typedef int (*model_writer)(const char *path, const io_array *arrays, int64_t count,
+                            const io_ckpt_meta *meta, int64_t meta_count, const ad_allocator *mem,
                             ad_error *err);
 
 /* Saves through write (io_npz_write_with or the safetensors writer), with
@@ -115,7 +115,7 @@ static int save_model(nn_model *m, const char *path, const char *fn, model_write
         for (size_t i = 0; i < nextra; i++)
             a[n + i] = extra[i];
     }
-    int st = meta ? write(path, a, n + nextra, meta, nmeta, &mem, err)
+    int st = meta ? write(path, a, (int64_t)(n + nextra), meta, (int64_t)nmeta, &mem, err)
                   : ad_error_set(err, AD_ENOMEM, "out of memory writing %s", path);
     free(arch);
     ad_free(&mem, meta, (nmore + 1) * sizeof *meta);
@@ -124,8 +124,8 @@ static int save_model(nn_model *m, const char *path, const char *fn, model_write
     return st;
 }
 
-static int write_npz(const char *path, const io_array *arrays, size_t count,
-                     const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+static int write_npz(const char *path, const io_array *arrays, int64_t count,
+                     const io_ckpt_meta *meta, int64_t meta_count, const ad_allocator *mem,
                      ad_error *err)
 {
     (void)meta; /* an .npz has no place for metadata */
@@ -147,8 +147,8 @@ typedef struct {
     const char *load_name; /* the public function, for messages */
     void *(*read)(const char *path, ad_alloc_fn alloc, void *ud, ad_error *err);
     void (*release)(void *src);
-    size_t (*count)(const void *src);
-    const io_array *(*at)(const void *src, size_t i);
+    int64_t (*count)(const void *src);
+    const io_array *(*at)(const void *src, int64_t i);
     const io_array *(*find)(const void *src, const char *name); /* NULL when absent */
 } file_kind;
 
@@ -158,7 +158,7 @@ typedef struct {
     const void *src;
 } tensor_source;
 
-static bool shape_equal(int na, const size_t *a, int nb, const size_t *b)
+static bool shape_equal(int na, const int64_t *a, int nb, const int64_t *b)
 {
     if (na != nb)
         return false;
@@ -180,7 +180,7 @@ static int check_source(const char *path, const tensor_source *s, const model_te
             return ad_error_set(err, AD_EMISMATCH, "%s: no tensor '%s' for the model", path,
                                 t[i].name);
         int ndim = a->ndim;
-        const size_t *shape = a->shape;
+        const int64_t *shape = a->shape;
         if (!shape_equal(ndim, shape, t[i].ndim, t[i].shape)) {
             bool transposed = ndim == 2 && t[i].ndim == 2 && shape[0] == t[i].shape[1] &&
                               shape[1] == t[i].shape[0];
@@ -195,8 +195,8 @@ static int check_source(const char *path, const tensor_source *s, const model_te
     }
     if (flags & NN_MODEL_ALLOW_EXTRA)
         return 0;
-    size_t count = s->kind->count(s->src);
-    for (size_t k = 0; k < count; k++) {
+    int64_t count = s->kind->count(s->src);
+    for (int64_t k = 0; k < count; k++) {
         const char *name = s->kind->at(s->src, k)->name;
         bool known = (flags & NN_MODEL_ALLOW_OPTIMIZER) && strncmp(name, "optimizer.", 10) == 0;
         for (size_t i = 0; i < n && !known; i++)
@@ -215,8 +215,8 @@ static void *npz_read(const char *path, ad_alloc_fn alloc, void *ud, ad_error *e
     return io_npz_read_with(path, alloc, ud, err);
 }
 static void npz_release(void *src) { io_npz_free(src); }
-static size_t npz_count(const void *src) { return io_npz_count(src); }
-static const io_array *npz_at(const void *src, size_t i) { return io_npz_at(src, i); }
+static int64_t npz_count(const void *src) { return io_npz_count(src); }
+static const io_array *npz_at(const void *src, int64_t i) { return io_npz_at(src, i); }
 static const io_array *npz_find(const void *src, const char *name)
 {
     return io_npz_find(src, name);
@@ -229,8 +229,8 @@ static void *ckpt_read(const char *path, ad_alloc_fn alloc, void *ud, ad_error *
     return io_checkpoint_read_with(path, alloc, ud, err);
 }
 static void ckpt_release(void *src) { io_checkpoint_free(src); }
-static size_t ckpt_count(const void *src) { return io_checkpoint_count(src); }
-static const io_array *ckpt_at(const void *src, size_t i)
+static int64_t ckpt_count(const void *src) { return io_checkpoint_count(src); }
+static const io_array *ckpt_at(const void *src, int64_t i)
 {
     return io_checkpoint_tensor_at(src, i);
 }
@@ -278,8 +278,8 @@ int nn_model_load_npz(nn_model *m, const char *path, unsigned flags)
     return load_model(m, path, flags, &npz_files);
 }
 
-static int write_safetensors(const char *path, const io_array *arrays, size_t count,
-                             const io_ckpt_meta *meta, size_t meta_count, const ad_allocator *mem,
+static int write_safetensors(const char *path, const io_array *arrays, int64_t count,
+                             const io_ckpt_meta *meta, int64_t meta_count, const ad_allocator *mem,
                              ad_error *err)
 {
     return io_checkpoint_write_with(path, arrays, count, meta, meta_count, mem->fn, mem->ud, err);

@@ -308,7 +308,7 @@ int nn_checkpoint_save(const char *path, nn_model *m, const nn_optimizer *opt, c
     int rc = -1;
     int nslots = opt ? nn_optimizer_state_slots(opt) : 0;
     size_t esize = nn_model_dtype(m) == AD_F32 ? sizeof(float) : sizeof(double);
-    size_t n = (size_t)nn_model_param_count(m);
+    int64_t n = nn_model_param_count(m);
     io_array *t = calloc((size_t)nslots + 1, sizeof *t);
     char(*slot_names)[64] = calloc((size_t)nslots + 1, sizeof *slot_names);
     meta_list *meta = calloc(1, sizeof *meta);
@@ -332,7 +332,7 @@ int nn_checkpoint_save(const char *path, nn_model *m, const nn_optimizer *opt, c
                               .dtype = nn_model_dtype(m),
                               .ndim = 1,
                               .shape = {n},
-                              .data = state + header + (size_t)s * n * esize};
+                              .data = state + header + (size_t)s * (size_t)n * esize};
         }
         const nn_optim_config *cfg = nn_optimizer_config(opt);
         for (size_t i = 0; i < N_OPTIM_FIELDS; i++) {
@@ -577,7 +577,7 @@ static nn_optimizer *read_optimizer(reader *r, const nn_run *run, nn_model *m, b
     size_t esize = nn_model_dtype(m) == AD_F32 ? sizeof(float) : sizeof(double);
     size_t bytes = nn_optimizer_state_bytes(o);
     size_t header = bytes - (size_t)nn_optimizer_state_count(o) * esize;
-    size_t n = (size_t)nn_model_param_count(m);
+    int64_t n = nn_model_param_count(m);
     const char *hex = need(r, "chainrule.optimizer_state");
     unsigned char *state = hex ? malloc(bytes) : NULL;
     if (!hex)
@@ -596,7 +596,7 @@ static nn_optimizer *read_optimizer(reader *r, const nn_run *run, nn_model *m, b
         char name[80];
         snprintf(name, sizeof name, "optimizer.%s", nn_optimizer_slot_name(o, s));
         if (io_checkpoint_copy(r->ck, name, nn_model_dtype(m), 1, &n,
-                               state + header + (size_t)s * n * esize, r->err) != 0)
+                               state + header + (size_t)s * (size_t)n * esize, r->err) != 0)
             goto fail;
     }
     if (nn_optimizer_load_state(o, state, bytes) != 0) {

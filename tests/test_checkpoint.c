@@ -125,9 +125,9 @@ Test(checkpoint, round_trip_values_shapes_metadata, .init = make_tmpdir, .fini =
     cr_assert_eq(((ck = io_checkpoint_read(path, &err)) ? AD_OK : err.code), 0, "%s", err.message);
     cr_assert(io_checkpoint_verified(ck));
     cr_assert_eq(io_checkpoint_count(ck), 6);
-    for (size_t i = 0; i < 6; i++) {
+    for (int64_t i = 0; i < 6; i++) {
         const io_array *r = io_checkpoint_tensor_at(ck, i);
-        size_t n = 1;
+        int64_t n = 1;
         cr_assert_str_eq(r->name, t[i].name, "header order is kept");
         cr_assert_eq(r->dtype, t[i].dtype);
         cr_assert_eq(r->ndim, t[i].ndim);
@@ -161,7 +161,7 @@ Test(checkpoint, copy_converts_and_refuses_mismatches, .init = make_tmpdir, .fin
     ad_error err;
     double wd[12];
     float bf[4];
-    size_t shape_w[2] = {3, 4}, shape_wt[2] = {4, 3}, shape_b[1] = {4};
+    int64_t shape_w[2] = {3, 4}, shape_wt[2] = {4, 3}, shape_b[1] = {4};
     write_known(path);
     cr_assert_eq(((ck = io_checkpoint_read(path, &err)) ? AD_OK : err.code), 0);
     cr_assert_eq(
@@ -184,6 +184,31 @@ Test(checkpoint, copy_converts_and_refuses_mismatches, .init = make_tmpdir, .fin
         (io_checkpoint_copy(ck, "dense1.w", AD_F32, 2, shape_w, wd, &err) == 0 ? AD_OK : err.code),
         AD_EMISMATCH);
     cr_assert_str_eq(err.message, "no tensor 'dense1.w' in the checkpoint");
+    io_checkpoint_free(ck);
+}
+
+Test(checkpoint, negative_counts_and_sizes_are_refused, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    const char *path = tmp_path("neg.safetensors");
+    ad_error err;
+    float v[3] = {1, 2, 3};
+    io_array neg = {.name = "w", .dtype = AD_F32, .ndim = 1, .shape = {-3}, .data = v};
+    cr_assert_eq(io_checkpoint_write(path, &neg, -1, NULL, 0, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message,
+                     "io_checkpoint_write: negative count (-1 tensors, 0 metadata entries)");
+    cr_assert_eq(io_checkpoint_write(path, &neg, 1, NULL, 0, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert(strstr(err.message, "tensor 'w' has a negative size -3 on axis 0"), "%s",
+              err.message);
+    write_known(path);
+    io_checkpoint *ck = NULL;
+    cr_assert_not_null(ck = io_checkpoint_read(path, &err), "%s", err.message);
+    cr_assert_null(io_checkpoint_tensor_at(ck, -1));
+    cr_assert_null(io_checkpoint_meta_at(ck, -1));
+    cr_assert_eq(io_checkpoint_copy(ck, "dense0.b", AD_F32, 1, (int64_t[]){-4}, v, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "io_checkpoint_copy: size -4 of axis 0 is negative");
     io_checkpoint_free(ck);
 }
 

@@ -107,7 +107,7 @@ static void expect_same_tensors(const char *a, const char *b)
     cr_assert_eq(((ca = io_checkpoint_read(a, &err)) ? AD_OK : err.code), 0, "%s", err.message);
     cr_assert_eq(((cb = io_checkpoint_read(b, &err)) ? AD_OK : err.code), 0, "%s", err.message);
     cr_assert_eq(io_checkpoint_count(ca), io_checkpoint_count(cb));
-    for (size_t i = 0; i < io_checkpoint_count(ca); i++) {
+    for (int64_t i = 0; i < io_checkpoint_count(ca); i++) {
         const io_array *ta = io_checkpoint_tensor_at(ca, i);
         const io_array *tb = io_checkpoint_find(cb, ta->name);
         cr_assert_not_null(tb, "%s has no tensor %s", b, ta->name);

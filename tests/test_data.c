@@ -87,10 +87,10 @@ Test(rng, below_rejects_the_biased_range)
 
 Test(rng, permutation_is_portable_and_depends_on_seed_and_epoch)
 {
-    const size_t want0[10] = {0, 9, 5, 8, 6, 4, 7, 2, 1, 3};
-    const size_t want1[10] = {2, 3, 9, 7, 5, 8, 6, 4, 0, 1};
-    const size_t want7[10] = {6, 2, 4, 8, 0, 9, 7, 1, 5, 3};
-    size_t p[10];
+    const int64_t want0[10] = {0, 9, 5, 8, 6, 4, 7, 2, 1, 3};
+    const int64_t want1[10] = {2, 3, 9, 7, 5, 8, 6, 4, 0, 1};
+    const int64_t want7[10] = {6, 2, 4, 8, 0, 9, 7, 1, 5, 3};
+    int64_t p[10];
     io_data_permutation(p, 10, 42, 0);
     cr_assert_arr_eq(p, want0, sizeof p);
     io_data_permutation(p, 10, 42, 1);
@@ -102,30 +102,31 @@ Test(rng, permutation_is_portable_and_depends_on_seed_and_epoch)
 Test(rng, large_permutation_visits_each_index_once)
 {
     enum { N = 1000 };
-    static size_t p[N];
+    static int64_t p[N];
     static unsigned char seen[N];
-    size_t fixed = 0;
+    int64_t fixed = 0;
     io_data_permutation(p, N, 123, 5);
-    for (size_t i = 0; i < N; i++) {
+    for (int64_t i = 0; i < N; i++) {
         cr_assert_lt(p[i], N);
-        cr_assert_eq(seen[p[i]], 0, "index %zu twice", p[i]);
+        cr_assert_eq(seen[p[i]], 0, "index %lld twice", (long long)p[i]);
         seen[p[i]] = 1;
         fixed += p[i] == i;
     }
-    cr_assert_lt(fixed, 20, "a shuffle should move almost everything (%zu fixed)", fixed);
+    cr_assert_lt(fixed, 20, "a shuffle should move almost everything (%lld fixed)",
+                 (long long)fixed);
 }
 
 /* ------------------------------------------------------------ dataset ops */
 
 /* n examples of d features: x[i][j] = 10 i + j, y[i] = i % 3. */
-static io_dataset *counting(size_t n, size_t d)
+static io_dataset *counting(int64_t n, int64_t d)
 {
     io_dataset *ds = NULL;
     ad_error err;
     cr_assert_eq(((ds = io_dataset_new(n, d, true, &err)) ? AD_OK : err.code), 0, "%s",
                  err.message);
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < d; j++)
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < d; j++)
             ds->x[i * d + j] = (float)(10 * i + j);
         ds->y[i] = (int)(i % 3);
     }
@@ -192,13 +193,42 @@ Test(dataset, slice_split_truncate)
     io_dataset_free(ds); /* frees the full allocation despite n == 4 */
 }
 
+Test(dataset, negative_counts_are_refused_with_a_message)
+{
+    ad_error err;
+    io_dataset *first = NULL, *rest = NULL;
+    cr_assert_null(io_dataset_new(-1, 3, true, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "a dataset of -1 x 3 features: a size is negative");
+    io_dataset *ds = counting(5, 2);
+    cr_assert_null(io_dataset_slice(ds, -1, 2, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "slice [-1, -1 + 2) is outside the dataset of 5 examples");
+    cr_assert_null(io_dataset_slice(ds, 1, -2, &err));
+    cr_assert_str_eq(err.message, "slice [1, 1 + -2) is outside the dataset of 5 examples");
+    cr_assert_eq(io_dataset_split(ds, -1, &first, &rest, &err), -1);
+    cr_assert(!first && !rest);
+    cr_assert_str_eq(err.message, "cannot split -1 examples off a dataset of 5 examples");
+    io_dataset_truncate(ds, -3);
+    cr_assert_eq(ds->n, 5, "a negative truncation changes nothing");
+    cr_assert_null(io_batcher_new(ds, -4, true, 1, &err));
+    cr_assert_str_eq(err.message, "batch size must be at least 1 (not -4)");
+    cr_assert_null(io_scaler_new(-2, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "io_scaler_new: -2 features");
+    int64_t p[1] = {7};
+    io_data_permutation(p, -5, 1, 0);
+    cr_assert_eq(p[0], 7, "n < 1 writes nothing");
+    io_dataset_free(ds);
+}
+
 Test(dataset, shuffle_moves_rows_as_the_permutation_says)
 {
     io_dataset *ds = counting(10, 3);
-    size_t p[10];
+    int64_t p[10];
     io_data_permutation(p, 10, 99, 0);
     io_dataset_shuffle(ds, 99);
-    for (size_t i = 0; i < 10; i++) {
+    for (int64_t i = 0; i < 10; i++) {
         cr_assert_eq(ds->x[i * 3], (float)(10 * p[i]));
         cr_assert_eq(ds->x[i * 3 + 2], (float)(10 * p[i] + 2));
         cr_assert_eq(ds->y[i], (int)(p[i] % 3));
@@ -221,7 +251,7 @@ Test(scaler, minmax_per_feature_fit_on_train_applied_to_test)
     io_dataset *train = counting(5, 3), *test = counting(2, 3);
     io_scaler *s = NULL;
     ad_error err;
-    for (size_t i = 0; i < 5; i++)
+    for (int64_t i = 0; i < 5; i++)
         train->x[i * 3 + 2] = 7.0f; /* a constant feature */
     cr_assert_eq(((s = io_scaler_new(3, &err)) ? AD_OK : err.code), 0);
     cr_assert_eq(((io_scaler_fit(s, train, IO_SCALE_MINMAX, &err) == 0 ? AD_OK : err.code) == 0
@@ -259,10 +289,10 @@ Test(scaler, standard_gives_zero_mean_unit_variance)
     cr_assert_float_eq(s->center[0], 15.0f, 1e-6);
     cr_assert_float_eq(s->spread[0], (float)sqrt(125.0), 1e-5); /* population std of 0,10,20,30 */
     io_scaler_apply(s, ds, &err);
-    for (size_t i = 0; i < 4; i++)
+    for (int64_t i = 0; i < 4; i++)
         mean += ds->x[i * 2 + 1];
     mean /= 4;
-    for (size_t i = 0; i < 4; i++)
+    for (int64_t i = 0; i < 4; i++)
         var += (ds->x[i * 2 + 1] - mean) * (ds->x[i * 2 + 1] - mean);
     cr_assert_float_eq(mean, 0.0, 1e-6);
     cr_assert_float_eq(var / 4, 1.0, 1e-6);
@@ -311,7 +341,7 @@ Test(batcher, in_order_with_a_smaller_last_batch)
     io_batcher *b = NULL;
     io_batch batch;
     ad_error err;
-    size_t sizes[3] = {4, 4, 2}, k = 0;
+    int64_t sizes[3] = {4, 4, 2}, k = 0;
     cr_assert_eq(((b = io_batcher_new(ds, 4, false, 0, &err)) ? AD_OK : err.code), 0);
     cr_assert_eq(io_batcher_count(b), 3);
     while (io_batcher_next(b, &batch)) {
@@ -336,14 +366,14 @@ Test(batcher, shuffled_follows_the_epoch_permutation_and_replays)
     io_dataset *ds = counting(10, 2);
     io_batcher *b = NULL;
     io_batch batch;
-    size_t p[10], seen = 0, order1[10], k;
+    int64_t p[10], seen = 0, order1[10], k;
     cr_assert_eq(((b = io_batcher_new(ds, 3, true, 42, NULL)) ? 0 : -1), 0);
     for (uint64_t epoch = 0; epoch < 3; epoch++) {
         io_batcher_start_epoch(b, epoch);
         io_data_permutation(p, 10, 42, epoch);
         seen = 0;
         while (io_batcher_next(b, &batch))
-            for (size_t i = 0; i < batch.size; i++, seen++) {
+            for (int64_t i = 0; i < batch.size; i++, seen++) {
                 cr_assert_eq(batch.x[2 * i], (float)(10 * p[seen]));
                 cr_assert_eq(batch.x[2 * i + 1], (float)(10 * p[seen] + 1));
                 cr_assert_eq(batch.y[i], (int)(p[seen] % 3));
@@ -356,7 +386,7 @@ Test(batcher, shuffled_follows_the_epoch_permutation_and_replays)
     io_batcher_start_epoch(b, 1);
     k = 0;
     while (io_batcher_next(b, &batch))
-        for (size_t i = 0; i < batch.size; i++, k++)
+        for (int64_t i = 0; i < batch.size; i++, k++)
             cr_assert_eq(batch.x[2 * i], (float)(10 * order1[k]));
     io_batcher_free(b);
     io_dataset_free(ds);
@@ -399,8 +429,10 @@ Test(idx, reads_gzipped_images)
     cr_assert_eq(idx->dims[1], 2);
     cr_assert_eq(idx->dims[2], 3);
     cr_assert_eq(idx->count, 30);
-    for (size_t k = 0; k < 30; k++)
-        cr_assert_eq(io_idx_value(idx, k), (double)(k * 7 % 256), "pixel %zu", k);
+    for (int64_t k = 0; k < 30; k++)
+        cr_assert_eq(io_idx_value(idx, k), (double)(k * 7 % 256), "pixel %lld", (long long)k);
+    cr_assert_eq(io_idx_value(idx, -1), 0.0, "outside [0, count): 0");
+    cr_assert_eq(io_idx_value(idx, idx->count), 0.0);
     io_idx_free(idx);
 }
 
@@ -547,7 +579,7 @@ Test(mnist, loads_gzipped_train_and_plain_test)
     cr_assert_eq(train->width, 3);
     cr_assert_arr_eq(train->y, train_labels, sizeof train_labels);
     cr_assert_eq(train->classes, 6);
-    for (size_t k = 0; k < 30; k++)
+    for (int64_t k = 0; k < 30; k++)
         cr_assert_eq(train->x[k], (float)(k * 7 % 256));
     cr_assert_eq(test->n, 3);
     cr_assert_arr_eq(test->y, test_labels, sizeof test_labels);
@@ -637,7 +669,7 @@ Test(mnist, real_fashion_mnist_when_installed, .timeout = 120)
     io_dataset *train = NULL, *test = NULL;
     ad_error err;
     struct stat sb;
-    size_t counts[10] = {0};
+    int64_t counts[10] = {0};
     if (stat(IO_FASHION_MNIST_DIR, &sb) != 0)
         cr_skip_test("%s not found (Debian package dataset-fashion-mnist)", IO_FASHION_MNIST_DIR);
     need_zlib();
@@ -653,15 +685,15 @@ Test(mnist, real_fashion_mnist_when_installed, .timeout = 120)
     cr_assert_eq(test->height, 28);
     cr_assert_eq(train->classes, 10);
     cr_assert_eq(test->classes, 10);
-    for (size_t i = 0; i < train->n; i++) {
+    for (int64_t i = 0; i < train->n; i++) {
         cr_assert(train->y[i] >= 0 && train->y[i] < 10);
         counts[train->y[i]]++;
     }
     for (int k = 0; k < 10; k++)
         cr_assert_eq(counts[k], 6000, "class %d", k);
-    for (size_t i = 0; i < test->n; i++)
+    for (int64_t i = 0; i < test->n; i++)
         cr_assert(test->y[i] >= 0 && test->y[i] < 10);
-    for (size_t i = 0; i < train->n * train->d; i += 997)
+    for (int64_t i = 0; i < train->n * train->d; i += 997)
         cr_assert(train->x[i] >= 0.0f && train->x[i] <= 255.0f);
     io_dataset_free(train);
     io_dataset_free(test);

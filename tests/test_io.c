@@ -102,13 +102,13 @@ static int64_t i64v[2] = {-(INT64_C(1) << 50), INT64_C(1) << 50};
 static uint8_t u8v[2] = {0, 255};
 
 /* The arrays of interop_check.py's chainrule_arrays(). */
-static size_t known(io_array *a)
+static int64_t known(io_array *a)
 {
     for (int i = 0; i < 6; i++) {
         w64[i] = i / 3.0 - 0.5;
         w32[i] = (float)w64[i];
     }
-    size_t n = 0;
+    int64_t n = 0;
     a[n++] = (io_array){"w_f32", AD_F32, 2, {2, 3}, w32};
     a[n++] = (io_array){"b_f32", AD_F32, 1, {3}, b32};
     a[n++] = (io_array){"s_f32", AD_F32, 0, {0}, &s32};
@@ -128,7 +128,7 @@ static void expect_same_array(const io_array *got, const io_array *want)
     cr_assert_not_null(got, "missing %s", want->name);
     cr_assert_eq(got->dtype, want->dtype, "%s: dtype", want->name);
     cr_assert_eq(got->ndim, want->ndim, "%s: ndim", want->name);
-    size_t n = 1;
+    int64_t n = 1;
     for (int i = 0; i < want->ndim; i++) {
         cr_assert_eq(got->shape[i], want->shape[i], "%s: axis %d", want->name, i);
         n *= want->shape[i];
@@ -148,8 +148,8 @@ TestSuite(io, .init = make_tmpdir, .fini = remove_tmpdir);
 Test(io, npy_round_trip_every_dtype)
 {
     io_array a[16];
-    size_t n = known(a);
-    for (size_t i = 0; i < n; i++) {
+    int64_t n = known(a);
+    for (int64_t i = 0; i < n; i++) {
         io_array *back = NULL;
         ad_error err;
         const char *path = tmp_path("a.npy");
@@ -160,6 +160,29 @@ Test(io, npy_round_trip_every_dtype)
         expect_same_array(back, &a[i]);
         io_array_free(back);
     }
+}
+
+Test(io, negative_sizes_and_counts_are_refused)
+{
+    ad_error err;
+    float v[2] = {1, 2}, out[2];
+    io_array neg = {"a", AD_F32, 1, {-2}, v}, ok = {"b", AD_F32, 1, {2}, v};
+    cr_assert_eq(io_npy_write(tmp_path("neg.npy"), &neg, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert(strstr(err.message, "the array has a negative size -2 on axis 0"), "%s", err.message);
+    cr_assert_eq(io_npz_write(tmp_path("neg.npz"), &ok, -1, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "io_npz_write: negative count -1");
+    cr_assert_eq(io_array_copy(&ok, AD_F32, 1, (int64_t[]){-2}, out, &err), -1);
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "io_array_copy: size -2 of axis 0 is negative");
+    io_npz *z = NULL;
+    cr_assert_eq(io_npz_write(tmp_path("ok.npz"), &ok, 1, &err), 0, "%s", err.message);
+    cr_assert_not_null(z = io_npz_read(tmp_path("ok.npz"), &err), "%s", err.message);
+    cr_assert_eq(io_npz_count(z), 1);
+    cr_assert_null(io_npz_at(z, -1));
+    cr_assert_not_null(io_npz_at(z, 0));
+    io_npz_free(z);
 }
 
 Test(io, npy_int8_int16_round_trip_and_convert)
@@ -214,13 +237,13 @@ Test(io, npz_round_trip)
     io_array a[16];
     ad_error err;
     io_npz *z = NULL;
-    size_t n = known(a);
+    int64_t n = known(a);
     cr_assert_eq((io_npz_write(tmp_path("all.npz"), a, n, &err) == 0 ? AD_OK : err.code), 0, "%s",
                  err.message);
     cr_assert_eq(((z = io_npz_read(tmp_path("all.npz"), &err)) ? AD_OK : err.code), 0, "%s",
                  err.message);
     cr_assert_eq(io_npz_count(z), n);
-    for (size_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i++) {
         cr_assert_str_eq(io_npz_at(z, i)->name, a[i].name, "directory order is write order");
         expect_same_array(io_npz_find(z, a[i].name), &a[i]);
     }
@@ -244,12 +267,12 @@ Test(io, array_copy_converts_and_checks_shape)
     double d[2];
     float f[2];
     ad_error err;
-    size_t shape[2] = {2, 1};
+    int64_t shape[2] = {2, 1};
     cr_assert_eq((io_array_copy(&a, AD_F64, 1, shape, d, &err) == 0 ? AD_OK : err.code), 0);
     cr_assert_eq(d[0], -1125899906842624.0);
     io_array b = {"b", AD_F64, 1, {3}, b64};
     cr_assert_eq(
-        (io_array_copy(&b, AD_F32, 1, (size_t[]){3}, (float[3]){0}, &err) == 0 ? AD_OK : err.code),
+        (io_array_copy(&b, AD_F32, 1, (int64_t[]){3}, (float[3]){0}, &err) == 0 ? AD_OK : err.code),
         0);
     cr_assert_eq((io_array_copy(&a, AD_F32, 2, shape, f, &err) == 0 ? AD_OK : err.code),
                  AD_EMISMATCH);
@@ -436,15 +459,15 @@ static void write_variant(nn_model *m, const char *path, const char *drop, const
     io_npz *z = NULL;
     ad_error err;
     io_array a[16];
-    size_t n = 0;
+    int64_t n = 0;
     cr_assert_eq(nn_model_save_npz(m, path), 0);
     cr_assert_eq(((z = io_npz_read(path, &err)) ? AD_OK : err.code), 0);
-    for (size_t i = 0; i < io_npz_count(z); i++) {
+    for (int64_t i = 0; i < io_npz_count(z); i++) {
         a[n] = *io_npz_at(z, i);
         if (drop && strcmp(a[n].name, drop) == 0)
             continue;
         if (bend && strcmp(a[n].name, bend) == 0) {
-            size_t t = a[n].shape[0];
+            int64_t t = a[n].shape[0];
             a[n].shape[0] = a[n].shape[1];
             a[n].shape[1] = t;
         }
@@ -510,8 +533,8 @@ Test(io, chainrule_train_checkpoints_load_with_allow_extra)
     io_checkpoint *ck = NULL;
     cr_assert_eq(((ck = io_checkpoint_read(tmp_path("a.st"), NULL)) ? 0 : -1), 0);
     io_array t[16];
-    size_t n = io_checkpoint_count(ck);
-    for (size_t i = 0; i < n; i++)
+    int64_t n = io_checkpoint_count(ck);
+    for (int64_t i = 0; i < n; i++)
         t[i] = *io_checkpoint_tensor_at(ck, i);
     t[n++] = (io_array){"optimizer.momentum", AD_F32, 1, {3}, b32};
     cr_assert_eq(io_checkpoint_write(tmp_path("b.st"), t, n, NULL, 0, NULL), 0);
@@ -788,7 +811,7 @@ Test(io, npz_member_errors_name_the_member)
     unsigned char *npy = slurp(tmp_path("m.npy"), &n);
     /* reuse the writer's zip layout by writing a u8 array of the same bytes, then
        patching the member to be the raw .npy (same size, recomputed CRC) */
-    io_array raw = {"m", AD_U8, 1, {n}, npy};
+    io_array raw = {"m", AD_U8, 1, {(int64_t)n}, npy};
     cr_assert_eq(io_npz_write(tmp_path("w.npz"), &raw, 1, NULL), 0);
     size_t len;
     unsigned char *z = slurp(tmp_path("w.npz"), &len);
@@ -855,7 +878,7 @@ static void *failing_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 Test(io, allocation_failures_leak_nothing)
 {
     io_array a[16];
-    size_t n = known(a);
+    int64_t n = known(a);
     /* the model's allocator serves its files too: it fails from call
        fail_at on, once the model is built */
     counting_alloc mca = {0, -1, 0};
@@ -1045,8 +1068,8 @@ Test(io, numpy_reads_what_chainrule_writes)
     io_array a[16];
     ad_error err;
     char args[600], name[64];
-    size_t n = known(a);
-    for (size_t i = 0; i < n; i++) {
+    int64_t n = known(a);
+    for (int64_t i = 0; i < n; i++) {
         snprintf(name, sizeof name, "%s.npy", a[i].name);
         cr_assert_eq((io_npy_write(tmp_path(name), &a[i], &err) == 0 ? AD_OK : err.code), 0, "%s",
                      err.message);
@@ -1071,8 +1094,8 @@ static void torch_to_chainrule(ad_dtype dt)
     cr_assert_eq(x->shape[0], 10);
     cr_assert_eq(y->shape[1], 3);
     double xd[40], out[30];
-    cr_assert_eq((io_array_copy(x, AD_F64, 2, (size_t[]){10, 4}, xd, &err) == 0 ? AD_OK : err.code),
-                 0);
+    cr_assert_eq(
+        (io_array_copy(x, AD_F64, 2, (int64_t[]){10, 4}, xd, &err) == 0 ? AD_OK : err.code), 0);
     double tol = dt == AD_F32 ? 1e-6 : 1e-12;
     const char *files[] = {"torch.npz", "torch.safetensors"};
     for (int f = 0; f < 2; f++) {

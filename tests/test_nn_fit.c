@@ -72,8 +72,8 @@ Test(train_epoch, equals_a_hand_written_loop_bit_for_bit)
         io_batcher_start_epoch(bb, epoch);
         while (io_batcher_next(bb, &batch)) {
             double loss;
-            cr_assert_eq(nn_model_set_input_f32(b, batch.x, (int64_t)batch.size, D), 0);
-            cr_assert_eq(nn_model_set_labels(b, batch.y, (int64_t)batch.size), 0);
+            cr_assert_eq(nn_model_set_input_f32(b, batch.x, batch.size, D), 0);
+            cr_assert_eq(nn_model_set_labels(b, batch.y, batch.size), 0);
             cr_assert_eq(nn_model_train_step(b, ob, &loss), 0, "%s", nn_model_error(b));
             loss_sum += loss * (double)batch.size;
         }

@@ -233,7 +233,7 @@ Test(plot, unwritable_path_is_reported, .init = make_tmpdir, .fini = remove_tmpd
 
 /* ---------------------------------------------------------------- progress */
 
-static char *run_progress(cr_progress_mode mode, size_t total, double loss, double acc)
+static char *run_progress(cr_progress_mode mode, int64_t total, double loss, double acc)
 {
     FILE *f = tmpfile();
     cr_progress p;
@@ -242,7 +242,7 @@ static char *run_progress(cr_progress_mode mode, size_t total, double loss, doub
     cr_assert_not_null(f);
     setenv("COLUMNS", "200", 1); /* a wide "terminal": the bar gets its full 40 */
     cr_progress_begin(&p, f, mode, 2, 5, total);
-    for (size_t b = 1; b <= total; b++)
+    for (int64_t b = 1; b <= total; b++)
         cr_progress_update(&p, b, loss, acc);
     cr_progress_end(&p);
     n = ftell(f);

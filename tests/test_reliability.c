@@ -140,8 +140,8 @@ static int training_run(ad_dtype dt, uint64_t seed, counter *c, run_result *r, i
         io_batcher_start_epoch(bat, epoch);
         while (io_batcher_next(bat, &b)) {
             cr_assert_lt(step, NSTEPS - 1);
-            if ((rc = nn_model_set_input_f32(m, b.x, (int64_t)b.size, NFEAT)) ||
-                (rc = nn_model_set_labels(m, b.y, (int64_t)b.size)) ||
+            if ((rc = nn_model_set_input_f32(m, b.x, b.size, NFEAT)) ||
+                (rc = nn_model_set_labels(m, b.y, b.size)) ||
                 (rc = nn_model_train_step(m, opt, &r->loss[step++]))) {
                 fail_with(r, rc, nn_model_errcode(m), nn_model_error(m));
                 goto done;
@@ -256,7 +256,7 @@ static int differing_tensors(const char *a, const char *b)
     cr_assert_eq(io_checkpoint_count(ca), io_checkpoint_count(cb));
     cr_assert_gt(io_checkpoint_count(ca), 0);
     int differ = 0;
-    for (size_t i = 0; i < io_checkpoint_count(ca); i++) {
+    for (int64_t i = 0; i < io_checkpoint_count(ca); i++) {
         const io_array *ta = io_checkpoint_tensor_at(ca, i);
         const io_array *tb = io_checkpoint_find(cb, ta->name);
         cr_assert_not_null(tb, "%s has no tensor %s", b, ta->name);

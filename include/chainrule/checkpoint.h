@@ -16,7 +16,7 @@
  *     if (io_checkpoint_write("model.safetensors", t, 2, m, 1, &err) != 0)
  *         fprintf(stderr, "%s\n", err.message);    // the old file is untouched
  *
- *     size_t shape[2] = {300, 784};
+ *     int64_t shape[2] = {300, 784};
  *     io_checkpoint *ck = io_checkpoint_read("model.safetensors", &err);
  *     if (!ck || io_checkpoint_copy(ck, "dense0.w", AD_F32, 2, shape, w, &err) != 0)
  *         fprintf(stderr, "%s\n", err.message);    // names the problem
@@ -88,12 +88,12 @@ typedef struct io_ckpt_meta {
  * fails; the message names the path and the system's reason),
  * AD_ENOMEM.
  */
-AD_API int io_checkpoint_write(const char *path, const io_array *tensors, size_t count,
-                               const io_ckpt_meta *meta, size_t meta_count, ad_error *err);
+AD_API int io_checkpoint_write(const char *path, const io_array *tensors, int64_t count,
+                               const io_ckpt_meta *meta, int64_t meta_count, ad_error *err);
 
 /** io_checkpoint_write with its working memory from alloc(ud, ...). */
-AD_API int io_checkpoint_write_with(const char *path, const io_array *tensors, size_t count,
-                                    const io_ckpt_meta *meta, size_t meta_count, ad_alloc_fn alloc,
+AD_API int io_checkpoint_write_with(const char *path, const io_array *tensors, int64_t count,
+                                    const io_ckpt_meta *meta, int64_t meta_count, ad_alloc_fn alloc,
                                     void *ud, ad_error *err);
 
 /** A checkpoint read into memory. Opaque; query it with the functions below. */
@@ -131,19 +131,19 @@ AD_API void io_checkpoint_free(io_checkpoint *ck);
 AD_API bool io_checkpoint_verified(const io_checkpoint *ck);
 
 /** Number of tensors, in the order of the file's header. */
-AD_API size_t io_checkpoint_count(const io_checkpoint *ck);
+AD_API int64_t io_checkpoint_count(const io_checkpoint *ck);
 
-/** Tensor i (< io_checkpoint_count), owned by ck; NULL when out of range. */
-AD_API const io_array *io_checkpoint_tensor_at(const io_checkpoint *ck, size_t i);
+/** Tensor i (0 <= i < io_checkpoint_count), owned by ck; NULL when out of range. */
+AD_API const io_array *io_checkpoint_tensor_at(const io_checkpoint *ck, int64_t i);
 
 /** The tensor called name, owned by ck, or NULL when there is none. */
 AD_API const io_array *io_checkpoint_find(const io_checkpoint *ck, const char *name);
 
 /** Number of metadata entries (the checksum entry is not counted). */
-AD_API size_t io_checkpoint_meta_count(const io_checkpoint *ck);
+AD_API int64_t io_checkpoint_meta_count(const io_checkpoint *ck);
 
 /** Metadata entry i in file order, owned by ck; NULL when out of range. */
-AD_API const io_ckpt_meta *io_checkpoint_meta_at(const io_checkpoint *ck, size_t i);
+AD_API const io_ckpt_meta *io_checkpoint_meta_at(const io_checkpoint *ck, int64_t i);
 
 /** The metadata value for key, owned by ck, or NULL when absent. */
 AD_API const char *io_checkpoint_meta(const io_checkpoint *ck, const char *key);
@@ -158,7 +158,7 @@ AD_API const char *io_checkpoint_meta(const io_checkpoint *ck, const char *key);
  * bad ndim).
  */
 AD_API int io_checkpoint_copy(const io_checkpoint *ck, const char *name, ad_dtype dtype, int ndim,
-                              const size_t *shape, void *dst, ad_error *err);
+                              const int64_t *shape, void *dst, ad_error *err);
 
 #ifdef __cplusplus
 }

@@ -62,14 +62,14 @@ extern "C" {
  * and the values of x and y changed freely; do not replace the pointers.
  */
 typedef struct io_dataset {
-    size_t n;           /**< number of examples */
-    size_t d;           /**< features per example */
+    int64_t n;          /**< number of examples */
+    int64_t d;          /**< features per example */
     float *x;           /**< (n, d) row-major */
     int *y;             /**< (n) labels in [0, classes), NULL when unlabelled */
     int classes;        /**< 1 + the largest label (or the named classes); 0 unlabelled */
     char **class_names; /**< (classes) names from a CSV's text labels, else NULL */
-    size_t height;      /**< image rows when read from IDX images, else 0 */
-    size_t width;       /**< image columns (d == height * width), else 0 */
+    int64_t height;     /**< image rows when read from IDX images, else 0 */
+    int64_t width;      /**< image columns (d == height * width), else 0 */
     /** The allocator the dataset's memory came from (NULL: malloc); slices,
         splits and batchers of the dataset, or of a copy of this struct that
         views some of its rows, use it too. */
@@ -81,12 +81,12 @@ typedef struct io_dataset {
  * A new dataset of n examples with d zero features each, with a label
  * array of zeros when labelled (classes is then 0 until the caller sets it).
  * The caller's; free it with io_dataset_free. NULL on failure with *err:
- * AD_EINVAL when n * d overflows, AD_ENOMEM.
+ * AD_EINVAL when n or d is negative or n * d overflows, AD_ENOMEM.
  */
-AD_API io_dataset *io_dataset_new(size_t n, size_t d, bool labelled, ad_error *err);
+AD_API io_dataset *io_dataset_new(int64_t n, int64_t d, bool labelled, ad_error *err);
 
 /** io_dataset_new with the dataset's memory from alloc(ud, ...). */
-AD_API io_dataset *io_dataset_new_with(size_t n, size_t d, bool labelled, ad_alloc_fn alloc,
+AD_API io_dataset *io_dataset_new_with(int64_t n, int64_t d, bool labelled, ad_alloc_fn alloc,
                                        void *ud, ad_error *err);
 
 /** Frees a dataset and everything it owns. Accepts NULL. */
@@ -96,26 +96,28 @@ AD_API void io_dataset_free(io_dataset *ds);
  * Copies count examples starting at begin into a new dataset (class count,
  * class names and image size are copied too; memory from ds's allocator).
  * The first N examples are io_dataset_slice(ds, 0, N, ...). NULL on failure
- * with *err: AD_EINVAL when begin + count > ds->n, AD_ENOMEM.
+ * with *err: AD_EINVAL when begin or count is negative or begin + count >
+ * ds->n, AD_ENOMEM.
  */
-AD_API io_dataset *io_dataset_slice(const io_dataset *ds, size_t begin, size_t count,
+AD_API io_dataset *io_dataset_slice(const io_dataset *ds, int64_t begin, int64_t count,
                                     ad_error *err);
 
 /**
  * Keeps the first n examples of ds in place (a subset for quick runs);
- * n larger than ds->n keeps everything. Memory is not given back.
+ * n larger than ds->n keeps everything, a negative n changes nothing.
+ * Memory is not given back.
  */
-AD_API void io_dataset_truncate(io_dataset *ds, size_t n);
+AD_API void io_dataset_truncate(io_dataset *ds, int64_t n);
 
 /**
  * Splits ds into two new datasets: *first holds examples [0, n_first) and
  * *rest the others, as Géron's Fashion-MNIST validation split (the first
  * 5000 training images validate). For a random split call io_dataset_shuffle
  * first. ds is unchanged. Both outputs are the caller's. Returns 0, or -1
- * with both outputs NULL and *err: AD_EINVAL when n_first > ds->n,
- * AD_ENOMEM.
+ * with both outputs NULL and *err: AD_EINVAL when n_first is negative or
+ * larger than ds->n, AD_ENOMEM.
  */
-AD_API int io_dataset_split(const io_dataset *ds, size_t n_first, io_dataset **first,
+AD_API int io_dataset_split(const io_dataset *ds, int64_t n_first, io_dataset **first,
                             io_dataset **rest, ad_error *err);
 
 /**
@@ -143,20 +145,20 @@ typedef enum io_scale_kind {
  * them in a checkpoint) and written (to restore them); owned by the scaler.
  */
 typedef struct io_scaler {
-    size_t d;      /**< number of features */
+    int64_t d;     /**< number of features */
     float *center; /**< (d) subtracted: minimum or mean */
     float *spread; /**< (d) divisor: max - min or standard deviation */
 } io_scaler;
 
 /**
  * A new scaler for d features with center 0 and spread 1 (the identity), to
- * be filled by io_scaler_fit or from saved values. The caller's; NULL with
- * *err AD_ENOMEM on failure.
+ * be filled by io_scaler_fit or from saved values. The caller's; NULL on
+ * failure with *err: AD_EINVAL (negative d), AD_ENOMEM.
  */
-AD_API io_scaler *io_scaler_new(size_t d, ad_error *err);
+AD_API io_scaler *io_scaler_new(int64_t d, ad_error *err);
 
 /** io_scaler_new with the scaler's memory from alloc(ud, ...). */
-AD_API io_scaler *io_scaler_new_with(size_t d, ad_alloc_fn alloc, void *ud, ad_error *err);
+AD_API io_scaler *io_scaler_new_with(int64_t d, ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /**
  * Fits s on train (statistics in double precision; population standard
@@ -181,9 +183,9 @@ typedef struct io_idx {
     ad_dtype type; /**< element type of data: the file's 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D
                       f32, 0x0E f64 as AD_U8, AD_I8, AD_I16, AD_I32, AD_F32, AD_F64 */
     int ndim;      /**< 1 .. AD_MAX_DIMS (the most an IDX file may declare here) */
-    size_t dims[AD_MAX_DIMS]; /**< dims[0] is the number of items */
-    size_t count;             /**< product of dims: number of elements */
-    void *data;               /**< count elements of type; owned */
+    int64_t dims[AD_MAX_DIMS]; /**< dims[0] is the number of items */
+    int64_t count;             /**< product of dims: number of elements */
+    void *data;                /**< count elements of type; owned */
 } io_idx;
 
 /**
@@ -202,8 +204,8 @@ AD_API io_idx *io_idx_read_with(const char *path, ad_alloc_fn alloc, void *ud, a
 /** Frees an IDX image. Accepts NULL. */
 AD_API void io_idx_free(io_idx *idx);
 
-/** Element i of idx as a double (any element type). i must be < idx->count. */
-AD_API double io_idx_value(const io_idx *idx, size_t i);
+/** Element i of idx as a double (any element type); 0 when i is outside [0, idx->count). */
+AD_API double io_idx_value(const io_idx *idx, int64_t i);
 
 /**
  * Builds a dataset from an IDX of examples (dims[0] examples of the product
@@ -358,14 +360,15 @@ AD_API uint64_t io_data_rng_below(io_data_rng *rng, uint64_t bound);
  * and perm[io_data_rng_below(i + 1)]; the loop of nn_rng_shuffle) with a
  * generator seeded with
  * seed ^ (0x9E3779B97F4A7C15 * epoch). The same on every machine, so a
- * resumed run sees the same order as an uninterrupted one.
+ * resumed run sees the same order as an uninterrupted one. Does nothing for
+ * a NULL perm or n < 1.
  */
-AD_API void io_data_permutation(size_t *perm, size_t n, uint64_t seed, uint64_t epoch);
+AD_API void io_data_permutation(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch);
 
 /** One mini-batch; pointers stay valid until the next call on its batcher. */
 typedef struct io_batch {
-    size_t size;    /**< examples in this batch (the last may be smaller) */
-    size_t index;   /**< 0-based number of the batch within the epoch */
+    int64_t size;   /**< examples in this batch (the last may be smaller) */
+    int64_t index;  /**< 0-based number of the batch within the epoch */
     const float *x; /**< (size, d) features */
     const int *y;   /**< (size) labels; NULL for an unlabelled dataset */
 } io_batch;
@@ -381,7 +384,7 @@ typedef struct io_batcher io_batcher;
  * epoch 0. The caller's; NULL on failure with *err: AD_EINVAL (batch_size
  * 0, NULL ds), AD_ENOMEM.
  */
-AD_API io_batcher *io_batcher_new(const io_dataset *ds, size_t batch_size, bool shuffle,
+AD_API io_batcher *io_batcher_new(const io_dataset *ds, int64_t batch_size, bool shuffle,
                                   uint64_t seed, ad_error *err);
 
 /** Rewinds to the first batch of the given epoch (reshuffling if shuffled). */
@@ -394,7 +397,7 @@ AD_API void io_batcher_start_epoch(io_batcher *b, uint64_t epoch);
 AD_API bool io_batcher_next(io_batcher *b, io_batch *batch);
 
 /** Batches per epoch: ceil(n / batch_size). */
-AD_API size_t io_batcher_count(const io_batcher *b);
+AD_API int64_t io_batcher_count(const io_batcher *b);
 
 /** Frees a batcher (not its dataset). Accepts NULL. */
 AD_API void io_batcher_free(io_batcher *b);

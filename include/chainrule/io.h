@@ -17,7 +17,7 @@
  *         fprintf(stderr, "%s\n", err.message);   // names the file and the problem
  *         return 1;
  *     }
- *     size_t shape[2] = {100, 784};
+ *     int64_t shape[2] = {100, 784};
  *     float *x = malloc(sizeof(float) * 100 * 784);
  *     if (io_array_copy(a, AD_F32, 2, shape, x, &err) != 0)  // converts
  *         fprintf(stderr, "%s\n", err.message);
@@ -88,11 +88,11 @@ AD_API size_t io_dtype_size(ad_dtype dtype);
  * a scalar.
  */
 typedef struct io_array {
-    const char *name;          /**< .npz member name without ".npy"; "" from io_npy_read */
-    ad_dtype dtype;            /**< element type */
-    int ndim;                  /**< 0 .. AD_MAX_DIMS */
-    size_t shape[AD_MAX_DIMS]; /**< the first ndim entries are used */
-    const void *data;          /**< the values */
+    const char *name;           /**< .npz member name without ".npy"; "" from io_npy_read */
+    ad_dtype dtype;             /**< element type */
+    int ndim;                   /**< 0 .. AD_MAX_DIMS */
+    int64_t shape[AD_MAX_DIMS]; /**< the first ndim entries are used, each >= 0 */
+    const void *data;           /**< the values */
 } io_array;
 
 /* ------------------------------------------------------------ any file */
@@ -158,7 +158,7 @@ AD_API void io_array_free(io_array *array);
  * with *err: AD_EMISMATCH ("'w' has shape (3, 4) but (4, 3) is expected"),
  * AD_EINVAL (NULL arguments, dtype not F32/F64, bad ndim).
  */
-AD_API int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const size_t *shape,
+AD_API int io_array_copy(const io_array *array, ad_dtype dtype, int ndim, const int64_t *shape,
                          void *dst, ad_error *err);
 
 /**
@@ -186,10 +186,10 @@ AD_API int io_npy_read_node(const char *path, ad_node *node, ad_error *err);
  * Errors: as io_npy_write, and AD_EINVAL for a bad, duplicate or missing
  * name or an archive too large.
  */
-AD_API int io_npz_write(const char *path, const io_array *arrays, size_t count, ad_error *err);
+AD_API int io_npz_write(const char *path, const io_array *arrays, int64_t count, ad_error *err);
 
 /** io_npz_write with its working memory from alloc(ud, ...). */
-AD_API int io_npz_write_with(const char *path, const io_array *arrays, size_t count,
+AD_API int io_npz_write_with(const char *path, const io_array *arrays, int64_t count,
                              ad_alloc_fn alloc, void *ud, ad_error *err);
 
 /** An .npz archive read into memory. Opaque; query it with the functions below. */
@@ -216,10 +216,10 @@ AD_API io_npz *io_npz_read_with(const char *path, ad_alloc_fn alloc, void *ud, a
 AD_API void io_npz_free(io_npz *npz);
 
 /** Number of arrays, in the order of the zip central directory. */
-AD_API size_t io_npz_count(const io_npz *npz);
+AD_API int64_t io_npz_count(const io_npz *npz);
 
-/** Array i (< io_npz_count), owned by npz; NULL when out of range. */
-AD_API const io_array *io_npz_at(const io_npz *npz, size_t i);
+/** Array i (0 <= i < io_npz_count), owned by npz; NULL when out of range. */
+AD_API const io_array *io_npz_at(const io_npz *npz, int64_t i);
 
 /** The array called name (without ".npy"), owned by npz, or NULL. */
 AD_API const io_array *io_npz_find(const io_npz *npz, const char *name);
