@@ -167,8 +167,10 @@ extern int ad_threads_requested;
 #define AD_AHEAD 6
 #ifdef __GNUC__
 #define AD_PREFETCH(p) __builtin_prefetch(p)
+#define AD_PREFETCH_WRITE(p) __builtin_prefetch(p, 1)
 #else
 #define AD_PREFETCH(p) ((void)(p))
+#define AD_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
