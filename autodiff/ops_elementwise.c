@@ -5,6 +5,7 @@
 #include <tgmath.h>
 
 #include "graph_impl.h"
+#include "vmath_impl.h"
 
 /* ---------------------------------------------------------- broadcasting */
 
@@ -142,14 +143,14 @@ bool shape_straight_through(ad_node *n)
     }
 
 UNARY_KERNEL(neg, -x)
-UNARY_KERNEL(exp, exp(x))
+UNARY_KERNEL(exp, ad_exp_elem(x))
 UNARY_KERNEL(log, log(x))
 UNARY_KERNEL(sqrt, sqrt(x))
 UNARY_KERNEL(abs, fabs(x))
 UNARY_KERNEL(sin, sin(x))
 UNARY_KERNEL(cos, cos(x))
-UNARY_KERNEL(tanh, tanh(x))
-UNARY_KERNEL(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
+UNARY_KERNEL(tanh, ad_tanh_elem(x))
+UNARY_KERNEL(sigmoid, ad_sigmoid_elem(x))
 UNARY_KERNEL(relu, x > 0 ? x : 0)
 UNARY_KERNEL(softplus, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
 UNARY_KERNEL(leaky_relu, x > 0 ? x : p0 * x)
