@@ -23,22 +23,42 @@ bool ad_same_shape(const ad_node *a, const ad_node *b)
     return true;
 }
 
-typedef struct {
-    ad_node *term;
-    int64_t next; /* index of the next contribution to the same node, -1 ends */
-} contribution;
-
 /* The contributions to each node's gradient while a backward pass is built.
  * Most nodes get exactly one: it waits in first[id] (the array that then
- * holds the gradients), and only the second and later ones of a node that
- * fans out go to the pool, so a chain of single uses never reads the pool. */
+ * holds the gradients). A node that fans out gets a list, contiguous in one
+ * shared array (moved to twice the room when full), so summing a weight's
+ * hundred uses reads one run of memory, not a chain across the pass. */
+typedef struct {
+    int64_t off, len, cap; /* terms[off, off + len), room for cap */
+} fan_list;
+
 typedef struct {
     ad_graph *g;
     ad_node **first; /* per node id: the first contribution, NULL when none */
-    int64_t *more;   /* per node id: the latest later contribution, -1 when none */
-    contribution *pool;
-    int64_t npool, cap;
+    int64_t *more;   /* per node id: its fan_list once a second one came, -1 before */
+    fan_list *lists;
+    int64_t nlists, cap_lists;
+    ad_node **terms; /* the lists' storage */
+    int64_t nterms, cap_terms;
 } pending;
+
+/* Room for n more terms at the end of p->terms; its offset, -1 without memory. */
+static int64_t pending_room(pending *p, int64_t n)
+{
+    if (p->nterms + n > p->cap_terms) {
+        int64_t cap = p->cap_terms ? p->cap_terms : 256;
+        while (cap < p->nterms + n)
+            cap *= 2;
+        ad_node **t = ad_mem(p->g, p->terms, sizeof(ad_node *) * (size_t)p->cap_terms,
+                             sizeof(ad_node *) * (size_t)cap);
+        if (!t)
+            return -1;
+        p->terms = t;
+        p->cap_terms = cap;
+    }
+    p->nterms += n;
+    return p->nterms - n;
+}
 
 static bool pending_push(pending *p, int64_t id, ad_node *term)
 {
@@ -46,17 +66,33 @@ static bool pending_push(pending *p, int64_t id, ad_node *term)
         p->first[id] = term;
         return true;
     }
-    if (p->npool == p->cap) {
-        int64_t cap = p->cap ? p->cap * 2 : 256;
-        contribution *q = ad_mem(p->g, p->pool, sizeof(contribution) * (size_t)p->cap,
-                                 sizeof(contribution) * (size_t)cap);
-        if (!q)
+    if (p->more[id] < 0) { /* the second one: a list that starts with the first */
+        if (p->nlists == p->cap_lists) {
+            int64_t cap = p->cap_lists ? p->cap_lists * 2 : 64;
+            fan_list *l = ad_mem(p->g, p->lists, sizeof(fan_list) * (size_t)p->cap_lists,
+                                 sizeof(fan_list) * (size_t)cap);
+            if (!l)
+                return false;
+            p->lists = l;
+            p->cap_lists = cap;
+        }
+        int64_t off = pending_room(p, 4);
+        if (off < 0)
             return false;
-        p->pool = q;
-        p->cap = cap;
+        p->terms[off] = p->first[id];
+        p->lists[p->nlists] = (fan_list){off, 1, 4};
+        p->more[id] = p->nlists++;
     }
-    p->pool[p->npool] = (contribution){term, p->more[id]};
-    p->more[id] = p->npool++;
+    fan_list *l = &p->lists[p->more[id]];
+    if (l->len == l->cap) {
+        int64_t off = pending_room(p, 2 * l->cap);
+        if (off < 0)
+            return false;
+        memcpy(p->terms + off, p->terms + l->off, sizeof(ad_node *) * (size_t)l->len);
+        l->off = off;
+        l->cap *= 2;
+    }
+    p->terms[l->off + l->len++] = term;
     return true;
 }
 
@@ -66,23 +102,16 @@ static ad_node *pending_sum(pending *p, int64_t id)
 {
     if (p->more[id] < 0)
         return p->first[id];
-    int64_t k = 1;
-    for (int64_t e = p->more[id]; e >= 0; e = p->pool[e].next)
-        k++;
-    ad_node *local[16], **terms = local;
-    if (k > 16) {
-        terms = ad_mem(p->g, NULL, 0, sizeof(ad_node *) * (size_t)k);
-        if (!terms)
-            return NULL;
-    }
-    int64_t i = k;
-    for (int64_t e = p->more[id]; e >= 0; e = p->pool[e].next)
-        terms[--i] = p->pool[e].term;
-    terms[0] = p->first[id];
-    ad_node *sum = k > INT32_MAX ? NULL : ad_add_n((int)k, terms);
-    if (terms != local)
-        ad_mem(p->g, terms, sizeof(ad_node *) * (size_t)k, 0);
-    return sum;
+    const fan_list *l = &p->lists[p->more[id]];
+    return l->len > INT32_MAX ? NULL : ad_add_n((int)l->len, p->terms + l->off);
+}
+
+static void pending_free(pending *p, int64_t n)
+{
+    ad_mem(p->g, p->lists, sizeof(fan_list) * (size_t)p->cap_lists, 0);
+    ad_mem(p->g, p->terms, sizeof(ad_node *) * (size_t)p->cap_terms, 0);
+    if (p->more)
+        ad_mem(p->g, p->more, sizeof(int64_t) * (size_t)n, 0);
 }
 
 /* Builds d y/d node for every node before y that y depends on through nodes
@@ -152,14 +181,11 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
             goto fail;
     }
     g->building_order = outer_order;
-    ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
-    ad_mem(g, p.more, sizeof(int64_t) * (size_t)n, 0);
+    pending_free(&p, n);
     return grads;
 fail:
     g->building_order = outer_order;
-    ad_mem(g, p.pool, sizeof(contribution) * (size_t)p.cap, 0);
-    if (p.more)
-        ad_mem(g, p.more, sizeof(int64_t) * (size_t)n, 0);
+    pending_free(&p, n);
     if (grads)
         ad_mem(g, grads, sizeof(ad_node *) * (size_t)n, 0);
     return NULL;
