@@ -235,7 +235,7 @@ nn_model *nn_model_from_architecture_with(const char *json, int64_t batch, ad_al
         l->causal = (int)int_field(&r, o, "causal", 1);
         l->batch_first = (int)int_field(&r, o, "batch_first", 1);
         char why[160];
-        if (r.key || nn_layer_check(l, why, sizeof why) != 0) {
+        if (r.key || nn_layer_check(l, why, sizeof why, NULL) != 0) {
             if (r.key && r.hi == DBL_MAX)
                 snprintf(why, sizeof why, "\"%s\" is not a finite number", r.key);
             else if (r.key)

@@ -277,8 +277,84 @@ static ad_node *channels_rows(ad_node *x)
     return ad_reshape(x, 3, sh);
 }
 
-int nn_layer_check(const nn_layer *l, char *why, size_t size)
+/* The range of every layer parameter, written once: nn_layer_check applies
+   it to a record (model files, the --model grammar of spec.c, whose
+   messages quote nn_layer_param_range). Strides, dilations and groups may
+   also be 0, the default. */
+static const struct {
+    const char *name;
+    bool integer, lo_open, hi_open, zero_default;
+    double lo, hi;
+} param_ranges[NN_PARAM_COUNT] = {
+    [NN_PARAM_UNITS] = {"units", true, false, false, false, 1, 1 << 24},
+    [NN_PARAM_VOCAB] = {"vocab", true, false, false, false, 1, 1 << 24},
+    [NN_PARAM_KERNEL] = {"kernel", true, false, false, false, 1, 4096},
+    [NN_PARAM_STRIDE] = {"stride", true, false, false, true, 1, 4096},
+    [NN_PARAM_PADDING] = {"pad", true, false, false, false, 0, 4096},
+    [NN_PARAM_DILATION] = {"dilation", true, false, false, true, 1, 4096},
+    [NN_PARAM_GROUPS] = {"groups", true, false, false, true, 1, 1 << 16},
+    [NN_PARAM_HEADS] = {"heads", true, false, false, false, 1, 4096},
+    [NN_PARAM_AXES] = {"axes", true, false, false, false, 1, AD_MAX_DIMS - 1},
+    [NN_PARAM_RATE] = {"rate", false, false, true, false, 0, 1},
+    [NN_PARAM_MOMENTUM] = {"momentum", false, false, false, false, 0, 1},
+    [NN_PARAM_EPS] = {"eps", false, true, false, false, 0, 1},
+    [NN_PARAM_ALPHA] = {"alpha", false, false, false, false, -1e6, 1e6},
+};
+
+const char *nn_layer_param_range(nn_layer_param param, char *buf, size_t size)
 {
+    if ((int)param < 0 || param >= NN_PARAM_COUNT) {
+        snprintf(buf, size, "?");
+        return buf;
+    }
+    if (param_ranges[param].integer)
+        snprintf(buf, size, "an integer in [%.0f, %.0f]%s", param_ranges[param].lo,
+                 param_ranges[param].hi,
+                 param_ranges[param].zero_default ? " or 0 (the default)" : "");
+    else
+        snprintf(buf, size, "a number in %c%g, %g%c", param_ranges[param].lo_open ? '(' : '[',
+                 param_ranges[param].lo, param_ranges[param].hi,
+                 param_ranges[param].hi_open ? ')' : ']');
+    return buf;
+}
+
+bool nn_layer_param_ok(nn_layer_param param, double v)
+{
+    if ((int)param < 0 || param >= NN_PARAM_COUNT)
+        return false;
+    if (param_ranges[param].zero_default && v == 0)
+        return true;
+    return isfinite(v) &&
+           (param_ranges[param].lo_open ? v > param_ranges[param].lo
+                                        : v >= param_ranges[param].lo) &&
+           (param_ranges[param].hi_open ? v < param_ranges[param].hi
+                                        : v <= param_ranges[param].hi) &&
+           (!param_ranges[param].integer || v == floor(v));
+}
+
+/* Checks value v of param; on failure writes the reason and sets *bad. */
+static bool check_param(nn_layer_param param, double v, char *why, size_t size, nn_layer_param *bad)
+{
+    if (nn_layer_param_ok(param, v))
+        return true;
+    char range[80];
+    snprintf(why, size, "%s %.17g is not %s", param_ranges[param].name, v,
+             nn_layer_param_range(param, range, sizeof range));
+    *bad = param;
+    return false;
+}
+
+int nn_layer_check(const nn_layer *l, char *why, size_t size, nn_layer_param *bad)
+{
+    nn_layer_param unused;
+    if (!bad)
+        bad = &unused;
+    *bad = NN_PARAM_COUNT;
+    if ((int)l->init < 0 || l->init >= NN_INIT_COUNT || (int)l->act < 0 || l->act >= NN_ACT_COUNT ||
+        (int)l->kind < 0 || l->kind >= NN_LAYER_COUNT) {
+        snprintf(why, size, "unknown kind, initializer or activation");
+        return -1;
+    }
     bool conv = l->kind == NN_LAYER_CONV1D || l->kind == NN_LAYER_CONV2D;
     bool pool = l->kind >= NN_LAYER_MAX_POOL1D && l->kind <= NN_LAYER_AVG_POOL2D;
     bool two_d = l->kind == NN_LAYER_CONV2D || l->kind == NN_LAYER_MAX_POOL2D ||
@@ -289,39 +365,50 @@ int nn_layer_check(const nn_layer *l, char *why, size_t size)
                  l->kind == NN_LAYER_FEED_FORWARD || l->kind == NN_LAYER_TRANSFORMER_BLOCK;
     bool dropout = l->kind == NN_LAYER_DROPOUT || l->kind == NN_LAYER_ATTENTION ||
                    l->kind == NN_LAYER_FEED_FORWARD || l->kind == NN_LAYER_TRANSFORMER_BLOCK;
-    const char *bad = NULL;
-    if (sized && l->units < 1)
-        bad = "units (width, channels or hidden size) must be >= 1";
-    else if (l->kind == NN_LAYER_EMBEDDING && l->vocab < 1)
-        bad = "the vocabulary must have >= 1 rows";
-    else if ((conv || pool) && (l->kernel[0] < 1 || (two_d && l->kernel[1] < 1)))
-        bad = "kernel sizes must be >= 1";
-    else if ((conv || pool) &&
-             (l->stride[0] < 0 || l->stride[1] < 0 || l->padding[0] < 0 || l->padding[1] < 0 ||
-              l->dilation[0] < 0 || l->dilation[1] < 0 || l->groups < 0))
-        bad = "strides, paddings, dilations and groups must be >= 0 (0: the default)";
-    else if ((l->kind == NN_LAYER_ATTENTION || l->kind == NN_LAYER_TRANSFORMER_BLOCK) &&
-             l->heads < 1)
-        bad = "heads must be >= 1";
-    else if (dropout && !(l->rate >= 0 && l->rate < 1))
-        bad = "the dropout rate must be in [0, 1)";
-    else if (l->kind == NN_LAYER_BATCH_NORM && !(l->momentum >= 0 && l->momentum <= 1))
-        bad = "momentum must be in [0, 1]";
-    else if ((l->kind == NN_LAYER_BATCH_NORM || l->kind == NN_LAYER_LAYER_NORM ||
-              l->kind == NN_LAYER_TRANSFORMER_BLOCK) &&
-             !(l->eps >= 0 && isfinite(l->eps)))
-        bad = "eps must be a finite number >= 0";
-    else if ((int)l->init < 0 || l->init >= NN_INIT_COUNT || (int)l->act < 0 ||
-             l->act >= NN_ACT_COUNT || (int)l->kind < 0 || l->kind >= NN_LAYER_COUNT)
-        bad = "unknown kind, initializer or activation";
-    if (bad)
-        snprintf(why, size, "%s", bad);
-    return bad ? -1 : 0;
+    bool heads = l->kind == NN_LAYER_ATTENTION || l->kind == NN_LAYER_TRANSFORMER_BLOCK;
+    bool eps = l->kind == NN_LAYER_BATCH_NORM || l->kind == NN_LAYER_LAYER_NORM ||
+               l->kind == NN_LAYER_TRANSFORMER_BLOCK;
+    int axes = two_d ? 2 : 1;
+    bool ok = !sized || check_param(NN_PARAM_UNITS, (double)l->units, why, size, bad);
+    if (ok && l->kind == NN_LAYER_EMBEDDING)
+        ok = check_param(NN_PARAM_VOCAB, (double)l->vocab, why, size, bad);
+    for (int k = 0; ok && (conv || pool) && k < axes; k++)
+        ok = check_param(NN_PARAM_KERNEL, l->kernel[k], why, size, bad) &&
+             check_param(NN_PARAM_STRIDE, l->stride[k], why, size, bad) &&
+             check_param(NN_PARAM_PADDING, l->padding[k], why, size, bad) &&
+             (!conv || check_param(NN_PARAM_DILATION, l->dilation[k], why, size, bad));
+    if (ok && conv)
+        ok = check_param(NN_PARAM_GROUPS, l->groups, why, size, bad);
+    if (ok && heads)
+        ok = check_param(NN_PARAM_HEADS, l->heads, why, size, bad);
+    if (ok && dropout)
+        ok = check_param(NN_PARAM_RATE, l->rate, why, size, bad);
+    if (ok && l->kind == NN_LAYER_BATCH_NORM)
+        ok = check_param(NN_PARAM_MOMENTUM, l->momentum, why, size, bad);
+    if (ok && eps)
+        ok = check_param(NN_PARAM_EPS, l->eps, why, size, bad);
+    if (ok && l->kind == NN_LAYER_LAYER_NORM)
+        ok = check_param(NN_PARAM_AXES, l->naxes, why, size, bad);
+    if (ok && l->kind == NN_LAYER_ACTIVATION)
+        ok = check_param(NN_PARAM_ALPHA, l->alpha, why, size, bad);
+    return ok ? 0 : -1;
+}
+
+/* The one range check of a layer before it is built, whichever way it was
+   declared (nn_add_*, nn_model_add_*, a model file, a --model list). */
+static bool layer_in_range(nn_model *m, const nn_layer *l, ad_node *x)
+{
+    char why[160];
+    if (nn_layer_check(l, why, sizeof why, NULL) == 0)
+        return true;
+    nn_model_fail(m, AD_EINVAL, "%s: %s", nn_layer_kind_name(l->kind), why);
+    nn_graph_fail(x, "%s: %s", nn_layer_kind_name(l->kind), why);
+    return false;
 }
 
 ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
 {
-    if (!x)
+    if (!x || !layer_in_range(m, l, x))
         return NULL;
     char s1[96];
     l->input = x;
@@ -406,7 +493,7 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
 
 ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x)
 {
-    if (!x)
+    if (!x || !layer_in_range(m, l, x))
         return NULL;
     l->input = x;
     l->in = ad_ndim(x) ? ad_shape(x)[ad_ndim(x) - 1] : 1;

@@ -110,10 +110,37 @@ ad_node *nn_model_new_state(nn_model *m, nn_layer *l, const char *suffix, int nd
                             const int64_t *shape, double fill);
 /* layers_model.c: applies the declared layer l to x; NULL with the graph's error. */
 ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x);
+/* The layer parameters that have a range (nn_layer_check). */
+typedef enum {
+    NN_PARAM_UNITS,
+    NN_PARAM_VOCAB,
+    NN_PARAM_KERNEL,
+    NN_PARAM_STRIDE,
+    NN_PARAM_PADDING,
+    NN_PARAM_DILATION,
+    NN_PARAM_GROUPS,
+    NN_PARAM_HEADS,
+    NN_PARAM_AXES,
+    NN_PARAM_RATE,
+    NN_PARAM_MOMENTUM,
+    NN_PARAM_EPS,
+    NN_PARAM_ALPHA,
+    NN_PARAM_COUNT
+} nn_layer_param;
 /* layers_model.c: 0 when the fields of l are in range for its kind (sizes,
- * kernels, options, rates), else -1 with the reason in why. For records read
- * from outside (model files, layer lists) before nn_layer_apply. */
-int nn_layer_check(const nn_layer *l, char *why, size_t size);
+ * kernels, options, rates), else -1 with the reason in why ("units 0 is not
+ * an integer in [1, 16777216]") and the parameter in *bad (NN_PARAM_COUNT
+ * for a bad kind, initializer or activation; bad may be NULL). The one
+ * range check of layer records: nn_layer_apply runs it on every layer
+ * (nn_add_*, nn_model_add_*), the architecture reader and the --model
+ * grammar (which points at the argument's column) before; the ranges live
+ * in its table. */
+int nn_layer_check(const nn_layer *l, char *why, size_t size, nn_layer_param *bad);
+/* layers_model.c: the range of param as text ("an integer in [1, 4096]",
+ * "a number in [0, 1)") into buf. */
+const char *nn_layer_param_range(nn_layer_param param, char *buf, size_t size);
+/* layers_model.c: whether v is in param's range. */
+bool nn_layer_param_ok(nn_layer_param param, double v);
 /* layers_model.c: a dense or convolution layer l and the ReLU activation
  * layer act after it as one fused node (ad_linear_relu, ad_conv2d_bias_relu);
  * both records get its output. */

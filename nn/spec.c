@@ -12,6 +12,7 @@
  * a stack (nn_layers_apply_chain), so the model carries its architecture
  * and nn_model_load rebuilds it. nn_model_spec writes a model back as a
  * list. Every error names its column. */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,22 +75,23 @@ static const char *key_name(arg_id id)
     return "?";
 }
 
-/* How a value is read and its range. */
+/* How a value is read and the layer parameter whose range it has
+   (nn_layer_check's table; NN_PARAM_COUNT: no range). */
 typedef enum { V_INT, V_PAIR, V_REAL, V_BOOL, V_INIT, V_ACT } value_kind;
 
 static const struct {
     value_kind kind;
-    double lo, hi; /* inclusive, except V_REAL's hi for rates (below) */
-} ranges[A_COUNT] = {
-    [A_UNITS] = {V_INT, 1, 1 << 24},  [A_KERNEL] = {V_PAIR, 1, 4096},
-    [A_STRIDE] = {V_PAIR, 1, 4096},   [A_PAD] = {V_PAIR, 0, 4096},
-    [A_DILATION] = {V_PAIR, 1, 4096}, [A_GROUPS] = {V_INT, 1, 1 << 16},
-    [A_BIAS] = {V_BOOL, 0, 1},        [A_INIT] = {V_INIT, 0, 0},
-    [A_RATE] = {V_REAL, 0, 1},        [A_MOMENTUM] = {V_REAL, 0, 1},
-    [A_EPS] = {V_REAL, 0, 1},         [A_ALPHA] = {V_REAL, -1e6, 1e6},
-    [A_HEADS] = {V_INT, 1, 4096},     [A_CAUSAL] = {V_BOOL, 0, 1},
-    [A_AFFINE] = {V_BOOL, 0, 1},      [A_AXES] = {V_INT, 1, AD_MAX_DIMS - 1},
-    [A_ACT] = {V_ACT, 0, 0},          [A_VOCAB] = {V_INT, 1, 1 << 24},
+    nn_layer_param param;
+} values[A_COUNT] = {
+    [A_UNITS] = {V_INT, NN_PARAM_UNITS},        [A_KERNEL] = {V_PAIR, NN_PARAM_KERNEL},
+    [A_STRIDE] = {V_PAIR, NN_PARAM_STRIDE},     [A_PAD] = {V_PAIR, NN_PARAM_PADDING},
+    [A_DILATION] = {V_PAIR, NN_PARAM_DILATION}, [A_GROUPS] = {V_INT, NN_PARAM_GROUPS},
+    [A_BIAS] = {V_BOOL, NN_PARAM_COUNT},        [A_INIT] = {V_INIT, NN_PARAM_COUNT},
+    [A_RATE] = {V_REAL, NN_PARAM_RATE},         [A_MOMENTUM] = {V_REAL, NN_PARAM_MOMENTUM},
+    [A_EPS] = {V_REAL, NN_PARAM_EPS},           [A_ALPHA] = {V_REAL, NN_PARAM_ALPHA},
+    [A_HEADS] = {V_INT, NN_PARAM_HEADS},        [A_CAUSAL] = {V_BOOL, NN_PARAM_COUNT},
+    [A_AFFINE] = {V_BOOL, NN_PARAM_COUNT},      [A_AXES] = {V_INT, NN_PARAM_AXES},
+    [A_ACT] = {V_ACT, NN_PARAM_COUNT},          [A_VOCAB] = {V_INT, NN_PARAM_VOCAB},
 };
 
 /* ---------------------------------------------------------------- layers */
@@ -226,14 +228,15 @@ static size_t value_text(parser *p, char *buf, size_t size)
     return n;
 }
 
-/* A decimal integer with nothing after it, in [lo, hi]. */
-static bool int_in(const char *t, double lo, double hi, int64_t *out)
+/* A decimal integer with nothing after it that fits an int (the record's
+   kernel, stride... fields; units and vocab are checked against far less). */
+static bool int_text(const char *t, int64_t *out)
 {
     if (!is_digit(t[0]) && !(t[0] == '-' && is_digit(t[1])))
         return false;
     char *end;
     long long v = strtoll(t, &end, 10);
-    if (*end != '\0' || (double)v < lo || (double)v > hi)
+    if (*end != '\0' || v < INT_MIN || v > INT_MAX)
         return false;
     *out = v;
     return true;
@@ -245,19 +248,22 @@ typedef struct {
     size_t column;
 } parsed_layer;
 
-/* Stores value text t of argument id into the record. */
+/* Stores value text t of argument id into the record; its range is
+   nn_layer_check's, asked once the value is stored. */
 static int set_arg(parser *p, size_t at, const layer_syntax *ls, nn_layer *l, arg_id id,
                    const char *t)
 {
     const char *key = key_name(id);
     int64_t a = 0, b = 0;
     double d = 0.0;
-    char *end;
-    switch (ranges[id].kind) {
+    char *end, range[80];
+    nn_layer_param param = values[id].param;
+    if (param != NN_PARAM_COUNT)
+        nn_layer_param_range(param, range, sizeof range);
+    switch (values[id].kind) {
     case V_INT:
-        if (!int_in(t, ranges[id].lo, ranges[id].hi, &a))
-            return fail_at(p, at, "%s of %s: '%s' is not an integer in [%.0f, %.0f]", key, ls->name,
-                           t, ranges[id].lo, ranges[id].hi);
+        if (!int_text(t, &a))
+            return fail_at(p, at, "%s of %s: '%s' is not %s", key, ls->name, t, range);
         break;
     case V_PAIR: {
         char first[32];
@@ -266,24 +272,18 @@ static int set_arg(parser *p, size_t at, const layer_syntax *ls, nn_layer *l, ar
         snprintf(first, sizeof first, "%.*s", (int)(n < sizeof first ? n : sizeof first - 1), t);
         bool one_d = ls->kind == NN_LAYER_CONV1D || ls->kind == NN_LAYER_MAX_POOL1D ||
                      ls->kind == NN_LAYER_AVG_POOL1D;
-        if (!int_in(first, ranges[id].lo, ranges[id].hi, &a) ||
-            (x && (one_d || !int_in(x + 1, ranges[id].lo, ranges[id].hi, &b))))
-            return fail_at(p, at, "%s of %s: '%s' is not an integer in [%.0f, %.0f]%s", key,
-                           ls->name, t, ranges[id].lo, ranges[id].hi,
-                           one_d ? "" : " or a pair like 3x5");
+        if (!int_text(first, &a) || (x && (one_d || !int_text(x + 1, &b))) ||
+            !nn_layer_param_ok(param, (double)a) || (x && !nn_layer_param_ok(param, (double)b)))
+            return fail_at(p, at, "%s of %s: '%s' is not %s%s", key, ls->name, t, range,
+                           one_d ? "" : ", or a pair like 3x5");
         if (!x)
             b = one_d ? (id == A_KERNEL ? 1 : 0) : a;
         break;
     }
     case V_REAL:
         d = strtod(t, &end);
-        if (end == t || *end != '\0' || !isfinite(d) || d < ranges[id].lo || d > ranges[id].hi ||
-            ((id == A_RATE) && d >= 1) || (id == A_EPS && d <= 0))
-            return fail_at(p, at, "%s of %s: '%s' is not a number in %s", key, ls->name, t,
-                           id == A_RATE    ? "[0, 1)"
-                           : id == A_EPS   ? "(0, 1]"
-                           : id == A_ALPHA ? "[-1e6, 1e6]"
-                                           : "[0, 1]");
+        if (end == t || *end != '\0')
+            return fail_at(p, at, "%s of %s: '%s' is not %s", key, ls->name, t, range);
         break;
     case V_BOOL:
         if (strcmp(t, "true") == 0 || strcmp(t, "1") == 0)
@@ -374,6 +374,22 @@ static int set_arg(parser *p, size_t at, const layer_syntax *ls, nn_layer *l, ar
     return 0;
 }
 
+/* nn_layer_check on a parsed layer: a value out of range is reported at the
+   argument that gave it (the layer's column for a default). */
+static int check_layer(parser *p, const layer_syntax *ls, const nn_layer *l, size_t start,
+                       const size_t *arg_at, char (*arg_text)[64])
+{
+    char why[160], range[80];
+    nn_layer_param bad;
+    if (nn_layer_check(l, why, sizeof why, &bad) == 0)
+        return 0;
+    for (int id = 0; id < A_COUNT; id++)
+        if (values[id].param == bad && bad != NN_PARAM_COUNT && arg_text[id][0])
+            return fail_at(p, arg_at[id], "%s of %s: '%s' is not %s", key_name((arg_id)id),
+                           ls->name, arg_text[id], nn_layer_param_range(bad, range, sizeof range));
+    return fail_at(p, start, "%s: %s", ls->name, why);
+}
+
 /* The defaults of a layer kind (PyTorch's where it has them). */
 static void layer_defaults(nn_layer *l, nn_layer_kind kind, nn_activation act)
 {
@@ -459,6 +475,8 @@ static int parse_layer(parser *p, parsed_layer *out)
     }
     nn_layer *l = &out->rec;
     layer_defaults(l, ls->kind, act);
+    size_t arg_at[A_COUNT] = {0};
+    char arg_text[A_COUNT][64] = {{0}};
     unsigned seen = 0;
     int npos = 0;
     skip_space(p);
@@ -510,6 +528,8 @@ static int parse_layer(parser *p, parsed_layer *out)
                                  : fail_at(p, vat, "expected a value, found the end");
             if (set_arg(p, vat, ls, l, id, text))
                 return -1;
+            arg_at[id] = vat;
+            memcpy(arg_text[id], text, sizeof text);
             p->at += strlen(text);
             skip_space(p);
             if (p->s[p->at] == ',') {
@@ -542,6 +562,8 @@ static int parse_layer(parser *p, parsed_layer *out)
         l->stride[0] = l->kernel[0];
         l->stride[1] = l->kernel[1];
     }
+    if (check_layer(p, ls, l, start, arg_at, arg_text))
+        return -1;
     if ((ls->kind == NN_LAYER_MAX_POOL1D || ls->kind == NN_LAYER_MAX_POOL2D ||
          ls->kind == NN_LAYER_AVG_POOL1D || ls->kind == NN_LAYER_AVG_POOL2D) &&
         (2 * l->padding[0] > l->kernel[0] || 2 * l->padding[1] > l->kernel[1]))

@@ -413,11 +413,12 @@ Test(cli_train, model_grammar_errors_point_at_the_column)
                             "  conv2d(32,3),conv3d(1)\n"
                             "               ^\n");
     result_free(&r);
-    r = run_cli("train --model 'conv2d(32,3,pad=1),relu,maxpool2d(2,stride=0)'");
+    r = run_cli("train --model 'conv2d(32,3,pad=1),relu,maxpool2d(2,stride=-1)'");
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "column 44: stride of maxpool2d: '0' is not an integer in [1, 4096]"),
+    cr_expect(strstr(r.err, "column 44: stride of maxpool2d: '-1' is not an integer in [1, 4096] "
+                            "or 0 (the default)"),
               "%s", r.err);
-    cr_expect(strstr(r.err, "\n  conv2d(32,3,pad=1),relu,maxpool2d(2,stride=0)\n  "
+    cr_expect(strstr(r.err, "\n  conv2d(32,3,pad=1),relu,maxpool2d(2,stride=-1)\n  "
                             "                                           ^\n"),
               "%s", r.err);
     result_free(&r);

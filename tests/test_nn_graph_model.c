@@ -162,6 +162,21 @@ Test(nn_graph_model, errors_are_the_models_and_the_graphs)
     nn_model_free(m);
 }
 
+Test(nn_graph_model, layers_from_the_api_meet_the_ranges_of_model_files)
+{
+    /* nn_layer_check is the one range check: a layer declared through the
+       API is refused as a model file or a --model list with it would be */
+    nn_model *m = nn_model_new(AD_F32, 1, NULL);
+    int64_t xs[2] = {4, 3};
+    ad_node *x = nn_model_add_input(m, 2, xs, "x");
+    cr_assert_null(nn_add_batch_norm(m, x, 0.1, 0.0));
+    cr_assert_eq(nn_model_errcode(m), AD_EINVAL);
+    cr_assert_str_eq(nn_model_error(m), "batchnorm: eps 0 is not a number in (0, 1]");
+    cr_assert_str_eq(ad_graph_error(nn_model_graph(m)),
+                     "batchnorm: eps 0 is not a number in (0, 1]");
+    nn_model_free(m);
+}
+
 /* ------------------------------------------- zero allocations per step */
 
 /* Trains m (finished, with a loss and a target) at batches 8, 8, 5, 8 and
@@ -413,19 +428,19 @@ Test(nn_graph_model, architecture_fields_out_of_range_are_refused)
         {"[2,4]", "{\"kind\":\"dense\",\"units\":2.5}",
          "layer 0 (dense): \"units\" is not an integer in [0, 9007199254740992]"},
         {"[2,4]", "{\"kind\":\"dense\",\"units\":0}",
-         "layer 0 (dense): units (width, channels or hidden size) must be >= 1"},
+         "layer 0 (dense): units 0 is not an integer in [1, 16777216]"},
         {"[2,4]", "{\"kind\":\"dense\",\"units\":2,\"bias\":7}",
          "layer 0 (dense): \"bias\" is not an integer in [0, 1]"},
         {"[2,1,4]", "{\"kind\":\"conv1d\",\"units\":2,\"kernel\":[3,-1]}",
          "layer 0 (conv1d): \"kernel\" is not an integer in [0, 2147483647]"},
         {"[2,1,4]", "{\"kind\":\"maxpool1d\",\"kernel\":[0,1]}",
-         "layer 0 (maxpool1d): kernel sizes must be >= 1"},
+         "layer 0 (maxpool1d): kernel 0 is not an integer in [1, 4096]"},
         {"[2,4]", "{\"kind\":\"dropout\",\"rate\":1.5}",
-         "layer 0 (dropout): the dropout rate must be in [0, 1)"},
+         "layer 0 (dropout): rate 1.5 is not a number in [0, 1)"},
         {"[2,4]", "{\"kind\":\"embedding\",\"units\":3}",
-         "layer 0 (embedding): the vocabulary must have >= 1 rows"},
+         "layer 0 (embedding): vocab 0 is not an integer in [1, 16777216]"},
         {"[2,4]", "{\"kind\":\"batchnorm\",\"momentum\":2}",
-         "layer 0 (batchnorm): momentum must be in [0, 1]"},
+         "layer 0 (batchnorm): momentum 2 is not a number in [0, 1]"},
         {"[2,0]", "{\"kind\":\"flatten\"}", "\"input\" is not an integer in [1, 9007199254740992]"},
         {"[2,1e300]", "{\"kind\":\"flatten\"}",
          "\"input\" is not an integer in [1, 9007199254740992]"},

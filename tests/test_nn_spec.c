@@ -174,6 +174,13 @@ Test(nn_spec, errors_name_the_column)
     expect_error("dense(units=3,4)", 15, "a positional argument after a keyword one");
     expect_error("dense(0)", 7, "units of dense: '0' is not an integer in [1, 16777216]");
     expect_error("dense(12x3)", 7, "units of dense: '12x3' is not an integer");
+    /* the ranges are nn_layer_check's (the check of model files too) */
+    expect_error("dense(16777217)", 7,
+                 "units of dense: '16777217' is not an integer in [1, 16777216]");
+    expect_error("layernorm(eps=0)", 15, "eps of layernorm: '0' is not a number in (0, 1]");
+    expect_error("conv2d(8,3,stride=2x5000)", 19,
+                 "stride of conv2d: '2x5000' is not an integer in [1, 4096] or 0 (the default), "
+                 "or a pair like 3x5");
     expect_error("relu(3)", 6, "relu takes no arguments");
     expect_error("dropout(1)", 9, "rate of dropout: '1' is not a number in [0, 1)");
     expect_error("dense(10,bias=maybe)", 15, "bias of dense: 'maybe' is not true or false");
