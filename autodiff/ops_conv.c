@@ -11,10 +11,10 @@
  * (C/G·KH·KW, OH·OW), where col is the im2col unfolding of the image (a 1×1
  * kernel with stride 1 and no padding uses the image itself).
  *
- * conv_bias(x, w, b) adds b (O) per output channel: the GEMM accumulates onto
- * an output filled with the bias (no separate broadcast add, no (N, O, OH, OW)
- * temporary); conv_bias_relu also applies the ReLU to each image's output
- * while it is still in cache (the CNN's conv -> relu in one pass).
+ * conv_bias(x, w, b) adds b (O) per output channel to each image's GEMM
+ * output while it is still in cache (no separate broadcast add over the
+ * batch); conv_bias_relu applies the ReLU in that same pass (the CNN's conv
+ * -> relu in one pass).
  *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
@@ -352,11 +352,70 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t outlen, int
     *hi = b < *lo ? *lo : (b < outlen ? b : outlen);
 }
 
+/* unfold for unit strides and an output as wide as the input (a "same"
+ * convolution, the usual 3x3 with padding 1): the row of col for tap (c, a, b)
+ * is plane c shifted by (a·dh − ph) rows and off = b·dw − pw columns, so its
+ * valid output rows [i0, i1) are one contiguous copy; the columns that fall
+ * off the image's left or right edge (j < lo, j >= hi, at most |off| per
+ * row) are zeroed afterwards (im2col), or zeroed in col beforehand so the
+ * one contiguous add puts 0 on the neighbouring row (col2im; col is
+ * scratch). Same values as the general loop. */
+static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
+{
+    const int64_t Cg = q->C / q->G, W = q->W, P = q->OH * W;
+    AD_DISPATCH(g, {
+        T *x = xv, *col = colv;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t a = 0; a < q->KH; a++) {
+                const int64_t roff = a * q->dh - q->ph;
+                const int64_t i0 = roff < 0 ? -roff : 0;
+                const int64_t i1 = q->H - roff < q->OH ? q->H - roff : q->OH;
+                for (int64_t b = 0; b < q->KW; b++) {
+                    T *row = col + ((c * q->KH + a) * q->KW + b) * P;
+                    const int64_t off = b * q->dw - q->pw;
+                    const int64_t lo = off < 0 ? -off : 0, hi = off > 0 ? W - off : W;
+                    if (i0 >= i1 || lo >= hi) { /* the tap never meets the image */
+                        if (!add)
+                            memset(row, 0, sizeof(T) * (size_t)P);
+                        continue;
+                    }
+                    /* row[d] reads src[d] for d in [d0, d1) */
+                    const int64_t d0 = i0 * W + lo, d1 = (i1 - 1) * W + hi;
+                    T *src = x + c * q->H * W + roff * W + off;
+                    if (add) {
+                        for (int64_t i = i0; i < i1; i++) {
+                            for (int64_t j = 0; j < lo; j++)
+                                row[i * W + j] = 0;
+                            for (int64_t j = hi; j < W; j++)
+                                row[i * W + j] = 0;
+                        }
+                        for (int64_t d = d0; d < d1; d++)
+                            src[d] += row[d];
+                        continue;
+                    }
+                    memset(row, 0, sizeof(T) * (size_t)d0);
+                    memcpy(row + d0, src + d0, sizeof(T) * (size_t)(d1 - d0));
+                    memset(row + d1, 0, sizeof(T) * (size_t)(P - d1));
+                    for (int64_t i = i0; i < i1; i++) {
+                        for (int64_t j = 0; j < lo; j++)
+                            row[i * W + j] = 0;
+                        for (int64_t j = hi; j < W; j++)
+                            row[i * W + j] = 0;
+                    }
+                }
+            }
+    });
+}
+
 /* col (C/G·KH·KW, OH·OW) from one image group x (C/G, H, W); add = false.
  * add = true is the adjoint, col2im: x += the columns folded back. */
 static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
 {
     const int64_t Cg = q->C / q->G, P = q->OH * q->OW;
+    if (q->sh == 1 && q->sw == 1 && q->OW == q->W) {
+        unfold_same(g, q, xv, colv, add);
+        return;
+    }
     AD_DISPATCH(g, {
         T *x = xv, *col = colv;
         for (int64_t c = 0; c < Cg; c++)
@@ -401,25 +460,24 @@ static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool a
     });
 }
 
-/* y (Og, P) = b (Og) on every row: the output conv_bias's GEMM accumulates on */
-static void fill_bias(ad_graph *g, void *yv, const void *bv, int64_t Og, int64_t P)
+/* y (Og, P) += b (Og) on every row, then max(y, 0) when relu: one pass over
+ * an image's output right after its GEMM wrote it (still in cache) */
+static void bias_epilogue(ad_graph *g, void *yv, const void *bv, int64_t Og, int64_t P, bool relu)
 {
     AD_DISPATCH(g, {
         T *y = yv;
         const T *b = bv;
-        for (int64_t o = 0; o < Og; o++, y += P)
-            for (int64_t p = 0; p < P; p++)
-                y[p] = b[o];
-    });
-}
-
-/* y = max(y, 0) over count elements, in place */
-static void relu_inplace(ad_graph *g, void *yv, int64_t count)
-{
-    AD_DISPATCH(g, {
-        T *y = yv;
-        for (int64_t i = 0; i < count; i++)
-            y[i] = y[i] > 0 ? y[i] : 0;
+        for (int64_t o = 0; o < Og; o++, y += P) {
+            const T v = b[o];
+            if (relu)
+                for (int64_t p = 0; p < P; p++) {
+                    const T t = y[p] + v;
+                    y[p] = t > 0 ? t : 0;
+                }
+            else
+                for (int64_t p = 0; p < P; p++)
+                    y[p] += v;
+        }
     });
 }
 
@@ -448,14 +506,13 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                     unfold(n->g, &q, xb, col, false);
                 ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
                 break;
-            case AD_OP_CONV_BIAS: /* Y_g = b_g + K_g col [, relu] */
+            case AD_OP_CONV_BIAS: /* Y_g = K_g col + b_g [, relu] */
             case AD_OP_CONV_BIAS_RELU:
                 if (!pw)
                     unfold(n->g, &q, xb, col, false);
-                fill_bias(n->g, yb, (char *)n->inputs[2]->value + (size_t)(gi * Og) * es, Og, P);
-                ad_gemm(dt, false, false, true, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
-                if (n->op == AD_OP_CONV_BIAS_RELU)
-                    relu_inplace(n->g, yb, Og * P);
+                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
+                bias_epilogue(n->g, yb, (char *)n->inputs[2]->value + (size_t)(gi * Og) * es, Og, P,
+                              n->op == AD_OP_CONV_BIAS_RELU);
                 break;
             case AD_OP_CONV_TRANSPOSE: /* col = K_gᵀ Y_g, folded back onto the image */
                 ad_gemm(dt, true, false, false, (ad_mm_dims){Kc, Og, P}, kb, yb, col);

@@ -54,8 +54,14 @@ static void direct_conv2d(const double *x, const double *w, double *y, int64_t N
 Test(conv, conv2d_matches_direct_sum)
 {
     const ad_conv_opts opts[] = {
-        {{1, 1}, {0, 0}, {1, 1}, 1}, {{2, 1}, {1, 2}, {1, 1}, 1}, {{1, 2}, {2, 1}, {2, 1}, 2},
-        {{3, 2}, {1, 1}, {1, 2}, 4}, {{0, 0}, {0, 0}, {0, 0}, 0}, /* zeros: defaults */
+        {{1, 1}, {0, 0}, {1, 1}, 1},
+        {{2, 1}, {1, 2}, {1, 1}, 1},
+        {{1, 2}, {2, 1}, {2, 1}, 2},
+        {{3, 2}, {1, 1}, {1, 2}, 4},
+        {{0, 0}, {0, 0}, {0, 0}, 0}, /* zeros: defaults */
+        /* unit strides, output as wide as the input: the contiguous im2col */
+        {{1, 1}, {1, 1}, {1, 2}, 2},
+        {{1, 1}, {2, 1}, {2, 2}, 1},
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof opts / sizeof opts[0]; t++) {

@@ -620,8 +620,8 @@ AD_API ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o);
 /**
  * 1-d convolution plus one bias per output channel, in one node:
  * y[n,o,l] = ad_conv1d(x, w, o)[n,o,l] + b[o], b (O) (PyTorch's conv1d with
- * a bias). The output starts as the bias and the convolution's GEMM adds
- * onto it, so no separate broadcast add or temporary is made. Gradients to
+ * a bias). The bias is added to each image's GEMM output while it is in
+ * cache, so no separate broadcast add or temporary is made. Gradients to
  * x, w and b are differentiable again. Errors as ad_conv1d, and "bias (5)
  * must have one element per output channel of weight (4,2,3)".
  */
