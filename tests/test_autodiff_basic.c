@@ -3,15 +3,13 @@
 #include <math.h>
 
 #include "chainrule/autodiff.h"
+#include "test_neuron.h"
 
 Test(neuron, values_and_gradients_f64)
 {
-    ad_graph *g = ad_graph_new(AD_F64);
-    ad_node *x1 = ad_scalar(g, 2.0, "x1"), *x2 = ad_scalar(g, 0.0, "x2");
-    ad_node *w1 = ad_scalar(g, -3.0, "w1"), *w2 = ad_scalar(g, 1.0, "w2");
-    ad_node *b = ad_scalar(g, 6.8813735870195432, "b");
-    ad_node *n = ad_add(ad_add(ad_mul(x1, w1), ad_mul(x2, w2)), b);
-    ad_node *o = ad_tanh(n);
+    test_neuron t = test_neuron_new();
+    ad_graph *g = t.g;
+    ad_node *x1 = t.x1, *x2 = t.x2, *w1 = t.w1, *w2 = t.w2, *b = t.b, *o = t.o;
     cr_assert_float_eq(ad_item(o), sqrt(0.5), 1e-12);
     cr_assert_eq(ad_backward(o), 0, "%s", ad_graph_error(g));
     cr_assert_float_eq(ad_grad_item(x1), -1.5, 1e-12);

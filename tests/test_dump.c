@@ -13,6 +13,7 @@
 #include "chainrule/autodiff.h"
 #include "chainrule/dump.h"
 #include "test_needs_dot.h"
+#include "test_neuron.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -98,26 +99,12 @@ static void assert_structure(const char *text, int edges)
         cr_assert_eq(nedges, edges, "%d edges, expected %d", nedges, edges);
 }
 
-typedef struct {
-    ad_graph *g;
-    ad_node *x1, *x2, *w1, *w2, *b, *n, *o;
-} neuron;
+typedef test_neuron neuron;
 
+/* The lecture's neuron with its backward pass. */
 static neuron make_neuron(void)
 {
-    neuron m;
-    m.g = ad_graph_new(AD_F64);
-    m.x1 = ad_scalar(m.g, 2.0, "x1");
-    m.x2 = ad_scalar(m.g, 0.0, "x2");
-    m.w1 = ad_scalar(m.g, -3.0, "w1");
-    m.w2 = ad_scalar(m.g, 1.0, "w2");
-    m.b = ad_scalar(m.g, 6.8813735870195432, "b");
-    ad_node *x1w1 = ad_mul(m.x1, m.w1);
-    ad_node *x2w2 = ad_mul(m.x2, m.w2);
-    m.n = ad_add(ad_add(x1w1, x2w2), m.b);
-    ad_node_set_name(m.n, "n");
-    m.o = ad_tanh(m.n);
-    ad_node_set_name(m.o, "o");
+    neuron m = test_neuron_new();
     cr_assert_eq(ad_backward(m.o), 0);
     return m;
 }

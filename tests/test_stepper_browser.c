@@ -12,6 +12,7 @@
 
 #include "chainrule/autodiff.h"
 #include "chainrule/dump.h"
+#include "test_neuron.h"
 
 static int failures;
 
@@ -144,16 +145,9 @@ int main(void)
         return 1;
     }
     /* the neuron of docs/teaching.md: o = tanh(x1·w1 + x2·w2 + b) */
-    ad_graph *g = ad_graph_new(AD_F64);
-    ad_node *x1 = ad_scalar(g, 2.0, "x1"), *x2 = ad_scalar(g, 0.0, "x2");
-    ad_node *w1 = ad_scalar(g, -3.0, "w1"), *w2 = ad_scalar(g, 1.0, "w2");
-    ad_node *b = ad_scalar(g, 6.8813735870195432, "b");
-    ad_node *x1w1 = ad_mul(x1, w1);
-    ad_node *x2w2 = ad_mul(x2, w2);
-    ad_node *n = ad_add(ad_add(x1w1, x2w2), b);
-    ad_node_set_name(n, "n");
-    ad_node *o = ad_tanh(n);
-    ad_node_set_name(o, "o");
+    test_neuron neuron = test_neuron_new();
+    ad_graph *g = neuron.g;
+    ad_node *x1 = neuron.x1, *x2 = neuron.x2, *n = neuron.n, *o = neuron.o;
     if (ad_backward(o) != 0)
         return 1;
     write_page(g, o, "neuron.html");
