@@ -239,26 +239,38 @@ void fwd_pow(ad_node *n)
         BINARY_LOOP(EXPR);                                                                         \
         break;
 
-#define DEFINE_BINARY(TYPE)                                                                        \
-    static void binary_##TYPE(ad_node *n)                                                          \
+/* One element from one element each (define-by-run scalars, a loss): the
+ * same maps without the loops and the broadcast state. */
+#define SCALAR_CASE(ID, EXPR)                                                                      \
+    case AD_OP_##ID: {                                                                             \
+        const T x = *(const T *)a->value, y = *(const T *)b->value;                                \
+        *(T *)n->value = (T)(EXPR);                                                                \
+        break;                                                                                     \
+    }
+
+#define DEFINE_BINARY(NAME, TYPE, CASE)                                                            \
+    static void NAME##_##TYPE(ad_node *n)                                                          \
     {                                                                                              \
         typedef TYPE T;                                                                            \
         const ad_node *a = n->inputs[0], *b = n->inputs[1];                                        \
         switch (n->op) {                                                                           \
-            BINARY_MAPS(BINARY_CASE)                                                               \
+            BINARY_MAPS(CASE)                                                                      \
         default:                                                                                   \
             break;                                                                                 \
         }                                                                                          \
     }
-DEFINE_BINARY(float)
-DEFINE_BINARY(double)
+DEFINE_BINARY(binary, float, BINARY_CASE)
+DEFINE_BINARY(binary, double, BINARY_CASE)
+DEFINE_BINARY(binary_scalar, float, SCALAR_CASE)
+DEFINE_BINARY(binary_scalar, double, SCALAR_CASE)
 
 void fwd_binary(ad_node *n)
 {
+    bool one = n->numel == 1 && n->inputs[0]->numel == 1 && n->inputs[1]->numel == 1;
     if (n->g->dtype == AD_F32)
-        binary_float(n);
+        one ? binary_scalar_float(n) : binary_float(n);
     else
-        binary_double(n);
+        one ? binary_scalar_double(n) : binary_double(n);
 }
 
 void fwd_where(ad_node *n)
