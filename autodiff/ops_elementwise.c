@@ -291,6 +291,10 @@ void fwd_where(ad_node *n)
     });
 }
 
+/* The sum of fan-out contributions. A slice's gradient (slice_backward) is
+ * zero but for the slab the slice took, so only that slab is read (from
+ * the contribution's own buffer, which lives until this node has run): the
+ * T per-step slices of a sequence cost T slabs here, not T full tensors. */
 void fwd_add_n(ad_node *n)
 {
     bool flat = true;
@@ -304,7 +308,20 @@ void fwd_add_n(ad_node *n)
             for (int64_t i = 0; i < len; i++)
                 O[i] = A[i];
             for (int k = 1; k < n->ninputs; k++) {
-                const T *B = n->inputs[k]->value;
+                const ad_node *t = n->inputs[k];
+                if (t->op == AD_OP_SLICE_BACKWARD) { /* zeros but for one slab */
+                    const T *G = t->value;
+                    int64_t outer, axis_len, inner;
+                    ad_axis_geometry(t, (int)t->iparam[0], &outer, &axis_len, &inner);
+                    const int64_t run = t->inputs[0]->shape[t->iparam[0]] * inner;
+                    for (int64_t o = 0; o < outer; o++) {
+                        const int64_t at = (o * axis_len + t->iparam[1]) * inner;
+                        for (int64_t i = 0; i < run; i++)
+                            O[at + i] += G[at + i];
+                    }
+                    continue;
+                }
+                const T *B = t->value;
                 for (int64_t i = 0; i < len; i++)
                     O[i] += B[i];
             }
