@@ -820,28 +820,32 @@ void fwd_max_pool(ad_node *n)
         const T *xv = x->value;
         T *y = n->value;
         /* 2x2 windows at stride 2 without padding (the common pooling)
-           are always whole: the same scan, comparisons and tie rule as the
-           general loop below, unrolled */
+           are always whole: the same scan order, comparisons and tie/NaN
+           rule as the general loop below (a value replaces the maximum
+           when it is larger or NaN), written with selects instead of
+           branches so that a row of windows vectorizes */
         const bool two = q.KH == 2 && q.KW == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0;
+        const int32_t W32 = (int32_t)q.W;
         for (int64_t p = 0; two && p < q.N * q.C; p++) {
             const T *xp = xv + p * q.H * q.W;
-            for (int64_t i = 0; i < q.OH; i++) {
+            for (int64_t i = 0; i < q.OH; i++, y += q.OW, arg += q.OW) {
                 const T *r0 = xp + 2 * i * q.W, *r1 = r0 + q.W;
                 const int32_t base = (int32_t)(2 * i * q.W);
                 for (int64_t j = 0; j < q.OW; j++) {
-                    const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
-                    const int32_t at[4] = {base + (int32_t)(2 * j), base + (int32_t)(2 * j + 1),
-                                           base + (int32_t)(q.W + 2 * j),
-                                           base + (int32_t)(q.W + 2 * j + 1)};
-                    T m = (T)-INFINITY;
-                    int32_t best = at[0];
-                    for (int k = 0; k < 4; k++)
-                        if (v[k] > m || isnan(v[k])) {
-                            m = v[k];
-                            best = at[k];
-                        }
-                    *y++ = m;
-                    *arg++ = best;
+                    const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+                    T m = a;
+                    int32_t k = 0;
+                    bool t = (b > m) | isnan(b);
+                    m = t ? b : m;
+                    k = t ? 1 : k;
+                    t = (c > m) | isnan(c);
+                    m = t ? c : m;
+                    k = t ? W32 : k;
+                    t = (d > m) | isnan(d);
+                    m = t ? d : m;
+                    k = t ? W32 + 1 : k;
+                    y[j] = m;
+                    arg[j] = base + 2 * (int32_t)j + k;
                 }
             }
         }
