@@ -131,8 +131,8 @@ bool shape_straight_through(ad_node *n)
     (void)p1;                                                                                      \
     AD_FOR_ELEMENTS(i, len, const T x = A[i]; O[i] = (T)(EXPR););
 
-#define UNARY_KERNEL(NAME, EXPR)                                                                   \
-    static void NAME##_float(ad_node *n) { UNARY_BODY(float, EXPR) }                               \
+#define UNARY_KERNEL_WITH(CLONES, NAME, EXPR)                                                      \
+    CLONES static void NAME##_float(ad_node *n) { UNARY_BODY(float, EXPR) }                        \
     static void NAME##_double(ad_node *n) { UNARY_BODY(double, EXPR) }                             \
     void fwd_##NAME(ad_node *n)                                                                    \
     {                                                                                              \
@@ -141,16 +141,19 @@ bool shape_straight_through(ad_node *n)
         else                                                                                       \
             NAME##_double(n);                                                                      \
     }
+#define UNARY_KERNEL(NAME, EXPR) UNARY_KERNEL_WITH(, NAME, EXPR)
+/* the transcendental kernels of vmath_impl.h: worth an AVX2 copy */
+#define UNARY_KERNEL_SIMD(NAME, EXPR) UNARY_KERNEL_WITH(AD_SIMD_CLONES, NAME, EXPR)
 
 UNARY_KERNEL(neg, -x)
-UNARY_KERNEL(exp, ad_exp_elem(x))
+UNARY_KERNEL_SIMD(exp, ad_exp_elem(x))
 UNARY_KERNEL(log, log(x))
 UNARY_KERNEL(sqrt, sqrt(x))
 UNARY_KERNEL(abs, fabs(x))
 UNARY_KERNEL(sin, sin(x))
 UNARY_KERNEL(cos, cos(x))
-UNARY_KERNEL(tanh, ad_tanh_elem(x))
-UNARY_KERNEL(sigmoid, ad_sigmoid_elem(x))
+UNARY_KERNEL_SIMD(tanh, ad_tanh_elem(x))
+UNARY_KERNEL_SIMD(sigmoid, ad_sigmoid_elem(x))
 UNARY_KERNEL(relu, x > 0 ? x : 0)
 UNARY_KERNEL(softplus, x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)))
 UNARY_KERNEL(leaky_relu, x > 0 ? x : p0 * x)
