@@ -54,30 +54,41 @@ static arena_block *arena_take_spare(ad_graph *g, size_t size)
     return NULL;
 }
 
-/* bytes (a multiple of 16) at the arena's end; line: on a cache-line boundary */
-static void *arena_alloc(ad_graph *g, size_t bytes, bool line)
+/* A block with room for bytes becomes the arena's end (a spare one, else a
+ * new one); NULL without memory. */
+static arena_block *arena_grow(ad_graph *g, size_t bytes)
+{
+    size_t size = bytes + block_header();
+    if (size < ARENA_MIN_BLOCK)
+        size = ARENA_MIN_BLOCK;
+    arena_block *nb = arena_take_spare(g, size);
+    if (nb) {
+        size = nb->size;
+    } else {
+        /* over-allocate to align the block's data */
+        nb = ad_mem(g, NULL, 0, size + ARENA_ALIGN);
+        if (!nb)
+            return NULL;
+    }
+    nb->prev = g->arena;
+    nb->size = size;
+    nb->used = block_header();
+    g->arena = nb;
+    return nb;
+}
+
+/* bytes (a multiple of 16) at the arena's end; line: on a cache-line
+ * boundary. Every node goes through here: the common case is a few
+ * instructions, inline. */
+static inline void *arena_alloc(ad_graph *g, size_t bytes, bool line)
 {
     arena_block *b = g->arena;
     if (b && line)
         b->used = align_up(b->used) <= b->size ? align_up(b->used) : b->size;
     if (!b || b->size - b->used < bytes) {
-        size_t size = bytes + block_header();
-        if (size < ARENA_MIN_BLOCK)
-            size = ARENA_MIN_BLOCK;
-        arena_block *nb = arena_take_spare(g, size);
-        if (nb) {
-            size = nb->size;
-        } else {
-            /* over-allocate to align the block's data */
-            nb = ad_mem(g, NULL, 0, size + ARENA_ALIGN);
-            if (!nb)
-                return NULL;
-        }
-        nb->prev = b;
-        nb->size = size;
-        nb->used = block_header();
-        g->arena = nb;
-        b = nb;
+        b = arena_grow(g, bytes);
+        if (!b)
+            return NULL;
     }
     uintptr_t base = ((uintptr_t)b + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
     void *p = (char *)base + b->used;
@@ -590,6 +601,26 @@ static const char *copy_name(ad_graph *g, const char *name)
     return s;
 }
 
+/* Zeroes a node in 16-byte stores where the compiler has vectors: a memset
+ * of its 192 bytes becomes a string instruction whose start-up costs about
+ * what the rest of creating a scalar node does. */
+static void node_clear(ad_node *node)
+{
+#ifdef __GNUC__
+    typedef long long v2 __attribute__((vector_size(16), may_alias)); /* stores of any type */
+    _Static_assert(sizeof *node % (4 * sizeof(v2)) == 0, "ad_node is whole lines");
+    v2 *p = (v2 *)(void *)node, z = {0, 0};
+    for (size_t i = 0; i < sizeof *node / sizeof(v2); i += 4) {
+        p[i] = z;
+        p[i + 1] = z;
+        p[i + 2] = z;
+        p[i + 3] = z;
+    }
+#else
+    memset(node, 0, sizeof *node);
+#endif
+}
+
 static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
 {
     ad_node *node = arena_alloc(g, sizeof *node, true);
@@ -602,12 +633,12 @@ static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
     const char *ahead = (const char *)node + AD_AHEAD * sizeof *node;
     for (size_t k = 0; k < sizeof *node; k += 64)
         AD_PREFETCH_WRITE(ahead + k);
-    memset(node, 0, sizeof *node);
-    node->g = g;
-    node->op = op;
+    node_clear(node);
     node->name = "";
     node->shape = (int64_t *)no_dims;
     node->iparam = (int64_t *)no_iparams;
+    node->g = g;
+    node->op = op;
     node->id = g->nnodes; /* not in the graph yet (shape_storage); for messages */
     node->ninputs = n;
     if (n <= 2) {
@@ -729,7 +760,7 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     if (info->forward == fwd_alias)
         node->flags |= NODE_ALIAS;
     node->order = order;
-    if (!info->check(node)) {
+    if (info->check != ad_nocheck && !info->check(node)) {
         arena_block *blk;
         size_t used;
         arena_state_at(g, node, &blk, &used);
@@ -744,7 +775,12 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
             node->value = &node->inline_value;
             node->capacity = (int64_t)(sizeof node->inline_value / g->elem);
         }
-        ok = (node->flags & NODE_PLANNED) || ad_compute(node, false);
+        if (!(node->flags & NODE_PLANNED)) { /* ad_compute without the shape */
+            info->forward(node);
+            ok = !g->check_finite || ad_check_values(node);
+        } else {
+            ok = true;
+        }
     } else {
         ok = (node->flags & NODE_PLANNED) ? info->shape(node) : ad_compute(node, true);
     }
