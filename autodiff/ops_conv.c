@@ -561,10 +561,11 @@ void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
     if (n->op == AD_OP_CONV_BIAS_RELU) /* y > 0 exactly where the sum is: the mask from y */
         g = ad_relu_grad(g, n);
     if (n->ninputs == 3 && (n->inputs[2]->flags & NODE_REQGRAD)) {
-        /* Σ over the batch and spatial axes: (N, O, P) summed over P here,
-           over N by the engine (the bias (O) broadcast against (N, O)) */
-        int64_t sh[3] = {0, 0, -1}; /* (keep, keep, infer): follows a resized batch */
-        d[2] = ad_sum(ad_reshape(g, 3, sh), 2);
+        /* Σ over the batch, then over the positions of (O, P): the long sum
+           runs across the batch, where the kernel adds whole rows (vectors),
+           and only O·P values are left for the sums along an axis */
+        int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
+        d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
     }
     if (x->flags & NODE_REQGRAD) {
         spatial(x, &h, &wd);

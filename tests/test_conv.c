@@ -300,10 +300,11 @@ Test(pool, max_pool_ties_send_the_gradient_to_the_first_maximum)
 
 /* 2x2 windows at stride 2 (a kernel of its own) against a plain scan: few
    levels so windows hold ties, NaNs (the last NaN of a window wins, as in
-   PyTorch), an odd width whose last column no window reads */
+   PyTorch), an odd height and width whose last row and column no window
+   reads (their gradient is 0) */
 Test(pool, two_by_two_stride_two_matches_a_plain_scan)
 {
-    enum { N = 2, C = 3, H = 6, W = 7, OH = 3, OW = 3 };
+    enum { N = 2, C = 3, H = 7, W = 7, OH = 3, OW = 3 };
     ad_graph *g = ad_graph_new(AD_F64);
     int64_t xs[4] = {N, C, H, W};
     ad_node *x = ad_param(g, 4, xs, "x");
