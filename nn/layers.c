@@ -296,20 +296,19 @@ ad_node *nn_rnn_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_no
     return nn_activate(z, act);
 }
 
-ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
-                      ad_node *b_ih, ad_node *b_hh, ad_node **c_out)
+ad_node *nn_lstm_step(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih_t, ad_node *w_hh_t,
+                      ad_node *b, ad_node **c_out)
 {
     if (c_out)
         *c_out = NULL;
-    if (!x || !w_ih || !w_hh || !cell_ok("nn_lstm_cell", 4, x, h, c, w_ih, w_hh, b_ih, b_hh))
+    if (!x || !w_ih_t || !w_hh_t)
         return NULL;
-    int64_t hid = ad_shape(w_hh)[1];
-    /* gates (B, 4H) in PyTorch's order i, f, g, o */
-    ad_node *z = project(x, w_ih, b_ih);
+    int64_t hid = ad_shape(w_hh_t)[0];
+    /* gates (B, 4H) in PyTorch's order i, f, g, o: the bias is written first
+     * and x W_ih^T added onto it by the GEMM (ad_linear), then h W_hh^T */
+    ad_node *z = b ? ad_linear(x, w_ih_t, b) : ad_matmul(x, w_ih_t);
     if (h)
-        z = ad_add(z, project(h, w_hh, b_hh));
-    else if (b_hh)
-        z = ad_add(z, b_hh);
+        z = ad_add(z, ad_matmul(h, w_hh_t));
     ad_node *i = ad_sigmoid(gate(z, 0, hid)), *f = ad_sigmoid(gate(z, 1, hid));
     ad_node *g = ad_tanh(gate(z, 2, hid)), *o = ad_sigmoid(gate(z, 3, hid));
     ad_node *c2 = ad_mul(i, g); /* c' = f c + i g */
@@ -318,6 +317,24 @@ ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node
     if (c_out)
         *c_out = c2;
     return ad_mul(o, ad_tanh(c2)); /* h' = o tanh(c') */
+}
+
+bool nn_lstm_operands_ok(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+                         ad_node *b_ih, ad_node *b_hh)
+{
+    return x && w_ih && w_hh && cell_ok("nn_lstm_cell", 4, x, h, c, w_ih, w_hh, b_ih, b_hh);
+}
+
+ad_node *nn_lstm_cell(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+                      ad_node *b_ih, ad_node *b_hh, ad_node **c_out)
+{
+    if (c_out)
+        *c_out = NULL;
+    if (!nn_lstm_operands_ok(x, h, c, w_ih, w_hh, b_ih, b_hh))
+        return NULL;
+    /* x W_ih^T + b_ih + h W_hh^T + b_hh with the two biases added first */
+    ad_node *b = b_ih && b_hh ? ad_add(b_ih, b_hh) : b_ih ? b_ih : b_hh;
+    return nn_lstm_step(x, h, c, ad_transpose(w_ih), ad_transpose(w_hh), b, c_out);
 }
 
 ad_node *nn_gru_cell(ad_node *x, ad_node *h, ad_node *w_ih, ad_node *w_hh, ad_node *b_ih,

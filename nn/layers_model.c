@@ -195,11 +195,20 @@ static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
     if (steps > 512)
         return nn_graph_fail(x, "nn_add_%s: %lld steps, at most 512", nn_layer_kind_name(l->kind),
                              (long long)steps);
+    ad_node *w_ih_t = NULL, *w_hh_t = NULL, *b = NULL;
     for (int64_t t = 0; t < steps; t++) {
         ad_node *xt = ad_reshape(ad_slice(x, ta, t, t + 1), 2, row); /* (B, I) */
         switch (l->kind) {
         case NN_LAYER_LSTM:
-            h = nn_lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh, &c);
+            if (t == 0) { /* checked as nn_lstm_cell does; then W_ih^T, W_hh^T and
+                             b_ih + b_hh once for all steps */
+                if (!nn_lstm_operands_ok(xt, h, c, w_ih, w_hh, b_ih, b_hh))
+                    return NULL;
+                w_ih_t = ad_transpose(w_ih);
+                w_hh_t = ad_transpose(w_hh);
+                b = ad_add(b_ih, b_hh);
+            }
+            h = nn_lstm_step(xt, h, c, w_ih_t, w_hh_t, b, &c);
             break;
         case NN_LAYER_GRU:
             h = nn_gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh);

@@ -19,6 +19,16 @@ void *nn_graph_fail(const ad_node *at, const char *fmt, ...)
 #endif
     ;
 
+/* layers.c: one LSTM step (nn_lstm_cell's equations) from the weights
+ * already transposed, w_ih_t (I, 4H) and w_hh_t (H, 4H), and the sum of the
+ * two biases b (4H) or NULL: a sequence layer transposes and adds them once
+ * for all its steps. Operands are not checked: nn_lstm_operands_ok checks
+ * them as nn_lstm_cell does (false with the graph's error set). */
+ad_node *nn_lstm_step(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih_t, ad_node *w_hh_t,
+                      ad_node *b, ad_node **c_out);
+bool nn_lstm_operands_ok(ad_node *x, ad_node *h, ad_node *c, ad_node *w_ih, ad_node *w_hh,
+                         ad_node *b_ih, ad_node *b_hh);
+
 /* ------------------------------------------------------------------ model */
 
 /* One layer of a model: its declaration (hyperparameters, enough to build
