@@ -690,8 +690,9 @@ bool ad_check_values(ad_node *n)
 /* A node's shape never promises more elements than its buffer holds: when a
  * replay's new shape cannot get its memory, the old shape (which its buffer
  * follows) is put back, so a caller who clears the error and goes on reads
- * within bounds. */
-static bool infer_shape(ad_node *n, const ad_op_info *op)
+ * within bounds. Not inlined: its copy of the shape would weigh on every
+ * replayed node of ad_compute. */
+AD_NOINLINE static bool infer_shape(ad_node *n, const ad_op_info *op)
 {
     const int ndim = n->ndim;
     const int64_t numel = n->numel;

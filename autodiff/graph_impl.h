@@ -173,6 +173,12 @@ extern int ad_threads_requested;
 #define AD_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
+#ifdef __GNUC__
+#define AD_NOINLINE __attribute__((noinline))
+#else
+#define AD_NOINLINE
+#endif
+
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
 #define AD_DISPATCH(g, ...) AD_DISPATCH_DTYPE((g)->dtype, __VA_ARGS__)
 
