@@ -20,7 +20,12 @@
  *
  *   makemore [--model mlp|lstm|transformer] [--words FILE] [--limit N]
  *            [--steps N] [--batch N] [--lr X] [--seed N] [--samples N]
- *            [--eval-chars N]
+ *            [--eval-chars N] [--threads N]
+ *
+ * --threads (default 1) is the library's thread count (ad_set_threads),
+ * so a one-thread run is one thread whatever the environment says; it also
+ * lets the library pick oneDNN's sgemm for the shapes where it is faster
+ * (autodiff/gemm.c).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -43,7 +48,7 @@ typedef enum { MODEL_MLP, MODEL_LSTM, MODEL_TRANSFORMER } model_kind;
 typedef struct {
     model_kind kind;
     const char *words;
-    long limit, steps, batch, samples, eval_chars;
+    long limit, steps, batch, samples, eval_chars, threads;
     double lr;
     unsigned long long seed;
 } options;
@@ -65,7 +70,7 @@ static int usage(const char *msg)
     fprintf(stderr,
             "makemore: %s\nusage: makemore [--model mlp|lstm|transformer] [--words FILE] "
             "[--limit N] [--steps N] [--batch N] [--lr X] [--seed N] [--samples N] "
-            "[--eval-chars N]\n",
+            "[--eval-chars N] [--threads N]\n",
             msg);
     return 2;
 }
@@ -83,7 +88,7 @@ static int parse_long(const char *s, long lo, long *out)
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){MODEL_MLP, DEFAULT_WORDS, 0, 2000, 32, 20, 20000, 3e-3, 42};
+    *o = (options){MODEL_MLP, DEFAULT_WORDS, 0, 2000, 32, 20, 20000, 1, 3e-3, 42};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -119,6 +124,8 @@ static int parse_options(int argc, char **argv, options *o)
             o->samples = n;
         } else if (!strcmp(a, "--eval-chars") && n >= 1) {
             o->eval_chars = n;
+        } else if (!strcmp(a, "--threads") && n >= 1 && n <= 1024) {
+            o->threads = n;
         } else {
             return usage("unknown option or value out of range");
         }
@@ -340,6 +347,7 @@ int main(int argc, char **argv)
     rc = 1;
     if (load_words(&o, &train, &held, &nwords) != 0)
         goto done;
+    ad_set_threads((int)o.threads);
     if (build(&L, o.kind, o.batch, o.seed) != 0)
         goto done;
     x = malloc(sizeof(double) * (size_t)(o.batch * SEQ_CONTEXT));
