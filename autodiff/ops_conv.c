@@ -360,6 +360,19 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t outlen, int
  * row) are zeroed afterwards (im2col), or zeroed in col beforehand so the
  * one contiguous add puts 0 on the neighbouring row (col2im; col is
  * scratch). Same values as the general loop. */
+/* row[i·W + j] = 0 for rows [i0, i1) and columns j < lo or j >= hi, a column
+ * at a time: strided stores, not a library call per row for the one or two
+ * elements a row has there (what a loop along the row compiles to) */
+#define ZERO_EDGES(row, W, i0, i1, lo, hi)                                                         \
+    do {                                                                                           \
+        for (int64_t j_ = 0; j_ < (lo); j_++)                                                      \
+            for (int64_t i_ = (i0); i_ < (i1); i_++)                                               \
+                (row)[i_ * (W) + j_] = 0;                                                          \
+        for (int64_t j_ = (hi); j_ < (W); j_++)                                                    \
+            for (int64_t i_ = (i0); i_ < (i1); i_++)                                               \
+                (row)[i_ * (W) + j_] = 0;                                                          \
+    } while (0)
+
 static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
 {
     const int64_t Cg = q->C / q->G, W = q->W, P = q->OH * W;
@@ -383,12 +396,7 @@ static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, b
                     const int64_t d0 = i0 * W + lo, d1 = (i1 - 1) * W + hi;
                     T *src = x + c * q->H * W + roff * W + off;
                     if (add) {
-                        for (int64_t i = i0; i < i1; i++) {
-                            for (int64_t j = 0; j < lo; j++)
-                                row[i * W + j] = 0;
-                            for (int64_t j = hi; j < W; j++)
-                                row[i * W + j] = 0;
-                        }
+                        ZERO_EDGES(row, W, i0, i1, lo, hi);
                         for (int64_t d = d0; d < d1; d++)
                             src[d] += row[d];
                         continue;
@@ -396,12 +404,7 @@ static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, b
                     memset(row, 0, sizeof(T) * (size_t)d0);
                     memcpy(row + d0, src + d0, sizeof(T) * (size_t)(d1 - d0));
                     memset(row + d1, 0, sizeof(T) * (size_t)(P - d1));
-                    for (int64_t i = i0; i < i1; i++) {
-                        for (int64_t j = 0; j < lo; j++)
-                            row[i * W + j] = 0;
-                        for (int64_t j = hi; j < W; j++)
-                            row[i * W + j] = 0;
-                    }
+                    ZERO_EDGES(row, W, i0, i1, lo, hi);
                 }
             }
     });
