@@ -200,10 +200,22 @@ void fwd_transpose(ad_node *n)
     AD_DISPATCH(n->g, {
         const T *A = a->value;
         T *O = n->value;
-        for (int64_t t = 0; t < mats; t++)
-            for (int64_t i = 0; i < r; i++)
-                for (int64_t j = 0; j < c; j++)
-                    O[t * r * c + j * r + i] = A[t * r * c + i * c + j];
+        /* in 32 x 32 tiles, each written row by row: the tile's lines of A
+         * and O stay in cache (row by row over the whole matrix, every write
+         * of a (512, 128) weight went to a new line, 2-3 ns per element) */
+        enum { TILE = 32 };
+        for (int64_t t = 0; t < mats; t++) {
+            const T *At = A + t * r * c;
+            T *Ot = O + t * r * c;
+            for (int64_t i0 = 0; i0 < r; i0 += TILE)
+                for (int64_t j0 = 0; j0 < c; j0 += TILE) {
+                    const int64_t i1 = i0 + TILE < r ? i0 + TILE : r;
+                    const int64_t j1 = j0 + TILE < c ? j0 + TILE : c;
+                    for (int64_t j = j0; j < j1; j++)
+                        for (int64_t i = i0; i < i1; i++)
+                            Ot[j * r + i] = At[i * c + j];
+                }
+        }
     });
 }
 

@@ -556,3 +556,33 @@ Test(slice, gradients_of_many_slices_add_up)
         ad_graph_free(g);
     }
 }
+
+/* Transpose in tiles: shapes larger than a tile and not multiples of it,
+ * a batch of matrices, both dtypes; every element checked. */
+Test(transpose, tiled_matches_the_definition)
+{
+    const int64_t shapes[3][3] = {{2, 45, 70}, {1, 33, 32}, {3, 1, 100}};
+    for (int dt = 0; dt < 2; dt++)
+        for (int s = 0; s < 3; s++) {
+            const int64_t b = shapes[s][0], r = shapes[s][1], c = shapes[s][2];
+            ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+            int64_t sh[3] = {b, r, c};
+            ad_node *a = ad_input(g, 3, sh, "a");
+            static double v[2 * 45 * 70 * 3], out[2 * 45 * 70 * 3];
+            for (int64_t i = 0; i < b * r * c; i++)
+                v[i] = (double)(i % 1021) - 300.5;
+            cr_assert_eq(ad_set(a, v, b * r * c), 0);
+            ad_node *t = ad_transpose(a);
+            cr_assert_not_null(t, "%s", ad_graph_error(g));
+            cr_assert_eq(ad_shape(t)[1], c);
+            cr_assert_eq(ad_shape(t)[2], r);
+            cr_assert_eq(ad_get(t, out, b * r * c), 0);
+            for (int64_t m = 0; m < b; m++)
+                for (int64_t i = 0; i < r; i++)
+                    for (int64_t j = 0; j < c; j++)
+                        cr_assert_eq(out[(m * c + j) * r + i], v[(m * r + i) * c + j],
+                                     "shape %d (%lld, %lld, %lld)", s, (long long)m, (long long)i,
+                                     (long long)j);
+            ad_graph_free(g);
+        }
+}
