@@ -690,9 +690,8 @@ bool ad_check_values(ad_node *n)
 /* A node's shape never promises more elements than its buffer holds: when a
  * replay's new shape cannot get its memory, the old shape (which its buffer
  * follows) is put back, so a caller who clears the error and goes on reads
- * within bounds. Not inlined: its copy of the shape would weigh on every
- * replayed node of ad_compute. */
-AD_NOINLINE static bool infer_shape(ad_node *n, const ad_op_info *op)
+ * within bounds. */
+static bool infer_shape(ad_node *n, const ad_op_info *op)
 {
     const int ndim = n->ndim;
     const int64_t numel = n->numel;
@@ -706,15 +705,13 @@ AD_NOINLINE static bool infer_shape(ad_node *n, const ad_op_info *op)
     return false;
 }
 
-bool ad_compute(ad_node *n, bool infer)
+bool ad_compute_shaped(ad_node *n)
 {
     const ad_op_info *op = &ad_ops[n->op];
-    if (infer && !infer_shape(n, op))
+    if (!infer_shape(n, op))
         return false;
     op->forward(n);
-    if (n->g->check_finite && !ad_check_values(n))
-        return false;
-    return true;
+    return !n->g->check_finite || ad_check_values(n);
 }
 
 /* An elementwise op over 0-d inputs gives a 0-d node: define-by-run scalar
@@ -776,12 +773,7 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
             node->value = &node->inline_value;
             node->capacity = (int64_t)(sizeof node->inline_value / g->elem);
         }
-        if (!(node->flags & NODE_PLANNED)) { /* ad_compute without the shape */
-            info->forward(node);
-            ok = !g->check_finite || ad_check_values(node);
-        } else {
-            ok = true;
-        }
+        ok = (node->flags & NODE_PLANNED) || ad_compute(node, false);
     } else {
         ok = (node->flags & NODE_PLANNED) ? info->shape(node) : ad_compute(node, true);
     }

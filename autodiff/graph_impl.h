@@ -173,12 +173,6 @@ extern int ad_threads_requested;
 #define AD_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
-#ifdef __GNUC__
-#define AD_NOINLINE __attribute__((noinline))
-#else
-#define AD_NOINLINE
-#endif
-
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
 #define AD_DISPATCH(g, ...) AD_DISPATCH_DTYPE((g)->dtype, __VA_ARGS__)
 
@@ -217,8 +211,10 @@ bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out);
 void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner);
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
 double ad_rng_uniform(ad_graph *g);
-bool ad_compute(ad_node *n, bool infer); /* [shape + reserve] + forward of one node */
-bool ad_check_values(ad_node *n);        /* anomaly mode */
+/* [shape + reserve] + forward of one node: ad_compute (end of this file) is
+ * inline, so a replayed node costs its kernel's call and no more. */
+bool ad_compute_shaped(ad_node *n); /* shape + reserve + forward */
+bool ad_check_values(ad_node *n);   /* anomaly mode */
 /* False, with the graph error set, when n was discarded by ad_graph_rewind. */
 bool ad_node_live(const ad_node *n, const char *fn);
 
@@ -338,5 +334,13 @@ ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
     ad_smoothness nondiff(const double *a, const double *b, const double *fparam);
 #include "ops.def"
 #undef AD_OP
+
+static inline bool ad_compute(ad_node *n, bool infer)
+{
+    if (infer)
+        return ad_compute_shaped(n);
+    ad_ops[n->op].forward(n);
+    return !n->g->check_finite || ad_check_values(n);
+}
 
 #endif
