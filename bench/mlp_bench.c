@@ -275,19 +275,19 @@ static int cmd_conv(int layer, int iters)
 {
     const int64_t cin = layer == 1 ? 1 : 32, cout = layer == 1 ? 32 : 64;
     const int64_t hw = layer == 1 ? 28 : 14;
-    const int64_t xs[4] = {32, cin, hw, hw}, ws[4] = {cout, cin, 3, 3}, bs[3] = {cout, 1, 1};
+    const int64_t xs[4] = {32, cin, hw, hw}, ws[4] = {cout, cin, 3, 3}, bs[1] = {cout};
     ad_graph *g = ad_graph_new(AD_F32);
     ad_graph_set_memory_reuse(g, 1);
     /* layer 2's input is an intermediate of a network: it needs its gradient */
     ad_node *x = layer == 1 ? ad_input(g, 4, xs, "x") : ad_param(g, 4, xs, "x");
-    ad_node *w = ad_param(g, 4, ws, "w"), *b = ad_param(g, 3, bs, "b");
+    ad_node *w = ad_param(g, 4, ws, "w"), *b = ad_param(g, 1, bs, "b");
     if (!x || !w || !b)
         return -1;
     fill_uniform(x, 3, 1.0);
     fill_uniform(w, 5, 1.0 / sqrt((double)(cin * 9)));
     ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
-    ad_node *loss = ad_sum(ad_add(ad_conv2d(x, w, &o), b), AD_ALL);
-    if (!loss || ad_backward(loss)) { /* builds the backward pass */
+    ad_node *loss = ad_sum(ad_conv2d_bias(x, w, b, &o), AD_ALL); /* nn.Conv2d's bias */
+    if (!loss || ad_backward(loss)) {                            /* builds the backward pass */
         fprintf(stderr, "conv: %s\n", ad_graph_error(g));
         return -1;
     }
