@@ -393,24 +393,6 @@ const char *ad_shape_str(const ad_node *n, char *buf, size_t size)
     return ad_dims_str(n ? n->ndim : 0, n ? n->shape : NULL, buf, size);
 }
 
-bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out)
-{
-    /* the nonzero sizes are bounded too: an empty (0, 2^62, 3) would make
-       every product of some of its axes (outer x inner) overflow */
-    int64_t nonzero = 1;
-    bool empty = false;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] && nonzero > AD_NUMEL_MAX / shape[i]))
-            return false;
-        if (shape[i] == 0)
-            empty = true;
-        else
-            nonzero *= shape[i];
-    }
-    *out = empty ? 0 : nonzero;
-    return true;
-}
-
 void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner)
 {
     if (axis < 0) {

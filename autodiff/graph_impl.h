@@ -196,15 +196,6 @@ bool ad_node_aux(ad_node *n, size_t bytes);
 /* Ensures the graph's shared scratch buffer holds bytes (grown only, kept
  * until the graph is freed). Call from a shape rule; kernels read g->scratch. */
 bool ad_scratch(ad_graph *g, size_t bytes);
-/* Largest element count of a tensor: byte counts and strides of every dtype
- * stay far from overflow below it. */
-#define AD_NUMEL_MAX (INT64_MAX / 64)
-/* The product of ndim sizes into *out, without signed overflow: false when a
- * size is negative or the product of the nonzero sizes exceeds AD_NUMEL_MAX
- * (so that a product of any of the axes of an empty tensor stays in range). Every product of
- * sizes not yet validated goes through it; kernels multiply parts of shapes
- * already accepted by ad_shape_set, which stay below AD_NUMEL_MAX. */
-bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out);
 /* A tensor seen along axis k as (outer, len, inner): outer is the product of
  * the axes before k, inner of those after it; axis < 0 (AD_ALL) is
  * (1, numel, 1). */

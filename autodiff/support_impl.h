@@ -116,17 +116,39 @@ static inline bool ad_mul_size(size_t a, size_t b, size_t *out)
     return true;
 }
 
-/* Bytes of ndim/shape of esize-byte elements; false when a size is
-   negative or the product overflows size_t. */
+/* Largest element count of a tensor: byte counts and strides of every dtype
+ * stay far from overflow below it. */
+#define AD_NUMEL_MAX (INT64_MAX / 64)
+
+/* The product of ndim sizes into *out, without signed overflow: false when a
+ * size is negative or the product of the nonzero sizes exceeds AD_NUMEL_MAX
+ * (so that a product of any of the axes of an empty tensor stays in range).
+ * Every product of sizes not yet validated (shape rules, file headers) goes
+ * through it; kernels multiply parts of shapes already accepted, which stay
+ * below AD_NUMEL_MAX. */
+static inline bool ad_shape_numel(int ndim, const int64_t *shape, int64_t *out)
+{
+    int64_t nonzero = 1;
+    bool empty = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] && nonzero > AD_NUMEL_MAX / shape[i]))
+            return false;
+        if (shape[i] == 0)
+            empty = true;
+        else
+            nonzero *= shape[i];
+    }
+    *out = empty ? 0 : nonzero;
+    return true;
+}
+
+/* Bytes of ndim/shape of esize-byte elements; false when the shape fails
+   ad_shape_numel or the byte count overflows size_t. */
 static inline bool ad_shape_bytes(const int64_t *shape, int ndim, size_t esize, size_t *bytes)
 {
-    size_t n = esize;
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0 || (int64_t)(size_t)shape[i] != shape[i] ||
-            !ad_mul_size(n, (size_t)shape[i], &n))
-            return false;
-    *bytes = n;
-    return true;
+    int64_t n;
+    return ad_shape_numel(ndim, shape, &n) && (uint64_t)n <= SIZE_MAX &&
+           ad_mul_size((size_t)n, esize, bytes);
 }
 
 static inline bool ad_host_is_little_endian(void)

@@ -282,15 +282,13 @@ static int idx_parse(source *s, io_idx *idx, ad_error *err)
                             "%s: truncated file: the header ends inside its "
                             "%d dimension sizes",
                             path, idx->ndim);
-    size_t count = 1;
-    for (int k = 0; k < idx->ndim; k++) {
+    for (int k = 0; k < idx->ndim; k++)
         idx->dims[k] = (int64_t)ad_load_be(head + 4 * k, 4);
-        if (!ad_mul_size(count, (size_t)idx->dims[k], &count))
-            return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
-    }
-    if (!ad_mul_size(count, esize, &bytes) || count > (size_t)INT64_MAX)
+    /* the nonzero sizes are bounded too: a dataset of 0 examples of
+       2^32 x 2^32 pixels would overflow the size of one example */
+    if (!ad_shape_numel(idx->ndim, idx->dims, &idx->count) ||
+        !ad_shape_bytes(idx->dims, idx->ndim, esize, &bytes))
         return ad_error_set(err, AD_EFORMAT, "%s: the IDX dimensions are too large", path);
-    idx->count = (int64_t)count;
 
     st = read_growing(s, bytes, &data, &got, &truncated, err);
     if (truncated)
@@ -400,7 +398,7 @@ static int dataset_from_idx(const ad_allocator *m, const io_idx *ex, const io_id
     *out = NULL;
     n = ex->dims[0];
     for (int k = 1; k < ex->ndim; k++)
-        d *= ex->dims[k]; /* cannot overflow: the product of all dims fitted */
+        d *= ex->dims[k]; /* cannot overflow: the reader bounds the nonzero sizes' product */
     if (lab) {
         if (lab->ndim != 1 || !idx_is_integer(lab->type))
             return ad_error_set(err, AD_EFORMAT,
