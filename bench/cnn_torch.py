@@ -95,22 +95,12 @@ def main():
     ap.add_argument("--schedule", default="constant",
                     choices=["constant", "cosine", "exponential"])
     ap.add_argument("--gamma", type=float, default=0.9)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--val", type=int, default=5000)
     ap.add_argument("--subset", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data", default=torch_bench.DATA)
+    torch_bench.add_run_args(ap)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch_bench.DATA = a.data
-    d = torch_bench.data()
-    x, y = d["train"]
-    x = x.reshape(-1, 1, 28, 28)
-    xt, yt = d["test"][0].reshape(-1, 1, 28, 28), d["test"][1]
-    xv, yv = x[:a.val], y[:a.val]
-    x, y = x[a.val:], y[a.val:]
+    (x, y), (xv, yv), (xt, yt) = torch_bench.run_split(a, a.val, (1, 28, 28))
     if a.subset > 0:
         x, y = x[:a.subset], y[:a.subset]
     torch.manual_seed(a.seed)

@@ -56,6 +56,29 @@ def data():
     return _data
 
 
+def add_run_args(ap):
+    """The options every whole-run script shares with `chainrule train`."""
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--data", default=DATA)
+
+
+def run_split(a, val, shape=(784,)):
+    """Applies --threads and --data, then splits the data as the CLI does:
+    the first `val` training images for validation, the rest for training,
+    the test set as is; images as (N, *shape). Returns (train, val, test)
+    pairs of (images, labels)."""
+    global DATA
+    torch.set_num_threads(a.threads)
+    DATA = a.data
+    d = data()
+    x, y = d["train"]
+    x = x.reshape(-1, *shape)
+    xt, yt = d["test"][0].reshape(-1, *shape), d["test"][1]
+    return (x[val:], y[val:]), (x[:val], y[:val]), (xt, yt)
+
+
 def mlp():
     torch.manual_seed(42)
     return torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(),

@@ -23,17 +23,9 @@ import torch_bench  # noqa: E402  (the same IDX reader and data scaling)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--data", default=torch_bench.DATA)
+    torch_bench.add_run_args(ap)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch_bench.DATA = a.data
-    d = torch_bench.data()
-    x, y = d["train"]
-    xv, yv, xt, yt = x[:5000], y[:5000], d["test"][0], d["test"][1]
-    x, y = x[5000:], y[5000:]
+    (x, y), (xv, yv), (xt, yt) = torch_bench.run_split(a, 5000)
     model = torch_bench.mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(42)
