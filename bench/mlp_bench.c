@@ -16,6 +16,11 @@
  *                batch 32, 1 -> 32 channels, 3x3, 28x28, padding 1 (input
  *                needs no gradient); L = 2 is batch 32, 32 -> 64 channels,
  *                3x3, 14x14, padding 1 (input gradient too, as inside a CNN).
+ *   transformer K  examples/makemore.c's transformer (makemore_model.c: batch
+ *                32, context 16, embedding 64, 2 pre-norm blocks of 4 heads,
+ *                feed-forward 256, 27 symbols; Adam lr 3e-3, clipping at norm
+ *                1): one warm-up step, then K training steps on random
+ *                windows of a fixed random stream; time per step.
  *
  * usage: mlp_bench [--data DIR] serve     commands on stdin, one JSON line out each
  *        mlp_bench [--data DIR] CMD ARGS  one command
@@ -30,6 +35,8 @@
 #include <chainrule/autodiff.h>
 #include <chainrule/data.h>
 #include <chainrule/nn.h>
+
+#include "makemore_model.h"
 
 static double now(void)
 {
@@ -307,6 +314,62 @@ static int cmd_conv(int layer, int iters)
     return 0;
 }
 
+/* makemore's transformer: K Adam steps at batch 32, time per step (after
+ * one warm-up step, which sizes the optimizer state and pages in buffers) */
+static int cmd_transformer(int iters)
+{
+    enum { B = 32, T = MAKEMORE_SEQ_CONTEXT, LEN = 4096 };
+    ad_node *target = NULL;
+    nn_model *m = makemore_model(MAKEMORE_TRANSFORMER, B, 42, &target);
+    if (!m)
+        return -1;
+    nn_optim_config cfg = nn_optim_defaults(NN_OPT_ADAM);
+    cfg.lr = 3e-3;
+    cfg.clip_norm = 1.0;
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
+    if (!opt) {
+        nn_model_free(m);
+        return -1;
+    }
+    static unsigned char stream[LEN];
+    uint64_t s = 11;
+    for (int i = 0; i < LEN; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        stream[i] = (unsigned char)((s >> 33) % MAKEMORE_VOCAB);
+    }
+    double x[B * T], y[B * T], loss = 0, first_loss = 0, t0 = 0;
+    for (int step = 0; step <= iters; step++) {
+        if (step == 1)
+            t0 = now();
+        for (int i = 0; i < B; i++) { /* a window and the characters that follow it */
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            int64_t p = (int64_t)((s >> 33) % (LEN - T - 1));
+            for (int t = 0; t < T; t++) {
+                x[i * T + t] = stream[p + t];
+                y[i * T + t] = stream[p + t + 1];
+            }
+        }
+        if (nn_model_set_input(m, x, B, T) || ad_set(target, y, B * T) ||
+            nn_model_train_step(m, opt, &loss)) {
+            fprintf(stderr, "transformer: %s\n", nn_model_error(m));
+            nn_optimizer_free(opt);
+            nn_model_free(m);
+            return -1;
+        }
+        if (step == 0)
+            first_loss = loss;
+    }
+    double t = iters > 0 ? (now() - t0) / iters : 0;
+    printf("{\"time\": %.6f, \"iters\": %d, \"first_loss\": %.5f, \"last_loss\": %.5f, "
+           "\"batch\": %d, \"context\": %d, \"embed\": %d, \"heads\": %d, \"ff\": %d, "
+           "\"blocks\": %d, \"vocab\": %d, \"params\": %lld}\n",
+           t, iters, first_loss, loss, B, T, MAKEMORE_EMBED, MAKEMORE_HEADS, MAKEMORE_FF,
+           MAKEMORE_BLOCKS, MAKEMORE_VOCAB, (long long)nn_model_param_count(m));
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    return 0;
+}
+
 static int cmd_mem(int64_t batch, int steps)
 {
     long rss0 = maxrss_kb(), cur0 = rss_now_kb();
@@ -362,6 +425,8 @@ static int run(int argc, char **argv)
         return cmd_matmul(argc >= 2 ? atoi(argv[1]) : 3);
     if (strcmp(cmd, "conv") == 0 && argc >= 2)
         return cmd_conv(atoi(argv[1]), argc >= 3 ? atoi(argv[2]) : 20);
+    if (strcmp(cmd, "transformer") == 0)
+        return cmd_transformer(argc >= 2 ? atoi(argv[1]) : 50);
     if (strcmp(cmd, "mem") == 0 && argc >= 2)
         return cmd_mem(atoll(argv[1]), argc >= 3 ? atoi(argv[2]) : 5);
     if (strcmp(cmd, "load") == 0) {
@@ -387,7 +452,7 @@ int main(int argc, char **argv)
     }
     if (i >= argc) {
         fprintf(stderr, "usage: mlp_bench [--data DIR] serve | train B [N] | infer | "
-                        "matmul K | conv L [K] | mem B [S]\n");
+                        "matmul K | conv L [K] | transformer [K] | mem B [S]\n");
         return 2;
     }
     if (strcmp(argv[i], "serve") != 0) {

@@ -12,6 +12,11 @@ same commands and the same one-JSON-line answers:
                of the sum of its output, K times, time per iteration: L = 1 is
                batch 32, 1 -> 32 channels on 28x28 (input without gradient);
                L = 2 is batch 32, 32 -> 64 channels on 14x14 (input gradient too).
+  transformer K  bench/makemore_torch.py's Transformer (the twin of
+               examples/makemore.c's: batch 32, context 16, embedding 64, 2
+               nn.TransformerEncoderLayer pre-norm blocks of 4 heads, feed-forward
+               256, 27 symbols; Adam lr 3e-3, clip_grad_norm_ 1): one warm-up
+               step, then K training steps on random windows; time per step.
   scalar S     the micrograd workload of bench/scalar_mlp.c with 0-d tensors
                (define-by-run, as PyTorch works): S steps, time per step.
 usage: /usr/bin/python3 bench/torch_bench.py [--data DIR] [--threads N] serve | CMD ARGS
@@ -169,6 +174,34 @@ def cmd_conv(layer, iters):
     return {"time": t, "iters": iters, "loss": float(loss)}
 
 
+def cmd_transformer(iters):
+    import makemore_torch as mm  # bench/ is this script's directory, on sys.path
+    torch.manual_seed(42)
+    model = mm.Transformer()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(11)
+    stream = torch.randint(0, mm.VOCAB, (4096,), generator=g)
+    batch, t = 32, mm.SEQ_CONTEXT
+
+    def step():
+        pos = torch.randint(0, len(stream) - t - 1, (batch,), generator=g)
+        x, y = mm.examples(True, stream, pos)
+        loss = mm.loss_of(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    first = step()  # warm-up, as the C side
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        last = step()
+    dt = (time.perf_counter() - t0) / max(iters, 1)
+    return {"time": dt, "iters": iters, "first_loss": first, "last_loss": last,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
 # ------------------------------------------------- scalar (micrograd) workload
 NPTS, H = 100, 16
 
@@ -290,6 +323,8 @@ def run(args):
         return cmd_matmul(int(args[1]) if len(args) > 1 else 3)
     if cmd == "conv":
         return cmd_conv(int(args[1]), int(args[2]) if len(args) > 2 else 20)
+    if cmd == "transformer":
+        return cmd_transformer(int(args[1]) if len(args) > 1 else 50)
     if cmd == "scalar":
         return cmd_scalar(int(args[1]) if len(args) > 1 else 3)
     if cmd == "load":

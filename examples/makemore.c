@@ -9,7 +9,8 @@
  *   transformer  a causal transformer: embedding + learned positions (64),
  *                2 pre-norm blocks of 4 heads (feed-forward 256), a final
  *                layer norm, context T = 16.
- * Every model is built from nn layers (no derivative is written here), and
+ * Every model is built from nn layers (no derivative is written here; the
+ * builder is makemore_model.c, shared with the benchmarks' transformer row), and
  * trained with Adam on random mini-batches. The program reports the train
  * and held-out loss in nats per character and samples words.
  *
@@ -38,15 +39,15 @@
 #include <chainrule/autodiff.h>
 #include <chainrule/nn.h>
 
-#define VOCAB 27
-#define DEFAULT_WORDS "/usr/share/dict/american-english"
-#define MLP_CONTEXT 3
-#define SEQ_CONTEXT 16
+#include "makemore_model.h"
 
-typedef enum { MODEL_MLP, MODEL_LSTM, MODEL_TRANSFORMER } model_kind;
+#define VOCAB MAKEMORE_VOCAB
+#define DEFAULT_WORDS "/usr/share/dict/american-english"
+#define MLP_CONTEXT MAKEMORE_MLP_CONTEXT
+#define SEQ_CONTEXT MAKEMORE_SEQ_CONTEXT
 
 typedef struct {
-    model_kind kind;
+    makemore_kind kind;
     const char *words;
     long limit, steps, batch, samples, eval_chars, threads;
     double lr;
@@ -88,7 +89,7 @@ static int parse_long(const char *s, long lo, long *out)
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){MODEL_MLP, DEFAULT_WORDS, 0, 2000, 32, 20, 20000, 1, 3e-3, 42};
+    *o = (options){MAKEMORE_MLP, DEFAULT_WORDS, 0, 2000, 32, 20, 20000, 1, 3e-3, 42};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -96,11 +97,11 @@ static int parse_options(int argc, char **argv, options *o)
         long n;
         if (!strcmp(a, "--model")) {
             if (!strcmp(v, "mlp"))
-                o->kind = MODEL_MLP;
+                o->kind = MAKEMORE_MLP;
             else if (!strcmp(v, "lstm"))
-                o->kind = MODEL_LSTM;
+                o->kind = MAKEMORE_LSTM;
             else if (!strcmp(v, "transformer"))
-                o->kind = MODEL_TRANSFORMER;
+                o->kind = MAKEMORE_TRANSFORMER;
             else
                 return usage("--model must be mlp, lstm or transformer");
         } else if (!strcmp(a, "--words")) {
@@ -192,53 +193,12 @@ static int load_words(const options *o, stream *train, stream *held, long *nword
     return 0;
 }
 
-/* Builds the model for batch b; logits (b, 27) for the MLP and (b, T, 27)
- * for the sequence models; the loss is the mean cross-entropy per
- * predicted character. */
-static int build(lm *L, model_kind kind, int64_t b, uint64_t seed)
+static int build(lm *L, makemore_kind kind, int64_t b, uint64_t seed)
 {
-    ad_error err;
-    nn_model *m = nn_model_new(AD_F32, seed, &err);
-    if (!m) {
-        fprintf(stderr, "makemore: %s\n", err.message);
-        return -1;
-    }
-    L->m = m;
-    L->seq = kind != MODEL_MLP;
+    L->seq = kind != MAKEMORE_MLP;
     L->context = L->seq ? SEQ_CONTEXT : MLP_CONTEXT;
-    int64_t T = L->context;
-    ad_node *ids = nn_model_add_input(m, 2, (int64_t[]){b, T}, "ids");
-    L->target = nn_model_add_input(m, L->seq ? 2 : 1, (int64_t[]){b, T}, "targets");
-    ad_node *logits = NULL;
-    if (kind == MODEL_MLP) {
-        ad_node *h = nn_add_flatten(m, nn_add_embedding(m, ids, VOCAB, 10)); /* (b, 30) */
-        h = nn_add_activation(m, nn_add_dense(m, h, 200, 1), NN_ACT_TANH, 0);
-        logits = nn_add_dense(m, h, VOCAB, 1); /* (b, 27) */
-    } else if (kind == MODEL_LSTM) {
-        ad_node *x = nn_add_embedding(m, ids, VOCAB, 64);               /* (b, T, 64) */
-        ad_node *h = nn_add_lstm(m, x, 128, 1, NULL, NULL, NULL, NULL); /* (b, T, 128) */
-        logits = nn_add_dense(m, h, VOCAB, 1);                          /* (b, T, 27) */
-    } else {
-        double pos[SEQ_CONTEXT];
-        for (int t = 0; t < SEQ_CONTEXT; t++)
-            pos[t] = t;
-        ad_node *where = ad_const(nn_model_graph(m), 1, (int64_t[]){T}, pos, "positions");
-        ad_node *x = ad_add(nn_add_embedding(m, ids, VOCAB, 64), /* (b, T, 64) */
-                            nn_add_embedding(m, where, T, 64));  /* (T, 64), broadcast */
-        for (int k = 0; k < 2; k++)
-            x = nn_add_transformer_block(m, x, 4, 256, 1, 0.0);
-        x = nn_add_layer_norm(m, x, 1, 1e-5, 1);
-        logits = nn_add_dense(m, x, VOCAB, 1); /* (b, T, 27) */
-    }
-    /* (b*T, 27) against (b*T) class indices; -1 follows the batch */
-    ad_node *flat = ad_reshape(logits, 2, (int64_t[]){-1, VOCAB});
-    ad_node *labels = ad_reshape(L->target, 1, (int64_t[]){-1});
-    ad_node *loss = nn_cross_entropy(flat, labels);
-    if (nn_model_finish(m, logits) != 0 || nn_model_set_loss_node(m, loss, L->target) != 0) {
-        fprintf(stderr, "makemore: %s\n", nn_model_error(m));
-        return -1;
-    }
-    return 0;
+    L->m = makemore_model(kind, b, seed, &L->target);
+    return L->m ? 0 : -1;
 }
 
 /* Example at stream position p: the context before p and what follows. */
