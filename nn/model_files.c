@@ -31,7 +31,7 @@ static int model_tensors(nn_model *m, const ad_allocator *mem, const char *path,
     int nparams = nn_model_param_tensors(m), nstate = nn_model_state_tensors(m);
     if (!nn_model_graph(m) || !nn_model_output(m) || (nparams > 0 && !params))
         return ad_error_set(err, AD_ESTATE, "%s: the model is not built", path);
-    size_t esize = nn_model_dtype(m) == AD_F32 ? sizeof(float) : sizeof(double);
+    size_t esize = ad_dtype_bytes(nn_model_dtype(m));
     size_t n = (size_t)nparams + (size_t)nstate;
     model_tensor *t = ad_alloc(mem, (n + 1) * sizeof *t);
     if (!t)

@@ -402,6 +402,48 @@ Test(nn_model, dropout_only_in_training_mode)
     nn_model_free(m);
 }
 
+/* Evaluation splits a large build batch into chunks that fit the cache
+ * (wide rows: 4,096 features of 8 bytes give chunks of 32 rows); every row
+ * still gets the same output, and training at the build batch goes on. */
+Test(nn_model, predict_in_cache_sized_chunks)
+{
+    enum { N = 100, F = 4096 };
+    int64_t widths[] = {F, 2};
+    nn_activation acts[] = {NN_ACT_IDENTITY};
+    nn_model *m = nn_mlp_new(AD_F64, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, N, 3, NULL);
+    cr_assert_not_null(m);
+    double *x = malloc(sizeof *x * N * F), out[N * 2];
+    int labels[N];
+    cr_assert_not_null(x);
+    nn_rng r;
+    nn_rng_seed(&r, 5);
+    for (int i = 0; i < N * F; i++)
+        x[i] = nn_rng_normal(&r);
+    cr_assert_eq(nn_model_predict(m, x, N, F, out), 0, "%s", nn_model_error(m));
+    cr_assert_lt(nn_model_batch(m), N, "the last chunk is smaller than the build batch");
+    const double *p = nn_model_params(m);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 2; j++) {
+            double z = p[F * 2 + j];
+            for (int k = 0; k < F; k++)
+                z += x[i * F + k] * p[k * 2 + j];
+            cr_assert_float_eq(out[i * 2 + j], z, 1e-11, "row %d output %d", i, j);
+        }
+    for (int i = 0; i < N; i++)
+        labels[i] = i % 2;
+    nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
+    double loss = -1;
+    cr_assert_eq(nn_model_set_input(m, x, N, F), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_set_labels(m, labels, N), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_train_step(m, opt, &loss), 0, "%s", nn_model_error(m));
+    cr_assert_eq(nn_model_batch(m), N);
+    cr_assert(isfinite(loss) && loss > 0, "loss %g", loss);
+    nn_optimizer_free(opt);
+    nn_model_free(m);
+    free(x);
+}
+
 Test(nn_model, predict_in_chunks_and_evaluate)
 {
     int64_t widths[] = {3, 4};

@@ -917,7 +917,8 @@ AD_API int64_t nn_argmax(const double *values, int64_t n);
 AD_API int nn_model_output_classes(const nn_model *m, int64_t *classes);
 /**
  * Runs the model in evaluation mode on n rows of x (in chunks of at most
- * the build batch, so nothing is allocated) and writes n * out_features
+ * the build batch, so nothing is allocated, and of about 1 MiB of
+ * batch-sized tensors, so they stay in cache) and writes n * out_features
  * outputs to out. The training mode is restored afterwards. 0 or -1 (nn_model_error).
  */
 AD_API int nn_model_predict(nn_model *m, const double *x, int64_t n, int64_t cols, double *out);
