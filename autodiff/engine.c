@@ -466,6 +466,10 @@ static bool run_planned(tape *t, bool infer)
 static tape *build_tape(ad_node *loss)
 {
     ad_graph *g = loss->g;
+    /* a large parameter's gradient buffer is made by its first backward pass */
+    for (int64_t i = 0; i < g->nparams; i++)
+        if (!ad_leaf_grad_ready(g->params[i]))
+            return NULL;
     if (g->ntapes == g->cap_tapes) {
         int cap = g->cap_tapes ? g->cap_tapes * 2 : 4;
         tape *t =
@@ -567,7 +571,8 @@ void ad_zero_grad(ad_graph *g)
         return;
     for (int64_t i = 0; i < g->nparams; i++) {
         ad_node *n = g->params[i];
-        memset(n->grad, 0, (size_t)n->numel * g->elem);
+        if (n->grad) /* one not made yet is zero */
+            memset(n->grad, 0, (size_t)n->numel * g->elem);
     }
 }
 

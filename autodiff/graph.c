@@ -219,13 +219,18 @@ ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_err(dtype, NULL, NU
 
 static void free_node_heap(ad_graph *g, ad_node *n)
 {
-    if (!(n->flags & (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE)))
+    if (!(n->flags & NODE_HEAP_ANY))
         return;
     g->nheap--;
     if (n->flags & NODE_HEAP_VALUE) {
         ad_mem(g, n->value, (size_t)n->capacity * g->elem, 0);
         n->flags &= ~(unsigned)NODE_HEAP_VALUE;
         n->value = NULL;
+    }
+    if (n->flags & NODE_HEAP_GRAD) {
+        ad_mem(g, n->grad, (size_t)n->numel * g->elem, 0);
+        n->flags &= ~(unsigned)NODE_HEAP_GRAD;
+        n->grad = NULL;
     }
     if (n->flags & NODE_HEAP_AUX) {
         ad_mem(g, n->aux, n->aux_bytes, 0);
@@ -244,9 +249,19 @@ static void free_node_heap(ad_graph *g, ad_node *n)
 /* Marks n as holding heap memory (kind: one of the NODE_HEAP_ flags). */
 static void node_took_heap(ad_graph *g, ad_node *n, unsigned kind)
 {
-    if (!(n->flags & (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE)))
+    if (!(n->flags & NODE_HEAP_ANY))
         g->nheap++;
     n->flags |= kind;
+}
+
+/* Frees one heap buffer of n (NODE_HEAP_VALUE or NODE_HEAP_GRAD, of numel
+ * elements) that the caller has stopped pointing at. */
+static void node_drop_heap(ad_graph *g, ad_node *n, void *p, unsigned kind)
+{
+    ad_mem(g, p, (size_t)n->numel * g->elem, 0);
+    n->flags &= ~kind;
+    if (!(n->flags & NODE_HEAP_ANY))
+        g->nheap--;
 }
 
 static void free_tape(ad_graph *g, tape *t)
@@ -865,11 +880,49 @@ static bool alloc_grad(ad_node *n, void *ext_grad)
     return true;
 }
 
+/* A parameter of at least this many bytes holds its value and gradient in
+ * heap blocks of its own rather than in the arena: ad_leaf_move (nn models
+ * gather their parameters into flat buffers after building) gives them back,
+ * and the gradient is made only when first needed, so a model's build never
+ * holds its parameters' gradients twice. */
+#define PARAM_HEAP_BYTES 4096
+
+bool ad_leaf_grad_ready(ad_node *n)
+{
+    if (n->grad || !(n->flags & NODE_TRAINABLE))
+        return true;
+    ad_graph *g = n->g;
+    size_t bytes = (size_t)n->numel * g->elem;
+    n->grad = ad_mem(g, NULL, 0, bytes);
+    if (!n->grad)
+        return false;
+    memset(n->grad, 0, bytes);
+    node_took_heap(g, n, NODE_HEAP_GRAD);
+    return true;
+}
+
 ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
 {
+    /* a shape make_leaf will refuse gets no block (it reports why) */
+    size_t bytes = 0;
+    void *heap = NULL;
+    if (g && ndim > 0 && ndim <= AD_MAX_DIMS && shape &&
+        ad_shape_bytes(shape, ndim, g->elem, &bytes) && bytes >= PARAM_HEAP_BYTES) {
+        heap = ad_mem(g, NULL, 0, bytes);
+        if (!heap)
+            return NULL;
+        memset(heap, 0, bytes);
+    }
     ad_node *n = make_leaf(g, AD_OP_PARAM, NODE_TRAINABLE | NODE_REQGRAD, ndim, shape, name,
-                           "ad_param", NULL);
-    if (n && (!alloc_grad(n, NULL) || !push_param(g, n))) {
+                           "ad_param", heap);
+    if (heap && n) { /* the graph's own block, not the caller's */
+        n->flags &= ~(unsigned)NODE_EXT_VALUE;
+        node_took_heap(g, n, NODE_HEAP_VALUE);
+    } else if (heap) {
+        ad_mem(g, heap, bytes, 0);
+    }
+    if (n && ((!heap && !alloc_grad(n, NULL)) || !push_param(g, n))) {
+        free_node_heap(g, n);
         g->nnodes--;
         node_discard(g, n);
         return NULL;
@@ -1050,12 +1103,12 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
         return -1;
     ad_graph *g = leaf->g;
     bool trainable = (leaf->flags & NODE_TRAINABLE) != 0;
-    if (leaf->ninputs != 0 || (leaf->flags & NODE_HEAP_VALUE)) {
+    if (leaf->ninputs != 0 || ((leaf->flags & NODE_HEAP_VALUE) && !trainable)) {
         ad_fail(g, "ad_leaf_move: node '%s' is not a leaf of fixed size", leaf->name);
         return -1;
     }
-    if (!value || (trainable && !grad)) {
-        ad_fail(g, "ad_leaf_move: %s buffer is NULL", value ? "gradient" : "value");
+    if (!value) {
+        ad_fail(g, "ad_leaf_move: value buffer is NULL");
         return -1;
     }
     if (g->ntapes > 0) {
@@ -1063,14 +1116,23 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
         return -1;
     }
     size_t bytes = (size_t)leaf->numel * g->elem;
-    if (value != leaf->value)
-        memcpy(value, leaf->value, bytes);
+    void *old = leaf->value;
+    if (value != old) {
+        memcpy(value, old, bytes);
+        if (leaf->flags & NODE_HEAP_VALUE) /* a large ad_param's own block */
+            node_drop_heap(g, leaf, old, NODE_HEAP_VALUE);
+    }
     leaf->value = value;
     leaf->capacity = leaf->numel;
     leaf->flags |= NODE_EXT_VALUE;
-    if (trainable) {
-        if (grad != leaf->grad)
-            memcpy(grad, leaf->grad, bytes);
+    if (trainable && grad) {
+        old = leaf->grad;
+        if (!old) /* not made yet: zeros */
+            memset(grad, 0, bytes);
+        else if (grad != old)
+            memcpy(grad, old, bytes);
+        if (old && grad != old && (leaf->flags & NODE_HEAP_GRAD))
+            node_drop_heap(g, leaf, old, NODE_HEAP_GRAD);
         leaf->grad = grad;
         leaf->flags |= NODE_EXT_GRAD;
     }
@@ -1124,7 +1186,7 @@ int ad_node_is_trainable(const ad_node *n) { return n && (n->flags & NODE_TRAINA
 int ad_node_requires_grad(const ad_node *n) { return n && (n->flags & NODE_REQGRAD); }
 int ad_node_is_backward(const ad_node *n) { return n && (n->flags & NODE_TAPE); }
 void *ad_data(ad_node *n) { return n ? n->value : NULL; }
-void *ad_grad_data(ad_node *n) { return n ? n->grad : NULL; }
+void *ad_grad_data(ad_node *n) { return n && ad_leaf_grad_ready(n) ? n->grad : NULL; }
 ad_node *ad_node_grad(const ad_node *n) { return n ? n->grad_node : NULL; }
 
 ad_node *ad_node_input(const ad_node *n, int i)

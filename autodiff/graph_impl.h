@@ -32,7 +32,11 @@ enum {
     NODE_HEAP_AUX = 1u << 10,   /* aux buffer grown on the heap (ad_resize) */
     NODE_ACCUMULATE = 1u << 11, /* matmul whose buffer is a leaf's gradient, added into (reuse) */
     NODE_HEAP_SHAPE = 1u << 12, /* shape storage on the heap (a 0-d node grown on replay) */
+    NODE_HEAP_GRAD = 1u << 13,  /* gradient buffer on the heap (a large ad_param, made lazily) */
 };
+
+/* any of the heap buffers a node may hold (freed with it) */
+#define NODE_HEAP_ANY (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE | NODE_HEAP_GRAD)
 
 #define AD_MAX_FPARAMS 2
 #define AD_MAX_IPARAMS (AD_MAX_DIMS + 2)
@@ -190,6 +194,8 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
                       const int64_t *ip);
 /* Ensures n's value buffer holds n->numel elements. */
 bool ad_node_reserve(ad_node *n);
+/* A trainable leaf's gradient buffer, made (zeroed) on first need; false without memory. */
+bool ad_leaf_grad_ready(ad_node *n);
 /* Ensures n->aux holds bytes (arena on creation, heap when it grows later,
  * as for values). Call from a shape rule so replay never allocates. */
 bool ad_node_aux(ad_node *n, size_t bytes);

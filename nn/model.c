@@ -487,16 +487,27 @@ static int gather(nn_model *m, const char *fn)
         m->sinfo[i].offset = ns;
         ns += m->sinfo[i].numel;
     }
-    if (m->npinfo) {
-        m->params = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
-        m->grads = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
-    }
-    if (m->nsinfo)
-        m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, ns));
-    if ((m->npinfo && (!m->params || !m->grads)) || (m->nsinfo && !m->state))
-        return nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
+    /* the values move first, then the gradients get their buffer: a large
+     * parameter's own blocks are given back as it moves, so the parameters
+     * are held at most twice over at any moment, never three times
+     * (the counts first: free_built gives the buffers back by them) */
     m->nparams = np;
     m->nstate = ns;
+    if (m->npinfo)
+        m->params = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
+    if (m->npinfo && !m->params)
+        return nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
+    for (int i = 0; i < m->npinfo; i++) {
+        nn_param_entry *e = &m->pinfo[i];
+        if (ad_leaf_move(e->node, elem_at(m, m->params, e->offset), NULL) != 0)
+            return nn_model_fail(m, AD_EGRAPH, "%s: %s", fn, ad_graph_error(m->g));
+    }
+    if (m->npinfo)
+        m->grads = nn_model_mem(m, NULL, 0, buffer_bytes(m, np));
+    if (m->nsinfo)
+        m->state = nn_model_mem(m, NULL, 0, buffer_bytes(m, ns));
+    if ((m->npinfo && !m->grads) || (m->nsinfo && !m->state))
+        return nn_model_fail(m, AD_ENOMEM, "%s: out of memory", fn);
     for (int i = 0; i < m->npinfo; i++) {
         nn_param_entry *e = &m->pinfo[i];
         if (ad_leaf_move(e->node, elem_at(m, m->params, e->offset),

@@ -199,10 +199,12 @@ static inline double *model_param_grad(nn_model *m, const char *name, int64_t *n
 
 /* ------------------------------------------------- counting allocator */
 
-/* Counts allocator calls and live bytes (the zero-allocation checks). */
+/* Counts allocator calls and live bytes (the zero-allocation checks) and
+ * the most bytes live at once (the peak-memory checks). */
 typedef struct {
     long calls;
     size_t live;
+    size_t peak;
 } counting;
 
 static inline void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -215,6 +217,8 @@ static inline void *count_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     c->calls++;
     c->live = c->live - osize + nsize;
+    if (c->live > c->peak)
+        c->peak = c->live;
     return realloc(ptr, nsize);
 }
 

@@ -226,7 +226,7 @@ static void no_allocation_after_first_step(nn_model *m, counting *cnt, int64_t i
 
 Test(nn_graph_model, cnn_layers_allocate_nothing_per_step)
 {
-    counting cnt = {0, 0};
+    counting cnt = {0, 0, 0};
     nn_model *m = nn_model_new_with(AD_F32, 5, count_alloc, &cnt, NULL);
     int64_t xs[4] = {8, 1, 8, 8};
     ad_conv_opts pad = {.padding = {1, 1}};
@@ -245,7 +245,7 @@ Test(nn_graph_model, cnn_layers_allocate_nothing_per_step)
 
 Test(nn_graph_model, conv1d_and_pooling_allocate_nothing_per_step)
 {
-    counting cnt = {0, 0};
+    counting cnt = {0, 0, 0};
     nn_model *m = nn_model_new_with(AD_F64, 5, count_alloc, &cnt, NULL);
     int64_t xs[3] = {8, 2, 10};
     ad_conv_opts g2 = {.groups = 2};
@@ -265,7 +265,7 @@ Test(nn_graph_model, conv1d_and_pooling_allocate_nothing_per_step)
  * feed-forward and transformer blocks, with a custom sequence loss. */
 Test(nn_graph_model, sequence_layers_allocate_nothing_per_step)
 {
-    counting cnt = {0, 0};
+    counting cnt = {0, 0, 0};
     nn_model *m = nn_model_new_with(AD_F32, 5, count_alloc, &cnt, NULL);
     int64_t xs[2] = {8, 6};
     ad_node *ids = nn_model_add_input(m, 2, xs, "ids");

@@ -241,9 +241,51 @@ Test(nn_model, class_index_out_of_range)
 
 /* -------------------------------------------------------- no allocation */
 
+/* The MLP of bench/mlp_bench: the graph does not keep its own copy of the
+ * parameters or their gradients once they moved into the flat buffers, and
+ * the most memory held at once (build and steps) stays within 1.25 x the
+ * parameters + gradients + one batch's activations (x, pre-activations and
+ * activations of each layer, logits): it was 2.03 x while every parameter's
+ * first value and gradient buffers stayed in the graph's arena. */
+Test(nn_model, memory_peak_holds_the_parameters_once)
+{
+    counting cnt = {0, 0, 0};
+    const int64_t batch = 32, widths[4] = {784, 300, 100, 10};
+    nn_model *m = nn_model_new_sequential_with(AD_F32, widths[0], count_alloc, &cnt, NULL);
+    for (int i = 1; i < 4; i++) {
+        cr_assert_eq(nn_model_add_dense(m, widths[i], 1, NN_INIT_HE_UNIFORM), 0);
+        if (i < 3)
+            cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
+    }
+    cr_assert_eq(nn_model_set_loss(m, NN_LOSS_CROSS_ENTROPY), 0);
+    cr_assert_eq(nn_model_build(m, batch, 5), 0, "%s", nn_model_error(m));
+    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
+    nn_optimizer *o = nn_optimizer_new(m, &c, NULL);
+    cr_assert_not_null(o);
+    float *x = calloc((size_t)(batch * widths[0]), sizeof(float));
+    int y[32] = {0};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(nn_model_set_input_f32(m, x, batch, widths[0]), 0);
+        cr_assert_eq(nn_model_set_labels(m, y, batch), 0);
+        cr_assert_eq(nn_model_train_step(m, o, NULL), 0, "%s", nn_model_error(m));
+    }
+    const size_t pbytes = sizeof(float) * (size_t)nn_model_param_count(m);
+    cr_assert_eq(nn_model_param_count(m), 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10);
+    size_t graph = ad_graph_bytes(nn_model_graph(m));
+    cr_assert_lt(graph, pbytes / 2, "the graph holds %zu bytes, the parameters are %zu", graph,
+                 pbytes);
+    double budget =
+        (double)(2 * pbytes) + sizeof(float) * (double)(batch * (784 + 2 * 300 + 2 * 100 + 10));
+    cr_assert_leq((double)cnt.peak, 1.25 * budget, "peak %zu bytes, budget %.0f (%.2f x)", cnt.peak,
+                  budget, (double)cnt.peak / budget);
+    free(x);
+    nn_optimizer_free(o);
+    nn_model_free(m);
+}
+
 Test(nn_model, training_step_allocates_nothing_after_the_first)
 {
-    counting cnt = {0, 0};
+    counting cnt = {0, 0, 0};
     nn_model *m = nn_model_new_sequential_with(AD_F32, 784, count_alloc, &cnt, NULL);
     cr_assert_eq(nn_model_add_dense(m, 300, 1, NN_INIT_HE_UNIFORM), 0);
     cr_assert_eq(nn_model_add_activation(m, NN_ACT_RELU), 0);
@@ -564,7 +606,7 @@ Test(nn_optim, defaults_and_slots)
 
 Test(optim, flat_optimizer_state_comes_from_the_given_allocator)
 {
-    counting cnt = {0, 0};
+    counting cnt = {0, 0, 0};
     nn_optim_config a = nn_optim_defaults(NN_OPT_ADAM);
     ad_error err;
     nn_optimizer *o = nn_optimizer_new_flat_with(AD_F64, 10, &a, count_alloc, &cnt, &err);

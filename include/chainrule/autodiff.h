@@ -187,7 +187,11 @@ AD_API int ad_graph_rewind(ad_graph *g, int64_t mark);
 
 /** A trainable 0-d leaf holding value. */
 AD_API ad_node *ad_scalar(ad_graph *g, double value, const char *name);
-/** A trainable leaf of the given shape, zero-filled. */
+/**
+ * A trainable leaf of the given shape, zero-filled. A parameter of 4 KiB or
+ * more holds its value in a block of its own (given back by ad_leaf_move)
+ * and gets its gradient buffer at its first backward pass or ad_grad_data.
+ */
 AD_API ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name);
 /**
  * A trainable leaf whose value and gradient live in caller memory (numel
@@ -217,9 +221,12 @@ AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
  * the current contents copied over, kept alive by the caller as long as the
  * graph. Nodes that alias the leaf follow at the next ad_forward. This is
  * how a model gathers parameters created one by one into one flat buffer.
- * Refused (-1, with the graph's error) once the graph has a backward pass,
- * for a non-leaf, or a NULL buffer (grad may be NULL for a non-trainable
- * leaf). 0 on success.
+ * A NULL grad leaves the gradient where it is (a later call may move it),
+ * so the values can move before the gradients' buffer exists. Memory the
+ * graph held for the moved buffers is given back when it was the leaf's own
+ * (parameters of 4 KiB or more made by ad_param). Refused (-1, with the
+ * graph's error) once the graph has a backward pass, for a non-leaf, or a
+ * NULL value buffer. 0 on success.
  */
 AD_API int ad_leaf_move(ad_node *leaf, void *value, void *grad);
 
@@ -275,7 +282,8 @@ AD_API int ad_node_requires_grad(const ad_node *n);
 AD_API int ad_node_is_backward(const ad_node *n);
 /** Raw value buffer (float* or double* by dtype), owned by the graph. */
 AD_API void *ad_data(ad_node *n);
-/** Raw accumulated-gradient buffer of a trainable leaf, or NULL. */
+/** Raw accumulated-gradient buffer of a trainable leaf (made, zeroed, if it was not yet), or NULL.
+ */
 AD_API void *ad_grad_data(ad_node *n);
 /**
  * The gradient node computed for n by the most recent ad_backward through n
