@@ -67,6 +67,14 @@ void fwd_matmul(ad_node *n)
                 n->value);
         return;
     }
+    if (b->ndim == 2 && !ta) {
+        /* (..., m, k) times one matrix: the stacked rows of a are one (rows, k)
+         * matrix and the output's rows follow them, so one product of all the
+         * rows instead of one small product per batch entry */
+        d.m = a->numel / d.k;
+        ad_gemm(n->g->dtype, false, tb, false, d, a->value, b->value, n->value);
+        return;
+    }
     /* batched: iterate the broadcast batch axes; matrices are the last two */
     int nb = n->ndim - 2;
     int64_t idx[AD_MAX_DIMS] = {0}, batches = 1;
@@ -105,7 +113,7 @@ bool shape_linear(ad_node *n)
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
     const char *fn = n->op == AD_OP_LINEAR ? "ad_linear" : "ad_linear_relu";
     char b1[96], b2[96], b3[96];
-    if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[0]) {
+    if (x->ndim < 2 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[0]) {
         ad_fail(n->g, "%s: shapes %s and %s do not align", fn, ad_shape_str(x, b1, sizeof b1),
                 ad_shape_str(w, b2, sizeof b2));
         return false;
@@ -118,18 +126,23 @@ bool shape_linear(ad_node *n)
                 ad_shape_str(x, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
         return false;
     }
-    int64_t shape[2] = {x->shape[0], m};
-    return ad_shape_set(n, 2, shape, fn);
+    int64_t shape[AD_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = m;
+    return ad_shape_set(n, x->ndim, shape, fn);
 }
 
 void fwd_linear(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
-    const int64_t rows = n->shape[0], m = n->shape[1];
+    const int64_t m = n->shape[n->ndim - 1];
+    int64_t rows = 1; /* the leading axes' rows, one matrix */
+    for (int i = 0; i < n->ndim - 1; i++)
+        rows *= n->shape[i];
     const size_t es = n->g->elem;
     for (int64_t r = 0; r < rows; r++) /* bias first, the product added (beta = 1) */
         memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
-    ad_mm_dims d = {rows, x->shape[1], m};
+    ad_mm_dims d = {rows, x->shape[x->ndim - 1], m};
     ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
     /* linear_relu: the epilogue, while the output is still in cache (one
      * (batch, out) buffer and one pass less than linear + relu) */
@@ -163,8 +176,13 @@ static void linear_grads(ad_node *n, ad_node *g, ad_node **d)
     ad_node *x = n->inputs[0], *w = n->inputs[1];
     if (x->flags & NODE_REQGRAD)
         d[0] = ad_matmul_t(g, 0, w, 1);
-    if (w->flags & NODE_REQGRAD)
+    if (w->flags & NODE_REQGRAD) {
+        if (x->ndim > 2) { /* the rows of all leading axes as one matrix (views) */
+            x = ad_reshape(x, 2, (int64_t[]){-1, x->shape[x->ndim - 1]});
+            g = ad_reshape(g, 2, (int64_t[]){-1, g->shape[g->ndim - 1]});
+        }
         d[1] = ad_matmul_t(x, 1, g, 0);
+    }
     d[2] = g; /* summed over the rows to the bias's shape by the engine */
 }
 
@@ -259,8 +277,18 @@ void bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
     int ta = (int)n->iparam[0], tb = (int)n->iparam[1];
     if (a->flags & NODE_REQGRAD)
         d[0] = ta ? ad_matmul_t(b, tb, g, 1) : ad_matmul_t(g, 0, b, !tb);
-    if (b->flags & NODE_REQGRAD)
-        d[1] = tb ? ad_matmul_t(g, 1, a, ta) : ad_matmul_t(a, !ta, g, 0);
+    if (!(b->flags & NODE_REQGRAD))
+        return;
+    if (b->ndim == 2 && a->ndim > 2 && !ta) {
+        /* one matrix against stacked rows: its gradient is one product over
+         * all the rows (a and g seen as matrices), not one per batch entry
+         * summed afterwards over the batch axes */
+        ad_node *a2 = ad_reshape(a, 2, (int64_t[]){-1, a->shape[a->ndim - 1]});
+        ad_node *g2 = ad_reshape(g, 2, (int64_t[]){-1, g->shape[g->ndim - 1]});
+        d[1] = tb ? ad_matmul_t(g2, 1, a2, 0) : ad_matmul_t(a2, 1, g2, 0);
+        return;
+    }
+    d[1] = tb ? ad_matmul_t(g, 1, a, ta) : ad_matmul_t(a, !ta, g, 0);
 }
 
 void bwd_transpose(ad_node *n, ad_node *g, ad_node **d)

@@ -10,6 +10,7 @@
 #include <tgmath.h>
 
 #include "graph_impl.h"
+#include "vmath_impl.h"
 
 int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
 {
@@ -160,6 +161,35 @@ static void softmax_kernel(ad_node *n, bool logarithm)
     AD_DISPATCH(n->g, {
         const T *X = a->value;
         T *Y = n->value;
+        if (inner == 1) { /* the last axis: rows of len contiguous values */
+            for (int64_t o = 0; o < outer; o++) {
+                const T *x = X + o * len;
+                T *y = Y + o * len;
+                T m = -INFINITY;
+                for (int64_t r = 0; r < len; r++)
+                    if (x[r] > m)
+                        m = x[r];
+                if (isinf(m) && m < 0)
+                    m = 0;
+                /* the exponentials in a loop of their own, which vectorizes
+                 * for float (vmath_impl.h), then their sum in order */
+                for (int64_t r = 0; r < len; r++)
+                    y[r] = ad_exp_elem(x[r] - m);
+                T s = 0;
+                for (int64_t r = 0; r < len; r++)
+                    s += y[r];
+                if (logarithm) {
+                    T shift = m + log(s);
+                    for (int64_t r = 0; r < len; r++)
+                        y[r] = x[r] - shift;
+                } else {
+                    T inv = 1 / s;
+                    for (int64_t r = 0; r < len; r++)
+                        y[r] *= inv;
+                }
+            }
+            return;
+        }
         for (int64_t o = 0; o < outer; o++)
             for (int64_t i = 0; i < inner; i++) {
                 const T *x = X + o * len * inner + i;

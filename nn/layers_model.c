@@ -56,7 +56,7 @@ static const char *sub(char *buf, size_t size, const char *prefix, const char *n
 }
 
 /* A dense map of the last axis: x (..., in) W (in, units) + b (units), then
- * relu(.) when relu is set (one fused node for a matrix input with a bias). */
+ * relu(.) when relu is set (one fused node for an input with a bias). */
 static ad_node *dense(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, int64_t units,
                       int bias, nn_init init, bool relu)
 {
@@ -72,8 +72,11 @@ static ad_node *dense(nn_model *m, nn_layer *l, const char *prefix, ad_node *x, 
                                0.0);
     if (!w || (bias && !b))
         return NULL;
-    if (ad_ndim(x) == 2 && b && relu)
-        return ad_linear_relu(x, w, b); /* w and b were shaped from x above */
+    /* w and b were shaped from x above; (..., in) is one product of all the rows */
+    if (ad_ndim(x) >= 2 && b && relu)
+        return ad_linear_relu(x, w, b);
+    if (ad_ndim(x) > 2 && b)
+        return ad_linear(x, w, b);
     ad_node *y;
     if (ad_ndim(x) == 2) {
         y = nn_linear(x, w, b);

@@ -912,6 +912,57 @@ Test(gradcheck, fused_ops_match_their_compositions)
             cr_assert_float_eq(grads[1][k][i], grads[0][k][i], 1e-12, "input %d element %d", k, i);
 }
 
+/* A batch of matrices against one matrix is one product of all their rows
+ * (ad_matmul's forward, its weight gradient, ad_linear on (..., k)): the
+ * values are those of the per-matrix definition, and the gradients first
+ * and second order those of central differences, whatever the transposes. */
+Test(gradcheck, stacked_rows_against_one_matrix)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    int64_t xs[3] = {2, 3, 4}, ws[2] = {4, 5}, wts[2] = {5, 4}, bs[1] = {5};
+    ad_node *x = ad_param(g, 3, xs, "x"), *w = ad_param(g, 2, ws, "w");
+    ad_node *wt = ad_param(g, 2, wts, "wt"), *b = ad_param(g, 1, bs, "b");
+    double *xv = ad_data(x), *wv = ad_data(w), *wtv = ad_data(wt), *bv = ad_data(b);
+    for (int i = 0; i < 24; i++)
+        xv[i] = sin(1.3 * i + 0.2);
+    for (int i = 0; i < 20; i++) {
+        wv[i] = cos(0.7 * i) * 0.8;
+        wtv[i] = sin(0.9 * i + 1) * 0.8;
+    }
+    for (int i = 0; i < 5; i++)
+        bv[i] = 0.1 * i - 0.2;
+    ad_node *outs[3] = {ad_linear(x, w, b), ad_matmul(x, w), ad_matmul_t(x, 0, wt, 1)};
+    ad_node *ws_of[3] = {w, w, wt};
+    for (int k = 0; k < 3; k++) {
+        cr_assert_not_null(outs[k], "%s", ad_graph_error(g));
+        cr_assert_eq(ad_ndim(outs[k]), 3);
+        cr_assert_eq(ad_shape(outs[k])[0], 2);
+        cr_assert_eq(ad_shape(outs[k])[1], 3);
+        cr_assert_eq(ad_shape(outs[k])[2], 5);
+        const double *y = ad_data(outs[k]), *wk = ad_data(ws_of[k]);
+        for (int r = 0; r < 6; r++) /* r: (batch, row) */
+            for (int j = 0; j < 5; j++) {
+                double want = k == 0 ? bv[j] : 0;
+                for (int i = 0; i < 4; i++)
+                    want += xv[r * 4 + i] * (k == 2 ? wk[j * 4 + i] : wk[i * 5 + j]);
+                cr_assert_float_eq(y[r * 5 + j], want, 1e-12, "output %d (%d,%d)", k, r, j);
+            }
+    }
+    ad_node *leaves[4] = {x, w, wt, b};
+    ad_node *loss = ad_add(ad_sum(ad_tanh(outs[0]), AD_ALL),
+                           ad_sum(ad_mul(ad_sin(outs[1]), ad_tanh(outs[2])), AD_ALL));
+    ad_gradcheck_result res;
+    cr_assert_eq(ad_gradcheck(loss, 4, leaves, NULL, &res), 0, "first order: %s, %lld failed",
+                 ad_graph_error(g) ? ad_graph_error(g) : "", (long long)res.failed);
+    /* second order: the gradient's own gradient */
+    ad_node *gw = ad_grad(loss, w), *gwt = ad_grad(loss, wt);
+    ad_node *loss2 = ad_add(ad_sum(ad_mul(gw, gw), AD_ALL), ad_sum(ad_mul(gwt, gwt), AD_ALL));
+    cr_assert_not_null(loss2, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_gradcheck(loss2, 4, leaves, NULL, &res), 0, "second order: %s, %lld failed",
+                 ad_graph_error(g) ? ad_graph_error(g) : "", (long long)res.failed);
+    ad_graph_free(g);
+}
+
 Test(gradcheck, softmax_cross_entropy_refuses_a_label_outside_the_classes)
 {
     ad_graph *g = ad_graph_new(AD_F32);

@@ -508,8 +508,10 @@ AD_API ad_node *ad_matmul(ad_node *a, ad_node *b);
 AD_API ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b);
 /**
  * x @ w + b in one node (a fully connected layer): x (n, k), w (k, m), b (m)
- * or (1, m). The bias is written first and the product added onto it, so
- * no separate (n, m) product is kept.
+ * or (1, m); the result is (n, m). x may have more leading axes, (..., k),
+ * giving (..., m): its rows are one matrix, one product. The bias is
+ * written first and the product added onto it, so no separate product is
+ * kept.
  */
 AD_API ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b);
 /**
