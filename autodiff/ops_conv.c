@@ -223,12 +223,44 @@ static bool conv_check(ad_node *n, const conv_geom *q, const ad_node *x, const a
     return true;
 }
 
-/* scratch for one unfolded image group */
+/* Images per GEMM: the GEMMs of a convolution run over a chunk of nb images
+ * at once, on a column matrix (C/G·KH·KW, nb·P) that holds the chunk's
+ * unfolded images side by side, and a (O/G, nb·P) matrix for the output (or
+ * the output's gradient) in the same column order, which the images' (O, P)
+ * blocks are moved to and from. Per image, an output of few positions makes
+ * a narrow product (the CNN's second layer: 64×288 by 288×196); nb is the
+ * fewest images that make CONV_CHUNK_COLS columns, at most as many as keep
+ * both matrices within CONV_CHUNK_BYTES (half of a core's L2 cache here) so
+ * that they are still in cache when the GEMM reads them and when the output
+ * moves. Wider chunks (the whole batch) measured slower, and a chunk costs a
+ * move of the output that a wide image does not repay (docs/benchmarks.md,
+ * "Convolution GEMMs over the batch"). A pointwise convolution, whose image
+ * is its own column matrix, runs one image at a time. */
+#define CONV_CHUNK_COLS 512
+#define CONV_CHUNK_BYTES ((size_t)1 << 20)
+
+static int64_t conv_chunk(const conv_geom *q, size_t elem)
+{
+    const int64_t P = q->OH * q->OW;
+    if (is_pointwise(q) || P >= CONV_CHUNK_COLS || q->N <= 1)
+        return 1;
+    const size_t per_image = (size_t)(q->C / q->G * q->KH * q->KW + q->O / q->G) * (size_t)P * elem;
+    int64_t nb = (CONV_CHUNK_COLS + P - 1) / P, fit = (int64_t)(CONV_CHUNK_BYTES / per_image);
+    nb = nb < fit ? nb : fit;
+    nb = nb < q->N ? nb : q->N;
+    return nb < 1 ? 1 : nb;
+}
+
+/* scratch for a chunk: the column matrix, and when nb > 1 the output
+ * matrix after it */
 static bool conv_scratch(ad_node *n, const conv_geom *q)
 {
     if (is_pointwise(q))
         return true;
-    size_t cols = (size_t)(q->C / q->G * q->KH * q->KW), rows = (size_t)(q->OH * q->OW);
+    const int64_t nb = conv_chunk(q, n->g->elem);
+    size_t cols = (size_t)(q->C / q->G * q->KH * q->KW), rows = (size_t)(nb * q->OH * q->OW);
+    if (nb > 1)
+        cols += (size_t)(q->O / q->G);
     return ad_scratch(n->g, cols * rows * n->g->elem);
 }
 
@@ -373,7 +405,7 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t outlen, int
                 (row)[i_ * (W) + j_] = 0;                                                          \
     } while (0)
 
-static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
+static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, int64_t ld, bool add)
 {
     const int64_t Cg = q->C / q->G, W = q->W, P = q->OH * W;
     AD_DISPATCH(g, {
@@ -384,7 +416,7 @@ static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, b
                 const int64_t i0 = roff < 0 ? -roff : 0;
                 const int64_t i1 = q->H - roff < q->OH ? q->H - roff : q->OH;
                 for (int64_t b = 0; b < q->KW; b++) {
-                    T *row = col + ((c * q->KH + a) * q->KW + b) * P;
+                    T *row = col + ((c * q->KH + a) * q->KW + b) * ld;
                     const int64_t off = b * q->dw - q->pw;
                     const int64_t lo = off < 0 ? -off : 0, hi = off > 0 ? W - off : W;
                     if (i0 >= i1 || lo >= hi) { /* the tap never meets the image */
@@ -410,13 +442,14 @@ static void unfold_same(ad_graph *g, const conv_geom *q, void *xv, void *colv, b
     });
 }
 
-/* col (C/G·KH·KW, OH·OW) from one image group x (C/G, H, W); add = false.
- * add = true is the adjoint, col2im: x += the columns folded back. */
-static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool add)
+/* col (C/G·KH·KW, OH·OW), rows ld elements apart, from one image group x
+ * (C/G, H, W); add = false. add = true is the adjoint, col2im: x += the
+ * columns folded back. */
+static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, int64_t ld, bool add)
 {
-    const int64_t Cg = q->C / q->G, P = q->OH * q->OW;
+    const int64_t Cg = q->C / q->G;
     if (q->sh == 1 && q->sw == 1 && q->OW == q->W) {
-        unfold_same(g, q, xv, colv, add);
+        unfold_same(g, q, xv, colv, ld, add);
         return;
     }
     AD_DISPATCH(g, {
@@ -424,7 +457,7 @@ static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool a
         for (int64_t c = 0; c < Cg; c++)
             for (int64_t a = 0; a < q->KH; a++)
                 for (int64_t b = 0; b < q->KW; b++) {
-                    T *row = col + ((c * q->KH + a) * q->KW + b) * P;
+                    T *row = col + ((c * q->KH + a) * q->KW + b) * ld;
                     const int64_t off = b * q->dw - q->pw;
                     int64_t lo, hi;
                     valid_range(off, q->sw, q->W, q->OW, &lo, &hi);
@@ -463,74 +496,109 @@ static void unfold(ad_graph *g, const conv_geom *q, void *xv, void *colv, bool a
     });
 }
 
-/* y (Og, P) += b (Og) on every row, then max(y, 0) when relu: one pass over
- * an image's output right after its GEMM wrote it (still in cache) */
-static void bias_epilogue(ad_graph *g, void *yv, const void *bv, int64_t Og, int64_t P, bool relu)
+/* The chunk's output matrix t (Og, nb·P) moved to its images' places y
+ * (each image's (Og, P) block ys elements after the previous one), adding
+ * bv (Og) on every row when given and then max(·, 0) when relu; t may be y
+ * itself (nb = 1). One pass over an output still in cache after its GEMM. */
+static void conv_epilogue(ad_graph *g, const void *tv, void *yv, const void *bv, int64_t Og,
+                          int64_t P, int64_t nb, int64_t ys, bool relu)
 {
     AD_DISPATCH(g, {
-        T *y = yv;
-        const T *b = bv;
-        for (int64_t o = 0; o < Og; o++, y += P) {
-            const T v = b[o];
-            if (relu)
-                for (int64_t p = 0; p < P; p++) {
-                    const T t = y[p] + v;
-                    y[p] = t > 0 ? t : 0;
-                }
-            else
-                for (int64_t p = 0; p < P; p++)
-                    y[p] += v;
+        const T *t = tv;
+        for (int64_t o = 0; o < Og; o++) {
+            const T v = bv ? ((const T *)bv)[o] : 0;
+            for (int64_t i = 0; i < nb; i++) {
+                const T *s = t + (o * nb + i) * P;
+                T *y = (T *)yv + i * ys + o * P;
+                if (relu)
+                    for (int64_t p = 0; p < P; p++) {
+                        const T u = s[p] + v;
+                        y[p] = u > 0 ? u : 0;
+                    }
+                else if (bv)
+                    for (int64_t p = 0; p < P; p++)
+                        y[p] = s[p] + v;
+                else if (s != y)
+                    memcpy(y, s, sizeof(T) * (size_t)P);
+            }
         }
     });
 }
 
-/* One loop over images and groups for the three convolution ops: X the
- * images (N, C, H, W), K the weights (O, C/G, KH, KW), Y (N, O, OH, OW); the
- * op says which of the three is its output. */
+/* The reverse move: t (Og, nb·P) from the chunk's images' blocks y (Og, P),
+ * ys elements apart (the output gradient in the column order of col). */
+static void conv_gather(const char *y, char *t, int64_t Og, int64_t P, int64_t nb, int64_t ys,
+                        size_t es)
+{
+    for (int64_t o = 0; o < Og; o++)
+        for (int64_t i = 0; i < nb; i++, t += (size_t)P * es)
+            memcpy(t, y + (size_t)(i * ys + o * P) * es, (size_t)P * es);
+}
+
+/* One loop over chunks of images and groups for the three convolution ops:
+ * X the images (N, C, H, W), K the weights (O, C/G, KH, KW), Y (N, O, OH, OW);
+ * the op says which of the three is its output. Per chunk of nb images and
+ * group g, with col (C/G·KH·KW, nb·P) the images' columns side by side and
+ * t (O/G, nb·P) the outputs (or their gradients) in the same order:
+ *   conv               t = K_g col, moved to Y with the bias [and ReLU]
+ *   conv_transpose     col = K_gᵀ t, folded back onto the images
+ *   conv_weight_grad   K_g (+)= t colᵀ */
 static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_node *Y)
 {
     conv_geom q = make_geom(n, X, K, Y);
     const int64_t Cg = q.C / q.G, Og = q.O / q.G, Kc = Cg * q.KH * q.KW, P = q.OH * q.OW;
+    const int64_t xs = q.C * q.H * q.W, ys = q.O * P; /* one image of X, of Y */
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
     const bool pw = is_pointwise(&q);
+    const int64_t chunk = conv_chunk(&q, es);
     char *xv = X->value, *kv = K->value, *yv = Y->value;
-    if (n->op == AD_OP_CONV_WEIGHT_GRAD) /* accumulated over the images */
+    const char *bias = n->op == AD_OP_CONV_BIAS || n->op == AD_OP_CONV_BIAS_RELU
+                           ? (const char *)n->inputs[2]->value
+                           : NULL;
+    if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
         memset(kv, 0, (size_t)n->numel * es);
-    for (int64_t i = 0; i < q.N; i++)
+    for (int64_t i0 = 0; i0 < q.N; i0 += chunk) {
+        const int64_t nb = chunk < q.N - i0 ? chunk : q.N - i0, ld = nb * P;
         for (int64_t gi = 0; gi < q.G; gi++) {
-            char *xb = xv + (size_t)((i * q.C + gi * Cg) * q.H * q.W) * es;
+            char *xb = xv + (size_t)(i0 * xs + gi * Cg * q.H * q.W) * es;
             char *kb = kv + (size_t)(gi * Og * Kc) * es;
-            char *yb = yv + (size_t)((i * q.O + gi * Og) * P) * es;
-            void *col = pw ? (void *)xb : n->g->scratch;
+            char *yb = yv + (size_t)(i0 * ys + gi * Og * P) * es;
+            char *col = pw ? xb : n->g->scratch;
+            char *t = nb > 1 ? (char *)n->g->scratch + (size_t)(Kc * ld) * es : yb;
             switch (n->op) {
-            case AD_OP_CONV: /* Y_g = K_g col */
-                if (!pw)
-                    unfold(n->g, &q, xb, col, false);
-                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
-                break;
-            case AD_OP_CONV_BIAS: /* Y_g = K_g col + b_g [, relu] */
+            case AD_OP_CONV:
+            case AD_OP_CONV_BIAS:
             case AD_OP_CONV_BIAS_RELU:
-                if (!pw)
-                    unfold(n->g, &q, xb, col, false);
-                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, P}, kb, col, yb);
-                bias_epilogue(n->g, yb, (char *)n->inputs[2]->value + (size_t)(gi * Og) * es, Og, P,
-                              n->op == AD_OP_CONV_BIAS_RELU);
+                for (int64_t i = 0; !pw && i < nb; i++)
+                    unfold(n->g, &q, xb + (size_t)(i * xs) * es, col + (size_t)(i * P) * es, ld,
+                           false);
+                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, ld}, kb, col, t);
+                if (nb > 1 || bias)
+                    conv_epilogue(n->g, t, yb, bias ? bias + (size_t)(gi * Og) * es : NULL, Og, P,
+                                  nb, ys, n->op == AD_OP_CONV_BIAS_RELU);
                 break;
-            case AD_OP_CONV_TRANSPOSE: /* col = K_gᵀ Y_g, folded back onto the image */
-                ad_gemm(dt, true, false, false, (ad_mm_dims){Kc, Og, P}, kb, yb, col);
-                if (!pw) {
-                    memset(xb, 0, (size_t)(Cg * q.H * q.W) * es);
-                    unfold(n->g, &q, xb, col, true);
+            case AD_OP_CONV_TRANSPOSE:
+                if (nb > 1)
+                    conv_gather(yb, t, Og, P, nb, ys, es);
+                ad_gemm(dt, true, false, false, (ad_mm_dims){Kc, Og, ld}, kb, t, col);
+                for (int64_t i = 0; !pw && i < nb; i++) {
+                    char *xi = xb + (size_t)(i * xs) * es;
+                    memset(xi, 0, (size_t)(Cg * q.H * q.W) * es);
+                    unfold(n->g, &q, xi, col + (size_t)(i * P) * es, ld, true);
                 }
                 break;
-            default: /* conv_weight_grad: K_g += Y_g colᵀ */
-                if (!pw)
-                    unfold(n->g, &q, xb, col, false);
-                ad_gemm(dt, false, true, true, (ad_mm_dims){Og, P, Kc}, yb, col, kb);
+            default: /* conv_weight_grad, accumulated over the chunks */
+                for (int64_t i = 0; !pw && i < nb; i++)
+                    unfold(n->g, &q, xb + (size_t)(i * xs) * es, col + (size_t)(i * P) * es, ld,
+                           false);
+                if (nb > 1)
+                    conv_gather(yb, t, Og, P, nb, ys, es);
+                ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){Og, ld, Kc}, t, col, kb);
                 break;
             }
         }
+    }
 }
 
 void fwd_conv(ad_node *n) { conv_run(n, n->inputs[0], n->inputs[1], n); }

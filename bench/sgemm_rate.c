@@ -10,19 +10,22 @@
  * aggregate rate and the sgemm-bound time of one epoch of EPOCH examples.
  *
  * With "conv", the GEMMs of one forward + backward of a 3x3 convolution
- * (padding 1, stride 1) at batch N as chainrule runs it, one per image
- * (P = H·W output positions, K = 9·C):
- *   forward  Y_n = W col_n:       (O,K)x(K,P)
- *   weights  dW += dY_n col_nᵀ:   (O,P)x(P,K)
- *   input    dcol_n = Wᵀ dY_n:    (K,O)x(O,P)   (only when DX is 1)
- * and the bound is the time of one step (EPOCH = 1).
+ * (padding 1, stride 1) at batch N as chainrule runs it, one per chunk of
+ * CHUNK images (P = H·W output positions, K = 9·C, the chunk's columns side
+ * by side; CHUNK = 1: one per image):
+ *   forward  Y_c = W col_c:       (O,K)x(K,CHUNK·P)
+ *   weights  dW += dY_c col_cᵀ:   (O,CHUNK·P)x(CHUNK·P,K)
+ *   input    dcol_c = Wᵀ dY_c:    (K,O)x(O,CHUNK·P)   (only when DX is 1)
+ * and the bound is the time of one step (EPOCH = 1). chainrule's chunk is
+ * the fewest images that make 512 columns (autodiff/ops_conv.c, conv_chunk):
+ * 1 for the CNN's 28×28 layer, 3 for its 14×14 layer.
  *
  * The backend is OpenBLAS, or oneDNN's dnnl_sgemm with SGEMM_BACKEND=onednn
  * in the environment (when built with it): bench/run and docs/benchmarks.md
  * compare them per shape.
  *
  * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]]
- *        sgemm_rate conv N C O HW DX [SEC=0.1] */
+ *        sgemm_rate conv N C O HW DX [SEC=0.1 [CHUNK=1]] */
 #include <cblas.h>
 #ifdef HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -99,10 +102,10 @@ int main(int argc, char **argv)
 #endif
     int b = argc > 1 ? atoi(argv[1]) : 32;
     long epoch = argc > 2 ? atol(argv[2]) : 60000;
-    int cin = 0, cout = 0, hw = 0, dx = 0;
+    int cin = 0, cout = 0, hw = 0, dx = 0, chunk = 1;
     if (conv) {
         if (argc < 7) {
-            fprintf(stderr, "usage: sgemm_rate conv N C O HW DX [SEC]\n");
+            fprintf(stderr, "usage: sgemm_rate conv N C O HW DX [SEC [CHUNK]]\n");
             return 2;
         }
         b = atoi(argv[2]);
@@ -113,27 +116,30 @@ int main(int argc, char **argv)
         epoch = b; /* one step */
         if (argc > 7)
             run_seconds = atof(argv[7]);
+        if (argc > 8)
+            chunk = atoi(argv[8]);
     } else if (argc > 3) {
         run_seconds = atof(argv[3]);
     }
-    if (b < 1 || epoch < 1 || !(run_seconds > 0) || (conv && (cin < 1 || cout < 1 || hw < 1))) {
+    if (b < 1 || epoch < 1 || !(run_seconds > 0) ||
+        (conv && (cin < 1 || cout < 1 || hw < 1 || chunk < 1 || chunk > b))) {
         fprintf(stderr, "usage: sgemm_rate B [EPOCH [SEC]]\n");
         return 2;
     }
-    const int P = hw * hw, K = 9 * cin;
-    /* conv: one image per shape entry, counted b times below */
+    const int P = hw * hw, K = 9 * cin, NP = chunk * P;
+    /* conv: one chunk per shape entry, counted b / chunk times below */
     const shape mlp_shapes[] = {
         {"fwd1", 0, 0, b, 300, 784}, {"fwd2", 0, 0, b, 100, 300}, {"fwd3", 0, 0, b, 10, 100},
         {"dW1", 1, 0, 784, 300, b},  {"dW2", 1, 0, 300, 100, b},  {"dW3", 1, 0, 100, 10, b},
         {"dH1", 0, 1, b, 300, 100},  {"dH2", 0, 1, b, 100, 10},
     };
     const shape conv_shapes[] = {
-        {"fwd", 0, 0, cout, P, K}, {"dW", 0, 1, cout, K, P}, {"dX", 1, 0, K, P, cout}};
+        {"fwd", 0, 0, cout, NP, K}, {"dW", 0, 1, cout, K, NP}, {"dX", 1, 0, K, NP, cout}};
     const shape *shapes = conv ? conv_shapes : mlp_shapes;
     const int ns = conv ? (dx ? 3 : 2) : (int)(sizeof mlp_shapes / sizeof *mlp_shapes);
-    const double per_step = conv ? b : 1; /* calls of each shape per step */
-    size_t big =
-        conv ? (size_t)K * P + (size_t)cout * (K > P ? K : P) : (size_t)784 * 300 + (size_t)b * 784;
+    const double per_step = conv ? (double)b / chunk : 1; /* calls of each shape per step */
+    size_t big = conv ? (size_t)K * NP + (size_t)cout * (K > NP ? K : NP)
+                      : (size_t)784 * 300 + (size_t)b * 784;
     float *A = malloc(sizeof *A * big), *B = malloc(sizeof *B * big), *C = malloc(sizeof *C * big);
     if (!A || !B || !C)
         return 1;
@@ -143,7 +149,7 @@ int main(int argc, char **argv)
         C[i] = 0;
     }
     double step_flops = 0, step_time = 0;
-    printf("{\"batch\": %d, \"backend\": \"%s\", \"shapes\": [", b,
+    printf("{\"batch\": %d, \"chunk\": %d, \"backend\": \"%s\", \"shapes\": [", b, chunk,
            use_onednn ? "onednn" : "openblas");
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];

@@ -5,6 +5,8 @@
  * test_reference.c (fixtures from tests/reference/make_conv_fixtures.py). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/autodiff.h"
@@ -526,4 +528,101 @@ Test(pool, max_pool_argmax_follows_replay)
         cr_assert_eq(gv[i], want[i]);
     cr_assert_float_eq(ad_item(loss), 8.0, 0);
     ad_graph_free(g);
+}
+
+/* element i of a fixed pseudo-random array in [-1, 1] (a hash of i, so any
+ * part of the array can be made alone) */
+static double hashed(uint32_t seed, int64_t i)
+{
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed * 40503u;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    return (double)(h % 2001) / 1000.0 - 1.0;
+}
+
+/* n's values: elements [off, off + numel) of the hashed array of seed */
+static void fill_hashed(ad_node *n, uint32_t seed, int64_t off)
+{
+    int64_t k = ad_numel(n);
+    double *v = malloc(sizeof *v * (size_t)k);
+    cr_assert_not_null(v);
+    for (int64_t i = 0; i < k; i++)
+        v[i] = hashed(seed, off + i);
+    cr_assert_eq(ad_set(n, v, k), 0);
+    free(v);
+}
+
+/* y, ∂/∂x, ∂/∂w, ∂/∂b of Σ r·conv(x, w, b) for images [i0, i0 + nb) of one
+ * batch (x and r are parts of fixed arrays, so a batch of one image sees
+ * that image of the batch of eleven); the outputs are appended to out[k]
+ * (x and y per image, w and b summed) */
+static void conv_images(ad_dtype dt, int variant, int64_t i0, int64_t nb, double *out[4])
+{
+    const ad_conv_opts opts[2] = {{{1, 1}, {1, 1}, {1, 1}, 1}, {{1, 2}, {1, 0}, {1, 1}, 2}};
+    const int64_t H = 8, W = variant ? 16 : 8, C = variant ? 4 : 2;
+    const int64_t xs[4] = {nb, C, H, W}, ws[4] = {variant ? 4 : 2, 2, 3, 3}, bs[1] = {ws[0]};
+    ad_graph *g = ad_graph_new(dt);
+    ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    ad_node *b = ad_param(g, 1, bs, "b");
+    fill_hashed(x, 3, i0 * C * H * W);
+    fill_hashed(w, 5, 0);
+    fill_hashed(b, 7, 0);
+    ad_node *y = variant ? ad_conv2d(x, w, &opts[1]) : ad_conv2d_bias_relu(x, w, b, &opts[0]);
+    cr_assert_not_null(y, "%s", ad_graph_error(g));
+    ad_node *r = ad_const(g, 4, ad_shape(y), NULL, "r");
+    fill_hashed(r, 11, i0 * ad_numel(y) / nb);
+    cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+    ad_node *v[4] = {y, x, w, b};
+    for (int k = 0; k < 4; k++) {
+        int64_t m = ad_numel(v[k]);
+        double *t = malloc(sizeof *t * (size_t)m);
+        cr_assert_not_null(t);
+        if (k)
+            ad_get_grad(v[k], t, m);
+        else
+            ad_get(v[k], t, m);
+        for (int64_t i = 0; i < m; i++) {
+            if (k < 2)
+                out[k][i0 * m / nb + i] = t[i];
+            else
+                out[k][i] += t[i];
+        }
+        free(t);
+    }
+    ad_graph_free(g);
+}
+
+/* The GEMMs run over chunks of images (enough for 512 columns): 8×8
+ * outputs make chunks of 8 images, 8×7 chunks of 10, so a batch of 11 has a
+ * whole chunk and a part; values and gradients match those of each image
+ * alone (its own GEMMs), both through the contiguous im2col (3×3, padding 1,
+ * bias and ReLU) and the general one (stride 2 along the width, groups 2). */
+Test(conv, chunks_of_images_match_one_image_at_a_time)
+{
+    for (int dt = 0; dt < 2; dt++)
+        for (int variant = 0; variant < 2; variant++) {
+            /* y, x, w, b */
+            const int64_t n[4] = {11 * (variant ? 4 * 8 * 7 : 2 * 8 * 8),
+                                  11 * (variant ? 4 * 8 * 16 : 2 * 8 * 8), variant ? 72 : 36,
+                                  variant ? 4 : 2};
+            double *whole[4], *alone[4];
+            for (int k = 0; k < 4; k++) {
+                whole[k] = calloc((size_t)n[k], sizeof(double));
+                alone[k] = calloc((size_t)n[k], sizeof(double));
+                cr_assert(whole[k] && alone[k]);
+            }
+            conv_images(dt ? AD_F64 : AD_F32, variant, 0, 11, whole);
+            for (int64_t i = 0; i < 11; i++)
+                conv_images(dt ? AD_F64 : AD_F32, variant, i, 1, alone);
+            const double tol = dt ? 1e-12 : 2e-4; /* sums in another order */
+            for (int k = 0; k < 4; k++) {
+                for (int64_t i = 0; i < n[k]; i++)
+                    cr_assert(fabs(whole[k][i] - alone[k][i]) <= tol * (1 + fabs(alone[k][i])),
+                              "dtype %d variant %d output %d [%lld]: %.17g vs %.17g", dt, variant,
+                              k, (long long)i, whole[k][i], alone[k][i]);
+                free(whole[k]);
+                free(alone[k]);
+            }
+        }
 }
