@@ -468,3 +468,137 @@ void bwd_softmax_ce_grad(ad_node *n, ad_node *g, ad_node **d)
         d[2] = ad_scale(ad_sum(ad_mul(g, diff), AD_ALL), inv_rows);
     }
 }
+
+/* ------------------------------------------------------------ layer norm */
+
+/* layer_norm(x) = (x − mean) / sqrt(var + eps) over the last axis (biased
+ * variance; nn_layer_norm adds the affine part); layer_norm_grad(x, g) is
+ * its vector-Jacobian product. Per row of n values, with y = layer_norm(x)
+ * and r = 1/sqrt(var + eps), the Jacobian is J = r (I − 11ᵀ/n − yyᵀ/n),
+ * symmetric, so
+ *   layer_norm_grad(x, g) = J g = r (g − mean(g) − y mean(g y)).
+ * One kernel each instead of the 8 nodes of the composition forward and
+ * its ~20 backward (means, broadcasts and their sums over the last axis). */
+bool shape_layer_norm(ad_node *n)
+{
+    const ad_node *x = n->inputs[0];
+    const char *fn = ad_ops[n->op].name;
+    char b1[96], b2[96];
+    if (x->ndim < 1) {
+        ad_fail(n->g, "ad_%s: input %s has no axis to normalize", fn,
+                ad_shape_str(x, b1, sizeof b1));
+        return false;
+    }
+    if (n->op == AD_OP_LAYER_NORM_GRAD) {
+        const ad_node *g = n->inputs[1];
+        if (g->ndim != x->ndim || memcmp(g->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim)) {
+            ad_fail(n->g, "ad_%s: gradient %s does not match input %s", fn,
+                    ad_shape_str(g, b1, sizeof b1), ad_shape_str(x, b2, sizeof b2));
+            return false;
+        }
+    }
+    return ad_shape_set(n, x->ndim, x->shape, fn);
+}
+
+bool check_layer_norm(const ad_node *n)
+{
+    double eps = n->fparam[0];
+    if (eps > 0 && isfinite(eps) && n->fparam[1] == 0)
+        return true;
+    ad_fail(n->g, "ad_%s: eps %g must be a finite number > 0 (and the second parameter 0, not %g)",
+            ad_ops[n->op].name, eps, n->fparam[1]);
+    return false;
+}
+
+/* Both kernels: each row's mean and standard deviation in two passes, then
+ * the row written; GRAD (0 or 1) adds the vector-Jacobian product's two
+ * means. Every value of a row is read before it is written. */
+#define LAYER_NORM_KERNEL(GRAD)                                                                    \
+    do {                                                                                           \
+        const ad_node *x_ = n->inputs[0];                                                          \
+        const int64_t len = x_->shape[x_->ndim - 1];                                               \
+        if (n->numel == 0)                                                                         \
+            return;                                                                                \
+        const int64_t rows = n->numel / len;                                                       \
+        AD_DISPATCH(n->g, {                                                                        \
+            const T eps = (T)n->fparam[0], inv_len = (T)1 / (T)len;                                \
+            const T *X = x_->value, *G = GRAD ? n->inputs[1]->value : NULL;                        \
+            T *Y = n->value;                                                                       \
+            for (int64_t o = 0; o < rows; o++) {                                                   \
+                const T *x = X + o * len;                                                          \
+                T *y = Y + o * len;                                                                \
+                T s = 0, v = 0;                                                                    \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    s += x[i];                                                                     \
+                const T mu = s * inv_len;                                                          \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    v += (x[i] - mu) * (x[i] - mu);                                                \
+                const T sd = sqrt(v * inv_len + eps);                                              \
+                if (!GRAD) {                                                                       \
+                    for (int64_t i = 0; i < len; i++)                                              \
+                        y[i] = (x[i] - mu) / sd;                                                   \
+                    continue;                                                                      \
+                }                                                                                  \
+                const T *g = G + o * len;                                                          \
+                T sg = 0, sgy = 0;                                                                 \
+                for (int64_t i = 0; i < len; i++) {                                                \
+                    sg += g[i];                                                                    \
+                    sgy += g[i] * ((x[i] - mu) / sd);                                              \
+                }                                                                                  \
+                const T mg = sg * inv_len, mgy = sgy * inv_len;                                    \
+                for (int64_t i = 0; i < len; i++)                                                  \
+                    y[i] = (g[i] - mg - (x[i] - mu) / sd * mgy) / sd;                              \
+            }                                                                                      \
+        });                                                                                        \
+    } while (0)
+
+void fwd_layer_norm(ad_node *n) { LAYER_NORM_KERNEL(0); }
+void fwd_layer_norm_grad(ad_node *n) { LAYER_NORM_KERNEL(1); }
+
+ad_node *ad_layer_norm(ad_node *x, double eps)
+{
+    if (!x)
+        return NULL;
+    double fp[AD_MAX_FPARAMS] = {eps};
+    return ad_node_make(x->g, AD_OP_LAYER_NORM, 1, &x, fp, NULL);
+}
+
+ad_node *ad_layer_norm_grad(ad_node *x, ad_node *g, double eps)
+{
+    if (!x || !g)
+        return NULL;
+    ad_node *in[2] = {x, g};
+    double fp[AD_MAX_FPARAMS] = {eps};
+    return ad_node_make(x->g, AD_OP_LAYER_NORM_GRAD, 2, in, fp, NULL);
+}
+
+void bwd_layer_norm(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_layer_norm_grad(n->inputs[0], g, n->fparam[0]);
+}
+
+/* The derivative of J g (n itself) given u = ∂L/∂(J g): in g, J u (J is
+ * symmetric); in x, per row (means over the last axis, r = 1/sqrt(var +
+ * eps), y = layer_norm(x)):
+ *   −r (mean(u·Jg) y + mean(g y) J u + mean(u y) J g),
+ * from ∂r = −r² mean(y ∂x) and ∂y = J ∂x. Built from ops (layer_norm_grad
+ * among them), so it is differentiable again. */
+void bwd_layer_norm_grad(ad_node *n, ad_node *u, ad_node **d)
+{
+    ad_node *x = n->inputs[0], *g = n->inputs[1];
+    const double eps = n->fparam[0];
+    ad_node *ju = ad_layer_norm_grad(x, u, eps);
+    if (g->flags & NODE_REQGRAD)
+        d[1] = ju;
+    if (!(x->flags & NODE_REQGRAD))
+        return;
+    const int last = x->ndim - 1;
+    ad_node *y = ad_layer_norm(x, eps);
+    ad_node *c = ad_sub(x, ad_mean_keepdims(x, last));
+    ad_node *r = ad_pow(ad_affine(ad_mean_keepdims(ad_mul(c, c), last), 1.0, eps), -0.5);
+    ad_node *m_udx = ad_mean_keepdims(ad_mul(u, n), last);
+    ad_node *m_gy = ad_mean_keepdims(ad_mul(g, y), last);
+    ad_node *m_uy = ad_mean_keepdims(ad_mul(u, y), last);
+    ad_node *sum = ad_add(ad_add(ad_mul(m_udx, y), ad_mul(m_gy, ju)), ad_mul(m_uy, n));
+    d[0] = ad_neg(ad_mul(r, sum));
+}

@@ -177,6 +177,22 @@ ad_node *nn_embedding(ad_node *ids, ad_node *table)
 
 /* -------------------------------------------------------- normalization */
 
+/* The normalization of nn_layer_norm over the last naxes > 1 axes, composed:
+ * mean and biased variance kept as size-1 axes so they broadcast back (the
+ * mean of equal-sized means is the mean). */
+static ad_node *normalize_axes(ad_node *x, int naxes, double eps)
+{
+    int nd = ad_ndim(x);
+    ad_node *mu = x;
+    for (int i = 0; i < naxes; i++)
+        mu = ad_mean_keepdims(mu, nd - 1 - i);
+    ad_node *c = ad_sub(x, mu);
+    ad_node *var = ad_mul(c, c);
+    for (int i = 0; i < naxes; i++)
+        var = ad_mean_keepdims(var, nd - 1 - i);
+    return ad_div(c, ad_sqrt(ad_affine(var, 1.0, eps))); /* the shape of x */
+}
+
 ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, double eps)
 {
     if (!x)
@@ -203,16 +219,8 @@ ad_node *nn_layer_norm(ad_node *x, int naxes, ad_node *gamma, ad_node *beta, dou
                                  v ? "beta" : "gamma", ad_shape_str(vecs[v], s1, sizeof s1), naxes,
                                  ad_shape_str(x, s2, sizeof s2));
     }
-    /* mean and biased variance over the last naxes axes, kept as size-1
-     * axes so they broadcast back (the mean of equal-sized means is the mean) */
-    ad_node *mu = x;
-    for (int i = 0; i < naxes; i++)
-        mu = ad_mean_keepdims(mu, nd - 1 - i);
-    ad_node *c = ad_sub(x, mu);
-    ad_node *var = ad_mul(c, c);
-    for (int i = 0; i < naxes; i++)
-        var = ad_mean_keepdims(var, nd - 1 - i);
-    ad_node *y = ad_div(c, ad_sqrt(ad_affine(var, 1.0, eps))); /* the shape of x */
+    /* the last axis alone: one node, and one for its gradient */
+    ad_node *y = naxes == 1 ? ad_layer_norm(x, eps) : normalize_axes(x, naxes, eps);
     if (gamma)
         y = ad_mul(y, gamma);
     if (beta)

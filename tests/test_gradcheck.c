@@ -248,13 +248,15 @@ static bool generate(int op, rng_t *r, gencase *c)
         return true;
     }
     if (op == AD_OP_LINEAR || op == AD_OP_LINEAR_RELU) {
-        /* x (n, k) @ w (k, m) + b (m) or (1, m) */
+        /* x (n, k) or (b, n, k) @ w (k, m) + b (m) or (1, m) */
         int64_t rows = irand(r, 1, 4), k = irand(r, 1, 3), m = irand(r, 1, 3);
         c->nin = 3;
         c->trainable[1] = c->trainable[2] = true;
-        c->ndim[0] = 2;
-        c->shape[0][0] = rows;
-        c->shape[0][1] = k;
+        c->ndim[0] = urand(r) < 0.4 ? 3 : 2;
+        if (c->ndim[0] == 3)
+            c->shape[0][0] = irand(r, 1, 3);
+        c->shape[0][c->ndim[0] - 2] = rows;
+        c->shape[0][c->ndim[0] - 1] = k;
         c->ndim[1] = 2;
         c->shape[1][0] = k;
         c->shape[1][1] = m;
@@ -403,6 +405,23 @@ static bool generate(int op, rng_t *r, gencase *c)
     }
     /* shape ops and internal ops, one by one */
     switch (op) {
+    case AD_OP_LAYER_NORM:
+    case AD_OP_LAYER_NORM_GRAD:
+        /* rows of 2 to 4 values (the last axis), eps large and small; for
+         * the gradient op an upstream g of the same shape */
+        random_shape(r, 1, 3, &c->ndim[0], c->shape[0]);
+        c->shape[0][c->ndim[0] - 1] = irand(r, 2, 4);
+        fill(r, c, 0, -2, 2, NULL, 0, 0);
+        c->nf = 1;
+        c->fp[0] = urand(r) < 0.5 ? 1e-5 : 0.3;
+        if (op == AD_OP_LAYER_NORM_GRAD) {
+            c->nin = 2;
+            c->trainable[1] = true;
+            c->ndim[1] = c->ndim[0];
+            memcpy(c->shape[1], c->shape[0], sizeof c->shape[0]);
+            fill(r, c, 1, -2, 2, NULL, 0, 0);
+        }
+        return true;
     case AD_OP_TRANSPOSE:
         random_shape(r, 2, 4, &c->ndim[0], c->shape[0]);
         fill(r, c, 0, -2, 2, NULL, 0, 0);

@@ -78,7 +78,8 @@
     X(keepdims)                                                                                    \
     X(second_shape)                                                                                \
     X(mlp_hessian)                                                                                 \
-    X(jacobian_wide)
+    X(jacobian_wide)                                                                               \
+    X(layer_norm)
 
 typedef struct {
     char name[FX_MAXNAME];
@@ -411,6 +412,10 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
     if (strcmp(op, "clamp") == 0) {
         need_args(nd, 1, 2, 0);
         return ad_clamp(in[0], nd->f[0], nd->f[1]);
+    }
+    if (strcmp(op, "layer_norm") == 0) {
+        need_args(nd, 1, 1, 0);
+        return ad_layer_norm(in[0], nd->f[0]);
     }
     if (strcmp(op, "where") == 0) {
         need_args(nd, 3, 0, 0);

@@ -499,6 +499,15 @@ AD_API ad_node *ad_min_keepdims(ad_node *a, int axis);
 AD_API ad_node *ad_logsumexp_keepdims(ad_node *a, int axis);
 AD_API ad_node *ad_softmax(ad_node *a, int axis);     /**< shape of a; axis may be negative */
 AD_API ad_node *ad_log_softmax(ad_node *a, int axis); /**< shape of a, stable */
+/**
+ * (x − mean) / sqrt(var + eps) over the last axis of x, in one node (layer
+ * normalization without its affine part: biased variance, as
+ * torch.nn.functional.layer_norm). Shape of x, which needs at least one
+ * axis; eps must be finite and > 0. The gradient is one node too
+ * (layer_norm_grad), differentiable again. NULL with the graph's error set
+ * on a 0-d x or a bad eps.
+ */
+AD_API ad_node *ad_layer_norm(ad_node *x, double eps);
 
 /* ----------------------------------------------------- linear algebra, shape */
 

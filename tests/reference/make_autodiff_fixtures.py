@@ -110,6 +110,7 @@ TORCH = {
                                            lambda a: torch.logsumexp(a.reshape(-1), 0))(x[0], fp, ip),
     "softmax": lambda x, fp, ip: torch.softmax(x[0], ip[0]),
     "log_softmax": lambda x, fp, ip: torch.log_softmax(x[0], ip[0]),
+    "layer_norm": lambda x, fp, ip: F.layer_norm(x[0], x[0].shape[-1:], eps=fp[0]),
     "matmul": lambda x, fp, ip: torch.matmul(x[0], x[1]),
     "matmul_t": lambda x, fp, ip: _mm(x[0], x[1], ip[0], ip[1]),
     "transpose": lambda x, fp, ip: x[0].transpose(-1, -2),
@@ -632,6 +633,22 @@ def case_matmul_batched():
     return c
 
 
+def case_layer_norm():
+    """layer_norm over the last axis (F.layer_norm without weight and bias),
+    its gradient, and the gradient of a loss that holds that gradient (second
+    order, through layer_norm_grad's own rule)."""
+    c = Case("layer_norm", 603)
+    x = c.param("x", (2, 3, 5), randn(1.5, 0.3))
+    w = c.param("w", (5,), randn(0.8))
+    y = c.layer_norm(x, f=[1e-5], name="y")
+    y2 = c.layer_norm(c.mul(x, w), f=[0.25], name="y2")   # a large eps, and x scaled per column
+    s = c.add(c.wsum(c.tanh(c.mul(y, w))), c.wsum(y2), name="s")
+    gx = c.grad(s, x, name="gx")                   # layer_norm_grad
+    loss = c.add(s, c.sum(c.mul(gx, gx), i=[ALL]), name="loss")
+    c.set_loss(loss)
+    return c
+
+
 def case_shape_chain():
     """slice, concat, reshape, transpose, broadcast_to through smooth ops."""
     c = Case("shape_chain", 701)
@@ -838,7 +855,7 @@ CASES = [
     case_fanout, case_micrograd_scalars, case_micrograd_scalars_random,
     case_second_tanh, case_second_scalars, case_second_tensor,
     case_hvp_w1, case_hvp_full, case_hvp_sigmoid_mse,
-    case_matmul_t, case_matmul_batched,
+    case_matmul_t, case_matmul_batched, case_layer_norm,
     case_shape_chain, case_elementwise_chain, case_where_input_cond, case_ties_and_kinks,
 ]
 
