@@ -92,6 +92,12 @@ bool shape_expand_axis(ad_node *n)
 
 /* ------------------------------------------------------------- kernels */
 
+/* A sum along an axis of contiguous values (inner 1) of at least
+ * SUM_LANES_FROM values runs in SUM_LANES partial sums (see fwd_reduce); the
+ * shorter sums of the MLP's losses and biases keep the order they had. */
+#define SUM_LANES 32
+#define SUM_LANES_FROM 128
+
 void fwd_reduce(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
@@ -107,10 +113,26 @@ void fwd_reduce(ad_node *n)
             const T *x = X + o * len * inner;
             T *y = O + o * inner;
             if ((op == AD_OP_SUM || op == AD_OP_MEAN) && inner == 1) {
-                /* a register accumulator (y may alias x for the compiler):
-                 * the same order of additions, so the same result */
+                /* register accumulators (y may alias x for the compiler).
+                 * A long run of values goes to SUM_LANES partial sums
+                 * (value r to sum r mod SUM_LANES, which the compiler keeps
+                 * in vector registers: one addition's latency per vector,
+                 * not per value) added in a fixed tree at the end; a short
+                 * one is added in order. Either way the order depends on
+                 * len only, so a sum is reproducible. */
                 T acc = 0;
-                for (int64_t r = 0; r < len; r++)
+                int64_t r = 0;
+                if (len >= SUM_LANES_FROM) {
+                    T lane[SUM_LANES] = {0};
+                    for (; r + SUM_LANES <= len; r += SUM_LANES)
+                        for (int k = 0; k < SUM_LANES; k++)
+                            lane[k] += x[r + k];
+                    for (int w = SUM_LANES / 2; w > 0; w /= 2)
+                        for (int k = 0; k < w; k++)
+                            lane[k] += lane[k + w];
+                    acc = lane[0];
+                }
+                for (; r < len; r++)
                     acc += x[r];
                 y[0] = op == AD_OP_MEAN ? (len ? acc / (T)len : (T)NAN) : acc;
             } else if (op == AD_OP_SUM || op == AD_OP_MEAN) {

@@ -5,6 +5,7 @@
  * test_gradcheck.c and against PyTorch in test_reference.c. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chainrule/autodiff.h"
@@ -585,4 +586,47 @@ Test(transpose, tiled_matches_the_definition)
                                      (long long)j);
             ad_graph_free(g);
         }
+}
+
+/* Sums along contiguous values: short rows in order, long rows (128 and
+ * more) in partial sums; both agree with the sum in f64 to the rounding of
+ * the element type, and integers (exact either way) give the exact sum, for
+ * rows of a (2, len) tensor, the whole tensor, and the mean. */
+Test(sum, long_rows_match_the_definition)
+{
+    const int64_t lens[] = {5, 127, 128, 129, 1000, 4099};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t t = 0; t < sizeof lens / sizeof *lens; t++)
+            for (int integers = 0; integers < 2; integers++) {
+                const int64_t len = lens[t], shape[2] = {2, len};
+                ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+                ad_node *x = ad_input(g, 2, shape, "x");
+                double *v = malloc(sizeof *v * (size_t)(2 * len));
+                cr_assert_not_null(v);
+                double want[2] = {0, 0}, mag = 0;
+                for (int64_t i = 0; i < 2 * len; i++) {
+                    v[i] = integers ? (double)(i % 7) - 3 : 0.001 * (double)(i % 1013) - 0.3;
+                    if (!dt)
+                        v[i] = (float)v[i];
+                    want[i / len] += v[i];
+                    mag += fabs(v[i]);
+                }
+                ad_set(x, v, 2 * len);
+                double rows[2], all = ad_item(ad_sum(x, AD_ALL)),
+                                mean = ad_item(ad_mean(x, AD_ALL));
+                ad_get(ad_sum(x, 1), rows, 2);
+                const double tol = integers ? 0 : (dt ? 1e-15 : 1e-6) * mag;
+                for (int r = 0; r < 2; r++)
+                    cr_assert(fabs(rows[r] - want[r]) <= tol,
+                              "dtype %d len %lld row %d: %.17g vs %.17g", dt, (long long)len, r,
+                              rows[r], want[r]);
+                cr_assert(fabs(all - (want[0] + want[1])) <= tol, "dtype %d len %lld: %.17g", dt,
+                          (long long)len, all);
+                /* the mean also rounds its division */
+                cr_assert(fabs(mean - (want[0] + want[1]) / (double)(2 * len)) <=
+                              tol / (double)len + (dt ? 1e-16 : 1e-7),
+                          "dtype %d len %lld mean %.17g", dt, (long long)len, mean);
+                free(v);
+                ad_graph_free(g);
+            }
 }
