@@ -98,6 +98,30 @@ bool shape_expand_axis(ad_node *n)
 #define SUM_LANES 32
 #define SUM_LANES_FROM 128
 
+/* OUT = the sum of EXPR (an expression of the index j) over j < LEN, with
+ * value j going to partial sum j mod LANES (a power of two), which the
+ * compiler keeps in vector registers: one addition's latency per vector,
+ * not per value. The partial sums are added in a fixed tree, then the
+ * values past the last whole group of LANES in order: the order depends on
+ * LEN only, so a sum is reproducible. */
+#define LANE_SUM(T, LANES, LEN, EXPR, OUT)                                                         \
+    do {                                                                                           \
+        T lane_[LANES] = {0};                                                                      \
+        int64_t j0_ = 0;                                                                           \
+        for (; j0_ + (LANES) <= (LEN); j0_ += (LANES))                                             \
+            for (int k_ = 0; k_ < (LANES); k_++) {                                                 \
+                const int64_t j = j0_ + k_;                                                        \
+                lane_[k_] += (EXPR);                                                               \
+            }                                                                                      \
+        for (int w_ = (LANES) / 2; w_ > 0; w_ /= 2)                                                \
+            for (int k_ = 0; k_ < w_; k_++)                                                        \
+                lane_[k_] += lane_[k_ + w_];                                                       \
+        T acc_ = lane_[0];                                                                         \
+        for (int64_t j = j0_; j < (LEN); j++)                                                      \
+            acc_ += (EXPR);                                                                        \
+        OUT = acc_;                                                                                \
+    } while (0)
+
 void fwd_reduce(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
@@ -115,25 +139,16 @@ void fwd_reduce(ad_node *n)
             if ((op == AD_OP_SUM || op == AD_OP_MEAN) && inner == 1) {
                 /* register accumulators (y may alias x for the compiler).
                  * A long run of values goes to SUM_LANES partial sums
-                 * (value r to sum r mod SUM_LANES, which the compiler keeps
-                 * in vector registers: one addition's latency per vector,
-                 * not per value) added in a fixed tree at the end; a short
-                 * one is added in order. Either way the order depends on
-                 * len only, so a sum is reproducible. */
+                 * (LANE_SUM) added in a fixed tree at the end; a short one
+                 * is added in order. Either way the order depends on len
+                 * only, so a sum is reproducible. */
                 T acc = 0;
-                int64_t r = 0;
                 if (len >= SUM_LANES_FROM) {
-                    T lane[SUM_LANES] = {0};
-                    for (; r + SUM_LANES <= len; r += SUM_LANES)
-                        for (int k = 0; k < SUM_LANES; k++)
-                            lane[k] += x[r + k];
-                    for (int w = SUM_LANES / 2; w > 0; w /= 2)
-                        for (int k = 0; k < w; k++)
-                            lane[k] += lane[k + w];
-                    acc = lane[0];
+                    LANE_SUM(T, SUM_LANES, len, x[j], acc);
+                } else {
+                    for (int64_t r = 0; r < len; r++)
+                        acc += x[r];
                 }
-                for (; r < len; r++)
-                    acc += x[r];
                 y[0] = op == AD_OP_MEAN ? (len ? acc / (T)len : (T)NAN) : acc;
             } else if (op == AD_OP_SUM || op == AD_OP_MEAN) {
                 for (int64_t i = 0; i < inner; i++)
@@ -194,12 +209,11 @@ static void softmax_kernel(ad_node *n, bool logarithm)
                 if (isinf(m) && m < 0)
                     m = 0;
                 /* the exponentials in a loop of their own, which vectorizes
-                 * for float (vmath_impl.h), then their sum in order */
+                 * for float (vmath_impl.h), then their sum */
                 for (int64_t r = 0; r < len; r++)
                     y[r] = ad_exp_elem(x[r] - m);
-                T s = 0;
-                for (int64_t r = 0; r < len; r++)
-                    s += y[r];
+                T s;
+                LANE_SUM(T, 8, len, y[j], s);
                 if (logarithm) {
                     T shift = m + log(s);
                     for (int64_t r = 0; r < len; r++)
@@ -532,9 +546,9 @@ bool check_layer_norm(const ad_node *n)
     return false;
 }
 
-/* Both kernels: each row's mean and standard deviation in two passes, then
- * the row written; GRAD (0 or 1) adds the vector-Jacobian product's two
- * means. Every value of a row is read before it is written. */
+/* Both kernels: each row's mean and 1/sqrt(var + eps) = r in two passes,
+ * then the row written; GRAD (0 or 1) adds the vector-Jacobian product's
+ * two means. Every value of a row is read before it is written. */
 #define LAYER_NORM_KERNEL(GRAD)                                                                    \
     do {                                                                                           \
         const ad_node *x_ = n->inputs[0];                                                          \
@@ -549,27 +563,24 @@ bool check_layer_norm(const ad_node *n)
             for (int64_t o = 0; o < rows; o++) {                                                   \
                 const T *x = X + o * len;                                                          \
                 T *y = Y + o * len;                                                                \
-                T s = 0, v = 0;                                                                    \
-                for (int64_t i = 0; i < len; i++)                                                  \
-                    s += x[i];                                                                     \
+                T s, v;                                                                            \
+                LANE_SUM(T, 8, len, x[j], s);                                                      \
                 const T mu = s * inv_len;                                                          \
-                for (int64_t i = 0; i < len; i++)                                                  \
-                    v += (x[i] - mu) * (x[i] - mu);                                                \
-                const T sd = sqrt(v * inv_len + eps);                                              \
+                LANE_SUM(T, 8, len, (x[j] - mu) * (x[j] - mu), v);                                 \
+                const T r = 1 / sqrt(v * inv_len + eps);                                           \
                 if (!GRAD) {                                                                       \
                     for (int64_t i = 0; i < len; i++)                                              \
-                        y[i] = (x[i] - mu) / sd;                                                   \
+                        y[i] = (x[i] - mu) * r;                                                    \
                     continue;                                                                      \
                 }                                                                                  \
                 const T *g = G + o * len;                                                          \
-                T sg = 0, sgy = 0;                                                                 \
-                for (int64_t i = 0; i < len; i++) {                                                \
-                    sg += g[i];                                                                    \
-                    sgy += g[i] * ((x[i] - mu) / sd);                                              \
-                }                                                                                  \
-                const T mg = sg * inv_len, mgy = sgy * inv_len;                                    \
+                T sg, sgc;                                                                         \
+                LANE_SUM(T, 8, len, g[j], sg);                                                     \
+                LANE_SUM(T, 8, len, g[j] * (x[j] - mu), sgc);                                      \
+                /* mean(g), and mean(g y) r for the r y = r² (x − mu) term */                   \
+                const T mg = sg * inv_len, k = sgc * inv_len * r * r;                              \
                 for (int64_t i = 0; i < len; i++)                                                  \
-                    y[i] = (g[i] - mg - (x[i] - mu) / sd * mgy) / sd;                              \
+                    y[i] = (g[i] - mg - (x[i] - mu) * k) * r;                                      \
             }                                                                                      \
         });                                                                                        \
     } while (0)
