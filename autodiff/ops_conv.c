@@ -947,16 +947,49 @@ void fwd_max_pool(ad_node *n)
     });
 }
 
+/* 2x2 windows at stride 2 without padding tile the image (its last row and
+ * column stay out when H or W is odd): each element of x is written once,
+ * the gradient where the window's argmax is and 0 elsewhere, with selects
+ * that vectorize along a row of windows, instead of zeroing x and then
+ * adding into it (0 + g, so the same values, -0 included) */
+#define SCATTER_TWO(T, gv, arg, out, q)                                                            \
+    do {                                                                                           \
+        const int64_t W_ = (q).W;                                                                  \
+        for (int64_t p = 0; p < (q).N * (q).C; p++) {                                              \
+            T *xp = (out) + p * (q).H * W_;                                                        \
+            for (int64_t i = 0; i < (q).OH; i++, (gv) += (q).OW, (arg) += (q).OW) {                \
+                T *r0 = xp + 2 * i * W_, *r1 = r0 + W_;                                            \
+                const int32_t base = (int32_t)(2 * i * W_), w32 = (int32_t)W_;                     \
+                for (int64_t j = 0; j < (q).OW; j++) {                                             \
+                    const int32_t k = (arg)[j] - base - 2 * (int32_t)j;                            \
+                    const T v = (T)0 + (gv)[j];                                                    \
+                    r0[2 * j] = k == 0 ? v : 0;                                                    \
+                    r0[2 * j + 1] = k == 1 ? v : 0;                                                \
+                    r1[2 * j] = k == w32 ? v : 0;                                                  \
+                    r1[2 * j + 1] = k == w32 + 1 ? v : 0;                                          \
+                }                                                                                  \
+                if (W_ & 1)                                                                        \
+                    r0[W_ - 1] = r1[W_ - 1] = 0;                                                   \
+            }                                                                                      \
+            if ((q).H & 1)                                                                         \
+                memset(xp + ((q).H - 1) * W_, 0, sizeof(T) * (size_t)W_);                          \
+        }                                                                                          \
+    } while (0)
+
 void fwd_max_pool_scatter(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *y = n->inputs[1];
     conv_geom q = make_geom(y, n, NULL, y);
     const int32_t *arg = y->aux;
+    const bool two = q.KH == 2 && q.KW == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0;
     AD_DISPATCH(n->g, {
         const T *gv = g->value;
         T *out = n->value;
-        memset(out, 0, sizeof(T) * (size_t)n->numel);
-        for (int64_t p = 0; p < q.N * q.C; p++) {
+        if (two)
+            SCATTER_TWO(T, gv, arg, out, q);
+        else
+            memset(out, 0, sizeof(T) * (size_t)n->numel);
+        for (int64_t p = 0; !two && p < q.N * q.C; p++) {
             T *op = out + p * q.H * q.W;
             for (int64_t k = 0; k < q.OH * q.OW; k++)
                 op[arg[k]] += gv[k];
