@@ -321,6 +321,7 @@ ad_node *ad_softmax_cross_entropy_grad(ad_node *z, ad_node *labels, ad_node *g);
 ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t start, int64_t step);
 ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis);
 ad_node *ad_layer_norm_grad(ad_node *x, ad_node *g, double eps);
+ad_node *ad_softmax_grad(ad_node *y, ad_node *g, int axis);
 
 /* Every op's functions, declared from ops.def. */
 #define AD_OP(id, name, arity, kind, shape, fwd, bwd, check, params, call, form, deriv, domain,    \

@@ -353,10 +353,86 @@ void bwd_logsumexp(ad_node *n, ad_node *g, ad_node **d)
 
 void bwd_softmax(ad_node *n, ad_node *g, ad_node **d)
 {
-    /* y * (g - sum(g * y)) */
-    int axis = norm_axis(n);
-    ad_node *dot = ad_sum(ad_mul(g, n), axis < 0 ? AD_ALL : axis);
-    d[0] = ad_mul(n, ad_sub(g, ad_expand_axis(dot, n, axis, false)));
+    d[0] = ad_softmax_grad(n, g, norm_axis(n)); /* y (g − sum(g y)) */
+}
+
+/* ---------------------------------------------------------- softmax_grad */
+
+/* softmax_grad(y, g) = y (g − sum(g y)) along iparam[0] (an axis, or -1 for
+ * all axes): the softmax's vector-Jacobian product for y = softmax(a), one
+ * node (and one pass per row) instead of five. */
+bool shape_softmax_grad(ad_node *n)
+{
+    const ad_node *y = n->inputs[0], *g = n->inputs[1];
+    char b1[96], b2[96];
+    if (g->ndim != y->ndim || memcmp(g->shape, y->shape, sizeof(int64_t) * (size_t)y->ndim)) {
+        ad_fail(n->g, "ad_softmax_grad: gradient %s does not match %s",
+                ad_shape_str(g, b1, sizeof b1), ad_shape_str(y, b2, sizeof b2));
+        return false;
+    }
+    if (n->iparam[0] < -1 || n->iparam[0] >= (y->ndim ? y->ndim : 1)) {
+        ad_fail(n->g, "ad_softmax_grad: axis %lld of %s", (long long)n->iparam[0],
+                ad_shape_str(y, b1, sizeof b1));
+        return false;
+    }
+    return ad_shape_set(n, y->ndim, y->shape, "ad_softmax_grad");
+}
+
+void fwd_softmax_grad(ad_node *n)
+{
+    const ad_node *yn = n->inputs[0], *gn = n->inputs[1];
+    int64_t outer, len, inner;
+    ad_axis_geometry(yn, yn->ndim ? (int)n->iparam[0] : -1, &outer, &len, &inner);
+    if (n->numel == 0)
+        return;
+    AD_DISPATCH(n->g, {
+        const T *Y = yn->value, *G = gn->value;
+        T *Z = n->value;
+        for (int64_t o = 0; o < outer; o++)
+            if (inner == 1) { /* a contiguous row */
+                const T *y = Y + o * len, *g = G + o * len;
+                T *z = Z + o * len;
+                T dot;
+                LANE_SUM(T, 8, len, g[j] * y[j], dot);
+                for (int64_t r = 0; r < len; r++)
+                    z[r] = y[r] * (g[r] - dot);
+            } else {
+                for (int64_t i = 0; i < inner; i++) {
+                    const T *y = Y + o * len * inner + i, *g = G + o * len * inner + i;
+                    T *z = Z + o * len * inner + i;
+                    T dot = 0;
+                    for (int64_t r = 0; r < len; r++)
+                        dot += g[r * inner] * y[r * inner];
+                    for (int64_t r = 0; r < len; r++)
+                        z[r * inner] = y[r * inner] * (g[r * inner] - dot);
+                }
+            }
+    });
+}
+
+ad_node *ad_softmax_grad(ad_node *y, ad_node *g, int axis)
+{
+    if (!y || !g)
+        return NULL;
+    ad_node *in[2] = {y, g};
+    int64_t ip[AD_MAX_IPARAMS] = {axis < 0 ? -1 : axis};
+    return ad_node_make(y->g, AD_OP_SOFTMAX_GRAD, 2, in, NULL, ip);
+}
+
+/* z = y (g − s), s = sum(g y): ∂/∂g is softmax_grad(y, u) (its Jacobian
+ * diag(y) − y yᵀ is symmetric); ∂/∂y = u (g − s) − g sum(u y). */
+void bwd_softmax_grad(ad_node *n, ad_node *u, ad_node **d)
+{
+    ad_node *y = n->inputs[0], *g = n->inputs[1];
+    int axis = (int)n->iparam[0];
+    if (g->flags & NODE_REQGRAD)
+        d[1] = ad_softmax_grad(y, u, axis);
+    if (!(y->flags & NODE_REQGRAD))
+        return;
+    int red = axis < 0 ? AD_ALL : axis;
+    ad_node *s = ad_expand_axis(ad_sum(ad_mul(g, y), red), y, axis, false);
+    ad_node *t = ad_expand_axis(ad_sum(ad_mul(u, y), red), y, axis, false);
+    d[0] = ad_sub(ad_mul(u, ad_sub(g, s)), ad_mul(g, t));
 }
 
 void bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)

@@ -99,6 +99,15 @@ static void fill_distinct(rng_t *r, gencase *c, int k)
 
 static const double zero_kink[] = {0.0};
 
+/* a second, trainable input of the first one's shape */
+static void second_like_first(gencase *c)
+{
+    c->nin = 2;
+    c->trainable[1] = true;
+    c->ndim[1] = c->ndim[0];
+    memcpy(c->shape[1], c->shape[0], sizeof c->shape[0]);
+}
+
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
 {
     return (in + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -219,10 +228,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     const ad_op_info *info = &ad_ops[op];
     if (op == AD_OP_RELU_GRAD) { /* g·[a > 0]: g any values, a away from the kink */
         random_shape(r, 0, 3, &c->ndim[0], c->shape[0]);
-        c->nin = 2;
-        c->trainable[1] = true;
-        c->ndim[1] = c->ndim[0];
-        memcpy(c->shape[1], c->shape[0], sizeof c->shape[0]);
+        second_like_first(c);
         fill(r, c, 0, -2, 2, NULL, 0, 0);
         fill(r, c, 1, -2, 2, zero_kink, 1, 0.05);
         return true;
@@ -405,6 +411,15 @@ static bool generate(int op, rng_t *r, gencase *c)
     }
     /* shape ops and internal ops, one by one */
     switch (op) {
+    case AD_OP_SOFTMAX_GRAD: /* y (any values: the rule is a polynomial) and g, along an axis or all
+                              */
+        random_shape(r, 1, 3, &c->ndim[0], c->shape[0]);
+        second_like_first(c);
+        fill(r, c, 0, -1, 1, NULL, 0, 0);
+        fill(r, c, 1, -2, 2, NULL, 0, 0);
+        c->ni = 1;
+        c->ip[0] = irand(r, -1, c->ndim[0] - 1);
+        return true;
     case AD_OP_LAYER_NORM:
     case AD_OP_LAYER_NORM_GRAD:
         /* rows of 2 to 4 values (the last axis), eps large and small; for
@@ -415,10 +430,7 @@ static bool generate(int op, rng_t *r, gencase *c)
         c->nf = 1;
         c->fp[0] = urand(r) < 0.5 ? 1e-5 : 0.3;
         if (op == AD_OP_LAYER_NORM_GRAD) {
-            c->nin = 2;
-            c->trainable[1] = true;
-            c->ndim[1] = c->ndim[0];
-            memcpy(c->shape[1], c->shape[0], sizeof c->shape[0]);
+            second_like_first(c);
             fill(r, c, 1, -2, 2, NULL, 0, 0);
         }
         return true;

@@ -79,7 +79,8 @@
     X(second_shape)                                                                                \
     X(mlp_hessian)                                                                                 \
     X(jacobian_wide)                                                                               \
-    X(layer_norm)
+    X(layer_norm)                                                                                  \
+    X(softmax_second)
 
 typedef struct {
     char name[FX_MAXNAME];

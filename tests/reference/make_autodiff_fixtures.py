@@ -649,6 +649,23 @@ def case_layer_norm():
     return c
 
 
+def case_softmax_second():
+    """softmax along the last, a middle and the first axis, the gradient
+    of a loss of them, and the gradient of a loss that holds that gradient
+    (softmax's rule is softmax_grad; second order goes through its rule)."""
+    c = Case("softmax_second", 604)
+    x = c.param("x", (2, 3, 4), randn(1.2))
+    w = c.param("w", (4,), randn(0.7))
+    a = c.softmax(c.mul(x, w), i=[-1], name="a")
+    b = c.softmax(x, i=[1], name="b")
+    e = c.softmax(c.tanh(x), i=[0], name="e")
+    s = c.add(c.add(c.wsum(a), c.wsum(c.mul(b, b))), c.wsum(e), name="s")
+    gx = c.grad(s, x, name="gx")
+    loss = c.add(s, c.sum(c.mul(gx, gx), i=[ALL]), name="loss")
+    c.set_loss(loss)
+    return c
+
+
 def case_shape_chain():
     """slice, concat, reshape, transpose, broadcast_to through smooth ops."""
     c = Case("shape_chain", 701)
@@ -855,7 +872,7 @@ CASES = [
     case_fanout, case_micrograd_scalars, case_micrograd_scalars_random,
     case_second_tanh, case_second_scalars, case_second_tensor,
     case_hvp_w1, case_hvp_full, case_hvp_sigmoid_mse,
-    case_matmul_t, case_matmul_batched, case_layer_norm,
+    case_matmul_t, case_matmul_batched, case_layer_norm, case_softmax_second,
     case_shape_chain, case_elementwise_chain, case_where_input_cond, case_ties_and_kinks,
 ]
 
