@@ -576,8 +576,13 @@ void fwd_permute(ad_node *n)
         for (int64_t r = 0; r < rows; r++) {
             const T *ra = A + off;
             T *ro = O + r * inner;
-            for (int64_t i = 0; i < inner; i++)
-                ro[i] = ra[i * s];
+            if (s == 1) { /* the last axis stays last: a contiguous run (attention heads) */
+                for (int64_t i = 0; i < inner; i++)
+                    ro[i] = ra[i];
+            } else {
+                for (int64_t i = 0; i < inner; i++)
+                    ro[i] = ra[i * s];
+            }
             for (int d = nd - 2; d >= 0; d--) { /* next row: odometer over the outer axes */
                 off += st[d];
                 if (++idx[d] < n->shape[d])
