@@ -28,21 +28,34 @@ void openblas_set_num_threads(int num_threads);
 #include <omp.h>
 #endif
 
+/* One block of a product: C (m, n), rows ldc apart, = op(A) op(B) [+ C],
+ * op(A) (m, k) and op(B) (k, n) stored row-major with rows lda and ldb apart
+ * (a block of a larger product points into its operands). */
+typedef struct {
+    bool ta, tb, acc;
+    int64_t m, n, k, lda, ldb, ldc;
+    const void *A, *B;
+    void *C;
+} gemm_block;
+
 #if !defined(AD_HAVE_BLAS)
-/* Built-in kernel: C (M, N) = op(A) op(B) [+ C]. */
+/* Built-in kernel. */
 #define GEMM_KERNEL(T)                                                                             \
-    static void gemm_##T(bool ta, bool tb, bool acc, ad_mm_dims d, const T *A, const T *B, T *C)   \
+    static void gemm_##T(const gemm_block *g)                                                      \
     {                                                                                              \
-        const int64_t M = d.m, K = d.k, N = d.n;                                                   \
-        if (!acc)                                                                                  \
-            memset(C, 0, sizeof(T) * (size_t)(M * N));                                             \
-        if (!tb) {                                                                                 \
+        const int64_t M = g->m, K = g->k, N = g->n, lda = g->lda, ldb = g->ldb, ldc = g->ldc;      \
+        const T *A = g->A, *B = g->B;                                                              \
+        T *C = g->C;                                                                               \
+        if (!g->acc)                                                                               \
+            for (int64_t i = 0; i < M; i++)                                                        \
+                memset(C + i * ldc, 0, sizeof(T) * (size_t)N);                                     \
+        if (!g->tb) {                                                                              \
             /* rows of C accumulate scaled rows of B: unit stride inner loop */                    \
             for (int64_t i = 0; i < M; i++) {                                                      \
-                T *c = C + i * N;                                                                  \
+                T *c = C + i * ldc;                                                                \
                 for (int64_t p = 0; p < K; p++) {                                                  \
-                    const T s = ta ? A[p * M + i] : A[i * K + p];                                  \
-                    const T *b = B + p * N;                                                        \
+                    const T s = g->ta ? A[p * lda + i] : A[i * lda + p];                           \
+                    const T *b = B + p * ldb;                                                      \
                     for (int64_t j = 0; j < N; j++)                                                \
                         c[j] += s * b[j];                                                          \
                 }                                                                                  \
@@ -50,17 +63,18 @@ void openblas_set_num_threads(int num_threads);
         } else {                                                                                   \
             for (int64_t i = 0; i < M; i++)                                                        \
                 for (int64_t j = 0; j < N; j++) {                                                  \
-                    const T *b = B + j * K;                                                        \
+                    const T *b = B + j * ldb;                                                      \
                     T s = 0;                                                                       \
-                    if (!ta) {                                                                     \
-                        const T *a = A + i * K;                                                    \
+                    if (!g->ta) {                                                                  \
+                        const T *a = A + i * lda;                                                  \
                         for (int64_t p = 0; p < K; p++)                                            \
                             s += a[p] * b[p];                                                      \
                     } else {                                                                       \
                         for (int64_t p = 0; p < K; p++)                                            \
-                            s += A[p * M + i] * b[p];                                              \
+                            s += A[p * lda + i] * b[p];                                            \
                     }                                                                              \
-                    C[i * N + j] = acc ? C[i * N + j] + s : s;                                     \
+                    T *c = C + i * ldc + j;                                                        \
+                    *c = g->acc ? *c + s : s;                                                      \
                 }                                                                                  \
         }                                                                                          \
     }
@@ -116,6 +130,64 @@ static bool onednn_allowed(void)
 }
 #endif
 
+/* One block on the calling thread. The backends run single-threaded once
+ * ad_set_threads was called (see there), so a block's every element is one
+ * dot product in the order of k, the same whichever block it falls in. */
+static void gemm_run(ad_dtype dt, const gemm_block *g)
+{
+#ifdef AD_HAVE_DNNL
+    ad_mm_dims d = {g->m, g->k, g->n};
+    if (dt == AD_F32 && onednn_allowed() && prefer_onednn(g->ta, g->tb, d) &&
+        dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->m, g->n, g->k, 1.0f, g->A, g->lda, g->B,
+                   g->ldb, g->acc ? 1.0f : 0.0f, g->C, g->ldc) == dnnl_success)
+        return; /* on failure (out of memory) the next backend computes it */
+#endif
+#ifdef AD_HAVE_BLAS
+    const enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans,
+                               tb = g->tb ? CblasTrans : CblasNoTrans;
+    const int M = (int)g->m, N = (int)g->n, K = (int)g->k;
+    if (dt == AD_F32)
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, g->A, (int)g->lda, g->B, (int)g->ldb,
+                    g->acc ? 1.0f : 0.0f, g->C, (int)g->ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, g->A, (int)g->lda, g->B, (int)g->ldb,
+                    g->acc ? 1.0 : 0.0, g->C, (int)g->ldc);
+#else
+    if (dt == AD_F32)
+        gemm_float(g);
+    else
+        gemm_double(g);
+#endif
+}
+
+#ifdef AD_HAVE_OPENMP
+/* The split rule's thresholds (see gemm_split) */
+#define GEMM_SPLIT_MIN_MACS 65536.0
+#define GEMM_SPLIT_ROWS 64
+#define GEMM_SPLIT_COLS 64
+/* Rows (or columns) per block are a multiple of this: whole register tiles
+ * of the backends' kernels (16 floats across, 16 rows down for OpenBLAS's
+ * AVX-512 sgemm). */
+#define GEMM_SPLIT_ALIGN 16
+
+/* How a product is split over t > 1 threads: 'r' (blocks of rows of C), 'c'
+ * (blocks of columns) or 0 (one thread computes it). Never over k, so every
+ * element is summed by one thread in the order one thread would use: the
+ * result is the same for any thread count. The rule is measured with
+ * bench/sgemm_rate (SGEMM_THREADS=2; docs/benchmarks.md, "Two threads"). */
+static char gemm_split(ad_mm_dims d, int t)
+{
+    /* a block's work must pay for waking a thread (a few microseconds) */
+    if ((double)d.m * (double)d.n * (double)d.k < GEMM_SPLIT_MIN_MACS)
+        return 0;
+    if (d.m >= (int64_t)t * GEMM_SPLIT_ROWS)
+        return 'r';
+    if (d.n >= (int64_t)t * GEMM_SPLIT_COLS)
+        return 'c';
+    return 0;
+}
+#endif
+
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C)
 {
@@ -127,29 +199,38 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
             memset(C, 0, es * (size_t)(d.m * d.n));
         return;
     }
-    const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
-#ifdef AD_HAVE_DNNL
-    if (dt == AD_F32 && onednn_allowed() && prefer_onednn(ta, tb, d) &&
-        dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', d.m, d.n, d.k, 1.0f, A, lda, B, ldb,
-                   acc ? 1.0f : 0.0f, C, d.n) == dnnl_success)
-        return; /* on failure (out of memory) the next backend computes it */
+    const gemm_block whole = {ta,  tb, acc, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
+                              d.n, A,  B,   C};
+#ifdef AD_HAVE_OPENMP
+    const int t = ad_threads_requested;
+    const char split = t > 1 ? gemm_split(d, t) : 0;
+    if (split) {
+        const int64_t len = split == 'r' ? d.m : d.n;
+#pragma omp parallel num_threads(t)
+        {
+            /* block i: [len·i/t, len·(i+1)/t) with inner bounds rounded down
+               to whole tiles */
+            const int i = omp_get_thread_num();
+            const int64_t lo = len * i / t / GEMM_SPLIT_ALIGN * GEMM_SPLIT_ALIGN;
+            const int64_t hi =
+                i == t - 1 ? len : len * (i + 1) / t / GEMM_SPLIT_ALIGN * GEMM_SPLIT_ALIGN;
+            gemm_block g = whole;
+            if (split == 'r') {
+                g.m = hi - lo;
+                g.A = (const char *)A + es * (size_t)(ta ? lo : lo * whole.lda);
+                g.C = (char *)C + es * (size_t)(lo * whole.ldc);
+            } else {
+                g.n = hi - lo;
+                g.B = (const char *)B + es * (size_t)(tb ? lo * whole.ldb : lo);
+                g.C = (char *)C + es * (size_t)lo;
+            }
+            if (hi > lo)
+                gemm_run(dt, &g);
+        }
+        return;
+    }
 #endif
-#ifdef AD_HAVE_BLAS
-    const int M = (int)d.m, N = (int)d.n, K = (int)d.k;
-    if (dt == AD_F32)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, A, (int)lda, B, (int)ldb, acc ? 1.0f : 0.0f, C, N);
-    else
-        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0, A, (int)lda, B, (int)ldb, acc ? 1.0 : 0.0, C, N);
-#else
-    (void)lda;
-    (void)ldb;
-    if (dt == AD_F32)
-        gemm_float(ta, tb, acc, d, A, B, C);
-    else
-        gemm_double(ta, tb, acc, d, A, B, C);
-#endif
+    gemm_run(dt, &whole);
 }
 
 const char *ad_gemm_backend(void)
@@ -170,24 +251,32 @@ void ad_set_threads(int threads)
     if (threads < 1)
         return;
     ad_threads_requested = threads;
-#ifdef AD_HAVE_BLAS
-    openblas_set_num_threads(threads);
-#endif
 #ifdef AD_HAVE_OPENMP
+    /* The library splits products and kernels over its own OpenMP regions
+     * (num_threads(ad_threads_requested)); the backends run on one thread
+     * each, so no product's sum is cut along k by a backend's own threading
+     * and results do not depend on the thread count. oneDNN's sgemm sizes
+     * its team from the OpenMP default, set to 1 here (inside the library's
+     * regions it runs on one thread anyway). */
+#ifdef AD_HAVE_BLAS
+    openblas_set_num_threads(1);
+#endif
 #ifdef KMP_VERSION_MAJOR
     /* LLVM's libomp (clang builds): one thread never enters a parallel region
      * (AD_FOR_ELEMENTS checks ad_threads_requested), so the runtime is left
      * unstarted; libomp registers itself in a /dev/shm file when it starts,
      * which died by SIGBUS under a small file-size limit (ulimit -f). */
     if (threads > 1 || omp_team_set) {
-        omp_set_num_threads(threads);
+        omp_set_num_threads(1);
         omp_team_set = true;
     }
 #else
     /* GNU libgomp: also the team oneDNN's sgemm runs on (Debian's libdnnl
      * uses libgomp), so it is set for one thread too */
-    omp_set_num_threads(threads);
+    omp_set_num_threads(1);
     omp_team_set = true;
 #endif
+#elif defined(AD_HAVE_BLAS)
+    openblas_set_num_threads(threads); /* no OpenMP: OpenBLAS threads itself */
 #endif
 }

@@ -142,13 +142,16 @@ struct ad_graph {
  * an OpenMP team (see onednn_allowed in gemm.c for why). */
 extern int ad_threads_requested;
 #ifdef AD_HAVE_OPENMP
-/* for (int64_t i = 0; i < len; i++) { body }; a short loop never enters the
- * OpenMP runtime (an if clause would: a team of one costs a scalar node
- * more than its arithmetic) */
-#define AD_FOR_ELEMENTS(i, len, ...)                                                               \
+/* for (int64_t i = 0; i < len; i++) { body }, split statically over the
+ * threads when `parallel` is true and more than one thread was asked for; a
+ * loop that is not split never enters the OpenMP runtime (an if clause
+ * would: a team of one costs a scalar node more than its arithmetic). The
+ * body must not leave the loop (no return, break or goto). */
+#define AD_FOR_SPLIT(i, len, parallel, ...)                                                        \
     do {                                                                                           \
-        if ((len) >= AD_PARALLEL_MIN && ad_threads_requested > 1) {                                \
-            _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (len); i++)       \
+        if ((parallel) && ad_threads_requested > 1) {                                              \
+            _Pragma("omp parallel for schedule(static) num_threads(ad_threads_requested)") for (   \
+                int64_t i = 0; i < (len); i++)                                                     \
             {                                                                                      \
                 __VA_ARGS__                                                                        \
             }                                                                                      \
@@ -159,11 +162,14 @@ extern int ad_threads_requested;
         }                                                                                          \
     } while (0)
 #else
-#define AD_FOR_ELEMENTS(i, len, ...)                                                               \
+#define AD_FOR_SPLIT(i, len, parallel, ...)                                                        \
     for (int64_t i = 0; i < (len); i++) {                                                          \
         __VA_ARGS__                                                                                \
     }
 #endif
+/* A loop over `len` elements, split when it is long enough to pay for waking
+ * the threads. */
+#define AD_FOR_ELEMENTS(i, len, ...) AD_FOR_SPLIT(i, len, (len) >= AD_PARALLEL_MIN, __VA_ARGS__)
 
 /* Loops over the node array touch each node once, far apart in memory when
  * a step makes a hundred thousand scalar nodes: ask for node i + AD_AHEAD

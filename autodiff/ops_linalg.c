@@ -140,8 +140,9 @@ void fwd_linear(ad_node *n)
     for (int i = 0; i < n->ndim - 1; i++)
         rows *= n->shape[i];
     const size_t es = n->g->elem;
-    for (int64_t r = 0; r < rows; r++) /* bias first, the product added (beta = 1) */
-        memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es);
+    /* bias first, the product added (beta = 1) */
+    AD_FOR_SPLIT(r, rows, n->numel >= AD_PARALLEL_MIN,
+                 memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es););
     ad_mm_dims d = {rows, x->shape[x->ndim - 1], m};
     ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
     /* linear_relu: the epilogue, while the output is still in cache (one
@@ -149,8 +150,7 @@ void fwd_linear(ad_node *n)
     if (n->op == AD_OP_LINEAR_RELU)
         AD_DISPATCH(n->g, {
             T *o = n->value;
-            for (int64_t i = 0; i < n->numel; i++)
-                o[i] = o[i] > 0 ? o[i] : 0;
+            AD_FOR_ELEMENTS(i, n->numel, o[i] = o[i] > 0 ? o[i] : 0;);
         });
 }
 

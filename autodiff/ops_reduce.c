@@ -505,21 +505,55 @@ static int64_t class_of(ad_node *n, double v, int64_t r, int64_t classes)
     for (int64_t c = 1; c < C; c++)                                                                \
         sum += exp(zr[c] - mx);
 
+/* Every label a class of C? (the first bad one sets the graph's error) */
+static bool labels_valid(ad_node *n, const ad_node *l, int64_t C)
+{
+    AD_DISPATCH(n->g, {
+        const T *L = l->value;
+        for (int64_t r = 0; r < l->numel; r++)
+            if (class_of(n, (double)L[r], r, C) < 0)
+                return false;
+    });
+    return true;
+}
+
+/* The forward's loss is summed in chunks of SCE_CHUNK rows (more when that
+ * makes over SCE_CHUNKS chunks), each chunk in order, then the chunks' sums
+ * in order: the same sum for any thread count (chunks are split over the
+ * threads). */
+#define SCE_CHUNK 32
+#define SCE_CHUNKS 64
+/* Rows × classes from which the threads share the rows: three exp per
+ * element (forward and gradient) pay for waking them much sooner than an
+ * elementwise loop does. */
+#define SCE_PARALLEL_MIN 2048
+
 void fwd_softmax_ce(ad_node *n)
 {
     const ad_node *z = n->inputs[0], *l = n->inputs[1];
     const int64_t rows = z->shape[0], C = z->shape[1];
+    if (!labels_valid(n, l, C))
+        return;
+    int64_t per = (rows + SCE_CHUNKS - 1) / SCE_CHUNKS; /* rows per chunk */
+    per = per > SCE_CHUNK ? per : SCE_CHUNK;
+    const int64_t chunks = (rows + per - 1) / per;
     AD_DISPATCH(n->g, {
         const T *Z = z->value, *L = l->value;
+        T part[SCE_CHUNKS]; /* a chunk's sum each */
+        AD_FOR_SPLIT(ch, chunks, chunks > 1 && rows * C >= SCE_PARALLEL_MIN, {
+            const int64_t end = (ch + 1) * per < rows ? (ch + 1) * per : rows;
+            T total = 0;
+            for (int64_t r = ch * per; r < end; r++) {
+                const T *zr = Z + r * C;
+                const int64_t k = (int64_t)L[r];
+                ROW_STATS(T, zr, C, mx, sum)
+                total += mx + log(sum) - zr[k];
+            }
+            part[ch] = total;
+        });
         T total = 0;
-        for (int64_t r = 0; r < rows; r++) {
-            const T *zr = Z + r * C;
-            int64_t k = class_of(n, (double)L[r], r, C);
-            if (k < 0)
-                return;
-            ROW_STATS(T, zr, C, mx, sum)
-            total += mx + log(sum) - zr[k];
-        }
+        for (int64_t ch = 0; ch < chunks; ch++)
+            total += part[ch];
         *(T *)n->value = total / (T)rows;
     });
 }
@@ -528,21 +562,21 @@ void fwd_softmax_ce_grad(ad_node *n)
 {
     const ad_node *z = n->inputs[0], *l = n->inputs[1];
     const int64_t rows = z->shape[0], C = z->shape[1];
+    if (!labels_valid(n, l, C))
+        return;
     AD_DISPATCH(n->g, {
         const T *Z = z->value, *L = l->value;
         const T scale = *(const T *)n->inputs[2]->value / (T)rows;
         T *O = n->value;
-        for (int64_t r = 0; r < rows; r++) {
+        AD_FOR_SPLIT(r, rows, rows > 1 && rows * C >= SCE_PARALLEL_MIN, {
             const T *zr = Z + r * C;
             T *o = O + r * C;
-            int64_t k = class_of(n, (double)L[r], r, C);
-            if (k < 0)
-                return;
+            const int64_t k = (int64_t)L[r];
             ROW_STATS(T, zr, C, mx, sum)
             const T inv = 1 / sum;
             for (int64_t c = 0; c < C; c++)
                 o[c] = (exp(zr[c] - mx) * inv - (c == k ? 1 : 0)) * scale;
-        }
+        });
     });
 }
 

@@ -442,11 +442,56 @@ void bwd_broadcast(ad_node *n, ad_node *g, ad_node **d)
     d[0] = g; /* the engine sums it back to the input's shape */
 }
 
+/* Is t's shape (leading ones aside) the trailing shape of g's, so that
+ * sum_to(g, t) adds up the rows of g viewed as (numel(g)/numel(t), numel(t))?
+ * (A bias's gradient: the batch's rows summed.) */
+static bool sums_leading_axes(const ad_node *g, const ad_node *t)
+{
+    int lead = 0;
+    while (lead < t->ndim && t->shape[lead] == 1)
+        lead++;
+    const int nd = t->ndim - lead;
+    return t->numel > 0 && nd <= g->ndim &&
+           memcmp(t->shape + lead, g->shape + g->ndim - nd, sizeof(int64_t) * (size_t)nd) == 0;
+}
+
+/* Column blocks of a split leading-axes sum_to start at multiples of this
+ * (a cache line of f32) */
+#define SUM_TO_ALIGN 16
+
 void fwd_sum_to(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
     if (same_dims(g, n)) {
         memcpy(n->value, g->value, (size_t)n->numel * n->g->elem);
+        return;
+    }
+    if (sums_leading_axes(g, n)) {
+        /* O[c] = Σ_r G[r][c]: each column summed over r in order by one
+           thread, whole rows of columns at a time; the sums are the same
+           for any split of the columns */
+        const int64_t cols = n->numel, rows = g->numel / cols;
+        const int64_t parts =
+            g->numel >= AD_PARALLEL_MIN && cols >= 2 * SUM_TO_ALIGN && ad_threads_requested > 1
+                ? ad_threads_requested
+                : 1;
+        AD_DISPATCH(n->g, {
+            const T *G = g->value;
+            T *O = n->value;
+            AD_FOR_SPLIT(b, parts, parts > 1, {
+                const int64_t lo = cols * b / parts / SUM_TO_ALIGN * SUM_TO_ALIGN;
+                const int64_t hi =
+                    b == parts - 1 ? cols : cols * (b + 1) / parts / SUM_TO_ALIGN * SUM_TO_ALIGN;
+                T *o = O + lo;
+                for (int64_t c = 0; c < hi - lo; c++)
+                    o[c] = 0;
+                for (int64_t r = 0; r < rows; r++) {
+                    const T *gr = G + r * cols + lo;
+                    for (int64_t c = 0; c < hi - lo; c++)
+                        o[c] += gr[c];
+                }
+            });
+        });
         return;
     }
     const ad_node *target = n;

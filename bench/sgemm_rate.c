@@ -24,6 +24,16 @@
  * in the environment (when built with it): bench/run and docs/benchmarks.md
  * compare them per shape.
  *
+ * With SGEMM_THREADS=T (T >= 2, built with OpenMP) each shape is also timed
+ * the ways a T-thread product can run (docs/benchmarks.md, "Two threads"):
+ *   one      the backend on one thread;
+ *   backend  the backend threading itself over T threads;
+ *   rows     C cut into T blocks of rows (multiples of 16), each computed by
+ *            the one-thread backend on its own thread of one OpenMP region;
+ *   cols     the same with blocks of columns (multiples of 16);
+ * as autodiff/gemm.c's ad_gemm splits a product (the per-shape rule there
+ * comes from this table). "gflops" is then the best of the four.
+ *
  * usage: sgemm_rate B [EPOCH=60000 [SEC=0.1]]
  *        sgemm_rate conv N C O HW DX [SEC=0.1 [CHUNK=1]] */
 #include <cblas.h>
@@ -35,6 +45,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef HAVE_OPENMP
+#include <omp.h>
+#endif
 
 static double now(void)
 {
@@ -57,17 +70,60 @@ static int cmp_double(const void *a, const void *b)
 static double run_seconds = 0.1;
 static bool use_onednn;
 
-static void sgemm(const shape *s, const float *A, int lda, const float *B, int ldb, float *C)
+/* OpenBLAS's own API (not in cblas.h) */
+void openblas_set_num_threads(int num_threads);
+
+/* C[m x n, row stride ldc] = op(A) op(B) */
+static void sgemm_block(const shape *s, int m, int n, const float *A, int lda, const float *B,
+                        int ldb, float *C, int ldc)
 {
 #ifdef HAVE_DNNL
     if (use_onednn) {
-        dnnl_sgemm(s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', s->m, s->n, s->k, 1.0f, A, lda, B, ldb,
-                   0.0f, C, s->n);
+        dnnl_sgemm(s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', m, n, s->k, 1.0f, A, lda, B, ldb, 0.0f, C,
+                   ldc);
         return;
     }
 #endif
     cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans,
-                s->m, s->n, s->k, 1.0f, A, lda, B, ldb, 0.0f, C, s->n);
+                m, n, s->k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+}
+
+/* how a product runs on `threads` threads (see the header comment) */
+enum { RUN_ONE, RUN_BACKEND, RUN_ROWS, RUN_COLS, RUN_WAYS };
+static const char *const way_name[RUN_WAYS] = {"one", "backend", "rows", "cols"};
+static int way = RUN_ONE, threads = 1;
+
+/* sets the backend's own thread count */
+static void backend_threads(int t)
+{
+    openblas_set_num_threads(t);
+#ifdef HAVE_OPENMP
+    omp_set_num_threads(t); /* oneDNN's team */
+#endif
+}
+
+static void sgemm(const shape *s, const float *A, int lda, const float *B, int ldb, float *C)
+{
+#ifdef HAVE_OPENMP
+    if (way == RUN_ROWS || way == RUN_COLS) {
+        const int len = way == RUN_ROWS ? s->m : s->n;
+#pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num();
+            /* block bounds rounded to multiples of 16 */
+            const int lo = (int)((long)len * t / threads) / 16 * 16;
+            const int hi = t == threads - 1 ? len : (int)((long)len * (t + 1) / threads) / 16 * 16;
+            if (hi > lo && way == RUN_ROWS)
+                sgemm_block(s, hi - lo, s->n, s->ta ? A + lo : A + (long)lo * lda, lda, B, ldb,
+                            C + (long)lo * s->n, s->n);
+            else if (hi > lo)
+                sgemm_block(s, s->m, hi - lo, A, lda, s->tb ? B + (long)lo * ldb : B + lo, ldb,
+                            C + lo, s->n);
+        }
+        return;
+    }
+#endif
+    sgemm_block(s, s->m, s->n, A, lda, B, ldb, C, s->n);
 }
 
 /* seconds per call of one shape, median of 5 runs of >= run_seconds each */
@@ -94,6 +150,18 @@ int main(int argc, char **argv)
     bool conv = argc > 1 && strcmp(argv[1], "conv") == 0;
     const char *backend = getenv("SGEMM_BACKEND");
     use_onednn = backend && strcmp(backend, "onednn") == 0;
+    const char *th = getenv("SGEMM_THREADS");
+    threads = th ? atoi(th) : 1;
+#ifndef HAVE_OPENMP
+    if (threads > 1) {
+        fprintf(stderr, "sgemm_rate: built without OpenMP\n");
+        return 2;
+    }
+#endif
+    if (threads < 1)
+        threads = 1;
+    if (threads > 1) /* else the backend's threads are what the environment says */
+        backend_threads(1);
 #ifndef HAVE_DNNL
     if (use_onednn) {
         fprintf(stderr, "sgemm_rate: built without oneDNN\n");
@@ -149,17 +217,26 @@ int main(int argc, char **argv)
         C[i] = 0;
     }
     double step_flops = 0, step_time = 0;
-    printf("{\"batch\": %d, \"chunk\": %d, \"backend\": \"%s\", \"shapes\": [", b, chunk,
-           use_onednn ? "onednn" : "openblas");
+    printf("{\"batch\": %d, \"chunk\": %d, \"backend\": \"%s\", \"threads\": %d, \"shapes\": [", b,
+           chunk, use_onednn ? "onednn" : "openblas", threads);
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
-        double fl = 2.0 * s->m * s->n * s->k, t = time_shape(s, A, B, C);
-        fl *= per_step;
-        t *= per_step;
+        double fl = 2.0 * s->m * s->n * s->k * per_step, t = 0;
+        printf("%s{\"gemm\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d", i ? ", " : "", s->what, s->m,
+               s->n, s->k);
+        for (way = 0; way < (threads > 1 ? RUN_WAYS : 1); way++) {
+            if (threads > 1)
+                backend_threads(way == RUN_BACKEND ? threads : 1);
+            double tw = time_shape(s, A, B, C) * per_step;
+            if (threads > 1)
+                printf(", \"%s\": %.2f", way_name[way], fl / tw * 1e-9);
+            t = way == 0 || tw < t ? tw : t;
+        }
+        if (threads > 1)
+            backend_threads(1);
         step_flops += fl;
         step_time += t;
-        printf("%s{\"gemm\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"gflops\": %.2f}",
-               i ? ", " : "", s->what, s->m, s->n, s->k, fl / t * 1e-9);
+        printf(", \"gflops\": %.2f}", fl / t * 1e-9);
     }
     double steps = (double)epoch / b; /* flops scale with examples */
     printf("], \"step_flops\": %.0f, \"step_time\": %.9f, \"rate_gflops\": %.3f, "

@@ -864,9 +864,14 @@ AD_API int ad_smoothness_at(ad_node *loss, ad_node *x, int64_t index, double eps
 AD_API void ad_graph_set_check_finite(ad_graph *g, int on);
 
 /**
- * Threads used by the matrix products (OpenBLAS, oneDNN) and by the
- * library's parallel kernels, process-wide. threads < 1 is ignored. Results
- * of the library's own kernels do not depend on the thread count.
+ * Threads used by the matrix products and by the library's parallel
+ * kernels, process-wide. threads < 1 is ignored. The library splits a large
+ * product into blocks of rows or columns over its own OpenMP threads and has
+ * OpenBLAS and oneDNN compute each block on one thread (their own thread
+ * counts are set to 1; without OpenMP, OpenBLAS gets `threads`). Results of
+ * the library's own kernels do not depend on the thread count; products
+ * from OpenBLAS or oneDNN may differ in the last bits for some shapes (those
+ * libraries block the sums by the block's shape; see docs/benchmarks.md).
  * Until it is called the library starts no OpenMP team of its own: its
  * kernels run on the calling thread and f32 products go to OpenBLAS (with
  * OpenBLAS's own default thread count), not to oneDNN, whose idle OpenMP

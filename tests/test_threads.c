@@ -1,0 +1,244 @@
+/* Results and the thread count (ad_set_threads). Bit for bit the same with
+ * 1, 2 and 3 threads: the bias gradient's sum over the batch (split by
+ * columns), the softmax cross-entropy (rows in fixed chunks) and its
+ * gradient (split by rows), the elementwise ops (test_gradcheck.c), and the
+ * built-in GEMM kernel's products. Products by OpenBLAS and oneDNN are split
+ * into blocks of rows or columns of C, never along k, but those libraries
+ * pick their kernels and k-blocking by the block's shape, so a few shapes
+ * differ in the last bits (docs/benchmarks.md, "Two threads"): those are
+ * checked within a few f32 (f64) roundings. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "chainrule/autodiff.h"
+
+#define THREADS 3 /* 1, 2 and 3 threads */
+
+/* Products split over threads equal one thread's bit for bit? */
+static bool gemm_bit_identical(void) { return strcmp(ad_gemm_backend(), "builtin") == 0; }
+
+/* b equals a, or is within a few roundings of it when the GEMM backend may
+ * block the sums differently */
+static void assert_close(const void *a, const void *b, int64_t len, bool f64, const char *what,
+                         int threads)
+{
+    if (gemm_bit_identical()) {
+        cr_assert_eq(memcmp(a, b, (size_t)len * (f64 ? 8 : 4)), 0, "%s: %d threads differ", what,
+                     threads);
+        return;
+    }
+    const double tol = f64 ? 1e-13 : 1e-5;
+    for (int64_t i = 0; i < len; i++) {
+        double x = f64 ? ((const double *)a)[i] : ((const float *)a)[i];
+        double y = f64 ? ((const double *)b)[i] : ((const float *)b)[i];
+        cr_assert(fabs(x - y) <= tol * (1 + fabs(x)), "%s element %lld: %.17g, %d threads %.17g",
+                  what, (long long)i, x, threads, y);
+    }
+}
+
+static void fill(ad_node *n, double phase)
+{
+    const int64_t len = ad_numel(n);
+    double *v = malloc(sizeof *v * (size_t)len);
+    cr_assert_not_null(v);
+    for (int64_t i = 0; i < len; i++)
+        v[i] = sin(phase + 0.37 * (double)i) + 0.25 * cos(0.011 * (double)i);
+    ad_set(n, v, len);
+    free(v);
+}
+
+/* op(A) (m, k) op(B) (k, n) for every transpose pair: the products of the
+ * MLP at batch 256 and 32 (split by rows, by columns, or too small to
+ * split) and odd shapes whose blocks end off the 16-row tiles. */
+static const int64_t gemm_shapes[][3] = {
+    {256, 784, 300}, {256, 300, 100}, {256, 100, 10},  {784, 256, 300},
+    {300, 256, 100}, {100, 256, 10},  {256, 100, 300}, {256, 10, 100},
+    {32, 784, 300},  {130, 45, 67},   {20, 50, 200},   {7, 9, 5},
+};
+
+static void *product(ad_dtype dt, const int64_t *s, int ta, int tb, size_t *bytes)
+{
+    ad_graph *g = ad_graph_new(dt);
+    int64_t as[2] = {ta ? s[1] : s[0], ta ? s[0] : s[1]};
+    int64_t bs[2] = {tb ? s[2] : s[1], tb ? s[1] : s[2]};
+    ad_node *a = ad_input(g, 2, as, "a"), *b = ad_input(g, 2, bs, "b");
+    fill(a, 0.1);
+    fill(b, 0.7);
+    ad_node *c = ad_matmul_t(a, ta, b, tb);
+    cr_assert_not_null(c, "%s", ad_graph_error(g));
+    *bytes = (size_t)ad_numel(c) * (dt == AD_F32 ? sizeof(float) : sizeof(double));
+    void *out = malloc(*bytes);
+    cr_assert_not_null(out);
+    memcpy(out, ad_data(c), *bytes);
+    ad_graph_free(g);
+    return out;
+}
+
+Test(threads, matrix_products_split_over_threads)
+{
+    const int shapes = (int)(sizeof gemm_shapes / sizeof *gemm_shapes);
+    for (int dt = 0; dt < 2; dt++)
+        for (int s = 0; s < shapes; s++)
+            for (int tr = 0; tr < 4; tr++) {
+                void *out[THREADS];
+                size_t bytes = 0;
+                for (int t = 0; t < THREADS; t++) {
+                    ad_set_threads(t + 1);
+                    out[t] = product(dt ? AD_F64 : AD_F32, gemm_shapes[s], tr & 1, tr >> 1, &bytes);
+                }
+                ad_set_threads(1);
+                char what[64];
+                snprintf(what, sizeof what, "%s %lldx%lldx%lld ta %d tb %d", dt ? "f64" : "f32",
+                         (long long)gemm_shapes[s][0], (long long)gemm_shapes[s][1],
+                         (long long)gemm_shapes[s][2], tr & 1, tr >> 1);
+                for (int t = 1; t < THREADS; t++)
+                    assert_close(out[0], out[t], (int64_t)(bytes / (dt ? 8 : 4)), dt, what, t + 1);
+                for (int t = 0; t < THREADS; t++)
+                    free(out[t]);
+            }
+}
+
+/* One training step of a 100-160-10 ReLU network on a batch of 300: the
+ * forward products, linear_relu's epilogue, the softmax cross-entropy, and
+ * in the backward its gradient, the ReLU mask, the products and the bias
+ * gradients (sums over the 300 rows). Every gradient and the loss, with
+ * each thread count. */
+enum { ROWS = 300, IN = 100, HID = 160, OUT = 10 };
+typedef struct {
+    float loss;
+    float w1[IN * HID], b1[HID], w2[HID * OUT], b2[OUT];
+} step_result;
+
+static void train_step(step_result *r)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t xs[2] = {ROWS, IN}, w1s[2] = {IN, HID}, b1s[1] = {HID}, w2s[2] = {HID, OUT},
+            b2s[1] = {OUT}, ls[1] = {ROWS};
+    ad_node *x = ad_input(g, 2, xs, "x"), *labels = ad_input(g, 1, ls, "labels");
+    ad_node *w1 = ad_param(g, 2, w1s, "w1"), *b1 = ad_param(g, 1, b1s, "b1");
+    ad_node *w2 = ad_param(g, 2, w2s, "w2"), *b2 = ad_param(g, 1, b2s, "b2");
+    fill(x, 0.3);
+    fill(w1, 1.1);
+    fill(b1, 2.0);
+    fill(w2, 0.5);
+    fill(b2, 1.7);
+    float *lv = ad_data(labels);
+    for (int i = 0; i < ROWS; i++)
+        lv[i] = (float)((i * 7) % OUT);
+    ad_node *h = ad_linear_relu(x, w1, b1);
+    ad_node *loss = ad_softmax_cross_entropy(ad_linear(h, w2, b2), labels);
+    cr_assert_not_null(loss, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    r->loss = *(float *)ad_data(loss);
+    memcpy(r->w1, ad_grad_data(w1), sizeof r->w1);
+    memcpy(r->b1, ad_grad_data(b1), sizeof r->b1);
+    memcpy(r->w2, ad_grad_data(w2), sizeof r->w2);
+    memcpy(r->b2, ad_grad_data(b2), sizeof r->b2);
+    ad_graph_free(g);
+}
+
+Test(threads, a_training_step_with_any_thread_count)
+{
+    static step_result r[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        ad_set_threads(t + 1);
+        train_step(&r[t]);
+    }
+    ad_set_threads(1);
+    for (int t = 1; t < THREADS; t++) {
+        assert_close(&r[0].loss, &r[t].loss, 1, false, "loss", t + 1);
+        assert_close(r[0].w1, r[t].w1, IN * HID, false, "dw1", t + 1);
+        assert_close(r[0].b1, r[t].b1, HID, false, "db1", t + 1);
+        assert_close(r[0].w2, r[t].w2, HID * OUT, false, "dw2", t + 1);
+        assert_close(r[0].b2, r[t].b2, OUT, false, "db2", t + 1);
+    }
+    cr_assert(r[0].loss > 0 && isfinite(r[0].loss));
+}
+
+/* The bias gradient of a linear layer is its upstream gradient summed over
+ * the rows, each column in row order (the order one thread uses). */
+Test(threads, bias_gradient_is_the_sum_over_the_batch_in_row_order)
+{
+    enum { R = 400, C = 90 };
+    for (int t = 1; t <= THREADS; t++) {
+        ad_set_threads(t);
+        ad_graph *g = ad_graph_new(AD_F32);
+        int64_t xs[2] = {R, 3}, ws[2] = {3, C}, bs[1] = {C}, ys[2] = {R, C};
+        ad_node *x = ad_input(g, 2, xs, "x"), *w = ad_input(g, 2, ws, "w");
+        ad_node *b = ad_param(g, 1, bs, "b"), *up = ad_input(g, 2, ys, "up");
+        fill(x, 0.2);
+        fill(w, 0.9);
+        fill(up, 1.3);
+        /* d(sum(linear(x, w, b) * up))/db = Σ_r up[r][c] */
+        ad_node *y = ad_sum(ad_mul(ad_linear(x, w, b), up), AD_ALL);
+        cr_assert_eq(ad_backward(y), 0, "%s", ad_graph_error(g));
+        const float *u = ad_data(up), *db = ad_grad_data(b);
+        for (int c = 0; c < C; c++) {
+            float s = 0;
+            for (int r = 0; r < R; r++)
+                s += u[r * C + c];
+            cr_assert_eq(memcmp(&s, &db[c], sizeof s), 0, "%d threads, column %d: %.9g vs %.9g", t,
+                         c, (double)db[c], (double)s);
+        }
+        ad_graph_free(g);
+    }
+    ad_set_threads(1);
+}
+
+/* Over 2,048 rows the loss's chunks hold more than 32 rows; the value is the
+ * definition's within f32 rounding; it and the gradient are the same for
+ * every thread count, and a bad label far down the batch is reported as
+ * with one thread. */
+Test(threads, softmax_cross_entropy_of_a_large_batch)
+{
+    enum { R = 3000, C = 10 };
+    float loss[THREADS];
+    static float grad[THREADS][R * C];
+    for (int t = 0; t < THREADS; t++) {
+        ad_set_threads(t + 1);
+        ad_graph *g = ad_graph_new(AD_F32);
+        int64_t zs[2] = {R, C}, ls[1] = {R};
+        ad_node *z = ad_param(g, 2, zs, "z"), *l = ad_input(g, 1, ls, "labels");
+        fill(z, 0.4);
+        float *lv = ad_data(l);
+        for (int i = 0; i < R; i++)
+            lv[i] = (float)((i * 3) % C);
+        ad_node *e = ad_softmax_cross_entropy(z, l);
+        cr_assert_not_null(e, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_backward(e), 0, "%s", ad_graph_error(g));
+        loss[t] = *(float *)ad_data(e);
+        memcpy(grad[t], ad_grad_data(z), sizeof grad[t]);
+        const float *zv = ad_data(z);
+        double want = 0;
+        for (int r = 0; r < R; r++) {
+            double m = zv[r * C], s = 0;
+            for (int c = 1; c < C; c++)
+                m = fmax(m, zv[r * C + c]);
+            for (int c = 0; c < C; c++)
+                s += exp(zv[r * C + c] - m);
+            want += m + log(s) - zv[r * C + (r * 3) % C];
+        }
+        want /= R;
+        cr_assert_float_eq(loss[t], want, 1e-5 * fabs(want), "%d threads: %.9g vs %.9g", t + 1,
+                           (double)loss[t], want);
+        ad_graph_free(g);
+
+        g = ad_graph_new(AD_F32);
+        z = ad_input(g, 2, zs, "z");
+        l = ad_input(g, 1, ls, "labels");
+        lv = ad_data(l);
+        for (int i = 0; i < R; i++)
+            lv[i] = i == 2500 ? 10.0f : 1.0f;
+        cr_assert_null(ad_softmax_cross_entropy(z, l));
+        cr_assert_str_eq(
+            ad_graph_error(g),
+            "ad_softmax_cross_entropy: label 10 of row 2500 is not a class in [0, 10)");
+        ad_graph_free(g);
+    }
+    ad_set_threads(1);
+    for (int t = 1; t < THREADS; t++) {
+        cr_assert_eq(memcmp(&loss[0], &loss[t], sizeof loss[0]), 0, "loss, %d threads", t + 1);
+        cr_assert_eq(memcmp(grad[0], grad[t], sizeof grad[0]), 0, "gradient, %d threads", t + 1);
+    }
+}
