@@ -161,8 +161,11 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 }
 
 #ifdef AD_HAVE_OPENMP
-/* The split rule's thresholds (see gemm_split) */
-#define GEMM_SPLIT_MIN_MACS 65536.0
+/* The split rule's thresholds (see gemm_split): at least 2^20
+ * multiply-adds (about 8 µs on one core; the MLP's 10-column products have
+ * a quarter of that and stay on one thread), and at least 64 rows (else 64
+ * columns) per thread. */
+#define GEMM_SPLIT_MIN_MACS 1048576.0
 #define GEMM_SPLIT_ROWS 64
 #define GEMM_SPLIT_COLS 64
 /* Rows (or columns) per block are a multiple of this: whole register tiles
