@@ -7,14 +7,15 @@
  *
  * Convolution is cross-correlation, as in PyTorch:
  *   y[n,o,i,j] = Σ_{c,a,b} w[o,c,a,b] · x[n, g·C/G + c, i·sh − ph + a·dh, j·sw − pw + b·dw]
- * computed per image and group as one GEMM, W_g (O/G, C/G·KH·KW) @ col
- * (C/G·KH·KW, OH·OW), where col is the im2col unfolding of the image (a 1×1
- * kernel with stride 1 and no padding uses the image itself).
+ * computed per group and chunk of images as one GEMM, W_g (O/G, C/G·KH·KW)
+ * @ col (C/G·KH·KW, nb·OH·OW), where col is the im2col unfolding of the
+ * chunk's images side by side (conv_chunk says how many; a 1×1 kernel with
+ * stride 1 and no padding uses the image itself, one image at a time).
  *
- * conv_bias(x, w, b) adds b (O) per output channel to each image's GEMM
- * output while it is still in cache (no separate broadcast add over the
- * batch); conv_bias_relu applies the ReLU in that same pass (the CNN's conv
- * -> relu in one pass).
+ * conv_bias(x, w, b) adds b (O) per output channel while it moves the
+ * chunk's GEMM output to the images' places, still in cache (no separate
+ * broadcast add over the batch); conv_bias_relu applies the ReLU in that
+ * same pass (the CNN's conv -> relu in one pass).
  *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
