@@ -29,8 +29,12 @@ nn_model *makemore_model(makemore_kind kind, int64_t b, uint64_t seed, ad_node *
         for (int t = 0; t < MAKEMORE_SEQ_CONTEXT; t++)
             pos[t] = t;
         ad_node *where = ad_const(nn_model_graph(m), 1, (int64_t[]){T}, pos, "positions");
-        ad_node *x = ad_add(nn_add_embedding(m, ids, V, MAKEMORE_EMBED),    /* (b, T, E) */
-                            nn_add_embedding(m, where, T, MAKEMORE_EMBED)); /* (T, E), broadcast */
+        /* one statement each: the order the parameters are made in (and
+         * drawn from the model's generator) must not be left to the
+         * compiler's order of evaluating a call's arguments */
+        ad_node *tok = nn_add_embedding(m, ids, V, MAKEMORE_EMBED);  /* (b, T, E) */
+        ad_node *at = nn_add_embedding(m, where, T, MAKEMORE_EMBED); /* (T, E), broadcast */
+        ad_node *x = ad_add(tok, at);
         for (int k = 0; k < MAKEMORE_BLOCKS; k++)
             x = nn_add_transformer_block(m, x, MAKEMORE_HEADS, MAKEMORE_FF, 1, 0.0);
         x = nn_add_layer_norm(m, x, 1, 1e-5, 1);
