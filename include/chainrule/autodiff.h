@@ -632,8 +632,8 @@ AD_API ad_node *ad_conv1d(ad_node *x, ad_node *w, const ad_conv_opts *o);
  * 2-d convolution (cross-correlation, as PyTorch's conv2d, no bias):
  * x (N, C, H, W), w (O, C/groups, KH, KW) -> (N, O, OH, OW), each output size
  * as for ad_conv1d per axis. Computed as one GEMM per group and chunk of
- * images (im2col of the chunk side by side). Errors as ad_conv1d, e.g. "ad_conv2d: input (8,3,32,32) has 3
- * channels, weight (16,4,3,3) expects 4".
+ * images (im2col of the chunk side by side). Errors as ad_conv1d, e.g.
+ * "ad_conv2d: input (8,3,32,32) has 3 channels, weight (16,4,3,3) expects 4".
  */
 AD_API ad_node *ad_conv2d(ad_node *x, ad_node *w, const ad_conv_opts *o);
 /**
