@@ -168,10 +168,12 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 #define GEMM_SPLIT_MIN_MACS 1048576.0
 #define GEMM_SPLIT_ROWS 64
 #define GEMM_SPLIT_COLS 64
-/* Rows (or columns) per block are a multiple of this: whole register tiles
- * of the backends' kernels (16 floats across, 16 rows down for OpenBLAS's
- * AVX-512 sgemm). */
-#define GEMM_SPLIT_ALIGN 16
+/* Blocks start at multiples of these rows or columns of C: whole register
+ * tiles of the backends' kernels (both are column-major inside: a row-major
+ * C's columns are their 16-float vectors, its rows their 4- or 8-wide
+ * unroll), small enough to keep the blocks even (784 rows: 392 + 392). */
+#define GEMM_SPLIT_ALIGN_ROWS 8
+#define GEMM_SPLIT_ALIGN_COLS 16
 
 /* How a product is split over t > 1 threads: 'r' (blocks of rows of C), 'c'
  * (blocks of columns) or 0 (one thread computes it). Never over k, so every
@@ -209,14 +211,15 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
     const char split = t > 1 ? gemm_split(d, t) : 0;
     if (split) {
         const int64_t len = split == 'r' ? d.m : d.n;
+        const int64_t align = split == 'r' ? GEMM_SPLIT_ALIGN_ROWS : GEMM_SPLIT_ALIGN_COLS;
 #pragma omp parallel num_threads(t)
         {
-            /* block i: [len·i/t, len·(i+1)/t) with inner bounds rounded down
-               to whole tiles */
-            const int i = omp_get_thread_num();
-            const int64_t lo = len * i / t / GEMM_SPLIT_ALIGN * GEMM_SPLIT_ALIGN;
-            const int64_t hi =
-                i == t - 1 ? len : len * (i + 1) / t / GEMM_SPLIT_ALIGN * GEMM_SPLIT_ALIGN;
+            /* block i of nt (the team may be smaller than asked for):
+               [len·i/nt, len·(i+1)/nt) with inner bounds rounded down to
+               whole tiles */
+            const int i = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t lo = len * i / nt / align * align;
+            const int64_t hi = i == nt - 1 ? len : len * (i + 1) / nt / align * align;
             gemm_block g = whole;
             if (split == 'r') {
                 g.m = hi - lo;

@@ -28,7 +28,7 @@
  * the ways a T-thread product can run (docs/benchmarks.md, "Two threads"):
  *   one      the backend on one thread;
  *   backend  the backend threading itself over T threads;
- *   rows     C cut into T blocks of rows (multiples of 16), each computed by
+ *   rows     C cut into T blocks of rows (multiples of 8), each computed by
  *            the one-thread backend on its own thread of one OpenMP region;
  *   cols     the same with blocks of columns (multiples of 16);
  * as autodiff/gemm.c's ad_gemm splits a product (the per-shape rule there
@@ -109,10 +109,11 @@ static void sgemm(const shape *s, const float *A, int lda, const float *B, int l
         const int len = way == RUN_ROWS ? s->m : s->n;
 #pragma omp parallel num_threads(threads)
         {
-            const int t = omp_get_thread_num();
-            /* block bounds rounded to multiples of 16 */
-            const int lo = (int)((long)len * t / threads) / 16 * 16;
-            const int hi = t == threads - 1 ? len : (int)((long)len * (t + 1) / threads) / 16 * 16;
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            /* block bounds at multiples of 8 rows or 16 columns, as in ad_gemm */
+            const int al = way == RUN_ROWS ? 8 : 16;
+            const int lo = (int)((long)len * t / nt) / al * al;
+            const int hi = t == nt - 1 ? len : (int)((long)len * (t + 1) / nt) / al * al;
             if (hi > lo && way == RUN_ROWS)
                 sgemm_block(s, hi - lo, s->n, s->ta ? A + lo : A + (long)lo * lda, lda, B, ldb,
                             C + (long)lo * s->n, s->n);
