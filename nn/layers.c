@@ -398,7 +398,6 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
         return nn_graph_fail(x, "%s: dropout %g is not in [0, 1)", fn, dropout);
     ad_graph *g = ad_node_graph(x);
     int64_t d = e / heads;
-    ad_node *qkv = project(x, in_w, in_b); /* (B, T, 3E) */
     ad_node *mask = NULL;
     if (causal) { /* -inf above the diagonal: position i sees j <= i */
         int64_t ms[2] = {t, t};
@@ -416,9 +415,16 @@ ad_node *nn_attention(ad_node *x, int heads, ad_node *in_w, ad_node *in_b, ad_no
      * 0 keeps the batch and time axes, so the reshape follows any batch */
     int64_t split[4] = {0, 0, heads, d}, merge[3] = {0, 0, e};
     int to_heads[4] = {0, 2, 1, 3};
-    ad_node *q = ad_permute(ad_reshape(ad_slice(qkv, 2, 0, e), 4, split), to_heads);
-    ad_node *k = ad_permute(ad_reshape(ad_slice(qkv, 2, e, 2 * e), 4, split), to_heads);
-    ad_node *v = ad_permute(ad_reshape(ad_slice(qkv, 2, 2 * e, 3 * e), 4, split), to_heads);
+    /* q, k and v (B, T, E) each from its rows of in_w and in_b: slices of the
+     * (3E, E) weight rather than of a (B, T, 3E) product, whose slices and
+     * their gradients (placed back and summed) move B·T/E times more values */
+    ad_node *part[3];
+    for (int p = 0; p < 3; p++)
+        part[p] = project(x, ad_slice(in_w, 0, p * e, (p + 1) * e),
+                          in_b ? ad_slice(in_b, 0, p * e, (p + 1) * e) : NULL);
+    ad_node *q = ad_permute(ad_reshape(part[0], 4, split), to_heads);
+    ad_node *k = ad_permute(ad_reshape(part[1], 4, split), to_heads);
+    ad_node *v = ad_permute(ad_reshape(part[2], 4, split), to_heads);
     ad_node *s = ad_scale(ad_matmul_t(q, 0, k, 1), 1.0 / sqrt((double)d)); /* (B, heads, T, T) */
     if (mask)
         s = ad_add(s, mask);
