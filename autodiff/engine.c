@@ -433,6 +433,15 @@ static void add_into(ad_graph *g, ad_node *leaf, const ad_node *gn)
     });
 }
 
+/* A leaf's gradient from its gradient node: added in, or (ad_backward_overwrite) written. */
+static void leaf_gradient(ad_graph *g, ad_node *leaf, const ad_node *gn)
+{
+    if (g->grad_overwrite)
+        memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);
+    else
+        add_into(g, leaf, gn);
+}
+
 /* Runs a planned pass: shapes (after a resize; a bigger batch re-plans),
  * kernels, and each leaf's accumulation as soon as its gradient is ready. */
 static bool run_planned(tape *t, bool infer)
@@ -458,7 +467,7 @@ static bool run_planned(tape *t, bool infer)
             return false;
         for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
             if (!in_place(t->acc_grad[a]))
-                add_into(g, t->acc_leaf[a], t->acc_grad[a]);
+                leaf_gradient(g, t->acc_leaf[a], t->acc_grad[a]);
     }
     return !g->has_error;
 }
@@ -528,15 +537,17 @@ static tape *build_tape(ad_node *loss)
     return t;
 }
 
+/* A loss that a backward pass may start from (no earlier error, one element). */
+static bool backward_ready(ad_node *loss, const char *fn)
+{
+    return loss && !loss->g->has_error && check_loss(loss, fn);
+}
+
 int ad_backward(ad_node *loss)
 {
-    if (!loss)
+    if (!backward_ready(loss, "ad_backward"))
         return -1;
     ad_graph *g = loss->g;
-    if (g->has_error)
-        return -1;
-    if (!check_loss(loss, "ad_backward"))
-        return -1;
     tape *t = find_tape(g, loss);
     if (!t) {
         t = build_tape(loss);
@@ -562,6 +573,44 @@ int ad_backward(ad_node *loss)
         t->dirty = false;
     }
     accumulate(t);
+    return 0;
+}
+
+/* Zeros the gradients of the trainable leaves that t does not reach (both
+ * lists are in creation order). */
+static void zero_unreached(ad_graph *g, const tape *t)
+{
+    int64_t k = 0;
+    for (int64_t i = 0; i < g->nparams; i++) {
+        ad_node *n = g->params[i];
+        if (k < t->nleaves && t->leaves[k] == n) {
+            k++;
+            continue;
+        }
+        if (n->grad)
+            memset(n->grad, 0, (size_t)n->numel * g->elem);
+    }
+}
+
+int ad_backward_overwrite(ad_node *loss)
+{
+    if (!backward_ready(loss, "ad_backward_overwrite"))
+        return -1;
+    ad_graph *g = loss->g;
+    tape *t = find_tape(g, loss);
+    if (!t || !t->planned) { /* the first pass, or no memory reuse: zero, then add */
+        ad_zero_grad(g);
+        return ad_backward(loss);
+    }
+    /* each leaf's gradient is written once, by its gradient node: a weight's
+     * matmul gradient with beta = 0, the others copied */
+    g->grad_overwrite = true;
+    bool ok = run_planned(t, t->dirty);
+    g->grad_overwrite = false;
+    if (!ok)
+        return -1;
+    t->dirty = false;
+    zero_unreached(g, t);
     return 0;
 }
 

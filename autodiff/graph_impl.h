@@ -125,9 +125,10 @@ struct ad_graph {
     int building_order; /* order of the gradient build under way (ad_node.order), 0 outside */
     bool shapes_dirty;  /* an input was resized: re-infer shapes on replay */
     bool check_finite;
-    bool in_backward;  /* for anomaly messages */
-    bool eval_mode;    /* ad_graph_set_training(g, 0): dropout masks are ones */
-    bool reuse_memory; /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
+    bool in_backward;    /* for anomaly messages */
+    bool eval_mode;      /* ad_graph_set_training(g, 0): dropout masks are ones */
+    bool reuse_memory;   /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
+    bool grad_overwrite; /* ad_backward_overwrite under way: leaf gradients written, not added */
     uint64_t rng[4];
     void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
     size_t scratch_bytes;

@@ -62,9 +62,10 @@ void fwd_matmul(ad_node *n)
     const int64_t sb = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
     const int64_t sc = d.m * d.n;
     if (n->ndim == 2) {
-        /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into (memory reuse) */
-        ad_gemm(n->g->dtype, ta, tb, (n->flags & NODE_ACCUMULATE) != 0, d, a->value, b->value,
-                n->value);
+        /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into
+         * (memory reuse), or written over by ad_backward_overwrite */
+        bool add = (n->flags & NODE_ACCUMULATE) && !n->g->grad_overwrite;
+        ad_gemm(n->g->dtype, ta, tb, add, d, a->value, b->value, n->value);
         return;
     }
     if (b->ndim == 2 && !ta) {

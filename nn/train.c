@@ -210,8 +210,7 @@ int nn_model_backward(nn_model *m)
     if (!m->forwarded)
         return nn_model_fail(m, AD_ESTATE,
                              "nn_model_backward: inputs changed since the last forward");
-    ad_zero_grad(m->g);
-    if (ad_backward(m->loss_node) != 0)
+    if (ad_backward_overwrite(m->loss_node) != 0)
         return graph_fail(m, "nn_model_backward");
     return 0;
 }

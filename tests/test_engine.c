@@ -274,6 +274,15 @@ static void mlp_data(mlp *m, int64_t batch, int step)
     ad_set(m->labels, yv, batch);
 }
 
+/* A batch of b rows (mlp_data's step) in place of the last one, forward run. */
+static void mlp_feed(mlp *m, int64_t b, int step)
+{
+    cr_assert_eq(ad_resize(m->x, b), 0);
+    cr_assert_eq(ad_resize(m->labels, b), 0);
+    mlp_data(m, b, step);
+    cr_assert_eq(ad_forward(m->g), 0);
+}
+
 static void grads_of(mlp *m, double *out)
 {
     ad_get_grad(m->w1, out, 20);
@@ -768,10 +777,7 @@ Test(replay, memory_reuse_gives_identical_gradients)
             int64_t b = batches[step];
             mlp *ms[2] = {&plain, &reuse};
             for (int k = 0; k < 2; k++) {
-                cr_assert_eq(ad_resize(ms[k]->x, b), 0);
-                cr_assert_eq(ad_resize(ms[k]->labels, b), 0);
-                mlp_data(ms[k], b, step);
-                cr_assert_eq(ad_forward(ms[k]->g), 0);
+                mlp_feed(ms[k], b, step);
                 ad_zero_grad(ms[k]->g);
                 cr_assert_eq(ad_backward(ms[k]->loss), 0, "%s", ad_graph_error(ms[k]->g));
             }
@@ -795,6 +801,67 @@ Test(replay, memory_reuse_gives_identical_gradients)
         cr_assert_eq(c1.live, 0);
         cr_assert_eq(c2.live, 0);
     }
+}
+
+/* Fills every element of a trainable leaf's gradient with v. */
+static void poison_grad(ad_graph *g, ad_node *n, double v)
+{
+    int64_t k = ad_numel(n);
+    if (ad_graph_dtype(g) == AD_F32)
+        for (int64_t i = 0; i < k; i++)
+            ((float *)ad_grad_data(n))[i] = (float)v;
+    else
+        for (int64_t i = 0; i < k; i++)
+            ((double *)ad_grad_data(n))[i] = v;
+}
+
+/* ad_backward_overwrite: the gradients of ad_zero_grad + ad_backward, with
+ * and without memory reuse, whatever the gradient buffers held, across
+ * batch changes; a parameter the loss does not reach gets zeros. */
+Test(replay, backward_overwrite_equals_zero_grad_then_backward)
+{
+    for (int dt = 0; dt < 2; dt++)
+        for (int reuse_on = 0; reuse_on < 2; reuse_on++) {
+            mlp plain, over;
+            mlp_build(&plain, dt ? AD_F64 : AD_F32, 8, NULL, NULL);
+            mlp_build(&over, dt ? AD_F64 : AD_F32, 8, NULL, NULL);
+            ad_graph_set_memory_reuse(over.g, reuse_on);
+            int64_t su[1] = {1100}; /* large enough for a block of its own */
+            ad_node *unused = ad_param(over.g, 1, su, "unused");
+            cr_assert_not_null(unused);
+            int64_t batches[5] = {8, 3, 16, 8, 8};
+            for (int step = 0; step < 5; step++) {
+                int64_t b = batches[step];
+                mlp_feed(&plain, b, step);
+                mlp_feed(&over, b, step);
+                ad_zero_grad(plain.g);
+                cr_assert_eq(ad_backward(plain.loss), 0);
+                ad_node *ps[5] = {over.w1, over.b1, over.w2, over.b2, unused};
+                for (int k = 0; step > 0 && k < 5; k++)
+                    poison_grad(over.g, ps[k], 7.0 + k);
+                cr_assert_eq(ad_backward_overwrite(over.loss), 0, "%s", ad_graph_error(over.g));
+                double g1[43], g2[43];
+                grads_of(&plain, g1);
+                grads_of(&over, g2);
+                for (int i = 0; i < 43; i++)
+                    cr_assert_eq(g1[i], g2[i], "dtype %d reuse %d step %d: gradient %d: %g, not %g",
+                                 dt, reuse_on, step, i, g2[i], g1[i]);
+                double u[1100];
+                cr_assert_eq(ad_get_grad(unused, u, 1100), 0);
+                for (int i = 0; i < 1100; i++)
+                    cr_assert_eq(u[i], 0.0, "step %d: the unreached parameter's gradient", step);
+            }
+            /* and ad_backward still adds onto what the overwrite wrote */
+            double before[43], after[43];
+            grads_of(&over, before);
+            cr_assert_eq(ad_backward(over.loss), 0);
+            grads_of(&over, after);
+            for (int i = 0; i < 43; i++)
+                cr_assert_eq(after[i], before[i] + before[i]);
+            cr_assert_eq(ad_backward_overwrite(NULL), -1);
+            ad_graph_free(plain.g);
+            ad_graph_free(over.g);
+        }
 }
 
 Test(errors, softmax_of_an_empty_axis_beside_huge_ones_is_immediate)

@@ -706,6 +706,16 @@ AD_API int ad_backward(ad_node *loss);
  * not kept after ad_backward returns. nn models turn it on.
  */
 AD_API void ad_graph_set_memory_reuse(ad_graph *g, int on);
+/**
+ * ad_zero_grad(g) followed by ad_backward(loss), without the zeroing pass
+ * once the backward pass is planned (ad_graph_set_memory_reuse): every
+ * trainable leaf's gradient is set to d loss/d leaf (zeros for the leaves
+ * loss does not depend on), each written once, a weight's matrix-product
+ * gradient by the GEMM itself. The values equal those of the two calls (a
+ * zero's sign aside: -0 where the two calls give +0). What a training step
+ * calls (nn_model_backward). 0 or -1, as ad_backward.
+ */
+AD_API int ad_backward_overwrite(ad_node *loss);
 /** Zeros every trainable leaf's accumulated gradient. */
 AD_API void ad_zero_grad(ad_graph *g);
 /**
