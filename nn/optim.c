@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_impl.h" /* AD_FOR_SPLIT: the library's one split of elementwise loops */
+#include "vmath_impl.h" /* AD_SIMD_CLONES: kernels with an AVX2 copy */
 #include "nn_impl.h"
 
 #define MAX_SLOTS 3
@@ -347,6 +349,27 @@ double nn_model_clip_grad_norm(nn_model *m, double max_norm)
 /* The kernels: P params, G grads, S0..S2 state slots, all n elements of T. */
 #define SLOT(k) ((T *)o->state + (size_t)(k) * (size_t)n)
 
+/* Every update is elementwise: element i reads and writes index i of each
+ * array and nothing else, so the loops split over the library's threads
+ * (ad_set_threads) from AD_PARALLEL_MIN elements, with the same results
+ * for any thread count. The plain SGD step runs in chunks, each a call of a
+ * kernel compiled for SSE2 and AVX2 (chosen at load time; no FMA, so the
+ * same bits either way). */
+#define UPDATE_FOR(i, n, ...) AD_FOR_SPLIT(i, n, (n) >= AD_PARALLEL_MIN, __VA_ARGS__)
+#define SGD_CHUNK 4096
+
+#define SGD_PLAIN_KERNEL(T, name)                                                                  \
+    AD_SIMD_CLONES static void name(T *P, const T *G, T step, int64_t n)                           \
+    {                                                                                              \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            P[i] += step * G[i];                                                                   \
+    }
+SGD_PLAIN_KERNEL(float, sgd_plain_f32)
+SGD_PLAIN_KERNEL(double, sgd_plain_f64)
+
+#define sgd_plain(P, G, step, n)                                                                   \
+    _Generic((P), float * : sgd_plain_f32, default : sgd_plain_f64)(P, G, step, n)
+
 static void step_sgd(nn_optimizer *o, void *params, const void *grads)
 {
     const nn_optim_config *c = &o->cfg;
@@ -358,13 +381,17 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
         const T *G = grads;
         if (wd == 0 && mom == 0) {
             /* plain SGD, the hot loop of the default recipe: in the element type
-             * (as torch's p.add_(g, alpha=-lr)), branch-free, vectorizable */
+             * (as torch's p.add_(g, alpha=-lr)), branch-free, vectorized */
             const T step = (T)-lr;
-            for (int64_t i = 0; i < n; i++)
-                P[i] += step * G[i];
+            const int64_t chunks = (n + SGD_CHUNK - 1) / SGD_CHUNK;
+            UPDATE_FOR(k, chunks, {
+                const int64_t lo = k * SGD_CHUNK, len = n - lo < SGD_CHUNK ? n - lo : SGD_CHUNK;
+                sgd_plain(P + lo, G + lo, step, len);
+            });
             return;
         }
-        for (int64_t i = 0; i < n; i++) {
+        const bool nesterov = c->nesterov != 0;
+        UPDATE_FOR(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
@@ -372,10 +399,10 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
                 double b = first ? g : mom * (double)B[i] + (1 - damp) * g;
                 B[i] = (T)b;
                 b = (double)B[i];
-                g = c->nesterov ? g + mom * b : b;
+                g = nesterov ? g + mom * b : b;
             }
             P[i] = (T)(p - lr * g);
-        }
+        });
     });
 }
 
@@ -398,17 +425,17 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
              * vectorizable (the same operations as below, so f64 is unchanged) */
             const T tb1 = (T)b1, tc1 = (T)(1 - b1), tb2 = (T)b2, tc2 = (T)(1 - b2);
             const T tstep = (T)step_size, tbc2 = (T)bc2_sqrt, teps = (T)eps;
-            for (int64_t i = 0; i < n; i++) {
+            UPDATE_FOR(i, n, {
                 const T g = G[i];
                 const T m = M[i] * tb1 + g * tc1;
                 const T v = V[i] * tb2 + g * g * tc2;
                 M[i] = m;
                 V[i] = v;
                 P[i] = P[i] - tstep * (m / (sqrt_t(v) / tbc2 + teps));
-            }
+            });
             return;
         }
-        for (int64_t i = 0; i < n; i++) {
+        UPDATE_FOR(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (decoupled)
                 p = p * (1 - lr * wd);
@@ -424,7 +451,7 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
             }
             double denom = sqrt(v) / bc2_sqrt + eps;
             P[i] = (T)(p - step_size * ((double)M[i] / denom));
-        }
+        });
     });
 }
 
@@ -438,7 +465,7 @@ static void step_rmsprop(nn_optimizer *o, void *params, const void *grads)
         T *P = params, *S = SLOT(0);
         T *B = mslot > 0 ? SLOT(mslot) : NULL, *A = cslot > 0 ? SLOT(cslot) : NULL;
         const T *G = grads;
-        for (int64_t i = 0; i < n; i++) {
+        UPDATE_FOR(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
@@ -457,7 +484,7 @@ static void step_rmsprop(nn_optimizer *o, void *params, const void *grads)
             } else {
                 P[i] = (T)(p - lr * (g / avg));
             }
-        }
+        });
     });
 }
 
@@ -470,14 +497,14 @@ static void step_adagrad(nn_optimizer *o, void *params, const void *grads, doubl
     AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *S = SLOT(0);
         const T *G = grads;
-        for (int64_t i = 0; i < n; i++) {
+        UPDATE_FOR(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
             S[i] = (T)((double)S[i] + g * g);
             double std = sqrt((double)S[i]) + eps;
             P[i] = (T)(p - clr * (g / std));
-        }
+        });
     });
 }
 

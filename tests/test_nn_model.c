@@ -239,6 +239,72 @@ Test(nn_model, class_index_out_of_range)
     nn_model_free(m);
 }
 
+/* ------------------------------------------------ optimizers and threads */
+
+/* Every optimizer's update is elementwise, split over the library's threads
+ * from 32,768 elements: the same bits with 1, 2 and 3 threads, f32 and f64,
+ * on the plain paths (vectorized) and the general ones. */
+Test(nn_model, optimizer_updates_are_the_same_bits_for_any_thread_count)
+{
+    enum { N = 70001, STEPS = 3 };
+    nn_optim_config cfgs[6];
+    cfgs[0] = nn_optim_defaults(NN_OPT_SGD);
+    cfgs[1] = nn_optim_defaults(NN_OPT_SGD);
+    cfgs[1].momentum = 0.9;
+    cfgs[1].nesterov = 1;
+    cfgs[1].weight_decay = 1e-3;
+    cfgs[2] = nn_optim_defaults(NN_OPT_ADAM);
+    cfgs[3] = nn_optim_defaults(NN_OPT_ADAMW);
+    cfgs[3].amsgrad = 1;
+    cfgs[4] = nn_optim_defaults(NN_OPT_RMSPROP);
+    cfgs[4].momentum = 0.5;
+    cfgs[4].centered = 1;
+    cfgs[5] = nn_optim_defaults(NN_OPT_ADAGRAD);
+    for (int dt = 0; dt < 2; dt++) {
+        const ad_dtype dtype = dt ? AD_F64 : AD_F32;
+        const size_t es = dt ? sizeof(double) : sizeof(float);
+        char *p[3], *g = malloc(N * es), *state[3];
+        for (int k = 0; k < 6; k++) {
+            for (int t = 0; t < 3; t++) {
+                ad_set_threads(t + 1);
+                p[t] = malloc(N * es);
+                nn_optimizer *o = nn_optimizer_new_flat(dtype, N, &cfgs[k], NULL);
+                cr_assert_not_null(o);
+                for (int64_t i = 0; i < N; i++) {
+                    double pv = sin(0.37 * (double)i), gv = cos(0.11 * (double)i) * 0.3;
+                    if (dt) {
+                        ((double *)p[t])[i] = pv;
+                        ((double *)g)[i] = gv;
+                    } else {
+                        ((float *)p[t])[i] = (float)pv;
+                        ((float *)g)[i] = (float)gv;
+                    }
+                }
+                for (int s = 0; s < STEPS; s++)
+                    cr_assert_eq(nn_optimizer_update(o, p[t], g), 0);
+                size_t sb = (size_t)nn_optimizer_state_count(o) * es;
+                state[t] = malloc(sb ? sb : 1);
+                memcpy(state[t], nn_optimizer_state(o), sb);
+                if (t > 0) {
+                    cr_assert_eq(memcmp(p[0], p[t], N * es), 0,
+                                 "%s (%s): parameters differ with %d threads",
+                                 nn_optim_name(cfgs[k].kind), dt ? "f64" : "f32", t + 1);
+                    cr_assert_eq(memcmp(state[0], state[t], sb), 0,
+                                 "%s (%s): state differs with %d threads",
+                                 nn_optim_name(cfgs[k].kind), dt ? "f64" : "f32", t + 1);
+                }
+                nn_optimizer_free(o);
+            }
+            for (int t = 0; t < 3; t++) {
+                free(p[t]);
+                free(state[t]);
+            }
+        }
+        free(g);
+    }
+    ad_set_threads(1);
+}
+
 /* -------------------------------------------------------- no allocation */
 
 /* The MLP of bench/mlp_bench: the graph does not keep its own copy of the
