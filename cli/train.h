@@ -85,7 +85,7 @@ nn_optimizer *cr_run_create_optimizer(const cr_run *run, nn_model *m, char *err,
 /* One line describing m: "784-300-100-10, relu hidden" for a perceptron,
  * else its layer list (nn_model_spec). */
 void cr_model_text(const nn_model *m, char *buf, size_t size);
-/* Sets the number of OpenBLAS threads (no effect without BLAS). */
+/* Sets the library's thread count (ad_set_threads); 0 leaves it unset. */
 void cr_set_threads(int threads);
 
 /*
