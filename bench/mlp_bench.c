@@ -6,7 +6,8 @@
  *                order, mini-batches of B (the last may be smaller). Also
  *                counts allocator calls per step after the first and the peak
  *                bytes the model holds (through nn_model_new_sequential_with's hook).
- *   infer        predicted classes of the 10,000 test images (one batch).
+ *   infer        predicted classes of the 10,000 test images (a model built
+ *                for 10,000 rows; the library runs it in cache-sized chunks).
  *   matmul K     chain of 4 matmuls 1024x1024 with tanh between, sum as the
  *                loss: K times forward + backward, time per iteration.
  *   mem B S      S steps at batch B on synthetic data (no dataset loaded) and
