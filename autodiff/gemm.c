@@ -212,7 +212,8 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
     if (split) {
         const int64_t len = split == 'r' ? d.m : d.n;
         const int64_t align = split == 'r' ? GEMM_SPLIT_ALIGN_ROWS : GEMM_SPLIT_ALIGN_COLS;
-#pragma omp parallel num_threads(t)
+        AD_OMP_TEAM(t);
+#pragma omp parallel
         {
             /* block i of nt (the team may be smaller than asked for):
                [len·i/nt, len·(i+1)/nt) with inner bounds rounded down to
@@ -233,6 +234,7 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
             if (hi > lo)
                 gemm_run(dt, &g);
         }
+        AD_OMP_TEAM_END();
         return;
     }
 #endif
@@ -259,7 +261,7 @@ void ad_set_threads(int threads)
     ad_threads_requested = threads;
 #ifdef AD_HAVE_OPENMP
     /* The library splits products and kernels over its own OpenMP regions
-     * (num_threads(ad_threads_requested)); the backends run on one thread
+     * (AD_OMP_TEAM(ad_threads_requested)); the backends run on one thread
      * each, so no product's sum is cut along k by a backend's own threading
      * and results do not depend on the thread count. oneDNN's sgemm sizes
      * its team from the OpenMP default, set to 1 here (inside the library's

@@ -143,6 +143,16 @@ struct ad_graph {
  * an OpenMP team (see onednn_allowed in gemm.c for why). */
 extern int ad_threads_requested;
 #ifdef AD_HAVE_OPENMP
+#include <omp.h>
+/* A library region's team is sized by setting the OpenMP default around it
+ * (AD_OMP_TEAM, then AD_OMP_TEAM_END back to the one thread ad_set_threads
+ * leaves as the default, the team oneDNN's sgemm runs on), never with a
+ * num_threads clause: for a clause clang asks LLVM's libomp for the thread
+ * id at the entry of the function holding the region, which starts the
+ * runtime even when the path that forks is not taken, and libomp's start-up
+ * dies by SIGBUS under a small file-size limit (ulimit -f). */
+#define AD_OMP_TEAM(n) omp_set_num_threads(n)
+#define AD_OMP_TEAM_END() omp_set_num_threads(1)
 /* for (int64_t i = 0; i < len; i++) { body }, split statically over the
  * threads when `parallel` is true and more than one thread was asked for; a
  * loop that is not split never enters the OpenMP runtime (an if clause
@@ -151,11 +161,9 @@ extern int ad_threads_requested;
 #define AD_FOR_SPLIT(i, len, parallel, ...)                                                        \
     do {                                                                                           \
         if ((parallel) && ad_threads_requested > 1) {                                              \
-            _Pragma("omp parallel for schedule(static) num_threads(ad_threads_requested)") for (   \
-                int64_t i = 0; i < (len); i++)                                                     \
-            {                                                                                      \
-                __VA_ARGS__                                                                        \
-            }                                                                                      \
+            AD_OMP_TEAM(ad_threads_requested);                                                     \
+            _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (len);            \
+                                                              i++){__VA_ARGS__} AD_OMP_TEAM_END(); \
         } else {                                                                                   \
             for (int64_t i = 0; i < (len); i++) {                                                  \
                 __VA_ARGS__                                                                        \
