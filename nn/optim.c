@@ -384,7 +384,8 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
              * (as torch's p.add_(g, alpha=-lr)), branch-free, vectorized */
             const T step = (T)-lr;
             const int64_t chunks = (n + SGD_CHUNK - 1) / SGD_CHUNK;
-            UPDATE_FOR(k, chunks, {
+            /* split by the elements' count, not the chunks' */
+            AD_FOR_SPLIT(k, chunks, n >= AD_PARALLEL_MIN, {
                 const int64_t lo = k * SGD_CHUNK, len = n - lo < SGD_CHUNK ? n - lo : SGD_CHUNK;
                 sgd_plain(P + lo, G + lo, step, len);
             });
