@@ -365,7 +365,7 @@ bool shape_softmax_grad(ad_node *n)
 {
     const ad_node *y = n->inputs[0], *g = n->inputs[1];
     char b1[96], b2[96];
-    if (g->ndim != y->ndim || memcmp(g->shape, y->shape, sizeof(int64_t) * (size_t)y->ndim)) {
+    if (!ad_same_shape(g, y)) {
         ad_fail(n->g, "ad_softmax_grad: gradient %s does not match %s",
                 ad_shape_str(g, b1, sizeof b1), ad_shape_str(y, b2, sizeof b2));
         return false;
@@ -637,7 +637,7 @@ bool shape_layer_norm(ad_node *n)
     }
     if (n->op == AD_OP_LAYER_NORM_GRAD) {
         const ad_node *g = n->inputs[1];
-        if (g->ndim != x->ndim || memcmp(g->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim)) {
+        if (!ad_same_shape(g, x)) {
             ad_fail(n->g, "ad_%s: gradient %s does not match input %s", fn,
                     ad_shape_str(g, b1, sizeof b1), ad_shape_str(x, b2, sizeof b2));
             return false;

@@ -351,11 +351,10 @@ double nn_model_clip_grad_norm(nn_model *m, double max_norm)
 
 /* Every update is elementwise: element i reads and writes index i of each
  * array and nothing else, so the loops split over the library's threads
- * (ad_set_threads) from AD_PARALLEL_MIN elements, with the same results
+ * (ad_set_threads) from AD_PARALLEL_MIN elements (AD_FOR_ELEMENTS), with the same results
  * for any thread count. The plain SGD step runs in chunks, each a call of a
  * kernel compiled for SSE2 and AVX2 (chosen at load time; no FMA, so the
  * same bits either way). */
-#define UPDATE_FOR(i, n, ...) AD_FOR_SPLIT(i, n, (n) >= AD_PARALLEL_MIN, __VA_ARGS__)
 #define SGD_CHUNK 4096
 
 #define SGD_PLAIN_KERNEL(T, name)                                                                  \
@@ -392,7 +391,7 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
             return;
         }
         const bool nesterov = c->nesterov != 0;
-        UPDATE_FOR(i, n, {
+        AD_FOR_ELEMENTS(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
@@ -426,7 +425,7 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
              * vectorizable (the same operations as below, so f64 is unchanged) */
             const T tb1 = (T)b1, tc1 = (T)(1 - b1), tb2 = (T)b2, tc2 = (T)(1 - b2);
             const T tstep = (T)step_size, tbc2 = (T)bc2_sqrt, teps = (T)eps;
-            UPDATE_FOR(i, n, {
+            AD_FOR_ELEMENTS(i, n, {
                 const T g = G[i];
                 const T m = M[i] * tb1 + g * tc1;
                 const T v = V[i] * tb2 + g * g * tc2;
@@ -436,7 +435,7 @@ static void step_adam(nn_optimizer *o, void *params, const void *grads, double t
             });
             return;
         }
-        UPDATE_FOR(i, n, {
+        AD_FOR_ELEMENTS(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (decoupled)
                 p = p * (1 - lr * wd);
@@ -466,7 +465,7 @@ static void step_rmsprop(nn_optimizer *o, void *params, const void *grads)
         T *P = params, *S = SLOT(0);
         T *B = mslot > 0 ? SLOT(mslot) : NULL, *A = cslot > 0 ? SLOT(cslot) : NULL;
         const T *G = grads;
-        UPDATE_FOR(i, n, {
+        AD_FOR_ELEMENTS(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
@@ -498,7 +497,7 @@ static void step_adagrad(nn_optimizer *o, void *params, const void *grads, doubl
     AD_DISPATCH_DTYPE(o->dtype, {
         T *P = params, *S = SLOT(0);
         const T *G = grads;
-        UPDATE_FOR(i, n, {
+        AD_FOR_ELEMENTS(i, n, {
             double g = (double)G[i], p = (double)P[i];
             if (wd != 0)
                 g = g + wd * p;
