@@ -512,16 +512,17 @@ Test(nn_model, dropout_only_in_training_mode)
 }
 
 /* Evaluation splits a large build batch into chunks that fit the cache
- * (wide rows: 4,096 features of 8 bytes give chunks of 32 rows); every row
- * still gets the same output, and training at the build batch goes on. */
-Test(nn_model, predict_in_cache_sized_chunks)
+ * (wide rows: 4,096 features of 4 or 8 bytes give chunks of 32 to 63 rows);
+ * every row still gets the same output, and training at the build batch
+ * goes on. */
+static void cache_sized_chunks_case(ad_dtype dt)
 {
     enum { N = 100, F = 4096 };
     int64_t widths[] = {F, 2};
     nn_activation acts[] = {NN_ACT_IDENTITY};
-    nn_model *m = nn_mlp_new(AD_F64, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, N, 3, NULL);
+    nn_model *m = nn_mlp_new(dt, 2, widths, acts, NN_LOSS_CROSS_ENTROPY, N, 3, NULL);
     cr_assert_not_null(m);
-    double *x = malloc(sizeof *x * N * F), out[N * 2];
+    double *x = malloc(sizeof *x * N * F), out[N * 2], p[F * 2 + 2];
     int labels[N];
     cr_assert_not_null(x);
     nn_rng r;
@@ -530,13 +531,18 @@ Test(nn_model, predict_in_cache_sized_chunks)
         x[i] = nn_rng_normal(&r);
     cr_assert_eq(nn_model_predict(m, x, N, F, out), 0, "%s", nn_model_error(m));
     cr_assert_lt(nn_model_batch(m), N, "the last chunk is smaller than the build batch");
-    const double *p = nn_model_params(m);
+    cr_assert_eq(nn_model_param_count(m), F * 2 + 2);
+    for (int i = 0; i < F * 2 + 2; i++)
+        p[i] = dt == AD_F64 ? ((const double *)nn_model_params(m))[i]
+                            : (double)((const float *)nn_model_params(m))[i];
+    /* f32: the model's inputs and sums are floats, 4,096 terms of about 0.03 */
+    const double tol = dt == AD_F64 ? 1e-11 : 2e-4;
     for (int i = 0; i < N; i++)
         for (int j = 0; j < 2; j++) {
             double z = p[F * 2 + j];
             for (int k = 0; k < F; k++)
                 z += x[i * F + k] * p[k * 2 + j];
-            cr_assert_float_eq(out[i * 2 + j], z, 1e-11, "row %d output %d", i, j);
+            cr_assert_float_eq(out[i * 2 + j], z, tol, "dtype %d row %d output %d", (int)dt, i, j);
         }
     for (int i = 0; i < N; i++)
         labels[i] = i % 2;
@@ -551,6 +557,12 @@ Test(nn_model, predict_in_cache_sized_chunks)
     nn_optimizer_free(opt);
     nn_model_free(m);
     free(x);
+}
+
+Test(nn_model, predict_in_cache_sized_chunks)
+{
+    cache_sized_chunks_case(AD_F64);
+    cache_sized_chunks_case(AD_F32);
 }
 
 Test(nn_model, predict_in_chunks_and_evaluate)
