@@ -217,33 +217,36 @@ ad_graph *ad_graph_new_with(ad_dtype dtype, ad_alloc_fn alloc, void *ud)
 
 ad_graph *ad_graph_new(ad_dtype dtype) { return ad_graph_new_err(dtype, NULL, NULL, NULL); }
 
-static void free_node_heap(ad_graph *g, ad_node *n)
+/* Frees the heap blocks of n among kinds (NODE_HEAP_ flags; NODE_HEAP_ANY
+ * for all) and clears their pointers; n leaves g's count of heap nodes when
+ * it holds none any more. The one way a node's heap memory is given back:
+ * ad_graph_free, node reuse and ad_leaf_move all come here. */
+static void node_free_heap(ad_graph *g, ad_node *n, unsigned kinds)
 {
-    if (!(n->flags & NODE_HEAP_ANY))
+    const unsigned held = n->flags & kinds & NODE_HEAP_ANY;
+    if (!held)
         return;
-    g->nheap--;
-    if (n->flags & NODE_HEAP_VALUE) {
+    if (held & NODE_HEAP_VALUE) {
         ad_mem(g, n->value, (size_t)n->capacity * g->elem, 0);
-        n->flags &= ~(unsigned)NODE_HEAP_VALUE;
         n->value = NULL;
     }
-    if (n->flags & NODE_HEAP_GRAD) {
+    if (held & NODE_HEAP_GRAD) {
         ad_mem(g, n->grad, (size_t)n->numel * g->elem, 0);
-        n->flags &= ~(unsigned)NODE_HEAP_GRAD;
         n->grad = NULL;
     }
-    if (n->flags & NODE_HEAP_AUX) {
+    if (held & NODE_HEAP_AUX) {
         ad_mem(g, n->aux, n->aux_bytes, 0);
-        n->flags &= ~(unsigned)NODE_HEAP_AUX;
         n->aux = NULL;
         n->aux_bytes = 0;
     }
-    if (n->flags & NODE_HEAP_SHAPE) {
+    if (held & NODE_HEAP_SHAPE) {
         ad_mem(g, n->shape, sizeof(int64_t) * AD_MAX_DIMS, 0);
-        n->flags &= ~(unsigned)NODE_HEAP_SHAPE;
         n->shape = (int64_t *)no_dims;
         n->ndim = 0;
     }
+    n->flags &= ~held;
+    if (!(n->flags & NODE_HEAP_ANY))
+        g->nheap--;
 }
 
 /* Marks n as holding heap memory (kind: one of the NODE_HEAP_ flags). */
@@ -252,16 +255,6 @@ static void node_took_heap(ad_graph *g, ad_node *n, unsigned kind)
     if (!(n->flags & NODE_HEAP_ANY))
         g->nheap++;
     n->flags |= kind;
-}
-
-/* Frees one heap buffer of n (NODE_HEAP_VALUE or NODE_HEAP_GRAD, of numel
- * elements) that the caller has stopped pointing at. */
-static void node_drop_heap(ad_graph *g, ad_node *n, void *p, unsigned kind)
-{
-    ad_mem(g, p, (size_t)n->numel * g->elem, 0);
-    n->flags &= ~kind;
-    if (!(n->flags & NODE_HEAP_ANY))
-        g->nheap--;
 }
 
 static void free_tape(ad_graph *g, tape *t)
@@ -279,7 +272,7 @@ void ad_graph_free(ad_graph *g)
     if (!g)
         return;
     for (int64_t i = 0; g->nheap > 0 && i < g->nnodes; i++)
-        free_node_heap(g, g->nodes[i]);
+        node_free_heap(g, g->nodes[i], NODE_HEAP_ANY);
     for (int i = 0; i < g->ntapes; i++)
         free_tape(g, &g->tapes[i]);
     ad_mem(g, g->tapes, sizeof(tape) * (size_t)g->cap_tapes, 0);
@@ -324,7 +317,7 @@ int ad_graph_rewind(ad_graph *g, int64_t mark)
     size_t used;
     arena_state_at(g, g->nodes[mark], &blk, &used);
     for (int64_t i = mark; g->nheap > 0 && i < g->nnodes; i++)
-        free_node_heap(g, g->nodes[i]);
+        node_free_heap(g, g->nodes[i], NODE_HEAP_ANY);
     /* drop backward passes that reach past the mark */
     int kept = 0;
     for (int i = 0; i < g->ntapes; i++) {
@@ -782,7 +775,7 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
         return NULL;
     }
     if (!graph_push(g, node)) {
-        free_node_heap(g, node);
+        node_free_heap(g, node, NODE_HEAP_ANY);
         node_discard(g, node);
         return NULL;
     }
@@ -922,7 +915,7 @@ ad_node *ad_param(ad_graph *g, int ndim, const int64_t *shape, const char *name)
         ad_mem(g, heap, bytes, 0);
     }
     if (n && ((!heap && !alloc_grad(n, NULL)) || !push_param(g, n))) {
-        free_node_heap(g, n);
+        node_free_heap(g, n, NODE_HEAP_ANY);
         g->nnodes--;
         node_discard(g, n);
         return NULL;
@@ -1120,7 +1113,7 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
     if (value != old) {
         memcpy(value, old, bytes);
         if (leaf->flags & NODE_HEAP_VALUE) /* a large ad_param's own block */
-            node_drop_heap(g, leaf, old, NODE_HEAP_VALUE);
+            node_free_heap(g, leaf, NODE_HEAP_VALUE);
     }
     leaf->value = value;
     leaf->capacity = leaf->numel;
@@ -1132,7 +1125,7 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
         else if (grad != old)
             memcpy(grad, old, bytes);
         if (old && grad != old && (leaf->flags & NODE_HEAP_GRAD))
-            node_drop_heap(g, leaf, old, NODE_HEAP_GRAD);
+            node_free_heap(g, leaf, NODE_HEAP_GRAD);
         leaf->grad = grad;
         leaf->flags |= NODE_EXT_GRAD;
     }
