@@ -43,6 +43,14 @@
 
 #include "graph_impl.h"
 
+/* the loop after it carries no dependence through memory (GCC does not
+ * prove it for the Winograd transforms' several output arrays) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_ALIAS_LOOP _Pragma("GCC ivdep")
+#else
+#define NO_ALIAS_LOOP
+#endif
+
 typedef struct {
     int64_t N, C, H, W; /* x (N, C, H, W) */
     int64_t O, KH, KW;  /* w (O, C/G, KH, KW) */
@@ -252,10 +260,282 @@ static int64_t conv_chunk(const conv_geom *q, size_t elem)
     return nb < 1 ? 1 : nb;
 }
 
+/* ------------------------------------------------ Winograd F(2×2, 3×3)
+ *
+ * A stride-1 3×3 convolution computes each 2×2 block of outputs from the
+ * 4×4 input tile under it with 16 products per channel pair instead of 36
+ * (Lavin and Gray, "Fast algorithms for convolutional neural networks"):
+ *   y = Aᵀ [ (G w Gᵀ) ⊙ (Bᵀ d B) ] A
+ *   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
+ *   G  = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]      Aᵀ = [1 1 1 0; 0 1 −1 −1]
+ * Summed over the input channels, the 16 elementwise products become 16
+ * GEMMs, U_k (Co, Ci) @ V_k (Ci, T) = M_k (Co, T), one per position k of
+ * the 4×4 transformed tile, over the T tiles of a chunk of images: 2.25
+ * times fewer multiply-adds than the im2col GEMM, at the same GEMM rate
+ * (the shapes are as wide; docs/benchmarks.md). conv and the bias forms use
+ * it, and conv_transpose, which is the same correlation of the output
+ * gradient with the weights flipped and transposed, padding 2 − p. The
+ * weight gradient keeps the im2col GEMM. Exact in exact arithmetic; in
+ * floating point the transforms add a few roundings (the ½ are exact). */
+
+/* a stride-1 3×3 correlation of x (N, Ci, H, W), padded by (ph, pw) on
+ * both sides (the far side as far as the output needs), into y (N, Co,
+ * OH, OW): th × tw tiles of 2×2 outputs per image */
+typedef struct {
+    int64_t N, Ci, Co, H, W, OH, OW, ph, pw, th, tw;
+} wino_geom;
+
+/* Winograd pays where both channel counts are wide enough for the GEMMs
+ * (the CNN's 32 → 64 layer) and not for a first layer of one channel,
+ * whose GEMM has 9 rows; q is the forward geometry (conv_transpose: the
+ * convolution it is the adjoint of), padding up to 2 so that the
+ * transpose's 2 − p is not negative */
+#define WINO_MIN_CHANNELS 8
+
+static bool use_winograd(const ad_node *n, const conv_geom *q)
+{
+    if (n->op != AD_OP_CONV && n->op != AD_OP_CONV_BIAS && n->op != AD_OP_CONV_BIAS_RELU &&
+        n->op != AD_OP_CONV_TRANSPOSE)
+        return false;
+    return q->KH == 3 && q->KW == 3 && q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1 &&
+           q->G == 1 && q->ph <= 2 && q->pw <= 2 && q->C >= WINO_MIN_CHANNELS &&
+           q->O >= WINO_MIN_CHANNELS;
+}
+
+static wino_geom wino_make(const conv_geom *q, bool transpose)
+{
+    wino_geom w;
+    w.N = q->N;
+    w.Ci = transpose ? q->O : q->C;
+    w.Co = transpose ? q->C : q->O;
+    w.H = transpose ? q->OH : q->H;
+    w.W = transpose ? q->OW : q->W;
+    w.OH = transpose ? q->H : q->OH;
+    w.OW = transpose ? q->W : q->OW;
+    w.ph = transpose ? 2 - q->ph : q->ph;
+    w.pw = transpose ? 2 - q->pw : q->pw;
+    w.th = (w.OH + 1) / 2;
+    w.tw = (w.OW + 1) / 2;
+    return w;
+}
+
+/* Images per chunk: the fewest that make WINO_CHUNK_TILES tiles, within
+ * WINO_CHUNK_BYTES for V and M (then the GEMMs read what the input
+ * transform just wrote, and the output transform what they wrote) */
+#define WINO_CHUNK_TILES 128
+#define WINO_CHUNK_BYTES ((size_t)1 << 20)
+
+static int64_t wino_chunk(const wino_geom *w, size_t elem)
+{
+    const int64_t tiles = w->th * w->tw;
+    const size_t per_image = (size_t)(16 * (w->Ci + w->Co) * tiles) * elem;
+    int64_t nb = (WINO_CHUNK_TILES + tiles - 1) / tiles,
+            fit = (int64_t)(WINO_CHUNK_BYTES / per_image);
+    nb = nb < fit ? nb : fit;
+    nb = nb < w->N ? nb : w->N;
+    return nb < 1 ? 1 : nb;
+}
+
+/* per-plane work space of the transforms: the padded plane (Hp, Wp), its
+ * column-transformed rows split by parity (8 arrays of (th + 1)·tw) and the
+ * output transform's four arrays of th·tw */
+static int64_t wino_work_elems(const wino_geom *w)
+{
+    return (2 * w->th + 2) * (2 * w->tw + 2) + 8 * (w->th + 1) * w->tw + 4 * w->th * w->tw;
+}
+
+/* the scratch: U (16, Co, Ci), V (16, Ci, T), M (16, Co, T), then the
+ * transforms' work space */
+static size_t wino_scratch_elems(const wino_geom *w, size_t elem)
+{
+    const int64_t nt = wino_chunk(w, elem) * w->th * w->tw;
+    return (size_t)(16 * (w->Co * w->Ci + (w->Ci + w->Co) * nt) + wino_work_elems(w));
+}
+
+/* U_k[o][c] = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3); transpose: U_k[c][o]
+ * from w[o,c] rotated by 180°, the weights of the adjoint */
+static void wino_weights(ad_graph *g, const void *wv, void *uv, int64_t O, int64_t C,
+                         bool transpose)
+{
+    AD_DISPATCH(g, {
+        const T *wt = wv;
+        T *u = uv;
+        const T h = (T)0.5;
+        const int64_t stride = O * C;
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t c = 0; c < C; c++) {
+                const T *f = wt + (o * C + c) * 9;
+                T k[3][3], gk[4][3];
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++)
+                        k[a][b] = transpose ? f[(2 - a) * 3 + (2 - b)] : f[a * 3 + b];
+                for (int b = 0; b < 3; b++) { /* G k */
+                    gk[0][b] = k[0][b];
+                    gk[1][b] = h * (k[0][b] + k[1][b] + k[2][b]);
+                    gk[2][b] = h * (k[0][b] - k[1][b] + k[2][b]);
+                    gk[3][b] = k[2][b];
+                }
+                T *dst = u + (transpose ? c * O + o : o * C + c);
+                for (int a = 0; a < 4; a++) { /* (G k) Gᵀ */
+                    dst[(a * 4 + 0) * stride] = gk[a][0];
+                    dst[(a * 4 + 1) * stride] = h * (gk[a][0] + gk[a][1] + gk[a][2]);
+                    dst[(a * 4 + 2) * stride] = h * (gk[a][0] - gk[a][1] + gk[a][2]);
+                    dst[(a * 4 + 3) * stride] = gk[a][2];
+                }
+            }
+    });
+}
+
+/* V_k[c][t] = (Bᵀ d B)_k for the tiles d of nb images from x (their first
+ * element), t counting the chunk's tiles image by image, row by row. Per
+ * plane: the image is copied into the zero-padded plane P (Hp, Wp); d B
+ * along every row of P (a row's tiles are 2 apart), into rows split by
+ * parity, e_j and o_j holding rows 2r and 2r + 1, so that row 2·ti + a of
+ * tile t = ti·tw + tj is e_j[t], o_j[t], e_j[t + tw], o_j[t + tw] for
+ * a = 0..3: Bᵀ (d B) is then one loop over the plane's tiles */
+static void wino_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t nb, void *vv,
+                       void *workv)
+{
+    const int64_t tw = w->tw, Wp = 2 * tw + 2, Hp = 2 * w->th + 2, tiles = w->th * tw;
+    const int64_t nt = nb * tiles, rs = (w->th + 1) * tw;
+    AD_DISPATCH(g, {
+        T *v = vv, *P = workv, *eo = P + Hp * Wp;
+        memset(P, 0, sizeof(T) * (size_t)(Hp * Wp)); /* the border stays 0 */
+        for (int64_t i = 0; i < nb; i++)
+            for (int64_t c = 0; c < w->Ci; c++) {
+                const T *xp = (const T *)xv + (i * w->Ci + c) * w->H * w->W;
+                for (int64_t r = 0; r < w->H; r++) {
+                    T *dst = P + (r + w->ph) * Wp + w->pw;
+                    for (int64_t j = 0; j < w->W; j++)
+                        dst[j] = xp[r * w->W + j];
+                }
+                for (int64_t r = 0; r < Hp; r++) { /* d B, rows split by parity */
+                    const T *restrict p = P + r * Wp;
+                    T *restrict e = eo + (r & 1) * 4 * rs + (r >> 1) * tw;
+                    NO_ALIAS_LOOP
+                    for (int64_t tj = 0; tj < tw; tj++) {
+                        const T d0 = p[2 * tj], d1 = p[2 * tj + 1], d2 = p[2 * tj + 2],
+                                d3 = p[2 * tj + 3];
+                        e[tj] = d0 - d2;
+                        e[rs + tj] = d1 + d2;
+                        e[2 * rs + tj] = d2 - d1;
+                        e[3 * rs + tj] = d1 - d3;
+                    }
+                }
+                T *vc = v + c * nt + i * tiles;
+                const int64_t ks = w->Ci * nt;
+                for (int b = 0; b < 4; b++) { /* Bᵀ (d B) */
+                    const T *restrict e = eo + b * rs, *restrict o = eo + 4 * rs + b * rs;
+                    T *restrict v0 = vc + b * ks, *restrict v1 = v0 + 4 * ks;
+                    T *restrict v2 = v1 + 4 * ks, *restrict v3 = v2 + 4 * ks;
+                    NO_ALIAS_LOOP
+                    for (int64_t t = 0; t < tiles; t++) {
+                        const T r0 = e[t], r1 = o[t], r2 = e[t + tw], r3 = o[t + tw];
+                        v0[t] = r0 - r2;
+                        v1[t] = r1 + r2;
+                        v2[t] = r2 - r1;
+                        v3[t] = r1 - r3;
+                    }
+                }
+            }
+    });
+}
+
+/* y = Aᵀ m A for the chunk's tiles from M (16, Co, T), the valid part of
+ * each 2×2 block written to y (nb images from its first element), with
+ * the bias bv (Co) added when given and then max(·, 0) when relu: one loop
+ * over a plane's tiles into four arrays (the block's four places), then
+ * the rows of y from them */
+static void wino_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
+                        const void *bv, bool relu, void *workv)
+{
+    const int64_t tw = w->tw, tiles = w->th * tw, nt = nb * tiles, ks = w->Co * nt;
+    const int64_t OW = w->OW, pairs = OW / 2;
+    AD_DISPATCH(g, {
+        T *restrict q00 = (T *)workv, *restrict q01 = q00 + tiles;
+        T *restrict q10 = q01 + tiles, *restrict q11 = q10 + tiles;
+        for (int64_t i = 0; i < nb; i++)
+            for (int64_t o = 0; o < w->Co; o++) {
+                T *yp = (T *)yv + (i * w->Co + o) * w->OH * OW;
+                const T bias = bv ? ((const T *)bv)[o] : 0;
+                const T *restrict m = (const T *)mv + o * nt + i * tiles;
+                NO_ALIAS_LOOP
+                for (int64_t t = 0; t < tiles; t++) {
+                    T s[16];
+                    for (int k = 0; k < 16; k++)
+                        s[k] = m[k * ks + t];
+                    /* Aᵀ m: rows 0 + 1 + 2 and 1 − 2 − 3 */
+                    const T u0 = s[0] + s[4] + s[8], u1 = s[1] + s[5] + s[9],
+                            u2 = s[2] + s[6] + s[10], u3 = s[3] + s[7] + s[11];
+                    const T w0 = s[4] - s[8] - s[12], w1 = s[5] - s[9] - s[13],
+                            w2 = s[6] - s[10] - s[14], w3 = s[7] - s[11] - s[15];
+                    q00[t] = u0 + u1 + u2 + bias;
+                    q01[t] = u1 - u2 - u3 + bias;
+                    q10[t] = w0 + w1 + w2 + bias;
+                    q11[t] = w1 - w2 - w3 + bias;
+                }
+                for (int64_t t = 0; relu && t < 4 * tiles; t++) /* q00 ... q11 */
+                    q00[t] = q00[t] > 0 ? q00[t] : 0;
+                for (int64_t ti = 0; ti < w->th; ti++) {
+                    const int64_t b = ti * tw;
+                    T *y0 = yp + 2 * ti * OW;
+                    for (int64_t tj = 0; tj < pairs; tj++) {
+                        y0[2 * tj] = q00[b + tj];
+                        y0[2 * tj + 1] = q01[b + tj];
+                    }
+                    if (OW & 1)
+                        y0[OW - 1] = q00[b + tw - 1];
+                    if (2 * ti + 1 == w->OH)
+                        break;
+                    T *y1 = y0 + OW;
+                    for (int64_t tj = 0; tj < pairs; tj++) {
+                        y1[2 * tj] = q10[b + tj];
+                        y1[2 * tj + 1] = q11[b + tj];
+                    }
+                    if (OW & 1)
+                        y1[OW - 1] = q10[b + tw - 1];
+                }
+            }
+    });
+}
+
+/* conv (transpose = false: x = X, y = Y with the bias and ReLU of the op)
+ * or conv_transpose (x = Y, the output gradient; y = X) by Winograd */
+static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                     const ad_node *Y, bool transpose)
+{
+    const wino_geom w = wino_make(q, transpose);
+    const size_t es = n->g->elem;
+    const ad_dtype dt = n->g->dtype;
+    const int64_t chunk = wino_chunk(&w, es), tiles = w.th * w.tw;
+    const char *xv = transpose ? Y->value : X->value;
+    char *yv = transpose ? X->value : Y->value;
+    const char *bias = n->op == AD_OP_CONV_BIAS || n->op == AD_OP_CONV_BIAS_RELU
+                           ? (const char *)n->inputs[2]->value
+                           : NULL;
+    char *u = n->g->scratch, *v = u + (size_t)(16 * w.Co * w.Ci) * es;
+    wino_weights(n->g, K->value, u, q->O, q->C, transpose);
+    for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
+        const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
+        char *m = v + (size_t)(16 * w.Ci * nt) * es, *work = m + (size_t)(16 * w.Co * nt) * es;
+        wino_input(n->g, &w, xv + (size_t)(i0 * w.Ci * w.H * w.W) * es, nb, v, work);
+        for (int k = 0; k < 16; k++)
+            ad_gemm(dt, false, false, false, (ad_mm_dims){w.Co, w.Ci, nt},
+                    u + (size_t)(k * w.Co * w.Ci) * es, v + (size_t)(k * w.Ci * nt) * es,
+                    m + (size_t)(k * w.Co * nt) * es);
+        wino_output(n->g, &w, m, nb, yv + (size_t)(i0 * w.Co * w.OH * w.OW) * es, bias,
+                    n->op == AD_OP_CONV_BIAS_RELU, work);
+    }
+}
+
 /* scratch for a chunk: the column matrix, and when nb > 1 the output
  * matrix after it */
 static bool conv_scratch(ad_node *n, const conv_geom *q)
 {
+    if (use_winograd(n, q)) {
+        const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE);
+        return ad_scratch(n->g, wino_scratch_elems(&w, n->g->elem) * n->g->elem);
+    }
     if (is_pointwise(q))
         return true;
     const int64_t nb = conv_chunk(q, n->g->elem);
@@ -559,6 +839,10 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                            : NULL;
     if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
         memset(kv, 0, (size_t)n->numel * es);
+    if (use_winograd(n, &q)) {
+        wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
+        return;
+    }
     for (int64_t i0 = 0; i0 < q.N; i0 += chunk) {
         const int64_t nb = chunk < q.N - i0 ? chunk : q.N - i0, ld = nb * P;
         for (int64_t gi = 0; gi < q.G; gi++) {

@@ -626,3 +626,110 @@ Test(conv, chunks_of_images_match_one_image_at_a_time)
             }
         }
 }
+
+/* x's gradient of Σ r·conv(x, w) by direct sums: dx[n,c,ih,iw] = Σ r[n,o,i,j] w[o,c,a,b]
+ * over the taps that read (ih, iw); stride 1, dilation 1, one group */
+static void direct_conv2d_dx(const double *r, const double *w, double *dx, int64_t N, int64_t C,
+                             int64_t H, int64_t W, int64_t O, int64_t ph, int64_t pw, int64_t OH,
+                             int64_t OW)
+{
+    memset(dx, 0, sizeof(double) * (size_t)(N * C * H * W));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++)
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t a = 0; a < 3; a++)
+                            for (int64_t b = 0; b < 3; b++) {
+                                int64_t ih = i - ph + a, iw = j - pw + b;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    dx[((n * C + c) * H + ih) * W + iw] +=
+                                        r[((n * O + o) * OH + i) * OW + j] *
+                                        w[((o * C + c) * 3 + a) * 3 + b];
+                            }
+}
+
+/* Stride-1 3×3 convolutions of 8 or more channels on both sides go through
+ * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), the forward and
+ * conv_transpose (the input gradient): values and input gradients against
+ * direct sums for every padding up to 2 (the transpose's 2 − p from 2 to
+ * 0), odd and even sizes (partial 2×2 tiles on the far edges), the bias
+ * and ReLU forms, a batch of several chunks (32×32 images: one per chunk)
+ * and of one chunk, f32 and f64. */
+Test(conv, winograd_three_by_three_matches_direct_sums)
+{
+    struct {
+        int64_t N, C, O, H, W, ph, pw;
+        int form; /* 0 conv, 1 conv_bias, 2 conv_bias_relu */
+    } cases[] = {
+        {3, 8, 9, 7, 6, 1, 1, 0},  {2, 9, 8, 5, 9, 0, 0, 1},   {3, 8, 8, 6, 7, 2, 1, 2},
+        {2, 8, 10, 4, 4, 0, 2, 2}, {3, 8, 8, 32, 32, 1, 1, 2}, {1, 16, 8, 3, 3, 2, 2, 1},
+    };
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            int64_t N = cases[t].N, C = cases[t].C, O = cases[t].O, H = cases[t].H, W = cases[t].W,
+                    ph = cases[t].ph, pw = cases[t].pw;
+            int form = cases[t].form;
+            ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+            int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, 3, 3}, bs[1] = {O};
+            ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+            ad_node *b = ad_param(g, 1, bs, "b");
+            fill_hashed(x, 31 + (uint32_t)t, 0);
+            fill_hashed(w, 37 + (uint32_t)t, 0);
+            fill_hashed(b, 41 + (uint32_t)t, 0);
+            ad_conv_opts o = {{1, 1}, {(int)ph, (int)pw}, {1, 1}, 1};
+            ad_node *y = form == 0   ? ad_conv2d(x, w, &o)
+                         : form == 1 ? ad_conv2d_bias(x, w, b, &o)
+                                     : ad_conv2d_bias_relu(x, w, b, &o);
+            cr_assert_not_null(y, "%s", ad_graph_error(g));
+            const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
+            cr_assert_eq(sz(y, 2), OH);
+            cr_assert_eq(sz(y, 3), OW);
+            ad_node *r = ad_const(g, 4, ad_shape(y), NULL, "r");
+            fill_hashed(r, 43 + (uint32_t)t, 0);
+            cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+            const int64_t nx = ad_numel(x), ny = ad_numel(y), nw = ad_numel(w);
+            double *xv = malloc(sizeof(double) * (size_t)nx),
+                   *wv = malloc(sizeof(double) * (size_t)nw);
+            double *yv = malloc(sizeof(double) * (size_t)ny),
+                   *want = malloc(sizeof(double) * (size_t)ny);
+            double *rv = malloc(sizeof(double) * (size_t)ny),
+                   *gx = malloc(sizeof(double) * (size_t)nx);
+            double *dx = malloc(sizeof(double) * (size_t)nx), bv[16];
+            cr_assert(xv && wv && yv && want && rv && gx && dx);
+            ad_get(x, xv, nx);
+            ad_get(w, wv, nw);
+            ad_get(b, bv, O);
+            ad_get(y, yv, ny);
+            ad_get(r, rv, ny);
+            ad_get_grad(x, gx, nx);
+            direct_conv2d(xv, wv, want, N, C, H, W, O, 3, 3, &o, OH, OW);
+            for (int64_t i = 0; i < ny; i++) {
+                double u = want[i] + (form ? bv[i / (OH * OW) % O] : 0);
+                if (form == 2) {
+                    rv[i] = u > 0 ? rv[i] : 0; /* the ReLU's mask on the gradient */
+                    u = u > 0 ? u : 0;
+                }
+                want[i] = u;
+            }
+            /* f32: the transforms' roundings on sums of 9·C products of values in [-1, 1] */
+            const double tol = dt ? 1e-12 : 1e-5;
+            for (int64_t i = 0; i < ny; i++)
+                cr_assert(fabs(yv[i] - want[i]) <= tol * (1 + fabs(want[i])) * C,
+                          "case %zu dtype %d y[%lld]: %.9g vs %.9g", t, dt, (long long)i, yv[i],
+                          want[i]);
+            direct_conv2d_dx(rv, wv, dx, N, C, H, W, O, ph, pw, OH, OW);
+            for (int64_t i = 0; i < nx; i++)
+                cr_assert(fabs(gx[i] - dx[i]) <= tol * (1 + fabs(dx[i])) * O,
+                          "case %zu dtype %d dx[%lld]: %.9g vs %.9g", t, dt, (long long)i, gx[i],
+                          dx[i]);
+            free(xv);
+            free(wv);
+            free(yv);
+            free(want);
+            free(rv);
+            free(gx);
+            free(dx);
+            ad_graph_free(g);
+        }
+}

@@ -71,6 +71,8 @@
     X(second_max_pool2d)                                                                           \
     X(conv_bias)                                                                                   \
     X(second_conv_bias)                                                                            \
+    X(winograd)                                                                                    \
+    X(second_winograd)                                                                             \
     X(mlp_jacobian)                                                                                \
     X(take_embedding)                                                                              \
     X(permute_heads)                                                                               \

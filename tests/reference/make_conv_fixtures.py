@@ -218,10 +218,34 @@ def case_second_conv_bias():
     return grad_norm_loss(c, x, y)
 
 
+def case_winograd():
+    """stride-1 3x3 convolutions of 8 or more channels (chainrule's Winograd
+    products): bias + relu with padding 1, then padding (2, 0) without bias"""
+    c = Case("winograd", 913)
+    x = c.param("x", (2, 8, 5, 4))
+    w1 = c.param("w1", (8, 8, 3, 3), fx.randn(0.3))
+    b1 = c.param("b1", (8,), fx.randn(0.3))
+    h = c.conv2d_bias_relu(x, w1, b1, i=[1, 1, 1, 1, 1, 1, 1], name="h")
+    w2 = c.param("w2", (9, 8, 3, 3), fx.randn(0.3))
+    y = c.conv2d(h, w2, i=[1, 1, 2, 0, 1, 1, 1], name="y")
+    c.set_loss(c.wsum(c.tanh(y), name="loss"))
+    return c
+
+
+def case_second_winograd():
+    """s = ||dL/dx||^2 through the Winograd products: ds/dw and ds/dx"""
+    c = Case("second_winograd", 914)
+    x = c.param("x", (1, 8, 4, 5))
+    w = c.param("w", (8, 8, 3, 3), fx.randn(0.3))
+    y = c.conv2d(x, w, i=[1, 1, 1, 1, 1, 1, 1], name="y")
+    return grad_norm_loss(c, x, y)
+
+
 CASES = [
     case_conv2d_default, case_conv2d_options, case_conv2d_depthwise, case_conv1d,
     case_max_pool2d, case_max_pool1d, case_avg_pool, case_cnn,
     case_second_conv2d, case_second_max_pool2d, case_conv_bias, case_second_conv_bias,
+    case_winograd, case_second_winograd,
 ]
 
 
