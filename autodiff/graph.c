@@ -257,6 +257,9 @@ static void node_took_heap(ad_graph *g, ad_node *n, unsigned kind)
     n->flags |= kind;
 }
 
+static void borrows_end_from(ad_graph *g, int64_t mark);
+static void input_unborrow(ad_node *n, bool keep);
+
 static void free_tape(ad_graph *g, tape *t)
 {
     ad_mem(g, t->leaves, sizeof(ad_node *) * (size_t)t->nleaves * 2, 0);
@@ -271,6 +274,9 @@ void ad_graph_free(ad_graph *g)
 {
     if (!g)
         return;
+    borrows_end_from(g, 0);
+    if (g->borrows)
+        ad_mem(g, g->borrows, sizeof *g->borrows * (size_t)g->cap_borrows, 0);
     for (int64_t i = 0; g->nheap > 0 && i < g->nnodes; i++)
         node_free_heap(g, g->nodes[i], NODE_HEAP_ANY);
     for (int i = 0; i < g->ntapes; i++)
@@ -316,6 +322,7 @@ int ad_graph_rewind(ad_graph *g, int64_t mark)
     arena_block *blk;
     size_t used;
     arena_state_at(g, g->nodes[mark], &blk, &used);
+    borrows_end_from(g, mark);
     for (int64_t i = mark; g->nheap > 0 && i < g->nnodes; i++)
         node_free_heap(g, g->nodes[i], NODE_HEAP_ANY);
     /* drop backward passes that reach past the mark */
@@ -462,6 +469,18 @@ bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname
     return true;
 }
 
+/* Points n at the buffer p; the nodes that alias n's old buffer (reshape,
+ * detach) follow it now, not only at the next ad_forward. */
+static void node_move_value(ad_node *n, void *p)
+{
+    ad_graph *g = n->g;
+    if (n->value && n->value != p)
+        for (int64_t i = n->id + 1; i < g->nnodes; i++)
+            if ((g->nodes[i]->flags & NODE_ALIAS) && g->nodes[i]->value == n->value)
+                g->nodes[i]->value = p;
+    n->value = p;
+}
+
 bool ad_node_reserve(ad_node *n)
 {
     if (n->flags & NODE_ALIAS)
@@ -504,14 +523,7 @@ bool ad_node_reserve(ad_node *n)
     }
     if (!p)
         return false;
-    if (n->value && n->value != p) {
-        /* nodes that alias the old buffer (reshape, detach) follow it now,
-         * not only at the next ad_forward */
-        for (int64_t i = n->id + 1; i < g->nnodes; i++)
-            if ((g->nodes[i]->flags & NODE_ALIAS) && g->nodes[i]->value == n->value)
-                g->nodes[i]->value = p;
-    }
-    n->value = p;
+    node_move_value(n, p);
     n->capacity = n->numel;
     return true;
 }
@@ -1006,6 +1018,8 @@ int ad_set(ad_node *leaf, const double *values, int64_t count)
         ad_fail(leaf->g, "ad_set: values is NULL");
         return -1;
     }
+    if (leaf->flags & NODE_BORROWED) /* every element is written below */
+        input_unborrow(leaf, false);
     AD_DISPATCH(leaf->g, {
         T *v = leaf->value;
         for (int64_t i = 0; i < count; i++)
@@ -1029,6 +1043,8 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
         ad_fail(leaf->g, "ad_set_f32: values is NULL");
         return -1;
     }
+    if (leaf->flags & NODE_BORROWED) /* every element is written below */
+        input_unborrow(leaf, false);
     if (leaf->g->dtype == AD_F32) {
         memcpy(leaf->value, values, sizeof(float) * (size_t)count);
     } else {
@@ -1036,6 +1052,80 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
         for (int64_t i = 0; i < count; i++)
             v[i] = values[i];
     }
+    return 0;
+}
+
+/* ------------------------------------------------------- borrowed inputs */
+
+/* Gives a borrowed input its own buffer back; with keep, the values it read
+ * are copied into it first, so the input holds them as if ad_set had. */
+static struct ad_borrow *borrow_table(ad_graph *g)
+{
+    return g->borrows ? g->borrows : g->borrow_inline;
+}
+
+static void input_unborrow(ad_node *n, bool keep)
+{
+    ad_graph *g = n->g;
+    struct ad_borrow *t = borrow_table(g);
+    for (int i = 0; i < g->nborrows; i++) {
+        if (t[i].node != n)
+            continue;
+        void *own = t[i].own;
+        if (keep)
+            memcpy(own, n->value, (size_t)n->numel * g->elem);
+        node_move_value(n, own);
+        n->flags &= ~(unsigned)NODE_BORROWED;
+        t[i] = t[--g->nborrows];
+        return;
+    }
+}
+
+/* Ends the borrows of the inputs made at or after node mark (ad_graph_rewind;
+ * 0: every borrow, ad_graph_free), without copying: the caller's memory may
+ * be gone by now. */
+static void borrows_end_from(ad_graph *g, int64_t mark)
+{
+    for (int i = g->nborrows - 1; i >= 0; i--)
+        if (borrow_table(g)[i].node->id >= mark)
+            input_unborrow(borrow_table(g)[i].node, false);
+}
+
+int ad_input_borrow(ad_node *input, const void *values)
+{
+    if (!input || !ad_node_live(input, "ad_input_borrow"))
+        return -1;
+    ad_graph *g = input->g;
+    if (!(input->flags & NODE_INPUT)) {
+        ad_fail(g, "ad_input_borrow: node '%s' (%s) is not an input leaf", input->name,
+                ad_ops[input->op].name);
+        return -1;
+    }
+    if (!values) {
+        if (input->flags & NODE_BORROWED)
+            input_unborrow(input, true);
+        return 0;
+    }
+    if (!(input->flags & NODE_BORROWED)) {
+        const int inline_cap = (int)(sizeof g->borrow_inline / sizeof *g->borrow_inline);
+        if (g->nborrows == (g->borrows ? g->cap_borrows : inline_cap)) {
+            int cap = 2 * g->nborrows;
+            struct ad_borrow *b =
+                ad_mem(g, g->borrows, sizeof *b * (size_t)g->cap_borrows, sizeof *b * (size_t)cap);
+            if (!b)
+                return -1;
+            if (!g->borrows)
+                memcpy(b, g->borrow_inline, sizeof g->borrow_inline);
+            g->borrows = b;
+            g->cap_borrows = cap;
+        }
+        borrow_table(g)[g->nborrows].node = input;
+        borrow_table(g)[g->nborrows++].own = input->value;
+        input->flags |= NODE_BORROWED;
+    }
+    /* read only: no kernel writes into a leaf's value, and ad_set, ad_set_f32,
+     * ad_resize and ad_leaf_move end the borrow before they write */
+    node_move_value(input, (void *)(uintptr_t)values);
     return 0;
 }
 
@@ -1108,6 +1198,8 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
         ad_fail(g, "ad_leaf_move: the graph already has a backward pass");
         return -1;
     }
+    if (leaf->flags & NODE_BORROWED) /* moves the values it read */
+        input_unborrow(leaf, true);
     size_t bytes = (size_t)leaf->numel * g->elem;
     void *old = leaf->value;
     if (value != old) {
@@ -1149,6 +1241,8 @@ int ad_resize(ad_node *input, int64_t batch)
         ad_fail(g, "ad_resize: batch %lld must be at least 1", (long long)batch);
         return -1;
     }
+    if (input->flags & NODE_BORROWED) /* zero-filled below */
+        input_unborrow(input, false);
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, input->shape, sizeof shape);
     shape[0] = batch;

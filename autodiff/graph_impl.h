@@ -33,6 +33,7 @@ enum {
     NODE_ACCUMULATE = 1u << 11, /* matmul whose buffer is a leaf's gradient, added into (reuse) */
     NODE_HEAP_SHAPE = 1u << 12, /* shape storage on the heap (a 0-d node grown on replay) */
     NODE_HEAP_GRAD = 1u << 13,  /* gradient buffer on the heap (a large ad_param, made lazily) */
+    NODE_BORROWED = 1u << 14,   /* input reading the caller's memory (ad_input_borrow) */
 };
 
 /* any of the heap buffers a node may hold (freed with it) */
@@ -132,6 +133,14 @@ struct ad_graph {
     uint64_t rng[4];
     void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
     size_t scratch_bytes;
+    /* inputs reading the caller's memory (ad_input_borrow), each with the
+       buffer of its own that it goes back to: the first few in the graph
+       (borrowing allocates nothing), more on the heap (borrows, not NULL) */
+    struct ad_borrow {
+        ad_node *node;
+        void *own;
+    } borrow_inline[4], *borrows;
+    int nborrows, cap_borrows; /* cap_borrows: of the heap table, 0 before it */
 };
 
 /* Intra-op parallelism: a loop over `len` independent elements (each output

@@ -78,7 +78,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         if (rows > 0) {
             const float *x = batch.x + (size_t)begin * (size_t)d;
             const int *y = batch.y + begin;
-            if ((rc = nn_model_set_input_f32(m, x, rows, d)) != 0 ||
+            if ((rc = nn_model_input_rows(m, x, true, rows, d, true, fn)) != 0 ||
                 (rc = nn_model_set_labels(m, y, rows)) != 0 || (rc = nn_model_forward(m)) != 0 ||
                 (rc = nn_model_output_classes(m, classes)) != 0 || (rc = nn_model_backward(m)) != 0)
                 break;
@@ -109,5 +109,7 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
     }
     if (classes)
         nn_model_mem(m, classes, (size_t)cap * sizeof *classes, 0);
-    return rc;
+    /* the input keeps the last batch's rows, as if they had been copied */
+    int rc2 = nn_model_input_end_borrow(m, fn);
+    return rc ? rc : rc2;
 }

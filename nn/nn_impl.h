@@ -106,6 +106,15 @@ struct nn_model {
 /* model.c: records code and the message on m (nothing for m NULL); returns -1. */
 AD_PRINTF_LIKE(3, 4)
 int nn_model_fail(nn_model *m, ad_errcode code, const char *fmt, ...);
+/* The input leaf gets n rows of x (float with f32, else double), checked
+ * against the model's features: copied, or with borrow read in place where x
+ * has the model's dtype (ad_input_borrow) until nn_model_input_end_borrow,
+ * which the caller must reach while x is alive. 0 or the model's error. */
+int nn_model_input_rows(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, bool borrow,
+                        const char *fn);
+/* Ends a borrow of nn_model_input_rows (none: nothing); the input keeps the
+ * rows it read. 0 or the model's error. */
+int nn_model_input_end_borrow(nn_model *m, const char *fn);
 void *nn_model_mem(nn_model *m, void *p, size_t osize, size_t nsize);
 /* model.c: a layer record of kind (NULL with the model's error). */
 nn_layer *nn_model_push_layer(nn_model *m, nn_layer_kind kind, const char *fn);

@@ -50,8 +50,11 @@ static int copy_into(nn_model *m, ad_node *leaf, const void *v, bool f32, int64_
     return 0;
 }
 
-/* Copies n rows from x (double or float) into the input leaf. */
-static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn)
+/* Gives the input leaf n rows from x (double or float): copied, or with
+ * borrow, read in place where x has the model's dtype (ad_input_borrow; the
+ * caller ends the borrow with nn_model_input_end_borrow while x is alive). */
+int nn_model_input_rows(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, bool borrow,
+                        const char *fn)
 {
     int rc = check_built(m, fn);
     if (rc)
@@ -63,7 +66,26 @@ static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t co
                              "%s: rows have %lld features but the model expects %lld", fn,
                              (long long)cols, (long long)m->in_features);
     rc = set_rows(m, n, fn);
-    return rc ? rc : copy_into(m, m->input, x, f32, n * cols, fn);
+    if (rc)
+        return rc;
+    if (!borrow || f32 != (m->dtype == AD_F32))
+        return copy_into(m, m->input, x, f32, n * cols, fn);
+    if (ad_input_borrow(m->input, x) != 0)
+        return graph_fail(m, fn);
+    m->forwarded = false;
+    return 0;
+}
+
+int nn_model_input_end_borrow(nn_model *m, const char *fn)
+{
+    if (m->input && ad_input_borrow(m->input, NULL) != 0)
+        return graph_fail(m, fn);
+    return 0;
+}
+
+static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn)
+{
+    return nn_model_input_rows(m, x, f32, n, cols, false, fn);
 }
 
 int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols)
@@ -382,13 +404,19 @@ static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t c
     for (int64_t start = 0; start < n && rc == 0; start += chunk) {
         int64_t rows = n - start < chunk ? n - start : chunk;
         const void *xs = (const char *)x + (size_t)start * row_bytes;
-        rc = set_input(m, xs, f32, rows, cols, fn);
+        rc = nn_model_input_rows(m, xs, f32, rows, cols, true, fn);
         if (rc == 0 && before)
             rc = before(m, start, rows, ctx);
         if (rc == 0)
             rc = nn_model_forward(m);
         if (rc == 0)
             rc = visit(m, start, rows, ctx);
+    }
+    /* the input keeps the last chunk's rows, as if they had been copied */
+    if (m->input) {
+        int rc2 = nn_model_input_end_borrow(m, fn);
+        if (rc == 0)
+            rc = rc2;
     }
     if (was_training) {
         int rc2 = nn_model_set_training(m, 1);

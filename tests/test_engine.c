@@ -888,3 +888,149 @@ Test(errors, softmax_of_an_empty_axis_beside_huge_ones_is_immediate)
     cr_assert_str_eq(ad_graph_error(g), "ad_input: element count overflows");
     ad_graph_free(g);
 }
+
+/* ------------------------------------------------------- borrowed inputs */
+
+/* loss = sum(reshape(x, (6)) * w): the reshape aliases x's buffer, and w's
+   gradient is x's values */
+typedef struct {
+    ad_graph *g;
+    ad_node *x, *w, *flat, *loss;
+} borrow_net;
+
+static borrow_net borrow_net_new(ad_dtype dt, counter *c)
+{
+    borrow_net b;
+    b.g = c ? ad_graph_new_with(dt, counting_alloc, c) : ad_graph_new(dt);
+    int64_t xs[2] = {3, 2}, fs[1] = {6};
+    b.x = ad_input(b.g, 2, xs, "x");
+    b.w = ad_param(b.g, 1, fs, "w");
+    double ones[6] = {1, 1, 1, 1, 1, 1};
+    cr_assert_eq(ad_set(b.w, ones, 6), 0);
+    b.flat = ad_reshape(b.x, 1, fs);
+    b.loss = ad_sum(ad_mul(b.flat, b.w), AD_ALL);
+    cr_assert_not_null(b.loss, "%s", ad_graph_error(b.g));
+    return b;
+}
+
+Test(borrow, an_input_reads_the_callers_memory_in_place)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        borrow_net b = borrow_net_new(dt ? AD_F64 : AD_F32, NULL);
+        float xf[6] = {1, 2, 3, 4, 5, 6}, yf[6] = {-1, 0.5f, 2, 0, 8, 1};
+        double xd[6] = {1, 2, 3, 4, 5, 6}, yd[6] = {-1, 0.5, 2, 0, 8, 1};
+        const void *xv = dt ? (const void *)xd : (const void *)xf;
+        const void *yv = dt ? (const void *)yd : (const void *)yf;
+        cr_assert_eq(ad_input_borrow(b.x, xv), 0, "%s", ad_graph_error(b.g));
+        cr_assert_eq(ad_data(b.x), xv, "the input reads the caller's array");
+        cr_assert_eq(ad_forward(b.g), 0, "%s", ad_graph_error(b.g));
+        cr_assert_eq(ad_data(b.flat), xv, "the reshape follows the borrowed buffer");
+        cr_assert_float_eq(ad_item(b.loss), 21.0, 1e-12);
+        cr_assert_eq(ad_backward(b.loss), 0, "%s", ad_graph_error(b.g));
+        double gw[6];
+        cr_assert_eq(ad_get_grad(b.w, gw, 6), 0);
+        for (int i = 0; i < 6; i++)
+            cr_assert_float_eq(gw[i], xd[i], 1e-12, "dloss/dw[%d] = %g", i, gw[i]);
+        /* another array: the borrow moves there */
+        cr_assert_eq(ad_input_borrow(b.x, yv), 0);
+        cr_assert_eq(ad_forward(b.g), 0);
+        cr_assert_float_eq(ad_item(b.loss), 10.5, 1e-12);
+        /* the end of the borrow keeps what the input read */
+        cr_assert_eq(ad_input_borrow(b.x, NULL), 0);
+        cr_assert_neq(ad_data(b.x), yv);
+        if (dt)
+            yd[4] = 100;
+        else
+            yf[4] = 100;
+        double got[6];
+        cr_assert_eq(ad_get(b.x, got, 6), 0);
+        cr_assert_float_eq(got[4], 8.0, 1e-12, "the input's own copy, not the caller's array");
+        cr_assert_eq(ad_forward(b.g), 0);
+        cr_assert_float_eq(ad_item(b.loss), 10.5, 1e-12);
+        cr_assert_eq(ad_data(b.flat), ad_data(b.x), "the reshape is back on the own buffer");
+        /* nothing was ever written into the caller's arrays */
+        for (int i = 0; i < 6; i++)
+            cr_assert_float_eq(dt ? xd[i] : (double)xf[i], (double)(i + 1), 1e-12);
+        cr_assert_eq(ad_input_borrow(b.x, NULL), 0, "ending no borrow is a no-op");
+        ad_graph_free(b.g);
+    }
+}
+
+Test(borrow, writing_the_input_ends_the_borrow_without_touching_the_callers_memory)
+{
+    borrow_net b = borrow_net_new(AD_F64, NULL);
+    double x[6] = {1, 2, 3, 4, 5, 6}, v[6] = {2, 2, 2, 2, 2, 2}, got[6];
+    cr_assert_eq(ad_input_borrow(b.x, x), 0);
+    cr_assert_eq(ad_set(b.x, v, 6), 0);
+    cr_assert_neq(ad_data(b.x), (void *)x);
+    cr_assert_float_eq(x[0], 1.0, 0, "ad_set wrote into the borrowed array");
+    cr_assert_eq(ad_forward(b.g), 0);
+    cr_assert_float_eq(ad_item(b.loss), 12.0, 1e-12);
+    float vf[6] = {1, 1, 1, 1, 1, 1};
+    cr_assert_eq(ad_input_borrow(b.x, x), 0);
+    cr_assert_eq(ad_set_f32(b.x, vf, 6), 0);
+    cr_assert_float_eq(x[1], 2.0, 0, "ad_set_f32 wrote into the borrowed array");
+    cr_assert_eq(ad_forward(b.g), 0);
+    cr_assert_float_eq(ad_item(b.loss), 6.0, 1e-12);
+    /* ad_resize zero-fills the input's own buffer, not the caller's */
+    cr_assert_eq(ad_input_borrow(b.x, x), 0);
+    cr_assert_eq(ad_resize(b.x, 3), 0);
+    cr_assert_eq(ad_get(b.x, got, 6), 0);
+    for (int i = 0; i < 6; i++) {
+        cr_assert_float_eq(got[i], 0.0, 0);
+        cr_assert_float_eq(x[i], (double)(i + 1), 0);
+    }
+    ad_graph_free(b.g);
+}
+
+Test(borrow, refusals_name_the_node)
+{
+    borrow_net b = borrow_net_new(AD_F32, NULL);
+    float x[6] = {0};
+    cr_assert_eq(ad_input_borrow(NULL, x), -1);
+    cr_assert_eq(ad_input_borrow(b.w, x), -1);
+    cr_assert_str_eq(ad_graph_error(b.g), "ad_input_borrow: node 'w' (param) is not an input leaf");
+    ad_graph_clear_error(b.g);
+    cr_assert_eq(ad_input_borrow(b.flat, NULL), -1, "not an input, even to end a borrow");
+    ad_graph_free(b.g);
+}
+
+Test(borrow, many_inputs_rewind_and_free_give_every_block_back)
+{
+    counter c = {0};
+    ad_graph *g = ad_graph_new_with(AD_F64, counting_alloc, &c);
+    int64_t s[1] = {5};
+    double data[9][5];
+    ad_node *in[9];
+    ad_node *sum = NULL;
+    for (int k = 0; k < 9; k++) {
+        for (int i = 0; i < 5; i++)
+            data[k][i] = k + 0.1 * i;
+        in[k] = ad_input(g, 1, s, "in");
+        sum = sum ? ad_add(sum, in[k]) : in[k];
+    }
+    ad_node *total = ad_sum(sum, AD_ALL);
+    int64_t mark = ad_graph_mark(g);
+    long before = c.calls;
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(ad_input_borrow(in[k], data[k]), 0);
+    cr_assert_eq(c.calls, before, "four borrows allocate nothing");
+    for (int k = 4; k < 9; k++)
+        cr_assert_eq(ad_input_borrow(in[k], data[k]), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_forward(g), 0);
+    double want = 0;
+    for (int k = 0; k < 9; k++)
+        for (int i = 0; i < 5; i++)
+            want += data[k][i];
+    cr_assert_float_eq(ad_item(total), want, 1e-9);
+    /* inputs made after a mark end their borrows when rewound past */
+    ad_node *late = ad_input(g, 1, s, "late");
+    double z[5] = {0};
+    cr_assert_eq(ad_input_borrow(late, z), 0);
+    cr_assert_eq(ad_graph_rewind(g, mark), 0);
+    cr_assert_eq(ad_input_borrow(in[8], NULL), 0);
+    cr_assert_eq(ad_forward(g), 0);
+    cr_assert_float_eq(ad_item(total), want, 1e-9, "in[8] kept the values it read");
+    ad_graph_free(g);
+    cr_assert_eq(c.live, 0, "%ld blocks leaked", c.live);
+}

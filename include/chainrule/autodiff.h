@@ -231,6 +231,24 @@ AD_API ad_node *ad_const_scalar(ad_graph *g, double value, const char *name);
 AD_API int ad_leaf_move(ad_node *leaf, void *value, void *grad);
 
 /**
+ * Lets an input leaf (ad_input) read its values from the caller's memory
+ * instead of copying them in: values holds ad_numel(input) elements of the
+ * graph's dtype (float for AD_F32, double for AD_F64), row-major, and must
+ * stay valid and unchanged for as long as the graph may read it (ad_forward,
+ * ad_backward, replays). Nothing is copied and nothing is written through
+ * values; ad_data(input) returns values meanwhile (do not write through it).
+ * Calling it again with another pointer moves the borrow there. The borrow
+ * ends with ad_input_borrow(input, NULL), which copies the values the input
+ * read into its own buffer (so it holds them as if ad_set had been called),
+ * or without copying when ad_set, ad_set_f32 or ad_resize write the input,
+ * or when the graph is rewound past it or freed. For feeding a model from
+ * the caller's arrays without a copy per batch (nn_model_predict and
+ * nn_train_epoch use it). 0, or -1 with the graph's error (not an input
+ * leaf; out of memory for the borrow table).
+ */
+AD_API int ad_input_borrow(ad_node *input, const void *values);
+
+/**
  * Copies count values into a leaf; count must equal its numel. 0 on success,
  * -1 on error (see ad_graph_error; for a NULL leaf, the error of the op that
  * returned it).
