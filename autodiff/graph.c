@@ -1004,6 +1004,15 @@ static bool check_count(const ad_node *n, int64_t count, const char *fn)
     return true;
 }
 
+/* leaf's values = values (count of them) converted to the graph's type: the
+ * threads copy a block each when there are enough (a training step's input
+ * batch, copied from a dataset that is not in cache) */
+#define SET_VALUES(leaf, values, count)                                                            \
+    AD_DISPATCH((leaf)->g, {                                                                       \
+        T *v = (leaf)->value;                                                                      \
+        AD_FOR_ELEMENTS(i, count, v[i] = (T)(values)[i];);                                         \
+    })
+
 int ad_set(ad_node *leaf, const double *values, int64_t count)
 {
     if (!leaf || !ad_node_live(leaf, "ad_set"))
@@ -1020,11 +1029,7 @@ int ad_set(ad_node *leaf, const double *values, int64_t count)
     }
     if (leaf->flags & NODE_BORROWED) /* every element is written below */
         input_unborrow(leaf, false);
-    AD_DISPATCH(leaf->g, {
-        T *v = leaf->value;
-        for (int64_t i = 0; i < count; i++)
-            v[i] = (T)values[i];
-    });
+    SET_VALUES(leaf, values, count);
     return 0;
 }
 
@@ -1045,13 +1050,7 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
     }
     if (leaf->flags & NODE_BORROWED) /* every element is written below */
         input_unborrow(leaf, false);
-    if (leaf->g->dtype == AD_F32) {
-        memcpy(leaf->value, values, sizeof(float) * (size_t)count);
-    } else {
-        double *v = leaf->value;
-        for (int64_t i = 0; i < count; i++)
-            v[i] = values[i];
-    }
+    SET_VALUES(leaf, values, count);
     return 0;
 }
 

@@ -247,3 +247,39 @@ Test(threads, softmax_cross_entropy_of_a_large_batch)
         cr_assert_eq(memcmp(grad[0], grad[t], sizeof grad[0]), 0, "gradient, %d threads", t + 1);
     }
 }
+
+/* A leaf's values set from 50,000 floats or doubles (copied by the threads
+ * in blocks, over 32,768 elements) are the values given, converted to the
+ * graph's type, whatever the thread count. */
+Test(threads, a_large_input_is_set_whole)
+{
+    enum { N = 50000 };
+    static float f[N];
+    static double d[N];
+    for (int i = 0; i < N; i++) {
+        d[i] = sin(0.37 * i) * 1e3 + 1e-7 * i;
+        f[i] = (float)d[i];
+    }
+    for (int t = 1; t <= THREADS; t++) {
+        ad_set_threads(t);
+        for (int dt = 0; dt < 2; dt++) {
+            ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+            int64_t shape[2] = {N / 100, 100};
+            ad_node *x = ad_input(g, 2, shape, "x"), *y = ad_input(g, 2, shape, "y");
+            cr_assert_eq(ad_set_f32(x, f, N), 0, "%s", ad_graph_error(g));
+            cr_assert_eq(ad_set(y, d, N), 0, "%s", ad_graph_error(g));
+            for (int i = 0; i < N; i++) {
+                const double xv =
+                    dt ? ((const double *)ad_data(x))[i] : ((const float *)ad_data(x))[i];
+                const double yv =
+                    dt ? ((const double *)ad_data(y))[i] : ((const float *)ad_data(y))[i];
+                cr_assert(xv == (double)f[i], "%d threads, f%d, x[%d] %.17g, set %.9g", t,
+                          dt ? 64 : 32, i, xv, (double)f[i]);
+                cr_assert(yv == (dt ? d[i] : (double)(float)d[i]), "%d threads, f%d, y[%d] %.17g",
+                          t, dt ? 64 : 32, i, yv);
+            }
+            ad_graph_free(g);
+        }
+    }
+    ad_set_threads(1);
+}
