@@ -15,12 +15,17 @@
  * conv_bias(x, w, b) adds b (O) per output channel while it moves the
  * chunk's GEMM output to the images' places, still in cache (no separate
  * broadcast add over the batch); conv_bias_relu applies the ReLU in that
- * same pass (the CNN's conv -> relu in one pass).
+ * same pass (the CNN's conv -> relu in one pass). conv_bias_relu_pool also
+ * takes the 2×2 max pool (stride 2, no padding) of that in the same pass,
+ * recording the argmax as max_pool does, so the full-size activation is
+ * never written: relu and max commute, and the pooled value's sign is the
+ * ReLU's mask at the argmax, which is all its gradient needs.
  *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
  *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
+ *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
  *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
  *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
@@ -131,6 +136,8 @@ static const char *conv_name(int op, int nd)
         return nd == 3 ? "ad_conv1d_bias" : "ad_conv2d_bias";
     case AD_OP_CONV_BIAS_RELU:
         return nd == 3 ? "ad_conv1d_bias_relu" : "ad_conv2d_bias_relu";
+    case AD_OP_CONV_BIAS_RELU_POOL:
+        return "ad_conv2d_bias_relu_pool";
     default:
         return nd == 3 ? "ad_conv1d" : "ad_conv2d";
     }
@@ -260,6 +267,23 @@ static int64_t conv_chunk(const conv_geom *q, size_t elem)
     return nb < 1 ? 1 : nb;
 }
 
+/* m, k = the maximum of the 2×2 window a b / c d (values without NaN, as
+ * after a ReLU) and its place 0, 1, W or W + 1 in a plane W wide: the first
+ * maximum in scan order on ties, as max_pool; selects, so a loop over
+ * windows vectorizes */
+#define MAX_OF_FOUR(a, b, c, d, W, m, k)                                                           \
+    do {                                                                                           \
+        bool t_ = (b) > (a);                                                                       \
+        m = t_ ? (b) : (a);                                                                        \
+        k = t_ ? 1 : 0;                                                                            \
+        t_ = (c) > m;                                                                              \
+        m = t_ ? (c) : m;                                                                          \
+        k = t_ ? (W) : k;                                                                          \
+        t_ = (d) > m;                                                                              \
+        m = t_ ? (d) : m;                                                                          \
+        k = t_ ? (W) + 1 : k;                                                                      \
+    } while (0)
+
 /* ------------------------------------------------ Winograd F(2×2, 3×3)
  *
  * A stride-1 3×3 convolution computes each 2×2 block of outputs from the
@@ -295,7 +319,7 @@ typedef struct {
 static bool use_winograd(const ad_node *n, const conv_geom *q)
 {
     if (n->op != AD_OP_CONV && n->op != AD_OP_CONV_BIAS && n->op != AD_OP_CONV_BIAS_RELU &&
-        n->op != AD_OP_CONV_TRANSPOSE)
+        n->op != AD_OP_CONV_BIAS_RELU_POOL && n->op != AD_OP_CONV_TRANSPOSE)
         return false;
     return q->KH == 3 && q->KW == 3 && q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1 &&
            q->G == 1 && q->ph <= 2 && q->pw <= 2 && q->C >= WINO_MIN_CHANNELS &&
@@ -445,18 +469,21 @@ static void wino_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t 
  * each 2×2 block written to y (nb images from its first element), with
  * the bias bv (Co) added when given and then max(·, 0) when relu: one loop
  * over a plane's tiles into four arrays (the block's four places), then
- * the rows of y from them */
+ * the rows of y from them. arg given (conv_bias_relu_pool): a tile's block
+ * is a pooling window; y (nb, Co, OH/2, OW/2) gets the windows' maxima and
+ * arg their argmax, as conv_pool_epilogue. */
 static void wino_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
-                        const void *bv, bool relu, void *workv)
+                        int32_t *arg, const void *bv, bool relu, void *workv)
 {
     const int64_t tw = w->tw, tiles = w->th * tw, nt = nb * tiles, ks = w->Co * nt;
-    const int64_t OW = w->OW, pairs = OW / 2;
+    const int64_t OW = w->OW, pairs = OW / 2, PH = w->OH / 2, PW = OW / 2;
+    const int32_t W32 = (int32_t)OW;
     AD_DISPATCH(g, {
         T *restrict q00 = (T *)workv, *restrict q01 = q00 + tiles;
         T *restrict q10 = q01 + tiles, *restrict q11 = q10 + tiles;
         for (int64_t i = 0; i < nb; i++)
             for (int64_t o = 0; o < w->Co; o++) {
-                T *yp = (T *)yv + (i * w->Co + o) * w->OH * OW;
+                T *yp = (T *)yv + (i * w->Co + o) * w->OH * OW; /* not pooled */
                 const T bias = bv ? ((const T *)bv)[o] : 0;
                 const T *restrict m = (const T *)mv + o * nt + i * tiles;
                 NO_ALIAS_LOOP
@@ -476,6 +503,20 @@ static void wino_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t
                 }
                 for (int64_t t = 0; relu && t < 4 * tiles; t++) /* q00 ... q11 */
                     q00[t] = q00[t] > 0 ? q00[t] : 0;
+                if (arg) {
+                    T *yq = (T *)yv + (i * w->Co + o) * PH * PW;
+                    int32_t *aq = arg + (i * w->Co + o) * PH * PW;
+                    for (int64_t pi = 0; pi < PH; pi++, yq += PW, aq += PW)
+                        for (int64_t pj = 0; pj < PW; pj++) {
+                            const int64_t t = pi * tw + pj;
+                            T mx;
+                            int32_t k;
+                            MAX_OF_FOUR(q00[t], q01[t], q10[t], q11[t], W32, mx, k);
+                            yq[pj] = mx;
+                            aq[pj] = (int32_t)(2 * pi * OW + 2 * pj) + k;
+                        }
+                    continue;
+                }
                 for (int64_t ti = 0; ti < w->th; ti++) {
                     const int64_t b = ti * tw;
                     T *y0 = yp + 2 * ti * OW;
@@ -510,9 +551,9 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
     const int64_t chunk = wino_chunk(&w, es), tiles = w.th * w.tw;
     const char *xv = transpose ? Y->value : X->value;
     char *yv = transpose ? X->value : Y->value;
-    const char *bias = n->op == AD_OP_CONV_BIAS || n->op == AD_OP_CONV_BIAS_RELU
-                           ? (const char *)n->inputs[2]->value
-                           : NULL;
+    const char *bias = n->ninputs == 3 ? (const char *)n->inputs[2]->value : NULL;
+    const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL;
+    const int64_t ys = pool ? w.Co * (w.OH / 2) * (w.OW / 2) : w.Co * w.OH * w.OW; /* an image */
     char *u = n->g->scratch, *v = u + (size_t)(16 * w.Co * w.Ci) * es;
     wino_weights(n->g, K->value, u, q->O, q->C, transpose);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
@@ -523,24 +564,28 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
             ad_gemm(dt, false, false, false, (ad_mm_dims){w.Co, w.Ci, nt},
                     u + (size_t)(k * w.Co * w.Ci) * es, v + (size_t)(k * w.Ci * nt) * es,
                     m + (size_t)(k * w.Co * nt) * es);
-        wino_output(n->g, &w, m, nb, yv + (size_t)(i0 * w.Co * w.OH * w.OW) * es, bias,
-                    n->op == AD_OP_CONV_BIAS_RELU, work);
+        wino_output(n->g, &w, m, nb, yv + (size_t)(i0 * ys) * es,
+                    pool ? (int32_t *)n->aux + i0 * ys : NULL, bias,
+                    n->op == AD_OP_CONV_BIAS_RELU || pool, work);
     }
 }
 
-/* scratch for a chunk: the column matrix, and when nb > 1 the output
- * matrix after it */
+/* scratch for a chunk: the column matrix (none for a pointwise
+ * convolution), and when nb > 1 or the output is pooled the output matrix
+ * after it */
 static bool conv_scratch(ad_node *n, const conv_geom *q)
 {
     if (use_winograd(n, q)) {
         const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE);
         return ad_scratch(n->g, wino_scratch_elems(&w, n->g->elem) * n->g->elem);
     }
-    if (is_pointwise(q))
+    const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL; /* the output is never t */
+    if (is_pointwise(q) && !pool)
         return true;
     const int64_t nb = conv_chunk(q, n->g->elem);
-    size_t cols = (size_t)(q->C / q->G * q->KH * q->KW), rows = (size_t)(nb * q->OH * q->OW);
-    if (nb > 1)
+    size_t cols = is_pointwise(q) ? 0 : (size_t)(q->C / q->G * q->KH * q->KW);
+    size_t rows = (size_t)(nb * q->OH * q->OW);
+    if (nb > 1 || pool)
         cols += (size_t)(q->O / q->G);
     return ad_scratch(n->g, cols * rows * n->g->elem);
 }
@@ -582,6 +627,18 @@ bool shape_conv(ad_node *n)
     }
     q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
     q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
+    if (n->op == AD_OP_CONV_BIAS_RELU_POOL) { /* 2×2 windows, stride 2: (N, O, OH/2, OW/2) */
+        if (x->ndim != 4 || q.OH < 2 || q.OW < 2) {
+            ad_fail(n->g,
+                    "%s: input %s and weight %s give a %lldx%lld convolution output; the 2x2 "
+                    "pooling needs 4 axes and at least 2x2",
+                    nm, ad_shape_str(x, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2),
+                    (long long)q.OH, (long long)q.OW);
+            return false;
+        }
+        return set_spatial_shape(n, 4, q.N, q.O, q.OH / 2, q.OW / 2, nm) &&
+               ad_node_aux(n, (size_t)n->numel * sizeof(int32_t)) && conv_scratch(n, &q);
+    }
     return set_spatial_shape(n, x->ndim, q.N, q.O, q.OH, q.OW, nm) && conv_scratch(n, &q);
 }
 
@@ -806,6 +863,43 @@ static void conv_epilogue(ad_graph *g, const void *tv, void *yv, const void *bv,
     });
 }
 
+/* conv_bias_relu_pool's move: the chunk's output matrix t (Og, nb·P), planes
+ * (OH, OW), to the pooled images y (Og, OH/2, OW/2), ys elements apart:
+ * relu(t + bv[o]) and its 2×2 max pool, the argmax (the place in the
+ * (OH, OW) plane, as max_pool records it) in arg at y's places */
+static void conv_pool_epilogue(ad_graph *g, const void *tv, void *yv, int32_t *arg, const void *bv,
+                               int64_t Og, const conv_geom *q, int64_t nb, int64_t ys)
+{
+    const int64_t OW = q->OW, P = q->OH * OW, PH = q->OH / 2, PW = OW / 2;
+    const int32_t W32 = (int32_t)OW;
+    AD_DISPATCH(g, {
+        for (int64_t o = 0; o < Og; o++) {
+            const T v = ((const T *)bv)[o];
+            for (int64_t i = 0; i < nb; i++) {
+                const T *s = (const T *)tv + (o * nb + i) * P;
+                T *y = (T *)yv + i * ys + o * PH * PW;
+                int32_t *ai = arg + i * ys + o * PH * PW;
+                for (int64_t pi = 0; pi < PH; pi++, y += PW, ai += PW) {
+                    const T *r0 = s + 2 * pi * OW, *r1 = r0 + OW;
+                    const int32_t base = (int32_t)(2 * pi * OW);
+                    for (int64_t pj = 0; pj < PW; pj++) {
+                        T a = r0[2 * pj] + v, b = r0[2 * pj + 1] + v, c = r1[2 * pj] + v,
+                          d = r1[2 * pj + 1] + v, m;
+                        a = a > 0 ? a : 0;
+                        b = b > 0 ? b : 0;
+                        c = c > 0 ? c : 0;
+                        d = d > 0 ? d : 0;
+                        int32_t k;
+                        MAX_OF_FOUR(a, b, c, d, W32, m, k);
+                        y[pj] = m;
+                        ai[pj] = base + 2 * (int32_t)pj + k;
+                    }
+                }
+            }
+        }
+    });
+}
+
 /* The reverse move: t (Og, nb·P) from the chunk's images' blocks y (Og, P),
  * ys elements apart (the output gradient in the column order of col). */
 static void conv_gather(const char *y, char *t, int64_t Og, int64_t P, int64_t nb, int64_t ys,
@@ -827,16 +921,20 @@ static void conv_gather(const char *y, char *t, int64_t Og, int64_t P, int64_t n
 static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_node *Y)
 {
     conv_geom q = make_geom(n, X, K, Y);
+    const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL;
+    if (pool) { /* Y is pooled: the convolution's own output size */
+        q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
+        q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
+    }
     const int64_t Cg = q.C / q.G, Og = q.O / q.G, Kc = Cg * q.KH * q.KW, P = q.OH * q.OW;
-    const int64_t xs = q.C * q.H * q.W, ys = q.O * P; /* one image of X, of Y */
+    const int64_t PP = pool ? (q.OH / 2) * (q.OW / 2) : P; /* positions of one plane of Y */
+    const int64_t xs = q.C * q.H * q.W, ys = q.O * PP;     /* one image of X, of Y */
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
     const bool pw = is_pointwise(&q);
     const int64_t chunk = conv_chunk(&q, es);
     char *xv = X->value, *kv = K->value, *yv = Y->value;
-    const char *bias = n->op == AD_OP_CONV_BIAS || n->op == AD_OP_CONV_BIAS_RELU
-                           ? (const char *)n->inputs[2]->value
-                           : NULL;
+    const char *bias = n->ninputs == 3 ? (const char *)n->inputs[2]->value : NULL;
     if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
         memset(kv, 0, (size_t)n->numel * es);
     if (use_winograd(n, &q)) {
@@ -848,18 +946,22 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
         for (int64_t gi = 0; gi < q.G; gi++) {
             char *xb = xv + (size_t)(i0 * xs + gi * Cg * q.H * q.W) * es;
             char *kb = kv + (size_t)(gi * Og * Kc) * es;
-            char *yb = yv + (size_t)(i0 * ys + gi * Og * P) * es;
+            char *yb = yv + (size_t)(i0 * ys + gi * Og * PP) * es;
             char *col = pw ? xb : n->g->scratch;
-            char *t = nb > 1 ? (char *)n->g->scratch + (size_t)(Kc * ld) * es : yb;
+            char *t = nb > 1 || pool ? (char *)n->g->scratch + (size_t)(pw ? 0 : Kc * ld) * es : yb;
             switch (n->op) {
             case AD_OP_CONV:
             case AD_OP_CONV_BIAS:
             case AD_OP_CONV_BIAS_RELU:
+            case AD_OP_CONV_BIAS_RELU_POOL:
                 for (int64_t i = 0; !pw && i < nb; i++)
                     unfold(n->g, &q, xb + (size_t)(i * xs) * es, col + (size_t)(i * P) * es, ld,
                            false);
                 ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, ld}, kb, col, t);
-                if (nb > 1 || bias)
+                if (pool)
+                    conv_pool_epilogue(n->g, t, yb, (int32_t *)n->aux + (i0 * ys + gi * Og * PP),
+                                       bias + (size_t)(gi * Og) * es, Og, &q, nb, ys);
+                else if (nb > 1 || bias)
                     conv_epilogue(n->g, t, yb, bias ? bias + (size_t)(gi * Og) * es : NULL, Og, P,
                                   nb, ys, n->op == AD_OP_CONV_BIAS_RELU);
                 break;
@@ -910,12 +1012,17 @@ static ad_node *conv_op(int op, ad_node *a, ad_node *b, const int64_t *params, i
     return conv_op3(op, a, b, NULL, params, e0, e1);
 }
 
+static ad_node *pool_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t h,
+                        int64_t w);
+
 void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *x = n->inputs[0], *w = n->inputs[1];
     int64_t h, wd;
     if (n->op == AD_OP_CONV_BIAS_RELU) /* y > 0 exactly where the sum is: the mask from y */
         g = ad_relu_grad(g, n);
+    if (n->op == AD_OP_CONV_BIAS_RELU_POOL) /* the same mask, at each window's argmax */
+        g = pool_op(AD_OP_MAX_POOL_SCATTER, ad_relu_grad(g, n), n, NULL, 0, 0);
     if (n->ninputs == 3 && (n->inputs[2]->flags & NODE_REQGRAD)) {
         /* Σ over the batch, then over the positions of (O, P): the long sum
            runs across the batch, where the kernel adds whole rows (vectors),
@@ -1034,6 +1141,11 @@ ad_node *ad_conv2d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_o
     return conv_public(AD_OP_CONV_BIAS_RELU, x, w, b, o, 4);
 }
 
+ad_node *ad_conv2d_bias_relu_pool(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o)
+{
+    return conv_public(AD_OP_CONV_BIAS_RELU_POOL, x, w, b, o, 4);
+}
+
 /* ------------------------------------------------------------------ pooling */
 
 static const char *pool_name(int op, int nd)
@@ -1145,27 +1257,53 @@ bool shape_avg_pool_transpose(ad_node *n)
     return set_spatial_shape(n, g->ndim, g->shape[0], g->shape[1], H, W, nm);
 }
 
-/* scatter and gather: input 1 must be the max_pool node holding the argmax */
+/* The pooling's input shape (N, C, H, W) of y, a max_pool node (its input)
+ * or a conv_bias_relu_pool node (its convolution's output). */
+static void pooled_from(const ad_node *y, int64_t *shape)
+{
+    const ad_node *x = y->inputs[0];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    if (y->op == AD_OP_CONV_BIAS_RELU_POOL) {
+        conv_geom q = make_geom(y, x, y->inputs[1], y);
+        shape[1] = q.O;
+        shape[2] = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
+        shape[3] = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
+    }
+}
+
+/* the pooling geometry of y, full the tensor of the pooling's input shape */
+static conv_geom pool_index_geom(const ad_node *y, const ad_node *full)
+{
+    conv_geom q = make_geom(y, full, NULL, y);
+    if (y->op == AD_OP_CONV_BIAS_RELU_POOL) { /* 2×2 windows, stride 2 */
+        q.sh = q.sw = q.KH = q.KW = 2;
+        q.ph = q.pw = 0;
+    }
+    return q;
+}
+
+/* scatter and gather: input 1 must be the max_pool (or conv_bias_relu_pool)
+ * node holding the argmax */
 bool shape_pool_index(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *y = n->inputs[1];
     const char *nm = pool_name(n->op, 4);
     char b1[96], b2[96];
-    if (y->op != AD_OP_MAX_POOL) {
+    if (y->op != AD_OP_MAX_POOL && y->op != AD_OP_CONV_BIAS_RELU_POOL) {
         ad_fail(n->g, "%s: operand 2 must be a max_pool node, got %s %s", nm, ad_ops[y->op].name,
                 ad_shape_str(y, b2, sizeof b2));
         return false;
     }
-    const ad_node *x = y->inputs[0];
-    const ad_node *want = n->op == AD_OP_MAX_POOL_SCATTER ? y : x;
-    const ad_node *out = n->op == AD_OP_MAX_POOL_SCATTER ? x : y;
-    if (a->ndim != want->ndim ||
-        memcmp(a->shape, want->shape, sizeof(int64_t) * (size_t)a->ndim) != 0) {
+    int64_t full[AD_MAX_DIMS];
+    pooled_from(y, full);
+    const bool scatter = n->op == AD_OP_MAX_POOL_SCATTER;
+    const int64_t *want = scatter ? y->shape : full, *out = scatter ? full : y->shape;
+    if (a->ndim != y->ndim || memcmp(a->shape, want, sizeof(int64_t) * (size_t)a->ndim) != 0) {
         ad_fail(n->g, "%s: operand %s does not have the shape %s", nm,
-                ad_shape_str(a, b1, sizeof b1), ad_shape_str(want, b2, sizeof b2));
+                ad_shape_str(a, b1, sizeof b1), ad_dims_str(y->ndim, want, b2, sizeof b2));
         return false;
     }
-    return ad_shape_set(n, out->ndim, out->shape, nm);
+    return ad_shape_set(n, y->ndim, out, nm);
 }
 
 void fwd_max_pool(ad_node *n)
@@ -1264,7 +1402,7 @@ void fwd_max_pool(ad_node *n)
 void fwd_max_pool_scatter(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *y = n->inputs[1];
-    conv_geom q = make_geom(y, n, NULL, y);
+    conv_geom q = pool_index_geom(y, n);
     const int32_t *arg = y->aux;
     const bool two = q.KH == 2 && q.KW == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0;
     AD_DISPATCH(n->g, {
@@ -1287,7 +1425,7 @@ void fwd_max_pool_scatter(ad_node *n)
 void fwd_max_pool_gather(ad_node *n)
 {
     const ad_node *h = n->inputs[0], *y = n->inputs[1];
-    conv_geom q = make_geom(y, h, NULL, y);
+    conv_geom q = pool_index_geom(y, h);
     const int32_t *arg = y->aux;
     AD_DISPATCH(n->g, {
         const T *hv = h->value;

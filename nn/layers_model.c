@@ -231,8 +231,10 @@ static ad_node *recurrent(nn_model *m, nn_layer *l, ad_node *x)
 
 /* conv1d/conv2d: weight (O, C/groups, K...) and bias (O) as nn.ConvNd:
  * uniform in +-1/sqrt(C/groups * prod K). With a bias the convolution, the
- * bias and (relu set) the ReLU after it are one node (ad_conv2d_bias_relu). */
-static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x, bool relu)
+ * bias and (relu set) the ReLU after it are one node (ad_conv2d_bias_relu),
+ * and with pool set also the 2x2 max pool after that
+ * (ad_conv2d_bias_relu_pool; the caller checked that it applies). */
+static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x, bool relu, bool pool)
 {
     int sp = l->kind == NN_LAYER_CONV2D ? 2 : 1;
     if (ad_ndim(x) != 2 + sp)
@@ -258,6 +260,8 @@ static ad_node *conv(nn_model *m, nn_layer *l, ad_node *x, bool relu)
         return relu ? ad_relu(y) : y;
     }
     ad_node *b = nn_model_new_param(m, l, "bias", 1, &l->units, NN_INIT_TORCH, fan_in, 1, 0.0);
+    if (pool)
+        return ad_conv2d_bias_relu_pool(x, w, b, &o);
     if (relu)
         return sp == 2 ? ad_conv2d_bias_relu(x, w, b, &o) : ad_conv1d_bias_relu(x, w, b, &o);
     return sp == 2 ? ad_conv2d_bias(x, w, b, &o) : ad_conv1d_bias(x, w, b, &o);
@@ -451,7 +455,7 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
         break;
     case NN_LAYER_CONV1D:
     case NN_LAYER_CONV2D:
-        y = conv(m, l, x, false);
+        y = conv(m, l, x, false, false);
         break;
     case NN_LAYER_MAX_POOL1D:
     case NN_LAYER_MAX_POOL2D:
@@ -503,18 +507,47 @@ ad_node *nn_layer_apply(nn_model *m, nn_layer *l, ad_node *x)
     return y;
 }
 
-ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x)
+/* the output size along spatial axis k (0 height, 1 width) of conv2d layer l
+ * on x (N, C, H, W) */
+static int64_t conv2d_out_len(const nn_layer *l, ad_node *x, int k)
 {
-    if (!x || !layer_in_range(m, l, x))
+    int64_t s = l->stride[k] ? l->stride[k] : 1, d = l->dilation[k] ? l->dilation[k] : 1;
+    return (ad_shape(x)[2 + k] + 2 * l->padding[k] - d * (l->kernel[k] - 1) - 1) / s + 1;
+}
+
+ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, nn_layer *pool,
+                                  ad_node *x)
+{
+    if (!x || !layer_in_range(m, l, x) || (pool && !layer_in_range(m, pool, x)))
         return NULL;
     l->input = x;
     l->in = ad_ndim(x) ? ad_shape(x)[ad_ndim(x) - 1] : 1;
     ad_node *y = l->kind == NN_LAYER_DENSE ? dense(m, l, "", x, l->units, l->bias, l->init, true)
-                                           : conv(m, l, x, true);
+                                           : conv(m, l, x, true, pool != NULL);
     act->input = l->output = act->output = y;
     if (y)
         act->in = l->out = act->out = ad_shape(y)[ad_ndim(y) - 1];
+    if (pool) { /* the widths before the pooling, as without the fusion */
+        pool->input = pool->output = y;
+        pool->out = act->out;
+        l->out = act->in = act->out = pool->in = conv2d_out_len(l, x, 1);
+    }
     return y;
+}
+
+/* A conv2d layer l with a bias, then p a 2x2 max pool at stride 2 without
+ * padding (after its ReLU), on x whose convolution output is 2x2 or more:
+ * conv, ReLU and pool make one ad_conv2d_bias_relu_pool node. */
+static bool pool_fuses(const nn_layer *l, const nn_layer *p, ad_node *x)
+{
+    if (l->kind != NN_LAYER_CONV2D || !l->bias || !p || p->kind != NN_LAYER_MAX_POOL2D ||
+        ad_ndim(x) != 4)
+        return false;
+    for (int k = 0; k < 2; k++)
+        if (p->kernel[k] != 2 || (p->stride[k] != 0 && p->stride[k] != 2) || p->padding[k] != 0 ||
+            conv2d_out_len(l, x, k) < 2)
+            return false;
+    return true;
 }
 
 ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed)
@@ -524,9 +557,12 @@ ad_node *nn_layers_apply_chain(nn_model *m, int first, ad_node *h, int *failed)
         int at = i;
         bool fusable =
             l->kind == NN_LAYER_DENSE || l->kind == NN_LAYER_CONV1D || l->kind == NN_LAYER_CONV2D;
-        if (fusable && next && next->kind == NN_LAYER_ACTIVATION && next->act == NN_ACT_RELU)
-            h = nn_layer_apply_with_relu(m, l, &m->layers[++i], h);
-        else
+        if (fusable && next && next->kind == NN_LAYER_ACTIVATION && next->act == NN_ACT_RELU) {
+            nn_layer *p = i + 2 < m->nlayers ? &m->layers[i + 2] : NULL;
+            p = pool_fuses(l, p, h) ? p : NULL;
+            h = nn_layer_apply_with_relu(m, l, &m->layers[i + 1], p, h);
+            i += p ? 2 : 1;
+        } else
             h = nn_layer_apply(m, l, h);
         if (!h && failed)
             *failed = at;

@@ -161,15 +161,18 @@ const char *nn_layer_param_range(nn_layer_param param, char *buf, size_t size);
 /* layers_model.c: whether v is in param's range. */
 bool nn_layer_param_ok(nn_layer_param param, double v);
 /* layers_model.c: a dense or convolution layer l and the ReLU activation
- * layer act after it as one fused node (ad_linear_relu, ad_conv2d_bias_relu);
- * both records get its output. */
-ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, ad_node *x);
+ * layer act after it as one fused node (ad_linear_relu, ad_conv2d_bias_relu),
+ * with pool (NULL: none) the 2x2 max pool layer after act in it too
+ * (ad_conv2d_bias_relu_pool); every record gets its output. */
+ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, nn_layer *pool,
+                                  ad_node *x);
 /* model.c: the initializer nn_mlp_new draws a dense layer's weights
  * from, by the activation after it (He uniform before ReLU-like ones, LeCun
  * normal before SELU, Glorot uniform otherwise). */
 nn_init nn_init_for_activation(nn_activation act);
 /* layers_model.c: applies layers [first, nlayers) one after the other to h
- * (a dense or convolution layer followed by a ReLU as one fused node, as nn_model_build
+ * (a dense or convolution layer followed by a ReLU as one fused node, and a
+ * conv2d, ReLU, 2x2 max pool as one, as nn_model_build
  * does, so a model rebuilt from a description computes bit for bit what
  * the original did); the output, or NULL with *failed (may be NULL) the
  * index of the layer that failed. */

@@ -733,3 +733,86 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
             ad_graph_free(g);
         }
 }
+
+/* conv_bias_relu_pool is max_pool2d(2) of conv2d_bias_relu: the same values
+ * and argmax, and the same gradients to x, w and b (G·[y > 0] placed at the
+ * argmax, then the convolution's rules), bit for bit, through im2col (3×3
+ * padding 1 with chunks of images; odd sizes, stride 2 and groups 2; a
+ * pointwise kernel) and through Winograd (8 channels, odd output), in f32
+ * and f64; then the errors. */
+Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
+{
+    struct {
+        int64_t N, C, O, H, W, K;
+        ad_conv_opts o;
+    } cases[] = {
+        {11, 2, 4, 8, 8, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},
+        {3, 4, 6, 9, 7, 3, {{2, 1}, {1, 0}, {1, 1}, 2}},
+        {2, 3, 5, 6, 5, 1, {{1, 1}, {0, 0}, {1, 1}, 1}},
+        {3, 8, 8, 7, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},
+    };
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+            int64_t G = cases[t].o.groups, K = cases[t].K;
+            int64_t xs[4] = {cases[t].N, cases[t].C, cases[t].H, cases[t].W};
+            int64_t ws[4] = {cases[t].O, cases[t].C / G, K, K}, bs[1] = {cases[t].O};
+            ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+            ad_node *b = ad_param(g, 1, bs, "b");
+            fill_hashed(x, 51 + (uint32_t)t, 0);
+            fill_hashed(w, 53 + (uint32_t)t, 0);
+            fill_hashed(b, 57 + (uint32_t)t, 0);
+            ad_pool_opts po = {{2, 2}, {2, 2}, {0, 0}};
+            ad_node *ys[2] = {ad_conv2d_bias_relu_pool(x, w, b, &cases[t].o),
+                              ad_max_pool2d(ad_conv2d_bias_relu(x, w, b, &cases[t].o), &po)};
+            cr_assert(ys[0] && ys[1], "%s", ad_graph_error(g));
+            cr_assert_eq(ad_ndim(ys[0]), 4);
+            for (int d = 0; d < 4; d++)
+                cr_assert_eq(sz(ys[0], d), sz(ys[1], d), "case %zu axis %d", t, d);
+            ad_node *r = ad_const(g, 4, ad_shape(ys[0]), NULL, "r");
+            fill_hashed(r, 59 + (uint32_t)t, 0);
+            double *v[2][4];
+            for (int k = 0; k < 2; k++) {
+                ad_node *loss = ad_sum(ad_mul(ys[k], r), AD_ALL);
+                ad_zero_grad(g);
+                cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+                ad_node *of[4] = {ys[k], x, w, b};
+                for (int j = 0; j < 4; j++) {
+                    int64_t m = ad_numel(of[j]);
+                    v[k][j] = malloc(sizeof(double) * (size_t)m);
+                    cr_assert_not_null(v[k][j]);
+                    if (j)
+                        ad_get_grad(of[j], v[k][j], m);
+                    else
+                        ad_get(of[j], v[k][j], m);
+                }
+            }
+            ad_node *of[4] = {ys[0], x, w, b};
+            int64_t positive = 0;
+            for (int j = 0; j < 4; j++) {
+                for (int64_t i = 0; i < ad_numel(of[j]); i++) {
+                    cr_assert_eq(v[0][j][i], v[1][j][i],
+                                 "case %zu dtype %d output %d [%lld]: %.17g vs %.17g", t, dt, j,
+                                 (long long)i, v[0][j][i], v[1][j][i]);
+                    positive += j == 0 && v[0][j][i] > 0;
+                }
+                free(v[0][j]);
+                free(v[1][j]);
+            }
+            cr_assert_gt(positive, ad_numel(ys[0]) / 4,
+                         "case %zu: most windows are not all negative", t);
+            ad_graph_free(g);
+        }
+    ad_graph *g = ad_graph_new(AD_F32);
+    int64_t x3[3] = {2, 4, 9}, w3[3] = {4, 4, 3}, x4[4] = {2, 4, 3, 3}, w4[4] = {4, 4, 3, 3};
+    int64_t bs[1] = {4};
+    ad_node *b = ad_param(g, 1, bs, "b");
+    expect_error(
+        g, ad_conv2d_bias_relu_pool(ad_input(g, 3, x3, "x"), ad_param(g, 3, w3, "w"), b, NULL),
+        "ad_conv2d_bias_relu_pool: input (2,4,9) must have 4 axes (N,C,H,W)");
+    expect_error(
+        g, ad_conv2d_bias_relu_pool(ad_input(g, 4, x4, "x"), ad_param(g, 4, w4, "w"), b, NULL),
+        "ad_conv2d_bias_relu_pool: input (2,4,3,3) and weight (4,4,3,3) give a 1x1 "
+        "convolution output; the 2x2 pooling needs 4 axes and at least 2x2");
+    ad_graph_free(g);
+}

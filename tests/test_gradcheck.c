@@ -125,13 +125,15 @@ static void spatial_shape(gencase *c, int k, int one_d, int64_t a, int64_t b, in
 
 /* Convolution ops: a random geometry; successive calls cycle through 2-d
  * with stride 2, padding and groups 2; 2-d with dilation 2 and padding;
- * 1-d with anything. conv takes (x, w), conv_bias and conv_bias_relu
- * (x, w, b), conv_transpose (g, w) and
- * conv_weight_grad (x, g), g of the output's shape. */
+ * 1-d with anything. conv takes (x, w), conv_bias, conv_bias_relu and
+ * conv_bias_relu_pool (x, w, b; the last 2-d only, with an output of 2×2 or
+ * more), conv_transpose (g, w) and conv_weight_grad (x, g), g of the
+ * output's shape. */
 static void conv_case(int op, rng_t *r, gencase *c)
 {
     static int calls;
-    int variant = calls++ % 3, one_d = variant == 2;
+    const bool pool = op == AD_OP_CONV_BIAS_RELU_POOL;
+    int variant = calls++ % (pool ? 2 : 3), one_d = variant == 2;
     int64_t N, G, Cg, Og, sh, sw, ph, pw, dh, dw, KH, KW, H, W, OH, OW;
     do {
         N = irand(r, 1, 2);
@@ -149,13 +151,17 @@ static void conv_case(int op, rng_t *r, gencase *c)
         int64_t eh = dh * (KH - 1) + 1 - 2 * ph, ew = dw * (KW - 1) + 1 - 2 * pw;
         H = one_d ? 1 : (eh > 1 ? eh : 1) + irand(r, 0, 2);
         W = (ew > 1 ? ew : 1) + irand(r, 0, 3);
+        if (pool) { /* room for 2×2 windows */
+            H += 2 * sh;
+            W += 2 * sw;
+        }
     } while (N * G * Cg * H * W > 256 || G * Og * G * Cg * KH * KW > 256);
     OH = conv_out(H, KH, sh, ph, dh);
     OW = conv_out(W, KW, sw, pw, dw);
     c->nin = 2;
     c->trainable[1] = true;
     int64_t ip[9] = {sh, sw, ph, pw, dh, dw, G, 0, 0};
-    if (op == AD_OP_CONV || op == AD_OP_CONV_BIAS || op == AD_OP_CONV_BIAS_RELU) {
+    if (op == AD_OP_CONV || op == AD_OP_CONV_BIAS || op == AD_OP_CONV_BIAS_RELU || pool) {
         spatial_shape(c, 0, one_d, N, G * Cg, H, W);
         spatial_shape(c, 1, one_d, G * Og, Cg, KH, KW);
         if (op != AD_OP_CONV) { /* the bias (O), trainable */
@@ -536,6 +542,7 @@ static bool generate(int op, rng_t *r, gencase *c)
     case AD_OP_CONV:
     case AD_OP_CONV_BIAS:
     case AD_OP_CONV_BIAS_RELU:
+    case AD_OP_CONV_BIAS_RELU_POOL:
     case AD_OP_CONV_TRANSPOSE:
     case AD_OP_CONV_WEIGHT_GRAD:
         conv_case(op, r, c);

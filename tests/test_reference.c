@@ -73,6 +73,8 @@
     X(second_conv_bias)                                                                            \
     X(winograd)                                                                                    \
     X(second_winograd)                                                                             \
+    X(conv_bias_relu_pool)                                                                         \
+    X(second_conv_bias_relu_pool)                                                                  \
     X(mlp_jacobian)                                                                                \
     X(take_embedding)                                                                              \
     X(permute_heads)                                                                               \
@@ -469,10 +471,12 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
         return ad_one_hot(in[0], nd->ip[0]);
     }
     if (strncmp(op, "conv", 4) == 0 && (op[4] == '1' || op[4] == '2') && op[5] == 'd') {
-        /* conv1d, conv2d (x w), their _bias and _bias_relu forms (x w b);
-         * ints: stride, padding, dilation (per axis), groups */
+        /* conv1d, conv2d (x w), their _bias and _bias_relu forms (x w b),
+         * conv2d_bias_relu_pool (x w b); ints: stride, padding, dilation
+         * (per axis), groups */
         bool one_d = op[4] == '1', relu = strcmp(op + 6, "_bias_relu") == 0;
-        bool bias = relu || strcmp(op + 6, "_bias") == 0;
+        bool pool = !one_d && strcmp(op + 6, "_bias_relu_pool") == 0;
+        bool bias = relu || pool || strcmp(op + 6, "_bias") == 0;
         cr_assert(bias || op[6] == '\0', "node '%s': op '%s' unknown", nd->name, op);
         need_args(nd, bias ? 3 : 2, 0, one_d ? 4 : 7);
         ad_conv_opts o = {{0, 0}, {0, 0}, {0, 0}, 0};
@@ -483,6 +487,8 @@ static ad_node *make_node(ad_graph *g, const fx_node *nd, ad_node *const *in)
             o.dilation[k] = (int)nd->ip[2 * axes + k];
         }
         o.groups = (int)nd->ip[3 * axes];
+        if (pool)
+            return ad_conv2d_bias_relu_pool(in[0], in[1], in[2], &o);
         if (relu)
             return one_d ? ad_conv1d_bias_relu(in[0], in[1], in[2], &o)
                          : ad_conv2d_bias_relu(in[0], in[1], in[2], &o);

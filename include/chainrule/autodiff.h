@@ -674,6 +674,20 @@ AD_API ad_node *ad_conv2d_bias(ad_node *x, ad_node *w, ad_node *b, const ad_conv
 AD_API ad_node *ad_conv1d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
 /** relu(ad_conv2d_bias(x, w, b, o)) in one node: as ad_conv1d_bias_relu. */
 AD_API ad_node *ad_conv2d_bias_relu(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
+/**
+ * max_pool2d(relu(ad_conv2d_bias(x, w, b, o))) with 2×2 windows at stride 2
+ * and no padding, in one node: x (N, C, H, W) -> (N, O, OH/2, OW/2), OH and
+ * OW the convolution's output size (an odd last row or column is dropped, as
+ * PyTorch's max_pool2d(2)). The ReLU and the pooling run on each chunk of
+ * images' product while it is in cache, so the (N, O, OH, OW) activation is
+ * never stored; the node records each window's argmax as ad_max_pool2d
+ * does (the first maximum in scan order on ties). Values are those of the
+ * three ops one after the other; the gradient sends G·[y > 0] to each
+ * window's argmax and is differentiable again. Errors as ad_conv2d_bias,
+ * and "ad_conv2d_bias_relu_pool: input (2,4,3,3) and weight (4,4,3,3) give a
+ * 1x1 convolution output; the 2x2 pooling needs 4 axes and at least 2x2".
+ */
+AD_API ad_node *ad_conv2d_bias_relu_pool(ad_node *x, ad_node *w, ad_node *b, const ad_conv_opts *o);
 
 /**
  * Options of the pooling ops ([0] height, [1] width; 1-d ops use [0]).

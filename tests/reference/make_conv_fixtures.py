@@ -11,6 +11,8 @@ Ops and their integer parameters (ad_conv_opts / ad_pool_opts order):
     conv1d_bias, conv2d_bias, conv1d_bias_relu, conv2d_bias_relu
                x w b  ints as conv1d / conv2d: the convolution with its bias
                (relu of it), PyTorch's conv with bias=b
+    conv2d_bias_relu_pool
+               x w b  ints as conv2d: max_pool2d(relu(conv2d(x, w, b)), 2)
     max_pool1d x    ints: kernel stride padding        (avg_pool1d the same)
     max_pool2d x    ints: kh kw sh sw ph pw            (avg_pool2d the same)
 Values of the pooling inputs are drawn from a few levels, so windows hold
@@ -55,6 +57,7 @@ fx.TORCH.update({
     "conv2d_bias": _conv2d_bias,
     "conv1d_bias_relu": lambda x, fp, ip: F.relu(_conv1d_bias(x, fp, ip)),
     "conv2d_bias_relu": lambda x, fp, ip: F.relu(_conv2d_bias(x, fp, ip)),
+    "conv2d_bias_relu_pool": lambda x, fp, ip: F.max_pool2d(F.relu(_conv2d_bias(x, fp, ip)), 2),
     "max_pool1d": lambda x, fp, ip: F.max_pool1d(x[0], ip[0], ip[1], ip[2]),
     "max_pool2d": lambda x, fp, ip: F.max_pool2d(x[0], ip[0:2], ip[2:4], ip[4:6]),
     "avg_pool1d": lambda x, fp, ip: F.avg_pool1d(x[0], ip[0], ip[1], ip[2]),
@@ -241,11 +244,38 @@ def case_second_winograd():
     return grad_norm_loss(c, x, y)
 
 
+def case_conv_bias_relu_pool():
+    """conv + bias + relu + 2x2 max pool in one node: im2col (stride 2 along
+    the height, odd output width) and Winograd (8 channels), then the
+    second order through it"""
+    c = Case("conv_bias_relu_pool", 915)
+    x = c.param("x", (2, 3, 9, 7))
+    w = c.param("w", (8, 3, 3, 3), fx.randn(0.5))
+    b = c.param("b", (8,), fx.randn(0.3))
+    h = c.conv2d_bias_relu_pool(x, w, b, i=[2, 1, 1, 1, 1, 1, 1], name="h")
+    w2 = c.param("w2", (8, 8, 3, 3), fx.randn(0.3))
+    b2 = c.param("b2", (8,), fx.randn(0.3))
+    y = c.conv2d_bias_relu_pool(c.tanh(h), w2, b2, i=[1, 1, 1, 1, 1, 1, 1], name="y")
+    c.set_loss(c.wsum(c.tanh(y), name="loss"))
+    return c
+
+
+def case_second_conv_bias_relu_pool():
+    """s = ||dL/dx||^2 through conv + bias + relu + max pool: ds/dw, ds/db, ds/dx"""
+    c = Case("second_conv_bias_relu_pool", 916)
+    x = c.param("x", (2, 8, 5, 6))
+    w = c.param("w", (8, 8, 3, 3), fx.randn(0.3))
+    b = c.param("b", (8,), fx.randn(0.3))
+    y = c.conv2d_bias_relu_pool(x, w, b, i=[1, 1, 1, 1, 1, 1, 1], name="y")
+    return grad_norm_loss(c, x, y)
+
+
 CASES = [
     case_conv2d_default, case_conv2d_options, case_conv2d_depthwise, case_conv1d,
     case_max_pool2d, case_max_pool1d, case_avg_pool, case_cnn,
     case_second_conv2d, case_second_max_pool2d, case_conv_bias, case_second_conv_bias,
-    case_winograd, case_second_winograd,
+    case_winograd, case_second_winograd, case_conv_bias_relu_pool,
+    case_second_conv_bias_relu_pool,
 ]
 
 
