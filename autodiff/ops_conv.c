@@ -349,9 +349,16 @@ static wino_geom wino_make(const conv_geom *q, bool transpose)
 #define WINO_CHUNK_TILES 128
 #define WINO_CHUNK_BYTES ((size_t)1 << 20)
 
+/* Tiles per image: th rows of tw tiles and one more per row, whose values
+ * are never used: with it a row of tiles is as long as half a padded input
+ * row (2·(tw + 1)), so the transforms address every tile of a plane by one
+ * index and run as single loops over the plane instead of a short loop per
+ * row (1/tw more GEMM columns; measured faster, docs/benchmarks.md) */
+static int64_t wino_tiles(const wino_geom *w) { return w->th * (w->tw + 1); }
+
 static int64_t wino_chunk(const wino_geom *w, size_t elem)
 {
-    const int64_t tiles = w->th * w->tw;
+    const int64_t tiles = wino_tiles(w);
     const size_t per_image = (size_t)(16 * (w->Ci + w->Co) * tiles) * elem;
     int64_t nb = (WINO_CHUNK_TILES + tiles - 1) / tiles,
             fit = (int64_t)(WINO_CHUNK_BYTES / per_image);
@@ -360,101 +367,113 @@ static int64_t wino_chunk(const wino_geom *w, size_t elem)
     return nb < 1 ? 1 : nb;
 }
 
-/* per-plane work space of the transforms: the padded plane (Hp, Wp), its
- * column-transformed rows split by parity (8 arrays of (th + 1)·tw) and the
- * output transform's four arrays of th·tw */
+/* per-plane work space of the transforms: the padded plane's even and odd
+ * rows (th + 1 each, 2·S wide, and 4 elements over for the last tile's
+ * reads), its column-transformed rows (8 arrays of (th + 1)·S) and the
+ * output transform's rows (2 arrays of th·2S and th·S argmax), S = tw + 1 */
 static int64_t wino_work_elems(const wino_geom *w)
 {
-    return (2 * w->th + 2) * (2 * w->tw + 2) + 8 * (w->th + 1) * w->tw + 4 * w->th * w->tw;
+    const int64_t S = w->tw + 1;
+    return 2 * ((w->th + 1) * 2 * S + 4) + 8 * (w->th + 1) * S + 5 * w->th * S;
 }
 
 /* the scratch: U (16, Co, Ci), V (16, Ci, T), M (16, Co, T), then the
  * transforms' work space */
 static size_t wino_scratch_elems(const wino_geom *w, size_t elem)
 {
-    const int64_t nt = wino_chunk(w, elem) * w->th * w->tw;
+    const int64_t nt = wino_chunk(w, elem) * wino_tiles(w);
     return (size_t)(16 * (w->Co * w->Ci + (w->Ci + w->Co) * nt) + wino_work_elems(w));
 }
 
 /* U_k[o][c] = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3); transpose: U_k[c][o]
- * from w[o,c] rotated by 180°, the weights of the adjoint */
+ * from w[o,c] rotated by 180°, the weights of the adjoint. A row of U_k
+ * (fixed o, or c) is made in blocks of WINO_WEIGHT_BLOCK: the 16 values of
+ * each pair into a local array, then written k by k along the row (16 rows
+ * of U apart by a whole (O, C) matrix: one at a time, not 16 at once) */
+#define WINO_WEIGHT_BLOCK 64
+
 static void wino_weights(ad_graph *g, const void *wv, void *uv, int64_t O, int64_t C,
                          bool transpose)
 {
+    const int64_t R = transpose ? C : O, Q = transpose ? O : C; /* U_k is (R, Q) */
     AD_DISPATCH(g, {
         const T *wt = wv;
-        T *u = uv;
+        T *u = uv, tmp[16][WINO_WEIGHT_BLOCK];
         const T h = (T)0.5;
-        const int64_t stride = O * C;
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t c = 0; c < C; c++) {
-                const T *f = wt + (o * C + c) * 9;
-                T k[3][3], gk[4][3];
-                for (int a = 0; a < 3; a++)
-                    for (int b = 0; b < 3; b++)
-                        k[a][b] = transpose ? f[(2 - a) * 3 + (2 - b)] : f[a * 3 + b];
-                for (int b = 0; b < 3; b++) { /* G k */
-                    gk[0][b] = k[0][b];
-                    gk[1][b] = h * (k[0][b] + k[1][b] + k[2][b]);
-                    gk[2][b] = h * (k[0][b] - k[1][b] + k[2][b]);
-                    gk[3][b] = k[2][b];
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t q0 = 0; q0 < Q; q0 += WINO_WEIGHT_BLOCK) {
+                const int64_t nq = Q - q0 < WINO_WEIGHT_BLOCK ? Q - q0 : WINO_WEIGHT_BLOCK;
+                for (int64_t j = 0; j < nq; j++) {
+                    const int64_t o = transpose ? q0 + j : r, c = transpose ? r : q0 + j;
+                    const T *f = wt + (o * C + c) * 9;
+                    T k[3][3], gk[4][3];
+                    for (int a = 0; a < 3; a++)
+                        for (int b = 0; b < 3; b++)
+                            k[a][b] = transpose ? f[(2 - a) * 3 + (2 - b)] : f[a * 3 + b];
+                    for (int b = 0; b < 3; b++) { /* G k */
+                        gk[0][b] = k[0][b];
+                        gk[1][b] = h * (k[0][b] + k[1][b] + k[2][b]);
+                        gk[2][b] = h * (k[0][b] - k[1][b] + k[2][b]);
+                        gk[3][b] = k[2][b];
+                    }
+                    for (int a = 0; a < 4; a++) { /* (G k) Gᵀ */
+                        tmp[a * 4 + 0][j] = gk[a][0];
+                        tmp[a * 4 + 1][j] = h * (gk[a][0] + gk[a][1] + gk[a][2]);
+                        tmp[a * 4 + 2][j] = h * (gk[a][0] - gk[a][1] + gk[a][2]);
+                        tmp[a * 4 + 3][j] = gk[a][2];
+                    }
                 }
-                T *dst = u + (transpose ? c * O + o : o * C + c);
-                for (int a = 0; a < 4; a++) { /* (G k) Gᵀ */
-                    dst[(a * 4 + 0) * stride] = gk[a][0];
-                    dst[(a * 4 + 1) * stride] = h * (gk[a][0] + gk[a][1] + gk[a][2]);
-                    dst[(a * 4 + 2) * stride] = h * (gk[a][0] - gk[a][1] + gk[a][2]);
-                    dst[(a * 4 + 3) * stride] = gk[a][2];
-                }
+                for (int k = 0; k < 16; k++)
+                    memcpy(u + (k * R + r) * Q + q0, tmp[k], sizeof(T) * (size_t)nq);
             }
     });
 }
 
 /* V_k[c][t] = (Bᵀ d B)_k for the tiles d of nb images from x (their first
- * element), t counting the chunk's tiles image by image, row by row. Per
- * plane: the image is copied into the zero-padded plane P (Hp, Wp); d B
- * along every row of P (a row's tiles are 2 apart), into rows split by
- * parity, e_j and o_j holding rows 2r and 2r + 1, so that row 2·ti + a of
- * tile t = ti·tw + tj is e_j[t], o_j[t], e_j[t + tw], o_j[t + tw] for
- * a = 0..3: Bᵀ (d B) is then one loop over the plane's tiles */
+ * element), t = i·tiles + ti·S + tj for image i (wino_tiles, S = tw + 1).
+ * Per plane: the image goes into the zero-padded plane split by row parity,
+ * Pe and Po (rows 2r and 2r + 1 of the padded image, 2S wide), so that
+ * row r's tiles start 2 apart at 2(r·S + tj): d B is one loop over
+ * u = r·S + tj per parity (e, o), and row 2·ti + a of tile t is e[t], o[t],
+ * e[t + S], o[t + S] for a = 0..3, so Bᵀ (d B) is one loop over t */
 static void wino_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t nb, void *vv,
                        void *workv)
 {
-    const int64_t tw = w->tw, Wp = 2 * tw + 2, Hp = 2 * w->th + 2, tiles = w->th * tw;
-    const int64_t nt = nb * tiles, rs = (w->th + 1) * tw;
+    const int64_t S = w->tw + 1, Wp = 2 * S, tiles = wino_tiles(w), nt = nb * tiles;
+    const int64_t rows = w->th + 1, plane = rows * Wp + 4, rs = rows * S, ks = w->Ci * nt;
     AD_DISPATCH(g, {
-        T *v = vv, *P = workv, *eo = P + Hp * Wp;
-        memset(P, 0, sizeof(T) * (size_t)(Hp * Wp)); /* the border stays 0 */
+        T *v = vv, *Pe = workv, *Po = Pe + plane, *eo = Po + plane;
+        memset(Pe, 0, sizeof(T) * (size_t)(2 * plane)); /* the border stays 0 */
         for (int64_t i = 0; i < nb; i++)
             for (int64_t c = 0; c < w->Ci; c++) {
                 const T *xp = (const T *)xv + (i * w->Ci + c) * w->H * w->W;
                 for (int64_t r = 0; r < w->H; r++) {
-                    T *dst = P + (r + w->ph) * Wp + w->pw;
-                    for (int64_t j = 0; j < w->W; j++)
-                        dst[j] = xp[r * w->W + j];
+                    const int64_t pr = r + w->ph;
+                    memcpy((pr & 1 ? Po : Pe) + (pr >> 1) * Wp + w->pw, xp + r * w->W,
+                           sizeof(T) * (size_t)w->W);
                 }
-                for (int64_t r = 0; r < Hp; r++) { /* d B, rows split by parity */
-                    const T *restrict p = P + r * Wp;
-                    T *restrict e = eo + (r & 1) * 4 * rs + (r >> 1) * tw;
+                for (int par = 0; par < 2; par++) { /* d B */
+                    const T *restrict p = par ? Po : Pe;
+                    T *restrict e0 = eo + par * 4 * rs, *restrict e1 = e0 + rs;
+                    T *restrict e2 = e1 + rs, *restrict e3 = e2 + rs;
                     NO_ALIAS_LOOP
-                    for (int64_t tj = 0; tj < tw; tj++) {
-                        const T d0 = p[2 * tj], d1 = p[2 * tj + 1], d2 = p[2 * tj + 2],
-                                d3 = p[2 * tj + 3];
-                        e[tj] = d0 - d2;
-                        e[rs + tj] = d1 + d2;
-                        e[2 * rs + tj] = d2 - d1;
-                        e[3 * rs + tj] = d1 - d3;
+                    for (int64_t u = 0; u < rs; u++) {
+                        const T d0 = p[2 * u], d1 = p[2 * u + 1], d2 = p[2 * u + 2],
+                                d3 = p[2 * u + 3];
+                        e0[u] = d0 - d2;
+                        e1[u] = d1 + d2;
+                        e2[u] = d2 - d1;
+                        e3[u] = d1 - d3;
                     }
                 }
                 T *vc = v + c * nt + i * tiles;
-                const int64_t ks = w->Ci * nt;
                 for (int b = 0; b < 4; b++) { /* Bᵀ (d B) */
                     const T *restrict e = eo + b * rs, *restrict o = eo + 4 * rs + b * rs;
                     T *restrict v0 = vc + b * ks, *restrict v1 = v0 + 4 * ks;
                     T *restrict v2 = v1 + 4 * ks, *restrict v3 = v2 + 4 * ks;
                     NO_ALIAS_LOOP
                     for (int64_t t = 0; t < tiles; t++) {
-                        const T r0 = e[t], r1 = o[t], r2 = e[t + tw], r3 = o[t + tw];
+                        const T r0 = e[t], r1 = o[t], r2 = e[t + S], r3 = o[t + S];
                         v0[t] = r0 - r2;
                         v1[t] = r1 + r2;
                         v2[t] = r2 - r1;
@@ -467,23 +486,23 @@ static void wino_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t 
 
 /* y = Aᵀ m A for the chunk's tiles from M (16, Co, T), the valid part of
  * each 2×2 block written to y (nb images from its first element), with
- * the bias bv (Co) added when given and then max(·, 0) when relu: one loop
- * over a plane's tiles into four arrays (the block's four places), then
- * the rows of y from them. arg given (conv_bias_relu_pool): a tile's block
+ * the bias bv (Co) added when given and then max(·, 0) when relu. Per
+ * plane, one loop over its tiles writes output rows 2·ti (ye) and 2·ti + 1
+ * (yo) 2S wide (tile t = ti·S + tj at 2t, 2t + 1), then the rows' first OW
+ * values are copied to y. arg given (conv_bias_relu_pool): a tile's block
  * is a pooling window; y (nb, Co, OH/2, OW/2) gets the windows' maxima and
  * arg their argmax, as conv_pool_epilogue. */
 static void wino_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
                         int32_t *arg, const void *bv, bool relu, void *workv)
 {
-    const int64_t tw = w->tw, tiles = w->th * tw, nt = nb * tiles, ks = w->Co * nt;
-    const int64_t OW = w->OW, pairs = OW / 2, PH = w->OH / 2, PW = OW / 2;
+    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles, ks = w->Co * nt;
+    const int64_t OW = w->OW, PH = w->OH / 2, PW = OW / 2;
     const int32_t W32 = (int32_t)OW;
     AD_DISPATCH(g, {
-        T *restrict q00 = (T *)workv, *restrict q01 = q00 + tiles;
-        T *restrict q10 = q01 + tiles, *restrict q11 = q10 + tiles;
+        T *restrict ye = (T *)workv, *restrict yo = ye + 2 * tiles;
+        int32_t *restrict kk = (int32_t *)(void *)(yo + 2 * tiles); /* argmax places */
         for (int64_t i = 0; i < nb; i++)
             for (int64_t o = 0; o < w->Co; o++) {
-                T *yp = (T *)yv + (i * w->Co + o) * w->OH * OW; /* not pooled */
                 const T bias = bv ? ((const T *)bv)[o] : 0;
                 const T *restrict m = (const T *)mv + o * nt + i * tiles;
                 NO_ALIAS_LOOP
@@ -496,46 +515,36 @@ static void wino_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t
                             u2 = s[2] + s[6] + s[10], u3 = s[3] + s[7] + s[11];
                     const T w0 = s[4] - s[8] - s[12], w1 = s[5] - s[9] - s[13],
                             w2 = s[6] - s[10] - s[14], w3 = s[7] - s[11] - s[15];
-                    q00[t] = u0 + u1 + u2 + bias;
-                    q01[t] = u1 - u2 - u3 + bias;
-                    q10[t] = w0 + w1 + w2 + bias;
-                    q11[t] = w1 - w2 - w3 + bias;
+                    ye[2 * t] = u0 + u1 + u2 + bias;
+                    ye[2 * t + 1] = u1 - u2 - u3 + bias;
+                    yo[2 * t] = w0 + w1 + w2 + bias;
+                    yo[2 * t + 1] = w1 - w2 - w3 + bias;
                 }
-                for (int64_t t = 0; relu && t < 4 * tiles; t++) /* q00 ... q11 */
-                    q00[t] = q00[t] > 0 ? q00[t] : 0;
+                for (int64_t t = 0; relu && t < 4 * tiles; t++) /* ye and yo */
+                    ye[t] = ye[t] > 0 ? ye[t] : 0;
                 if (arg) {
                     T *yq = (T *)yv + (i * w->Co + o) * PH * PW;
                     int32_t *aq = arg + (i * w->Co + o) * PH * PW;
-                    for (int64_t pi = 0; pi < PH; pi++, yq += PW, aq += PW)
-                        for (int64_t pj = 0; pj < PW; pj++) {
-                            const int64_t t = pi * tw + pj;
-                            T mx;
-                            int32_t k;
-                            MAX_OF_FOUR(q00[t], q01[t], q10[t], q11[t], W32, mx, k);
-                            yq[pj] = mx;
-                            aq[pj] = (int32_t)(2 * pi * OW + 2 * pj) + k;
-                        }
+                    NO_ALIAS_LOOP
+                    for (int64_t t = 0; t < tiles; t++) { /* maxima in place in ye */
+                        T mx;
+                        int32_t k;
+                        MAX_OF_FOUR(ye[2 * t], ye[2 * t + 1], yo[2 * t], yo[2 * t + 1], W32, mx, k);
+                        ye[t] = mx;
+                        kk[t] = k;
+                    }
+                    for (int64_t pi = 0; pi < PH; pi++, yq += PW, aq += PW) {
+                        memcpy(yq, ye + pi * S, sizeof(T) * (size_t)PW);
+                        const int32_t base = (int32_t)(2 * pi * OW);
+                        for (int64_t pj = 0; pj < PW; pj++)
+                            aq[pj] = base + 2 * (int32_t)pj + kk[pi * S + pj];
+                    }
                     continue;
                 }
-                for (int64_t ti = 0; ti < w->th; ti++) {
-                    const int64_t b = ti * tw;
-                    T *y0 = yp + 2 * ti * OW;
-                    for (int64_t tj = 0; tj < pairs; tj++) {
-                        y0[2 * tj] = q00[b + tj];
-                        y0[2 * tj + 1] = q01[b + tj];
-                    }
-                    if (OW & 1)
-                        y0[OW - 1] = q00[b + tw - 1];
-                    if (2 * ti + 1 == w->OH)
-                        break;
-                    T *y1 = y0 + OW;
-                    for (int64_t tj = 0; tj < pairs; tj++) {
-                        y1[2 * tj] = q10[b + tj];
-                        y1[2 * tj + 1] = q11[b + tj];
-                    }
-                    if (OW & 1)
-                        y1[OW - 1] = q10[b + tw - 1];
-                }
+                T *yp = (T *)yv + (i * w->Co + o) * w->OH * OW; /* not pooled */
+                for (int64_t r = 0; r < w->OH; r++)
+                    memcpy(yp + r * OW, (r & 1 ? yo : ye) + (r >> 1) * 2 * S,
+                           sizeof(T) * (size_t)OW);
             }
     });
 }
@@ -548,7 +557,7 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
     const wino_geom w = wino_make(q, transpose);
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
-    const int64_t chunk = wino_chunk(&w, es), tiles = w.th * w.tw;
+    const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w);
     const char *xv = transpose ? Y->value : X->value;
     char *yv = transpose ? X->value : Y->value;
     const char *bias = n->ninputs == 3 ? (const char *)n->inputs[2]->value : NULL;
