@@ -161,11 +161,12 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 }
 
 #ifdef AD_HAVE_OPENMP
-/* The split rule's thresholds (see gemm_split): at least 2^20
- * multiply-adds (about 8 µs on one core; the MLP's 10-column products have
- * a quarter of that and stay on one thread), and at least 64 rows (else 64
- * columns) per thread. */
-#define GEMM_SPLIT_MIN_MACS 1048576.0
+/* The split rule's thresholds (see gemm_split): at least 2^17
+ * multiply-adds (about 1 µs on one core; the MLP's 256 x 10 products at
+ * batch 256, 2.6·10^5, took 6-7 µs split on two threads against 9-10 µs on
+ * one, best per step), and at least 64 rows (else 64 columns) per thread
+ * (its 100 x 10 weight gradient split as 48 + 52 rows was slower). */
+#define GEMM_SPLIT_MIN_MACS 131072.0
 #define GEMM_SPLIT_ROWS 64
 #define GEMM_SPLIT_COLS 64
 /* Blocks start at multiples of these rows or columns of C: whole register

@@ -458,6 +458,12 @@ static bool sums_leading_axes(const ad_node *g, const ad_node *t)
 /* Column blocks of a split leading-axes sum_to start at multiples of this
  * (a cache line of f32) */
 #define SUM_TO_ALIGN 16
+/* From this many elements the sum is split by columns. Higher than the
+ * elementwise threshold: a thread reads its columns of every row, half of
+ * them written by the other thread's share of the kernel before (the MLP's
+ * 256 x 100 bias gradient took 4.1 us split against 2.6 us on one thread,
+ * best per step, docs/benchmarks.md "Two threads"). */
+#define SUM_TO_PARALLEL_MIN 32768
 
 void fwd_sum_to(ad_node *n)
 {
@@ -472,7 +478,7 @@ void fwd_sum_to(ad_node *n)
            for any split of the columns */
         const int64_t cols = n->numel, rows = g->numel / cols;
         const int64_t parts =
-            g->numel >= AD_PARALLEL_MIN && cols >= 2 * SUM_TO_ALIGN && ad_threads_requested > 1
+            g->numel >= SUM_TO_PARALLEL_MIN && cols >= 2 * SUM_TO_ALIGN && ad_threads_requested > 1
                 ? ad_threads_requested
                 : 1;
         AD_DISPATCH(n->g, {

@@ -242,7 +242,7 @@ Test(nn_model, class_index_out_of_range)
 /* ------------------------------------------------ optimizers and threads */
 
 /* Every optimizer's update is elementwise, split over the library's threads
- * from 32,768 elements: the same bits with 1, 2 and 3 threads, f32 and f64,
+ * from 16,384 elements: the same bits with 1, 2 and 3 threads, f32 and f64,
  * on the plain paths (vectorized) and the general ones. */
 Test(nn_model, optimizer_updates_are_the_same_bits_for_any_thread_count)
 {

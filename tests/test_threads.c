@@ -50,8 +50,9 @@ static void fill(ad_node *n, double phase)
 
 /* op(A) (m, k) op(B) (k, n) for every transpose pair: the products of the
  * MLP at batch 256 and 32 (split by rows, by columns, or too small to
- * split) and odd shapes whose blocks end off the 16-row tiles; f32, and f64
- * for all but the two largest. */
+ * split: from 2^17 multiply-adds, so the 10-column ones at batch 256 are
+ * split by rows on two threads) and odd shapes whose blocks end off the
+ * 16-row tiles; f32, and f64 for all but the two largest. */
 static const int64_t gemm_shapes[][3] = {
     {256, 784, 300}, {256, 300, 100}, {256, 100, 10},  {784, 256, 300},
     {300, 256, 100}, {100, 256, 10},  {256, 100, 300}, {256, 10, 100},
@@ -104,22 +105,25 @@ Test(threads, matrix_products_split_over_threads)
             }
 }
 
-/* One training step of a 100-160-10 ReLU network on a batch of 300: the
- * forward products, linear_relu's epilogue, the softmax cross-entropy, and
- * in the backward its gradient, the ReLU mask, the products and the bias
- * gradients (sums over the 300 rows). Every gradient and the loss, with
- * each thread count. */
+/* One training step of a 100-160-10 ReLU network on a batch of 300 rows,
+ * or 128: the forward products, linear_relu's epilogue, the softmax
+ * cross-entropy, and in the backward its gradient, the ReLU mask, the
+ * products and the bias gradients (sums over the rows). Every gradient and
+ * the loss, with each thread count. At 128 rows the hidden layer's 20,480
+ * elements are split as elementwise loops (from 16,384) but not as the bias
+ * gradient's sum (from 32,768), and the 10-column products (204,800
+ * multiply-adds) are split by rows on two threads. */
 enum { ROWS = 300, IN = 100, HID = 160, OUT = 10 };
 typedef struct {
     float loss;
     float w1[IN * HID], b1[HID], w2[HID * OUT], b2[OUT];
 } step_result;
 
-static void train_step(step_result *r)
+static void train_step(step_result *r, int rows)
 {
     ad_graph *g = ad_graph_new(AD_F32);
-    int64_t xs[2] = {ROWS, IN}, w1s[2] = {IN, HID}, b1s[1] = {HID}, w2s[2] = {HID, OUT},
-            b2s[1] = {OUT}, ls[1] = {ROWS};
+    int64_t xs[2] = {rows, IN}, w1s[2] = {IN, HID}, b1s[1] = {HID}, w2s[2] = {HID, OUT},
+            b2s[1] = {OUT}, ls[1] = {rows};
     ad_node *x = ad_input(g, 2, xs, "x"), *labels = ad_input(g, 1, ls, "labels");
     ad_node *w1 = ad_param(g, 2, w1s, "w1"), *b1 = ad_param(g, 1, b1s, "b1");
     ad_node *w2 = ad_param(g, 2, w2s, "w2"), *b2 = ad_param(g, 1, b2s, "b2");
@@ -129,7 +133,7 @@ static void train_step(step_result *r)
     fill(w2, 0.5);
     fill(b2, 1.7);
     float *lv = ad_data(labels);
-    for (int i = 0; i < ROWS; i++)
+    for (int i = 0; i < rows; i++)
         lv[i] = (float)((i * 7) % OUT);
     ad_node *h = ad_linear_relu(x, w1, b1);
     ad_node *loss = ad_softmax_cross_entropy(ad_linear(h, w2, b2), labels);
@@ -146,19 +150,23 @@ static void train_step(step_result *r)
 Test(threads, a_training_step_with_any_thread_count)
 {
     static step_result r[THREADS];
-    for (int t = 0; t < THREADS; t++) {
-        ad_set_threads(t + 1);
-        train_step(&r[t]);
+    const int batches[2] = {ROWS, 128};
+    for (int b = 0; b < 2; b++) {
+        for (int t = 0; t < THREADS; t++) {
+            ad_set_threads(t + 1);
+            train_step(&r[t], batches[b]);
+        }
+        ad_set_threads(1);
+        for (int t = 1; t < THREADS; t++) {
+            assert_close(&r[0].loss, &r[t].loss, 1, false, "loss", t + 1);
+            assert_close(r[0].w1, r[t].w1, IN * HID, false, "dw1", t + 1);
+            assert_close(r[0].b1, r[t].b1, HID, false, "db1", t + 1);
+            assert_close(r[0].w2, r[t].w2, HID * OUT, false, "dw2", t + 1);
+            assert_close(r[0].b2, r[t].b2, OUT, false, "db2", t + 1);
+        }
+        cr_assert(r[0].loss > 0 && isfinite(r[0].loss), "%d rows: loss %g", batches[b],
+                  (double)r[0].loss);
     }
-    ad_set_threads(1);
-    for (int t = 1; t < THREADS; t++) {
-        assert_close(&r[0].loss, &r[t].loss, 1, false, "loss", t + 1);
-        assert_close(r[0].w1, r[t].w1, IN * HID, false, "dw1", t + 1);
-        assert_close(r[0].b1, r[t].b1, HID, false, "db1", t + 1);
-        assert_close(r[0].w2, r[t].w2, HID * OUT, false, "dw2", t + 1);
-        assert_close(r[0].b2, r[t].b2, OUT, false, "db2", t + 1);
-    }
-    cr_assert(r[0].loss > 0 && isfinite(r[0].loss));
 }
 
 /* The bias gradient of a linear layer is its upstream gradient summed over
