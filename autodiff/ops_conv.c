@@ -298,8 +298,10 @@ static int64_t conv_chunk(const conv_geom *q, size_t elem)
  * times fewer multiply-adds than the im2col GEMM, at the same GEMM rate
  * (the shapes are as wide; docs/benchmarks.md). conv and the bias forms use
  * it, and conv_transpose, which is the same correlation of the output
- * gradient with the weights flipped and transposed, padding 2 − p. The
- * weight gradient keeps the im2col GEMM. Exact in exact arithmetic; in
+ * gradient with the weights flipped and transposed, padding 2 − p, and
+ * conv_weight_grad, the adjoint in w: dw = Gᵀ [Σ_tiles (A g Aᵀ) ⊙ (Bᵀ d B)] G,
+ * g the output gradient's 2×2 block: 16 GEMMs (A g Aᵀ)_k (Co, T) @
+ * V_kᵀ (T, Ci) summed over the chunks. Exact in exact arithmetic; in
  * floating point the transforms add a few roundings (the ½ are exact). */
 
 /* a stride-1 3×3 correlation of x (N, Ci, H, W), padded by (ph, pw) on
@@ -319,7 +321,8 @@ typedef struct {
 static bool use_winograd(const ad_node *n, const conv_geom *q)
 {
     if (n->op != AD_OP_CONV && n->op != AD_OP_CONV_BIAS && n->op != AD_OP_CONV_BIAS_RELU &&
-        n->op != AD_OP_CONV_BIAS_RELU_POOL && n->op != AD_OP_CONV_TRANSPOSE)
+        n->op != AD_OP_CONV_BIAS_RELU_POOL && n->op != AD_OP_CONV_TRANSPOSE &&
+        n->op != AD_OP_CONV_WEIGHT_GRAD)
         return false;
     return q->KH == 3 && q->KW == 3 && q->sh == 1 && q->sw == 1 && q->dh == 1 && q->dw == 1 &&
            q->G == 1 && q->ph <= 2 && q->pw <= 2 && q->C >= WINO_MIN_CHANNELS &&
@@ -577,6 +580,105 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
                     pool ? (int32_t *)n->aux + i0 * ys : NULL, bias,
                     n->op == AD_OP_CONV_BIAS_RELU || pool, work);
     }
+}
+
+/* Mg_k[o][t] = (A g Aᵀ)_k for the 2×2 blocks g of the output gradient of
+ * nb images from gv (their first element), in V's tile order; an unused
+ * tile, or the part of a block past the output's edge, counts as 0. Per
+ * plane: the rows go to ge (even) and go (odd), 2S wide, zeroed by the
+ * caller once (the places written are the same for every plane), so that
+ * tile t's block is ge[2t], ge[2t + 1], go[2t], go[2t + 1] */
+static void wino_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, int64_t nb, void *mv,
+                            void *gev)
+{
+    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles, ks = w->Co * nt;
+    const int64_t OW = w->OW;
+    AD_DISPATCH(gr, {
+        T *restrict ge = gev, *restrict go = ge + 2 * tiles;
+        for (int64_t i = 0; i < nb; i++)
+            for (int64_t o = 0; o < w->Co; o++) {
+                const T *gp = (const T *)gv + (i * w->Co + o) * w->OH * OW;
+                for (int64_t r = 0; r < w->OH; r++)
+                    memcpy((r & 1 ? go : ge) + (r >> 1) * 2 * S, gp + r * OW,
+                           sizeof(T) * (size_t)OW);
+                T *restrict m = (T *)mv + o * nt + i * tiles;
+                NO_ALIAS_LOOP
+                for (int64_t t = 0; t < tiles; t++) {
+                    const T g00 = ge[2 * t], g01 = ge[2 * t + 1], g10 = go[2 * t],
+                            g11 = go[2 * t + 1];
+                    /* A g: rows g0, g0 + g1, g0 − g1, −g1; then · Aᵀ per row
+                       (x0, x1) -> (x0, x0 + x1, x0 − x1, −x1) */
+                    const T r[4][2] = {
+                        {g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+                    for (int a = 0; a < 4; a++) {
+                        m[(a * 4 + 0) * ks + t] = r[a][0];
+                        m[(a * 4 + 1) * ks + t] = r[a][0] + r[a][1];
+                        m[(a * 4 + 2) * ks + t] = r[a][0] - r[a][1];
+                        m[(a * 4 + 3) * ks + t] = -r[a][1];
+                    }
+                }
+            }
+    });
+}
+
+/* dw[o][c] = Gᵀ dU[o][c] G (the adjoint of wino_weights) from dU (16, O, C)
+ * into w (O, C, 3, 3) */
+static void wino_weights_adjoint(ad_graph *g, const void *duv, void *wv, int64_t O, int64_t C)
+{
+    AD_DISPATCH(g, {
+        const T *du = duv;
+        T *wt = wv;
+        const T h = (T)0.5;
+        const int64_t stride = O * C;
+        for (int64_t oc = 0; oc < O * C; oc++) {
+            T s[4][4], a3[3][4];
+            for (int k = 0; k < 16; k++)
+                s[k / 4][k % 4] = du[k * stride + oc];
+            for (int j = 0; j < 4;
+                 j++) { /* Gᵀ s: rows s0 + ½(s1 + s2), ½(s1 − s2), ½(s1 + s2) + s3 */
+                a3[0][j] = s[0][j] + h * (s[1][j] + s[2][j]);
+                a3[1][j] = h * (s[1][j] - s[2][j]);
+                a3[2][j] = h * (s[1][j] + s[2][j]) + s[3][j];
+            }
+            T *f = wt + oc * 9;
+            for (int a = 0; a < 3; a++) { /* (Gᵀ s) G */
+                f[a * 3 + 0] = a3[a][0] + h * (a3[a][1] + a3[a][2]);
+                f[a * 3 + 1] = h * (a3[a][1] - a3[a][2]);
+                f[a * 3 + 2] = h * (a3[a][1] + a3[a][2]) + a3[a][3];
+            }
+        }
+    });
+}
+
+/* conv_weight_grad by Winograd: x = X (N, C, H, W), g = Y (N, O, OH, OW),
+ * the weights' gradient into K (O, C, 3, 3) */
+static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                             const ad_node *Y)
+{
+    const wino_geom w = wino_make(q, false);
+    const size_t es = n->g->elem;
+    const ad_dtype dt = n->g->dtype;
+    const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w);
+    if (w.N == 0)
+        return; /* conv_run zeroed K */
+    char *du = n->g->scratch, *v = du + (size_t)(16 * w.Co * w.Ci) * es;
+    for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
+        const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
+        char *m = v + (size_t)(16 * w.Ci * nt) * es, *work = m + (size_t)(16 * w.Co * nt) * es;
+        const int64_t S = w.tw + 1, rows = w.th + 1; /* after wino_input's part of work */
+        char *gbuf = work + (size_t)(2 * (rows * 2 * S + 4) + 8 * rows * S) * es;
+        if (i0 == 0)
+            memset(gbuf, 0, (size_t)(4 * tiles) * es);
+        wino_input(n->g, &w, (const char *)X->value + (size_t)(i0 * w.Ci * w.H * w.W) * es, nb, v,
+                   work);
+        wino_grad_input(n->g, &w, (const char *)Y->value + (size_t)(i0 * w.Co * w.OH * w.OW) * es,
+                        nb, m, gbuf);
+        for (int k = 0; k < 16; k++)
+            ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
+                    m + (size_t)(k * w.Co * nt) * es, v + (size_t)(k * w.Ci * nt) * es,
+                    du + (size_t)(k * w.Co * w.Ci) * es);
+    }
+    wino_weights_adjoint(n->g, du, K->value, w.Co, w.Ci);
 }
 
 /* scratch for a chunk: the column matrix (none for a pointwise
@@ -947,7 +1049,10 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
     if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
         memset(kv, 0, (size_t)n->numel * es);
     if (use_winograd(n, &q)) {
-        wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
+        if (n->op == AD_OP_CONV_WEIGHT_GRAD)
+            wino_weight_grad(n, &q, X, K, Y);
+        else
+            wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
         return;
     }
     for (int64_t i0 = 0; i0 < q.N; i0 += chunk) {

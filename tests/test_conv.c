@@ -649,9 +649,32 @@ static void direct_conv2d_dx(const double *r, const double *w, double *dx, int64
                             }
 }
 
+/* w's gradient of Σ r·conv(x, w) by direct sums: dw[o,c,a,b] = Σ r[n,o,i,j] x[n,c,i−ph+a,j−pw+b] */
+static void direct_conv2d_dw(const double *r, const double *x, double *dw, int64_t N, int64_t C,
+                             int64_t H, int64_t W, int64_t O, int64_t ph, int64_t pw, int64_t OH,
+                             int64_t OW)
+{
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t a = 0; a < 3; a++)
+                for (int64_t b = 0; b < 3; b++) {
+                    double s = 0;
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t i = 0; i < OH; i++)
+                            for (int64_t j = 0; j < OW; j++) {
+                                int64_t ih = i - ph + a, iw = j - pw + b;
+                                if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                    s += r[((n * O + o) * OH + i) * OW + j] *
+                                         x[((n * C + c) * H + ih) * W + iw];
+                            }
+                    dw[((o * C + c) * 3 + a) * 3 + b] = s;
+                }
+}
+
 /* Stride-1 3×3 convolutions of 8 or more channels on both sides go through
- * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), the forward and
- * conv_transpose (the input gradient): values and input gradients against
+ * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), the forward,
+ * conv_transpose (the input gradient) and conv_weight_grad: values, input
+ * and weight gradients against
  * direct sums for every padding up to 2 (the transpose's 2 − p from 2 to
  * 0), odd and even sizes (partial 2×2 tiles on the far edges), the bias
  * and ReLU forms, a batch of several chunks (32×32 images: one per chunk)
@@ -723,6 +746,17 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
                 cr_assert(fabs(gx[i] - dx[i]) <= tol * (1 + fabs(dx[i])) * O,
                           "case %zu dtype %d dx[%lld]: %.9g vs %.9g", t, dt, (long long)i, gx[i],
                           dx[i]);
+            double *gw = malloc(sizeof(double) * (size_t)nw),
+                   *dw = malloc(sizeof(double) * (size_t)nw);
+            cr_assert(gw && dw);
+            ad_get_grad(w, gw, nw);
+            direct_conv2d_dw(rv, xv, dw, N, C, H, W, O, ph, pw, OH, OW);
+            for (int64_t i = 0; i < nw; i++) /* sums over N·OH·OW products */
+                cr_assert(fabs(gw[i] - dw[i]) <= tol * (1 + fabs(dw[i])) * (double)(N * OH * OW),
+                          "case %zu dtype %d dw[%lld]: %.9g vs %.9g", t, dt, (long long)i, gw[i],
+                          dw[i]);
+            free(gw);
+            free(dw);
             free(xv);
             free(wv);
             free(yv);
