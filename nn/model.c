@@ -892,8 +892,16 @@ int nn_model_print_summary(const nn_model *m, FILE *out)
         in_layers += np;
         layer_kind_text(l, kind, sizeof kind);
         snprintf(widths, sizeof widths, "%lld -> %lld", (long long)l->in, (long long)l->out);
-        if (l->output)
+        if (l->output && l->unpooled_hw[0] > 0 && ad_ndim(l->output) == 4) {
+            /* a conv2d or ReLU whose node also pools: its own output's size */
+            int64_t dims[4];
+            memcpy(dims, ad_shape(l->output), sizeof dims);
+            dims[2] = l->unpooled_hw[0];
+            dims[3] = l->unpooled_hw[1];
+            ad_dims_str(4, dims, shape, sizeof shape);
+        } else if (l->output) {
             ad_shape_str(l->output, shape, sizeof shape);
+        }
         fprintf(out, "%-16s %-22s %14s %16s %10lld\n", l->name, kind, widths, shape, (long long)np);
     }
     /* parameters made outside the layers (nn_model_add_param) */

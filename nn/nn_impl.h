@@ -54,6 +54,8 @@ typedef struct {
     int heads, causal;        /* attention, transformer block */
     int batch_first;          /* recurrent: (B,T,F) instead of (T,B,F) */
     int64_t in, out;          /* widths of the last axis (info, summary) */
+    int64_t unpooled_hw[2];   /* conv2d and its ReLU with a max pool fused into their node: the
+                                 (H, W) their output has before the pooling (summary); else 0 */
     int first_param, nparams; /* its tensors in the model's parameter list */
     ad_node *input, *output;
     ad_node *state_out;    /* recurrent: last hidden state (B,H) */

@@ -75,6 +75,24 @@ Test(nn_spec, cnn_preset_shapes_and_parameters)
     cr_assert_eq(nn_model_spec(m, spec, sizeof spec), 0);
     cr_expect_str_eq(spec, "conv2d(32,3,pad=1),relu,maxpool2d(2),conv2d(64,3,pad=1),relu,"
                            "maxpool2d(2),flatten,dense(128),relu,dropout(0.25),dense(10)");
+    /* conv, ReLU and pool run as one node; the summary still gives each
+       layer its own output shape */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_eq(nn_model_print_summary(m, f), 0);
+    fclose(f);
+    const char *rows[][2] = {{"conv2d0 ", "(8,32,28,28)"},     {"activation0 ", "(8,32,28,28)"},
+                             {"maxpool2d0 ", "(8,32,14,14)"},  {"conv2d1 ", "(8,64,14,14)"},
+                             {"activation1 ", "(8,64,14,14)"}, {"maxpool2d1 ", "(8,64,7,7)"}};
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        const char *line = strstr(text, rows[r][0]);
+        cr_assert_not_null(line, "no row %s in\n%s", rows[r][0], text);
+        const char *end = strchr(line, '\n');
+        cr_assert(strstr(line, rows[r][1]) && strstr(line, rows[r][1]) < end,
+                  "row %s should show %s:\n%s", rows[r][0], rows[r][1], text);
+    }
+    free(text);
     nn_model_free(m);
     /* the preset ends with the number of classes */
     o.outputs = 3;
