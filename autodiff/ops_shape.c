@@ -965,7 +965,8 @@ bool shape_slice_step(ad_node *n)
     n->iparam[4] = axis;
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
-    shape[axis] = (end - start + step - 1) / step;
+    /* ceil((end - start) / step), without end - start + step overflowing */
+    shape[axis] = end == start ? 0 : (end - start - 1) / step + 1;
     return ad_shape_set(n, a->ndim, shape, "ad_slice_step");
 }
 

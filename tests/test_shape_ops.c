@@ -466,6 +466,13 @@ Test(slice_step, every_kth_row_and_errors)
     ad_node *e = ad_slice_step(x, 1, 2, 2, 5);
     int64_t empty[2] = {7, 0};
     assert_shape(e, 2, empty);
+    /* the largest step takes the first row only (end - start + step
+       overflowed: found by fuzz_graph) */
+    ad_node *one = ad_slice_step(x, 0, 6, 7, INT64_MAX);
+    int64_t first[2] = {1, 2};
+    assert_shape(one, 2, first);
+    ad_get(one, out, 2);
+    cr_assert_eq(out[0], 12.0);
     cr_assert_null(ad_slice_step(x, 0, 1, 8, 2));
     cr_assert_str_eq(ad_graph_error(g), "ad_slice_step: range [1, 8) step 2 does not fit axis 0 "
                                         "of shape (7,2) (need 0 <= start <= end <= 7, step >= 1)");
