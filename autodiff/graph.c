@@ -1056,13 +1056,14 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
 
 /* ------------------------------------------------------- borrowed inputs */
 
-/* Gives a borrowed input its own buffer back; with keep, the values it read
- * are copied into it first, so the input holds them as if ad_set had. */
+/* The borrow entries: inline until they outgrow it, then on the heap. */
 static struct ad_borrow *borrow_table(ad_graph *g)
 {
     return g->borrows ? g->borrows : g->borrow_inline;
 }
 
+/* Gives a borrowed input its own buffer back; with keep, the values it read
+ * are copied into it first, so the input holds them as if ad_set had. */
 static void input_unborrow(ad_node *n, bool keep)
 {
     ad_graph *g = n->g;

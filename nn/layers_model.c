@@ -531,9 +531,9 @@ ad_node *nn_layer_apply_with_relu(nn_model *m, nn_layer *l, nn_layer *act, nn_la
     if (pool) { /* the widths and sizes before the pooling, as without the fusion */
         pool->input = pool->output = y;
         pool->out = act->out;
-        l->out = act->in = act->out = pool->in = conv2d_out_len(l, x, 1);
         for (int k = 0; k < 2; k++)
             l->unpooled_hw[k] = act->unpooled_hw[k] = conv2d_out_len(l, x, k);
+        l->out = act->in = act->out = pool->in = l->unpooled_hw[1];
     }
     return y;
 }

@@ -413,11 +413,9 @@ static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t c
             rc = visit(m, start, rows, ctx);
     }
     /* the input keeps the last chunk's rows, as if they had been copied */
-    if (m->input) {
-        int rc2 = nn_model_input_end_borrow(m, fn);
-        if (rc == 0)
-            rc = rc2;
-    }
+    int rc_borrow = nn_model_input_end_borrow(m, fn);
+    if (rc == 0)
+        rc = rc_borrow;
     if (was_training) {
         int rc2 = nn_model_set_training(m, 1);
         if (rc == 0)
