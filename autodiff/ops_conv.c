@@ -661,14 +661,18 @@ static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, c
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w);
     if (w.N == 0)
         return; /* conv_run zeroed K */
+    /* M and the work space at the same places for every chunk, a last
+       smaller one too: gbuf's zeros, written once, must stay where the
+       transform reads them (placed by the chunk's own width, a smaller last
+       chunk read stale products there as its unused tiles' gradients) */
+    const int64_t S = w.tw + 1, rows = w.th + 1; /* after wino_input's part of work */
     char *du = n->g->scratch, *v = du + (size_t)(16 * w.Co * w.Ci) * es;
+    char *m = v + (size_t)(16 * w.Ci * chunk * tiles) * es;
+    char *work = m + (size_t)(16 * w.Co * chunk * tiles) * es;
+    char *gbuf = work + (size_t)(2 * (rows * 2 * S + 4) + 8 * rows * S) * es;
+    memset(gbuf, 0, (size_t)(4 * tiles) * es);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
-        char *m = v + (size_t)(16 * w.Ci * nt) * es, *work = m + (size_t)(16 * w.Co * nt) * es;
-        const int64_t S = w.tw + 1, rows = w.th + 1; /* after wino_input's part of work */
-        char *gbuf = work + (size_t)(2 * (rows * 2 * S + 4) + 8 * rows * S) * es;
-        if (i0 == 0)
-            memset(gbuf, 0, (size_t)(4 * tiles) * es);
         wino_input(n->g, &w, (const char *)X->value + (size_t)(i0 * w.Ci * w.H * w.W) * es, nb, v,
                    work);
         wino_grad_input(n->g, &w, (const char *)Y->value + (size_t)(i0 * w.Co * w.OH * w.OW) * es,

@@ -677,16 +677,18 @@ static void direct_conv2d_dw(const double *r, const double *x, double *dw, int64
  * and weight gradients against
  * direct sums for every padding up to 2 (the transpose's 2 − p from 2 to
  * 0), odd and even sizes (partial 2×2 tiles on the far edges), the bias
- * and ReLU forms, a batch of several chunks (32×32 images: one per chunk)
- * and of one chunk, f32 and f64. */
+ * and ReLU forms, a batch of several chunks (32×32 images: one per chunk),
+ * of one chunk, and of chunks of 3 and 2 images (the weight gradient's
+ * last, smaller chunk), f32 and f64. */
 Test(conv, winograd_three_by_three_matches_direct_sums)
 {
     struct {
         int64_t N, C, O, H, W, ph, pw;
         int form; /* 0 conv, 1 conv_bias, 2 conv_bias_relu */
     } cases[] = {
-        {3, 8, 9, 7, 6, 1, 1, 0},  {2, 9, 8, 5, 9, 0, 0, 1},   {3, 8, 8, 6, 7, 2, 1, 2},
-        {2, 8, 10, 4, 4, 0, 2, 2}, {3, 8, 8, 32, 32, 1, 1, 2}, {1, 16, 8, 3, 3, 2, 2, 1},
+        {3, 8, 9, 7, 6, 1, 1, 0},   {2, 9, 8, 5, 9, 0, 0, 1},   {3, 8, 8, 6, 7, 2, 1, 2},
+        {2, 8, 10, 4, 4, 0, 2, 2},  {3, 8, 8, 32, 32, 1, 1, 2}, {1, 16, 8, 3, 3, 2, 2, 1},
+        {5, 8, 8, 14, 14, 1, 1, 1}, /* chunks of 3 and 2 images */
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
