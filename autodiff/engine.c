@@ -6,6 +6,7 @@
  * input as new nodes; contributions to the same input are summed (fan-out,
  * a + a), and a contribution in a broadcast shape is summed back to the
  * input's shape here, in one place, for every op. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -308,6 +309,28 @@ static int cmp_pos(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The buffer a node reads: an alias's source's, followed to the node that owns it. */
+static const ad_node *storage_of(const ad_node *n)
+{
+    while (n->flags & NODE_ALIAS)
+        n = n->inputs[0];
+    return n;
+}
+
+/* Does a node of t after tape index k read leaf's value (itself or through
+ * an alias)? Until one does, an SGD step may change the value. */
+static bool read_after(const tape *t, const ad_node *leaf, int64_t k)
+{
+    const ad_graph *g = leaf->g;
+    for (int64_t j = k + 1; j < t->end - t->begin; j++) {
+        const ad_node *node = g->nodes[t->begin + j];
+        for (int i = 0; i < node->ninputs; i++)
+            if (storage_of(node->inputs[i]) == leaf)
+                return true;
+    }
+    return false;
+}
+
 /* Gives every planned node of t an offset in one new pool; fills the
  * accumulation order. false on allocation failure (error set). */
 static bool plan_tape(tape *t)
@@ -388,12 +411,12 @@ static bool plan_tape(tape *t)
     }
     /* leaves in the order their gradients complete */
     if (t->nleaves && !t->acc_pos) {
-        t->acc_pos =
-            ad_mem(g, NULL, 0, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves);
+        t->acc_pos = ad_mem(g, NULL, 0, TAPE_ACC_BYTES(t->nleaves));
         if (!t->acc_pos)
             goto done;
         t->acc_leaf = (ad_node **)(t->acc_pos + t->nleaves);
         t->acc_grad = t->acc_leaf + t->nleaves;
+        t->acc_final = (bool *)(t->acc_grad + t->nleaves);
     }
     if (t->nleaves) {
         /* sort (position, leaf index) pairs packed into the position array */
@@ -411,6 +434,8 @@ static bool plan_tape(tape *t)
             t->acc_grad[i] = t->grads[pairs[2 * i + 1]];
         }
         ad_mem(g, pairs, sizeof(int64_t) * 2 * (size_t)t->nleaves, 0);
+        for (int64_t i = 0; i < t->nleaves; i++)
+            t->acc_final[i] = !read_after(t, t->acc_leaf[i], t->acc_pos[i]);
     }
     t->planned = true;
     ok = true;
@@ -433,13 +458,45 @@ static void add_into(ad_graph *g, ad_node *leaf, const ad_node *gn)
     });
 }
 
-/* A leaf's gradient from its gradient node: added in, or (ad_backward_overwrite) written. */
-static void leaf_gradient(ad_graph *g, ad_node *leaf, const ad_node *gn)
+/* Leaf a of t's accumulation order takes its SGD step as soon as its
+ * gradient is complete: nothing later in the tape reads its value, and no
+ * check of the values may still refuse the pass. */
+static bool step_now(const tape *t, int64_t a)
 {
-    if (g->grad_overwrite)
-        memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);
-    else
+    const ad_graph *g = t->loss->g;
+    return g->grad_mode == GRAD_SGD_STEP && t->acc_final[a] && !g->check_finite;
+}
+
+/* Leaf a of t's accumulation order from its gradient node, whose kernel has
+ * run: added into the gradient (ad_backward), written over it
+ * (ad_backward_overwrite), or for ad_backward_sgd either the step taken now
+ * (value -= lr gradient) or the gradient kept for the step after the pass.
+ * A matmul computed in place (NODE_ACCUMULATE) already did its part. */
+static void leaf_gradient(tape *t, int64_t a)
+{
+    ad_graph *g = t->loss->g;
+    ad_node *leaf = t->acc_leaf[a];
+    const ad_node *gn = t->acc_grad[a];
+    if (in_place(gn))
+        return;
+    if (g->grad_mode == GRAD_ADD)
         add_into(g, leaf, gn);
+    else if (g->grad_mode == GRAD_SGD_STEP && step_now(t, a))
+        ad_add_scaled(g->dtype, leaf->value, gn->value, -g->step_lr, leaf->numel);
+    else
+        memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);
+}
+
+/* A node's kernel in a planned pass: a weight's gradient product computed in
+ * place either writes the gradient (fwd_matmul) or, when leaf a takes its
+ * SGD step now, adds -lr times the product into the weight itself. */
+static void run_node(tape *t, ad_node *node, int64_t a)
+{
+    ad_graph *g = t->loss->g;
+    if (a < t->nleaves && t->acc_grad[a] == node && in_place(node) && step_now(t, a))
+        ad_matmul_2d(node, -g->step_lr, true, t->acc_leaf[a]->value);
+    else
+        ad_ops[node->op].forward(node);
 }
 
 /* Runs a planned pass: shapes (after a resize; a bigger batch re-plans),
@@ -462,12 +519,11 @@ static bool run_planned(tape *t, bool infer)
     int64_t a = 0;
     for (int64_t i = t->begin; i < t->end; i++) {
         ad_node *node = g->nodes[i];
-        ad_ops[node->op].forward(node);
+        run_node(t, node, a);
         if (g->check_finite && !ad_check_values(node))
             return false;
         for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
-            if (!in_place(t->acc_grad[a]))
-                leaf_gradient(g, t->acc_leaf[a], t->acc_grad[a]);
+            leaf_gradient(t, a);
     }
     return !g->has_error;
 }
@@ -604,14 +660,51 @@ int ad_backward_overwrite(ad_node *loss)
     }
     /* each leaf's gradient is written once, by its gradient node: a weight's
      * matmul gradient with beta = 0, the others copied */
-    g->grad_overwrite = true;
+    g->grad_mode = GRAD_OVERWRITE;
     bool ok = run_planned(t, t->dirty);
-    g->grad_overwrite = false;
+    g->grad_mode = GRAD_ADD;
     if (!ok)
         return -1;
     t->dirty = false;
     zero_unreached(g, t);
     return 0;
+}
+
+int ad_backward_sgd(ad_node *loss, double lr)
+{
+    if (!backward_ready(loss, "ad_backward_sgd"))
+        return -1;
+    ad_graph *g = loss->g;
+    if (!(lr >= 0 && isfinite(lr))) {
+        ad_fail(g, "ad_backward_sgd: learning rate %g must be finite and >= 0", lr);
+        return -1;
+    }
+    tape *t = find_tape(g, loss);
+    if (!t || !t->planned) {
+        /* the first pass (it plans the tape), or no memory reuse: the
+         * gradients, then the step from them */
+        if (ad_backward_overwrite(loss) != 0)
+            return -1;
+        t = find_tape(g, loss);
+        for (int64_t i = 0; i < t->nleaves; i++)
+            ad_add_scaled(g->dtype, t->leaves[i]->value, t->leaves[i]->grad, -lr,
+                          t->leaves[i]->numel);
+        return 0;
+    }
+    g->grad_mode = GRAD_SGD_STEP;
+    g->step_lr = lr;
+    bool ok = run_planned(t, t->dirty);
+    if (ok) {
+        t->dirty = false;
+        /* the leaves whose value a later node read, or all of them when the
+         * values were being checked: their gradients were kept, the step now */
+        for (int64_t a = 0; a < t->nleaves; a++)
+            if (!step_now(t, a))
+                ad_add_scaled(g->dtype, t->acc_leaf[a]->value, t->acc_leaf[a]->grad, -lr,
+                              t->acc_leaf[a]->numel);
+    }
+    g->grad_mode = GRAD_ADD;
+    return ok ? 0 : -1;
 }
 
 void ad_zero_grad(ad_graph *g)

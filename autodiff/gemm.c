@@ -28,11 +28,12 @@ void openblas_set_num_threads(int num_threads);
 #include <omp.h>
 #endif
 
-/* One block of a product: C (m, n), rows ldc apart, = op(A) op(B) [+ C],
+/* One block of a product: C (m, n), rows ldc apart, = alpha op(A) op(B) [+ C],
  * op(A) (m, k) and op(B) (k, n) stored row-major with rows lda and ldb apart
  * (a block of a larger product points into its operands). */
 typedef struct {
     bool ta, tb, acc;
+    double alpha;
     int64_t m, n, k, lda, ldb, ldc;
     const void *A, *B;
     void *C;
@@ -45,6 +46,7 @@ typedef struct {
     {                                                                                              \
         const int64_t M = g->m, K = g->k, N = g->n, lda = g->lda, ldb = g->ldb, ldc = g->ldc;      \
         const T *A = g->A, *B = g->B;                                                              \
+        const T alpha = (T)g->alpha;                                                               \
         T *C = g->C;                                                                               \
         if (!g->acc)                                                                               \
             for (int64_t i = 0; i < M; i++)                                                        \
@@ -54,7 +56,7 @@ typedef struct {
             for (int64_t i = 0; i < M; i++) {                                                      \
                 T *c = C + i * ldc;                                                                \
                 for (int64_t p = 0; p < K; p++) {                                                  \
-                    const T s = g->ta ? A[p * lda + i] : A[i * lda + p];                           \
+                    const T s = alpha * (g->ta ? A[p * lda + i] : A[i * lda + p]);                 \
                     const T *b = B + p * ldb;                                                      \
                     for (int64_t j = 0; j < N; j++)                                                \
                         c[j] += s * b[j];                                                          \
@@ -74,7 +76,7 @@ typedef struct {
                             s += A[p * lda + i] * b[p];                                            \
                     }                                                                              \
                     T *c = C + i * ldc + j;                                                        \
-                    *c = g->acc ? *c + s : s;                                                      \
+                    *c = g->acc ? *c + alpha * s : alpha * s;                                      \
                 }                                                                                  \
         }                                                                                          \
     }
@@ -138,8 +140,8 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 #ifdef AD_HAVE_DNNL
     ad_mm_dims d = {g->m, g->k, g->n};
     if (dt == AD_F32 && onednn_allowed() && prefer_onednn(g->ta, g->tb, d) &&
-        dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->m, g->n, g->k, 1.0f, g->A, g->lda, g->B,
-                   g->ldb, g->acc ? 1.0f : 0.0f, g->C, g->ldc) == dnnl_success)
+        dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->m, g->n, g->k, (float)g->alpha, g->A,
+                   g->lda, g->B, g->ldb, g->acc ? 1.0f : 0.0f, g->C, g->ldc) == dnnl_success)
         return; /* on failure (out of memory) the next backend computes it */
 #endif
 #ifdef AD_HAVE_BLAS
@@ -147,10 +149,10 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
                                tb = g->tb ? CblasTrans : CblasNoTrans;
     const int M = (int)g->m, N = (int)g->n, K = (int)g->k;
     if (dt == AD_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, g->A, (int)g->lda, g->B, (int)g->ldb,
-                    g->acc ? 1.0f : 0.0f, g->C, (int)g->ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, (float)g->alpha, g->A, (int)g->lda, g->B,
+                    (int)g->ldb, g->acc ? 1.0f : 0.0f, g->C, (int)g->ldc);
     else
-        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, g->A, (int)g->lda, g->B, (int)g->ldb,
+        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, g->alpha, g->A, (int)g->lda, g->B, (int)g->ldb,
                     g->acc ? 1.0 : 0.0, g->C, (int)g->ldc);
 #else
     if (dt == AD_F32)
@@ -197,6 +199,12 @@ static char gemm_split(ad_mm_dims d, int t)
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C)
 {
+    ad_gemm_scaled(dt, ta, tb, 1.0, acc, d, A, B, C);
+}
+
+void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
+                    const void *A, const void *B, void *C)
+{
     const size_t es = dt == AD_F32 ? sizeof(float) : sizeof(double);
     if (d.m == 0 || d.n == 0)
         return;
@@ -205,7 +213,7 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
             memset(C, 0, es * (size_t)(d.m * d.n));
         return;
     }
-    const gemm_block whole = {ta,  tb, acc, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
+    const gemm_block whole = {ta,  tb, acc, alpha, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
                               d.n, A,  B,   C};
 #ifdef AD_HAVE_OPENMP
     const int t = ad_threads_requested;

@@ -265,7 +265,7 @@ static void free_tape(ad_graph *g, tape *t)
     ad_mem(g, t->leaves, sizeof(ad_node *) * (size_t)t->nleaves * 2, 0);
     t->leaves = t->grads = NULL;
     if (t->acc_pos)
-        ad_mem(g, t->acc_pos, (sizeof(int64_t) + 2 * sizeof(ad_node *)) * (size_t)t->nleaves, 0);
+        ad_mem(g, t->acc_pos, TAPE_ACC_BYTES(t->nleaves), 0);
     t->acc_pos = NULL;
     t->acc_leaf = t->acc_grad = NULL;
 }

@@ -36,6 +36,13 @@ enum {
     NODE_BORROWED = 1u << 14,   /* input reading the caller's memory (ad_input_borrow) */
 };
 
+/* How a backward pass hands each trainable leaf its gradient (ad_graph.grad_mode). */
+typedef enum {
+    GRAD_ADD,       /* ad_backward: added into the leaf's gradient */
+    GRAD_OVERWRITE, /* ad_backward_overwrite: written over it */
+    GRAD_SGD_STEP,  /* ad_backward_sgd: value -= lr * gradient, fused where it can be */
+} grad_mode;
+
 /* any of the heap buffers a node may hold (freed with it) */
 #define NODE_HEAP_ANY (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE | NODE_HEAP_GRAD)
 
@@ -98,7 +105,13 @@ typedef struct tape {
     int64_t *acc_pos;   /* planned: per leaf (sorted), the tape index after which it accumulates */
     ad_node **acc_leaf; /* planned: the leaves in that order */
     ad_node **acc_grad; /* planned: their gradient nodes */
+    bool *acc_final;    /* planned: no later node of the tape reads the leaf's value, so an
+                           SGD step may change it as soon as the gradient is complete */
 } tape;
+
+/* Bytes of a planned tape's per-leaf block (acc_pos, acc_leaf, acc_grad, acc_final). */
+#define TAPE_ACC_BYTES(nleaves)                                                                    \
+    ((sizeof(int64_t) + 2 * sizeof(ad_node *) + sizeof(bool)) * (size_t)(nleaves))
 
 struct ad_graph {
     ad_dtype dtype;
@@ -129,7 +142,8 @@ struct ad_graph {
     bool in_backward;    /* for anomaly messages */
     bool eval_mode;      /* ad_graph_set_training(g, 0): dropout masks are ones */
     bool reuse_memory;   /* ad_graph_set_memory_reuse: plan backward buffers by lifetime */
-    bool grad_overwrite; /* ad_backward_overwrite under way: leaf gradients written, not added */
+    grad_mode grad_mode; /* how the backward pass under way hands leaves their gradients */
+    double step_lr;      /* GRAD_SGD_STEP: the learning rate */
     uint64_t rng[4];
     void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
     size_t scratch_bytes;
@@ -263,12 +277,20 @@ bool ad_replay_run(ad_graph *g, const ad_replay *p);
 void ad_replay_free(ad_graph *g, ad_replay *p);
 
 /* gemm.c: the one matrix product, C = op(A) op(B), or C += op(A) op(B) when
- * acc; row-major, op transposes when its flag is set; A, B, C contiguous. */
+ * acc; row-major, op transposes when its flag is set; A, B, C contiguous.
+ * ad_gemm_scaled computes C = alpha op(A) op(B) [+ C] (an SGD step fused into
+ * a weight's gradient product: alpha = -lr into the weight, acc). */
 typedef struct {
     int64_t m, k, n; /* op(A) is (m, k), op(B) is (k, n), C is (m, n) */
 } ad_mm_dims;
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C);
+void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
+                    const void *A, const void *B, void *C);
+/* ops_elementwise.c: p += step * g over n elements of dt (the plain SGD step). */
+void ad_add_scaled(ad_dtype dt, void *p, const void *g, double step, int64_t n);
+/* ops_linalg.c: a 2-d matmul node's product, c = alpha op(A) op(B) [+ c when add]. */
+void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c);
 
 /* registry.c */
 typedef bool (*ad_shape_fn)(ad_node *n);

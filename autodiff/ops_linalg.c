@@ -50,10 +50,28 @@ bool shape_matmul(ad_node *n)
     return ad_shape_set(n, nb + 2, shape, "ad_matmul");
 }
 
+void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c)
+{
+    const ad_node *a = n->inputs[0], *b = n->inputs[1];
+    bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
+    ad_mm_dims d;
+    mat_dims(a, ta, &d.m, &d.k);
+    d.n = n->shape[n->ndim - 1];
+    ad_gemm_scaled(n->g->dtype, ta, tb, alpha, add, d, a->value, b->value, c);
+}
+
 void fwd_matmul(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *b = n->inputs[1];
     bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
+    if (n->ndim == 2) {
+        /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into
+         * (memory reuse), or written over (ad_backward_overwrite, and
+         * ad_backward_sgd where the step is not fused: engine.c) */
+        bool add = (n->flags & NODE_ACCUMULATE) && n->g->grad_mode == GRAD_ADD;
+        ad_matmul_2d(n, 1.0, add, n->value);
+        return;
+    }
     ad_mm_dims d;
     mat_dims(a, ta, &d.m, &d.k);
     d.n = n->shape[n->ndim - 1];
@@ -61,13 +79,6 @@ void fwd_matmul(ad_node *n)
     const int64_t sa = a->shape[a->ndim - 2] * a->shape[a->ndim - 1];
     const int64_t sb = b->shape[b->ndim - 2] * b->shape[b->ndim - 1];
     const int64_t sc = d.m * d.n;
-    if (n->ndim == 2) {
-        /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into
-         * (memory reuse), or written over by ad_backward_overwrite */
-        bool add = (n->flags & NODE_ACCUMULATE) && !n->g->grad_overwrite;
-        ad_gemm(n->g->dtype, ta, tb, add, d, a->value, b->value, n->value);
-        return;
-    }
     if (b->ndim == 2 && !ta) {
         /* (..., m, k) times one matrix: the stacked rows of a are one (rows, k)
          * matrix and the output's rows follow them, so one product of all the

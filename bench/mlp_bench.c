@@ -165,6 +165,10 @@ static int cmd_train(int64_t batch, int64_t n)
         return -1;
     nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
     cfg.lr = 0.01;
+    /* the step inside the backward pass, as `chainrule train` takes it;
+       MLP_BENCH_FUSED=0 times the separate step */
+    const char *fused = getenv("MLP_BENCH_FUSED");
+    cfg.fused = !(fused && strcmp(fused, "0") == 0);
     nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
     if (!opt)
         return -1;

@@ -504,6 +504,9 @@ static int set_optimizer(train_options *o, const char *cmd)
                                   o->value[OPT_WEIGHT_DECAY]);
         run->optim.weight_decay = v;
     }
+    /* plain SGD takes its step inside the backward pass (nn_optim_config.fused) */
+    run->optim.fused = run->optim.kind == NN_OPT_SGD && run->optim.momentum == 0 &&
+                       run->optim.weight_decay == 0 && run->optim.clip_norm == 0;
     run->r.lr = run->optim.lr;
     return 0;
 }

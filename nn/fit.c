@@ -49,6 +49,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
         o.size = 1;
     if (o.rank < 0 || o.rank >= o.size)
         return nn_model_fail(m, AD_EINVAL, "%s: rank %d is not in [0, %d)", fn, o.rank, o.size);
+    /* the step inside the backward pass when no hook reads the gradients */
+    const bool fused = nn_optimizer_fused(opt) && !o.after_backward && o.size == 1;
     memset(stats, 0, sizeof *stats);
     stats->failed_batch = -1;
     int64_t nbatches = io_batcher_count(b), *classes = NULL, cap = 0;
@@ -80,7 +82,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
             const int *y = batch.y + begin;
             if ((rc = nn_model_input_rows(m, x, true, rows, d, true, fn)) != 0 ||
                 (rc = nn_model_set_labels(m, y, rows)) != 0 || (rc = nn_model_forward(m)) != 0 ||
-                (rc = nn_model_output_classes(m, classes)) != 0 || (rc = nn_model_backward(m)) != 0)
+                (rc = nn_model_output_classes(m, classes)) != 0 ||
+                (!fused && (rc = nn_model_backward(m)) != 0))
                 break;
             loss = nn_model_loss_value(m);
             for (int64_t r = 0; r < rows; r++)
@@ -98,7 +101,9 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
                                (unsigned long long)epoch + 1, (long long)batch.index + 1, loss);
             break;
         }
-        if ((rc = nn_model_apply_step(m, opt, fn)) != 0)
+        /* a fused step is the backward pass, after the loss was found finite */
+        if ((rc = fused ? nn_model_backward_step(m, opt, fn) : nn_model_apply_step(m, opt, fn)) !=
+            0)
             break;
         stats->loss_sum += loss * (double)rows;
         stats->correct += ok;

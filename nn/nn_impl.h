@@ -187,6 +187,14 @@ int nn_layer_kind_from_name(const char *name);
 int nn_model_check_optimizer(nn_model *m, const nn_optimizer *opt, const char *fn);
 /* train.c: nn_optimizer_step; its failure becomes the model's error (fn: ...). */
 int nn_model_apply_step(nn_model *m, nn_optimizer *opt, const char *fn);
+/* train.c: the backward pass and opt's step after a forward: one pass,
+ * ad_backward_sgd, for a fused optimizer (nn_optim_config.fused), else
+ * nn_model_backward then nn_model_apply_step. */
+int nn_model_backward_step(nn_model *m, nn_optimizer *opt, const char *fn);
+/* optim.c: 0, or -1 with o's error when o has counted the most steps it can (fn: ...). */
+int nn_optimizer_can_step(const nn_optimizer *o, const char *fn);
+/* optim.c: does o take its step inside the backward pass (nn_optim_config.fused)? */
+bool nn_optimizer_fused(const nn_optimizer *o);
 /* optim.c: records code and the message on o (not NULL, const or not); returns -1. */
 AD_PRINTF_LIKE(3, 4)
 int nn_optimizer_fail(const nn_optimizer *o, ad_errcode code, const char *fmt, ...);

@@ -141,6 +141,13 @@ static int check_config(const nn_optim_config *c, const char *fn, ad_error *err)
     BAD(c->nesterov != 0 && c->nesterov != 1, "%s: nesterov is %d, not 0 or 1", fn, c->nesterov);
     BAD(c->amsgrad != 0 && c->amsgrad != 1, "%s: amsgrad is %d, not 0 or 1", fn, c->amsgrad);
     BAD(c->centered != 0 && c->centered != 1, "%s: centered is %d, not 0 or 1", fn, c->centered);
+    BAD(c->fused != 0 && c->fused != 1, "%s: fused is %d, not 0 or 1", fn, c->fused);
+    BAD(c->fused && (c->kind != NN_OPT_SGD || c->momentum != 0 || c->weight_decay != 0 ||
+                     c->clip_norm != 0),
+        "%s: fused needs plain SGD (no momentum, weight decay or clipping), not %s%s%s%s", fn,
+        optim_names[c->kind], c->kind == NN_OPT_SGD && c->momentum != 0 ? " with momentum" : "",
+        c->weight_decay != 0 ? " with weight decay" : "",
+        c->clip_norm != 0 ? " with clipping" : "");
     switch (c->kind) {
     case NN_OPT_SGD:
         BAD(!in01(c->momentum), "%s: momentum %g is not in [0, 1)", fn, c->momentum);
@@ -352,23 +359,9 @@ double nn_model_clip_grad_norm(nn_model *m, double max_norm)
 /* Every update is elementwise: element i reads and writes index i of each
  * array and nothing else, so the loops split over the library's threads
  * (ad_set_threads) from AD_PARALLEL_MIN elements (AD_FOR_ELEMENTS), with the same results
- * for any thread count. The plain SGD step runs in chunks, each a call of a
- * kernel compiled for SSE2 and AVX2 (chosen at load time; no FMA, so the
- * same bits either way). */
-#define SGD_CHUNK 4096
-
-#define SGD_PLAIN_KERNEL(T, name)                                                                  \
-    AD_SIMD_CLONES static void name(T *P, const T *G, T step, int64_t n)                           \
-    {                                                                                              \
-        for (int64_t i = 0; i < n; i++)                                                            \
-            P[i] += step * G[i];                                                                   \
-    }
-SGD_PLAIN_KERNEL(float, sgd_plain_f32)
-SGD_PLAIN_KERNEL(double, sgd_plain_f64)
-
-#define sgd_plain(P, G, step, n)                                                                   \
-    _Generic((P), float * : sgd_plain_f32, default : sgd_plain_f64)(P, G, step, n)
-
+ * for any thread count. The plain SGD step is the library's scaled addition
+ * (ad_add_scaled: vectorized, split the same way), which ad_backward_sgd
+ * also uses. */
 static void step_sgd(nn_optimizer *o, void *params, const void *grads)
 {
     const nn_optim_config *c = &o->cfg;
@@ -381,13 +374,7 @@ static void step_sgd(nn_optimizer *o, void *params, const void *grads)
         if (wd == 0 && mom == 0) {
             /* plain SGD, the hot loop of the default recipe: in the element type
              * (as torch's p.add_(g, alpha=-lr)), branch-free, vectorized */
-            const T step = (T)-lr;
-            const int64_t chunks = (n + SGD_CHUNK - 1) / SGD_CHUNK;
-            /* split by the elements' count, not the chunks' */
-            AD_FOR_SPLIT(k, chunks, n >= AD_PARALLEL_MIN, {
-                const int64_t lo = k * SGD_CHUNK, len = n - lo < SGD_CHUNK ? n - lo : SGD_CHUNK;
-                sgd_plain(P + lo, G + lo, step, len);
-            });
+            ad_add_scaled(o->dtype, P, G, -lr, n);
             return;
         }
         const bool nesterov = c->nesterov != 0;
@@ -508,6 +495,16 @@ static void step_adagrad(nn_optimizer *o, void *params, const void *grads, doubl
     });
 }
 
+int nn_optimizer_can_step(const nn_optimizer *o, const char *fn)
+{
+    if (o->steps >= NN_OPTIM_MAX_STEPS)
+        return nn_optimizer_fail(o, AD_ESTATE, "%s: %lld steps, the most an optimizer counts", fn,
+                                 (long long)o->steps);
+    return 0;
+}
+
+bool nn_optimizer_fused(const nn_optimizer *o) { return o->cfg.fused != 0; }
+
 int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
 {
     if (!o)
@@ -515,10 +512,8 @@ int nn_optimizer_update(nn_optimizer *o, void *params, void *grads)
     if (o->n > 0 && (!params || !grads))
         return nn_optimizer_fail(o, AD_EINVAL, "nn_optimizer_update: %s is NULL",
                                  params ? "grads" : "params");
-    if (o->steps >= NN_OPTIM_MAX_STEPS)
-        return nn_optimizer_fail(o, AD_ESTATE,
-                                 "nn_optimizer_update: %lld steps, the most an optimizer counts",
-                                 (long long)o->steps);
+    if (nn_optimizer_can_step(o, "nn_optimizer_update") != 0)
+        return -1;
     if (o->cfg.clip_norm > 0)
         nn_clip_grad_norm(o->dtype, grads, o->n, o->cfg.clip_norm);
     double t = (double)(o->steps + 1);

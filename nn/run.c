@@ -129,15 +129,20 @@ typedef struct {
     const char *key;
     size_t offset; /* in nn_optim_config */
     bool is_int;
+    bool optional; /* newer than the format: absent from older files, which mean 0 */
 } optim_field;
 
 #define DFIELD(f)                                                                                  \
     {                                                                                              \
-        "chainrule.optim." #f, offsetof(nn_optim_config, f), false                                 \
+        "chainrule.optim." #f, offsetof(nn_optim_config, f), false, false                          \
     }
 #define IFIELD(f)                                                                                  \
     {                                                                                              \
-        "chainrule.optim." #f, offsetof(nn_optim_config, f), true                                  \
+        "chainrule.optim." #f, offsetof(nn_optim_config, f), true, false                           \
+    }
+#define IFIELD_NEW(f)                                                                              \
+    {                                                                                              \
+        "chainrule.optim." #f, offsetof(nn_optim_config, f), true, true                            \
     }
 static const optim_field optim_fields[] = {
     DFIELD(lr),
@@ -154,6 +159,7 @@ static const optim_field optim_fields[] = {
     DFIELD(lr_decay),
     DFIELD(initial_accumulator),
     DFIELD(clip_norm),
+    IFIELD_NEW(fused),
 };
 #define N_OPTIM_FIELDS (sizeof optim_fields / sizeof optim_fields[0])
 
@@ -543,7 +549,10 @@ static int read_config(reader *r, const char *name, nn_optim_config *cfg)
     *cfg = nn_optim_defaults((nn_optim_kind)nn_optim_from_name(name));
     for (size_t i = 0; i < N_OPTIM_FIELDS; i++) {
         char *base = (char *)cfg + optim_fields[i].offset;
-        const char *v = need(r, optim_fields[i].key);
+        const char *v = optim_fields[i].optional ? io_checkpoint_meta(r->ck, optim_fields[i].key)
+                                                 : need(r, optim_fields[i].key);
+        if (!v && optim_fields[i].optional)
+            continue; /* the default's 0 */
         if (!v)
             return -1;
         char *end;

@@ -222,16 +222,24 @@ double nn_model_loss_value(const nn_model *m)
     return ad_item(m->loss_node);
 }
 
-int nn_model_backward(nn_model *m)
+/* A backward pass may start: built, a loss, a forward since the inputs changed. */
+static int backward_ready(nn_model *m, const char *fn)
 {
-    int rc = check_built(m, "nn_model_backward");
+    int rc = check_built(m, fn);
     if (rc)
         return rc;
     if (!m->loss_node)
-        return nn_model_fail(m, AD_ESTATE, "nn_model_backward: the model has no loss");
+        return nn_model_fail(m, AD_ESTATE, "%s: the model has no loss", fn);
     if (!m->forwarded)
-        return nn_model_fail(m, AD_ESTATE,
-                             "nn_model_backward: inputs changed since the last forward");
+        return nn_model_fail(m, AD_ESTATE, "%s: inputs changed since the last forward", fn);
+    return 0;
+}
+
+int nn_model_backward(nn_model *m)
+{
+    int rc = backward_ready(m, "nn_model_backward");
+    if (rc)
+        return rc;
     if (ad_backward_overwrite(m->loss_node) != 0)
         return graph_fail(m, "nn_model_backward");
     return 0;
@@ -272,6 +280,25 @@ int nn_model_apply_step(nn_model *m, nn_optimizer *opt, const char *fn)
     return 0;
 }
 
+int nn_model_backward_step(nn_model *m, nn_optimizer *opt, const char *fn)
+{
+    if (!nn_optimizer_fused(opt)) {
+        int rc = nn_model_backward(m);
+        return rc ? rc : nn_model_apply_step(m, opt, fn);
+    }
+    int rc = backward_ready(m, fn);
+    if (rc)
+        return rc;
+    if (nn_optimizer_can_step(opt, fn) != 0)
+        return nn_model_fail(m, nn_optimizer_errcode(opt), "%s", nn_optimizer_error(opt));
+    if (ad_backward_sgd(m->loss_node, nn_optimizer_lr(opt)) != 0)
+        return graph_fail(m, fn);
+    nn_optimizer_set_steps(opt, nn_optimizer_steps(opt) + 1);
+    /* the parameters changed: outputs are stale until the next forward */
+    m->forwarded = false;
+    return 0;
+}
+
 int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
 {
     const char *fn = "nn_model_train_step";
@@ -284,9 +311,7 @@ int nn_model_train_step(nn_model *m, nn_optimizer *opt, double *loss)
         return rc;
     if (loss)
         *loss = nn_model_loss_value(m);
-    if ((rc = nn_model_backward(m)) != 0)
-        return rc;
-    return nn_model_apply_step(m, opt, fn);
+    return nn_model_backward_step(m, opt, fn);
 }
 
 /* ---------------------------------------------------------------- predict */

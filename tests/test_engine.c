@@ -283,13 +283,17 @@ static void mlp_feed(mlp *m, int64_t b, int step)
     cr_assert_eq(ad_forward(m->g), 0);
 }
 
-static void grads_of(mlp *m, double *out)
+/* The 43 parameters' gradients (or values: params_of) in one array. */
+static void read_params(mlp *m, double *out, int (*get)(const ad_node *, double *, int64_t))
 {
-    ad_get_grad(m->w1, out, 20);
-    ad_get_grad(m->b1, out + 20, 5);
-    ad_get_grad(m->w2, out + 25, 15);
-    ad_get_grad(m->b2, out + 40, 3);
+    get(m->w1, out, 20);
+    get(m->b1, out + 20, 5);
+    get(m->w2, out + 25, 15);
+    get(m->b2, out + 40, 3);
 }
+
+static void grads_of(mlp *m, double *out) { read_params(m, out, ad_get_grad); }
+static void params_of(mlp *m, double *out) { read_params(m, out, ad_get); }
 
 Test(replay, matches_rebuilt_graph_and_allocates_nothing)
 {
@@ -866,6 +870,202 @@ Test(replay, backward_overwrite_equals_zero_grad_then_backward)
             ad_graph_free(plain.g);
             ad_graph_free(over.g);
         }
+}
+
+/* One plain SGD step from a leaf's gradient, in the element type (as
+ * nn's optimizer and torch's p.add_(g, alpha=-lr)). */
+static void sgd_reference_step(ad_node *p, double lr)
+{
+    int64_t n = ad_numel(p);
+    if (ad_graph_dtype(ad_node_graph(p)) == AD_F32) {
+        float *v = ad_data(p);
+        const float *g = ad_grad_data(p), step = (float)-lr;
+        for (int64_t i = 0; i < n; i++)
+            v[i] += step * g[i];
+    } else {
+        double *v = ad_data(p);
+        const double *g = ad_grad_data(p);
+        for (int64_t i = 0; i < n; i++)
+            v[i] += -lr * g[i];
+    }
+}
+
+/* ad_backward_sgd: the parameters of ad_backward_overwrite followed by the
+ * SGD step, to one rounding per step, with and without memory reuse and
+ * with the values checked or not, across batch changes; a parameter the
+ * loss does not reach is left alone. Once the pass is planned (reuse on,
+ * values unchecked), W1's step is inside its gradient's product: its
+ * gradient buffer is never written. */
+Test(replay, backward_sgd_equals_overwrite_then_step)
+{
+    const double lr = 0.25;
+    for (int dt = 0; dt < 2; dt++)
+        for (int mode = 0; mode < 3; mode++) { /* no reuse; reuse; reuse + check_finite */
+            mlp ref, sgd;
+            mlp_build(&ref, dt ? AD_F64 : AD_F32, 8, NULL, NULL);
+            mlp_build(&sgd, dt ? AD_F64 : AD_F32, 8, NULL, NULL);
+            ad_graph_set_memory_reuse(ref.g, mode > 0);
+            ad_graph_set_memory_reuse(sgd.g, mode > 0);
+            ad_graph_set_check_finite(sgd.g, mode == 2);
+            int64_t su[1] = {3};
+            ad_node *unused = ad_param(sgd.g, 1, su, "unused");
+            double uv[3] = {1.5, -2.0, 0.25}, got[3];
+            cr_assert_eq(ad_set(unused, uv, 3), 0);
+            int64_t batches[5] = {8, 3, 16, 8, 8};
+            for (int step = 0; step < 5; step++) {
+                int64_t b = batches[step];
+                mlp_feed(&ref, b, step);
+                mlp_feed(&sgd, b, step);
+                cr_assert_eq(ad_backward_overwrite(ref.loss), 0);
+                ad_node *rp[4] = {ref.w1, ref.b1, ref.w2, ref.b2};
+                for (int k = 0; k < 4; k++)
+                    sgd_reference_step(rp[k], lr);
+                if (step > 0)
+                    poison_grad(sgd.g, sgd.w1, 7.0);
+                cr_assert_eq(ad_backward_sgd(sgd.loss, lr), 0, "%s", ad_graph_error(sgd.g));
+                double p1[43], p2[43], tol = dt ? 1e-14 : 1e-6;
+                params_of(&ref, p1);
+                params_of(&sgd, p2);
+                for (int i = 0; i < 43; i++)
+                    cr_assert_float_eq(p2[i], p1[i], tol * (1 + fabs(p1[i])),
+                                       "dtype %d mode %d step %d: parameter %d: %.17g, not %.17g",
+                                       dt, mode, step, i, p2[i], p1[i]);
+                cr_assert_eq(ad_get(unused, got, 3), 0);
+                for (int i = 0; i < 3; i++)
+                    cr_assert_eq(got[i], uv[i], "step %d: the unreached parameter moved", step);
+                if (step > 0) {
+                    double g[20];
+                    cr_assert_eq(ad_get_grad(sgd.w1, g, 20), 0);
+                    for (int i = 0; i < 20; i++)
+                        if (mode == 1)
+                            cr_assert_eq(g[i], 7.0, "step %d: W1's step was not fused", step);
+                        else
+                            cr_assert_neq(g[i], 7.0, "mode %d step %d: W1's gradient unwritten",
+                                          mode, step);
+                }
+            }
+            ad_graph_free(ref.g);
+            ad_graph_free(sgd.g);
+        }
+}
+
+/* Two graphs of one shape: graph 0 steps with ad_backward_overwrite and the
+ * separate step, graph 1 with ad_backward_sgd; W is the leaf checked. */
+typedef struct {
+    ad_graph *g[2];
+    ad_node *w[2], *loss[2];
+    ad_node *ref_params[2]; /* graph 0's trainable leaves */
+    int nref;
+} sgd_pair;
+
+static void sgd_pair_check(sgd_pair *p, int dt, int64_t nw, bool grad_written)
+{
+    for (int step = 0; step < 4; step++) {
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(ad_forward(p->g[k]), 0);
+        cr_assert_eq(ad_backward_overwrite(p->loss[0]), 0);
+        for (int i = 0; i < p->nref; i++)
+            sgd_reference_step(p->ref_params[i], 0.5);
+        if (step > 0)
+            poison_grad(p->g[1], p->w[1], 7.0);
+        cr_assert_eq(ad_backward_sgd(p->loss[1], 0.5), 0, "%s", ad_graph_error(p->g[1]));
+        double a[24], b[24], gw[24], tol = dt ? 1e-14 : 1e-6;
+        ad_get(p->w[0], a, nw);
+        ad_get(p->w[1], b, nw);
+        ad_get_grad(p->w[1], gw, nw);
+        for (int64_t i = 0; i < nw; i++) {
+            cr_assert_float_eq(b[i], a[i], tol * (1 + fabs(a[i])),
+                               "dtype %d step %d: W[%d] %.17g, not %.17g", dt, step, (int)i, b[i],
+                               a[i]);
+            if (step > 0)
+                cr_assert_eq(gw[i] != 7.0, grad_written, "dtype %d step %d: W's gradient buffer %s",
+                             dt, step, grad_written ? "unwritten" : "written");
+        }
+    }
+    for (int k = 0; k < 2; k++)
+        ad_graph_free(p->g[k]);
+}
+
+static void fill_sin(ad_node *n, double scale)
+{
+    double v[64];
+    int64_t k = ad_numel(n);
+    for (int64_t i = 0; i < k; i++)
+        v[i] = scale * sin(1.3 * (double)i + 0.4);
+    ad_set(n, v, k);
+}
+
+/* A weight whose value a later backward node reads (y = W * h, W of h's
+ * shape: h's gradient, G * W, comes after W's, G * h) keeps its gradient and takes its step
+ * after the pass; a weight shared by three products (its gradient a sum
+ * complete at the end of the pass) takes it then. Both match the separate
+ * step. */
+Test(replay, backward_sgd_waits_for_a_weight_read_later)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        sgd_pair p;
+        for (int k = 0; k < 2; k++) {
+            p.g[k] = ad_graph_new(dt ? AD_F64 : AD_F32);
+            ad_graph_set_memory_reuse(p.g[k], 1);
+            int64_t sx[2] = {6, 4}, sa[2] = {4, 4}, sw[2] = {6, 4};
+            ad_node *x = ad_input(p.g[k], 2, sx, "x");
+            ad_node *a = ad_param(p.g[k], 2, sa, "A");
+            p.w[k] = ad_param(p.g[k], 2, sw, "W");
+            fill_sin(x, 1.0);
+            fill_sin(a, 0.3);
+            fill_sin(p.w[k], 0.8);
+            ad_node *y = ad_mul(p.w[k], ad_tanh(ad_matmul(x, a)));
+            if (k == 0) {
+                p.ref_params[0] = a;
+                p.ref_params[1] = p.w[0];
+                p.nref = 2;
+            }
+            p.loss[k] = ad_mean(ad_mul(y, y), AD_ALL);
+            cr_assert_not_null(p.loss[k], "%s", ad_graph_error(p.g[k]));
+        }
+        sgd_pair_check(&p, dt, 24, true);
+
+        for (int k = 0; k < 2; k++) {
+            p.g[k] = ad_graph_new(dt ? AD_F64 : AD_F32);
+            ad_graph_set_memory_reuse(p.g[k], 1);
+            int64_t sx[2] = {6, 4}, sw[2] = {4, 4};
+            ad_node *x = ad_input(p.g[k], 2, sx, "x");
+            p.w[k] = ad_param(p.g[k], 2, sw, "W");
+            fill_sin(x, 1.0);
+            fill_sin(p.w[k], 0.3);
+            ad_node *h = ad_tanh(ad_matmul(x, p.w[k]));
+            p.ref_params[0] = p.w[0];
+            p.nref = 1;
+            p.loss[k] = ad_mean(ad_mul(ad_matmul(h, p.w[k]), ad_matmul(h, p.w[k])), AD_ALL);
+            cr_assert_not_null(p.loss[k], "%s", ad_graph_error(p.g[k]));
+        }
+        sgd_pair_check(&p, dt, 16, false);
+    }
+}
+
+Test(errors, backward_sgd_refuses_a_bad_learning_rate)
+{
+    mlp m;
+    mlp_build(&m, AD_F64, 8, NULL, NULL);
+    mlp_data(&m, 8, 0);
+    cr_assert_eq(ad_forward(m.g), 0);
+    double before[43], after[43];
+    params_of(&m, before);
+    cr_assert_eq(ad_backward_sgd(m.loss, -1.0), -1);
+    cr_assert_str_eq(ad_graph_error(m.g),
+                     "ad_backward_sgd: learning rate -1 must be finite and >= 0");
+    params_of(&m, after);
+    for (int i = 0; i < 43; i++)
+        cr_assert_eq(after[i], before[i], "parameter %d changed by a refused step", i);
+    ad_graph_free(m.g);
+    mlp_build(&m, AD_F64, 8, NULL, NULL);
+    mlp_data(&m, 8, 0);
+    cr_assert_eq(ad_forward(m.g), 0);
+    cr_assert_eq(ad_backward_sgd(m.loss, NAN), -1);
+    cr_assert_str_eq(ad_graph_error(m.g),
+                     "ad_backward_sgd: learning rate nan must be finite and >= 0");
+    ad_graph_free(m.g);
+    cr_assert_eq(ad_backward_sgd(NULL, 0.1), -1);
 }
 
 Test(errors, softmax_of_an_empty_axis_beside_huge_ones_is_immediate)

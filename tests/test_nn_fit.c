@@ -42,14 +42,21 @@ static nn_model *model_with(nn_activation hidden)
 
 static nn_model *toy_model(void) { return model_with(NN_ACT_TANH); }
 
-static nn_optimizer *adam(nn_model *m, double lr)
+static nn_optimizer *optimizer(nn_model *m, nn_optim_kind kind, double lr, int fused)
 {
-    nn_optim_config c = nn_optim_defaults(NN_OPT_ADAM);
+    nn_optim_config c = nn_optim_defaults(kind);
     c.lr = lr;
+    c.fused = fused;
     ad_error o_err;
     nn_optimizer *o = nn_optimizer_new(m, &c, &o_err);
     cr_assert_not_null(o, "%s", o_err.message);
     return o;
+}
+
+static nn_optimizer *adam(nn_model *m, double lr) { return optimizer(m, NN_OPT_ADAM, lr, 0); }
+static nn_optimizer *sgd(nn_model *m, double lr, int fused)
+{
+    return optimizer(m, NN_OPT_SGD, lr, fused);
 }
 
 Test(train_epoch, equals_a_hand_written_loop_bit_for_bit)
@@ -152,27 +159,87 @@ Test(train_epoch, shards_cover_every_row_once_and_hooks_run_per_batch)
     io_dataset_free(ds);
 }
 
+/* A fused SGD optimizer (the step inside the backward pass): the weights of
+ * the separate step to rounding, over three epochs, with as many steps
+ * counted; nn_model_train_step takes the same fused step as the epoch loop
+ * (bit for bit); with an after_backward hook (which reads the gradients)
+ * the epoch falls back to the separate step, bit for bit. */
+Test(train_epoch, fused_sgd_matches_the_separate_step)
+{
+    io_dataset *ds = toy_data();
+    enum { PLAIN, FUSED, FUSED_STEPS, FUSED_HOOK, NM };
+    nn_model *m[NM];
+    nn_optimizer *o[NM];
+    io_batcher *b[NM];
+    for (int k = 0; k < NM; k++) {
+        m[k] = toy_model();
+        o[k] = sgd(m[k], 0.3, k != PLAIN);
+        cr_assert_eq(((b[k] = io_batcher_new(ds, 4, true, 5, NULL)) ? 0 : -1), 0);
+    }
+    hook_count h = {0, 0, 0, 0};
+    nn_epoch_options with_hook = {0, 1, count_backward, NULL, &h};
+    for (uint64_t epoch = 0; epoch < 3; epoch++) {
+        nn_epoch_stats st[NM];
+        for (int k = 0; k < NM; k++) {
+            if (k == FUSED_STEPS) {
+                io_batch batch;
+                io_batcher_start_epoch(b[k], epoch);
+                while (io_batcher_next(b[k], &batch)) {
+                    cr_assert_eq(nn_model_set_input_f32(m[k], batch.x, batch.size, D), 0);
+                    cr_assert_eq(nn_model_set_labels(m[k], batch.y, batch.size), 0);
+                    cr_assert_eq(nn_model_train_step(m[k], o[k], NULL), 0, "%s",
+                                 nn_model_error(m[k]));
+                }
+                continue;
+            }
+            cr_assert_eq(nn_train_epoch(m[k], o[k], b[k], epoch,
+                                        k == FUSED_HOOK ? &with_hook : NULL, &st[k]),
+                         0, "%s", nn_model_error(m[k]));
+        }
+        cr_expect_float_eq(st[FUSED].loss_sum, st[PLAIN].loss_sum, 1e-5 * fabs(st[PLAIN].loss_sum),
+                           "epoch %d", (int)epoch);
+    }
+    const float *pp = nn_model_params(m[PLAIN]), *pf = nn_model_params(m[FUSED]);
+    int64_t n = nn_model_param_count(m[PLAIN]);
+    for (int64_t i = 0; i < n; i++)
+        cr_expect_float_eq(pf[i], pp[i], 1e-5f * (1 + fabsf(pp[i])),
+                           "parameter %lld: %.9g, not %.9g", (long long)i, pf[i], pp[i]);
+    cr_expect_eq(memcmp(nn_model_params(m[FUSED_STEPS]), pf, (size_t)n * sizeof(float)), 0,
+                 "nn_model_train_step's fused step differs from the epoch loop's");
+    cr_expect_eq(memcmp(nn_model_params(m[FUSED_HOOK]), pp, (size_t)n * sizeof(float)), 0,
+                 "with a gradient hook the fused optimizer did not take the separate step");
+    cr_expect_eq(h.calls, 9);
+    for (int k = 0; k < NM; k++) {
+        cr_expect_eq(nn_optimizer_steps(o[k]), 9, "model %d counted %lld steps", k,
+                     (long long)nn_optimizer_steps(o[k]));
+        io_batcher_free(b[k]);
+        nn_optimizer_free(o[k]);
+        nn_model_free(m[k]);
+    }
+    io_dataset_free(ds);
+}
+
+/* A diverged batch is named and its update not applied; a fused step
+ * (inside the backward pass) is taken only after the loss was found finite. */
 Test(train_epoch, divergence_names_the_batch_and_skips_its_update)
 {
     io_dataset *ds = toy_data();
     io_batcher *b = NULL;
     cr_assert_eq(((b = io_batcher_new(ds, 4, false, 0, NULL)) ? 0 : -1), 0);
-    nn_model *m = model_with(NN_ACT_IDENTITY);
-    nn_optim_config c = nn_optim_defaults(NN_OPT_SGD);
-    c.lr = 1e30;
-    ad_error o_err;
-    nn_optimizer *o = nn_optimizer_new(m, &c, &o_err);
-    cr_assert_not_null(o, "%s", o_err.message);
-    nn_epoch_stats st;
-    int rc = nn_train_epoch(m, o, b, 0, NULL, &st);
-    cr_assert_eq(rc, -1, "%s", nn_model_error(m));
-    cr_expect_geq(st.failed_batch, 1);
-    cr_expect(!isfinite(st.loss));
-    cr_expect_eq(nn_optimizer_steps(o), st.failed_batch, "the diverged batch was applied");
-    cr_expect(strstr(nn_model_error(m), "nn_train_epoch: training diverged in epoch 1, batch "),
-              "%s", nn_model_error(m));
-    nn_optimizer_free(o);
-    nn_model_free(m);
+    for (int fused = 0; fused < 2; fused++) {
+        nn_model *m = model_with(NN_ACT_IDENTITY);
+        nn_optimizer *o = sgd(m, 1e30, fused);
+        nn_epoch_stats st;
+        cr_assert_eq(nn_train_epoch(m, o, b, 0, NULL, &st), -1, "%s", nn_model_error(m));
+        cr_expect_geq(st.failed_batch, 1);
+        cr_expect(!isfinite(st.loss));
+        cr_expect_eq(nn_optimizer_steps(o), st.failed_batch,
+                     "fused %d: the diverged batch was applied", fused);
+        cr_expect(strstr(nn_model_error(m), "nn_train_epoch: training diverged in epoch 1, batch "),
+                  "%s", nn_model_error(m));
+        nn_optimizer_free(o);
+        nn_model_free(m);
+    }
     io_batcher_free(b);
     io_dataset_free(ds);
 }

@@ -635,6 +635,23 @@ Test(nn_optim, bad_configs_are_refused_with_a_reason)
     c.lr = -1;
     cr_assert_null(nn_optimizer_new(m, &c, &err));
     cr_assert_str_eq(err.message, "nn_optimizer_new: learning rate -1 must be >= 0");
+    c = nn_optim_defaults(NN_OPT_SGD);
+    c.fused = 2;
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_str_eq(err.message, "nn_optimizer_new: fused is 2, not 0 or 1");
+    c = nn_optim_defaults(NN_OPT_ADAM);
+    c.fused = 1;
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_eq(err.code, AD_EINVAL);
+    cr_assert_str_eq(err.message, "nn_optimizer_new: fused needs plain SGD (no momentum, weight "
+                                  "decay or clipping), not adam");
+    c = nn_optim_defaults(NN_OPT_SGD);
+    c.fused = 1;
+    c.momentum = 0.9;
+    c.clip_norm = 1;
+    cr_assert_null(nn_optimizer_new(m, &c, &err));
+    cr_assert_str_eq(err.message, "nn_optimizer_new: fused needs plain SGD (no momentum, weight "
+                                  "decay or clipping), not sgd with momentum with clipping");
     nn_model *unbuilt = nn_model_new_sequential(AD_F64, 2, NULL);
     c = nn_optim_defaults(NN_OPT_SGD);
     cr_assert_null(nn_optimizer_new(unbuilt, &c, &err));

@@ -119,31 +119,47 @@ typedef struct {
     float w1[IN * HID], b1[HID], w2[HID * OUT], b2[OUT];
 } step_result;
 
-static void train_step(step_result *r, int rows)
+/* The network on a batch of rows: its loss; its parameters in p (w1, b1, w2, b2). */
+static ad_node *make_net(ad_graph *g, int rows, ad_node *p[4])
 {
-    ad_graph *g = ad_graph_new(AD_F32);
     int64_t xs[2] = {rows, IN}, w1s[2] = {IN, HID}, b1s[1] = {HID}, w2s[2] = {HID, OUT},
             b2s[1] = {OUT}, ls[1] = {rows};
     ad_node *x = ad_input(g, 2, xs, "x"), *labels = ad_input(g, 1, ls, "labels");
-    ad_node *w1 = ad_param(g, 2, w1s, "w1"), *b1 = ad_param(g, 1, b1s, "b1");
-    ad_node *w2 = ad_param(g, 2, w2s, "w2"), *b2 = ad_param(g, 1, b2s, "b2");
+    p[0] = ad_param(g, 2, w1s, "w1");
+    p[1] = ad_param(g, 1, b1s, "b1");
+    p[2] = ad_param(g, 2, w2s, "w2");
+    p[3] = ad_param(g, 1, b2s, "b2");
     fill(x, 0.3);
-    fill(w1, 1.1);
-    fill(b1, 2.0);
-    fill(w2, 0.5);
-    fill(b2, 1.7);
+    fill(p[0], 1.1);
+    fill(p[1], 2.0);
+    fill(p[2], 0.5);
+    fill(p[3], 1.7);
     float *lv = ad_data(labels);
     for (int i = 0; i < rows; i++)
         lv[i] = (float)((i * 7) % OUT);
-    ad_node *h = ad_linear_relu(x, w1, b1);
-    ad_node *loss = ad_softmax_cross_entropy(ad_linear(h, w2, b2), labels);
+    ad_node *h = ad_linear_relu(x, p[0], p[1]);
+    ad_node *loss = ad_softmax_cross_entropy(ad_linear(h, p[2], p[3]), labels);
     cr_assert_not_null(loss, "%s", ad_graph_error(g));
-    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    return loss;
+}
+
+/* The loss, and the parameters' values (grads false) or gradients, into r. */
+static void keep_result(step_result *r, ad_node *loss, ad_node *p[4], bool grads)
+{
     r->loss = *(float *)ad_data(loss);
-    memcpy(r->w1, ad_grad_data(w1), sizeof r->w1);
-    memcpy(r->b1, ad_grad_data(b1), sizeof r->b1);
-    memcpy(r->w2, ad_grad_data(w2), sizeof r->w2);
-    memcpy(r->b2, ad_grad_data(b2), sizeof r->b2);
+    float *dst[4] = {r->w1, r->b1, r->w2, r->b2};
+    for (int k = 0; k < 4; k++)
+        memcpy(dst[k], grads ? ad_grad_data(p[k]) : ad_data(p[k]),
+               sizeof(float) * (size_t)ad_numel(p[k]));
+}
+
+static void train_step(step_result *r, int rows)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_node *p[4];
+    ad_node *loss = make_net(g, rows, p);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    keep_result(r, loss, p, true);
     ad_graph_free(g);
 }
 
@@ -167,6 +183,41 @@ Test(threads, a_training_step_with_any_thread_count)
         cr_assert(r[0].loss > 0 && isfinite(r[0].loss), "%d rows: loss %g", batches[b],
                   (double)r[0].loss);
     }
+}
+
+/* Three planned steps of plain SGD taken inside the backward pass
+ * (ad_backward_sgd: the weights' steps inside their gradients' products,
+ * split like any product), at 300 rows: the weights after them. */
+static void sgd_steps(step_result *r)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_graph_set_memory_reuse(g, 1);
+    ad_node *p[4];
+    ad_node *loss = make_net(g, ROWS, p);
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_backward_sgd(loss, 0.05), 0, "%s", ad_graph_error(g));
+    }
+    keep_result(r, loss, p, false);
+    ad_graph_free(g);
+}
+
+Test(threads, sgd_steps_inside_the_backward_pass)
+{
+    static step_result r[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        ad_set_threads(t + 1);
+        sgd_steps(&r[t]);
+    }
+    ad_set_threads(1);
+    for (int t = 1; t < THREADS; t++) {
+        assert_close(&r[0].loss, &r[t].loss, 1, false, "loss", t + 1);
+        assert_close(r[0].w1, r[t].w1, IN * HID, false, "w1", t + 1);
+        assert_close(r[0].b1, r[t].b1, HID, false, "b1", t + 1);
+        assert_close(r[0].w2, r[t].w2, HID * OUT, false, "w2", t + 1);
+        assert_close(r[0].b2, r[t].b2, OUT, false, "b2", t + 1);
+    }
+    cr_assert(isfinite(r[0].loss) && r[0].loss > 0, "loss %g", (double)r[0].loss);
 }
 
 /* The bias gradient of a linear layer is its upstream gradient summed over

@@ -748,6 +748,25 @@ AD_API void ad_graph_set_memory_reuse(ad_graph *g, int on);
  * calls (nn_model_backward). 0 or -1, as ad_backward.
  */
 AD_API int ad_backward_overwrite(ad_node *loss);
+/**
+ * One backward pass and one plain SGD step: every trainable leaf that loss
+ * depends on ends as value - lr * d loss/d leaf (the leaves it does not depend
+ * on are left alone), as ad_backward_overwrite followed by that update would
+ * leave it, with no pass over the gradients. Once the pass is planned
+ * (ad_graph_set_memory_reuse, from the second call on a loss), a leaf whose
+ * value no later backward node reads takes its step as soon as its gradient
+ * is complete, and a weight whose gradient is one matrix product takes it
+ * inside that product (the GEMM adds -lr times the product into the weight:
+ * within one rounding of the separate update, which rounds the gradient
+ * first). What nn_model_train_step calls for a fused SGD optimizer
+ * (nn_optim_config.fused). The leaves' gradient buffers are left unspecified:
+ * read gradients with ad_backward or ad_backward_overwrite. With
+ * ad_graph_set_check_finite on, every update waits for the whole pass, so a
+ * refused pass leaves every value as it was; otherwise only a kernel failing
+ * mid-pass (out of memory) can leave the step partly taken. lr must be finite
+ * and >= 0 (else the graph's error names it). 0 or -1, as ad_backward.
+ */
+AD_API int ad_backward_sgd(ad_node *loss, double lr);
 /** Zeros every trainable leaf's accumulated gradient. */
 AD_API void ad_zero_grad(ad_graph *g);
 /**

@@ -898,7 +898,9 @@ typedef struct nn_optimizer nn_optimizer;
 
 /**
  * One training step on the batch already set: forward, zero gradients,
- * backward, optimizer step (clipping first when its config says so).
+ * backward, optimizer step (clipping first when its config says so); for a
+ * fused optimizer (nn_optim_config.fused) the backward pass takes the step
+ * (ad_backward_sgd) and the gradient buffer is not written.
  * *loss (may be NULL) receives the loss before the step. No allocation
  * after the first call. 0 or -1 (nn_model_error).
  */
@@ -964,7 +966,8 @@ typedef enum {
  *            momentum > 0: b = momentum b + g / d, p -= lr b; else p -= lr g / d
  *   ADAGRAD  g += wd p; s += g^2; p -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
  * clip_norm > 0 clips the gradient buffer by its global L2 norm before each
- * step (nn_clip_grad_norm).
+ * step (nn_clip_grad_norm). fused takes a plain SGD step inside the backward
+ * pass (as torch.optim.SGD(fused=True)).
  */
 typedef struct {
     nn_optim_kind kind;         /**< the update rule */
@@ -982,6 +985,14 @@ typedef struct {
     double lr_decay;            /**< Adagrad */
     double initial_accumulator; /**< Adagrad: starting value of s */
     double clip_norm;           /**< > 0: clip by global norm before each step */
+    /** 1: plain SGD only (momentum, weight_decay and clip_norm 0). The step is
+     *  taken inside the backward pass (ad_backward_sgd: a weight's update is
+     *  added by its gradient's matrix product, with no pass over the
+     *  gradients) by nn_model_train_step and nn_train_epoch; the gradient
+     *  buffer is then not written (nn_model_backward + nn_optimizer_step,
+     *  and nn_train_epoch with an after_backward hook, work as without it).
+     *  Results agree with the separate step to one rounding per update. */
+    int fused;
 } nn_optim_config;
 
 /** PyTorch's defaults for kind: SGD lr 0.01 (PyTorch has none), Adam/AdamW
