@@ -309,26 +309,40 @@ static int cmp_pos(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The buffer a node reads: an alias's source's, followed to the node that owns it. */
-static const ad_node *storage_of(const ad_node *n)
+/* The node owning the buffer n reads: an alias's source, followed. */
+static ad_node *storage_of(ad_node *n)
 {
     while (n->flags & NODE_ALIAS)
         n = n->inputs[0];
     return n;
 }
 
-/* Does a node of t after tape index k read leaf's value (itself or through
- * an alias)? Until one does, an SGD step may change the value. */
-static bool read_after(const tape *t, const ad_node *leaf, int64_t k)
+/* Marks (set) or unmarks the trainable leaves node reads, itself or through an alias. */
+static void mark_leaves_read(ad_node *node, bool set)
 {
-    const ad_graph *g = leaf->g;
-    for (int64_t j = k + 1; j < t->end - t->begin; j++) {
-        const ad_node *node = g->nodes[t->begin + j];
-        for (int i = 0; i < node->ninputs; i++)
-            if (storage_of(node->inputs[i]) == leaf)
-                return true;
+    for (int i = 0; i < node->ninputs; i++) {
+        ad_node *src = storage_of(node->inputs[i]);
+        if (src->flags & NODE_TRAINABLE)
+            src->flags = set ? src->flags | NODE_MARK : src->flags & ~NODE_MARK;
     }
-    return false;
+}
+
+/* acc_final for t's leaves in accumulation order: does no node after a
+ * leaf's gradient node read its value? One walk back over the tape, marking
+ * the leaves read so far (each leaf's mark is read before its own gradient
+ * node's reads are marked: the node that completes a gradient may read the
+ * leaf, it has run by then). */
+static void find_final_reads(tape *t)
+{
+    ad_graph *g = t->loss->g;
+    int64_t a = t->nleaves - 1;
+    for (int64_t k = t->end - t->begin - 1; k >= 0; k--) {
+        for (; a >= 0 && t->acc_pos[a] == k; a--)
+            t->acc_final[a] = !(t->acc_leaf[a]->flags & NODE_MARK);
+        mark_leaves_read(g->nodes[t->begin + k], true);
+    }
+    for (int64_t k = 0; k < t->end - t->begin; k++)
+        mark_leaves_read(g->nodes[t->begin + k], false);
 }
 
 /* Gives every planned node of t an offset in one new pool; fills the
@@ -434,8 +448,7 @@ static bool plan_tape(tape *t)
             t->acc_grad[i] = t->grads[pairs[2 * i + 1]];
         }
         ad_mem(g, pairs, sizeof(int64_t) * 2 * (size_t)t->nleaves, 0);
-        for (int64_t i = 0; i < t->nleaves; i++)
-            t->acc_final[i] = !read_after(t, t->acc_leaf[i], t->acc_pos[i]);
+        find_final_reads(t);
     }
     t->planned = true;
     ok = true;

@@ -954,8 +954,8 @@ Test(replay, backward_sgd_equals_overwrite_then_step)
 typedef struct {
     ad_graph *g[2];
     ad_node *w[2], *loss[2];
-    ad_node *ref_params[2]; /* graph 0's trainable leaves */
-    int nref;
+    ad_node *params[2][2]; /* each graph's trainable leaves, W last */
+    int nparams;
 } sgd_pair;
 
 static void sgd_pair_check(sgd_pair *p, int dt, int64_t nw, bool grad_written)
@@ -964,23 +964,25 @@ static void sgd_pair_check(sgd_pair *p, int dt, int64_t nw, bool grad_written)
         for (int k = 0; k < 2; k++)
             cr_assert_eq(ad_forward(p->g[k]), 0);
         cr_assert_eq(ad_backward_overwrite(p->loss[0]), 0);
-        for (int i = 0; i < p->nref; i++)
-            sgd_reference_step(p->ref_params[i], 0.5);
+        for (int i = 0; i < p->nparams; i++)
+            sgd_reference_step(p->params[0][i], 0.5);
         if (step > 0)
             poison_grad(p->g[1], p->w[1], 7.0);
         cr_assert_eq(ad_backward_sgd(p->loss[1], 0.5), 0, "%s", ad_graph_error(p->g[1]));
         double a[24], b[24], gw[24], tol = dt ? 1e-14 : 1e-6;
-        ad_get(p->w[0], a, nw);
-        ad_get(p->w[1], b, nw);
-        ad_get_grad(p->w[1], gw, nw);
-        for (int64_t i = 0; i < nw; i++) {
-            cr_assert_float_eq(b[i], a[i], tol * (1 + fabs(a[i])),
-                               "dtype %d step %d: W[%d] %.17g, not %.17g", dt, step, (int)i, b[i],
-                               a[i]);
-            if (step > 0)
-                cr_assert_eq(gw[i] != 7.0, grad_written, "dtype %d step %d: W's gradient buffer %s",
-                             dt, step, grad_written ? "unwritten" : "written");
+        for (int i = 0; i < p->nparams; i++) {
+            int64_t n = ad_numel(p->params[0][i]);
+            ad_get(p->params[0][i], a, n);
+            ad_get(p->params[1][i], b, n);
+            for (int64_t j = 0; j < n; j++)
+                cr_assert_float_eq(b[j], a[j], tol * (1 + fabs(a[j])),
+                                   "dtype %d step %d: parameter %d[%d] %.17g, not %.17g", dt, step,
+                                   i, (int)j, b[j], a[j]);
         }
+        ad_get_grad(p->w[1], gw, nw);
+        for (int64_t i = 0; step > 0 && i < nw; i++)
+            cr_assert_eq(gw[i] != 7.0, grad_written, "dtype %d step %d: W's gradient buffer %s", dt,
+                         step, grad_written ? "unwritten" : "written");
     }
     for (int k = 0; k < 2; k++)
         ad_graph_free(p->g[k]);
@@ -1015,11 +1017,9 @@ Test(replay, backward_sgd_waits_for_a_weight_read_later)
             fill_sin(a, 0.3);
             fill_sin(p.w[k], 0.8);
             ad_node *y = ad_mul(p.w[k], ad_tanh(ad_matmul(x, a)));
-            if (k == 0) {
-                p.ref_params[0] = a;
-                p.ref_params[1] = p.w[0];
-                p.nref = 2;
-            }
+            p.params[k][0] = a;
+            p.params[k][1] = p.w[k];
+            p.nparams = 2;
             p.loss[k] = ad_mean(ad_mul(y, y), AD_ALL);
             cr_assert_not_null(p.loss[k], "%s", ad_graph_error(p.g[k]));
         }
@@ -1034,8 +1034,8 @@ Test(replay, backward_sgd_waits_for_a_weight_read_later)
             fill_sin(x, 1.0);
             fill_sin(p.w[k], 0.3);
             ad_node *h = ad_tanh(ad_matmul(x, p.w[k]));
-            p.ref_params[0] = p.w[0];
-            p.nref = 1;
+            p.params[k][0] = p.w[k];
+            p.nparams = 1;
             p.loss[k] = ad_mean(ad_mul(ad_matmul(h, p.w[k]), ad_matmul(h, p.w[k])), AD_ALL);
             cr_assert_not_null(p.loss[k], "%s", ad_graph_error(p.g[k]));
         }
