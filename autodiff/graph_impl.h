@@ -34,7 +34,7 @@ enum {
     NODE_HEAP_SHAPE = 1u << 12, /* shape storage on the heap (a 0-d node grown on replay) */
     NODE_HEAP_GRAD = 1u << 13,  /* gradient buffer on the heap (a large ad_param, made lazily) */
     NODE_BORROWED = 1u << 14,   /* input reading the caller's memory (ad_input_borrow) */
-    NODE_MARK = 1u << 15, /* scratch mark of one walk over a tape (plan_tape), clear outside */
+    NODE_MARK = 1u << 15,       /* scratch mark of a walk over a tape (plan_tape) */
 };
 
 /* How a backward pass hands each trainable leaf its gradient (ad_graph.grad_mode). */
