@@ -672,23 +672,38 @@ static void direct_conv2d_dw(const double *r, const double *x, double *dw, int64
 }
 
 /* Stride-1 3×3 convolutions of 8 or more channels on both sides go through
- * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), the forward,
+ * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), and of 16 or
+ * more through F(4×4, 3×3) (outputs wider than 2), the forward,
  * conv_transpose (the input gradient) and conv_weight_grad: values, input
  * and weight gradients against
  * direct sums for every padding up to 2 (the transpose's 2 − p from 2 to
- * 0), odd and even sizes (partial 2×2 tiles on the far edges), the bias
- * and ReLU forms, a batch of several chunks (32×32 images: one per chunk),
- * of one chunk, and of chunks of 3 and 2 images (the weight gradient's
- * last, smaller chunk), f32 and f64. */
+ * 0), odd and even sizes (partial 2×2 and 4×4 tiles on the far edges), the
+ * bias and ReLU forms, a batch of several chunks (32×32 images: one per
+ * chunk), of one chunk, and of chunks of 3 and 2 (F(4×4): 8 and 2) images
+ * (the weight gradient's last, smaller chunk), f32 and f64. The f32
+ * tolerance, 1e-5·(1 + |y|) per input channel summed (per output channel
+ * for dx), holds F(2×2)'s errors with a margin of 50 and F(4×4)'s, whose
+ * transforms scale by up to 8, with a margin of 3 (measured 0.3 of it at
+ * 14×14). */
 Test(conv, winograd_three_by_three_matches_direct_sums)
 {
     struct {
         int64_t N, C, O, H, W, ph, pw;
         int form; /* 0 conv, 1 conv_bias, 2 conv_bias_relu */
     } cases[] = {
-        {3, 8, 9, 7, 6, 1, 1, 0},   {2, 9, 8, 5, 9, 0, 0, 1},   {3, 8, 8, 6, 7, 2, 1, 2},
-        {2, 8, 10, 4, 4, 0, 2, 2},  {3, 8, 8, 32, 32, 1, 1, 2}, {1, 16, 8, 3, 3, 2, 2, 1},
+        {3, 8, 9, 7, 6, 1, 1, 0},
+        {2, 9, 8, 5, 9, 0, 0, 1},
+        {3, 8, 8, 6, 7, 2, 1, 2},
+        {2, 8, 10, 4, 4, 0, 2, 2},
+        {3, 8, 8, 32, 32, 1, 1, 2},
+        {1, 16, 8, 3, 3, 2, 2, 1},
         {5, 8, 8, 14, 14, 1, 1, 1}, /* chunks of 3 and 2 images */
+        /* F(4×4, 3×3): 16 or more channels on both sides */
+        {10, 16, 16, 14, 14, 1, 1, 1}, /* chunks of 8 and 2 images */
+        {2, 16, 17, 7, 9, 0, 2, 2},    /* 5×11: partial 4×4 tiles */
+        {3, 16, 16, 6, 5, 2, 0, 0},    /* 8×3 */
+        {2, 20, 16, 9, 10, 1, 2, 1},   /* 9×12 */
+        {2, 16, 18, 5, 5, 2, 2, 2},    /* 7×7 */
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
@@ -720,7 +735,7 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
                    *want = malloc(sizeof(double) * (size_t)ny);
             double *rv = malloc(sizeof(double) * (size_t)ny),
                    *gx = malloc(sizeof(double) * (size_t)nx);
-            double *dx = malloc(sizeof(double) * (size_t)nx), bv[16];
+            double *dx = malloc(sizeof(double) * (size_t)nx), bv[32];
             cr_assert(xv && wv && yv && want && rv && gx && dx);
             ad_get(x, xv, nx);
             ad_get(w, wv, nw);
@@ -774,8 +789,9 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
  * and argmax, and the same gradients to x, w and b (G·[y > 0] placed at the
  * argmax, then the convolution's rules), bit for bit, through im2col (3×3
  * padding 1 with chunks of images; odd sizes, stride 2 and groups 2; a
- * pointwise kernel) and through Winograd (8 channels, odd output), in f32
- * and f64; then the errors. */
+ * pointwise kernel) and through Winograd (8 channels, odd output: F(2×2);
+ * 16 channels, odd output and 14×14: F(4×4)), in f32 and f64; then the
+ * errors. */
 Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
 {
     struct {
@@ -786,6 +802,8 @@ Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
         {3, 4, 6, 9, 7, 3, {{2, 1}, {1, 0}, {1, 1}, 2}},
         {2, 3, 5, 6, 5, 1, {{1, 1}, {0, 0}, {1, 1}, 1}},
         {3, 8, 8, 7, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},
+        {3, 16, 16, 7, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},   /* F(4×4) */
+        {2, 16, 16, 14, 14, 3, {{1, 1}, {1, 1}, {1, 1}, 1}}, /* F(4×4), the CNN's size */
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
