@@ -493,9 +493,8 @@ static size_t wino_scratch_elems(const wino_geom *w, size_t elem)
 /* U_k[o][c] = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3); transpose: U_k[c][o]
  * from w[o,c] rotated by 180°, the weights of the adjoint. A row of U_k
  * (fixed o, or c) is made in blocks of WINO_WEIGHT_BLOCK kernels, each
- * step of the transform one loop over the block (vectorized), then written
- * k by k along the row (nk rows of U apart by a whole (O, C) matrix: one
- * at a time, not nk at once) */
+ * step of the transform one loop over the block (vectorized), the last one
+ * writing along the rows of U_k, U_k+1, ... (whole (O, C) matrices apart) */
 #define WINO_WEIGHT_BLOCK 64
 
 static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O, int64_t C,
@@ -506,7 +505,7 @@ static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O
     enum { B = WINO_WEIGHT_BLOCK };
     AD_DISPATCH(g, {
         const T *wt = wv;
-        T *u = uv, kk[9 * B], gk[18 * B], tmp[36 * B]; /* rows of B */
+        T *u = uv, kk[9 * B], gk[18 * B]; /* rows of B */
         for (int64_t r = 0; r < R; r++)
             for (int64_t q0 = 0; q0 < Q; q0 += B) {
                 const int64_t nq = Q - q0 < B ? Q - q0 : B;
@@ -516,14 +515,23 @@ static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O
                     for (int e = 0; e < 9; e++) /* rotated: (2 − a, 2 − b) is 8 − e */
                         kk[e * B + j] = f[transpose ? 8 - e : e];
                 }
-                for (int b = 0; b < 3; b++) /* G k, column b into rows 3a + b */
-                    WINO_G_ROWS(m, kk + b * B, kk + (3 + b) * B, kk + (6 + b) * B, gk + b * B,
-                                3 * B, nq);
-                for (int a = 0; a < n; a++) /* (G k) Gᵀ, row a into rows n·a + b */
-                    WINO_G_ROWS(m, gk + 3 * a * B, gk + (3 * a + 1) * B, gk + (3 * a + 2) * B,
-                                tmp + n * a * B, B, nq);
-                for (int k = 0; k < n * n; k++)
-                    memcpy(u + (k * R + r) * Q + q0, tmp + k * B, sizeof(T) * (size_t)nq);
+                for (int b = 0; b < 3; b++) { /* G k, column b into rows 3a + b */
+                    const T *k0 = kk + b * B, *k1 = k0 + 3 * B, *k2 = k1 + 3 * B;
+                    if (m == 2) { /* a constant m to each copy: no branch in the loop */
+                        WINO_G_ROWS(2, k0, k1, k2, gk + b * B, 3 * B, nq);
+                    } else {
+                        WINO_G_ROWS(4, k0, k1, k2, gk + b * B, 3 * B, nq);
+                    }
+                }
+                for (int a = 0; a < n; a++) { /* (G k) Gᵀ, row a into U_{n·a + b} */
+                    const T *g0 = gk + 3 * a * B, *g1 = g0 + B, *g2 = g1 + B;
+                    T *ua = u + (n * a * R + r) * Q + q0;
+                    if (m == 2) {
+                        WINO_G_ROWS(2, g0, g1, g2, ua, R * Q, nq);
+                    } else {
+                        WINO_G_ROWS(4, g0, g1, g2, ua, R * Q, nq);
+                    }
+                }
             }
     });
 }
@@ -541,10 +549,21 @@ static void wino_weights_adjoint(ad_graph *g, int m, const void *duv, void *wv, 
         T *wt = wv, a3[18 * B], f[9 * B]; /* rows of B */
         for (int64_t oc0 = 0; oc0 < stride; oc0 += B) {
             const int64_t nq = stride - oc0 < B ? stride - oc0 : B;
-            for (int j = 0; j < n; j++) /* Gᵀ s, column j into rows n·a + j */
-                WINO_GT_ROWS(m, du + j * stride + oc0, n * stride, a3 + j * B, n * B, nq);
-            for (int a = 0; a < 3; a++) /* (Gᵀ s) G, row a into rows 3a + b */
-                WINO_GT_ROWS(m, a3 + n * a * B, B, f + 3 * a * B, B, nq);
+            for (int j = 0; j < n; j++) { /* Gᵀ s, column j into rows n·a + j */
+                const T *sj = du + j * stride + oc0;
+                if (m == 2) { /* a constant m to each copy: no branch in the loop */
+                    WINO_GT_ROWS(2, sj, n * stride, a3 + j * B, n * B, nq);
+                } else {
+                    WINO_GT_ROWS(4, sj, n * stride, a3 + j * B, n * B, nq);
+                }
+            }
+            for (int a = 0; a < 3; a++) { /* (Gᵀ s) G, row a into rows 3a + b */
+                if (m == 2) {
+                    WINO_GT_ROWS(2, a3 + n * a * B, B, f + 3 * a * B, B, nq);
+                } else {
+                    WINO_GT_ROWS(4, a3 + n * a * B, B, f + 3 * a * B, B, nq);
+                }
+            }
             for (int64_t j = 0; j < nq; j++)
                 for (int e = 0; e < 9; e++)
                     wt[(oc0 + j) * 9 + e] = f[e * B + j];
