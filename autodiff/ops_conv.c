@@ -47,7 +47,6 @@
 #include <string.h>
 
 #include "graph_impl.h"
-#include "vmath_impl.h"
 
 /* the loop after it carries no dependence through memory (GCC does not
  * prove it for the Winograd transforms' several output arrays) */
@@ -804,8 +803,8 @@ static void wino2_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
  * 4·tj + 5, are q_6a and q_6a+1 one tile on, except at a row's last tile,
  * whose come from the overhang; and (Bᵀ d) B is one loop over the chunk's
  * tiles per a */
-AD_SIMD_CLONES static void wino4_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t nb,
-                                       void *vv, void *workv)
+static void wino4_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t nb, void *vv,
+                        void *workv)
 {
     const int64_t tw = w->tw, th = w->th, Wf = 4 * tw, tiles = wino_tiles(w), nt = nb * tiles;
     const int64_t fs = th * Wf, ks = wino_kstride(w->Ci, nt), W = w->W, os = nb * th * 2;
@@ -876,9 +875,8 @@ AD_SIMD_CLONES static void wino4_input(ad_graph *g, const wino_geom *w, const vo
  * maxima and argmax instead, as conv_pool_epilogue. Two loops rather than
  * one that holds 36 products and 24 partial sums: those do not fit in the
  * vector registers */
-AD_SIMD_CLONES static void wino4_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb,
-                                        void *yv, int32_t *arg, const void *bv, bool relu,
-                                        void *workv)
+static void wino4_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
+                         int32_t *arg, const void *bv, bool relu, void *workv)
 {
     const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_kstride(w->Co, nt);
     const int64_t OW = w->OW, PH = w->OH / 2, PW = OW / 2, Wr = 4 * w->tw;
@@ -959,8 +957,8 @@ AD_SIMD_CLONES static void wino4_output(ad_graph *g, const wino_geom *w, const v
  * they are split by column mod 4 (Gc, 16 arrays, row i column j at 4i + j),
  * then A g is one loop per column j into R (24 arrays, row a column j at
  * 4a + j) and (A g) Aᵀ one loop per row a into M */
-AD_SIMD_CLONES static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv,
-                                            int64_t nb, void *mv, void *gbv)
+static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, int64_t nb, void *mv,
+                             void *gbv)
 {
     const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_kstride(w->Co, nt);
     const int64_t OW = w->OW, Wr = 4 * w->tw;
