@@ -309,6 +309,18 @@ static int cmp_pos(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* ------------------------------------------------------------------
+ * Backward nodes side by side. A linear layer's input gradient G W^T,
+ * weight gradient H^T G and bias sum read G and nothing of each other. On
+ * two threads, a few adjacent nodes of a planned tape that fall into two
+ * independent chains (dH, then the ReLU mask that reads it; dW, then the
+ * bias sum) run as one group: each chain on its own thread, each node
+ * whole, instead of one node after the other with each split over both
+ * threads (a mid-sized product split in two scales 1.57-1.66x, the
+ * 10-column products and small bias sums not at all: docs/benchmarks.md,
+ * "Two threads"). A node computed whole gives the bits one thread gives,
+ * whatever the thread count. */
+
 /* The node owning the buffer n reads: an alias's source, followed. */
 static ad_node *storage_of(ad_node *n)
 {
@@ -345,6 +357,179 @@ static void find_final_reads(tape *t)
         mark_leaves_read(g->nodes[t->begin + k], false);
 }
 
+/* A node's work as grouping weighs it: multiply-adds of a product, an
+ * element of an elementwise gradient or a bias sum counting as 8 (the MLP
+ * at batch 256, one thread: the 25,600-element bias sum 2.7 us and ReLU
+ * mask 5.6 us, the 256 x 10 x 100 products 7-10 us, 256 x 100 x 300 95-118
+ * us). 0: never grouped: the kernel may set the graph's error or share a
+ * buffer with other nodes (scratch, random draws), or it is too big (more
+ * than GROUP_MAX_WORK: its own split scales well, as the MLP's first-layer
+ * weight gradient, 6*10^7 multiply-adds, 1.93x). */
+#define GROUP_ELEMENT_WORK 8.0
+#define GROUP_MAX_WORK 16777216.0
+static double group_work(const ad_node *n)
+{
+    double w = 0;
+    if (n->flags & NODE_ALIAS)
+        return 0;
+    switch (n->op) {
+    case AD_OP_MATMUL:
+        if (n->ndim == 2) { /* batched products may use the scratch buffer */
+            const ad_node *a = n->inputs[0];
+            w = (double)n->numel * (double)(n->iparam[0] ? a->shape[0] : a->shape[1]);
+        }
+        break;
+    case AD_OP_SUM_TO:
+        w = GROUP_ELEMENT_WORK * (double)n->inputs[0]->numel;
+        break;
+    case AD_OP_RELU_GRAD:
+        w = GROUP_ELEMENT_WORK * (double)n->numel;
+        break;
+    default:
+        break;
+    }
+    return w <= GROUP_MAX_WORK ? w : 0;
+}
+
+/* Does n read leaf's value (directly or through an alias)? */
+static bool reads_leaf(const ad_node *n, const ad_node *leaf)
+{
+    for (int i = 0; leaf && i < n->ninputs; i++)
+        if (storage_of(n->inputs[i]) == leaf)
+            return true;
+    return false;
+}
+
+/* t->group[k], for the first node k of a group of GROUP_MAX or fewer
+ * nodes: its length (0 elsewhere) and the side of each node (bit
+ * GROUP_SIDES + j: node k + j runs on the second thread). A weight's
+ * gradient product beside a node that reads the weight (dW = H^T G beside
+ * dH = G W^T) never takes an SGD step inside the product (read_beside):
+ * the weight changes after the pass. The sides are balanced when the
+ * lighter has at least 1/GROUP_MAX_RATIO of the heavier's work (a thread
+ * waiting for the other's long chain loses what the nodes' own splits
+ * would gain); the heavier side runs on the thread that opens the region
+ * (it starts first). */
+#define GROUP_MAX 4
+#define GROUP_LEN_MASK 7
+#define GROUP_SIDES 3
+#define GROUP_MAX_RATIO 4.0
+
+/* Node j of a group is on the second thread. */
+static bool group_side(unsigned char grp, int j) { return (grp >> (GROUP_SIDES + j)) & 1; }
+
+/* The group of the len nodes of t from index k, or 0 when they do not fall
+ * into two balanced independent sets. */
+static unsigned char find_group(const tape *t, int64_t k, int len)
+{
+    ad_graph *g = t->loss->g;
+    ad_node *nodes[GROUP_MAX];
+    double work[GROUP_MAX];
+    int comp[GROUP_MAX]; /* connected parts: comp[j] is the smallest index of j's part */
+    for (int j = 0; j < len; j++) {
+        nodes[j] = g->nodes[t->begin + k + j];
+        work[j] = group_work(nodes[j]);
+        if (work[j] <= 0)
+            return 0;
+        comp[j] = j;
+    }
+    for (int j = 0; j < len; j++)
+        for (int i = 0; i < j; i++) {
+            bool reads = false;
+            for (int q = 0; q < nodes[j]->ninputs; q++)
+                reads = reads || storage_of(nodes[j]->inputs[q]) == nodes[i];
+            if (reads) { /* merge j's part into i's */
+                const int from = comp[j] > comp[i] ? comp[j] : comp[i];
+                const int to = comp[j] > comp[i] ? comp[i] : comp[j];
+                for (int q = 0; q < len; q++)
+                    if (comp[q] == from)
+                        comp[q] = to;
+            }
+        }
+    /* the parts, heaviest first, each to the lighter side */
+    double part[GROUP_MAX] = {0}, side_work[2] = {0, 0};
+    int side_of_part[GROUP_MAX] = {0};
+    for (int j = 0; j < len; j++)
+        part[comp[j]] += work[j];
+    for (int round = 0; round < len; round++) {
+        int best = -1;
+        for (int j = 0; j < len; j++)
+            if (part[j] > 0 && (best < 0 || part[j] > part[best]))
+                best = j;
+        if (best < 0)
+            break;
+        const int side = side_work[1] < side_work[0];
+        side_of_part[best] = side;
+        side_work[side] += part[best];
+        part[best] = 0;
+    }
+    const bool flip = side_work[1] > side_work[0]; /* the heavier side first */
+    for (int j = 0; flip && j < len; j++)
+        side_of_part[j] = !side_of_part[j];
+    const double lo = side_work[0] < side_work[1] ? side_work[0] : side_work[1];
+    const double hi = side_work[0] < side_work[1] ? side_work[1] : side_work[0];
+    if (lo <= 0 || lo * GROUP_MAX_RATIO < hi)
+        return 0;
+    unsigned grp = (unsigned)len;
+    for (int j = 0; j < len; j++)
+        grp |= (unsigned)side_of_part[comp[j]] << (GROUP_SIDES + j);
+    return (unsigned char)grp;
+}
+
+/* Is leaf's value read by a node of the group that holds tape index k, on
+ * the other side from node k? (Node k may then not change it: they run at
+ * the same time.) */
+static bool read_beside(const tape *t, const ad_node *leaf, int64_t k)
+{
+    const ad_graph *g = leaf->g;
+    for (int64_t s = k; s >= 0 && s > k - GROUP_MAX; s--) {
+        const int len = t->group[s] & GROUP_LEN_MASK;
+        if (!len)
+            continue;
+        if (s + len <= k)
+            return false; /* k is in no group */
+        for (int j = 0; j < len; j++)
+            if (group_side(t->group[s], j) != group_side(t->group[s], (int)(k - s)) &&
+                reads_leaf(g->nodes[t->begin + s + j], leaf))
+                return true;
+        return false;
+    }
+    return false;
+}
+
+/* Chooses the groups of t (t->group), the longest first from each node on,
+ * and extends the lifetimes of last[] (tape index of each node's last
+ * reader): whatever would be released inside a group is released after its
+ * last node, so no buffer that one of the group reads or writes is given to
+ * another of it. end: room for the tape's length. false without memory
+ * (error set). */
+static bool plan_groups(tape *t, int64_t *last, int64_t *end)
+{
+    ad_graph *g = t->loss->g;
+    const int64_t n = t->end - t->begin;
+    if (!t->group) {
+        t->group = ad_arena_alloc(g, (size_t)(n ? n : 1));
+        if (!t->group)
+            return false;
+    }
+    memset(t->group, 0, (size_t)n);
+    for (int64_t k = 0; k + 1 < n; k++)
+        for (int len = GROUP_MAX; len >= 2; len--)
+            if (k + len <= n && (t->group[k] = find_group(t, k, len)) != 0) {
+                k += len - 1;
+                break;
+            }
+    for (int64_t k = 0; k < n;) { /* end[k]: the last index of k's group */
+        const int len = t->group[k] & GROUP_LEN_MASK;
+        for (int j = 0; j < (len ? len : 1); j++)
+            end[k + j] = k + (len ? len : 1) - 1;
+        k += len ? len : 1;
+    }
+    for (int64_t j = 0; j < n; j++)
+        last[j] = end[last[j]];
+    return true;
+}
+
 /* Gives every planned node of t an offset in one new pool; fills the
  * accumulation order. false on allocation failure (error set). */
 static bool plan_tape(tape *t)
@@ -378,10 +563,6 @@ static bool plan_tape(tape *t)
                 last[j] = last[k];
         }
     }
-    for (int64_t k = 0; k < n; k++) {
-        next[k] = head[last[k]];
-        head[last[k]] = k;
-    }
     /* a weight's gradient that is one 2-d matmul read by nothing else is
      * computed straight into the leaf's gradient buffer (beta = 1) */
     for (int64_t i = 0; i < t->nleaves; i++) {
@@ -396,6 +577,12 @@ static bool plan_tape(tape *t)
             gn->value = leaf->grad;
             gn->capacity = leaf->numel;
         }
+    }
+    if (!plan_groups(t, last, next))
+        goto done;
+    for (int64_t k = 0; k < n; k++) {
+        next[k] = head[last[k]];
+        head[last[k]] = k;
     }
     for (int64_t k = 0; k < n; k++) {
         ad_node *node = g->nodes[t->begin + k];
@@ -449,6 +636,8 @@ static bool plan_tape(tape *t)
         }
         ad_mem(g, pairs, sizeof(int64_t) * 2 * (size_t)t->nleaves, 0);
         find_final_reads(t);
+        for (int64_t i = 0; i < t->nleaves; i++) /* read beside: steps after the pass */
+            t->acc_final[i] = t->acc_final[i] && !read_beside(t, t->acc_leaf[i], t->acc_pos[i]);
     }
     t->planned = true;
     ok = true;
@@ -512,6 +701,38 @@ static void run_node(tape *t, ad_node *node, int64_t a)
         ad_ops[node->op].forward(node);
 }
 
+/* The group of t from node k (plan_groups), a the accumulation index of
+ * node k (see run_planned): each side's nodes in tape order on its thread,
+ * the heavier side on the calling thread. Inside the region the kernels do
+ * not split (AD_SPLIT_HERE). */
+static void run_group(tape *t, int64_t k, int64_t a)
+{
+    ad_graph *g = t->loss->g;
+    const unsigned char grp = t->group[k];
+    const int len = grp & GROUP_LEN_MASK;
+    int64_t acc[GROUP_MAX]; /* each node's accumulation index */
+    for (int j = 0; j < len; j++) {
+        while (a < t->nleaves && t->acc_pos[a] < k + j)
+            a++;
+        acc[j] = a;
+    }
+#ifdef AD_HAVE_OPENMP
+    AD_OMP_TEAM(2);
+#pragma omp parallel
+    {
+        const int i = omp_get_thread_num(), nt = omp_get_num_threads();
+        AD_OMP_TEAM_END(); /* a backend's own team (oneDNN) stays one thread here */
+        for (int j = 0; j < len; j++)
+            if (nt == 1 || group_side(grp, j) == (i == 1))
+                run_node(t, g->nodes[t->begin + k + j], acc[j]);
+    }
+    AD_OMP_TEAM_END();
+#else
+    for (int j = 0; j < len; j++)
+        run_node(t, g->nodes[t->begin + k + j], acc[j]);
+#endif
+}
+
 /* Runs a planned pass: shapes (after a resize; a bigger batch re-plans),
  * kernels, and each leaf's accumulation as soon as its gradient is ready. */
 static bool run_planned(tape *t, bool infer)
@@ -529,10 +750,16 @@ static bool run_planned(tape *t, bool infer)
         if (grow && !plan_tape(t))
             return false;
     }
-    int64_t a = 0;
+    const bool side_by_side = ad_threads_requested > 1;
+    int64_t a = 0, ran = t->begin - 1; /* the kernels have run up to node ran */
     for (int64_t i = t->begin; i < t->end; i++) {
         ad_node *node = g->nodes[i];
-        run_node(t, node, a);
+        if (i > ran && side_by_side && (t->group[i - t->begin] & GROUP_LEN_MASK)) {
+            run_group(t, i - t->begin, a);
+            ran = i + (t->group[i - t->begin] & GROUP_LEN_MASK) - 1;
+        } else if (i > ran)
+            run_node(t, node, a);
+        /* per node, in tape order, after the whole of a group ran */
         if (g->check_finite && !ad_check_values(node))
             return false;
         for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
@@ -599,6 +826,7 @@ static tape *build_tape(ad_node *loss)
     t->planned = false;
     t->acc_pos = NULL;
     t->acc_leaf = t->acc_grad = NULL;
+    t->group = NULL;
     if (g->reuse_memory && (!plan_tape(t) || !run_planned(t, false))) {
         ad_graph_rewind(g, mark); /* drops t too */
         return NULL;

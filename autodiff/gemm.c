@@ -217,7 +217,7 @@ void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm
                               d.n, A,  B,   C};
 #ifdef AD_HAVE_OPENMP
     const int t = ad_threads_requested;
-    const char split = t > 1 ? gemm_split(d, t) : 0;
+    const char split = AD_SPLIT_HERE() ? gemm_split(d, t) : 0;
     if (split) {
         const int64_t len = split == 'r' ? d.m : d.n;
         const int64_t align = split == 'r' ? GEMM_SPLIT_ALIGN_ROWS : GEMM_SPLIT_ALIGN_COLS;

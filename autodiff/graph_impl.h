@@ -108,6 +108,8 @@ typedef struct tape {
     ad_node **acc_grad; /* planned: their gradient nodes */
     bool *acc_final;    /* planned: no later node of the tape reads the leaf's value, so an
                            SGD step may change it as soon as the gradient is complete */
+    unsigned char *group; /* planned: per tape index, nodes run side by side on two threads
+                             (engine.c, plan_groups) */
 } tape;
 
 /* Bytes of a planned tape's per-leaf block (acc_pos, acc_leaf, acc_grad, acc_final). */
@@ -179,6 +181,11 @@ extern int ad_threads_requested;
  * dies by SIGBUS under a small file-size limit (ulimit -f). */
 #define AD_OMP_TEAM(n) omp_set_num_threads(n)
 #define AD_OMP_TEAM_END() omp_set_num_threads(1)
+/* A kernel may split its work: more than one thread was asked for and it
+ * is not already running inside one of the library's regions (two backward
+ * nodes side by side, engine.c's run_pair: each computes whole on its
+ * thread, and a nested region would only add a team of one). */
+#define AD_SPLIT_HERE() (ad_threads_requested > 1 && !omp_in_parallel())
 /* for (int64_t i = 0; i < len; i++) { body }, split statically over the
  * threads when `parallel` is true and more than one thread was asked for; a
  * loop that is not split never enters the OpenMP runtime (an if clause
@@ -186,7 +193,7 @@ extern int ad_threads_requested;
  * body must not leave the loop (no return, break or goto). */
 #define AD_FOR_SPLIT(i, len, parallel, ...)                                                        \
     do {                                                                                           \
-        if ((parallel) && ad_threads_requested > 1) {                                              \
+        if ((parallel) && AD_SPLIT_HERE()) {                                                       \
             AD_OMP_TEAM(ad_threads_requested);                                                     \
             _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (len);            \
                                                               i++){__VA_ARGS__} AD_OMP_TEAM_END(); \

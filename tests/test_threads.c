@@ -220,6 +220,63 @@ Test(threads, sgd_steps_inside_the_backward_pass)
     cr_assert(isfinite(r[0].loss) && r[0].loss > 0, "loss %g", (double)r[0].loss);
 }
 
+/* Backward nodes side by side on two threads (engine.c's groups): with
+ * memory reuse the planned tape runs the output layer's input gradient and
+ * ReLU mask on one thread beside its weight gradient and bias sum on the
+ * other. At 8 rows every product is under the 2^17 multiply-adds from which
+ * a product is split, so no kernel depends on the thread count: two steps
+ * (the second replays the planned tape) give the gradients of the unplanned
+ * pass, and three SGD steps inside the pass (ad_backward_sgd: the output
+ * layer's weight, read beside its gradient product, steps after the pass)
+ * the weights of one thread, bit for bit, with 1, 2 and 3 threads. */
+static void planned_steps(step_result *r, bool reuse, bool sgd)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_graph_set_memory_reuse(g, reuse);
+    ad_node *p[4];
+    ad_node *loss = make_net(g, 8, p);
+    for (int step = 0; step < (sgd ? 3 : 2); step++) {
+        cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+        ad_zero_grad(g);
+        cr_assert_eq(sgd ? ad_backward_sgd(loss, 0.05) : ad_backward(loss), 0, "%s",
+                     ad_graph_error(g));
+    }
+    keep_result(r, loss, p, !sgd);
+    ad_graph_free(g);
+}
+
+static void assert_same_bits(const step_result *a, const step_result *b, const char *what,
+                             int threads)
+{
+    const float *x[5] = {&a->loss, a->w1, a->b1, a->w2, a->b2};
+    const float *y[5] = {&b->loss, b->w1, b->b1, b->w2, b->b2};
+    const size_t len[5] = {1, IN * HID, HID, HID * OUT, OUT};
+    const char *name[5] = {"loss", "w1", "b1", "w2", "b2"};
+    for (int k = 0; k < 5; k++)
+        cr_assert_eq(memcmp(x[k], y[k], sizeof(float) * len[k]), 0, "%s: %s, %d threads", what,
+                     name[k], threads);
+}
+
+Test(threads, backward_nodes_side_by_side_give_the_same_bits)
+{
+    static step_result r[THREADS], unplanned;
+    ad_set_threads(1);
+    planned_steps(&unplanned, false, false);
+    for (int sgd = 0; sgd < 2; sgd++) {
+        for (int t = 0; t < THREADS; t++) {
+            ad_set_threads(t + 1);
+            planned_steps(&r[t], true, sgd);
+        }
+        ad_set_threads(1);
+        cr_assert(isfinite(r[0].loss) && r[0].loss > 0, "loss %g", (double)r[0].loss);
+        for (int t = 0; t < THREADS; t++)
+            if (sgd)
+                assert_same_bits(&r[0], &r[t], "SGD steps against one thread", t + 1);
+            else
+                assert_same_bits(&unplanned, &r[t], "gradients against the unplanned pass", t + 1);
+    }
+}
+
 /* The bias gradient of a linear layer is its upstream gradient summed over
  * the rows, each column in row order (the order one thread uses). */
 Test(threads, bias_gradient_is_the_sum_over_the_batch_in_row_order)
