@@ -704,6 +704,7 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
         {3, 16, 16, 6, 5, 2, 0, 0},    /* 8×3 */
         {2, 20, 16, 9, 10, 1, 2, 1},   /* 9×12 */
         {2, 16, 18, 5, 5, 2, 2, 2},    /* 7×7 */
+        {1, 16, 16, 1, 2, 2, 2, 1},    /* 3×4 from 1×2 (its transpose: F(2×2)) */
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
