@@ -704,7 +704,7 @@ static void run_node(tape *t, ad_node *node, int64_t a)
 /* The group of t from node k (plan_groups), a the accumulation index of
  * node k (see run_planned): each side's nodes in tape order on its thread,
  * the heavier side on the calling thread. Inside the region the kernels do
- * not split (AD_SPLIT_HERE). */
+ * not split (ad_in_group, AD_SPLIT_HERE). */
 static void run_group(tape *t, int64_t k, int64_t a)
 {
     ad_graph *g = t->loss->g;
@@ -722,9 +722,11 @@ static void run_group(tape *t, int64_t k, int64_t a)
     {
         const int i = omp_get_thread_num(), nt = omp_get_num_threads();
         AD_OMP_TEAM_END(); /* a backend's own team (oneDNN) stays one thread here */
+        ad_in_group = true;
         for (int j = 0; j < len; j++)
             if (nt == 1 || group_side(grp, j) == (i == 1))
                 run_node(t, g->nodes[t->begin + k + j], acc[j]);
+        ad_in_group = false;
     }
     AD_OMP_TEAM_END();
 #else

@@ -106,6 +106,9 @@ static bool prefer_onednn(bool ta, bool tb, ad_mm_dims d)
 /* Threads asked for with ad_set_threads; 0 until it is called. */
 int ad_threads_requested = 0;
 #ifdef AD_HAVE_OPENMP
+_Thread_local bool ad_in_group = false;
+#endif
+#ifdef AD_HAVE_OPENMP
 /* the OpenMP team was sized by ad_set_threads (omp_set_num_threads) */
 static bool omp_team_set;
 #endif

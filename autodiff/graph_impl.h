@@ -181,11 +181,14 @@ extern int ad_threads_requested;
  * dies by SIGBUS under a small file-size limit (ulimit -f). */
 #define AD_OMP_TEAM(n) omp_set_num_threads(n)
 #define AD_OMP_TEAM_END() omp_set_num_threads(1)
-/* A kernel may split its work: more than one thread was asked for and it
- * is not already running inside one of the library's regions (two backward
- * nodes side by side, engine.c's run_pair: each computes whole on its
- * thread, and a nested region would only add a team of one). */
-#define AD_SPLIT_HERE() (ad_threads_requested > 1 && !omp_in_parallel())
+/* True on a thread while it runs its side of a group of backward nodes
+ * (engine.c, run_group): each node computes whole on its thread. */
+extern _Thread_local bool ad_in_group;
+/* A kernel may split its work: more than one thread was asked for and it is
+ * not running inside a group (a nested region would only add a team of
+ * one). Not omp_in_parallel(): a call clang may make even where the
+ * condition before it is false, which starts LLVM's libomp (see above). */
+#define AD_SPLIT_HERE() (ad_threads_requested > 1 && !ad_in_group)
 /* for (int64_t i = 0; i < len; i++) { body }, split statically over the
  * threads when `parallel` is true and more than one thread was asked for; a
  * loop that is not split never enters the OpenMP runtime (an if clause
