@@ -208,12 +208,28 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
 void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
                     const void *A, const void *B, void *C)
 {
+    ad_gemm_rows(dt, ta, tb, alpha, acc, d, A, B, C, NULL);
+}
+
+/* The hook's pre or post pass over rows [lo, hi), if it has one. */
+static void run_hook(const ad_gemm_hook *h, bool post, int64_t lo, int64_t hi)
+{
+    void (*fn)(void *, int64_t, int64_t) = !h ? NULL : post ? h->post : h->pre;
+    if (fn && hi > lo)
+        fn(h->ctx, lo, hi);
+}
+
+void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
+                  const void *A, const void *B, void *C, const ad_gemm_hook *hook)
+{
     const size_t es = dt == AD_F32 ? sizeof(float) : sizeof(double);
     if (d.m == 0 || d.n == 0)
-        return;
+        return; /* rows of no element: nothing for the hook either */
     if (d.k == 0) {
+        run_hook(hook, false, 0, d.m);
         if (!acc)
             memset(C, 0, es * (size_t)(d.m * d.n));
+        run_hook(hook, true, 0, d.m);
         return;
     }
     const gemm_block whole = {ta,  tb, acc, alpha, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
@@ -222,6 +238,8 @@ void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm
     const int t = ad_threads_requested;
     const char split = AD_SPLIT_HERE() ? gemm_split(d, t) : 0;
     if (split) {
+        if (split == 'c')
+            run_hook(hook, false, 0, d.m);
         const int64_t len = split == 'r' ? d.m : d.n;
         const int64_t align = split == 'r' ? GEMM_SPLIT_ALIGN_ROWS : GEMM_SPLIT_ALIGN_COLS;
         AD_OMP_TEAM(t);
@@ -243,14 +261,26 @@ void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm
                 g.B = (const char *)B + es * (size_t)(tb ? lo * whole.ldb : lo);
                 g.C = (char *)C + es * (size_t)lo;
             }
+            /* by rows, the hook's passes over this thread's rows run here,
+               unsplit (ad_in_group), while the block is in this core's cache */
+            ad_in_group = true;
+            if (split == 'r')
+                run_hook(hook, false, lo, hi);
             if (hi > lo)
                 gemm_run(dt, &g);
+            if (split == 'r')
+                run_hook(hook, true, lo, hi);
+            ad_in_group = false;
         }
         AD_OMP_TEAM_END();
+        if (split == 'c')
+            run_hook(hook, true, 0, d.m);
         return;
     }
 #endif
+    run_hook(hook, false, 0, d.m);
     gemm_run(dt, &whole);
+    run_hook(hook, true, 0, d.m);
 }
 
 const char *ad_gemm_backend(void)

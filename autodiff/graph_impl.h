@@ -298,6 +298,19 @@ void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *
              void *C);
 void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
                     const void *A, const void *B, void *C);
+/* Passes over rows of C around a product: pre(ctx, lo, hi) before rows
+ * [lo, hi) are computed, post(ctx, lo, hi) after, either NULL. Every row is
+ * in exactly one pre and one post call. When the product is split by rows
+ * over the threads, each thread runs them on its own rows, unsplit
+ * (ad_in_group), while its block is in its cache; otherwise once over all
+ * the rows on the calling thread (where they may split themselves). */
+typedef struct {
+    void (*pre)(void *ctx, int64_t lo, int64_t hi);
+    void (*post)(void *ctx, int64_t lo, int64_t hi);
+    void *ctx;
+} ad_gemm_hook;
+void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
+                  const void *A, const void *B, void *C, const ad_gemm_hook *hook);
 /* ops_elementwise.c: p += step * g over n elements of dt (the plain SGD step). */
 void ad_add_scaled(ad_dtype dt, void *p, const void *g, double step, int64_t n);
 /* ops_linalg.c: a 2-d matmul node's product, c = alpha op(A) op(B) [+ c when add]. */

@@ -120,6 +120,28 @@ void fwd_matmul(ad_node *n)
 
 /* ------------------------------------------------------------------ linear */
 
+/* fwd_linear's passes over rows [lo, hi) of its output: the bias copied in
+ * before the product, and linear_relu's clamp after it (the epilogue, one
+ * (batch, out) buffer and one pass less than linear + relu). */
+static void linear_bias_rows(void *ctx, int64_t lo, int64_t hi)
+{
+    const ad_node *n = ctx, *b = n->inputs[2];
+    const int64_t m = n->shape[n->ndim - 1];
+    const size_t es = n->g->elem;
+    AD_FOR_SPLIT(r, hi - lo, (hi - lo) * m >= AD_PARALLEL_MIN,
+                 memcpy((char *)n->value + (size_t)((lo + r) * m) * es, b->value, (size_t)m * es););
+}
+
+static void linear_relu_rows(void *ctx, int64_t lo, int64_t hi)
+{
+    const ad_node *n = ctx;
+    const int64_t m = n->shape[n->ndim - 1];
+    AD_DISPATCH(n->g, {
+        T *o = (T *)n->value + lo * m;
+        AD_FOR_ELEMENTS(i, (hi - lo) * m, o[i] = o[i] > 0 ? o[i] : 0;);
+    });
+}
+
 bool shape_linear(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
@@ -146,24 +168,18 @@ bool shape_linear(ad_node *n)
 
 void fwd_linear(ad_node *n)
 {
-    const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+    const ad_node *x = n->inputs[0], *w = n->inputs[1];
     const int64_t m = n->shape[n->ndim - 1];
     int64_t rows = 1; /* the leading axes' rows, one matrix */
     for (int i = 0; i < n->ndim - 1; i++)
         rows *= n->shape[i];
-    const size_t es = n->g->elem;
-    /* bias first, the product added (beta = 1) */
-    AD_FOR_SPLIT(r, rows, n->numel >= AD_PARALLEL_MIN,
-                 memcpy((char *)n->value + (size_t)(r * m) * es, b->value, (size_t)m * es););
+    /* bias first, the product added (beta = 1), and for linear_relu the
+     * ReLU: each thread's rows copied, multiplied and clamped while they are
+     * in its cache (ad_gemm_rows: one parallel region, not three) */
     ad_mm_dims d = {rows, x->shape[x->ndim - 1], m};
-    ad_gemm(n->g->dtype, false, false, true, d, x->value, w->value, n->value);
-    /* linear_relu: the epilogue, while the output is still in cache (one
-     * (batch, out) buffer and one pass less than linear + relu) */
-    if (n->op == AD_OP_LINEAR_RELU)
-        AD_DISPATCH(n->g, {
-            T *o = n->value;
-            AD_FOR_ELEMENTS(i, n->numel, o[i] = o[i] > 0 ? o[i] : 0;);
-        });
+    const ad_gemm_hook hook = {linear_bias_rows,
+                               n->op == AD_OP_LINEAR_RELU ? linear_relu_rows : NULL, n};
+    ad_gemm_rows(n->g->dtype, false, false, 1.0, true, d, x->value, w->value, n->value, &hook);
 }
 
 ad_node *ad_linear(ad_node *x, ad_node *w, ad_node *b)

@@ -112,7 +112,10 @@ Test(threads, matrix_products_split_over_threads)
  * the loss, with each thread count. At 128 rows the hidden layer's 20,480
  * elements are split as elementwise loops (from 16,384) but not as the bias
  * gradient's sum (from 32,768), and the 10-column products (204,800
- * multiply-adds) are split by rows on two threads. */
+ * multiply-adds) are split by rows on two threads. At 40 rows the first
+ * layer's product is split by columns (too few rows), so linear_relu's bias
+ * copy and clamp run around it on the calling thread; at 300 and 128, by
+ * rows, each thread's rows are copied, multiplied and clamped on it. */
 enum { ROWS = 300, IN = 100, HID = 160, OUT = 10 };
 typedef struct {
     float loss;
@@ -166,8 +169,8 @@ static void train_step(step_result *r, int rows)
 Test(threads, a_training_step_with_any_thread_count)
 {
     static step_result r[THREADS];
-    const int batches[2] = {ROWS, 128};
-    for (int b = 0; b < 2; b++) {
+    const int batches[3] = {ROWS, 128, 40};
+    for (int b = 0; b < 3; b++) {
         for (int t = 0; t < THREADS; t++) {
             ad_set_threads(t + 1);
             train_step(&r[t], batches[b]);
