@@ -339,24 +339,6 @@ static void mark_leaves_read(ad_node *node, bool set)
     }
 }
 
-/* acc_final for t's leaves in accumulation order: does no node after a
- * leaf's gradient node read its value? One walk back over the tape, marking
- * the leaves read so far (each leaf's mark is read before its own gradient
- * node's reads are marked: the node that completes a gradient may read the
- * leaf, it has run by then). */
-static void find_final_reads(tape *t)
-{
-    ad_graph *g = t->loss->g;
-    int64_t a = t->nleaves - 1;
-    for (int64_t k = t->end - t->begin - 1; k >= 0; k--) {
-        for (; a >= 0 && t->acc_pos[a] == k; a--)
-            t->acc_final[a] = !(t->acc_leaf[a]->flags & NODE_MARK);
-        mark_leaves_read(g->nodes[t->begin + k], true);
-    }
-    for (int64_t k = 0; k < t->end - t->begin; k++)
-        mark_leaves_read(g->nodes[t->begin + k], false);
-}
-
 /* A node's work as grouping weighs it: multiply-adds of a product, an
  * element of an elementwise gradient or a bias sum counting as 8 (the MLP
  * at batch 256, one thread: the 25,600-element bias sum 2.7 us and ReLU
@@ -391,11 +373,11 @@ static double group_work(const ad_node *n)
     return w <= GROUP_MAX_WORK ? w : 0;
 }
 
-/* Does n read leaf's value (directly or through an alias)? */
-static bool reads_leaf(const ad_node *n, const ad_node *leaf)
+/* Does n read the buffer of owner (directly or through an alias)? */
+static bool reads_from(const ad_node *n, const ad_node *owner)
 {
-    for (int i = 0; leaf && i < n->ninputs; i++)
-        if (storage_of(n->inputs[i]) == leaf)
+    for (int i = 0; i < n->ninputs; i++)
+        if (storage_of(n->inputs[i]) == owner)
             return true;
     return false;
 }
@@ -435,10 +417,7 @@ static unsigned char find_group(const tape *t, int64_t k, int len)
     }
     for (int j = 0; j < len; j++)
         for (int i = 0; i < j; i++) {
-            bool reads = false;
-            for (int q = 0; q < nodes[j]->ninputs; q++)
-                reads = reads || storage_of(nodes[j]->inputs[q]) == nodes[i];
-            if (reads) { /* merge j's part into i's */
+            if (reads_from(nodes[j], nodes[i])) { /* merge j's part into i's */
                 const int from = comp[j] > comp[i] ? comp[j] : comp[i];
                 const int to = comp[j] > comp[i] ? comp[i] : comp[j];
                 for (int q = 0; q < len; q++)
@@ -490,11 +469,31 @@ static bool read_beside(const tape *t, const ad_node *leaf, int64_t k)
             return false; /* k is in no group */
         for (int j = 0; j < len; j++)
             if (group_side(t->group[s], j) != group_side(t->group[s], (int)(k - s)) &&
-                reads_leaf(g->nodes[t->begin + s + j], leaf))
+                reads_from(g->nodes[t->begin + s + j], leaf))
                 return true;
         return false;
     }
     return false;
+}
+
+/* acc_final for t's leaves in accumulation order: does no node after a
+ * leaf's gradient node read its value, and none beside it in a group
+ * (read_beside)? One walk back over the tape, marking the leaves read so far
+ * (each leaf's mark is read before its own gradient node's reads are
+ * marked: the node that completes a gradient may read the leaf, it has run
+ * by then). */
+static void find_final_reads(tape *t)
+{
+    ad_graph *g = t->loss->g;
+    int64_t a = t->nleaves - 1;
+    for (int64_t k = t->end - t->begin - 1; k >= 0; k--) {
+        for (; a >= 0 && t->acc_pos[a] == k; a--)
+            t->acc_final[a] =
+                !(t->acc_leaf[a]->flags & NODE_MARK) && !read_beside(t, t->acc_leaf[a], k);
+        mark_leaves_read(g->nodes[t->begin + k], true);
+    }
+    for (int64_t k = 0; k < t->end - t->begin; k++)
+        mark_leaves_read(g->nodes[t->begin + k], false);
 }
 
 /* Chooses the groups of t (t->group), the longest first from each node on,
@@ -636,8 +635,6 @@ static bool plan_tape(tape *t)
         }
         ad_mem(g, pairs, sizeof(int64_t) * 2 * (size_t)t->nleaves, 0);
         find_final_reads(t);
-        for (int64_t i = 0; i < t->nleaves; i++) /* read beside: steps after the pass */
-            t->acc_final[i] = t->acc_final[i] && !read_beside(t, t->acc_leaf[i], t->acc_pos[i]);
     }
     t->planned = true;
     ok = true;
@@ -683,7 +680,7 @@ static void leaf_gradient(tape *t, int64_t a)
         return;
     if (g->grad_mode == GRAD_ADD)
         add_into(g, leaf, gn);
-    else if (g->grad_mode == GRAD_SGD_STEP && step_now(t, a))
+    else if (step_now(t, a))
         ad_add_scaled(g->dtype, leaf->value, gn->value, -g->step_lr, leaf->numel);
     else
         memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);

@@ -107,8 +107,6 @@ static bool prefer_onednn(bool ta, bool tb, ad_mm_dims d)
 int ad_threads_requested = 0;
 #ifdef AD_HAVE_OPENMP
 _Thread_local bool ad_in_group = false;
-#endif
-#ifdef AD_HAVE_OPENMP
 /* the OpenMP team was sized by ad_set_threads (omp_set_num_threads) */
 static bool omp_team_set;
 #endif
@@ -202,13 +200,7 @@ static char gemm_split(ad_mm_dims d, int t)
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C)
 {
-    ad_gemm_scaled(dt, ta, tb, 1.0, acc, d, A, B, C);
-}
-
-void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
-                    const void *A, const void *B, void *C)
-{
-    ad_gemm_rows(dt, ta, tb, alpha, acc, d, A, B, C, NULL);
+    ad_gemm_rows(dt, ta, tb, 1.0, acc, d, A, B, C, NULL);
 }
 
 /* The hook's pre or post pass over rows [lo, hi), if it has one. */

@@ -289,15 +289,14 @@ void ad_replay_free(ad_graph *g, ad_replay *p);
 
 /* gemm.c: the one matrix product, C = op(A) op(B), or C += op(A) op(B) when
  * acc; row-major, op transposes when its flag is set; A, B, C contiguous.
- * ad_gemm_scaled computes C = alpha op(A) op(B) [+ C] (an SGD step fused into
- * a weight's gradient product: alpha = -lr into the weight, acc). */
+ * ad_gemm_rows computes C = alpha op(A) op(B) [+ C] (alpha = -lr: an SGD
+ * step fused into a weight's gradient product, into the weight, acc) with
+ * passes over C's rows around it (hook, may be NULL). */
 typedef struct {
     int64_t m, k, n; /* op(A) is (m, k), op(B) is (k, n), C is (m, n) */
 } ad_mm_dims;
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C);
-void ad_gemm_scaled(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
-                    const void *A, const void *B, void *C);
 /* Passes over rows of C around a product: pre(ctx, lo, hi) before rows
  * [lo, hi) are computed, post(ctx, lo, hi) after, either NULL. Every row is
  * in exactly one pre and one post call. When the product is split by rows

@@ -57,7 +57,7 @@ void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c)
     ad_mm_dims d;
     mat_dims(a, ta, &d.m, &d.k);
     d.n = n->shape[n->ndim - 1];
-    ad_gemm_scaled(n->g->dtype, ta, tb, alpha, add, d, a->value, b->value, c);
+    ad_gemm_rows(n->g->dtype, ta, tb, alpha, add, d, a->value, b->value, c, NULL);
 }
 
 void fwd_matmul(ad_node *n)

@@ -102,8 +102,8 @@ int nn_train_epoch(nn_model *m, nn_optimizer *opt, io_batcher *b, uint64_t epoch
             break;
         }
         /* a fused step is the backward pass, after the loss was found finite */
-        if ((rc = fused ? nn_model_backward_step(m, opt, fn) : nn_model_apply_step(m, opt, fn)) !=
-            0)
+        rc = fused ? nn_model_backward_step(m, opt, fn) : nn_model_apply_step(m, opt, fn);
+        if (rc != 0)
             break;
         stats->loss_sum += loss * (double)rows;
         stats->correct += ok;

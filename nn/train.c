@@ -83,19 +83,14 @@ int nn_model_input_end_borrow(nn_model *m, const char *fn)
     return 0;
 }
 
-static int set_input(nn_model *m, const void *x, bool f32, int64_t n, int64_t cols, const char *fn)
-{
-    return nn_model_input_rows(m, x, f32, n, cols, false, fn);
-}
-
 int nn_model_set_input(nn_model *m, const double *x, int64_t n, int64_t cols)
 {
-    return set_input(m, x, false, n, cols, "nn_model_set_input");
+    return nn_model_input_rows(m, x, false, n, cols, false, "nn_model_set_input");
 }
 
 int nn_model_set_input_f32(nn_model *m, const float *x, int64_t n, int64_t cols)
 {
-    return set_input(m, x, true, n, cols, "nn_model_set_input_f32");
+    return nn_model_input_rows(m, x, true, n, cols, false, "nn_model_set_input_f32");
 }
 
 static int check_targets(nn_model *m, int64_t n, const void *y, const char *fn)
