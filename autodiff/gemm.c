@@ -275,6 +275,181 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
     run_hook(hook, true, 0, d.m);
 }
 
+#ifdef AD_HAVE_DNNL
+/* Products against held weights (ad_graph_hold_leaves): oneDNN's matmul
+ * primitive with its weights reordered, once per hold, into the blocked
+ * layout its kernel reads, bias added and ReLU applied in its epilogue.
+ * Against dnnl_sgemm, which packs B again on every call, on the MLP's
+ * evaluation chunks (220 x 784 x 300, one thread): 0.60 against 0.66 ms
+ * (docs/benchmarks.md, "Inference with held weights"). One entry per call
+ * site and chunk size; a graph evaluates a handful of shapes, so the table
+ * is small and searched in order. */
+#define GEMM_HELD_ENTRIES 16
+
+typedef struct {
+    const void *B, *bias; /* the call site: weights and bias read */
+    int64_t m, k, n;
+    bool relu;
+    uint64_t epoch; /* the hold whose weights `packed` holds; 0: none yet */
+    dnnl_primitive_t matmul, reorder;
+    dnnl_memory_t src, plain, packed, bias_mem, dst;
+} gemm_held;
+
+struct gemm_cache {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int used;
+    gemm_held e[GEMM_HELD_ENTRIES];
+};
+
+/* Destroys h's oneDNN objects (its call site stays: an entry without a
+ * primitive is one oneDNN refused). */
+static void held_free(gemm_held *h)
+{
+    dnnl_primitive_destroy(h->matmul);
+    dnnl_primitive_destroy(h->reorder);
+    dnnl_memory_destroy(h->src);
+    dnnl_memory_destroy(h->plain);
+    dnnl_memory_destroy(h->packed);
+    dnnl_memory_destroy(h->bias_mem);
+    dnnl_memory_destroy(h->dst);
+    h->matmul = h->reorder = NULL;
+    h->src = h->plain = h->packed = h->bias_mem = h->dst = NULL;
+}
+
+/* Creates the primitives and memories of entry h for its shape; false (h
+ * left empty) when oneDNN cannot (no kernel for the shape, out of memory). */
+static bool held_make(struct gemm_cache *c, gemm_held *h)
+{
+    dnnl_dims_t sd = {h->m, h->k}, wd = {h->k, h->n}, dd = {h->m, h->n}, bd = {1, h->n};
+    dnnl_memory_desc_t smd, wmd, wany, dmd, bmd;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    bool ok =
+        dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_matmul_desc_init(&desc, &smd, &wany, &bmd, &dmd) == dnnl_success &&
+        dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_post_ops_create(&po) == dnnl_success &&
+        (!h->relu ||
+         (dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
+          dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success)) &&
+        dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success;
+    const dnnl_memory_desc_t *pmd =
+        ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
+    ok = ok && pmd && dnnl_primitive_create(&h->matmul, pd) == dnnl_success &&
+         dnnl_reorder_primitive_desc_create(&rpd, &wmd, c->engine, pmd, c->engine, NULL) ==
+             dnnl_success &&
+         dnnl_primitive_create(&h->reorder, rpd) == dnnl_success &&
+         dnnl_memory_create(&h->src, &smd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&h->plain, &wmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&h->packed, pmd, c->engine, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+         dnnl_memory_create(&h->bias_mem, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&h->dst, &dmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok)
+        held_free(h);
+    return ok;
+}
+
+/* The entry for this call site and shape, made on first use; NULL when
+ * oneDNN cannot compute it (the caller's usual product does). */
+static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const void *bias, bool relu)
+{
+    struct gemm_cache *c = g->gemm_cache;
+    if (!c) {
+        c = ad_mem(g, NULL, 0, sizeof *c);
+        if (!c)
+            return NULL;
+        memset(c, 0, sizeof *c);
+        if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
+            dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success) {
+            dnnl_engine_destroy(c->engine);
+            ad_mem(g, c, sizeof *c, 0);
+            return NULL;
+        }
+        g->gemm_cache = c;
+    }
+    for (int i = 0; i < c->used; i++) {
+        gemm_held *h = &c->e[i];
+        if (h->B == B && h->bias == bias && h->relu == relu && h->m == d.m && h->k == d.k &&
+            h->n == d.n)
+            return h->matmul ? h : NULL; /* an entry oneDNN refused stays refused */
+    }
+    if (c->used == GEMM_HELD_ENTRIES) { /* full: the oldest entry goes */
+        held_free(&c->e[0]);
+        memmove(c->e, c->e + 1, sizeof c->e[0] * (GEMM_HELD_ENTRIES - 1));
+        c->used--;
+    }
+    gemm_held *h = &c->e[c->used++];
+    *h = (gemm_held){.B = B, .bias = bias, .m = d.m, .k = d.k, .n = d.n, .relu = relu};
+    if (!held_make(c, h))
+        return NULL; /* remembered as refused */
+    return h;
+}
+#endif
+
+bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
+                  bool relu, void *C)
+{
+#ifdef AD_HAVE_DNNL
+    if (!g->leaves_held || g->dtype != AD_F32 || !onednn_allowed() || d.m == 0 || d.n == 0 ||
+        d.k == 0)
+        return false;
+#ifdef AD_HAVE_OPENMP
+    if (AD_SPLIT_HERE() && gemm_split(d, ad_threads_requested))
+        return false; /* split over the threads: the usual product (one table per graph) */
+#endif
+    gemm_held *h = held_entry(g, d, B, bias, relu);
+    if (!h)
+        return false;
+    struct gemm_cache *c = g->gemm_cache;
+    dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, h->plain}, {DNNL_ARG_TO, h->packed}};
+    dnnl_exec_arg_t ma[4] = {{DNNL_ARG_SRC, h->src},
+                             {DNNL_ARG_WEIGHTS, h->packed},
+                             {DNNL_ARG_BIAS, h->bias_mem},
+                             {DNNL_ARG_DST, h->dst}};
+    if (h->epoch != g->held_epoch &&
+        (dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) != dnnl_success ||
+         dnnl_primitive_execute(h->reorder, c->stream, 2, ra) != dnnl_success))
+        return false;
+    h->epoch = g->held_epoch;
+    return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)A) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->bias_mem, (void *)(uintptr_t)bias) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->dst, C) == dnnl_success &&
+           dnnl_primitive_execute(h->matmul, c->stream, 4, ma) == dnnl_success &&
+           dnnl_stream_wait(c->stream) == dnnl_success;
+#else
+    (void)g, (void)d, (void)A, (void)B, (void)bias, (void)relu, (void)C;
+    return false;
+#endif
+}
+
+void ad_gemm_cache_free(ad_graph *g)
+{
+#ifdef AD_HAVE_DNNL
+    struct gemm_cache *c = g->gemm_cache;
+    if (!c)
+        return;
+    for (int i = 0; i < c->used; i++)
+        held_free(&c->e[i]);
+    dnnl_stream_destroy(c->stream);
+    dnnl_engine_destroy(c->engine);
+    ad_mem(g, c, sizeof *c, 0);
+    g->gemm_cache = NULL;
+#else
+    (void)g;
+#endif
+}
+
 const char *ad_gemm_backend(void)
 {
 #if defined(AD_HAVE_DNNL) && defined(AD_HAVE_BLAS)

@@ -286,6 +286,7 @@ void ad_graph_free(ad_graph *g)
     ad_mem(g, g->params, sizeof(ad_node *) * (size_t)g->cap_params, 0);
     if (g->scratch)
         ad_mem(g, g->scratch, g->scratch_bytes, 0);
+    ad_gemm_cache_free(g);
     arena_free_until(g, NULL, 0);
     while (g->arena_spare) {
         arena_block *b = g->arena_spare;
@@ -378,6 +379,13 @@ void ad_graph_set_training(ad_graph *g, int on)
 {
     if (g)
         g->eval_mode = !on;
+}
+
+void ad_graph_hold_leaves(ad_graph *g, bool on)
+{
+    g->leaves_held = on;
+    if (on)
+        g->held_epoch++;
 }
 
 int ad_graph_is_training(const ad_graph *g) { return g && !g->eval_mode; }

@@ -148,6 +148,12 @@ struct ad_graph {
     grad_mode grad_mode; /* how the backward pass under way hands leaves their gradients */
     double step_lr;      /* GRAD_SGD_STEP: the learning rate */
     uint64_t rng[4];
+    /* ad_graph_hold_leaves: no leaf's value changes until the hold ends, so
+       products may keep their weights packed from one forward to the next
+       (gemm.c, ad_gemm_held); each hold has its own epoch */
+    bool leaves_held;
+    uint64_t held_epoch;
+    struct gemm_cache *gemm_cache; /* ad_gemm_held's primitives, NULL before the first */
     void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
     size_t scratch_bytes;
     /* inputs reading the caller's memory (ad_input_borrow), each with the
@@ -310,6 +316,20 @@ typedef struct {
 } ad_gemm_hook;
 void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_dims d,
                   const void *A, const void *B, void *C, const ad_gemm_hook *hook);
+/* A linear layer's product C = A B + bias (then max(C, 0) when relu), f32,
+ * while g's leaves are held (ad_graph_hold_leaves): B is packed once per
+ * hold into the layout the backend's kernel reads and the bias and ReLU are
+ * the product's epilogue. False when this path does not apply (not held,
+ * f64, no oneDNN, a product split over the threads, a shape oneDNN refuses):
+ * the caller computes it the usual way. */
+bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
+                  bool relu, void *C);
+/* Frees ad_gemm_held's table (ad_graph_free). */
+void ad_gemm_cache_free(ad_graph *g);
+/* graph.c: on: a promise that no leaf's value changes until the hold ends
+ * (off), for the forward passes of an evaluation loop (nn's chunks); each
+ * hold is a new epoch for ad_gemm_held's packed weights. */
+void ad_graph_hold_leaves(ad_graph *g, bool on);
 /* ops_elementwise.c: p += step * g over n elements of dt (the plain SGD step). */
 void ad_add_scaled(ad_dtype dt, void *p, const void *g, double step, int64_t n);
 /* ops_linalg.c: a 2-d matmul node's product, c = alpha op(A) op(B) [+ c when add]. */

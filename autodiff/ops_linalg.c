@@ -177,6 +177,10 @@ void fwd_linear(ad_node *n)
      * ReLU: each thread's rows copied, multiplied and clamped while they are
      * in its cache (ad_gemm_rows: one parallel region, not three) */
     ad_mm_dims d = {rows, x->shape[x->ndim - 1], m};
+    /* weights held by an evaluation loop: packed once for all its chunks */
+    if (ad_gemm_held(n->g, d, x->value, w->value, n->inputs[2]->value, n->op == AD_OP_LINEAR_RELU,
+                     n->value))
+        return;
     const ad_gemm_hook hook = {linear_bias_rows,
                                n->op == AD_OP_LINEAR_RELU ? linear_relu_rows : NULL, n};
     ad_gemm_rows(n->g->dtype, false, false, 1.0, true, d, x->value, w->value, n->value, &hook);

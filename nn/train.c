@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "graph_impl.h" /* ad_graph_hold_leaves: weights packed once per evaluation */
 #include "nn_impl.h"
 
 static int check_built(nn_model *m, const char *fn)
@@ -421,6 +422,9 @@ static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t c
         return rc;
     size_t row_bytes = (size_t)cols * (f32 ? sizeof(float) : sizeof(double));
     int64_t chunk = eval_chunk_rows(m);
+    /* nothing writes a parameter until the last chunk: the products may
+       pack their weights once for all the chunks (ad_gemm_held) */
+    ad_graph_hold_leaves(m->g, true);
     for (int64_t start = 0; start < n && rc == 0; start += chunk) {
         int64_t rows = n - start < chunk ? n - start : chunk;
         const void *xs = (const char *)x + (size_t)start * row_bytes;
@@ -432,6 +436,7 @@ static int run_chunks(nn_model *m, const void *x, bool f32, int64_t n, int64_t c
         if (rc == 0)
             rc = visit(m, start, rows, ctx);
     }
+    ad_graph_hold_leaves(m->g, false);
     /* the input keeps the last chunk's rows, as if they had been copied */
     int rc_borrow = nn_model_input_end_borrow(m, fn);
     if (rc == 0)

@@ -1,6 +1,7 @@
 /* The model object: building, parameter listing and flat buffers, inputs
  * and targets, errors, train/eval mode, prediction, the no-allocation
  * training step, smaller last batches and exact resumption. */
+#include "graph_impl.h" /* the graph's held-weights table */
 #include "test_nn_common.h"
 
 static nn_model *fashion_mlp(ad_dtype dt, int64_t batch, uint64_t seed)
@@ -563,6 +564,89 @@ Test(nn_model, predict_in_cache_sized_chunks)
 {
     cache_sized_chunks_case(AD_F64);
     cache_sized_chunks_case(AD_F32);
+}
+
+/* The MLP's outputs computed in double from its flat f32 parameters. */
+static void mlp_reference(const float *p, const int64_t *widths, int nw, const float *x,
+                          int64_t rows, double *out)
+{
+    double h[64], z[64];
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t k = 0; k < widths[0]; k++)
+            h[k] = x[r * widths[0] + k];
+        const float *q = p;
+        for (int l = 1; l < nw; l++) {
+            const int64_t in = widths[l - 1], units = widths[l];
+            const float *w = q, *b = q + in * units;
+            for (int64_t j = 0; j < units; j++) {
+                z[j] = b[j];
+                for (int64_t k = 0; k < in; k++)
+                    z[j] += h[k] * (double)w[k * units + j];
+            }
+            for (int64_t j = 0; j < units; j++)
+                h[j] = l < nw - 1 && z[j] < 0 ? 0 : z[j];
+            q = b + units;
+        }
+        memcpy(out + r * widths[nw - 1], h, sizeof(double) * (size_t)widths[nw - 1]);
+    }
+}
+
+/* Evaluation holds the parameters for its chunks, and a backend may pack
+ * the weights once per hold (ad_gemm_held): outputs agree with the
+ * parameters of each call, after the caller wrote them in place and after
+ * a training step, for every chunk size (64, 64, 22 rows). */
+Test(nn_model, predict_sees_every_change_of_the_weights)
+{
+    enum { N = 150, NW = 4 };
+    const int64_t widths[NW] = {20, 48, 40, 10};
+    nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
+    /* the library's backends on one thread with the OpenMP team set, so
+       oneDNN is allowed in every build (gemm.c, onednn_allowed) */
+    ad_set_threads(2);
+    ad_set_threads(1);
+    nn_model *m = nn_mlp_new(AD_F32, NW, widths, acts, NN_LOSS_CROSS_ENTROPY, 64, 9, NULL);
+    cr_assert_not_null(m);
+    float x[N * 20];
+    double out[N * 10], ref[N * 10];
+    int labels[64];
+    nn_rng r;
+    nn_rng_seed(&r, 6);
+    for (int i = 0; i < N * 20; i++)
+        x[i] = (float)nn_rng_normal(&r);
+    for (int i = 0; i < 64; i++)
+        labels[i] = i % 10;
+    float *p = nn_model_params(m);
+    const int64_t np = nn_model_param_count(m);
+    nn_optim_config cfg = nn_optim_defaults(NN_OPT_SGD);
+    cfg.lr = 0.5;
+    nn_optimizer *opt = nn_optimizer_new(m, &cfg, NULL);
+    cr_assert_not_null(opt);
+    double first = 0;
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(nn_model_predict_f32(m, x, N, 20, out), 0, "%s", nn_model_error(m));
+        mlp_reference(p, widths, NW, x, N, ref);
+        for (int i = 0; i < N * 10; i++)
+            cr_assert_float_eq(out[i], ref[i], 1e-4 * (1 + fabs(ref[i])),
+                               "round %d output %d: %.7g, expected %.7g", round, i, out[i], ref[i]);
+        if (round == 0) {
+            first = out[N * 10 - 1];
+            for (int64_t i = 0; i < np; i++) /* in place, as a caller may */
+                p[i] = -0.75f * p[i] + 0.01f * (float)(i % 7);
+        } else if (round == 1) {
+            cr_assert(fabs(out[N * 10 - 1] - first) > 1e-3, "the new weights changed the output");
+            double loss = -1;
+            cr_assert_eq(nn_model_set_input_f32(m, x, 64, 20), 0, "%s", nn_model_error(m));
+            cr_assert_eq(nn_model_set_labels(m, labels, 64), 0, "%s", nn_model_error(m));
+            cr_assert_eq(nn_model_train_step(m, opt, &loss), 0, "%s", nn_model_error(m));
+        }
+    }
+    /* where the library has oneDNN, the held path ran (its table exists) */
+    const ad_graph *g = nn_model_graph(m);
+    cr_assert_eq(g->gemm_cache != NULL, strstr(ad_gemm_backend(), "onednn") != NULL, "backend %s",
+                 ad_gemm_backend());
+    cr_assert(!g->leaves_held, "the hold ends with the call");
+    nn_optimizer_free(opt);
+    nn_model_free(m);
 }
 
 Test(nn_model, predict_in_chunks_and_evaluate)
