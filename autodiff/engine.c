@@ -392,10 +392,11 @@ static bool reads_from(const ad_node *n, const ad_node *owner)
  * waiting for the other's long chain loses what the nodes' own splits
  * would gain); the heavier side runs on the thread that opens the region
  * (it starts first). */
-#define GROUP_MAX 4
+#define GROUP_MAX 5
 #define GROUP_LEN_MASK 7
 #define GROUP_SIDES 3
 #define GROUP_MAX_RATIO 4.0
+_Static_assert(GROUP_SIDES + GROUP_MAX <= 8, "a group's length and sides fit in one byte");
 
 /* Node j of a group is on the second thread. */
 static bool group_side(unsigned char grp, int j) { return (grp >> (GROUP_SIDES + j)) & 1; }

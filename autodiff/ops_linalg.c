@@ -205,7 +205,12 @@ ad_node *ad_linear_relu(ad_node *x, ad_node *w, ad_node *b)
 /* gradients of XW + b given g = d loss / d(XW + b) */
 static void linear_grads(ad_node *n, ad_node *g, ad_node **d)
 {
-    ad_node *x = n->inputs[0], *w = n->inputs[1];
+    ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+    /* the bias's sum over the rows first, while g is in cache: a planned
+     * pass on two threads then runs it beside the products, on the thread
+     * that computed g (engine.c, groups), not after the weight's product */
+    if ((b->flags & NODE_REQGRAD) && !ad_same_shape(g, b))
+        d[2] = ad_sum_to(g, b);
     if (x->flags & NODE_REQGRAD)
         d[0] = ad_matmul_t(g, 0, w, 1);
     if (w->flags & NODE_REQGRAD) {
@@ -215,7 +220,8 @@ static void linear_grads(ad_node *n, ad_node *g, ad_node **d)
         }
         d[1] = ad_matmul_t(x, 1, g, 0);
     }
-    d[2] = g; /* summed over the rows to the bias's shape by the engine */
+    if (!d[2])
+        d[2] = g;
 }
 
 void bwd_linear(ad_node *n, ad_node *g, ad_node **d) { linear_grads(n, g, d); }

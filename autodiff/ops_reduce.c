@@ -572,10 +572,18 @@ void fwd_softmax_ce_grad(ad_node *n)
             const T *zr = Z + r * C;
             T *o = O + r * C;
             const int64_t k = (int64_t)L[r];
-            ROW_STATS(T, zr, C, mx, sum)
+            /* ROW_STATS with each exp(z - max) kept in o: one exp per element */
+            T mx = zr[0];
+            for (int64_t c = 1; c < C; c++)
+                mx = zr[c] > mx ? zr[c] : mx;
+            T sum = 0; /* 0 + exp(z[0] - max) is ROW_STATS's first term, exactly */
+            for (int64_t c = 0; c < C; c++) {
+                o[c] = exp(zr[c] - mx);
+                sum += o[c];
+            }
             const T inv = 1 / sum;
             for (int64_t c = 0; c < C; c++)
-                o[c] = (exp(zr[c] - mx) * inv - (c == k ? 1 : 0)) * scale;
+                o[c] = (o[c] * inv - (c == k ? 1 : 0)) * scale;
         });
     });
 }

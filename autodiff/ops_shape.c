@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "graph_impl.h"
+#include "vmath_impl.h"
 
 static bool same_dims(const ad_node *a, const ad_node *b)
 {
@@ -465,6 +466,43 @@ static bool sums_leading_axes(const ad_node *g, const ad_node *t)
  * best per step, docs/benchmarks.md "Two threads"). */
 #define SUM_TO_PARALLEL_MIN 32768
 
+/* O[c] = Σ_r G[r·ld + c] for c < cols, each column summed over the rows in
+ * order (the same sums for any block of columns), one cache line of
+ * columns at a time with the sums in registers through all the rows, the
+ * last block moved back to end at cols (it overlaps the one before: the same
+ * sums again). One pass over each row's whole output instead (a load and
+ * a store per element) took 5.5 µs for the MLP's 256 × 300 bias gradient
+ * on one core, this 2.8 µs. No multiply, so the SSE2 and AVX2 copies give
+ * the same bits. */
+#define SUM_ROWS_KERNEL(T, name)                                                                   \
+    AD_SIMD_CLONES static void name(T *O, const T *G, int64_t rows, int64_t ld, int64_t cols)      \
+    {                                                                                              \
+        enum { W = 64 / sizeof(T) };                                                               \
+        if (cols < W) {                                                                            \
+            for (int64_t c = 0; c < cols; c++)                                                     \
+                O[c] = 0;                                                                          \
+            for (int64_t r = 0; r < rows; r++)                                                     \
+                for (int64_t c = 0; c < cols; c++)                                                 \
+                    O[c] += G[r * ld + c];                                                         \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t c = 0; c < cols; c += W) {                                                    \
+            const int64_t at = c + W <= cols ? c : cols - W;                                       \
+            T acc[W];                                                                              \
+            for (int j = 0; j < W; j++)                                                            \
+                acc[j] = 0;                                                                        \
+            for (int64_t r = 0; r < rows; r++)                                                     \
+                for (int j = 0; j < W; j++)                                                        \
+                    acc[j] += G[r * ld + at + j];                                                  \
+            memcpy(O + at, acc, sizeof acc);                                                       \
+        }                                                                                          \
+    }
+SUM_ROWS_KERNEL(float, sum_rows_f32)
+SUM_ROWS_KERNEL(double, sum_rows_f64)
+
+#define sum_rows(O, G, rows, ld, cols)                                                             \
+    _Generic((O), float * : sum_rows_f32, default : sum_rows_f64)(O, G, rows, ld, cols)
+
 void fwd_sum_to(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
@@ -488,14 +526,7 @@ void fwd_sum_to(ad_node *n)
                 const int64_t lo = cols * b / parts / SUM_TO_ALIGN * SUM_TO_ALIGN;
                 const int64_t hi =
                     b == parts - 1 ? cols : cols * (b + 1) / parts / SUM_TO_ALIGN * SUM_TO_ALIGN;
-                T *o = O + lo;
-                for (int64_t c = 0; c < hi - lo; c++)
-                    o[c] = 0;
-                for (int64_t r = 0; r < rows; r++) {
-                    const T *gr = G + r * cols + lo;
-                    for (int64_t c = 0; c < hi - lo; c++)
-                        o[c] += gr[c];
-                }
+                sum_rows(O + lo, G + lo, rows, cols, hi - lo);
             });
         });
         return;

@@ -294,32 +294,50 @@ Test(threads, backward_nodes_side_by_side_give_the_same_bits)
 }
 
 /* The bias gradient of a linear layer is its upstream gradient summed over
- * the rows, each column in row order (the order one thread uses). */
+ * the rows, each column in row order (the order one thread uses), in f32
+ * and f64: 90 columns (blocks of a cache line of columns, the last one
+ * overlapping the one before; split by columns on 2 and 3 threads), 16 (one
+ * block, f64 two) and 7 (fewer than a block). */
 Test(threads, bias_gradient_is_the_sum_over_the_batch_in_row_order)
 {
-    enum { R = 400, C = 90 };
-    for (int t = 1; t <= THREADS; t++) {
-        ad_set_threads(t);
-        ad_graph *g = ad_graph_new(AD_F32);
-        int64_t xs[2] = {R, 3}, ws[2] = {3, C}, bs[1] = {C}, ys[2] = {R, C};
-        ad_node *x = ad_input(g, 2, xs, "x"), *w = ad_input(g, 2, ws, "w");
-        ad_node *b = ad_param(g, 1, bs, "b"), *up = ad_input(g, 2, ys, "up");
-        fill(x, 0.2);
-        fill(w, 0.9);
-        fill(up, 1.3);
-        /* d(sum(linear(x, w, b) * up))/db = Σ_r up[r][c] */
-        ad_node *y = ad_sum(ad_mul(ad_linear(x, w, b), up), AD_ALL);
-        cr_assert_eq(ad_backward(y), 0, "%s", ad_graph_error(g));
-        const float *u = ad_data(up), *db = ad_grad_data(b);
-        for (int c = 0; c < C; c++) {
-            float s = 0;
-            for (int r = 0; r < R; r++)
-                s += u[r * C + c];
-            cr_assert_eq(memcmp(&s, &db[c], sizeof s), 0, "%d threads, column %d: %.9g vs %.9g", t,
-                         c, (double)db[c], (double)s);
-        }
-        ad_graph_free(g);
-    }
+    enum { R = 400 };
+    const int64_t columns[3] = {90, 16, 7};
+    for (int t = 1; t <= THREADS; t++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int k = 0; k < 3; k++) {
+                const int64_t C = columns[k];
+                ad_set_threads(t);
+                ad_graph *g = ad_graph_new(dt ? AD_F64 : AD_F32);
+                int64_t xs[2] = {R, 3}, ws[2] = {3, C}, bs[1] = {C}, ys[2] = {R, C};
+                ad_node *x = ad_input(g, 2, xs, "x"), *w = ad_input(g, 2, ws, "w");
+                ad_node *b = ad_param(g, 1, bs, "b"), *up = ad_input(g, 2, ys, "up");
+                fill(x, 0.2);
+                fill(w, 0.9);
+                fill(up, 1.3);
+                /* d(sum(linear(x, w, b) * up))/db = Σ_r up[r][c] */
+                ad_node *y = ad_sum(ad_mul(ad_linear(x, w, b), up), AD_ALL);
+                cr_assert_eq(ad_backward(y), 0, "%s", ad_graph_error(g));
+                for (int64_t c = 0; c < C; c++) {
+                    double s = 0, got;
+                    if (dt) {
+                        const double *u = ad_data(up);
+                        for (int r = 0; r < R; r++)
+                            s += u[r * C + c];
+                        got = ((const double *)ad_grad_data(b))[c];
+                    } else {
+                        const float *u = ad_data(up);
+                        float sf = 0;
+                        for (int r = 0; r < R; r++)
+                            sf += u[r * C + c];
+                        s = sf;
+                        got = ((const float *)ad_grad_data(b))[c];
+                    }
+                    cr_assert(got == s,
+                              "%d threads, f%d, %lld columns, column %lld: %.17g vs %.17g", t,
+                              dt ? 64 : 32, (long long)C, (long long)c, got, s);
+                }
+                ad_graph_free(g);
+            }
     ad_set_threads(1);
 }
 
