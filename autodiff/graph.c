@@ -542,11 +542,16 @@ bool ad_node_aux(ad_node *n, size_t bytes)
         return true;
     ad_graph *g = n->g;
     void *p;
-    if (!n->aux) {
+    if (!n->aux && n->id == g->nnodes) { /* n is being made */
         p = ad_arena_alloc(g, bytes ? bytes : 1);
-    } else { /* grown after creation: heap, so that rewinding never frees it under us */
+    } else {
+        /* grown after creation, or made for n by a later node's shape rule:
+           heap, so that rewinding never frees it under us; the contents are
+           kept (a realloc, or a copy out of the arena) */
         bool heap = (n->flags & NODE_HEAP_AUX) != 0;
         p = ad_mem(g, heap ? n->aux : NULL, heap ? n->aux_bytes : 0, bytes);
+        if (p && n->aux && !heap)
+            memcpy(p, n->aux, n->aux_bytes);
         if (p)
             node_took_heap(g, n, NODE_HEAP_AUX);
     }

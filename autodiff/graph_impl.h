@@ -253,8 +253,10 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
 bool ad_node_reserve(ad_node *n);
 /* A trainable leaf's gradient buffer, made (zeroed) on first need; false without memory. */
 bool ad_leaf_grad_ready(ad_node *n);
-/* Ensures n->aux holds bytes (arena on creation, heap when it grows later,
- * as for values). Call from a shape rule so replay never allocates. */
+/* Ensures n->aux holds bytes (arena on creation, heap when it grows later
+ * or is made later, as for values; growing keeps the contents). Call from a
+ * shape rule (n's, or a later node's that keeps data in n) so replay never
+ * allocates. */
 bool ad_node_aux(ad_node *n, size_t bytes);
 /* Ensures the graph's shared scratch buffer holds bytes (grown only, kept
  * until the graph is freed). Call from a shape rule; kernels read g->scratch. */

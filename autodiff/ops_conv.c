@@ -22,12 +22,13 @@
  * ReLU's mask at the argmax, which is all its gradient needs.
  *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
- *   conv(x, w)               ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
+ *   conv(x, w) -> y          ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G[, y])
  *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
  *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
+ *     (y, when given, lends it the transformed x y's forward kept: kept_chunks)
  *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
  *   max_pool_scatter(g, y)   ∂/∂g = max_pool_gather(G, y)
  *   max_pool_gather(h, y)    ∂/∂h = max_pool_scatter(G, y)
@@ -40,9 +41,9 @@
  * conv_weight_grad. Pooling ops: [0..1] kernel, [2..3] stride, [4..5]
  * padding, [6..7] the input's (H, W) for avg_pool_transpose.
  *
- * Scratch memory (the im2col buffer, shared by the graph) and max pool's
- * argmax (per node) are sized by the shape rules, so replay allocates
- * nothing unless a resize makes them grow. */
+ * Scratch memory (the im2col buffer, shared by the graph), max pool's
+ * argmax and a Winograd forward's kept transform (per node) are sized by the
+ * shape rules, so replay allocates nothing unless a resize makes them grow. */
 #include <math.h>
 #include <string.h>
 
@@ -448,6 +449,75 @@ static size_t wino_scratch_elems(const wino_geom *w, size_t elem)
     const int64_t nb = wino_chunk(w, elem), nt = nb * wino_tiles(w);
     return (size_t)(w->nk * (w->Co * w->Ci + wino_kstride(w->Ci, nt) + wino_kstride(w->Co, nt)) +
                     wino_work_elems(w, nb));
+}
+
+/* The forward's transformed input, kept for the weight gradient. In a
+ * training step the forward convolution y = conv(x, w) transforms x into V
+ * and conv_weight_grad(x, g) would transform the same x again. bwd_conv
+ * builds conv_weight_grad(x, g, y) instead: y's forward writes every
+ * chunk's V into y's aux (after the argmax of conv_bias_relu_pool) rather
+ * than the scratch, and the weight gradient reads it there, as
+ * max_pool_scatter(g, y) reads the argmax y's forward recorded (y is an
+ * operand for that data only; no gradient flows to it). y->op_data holds
+ * whether V is there and the geometry it was written for: y's forward
+ * clears it first and sets it when the last chunk is written (when aux has
+ * room), and the weight gradient's shape rule clears it when it grows aux,
+ * so the weight gradient transforms x itself whenever the kept V is not
+ * from y's latest forward at its own geometry (the first pass, which built
+ * it; a batch that grew). Replay, partial replay and ad_backward run y
+ * before it (y is an operand), so V is of the x the step's forward saw;
+ * like the ReLU mask and the argmax, a backward pass run after x changed
+ * without a forward uses the forward that last ran. */
+enum { KEEP_VALID, KEEP_N, KEEP_CI, KEEP_CO, KEEP_H, KEEP_W, KEEP_PH, KEEP_PW, KEEP_WORDS };
+
+static bool keeps_transform(const ad_node *y)
+{
+    return y->op == AD_OP_CONV || y->op == AD_OP_CONV_BIAS || y->op == AD_OP_CONV_BIAS_RELU ||
+           y->op == AD_OP_CONV_BIAS_RELU_POOL;
+}
+
+/* bytes of y's aux before the kept chunks: the argmax, to a cache line */
+static size_t kept_offset(const ad_node *y)
+{
+    const size_t arg = y->op == AD_OP_CONV_BIAS_RELU_POOL ? (size_t)y->numel * sizeof(int32_t) : 0;
+    return (arg + 63) & ~(size_t)63;
+}
+
+/* elements of one kept chunk (V of a whole chunk, to a cache line) */
+static int64_t kept_chunk_elems(const wino_geom *w, size_t elem)
+{
+    const int64_t v = w->nk * wino_kstride(w->Ci, wino_chunk(w, elem) * wino_tiles(w));
+    return (v + 15) & ~(int64_t)15;
+}
+
+/* bytes y's aux needs to keep the V of all chunks */
+static size_t kept_end(const ad_node *y, const wino_geom *w, size_t elem)
+{
+    const int64_t chunk = wino_chunk(w, elem), chunks = (w->N + chunk - 1) / chunk;
+    return kept_offset(y) + (size_t)(chunks * kept_chunk_elems(w, elem)) * elem;
+}
+
+static void keep_sign(int64_t *k, const wino_geom *w)
+{
+    k[KEEP_N] = w->N;
+    k[KEEP_CI] = w->Ci;
+    k[KEEP_CO] = w->Co;
+    k[KEEP_H] = w->H;
+    k[KEEP_W] = w->W;
+    k[KEEP_PH] = w->ph;
+    k[KEEP_PW] = w->pw;
+}
+
+/* the kept chunks of y when they hold V of geometry w, else NULL */
+static char *kept_chunks(const ad_node *y, const wino_geom *w, size_t elem)
+{
+    const int64_t *k = y->op_data;
+    int64_t want[KEEP_WORDS] = {0};
+    keep_sign(want, w);
+    if (!k || !k[KEEP_VALID] || memcmp(k + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) != 0 ||
+        !y->aux || y->aux_bytes < kept_end(y, w, elem))
+        return NULL;
+    return (char *)y->aux + kept_offset(y);
 }
 
 /* The 1-d weight transforms over nq kernels at once (inside AD_DISPATCH, T
@@ -1016,10 +1086,20 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
     char *u = n->g->scratch, *v = u + (size_t)(nk * w.Co * w.Ci) * es;
     char *m = v + (size_t)(nk * wino_kstride(w.Ci, chunk * tiles)) * es; /* a whole chunk's */
     char *work = m + (size_t)(nk * wino_kstride(w.Co, chunk * tiles)) * es;
+    /* a weight gradient reads V from here (see kept_chunks) */
+    int64_t *keep = transpose ? NULL : n->op_data;
+    char *kept = keep && n->aux && n->aux_bytes >= kept_end(n, &w, es)
+                     ? (char *)n->aux + kept_offset(n)
+                     : NULL;
+    const size_t kept_step = kept ? (size_t)kept_chunk_elems(&w, es) * es : 0;
+    if (keep)
+        keep[KEEP_VALID] = 0;
     wino_weights(n->g, w.m, K->value, u, q->O, q->C, transpose);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
         const char *xi = xv + (size_t)(i0 * w.Ci * w.H * w.W) * es;
+        if (kept)
+            v = kept + (size_t)(i0 / chunk) * kept_step;
         if (w.m == 4)
             wino4_input(n->g, &w, xi, nb, v, work);
         else
@@ -1035,6 +1115,10 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
             wino4_output(n->g, &w, m, nb, yi, arg, bias, relu, work);
         else
             wino2_output(n->g, &w, m, nb, yi, arg, bias, relu, work);
+    }
+    if (kept) {
+        keep_sign(keep, &w);
+        keep[KEEP_VALID] = 1;
     }
 }
 
@@ -1055,19 +1139,25 @@ static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, c
     char *m = v + (size_t)(nk * wino_kstride(w.Ci, chunk * tiles)) * es;
     char *work = m + (size_t)(nk * wino_kstride(w.Co, chunk * tiles)) * es;
     char *gbuf = work + (size_t)wino_input_work(&w, chunk) * es;
+    /* the forward's V of x, when it kept it (conv_weight_grad(x, g, y)) */
+    const char *kept = n->ninputs == 3 ? kept_chunks(n->inputs[2], &w, es) : NULL;
+    const size_t kept_step = (size_t)kept_chunk_elems(&w, es) * es;
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
         const char *xi = (const char *)X->value + (size_t)(i0 * w.Ci * w.H * w.W) * es;
         const char *gi = (const char *)Y->value + (size_t)(i0 * w.Co * w.OH * w.OW) * es;
         if (i0 == 0 || (w.m == 4 && nb < chunk)) /* F(4×4): its rows' places follow nb */
             memset(gbuf, 0, (size_t)(w.m * w.m * (w.m == 4 ? nb : 1) * tiles) * es);
-        if (w.m == 4) {
+        if (kept)
+            v = (char *)kept + (size_t)(i0 / chunk) * kept_step;
+        else if (w.m == 4)
             wino4_input(n->g, &w, xi, nb, v, work);
-            wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
-        } else {
+        else
             wino2_input(n->g, &w, xi, nb, v, work);
+        if (w.m == 4)
+            wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
+        else
             wino2_grad_input(n->g, &w, gi, nb, m, gbuf);
-        }
         for (int64_t k = 0; k < nk; k++)
             ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
                     m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
@@ -1134,6 +1224,13 @@ bool shape_conv(ad_node *n)
     }
     q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
     q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
+    if (!n->op_data && n->id == n->g->nnodes && use_winograd(n, &q)) {
+        /* made with the node: where a weight gradient may keep V (kept_chunks) */
+        n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * KEEP_WORDS);
+        if (!n->op_data)
+            return false;
+        memset(n->op_data, 0, sizeof(int64_t) * KEEP_WORDS);
+    }
     if (n->op == AD_OP_CONV_BIAS_RELU_POOL) { /* 2×2 windows, stride 2: (N, O, OH/2, OW/2) */
         if (x->ndim != 4 || q.OH < 2 || q.OW < 2) {
             ad_fail(n->g,
@@ -1187,11 +1284,42 @@ bool shape_conv_transpose(ad_node *n)
     return conv_scratch(n, &q);
 }
 
+/* conv_weight_grad's third operand y: the convolution of its x with its
+ * parameters and a weight of its shape; reserves y's room for V */
+static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
+{
+    ad_node *y = n->inputs[2];
+    const ad_node *x = n->inputs[0];
+    char b1[96], b2[96], b3[96];
+    if (!keeps_transform(y) || y->inputs[0] != x || !ad_same_shape(y->inputs[1], n) ||
+        memcmp(y->iparam, n->iparam, sizeof(int64_t) * 7) != 0) {
+        ad_fail(n->g,
+                "%s: operand 3 must be the convolution of operand 1 %s with the same parameters "
+                "and a weight of shape %s, got %s node %s",
+                nm, ad_shape_str(x, b1, sizeof b1), ad_shape_str(n, b2, sizeof b2),
+                ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
+        return false;
+    }
+    if (!y->op_data || !use_winograd(n, q))
+        return true; /* nothing kept: conv_run transforms x itself */
+    const wino_geom w = wino_make(q, false);
+    const size_t need = kept_end(y, &w, n->g->elem);
+    if (y->aux && y->aux_bytes >= need)
+        return true;
+    y->op_data[KEEP_VALID] = 0; /* not written there yet */
+    return ad_node_aux(y, need);
+}
+
 bool shape_conv_weight_grad(ad_node *n)
 {
-    const ad_node *x = n->inputs[0], *g = n->inputs[1];
+    const ad_node *x = n->inputs[0], *g = n->ninputs >= 2 ? n->inputs[1] : NULL;
     char b1[96], b2[96];
     const char *nm = "ad_conv_weight_grad";
+    if (!g || n->ninputs > 3) {
+        ad_fail(n->g, "%s: takes 2 operands (input, gradient) or 3 (and the convolution), got %d",
+                nm, n->ninputs);
+        return false;
+    }
     if ((x->ndim != 3 && x->ndim != 4) || g->ndim != x->ndim || g->shape[0] != x->shape[0]) {
         ad_fail(n->g, "%s: input %s and gradient %s must both have 3 or 4 axes and one batch", nm,
                 ad_shape_str(x, b1, sizeof b1), ad_shape_str(g, b2, sizeof b2));
@@ -1216,7 +1344,7 @@ bool shape_conv_weight_grad(ad_node *n)
                 ad_shape_str(g, b2, sizeof b2), ad_shape_str(x, b1, sizeof b1));
         return false;
     }
-    return conv_scratch(n, &q);
+    return (n->ninputs == 2 || keep_operand(n, &q, nm)) && conv_scratch(n, &q);
 }
 
 /* [lo, hi): the output columns j whose input column j·s + off lies in [0, len) */
@@ -1544,9 +1672,9 @@ void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
         spatial(x, &h, &wd);
         d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, w, n->iparam, h, wd);
     }
-    if (w->flags & NODE_REQGRAD) {
+    if (w->flags & NODE_REQGRAD) { /* n: its forward may keep V (kept_chunks) */
         spatial(w, &h, &wd);
-        d[1] = conv_op(AD_OP_CONV_WEIGHT_GRAD, x, g, n->iparam, h, wd);
+        d[1] = conv_op3(AD_OP_CONV_WEIGHT_GRAD, x, g, n->op_data ? n : NULL, n->iparam, h, wd);
     }
 }
 

@@ -871,3 +871,252 @@ Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
         "convolution output; the 2x2 pooling needs 4 axes and at least 2x2");
     ad_graph_free(g);
 }
+
+/* ------------------------------------------------ the forward's kept transform
+ * A Winograd convolution's weight gradient reads the transformed input its
+ * forward kept (autodiff/ops_conv.c, kept_chunks) instead of transforming x
+ * again. */
+
+/* Σ r·f(x, w, b) for f conv_bias_relu_pool (form 0) or conv_bias (form 1),
+ * 3×3 padding 1, x an input of batch N; grads: w's then b's gradient */
+typedef struct {
+    ad_graph *g;
+    ad_node *x, *w, *b, *r, *loss;
+} kept_net;
+
+static void kept_build(kept_net *m, int form, int reuse, int64_t N, int64_t C, int64_t HW)
+{
+    m->g = ad_graph_new(AD_F32);
+    ad_graph_set_memory_reuse(m->g, reuse);
+    const int64_t xs[4] = {N, C, HW, HW}, ws[4] = {C, C, 3, 3}, bs[1] = {C};
+    m->x = ad_input(m->g, 4, xs, "x");
+    m->w = ad_param(m->g, 4, ws, "w");
+    m->b = ad_param(m->g, 1, bs, "b");
+    fill_hashed(m->w, 61, 0);
+    fill_hashed(m->b, 67, 0);
+    ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    ad_node *y = form == 0 ? ad_conv2d_bias_relu_pool(m->x, m->w, m->b, &o)
+                           : ad_conv2d_bias(m->x, m->w, m->b, &o);
+    cr_assert_not_null(y, "%s", ad_graph_error(m->g));
+    const int64_t rs[4] = {1, C, ad_shape(y)[2], ad_shape(y)[3]}; /* broadcast over the batch */
+    m->r = ad_const(m->g, 4, rs, NULL, "r");
+    fill_hashed(m->r, 71, 0);
+    m->loss = ad_sum(ad_mul(y, m->r), AD_ALL);
+    cr_assert_not_null(m->loss, "%s", ad_graph_error(m->g));
+}
+
+/* one step on the images [seed·N, ...) of a hashed array; grads (w, b) */
+static void kept_step(kept_net *m, uint32_t seed, double *grads)
+{
+    fill_hashed(m->x, 73, (int64_t)seed * 1000);
+    cr_assert_eq(ad_forward(m->g), 0, "%s", ad_graph_error(m->g));
+    ad_zero_grad(m->g);
+    cr_assert_eq(ad_backward(m->loss), 0, "%s", ad_graph_error(m->g));
+    ad_get_grad(m->w, grads, ad_numel(m->w));
+    ad_get_grad(m->b, grads + ad_numel(m->w), ad_numel(m->b));
+}
+
+/* m's step on seed against a graph built for that batch and seed (whose
+ * only pass builds its backward, so its weight gradient transforms x) */
+static void kept_matches_fresh(kept_net *m, int form, int reuse, int64_t C, int64_t HW,
+                               uint32_t seed)
+{
+    const int64_t n = C * C * 9 + C;
+    double *a = malloc(sizeof(double) * (size_t)n), *b = malloc(sizeof(double) * (size_t)n);
+    cr_assert(a && b);
+    kept_step(m, seed, a);
+    kept_net f;
+    kept_build(&f, form, reuse, ad_shape(m->x)[0], C, HW);
+    kept_step(&f, seed, b);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert_eq(a[i], b[i], "form %d reuse %d C %lld seed %u: gradient %lld %.9g vs %.9g",
+                     form, reuse, (long long)C, seed, (long long)i, a[i], b[i]);
+    ad_graph_free(f.g);
+    free(a);
+    free(b);
+}
+
+/* Each step's gradients equal those of a graph built for the step's images,
+ * bit for bit (the kept V is the one the weight gradient would compute):
+ * new images every step, with and without memory reuse, the fused pool and
+ * the plain form, F(4×4) (16 channels, 10×10: 5 images a chunk, the last
+ * smaller) and F(2×2) (8 channels), then a smaller batch and a bigger one
+ * (whose first pass has no room kept yet and transforms x itself). */
+Test(conv, winograd_kept_transform_follows_replay_and_resize)
+{
+    for (int form = 0; form < 2; form++)
+        for (int reuse = 0; reuse < 2; reuse++)
+            for (int64_t C = 8; C <= 16; C += 8) {
+                kept_net m;
+                kept_build(&m, form, reuse, 7, C, 10);
+                double *tmp = malloc(sizeof(double) * (size_t)(C * C * 9 + C));
+                cr_assert_not_null(tmp);
+                kept_step(&m, 1, tmp); /* builds the backward pass */
+                free(tmp);
+                kept_matches_fresh(&m, form, reuse, C, 10, 2);
+                kept_matches_fresh(&m, form, reuse, C, 10, 3);
+                cr_assert_eq(ad_resize(m.x, 3), 0);
+                kept_matches_fresh(&m, form, reuse, C, 10, 4);
+                cr_assert_eq(ad_resize(m.x, 12), 0);
+                kept_matches_fresh(&m, form, reuse, C, 10, 5);
+                kept_matches_fresh(&m, form, reuse, C, 10, 6);
+                ad_graph_free(m.g);
+            }
+}
+
+/* The weight gradient is that of the forward pass that last ran, as the
+ * ReLU mask and the argmax are: a backward pass after ad_set(x) without
+ * ad_forward gives the previous images' weight gradient (the loss is linear
+ * in the convolution, so its output gradient does not change with x: only
+ * the kept transform can carry the old images). The kept room is reserved
+ * when the backward pass is built (the graph grows by at least V of the
+ * batch: 36·16 values per channel of each 14×14 image) and filled by the
+ * forward passes after it. With ad_forward the gradient follows the new
+ * images. */
+Test(conv, winograd_weight_gradient_is_that_of_the_last_forward)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    const int64_t xs[4] = {6, 16, 14, 14}, ws[4] = {16, 16, 3, 3}, bs[1] = {16};
+    ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    ad_node *b = ad_param(g, 1, bs, "b");
+    fill_hashed(x, 81, 0);
+    fill_hashed(w, 83, 0);
+    fill_hashed(b, 87, 0);
+    ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    ad_node *y = ad_conv2d_bias(x, w, b, &o);
+    ad_node *r = ad_const(g, 4, ad_shape(y), NULL, "r");
+    fill_hashed(r, 89, 0);
+    ad_node *loss = ad_sum(ad_mul(y, r), AD_ALL);
+    cr_assert_not_null(loss, "%s", ad_graph_error(g));
+    const size_t before = ad_graph_bytes(g);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    cr_assert_geq(ad_graph_bytes(g) - before, (size_t)(6 * 16 * 36 * 16) * sizeof(float));
+    enum { NW = 16 * 16 * 9 };
+    double first[NW], stale[NW], fresh[NW], again[NW];
+    cr_assert_eq(ad_forward(g), 0); /* now y's forward keeps V */
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    ad_get_grad(w, first, NW);
+    fill_hashed(x, 91, 0);
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    ad_get_grad(w, stale, NW);
+    cr_assert_eq(ad_forward(g), 0);
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+    ad_get_grad(w, fresh, NW);
+    int differ = 0;
+    for (int i = 0; i < NW; i++) {
+        cr_assert_eq(stale[i], first[i], "w[%d]: %.9g vs %.9g", i, stale[i], first[i]);
+        differ += fresh[i] != first[i];
+    }
+    cr_assert_gt(differ, NW / 2);
+    ad_graph_free(g);
+    /* the new images' gradient from a graph built on them */
+    g = ad_graph_new(AD_F32);
+    x = ad_param(g, 4, xs, "x");
+    w = ad_param(g, 4, ws, "w");
+    b = ad_param(g, 1, bs, "b");
+    fill_hashed(x, 91, 0);
+    fill_hashed(w, 83, 0);
+    fill_hashed(b, 87, 0);
+    y = ad_conv2d_bias(x, w, b, &o);
+    r = ad_const(g, 4, ad_shape(y), NULL, "r");
+    fill_hashed(r, 89, 0);
+    cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+    ad_get_grad(w, again, NW);
+    for (int i = 0; i < NW; i++)
+        cr_assert_eq(fresh[i], again[i], "w[%d]: %.9g vs %.9g", i, fresh[i], again[i]);
+    ad_graph_free(g);
+}
+
+/* Second order through the kept transform: s = ‖∂L/∂w‖² for
+ * L = Σ R·tanh(conv(x, w)) at Winograd sizes (16 channels), whose ∂L/∂w is
+ * conv_weight_grad(x, G, y) reading y's kept V; ∂s/∂x (by conv_transpose and
+ * through G) against central differences in f64, after a replay with new x
+ * (so the kept V is the replay's). */
+Test(second_order, input_gradient_of_winograd_weight_gradient_norm)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    const int64_t xs[4] = {2, 16, 6, 7}, ws[4] = {16, 16, 3, 3};
+    ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    fill_hashed(x, 93, 0);
+    fill_hashed(w, 95, 0);
+    ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    ad_node *y = ad_conv2d(x, w, &o);
+    ad_node *R = ad_const(g, 4, ad_shape(y), NULL, "R");
+    fill_hashed(R, 97, 0);
+    ad_node *L = ad_sum(ad_mul(ad_tanh(ad_scale(y, 0.1)), R), AD_ALL);
+    ad_node *gw = ad_grad(L, w);
+    ad_node *s = ad_sum(ad_mul(gw, gw), AD_ALL);
+    ad_node *dsx = ad_grad(s, x);
+    cr_assert_not_null(dsx, "%s", ad_graph_error(g));
+    fill_hashed(x, 99, 0);
+    cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+    const int64_t nx = ad_numel(x);
+    double *an = malloc(sizeof(double) * (size_t)nx), *xv = ad_data(x);
+    cr_assert_not_null(an);
+    ad_get(dsx, an, nx);
+    double norm = 0;
+    for (int64_t i = 0; i < nx; i += 37) {
+        const double h = 1e-5, old = xv[i];
+        xv[i] = old + h;
+        cr_assert_eq(ad_forward(g), 0);
+        const double sp = ad_item(s);
+        xv[i] = old - h;
+        cr_assert_eq(ad_forward(g), 0);
+        const double sm = ad_item(s);
+        xv[i] = old;
+        const double fd = (sp - sm) / (2 * h);
+        cr_assert(fabs(fd - an[i]) <= 1e-6 * fmax(1, fabs(fd)), "x[%lld]: %.12g vs %.12g",
+                  (long long)i, an[i], fd);
+        norm += fabs(an[i]);
+    }
+    cr_assert_gt(norm, 1e-3);
+    free(an);
+    ad_graph_free(g);
+}
+
+/* conv_weight_grad(x, g, y): y must be the convolution of x with the same
+ * parameters and weight shape; 2 or 3 operands */
+Test(conv, weight_gradient_operand_errors)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    const int64_t xs[4] = {2, 8, 6, 6}, ws[4] = {8, 8, 3, 3}, x2s[4] = {2, 8, 6, 6};
+    ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+    ad_node *x2 = ad_param(g, 4, x2s, "x2");
+    ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+    ad_node *y = ad_conv2d(x, w, &o), *y2 = ad_conv2d(x2, w, &o);
+    cr_assert(y && y2);
+    const int op = ad_op_find("conv_weight_grad");
+    const int64_t ip[9] = {1, 1, 1, 1, 1, 1, 1, 3, 3};
+    ad_node *in[4] = {x, y, y, y};
+    ad_node *ok = ad_op_apply(op, 3, in, NULL, 0, ip, 9);
+    cr_assert_not_null(ok, "%s", ad_graph_error(g));
+    ad_node *two = ad_op_apply(op, 2, in, NULL, 0, ip, 9);
+    cr_assert_not_null(two, "%s", ad_graph_error(g));
+    double a[576], c[576];
+    cr_assert_eq(ad_numel(ok), 576);
+    ad_get(ok, a, 576);
+    ad_get(two, c, 576);
+    for (int i = 0; i < 576; i++)
+        cr_assert_eq(a[i], c[i], "[%d]: %.9g vs %.9g", i, a[i], c[i]);
+    in[2] = y2;
+    expect_error(g, ad_op_apply(op, 3, in, NULL, 0, ip, 9),
+                 "ad_conv_weight_grad: operand 3 must be the convolution of operand 1 (2,8,6,6) "
+                 "with the same parameters and a weight of shape (8,8,3,3), got conv node "
+                 "(2,8,6,6)");
+    in[2] = w;
+    expect_error(g, ad_op_apply(op, 3, in, NULL, 0, ip, 9),
+                 "ad_conv_weight_grad: operand 3 must be the convolution of operand 1 (2,8,6,6) "
+                 "with the same parameters and a weight of shape (8,8,3,3), got param node "
+                 "(8,8,3,3)");
+    expect_error(g, ad_op_apply(op, 1, in, NULL, 0, ip, 9),
+                 "ad_conv_weight_grad: takes 2 operands (input, gradient) or 3 (and the "
+                 "convolution), got 1");
+    in[2] = y;
+    expect_error(g, ad_op_apply(op, 4, in, NULL, 0, ip, 9),
+                 "ad_conv_weight_grad: takes 2 operands (input, gradient) or 3 (and the "
+                 "convolution), got 4");
+    ad_graph_free(g);
+}

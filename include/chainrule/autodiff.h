@@ -723,8 +723,11 @@ AD_API ad_node *ad_avg_pool2d(ad_node *x, const ad_pool_opts *o);
  * Backpropagates from a one-element loss: adds d loss/d leaf into every
  * trainable leaf's gradient (accumulating across calls, as PyTorch does).
  * The first call on a loss builds the backward nodes; later calls re-run
- * them. 0 on success, -1 on error (see ad_graph_error). A NULL loss returns
- * -1: it came from a failed op, whose reason is already the graph's error.
+ * them. They read the values of the forward pass that last ran and what it
+ * kept (ReLU masks, max-pool argmax, a convolution's transformed input): after
+ * changing a leaf with ad_set, call ad_forward first. 0 on success, -1 on
+ * error (see ad_graph_error). A NULL loss returns -1: it came from a failed
+ * op, whose reason is already the graph's error.
  */
 AD_API int ad_backward(ad_node *loss);
 /**
