@@ -365,19 +365,13 @@ static bool held_make(struct gemm_cache *c, gemm_held *h)
 static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const void *bias, bool relu)
 {
     struct gemm_cache *c = g->gemm_cache;
-    if (!c) {
-        c = ad_mem(g, NULL, 0, sizeof *c);
-        if (!c)
-            return NULL;
-        memset(c, 0, sizeof *c);
-        if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
-            dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success) {
-            dnnl_engine_destroy(c->engine);
-            ad_mem(g, c, sizeof *c, 0);
-            return NULL;
-        }
-        g->gemm_cache = c;
-    }
+    if (!c) /* an f64 graph */
+        return NULL;
+    if (!c->engine && dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success)
+        return NULL;
+    if (!c->stream &&
+        dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success)
+        return NULL;
     for (int i = 0; i < c->used; i++) {
         gemm_held *h = &c->e[i];
         if (h->B == B && h->bias == bias && h->relu == relu && h->m == d.m && h->k == d.k &&
@@ -433,6 +427,26 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
 #endif
 }
 
+int ad_gemm_held_entries(const ad_graph *g)
+{
+#ifdef AD_HAVE_DNNL
+    return g->gemm_cache ? g->gemm_cache->used : 0;
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+size_t ad_gemm_cache_bytes(ad_dtype dt)
+{
+#ifdef AD_HAVE_DNNL
+    return dt == AD_F32 ? sizeof(struct gemm_cache) : 0;
+#else
+    (void)dt;
+    return 0;
+#endif
+}
+
 void ad_gemm_cache_free(ad_graph *g)
 {
 #ifdef AD_HAVE_DNNL
@@ -443,8 +457,7 @@ void ad_gemm_cache_free(ad_graph *g)
         held_free(&c->e[i]);
     dnnl_stream_destroy(c->stream);
     dnnl_engine_destroy(c->engine);
-    ad_mem(g, c, sizeof *c, 0);
-    g->gemm_cache = NULL;
+    memset(c, 0, sizeof *c);
 #else
     (void)g;
 #endif

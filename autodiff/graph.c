@@ -193,19 +193,23 @@ ad_graph *ad_graph_new_err(ad_dtype dtype, ad_alloc_fn alloc, void *ud, ad_error
     }
     if (!alloc)
         alloc = ad_default_alloc;
-    ad_graph *g = alloc(ud, NULL, 0, sizeof *g);
+    /* ad_gemm_held's table comes with the graph (an evaluation after the
+       first training step allocates nothing) */
+    const size_t bytes = sizeof(ad_graph) + ad_gemm_cache_bytes(dtype);
+    ad_graph *g = alloc(ud, NULL, 0, bytes);
     if (!g) {
-        ad_error_set(err, AD_ENOMEM, "ad_graph_new: out of memory (asked for %zu bytes)",
-                     sizeof *g);
+        ad_error_set(err, AD_ENOMEM, "ad_graph_new: out of memory (asked for %zu bytes)", bytes);
         return NULL;
     }
     ad_error_ok(err);
-    memset(g, 0, sizeof *g);
+    memset(g, 0, bytes);
+    if (bytes > sizeof *g)
+        g->gemm_cache = (struct gemm_cache *)(g + 1);
     g->dtype = dtype;
     g->elem = dtype == AD_F32 ? sizeof(float) : sizeof(double);
     g->alloc = alloc;
     g->ud = ud;
-    g->bytes = sizeof *g;
+    g->bytes = bytes;
     ad_graph_seed(g, 0x5eedULL);
     return g;
 }
@@ -293,7 +297,7 @@ void ad_graph_free(ad_graph *g)
         g->arena_spare = b->prev;
         ad_mem(g, b, b->size + ARENA_ALIGN, 0);
     }
-    g->alloc(g->ud, g, sizeof *g, 0);
+    g->alloc(g->ud, g, sizeof *g + ad_gemm_cache_bytes(g->dtype), 0);
 }
 
 ad_dtype ad_graph_dtype(const ad_graph *g) { return g ? g->dtype : AD_F64; }

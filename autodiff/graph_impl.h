@@ -153,7 +153,7 @@ struct ad_graph {
        (gemm.c, ad_gemm_held); each hold has its own epoch */
     bool leaves_held;
     uint64_t held_epoch;
-    struct gemm_cache *gemm_cache; /* ad_gemm_held's primitives, NULL before the first */
+    struct gemm_cache *gemm_cache; /* ad_gemm_held's table, after the struct; NULL: none */
     void *scratch; /* temporary buffer shared by kernels (im2col), heap, grown by ad_scratch */
     size_t scratch_bytes;
     /* inputs reading the caller's memory (ad_input_borrow), each with the
@@ -326,7 +326,12 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
  * the caller computes it the usual way. */
 bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
                   bool relu, void *C);
-/* Frees ad_gemm_held's table (ad_graph_free). */
+/* Bytes of ad_gemm_held's table, allocated with a graph of dt after the
+ * struct (0: none, f64 or no oneDNN); ad_gemm_cache_free destroys what the
+ * table holds (ad_graph_free). */
+size_t ad_gemm_cache_bytes(ad_dtype dt);
+/* Call sites and shapes in the table (tests: did the held path run?). */
+int ad_gemm_held_entries(const ad_graph *g);
 void ad_gemm_cache_free(ad_graph *g);
 /* graph.c: on: a promise that no leaf's value changes until the hold ends
  * (off), for the forward passes of an evaluation loop (nn's chunks); each
