@@ -479,18 +479,21 @@ static bool read_beside(const tape *t, const ad_node *leaf, int64_t k)
 
 /* acc_final for t's leaves in accumulation order: does no node after a
  * leaf's gradient node read its value, and none beside it in a group
- * (read_beside)? One walk back over the tape, marking the leaves read so far
- * (each leaf's mark is read before its own gradient node's reads are
- * marked: the node that completes a gradient may read the leaf, it has run
- * by then). */
+ * (read_beside)? acc_beside: no node after it, but one beside it. One walk
+ * back over the tape, marking the leaves read so far (each leaf's mark is
+ * read before its own gradient node's reads are marked: the node that
+ * completes a gradient may read the leaf, it has run by then). */
 static void find_final_reads(tape *t)
 {
     ad_graph *g = t->loss->g;
     int64_t a = t->nleaves - 1;
     for (int64_t k = t->end - t->begin - 1; k >= 0; k--) {
-        for (; a >= 0 && t->acc_pos[a] == k; a--)
-            t->acc_final[a] =
-                !(t->acc_leaf[a]->flags & NODE_MARK) && !read_beside(t, t->acc_leaf[a], k);
+        for (; a >= 0 && t->acc_pos[a] == k; a--) {
+            const bool later = t->acc_leaf[a]->flags & NODE_MARK,
+                       beside = read_beside(t, t->acc_leaf[a], k);
+            t->acc_final[a] = !later && !beside;
+            t->acc_beside[a] = !later && beside;
+        }
         mark_leaves_read(g->nodes[t->begin + k], true);
     }
     for (int64_t k = 0; k < t->end - t->begin; k++)
@@ -618,6 +621,7 @@ static bool plan_tape(tape *t)
         t->acc_leaf = (ad_node **)(t->acc_pos + t->nleaves);
         t->acc_grad = t->acc_leaf + t->nleaves;
         t->acc_final = (bool *)(t->acc_grad + t->nleaves);
+        t->acc_beside = t->acc_final + t->nleaves;
     }
     if (t->nleaves) {
         /* sort (position, leaf index) pairs packed into the position array */
@@ -667,11 +671,21 @@ static bool step_now(const tape *t, int64_t a)
     return g->grad_mode == GRAD_SGD_STEP && t->acc_final[a] && !g->check_finite;
 }
 
+/* Leaf a of t's accumulation order takes its SGD step once the group that
+ * holds its gradient node has run: only a node beside that node reads its
+ * value (acc_beside). */
+static bool step_after_group(const tape *t, int64_t a)
+{
+    const ad_graph *g = t->loss->g;
+    return g->grad_mode == GRAD_SGD_STEP && t->acc_beside[a] && !g->check_finite;
+}
+
 /* Leaf a of t's accumulation order from its gradient node, whose kernel has
  * run: added into the gradient (ad_backward), written over it
- * (ad_backward_overwrite), or for ad_backward_sgd either the step taken now
- * (value -= lr gradient) or the gradient kept for the step after the pass.
- * A matmul computed in place (NODE_ACCUMULATE) already did its part. */
+ * (ad_backward_overwrite), or for ad_backward_sgd the step taken now (value
+ * -= lr gradient), taken after the node's group (step_group_leaves), or the
+ * gradient kept for the step after the pass. A matmul computed in place
+ * (NODE_ACCUMULATE) already did its part. */
 static void leaf_gradient(tape *t, int64_t a)
 {
     ad_graph *g = t->loss->g;
@@ -683,8 +697,28 @@ static void leaf_gradient(tape *t, int64_t a)
         add_into(g, leaf, gn);
     else if (step_now(t, a))
         ad_add_scaled(g->dtype, leaf->value, gn->value, -g->step_lr, leaf->numel);
-    else
+    else if (!step_after_group(t, a))
         memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);
+}
+
+/* The SGD steps of the leaves whose gradient nodes are in the group of t
+ * from node k (a: the accumulation index of node k) and that take them after
+ * it (step_after_group), from their gradient nodes' buffers (kept until the
+ * group's last node ran): the elements [n·i/nt, n·(i+1)/nt) of each, thread i
+ * of nt (each element's step is the same whoever takes it). */
+static void step_group_leaves(tape *t, int64_t k, int64_t a, int i, int nt)
+{
+    ad_graph *g = t->loss->g;
+    const int64_t end = k + (t->group[k] & GROUP_LEN_MASK);
+    for (; a < t->nleaves && t->acc_pos[a] < end; a++) {
+        if (!step_after_group(t, a))
+            continue;
+        const int64_t n = t->acc_leaf[a]->numel, lo = n * i / nt, hi = n * (i + 1) / nt;
+        if (hi > lo)
+            ad_add_scaled(g->dtype, (char *)t->acc_leaf[a]->value + (size_t)lo * g->elem,
+                          (const char *)t->acc_grad[a]->value + (size_t)lo * g->elem, -g->step_lr,
+                          hi - lo);
+    }
 }
 
 /* A node's kernel in a planned pass: a weight's gradient product computed in
@@ -701,14 +735,19 @@ static void run_node(tape *t, ad_node *node, int64_t a)
 
 /* The group of t from node k (plan_groups), a the accumulation index of
  * node k (see run_planned): each side's nodes in tape order on its thread,
- * the heavier side on the calling thread. Inside the region the kernels do
- * not split (ad_in_group, AD_SPLIT_HERE). */
+ * the heavier side on the calling thread, then the steps that follow the
+ * group (step_group_leaves) shared by both threads in the same region.
+ * Inside the region the kernels do not split (ad_in_group, AD_SPLIT_HERE). */
 static void run_group(tape *t, int64_t k, int64_t a)
 {
     ad_graph *g = t->loss->g;
     const unsigned char grp = t->group[k];
     const int len = grp & GROUP_LEN_MASK;
     int64_t acc[GROUP_MAX]; /* each node's accumulation index */
+    const int64_t first = a;
+    bool steps = false; /* a leaf steps after the group */
+    for (int64_t b = first; b < t->nleaves && t->acc_pos[b] < k + len; b++)
+        steps = steps || step_after_group(t, b);
     for (int j = 0; j < len; j++) {
         while (a < t->nleaves && t->acc_pos[a] < k + j)
             a++;
@@ -724,12 +763,18 @@ static void run_group(tape *t, int64_t k, int64_t a)
         for (int j = 0; j < len; j++)
             if (nt == 1 || group_side(grp, j) == (i == 1))
                 run_node(t, g->nodes[t->begin + k + j], acc[j]);
+        if (steps) {
+#pragma omp barrier
+            step_group_leaves(t, k, first, i, nt);
+        }
         ad_in_group = false;
     }
     AD_OMP_TEAM_END();
 #else
     for (int j = 0; j < len; j++)
         run_node(t, g->nodes[t->begin + k + j], acc[j]);
+    if (steps)
+        step_group_leaves(t, k, first, 0, 1);
 #endif
 }
 
@@ -751,19 +796,29 @@ static bool run_planned(tape *t, bool infer)
             return false;
     }
     const bool side_by_side = ad_threads_requested > 1;
-    int64_t a = 0, ran = t->begin - 1; /* the kernels have run up to node ran */
+    int64_t a = 0, ran = t->begin - 1;                 /* the kernels have run up to node ran */
+    int64_t group_k = 0, group_a = 0, group_last = -1; /* the group one thread runs */
     for (int64_t i = t->begin; i < t->end; i++) {
         ad_node *node = g->nodes[i];
-        if (i > ran && side_by_side && (t->group[i - t->begin] & GROUP_LEN_MASK)) {
+        const int len = t->group[i - t->begin] & GROUP_LEN_MASK;
+        if (i > ran && side_by_side && len) {
             run_group(t, i - t->begin, a);
-            ran = i + (t->group[i - t->begin] & GROUP_LEN_MASK) - 1;
-        } else if (i > ran)
+            ran = i + len - 1;
+        } else if (i > ran) {
+            if (len) { /* node by node, the steps after its last node */
+                group_k = i - t->begin;
+                group_a = a;
+                group_last = i + len - 1;
+            }
             run_node(t, node, a);
+        }
         /* per node, in tape order, after the whole of a group ran */
         if (g->check_finite && !ad_check_values(node))
             return false;
         for (; a < t->nleaves && t->acc_pos[a] == i - t->begin; a++)
             leaf_gradient(t, a);
+        if (i == group_last)
+            step_group_leaves(t, group_k, group_a, 0, 1);
     }
     return !g->has_error;
 }
@@ -940,7 +995,7 @@ int ad_backward_sgd(ad_node *loss, double lr)
         /* the leaves whose value a later node read, or all of them when the
          * values were being checked: their gradients were kept, the step now */
         for (int64_t a = 0; a < t->nleaves; a++)
-            if (!step_now(t, a))
+            if (!step_now(t, a) && !step_after_group(t, a))
                 ad_add_scaled(g->dtype, t->acc_leaf[a]->value, t->acc_leaf[a]->grad, -lr,
                               t->acc_leaf[a]->numel);
     }

@@ -108,13 +108,16 @@ typedef struct tape {
     ad_node **acc_grad; /* planned: their gradient nodes */
     bool *acc_final;    /* planned: no later node of the tape reads the leaf's value, so an
                            SGD step may change it as soon as the gradient is complete */
+    bool *acc_beside;   /* planned: only a node beside its gradient node in a group reads
+                           the leaf's value: the step may follow the group */
     unsigned char *group; /* planned: per tape index, nodes run side by side on two threads
                              (engine.c, plan_groups) */
 } tape;
 
-/* Bytes of a planned tape's per-leaf block (acc_pos, acc_leaf, acc_grad, acc_final). */
+/* Bytes of a planned tape's per-leaf block (acc_pos, acc_leaf, acc_grad, acc_final,
+ * acc_beside). */
 #define TAPE_ACC_BYTES(nleaves)                                                                    \
-    ((sizeof(int64_t) + 2 * sizeof(ad_node *) + sizeof(bool)) * (size_t)(nleaves))
+    ((sizeof(int64_t) + 2 * sizeof(ad_node *) + 2 * sizeof(bool)) * (size_t)(nleaves))
 
 struct ad_graph {
     ad_dtype dtype;

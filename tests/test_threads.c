@@ -247,6 +247,28 @@ static void planned_steps(step_result *r, bool reuse, bool sgd)
     ad_graph_free(g);
 }
 
+/* planned_steps' three SGD steps taken apart: ad_backward_overwrite, then
+ * value -= 0.05 gradient for each parameter. */
+static void separate_steps(step_result *r)
+{
+    ad_graph *g = ad_graph_new(AD_F32);
+    ad_graph_set_memory_reuse(g, 1);
+    ad_node *p[4];
+    ad_node *loss = make_net(g, 8, p);
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_backward_overwrite(loss), 0, "%s", ad_graph_error(g));
+        for (int k = 0; k < 4; k++) {
+            float *v = ad_data(p[k]);
+            const float *d = ad_grad_data(p[k]);
+            for (int64_t i = 0; i < ad_numel(p[k]); i++)
+                v[i] += -0.05f * d[i];
+        }
+    }
+    keep_result(r, loss, p, false);
+    ad_graph_free(g);
+}
+
 /* b's loss and parameters (or gradients) equal a's bit for bit (exact), or
  * within assert_close's roundings */
 static void assert_same(const step_result *a, const step_result *b, bool exact, const char *what,
@@ -271,10 +293,13 @@ static void assert_same(const step_result *a, const step_result *b, bool exact, 
  * one thread gives the unplanned pass's bits; one thread against two: the
  * same bits with the built-in kernel, within a few roundings with a
  * library's (a clang build uses oneDNN only once the OpenMP runtime was
- * started for more than one thread: gemm.c, onednn_allowed). */
+ * started for more than one thread: gemm.c, onednn_allowed). The SGD steps
+ * equal the separate steps within roundings (the first layer's inside its
+ * gradient's product; the output layer's weight, read by the input
+ * gradient beside its own, after their group, shared by the threads). */
 Test(threads, backward_nodes_side_by_side_give_the_same_bits)
 {
-    static step_result r[THREADS], unplanned;
+    static step_result r[THREADS], unplanned, separate;
     ad_set_threads(1);
     planned_steps(&unplanned, false, false);
     for (int sgd = 0; sgd < 2; sgd++) {
@@ -291,6 +316,15 @@ Test(threads, backward_nodes_side_by_side_give_the_same_bits)
         assert_same(&r[1], &r[2], true, sgd ? "SGD steps, 2 threads" : "gradients, 2 threads", 3);
         assert_same(one, &r[1], gemm_bit_identical(), what, 2);
     }
+    separate_steps(&separate);
+    const float *x[4] = {separate.w1, separate.b1, separate.w2, separate.b2};
+    const float *y[4] = {r[0].w1, r[0].b1, r[0].w2, r[0].b2};
+    const int64_t len[4] = {IN * HID, HID, HID * OUT, OUT};
+    for (int k = 0; k < 4; k++)
+        for (int64_t i = 0; i < len[k]; i++)
+            cr_assert(fabsf(x[k][i] - y[k][i]) <= 1e-5f * (1 + fabsf(x[k][i])),
+                      "parameter %d[%lld]: SGD step %.9g, separate step %.9g", k, (long long)i,
+                      (double)y[k][i], (double)x[k][i]);
 }
 
 /* The bias gradient of a linear layer is its upstream gradient summed over
