@@ -314,7 +314,10 @@ static int64_t conv_chunk(const conv_geom *q, size_t elem)
  *   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
  * Its transforms scale by up to 8 (Aᵀ) and 5 (Bᵀ), so in f32 it rounds
  * worse than F(2×2) (test_conv.c states the tolerance), and ⅙, 1/12 and
- * 1/24 are rounded. wino_tile_size says which one a shape uses. */
+ * 1/24 are rounded. wino_tile_size says which one a shape uses. Where the
+ * forward uses F(4×4), conv_transpose runs as its adjoint instead of a
+ * correlation of its own: dx = Σ_tiles B [U_kᵀ (A g Aᵀ)_k] Bᵀ
+ * (wino_adjoint_run). */
 
 /* a stride-1 3×3 correlation of x (N, Ci, H, W), padded by (ph, pw) on
  * both sides (the far side as far as the output needs), into y (N, Co,
@@ -418,8 +421,8 @@ static int64_t wino_chunk(const wino_geom *w, size_t elem)
 static int64_t wino_input_work(const wino_geom *w, int64_t nb)
 {
     const int64_t S = w->tw + 1, rows = w->th + 1, nt = nb * wino_tiles(w);
-    if (w->m == 4) /* a zero row, f, its overhang and q of wino4_input */
-        return w->W + 6 * 4 * nt + 6 * nb * w->th * 2 + 36 * nt;
+    if (w->m == 4) /* a zero row (wino4_adjoint_input: six spare rows), f, its overhang, q */
+        return 6 * w->W + 6 * 4 * nt + 6 * nb * w->th * 2 + 36 * nt;
     return 2 * (rows * 2 * S + 4) + 8 * rows * S;
 }
 
@@ -449,6 +452,26 @@ static size_t wino_scratch_elems(const wino_geom *w, size_t elem)
     const int64_t nb = wino_chunk(w, elem), nt = nb * wino_tiles(w);
     return (size_t)(w->nk * (w->Co * w->Ci + wino_kstride(w->Ci, nt) + wino_kstride(w->Co, nt)) +
                     wino_work_elems(w, nb));
+}
+
+/* The scratch's parts for a whole chunk (wino_scratch_elems' order), at
+ * the same places for every chunk, a last smaller one too (the output
+ * gradient's buffer keeps zeros written once) */
+typedef struct {
+    char *u, *v, *m, *work, *gbuf; /* U or dU, V or dV, M or Mg, work space, gradient rows */
+} wino_bufs;
+
+static wino_bufs wino_layout(const ad_graph *g, const wino_geom *w)
+{
+    const size_t es = g->elem;
+    const int64_t chunk = wino_chunk(w, es), nt = chunk * wino_tiles(w);
+    wino_bufs b;
+    b.u = g->scratch;
+    b.v = b.u + (size_t)(w->nk * w->Co * w->Ci) * es;
+    b.m = b.v + (size_t)(w->nk * wino_kstride(w->Ci, nt)) * es;
+    b.work = b.m + (size_t)(w->nk * wino_kstride(w->Co, nt)) * es;
+    b.gbuf = b.work + (size_t)wino_input_work(w, chunk) * es;
+    return b;
 }
 
 /* The forward's transformed input, kept for the weight gradient. In a
@@ -837,6 +860,31 @@ static void wino2_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
         o5 = (g3);                                                                                 \
     } while (0)
 
+/* B i for i (6) into o (6): the adjoint of WINO4_BT (Bᵀ's columns) */
+#define WINO4_B(i0, i1, i2, i3, i4, i5, o0, o1, o2, o3, o4, o5)                                    \
+    do {                                                                                           \
+        const T s12_ = (i1) + (i2), d21_ = (i2) - (i1), s34_ = (i3) + (i4), d43_ = (i4) - (i3);    \
+        o0 = 4 * (i0);                                                                             \
+        o1 = 4 * (d21_ + (i5)) + 2 * d43_;                                                         \
+        o2 = -5 * (i0)-4 * s12_ - s34_;                                                            \
+        o3 = -d21_ - 2 * d43_ - 5 * (i5);                                                          \
+        o4 = (i0) + s12_ + s34_;                                                                   \
+        o5 = (i5);                                                                                 \
+    } while (0)
+
+/* o0..o5 += B i (wino4_adjoint_input's rows) */
+#define WINO4_B_ADD(i0, i1, i2, i3, i4, i5, o0, o1, o2, o3, o4, o5)                                \
+    do {                                                                                           \
+        T b0_, b1_, b2_, b3_, b4_, b5_;                                                            \
+        WINO4_B(i0, i1, i2, i3, i4, i5, b0_, b1_, b2_, b3_, b4_, b5_);                             \
+        o0 += b0_;                                                                                 \
+        o1 += b1_;                                                                                 \
+        o2 += b2_;                                                                                 \
+        o3 += b3_;                                                                                 \
+        o4 += b4_;                                                                                 \
+        o5 += b5_;                                                                                 \
+    } while (0)
+
 /* F(4×4, 3×3)'s transforms run their loops over the tiles of all nb
  * images of the chunk at once (nt = nb·tiles: V, M and the buffers below
  * hold the images' tiles side by side), not over one plane's: with 20
@@ -931,6 +979,94 @@ static void wino4_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t
                 for (int64_t t = 0; t < nt; t++)
                     WINO4_BT(q0[t], q1[t], q2[t], q3[t], q4[t], q5[t], v0[t], v1[t], v2[t], v3[t],
                              v4[t], v5[t]);
+            }
+        }
+    });
+}
+
+/* The adjoint of wino4_input: dx += Σ_tiles B dV_t Bᵀ, each tile's 6×6
+ * block added at its place in the padded image (the parts on the padding
+ * dropped), for nb images into dx (their first element; zeroed here) from
+ * dV (36, Ci, T). wino4_input's steps backwards, per input channel: B along
+ * the tiles' columns (one loop over the chunk's tiles per row a, into
+ * q_6a..q_6a+5), columns 4 and 5 of each tile added to columns 0 and 1 of
+ * the next one (a row's last tile: to the overhang), q_6a..q_6a+3 merged
+ * into f_a's rows, then B down the columns of each tile row, one loop over
+ * the image's columns adding the six rows into dx (tile rows overlap by
+ * two; rows on the padding go to rows of their own that are never read) */
+static void wino4_adjoint_input(ad_graph *g, const wino_geom *w, const void *vv, int64_t nb,
+                                void *xv, void *workv)
+{
+    const int64_t tw = w->tw, th = w->th, Wf = 4 * tw, tiles = wino_tiles(w), nt = nb * tiles;
+    const int64_t fs = th * Wf, ks = wino_kstride(w->Ci, nt), W = w->W, os = nb * th * 2;
+    const int64_t in_f = W < Wf - w->pw ? W : Wf - w->pw; /* columns of x in f's rows */
+    const int64_t plane = w->H * W;
+    AD_DISPATCH(g, {
+        const T *v = vv;
+        T *spare = workv, *f = spare + 6 * W, *ov = f + 6 * nb * fs, *q = ov + 6 * os;
+        memset(xv, 0, sizeof(T) * (size_t)(nb * w->Ci * plane));
+        for (int64_t c = 0; c < w->Ci; c++) {
+            const T *vc = v + c * nt;
+            for (int a = 0; a < 6; a++) { /* dV B (B on each tile's row a) */
+                const T *restrict v0 = vc + 6 * a * ks, *restrict v1 = v0 + ks;
+                const T *restrict v2 = v1 + ks, *restrict v3 = v2 + ks;
+                const T *restrict v4 = v3 + ks, *restrict v5 = v4 + ks;
+                T *restrict q0 = q + 6 * a * nt, *restrict q1 = q0 + nt, *restrict q2 = q1 + nt;
+                T *restrict q3 = q2 + nt, *restrict q4 = q3 + nt, *restrict q5 = q4 + nt;
+                NO_ALIAS_LOOP
+                for (int64_t t = 0; t < nt; t++)
+                    WINO4_B(v0[t], v1[t], v2[t], v3[t], v4[t], v5[t], q0[t], q1[t], q2[t], q3[t],
+                            q4[t], q5[t]);
+            }
+            for (int a = 0; a < 6; a++) { /* columns 4, 5 onto the next tile's 0, 1 */
+                T *q0 = q + 6 * a * nt, *q1 = q0 + nt, *q4 = q0 + 4 * nt, *q5 = q4 + nt;
+                T *oa = ov + a * os;
+                for (int64_t e = 0; e < nb * th; e++) { /* rows' last tiles: the overhang */
+                    oa[2 * e] = q4[e * tw + tw - 1];
+                    oa[2 * e + 1] = q5[e * tw + tw - 1];
+                    q4[e * tw + tw - 1] = q5[e * tw + tw - 1] = 0;
+                }
+                for (int64_t t = 0; t + 1 < nt; t++) {
+                    q0[t + 1] += q4[t];
+                    q1[t + 1] += q5[t];
+                }
+            }
+            for (int a = 0; a < 6; a++) { /* q_6a..q_6a+3 merged into f_a */
+                const T *restrict q0 = q + 6 * a * nt, *restrict q1 = q0 + nt;
+                const T *restrict q2 = q1 + nt, *restrict q3 = q2 + nt;
+                T *restrict fa = f + a * nb * fs;
+                NO_ALIAS_LOOP
+                for (int64_t t = 0; t < nt; t++) {
+                    fa[4 * t] = q0[t];
+                    fa[4 * t + 1] = q1[t];
+                    fa[4 * t + 2] = q2[t];
+                    fa[4 * t + 3] = q3[t];
+                }
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                T *xp = (T *)xv + (i * w->Ci + c) * plane, *row[6];
+                for (int64_t ti = 0; ti < th; ti++) {
+                    for (int a = 0; a < 6; a++) {
+                        const int64_t r = 4 * ti + a - w->ph;
+                        row[a] = r >= 0 && r < w->H ? xp + r * W : spare + a * W;
+                    }
+                    T *restrict x0 = row[0], *restrict x1 = row[1], *restrict x2 = row[2];
+                    T *restrict x3 = row[3], *restrict x4 = row[4], *restrict x5 = row[5];
+                    const T *restrict f0 = f + i * fs + ti * Wf + w->pw, *restrict f1 =
+                                                                             f0 + nb * fs;
+                    const T *restrict f2 = f1 + nb * fs, *restrict f3 = f2 + nb * fs;
+                    const T *restrict f4 = f3 + nb * fs, *restrict f5 = f4 + nb * fs;
+                    NO_ALIAS_LOOP
+                    for (int64_t col = 0; col < in_f; col++) /* B down the columns */
+                        WINO4_B_ADD(f0[col], f1[col], f2[col], f3[col], f4[col], f5[col], x0[col],
+                                    x1[col], x2[col], x3[col], x4[col], x5[col]);
+                    for (int64_t col = in_f; col < W; col++) { /* columns 4·tw, 4·tw + 1 */
+                        const int64_t e = (i * th + ti) * 2 + col + w->pw - Wf;
+                        WINO4_B_ADD(ov[e], ov[os + e], ov[2 * os + e], ov[3 * os + e],
+                                    ov[4 * os + e], ov[5 * os + e], x0[col], x1[col], x2[col],
+                                    x3[col], x4[col], x5[col]);
+                    }
+                }
             }
         }
     });
@@ -1083,9 +1219,8 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
     const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL;
     const bool relu = n->op == AD_OP_CONV_BIAS_RELU || pool;
     const int64_t ys = pool ? w.Co * (w.OH / 2) * (w.OW / 2) : w.Co * w.OH * w.OW; /* an image */
-    char *u = n->g->scratch, *v = u + (size_t)(nk * w.Co * w.Ci) * es;
-    char *m = v + (size_t)(nk * wino_kstride(w.Ci, chunk * tiles)) * es; /* a whole chunk's */
-    char *work = m + (size_t)(nk * wino_kstride(w.Co, chunk * tiles)) * es;
+    const wino_bufs sb = wino_layout(n->g, &w);
+    char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work;
     /* a weight gradient reads V from here (see kept_chunks) */
     int64_t *keep = transpose ? NULL : n->op_data;
     char *kept = keep && n->aux && n->aux_bytes >= kept_end(n, &w, es)
@@ -1122,6 +1257,46 @@ static void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_
     }
 }
 
+/* conv_transpose (x = X, the input gradient; g = Y) as the adjoint of the
+ * forward's F(4×4, 3×3) rather than a correlation of its own: per chunk,
+ * Mg = A g Aᵀ (wino4_grad_input), 36 GEMMs dV_k = U_kᵀ Mg_k (Ci, T), then
+ * dx = Σ_tiles B dV Bᵀ (wino4_adjoint_input). The output gradient's
+ * transform is the weight gradient's (cheaper than wino4_input over its
+ * Co channels), and the input-side one runs over the Ci channels of dx:
+ * measured faster than the transposed correlation (docs/benchmarks.md).
+ * Used where the forward geometry takes F(4×4) (transpose_by_adjoint). */
+static bool transpose_by_adjoint(const conv_geom *q)
+{
+    const wino_geom w = wino_make(q, false);
+    return w.m == 4;
+}
+
+static void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                             const ad_node *Y)
+{
+    const wino_geom w = wino_make(q, false);
+    const size_t es = n->g->elem;
+    const ad_dtype dt = n->g->dtype;
+    const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
+    const wino_bufs sb = wino_layout(n->g, &w);
+    char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
+    wino_weights(n->g, 4, K->value, u, q->O, q->C, false);
+    for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
+        const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
+        char *xi = (char *)X->value + (size_t)(i0 * w.Ci * w.H * w.W) * es;
+        const char *gi = (const char *)Y->value + (size_t)(i0 * w.Co * w.OH * w.OW) * es;
+        if (i0 == 0 || nb < chunk) /* its rows' places follow nb */
+            memset(gbuf, 0, (size_t)(16 * nb * tiles) * es);
+        wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
+        for (int64_t k = 0; k < nk; k++)
+            ad_gemm(dt, true, false, false, (ad_mm_dims){w.Ci, w.Co, nt},
+                    u + (size_t)(k * w.Co * w.Ci) * es,
+                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
+                    v + (size_t)(k * wino_kstride(w.Ci, nt)) * es);
+        wino4_adjoint_input(n->g, &w, v, nb, xi, work);
+    }
+}
+
 /* conv_weight_grad by Winograd: x = X (N, C, H, W), g = Y (N, O, OH, OW),
  * the weights' gradient into K (O, C, 3, 3) */
 static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
@@ -1133,12 +1308,8 @@ static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, c
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
     if (w.N == 0)
         return; /* conv_run zeroed K */
-    char *du = n->g->scratch, *v = du + (size_t)(nk * w.Co * w.Ci) * es;
-    /* at the same places for every chunk, a last smaller one too: gbuf's
-       zeros, written once, stay where they were */
-    char *m = v + (size_t)(nk * wino_kstride(w.Ci, chunk * tiles)) * es;
-    char *work = m + (size_t)(nk * wino_kstride(w.Co, chunk * tiles)) * es;
-    char *gbuf = work + (size_t)wino_input_work(&w, chunk) * es;
+    const wino_bufs sb = wino_layout(n->g, &w);
+    char *du = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
     /* the forward's V of x, when it kept it (conv_weight_grad(x, g, y)) */
     const char *kept = n->ninputs == 3 ? kept_chunks(n->inputs[2], &w, es) : NULL;
     const size_t kept_step = (size_t)kept_chunk_elems(&w, es) * es;
@@ -1173,7 +1344,8 @@ static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, c
 static bool conv_scratch(ad_node *n, const conv_geom *q)
 {
     if (use_winograd(n, q)) {
-        const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE);
+        const bool adjoint = n->op == AD_OP_CONV_TRANSPOSE && transpose_by_adjoint(q);
+        const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE && !adjoint);
         return ad_scratch(n->g, wino_scratch_elems(&w, n->g->elem) * n->g->elem);
     }
     const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL; /* the output is never t */
@@ -1575,6 +1747,8 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
     if (use_winograd(n, &q)) {
         if (n->op == AD_OP_CONV_WEIGHT_GRAD)
             wino_weight_grad(n, &q, X, K, Y);
+        else if (n->op == AD_OP_CONV_TRANSPOSE && transpose_by_adjoint(&q))
+            wino_adjoint_run(n, &q, X, K, Y);
         else
             wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
         return;
