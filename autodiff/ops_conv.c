@@ -27,6 +27,7 @@
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
+ *     (y, when given, lends it V and has it make dw too: fuses_weight_grad)
  *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
  *     (y, when given, lends it the transformed x y's forward kept: kept_chunks)
  *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
@@ -529,6 +530,24 @@ static void keep_sign(int64_t *k, const wino_geom *w)
     k[KEEP_W] = w->W;
     k[KEEP_PH] = w->ph;
     k[KEEP_PW] = w->pw;
+}
+
+/* n's op_data, made (cleared) with the node (not on a replay), for what its
+ * forward keeps; false without memory */
+static bool keep_header(ad_node *n)
+{
+    if (n->op_data || n->id != n->g->nnodes)
+        return true;
+    n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * KEEP_WORDS);
+    if (n->op_data)
+        memset(n->op_data, 0, sizeof(int64_t) * KEEP_WORDS);
+    return n->op_data != NULL;
+}
+
+/* the same stride, padding, dilation and groups */
+static bool same_params(const ad_node *a, const ad_node *b)
+{
+    return memcmp(a->iparam, b->iparam, sizeof(int64_t) * 7) == 0;
 }
 
 /* the kept chunks of y when they hold V of geometry w, else NULL */
@@ -1271,6 +1290,21 @@ static bool transpose_by_adjoint(const conv_geom *q)
     return w.m == 4;
 }
 
+/* The backward pass of a Winograd F(4×4) convolution y = conv(x, w) in one
+ * node. bwd_conv builds dx = conv_transpose(g, w, y) and then
+ * dw = conv_weight_grad(x, g, dx): dx's forward, per chunk, transforms g
+ * once (A g Aᵀ, still in cache) for both products, its own (U_kᵀ Mg_k) and
+ * the weight gradient's (Mg_k V_kᵀ, V the forward's kept transform of x,
+ * kept_chunks), and keeps dw in its aux; dw's forward copies it. dx's
+ * op_data says whether dw is there and for which geometry (set when the
+ * kept V was there, cleared otherwise), so dw computes itself otherwise
+ * (the first pass, which built them; a batch that grew). dw's operand dx
+ * makes every replay run dx first. */
+static bool fuses_weight_grad(const ad_node *dx)
+{
+    return dx->op == AD_OP_CONV_TRANSPOSE && dx->ninputs == 3 && dx->op_data;
+}
+
 static void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
                              const ad_node *Y)
 {
@@ -1280,6 +1314,13 @@ static void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, c
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
     const wino_bufs sb = wino_layout(n->g, &w);
     char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
+    /* the weight gradient too, from the forward's kept V (fuses_weight_grad) */
+    int64_t *fused = n->ninputs == 3 ? n->op_data : NULL;
+    const char *kept = fused && n->aux ? kept_chunks(n->inputs[2], &w, es) : NULL;
+    const size_t kept_step = (size_t)kept_chunk_elems(&w, es) * es;
+    char *du = sb.gbuf + (size_t)(56 * chunk * tiles) * es; /* conv_scratch's room */
+    if (fused)
+        fused[KEEP_VALID] = 0;
     wino_weights(n->g, 4, K->value, u, q->O, q->C, false);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
@@ -1288,12 +1329,23 @@ static void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, c
         if (i0 == 0 || nb < chunk) /* its rows' places follow nb */
             memset(gbuf, 0, (size_t)(16 * nb * tiles) * es);
         wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
+        for (int64_t k = 0; kept && k < nk; k++) /* as wino_weight_grad */
+            ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
+                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
+                    kept + (size_t)(i0 / chunk) * kept_step +
+                        (size_t)(k * wino_kstride(w.Ci, nt)) * es,
+                    du + (size_t)(k * w.Co * w.Ci) * es);
         for (int64_t k = 0; k < nk; k++)
             ad_gemm(dt, true, false, false, (ad_mm_dims){w.Ci, w.Co, nt},
                     u + (size_t)(k * w.Co * w.Ci) * es,
                     m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
                     v + (size_t)(k * wino_kstride(w.Ci, nt)) * es);
         wino4_adjoint_input(n->g, &w, v, nb, xi, work);
+    }
+    if (kept && w.N > 0) {
+        wino_weights_adjoint(n->g, 4, du, n->aux, w.Co, w.Ci);
+        keep_sign(fused, &w);
+        fused[KEEP_VALID] = 1;
     }
 }
 
@@ -1308,10 +1360,22 @@ static void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, c
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
     if (w.N == 0)
         return; /* conv_run zeroed K */
+    const ad_node *lender = n->ninputs == 3 ? n->inputs[2] : NULL;
+    if (lender && fuses_weight_grad(lender)) { /* conv_weight_grad(x, g, dx) */
+        int64_t want[KEEP_WORDS] = {0};
+        keep_sign(want, &w);
+        if (lender->op_data[KEEP_VALID] &&
+            memcmp(lender->op_data + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) == 0) {
+            memcpy(K->value, lender->aux, (size_t)K->numel * es); /* dx's forward made it */
+            return;
+        }
+    }
+    if (lender && lender->op == AD_OP_CONV_TRANSPOSE)
+        lender = lender->inputs[2]; /* y, through dx */
     const wino_bufs sb = wino_layout(n->g, &w);
     char *du = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
     /* the forward's V of x, when it kept it (conv_weight_grad(x, g, y)) */
-    const char *kept = n->ninputs == 3 ? kept_chunks(n->inputs[2], &w, es) : NULL;
+    const char *kept = lender ? kept_chunks(lender, &w, es) : NULL;
     const size_t kept_step = (size_t)kept_chunk_elems(&w, es) * es;
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
@@ -1346,7 +1410,8 @@ static bool conv_scratch(ad_node *n, const conv_geom *q)
     if (use_winograd(n, q)) {
         const bool adjoint = n->op == AD_OP_CONV_TRANSPOSE && transpose_by_adjoint(q);
         const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE && !adjoint);
-        return ad_scratch(n->g, wino_scratch_elems(&w, n->g->elem) * n->g->elem);
+        const size_t du = adjoint && n->ninputs == 3 ? (size_t)(w.nk * w.Co * w.Ci) : 0;
+        return ad_scratch(n->g, (wino_scratch_elems(&w, n->g->elem) + du) * n->g->elem);
     }
     const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL; /* the output is never t */
     if (is_pointwise(q) && !pool)
@@ -1396,13 +1461,8 @@ bool shape_conv(ad_node *n)
     }
     q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
     q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
-    if (!n->op_data && n->id == n->g->nnodes && use_winograd(n, &q)) {
-        /* made with the node: where a weight gradient may keep V (kept_chunks) */
-        n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * KEEP_WORDS);
-        if (!n->op_data)
-            return false;
-        memset(n->op_data, 0, sizeof(int64_t) * KEEP_WORDS);
-    }
+    if (use_winograd(n, &q) && !keep_header(n)) /* where a weight gradient may keep V */
+        return false;
     if (n->op == AD_OP_CONV_BIAS_RELU_POOL) { /* 2×2 windows, stride 2: (N, O, OH/2, OW/2) */
         if (x->ndim != 4 || q.OH < 2 || q.OW < 2) {
             ad_fail(n->g,
@@ -1418,11 +1478,39 @@ bool shape_conv(ad_node *n)
     return set_spatial_shape(n, x->ndim, q.N, q.O, q.OH, q.OW, nm) && conv_scratch(n, &q);
 }
 
+/* conv_transpose's third operand y: the convolution whose input gradient
+ * this is (its weight is operand 2, its input has n's shape, the same
+ * parameters); makes n's room for dw */
+static bool fused_operand(ad_node *n, const conv_geom *q, const char *nm)
+{
+    const ad_node *y = n->inputs[2], *w = n->inputs[1];
+    char b1[96], b2[96], b3[96];
+    if (!keeps_transform(y) || y->inputs[1] != w || !ad_same_shape(y->inputs[0], n) ||
+        !same_params(y, n)) {
+        ad_fail(n->g,
+                "%s: operand 3 must be the convolution by operand 2 %s of an input of shape %s "
+                "with the same parameters, got %s node %s",
+                nm, ad_shape_str(w, b1, sizeof b1), ad_shape_str(n, b2, sizeof b2),
+                ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
+        return false;
+    }
+    if (!use_winograd(n, q) || !transpose_by_adjoint(q))
+        return true; /* nothing fused */
+    if (!keep_header(n))
+        return false;
+    return !n->op_data || ad_node_aux(n, (size_t)ad_numel(w) * n->g->elem);
+}
+
 bool shape_conv_transpose(ad_node *n)
 {
-    const ad_node *g = n->inputs[0], *w = n->inputs[1];
+    const ad_node *g = n->inputs[0], *w = n->ninputs >= 2 ? n->inputs[1] : NULL;
     char b1[96], b2[96];
     const char *nm = "ad_conv_transpose";
+    if (!w || n->ninputs > 3) {
+        ad_fail(n->g, "%s: takes 2 operands (gradient, weight) or 3 (and the convolution), got %d",
+                nm, n->ninputs);
+        return false;
+    }
     if ((g->ndim != 3 && g->ndim != 4) || w->ndim != g->ndim) {
         ad_fail(n->g, "%s: gradient %s and weight %s must both have 3 or 4 axes", nm,
                 ad_shape_str(g, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2));
@@ -1453,7 +1541,7 @@ bool shape_conv_transpose(ad_node *n)
                 ad_shape_str(g, b1, sizeof b1), (long long)H, (long long)W);
         return false;
     }
-    return conv_scratch(n, &q);
+    return (n->ninputs == 2 || fused_operand(n, &q, nm)) && conv_scratch(n, &q);
 }
 
 /* conv_weight_grad's third operand y: the convolution of its x with its
@@ -1463,11 +1551,14 @@ static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
     ad_node *y = n->inputs[2];
     const ad_node *x = n->inputs[0];
     char b1[96], b2[96], b3[96];
-    if (!keeps_transform(y) || y->inputs[0] != x || !ad_same_shape(y->inputs[1], n) ||
-        memcmp(y->iparam, n->iparam, sizeof(int64_t) * 7) != 0) {
+    if (y->op == AD_OP_CONV_TRANSPOSE && y->ninputs == 3 && y->inputs[0] == n->inputs[1] &&
+        y->inputs[2]->inputs[0] == x && ad_same_shape(y->inputs[1], n) && same_params(y, n))
+        y = y->inputs[2]; /* dx = conv_transpose(g, w, y) of this g: y lends V to both */
+    else if (!keeps_transform(y) || y->inputs[0] != x || !ad_same_shape(y->inputs[1], n) ||
+             !same_params(y, n)) {
         ad_fail(n->g,
                 "%s: operand 3 must be the convolution of operand 1 %s with the same parameters "
-                "and a weight of shape %s, got %s node %s",
+                "and a weight of shape %s, or its input gradient of operand 2, got %s node %s",
                 nm, ad_shape_str(x, b1, sizeof b1), ad_shape_str(n, b2, sizeof b2),
                 ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
         return false;
@@ -1842,13 +1933,22 @@ void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
         int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
         d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
     }
+    /* n: its forward may keep V (kept_chunks); both gradients of an F(4×4)
+       convolution in dx's node (fuses_weight_grad) */
+    const bool both = (x->flags & NODE_REQGRAD) && (w->flags & NODE_REQGRAD);
+    conv_geom q = make_geom(n, x, w, x);
+    const bool fuse = both && n->op_data && transpose_by_adjoint(&q);
     if (x->flags & NODE_REQGRAD) {
         spatial(x, &h, &wd);
-        d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, w, n->iparam, h, wd);
+        d[0] = conv_op3(AD_OP_CONV_TRANSPOSE, g, w, fuse ? n : NULL, n->iparam, h, wd);
     }
-    if (w->flags & NODE_REQGRAD) { /* n: its forward may keep V (kept_chunks) */
+    if (w->flags & NODE_REQGRAD) {
         spatial(w, &h, &wd);
-        d[1] = conv_op3(AD_OP_CONV_WEIGHT_GRAD, x, g, n->op_data ? n : NULL, n->iparam, h, wd);
+        d[1] = conv_op3(AD_OP_CONV_WEIGHT_GRAD, x, g,
+                        fuse         ? d[0]
+                        : n->op_data ? n
+                                     : NULL,
+                        n->iparam, h, wd);
     }
 }
 

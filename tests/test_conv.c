@@ -882,6 +882,7 @@ Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
 typedef struct {
     ad_graph *g;
     ad_node *x, *w, *b, *r, *loss;
+    int xgrad; /* x is a parameter */
 } kept_net;
 
 static void kept_build(kept_net *m, int form, int reuse, int64_t N, int64_t C, int64_t HW)
@@ -889,7 +890,9 @@ static void kept_build(kept_net *m, int form, int reuse, int64_t N, int64_t C, i
     m->g = ad_graph_new(AD_F32);
     ad_graph_set_memory_reuse(m->g, reuse);
     const int64_t xs[4] = {N, C, HW, HW}, ws[4] = {C, C, 3, 3}, bs[1] = {C};
-    m->x = ad_input(m->g, 4, xs, "x");
+    /* reuse 2: x a parameter (its gradient too: the fused backward pass) */
+    m->xgrad = reuse == 2;
+    m->x = m->xgrad ? ad_param(m->g, 4, xs, "x") : ad_input(m->g, 4, xs, "x");
     m->w = ad_param(m->g, 4, ws, "w");
     m->b = ad_param(m->g, 1, bs, "b");
     fill_hashed(m->w, 61, 0);
@@ -914,6 +917,8 @@ static void kept_step(kept_net *m, uint32_t seed, double *grads)
     cr_assert_eq(ad_backward(m->loss), 0, "%s", ad_graph_error(m->g));
     ad_get_grad(m->w, grads, ad_numel(m->w));
     ad_get_grad(m->b, grads + ad_numel(m->w), ad_numel(m->b));
+    if (m->xgrad) /* a parameter: x's gradient after them */
+        ad_get_grad(m->x, grads + ad_numel(m->w) + ad_numel(m->b), ad_numel(m->x));
 }
 
 /* m's step on seed against a graph built for that batch and seed (whose
@@ -921,7 +926,7 @@ static void kept_step(kept_net *m, uint32_t seed, double *grads)
 static void kept_matches_fresh(kept_net *m, int form, int reuse, int64_t C, int64_t HW,
                                uint32_t seed)
 {
-    const int64_t n = C * C * 9 + C;
+    const int64_t n = C * C * 9 + C + (m->xgrad ? ad_numel(m->x) : 0);
     double *a = malloc(sizeof(double) * (size_t)n), *b = malloc(sizeof(double) * (size_t)n);
     cr_assert(a && b);
     kept_step(m, seed, a);
@@ -941,20 +946,26 @@ static void kept_matches_fresh(kept_net *m, int form, int reuse, int64_t C, int6
  * new images every step, with and without memory reuse, the fused pool and
  * the plain form, F(4×4) (16 channels, 10×10: 5 images a chunk, the last
  * smaller) and F(2×2) (8 channels), then a smaller batch and a bigger one
- * (whose first pass has no room kept yet and transforms x itself). */
+ * (whose first pass has no room kept yet and transforms x itself); and with
+ * x a parameter, whose F(4×4) backward pass is one node (fuses_weight_grad:
+ * the weight gradient made by the input gradient's node). */
 Test(conv, winograd_kept_transform_follows_replay_and_resize)
 {
     for (int form = 0; form < 2; form++)
-        for (int reuse = 0; reuse < 2; reuse++)
+        for (int reuse = 0; reuse < 3; reuse++)
             for (int64_t C = 8; C <= 16; C += 8) {
                 kept_net m;
                 kept_build(&m, form, reuse, 7, C, 10);
-                double *tmp = malloc(sizeof(double) * (size_t)(C * C * 9 + C));
+                double *tmp = malloc(sizeof(double) * (size_t)(C * C * 9 + C + 7 * C * 100));
                 cr_assert_not_null(tmp);
                 kept_step(&m, 1, tmp); /* builds the backward pass */
                 free(tmp);
                 kept_matches_fresh(&m, form, reuse, C, 10, 2);
                 kept_matches_fresh(&m, form, reuse, C, 10, 3);
+                if (reuse == 2) { /* x is not an input: no resize */
+                    ad_graph_free(m.g);
+                    continue;
+                }
                 cr_assert_eq(ad_resize(m.x, 3), 0);
                 kept_matches_fresh(&m, form, reuse, C, 10, 4);
                 cr_assert_eq(ad_resize(m.x, 12), 0);
@@ -1032,10 +1043,12 @@ Test(conv, winograd_weight_gradient_is_that_of_the_last_forward)
 
 /* Second order through the kept transform: s = ‖∂L/∂w‖² for
  * L = Σ R·tanh(conv(x, w)) at Winograd sizes (16 channels), whose ∂L/∂w is
- * conv_weight_grad(x, G, y) reading y's kept V; ∂s/∂x (by conv_transpose and
- * through G) against central differences in f64, after a replay with new x
- * (so the kept V is the replay's). */
-Test(second_order, input_gradient_of_winograd_weight_gradient_norm)
+ * conv_weight_grad(x, G, y) reading y's kept V, and (both) s = ‖∂L/∂w‖² +
+ * ‖∂L/∂x‖² with both gradients from one build (∂L/∂w made by ∂L/∂x's node,
+ * fuses_weight_grad); ∂s/∂x (by conv_transpose and through G) against
+ * central differences in f64, after a replay with new x (so the kept V is
+ * the replay's). */
+static void winograd_second_order(int both)
 {
     ad_graph *g = ad_graph_new(AD_F64);
     const int64_t xs[4] = {2, 16, 6, 7}, ws[4] = {16, 16, 3, 3};
@@ -1047,8 +1060,15 @@ Test(second_order, input_gradient_of_winograd_weight_gradient_norm)
     ad_node *R = ad_const(g, 4, ad_shape(y), NULL, "R");
     fill_hashed(R, 97, 0);
     ad_node *L = ad_sum(ad_mul(ad_tanh(ad_scale(y, 0.1)), R), AD_ALL);
-    ad_node *gw = ad_grad(L, w);
-    ad_node *s = ad_sum(ad_mul(gw, gw), AD_ALL);
+    ad_node *gw, *s;
+    if (both) { /* ∂L/∂x and ∂L/∂w from one build: the fused node */
+        ad_node *wrt[2] = {x, w}, *out[2] = {NULL, NULL};
+        cr_assert_eq(ad_grad_n(L, 2, wrt, out), 0, "%s", ad_graph_error(g));
+        s = ad_add(ad_sum(ad_mul(out[1], out[1]), AD_ALL), ad_sum(ad_mul(out[0], out[0]), AD_ALL));
+    } else {
+        gw = ad_grad(L, w);
+        s = ad_sum(ad_mul(gw, gw), AD_ALL);
+    }
     ad_node *dsx = ad_grad(s, x);
     cr_assert_not_null(dsx, "%s", ad_graph_error(g));
     fill_hashed(x, 99, 0);
@@ -1068,14 +1088,17 @@ Test(second_order, input_gradient_of_winograd_weight_gradient_norm)
         const double sm = ad_item(s);
         xv[i] = old;
         const double fd = (sp - sm) / (2 * h);
-        cr_assert(fabs(fd - an[i]) <= 1e-6 * fmax(1, fabs(fd)), "x[%lld]: %.12g vs %.12g",
-                  (long long)i, an[i], fd);
+        cr_assert(fabs(fd - an[i]) <= 1e-6 * fmax(1, fabs(fd)), "both %d x[%lld]: %.12g vs %.12g",
+                  both, (long long)i, an[i], fd);
         norm += fabs(an[i]);
     }
     cr_assert_gt(norm, 1e-3);
     free(an);
     ad_graph_free(g);
 }
+
+Test(second_order, input_gradient_of_winograd_weight_gradient_norm) { winograd_second_order(0); }
+Test(second_order, input_gradient_of_winograd_fused_gradients_norm) { winograd_second_order(1); }
 
 /* conv_weight_grad(x, g, y): y must be the convolution of x with the same
  * parameters and weight shape; 2 or 3 operands */
@@ -1104,13 +1127,13 @@ Test(conv, weight_gradient_operand_errors)
     in[2] = y2;
     expect_error(g, ad_op_apply(op, 3, in, NULL, 0, ip, 9),
                  "ad_conv_weight_grad: operand 3 must be the convolution of operand 1 (2,8,6,6) "
-                 "with the same parameters and a weight of shape (8,8,3,3), got conv node "
-                 "(2,8,6,6)");
+                 "with the same parameters and a weight of shape (8,8,3,3), or its input "
+                 "gradient of operand 2, got conv node (2,8,6,6)");
     in[2] = w;
     expect_error(g, ad_op_apply(op, 3, in, NULL, 0, ip, 9),
                  "ad_conv_weight_grad: operand 3 must be the convolution of operand 1 (2,8,6,6) "
-                 "with the same parameters and a weight of shape (8,8,3,3), got param node "
-                 "(8,8,3,3)");
+                 "with the same parameters and a weight of shape (8,8,3,3), or its input "
+                 "gradient of operand 2, got param node (8,8,3,3)");
     expect_error(g, ad_op_apply(op, 1, in, NULL, 0, ip, 9),
                  "ad_conv_weight_grad: takes 2 operands (input, gradient) or 3 (and the "
                  "convolution), got 1");
@@ -1118,5 +1141,20 @@ Test(conv, weight_gradient_operand_errors)
     expect_error(g, ad_op_apply(op, 4, in, NULL, 0, ip, 9),
                  "ad_conv_weight_grad: takes 2 operands (input, gradient) or 3 (and the "
                  "convolution), got 4");
+    /* conv_transpose(g, w, y): y the convolution by w whose input gradient it is */
+    const int tr = ad_op_find("conv_transpose");
+    const int64_t it[9] = {1, 1, 1, 1, 1, 1, 1, 6, 6};
+    ad_node *tin[4] = {y, w, y, y};
+    ad_node *t3 = ad_op_apply(tr, 3, tin, NULL, 0, it, 9);
+    ad_node *t2 = ad_op_apply(tr, 2, tin, NULL, 0, it, 9);
+    cr_assert(t3 && t2, "%s", ad_graph_error(g));
+    tin[2] = x2;
+    expect_error(g, ad_op_apply(tr, 3, tin, NULL, 0, it, 9),
+                 "ad_conv_transpose: operand 3 must be the convolution by operand 2 (8,8,3,3) of "
+                 "an input of shape (2,8,6,6) with the same parameters, got param node "
+                 "(2,8,6,6)");
+    expect_error(g, ad_op_apply(tr, 1, tin, NULL, 0, it, 9),
+                 "ad_conv_transpose: takes 2 operands (gradient, weight) or 3 (and the "
+                 "convolution), got 1");
     ad_graph_free(g);
 }
