@@ -1158,3 +1158,46 @@ Test(conv, weight_gradient_operand_errors)
                  "convolution), got 1");
     ad_graph_free(g);
 }
+
+/* counts the allocator's allocations and growths */
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    ++*(long *)ud;
+    return realloc(ptr, nsize);
+}
+
+/* A Winograd training step allocates nothing once the backward pass is
+ * built: the kept V, the fused node's dw and the scratch are reserved by
+ * the shape rules (F(4×4) at 14×14, 16 channels, x a parameter: both
+ * gradients in one node; with and without memory reuse). */
+Test(conv, winograd_steps_allocate_nothing)
+{
+    for (int reuse = 0; reuse < 2; reuse++) {
+        long calls = 0;
+        ad_graph *g = ad_graph_new_with(AD_F32, counting_alloc, &calls);
+        const int64_t xs[4] = {5, 16, 14, 14}, ws[4] = {16, 16, 3, 3}, bs[1] = {16};
+        ad_graph_set_memory_reuse(g, reuse);
+        ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+        ad_node *b = ad_param(g, 1, bs, "b");
+        fill_hashed(w, 101, 0);
+        ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+        ad_node *h = ad_conv2d_bias_relu_pool(x, w, b, &o);
+        ad_node *loss = ad_sum(ad_mul(ad_conv2d_bias(h, w, b, &o), h), AD_ALL);
+        cr_assert_not_null(loss, "%s", ad_graph_error(g));
+        cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+        const long built = calls;
+        for (int step = 0; step < 3; step++) {
+            fill_hashed(x, 103 + (uint32_t)step, 0);
+            cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+            ad_zero_grad(g);
+            cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+        }
+        cr_assert_eq(calls, built, "reuse %d: %ld allocations in 3 steps", reuse, calls - built);
+        ad_graph_free(g);
+    }
+}
