@@ -22,14 +22,16 @@
  * ReLU's mask at the argmax, which is all its gradient needs.
  *
  * Every gradient rule builds ops of this file, so gradients of gradients work:
- *   conv(x, w) -> y          ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G[, y])
+ *   conv(x, w) -> y          ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
+ *     (Winograd: conv_transpose(G, w, y) and conv_weight_grad(x, G, y or that ∂/∂x node))
  *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
  *     (y, when given, lends it V and has it make dw too: fuses_weight_grad)
  *   conv_weight_grad(x, g)   ∂/∂x = conv_transpose(g, G)    ∂/∂g = conv(x, G)
- *     (y, when given, lends it the transformed x y's forward kept: kept_chunks)
+ *     (a third operand lends it the transformed x y's forward kept, kept_chunks, or
+ *     the dw that conv_transpose(g, w, y) made, fuses_weight_grad)
  *   max_pool(x)              ∂/∂x = max_pool_scatter(G, y)  (by the argmax recorded in y)
  *   max_pool_scatter(g, y)   ∂/∂g = max_pool_gather(G, y)
  *   max_pool_gather(h, y)    ∂/∂h = max_pool_scatter(G, y)
