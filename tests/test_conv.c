@@ -672,7 +672,7 @@ static void direct_conv2d_dw(const double *r, const double *x, double *dw, int64
 }
 
 /* Stride-1 3×3 convolutions of 8 or more channels on both sides go through
- * the Winograd F(2×2, 3×3) products (autodiff/ops_conv.c), and of 16 or
+ * the Winograd F(2×2, 3×3) products (autodiff/conv_winograd.c), and of 16 or
  * more through F(4×4, 3×3) (outputs wider than 2), the forward,
  * conv_transpose (the input gradient) and conv_weight_grad: values, input
  * and weight gradients against
@@ -874,7 +874,7 @@ Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
 
 /* ------------------------------------------------ the forward's kept transform
  * A Winograd convolution's weight gradient reads the transformed input its
- * forward kept (autodiff/ops_conv.c, kept_chunks) instead of transforming x
+ * forward kept (autodiff/conv_winograd.c, kept_chunks) instead of transforming x
  * again. */
 
 /* Σ r·f(x, w, b) for f conv_bias_relu_pool (form 0) or conv_bias (form 1),
