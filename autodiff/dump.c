@@ -1,4 +1,7 @@
-/* dump.c -- Graphviz pictures and chain-rule traces of a graph.
+/* dump.c -- the dumps' model of a graph, shared by the Graphviz pictures
+ * (dump_dot.c), the chain-rule traces (dump_trace.c) and the stepper page
+ * (dump_html.c): symbols, definitions, local derivatives, what each edge
+ * carries back, numbers as printed; ad_dump_symbol and dump_model.
  *
  * The engine does not keep the individual terms of a fan-out sum (it builds
  * one add_n node), nor the local derivatives (a gradient rule is a
@@ -25,43 +28,7 @@
 #include "dump_impl.h"
 #include "graph_impl.h"
 
-#define SYM_LEN 48
-#define DEF_LEN 200
-#define TEXT_LEN 512
-
 /* ------------------------------------------------------------- context */
-
-typedef struct {
-    ad_graph *g;
-    ad_node *loss;      /* whose gradients are shown; NULL: values only */
-    int64_t n;          /* nodes [0, n) */
-    unsigned char *anc; /* 1: the loss depends on node i (or is node i) */
-    int64_t *step;      /* backward step of node i, 0: not visited */
-    int64_t *uses;      /* edges carrying gradient out of node i */
-    int64_t *ustart;    /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
-    int64_t *uid;
-    int *uk;
-    char *sym;             /* n * SYM_LEN: the symbol of each node */
-    struct local_info *li; /* n: local derivatives of elementwise nodes, filled on demand */
-    int64_t nsteps;
-    int prec;            /* significant digits of printed numbers */
-    int64_t *alias;      /* node i is drawn as node alias[i] (bookkeeping left out) */
-    unsigned char *fold; /* 1: node i is a constant of a gradient build, printed as its value */
-    bool grads;          /* the loss has a backward build: gradients are shown */
-    unsigned legend;     /* LEGEND_* styles the picture used */
-    ad_dump_opts opts;
-} ctx;
-
-/* the edge and node styles a legend explains */
-enum {
-    LEGEND_ZERO = 1u << 0,
-    LEGEND_UNDEFINED = 1u << 1,
-    LEGEND_NONE = 1u << 2,
-    LEGEND_NONFINITE = 1u << 3,
-    LEGEND_ONE = 1u << 4,
-};
-#define COLOR_NONFINITE "#7b3294"
-#define FILL_NONFINITE "#d7b5e8"
 
 /* The local derivatives of one elementwise node, from its gradient rule. */
 typedef struct local_info {
@@ -73,31 +40,8 @@ typedef struct local_info {
     unsigned char *gives; /* n: the rule sends a gradient to input k */
 } local_info;
 
-static double val(const ad_node *n, int64_t i)
-{
-    if (n->g->dtype == AD_F32)
-        return ((const float *)n->value)[i];
-    return ((const double *)n->value)[i];
-}
-
-static void *zalloc(ad_graph *g, size_t bytes)
-{
-    void *p = ad_mem(g, NULL, 0, bytes ? bytes : 1);
-    if (p)
-        memset(p, 0, bytes ? bytes : 1);
-    return p;
-}
-
-static void zfree(ad_graph *g, void *p, size_t bytes)
-{
-    if (p)
-        ad_mem(g, p, bytes ? bytes : 1, 0);
-}
-
-static const char *sym(const ctx *c, const ad_node *n) { return c->sym + (size_t)n->id * SYM_LEN; }
-
 /* d loss/d v from the latest backward build through the loss, or NULL. */
-static ad_node *grad_of(const ctx *c, const ad_node *v)
+ad_node *grad_of(const ctx *c, const ad_node *v)
 {
     if (!c->loss || v->id >= c->n || !c->anc[v->id])
         return NULL;
@@ -137,7 +81,7 @@ static int digits(const char *s)
  * shorter number it is not: sigmoid(10) = 0.9999546 prints 0.99995, not 1
  * (students would compute 1·(1 − 1) = 0). A relative difference below 1e-9
  * is rounding noise (1 − tanh²(0.8814) is 0.4999999999999999), printed 0.5. */
-static void fmt_num(char *buf, size_t size, double v, int prec)
+void fmt_num(char *buf, size_t size, double v, int prec)
 {
     if (v == 0)
         v = 0; /* no "-0" */
@@ -151,15 +95,12 @@ static void fmt_num(char *buf, size_t size, double v, int prec)
 }
 
 /* A number as a factor of a product: negative ones in parentheses. */
-static void fmt_factor(char *buf, size_t size, double v, int prec)
+void fmt_factor(char *buf, size_t size, double v, int prec)
 {
     char num[40];
     fmt_num(num, sizeof num, v, prec);
     snprintf(buf, size, num[0] == '-' ? "(%s)" : "%s", num);
 }
-
-static void put(char *buf, size_t size, size_t *k, const char *text);
-static void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n);
 
 /* "∂²y/∂x²" or "∂²y/∂x∂w" for a node ad_grad returned (deriv_of), from the
  * symbols of what it differentiates; false for other nodes. */
@@ -396,18 +337,7 @@ static bool atomic(const char *s)
     return true;
 }
 
-/* Appends text to buf (bounded). */
-static void put(char *buf, size_t size, size_t *k, const char *text)
-{
-    size_t len = strlen(text);
-    if (*k + len >= size)
-        len = *k + 1 < size ? size - 1 - *k : 0;
-    memcpy(buf + *k, text, len);
-    *k += len;
-    buf[*k] = '\0';
-}
-
-static void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n)
+void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n)
 {
     const char *s = sym(c, n);
     bool paren = !atomic(s) || s[0] == '-';
@@ -540,7 +470,7 @@ static void derivative_template(int op, int k, char *buf, size_t size)
 }
 
 /* The definition of a node in terms of its inputs' symbols: "t3 + b". */
-static void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
+void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
     /* a product by the constant −1 of a gradient build is a negation */
     for (int k = 0; u->op == AD_OP_MUL && k < 2; k++) {
@@ -722,11 +652,9 @@ static void local_free(const ad_graph *g, const ad_node *u, local_info *li)
     zfree((ad_graph *)g, li->gives, (size_t)li->n);
 }
 
-enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
-
 /* Does gradient flow from user u back into its input k? EDGE_ZERO marks a
  * derivative that is 0 by the op's rule (a step): the engine sends nothing. */
-static int edge_kind(const ctx *c, const ad_node *u, int k)
+int edge_kind(const ctx *c, const ad_node *u, int k)
 {
     const ad_node *in = u->inputs[k];
     if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
@@ -759,18 +687,7 @@ static bool broadcast_axes(const ad_node *u, const ad_node *in, char *buf, size_
     return k > 0;
 }
 
-typedef struct {
-    int kind;            /* EDGE_* */
-    bool has_local;      /* an elementwise rule: local[] is valid */
-    const double *local; /* (numel of u) d u/d input element by element, the cache's */
-    double *contrib;     /* (numel of input) upstream × local, summed; NULL: unknown */
-    int64_t undefined;   /* elements at points where the derivative is not defined */
-    char rule[DEF_LEN];  /* "1 − o²", or the op's rule text */
-    char undef_note[DEF_LEN];
-    char axes[64]; /* broadcast axes, "" when none */
-} edge_info;
-
-static void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
+void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
 {
     (void)u;
     zfree(g, e->contrib, sizeof(double) * (size_t)in->numel);
@@ -778,7 +695,7 @@ static void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_inf
 }
 
 /* Fills e for the edge input k -> u. false: out of memory. */
-static bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
+bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
 {
     const ad_node *in = u->inputs[k];
     memset(e, 0, sizeof *e);
@@ -859,7 +776,7 @@ static int64_t count_edges(const ad_graph *g, int64_t n)
     return e;
 }
 
-static void ctx_free_all(ctx *c)
+void ctx_free_all(ctx *c)
 {
     int64_t e = count_edges(c->g, c->n);
     zfree(c->g, c->uid, sizeof(int64_t) * (size_t)e);
@@ -868,7 +785,7 @@ static void ctx_free_all(ctx *c)
 }
 
 /* output: the node the picture is restricted to (NULL: the whole graph) */
-static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec)
+bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec)
 {
     memset(c, 0, sizeof *c);
     c->g = g;
@@ -935,8 +852,8 @@ static bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, 
 /* ------------------------------------------------------------ formatting */
 
 /* Values of a tensor: in full when small, else summarized. */
-static void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
-                       int prec)
+void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
+                int prec)
 {
     size_t k = 0;
     char num[40];
@@ -974,7 +891,7 @@ static void fmt_values(char *buf, size_t size, const ad_node *shape_of, const do
 }
 
 /* Node values into a fresh double array. */
-static double *values_of(const ctx *c, const ad_node *n)
+double *values_of(const ctx *c, const ad_node *n)
 {
     double *v = zalloc(c->g, sizeof(double) * (size_t)n->numel);
     if (v)
@@ -983,8 +900,8 @@ static double *values_of(const ctx *c, const ad_node *n)
     return v;
 }
 
-static void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
-                            const ad_node *shape_of)
+void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
+                     const ad_node *shape_of)
 {
     double *v = values_of(c, n);
     if (!v) {
@@ -995,87 +912,9 @@ static void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node 
     zfree(c->g, v, sizeof(double) * (size_t)n->numel);
 }
 
-static void shape_text(const ad_node *n, char *buf, size_t size)
-{
-    if (n->ndim == 0)
-        snprintf(buf, size, "scalar");
-    else
-        ad_shape_str(n, buf, size);
-}
-
-/* DOT double-quoted strings */
-static void dot_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', out);
-        if (*s == '\n') {
-            fputs("\\n", out);
-            continue;
-        }
-        fputc(*s, out);
-    }
-    fputc('"', out);
-}
-
-/* HTML-like label text */
-static void html_str(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            fputs("&amp;", out);
-            break;
-        case '<':
-            fputs("&lt;", out);
-            break;
-        case '>':
-            fputs("&gt;", out);
-            break;
-        case '"':
-            fputs("&quot;", out);
-            break;
-        default:
-            fputc(*s, out);
-        }
-    }
-}
-
-/* ----------------------------------------------------------------- DOT */
-
-/* A value or gradient element that is NaN or infinite: the maths is not
- * defined there (log of a negative number, 1/0). */
-static bool nonfinite(const ctx *c, const ad_node *v)
-{
-    for (int64_t i = 0; i < v->numel; i++)
-        if (!isfinite(val(v, i)))
-            return true;
-    const ad_node *gn = grad_of(c, v);
-    for (int64_t i = 0; gn && i < gn->numel; i++)
-        if (!isfinite(val(gn, i)))
-            return true;
-    return false;
-}
-
-static const char *header_color(const ctx *c, const ad_node *v)
-{
-    if (nonfinite(c, v))
-        return FILL_NONFINITE;
-    if (c->loss && v == c->loss)
-        return "#d5e8d4";
-    if (v->flags & NODE_TRAINABLE)
-        return "#fff2cc";
-    if (v->flags & (NODE_INPUT | NODE_CONST))
-        return "#eeeeee";
-    if ((v->flags & NODE_TAPE) || v->order > 0)
-        return "#f8cecc";
-    return "#dae8fc";
-}
-
 /* The tag of a leaf: data and constants are told apart from the variables
  * (trainable leaves, which the colour shows and which need no tag). */
-static const char *leaf_kind(const ad_node *v)
+const char *leaf_kind(const ad_node *v)
 {
     if (v->flags & NODE_TRAINABLE)
         return "variable";
@@ -1084,16 +923,8 @@ static const char *leaf_kind(const ad_node *v)
     return "const";
 }
 
-static void row(FILE *out, const char *bg, const char *text, bool bold)
-{
-    fprintf(out, "<TR><TD ALIGN=\"LEFT\"%s%s%s>%s", bg ? " BGCOLOR=\"" : "", bg ? bg : "",
-            bg ? "\"" : "", bold ? "<B>" : "");
-    html_str(out, text);
-    fprintf(out, "%s</TD></TR>", bold ? "</B>" : "");
-}
-
 /* The fan-out sum "0.5 + 0.5" of a scalar's incoming contributions. */
-static bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
+bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
 {
     size_t k = 0;
     buf[0] = '\0';
@@ -1119,839 +950,6 @@ static bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
         put(buf, size, &k, num);
     }
     return true;
-}
-
-/* With DUMP_ELEMENT_IDS: the id the SVG keeps, "n<id>" for node u (k < 0),
- * "n<id>_in<k>" for the edge from its input k. */
-static void dot_id(FILE *out, unsigned flags, const ad_node *u, int k)
-{
-    if (!(flags & DUMP_ELEMENT_IDS))
-        return;
-    if (k < 0)
-        fprintf(out, "id=\"n%lld\", ", (long long)u->id);
-    else
-        fprintf(out, "id=\"n%lld_in%d\", ", (long long)u->id, k);
-}
-
-static void node_header(const ctx *c, FILE *out, const ad_node *v, unsigned flags)
-{
-    char text[3 * TEXT_LEN], def[DEF_LEN];
-    fprintf(out, "  n%lld [", (long long)v->id);
-    dot_id(out, flags, v, -1);
-    fprintf(out, "label=<<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" "
-                 "CELLPADDING=\"3\" BGCOLOR=\"white\">");
-    if (ad_ops[v->op].kind == AD_KIND_LEAF) {
-        if (v->flags & NODE_TRAINABLE)
-            snprintf(text, sizeof text, "%s", sym(c, v));
-        else
-            snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
-    } else {
-        definition(c, v, def, sizeof def);
-        snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
-    }
-    row(out, header_color(c, v), text, true);
-    /* shapes for tensors only: a scalar's op is its definition */
-    if (v->ndim > 0) {
-        char sh[96];
-        ad_shape_str(v, sh, sizeof sh);
-        if (ad_ops[v->op].kind == AD_KIND_LEAF)
-            snprintf(text, sizeof text, "%s", sh);
-        else
-            snprintf(text, sizeof text, "%s · %s", ad_ops[v->op].name, sh);
-        row(out, NULL, text, false);
-    }
-}
-
-/* The row that says why a node is purple. */
-static void nonfinite_row(ctx *c, FILE *out, const ad_node *v)
-{
-    if (!nonfinite(c, v))
-        return;
-    char text[TEXT_LEN];
-    const char *domain = ad_ops[v->op].domain;
-    bool own = true; /* the value is bad while the inputs are fine: this op is where */
-    for (int k = 0; k < v->ninputs; k++)
-        for (int64_t i = 0; i < v->inputs[k]->numel && own; i++)
-            own = isfinite(val(v->inputs[k], i));
-    if (own && domain)
-        snprintf(text, sizeof text, "⚠ not finite: %s is defined for %s", ad_ops[v->op].name,
-                 domain);
-    else
-        snprintf(text, sizeof text, "⚠ not finite (NaN or ±inf)");
-    row(out, FILL_NONFINITE, text, false);
-    c->legend |= LEGEND_NONFINITE;
-}
-
-static void dot_forward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags)
-{
-    char text[3 * TEXT_LEN], vals[TEXT_LEN];
-    bool compact = flags & AD_DUMP_COMPACT;
-    node_header(c, out, v, flags);
-    ad_node *gn = (flags & AD_DUMP_GRADS) && c->grads ? grad_of(c, v) : NULL;
-    if (flags & AD_DUMP_VALUES) {
-        fmt_node_values(c, vals, sizeof vals, v, v);
-        snprintf(text, sizeof text, "value %s", vals);
-        if (!(compact && gn))
-            row(out, NULL, text, false);
-    }
-    if (gn) {
-        char sum[TEXT_LEN], g[TEXT_LEN];
-        fmt_node_values(c, g, sizeof g, gn, v);
-        size_t k = 0;
-        text[0] = '\0';
-        if (compact && (flags & AD_DUMP_VALUES)) {
-            put(text, sizeof text, &k, "value ");
-            put(text, sizeof text, &k, vals);
-            put(text, sizeof text, &k, " · ");
-        }
-        put(text, sizeof text, &k, "grad ");
-        put(text, sizeof text, &k, g);
-        if (fanout_sum(c, v, sum, sizeof sum)) {
-            put(text, sizeof text, &k, " = ");
-            put(text, sizeof text, &k, sum);
-        }
-        bool zero = true;
-        for (int64_t i = 0; i < gn->numel && zero; i++)
-            zero = val(gn, i) == 0;
-        row(out, zero ? "#f4cccc" : "#e1f0da", text, false);
-        snprintf(text, sizeof text, compact ? "step %lld" : "backward step %lld",
-                 (long long)c->step[v->id]);
-        row(out, "#fde9b8", text, true);
-    } else if ((flags & AD_DUMP_GRADS) && c->grads && c->anc[v->id] &&
-               (v->flags & (NODE_REQGRAD | NODE_TRAINABLE))) {
-        row(out, "#f4cccc", "grad 0: no gradient reaches it", false);
-    }
-    nonfinite_row(c, out, v);
-    fprintf(out, "</TABLE>>];\n");
-}
-
-/* Every element of the edge's local derivative is exactly 0. */
-static bool all_zero(const edge_info *e, int64_t n)
-{
-    if (!e->has_local)
-        return false;
-    for (int64_t i = 0; i < n; i++)
-        if (e->local[i] != 0)
-            return false;
-    return true;
-}
-
-static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
-{
-    const ad_node *in = u->inputs[k];
-    char label[4 * TEXT_LEN], line[2 * TEXT_LEN], vals[TEXT_LEN];
-    size_t pos = 0;
-    label[0] = '\0';
-    bool repeated = false, compact = flags & AD_DUMP_COMPACT;
-    for (int j = 0; j < u->ninputs; j++)
-        repeated = repeated || (j != k && u->inputs[j] == in);
-    const char *style = "";
-    edge_info e;
-    memset(&e, 0, sizeof e);
-    /* the edges inside a drawn (not differentiated) gradient graph carry no
-       derivative text: only the forward graph's edges or a graph the loss
-       is differentiated through */
-    bool derivs = (flags & AD_DUMP_GRADS) && ad_ops[u->op].kind != AD_KIND_LEAF &&
-                  (u->order == 0 || c->grads);
-    if (derivs) {
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, in, &e);
-            return;
-        }
-        if (repeated) {
-            snprintf(line, sizeof line, "input %d: ", k + 1);
-            put(label, sizeof label, &pos, line);
-        }
-        bool differentiable = e.has_local || ad_ops[u->op].backward != ad_nograd;
-        char head[2 * SYM_LEN + 16];
-        {
-            char a[SYM_LEN + 2], b[SYM_LEN + 2];
-            size_t ka = 0, kb = 0;
-            a[0] = b[0] = '\0';
-            put_sym(c, a, sizeof a, &ka, u);
-            put_sym(c, b, sizeof b, &kb, in);
-            snprintf(head, sizeof head, "∂%s/∂%s", a, b);
-        }
-        if (!differentiable)
-            snprintf(line, sizeof line, "%s", e.rule);
-        else if (e.has_local && u->numel == 1) {
-            fmt_num(vals, sizeof vals, e.local[0], c->prec);
-            if (strcmp(vals, e.rule) == 0)
-                snprintf(line, sizeof line, "%s = %s", head, e.rule);
-            else
-                snprintf(line, sizeof line, "%s = %s = %s", head, e.rule, vals);
-        } else if (e.has_local) {
-            snprintf(line, sizeof line, "%s = %s", head, e.rule);
-        } else {
-            snprintf(line, sizeof line, "%s", e.rule);
-        }
-        put(label, sizeof label, &pos, line);
-        if (e.undefined) {
-            if (u->numel == 1)
-                snprintf(line, sizeof line, "\n⚠ %s", e.undef_note);
-            else
-                snprintf(line, sizeof line, "\n⚠ %lld element(s): %s", (long long)e.undefined,
-                         e.undef_note);
-            put(label, sizeof label, &pos, line);
-        }
-        if (e.axes[0] && e.kind != EDGE_NONE) {
-            snprintf(line, sizeof line, "\nbroadcast: gradient summed over axes %s", e.axes);
-            put(label, sizeof label, &pos, line);
-        }
-        ad_node *gn = grad_of(c, u);
-        const char *word = compact ? "\n" : "\ncontribution ";
-        if (e.kind != EDGE_NONE && e.contrib) {
-            fmt_values(vals, sizeof vals, in, e.contrib, in->numel, c->prec);
-            if (u->numel == 1 && in->numel == 1 && e.has_local && gn) {
-                char up[48], lo[48];
-                fmt_factor(up, sizeof up, val(gn, 0), c->prec);
-                fmt_factor(lo, sizeof lo, e.local[0], c->prec);
-                snprintf(line, sizeof line, "%s%s × %s = %s", word, up, lo, vals);
-            } else {
-                snprintf(line, sizeof line, "%s%s", word, vals);
-            }
-            put(label, sizeof label, &pos, line);
-        } else if (e.kind == EDGE_FLOWS) {
-            put(label, sizeof label, &pos, "\ncontribution: part of the fan-out sum");
-        } else if (c->grads && !(in->flags & NODE_REQGRAD) && ad_ops[in->op].kind == AD_KIND_LEAF) {
-            put(label, sizeof label, &pos, "\n(no gradient: constant)");
-        }
-        /* the legend's order: undefined point, no gradient at all, exactly 0 */
-        if (e.undefined) {
-            style = ", color=\"#e69138\", fontcolor=\"#b45f06\", penwidth=2";
-            c->legend |= LEGEND_UNDEFINED;
-        } else if (e.kind == EDGE_ZERO || (e.kind != EDGE_NONE && all_zero(&e, u->numel))) {
-            style = ", color=\"#cc0000\", fontcolor=\"#cc0000\", style=dashed";
-            c->legend |= LEGEND_ZERO;
-        } else if (e.kind == EDGE_NONE && c->grads) {
-            style = ", color=\"#999999\", fontcolor=\"#666666\", style=dashed";
-            c->legend |= LEGEND_NONE;
-        }
-        /* slides: the edges that only hand a gradient on, and those that
-           carry none, are told by their style (and the legend) */
-        bool one = e.kind == EDGE_FLOWS && e.has_local && !e.undefined && !e.axes[0] &&
-                   strcmp(e.rule, "1") == 0;
-        for (int64_t i = 0; one && i < u->numel; i++)
-            one = e.local[i] == 1;
-        if (compact && (one || (e.kind == EDGE_NONE && c->grads))) {
-            pos = 0;
-            label[0] = '\0';
-            c->legend |= one ? LEGEND_ONE : 0;
-        }
-        edge_free(c->g, u, in, &e);
-    } else if (repeated) {
-        snprintf(line, sizeof line, "input %d", k + 1);
-        put(label, sizeof label, &pos, line);
-    }
-    if (nonfinite(c, u) || nonfinite(c, in)) {
-        style = ", color=\"" COLOR_NONFINITE "\", fontcolor=\"" COLOR_NONFINITE "\", penwidth=2";
-        c->legend |= LEGEND_NONFINITE;
-    }
-    fprintf(out, "  n%lld -> n%lld [", (long long)c->alias[in->id], (long long)u->id);
-    dot_id(out, flags, u, k);
-    if (label[0]) {
-        /* a line from the label to its edge: no label can be read as
-           another edge's */
-        fprintf(out, "decorate=true, label=");
-        dot_str(out, label);
-    } else {
-        fprintf(out, "label=\"\"");
-    }
-    fprintf(out, "%s];\n", style);
-}
-
-static void dot_backward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags)
-{
-    char text[3 * TEXT_LEN], vals[TEXT_LEN];
-    node_header(c, out, v, flags);
-    if (flags & AD_DUMP_VALUES) {
-        fmt_node_values(c, vals, sizeof vals, v, v);
-        snprintf(text, sizeof text, "value %s", vals);
-        row(out, NULL, text, false);
-    }
-    nonfinite_row(c, out, v);
-    fprintf(out, "</TABLE>>];\n");
-}
-
-/* The legend: one line per style the picture used. */
-static void dot_legend(const ctx *c, FILE *out, bool bottom)
-{
-    static const struct {
-        unsigned bit;
-        const char *color, *text;
-    } items[] = {
-        {LEGEND_ZERO, "#cc0000", "red dashed edge: the local derivative is exactly 0"},
-        {LEGEND_UNDEFINED, "#b45f06",
-         "orange edge ⚠: the derivative is not defined here (the engine's value is shown)"},
-        {LEGEND_NONE, "#666666", "grey dashed edge: no gradient flows (constant, data)"},
-        {LEGEND_ONE, "#000000",
-         "black edge without text: the local derivative is 1 (a sum hands its gradient on)"},
-        {LEGEND_NONFINITE, COLOR_NONFINITE,
-         "purple: a value or gradient that is not finite (NaN, ±inf): undefined maths"},
-    };
-    if (!c->legend)
-        return;
-    fprintf(out, "  legend [shape=plaintext, label=<<TABLE BORDER=\"0\" CELLBORDER=\"0\" "
-                 "CELLSPACING=\"1\"><TR><TD ALIGN=\"LEFT\"><B>legend</B></TD></TR>");
-    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
-        if (c->legend & items[i].bit) {
-            fprintf(out, "<TR><TD ALIGN=\"LEFT\"><FONT COLOR=\"%s\">", items[i].color);
-            html_str(out, items[i].text);
-            fprintf(out, "</FONT></TD></TR>");
-        }
-    fprintf(out, "</TABLE>>];\n");
-    if (bottom) /* beside the loss, where a top-down picture has room */
-        fprintf(out, "  { rank=sink; legend; }\n");
-}
-
-/* The cluster label of order k: "first derivative: ∂y/∂x" */
-static void cluster_label(const ctx *c, const unsigned char *draw, int k, char *buf, size_t size)
-{
-    static const char *const ordinal[] = {"",      "first", "second",  "third",  "fourth",
-                                          "fifth", "sixth", "seventh", "eighth", "ninth"};
-    size_t pos = 0;
-    buf[0] = '\0';
-    if (k == 0) {
-        put(buf, size, &pos, "forward graph");
-        return;
-    }
-    bool backward = false;
-    for (int64_t i = 0; i < c->n; i++)
-        backward = backward ||
-                   (draw[i] && c->g->nodes[i]->order == k && (c->g->nodes[i]->flags & NODE_TAPE));
-    if (backward) {
-        put(buf, size, &pos, "backward graph (built by ad_backward)");
-        return;
-    }
-    char head[48];
-    if (k < 10)
-        snprintf(head, sizeof head, "%s derivative", ordinal[k]);
-    else
-        snprintf(head, sizeof head, "derivative of order %d", k);
-    put(buf, size, &pos, head);
-    int named = 0;
-    for (int64_t i = 0; i < c->n && named < 4; i++) {
-        const ad_node *v = c->g->nodes[i];
-        int64_t at = c->alias[i];
-        if (!v->deriv_of[0] || !draw[at] || c->g->nodes[at]->order != k || c->fold[at])
-            continue;
-        bool again = false; /* aliases share a symbol */
-        for (int64_t j = 0; j < i && !again; j++)
-            again = c->g->nodes[j]->deriv_of[0] && c->alias[j] == at;
-        if (again)
-            continue;
-        put(buf, size, &pos, named++ ? ", " : ": ");
-        put(buf, size, &pos, named > 3 ? "..." : sym(c, v));
-    }
-}
-
-static bool valid_opt(double v) { return isfinite(v) && v >= 0 && v <= 10000; }
-
-int ad_dump_dot(ad_graph *g, ad_node *output, FILE *out, unsigned flags)
-{
-    ad_dump_opts o = {flags, 0, 0};
-    return ad_dump_dot_opts(g, output, out, &o);
-}
-
-int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts *opts)
-{
-    if (!g)
-        return -1;
-    ad_dump_opts o = opts ? *opts : (ad_dump_opts){0, 0, 0};
-    if (!out || (output && output->g != g)) {
-        ad_fail(g, "ad_dump_dot: %s",
-                !out ? "no output file" : "the node belongs to another graph");
-        return -1;
-    }
-    if (!valid_opt(o.dpi) || !valid_opt(o.font_size)) {
-        ad_fail(g, "ad_dump_dot: dpi %g and font size %g must be in [0, 10000] (0: default)", o.dpi,
-                o.font_size);
-        return -1;
-    }
-    unsigned flags = o.flags;
-    if (flags == 0 || flags == AD_DUMP_COMPACT)
-        flags |= AD_DUMP_DEFAULT;
-    if (!(flags & (AD_DUMP_FORWARD | AD_DUMP_BACKWARD)))
-        flags |= AD_DUMP_FORWARD;
-    ad_node *loss = output;
-    if (!loss && g->ntapes > 0)
-        loss = g->tapes[g->ntapes - 1].loss;
-    ctx c;
-    if (!ctx_init(&c, g, loss, output, 4))
-        return -1;
-    c.opts = o;
-    /* which nodes are drawn: 1 forward (and ad_grad results), 2 backward,
-       4 a forward node a backward node reads, drawn small */
-    unsigned char *draw = zalloc(g, (size_t)c.n);
-    if (!draw) {
-        ctx_free_all(&c);
-        ad_fail(g, "ad_dump_dot: out of memory");
-        return -1;
-    }
-    for (int64_t i = 0; i < c.n; i++) {
-        const ad_node *v = g->nodes[i];
-        bool shown = v == output || (c.alias[i] == i && !c.fold[i]);
-        bool fwd = !(v->flags & NODE_TAPE) && (!output || c.anc[i]);
-        const tape *t = NULL;
-        for (int j = 0; j < g->ntapes; j++)
-            if (g->tapes[j].loss == loss)
-                t = &g->tapes[j];
-        bool bwd = (v->flags & NODE_TAPE) &&
-                   (!output || (t && i >= t->begin && i < t->end) || (!t && i > loss->id));
-        draw[i] = (unsigned char)(!shown ? 0
-                                         : (fwd && (flags & AD_DUMP_FORWARD) ? 1 : 0) |
-                                               (bwd && (flags & AD_DUMP_BACKWARD) ? 2 : 0));
-    }
-    /* the backward view also shows the forward nodes its nodes read */
-    if (flags & AD_DUMP_BACKWARD)
-        for (int64_t i = 0; i < c.n; i++)
-            if (draw[i] & 2)
-                for (int k = 0; k < g->nodes[i]->ninputs; k++) {
-                    int64_t j = c.alias[g->nodes[i]->inputs[k]->id];
-                    if (!(draw[j] & 3) && !c.fold[j])
-                        draw[j] = 4; /* referenced forward node, drawn small */
-                }
-    /* tensors make wide tables: top-down reads better; scalars go left to
-       right, except on slides (compact), which are wider than a long chain */
-    bool tensors = false;
-    int maxorder = 0, minorder = 1 << 30;
-    for (int64_t i = 0; i < c.n; i++) {
-        tensors = tensors || (draw[i] && g->nodes[i]->numel > 1);
-        if (draw[i] & 3) {
-            maxorder = g->nodes[i]->order > maxorder ? g->nodes[i]->order : maxorder;
-            minorder = g->nodes[i]->order < minorder ? g->nodes[i]->order : minorder;
-        }
-    }
-    double fs = o.font_size > 0 ? o.font_size : 11;
-    const bool top_down = tensors || (flags & AD_DUMP_COMPACT);
-    fprintf(out, "digraph chainrule {\n  graph [rankdir=%s, fontname=\"DejaVu Sans\", fontsize=%g",
-            top_down ? "TB" : "LR", fs + 1);
-    if (o.dpi > 0)
-        fprintf(out, ", dpi=%g", o.dpi);
-    fprintf(out,
-            ", nodesep=%s, ranksep=%s];\n"
-            "  node [shape=plaintext, fontname=\"DejaVu Sans\", fontsize=%g];\n"
-            "  edge [fontname=\"DejaVu Sans\", fontsize=%g, arrowsize=0.7];\n",
-            (flags & AD_DUMP_COMPACT) ? "0.15" : "0.3", (flags & AD_DUMP_COMPACT) ? "0.3" : "0.5",
-            fs, fs > 2 ? fs - 1 : fs);
-    /* one cluster per order of differentiation when there is more than one */
-    bool clusters = maxorder > minorder;
-    static const char *const fill[] = {"#fbeeee", "#eef3fb", "#f1f8ec", "#fdf6e3"};
-    for (int k = minorder; k <= maxorder; k++) {
-        if (clusters) {
-            char label[TEXT_LEN];
-            cluster_label(&c, draw, k, label, sizeof label);
-            if (k == 0)
-                fprintf(out, "  subgraph cluster_forward {\n  label=");
-            else
-                fprintf(out, "  subgraph cluster_order%d {\n  label=", k);
-            dot_str(out, label);
-            if (k > 0)
-                fprintf(out, ";\n  style=filled; color=\"%s\"", fill[(k - 1) % 4]);
-            fprintf(out, ";\n");
-        }
-        for (int64_t i = 0; i < c.n; i++) {
-            if (!(draw[i] & 3) || g->nodes[i]->order != k)
-                continue;
-            if (draw[i] & 1)
-                dot_forward_node(&c, out, g->nodes[i], flags);
-            else
-                dot_backward_node(&c, out, g->nodes[i], flags);
-        }
-        if (clusters)
-            fprintf(out, "  }\n");
-    }
-    for (int64_t i = 0; i < c.n; i++)
-        if (draw[i] == 4) {
-            fprintf(out,
-                    "  n%lld [shape=ellipse, style=filled, fillcolor=\"#eeeeee\", "
-                    "fontsize=%g, label=",
-                    (long long)i, fs > 2 ? fs - 2 : fs);
-            dot_str(out, sym(&c, g->nodes[i]));
-            fprintf(out, "];\n");
-        }
-    for (int64_t i = 0; i < c.n; i++) {
-        const ad_node *u = g->nodes[i];
-        if (!draw[i] || draw[i] == 4)
-            continue;
-        for (int k = 0; k < u->ninputs; k++) {
-            int64_t from = c.alias[u->inputs[k]->id];
-            if (!draw[from] || c.fold[from])
-                continue;
-            if (draw[i] & 1)
-                dot_edge(&c, out, u, k, flags);
-            else
-                fprintf(out, "  n%lld -> n%lld [color=\"#b85450\"];\n", (long long)from,
-                        (long long)i);
-        }
-    }
-    dot_legend(&c, out, top_down);
-    fprintf(out, "}\n");
-    zfree(g, draw, (size_t)c.n);
-    ctx_free_all(&c);
-    if (fflush(out) != 0 || ferror(out)) {
-        ad_fail(g, "ad_dump_dot: write error");
-        return -1;
-    }
-    return g->has_error ? -1 : 0;
-}
-
-/* --------------------------------------------------------------- trace */
-
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
-    }
-    fputc('"', out);
-}
-
-static void json_num(FILE *out, double v)
-{
-    if (isfinite(v))
-        fprintf(out, "%.17g", v == 0 ? 0.0 : v);
-    else
-        fputs("null", out);
-}
-
-/* a number for one element, an array otherwise */
-static void json_values(FILE *out, const double *v, int64_t n, bool scalar)
-{
-    if (scalar && n == 1) {
-        json_num(out, v[0]);
-        return;
-    }
-    fputc('[', out);
-    for (int64_t i = 0; i < n; i++) {
-        if (i)
-            fputs(", ", out);
-        json_num(out, v[i]);
-    }
-    fputc(']', out);
-}
-
-static void json_node_values(const ctx *c, FILE *out, const ad_node *n)
-{
-    double *v = values_of(c, n);
-    if (!v) {
-        fputs("null", out);
-        return;
-    }
-    json_values(out, v, n->numel, n->ndim == 0 || n->numel == 1);
-    zfree(c->g, v, sizeof(double) * (size_t)n->numel);
-}
-
-static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
-{
-    char def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    const ad_node *gn = grad_of(c, v);
-    fmt_node_values(c, vals, sizeof vals, v, v);
-    shape_text(v, sh, sizeof sh);
-    fprintf(out, "step %lld: ", (long long)c->step[v->id]);
-    if (ad_ops[v->op].kind == AD_KIND_LEAF && (v->flags & NODE_TRAINABLE)) {
-        fprintf(out, "%s = %s", sym(c, v), vals);
-    } else if (ad_ops[v->op].kind == AD_KIND_LEAF) {
-        fprintf(out, "%s (%s) = %s", sym(c, v), leaf_kind(v), vals);
-    } else {
-        definition(c, v, def, sizeof def);
-        fprintf(out, "%s = %s = %s", sym(c, v), def, vals);
-    }
-    fprintf(out, "%s%s%s\n", v->ndim ? "  " : "", v->ndim ? sh : "", "");
-    if (v == c->loss) {
-        if (strcmp(sym(c, v), "L") == 0)
-            fprintf(out, "  ∂L/∂L = 1 (seed)\n");
-        else
-            fprintf(out, "  ∂L/∂%s = 1 (seed: L = %s)\n", sym(c, v), sym(c, v));
-        goto zero_edges;
-    }
-    int64_t nterms = 0;
-    for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
-        const ad_node *u = c->g->nodes[c->uid[j]];
-        int k = c->uk[j];
-        if (edge_kind(c, u, k) != EDGE_FLOWS)
-            continue;
-        edge_info e;
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, v, &e);
-            *ok = false;
-            return;
-        }
-        const ad_node *gu = grad_of(c, u);
-        char us[SYM_LEN + 2], vs[SYM_LEN + 2], loc[48], up[48], lf[48], con[TEXT_LEN];
-        char which[32] = "";
-        for (int j2 = 0; j2 < u->ninputs; j2++)
-            if (j2 != k && u->inputs[j2] == v)
-                snprintf(which, sizeof which, " (input %d)", k + 1);
-        size_t ku = 0, kv = 0;
-        us[0] = vs[0] = '\0';
-        put_sym(c, us, sizeof us, &ku, u);
-        put_sym(c, vs, sizeof vs, &kv, v);
-        if (e.contrib)
-            fmt_values(con, sizeof con, v, e.contrib, v->numel, c->prec);
-        else
-            snprintf(con, sizeof con, "(see the sum)");
-        if (e.has_local && u->numel == 1 && v->numel == 1) {
-            fmt_num(loc, sizeof loc, e.local[0], c->prec);
-            fmt_factor(lf, sizeof lf, e.local[0], c->prec);
-            fmt_factor(up, sizeof up, val(gu, 0), c->prec);
-            fprintf(out, "  ∂%s/∂%s%s = %s", us, vs, which, e.rule);
-            if (strcmp(loc, e.rule) != 0)
-                fprintf(out, " = %s", loc);
-            fprintf(out, "; ∂L/∂%s %s ∂L/∂%s · ∂%s/∂%s = %s · %s = %s", vs,
-                    c->uses[v->id] > 1 ? "+=" : "=", us, us, vs, up, lf, con);
-        } else {
-            fprintf(out, "  ∂%s/∂%s%s: %s; ∂L/∂%s %s %s", us, vs, which, e.rule, vs,
-                    c->uses[v->id] > 1 ? "+=" : "=", con);
-        }
-        if (e.undefined)
-            fprintf(out, "  [⚠ %s]", e.undef_note);
-        if (e.axes[0])
-            fprintf(out, "  [broadcast: summed over axes %s]", e.axes);
-        fputc('\n', out);
-        nterms++;
-        edge_free(c->g, u, v, &e);
-    }
-    if (nterms > 1) {
-        fmt_node_values(c, vals, sizeof vals, gn, v);
-        char terms[TEXT_LEN];
-        fanout_sum(c, v, terms, sizeof terms);
-        fprintf(out, "  fan-out: ∂L/∂%s = %s = %s\n", sym(c, v), v->numel == 1 ? terms : "Σ", vals);
-    }
-zero_edges:
-    for (int k = 0; k < v->ninputs; k++)
-        if (edge_kind(c, v, k) == EDGE_ZERO) {
-            edge_info e;
-            if (!edge_compute(c, v, k, &e)) {
-                edge_free(c->g, v, v->inputs[k], &e);
-                *ok = false;
-                return;
-            }
-            fprintf(out, "  ∂%s/∂%s = 0%s%s: the gradient stops here, nothing reaches %s\n",
-                    sym(c, v), sym(c, v->inputs[k]), e.undefined ? " and " : "",
-                    e.undefined ? e.undef_note : "", sym(c, v->inputs[k]));
-            edge_free(c->g, v, v->inputs[k], &e);
-        }
-}
-
-static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
-{
-    char def[DEF_LEN];
-    fprintf(out, "    {\"step\": %lld, \"id\": %lld, \"node\": ", (long long)c->step[v->id],
-            (long long)v->id);
-    json_str(out, sym(c, v));
-    fprintf(out, ", \"op\": ");
-    json_str(out, ad_ops[v->op].name);
-    if (ad_ops[v->op].kind != AD_KIND_LEAF) {
-        definition(c, v, def, sizeof def);
-        fprintf(out, ", \"definition\": ");
-        json_str(out, def);
-    }
-    fprintf(out, ", \"shape\": [");
-    for (int d = 0; d < v->ndim; d++)
-        fprintf(out, d ? ", %lld" : "%lld", (long long)v->shape[d]);
-    fprintf(out, "], \"value\": ");
-    json_node_values(c, out, v);
-    fprintf(out, ", \"grad\": ");
-    json_node_values(c, out, grad_of(c, v));
-    fprintf(out, ", \"terms\": [");
-    int nt = 0;
-    for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
-        const ad_node *u = c->g->nodes[c->uid[j]];
-        int k = c->uk[j];
-        if (v == c->loss || edge_kind(c, u, k) != EDGE_FLOWS)
-            continue;
-        edge_info e;
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, v, &e);
-            *ok = false;
-            return;
-        }
-        fprintf(out, "%s{\"user\": ", nt++ ? ", " : "");
-        json_str(out, sym(c, u));
-        fprintf(out, ", \"user_id\": %lld, \"input\": %d, \"rule\": ", (long long)u->id, k);
-        json_str(out, e.rule);
-        bool scalar = u->numel == 1 && v->numel == 1;
-        if (e.has_local) {
-            fprintf(out, ", \"local\": ");
-            json_values(out, e.local, u->numel, scalar);
-        }
-        fprintf(out, ", \"upstream\": ");
-        json_node_values(c, out, grad_of(c, u));
-        fprintf(out, ", \"contribution\": ");
-        if (e.contrib)
-            json_values(out, e.contrib, v->numel, v->numel == 1);
-        else
-            fputs("null", out);
-        if (e.undefined) {
-            fprintf(out, ", \"undefined\": ");
-            json_str(out, e.undef_note);
-        }
-        if (e.axes[0]) {
-            fprintf(out, ", \"summed_axes\": ");
-            json_str(out, e.axes);
-        }
-        fputc('}', out);
-        edge_free(c->g, u, v, &e);
-    }
-    fprintf(out, "]}");
-}
-
-int ad_trace(ad_node *loss, FILE *out, unsigned flags)
-{
-    if (!loss)
-        return -1;
-    ad_graph *g = loss->g;
-    if (!out) {
-        ad_fail(g, "ad_trace: no output file");
-        return -1;
-    }
-    if (loss->numel != 1 || (loss->flags & NODE_TAPE)) {
-        ad_fail(g, "ad_trace: '%s' is not a loss (one element, not a backward node)", loss->name);
-        return -1;
-    }
-    ctx c;
-    bool json = flags & AD_TRACE_JSON;
-    if (!ctx_init(&c, g, loss, loss, json ? 17 : 6))
-        return -1;
-    if (!grad_of(&c, loss)) {
-        ctx_free_all(&c);
-        ad_fail(g, "ad_trace: no backward pass through '%s': call ad_backward first", loss->name);
-        return -1;
-    }
-    bool ok = true;
-    if (json) {
-        fprintf(out, "{\"loss\": ");
-        json_str(out, sym(&c, loss));
-        fprintf(out, ", \"value\": ");
-        json_num(out, val(loss, 0));
-        fprintf(out, ", \"steps\": [\n");
-    } else {
-        if (strcmp(sym(&c, loss), "L") == 0)
-            fprintf(out, "chain-rule trace of L = ");
-        else
-            fprintf(out, "chain-rule trace of L = %s = ", sym(&c, loss));
-        char v[40];
-        fmt_num(v, sizeof v, val(loss, 0), c.prec);
-        fprintf(out, "%s: %lld backward step%s, in the order the engine visits the nodes\n", v,
-                (long long)c.nsteps, c.nsteps == 1 ? "" : "s");
-    }
-    int64_t nsteps = 0;
-    for (int64_t i = loss->id; i >= 0 && ok; i--) {
-        ad_node *v = g->nodes[i];
-        if (!c.step[i])
-            continue;
-        if (json) {
-            if (nsteps)
-                fprintf(out, ",\n");
-            trace_step_json(&c, out, v, &ok);
-        } else {
-            trace_step_text(&c, out, v, &ok);
-        }
-        nsteps++;
-    }
-    /* every trainable leaf the loss depends on */
-    if (json)
-        fprintf(out, "\n  ],\n  \"leaves\": [");
-    else
-        fprintf(out, "gradients of the leaves:\n");
-    int nl = 0;
-    for (int64_t i = 0; i <= loss->id && ok; i++) {
-        ad_node *v = g->nodes[i];
-        if (!(v->flags & NODE_TRAINABLE) || !c.anc[i])
-            continue;
-        ad_node *gn = grad_of(&c, v);
-        double *grad = zalloc(g, sizeof(double) * (size_t)v->numel);
-        double *fd = zalloc(g, sizeof(double) * (size_t)v->numel);
-        if (!grad || !fd) {
-            zfree(g, grad, sizeof(double) * (size_t)v->numel);
-            zfree(g, fd, sizeof(double) * (size_t)v->numel);
-            ok = false;
-            break;
-        }
-        for (int64_t j = 0; j < v->numel; j++)
-            grad[j] = gn ? val(gn, j) : 0;
-        int64_t nfd = (flags & AD_TRACE_CHECK) ? (v->numel < 64 ? v->numel : 64) : 0;
-        double maxdiff = 0;
-        /* the gradient check's verdict on the element furthest off: a kink
-           or a jump there (ad_smoothness_at, the registry's rule) or a
-           mismatch where the function is smooth */
-        int64_t off = -1, worst_kind = AD_SMOOTH;
-        const ad_node *where = NULL;
-        for (int64_t j = 0; j < nfd; j++) {
-            fd[j] = ad_finite_difference(loss, v, j, 0);
-            double d = fabs(fd[j] - grad[j]);
-            maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
-            if (!ad_gradcheck_agree(g, grad[j], fd[j])) {
-                const ad_node *w = NULL;
-                int kind = ad_smoothness_at(loss, v, j, 0, &w);
-                if (off < 0 || (kind == AD_SMOOTH && worst_kind != AD_SMOOTH)) {
-                    off = j;
-                    worst_kind = kind;
-                    where = w;
-                }
-            }
-        }
-        char verdict[TEXT_LEN] = "";
-        if (off >= 0 && worst_kind == AD_SMOOTH)
-            snprintf(verdict, sizeof verdict, "MISMATCH");
-        else if (off >= 0 && where)
-            snprintf(verdict, sizeof verdict, "%s of %s at %s, expected there",
-                     worst_kind == AD_KINK ? "kink" : "discontinuity", ad_ops[where->op].name,
-                     sym(&c, g->nodes[c.alias[where->id]]));
-        if (json) {
-            fprintf(out, "%s\n    {\"name\": ", nl ? "," : "");
-            json_str(out, sym(&c, v));
-            fprintf(out, ", \"value\": ");
-            json_node_values(&c, out, v);
-            fprintf(out, ", \"grad\": ");
-            json_values(out, grad, v->numel, v->numel == 1);
-            if (nfd) {
-                fprintf(out, ", \"finite_difference\": ");
-                json_values(out, fd, nfd, v->numel == 1);
-                fprintf(out, ", \"max_abs_diff\": ");
-                json_num(out, maxdiff);
-                fprintf(out, ", \"check\": \"%s\"",
-                        off < 0                   ? "pass"
-                        : worst_kind == AD_SMOOTH ? "mismatch"
-                        : worst_kind == AD_KINK   ? "kink"
-                                                  : "discontinuity");
-            }
-            fputc('}', out);
-        } else {
-            char gs[TEXT_LEN], fs[TEXT_LEN], ds[40];
-            fmt_values(gs, sizeof gs, v, grad, v->numel, c.prec);
-            fprintf(out, "  ∂L/∂%s = %s%s", sym(&c, v), gs, gn ? "" : " (no gradient reaches it)");
-            if (nfd) {
-                fmt_values(fs, sizeof fs, v, fd, nfd, c.prec);
-                fmt_num(ds, sizeof ds, maxdiff, 2);
-                fprintf(out, "   finite difference %s%s (|diff| %s)%s%s", fs,
-                        nfd < v->numel ? " (first 64)" : "", ds, *verdict ? ": " : "", verdict);
-            }
-            fputc('\n', out);
-        }
-        nl++;
-        zfree(g, grad, sizeof(double) * (size_t)v->numel);
-        zfree(g, fd, sizeof(double) * (size_t)v->numel);
-    }
-    if (json)
-        fprintf(out, "\n  ]\n}\n");
-    ctx_free_all(&c);
-    if (!ok) {
-        ad_fail(g, "ad_trace: out of memory");
-        return -1;
-    }
-    if (fflush(out) != 0 || ferror(out)) {
-        ad_fail(g, "ad_trace: write error");
-        return -1;
-    }
-    return g->has_error ? -1 : 0;
 }
 
 int ad_dump_symbol(ad_node *loss, const ad_node *n, char *buf, size_t size)
@@ -2058,5 +1056,3 @@ void ad_dump_model_definition(const dump_model *m, const ad_node *v, char *buf, 
     else
         definition(&m->c, v, buf, size);
 }
-
-void ad_dump_html_text(FILE *out, const char *s) { html_str(out, s); }

@@ -1,5 +1,8 @@
-/* dump_impl.h -- dump.c's model of a backward pass, read by the stepper
- * page (dump_html.c). Internal: never installed. */
+/* dump_impl.h -- what the dumps share. dump.c's model of a backward pass
+ * (the context below: symbols, definitions, local derivatives and what each
+ * edge carries back), used by the Graphviz pictures (dump_dot.c) and the
+ * chain-rule traces (dump_trace.c), and read through dump_model by the
+ * stepper page (dump_html.c). Internal: never installed. */
 #ifndef CHAINRULE_DUMP_IMPL_H
 #define CHAINRULE_DUMP_IMPL_H
 
@@ -7,9 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "chainrule/autodiff.h"
 #include "chainrule/dump.h"
+#include "graph_impl.h"
 
 /* An ad_dump_dot flag the public header does not offer: every node gets the
  * id "n<id>" and the edge from input k of user u the id "n<u>_in<k>", which
@@ -60,5 +65,106 @@ int ad_dump_render_with(ad_graph *g, ad_node *output, const char *format, const 
                         const ad_dump_opts *opts, const char *fn);
 /* text for HTML (& < > " escaped) */
 void ad_dump_html_text(FILE *out, const char *s);
+
+/* ------------------------------------------ the dump writers' context */
+
+#define SYM_LEN 48
+#define DEF_LEN 200
+#define TEXT_LEN 512
+
+/* The dumps' reading of a graph (dump.c): made by ctx_init, freed by
+ * ctx_free_all, both with the graph's allocator. */
+typedef struct {
+    ad_graph *g;
+    ad_node *loss;      /* whose gradients are shown; NULL: values only */
+    int64_t n;          /* nodes [0, n) */
+    unsigned char *anc; /* 1: the loss depends on node i (or is node i) */
+    int64_t *step;      /* backward step of node i, 0: not visited */
+    int64_t *uses;      /* edges carrying gradient out of node i */
+    int64_t *ustart;    /* users of node i: uid/uk[ustart[i] .. ustart[i + 1]) */
+    int64_t *uid;
+    int *uk;
+    char *sym;             /* n * SYM_LEN: the symbol of each node */
+    struct local_info *li; /* n: local derivatives of elementwise nodes, filled on demand */
+    int64_t nsteps;
+    int prec;            /* significant digits of printed numbers */
+    int64_t *alias;      /* node i is drawn as node alias[i] (bookkeeping left out) */
+    unsigned char *fold; /* 1: node i is a constant of a gradient build, printed as its value */
+    bool grads;          /* the loss has a backward build: gradients are shown */
+    unsigned legend;     /* LEGEND_* styles the picture used */
+    ad_dump_opts opts;
+} ctx;
+
+enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
+
+/* What the edge from input k of a user carries back (edge_compute). */
+typedef struct {
+    int kind;            /* EDGE_* */
+    bool has_local;      /* an elementwise rule: local[] is valid */
+    const double *local; /* (numel of u) d u/d input element by element, the cache's */
+    double *contrib;     /* (numel of input) upstream × local, summed; NULL: unknown */
+    int64_t undefined;   /* elements at points where the derivative is not defined */
+    char rule[DEF_LEN];  /* "1 − o²", or the op's rule text */
+    char undef_note[DEF_LEN];
+    char axes[64]; /* broadcast axes, "" when none */
+} edge_info;
+
+static inline double val(const ad_node *n, int64_t i)
+{
+    if (n->g->dtype == AD_F32)
+        return ((const float *)n->value)[i];
+    return ((const double *)n->value)[i];
+}
+
+static inline void *zalloc(ad_graph *g, size_t bytes)
+{
+    void *p = ad_mem(g, NULL, 0, bytes ? bytes : 1);
+    if (p)
+        memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+static inline void zfree(ad_graph *g, void *p, size_t bytes)
+{
+    if (p)
+        ad_mem(g, p, bytes ? bytes : 1, 0);
+}
+
+static inline const char *sym(const ctx *c, const ad_node *n)
+{
+    return c->sym + (size_t)n->id * SYM_LEN;
+}
+
+/* Appends text to buf (bounded). */
+static inline void put(char *buf, size_t size, size_t *k, const char *text)
+{
+    size_t len = strlen(text);
+    if (*k + len >= size)
+        len = *k + 1 < size ? size - 1 - *k : 0;
+    memcpy(buf + *k, text, len);
+    *k += len;
+    buf[*k] = '\0';
+}
+
+/* dump.c: the model (each is described at its definition) */
+bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec);
+void ctx_free_all(ctx *c);
+ad_node *grad_of(const ctx *c, const ad_node *v);
+void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n);
+void definition(const ctx *c, const ad_node *u, char *buf, size_t size);
+const char *leaf_kind(const ad_node *v);
+int edge_kind(const ctx *c, const ad_node *u, int k);
+bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e);
+void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e);
+bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size);
+
+/* dump.c: numbers as the dumps print them */
+void fmt_num(char *buf, size_t size, double v, int prec);
+void fmt_factor(char *buf, size_t size, double v, int prec);
+void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
+                int prec);
+void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
+                     const ad_node *shape_of);
+double *values_of(const ctx *c, const ad_node *n);
 
 #endif
