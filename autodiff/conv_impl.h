@@ -51,27 +51,27 @@ typedef struct {
 enum { KEEP_VALID, KEEP_N, KEEP_CI, KEEP_CO, KEEP_H, KEEP_W, KEEP_PH, KEEP_PW, KEEP_WORDS };
 
 /* whether node n runs by Winograd at forward geometry q */
-bool use_winograd(const ad_node *n, const conv_geom *q);
+bool ad_wino_use(const ad_node *n, const conv_geom *q);
 /* the Winograd geometry of q, or of its transpose */
-wino_geom wino_make(const conv_geom *q, bool transpose);
+wino_geom ad_wino_make(const conv_geom *q, bool transpose);
 /* elements of scratch the Winograd kernels need for w */
-size_t wino_scratch_elems(const wino_geom *w, size_t elem);
+size_t ad_wino_scratch_elems(const wino_geom *w, size_t elem);
 /* whether y's forward keeps its transformed input for a weight gradient */
-bool keeps_transform(const ad_node *y);
+bool ad_wino_keeps_transform(const ad_node *y);
 /* bytes y's aux needs to keep that transform for geometry w */
-size_t kept_end(const ad_node *y, const wino_geom *w, size_t elem);
+size_t ad_wino_kept_end(const ad_node *y, const wino_geom *w, size_t elem);
 /* makes n's op_data for what its forward keeps; false without memory */
-bool keep_header(ad_node *n);
+bool ad_wino_keep_header(ad_node *n);
 /* whether conv_transpose at forward geometry q runs as F(4×4)'s adjoint */
-bool transpose_by_adjoint(const conv_geom *q);
+bool ad_wino_transpose_by_adjoint(const conv_geom *q);
 /* conv (and its bias forms) or conv_transpose by Winograd */
-void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K, const ad_node *Y,
-              bool transpose);
+void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                 const ad_node *Y, bool transpose);
 /* conv_transpose as the adjoint of the forward's F(4×4), with dw when fused */
-void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
-                      const ad_node *Y);
+void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                         const ad_node *Y);
 /* conv_weight_grad by Winograd */
-void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
-                      const ad_node *Y);
+void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                         const ad_node *Y);
 
 #endif

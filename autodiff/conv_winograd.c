@@ -2,8 +2,8 @@
  * (ops_conv.c): the F(2×2, 3×3) and F(4×4, 3×3) geometry and chunking, the
  * weight, input, output and output-gradient transforms, the forward's kept
  * transform of x that the weight gradient reads, and the runs conv_run calls
- * (wino_run, wino_adjoint_run with the fused weight gradient,
- * wino_weight_grad). Moved out of ops_conv.c unchanged; what both files share
+ * (ad_wino_run, ad_wino_adjoint_run with the fused weight gradient,
+ * ad_wino_weight_grad). Moved out of ops_conv.c unchanged; what both files share
  * is in conv_impl.h. */
 #include <string.h>
 
@@ -49,7 +49,7 @@
  * 1/24 are rounded. wino_tile_size says which one a shape uses. Where the
  * forward uses F(4×4), conv_transpose runs as its adjoint instead of a
  * correlation of its own: dx = Σ_tiles B [U_kᵀ (A g Aᵀ)_k] Bᵀ
- * (wino_adjoint_run). */
+ * (ad_wino_adjoint_run). */
 
 /* Winograd pays where both channel counts are wide enough for the GEMMs
  * (the CNN's 32 → 64 layer) and not for a first layer of one channel,
@@ -58,7 +58,7 @@
  * transpose's 2 − p is not negative */
 #define WINO_MIN_CHANNELS 8
 
-bool use_winograd(const ad_node *n, const conv_geom *q)
+bool ad_wino_use(const ad_node *n, const conv_geom *q)
 {
     if (n->op != AD_OP_CONV && n->op != AD_OP_CONV_BIAS && n->op != AD_OP_CONV_BIAS_RELU &&
         n->op != AD_OP_CONV_BIAS_RELU_POOL && n->op != AD_OP_CONV_TRANSPOSE &&
@@ -100,7 +100,7 @@ static int wino_tile_size(int64_t Ci, int64_t Co, int64_t OH, int64_t OW)
     return p4 <= WINO4_MAX_RATIO * p2 ? 4 : 2;
 }
 
-wino_geom wino_make(const conv_geom *q, bool transpose)
+wino_geom ad_wino_make(const conv_geom *q, bool transpose)
 {
     wino_geom w;
     w.N = q->N;
@@ -170,14 +170,14 @@ static int64_t wino_kstride(int64_t rows, int64_t nt) { return rows * nt + WINO_
 
 /* the scratch: U (nk, Co, Ci), V (nk, Ci, T), M (nk, Co, T) (V_k and M_k
  * wino_kstride apart), then the transforms' work space */
-size_t wino_scratch_elems(const wino_geom *w, size_t elem)
+size_t ad_wino_scratch_elems(const wino_geom *w, size_t elem)
 {
     const int64_t nb = wino_chunk(w, elem), nt = nb * wino_tiles(w);
     return (size_t)(w->nk * (w->Co * w->Ci + wino_kstride(w->Ci, nt) + wino_kstride(w->Co, nt)) +
                     wino_work_elems(w, nb));
 }
 
-/* The scratch's parts for a whole chunk (wino_scratch_elems' order), at
+/* The scratch's parts for a whole chunk (ad_wino_scratch_elems' order), at
  * the same places for every chunk, a last smaller one too (the output
  * gradient's buffer keeps zeros written once) */
 typedef struct {
@@ -214,7 +214,7 @@ static wino_bufs wino_layout(const ad_graph *g, const wino_geom *w)
  * before it (y is an operand), so V is of the x the step's forward saw;
  * like the ReLU mask and the argmax, a backward pass run after x changed
  * without a forward uses the forward that last ran. */
-bool keeps_transform(const ad_node *y)
+bool ad_wino_keeps_transform(const ad_node *y)
 {
     return y->op == AD_OP_CONV || y->op == AD_OP_CONV_BIAS || y->op == AD_OP_CONV_BIAS_RELU ||
            y->op == AD_OP_CONV_BIAS_RELU_POOL;
@@ -235,7 +235,7 @@ static int64_t kept_chunk_elems(const wino_geom *w, size_t elem)
 }
 
 /* bytes y's aux needs to keep the V of all chunks */
-size_t kept_end(const ad_node *y, const wino_geom *w, size_t elem)
+size_t ad_wino_kept_end(const ad_node *y, const wino_geom *w, size_t elem)
 {
     const int64_t chunk = wino_chunk(w, elem), chunks = (w->N + chunk - 1) / chunk;
     return kept_offset(y) + (size_t)(chunks * kept_chunk_elems(w, elem)) * elem;
@@ -254,7 +254,7 @@ static void keep_sign(int64_t *k, const wino_geom *w)
 
 /* n's op_data, made (cleared) with the node (not on a replay), for what its
  * forward keeps; false without memory */
-bool keep_header(ad_node *n)
+bool ad_wino_keep_header(ad_node *n)
 {
     if (n->op_data || n->id != n->g->nnodes)
         return true;
@@ -271,7 +271,7 @@ static char *kept_chunks(const ad_node *y, const wino_geom *w, size_t elem)
     int64_t want[KEEP_WORDS] = {0};
     keep_sign(want, w);
     if (!k || !k[KEEP_VALID] || memcmp(k + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) != 0 ||
-        !y->aux || y->aux_bytes < kept_end(y, w, elem))
+        !y->aux || y->aux_bytes < ad_wino_kept_end(y, w, elem))
         return NULL;
     return (char *)y->aux + kept_offset(y);
 }
@@ -939,10 +939,10 @@ static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
 
 /* conv (transpose = false: x = X, y = Y with the bias and ReLU of the op)
  * or conv_transpose (x = Y, the output gradient; y = X) by Winograd */
-void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K, const ad_node *Y,
-              bool transpose)
+void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                 const ad_node *Y, bool transpose)
 {
-    const wino_geom w = wino_make(q, transpose);
+    const wino_geom w = ad_wino_make(q, transpose);
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
@@ -956,7 +956,7 @@ void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K
     char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work;
     /* a weight gradient reads V from here (see kept_chunks) */
     int64_t *keep = transpose ? NULL : n->op_data;
-    char *kept = keep && n->aux && n->aux_bytes >= kept_end(n, &w, es)
+    char *kept = keep && n->aux && n->aux_bytes >= ad_wino_kept_end(n, &w, es)
                      ? (char *)n->aux + kept_offset(n)
                      : NULL;
     const size_t kept_step = kept ? (size_t)kept_chunk_elems(&w, es) * es : 0;
@@ -997,10 +997,10 @@ void wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K
  * transform is the weight gradient's (cheaper than wino4_input over its
  * Co channels), and the input-side one runs over the Ci channels of dx:
  * measured faster than the transposed correlation (docs/benchmarks.md).
- * Used where the forward geometry takes F(4×4) (transpose_by_adjoint). */
-bool transpose_by_adjoint(const conv_geom *q)
+ * Used where the forward geometry takes F(4×4) (ad_wino_transpose_by_adjoint). */
+bool ad_wino_transpose_by_adjoint(const conv_geom *q)
 {
-    const wino_geom w = wino_make(q, false);
+    const wino_geom w = ad_wino_make(q, false);
     return w.m == 4;
 }
 
@@ -1019,10 +1019,10 @@ static bool fuses_weight_grad(const ad_node *dx)
     return dx->op == AD_OP_CONV_TRANSPOSE && dx->ninputs == 3 && dx->op_data;
 }
 
-void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
-                      const ad_node *Y)
+void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                         const ad_node *Y)
 {
-    const wino_geom w = wino_make(q, false);
+    const wino_geom w = ad_wino_make(q, false);
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
@@ -1043,7 +1043,7 @@ void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad
         if (i0 == 0 || nb < chunk) /* its rows' places follow nb */
             memset(gbuf, 0, (size_t)(16 * nb * tiles) * es);
         wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
-        for (int64_t k = 0; kept && k < nk; k++) /* as wino_weight_grad */
+        for (int64_t k = 0; kept && k < nk; k++) /* as ad_wino_weight_grad */
             ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
                     m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
                     kept + (size_t)(i0 / chunk) * kept_step +
@@ -1065,10 +1065,10 @@ void wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad
 
 /* conv_weight_grad by Winograd: x = X (N, C, H, W), g = Y (N, O, OH, OW),
  * the weights' gradient into K (O, C, 3, 3) */
-void wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
-                      const ad_node *Y)
+void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
+                         const ad_node *Y)
 {
-    const wino_geom w = wino_make(q, false);
+    const wino_geom w = ad_wino_make(q, false);
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;

@@ -41,7 +41,7 @@ typedef struct local_info {
 } local_info;
 
 /* d loss/d v from the latest backward build through the loss, or NULL. */
-ad_node *grad_of(const ctx *c, const ad_node *v)
+ad_node *ad_dump_grad_of(const ctx *c, const ad_node *v)
 {
     if (!c->loss || v->id >= c->n || !c->anc[v->id])
         return NULL;
@@ -81,7 +81,7 @@ static int digits(const char *s)
  * shorter number it is not: sigmoid(10) = 0.9999546 prints 0.99995, not 1
  * (students would compute 1·(1 − 1) = 0). A relative difference below 1e-9
  * is rounding noise (1 − tanh²(0.8814) is 0.4999999999999999), printed 0.5. */
-void fmt_num(char *buf, size_t size, double v, int prec)
+void ad_dump_fmt_num(char *buf, size_t size, double v, int prec)
 {
     if (v == 0)
         v = 0; /* no "-0" */
@@ -95,10 +95,10 @@ void fmt_num(char *buf, size_t size, double v, int prec)
 }
 
 /* A number as a factor of a product: negative ones in parentheses. */
-void fmt_factor(char *buf, size_t size, double v, int prec)
+void ad_dump_fmt_factor(char *buf, size_t size, double v, int prec)
 {
     char num[40];
-    fmt_num(num, sizeof num, v, prec);
+    ad_dump_fmt_num(num, sizeof num, v, prec);
     snprintf(buf, size, num[0] == '-' ? "(%s)" : "%s", num);
 }
 
@@ -122,11 +122,11 @@ static bool derivative_name(const ctx *c, const ad_node *v, char *buf, size_t si
     buf[0] = '\0';
     put(buf, size, &k, "∂");
     put(buf, size, &k, sup[n]);
-    put_sym(c, buf, size, &k, base);
+    ad_dump_put_sym(c, buf, size, &k, base);
     put(buf, size, &k, "/");
     for (int i = 0; i < (same ? 1 : n); i++) {
         put(buf, size, &k, "∂");
-        put_sym(c, buf, size, &k, vars[i]);
+        ad_dump_put_sym(c, buf, size, &k, vars[i]);
         if (same)
             put(buf, size, &k, sup[n]);
     }
@@ -239,7 +239,7 @@ static bool simplify_model(ctx *c, const ad_node *output)
 static void mark_named(const ctx *c, unsigned char *named)
 {
     for (int64_t j = 0; j < c->n; j++) {
-        const ad_node *w = c->g->nodes[j], *gn = grad_of(c, w);
+        const ad_node *w = c->g->nodes[j], *gn = ad_dump_grad_of(c, w);
         if (w->deriv_of[0])
             named[c->alias[j]] = 1;
         if (gn && (gn->flags & NODE_TAPE) && gn->id < c->n)
@@ -268,7 +268,7 @@ static void make_symbols(ctx *c)
         if (*v->name)
             copy_utf8(s, SYM_LEN, v->name);
         else if ((v->op == AD_OP_CONST && v->numel == 1) || c->fold[i])
-            fmt_num(s, SYM_LEN, val(v, 0), 6);
+            ad_dump_fmt_num(s, SYM_LEN, val(v, 0), 6);
         else if ((v->flags & NODE_TAPE) || v->order > 0) {
             /* g₁, g₂, ...: subscripts, so no user name can be the same */
             static const char *const sub[] = {"₀", "₁", "₂", "₃", "₄", "₅", "₆", "₇", "₈", "₉"};
@@ -294,7 +294,7 @@ static void make_symbols(ctx *c)
     /* gradient nodes of an ad_backward pass are better known as ∂L/∂v
        (first, i.e. latest, wins) */
     for (int64_t i = c->n - 1; c->loss && i >= 0; i--) {
-        ad_node *v = c->g->nodes[i], *gn = grad_of(c, v);
+        ad_node *v = c->g->nodes[i], *gn = ad_dump_grad_of(c, v);
         if (!gn || *gn->name || !(gn->flags & NODE_TAPE) || gn->id >= c->n)
             continue;
         int64_t at = c->alias[gn->id];
@@ -337,7 +337,7 @@ static bool atomic(const char *s)
     return true;
 }
 
-void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n)
+void ad_dump_put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n)
 {
     const char *s = sym(c, n);
     bool paren = !atomic(s) || s[0] == '-';
@@ -375,18 +375,18 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
         double v;
         switch (*++p) {
         case 'Y':
-            put_sym(c, buf, size, &k, u);
+            ad_dump_put_sym(c, buf, size, &k, u);
             break;
         case 'A':
         case 'B':
         case 'C':
             if (*p - 'A' < u->ninputs)
-                put_sym(c, buf, size, &k, u->inputs[*p - 'A']);
+                ad_dump_put_sym(c, buf, size, &k, u->inputs[*p - 'A']);
             break;
         case 'a':
         case 'b':
             if (*p - 'a' < u->ninputs) {
-                put_sym(c, buf, size, &k, u->inputs[*p - 'a']);
+                ad_dump_put_sym(c, buf, size, &k, u->inputs[*p - 'a']);
                 if (u->iparam[*p - 'a'])
                     put(buf, size, &k, "ᵀ");
             }
@@ -399,7 +399,7 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
                     put(buf, size, &k, "−");
                 break;
             }
-            fmt_num(num, sizeof num, v, 6);
+            ad_dump_fmt_num(num, sizeof num, v, 6);
             put(buf, size, &k, num);
             break;
         case 'Q':
@@ -410,14 +410,14 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
                 put(buf, size, &k, v < 0 ? " − " : " + ");
                 v = fabs(v);
             }
-            fmt_num(num, sizeof num, v, 6);
+            ad_dump_fmt_num(num, sizeof num, v, 6);
             put(buf, size, &k, num);
             break;
         case 'R':
             v = u->fparam[0] - 1;
             if (v == 1 && unput(buf, &k, "^"))
                 break; /* a^1 is a */
-            fmt_num(num, sizeof num, v, 6);
+            ad_dump_fmt_num(num, sizeof num, v, 6);
             put(buf, size, &k, num);
             break;
         case 'X':
@@ -440,7 +440,7 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
                 if (*p == '*')
                     put(buf, size, &k, sym(c, u->inputs[i]));
                 else
-                    put_sym(c, buf, size, &k, u->inputs[i]);
+                    ad_dump_put_sym(c, buf, size, &k, u->inputs[i]);
             }
             break;
         default: /* not a marker: "@ " is the matrix product's @ */
@@ -470,7 +470,7 @@ static void derivative_template(int op, int k, char *buf, size_t size)
 }
 
 /* The definition of a node in terms of its inputs' symbols: "t3 + b". */
-void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
+void ad_dump_definition(const ctx *c, const ad_node *u, char *buf, size_t size)
 {
     /* a product by the constant −1 of a gradient build is a negation */
     for (int k = 0; u->op == AD_OP_MUL && k < 2; k++) {
@@ -479,7 +479,7 @@ void definition(const ctx *c, const ad_node *u, char *buf, size_t size)
             size_t pos = 0;
             buf[0] = '\0';
             put(buf, size, &pos, "−");
-            put_sym(c, buf, size, &pos, u->inputs[1 - k]);
+            ad_dump_put_sym(c, buf, size, &pos, u->inputs[1 - k]);
             return;
         }
     }
@@ -654,10 +654,10 @@ static void local_free(const ad_graph *g, const ad_node *u, local_info *li)
 
 /* Does gradient flow from user u back into its input k? EDGE_ZERO marks a
  * derivative that is 0 by the op's rule (a step): the engine sends nothing. */
-int edge_kind(const ctx *c, const ad_node *u, int k)
+int ad_dump_edge_kind(const ctx *c, const ad_node *u, int k)
 {
     const ad_node *in = u->inputs[k];
-    if (!grad_of(c, u) || !(in->flags & NODE_REQGRAD))
+    if (!ad_dump_grad_of(c, u) || !(in->flags & NODE_REQGRAD))
         return EDGE_NONE;
     const local_info *li = local_of(c, u);
     if (li && !li->gives[k] && zero_text(u, k))
@@ -687,7 +687,7 @@ static bool broadcast_axes(const ad_node *u, const ad_node *in, char *buf, size_
     return k > 0;
 }
 
-void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
+void ad_dump_edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
 {
     (void)u;
     zfree(g, e->contrib, sizeof(double) * (size_t)in->numel);
@@ -695,11 +695,11 @@ void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e)
 }
 
 /* Fills e for the edge input k -> u. false: out of memory. */
-bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
+bool ad_dump_edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
 {
     const ad_node *in = u->inputs[k];
     memset(e, 0, sizeof *e);
-    e->kind = edge_kind(c, u, k);
+    e->kind = ad_dump_edge_kind(c, u, k);
     char t[DEF_LEN];
     derivative_template(u->op, k, t, sizeof t);
     subst(c, u, t, e->rule, sizeof e->rule);
@@ -710,7 +710,7 @@ bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
         broadcast_axes(u, in, e->axes, sizeof e->axes);
 
     ad_graph *g = c->g;
-    ad_node *gn = e->kind != EDGE_NONE ? grad_of(c, u) : NULL;
+    ad_node *gn = e->kind != EDGE_NONE ? ad_dump_grad_of(c, u) : NULL;
     if (li && (li->gives[k] || zero_text(u, k))) {
         e->has_local = true;
         e->local = li->local + (size_t)k * (size_t)u->numel;
@@ -720,9 +720,9 @@ bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
             char s[SYM_LEN + 2], x[48], d[48];
             size_t ks = 0;
             s[0] = '\0';
-            put_sym(c, s, sizeof s, &ks, in);
-            fmt_num(x, sizeof x, val(in, bcast_index(u, in, i)), 6);
-            fmt_num(d, sizeof d, e->local[i], 6);
+            ad_dump_put_sym(c, s, sizeof s, &ks, in);
+            ad_dump_fmt_num(x, sizeof x, val(in, bcast_index(u, in, i)), 6);
+            ad_dump_fmt_num(d, sizeof d, e->local[i], 6);
             snprintf(e->undef_note, sizeof e->undef_note, "undefined at %s = %s (engine uses %s)",
                      s, x, d);
         }
@@ -736,7 +736,7 @@ bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e)
         }
     } else if (gn && c->uses[in->id] == 1) {
         /* the only use: its contribution is the whole gradient */
-        ad_node *gi = grad_of(c, in);
+        ad_node *gi = ad_dump_grad_of(c, in);
         if (gi) {
             e->contrib = zalloc(g, sizeof(double) * (size_t)in->numel);
             if (!e->contrib)
@@ -776,7 +776,7 @@ static int64_t count_edges(const ad_graph *g, int64_t n)
     return e;
 }
 
-void ctx_free_all(ctx *c)
+void ad_dump_ctx_free_all(ctx *c)
 {
     int64_t e = count_edges(c->g, c->n);
     zfree(c->g, c->uid, sizeof(int64_t) * (size_t)e);
@@ -785,7 +785,7 @@ void ctx_free_all(ctx *c)
 }
 
 /* output: the node the picture is restricted to (NULL: the whole graph) */
-bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec)
+bool ad_dump_ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec)
 {
     memset(c, 0, sizeof *c);
     c->g = g;
@@ -806,7 +806,7 @@ bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int pre
     c->fold = zalloc(g, n);
     if (!c->anc || !c->step || !c->uses || !c->ustart || !c->uid || !c->uk || !c->sym || !c->li ||
         !c->alias || !c->fold) {
-        ctx_free_all(c);
+        ad_dump_ctx_free_all(c);
         ad_fail(g, "dump: out of memory");
         return false;
     }
@@ -832,16 +832,16 @@ bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int pre
                     c->anc[g->nodes[i]->inputs[k]->id] = 1;
         for (int64_t i = loss->id; i >= 0; i--) {
             ad_node *v = g->nodes[i];
-            if (grad_of(c, v))
+            if (ad_dump_grad_of(c, v))
                 c->step[i] = ++c->nsteps;
             for (int k = 0; k < v->ninputs; k++)
-                if (edge_kind(c, v, k) == EDGE_FLOWS)
+                if (ad_dump_edge_kind(c, v, k) == EDGE_FLOWS)
                     c->uses[v->inputs[k]->id]++;
         }
     }
-    c->grads = loss && grad_of(c, loss);
+    c->grads = loss && ad_dump_grad_of(c, loss);
     if (!simplify_model(c, output)) {
-        ctx_free_all(c);
+        ad_dump_ctx_free_all(c);
         ad_fail(g, "dump: out of memory");
         return false;
     }
@@ -852,14 +852,14 @@ bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int pre
 /* ------------------------------------------------------------ formatting */
 
 /* Values of a tensor: in full when small, else summarized. */
-void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
-                int prec)
+void ad_dump_fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
+                        int prec)
 {
     size_t k = 0;
     char num[40];
     buf[0] = '\0';
     if (n == 1) {
-        fmt_num(buf, size, v[0], prec);
+        ad_dump_fmt_num(buf, size, v[0], prec);
         return;
     }
     if (n <= AD_DUMP_INLINE_MAX) {
@@ -868,7 +868,7 @@ void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v
         for (int64_t i = 0; i < n; i++) {
             if (i)
                 put(buf, size, &k, last && i % last == 0 ? "; " : ", ");
-            fmt_num(num, sizeof num, v[i], prec);
+            ad_dump_fmt_num(num, sizeof num, v[i], prec);
             put(buf, size, &k, num);
         }
         put(buf, size, &k, "]");
@@ -883,15 +883,15 @@ void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v
     }
     char a[32], b[32], m[32], r[32];
     prec = prec > 4 ? prec : 3; /* summaries are approximate anyway */
-    fmt_num(m, sizeof m, n ? sum / (double)n : 0, prec);
-    fmt_num(a, sizeof a, lo, prec);
-    fmt_num(b, sizeof b, hi, prec);
-    fmt_num(r, sizeof r, sqrt(sq), prec);
+    ad_dump_fmt_num(m, sizeof m, n ? sum / (double)n : 0, prec);
+    ad_dump_fmt_num(a, sizeof a, lo, prec);
+    ad_dump_fmt_num(b, sizeof b, hi, prec);
+    ad_dump_fmt_num(r, sizeof r, sqrt(sq), prec);
     snprintf(buf, size, "mean %s, range [%s, %s], ‖·‖ %s", m, a, b, r);
 }
 
 /* Node values into a fresh double array. */
-double *values_of(const ctx *c, const ad_node *n)
+double *ad_dump_values_of(const ctx *c, const ad_node *n)
 {
     double *v = zalloc(c->g, sizeof(double) * (size_t)n->numel);
     if (v)
@@ -900,21 +900,21 @@ double *values_of(const ctx *c, const ad_node *n)
     return v;
 }
 
-void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
-                     const ad_node *shape_of)
+void ad_dump_fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
+                             const ad_node *shape_of)
 {
-    double *v = values_of(c, n);
+    double *v = ad_dump_values_of(c, n);
     if (!v) {
         snprintf(buf, size, "?");
         return;
     }
-    fmt_values(buf, size, shape_of, v, n->numel, c->prec);
+    ad_dump_fmt_values(buf, size, shape_of, v, n->numel, c->prec);
     zfree(c->g, v, sizeof(double) * (size_t)n->numel);
 }
 
 /* The tag of a leaf: data and constants are told apart from the variables
  * (trainable leaves, which the colour shows and which need no tag). */
-const char *leaf_kind(const ad_node *v)
+const char *ad_dump_leaf_kind(const ad_node *v)
 {
     if (v->flags & NODE_TRAINABLE)
         return "variable";
@@ -924,7 +924,7 @@ const char *leaf_kind(const ad_node *v)
 }
 
 /* The fan-out sum "0.5 + 0.5" of a scalar's incoming contributions. */
-bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
+bool ad_dump_fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
 {
     size_t k = 0;
     buf[0] = '\0';
@@ -932,19 +932,19 @@ bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size)
         return false;
     for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
         const ad_node *u = c->g->nodes[c->uid[j]];
-        if (u->id >= c->n || edge_kind(c, u, c->uk[j]) != EDGE_FLOWS)
+        if (u->id >= c->n || ad_dump_edge_kind(c, u, c->uk[j]) != EDGE_FLOWS)
             continue;
         edge_info e;
-        if (!edge_compute(c, u, c->uk[j], &e)) {
-            edge_free(c->g, u, v, &e);
+        if (!ad_dump_edge_compute(c, u, c->uk[j], &e)) {
+            ad_dump_edge_free(c->g, u, v, &e);
             return false;
         }
         char num[40];
         if (e.contrib)
-            fmt_num(num, sizeof num, e.contrib[0], c->prec);
+            ad_dump_fmt_num(num, sizeof num, e.contrib[0], c->prec);
         else
             snprintf(num, sizeof num, "?");
-        edge_free(c->g, u, v, &e);
+        ad_dump_edge_free(c->g, u, v, &e);
         if (k)
             put(buf, size, &k, " + ");
         put(buf, size, &k, num);
@@ -965,10 +965,10 @@ int ad_dump_symbol(ad_node *loss, const ad_node *n, char *buf, size_t size)
         return -1;
     }
     ctx c;
-    if (!ctx_init(&c, g, loss, loss, 6))
+    if (!ad_dump_ctx_init(&c, g, loss, loss, 6))
         return -1;
     copy_utf8(buf, size, sym(&c, g->nodes[c.alias[n->id]]));
-    ctx_free_all(&c);
+    ad_dump_ctx_free_all(&c);
     return 0;
 }
 
@@ -985,7 +985,7 @@ dump_model *ad_dump_model_new(ad_graph *g, ad_node *loss, int prec)
         ad_fail(g, "dump: out of memory");
         return NULL;
     }
-    if (!ctx_init(&m->c, g, loss, loss, prec)) {
+    if (!ad_dump_ctx_init(&m->c, g, loss, loss, prec)) {
         zfree(g, m, sizeof *m);
         return NULL;
     }
@@ -997,7 +997,7 @@ void ad_dump_model_free(dump_model *m)
     if (!m)
         return;
     ad_graph *g = m->c.g;
-    ctx_free_all(&m->c);
+    ad_dump_ctx_free_all(&m->c);
     zfree(g, m, sizeof *m);
 }
 
@@ -1017,15 +1017,15 @@ const char *ad_dump_model_symbol(const dump_model *m, const ad_node *v) { return
 
 const ad_node *ad_dump_model_grad(const dump_model *m, const ad_node *v)
 {
-    return grad_of(&m->c, v);
+    return ad_dump_grad_of(&m->c, v);
 }
 
 int ad_dump_model_edge(const dump_model *m, const ad_node *u, int k, dump_edge *e)
 {
     edge_info info;
     memset(e, 0, sizeof *e);
-    if (!edge_compute(&m->c, u, k, &info)) {
-        edge_free(m->c.g, u, u->inputs[k], &info);
+    if (!ad_dump_edge_compute(&m->c, u, k, &info)) {
+        ad_dump_edge_free(m->c.g, u, u->inputs[k], &info);
         ad_fail(m->c.g, "dump: out of memory");
         return -1;
     }
@@ -1046,13 +1046,13 @@ void ad_dump_model_edge_free(const dump_model *m, const ad_node *u, int k, dump_
 void ad_dump_model_format(const dump_model *m, const ad_node *shape_of, const double *v, int64_t n,
                           char *buf, size_t size)
 {
-    fmt_values(buf, size, shape_of, v, n, m->c.prec);
+    ad_dump_fmt_values(buf, size, shape_of, v, n, m->c.prec);
 }
 
 void ad_dump_model_definition(const dump_model *m, const ad_node *v, char *buf, size_t size)
 {
     if (ad_ops[v->op].kind == AD_KIND_LEAF)
-        snprintf(buf, size, "%s", leaf_kind(v));
+        snprintf(buf, size, "%s", ad_dump_leaf_kind(v));
     else
-        definition(&m->c, v, buf, size);
+        ad_dump_definition(&m->c, v, buf, size);
 }

@@ -68,7 +68,7 @@ static bool nonfinite(const ctx *c, const ad_node *v)
     for (int64_t i = 0; i < v->numel; i++)
         if (!isfinite(val(v, i)))
             return true;
-    const ad_node *gn = grad_of(c, v);
+    const ad_node *gn = ad_dump_grad_of(c, v);
     for (int64_t i = 0; gn && i < gn->numel; i++)
         if (!isfinite(val(gn, i)))
             return true;
@@ -121,9 +121,9 @@ static void node_header(const ctx *c, FILE *out, const ad_node *v, unsigned flag
         if (v->flags & NODE_TRAINABLE)
             snprintf(text, sizeof text, "%s", sym(c, v));
         else
-            snprintf(text, sizeof text, "%s  (%s)", sym(c, v), leaf_kind(v));
+            snprintf(text, sizeof text, "%s  (%s)", sym(c, v), ad_dump_leaf_kind(v));
     } else {
-        definition(c, v, def, sizeof def);
+        ad_dump_definition(c, v, def, sizeof def);
         snprintf(text, sizeof text, "%s = %s", sym(c, v), def);
     }
     row(out, header_color(c, v), text, true);
@@ -164,16 +164,16 @@ static void dot_forward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags
     char text[3 * TEXT_LEN], vals[TEXT_LEN];
     bool compact = flags & AD_DUMP_COMPACT;
     node_header(c, out, v, flags);
-    ad_node *gn = (flags & AD_DUMP_GRADS) && c->grads ? grad_of(c, v) : NULL;
+    ad_node *gn = (flags & AD_DUMP_GRADS) && c->grads ? ad_dump_grad_of(c, v) : NULL;
     if (flags & AD_DUMP_VALUES) {
-        fmt_node_values(c, vals, sizeof vals, v, v);
+        ad_dump_fmt_node_values(c, vals, sizeof vals, v, v);
         snprintf(text, sizeof text, "value %s", vals);
         if (!(compact && gn))
             row(out, NULL, text, false);
     }
     if (gn) {
         char sum[TEXT_LEN], g[TEXT_LEN];
-        fmt_node_values(c, g, sizeof g, gn, v);
+        ad_dump_fmt_node_values(c, g, sizeof g, gn, v);
         size_t k = 0;
         text[0] = '\0';
         if (compact && (flags & AD_DUMP_VALUES)) {
@@ -183,7 +183,7 @@ static void dot_forward_node(ctx *c, FILE *out, const ad_node *v, unsigned flags
         }
         put(text, sizeof text, &k, "grad ");
         put(text, sizeof text, &k, g);
-        if (fanout_sum(c, v, sum, sizeof sum)) {
+        if (ad_dump_fanout_sum(c, v, sum, sizeof sum)) {
             put(text, sizeof text, &k, " = ");
             put(text, sizeof text, &k, sum);
         }
@@ -231,8 +231,8 @@ static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
     bool derivs = (flags & AD_DUMP_GRADS) && ad_ops[u->op].kind != AD_KIND_LEAF &&
                   (u->order == 0 || c->grads);
     if (derivs) {
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, in, &e);
+        if (!ad_dump_edge_compute(c, u, k, &e)) {
+            ad_dump_edge_free(c->g, u, in, &e);
             return;
         }
         if (repeated) {
@@ -245,14 +245,14 @@ static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
             char a[SYM_LEN + 2], b[SYM_LEN + 2];
             size_t ka = 0, kb = 0;
             a[0] = b[0] = '\0';
-            put_sym(c, a, sizeof a, &ka, u);
-            put_sym(c, b, sizeof b, &kb, in);
+            ad_dump_put_sym(c, a, sizeof a, &ka, u);
+            ad_dump_put_sym(c, b, sizeof b, &kb, in);
             snprintf(head, sizeof head, "∂%s/∂%s", a, b);
         }
         if (!differentiable)
             snprintf(line, sizeof line, "%s", e.rule);
         else if (e.has_local && u->numel == 1) {
-            fmt_num(vals, sizeof vals, e.local[0], c->prec);
+            ad_dump_fmt_num(vals, sizeof vals, e.local[0], c->prec);
             if (strcmp(vals, e.rule) == 0)
                 snprintf(line, sizeof line, "%s = %s", head, e.rule);
             else
@@ -275,14 +275,14 @@ static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
             snprintf(line, sizeof line, "\nbroadcast: gradient summed over axes %s", e.axes);
             put(label, sizeof label, &pos, line);
         }
-        ad_node *gn = grad_of(c, u);
+        ad_node *gn = ad_dump_grad_of(c, u);
         const char *word = compact ? "\n" : "\ncontribution ";
         if (e.kind != EDGE_NONE && e.contrib) {
-            fmt_values(vals, sizeof vals, in, e.contrib, in->numel, c->prec);
+            ad_dump_fmt_values(vals, sizeof vals, in, e.contrib, in->numel, c->prec);
             if (u->numel == 1 && in->numel == 1 && e.has_local && gn) {
                 char up[48], lo[48];
-                fmt_factor(up, sizeof up, val(gn, 0), c->prec);
-                fmt_factor(lo, sizeof lo, e.local[0], c->prec);
+                ad_dump_fmt_factor(up, sizeof up, val(gn, 0), c->prec);
+                ad_dump_fmt_factor(lo, sizeof lo, e.local[0], c->prec);
                 snprintf(line, sizeof line, "%s%s × %s = %s", word, up, lo, vals);
             } else {
                 snprintf(line, sizeof line, "%s%s", word, vals);
@@ -315,7 +315,7 @@ static void dot_edge(ctx *c, FILE *out, const ad_node *u, int k, unsigned flags)
             label[0] = '\0';
             c->legend |= one ? LEGEND_ONE : 0;
         }
-        edge_free(c->g, u, in, &e);
+        ad_dump_edge_free(c->g, u, in, &e);
     } else if (repeated) {
         snprintf(line, sizeof line, "input %d", k + 1);
         put(label, sizeof label, &pos, line);
@@ -342,7 +342,7 @@ static void dot_backward_node(ctx *c, FILE *out, const ad_node *v, unsigned flag
     char text[3 * TEXT_LEN], vals[TEXT_LEN];
     node_header(c, out, v, flags);
     if (flags & AD_DUMP_VALUES) {
-        fmt_node_values(c, vals, sizeof vals, v, v);
+        ad_dump_fmt_node_values(c, vals, sizeof vals, v, v);
         snprintf(text, sizeof text, "value %s", vals);
         row(out, NULL, text, false);
     }
@@ -454,14 +454,14 @@ int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts
     if (!loss && g->ntapes > 0)
         loss = g->tapes[g->ntapes - 1].loss;
     ctx c;
-    if (!ctx_init(&c, g, loss, output, 4))
+    if (!ad_dump_ctx_init(&c, g, loss, output, 4))
         return -1;
     c.opts = o;
     /* which nodes are drawn: 1 forward (and ad_grad results), 2 backward,
        4 a forward node a backward node reads, drawn small */
     unsigned char *draw = zalloc(g, (size_t)c.n);
     if (!draw) {
-        ctx_free_all(&c);
+        ad_dump_ctx_free_all(&c);
         ad_fail(g, "ad_dump_dot: out of memory");
         return -1;
     }
@@ -565,7 +565,7 @@ int ad_dump_dot_opts(ad_graph *g, ad_node *output, FILE *out, const ad_dump_opts
     dot_legend(&c, out, top_down);
     fprintf(out, "}\n");
     zfree(g, draw, (size_t)c.n);
-    ctx_free_all(&c);
+    ad_dump_ctx_free_all(&c);
     if (fflush(out) != 0 || ferror(out)) {
         ad_fail(g, "ad_dump_dot: write error");
         return -1;

@@ -72,8 +72,8 @@ void ad_dump_html_text(FILE *out, const char *s);
 #define DEF_LEN 200
 #define TEXT_LEN 512
 
-/* The dumps' reading of a graph (dump.c): made by ctx_init, freed by
- * ctx_free_all, both with the graph's allocator. */
+/* The dumps' reading of a graph (dump.c): made by ad_dump_ctx_init, freed by
+ * ad_dump_ctx_free_all, both with the graph's allocator. */
 typedef struct {
     ad_graph *g;
     ad_node *loss;      /* whose gradients are shown; NULL: values only */
@@ -97,7 +97,7 @@ typedef struct {
 
 enum { EDGE_NONE, EDGE_FLOWS, EDGE_ZERO };
 
-/* What the edge from input k of a user carries back (edge_compute). */
+/* What the edge from input k of a user carries back (ad_dump_edge_compute). */
 typedef struct {
     int kind;            /* EDGE_* */
     bool has_local;      /* an elementwise rule: local[] is valid */
@@ -147,24 +147,24 @@ static inline void put(char *buf, size_t size, size_t *k, const char *text)
 }
 
 /* dump.c: the model (each is described at its definition) */
-bool ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec);
-void ctx_free_all(ctx *c);
-ad_node *grad_of(const ctx *c, const ad_node *v);
-void put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n);
-void definition(const ctx *c, const ad_node *u, char *buf, size_t size);
-const char *leaf_kind(const ad_node *v);
-int edge_kind(const ctx *c, const ad_node *u, int k);
-bool edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e);
-void edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e);
-bool fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size);
+bool ad_dump_ctx_init(ctx *c, ad_graph *g, ad_node *loss, const ad_node *output, int prec);
+void ad_dump_ctx_free_all(ctx *c);
+ad_node *ad_dump_grad_of(const ctx *c, const ad_node *v);
+void ad_dump_put_sym(const ctx *c, char *buf, size_t size, size_t *k, const ad_node *n);
+void ad_dump_definition(const ctx *c, const ad_node *u, char *buf, size_t size);
+const char *ad_dump_leaf_kind(const ad_node *v);
+int ad_dump_edge_kind(const ctx *c, const ad_node *u, int k);
+bool ad_dump_edge_compute(const ctx *c, const ad_node *u, int k, edge_info *e);
+void ad_dump_edge_free(ad_graph *g, const ad_node *u, const ad_node *in, edge_info *e);
+bool ad_dump_fanout_sum(const ctx *c, const ad_node *v, char *buf, size_t size);
 
 /* dump.c: numbers as the dumps print them */
-void fmt_num(char *buf, size_t size, double v, int prec);
-void fmt_factor(char *buf, size_t size, double v, int prec);
-void fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
-                int prec);
-void fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
-                     const ad_node *shape_of);
-double *values_of(const ctx *c, const ad_node *n);
+void ad_dump_fmt_num(char *buf, size_t size, double v, int prec);
+void ad_dump_fmt_factor(char *buf, size_t size, double v, int prec);
+void ad_dump_fmt_values(char *buf, size_t size, const ad_node *shape_of, const double *v, int64_t n,
+                        int prec);
+void ad_dump_fmt_node_values(const ctx *c, char *buf, size_t size, const ad_node *n,
+                             const ad_node *shape_of);
+double *ad_dump_values_of(const ctx *c, const ad_node *n);
 
 #endif

@@ -60,7 +60,7 @@ static void json_values(FILE *out, const double *v, int64_t n, bool scalar)
 
 static void json_node_values(const ctx *c, FILE *out, const ad_node *n)
 {
-    double *v = values_of(c, n);
+    double *v = ad_dump_values_of(c, n);
     if (!v) {
         fputs("null", out);
         return;
@@ -72,16 +72,16 @@ static void json_node_values(const ctx *c, FILE *out, const ad_node *n)
 static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
 {
     char def[DEF_LEN], vals[TEXT_LEN], sh[96];
-    const ad_node *gn = grad_of(c, v);
-    fmt_node_values(c, vals, sizeof vals, v, v);
+    const ad_node *gn = ad_dump_grad_of(c, v);
+    ad_dump_fmt_node_values(c, vals, sizeof vals, v, v);
     shape_text(v, sh, sizeof sh);
     fprintf(out, "step %lld: ", (long long)c->step[v->id]);
     if (ad_ops[v->op].kind == AD_KIND_LEAF && (v->flags & NODE_TRAINABLE)) {
         fprintf(out, "%s = %s", sym(c, v), vals);
     } else if (ad_ops[v->op].kind == AD_KIND_LEAF) {
-        fprintf(out, "%s (%s) = %s", sym(c, v), leaf_kind(v), vals);
+        fprintf(out, "%s (%s) = %s", sym(c, v), ad_dump_leaf_kind(v), vals);
     } else {
-        definition(c, v, def, sizeof def);
+        ad_dump_definition(c, v, def, sizeof def);
         fprintf(out, "%s = %s = %s", sym(c, v), def, vals);
     }
     fprintf(out, "%s%s%s\n", v->ndim ? "  " : "", v->ndim ? sh : "", "");
@@ -96,15 +96,15 @@ static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
     for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
         const ad_node *u = c->g->nodes[c->uid[j]];
         int k = c->uk[j];
-        if (edge_kind(c, u, k) != EDGE_FLOWS)
+        if (ad_dump_edge_kind(c, u, k) != EDGE_FLOWS)
             continue;
         edge_info e;
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, v, &e);
+        if (!ad_dump_edge_compute(c, u, k, &e)) {
+            ad_dump_edge_free(c->g, u, v, &e);
             *ok = false;
             return;
         }
-        const ad_node *gu = grad_of(c, u);
+        const ad_node *gu = ad_dump_grad_of(c, u);
         char us[SYM_LEN + 2], vs[SYM_LEN + 2], loc[48], up[48], lf[48], con[TEXT_LEN];
         char which[32] = "";
         for (int j2 = 0; j2 < u->ninputs; j2++)
@@ -112,16 +112,16 @@ static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
                 snprintf(which, sizeof which, " (input %d)", k + 1);
         size_t ku = 0, kv = 0;
         us[0] = vs[0] = '\0';
-        put_sym(c, us, sizeof us, &ku, u);
-        put_sym(c, vs, sizeof vs, &kv, v);
+        ad_dump_put_sym(c, us, sizeof us, &ku, u);
+        ad_dump_put_sym(c, vs, sizeof vs, &kv, v);
         if (e.contrib)
-            fmt_values(con, sizeof con, v, e.contrib, v->numel, c->prec);
+            ad_dump_fmt_values(con, sizeof con, v, e.contrib, v->numel, c->prec);
         else
             snprintf(con, sizeof con, "(see the sum)");
         if (e.has_local && u->numel == 1 && v->numel == 1) {
-            fmt_num(loc, sizeof loc, e.local[0], c->prec);
-            fmt_factor(lf, sizeof lf, e.local[0], c->prec);
-            fmt_factor(up, sizeof up, val(gu, 0), c->prec);
+            ad_dump_fmt_num(loc, sizeof loc, e.local[0], c->prec);
+            ad_dump_fmt_factor(lf, sizeof lf, e.local[0], c->prec);
+            ad_dump_fmt_factor(up, sizeof up, val(gu, 0), c->prec);
             fprintf(out, "  ∂%s/∂%s%s = %s", us, vs, which, e.rule);
             if (strcmp(loc, e.rule) != 0)
                 fprintf(out, " = %s", loc);
@@ -137,27 +137,27 @@ static void trace_step_text(const ctx *c, FILE *out, const ad_node *v, bool *ok)
             fprintf(out, "  [broadcast: summed over axes %s]", e.axes);
         fputc('\n', out);
         nterms++;
-        edge_free(c->g, u, v, &e);
+        ad_dump_edge_free(c->g, u, v, &e);
     }
     if (nterms > 1) {
-        fmt_node_values(c, vals, sizeof vals, gn, v);
+        ad_dump_fmt_node_values(c, vals, sizeof vals, gn, v);
         char terms[TEXT_LEN];
-        fanout_sum(c, v, terms, sizeof terms);
+        ad_dump_fanout_sum(c, v, terms, sizeof terms);
         fprintf(out, "  fan-out: ∂L/∂%s = %s = %s\n", sym(c, v), v->numel == 1 ? terms : "Σ", vals);
     }
 zero_edges:
     for (int k = 0; k < v->ninputs; k++)
-        if (edge_kind(c, v, k) == EDGE_ZERO) {
+        if (ad_dump_edge_kind(c, v, k) == EDGE_ZERO) {
             edge_info e;
-            if (!edge_compute(c, v, k, &e)) {
-                edge_free(c->g, v, v->inputs[k], &e);
+            if (!ad_dump_edge_compute(c, v, k, &e)) {
+                ad_dump_edge_free(c->g, v, v->inputs[k], &e);
                 *ok = false;
                 return;
             }
             fprintf(out, "  ∂%s/∂%s = 0%s%s: the gradient stops here, nothing reaches %s\n",
                     sym(c, v), sym(c, v->inputs[k]), e.undefined ? " and " : "",
                     e.undefined ? e.undef_note : "", sym(c, v->inputs[k]));
-            edge_free(c->g, v, v->inputs[k], &e);
+            ad_dump_edge_free(c->g, v, v->inputs[k], &e);
         }
 }
 
@@ -170,7 +170,7 @@ static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
     fprintf(out, ", \"op\": ");
     json_str(out, ad_ops[v->op].name);
     if (ad_ops[v->op].kind != AD_KIND_LEAF) {
-        definition(c, v, def, sizeof def);
+        ad_dump_definition(c, v, def, sizeof def);
         fprintf(out, ", \"definition\": ");
         json_str(out, def);
     }
@@ -180,17 +180,17 @@ static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
     fprintf(out, "], \"value\": ");
     json_node_values(c, out, v);
     fprintf(out, ", \"grad\": ");
-    json_node_values(c, out, grad_of(c, v));
+    json_node_values(c, out, ad_dump_grad_of(c, v));
     fprintf(out, ", \"terms\": [");
     int nt = 0;
     for (int64_t j = c->ustart[v->id]; j < c->ustart[v->id + 1]; j++) {
         const ad_node *u = c->g->nodes[c->uid[j]];
         int k = c->uk[j];
-        if (v == c->loss || edge_kind(c, u, k) != EDGE_FLOWS)
+        if (v == c->loss || ad_dump_edge_kind(c, u, k) != EDGE_FLOWS)
             continue;
         edge_info e;
-        if (!edge_compute(c, u, k, &e)) {
-            edge_free(c->g, u, v, &e);
+        if (!ad_dump_edge_compute(c, u, k, &e)) {
+            ad_dump_edge_free(c->g, u, v, &e);
             *ok = false;
             return;
         }
@@ -204,7 +204,7 @@ static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
             json_values(out, e.local, u->numel, scalar);
         }
         fprintf(out, ", \"upstream\": ");
-        json_node_values(c, out, grad_of(c, u));
+        json_node_values(c, out, ad_dump_grad_of(c, u));
         fprintf(out, ", \"contribution\": ");
         if (e.contrib)
             json_values(out, e.contrib, v->numel, v->numel == 1);
@@ -219,7 +219,7 @@ static void trace_step_json(const ctx *c, FILE *out, const ad_node *v, bool *ok)
             json_str(out, e.axes);
         }
         fputc('}', out);
-        edge_free(c->g, u, v, &e);
+        ad_dump_edge_free(c->g, u, v, &e);
     }
     fprintf(out, "]}");
 }
@@ -239,10 +239,10 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
     }
     ctx c;
     bool json = flags & AD_TRACE_JSON;
-    if (!ctx_init(&c, g, loss, loss, json ? 17 : 6))
+    if (!ad_dump_ctx_init(&c, g, loss, loss, json ? 17 : 6))
         return -1;
-    if (!grad_of(&c, loss)) {
-        ctx_free_all(&c);
+    if (!ad_dump_grad_of(&c, loss)) {
+        ad_dump_ctx_free_all(&c);
         ad_fail(g, "ad_trace: no backward pass through '%s': call ad_backward first", loss->name);
         return -1;
     }
@@ -259,7 +259,7 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         else
             fprintf(out, "chain-rule trace of L = %s = ", sym(&c, loss));
         char v[40];
-        fmt_num(v, sizeof v, val(loss, 0), c.prec);
+        ad_dump_fmt_num(v, sizeof v, val(loss, 0), c.prec);
         fprintf(out, "%s: %lld backward step%s, in the order the engine visits the nodes\n", v,
                 (long long)c.nsteps, c.nsteps == 1 ? "" : "s");
     }
@@ -287,7 +287,7 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         ad_node *v = g->nodes[i];
         if (!(v->flags & NODE_TRAINABLE) || !c.anc[i])
             continue;
-        ad_node *gn = grad_of(&c, v);
+        ad_node *gn = ad_dump_grad_of(&c, v);
         double *grad = zalloc(g, sizeof(double) * (size_t)v->numel);
         double *fd = zalloc(g, sizeof(double) * (size_t)v->numel);
         if (!grad || !fd) {
@@ -347,11 +347,11 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
             fputc('}', out);
         } else {
             char gs[TEXT_LEN], fs[TEXT_LEN], ds[40];
-            fmt_values(gs, sizeof gs, v, grad, v->numel, c.prec);
+            ad_dump_fmt_values(gs, sizeof gs, v, grad, v->numel, c.prec);
             fprintf(out, "  ∂L/∂%s = %s%s", sym(&c, v), gs, gn ? "" : " (no gradient reaches it)");
             if (nfd) {
-                fmt_values(fs, sizeof fs, v, fd, nfd, c.prec);
-                fmt_num(ds, sizeof ds, maxdiff, 2);
+                ad_dump_fmt_values(fs, sizeof fs, v, fd, nfd, c.prec);
+                ad_dump_fmt_num(ds, sizeof ds, maxdiff, 2);
                 fprintf(out, "   finite difference %s%s (|diff| %s)%s%s", fs,
                         nfd < v->numel ? " (first 64)" : "", ds, *verdict ? ": " : "", verdict);
             }
@@ -363,7 +363,7 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
     }
     if (json)
         fprintf(out, "\n  ]\n}\n");
-    ctx_free_all(&c);
+    ad_dump_ctx_free_all(&c);
     if (!ok) {
         ad_fail(g, "ad_trace: out of memory");
         return -1;

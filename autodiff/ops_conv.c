@@ -270,11 +270,11 @@ static bool same_params(const ad_node *a, const ad_node *b)
  * after it */
 static bool conv_scratch(ad_node *n, const conv_geom *q)
 {
-    if (use_winograd(n, q)) {
-        const bool adjoint = n->op == AD_OP_CONV_TRANSPOSE && transpose_by_adjoint(q);
-        const wino_geom w = wino_make(q, n->op == AD_OP_CONV_TRANSPOSE && !adjoint);
+    if (ad_wino_use(n, q)) {
+        const bool adjoint = n->op == AD_OP_CONV_TRANSPOSE && ad_wino_transpose_by_adjoint(q);
+        const wino_geom w = ad_wino_make(q, n->op == AD_OP_CONV_TRANSPOSE && !adjoint);
         const size_t du = adjoint && n->ninputs == 3 ? (size_t)(w.nk * w.Co * w.Ci) : 0;
-        return ad_scratch(n->g, (wino_scratch_elems(&w, n->g->elem) + du) * n->g->elem);
+        return ad_scratch(n->g, (ad_wino_scratch_elems(&w, n->g->elem) + du) * n->g->elem);
     }
     const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL; /* the output is never t */
     if (is_pointwise(q) && !pool)
@@ -324,7 +324,7 @@ bool shape_conv(ad_node *n)
     }
     q.OH = out_size(q.H, q.KH, q.sh, q.ph, q.dh);
     q.OW = out_size(q.W, q.KW, q.sw, q.pw, q.dw);
-    if (use_winograd(n, &q) && !keep_header(n)) /* where a weight gradient may keep V */
+    if (ad_wino_use(n, &q) && !ad_wino_keep_header(n)) /* where a weight gradient may keep V */
         return false;
     if (n->op == AD_OP_CONV_BIAS_RELU_POOL) { /* 2×2 windows, stride 2: (N, O, OH/2, OW/2) */
         if (x->ndim != 4 || q.OH < 2 || q.OW < 2) {
@@ -348,7 +348,7 @@ static bool fused_operand(ad_node *n, const conv_geom *q, const char *nm)
 {
     const ad_node *y = n->inputs[2], *w = n->inputs[1];
     char b1[96], b2[96], b3[96];
-    if (!keeps_transform(y) || y->inputs[1] != w || !ad_same_shape(y->inputs[0], n) ||
+    if (!ad_wino_keeps_transform(y) || y->inputs[1] != w || !ad_same_shape(y->inputs[0], n) ||
         !same_params(y, n)) {
         ad_fail(n->g,
                 "%s: operand 3 must be the convolution by operand 2 %s of an input of shape %s "
@@ -357,9 +357,9 @@ static bool fused_operand(ad_node *n, const conv_geom *q, const char *nm)
                 ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
         return false;
     }
-    if (!use_winograd(n, q) || !transpose_by_adjoint(q))
+    if (!ad_wino_use(n, q) || !ad_wino_transpose_by_adjoint(q))
         return true; /* nothing fused */
-    if (!keep_header(n))
+    if (!ad_wino_keep_header(n))
         return false;
     return !n->op_data || ad_node_aux(n, (size_t)ad_numel(w) * n->g->elem);
 }
@@ -417,7 +417,7 @@ static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
     if (y->op == AD_OP_CONV_TRANSPOSE && y->ninputs == 3 && y->inputs[0] == n->inputs[1] &&
         y->inputs[2]->inputs[0] == x && ad_same_shape(y->inputs[1], n) && same_params(y, n))
         y = y->inputs[2]; /* dx = conv_transpose(g, w, y) of this g: y lends V to both */
-    else if (!keeps_transform(y) || y->inputs[0] != x || !ad_same_shape(y->inputs[1], n) ||
+    else if (!ad_wino_keeps_transform(y) || y->inputs[0] != x || !ad_same_shape(y->inputs[1], n) ||
              !same_params(y, n)) {
         ad_fail(n->g,
                 "%s: operand 3 must be the convolution of operand 1 %s with the same parameters "
@@ -426,10 +426,10 @@ static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
                 ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
         return false;
     }
-    if (!y->op_data || !use_winograd(n, q))
+    if (!y->op_data || !ad_wino_use(n, q))
         return true; /* nothing kept: conv_run transforms x itself */
-    const wino_geom w = wino_make(q, false);
-    const size_t need = kept_end(y, &w, n->g->elem);
+    const wino_geom w = ad_wino_make(q, false);
+    const size_t need = ad_wino_kept_end(y, &w, n->g->elem);
     if (y->aux && y->aux_bytes >= need)
         return true;
     y->op_data[KEEP_VALID] = 0; /* not written there yet */
@@ -698,13 +698,13 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
     const char *bias = n->ninputs == 3 ? (const char *)n->inputs[2]->value : NULL;
     if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
         memset(kv, 0, (size_t)n->numel * es);
-    if (use_winograd(n, &q)) {
+    if (ad_wino_use(n, &q)) {
         if (n->op == AD_OP_CONV_WEIGHT_GRAD)
-            wino_weight_grad(n, &q, X, K, Y);
-        else if (n->op == AD_OP_CONV_TRANSPOSE && transpose_by_adjoint(&q))
-            wino_adjoint_run(n, &q, X, K, Y);
+            ad_wino_weight_grad(n, &q, X, K, Y);
+        else if (n->op == AD_OP_CONV_TRANSPOSE && ad_wino_transpose_by_adjoint(&q))
+            ad_wino_adjoint_run(n, &q, X, K, Y);
         else
-            wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
+            ad_wino_run(n, &q, X, K, Y, n->op == AD_OP_CONV_TRANSPOSE);
         return;
     }
     for (int64_t i0 = 0; i0 < q.N; i0 += chunk) {
@@ -800,7 +800,7 @@ void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
        convolution in dx's node (fuses_weight_grad) */
     const bool both = (x->flags & NODE_REQGRAD) && (w->flags & NODE_REQGRAD);
     conv_geom q = make_geom(n, x, w, x);
-    const bool fuse = both && n->op_data && transpose_by_adjoint(&q);
+    const bool fuse = both && n->op_data && ad_wino_transpose_by_adjoint(&q);
     if (x->flags & NODE_REQGRAD) {
         spatial(x, &h, &wd);
         d[0] = conv_op3(AD_OP_CONV_TRANSPOSE, g, w, fuse ? n : NULL, n->iparam, h, wd);
