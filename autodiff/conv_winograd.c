@@ -199,7 +199,7 @@ static wino_bufs wino_layout(const ad_graph *g, const wino_geom *w)
 
 /* The forward's transformed input, kept for the weight gradient. In a
  * training step the forward convolution y = conv(x, w) transforms x into V
- * and conv_weight_grad(x, g) would transform the same x again. bwd_conv
+ * and conv_weight_grad(x, g) would transform the same x again. ad_bwd_conv
  * builds conv_weight_grad(x, g, y) instead: y's forward writes every
  * chunk's V into y's aux (after the argmax of conv_bias_relu_pool) rather
  * than the scratch, and the weight gradient reads it there, as
@@ -1005,7 +1005,7 @@ bool ad_wino_transpose_by_adjoint(const conv_geom *q)
 }
 
 /* The backward pass of a Winograd F(4×4) convolution y = conv(x, w) in one
- * node. bwd_conv builds dx = conv_transpose(g, w, y) and then
+ * node. ad_bwd_conv builds dx = conv_transpose(g, w, y) and then
  * dw = conv_weight_grad(x, g, dx): dx's forward, per chunk, transforms g
  * once (A g Aᵀ, still in cache) for both products, its own (U_kᵀ Mg_k) and
  * the weight gradient's (Mg_k V_kᵀ, V the forward's kept transform of x,

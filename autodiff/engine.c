@@ -722,7 +722,7 @@ static void step_group_leaves(tape *t, int64_t k, int64_t a, int i, int nt)
 }
 
 /* A node's kernel in a planned pass: a weight's gradient product computed in
- * place either writes the gradient (fwd_matmul) or, when leaf a takes its
+ * place either writes the gradient (ad_fwd_matmul) or, when leaf a takes its
  * SGD step now, adds -lr times the product into the weight itself. */
 static void run_node(tape *t, ad_node *node, int64_t a)
 {

@@ -739,7 +739,7 @@ bool ad_compute_shaped(ad_node *n)
  * its value inline, as ad_node_reserve would give it). */
 bool ad_op_elementwise(const ad_op_info *info)
 {
-    return info->shape == shape_same || info->shape == shape_bcast;
+    return info->shape == ad_shape_same || info->shape == ad_shape_bcast;
 }
 
 ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
@@ -774,7 +774,7 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     if (g->building_tape)
         node->flags |= g->reuse_memory ? NODE_TAPE | NODE_PLANNED : NODE_TAPE;
     /* NODE_PLANNED: shape now; buffer and value when the tape is planned */
-    if (info->forward == fwd_alias)
+    if (info->forward == ad_fwd_alias)
         node->flags |= NODE_ALIAS;
     node->order = order;
     if (info->check != ad_nocheck && !info->check(node)) {
@@ -813,13 +813,13 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
 
 /* ------------------------------------------------------------------ leaves */
 
-bool shape_leaf(ad_node *n)
+bool ad_shape_leaf(ad_node *n)
 {
     (void)n;
     return true;
 }
 
-void fwd_leaf(ad_node *n) { (void)n; }
+void ad_fwd_leaf(ad_node *n) { (void)n; }
 
 void ad_nograd(ad_node *n, ad_node *g, ad_node **grads)
 {

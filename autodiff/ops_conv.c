@@ -296,7 +296,7 @@ static bool set_spatial_shape(ad_node *n, int nd, int64_t a, int64_t b, int64_t 
     return ad_shape_set(n, nd, shape, nm);
 }
 
-bool shape_conv(ad_node *n)
+bool ad_shape_conv(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1];
     char b1[96], b2[96];
@@ -364,7 +364,7 @@ static bool fused_operand(ad_node *n, const conv_geom *q, const char *nm)
     return !n->op_data || ad_node_aux(n, (size_t)ad_numel(w) * n->g->elem);
 }
 
-bool shape_conv_transpose(ad_node *n)
+bool ad_shape_conv_transpose(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *w = n->ninputs >= 2 ? n->inputs[1] : NULL;
     char b1[96], b2[96];
@@ -436,7 +436,7 @@ static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
     return ad_node_aux(y, need);
 }
 
-bool shape_conv_weight_grad(ad_node *n)
+bool ad_shape_conv_weight_grad(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *g = n->ninputs >= 2 ? n->inputs[1] : NULL;
     char b1[96], b2[96];
@@ -754,9 +754,9 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
     }
 }
 
-void fwd_conv(ad_node *n) { conv_run(n, n->inputs[0], n->inputs[1], n); }
-void fwd_conv_transpose(ad_node *n) { conv_run(n, n, n->inputs[1], n->inputs[0]); }
-void fwd_conv_weight_grad(ad_node *n) { conv_run(n, n->inputs[0], n, n->inputs[1]); }
+void ad_fwd_conv(ad_node *n) { conv_run(n, n->inputs[0], n->inputs[1], n); }
+void ad_fwd_conv_transpose(ad_node *n) { conv_run(n, n, n->inputs[1], n->inputs[0]); }
+void ad_fwd_conv_weight_grad(ad_node *n) { conv_run(n, n->inputs[0], n, n->inputs[1]); }
 
 /* op(a, b[, c]) with the 7 convolution parameters and the two extra sizes */
 static ad_node *conv_op3(int op, ad_node *a, ad_node *b, ad_node *c, const int64_t *params,
@@ -781,7 +781,7 @@ static ad_node *conv_op(int op, ad_node *a, ad_node *b, const int64_t *params, i
 static ad_node *pool_op(int op, ad_node *a, ad_node *b, const int64_t *params, int64_t h,
                         int64_t w);
 
-void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_conv(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *x = n->inputs[0], *w = n->inputs[1];
     int64_t h, wd;
@@ -815,7 +815,7 @@ void bwd_conv(ad_node *n, ad_node *g, ad_node **d)
     }
 }
 
-void bwd_conv_transpose(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_conv_transpose(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *g = n->inputs[0], *w = n->inputs[1];
     if (g->flags & NODE_REQGRAD)
@@ -827,7 +827,7 @@ void bwd_conv_transpose(ad_node *n, ad_node *u, ad_node **d)
     }
 }
 
-void bwd_conv_weight_grad(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_conv_weight_grad(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *x = n->inputs[0], *g = n->inputs[1];
     if (x->flags & NODE_REQGRAD) {
@@ -983,7 +983,7 @@ static bool pool_check(ad_node *n, int nd, int64_t H, int64_t W, const char *sh,
     return true;
 }
 
-bool shape_pool(ad_node *n)
+bool ad_shape_pool(ad_node *n)
 {
     const ad_node *x = n->inputs[0];
     char b1[96];
@@ -1007,7 +1007,7 @@ bool shape_pool(ad_node *n)
     return true;
 }
 
-bool shape_avg_pool_transpose(ad_node *n)
+bool ad_shape_avg_pool_transpose(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
     const char *nm = "ad_avg_pool_transpose";
@@ -1059,7 +1059,7 @@ static conv_geom pool_index_geom(const ad_node *y, const ad_node *full)
 
 /* scatter and gather: input 1 must be the max_pool (or conv_bias_relu_pool)
  * node holding the argmax */
-bool shape_pool_index(ad_node *n)
+bool ad_shape_pool_index(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *y = n->inputs[1];
     const char *nm = pool_name(n->op, 4);
@@ -1081,7 +1081,7 @@ bool shape_pool_index(ad_node *n)
     return ad_shape_set(n, y->ndim, out, nm);
 }
 
-void fwd_max_pool(ad_node *n)
+void ad_fwd_max_pool(ad_node *n)
 {
     const ad_node *x = n->inputs[0];
     conv_geom q = make_geom(n, x, NULL, n);
@@ -1174,7 +1174,7 @@ void fwd_max_pool(ad_node *n)
         }                                                                                          \
     } while (0)
 
-void fwd_max_pool_scatter(ad_node *n)
+void ad_fwd_max_pool_scatter(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *y = n->inputs[1];
     conv_geom q = pool_index_geom(y, n);
@@ -1197,7 +1197,7 @@ void fwd_max_pool_scatter(ad_node *n)
     });
 }
 
-void fwd_max_pool_gather(ad_node *n)
+void ad_fwd_max_pool_gather(ad_node *n)
 {
     const ad_node *h = n->inputs[0], *y = n->inputs[1];
     conv_geom q = pool_index_geom(y, h);
@@ -1247,13 +1247,13 @@ static void avg_pool_kernel(ad_graph *gr, const conv_geom *q, void *xv, void *yv
     });
 }
 
-void fwd_avg_pool(ad_node *n)
+void ad_fwd_avg_pool(ad_node *n)
 {
     conv_geom q = make_geom(n, n->inputs[0], NULL, n);
     avg_pool_kernel(n->g, &q, n->inputs[0]->value, n->value, false);
 }
 
-void fwd_avg_pool_transpose(ad_node *n)
+void ad_fwd_avg_pool_transpose(ad_node *n)
 {
     conv_geom q = make_geom(n, n, NULL, n->inputs[0]);
     avg_pool_kernel(n->g, &q, n->value, n->inputs[0]->value, true);
@@ -1273,31 +1273,31 @@ static ad_node *pool_op(int op, ad_node *a, ad_node *b, const int64_t *params, i
     return ad_node_make(a->g, op, b ? 2 : 1, in, NULL, ip);
 }
 
-void bwd_max_pool(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_max_pool(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = pool_op(AD_OP_MAX_POOL_SCATTER, g, n, NULL, 0, 0);
 }
 
-void bwd_max_pool_scatter(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_max_pool_scatter(ad_node *n, ad_node *u, ad_node **d)
 {
     if (n->inputs[0]->flags & NODE_REQGRAD)
         d[0] = pool_op(AD_OP_MAX_POOL_GATHER, u, n->inputs[1], NULL, 0, 0);
 }
 
-void bwd_max_pool_gather(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_max_pool_gather(ad_node *n, ad_node *u, ad_node **d)
 {
     if (n->inputs[0]->flags & NODE_REQGRAD)
         d[0] = pool_op(AD_OP_MAX_POOL_SCATTER, u, n->inputs[1], NULL, 0, 0);
 }
 
-void bwd_avg_pool(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_avg_pool(ad_node *n, ad_node *g, ad_node **d)
 {
     int64_t h, w;
     spatial(n->inputs[0], &h, &w);
     d[0] = pool_op(AD_OP_AVG_POOL_TRANSPOSE, g, NULL, n->iparam, h, w);
 }
 
-void bwd_avg_pool_transpose(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_avg_pool_transpose(ad_node *n, ad_node *u, ad_node **d)
 {
     d[0] = pool_op(AD_OP_AVG_POOL, u, NULL, n->iparam, 0, 0);
 }

@@ -94,15 +94,15 @@ bool ad_broadcast_shape(ad_node *n, int k, const char *opname)
 
 /* ---------------------------------------------------------- shape rules */
 
-bool shape_same(ad_node *n)
+bool ad_shape_same(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     return ad_shape_set(n, a->ndim, a->shape, ad_ops[n->op].name);
 }
 
-bool shape_bcast(ad_node *n) { return ad_broadcast_shape(n, n->ninputs, ad_ops[n->op].name); }
+bool ad_shape_bcast(ad_node *n) { return ad_broadcast_shape(n, n->ninputs, ad_ops[n->op].name); }
 
-bool shape_straight_through(ad_node *n)
+bool ad_shape_straight_through(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *fx = n->inputs[1];
     if (x->numel != fx->numel || x->ndim != fx->ndim ||
@@ -134,7 +134,7 @@ bool shape_straight_through(ad_node *n)
 #define UNARY_KERNEL_WITH(CLONES, NAME, EXPR)                                                      \
     CLONES static void NAME##_float(ad_node *n) { UNARY_BODY(float, EXPR) }                        \
     static void NAME##_double(ad_node *n) { UNARY_BODY(double, EXPR) }                             \
-    void fwd_##NAME(ad_node *n)                                                                    \
+    void ad_fwd_##NAME(ad_node *n)                                                                 \
     {                                                                                              \
         if (n->g->dtype == AD_F32)                                                                 \
             NAME##_float(n);                                                                       \
@@ -165,7 +165,7 @@ UNARY_KERNEL(step, x < 0 ? 0 : (x > 0 ? 1 : (x == 0 ? p0 : x)))
 UNARY_KERNEL(sign, x < 0 ? -1 : (x > 0 ? 1 : (x == 0 ? 0 : x)))
 
 /* x^2 (the common square) without a call to pow */
-void fwd_pow(ad_node *n)
+void ad_fwd_pow(ad_node *n)
 {
     AD_DISPATCH(n->g, {
         const T *A = n->inputs[0]->value;
@@ -267,7 +267,7 @@ DEFINE_BINARY(binary, double, BINARY_CASE)
 DEFINE_BINARY(binary_scalar, float, SCALAR_CASE)
 DEFINE_BINARY(binary_scalar, double, SCALAR_CASE)
 
-void fwd_binary(ad_node *n)
+void ad_fwd_binary(ad_node *n)
 {
     bool one = n->numel == 1 && n->inputs[0]->numel == 1 && n->inputs[1]->numel == 1;
     if (n->g->dtype == AD_F32)
@@ -276,7 +276,7 @@ void fwd_binary(ad_node *n)
         one ? binary_scalar_double(n) : binary_double(n);
 }
 
-void fwd_where(ad_node *n)
+void ad_fwd_where(ad_node *n)
 {
     ad_bcast_iter it;
     ad_bcast_init(&it, n->ndim, n->shape, 3, (const ad_node *const *)n->inputs);
@@ -298,7 +298,7 @@ void fwd_where(ad_node *n)
  * zero but for the slab the slice took, so only that slab is read (from
  * the contribution's own buffer, which lives until this node has run): the
  * T per-step slices of a sequence cost T slabs here, not T full tensors. */
-void fwd_add_n(ad_node *n)
+void ad_fwd_add_n(ad_node *n)
 {
     bool flat = true;
     for (int k = 0; k < n->ninputs; k++)
@@ -349,13 +349,13 @@ void fwd_add_n(ad_node *n)
     });
 }
 
-void fwd_alias(ad_node *n)
+void ad_fwd_alias(ad_node *n)
 {
     n->value = n->inputs[0]->value;
     n->capacity = n->numel;
 }
 
-void fwd_fill(ad_node *n)
+void ad_fwd_fill(ad_node *n)
 {
     AD_DISPATCH(n->g, {
         T *O = n->value;
@@ -365,7 +365,7 @@ void fwd_fill(ad_node *n)
     });
 }
 
-void fwd_dropout_mask(ad_node *n)
+void ad_fwd_dropout_mask(ad_node *n)
 {
     const double keep = n->fparam[0];
     AD_DISPATCH(n->g, {
@@ -381,7 +381,7 @@ void fwd_dropout_mask(ad_node *n)
     });
 }
 
-void fwd_straight_through(ad_node *n)
+void ad_fwd_straight_through(ad_node *n)
 {
     memcpy(n->value, n->inputs[1]->value, (size_t)n->numel * n->g->elem);
 }
@@ -470,7 +470,7 @@ ad_node *ad_dropout_mask(ad_node *a, double keep) { return unary(AD_OP_DROPOUT_M
 
 /* ---------------------------------------------------------- parameter checks */
 
-bool check_clamp(const ad_node *n)
+bool ad_check_clamp(const ad_node *n)
 {
     if (n->fparam[0] <= n->fparam[1])
         return true;
@@ -479,7 +479,7 @@ bool check_clamp(const ad_node *n)
     return false;
 }
 
-bool check_dropout_mask(const ad_node *n)
+bool ad_check_dropout_mask(const ad_node *n)
 {
     if (n->fparam[0] > 0 && n->fparam[0] <= 1)
         return true;
@@ -493,54 +493,54 @@ bool check_dropout_mask(const ad_node *n)
 static bool meets(double u, double v, double c) { return fmin(u, v) <= c && c <= fmax(u, v); }
 
 /* relu, abs, leaky_relu: the slope changes at 0 (a slope 1 leaky_relu is x) */
-ad_smoothness kink_at_zero(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_kink_at_zero(const double *a, const double *b, const double *fparam)
 {
     (void)fparam;
     return meets(a[0], b[0], 0) ? AD_KINK : AD_SMOOTH;
 }
 
 /* elu: slope alpha on the left of 0 (e^0 = 1), 1 on the right */
-ad_smoothness kink_elu(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_kink_elu(const double *a, const double *b, const double *fparam)
 {
     return fparam[0] != 1 && meets(a[0], b[0], 0) ? AD_KINK : AD_SMOOTH;
 }
 
 /* clamp: the slope drops to 0 at lo and at hi */
-ad_smoothness kink_clamp(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_kink_clamp(const double *a, const double *b, const double *fparam)
 {
     return meets(a[0], b[0], fparam[0]) || meets(a[0], b[0], fparam[1]) ? AD_KINK : AD_SMOOTH;
 }
 
 /* clamp_mask: 1 inside [lo, hi], 0 outside */
-ad_smoothness jump_clamp(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_jump_clamp(const double *a, const double *b, const double *fparam)
 {
     return meets(a[0], b[0], fparam[0]) || meets(a[0], b[0], fparam[1]) ? AD_DISCONTINUITY
                                                                         : AD_SMOOTH;
 }
 
 /* step, sign: the value jumps at 0 */
-ad_smoothness jump_at_zero(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_jump_at_zero(const double *a, const double *b, const double *fparam)
 {
     (void)fparam;
     return meets(a[0], b[0], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
 }
 
 /* maximum, minimum: the input that wins changes where a = b */
-ad_smoothness kink_tie(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_kink_tie(const double *a, const double *b, const double *fparam)
 {
     (void)fparam;
     return meets(a[0] - a[1], b[0] - b[1], 0) ? AD_KINK : AD_SMOOTH;
 }
 
 /* eq, gt: the comparison flips where a = b */
-ad_smoothness jump_tie(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_jump_tie(const double *a, const double *b, const double *fparam)
 {
     (void)fparam;
     return meets(a[0] - a[1], b[0] - b[1], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
 }
 
 /* relu_grad(g, a) = g·[a > 0]: the mask jumps where a = 0 */
-ad_smoothness jump_relu_grad(const double *a, const double *b, const double *fparam)
+ad_smoothness ad_jump_relu_grad(const double *a, const double *b, const double *fparam)
 {
     (void)fparam;
     return meets(a[1], b[1], 0) ? AD_DISCONTINUITY : AD_SMOOTH;
@@ -548,29 +548,29 @@ ad_smoothness jump_relu_grad(const double *a, const double *b, const double *fpa
 
 /* ---------------------------------------------------------- gradient rules */
 
-void bwd_neg(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_neg(ad_node *n, ad_node *g, ad_node **d)
 {
     (void)n;
     d[0] = ad_neg(g);
 }
-void bwd_exp(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, n); }
-void bwd_log(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, n->inputs[0]); }
-void bwd_sqrt(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, ad_scale(n, 2)); }
-void bwd_abs(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_sign(n->inputs[0])); }
-void bwd_sin(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_cos(n->inputs[0])); }
-void bwd_cos(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_exp(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, n); }
+void ad_bwd_log(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, n->inputs[0]); }
+void ad_bwd_sqrt(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_div(g, ad_scale(n, 2)); }
+void ad_bwd_abs(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_sign(n->inputs[0])); }
+void ad_bwd_sin(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_mul(g, ad_cos(n->inputs[0])); }
+void ad_bwd_cos(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_mul(g, ad_neg(ad_sin(n->inputs[0])));
 }
-void bwd_tanh(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_tanh(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_mul(g, ad_affine(ad_pow(n, 2), -1, 1)); /* 1 - y^2 */
 }
-void bwd_sigmoid(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_sigmoid(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_mul(g, ad_mul(n, ad_affine(n, -1, 1))); /* y (1 - y) */
 }
-void bwd_relu(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_relu(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_relu_grad(g, n->inputs[0]); /* 0 at a = 0 */
 }
@@ -584,26 +584,26 @@ ad_node *ad_relu_grad(ad_node *g, ad_node *a)
     return ad_node_make(g->g, AD_OP_RELU_GRAD, 2, in, NULL, NULL);
 }
 
-void bwd_relu_grad(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_relu_grad(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_relu_grad(g, n->inputs[1]); /* linear in g; the mask is piecewise constant */
 }
-void bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_softplus(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_mul(g, ad_sigmoid(n->inputs[0]));
 }
-void bwd_leaky_relu(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_leaky_relu(ad_node *n, ad_node *g, ad_node **d)
 {
     double alpha = n->fparam[0];
     d[0] = ad_mul(g, ad_affine(ad_step_at(n->inputs[0], 0), 1 - alpha, alpha));
 }
-void bwd_elu(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_elu(ad_node *n, ad_node *g, ad_node **d)
 {
     /* 1 where a > 0, else y + alpha; where() keeps a huge branch out of the product */
     ad_node *pos = ad_step_at(n->inputs[0], 0);
     d[0] = ad_where(pos, g, ad_mul(g, ad_affine(n, 1, n->fparam[0])));
 }
-void bwd_pow(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_pow(ad_node *n, ad_node *g, ad_node **d)
 {
     double p = n->fparam[0];
     if (p == 0)
@@ -616,37 +616,37 @@ void bwd_pow(ad_node *n, ad_node *g, ad_node **d)
     ad_node *local = p == 2 ? ad_scale(a, 2) : ad_scale(ad_pow(a, p - 1), p);
     d[0] = ad_mul(g, local);
 }
-void bwd_affine(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_scale(g, n->fparam[0]); }
-void bwd_clamp(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_affine(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_scale(g, n->fparam[0]); }
+void ad_bwd_clamp(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_mul(g, unary(AD_OP_CLAMP_MASK, n->inputs[0], n->fparam[0], n->fparam[1]));
 }
 
-void bwd_add(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_add(ad_node *n, ad_node *g, ad_node **d)
 {
     (void)n;
     d[0] = g;
     d[1] = g;
 }
-void bwd_add_n(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_add_n(ad_node *n, ad_node *g, ad_node **d)
 {
     for (int k = 0; k < n->ninputs; k++)
         d[k] = g;
 }
-void bwd_sub(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_sub(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = g;
     if (n->inputs[1]->flags & NODE_REQGRAD)
         d[1] = ad_neg(g);
 }
-void bwd_mul(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_mul(ad_node *n, ad_node *g, ad_node **d)
 {
     if (n->inputs[0]->flags & NODE_REQGRAD)
         d[0] = ad_mul(g, n->inputs[1]);
     if (n->inputs[1]->flags & NODE_REQGRAD)
         d[1] = ad_mul(g, n->inputs[0]);
 }
-void bwd_div(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_div(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *b = n->inputs[1];
     if (n->inputs[0]->flags & NODE_REQGRAD)
@@ -657,7 +657,7 @@ void bwd_div(ad_node *n, ad_node *g, ad_node **d)
 /* d(a^b)/da = b a^(b-1); d(a^b)/db = a^b ln a, taken as 0 where a = 0 and
  * b >= 0 (as PyTorch: 0^b is flat in b there). ln reads a where a != 0, 1
  * elsewhere, so no infinity enters the product or its derivatives. */
-void bwd_power(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_power(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *a = n->inputs[0], *b = n->inputs[1];
     if (a->flags & NODE_REQGRAD)
@@ -677,15 +677,15 @@ static void bwd_extremum(ad_node *n, ad_node *g, ad_node **d, ad_node *winner, a
     if (n->inputs[1]->flags & NODE_REQGRAD)
         d[1] = ad_mul(g, ad_affine(m, -1, 1));
 }
-void bwd_maximum(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_maximum(ad_node *n, ad_node *g, ad_node **d)
 {
     bwd_extremum(n, g, d, n->inputs[0], n->inputs[1]);
 }
-void bwd_minimum(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_minimum(ad_node *n, ad_node *g, ad_node **d)
 {
     bwd_extremum(n, g, d, n->inputs[1], n->inputs[0]);
 }
-void bwd_where(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_where(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *c = n->inputs[0], *zero = ad_zeros_like(g);
     if (n->inputs[1]->flags & NODE_REQGRAD)
@@ -693,7 +693,7 @@ void bwd_where(ad_node *n, ad_node *g, ad_node **d)
     if (n->inputs[2]->flags & NODE_REQGRAD)
         d[2] = ad_where(c, zero, g);
 }
-void bwd_straight_through(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_straight_through(ad_node *n, ad_node *g, ad_node **d)
 {
     (void)n;
     d[0] = g;

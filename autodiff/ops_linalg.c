@@ -14,7 +14,7 @@ static void mat_dims(const ad_node *t, bool trans, int64_t *rows, int64_t *cols)
     *cols = trans ? r : c;
 }
 
-bool shape_matmul(ad_node *n)
+bool ad_shape_matmul(ad_node *n)
 {
     ad_node *a = n->inputs[0], *b = n->inputs[1];
     char b1[96], b2[96];
@@ -60,7 +60,7 @@ void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c)
     ad_gemm_rows(n->g->dtype, ta, tb, alpha, add, d, a->value, b->value, c, NULL);
 }
 
-void fwd_matmul(ad_node *n)
+void ad_fwd_matmul(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *b = n->inputs[1];
     bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
@@ -120,7 +120,7 @@ void fwd_matmul(ad_node *n)
 
 /* ------------------------------------------------------------------ linear */
 
-/* fwd_linear's passes over rows [lo, hi) of its output: the bias copied in
+/* ad_fwd_linear's passes over rows [lo, hi) of its output: the bias copied in
  * before the product, and linear_relu's clamp after it (the epilogue, one
  * (batch, out) buffer and one pass less than linear + relu). */
 static void linear_bias_rows(void *ctx, int64_t lo, int64_t hi)
@@ -142,7 +142,7 @@ static void linear_relu_rows(void *ctx, int64_t lo, int64_t hi)
     });
 }
 
-bool shape_linear(ad_node *n)
+bool ad_shape_linear(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
     const char *fn = n->op == AD_OP_LINEAR ? "ad_linear" : "ad_linear_relu";
@@ -166,7 +166,7 @@ bool shape_linear(ad_node *n)
     return ad_shape_set(n, x->ndim, shape, fn);
 }
 
-void fwd_linear(ad_node *n)
+void ad_fwd_linear(ad_node *n)
 {
     const ad_node *x = n->inputs[0], *w = n->inputs[1];
     const int64_t m = n->shape[n->ndim - 1];
@@ -224,15 +224,15 @@ static void linear_grads(ad_node *n, ad_node *g, ad_node **d)
         d[2] = g;
 }
 
-void bwd_linear(ad_node *n, ad_node *g, ad_node **d) { linear_grads(n, g, d); }
+void ad_bwd_linear(ad_node *n, ad_node *g, ad_node **d) { linear_grads(n, g, d); }
 
-void bwd_linear_relu(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_linear_relu(ad_node *n, ad_node *g, ad_node **d)
 {
     /* y > 0 exactly where XW + b > 0: the mask is read from the output */
     linear_grads(n, ad_relu_grad(g, n), d);
 }
 
-bool shape_transpose(ad_node *n)
+bool ad_shape_transpose(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     if (a->ndim < 2) {
@@ -248,7 +248,7 @@ bool shape_transpose(ad_node *n)
     return ad_shape_set(n, a->ndim, shape, "ad_transpose");
 }
 
-void fwd_transpose(ad_node *n)
+void ad_fwd_transpose(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     const int64_t r = a->shape[a->ndim - 2], c = a->shape[a->ndim - 1];
@@ -287,7 +287,7 @@ ad_node *ad_matmul_t(ad_node *a, int trans_a, ad_node *b, int trans_b)
 ad_node *ad_matmul(ad_node *a, ad_node *b) { return ad_matmul_t(a, 0, b, 0); }
 
 /* Two transpose flags, 0 or 1; every other integer parameter unused (0). */
-bool check_matmul(const ad_node *n)
+bool ad_check_matmul(const ad_node *n)
 {
     for (int i = 0; i < AD_MAX_IPARAMS; i++) {
         int64_t v = n->iparam[i];
@@ -309,7 +309,7 @@ ad_node *ad_transpose(ad_node *a)
     return ad_node_make(a->g, AD_OP_TRANSPOSE, 1, &a, NULL, NULL);
 }
 
-void bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *a = n->inputs[0], *b = n->inputs[1];
     int ta = (int)n->iparam[0], tb = (int)n->iparam[1];
@@ -329,7 +329,7 @@ void bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
     d[1] = tb ? ad_matmul_t(g, 1, a, ta) : ad_matmul_t(a, !ta, g, 0);
 }
 
-void bwd_transpose(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_transpose(ad_node *n, ad_node *g, ad_node **d)
 {
     (void)n;
     d[0] = ad_transpose(g);

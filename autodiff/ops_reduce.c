@@ -28,7 +28,7 @@ int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
 
 /* ------------------------------------------------------------- shape rules */
 
-bool shape_reduce(ad_node *n)
+bool ad_shape_reduce(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
@@ -49,7 +49,7 @@ bool shape_reduce(ad_node *n)
     return ad_shape_set(n, nd, shape, ad_ops[n->op].name);
 }
 
-bool shape_same_axis(ad_node *n)
+bool ad_shape_same_axis(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
@@ -61,7 +61,7 @@ bool shape_same_axis(ad_node *n)
 
 /* expand(g, like, axis, mean): g has like's shape without axis, or with
  * axis of size 1 (a keepdims reduction); any one-element g for AD_ALL */
-bool shape_expand_axis(ad_node *n)
+bool ad_shape_expand_axis(ad_node *n)
 {
     ad_node *g = n->inputs[0], *like = n->inputs[1];
     int axis = (int)n->iparam[0];
@@ -93,7 +93,7 @@ bool shape_expand_axis(ad_node *n)
 /* ------------------------------------------------------------- kernels */
 
 /* A sum along an axis of contiguous values (inner 1) of at least
- * SUM_LANES_FROM values runs in SUM_LANES partial sums (see fwd_reduce); the
+ * SUM_LANES_FROM values runs in SUM_LANES partial sums (see ad_fwd_reduce); the
  * shorter sums of the MLP's losses and biases keep the order they had. */
 #define SUM_LANES 32
 #define SUM_LANES_FROM 128
@@ -122,7 +122,7 @@ bool shape_expand_axis(ad_node *n)
         OUT = acc_;                                                                                \
     } while (0)
 
-void fwd_reduce(ad_node *n)
+void ad_fwd_reduce(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
@@ -256,10 +256,10 @@ static void softmax_kernel(ad_node *n, bool logarithm)
     });
 }
 
-void fwd_softmax(ad_node *n) { softmax_kernel(n, false); }
-void fwd_log_softmax(ad_node *n) { softmax_kernel(n, true); }
+void ad_fwd_softmax(ad_node *n) { softmax_kernel(n, false); }
+void ad_fwd_log_softmax(ad_node *n) { softmax_kernel(n, true); }
 
-void fwd_expand_axis(ad_node *n)
+void ad_fwd_expand_axis(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
     int axis = (int)n->iparam[0];
@@ -323,17 +323,17 @@ ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean)
 
 static int norm_axis(const ad_node *n) { return (int)n->iparam[1]; }
 
-void bwd_sum(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_sum(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_expand_axis(g, n->inputs[0], norm_axis(n), false);
 }
 
-void bwd_mean(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_mean(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_expand_axis(g, n->inputs[0], norm_axis(n), true);
 }
 
-void bwd_maxmin(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_maxmin(ad_node *n, ad_node *g, ad_node **d)
 {
     /* the gradient is shared equally among the elements equal to the result */
     ad_node *a = n->inputs[0];
@@ -343,7 +343,7 @@ void bwd_maxmin(ad_node *n, ad_node *g, ad_node **d)
     d[0] = ad_div(ad_mul(ad_expand_axis(g, a, axis, false), hit), count);
 }
 
-void bwd_logsumexp(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_logsumexp(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *a = n->inputs[0];
     int axis = norm_axis(n);
@@ -351,7 +351,7 @@ void bwd_logsumexp(ad_node *n, ad_node *g, ad_node **d)
     d[0] = ad_mul(ad_expand_axis(g, a, axis, false), soft);
 }
 
-void bwd_softmax(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_softmax(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_softmax_grad(n, g, norm_axis(n)); /* y (g − sum(g y)) */
 }
@@ -361,7 +361,7 @@ void bwd_softmax(ad_node *n, ad_node *g, ad_node **d)
 /* softmax_grad(y, g) = y (g − sum(g y)) along iparam[0] (an axis, or -1 for
  * all axes): the softmax's vector-Jacobian product for y = softmax(a), one
  * node (and one pass per row) instead of five. */
-bool shape_softmax_grad(ad_node *n)
+bool ad_shape_softmax_grad(ad_node *n)
 {
     const ad_node *y = n->inputs[0], *g = n->inputs[1];
     char b1[96], b2[96];
@@ -378,7 +378,7 @@ bool shape_softmax_grad(ad_node *n)
     return ad_shape_set(n, y->ndim, y->shape, "ad_softmax_grad");
 }
 
-void fwd_softmax_grad(ad_node *n)
+void ad_fwd_softmax_grad(ad_node *n)
 {
     const ad_node *yn = n->inputs[0], *gn = n->inputs[1];
     int64_t outer, len, inner;
@@ -421,7 +421,7 @@ ad_node *ad_softmax_grad(ad_node *y, ad_node *g, int axis)
 
 /* z = y (g − s), s = sum(g y): ∂/∂g is softmax_grad(y, u) (its Jacobian
  * diag(y) − y yᵀ is symmetric); ∂/∂y = u (g − s) − g sum(u y). */
-void bwd_softmax_grad(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_softmax_grad(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *y = n->inputs[0], *g = n->inputs[1];
     int axis = (int)n->iparam[0];
@@ -435,7 +435,7 @@ void bwd_softmax_grad(ad_node *n, ad_node *u, ad_node **d)
     d[0] = ad_sub(ad_mul(u, ad_sub(g, s)), ad_mul(g, t));
 }
 
-void bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)
 {
     /* g - softmax(a) * sum(g), with softmax(a) = exp(y) */
     int axis = norm_axis(n);
@@ -443,7 +443,7 @@ void bwd_log_softmax(ad_node *n, ad_node *g, ad_node **d)
     d[0] = ad_sub(g, ad_mul(ad_exp(n), ad_expand_axis(total, n, axis, false)));
 }
 
-void bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
 {
     /* back to the form the upstream gradient came in: reduced or keepdims */
     ad_node *in = n->inputs[0];
@@ -457,7 +457,7 @@ void bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
 
 /* ------------------------------------------ softmax cross-entropy (fused) */
 
-bool shape_softmax_ce(ad_node *n)
+bool ad_shape_softmax_ce(ad_node *n)
 {
     const ad_node *z = n->inputs[0], *l = n->inputs[1];
     const char *fn = ad_ops[n->op].name;
@@ -528,7 +528,7 @@ static bool labels_valid(ad_node *n, const ad_node *l, int64_t C)
  * elementwise loop does. */
 #define SCE_PARALLEL_MIN 2048
 
-void fwd_softmax_ce(ad_node *n)
+void ad_fwd_softmax_ce(ad_node *n)
 {
     const ad_node *z = n->inputs[0], *l = n->inputs[1];
     const int64_t rows = z->shape[0], C = z->shape[1];
@@ -558,7 +558,7 @@ void fwd_softmax_ce(ad_node *n)
     });
 }
 
-void fwd_softmax_ce_grad(ad_node *n)
+void ad_fwd_softmax_ce_grad(ad_node *n)
 {
     const ad_node *z = n->inputs[0], *l = n->inputs[1];
     const int64_t rows = z->shape[0], C = z->shape[1];
@@ -604,19 +604,19 @@ ad_node *ad_softmax_cross_entropy_grad(ad_node *z, ad_node *labels, ad_node *g)
     return ad_node_make(z->g, AD_OP_SOFTMAX_CE_GRAD, 3, in, NULL, NULL);
 }
 
-void bwd_softmax_ce(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_softmax_ce(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_softmax_cross_entropy_grad(n->inputs[0], n->inputs[1], g);
 }
 
-void bwd_softmax_ce_grad(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_softmax_ce_grad(ad_node *n, ad_node *g, ad_node **d)
 {
     /* y = (s − onehot)·c/rows with s = softmax(z), c the upstream scalar */
     ad_node *z = n->inputs[0], *c = n->inputs[2];
     const double inv_rows = 1.0 / (double)z->shape[0];
     ad_node *s = ad_softmax(z, 1);
     if (z->flags & NODE_REQGRAD) /* the softmax rule applied to g·c/rows */
-        bwd_softmax(s, ad_scale(ad_mul(g, c), inv_rows), &d[0]);
+        ad_bwd_softmax(s, ad_scale(ad_mul(g, c), inv_rows), &d[0]);
     if (c->flags & NODE_REQGRAD) {
         ad_node *diff = ad_sub(s, ad_one_hot(n->inputs[1], z->shape[1]));
         d[2] = ad_scale(ad_sum(ad_mul(g, diff), AD_ALL), inv_rows);
@@ -633,7 +633,7 @@ void bwd_softmax_ce_grad(ad_node *n, ad_node *g, ad_node **d)
  *   layer_norm_grad(x, g) = J g = r (g − mean(g) − y mean(g y)).
  * One kernel each instead of the 8 nodes of the composition forward and
  * its ~20 backward (means, broadcasts and their sums over the last axis). */
-bool shape_layer_norm(ad_node *n)
+bool ad_shape_layer_norm(ad_node *n)
 {
     const ad_node *x = n->inputs[0];
     const char *fn = ad_ops[n->op].name;
@@ -654,7 +654,7 @@ bool shape_layer_norm(ad_node *n)
     return ad_shape_set(n, x->ndim, x->shape, fn);
 }
 
-bool check_layer_norm(const ad_node *n)
+bool ad_check_layer_norm(const ad_node *n)
 {
     double eps = n->fparam[0];
     if (eps > 0 && isfinite(eps) && n->fparam[1] == 0)
@@ -703,8 +703,8 @@ bool check_layer_norm(const ad_node *n)
         });                                                                                        \
     } while (0)
 
-void fwd_layer_norm(ad_node *n) { LAYER_NORM_KERNEL(0); }
-void fwd_layer_norm_grad(ad_node *n) { LAYER_NORM_KERNEL(1); }
+void ad_fwd_layer_norm(ad_node *n) { LAYER_NORM_KERNEL(0); }
+void ad_fwd_layer_norm_grad(ad_node *n) { LAYER_NORM_KERNEL(1); }
 
 ad_node *ad_layer_norm(ad_node *x, double eps)
 {
@@ -723,7 +723,7 @@ ad_node *ad_layer_norm_grad(ad_node *x, ad_node *g, double eps)
     return ad_node_make(x->g, AD_OP_LAYER_NORM_GRAD, 2, in, fp, NULL);
 }
 
-void bwd_layer_norm(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_layer_norm(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_layer_norm_grad(n->inputs[0], g, n->fparam[0]);
 }
@@ -734,7 +734,7 @@ void bwd_layer_norm(ad_node *n, ad_node *g, ad_node **d)
  *   −r (mean(u·Jg) y + mean(g y) J u + mean(u y) J g),
  * from ∂r = −r² mean(y ∂x) and ∂y = J ∂x. Built from ops (layer_norm_grad
  * among them), so it is differentiable again. */
-void bwd_layer_norm_grad(ad_node *n, ad_node *u, ad_node **d)
+void ad_bwd_layer_norm_grad(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *x = n->inputs[0], *g = n->inputs[1];
     const double eps = n->fparam[0];

@@ -83,7 +83,7 @@ static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
     return ok;
 }
 
-bool shape_reshape(ad_node *n)
+bool ad_shape_reshape(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int nd = (int)n->iparam[0];
@@ -152,7 +152,7 @@ bool shape_reshape(ad_node *n)
     return ad_shape_set(n, nd, shape, "ad_reshape");
 }
 
-bool shape_like(ad_node *n)
+bool ad_shape_like(ad_node *n)
 {
     ad_node *a = n->inputs[0], *like = n->inputs[1];
     char b1[96], b2[96];
@@ -238,11 +238,14 @@ ad_node *ad_slice_backward(ad_node *g, ad_node *like, int axis, int64_t start)
     return like_op(AD_OP_SLICE_BACKWARD, g, like, axis, start);
 }
 
-void bwd_reshape(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_reshape_like(g, n->inputs[0]); }
+void ad_bwd_reshape(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_reshape_like(g, n->inputs[0]);
+}
 
 /* ---------------------------------------------------------------- slice */
 
-bool shape_slice(ad_node *n)
+bool ad_shape_slice(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = one_axis(n, a, n->iparam[0], "slice");
@@ -262,7 +265,7 @@ bool shape_slice(ad_node *n)
     return ad_shape_set(n, a->ndim, shape, "ad_slice");
 }
 
-void fwd_slice(ad_node *n)
+void ad_fwd_slice(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int axis = (int)n->iparam[3];
@@ -276,7 +279,7 @@ void fwd_slice(ad_node *n)
                (size_t)(take * inner) * es);
 }
 
-void fwd_slice_backward(ad_node *n)
+void ad_fwd_slice_backward(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
     int axis = (int)n->iparam[0];
@@ -299,12 +302,12 @@ ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end)
     return ad_node_make(a->g, AD_OP_SLICE, 1, &a, NULL, ip);
 }
 
-void bwd_slice(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_slice(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_slice_backward(g, n->inputs[0], (int)n->iparam[3], n->iparam[1]);
 }
 
-void bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
 {
     int axis = (int)n->iparam[0];
     int64_t start = n->iparam[1];
@@ -313,7 +316,7 @@ void bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
 
 /* ---------------------------------------------------------------- concat */
 
-bool shape_concat(ad_node *n)
+bool ad_shape_concat(ad_node *n)
 {
     ad_node *first = n->inputs[0];
     int axis = one_axis(n, first, n->iparam[0], "concat");
@@ -340,7 +343,7 @@ bool shape_concat(ad_node *n)
     return ad_shape_set(n, first->ndim, shape, "ad_concat");
 }
 
-void fwd_concat(ad_node *n)
+void ad_fwd_concat(ad_node *n)
 {
     int axis = (int)n->iparam[1];
     int64_t outer, len, inner;
@@ -376,7 +379,7 @@ ad_node *ad_concat(int n, ad_node *const *parts, int axis)
     return ad_op_apply(AD_OP_CONCAT, n, parts, NULL, 0, ip, 1);
 }
 
-void bwd_concat(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_concat(ad_node *n, ad_node *g, ad_node **d)
 {
     int axis = (int)n->iparam[1];
     int64_t at = 0;
@@ -390,7 +393,7 @@ void bwd_concat(ad_node *n, ad_node *g, ad_node **d)
 
 /* ---------------------------------------------------------------- broadcast */
 
-bool shape_broadcast_to(ad_node *n)
+bool ad_shape_broadcast_to(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int nd = (int)n->iparam[0];
@@ -403,7 +406,7 @@ bool shape_broadcast_to(ad_node *n)
     return ad_shape_set(n, nd, n->iparam + 1, "ad_broadcast_to");
 }
 
-void fwd_broadcast(ad_node *n)
+void ad_fwd_broadcast(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     ad_bcast_iter it;
@@ -437,7 +440,7 @@ ad_node *ad_broadcast_to(ad_node *a, int ndim, const int64_t *shape)
     return ad_node_make(a->g, AD_OP_BROADCAST_TO, 1, &a, NULL, ip);
 }
 
-void bwd_broadcast(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_broadcast(ad_node *n, ad_node *g, ad_node **d)
 {
     (void)n;
     d[0] = g; /* the engine sums it back to the input's shape */
@@ -503,7 +506,7 @@ SUM_ROWS_KERNEL(double, sum_rows_f64)
 #define sum_rows(O, G, rows, ld, cols)                                                             \
     _Generic((O), float * : sum_rows_f32, default : sum_rows_f64)(O, G, rows, ld, cols)
 
-void fwd_sum_to(ad_node *n)
+void ad_fwd_sum_to(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
     if (same_dims(g, n)) {
@@ -557,11 +560,14 @@ void fwd_sum_to(ad_node *n)
     });
 }
 
-void bwd_sum_to(ad_node *n, ad_node *g, ad_node **d) { d[0] = ad_broadcast_like(g, n->inputs[0]); }
+void ad_bwd_sum_to(ad_node *n, ad_node *g, ad_node **d)
+{
+    d[0] = ad_broadcast_like(g, n->inputs[0]);
+}
 
 /* ---------------------------------------------------------------- one-hot */
 
-bool shape_one_hot(ad_node *n)
+bool ad_shape_one_hot(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     if (n->iparam[0] < 1) {
@@ -579,7 +585,7 @@ bool shape_one_hot(ad_node *n)
     return ad_shape_set(n, a->ndim + 1, shape, "ad_one_hot");
 }
 
-void fwd_one_hot(ad_node *n)
+void ad_fwd_one_hot(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     const int64_t classes = n->iparam[0];
@@ -613,7 +619,7 @@ ad_node *ad_one_hot(ad_node *indices, int64_t classes)
 
 /* iparam[0..ndim) the axis order (negative counts from the end), normalized
  * in place by the shape rule: output axis d is input axis iparam[d]. */
-bool shape_permute(ad_node *n)
+bool ad_shape_permute(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int64_t shape[AD_MAX_DIMS];
@@ -634,7 +640,7 @@ bool shape_permute(ad_node *n)
     return ad_shape_set(n, a->ndim, shape, "ad_permute");
 }
 
-void fwd_permute(ad_node *n)
+void ad_fwd_permute(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     const int nd = n->ndim;
@@ -690,7 +696,7 @@ ad_node *ad_permute(ad_node *a, const int *axes)
     return ad_node_make(a->g, AD_OP_PERMUTE, 1, &a, NULL, ip);
 }
 
-void bwd_permute(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_permute(ad_node *n, ad_node *g, ad_node **d)
 {
     int inverse[AD_MAX_DIMS];
     for (int k = 0; k < n->ndim; k++)
@@ -701,8 +707,8 @@ void bwd_permute(ad_node *n, ad_node *g, ad_node **d)
 /* ------------------------------------------------------ squeeze, unsqueeze */
 
 /* Aliases (no copy) whose shape follows the input on replay; the gradient is
- * the reshape back (bwd_reshape). iparam[0] the axis as given. */
-bool shape_squeeze(ad_node *n)
+ * the reshape back (ad_bwd_reshape). iparam[0] the axis as given. */
+bool ad_shape_squeeze(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = one_axis(n, a, n->iparam[0], "squeeze");
@@ -722,7 +728,7 @@ bool shape_squeeze(ad_node *n)
     return ad_shape_set(n, nd, shape, "ad_squeeze");
 }
 
-bool shape_unsqueeze(ad_node *n)
+bool ad_shape_unsqueeze(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int64_t axis = n->iparam[0] < 0 ? n->iparam[0] + a->ndim + 1 : n->iparam[0];
@@ -812,7 +818,7 @@ static bool take_shape(ad_node *n, const ad_node *table, const ad_node *index, i
 }
 
 /* take: iparam[0] the axis as given, [1] normalized */
-bool shape_take(ad_node *n)
+bool ad_shape_take(ad_node *n)
 {
     ad_node *table = n->inputs[0], *index = n->inputs[1];
     int axis = one_axis(n, table, n->iparam[0], "take");
@@ -824,7 +830,7 @@ bool shape_take(ad_node *n)
            ad_shape_set(n, table->ndim - 1 + index->ndim, shape, "ad_take");
 }
 
-void fwd_take(ad_node *n)
+void ad_fwd_take(ad_node *n)
 {
     const ad_node *table = n->inputs[0], *index = n->inputs[1];
     int64_t outer, len, inner;
@@ -849,7 +855,7 @@ ad_node *ad_take(ad_node *table, ad_node *index, int axis)
     return ad_op_apply(AD_OP_TAKE, 2, in, NULL, 0, ip, 1);
 }
 
-void bwd_take(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_take(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_scatter_add(g, n->inputs[1], n->inputs[0], (int)n->iparam[1]);
 }
@@ -857,7 +863,7 @@ void bwd_take(ad_node *n, ad_node *g, ad_node **d)
 /* scatter_add(g, index, like): zeros of like's shape, g's rows added at the
  * indices along axis (iparam[0], iparam[1] the normalized copy); repeated
  * indices accumulate. The gradient of take, whose own gradient is take. */
-bool shape_scatter_add(ad_node *n)
+bool ad_shape_scatter_add(ad_node *n)
 {
     ad_node *g = n->inputs[0], *index = n->inputs[1], *like = n->inputs[2];
     int axis = one_axis(n, like, n->iparam[0], "scatter_add");
@@ -878,7 +884,7 @@ bool shape_scatter_add(ad_node *n)
     return ad_shape_set(n, like->ndim, like->shape, "ad_scatter_add");
 }
 
-void fwd_scatter_add(ad_node *n)
+void ad_fwd_scatter_add(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *index = n->inputs[1];
     int64_t outer, len, inner;
@@ -910,7 +916,7 @@ ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis)
     return ad_op_apply(AD_OP_SCATTER_ADD, 3, in, NULL, 0, ip, 1);
 }
 
-void bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_take(g, n->inputs[1], (int)n->iparam[1]);
 }
@@ -919,7 +925,7 @@ void bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
 
 /* iparam: [0] axis as given, [1] before, [2] after, [3] axis normalized;
  * fparam[0] the fill value */
-bool shape_pad(ad_node *n)
+bool ad_shape_pad(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = one_axis(n, a, n->iparam[0], "pad");
@@ -940,7 +946,7 @@ bool shape_pad(ad_node *n)
     return ad_shape_set(n, a->ndim, shape, "ad_pad");
 }
 
-void fwd_pad(ad_node *n)
+void ad_fwd_pad(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
@@ -968,7 +974,7 @@ ad_node *ad_pad(ad_node *a, int axis, int64_t before, int64_t after, double valu
     return ad_op_apply(AD_OP_PAD, 1, &a, &value, 1, ip, 3);
 }
 
-void bwd_pad(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_pad(ad_node *n, ad_node *g, ad_node **d)
 {
     int axis = (int)n->iparam[3];
     d[0] = ad_slice(g, axis, n->iparam[1], n->iparam[1] + n->inputs[0]->shape[axis]);
@@ -977,7 +983,7 @@ void bwd_pad(ad_node *n, ad_node *g, ad_node **d)
 /* ---------------------------------------------------------------- slice_step */
 
 /* iparam: [0] axis as given, [1] start, [2] end, [3] step, [4] axis normalized */
-bool shape_slice_step(ad_node *n)
+bool ad_shape_slice_step(ad_node *n)
 {
     ad_node *a = n->inputs[0];
     int axis = one_axis(n, a, n->iparam[0], "slice_step");
@@ -1021,7 +1027,7 @@ static void strided_rows(ad_node *n, const ad_node *wide, int axis, int64_t star
         }
 }
 
-void fwd_slice_step(ad_node *n)
+void ad_fwd_slice_step(ad_node *n)
 {
     int axis = (int)n->iparam[4];
     strided_rows(n, n->inputs[0], axis, n->iparam[1], n->iparam[3], n->shape[axis], n->value,
@@ -1036,14 +1042,14 @@ ad_node *ad_slice_step(ad_node *a, int axis, int64_t start, int64_t end, int64_t
     return ad_op_apply(AD_OP_SLICE_STEP, 1, &a, NULL, 0, ip, 4);
 }
 
-void bwd_slice_step(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_slice_step(ad_node *n, ad_node *g, ad_node **d)
 {
     d[0] = ad_slice_step_backward(g, n->inputs[0], (int)n->iparam[4], n->iparam[1], n->iparam[3]);
 }
 
 /* slice_step_backward(g, like): zeros of like's shape with g's rows at
  * start, start + step, ... along axis (iparam [0] axis, [1] start, [2] step) */
-void fwd_slice_step_backward(ad_node *n)
+void ad_fwd_slice_step_backward(ad_node *n)
 {
     memset(n->value, 0, (size_t)n->numel * n->g->elem);
     int axis = (int)n->iparam[0];
@@ -1060,7 +1066,7 @@ ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t sta
     return ad_node_make(g->g, AD_OP_SLICE_STEP_BACKWARD, 2, in, NULL, ip);
 }
 
-void bwd_slice_step_backward(ad_node *n, ad_node *g, ad_node **d)
+void ad_bwd_slice_step_backward(ad_node *n, ad_node *g, ad_node **d)
 {
     int axis = (int)n->iparam[0];
     int64_t start = n->iparam[1], step = n->iparam[2], count = n->inputs[0]->shape[axis];
