@@ -1004,6 +1004,19 @@ bool ad_wino_transpose_by_adjoint(const conv_geom *q)
     return w.m == 4;
 }
 
+/* The weight gradient's products of one chunk of nt tiles: dU_k (+)= M_k
+ * V_kᵀ for each of the nk tile positions (m: the transformed output
+ * gradient, v: the transformed input; acc: add to the chunks before). */
+static void wino_dw_products(ad_dtype dt, const wino_geom *w, int64_t nt, const char *m,
+                             const char *v, char *du, bool acc, size_t es)
+{
+    for (int64_t k = 0; k < w->nk; k++)
+        ad_gemm(dt, false, true, acc, (ad_mm_dims){w->Co, nt, w->Ci},
+                m + (size_t)(k * wino_kstride(w->Co, nt)) * es,
+                v + (size_t)(k * wino_kstride(w->Ci, nt)) * es,
+                du + (size_t)(k * w->Co * w->Ci) * es);
+}
+
 /* The backward pass of a Winograd F(4×4) convolution y = conv(x, w) in one
  * node. ad_bwd_conv builds dx = conv_transpose(g, w, y) and then
  * dw = conv_weight_grad(x, g, dx): dx's forward, per chunk, transforms g
@@ -1043,12 +1056,9 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
         if (i0 == 0 || nb < chunk) /* its rows' places follow nb */
             memset(gbuf, 0, (size_t)(16 * nb * tiles) * es);
         wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
-        for (int64_t k = 0; kept && k < nk; k++) /* as ad_wino_weight_grad */
-            ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
-                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
-                    kept + (size_t)(i0 / chunk) * kept_step +
-                        (size_t)(k * wino_kstride(w.Ci, nt)) * es,
-                    du + (size_t)(k * w.Co * w.Ci) * es);
+        if (kept)
+            wino_dw_products(dt, &w, nt, m, kept + (size_t)(i0 / chunk) * kept_step, du, i0 > 0,
+                             es);
         for (int64_t k = 0; k < nk; k++)
             ad_gemm(dt, true, false, false, (ad_mm_dims){w.Ci, w.Co, nt},
                     u + (size_t)(k * w.Co * w.Ci) * es,
@@ -1071,7 +1081,7 @@ void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const
     const wino_geom w = ad_wino_make(q, false);
     const size_t es = n->g->elem;
     const ad_dtype dt = n->g->dtype;
-    const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
+    const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w);
     if (w.N == 0)
         return; /* conv_run zeroed K */
     const ad_node *lender = n->ninputs == 3 ? n->inputs[2] : NULL;
@@ -1107,11 +1117,7 @@ void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const
             wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
         else
             wino2_grad_input(n->g, &w, gi, nb, m, gbuf);
-        for (int64_t k = 0; k < nk; k++)
-            ad_gemm(dt, false, true, i0 > 0, (ad_mm_dims){w.Co, nt, w.Ci},
-                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
-                    v + (size_t)(k * wino_kstride(w.Ci, nt)) * es,
-                    du + (size_t)(k * w.Co * w.Ci) * es);
+        wino_dw_products(dt, &w, nt, m, v, du, i0 > 0, es);
     }
     wino_weights_adjoint(n->g, w.m, du, K->value, w.Co, w.Ci);
 }
