@@ -56,6 +56,8 @@ bool ad_wino_use(const ad_node *n, const conv_geom *q);
 wino_geom ad_wino_make(const conv_geom *q, bool transpose);
 /* elements of scratch the Winograd kernels need for w */
 size_t ad_wino_scratch_elems(const wino_geom *w, size_t elem);
+/* elements of the transformed weights U, or their gradient dU */
+size_t ad_wino_u_elems(const wino_geom *w);
 /* whether y's forward keeps its transformed input for a weight gradient */
 bool ad_wino_keeps_transform(const ad_node *y);
 /* bytes y's aux needs to keep that transform for geometry w */

@@ -158,24 +158,34 @@ static int64_t wino_work_elems(const wino_geom *w, int64_t nb)
     return wino_input_work(w, nb) + (w->m == 2 ? 5 * wino_tiles(w) : 56 * nb * wino_tiles(w));
 }
 
-/* Elements from one V_k (rows Ci) or M_k (rows Co) to the next: the
- * matrix and 32 over, so that the nk matrices, which the transforms read
- * or write side by side, do not start at multiples of 4 KiB from each
- * other when rows·nt is a power of two (measured: 16 tiles an image at
- * 14×14 in chunks of 4, 64 columns, made the input transform 1.5 times
- * slower by 4 KiB aliasing) */
-#define WINO_KPAD 32
+/* The products' matrices, U_k (Co + 1, Ci), V_k (Ci, T), M_k (Co + 1, T)
+ * and dU_k like U_k, each dense and the nk of each side by side: one dense
+ * batch each, which oneDNN's batched matmul computes in one call
+ * (ad_gemm_batched; a gap between the matrices and it falls back to a loop
+ * of its sgemm). U_k's last row is 0 (wino_weights), so is M_k's when it
+ * is the output gradient's (wino_zero_pad_rows), and that row of M_k or
+ * dU_k is never read: the row over is there so that the M_k, which the
+ * transforms read or write side by side, do not start at multiples of
+ * 4 KiB from each other (Co·T a multiple of 1024, as 64 channels and 16
+ * tiles an image: measured, 4 KiB aliasing made the step 8 % slower at
+ * 14×14, 32 -> 64 channels, chunks of 4; V_k's 8 KiB apart cost 1-2 %,
+ * docs/benchmarks.md). */
+static int64_t wino_vstride(const wino_geom *w, int64_t nt) { return w->Ci * nt; }
 
-static int64_t wino_kstride(int64_t rows, int64_t nt) { return rows * nt + WINO_KPAD; }
+static int64_t wino_mstride(const wino_geom *w, int64_t nt) { return (w->Co + 1) * nt; }
 
-/* the scratch: U (nk, Co, Ci), V (nk, Ci, T), M (nk, Co, T) (V_k and M_k
- * wino_kstride apart), then the transforms' work space */
+static int64_t wino_ustride(const wino_geom *w) { return (w->Co + 1) * w->Ci; }
+
+/* the scratch: U (nk, Co + 1, Ci), V (nk, Ci, T), M (nk, Co + 1, T), then
+ * the transforms' work space */
 size_t ad_wino_scratch_elems(const wino_geom *w, size_t elem)
 {
     const int64_t nb = wino_chunk(w, elem), nt = nb * wino_tiles(w);
-    return (size_t)(w->nk * (w->Co * w->Ci + wino_kstride(w->Ci, nt) + wino_kstride(w->Co, nt)) +
+    return (size_t)(w->nk * (wino_ustride(w) + wino_vstride(w, nt) + wino_mstride(w, nt)) +
                     wino_work_elems(w, nb));
 }
+
+size_t ad_wino_u_elems(const wino_geom *w) { return (size_t)(w->nk * wino_ustride(w)); }
 
 /* The scratch's parts for a whole chunk (ad_wino_scratch_elems' order), at
  * the same places for every chunk, a last smaller one too (the output
@@ -190,9 +200,9 @@ static wino_bufs wino_layout(const ad_graph *g, const wino_geom *w)
     const int64_t chunk = wino_chunk(w, es), nt = chunk * wino_tiles(w);
     wino_bufs b;
     b.u = g->scratch;
-    b.v = b.u + (size_t)(w->nk * w->Co * w->Ci) * es;
-    b.m = b.v + (size_t)(w->nk * wino_kstride(w->Ci, nt)) * es;
-    b.work = b.m + (size_t)(w->nk * wino_kstride(w->Co, nt)) * es;
+    b.v = b.u + ad_wino_u_elems(w) * es;
+    b.m = b.v + (size_t)(w->nk * wino_vstride(w, nt)) * es;
+    b.work = b.m + (size_t)(w->nk * wino_mstride(w, nt)) * es;
     b.gbuf = b.work + (size_t)wino_input_work(w, chunk) * es;
     return b;
 }
@@ -230,7 +240,7 @@ static size_t kept_offset(const ad_node *y)
 /* elements of one kept chunk (V of a whole chunk, to a cache line) */
 static int64_t kept_chunk_elems(const wino_geom *w, size_t elem)
 {
-    const int64_t v = w->nk * wino_kstride(w->Ci, wino_chunk(w, elem) * wino_tiles(w));
+    const int64_t v = w->nk * wino_vstride(w, wino_chunk(w, elem) * wino_tiles(w));
     return (v + 15) & ~(int64_t)15;
 }
 
@@ -316,21 +326,24 @@ static char *kept_chunks(const ad_node *y, const wino_geom *w, size_t elem)
     }
 
 /* U_k[o][c] = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3); transpose: U_k[c][o]
- * from w[o,c] rotated by 180°, the weights of the adjoint. A row of U_k
- * (fixed o, or c) is made in blocks of WINO_WEIGHT_BLOCK kernels, each
- * step of the transform one loop over the block (vectorized), the last one
- * writing along the rows of U_k, U_k+1, ... (whole (O, C) matrices apart) */
+ * from w[o,c] rotated by 180°, the weights of the adjoint; U_k has a last
+ * row of zeros (wino_ustride). A row of U_k (fixed o, or c) is made in
+ * blocks of WINO_WEIGHT_BLOCK kernels, each step of the transform one loop
+ * over the block (vectorized), the last one writing along the rows of U_k,
+ * U_k+1, ... (whole (O + 1, C) matrices apart) */
 #define WINO_WEIGHT_BLOCK 64
 
 static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O, int64_t C,
                          bool transpose)
 {
-    const int64_t R = transpose ? C : O, Q = transpose ? O : C; /* U_k is (R, Q) */
+    const int64_t R = transpose ? C : O, Q = transpose ? O : C; /* U_k is (R + 1, Q) */
     const int n = m + 2;
     enum { B = WINO_WEIGHT_BLOCK };
     AD_DISPATCH(g, {
         const T *wt = wv;
         T *u = uv, kk[9 * B], gk[18 * B]; /* rows of B */
+        for (int k = 0; k < n * n; k++)
+            memset(u + (k * (R + 1) + R) * Q, 0, sizeof(T) * (size_t)Q);
         for (int64_t r = 0; r < R; r++)
             for (int64_t q0 = 0; q0 < Q; q0 += B) {
                 const int64_t nq = Q - q0 < B ? Q - q0 : B;
@@ -350,30 +363,31 @@ static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O
                 }
                 for (int a = 0; a < n; a++) { /* (G k) Gᵀ, row a into U_{n·a + b} */
                     const T *g0 = gk + 3 * a * B, *g1 = g0 + B, *g2 = g1 + B;
-                    T *ua = u + (n * a * R + r) * Q + q0;
+                    T *ua = u + (n * a * (R + 1) + r) * Q + q0;
                     if (m == 2) {
-                        WINO_G_ROWS(2, g0, g1, g2, ua, R * Q, nq);
+                        WINO_G_ROWS(2, g0, g1, g2, ua, (R + 1) * Q, nq);
                     } else {
-                        WINO_G_ROWS(4, g0, g1, g2, ua, R * Q, nq);
+                        WINO_G_ROWS(4, g0, g1, g2, ua, (R + 1) * Q, nq);
                     }
                 }
             }
     });
 }
 
-/* dw[o][c] = Gᵀ dU[o][c] G (the adjoint of wino_weights) from dU (nk, O, C)
- * into w (O, C, 3, 3), WINO_WEIGHT_BLOCK pairs (o, c) at a time */
+/* dw[o][c] = Gᵀ dU[o][c] G (the adjoint of wino_weights) from dU (nk, O + 1,
+ * C; the last row not read) into w (O, C, 3, 3), WINO_WEIGHT_BLOCK pairs
+ * (o, c) at a time */
 static void wino_weights_adjoint(ad_graph *g, int m, const void *duv, void *wv, int64_t O,
                                  int64_t C)
 {
     const int n = m + 2;
-    const int64_t stride = O * C;
+    const int64_t pairs = O * C, stride = (O + 1) * C;
     enum { B = WINO_WEIGHT_BLOCK };
     AD_DISPATCH(g, {
         const T *du = duv;
         T *wt = wv, a3[18 * B], f[9 * B]; /* rows of B */
-        for (int64_t oc0 = 0; oc0 < stride; oc0 += B) {
-            const int64_t nq = stride - oc0 < B ? stride - oc0 : B;
+        for (int64_t oc0 = 0; oc0 < pairs; oc0 += B) {
+            const int64_t nq = pairs - oc0 < B ? pairs - oc0 : B;
             for (int j = 0; j < n; j++) { /* Gᵀ s, column j into rows n·a + j */
                 const T *sj = du + j * stride + oc0;
                 if (m == 2) { /* a constant m to each copy: no branch in the loop */
@@ -407,8 +421,7 @@ static void wino2_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t
                         void *workv)
 {
     const int64_t S = w->tw + 1, Wp = 2 * S, tiles = wino_tiles(w), nt = nb * tiles;
-    const int64_t rows = w->th + 1, plane = rows * Wp + 4, rs = rows * S,
-                  ks = wino_kstride(w->Ci, nt);
+    const int64_t rows = w->th + 1, plane = rows * Wp + 4, rs = rows * S, ks = wino_vstride(w, nt);
     AD_DISPATCH(g, {
         T *v = vv, *Pe = workv, *Po = Pe + plane, *eo = Po + plane;
         memset(Pe, 0, sizeof(T) * (size_t)(2 * plane)); /* the border stays 0 */
@@ -452,7 +465,7 @@ static void wino2_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t
     });
 }
 
-/* y = Aᵀ m A for the chunk's tiles from M (16, Co, T), the valid part of
+/* y = Aᵀ m A for the chunk's tiles from M (16, Co + 1, T), the valid part of
  * each 2×2 block written to y (nb images from its first element), with
  * the bias bv (Co) added when given and then max(·, 0) when relu. Per
  * plane, one loop over its tiles writes output rows 2·ti (ye) and 2·ti + 1
@@ -463,8 +476,7 @@ static void wino2_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t
 static void wino2_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
                          int32_t *arg, const void *bv, bool relu, void *workv)
 {
-    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles,
-                  ks = wino_kstride(w->Co, nt);
+    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles, ks = wino_mstride(w, nt);
     const int64_t OW = w->OW, PH = w->OH / 2, PW = OW / 2;
     const int32_t W32 = (int32_t)OW;
     AD_DISPATCH(g, {
@@ -527,8 +539,7 @@ static void wino2_output(ad_graph *g, const wino_geom *w, const void *mv, int64_
 static void wino2_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, int64_t nb, void *mv,
                              void *gev)
 {
-    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles,
-                  ks = wino_kstride(w->Co, nt);
+    const int64_t S = w->tw + 1, tiles = wino_tiles(w), nt = nb * tiles, ks = wino_mstride(w, nt);
     const int64_t OW = w->OW;
     AD_DISPATCH(gr, {
         T *restrict ge = gev, *restrict go = ge + 2 * tiles;
@@ -658,7 +669,7 @@ static void wino4_input(ad_graph *g, const wino_geom *w, const void *xv, int64_t
                         void *workv)
 {
     const int64_t tw = w->tw, th = w->th, Wf = 4 * tw, tiles = wino_tiles(w), nt = nb * tiles;
-    const int64_t fs = th * Wf, ks = wino_kstride(w->Ci, nt), W = w->W, os = nb * th * 2;
+    const int64_t fs = th * Wf, ks = wino_vstride(w, nt), W = w->W, os = nb * th * 2;
     const int64_t in_f = W < Wf - w->pw ? W : Wf - w->pw; /* columns of x in f's rows */
     AD_DISPATCH(g, {
         T *v = vv, *zero = workv, *f = zero + W, *ov = f + 6 * nb * fs, *q = ov + 6 * os;
@@ -731,7 +742,7 @@ static void wino4_adjoint_input(ad_graph *g, const wino_geom *w, const void *vv,
                                 void *xv, void *workv)
 {
     const int64_t tw = w->tw, th = w->th, Wf = 4 * tw, tiles = wino_tiles(w), nt = nb * tiles;
-    const int64_t fs = th * Wf, ks = wino_kstride(w->Ci, nt), W = w->W, os = nb * th * 2;
+    const int64_t fs = th * Wf, ks = wino_vstride(w, nt), W = w->W, os = nb * th * 2;
     const int64_t in_f = W < Wf - w->pw ? W : Wf - w->pw; /* columns of x in f's rows */
     const int64_t plane = w->H * W;
     AD_DISPATCH(g, {
@@ -805,7 +816,7 @@ static void wino4_adjoint_input(ad_graph *g, const wino_geom *w, const void *vv,
     });
 }
 
-/* wino2_output for F(4×4, 3×3): y = Aᵀ m A from M (36, Co, T). Per output
+/* wino2_output for F(4×4, 3×3): y = Aᵀ m A from M (36, Co + 1, T). Per output
  * channel, Aᵀ m is one loop over the chunk's tiles per column b into Z (24
  * arrays, row i of column b at 6i + b), then (Aᵀ m) A one loop per row i
  * into the output rows by their index mod 4, Y_0..Y_3 (tile t's row i at
@@ -817,7 +828,7 @@ static void wino4_adjoint_input(ad_graph *g, const wino_geom *w, const void *vv,
 static void wino4_output(ad_graph *g, const wino_geom *w, const void *mv, int64_t nb, void *yv,
                          int32_t *arg, const void *bv, bool relu, void *workv)
 {
-    const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_kstride(w->Co, nt);
+    const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_mstride(w, nt);
     const int64_t OW = w->OW, PH = w->OH / 2, PW = OW / 2, Wr = 4 * w->tw;
     const int32_t W32 = (int32_t)OW;
     AD_DISPATCH(g, {
@@ -899,7 +910,7 @@ static void wino4_output(ad_graph *g, const wino_geom *w, const void *mv, int64_
 static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, int64_t nb, void *mv,
                              void *gbv)
 {
-    const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_kstride(w->Co, nt);
+    const int64_t tiles = wino_tiles(w), nt = nb * tiles, ks = wino_mstride(w, nt);
     const int64_t OW = w->OW, Wr = 4 * w->tw;
     AD_DISPATCH(gr, {
         T *restrict G = gbv, *restrict Gc = G + 16 * nt, *restrict R = Gc + 16 * nt;
@@ -937,6 +948,31 @@ static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
     });
 }
 
+/* The nk products of a chunk, C_k = op(A_k) op(B_k) (C_k += when acc), the
+ * matrices dense and side by side (see wino_vstride): one batched product where
+ * the backend has one (f32 with oneDNN, one thread), else one ad_gemm per
+ * tile position */
+static void wino_products(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t nk,
+                          const char *A, const char *B, char *C)
+{
+    if (ad_gemm_batched(g, ta, tb, acc, d, nk, A, B, C))
+        return;
+    const size_t es = g->elem;
+    for (int64_t k = 0; k < nk; k++)
+        ad_gemm(g->dtype, ta, tb, acc, d, A + (size_t)(k * d.m * d.k) * es,
+                B + (size_t)(k * d.k * d.n) * es, C + (size_t)(k * d.m * d.n) * es);
+}
+
+/* M_k's last row, read by the input gradient's product U_kᵀ M_k (times U_k's
+ * zero row), set to 0: the scratch may hold anything there (an infinity
+ * times 0 would be NaN) */
+static void wino_zero_pad_rows(ad_graph *g, const wino_geom *w, int64_t nt, char *m)
+{
+    const size_t es = g->elem;
+    for (int64_t k = 0; k < w->nk; k++)
+        memset(m + (size_t)(k * wino_mstride(w, nt) + w->Co * nt) * es, 0, (size_t)nt * es);
+}
+
 /* conv (transpose = false: x = X, y = Y with the bias and ReLU of the op)
  * or conv_transpose (x = Y, the output gradient; y = X) by Winograd */
 void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
@@ -944,7 +980,6 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
 {
     const wino_geom w = ad_wino_make(q, transpose);
     const size_t es = n->g->elem;
-    const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
     const char *xv = transpose ? Y->value : X->value;
     char *yv = transpose ? X->value : Y->value;
@@ -972,11 +1007,7 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
             wino4_input(n->g, &w, xi, nb, v, work);
         else
             wino2_input(n->g, &w, xi, nb, v, work);
-        for (int64_t k = 0; k < nk; k++)
-            ad_gemm(dt, false, false, false, (ad_mm_dims){w.Co, w.Ci, nt},
-                    u + (size_t)(k * w.Co * w.Ci) * es,
-                    v + (size_t)(k * wino_kstride(w.Ci, nt)) * es,
-                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es);
+        wino_products(n->g, false, false, false, (ad_mm_dims){w.Co + 1, w.Ci, nt}, nk, u, v, m);
         char *yi = yv + (size_t)(i0 * ys) * es;
         int32_t *arg = pool ? (int32_t *)n->aux + i0 * ys : NULL;
         if (w.m == 4)
@@ -1007,14 +1038,10 @@ bool ad_wino_transpose_by_adjoint(const conv_geom *q)
 /* The weight gradient's products of one chunk of nt tiles: dU_k (+)= M_k
  * V_kᵀ for each of the nk tile positions (m: the transformed output
  * gradient, v: the transformed input; acc: add to the chunks before). */
-static void wino_dw_products(ad_dtype dt, const wino_geom *w, int64_t nt, const char *m,
-                             const char *v, char *du, bool acc, size_t es)
+static void wino_dw_products(ad_graph *g, const wino_geom *w, int64_t nt, const char *m,
+                             const char *v, char *du, bool acc)
 {
-    for (int64_t k = 0; k < w->nk; k++)
-        ad_gemm(dt, false, true, acc, (ad_mm_dims){w->Co, nt, w->Ci},
-                m + (size_t)(k * wino_kstride(w->Co, nt)) * es,
-                v + (size_t)(k * wino_kstride(w->Ci, nt)) * es,
-                du + (size_t)(k * w->Co * w->Ci) * es);
+    wino_products(g, false, true, acc, (ad_mm_dims){w->Co + 1, nt, w->Ci}, w->nk, m, v, du);
 }
 
 /* The backward pass of a Winograd F(4×4) convolution y = conv(x, w) in one
@@ -1037,7 +1064,6 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
 {
     const wino_geom w = ad_wino_make(q, false);
     const size_t es = n->g->elem;
-    const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w), nk = w.nk;
     const wino_bufs sb = wino_layout(n->g, &w);
     char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
@@ -1056,14 +1082,10 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
         if (i0 == 0 || nb < chunk) /* its rows' places follow nb */
             memset(gbuf, 0, (size_t)(16 * nb * tiles) * es);
         wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
+        wino_zero_pad_rows(n->g, &w, nt, m);
         if (kept)
-            wino_dw_products(dt, &w, nt, m, kept + (size_t)(i0 / chunk) * kept_step, du, i0 > 0,
-                             es);
-        for (int64_t k = 0; k < nk; k++)
-            ad_gemm(dt, true, false, false, (ad_mm_dims){w.Ci, w.Co, nt},
-                    u + (size_t)(k * w.Co * w.Ci) * es,
-                    m + (size_t)(k * wino_kstride(w.Co, nt)) * es,
-                    v + (size_t)(k * wino_kstride(w.Ci, nt)) * es);
+            wino_dw_products(n->g, &w, nt, m, kept + (size_t)(i0 / chunk) * kept_step, du, i0 > 0);
+        wino_products(n->g, true, false, false, (ad_mm_dims){w.Ci, w.Co + 1, nt}, nk, u, m, v);
         wino4_adjoint_input(n->g, &w, v, nb, xi, work);
     }
     if (kept && w.N > 0) {
@@ -1080,7 +1102,6 @@ void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const
 {
     const wino_geom w = ad_wino_make(q, false);
     const size_t es = n->g->elem;
-    const ad_dtype dt = n->g->dtype;
     const int64_t chunk = wino_chunk(&w, es), tiles = wino_tiles(&w);
     if (w.N == 0)
         return; /* conv_run zeroed K */
@@ -1117,7 +1138,7 @@ void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const
             wino4_grad_input(n->g, &w, gi, nb, m, gbuf);
         else
             wino2_grad_input(n->g, &w, gi, nb, m, gbuf);
-        wino_dw_products(dt, &w, nt, m, v, du, i0 > 0, es);
+        wino_dw_products(n->g, &w, nt, m, v, du, i0 > 0);
     }
     wino_weights_adjoint(n->g, w.m, du, K->value, w.Co, w.Ci);
 }

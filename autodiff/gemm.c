@@ -289,10 +289,12 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
 typedef struct {
     const void *B, *bias; /* the call site: weights and bias read */
     int64_t m, k, n;
+    int64_t batch;    /* > 0: an ad_gemm_batched entry (B, bias, relu unused) */
+    bool ta, tb, acc; /* a batched entry's transposes and accumulation */
     bool relu;
     uint64_t epoch; /* the hold whose weights `packed` holds; 0: none yet */
     dnnl_primitive_t matmul, reorder;
-    dnnl_memory_t src, plain, packed, bias_mem, dst;
+    dnnl_memory_t src, plain, packed, bias_mem, dst; /* batched: src, plain (B), dst */
 } gemm_held;
 
 struct gemm_cache {
@@ -315,6 +317,19 @@ static void held_free(gemm_held *h)
     dnnl_memory_destroy(h->dst);
     h->matmul = h->reorder = NULL;
     h->src = h->plain = h->packed = h->bias_mem = h->dst = NULL;
+}
+
+/* The end of making entry h: what only the making needed destroyed, and h
+ * emptied when it failed (!ok); returns ok */
+static bool made(gemm_held *h, bool ok, dnnl_primitive_desc_t pd, dnnl_post_ops_t po,
+                 dnnl_primitive_attr_t attr)
+{
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    if (!ok)
+        held_free(h);
+    return ok;
 }
 
 /* Creates the primitives and memories of entry h for its shape; false (h
@@ -352,17 +367,12 @@ static bool held_make(struct gemm_cache *c, gemm_held *h)
          dnnl_memory_create(&h->bias_mem, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&h->dst, &dmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     dnnl_primitive_desc_destroy(rpd);
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
-    if (!ok)
-        held_free(h);
-    return ok;
+    return made(h, ok, pd, po, attr);
 }
 
-/* The entry for this call site and shape, made on first use; NULL when
- * oneDNN cannot compute it (the caller's usual product does). */
-static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const void *bias, bool relu)
+/* g's table with its engine and stream, made on first use; NULL for an f64
+ * graph or when oneDNN cannot make them */
+static struct gemm_cache *cache_ready(ad_graph *g)
 {
     struct gemm_cache *c = g->gemm_cache;
     if (!c) /* an f64 graph */
@@ -372,22 +382,73 @@ static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const voi
     if (!c->stream &&
         dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success)
         return NULL;
+    return c;
+}
+
+/* The entry matching `key` (same call site or batch, shape and flags), or a
+ * new one made from it by `make`, the oldest entry going when the table is
+ * full; NULL when oneDNN cannot compute it (the caller's usual product does;
+ * an entry oneDNN refused stays refused). */
+static gemm_held *cache_entry(struct gemm_cache *c, const gemm_held *key,
+                              bool (*make)(struct gemm_cache *, gemm_held *))
+{
     for (int i = 0; i < c->used; i++) {
         gemm_held *h = &c->e[i];
-        if (h->B == B && h->bias == bias && h->relu == relu && h->m == d.m && h->k == d.k &&
-            h->n == d.n)
-            return h->matmul ? h : NULL; /* an entry oneDNN refused stays refused */
+        if (h->B == key->B && h->bias == key->bias && h->relu == key->relu && h->m == key->m &&
+            h->k == key->k && h->n == key->n && h->batch == key->batch && h->ta == key->ta &&
+            h->tb == key->tb && h->acc == key->acc)
+            return h->matmul ? h : NULL;
     }
-    if (c->used == GEMM_HELD_ENTRIES) { /* full: the oldest entry goes */
+    if (c->used == GEMM_HELD_ENTRIES) {
         held_free(&c->e[0]);
         memmove(c->e, c->e + 1, sizeof c->e[0] * (GEMM_HELD_ENTRIES - 1));
         c->used--;
     }
     gemm_held *h = &c->e[c->used++];
-    *h = (gemm_held){.B = B, .bias = bias, .m = d.m, .k = d.k, .n = d.n, .relu = relu};
-    if (!held_make(c, h))
-        return NULL; /* remembered as refused */
-    return h;
+    *h = *key;
+    return make(c, h) ? h : NULL;
+}
+
+/* The entry for this call site and shape, made on first use; NULL when
+ * oneDNN cannot compute it (the caller's usual product does). */
+static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const void *bias, bool relu)
+{
+    struct gemm_cache *c = cache_ready(g);
+    const gemm_held key = {.B = B, .bias = bias, .m = d.m, .k = d.k, .n = d.n, .relu = relu};
+    return c ? cache_entry(c, &key, held_make) : NULL;
+}
+
+/* Creates the batched matmul of entry h: (batch, m, k) times (batch, k, n)
+ * into (batch, m, n), every matrix dense row-major (a transposed operand:
+ * its transpose is), the batch's matrices side by side; C += through a sum
+ * post-op when acc. oneDNN's brgemm kernel takes such dense layouts only (a
+ * gap between the matrices, or rows longer than the matrix, and it falls
+ * back to a loop of its sgemm). False (h left empty) when oneDNN cannot. */
+static bool batched_make(struct gemm_cache *c, gemm_held *h)
+{
+    const int64_t m = h->m, k = h->k, n = h->n;
+    dnnl_dims_t ad = {h->batch, m, k}, bd = {h->batch, k, n}, cd = {h->batch, m, n};
+    dnnl_dims_t as = {m * k, h->ta ? 1 : k, h->ta ? m : 1};
+    dnnl_dims_t bs = {k * n, h->tb ? 1 : n, h->tb ? k : 1}, cs = {m * n, n, 1};
+    dnnl_memory_desc_t amd, bmd, cmd;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = dnnl_memory_desc_init_by_strides(&amd, 3, ad, dnnl_f32, as) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&bmd, 3, bd, dnnl_f32, bs) == dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&cmd, 3, cd, dnnl_f32, cs) == dnnl_success &&
+              dnnl_matmul_desc_init(&desc, &amd, &bmd, NULL, &cmd) == dnnl_success &&
+              dnnl_primitive_attr_create(&attr) == dnnl_success &&
+              dnnl_post_ops_create(&po) == dnnl_success &&
+              (!h->acc || (dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
+                           dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success)) &&
+              dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
+              dnnl_primitive_create(&h->matmul, pd) == dnnl_success &&
+              dnnl_memory_create(&h->src, &amd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+              dnnl_memory_create(&h->plain, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+              dnnl_memory_create(&h->dst, &cmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+    return made(h, ok, pd, po, attr);
 }
 #endif
 
@@ -423,6 +484,33 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
            dnnl_stream_wait(c->stream) == dnnl_success;
 #else
     (void)g, (void)d, (void)A, (void)B, (void)bias, (void)relu, (void)C;
+    return false;
+#endif
+}
+
+bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
+                     const void *A, const void *B, void *C)
+{
+#ifdef AD_HAVE_DNNL
+    if (g->dtype != AD_F32 || !onednn_allowed() || batch < 1 || d.m == 0 || d.n == 0 || d.k == 0)
+        return false;
+    if (ad_threads_requested > 1)
+        return false; /* the products one by one, each split over the threads */
+    struct gemm_cache *c = cache_ready(g);
+    const gemm_held key = {
+        .m = d.m, .k = d.k, .n = d.n, .batch = batch, .ta = ta, .tb = tb, .acc = acc};
+    gemm_held *h = c ? cache_entry(c, &key, batched_make) : NULL;
+    if (!h)
+        return false;
+    dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_SRC, h->src}, {DNNL_ARG_WEIGHTS, h->plain}, {DNNL_ARG_DST, h->dst}};
+    return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)A) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->dst, C) == dnnl_success &&
+           dnnl_primitive_execute(h->matmul, c->stream, 3, args) == dnnl_success &&
+           dnnl_stream_wait(c->stream) == dnnl_success;
+#else
+    (void)g, (void)ta, (void)tb, (void)acc, (void)d, (void)batch, (void)A, (void)B, (void)C;
     return false;
 #endif
 }

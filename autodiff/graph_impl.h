@@ -329,6 +329,16 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
  * the caller computes it the usual way. */
 bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
                   bool relu, void *C);
+/* C_b = op(A_b) op(B_b) (C_b += ... when acc) for b < batch, f32: each
+ * matrix dense row-major (op(A_b) (m, k) stored as its own rows, or as its
+ * transpose's when ta; likewise B_b, C_b), the batch's matrices side by side
+ * (A_b = A + b·m·k elements, B_b = B + b·k·n, C_b = C + b·m·n), as one
+ * oneDNN batched matmul made once per shape and kept in g's table (the
+ * held products' table). False when this path does not apply (f64, no
+ * oneDNN, more than one thread asked for, a shape oneDNN refuses): the
+ * caller computes the products one by one with ad_gemm. */
+bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
+                     const void *A, const void *B, void *C);
 /* Bytes of ad_gemm_held's table, allocated with a graph of dt after the
  * struct (0: none, f64 or no oneDNN); ad_gemm_cache_free destroys what the
  * table holds (ad_graph_free). */

@@ -273,7 +273,7 @@ static bool conv_scratch(ad_node *n, const conv_geom *q)
     if (ad_wino_use(n, q)) {
         const bool adjoint = n->op == AD_OP_CONV_TRANSPOSE && ad_wino_transpose_by_adjoint(q);
         const wino_geom w = ad_wino_make(q, n->op == AD_OP_CONV_TRANSPOSE && !adjoint);
-        const size_t du = adjoint && n->ninputs == 3 ? (size_t)(w.nk * w.Co * w.Ci) : 0;
+        const size_t du = adjoint && n->ninputs == 3 ? ad_wino_u_elems(&w) : 0;
         return ad_scratch(n->g, (ad_wino_scratch_elems(&w, n->g->elem) + du) * n->g->elem);
     }
     const bool pool = n->op == AD_OP_CONV_BIAS_RELU_POOL; /* the output is never t */

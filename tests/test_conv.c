@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "chainrule/autodiff.h"
+#include "graph_impl.h" /* the graph's table of oneDNN products */
 
 static void fill(ad_node *n, unsigned seed)
 {
@@ -680,7 +681,9 @@ static void direct_conv2d_dw(const double *r, const double *x, double *dw, int64
  * 0), odd and even sizes (partial 2×2 and 4×4 tiles on the far edges), the
  * bias and ReLU forms, a batch of several chunks (32×32 images: one per
  * chunk), of one chunk, and of chunks of 3 and 2 (F(4×4): 8 and 2) images
- * (the weight gradient's last, smaller chunk), f32 and f64. The f32
+ * (the weight gradient's last, smaller chunk), f32 and f64, and f32 again
+ * with oneDNN allowed (one thread asked for: the products of a chunk as one
+ * batched product where the library has oneDNN, gemm.c). The f32
  * tolerance, 1e-5·(1 + |y|) per input channel summed (per output channel
  * for dx), holds F(2×2)'s errors with a margin of 50 and F(4×4)'s, whose
  * transforms scale by up to 8, with a margin of 3 (measured 0.3 of it at
@@ -706,8 +709,13 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
         {2, 16, 18, 5, 5, 2, 2, 2},    /* 7×7 */
         {1, 16, 16, 1, 2, 2, 2, 1},    /* 3×4 from 1×2 (its transpose: F(2×2)) */
     };
-    for (int dt = 0; dt < 2; dt++)
+    for (int pass = 0; pass < 3; pass++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            const int dt = pass == 1; /* pass 2: f32 on the backends' one thread */
+            if (pass == 2 && t == 0) {
+                ad_set_threads(2); /* the OpenMP team set, as gemm.c's onednn_allowed wants */
+                ad_set_threads(1);
+            }
             int64_t N = cases[t].N, C = cases[t].C, O = cases[t].O, H = cases[t].H, W = cases[t].W,
                     ph = cases[t].ph, pw = cases[t].pw;
             int form = cases[t].form;
@@ -729,6 +737,8 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
             ad_node *r = ad_const(g, 4, ad_shape(y), NULL, "r");
             fill_hashed(r, 43 + (uint32_t)t, 0);
             cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+            if (pass == 2 && strstr(ad_gemm_backend(), "onednn")) /* the forward's, dw's */
+                cr_assert_geq(ad_gemm_held_entries(g), 2, "case %zu: batched products", t);
             const int64_t nx = ad_numel(x), ny = ad_numel(y), nw = ad_numel(w);
             double *xv = malloc(sizeof(double) * (size_t)nx),
                    *wv = malloc(sizeof(double) * (size_t)nw);
