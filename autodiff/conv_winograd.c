@@ -158,8 +158,9 @@ static int64_t wino_work_elems(const wino_geom *w, int64_t nb)
     return wino_input_work(w, nb) + (w->m == 2 ? 5 * wino_tiles(w) : 56 * nb * wino_tiles(w));
 }
 
-/* The products' matrices, U_k (Co + 1, Ci), V_k (Ci, T), M_k (Co + 1, T)
- * and dU_k like U_k, each dense and the nk of each side by side: one dense
+/* The products' matrices, U_k (Co + 1, Ci) (the adjoint's U_kᵀ: (Ci,
+ * Co + 1), wino_weights), V_k (Ci, T), M_k (Co + 1, T) and dU_k like
+ * U_k, each dense and the nk of each side by side: one dense
  * batch each, which oneDNN's batched matmul computes in one call
  * (ad_gemm_batched; a gap between the matrices and it falls back to a loop
  * of its sgemm). U_k's last row is 0 (wino_weights), so is M_k's when it
@@ -325,33 +326,47 @@ static char *kept_chunks(const ad_node *y, const wino_geom *w, size_t elem)
         }                                                                                          \
     }
 
-/* U_k[o][c] = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3); transpose: U_k[c][o]
- * from w[o,c] rotated by 180°, the weights of the adjoint; U_k has a last
- * row of zeros (wino_ustride). A row of U_k (fixed o, or c) is made in
- * blocks of WINO_WEIGHT_BLOCK kernels, each step of the transform one loop
- * over the block (vectorized), the last one writing along the rows of U_k,
- * U_k+1, ... (whole (O + 1, C) matrices apart) */
+/* The layouts of U_k (wino_weights): WINO_U_FORWARD, U_k[o][c] as
+ * (O + 1, C) with a last row of zeros (wino_ustride); WINO_U_TRANSPOSE,
+ * U_k[c][o] from w[o,c] rotated by 180° as (C + 1, O), the weights of a
+ * transposed correlation (F(2×2)'s conv_transpose); WINO_U_ADJOINT, the
+ * forward's U_k transposed, U_kᵀ[c][o] as (C, O + 1) with a last column of
+ * zeros, so that the adjoint's products U_kᵀ Mg_k read their left operand
+ * row by row (measured: 36 such products 53-55 µs against 61-63 µs through
+ * a transposed U_k, conv2's shapes, docs/benchmarks.md) */
+enum { WINO_U_FORWARD, WINO_U_TRANSPOSE, WINO_U_ADJOINT };
+
+/* U_k = (G w[o,c] Gᵀ)_k for w (O, C, 3, 3), in layout `layout`. A row of
+ * U_k (fixed o, or c) is made in blocks of WINO_WEIGHT_BLOCK kernels, each
+ * step of the transform one loop over the block (vectorized), the last one
+ * writing along the rows of U_k, U_k+1, ... (whole matrices apart) */
 #define WINO_WEIGHT_BLOCK 64
 
 static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O, int64_t C,
-                         bool transpose)
+                         int layout)
 {
-    const int64_t R = transpose ? C : O, Q = transpose ? O : C; /* U_k is (R + 1, Q) */
+    const bool by_c = layout != WINO_U_FORWARD, rotate = layout == WINO_U_TRANSPOSE;
+    const int64_t R = by_c ? C : O, Q = by_c ? O : C; /* U_k's rows and columns in use */
+    const int64_t Rp = R + (layout != WINO_U_ADJOINT), Qs = Q + (layout == WINO_U_ADJOINT);
     const int n = m + 2;
     enum { B = WINO_WEIGHT_BLOCK };
     AD_DISPATCH(g, {
         const T *wt = wv;
         T *u = uv, kk[9 * B], gk[18 * B]; /* rows of B */
-        for (int k = 0; k < n * n; k++)
-            memset(u + (k * (R + 1) + R) * Q, 0, sizeof(T) * (size_t)Q);
+        for (int k = 0; k < n * n; k++)   /* the zero row, or column */
+            if (layout == WINO_U_ADJOINT)
+                for (int64_t r = 0; r < R; r++)
+                    u[(k * Rp + r) * Qs + Q] = 0;
+            else
+                memset(u + (k * Rp + R) * Qs, 0, sizeof(T) * (size_t)Q);
         for (int64_t r = 0; r < R; r++)
             for (int64_t q0 = 0; q0 < Q; q0 += B) {
                 const int64_t nq = Q - q0 < B ? Q - q0 : B;
                 for (int64_t j = 0; j < nq; j++) {
-                    const int64_t o = transpose ? q0 + j : r, c = transpose ? r : q0 + j;
+                    const int64_t o = by_c ? q0 + j : r, c = by_c ? r : q0 + j;
                     const T *f = wt + (o * C + c) * 9;
                     for (int e = 0; e < 9; e++) /* rotated: (2 − a, 2 − b) is 8 − e */
-                        kk[e * B + j] = f[transpose ? 8 - e : e];
+                        kk[e * B + j] = f[rotate ? 8 - e : e];
                 }
                 for (int b = 0; b < 3; b++) { /* G k, column b into rows 3a + b */
                     const T *k0 = kk + b * B, *k1 = k0 + 3 * B, *k2 = k1 + 3 * B;
@@ -363,11 +378,11 @@ static void wino_weights(ad_graph *g, int m, const void *wv, void *uv, int64_t O
                 }
                 for (int a = 0; a < n; a++) { /* (G k) Gᵀ, row a into U_{n·a + b} */
                     const T *g0 = gk + 3 * a * B, *g1 = g0 + B, *g2 = g1 + B;
-                    T *ua = u + (n * a * (R + 1) + r) * Q + q0;
+                    T *ua = u + (n * a * Rp + r) * Qs + q0;
                     if (m == 2) {
-                        WINO_G_ROWS(2, g0, g1, g2, ua, (R + 1) * Q, nq);
+                        WINO_G_ROWS(2, g0, g1, g2, ua, Rp * Qs, nq);
                     } else {
-                        WINO_G_ROWS(4, g0, g1, g2, ua, (R + 1) * Q, nq);
+                        WINO_G_ROWS(4, g0, g1, g2, ua, Rp * Qs, nq);
                     }
                 }
             }
@@ -963,8 +978,8 @@ static void wino_products(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d,
                 B + (size_t)(k * d.k * d.n) * es, C + (size_t)(k * d.m * d.n) * es);
 }
 
-/* M_k's last row, read by the input gradient's product U_kᵀ M_k (times U_k's
- * zero row), set to 0: the scratch may hold anything there (an infinity
+/* M_k's last row, read by the input gradient's product U_kᵀ M_k (times
+ * U_kᵀ's zero column), set to 0: the scratch may hold anything there (an infinity
  * times 0 would be NaN) */
 static void wino_zero_pad_rows(ad_graph *g, const wino_geom *w, int64_t nt, char *m)
 {
@@ -997,7 +1012,7 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
     const size_t kept_step = kept ? (size_t)kept_chunk_elems(&w, es) * es : 0;
     if (keep)
         keep[KEEP_VALID] = 0;
-    wino_weights(n->g, w.m, K->value, u, q->O, q->C, transpose);
+    wino_weights(n->g, w.m, K->value, u, q->O, q->C, transpose ? WINO_U_TRANSPOSE : WINO_U_FORWARD);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
         const char *xi = xv + (size_t)(i0 * w.Ci * w.H * w.W) * es;
@@ -1074,7 +1089,7 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
     char *du = sb.gbuf + (size_t)(56 * chunk * tiles) * es; /* conv_scratch's room */
     if (fused)
         fused[KEEP_VALID] = 0;
-    wino_weights(n->g, 4, K->value, u, q->O, q->C, false);
+    wino_weights(n->g, 4, K->value, u, q->O, q->C, WINO_U_ADJOINT);
     for (int64_t i0 = 0; i0 < w.N; i0 += chunk) {
         const int64_t nb = chunk < w.N - i0 ? chunk : w.N - i0, nt = nb * tiles;
         char *xi = (char *)X->value + (size_t)(i0 * w.Ci * w.H * w.W) * es;
@@ -1085,7 +1100,7 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
         wino_zero_pad_rows(n->g, &w, nt, m);
         if (kept)
             wino_dw_products(n->g, &w, nt, m, kept + (size_t)(i0 / chunk) * kept_step, du, i0 > 0);
-        wino_products(n->g, true, false, false, (ad_mm_dims){w.Ci, w.Co + 1, nt}, nk, u, m, v);
+        wino_products(n->g, false, false, false, (ad_mm_dims){w.Ci, w.Co + 1, nt}, nk, u, m, v);
         wino4_adjoint_input(n->g, &w, v, nb, xi, work);
     }
     if (kept && w.N > 0) {
