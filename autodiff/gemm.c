@@ -163,6 +163,13 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 #endif
 }
 
+/* Blocks start at multiples of these rows or columns of C: whole register
+ * tiles of the backends' kernels (both are column-major inside: a row-major
+ * C's columns are their 16-float vectors, its rows their 4- or 8-wide
+ * unroll), small enough to keep the blocks even (784 rows: 392 + 392). */
+#define GEMM_SPLIT_ALIGN_ROWS 8
+#define GEMM_SPLIT_ALIGN_COLS 16
+
 #ifdef AD_HAVE_OPENMP
 /* The split rule's thresholds (see gemm_split): at least 2^17
  * multiply-adds (about 1 µs on one core; the MLP's 256 x 10 products at
@@ -172,12 +179,6 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
 #define GEMM_SPLIT_MIN_MACS 131072.0
 #define GEMM_SPLIT_ROWS 64
 #define GEMM_SPLIT_COLS 64
-/* Blocks start at multiples of these rows or columns of C: whole register
- * tiles of the backends' kernels (both are column-major inside: a row-major
- * C's columns are their 16-float vectors, its rows their 4- or 8-wide
- * unroll), small enough to keep the blocks even (784 rows: 392 + 392). */
-#define GEMM_SPLIT_ALIGN_ROWS 8
-#define GEMM_SPLIT_ALIGN_COLS 16
 
 /* How a product is split over t > 1 threads: 'r' (blocks of rows of C), 'c'
  * (blocks of columns) or 0 (one thread computes it). Never over k, so every
@@ -281,42 +282,69 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
  * layout its kernel reads, bias added and ReLU applied in its epilogue.
  * Against dnnl_sgemm, which packs B again on every call, on the MLP's
  * evaluation chunks (220 x 784 x 300, one thread): 0.60 against 0.66 ms
- * (docs/benchmarks.md, "Inference with held weights"). One entry per call
- * site and chunk size; a graph evaluates a handful of shapes, so the table
- * is small and searched in order. */
-#define GEMM_HELD_ENTRIES 16
+ * (docs/benchmarks.md, "Inference with held weights").
+ *
+ * Split over t threads (when gemm_split splits the product), always by rows
+ * of C: the weights are packed into one buffer, each thread reordering its
+ * share of their rows (of k), and each thread multiplies its rows of A by
+ * them. The kernel sums every element in the same order whatever block of
+ * rows it falls in, so the results are the same for any thread count (split
+ * by columns they were not; a product with fewer than 16 rows per thread
+ * runs on one thread). One
+ * entry per call site, block shape and block; a graph computes a handful,
+ * so the table is small and searched in order. An entry is used by one
+ * thread at a time (its block's), with its own memory objects, scratchpad
+ * and stream: oneDNN's memory objects take each call's pointers, and its
+ * shared scratchpad belongs to the thread that made the primitive. */
+#define GEMM_HELD_ENTRIES 32
+#define GEMM_HELD_SLOTS 4       /* threads a held product splits over at most */
+#define GEMM_HELD_SPLIT_ROWS 16 /* rows per thread at least, else one thread */
 
 typedef struct {
-    const void *B, *bias; /* the call site: weights and bias read */
+    /* the key: call site (weights and bias), block shape, block */
+    const void *B, *bias;
     int64_t m, k, n;
+    int slot, parts;  /* block slot of parts */
     int64_t batch;    /* > 0: an ad_gemm_batched entry (B, bias, relu unused) */
     bool ta, tb, acc; /* a batched entry's transposes and accumulation */
     bool relu;
-    uint64_t epoch; /* the hold whose weights `packed` holds; 0: none yet */
-    dnnl_primitive_t matmul, reorder;
-    dnnl_memory_t src, plain, packed, bias_mem, dst; /* batched: src, plain (B), dst */
+    uint64_t epoch; /* the hold whose weights it packed; 0: none yet */
+    /* part: this block's share of the packing, rows [klo, khi) of B into
+       slot 0's `wei` (NULL: an empty share); wei: the packed weights the
+       product reads, slot 0's own buffer */
+    dnnl_primitive_t matmul, part;
+    dnnl_memory_t src, plain, packed_part, wei, bias_mem, dst, scratch; /* batched: src, plain
+                                                                           (B), dst */
 } gemm_held;
 
 struct gemm_cache {
     dnnl_engine_t engine;
-    dnnl_stream_t stream;
+    dnnl_stream_t stream[GEMM_HELD_SLOTS];
     int used;
     gemm_held e[GEMM_HELD_ENTRIES];
 };
 
-/* Destroys h's oneDNN objects (its call site stays: an entry without a
- * primitive is one oneDNN refused). */
+/* One thread's block of rows of a held product: C (m, n) = A (m, k) B + bias. */
+typedef struct {
+    const void *A;
+    void *C;
+} held_block;
+
+/* Destroys h's oneDNN objects (its key stays: an entry without a primitive
+ * is one oneDNN refused). */
 static void held_free(gemm_held *h)
 {
     dnnl_primitive_destroy(h->matmul);
-    dnnl_primitive_destroy(h->reorder);
+    dnnl_primitive_destroy(h->part);
     dnnl_memory_destroy(h->src);
     dnnl_memory_destroy(h->plain);
-    dnnl_memory_destroy(h->packed);
+    dnnl_memory_destroy(h->packed_part);
+    dnnl_memory_destroy(h->wei);
     dnnl_memory_destroy(h->bias_mem);
     dnnl_memory_destroy(h->dst);
-    h->matmul = h->reorder = NULL;
-    h->src = h->plain = h->packed = h->bias_mem = h->dst = NULL;
+    dnnl_memory_destroy(h->scratch);
+    h->matmul = h->part = NULL;
+    h->src = h->plain = h->packed_part = h->wei = h->bias_mem = h->dst = h->scratch = NULL;
 }
 
 /* The end of making entry h: what only the making needed destroyed, and h
@@ -332,16 +360,58 @@ static bool made(gemm_held *h, bool ok, dnnl_primitive_desc_t pd, dnnl_post_ops_
     return ok;
 }
 
-/* Creates the primitives and memories of entry h for its shape; false (h
- * left empty) when oneDNN cannot (no kernel for the shape, out of memory). */
+/* The reorder of entry h's share of the weights, rows [lo, hi) of k: whole
+ * blocks of the packed layout pmd's rows; false when oneDNN cannot. */
+static bool held_make_part(struct gemm_cache *c, gemm_held *h, const dnnl_memory_desc_t *wmd,
+                           const dnnl_memory_desc_t *pmd, const_dnnl_primitive_attr_t attr,
+                           dnnl_primitive_desc_t *rpd)
+{
+    int64_t kb = 1; /* the packed layout's block of rows */
+    if (pmd->format_kind == dnnl_blocked)
+        for (int i = 0; i < pmd->format_desc.blocking.inner_nblks; i++)
+            if (pmd->format_desc.blocking.inner_idxs[i] == 0)
+                kb *= pmd->format_desc.blocking.inner_blks[i];
+    const int64_t lo = h->k * h->slot / h->parts / kb * kb;
+    const int64_t hi = h->slot == h->parts - 1 ? h->k : h->k * (h->slot + 1) / h->parts / kb * kb;
+    if (hi <= lo)
+        return true;
+    dnnl_dims_t dims = {hi - lo, h->n}, offs = {lo, 0};
+    dnnl_memory_desc_t from, to;
+    return dnnl_memory_desc_init_submemory(&from, wmd, dims, offs) == dnnl_success &&
+           dnnl_memory_desc_init_submemory(&to, pmd, dims, offs) == dnnl_success &&
+           dnnl_reorder_primitive_desc_create(rpd, &from, c->engine, &to, c->engine, attr) ==
+               dnnl_success &&
+           dnnl_primitive_create(&h->part, *rpd) == dnnl_success &&
+           dnnl_memory_create(&h->plain, &from, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+           dnnl_memory_create(&h->packed_part, &to, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+}
+
+/* One scratchpad for entry h's product (pd) and reorder (rpd, may be NULL),
+ * the larger of the two. */
+static bool held_make_scratch(struct gemm_cache *c, gemm_held *h, const_dnnl_primitive_desc_t pd,
+                              const_dnnl_primitive_desc_t rpd)
+{
+    const dnnl_memory_desc_t *sm = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const dnnl_memory_desc_t *rm =
+        rpd ? dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0) : NULL;
+    if (!sm || (rm && dnnl_memory_desc_get_size(rm) > dnnl_memory_desc_get_size(sm)))
+        sm = rm;
+    return !sm || dnnl_memory_desc_get_size(sm) == 0 ||
+           dnnl_memory_create(&h->scratch, sm, c->engine, DNNL_MEMORY_ALLOCATE) == dnnl_success;
+}
+
+/* Creates the primitives and memories of entry h for its key; false (h left
+ * empty) when oneDNN cannot (no kernel for the shape, out of memory). */
 static bool held_make(struct gemm_cache *c, gemm_held *h)
 {
     dnnl_dims_t sd = {h->m, h->k}, wd = {h->k, h->n}, dd = {h->m, h->n}, bd = {1, h->n};
     dnnl_memory_desc_t smd, wmd, wany, dmd, bmd;
     dnnl_matmul_desc_t desc;
-    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_attr_t attr = NULL, rattr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    /* scratchpads given per entry (user mode), not oneDNN's per-thread one;
+       the reorder's attributes without the product's ReLU */
     bool ok =
         dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab) == dnnl_success &&
         dnnl_memory_desc_init_by_tag(&wmd, 2, wd, dnnl_f32, dnnl_ab) == dnnl_success &&
@@ -350,6 +420,9 @@ static bool held_make(struct gemm_cache *c, gemm_held *h)
         dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab) == dnnl_success &&
         dnnl_matmul_desc_init(&desc, &smd, &wany, &bmd, &dmd) == dnnl_success &&
         dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_primitive_attr_create(&rattr) == dnnl_success &&
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+        dnnl_primitive_attr_set_scratchpad_mode(rattr, dnnl_scratchpad_mode_user) == dnnl_success &&
         dnnl_post_ops_create(&po) == dnnl_success &&
         (!h->relu ||
          (dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
@@ -358,64 +431,80 @@ static bool held_make(struct gemm_cache *c, gemm_held *h)
     const dnnl_memory_desc_t *pmd =
         ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
     ok = ok && pmd && dnnl_primitive_create(&h->matmul, pd) == dnnl_success &&
-         dnnl_reorder_primitive_desc_create(&rpd, &wmd, c->engine, pmd, c->engine, NULL) ==
+         dnnl_memory_create(&h->wei, pmd, c->engine,
+                            h->slot == 0 ? DNNL_MEMORY_ALLOCATE : DNNL_MEMORY_NONE) ==
              dnnl_success &&
-         dnnl_primitive_create(&h->reorder, rpd) == dnnl_success &&
+         held_make_part(c, h, &wmd, pmd, rattr, &rpd) && held_make_scratch(c, h, pd, rpd) &&
          dnnl_memory_create(&h->src, &smd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dnnl_memory_create(&h->plain, &wmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dnnl_memory_create(&h->packed, pmd, c->engine, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
          dnnl_memory_create(&h->bias_mem, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&h->dst, &dmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     dnnl_primitive_desc_destroy(rpd);
+    dnnl_primitive_attr_destroy(rattr);
     return made(h, ok, pd, po, attr);
 }
 
-/* g's table with its engine and stream, made on first use; NULL for an f64
- * graph or when oneDNN cannot make them */
-static struct gemm_cache *cache_ready(ad_graph *g)
+/* The position of the entry with key's key in c's table, -1 when none. */
+static int held_find(const struct gemm_cache *c, const gemm_held *key)
+{
+    for (int i = 0; i < c->used; i++) {
+        const gemm_held *h = &c->e[i];
+        if (h->B == key->B && h->bias == key->bias && h->relu == key->relu && h->m == key->m &&
+            h->k == key->k && h->n == key->n && h->slot == key->slot && h->parts == key->parts &&
+            h->batch == key->batch && h->ta == key->ta && h->tb == key->tb && h->acc == key->acc)
+            return i;
+    }
+    return -1;
+}
+
+/* g's table with its engine and t streams, made on first use; NULL for an
+ * f64 graph or when oneDNN cannot make them */
+static struct gemm_cache *cache_ready(ad_graph *g, int t)
 {
     struct gemm_cache *c = g->gemm_cache;
     if (!c) /* an f64 graph */
         return NULL;
     if (!c->engine && dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success)
         return NULL;
-    if (!c->stream &&
-        dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success)
-        return NULL;
+    for (int i = 0; i < t; i++)
+        if (!c->stream[i] &&
+            dnnl_stream_create(&c->stream[i], c->engine, dnnl_stream_default_flags) != dnnl_success)
+            return NULL;
     return c;
 }
 
-/* The entry matching `key` (same call site or batch, shape and flags), or a
- * new one made from it by `make`, the oldest entry going when the table is
- * full; NULL when oneDNN cannot compute it (the caller's usual product does;
- * an entry oneDNN refused stays refused). */
-static gemm_held *cache_entry(struct gemm_cache *c, const gemm_held *key,
-                              bool (*make)(struct gemm_cache *, gemm_held *))
+/* The entries matching keys[0..t) (same call site or batch, shape, flags
+ * and block), made by `make` where there is none, the oldest entries going
+ * when the table is full, into h; false when oneDNN cannot compute one of
+ * them (the caller's usual product computes the whole; an entry oneDNN
+ * refused stays refused). Runs on the calling thread, before a split
+ * product's threads start: the table changes only here. */
+static bool cache_entries(struct gemm_cache *c, const gemm_held *keys, int t,
+                          bool (*make)(struct gemm_cache *, gemm_held *), gemm_held **h)
 {
-    for (int i = 0; i < c->used; i++) {
-        gemm_held *h = &c->e[i];
-        if (h->B == key->B && h->bias == key->bias && h->relu == key->relu && h->m == key->m &&
-            h->k == key->k && h->n == key->n && h->batch == key->batch && h->ta == key->ta &&
-            h->tb == key->tb && h->acc == key->acc)
-            return h->matmul ? h : NULL;
+    int missing = 0;
+    for (int i = 0; i < t; i++)
+        missing += held_find(c, &keys[i]) < 0;
+    if (c->used + missing > GEMM_HELD_ENTRIES) { /* full: the oldest entries go */
+        const int drop = c->used + missing - GEMM_HELD_ENTRIES;
+        for (int i = 0; i < drop; i++)
+            held_free(&c->e[i]);
+        memmove(c->e, c->e + drop, sizeof c->e[0] * (size_t)(c->used - drop));
+        c->used -= drop;
     }
-    if (c->used == GEMM_HELD_ENTRIES) {
-        held_free(&c->e[0]);
-        memmove(c->e, c->e + 1, sizeof c->e[0] * (GEMM_HELD_ENTRIES - 1));
-        c->used--;
+    bool ok = true;
+    for (int i = 0; i < t; i++) {
+        int at = held_find(c, &keys[i]);
+        if (at < 0) {
+            at = c->used++;
+            c->e[at] = keys[i];
+            make(c, &c->e[at]); /* refused: remembered without a primitive */
+        }
+        ok = ok && c->e[at].matmul;
     }
-    gemm_held *h = &c->e[c->used++];
-    *h = *key;
-    return make(c, h) ? h : NULL;
-}
-
-/* The entry for this call site and shape, made on first use; NULL when
- * oneDNN cannot compute it (the caller's usual product does). */
-static gemm_held *held_entry(ad_graph *g, ad_mm_dims d, const void *B, const void *bias, bool relu)
-{
-    struct gemm_cache *c = cache_ready(g);
-    const gemm_held key = {.B = B, .bias = bias, .m = d.m, .k = d.k, .n = d.n, .relu = relu};
-    return c ? cache_entry(c, &key, held_make) : NULL;
+    /* pointers only once the table no longer moves */
+    for (int i = 0; ok && i < t; i++)
+        h[i] = &c->e[held_find(c, &keys[i])];
+    return ok;
 }
 
 /* Creates the batched matmul of entry h: (batch, m, k) times (batch, k, n)
@@ -450,6 +539,69 @@ static bool batched_make(struct gemm_cache *c, gemm_held *h)
               dnnl_memory_create(&h->dst, &cmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     return made(h, ok, pd, po, attr);
 }
+
+/* Entry h's share of packing the weights B into `packed` (slot 0's buffer). */
+static bool held_pack(gemm_held *h, dnnl_stream_t s, const void *B, void *packed)
+{
+    if (!h->part) /* an empty share */
+        return true;
+    dnnl_exec_arg_t ra[3] = {{DNNL_ARG_FROM, h->plain},
+                             {DNNL_ARG_TO, h->packed_part},
+                             {DNNL_ARG_SCRATCHPAD, h->scratch}};
+    return dnnl_memory_set_data_handle(h->packed_part, packed) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) == dnnl_success &&
+           dnnl_primitive_execute(h->part, s, h->scratch ? 3 : 2, ra) == dnnl_success &&
+           dnnl_stream_wait(s) == dnnl_success;
+}
+
+/* Block b's product by entry h on the weights packed in `packed`. */
+static bool held_product(gemm_held *h, dnnl_stream_t s, const held_block *b, const void *bias,
+                         void *packed)
+{
+    dnnl_exec_arg_t ma[5] = {{DNNL_ARG_SRC, h->src},
+                             {DNNL_ARG_WEIGHTS, h->wei},
+                             {DNNL_ARG_BIAS, h->bias_mem},
+                             {DNNL_ARG_DST, h->dst},
+                             {DNNL_ARG_SCRATCHPAD, h->scratch}};
+    return (h->slot == 0 || dnnl_memory_set_data_handle(h->wei, packed) == dnnl_success) &&
+           dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)b->A) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->bias_mem, (void *)(uintptr_t)bias) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->dst, b->C) == dnnl_success &&
+           dnnl_primitive_execute(h->matmul, s, h->scratch ? 5 : 4, ma) == dnnl_success &&
+           dnnl_stream_wait(s) == dnnl_success;
+}
+
+#ifdef AD_HAVE_OPENMP
+/* The t blocks of a product: each thread packs its share of the weights
+ * (when pack), all wait, then each multiplies its rows. Block i on thread i
+ * mod nt (the team may be smaller than asked for); oneDNN runs on one
+ * thread inside. */
+static bool held_run_split(struct gemm_cache *c, gemm_held **h, const held_block *blk, int t,
+                           const void *B, const void *bias, bool pack, void *packed)
+{
+    bool ok[GEMM_HELD_SLOTS];
+    AD_OMP_TEAM(t);
+#pragma omp parallel
+    {
+        const int i = omp_get_thread_num(), nt = omp_get_num_threads();
+        AD_OMP_TEAM_END();
+        ad_in_group = true;
+        for (int j = i; j < t; j += nt)
+            ok[j] = !pack || held_pack(h[j], c->stream[j], B, packed);
+        if (pack) {
+#pragma omp barrier
+        }
+        for (int j = i; j < t; j += nt)
+            ok[j] = ok[j] && held_product(h[j], c->stream[j], &blk[j], bias, packed);
+        ad_in_group = false;
+    }
+    AD_OMP_TEAM_END();
+    for (int j = 0; j < t; j++)
+        if (!ok[j])
+            return false;
+    return true;
+}
+#endif
 #endif
 
 bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
@@ -459,29 +611,52 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
     if (!g->leaves_held || g->dtype != AD_F32 || !onednn_allowed() || d.m == 0 || d.n == 0 ||
         d.k == 0)
         return false;
+    int t = 1;
 #ifdef AD_HAVE_OPENMP
-    if (AD_SPLIT_HERE() && gemm_split(d, ad_threads_requested))
-        return false; /* split over the threads: the usual product (one table per graph) */
+    if (AD_SPLIT_HERE() && gemm_split(d, ad_threads_requested) &&
+        d.m >= (int64_t)ad_threads_requested * GEMM_HELD_SPLIT_ROWS)
+        t = ad_threads_requested;
 #endif
-    gemm_held *h = held_entry(g, d, B, bias, relu);
-    if (!h)
+    if (t > GEMM_HELD_SLOTS)
+        return false; /* more threads than the table has streams: the usual product */
+    gemm_held keys[GEMM_HELD_SLOTS], *h[GEMM_HELD_SLOTS];
+    held_block blk[GEMM_HELD_SLOTS];
+    for (int i = 0; i < t; i++) {
+        /* rows [m·i/t, m·(i+1)/t), inner bounds rounded down to whole tiles
+           (as in ad_gemm_rows) */
+        const int64_t lo = d.m * i / t / GEMM_SPLIT_ALIGN_ROWS * GEMM_SPLIT_ALIGN_ROWS;
+        const int64_t hi =
+            i == t - 1 ? d.m : d.m * (i + 1) / t / GEMM_SPLIT_ALIGN_ROWS * GEMM_SPLIT_ALIGN_ROWS;
+        blk[i] = (held_block){(const float *)A + lo * d.k, (float *)C + lo * d.n};
+        keys[i] = (gemm_held){.B = B,
+                              .bias = bias,
+                              .m = hi - lo,
+                              .k = d.k,
+                              .n = d.n,
+                              .slot = i,
+                              .parts = t,
+                              .relu = relu};
+    }
+    struct gemm_cache *c = cache_ready(g, t);
+    if (!c || !cache_entries(c, keys, t, held_make, h))
         return false;
-    struct gemm_cache *c = g->gemm_cache;
-    dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, h->plain}, {DNNL_ARG_TO, h->packed}};
-    dnnl_exec_arg_t ma[4] = {{DNNL_ARG_SRC, h->src},
-                             {DNNL_ARG_WEIGHTS, h->packed},
-                             {DNNL_ARG_BIAS, h->bias_mem},
-                             {DNNL_ARG_DST, h->dst}};
-    if (h->epoch != g->held_epoch &&
-        (dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) != dnnl_success ||
-         dnnl_primitive_execute(h->reorder, c->stream, 2, ra) != dnnl_success))
+    void *packed = NULL;
+    if (dnnl_memory_get_data_handle(h[0]->wei, &packed) != dnnl_success)
         return false;
-    h->epoch = g->held_epoch;
-    return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)A) == dnnl_success &&
-           dnnl_memory_set_data_handle(h->bias_mem, (void *)(uintptr_t)bias) == dnnl_success &&
-           dnnl_memory_set_data_handle(h->dst, C) == dnnl_success &&
-           dnnl_primitive_execute(h->matmul, c->stream, 4, ma) == dnnl_success &&
-           dnnl_stream_wait(c->stream) == dnnl_success;
+    /* the blocks pack together (each entry may have been remade alone) */
+    bool pack = false, ok = false;
+    for (int i = 0; i < t; i++)
+        pack = pack || h[i]->epoch != g->held_epoch;
+    if (t == 1)
+        ok = (!pack || held_pack(h[0], c->stream[0], B, packed)) &&
+             held_product(h[0], c->stream[0], &blk[0], bias, packed);
+#ifdef AD_HAVE_OPENMP
+    else
+        ok = held_run_split(c, h, blk, t, B, bias, pack, packed);
+#endif
+    for (int i = 0; i < t; i++)
+        h[i]->epoch = ok ? g->held_epoch : 0;
+    return ok; /* false: the usual product writes all of C again */
 #else
     (void)g, (void)d, (void)A, (void)B, (void)bias, (void)relu, (void)C;
     return false;
@@ -496,19 +671,19 @@ bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int6
         return false;
     if (ad_threads_requested > 1)
         return false; /* the products one by one, each split over the threads */
-    struct gemm_cache *c = cache_ready(g);
+    struct gemm_cache *c = cache_ready(g, 1);
     const gemm_held key = {
         .m = d.m, .k = d.k, .n = d.n, .batch = batch, .ta = ta, .tb = tb, .acc = acc};
-    gemm_held *h = c ? cache_entry(c, &key, batched_make) : NULL;
-    if (!h)
+    gemm_held *h = NULL;
+    if (!c || !cache_entries(c, &key, 1, batched_make, &h))
         return false;
     dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, h->src}, {DNNL_ARG_WEIGHTS, h->plain}, {DNNL_ARG_DST, h->dst}};
     return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)A) == dnnl_success &&
            dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) == dnnl_success &&
            dnnl_memory_set_data_handle(h->dst, C) == dnnl_success &&
-           dnnl_primitive_execute(h->matmul, c->stream, 3, args) == dnnl_success &&
-           dnnl_stream_wait(c->stream) == dnnl_success;
+           dnnl_primitive_execute(h->matmul, c->stream[0], 3, args) == dnnl_success &&
+           dnnl_stream_wait(c->stream[0]) == dnnl_success;
 #else
     (void)g, (void)ta, (void)tb, (void)acc, (void)d, (void)batch, (void)A, (void)B, (void)C;
     return false;
@@ -543,7 +718,8 @@ void ad_gemm_cache_free(ad_graph *g)
         return;
     for (int i = 0; i < c->used; i++)
         held_free(&c->e[i]);
-    dnnl_stream_destroy(c->stream);
+    for (int i = 0; i < GEMM_HELD_SLOTS; i++)
+        dnnl_stream_destroy(c->stream[i]);
     dnnl_engine_destroy(c->engine);
     memset(c, 0, sizeof *c);
 #else

@@ -324,9 +324,10 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
 /* A linear layer's product C = A B + bias (then max(C, 0) when relu), f32,
  * while g's leaves are held (ad_graph_hold_leaves): B is packed once per
  * hold into the layout the backend's kernel reads and the bias and ReLU are
- * the product's epilogue. False when this path does not apply (not held,
- * f64, no oneDNN, a product split over the threads, a shape oneDNN refuses):
- * the caller computes it the usual way. */
+ * the product's epilogue; split over the threads by rows of C (the packing
+ * shared), the same bits on any thread count. False when this path does not
+ * apply (not held, f64, no oneDNN, more than 4 threads, a shape oneDNN
+ * refuses): the caller computes it the usual way. */
 bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const void *bias,
                   bool relu, void *C);
 /* C_b = op(A_b) op(B_b) (C_b += ... when acc) for b < batch, f32: each

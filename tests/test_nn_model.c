@@ -570,7 +570,7 @@ Test(nn_model, predict_in_cache_sized_chunks)
 static void mlp_reference(const float *p, const int64_t *widths, int nw, const float *x,
                           int64_t rows, double *out)
 {
-    double h[64], z[64];
+    double h[256], z[256];
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t k = 0; k < widths[0]; k++)
             h[k] = x[r * widths[0] + k];
@@ -648,6 +648,59 @@ Test(nn_model, predict_sees_every_change_of_the_weights)
     cr_assert(!g->leaves_held, "the hold ends with the call");
     nn_optimizer_free(opt);
     nn_model_free(m);
+}
+
+/* The same with the products split over threads (ad_gemm_held packs the
+ * weights once per hold for all the blocks of rows): on 1, 2 and 3 threads,
+ * chunks of 200 rows and 40 (the first layer's split by rows on two
+ * threads, on one thread on three: fewer than 16 rows per thread), the
+ * outputs agree with sums in double, also after the caller rewrote the
+ * weights in place; with oneDNN every product ran on packed weights (6
+ * entries on one thread, 9 on two, 10 on three) and the outputs are the
+ * same bits on any thread count. */
+Test(nn_model, predict_on_threads_sees_every_change_of_the_weights)
+{
+    enum { N = 440, NW = 4, IN = 100 };
+    const int64_t widths[NW] = {IN, 200, 48, 10};
+    nn_activation acts[] = {NN_ACT_RELU, NN_ACT_RELU, NN_ACT_IDENTITY};
+    static float x[N * IN];
+    static double out[3][2][N * 10], ref[N * 10];
+    nn_rng r;
+    nn_rng_seed(&r, 8);
+    for (int i = 0; i < N * IN; i++)
+        x[i] = (float)nn_rng_normal(&r);
+    const bool onednn = strstr(ad_gemm_backend(), "onednn") != NULL;
+    const int entries[3] = {6, 9, 10};
+    /* the OpenMP team set once, so oneDNN is allowed on one thread in every
+       build (gemm.c, onednn_allowed) */
+    ad_set_threads(2);
+    for (int t = 1; t <= 3; t++) {
+        ad_set_threads(t);
+        nn_model *m = nn_mlp_new(AD_F32, NW, widths, acts, NN_LOSS_CROSS_ENTROPY, 200, 9, NULL);
+        cr_assert_not_null(m);
+        float *p = nn_model_params(m);
+        const int64_t np = nn_model_param_count(m);
+        for (int round = 0; round < 2; round++) {
+            double *o = out[t - 1][round];
+            cr_assert_eq(nn_model_predict_f32(m, x, N, IN, o), 0, "%s", nn_model_error(m));
+            mlp_reference(p, widths, NW, x, N, ref);
+            for (int i = 0; i < N * 10; i++)
+                cr_assert_float_eq(o[i], ref[i], 1e-4 * (1 + fabs(ref[i])),
+                                   "%d threads, round %d, output %d: %.7g, expected %.7g", t, round,
+                                   i, o[i], ref[i]);
+            for (int64_t i = 0; i < np; i++) /* in place, as a caller may */
+                p[i] = -0.75f * p[i] + 0.01f * (float)(i % 7);
+        }
+        const ad_graph *g = nn_model_graph(m);
+        cr_assert_eq(ad_gemm_held_entries(g), onednn ? entries[t - 1] : 0,
+                     "%d threads, backend %s: %d entries", t, ad_gemm_backend(),
+                     ad_gemm_held_entries(g));
+        if (onednn && t > 1)
+            cr_assert_eq(memcmp(out[0], out[t - 1], sizeof out[0]), 0,
+                         "%d threads: other bits than one thread's", t);
+        nn_model_free(m);
+    }
+    ad_set_threads(1);
 }
 
 Test(nn_model, predict_in_chunks_and_evaluate)

@@ -122,8 +122,9 @@ typedef struct {
     float w1[IN * HID], b1[HID], w2[HID * OUT], b2[OUT];
 } step_result;
 
-/* The network on a batch of rows: its loss; its parameters in p (w1, b1, w2, b2). */
-static ad_node *make_net(ad_graph *g, int rows, ad_node *p[4])
+/* The network on a batch of rows: its loss; its parameters in p (w1, b1, w2,
+ * b2), given the values of `values` when not NULL. */
+static ad_node *make_net_from(ad_graph *g, int rows, ad_node *p[4], const step_result *values)
 {
     int64_t xs[2] = {rows, IN}, w1s[2] = {IN, HID}, b1s[1] = {HID}, w2s[2] = {HID, OUT},
             b2s[1] = {OUT}, ls[1] = {rows};
@@ -137,6 +138,11 @@ static ad_node *make_net(ad_graph *g, int rows, ad_node *p[4])
     fill(p[1], 2.0);
     fill(p[2], 0.5);
     fill(p[3], 1.7);
+    if (values) {
+        const float *v[4] = {values->w1, values->b1, values->w2, values->b2};
+        for (int k = 0; k < 4; k++)
+            memcpy(ad_data(p[k]), v[k], sizeof(float) * (size_t)ad_numel(p[k]));
+    }
     float *lv = ad_data(labels);
     for (int i = 0; i < rows; i++)
         lv[i] = (float)((i * 7) % OUT);
@@ -144,6 +150,11 @@ static ad_node *make_net(ad_graph *g, int rows, ad_node *p[4])
     ad_node *loss = ad_softmax_cross_entropy(ad_linear(h, p[2], p[3]), labels);
     cr_assert_not_null(loss, "%s", ad_graph_error(g));
     return loss;
+}
+
+static ad_node *make_net(ad_graph *g, int rows, ad_node *p[4])
+{
+    return make_net_from(g, rows, p, NULL);
 }
 
 /* The loss, and the parameters' values (grads false) or gradients, into r. */
@@ -464,6 +475,65 @@ Test(threads, a_large_input_is_set_whole)
             }
             ad_graph_free(g);
         }
+    }
+    ad_set_threads(1);
+}
+
+/* Steps of one replayed graph whose weights change between passes, by its
+ * SGD steps inside the backward pass and by the caller in place: every
+ * pass's loss and gradients, and the weights after its step, are those of a
+ * fresh graph built from the same values (computed as its nodes are made),
+ * on 1, 2 and 3 threads, at 300 rows (the products split by rows on 2 and
+ * 3 threads). A product that kept weights packed from one pass to the next
+ * (ad_gemm_held does only within a hold) fails it. */
+Test(threads, training_sees_every_change_of_the_weights)
+{
+    static step_result now, fresh, grads;
+    for (int t = 1; t <= THREADS; t++) {
+        ad_set_threads(t);
+        ad_graph *g = ad_graph_new(AD_F32);
+        ad_graph_set_memory_reuse(g, 1);
+        ad_node *p[4];
+        ad_node *loss = make_net(g, ROWS, p);
+        for (int step = 0; step < 4; step++) {
+            char what[64];
+            snprintf(what, sizeof what, "step %d", step);
+            keep_result(&now, loss, p, false); /* the values this pass reads */
+            ad_graph *f = ad_graph_new(AD_F32);
+            ad_node *q[4];
+            ad_node *fl = make_net_from(f, ROWS, q, &now);
+            cr_assert_eq(ad_backward(fl), 0, "%s", ad_graph_error(f));
+            keep_result(&fresh, fl, q, true);
+            ad_graph_free(f);
+            cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+            const bool sgd = step % 2 == 1;
+            cr_assert_eq(sgd ? ad_backward_sgd(loss, 0.05) : ad_backward_overwrite(loss), 0, "%s",
+                         ad_graph_error(g));
+            keep_result(&grads, loss, p, !sgd);
+            if (sgd) { /* the weights after the step: value - 0.05 gradient */
+                float *v[4] = {fresh.w1, fresh.b1, fresh.w2, fresh.b2};
+                const float *w[4] = {now.w1, now.b1, now.w2, now.b2};
+                for (int k = 0; k < 4; k++)
+                    for (int64_t i = 0; i < ad_numel(p[k]); i++)
+                        v[k][i] = w[k][i] - 0.05f * v[k][i];
+            }
+            const float *x[5] = {&fresh.loss, fresh.w1, fresh.b1, fresh.w2, fresh.b2};
+            const float *y[5] = {&grads.loss, grads.w1, grads.b1, grads.w2, grads.b2};
+            const int64_t len[5] = {1, IN * HID, HID, HID * OUT, OUT};
+            for (int k = 0; k < 5; k++)
+                for (int64_t i = 0; i < len[k]; i++)
+                    cr_assert(fabsf(x[k][i] - y[k][i]) <= 1e-5f * (1 + fabsf(x[k][i])),
+                              "%d threads, %s, %s %d[%lld]: %.9g, fresh graph %.9g", t, what,
+                              sgd ? "value" : "gradient", k, (long long)i, (double)y[k][i],
+                              (double)x[k][i]);
+            /* the caller writes the weights in place before the next pass */
+            float *w1 = ad_data(p[0]), *w2 = ad_data(p[2]);
+            for (int64_t i = 0; i < IN * HID; i++)
+                w1[i] = 0.9f * w1[i] + 0.01f * (float)(i % 5);
+            for (int64_t i = 0; i < HID * OUT; i++)
+                w2[i] = -w2[i];
+        }
+        ad_graph_free(g);
     }
     ad_set_threads(1);
 }
