@@ -693,7 +693,10 @@ bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int6
 int ad_gemm_held_entries(const ad_graph *g)
 {
 #ifdef AD_HAVE_DNNL
-    return g->gemm_cache ? g->gemm_cache->used : 0;
+    int made = 0; /* entries oneDNN refused are kept, without a primitive */
+    for (int i = 0; g->gemm_cache && i < g->gemm_cache->used; i++)
+        made += g->gemm_cache->e[i].matmul != NULL;
+    return made;
 #else
     (void)g;
     return 0;

@@ -344,7 +344,8 @@ bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int6
  * struct (0: none, f64 or no oneDNN); ad_gemm_cache_free destroys what the
  * table holds (ad_graph_free). */
 size_t ad_gemm_cache_bytes(ad_dtype dt);
-/* Call sites and shapes in the table (tests: did the held path run?). */
+/* Entries of the table that oneDNN made a primitive for (tests: did the
+ * held or batched path run?). */
 int ad_gemm_held_entries(const ad_graph *g);
 void ad_gemm_cache_free(ad_graph *g);
 /* graph.c: on: a promise that no leaf's value changes until the hold ends
