@@ -643,6 +643,14 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
     void *packed = NULL;
     if (dnnl_memory_get_data_handle(h[0]->wei, &packed) != dnnl_success)
         return false;
+    /* every block's kernel must read the weights in the one layout they are
+       packed in (oneDNN picks it per primitive; blocks differ in rows only) */
+    const dnnl_memory_desc_t *w0 = NULL, *wi = NULL;
+    for (int i = 1; i < t; i++)
+        if (dnnl_memory_get_memory_desc(h[0]->wei, &w0) != dnnl_success ||
+            dnnl_memory_get_memory_desc(h[i]->wei, &wi) != dnnl_success ||
+            !dnnl_memory_desc_equal(w0, wi))
+            return false;
     /* the blocks pack together (each entry may have been remade alone) */
     bool pack = false, ok = false;
     for (int i = 0; i < t; i++)
