@@ -965,8 +965,8 @@ static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
 
 /* The nk products of a chunk, C_k = op(A_k) op(B_k) (C_k += when acc), the
  * matrices dense and side by side (see wino_vstride): one batched product where
- * the backend has one (f32 with oneDNN, one thread), else one ad_gemm per
- * tile position */
+ * the backend has one (f32 with oneDNN; on threads, one per thread's share
+ * of the positions), else one ad_gemm per tile position */
 static void wino_products(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t nk,
                           const char *A, const char *B, char *C)
 {

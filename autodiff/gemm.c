@@ -324,9 +324,10 @@ struct gemm_cache {
     gemm_held e[GEMM_HELD_ENTRIES];
 };
 
-/* One thread's block of rows of a held product: C (m, n) = A (m, k) B + bias. */
+/* One thread's block of rows of a held product: C (m, n) = A (m, k) B + bias;
+ * of a batched product: its share of the batch, C_b = op(A_b) op(B_b). */
 typedef struct {
-    const void *A;
+    const void *A, *B; /* B: a batched block's (a held product's is packed) */
     void *C;
 } held_block;
 
@@ -524,19 +525,24 @@ static bool batched_make(struct gemm_cache *c, gemm_held *h)
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    bool ok = dnnl_memory_desc_init_by_strides(&amd, 3, ad, dnnl_f32, as) == dnnl_success &&
-              dnnl_memory_desc_init_by_strides(&bmd, 3, bd, dnnl_f32, bs) == dnnl_success &&
-              dnnl_memory_desc_init_by_strides(&cmd, 3, cd, dnnl_f32, cs) == dnnl_success &&
-              dnnl_matmul_desc_init(&desc, &amd, &bmd, NULL, &cmd) == dnnl_success &&
-              dnnl_primitive_attr_create(&attr) == dnnl_success &&
-              dnnl_post_ops_create(&po) == dnnl_success &&
-              (!h->acc || (dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
-                           dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success)) &&
-              dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
-              dnnl_primitive_create(&h->matmul, pd) == dnnl_success &&
-              dnnl_memory_create(&h->src, &amd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-              dnnl_memory_create(&h->plain, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
-              dnnl_memory_create(&h->dst, &cmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
+    /* a scratchpad per entry (user mode), as held_make: each slot's entry
+       runs on its own thread */
+    bool ok =
+        dnnl_memory_desc_init_by_strides(&amd, 3, ad, dnnl_f32, as) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&bmd, 3, bd, dnnl_f32, bs) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&cmd, 3, cd, dnnl_f32, cs) == dnnl_success &&
+        dnnl_matmul_desc_init(&desc, &amd, &bmd, NULL, &cmd) == dnnl_success &&
+        dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+        dnnl_post_ops_create(&po) == dnnl_success &&
+        (!h->acc || (dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
+                     dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success)) &&
+        dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL) == dnnl_success &&
+        dnnl_primitive_create(&h->matmul, pd) == dnnl_success &&
+        held_make_scratch(c, h, pd, NULL) &&
+        dnnl_memory_create(&h->src, &amd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+        dnnl_memory_create(&h->plain, &bmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+        dnnl_memory_create(&h->dst, &cmd, c->engine, DNNL_MEMORY_NONE) == dnnl_success;
     return made(h, ok, pd, po, attr);
 }
 
@@ -554,10 +560,27 @@ static bool held_pack(gemm_held *h, dnnl_stream_t s, const void *B, void *packed
            dnnl_stream_wait(s) == dnnl_success;
 }
 
-/* Block b's product by entry h on the weights packed in `packed`. */
+/* Block b's products by batched entry h. */
+static bool batched_product(gemm_held *h, dnnl_stream_t s, const held_block *b)
+{
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, h->src},
+                               {DNNL_ARG_WEIGHTS, h->plain},
+                               {DNNL_ARG_DST, h->dst},
+                               {DNNL_ARG_SCRATCHPAD, h->scratch}};
+    return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)b->A) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)b->B) == dnnl_success &&
+           dnnl_memory_set_data_handle(h->dst, b->C) == dnnl_success &&
+           dnnl_primitive_execute(h->matmul, s, h->scratch ? 4 : 3, args) == dnnl_success &&
+           dnnl_stream_wait(s) == dnnl_success;
+}
+
+/* Block b's product by entry h on the weights packed in `packed` (a batched
+ * entry: its products, bias and packed unused). */
 static bool held_product(gemm_held *h, dnnl_stream_t s, const held_block *b, const void *bias,
                          void *packed)
 {
+    if (h->batch > 0)
+        return batched_product(h, s, b);
     dnnl_exec_arg_t ma[5] = {{DNNL_ARG_SRC, h->src},
                              {DNNL_ARG_WEIGHTS, h->wei},
                              {DNNL_ARG_BIAS, h->bias_mem},
@@ -573,13 +596,14 @@ static bool held_product(gemm_held *h, dnnl_stream_t s, const held_block *b, con
 
 #ifdef AD_HAVE_OPENMP
 /* The t blocks of a product: each thread packs its share of the weights
- * (when pack), all wait, then each multiplies its rows. Block i on thread i
- * mod nt (the team may be smaller than asked for); oneDNN runs on one
- * thread inside. */
+ * (when pack), all wait, then each multiplies its rows (a batched
+ * product's blocks: their shares of the batch); ok[i]: block i computed.
+ * Block i on thread i mod nt (the team may be smaller than asked for);
+ * oneDNN runs on one thread inside. */
 static bool held_run_split(struct gemm_cache *c, gemm_held **h, const held_block *blk, int t,
-                           const void *B, const void *bias, bool pack, void *packed)
+                           const void *B, const void *bias, bool pack, void *packed,
+                           bool ok[GEMM_HELD_SLOTS])
 {
-    bool ok[GEMM_HELD_SLOTS];
     AD_OMP_TEAM(t);
 #pragma omp parallel
     {
@@ -627,7 +651,7 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
         const int64_t lo = d.m * i / t / GEMM_SPLIT_ALIGN_ROWS * GEMM_SPLIT_ALIGN_ROWS;
         const int64_t hi =
             i == t - 1 ? d.m : d.m * (i + 1) / t / GEMM_SPLIT_ALIGN_ROWS * GEMM_SPLIT_ALIGN_ROWS;
-        blk[i] = (held_block){(const float *)A + lo * d.k, (float *)C + lo * d.n};
+        blk[i] = (held_block){(const float *)A + lo * d.k, NULL, (float *)C + lo * d.n};
         keys[i] = (gemm_held){.B = B,
                               .bias = bias,
                               .m = hi - lo,
@@ -659,8 +683,10 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
         ok = (!pack || held_pack(h[0], c->stream[0], B, packed)) &&
              held_product(h[0], c->stream[0], &blk[0], bias, packed);
 #ifdef AD_HAVE_OPENMP
-    else
-        ok = held_run_split(c, h, blk, t, B, bias, pack, packed);
+    else {
+        bool done[GEMM_HELD_SLOTS];
+        ok = held_run_split(c, h, blk, t, B, bias, pack, packed, done);
+    }
 #endif
     for (int i = 0; i < t; i++)
         h[i]->epoch = ok ? g->held_epoch : 0;
@@ -677,21 +703,58 @@ bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int6
 #ifdef AD_HAVE_DNNL
     if (g->dtype != AD_F32 || !onednn_allowed() || batch < 1 || d.m == 0 || d.n == 0 || d.k == 0)
         return false;
-    if (ad_threads_requested > 1)
-        return false; /* the products one by one, each split over the threads */
-    struct gemm_cache *c = cache_ready(g, 1);
-    const gemm_held key = {
-        .m = d.m, .k = d.k, .n = d.n, .batch = batch, .ta = ta, .tb = tb, .acc = acc};
-    gemm_held *h = NULL;
-    if (!c || !cache_entries(c, &key, 1, batched_make, &h))
+    /* on t threads, each one batched product on its share of the batch,
+       matrices [batch·i/t, batch·(i+1)/t): every product computed whole by
+       one kernel, so the bits do not depend on t. Inside a group (threads
+       side by side) the table is not this thread's to change: the products
+       one by one. */
+    int t = 1;
+    if (ad_threads_requested > 1) {
+        if (!AD_SPLIT_HERE())
+            return false;
+#ifdef AD_HAVE_OPENMP
+        t = batch < ad_threads_requested ? (int)batch : ad_threads_requested;
+#else
         return false;
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, h->src}, {DNNL_ARG_WEIGHTS, h->plain}, {DNNL_ARG_DST, h->dst}};
-    return dnnl_memory_set_data_handle(h->src, (void *)(uintptr_t)A) == dnnl_success &&
-           dnnl_memory_set_data_handle(h->plain, (void *)(uintptr_t)B) == dnnl_success &&
-           dnnl_memory_set_data_handle(h->dst, C) == dnnl_success &&
-           dnnl_primitive_execute(h->matmul, c->stream[0], 3, args) == dnnl_success &&
-           dnnl_stream_wait(c->stream[0]) == dnnl_success;
+#endif
+    }
+    if (t > GEMM_HELD_SLOTS)
+        return false; /* more threads than the table has streams: one by one */
+    gemm_held keys[GEMM_HELD_SLOTS], *h[GEMM_HELD_SLOTS];
+    held_block blk[GEMM_HELD_SLOTS];
+    for (int i = 0; i < t; i++) {
+        const int64_t lo = batch * i / t, hi = batch * (i + 1) / t;
+        blk[i] = (held_block){(const float *)A + lo * d.m * d.k, (const float *)B + lo * d.k * d.n,
+                              (float *)C + lo * d.m * d.n};
+        keys[i] = (gemm_held){.m = d.m,
+                              .k = d.k,
+                              .n = d.n,
+                              .slot = i,
+                              .parts = t,
+                              .batch = hi - lo,
+                              .ta = ta,
+                              .tb = tb,
+                              .acc = acc};
+    }
+    struct gemm_cache *c = cache_ready(g, t);
+    if (!c || !cache_entries(c, keys, t, batched_make, h))
+        return false;
+    if (t == 1)
+        return batched_product(h[0], c->stream[0], &blk[0]);
+#ifdef AD_HAVE_OPENMP
+    bool done[GEMM_HELD_SLOTS];
+    if (held_run_split(c, h, blk, t, NULL, NULL, false, NULL, done))
+        return true;
+    /* a share oneDNN did not compute, one by one here (the others' C, added
+       to when acc, must not be computed again by the caller's loop) */
+    for (int i = 0; i < t; i++)
+        for (int64_t b = 0; !done[i] && b < h[i]->batch; b++)
+            ad_gemm(AD_F32, ta, tb, acc, d, (const float *)blk[i].A + b * d.m * d.k,
+                    (const float *)blk[i].B + b * d.k * d.n, (float *)blk[i].C + b * d.m * d.n);
+    return true;
+#else
+    return false;
+#endif
 #else
     (void)g, (void)ta, (void)tb, (void)acc, (void)d, (void)batch, (void)A, (void)B, (void)C;
     return false;

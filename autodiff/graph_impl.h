@@ -335,9 +335,12 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
  * transpose's when ta; likewise B_b, C_b), the batch's matrices side by side
  * (A_b = A + b·m·k elements, B_b = B + b·k·n, C_b = C + b·m·n), as one
  * oneDNN batched matmul made once per shape and kept in g's table (the
- * held products' table). False when this path does not apply (f64, no
- * oneDNN, more than one thread asked for, a shape oneDNN refuses): the
- * caller computes the products one by one with ad_gemm. */
+ * held products' table); on t > 1 threads the batch split into t shares,
+ * one batched matmul each, side by side (each product whole on one thread:
+ * the same bits for any t). False when this path does not apply (f64, no
+ * oneDNN, inside a group of threads side by side, more threads than the
+ * table's slots, a shape oneDNN refuses): the caller computes the products
+ * one by one with ad_gemm. */
 bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
                      const void *A, const void *B, void *C);
 /* Bytes of ad_gemm_held's table, allocated with a graph of dt after the

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "chainrule/autodiff.h"
+#include "graph_impl.h" /* ad_gemm_held_entries: did the batched products run? */
 
 #define THREADS 3 /* 1, 2 and 3 threads */
 
@@ -536,4 +537,65 @@ Test(threads, training_sees_every_change_of_the_weights)
         ad_graph_free(g);
     }
     ad_set_threads(1);
+}
+
+/* A convolution's values and gradients (forward, dx and the weight gradient
+ * fused into dx's pass from the forward's kept transform, and the bias's)
+ * are the same bits on 1, 2 and 3 threads, in a first pass and a replayed
+ * one: F(4×4, 3×3) Winograd, 16 -> 16 channels at 14×14 (chunks of 8 and 2
+ * images). With oneDNN the products of a chunk run as batched products,
+ * their batch split over the threads, each product whole on one thread
+ * (gemm.c, ad_gemm_batched); elsewhere one by one, each whole on one
+ * thread or split by rows or columns of C, never along k (with OpenBLAS
+ * too: checked at 64 channels, the products split by columns). */
+Test(threads, winograd_convolution_gives_the_same_bits)
+{
+    enum { N = 10, C = 16, O = 16, H = 14, W = 14 };
+    enum { NY = N * O * H * W, NX = N * C * H * W, NW = O * C * 9 };
+    static float y[THREADS][NY], dx[THREADS][NX], dw[THREADS][NW], db[THREADS][O];
+    const bool onednn = strstr(ad_gemm_backend(), "onednn") != NULL;
+    ad_set_threads(2); /* the OpenMP team set, as gemm.c's onednn_allowed wants */
+    for (int t = 0; t < THREADS; t++) {
+        ad_set_threads(t + 1);
+        ad_graph *g = ad_graph_new(AD_F32);
+        int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, 3, 3}, bs[1] = {O};
+        ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+        ad_node *b = ad_param(g, 1, bs, "b");
+        fill(x, 0.3);
+        fill(w, 1.1);
+        fill(b, 2.7);
+        ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+        ad_node *out = ad_conv2d_bias(x, w, b, &o);
+        cr_assert_not_null(out, "%s", ad_graph_error(g));
+        ad_node *r = ad_const(g, 4, ad_shape(out), NULL, "r");
+        fill(r, 0.8);
+        ad_node *loss = ad_sum(ad_mul(out, r), AD_ALL);
+        cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) { /* replayed: the kept transform, the fused dw */
+                cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+                cr_assert_eq(ad_backward_overwrite(loss), 0, "%s", ad_graph_error(g));
+            }
+            if (pass == 1 && t > 0) { /* the same as the first pass's */
+                cr_assert_eq(memcmp(y[t], ad_data(out), sizeof y[t]), 0, "y, replayed");
+                cr_assert_eq(memcmp(dx[t], ad_grad_data(x), sizeof dx[t]), 0, "dx, replayed");
+                cr_assert_eq(memcmp(dw[t], ad_grad_data(w), sizeof dw[t]), 0, "dw, replayed");
+            }
+            memcpy(y[t], ad_data(out), sizeof y[t]);
+            memcpy(dx[t], ad_grad_data(x), sizeof dx[t]);
+            memcpy(dw[t], ad_grad_data(w), sizeof dw[t]);
+            memcpy(db[t], ad_grad_data(b), sizeof db[t]);
+        }
+        if (onednn) /* the batched products ran: one entry per share at least */
+            cr_assert_geq(ad_gemm_held_entries(g), 2 * (t + 1), "%d threads: %d entries", t + 1,
+                          ad_gemm_held_entries(g));
+        ad_graph_free(g);
+    }
+    ad_set_threads(1);
+    for (int t = 1; t < THREADS; t++) {
+        cr_assert_eq(memcmp(y[0], y[t], sizeof y[0]), 0, "y, %d threads", t + 1);
+        cr_assert_eq(memcmp(dx[0], dx[t], sizeof dx[0]), 0, "dx, %d threads", t + 1);
+        cr_assert_eq(memcmp(dw[0], dw[t], sizeof dw[0]), 0, "dw, %d threads", t + 1);
+        cr_assert_eq(memcmp(db[0], db[t], sizeof db[0]), 0, "db, %d threads", t + 1);
+    }
 }
