@@ -963,21 +963,6 @@ static void wino4_grad_input(ad_graph *gr, const wino_geom *w, const void *gv, i
     });
 }
 
-/* The nk products of a chunk, C_k = op(A_k) op(B_k) (C_k += when acc), the
- * matrices dense and side by side (see wino_vstride): one batched product where
- * the backend has one (f32 with oneDNN; on threads, one per thread's share
- * of the positions), else one ad_gemm per tile position */
-static void wino_products(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t nk,
-                          const char *A, const char *B, char *C)
-{
-    if (ad_gemm_batched(g, ta, tb, acc, d, nk, A, B, C))
-        return;
-    const size_t es = g->elem;
-    for (int64_t k = 0; k < nk; k++)
-        ad_gemm(g->dtype, ta, tb, acc, d, A + (size_t)(k * d.m * d.k) * es,
-                B + (size_t)(k * d.k * d.n) * es, C + (size_t)(k * d.m * d.n) * es);
-}
-
 /* M_k's last row, read by the input gradient's product U_kᵀ M_k (times
  * U_kᵀ's zero column), set to 0: the scratch may hold anything there (an infinity
  * times 0 would be NaN) */
@@ -1022,7 +1007,7 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
             wino4_input(n->g, &w, xi, nb, v, work);
         else
             wino2_input(n->g, &w, xi, nb, v, work);
-        wino_products(n->g, false, false, false, (ad_mm_dims){w.Co + 1, w.Ci, nt}, nk, u, v, m);
+        ad_gemm_batched(n->g, false, false, false, (ad_mm_dims){w.Co + 1, w.Ci, nt}, nk, u, v, m);
         char *yi = yv + (size_t)(i0 * ys) * es;
         int32_t *arg = pool ? (int32_t *)n->aux + i0 * ys : NULL;
         if (w.m == 4)
@@ -1056,7 +1041,7 @@ bool ad_wino_transpose_by_adjoint(const conv_geom *q)
 static void wino_dw_products(ad_graph *g, const wino_geom *w, int64_t nt, const char *m,
                              const char *v, char *du, bool acc)
 {
-    wino_products(g, false, true, acc, (ad_mm_dims){w->Co + 1, nt, w->Ci}, w->nk, m, v, du);
+    ad_gemm_batched(g, false, true, acc, (ad_mm_dims){w->Co + 1, nt, w->Ci}, w->nk, m, v, du);
 }
 
 /* The backward pass of a Winograd F(4×4) convolution y = conv(x, w) in one
@@ -1100,7 +1085,7 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
         wino_zero_pad_rows(n->g, &w, nt, m);
         if (kept)
             wino_dw_products(n->g, &w, nt, m, kept + (size_t)(i0 / chunk) * kept_step, du, i0 > 0);
-        wino_products(n->g, false, false, false, (ad_mm_dims){w.Ci, w.Co + 1, nt}, nk, u, m, v);
+        ad_gemm_batched(n->g, false, false, false, (ad_mm_dims){w.Ci, w.Co + 1, nt}, nk, u, m, v);
         wino4_adjoint_input(n->g, &w, v, nb, xi, work);
     }
     if (kept && w.N > 0) {

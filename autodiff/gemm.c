@@ -697,10 +697,22 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
 #endif
 }
 
-bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
-                     const void *A, const void *B, void *C)
+/* The batch's products one at a time, each by ad_gemm (ad_gemm_batched's
+ * layout, elements of es bytes) */
+static void gemm_each(ad_dtype dt, size_t es, bool ta, bool tb, bool acc, ad_mm_dims d,
+                      int64_t batch, const char *A, const char *B, char *C)
 {
+    for (int64_t b = 0; b < batch; b++)
+        ad_gemm(dt, ta, tb, acc, d, A + (size_t)(b * d.m * d.k) * es,
+                B + (size_t)(b * d.k * d.n) * es, C + (size_t)(b * d.m * d.n) * es);
+}
+
 #ifdef AD_HAVE_DNNL
+/* ad_gemm_batched by oneDNN's batched matmul; false, nothing written, when
+ * that path does not apply (ad_gemm_batched's list) */
+static bool batched_onednn(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
+                           const void *A, const void *B, void *C)
+{
     if (g->dtype != AD_F32 || !onednn_allowed() || batch < 1 || d.m == 0 || d.n == 0 || d.k == 0)
         return false;
     /* on t threads, each one batched product on its share of the batch,
@@ -746,19 +758,26 @@ bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int6
     if (held_run_split(c, h, blk, t, NULL, NULL, false, NULL, done))
         return true;
     /* a share oneDNN did not compute, one by one here (the others' C, added
-       to when acc, must not be computed again by the caller's loop) */
+       to when acc, must not be computed again) */
     for (int i = 0; i < t; i++)
-        for (int64_t b = 0; !done[i] && b < h[i]->batch; b++)
-            ad_gemm(AD_F32, ta, tb, acc, d, (const float *)blk[i].A + b * d.m * d.k,
-                    (const float *)blk[i].B + b * d.k * d.n, (float *)blk[i].C + b * d.m * d.n);
+        if (!done[i])
+            gemm_each(AD_F32, sizeof(float), ta, tb, acc, d, h[i]->batch, blk[i].A, blk[i].B,
+                      blk[i].C);
     return true;
 #else
     return false;
 #endif
-#else
-    (void)g, (void)ta, (void)tb, (void)acc, (void)d, (void)batch, (void)A, (void)B, (void)C;
-    return false;
+}
 #endif
+
+void ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
+                     const void *A, const void *B, void *C)
+{
+#ifdef AD_HAVE_DNNL
+    if (batched_onednn(g, ta, tb, acc, d, batch, A, B, C))
+        return;
+#endif
+    gemm_each(g->dtype, g->elem, ta, tb, acc, d, batch, A, B, C);
 }
 
 int ad_gemm_held_entries(const ad_graph *g)

@@ -337,11 +337,11 @@ bool ad_gemm_held(ad_graph *g, ad_mm_dims d, const void *A, const void *B, const
  * oneDNN batched matmul made once per shape and kept in g's table (the
  * held products' table); on t > 1 threads the batch split into t shares,
  * one batched matmul each, side by side (each product whole on one thread:
- * the same bits for any t). False when this path does not apply (f64, no
+ * the same bits for any t). Where that path does not apply (f64, no
  * oneDNN, inside a group of threads side by side, more threads than the
- * table's slots, a shape oneDNN refuses): the caller computes the products
- * one by one with ad_gemm. */
-bool ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
+ * table's slots, a shape oneDNN refuses), the products one by one with
+ * ad_gemm. */
+void ad_gemm_batched(ad_graph *g, bool ta, bool tb, bool acc, ad_mm_dims d, int64_t batch,
                      const void *A, const void *B, void *C);
 /* Bytes of ad_gemm_held's table, allocated with a graph of dt after the
  * struct (0: none, f64 or no oneDNN); ad_gemm_cache_free destroys what the
