@@ -656,8 +656,9 @@ Test(nn_model, predict_sees_every_change_of_the_weights)
  * threads, on one thread on three: fewer than 16 rows per thread), the
  * outputs agree with sums in double, also after the caller rewrote the
  * weights in place; with oneDNN every product ran on packed weights (6
- * entries on one thread, 9 on two, 10 on three) and the outputs are the
- * same bits on any thread count. */
+ * entries on one thread, 9 on two, 10 on three) and the thread counts
+ * agree within a few roundings (the same bits where the kernel's order of
+ * the sums does not depend on a block's rows). */
 Test(nn_model, predict_on_threads_sees_every_change_of_the_weights)
 {
     enum { N = 440, NW = 4, IN = 100 };
@@ -695,9 +696,17 @@ Test(nn_model, predict_on_threads_sees_every_change_of_the_weights)
         cr_assert_eq(ad_gemm_held_entries(g), onednn ? entries[t - 1] : 0,
                      "%d threads, backend %s: %d entries", t, ad_gemm_backend(),
                      ad_gemm_held_entries(g));
-        if (onednn && t > 1)
-            cr_assert_eq(memcmp(out[0], out[t - 1], sizeof out[0]), 0,
-                         "%d threads: other bits than one thread's", t);
+        /* oneDNN's kernel may order a block's sums by the block's row
+           count (AVX2's gemm:jit does; AVX-512's did not): the thread
+           counts agree within a few f32 roundings, ten times tighter than
+           the check against double sums above */
+        for (int round = 0; round < 2 && t > 1; round++)
+            for (int i = 0; i < N * 10; i++) {
+                const double a = out[0][round][i], b = out[t - 1][round][i];
+                cr_assert(fabs(a - b) <= 1e-5 * (1 + fabs(a)),
+                          "%d threads, round %d, output %d: %.9g, one thread %.9g", t, round, i, b,
+                          a);
+            }
         nn_model_free(m);
     }
     ad_set_threads(1);
