@@ -138,9 +138,9 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
     if (!seed || !pending_push(&p, y->id, seed))
         goto fail;
     for (int64_t i = y->id; i >= 0; i--) {
-        if (i >= AD_AHEAD) { /* the op and inputs (line 1), ninputs and shape (line 2) */
-            AD_PREFETCH(g->nodes[i - AD_AHEAD]);
-            AD_PREFETCH((char *)g->nodes[i - AD_AHEAD] + 64);
+        if (i >= AD_AHEAD_BUILD) { /* the op and inputs (line 1), ninputs and shape (line 2) */
+            AD_PREFETCH(g->nodes[i - AD_AHEAD_BUILD]);
+            AD_PREFETCH((char *)g->nodes[i - AD_AHEAD_BUILD] + 64);
         }
         if (!grads[i])
             continue;
@@ -1021,7 +1021,16 @@ int ad_forward(ad_graph *g)
     if (g->has_error)
         return -1;
     bool infer = g->shapes_dirty;
+    /* The backward passes' nodes (NODE_TAPE) are the tapes' ranges of ids,
+     * in creation order and apart: they are stepped over, not read (a
+     * scalar workload has as many of them as forward nodes, and testing
+     * their flags read a line of each). */
+    int next = 0; /* the next tape at or after node i */
     for (int64_t i = 0; i < g->nnodes; i++) {
+        if (next < g->ntapes && i == g->tapes[next].begin) {
+            i = g->tapes[next++].end - 1;
+            continue;
+        }
         ad_node *n = g->nodes[i];
         if (i + AD_AHEAD < g->nnodes)
             AD_PREFETCH(g->nodes[i + AD_AHEAD]);

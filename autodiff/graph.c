@@ -646,10 +646,10 @@ static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
     if (!node)
         return NULL;
     /* Nodes follow one another in the arena: ask for the lines of the node
-     * made AD_AHEAD nodes from now, so that writing it does not wait for its
+     * made AD_AHEAD_BUILD nodes from now, so that writing it does not wait for its
      * memory (the step before last used it; a scalar step writes megabytes
      * of nodes, which leaves them out of the near caches) */
-    const char *ahead = (const char *)node + AD_AHEAD * sizeof *node;
+    const char *ahead = (const char *)node + AD_AHEAD_BUILD * sizeof *node;
     for (size_t k = 0; k < sizeof *node; k += 64)
         AD_PREFETCH_WRITE(ahead + k);
     node_clear(node);

@@ -227,8 +227,14 @@ extern _Thread_local bool ad_in_group;
 
 /* Loops over the node array touch each node once, far apart in memory when
  * a step makes a hundred thousand scalar nodes: ask for node i + AD_AHEAD
- * (or i − AD_AHEAD going back) while working on node i. */
-#define AD_AHEAD 6
+ * while replaying node i (ad_forward, ad_backward: a few nanoseconds of
+ * work per scalar node, so 32 nodes ahead, 2 KiB of lines in flight, a
+ * small part of any L1; 6 ahead left the replay waiting on memory on a
+ * loaded AMD EPYC, issue 17, docs/benchmarks.md). Making nodes (node i +
+ * AD_AHEAD_BUILD) and building a backward pass (node i − AD_AHEAD_BUILD)
+ * do more per node. */
+#define AD_AHEAD 32
+#define AD_AHEAD_BUILD 6
 #ifdef __GNUC__
 #define AD_PREFETCH(p) __builtin_prefetch(p)
 #define AD_PREFETCH_WRITE(p) __builtin_prefetch(p, 1)

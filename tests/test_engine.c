@@ -331,6 +331,34 @@ Test(replay, matches_rebuilt_graph_and_allocates_nothing)
     cr_assert_eq(c.bytes, 0);
 }
 
+/* ad_forward steps over the backward passes' nodes by their ranges of ids:
+ * nodes made between and after two passes are still recomputed, and both
+ * passes replay from the new values. */
+Test(replay, forward_steps_over_backward_passes_to_the_nodes_after_them)
+{
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *x = ad_scalar(g, 1, "x");
+    ad_node *y = ad_mul(x, x);
+    cr_assert_eq(ad_backward(y), 0);
+    ad_node *z = ad_add(y, x); /* made after the first pass */
+    cr_assert_eq(ad_backward(z), 0);
+    ad_node *w = ad_scale(z, 2); /* after the second */
+    cr_assert_not_null(w);
+    double three = 3;
+    ad_set(x, &three, 1);
+    cr_assert_eq(ad_forward(g), 0, "%s", ad_graph_error(g));
+    cr_assert_eq(ad_item(y), 9);
+    cr_assert_eq(ad_item(z), 12);
+    cr_assert_eq(ad_item(w), 24);
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(z), 0);
+    cr_assert_eq(ad_grad_item(x), 7); /* 2x + 1 */
+    ad_zero_grad(g);
+    cr_assert_eq(ad_backward(y), 0);
+    cr_assert_eq(ad_grad_item(x), 6);
+    ad_graph_free(g);
+}
+
 Test(replay, smaller_last_batch)
 {
     for (int dt = 0; dt < 2; dt++) {
