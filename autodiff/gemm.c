@@ -28,62 +28,6 @@ void openblas_set_num_threads(int num_threads);
 #include <omp.h>
 #endif
 
-/* One block of a product: C (m, n), rows ldc apart, = alpha op(A) op(B) [+ C],
- * op(A) (m, k) and op(B) (k, n) stored row-major with rows lda and ldb apart
- * (a block of a larger product points into its operands). */
-typedef struct {
-    bool ta, tb, acc;
-    double alpha;
-    int64_t m, n, k, lda, ldb, ldc;
-    const void *A, *B;
-    void *C;
-} gemm_block;
-
-#if !defined(AD_HAVE_BLAS)
-/* Built-in kernel. */
-#define GEMM_KERNEL(T)                                                                             \
-    static void gemm_##T(const gemm_block *g)                                                      \
-    {                                                                                              \
-        const int64_t M = g->m, K = g->k, N = g->n, lda = g->lda, ldb = g->ldb, ldc = g->ldc;      \
-        const T *A = g->A, *B = g->B;                                                              \
-        const T alpha = (T)g->alpha;                                                               \
-        T *C = g->C;                                                                               \
-        if (!g->acc)                                                                               \
-            for (int64_t i = 0; i < M; i++)                                                        \
-                memset(C + i * ldc, 0, sizeof(T) * (size_t)N);                                     \
-        if (!g->tb) {                                                                              \
-            /* rows of C accumulate scaled rows of B: unit stride inner loop */                    \
-            for (int64_t i = 0; i < M; i++) {                                                      \
-                T *c = C + i * ldc;                                                                \
-                for (int64_t p = 0; p < K; p++) {                                                  \
-                    const T s = alpha * (g->ta ? A[p * lda + i] : A[i * lda + p]);                 \
-                    const T *b = B + p * ldb;                                                      \
-                    for (int64_t j = 0; j < N; j++)                                                \
-                        c[j] += s * b[j];                                                          \
-                }                                                                                  \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < M; i++)                                                        \
-                for (int64_t j = 0; j < N; j++) {                                                  \
-                    const T *b = B + j * ldb;                                                      \
-                    T s = 0;                                                                       \
-                    if (!g->ta) {                                                                  \
-                        const T *a = A + i * lda;                                                  \
-                        for (int64_t p = 0; p < K; p++)                                            \
-                            s += a[p] * b[p];                                                      \
-                    } else {                                                                       \
-                        for (int64_t p = 0; p < K; p++)                                            \
-                            s += A[p * lda + i] * b[p];                                            \
-                    }                                                                              \
-                    T *c = C + i * ldc + j;                                                        \
-                    *c = g->acc ? *c + alpha * s : alpha * s;                                      \
-                }                                                                                  \
-        }                                                                                          \
-    }
-GEMM_KERNEL(float)
-GEMM_KERNEL(double)
-#endif
-
 #ifdef AD_HAVE_DNNL
 /* Where oneDNN's sgemm is faster than OpenBLAS's on this project's machines
  * (bench/sgemm_rate --compare, one thread, best of 7): every MLP shape except
@@ -136,7 +80,7 @@ static bool onednn_allowed(void)
 /* One block on the calling thread. The backends run single-threaded once
  * ad_set_threads was called (see there), so a block's every element is one
  * dot product in the order of k, the same whichever block it falls in. */
-static void gemm_run(ad_dtype dt, const gemm_block *g)
+static void gemm_run(ad_dtype dt, const ad_gemm_block *g)
 {
 #ifdef AD_HAVE_DNNL
     ad_mm_dims d = {g->m, g->k, g->n};
@@ -156,10 +100,7 @@ static void gemm_run(ad_dtype dt, const gemm_block *g)
         cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, g->alpha, g->A, (int)g->lda, g->B, (int)g->ldb,
                     g->acc ? 1.0 : 0.0, g->C, (int)g->ldc);
 #else
-    if (dt == AD_F32)
-        gemm_float(g);
-    else
-        gemm_double(g);
+    ad_gemm_packed(dt, g);
 #endif
 }
 
@@ -225,8 +166,8 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
         run_hook(hook, true, 0, d.m);
         return;
     }
-    const gemm_block whole = {ta,  tb, acc, alpha, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
-                              d.n, A,  B,   C};
+    const ad_gemm_block whole = {ta,  tb, acc, alpha, d.m, d.n, d.k, ta ? d.m : d.k, tb ? d.k : d.n,
+                                 d.n, A,  B,   C};
 #ifdef AD_HAVE_OPENMP
     const int t = ad_threads_requested;
     const char split = AD_SPLIT_HERE() ? gemm_split(d, t) : 0;
@@ -244,7 +185,7 @@ void ad_gemm_rows(ad_dtype dt, bool ta, bool tb, double alpha, bool acc, ad_mm_d
             const int i = omp_get_thread_num(), nt = omp_get_num_threads();
             const int64_t lo = len * i / nt / align * align;
             const int64_t hi = i == nt - 1 ? len : len * (i + 1) / nt / align * align;
-            gemm_block g = whole;
+            ad_gemm_block g = whole;
             if (split == 'r') {
                 g.m = hi - lo;
                 g.A = (const char *)A + es * (size_t)(ta ? lo : lo * whole.lda);

@@ -314,6 +314,27 @@ typedef struct {
 } ad_mm_dims;
 void ad_gemm(ad_dtype dt, bool ta, bool tb, bool acc, ad_mm_dims d, const void *A, const void *B,
              void *C);
+/* One block of a product: C (m, n), rows ldc apart, = alpha op(A) op(B) [+ C],
+ * op(A) (m, k) and op(B) (k, n) stored row-major with rows lda and ldb apart
+ * (a block of a larger product points into its operands). */
+typedef struct {
+    bool ta, tb, acc;
+    double alpha;
+    int64_t m, n, k, lda, ldb, ldc;
+    const void *A, *B;
+    void *C;
+} ad_gemm_block;
+/* gemm_packed.c: the library's own packed kernel computes block g on the
+ * calling thread, every element summed in the order of k whatever the block
+ * (the same bits on any split). Its packing buffer is the thread's own,
+ * allocated by its first product and kept; without it a small one on the
+ * stack does the same sums. */
+void ad_gemm_packed(ad_dtype dt, const ad_gemm_block *g);
+/* Whether ad_gemm_packed's f32 products run the AVX2+FMA microkernel (the
+ * CPU has both and ad_gemm_portable_only is false). */
+bool ad_gemm_packed_avx2(void);
+/* Tests: true makes ad_gemm_packed use its portable microkernel on any CPU. */
+extern bool ad_gemm_portable_only;
 /* Passes over rows of C around a product: pre(ctx, lo, hi) before rows
  * [lo, hi) are computed, post(ctx, lo, hi) after, either NULL. Every row is
  * in exactly one pre and one post call. When the product is split by rows
