@@ -29,8 +29,8 @@
 enum {
     MR = 6,        /* rows of a tile */
     NR = 16,       /* columns of a tile */
-    PACK_KC = 256, /* k of a packed block: a panel (16 KB in f32) stays in L1 */
-    PACK_MC = 120, /* rows of a packed block of A (120 KB in f32, in L2) */
+    PACK_KC = 512, /* k of a block at most (in f32: a packed panel 32 KB) */
+    PACK_MC = 96,  /* rows of a block of A at most (packed 192 KB in f32, in L2) */
     /* without the thread's buffer (its allocation failed): a smaller block
        on the stack, the same sums in the same order */
     SMALL_KC = 64,
@@ -57,11 +57,16 @@ bool ad_gemm_packed_avx2(void)
 }
 
 #ifdef PACK_HAVE_AVX2
-/* C (MR, NR), rows ldc apart, = [C +] a b over kc: a sliver (kc, MR) and a
- * panel (kc, NR), both k-major. */
-__attribute__((target("avx2,fma"))) static void
-kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, bool load)
+/* C (MR, NR), rows ldc apart, = [C +] a b over kc: a (MR, kc) with element
+ * (r, p) at a[r ars + p aks], its rows from `rows` on repeating row 0 (their
+ * results are not used), and b (kc, NR) with row p at b + p bks. */
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const float *a, int64_t ars,
+                                                            int64_t aks, int64_t rows,
+                                                            const float *b, int64_t bks, float *c,
+                                                            int64_t ldc, bool load)
 {
+    const int64_t o1 = rows > 1 ? ars : 0, o2 = rows > 2 ? 2 * ars : 0, o3 = rows > 3 ? 3 * ars : 0,
+                  o4 = rows > 4 ? 4 * ars : 0, o5 = rows > 5 ? 5 * ars : 0;
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
         c00 = _mm256_loadu_ps(c), c01 = _mm256_loadu_ps(c + 8);
@@ -73,19 +78,19 @@ kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, b
     } else {
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
     }
-    for (int64_t p = 0; p < kc; p++, a += MR, b += NR) {
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int64_t p = 0; p < kc; p++, a += aks, b += bks) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         __m256 x = _mm256_broadcast_ss(a);
         c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a + 1);
+        x = _mm256_broadcast_ss(a + o1);
         c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a + 2);
+        x = _mm256_broadcast_ss(a + o2);
         c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a + 3);
+        x = _mm256_broadcast_ss(a + o3);
         c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a + 4);
+        x = _mm256_broadcast_ss(a + o4);
         c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a + 5);
+        x = _mm256_broadcast_ss(a + o5);
         c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
     }
     _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
@@ -100,86 +105,113 @@ kernel_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, b
 /* The packed product for element type T: the portable microkernel, the
  * packing of A and B, and the loops over blocks. */
 #define GEMM_PACKED(T)                                                                             \
-    static void kernel_##T(int64_t kc, const T *a, const T *b, T *c, int64_t ldc, bool load)       \
+    static void kernel_##T(int64_t kc, const T *a, int64_t ars, int64_t aks, int64_t rows,         \
+                           const T *b, int64_t bks, T *c, int64_t ldc, bool load)                  \
     {                                                                                              \
         T t[MR][NR];                                                                               \
-        for (int r = 0; r < MR; r++)                                                               \
+        int64_t o[MR];                                                                             \
+        for (int r = 0; r < MR; r++) {                                                             \
+            o[r] = r < rows ? r * ars : 0;                                                         \
             for (int j = 0; j < NR; j++)                                                           \
                 t[r][j] = load ? c[r * ldc + j] : 0;                                               \
-        for (int64_t p = 0; p < kc; p++, a += MR, b += NR)                                         \
+        }                                                                                          \
+        for (int64_t p = 0; p < kc; p++, a += aks, b += bks)                                       \
             for (int r = 0; r < MR; r++)                                                           \
                 for (int j = 0; j < NR; j++)                                                       \
-                    t[r][j] += a[r] * b[j];                                                        \
+                    t[r][j] += a[o[r]] * b[j];                                                     \
         for (int r = 0; r < MR; r++)                                                               \
             memcpy(c + r * ldc, t[r], sizeof t[r]);                                                \
     }                                                                                              \
                                                                                                    \
+    /* a panel of w (MR or NR) by kc, k-major: element (p, x) = scale src[p sp + x sx]             \
+       for x < cnt, zero past it (either stride is 1; scale 1 is exact) */                         \
+    static inline void pack_##T(const T *src, int64_t sp, int64_t sx, int64_t cnt, int w,          \
+                                int64_t kc, T scale, T *dst)                                       \
+    {                                                                                              \
+        if (sx == 1 && cnt == w) /* whole rows along x: fixed-length, vectorized */                \
+            for (int64_t p = 0; p < kc; p++)                                                       \
+                for (int x = 0; x < w; x++)                                                        \
+                    dst[p * w + x] = scale * src[p * sp + x];                                      \
+        else if (sx == 1)                                                                          \
+            for (int64_t p = 0; p < kc; p++)                                                       \
+                for (int64_t x = 0; x < cnt; x++)                                                  \
+                    dst[p * w + x] = scale * src[p * sp + x];                                      \
+        else /* along k is contiguous: read it in order */                                         \
+            for (int64_t x = 0; x < cnt; x++)                                                      \
+                for (int64_t p = 0; p < kc; p++)                                                   \
+                    dst[p * w + x] = scale * src[x * sx + p * sp];                                 \
+        for (int64_t x = cnt; x < w; x++)                                                          \
+            for (int64_t p = 0; p < kc; p++)                                                       \
+                dst[p * w + x] = 0;                                                                \
+    }                                                                                              \
+                                                                                                   \
     /* rows [i0, i0 + mc) of alpha op(A), its k [p0, p0 + kc), in slivers of                       \
-       MR rows (k-major), rows past the end zero */                                                \
+       MR rows */                                                                                  \
     static void pack_a_##T(const ad_gemm_block *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, \
                            T *dst)                                                                 \
     {                                                                                              \
-        const T *A = g->A, alpha = (T)g->alpha;                                                    \
-        for (int64_t s = 0; s < mc; s += MR) {                                                     \
-            const int64_t rows = mc - s < MR ? mc - s : MR;                                        \
-            for (int64_t p = 0; p < kc; p++, dst += MR) {                                          \
-                for (int64_t r = 0; r < rows; r++) {                                               \
-                    const int64_t i = i0 + s + r, q = p0 + p;                                      \
-                    dst[r] = alpha * (g->ta ? A[q * g->lda + i] : A[i * g->lda + q]);              \
-                }                                                                                  \
-                for (int64_t r = rows; r < MR; r++)                                                \
-                    dst[r] = 0;                                                                    \
-            }                                                                                      \
-        }                                                                                          \
+        const T *A = g->A;                                                                         \
+        const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
+        for (int64_t s = 0; s < mc; s += MR, dst += MR * kc)                                       \
+            pack_##T(A + (i0 + s) * si + p0 * sp, sp, si, mc - s < MR ? mc - s : MR, MR, kc,       \
+                     (T)g->alpha, dst);                                                            \
     }                                                                                              \
                                                                                                    \
-    /* columns [j0, j0 + cols) of op(B), its k [p0, p0 + kc), k-major in rows                      \
-       of NR, columns past cols zero */                                                            \
+    /* columns [j0, j0 + cols) of op(B), its k [p0, p0 + kc) */                                    \
     static void pack_b_##T(const ad_gemm_block *g, int64_t j0, int64_t cols, int64_t p0,           \
                            int64_t kc, T *dst)                                                     \
     {                                                                                              \
-        const T *B = g->B;                                                                         \
-        for (int64_t p = 0; p < kc; p++, dst += NR) {                                              \
-            if (!g->tb)                                                                            \
-                memcpy(dst, B + (p0 + p) * g->ldb + j0, sizeof(T) * (size_t)cols);                 \
-            else                                                                                   \
-                for (int64_t j = 0; j < cols; j++)                                                 \
-                    dst[j] = B[(j0 + j) * g->ldb + p0 + p];                                        \
-            for (int64_t j = cols; j < NR; j++)                                                    \
-                dst[j] = 0;                                                                        \
-        }                                                                                          \
+        const int64_t sp = g->tb ? 1 : g->ldb, sj = g->tb ? g->ldb : 1;                            \
+        pack_##T((const T *)g->B + j0 * sj + p0 * sp, sp, sj, cols, NR, kc, 1, dst);               \
     }                                                                                              \
                                                                                                    \
     /* blocks of at most max_kc of k by max_mc rows; buf holds max_mc * max_kc                     \
-       + max_kc * NR elements, 64-byte aligned */                                                  \
+       + max_kc * NR elements, 64-byte aligned. op(A) is read where it is                          \
+       unless alpha scales it, op(B) where whole rows of NR are contiguous                         \
+       (not transposed), else they are packed. */                                                  \
     static void packed_##T(const ad_gemm_block *g, T *buf, int64_t max_mc, int64_t max_kc,         \
-                           void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool))      \
+                           void (*kernel)(int64_t, const T *, int64_t, int64_t, int64_t,           \
+                                          const T *, int64_t, T *, int64_t, bool))                 \
     {                                                                                              \
         T *pa = buf, *pb = buf + max_mc * max_kc, *C = g->C;                                       \
+        const T *A = g->A, *B = g->B;                                                              \
+        const bool pack_a = g->ta || g->alpha != 1;                                                \
+        const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
         /* blocks of rows as even as whole slivers allow */                                        \
         const int64_t nblocks = (g->m + max_mc - 1) / max_mc;                                      \
         const int64_t mc_even = ((g->m + nblocks - 1) / nblocks + MR - 1) / MR * MR;               \
-        for (int64_t p0 = 0; p0 < g->k; p0 += max_kc) {                                            \
-            const int64_t kc = g->k - p0 < max_kc ? g->k - p0 : max_kc;                            \
+        /* blocks of k as even as they can be (784: 392 + 392) */                                  \
+        const int64_t kc_even =                                                                    \
+            (g->k + (g->k + max_kc - 1) / max_kc - 1) / ((g->k + max_kc - 1) / max_kc);            \
+        for (int64_t p0 = 0; p0 < g->k; p0 += kc_even) {                                           \
+            const int64_t kc = g->k - p0 < kc_even ? g->k - p0 : kc_even;                          \
             const bool load = g->acc || p0 > 0;                                                    \
             for (int64_t i0 = 0; i0 < g->m; i0 += mc_even) {                                       \
                 const int64_t mc = g->m - i0 < mc_even ? g->m - i0 : mc_even;                      \
-                pack_a_##T(g, i0, mc, p0, kc, pa);                                                 \
+                if (pack_a)                                                                        \
+                    pack_a_##T(g, i0, mc, p0, kc, pa);                                             \
                 for (int64_t j0 = 0; j0 < g->n; j0 += NR) {                                        \
                     const int64_t cols = g->n - j0 < NR ? g->n - j0 : NR;                          \
-                    pack_b_##T(g, j0, cols, p0, kc, pb);                                           \
+                    const T *b = pb;                                                               \
+                    int64_t bks = NR;                                                              \
+                    if (g->tb || cols < NR)                                                        \
+                        pack_b_##T(g, j0, cols, p0, kc, pb);                                       \
+                    else                                                                           \
+                        b = B + p0 * g->ldb + j0, bks = g->ldb;                                    \
                     for (int64_t s = 0; s < mc; s += MR) {                                         \
                         const int64_t rows = mc - s < MR ? mc - s : MR;                            \
+                        const T *a = pack_a ? pa + s * kc : A + (i0 + s) * si + p0 * sp;           \
+                        const int64_t ars = pack_a ? 1 : si, aks = pack_a ? MR : sp;               \
                         T *c = C + (i0 + s) * g->ldc + j0;                                         \
                         if (rows == MR && cols == NR) {                                            \
-                            kernel(kc, pa + s * kc, pb, c, g->ldc, load);                          \
+                            kernel(kc, a, ars, aks, rows, b, bks, c, g->ldc, load);                \
                             continue;                                                              \
                         }                                                                          \
                         T t[MR * NR];                                                              \
                         if (load)                                                                  \
                             for (int64_t r = 0; r < rows; r++)                                     \
                                 memcpy(t + r * NR, c + r * g->ldc, sizeof(T) * (size_t)cols);      \
-                        kernel(kc, pa + s * kc, pb, t, NR, load);                                  \
+                        kernel(kc, a, ars, aks, rows, b, bks, t, NR, load);                        \
                         for (int64_t r = 0; r < rows; r++)                                         \
                             memcpy(c + r * g->ldc, t + r * NR, sizeof(T) * (size_t)cols);          \
                     }                                                                              \

@@ -20,9 +20,10 @@
  * the fewest images that make 512 columns (autodiff/ops_conv.c, conv_chunk):
  * 1 for the CNN's 28×28 layer, 3 for its 14×14 layer.
  *
- * The backend is OpenBLAS, or oneDNN's dnnl_sgemm with SGEMM_BACKEND=onednn
- * in the environment (when built with it): bench/run and docs/benchmarks.md
- * compare them per shape.
+ * The backend is OpenBLAS, oneDNN's dnnl_sgemm with SGEMM_BACKEND=onednn
+ * in the environment (when built with it), or the library's own packed
+ * kernel (autodiff/gemm_packed.c) with SGEMM_BACKEND=builtin: bench/run and
+ * docs/benchmarks.md compare them per shape.
  *
  * With SGEMM_THREADS=T (T >= 2, built with OpenMP) each shape is also timed
  * the ways a T-thread product can run (docs/benchmarks.md, "Two threads"):
@@ -45,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "graph_impl.h" /* ad_gemm_packed */
 #ifdef HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -68,7 +71,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 static double run_seconds = 0.1;
-static bool use_onednn;
+static bool use_onednn, use_builtin;
 
 /* OpenBLAS's own API (not in cblas.h) */
 void openblas_set_num_threads(int num_threads);
@@ -77,6 +80,11 @@ void openblas_set_num_threads(int num_threads);
 static void sgemm_block(const shape *s, int m, int n, const float *A, int lda, const float *B,
                         int ldb, float *C, int ldc)
 {
+    if (use_builtin) {
+        const ad_gemm_block g = {s->ta, s->tb, false, 1.0, m, n, s->k, lda, ldb, ldc, A, B, C};
+        ad_gemm_packed(AD_F32, &g);
+        return;
+    }
 #ifdef HAVE_DNNL
     if (use_onednn) {
         dnnl_sgemm(s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', m, n, s->k, 1.0f, A, lda, B, ldb, 0.0f, C,
@@ -151,6 +159,7 @@ int main(int argc, char **argv)
     bool conv = argc > 1 && strcmp(argv[1], "conv") == 0;
     const char *backend = getenv("SGEMM_BACKEND");
     use_onednn = backend && strcmp(backend, "onednn") == 0;
+    use_builtin = backend && strcmp(backend, "builtin") == 0;
     const char *th = getenv("SGEMM_THREADS");
     threads = th ? atoi(th) : 1;
 #ifndef HAVE_OPENMP
@@ -219,7 +228,11 @@ int main(int argc, char **argv)
     }
     double step_flops = 0, step_time = 0;
     printf("{\"batch\": %d, \"chunk\": %d, \"backend\": \"%s\", \"threads\": %d, \"shapes\": [", b,
-           chunk, use_onednn ? "onednn" : "openblas", threads);
+           chunk,
+           use_onednn    ? "onednn"
+           : use_builtin ? "builtin"
+                         : "openblas",
+           threads);
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
         double fl = 2.0 * s->m * s->n * s->k * per_step, t = 0;
