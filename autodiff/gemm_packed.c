@@ -102,6 +102,64 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const fl
 }
 #endif
 
+/* Columns [0, returned) of a panel packed from a transposed source, k
+ * [0, kc rounded down to 8): dst[p w + x] = scale src[x sx + p] by 8 x 8
+ * transposes in registers; the caller packs the rest. Only f32 (es 4) where
+ * the AVX2 kernel runs, else 0. The same values as the caller's loop. */
+static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t cnt, int w,
+                               int64_t kc, double scale, void *dst);
+
+#ifdef PACK_HAVE_AVX2
+__attribute__((target("avx2,fma"))) static void
+transpose8_avx2(const float *src, int64_t sx, int64_t kc8, int w, float scale, float *dst)
+{
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int64_t p = 0; p < kc8; p += 8, src += 8, dst += 8 * w) {
+        const __m256 r0 = _mm256_mul_ps(s, _mm256_loadu_ps(src)),
+                     r1 = _mm256_mul_ps(s, _mm256_loadu_ps(src + sx)),
+                     r2 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 2 * sx)),
+                     r3 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 3 * sx)),
+                     r4 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 4 * sx)),
+                     r5 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 5 * sx)),
+                     r6 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 6 * sx)),
+                     r7 = _mm256_mul_ps(s, _mm256_loadu_ps(src + 7 * sx));
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                     t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                     t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                     t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee),
+                     u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee),
+                     u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee),
+                     u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+        _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(dst + w, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(dst + 2 * w, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(dst + 3 * w, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(dst + 4 * w, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(dst + 5 * w, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(dst + 6 * w, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(dst + 7 * w, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+}
+#endif
+
+static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t cnt, int w,
+                               int64_t kc, double scale, void *dst)
+{
+#ifdef PACK_HAVE_AVX2
+    if (es != sizeof(float) || kc < 8 || !ad_gemm_packed_avx2())
+        return 0;
+    const int64_t done = cnt / 8 * 8;
+    for (int64_t x = 0; x < done; x += 8)
+        transpose8_avx2((const float *)src + x * sx, sx, kc / 8 * 8, w, (float)scale,
+                        (float *)dst + x);
+    return done;
+#else
+    (void)src, (void)es, (void)sx, (void)cnt, (void)w, (void)kc, (void)scale, (void)dst;
+    return 0;
+#endif
+}
+
 /* The packed product for element type T: the portable microkernel, the
  * packing of A and B, and the loops over blocks. */
 #define GEMM_PACKED(T)                                                                             \
@@ -136,10 +194,12 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const fl
             for (int64_t p = 0; p < kc; p++)                                                       \
                 for (int64_t x = 0; x < cnt; x++)                                                  \
                     dst[p * w + x] = scale * src[p * sp + x];                                      \
-        else /* along k is contiguous: read it in order */                                         \
+        else { /* along k is contiguous: read it in order */                                       \
+            const int64_t done = pack_transposed(src, sizeof(T), sx, cnt, w, kc, scale, dst);      \
             for (int64_t x = 0; x < cnt; x++)                                                      \
-                for (int64_t p = 0; p < kc; p++)                                                   \
+                for (int64_t p = x < done ? kc / 8 * 8 : 0; p < kc; p++)                           \
                     dst[p * w + x] = scale * src[x * sx + p * sp];                                 \
+        }                                                                                          \
         for (int64_t x = cnt; x < w; x++)                                                          \
             for (int64_t p = 0; p < kc; p++)                                                       \
                 dst[p * w + x] = 0;                                                                \
