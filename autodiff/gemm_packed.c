@@ -1,11 +1,15 @@
 /* gemm_packed.c -- the library's own matrix-product kernel (gemm.c chooses it).
  *
- * BLIS-style: op(A) is packed a block of rows at a time (at most PACK_MC rows
- * by PACK_KC of k, alpha folded in) into slivers of MR rows, k-major; op(B)
- * one panel of NR columns by the same k at a time; a microkernel computes an
- * MR x NR tile of C from a sliver and a panel held in registers. Transposes
- * are handled by the packing; edges by zero-padding it (a partial tile is
- * computed into a local tile and its valid part copied out).
+ * BLIS-style: C in tiles of MR x NR computed by a microkernel holding the
+ * tile in registers, from a sliver of MR rows of op(A) and a panel of NR
+ * columns of op(B) over a block of k (at most PACK_KC; rows in blocks of at
+ * most PACK_MC). op(A) is packed (k-major slivers, alpha folded in) when it
+ * is transposed or scaled, else read in place; op(B) is packed when it is
+ * transposed (8 x 8 transposes in registers for f32) or a panel is short of
+ * NR columns, else read in place (bench/sgemm_rate measured both ways on
+ * the MLP's shapes). Edges: zero-padded packing, and a partial tile is
+ * computed into a local tile whose valid part is copied out (rows past the
+ * end read row 0 again, their results unused).
  *
  * Every element of C is one chain c = c0 + a_0 b_0 + a_1 b_1 + ... in the
  * order of k (c0 is C's value when accumulating, else 0; each step one fused
