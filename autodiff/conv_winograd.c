@@ -215,7 +215,7 @@ static wino_bufs wino_layout(const ad_graph *g, const wino_geom *w)
  * chunk's V into y's aux (after the argmax of conv_bias_relu_pool) rather
  * than the scratch, and the weight gradient reads it there, as
  * max_pool_scatter(g, y) reads the argmax y's forward recorded (y is an
- * operand for that data only; no gradient flows to it). y->op_data holds
+ * operand for that data only; no gradient flows to it). y->rare->op_data holds
  * whether V is there and the geometry it was written for: y's forward
  * clears it first and sets it when the last chunk is written (when aux has
  * room), and the weight gradient's shape rule clears it when it grows aux,
@@ -267,24 +267,26 @@ static void keep_sign(int64_t *k, const wino_geom *w)
  * forward keeps; false without memory */
 bool ad_wino_keep_header(ad_node *n)
 {
-    if (n->op_data || n->id != n->g->nnodes)
+    if (n->rare->op_data || n->id != n->g->nnodes)
         return true;
-    n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * KEEP_WORDS);
-    if (n->op_data)
-        memset(n->op_data, 0, sizeof(int64_t) * KEEP_WORDS);
-    return n->op_data != NULL;
+    if (!ad_node_rare_own(n))
+        return false;
+    n->rare->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * KEEP_WORDS);
+    if (n->rare->op_data)
+        memset(n->rare->op_data, 0, sizeof(int64_t) * KEEP_WORDS);
+    return n->rare->op_data != NULL;
 }
 
 /* the kept chunks of y when they hold V of geometry w, else NULL */
 static char *kept_chunks(const ad_node *y, const wino_geom *w, size_t elem)
 {
-    const int64_t *k = y->op_data;
+    const int64_t *k = y->rare->op_data;
     int64_t want[KEEP_WORDS] = {0};
     keep_sign(want, w);
     if (!k || !k[KEEP_VALID] || memcmp(k + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) != 0 ||
-        !y->aux || y->aux_bytes < ad_wino_kept_end(y, w, elem))
+        !y->rare->aux || y->rare->aux_bytes < ad_wino_kept_end(y, w, elem))
         return NULL;
-    return (char *)y->aux + kept_offset(y);
+    return (char *)y->rare->aux + kept_offset(y);
 }
 
 /* The 1-d weight transforms over nq kernels at once (inside AD_DISPATCH, T
@@ -990,9 +992,9 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
     const wino_bufs sb = wino_layout(n->g, &w);
     char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work;
     /* a weight gradient reads V from here (see kept_chunks) */
-    int64_t *keep = transpose ? NULL : n->op_data;
-    char *kept = keep && n->aux && n->aux_bytes >= ad_wino_kept_end(n, &w, es)
-                     ? (char *)n->aux + kept_offset(n)
+    int64_t *keep = transpose ? NULL : n->rare->op_data;
+    char *kept = keep && n->rare->aux && n->rare->aux_bytes >= ad_wino_kept_end(n, &w, es)
+                     ? (char *)n->rare->aux + kept_offset(n)
                      : NULL;
     const size_t kept_step = kept ? (size_t)kept_chunk_elems(&w, es) * es : 0;
     if (keep)
@@ -1009,7 +1011,7 @@ void ad_wino_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node
             wino2_input(n->g, &w, xi, nb, v, work);
         ad_gemm_batched(n->g, false, false, false, (ad_mm_dims){w.Co + 1, w.Ci, nt}, nk, u, v, m);
         char *yi = yv + (size_t)(i0 * ys) * es;
-        int32_t *arg = pool ? (int32_t *)n->aux + i0 * ys : NULL;
+        int32_t *arg = pool ? (int32_t *)n->rare->aux + i0 * ys : NULL;
         if (w.m == 4)
             wino4_output(n->g, &w, m, nb, yi, arg, bias, relu, work);
         else
@@ -1056,7 +1058,7 @@ static void wino_dw_products(ad_graph *g, const wino_geom *w, int64_t nt, const 
  * makes every replay run dx first. */
 static bool fuses_weight_grad(const ad_node *dx)
 {
-    return dx->op == AD_OP_CONV_TRANSPOSE && dx->ninputs == 3 && dx->op_data;
+    return dx->op == AD_OP_CONV_TRANSPOSE && dx->ninputs == 3 && dx->rare->op_data;
 }
 
 void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const ad_node *K,
@@ -1068,8 +1070,8 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
     const wino_bufs sb = wino_layout(n->g, &w);
     char *u = sb.u, *v = sb.v, *m = sb.m, *work = sb.work, *gbuf = sb.gbuf;
     /* the weight gradient too, from the forward's kept V (fuses_weight_grad) */
-    int64_t *fused = n->ninputs == 3 ? n->op_data : NULL;
-    const char *kept = fused && n->aux ? kept_chunks(n->inputs[2], &w, es) : NULL;
+    int64_t *fused = n->ninputs == 3 ? n->rare->op_data : NULL;
+    const char *kept = fused && n->rare->aux ? kept_chunks(n->inputs[2], &w, es) : NULL;
     const size_t kept_step = (size_t)kept_chunk_elems(&w, es) * es;
     char *du = sb.gbuf + (size_t)(56 * chunk * tiles) * es; /* conv_scratch's room */
     if (fused)
@@ -1089,7 +1091,7 @@ void ad_wino_adjoint_run(ad_node *n, const conv_geom *q, const ad_node *X, const
         wino4_adjoint_input(n->g, &w, v, nb, xi, work);
     }
     if (kept && w.N > 0) {
-        wino_weights_adjoint(n->g, 4, du, n->aux, w.Co, w.Ci);
+        wino_weights_adjoint(n->g, 4, du, n->rare->aux, w.Co, w.Ci);
         keep_sign(fused, &w);
         fused[KEEP_VALID] = 1;
     }
@@ -1109,9 +1111,9 @@ void ad_wino_weight_grad(ad_node *n, const conv_geom *q, const ad_node *X, const
     if (lender && fuses_weight_grad(lender)) { /* conv_weight_grad(x, g, dx) */
         int64_t want[KEEP_WORDS] = {0};
         keep_sign(want, &w);
-        if (lender->op_data[KEEP_VALID] &&
-            memcmp(lender->op_data + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) == 0) {
-            memcpy(K->value, lender->aux, (size_t)K->numel * es); /* dx's forward made it */
+        if (lender->rare->op_data[KEEP_VALID] &&
+            memcmp(lender->rare->op_data + 1, want + 1, sizeof(int64_t) * (KEEP_WORDS - 1)) == 0) {
+            memcpy(K->value, lender->rare->aux, (size_t)K->numel * es); /* dx's forward made it */
             return;
         }
     }

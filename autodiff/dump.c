@@ -109,11 +109,11 @@ static bool derivative_name(const ctx *c, const ad_node *v, char *buf, size_t si
     static const char *const sup[] = {"", "", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹"};
     const ad_node *vars[9], *base = v;
     int n = 0;
-    while (base->deriv_of[0] && n < 9) {
-        vars[n++] = base->deriv_of[1];
-        base = base->deriv_of[0];
+    while (base->rare->deriv_of[0] && n < 9) {
+        vars[n++] = base->rare->deriv_of[1];
+        base = base->rare->deriv_of[0];
     }
-    if (n == 0 || base->deriv_of[0])
+    if (n == 0 || base->rare->deriv_of[0])
         return false;
     bool same = true;
     for (int i = 1; i < n; i++)
@@ -148,7 +148,7 @@ static bool same_computation(const ctx *c, const ad_node *a, const ad_node *b)
 {
     if (a->op != b->op || a->ninputs != b->ninputs || !ad_same_shape(a, b) ||
         memcmp(a->fparam, b->fparam, sizeof a->fparam) != 0 ||
-        memcmp(a->iparam, b->iparam, sizeof(int64_t) * AD_MAX_IPARAMS) != 0)
+        memcmp(a->rare->iparam, b->rare->iparam, sizeof(int64_t) * AD_MAX_IPARAMS) != 0)
         return false;
     for (int k = 0; k < a->ninputs; k++)
         if (c->alias[a->inputs[k]->id] != c->alias[b->inputs[k]->id])
@@ -189,7 +189,7 @@ static bool simplify_model(ctx *c, const ad_node *output)
         ad_node *v = g->nodes[i];
         c->alias[i] = i;
         bool backward = v->flags & NODE_TAPE;
-        bool eligible = ad_ops[v->op].kind != AD_KIND_LEAF && !*v->name && v != output &&
+        bool eligible = ad_ops[v->op].kind != AD_KIND_LEAF && !*v->rare->name && v != output &&
                         (backward || (v->order > 0 && !c->grads));
         if (eligible) {
             double u = uniform_value(v);
@@ -240,13 +240,13 @@ static void mark_named(const ctx *c, unsigned char *named)
 {
     for (int64_t j = 0; j < c->n; j++) {
         const ad_node *w = c->g->nodes[j], *gn = ad_dump_grad_of(c, w);
-        if (w->deriv_of[0])
+        if (w->rare->deriv_of[0])
             named[c->alias[j]] = 1;
         if (gn && (gn->flags & NODE_TAPE) && gn->id < c->n)
             named[c->alias[gn->id]] = 1;
     }
     for (int64_t i = 0; i < c->n; i++)
-        if (*c->g->nodes[i]->name || c->fold[i])
+        if (*c->g->nodes[i]->rare->name || c->fold[i])
             named[i] = 0;
 }
 
@@ -265,8 +265,8 @@ static void make_symbols(ctx *c)
             snprintf(s, SYM_LEN, "g₀"); /* named below */
             continue;
         }
-        if (*v->name)
-            copy_utf8(s, SYM_LEN, v->name);
+        if (*v->rare->name)
+            copy_utf8(s, SYM_LEN, v->rare->name);
         else if ((v->op == AD_OP_CONST && v->numel == 1) || c->fold[i])
             ad_dump_fmt_num(s, SYM_LEN, val(v, 0), 6);
         else if ((v->flags & NODE_TAPE) || v->order > 0) {
@@ -287,7 +287,7 @@ static void make_symbols(ctx *c)
         ad_node *v = c->g->nodes[i];
         int64_t at = c->alias[i];
         char name[2 * SYM_LEN];
-        if (v->deriv_of[0] && !*c->g->nodes[at]->name && !c->fold[at] &&
+        if (v->rare->deriv_of[0] && !*c->g->nodes[at]->rare->name && !c->fold[at] &&
             derivative_name(c, v, name, sizeof name))
             copy_utf8(c->sym + (size_t)at * SYM_LEN, SYM_LEN, name);
     }
@@ -295,11 +295,11 @@ static void make_symbols(ctx *c)
        (first, i.e. latest, wins) */
     for (int64_t i = c->n - 1; c->loss && i >= 0; i--) {
         ad_node *v = c->g->nodes[i], *gn = ad_dump_grad_of(c, v);
-        if (!gn || *gn->name || !(gn->flags & NODE_TAPE) || gn->id >= c->n)
+        if (!gn || *gn->rare->name || !(gn->flags & NODE_TAPE) || gn->id >= c->n)
             continue;
         int64_t at = c->alias[gn->id];
         char *s = c->sym + (size_t)at * SYM_LEN;
-        if (!*c->g->nodes[at]->name && !c->fold[at] && strncmp(s, "g₁", 3) == 0) {
+        if (!*c->g->nodes[at]->rare->name && !c->fold[at] && strncmp(s, "g₁", 3) == 0) {
             char tmp[SYM_LEN + 16];
             snprintf(tmp, sizeof tmp, "∂L/∂%s", sym(c, v));
             copy_utf8(s, SYM_LEN, tmp);
@@ -387,7 +387,7 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
         case 'b':
             if (*p - 'a' < u->ninputs) {
                 ad_dump_put_sym(c, buf, size, &k, u->inputs[*p - 'a']);
-                if (u->iparam[*p - 'a'])
+                if (u->rare->iparam[*p - 'a'])
                     put(buf, size, &k, "ᵀ");
             }
             break;
@@ -421,10 +421,10 @@ static void subst(const ctx *c, const ad_node *u, const char *tmpl, char *buf, s
             put(buf, size, &k, num);
             break;
         case 'X':
-            if (u->iparam[0] == AD_ALL)
+            if (u->rare->iparam[0] == AD_ALL)
                 snprintf(num, sizeof num, ", all axes");
             else
-                snprintf(num, sizeof num, ", axis %lld", (long long)u->iparam[0]);
+                snprintf(num, sizeof num, ", axis %lld", (long long)u->rare->iparam[0]);
             put(buf, size, &k, num);
             break;
         case 'N':
@@ -536,7 +536,7 @@ static ad_node *side_rule(ad_graph *s, const ad_node *u, int64_t len,
                 v[i] = (T)x(u, j, i, arg);
         });
     }
-    ad_node *y = ad_node_make(s, u->op, u->ninputs, leaves, u->fparam, u->iparam);
+    ad_node *y = ad_node_make(s, u->op, u->ninputs, leaves, u->fparam, u->rare->iparam);
     ad_node *seed = y ? ad_node_make(s, AD_OP_ONES_LIKE, 1, &y, NULL, NULL) : NULL;
     if (!seed)
         return NULL;

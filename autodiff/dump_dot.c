@@ -410,11 +410,11 @@ static void cluster_label(const ctx *c, const unsigned char *draw, int k, char *
     for (int64_t i = 0; i < c->n && named < 4; i++) {
         const ad_node *v = c->g->nodes[i];
         int64_t at = c->alias[i];
-        if (!v->deriv_of[0] || !draw[at] || c->g->nodes[at]->order != k || c->fold[at])
+        if (!v->rare->deriv_of[0] || !draw[at] || c->g->nodes[at]->order != k || c->fold[at])
             continue;
         bool again = false; /* aliases share a symbol */
         for (int64_t j = 0; j < i && !again; j++)
-            again = c->g->nodes[j]->deriv_of[0] && c->alias[j] == at;
+            again = c->g->nodes[j]->rare->deriv_of[0] && c->alias[j] == at;
         if (again)
             continue;
         put(buf, size, &pos, named++ ? ", " : ": ");

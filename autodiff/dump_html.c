@@ -522,7 +522,7 @@ int ad_dump_html(ad_graph *g, ad_node *loss, FILE *out, unsigned flags)
     }
     if (loss->numel != 1 || (loss->flags & NODE_TAPE)) {
         ad_fail(g, "ad_dump_html: '%s' is not a loss (one element, not a backward node)",
-                loss->name);
+                loss->rare->name);
         return -1;
     }
     dump_model *m = ad_dump_model_new(g, loss, 6);

@@ -234,7 +234,8 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         return -1;
     }
     if (loss->numel != 1 || (loss->flags & NODE_TAPE)) {
-        ad_fail(g, "ad_trace: '%s' is not a loss (one element, not a backward node)", loss->name);
+        ad_fail(g, "ad_trace: '%s' is not a loss (one element, not a backward node)",
+                loss->rare->name);
         return -1;
     }
     ctx c;
@@ -243,7 +244,8 @@ int ad_trace(ad_node *loss, FILE *out, unsigned flags)
         return -1;
     if (!ad_dump_grad_of(&c, loss)) {
         ad_dump_ctx_free_all(&c);
-        ad_fail(g, "ad_trace: no backward pass through '%s': call ad_backward first", loss->name);
+        ad_fail(g, "ad_trace: no backward pass through '%s': call ad_backward first",
+                loss->rare->name);
         return -1;
     }
     bool ok = true;

@@ -198,13 +198,13 @@ static bool check_loss(ad_node *y, const char *fn)
         return false;
     if (y->numel != 1) {
         char sh[96];
-        ad_fail(y->g, "%s: output '%s' %s has %lld elements, expected 1", fn, y->name,
+        ad_fail(y->g, "%s: output '%s' %s has %lld elements, expected 1", fn, y->rare->name,
                 ad_shape_str(y, sh, sizeof sh), (long long)y->numel);
         return false;
     }
     if (y->flags & NODE_TAPE) {
         ad_fail(y->g, "%s: '%s' belongs to a backward pass; use ad_grad for higher order", fn,
-                y->name);
+                y->rare->name);
         return false;
     }
     return true;
@@ -358,7 +358,7 @@ static double group_work(const ad_node *n)
     case AD_OP_MATMUL:
         if (n->ndim == 2) { /* batched products may use the scratch buffer */
             const ad_node *a = n->inputs[0];
-            w = (double)n->numel * (double)(n->iparam[0] ? a->shape[0] : a->shape[1]);
+            w = (double)n->numel * (double)(n->rare->iparam[0] ? a->shape[0] : a->shape[1]);
         }
         break;
     case AD_OP_SUM_TO:
@@ -577,7 +577,7 @@ static bool plan_tape(tape *t)
         if (gn->op == AD_OP_MATMUL && gn->ndim == 2 && k >= 0 && last[k] == k && sole &&
             gn->numel == leaf->numel) {
             gn->flags |= NODE_ACCUMULATE;
-            gn->value = leaf->grad;
+            gn->value = leaf->rare->grad;
             gn->capacity = leaf->numel;
         }
     }
@@ -655,7 +655,7 @@ done:
 static void add_into(ad_graph *g, ad_node *leaf, const ad_node *gn)
 {
     AD_DISPATCH(g, {
-        T *acc = leaf->grad;
+        T *acc = leaf->rare->grad;
         const T *v = gn->value;
         for (int64_t j = 0; j < leaf->numel; j++)
             acc[j] += v[j];
@@ -698,7 +698,7 @@ static void leaf_gradient(tape *t, int64_t a)
     else if (step_now(t, a))
         ad_add_scaled(g->dtype, leaf->value, gn->value, -g->step_lr, leaf->numel);
     else if (!step_after_group(t, a))
-        memcpy(leaf->grad, gn->value, (size_t)leaf->numel * g->elem);
+        memcpy(leaf->rare->grad, gn->value, (size_t)leaf->numel * g->elem);
 }
 
 /* The SGD steps of the leaves whose gradient nodes are in the group of t
@@ -939,8 +939,8 @@ static void zero_unreached(ad_graph *g, const tape *t)
             k++;
             continue;
         }
-        if (n->grad)
-            memset(n->grad, 0, (size_t)n->numel * g->elem);
+        if (n->rare->grad)
+            memset(n->rare->grad, 0, (size_t)n->numel * g->elem);
     }
 }
 
@@ -983,7 +983,7 @@ int ad_backward_sgd(ad_node *loss, double lr)
             return -1;
         t = find_tape(g, loss);
         for (int64_t i = 0; i < t->nleaves; i++)
-            ad_add_scaled(g->dtype, t->leaves[i]->value, t->leaves[i]->grad, -lr,
+            ad_add_scaled(g->dtype, t->leaves[i]->value, t->leaves[i]->rare->grad, -lr,
                           t->leaves[i]->numel);
         return 0;
     }
@@ -996,7 +996,7 @@ int ad_backward_sgd(ad_node *loss, double lr)
          * values were being checked: their gradients were kept, the step now */
         for (int64_t a = 0; a < t->nleaves; a++)
             if (!step_now(t, a) && !step_after_group(t, a))
-                ad_add_scaled(g->dtype, t->acc_leaf[a]->value, t->acc_leaf[a]->grad, -lr,
+                ad_add_scaled(g->dtype, t->acc_leaf[a]->value, t->acc_leaf[a]->rare->grad, -lr,
                               t->acc_leaf[a]->numel);
     }
     g->grad_mode = GRAD_ADD;
@@ -1009,8 +1009,8 @@ void ad_zero_grad(ad_graph *g)
         return;
     for (int64_t i = 0; i < g->nparams; i++) {
         ad_node *n = g->params[i];
-        if (n->grad) /* one not made yet is zero */
-            memset(n->grad, 0, (size_t)n->numel * g->elem);
+        if (n->rare->grad) /* one not made yet is zero */
+            memset(n->rare->grad, 0, (size_t)n->numel * g->elem);
     }
 }
 
@@ -1132,8 +1132,11 @@ bool ad_grad_build(ad_node *y, int n, ad_node *const *xs, ad_node **out, bool re
         out[i] = r ? r : ad_zeros_like(xs[i]);
         ok = out[i] != NULL;
         if (ok && record && out[i]->id >= mark) {
-            out[i]->deriv_of[0] = y;
-            out[i]->deriv_of[1] = xs[i];
+            ok = ad_node_rare_own(out[i]) != NULL; /* on the heap: a made node */
+            if (!ok)
+                break;
+            out[i]->rare->deriv_of[0] = y;
+            out[i]->rare->deriv_of[1] = xs[i];
         }
     }
     if (grads)
@@ -1213,7 +1216,7 @@ bool ad_replay_plan(ad_node *src, ad_node *dst, ad_replay *p, const char *fn)
                 ad_fail(g,
                         "%s: '%s' depends on backward node %lld, whose buffer memory reuse "
                         "shares (ad_graph_set_memory_reuse)",
-                        fn, dst->name, (long long)node->id);
+                        fn, dst->rare->name, (long long)node->id);
                 ad_mem(g, mark, (size_t)m, 0);
                 return false;
             }

@@ -230,11 +230,11 @@ static bool check_loss_leaf(ad_node *loss, ad_node *leaf, const char *fn, const 
     }
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
         ad_fail(g, "%s: %s '%s' (%s) is not a leaf: replay would overwrite its value", fn, what,
-                leaf->name, ad_ops[leaf->op].name);
+                leaf->rare->name, ad_ops[leaf->op].name);
         return false;
     }
     if (leaf->id > loss->id) {
-        ad_fail(g, "%s: %s '%s' was made after the loss", fn, what, leaf->name);
+        ad_fail(g, "%s: %s '%s' was made after the loss", fn, what, leaf->rare->name);
         return false;
     }
     return true;
@@ -247,7 +247,7 @@ static bool check_loss_node(ad_node *loss, const char *fn)
         return false;
     if (loss->numel != 1) {
         char sh[96];
-        ad_fail(g, "%s: loss '%s' %s has %lld elements, expected 1", fn, loss->name,
+        ad_fail(g, "%s: loss '%s' %s has %lld elements, expected 1", fn, loss->rare->name,
                 ad_shape_str(loss, sh, sizeof sh), (long long)loss->numel);
         return false;
     }
@@ -272,7 +272,8 @@ double ad_finite_difference(ad_node *loss, ad_node *x, int64_t index, double eps
     if (index < 0 || index >= x->numel) {
         char sh[96];
         ad_fail(g, "ad_finite_difference: index %lld is not in [0, %lld) for '%s' %s",
-                (long long)index, (long long)x->numel, x->name, ad_shape_str(x, sh, sizeof sh));
+                (long long)index, (long long)x->numel, x->rare->name,
+                ad_shape_str(x, sh, sizeof sh));
         return NAN;
     }
     if (!(eps > 0))
@@ -308,7 +309,7 @@ int ad_smoothness_at(ad_node *loss, ad_node *x, int64_t index, double eps, const
     if (index < 0 || index >= x->numel) {
         char sh[96];
         ad_fail(g, "ad_smoothness_at: index %lld is not in [0, %lld) for '%s' %s", (long long)index,
-                (long long)x->numel, x->name, ad_shape_str(x, sh, sizeof sh));
+                (long long)x->numel, x->rare->name, ad_shape_str(x, sh, sizeof sh));
         return -1;
     }
     if (!(eps > 0))

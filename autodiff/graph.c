@@ -11,11 +11,11 @@
 
 #define ARENA_ALIGN 64
 
-/* the shape of every 0-d node and the integer parameters of every op made
- * without them: read-only, so a write through a node that has no storage of
+/* the shape of every 0-d node and the rare record of every node made
+ * without one: read-only, so a write through a node that has no storage of
  * its own faults rather than changing them all */
 static const int64_t no_dims[AD_MAX_DIMS];
-static const int64_t no_iparams[AD_MAX_IPARAMS];
+static const ad_node_rare no_rare = {.name = ""};
 #define ARENA_MIN_BLOCK (64 * 1024)
 
 /* ------------------------------------------------------------------ memory */
@@ -235,13 +235,21 @@ static void node_free_heap(ad_graph *g, ad_node *n, unsigned kinds)
         n->value = NULL;
     }
     if (held & NODE_HEAP_GRAD) {
-        ad_mem(g, n->grad, (size_t)n->numel * g->elem, 0);
-        n->grad = NULL;
+        ad_mem(g, n->rare->grad, (size_t)n->numel * g->elem, 0);
+        n->rare->grad = NULL;
     }
     if (held & NODE_HEAP_AUX) {
-        ad_mem(g, n->aux, n->aux_bytes, 0);
-        n->aux = NULL;
-        n->aux_bytes = 0;
+        ad_mem(g, n->rare->aux, n->rare->aux_bytes, 0);
+        n->rare->aux = NULL;
+        n->rare->aux_bytes = 0;
+    }
+    if (held & NODE_HEAP_NAME) {
+        ad_mem(g, (char *)n->rare->name, strlen(n->rare->name) + 1, 0);
+        n->rare->name = "";
+    }
+    if (held & NODE_HEAP_RARE) { /* last: the pointers above live in it */
+        ad_mem(g, n->rare, sizeof *n->rare, 0);
+        n->rare = (ad_node_rare *)&no_rare;
     }
     if (held & NODE_HEAP_SHAPE) {
         ad_mem(g, n->shape, sizeof(int64_t) * AD_MAX_DIMS, 0);
@@ -437,13 +445,21 @@ void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, 
     *len = t->shape[axis];
 }
 
+/* Is n in its graph (made), rather than being made? Memory given to a made
+ * node comes from the heap: the arena's end may be rewound under it. */
+static bool node_made(const ad_node *n)
+{
+    const ad_graph *g = n->g;
+    return n->id < g->nnodes && g->nodes[n->id] == n;
+}
+
 /* Shape storage for a node that had none (0-d so far): in the arena while it
  * is being made, on the heap once it is in the graph (a replay that gives a
- * 0-d node axes: the arena's end may be rewound under it). */
+ * 0-d node axes). */
 static bool shape_storage(ad_node *n)
 {
     ad_graph *g = n->g;
-    bool made = n->id < g->nnodes && g->nodes[n->id] == n;
+    bool made = node_made(n);
     int64_t *p = made ? ad_mem(g, NULL, 0, sizeof(int64_t) * AD_MAX_DIMS)
                       : ad_arena_alloc(g, sizeof(int64_t) * AD_MAX_DIMS);
     if (!p)
@@ -509,7 +525,7 @@ bool ad_node_reserve(ad_node *n)
     }
     if (n->flags & NODE_EXT_VALUE) {
         ad_fail(g, "%s: node '%s' has caller-owned memory of %lld elements, needs %lld",
-                ad_ops[n->op].name, n->name, (long long)n->capacity, (long long)n->numel);
+                ad_ops[n->op].name, n->rare->name, (long long)n->capacity, (long long)n->numel);
         return false;
     }
     if ((size_t)n->numel > SIZE_MAX / g->elem) {
@@ -540,29 +556,47 @@ bool ad_node_reserve(ad_node *n)
     return true;
 }
 
+ad_node_rare *ad_node_rare_own(ad_node *n)
+{
+    if (n->rare != &no_rare)
+        return n->rare;
+    ad_graph *g = n->g;
+    bool made = node_made(n);
+    ad_node_rare *r = made ? ad_mem(g, NULL, 0, sizeof *r) : ad_arena_alloc(g, sizeof *r);
+    if (!r)
+        return NULL;
+    *r = no_rare;
+    n->rare = r;
+    if (made)
+        node_took_heap(g, n, NODE_HEAP_RARE);
+    return r;
+}
+
 bool ad_node_aux(ad_node *n, size_t bytes)
 {
-    if (bytes <= n->aux_bytes && n->aux)
+    if (bytes <= n->rare->aux_bytes && n->rare->aux)
         return true;
     ad_graph *g = n->g;
+    if (!ad_node_rare_own(n))
+        return false;
     void *p;
-    if (!n->aux && n->id == g->nnodes) { /* n is being made */
+    if (!n->rare->aux && n->id == g->nnodes) { /* n is being made */
         p = ad_arena_alloc(g, bytes ? bytes : 1);
     } else {
         /* grown after creation, or made for n by a later node's shape rule:
            heap, so that rewinding never frees it under us; the contents are
            kept (a realloc, or a copy out of the arena) */
         bool heap = (n->flags & NODE_HEAP_AUX) != 0;
-        p = ad_mem(g, heap ? n->aux : NULL, heap ? n->aux_bytes : 0, bytes);
-        if (p && n->aux && !heap)
-            memcpy(p, n->aux, n->aux_bytes);
+        p = ad_mem(g, heap ? n->rare->aux : NULL, heap ? n->rare->aux_bytes : 0, bytes);
+        if (p && n->rare->aux && !heap)
+            memcpy(p, n->rare->aux, n->rare->aux_bytes);
         if (p)
             node_took_heap(g, n, NODE_HEAP_AUX);
     }
     if (!p)
         return false;
-    n->aux = p;
-    n->aux_bytes = bytes;
+    n->rare->aux = p;
+    n->rare->aux_bytes = bytes;
     return true;
 }
 
@@ -621,7 +655,7 @@ static const char *copy_name(ad_graph *g, const char *name)
 }
 
 /* Zeroes a node in 16-byte stores where the compiler has vectors: a memset
- * of its 192 bytes becomes a string instruction whose start-up costs about
+ * of its 128 bytes becomes a string instruction whose start-up costs about
  * what the rest of creating a scalar node does. */
 static void node_clear(ad_node *node)
 {
@@ -653,9 +687,8 @@ static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
     for (size_t k = 0; k < sizeof *node; k += 64)
         AD_PREFETCH_WRITE(ahead + k);
     node_clear(node);
-    node->name = "";
     node->shape = (int64_t *)no_dims;
-    node->iparam = (int64_t *)no_iparams;
+    node->rare = (ad_node_rare *)&no_rare;
     node->g = g;
     node->op = op;
     node->id = g->nnodes; /* not in the graph yet (shape_storage); for messages */
@@ -700,7 +733,7 @@ bool ad_check_values(ad_node *n)
     if (!ok) {
         char sh[96];
         ad_fail(n->g, "%s: non-finite value at element %lld of node %lld '%s' %s in the %s pass",
-                ad_ops[n->op].name, (long long)bad, (long long)n->id, n->name,
+                ad_ops[n->op].name, (long long)bad, (long long)n->id, n->rare->name,
                 ad_shape_str(n, sh, sizeof sh), (n->flags & NODE_TAPE) ? "backward" : "forward");
     }
     return ok;
@@ -762,12 +795,11 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     if (fp)
         memcpy(node->fparam, fp, sizeof node->fparam);
     if (ip) {
-        node->iparam = ad_arena_alloc(g, sizeof(int64_t) * AD_MAX_IPARAMS);
-        if (!node->iparam) {
+        if (!ad_node_rare_own(node)) {
             node_discard(g, node);
             return NULL;
         }
-        memcpy(node->iparam, ip, sizeof(int64_t) * AD_MAX_IPARAMS);
+        memcpy(node->rare->iparam, ip, sizeof(int64_t) * AD_MAX_IPARAMS);
     }
     if (reqgrad && info->backward != ad_nograd)
         node->flags |= NODE_REQGRAD;
@@ -853,9 +885,14 @@ static ad_node *make_leaf(ad_graph *g, int op, unsigned flags, int ndim, const i
     n->flags = flags;
     if (!ad_shape_set(n, ndim, shape, fn))
         goto fail;
-    n->name = copy_name(g, name);
-    if (!n->name)
-        goto fail;
+    /* a trainable leaf's record holds its gradient */
+    if ((name && *name) || (flags & NODE_TRAINABLE)) {
+        if (!ad_node_rare_own(n))
+            goto fail;
+        n->rare->name = copy_name(g, name);
+        if (!n->rare->name)
+            goto fail;
+    }
     if (ext_value) {
         n->value = ext_value;
         n->capacity = n->numel;
@@ -891,14 +928,14 @@ static bool push_param(ad_graph *g, ad_node *n)
 static bool alloc_grad(ad_node *n, void *ext_grad)
 {
     if (ext_grad) {
-        n->grad = ext_grad;
+        n->rare->grad = ext_grad;
         n->flags |= NODE_EXT_GRAD;
         return true;
     }
-    n->grad = ad_arena_alloc(n->g, (size_t)(n->numel ? n->numel : 1) * n->g->elem);
-    if (!n->grad)
+    n->rare->grad = ad_arena_alloc(n->g, (size_t)(n->numel ? n->numel : 1) * n->g->elem);
+    if (!n->rare->grad)
         return false;
-    memset(n->grad, 0, (size_t)n->numel * n->g->elem);
+    memset(n->rare->grad, 0, (size_t)n->numel * n->g->elem);
     return true;
 }
 
@@ -911,14 +948,14 @@ static bool alloc_grad(ad_node *n, void *ext_grad)
 
 bool ad_leaf_grad_ready(ad_node *n)
 {
-    if (n->grad || !(n->flags & NODE_TRAINABLE))
+    if (n->rare->grad || !(n->flags & NODE_TRAINABLE))
         return true;
     ad_graph *g = n->g;
     size_t bytes = (size_t)n->numel * g->elem;
-    n->grad = ad_mem(g, NULL, 0, bytes);
-    if (!n->grad)
+    n->rare->grad = ad_mem(g, NULL, 0, bytes);
+    if (!n->rare->grad)
         return false;
-    memset(n->grad, 0, bytes);
+    memset(n->rare->grad, 0, bytes);
     node_took_heap(g, n, NODE_HEAP_GRAD);
     return true;
 }
@@ -1015,7 +1052,8 @@ static bool check_count(const ad_node *n, int64_t count, const char *fn)
     if (count != n->numel) {
         char sh[96];
         ad_fail(n->g, "%s: count %lld does not match %lld elements of '%s' %s", fn,
-                (long long)count, (long long)n->numel, n->name, ad_shape_str(n, sh, sizeof sh));
+                (long long)count, (long long)n->numel, n->rare->name,
+                ad_shape_str(n, sh, sizeof sh));
         return false;
     }
     return true;
@@ -1035,7 +1073,8 @@ int ad_set(ad_node *leaf, const double *values, int64_t count)
     if (!leaf || !ad_node_live(leaf, "ad_set"))
         return -1;
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
-        ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->name, ad_ops[leaf->op].name);
+        ad_fail(leaf->g, "ad_set: node '%s' (%s) is not a leaf", leaf->rare->name,
+                ad_ops[leaf->op].name);
         return -1;
     }
     if (!check_count(leaf, count, "ad_set"))
@@ -1055,7 +1094,7 @@ int ad_set_f32(ad_node *leaf, const float *values, int64_t count)
     if (!leaf || !ad_node_live(leaf, "ad_set_f32"))
         return -1;
     if (ad_ops[leaf->op].kind != AD_KIND_LEAF) {
-        ad_fail(leaf->g, "ad_set_f32: node '%s' (%s) is not a leaf", leaf->name,
+        ad_fail(leaf->g, "ad_set_f32: node '%s' (%s) is not a leaf", leaf->rare->name,
                 ad_ops[leaf->op].name);
         return -1;
     }
@@ -1114,7 +1153,7 @@ int ad_input_borrow(ad_node *input, const void *values)
         return -1;
     ad_graph *g = input->g;
     if (!(input->flags & NODE_INPUT)) {
-        ad_fail(g, "ad_input_borrow: node '%s' (%s) is not an input leaf", input->name,
+        ad_fail(g, "ad_input_borrow: node '%s' (%s) is not an input leaf", input->rare->name,
                 ad_ops[input->op].name);
         return -1;
     }
@@ -1174,11 +1213,11 @@ int ad_get_grad(const ad_node *n, double *out, int64_t count)
     if (!n)
         return -1;
     if (!(n->flags & NODE_TRAINABLE)) {
-        ad_fail(n->g, "ad_get_grad: node '%s' (%s) is not a trainable leaf", n->name,
+        ad_fail(n->g, "ad_get_grad: node '%s' (%s) is not a trainable leaf", n->rare->name,
                 ad_ops[n->op].name);
         return -1;
     }
-    return copy_out(n, n->grad, out, count, "ad_get_grad");
+    return copy_out(n, n->rare->grad, out, count, "ad_get_grad");
 }
 
 double ad_item(const ad_node *n)
@@ -1204,7 +1243,7 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
     ad_graph *g = leaf->g;
     bool trainable = (leaf->flags & NODE_TRAINABLE) != 0;
     if (leaf->ninputs != 0 || ((leaf->flags & NODE_HEAP_VALUE) && !trainable)) {
-        ad_fail(g, "ad_leaf_move: node '%s' is not a leaf of fixed size", leaf->name);
+        ad_fail(g, "ad_leaf_move: node '%s' is not a leaf of fixed size", leaf->rare->name);
         return -1;
     }
     if (!value) {
@@ -1228,14 +1267,14 @@ int ad_leaf_move(ad_node *leaf, void *value, void *grad)
     leaf->capacity = leaf->numel;
     leaf->flags |= NODE_EXT_VALUE;
     if (trainable && grad) {
-        old = leaf->grad;
+        old = leaf->rare->grad;
         if (!old) /* not made yet: zeros */
             memset(grad, 0, bytes);
         else if (grad != old)
             memcpy(grad, old, bytes);
         if (old && grad != old && (leaf->flags & NODE_HEAP_GRAD))
             node_free_heap(g, leaf, NODE_HEAP_GRAD);
-        leaf->grad = grad;
+        leaf->rare->grad = grad;
         leaf->flags |= NODE_EXT_GRAD;
     }
     return 0;
@@ -1247,11 +1286,11 @@ int ad_resize(ad_node *input, int64_t batch)
         return -1;
     ad_graph *g = input->g;
     if (!(input->flags & NODE_INPUT)) {
-        ad_fail(g, "ad_resize: node '%s' is not an input leaf", input->name);
+        ad_fail(g, "ad_resize: node '%s' is not an input leaf", input->rare->name);
         return -1;
     }
     if (input->ndim < 1) {
-        ad_fail(g, "ad_resize: input '%s' is 0-d and has no batch axis", input->name);
+        ad_fail(g, "ad_resize: input '%s' is 0-d and has no batch axis", input->rare->name);
         return -1;
     }
     if (batch < 1) {
@@ -1282,7 +1321,7 @@ int64_t ad_numel(const ad_node *n) { return n ? n->numel : -1; }
 int ad_ndim(const ad_node *n) { return n ? n->ndim : -1; }
 const int64_t *ad_shape(const ad_node *n) { return n ? n->shape : NULL; }
 ad_graph *ad_node_graph(const ad_node *n) { return n ? n->g : NULL; }
-const char *ad_node_name(const ad_node *n) { return n ? n->name : ""; }
+const char *ad_node_name(const ad_node *n) { return n ? n->rare->name : ""; }
 int64_t ad_node_id(const ad_node *n) { return n ? n->id : -1; }
 int ad_node_op(const ad_node *n) { return n ? n->op : -1; }
 int ad_node_ninputs(const ad_node *n) { return n ? n->ninputs : 0; }
@@ -1290,7 +1329,7 @@ int ad_node_is_trainable(const ad_node *n) { return n && (n->flags & NODE_TRAINA
 int ad_node_requires_grad(const ad_node *n) { return n && (n->flags & NODE_REQGRAD); }
 int ad_node_is_backward(const ad_node *n) { return n && (n->flags & NODE_TAPE); }
 void *ad_data(ad_node *n) { return n ? n->value : NULL; }
-void *ad_grad_data(ad_node *n) { return n && ad_leaf_grad_ready(n) ? n->grad : NULL; }
+void *ad_grad_data(ad_node *n) { return n && ad_leaf_grad_ready(n) ? n->rare->grad : NULL; }
 ad_node *ad_node_grad(const ad_node *n) { return n ? n->grad_node : NULL; }
 
 ad_node *ad_node_input(const ad_node *n, int i)
@@ -1304,10 +1343,25 @@ int ad_node_set_name(ad_node *n, const char *name)
 {
     if (!n)
         return -1;
-    const char *s = copy_name(n->g, name);
+    ad_graph *g = n->g;
+    if (!name || !*name) {
+        node_free_heap(g, n, NODE_HEAP_NAME);
+        if (n->rare != &no_rare)
+            n->rare->name = "";
+        return 0;
+    }
+    /* on the heap, as the node's record: the arena's end may be rewound
+       under a node already made */
+    if (!ad_node_live(n, "ad_node_set_name"))
+        return -1;
+    const size_t len = strlen(name);
+    char *s = ad_node_rare_own(n) ? ad_mem(g, NULL, 0, len + 1) : NULL;
     if (!s)
         return -1;
-    n->name = s;
+    memcpy(s, name, len + 1);
+    node_free_heap(g, n, NODE_HEAP_NAME);
+    n->rare->name = s;
+    node_took_heap(g, n, NODE_HEAP_NAME);
     return 0;
 }
 
@@ -1323,7 +1377,7 @@ int ad_print(const ad_node *n, FILE *out)
     if (!n || !out)
         return -1;
     char sh[96];
-    fprintf(out, "%s%s%s %s = ", n->name, *n->name ? " " : "", ad_ops[n->op].name,
+    fprintf(out, "%s%s%s %s = ", n->rare->name, *n->rare->name ? " " : "", ad_ops[n->op].name,
             ad_shape_str(n, sh, sizeof sh));
     if (n->ndim == 0) {
         fprintf(out, "%.10g\n", value_at(n, 0));

@@ -35,6 +35,8 @@ enum {
     NODE_HEAP_GRAD = 1u << 13,  /* gradient buffer on the heap (a large ad_param, made lazily) */
     NODE_BORROWED = 1u << 14,   /* input reading the caller's memory (ad_input_borrow) */
     NODE_MARK = 1u << 15,       /* scratch mark of a walk over a tape (plan_tape) */
+    NODE_HEAP_RARE = 1u << 16,  /* rare record on the heap (made after the node) */
+    NODE_HEAP_NAME = 1u << 17,  /* name on the heap (set after the node was made) */
 };
 
 /* How a backward pass hands each trainable leaf its gradient (ad_graph.grad_mode). */
@@ -45,19 +47,40 @@ typedef enum {
 } grad_mode;
 
 /* any of the heap buffers a node may hold (freed with it) */
-#define NODE_HEAP_ANY (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE | NODE_HEAP_GRAD)
+#define NODE_HEAP_ANY                                                                              \
+    (NODE_HEAP_VALUE | NODE_HEAP_AUX | NODE_HEAP_SHAPE | NODE_HEAP_GRAD | NODE_HEAP_RARE |         \
+     NODE_HEAP_NAME)
 
 #define AD_MAX_FPARAMS 2
 #define AD_MAX_IPARAMS (AD_MAX_DIMS + 2)
 
-/* A node is three cache lines (192 bytes, 64-aligned in the arena): a
+/* What few nodes need, behind one pointer (ad_node.rare): integer
+ * parameters, a name, a trainable leaf's gradient, what ad_grad returned it
+ * as, op data. A node that needs none of it points at a shared read-only
+ * record of zeros (name ""), so reading through any node is valid and a
+ * write through one without a record of its own faults; ad_node_rare gives
+ * a node its own. */
+typedef struct ad_node_rare {
+    int64_t iparam[AD_MAX_IPARAMS]; /* integer parameters (0 when the op takes none) */
+    const char *name;               /* "" when unnamed */
+    void *grad;           /* accumulated gradient, trainable leaves only (numel elements) */
+    ad_node *deriv_of[2]; /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
+    int64_t *op_data;     /* op-specific data in the arena (reshape: the input shape
+                             it was built for), NULL for most ops */
+    void *aux;            /* per-node data kept between forward and backward (argmax) */
+    size_t aux_bytes;     /* capacity of aux */
+} ad_node_rare;
+
+/* A node is two cache lines (128 bytes, 64-aligned in the arena): a
  * define-by-run scalar workload creates one per operation, so its size is
  * the memory traffic per operation. What a scalar never needs lives outside:
- * the shape (a 0-d node points at a shared empty one) and the integer
- * parameters (ops created without them point at shared zeros). */
+ * the shape (a 0-d node points at a shared empty one) and the rare fields
+ * (ad_node_rare: a node made without them points at shared zeros). */
 struct ad_node {
-    /* line 1, what replay reads: op, kernel operands, output */
-    int op;
+    /* line 1, what replay reads (op, kernel operands, output) and what a
+       node's users read first (flags, ndim) */
+    int16_t op;
+    int16_t ndim;
     unsigned flags;
     void *value;
     ad_node **inputs;
@@ -70,24 +93,18 @@ struct ad_node {
     ad_node *small_inputs[2];
     /* line 2: shape, parameters, identity (read from the inputs of a new node) */
     int ninputs;
-    int ndim;
+    int order;      /* 0: forward; k: made by a gradient build of an order k − 1
+                       output, or from such nodes (dumps draw one cluster per k) */
     int64_t *shape; /* ndim sizes; storage of AD_MAX_DIMS (see ad_shape_set) */
     double fparam[AD_MAX_FPARAMS];
     int64_t id;
-    const char *name;
     ad_node *grad_node; /* d loss / d this node from the latest backward build */
-    int order;          /* 0: forward; k: made by a gradient build of an order k − 1
-                           output, or from such nodes (dumps draw one cluster per k) */
-    /* line 3: what the nodes that read this one never look at */
-    int64_t capacity;     /* elements the value buffer can hold */
-    void *grad;           /* accumulated gradient, trainable leaves only (numel elements) */
-    int64_t *iparam;      /* AD_MAX_IPARAMS integers (arena), or the shared zeros */
-    ad_node *deriv_of[2]; /* ad_grad returned this node as d [0] / d [1] (dumps name it) */
-    int64_t *op_data;     /* op-specific data in the arena (reshape: the input shape
-                             it was built for), NULL for most ops */
-    void *aux;            /* per-node data kept between forward and backward (argmax) */
-    size_t aux_bytes;     /* capacity of aux */
+    int64_t capacity;   /* elements the value buffer can hold */
+    ad_node_rare *rare; /* its own record, or the shared zeros */
 };
+#if UINTPTR_MAX > 0xffffffffu
+_Static_assert(sizeof(struct ad_node) == 128, "a node is two cache lines");
+#endif
 
 typedef struct arena_block {
     struct arena_block *prev;
@@ -258,6 +275,9 @@ void *ad_mem(ad_graph *g, void *p, size_t osize, size_t nsize);
  * shape, allocates its value and computes it. Returns NULL with an error set. */
 ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const double *fp,
                       const int64_t *ip);
+/* n's own rare record (made zeroed on first need: in the arena while n is
+ * being made, on the heap once it is in the graph); NULL without memory. */
+ad_node_rare *ad_node_rare_own(ad_node *n);
 /* Ensures n's value buffer holds n->numel elements. */
 bool ad_node_reserve(ad_node *n);
 /* A trainable leaf's gradient buffer, made (zeroed) on first need; false without memory. */

@@ -161,7 +161,7 @@ int ad_jacobian(ad_node *y, ad_node *x, double *out)
         return -1;
     if (y->flags & NODE_TAPE) {
         ad_fail(y->g, "ad_jacobian: '%s' belongs to a backward pass; use ad_grad for higher order",
-                y->name);
+                y->rare->name);
         return -1;
     }
     return jacobian_of(y, x, out, 3 * x->numel < y->numel, "ad_jacobian") ? 0 : -1;

@@ -72,7 +72,7 @@ static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
 static conv_geom make_geom(const ad_node *n, const ad_node *x, const ad_node *w, const ad_node *y)
 {
     conv_geom q;
-    const int64_t *p = n->iparam;
+    const int64_t *p = n->rare->iparam;
     q.N = x->shape[0];
     q.C = x->shape[1];
     spatial(x, &q.H, &q.W);
@@ -148,9 +148,9 @@ static bool is_pointwise(const conv_geom *q)
 static bool params_fit(ad_node *n, int count, const char *nm)
 {
     for (int i = 0; i < count; i++)
-        if (n->iparam[i] > INT32_MAX || n->iparam[i] < INT32_MIN) {
+        if (n->rare->iparam[i] > INT32_MAX || n->rare->iparam[i] < INT32_MIN) {
             ad_fail(n->g, "%s: parameter %d (%lld) is beyond 32 bits", nm, i,
-                    (long long)n->iparam[i]);
+                    (long long)n->rare->iparam[i]);
             return false;
         }
     return true;
@@ -166,7 +166,7 @@ static int64_t dilated(int64_t k, int64_t d)
 /* Checks the parameters of a convolution op whose tensors have nd axes. */
 static bool conv_params_ok(ad_node *n, int nd, const char *nm)
 {
-    const int64_t *p = n->iparam;
+    const int64_t *p = n->rare->iparam;
     if (!params_fit(n, 9, nm))
         return false;
     if (p[0] < 1 || p[1] < 1 || p[4] < 1 || p[5] < 1 || p[2] < 0 || p[3] < 0 || p[6] < 1) {
@@ -262,7 +262,7 @@ static int64_t conv_chunk(const conv_geom *q, size_t elem)
 /* the same stride, padding, dilation and groups */
 static bool same_params(const ad_node *a, const ad_node *b)
 {
-    return memcmp(a->iparam, b->iparam, sizeof(int64_t) * 7) == 0;
+    return memcmp(a->rare->iparam, b->rare->iparam, sizeof(int64_t) * 7) == 0;
 }
 
 /* scratch for a chunk: the column matrix (none for a pointwise
@@ -361,7 +361,7 @@ static bool fused_operand(ad_node *n, const conv_geom *q, const char *nm)
         return true; /* nothing fused */
     if (!ad_wino_keep_header(n))
         return false;
-    return !n->op_data || ad_node_aux(n, (size_t)ad_numel(w) * n->g->elem);
+    return !n->rare->op_data || ad_node_aux(n, (size_t)ad_numel(w) * n->g->elem);
 }
 
 bool ad_shape_conv_transpose(ad_node *n)
@@ -381,19 +381,19 @@ bool ad_shape_conv_transpose(ad_node *n)
     }
     if (!conv_params_ok(n, g->ndim, nm))
         return false;
-    int64_t H = n->iparam[7], W = n->iparam[8];
+    int64_t H = n->rare->iparam[7], W = n->rare->iparam[8];
     if (H < 1 || W < 1 || (g->ndim == 3 && H != 1) || w->shape[0] != g->shape[1]) {
         ad_fail(n->g, "%s: gradient %s, weight %s and output size %lldx%lld do not fit", nm,
                 ad_shape_str(g, b1, sizeof b1), ad_shape_str(w, b2, sizeof b2), (long long)H,
                 (long long)W);
         return false;
     }
-    if (w->shape[1] > AD_NUMEL_MAX / n->iparam[6]) {
+    if (w->shape[1] > AD_NUMEL_MAX / n->rare->iparam[6]) {
         ad_fail(n->g, "%s: weight %s with %lld groups: too many input channels", nm,
-                ad_shape_str(w, b2, sizeof b2), (long long)n->iparam[6]);
+                ad_shape_str(w, b2, sizeof b2), (long long)n->rare->iparam[6]);
         return false;
     }
-    if (!set_spatial_shape(n, g->ndim, g->shape[0], w->shape[1] * n->iparam[6], H, W, nm))
+    if (!set_spatial_shape(n, g->ndim, g->shape[0], w->shape[1] * n->rare->iparam[6], H, W, nm))
         return false;
     conv_geom q = make_geom(n, n, w, g);
     if (!conv_check(n, &q, n, w, nm))
@@ -426,13 +426,13 @@ static bool keep_operand(ad_node *n, const conv_geom *q, const char *nm)
                 ad_ops[y->op].name, ad_shape_str(y, b3, sizeof b3));
         return false;
     }
-    if (!y->op_data || !ad_wino_use(n, q))
+    if (!y->rare->op_data || !ad_wino_use(n, q))
         return true; /* nothing kept: conv_run transforms x itself */
     const wino_geom w = ad_wino_make(q, false);
     const size_t need = ad_wino_kept_end(y, &w, n->g->elem);
-    if (y->aux && y->aux_bytes >= need)
+    if (y->rare->aux && y->rare->aux_bytes >= need)
         return true;
-    y->op_data[KEEP_VALID] = 0; /* not written there yet */
+    y->rare->op_data[KEEP_VALID] = 0; /* not written there yet */
     return ad_node_aux(y, need);
 }
 
@@ -453,7 +453,7 @@ bool ad_shape_conv_weight_grad(ad_node *n)
     }
     if (!conv_params_ok(n, x->ndim, nm))
         return false;
-    int64_t KH = n->iparam[7], KW = n->iparam[8], G = n->iparam[6];
+    int64_t KH = n->rare->iparam[7], KW = n->rare->iparam[8], G = n->rare->iparam[6];
     if (KH < 1 || KW < 1 || (x->ndim == 3 && KH != 1) || x->shape[1] % G != 0) {
         ad_fail(n->g, "%s: input %s, kernel %lldx%lld and groups %lld do not fit", nm,
                 ad_shape_str(x, b1, sizeof b1), (long long)KH, (long long)KW, (long long)G);
@@ -725,7 +725,8 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                            false);
                 ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, ld}, kb, col, t);
                 if (pool)
-                    conv_pool_epilogue(n->g, t, yb, (int32_t *)n->aux + (i0 * ys + gi * Og * PP),
+                    conv_pool_epilogue(n->g, t, yb,
+                                       (int32_t *)n->rare->aux + (i0 * ys + gi * Og * PP),
                                        bias + (size_t)(gi * Og) * es, Og, &q, nb, ys);
                 else if (nb > 1 || bias)
                     conv_epilogue(n->g, t, yb, bias ? bias + (size_t)(gi * Og) * es : NULL, Og, P,
@@ -800,18 +801,18 @@ void ad_bwd_conv(ad_node *n, ad_node *g, ad_node **d)
        convolution in dx's node (fuses_weight_grad) */
     const bool both = (x->flags & NODE_REQGRAD) && (w->flags & NODE_REQGRAD);
     conv_geom q = make_geom(n, x, w, x);
-    const bool fuse = both && n->op_data && ad_wino_transpose_by_adjoint(&q);
+    const bool fuse = both && n->rare->op_data && ad_wino_transpose_by_adjoint(&q);
     if (x->flags & NODE_REQGRAD) {
         spatial(x, &h, &wd);
-        d[0] = conv_op3(AD_OP_CONV_TRANSPOSE, g, w, fuse ? n : NULL, n->iparam, h, wd);
+        d[0] = conv_op3(AD_OP_CONV_TRANSPOSE, g, w, fuse ? n : NULL, n->rare->iparam, h, wd);
     }
     if (w->flags & NODE_REQGRAD) {
         spatial(w, &h, &wd);
         d[1] = conv_op3(AD_OP_CONV_WEIGHT_GRAD, x, g,
-                        fuse         ? d[0]
-                        : n->op_data ? n
-                                     : NULL,
-                        n->iparam, h, wd);
+                        fuse               ? d[0]
+                        : n->rare->op_data ? n
+                                           : NULL,
+                        n->rare->iparam, h, wd);
     }
 }
 
@@ -819,11 +820,11 @@ void ad_bwd_conv_transpose(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *g = n->inputs[0], *w = n->inputs[1];
     if (g->flags & NODE_REQGRAD)
-        d[0] = conv_op(AD_OP_CONV, u, w, n->iparam, 0, 0);
+        d[0] = conv_op(AD_OP_CONV, u, w, n->rare->iparam, 0, 0);
     if (w->flags & NODE_REQGRAD) {
         int64_t h, wd;
         spatial(w, &h, &wd);
-        d[1] = conv_op(AD_OP_CONV_WEIGHT_GRAD, u, g, n->iparam, h, wd);
+        d[1] = conv_op(AD_OP_CONV_WEIGHT_GRAD, u, g, n->rare->iparam, h, wd);
     }
 }
 
@@ -833,10 +834,10 @@ void ad_bwd_conv_weight_grad(ad_node *n, ad_node *u, ad_node **d)
     if (x->flags & NODE_REQGRAD) {
         int64_t h, wd;
         spatial(x, &h, &wd);
-        d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, u, n->iparam, h, wd);
+        d[0] = conv_op(AD_OP_CONV_TRANSPOSE, g, u, n->rare->iparam, h, wd);
     }
     if (g->flags & NODE_REQGRAD)
-        d[1] = conv_op(AD_OP_CONV, x, u, n->iparam, 0, 0);
+        d[1] = conv_op(AD_OP_CONV, x, u, n->rare->iparam, 0, 0);
 }
 
 /* The user's options as the op's parameters; false (error set) when bad. */
@@ -943,7 +944,7 @@ static const char *pool_name(int op, int nd)
  * nd axes (sh is the shape string of the input for messages). */
 static bool pool_check(ad_node *n, int nd, int64_t H, int64_t W, const char *sh, const char *nm)
 {
-    const int64_t *p = n->iparam;
+    const int64_t *p = n->rare->iparam;
     if (!params_fit(n, 8, nm))
         return false;
     if (p[4] < 1 || p[5] < 1 || p[0] < 1 || p[1] < 1 || p[2] < 0 || p[3] < 0) {
@@ -998,7 +999,7 @@ bool ad_shape_pool(ad_node *n)
     spatial(x, &H, &W);
     if (!pool_check(n, x->ndim, H, W, b1, nm))
         return false;
-    const int64_t *p = n->iparam;
+    const int64_t *p = n->rare->iparam;
     int64_t OH = out_size(H, p[4], p[0], p[2], 1), OW = out_size(W, p[5], p[1], p[3], 1);
     if (!set_spatial_shape(n, x->ndim, x->shape[0], x->shape[1], OH, OW, nm))
         return false;
@@ -1013,7 +1014,7 @@ bool ad_shape_avg_pool_transpose(ad_node *n)
     const char *nm = "ad_avg_pool_transpose";
     char b1[96];
     ad_shape_str(g, b1, sizeof b1);
-    int64_t H = n->iparam[6], W = n->iparam[7];
+    int64_t H = n->rare->iparam[6], W = n->rare->iparam[7];
     if ((g->ndim != 3 && g->ndim != 4) || H < 1 || W < 1 || (g->ndim == 3 && H != 1)) {
         ad_fail(n->g, "%s: gradient %s and input size %lldx%lld do not fit", nm, b1, (long long)H,
                 (long long)W);
@@ -1021,7 +1022,7 @@ bool ad_shape_avg_pool_transpose(ad_node *n)
     }
     if (!pool_check(n, g->ndim, H, W, b1, nm))
         return false;
-    const int64_t *p = n->iparam;
+    const int64_t *p = n->rare->iparam;
     int64_t OH, OW;
     spatial(g, &OH, &OW);
     if (out_size(H, p[4], p[0], p[2], 1) != OH || out_size(W, p[5], p[1], p[3], 1) != OW) {
@@ -1085,7 +1086,7 @@ void ad_fwd_max_pool(ad_node *n)
 {
     const ad_node *x = n->inputs[0];
     conv_geom q = make_geom(n, x, NULL, n);
-    int32_t *arg = n->aux;
+    int32_t *arg = n->rare->aux;
     AD_DISPATCH(n->g, {
         const T *xv = x->value;
         T *y = n->value;
@@ -1178,7 +1179,7 @@ void ad_fwd_max_pool_scatter(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *y = n->inputs[1];
     conv_geom q = pool_index_geom(y, n);
-    const int32_t *arg = y->aux;
+    const int32_t *arg = y->rare->aux;
     const bool two = q.KH == 2 && q.KW == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0;
     AD_DISPATCH(n->g, {
         const T *gv = g->value;
@@ -1201,7 +1202,7 @@ void ad_fwd_max_pool_gather(ad_node *n)
 {
     const ad_node *h = n->inputs[0], *y = n->inputs[1];
     conv_geom q = pool_index_geom(y, h);
-    const int32_t *arg = y->aux;
+    const int32_t *arg = y->rare->aux;
     AD_DISPATCH(n->g, {
         const T *hv = h->value;
         T *out = n->value;
@@ -1294,12 +1295,12 @@ void ad_bwd_avg_pool(ad_node *n, ad_node *g, ad_node **d)
 {
     int64_t h, w;
     spatial(n->inputs[0], &h, &w);
-    d[0] = pool_op(AD_OP_AVG_POOL_TRANSPOSE, g, NULL, n->iparam, h, w);
+    d[0] = pool_op(AD_OP_AVG_POOL_TRANSPOSE, g, NULL, n->rare->iparam, h, w);
 }
 
 void ad_bwd_avg_pool_transpose(ad_node *n, ad_node *u, ad_node **d)
 {
-    d[0] = pool_op(AD_OP_AVG_POOL, u, NULL, n->iparam, 0, 0);
+    d[0] = pool_op(AD_OP_AVG_POOL, u, NULL, n->rare->iparam, 0, 0);
 }
 
 static ad_node *pool_public(int op, ad_node *x, const ad_pool_opts *o, int nd)

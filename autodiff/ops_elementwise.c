@@ -315,10 +315,10 @@ void ad_fwd_add_n(ad_node *n)
                 if (t->op == AD_OP_SLICE_BACKWARD) { /* zeros but for one slab */
                     const T *G = t->value;
                     int64_t outer, axis_len, inner;
-                    ad_axis_geometry(t, (int)t->iparam[0], &outer, &axis_len, &inner);
-                    const int64_t run = t->inputs[0]->shape[t->iparam[0]] * inner;
+                    ad_axis_geometry(t, (int)t->rare->iparam[0], &outer, &axis_len, &inner);
+                    const int64_t run = t->inputs[0]->shape[t->rare->iparam[0]] * inner;
                     for (int64_t o = 0; o < outer; o++) {
-                        const int64_t at = (o * axis_len + t->iparam[1]) * inner;
+                        const int64_t at = (o * axis_len + t->rare->iparam[1]) * inner;
                         for (int64_t i = 0; i < run; i++)
                             O[at + i] += G[at + i];
                     }

@@ -24,12 +24,12 @@ bool ad_shape_matmul(ad_node *n)
         return false;
     }
     int64_t m, ka, kb, nn;
-    mat_dims(a, n->iparam[0], &m, &ka);
-    mat_dims(b, n->iparam[1], &kb, &nn);
+    mat_dims(a, n->rare->iparam[0], &m, &ka);
+    mat_dims(b, n->rare->iparam[1], &kb, &nn);
     if (ka != kb) {
         ad_fail(n->g, "ad_matmul: shapes %s%s and %s%s do not align",
-                ad_shape_str(a, b1, sizeof b1), n->iparam[0] ? "ᵀ" : "",
-                ad_shape_str(b, b2, sizeof b2), n->iparam[1] ? "ᵀ" : "");
+                ad_shape_str(a, b1, sizeof b1), n->rare->iparam[0] ? "ᵀ" : "",
+                ad_shape_str(b, b2, sizeof b2), n->rare->iparam[1] ? "ᵀ" : "");
         return false;
     }
     /* broadcast the leading (batch) axes */
@@ -53,7 +53,7 @@ bool ad_shape_matmul(ad_node *n)
 void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c)
 {
     const ad_node *a = n->inputs[0], *b = n->inputs[1];
-    bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
+    bool ta = n->rare->iparam[0] != 0, tb = n->rare->iparam[1] != 0;
     ad_mm_dims d;
     mat_dims(a, ta, &d.m, &d.k);
     d.n = n->shape[n->ndim - 1];
@@ -63,7 +63,7 @@ void ad_matmul_2d(const ad_node *n, double alpha, bool add, void *c)
 void ad_fwd_matmul(ad_node *n)
 {
     const ad_node *a = n->inputs[0], *b = n->inputs[1];
-    bool ta = n->iparam[0] != 0, tb = n->iparam[1] != 0;
+    bool ta = n->rare->iparam[0] != 0, tb = n->rare->iparam[1] != 0;
     if (n->ndim == 2) {
         /* NODE_ACCUMULATE: the node's buffer is a leaf's gradient, added into
          * (memory reuse), or written over (ad_backward_overwrite, and
@@ -290,7 +290,7 @@ ad_node *ad_matmul(ad_node *a, ad_node *b) { return ad_matmul_t(a, 0, b, 0); }
 bool ad_check_matmul(const ad_node *n)
 {
     for (int i = 0; i < AD_MAX_IPARAMS; i++) {
-        int64_t v = n->iparam[i];
+        int64_t v = n->rare->iparam[i];
         if (i < 2 ? (v == 0 || v == 1) : v == 0)
             continue;
         ad_fail(n->g,
@@ -312,7 +312,7 @@ ad_node *ad_transpose(ad_node *a)
 void ad_bwd_matmul(ad_node *n, ad_node *g, ad_node **d)
 {
     ad_node *a = n->inputs[0], *b = n->inputs[1];
-    int ta = (int)n->iparam[0], tb = (int)n->iparam[1];
+    int ta = (int)n->rare->iparam[0], tb = (int)n->rare->iparam[1];
     if (a->flags & NODE_REQGRAD)
         d[0] = ta ? ad_matmul_t(b, tb, g, 1) : ad_matmul_t(g, 0, b, !tb);
     if (!(b->flags & NODE_REQGRAD))

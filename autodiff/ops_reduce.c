@@ -31,7 +31,7 @@ int ad_norm_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
 bool ad_shape_reduce(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
+    int axis = ad_norm_axis(n, a, n->rare->iparam[0], ad_ops[n->op].name);
     if (axis == -2)
         return false;
     if ((n->op == AD_OP_MAX || n->op == AD_OP_MIN) && a->numel == 0) {
@@ -41,21 +41,21 @@ bool ad_shape_reduce(ad_node *n)
     int64_t shape[AD_MAX_DIMS];
     int nd = 0;
     for (int d = 0; d < a->ndim; d++)
-        if (n->iparam[2])
+        if (n->rare->iparam[2])
             shape[nd++] = (axis < 0 || d == axis) ? 1 : a->shape[d];
         else if (axis >= 0 && d != axis)
             shape[nd++] = a->shape[d];
-    n->iparam[1] = axis; /* normalized */
+    n->rare->iparam[1] = axis; /* normalized */
     return ad_shape_set(n, nd, shape, ad_ops[n->op].name);
 }
 
 bool ad_shape_same_axis(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = ad_norm_axis(n, a, n->iparam[0], ad_ops[n->op].name);
+    int axis = ad_norm_axis(n, a, n->rare->iparam[0], ad_ops[n->op].name);
     if (axis == -2)
         return false;
-    n->iparam[1] = axis;
+    n->rare->iparam[1] = axis;
     return ad_shape_set(n, a->ndim, a->shape, ad_ops[n->op].name);
 }
 
@@ -64,7 +64,7 @@ bool ad_shape_same_axis(ad_node *n)
 bool ad_shape_expand_axis(ad_node *n)
 {
     ad_node *g = n->inputs[0], *like = n->inputs[1];
-    int axis = (int)n->iparam[0];
+    int axis = (int)n->rare->iparam[0];
     bool ok = true;
     if (axis < 0) {
         ok = g->numel == 1;
@@ -126,7 +126,7 @@ void ad_fwd_reduce(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
-    ad_axis_geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(a, (int)n->rare->iparam[1], &outer, &len, &inner);
     const int op = n->op;
     /* logsumexp of an empty axis is log(0) = -inf, as in NumPy and PyTorch */
     // cppcheck-suppress invalidFunctionArg
@@ -194,7 +194,7 @@ static void softmax_kernel(ad_node *n, bool logarithm)
     if (n->numel == 0)
         return; /* an empty axis beside huge ones would loop outer x inner times for nothing */
     int64_t outer, len, inner;
-    ad_axis_geometry(a, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(a, (int)n->rare->iparam[1], &outer, &len, &inner);
     AD_DISPATCH(n->g, {
         const T *X = a->value;
         T *Y = n->value;
@@ -262,8 +262,8 @@ void ad_fwd_log_softmax(ad_node *n) { softmax_kernel(n, true); }
 void ad_fwd_expand_axis(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
-    int axis = (int)n->iparam[0];
-    bool mean = n->iparam[1] != 0;
+    int axis = (int)n->rare->iparam[0];
+    bool mean = n->rare->iparam[1] != 0;
     int64_t outer, len, inner;
     ad_axis_geometry(n, axis, &outer, &len, &inner);
     AD_DISPATCH(n->g, {
@@ -321,7 +321,7 @@ ad_node *ad_expand_axis(ad_node *g, ad_node *like, int axis, bool mean)
 
 /* ------------------------------------------------------------- gradient rules */
 
-static int norm_axis(const ad_node *n) { return (int)n->iparam[1]; }
+static int norm_axis(const ad_node *n) { return (int)n->rare->iparam[1]; }
 
 void ad_bwd_sum(ad_node *n, ad_node *g, ad_node **d)
 {
@@ -370,8 +370,8 @@ bool ad_shape_softmax_grad(ad_node *n)
                 ad_shape_str(g, b1, sizeof b1), ad_shape_str(y, b2, sizeof b2));
         return false;
     }
-    if (n->iparam[0] < -1 || n->iparam[0] >= (y->ndim ? y->ndim : 1)) {
-        ad_fail(n->g, "ad_softmax_grad: axis %lld of %s", (long long)n->iparam[0],
+    if (n->rare->iparam[0] < -1 || n->rare->iparam[0] >= (y->ndim ? y->ndim : 1)) {
+        ad_fail(n->g, "ad_softmax_grad: axis %lld of %s", (long long)n->rare->iparam[0],
                 ad_shape_str(y, b1, sizeof b1));
         return false;
     }
@@ -382,7 +382,7 @@ void ad_fwd_softmax_grad(ad_node *n)
 {
     const ad_node *yn = n->inputs[0], *gn = n->inputs[1];
     int64_t outer, len, inner;
-    ad_axis_geometry(yn, yn->ndim ? (int)n->iparam[0] : -1, &outer, &len, &inner);
+    ad_axis_geometry(yn, yn->ndim ? (int)n->rare->iparam[0] : -1, &outer, &len, &inner);
     if (n->numel == 0)
         return;
     AD_DISPATCH(n->g, {
@@ -424,7 +424,7 @@ ad_node *ad_softmax_grad(ad_node *y, ad_node *g, int axis)
 void ad_bwd_softmax_grad(ad_node *n, ad_node *u, ad_node **d)
 {
     ad_node *y = n->inputs[0], *g = n->inputs[1];
-    int axis = (int)n->iparam[0];
+    int axis = (int)n->rare->iparam[0];
     if (g->flags & NODE_REQGRAD)
         d[1] = ad_softmax_grad(y, u, axis);
     if (!(y->flags & NODE_REQGRAD))
@@ -447,9 +447,10 @@ void ad_bwd_expand_axis(ad_node *n, ad_node *g, ad_node **d)
 {
     /* back to the form the upstream gradient came in: reduced or keepdims */
     ad_node *in = n->inputs[0];
-    int axis = (int)n->iparam[0];
+    int axis = (int)n->rare->iparam[0];
     bool keep = in->ndim == n->ndim;
-    ad_node *r = axis_op(n->iparam[1] ? AD_OP_MEAN : AD_OP_SUM, g, axis < 0 ? AD_ALL : axis, keep);
+    ad_node *r =
+        axis_op(n->rare->iparam[1] ? AD_OP_MEAN : AD_OP_SUM, g, axis < 0 ? AD_ALL : axis, keep);
     if (r && r->ndim != in->ndim) /* a one-element g of another rank (AD_ALL) */
         r = ad_reshape_like(r, in);
     d[0] = r;

@@ -45,8 +45,8 @@ static int one_axis(ad_node *n, ad_node *a, int64_t axis, const char *opname)
 static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
 {
     ad_node *a = n->inputs[0];
-    const int64_t *built = n->op_data + 1;
-    int r = (int)n->op_data[0], nd = (int)n->iparam[0];
+    const int64_t *built = n->rare->op_data + 1;
+    int r = (int)n->rare->op_data[0], nd = (int)n->rare->iparam[0];
     if (r == a->ndim && memcmp(built, a->shape, sizeof(int64_t) * (size_t)r) == 0)
         return true;
     bool ok = counts_ok && r == a->ndim;
@@ -66,7 +66,7 @@ static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
             int64_t tail = 1;
             for (int d = j + 1; d < nd; d++)
                 tail *= shape[d];
-            int64_t spec = n->iparam[1 + j];
+            int64_t spec = n->rare->iparam[1 + j];
             ok = prefix == pre && (spec == 0 || spec == -1) && tail && post % tail == 0;
             prefix *= shape[j];
         }
@@ -78,7 +78,7 @@ static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
                 "does not follow it; write 0 (keep) or -1 (infer) for the axis that holds the "
                 "changed one",
                 ad_dims_str(r, built, b1, sizeof b1), ad_shape_str(a, b2, sizeof b2),
-                ad_dims_str(nd, n->iparam + 1, b3, sizeof b3));
+                ad_dims_str(nd, n->rare->iparam + 1, b3, sizeof b3));
     }
     return ok;
 }
@@ -86,7 +86,7 @@ static bool reshape_follows(ad_node *n, const int64_t *shape, bool counts_ok)
 bool ad_shape_reshape(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int nd = (int)n->iparam[0];
+    int nd = (int)n->rare->iparam[0];
     int64_t shape[AD_MAX_DIMS] = {0}, known = 1;
     int infer = -1;
     char b1[96], b2[96];
@@ -95,11 +95,11 @@ bool ad_shape_reshape(ad_node *n)
         return false;
     }
     for (int d = 0; d < nd; d++) {
-        shape[d] = n->iparam[1 + d];
+        shape[d] = n->rare->iparam[1 + d];
         if (shape[d] == -1) {
             if (infer >= 0) {
                 ad_fail(n->g, "ad_reshape: more than one axis is -1 in %s",
-                        ad_dims_str(nd, n->iparam + 1, b1, sizeof b1));
+                        ad_dims_str(nd, n->rare->iparam + 1, b1, sizeof b1));
                 return false;
             }
             infer = d;
@@ -109,7 +109,7 @@ bool ad_shape_reshape(ad_node *n)
                 ad_fail(n->g,
                         "ad_reshape: axis %d of %s is 0 (keep the input's axis %d) but %s "
                         "has %d axes",
-                        d, ad_dims_str(nd, n->iparam + 1, b1, sizeof b1), d,
+                        d, ad_dims_str(nd, n->rare->iparam + 1, b1, sizeof b1), d,
                         ad_shape_str(a, b2, sizeof b2), a->ndim);
                 return false;
             }
@@ -121,32 +121,34 @@ bool ad_shape_reshape(ad_node *n)
     }
     if (!ad_shape_numel(nd, shape, &known)) {
         ad_fail(n->g, "ad_reshape: the element count of %s overflows",
-                ad_dims_str(nd, n->iparam + 1, b1, sizeof b1));
+                ad_dims_str(nd, n->rare->iparam + 1, b1, sizeof b1));
         return false;
     }
     bool counts_ok = infer >= 0 ? known != 0 && a->numel % known == 0 : known == a->numel;
     if (counts_ok && infer >= 0)
         shape[infer] = a->numel / known;
-    if (n->op_data) { /* a replay: it must still mean what it meant when built */
+    if (n->rare->op_data) { /* a replay: it must still mean what it meant when built */
         if (!reshape_follows(n, shape, counts_ok))
             return false;
     } else if (counts_ok) { /* first inference: remember the input shape */
-        n->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * (size_t)(a->ndim + 1));
-        if (!n->op_data)
+        if (!ad_node_rare_own(n))
             return false;
-        n->op_data[0] = a->ndim;
-        memcpy(n->op_data + 1, a->shape, sizeof(int64_t) * (size_t)a->ndim);
+        n->rare->op_data = ad_arena_alloc(n->g, sizeof(int64_t) * (size_t)(a->ndim + 1));
+        if (!n->rare->op_data)
+            return false;
+        n->rare->op_data[0] = a->ndim;
+        memcpy(n->rare->op_data + 1, a->shape, sizeof(int64_t) * (size_t)a->ndim);
     }
     if (!counts_ok && infer >= 0) {
         ad_fail(n->g, "ad_reshape: cannot infer axis %d of %s reshaping %s (%lld elements)", infer,
-                ad_dims_str(nd, n->iparam + 1, b1, sizeof b1), ad_shape_str(a, b2, sizeof b2),
+                ad_dims_str(nd, n->rare->iparam + 1, b1, sizeof b1), ad_shape_str(a, b2, sizeof b2),
                 (long long)a->numel);
         return false;
     }
     if (!counts_ok) {
         ad_fail(n->g, "ad_reshape: %s has %lld elements, the new shape %s has %lld",
                 ad_shape_str(a, b1, sizeof b1), (long long)a->numel,
-                ad_dims_str(nd, n->iparam + 1, b2, sizeof b2), (long long)known);
+                ad_dims_str(nd, n->rare->iparam + 1, b2, sizeof b2), (long long)known);
         return false;
     }
     return ad_shape_set(n, nd, shape, "ad_reshape");
@@ -169,17 +171,17 @@ bool ad_shape_like(ad_node *n)
         ok = broadcasts_to(like, a->ndim, a->shape);
         break;
     case AD_OP_SLICE_BACKWARD: {
-        int axis = (int)n->iparam[0];
-        ok = a->ndim == like->ndim && axis >= 0 && axis < a->ndim && n->iparam[1] >= 0 &&
-             n->iparam[1] <= like->shape[axis] - a->shape[axis];
+        int axis = (int)n->rare->iparam[0];
+        ok = a->ndim == like->ndim && axis >= 0 && axis < a->ndim && n->rare->iparam[1] >= 0 &&
+             n->rare->iparam[1] <= like->shape[axis] - a->shape[axis];
         for (int d = 0; ok && d < a->ndim; d++)
             if (d != axis && a->shape[d] != like->shape[d])
                 ok = false;
         break;
     }
     case AD_OP_SLICE_STEP_BACKWARD: {
-        int axis = (int)n->iparam[0];
-        int64_t start = n->iparam[1], step = n->iparam[2];
+        int axis = (int)n->rare->iparam[0];
+        int64_t start = n->rare->iparam[1], step = n->rare->iparam[2];
         ok = a->ndim == like->ndim && axis >= 0 && axis < a->ndim && start >= 0 && step >= 1;
         for (int d = 0; ok && d < a->ndim; d++)
             if (d != axis && a->shape[d] != like->shape[d])
@@ -248,17 +250,17 @@ void ad_bwd_reshape(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_slice(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = one_axis(n, a, n->iparam[0], "slice");
+    int axis = one_axis(n, a, n->rare->iparam[0], "slice");
     if (axis < 0)
         return false;
-    int64_t start = n->iparam[1], end = n->iparam[2];
+    int64_t start = n->rare->iparam[1], end = n->rare->iparam[2];
     if (start < 0 || end < start || end > a->shape[axis]) {
         char sh[96];
         ad_fail(n->g, "ad_slice: range [%lld, %lld) is out of bounds for axis %d of shape %s",
                 (long long)start, (long long)end, axis, ad_shape_str(a, sh, sizeof sh));
         return false;
     }
-    n->iparam[3] = axis;
+    n->rare->iparam[3] = axis;
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[axis] = end - start;
@@ -268,28 +270,28 @@ bool ad_shape_slice(ad_node *n)
 void ad_fwd_slice(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
-    int axis = (int)n->iparam[3];
+    int axis = (int)n->rare->iparam[3];
     int64_t outer, len, inner;
     ad_axis_geometry(a, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
     const int64_t take = n->shape[axis];
     for (int64_t o = 0; o < outer; o++)
         memcpy((char *)n->value + (size_t)(o * take * inner) * es,
-               (const char *)a->value + (size_t)((o * len + n->iparam[1]) * inner) * es,
+               (const char *)a->value + (size_t)((o * len + n->rare->iparam[1]) * inner) * es,
                (size_t)(take * inner) * es);
 }
 
 void ad_fwd_slice_backward(ad_node *n)
 {
     const ad_node *g = n->inputs[0];
-    int axis = (int)n->iparam[0];
+    int axis = (int)n->rare->iparam[0];
     int64_t outer, len, inner;
     ad_axis_geometry(n, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
     const int64_t take = g->shape[axis];
     memset(n->value, 0, (size_t)n->numel * es);
     for (int64_t o = 0; o < outer; o++)
-        memcpy((char *)n->value + (size_t)((o * len + n->iparam[1]) * inner) * es,
+        memcpy((char *)n->value + (size_t)((o * len + n->rare->iparam[1]) * inner) * es,
                (const char *)g->value + (size_t)(o * take * inner) * es,
                (size_t)(take * inner) * es);
 }
@@ -304,13 +306,13 @@ ad_node *ad_slice(ad_node *a, int axis, int64_t start, int64_t end)
 
 void ad_bwd_slice(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_slice_backward(g, n->inputs[0], (int)n->iparam[3], n->iparam[1]);
+    d[0] = ad_slice_backward(g, n->inputs[0], (int)n->rare->iparam[3], n->rare->iparam[1]);
 }
 
 void ad_bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
 {
-    int axis = (int)n->iparam[0];
-    int64_t start = n->iparam[1];
+    int axis = (int)n->rare->iparam[0];
+    int64_t start = n->rare->iparam[1];
     d[0] = ad_slice(g, axis, start, start + n->inputs[0]->shape[axis]);
 }
 
@@ -319,7 +321,7 @@ void ad_bwd_slice_backward(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_concat(ad_node *n)
 {
     ad_node *first = n->inputs[0];
-    int axis = one_axis(n, first, n->iparam[0], "concat");
+    int axis = one_axis(n, first, n->rare->iparam[0], "concat");
     if (axis < 0)
         return false;
     int64_t shape[AD_MAX_DIMS];
@@ -339,13 +341,13 @@ bool ad_shape_concat(ad_node *n)
         }
         shape[axis] += p->shape[axis];
     }
-    n->iparam[1] = axis;
+    n->rare->iparam[1] = axis;
     return ad_shape_set(n, first->ndim, shape, "ad_concat");
 }
 
 void ad_fwd_concat(ad_node *n)
 {
-    int axis = (int)n->iparam[1];
+    int axis = (int)n->rare->iparam[1];
     int64_t outer, len, inner;
     ad_axis_geometry(n, axis, &outer, &len, &inner);
     const size_t es = n->g->elem;
@@ -381,7 +383,7 @@ ad_node *ad_concat(int n, ad_node *const *parts, int axis)
 
 void ad_bwd_concat(ad_node *n, ad_node *g, ad_node **d)
 {
-    int axis = (int)n->iparam[1];
+    int axis = (int)n->rare->iparam[1];
     int64_t at = 0;
     for (int k = 0; k < n->ninputs; k++) {
         int64_t take = n->inputs[k]->shape[axis];
@@ -396,14 +398,14 @@ void ad_bwd_concat(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_broadcast_to(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int nd = (int)n->iparam[0];
-    if (nd < 0 || nd > AD_MAX_DIMS || !broadcasts_to(a, nd, n->iparam + 1)) {
+    int nd = (int)n->rare->iparam[0];
+    if (nd < 0 || nd > AD_MAX_DIMS || !broadcasts_to(a, nd, n->rare->iparam + 1)) {
         char b1[96];
         ad_fail(n->g, "ad_broadcast_to: shape %s does not broadcast to the %d-axis target",
                 ad_shape_str(a, b1, sizeof b1), nd);
         return false;
     }
-    return ad_shape_set(n, nd, n->iparam + 1, "ad_broadcast_to");
+    return ad_shape_set(n, nd, n->rare->iparam + 1, "ad_broadcast_to");
 }
 
 void ad_fwd_broadcast(ad_node *n)
@@ -570,8 +572,8 @@ void ad_bwd_sum_to(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_one_hot(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    if (n->iparam[0] < 1) {
-        ad_fail(n->g, "ad_one_hot: %lld classes, need at least 1", (long long)n->iparam[0]);
+    if (n->rare->iparam[0] < 1) {
+        ad_fail(n->g, "ad_one_hot: %lld classes, need at least 1", (long long)n->rare->iparam[0]);
         return false;
     }
     if (a->ndim + 1 > AD_MAX_DIMS) {
@@ -581,14 +583,14 @@ bool ad_shape_one_hot(ad_node *n)
     }
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, a->shape, sizeof(int64_t) * (size_t)a->ndim);
-    shape[a->ndim] = n->iparam[0];
+    shape[a->ndim] = n->rare->iparam[0];
     return ad_shape_set(n, a->ndim + 1, shape, "ad_one_hot");
 }
 
 void ad_fwd_one_hot(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
-    const int64_t classes = n->iparam[0];
+    const int64_t classes = n->rare->iparam[0];
     AD_DISPATCH(n->g, {
         const T *I = a->value;
         T *O = n->value;
@@ -625,16 +627,16 @@ bool ad_shape_permute(ad_node *n)
     int64_t shape[AD_MAX_DIMS];
     bool seen[AD_MAX_DIMS] = {false};
     for (int d = 0; d < a->ndim; d++) {
-        int64_t p = n->iparam[d] < 0 ? n->iparam[d] + a->ndim : n->iparam[d];
+        int64_t p = n->rare->iparam[d] < 0 ? n->rare->iparam[d] + a->ndim : n->rare->iparam[d];
         if (p < 0 || p >= a->ndim || seen[p]) {
             char b1[96], b2[96];
             ad_fail(n->g, "ad_permute: axes %s are not a permutation of the %d axes of %s",
-                    ad_dims_str(a->ndim, n->iparam, b1, sizeof b1), a->ndim,
+                    ad_dims_str(a->ndim, n->rare->iparam, b1, sizeof b1), a->ndim,
                     ad_shape_str(a, b2, sizeof b2));
             return false;
         }
         seen[p] = true;
-        n->iparam[d] = p;
+        n->rare->iparam[d] = p;
         shape[d] = a->shape[p];
     }
     return ad_shape_set(n, a->ndim, shape, "ad_permute");
@@ -655,7 +657,7 @@ void ad_fwd_permute(ad_node *n)
     for (int d = nd - 2; d >= 0; d--)
         in_stride[d] = in_stride[d + 1] * a->shape[d + 1];
     for (int d = 0; d < nd; d++)
-        st[d] = in_stride[n->iparam[d]]; /* input step per output axis d */
+        st[d] = in_stride[n->rare->iparam[d]]; /* input step per output axis d */
     const int64_t inner = n->shape[nd - 1], s = st[nd - 1], rows = n->numel / inner;
     AD_DISPATCH(n->g, {
         const T *A = a->value;
@@ -700,7 +702,7 @@ void ad_bwd_permute(ad_node *n, ad_node *g, ad_node **d)
 {
     int inverse[AD_MAX_DIMS];
     for (int k = 0; k < n->ndim; k++)
-        inverse[n->iparam[k]] = k;
+        inverse[n->rare->iparam[k]] = k;
     d[0] = ad_permute(g, inverse);
 }
 
@@ -711,7 +713,7 @@ void ad_bwd_permute(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_squeeze(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = one_axis(n, a, n->iparam[0], "squeeze");
+    int axis = one_axis(n, a, n->rare->iparam[0], "squeeze");
     if (axis < 0)
         return false;
     if (a->shape[axis] != 1) {
@@ -731,11 +733,11 @@ bool ad_shape_squeeze(ad_node *n)
 bool ad_shape_unsqueeze(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int64_t axis = n->iparam[0] < 0 ? n->iparam[0] + a->ndim + 1 : n->iparam[0];
+    int64_t axis = n->rare->iparam[0] < 0 ? n->rare->iparam[0] + a->ndim + 1 : n->rare->iparam[0];
     char b1[96];
     if (axis < 0 || axis > a->ndim || a->ndim == AD_MAX_DIMS) {
         ad_fail(n->g, "ad_unsqueeze: axis %lld is out of range for a new axis of %s (at most %d)",
-                (long long)n->iparam[0], ad_shape_str(a, b1, sizeof b1), AD_MAX_DIMS);
+                (long long)n->rare->iparam[0], ad_shape_str(a, b1, sizeof b1), AD_MAX_DIMS);
         return false;
     }
     int64_t shape[AD_MAX_DIMS];
@@ -780,7 +782,7 @@ static bool check_indices(ad_node *n, const ad_node *index, int64_t len, const c
                         "ad_%s: index %g at position %lld is not an integer in [-%lld, %lld) "
                         "(axis %lld of %s)",
                         opname, (double)v, (long long)j, (long long)len, (long long)len,
-                        (long long)n->iparam[1], ad_shape_str(table, b1, sizeof b1));
+                        (long long)n->rare->iparam[1], ad_shape_str(table, b1, sizeof b1));
                 return false;
             }
         }
@@ -821,10 +823,10 @@ static bool take_shape(ad_node *n, const ad_node *table, const ad_node *index, i
 bool ad_shape_take(ad_node *n)
 {
     ad_node *table = n->inputs[0], *index = n->inputs[1];
-    int axis = one_axis(n, table, n->iparam[0], "take");
+    int axis = one_axis(n, table, n->rare->iparam[0], "take");
     if (axis < 0)
         return false;
-    n->iparam[1] = axis;
+    n->rare->iparam[1] = axis;
     int64_t shape[AD_MAX_DIMS];
     return take_shape(n, table, index, axis, shape, "take") &&
            ad_shape_set(n, table->ndim - 1 + index->ndim, shape, "ad_take");
@@ -834,7 +836,7 @@ void ad_fwd_take(ad_node *n)
 {
     const ad_node *table = n->inputs[0], *index = n->inputs[1];
     int64_t outer, len, inner;
-    ad_axis_geometry(table, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(table, (int)n->rare->iparam[1], &outer, &len, &inner);
     if (!check_indices(n, index, len, "take", table))
         return;
     const size_t es = n->g->elem, row = (size_t)inner * es;
@@ -857,7 +859,7 @@ ad_node *ad_take(ad_node *table, ad_node *index, int axis)
 
 void ad_bwd_take(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_scatter_add(g, n->inputs[1], n->inputs[0], (int)n->iparam[1]);
+    d[0] = ad_scatter_add(g, n->inputs[1], n->inputs[0], (int)n->rare->iparam[1]);
 }
 
 /* scatter_add(g, index, like): zeros of like's shape, g's rows added at the
@@ -866,10 +868,10 @@ void ad_bwd_take(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_scatter_add(ad_node *n)
 {
     ad_node *g = n->inputs[0], *index = n->inputs[1], *like = n->inputs[2];
-    int axis = one_axis(n, like, n->iparam[0], "scatter_add");
+    int axis = one_axis(n, like, n->rare->iparam[0], "scatter_add");
     if (axis < 0)
         return false;
-    n->iparam[1] = axis;
+    n->rare->iparam[1] = axis;
     int64_t shape[AD_MAX_DIMS];
     if (!take_shape(n, like, index, axis, shape, "scatter_add"))
         return false;
@@ -888,7 +890,7 @@ void ad_fwd_scatter_add(ad_node *n)
 {
     const ad_node *g = n->inputs[0], *index = n->inputs[1];
     int64_t outer, len, inner;
-    ad_axis_geometry(n, (int)n->iparam[1], &outer, &len, &inner);
+    ad_axis_geometry(n, (int)n->rare->iparam[1], &outer, &len, &inner);
     if (!check_indices(n, index, len, "scatter_add", n->inputs[2]))
         return;
     const int64_t m = index->numel;
@@ -918,7 +920,7 @@ ad_node *ad_scatter_add(ad_node *g, ad_node *index, ad_node *like, int axis)
 
 void ad_bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_take(g, n->inputs[1], (int)n->iparam[1]);
+    d[0] = ad_take(g, n->inputs[1], (int)n->rare->iparam[1]);
 }
 
 /* ---------------------------------------------------------------- pad */
@@ -928,10 +930,10 @@ void ad_bwd_scatter_add(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_pad(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = one_axis(n, a, n->iparam[0], "pad");
+    int axis = one_axis(n, a, n->rare->iparam[0], "pad");
     if (axis < 0)
         return false;
-    int64_t before = n->iparam[1], after = n->iparam[2];
+    int64_t before = n->rare->iparam[1], after = n->rare->iparam[2];
     if (before < 0 || after < 0 || before > AD_NUMEL_MAX || after > AD_NUMEL_MAX) {
         char b1[96];
         ad_fail(n->g, "ad_pad: before %lld and after %lld must be in [0, %lld] (axis %d of %s)",
@@ -939,7 +941,7 @@ bool ad_shape_pad(ad_node *n)
                 ad_shape_str(a, b1, sizeof b1));
         return false;
     }
-    n->iparam[3] = axis;
+    n->rare->iparam[3] = axis;
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[axis] += before + after;
@@ -950,9 +952,9 @@ void ad_fwd_pad(ad_node *n)
 {
     const ad_node *a = n->inputs[0];
     int64_t outer, len, inner;
-    ad_axis_geometry(a, (int)n->iparam[3], &outer, &len, &inner);
-    const int64_t before = n->iparam[1] * inner, body = len * inner;
-    const int64_t row = (n->iparam[1] + len + n->iparam[2]) * inner;
+    ad_axis_geometry(a, (int)n->rare->iparam[3], &outer, &len, &inner);
+    const int64_t before = n->rare->iparam[1] * inner, body = len * inner;
+    const int64_t row = (n->rare->iparam[1] + len + n->rare->iparam[2]) * inner;
     AD_DISPATCH(n->g, {
         const T *A = a->value;
         T *O = n->value;
@@ -976,8 +978,8 @@ ad_node *ad_pad(ad_node *a, int axis, int64_t before, int64_t after, double valu
 
 void ad_bwd_pad(ad_node *n, ad_node *g, ad_node **d)
 {
-    int axis = (int)n->iparam[3];
-    d[0] = ad_slice(g, axis, n->iparam[1], n->iparam[1] + n->inputs[0]->shape[axis]);
+    int axis = (int)n->rare->iparam[3];
+    d[0] = ad_slice(g, axis, n->rare->iparam[1], n->rare->iparam[1] + n->inputs[0]->shape[axis]);
 }
 
 /* ---------------------------------------------------------------- slice_step */
@@ -986,10 +988,10 @@ void ad_bwd_pad(ad_node *n, ad_node *g, ad_node **d)
 bool ad_shape_slice_step(ad_node *n)
 {
     ad_node *a = n->inputs[0];
-    int axis = one_axis(n, a, n->iparam[0], "slice_step");
+    int axis = one_axis(n, a, n->rare->iparam[0], "slice_step");
     if (axis < 0)
         return false;
-    int64_t start = n->iparam[1], end = n->iparam[2], step = n->iparam[3];
+    int64_t start = n->rare->iparam[1], end = n->rare->iparam[2], step = n->rare->iparam[3];
     if (step < 1 || start < 0 || end < start || end > a->shape[axis]) {
         char sh[96];
         ad_fail(n->g,
@@ -999,7 +1001,7 @@ bool ad_shape_slice_step(ad_node *n)
                 ad_shape_str(a, sh, sizeof sh), (long long)a->shape[axis]);
         return false;
     }
-    n->iparam[4] = axis;
+    n->rare->iparam[4] = axis;
     int64_t shape[AD_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     /* ceil((end - start) / step), without end - start + step overflowing */
@@ -1029,9 +1031,9 @@ static void strided_rows(ad_node *n, const ad_node *wide, int axis, int64_t star
 
 void ad_fwd_slice_step(ad_node *n)
 {
-    int axis = (int)n->iparam[4];
-    strided_rows(n, n->inputs[0], axis, n->iparam[1], n->iparam[3], n->shape[axis], n->value,
-                 false);
+    int axis = (int)n->rare->iparam[4];
+    strided_rows(n, n->inputs[0], axis, n->rare->iparam[1], n->rare->iparam[3], n->shape[axis],
+                 n->value, false);
 }
 
 ad_node *ad_slice_step(ad_node *a, int axis, int64_t start, int64_t end, int64_t step)
@@ -1044,7 +1046,8 @@ ad_node *ad_slice_step(ad_node *a, int axis, int64_t start, int64_t end, int64_t
 
 void ad_bwd_slice_step(ad_node *n, ad_node *g, ad_node **d)
 {
-    d[0] = ad_slice_step_backward(g, n->inputs[0], (int)n->iparam[4], n->iparam[1], n->iparam[3]);
+    d[0] = ad_slice_step_backward(g, n->inputs[0], (int)n->rare->iparam[4], n->rare->iparam[1],
+                                  n->rare->iparam[3]);
 }
 
 /* slice_step_backward(g, like): zeros of like's shape with g's rows at
@@ -1052,9 +1055,10 @@ void ad_bwd_slice_step(ad_node *n, ad_node *g, ad_node **d)
 void ad_fwd_slice_step_backward(ad_node *n)
 {
     memset(n->value, 0, (size_t)n->numel * n->g->elem);
-    int axis = (int)n->iparam[0];
+    int axis = (int)n->rare->iparam[0];
     const ad_node *g = n->inputs[0];
-    strided_rows(n, n, axis, n->iparam[1], n->iparam[2], g->shape[axis], g->value, true);
+    strided_rows(n, n, axis, n->rare->iparam[1], n->rare->iparam[2], g->shape[axis], g->value,
+                 true);
 }
 
 ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t start, int64_t step)
@@ -1068,7 +1072,8 @@ ad_node *ad_slice_step_backward(ad_node *g, ad_node *like, int axis, int64_t sta
 
 void ad_bwd_slice_step_backward(ad_node *n, ad_node *g, ad_node **d)
 {
-    int axis = (int)n->iparam[0];
-    int64_t start = n->iparam[1], step = n->iparam[2], count = n->inputs[0]->shape[axis];
+    int axis = (int)n->rare->iparam[0];
+    int64_t start = n->rare->iparam[1], step = n->rare->iparam[2],
+            count = n->inputs[0]->shape[axis];
     d[0] = ad_slice_step(g, axis, start, count ? start + (count - 1) * step + 1 : start, step);
 }

@@ -453,6 +453,41 @@ Test(rewind, stale_handle_after_rewind_is_an_error_not_an_alias)
     ad_graph_free(g);
 }
 
+Test(rewind, a_name_given_after_later_nodes_survives_their_rewind)
+{
+    /* A node made before the mark is named once nodes after the mark exist:
+     * the name must not sit in the arena past the mark, where rewinding and
+     * making new nodes writes over it. */
+    ad_graph *g = ad_graph_new(AD_F64);
+    ad_node *w = ad_scalar(g, 0.5, "w");
+    ad_node *h = ad_tanh(w);
+    int64_t mark = ad_graph_mark(g);
+    for (int step = 0; step < 3; step++) {
+        ad_node *y = ad_mul(h, ad_const_scalar(g, 2.0, "two"));
+        char name[32];
+        snprintf(name, sizeof name, "hidden-%d", step);
+        cr_assert_eq(ad_node_set_name(h, name), 0);
+        cr_assert_eq(ad_backward(y), 0);
+        cr_assert_eq(ad_graph_rewind(g, mark), 0);
+        for (int k = 0; k < 8; k++)
+            ad_const_scalar(g, k, "overwritten-if-the-name-was-here");
+        cr_assert_str_eq(ad_node_name(h), name);
+        cr_assert_eq(ad_graph_rewind(g, mark), 0);
+    }
+    cr_assert_str_eq(ad_node_name(w), "w");
+    cr_assert_eq(ad_node_set_name(w, ""), 0);
+    cr_assert_str_eq(ad_node_name(w), "");
+    cr_assert_eq(ad_node_set_name(h, NULL), 0);
+    cr_assert_str_eq(ad_node_name(h), "");
+    /* a stale handle is refused, not written through */
+    ad_node *stale = ad_exp(h);
+    cr_assert_eq(ad_graph_rewind(g, mark), 0);
+    cr_assert_eq(ad_node_set_name(stale, "late"), -1);
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_node_set_name: node 2 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_free(g);
+}
+
 Test(rewind, rewind_to_zero_never_frees_memory_a_stale_handle_reaches)
 {
     /* Without the checking mode: rewinding to 0 used to free the arena, so

@@ -802,7 +802,7 @@ static void check_op(int op, rng_t *r)
         if (!c.trainable[k])
             continue;
         ad_node *x = b.in[k];
-        const double *grad = x->grad;
+        const double *grad = x->rare->grad;
         for (int64_t i = 0; i < x->numel; i++) {
             double v = ((double *)x->value)[i];
             double numeric =
@@ -862,8 +862,9 @@ static void check_op(int op, rng_t *r)
                 if (!c.trainable[k])
                     continue;
                 int64_t n = p1.in[k]->numel;
-                cr_assert_eq(memcmp(p1.in[k]->grad, p2.in[k]->grad, sizeof(double) * (size_t)n), 0,
-                             "op %s: gradient differs with memory reuse", ad_ops[op].name);
+                cr_assert_eq(
+                    memcmp(p1.in[k]->rare->grad, p2.in[k]->rare->grad, sizeof(double) * (size_t)n),
+                    0, "op %s: gradient differs with memory reuse", ad_ops[op].name);
             }
         }
         ad_graph_free(p1.g);

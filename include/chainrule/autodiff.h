@@ -283,7 +283,9 @@ AD_API const int64_t *ad_shape(const ad_node *n);
 /** The graph that owns n. */
 AD_API ad_graph *ad_node_graph(const ad_node *n);
 AD_API const char *ad_node_name(const ad_node *n); /**< "" when unnamed */
-/** Renames a node (the graph copies name). 0 or -1. */
+/** Renames a node (the graph copies name; NULL or "" unnames it). 0, or -1
+ *  without memory or for a node discarded by ad_graph_rewind (graph error
+ *  set). */
 AD_API int ad_node_set_name(ad_node *n, const char *name);
 AD_API int64_t ad_node_id(const ad_node *n); /**< creation index */
 /** Index of n's op in the registry, -1 for NULL. Compare it with ad_op_find("tanh"). */
