@@ -138,9 +138,21 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
     if (!seed || !pending_push(&p, y->id, seed))
         goto fail;
     for (int64_t i = y->id; i >= 0; i--) {
-        if (i >= AD_AHEAD_BUILD) { /* the op and inputs (line 1), ninputs and shape (line 2) */
-            AD_PREFETCH(g->nodes[i - AD_AHEAD_BUILD]);
-            AD_PREFETCH((char *)g->nodes[i - AD_AHEAD_BUILD] + 64);
+        /* the node 2·AD_AHEAD_BUILD ahead: op and inputs (line 1), ninputs and
+           id (line 2); the operands of the node AD_AHEAD_BUILD ahead (read
+           from its first line, asked for earlier): its gradient rule reads
+           them, and their ids place its contributions */
+        if (i >= 2 * AD_AHEAD_BUILD) {
+            AD_PREFETCH(g->nodes[i - 2 * AD_AHEAD_BUILD]);
+            AD_PREFETCH((char *)g->nodes[i - 2 * AD_AHEAD_BUILD] + 64);
+        }
+        if (i >= AD_AHEAD_BUILD) {
+            const ad_node *ahead = g->nodes[i - AD_AHEAD_BUILD];
+            for (int k = 0; k < 2; k++)
+                if (ahead->small_inputs[k]) {
+                    AD_PREFETCH(ahead->small_inputs[k]);
+                    AD_PREFETCH((char *)ahead->small_inputs[k] + 64);
+                }
         }
         if (!grads[i])
             continue;

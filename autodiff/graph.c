@@ -781,12 +781,23 @@ ad_node *ad_node_make(ad_graph *g, int op, int n, ad_node *const *inputs, const 
     const ad_op_info *info = &ad_ops[op];
     bool scalar = n > 0 && ad_op_elementwise(info), reqgrad = false;
     int order = g->building_order;
+    /* A gradient build (building_order > 0) hands its rules only nodes of
+     * the live graph, and what they make is of the build's order: what they
+     * read is the output's ancestors (of its order or lower) or the build's
+     * own nodes. So a build reads only its inputs' first lines: no liveness
+     * check (its read of g->nodes at the input's id missed the caches for
+     * the far-apart terms of an add_n), no order. */
+    const bool building = g->building_order > 0;
     for (int i = 0; i < n; i++) {
         const ad_node *in = inputs[i];
-        if (!ad_node_live(in, info->name))
-            return NULL;
+        if (i + AD_AHEAD_BUILD < n) /* an add_n's terms: made far apart, read ahead */
+            AD_PREFETCH(inputs[i + AD_AHEAD_BUILD]);
         scalar = scalar && in->ndim == 0;
         reqgrad = reqgrad || (in->flags & NODE_REQGRAD);
+        if (building)
+            continue;
+        if (!ad_node_live(in, info->name))
+            return NULL;
         order = in->order > order ? in->order : order;
     }
     ad_node *node = node_alloc(g, op, n, inputs);
