@@ -98,13 +98,21 @@ static bool pending_push(pending *p, int64_t id, ad_node *term)
 }
 
 /* The gradient of node id: its single contribution, or one add_n node over
- * all of them (fan-out), in the order they were made. */
+ * all of them (fan-out), in the order they were made. The terms are the
+ * build's own nodes: made without ad_add_n's checks of the caller's
+ * arguments (its read of every term's graph, far apart in memory, came
+ * before the node's own reads could be asked for ahead). */
 static ad_node *pending_sum(pending *p, int64_t id)
 {
     if (p->more[id] < 0)
         return p->first[id];
     const fan_list *l = &p->lists[p->more[id]];
-    return l->len > INT32_MAX ? NULL : ad_add_n((int)l->len, p->terms + l->off);
+    if (l->len > INT32_MAX) {
+        ad_fail(p->g, "ad_backward: %lld contributions to one gradient, at most %d",
+                (long long)l->len, INT32_MAX);
+        return NULL;
+    }
+    return ad_node_make(p->g, AD_OP_ADD_N, (int)l->len, p->terms + l->off, NULL, NULL);
 }
 
 static void pending_free(pending *p, int64_t n)
