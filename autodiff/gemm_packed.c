@@ -1,15 +1,19 @@
 /* gemm_packed.c -- the library's own matrix-product kernel (gemm.c chooses it).
  *
- * BLIS-style: C in tiles of MR x NR computed by a microkernel holding the
- * tile in registers, from a sliver of MR rows of op(A) and a panel of NR
- * columns of op(B) over a block of k (at most PACK_KC; rows in blocks of at
- * most PACK_MC). op(A) is packed (k-major slivers, alpha folded in) when it
- * is transposed or scaled, else read in place; op(B) is packed when it is
- * transposed (8 x 8 transposes in registers for f32) or a panel is short of
- * NR columns, else read in place (bench/sgemm_rate measured both ways on
- * the MLP's shapes). Edges: zero-padded packing, and a partial tile is
- * computed into a local tile whose valid part is copied out (rows past the
- * end read row 0 again, their results unused).
+ * BLIS-style: C in tiles of R x NR (R = 6, or 4 where 6-row slivers would
+ * leave a sliver of 1 or 2 rows: 32 rows are 4 + 4 x 6 + 4) computed by a
+ * microkernel holding the tile in registers, from a sliver of R rows of
+ * op(A) and a panel of NR columns of op(B) over a block of k (at most
+ * PACK_KC). op(A) is packed (k-major slivers, alpha folded in) in blocks of
+ * at most PACK_MC rows when it is transposed or scaled, else read in place,
+ * all its rows one block; op(B) is packed a panel at a time (contiguous, in
+ * L1 for every sliver of the block) unless its panel is whole, not
+ * transposed and k at most PACK_B_KC, where it is read in place
+ * (bench/sgemm_rate measured both ways on the MLP's shapes: a panel read in
+ * place from rows 1200 bytes apart spans more lines than L1 holds). Edges:
+ * zero-padded packing, and a partial tile is computed into a local tile
+ * whose valid part is copied out (rows past the end read row 0 again, their
+ * results unused).
  *
  * Every element of C is one chain c = c0 + a_0 b_0 + a_1 b_1 + ... in the
  * order of k (c0 is C's value when accumulating, else 0; each step one fused
@@ -18,7 +22,7 @@
  * columns a thread was given: the same bits on any thread count.
  *
  * The AVX2+FMA microkernel (f32, 6 x 16: 12 ymm accumulators, A broadcast,
- * two loads of B per k) is compiled for that target alone and chosen at run
+ * two loads of B per k; 4 x 16: 8) is compiled for that target alone and chosen at run
  * time by what the CPU supports; the portable microkernel serves f64, other
  * CPUs and compilers. */
 #include <string.h>
@@ -31,10 +35,12 @@
 #endif
 
 enum {
-    MR = 6,        /* rows of a tile */
-    NR = 16,       /* columns of a tile */
-    PACK_KC = 512, /* k of a block at most (in f32: a packed panel 32 KB) */
-    PACK_MC = 96,  /* rows of a block of A at most (packed 192 KB in f32, in L2) */
+    MR = 6,         /* rows of a tile */
+    MR4 = 4,        /* rows of the narrower tile that fills edges (32 = 4 x 6 + 2 x 4) */
+    NR = 16,        /* columns of a tile */
+    PACK_KC = 512,  /* k of a block at most (in f32: a packed panel 32 KB) */
+    PACK_MC = 96,   /* rows of a block of A at most (packed 192 KB in f32, in L2) */
+    PACK_B_KC = 64, /* op(B) is read in place (not transposed, whole panels) up to this k */
     /* without the thread's buffer (its allocation failed): a smaller block
        on the stack, the same sums in the same order */
     SMALL_KC = 64,
@@ -61,48 +67,45 @@ bool ad_gemm_packed_avx2(void)
 }
 
 #ifdef PACK_HAVE_AVX2
-/* C (MR, NR), rows ldc apart, = [C +] a b over kc: a (MR, kc) with element
+/* C (R, NR), rows ldc apart, = [C +] a b over kc: a (R, kc) with element
  * (r, p) at a[r ars + p aks], its rows from `rows` on repeating row 0 (their
- * results are not used), and b (kc, NR) with row p at b + p bks. */
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const float *a, int64_t ars,
-                                                            int64_t aks, int64_t rows,
-                                                            const float *b, int64_t bks, float *c,
-                                                            int64_t ldc, bool load)
+ * results are not used), and b (kc, NR) with row p at b + p bks. R is 6 (12
+ * accumulators: A broadcast, two loads of B per k) or 4 (8 accumulators),
+ * a constant once inlined: the loops over r unroll into registers. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+kernel_rows_avx2(const int R, int64_t kc, const float *a, int64_t ars, int64_t aks, int64_t rows,
+                 const float *b, int64_t bks, float *c, int64_t ldc, bool load)
 {
-    const int64_t o1 = rows > 1 ? ars : 0, o2 = rows > 2 ? 2 * ars : 0, o3 = rows > 3 ? 3 * ars : 0,
-                  o4 = rows > 4 ? 4 * ars : 0, o5 = rows > 5 ? 5 * ars : 0;
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(c), c01 = _mm256_loadu_ps(c + 8);
-        c10 = _mm256_loadu_ps(c + ldc), c11 = _mm256_loadu_ps(c + ldc + 8);
-        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    int64_t o[MR];
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        o[r] = r < rows ? r * ars : 0;
+        c0[r] = load ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
+        c1[r] = load ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
     }
     for (int64_t p = 0; p < kc; p++, a += aks, b += bks) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        __m256 x = _mm256_broadcast_ss(a);
-        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a + o1);
-        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a + o2);
-        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a + o3);
-        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a + o4);
-        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a + o5);
-        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const __m256 x = _mm256_broadcast_ss(a + o[r]);
+            c0[r] = _mm256_fmadd_ps(x, b0, c0[r]), c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+        }
     }
-    _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
-    _mm256_storeu_ps(c + ldc, c10), _mm256_storeu_ps(c + ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+        _mm256_storeu_ps(c + r * ldc, c0[r]), _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
+}
+
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int R, int64_t kc, const float *a,
+                                                            int64_t ars, int64_t aks, int64_t rows,
+                                                            const float *b, int64_t bks, float *c,
+                                                            int64_t ldc, bool load)
+{
+    if (R == MR)
+        kernel_rows_avx2(MR, kc, a, ars, aks, rows, b, bks, c, ldc, load);
+    else
+        kernel_rows_avx2(MR4, kc, a, ars, aks, rows, b, bks, c, ldc, load);
 }
 #endif
 
@@ -164,29 +167,38 @@ static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t c
 #endif
 }
 
+/* Rows of the next sliver when rem rows are left: 6, or 4 where a 6-row
+ * sliver would leave 1 or 2 rows for a last one (32 rows: 4 + 4 x 6 + 4,
+ * not 5 x 6 + 2; the same rule packs A and runs the kernels). */
+static int sliver_rows(int64_t rem)
+{
+    return rem <= MR4 || rem % MR == 1 || rem % MR == 2 ? MR4 : MR;
+}
+
 /* The packed product for element type T: the portable microkernel, the
  * packing of A and B, and the loops over blocks. */
 #define GEMM_PACKED(T)                                                                             \
-    static void kernel_##T(int64_t kc, const T *a, int64_t ars, int64_t aks, int64_t rows,         \
+    static void kernel_##T(int R, int64_t kc, const T *a, int64_t ars, int64_t aks, int64_t rows,  \
                            const T *b, int64_t bks, T *c, int64_t ldc, bool load)                  \
     {                                                                                              \
         T t[MR][NR];                                                                               \
         int64_t o[MR];                                                                             \
-        for (int r = 0; r < MR; r++) {                                                             \
+        for (int r = 0; r < R; r++) {                                                              \
             o[r] = r < rows ? r * ars : 0;                                                         \
             for (int j = 0; j < NR; j++)                                                           \
                 t[r][j] = load ? c[r * ldc + j] : 0;                                               \
         }                                                                                          \
         for (int64_t p = 0; p < kc; p++, a += aks, b += bks)                                       \
-            for (int r = 0; r < MR; r++)                                                           \
+            for (int r = 0; r < R; r++)                                                            \
                 for (int j = 0; j < NR; j++)                                                       \
                     t[r][j] += a[o[r]] * b[j];                                                     \
-        for (int r = 0; r < MR; r++)                                                               \
+        for (int r = 0; r < R; r++)                                                                \
             memcpy(c + r * ldc, t[r], sizeof t[r]);                                                \
     }                                                                                              \
                                                                                                    \
-    /* a panel of w (MR or NR) by kc, k-major: element (p, x) = scale src[p sp + x sx]             \
-       for x < cnt, zero past it (either stride is 1; scale 1 is exact) */                         \
+    /* a panel of w (a sliver's rows or NR) by kc, k-major: element (p, x) =                       \
+       scale src[p sp + x sx] for x < cnt, zero past it (either stride is 1;                       \
+       scale 1 is exact) */                                                                        \
     static inline void pack_##T(const T *src, int64_t sp, int64_t sx, int64_t cnt, int w,          \
                                 int64_t kc, T scale, T *dst)                                       \
     {                                                                                              \
@@ -210,15 +222,17 @@ static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t c
     }                                                                                              \
                                                                                                    \
     /* rows [i0, i0 + mc) of alpha op(A), its k [p0, p0 + kc), in slivers of                       \
-       MR rows */                                                                                  \
+       sliver_rows rows */                                                                         \
     static void pack_a_##T(const ad_gemm_block *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, \
                            T *dst)                                                                 \
     {                                                                                              \
         const T *A = g->A;                                                                         \
         const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
-        for (int64_t s = 0; s < mc; s += MR, dst += MR * kc)                                       \
-            pack_##T(A + (i0 + s) * si + p0 * sp, sp, si, mc - s < MR ? mc - s : MR, MR, kc,       \
+        for (int64_t s = 0, R; s < mc; s += R, dst += R * kc) {                                    \
+            R = sliver_rows(mc - s);                                                               \
+            pack_##T(A + (i0 + s) * si + p0 * sp, sp, si, mc - s < R ? mc - s : R, (int)R, kc,     \
                      (T)g->alpha, dst);                                                            \
+        }                                                                                          \
     }                                                                                              \
                                                                                                    \
     /* columns [j0, j0 + cols) of op(B), its k [p0, p0 + kc) */                                    \
@@ -229,20 +243,22 @@ static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t c
         pack_##T((const T *)g->B + j0 * sj + p0 * sp, sp, sj, cols, NR, kc, 1, dst);               \
     }                                                                                              \
                                                                                                    \
-    /* blocks of at most max_kc of k by max_mc rows; buf holds max_mc * max_kc                     \
-       + max_kc * NR elements, 64-byte aligned. op(A) is read where it is                          \
-       unless alpha scales it, op(B) where whole rows of NR are contiguous                         \
-       (not transposed), else they are packed. */                                                  \
+    /* blocks of at most max_kc of k; buf holds max_mc * max_kc + max_kc * NR                      \
+       elements, 64-byte aligned. op(A) is packed in blocks of at most max_mc                      \
+       rows when alpha scales it or it is transposed, else read where it is,                       \
+       all its rows one block; op(B) is packed a panel of NR columns at a time                     \
+       (contiguous in L1 for every sliver of the block) unless its rows are                        \
+       whole, contiguous and k short. */                                                           \
     static void packed_##T(const ad_gemm_block *g, T *buf, int64_t max_mc, int64_t max_kc,         \
-                           void (*kernel)(int64_t, const T *, int64_t, int64_t, int64_t,           \
+                           void (*kernel)(int, int64_t, const T *, int64_t, int64_t, int64_t,      \
                                           const T *, int64_t, T *, int64_t, bool))                 \
     {                                                                                              \
         T *pa = buf, *pb = buf + max_mc * max_kc, *C = g->C;                                       \
         const T *A = g->A, *B = g->B;                                                              \
         const bool pack_a = g->ta || g->alpha != 1;                                                \
         const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
-        /* blocks of rows as even as whole slivers allow */                                        \
-        const int64_t nblocks = (g->m + max_mc - 1) / max_mc;                                      \
+        /* blocks of rows as even as whole 6-row slivers allow */                                  \
+        const int64_t nblocks = pack_a ? (g->m + max_mc - 1) / max_mc : 1;                         \
         const int64_t mc_even = ((g->m + nblocks - 1) / nblocks + MR - 1) / MR * MR;               \
         /* blocks of k as even as they can be (784: 392 + 392) */                                  \
         const int64_t kc_even =                                                                    \
@@ -258,24 +274,27 @@ static int64_t pack_transposed(const void *src, size_t es, int64_t sx, int64_t c
                     const int64_t cols = g->n - j0 < NR ? g->n - j0 : NR;                          \
                     const T *b = pb;                                                               \
                     int64_t bks = NR;                                                              \
-                    if (g->tb || cols < NR)                                                        \
+                    if (g->tb || cols < NR || kc > PACK_B_KC)                                      \
                         pack_b_##T(g, j0, cols, p0, kc, pb);                                       \
                     else                                                                           \
                         b = B + p0 * g->ldb + j0, bks = g->ldb;                                    \
-                    for (int64_t s = 0; s < mc; s += MR) {                                         \
-                        const int64_t rows = mc - s < MR ? mc - s : MR;                            \
-                        const T *a = pack_a ? pa + s * kc : A + (i0 + s) * si + p0 * sp;           \
-                        const int64_t ars = pack_a ? 1 : si, aks = pack_a ? MR : sp;               \
+                    const T *as = pa;                                                              \
+                    for (int64_t s = 0, R; s < mc; s += R) {                                       \
+                        R = sliver_rows(mc - s);                                                   \
+                        const int64_t rows = mc - s < R ? mc - s : R;                              \
+                        const T *a = pack_a ? as : A + (i0 + s) * si + p0 * sp;                    \
+                        const int64_t ars = pack_a ? 1 : si, aks = pack_a ? R : sp;                \
                         T *c = C + (i0 + s) * g->ldc + j0;                                         \
-                        if (rows == MR && cols == NR) {                                            \
-                            kernel(kc, a, ars, aks, rows, b, bks, c, g->ldc, load);                \
+                        as += R * kc;                                                              \
+                        if (rows == R && cols == NR) {                                             \
+                            kernel((int)R, kc, a, ars, aks, rows, b, bks, c, g->ldc, load);        \
                             continue;                                                              \
                         }                                                                          \
                         T t[MR * NR];                                                              \
                         if (load)                                                                  \
                             for (int64_t r = 0; r < rows; r++)                                     \
                                 memcpy(t + r * NR, c + r * g->ldc, sizeof(T) * (size_t)cols);      \
-                        kernel(kc, a, ars, aks, rows, b, bks, t, NR, load);                        \
+                        kernel((int)R, kc, a, ars, aks, rows, b, bks, t, NR, load);                \
                         for (int64_t r = 0; r < rows; r++)                                         \
                             memcpy(c + r * g->ldc, t + r * NR, sizeof(T) * (size_t)cols);          \
                     }                                                                              \
