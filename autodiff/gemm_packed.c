@@ -4,16 +4,17 @@
  * leave a sliver of 1 or 2 rows: 32 rows are 4 + 4 x 6 + 4) computed by a
  * microkernel holding the tile in registers, from a sliver of R rows of
  * op(A) and a panel of NR columns of op(B) over a block of k (at most
- * PACK_KC). op(A) is packed (k-major slivers, alpha folded in) in blocks of
- * at most PACK_MC rows when it is transposed or scaled, else read in place,
- * all its rows one block; op(B) is packed a panel at a time (contiguous, in
- * L1 for every sliver of the block) unless its panel is whole, not
- * transposed and k at most PACK_B_KC, where it is read in place
- * (bench/sgemm_rate measured both ways on the MLP's shapes: a panel read in
- * place from rows 1200 bytes apart spans more lines than L1 holds). Edges:
- * zero-padded packing, and a partial tile is computed into a local tile
- * whose valid part is copied out (rows past the end read row 0 again, their
- * results unused).
+ * PACK_KC). op(A) is read in place, transposed or not (a sliver reads R
+ * neighbours of a row or of a column per k). op(B) is packed a panel at a
+ * time (contiguous, in L1 for every sliver), with alpha folded in, unless
+ * the panel is whole columns of B, not transposed, not scaled and k at most
+ * PACK_B_KC, where it is read in place (bench/sgemm_rate measured both ways
+ * on the MLP's shapes: a panel read in place from rows 1200 bytes apart
+ * spans more lines than L1 holds, and packing a transposed op(A) cost 10 %
+ * of the weight gradients' time). Edges: zero-padded packing of op(B),
+ * rows of a short sliver past the end read row 0 again (their results
+ * unused), and the kernel reads and writes only the tile's rows and columns
+ * inside C (masked loads and stores in the AVX2 kernel).
  *
  * Every element of C is one chain c = c0 + a_0 b_0 + a_1 b_1 + ... in the
  * order of k (c0 is C's value when accumulating, else 0; each step one fused
@@ -22,9 +23,10 @@
  * columns a thread was given: the same bits on any thread count.
  *
  * The AVX2+FMA microkernel (f32, 6 x 16: 12 ymm accumulators, A broadcast,
- * two loads of B per k; 4 x 16: 8) is compiled for that target alone and chosen at run
- * time by what the CPU supports; the portable microkernel serves f64, other
- * CPUs and compilers. */
+ * two loads of B per k; 4 x 16: 8) is compiled for that target alone, with
+ * the loops over blocks inlined around it, and chosen at run time by what
+ * the CPU supports; the portable microkernel serves f64, other CPUs and
+ * compilers. */
 #include <string.h>
 
 #include "graph_impl.h"
@@ -39,19 +41,18 @@ enum {
     MR4 = 4,        /* rows of the narrower tile that fills edges (32 = 4 x 6 + 2 x 4) */
     NR = 16,        /* columns of a tile */
     PACK_KC = 512,  /* k of a block at most (in f32: a packed panel 32 KB) */
-    PACK_MC = 96,   /* rows of a block of A at most (packed 192 KB in f32, in L2) */
     PACK_B_KC = 64, /* op(B) is read in place (not transposed, whole panels) up to this k */
     /* without the thread's buffer (its allocation failed): a smaller block
        on the stack, the same sums in the same order */
     SMALL_KC = 64,
-    SMALL_MC = MR,
 };
 
 bool ad_gemm_portable_only = false;
+bool ad_gemm_stack_block = false;
 
 /* One thread's packing buffer, reserved by its first product and kept (a
  * fixed size: no allocation in a training step after the first). */
-#define PACK_BYTES (sizeof(double) * (PACK_MC * PACK_KC + PACK_KC * NR) + 64)
+#define PACK_BYTES (sizeof(double) * PACK_KC * NR + 64)
 static _Thread_local void *pack_buffer;
 
 static void *aligned64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -74,16 +75,27 @@ bool ad_gemm_packed_avx2(void)
  * a constant once inlined: the loops over r unroll into registers. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 kernel_rows_avx2(const int R, int64_t kc, const float *a, int64_t ars, int64_t aks, int64_t rows,
-                 const float *b, int64_t bks, float *c, int64_t ldc, bool load)
+                 int64_t cols, const float *b, int64_t bks, float *c, int64_t ldc, bool load)
 {
+    /* an edge tile: rows and columns of C past rows and cols are neither
+       read nor written (masked loads and stores) */
+    const bool whole = rows == R && cols == NR;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cols), lane),
+                  m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cols - 8), lane);
     int64_t o[MR];
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
         o[r] = r < rows ? r * ars : 0;
-        c0[r] = load ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
-        c1[r] = load ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
+        c0[r] = c1[r] = _mm256_setzero_ps();
+        if (load && whole)
+            c0[r] = _mm256_loadu_ps(c + r * ldc), c1[r] = _mm256_loadu_ps(c + r * ldc + 8);
+        else if (load && r < rows)
+            c0[r] = _mm256_maskload_ps(c + r * ldc, m0),
+            c1[r] = _mm256_maskload_ps(c + r * ldc + 8, m1);
     }
+#pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++, a += aks, b += bks) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
@@ -93,19 +105,23 @@ kernel_rows_avx2(const int R, int64_t kc, const float *a, int64_t ars, int64_t a
         }
     }
 #pragma GCC unroll 6
-    for (int r = 0; r < R; r++)
-        _mm256_storeu_ps(c + r * ldc, c0[r]), _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
+    for (int r = 0; r < R; r++) {
+        if (whole)
+            _mm256_storeu_ps(c + r * ldc, c0[r]), _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
+        else if (r < rows)
+            _mm256_maskstore_ps(c + r * ldc, m0, c0[r]),
+                _mm256_maskstore_ps(c + r * ldc + 8, m1, c1[r]);
+    }
 }
 
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int R, int64_t kc, const float *a,
-                                                            int64_t ars, int64_t aks, int64_t rows,
-                                                            const float *b, int64_t bks, float *c,
-                                                            int64_t ldc, bool load)
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+kernel_avx2(int R, int64_t kc, const float *a, int64_t ars, int64_t aks, int64_t rows, int64_t cols,
+            const float *b, int64_t bks, float *c, int64_t ldc, bool load)
 {
     if (R == MR)
-        kernel_rows_avx2(MR, kc, a, ars, aks, rows, b, bks, c, ldc, load);
+        kernel_rows_avx2(MR, kc, a, ars, aks, rows, cols, b, bks, c, ldc, load);
     else
-        kernel_rows_avx2(MR4, kc, a, ars, aks, rows, b, bks, c, ldc, load);
+        kernel_rows_avx2(MR4, kc, a, ars, aks, rows, cols, b, bks, c, ldc, load);
 }
 #endif
 
@@ -179,21 +195,21 @@ static int sliver_rows(int64_t rem)
  * packing of A and B, and the loops over blocks. */
 #define GEMM_PACKED(T)                                                                             \
     static void kernel_##T(int R, int64_t kc, const T *a, int64_t ars, int64_t aks, int64_t rows,  \
-                           const T *b, int64_t bks, T *c, int64_t ldc, bool load)                  \
+                           int64_t cols, const T *b, int64_t bks, T *c, int64_t ldc, bool load)    \
     {                                                                                              \
         T t[MR][NR];                                                                               \
         int64_t o[MR];                                                                             \
         for (int r = 0; r < R; r++) {                                                              \
             o[r] = r < rows ? r * ars : 0;                                                         \
             for (int j = 0; j < NR; j++)                                                           \
-                t[r][j] = load ? c[r * ldc + j] : 0;                                               \
+                t[r][j] = load && r < rows && j < cols ? c[r * ldc + j] : 0;                       \
         }                                                                                          \
         for (int64_t p = 0; p < kc; p++, a += aks, b += bks)                                       \
             for (int r = 0; r < R; r++)                                                            \
                 for (int j = 0; j < NR; j++)                                                       \
                     t[r][j] += a[o[r]] * b[j];                                                     \
-        for (int r = 0; r < R; r++)                                                                \
-            memcpy(c + r * ldc, t[r], sizeof t[r]);                                                \
+        for (int64_t r = 0; r < rows; r++)                                                         \
+            memcpy(c + r * ldc, t[r], sizeof(T) * (size_t)cols);                                   \
     }                                                                                              \
                                                                                                    \
     /* a panel of w (a sliver's rows or NR) by kc, k-major: element (p, x) =                       \
@@ -221,108 +237,86 @@ static int sliver_rows(int64_t rem)
                 dst[p * w + x] = 0;                                                                \
     }                                                                                              \
                                                                                                    \
-    /* rows [i0, i0 + mc) of alpha op(A), its k [p0, p0 + kc), in slivers of                       \
-       sliver_rows rows */                                                                         \
-    static void pack_a_##T(const ad_gemm_block *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, \
-                           T *dst)                                                                 \
-    {                                                                                              \
-        const T *A = g->A;                                                                         \
-        const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
-        for (int64_t s = 0, R; s < mc; s += R, dst += R * kc) {                                    \
-            R = sliver_rows(mc - s);                                                               \
-            pack_##T(A + (i0 + s) * si + p0 * sp, sp, si, mc - s < R ? mc - s : R, (int)R, kc,     \
-                     (T)g->alpha, dst);                                                            \
-        }                                                                                          \
-    }                                                                                              \
-                                                                                                   \
-    /* columns [j0, j0 + cols) of op(B), its k [p0, p0 + kc) */                                    \
+    /* columns [j0, j0 + cols) of alpha op(B), its k [p0, p0 + kc) */                              \
     static void pack_b_##T(const ad_gemm_block *g, int64_t j0, int64_t cols, int64_t p0,           \
                            int64_t kc, T *dst)                                                     \
     {                                                                                              \
         const int64_t sp = g->tb ? 1 : g->ldb, sj = g->tb ? g->ldb : 1;                            \
-        pack_##T((const T *)g->B + j0 * sj + p0 * sp, sp, sj, cols, NR, kc, 1, dst);               \
-    }                                                                                              \
-                                                                                                   \
-    /* blocks of at most max_kc of k; buf holds max_mc * max_kc + max_kc * NR                      \
-       elements, 64-byte aligned. op(A) is packed in blocks of at most max_mc                      \
-       rows when alpha scales it or it is transposed, else read where it is,                       \
-       all its rows one block; op(B) is packed a panel of NR columns at a time                     \
-       (contiguous in L1 for every sliver of the block) unless its rows are                        \
-       whole, contiguous and k short. */                                                           \
-    static void packed_##T(const ad_gemm_block *g, T *buf, int64_t max_mc, int64_t max_kc,         \
-                           void (*kernel)(int, int64_t, const T *, int64_t, int64_t, int64_t,      \
-                                          const T *, int64_t, T *, int64_t, bool))                 \
+        pack_##T((const T *)g->B + j0 * sj + p0 * sp, sp, sj, cols, NR, kc, (T)g->alpha, dst);     \
+    }
+
+GEMM_PACKED(float)
+GEMM_PACKED(double)
+
+/* The loops over blocks for element type T, the microkernel `kernel` called
+ * (inlined where it can be: the AVX2 one into a driver compiled for AVX2,
+ * no call per tile when k is short), NAME's attributes ATTR. */
+#define GEMM_DRIVER(NAME, T, kernel, ATTR)                                                         \
+    /* blocks of at most max_kc of k; buf holds max_kc * NR elements, 64-byte                      \
+       aligned. op(A) is read where it is (both orientations read R                                \
+       neighbours per k: a row's or a column's), op(B) packed a panel of NR                        \
+       columns at a time (contiguous, in L1 for every sliver) with alpha                           \
+       folded in, unless the panel is whole rows of B, not scaled and k short. */                  \
+    ATTR static void NAME(const ad_gemm_block *g, T *buf, int64_t max_kc)                          \
     {                                                                                              \
-        T *pa = buf, *pb = buf + max_mc * max_kc, *C = g->C;                                       \
+        T *C = g->C;                                                                               \
         const T *A = g->A, *B = g->B;                                                              \
-        const bool pack_a = g->ta || g->alpha != 1;                                                \
         const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
-        /* blocks of rows as even as whole 6-row slivers allow */                                  \
-        const int64_t nblocks = pack_a ? (g->m + max_mc - 1) / max_mc : 1;                         \
-        const int64_t mc_even = ((g->m + nblocks - 1) / nblocks + MR - 1) / MR * MR;               \
         /* blocks of k as even as they can be (784: 392 + 392) */                                  \
         const int64_t kc_even =                                                                    \
             (g->k + (g->k + max_kc - 1) / max_kc - 1) / ((g->k + max_kc - 1) / max_kc);            \
         for (int64_t p0 = 0; p0 < g->k; p0 += kc_even) {                                           \
             const int64_t kc = g->k - p0 < kc_even ? g->k - p0 : kc_even;                          \
             const bool load = g->acc || p0 > 0;                                                    \
-            for (int64_t i0 = 0; i0 < g->m; i0 += mc_even) {                                       \
-                const int64_t mc = g->m - i0 < mc_even ? g->m - i0 : mc_even;                      \
-                if (pack_a)                                                                        \
-                    pack_a_##T(g, i0, mc, p0, kc, pa);                                             \
-                for (int64_t j0 = 0; j0 < g->n; j0 += NR) {                                        \
-                    const int64_t cols = g->n - j0 < NR ? g->n - j0 : NR;                          \
-                    const T *b = pb;                                                               \
-                    int64_t bks = NR;                                                              \
-                    if (g->tb || cols < NR || kc > PACK_B_KC)                                      \
-                        pack_b_##T(g, j0, cols, p0, kc, pb);                                       \
-                    else                                                                           \
-                        b = B + p0 * g->ldb + j0, bks = g->ldb;                                    \
-                    const T *as = pa;                                                              \
-                    for (int64_t s = 0, R; s < mc; s += R) {                                       \
-                        R = sliver_rows(mc - s);                                                   \
-                        const int64_t rows = mc - s < R ? mc - s : R;                              \
-                        const T *a = pack_a ? as : A + (i0 + s) * si + p0 * sp;                    \
-                        const int64_t ars = pack_a ? 1 : si, aks = pack_a ? R : sp;                \
-                        T *c = C + (i0 + s) * g->ldc + j0;                                         \
-                        as += R * kc;                                                              \
-                        if (rows == R && cols == NR) {                                             \
-                            kernel((int)R, kc, a, ars, aks, rows, b, bks, c, g->ldc, load);        \
-                            continue;                                                              \
-                        }                                                                          \
-                        T t[MR * NR];                                                              \
-                        if (load)                                                                  \
-                            for (int64_t r = 0; r < rows; r++)                                     \
-                                memcpy(t + r * NR, c + r * g->ldc, sizeof(T) * (size_t)cols);      \
-                        kernel((int)R, kc, a, ars, aks, rows, b, bks, t, NR, load);                \
-                        for (int64_t r = 0; r < rows; r++)                                         \
-                            memcpy(c + r * g->ldc, t + r * NR, sizeof(T) * (size_t)cols);          \
+            for (int64_t j0 = 0; j0 < g->n; j0 += NR) {                                            \
+                const int64_t cols = g->n - j0 < NR ? g->n - j0 : NR;                              \
+                const T *b = buf;                                                                  \
+                int64_t bks = NR;                                                                  \
+                if (g->tb || cols < NR || kc > PACK_B_KC || g->alpha != 1)                         \
+                    pack_b_##T(g, j0, cols, p0, kc, buf);                                          \
+                else                                                                               \
+                    b = B + p0 * g->ldb + j0, bks = g->ldb;                                        \
+                for (int64_t s = 0, R; s < g->m; s += R) {                                         \
+                    R = sliver_rows(g->m - s);                                                     \
+                    const int64_t rows = g->m - s < R ? g->m - s : R;                              \
+                    T *c = C + s * g->ldc + j0;                                                    \
+                    /* the next sliver's tile of C on its way to L1 while this one                 \
+                       computes (short k: its loads would stall the kernel's start) */             \
+                    for (int64_t r = 0; s + R + r < g->m && r < MR; r++) {                         \
+                        __builtin_prefetch(c + (R + r) * g->ldc);                                  \
+                        __builtin_prefetch(c + (R + r) * g->ldc + NR - 1);                         \
                     }                                                                              \
+                    kernel((int)R, kc, A + s * si + p0 * sp, si, sp, rows, cols, b, bks, c,        \
+                           g->ldc, load);                                                          \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
-GEMM_PACKED(float)
-GEMM_PACKED(double)
+
+GEMM_DRIVER(packed_float, float, kernel_float, )
+GEMM_DRIVER(packed_double, double, kernel_double, )
+#ifdef PACK_HAVE_AVX2
+GEMM_DRIVER(packed_avx2, float, kernel_avx2, __attribute__((target("avx2,fma"))))
+#endif
 
 void ad_gemm_packed(ad_dtype dt, const ad_gemm_block *g)
 {
     if (!pack_buffer)
         pack_buffer = ad_default_alloc(NULL, NULL, 0, PACK_BYTES);
-    void *buf = pack_buffer ? aligned64(pack_buffer) : NULL;
-    const int64_t mc = buf ? PACK_MC : SMALL_MC, kc = buf ? PACK_KC : SMALL_KC;
-    _Alignas(64) double small[SMALL_MC * SMALL_KC + SMALL_KC * NR];
+    void *buf = pack_buffer && !ad_gemm_stack_block ? aligned64(pack_buffer) : NULL;
+    const int64_t kc = buf ? PACK_KC : SMALL_KC;
+    _Alignas(64) double small[SMALL_KC * NR];
     if (!buf)
         buf = small;
     if (dt == AD_F64) {
-        packed_double(g, buf, mc, kc, kernel_double);
+        packed_double(g, buf, kc);
         return;
     }
 #ifdef PACK_HAVE_AVX2
     if (ad_gemm_packed_avx2()) {
-        packed_float(g, buf, mc, kc, kernel_avx2);
+        packed_avx2(g, buf, kc);
         return;
     }
 #endif
-    packed_float(g, buf, mc, kc, kernel_float);
+    packed_float(g, buf, kc);
 }

@@ -355,6 +355,9 @@ void ad_gemm_packed(ad_dtype dt, const ad_gemm_block *g);
 bool ad_gemm_packed_avx2(void);
 /* Tests: true makes ad_gemm_packed use its portable microkernel on any CPU. */
 extern bool ad_gemm_portable_only;
+/* Tests: true makes ad_gemm_packed use its small block on the stack, as
+ * when its buffer could not be allocated. */
+extern bool ad_gemm_stack_block;
 /* Passes over rows of C around a product: pre(ctx, lo, hi) before rows
  * [lo, hi) are computed, post(ctx, lo, hi) after, either NULL. Every row is
  * in exactly one pre and one post call. When the product is split by rows

@@ -1,7 +1,7 @@
 /* The library's own packed GEMM kernel (autodiff/gemm_packed.c), called
  * directly: C = alpha op(A) op(B) [+ C] against sums in long double, within
  * the worst case of any order of the sums, over shapes with edges that are
- * not whole 6 x 16 tiles, k across several 256-blocks, rows across several
+ * not whole 6 x 16 or 4 x 16 tiles, k across several 256-blocks, rows across several
  * 120-row blocks, every transpose pair, acc and alpha, operands and C inside
  * larger arrays (lda, ldb, ldc of a block), f32 and f64, the AVX2 and the
  * portable microkernel. A block of rows or of columns computed alone equals
@@ -20,8 +20,23 @@ typedef struct {
 } shape;
 
 static const shape shapes[] = {
-    {1, 1, 1},   {1, 1, 700},  {6, 16, 256},   {7, 17, 257},  {5, 15, 3},    {13, 33, 513},
-    {2, 100, 1}, {250, 3, 31}, {121, 40, 300}, {32, 300, 97}, {245, 19, 40}, {12, 32, 64},
+    {1, 1, 1},
+    {1, 1, 700},
+    {6, 16, 256},
+    {7, 17, 257},
+    {5, 15, 3},
+    {13, 33, 513},
+    {2, 100, 1},
+    {250, 3, 31},
+    {121, 40, 300},
+    {32, 300, 97},
+    {245, 19, 40},
+    {12, 32, 64},
+    /* slivers of 4 rows (8: 4 + 4, 14: 4 + 6 + 4, 20: 6 + 6 + 4 + 4), op(B)
+       read in place (k <= 64) or packed (65) */
+    {8, 16, 5},
+    {14, 17, 65},
+    {20, 48, 64},
 };
 
 /* element (i, j) of a matrix of dt stored with rows ld apart, as long double */
@@ -88,7 +103,7 @@ static void check(ad_dtype dt, shape sh, bool ta, bool tb, bool acc, double alph
             }
             const long double c0 = acc ? at(dt, C0, ldc, i, j) : 0;
             const long double want = c0 + alpha * sum;
-            /* alpha folded into A (one rounding), k + 1 sums of rounded products */
+            /* alpha folded into op(B) (one rounding), k + 1 sums of rounded products */
             const long double bound = (k + 3) * eps * (fabsl(c0) + fabs(alpha) * mag) + 1e-30L;
             cr_assert(fabsl(got - want) <= bound,
                       "%s (%lld,%lld,%lld) ta %d tb %d acc %d alpha %g: C(%lld, %lld) = %.17Lg, "
@@ -177,4 +192,34 @@ Test(gemm_packed, kernels_agree)
 #endif
     free(A);
     free(B);
+}
+
+/* Without the thread's buffer (its allocation failed) the small block on the
+ * stack (k in blocks of 64) gives the same bits, every transpose pair, acc
+ * and alpha (op(B) packed and scaled). */
+Test(gemm_packed, stack_block)
+{
+    const int64_t m = 14, n = 37, k = 300;
+    uint64_t s = 11;
+    float *A = filled(AD_F32, m * k, &s), *B = filled(AD_F32, k * n, &s);
+    float *C0 = filled(AD_F32, m * n, &s);
+    float C1[14 * 37], C2[14 * 37];
+    for (int t = 0; t < 8; t++) {
+        const bool ta = t & 1, tb = t & 2, acc = t & 4;
+        ad_gemm_block g = {ta, tb, acc, acc ? -0.375 : 1.0, m, n, k, ta ? m : k, tb ? k : n, n,
+                           A,  B,  C1};
+        memcpy(C1, C0, sizeof C1);
+        memcpy(C2, C0, sizeof C2);
+        ad_gemm_packed(AD_F32, &g);
+        ad_gemm_stack_block = true;
+        g.C = C2;
+        ad_gemm_packed(AD_F32, &g);
+        ad_gemm_stack_block = false;
+        cr_assert_eq(memcmp(C1, C2, sizeof C1), 0, "ta %d tb %d acc %d: the stack block differs",
+                     ta, tb, acc);
+        cr_assert(memcmp(C1, C0, sizeof C1) != 0);
+    }
+    free(A);
+    free(B);
+    free(C0);
 }
