@@ -42,6 +42,9 @@ enum {
     NR = 16,        /* columns of a tile */
     PACK_KC = 512,  /* k of a block at most (in f32: a packed panel 32 KB) */
     PACK_B_KC = 64, /* op(B) is read in place (not transposed, whole panels) up to this k */
+    /* elements of the thread's buffer: a panel of PACK_KC, or all the panels
+       of a short k (k 32, the MLP's weight gradients at batch 32: n up to 512) */
+    PACK_CAP = 2 * PACK_KC * NR,
     /* without the thread's buffer (its allocation failed): a smaller block
        on the stack, the same sums in the same order */
     SMALL_KC = 64,
@@ -52,7 +55,7 @@ bool ad_gemm_stack_block = false;
 
 /* One thread's packing buffer, reserved by its first product and kept (a
  * fixed size: no allocation in a training step after the first). */
-#define PACK_BYTES (sizeof(double) * PACK_KC * NR + 64)
+#define PACK_BYTES (sizeof(double) * PACK_CAP + 64)
 static _Thread_local void *pack_buffer;
 
 static void *aligned64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -252,42 +255,65 @@ GEMM_PACKED(double)
  * (inlined where it can be: the AVX2 one into a driver compiled for AVX2,
  * no call per tile when k is short), NAME's attributes ATTR. */
 #define GEMM_DRIVER(NAME, T, kernel, ATTR)                                                         \
-    /* blocks of at most max_kc of k; buf holds max_kc * NR elements, 64-byte                      \
-       aligned. op(A) is read where it is (both orientations read R                                \
-       neighbours per k: a row's or a column's), op(B) packed a panel of NR                        \
-       columns at a time (contiguous, in L1 for every sliver) with alpha                           \
-       folded in, unless the panel is whole rows of B, not scaled and k short. */                  \
-    ATTR static void NAME(const ad_gemm_block *g, T *buf, int64_t max_kc)                          \
+    /* blocks of at most max_kc of k; buf holds cap elements (at least                             \
+       max_kc * NR), 64-byte aligned. op(A) is read where it is (both                              \
+       orientations read R neighbours per k: a row's or a column's), op(B)                         \
+       packed a panel of NR columns at a time (contiguous, in L1 for every                         \
+       sliver) with alpha folded in, unless the panel is whole rows of B, not                      \
+       scaled and k short. With k short and every panel in buf at once, a                          \
+       sliver runs along all the panels (C's rows in order, each tile's load                       \
+       and store its cost, not k's), else a panel down all the slivers. */                         \
+    ATTR static void NAME(const ad_gemm_block *g, T *buf, int64_t cap, int64_t max_kc)             \
     {                                                                                              \
         T *C = g->C;                                                                               \
         const T *A = g->A, *B = g->B;                                                              \
         const int64_t sp = g->ta ? g->lda : 1, si = g->ta ? 1 : g->lda;                            \
+        const int64_t panels = (g->n + NR - 1) / NR;                                               \
         /* blocks of k as even as they can be (784: 392 + 392) */                                  \
         const int64_t kc_even =                                                                    \
             (g->k + (g->k + max_kc - 1) / max_kc - 1) / ((g->k + max_kc - 1) / max_kc);            \
         for (int64_t p0 = 0; p0 < g->k; p0 += kc_even) {                                           \
             const int64_t kc = g->k - p0 < kc_even ? g->k - p0 : kc_even;                          \
             const bool load = g->acc || p0 > 0;                                                    \
-            for (int64_t j0 = 0; j0 < g->n; j0 += NR) {                                            \
-                const int64_t cols = g->n - j0 < NR ? g->n - j0 : NR;                              \
-                const T *b = buf;                                                                  \
+            /* panel q: packed at buf + q kc NR (all at once) or buf (one at a time) */            \
+            const bool along = kc <= PACK_B_KC && panels * kc * NR <= cap;                         \
+            for (int64_t q = 0; q < panels; q++) {                                                 \
+                const int64_t j0 = q * NR, cols = g->n - j0 < NR ? g->n - j0 : NR;                 \
+                T *pb = along ? buf + q * kc * NR : buf;                                           \
+                const T *b = pb;                                                                   \
                 int64_t bks = NR;                                                                  \
                 if (g->tb || cols < NR || kc > PACK_B_KC || g->alpha != 1)                         \
-                    pack_b_##T(g, j0, cols, p0, kc, buf);                                          \
+                    pack_b_##T(g, j0, cols, p0, kc, pb);                                           \
                 else                                                                               \
                     b = B + p0 * g->ldb + j0, bks = g->ldb;                                        \
+                if (along) /* the slivers run once every panel is packed */                        \
+                    continue;                                                                      \
                 for (int64_t s = 0, R; s < g->m; s += R) {                                         \
                     R = sliver_rows(g->m - s);                                                     \
                     const int64_t rows = g->m - s < R ? g->m - s : R;                              \
                     T *c = C + s * g->ldc + j0;                                                    \
                     /* the next sliver's tile of C on its way to L1 while this one                 \
-                       computes (short k: its loads would stall the kernel's start) */             \
+                       computes */                                                                 \
                     for (int64_t r = 0; s + R + r < g->m && r < MR; r++) {                         \
                         __builtin_prefetch(c + (R + r) * g->ldc);                                  \
                         __builtin_prefetch(c + (R + r) * g->ldc + NR - 1);                         \
                     }                                                                              \
                     kernel((int)R, kc, A + s * si + p0 * sp, si, sp, rows, cols, b, bks, c,        \
                            g->ldc, load);                                                          \
+                }                                                                                  \
+            }                                                                                      \
+            if (!along)                                                                            \
+                continue;                                                                          \
+            const bool packed = g->tb || kc > PACK_B_KC || g->alpha != 1;                          \
+            for (int64_t s = 0, R; s < g->m; s += R) {                                             \
+                R = sliver_rows(g->m - s);                                                         \
+                const int64_t rows = g->m - s < R ? g->m - s : R;                                  \
+                for (int64_t q = 0; q < panels; q++) {                                             \
+                    const int64_t j0 = q * NR, cols = g->n - j0 < NR ? g->n - j0 : NR;             \
+                    const bool own = packed || cols < NR;                                          \
+                    kernel((int)R, kc, A + s * si + p0 * sp, si, sp, rows, cols,                   \
+                           own ? buf + q * kc * NR : B + p0 * g->ldb + j0, own ? NR : g->ldb,      \
+                           C + s * g->ldc + j0, g->ldc, load);                                     \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -304,19 +330,19 @@ void ad_gemm_packed(ad_dtype dt, const ad_gemm_block *g)
     if (!pack_buffer)
         pack_buffer = ad_default_alloc(NULL, NULL, 0, PACK_BYTES);
     void *buf = pack_buffer && !ad_gemm_stack_block ? aligned64(pack_buffer) : NULL;
-    const int64_t kc = buf ? PACK_KC : SMALL_KC;
+    const int64_t kc = buf ? PACK_KC : SMALL_KC, cap = buf ? PACK_CAP : SMALL_KC * NR;
     _Alignas(64) double small[SMALL_KC * NR];
     if (!buf)
         buf = small;
     if (dt == AD_F64) {
-        packed_double(g, buf, kc);
+        packed_double(g, buf, cap, kc);
         return;
     }
 #ifdef PACK_HAVE_AVX2
     if (ad_gemm_packed_avx2()) {
-        packed_avx2(g, buf, kc);
+        packed_avx2(g, buf, cap, kc);
         return;
     }
 #endif
-    packed_float(g, buf, kc);
+    packed_float(g, buf, cap, kc);
 }
