@@ -8,12 +8,12 @@
  * the whole product's bit for bit (what gemm_split relies on), and C's
  * elements outside the block are left alone. */
 #include <criterion/criterion.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "graph_impl.h"
+#include "test_bound.h"
 
 typedef struct {
     int64_t m, n, k;
@@ -70,7 +70,7 @@ static void *filled(ad_dtype dt, int64_t len, uint64_t *s)
 static void check(ad_dtype dt, shape sh, bool ta, bool tb, bool acc, double alpha)
 {
     const size_t es = ad_dtype_bytes(dt);
-    const double eps = dt == AD_F32 ? FLT_EPSILON : DBL_EPSILON;
+    const double gamma = rounding_gamma(sh.k + 3, unit_roundoff(dt));
     const int64_t m = sh.m, n = sh.n, k = sh.k;
     /* stored op(A) is (m, k), or (k, m) when ta; rows padded by 3 */
     const int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
@@ -83,6 +83,8 @@ static void check(ad_dtype dt, shape sh, bool ta, bool tb, bool acc, double alph
     memcpy(C, C0, es * (size_t)(m * ldc));
     ad_gemm_block g = {ta, tb, acc, alpha, m, n, k, lda, ldb, ldc, A, B, C};
     ad_gemm_packed(dt, &g);
+    double *mag = malloc(sizeof *mag * (size_t)(m * n)); /* sum |a b| per element */
+    cr_assert(mag && product_magnitudes(dt, ta, tb, m, n, k, A, lda, B, ldb, mag));
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ldc; j++) {
             const long double got = at(dt, C, ldc, i, j);
@@ -94,17 +96,18 @@ static void check(ad_dtype dt, shape sh, bool ta, bool tb, bool acc, double alph
                           ta, tb, (long long)i, (long long)j);
                 continue;
             }
-            long double sum = 0, mag = 0;
+            long double sum = 0;
             for (int64_t p = 0; p < k; p++) {
                 const long double a = ta ? at(dt, A, lda, p, i) : at(dt, A, lda, i, p);
                 const long double b = tb ? at(dt, B, ldb, j, p) : at(dt, B, ldb, p, j);
                 sum += a * b;
-                mag += fabsl(a * b);
             }
             const long double c0 = acc ? at(dt, C0, ldc, i, j) : 0;
             const long double want = c0 + alpha * sum;
-            /* alpha folded into op(B) (one rounding), k + 1 sums of rounded products */
-            const long double bound = (k + 3) * eps * (fabsl(c0) + fabs(alpha) * mag) + 1e-30L;
+            /* alpha folded into op(B) (one rounding), k + 1 sums of rounded
+               products: gamma_(k+3), and twice that for slack */
+            const long double bound =
+                2 * gamma * (fabsl(c0) + fabs(alpha) * mag[i * n + j]) + 1e-30L;
             cr_assert(fabsl(got - want) <= bound,
                       "%s (%lld,%lld,%lld) ta %d tb %d acc %d alpha %g: C(%lld, %lld) = %.17Lg, "
                       "want %.17Lg (bound %.3Lg)",
@@ -143,6 +146,7 @@ static void check(ad_dtype dt, shape sh, bool ta, bool tb, bool acc, double alph
     free(C0);
     free(C);
     free(part);
+    free(mag);
 }
 
 static void check_all(ad_dtype dt)

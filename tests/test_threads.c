@@ -15,6 +15,7 @@
 
 #include "chainrule/autodiff.h"
 #include "graph_impl.h" /* ad_gemm_held_entries: did the batched products run? */
+#include "test_bound.h"
 
 #define THREADS 3 /* 1, 2 and 3 threads */
 
@@ -97,28 +98,30 @@ static double filled(double phase, int64_t i, bool f64)
 
 /* The most two orders of a product's sums can differ by, per element of
  * C = op(A) op(B) with A and B as product() fills them: each is within
- * gamma_k sum_k |a_ik| |b_kj| of the exact sum, gamma_k = k u / (1 - k u)
- * (Higham, Accuracy and Stability of Numerical Algorithms, 3.1), so they
- * are within twice that of each other */
+ * gamma_k sum_k |a_ik| |b_kj| of the exact sum (test_bound.h), so they are
+ * within twice that of each other */
 static double *product_bound(bool f64, const int64_t *s, int ta, int tb)
 {
     const int64_t m = s[0], k = s[1], n = s[2];
-    double *a = malloc(sizeof *a * (size_t)(m * k)), *b = malloc(sizeof *b * (size_t)(k * n));
-    double *bound = calloc((size_t)(m * n), sizeof *bound);
+    const ad_dtype dt = f64 ? AD_F64 : AD_F32;
+    const size_t es = f64 ? sizeof(double) : sizeof(float);
+    void *a = malloc(es * (size_t)(m * k)), *b = malloc(es * (size_t)(k * n));
+    double *bound = malloc(sizeof *bound * (size_t)(m * n));
     cr_assert(a && b && bound);
-    for (int64_t i = 0; i < m; i++) /* |op(A)| row-major (m, k) */
-        for (int64_t p = 0; p < k; p++)
-            a[i * k + p] = fabs(filled(0.1, ta ? p * m + i : i * k + p, f64));
-    for (int64_t p = 0; p < k; p++) /* |op(B)| row-major (k, n) */
-        for (int64_t j = 0; j < n; j++)
-            b[p * n + j] = fabs(filled(0.7, tb ? j * k + p : p * n + j, f64));
-    const double u = f64 ? 0x1p-53 : 0x1p-24, gamma = (double)k * u / (1 - (double)k * u);
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t p = 0; p < k; p++)
-            for (int64_t j = 0; j < n; j++)
-                bound[i * n + j] += a[i * k + p] * b[p * n + j];
+    for (int64_t i = 0; i < m * k; i++) /* as stored: (m, k), or (k, m) when ta */
+        if (f64)
+            ((double *)a)[i] = filled(0.1, i, true);
+        else
+            ((float *)a)[i] = (float)filled(0.1, i, false);
+    for (int64_t i = 0; i < k * n; i++) /* (k, n), or (n, k) when tb */
+        if (f64)
+            ((double *)b)[i] = filled(0.7, i, true);
+        else
+            ((float *)b)[i] = (float)filled(0.7, i, false);
+    cr_assert(product_magnitudes(dt, ta, tb, m, n, k, a, ta ? m : k, b, tb ? k : n, bound));
+    const double twice_gamma = 2 * rounding_gamma(k, unit_roundoff(dt));
     for (int64_t i = 0; i < m * n; i++)
-        bound[i] *= 2 * gamma;
+        bound[i] *= twice_gamma;
     free(a);
     free(b);
     return bound;
