@@ -937,6 +937,8 @@ int ad_backward(ad_node *loss)
         for (int64_t i = t->begin; i < t->end; i++) {
             if (i + AD_AHEAD < t->end)
                 AD_PREFETCH(g->nodes[i + AD_AHEAD]);
+            if (i + AD_AHEAD / 2 < t->end)
+                AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2]);
             if (!ad_compute(g->nodes[i], infer))
                 return -1;
         }
@@ -1054,6 +1056,8 @@ int ad_forward(ad_graph *g)
         ad_node *n = g->nodes[i];
         if (i + AD_AHEAD < g->nnodes)
             AD_PREFETCH(g->nodes[i + AD_AHEAD]);
+        if (i + AD_AHEAD / 2 < g->nnodes)
+            AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2]);
         if (n->flags & (NODE_TAPE | NODE_TRAINABLE | NODE_INPUT | NODE_CONST))
             continue;
         if (!ad_compute(n, infer))

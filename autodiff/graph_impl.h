@@ -260,6 +260,22 @@ extern _Thread_local bool ad_in_group;
 #define AD_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
+/* Replay of node i also asks for the operands of node i + AD_AHEAD / 2 (its
+ * line 1 asked for AD_AHEAD / 2 nodes ago): a backward node reads forward
+ * nodes made far earlier. Only a node whose inputs are its own
+ * small_inputs (in the line already asked for, so no load that can miss);
+ * an unused slot, a NULL, only costs a prefetch. A macro: GCC 12 split a
+ * static inline function's body into a part that it then took for pure and
+ * dropped with its prefetches. */
+#define AD_PREFETCH_OPERANDS(node)                                                                 \
+    do {                                                                                           \
+        const ad_node *pf_ = (node);                                                               \
+        if (pf_->inputs == pf_->small_inputs) {                                                    \
+            AD_PREFETCH(pf_->small_inputs[0]);                                                     \
+            AD_PREFETCH(pf_->small_inputs[1]);                                                     \
+        }                                                                                          \
+    } while (0)
+
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
 #define AD_DISPATCH(g, ...) AD_DISPATCH_DTYPE((g)->dtype, __VA_ARGS__)
 

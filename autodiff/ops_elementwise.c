@@ -306,7 +306,15 @@ void ad_fwd_add_n(ad_node *n)
     AD_DISPATCH(n->g, {
         T *O = n->value;
         const int64_t len = n->numel;
-        if (flat) {
+        if (flat && len == 1) { /* define-by-run scalars: the sum in a register, same order */
+            T s = *(const T *)n->inputs[0]->value;
+            for (int k = 1; k < n->ninputs; k++) {
+                const ad_node *t = n->inputs[k];
+                if (t->op != AD_OP_SLICE_BACKWARD || t->inputs[0]->numel > 0) /* as below */
+                    s += *(const T *)t->value;
+            }
+            *O = s;
+        } else if (flat) {
             const T *A = n->inputs[0]->value;
             for (int64_t i = 0; i < len; i++)
                 O[i] = A[i];
