@@ -1355,6 +1355,8 @@ int ad_node_set_name(ad_node *n, const char *name)
     if (!n)
         return -1;
     ad_graph *g = n->g;
+    if (!ad_node_live(n, "ad_node_set_name"))
+        return -1;
     if (!name || !*name) {
         node_free_heap(g, n, NODE_HEAP_NAME);
         if (n->rare != &no_rare)
@@ -1363,8 +1365,6 @@ int ad_node_set_name(ad_node *n, const char *name)
     }
     /* on the heap, as the node's record: the arena's end may be rewound
        under a node already made */
-    if (!ad_node_live(n, "ad_node_set_name"))
-        return -1;
     const size_t len = strlen(name);
     char *s = ad_node_rare_own(n) ? ad_mem(g, NULL, 0, len + 1) : NULL;
     if (!s)

@@ -485,6 +485,10 @@ Test(rewind, a_name_given_after_later_nodes_survives_their_rewind)
     cr_assert_eq(ad_node_set_name(stale, "late"), -1);
     cr_assert_str_eq(ad_graph_error(g),
                      "ad_node_set_name: node 2 was discarded by ad_graph_rewind (a stale handle)");
+    ad_graph_clear_error(g);
+    cr_assert_eq(ad_node_set_name(stale, ""), -1, "unnaming a stale handle is refused too");
+    cr_assert_str_eq(ad_graph_error(g),
+                     "ad_node_set_name: node 2 was discarded by ad_graph_rewind (a stale handle)");
     ad_graph_free(g);
 }
 
