@@ -154,14 +154,8 @@ static ad_node **build_gradients(ad_node *y, int64_t *nbefore, bool record)
             AD_PREFETCH(g->nodes[i - 2 * AD_AHEAD_BUILD]);
             AD_PREFETCH((char *)g->nodes[i - 2 * AD_AHEAD_BUILD] + 64);
         }
-        if (i >= AD_AHEAD_BUILD) {
-            const ad_node *ahead = g->nodes[i - AD_AHEAD_BUILD];
-            for (int k = 0; k < 2; k++)
-                if (ahead->small_inputs[k]) {
-                    AD_PREFETCH(ahead->small_inputs[k]);
-                    AD_PREFETCH((char *)ahead->small_inputs[k] + 64);
-                }
-        }
+        if (i >= AD_AHEAD_BUILD)
+            AD_PREFETCH_OPERANDS(g->nodes[i - AD_AHEAD_BUILD], 2);
         if (!grads[i])
             continue;
         ad_node *node = g->nodes[i], *gnode = pending_sum(&p, i);
@@ -938,7 +932,7 @@ int ad_backward(ad_node *loss)
             if (i + AD_AHEAD < t->end)
                 AD_PREFETCH(g->nodes[i + AD_AHEAD]);
             if (i + AD_AHEAD / 2 < t->end)
-                AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2]);
+                AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2], 1);
             if (!ad_compute(g->nodes[i], infer))
                 return -1;
         }
@@ -1057,7 +1051,7 @@ int ad_forward(ad_graph *g)
         if (i + AD_AHEAD < g->nnodes)
             AD_PREFETCH(g->nodes[i + AD_AHEAD]);
         if (i + AD_AHEAD / 2 < g->nnodes)
-            AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2]);
+            AD_PREFETCH_OPERANDS(g->nodes[i + AD_AHEAD / 2], 1);
         if (n->flags & (NODE_TAPE | NODE_TRAINABLE | NODE_INPUT | NODE_CONST))
             continue;
         if (!ad_compute(n, infer))

@@ -260,20 +260,22 @@ extern _Thread_local bool ad_in_group;
 #define AD_PREFETCH_WRITE(p) ((void)(p))
 #endif
 
-/* Replay of node i also asks for the operands of node i + AD_AHEAD / 2 (its
- * line 1 asked for AD_AHEAD / 2 nodes ago): a backward node reads forward
- * nodes made far earlier. Only a node whose inputs are its own
- * small_inputs (in the line already asked for, so no load that can miss);
- * an unused slot, a NULL, only costs a prefetch. A macro: GCC 12 split a
- * static inline function's body into a part that it then took for pure and
- * dropped with its prefetches. */
-#define AD_PREFETCH_OPERANDS(node)                                                                 \
+/* Asks for the first `lines` cache lines of each operand of node, when its
+ * inputs are its own small_inputs (in its line 1, asked for earlier, so no
+ * load that can miss). Replay of node i asks for line 1 of the operands of
+ * node i + AD_AHEAD / 2 (a backward node reads forward nodes made far
+ * earlier); a gradient build for lines 1 and 2 of the operands of the node
+ * AD_AHEAD_BUILD ahead (its rule reads them, their ids place its
+ * contributions). A macro: GCC 12 split a static inline function's body
+ * into a part that it then took for pure and dropped with its prefetches. */
+#define AD_PREFETCH_OPERANDS(node, lines)                                                          \
     do {                                                                                           \
         const ad_node *pf_ = (node);                                                               \
-        if (pf_->inputs == pf_->small_inputs) {                                                    \
-            AD_PREFETCH(pf_->small_inputs[0]);                                                     \
-            AD_PREFETCH(pf_->small_inputs[1]);                                                     \
-        }                                                                                          \
+        if (pf_->inputs == pf_->small_inputs)                                                      \
+            for (int pk_ = 0; pk_ < 2; pk_++)                                                      \
+                if (pf_->small_inputs[pk_])                                                        \
+                    for (int pl_ = 0; pl_ < (lines); pl_++)                                        \
+                        AD_PREFETCH((const char *)pf_->small_inputs[pk_] + 64 * pl_);              \
     } while (0)
 
 /* Type dispatch on a graph's (or node's) dtype (support_impl.h). */
