@@ -277,12 +277,14 @@ GEMM_PACKED(double)
             const bool load = g->acc || p0 > 0;                                                    \
             /* panel q: packed at buf + q kc NR (all at once) or buf (one at a time) */            \
             const bool along = kc <= PACK_B_KC && panels * kc * NR <= cap;                         \
+            /* op(B) packed, else read in place where its panel is whole */                        \
+            const bool packed = g->tb || kc > PACK_B_KC || g->alpha != 1;                          \
             for (int64_t q = 0; q < panels; q++) {                                                 \
                 const int64_t j0 = q * NR, cols = g->n - j0 < NR ? g->n - j0 : NR;                 \
                 T *pb = along ? buf + q * kc * NR : buf;                                           \
                 const T *b = pb;                                                                   \
                 int64_t bks = NR;                                                                  \
-                if (g->tb || cols < NR || kc > PACK_B_KC || g->alpha != 1)                         \
+                if (packed || cols < NR)                                                           \
                     pack_b_##T(g, j0, cols, p0, kc, pb);                                           \
                 else                                                                               \
                     b = B + p0 * g->ldb + j0, bks = g->ldb;                                        \
@@ -295,8 +297,8 @@ GEMM_PACKED(double)
                     /* the next sliver's tile of C on its way to L1 while this one                 \
                        computes */                                                                 \
                     for (int64_t r = 0; s + R + r < g->m && r < MR; r++) {                         \
-                        __builtin_prefetch(c + (R + r) * g->ldc);                                  \
-                        __builtin_prefetch(c + (R + r) * g->ldc + NR - 1);                         \
+                        AD_PREFETCH(c + (R + r) * g->ldc);                                         \
+                        AD_PREFETCH(c + (R + r) * g->ldc + NR - 1);                                \
                     }                                                                              \
                     kernel((int)R, kc, A + s * si + p0 * sp, si, sp, rows, cols, b, bks, c,        \
                            g->ldc, load);                                                          \
@@ -304,7 +306,6 @@ GEMM_PACKED(double)
             }                                                                                      \
             if (!along)                                                                            \
                 continue;                                                                          \
-            const bool packed = g->tb || kc > PACK_B_KC || g->alpha != 1;                          \
             for (int64_t s = 0, R; s < g->m; s += R) {                                             \
                 R = sliver_rows(g->m - s);                                                         \
                 const int64_t rows = g->m - s < R ? g->m - s : R;                                  \
