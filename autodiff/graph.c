@@ -445,12 +445,13 @@ void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, 
     *len = t->shape[axis];
 }
 
-/* Is n in its graph (made), rather than being made? Memory given to a made
- * node comes from the heap: the arena's end may be rewound under it. */
+/* Is n in its graph (made), rather than being made or discarded? Memory
+ * given to a made node comes from the heap: the arena's end may be rewound
+ * under it. */
 static bool node_made(const ad_node *n)
 {
     const ad_graph *g = n->g;
-    return n->id < g->nnodes && g->nodes[n->id] == n;
+    return n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n;
 }
 
 /* Shape storage for a node that had none (0-d so far): in the arena while it
@@ -709,8 +710,7 @@ static ad_node *node_alloc(ad_graph *g, int op, int n, ad_node *const *inputs)
 
 bool ad_node_live(const ad_node *n, const char *fn)
 {
-    const ad_graph *g = n->g;
-    if (n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n)
+    if (node_made(n))
         return true;
     ad_fail(n->g, "%s: node %lld was discarded by ad_graph_rewind (a stale handle)", fn,
             (long long)n->id);
