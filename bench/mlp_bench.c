@@ -180,9 +180,10 @@ static int cmd_train(int64_t batch, int64_t n)
         int64_t rows = n - i < batch ? n - i : batch;
         const float *x = train_ds->x + (size_t)i * 784;
         /* the rows are read in place, as PyTorch's side reads its slices:
-           the labels set the batch size (every batch input follows), then
-           the input borrows the dataset's rows (ad_input_borrow) */
-        if (nn_model_set_labels(m, train_ds->y + i, rows) ||
+           the input borrows the dataset's rows (ad_input_borrow); a shorter
+           last batch first resizes the model (nn_model_set_input_f32) */
+        if ((rows != nn_model_batch(m) && nn_model_set_input_f32(m, x, rows, 784)) ||
+            nn_model_set_labels(m, train_ds->y + i, rows) ||
             ad_input_borrow(nn_model_input(m), x) || nn_model_train_step(m, opt, &loss)) {
             fprintf(stderr, "train: %s\n", nn_model_error(m));
             return -1;
