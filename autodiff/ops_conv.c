@@ -26,7 +26,7 @@
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w) -> y          ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
  *     (Winograd: conv_transpose(G, w, y) and conv_weight_grad(x, G, y or that ∂/∂x node))
- *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
+ *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the spatial axes and the batch
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
@@ -929,11 +929,21 @@ void ad_bwd_conv(ad_node *n, ad_node *g, ad_node **d)
     if (n->op == AD_OP_CONV_BIAS_RELU_POOL) /* the same mask, at each window's argmax */
         g = pool_op(AD_OP_MAX_POOL_SCATTER, ad_relu_grad(g, n), n, NULL, 0, 0);
     if (n->ninputs == 3 && (n->inputs[2]->flags & NODE_REQGRAD)) {
-        /* Σ over the batch, then over the positions of (O, P): the long sum
-           runs across the batch, where the kernel adds whole rows (vectors),
-           and only O·P values are left for the sums along an axis */
-        int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
-        d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
+        /* Σ over the positions of each plane, then over the batch, where a
+           plane is long enough for the sum's vector partial sums (one read
+           of G, not a read and a write of an (O, P) sum per image: the
+           step of bench's conv 1, 28×28, 1 → 32 channels, 0.96 of the
+           other order's time, paired); else Σ over the batch first,
+           where the kernel adds whole rows (vectors), and only O·P values
+           are left for the sums along an axis */
+        const int64_t planes = g ? g->shape[0] * g->shape[1] : 0;
+        if (planes > 0 && ad_numel(g) / planes >= AD_SUM_LANES_FROM) {
+            int64_t sh[3] = {0, 0, -1}; /* (keep N, O, infer P) */
+            d[2] = ad_sum(ad_sum(ad_reshape(g, 3, sh), 2), 0);
+        } else {
+            int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
+            d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
+        }
     }
     /* n: its forward may keep V (kept_chunks); both gradients of an F(4×4)
        convolution in dx's node (fuses_weight_grad) */
