@@ -800,8 +800,9 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
  * the CNN's first layer) computes its forward product with ops_conv.c's own
  * kernel in f32 where the CPU has AVX2+FMA (few_taps), the bias added
  * before the products and the ReLU before the store: values, and the
- * weight and bias gradients of Σ r·y (their rules' ops, the bias's summed
- * over the positions, then the batch), against direct sums in f64; and
+ * weight and bias gradients of Σ r·y (their rules' ops; the bias's summed
+ * over the positions first in the 28×28 planes, over the batch first in
+ * the smaller ones), against direct sums in f64; and
  * within a few f32 roundings of the library's product (the kernel turned
  * off by ad_gemm_portable_only). Cases: 1 → 32 channels at 28×28 (tiles
  * of 4 rows by 16 columns, whole), 6 output channels at 5×7 (a tile of 2
