@@ -312,6 +312,10 @@ bool ad_scratch(ad_graph *g, size_t bytes);
  * the axes before k, inner of those after it; axis < 0 (AD_ALL) is
  * (1, numel, 1). */
 void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, int64_t *inner);
+/* ops_reduce.c: a sum of at least this many contiguous values runs in
+ * vector partial sums (LANE_SUM there); a shorter one adds in order, one
+ * value after the other (gradient rules choose their order of sums by it) */
+#define AD_SUM_LANES_FROM 128
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
 double ad_rng_uniform(ad_graph *g);
 /* [shape + reserve] + forward of one node: ad_compute (end of this file) is

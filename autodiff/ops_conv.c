@@ -10,7 +10,9 @@
  * computed per group and chunk of images as one GEMM, W_g (O/G, C/G·KH·KW)
  * @ col (C/G·KH·KW, nb·OH·OW), where col is the im2col unfolding of the
  * chunk's images side by side (conv_chunk says how many; a 1×1 kernel with
- * stride 1 and no padding uses the image itself, one image at a time).
+ * stride 1 and no padding uses the image itself, one image at a time). A
+ * forward of few taps (C/G·KH·KW up to FEW_TAPS_MAX) computes that product
+ * with its own kernel, the bias and ReLU included (few_taps).
  *
  * conv_bias(x, w, b) adds b (O) per output channel while it moves the
  * chunk's GEMM output to the images' places, still in cache (no separate
@@ -24,7 +26,7 @@
  * Every gradient rule builds ops of this file, so gradients of gradients work:
  *   conv(x, w) -> y          ∂/∂x = conv_transpose(G, w)    ∂/∂w = conv_weight_grad(x, G)
  *     (Winograd: conv_transpose(G, w, y) and conv_weight_grad(x, G, y or that ∂/∂x node))
- *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the batch and spatial axes
+ *   conv_bias(x, w, b)       as conv, ∂/∂b = sum of G over the spatial axes and the batch
  *   conv_bias_relu(x, w, b)  as conv_bias with G·[y > 0] (relu_grad) for G
  *   conv_bias_relu_pool(x, w, b)  as conv_bias with max_pool_scatter(G·[y > 0], y) for G
  *   conv_transpose(g, w)     ∂/∂g = conv(G, w)              ∂/∂w = conv_weight_grad(G, g)
@@ -54,6 +56,11 @@
 #include <string.h>
 
 #include "conv_impl.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define CONV_HAVE_AVX2 1
+#include <immintrin.h>
+#endif
 
 /* (H, W) of a 4-d tensor, (1, L) of a 3-d one */
 static void spatial(const ad_node *t, int64_t *h, int64_t *w)
@@ -626,8 +633,9 @@ static void conv_epilogue(ad_graph *g, const void *tv, void *yv, const void *bv,
 
 /* conv_bias_relu_pool's move: the chunk's output matrix t (Og, nb·P), planes
  * (OH, OW), to the pooled images y (Og, OH/2, OW/2), ys elements apart:
- * relu(t + bv[o]) and its 2×2 max pool, the argmax (the place in the
- * (OH, OW) plane, as max_pool records it) in arg at y's places */
+ * relu(t + bv[o]) (bv NULL: t holds the bias already) and its 2×2 max
+ * pool, the argmax (the place in the (OH, OW) plane, as max_pool records
+ * it) in arg at y's places */
 static void conv_pool_epilogue(ad_graph *g, const void *tv, void *yv, int32_t *arg, const void *bv,
                                int64_t Og, const conv_geom *q, int64_t nb, int64_t ys)
 {
@@ -635,7 +643,7 @@ static void conv_pool_epilogue(ad_graph *g, const void *tv, void *yv, int32_t *a
     const int32_t W32 = (int32_t)OW;
     AD_DISPATCH(g, {
         for (int64_t o = 0; o < Og; o++) {
-            const T v = ((const T *)bv)[o];
+            const T v = bv ? ((const T *)bv)[o] : 0;
             for (int64_t i = 0; i < nb; i++) {
                 const T *s = (const T *)tv + (o * nb + i) * P;
                 T *y = (T *)yv + i * ys + o * PH * PW;
@@ -659,6 +667,125 @@ static void conv_pool_epilogue(ad_graph *g, const void *tv, void *yv, int32_t *a
             }
         }
     });
+}
+
+/* A forward whose product has few taps, Kc = C/G·KH·KW (the CNN's first
+ * layer: one input channel, 3×3, Kc 9), is not handed to ad_gemm: the
+ * library's result of a thin (Og, Kc) by (Kc, P) product needs a second
+ * pass for the bias (measured at Kc 9: oneDNN's call at 96 GFLOP/s, the
+ * bias pass over its output, 3.2 MB at batch 32, as long again). The
+ * kernel below computes each image's (Og, P) block straight into its
+ * place in y, starting from the bias and applying the ReLU before the
+ * store: y is written once, and a chunk of images needs no move. f32 with
+ * AVX2+FMA (where gemm_packed.c runs its own kernel); f64 and other CPUs
+ * take ad_gemm and the epilogue. FEW_TAPS_MAX: the 9 taps measured, not
+ * tuned beyond (long sums are the library's). The weight gradient, the
+ * (Og, P) by (P, Kc) product, stays with the library: OpenBLAS ran it at
+ * the core's peak, a kernel of 8 rows of g by one tap at 0.75 of that. */
+#define FEW_TAPS_MAX 16
+
+static bool few_taps(const ad_node *n, const conv_geom *q)
+{
+#ifdef CONV_HAVE_AVX2
+    return n->g->dtype == AD_F32 &&
+           (n->op == AD_OP_CONV || n->op == AD_OP_CONV_BIAS || n->op == AD_OP_CONV_BIAS_RELU ||
+            n->op == AD_OP_CONV_BIAS_RELU_POOL) &&
+           q->C / q->G * q->KH * q->KW <= FEW_TAPS_MAX && ad_gemm_packed_avx2();
+#else
+    (void)n;
+    (void)q;
+    return false;
+#endif
+}
+
+#ifdef CONV_HAVE_AVX2
+/* A tile of y: R rows (rows of them stored, ldy apart) by 16 columns (cols
+ * of them when not whole: masked), = [max(0,] b + w col [)] over Kc taps,
+ * w's rows at wr, col's rows ld apart; 2R ymm accumulators, two loads of
+ * col and R broadcasts of w per tap. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+few_taps_tile(const float *const *wr, const __m256 *bv, int64_t Kc, const float *cp, int64_t ld,
+              bool relu, int rows, bool whole, int cols, float *y, int64_t ldy)
+{
+    enum { R = 4 };
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane),
+                  m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 c0[R], c1[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        c0[r] = c1[r] = bv[r];
+    for (int64_t k = 0; k < Kc; k++, cp += ld) {
+        const __m256 x0 = whole ? _mm256_loadu_ps(cp) : _mm256_maskload_ps(cp, m0),
+                     x1 = whole ? _mm256_loadu_ps(cp + 8) : _mm256_maskload_ps(cp + 8, m1);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m256 a = _mm256_broadcast_ss(wr[r] + k);
+            c0[r] = _mm256_fmadd_ps(a, x0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(a, x1, c1[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        if (r >= rows)
+            break;
+        if (relu) /* max(u, 0): 0 for NaN and −0, as u > 0 ? u : 0 */
+            c0[r] = _mm256_max_ps(c0[r], zero), c1[r] = _mm256_max_ps(c1[r], zero);
+        if (whole)
+            _mm256_storeu_ps(y + r * ldy, c0[r]), _mm256_storeu_ps(y + r * ldy + 8, c1[r]);
+        else
+            _mm256_maskstore_ps(y + r * ldy, m0, c0[r]),
+                _mm256_maskstore_ps(y + r * ldy + 8, m1, c1[r]);
+    }
+}
+
+/* y (rows [o0, o1) of one image, ldy apart, P long) = [max(0,] b + w col
+ * [)]: w (Og, Kc) row-major, col (Kc, P) rows ld apart, b NULL for none;
+ * tiles of 4 rows (the last rows of a short tile repeat row o, not
+ * stored) */
+__attribute__((target("avx2,fma"))) static void
+few_taps_rows(const float *w, int64_t Kc, const float *col, int64_t ld, const float *b, bool relu,
+              int64_t o0, int64_t o1, int64_t P, float *y, int64_t ldy)
+{
+    enum { R = 4, NC = 16 };
+    for (int64_t o = o0; o < o1; o += R) {
+        const float *wr[R];
+        __m256 bv[R];
+        const int rows = o1 - o < R ? (int)(o1 - o) : R;
+        for (int r = 0; r < R; r++) {
+            const int64_t oi = o + (r < rows ? r : 0);
+            wr[r] = w + oi * Kc;
+            bv[r] = _mm256_set1_ps(b ? b[oi] : 0.0f);
+        }
+        int64_t p = 0;
+        for (; p + NC <= P; p += NC)
+            few_taps_tile(wr, bv, Kc, col + p, ld, relu, rows, true, NC, y + o * ldy + p, ldy);
+        if (p < P)
+            few_taps_tile(wr, bv, Kc, col + p, ld, relu, rows, false, (int)(P - p), y + o * ldy + p,
+                          ldy);
+    }
+}
+#endif
+
+/* the few-taps forward of one image: col (Kc, P) rows ld apart into y (Og,
+ * P) rows ldy apart, split by blocks of rows over the threads where the
+ * product is large enough to pay for waking them (gemm.c's rule,
+ * GEMM_SPLIT_MIN_MACS) */
+static void few_taps_image(const void *w, int64_t Og, int64_t Kc, const void *col, int64_t ld,
+                           const void *b, bool relu, int64_t P, void *y, int64_t ldy)
+{
+#ifdef CONV_HAVE_AVX2
+    const int64_t blocks = (Og + 3) / 4;
+    const bool split = (double)Og * (double)P * (double)Kc >= 131072.0 && blocks > 1;
+    AD_FOR_SPLIT(i, blocks, split, {
+        const int64_t o1 = 4 * i + 4 < Og ? 4 * i + 4 : Og;
+        few_taps_rows(w, Kc, col, ld, b, relu, 4 * i, o1, P, y, ldy);
+    });
+#else
+    (void)w, (void)Og, (void)Kc, (void)col, (void)ld, (void)b, (void)relu, (void)P, (void)y,
+        (void)ldy;
+#endif
 }
 
 /* The reverse move: t (Og, nb·P) from the chunk's images' blocks y (Og, P),
@@ -694,6 +821,7 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
     const ad_dtype dt = n->g->dtype;
     const bool pw = is_pointwise(&q);
     const int64_t chunk = conv_chunk(&q, es);
+    const bool taps = few_taps(n, &q);
     char *xv = X->value, *kv = K->value, *yv = Y->value;
     const char *bias = n->ninputs == 3 ? (const char *)n->inputs[2]->value : NULL;
     if (n->op == AD_OP_CONV_WEIGHT_GRAD && q.N == 0)
@@ -723,11 +851,21 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                 for (int64_t i = 0; !pw && i < nb; i++)
                     unfold(n->g, &q, xb + (size_t)(i * xs) * es, col + (size_t)(i * P) * es, ld,
                            false);
-                ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, ld}, kb, col, t);
+                if (taps) /* the bias added here; pooled: into t, for the epilogue */
+                    for (int64_t i = 0; i < nb; i++)
+                        few_taps_image(kb, Og, Kc, col + (size_t)(i * P) * es, ld,
+                                       bias ? bias + (size_t)(gi * Og) * es : NULL,
+                                       n->op == AD_OP_CONV_BIAS_RELU, P,
+                                       pool ? t + (size_t)(i * P) * es : yb + (size_t)(i * ys) * es,
+                                       pool ? ld : P);
+                else
+                    ad_gemm(dt, false, false, false, (ad_mm_dims){Og, Kc, ld}, kb, col, t);
                 if (pool)
                     conv_pool_epilogue(n->g, t, yb,
                                        (int32_t *)n->rare->aux + (i0 * ys + gi * Og * PP),
-                                       bias + (size_t)(gi * Og) * es, Og, &q, nb, ys);
+                                       taps ? NULL : bias + (size_t)(gi * Og) * es, Og, &q, nb, ys);
+                else if (taps)
+                    break;
                 else if (nb > 1 || bias)
                     conv_epilogue(n->g, t, yb, bias ? bias + (size_t)(gi * Og) * es : NULL, Og, P,
                                   nb, ys, n->op == AD_OP_CONV_BIAS_RELU);
@@ -791,11 +929,21 @@ void ad_bwd_conv(ad_node *n, ad_node *g, ad_node **d)
     if (n->op == AD_OP_CONV_BIAS_RELU_POOL) /* the same mask, at each window's argmax */
         g = pool_op(AD_OP_MAX_POOL_SCATTER, ad_relu_grad(g, n), n, NULL, 0, 0);
     if (n->ninputs == 3 && (n->inputs[2]->flags & NODE_REQGRAD)) {
-        /* Σ over the batch, then over the positions of (O, P): the long sum
-           runs across the batch, where the kernel adds whole rows (vectors),
-           and only O·P values are left for the sums along an axis */
-        int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
-        d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
+        /* Σ over the positions of each plane, then over the batch, where a
+           plane is long enough for the sum's vector partial sums (one read
+           of G, not a read and a write of an (O, P) sum per image: the
+           step of bench's conv 1, 28×28, 1 → 32 channels, 0.96 of the
+           other order's time, paired); else Σ over the batch first,
+           where the kernel adds whole rows (vectors), and only O·P values
+           are left for the sums along an axis */
+        const int64_t planes = g ? g->shape[0] * g->shape[1] : 0;
+        if (planes > 0 && ad_numel(g) / planes >= AD_SUM_LANES_FROM) {
+            int64_t sh[3] = {0, 0, -1}; /* (keep N, O, infer P) */
+            d[2] = ad_sum(ad_sum(ad_reshape(g, 3, sh), 2), 0);
+        } else {
+            int64_t sh[2] = {0, -1}; /* (keep O, infer P) */
+            d[2] = ad_sum(ad_reshape(ad_sum(g, 0), 2, sh), 1);
+        }
     }
     /* n: its forward may keep V (kept_chunks); both gradients of an F(4×4)
        convolution in dx's node (fuses_weight_grad) */

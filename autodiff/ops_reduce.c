@@ -93,10 +93,9 @@ bool ad_shape_expand_axis(ad_node *n)
 /* ------------------------------------------------------------- kernels */
 
 /* A sum along an axis of contiguous values (inner 1) of at least
- * SUM_LANES_FROM values runs in SUM_LANES partial sums (see ad_fwd_reduce); the
+ * AD_SUM_LANES_FROM values runs in SUM_LANES partial sums (see ad_fwd_reduce); the
  * shorter sums of the MLP's losses and biases keep the order they had. */
 #define SUM_LANES 32
-#define SUM_LANES_FROM 128
 
 /* OUT = the sum of EXPR (an expression of the index j) over j < LEN, with
  * value j going to partial sum j mod LANES (a power of two), which the
@@ -143,7 +142,7 @@ void ad_fwd_reduce(ad_node *n)
                  * is added in order. Either way the order depends on len
                  * only, so a sum is reproducible. */
                 T acc = 0;
-                if (len >= SUM_LANES_FROM) {
+                if (len >= AD_SUM_LANES_FROM) {
                     LANE_SUM(T, SUM_LANES, len, x[j], acc);
                 } else {
                     for (int64_t r = 0; r < len; r++)

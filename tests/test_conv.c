@@ -796,13 +796,138 @@ Test(conv, winograd_three_by_three_matches_direct_sums)
         }
 }
 
+/* A convolution of at most 16 taps (C/G·KH·KW: one input channel by 3×3,
+ * the CNN's first layer) computes its forward product with ops_conv.c's own
+ * kernel in f32 where the CPU has AVX2+FMA (few_taps), the bias added
+ * before the products and the ReLU before the store: values, and the
+ * weight and bias gradients of Σ r·y (their rules' ops; the bias's summed
+ * over the positions first in the 28×28 planes, over the batch first in
+ * the smaller ones), against direct sums in f64; and
+ * within a few f32 roundings of the library's product (the kernel turned
+ * off by ad_gemm_portable_only). Cases: 1 → 32 channels at 28×28 (tiles
+ * of 4 rows by 16 columns, whole), 6 output channels at 5×7 (a tile of 2
+ * rows, a masked last tile, chunks of 5 images side by side), 16 taps and
+ * no padding, groups (6 taps per group), stride 2 (the general unfold),
+ * each form (conv, conv_bias, conv_bias_relu). */
+Test(conv, few_taps_products_match_direct_sums)
+{
+    struct {
+        int64_t N, C, O, H, W, KH, KW;
+        ad_conv_opts o;
+        int form; /* 0 conv, 1 conv_bias, 2 conv_bias_relu */
+    } cases[] = {
+        {3, 1, 32, 28, 28, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 1},
+        {5, 1, 6, 5, 7, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}, 2},
+        {2, 4, 5, 6, 7, 2, 2, {{1, 1}, {0, 0}, {1, 1}, 1}, 0},
+        {3, 4, 6, 7, 5, 3, 1, {{1, 1}, {1, 0}, {1, 1}, 2}, 2},
+        {2, 1, 9, 9, 11, 3, 3, {{1, 2}, {1, 1}, {1, 1}, 1}, 1},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int64_t N = cases[t].N, C = cases[t].C, O = cases[t].O, H = cases[t].H,
+                      W = cases[t].W, KH = cases[t].KH, KW = cases[t].KW;
+        const ad_conv_opts *o = &cases[t].o;
+        const int64_t G = o->groups, Cg = C / G, Og = O / G, nx = N * C * H * W;
+        const int64_t nw = O * Cg * KH * KW, sh = o->stride[0], sw = o->stride[1];
+        const int64_t ph = o->padding[0], pw = o->padding[1];
+        const int form = cases[t].form;
+        cr_assert_leq(Cg * KH * KW, 16, "case %zu has few taps", t);
+        int64_t OH = 0, OW = 0, ny = 0;
+        double *v[2][3] = {{NULL}}; /* [kernel on, off][y, dw, db] */
+        double *xv = malloc(sizeof(double) * (size_t)nx), *rv = NULL, wv[512], bv[32];
+        cr_assert(xv && nw <= 512 && O <= 32);
+        for (int off = 0; off < 2; off++) {
+            ad_gemm_portable_only = off; /* off: few_taps is false, ad_gemm computes */
+            ad_graph *g = ad_graph_new(AD_F32);
+            int64_t xs[4] = {N, C, H, W}, ws[4] = {O, Cg, KH, KW}, bs[1] = {O};
+            ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+            ad_node *b = ad_param(g, 1, bs, "b");
+            fill_hashed(x, 61 + (uint32_t)t, 0);
+            fill_hashed(w, 67 + (uint32_t)t, 0);
+            fill_hashed(b, 71 + (uint32_t)t, 0);
+            ad_node *y = form == 0   ? ad_conv2d(x, w, o)
+                         : form == 1 ? ad_conv2d_bias(x, w, b, o)
+                                     : ad_conv2d_bias_relu(x, w, b, o);
+            cr_assert_not_null(y, "%s", ad_graph_error(g));
+            OH = sz(y, 2), OW = sz(y, 3), ny = ad_numel(y);
+            cr_assert(ny >= nw && ny >= O); /* v's rows hold dw and db */
+            ad_node *r = ad_const(g, 4, ad_shape(y), NULL, "r");
+            fill_hashed(r, 73 + (uint32_t)t, 0);
+            cr_assert_eq(ad_backward(ad_sum(ad_mul(y, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+            for (int k = 0; k < 3; k++) {
+                v[off][k] = calloc((size_t)ny, sizeof(double));
+                cr_assert_not_null(v[off][k]);
+            }
+            ad_get(y, v[off][0], ny);
+            ad_get_grad(w, v[off][1], nw);
+            if (form)
+                ad_get_grad(b, v[off][2], O);
+            if (off == 0) {
+                rv = malloc(sizeof(double) * (size_t)ny);
+                cr_assert_not_null(rv);
+                ad_get(x, xv, nx);
+                ad_get(w, wv, nw);
+                ad_get(b, bv, O);
+                ad_get(r, rv, ny);
+            }
+            ad_graph_free(g);
+        }
+        ad_gemm_portable_only = false;
+        /* y by direct sums; r masked by the ReLU; then dw and db */
+        double *want = malloc(sizeof(double) * (size_t)ny), dw[512] = {0}, db[32] = {0};
+        cr_assert_not_null(want);
+        direct_conv2d(xv, wv, want, N, C, H, W, O, KH, KW, o, OH, OW);
+        for (int64_t i = 0; i < ny; i++) {
+            double u = want[i] + (form ? bv[i / (OH * OW) % O] : 0);
+            if (form == 2 && u <= 0)
+                rv[i] = u = 0;
+            want[i] = u;
+            db[i / (OH * OW) % O] += rv[i];
+        }
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t oc = 0; oc < O; oc++)
+                for (int64_t i = 0; i < OH; i++)
+                    for (int64_t j = 0; j < OW; j++)
+                        for (int64_t c = 0; c < Cg; c++)
+                            for (int64_t a = 0; a < KH; a++)
+                                for (int64_t e = 0; e < KW; e++) {
+                                    const int64_t ih = i * sh - ph + a, iw = j * sw - pw + e;
+                                    if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                        dw[((oc * Cg + c) * KH + a) * KW + e] +=
+                                            rv[((n * O + oc) * OH + i) * OW + j] *
+                                            xv[((n * C + oc / Og * Cg + c) * H + ih) * W + iw];
+                                }
+        /* f32 roundings of sums of up to 17 terms (y), of N·OH·OW (dw, db) */
+        const double *ref[3] = {want, dw, db};
+        const int64_t len[3] = {ny, nw, form ? O : 0};
+        const double tol[3] = {1e-5 * 17, 1e-6 * (double)(N * OH * OW),
+                               1e-6 * (double)(N * OH * OW)};
+        const char *name[3] = {"y", "dw", "db"};
+        for (int k = 0; k < 3; k++)
+            for (int64_t i = 0; i < len[k]; i++) {
+                cr_assert(fabs(v[0][k][i] - ref[k][i]) <= tol[k] * (1 + fabs(ref[k][i])),
+                          "case %zu %s[%lld]: %.9g vs %.9g", t, name[k], (long long)i, v[0][k][i],
+                          ref[k][i]);
+                cr_assert(fabs(v[0][k][i] - v[1][k][i]) <= tol[k] * (1 + fabs(ref[k][i])),
+                          "case %zu %s[%lld]: %.9g vs the library's %.9g", t, name[k], (long long)i,
+                          v[0][k][i], v[1][k][i]);
+            }
+        for (int off = 0; off < 2; off++)
+            for (int k = 0; k < 3; k++)
+                free(v[off][k]);
+        free(want);
+        free(rv);
+        free(xv);
+    }
+}
+
 /* conv_bias_relu_pool is max_pool2d(2) of conv2d_bias_relu: the same values
  * and argmax, and the same gradients to x, w and b (G·[y > 0] placed at the
  * argmax, then the convolution's rules), bit for bit, through im2col (3×3
  * padding 1 with chunks of images; odd sizes, stride 2 and groups 2; a
- * pointwise kernel) and through Winograd (8 channels, odd output: F(2×2);
- * 16 channels, odd output and 14×14: F(4×4)), in f32 and f64; then the
- * errors. */
+ * pointwise kernel), through Winograd (8 channels, odd output: F(2×2);
+ * 16 channels, odd output and 14×14: F(4×4)) and, in f32, through the
+ * few-taps kernel (one input channel; the pointwise case too), in f32 and
+ * f64; then the errors. */
 Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
 {
     struct {
@@ -815,6 +940,8 @@ Test(conv, conv_bias_relu_pool_is_max_pool_of_conv_bias_relu)
         {3, 8, 8, 7, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},
         {3, 16, 16, 7, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},   /* F(4×4) */
         {2, 16, 16, 14, 14, 3, {{1, 1}, {1, 1}, {1, 1}, 1}}, /* F(4×4), the CNN's size */
+        {5, 1, 6, 8, 9, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},     /* few taps, chunks of 5 images */
+        {2, 1, 32, 28, 28, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},  /* few taps, the CNN's first layer */
     };
     for (int dt = 0; dt < 2; dt++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {

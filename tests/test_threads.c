@@ -651,3 +651,46 @@ Test(threads, winograd_convolution_gives_the_same_bits)
         cr_assert_eq(memcmp(db[0], db[t], sizeof db[0]), 0, "db, %d threads", t + 1);
     }
 }
+
+/* A convolution of few taps (one input channel by 3×3, the CNN's first
+ * layer) computes its forward product with ops_conv.c's own kernel
+ * (few_taps), split over the threads by blocks of 4 output channels, each
+ * output the same sum whichever thread makes it: the values are the same
+ * bits on 1, 2 and 3 threads, and so are the gradients of the weights and
+ * the bias. */
+Test(threads, few_taps_convolution_gives_the_same_bits)
+{
+    enum { N = 4, O = 32, H = 28, W = 28, NY = N * O * H * W, NW = O * 9 };
+    static float y[THREADS][NY], dw[THREADS][NW], db[THREADS][O];
+    for (int t = 0; t < THREADS; t++) {
+        ad_set_threads(t + 1);
+        ad_graph *g = ad_graph_new(AD_F32);
+        int64_t xs[4] = {N, 1, H, W}, ws[4] = {O, 1, 3, 3}, bs[1] = {O};
+        ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
+        ad_node *b = ad_param(g, 1, bs, "b");
+        fill(x, 0.3);
+        fill(w, 1.1);
+        fill(b, 2.7);
+        ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
+        ad_node *out = ad_conv2d_bias_relu(x, w, b, &o);
+        cr_assert_not_null(out, "%s", ad_graph_error(g));
+        ad_node *r = ad_const(g, 4, ad_shape(out), NULL, "r");
+        fill(r, 0.8);
+        cr_assert_eq(ad_backward(ad_sum(ad_mul(out, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+        memcpy(y[t], ad_data(out), sizeof y[t]);
+        memcpy(dw[t], ad_grad_data(w), sizeof dw[t]);
+        memcpy(db[t], ad_grad_data(b), sizeof db[t]);
+        ad_graph_free(g);
+    }
+    ad_set_threads(1);
+    int64_t positive = 0;
+    for (int64_t i = 0; i < NY; i++)
+        positive += y[0][i] > 0;
+    cr_assert(positive > NY / 4 && positive < NY, "%lld of %d outputs positive",
+              (long long)positive, NY);
+    for (int t = 1; t < THREADS; t++) {
+        cr_assert_eq(memcmp(y[0], y[t], sizeof y[0]), 0, "y, %d threads", t + 1);
+        cr_assert_eq(memcmp(dw[0], dw[t], sizeof dw[0]), 0, "dw, %d threads", t + 1);
+        cr_assert_eq(memcmp(db[0], db[t], sizeof db[0]), 0, "db, %d threads", t + 1);
+    }
+}
