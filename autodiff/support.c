@@ -1,10 +1,17 @@
 /* support.c -- the support code every module shares: the caller-owned error
    of calls that have no object to hold a message (docs/errors.md), the
    default allocator, element sizes, CRC-32 (zlib's). */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#endif
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <zlib.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "support_impl.h"
 
@@ -63,6 +70,23 @@ void *ad_default_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     return realloc(ptr, nsize);
+}
+
+void ad_advise_huge_pages(const ad_allocator *a, void *p, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)1 << 21; /* x86-64's and arm64's (4 KiB granule) */
+    uintptr_t begin = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t end = ((uintptr_t)p + bytes) & ~(huge - 1);
+    /* only malloc's memory: a caller's allocator may hand out anything
+       (a file mapping, memory it locks or shares) */
+    if (a->fn == ad_default_alloc && p && bytes >= huge && end > begin)
+        (void)madvise((void *)begin, end - begin, MADV_HUGEPAGE);
+#else
+    (void)a;
+    (void)p;
+    (void)bytes;
+#endif
 }
 
 size_t ad_dtype_bytes(ad_dtype dtype)

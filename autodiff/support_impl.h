@@ -63,6 +63,15 @@ static inline ad_allocator ad_allocator_of(ad_alloc_fn fn, void *ud)
     return a;
 }
 
+/* Asks the kernel to back the whole 2 MiB pages inside [p, p + bytes) with
+   transparent huge pages (Linux; elsewhere, and for memory from a caller's
+   allocator, nothing). For arrays read in random order: a shuffled batcher
+   gathers a row from anywhere in a data set every few microseconds, and with
+   4 KiB pages nearly every row is a TLB miss, a two-dimensional page walk on
+   a virtual machine. Advice only: call it before the memory is first
+   written; a refusal changes nothing but the speed. */
+void ad_advise_huge_pages(const ad_allocator *a, void *p, size_t bytes);
+
 /* size bytes (NULL for 0 or when out of memory). */
 static inline void *ad_alloc(const ad_allocator *a, size_t size)
 {

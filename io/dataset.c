@@ -44,6 +44,8 @@ io_dataset *io_data_dataset_alloc(const ad_allocator *m, int64_t n, int64_t d, b
                      (long long)d);
         return NULL;
     }
+    /* a shuffled batcher gathers its rows from anywhere in x */
+    ad_advise_huge_pages(m, impl->pub.x, nd * sizeof(float));
     impl->x_cap = nd;
     if (labelled && !alloc_array(m, (void **)&impl->pub.y, (size_t)n, sizeof(int))) {
         mem_free(m, impl->pub.x, nd * sizeof(float));

@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,74 @@ Test(dataset, scale_divides)
     io_dataset *ds = counting(2, 2);
     io_dataset_scale(ds, 255.0f);
     cr_assert_eq(ds->x[3], 11.0f / 255.0f);
+    io_dataset_free(ds);
+}
+
+/* Whether the mapping of this process that holds addr has flag among its
+   VmFlags in /proc/self/smaps ("hg": madvise(MADV_HUGEPAGE)); -1 when the
+   file cannot be read (not Linux). */
+static int mapping_has_flag(const void *addr, const char *flag)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    unsigned long a = (unsigned long)(uintptr_t)addr, lo, hi;
+    int inside = 0, found = -1;
+    while (found < 0 && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = a >= lo && a < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            char padded[520];
+            snprintf(padded, sizeof padded, "%s ", line + 8);
+            char want[8];
+            snprintf(want, sizeof want, " %s ", flag);
+            found = strstr(padded, want) != NULL;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+Test(dataset, large_features_ask_for_huge_pages_from_malloc_only)
+{
+    /* 40 MiB of features: past malloc's largest mmap threshold, so the array
+       is a mapping of its own; its whole 2 MiB pages are advised, and the
+       values are the zeros io_dataset_new promises */
+    const int64_t n = 10240, d = 1024;
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    ad_error err;
+    io_dataset *ds = io_dataset_new(n, d, true, &err);
+    cr_assert_not_null(ds, "%s", err.message);
+    const char *inner = (const char *)(((uintptr_t)ds->x + huge - 1) & ~(huge - 1));
+    int hg = mapping_has_flag(inner, "hg");
+    struct stat st;
+    if (hg < 0 || stat("/sys/kernel/mm/transparent_hugepage", &st) != 0) {
+        io_dataset_free(ds);
+        cr_skip_test("no /proc/self/smaps or no transparent huge pages in this kernel");
+    }
+    cr_assert_eq(hg, 1, "the features of a large dataset are not advised MADV_HUGEPAGE");
+    cr_assert_eq(ds->x[0], 0.0f);
+    cr_assert_eq(ds->x[n * d - 1], 0.0f);
+    cr_assert_eq(ds->y[n - 1], 0);
+    io_dataset_free(ds);
+
+    /* a caller's allocator: its memory is left as it gave it */
+    ds = io_dataset_new_with(n, d, false, plain_alloc, NULL, &err);
+    cr_assert_not_null(ds, "%s", err.message);
+    inner = (const char *)(((uintptr_t)ds->x + huge - 1) & ~(huge - 1));
+    cr_assert_eq(mapping_has_flag(inner, "hg"), 0, "memory of the caller's allocator was advised");
     io_dataset_free(ds);
 }
 
