@@ -120,11 +120,11 @@ static void gemm_run(ad_dtype dt, const ad_gemm_block *g)
 
 #ifdef AD_HAVE_OPENMP
 /* The split rule's thresholds (see gemm_split): at least 2^17
- * multiply-adds (about 1 µs on one core; the MLP's 256 x 10 products at
- * batch 256, 2.6·10^5, took 6-7 µs split on two threads against 9-10 µs on
- * one, best per step), and at least 64 rows (else 64 columns) per thread
- * (its 100 x 10 weight gradient split as 48 + 52 rows was slower). */
-#define GEMM_SPLIT_MIN_MACS 131072.0
+ * multiply-adds (AD_SPLIT_MIN_MACS, graph_impl.h: about 1 µs on one core;
+ * the MLP's 256 x 10 products at batch 256, 2.6·10^5, took 6-7 µs split on
+ * two threads against 9-10 µs on one, best per step), and at least 64 rows
+ * (else 64 columns) per thread (its 100 x 10 weight gradient split as
+ * 48 + 52 rows was slower). */
 #define GEMM_SPLIT_ROWS 64
 #define GEMM_SPLIT_COLS 64
 
@@ -136,7 +136,7 @@ static void gemm_run(ad_dtype dt, const ad_gemm_block *g)
 static char gemm_split(ad_mm_dims d, int t)
 {
     /* a block's work must pay for waking a thread (a few microseconds) */
-    if ((double)d.m * (double)d.n * (double)d.k < GEMM_SPLIT_MIN_MACS)
+    if ((double)d.m * (double)d.n * (double)d.k < AD_SPLIT_MIN_MACS)
         return 0;
     if (d.m >= (int64_t)t * GEMM_SPLIT_ROWS)
         return 'r';

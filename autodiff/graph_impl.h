@@ -316,6 +316,11 @@ void ad_axis_geometry(const ad_node *t, int axis, int64_t *outer, int64_t *len, 
  * vector partial sums (LANE_SUM there); a shorter one adds in order, one
  * value after the other (gradient rules choose their order of sums by it) */
 #define AD_SUM_LANES_FROM 128
+/* gemm.c: a product of fewer multiply-adds runs on one thread (about 1 µs
+ * on one core: less than waking a second one); kernels that split a product
+ * of their own over threads (ops_conv.c's few-taps forward) use the same
+ * threshold */
+#define AD_SPLIT_MIN_MACS 131072.0
 bool ad_shape_set(ad_node *n, int ndim, const int64_t *shape, const char *opname);
 double ad_rng_uniform(ad_graph *g);
 /* [shape + reserve] + forward of one node: ad_compute (end of this file) is

@@ -771,13 +771,13 @@ few_taps_rows(const float *w, int64_t Kc, const float *col, int64_t ld, const fl
 /* the few-taps forward of one image: col (Kc, P) rows ld apart into y (Og,
  * P) rows ldy apart, split by blocks of rows over the threads where the
  * product is large enough to pay for waking them (gemm.c's rule,
- * GEMM_SPLIT_MIN_MACS) */
+ * AD_SPLIT_MIN_MACS) */
 static void few_taps_image(const void *w, int64_t Og, int64_t Kc, const void *col, int64_t ld,
                            const void *b, bool relu, int64_t P, void *y, int64_t ldy)
 {
 #ifdef CONV_HAVE_AVX2
     const int64_t blocks = (Og + 3) / 4;
-    const bool split = (double)Og * (double)P * (double)Kc >= 131072.0 && blocks > 1;
+    const bool split = (double)Og * (double)P * (double)Kc >= AD_SPLIT_MIN_MACS && blocks > 1;
     AD_FOR_SPLIT(i, blocks, split, {
         const int64_t o1 = 4 * i + 4 < Og ? 4 * i + 4 : Og;
         few_taps_rows(w, Kc, col, ld, b, relu, 4 * i, o1, P, y, ldy);
