@@ -864,9 +864,7 @@ static void conv_run(ad_node *n, const ad_node *X, const ad_node *K, const ad_no
                     conv_pool_epilogue(n->g, t, yb,
                                        (int32_t *)n->rare->aux + (i0 * ys + gi * Og * PP),
                                        taps ? NULL : bias + (size_t)(gi * Og) * es, Og, &q, nb, ys);
-                else if (taps)
-                    break;
-                else if (nb > 1 || bias)
+                else if (!taps && (nb > 1 || bias)) /* few taps: y is written already */
                     conv_epilogue(n->g, t, yb, bias ? bias + (size_t)(gi * Og) * es : NULL, Og, P,
                                   nb, ys, n->op == AD_OP_CONV_BIAS_RELU);
                 break;

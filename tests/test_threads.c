@@ -591,6 +591,32 @@ Test(threads, training_sees_every_change_of_the_weights)
     ad_set_threads(1);
 }
 
+/* A 3×3 convolution with bias, padding 1, of x (xs, a parameter when
+ * x_grad, else an input) to o channels (with the ReLU when relu), and the
+ * loss Σ r·y: the case the convolution tests below compute on 1–3 threads */
+typedef struct {
+    ad_node *x, *w, *b, *y, *loss;
+} conv_case;
+
+static conv_case conv_case_new(ad_graph *g, const int64_t xs[4], int64_t o, bool x_grad, bool relu)
+{
+    conv_case c;
+    int64_t ws[4] = {o, xs[1], 3, 3}, bs[1] = {o};
+    c.x = x_grad ? ad_param(g, 4, xs, "x") : ad_input(g, 4, xs, "x");
+    c.w = ad_param(g, 4, ws, "w");
+    c.b = ad_param(g, 1, bs, "b");
+    fill(c.x, 0.3);
+    fill(c.w, 1.1);
+    fill(c.b, 2.7);
+    ad_conv_opts opts = {{1, 1}, {1, 1}, {1, 1}, 1};
+    c.y = relu ? ad_conv2d_bias_relu(c.x, c.w, c.b, &opts) : ad_conv2d_bias(c.x, c.w, c.b, &opts);
+    cr_assert_not_null(c.y, "%s", ad_graph_error(g));
+    ad_node *r = ad_const(g, 4, ad_shape(c.y), NULL, "r");
+    fill(r, 0.8);
+    c.loss = ad_sum(ad_mul(c.y, r), AD_ALL);
+    return c;
+}
+
 /* A convolution's values and gradients (forward, dx and the weight gradient
  * fused into dx's pass from the forward's kept transform, and the bias's)
  * are the same bits on 1, 2 and 3 threads, in a first pass and a replayed
@@ -610,18 +636,8 @@ Test(threads, winograd_convolution_gives_the_same_bits)
     for (int t = 0; t < THREADS; t++) {
         ad_set_threads(t + 1);
         ad_graph *g = ad_graph_new(AD_F32);
-        int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, 3, 3}, bs[1] = {O};
-        ad_node *x = ad_param(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
-        ad_node *b = ad_param(g, 1, bs, "b");
-        fill(x, 0.3);
-        fill(w, 1.1);
-        fill(b, 2.7);
-        ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
-        ad_node *out = ad_conv2d_bias(x, w, b, &o);
-        cr_assert_not_null(out, "%s", ad_graph_error(g));
-        ad_node *r = ad_const(g, 4, ad_shape(out), NULL, "r");
-        fill(r, 0.8);
-        ad_node *loss = ad_sum(ad_mul(out, r), AD_ALL);
+        conv_case c = conv_case_new(g, (const int64_t[4]){N, C, H, W}, O, true, false);
+        ad_node *x = c.x, *w = c.w, *b = c.b, *out = c.y, *loss = c.loss;
         cr_assert_eq(ad_backward(loss), 0, "%s", ad_graph_error(g));
         for (int pass = 0; pass < 2; pass++) {
             if (pass == 1) { /* replayed: the kept transform, the fused dw */
@@ -665,18 +681,9 @@ Test(threads, few_taps_convolution_gives_the_same_bits)
     for (int t = 0; t < THREADS; t++) {
         ad_set_threads(t + 1);
         ad_graph *g = ad_graph_new(AD_F32);
-        int64_t xs[4] = {N, 1, H, W}, ws[4] = {O, 1, 3, 3}, bs[1] = {O};
-        ad_node *x = ad_input(g, 4, xs, "x"), *w = ad_param(g, 4, ws, "w");
-        ad_node *b = ad_param(g, 1, bs, "b");
-        fill(x, 0.3);
-        fill(w, 1.1);
-        fill(b, 2.7);
-        ad_conv_opts o = {{1, 1}, {1, 1}, {1, 1}, 1};
-        ad_node *out = ad_conv2d_bias_relu(x, w, b, &o);
-        cr_assert_not_null(out, "%s", ad_graph_error(g));
-        ad_node *r = ad_const(g, 4, ad_shape(out), NULL, "r");
-        fill(r, 0.8);
-        cr_assert_eq(ad_backward(ad_sum(ad_mul(out, r), AD_ALL)), 0, "%s", ad_graph_error(g));
+        conv_case c = conv_case_new(g, (const int64_t[4]){N, 1, H, W}, O, false, true);
+        ad_node *w = c.w, *b = c.b, *out = c.y;
+        cr_assert_eq(ad_backward(c.loss), 0, "%s", ad_graph_error(g));
         memcpy(y[t], ad_data(out), sizeof y[t]);
         memcpy(dw[t], ad_grad_data(w), sizeof dw[t]);
         memcpy(db[t], ad_grad_data(b), sizeof db[t]);
